@@ -1,0 +1,21 @@
+package peerproto
+
+// Limits every implementation enforces. A line, name or size beyond them is a
+// protocol error; nothing is ever allocated in proportion to a size that the
+// other side merely announced.
+const (
+	// MaxLine is the longest line accepted, terminator included.
+	MaxLine = 64 << 10
+	// MaxName is the longest decoded path, in bytes (Linux PATH_MAX).
+	MaxName = 4096
+	// MaxComponent is the longest single path element, in bytes.
+	MaxComponent = 255
+	// MaxSize is the largest file size or byte count a message may carry.
+	MaxSize = 1 << 50
+	// MaxPeerName is the longest peer name.
+	MaxPeerName = 64
+	// MaxListEntries is the largest entry count a LIST reply may announce.
+	MaxListEntries = 1 << 20
+	// MaxPeers is the most peers an UPDATE may carry.
+	MaxPeers = 256
+)

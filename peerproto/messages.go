@@ -1,0 +1,482 @@
+package peerproto
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Verbs: the first word of every line.
+const (
+	VerbRegister = "REGISTER"
+	VerbUpdate   = "UPDATE"
+	VerbConnect  = "CONNECT"
+	VerbPut      = "PUT"
+	VerbGet      = "GET"
+	VerbSync     = "SYNC"
+	VerbList     = "LIST"
+	VerbStat     = "STAT"
+	VerbDelete   = "DELETE"
+	VerbRename   = "RENAME"
+	VerbMkdir    = "MKDIR"
+	VerbRmdir    = "RMDIR"
+	VerbSetattr  = "SETATTR"
+	VerbStatfs   = "STATFS"
+	VerbPing     = "PING"
+	VerbPong     = "PONG"
+	VerbQuit     = "QUIT"
+)
+
+// Message is anything that travels as one protocol line.
+type Message interface {
+	// Verb is the line's first word.
+	Verb() string
+	// AppendTo appends the line, without terminator, to b.
+	AppendTo(b []byte) []byte
+}
+
+// ---- peer -> tracker ----
+
+// Register asks the tracker to admit the sender: "REGISTER" (the seed's
+// form: a listener that is not advertised) or "REGISTER <name> <port>"
+// (advertised to others as name@<source address>:port).
+type Register struct {
+	Name string // empty for the bare seed form
+	Port int
+}
+
+// Sync asks the tracker for the write token: "SYNC".
+type Sync struct{}
+
+// SyncFin returns the write token: "SYNC FIN".
+type SyncFin struct{}
+
+// ---- tracker -> peer ----
+
+// RegisterOK accepts a registration: "REGISTER OK".
+type RegisterOK struct{}
+
+// PeerAddr is one entry of an UPDATE: a peer's name and dialable address.
+type PeerAddr struct {
+	Name string
+	Addr string // host:port, IPv6 hosts bracketed
+}
+
+// Update is the current list of registered peers: "UPDATE name@host:port ...".
+type Update struct {
+	Peers []PeerAddr
+}
+
+// SyncOK grants the write token to the receiver: "SYNC OK".
+type SyncOK struct{}
+
+// SyncRead tells the receiver that a round is on and another peer writes:
+// "SYNC READ".
+type SyncRead struct{}
+
+// SyncEnd tells every peer that the round is over: "SYNC END <round>".
+type SyncEnd struct {
+	Round uint64
+}
+
+// ---- peer <-> peer requests ----
+
+// Put announces an upload of Size bytes that follow the "PUT OK" reply:
+// "PUT <name> <size>".
+type Put struct {
+	Name string
+	Size int64
+}
+
+// Get asks for a file: "GET <name>" for the whole file, or
+// "GET <name> <offset> <length>" for a range. The seed's two-argument form
+// "GET <name> <length>" reads length bytes from offset 0.
+type Get struct {
+	Name   string
+	Offset int64
+	Length int64 // -1: to end of file
+}
+
+// List asks for a directory's entries with attributes: "LIST [<dir>]".
+type List struct {
+	Dir string
+}
+
+// Stat asks for one entry's attributes: "STAT <name>".
+type Stat struct {
+	Name string
+}
+
+// Delete removes a file: "DELETE <name>".
+type Delete struct {
+	Name string
+}
+
+// Rename renames a file or directory, atomically replacing an existing
+// target file: "RENAME <from> <to>".
+type Rename struct {
+	From, To string
+}
+
+// Mkdir creates a directory: "MKDIR <name> [<mode>]".
+type Mkdir struct {
+	Name string
+	Mode uint32 // permission bits; 0 means the server default (0755)
+}
+
+// Rmdir removes an empty directory: "RMDIR <name>".
+type Rmdir struct {
+	Name string
+}
+
+// Setattr changes attributes: "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]".
+type Setattr struct {
+	Name     string
+	HasSize  bool
+	Size     int64
+	HasMode  bool
+	Mode     uint32
+	HasMtime bool
+	Mtime    int64 // nanoseconds since the Unix epoch
+}
+
+// Statfs asks for the export's space: "STATFS".
+type Statfs struct{}
+
+// Ping is a keepalive, answered by Pong: "PING".
+type Ping struct{}
+
+// Pong answers Ping: "PONG".
+type Pong struct{}
+
+// Quit ends the session politely: "QUIT".
+type Quit struct{}
+
+// ---- peer <-> peer replies ----
+
+// ConnectOK greets a new connection: "CONNECT OK".
+type ConnectOK struct{}
+
+// PutOK accepts a PUT; the payload follows: "PUT OK".
+type PutOK struct{}
+
+// PutDone is the final word on a PUT: the bytes are stored intact, fsynced
+// and visible under the final name: "PUT DONE <size> <mtime>".
+type PutDone struct {
+	Size  int64
+	Mtime int64
+}
+
+// GetOK precedes Size bytes of file data: "GET OK <size>".
+type GetOK struct {
+	Size int64
+}
+
+// ListOK precedes Count entry lines: "LIST OK <count>".
+type ListOK struct {
+	Count int
+}
+
+// StatOK carries one entry's attributes: "STAT OK <type> <mode> <size> <mtime>".
+type StatOK struct {
+	Entry Entry
+}
+
+// SetattrOK carries the attributes after a SETATTR:
+// "SETATTR OK <type> <mode> <size> <mtime>".
+type SetattrOK struct {
+	Entry Entry
+}
+
+// StatfsOK reports space in bytes: "STATFS OK <total> <free> <avail>".
+type StatfsOK struct {
+	Total, Free, Avail int64
+}
+
+// OK is the plain success reply of DELETE, RENAME, MKDIR and RMDIR:
+// "<VERB> OK".
+type OK struct {
+	Of string // the verb answered
+}
+
+// Entry type letters.
+const (
+	TypeFile = 'f'
+	TypeDir  = 'd'
+)
+
+// Entry is a file or directory's attributes, as carried by LIST and STAT.
+// In a LIST it travels as its own line: "<type> <mode> <size> <mtime> <name>".
+type Entry struct {
+	Name  string // base name in a LIST; empty in STAT
+	Type  byte   // TypeFile or TypeDir
+	Mode  uint32 // permission bits (07777)
+	Size  int64
+	Mtime int64 // nanoseconds since the Unix epoch
+}
+
+// IsDir reports whether e is a directory.
+func (e Entry) IsDir() bool { return e.Type == TypeDir }
+
+// Verb implementations.
+func (Register) Verb() string   { return VerbRegister }
+func (Sync) Verb() string       { return VerbSync }
+func (SyncFin) Verb() string    { return VerbSync }
+func (RegisterOK) Verb() string { return VerbRegister }
+func (Update) Verb() string     { return VerbUpdate }
+func (SyncOK) Verb() string     { return VerbSync }
+func (SyncRead) Verb() string   { return VerbSync }
+func (SyncEnd) Verb() string    { return VerbSync }
+func (Put) Verb() string        { return VerbPut }
+func (Get) Verb() string        { return VerbGet }
+func (List) Verb() string       { return VerbList }
+func (Stat) Verb() string       { return VerbStat }
+func (Delete) Verb() string     { return VerbDelete }
+func (Rename) Verb() string     { return VerbRename }
+func (Mkdir) Verb() string      { return VerbMkdir }
+func (Rmdir) Verb() string      { return VerbRmdir }
+func (Setattr) Verb() string    { return VerbSetattr }
+func (Statfs) Verb() string     { return VerbStatfs }
+func (Ping) Verb() string       { return VerbPing }
+func (Pong) Verb() string       { return VerbPong }
+func (Quit) Verb() string       { return VerbQuit }
+func (ConnectOK) Verb() string  { return VerbConnect }
+func (PutOK) Verb() string      { return VerbPut }
+func (PutDone) Verb() string    { return VerbPut }
+func (GetOK) Verb() string      { return VerbGet }
+func (ListOK) Verb() string     { return VerbList }
+func (StatOK) Verb() string     { return VerbStat }
+func (SetattrOK) Verb() string  { return VerbSetattr }
+func (StatfsOK) Verb() string   { return VerbStatfs }
+func (m OK) Verb() string       { return m.Of }
+
+
+// ---- formatting ----
+
+func appendWords(b []byte, words ...string) []byte {
+	for i, w := range words {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		b = append(b, w...)
+	}
+	return b
+}
+
+func appendInt(b []byte, v int64) []byte {
+	b = append(b, ' ')
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendName(b []byte, name string) []byte {
+	b = append(b, ' ')
+	return append(b, EncodeName(name)...)
+}
+
+func appendMode(b []byte, mode uint32) []byte {
+	b = append(b, ' ', '0')
+	return strconv.AppendUint(b, uint64(mode&07777), 8)
+}
+
+func itoa(v int) string { return strconv.Itoa(v) }
+
+// AppendTo implements Message.
+func (m Register) AppendTo(b []byte) []byte {
+	b = append(b, VerbRegister...)
+	if m.Name == "" {
+		return b
+	}
+	b = appendName(b, m.Name)
+	return appendInt(b, int64(m.Port))
+}
+
+// AppendTo implements Message.
+func (Sync) AppendTo(b []byte) []byte { return append(b, VerbSync...) }
+
+// AppendTo implements Message.
+func (SyncFin) AppendTo(b []byte) []byte { return append(b, "SYNC FIN"...) }
+
+// AppendTo implements Message.
+func (RegisterOK) AppendTo(b []byte) []byte { return append(b, "REGISTER OK"...) }
+
+// AppendTo implements Message.
+func (m Update) AppendTo(b []byte) []byte {
+	b = append(b, VerbUpdate...)
+	for _, p := range m.Peers {
+		b = append(b, ' ')
+		b = append(b, EncodeName(p.Name)...)
+		b = append(b, '@')
+		b = append(b, p.Addr...)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (SyncOK) AppendTo(b []byte) []byte { return append(b, "SYNC OK"...) }
+
+// AppendTo implements Message.
+func (SyncRead) AppendTo(b []byte) []byte { return append(b, "SYNC READ"...) }
+
+// AppendTo implements Message.
+func (m SyncEnd) AppendTo(b []byte) []byte {
+	b = append(b, "SYNC END "...)
+	return strconv.AppendUint(b, m.Round, 10)
+}
+
+// AppendTo implements Message.
+func (m Put) AppendTo(b []byte) []byte {
+	b = append(b, VerbPut...)
+	b = appendName(b, m.Name)
+	return appendInt(b, m.Size)
+}
+
+// AppendTo implements Message.
+func (m Get) AppendTo(b []byte) []byte {
+	b = append(b, VerbGet...)
+	b = appendName(b, m.Name)
+	if m.Offset == 0 && m.Length < 0 {
+		return b
+	}
+	b = appendInt(b, m.Offset)
+	return appendInt(b, m.Length)
+}
+
+// AppendTo implements Message.
+func (m List) AppendTo(b []byte) []byte {
+	b = append(b, VerbList...)
+	return appendName(b, m.Dir)
+}
+
+// AppendTo implements Message.
+func (m Stat) AppendTo(b []byte) []byte { return appendName(append(b, VerbStat...), m.Name) }
+
+// AppendTo implements Message.
+func (m Delete) AppendTo(b []byte) []byte { return appendName(append(b, VerbDelete...), m.Name) }
+
+// AppendTo implements Message.
+func (m Rename) AppendTo(b []byte) []byte {
+	return appendName(appendName(append(b, VerbRename...), m.From), m.To)
+}
+
+// AppendTo implements Message.
+func (m Mkdir) AppendTo(b []byte) []byte {
+	b = appendName(append(b, VerbMkdir...), m.Name)
+	if m.Mode != 0 {
+		b = appendMode(b, m.Mode)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Rmdir) AppendTo(b []byte) []byte { return appendName(append(b, VerbRmdir...), m.Name) }
+
+// AppendTo implements Message.
+func (m Setattr) AppendTo(b []byte) []byte {
+	b = appendName(append(b, VerbSetattr...), m.Name)
+	if m.HasSize {
+		b = append(b, " size="...)
+		b = strconv.AppendInt(b, m.Size, 10)
+	}
+	if m.HasMode {
+		b = append(b, " mode=0"...)
+		b = strconv.AppendUint(b, uint64(m.Mode&07777), 8)
+	}
+	if m.HasMtime {
+		b = append(b, " mtime="...)
+		b = strconv.AppendInt(b, m.Mtime, 10)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (Statfs) AppendTo(b []byte) []byte { return append(b, VerbStatfs...) }
+
+// AppendTo implements Message.
+func (Ping) AppendTo(b []byte) []byte { return append(b, VerbPing...) }
+
+// AppendTo implements Message.
+func (Pong) AppendTo(b []byte) []byte { return append(b, VerbPong...) }
+
+// AppendTo implements Message.
+func (Quit) AppendTo(b []byte) []byte { return append(b, VerbQuit...) }
+
+// AppendTo implements Message.
+func (ConnectOK) AppendTo(b []byte) []byte { return append(b, "CONNECT OK"...) }
+
+// AppendTo implements Message.
+func (PutOK) AppendTo(b []byte) []byte { return append(b, "PUT OK"...) }
+
+// AppendTo implements Message.
+func (m PutDone) AppendTo(b []byte) []byte {
+	return appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime)
+}
+
+// AppendTo implements Message.
+func (m GetOK) AppendTo(b []byte) []byte { return appendInt(append(b, "GET OK"...), m.Size) }
+
+// AppendTo implements Message.
+func (m ListOK) AppendTo(b []byte) []byte {
+	return appendInt(append(b, "LIST OK"...), int64(m.Count))
+}
+
+func appendAttrs(b []byte, e Entry) []byte {
+	b = append(b, ' ', e.Type)
+	b = appendMode(b, e.Mode)
+	b = appendInt(b, e.Size)
+	return appendInt(b, e.Mtime)
+}
+
+// AppendTo implements Message.
+func (m StatOK) AppendTo(b []byte) []byte { return appendAttrs(append(b, "STAT OK"...), m.Entry) }
+
+// AppendTo implements Message.
+func (m SetattrOK) AppendTo(b []byte) []byte {
+	return appendAttrs(append(b, "SETATTR OK"...), m.Entry)
+}
+
+// AppendTo implements Message.
+func (m StatfsOK) AppendTo(b []byte) []byte {
+	return appendInt(appendInt(appendInt(append(b, "STATFS OK"...), m.Total), m.Free), m.Avail)
+}
+
+// AppendTo implements Message.
+func (m OK) AppendTo(b []byte) []byte { return append(append(b, m.Of...), " OK"...) }
+
+// Refusal is a *FailError as a Message: "<VERB> FAIL <code> <text>".
+type Refusal struct {
+	Err *FailError
+}
+
+// Verb implements Message.
+func (m Refusal) Verb() string { return m.Err.Verb }
+
+// AppendTo implements Message. Newlines in the text are replaced so the
+// reply stays one line.
+func (m Refusal) AppendTo(b []byte) []byte {
+	e := m.Err
+	b = append(b, e.Verb...)
+	b = append(b, " FAIL "...)
+	code := e.Code
+	if code == "" {
+		code = CodeIO
+	}
+	b = append(b, code...)
+	if e.Text != "" {
+		b = append(b, ' ')
+		b = append(b, strings.Map(func(r rune) rune {
+			if r == '\n' || r == '\r' {
+				return ' '
+			}
+			return r
+		}, e.Text)...)
+	}
+	return b
+}
+
+// AppendEntry appends e as a LIST entry line (without terminator).
+func AppendEntry(b []byte, e Entry) []byte {
+	b = append(b, e.Type)
+	b = appendMode(b, e.Mode)
+	b = appendInt(b, e.Size)
+	b = appendInt(b, e.Mtime)
+	return appendName(b, e.Name)
+}

@@ -1,0 +1,491 @@
+package peerproto
+
+import (
+	"strconv"
+	"strings"
+)
+
+// fields splits a line into words separated by runs of spaces or tabs.
+// The number of words is bounded by the line length, itself bounded by
+// MaxLine.
+func fields(line []byte) []string {
+	return strings.FieldsFunc(string(line), func(r rune) bool { return r == ' ' || r == '\t' })
+}
+
+func parseSize(line []byte, what, s string) (int64, error) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, protoErr(line, "%s %q is not a non-negative integer", what, s)
+	}
+	if v > MaxSize {
+		return 0, protoErr(line, "%s %d exceeds the limit %d", what, v, int64(MaxSize))
+	}
+	return v, nil
+}
+
+func parseInt64(line []byte, what, s string) (int64, error) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, protoErr(line, "%s %q is not an integer", what, s)
+	}
+	return v, nil
+}
+
+func parseMode(line []byte, s string) (uint32, error) {
+	v, err := strconv.ParseUint(s, 8, 32)
+	if err != nil || v > 07777 {
+		return 0, protoErr(line, "mode %q is not an octal permission (0000-7777)", s)
+	}
+	return uint32(v), nil
+}
+
+func parseName(line []byte, tok string) (string, error) {
+	name, err := DecodeName(tok)
+	if err != nil {
+		return "", protoErr(line, "%v", err)
+	}
+	if len(name) > MaxName {
+		return "", protoErr(line, "name longer than %d bytes", MaxName)
+	}
+	return name, nil
+}
+
+func wantArgs(line []byte, f []string, min, max int, usage string) error {
+	n := len(f) - 1
+	if n < min || n > max {
+		return protoErr(line, "usage: %s", usage)
+	}
+	return nil
+}
+
+// ParsePeerRequest parses a request a client sends to a peer: PUT, GET,
+// LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, PING or QUIT.
+// Verbs are matched case-insensitively. Names are decoded but not
+// validated as paths: that is the server's job (see CleanPath).
+func ParsePeerRequest(line []byte) (Message, error) {
+	f := fields(line)
+	if len(f) == 0 {
+		return nil, protoErr(line, "empty line")
+	}
+	verb := strings.ToUpper(f[0])
+	switch verb {
+	case VerbPut:
+		if err := wantArgs(line, f, 2, 2, "PUT <name> <size>"); err != nil {
+			return nil, err
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		size, err := parseSize(line, "size", f[2])
+		if err != nil {
+			return nil, err
+		}
+		return Put{Name: name, Size: size}, nil
+	case VerbGet:
+		if err := wantArgs(line, f, 1, 3, "GET <name> [[<offset>] <length>]"); err != nil {
+			return nil, err
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		g := Get{Name: name, Length: -1}
+		switch len(f) {
+		case 3:
+			if g.Length, err = parseSize(line, "length", f[2]); err != nil {
+				return nil, err
+			}
+		case 4:
+			if g.Offset, err = parseSize(line, "offset", f[2]); err != nil {
+				return nil, err
+			}
+			if g.Length, err = parseSize(line, "length", f[3]); err != nil {
+				return nil, err
+			}
+		}
+		return g, nil
+	case VerbList:
+		if err := wantArgs(line, f, 0, 1, "LIST [<dir>]"); err != nil {
+			return nil, err
+		}
+		l := List{}
+		if len(f) == 2 {
+			dir, err := parseName(line, f[1])
+			if err != nil {
+				return nil, err
+			}
+			l.Dir = dir
+		}
+		if l.Dir == "." {
+			l.Dir = ""
+		}
+		return l, nil
+	case VerbStat, VerbDelete, VerbRmdir:
+		if err := wantArgs(line, f, 1, 1, verb+" <name>"); err != nil {
+			return nil, err
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		switch verb {
+		case VerbStat:
+			if name == "." {
+				name = ""
+			}
+			return Stat{Name: name}, nil
+		case VerbDelete:
+			return Delete{Name: name}, nil
+		default:
+			return Rmdir{Name: name}, nil
+		}
+	case VerbRename:
+		if err := wantArgs(line, f, 2, 2, "RENAME <from> <to>"); err != nil {
+			return nil, err
+		}
+		from, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		to, err := parseName(line, f[2])
+		if err != nil {
+			return nil, err
+		}
+		return Rename{From: from, To: to}, nil
+	case VerbMkdir:
+		if err := wantArgs(line, f, 1, 2, "MKDIR <name> [<mode>]"); err != nil {
+			return nil, err
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		m := Mkdir{Name: name}
+		if len(f) == 3 {
+			if m.Mode, err = parseMode(line, f[2]); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	case VerbSetattr:
+		if err := wantArgs(line, f, 2, 4, "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]"); err != nil {
+			return nil, err
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		s := Setattr{Name: name}
+		for _, kv := range f[2:] {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				return nil, protoErr(line, "attribute %q is not key=value", kv)
+			}
+			switch k {
+			case "size":
+				if s.HasSize {
+					return nil, protoErr(line, "size given twice")
+				}
+				s.HasSize = true
+				if s.Size, err = parseSize(line, "size", v); err != nil {
+					return nil, err
+				}
+			case "mode":
+				if s.HasMode {
+					return nil, protoErr(line, "mode given twice")
+				}
+				s.HasMode = true
+				if s.Mode, err = parseMode(line, v); err != nil {
+					return nil, err
+				}
+			case "mtime":
+				if s.HasMtime {
+					return nil, protoErr(line, "mtime given twice")
+				}
+				s.HasMtime = true
+				if s.Mtime, err = parseInt64(line, "mtime", v); err != nil {
+					return nil, err
+				}
+			default:
+				return nil, protoErr(line, "unknown attribute %q (want size, mode or mtime)", k)
+			}
+		}
+		return s, nil
+	case VerbStatfs, VerbPing, VerbQuit:
+		if err := wantArgs(line, f, 0, 0, verb); err != nil {
+			return nil, err
+		}
+		switch verb {
+		case VerbStatfs:
+			return Statfs{}, nil
+		case VerbPing:
+			return Ping{}, nil
+		default:
+			return Quit{}, nil
+		}
+	}
+	return nil, protoErr(line, "unknown verb %q", f[0])
+}
+
+// ParseTrackerRequest parses a line a peer sends to the tracker: REGISTER,
+// SYNC, SYNC FIN, PING or QUIT.
+func ParseTrackerRequest(line []byte) (Message, error) {
+	f := fields(line)
+	if len(f) == 0 {
+		return nil, protoErr(line, "empty line")
+	}
+	verb := strings.ToUpper(f[0])
+	switch verb {
+	case VerbRegister:
+		if len(f) == 1 {
+			return Register{}, nil
+		}
+		if len(f) != 3 {
+			return nil, protoErr(line, "usage: REGISTER [<name> <port>]")
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		if !ValidPeerName(name) {
+			return nil, protoErr(line, "peer name %q: want 1-%d letters, digits, '.', '_' or '-'", name, MaxPeerName)
+		}
+		port, err := strconv.Atoi(f[2])
+		if err != nil || port < 1 || port > 65535 {
+			return nil, protoErr(line, "port %q is not 1-65535", f[2])
+		}
+		return Register{Name: name, Port: port}, nil
+	case VerbSync:
+		switch {
+		case len(f) == 1:
+			return Sync{}, nil
+		case len(f) == 2 && strings.EqualFold(f[1], "FIN"):
+			return SyncFin{}, nil
+		}
+		return nil, protoErr(line, "usage: SYNC | SYNC FIN")
+	case VerbPing, VerbQuit:
+		if len(f) != 1 {
+			return nil, protoErr(line, "usage: %s", verb)
+		}
+		if verb == VerbPing {
+			return Ping{}, nil
+		}
+		return Quit{}, nil
+	}
+	return nil, protoErr(line, "unknown verb %q", f[0])
+}
+
+// parseFail recognises "<verb> FAIL [<code> [<text>]]" and returns the
+// refusal, or nil if the line is not one.
+func parseFail(line []byte, f []string, verb string) *FailError {
+	if len(f) < 2 || !strings.EqualFold(f[0], verb) || f[1] != "FAIL" {
+		return nil
+	}
+	e := &FailError{Verb: verb, Code: CodeIO}
+	if len(f) >= 3 {
+		e.Code = f[2]
+		// Keep the text as sent, spacing included, after the code word.
+		s := string(line)
+		if i := strings.Index(s, " "+f[2]); i >= 0 {
+			e.Text = strings.TrimSpace(s[i+1+len(f[2]):])
+		}
+	}
+	return e
+}
+
+// ParseTrackerEvent parses a line the tracker sends to a peer: REGISTER OK,
+// REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL or PONG.
+// A FAIL line is returned as a Refusal message, not as an error: it is an
+// event like the others. The error is only for malformed lines.
+func ParseTrackerEvent(line []byte) (Message, error) {
+	f := fields(line)
+	if len(f) == 0 {
+		return nil, protoErr(line, "empty line")
+	}
+	verb := strings.ToUpper(f[0])
+	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync) {
+		return Refusal{Err: fe}, nil
+	}
+	switch verb {
+	case VerbRegister:
+		if len(f) == 2 && f[1] == "OK" {
+			return RegisterOK{}, nil
+		}
+	case VerbUpdate:
+		if len(f)-1 > MaxPeers {
+			return nil, protoErr(line, "more than %d peers", MaxPeers)
+		}
+		u := Update{Peers: make([]PeerAddr, 0, len(f)-1)}
+		for _, tok := range f[1:] {
+			at := strings.LastIndexByte(tok, '@')
+			if at <= 0 || at == len(tok)-1 {
+				return nil, protoErr(line, "peer %q is not name@host:port", tok)
+			}
+			name, err := parseName(line, tok[:at])
+			if err != nil {
+				return nil, err
+			}
+			u.Peers = append(u.Peers, PeerAddr{Name: name, Addr: tok[at+1:]})
+		}
+		return u, nil
+	case VerbSync:
+		switch {
+		case len(f) == 2 && f[1] == "OK":
+			return SyncOK{}, nil
+		case len(f) == 2 && f[1] == "READ":
+			return SyncRead{}, nil
+		case len(f) == 3 && f[1] == "END":
+			r, err := strconv.ParseUint(f[2], 10, 64)
+			if err != nil {
+				return nil, protoErr(line, "round %q is not a number", f[2])
+			}
+			return SyncEnd{Round: r}, nil
+		}
+	case VerbPong:
+		if len(f) == 1 {
+			return Pong{}, nil
+		}
+	}
+	return nil, protoErr(line, "unexpected line from tracker")
+}
+
+// ParseReply parses a peer's reply to a request with the given verb (or
+// the greeting, for VerbConnect). A "<verb> FAIL ..." line is returned as a
+// *FailError. The reply types per verb are:
+//
+//	CONNECT  ConnectOK
+//	PUT      PutOK (before the payload) or PutDone (after it)
+//	GET      GetOK
+//	LIST     ListOK (entry lines follow; see ParseEntry)
+//	STAT     StatOK
+//	SETATTR  SetattrOK
+//	STATFS   StatfsOK
+//	PING     Pong
+//	DELETE, RENAME, MKDIR, RMDIR  OK
+func ParseReply(line []byte, verb string) (Message, error) {
+	f := fields(line)
+	if len(f) == 0 {
+		return nil, protoErr(line, "empty line")
+	}
+	if fe := parseFail(line, f, verb); fe != nil {
+		return nil, fe
+	}
+	if verb == VerbPing {
+		if len(f) == 1 && f[0] == VerbPong {
+			return Pong{}, nil
+		}
+		return nil, protoErr(line, "want PONG")
+	}
+	if len(f) < 2 || f[0] != verb {
+		return nil, protoErr(line, "want a %s reply", verb)
+	}
+	word, args := f[1], f[2:]
+	bad := func() (Message, error) { return nil, protoErr(line, "malformed %s reply", verb) }
+	switch verb {
+	case VerbConnect:
+		if word == "OK" && len(args) == 0 {
+			return ConnectOK{}, nil
+		}
+	case VerbPut:
+		switch {
+		case word == "OK" && len(args) == 0:
+			return PutOK{}, nil
+		case word == "DONE" && len(args) == 2:
+			size, err := parseSize(line, "size", args[0])
+			if err != nil {
+				return nil, err
+			}
+			mtime, err := parseInt64(line, "mtime", args[1])
+			if err != nil {
+				return nil, err
+			}
+			return PutDone{Size: size, Mtime: mtime}, nil
+		}
+	case VerbGet:
+		if word == "OK" && len(args) == 1 {
+			size, err := parseSize(line, "size", args[0])
+			if err != nil {
+				return nil, err
+			}
+			return GetOK{Size: size}, nil
+		}
+	case VerbList:
+		if word == "OK" && len(args) == 1 {
+			n, err := strconv.Atoi(args[0])
+			if err != nil || n < 0 || n > MaxListEntries {
+				return nil, protoErr(line, "entry count %q is not 0-%d", args[0], MaxListEntries)
+			}
+			return ListOK{Count: n}, nil
+		}
+	case VerbStat, VerbSetattr:
+		if word == "OK" && len(args) == 4 {
+			e, err := parseAttrs(line, args)
+			if err != nil {
+				return nil, err
+			}
+			if verb == VerbStat {
+				return StatOK{Entry: e}, nil
+			}
+			return SetattrOK{Entry: e}, nil
+		}
+	case VerbStatfs:
+		if word == "OK" && len(args) == 3 {
+			var v [3]int64
+			for i := range v {
+				n, err := strconv.ParseInt(args[i], 10, 64)
+				if err != nil || n < 0 {
+					return nil, protoErr(line, "space %q is not a non-negative integer", args[i])
+				}
+				v[i] = n
+			}
+			return StatfsOK{Total: v[0], Free: v[1], Avail: v[2]}, nil
+		}
+	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir:
+		if word == "OK" && len(args) == 0 {
+			return OK{Of: verb}, nil
+		}
+	default:
+		return nil, protoErr(line, "no reply is defined for verb %q", verb)
+	}
+	return bad()
+}
+
+func parseAttrs(line []byte, a []string) (Entry, error) {
+	var e Entry
+	if len(a[0]) != 1 || (a[0][0] != TypeFile && a[0][0] != TypeDir) {
+		return e, protoErr(line, "type %q is not f or d", a[0])
+	}
+	e.Type = a[0][0]
+	var err error
+	if e.Mode, err = parseMode(line, a[1]); err != nil {
+		return e, err
+	}
+	if e.Size, err = parseSize(line, "size", a[2]); err != nil {
+		return e, err
+	}
+	if e.Mtime, err = parseInt64(line, "mtime", a[3]); err != nil {
+		return e, err
+	}
+	return e, nil
+}
+
+// ParseEntry parses one entry line of a LIST reply:
+// "<type> <mode> <size> <mtime> <name>".
+func ParseEntry(line []byte) (Entry, error) {
+	f := fields(line)
+	if len(f) != 5 {
+		return Entry{}, protoErr(line, "entry: want <type> <mode> <size> <mtime> <name>")
+	}
+	e, err := parseAttrs(line, f[:4])
+	if err != nil {
+		return e, err
+	}
+	if e.Name, err = parseName(line, f[4]); err != nil {
+		return e, err
+	}
+	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+		return e, protoErr(line, "entry name %q is not a single path element", e.Name)
+	}
+	return e, nil
+}
