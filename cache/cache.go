@@ -1,0 +1,408 @@
+package cache
+
+// Lock order: Cache.renameMu, then entry.mu (only Rename holds two entry
+// locks, and renameMu makes it the only one doing so), then Cache.mu.
+// entry.mu is held across the entry's file I/O; Cache.mu never is, except
+// for opening and creating data files.
+
+import (
+	"container/list"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// DefaultMaxBytes is the bound used when Options.MaxBytes is 0.
+const DefaultMaxBytes = 1 << 30
+
+// ErrClosed is returned by operations on a closed Cache or a released Handle.
+var ErrClosed = errors.New("cache: closed")
+
+// ErrNotCached is returned by operations on a key that has no entry.
+var ErrNotCached = errors.New("cache: not cached")
+
+// Options configures Open.
+type Options struct {
+	// Dir is the cache directory, created with mode 0700 if missing.
+	Dir string
+	// MaxBytes bounds the total size of all entries; 0 means DefaultMaxBytes.
+	MaxBytes int64
+	// Logger receives the cache's log lines; Open adds component=cache.
+	Logger zerolog.Logger
+}
+
+// Key names a cached file: a peer and a slash-separated path relative to
+// that peer's export.
+type Key struct {
+	Peer, Path string
+}
+
+// String returns the key as "peer:path", quoted, for messages.
+func (k Key) String() string { return fmt.Sprintf("%q", k.Peer+":"+k.Path) }
+
+// Meta describes an entry.
+type Meta struct {
+	// Size is the local copy's size in bytes.
+	Size int64
+	// Mtime is the remote modification time (ns since the epoch) that a
+	// clean copy matches; 0 if unknown.
+	Mtime int64
+	// Dirty reports whether the local copy holds writes not yet uploaded.
+	Dirty bool
+	// DirtySince is when the entry last turned dirty; zero if clean.
+	DirtySince time.Time
+	// Mode is the file mode recorded with SetMode, 0 if none.
+	Mode uint32
+	// Gen is the entry's write generation (see Cache.Generation).
+	Gen uint64
+	// Detached reports that the entry was removed or replaced while pinned:
+	// it is no longer in the cache and nothing written to it is persisted.
+	Detached bool
+}
+
+// Stats is a snapshot of the cache's counters.
+type Stats struct {
+	Entries    int    // entries in the cache
+	Bytes      int64  // their total size
+	MaxBytes   int64  // the configured bound
+	DirtyFiles int    // dirty entries
+	DirtyBytes int64  // their total size
+	Pinned     int    // entries pinned by at least one Handle
+	OverLimit  bool   // Bytes > MaxBytes because dirty or pinned data cannot be evicted
+	Hits       uint64 // Acquire calls that found a valid copy
+	Misses     uint64 // Acquire calls that did not
+	Evictions  uint64 // entries evicted to stay within MaxBytes
+}
+
+// Cache is an on-disk content cache. It is safe for concurrent use.
+type Cache struct {
+	entriesDir string
+	tmpDir     string
+	max        int64
+	log        zerolog.Logger
+	lockFile   *os.File
+
+	// renameMu serializes Rename, the only operation that holds two
+	// entry locks at once.
+	renameMu sync.Mutex
+
+	mu         sync.Mutex // protects the fields below and the entry fields marked "c.mu"
+	closed     bool
+	entries    map[Key]*entry
+	lru        *list.List // of *entry; front is most recently used
+	bytes      int64      // total size of entries in the map
+	dirtyFiles int
+	dirtyBytes int64
+	overLimit  bool // last eviction left the cache over the bound (logged once)
+	hits       uint64
+	misses     uint64
+	evictions  uint64
+}
+
+// entry is one cached file.
+type entry struct {
+	id string // read-only: names the entry's files
+
+	// mu serializes changes to the entry's files (data writes and
+	// truncation, metadata writes and deletion) and is held across that
+	// I/O. Detaching an entry from the map needs only c.mu; its files are
+	// then deleted under mu, so a metadata write in progress finishes first.
+	mu sync.Mutex
+
+	// Guarded by c.mu:
+	key        Key
+	size       int64
+	mtime      int64
+	mode       uint32
+	dirty      bool
+	dirtySince time.Time
+	gen        uint64
+	persisted  bool          // a metadata file exists or is being written
+	removed    bool          // detached from the map; files deleted or about to be
+	refs       int           // pinning Handles
+	file       *os.File      // open while refs > 0
+	elem       *list.Element // in c.lru while not removed
+}
+
+// record returns the entry's metadata. Caller holds c.mu.
+func (e *entry) record() record {
+	r := record{
+		Peer:  escapeName(e.key.Peer),
+		Path:  escapeName(e.key.Path),
+		Size:  e.size,
+		Mtime: e.mtime,
+		Dirty: e.dirty,
+		Mode:  e.mode,
+	}
+	if e.dirty {
+		r.DirtySince = e.dirtySince.UnixNano()
+	}
+	return r
+}
+
+// meta returns the entry's Meta. Caller holds c.mu.
+func (e *entry) meta() Meta {
+	return Meta{Size: e.size, Mtime: e.mtime, Dirty: e.dirty, DirtySince: e.dirtySince,
+		Mode: e.mode, Gen: e.gen, Detached: e.removed}
+}
+
+// matches reports whether a clean entry is the remote file of the given
+// size and mtime; size < 0 or mtime == 0 skips that check.
+func (e *entry) matches(size, mtime int64) bool {
+	return (size < 0 || e.size == size) && (mtime == 0 || e.mtime == mtime)
+}
+
+// Open opens the cache in opts.Dir, creating it if needed, and loads the
+// entries persisted there. It discards temporary files and entries whose
+// data file is missing or, for clean entries, has the wrong size; dirty
+// entries are kept with whatever their data file holds. Only one Cache may
+// have a directory open at a time, across processes.
+func Open(opts Options) (*Cache, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("cache: open: no directory")
+	}
+	if opts.MaxBytes < 0 {
+		return nil, fmt.Errorf("cache: open: negative MaxBytes %d", opts.MaxBytes)
+	}
+	if opts.MaxBytes == 0 {
+		opts.MaxBytes = DefaultMaxBytes
+	}
+	c := &Cache{
+		entriesDir: filepath.Join(opts.Dir, "entries"),
+		tmpDir:     filepath.Join(opts.Dir, "tmp"),
+		max:        opts.MaxBytes,
+		log:        opts.Logger.With().Str("component", "cache").Logger(),
+		entries:    map[Key]*entry{},
+		lru:        list.New(),
+	}
+	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("cache: open: %w", err)
+		}
+	}
+	lf, err := os.OpenFile(filepath.Join(opts.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("cache: open: %w", err)
+	}
+	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		lf.Close()
+		return nil, fmt.Errorf("cache: open: %s is in use: %w", opts.Dir, err)
+	}
+	c.lockFile = lf
+	if err := c.clearTmp(); err != nil {
+		lf.Close()
+		return nil, err
+	}
+	ls, err := c.load()
+	if err != nil {
+		lf.Close()
+		return nil, err
+	}
+	for _, l := range ls {
+		e := &entry{
+			id:        l.id,
+			key:       l.key,
+			size:      l.size,
+			mtime:     l.rec.Mtime,
+			mode:      l.rec.Mode,
+			dirty:     l.rec.Dirty,
+			persisted: true,
+		}
+		if e.dirty {
+			e.dirtySince = time.Unix(0, l.rec.DirtySince)
+		}
+		c.insertLocked(e)
+	}
+	c.mu.Lock()
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.discard(victims...)
+	st := c.Stats()
+	c.log.Info().Str("dir", opts.Dir).Int("entries", st.Entries).Int64("bytes", st.Bytes).
+		Int("dirty", st.DirtyFiles).Int64("dirty_bytes", st.DirtyBytes).Msg("cache opened")
+	return c, nil
+}
+
+// clearTmp deletes everything in the temp directory: leftovers of a crash.
+func (c *Cache) clearTmp() error {
+	des, err := os.ReadDir(c.tmpDir)
+	if err != nil {
+		return fmt.Errorf("cache: open: %w", err)
+	}
+	for _, de := range des {
+		if err := os.RemoveAll(filepath.Join(c.tmpDir, de.Name())); err != nil {
+			return fmt.Errorf("cache: open: %w", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the cache. Everything is already persisted; Close only
+// closes files and releases the directory. Handles still open become
+// unusable.
+func (c *Cache) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closed = true
+	var errs []error
+	for _, e := range c.entries {
+		if e.file != nil {
+			errs = append(errs, e.file.Close())
+		}
+	}
+	errs = append(errs, c.lockFile.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cache: close: %w", err)
+	}
+	return nil
+}
+
+// insertLocked adds e to the map as the most recently used entry. Caller
+// holds c.mu (or owns c exclusively, as in Open).
+func (c *Cache) insertLocked(e *entry) {
+	c.entries[e.key] = e
+	e.elem = c.lru.PushFront(e)
+	c.bytes += e.size
+	if e.dirty {
+		c.dirtyFiles++
+		c.dirtyBytes += e.size
+	}
+}
+
+// detachLocked removes e from the map; its files must then be deleted with
+// discard. Handles pinning e keep working on the unlinked file. Caller
+// holds c.mu.
+func (c *Cache) detachLocked(e *entry) {
+	if e == nil || e.removed {
+		return
+	}
+	delete(c.entries, e.key)
+	c.lru.Remove(e.elem)
+	e.elem = nil
+	e.removed = true
+	c.bytes -= e.size
+	if e.dirty {
+		c.dirtyFiles--
+		c.dirtyBytes -= e.size
+	}
+}
+
+// setSizeLocked records e's new size. Caller holds c.mu.
+func (c *Cache) setSizeLocked(e *entry, size int64) {
+	if !e.removed {
+		c.bytes += size - e.size
+		if e.dirty {
+			c.dirtyBytes += size - e.size
+		}
+	}
+	e.size = size
+}
+
+// setDirtyLocked flips e's dirty flag in memory. Caller holds c.mu.
+func (c *Cache) setDirtyLocked(e *entry, dirty bool) {
+	if e.dirty == dirty {
+		return
+	}
+	e.dirty = dirty
+	e.dirtySince = time.Time{}
+	if dirty {
+		e.dirtySince = time.Now()
+	}
+	if e.removed {
+		return
+	}
+	if dirty {
+		c.dirtyFiles++
+		c.dirtyBytes += e.size
+	} else {
+		c.dirtyFiles--
+		c.dirtyBytes -= e.size
+	}
+}
+
+// discard deletes the files of detached entries. Caller holds no entry
+// lock (Rename excepted, see the lock order) and not c.mu.
+func (c *Cache) discard(es ...*entry) {
+	for _, e := range es {
+		if e == nil {
+			continue
+		}
+		e.mu.Lock()
+		c.removeFiles(e.id)
+		e.mu.Unlock()
+	}
+}
+
+// evictLocked detaches least recently used clean, unpinned entries until
+// the cache is within its bound, and returns them for discard. Caller holds
+// c.mu.
+func (c *Cache) evictLocked() []*entry {
+	var victims []*entry
+	for el := c.lru.Back(); el != nil && c.bytes > c.max; {
+		prev := el.Prev()
+		e := el.Value.(*entry)
+		if e.refs == 0 && !e.dirty {
+			c.detachLocked(e)
+			c.evictions++
+			victims = append(victims, e)
+			c.log.Debug().Stringer("key", e.key).Int64("size", e.size).Msg("evict")
+		}
+		el = prev
+	}
+	over := c.bytes > c.max
+	if over && !c.overLimit {
+		c.log.Warn().Int64("bytes", c.bytes).Int64("max", c.max).Int64("dirty_bytes", c.dirtyBytes).
+			Msg("cache over its bound: the rest is dirty or pinned")
+	}
+	c.overLimit = over
+	return victims
+}
+
+// pinLocked returns a new Handle on e, opening its data file if e was
+// unpinned. Caller holds c.mu.
+func (c *Cache) pinLocked(e *entry) (*Handle, error) {
+	if e.refs == 0 {
+		f, err := os.OpenFile(c.dataPath(e.id), os.O_RDWR, 0)
+		if err != nil {
+			return nil, fmt.Errorf("cache: open %v: %w", e.key, err)
+		}
+		e.file = f
+	}
+	e.refs++
+	if e.elem != nil {
+		c.lru.MoveToFront(e.elem)
+	}
+	return &Handle{c: c, e: e, f: e.file}, nil
+}
+
+// unpin drops one reference to e and runs eviction.
+func (c *Cache) unpin(e *entry) error {
+	c.mu.Lock()
+	e.refs--
+	var f *os.File
+	if e.refs == 0 {
+		f, e.file = e.file, nil
+	}
+	var victims []*entry
+	if !c.closed {
+		victims = c.evictLocked()
+	}
+	c.mu.Unlock()
+	c.discard(victims...)
+	if f != nil {
+		if err := f.Close(); err != nil && !errors.Is(err, fs.ErrClosed) {
+			return fmt.Errorf("cache: release %v: %w", e.key, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,410 @@
+package cache
+
+// The operations on entries by key. The lock order is at the top of cache.go.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Acquire returns a Handle pinning key's local copy, and whether that copy
+// is valid content:
+//
+//   - A dirty entry is always returned as valid: local writes are newer
+//     than anything remote.
+//   - A clean entry is valid if it matches size and mtime (size < 0 or
+//     mtime == 0 skips that check).
+//   - Otherwise, if create is set, the stale entry (if any) is replaced by
+//     a new, empty, clean one with unknown mtime, which the caller then
+//     fills or writes into; the bool is false.
+//   - Otherwise Acquire returns (nil, false, nil), dropping a stale entry
+//     that nobody pins.
+//
+// The caller must Release the Handle.
+func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, false, ErrClosed
+	}
+	var stale *entry
+	if e := c.entries[key]; e != nil {
+		if e.dirty || e.matches(size, mtime) {
+			h, err := c.pinLocked(e)
+			if err == nil {
+				c.hits++
+			}
+			c.mu.Unlock()
+			return h, err == nil, err
+		}
+		if create || e.refs == 0 {
+			c.detachLocked(e)
+			stale = e
+		}
+	}
+	c.misses++
+	if !create {
+		c.mu.Unlock()
+		c.discard(stale)
+		return nil, false, nil
+	}
+	e := &entry{id: newID(), key: key}
+	f, err := os.OpenFile(c.dataPath(e.id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		c.mu.Unlock()
+		c.discard(stale)
+		return nil, false, fmt.Errorf("cache: create %v: %w", key, err)
+	}
+	c.insertLocked(e)
+	e.file = f
+	e.refs = 1
+	h := &Handle{c: c, e: e, f: f}
+	c.mu.Unlock()
+	c.discard(stale)
+	return h, false, nil
+}
+
+// Fill stores a downloaded clean copy of key: it reads exactly size bytes
+// from r (never more, so r may be a shared stream) into a temporary file,
+// fsyncs it, renames it into the cache and records it with mtime. It
+// returns a Handle pinning the new entry, which the caller must Release.
+// If r yields fewer than size bytes, Fill fails and leaves nothing behind.
+//
+// If key has a dirty entry (written locally while the download ran), the
+// downloaded copy is dropped and the Handle pins the dirty entry instead:
+// local writes win. A stale clean entry is replaced.
+func (c *Cache) Fill(key Key, r io.Reader, size, mtime int64) (*Handle, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("cache: fill %v: negative size %d", key, size)
+	}
+	c.mu.Lock()
+	closed := c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, ErrClosed
+	}
+	f, err := os.CreateTemp(c.tmpDir, "fill-*")
+	if err != nil {
+		return nil, fmt.Errorf("cache: fill %v: %w", key, err)
+	}
+	id := newID()
+	fail := func(err error) (*Handle, error) {
+		f.Close()
+		_ = os.Remove(f.Name())
+		c.removeFiles(id)
+		return nil, fmt.Errorf("cache: fill %v: %w", key, err)
+	}
+	n, err := io.CopyN(f, r, size)
+	if errors.Is(err, io.EOF) {
+		err = fmt.Errorf("got %d of %d bytes: %w", n, size, io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		return fail(err)
+	}
+	// Clean content must be durable before it is recorded as clean.
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
+		return fail(err)
+	}
+	e := &entry{id: id, key: key, size: size, mtime: mtime, persisted: true}
+	// Nobody else knows e yet, so no lock is needed to read it.
+	if err := c.writeMeta(id, e.record()); err != nil {
+		return fail(err)
+	}
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return fail(ErrClosed)
+	}
+	old := c.entries[key]
+	if old != nil && old.dirty {
+		h, err := c.pinLocked(old)
+		c.mu.Unlock()
+		f.Close()
+		c.removeFiles(id)
+		return h, err
+	}
+	c.detachLocked(old)
+	c.insertLocked(e)
+	e.file = f
+	e.refs = 1
+	h := &Handle{c: c, e: e, f: f}
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.discard(old)
+	c.discard(victims...)
+	return h, nil
+}
+
+// lockEntry returns key's entry with e.mu held, or nil if key has none.
+// The caller must still check e.removed under c.mu before relying on the
+// mapping, since eviction detaches entries without e.mu.
+func (c *Cache) lockEntry(key Key) (*entry, error) {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return nil, ErrClosed
+		}
+		e := c.entries[key]
+		c.mu.Unlock()
+		if e == nil {
+			return nil, nil
+		}
+		e.mu.Lock()
+		c.mu.Lock()
+		ok := !e.removed && e.key == key
+		c.mu.Unlock()
+		if ok {
+			return e, nil
+		}
+		e.mu.Unlock()
+	}
+}
+
+// Generation returns key's write generation: a counter bumped after every
+// write or truncation has reached the data file. An uploader reads it
+// before reading the content and passes it to MarkClean. It returns 0 if
+// key has no entry.
+func (c *Cache) Generation(key Key) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key]; e != nil {
+		return e.gen
+	}
+	return 0
+}
+
+// MarkClean records that key's content as of generation gen was uploaded
+// and that the peer now has it with the given size and mtime. If the entry
+// was written since gen it stays dirty and MarkClean reports false; the
+// caller uploads again later. It fails with ErrNotCached if key has no
+// entry, and if size differs from the local copy's size.
+func (c *Cache) MarkClean(key Key, gen uint64, size, mtime int64) (bool, error) {
+	e, err := c.lockEntry(key)
+	if err != nil {
+		return false, err
+	}
+	if e == nil {
+		return false, fmt.Errorf("cache: mark clean %v: %w", key, ErrNotCached)
+	}
+	ok, err := c.markCleanLocked(e, gen, size, mtime)
+	e.mu.Unlock()
+	c.evict()
+	return ok, err
+}
+
+// markCleanLocked implements MarkClean. Caller holds e.mu.
+func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, error) {
+	c.mu.Lock()
+	key := e.key
+	switch {
+	case e.removed:
+		c.mu.Unlock()
+		return false, nil
+	case e.gen != gen:
+		c.mu.Unlock()
+		return false, nil
+	case e.size != size:
+		local := e.size
+		c.mu.Unlock()
+		return false, fmt.Errorf("cache: mark clean %v: peer has %d bytes, local copy %d", key, size, local)
+	}
+	rec := e.record()
+	rec.Dirty, rec.DirtySince, rec.Mtime = false, 0, mtime
+	c.mu.Unlock()
+
+	// Writes need e.mu, so the content cannot change from here on.
+	if err := syncFile(c.dataPath(e.id)); err != nil {
+		return false, fmt.Errorf("cache: mark clean %v: %w", key, err)
+	}
+	if err := c.writeMeta(e.id, rec); err != nil {
+		return false, err
+	}
+	c.mu.Lock()
+	e.persisted = true
+	e.mtime = mtime
+	c.setDirtyLocked(e, false)
+	c.mu.Unlock()
+	return true, nil
+}
+
+// evict runs eviction now.
+func (c *Cache) evict() {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.discard(victims...)
+}
+
+// Remove drops key's entry, dirty or not, because the file was deleted.
+// Handles pinning it keep an unlinked copy. Removing a key with no entry
+// is not an error.
+func (c *Cache) Remove(key Key) error {
+	e, err := c.lockEntry(key)
+	if err != nil || e == nil {
+		return err
+	}
+	c.mu.Lock()
+	c.detachLocked(e)
+	c.mu.Unlock()
+	c.removeFiles(e.id)
+	e.mu.Unlock()
+	return nil
+}
+
+// Rename moves the entry of from, and every entry whose path lies under
+// from.Path + "/" on from.Peer, to the corresponding key under to, as a
+// rename of a file or directory does. An entry already cached at a
+// destination key is dropped, as the rename replaces that file; so is an
+// entry cached at to even if nothing is cached at from. Pinning Handles
+// follow the moved entries.
+func (c *Cache) Rename(from, to Key) error {
+	if from == to {
+		return nil
+	}
+	c.renameMu.Lock()
+	defer c.renameMu.Unlock()
+
+	type move struct {
+		e        *entry
+		from, to Key
+	}
+	var moves []move
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var replaced *entry
+	if e := c.entries[from]; e != nil {
+		moves = append(moves, move{e, from, to})
+	} else if t := c.entries[to]; t != nil {
+		c.detachLocked(t)
+		replaced = t
+	}
+	prefix := from.Path + "/"
+	for k, e := range c.entries {
+		if k.Peer == from.Peer && strings.HasPrefix(k.Path, prefix) {
+			moves = append(moves, move{e, k, Key{to.Peer, to.Path + "/" + k.Path[len(prefix):]}})
+		}
+	}
+	c.mu.Unlock()
+	c.discard(replaced)
+
+	var errs []error
+	for _, m := range moves {
+		errs = append(errs, c.move(m.e, m.from, m.to))
+	}
+	return errors.Join(errs...)
+}
+
+// move renames one entry. Caller holds c.renameMu.
+func (c *Cache) move(e *entry, from, to Key) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	if e.removed || e.key != from {
+		c.mu.Unlock()
+		return nil
+	}
+	target := c.entries[to]
+	c.detachLocked(target)
+	delete(c.entries, from)
+	e.key = to
+	c.entries[to] = e
+	rec, persist := e.record(), e.persisted
+	c.mu.Unlock()
+	// Delete the replaced entry before recording the new key, so that the
+	// disk never holds two entries for one key. Holding two entry locks
+	// is safe under renameMu.
+	c.discard(target)
+	if persist {
+		if err := c.writeMeta(e.id, rec); err != nil {
+			return fmt.Errorf("cache: rename %v to %v: %w", from, to, err)
+		}
+	}
+	return nil
+}
+
+// Dirty returns the keys of all dirty entries, oldest dirty first.
+func (c *Cache) Dirty() []Key {
+	c.mu.Lock()
+	var es []*entry
+	for _, e := range c.entries {
+		if e.dirty {
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, func(a, b *entry) int {
+		if n := a.dirtySince.Compare(b.dirtySince); n != 0 {
+			return n
+		}
+		return strings.Compare(a.id, b.id)
+	})
+	keys := make([]Key, len(es))
+	for i, e := range es {
+		keys[i] = e.key
+	}
+	c.mu.Unlock()
+	return keys
+}
+
+// DirtyInfo returns the number and total size of dirty entries and when
+// the oldest of them turned dirty (zero if none).
+func (c *Cache) DirtyInfo() (files int, bytes int64, oldest time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		if e.dirty && (oldest.IsZero() || e.dirtySince.Before(oldest)) {
+			oldest = e.dirtySince
+		}
+	}
+	return c.dirtyFiles, c.dirtyBytes, oldest
+}
+
+// Stats returns a snapshot of the cache's counters.
+func (c *Cache) Stats() Stats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	pinned := 0
+	for _, e := range c.entries {
+		if e.refs > 0 {
+			pinned++
+		}
+	}
+	return Stats{
+		Entries:    len(c.entries),
+		Bytes:      c.bytes,
+		MaxBytes:   c.max,
+		DirtyFiles: c.dirtyFiles,
+		DirtyBytes: c.dirtyBytes,
+		Pinned:     pinned,
+		OverLimit:  c.bytes > c.max,
+		Hits:       c.hits,
+		Misses:     c.misses,
+		Evictions:  c.evictions,
+	}
+}
+
+// Meta returns key's metadata, and false if key has no entry.
+func (c *Cache) Meta(key Key) (Meta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e := c.entries[key]; e != nil {
+		return e.meta(), true
+	}
+	return Meta{}, false
+}
