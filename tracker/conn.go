@@ -1,0 +1,272 @@
+package tracker
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+const (
+	// maxEchoVerb bounds the verb echoed in "<VERB> FAIL invalid ...".
+	maxEchoVerb = 32
+	// maxEchoDetail bounds the detail of "<VERB> FAIL invalid <detail>".
+	maxEchoDetail = 200
+)
+
+// conn is one client connection. The reader goroutine (readLoop) owns br;
+// the writer goroutine (writeLoop) owns the writes to nc.
+type conn struct {
+	nc     net.Conn
+	remote string // remote address, for logs
+	host   string // remote IP (with zone, if any), the host of the advertised address
+
+	out      chan []byte   // lines waiting for the writer; bounded
+	done     chan struct{} // closed by shutdown: the writer stops
+	stopOnce sync.Once
+
+	// Guarded by Tracker.mu.
+	gone       bool   // removed: nothing more is sent or done for it
+	dropping   bool   // to be removed at the end of the current step
+	registered bool   // REGISTER OK was sent
+	name       string // advertised name, or anon-<n> for a bare REGISTER
+	addr       string // advertised host:port; "" if not advertised
+}
+
+func newConn(nc net.Conn) *conn {
+	c := &conn{
+		nc:     nc,
+		remote: nc.RemoteAddr().String(),
+		out:    make(chan []byte, outQueueLen),
+		done:   make(chan struct{}),
+	}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.host = ta.IP.String()
+		if ta.Zone != "" {
+			c.host += "%" + ta.Zone
+		}
+	} else if h, _, err := net.SplitHostPort(c.remote); err == nil {
+		c.host = h
+	} else {
+		c.host = c.remote
+	}
+	return c
+}
+
+// shutdown stops the writer and closes the socket, which also ends the
+// reader's blocking read. It is called without Tracker.mu held.
+func (c *conn) shutdown() {
+	c.stopOnce.Do(func() {
+		close(c.done)
+		c.nc.Close()
+	})
+}
+
+// readLoop reads and handles lines until the connection ends, then removes
+// it with the reason.
+func (t *Tracker) readLoop(c *conn) {
+	br := bufio.NewReader(c.nc)
+	var reason string
+	for {
+		// Every line, PING included, proves the peer alive.
+		if err := c.nc.SetReadDeadline(time.Now().Add(t.opts.IdleTimeout)); err != nil {
+			reason = "set read deadline: " + err.Error()
+			break
+		}
+		line, err := peerproto.ReadLine(br)
+		if err != nil {
+			reason = readFailure(err)
+			break
+		}
+		if t.handleLine(c, line) {
+			reason = "quit"
+			break
+		}
+	}
+	t.drop(c, reason)
+}
+
+func readFailure(err error) string {
+	switch {
+	case errors.Is(err, io.EOF):
+		return "closed by peer"
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return "closed by peer mid-line"
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "idle timeout"
+	case errors.Is(err, peerproto.ErrLineTooLong):
+		return "protocol error: " + err.Error()
+	case errors.Is(err, net.ErrClosed):
+		return "connection closed"
+	}
+	return "read: " + err.Error()
+}
+
+// writeLoop writes queued lines to c until shutdown, joining the lines
+// already waiting into one Write. A failed or late write drops c.
+func (t *Tracker) writeLoop(c *conn) {
+	var buf []byte
+	for {
+		select {
+		case <-c.done:
+			return
+		case line := <-c.out:
+			buf = append(buf[:0], line...)
+		more:
+			for len(buf) < maxBatch {
+				select {
+				case line := <-c.out:
+					buf = append(buf, line...)
+				default:
+					break more
+				}
+			}
+		}
+		err := c.nc.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
+		if err == nil {
+			_, err = c.nc.Write(buf)
+		}
+		if err != nil {
+			reason := "write: " + err.Error()
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				reason = fmt.Sprintf("write timeout (%s): not reading", t.opts.WriteTimeout)
+			}
+			t.drop(c, reason)
+			return
+		}
+	}
+}
+
+// handleLine handles one request line from c and reports whether c asked
+// to leave.
+func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
+	// A person at nc may press enter on an empty line: not worth a reply.
+	if len(bytes.TrimSpace(line)) == 0 {
+		return false
+	}
+	m, err := peerproto.ParseTrackerRequest(line)
+
+	t.mu.Lock()
+	defer t.unlock()
+	if c.gone {
+		return true
+	}
+	if err != nil {
+		t.sendLocked(c, invalidReply(line, err))
+		return false
+	}
+	switch m := m.(type) {
+	case peerproto.Ping:
+		t.sendLocked(c, format(peerproto.Pong{}))
+	case peerproto.Quit:
+		t.removeLocked(c, "quit", true)
+		return true
+	case peerproto.Register:
+		t.registerLocked(c, m)
+	case peerproto.Sync:
+		if t.mustRegisterLocked(c, peerproto.VerbSync) {
+			t.syncLocked(c)
+		}
+	case peerproto.SyncFin:
+		if t.mustRegisterLocked(c, peerproto.VerbSync) {
+			t.finLocked(c)
+		}
+	default:
+		// ParseTrackerRequest returns no other message.
+		t.sendLocked(c, refusal(m.Verb(), peerproto.CodeUnsupported, "not a tracker request"))
+	}
+	return false
+}
+
+// mustRegisterLocked reports whether c is registered, refusing the request
+// if it is not.
+func (t *Tracker) mustRegisterLocked(c *conn, verb string) bool {
+	if c.registered {
+		return true
+	}
+	t.sendLocked(c, refusal(verb, peerproto.CodeState, "register first"))
+	return false
+}
+
+// invalidReply answers a line that does not parse:
+// "<FIRST WORD UPPERCASED> FAIL invalid <detail>".
+func invalidReply(line []byte, err error) []byte {
+	s := strings.TrimLeft(string(line), " \t")
+	if i := strings.IndexAny(s, " \t"); i >= 0 {
+		s = s[:i]
+	}
+	// The verb is echoed as one printable token, even if it is garbage.
+	verb := peerproto.EncodeName(strings.ToUpper(s))
+	if len(verb) > maxEchoVerb {
+		verb = verb[:maxEchoVerb]
+	}
+	detail := err.Error()
+	var pe *peerproto.ProtocolError
+	if errors.As(err, &pe) {
+		detail = pe.Msg
+	}
+	if len(detail) > maxEchoDetail {
+		detail = detail[:maxEchoDetail] + "..."
+	}
+	return refusal(verb, peerproto.CodeInvalid, "%s", detail)
+}
+
+// registerLocked handles REGISTER: it admits c, tells it the peer list and
+// tells the others, and lets c take part in a round in progress.
+func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
+	const verb = peerproto.VerbRegister
+	if c.registered {
+		t.sendLocked(c, refusal(verb, peerproto.CodeState, "already registered"))
+		return
+	}
+	var addr string
+	var old *conn
+	if m.Name != "" {
+		addr = net.JoinHostPort(c.host, strconv.Itoa(m.Port))
+		if o := t.byName[m.Name]; o != nil {
+			if o.addr != addr {
+				t.sendLocked(c, refusal(verb, peerproto.CodeExists, "name %q is taken by %s", m.Name, o.addr))
+				return
+			}
+			// The same peer came back (it restarted) before its old
+			// connection timed out: the new connection replaces the old.
+			old = o
+		}
+	}
+	if old == nil && len(t.peers) >= t.opts.MaxPeers {
+		t.sendLocked(c, refusal(verb, peerproto.CodeBusy, "tracker is full (%d peers)", t.opts.MaxPeers))
+		return
+	}
+	if old != nil {
+		// No UPDATE yet: the one below, for the newcomer, covers both.
+		t.removeLocked(old, "replaced by a new registration from the same address", false)
+	}
+
+	c.registered = true
+	if m.Name == "" {
+		t.anonSeq++
+		c.name = "anon-" + strconv.FormatUint(t.anonSeq, 10)
+	} else {
+		c.name, c.addr = m.Name, addr
+		t.byName[m.Name] = c
+	}
+	t.peers = append(t.peers, c)
+	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
+		Int("peers", len(t.peers)).Msg("peer joined")
+
+	t.sendLocked(c, format(peerproto.RegisterOK{}))
+	t.sendLocked(c, format(peerproto.Update{Peers: t.peerListLocked()}))
+	if c.addr != "" {
+		t.broadcastUpdateLocked(c)
+	}
+	t.syncJoinLocked(c)
+}

@@ -1,0 +1,368 @@
+package tracker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultLease        = 30 * time.Second
+	DefaultIdleTimeout  = 15 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
+)
+
+const (
+	// outQueueLen is how many lines may wait for a slow reader before it is
+	// dropped. Every line the tracker sends is small except UPDATE, which is
+	// bounded by peerproto.MaxPeers entries.
+	outQueueLen = 128
+	// maxBatch is the most queued bytes the writer joins into one Write.
+	maxBatch = 64 << 10
+	// maxAcceptBackoff caps the pause after a failing Accept.
+	maxAcceptBackoff = time.Second
+)
+
+// maxConns bounds open connections, so that unregistered ones cannot
+// exhaust the tracker while leaving room for every registration.
+func maxConns(maxPeers int) int { return 3*maxPeers + 8 }
+
+// Options configures a Tracker. The zero value of each field selects its
+// default.
+type Options struct {
+	// Lease is how long a SYNC OK holder may keep the write token before it
+	// is revoked with "SYNC FAIL expired ..."; default 30s.
+	Lease time.Duration
+	// IdleTimeout drops a connection that sends no line for longer (peers
+	// PING every few seconds); default 15s. It applies before REGISTER too.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to a peer; a peer that does not take
+	// its bytes in time is dropped; default 10s.
+	WriteTimeout time.Duration
+	// MaxPeers is the most registrations (advertised or not) at once;
+	// default and upper bound peerproto.MaxPeers, the most an UPDATE carries.
+	// Open connections, registered or not, are limited to 3*MaxPeers+8;
+	// more are closed as soon as they are accepted.
+	MaxPeers int
+	// Logger receives the tracker's log, with component=tracker added.
+	Logger zerolog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	if o.Lease <= 0 {
+		o.Lease = DefaultLease
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.WriteTimeout <= 0 {
+		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.MaxPeers <= 0 || o.MaxPeers > peerproto.MaxPeers {
+		o.MaxPeers = peerproto.MaxPeers
+	}
+	return o
+}
+
+// Tracker is the registration server and SYNC arbiter. Create one with New,
+// run it with Serve and stop it with Close.
+//
+// All state is guarded by mu. Handlers only queue outbound lines (a
+// non-blocking channel send) while holding it; the per-connection writer
+// goroutines do the network writes. A connection that must go while the
+// lock is held (its queue overflowed) is put on drops and removed once the
+// current step is done, so that lists being iterated are never changed
+// underneath; the sockets of removed connections are closed after mu is
+// released.
+type Tracker struct {
+	opts Options
+	log  zerolog.Logger
+	quit chan struct{} // closed by Close; wakes Serve from its accept backoff
+
+	// wg counts every goroutine the tracker owns: Serve loops, connection
+	// readers and writers, and armed lease timers.
+	wg sync.WaitGroup
+
+	mu        sync.Mutex // protects the fields below
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{} // every open connection, registered or not
+	peers     []*conn            // registered connections, in registration order
+	byName    map[string]*conn   // advertised peers by name
+	anonSeq   uint64             // numbers anonymous registrations: anon-1, anon-2, ...
+	rounds    syncState          // see sync.go
+	drops     []pendingDrop      // connections to remove at the end of this step
+	closing   []*conn            // removed connections whose sockets await closing
+}
+
+type pendingDrop struct {
+	c      *conn
+	reason string
+}
+
+// New returns a Tracker configured by opts; it serves nothing until Serve.
+func New(opts Options) *Tracker {
+	opts = opts.withDefaults()
+	return &Tracker{
+		opts:      opts,
+		log:       opts.Logger.With().Str("component", "tracker").Logger(),
+		quit:      make(chan struct{}),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+		byName:    make(map[string]*conn),
+	}
+}
+
+// Serve accepts connections on ln until Close, and then returns nil. It may
+// be called for several listeners at once. It returns an error wrapping the
+// cause if ln fails for another reason (net.ErrClosed if ln was closed by
+// someone else); transient Accept errors are retried after a pause.
+func (t *Tracker) Serve(ln net.Listener) error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	t.listeners[ln] = struct{}{}
+	t.wg.Add(1)
+	t.mu.Unlock()
+	defer t.wg.Done()
+	defer func() {
+		t.mu.Lock()
+		delete(t.listeners, ln)
+		t.mu.Unlock()
+	}()
+
+	t.log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if t.isClosed() {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("tracker: accept on %s: %w", ln.Addr(), err)
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), maxAcceptBackoff)
+			t.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+			select {
+			case <-time.After(backoff):
+				continue
+			case <-t.quit:
+				return nil
+			}
+		}
+		backoff = 0
+		t.accept(nc)
+	}
+}
+
+func (t *Tracker) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// accept starts the reader and writer of a new connection.
+func (t *Tracker) accept(nc net.Conn) {
+	c := newConn(nc)
+	t.log.Debug().Str("remote", c.remote).Msg("connection accepted")
+	t.mu.Lock()
+	if t.closed || len(t.conns) >= maxConns(t.opts.MaxPeers) {
+		closed := t.closed
+		t.mu.Unlock()
+		nc.Close()
+		if !closed {
+			t.log.Warn().Str("remote", c.remote).Msg("too many connections: refused")
+		}
+		return
+	}
+	t.conns[c] = struct{}{}
+	t.wg.Go(func() { t.readLoop(c) })
+	t.wg.Go(func() { t.writeLoop(c) })
+	t.mu.Unlock()
+}
+
+// Close stops the tracker: it closes every listener and connection, without
+// sending anything more, and waits until all of the tracker's goroutines
+// have returned. Serve then returns nil. Close may be called more than once.
+func (t *Tracker) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		t.wg.Wait()
+		return nil
+	}
+	t.closed = true
+	close(t.quit)
+	lns := make([]net.Listener, 0, len(t.listeners))
+	for ln := range t.listeners {
+		lns = append(lns, ln)
+	}
+	t.stopLeaseLocked()
+	for c := range t.conns {
+		c.gone = true
+		t.closing = append(t.closing, c)
+	}
+	clear(t.conns)
+	clear(t.byName)
+	t.peers = nil
+	t.drops = nil
+	t.rounds = syncState{round: t.rounds.round}
+	t.unlock()
+
+	var err error
+	for _, ln := range lns {
+		if e := ln.Close(); e != nil && !errors.Is(e, net.ErrClosed) && err == nil {
+			err = fmt.Errorf("tracker: close %s: %w", ln.Addr(), e)
+		}
+	}
+	t.wg.Wait()
+	t.log.Info().Msg("closed")
+	return err
+}
+
+// Peers returns the advertised peers, in registration order, as the next
+// UPDATE would list them. Anonymous registrations (bare REGISTER) are not
+// included.
+func (t *Tracker) Peers() []peerproto.PeerAddr {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.peerListLocked()
+}
+
+// Round returns the SYNC round in progress: its number (rounds count from
+// 1), the name of the token holder and the names of the participants still
+// waiting for their turn, in turn order. With no round in progress it
+// returns 0, "" and nil. Anonymous participants appear as "anon-<n>".
+func (t *Tracker) Round() (round uint64, holder string, queue []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := &t.rounds
+	if !s.active {
+		return 0, "", nil
+	}
+	return s.round, s.order[0].name, names(s.order[1:])
+}
+
+// unlock finishes a step begun with t.mu.Lock: it removes the connections
+// dropped during the step, releases the lock, and only then closes the
+// sockets of every connection removed.
+func (t *Tracker) unlock() {
+	for len(t.drops) > 0 {
+		d := t.drops[0]
+		t.drops = t.drops[1:]
+		t.removeLocked(d.c, d.reason, true)
+	}
+	closing := t.closing
+	t.closing = nil
+	t.mu.Unlock()
+	for _, c := range closing {
+		c.shutdown()
+	}
+}
+
+// sendLocked queues line for c without blocking. A connection whose queue
+// is full is not keeping up: it is dropped at the end of the step.
+func (t *Tracker) sendLocked(c *conn, line []byte) {
+	if c.gone || c.dropping {
+		return
+	}
+	select {
+	case c.out <- line:
+	default:
+		c.dropping = true
+		t.drops = append(t.drops, pendingDrop{c, "outbound queue full (not reading)"})
+	}
+}
+
+// drop removes c now, from outside any step.
+func (t *Tracker) drop(c *conn, reason string) {
+	t.mu.Lock()
+	t.removeLocked(c, reason, true)
+	t.unlock()
+}
+
+// removeLocked forgets c and schedules its socket for closing. If c was
+// registered, the others learn of it (an UPDATE, if c was advertised and
+// announce is set) and the SYNC round is repaired.
+func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
+	if c.gone {
+		return
+	}
+	c.gone = true
+	delete(t.conns, c)
+	t.closing = append(t.closing, c)
+	if !c.registered {
+		t.log.Debug().Str("remote", c.remote).Str("reason", reason).Msg("connection closed")
+		return
+	}
+	for i, p := range t.peers {
+		if p == c {
+			t.peers = append(t.peers[:i], t.peers[i+1:]...)
+			break
+		}
+	}
+	if c.addr != "" && t.byName[c.name] == c {
+		delete(t.byName, c.name)
+	}
+	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
+		Str("reason", reason).Int("peers", len(t.peers)).Msg("peer left")
+	if announce && c.addr != "" {
+		t.broadcastUpdateLocked(nil)
+	}
+	t.syncLeaveLocked(c)
+}
+
+// peerListLocked returns the advertised peers in registration order.
+func (t *Tracker) peerListLocked() []peerproto.PeerAddr {
+	list := make([]peerproto.PeerAddr, 0, len(t.peers))
+	for _, p := range t.peers {
+		if p.addr != "" {
+			list = append(list, peerproto.PeerAddr{Name: p.name, Addr: p.addr})
+		}
+	}
+	return list
+}
+
+// broadcastUpdateLocked sends the current UPDATE to every registered
+// connection except skip.
+func (t *Tracker) broadcastUpdateLocked(skip *conn) {
+	line := format(peerproto.Update{Peers: t.peerListLocked()})
+	for _, p := range t.peers {
+		if p != skip {
+			t.sendLocked(p, line)
+		}
+	}
+}
+
+// format returns m as a line, terminator included. The slice is shared by
+// every queue it is sent to and never modified.
+func format(m peerproto.Message) []byte {
+	return []byte(peerproto.Format(m))
+}
+
+// refusal formats "<verb> FAIL <code> <text>".
+func refusal(verb, code, text string, args ...any) []byte {
+	return format(peerproto.Refusal{Err: peerproto.Fail(verb, code, text, args...)})
+}
+
+func names(cs []*conn) []string {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]string, len(cs))
+	for i, c := range cs {
+		out[i] = c.name
+	}
+	return out
+}
