@@ -1,0 +1,201 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+var (
+	_ fusefs.Node                = (*dir)(nil)
+	_ fusefs.NodeGetattrer       = (*dir)(nil)
+	_ fusefs.NodeSetattrer       = (*dir)(nil)
+	_ fusefs.NodeForgetter       = (*dir)(nil)
+	_ fusefs.NodeRequestLookuper = (*dir)(nil)
+	_ fusefs.HandleReadDirAller  = (*dir)(nil)
+	_ fusefs.NodeMkdirer         = (*dir)(nil)
+	_ fusefs.NodeCreater         = (*dir)(nil)
+	_ fusefs.NodeRemover         = (*dir)(nil)
+	_ fusefs.NodeRenamer         = (*dir)(nil)
+	_ fusefs.NodeSymlinker       = (*dir)(nil)
+	_ fusefs.NodeLinker          = (*dir)(nil)
+	_ fusefs.NodeMknoder         = (*dir)(nil)
+	_ fusefs.NodeFsyncer         = (*dir)(nil)
+)
+
+// dir is a directory inside a peer's export (path "" is the peer folder).
+// It is its own handle: bazil calls ReadDirAll on it after opendir.
+type dir struct {
+	*node
+}
+
+// Lookup implements fusefs.NodeRequestLookuper. A listing younger than
+// the entry timeout answers without a Store call.
+func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	f := d.fsys
+	f.learn(req.Hdr().Node, d.node)
+	k := d.key()
+	path := child(k.path, req.Name)
+	info, found, listed := f.getListing(k, req.Name)
+	if listed && !found {
+		return nil, f.done("lookup", d.peer, path, syscall.ENOENT)
+	}
+	if !listed {
+		var err error
+		if info, err = f.store.Stat(ctx, d.peer, path); err != nil {
+			return nil, f.done("lookup", d.peer, path, err)
+		}
+	}
+	resp.EntryValid = f.entryTimeout
+	return f.nodeFor(d.peer, path, info), f.done("lookup", d.peer, path, nil)
+}
+
+// ReadDirAll implements fusefs.HandleReadDirAller with one List call,
+// whose result then answers lookups (see Lookup).
+func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	f := d.fsys
+	k := d.key()
+	gen := f.listGeneration()
+	infos, err := f.store.List(ctx, d.peer, k.path)
+	if err != nil {
+		return nil, f.done("readdir", d.peer, k.path, err)
+	}
+	f.putListing(k, gen, infos)
+	ents := make([]fuse.Dirent, 0, len(infos))
+	for _, info := range infos {
+		typ := fuse.DT_File
+		if info.IsDir() {
+			typ = fuse.DT_Dir
+		}
+		name := info.Name()
+		ents = append(ents, fuse.Dirent{Inode: f.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
+	}
+	return ents, f.done("readdir", d.peer, k.path, nil)
+}
+
+// Mkdir implements fusefs.NodeMkdirer.
+func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+	f := d.fsys
+	path := child(d.key().path, req.Name)
+	if f.readOnly {
+		return nil, f.done("mkdir", d.peer, path, syscall.EROFS)
+	}
+	// The kernel has applied the umask already (no FUSE_DONT_MASK).
+	info, err := f.store.Mkdir(ctx, d.peer, path, req.Mode&os.ModePerm)
+	if err != nil {
+		return nil, f.done("mkdir", d.peer, path, err)
+	}
+	f.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
+	return f.nodeFor(d.peer, path, info), f.done("mkdir", d.peer, path, nil)
+}
+
+// Create implements fusefs.NodeCreater: Open with O_CREAT, returning the
+// new file's node and an open handle.
+func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+	f := d.fsys
+	path := child(d.key().path, req.Name)
+	if f.readOnly {
+		return nil, nil, f.done("create", d.peer, path, syscall.EROFS)
+	}
+	flags := openFlags(req.Flags) | os.O_CREATE
+	fh, info, err := f.store.Open(ctx, d.peer, path, flags, req.Mode&os.ModePerm)
+	if err != nil {
+		return nil, nil, f.done("create", d.peer, path, err)
+	}
+	f.dropListing(nodeKey{d.peer, path})
+	n := f.nodeFor(d.peer, path, info)
+	fl, ok := n.(*file)
+	if !ok {
+		// The Store created something that is not a file.
+		d.releaseQuietly(fh, path)
+		return nil, nil, f.done("create", d.peer, path, syscall.EISDIR)
+	}
+	resp.EntryValid = f.entryTimeout
+	return fl, fl.newHandle(fh, flags), f.done("create", d.peer, path, nil)
+}
+
+func (d *dir) releaseQuietly(fh uint64, path string) {
+	if err := d.fsys.store.Release(fh); err != nil {
+		d.fsys.log.Warn().Err(err).Str("peer", d.peer).Str("path", path).Msg("release")
+	}
+}
+
+// Remove implements fusefs.NodeRemover: unlink or rmdir by req.Dir.
+func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
+	f := d.fsys
+	f.learn(req.Hdr().Node, d.node)
+	path := child(d.key().path, req.Name)
+	op := "unlink"
+	if req.Dir {
+		op = "rmdir"
+	}
+	if f.readOnly {
+		return f.done(op, d.peer, path, syscall.EROFS)
+	}
+	var err error
+	if req.Dir {
+		err = f.store.Rmdir(ctx, d.peer, path)
+	} else {
+		err = f.store.Remove(ctx, d.peer, path)
+	}
+	if err == nil {
+		f.removed(nodeKey{d.peer, path})
+	}
+	return f.done(op, d.peer, path, err)
+}
+
+// Rename implements fusefs.NodeRenamer within one peer. Across peers it
+// fails with EXDEV, so mv falls back to copy and delete; into the root
+// with EACCES.
+func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+	f := d.fsys
+	from := nodeKey{d.peer, child(d.key().path, req.OldName)}
+	var err error
+	switch nd := newDir.(type) {
+	case *dir:
+		to := nodeKey{nd.peer, child(nd.key().path, req.NewName)}
+		switch {
+		case f.readOnly:
+			err = syscall.EROFS
+		case to.peer != from.peer:
+			err = syscall.EXDEV
+		default:
+			if err = f.store.Rename(ctx, from.peer, from.path, to.path); err == nil {
+				f.renamed(from, to)
+			}
+		}
+	case *root:
+		err = syscall.EACCES
+	default:
+		err = syscall.EXDEV
+	}
+	return f.done("rename", from.peer, from.path, err)
+}
+
+// Symlink implements fusefs.NodeSymlinker: peers share files and
+// directories only.
+func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+	return nil, d.fsys.done("symlink", d.peer, child(d.key().path, req.NewName), syscall.EPERM)
+}
+
+// Link implements fusefs.NodeLinker: no hard links (EPERM, as link(2)
+// documents for filesystems without them).
+func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+	return nil, d.fsys.done("link", d.peer, child(d.key().path, req.NewName), syscall.EPERM)
+}
+
+// Mknod implements fusefs.NodeMknoder: no devices, fifos or sockets.
+// Regular files arrive as Create.
+func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+	return nil, d.fsys.done("mknod", d.peer, child(d.key().path, req.Name), syscall.EPERM)
+}
+
+// Fsync implements fusefs.NodeFsyncer: fsync of a directory runs the
+// Store's SYNC round.
+func (d *dir) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	d.fsys.learn(req.Hdr().Node, d.node)
+	return d.fsys.done("fsyncdir", d.peer, d.key().path, d.fsys.store.Sync(ctx))
+}

@@ -1,0 +1,11 @@
+// Package fusefs is the bazil.org/fuse adapter of a peerfs mount.
+//
+// The mount's root lists every connected peer as a folder; inside a peer
+// folder is that peer's exported tree. All real work is done by a Store:
+// fusefs owns only the translation between FUSE requests and Store calls —
+// node identity and inode numbers, short-lived attribute caching, errno
+// mapping, and invalidating the kernel's caches when the Store reports a
+// change. It imports neither net nor any other peerfs package.
+//
+// Mount mounts and serves a Store; Unmount cleans up a stale mount.
+package fusefs

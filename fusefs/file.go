@@ -1,0 +1,123 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"syscall"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+var (
+	_ fusefs.Node          = (*file)(nil)
+	_ fusefs.NodeGetattrer = (*file)(nil)
+	_ fusefs.NodeSetattrer = (*file)(nil)
+	_ fusefs.NodeForgetter = (*file)(nil)
+	_ fusefs.NodeOpener    = (*file)(nil)
+	_ fusefs.NodeFsyncer   = (*file)(nil)
+)
+
+// file is a regular file inside a peer's export. Reading and writing
+// happen on its handles.
+type file struct {
+	*node
+}
+
+// openFlags translates the kernel's open flags to the os.O_* bits the
+// Store takes.
+func openFlags(fl fuse.OpenFlags) int {
+	var flags int
+	switch {
+	case fl.IsWriteOnly():
+		flags = os.O_WRONLY
+	case fl.IsReadWrite():
+		flags = os.O_RDWR
+	default:
+		flags = os.O_RDONLY
+	}
+	for _, m := range []struct {
+		fuse fuse.OpenFlags
+		os   int
+	}{
+		{fuse.OpenAppend, os.O_APPEND},
+		{fuse.OpenCreate, os.O_CREATE},
+		{fuse.OpenExclusive, os.O_EXCL},
+		{fuse.OpenTruncate, os.O_TRUNC},
+	} {
+		if fl&m.fuse != 0 {
+			flags |= m.os
+		}
+	}
+	return flags
+}
+
+// writable reports whether flags open for writing.
+func writable(flags int) bool {
+	return flags&(os.O_WRONLY|os.O_RDWR) != 0
+}
+
+// Open implements fusefs.NodeOpener. The response asks for no kernel
+// flags: without OpenKeepCache the kernel drops the file's cached pages
+// on every open, so a reader sees what the Store has now.
+func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+	f := fl.fsys
+	f.learn(req.Hdr().Node, fl.node)
+	path := fl.key().path
+	flags := openFlags(req.Flags)
+	if writable(flags) && f.readOnly {
+		return nil, f.done("open", fl.peer, path, syscall.EROFS)
+	}
+	fh, info, err := f.store.Open(ctx, fl.peer, path, flags, 0)
+	if err != nil {
+		return nil, f.done("open", fl.peer, path, err)
+	}
+	if info != nil {
+		fl.mu.Lock()
+		fl.last = info
+		fl.mu.Unlock()
+	}
+	if flags&os.O_TRUNC != 0 {
+		fl.changed()
+	}
+	return fl.newHandle(fh, flags), f.done("open", fl.peer, path, nil)
+}
+
+// newHandle registers an open Store handle with the file.
+func (fl *file) newHandle(fh uint64, flags int) *handle {
+	h := &handle{file: fl, fh: fh, writable: writable(flags)}
+	fl.mu.Lock()
+	if fl.handles == nil {
+		fl.handles = map[*handle]struct{}{}
+	}
+	fl.handles[h] = struct{}{}
+	fl.mu.Unlock()
+	return h
+}
+
+// changed notes that the file's content changed through the mount.
+func (fl *file) changed() {
+	fl.unprime()
+	fl.fsys.dropListing(fl.key())
+}
+
+// Fsync implements fusefs.NodeFsyncer. bazil delivers fsync to the node,
+// not the handle, and does not expose which handle the kernel named, so
+// every open handle of the file is synced (usually there is one).
+func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
+	f := fl.fsys
+	f.learn(req.Hdr().Node, fl.node)
+	fl.mu.Lock()
+	fhs := make([]uint64, 0, len(fl.handles))
+	for h := range fl.handles {
+		fhs = append(fhs, h.fh)
+	}
+	fl.mu.Unlock()
+	var err error
+	for _, fh := range fhs {
+		if err = f.store.Fsync(ctx, fh); err != nil {
+			break
+		}
+	}
+	return f.done("fsync", fl.peer, fl.key().path, err)
+}

@@ -1,0 +1,474 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+	"github.com/rs/zerolog"
+)
+
+var (
+	_ fusefs.FS          = (*filesys)(nil)
+	_ fusefs.FSStatfser  = (*filesys)(nil)
+	_ fusefs.FSDestroyer = (*filesys)(nil)
+)
+
+// Options configure a mount. The zero value is usable.
+type Options struct {
+	// AttrTimeout is how long the kernel may cache attributes (default 1s).
+	AttrTimeout time.Duration
+	// EntryTimeout is how long the kernel may cache a name lookup, and how
+	// long a directory listing answers lookups in that directory
+	// (default 1s).
+	EntryTimeout time.Duration
+	// Logger receives the package's logs, with component=fusefs added.
+	// FUSE operations log at debug level, bazil's own tracing at trace.
+	Logger zerolog.Logger
+	// FSName is the source shown in /proc/mounts (default "peerfs").
+	FSName string
+	// AllowOther lets other users access the mount (needs
+	// user_allow_other in /etc/fuse.conf when not root). Permissions are
+	// then checked by the kernel against the reported modes.
+	AllowOther bool
+	// ReadOnly mounts read-only.
+	ReadOnly bool
+	// MaxReadahead is the kernel's read-ahead in bytes (default 128 KiB).
+	MaxReadahead uint32
+	// UnmountTimeout bounds how long Close waits for the server to stop
+	// after a lazy unmount before aborting the connection (default 5s).
+	UnmountTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.AttrTimeout <= 0 {
+		o.AttrTimeout = time.Second
+	}
+	if o.EntryTimeout <= 0 {
+		o.EntryTimeout = time.Second
+	}
+	if o.FSName == "" {
+		o.FSName = "peerfs"
+	}
+	if o.MaxReadahead == 0 {
+		o.MaxReadahead = 128 << 10
+	}
+	if o.UnmountTimeout <= 0 {
+		o.UnmountTimeout = 5 * time.Second
+	}
+}
+
+// Mounted is a mounted, serving peerfs filesystem, returned by Mount. (It
+// cannot share the name of the function.)
+type Mounted struct {
+	mountpoint string
+	fsys       *filesys
+	inval      *invalidator
+	log        zerolog.Logger
+	timeout    time.Duration
+	connID     uint64        // fusectl connection number; 0 if unknown
+	done       chan struct{} // closed when Serve returns
+	serveErr   error         // written before done is closed
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Mount mounts store at mountpoint and serves it in a goroutine until
+// Close, or until the filesystem is unmounted from outside (see Done).
+//
+// Kernel caching: attributes and entries are cached for
+// AttrTimeout/EntryTimeout and invalidated when store.Watch reports a
+// change; file data is dropped on every open (close-to-open consistency)
+// and writes go straight to the Store (no writeback cache), so Flush sees
+// every byte written before close and its error reaches close().
+func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
+	opts.setDefaults()
+	log := opts.Logger.With().Str("component", "fusefs").Str("mountpoint", mountpoint).Logger()
+	mountOpts := []fuse.MountOption{
+		fuse.FSName(opts.FSName),
+		fuse.Subtype("peerfs"),
+		fuse.MaxReadahead(opts.MaxReadahead),
+		fuse.AsyncRead(),
+		fuse.DefaultPermissions(),
+	}
+	if opts.AllowOther {
+		mountOpts = append(mountOpts, fuse.AllowOther())
+	}
+	if opts.ReadOnly {
+		mountOpts = append(mountOpts, fuse.ReadOnly())
+	}
+	conn, err := fuse.Mount(mountpoint, mountOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
+	}
+	f := newFilesys(store, opts, log)
+	server := fusefs.New(conn, &fusefs.Config{
+		Debug: func(msg any) { log.Trace().Msgf("bazil: %v", msg) },
+	})
+	f.server = server
+	m := &Mounted{
+		mountpoint: mountpoint,
+		fsys:       f,
+		inval:      newInvalidator(f),
+		log:        log,
+		timeout:    opts.UnmountTimeout,
+		done:       make(chan struct{}),
+	}
+	if m.connID, err = connNumber(mountpoint); err != nil {
+		log.Debug().Err(err).Msg("FUSE connection number unknown; cannot abort a busy mount")
+	}
+	go func() {
+		err := server.Serve(f)
+		// The device is closed only once Serve no longer reads it.
+		if cerr := conn.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("fusefs: close FUSE device: %w", cerr)
+		}
+		m.serveErr = err
+		close(m.done)
+	}()
+	store.Watch(m.inval.enqueue)
+	log.Info().Msg("mounted")
+	return m, nil
+}
+
+// Mountpoint returns the directory the filesystem is mounted on.
+func (m *Mounted) Mountpoint() string { return m.mountpoint }
+
+// Done is closed when the server has stopped, after Close or an unmount
+// from outside.
+func (m *Mounted) Done() <-chan struct{} { return m.done }
+
+// Err returns the server's error once Done is closed (nil for a clean
+// unmount), and nil before.
+func (m *Mounted) Err() error {
+	select {
+	case <-m.done:
+		return m.serveErr
+	default:
+		return nil
+	}
+}
+
+// Close is Unmount; it makes Mounted an io.Closer.
+func (m *Mounted) Close() error { return m.Unmount() }
+
+// Unmount unmounts the filesystem (lazily if it is busy) and waits for the
+// server to stop. If the server is still held by open files after
+// UnmountTimeout, the FUSE connection is aborted. Calling it again returns
+// the first result.
+func (m *Mounted) Unmount() error {
+	m.closeOnce.Do(func() {
+		m.inval.stop()
+		select {
+		case <-m.done:
+			// Already unmounted from outside.
+		default:
+			if err := Unmount(m.mountpoint); err != nil {
+				m.closeErr = err
+			}
+			m.wait()
+		}
+		if m.closeErr == nil {
+			m.closeErr = m.serveErr
+		}
+		m.log.Info().Err(m.closeErr).Msg("unmounted")
+	})
+	return m.closeErr
+}
+
+// wait waits for Serve to return. A lazy unmount leaves it running while
+// files are open; past the timeout the connection is aborted, and if that
+// is impossible (fusectl not mounted) Unmount gives up with an error,
+// leaving the server to stop when the last file is closed (see Done).
+func (m *Mounted) wait() {
+	timer := time.NewTimer(m.timeout)
+	defer timer.Stop()
+	select {
+	case <-m.done:
+		return
+	case <-timer.C:
+	}
+	m.log.Warn().Msg("server still busy after unmount; aborting the FUSE connection")
+	if err := abortConn(m.connID); err != nil {
+		m.closeErr = fmt.Errorf("fusefs: %s still busy after lazy unmount; abort: %w", m.mountpoint, err)
+		return
+	}
+	timer.Reset(m.timeout)
+	select {
+	case <-m.done:
+	case <-timer.C:
+		m.closeErr = fmt.Errorf("fusefs: %s still busy after abort", m.mountpoint)
+	}
+}
+
+// abortConn aborts FUSE connection number id through fusectl, which makes
+// the server's pending read fail so that Serve returns.
+func abortConn(id uint64) error {
+	if id == 0 {
+		return errors.New("connection number unknown")
+	}
+	p := filepath.Join("/sys/fs/fuse/connections", strconv.FormatUint(id, 10), "abort")
+	if err := os.WriteFile(p, []byte("1"), 0); err != nil {
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+// connNumber finds the FUSE mount at mountpoint in /proc/self/mountinfo and
+// returns its minor device number, which names the connection in fusectl.
+// It is read right after mounting: a lazy unmount removes the entry.
+func connNumber(mountpoint string) (uint64, error) {
+	abs, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return 0, err
+	}
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return 0, err
+	}
+	var found uint64
+	var ok bool
+	for line := range strings.Lines(string(data)) {
+		// id parent major:minor root mountpoint options... - fstype source super
+		fields := strings.Fields(line)
+		if len(fields) < 5 || unescapeMountinfo(fields[4]) != abs {
+			continue
+		}
+		_, minor, cut := strings.Cut(fields[2], ":")
+		if !cut {
+			continue
+		}
+		if n, perr := strconv.ParseUint(minor, 10, 64); perr == nil {
+			found, ok = n, true // the last entry is the top of the stack
+		}
+	}
+	if !ok {
+		return 0, fmt.Errorf("%s not in /proc/self/mountinfo", abs)
+	}
+	return found, nil
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for space) of mountinfo.
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Unmount unmounts the FUSE filesystem at mountpoint: first normally with
+// fusermount3, and if that fails (busy, or its server is gone) lazily, by
+// umount2(MNT_DETACH) and then fusermount3 -u -z. It is for cleaning up a
+// stale mount as well as for Mounted.Unmount.
+func Unmount(mountpoint string) error {
+	err := fuse.Unmount(mountpoint)
+	if err == nil {
+		return nil
+	}
+	lazyErr := syscall.Unmount(mountpoint, syscall.MNT_DETACH)
+	if lazyErr == nil {
+		return nil
+	}
+	out, zErr := exec.Command("fusermount3", "-u", "-z", mountpoint).CombinedOutput()
+	if zErr == nil {
+		return nil
+	}
+	return fmt.Errorf("fusefs: unmount %s: %w", mountpoint, errors.Join(err,
+		fmt.Errorf("umount2 MNT_DETACH: %w", lazyErr),
+		fmt.Errorf("fusermount3 -u -z: %w: %s", zErr, strings.TrimSpace(string(out)))))
+}
+
+// filesys is the bazil FS: configuration plus the node table.
+type filesys struct {
+	store        Store
+	log          zerolog.Logger
+	attrTimeout  time.Duration
+	entryTimeout time.Duration
+	readOnly     bool
+	uid, gid     uint32
+	root         *root
+	server       *fusefs.Server // nil when nodes are driven directly (tests)
+
+	mu       sync.Mutex // protects the fields below
+	nodes    map[nodeKey]*node
+	inodes   map[nodeKey]uint64
+	nextIno  uint64
+	byID     map[fuse.NodeID]*node
+	listings map[nodeKey]listing // directory key -> recent List result
+	listGen  uint64              // bumped whenever a listing is dropped
+}
+
+// listing is a directory's List result, which answers Lookup for a while
+// so that ls -l does not Stat every entry.
+type listing struct {
+	at      time.Time
+	entries map[string]fs.FileInfo
+}
+
+func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
+	opts.setDefaults()
+	f := &filesys{
+		store:        store,
+		log:          log,
+		attrTimeout:  opts.AttrTimeout,
+		entryTimeout: opts.EntryTimeout,
+		readOnly:     opts.ReadOnly,
+		uid:          uint32(os.Getuid()),
+		gid:          uint32(os.Getgid()),
+		nodes:        map[nodeKey]*node{},
+		inodes:       map[nodeKey]uint64{},
+		nextIno:      1, // 1 is the root
+		byID:         map[fuse.NodeID]*node{},
+		listings:     map[nodeKey]listing{},
+	}
+	f.root = &root{fsys: f, mtime: time.Now()}
+	return f
+}
+
+// Root implements fusefs.FS.
+func (f *filesys) Root() (fusefs.Node, error) { return f.root, nil }
+
+// Destroy implements fusefs.FSDestroyer.
+func (f *filesys) Destroy() { f.log.Debug().Str("op", "destroy").Msg("fuse op") }
+
+// Statfs implements fusefs.FSStatfser. bazil routes statfs to the FS with
+// only the kernel's node id; a node id learnt from an earlier request
+// names the peer. The root, or a node not yet seen, reports the sum over
+// all peers.
+func (f *filesys) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
+	f.mu.Lock()
+	n := f.byID[req.Hdr().Node]
+	f.mu.Unlock()
+	var peers []string
+	if n != nil {
+		peers = []string{n.peer}
+	} else {
+		peers = f.store.Peers()
+	}
+	var total, free, avail uint64
+	var err error
+	for _, p := range peers {
+		t, fr, av, perr := f.store.Statfs(ctx, p)
+		if perr != nil {
+			if n != nil {
+				err = perr
+			}
+			f.log.Debug().Str("peer", p).Err(perr).Msg("statfs of one peer")
+			continue
+		}
+		total, free, avail = total+t, free+fr, avail+av
+	}
+	const bsize = 4096
+	resp.Bsize, resp.Frsize = bsize, bsize
+	resp.Blocks, resp.Bfree, resp.Bavail = total/bsize, free/bsize, avail/bsize
+	resp.Namelen = 255
+	return f.done("statfs", strings.Join(peers, ","), "", err)
+}
+
+// done logs a finished operation at debug level and maps its error.
+func (f *filesys) done(op, peer, path string, err error) error {
+	errno := toErrno(&f.log, err)
+	ev := f.log.Debug()
+	if ev.Enabled() {
+		ev = ev.Str("op", op).Str("peer", peer).Str("path", path)
+		if err != nil {
+			ev = ev.AnErr("error", err).Stringer("errno", errno.(fuse.Errno))
+		}
+		ev.Msg("fuse op")
+	}
+	return errno
+}
+
+// getListing returns the entry name of directory d from a listing younger
+// than the entry timeout.
+func (f *filesys) getListing(d nodeKey, name string) (fs.FileInfo, bool, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	l, ok := f.listings[d]
+	if !ok {
+		return nil, false, false
+	}
+	if time.Since(l.at) > f.entryTimeout {
+		delete(f.listings, d)
+		return nil, false, false
+	}
+	info, found := l.entries[name]
+	return info, found, true
+}
+
+// listGeneration returns a token for putListing.
+func (f *filesys) listGeneration() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.listGen
+}
+
+// putListing stores a List result unless a listing was dropped since gen
+// was taken: the result may predate that change.
+func (f *filesys) putListing(d nodeKey, gen uint64, infos []fs.FileInfo) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if gen != f.listGen {
+		return
+	}
+	now := time.Now()
+	if len(f.listings) >= 256 {
+		for k, l := range f.listings {
+			if now.Sub(l.at) > f.entryTimeout {
+				delete(f.listings, k)
+			}
+		}
+	}
+	entries := make(map[string]fs.FileInfo, len(infos))
+	for _, info := range infos {
+		entries[info.Name()] = info
+	}
+	f.listings[d] = listing{at: now, entries: entries}
+}
+
+// dropListing forgets the listing that holds k (its parent's), after k
+// changed through the mount.
+func (f *filesys) dropListing(k nodeKey) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.dropListingLocked(k)
+}
+
+func (f *filesys) dropListingLocked(k nodeKey) {
+	f.listGen++
+	p, _ := k.parent()
+	delete(f.listings, p)
+	delete(f.listings, k)
+}
+
+func (f *filesys) dropPeerListingsLocked(peer string) {
+	f.listGen++
+	for k := range f.listings {
+		if k.peer == peer || peer == "" {
+			delete(f.listings, k)
+		}
+	}
+}

@@ -1,0 +1,81 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+var (
+	_ fusefs.Handle         = (*handle)(nil)
+	_ fusefs.HandleReader   = (*handle)(nil)
+	_ fusefs.HandleWriter   = (*handle)(nil)
+	_ fusefs.HandleFlusher  = (*handle)(nil)
+	_ fusefs.HandleReleaser = (*handle)(nil)
+)
+
+// handle is an open file: a Store handle number. Handles keep no state
+// of their own and take no lock, so they never wait for each other.
+type handle struct {
+	file     *file
+	fh       uint64
+	writable bool
+}
+
+// Read implements fusefs.HandleReader. A short read means end of file.
+func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	f := h.file.fsys
+	buf := resp.Data[:req.Size]
+	n, err := f.store.ReadAt(ctx, h.fh, buf, req.Offset)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	resp.Data = buf[:n]
+	if err != nil {
+		return f.done("read", h.file.peer, h.file.key().path, err)
+	}
+	return nil // reads are too many to log one by one
+}
+
+// Write implements fusefs.HandleWriter.
+func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
+	f := h.file.fsys
+	n, err := f.store.WriteAt(ctx, h.fh, req.Data, req.Offset)
+	resp.Size = n
+	if n > 0 {
+		h.file.changed()
+	}
+	if err != nil {
+		return f.done("write", h.file.peer, h.file.key().path, err)
+	}
+	return nil
+}
+
+// Flush implements fusefs.HandleFlusher. It runs on every close(2) of a
+// descriptor, and the Store commits (uploads) here, so its error is the
+// one close() returns; Release's would be dropped by the kernel.
+func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
+	f := h.file.fsys
+	err := f.store.Flush(ctx, h.fh)
+	if h.writable {
+		h.file.changed()
+	}
+	return f.done("flush", h.file.peer, h.file.key().path, err)
+}
+
+// Release implements fusefs.HandleReleaser. The kernel ignores its
+// result, so an error is only logged.
+func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
+	fl := h.file
+	fl.mu.Lock()
+	delete(fl.handles, h)
+	fl.mu.Unlock()
+	if err := fl.fsys.store.Release(h.fh); err != nil {
+		fl.fsys.log.Error().Err(err).Str("peer", fl.peer).Str("path", fl.key().path).Msg("release failed")
+	}
+	fl.fsys.done("release", fl.peer, fl.key().path, nil)
+	return nil
+}

@@ -1,0 +1,177 @@
+package fusefs
+
+import (
+	"errors"
+	"slices"
+	"sync"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// watchEvent is one Store.Watch notification.
+type watchEvent struct{ peer, dir string }
+
+// invalidator turns Store.Watch notifications into kernel cache
+// invalidations. The Watch callback only queues: an invalidation can block
+// in the kernel on a directory lock held by a FUSE request in progress,
+// and that request may be the very Store call that fired the callback.
+// Its goroutine is owned by the Mount and stopped by stop.
+type invalidator struct {
+	fsys *filesys
+	wake chan struct{} // buffered 1
+	quit chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex // protects the fields below
+	stopped bool
+	pending map[watchEvent]struct{}
+	peers   []string // the peer list at the last root invalidation
+}
+
+func newInvalidator(f *filesys) *invalidator {
+	inv := &invalidator{
+		fsys:    f,
+		wake:    make(chan struct{}, 1),
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+		pending: map[watchEvent]struct{}{},
+		peers:   f.store.Peers(),
+	}
+	go inv.run()
+	return inv
+}
+
+// enqueue is the Store.Watch callback; it never blocks.
+func (inv *invalidator) enqueue(peer, dir string) {
+	inv.mu.Lock()
+	if inv.stopped {
+		inv.mu.Unlock()
+		return
+	}
+	inv.pending[watchEvent{peer, dir}] = struct{}{}
+	inv.mu.Unlock()
+	select {
+	case inv.wake <- struct{}{}:
+	default:
+	}
+}
+
+// stop ends the goroutine and makes later callbacks no-ops (Store has no
+// way to unregister).
+func (inv *invalidator) stop() {
+	inv.mu.Lock()
+	already := inv.stopped
+	inv.stopped = true
+	inv.mu.Unlock()
+	if !already {
+		close(inv.quit)
+	}
+	<-inv.done
+}
+
+func (inv *invalidator) run() {
+	defer close(inv.done)
+	for {
+		select {
+		case <-inv.quit:
+			return
+		case <-inv.wake:
+		}
+		inv.mu.Lock()
+		events := inv.pending
+		inv.pending = map[watchEvent]struct{}{}
+		inv.mu.Unlock()
+		for ev := range events {
+			inv.apply(ev)
+		}
+	}
+}
+
+// apply invalidates what one event covers. Invalidations are computed
+// under filesys.mu and sent without it.
+func (inv *invalidator) apply(ev watchEvent) {
+	f := inv.fsys
+	f.log.Debug().Str("op", "watch").Str("peer", ev.peer).Str("path", ev.dir).Msg("invalidate")
+	if ev.peer == "" {
+		now := f.store.Peers()
+		inv.mu.Lock()
+		names := append(slices.Clone(inv.peers), now...)
+		inv.peers = now
+		inv.mu.Unlock()
+		f.mu.Lock()
+		for _, p := range names {
+			if !slices.Contains(now, p) {
+				f.dropPeerListingsLocked(p)
+			}
+		}
+		f.mu.Unlock()
+		slices.Sort(names)
+		for _, name := range slices.Compact(names) {
+			inv.entry(f.root, name)
+		}
+		return
+	}
+
+	type entry struct {
+		parent fusefs.Node
+		name   string
+	}
+	var (
+		entries []entry
+		data    []fusefs.Node
+		attrs   []fusefs.Node
+	)
+	scope := nodeKey{ev.peer, ev.dir}
+	f.mu.Lock()
+	if ev.dir == "" {
+		f.dropPeerListingsLocked(ev.peer)
+	} else {
+		f.listGen++
+		delete(f.listings, scope)
+	}
+	for k, n := range f.nodes {
+		if k.path == "" {
+			if k.peer == ev.peer {
+				attrs = append(attrs, n.self)
+			}
+			continue
+		}
+		p, name := k.parent()
+		if ev.dir == "" && !k.under(scope) || ev.dir != "" && p != scope {
+			if ev.dir != "" && k == scope {
+				attrs = append(attrs, n.self)
+			}
+			continue
+		}
+		if pn, ok := f.nodes[p]; ok {
+			entries = append(entries, entry{pn.self, name})
+		}
+		if n.isDir {
+			attrs = append(attrs, n.self)
+		} else {
+			data = append(data, n.self)
+		}
+	}
+	f.mu.Unlock()
+	for _, e := range entries {
+		inv.entry(e.parent, e.name)
+	}
+	for _, n := range data {
+		inv.check("InvalidateNodeData", f.server.InvalidateNodeData(n))
+	}
+	for _, n := range attrs {
+		inv.check("InvalidateNodeAttr", f.server.InvalidateNodeAttr(n))
+	}
+}
+
+func (inv *invalidator) entry(parent fusefs.Node, name string) {
+	inv.check("InvalidateEntry", inv.fsys.server.InvalidateEntry(parent, name))
+}
+
+// check logs a failed invalidation; "not cached" is the common, fine case.
+func (inv *invalidator) check(op string, err error) {
+	if err != nil && !errors.Is(err, fuse.ErrNotCached) {
+		inv.fsys.log.Debug().Err(err).Str("op", op).Msg("invalidate")
+	}
+}

@@ -1,0 +1,295 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// errUpload is what localStore.Flush fails with when failFlush is set: a
+// plain error, so it exercises the "unexpected error -> EIO" path.
+var errUpload = errors.New("upload to peer failed")
+
+// localStore is a Store backed by a local directory: every subdirectory
+// of base is a peer, handles are *os.File.
+type localStore struct {
+	base string
+
+	failFlush atomic.Bool
+	stats     atomic.Int64 // Stat calls
+	lists     atomic.Int64 // List calls
+	flushes   atomic.Int64 // Flush calls
+
+	mu       sync.Mutex // protects the fields below
+	watchers []func(peer, dir string)
+	files    map[uint64]*os.File
+	next     uint64
+}
+
+var _ Store = (*localStore)(nil)
+
+func newLocalStore(base string, peers ...string) *localStore {
+	for _, p := range peers {
+		if err := os.MkdirAll(filepath.Join(base, p), 0o755); err != nil {
+			panic(err)
+		}
+	}
+	return &localStore{base: base, files: map[uint64]*os.File{}}
+}
+
+// notify fires the Watch callbacks, as a peer daemon would.
+func (s *localStore) notify(peer, dir string) {
+	s.mu.Lock()
+	ws := slices.Clone(s.watchers)
+	s.mu.Unlock()
+	for _, w := range ws {
+		w(peer, dir)
+	}
+}
+
+func (s *localStore) full(peer, path string) (string, error) {
+	if peer == "" || strings.ContainsRune(peer, '/') || peer == "." || peer == ".." {
+		return "", fmt.Errorf("peer %q: %w", peer, fs.ErrNotExist)
+	}
+	if path != "" && !fs.ValidPath(path) {
+		return "", fmt.Errorf("path %q: %w", path, fs.ErrInvalid)
+	}
+	return filepath.Join(s.base, peer, filepath.FromSlash(path)), nil
+}
+
+func (s *localStore) Peers() []string {
+	ents, err := os.ReadDir(s.base)
+	if err != nil {
+		return nil
+	}
+	var peers []string
+	for _, e := range ents {
+		if e.IsDir() {
+			peers = append(peers, e.Name())
+		}
+	}
+	return peers
+}
+
+func (s *localStore) Watch(fn func(peer, dir string)) {
+	s.mu.Lock()
+	s.watchers = append(s.watchers, fn)
+	s.mu.Unlock()
+}
+
+func (s *localStore) Stat(ctx context.Context, peer, path string) (fs.FileInfo, error) {
+	s.stats.Add(1)
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+func (s *localStore) List(ctx context.Context, peer, dir string) ([]fs.FileInfo, error) {
+	s.lists.Add(1)
+	p, err := s.full(peer, dir)
+	if err != nil {
+		return nil, err
+	}
+	ents, err := os.ReadDir(p)
+	if err != nil {
+		return nil, err
+	}
+	infos := make([]fs.FileInfo, 0, len(ents))
+	for _, e := range ents {
+		info, err := e.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+func (s *localStore) Mkdir(ctx context.Context, peer, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(p, mode); err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+func (s *localStore) Remove(ctx context.Context, peer, path string) error {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return err
+	}
+	return syscall.Unlink(p)
+}
+
+func (s *localStore) Rmdir(ctx context.Context, peer, path string) error {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return err
+	}
+	return syscall.Rmdir(p)
+}
+
+func (s *localStore) Rename(ctx context.Context, peer, from, to string) error {
+	pf, err := s.full(peer, from)
+	if err != nil {
+		return err
+	}
+	pt, err := s.full(peer, to)
+	if err != nil {
+		return err
+	}
+	return os.Rename(pf, pt)
+}
+
+func (s *localStore) Truncate(ctx context.Context, peer, path string, size int64) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Truncate(p, size); err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+func (s *localStore) Chmod(ctx context.Context, peer, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(p, mode); err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+func (s *localStore) Chtimes(ctx context.Context, peer, path string, mtime time.Time) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Chtimes(p, mtime, mtime); err != nil {
+		return nil, err
+	}
+	return os.Lstat(p)
+}
+
+func (s *localStore) Statfs(ctx context.Context, peer string) (total, free, avail uint64, err error) {
+	p, err := s.full(peer, "")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p, &st); err != nil {
+		return 0, 0, 0, err
+	}
+	bs := uint64(st.Bsize)
+	return st.Blocks * bs, st.Bfree * bs, st.Bavail * bs, nil
+}
+
+func (s *localStore) Sync(ctx context.Context) error { return nil }
+
+func (s *localStore) Open(ctx context.Context, peer, path string, flags int, mode fs.FileMode) (uint64, fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return 0, nil, err
+	}
+	// The kernel supplies append offsets; os.File refuses WriteAt with
+	// O_APPEND.
+	f, err := os.OpenFile(p, flags&^os.O_APPEND, mode)
+	if err != nil {
+		return 0, nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return 0, nil, err
+	}
+	if info.IsDir() {
+		f.Close()
+		return 0, nil, syscall.EISDIR
+	}
+	s.mu.Lock()
+	s.next++
+	fh := s.next
+	s.files[fh] = f
+	s.mu.Unlock()
+	return fh, info, nil
+}
+
+func (s *localStore) file(fh uint64) (*os.File, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[fh]
+	if !ok {
+		return nil, syscall.EBADF
+	}
+	return f, nil
+}
+
+func (s *localStore) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int, error) {
+	f, err := s.file(fh)
+	if err != nil {
+		return 0, err
+	}
+	return f.ReadAt(p, off)
+}
+
+func (s *localStore) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (int, error) {
+	f, err := s.file(fh)
+	if err != nil {
+		return 0, err
+	}
+	return f.WriteAt(p, off)
+}
+
+func (s *localStore) Flush(ctx context.Context, fh uint64) error {
+	s.flushes.Add(1)
+	if _, err := s.file(fh); err != nil {
+		return err
+	}
+	if s.failFlush.Load() {
+		return fmt.Errorf("localstore: flush %d: %w", fh, errUpload)
+	}
+	return nil
+}
+
+func (s *localStore) Fsync(ctx context.Context, fh uint64) error {
+	f, err := s.file(fh)
+	if err != nil {
+		return err
+	}
+	return f.Sync()
+}
+
+func (s *localStore) Release(fh uint64) error {
+	s.mu.Lock()
+	f, ok := s.files[fh]
+	delete(s.files, fh)
+	s.mu.Unlock()
+	if !ok {
+		return syscall.EBADF
+	}
+	return f.Close()
+}
+
+// open reports how many handles are open (all must be released).
+func (s *localStore) open() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.files)
+}

@@ -1,0 +1,282 @@
+package fusefs
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Real mounts, driven by ordinary programs run as child processes, so
+// that no syscall against the mount is made by the process serving it.
+
+// mountStore mounts store in a temp dir and unmounts it at cleanup. It
+// skips when FUSE is unavailable.
+func mountStore(t *testing.T, store *localStore, opts Options) (string, *Mounted) {
+	t.Helper()
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("FUSE not available: %v", err)
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Skip("fusermount3 not installed (apt-get install fuse3)")
+	}
+	mnt := t.TempDir()
+	opts.Logger = testLogger(t)
+	m, err := Mount(mnt, store, opts)
+	if err != nil {
+		t.Skipf("cannot mount FUSE here: %v", err)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-m.Done():
+			// The test unmounted and checked the result itself.
+			_ = m.Close()
+		default:
+			if err := m.Close(); err != nil {
+				t.Errorf("unmount: %v", err)
+				_ = Unmount(mnt)
+			}
+		}
+		if mounted(mnt) {
+			t.Errorf("%s still mounted", mnt)
+			_ = exec.Command("fusermount3", "-u", "-z", mnt).Run()
+		}
+		if n := store.open(); n != 0 {
+			t.Errorf("%d store handles left open", n)
+		}
+	})
+	return mnt, m
+}
+
+func mounted(dir string) bool {
+	data, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) > 1 && f[1] == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// sh runs script with sh -c in dir and returns its combined output.
+func sh(t *testing.T, dir, script string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func mustSh(t *testing.T, dir, script string) string {
+	t.Helper()
+	out, err := sh(t, dir, script)
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return out
+}
+
+// eventually retries script until its output is want.
+func eventually(t *testing.T, dir, script, want string) {
+	t.Helper()
+	var out string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		out, _ = sh(t, dir, script)
+		if out == want {
+			return
+		}
+	}
+	t.Errorf("%s: got %q, want %q", script, out, want)
+}
+
+// behaviours is the suite of ordinary file operations run both in a local
+// directory (the reference) and in a peer folder of the mount.
+const behaviours = `
+set -e
+mkdir d
+echo hello > d/a
+printf 'line1\nline2\n' > d/b
+cp d/a d/c
+cat d/c
+mv d/c d/e
+ls d
+sed -i s/line1/LINE1/ d/b
+cat d/b
+echo over > d/x
+mv d/x d/a
+cat d/a
+ls d
+mkdir -p d/sub/deeper
+echo deep > d/sub/deeper/f
+mv d/sub d/sub2
+cat d/sub2/deeper/f
+stat -c '%n %s %F %a' d/a d/b d/sub2 d/sub2/deeper/f
+chmod 600 d/b
+stat -c '%n %a' d/b
+truncate -s 3 d/b
+cat d/b; echo
+echo appended >> d/a
+cat d/a
+touch -d '2020-01-02 03:04:05' d/a
+stat -c '%n %Y' d/a
+seq 1 200000 > big
+cp big big2
+cmp big big2
+wc -c big2
+dd if=big of=part bs=1000 skip=7 count=3 2>/dev/null
+md5sum part
+rm d/e
+rmdir d/sub2/deeper 2>&1 || echo rmdir failed
+mkdir d 2>&1 || echo mkdir failed
+cat d/missing 2>&1 || echo cat failed
+rm -r d/sub2
+ls -l d | tail -n +2 | awk '{print $1, $5, $9}'
+rm big2 part
+mv big moved
+ls
+`
+
+func TestMountBehavesLikeLocalDir(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, _ := mountStore(t, store, Options{})
+	want := mustSh(t, t.TempDir(), behaviours)
+	got := mustSh(t, filepath.Join(mnt, "alice"), behaviours)
+	if got != want {
+		t.Errorf("mount output differs from a local directory\n--- mount:\n%s\n--- local:\n%s", got, want)
+	}
+	// And the peer's export holds the result.
+	if out := mustSh(t, filepath.Join(store.base, "alice"), "cat d/a; ls"); out != "over\nappended\nd\nmoved\n" {
+		t.Errorf("backing directory: %q", out)
+	}
+}
+
+func TestMountRoot(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice", "bob")
+	writeFile(t, filepath.Join(store.base, "bob", "f.txt"), "from bob\n")
+	mnt, _ := mountStore(t, store, Options{})
+	if out := mustSh(t, mnt, "ls; ls -ld alice | cut -c1"); out != "alice\nbob\nd\n" {
+		t.Errorf("root listing: %q", out)
+	}
+	if out := mustSh(t, mnt, "cat bob/f.txt"); out != "from bob\n" {
+		t.Errorf("cat: %q", out)
+	}
+	for _, script := range []string{"mkdir carol", "touch x", "rmdir alice", "mv alice carol"} {
+		if out, err := sh(t, mnt, script); err == nil || !strings.Contains(out, "ermission denied") {
+			t.Errorf("%s in root: %v %q, want permission denied", script, err, out)
+		}
+	}
+	// Statfs at a peer folder and at the root.
+	mustSh(t, mnt, "stat -f alice >/dev/null && stat -f . >/dev/null && df . >/dev/null")
+	// Across peers mv copies (the kernel gets EXDEV); no hard or symbolic links.
+	mustSh(t, mnt, "mv bob/f.txt alice/f.txt")
+	if out := mustSh(t, store.base, "ls alice bob"); out != "alice:\nf.txt\n\nbob:\n" {
+		t.Errorf("after mv across peers: %q", out)
+	}
+	for _, script := range []string{"ln alice/f.txt alice/hard", "ln -s f.txt alice/sym"} {
+		if out, err := sh(t, mnt, script); err == nil {
+			t.Errorf("%s succeeded: %q", script, out)
+		}
+	}
+}
+
+func TestMountFlushErrorReachesClose(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, _ := mountStore(t, store, Options{})
+	dir := filepath.Join(mnt, "alice")
+	mustSh(t, dir, "echo fine > ok")
+	store.failFlush.Store(true)
+	defer store.failFlush.Store(false)
+	for _, script := range []string{"cp ok copy", "/bin/echo x > out"} {
+		out, err := sh(t, dir, script)
+		if err == nil || !strings.Contains(out, "Input/output error") {
+			t.Errorf("%s with failing Flush: %v %q, want an I/O error from close", script, err, out)
+		}
+	}
+}
+
+func TestMountWatchInvalidates(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice", "bob")
+	writeFile(t, filepath.Join(store.base, "alice", "f"), "one\n")
+	writeFile(t, filepath.Join(store.base, "alice", "sub", "g"), "g1\n")
+	// Long timeouts: without invalidation the kernel would keep answering
+	// from its caches.
+	mnt, _ := mountStore(t, store, Options{AttrTimeout: time.Hour, EntryTimeout: time.Hour})
+	// Only stat: reading a file makes the kernel refresh its attributes.
+	mustSh(t, mnt, "ls; stat bob alice/f alice/sub/g")
+
+	if err := os.RemoveAll(filepath.Join(store.base, "bob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(store.base, "carol"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	store.notify("", "")
+	eventually(t, mnt, "ls; stat -c %n bob 2>/dev/null; stat -c %n carol", "alice\ncarol\ncarol\n")
+
+	writeFile(t, filepath.Join(store.base, "alice", "f"), "two, longer\n")
+	store.notify("alice", "")
+	eventually(t, mnt, "stat -c %s alice/f", "12\n")
+
+	writeFile(t, filepath.Join(store.base, "alice", "sub", "g"), "g2 changed\n")
+	if err := os.Remove(filepath.Join(store.base, "alice", "f")); err != nil {
+		t.Fatal(err)
+	}
+	store.notify("alice", "sub")
+	eventually(t, mnt, "stat -c %s alice/sub/g", "11\n")
+	store.notify("alice", "")
+	eventually(t, mnt, "stat alice/f 2>/dev/null || echo gone", "gone\n")
+}
+
+func TestMountUnmountBusy(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, m := mountStore(t, store, Options{UnmountTimeout: 200 * time.Millisecond})
+	// A process whose working directory is in the mount keeps it busy.
+	cmd := exec.Command("sleep", "30")
+	cmd.Dir = filepath.Join(mnt, "alice")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	err := m.Close()
+	t.Logf("close of a busy mount: %v", err)
+	if mounted(mnt) {
+		t.Error("busy mount not lazily detached")
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after the last user left")
+	}
+	if err := m.Err(); err != nil {
+		t.Errorf("Err after unmount: %v", err)
+	}
+}
+
+func TestUnmountExternally(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, m := mountStore(t, store, Options{})
+	if err := Unmount(mnt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after an external unmount")
+	}
+	if err := Unmount(mnt); err == nil {
+		t.Error("Unmount of a directory that is not mounted succeeded")
+	}
+}
