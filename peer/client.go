@@ -1,0 +1,401 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// ClientOptions configures connections to other peers. Zero values take
+// the defaults noted.
+type ClientOptions struct {
+	// DialTimeout bounds connecting and reading the CONNECT greeting
+	// (default 5s).
+	DialTimeout time.Duration
+	// IOTimeout bounds every read or write that must make progress while a
+	// request runs: a peer silent for longer is considered dead (default 10s).
+	IOTimeout time.Duration
+}
+
+func (o ClientOptions) withDefaults() ClientOptions {
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 5 * time.Second
+	}
+	if o.IOTimeout <= 0 {
+		o.IOTimeout = 10 * time.Second
+	}
+	return o
+}
+
+// ErrBroken is returned for requests on a Conn that an earlier failure left
+// out of step with its peer; such a Conn must be closed.
+var ErrBroken = errors.New("peer: connection broken by an earlier error")
+
+// Conn is one client connection to a peer. It carries one request at a
+// time; concurrent callers are serialised. For parallel requests use a Pool.
+type Conn struct {
+	addr string
+	opts ClientOptions
+	nc   net.Conn
+
+	mu     sync.Mutex // serialises requests; protects the fields below
+	r      *bufio.Reader
+	w      *bufio.Writer
+	broken error           // non-nil once the stream is out of step
+	ctx    context.Context // the running request's context
+}
+
+// Dial connects to the peer at addr and reads its greeting. A
+// "CONNECT FAIL" greeting is returned as a *peerproto.FailError.
+func Dial(ctx context.Context, addr string, opts ClientOptions) (*Conn, error) {
+	opts = opts.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	c := &Conn{addr: addr, opts: opts, nc: nc, r: bufio.NewReaderSize(nc, 64<<10), w: bufio.NewWriterSize(nc, 64<<10)}
+	dl, _ := ctx.Deadline()
+	_ = nc.SetDeadline(dl)
+	if _, err := peerproto.ReadReply(c.r, peerproto.VerbConnect); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
+	}
+	_ = nc.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// Addr returns the address the connection was dialled to.
+func (c *Conn) Addr() string { return c.addr }
+
+// Close closes the connection, politely if it is in step.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.broken == nil {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_ = peerproto.WriteMessage(c.nc, peerproto.Quit{})
+		c.broken = ErrBroken
+	}
+	return c.nc.Close()
+}
+
+// Broken reports whether the connection can no longer be used.
+func (c *Conn) Broken() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken != nil
+}
+
+// begin takes the request lock and arms deadlines from ctx. The returned
+// function releases both; it must be called exactly once.
+func (c *Conn) begin(ctx context.Context) (func(), error) {
+	c.mu.Lock()
+	if c.broken != nil {
+		c.mu.Unlock()
+		return nil, c.broken
+	}
+	if err := ctx.Err(); err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.ctx = ctx
+	c.touch()
+	// Cancelling ctx unblocks any pending read or write at once.
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
+	return func() {
+		if !stop() && c.broken == nil {
+			// The deadline was forced into the past: the stream is lost.
+			c.broken = fmt.Errorf("peer: %s: %w", c.addr, ctx.Err())
+		}
+		c.mu.Unlock()
+	}, nil
+}
+
+// touch renews the progress deadline, unless the request was cancelled
+// (whose forced deadline must stand).
+func (c *Conn) touch() {
+	if c.ctx.Err() != nil {
+		return
+	}
+	_ = c.nc.SetDeadline(time.Now().Add(c.opts.IOTimeout))
+}
+
+// fail marks the stream as out of step and returns err, wrapped with context.
+func (c *Conn) fail(op, name string, err error) error {
+	var fe *peerproto.FailError
+	if errors.As(err, &fe) {
+		// A refusal leaves the stream in step.
+		return fmt.Errorf("peer %s: %s %q: %w", c.addr, op, name, err)
+	}
+	c.broken = fmt.Errorf("peer %s: %w (%v)", c.addr, ErrBroken, err)
+	c.nc.Close()
+	return fmt.Errorf("peer %s: %s %q: %w", c.addr, op, name, err)
+}
+
+// send writes one request line and flushes it.
+func (c *Conn) send(m peerproto.Message) error {
+	b := m.AppendTo(make([]byte, 0, 128))
+	b = append(b, '\n')
+	if _, err := c.w.Write(b); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// roundTrip sends m and reads one reply to its verb.
+func (c *Conn) roundTrip(ctx context.Context, m peerproto.Message, name string) (peerproto.Message, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := c.send(m); err != nil {
+		return nil, c.fail(m.Verb(), name, err)
+	}
+	reply, err := peerproto.ReadReply(c.r, m.Verb())
+	if err != nil {
+		return nil, c.fail(m.Verb(), name, err)
+	}
+	return reply, nil
+}
+
+// Ping checks the peer is alive.
+func (c *Conn) Ping(ctx context.Context) error {
+	_, err := c.roundTrip(ctx, peerproto.Ping{}, "")
+	return err
+}
+
+// Stat returns the attributes of name ("" for the export root).
+func (c *Conn) Stat(ctx context.Context, name string) (peerproto.Entry, error) {
+	r, err := c.roundTrip(ctx, peerproto.Stat{Name: name}, name)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	return r.(peerproto.StatOK).Entry, nil
+}
+
+// List returns the entries of directory dir ("" for the export root).
+func (c *Conn) List(ctx context.Context, dir string) ([]peerproto.Entry, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := c.send(peerproto.List{Dir: dir}); err != nil {
+		return nil, c.fail("LIST", dir, err)
+	}
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbList)
+	if err != nil {
+		return nil, c.fail("LIST", dir, err)
+	}
+	n := reply.(peerproto.ListOK).Count
+	entries := make([]peerproto.Entry, 0, min(n, 4096))
+	for i := 0; i < n; i++ {
+		if i%256 == 0 {
+			c.touch()
+		}
+		line, err := peerproto.ReadLine(c.r)
+		if err != nil {
+			return nil, c.fail("LIST", dir, err)
+		}
+		e, err := peerproto.ParseEntry(line)
+		if err != nil {
+			return nil, c.fail("LIST", dir, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+func (c *Conn) simple(ctx context.Context, m peerproto.Message, name string) error {
+	_, err := c.roundTrip(ctx, m, name)
+	return err
+}
+
+// Delete removes file name.
+func (c *Conn) Delete(ctx context.Context, name string) error {
+	return c.simple(ctx, peerproto.Delete{Name: name}, name)
+}
+
+// Rmdir removes the empty directory name.
+func (c *Conn) Rmdir(ctx context.Context, name string) error {
+	return c.simple(ctx, peerproto.Rmdir{Name: name}, name)
+}
+
+// Mkdir creates directory name with permission bits mode (0: default).
+func (c *Conn) Mkdir(ctx context.Context, name string, mode uint32) error {
+	return c.simple(ctx, peerproto.Mkdir{Name: name, Mode: mode}, name)
+}
+
+// Rename renames from to to, replacing a target file atomically.
+func (c *Conn) Rename(ctx context.Context, from, to string) error {
+	return c.simple(ctx, peerproto.Rename{From: from, To: to}, from)
+}
+
+// Setattr changes the attributes set in s and returns the new attributes.
+func (c *Conn) Setattr(ctx context.Context, s peerproto.Setattr) (peerproto.Entry, error) {
+	r, err := c.roundTrip(ctx, s, s.Name)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	return r.(peerproto.SetattrOK).Entry, nil
+}
+
+// Statfs returns the space of the peer's export filesystem, in bytes.
+func (c *Conn) Statfs(ctx context.Context) (peerproto.StatfsOK, error) {
+	r, err := c.roundTrip(ctx, peerproto.Statfs{}, "")
+	if err != nil {
+		return peerproto.StatfsOK{}, err
+	}
+	return r.(peerproto.StatfsOK), nil
+}
+
+// Progress is called with the number of payload bytes moved so far.
+type Progress func(done int64)
+
+// chunk is how much payload moves between deadline renewals.
+const chunk = 1 << 20
+
+// Get reads length bytes of name starting at off (length < 0: to the end)
+// and writes them to dst. It returns the number of bytes the peer sent,
+// which is short only at end of file.
+func (c *Conn) Get(ctx context.Context, name string, off, length int64, dst io.Writer, progress Progress) (int64, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	if err := c.send(peerproto.Get{Name: name, Offset: off, Length: length}); err != nil {
+		return 0, c.fail("GET", name, err)
+	}
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbGet)
+	if err != nil {
+		return 0, c.fail("GET", name, err)
+	}
+	n := reply.(peerproto.GetOK).Size
+	if length >= 0 && n > length {
+		return 0, c.fail("GET", name, fmt.Errorf("peer announced %d bytes, asked for at most %d", n, length))
+	}
+	var moved int64
+	for moved < n {
+		c.touch()
+		k, err := io.CopyN(dst, c.r, min(chunk, n-moved))
+		moved += k
+		if progress != nil {
+			progress(moved)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return moved, c.fail("GET", name, fmt.Errorf("after %d of %d bytes: %w", moved, n, err))
+		}
+	}
+	return n, nil
+}
+
+// ReadAt fills p from name at off with one ranged GET and returns the
+// count, short only at end of file.
+func (c *Conn) ReadAt(ctx context.Context, name string, p []byte, off int64) (int, error) {
+	w := sliceWriter{buf: p}
+	n, err := c.Get(ctx, name, off, int64(len(p)), &w, nil)
+	return int(n), err
+}
+
+type sliceWriter struct {
+	buf []byte
+	n   int
+}
+
+func (w *sliceWriter) Write(p []byte) (int, error) {
+	n := copy(w.buf[w.n:], p)
+	w.n += n
+	if n < len(p) {
+		return n, io.ErrShortWrite
+	}
+	return n, nil
+}
+
+// Put uploads size bytes from src as name. It returns once the peer
+// confirms the file is stored intact (PUT DONE). If src is an *os.File the
+// bytes go out with sendfile.
+func (c *Conn) Put(ctx context.Context, name string, src io.Reader, size int64, progress Progress) (peerproto.PutDone, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return peerproto.PutDone{}, err
+	}
+	defer done()
+	if err := c.send(peerproto.Put{Name: name, Size: size}); err != nil {
+		return peerproto.PutDone{}, c.fail("PUT", name, err)
+	}
+	if _, err := peerproto.ReadReply(c.r, peerproto.VerbPut); err != nil {
+		return peerproto.PutDone{}, c.fail("PUT", name, err)
+	}
+	// Write straight to the socket: the bufio.Writer is empty after send,
+	// and bypassing it lets *net.TCPConn.ReadFrom use sendfile.
+	var moved int64
+	for moved < size {
+		c.touch()
+		k, err := io.CopyN(c.nc, src, min(chunk, size-moved))
+		moved += k
+		if progress != nil {
+			progress(moved)
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = fmt.Errorf("source ended after %d of %d bytes: %w", moved, size, io.ErrUnexpectedEOF)
+			}
+			// The peer waits for bytes that will never come: drop the stream.
+			c.broken = ErrBroken
+			c.nc.Close()
+			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, err)
+		}
+	}
+	// Storing includes an fsync on the far side; give it room.
+	if c.ctx.Err() == nil {
+		_ = c.nc.SetDeadline(time.Now().Add(3 * c.opts.IOTimeout))
+	}
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbPut)
+	if err != nil {
+		return peerproto.PutDone{}, c.fail("PUT", name, err)
+	}
+	pd, ok := reply.(peerproto.PutDone)
+	if !ok {
+		return pd, c.fail("PUT", name, errors.New("want PUT DONE after the payload"))
+	}
+	if pd.Size != size {
+		return pd, c.fail("PUT", name, fmt.Errorf("peer stored %d bytes, sent %d", pd.Size, size))
+	}
+	return pd, nil
+}
+
+// PutFile uploads the local file path as name.
+func (c *Conn) PutFile(ctx context.Context, name, path string, progress Progress) (peerproto.PutDone, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return peerproto.PutDone{}, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return peerproto.PutDone{}, err
+	}
+	if !fi.Mode().IsRegular() {
+		return peerproto.PutDone{}, fmt.Errorf("%s: not a regular file", path)
+	}
+	return c.Put(ctx, name, f, fi.Size(), progress)
+}
