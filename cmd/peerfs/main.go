@@ -1,0 +1,134 @@
+// Command peerfs shares directories between machines: a tracker keeps the
+// list of peers and arbitrates the SYNC write token; every peer serves one
+// exported directory; a mount shows every connected peer as a folder.
+//
+// Run `peerfs help` for the commands and `peerfs COMMAND --help` for each
+// command's flags and PEERFS_* environment variables.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strings"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+)
+
+// Exit codes, documented in README.md.
+const (
+	exitOK       = 0
+	exitError    = 1 // runtime failure (cannot listen, mount failed...)
+	exitUsage    = 2 // bad command line or configuration
+	exitSignaled = 0 // stopped by SIGINT/SIGTERM after a clean shutdown
+)
+
+// version is set at build time with -ldflags "-X main.version=..."; it
+// falls back to the module build info.
+var version = ""
+
+func versionString() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
+}
+
+const topUsage = `peerfs shares directories between machines, peer to peer.
+
+Usage:
+  peerfs tracker [flags]                 run the tracker (peer list and SYNC token)
+  peerfs peer --export DIR [flags]       serve DIR to other peers; on a terminal,
+                                         the interactive command shell
+  peerfs mount --export DIR --tracker HOST:PORT [flags] MOUNTPOINT
+                                         serve DIR and mount every connected peer
+                                         as a folder under MOUNTPOINT
+  peerfs unmount MOUNTPOINT              unmount (also a mount left by a crash)
+  peerfs version                         print the version
+
+Run 'peerfs COMMAND --help' for a command's flags and PEERFS_* variables.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "tracker":
+		err = runTracker(rest, stderr)
+	case "peer":
+		err = runPeer(rest, stdin, stdout, stderr)
+	case "mount":
+		err = runMount(rest, stderr)
+	case "unmount", "umount":
+		err = runUnmount(rest, stderr)
+	case "version", "--version", "-version", "-v":
+		fmt.Fprintf(stdout, "peerfs %s\n", versionString())
+		return exitOK
+	case "help", "--help", "-help", "-h":
+		fmt.Fprint(stdout, topUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "peerfs: unknown command %q\n\n%s", cmd, topUsage)
+		return exitUsage
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "peerfs %s: %v (see 'peerfs %s --help')\n", cmd, err, cmd)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "peerfs %s: %v\n", cmd, err)
+		return exitError
+	}
+}
+
+// usageError is a problem with the command line or configuration.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// newLogger builds the process logger: console format on a terminal, JSON
+// otherwise (or as configured).
+func newLogger(c LogConfig, w io.Writer) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
+	if err != nil || c.LogLevel == "" {
+		return zerolog.Nop(), usagef("bad log level %q (want debug, info, warn or error)", c.LogLevel)
+	}
+	console := false
+	switch c.LogFormat {
+	case "auto":
+		if f, ok := w.(*os.File); ok {
+			console = isatty.IsTerminal(f.Fd())
+		}
+	case "console":
+		console = true
+	case "json":
+	default:
+		return zerolog.Nop(), usagef("bad log format %q (want auto, console or json)", c.LogFormat)
+	}
+	if console {
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}

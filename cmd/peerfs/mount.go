@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/remote"
+)
+
+func runMount(args []string, stderr io.Writer) error {
+	var cfg mountConfig
+	rest, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) != 1 {
+		return usagef("want exactly one MOUNTPOINT, got %d arguments", len(rest))
+	}
+	mountpoint, err := filepath.Abs(rest[0])
+	if err != nil {
+		return err
+	}
+	if cfg.Tracker == "" {
+		return usagef("--tracker HOST:PORT is required")
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
+	}
+	if !peerproto.ValidPeerName(cfg.Name) {
+		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", cfg.Name, peerproto.MaxPeerName)
+	}
+	if cfg.CacheDir == "" {
+		base, err := os.UserCacheDir()
+		if err != nil {
+			return fmt.Errorf("no cache directory (set --cache-dir): %w", err)
+		}
+		cfg.CacheDir = filepath.Join(base, "peerfs", cfg.Name)
+	}
+	log, err := newLogger(cfg.LogConfig, stderr)
+	if err != nil {
+		return err
+	}
+	log = log.With().Str("peer", cfg.Name).Logger()
+	if err := cleanStaleMount(mountpoint); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, log)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+
+	c, err := cache.Open(cache.Options{Dir: cfg.CacheDir, MaxBytes: cfg.CacheSizeMB << 20, Logger: log})
+	if err != nil {
+		return fmt.Errorf("cache: %w", err)
+	}
+	defer c.Close()
+	store, err := remote.New(remote.Options{
+		Self:    cfg.Name,
+		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout},
+		Cache:   c,
+		AttrTTL: cfg.AttrTimeout,
+		Logger:  log,
+	})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	tc := peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Logger: log,
+		OnUpdate: store.SetPeers,
+		OnRead:   store.InvalidateAll,
+		OnEnd:    func(uint64) { store.InvalidateAll() },
+		OnTurn:   store.FlushAll,
+	})
+	store.SetSyncer(tc)
+	tctx, tcancel := context.WithCancel(context.Background())
+	tdone := make(chan struct{})
+	go func() { defer close(tdone); tc.Run(tctx) }()
+	defer func() { tcancel(); <-tdone }()
+
+	m, err := fusefs.Mount(mountpoint, store, fusefs.Options{
+		AttrTimeout: cfg.AttrTimeout, EntryTimeout: cfg.AttrTimeout, Logger: log,
+		FSName: "peerfs:" + cfg.Name,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info().Str("mountpoint", mountpoint).Str("tracker", cfg.Tracker).Str("cache", cfg.CacheDir).Msg("mounted; peers appear as folders")
+
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping: uploading pending files, then unmounting")
+	case <-m.Done():
+		log.Info().Msg("unmounted from outside; stopping")
+	}
+	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
+	if err := store.FlushAll(dctx); err != nil {
+		files, bytes := store.PendingInfo()
+		log.Warn().Err(err).Int("files", files).Int64("bytes", bytes).Msg("some files are not uploaded yet; they stay in the cache and go out on the next start")
+	}
+	dcancel()
+	if err := m.Close(); err != nil {
+		log.Warn().Err(err).Msg("unmount")
+	}
+	return m.Err()
+}
+
+// cleanStaleMount unmounts a FUSE mount at mountpoint whose server is gone
+// (a crash leaves one: every access fails with ENOTCONN). A live mount is
+// left alone and reported.
+func cleanStaleMount(mountpoint string) error {
+	_, err := os.Stat(mountpoint)
+	if errors.Is(err, syscall.ENOTCONN) {
+		if uerr := fusefs.Unmount(mountpoint); uerr != nil {
+			return fmt.Errorf("stale mount at %s: %w", mountpoint, uerr)
+		}
+		// Give the kernel a moment to drop the detached mount.
+		for i := 0; i < 50; i++ {
+			if _, err = os.Stat(mountpoint); !errors.Is(err, syscall.ENOTCONN) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("mountpoint: %w", err)
+	}
+	return nil
+}
+
+func runUnmount(args []string, stderr io.Writer) error {
+	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
+		fmt.Fprintln(stderr, "Usage: peerfs unmount MOUNTPOINT\n\nUnmounts a peerfs mount, lazily if it is busy or its daemon died.")
+		return nil
+	}
+	if len(args) != 1 {
+		return usagef("want exactly one MOUNTPOINT")
+	}
+	return fusefs.Unmount(args[0])
+}

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/shell"
+)
+
+// defaultName derives a peer name from the host name.
+func defaultName() string {
+	h, err := os.Hostname()
+	if err != nil {
+		return "peer"
+	}
+	h, _, _ = strings.Cut(h, ".")
+	b := []byte(h)
+	for i, c := range b {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			b[i] = '-'
+		}
+	}
+	if len(b) > peerproto.MaxPeerName {
+		b = b[:peerproto.MaxPeerName]
+	}
+	if !peerproto.ValidPeerName(string(b)) {
+		return "peer"
+	}
+	return string(b)
+}
+
+// servingPeer is the peer server part shared by `peer` and `mount`.
+type servingPeer struct {
+	srv  *peer.Server
+	ln   net.Listener
+	port int
+	errc chan error
+}
+
+func startServer(export, listen string, readOnly bool, maxConns int, log zerolog.Logger) (*servingPeer, error) {
+	if export == "" {
+		return nil, usagef("--export DIR is required")
+	}
+	fi, err := os.Stat(export)
+	if err != nil {
+		return nil, fmt.Errorf("export: %w", err)
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("export %s: not a directory", export)
+	}
+	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, MaxConns: maxConns, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
+	go func() { sp.errc <- srv.Serve(ln) }()
+	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Msg("serving export")
+	return sp, nil
+}
+
+func (sp *servingPeer) close() {
+	sp.srv.Close()
+	<-sp.errc
+}
+
+func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	var cfg peerConfig
+	rest, err := loadConfig("peer", "peer --export DIR [--listen HOST:PORT] [--tracker HOST:PORT] [--name NAME] [flags]", &cfg, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
+	}
+	if !peerproto.ValidPeerName(cfg.Name) {
+		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", cfg.Name, peerproto.MaxPeerName)
+	}
+	tty := false
+	if f, ok := stdin.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
+	var interactive bool
+	switch cfg.Shell {
+	case "auto":
+		interactive = tty
+	case "on":
+		interactive = true
+	case "off":
+	default:
+		return usagef("bad --shell %q (want auto, on or off)", cfg.Shell)
+	}
+	log, err := newLogger(cfg.LogConfig, stderr)
+	if err != nil {
+		return err
+	}
+	if interactive && cfg.LogLevel == "info" {
+		// Keep the shell readable: only problems are logged.
+		log = log.Level(zerolog.WarnLevel)
+	}
+	log = log.With().Str("peer", cfg.Name).Logger()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, log)
+	if err != nil {
+		return err
+	}
+	defer sp.close()
+	copts := peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout}
+
+	if interactive {
+		fmt.Fprintf(stdout, "peerfs %s: peer %q serving %s on port %d. Type help for commands.\n", versionString(), cfg.Name, cfg.Export, sp.port)
+		err := shell.Run(ctx, shell.Options{
+			In: stdin, Out: stdout, Err: stderr, TTY: tty,
+			Name: cfg.Name, Port: sp.port, Client: copts, Logger: log, Tracker: cfg.Tracker,
+		})
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	}
+
+	if cfg.Tracker != "" {
+		tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Logger: log})
+		done := make(chan struct{})
+		go func() { defer close(done); tc.Run(ctx) }()
+		defer func() { stop(); <-done }()
+	}
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping peer")
+		return nil
+	case err := <-sp.errc:
+		sp.errc <- err
+		return err
+	}
+}

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/peerfs/peerfs/tracker"
+)
+
+func runTracker(args []string, stderr io.Writer) error {
+	var cfg trackerConfig
+	rest, err := loadConfig("tracker", "tracker [flags]", &cfg, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	log, err := newLogger(cfg.LogConfig, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Logger: log})
+	log.Info().Str("listen", ln.Addr().String()).Dur("lease", cfg.Lease).Msg("tracker ready")
+	errc := make(chan error, 1)
+	go func() { errc <- t.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("stopping tracker")
+		t.Close()
+		<-errc
+		return nil
+	case err := <-errc:
+		t.Close()
+		if errors.Is(err, net.ErrClosed) {
+			return nil
+		}
+		return err
+	}
+}

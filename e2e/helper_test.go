@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// runHelper performs one filesystem operation in a child process, so that
+// syscalls on a mount never run inside a process that could deadlock with
+// its FUSE server. It prints the outcome and returns the exit code.
+//
+//	editor-save PATH   write PATH~tmp, fsync, close, rename over PATH (content from PEERFS_E2E_DATA)
+//	write-fsync PATH   open PATH, write, fsync, report, wait for stdin EOF, close
+//	write-wait-close PATH  open PATH, write, report, wait for stdin EOF, close
+//	read PATH          read PATH to stdout, reporting the error
+func runHelper(kind, path string) int {
+	data := []byte(os.Getenv("PEERFS_E2E_DATA"))
+	if f := os.Getenv("PEERFS_E2E_DATA_FILE"); f != "" {
+		var err error
+		if data, err = os.ReadFile(f); err != nil {
+			return fail(err)
+		}
+	}
+	switch kind {
+	case "editor-save":
+		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".swp")
+		f, err := os.Create(tmp)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
+		if err := f.Sync(); err != nil {
+			return fail(fmt.Errorf("fsync: %w", err))
+		}
+		if err := f.Close(); err != nil {
+			return fail(fmt.Errorf("close: %w", err))
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fail(err)
+		}
+		return 0
+	case "write-fsync":
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
+		if err := f.Sync(); err != nil {
+			return fail(fmt.Errorf("fsync: %w", err))
+		}
+		fmt.Println("fsynced")
+		// Keep the file open until the test has looked from elsewhere.
+		buf := make([]byte, 1)
+		os.Stdin.Read(buf)
+		if err := f.Close(); err != nil {
+			return fail(fmt.Errorf("close: %w", err))
+		}
+		return 0
+	case "write-wait-close":
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
+		fmt.Println("written")
+		buf := make([]byte, 1)
+		os.Stdin.Read(buf)
+		if err := f.Close(); err != nil {
+			return fail(fmt.Errorf("close: %w", err))
+		}
+		return 0
+	case "read":
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fail(err)
+		}
+		os.Stdout.Write(b)
+		return 0
+	}
+	return fail(fmt.Errorf("unknown helper %q", kind))
+}
+
+func fail(err error) int {
+	fmt.Fprintln(os.Stderr, "ERROR:", err)
+	return 1
+}

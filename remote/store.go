@@ -1,0 +1,587 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// Syncer runs this peer's part of a SYNC round; *peer.TrackerClient is one.
+type Syncer interface {
+	// Sync waits for a turn that began after the call and returns the
+	// error of the work done in it (see Store.FlushAll).
+	Sync(ctx context.Context) error
+	// State reports the round as this peer sees it.
+	State() peer.SyncState
+}
+
+// Options configures a Store. Zero values take the defaults noted.
+type Options struct {
+	Self      string             // this peer's own name, left out of Peers
+	Client    peer.ClientOptions // timeouts for talking to peers
+	Cache     *cache.Cache       // required: local copies of files
+	AttrTTL   time.Duration      // how long attributes and listings are trusted (default 1s)
+	WholeFile int64              // files up to this size are fetched whole into the cache on first read (default 4 MiB)
+	// HoldTimeout bounds how long an upload waits while another peer holds
+	// the write token (default 30s); after it the upload goes ahead.
+	HoldTimeout time.Duration
+	// RetryInterval is how often dirty copies whose upload failed are
+	// retried (default 5s).
+	RetryInterval time.Duration
+	Logger        zerolog.Logger
+}
+
+// Store implements fusefs.Store over the peers of the last UPDATE.
+//
+// Lock order: Store.mu before peerConn.mu before fileState.mu is never
+// taken the other way; no lock is held across network I/O except
+// fileState.up, which serialises uploads of one file.
+type Store struct {
+	opts  Options
+	log   zerolog.Logger
+	cache *cache.Cache
+
+	mu       sync.Mutex // protects the fields below
+	peers    map[string]*peerConn
+	watchers []func(peer, dir string)
+	files    map[cache.Key]*fileState // local copies being written or not yet uploaded
+	handles  map[uint64]*handle
+	nextFH   uint64
+	syncer   Syncer
+	closed   bool
+
+	stop chan struct{} // closed by Close: stops the retry loop
+	wg   sync.WaitGroup
+}
+
+// New returns a Store and starts its upload retry loop. Dirty copies left
+// in the cache by an earlier run are picked up and uploaded once their
+// peer appears.
+func New(opts Options) (*Store, error) {
+	if opts.Cache == nil {
+		return nil, errors.New("remote: Options.Cache is required")
+	}
+	if opts.AttrTTL <= 0 {
+		opts.AttrTTL = time.Second
+	}
+	if opts.WholeFile <= 0 {
+		opts.WholeFile = 4 << 20
+	}
+	if opts.HoldTimeout <= 0 {
+		opts.HoldTimeout = 30 * time.Second
+	}
+	if opts.RetryInterval <= 0 {
+		opts.RetryInterval = 5 * time.Second
+	}
+	s := &Store{
+		opts:    opts,
+		log:     opts.Logger.With().Str("component", "remote").Logger(),
+		cache:   opts.Cache,
+		peers:   make(map[string]*peerConn),
+		files:   make(map[cache.Key]*fileState),
+		handles: make(map[uint64]*handle),
+		stop:    make(chan struct{}),
+	}
+	for _, key := range s.cache.Dirty() {
+		ch, _, err := s.cache.Acquire(key, -1, 0, false)
+		if err != nil {
+			s.log.Error().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot reopen dirty copy")
+			continue
+		}
+		s.files[key] = &fileState{key: key, ch: ch, mode: fs.FileMode(ch.Meta().Mode) & fs.ModePerm, mtime: time.Now()}
+		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
+	}
+	s.wg.Add(1)
+	go s.retryLoop()
+	return s, nil
+}
+
+// SetSyncer connects the Store to the tracker client that runs SYNC
+// rounds. Without one, Sync uploads directly.
+func (s *Store) SetSyncer(sy Syncer) {
+	s.mu.Lock()
+	s.syncer = sy
+	s.mu.Unlock()
+}
+
+// Close stops background work, uploads nothing more, and closes every
+// connection. Dirty copies stay in the cache for the next run.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	peers := s.peers
+	s.peers = map[string]*peerConn{}
+	files := s.files
+	s.files = map[cache.Key]*fileState{}
+	s.mu.Unlock()
+	close(s.stop)
+	s.wg.Wait()
+	for _, p := range peers {
+		p.pool.Close()
+	}
+	for _, f := range files {
+		f.ch.Release()
+	}
+	return nil
+}
+
+// peerConn is one remote peer: its connection pool and attribute caches.
+type peerConn struct {
+	name, addr string
+	pool       *peer.Pool
+
+	mu    sync.Mutex // protects the fields below
+	dirs  map[string]*dirCache
+	stats map[string]statCache
+}
+
+type dirCache struct {
+	at      time.Time
+	entries map[string]peerproto.Entry
+}
+
+type statCache struct {
+	at     time.Time
+	e      peerproto.Entry
+	exists bool
+}
+
+// SetPeers replaces the peer set with the peers of an UPDATE; this peer
+// itself is left out. Peers that left are closed; new ones appear.
+func (s *Store) SetPeers(list []peerproto.PeerAddr) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	seen := make(map[string]bool, len(list))
+	changed := false
+	var gone []*peerConn
+	for _, pa := range list {
+		if pa.Name == s.opts.Self || !peerproto.ValidPeerName(pa.Name) {
+			continue
+		}
+		seen[pa.Name] = true
+		old := s.peers[pa.Name]
+		if old != nil && old.addr == pa.Addr {
+			continue
+		}
+		if old != nil {
+			gone = append(gone, old)
+		}
+		s.peers[pa.Name] = &peerConn{
+			name: pa.Name, addr: pa.Addr,
+			pool:  peer.NewPool(pa.Addr, s.opts.Client, 16),
+			dirs:  map[string]*dirCache{},
+			stats: map[string]statCache{},
+		}
+		changed = true
+	}
+	for name, p := range s.peers {
+		if !seen[name] {
+			delete(s.peers, name)
+			gone = append(gone, p)
+			changed = true
+		}
+	}
+	s.mu.Unlock()
+	for _, p := range gone {
+		p.pool.Close()
+	}
+	if changed {
+		s.log.Info().Strs("peers", s.Peers()).Msg("peer set changed")
+		s.notify("", "")
+	}
+}
+
+// Peers implements fusefs.Store.
+func (s *Store) Peers() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	names := make([]string, 0, len(s.peers))
+	for n := range s.peers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// PeerAddr returns the address of peer name, if it is known.
+func (s *Store) PeerAddr(name string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[name]
+	if !ok {
+		return "", false
+	}
+	return p.addr, true
+}
+
+// Watch implements fusefs.Store.
+func (s *Store) Watch(fn func(peer, dir string)) {
+	s.mu.Lock()
+	s.watchers = append(s.watchers, fn)
+	s.mu.Unlock()
+}
+
+func (s *Store) notify(peer, dir string) {
+	s.mu.Lock()
+	ws := slices.Clone(s.watchers)
+	s.mu.Unlock()
+	for _, fn := range ws {
+		fn(peer, dir)
+	}
+}
+
+// InvalidateAll forgets every cached attribute and listing and tells the
+// kernel to do the same: another peer may have written anything.
+func (s *Store) InvalidateAll() {
+	s.mu.Lock()
+	peers := make([]*peerConn, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	for _, p := range peers {
+		p.mu.Lock()
+		p.dirs = map[string]*dirCache{}
+		p.stats = map[string]statCache{}
+		p.mu.Unlock()
+		s.notify(p.name, "")
+	}
+}
+
+// errNoPeer is returned for a peer name that is not (or no longer) known.
+var errNoPeer = fmt.Errorf("remote: no such peer: %w", fs.ErrNotExist)
+
+func (s *Store) peer(name string) (*peerConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[name]
+	if !ok {
+		return nil, errNoPeer
+	}
+	return p, nil
+}
+
+// netErr turns a failure to reach a peer into EIO with context, keeping
+// refusals (which carry their own errno) as they are.
+func netErr(p *peerConn, err error) error {
+	if err == nil {
+		return nil
+	}
+	var fe *peerproto.FailError
+	if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("remote: peer %s (%s) unreachable: %v: %w", p.name, p.addr, err, syscall.EIO)
+}
+
+// ---- attribute cache ----
+
+func (p *peerConn) cached(path string, ttl time.Duration) (peerproto.Entry, bool, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if sc, ok := p.stats[path]; ok && now.Sub(sc.at) < ttl {
+		return sc.e, sc.exists, true
+	}
+	if path != "" {
+		if dc, ok := p.dirs[parent(path)]; ok && now.Sub(dc.at) < ttl {
+			e, exists := dc.entries[base(path)]
+			return e, exists, true
+		}
+	}
+	return peerproto.Entry{}, false, false
+}
+
+func (p *peerConn) remember(path string, e peerproto.Entry, exists bool) {
+	p.mu.Lock()
+	p.stats[path] = statCache{at: time.Now(), e: e, exists: exists}
+	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
+		if exists {
+			e.Name = base(path)
+			dc.entries[base(path)] = e
+		} else {
+			delete(dc.entries, base(path))
+		}
+	}
+	p.mu.Unlock()
+}
+
+// forget drops what is known about path (and, for a directory, its listing).
+func (p *peerConn) forget(path string) {
+	p.mu.Lock()
+	delete(p.stats, path)
+	delete(p.dirs, path)
+	delete(p.dirs, parent(path))
+	p.mu.Unlock()
+}
+
+// forgetTree drops everything at or under path.
+func (p *peerConn) forgetTree(path string) {
+	p.mu.Lock()
+	for k := range p.stats {
+		if k == path || len(k) > len(path) && k[:len(path)] == path && k[len(path)] == '/' {
+			delete(p.stats, k)
+		}
+	}
+	for k := range p.dirs {
+		if k == path || len(k) > len(path) && k[:len(path)] == path && k[len(path)] == '/' {
+			delete(p.dirs, k)
+		}
+	}
+	delete(p.dirs, parent(path))
+	p.mu.Unlock()
+}
+
+// stat returns the remote attributes of path, from cache when fresh.
+func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
+	if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
+		if !exists {
+			return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
+		}
+		return e, nil
+	}
+	var e peerproto.Entry
+	err := p.pool.Do(ctx, func(c *peer.Conn) error {
+		var err error
+		e, err = c.Stat(ctx, path)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			p.remember(path, e, false)
+		}
+		return e, netErr(p, err)
+	}
+	p.remember(path, e, true)
+	return e, nil
+}
+
+// Stat implements fusefs.Store.
+func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, error) {
+	if fi := s.localInfo(cache.Key{Peer: peerName, Path: path}); fi != nil {
+		return fi, nil
+	}
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.stat(ctx, p, path)
+	if err != nil {
+		return nil, err
+	}
+	return infoOf(base(path), e), nil
+}
+
+// List implements fusefs.Store: one LIST round trip, with local files not
+// yet uploaded shown as well.
+func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, error) {
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	dc, ok := p.dirs[dir]
+	fresh := ok && time.Since(dc.at) < s.opts.AttrTTL
+	var entries map[string]peerproto.Entry
+	if fresh {
+		entries = dc.entries
+	}
+	p.mu.Unlock()
+	if !fresh {
+		var list []peerproto.Entry
+		err := p.pool.Do(ctx, func(c *peer.Conn) error {
+			var err error
+			list, err = c.List(ctx, dir)
+			return err
+		})
+		if err != nil {
+			return nil, netErr(p, err)
+		}
+		entries = make(map[string]peerproto.Entry, len(list))
+		for _, e := range list {
+			entries[e.Name] = e
+		}
+		p.mu.Lock()
+		p.dirs[dir] = &dirCache{at: time.Now(), entries: entries}
+		p.mu.Unlock()
+	}
+	p.mu.Lock()
+	out := make([]fs.FileInfo, 0, len(entries))
+	for name, e := range entries {
+		out = append(out, infoOf(name, e))
+	}
+	p.mu.Unlock()
+	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
+	s.mu.Lock()
+	for key, f := range s.files {
+		if key.Peer != peerName || parent(key.Path) != dir || f.unlinked {
+			continue
+		}
+		name := base(key.Path)
+		fi := f.info(name)
+		if i := slices.IndexFunc(out, func(x fs.FileInfo) bool { return x.Name() == name }); i >= 0 {
+			out[i] = fi
+		} else {
+			out = append(out, fi)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b fs.FileInfo) int {
+		switch {
+		case a.Name() < b.Name():
+			return -1
+		case a.Name() > b.Name():
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// do runs fn on a connection to peerName and maps the error.
+func (s *Store) do(ctx context.Context, peerName string, fn func(p *peerConn, c *peer.Conn) error) (*peerConn, error) {
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	err = p.pool.Do(ctx, func(c *peer.Conn) error { return fn(p, c) })
+	return p, netErr(p, err)
+}
+
+// Mkdir implements fusefs.Store.
+func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	var e peerproto.Entry
+	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
+			return err
+		}
+		var err error
+		e, err = c.Stat(ctx, path)
+		return err
+	})
+	if p != nil {
+		p.forget(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.remember(path, e, true)
+	s.notify(peerName, parent(path))
+	return infoOf(base(path), e), nil
+}
+
+// Remove implements fusefs.Store.
+func (s *Store) Remove(ctx context.Context, peerName, path string) error {
+	key := cache.Key{Peer: peerName, Path: path}
+	localOnly := s.unlinkLocal(key)
+	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
+	if p != nil {
+		p.forget(path)
+	}
+	if localOnly && errors.Is(err, fs.ErrNotExist) {
+		err = nil // created here and never uploaded: removing the local copy was all
+	}
+	if err == nil {
+		_ = s.cache.Remove(key)
+	}
+	return err
+}
+
+// Rmdir implements fusefs.Store.
+func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
+	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
+	if p != nil {
+		p.forgetTree(path)
+	}
+	return err
+}
+
+// Rename implements fusefs.Store. Local changes to the source are uploaded
+// first, so the rename moves what the writer wrote.
+func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
+	if err := s.flushTree(ctx, peerName, from); err != nil {
+		return err
+	}
+	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
+	if p != nil {
+		p.forgetTree(from)
+		p.forgetTree(to)
+	}
+	if err != nil {
+		return err
+	}
+	s.renameLocal(peerName, from, to)
+	_ = s.cache.Rename(cache.Key{Peer: peerName, Path: from}, cache.Key{Peer: peerName, Path: to})
+	return nil
+}
+
+// setattr applies s remotely and returns the new attributes.
+func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setattr) (fs.FileInfo, error) {
+	var e peerproto.Entry
+	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+		var err error
+		e, err = c.Setattr(ctx, sa)
+		return err
+	})
+	if p != nil {
+		p.forget(sa.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	p.remember(sa.Name, e, true)
+	return infoOf(base(sa.Name), e), nil
+}
+
+// Truncate implements fusefs.Store.
+func (s *Store) Truncate(ctx context.Context, peerName, path string, size int64) (fs.FileInfo, error) {
+	if fi, ok, err := s.truncateLocal(cache.Key{Peer: peerName, Path: path}, size); ok {
+		return fi, err
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasSize: true, Size: size})
+}
+
+// Chmod implements fusefs.Store.
+func (s *Store) Chmod(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	if fi, ok := s.chmodLocal(cache.Key{Peer: peerName, Path: path}, mode); ok {
+		return fi, nil
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: uint32(mode.Perm())})
+}
+
+// Chtimes implements fusefs.Store.
+func (s *Store) Chtimes(ctx context.Context, peerName, path string, mtime time.Time) (fs.FileInfo, error) {
+	if fi, ok := s.chtimesLocal(cache.Key{Peer: peerName, Path: path}, mtime); ok {
+		return fi, nil
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMtime: true, Mtime: mtime.UnixNano()})
+}
+
+// Statfs implements fusefs.Store.
+func (s *Store) Statfs(ctx context.Context, peerName string) (total, free, avail uint64, err error) {
+	var st peerproto.StatfsOK
+	_, err = s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+		var err error
+		st, err = c.Statfs(ctx)
+		return err
+	})
+	return uint64(st.Total), uint64(st.Free), uint64(st.Avail), err
+}

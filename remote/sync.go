@@ -1,0 +1,97 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/peerfs/peerfs/peer"
+)
+
+// Sync implements fusefs.Store: it runs a SYNC round through the tracker,
+// in whose turn FlushAll stores every local change. Without a tracker (none
+// configured, or unreachable) the changes are uploaded directly, so a
+// writer's fsync still means "stored on the peer".
+func (s *Store) Sync(ctx context.Context) error {
+	s.mu.Lock()
+	sy := s.syncer
+	s.mu.Unlock()
+	if sy == nil {
+		return s.FlushAll(ctx)
+	}
+	err := sy.Sync(ctx)
+	if errors.Is(err, peer.ErrNoTracker) || errors.Is(err, peer.ErrTrackerLost) {
+		s.log.Warn().Err(err).Msg("no SYNC round possible; uploading directly")
+		return s.FlushAll(ctx)
+	}
+	return err
+}
+
+// FlushAll uploads every local change. It is this peer's work during its
+// SYNC OK turn, and returns the first upload error.
+func (s *Store) FlushAll(ctx context.Context) error {
+	s.mu.Lock()
+	todo := make([]*fileState, 0, len(s.files))
+	for _, f := range s.files {
+		todo = append(todo, f)
+	}
+	s.mu.Unlock()
+	var first error
+	for _, f := range todo {
+		if err := s.upload(ctx, f, true); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// PendingInfo reports the local changes not yet stored on a peer.
+func (s *Store) PendingInfo() (files int, bytes int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.files {
+		if s.pending(f) {
+			files++
+			bytes += f.ch.Size()
+		}
+	}
+	return files, bytes
+}
+
+// retryLoop uploads, every RetryInterval, the changes whose upload failed
+// or that an earlier run left behind, once their peer is reachable.
+func (s *Store) retryLoop() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.opts.RetryInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		var todo []*fileState
+		for key, f := range s.files {
+			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && s.pending(f) {
+				todo = append(todo, f)
+			}
+		}
+		s.mu.Unlock()
+		for _, f := range todo {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			go func() { // stop waiting when the Store closes
+				select {
+				case <-s.stop:
+					cancel()
+				case <-ctx.Done():
+				}
+			}()
+			err := s.upload(ctx, f, false)
+			cancel()
+			if err == nil {
+				s.log.Info().Str("peer", f.key.Peer).Str("path", f.key.Path).Msg("delivered a pending upload")
+			}
+		}
+	}
+}
