@@ -249,7 +249,7 @@ func TestMountGitTar(t *testing.T) {
 // TestMountDeadPeer: a peer killed mid-read gives EIO within the timeout,
 // the mount stays usable, and the dead peer's folder goes away.
 func TestMountDeadPeer(t *testing.T) {
-	c := newCluster(t, "--peer-timeout", "3s")
+	c := newCluster(t)
 	a := c.mount("alice")
 	b := c.mount("bob")
 	cl := c.mount("carol")

@@ -139,3 +139,13 @@ func splitAddr(t *testing.T, addr string) (string, string) {
 	}
 	return addr[:i], addr[i+1:]
 }
+
+// TestDemoScript runs README's first command in its self-checking form:
+// mount.sh --demo starts a tracker and two mounting peers on loopback.
+func TestDemoScript(t *testing.T) {
+	needFUSE(t)
+	out, err := runCmd(t, 3*time.Minute, "..", "./mount.sh", "--demo", "--selftest")
+	if err != nil || !strings.Contains(out, "demo selftest passed") {
+		t.Fatalf("mount.sh --demo --selftest: %v\n%s", err, out)
+	}
+}

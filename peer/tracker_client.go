@@ -15,6 +15,10 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
+// DefaultPingInterval is how often a TrackerClient sends PING by default;
+// a tracker must not drop peers silent for less than about twice this.
+const DefaultPingInterval = 5 * time.Second
+
 // TrackerOptions configures a TrackerClient. Zero values take the defaults
 // noted.
 type TrackerOptions struct {
@@ -79,7 +83,7 @@ type syncWaiter struct {
 // NewTrackerClient returns a client; call Run to start it.
 func NewTrackerClient(opts TrackerOptions) *TrackerClient {
 	if opts.PingInterval <= 0 {
-		opts.PingInterval = 5 * time.Second
+		opts.PingInterval = DefaultPingInterval
 	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second

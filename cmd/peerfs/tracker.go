@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
 )
 
@@ -20,6 +21,9 @@ func runTracker(args []string, stderr io.Writer) error {
 	}
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
+	}
+	if cfg.PeerTimeout < 2*peer.DefaultPingInterval {
+		return usagef("--peer-timeout %v is too short: peers ping every %v, so use at least %v", cfg.PeerTimeout, peer.DefaultPingInterval, 2*peer.DefaultPingInterval)
 	}
 	log, err := newLogger(cfg.LogConfig, stderr)
 	if err != nil {

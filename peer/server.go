@@ -1,0 +1,296 @@
+package peer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// Server defaults, used for zero ServerOptions fields.
+const (
+	// DefaultMaxConns is the default limit on simultaneous connections.
+	DefaultMaxConns = 256
+	// DefaultIdleTimeout is how long a connection may sit between requests.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultIOTimeout is how long a running request may go without
+	// progress on the network.
+	DefaultIOTimeout = 30 * time.Second
+)
+
+// ServerOptions configures a Server.
+type ServerOptions struct {
+	Export      string        // directory to serve
+	ReadOnly    bool          // refuse every write with "<VERB> FAIL readonly ..."
+	MaxConns    int           // connections served at once; more get "CONNECT FAIL busy"; 0 means DefaultMaxConns
+	IdleTimeout time.Duration // a connection idle between requests longer is closed; 0 means DefaultIdleTimeout
+	IOTimeout   time.Duration // deadline for each read or write making progress within a request; 0 means DefaultIOTimeout
+	Logger      zerolog.Logger
+}
+
+// Server serves one exported directory to other peers, many clients at
+// once, one request at a time per connection. Create it with NewServer,
+// run it with Serve and stop it with Close.
+type Server struct {
+	opts ServerOptions
+	jail *jail
+	log  zerolog.Logger
+	bufs sync.Pool // *[]byte payload buffers for PUT
+
+	wg   sync.WaitGroup // Serve loops and connection goroutines
+	done chan struct{}  // closed by Close
+
+	mu        sync.Mutex // protects the fields below
+	closed    bool
+	listeners map[net.Listener]struct{}
+	conns     map[net.Conn]struct{} // every open connection, refused ones included
+	active    int                   // connections being served (not refused)
+}
+
+// srvPayloadBuf is the size of the buffer a PUT payload is copied through.
+const srvPayloadBuf = 256 << 10
+
+// NewServer opens opts.Export and prepares to serve it. It removes the
+// temporary files of uploads that a crash cut short (unless the export is
+// read-only).
+func NewServer(opts ServerOptions) (*Server, error) {
+	if opts.Export == "" {
+		return nil, errors.New("peer: server: no export directory given")
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultIdleTimeout
+	}
+	if opts.IOTimeout <= 0 {
+		opts.IOTimeout = DefaultIOTimeout
+	}
+	j, err := jailOpen(opts.Export)
+	if err != nil {
+		return nil, fmt.Errorf("peer: server: open export: %w", err)
+	}
+	s := &Server{
+		opts:      opts,
+		jail:      j,
+		log:       opts.Logger.With().Str("component", "peer-server").Str("export", j.dir).Logger(),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[net.Conn]struct{}),
+		done:      make(chan struct{}),
+	}
+	s.bufs.New = func() any { b := make([]byte, srvPayloadBuf); return &b }
+	if !opts.ReadOnly {
+		n, err := j.removeStaleTemps()
+		if n > 0 {
+			s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
+		}
+	}
+	return s, nil
+}
+
+// Export returns the absolute path of the exported directory.
+func (s *Server) Export() string { return s.jail.dir }
+
+// Serve accepts connections on ln and serves each in its own goroutine
+// until Close is called, then returns nil (at once if Close came first).
+// It closes ln when it returns.
+// Serve may be called for several listeners at once.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.listeners[ln] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer s.wg.Done()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("serving")
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return nil
+			}
+			if srvTemporary(err) {
+				// Out of file descriptors or a connection reset while
+				// queued: wait a little rather than spin or give up.
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept")
+				select {
+				case <-time.After(backoff):
+				case <-s.done:
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("peer: server: accept: %w", err)
+		}
+		backoff = 0
+		if !s.track(nc) {
+			nc.Close()
+			return nil
+		}
+		go s.handle(nc)
+	}
+}
+
+// srvTemporary reports whether an Accept error is worth retrying.
+func srvTemporary(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM)
+}
+
+func (s *Server) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// track registers a new connection with Close; it reports false once the
+// server is closed.
+func (s *Server) track(nc net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.conns[nc] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+// admit counts a connection as active, unless MaxConns are already.
+func (s *Server) admit() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active >= s.opts.MaxConns {
+		return false
+	}
+	s.active++
+	return true
+}
+
+func (s *Server) untrack(nc net.Conn, admitted bool) {
+	s.mu.Lock()
+	delete(s.conns, nc)
+	if admitted {
+		s.active--
+	}
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// Close stops the server: it closes every listener and connection,
+// interrupting transfers in progress (whose temporary files are removed),
+// and waits for every goroutine of the server to finish.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	var err error
+	for ln := range s.listeners {
+		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {
+			err = cerr
+		}
+	}
+	for nc := range s.conns {
+		nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+	if cerr := s.jail.close(); err == nil {
+		err = cerr
+	}
+	s.log.Info().Msg("closed")
+	return err
+}
+
+// handle serves one connection until it ends.
+func (s *Server) handle(nc net.Conn) {
+	admitted := s.admit()
+	defer s.untrack(nc, admitted)
+	defer nc.Close()
+	log := s.log.With().Str("remote", nc.RemoteAddr().String()).Logger()
+
+	if !admitted {
+		log.Warn().Int("max_conns", s.opts.MaxConns).Msg("refused connection: too many connections")
+		nc.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
+		peerproto.WriteMessage(nc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
+			peerproto.CodeBusy, "too many connections (%d)", s.opts.MaxConns)})
+		return
+	}
+	log.Info().Msg("connected")
+	c := &srvConn{s: s, nc: nc, log: log}
+	c.rd = &srvDeadlineReader{nc: nc}
+	c.r = bufio.NewReaderSize(c.rd, 64<<10)
+	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: nc, timeout: s.opts.IOTimeout}, 64<<10)
+	err := c.serve()
+	switch {
+	case err == nil, s.isClosed():
+		log.Info().Msg("disconnected")
+	case srvIsTimeout(err):
+		log.Info().Err(err).Msg("disconnected: timed out")
+	default:
+		log.Info().Err(err).Msg("disconnected")
+	}
+}
+
+func srvIsTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// srvDeadlineReader renews the read deadline before every read, so a peer
+// that keeps sending survives however long the transfer, and one that
+// stalls is cut after timeout.
+type srvDeadlineReader struct {
+	nc      net.Conn
+	timeout time.Duration // 0 while the caller manages the deadline itself
+}
+
+func (r *srvDeadlineReader) Read(p []byte) (int, error) {
+	if r.timeout > 0 {
+		if err := r.nc.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
+			return 0, err
+		}
+	}
+	return r.nc.Read(p)
+}
+
+// srvDeadlineWriter renews the write deadline before every write.
+type srvDeadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+}
+
+func (w *srvDeadlineWriter) Write(p []byte) (int, error) {
+	if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return 0, err
+	}
+	return w.nc.Write(p)
+}

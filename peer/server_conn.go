@@ -1,0 +1,207 @@
+package peer
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// srvConn is one client connection. It is used by its own goroutine only.
+type srvConn struct {
+	s   *Server
+	nc  net.Conn
+	rd  *srvDeadlineReader // under r; its timeout is switched between idle and I/O
+	r   *bufio.Reader      // request lines and PUT payloads, both from this one reader
+	w   *bufio.Writer      // replies; flushed at the end of each
+	log zerolog.Logger
+
+	result string // outcome of the current request, for the debug log
+	bytes  int64  // payload bytes moved by the current request
+}
+
+// serve greets the client and answers its requests until it leaves, the
+// connection breaks or a request leaves it out of step. A nil error means
+// the client ended the session (EOF or QUIT).
+func (c *srvConn) serve() error {
+	if err := c.send(peerproto.ConnectOK{}); err != nil {
+		return err
+	}
+	for {
+		// One deadline for the whole request line, not one per read, so a
+		// client trickling a byte now and then cannot hold the slot forever.
+		c.rd.timeout = 0
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout)); err != nil {
+			return err
+		}
+		line, err := peerproto.ReadLine(c.r)
+		if err != nil {
+			if errors.Is(err, peerproto.ErrLineTooLong) {
+				c.log.Warn().Int("limit", peerproto.MaxLine).Msg("request line too long; closing")
+			}
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		c.rd.timeout = c.s.opts.IOTimeout
+		if len(strings.TrimSpace(string(line))) == 0 {
+			// A person pressing Enter in nc: nothing to answer.
+			continue
+		}
+		msg, err := peerproto.ParsePeerRequest(line)
+		if err != nil {
+			if err := c.malformed(line, err); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, ok := msg.(peerproto.Quit); ok {
+			c.log.Debug().Str("verb", peerproto.VerbQuit).Msg("request")
+			return nil
+		}
+		// line points into c.r's buffer, which the request may reuse.
+		req := srvShort(line)
+		start := time.Now()
+		c.result, c.bytes = "", 0
+		err = c.dispatch(msg)
+		c.log.Debug().Err(err).Str("verb", msg.Verb()).Str("request", req).Str("result", c.result).
+			Int64("bytes", c.bytes).Dur("took", time.Since(start)).Msg("request")
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// dispatch answers one request. It returns an error only when the
+// connection must close; refusals are answers.
+func (c *srvConn) dispatch(msg peerproto.Message) error {
+	switch m := msg.(type) {
+	case peerproto.Put:
+		return c.put(m)
+	case peerproto.Get:
+		return c.get(m)
+	case peerproto.List:
+		return c.list(m)
+	case peerproto.Stat:
+		return c.stat(m)
+	case peerproto.Delete:
+		return c.delete(m)
+	case peerproto.Rename:
+		return c.rename(m)
+	case peerproto.Mkdir:
+		return c.mkdir(m)
+	case peerproto.Rmdir:
+		return c.rmdir(m)
+	case peerproto.Setattr:
+		return c.setattr(m)
+	case peerproto.Statfs:
+		return c.statfs()
+	case peerproto.Ping:
+		return c.send(peerproto.Pong{})
+	}
+	return c.refuse(msg.Verb(), peerproto.Fail(msg.Verb(), peerproto.CodeUnsupported, "verb not served by this peer"))
+}
+
+// srvVerbs are the requests a peer serves, for telling an unknown verb
+// from a malformed known one.
+var srvVerbs = map[string]bool{
+	peerproto.VerbPut: true, peerproto.VerbGet: true, peerproto.VerbList: true,
+	peerproto.VerbStat: true, peerproto.VerbDelete: true, peerproto.VerbRename: true,
+	peerproto.VerbMkdir: true, peerproto.VerbRmdir: true, peerproto.VerbSetattr: true,
+	peerproto.VerbStatfs: true, peerproto.VerbPing: true, peerproto.VerbQuit: true,
+}
+
+// malformed answers a line that does not parse with
+// "<FIRST WORD> FAIL invalid <detail>", or "unsupported" for an unknown
+// verb, and keeps the connection.
+func (c *srvConn) malformed(line []byte, err error) error {
+	verb := srvReplyVerb(line)
+	code, text := peerproto.CodeInvalid, err.Error()
+	var pe *peerproto.ProtocolError
+	if errors.As(err, &pe) {
+		text = pe.Msg
+	}
+	if !srvVerbs[verb] {
+		code = peerproto.CodeUnsupported
+		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, PING or QUIT)", verb)
+	}
+	c.log.Debug().Str("request", srvShort(line)).Str("result", code).Msg("malformed request")
+	return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
+}
+
+// srvReplyVerb returns the first word of line, uppercased and made safe to
+// echo: printable ASCII only, at most 32 bytes.
+func srvReplyVerb(line []byte) string {
+	word, _, _ := strings.Cut(strings.TrimLeft(string(line), " \t"), " ")
+	word, _, _ = strings.Cut(word, "\t")
+	if len(word) > 32 {
+		word = word[:32]
+	}
+	word = strings.Map(func(r rune) rune {
+		if r <= ' ' || r >= 0x7f {
+			return '?'
+		}
+		return r
+	}, strings.ToUpper(word))
+	return word
+}
+
+// srvShort returns a request line for the log, truncated.
+func srvShort(line []byte) string {
+	const max = 200
+	if len(line) > max {
+		return string(line[:max]) + "..."
+	}
+	return string(line)
+}
+
+// send writes one reply line and flushes it.
+func (c *srvConn) send(m peerproto.Message) error {
+	if c.result == "" {
+		c.result = "ok"
+	}
+	if err := peerproto.WriteMessage(c.w, m); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// refuse answers the current request with "<verb> FAIL <code> <text>".
+// err is a *peerproto.FailError, a *jailPathError or a filesystem error
+// about name (which it then names in the text).
+func (c *srvConn) refuse(verb string, err error, name ...string) error {
+	var fe *peerproto.FailError
+	if !errors.As(err, &fe) {
+		n := ""
+		if len(name) > 0 {
+			n = name[0]
+		}
+		code, text, hostile := jailMapError(n, err)
+		if hostile {
+			c.log.Warn().Str("verb", verb).Str("name", n).Str("refused", text).Msg("refused a path that escapes the export")
+		}
+		fe = &peerproto.FailError{Verb: verb, Code: code, Text: text}
+	}
+	c.result = fe.Code
+	if err := peerproto.WriteMessage(c.w, peerproto.Refusal{Err: fe}); err != nil {
+		return err
+	}
+	return c.w.Flush()
+}
+
+// writable refuses the request if the export is read-only; ok says whether
+// to go on.
+func (c *srvConn) writable(verb string) (ok bool, err error) {
+	if !c.s.opts.ReadOnly {
+		return true, nil
+	}
+	return false, c.refuse(verb, peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
+}

@@ -1,0 +1,195 @@
+package peer
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// The namespace requests: DELETE, RMDIR, MKDIR, RENAME, SETATTR, STATFS.
+
+// delete removes a file (or a symbolic link to one): "DELETE <name>".
+func (c *srvConn) delete(m peerproto.Delete) error {
+	const verb = peerproto.VerbDelete
+	if ok, err := c.writable(verb); !ok {
+		return err
+	}
+	j := c.s.jail
+	p, err := j.clean(m.Name)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	// visible also refuses links that escape or dangle, which LIST hides.
+	fi, err := j.visible(p)
+	if err != nil {
+		return c.refuse(verb, err, jailDisplay(m.Name))
+	}
+	if fi.IsDir() {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", jailDisplay(m.Name)))
+	}
+	if err := j.root.Remove(p); err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
+// rmdir removes an empty directory: "RMDIR <name>".
+func (c *srvConn) rmdir(m peerproto.Rmdir) error {
+	const verb = peerproto.VerbRmdir
+	if ok, err := c.writable(verb); !ok {
+		return err
+	}
+	j := c.s.jail
+	p, err := j.clean(m.Name)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	if p == "" {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot remove the export root"))
+	}
+	// Lstat, like rmdir(2): a link to a directory is not a directory.
+	fi, err := j.lstat(p)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	if !fi.IsDir() {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotDir, "%q is not a directory (use DELETE)", m.Name))
+	}
+	if err := j.root.Remove(p); err != nil {
+		if errors.Is(err, syscall.EEXIST) {
+			err = &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTEMPTY}
+		}
+		return c.refuse(verb, err, m.Name)
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
+// mkdir creates a directory: "MKDIR <name> [<mode>]", mode 0755 by default.
+func (c *srvConn) mkdir(m peerproto.Mkdir) error {
+	const verb = peerproto.VerbMkdir
+	if ok, err := c.writable(verb); !ok {
+		return err
+	}
+	j := c.s.jail
+	p, err := j.clean(m.Name)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	if p == "" {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeExists, "the export root already exists"))
+	}
+	mode := m.Mode
+	if mode == 0 {
+		mode = 0o755
+	}
+	// os.Root.Mkdir takes permission bits only; setuid, setgid and sticky
+	// bits follow with a chmod.
+	if err := j.root.Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	if mode&^0o777 != 0 {
+		if err := j.root.Chmod(p, jailFileMode(mode)); err != nil {
+			return c.refuse(verb, err, m.Name)
+		}
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
+// rename renames a file or directory, atomically replacing an existing
+// target file: "RENAME <from> <to>".
+func (c *srvConn) rename(m peerproto.Rename) error {
+	const verb = peerproto.VerbRename
+	if ok, err := c.writable(verb); !ok {
+		return err
+	}
+	j := c.s.jail
+	from, err := j.clean(m.From)
+	if err != nil {
+		return c.refuse(verb, err, m.From)
+	}
+	to, err := j.clean(m.To)
+	if err != nil {
+		return c.refuse(verb, err, m.To)
+	}
+	if from == "" || to == "" {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot rename the export root"))
+	}
+	if err := j.root.Rename(from, to); err != nil {
+		code, _, hostile := jailMapError(m.From, err)
+		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jailBareError(err))
+		if hostile {
+			text = fmt.Sprintf("path escapes the export: %q or %q leads outside through a symbolic link", m.From, m.To)
+			c.log.Warn().Str("verb", verb).Str("from", m.From).Str("to", m.To).Msg("refused a path that escapes the export")
+		}
+		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
+// setattr changes a file's size, permission bits or modification time, in
+// that order (so that an explicit mtime survives the truncation), and
+// answers with the attributes after: "SETATTR <name> [size=N] [mode=OOOO]
+// [mtime=NS]".
+func (c *srvConn) setattr(m peerproto.Setattr) error {
+	const verb = peerproto.VerbSetattr
+	if ok, err := c.writable(verb); !ok {
+		return err
+	}
+	j := c.s.jail
+	p, err := j.clean(m.Name)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	name := jailDisplay(m.Name)
+	fi, err := j.visible(p)
+	if err != nil {
+		return c.refuse(verb, err, name)
+	}
+	if m.HasSize {
+		if fi.IsDir() {
+			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "cannot set the size of directory %q", name))
+		}
+		f, _, err := j.openRegular(p, os.O_WRONLY)
+		if err != nil {
+			return c.refuse(verb, err, name)
+		}
+		err = f.Truncate(m.Size)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return c.refuse(verb, err, name)
+		}
+	}
+	if m.HasMode {
+		if err := j.root.Chmod(jailRel(p), jailFileMode(m.Mode)); err != nil {
+			return c.refuse(verb, err, name)
+		}
+	}
+	if m.HasMtime {
+		// A zero atime leaves the access time as it is.
+		if err := j.root.Chtimes(jailRel(p), time.Time{}, time.Unix(0, m.Mtime)); err != nil {
+			return c.refuse(verb, err, name)
+		}
+	}
+	if fi, err = j.visible(p); err != nil {
+		return c.refuse(verb, err, name)
+	}
+	e, _ := jailEntry("", fi)
+	return c.send(peerproto.SetattrOK{Entry: e})
+}
+
+// statfs reports the export filesystem's space: "STATFS OK <total> <free>
+// <avail>" in bytes.
+func (c *srvConn) statfs() error {
+	total, free, avail, err := c.s.jail.statfs()
+	if err != nil {
+		return c.refuse(peerproto.VerbStatfs, err, ".")
+	}
+	return c.send(peerproto.StatfsOK{Total: total, Free: free, Avail: avail})
+}
