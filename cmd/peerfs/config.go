@@ -128,4 +128,3 @@ func forEachField(v reflect.Value, fn func(reflect.StructField, reflect.Value)) 
 		}
 	}
 }
-
