@@ -18,6 +18,10 @@ import (
 func ReadLine(r *bufio.Reader) ([]byte, error) {
 	line, err := r.ReadSlice('\n')
 	if err == nil {
+		// A reader with a buffer larger than MaxLine returns long lines whole.
+		if len(line) > MaxLine {
+			return nil, &ProtocolError{Msg: "line longer than " + itoa(MaxLine) + " bytes", Err: ErrLineTooLong}
+		}
 		return trimEOL(line), nil
 	}
 	if !errors.Is(err, bufio.ErrBufferFull) {

@@ -1,9 +1,6 @@
 package peerproto
 
-import (
-	"strconv"
-	"strings"
-)
+import "strconv"
 
 // Verbs: the first word of every line.
 const (
@@ -249,18 +246,7 @@ func (SetattrOK) Verb() string  { return VerbSetattr }
 func (StatfsOK) Verb() string   { return VerbStatfs }
 func (m OK) Verb() string       { return m.Of }
 
-
 // ---- formatting ----
-
-func appendWords(b []byte, words ...string) []byte {
-	for i, w := range words {
-		if i > 0 {
-			b = append(b, ' ')
-		}
-		b = append(b, w...)
-	}
-	return b
-}
 
 func appendInt(b []byte, v int64) []byte {
 	b = append(b, ' ')
@@ -462,12 +448,14 @@ func (m Refusal) AppendTo(b []byte) []byte {
 	b = append(b, code...)
 	if e.Text != "" {
 		b = append(b, ' ')
-		b = append(b, strings.Map(func(r rune) rune {
-			if r == '\n' || r == '\r' {
-				return ' '
+		// Byte by byte: the text need not be UTF-8, and must arrive as sent.
+		for i := 0; i < len(e.Text); i++ {
+			c := e.Text[i]
+			if c == '\n' || c == '\r' {
+				c = ' '
 			}
-			return r
-		}, e.Text)...)
+			b = append(b, c)
+		}
 	}
 	return b
 }

@@ -169,7 +169,8 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		}
 		return m, nil
 	case VerbSetattr:
-		if err := wantArgs(line, f, 2, 4, "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]"); err != nil {
+		// No attribute at all is a valid no-op that reports the attributes.
+		if err := wantArgs(line, f, 1, 4, "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]"); err != nil {
 			return nil, err
 		}
 		name, err := parseName(line, f[1])
@@ -279,19 +280,32 @@ func ParseTrackerRequest(line []byte) (Message, error) {
 // parseFail recognises "<verb> FAIL [<code> [<text>]]" and returns the
 // refusal, or nil if the line is not one.
 func parseFail(line []byte, f []string, verb string) *FailError {
-	if len(f) < 2 || !strings.EqualFold(f[0], verb) || f[1] != "FAIL" {
+	if len(f) < 2 || !strings.EqualFold(f[0], verb) || !strings.EqualFold(f[1], "FAIL") {
 		return nil
 	}
 	e := &FailError{Verb: verb, Code: CodeIO}
 	if len(f) >= 3 {
 		e.Code = f[2]
-		// Keep the text as sent, spacing included, after the code word.
-		s := string(line)
-		if i := strings.Index(s, " "+f[2]); i >= 0 {
-			e.Text = strings.TrimSpace(s[i+1+len(f[2]):])
-		}
+		// Keep the text as sent, inner spacing included, after the code word.
+		e.Text = strings.TrimSpace(afterWords(line, 3))
 	}
 	return e
+}
+
+// afterWords returns what follows the first n words of line (words as
+// split by fields).
+func afterWords(line []byte, n int) string {
+	blank := func(c byte) bool { return c == ' ' || c == '\t' }
+	i := 0
+	for ; n > 0; n-- {
+		for i < len(line) && blank(line[i]) {
+			i++
+		}
+		for i < len(line) && !blank(line[i]) {
+			i++
+		}
+	}
+	return string(line[i:])
 }
 
 // ParseTrackerEvent parses a line the tracker sends to a peer: REGISTER OK,
@@ -309,7 +323,7 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 	}
 	switch verb {
 	case VerbRegister:
-		if len(f) == 2 && f[1] == "OK" {
+		if len(f) == 2 && strings.EqualFold(f[1], "OK") {
 			return RegisterOK{}, nil
 		}
 	case VerbUpdate:
@@ -331,11 +345,11 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 		return u, nil
 	case VerbSync:
 		switch {
-		case len(f) == 2 && f[1] == "OK":
+		case len(f) == 2 && strings.EqualFold(f[1], "OK"):
 			return SyncOK{}, nil
-		case len(f) == 2 && f[1] == "READ":
+		case len(f) == 2 && strings.EqualFold(f[1], "READ"):
 			return SyncRead{}, nil
-		case len(f) == 3 && f[1] == "END":
+		case len(f) == 3 && strings.EqualFold(f[1], "END"):
 			r, err := strconv.ParseUint(f[2], 10, 64)
 			if err != nil {
 				return nil, protoErr(line, "round %q is not a number", f[2])
@@ -352,7 +366,8 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 
 // ParseReply parses a peer's reply to a request with the given verb (or
 // the greeting, for VerbConnect). A "<verb> FAIL ..." line is returned as a
-// *FailError. The reply types per verb are:
+// *FailError. Verbs and keywords are matched case-insensitively. The reply
+// types per verb are:
 //
 //	CONNECT  ConnectOK
 //	PUT      PutOK (before the payload) or PutDone (after it)
@@ -372,15 +387,15 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		return nil, fe
 	}
 	if verb == VerbPing {
-		if len(f) == 1 && f[0] == VerbPong {
+		if len(f) == 1 && strings.EqualFold(f[0], VerbPong) {
 			return Pong{}, nil
 		}
 		return nil, protoErr(line, "want PONG")
 	}
-	if len(f) < 2 || f[0] != verb {
+	if len(f) < 2 || !strings.EqualFold(f[0], verb) {
 		return nil, protoErr(line, "want a %s reply", verb)
 	}
-	word, args := f[1], f[2:]
+	word, args := strings.ToUpper(f[1]), f[2:]
 	bad := func() (Message, error) { return nil, protoErr(line, "malformed %s reply", verb) }
 	switch verb {
 	case VerbConnect:

@@ -1,0 +1,410 @@
+package peerproto_test
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// A parser is one of the package's parse functions, seen uniformly.
+type parser struct {
+	name  string
+	parse func([]byte) (peerproto.Message, error)
+}
+
+var (
+	peerRequest    = parser{"ParsePeerRequest", peerproto.ParsePeerRequest}
+	trackerRequest = parser{"ParseTrackerRequest", peerproto.ParseTrackerRequest}
+	trackerEvent   = parser{"ParseTrackerEvent", peerproto.ParseTrackerEvent}
+)
+
+func replyTo(verb string) parser {
+	return parser{"ParseReply(" + verb + ")", func(line []byte) (peerproto.Message, error) {
+		return peerproto.ParseReply(line, verb)
+	}}
+}
+
+// entryParser wraps ParseEntry and AppendEntry as a Message, so entry lines
+// go through the same tables as messages.
+type entryLine struct{ peerproto.Entry }
+
+func (entryLine) Verb() string                  { return "" }
+func (e entryLine) AppendTo(b []byte) []byte    { return peerproto.AppendEntry(b, e.Entry) }
+func entry(e peerproto.Entry) peerproto.Message { return entryLine{e} }
+
+var entryParser = parser{"ParseEntry", func(line []byte) (peerproto.Message, error) {
+	e, err := peerproto.ParseEntry(line)
+	if err != nil {
+		return nil, err
+	}
+	return entryLine{e}, nil
+}}
+
+const mtime = 1700000000123456789
+
+// canonical lists every message in its canonical wire form: Format(msg) is
+// exactly wire, and parsing wire gives msg back.
+var canonical = []struct {
+	p    parser
+	msg  peerproto.Message
+	wire string
+	verb string
+}{
+	// peer -> tracker
+	{trackerRequest, peerproto.Register{}, "REGISTER", "REGISTER"},
+	{trackerRequest, peerproto.Register{Name: "alice", Port: 7000}, "REGISTER alice 7000", "REGISTER"},
+	{trackerRequest, peerproto.Sync{}, "SYNC", "SYNC"},
+	{trackerRequest, peerproto.SyncFin{}, "SYNC FIN", "SYNC"},
+	{trackerRequest, peerproto.Ping{}, "PING", "PING"},
+	{trackerRequest, peerproto.Quit{}, "QUIT", "QUIT"},
+
+	// tracker -> peer
+	{trackerEvent, peerproto.RegisterOK{}, "REGISTER OK", "REGISTER"},
+	{trackerEvent, peerproto.Update{Peers: []peerproto.PeerAddr{{Name: "a", Addr: "127.0.0.1:1"}, {Name: "b", Addr: "[::1]:2"}}},
+		"UPDATE a@127.0.0.1:1 b@[::1]:2", "UPDATE"},
+	{trackerEvent, peerproto.Update{Peers: []peerproto.PeerAddr{}}, "UPDATE", "UPDATE"},
+	{trackerEvent, peerproto.SyncOK{}, "SYNC OK", "SYNC"},
+	{trackerEvent, peerproto.SyncRead{}, "SYNC READ", "SYNC"},
+	{trackerEvent, peerproto.SyncEnd{Round: 3}, "SYNC END 3", "SYNC"},
+	{trackerEvent, peerproto.SyncEnd{Round: 1<<64 - 1}, "SYNC END 18446744073709551615", "SYNC"},
+	{trackerEvent, peerproto.Pong{}, "PONG", "PONG"},
+	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("REGISTER", peerproto.CodeExists, "name alice is held by 10.0.0.2:7000")},
+		"REGISTER FAIL exists name alice is held by 10.0.0.2:7000", "REGISTER"},
+	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("SYNC", peerproto.CodeExpired, "lease of 30s ran out")},
+		"SYNC FAIL expired lease of 30s ran out", "SYNC"},
+	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("SYNC", peerproto.CodeState, "")}, "SYNC FAIL state", "SYNC"},
+
+	// client -> peer
+	{peerRequest, peerproto.Put{Name: "x", Size: 5}, "PUT x 5", "PUT"},
+	{peerRequest, peerproto.Put{Name: "dir/a b%.txt", Size: 0}, "PUT dir/a%20b%25.txt 0", "PUT"},
+	{peerRequest, peerproto.Put{Name: "big", Size: peerproto.MaxSize}, "PUT big 1125899906842624", "PUT"},
+	{peerRequest, peerproto.Get{Name: "x", Length: -1}, "GET x", "GET"},
+	{peerRequest, peerproto.Get{Name: "x", Length: 5}, "GET x 0 5", "GET"},
+	{peerRequest, peerproto.Get{Name: "x", Offset: 10, Length: 5}, "GET x 10 5", "GET"},
+	{peerRequest, peerproto.List{}, "LIST .", "LIST"},
+	{peerRequest, peerproto.List{Dir: "photos/2024"}, "LIST photos/2024", "LIST"},
+	{peerRequest, peerproto.Stat{Name: "a/b"}, "STAT a/b", "STAT"},
+	{peerRequest, peerproto.Stat{}, "STAT .", "STAT"},
+	{peerRequest, peerproto.Delete{Name: "héllo"}, "DELETE h%C3%A9llo", "DELETE"},
+	{peerRequest, peerproto.Rename{From: "a", To: "b c"}, "RENAME a b%20c", "RENAME"},
+	{peerRequest, peerproto.Mkdir{Name: "d"}, "MKDIR d", "MKDIR"},
+	{peerRequest, peerproto.Mkdir{Name: "d", Mode: 0o700}, "MKDIR d 0700", "MKDIR"},
+	{peerRequest, peerproto.Mkdir{Name: "d", Mode: 0o1777}, "MKDIR d 01777", "MKDIR"},
+	{peerRequest, peerproto.Rmdir{Name: "d"}, "RMDIR d", "RMDIR"},
+	{peerRequest, peerproto.Setattr{Name: "f"}, "SETATTR f", "SETATTR"},
+	{peerRequest, peerproto.Setattr{Name: "f", HasSize: true, Size: 10}, "SETATTR f size=10", "SETATTR"},
+	{peerRequest, peerproto.Setattr{Name: "f", HasMode: true, Mode: 0o644}, "SETATTR f mode=0644", "SETATTR"},
+	{peerRequest, peerproto.Setattr{Name: "f", HasMtime: true, Mtime: -1}, "SETATTR f mtime=-1", "SETATTR"},
+	{peerRequest, peerproto.Setattr{Name: "f", HasSize: true, HasMode: true, Mode: 0o4755, HasMtime: true, Mtime: mtime},
+		"SETATTR f size=0 mode=04755 mtime=1700000000123456789", "SETATTR"},
+	{peerRequest, peerproto.Statfs{}, "STATFS", "STATFS"},
+	{peerRequest, peerproto.Ping{}, "PING", "PING"},
+	{peerRequest, peerproto.Quit{}, "QUIT", "QUIT"},
+
+	// peer -> client
+	{replyTo("CONNECT"), peerproto.ConnectOK{}, "CONNECT OK", "CONNECT"},
+	{replyTo("PUT"), peerproto.PutOK{}, "PUT OK", "PUT"},
+	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime}, "PUT DONE 5 1700000000123456789", "PUT"},
+	{replyTo("GET"), peerproto.GetOK{Size: 5}, "GET OK 5", "GET"},
+	{replyTo("GET"), peerproto.GetOK{}, "GET OK 0", "GET"},
+	{replyTo("LIST"), peerproto.ListOK{Count: 2}, "LIST OK 2", "LIST"},
+	{replyTo("LIST"), peerproto.ListOK{Count: peerproto.MaxListEntries}, "LIST OK 1048576", "LIST"},
+	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o644, Size: 5, Mtime: mtime}},
+		"STAT OK f 0644 5 1700000000123456789", "STAT"},
+	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'd', Mode: 0o755, Size: 4096, Mtime: -5}},
+		"STAT OK d 0755 4096 -5", "STAT"},
+	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'f'}}, "STAT OK f 00 0 0", "STAT"},
+	{replyTo("SETATTR"), peerproto.SetattrOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o600, Size: 10, Mtime: 1}},
+		"SETATTR OK f 0600 10 1", "SETATTR"},
+	{replyTo("STATFS"), peerproto.StatfsOK{Total: 100, Free: 50, Avail: 40}, "STATFS OK 100 50 40", "STATFS"},
+	{replyTo("DELETE"), peerproto.OK{Of: "DELETE"}, "DELETE OK", "DELETE"},
+	{replyTo("RENAME"), peerproto.OK{Of: "RENAME"}, "RENAME OK", "RENAME"},
+	{replyTo("MKDIR"), peerproto.OK{Of: "MKDIR"}, "MKDIR OK", "MKDIR"},
+	{replyTo("RMDIR"), peerproto.OK{Of: "RMDIR"}, "RMDIR OK", "RMDIR"},
+	{replyTo("PING"), peerproto.Pong{}, "PONG", "PONG"},
+
+	// LIST entry lines
+	{entryParser, entry(peerproto.Entry{Name: "a.txt", Type: 'f', Mode: 0o644, Size: 5, Mtime: mtime}),
+		"f 0644 5 1700000000123456789 a.txt", ""},
+	{entryParser, entry(peerproto.Entry{Name: "my docs", Type: 'd', Mode: 0o755, Size: 4096, Mtime: 0}),
+		"d 0755 4096 0 my%20docs", ""},
+	{entryParser, entry(peerproto.Entry{Name: "...", Type: 'f', Mode: 0o7777, Size: peerproto.MaxSize, Mtime: -1}),
+		"f 07777 1125899906842624 -1 ...", ""},
+}
+
+func TestCanonicalRoundTrip(t *testing.T) {
+	for _, tt := range canonical {
+		got := peerproto.Format(tt.msg)
+		if got != tt.wire+"\n" {
+			t.Errorf("Format(%#v) = %q, want %q", tt.msg, got, tt.wire+"\n")
+		}
+		if v := tt.msg.Verb(); v != tt.verb {
+			t.Errorf("%#v.Verb() = %q, want %q", tt.msg, v, tt.verb)
+		}
+		back, err := tt.p.parse([]byte(tt.wire))
+		if err != nil {
+			t.Errorf("%s(%q): %v", tt.p.name, tt.wire, err)
+			continue
+		}
+		if !reflect.DeepEqual(back, tt.msg) {
+			t.Errorf("%s(%q) = %#v, want %#v", tt.p.name, tt.wire, back, tt.msg)
+		}
+	}
+}
+
+// TestLenientInput lists input that is accepted but not canonical: other
+// case, extra blanks, the seed's short forms, raw UTF-8.
+func TestLenientInput(t *testing.T) {
+	tests := []struct {
+		p    parser
+		line string
+		want peerproto.Message
+	}{
+		{peerRequest, "put x 5", peerproto.Put{Name: "x", Size: 5}},
+		{peerRequest, "  Put \t x  5 ", peerproto.Put{Name: "x", Size: 5}},
+		{peerRequest, "PUT héllo 1", peerproto.Put{Name: "héllo", Size: 1}},
+		{peerRequest, "PUT h%c3%a9llo 1", peerproto.Put{Name: "héllo", Size: 1}},
+		{peerRequest, "PUT x 007", peerproto.Put{Name: "x", Size: 7}},
+		{peerRequest, "GET x 5", peerproto.Get{Name: "x", Length: 5}}, // the seed's form
+		{peerRequest, "get x", peerproto.Get{Name: "x", Length: -1}},
+		{peerRequest, "LIST", peerproto.List{}},
+		{peerRequest, "list %2E", peerproto.List{}},
+		{peerRequest, "STAT %2e", peerproto.Stat{}},
+		{peerRequest, "MKDIR d 755", peerproto.Mkdir{Name: "d", Mode: 0o755}},
+		{peerRequest, "MKDIR d 0", peerproto.Mkdir{Name: "d"}},
+		{peerRequest, "SETATTR f mtime=-5 size=0", peerproto.Setattr{Name: "f", HasSize: true, HasMtime: true, Mtime: -5}},
+		{peerRequest, "statfs", peerproto.Statfs{}},
+		{trackerRequest, "register alice 7000", peerproto.Register{Name: "alice", Port: 7000}},
+		{trackerRequest, "REGISTER al%69ce 7000", peerproto.Register{Name: "alice", Port: 7000}},
+		{trackerRequest, "sync", peerproto.Sync{}},
+		{trackerRequest, "Sync Fin", peerproto.SyncFin{}},
+		{trackerRequest, "ping", peerproto.Ping{}},
+		{trackerEvent, "update  a@h:1\tb@h:2 ", peerproto.Update{Peers: []peerproto.PeerAddr{{Name: "a", Addr: "h:1"}, {Name: "b", Addr: "h:2"}}}},
+		{trackerEvent, "UPDATE a%40b@h:1", peerproto.Update{Peers: []peerproto.PeerAddr{{Name: "a@b", Addr: "h:1"}}}},
+		{trackerEvent, "UPDATE a@b@h:1", peerproto.Update{Peers: []peerproto.PeerAddr{{Name: "a@b", Addr: "h:1"}}}},
+		{trackerEvent, "sync ok", peerproto.SyncOK{}},
+		{trackerEvent, "Sync End 7", peerproto.SyncEnd{Round: 7}},
+		{trackerEvent, "register ok", peerproto.RegisterOK{}},
+		{trackerEvent, "pong", peerproto.Pong{}},
+		{trackerEvent, "SYNC FAIL", peerproto.Refusal{Err: &peerproto.FailError{Verb: "SYNC", Code: "io"}}},
+		{trackerEvent, "register fail exists  taken ", peerproto.Refusal{Err: &peerproto.FailError{Verb: "REGISTER", Code: "exists", Text: "taken"}}},
+		{replyTo("GET"), "get ok 5", peerproto.GetOK{Size: 5}},
+		{replyTo("PUT"), "Put Done 5 -1", peerproto.PutDone{Size: 5, Mtime: -1}},
+		{replyTo("PING"), "pong", peerproto.Pong{}},
+		{replyTo("CONNECT"), " CONNECT\tOK ", peerproto.ConnectOK{}},
+		{entryParser, "f 644 5 1 h%c3%a9", entry(peerproto.Entry{Name: "hé", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1})},
+		{entryParser, "d\t0755  0 0 raw\xffname", entry(peerproto.Entry{Name: "raw\xffname", Type: 'd', Mode: 0o755})},
+	}
+	for _, tt := range tests {
+		got, err := tt.p.parse([]byte(tt.line))
+		if err != nil {
+			t.Errorf("%s(%q): %v", tt.p.name, tt.line, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s(%q) = %#v, want %#v", tt.p.name, tt.line, got, tt.want)
+		}
+	}
+}
+
+// TestSeedWire pins the exact lines of the user's design document.
+func TestSeedWire(t *testing.T) {
+	tests := []struct {
+		msg  peerproto.Message
+		wire string
+	}{
+		{peerproto.RegisterOK{}, "REGISTER OK\n"},
+		{peerproto.Update{Peers: []peerproto.PeerAddr{{Name: "a", Addr: "127.0.0.1:1"}, {Name: "b", Addr: "[::1]:2"}}}, "UPDATE a@127.0.0.1:1 b@[::1]:2\n"},
+		{peerproto.ConnectOK{}, "CONNECT OK\n"},
+		{peerproto.Refusal{Err: peerproto.Fail("CONNECT", peerproto.CodeBusy, "too many connections")}, "CONNECT FAIL busy too many connections\n"},
+		{peerproto.Put{Name: "x", Size: 5}, "PUT x 5\n"},
+		{peerproto.PutOK{}, "PUT OK\n"},
+		{peerproto.Refusal{Err: peerproto.Fail("PUT", peerproto.CodeNoSpace, "need 5 bytes, 0 free")}, "PUT FAIL nospace need 5 bytes, 0 free\n"},
+		{peerproto.Get{Name: "x", Length: -1}, "GET x\n"},
+		{peerproto.GetOK{Size: 5}, "GET OK 5\n"},
+		{peerproto.Refusal{Err: peerproto.Fail("GET", peerproto.CodeNotFound, "x")}, "GET FAIL notfound x\n"},
+		{peerproto.Sync{}, "SYNC\n"},
+		{peerproto.SyncOK{}, "SYNC OK\n"},
+		{peerproto.SyncRead{}, "SYNC READ\n"},
+		{peerproto.SyncFin{}, "SYNC FIN\n"},
+		{peerproto.SyncEnd{Round: 3}, "SYNC END 3\n"},
+	}
+	for _, tt := range tests {
+		if got := peerproto.Format(tt.msg); got != tt.wire {
+			t.Errorf("Format(%#v) = %q, want %q", tt.msg, got, tt.wire)
+		}
+	}
+}
+
+func TestFailReplies(t *testing.T) {
+	tests := []struct {
+		verb, line string
+		want       peerproto.FailError
+	}{
+		{"CONNECT", "CONNECT FAIL busy too many connections", peerproto.FailError{Verb: "CONNECT", Code: "busy", Text: "too many connections"}},
+		{"PUT", "PUT FAIL", peerproto.FailError{Verb: "PUT", Code: "io"}}, // the seed's bare form
+		{"GET", "GET FAIL", peerproto.FailError{Verb: "GET", Code: "io"}},
+		{"PUT", "PUT FAIL nospace", peerproto.FailError{Verb: "PUT", Code: "nospace"}},
+		{"PUT", "PUT FAIL nospace need 5 bytes,  have 0 ", peerproto.FailError{Verb: "PUT", Code: "nospace", Text: "need 5 bytes,  have 0"}},
+		{"PUT", "PUT\tFAIL\tnospace\tdisk  full", peerproto.FailError{Verb: "PUT", Code: "nospace", Text: "disk  full"}},
+		{"PUT", "PUT FAIL FA text", peerproto.FailError{Verb: "PUT", Code: "FA", Text: "text"}},
+		{"PUT", "PUT FAIL io io error", peerproto.FailError{Verb: "PUT", Code: "io", Text: "io error"}},
+		{"GET", "get fail notfound no such file", peerproto.FailError{Verb: "GET", Code: "notfound", Text: "no such file"}},
+		{"STAT", "STAT FAIL denied path escapes the export", peerproto.FailError{Verb: "STAT", Code: "denied", Text: "path escapes the export"}},
+		{"RENAME", "RENAME FAIL notempty", peerproto.FailError{Verb: "RENAME", Code: "notempty"}},
+		{"PING", "PING FAIL state", peerproto.FailError{Verb: "PING", Code: "state"}},
+		{"LIST", "LIST FAIL weird 日本", peerproto.FailError{Verb: "LIST", Code: "weird", Text: "日本"}}, // unknown codes pass through
+	}
+	for _, tt := range tests {
+		m, err := peerproto.ParseReply([]byte(tt.line), tt.verb)
+		var fe *peerproto.FailError
+		if !errors.As(err, &fe) {
+			t.Errorf("ParseReply(%q, %s) = %#v, %v; want a *FailError", tt.line, tt.verb, m, err)
+			continue
+		}
+		if m != nil {
+			t.Errorf("ParseReply(%q, %s) returned message %#v with its error", tt.line, tt.verb, m)
+		}
+		if *fe != tt.want {
+			t.Errorf("ParseReply(%q, %s) = %#v, want %#v", tt.line, tt.verb, *fe, tt.want)
+		}
+		var pe *peerproto.ProtocolError
+		if errors.As(err, &pe) {
+			t.Errorf("ParseReply(%q): a refusal must not be a *ProtocolError", tt.line)
+		}
+		// A refusal formats back to itself, modulo surrounding blanks.
+		again, err := peerproto.ParseReply(peerproto.Refusal{Err: fe}.AppendTo(nil), tt.verb)
+		if !errors.As(err, &fe) || *fe != tt.want || again != nil {
+			t.Errorf("Refusal round trip of %q = %v, %v", tt.line, again, err)
+		}
+	}
+}
+
+func TestRefusalFormat(t *testing.T) {
+	tests := []struct {
+		err  peerproto.FailError
+		wire string
+	}{
+		{peerproto.FailError{Verb: "PUT"}, "PUT FAIL io"},
+		{peerproto.FailError{Verb: "PUT", Code: "nospace"}, "PUT FAIL nospace"},
+		{peerproto.FailError{Verb: "GET", Code: "io", Text: "read a:\nbad\r\nsector"}, "GET FAIL io read a: bad  sector"},
+		{peerproto.FailError{Verb: "GET", Code: "io", Text: "raw \xff byte"}, "GET FAIL io raw \xff byte"},
+	}
+	for _, tt := range tests {
+		r := peerproto.Refusal{Err: &tt.err}
+		if got := string(r.AppendTo(nil)); got != tt.wire {
+			t.Errorf("Refusal{%#v} = %q, want %q", tt.err, got, tt.wire)
+		}
+		if r.Verb() != tt.err.Verb {
+			t.Errorf("Refusal.Verb() = %q, want %q", r.Verb(), tt.err.Verb)
+		}
+	}
+}
+
+func TestMalformed(t *testing.T) {
+	long := strings.Repeat("n", peerproto.MaxName+1)
+	var peers257 strings.Builder
+	peers257.WriteString("UPDATE")
+	for i := 0; i < peerproto.MaxPeers+1; i++ {
+		peers257.WriteString(" p@h:1")
+	}
+	tests := []struct {
+		p     parser
+		lines []string
+	}{
+		{peerRequest, []string{
+			"", "   ", "\t",
+			"FROB x", "REGISTER a 1", "SYNC", "UPDATE", "PONG", "PUT OK", // wrong direction
+			"PUT", "PUT x", "PUT x 5 6",
+			"PUT x -1", "PUT x 1125899906842625", "PUT x 99999999999999999999", "PUT x five", "PUT x 0x10", "PUT x 1e3", "PUT x 5\r",
+			"PUT a%2 5", "PUT a%zz 5", "PUT % 5", "PUT " + long + " 1",
+			"GET", "GET x 1 2 3", "GET x -1", "GET x 0 -1", "GET x -1 5", "GET x 1125899906842625", "GET x 0 1125899906842625",
+			"LIST a b", "LIST %zz",
+			"STAT", "STAT a b", "DELETE", "DELETE a b", "RMDIR", "RMDIR a b",
+			"RENAME", "RENAME a", "RENAME a b c", "RENAME a %",
+			"MKDIR", "MKDIR d 8", "MKDIR d 10000", "MKDIR d rwx", "MKDIR d -1", "MKDIR d 0755 x",
+			"SETATTR", "SETATTR f size", "SETATTR f =1", "SETATTR f owner=root", "SETATTR f Size=1",
+			"SETATTR f size=1 size=2", "SETATTR f mode=1 mode=1", "SETATTR f mtime=1 mtime=1",
+			"SETATTR f mode=9", "SETATTR f mode=10000", "SETATTR f size=-1", "SETATTR f size=1125899906842625",
+			"SETATTR f mtime=x", "SETATTR f mtime=99999999999999999999", "SETATTR f size=1 mode=1 mtime=1 size=2",
+			"STATFS x", "PING x", "QUIT now",
+		}},
+		{trackerRequest, []string{
+			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "PONG",
+			"REGISTER a", "REGISTER a 1 2", "REGISTER a 0", "REGISTER a 65536", "REGISTER a -1", "REGISTER a port",
+			"REGISTER a/b 1", "REGISTER . 1", "REGISTER .. 1", "REGISTER a%20b 1", "REGISTER a%zz 1", "REGISTER é 1",
+			"REGISTER " + strings.Repeat("x", peerproto.MaxPeerName+1) + " 1",
+			"PING x", "QUIT x",
+		}},
+		{trackerEvent, []string{
+			"", "FROB", "PUT FAIL nospace", "CONNECT OK", "PING",
+			"REGISTER", "REGISTER OK x", "REGISTER YES",
+			"UPDATE a", "UPDATE @h:1", "UPDATE a@", "UPDATE a%zz@h:1", "UPDATE a@h:1 b", peers257.String(),
+			"SYNC", "SYNC FIN", "SYNC OK now", "SYNC READ x", "SYNC END", "SYNC END -1", "SYNC END x", "SYNC END 1 2",
+			"SYNC END 18446744073709551616",
+			"PONG x",
+		}},
+		{replyTo("CONNECT"), []string{"", "CONNECT", "CONNECT OK now", "CONNECT YES", "HELLO", "PUT OK"}},
+		{replyTo("PUT"), []string{
+			"PUT", "PUT OK 5", "PUT DONE", "PUT DONE 5", "PUT DONE 5 1 2", "PUT DONE -1 0", "PUT DONE 5 x",
+			"PUT DONE 1125899906842625 0", "PUT MAYBE", "GET OK 5", "PUTOK",
+		}},
+		{replyTo("GET"), []string{"GET OK", "GET OK -1", "GET OK 1125899906842625", "GET OK 1 2", "GET OK x", "GET", "PUT OK"}},
+		{replyTo("LIST"), []string{"LIST OK", "LIST OK 1048577", "LIST OK -1", "LIST OK x", "LIST OK 1 2", "LIST DONE 1"}},
+		{replyTo("STAT"), []string{
+			"STAT OK", "STAT OK f 0644 5", "STAT OK x 0644 5 1", "STAT OK ff 0644 5 1", "STAT OK F 0644 5 1",
+			"STAT OK f 8 5 1", "STAT OK f 0644 -5 1", "STAT OK f 0644 5 x", "STAT OK f 0644 5 1 name",
+		}},
+		{replyTo("SETATTR"), []string{"SETATTR OK", "SETATTR OK f 0644 5"}},
+		{replyTo("STATFS"), []string{"STATFS OK", "STATFS OK 1 2", "STATFS OK 1 2 -3", "STATFS OK 1 2 x", "STATFS OK 1 2 3 4"}},
+		{replyTo("DELETE"), []string{"DELETE", "DELETE OK x", "RMDIR OK"}},
+		{replyTo("RENAME"), []string{"RENAME DONE"}},
+		{replyTo("MKDIR"), []string{"MKDIR OK 0755"}},
+		{replyTo("RMDIR"), []string{"RMDIR"}},
+		{replyTo("PING"), []string{"", "PING", "PONG x", "PING OK"}},
+		{replyTo("UPDATE"), []string{"UPDATE OK"}}, // no reply is defined for UPDATE
+		{replyTo("SYNC"), []string{"SYNC OK"}},     // tracker events go through ParseTrackerEvent
+		{entryParser, []string{
+			"", "f 0644 5 1", "f 0644 5 1 a b", "x 0644 5 1 a", "F 0644 5 1 a", "f 0644 5 1 .", "f 0644 5 1 ..",
+			"f 0644 5 1 %2E", "f 0644 5 1 a%2Fb", "f 0644 5 1 a/b", "f 0644 5 1 a%00b", "f 0644 -1 1 a", "f 99999 1 1 a",
+			"f 0644 1 x a", "f 0644 1 1 %zz", "f 0644 1 1 " + long,
+		}},
+	}
+	for _, tt := range tests {
+		for _, line := range tt.lines {
+			m, err := tt.p.parse([]byte(line))
+			var pe *peerproto.ProtocolError
+			if !errors.As(err, &pe) {
+				t.Errorf("%s(%.60q) = %#v, %v; want a *ProtocolError", tt.p.name, line, m, err)
+				continue
+			}
+			if m != nil {
+				t.Errorf("%s(%.60q) returned message %#v with its error", tt.p.name, line, m)
+			}
+			if !strings.HasPrefix(err.Error(), "peerproto: ") {
+				t.Errorf("%s(%.60q): error %q lacks the package prefix", tt.p.name, line, err)
+			}
+		}
+	}
+}
+
+func TestProtocolErrorText(t *testing.T) {
+	_, err := peerproto.ParsePeerRequest([]byte("FROB " + strings.Repeat("x", 200)))
+	var pe *peerproto.ProtocolError
+	if !errors.As(err, &pe) {
+		t.Fatalf("want a *ProtocolError, got %v", err)
+	}
+	if len(pe.Line) > 83 || !strings.HasSuffix(pe.Line, "...") {
+		t.Errorf("ProtocolError.Line = %q, want the line truncated to 80 bytes and ...", pe.Line)
+	}
+	if !strings.Contains(pe.Error(), `unknown verb "FROB"`) {
+		t.Errorf("Error() = %q", pe.Error())
+	}
+	bare := &peerproto.ProtocolError{Msg: "boom", Err: peerproto.ErrLineTooLong}
+	if bare.Error() != "peerproto: boom" || !errors.Is(bare, peerproto.ErrLineTooLong) {
+		t.Errorf("ProtocolError without line: %q, Is(ErrLineTooLong) = %v", bare.Error(), errors.Is(bare, peerproto.ErrLineTooLong))
+	}
+}
