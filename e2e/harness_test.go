@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -89,7 +90,7 @@ func start(t *testing.T, name string, stdin io.Reader, stdout io.Writer, args ..
 	t.Helper()
 	p := &proc{name: name, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "PEERFS_LOG_FORMAT=console")
+	p.cmd.Env = append(os.Environ(), "PEERFS_LOG_FORMAT=json")
 	p.cmd.Stdin = stdin
 	if stdout != nil {
 		p.cmd.Stdout = stdout
@@ -128,6 +129,23 @@ func (p *proc) stop(t *testing.T) {
 		t.Errorf("%s did not stop on SIGTERM within 15s; killing", p.name)
 		p.kill()
 	}
+}
+
+// requests counts the requests with the given verb that a peer server
+// logged (at debug level) and the payload bytes they moved.
+func (p *proc) requests(verb string) (n int, bytes int64) {
+	for _, line := range strings.Split(p.log.String(), "\n") {
+		var rec struct {
+			Message string `json:"message"`
+			Verb    string `json:"verb"`
+			Bytes   int64  `json:"bytes"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Message == "request" && rec.Verb == verb {
+			n++
+			bytes += rec.Bytes
+		}
+	}
+	return n, bytes
 }
 
 // kill sends SIGKILL and waits.
@@ -226,3 +244,5 @@ func mustRun(t *testing.T, dir string, name string, args ...string) string {
 	}
 	return out
 }
+
+func dialQuiet(addr string) (net.Conn, error) { return net.DialTimeout("tcp", addr, time.Second) }

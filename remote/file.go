@@ -413,7 +413,9 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	err = p.pool.Do(ctx, func(c *peer.Conn) error {
 		if dirty {
 			// A second descriptor at offset 0 lets the kernel sendfile it.
-			src, err := os.Open(f.ch.File().Name())
+			// Reopen through /proc: the cache may have renamed the file
+			// since it was opened.
+			src, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.ch.File().Fd()))
 			if err != nil {
 				return err
 			}

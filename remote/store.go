@@ -145,9 +145,10 @@ type peerConn struct {
 	name, addr string
 	pool       *peer.Pool
 
-	mu    sync.Mutex // protects the fields below
-	dirs  map[string]*dirCache
-	stats map[string]statCache
+	mu      sync.Mutex // protects the fields below
+	dirs    map[string]*dirCache
+	stats   map[string]statCache
+	listing map[string]chan struct{} // directories with a LIST in flight
 }
 
 type dirCache struct {
@@ -186,9 +187,10 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 		}
 		s.peers[pa.Name] = &peerConn{
 			name: pa.Name, addr: pa.Addr,
-			pool:  peer.NewPool(pa.Addr, s.opts.Client, 16),
-			dirs:  map[string]*dirCache{},
-			stats: map[string]statCache{},
+			pool:    peer.NewPool(pa.Addr, s.opts.Client, 16),
+			dirs:    map[string]*dirCache{},
+			stats:   map[string]statCache{},
+			listing: map[string]chan struct{}{},
 		}
 		changed = true
 	}
@@ -350,6 +352,59 @@ func (p *peerConn) forgetTree(path string) {
 	p.mu.Unlock()
 }
 
+// listing returns dir's entries from a listing younger than AttrTTL,
+// fetching one with LIST if needed. Concurrent callers for one directory
+// share a single LIST. The map must be read under p.mu.
+func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[string]peerproto.Entry, error) {
+	for {
+		p.mu.Lock()
+		if dc, ok := p.dirs[dir]; ok && time.Since(dc.at) < s.opts.AttrTTL {
+			p.mu.Unlock()
+			return dc.entries, nil
+		}
+		if wait, busy := p.listing[dir]; busy {
+			p.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		done := make(chan struct{})
+		p.listing[dir] = done
+		p.mu.Unlock()
+
+		var list []peerproto.Entry
+		err := p.pool.Do(ctx, func(c *peer.Conn) error {
+			var err error
+			list, err = c.List(ctx, dir)
+			return err
+		})
+		entries := make(map[string]peerproto.Entry, len(list))
+		for _, e := range list {
+			entries[e.Name] = e
+		}
+		p.mu.Lock()
+		delete(p.listing, dir)
+		if err == nil {
+			p.dirs[dir] = &dirCache{at: time.Now(), entries: entries}
+		}
+		p.mu.Unlock()
+		close(done)
+		if err != nil {
+			return nil, netErr(p, err)
+		}
+		return entries, nil
+	}
+}
+
+// rescanWindow is how long after a listing expired a lookup in that
+// directory re-lists it instead of asking STAT: a program walking the
+// directory (ls -l, find, rsync) then costs one LIST per AttrTTL instead
+// of one STAT per entry.
+const rescanWindow = 10 * time.Second
+
 // stat returns the remote attributes of path, from cache when fresh.
 func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
 	if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
@@ -357,6 +412,22 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 			return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
 		}
 		return e, nil
+	}
+	if path != "" {
+		p.mu.Lock()
+		dc, ok := p.dirs[parent(path)]
+		rescan := ok && time.Since(dc.at) < rescanWindow
+		p.mu.Unlock()
+		if rescan {
+			if _, err := s.listing(ctx, p, parent(path)); err == nil {
+				if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
+					if !exists {
+						return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
+					}
+					return e, nil
+				}
+			}
+		}
 	}
 	var e peerproto.Entry
 	err := p.pool.Do(ctx, func(c *peer.Conn) error {
@@ -397,31 +468,9 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
-	dc, ok := p.dirs[dir]
-	fresh := ok && time.Since(dc.at) < s.opts.AttrTTL
-	var entries map[string]peerproto.Entry
-	if fresh {
-		entries = dc.entries
-	}
-	p.mu.Unlock()
-	if !fresh {
-		var list []peerproto.Entry
-		err := p.pool.Do(ctx, func(c *peer.Conn) error {
-			var err error
-			list, err = c.List(ctx, dir)
-			return err
-		})
-		if err != nil {
-			return nil, netErr(p, err)
-		}
-		entries = make(map[string]peerproto.Entry, len(list))
-		for _, e := range list {
-			entries[e.Name] = e
-		}
-		p.mu.Lock()
-		p.dirs[dir] = &dirCache{at: time.Now(), entries: entries}
-		p.mu.Unlock()
+	entries, err := s.listing(ctx, p, dir)
+	if err != nil {
+		return nil, err
 	}
 	p.mu.Lock()
 	out := make([]fs.FileInfo, 0, len(entries))

@@ -115,12 +115,14 @@ func newLogger(c LogConfig, w io.Writer) (zerolog.Logger, error) {
 	if err != nil || c.LogLevel == "" {
 		return zerolog.Nop(), usagef("bad log level %q (want debug, info, warn or error)", c.LogLevel)
 	}
+	tty := false
+	if f, ok := w.(*os.File); ok {
+		tty = isatty.IsTerminal(f.Fd())
+	}
 	console := false
 	switch c.LogFormat {
 	case "auto":
-		if f, ok := w.(*os.File); ok {
-			console = isatty.IsTerminal(f.Fd())
-		}
+		console = tty
 	case "console":
 		console = true
 	case "json":
@@ -128,7 +130,7 @@ func newLogger(c LogConfig, w io.Writer) (zerolog.Logger, error) {
 		return zerolog.Nop(), usagef("bad log format %q (want auto, console or json)", c.LogFormat)
 	}
 	if console {
-		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000"}
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
