@@ -189,3 +189,16 @@ func (h *Handle) Release() error {
 	}
 	return h.c.unpin(h.e)
 }
+
+// Reopen opens a second, independent descriptor of the local copy,
+// positioned at offset 0, so that a caller can stream it (with sendfile)
+// without disturbing the shared file. The caller must close it, and must
+// not Release h concurrently with Reopen.
+func (h *Handle) Reopen() (*os.File, error) {
+	if h.released.Load() {
+		return nil, ErrClosed
+	}
+	// Through /proc: the data file may have been renamed since it was
+	// opened (Fill writes it under a temporary name).
+	return os.Open(fmt.Sprintf("/proc/self/fd/%d", h.f.Fd()))
+}

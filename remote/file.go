@@ -1,15 +1,16 @@
 package remote
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
+	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,19 +21,37 @@ import (
 
 // fileState is a local copy of a file that is open for writing or holds
 // writes not yet stored on its peer. Handles of the same file share it.
+//
+// Lock order: up before Store.mu; fetch before Store.mu. up serialises
+// everything that sends the file's name to its peer (PUT, DELETE, RENAME
+// of it) and every release of ch, so an upload never streams a copy that
+// is being released.
 type fileState struct {
-	ch *cache.Handle // pinned local copy; released when the state is dropped
+	up    sync.Mutex // serialises uploads, deletes and renames of this file
+	fetch sync.Mutex // serialises fetching the content
 
-	up sync.Mutex // serialises uploads of this file
+	// ch is the pinned local copy; nil until the content is first needed
+	// (opening an existing file for writing does not download it: the
+	// kernel's open-then-truncate of an overwrite would waste the transfer).
+	ch atomic.Pointer[cache.Handle]
 
 	// Protected by Store.mu:
 	key      cache.Key
-	refs     int // open handles
+	refs     int             // open handles
+	remote   peerproto.Entry // the peer's attributes at open, for an unfetched copy
 	mode     fs.FileMode
 	mtime    time.Time  // last local change
 	setMode  bool       // mode must be applied on the peer after upload
 	setMtime *time.Time // explicit mtime (utimens) to apply after upload
-	unlinked bool       // deleted while open: never upload
+	unlinked bool       // deleted or replaced: never upload, forget on last release
+}
+
+// size returns the file's size as this client sees it.
+func (f *fileState) size() int64 {
+	if ch := f.ch.Load(); ch != nil {
+		return ch.Size()
+	}
+	return f.remote.Size
 }
 
 // info returns the file's attributes as this client sees them. Called with
@@ -42,7 +61,21 @@ func (f *fileState) info(name string) fs.FileInfo {
 	if f.setMtime != nil {
 		mt = *f.setMtime
 	}
-	return &fileInfo{name: name, mode: f.mode, size: f.ch.Size(), mtime: mt}
+	return &fileInfo{name: name, mode: f.mode, size: f.size(), mtime: mt}
+}
+
+// dirty reports whether the local copy has bytes the peer lacks.
+func (f *fileState) dirty() bool {
+	ch := f.ch.Load()
+	return ch != nil && ch.Meta().Dirty
+}
+
+// releaseCopy unpins the local copy. Called with f.up held (or when no
+// upload can run any more).
+func (f *fileState) releaseCopy() {
+	if ch := f.ch.Swap(nil); ch != nil {
+		ch.Release()
+	}
 }
 
 // handle is one open file.
@@ -61,6 +94,8 @@ type handle struct {
 	next   int64         // offset a sequential reader asks for next
 	window int64         // current read-ahead size
 }
+
+func (h *handle) writable() bool { return h.flags&(os.O_WRONLY|os.O_RDWR) != 0 }
 
 const (
 	minWindow = 128 << 10
@@ -114,11 +149,10 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		f.refs++
 		s.mu.Unlock()
 		if write && flags&os.O_TRUNC != 0 {
-			if err := f.ch.Truncate(0); err != nil {
+			if err := s.truncateState(ctx, f, 0); err != nil {
 				s.release(f)
 				return 0, nil, err
 			}
-			s.touch(f)
 		}
 		fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f})
 		return fh, s.localInfo(key), nil
@@ -142,65 +176,109 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		return fh, infoOf(base(path), e), nil
 	}
 
-	// Writing (or creating): work on a local copy.
-	var ch *cache.Handle
-	fmode := mode.Perm()
-	mtime := time.Now()
-	if exists {
-		fmode = fs.FileMode(e.Mode).Perm()
-		mtime = time.Unix(0, e.Mtime)
-	}
+	// Writing (or creating): work on a local copy, fetched lazily.
+	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime)}
 	if !exists || flags&os.O_TRUNC != 0 {
-		ch, _, err = s.cache.Acquire(key, -1, 0, true)
+		ch, _, err := s.cache.Acquire(key, -1, 0, true)
 		if err == nil {
 			err = ch.Truncate(0) // marks the copy dirty: even an empty file is uploaded
-			mtime = time.Now()
 		}
-	} else {
-		ch, err = s.fetchWhole(ctx, p, key, e)
-	}
-	if err != nil {
-		if ch != nil {
-			ch.Release()
+		if err == nil && !exists {
+			err = ch.SetMode(uint32(mode.Perm()))
 		}
-		return 0, nil, err
+		if err != nil {
+			if ch != nil {
+				ch.Release()
+			}
+			return 0, nil, err
+		}
+		f.ch.Store(ch)
+		f.mtime = time.Now()
+		if !exists {
+			f.mode = mode.Perm()
+		}
 	}
 	s.mu.Lock()
-	f, raced := s.files[key]
-	if raced {
-		f.refs++
+	if other, raced := s.files[key]; raced {
+		other.refs++
+		s.mu.Unlock()
+		f.releaseCopy()
+		f = other
 	} else {
-		f = &fileState{key: key, ch: ch, refs: 1, mode: fmode, mtime: mtime}
 		s.files[key] = f
-	}
-	s.mu.Unlock()
-	if raced {
-		ch.Release()
+		s.mu.Unlock()
 	}
 	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f})
 	return fh, s.localInfo(key), nil
 }
 
-// fetchWhole returns a pinned cache copy of the whole file, downloading it
-// unless the cache holds a copy matching e.
+// content returns f's local copy, downloading it first if this is the
+// first use.
+func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error) {
+	if ch := f.ch.Load(); ch != nil {
+		return ch, nil
+	}
+	f.fetch.Lock()
+	defer f.fetch.Unlock()
+	if ch := f.ch.Load(); ch != nil {
+		return ch, nil
+	}
+	s.mu.Lock()
+	key, e := f.key, f.remote
+	s.mu.Unlock()
+	p, err := s.peer(key.Peer)
+	if err != nil {
+		return nil, err
+	}
+	ch, err := s.fetchWhole(ctx, p, key, e)
+	if err != nil {
+		return nil, err
+	}
+	f.ch.Store(ch)
+	return ch, nil
+}
+
+// fetchWhole returns a pinned cache copy of the whole file, streaming it
+// from the peer into the cache unless the cache holds a copy matching e.
 func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e peerproto.Entry) (*cache.Handle, error) {
 	if ch, ok, err := s.cache.Acquire(key, e.Size, e.Mtime, false); err == nil && ok {
 		return ch, nil
 	} else if ch != nil {
 		ch.Release()
 	}
-	var buf bytes.Buffer
-	var size int64
+	var ch *cache.Handle
 	err := p.pool.Do(ctx, func(c *peer.Conn) error {
-		buf.Reset()
-		var err error
-		size, err = c.Get(ctx, key.Path, 0, -1, &buf, nil)
-		return err
+		pr, pw := io.Pipe()
+		type result struct {
+			ch  *cache.Handle
+			err error
+		}
+		filled := make(chan result, 1)
+		go func() {
+			h, err := s.cache.Fill(key, pr, e.Size, e.Mtime)
+			pr.CloseWithError(err) // unblocks the GET if Fill gave up early
+			filled <- result{h, err}
+		}()
+		n, err := c.Get(ctx, key.Path, 0, -1, pw, nil)
+		if err == nil && n != e.Size {
+			err = fmt.Errorf("remote: %s:%s changed size during the download (%d, expected %d): %w", key.Peer, key.Path, n, e.Size, syscall.EAGAIN)
+		}
+		pw.CloseWithError(err)
+		r := <-filled
+		if err != nil {
+			if r.ch != nil {
+				r.ch.Release()
+			}
+			return err
+		}
+		ch = r.ch
+		return r.err
 	})
 	if err != nil {
+		p.forget(key.Path)
 		return nil, netErr(p, err)
 	}
-	return s.cache.Fill(key, &buf, size, e.Mtime)
+	return ch, nil
 }
 
 func (s *Store) touch(f *fileState) {
@@ -217,7 +295,11 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 		return 0, err
 	}
 	if h.state != nil {
-		return readFull(h.state.ch, p, off)
+		ch, err := s.content(ctx, h.state)
+		if err != nil {
+			return 0, err
+		}
+		return readFull(ch, p, off)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -291,23 +373,27 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	if h.state == nil {
 		return 0, syscall.EBADF
 	}
-	if h.flags&os.O_APPEND != 0 {
-		off = h.state.ch.Size()
+	ch, err := s.content(ctx, h.state)
+	if err != nil {
+		return 0, err
 	}
-	n, err := h.state.ch.WriteAt(p, off)
+	if h.flags&os.O_APPEND != 0 {
+		off = ch.Size()
+	}
+	n, err := ch.WriteAt(p, off)
 	s.touch(h.state)
 	return n, err
 }
 
-// Flush implements fusefs.Store: the file is uploaded if it has changes,
-// and the upload's error is returned (it reaches close()).
+// Flush implements fusefs.Store: a writer's file is uploaded if it has
+// changes, and the upload's error is returned (it reaches close()).
 func (s *Store) Flush(ctx context.Context, fh uint64) error {
 	h, err := s.handle(fh)
 	if err != nil {
 		return err
 	}
-	if h.state == nil {
-		return nil
+	if h.state == nil || !h.writable() {
+		return nil // readers never wait for uploads
 	}
 	return s.upload(ctx, h.state, false)
 }
@@ -346,22 +432,24 @@ func (s *Store) Release(fh uint64) error {
 // left to upload is forgotten. One with pending changes stays for the
 // retry loop.
 func (s *Store) release(f *fileState) {
+	f.up.Lock()
+	defer f.up.Unlock()
 	s.mu.Lock()
 	f.refs--
-	drop := f.refs <= 0 && (f.unlinked || !s.pending(f))
+	drop := f.refs <= 0 && (f.unlinked || !f.pending())
 	if drop && s.files[f.key] == f {
 		delete(s.files, f.key)
 	}
 	s.mu.Unlock()
 	if drop {
-		f.ch.Release()
+		f.releaseCopy()
 	}
 }
 
 // pending reports whether f has changes not yet on its peer. Called with
-// s.mu held.
-func (s *Store) pending(f *fileState) bool {
-	return f.ch.Meta().Dirty || f.setMode || f.setMtime != nil
+// Store.mu held.
+func (f *fileState) pending() bool {
+	return f.dirty() || f.setMode || f.setMtime != nil
 }
 
 // waitTurn holds an upload back while another peer holds the write token,
@@ -390,47 +478,49 @@ func (s *Store) waitTurn(ctx context.Context) {
 // upload stores f on its peer if it has changes. inTurn is set when the
 // caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
+	if !inTurn {
+		s.waitTurn(ctx)
+	}
 	f.up.Lock()
 	defer f.up.Unlock()
+	// Everything is read after waiting and under f.up: what was true
+	// before the wait may have changed (a write, a chmod, an unlink).
+	ch := f.ch.Load()
+	var meta cache.Meta
+	if ch != nil {
+		meta = ch.Meta()
+	}
 	s.mu.Lock()
 	key, unlinked := f.key, f.unlinked
-	dirty := f.ch.Meta().Dirty
 	setMode, mode := f.setMode, f.mode
 	setMtime := f.setMtime
 	s.mu.Unlock()
-	if unlinked || (!dirty && !setMode && setMtime == nil) {
+	if unlinked || (!meta.Dirty && !setMode && setMtime == nil) {
 		return nil
 	}
 	p, err := s.peer(key.Peer)
 	if err != nil {
 		return fmt.Errorf("remote: upload %s:%s: peer is gone: %w", key.Peer, key.Path, syscall.EIO)
 	}
-	if !inTurn {
-		s.waitTurn(ctx)
-	}
-	gen := f.ch.Generation()
 	var e peerproto.Entry
+	put := false
 	err = p.pool.Do(ctx, func(c *peer.Conn) error {
-		if dirty {
+		if meta.Dirty {
 			// A second descriptor at offset 0 lets the kernel sendfile it.
-			// Reopen through /proc: the cache may have renamed the file
-			// since it was opened.
-			src, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", f.ch.File().Fd()))
+			src, err := ch.Reopen()
 			if err != nil {
 				return err
 			}
 			defer src.Close()
-			size := f.ch.Size()
-			pd, err := c.Put(ctx, key.Path, src, size, nil)
+			pd, err := c.Put(ctx, key.Path, src, ch.Size(), nil)
 			if err != nil {
 				return err
 			}
+			put = true
 			e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
-			if !setMode {
-				// A new file is created 0644 by the peer: apply the
-				// creator's mode if it differs.
-				setMode = mode != 0o644
-			}
+			// The peer keeps an existing file's mode and creates a new
+			// one 0644: apply ours where it differs.
+			setMode = setMode || (mode != 0o644 && mode != fs.FileMode(f.remote.Mode).Perm())
 		}
 		if setMode || setMtime != nil {
 			sa := peerproto.Setattr{Name: key.Path, HasMode: setMode, Mode: uint32(mode.Perm())}
@@ -446,74 +536,82 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	})
 	if err != nil {
 		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		p.forget(key.Path)
 		return netErr(p, err)
 	}
-	if _, err := f.ch.MarkClean(gen, e.Size, e.Mtime); err != nil {
-		s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
+	if put {
+		if _, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
+			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
+		}
 	}
 	s.mu.Lock()
+	f.remote = e
 	f.setMode = false
 	if f.setMtime == setMtime {
 		f.setMtime = nil
 	}
-	drop := f.refs <= 0 && !s.pending(f)
+	drop := f.refs <= 0 && !f.pending()
 	if drop && s.files[f.key] == f {
 		delete(s.files, f.key)
 	}
 	s.mu.Unlock()
 	p.remember(key.Path, e, true)
 	if drop {
-		f.ch.Release()
+		f.releaseCopy()
 	}
 	s.log.Debug().Str("peer", key.Peer).Str("path", key.Path).Int64("size", e.Size).Msg("uploaded")
 	return nil
 }
 
-// unlinkLocal forgets a local copy of key; it reports whether one existed.
-func (s *Store) unlinkLocal(key cache.Key) bool {
+// statesUnder returns the local copies at or under path, sorted by path
+// (the order in which their up locks are taken).
+func (s *Store) statesUnder(peerName, path string) []*fileState {
 	s.mu.Lock()
-	f, ok := s.files[key]
-	if ok {
-		f.unlinked = true
-		delete(s.files, key)
+	defer s.mu.Unlock()
+	var out []*fileState
+	for key, f := range s.files {
+		if key.Peer == peerName && under(key.Path, path) {
+			out = append(out, f)
+		}
 	}
-	drop := ok && f.refs <= 0
+	sort.Slice(out, func(i, j int) bool { return out[i].key.Path < out[j].key.Path })
+	return out
+}
+
+func lockAll(fs []*fileState) {
+	for _, f := range fs {
+		f.up.Lock()
+	}
+}
+
+func unlockAll(fs []*fileState) {
+	for _, f := range fs {
+		f.up.Unlock()
+	}
+}
+
+// unlinkLocked marks f deleted and forgets it; the copy is released now if
+// no handle has it open. Called with f.up held.
+func (s *Store) unlinkLocked(f *fileState) {
+	s.mu.Lock()
+	f.unlinked = true
+	if s.files[f.key] == f {
+		delete(s.files, f.key)
+	}
+	drop := f.refs <= 0
 	s.mu.Unlock()
 	if drop {
-		f.ch.Release()
+		f.releaseCopy()
 	}
-	return ok
 }
 
 func under(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// renameLocal moves local copies at or under from to their new names.
-func (s *Store) renameLocal(peerName, from, to string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for key, f := range s.files {
-		if key.Peer != peerName || !under(key.Path, from) {
-			continue
-		}
-		delete(s.files, key)
-		f.key = cache.Key{Peer: peerName, Path: to + key.Path[len(from):]}
-		s.files[f.key] = f
-	}
-}
-
 // flushTree uploads local changes at or under path before a rename.
 func (s *Store) flushTree(ctx context.Context, peerName, path string) error {
-	s.mu.Lock()
-	var todo []*fileState
-	for key, f := range s.files {
-		if key.Peer == peerName && under(key.Path, path) {
-			todo = append(todo, f)
-		}
-	}
-	s.mu.Unlock()
-	for _, f := range todo {
+	for _, f := range s.statesUnder(peerName, path) {
 		if err := s.upload(ctx, f, false); err != nil {
 			return err
 		}
@@ -521,17 +619,45 @@ func (s *Store) flushTree(ctx context.Context, peerName, path string) error {
 	return nil
 }
 
-func (s *Store) truncateLocal(key cache.Key, size int64) (fs.FileInfo, bool, error) {
+// truncateState sets the size of a local copy. Truncating an unfetched
+// copy to zero needs no download.
+func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) error {
+	if size == 0 && f.ch.Load() == nil {
+		f.fetch.Lock()
+		if f.ch.Load() == nil {
+			s.mu.Lock()
+			key := f.key
+			s.mu.Unlock()
+			ch, _, err := s.cache.Acquire(key, -1, 0, true)
+			if err != nil {
+				f.fetch.Unlock()
+				return err
+			}
+			f.ch.Store(ch)
+		}
+		f.fetch.Unlock()
+	}
+	ch, err := s.content(ctx, f)
+	if err != nil {
+		return err
+	}
+	if err := ch.Truncate(size); err != nil {
+		return err
+	}
+	s.touch(f)
+	return nil
+}
+
+func (s *Store) truncateLocal(ctx context.Context, key cache.Key, size int64) (fs.FileInfo, bool, error) {
 	s.mu.Lock()
 	f, ok := s.files[key]
 	s.mu.Unlock()
 	if !ok {
 		return nil, false, nil
 	}
-	if err := f.ch.Truncate(size); err != nil {
+	if err := s.truncateState(ctx, f, size); err != nil {
 		return nil, true, err
 	}
-	s.touch(f)
 	return s.localInfo(key), true, nil
 }
 
@@ -543,6 +669,9 @@ func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) 
 		return nil, false
 	}
 	f.mode, f.setMode = mode.Perm(), true
+	if ch := f.ch.Load(); ch != nil {
+		_ = ch.SetMode(uint32(mode.Perm())) // survives a restart with the dirty copy
+	}
 	return f.info(base(key.Path)), true
 }
 

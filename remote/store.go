@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"slices"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -95,11 +96,19 @@ func New(opts Options) (*Store, error) {
 	}
 	for _, key := range s.cache.Dirty() {
 		ch, _, err := s.cache.Acquire(key, -1, 0, false)
-		if err != nil {
+		if err != nil || ch == nil {
 			s.log.Error().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot reopen dirty copy")
 			continue
 		}
-		s.files[key] = &fileState{key: key, ch: ch, mode: fs.FileMode(ch.Meta().Mode) & fs.ModePerm, mtime: time.Now()}
+		f := &fileState{key: key, mtime: time.Now(), mode: 0o644}
+		// The mode is recorded with the copy when the file was created
+		// or chmodded here; 0 means it was never set: keep the peer's.
+		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
+			f.mode, f.setMode = m, true
+		}
+		f.remote.Mode = uint32(f.mode)
+		f.ch.Store(ch)
+		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
 	s.wg.Add(1)
@@ -135,7 +144,9 @@ func (s *Store) Close() error {
 		p.pool.Close()
 	}
 	for _, f := range files {
-		f.ch.Release()
+		f.up.Lock()
+		f.releaseCopy()
+		f.up.Unlock()
 	}
 	return nil
 }
@@ -537,21 +548,33 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 	return infoOf(base(path), e), nil
 }
 
-// Remove implements fusefs.Store.
+// Remove implements fusefs.Store. The local copy (if any) is locked
+// across the DELETE so that no upload can recreate the file after it, and
+// forgotten only once the peer has deleted it.
 func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	key := cache.Key{Peer: peerName, Path: path}
-	localOnly := s.unlinkLocal(key)
+	s.mu.Lock()
+	f := s.files[key]
+	s.mu.Unlock()
+	if f != nil {
+		f.up.Lock()
+		defer f.up.Unlock()
+	}
 	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
 	if p != nil {
 		p.forget(path)
 	}
-	if localOnly && errors.Is(err, fs.ErrNotExist) {
-		err = nil // created here and never uploaded: removing the local copy was all
+	if f != nil && errors.Is(err, fs.ErrNotExist) {
+		err = nil // created here and never uploaded: removing the local copy is all
 	}
-	if err == nil {
-		_ = s.cache.Remove(key)
+	if err != nil {
+		return err
 	}
-	return err
+	if f != nil {
+		s.unlinkLocked(f)
+	}
+	_ = s.cache.Remove(key)
+	return nil
 }
 
 // Rmdir implements fusefs.Store.
@@ -564,11 +587,24 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 }
 
 // Rename implements fusefs.Store. Local changes to the source are uploaded
-// first, so the rename moves what the writer wrote.
+// first, so the rename moves what the writer wrote; the local copies at
+// both names are locked across the RENAME so no upload lands in between
+// under a stale name.
 func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	if err := s.flushTree(ctx, peerName, from); err != nil {
 		return err
 	}
+	moved := s.statesUnder(peerName, from)
+	replaced := s.statesUnder(peerName, to)
+	if from == to {
+		replaced = nil // rename(x, x) changes nothing
+	}
+	locked := append(append([]*fileState(nil), moved...), replaced...)
+	sort.Slice(locked, func(i, j int) bool { return locked[i].key.Path < locked[j].key.Path })
+	locked = slices.Compact(locked)
+	lockAll(locked)
+	defer unlockAll(locked)
+
 	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
 	if p != nil {
 		p.forgetTree(from)
@@ -577,7 +613,24 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	if err != nil {
 		return err
 	}
-	s.renameLocal(peerName, from, to)
+	// Whatever was at the target is gone: a writer still holding it open
+	// must not upload over the renamed file.
+	for _, f := range replaced {
+		s.unlinkLocked(f)
+	}
+	s.mu.Lock()
+	for _, f := range moved {
+		if s.files[f.key] == f {
+			delete(s.files, f.key)
+		}
+		f.key = cache.Key{Peer: peerName, Path: to + f.key.Path[len(from):]}
+	}
+	for _, f := range moved {
+		if !f.unlinked {
+			s.files[f.key] = f
+		}
+	}
+	s.mu.Unlock()
 	_ = s.cache.Rename(cache.Key{Peer: peerName, Path: from}, cache.Key{Peer: peerName, Path: to})
 	return nil
 }
@@ -602,7 +655,7 @@ func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setat
 
 // Truncate implements fusefs.Store.
 func (s *Store) Truncate(ctx context.Context, peerName, path string, size int64) (fs.FileInfo, error) {
-	if fi, ok, err := s.truncateLocal(cache.Key{Peer: peerName, Path: path}, size); ok {
+	if fi, ok, err := s.truncateLocal(ctx, cache.Key{Peer: peerName, Path: path}, size); ok {
 		return fi, err
 	}
 	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasSize: true, Size: size})

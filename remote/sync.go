@@ -50,9 +50,9 @@ func (s *Store) PendingInfo() (files int, bytes int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, f := range s.files {
-		if s.pending(f) {
+		if f.pending() {
 			files++
-			bytes += f.ch.Size()
+			bytes += f.size()
 		}
 	}
 	return files, bytes
@@ -73,7 +73,7 @@ func (s *Store) retryLoop() {
 		s.mu.Lock()
 		var todo []*fileState
 		for key, f := range s.files {
-			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && s.pending(f) {
+			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && f.pending() {
 				todo = append(todo, f)
 			}
 		}
