@@ -88,6 +88,7 @@ type Cache struct {
 	max        int64
 	log        zerolog.Logger
 	lockFile   *os.File
+	boot       string // kernel boot ID stamped on metadata written without fsync
 
 	// renameMu serializes Rename, the only operation that holds two
 	// entry locks at once.
@@ -125,6 +126,7 @@ type entry struct {
 	dirtySince time.Time
 	gen        uint64
 	persisted  bool          // a metadata file exists or is being written
+	durable    bool          // data and metadata were fsynced (Persist, or loaded so)
 	removed    bool          // detached from the map; files deleted or about to be
 	refs       int           // pinning Handles
 	file       *os.File      // open while refs > 0
@@ -181,6 +183,7 @@ func Open(opts Options) (*Cache, error) {
 		log:        opts.Logger.With().Str("component", "cache").Logger(),
 		entries:    map[Key]*entry{},
 		lru:        list.New(),
+		boot:       bootID(),
 	}
 	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -214,6 +217,7 @@ func Open(opts Options) (*Cache, error) {
 			mode:      l.rec.Mode,
 			dirty:     l.rec.Dirty,
 			persisted: true,
+			durable:   l.rec.Boot == "",
 		}
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)

@@ -5,8 +5,9 @@
 // either
 //
 //   - dirty: written through the mount and not yet uploaded. Dirty copies are
-//     never evicted, survive a crash or restart of the mount (Open reloads
-//     them and Dirty lists them), and become clean only through MarkClean
+//     never evicted, survive a crash or restart of the mount process (Open
+//     reloads them and Dirty lists them) and, once Persist made them
+//     durable, a power loss too; they become clean only through MarkClean
 //     after a successful upload; or
 //   - clean: a whole remote file, valid for as long as the peer still reports
 //     the size and modification time recorded with it.
@@ -27,15 +28,24 @@
 //
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
-// file is written atomically (temp file, fsync, rename, fsync of the
-// directory) whenever the entry turns dirty, turns clean, is renamed, is
-// filled or changes mode. The dirty flag is made durable before the first
-// byte of a write reaches the data file, so a crash can never leave an
-// entry marked clean whose data was not uploaded. Clean content is fsynced
-// before it is recorded as clean, so a power loss cannot leave a clean entry
-// with the right size and the wrong bytes. Recency (LRU order) lives in
-// memory only; after a restart, older metadata files count as less recently
-// used.
+// file is written atomically (temp file, rename) whenever the entry turns
+// dirty, turns clean, is renamed, is filled or changes mode, and the dirty
+// flag is written before the first byte of a write reaches the data file.
+//
+// # Durability
+//
+// fsync costs milliseconds; the cache pays it only where it buys
+// something. Ordinary records are written without fsync and stamped with
+// the kernel's boot ID: after a crash of the process the page cache still
+// holds data and record together, so Open trusts them; after a reboot it
+// cannot, and Open discards every stamped entry. Persist (which the mount
+// calls when an upload fails, that is, exactly when a closed file exists
+// nowhere else) fsyncs the data and writes an unstamped record with fsync
+// and a directory fsync: such an entry survives a power loss. Leaving the
+// durable state again (a later write) rewrites the record with fsync first,
+// so a reboot can never pair new bytes with the old durable record.
+// Recency (LRU order) lives in memory only; after a restart, older
+// metadata files count as less recently used.
 //
 // # Concurrency
 //

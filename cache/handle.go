@@ -81,22 +81,75 @@ func (c *Cache) markDirty(e *entry) error {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if e.dirty || e.removed {
+	if (e.dirty && !e.durable) || e.removed {
 		c.mu.Unlock()
 		return nil
 	}
-	wasPersisted := e.persisted
+	wasPersisted, wasDirty, wasDurable := e.persisted, e.dirty, e.durable
 	c.setDirtyLocked(e, true)
 	e.persisted = true
+	e.durable = false
 	rec, key := e.record(), e.key
 	c.mu.Unlock()
-	if err := c.writeMeta(e.id, rec); err != nil {
+	// The record says "dirty, not durable" (boot-stamped). Written without
+	// fsync: a process crash keeps it in the page cache, and after a
+	// reboot the entry is dropped — only Persist promises more. Leaving a
+	// durable state is the exception: that flip must reach the disk
+	// before the data changes, or a reboot could pair new bytes with the
+	// old durable record.
+	if err := c.writeMetaFlip(e.id, rec, wasDurable); err != nil {
 		c.mu.Lock()
-		c.setDirtyLocked(e, false)
-		e.persisted = wasPersisted
+		c.setDirtyLocked(e, wasDirty)
+		e.persisted, e.durable = wasPersisted, wasDurable
 		c.mu.Unlock()
 		return fmt.Errorf("cache: mark %v dirty: %w", key, err)
 	}
+	return nil
+}
+
+// writeMetaFlip writes a non-durable record; with sync set it still
+// fsyncs it (used when leaving a durable state).
+func (c *Cache) writeMetaFlip(id string, rec record, sync bool) error {
+	if !sync {
+		return c.writeMeta(id, rec, false)
+	}
+	rec.Boot = c.boot
+	if err := c.writeMeta(id, rec, false); err != nil {
+		return err
+	}
+	if err := syncFile(c.metaPath(id)); err != nil {
+		return err
+	}
+	return syncDir(c.entriesDir)
+}
+
+// Persist makes the entry durable: its data is fsynced and its record
+// written with fsync, so it survives a power loss and a reboot. The mount
+// calls it when an upload fails, so that what a program wrote and closed
+// is never lost.
+func (h *Handle) Persist() error {
+	if h.released.Load() {
+		return ErrClosed
+	}
+	e, c := h.e, h.c
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	if e.removed || e.durable {
+		c.mu.Unlock()
+		return nil
+	}
+	rec, key := e.record(), e.key
+	c.mu.Unlock()
+	if err := h.f.Sync(); err != nil {
+		return fmt.Errorf("cache: persist %v: %w", key, err)
+	}
+	if err := c.writeMeta(e.id, rec, true); err != nil {
+		return fmt.Errorf("cache: persist %v: %w", key, err)
+	}
+	c.mu.Lock()
+	e.persisted, e.durable = true, true
+	c.mu.Unlock()
 	return nil
 }
 
@@ -150,10 +203,10 @@ func (h *Handle) SetMode(mode uint32) error {
 	h.c.mu.Lock()
 	e.mode = mode
 	persist := e.persisted && !e.removed
-	rec, key := e.record(), e.key
+	rec, key, durable := e.record(), e.key, e.durable
 	h.c.mu.Unlock()
 	if persist {
-		if err := h.c.writeMeta(e.id, rec); err != nil {
+		if err := h.c.writeMeta(e.id, rec, durable); err != nil {
 			return fmt.Errorf("cache: set mode of %v: %w", key, err)
 		}
 	}

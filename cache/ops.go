@@ -106,16 +106,14 @@ func (c *Cache) Fill(key Key, r io.Reader, size, mtime int64) (*Handle, error) {
 	if err != nil {
 		return fail(err)
 	}
-	// Clean content must be durable before it is recorded as clean.
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
+	// No fsync: the metadata carries the boot ID, and after a reboot the
+	// entry is discarded rather than trusted (see writeMeta).
 	if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
 		return fail(err)
 	}
 	e := &entry{id: id, key: key, size: size, mtime: mtime, persisted: true}
 	// Nobody else knows e yet, so no lock is needed to read it.
-	if err := c.writeMeta(id, e.record()); err != nil {
+	if err := c.writeMeta(id, e.record(), false); err != nil {
 		return fail(err)
 	}
 
@@ -222,15 +220,14 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 	rec.Dirty, rec.DirtySince, rec.Mtime = false, 0, mtime
 	c.mu.Unlock()
 
-	// Writes need e.mu, so the content cannot change from here on.
-	if err := syncFile(c.dataPath(e.id)); err != nil {
-		return false, fmt.Errorf("cache: mark clean %v: %w", key, err)
-	}
-	if err := c.writeMeta(e.id, rec); err != nil {
+	// Writes need e.mu, so the content cannot change from here on. The
+	// peer has the content durably; the local copy needs no fsync.
+	if err := c.writeMeta(e.id, rec, false); err != nil {
 		return false, err
 	}
 	c.mu.Lock()
 	e.persisted = true
+	e.durable = false
 	e.mtime = mtime
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
@@ -325,14 +322,14 @@ func (c *Cache) move(e *entry, from, to Key) error {
 	delete(c.entries, from)
 	e.key = to
 	c.entries[to] = e
-	rec, persist := e.record(), e.persisted
+	rec, persist, durable := e.record(), e.persisted, e.durable
 	c.mu.Unlock()
 	// Delete the replaced entry before recording the new key, so that the
 	// disk never holds two entries for one key. Holding two entry locks
 	// is safe under renameMu.
 	c.discard(target)
 	if persist {
-		if err := c.writeMeta(e.id, rec); err != nil {
+		if err := c.writeMeta(e.id, rec, durable); err != nil {
 			return fmt.Errorf("cache: rename %v to %v: %w", from, to, err)
 		}
 	}

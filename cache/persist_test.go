@@ -256,3 +256,62 @@ func TestEscapeName(t *testing.T) {
 		}
 	}
 }
+
+// TestRebootDropsUnpersisted: after a reboot (a new boot ID) only entries
+// made durable by Persist are trusted; after a process restart in the same
+// boot, everything is.
+func TestRebootDropsUnpersisted(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	write := func(path, data string) *Handle {
+		h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt([]byte(data), 0); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	volatile := write("volatile", "v")
+	durable := write("durable", "d")
+	if err := durable.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	rewritten := write("rewritten", "r1")
+	if err := rewritten.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rewritten.WriteAt([]byte("r2"), 0); err != nil { // leaves the durable state
+		t.Fatal(err)
+	}
+	for _, h := range []*Handle{volatile, durable, rewritten} {
+		h.Release()
+	}
+	c.Close()
+
+	// Same boot: a restart of the process keeps everything.
+	c = openCache(t, dir, 0)
+	if got := len(c.Dirty()); got != 3 {
+		t.Fatalf("after a restart: %d dirty entries, want 3", got)
+	}
+	c.Close()
+
+	old := bootID
+	bootID = func() string { return "another-boot" }
+	t.Cleanup(func() { bootID = old })
+	c = openCache(t, dir, 0)
+	dirty := c.Dirty()
+	if len(dirty) != 1 || dirty[0].Path != "durable" {
+		t.Fatalf("after a reboot: dirty = %v, want only the persisted entry", dirty)
+	}
+	h, ok, err := c.Acquire(Key{Peer: "p", Path: "durable"}, -1, 0, false)
+	if err != nil || !ok {
+		t.Fatalf("persisted entry: %v %v", ok, err)
+	}
+	buf := make([]byte, 1)
+	if _, err := h.ReadAt(buf, 0); err != nil || string(buf) != "d" {
+		t.Fatalf("persisted content %q %v", buf, err)
+	}
+	h.Release()
+}

@@ -35,6 +35,11 @@ type record struct {
 	Dirty      bool   `json:"dirty"`
 	DirtySince int64  `json:"dirtySince,omitempty"` // unix ns
 	Mode       uint32 `json:"mode"`
+	// Boot is the kernel boot ID when this metadata (and the data it
+	// describes) was written without fsync; empty when both are durable.
+	// After a reboot such an entry cannot be trusted and is discarded;
+	// after a mere process crash the page cache still holds it.
+	Boot string `json:"boot,omitempty"`
 }
 
 const hexDigits = "0123456789ABCDEF"
@@ -105,11 +110,17 @@ func newID() string {
 func (c *Cache) dataPath(id string) string { return filepath.Join(c.entriesDir, id+dataSuffix) }
 func (c *Cache) metaPath(id string) string { return filepath.Join(c.entriesDir, id+metaSuffix) }
 
-// writeMeta atomically replaces the metadata file of entry id with rec and
-// makes the change durable, including the directory entries of the data
-// file and the metadata file.
-func (c *Cache) writeMeta(id string, rec record) error {
+// writeMeta atomically replaces the metadata file of entry id with rec.
+// With durable set it makes the change durable, including the directory
+// entries of the data file and the metadata file, and records the entry as
+// durable; otherwise it skips every fsync and stamps the record with the
+// boot ID, so that only a reboot can make it untrustworthy.
+func (c *Cache) writeMeta(id string, rec record, durable bool) error {
 	rec.V = metaVersion
+	rec.Boot = ""
+	if !durable {
+		rec.Boot = c.boot
+	}
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("cache: encode metadata: %w", err)
@@ -120,7 +131,7 @@ func (c *Cache) writeMeta(id string, rec record) error {
 	}
 	tmp := f.Name()
 	_, err = f.Write(b)
-	if err == nil {
+	if err == nil && rec.Boot == "" {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -133,10 +144,23 @@ func (c *Cache) writeMeta(id string, rec record) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("cache: write metadata: %w", err)
 	}
+	if rec.Boot != "" {
+		return nil
+	}
 	if err := syncDir(c.entriesDir); err != nil {
 		return fmt.Errorf("cache: write metadata: %w", err)
 	}
 	return nil
+}
+
+// bootID returns the kernel's boot ID, or "" (which makes every metadata
+// write durable) if it cannot be read.
+var bootID = func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // syncDir fsyncs a directory so that renames and creations in it are durable.
@@ -264,6 +288,9 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 	}
 	if l.rec.V != metaVersion {
 		return l, fmt.Sprintf("metadata version %d", l.rec.V)
+	}
+	if l.rec.Boot != "" && l.rec.Boot != c.boot {
+		return l, "written without fsync before a reboot"
 	}
 	if l.key.Peer, err = unescapeName(l.rec.Peer); err != nil {
 		return l, err.Error()
