@@ -18,6 +18,7 @@ const (
 	VerbRmdir    = "RMDIR"
 	VerbSetattr  = "SETATTR"
 	VerbStatfs   = "STATFS"
+	VerbFsync    = "FSYNC"
 	VerbPing     = "PING"
 	VerbPong     = "PONG"
 	VerbQuit     = "QUIT"
@@ -78,11 +79,18 @@ type SyncEnd struct {
 // ---- peer <-> peer requests ----
 
 // Put announces an upload of Size bytes that follow the "PUT OK" reply:
-// "PUT <name> <size>".
+// "PUT <name> <size>" (the seed's form: the file is fsynced before it is
+// renamed into place) or "PUT <name> <size> async" (renamed into place
+// without waiting for the disk; a later FSYNC makes it durable).
 type Put struct {
-	Name string
-	Size int64
+	Name  string
+	Size  int64
+	Async bool
 }
+
+// Fsync asks the peer to make every file it stored so far durable:
+// "FSYNC", answered "FSYNC OK".
+type Fsync struct{}
 
 // Get asks for a file: "GET <name>" for the whole file, or
 // "GET <name> <offset> <length>" for a range. The seed's two-argument form
@@ -233,6 +241,7 @@ func (Mkdir) Verb() string      { return VerbMkdir }
 func (Rmdir) Verb() string      { return VerbRmdir }
 func (Setattr) Verb() string    { return VerbSetattr }
 func (Statfs) Verb() string     { return VerbStatfs }
+func (Fsync) Verb() string      { return VerbFsync }
 func (Ping) Verb() string       { return VerbPing }
 func (Pong) Verb() string       { return VerbPong }
 func (Quit) Verb() string       { return VerbQuit }
@@ -312,8 +321,15 @@ func (m SyncEnd) AppendTo(b []byte) []byte {
 func (m Put) AppendTo(b []byte) []byte {
 	b = append(b, VerbPut...)
 	b = appendName(b, m.Name)
-	return appendInt(b, m.Size)
+	b = appendInt(b, m.Size)
+	if m.Async {
+		b = append(b, " async"...)
+	}
+	return b
 }
+
+// AppendTo implements Message.
+func (Fsync) AppendTo(b []byte) []byte { return append(b, VerbFsync...) }
 
 // AppendTo implements Message.
 func (m Get) AppendTo(b []byte) []byte {

@@ -59,7 +59,8 @@ func wantArgs(line []byte, f []string, min, max int, usage string) error {
 }
 
 // ParsePeerRequest parses a request a client sends to a peer: PUT, GET,
-// LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, PING or QUIT.
+// LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING
+// or QUIT.
 // Verbs are matched case-insensitively. Names are decoded but not
 // validated as paths: that is the server's job (see CleanPath).
 func ParsePeerRequest(line []byte) (Message, error) {
@@ -70,8 +71,15 @@ func ParsePeerRequest(line []byte) (Message, error) {
 	verb := strings.ToUpper(f[0])
 	switch verb {
 	case VerbPut:
-		if err := wantArgs(line, f, 2, 2, "PUT <name> <size>"); err != nil {
+		if err := wantArgs(line, f, 2, 3, "PUT <name> <size> [async]"); err != nil {
 			return nil, err
+		}
+		async := false
+		if len(f) == 4 {
+			if !strings.EqualFold(f[3], "async") {
+				return nil, protoErr(line, "usage: PUT <name> <size> [async]")
+			}
+			async = true
 		}
 		name, err := parseName(line, f[1])
 		if err != nil {
@@ -81,7 +89,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		return Put{Name: name, Size: size}, nil
+		return Put{Name: name, Size: size, Async: async}, nil
 	case VerbGet:
 		if err := wantArgs(line, f, 1, 3, "GET <name> [[<offset>] <length>]"); err != nil {
 			return nil, err
@@ -213,13 +221,15 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			}
 		}
 		return s, nil
-	case VerbStatfs, VerbPing, VerbQuit:
+	case VerbStatfs, VerbPing, VerbQuit, VerbFsync:
 		if err := wantArgs(line, f, 0, 0, verb); err != nil {
 			return nil, err
 		}
 		switch verb {
 		case VerbStatfs:
 			return Statfs{}, nil
+		case VerbFsync:
+			return Fsync{}, nil
 		case VerbPing:
 			return Ping{}, nil
 		default:
@@ -377,7 +387,7 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 //	SETATTR  SetattrOK
 //	STATFS   StatfsOK
 //	PING     Pong
-//	DELETE, RENAME, MKDIR, RMDIR  OK
+//	DELETE, RENAME, MKDIR, RMDIR, FSYNC  OK
 func ParseReply(line []byte, verb string) (Message, error) {
 	f := fields(line)
 	if len(f) == 0 {
@@ -456,7 +466,7 @@ func ParseReply(line []byte, verb string) (Message, error) {
 			}
 			return StatfsOK{Total: v[0], Free: v[1], Avail: v[2]}, nil
 		}
-	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir:
+	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir, VerbFsync:
 		if word == "OK" && len(args) == 0 {
 			return OK{Of: verb}, nil
 		}
