@@ -4,11 +4,13 @@
 #   ./mount.sh EXPORT_DIR MOUNTPOINT TRACKER_HOST:PORT [peerfs mount flags...]
 #       builds peerfs if needed, serves EXPORT_DIR and mounts every connected
 #       peer under MOUNTPOINT; Ctrl-C or SIGTERM uploads what is pending and
-#       unmounts cleanly.
+#       unmounts cleanly. The cluster secret comes from the environment
+#       (PEERFS_SECRET) or --secret-file PATH; --insecure runs without one.
 #   ./mount.sh --demo
 #       starts a tracker and two peers (alice, bob) on 127.0.0.1 with their
 #       mounts under a temporary directory, puts a few files in, prints what
-#       to try, and cleans everything up on Ctrl-C.
+#       to try, and cleans everything up on Ctrl-C. The demo's processes
+#       share a fresh random cluster secret.
 #   ./mount.sh --demo --selftest
 #       the same, checks that files cross between the mounts, and exits.
 set -euo pipefail
@@ -17,7 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 bin="$here/bin/peerfs"
 
 usage() {
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -89,6 +91,10 @@ run_demo() {
 	build
 	demo=$(mktemp -d "${TMPDIR:-/tmp}/peerfs-demo.XXXXXX")
 	trap cleanup INT TERM EXIT
+	# One cluster: every demo process gets the same fresh random secret.
+	PEERFS_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+	export PEERFS_SECRET
+	unset PEERFS_SECRET_FILE PEERFS_INSECURE
 	local port
 	port=$(free_port)
 	local tracker="127.0.0.1:$port"
@@ -154,6 +160,12 @@ export_dir=$1 mountpoint=$2 tracker=$3
 shift 3
 need_fuse
 build
+if [ -z "${PEERFS_SECRET:-}${PEERFS_SECRET_FILE:-}" ] && [ "${PEERFS_INSECURE:-}" != true ] &&
+	! printf '%s\n' "$@" | grep -Eq '^--(secret-file|insecure)'; then
+	echo "mount.sh: no cluster secret: export PEERFS_SECRET (the same for the tracker and every peer)," >&2
+	echo "          or pass --secret-file PATH, or --insecure on a trusted network" >&2
+	exit 2
+fi
 mkdir -p "$mountpoint"
 trap cleanup INT TERM EXIT
 "$bin" mount --export "$export_dir" --tracker "$tracker" "$@" "$mountpoint" &

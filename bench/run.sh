@@ -316,6 +316,12 @@ run_peerfs() {
   mkdir -p "$d"
   port=$(free_port) || { na_all peerfs; return; }
   tracker=127.0.0.1:$port
+  # The daemons refuse to run without a cluster secret (or --insecure):
+  # measure the secure default, with a throw-away secret unless one is set.
+  if [ -z "${PEERFS_SECRET:-}" ] && [ -z "${PEERFS_SECRET_FILE:-}" ] && [ "${PEERFS_INSECURE:-}" != true ]; then
+    PEERFS_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    export PEERFS_SECRET
+  fi
   "$BIN" tracker --listen "$tracker" --log-format console >>"$LOGS/tracker.log" 2>&1 &
   tpid=$!; PIDS+=("$tpid")
   for ((i = 0; i < 100; i++)); do

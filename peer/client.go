@@ -9,9 +9,11 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 )
 
 // ClientOptions configures connections to other peers. Zero values take
@@ -23,6 +25,9 @@ type ClientOptions struct {
 	// IOTimeout bounds every read or write that must make progress while a
 	// request runs: a peer silent for longer is considered dead (default 10s).
 	IOTimeout time.Duration
+	// Secure, if set, runs TLS and the membership proofs (package secure)
+	// on every connection before the greeting; nil speaks plaintext.
+	Secure *secure.Config
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -51,6 +56,20 @@ type Conn struct {
 	w      *bufio.Writer
 	broken error           // non-nil once the stream is out of step
 	ctx    context.Context // the running request's context
+
+	nread atomic.Int64 // bytes received so far; Pool.Do retries only unanswered work
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (r countingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	r.n.Add(int64(n))
+	return n, err
 }
 
 // Dial connects to the peer at addr and reads its greeting. A
@@ -67,7 +86,14 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c := &Conn{addr: addr, opts: opts, nc: nc, r: bufio.NewReaderSize(nc, 64<<10), w: bufio.NewWriterSize(nc, 64<<10)}
+	if opts.Secure != nil {
+		dl, _ := ctx.Deadline()
+		if nc, err = opts.Secure.Client(nc, time.Until(dl)); err != nil {
+			return nil, fmt.Errorf("peer: connect %s: %w", addr, dialRefusal(err))
+		}
+	}
+	c := &Conn{addr: addr, opts: opts, nc: nc, w: bufio.NewWriterSize(nc, 64<<10)}
+	c.r = bufio.NewReaderSize(countingReader{nc, &c.nread}, 64<<10)
 	dl, _ := ctx.Deadline()
 	_ = nc.SetDeadline(dl)
 	if _, err := peerproto.ReadReply(c.r, peerproto.VerbConnect); err != nil {
@@ -76,6 +102,22 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Conn, error) {
 	}
 	_ = nc.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// dialRefusal turns a refusal line received in place of the server's
+// membership proof into the *peerproto.FailError it carries
+// ("CONNECT FAIL denied not a member of this cluster").
+func dialRefusal(err error) error {
+	var re *secure.RefusedError
+	if errors.As(err, &re) {
+		if _, perr := peerproto.ParseReply([]byte(re.Line), peerproto.VerbConnect); perr != nil {
+			var fe *peerproto.FailError
+			if errors.As(perr, &fe) {
+				return fe
+			}
+		}
+	}
+	return err
 }
 
 // Addr returns the address the connection was dialled to.
@@ -128,10 +170,19 @@ func (c *Conn) begin(ctx context.Context) (func(), error) {
 // touch renews the progress deadline, unless the request was cancelled
 // (whose forced deadline must stand).
 func (c *Conn) touch() {
+	c.extend(c.opts.IOTimeout)
+}
+
+// extend sets the deadline d from now. A cancellation that raced with it
+// is re-applied, so it is never lost.
+func (c *Conn) extend(d time.Duration) {
 	if c.ctx.Err() != nil {
 		return
 	}
-	_ = c.nc.SetDeadline(time.Now().Add(c.opts.IOTimeout))
+	_ = c.nc.SetDeadline(time.Now().Add(d))
+	if c.ctx.Err() != nil {
+		_ = c.nc.SetDeadline(time.Unix(1, 0))
+	}
 }
 
 // fail marks the stream as out of step and returns err, wrapped with context.
@@ -331,22 +382,87 @@ func (w *sliceWriter) Write(p []byte) (int, error) {
 }
 
 // Put uploads size bytes from src as name. It returns once the peer
-// confirms the file is stored intact (PUT DONE). If src is an *os.File the
-// bytes go out with sendfile.
+// confirms the file is stored intact and durable (PUT DONE). If src is an
+// *os.File the bytes go out with sendfile.
 func (c *Conn) Put(ctx context.Context, name string, src io.Reader, size int64, progress Progress) (peerproto.PutDone, error) {
+	return c.put(ctx, peerproto.Put{Name: name, Size: size}, src, progress)
+}
+
+// PutAsync is Put without waiting for the peer's disk: it returns once
+// the file is stored intact and visible under its name; Fsync makes it
+// durable. A mount uses it on close, and Fsync on fsync.
+func (c *Conn) PutAsync(ctx context.Context, name string, src io.Reader, size int64, progress Progress) (peerproto.PutDone, error) {
+	return c.put(ctx, peerproto.Put{Name: name, Size: size, Async: true}, src, progress)
+}
+
+// Fsync asks the peer to make everything stored so far durable.
+func (c *Conn) Fsync(ctx context.Context) error {
+	return c.simple(ctx, peerproto.Fsync{}, "")
+}
+
+// GetStream asks for the whole file name and calls fn with the size the
+// peer announced and a reader of exactly that many bytes, so a caller can
+// stream a file whose size changed since it last looked. If fn returns an
+// error, or leaves bytes unread, the connection is dropped.
+func (c *Conn) GetStream(ctx context.Context, name string, fn func(size int64, r io.Reader) error) error {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer done()
+	if err := c.send(peerproto.Get{Name: name, Length: -1}); err != nil {
+		return c.fail("GET", name, err)
+	}
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbGet)
+	if err != nil {
+		return c.fail("GET", name, err)
+	}
+	n := reply.(peerproto.GetOK).Size
+	body := &payloadReader{c: c, r: io.LimitedReader{R: c.r, N: n}}
+	if err := fn(n, body); err != nil {
+		return c.fail("GET", name, err)
+	}
+	if body.r.N > 0 {
+		return c.fail("GET", name, fmt.Errorf("%d of %d bytes left unread", body.r.N, n))
+	}
+	return nil
+}
+
+// payloadReader reads a payload, renewing the progress deadline as bytes
+// arrive and reporting a cut stream as io.ErrUnexpectedEOF.
+type payloadReader struct {
+	c *Conn
+	r io.LimitedReader
+}
+
+func (p *payloadReader) Read(b []byte) (int, error) {
+	if p.r.N <= 0 {
+		return 0, io.EOF
+	}
+	p.c.touch()
+	n, err := p.r.Read(b)
+	if errors.Is(err, io.EOF) && p.r.N > 0 {
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
+}
+
+func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
+	name, size := m.Name, m.Size
 	done, err := c.begin(ctx)
 	if err != nil {
 		return peerproto.PutDone{}, err
 	}
 	defer done()
-	if err := c.send(peerproto.Put{Name: name, Size: size}); err != nil {
+	if err := c.send(m); err != nil {
 		return peerproto.PutDone{}, c.fail("PUT", name, err)
 	}
 	if _, err := peerproto.ReadReply(c.r, peerproto.VerbPut); err != nil {
 		return peerproto.PutDone{}, c.fail("PUT", name, err)
 	}
-	// Write straight to the socket: the bufio.Writer is empty after send,
-	// and bypassing it lets *net.TCPConn.ReadFrom use sendfile.
+	// Write straight to the connection: the bufio.Writer is empty after
+	// send, and bypassing it lets *net.TCPConn.ReadFrom use sendfile (over
+	// TLS, io.CopyN goes through a buffer instead).
 	var moved int64
 	for moved < size {
 		c.touch()
@@ -365,10 +481,9 @@ func (c *Conn) Put(ctx context.Context, name string, src io.Reader, size int64, 
 			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, err)
 		}
 	}
-	// Storing includes an fsync on the far side; give it room.
-	if c.ctx.Err() == nil {
-		_ = c.nc.SetDeadline(time.Now().Add(3 * c.opts.IOTimeout))
-	}
+	// Storing includes an fsync of the whole file on the far side: allow
+	// for a slow disk (20 MB/s) on top of the usual timeout.
+	c.extend(3*c.opts.IOTimeout + time.Duration(size/20e6)*time.Second)
 	reply, err := peerproto.ReadReply(c.r, peerproto.VerbPut)
 	if err != nil {
 		return peerproto.PutDone{}, c.fail("PUT", name, err)

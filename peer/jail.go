@@ -263,6 +263,16 @@ func (j *jail) openRegular(p string, flag int) (*os.File, fs.FileInfo, error) {
 	return f, fi, nil
 }
 
+// syncfs flushes the export's whole filesystem to disk.
+func (j *jail) syncfs() error {
+	d, err := j.root.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return unix.Syncfs(int(d.Fd()))
+}
+
 // syncDir fsyncs directory dir, making a rename in it durable.
 func (j *jail) syncDir(dir string) error {
 	d, err := j.root.Open(jailRel(dir))

@@ -39,15 +39,17 @@ var ErrPoolClosed = errors.New("peer: pool closed")
 
 // Do runs fn on a connection. A connection that was idle in the pool may
 // have been closed by the peer meanwhile: if fn fails on one with a
-// connection-level error before any reply, Do retries once on a new
-// connection.
+// connection-level error before a single byte of reply arrived, Do
+// retries once on a new connection. A request that got any reply is
+// never retried, since it may have taken effect.
 func (p *Pool) Do(ctx context.Context, fn func(*Conn) error) error {
 	c, reused, err := p.get(ctx)
 	if err != nil {
 		return err
 	}
+	before := c.nread.Load()
 	err = fn(c)
-	if err != nil && reused && stale(err) {
+	if err != nil && reused && stale(err) && c.nread.Load() == before {
 		c.Close()
 		if c, err = p.dial(ctx); err != nil {
 			return err

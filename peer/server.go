@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 )
 
 // Server defaults, used for zero ServerOptions fields.
@@ -23,6 +24,13 @@ const (
 	// DefaultIOTimeout is how long a running request may go without
 	// progress on the network.
 	DefaultIOTimeout = 30 * time.Second
+	// DefaultMaxTransfers is the default limit on PUTs and GETs in progress.
+	DefaultMaxTransfers = 64
+	// DefaultHeaderTimeout is how long a request line may take to arrive
+	// once its first byte has.
+	DefaultHeaderTimeout = 10 * time.Second
+	// DefaultHandshakeTimeout bounds the TLS handshake and membership proofs.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 // ServerOptions configures a Server.
@@ -32,7 +40,24 @@ type ServerOptions struct {
 	MaxConns    int           // connections served at once; more get "CONNECT FAIL busy"; 0 means DefaultMaxConns
 	IdleTimeout time.Duration // a connection idle between requests longer is closed; 0 means DefaultIdleTimeout
 	IOTimeout   time.Duration // deadline for each read or write making progress within a request; 0 means DefaultIOTimeout
-	Logger      zerolog.Logger
+
+	// MaxTransfers bounds the PUTs and GETs in progress at once, over all
+	// connections; more get "<VERB> FAIL busy too many transfers"; 0 means
+	// DefaultMaxTransfers.
+	MaxTransfers int
+	// HeaderTimeout bounds a request line from its first byte to its
+	// newline, so a client trickling bytes cannot hold a connection; 0
+	// means DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// Secure, if set, makes every connection TLS with a membership proof
+	// (package secure) before anything else is said; nil serves the
+	// plaintext protocol to anyone.
+	Secure *secure.Config
+	// HandshakeTimeout bounds the TLS handshake and proofs; 0 means
+	// DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
+
+	Logger zerolog.Logger
 }
 
 // Server serves one exported directory to other peers, many clients at
@@ -52,6 +77,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[net.Conn]struct{} // every open connection, refused ones included
 	active    int                   // connections being served (not refused)
+	transfers int                   // PUTs and GETs in progress
 }
 
 // srvPayloadBuf is the size of the buffer a PUT payload is copied through.
@@ -72,6 +98,15 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.IOTimeout <= 0 {
 		opts.IOTimeout = DefaultIOTimeout
+	}
+	if opts.MaxTransfers <= 0 {
+		opts.MaxTransfers = DefaultMaxTransfers
+	}
+	if opts.HeaderTimeout <= 0 {
+		opts.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	j, err := jailOpen(opts.Export)
 	if err != nil {
@@ -191,6 +226,24 @@ func (s *Server) admit() bool {
 	return true
 }
 
+// beginTransfer counts a PUT or GET as in progress, unless MaxTransfers
+// are already; endTransfer undoes it.
+func (s *Server) beginTransfer() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.transfers >= s.opts.MaxTransfers {
+		return false
+	}
+	s.transfers++
+	return true
+}
+
+func (s *Server) endTransfer() {
+	s.mu.Lock()
+	s.transfers--
+	s.mu.Unlock()
+}
+
 func (s *Server) untrack(nc net.Conn, admitted bool) {
 	s.mu.Lock()
 	delete(s.conns, nc)
@@ -230,25 +283,54 @@ func (s *Server) Close() error {
 	return err
 }
 
-// handle serves one connection until it ends.
+// handle serves one connection until it ends. nc is the accepted socket;
+// with Options.Secure the protocol runs over TLS on top of it.
 func (s *Server) handle(nc net.Conn) {
-	admitted := s.admit()
-	defer s.untrack(nc, admitted)
+	admitted := false
+	defer func() { s.untrack(nc, admitted) }()
+	// Closing the socket, not the TLS layer: no close_notify that could
+	// block on a client that does not read.
 	defer nc.Close()
 	log := s.log.With().Str("remote", nc.RemoteAddr().String()).Logger()
 
+	conn := nc
+	if s.opts.Secure != nil {
+		// Before admission: a stranger never takes a connection slot, and
+		// a handshake is bounded by HandshakeTimeout.
+		sc, err := s.opts.Secure.Server(nc, s.opts.HandshakeTimeout)
+		switch {
+		case err == nil:
+			conn = sc
+		case errors.Is(err, secure.ErrNotMember):
+			log.Warn().Err(err).Msg("refused connection: not a member of this cluster")
+			sc.SetWriteDeadline(time.Now().Add(time.Second))
+			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
+				peerproto.CodeDenied, "not a member of this cluster")})
+			return
+		case errors.Is(err, secure.ErrPlaintext):
+			log.Warn().Err(err).Msg("refused plaintext connection")
+			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
+				peerproto.CodeDenied, "this peer speaks TLS only: connect with the cluster secret (PEERFS_SECRET)")})
+			return
+		default:
+			log.Info().Err(err).Msg("handshake failed")
+			return
+		}
+	}
+
+	admitted = s.admit()
 	if !admitted {
 		log.Warn().Int("max_conns", s.opts.MaxConns).Msg("refused connection: too many connections")
-		nc.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
-		peerproto.WriteMessage(nc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
+		conn.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
+		peerproto.WriteMessage(conn, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 			peerproto.CodeBusy, "too many connections (%d)", s.opts.MaxConns)})
 		return
 	}
-	log.Info().Msg("connected")
-	c := &srvConn{s: s, nc: nc, log: log}
-	c.rd = &srvDeadlineReader{nc: nc}
+	log.Info().Bool("tls", s.opts.Secure != nil).Msg("connected")
+	c := &srvConn{s: s, nc: conn, log: log}
+	c.rd = &srvDeadlineReader{nc: conn}
 	c.r = bufio.NewReaderSize(c.rd, 64<<10)
-	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: nc, timeout: s.opts.IOTimeout}, 64<<10)
+	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout}, 64<<10)
 	err := c.serve()
 	switch {
 	case err == nil, s.isClosed():

@@ -35,10 +35,21 @@ func (c *srvConn) serve() error {
 		return err
 	}
 	for {
-		// One deadline for the whole request line, not one per read, so a
-		// client trickling a byte now and then cannot hold the slot forever.
+		// Between requests a connection may idle (a pool keeps it); once
+		// a request line starts, all of it must arrive within
+		// HeaderTimeout, one deadline for the whole line rather than one
+		// per read, so a client trickling a byte now and then is cut.
 		c.rd.timeout = 0
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.opts.IdleTimeout)); err != nil {
+			return err
+		}
+		if _, err := c.r.Peek(1); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.s.opts.HeaderTimeout)); err != nil {
 			return err
 		}
 		line, err := peerproto.ReadLine(c.r)
@@ -104,6 +115,8 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 		return c.setattr(m)
 	case peerproto.Statfs:
 		return c.statfs()
+	case peerproto.Fsync:
+		return c.fsync()
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}
@@ -117,6 +130,7 @@ var srvVerbs = map[string]bool{
 	peerproto.VerbStat: true, peerproto.VerbDelete: true, peerproto.VerbRename: true,
 	peerproto.VerbMkdir: true, peerproto.VerbRmdir: true, peerproto.VerbSetattr: true,
 	peerproto.VerbStatfs: true, peerproto.VerbPing: true, peerproto.VerbQuit: true,
+	peerproto.VerbFsync: true,
 }
 
 // malformed answers a line that does not parse with
@@ -131,7 +145,7 @@ func (c *srvConn) malformed(line []byte, err error) error {
 	}
 	if !srvVerbs[verb] {
 		code = peerproto.CodeUnsupported
-		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, PING or QUIT)", verb)
+		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)", verb)
 	}
 	c.log.Debug().Str("request", srvShort(line)).Str("result", code).Msg("malformed request")
 	return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})

@@ -86,6 +86,10 @@ func (c *srvConn) put(m peerproto.Put) error {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNoSpace, "need %d bytes, %d available", need, avail))
 	}
 
+	if !c.s.beginTransfer() {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
+	}
+	defer c.s.endTransfer()
 	f, tmp, err := j.createTemp(path.Dir(target))
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
@@ -115,8 +119,13 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
-	if err := f.Sync(); err != nil {
-		return c.refuse(verb, err, m.Name)
+	// The seed's PUT is durable before it is visible. An async PUT is
+	// visible (renamed into place, atomically) before it is durable; the
+	// client asks for durability with FSYNC when its user calls fsync.
+	if !m.Async {
+		if err := f.Sync(); err != nil {
+			return c.refuse(verb, err, m.Name)
+		}
 	}
 	if err := f.Chmod(mode); err != nil {
 		return c.refuse(verb, err, m.Name)
@@ -134,6 +143,9 @@ func (c *srvConn) put(m peerproto.Put) error {
 		return c.refuse(verb, err, m.Name)
 	}
 	renamed = true
+	if m.Async {
+		return c.send(peerproto.PutDone{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()})
+	}
 	if err := j.syncDir(path.Dir(target)); err != nil {
 		// The file is in place; only its durability across a crash is in
 		// doubt, and the client must not believe it is stored.
@@ -186,6 +198,10 @@ func (c *srvConn) get(m peerproto.Get) error {
 		return c.refuse(verb, err, jailDisplay(m.Name))
 	}
 	defer f.Close()
+	if !c.s.beginTransfer() {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
+	}
+	defer c.s.endTransfer()
 	var n int64
 	if size := fi.Size(); m.Offset < size {
 		n = size - m.Offset
@@ -202,7 +218,9 @@ func (c *srvConn) get(m peerproto.Get) error {
 		return err
 	}
 	// Bypass the bufio.Writer (just flushed) so that *net.TCPConn's
-	// ReadFrom moves the data with sendfile, one deadline per chunk.
+	// ReadFrom moves the data with sendfile, one deadline per chunk. Over
+	// TLS (a *tls.Conn) io.CopyN still works, through a buffer: the data
+	// must be encrypted in user space.
 	for c.bytes < n {
 		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
 			return err

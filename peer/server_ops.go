@@ -184,6 +184,16 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	return c.send(peerproto.SetattrOK{Entry: e})
 }
 
+// fsync makes everything stored in the export durable (syncfs(2) on the
+// export's filesystem): "FSYNC OK". It is how an async PUT becomes as
+// durable as the seed's PUT.
+func (c *srvConn) fsync() error {
+	if err := c.s.jail.syncfs(); err != nil {
+		return c.refuse(peerproto.VerbFsync, err, ".")
+	}
+	return c.send(peerproto.OK{Of: peerproto.VerbFsync})
+}
+
 // statfs reports the export filesystem's space: "STATFS OK <total> <free>
 // <avail>" in bytes.
 func (c *srvConn) statfs() error {

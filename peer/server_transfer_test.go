@@ -127,7 +127,8 @@ func TestServerPutRefusals(t *testing.T) {
 		{"PUT . 1", `PUT FAIL isdir the export root is a directory`},
 		{"PUT nodir/x 1", `PUT FAIL notfound no such directory "nodir"`},
 		{"PUT d/f.txt/x 1", `PUT FAIL notdir "d/f.txt" (or one of its parents) is not a directory`},
-		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size>`},
+		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size> [async]`},
+		{"PUT x 1 later", `PUT FAIL invalid usage: PUT <name> <size> [async]`},
 		{"PUT x 99999999999999999999", `PUT FAIL invalid size "99999999999999999999" is not a non-negative integer`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {
@@ -223,4 +224,28 @@ func srvBigFile(t *testing.T, dir, name string, size int) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestServerPutAsyncAndFsync: "PUT <name> <size> async" stores the file
+// intact and visible like the seed's PUT (only skipping the wait for the
+// disk), and FSYNC answers once the export's filesystem is synced.
+func TestServerPutAsyncAndFsync(t *testing.T) {
+	dir := t.TempDir()
+	srvWriteFile(t, dir, "old.txt", "old content")
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+	c.send("PUT old.txt 5 async\n")
+	c.expect("PUT OK")
+	c.send("hello")
+	c.expectPrefix("PUT DONE 5 ")
+	if got, err := os.ReadFile(filepath.Join(dir, "old.txt")); err != nil || string(got) != "hello" {
+		t.Fatalf("after an async PUT: %q %v", got, err)
+	}
+	c.send("fsync\n")
+	c.expect("FSYNC OK")
+	c.send("FSYNC now\n")
+	c.expect("FSYNC FAIL invalid usage: FSYNC")
+	if temps := srvTemps(t, dir); len(temps) > 0 {
+		t.Errorf("temporary files left: %v", temps)
+	}
 }

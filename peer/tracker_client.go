@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 )
 
 // DefaultPingInterval is how often a TrackerClient sends PING by default;
@@ -29,6 +30,9 @@ type TrackerOptions struct {
 	PingInterval time.Duration // keepalive period (default 5s); the tracker is presumed dead after 3 silent periods
 	DialTimeout  time.Duration // connect and REGISTER reply (default 5s)
 	Logger       zerolog.Logger
+	// Secure, if set, runs TLS and the membership proofs (package secure)
+	// before REGISTER; nil speaks plaintext.
+	Secure *secure.Config
 
 	// OnUpdate receives every UPDATE (the full peer list, this peer included).
 	OnUpdate func(peers []peerproto.PeerAddr)
@@ -73,6 +77,7 @@ type TrackerClient struct {
 	requested  bool               // a SYNC of ours is outstanding
 	waiters    []*syncWaiter
 	lastErr    error
+	changed    chan struct{} // closed (and replaced) whenever the state above changes
 }
 
 type syncWaiter struct {
@@ -146,6 +151,25 @@ func (t *TrackerClient) Peers() []peerproto.PeerAddr {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.peers)
+}
+
+// Changed returns a channel that is closed at the next change of the
+// SYNC state (State), so a caller can wait for one without polling.
+func (t *TrackerClient) Changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.changed == nil {
+		t.changed = make(chan struct{})
+	}
+	return t.changed
+}
+
+// bumpLocked wakes Changed's waiters. Called with t.mu held.
+func (t *TrackerClient) bumpLocked() {
+	if t.changed != nil {
+		close(t.changed)
+		t.changed = nil
+	}
 }
 
 // SyncState is a snapshot of this client's view of the SYNC round.
@@ -224,9 +248,27 @@ func (t *TrackerClient) session(ctx context.Context) error {
 		t.setErr(err)
 		return fmt.Errorf("connect to tracker %s: %w", t.opts.Addr, err)
 	}
-	defer nc.Close()
-	stop := context.AfterFunc(ctx, func() { nc.Close() })
+	raw := nc
+	// The socket, not the TLS layer, is closed: no close_notify that could
+	// block on a tracker that does not read.
+	defer raw.Close()
+	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
+	if t.opts.Secure != nil {
+		if nc, err = t.opts.Secure.Client(raw, t.opts.DialTimeout); err != nil {
+			var re *secure.RefusedError
+			if errors.As(err, &re) {
+				// "REGISTER FAIL denied not a member of this cluster"
+				if ev, perr := peerproto.ParseTrackerEvent([]byte(re.Line)); perr == nil {
+					if r, ok := ev.(peerproto.Refusal); ok {
+						err = r.Err
+					}
+				}
+			}
+			t.setErr(err)
+			return fmt.Errorf("connect to tracker %s: %w", t.opts.Addr, err)
+		}
+	}
 
 	r := bufio.NewReader(nc)
 	_ = nc.SetDeadline(time.Now().Add(t.opts.DialTimeout))
@@ -311,6 +353,7 @@ func (t *TrackerClient) lost() {
 	t.mu.Lock()
 	t.nc = nil
 	t.inRound, t.holding, t.requested = false, false, false
+	t.bumpLocked()
 	if t.cancelTurn != nil {
 		t.cancelTurn()
 		t.cancelTurn = nil
@@ -339,6 +382,7 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 	case peerproto.SyncRead:
 		t.mu.Lock()
 		t.inRound = true
+		t.bumpLocked()
 		t.mu.Unlock()
 		t.log.Debug().Msg("SYNC READ")
 		if t.opts.OnRead != nil {
@@ -351,6 +395,7 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 			return // a repeated grant of the turn we are in
 		}
 		t.inRound, t.holding, t.requested = true, true, false
+		t.bumpLocked()
 		t.turnsBegun++
 		turn := t.turnsBegun
 		tctx, cancel := context.WithCancel(ctx)
@@ -361,6 +406,7 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 	case peerproto.SyncEnd:
 		t.mu.Lock()
 		t.inRound = false
+		t.bumpLocked()
 		t.round = ev.Round
 		t.mu.Unlock()
 		t.log.Debug().Uint64("round", ev.Round).Msg("SYNC END")
@@ -373,10 +419,18 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 			t.mu.Lock()
 			if t.holding {
 				t.holding = false
+				t.bumpLocked()
 				t.cancelTurn()
 				t.cancelTurn = nil
 				t.finishWaiters(t.turnsBegun, ErrLeaseExpired)
+				t.requestForWaitersLocked()
 			}
+			t.mu.Unlock()
+		}
+		if ev.Err.Verb == peerproto.VerbSync && ev.Err.Code == peerproto.CodeState {
+			t.mu.Lock()
+			t.requested = false
+			t.requestForWaitersLocked()
 			t.mu.Unlock()
 		}
 	case peerproto.Pong:
@@ -396,12 +450,19 @@ func (t *TrackerClient) runTurn(ctx context.Context, cancel context.CancelFunc, 
 		return // revoked or lost meanwhile; waiters were told
 	}
 	t.holding = false
+	t.bumpLocked()
 	t.cancelTurn = nil
 	t.sendLocked(peerproto.SyncFin{})
 	t.log.Debug().Uint64("turn", turn).Err(err).Msg("SYNC FIN")
 	t.finishWaiters(turn, err)
-	// Callers that arrived during this turn need a turn of their own.
-	if len(t.waiters) > 0 && !t.requested {
+	t.requestForWaitersLocked()
+}
+
+// requestForWaitersLocked asks for another turn when Sync callers are
+// still waiting (they arrived during a turn that could not serve them).
+// Called with t.mu held.
+func (t *TrackerClient) requestForWaitersLocked() {
+	if len(t.waiters) > 0 && !t.requested && !t.holding {
 		t.requested = true
 		t.sendLocked(peerproto.Sync{})
 	}

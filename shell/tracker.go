@@ -78,6 +78,7 @@ func (s *shell) register(addr string) {
 		Name:        s.opts.Name,
 		Port:        s.opts.Port,
 		DialTimeout: s.opts.Client.DialTimeout,
+		Secure:      s.opts.Client.Secure,
 		Logger:      s.opts.Logger,
 		OnUpdate:    func(peers []peerproto.PeerAddr) { s.onUpdate(r, peers) },
 		OnRead: func() {

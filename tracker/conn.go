@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 )
 
 const (
@@ -26,9 +27,14 @@ const (
 // conn is one client connection. The reader goroutine (readLoop) owns br;
 // the writer goroutine (writeLoop) owns the writes to nc.
 type conn struct {
-	nc     net.Conn
-	remote string // remote address, for logs
-	host   string // remote IP (with zone, if any), the host of the advertised address
+	nc       net.Conn  // the socket; closing it ends everything
+	remote   string    // remote address, for logs
+	host     string    // remote IP (with zone, if any), the host of the advertised address
+	accepted time.Time // for evicting the oldest unregistered connection
+
+	// rw carries the lines: nc itself, or TLS over nc. readLoop sets it
+	// before it starts writeLoop, and neither changes it after.
+	rw net.Conn
 
 	out      chan []byte   // lines waiting for the writer; bounded
 	done     chan struct{} // closed by shutdown: the writer stops
@@ -44,10 +50,12 @@ type conn struct {
 
 func newConn(nc net.Conn) *conn {
 	c := &conn{
-		nc:     nc,
-		remote: nc.RemoteAddr().String(),
-		out:    make(chan []byte, outQueueLen),
-		done:   make(chan struct{}),
+		nc:       nc,
+		rw:       nc,
+		accepted: time.Now(),
+		remote:   nc.RemoteAddr().String(),
+		out:      make(chan []byte, outQueueLen),
+		done:     make(chan struct{}),
 	}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.host = ta.IP.String()
@@ -71,14 +79,22 @@ func (c *conn) shutdown() {
 	})
 }
 
-// readLoop reads and handles lines until the connection ends, then removes
-// it with the reason.
+// readLoop runs the TLS handshake and membership proofs if the tracker is
+// secure, starts the writer, then reads and handles lines until the
+// connection ends, and removes it with the reason.
 func (t *Tracker) readLoop(c *conn) {
-	br := bufio.NewReader(c.nc)
+	if t.opts.Secure != nil {
+		if reason, ok := t.handshake(c); !ok {
+			t.drop(c, reason)
+			return
+		}
+	}
+	t.wg.Go(func() { t.writeLoop(c) })
+	br := bufio.NewReader(c.rw)
 	var reason string
 	for {
 		// Every line, PING included, proves the peer alive.
-		if err := c.nc.SetReadDeadline(time.Now().Add(t.opts.IdleTimeout)); err != nil {
+		if err := c.rw.SetReadDeadline(time.Now().Add(t.opts.IdleTimeout)); err != nil {
 			reason = "set read deadline: " + err.Error()
 			break
 		}
@@ -93,6 +109,28 @@ func (t *Tracker) readLoop(c *conn) {
 		}
 	}
 	t.drop(c, reason)
+}
+
+// handshake makes c.rw a TLS connection whose client proved membership.
+// A stranger gets "REGISTER FAIL denied ..." and false.
+func (t *Tracker) handshake(c *conn) (reason string, ok bool) {
+	sc, err := t.opts.Secure.Server(c.nc, t.opts.HandshakeTimeout)
+	var text string
+	switch {
+	case err == nil:
+		c.rw = sc
+		return "", true
+	case errors.Is(err, secure.ErrNotMember):
+		text = "not a member of this cluster"
+	case errors.Is(err, secure.ErrPlaintext):
+		text = "this tracker speaks TLS only: connect with the cluster secret (PEERFS_SECRET)"
+	default:
+		return "handshake: " + err.Error(), false
+	}
+	t.log.Warn().Str("remote", c.remote).Err(err).Msg("refused connection")
+	_ = sc.SetWriteDeadline(time.Now().Add(time.Second))
+	_, _ = sc.Write(refusal(peerproto.VerbRegister, peerproto.CodeDenied, "%s", text))
+	return "refused: " + err.Error(), false
 }
 
 func readFailure(err error) string {
@@ -131,9 +169,9 @@ func (t *Tracker) writeLoop(c *conn) {
 				}
 			}
 		}
-		err := c.nc.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
+		err := c.rw.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
 		if err == nil {
-			_, err = c.nc.Write(buf)
+			_, err = c.rw.Write(buf)
 		}
 		if err != nil {
 			reason := "write: " + err.Error()

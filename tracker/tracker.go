@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 )
 
 // Defaults for the zero fields of Options.
@@ -17,6 +18,8 @@ const (
 	DefaultLease        = 30 * time.Second
 	DefaultIdleTimeout  = 15 * time.Second
 	DefaultWriteTimeout = 10 * time.Second
+	// DefaultHandshakeTimeout bounds the TLS handshake and membership proofs.
+	DefaultHandshakeTimeout = 10 * time.Second
 )
 
 const (
@@ -49,8 +52,14 @@ type Options struct {
 	// MaxPeers is the most registrations (advertised or not) at once;
 	// default and upper bound peerproto.MaxPeers, the most an UPDATE carries.
 	// Open connections, registered or not, are limited to 3*MaxPeers+8;
-	// more are closed as soon as they are accepted.
+	// at the limit, a new connection evicts the oldest unregistered one,
+	// so idle strangers cannot lock peers out.
 	MaxPeers int
+	// Secure, if set, makes every connection TLS with a membership proof
+	// (package secure) before any line; nil serves plaintext to anyone.
+	Secure *secure.Config
+	// HandshakeTimeout bounds the TLS handshake and proofs; default 10s.
+	HandshakeTimeout time.Duration
 	// Logger receives the tracker's log, with component=tracker added.
 	Logger zerolog.Logger
 }
@@ -64,6 +73,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WriteTimeout <= 0 {
 		o.WriteTimeout = DefaultWriteTimeout
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = DefaultHandshakeTimeout
 	}
 	if o.MaxPeers <= 0 || o.MaxPeers > peerproto.MaxPeers {
 		o.MaxPeers = peerproto.MaxPeers
@@ -177,19 +189,38 @@ func (t *Tracker) accept(nc net.Conn) {
 	c := newConn(nc)
 	t.log.Debug().Str("remote", c.remote).Msg("connection accepted")
 	t.mu.Lock()
-	if t.closed || len(t.conns) >= maxConns(t.opts.MaxPeers) {
-		closed := t.closed
+	if t.closed {
 		t.mu.Unlock()
 		nc.Close()
-		if !closed {
-			t.log.Warn().Str("remote", c.remote).Msg("too many connections: refused")
-		}
 		return
 	}
+	if len(t.conns) >= maxConns(t.opts.MaxPeers) {
+		old := t.oldestUnregisteredLocked()
+		if old == nil {
+			t.mu.Unlock()
+			nc.Close()
+			t.log.Warn().Str("remote", c.remote).Msg("too many connections: refused")
+			return
+		}
+		t.log.Warn().Str("remote", old.remote).Msg("too many connections: evicting the oldest unregistered one")
+		t.removeLocked(old, "evicted: connection limit reached", false)
+	}
 	t.conns[c] = struct{}{}
+	// readLoop starts the writer once the connection is set up.
 	t.wg.Go(func() { t.readLoop(c) })
-	t.wg.Go(func() { t.writeLoop(c) })
-	t.mu.Unlock()
+	t.unlock()
+}
+
+// oldestUnregisteredLocked returns the connection that has been open the
+// longest without registering, or nil.
+func (t *Tracker) oldestUnregisteredLocked() *conn {
+	var old *conn
+	for c := range t.conns {
+		if !c.registered && !c.gone && (old == nil || c.accepted.Before(old.accepted)) {
+			old = c
+		}
+	}
+	return old
 }
 
 // Close stops the tracker: it closes every listener and connection, without

@@ -1,0 +1,231 @@
+package peer_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
+)
+
+// These tests run TrackerClients against a real tracker on 127.0.0.1.
+
+// tcStartTracker runs a tracker until the test ends and returns its address.
+func tcStartTracker(t *testing.T, lease time.Duration) string {
+	t.Helper()
+	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = tr.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		tr.Close()
+		<-served
+	})
+	return ln.Addr().String()
+}
+
+// tcRun runs tc until the test ends and waits for it to register.
+func tcRun(t *testing.T, tc *peer.TrackerClient) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := tc.WaitRegistered(rctx); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+}
+
+// tcEventually polls cond until it holds, failing the test after a deadline.
+func tcEventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// tcRecv receives from ch, failing the test after a deadline.
+func tcRecv[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// tcNoLeaks checks, when the test is over, that it left no goroutine.
+func tcNoLeaks(t *testing.T) {
+	t.Helper()
+	ignore := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs last
+}
+
+func TestTrackerClientNotRegistered(t *testing.T) {
+	tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: "127.0.0.1:1", Name: "a", Port: 1, Logger: zerolog.Nop()})
+	if err := tc.Sync(t.Context()); !errors.Is(err, peer.ErrNoTracker) {
+		t.Errorf("Sync before registering: %v, want ErrNoTracker", err)
+	}
+	if st := tc.State(); st.Registered || st.InRound {
+		t.Errorf("State before registering: %+v", st)
+	}
+}
+
+// A round between two clients: the one that asked writes first, the other
+// reads and then gets its turn; both see the round end.
+func TestTrackerClientSyncRound(t *testing.T) {
+	tcNoLeaks(t)
+	addr := tcStartTracker(t, 10*time.Second)
+
+	type event struct{ who, what string }
+	var mu sync.Mutex
+	var events []event
+	var updates [][]peerproto.PeerAddr
+	record := func(who, what string) {
+		mu.Lock()
+		events = append(events, event{who, what})
+		mu.Unlock()
+	}
+	newClient := func(name string, port int) *peer.TrackerClient {
+		return peer.NewTrackerClient(peer.TrackerOptions{
+			Addr: addr, Name: name, Port: port, Logger: zerolog.Nop(),
+			OnUpdate: func(ps []peerproto.PeerAddr) {
+				if name == "b" {
+					mu.Lock()
+					updates = append(updates, ps)
+					mu.Unlock()
+				}
+			},
+			OnRead: func() { record(name, "read") },
+			OnTurn: func(ctx context.Context) error { record(name, "turn"); return nil },
+			OnEnd:  func(uint64) { record(name, "end") },
+		})
+	}
+	a, b := newClient("a", 1001), newClient("b", 1002)
+	tcRun(t, a)
+	tcRun(t, b)
+	tcEventually(t, "b to learn of both peers", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(updates) > 0 && len(updates[len(updates)-1]) == 2
+	})
+	if got := b.Peers(); len(got) != 2 || got[0].Name != "a" || got[0].Addr != "127.0.0.1:1001" {
+		t.Errorf("b.Peers() = %v", got)
+	}
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := a.Sync(ctx); err != nil {
+		t.Fatalf("a.Sync: %v", err)
+	}
+	tcEventually(t, "the round to end at both", func() bool {
+		return a.State().LastRound == 1 && b.State().LastRound == 1 && !a.State().InRound && !b.State().InRound
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	order := func(who string) []string {
+		var out []string
+		for _, e := range events {
+			if e.who == who {
+				out = append(out, e.what)
+			}
+		}
+		return out
+	}
+	if got := order("a"); !slices.Equal(got, []string{"turn", "end"}) {
+		t.Errorf("a saw %q, want [turn end]", got)
+	}
+	if got := order("b"); !slices.Equal(got, []string{"read", "turn", "end"}) {
+		t.Errorf("b saw %q, want [read turn end]", got)
+	}
+	if i, j := slices.Index(events, event{"a", "turn"}), slices.Index(events, event{"b", "turn"}); i > j {
+		t.Errorf("b's turn came before a's: %v", events)
+	}
+}
+
+// A Sync that arrives during our turn still gets a turn of its own when
+// that turn's lease expires (it used to be stranded: nobody asked the
+// tracker for another turn).
+func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
+	tcNoLeaks(t)
+	const lease = time.Second
+	addr := tcStartTracker(t, lease)
+
+	var mu sync.Mutex
+	turns := 0
+	firstTurn := make(chan struct{})
+	tc := peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: addr, Name: "a", Port: 1, Logger: zerolog.Nop(),
+		OnTurn: func(ctx context.Context) error {
+			mu.Lock()
+			turns++
+			n := turns
+			mu.Unlock()
+			if n == 1 { // overstay the lease
+				close(firstTurn)
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			return nil
+		},
+	})
+	tcRun(t, tc)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	first := make(chan error, 1)
+	go func() { first <- tc.Sync(ctx) }()
+	tcRecv(t, "the first turn", firstTurn)
+
+	second := make(chan error, 1)
+	go func() { second <- tc.Sync(ctx) }()
+	tcEventually(t, "the second Sync to wait", func() bool { return tc.State().Waiting == 2 })
+	if !tc.State().Holding {
+		t.Fatalf("the lease expired before the second Sync arrived; the test needs a longer lease")
+	}
+
+	if err := tcRecv(t, "the first Sync", first); !errors.Is(err, peer.ErrLeaseExpired) {
+		t.Errorf("first Sync: %v, want ErrLeaseExpired", err)
+	}
+	if err := tcRecv(t, "the second Sync", second); err != nil {
+		t.Errorf("second Sync, asked during the expired turn: %v, want a turn of its own", err)
+	}
+	mu.Lock()
+	n := turns
+	mu.Unlock()
+	if n != 2 {
+		t.Errorf("OnTurn ran %d times, want 2", n)
+	}
+	if st := tc.State(); st.Holding || st.Waiting != 0 {
+		t.Errorf("state after both Syncs: %+v", st)
+	}
+}
