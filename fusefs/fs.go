@@ -49,6 +49,11 @@ type Options struct {
 	// UnmountTimeout bounds how long Close waits for the server to stop
 	// after a lazy unmount before aborting the connection (default 5s).
 	UnmountTimeout time.Duration
+	// Observe, if set, is called once per answered FUSE request with the
+	// operation's name in lower case ("lookup", "read", "flush"...), the
+	// time from its arrival to its answer, and the errno's name ("EIO")
+	// or "" on success. It must be quick and safe for concurrent use.
+	Observe func(op string, d time.Duration, errno string)
 }
 
 func (o *Options) setDefaults() {
@@ -114,9 +119,15 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	server := fusefs.New(conn, &fusefs.Config{
-		Debug: func(msg any) { log.Trace().Msgf("bazil: %v", msg) },
-	})
+	debug := func(msg any) { log.Trace().Msgf("bazil: %v", msg) }
+	if opts.Observe != nil {
+		timer := newOpTimer(opts.Observe)
+		debug = func(msg any) {
+			timer.debug(msg)
+			log.Trace().Msgf("bazil: %v", msg)
+		}
+	}
+	server := fusefs.New(conn, &fusefs.Config{Debug: debug})
 	f.server = server
 	m := &Mounted{
 		mountpoint: mountpoint,
@@ -310,6 +321,7 @@ type filesys struct {
 	readOnly     bool
 	uid, gid     uint32
 	root         *root
+	control      *controlDir    // the .peerfs folder; nil unless the Store is a Controller
 	server       *fusefs.Server // nil when nodes are driven directly (tests)
 
 	mu       sync.Mutex // protects the fields below
@@ -345,6 +357,7 @@ func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
 		listings:     map[nodeKey]listing{},
 	}
 	f.root = &root{fsys: f, mtime: time.Now()}
+	f.control = newControlDir(f)
 	return f
 }
 

@@ -27,7 +27,9 @@ var (
 )
 
 // root is the mount's top directory: one read-only folder per connected
-// peer. Peers come and go through the Store, never through the mount.
+// peer, and the control folder .peerfs when the Store is a Controller
+// (control.go). Peers come and go through the Store, never through the
+// mount.
 type root struct {
 	fsys  *filesys
 	mtime time.Time
@@ -48,6 +50,10 @@ func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
 // Lookup implements fusefs.NodeRequestLookuper: a connected peer's folder.
 func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
 	f := r.fsys
+	if f.control != nil && req.Name == ControlDir {
+		resp.EntryValid = f.entryTimeout
+		return f.control, f.done("lookup", ControlDir, "", nil)
+	}
 	if !slices.Contains(f.store.Peers(), req.Name) {
 		return nil, f.done("lookup", req.Name, "", syscall.ENOENT)
 	}
@@ -66,6 +72,9 @@ func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	ents := make([]fuse.Dirent, 0, len(peers))
 	for _, p := range peers {
 		ents = append(ents, fuse.Dirent{Inode: f.inode(p, ""), Type: fuse.DT_Dir, Name: p})
+	}
+	if f.control != nil {
+		ents = append(ents, fuse.Dirent{Inode: f.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: ControlDir})
 	}
 	return ents, f.done("readdir", "", "", nil)
 }

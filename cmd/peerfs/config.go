@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,40 +23,57 @@ type LogConfig struct {
 	LogFormat string `envconfig:"LOG_FORMAT" default:"auto" desc:"log format: auto (console on a terminal, JSON otherwise), console or json"`
 }
 
+// SecurityConfig is shared by tracker, peer and mount: the cluster secret
+// that authenticates and encrypts every connection, or the explicit choice
+// of plaintext. The secret has no flag: a command line is visible to every
+// user of the machine (ps).
+type SecurityConfig struct {
+	Secret     string `envconfig:"SECRET" flag:"-" desc:"cluster secret (at least 16 bytes; 32 random bytes recommended); environment only"`
+	SecretFile string `envconfig:"SECRET_FILE" desc:"file holding the cluster secret (must not be readable by other users)"`
+	Insecure   bool   `envconfig:"INSECURE" default:"false" desc:"run without a secret: plaintext and unauthenticated (trusted networks only)"`
+}
+
 // trackerConfig configures `peerfs tracker`.
 type trackerConfig struct {
-	Listen      string        `envconfig:"LISTEN" default:":7070" desc:"address (host:port) the tracker listens on"`
-	Lease       time.Duration `envconfig:"LEASE" default:"30s" desc:"how long a SYNC OK holder may keep the write token"`
-	PeerTimeout time.Duration `envconfig:"PEER_TIMEOUT" default:"15s" desc:"a registered peer silent this long is dropped (peers ping every 5s)"`
+	Listen        string        `envconfig:"LISTEN" default:":7070" desc:"address (host:port) the tracker listens on"`
+	Lease         time.Duration `envconfig:"LEASE" default:"30s" desc:"how long a SYNC OK holder may keep the write token"`
+	PeerTimeout   time.Duration `envconfig:"PEER_TIMEOUT" default:"15s" desc:"a registered peer silent this long is dropped (peers ping every 5s)"`
+	MetricsListen string        `envconfig:"METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
+	SecurityConfig
 	LogConfig
 }
 
 // peerConfig configures `peerfs peer`.
 type peerConfig struct {
-	Export   string        `envconfig:"EXPORT" desc:"directory shared with the other peers (required)"`
-	Listen   string        `envconfig:"LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker  string        `envconfig:"TRACKER" desc:"tracker host:port to register with (optional for peer)"`
-	Name     string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
-	ReadOnly bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
-	MaxConns int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
-	Timeout  time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
-	Shell    string        `envconfig:"SHELL" default:"auto" desc:"interactive command shell on stdin: auto (when stdin is a terminal), on or off"`
+	Export        string        `envconfig:"EXPORT" desc:"directory shared with the other peers (required)"`
+	Listen        string        `envconfig:"LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
+	Tracker       string        `envconfig:"TRACKER" desc:"tracker host:port to register with (optional for peer)"`
+	Name          string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
+	ReadOnly      bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	MaxConns      int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
+	Shell         string        `envconfig:"SHELL" default:"auto" desc:"interactive command shell on stdin: auto (when stdin is a terminal), on or off"`
+	MetricsListen string        `envconfig:"METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
+	SecurityConfig
 	LogConfig
 }
 
 // mountConfig configures `peerfs mount`.
 type mountConfig struct {
-	Export       string        `envconfig:"EXPORT" desc:"directory shared with the other peers (required)"`
-	Listen       string        `envconfig:"LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker      string        `envconfig:"TRACKER" desc:"tracker host:port to register with (required)"`
-	Name         string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
-	ReadOnly     bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
-	MaxConns     int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
-	Timeout      time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`
-	CacheDir     string        `envconfig:"CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>)"`
-	CacheSizeMB  int64         `envconfig:"CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`
-	AttrTimeout  time.Duration `envconfig:"ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
-	DrainTimeout time.Duration `envconfig:"DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
+	Export        string        `envconfig:"EXPORT" desc:"directory shared with the other peers (required)"`
+	Listen        string        `envconfig:"LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
+	Tracker       string        `envconfig:"TRACKER" desc:"tracker host:port to register with (required)"`
+	Name          string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
+	ReadOnly      bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	MaxConns      int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`
+	CacheDir      string        `envconfig:"CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>)"`
+	CacheSizeMB   int64         `envconfig:"CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`
+	AttrTimeout   time.Duration `envconfig:"ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
+	DrainTimeout  time.Duration `envconfig:"DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
+	Control       string        `envconfig:"CONTROL" desc:"control socket for peerfs status (default: <cache-dir>/control.sock)"`
+	MetricsListen string        `envconfig:"METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
+	SecurityConfig
 	LogConfig
 }
 
@@ -67,7 +85,7 @@ func flagName(key string) string { return strings.ReplaceAll(strings.ToLower(key
 // the remaining positional arguments.
 func loadConfig(cmd, usage string, cfg any, args []string, out io.Writer) ([]string, error) {
 	if err := envconfig.Process(envPrefix, cfg); err != nil {
-		return nil, err
+		return nil, usagef("%v", err)
 	}
 	fset := flag.NewFlagSet("peerfs "+cmd, flag.ContinueOnError)
 	fset.SetOutput(out)
@@ -77,6 +95,11 @@ func loadConfig(cmd, usage string, cfg any, args []string, out io.Writer) ([]str
 		key := f.Tag.Get("envconfig")
 		name := flagName(key)
 		desc := f.Tag.Get("desc")
+		if f.Tag.Get("flag") == "-" {
+			// Environment only (a secret must not show in ps).
+			entries = append(entries, entry{"-", envPrefix + "_" + key, f.Tag.Get("default"), desc})
+			return
+		}
 		switch p := v.Addr().Interface().(type) {
 		case *string:
 			fset.StringVar(p, name, *p, desc)
@@ -108,7 +131,10 @@ func loadConfig(cmd, usage string, cfg any, args []string, out io.Writer) ([]str
 		fmt.Fprintln(out, "\nFlags override environment variables, which override defaults.")
 	}
 	if err := fset.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, err
+		}
+		return nil, usagef("%v", err) // exit code 2, as documented
 	}
 	return fset.Args(), nil
 }

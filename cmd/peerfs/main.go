@@ -51,13 +51,22 @@ Usage:
                                          serve DIR and mount every connected peer
                                          as a folder under MOUNTPOINT
   peerfs unmount MOUNTPOINT              unmount (also a mount left by a crash)
+  peerfs status [--json] [--name NAME | --control PATH]
+                                         ask a running mount daemon how it is doing
+  peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT -o OPTIONS
+                                         mount(8) helper: start the mount daemon in
+                                         the background (mount -t fuse.peerfs)
   peerfs version                         print the version
 
 Run 'peerfs COMMAND --help' for a command's flags and PEERFS_* variables.
 `
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	args := os.Args[1:]
+	if helperInvocation(os.Args[0], args) {
+		args = append([]string{"mount-helper"}, args...)
+	}
+	os.Exit(run(args, os.Stdin, os.Stdout, os.Stderr))
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -76,6 +85,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runMount(rest, stderr)
 	case "unmount", "umount":
 		err = runUnmount(rest, stderr)
+	case "status":
+		err = runStatus(rest, stdout, stderr)
+	case "mount-helper":
+		err = runMountHelper(rest, stdout, stderr)
 	case "version", "--version", "-version", "-v":
 		fmt.Fprintf(stdout, "peerfs %s\n", versionString())
 		return exitOK

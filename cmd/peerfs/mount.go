@@ -14,7 +14,6 @@ import (
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
-	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/remote"
 )
 
@@ -37,8 +36,8 @@ func runMount(args []string, stderr io.Writer) error {
 	if cfg.Name == "" {
 		cfg.Name = defaultName()
 	}
-	if !peerproto.ValidPeerName(cfg.Name) {
-		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", cfg.Name, peerproto.MaxPeerName)
+	if err := validMountName(cfg.Name); err != nil {
+		return err
 	}
 	if cfg.CacheDir == "" {
 		base, err := os.UserCacheDir()
@@ -52,6 +51,10 @@ func runMount(args []string, stderr io.Writer) error {
 		return err
 	}
 	log = log.With().Str("peer", cfg.Name).Logger()
+	sec, err := loadSecurity("mount", cfg.SecurityConfig, log, stderr)
+	if err != nil {
+		return err
+	}
 	if err := cleanStaleMount(mountpoint); err != nil {
 		return err
 	}
@@ -59,7 +62,7 @@ func runMount(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, log)
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
 	if err != nil {
 		return err
 	}
@@ -70,12 +73,16 @@ func runMount(args []string, stderr io.Writer) error {
 		return fmt.Errorf("cache: %w", err)
 	}
 	defer c.Close()
+	ops := newMountOps(cfg, log)
+	defer ops.close()
 	store, err := remote.New(remote.Options{
 		Self:    cfg.Name,
-		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout},
+		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec},
 		Cache:   c,
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
+
+		Observer: ops.observer(),
 	})
 	if err != nil {
 		return err
@@ -83,11 +90,11 @@ func runMount(args []string, stderr io.Writer) error {
 	defer store.Close()
 
 	tc := peer.NewTrackerClient(peer.TrackerOptions{
-		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Logger: log,
+		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
 		OnUpdate: store.SetPeers,
-		OnRead:   store.InvalidateAll,
-		OnEnd:    func(uint64) { store.InvalidateAll() },
-		OnTurn:   store.FlushAll,
+		OnRead:   ops.onRead(store.InvalidateAll),
+		OnEnd:    ops.onEnd(func(uint64) { store.InvalidateAll() }),
+		OnTurn:   ops.onTurn(store.FlushAll),
 	})
 	store.SetSyncer(tc)
 	tctx, tcancel := context.WithCancel(context.Background())
@@ -95,9 +102,12 @@ func runMount(args []string, stderr io.Writer) error {
 	go func() { defer close(tdone); tc.Run(tctx) }()
 	defer func() { tcancel(); <-tdone }()
 
+	if err := ops.start(store, remote.ReportInfo{Version: versionString(), Mountpoint: mountpoint, Tracker: cfg.Tracker, PID: os.Getpid()}); err != nil {
+		return err
+	}
 	m, err := fusefs.Mount(mountpoint, store, fusefs.Options{
 		AttrTimeout: cfg.AttrTimeout, EntryTimeout: cfg.AttrTimeout, Logger: log,
-		FSName: "peerfs:" + cfg.Name,
+		FSName: "peerfs:" + cfg.Name, Observe: ops.fuseObserve(),
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
 	"github.com/peerfs/peerfs/shell"
 )
 
@@ -49,7 +50,7 @@ type servingPeer struct {
 	errc chan error
 }
 
-func startServer(export, listen string, readOnly bool, maxConns int, log zerolog.Logger) (*servingPeer, error) {
+func startServer(export, listen string, readOnly bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
 	if export == "" {
 		return nil, usagef("--export DIR is required")
 	}
@@ -60,7 +61,7 @@ func startServer(export, listen string, readOnly bool, maxConns int, log zerolog
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("export %s: not a directory", export)
 	}
-	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, MaxConns: maxConns, Logger: log})
+	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, MaxConns: maxConns, Secure: sec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -71,7 +72,7 @@ func startServer(export, listen string, readOnly bool, maxConns int, log zerolog
 	}
 	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
 	go func() { sp.errc <- srv.Serve(ln) }()
-	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Msg("serving export")
+	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("tls", sec != nil).Msg("serving export")
 	return sp, nil
 }
 
@@ -118,15 +119,24 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		log = log.Level(zerolog.WarnLevel)
 	}
 	log = log.With().Str("peer", cfg.Name).Logger()
+	sec, err := loadSecurity("peer", cfg.SecurityConfig, log, stderr)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopMetrics, err := serveProcessMetrics(cfg.MetricsListen, "peer", log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, log)
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
 	if err != nil {
 		return err
 	}
 	defer sp.close()
-	copts := peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout}
+	copts := peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec}
 
 	if interactive {
 		fmt.Fprintf(stdout, "peerfs %s: peer %q serving %s on port %d. Type help for commands.\n", versionString(), cfg.Name, cfg.Export, sp.port)
@@ -141,7 +151,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	if cfg.Tracker != "" {
-		tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Logger: log})
+		tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log})
 		done := make(chan struct{})
 		go func() { defer close(done); tc.Run(ctx) }()
 		defer func() { stop(); <-done }()

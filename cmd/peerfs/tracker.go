@@ -29,15 +29,24 @@ func runTracker(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	sec, err := loadSecurity("tracker", cfg.SecurityConfig, log, stderr)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	stopMetrics, err := serveProcessMetrics(cfg.MetricsListen, "tracker", log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
-	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Logger: log})
-	log.Info().Str("listen", ln.Addr().String()).Dur("lease", cfg.Lease).Msg("tracker ready")
+	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Secure: sec, Logger: log})
+	log.Info().Str("listen", ln.Addr().String()).Dur("lease", cfg.Lease).Bool("tls", sec != nil).Msg("tracker ready")
 	errc := make(chan error, 1)
 	go func() { errc <- t.Serve(ln) }()
 	select {

@@ -1,0 +1,338 @@
+package main
+
+// The mount helper: `mount -t fuse.peerfs TRACKER:PORT /mnt -o export=...`
+// and /etc/fstab lines. mount(8) runs /sbin/mount.fuse.peerfs (a symlink
+// to this binary, or contrib/mount.fuse.peerfs) as
+//
+//	mount.fuse.peerfs SOURCE MOUNTPOINT [-sfnv] [-o OPTIONS] [-t fuse.peerfs]
+//
+// The helper starts `peerfs mount` in the background in its own session,
+// with its log appended to a file, waits until the mountpoint is mounted
+// (or the daemon fails), and exits 0 with the daemon left running.
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// helperTimeout bounds how long the helper waits for the mount to appear.
+const helperTimeout = 30 * time.Second
+
+const helperUsage = `Usage: peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT [-sfnv] [-o OPTIONS]
+       mount -t fuse.peerfs TRACKER_HOST:PORT MOUNTPOINT -o OPTIONS
+       (with /sbin/mount.fuse.peerfs a symlink to peerfs)
+
+Starts 'peerfs mount' in the background and returns once MOUNTPOINT is
+mounted. OPTIONS are 'peerfs mount' flags without the dashes, '_' or '-'
+alike: export=/srv/x,name=alice,secret_file=/etc/peerfs/secret,cache_dir=...
+Boolean flags stand alone (insecure, read_only). Also:
+  log_file=PATH   the daemon's log (default /var/log/peerfs/NAME.log as
+                  root, else in the user's cache directory)
+Generic mount options (rw, defaults, auto, noauto, user, users, nofail,
+_netdev, nodev, nosuid, noexec, noatime, x-*...) are accepted and ignored.
+The cluster secret itself is never an option (fstab is world-readable):
+use secret_file=, or PEERFS_SECRET in the environment.
+`
+
+// ignoredMountOptions are generic mount(8) options that mean nothing to
+// peerfs (or that mount(8) already handled).
+var ignoredMountOptions = map[string]bool{
+	"rw": true, "defaults": true, "auto": true, "noauto": true, "user": true, "nouser": true,
+	"users": true, "owner": true, "group": true, "nofail": true, "_netdev": true,
+	"exec": true, "noexec": true, "suid": true, "nosuid": true, "dev": true, "nodev": true,
+	"atime": true, "noatime": true, "relatime": true, "norelatime": true, "strictatime": true,
+	"diratime": true, "nodiratime": true, "async": true, "lazytime": true, "nolazytime": true,
+}
+
+// helperArgs is a parsed mount helper command line.
+type helperArgs struct {
+	source, mountpoint string
+	fake, verbose      bool
+	flags              []string // peerfs mount flags
+	logFile            string
+	name               string
+}
+
+func parseHelperArgs(args []string) (helperArgs, error) {
+	var h helperArgs
+	var pos, opts []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" || a == "-t":
+			if i+1 >= len(args) {
+				return h, usagef("%s needs a value", a)
+			}
+			if a == "-o" {
+				opts = append(opts, args[i+1])
+			}
+			i++
+		case strings.HasPrefix(a, "-o"):
+			opts = append(opts, a[2:])
+		case strings.HasPrefix(a, "-t"):
+		case a == "-h" || a == "--help":
+			return h, errHelperHelp
+		case strings.HasPrefix(a, "-") && len(a) > 1:
+			for _, c := range a[1:] {
+				switch c {
+				case 'f':
+					h.fake = true
+				case 'v':
+					h.verbose = true
+				case 's', 'n':
+				default:
+					return h, usagef("unknown option -%c", c)
+				}
+			}
+		default:
+			pos = append(pos, a)
+		}
+	}
+	if len(pos) != 2 {
+		return h, usagef("want TRACKER_HOST:PORT MOUNTPOINT, got %d arguments", len(pos))
+	}
+	h.source, h.mountpoint = pos[0], pos[1]
+	for _, o := range strings.Split(strings.Join(opts, ","), ",") {
+		if o == "" {
+			continue
+		}
+		key, val, hasVal := strings.Cut(o, "=")
+		flagKey := strings.ReplaceAll(key, "_", "-")
+		switch {
+		case ignoredMountOptions[key] || strings.HasPrefix(key, "x-") || key == "comment" || key == "helper":
+			continue
+		case key == "ro":
+			return h, usagef("option ro: a read-only mount is not supported yet")
+		case flagKey == "secret":
+			return h, usagef("option secret: the secret must not be written in mount options (fstab is readable by every user); use secret_file=PATH")
+		case flagKey == "log-file" || flagKey == "log":
+			h.logFile = val
+			continue
+		case flagKey == "name":
+			h.name = val
+		}
+		if hasVal {
+			h.flags = append(h.flags, "--"+flagKey+"="+val)
+		} else {
+			h.flags = append(h.flags, "--"+flagKey)
+		}
+	}
+	return h, nil
+}
+
+var errHelperHelp = errors.New("help")
+
+func runMountHelper(args []string, stdout, stderr io.Writer) error {
+	h, err := parseHelperArgs(args)
+	if errors.Is(err, errHelperHelp) {
+		fmt.Fprint(stdout, helperUsage)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	mountpoint, err := filepath.Abs(h.mountpoint)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("cannot find the peerfs binary: %w", err)
+	}
+	cmdArgs := append([]string{"mount", "--tracker", h.source}, h.flags...)
+	cmdArgs = append(cmdArgs, mountpoint)
+	if h.verbose || h.fake {
+		fmt.Fprintf(stdout, "%s %s\n", exe, strings.Join(cmdArgs, " "))
+	}
+	if h.fake {
+		return nil
+	}
+	logPath := h.logFile
+	if logPath == "" {
+		if logPath, err = defaultHelperLog(h.name, mountpoint); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o750); err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	defer logf.Close()
+	start, _ := logf.Seek(0, io.SeekEnd)
+	before := mountID(mountpoint)
+
+	cmd := exec.Command(exe, cmdArgs...)
+	cmd.Stdout, cmd.Stderr = logf, logf // stdin is /dev/null
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	cmd.Env = helperEnv(os.Environ())
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.After(helperTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case err := <-exited:
+			fmt.Fprintf(stderr, "peerfs mount-helper: the daemon exited (%v) before %s was mounted; its log (%s):\n", err, mountpoint, logPath)
+			printTail(stderr, logPath, start)
+			return fmt.Errorf("mount of %s failed", mountpoint)
+		case <-deadline:
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			printTail(stderr, logPath, start)
+			return fmt.Errorf("%s not mounted after %v; stopped the daemon (log: %s)", mountpoint, helperTimeout, logPath)
+		case <-tick.C:
+		}
+		if id := mountID(mountpoint); id != "" && id != before {
+			if h.verbose {
+				fmt.Fprintf(stdout, "mounted %s (daemon pid %d, log %s)\n", mountpoint, cmd.Process.Pid, logPath)
+			}
+			return nil // the daemon runs on in its own session
+		}
+	}
+}
+
+// systemPath is the PATH given to the daemon on top of the inherited one:
+// mount(8) runs helpers with an empty PATH, and the daemon needs
+// fusermount3.
+const systemPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// helperEnv is the daemon's environment: env with the system PATH
+// appended and JSON logs unless a format is set.
+func helperEnv(env []string) []string {
+	out := make([]string, 0, len(env)+2)
+	path, format := "", false
+	for _, kv := range env {
+		switch {
+		case strings.HasPrefix(kv, "PATH="):
+			path = strings.TrimPrefix(kv, "PATH=")
+			continue
+		case strings.HasPrefix(kv, envPrefix+"_LOG_FORMAT="):
+			format = true
+		}
+		out = append(out, kv)
+	}
+	if path == "" {
+		path = systemPath
+	} else {
+		path += ":" + systemPath
+	}
+	out = append(out, "PATH="+path)
+	if !format {
+		out = append(out, envPrefix+"_LOG_FORMAT=json")
+	}
+	return out
+}
+
+// defaultHelperLog is where a background daemon's log goes by default.
+func defaultHelperLog(name, mountpoint string) (string, error) {
+	if name == "" {
+		name = strings.Trim(strings.ReplaceAll(mountpoint, "/", "-"), "-")
+		if name == "" {
+			name = "root"
+		}
+	}
+	if os.Geteuid() == 0 {
+		return filepath.Join("/var/log/peerfs", name+".log"), nil
+	}
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no place for the log (give log_file=PATH): %w", err)
+	}
+	return filepath.Join(base, "peerfs", name+".log"), nil
+}
+
+// mountID returns the id of the peerfs FUSE mount on top at mountpoint
+// in /proc/self/mountinfo, or "".
+func mountID(mountpoint string) string {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	id := ""
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// id parent major:minor root mountpoint options... - fstype source super
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 || unescapeOctal(fields[4]) != mountpoint {
+			continue
+		}
+		for i, fl := range fields {
+			if fl == "-" && i+1 < len(fields) && fields[i+1] == "fuse.peerfs" {
+				id = fields[0]
+			}
+		}
+	}
+	return id
+}
+
+// unescapeOctal undoes mountinfo's octal escapes (\040 for a space).
+func unescapeOctal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			var n byte
+			ok := true
+			for _, c := range s[i+1 : i+4] {
+				if c < '0' || c > '7' {
+					ok = false
+					break
+				}
+				n = n*8 + byte(c-'0')
+			}
+			if ok {
+				b.WriteByte(n)
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// printTail copies the log written since offset (its last 4 KiB) to w.
+func printTail(w io.Writer, path string, offset int64) {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < offset {
+		return
+	}
+	b = b[offset:]
+	if len(b) > 4096 {
+		b = b[len(b)-4096:]
+	}
+	_, _ = w.Write(b)
+}
+
+// helperInvocation reports whether this process was started as a mount
+// helper: as /sbin/mount.fuse.peerfs (argv[0]), or by mount.fuse3, which
+// runs "peerfs SOURCE MOUNTPOINT -o OPTIONS" for type fuse.peerfs.
+func helperInvocation(argv0 string, args []string) bool {
+	base := filepath.Base(argv0)
+	if strings.HasPrefix(base, "mount.fuse.peerfs") || strings.HasPrefix(base, "mount.peerfs") {
+		return true
+	}
+	if len(args) >= 2 && strings.Contains(args[0], ":") && !strings.HasPrefix(args[0], "-") {
+		if fi, err := os.Stat(args[1]); err == nil && fi.IsDir() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,357 @@
+package main
+
+// Operability of a mount daemon: the control socket that `peerfs status`
+// asks, the metrics server (--metrics-listen), and the hooks that feed
+// them; plus the `peerfs status` command itself.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/metrics"
+	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/remote"
+)
+
+// controlSocketName is the control socket's name in the cache directory.
+const controlSocketName = "control.sock"
+
+// healthInterval is how often the mount PINGs each peer for the report.
+const healthInterval = 5 * time.Second
+
+// statusConfig configures `peerfs status`.
+type statusConfig struct {
+	Control  string        `envconfig:"CONTROL" desc:"control socket of the mount daemon (default: <cache-dir>/control.sock)"`
+	Name     string        `envconfig:"NAME" desc:"the mount's peer name, to find its cache directory (default: the host name)"`
+	CacheDir string        `envconfig:"CACHE_DIR" desc:"the mount's cache directory (default: $XDG_CACHE_HOME/peerfs/<name>)"`
+	JSON     bool          `envconfig:"JSON" default:"false" desc:"print the report as JSON"`
+	Timeout  time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"how long to wait for the daemon's answer"`
+}
+
+// defaultCacheDir is the cache directory of the mount named name.
+func defaultCacheDir(name string) (string, error) {
+	base, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("no cache directory (set --cache-dir): %w", err)
+	}
+	return filepath.Join(base, "peerfs", name), nil
+}
+
+// controlPath returns the control socket's path: control if set, else in
+// the cache directory.
+func controlPath(control, cacheDir string) string {
+	if control != "" {
+		return control
+	}
+	return filepath.Join(cacheDir, controlSocketName)
+}
+
+func runStatus(args []string, stdout, stderr io.Writer) error {
+	var cfg statusConfig
+	rest, err := loadConfig("status", "status [--json] [--control PATH | --name NAME | --cache-dir DIR]", &cfg, args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		return usagef("unexpected arguments %q", rest)
+	}
+	path := cfg.Control
+	if path == "" {
+		dir := cfg.CacheDir
+		if dir == "" {
+			name := cfg.Name
+			if name == "" {
+				name = defaultName()
+			}
+			if dir, err = defaultCacheDir(name); err != nil {
+				return err
+			}
+		}
+		path = controlPath("", dir)
+	}
+	body, err := askDaemon(path, "/status", cfg.Timeout)
+	if err != nil {
+		return err
+	}
+	if cfg.JSON {
+		_, err = stdout.Write(body)
+		return err
+	}
+	var r remote.Report
+	if err := json.Unmarshal(body, &r); err != nil {
+		return fmt.Errorf("bad answer from %s: %w", path, err)
+	}
+	_, err = io.WriteString(stdout, r.Text())
+	return err
+}
+
+// askDaemon GETs what from the daemon's control socket at path.
+func askDaemon(path, what string, timeout time.Duration) ([]byte, error) {
+	client := &http.Client{
+		Timeout: timeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "unix", path)
+			},
+		},
+	}
+	defer client.CloseIdleConnections()
+	resp, err := client.Get("http://peerfs" + what)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
+			return nil, fmt.Errorf("no mount daemon answers at %s (is `peerfs mount` running? give --name, --cache-dir or --control)", path)
+		}
+		return nil, fmt.Errorf("asking the mount daemon at %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("asking the mount daemon at %s: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("the mount daemon at %s answered %s: %s", path, resp.Status, body)
+	}
+	return body, nil
+}
+
+// mountOps is a mount daemon's operability: metrics (optional), the
+// control socket, the health pinger, and the SYNC round bookkeeping that
+// feeds them. Its zero value is not usable; see newMountOps.
+type mountOps struct {
+	log     zerolog.Logger
+	reg     *metrics.Registry // nil without --metrics-listen
+	listen  string            // --metrics-listen
+	control string            // socket path
+
+	metricsSrv *metrics.Server
+	controlSrv *http.Server
+	controlLn  net.Listener
+	controlErr chan error
+
+	mu         sync.Mutex // protects the fields below
+	roundStart time.Time  // when this client first saw the current round; zero outside one
+	store      *remote.Store
+}
+
+// newMountOps prepares a mount's operability; start starts it once the
+// Store exists.
+func newMountOps(cfg mountConfig, log zerolog.Logger) *mountOps {
+	o := &mountOps{log: log, listen: cfg.MetricsListen, control: controlPath(cfg.Control, cfg.CacheDir)}
+	if cfg.MetricsListen != "" {
+		o.reg = metrics.New(metrics.Options{Component: "mount", Version: versionString(), Report: o.report})
+	}
+	return o
+}
+
+// report returns the Store's report, or an empty one before start.
+func (o *mountOps) report() remote.Report {
+	o.mu.Lock()
+	s := o.store
+	o.mu.Unlock()
+	if s == nil {
+		return remote.Report{}
+	}
+	return s.Report()
+}
+
+// observer is the Store's remote.Observer (nil without metrics).
+func (o *mountOps) observer() remote.Observer {
+	if o.reg == nil {
+		return nil
+	}
+	return o.reg
+}
+
+// fuseObserve is fusefs.Options.Observe (nil without metrics).
+func (o *mountOps) fuseObserve() func(op string, d time.Duration, errno string) {
+	if o.reg == nil {
+		return nil
+	}
+	return o.reg.FUSEOp
+}
+
+// roundSeen notes that a SYNC round is on (SYNC READ or SYNC OK).
+func (o *mountOps) roundSeen() {
+	o.mu.Lock()
+	if o.roundStart.IsZero() {
+		o.roundStart = time.Now()
+	}
+	o.mu.Unlock()
+}
+
+// onRead wraps the tracker client's OnRead.
+func (o *mountOps) onRead(next func()) func() {
+	return func() {
+		o.roundSeen()
+		next()
+	}
+}
+
+// onTurn wraps the tracker client's OnTurn, timing the turn.
+func (o *mountOps) onTurn(next func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		o.roundSeen()
+		start := time.Now()
+		err := next(ctx)
+		if o.reg != nil {
+			o.reg.SyncTurn(time.Since(start), err)
+		}
+		return err
+	}
+}
+
+// onEnd wraps the tracker client's OnEnd: the round's files are marked
+// covered by it (user.peerfs.state) and its duration recorded.
+func (o *mountOps) onEnd(next func(uint64)) func(uint64) {
+	return func(round uint64) {
+		o.mu.Lock()
+		start, s := o.roundStart, o.store
+		o.roundStart = time.Time{}
+		o.mu.Unlock()
+		if s != nil {
+			s.RoundEnded(round)
+		}
+		if o.reg != nil {
+			d := time.Duration(-1)
+			if !start.IsZero() {
+				d = time.Since(start)
+			}
+			o.reg.SyncRound(d)
+		}
+		next(round)
+	}
+}
+
+// start sets the report's context, starts the health pinger, the control
+// socket and the metrics server.
+func (o *mountOps) start(s *remote.Store, info remote.ReportInfo) error {
+	o.mu.Lock()
+	o.store = s
+	o.mu.Unlock()
+	s.SetReportInfo(info)
+	s.StartHealth(healthInterval)
+	if err := o.startControl(s); err != nil {
+		return err
+	}
+	if o.reg != nil {
+		srv, err := o.reg.Serve(o.listen)
+		if err != nil {
+			return fmt.Errorf("metrics: %w", err)
+		}
+		o.metricsSrv = srv
+		o.log.Info().Str("listen", srv.Addr()).Msg("serving metrics at /metrics")
+	}
+	return nil
+}
+
+// startControl listens on the control socket: a unix socket readable by
+// this user only (0600, in a 0700 directory), serving
+//
+//	GET /status         the report as JSON (remote.Report)
+//	GET /status?text=1  the report as text
+//	POST /sync          run a SYNC round; 200 or 500 with the error
+func (o *mountOps) startControl(s *remote.Store) error {
+	dir := filepath.Dir(o.control)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		o.log.Warn().Str("dir", dir).Stringer("mode", fi.Mode().Perm()).Msg("the control socket's directory is open to other users; the socket itself is 0600")
+	}
+	// A socket left by a daemon that died; a live one holds the cache lock,
+	// so this daemon could not have got this far.
+	if err := os.Remove(o.control); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	ln, err := net.Listen("unix", o.control)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", o.control, err)
+	}
+	if err := os.Chmod(o.control, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, req *http.Request) {
+		r := s.Report()
+		if req.URL.Query().Get("text") != "" {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			_, _ = io.WriteString(w, r.Text())
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(r)
+	})
+	mux.HandleFunc("POST /sync", func(w http.ResponseWriter, req *http.Request) {
+		if err := s.Sync(req.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, "SYNC OK\n")
+	})
+	o.controlLn = ln
+	o.controlSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	o.controlErr = make(chan error, 1)
+	go func() { o.controlErr <- o.controlSrv.Serve(ln) }()
+	o.log.Info().Str("socket", o.control).Msg("control socket ready (peerfs status)")
+	return nil
+}
+
+// close stops the servers and removes the socket.
+func (o *mountOps) close() {
+	if o.metricsSrv != nil {
+		if err := o.metricsSrv.Close(); err != nil {
+			o.log.Debug().Err(err).Msg("metrics server")
+		}
+	}
+	if o.controlSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = o.controlSrv.Shutdown(ctx)
+		cancel()
+		<-o.controlErr
+		_ = os.Remove(o.control)
+	}
+}
+
+// serveProcessMetrics serves the runtime and process metrics of a tracker
+// or peer at addr until the returned stop is called; "" serves nothing.
+func serveProcessMetrics(addr, component string, log zerolog.Logger) (stop func(), err error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	reg := metrics.New(metrics.Options{Component: component, Version: versionString()})
+	srv, err := reg.Serve(addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	log.Info().Str("listen", srv.Addr()).Msg("serving metrics at /metrics")
+	return func() { _ = srv.Close() }, nil
+}
+
+// validMountName checks a mount's peer name: a valid peer name, and not
+// the control folder's.
+func validMountName(name string) error {
+	if !peerproto.ValidPeerName(name) {
+		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", name, peerproto.MaxPeerName)
+	}
+	if name == fusefs.ControlDir {
+		return usagef("the peer name %q is reserved for the mount's control folder", name)
+	}
+	return nil
+}

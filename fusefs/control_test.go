@@ -1,0 +1,157 @@
+package fusefs
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"bazil.org/fuse"
+	fusefs "bazil.org/fuse/fs"
+)
+
+// controlStore is a localStore that is also a Controller and a FileStater.
+type controlStore struct {
+	*localStore
+	syncs   int
+	syncErr error
+}
+
+func (s *controlStore) StatusText() []byte { return []byte("all is well\n") }
+
+func (s *controlStore) Sync(ctx context.Context) error {
+	s.syncs++
+	return s.syncErr
+}
+
+func (s *controlStore) FileState(peer, path string) (string, error) {
+	return "stored round=3", nil
+}
+
+func TestControlFolder(t *testing.T) {
+	ctx := context.Background()
+	plain, _ := newTestFS(t)
+	if _, err := lookup(t, plain.root, ControlDir); !errors.Is(err, fuse.Errno(syscall.ENOENT)) {
+		t.Fatalf("lookup .peerfs without a Controller: %v", err)
+	}
+
+	cs := &controlStore{localStore: newLocalStore(t.TempDir(), "alice")}
+	f := newFilesys(cs, Options{}, testLogger(t))
+	ents, err := f.root.ReadDirAll(ctx)
+	if err != nil || len(ents) != 2 || ents[1].Name != ControlDir {
+		t.Fatalf("root listing = %v, %v", ents, err)
+	}
+	n, err := lookup(t, f.root, ControlDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := n.(*controlDir)
+	if again, _ := lookup(t, f.root, ControlDir); again != n {
+		t.Error("a second lookup gave another node")
+	}
+	st, err := d.Lookup(ctx, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a fuse.Attr
+	if err := st.Attr(ctx, &a); err != nil || a.Mode != 0o444 || a.Size != uint64(len("all is well\n")) {
+		t.Fatalf("status attr = %v %v", a, err)
+	}
+	resp := &fuse.OpenResponse{}
+	h, err := st.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenReadOnly}, resp)
+	if err != nil || resp.Flags&fuse.OpenDirectIO == 0 {
+		t.Fatalf("open status: %v %v", err, resp.Flags)
+	}
+	rr := &fuse.ReadResponse{}
+	if err := h.(fusefs.HandleReader).Read(ctx, &fuse.ReadRequest{Offset: 4, Size: 100}, rr); err != nil || string(rr.Data) != "is well\n" {
+		t.Fatalf("read status = %q %v", rr.Data, err)
+	}
+	if _, err := st.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{}); err == nil {
+		t.Error("status opened for writing")
+	}
+
+	sy, _ := d.Lookup(ctx, "sync")
+	h, err = sy.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wr := &fuse.WriteResponse{}
+	if err := h.(fusefs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); err != nil || wr.Size != 2 || cs.syncs != 1 {
+		t.Fatalf("write sync: %v size %d syncs %d", err, wr.Size, cs.syncs)
+	}
+	cs.syncErr = syscall.EIO
+	if err := h.(fusefs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); !errors.Is(err, fuse.Errno(syscall.EIO)) {
+		t.Fatalf("write sync with a failing round: %v", err)
+	}
+	if _, err := d.Lookup(ctx, "other"); err == nil {
+		t.Error("lookup of an unknown control file succeeded")
+	}
+}
+
+func TestFileStateXattr(t *testing.T) {
+	ctx := context.Background()
+	cs := &controlStore{localStore: newLocalStore(t.TempDir(), "alice")}
+	writeFile(t, cs.base+"/alice/f.txt", "x")
+	f := newFilesys(cs, Options{}, testLogger(t))
+	pn, err := lookup(t, f.root, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := lookup(t, pn.(*dir), "f.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fl := n.(*file)
+	resp := &fuse.GetxattrResponse{}
+	if err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: StateXattr}, resp); err != nil || string(resp.Xattr) != "stored round=3" {
+		t.Fatalf("getxattr = %q %v", resp.Xattr, err)
+	}
+	if err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: "user.other"}, resp); !errors.Is(err, fuse.ErrNoXattr) {
+		t.Fatalf("getxattr of another name: %v", err)
+	}
+	lr := &fuse.ListxattrResponse{}
+	if err := fl.Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || string(lr.Xattr) != StateXattr+"\x00" {
+		t.Fatalf("listxattr = %q %v", lr.Xattr, err)
+	}
+}
+
+func TestOpTimer(t *testing.T) {
+	type rec struct {
+		op    string
+		errno string
+	}
+	var got []rec
+	timer := newOpTimer(func(op string, d time.Duration, errno string) {
+		if d < 0 {
+			t.Errorf("negative duration %v", d)
+		}
+		got = append(got, rec{op, errno})
+	})
+	// The shapes bazil passes to Config.Debug (see opTimer).
+	type request struct{ In any }
+	type header struct{ ID fuse.RequestID }
+	type response struct {
+		Op      string
+		Request header
+		Errno   string
+	}
+	timer.debug(request{In: &fuse.ReadRequest{Header: fuse.Header{ID: 7}, Dir: true}})
+	timer.debug(request{In: &fuse.LookupRequest{Header: fuse.Header{ID: 8}}})
+	timer.debug("something else")
+	timer.debug(response{Op: "Lookup", Request: header{ID: 8}, Errno: "ENOENT"})
+	timer.debug(response{Op: "Read", Request: header{ID: 7}})
+	timer.debug(response{Op: "Read", Request: header{ID: 99}}) // never seen
+	want := "lookup/ENOENT readdir/"
+	var s []string
+	for _, r := range got {
+		s = append(s, r.op+"/"+r.errno)
+	}
+	if strings.Join(s, " ") != want {
+		t.Fatalf("observed %q, want %q", strings.Join(s, " "), want)
+	}
+	if len(timer.start) != 0 {
+		t.Errorf("%d requests left in flight", len(timer.start))
+	}
+}
