@@ -36,14 +36,15 @@ type fileState struct {
 	ch atomic.Pointer[cache.Handle]
 
 	// Protected by Store.mu:
-	key      cache.Key
-	refs     int             // open handles
-	remote   peerproto.Entry // the peer's attributes at open, for an unfetched copy
-	mode     fs.FileMode
-	mtime    time.Time  // last local change
-	setMode  bool       // mode must be applied on the peer after upload
-	setMtime *time.Time // explicit mtime (utimens) to apply after upload
-	unlinked bool       // deleted or replaced: never upload, forget on last release
+	key       cache.Key
+	refs      int             // open handles
+	remote    peerproto.Entry // the peer's attributes at open, for an unfetched copy
+	mode      fs.FileMode
+	mtime     time.Time  // last local change
+	setMode   bool       // mode must be applied on the peer after upload
+	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
+	unlinked  bool       // deleted or replaced: never upload, forget on last release
+	uploading bool       // an upload of it is under way (FileState)
 }
 
 // size returns the file's size as this client sees it.
@@ -247,32 +248,22 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e pe
 		ch.Release()
 	}
 	var ch *cache.Handle
-	err := p.pool.Do(ctx, func(c *peer.Conn) error {
-		pr, pw := io.Pipe()
-		type result struct {
-			ch  *cache.Handle
-			err error
-		}
-		filled := make(chan result, 1)
-		go func() {
-			h, err := s.cache.Fill(key, pr, e.Size, e.Mtime)
-			pr.CloseWithError(err) // unblocks the GET if Fill gave up early
-			filled <- result{h, err}
-		}()
-		n, err := c.Get(ctx, key.Path, 0, -1, pw, nil)
-		if err == nil && n != e.Size {
-			err = fmt.Errorf("remote: %s:%s changed size during the download (%d, expected %d): %w", key.Peer, key.Path, n, e.Size, syscall.EAGAIN)
-		}
-		pw.CloseWithError(err)
-		r := <-filled
-		if err != nil {
-			if r.ch != nil {
-				r.ch.Release()
+	err := s.poolDo(ctx, p, "GET", func(c *peer.Conn) error {
+		return c.GetStream(ctx, key.Path, func(size int64, r io.Reader) error {
+			// The peer's size is the truth; the attributes we had may be
+			// stale. A copy whose size differs from them cannot be tied
+			// to their mtime, so it is recorded with none (never reused).
+			mtime := e.Mtime
+			if size != e.Size {
+				mtime = 0
+			}
+			var err error
+			ch, err = s.cache.Fill(key, r, size, mtime)
+			if err == nil {
+				s.countBytes(p, size, 0)
 			}
 			return err
-		}
-		ch = r.ch
-		return r.err
+		})
 	})
 	if err != nil {
 		p.forget(key.Path)
@@ -338,10 +329,15 @@ func (s *Store) readAhead(ctx context.Context, h *handle, p []byte, off int64) (
 		h.next = off + int64(len(p))
 		return copy(p, h.ra[off-h.raOff:]), nil
 	}
-	if off == h.next && h.window > 0 {
-		h.window = min(2*h.window, maxWindow)
-	} else {
+	switch {
+	case off == h.next && h.window > 0:
+		h.window = min(max(2*h.window, minWindow), maxWindow)
+	case off == h.next || off == 0:
 		h.window = minWindow
+	default:
+		// A random read: fetch what was asked and no more, so 4 KiB
+		// reads cost 4 KiB; a run of sequential reads grows it again.
+		h.window = int64(len(p))
 	}
 	want := max(h.window, int64(len(p)))
 	if cap(h.ra) < int(want) {
@@ -349,11 +345,12 @@ func (s *Store) readAhead(ctx context.Context, h *handle, p []byte, off int64) (
 	}
 	h.ra = h.ra[:want]
 	var n int
-	err := h.p.pool.Do(ctx, func(c *peer.Conn) error {
+	err := s.poolDo(ctx, h.p, "GET", func(c *peer.Conn) error {
 		var err error
 		n, err = c.ReadAt(ctx, h.key.Path, h.ra, off)
 		return err
 	})
+	s.countBytes(h.p, int64(n), 0)
 	if err != nil {
 		h.ra = h.ra[:0]
 		return 0, netErr(h.p, err)
@@ -461,16 +458,20 @@ func (s *Store) waitTurn(ctx context.Context) {
 	if sy == nil {
 		return
 	}
-	deadline := time.Now().Add(s.opts.HoldTimeout)
+	timeout := time.NewTimer(s.opts.HoldTimeout)
+	defer timeout.Stop()
 	for {
+		changed := sy.Changed() // taken before State: no change is missed
 		st := sy.State()
-		if !st.InRound || st.Holding || time.Now().After(deadline) {
+		if !st.InRound || st.Holding {
 			return
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(10 * time.Millisecond):
+		case <-timeout.C:
+			return
+		case <-changed:
 		}
 	}
 }
@@ -504,7 +505,14 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	}
 	var e peerproto.Entry
 	put := false
-	err = p.pool.Do(ctx, func(c *peer.Conn) error {
+	verb := "SETATTR"
+	if meta.Dirty {
+		verb = "PUT"
+	}
+	s.mu.Lock()
+	f.uploading = true
+	s.mu.Unlock()
+	err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error {
 		if meta.Dirty {
 			// A second descriptor at offset 0 lets the kernel sendfile it.
 			src, err := ch.Reopen()
@@ -512,11 +520,16 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				return err
 			}
 			defer src.Close()
-			pd, err := c.Put(ctx, key.Path, src, ch.Size(), nil)
+			// Async: visible at once, durable at the next FSYNC (the
+			// user's fsync, a SYNC turn, or shutdown).
+			pd, err := c.PutAsync(ctx, key.Path, src, ch.Size(), nil)
 			if err != nil {
 				return err
 			}
 			put = true
+			p.mu.Lock()
+			p.unsynced = true
+			p.mu.Unlock()
 			e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
 			// The peer keeps an existing file's mode and creates a new
 			// one 0644: apply ours where it differs.
@@ -534,12 +547,23 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 		}
 		return nil
 	})
+	s.mu.Lock()
+	f.uploading = false
+	s.mu.Unlock()
 	if err != nil {
 		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		if meta.Dirty {
+			// The local copy is now the only one: make it survive even
+			// a power loss before close() reports the failure.
+			if perr := ch.Persist(); perr != nil {
+				s.log.Error().Err(perr).Str("path", key.Path).Msg("cannot make the unuploaded copy durable")
+			}
+		}
 		p.forget(key.Path)
 		return netErr(p, err)
 	}
 	if put {
+		s.countBytes(p, 0, e.Size)
 		if _, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
 		}
@@ -559,6 +583,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if drop {
 		f.releaseCopy()
 	}
+	s.markStored(key)
 	s.log.Debug().Str("peer", key.Peer).Str("path", key.Path).Int64("size", e.Size).Msg("uploaded")
 	return nil
 }
@@ -609,10 +634,12 @@ func under(p, dir string) bool {
 	return p == dir || strings.HasPrefix(p, dir+"/")
 }
 
-// flushTree uploads local changes at or under path before a rename.
+// flushTree uploads local changes at or under path before a rename. It
+// does not wait for a round held by another peer: the rename itself is not
+// held either, and must move what the writer wrote.
 func (s *Store) flushTree(ctx context.Context, peerName, path string) error {
 	for _, f := range s.statesUnder(peerName, path) {
-		if err := s.upload(ctx, f, false); err != nil {
+		if err := s.upload(ctx, f, true); err != nil {
 			return err
 		}
 	}

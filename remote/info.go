@@ -55,10 +55,3 @@ func parent(p string) string {
 	}
 	return ""
 }
-
-func join(dir, name string) string {
-	if dir == "" {
-		return name
-	}
-	return dir + "/" + name
-}

@@ -25,6 +25,8 @@ type Syncer interface {
 	Sync(ctx context.Context) error
 	// State reports the round as this peer sees it.
 	State() peer.SyncState
+	// Changed returns a channel closed at the next change of State.
+	Changed() <-chan struct{}
 }
 
 // Options configures a Store. Zero values take the defaults noted.
@@ -40,7 +42,10 @@ type Options struct {
 	// RetryInterval is how often dirty copies whose upload failed are
 	// retried (default 5s).
 	RetryInterval time.Duration
-	Logger        zerolog.Logger
+	// Observer, if set, receives each request's outcome and the bytes
+	// moved (status.go).
+	Observer Observer
+	Logger   zerolog.Logger
 }
 
 // Store implements fusefs.Store over the peers of the last UPDATE.
@@ -61,6 +66,8 @@ type Store struct {
 	nextFH   uint64
 	syncer   Syncer
 	closed   bool
+
+	health health // peers' reachability and stored files, for reports (status.go)
 
 	stop chan struct{} // closed by Close: stops the retry loop
 	wg   sync.WaitGroup
@@ -160,6 +167,9 @@ type peerConn struct {
 	dirs    map[string]*dirCache
 	stats   map[string]statCache
 	listing map[string]chan struct{} // directories with a LIST in flight
+	// unsynced is set by an async PUT and cleared by a successful FSYNC:
+	// the peer holds files of ours that may not be on its disk yet.
+	unsynced bool
 }
 
 type dirCache struct {
@@ -186,6 +196,10 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 	var gone []*peerConn
 	for _, pa := range list {
 		if pa.Name == s.opts.Self || !peerproto.ValidPeerName(pa.Name) {
+			continue
+		}
+		if pa.Name == ReservedName {
+			s.log.Warn().Str("addr", pa.Addr).Msg("ignoring a peer named " + ReservedName + ": the name is reserved for the control folder")
 			continue
 		}
 		seen[pa.Name] = true
@@ -346,6 +360,62 @@ func (p *peerConn) forget(path string) {
 	p.mu.Unlock()
 }
 
+// gone records that path (a file, or a directory with everything under
+// it) no longer exists on the peer, keeping the parent's listing: a
+// program removing a directory's entries one by one (rm -r) then costs no
+// re-listing per entry.
+func (p *peerConn) gone(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dropTreeLocked(path)
+	p.stats[path] = statCache{at: time.Now(), exists: false}
+	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
+		delete(dc.entries, base(path))
+	}
+}
+
+// moved records a successful rename of from to to, keeping both parents'
+// listings.
+func (p *peerConn) moved(from, to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var e peerproto.Entry
+	known := false
+	if dc, ok := p.dirs[parent(from)]; ok {
+		e, known = dc.entries[base(from)]
+		delete(dc.entries, base(from))
+	}
+	if sc, ok := p.stats[from]; ok && sc.exists && !known {
+		e, known = sc.e, true
+	}
+	p.dropTreeLocked(from)
+	p.dropTreeLocked(to)
+	p.stats[from] = statCache{at: time.Now(), exists: false}
+	if dc, ok := p.dirs[parent(to)]; ok {
+		if known {
+			e.Name = base(to)
+			dc.entries[base(to)] = e
+		} else {
+			delete(p.dirs, parent(to)) // the new entry's attributes are unknown
+		}
+	}
+}
+
+// dropTreeLocked forgets stats and listings at or under path. Called with
+// p.mu held.
+func (p *peerConn) dropTreeLocked(path string) {
+	for k := range p.stats {
+		if under(k, path) {
+			delete(p.stats, k)
+		}
+	}
+	for k := range p.dirs {
+		if under(k, path) {
+			delete(p.dirs, k)
+		}
+	}
+}
+
 // forgetTree drops everything at or under path.
 func (p *peerConn) forgetTree(path string) {
 	p.mu.Lock()
@@ -387,7 +457,7 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[strin
 		p.mu.Unlock()
 
 		var list []peerproto.Entry
-		err := p.pool.Do(ctx, func(c *peer.Conn) error {
+		err := s.poolDo(ctx, p, "LIST", func(c *peer.Conn) error {
 			var err error
 			list, err = c.List(ctx, dir)
 			return err
@@ -441,7 +511,7 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 		}
 	}
 	var e peerproto.Entry
-	err := p.pool.Do(ctx, func(c *peer.Conn) error {
+	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
 		var err error
 		e, err = c.Stat(ctx, path)
 		return err
@@ -517,19 +587,20 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 }
 
 // do runs fn on a connection to peerName and maps the error.
-func (s *Store) do(ctx context.Context, peerName string, fn func(p *peerConn, c *peer.Conn) error) (*peerConn, error) {
+// verb names the request in measurements.
+func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerConn, c *peer.Conn) error) (*peerConn, error) {
 	p, err := s.peer(peerName)
 	if err != nil {
 		return nil, err
 	}
-	err = p.pool.Do(ctx, func(c *peer.Conn) error { return fn(p, c) })
+	err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error { return fn(p, c) })
 	return p, netErr(p, err)
 }
 
 // Mkdir implements fusefs.Store.
 func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
 	var e peerproto.Entry
-	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
 		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
 			return err
 		}
@@ -537,10 +608,10 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 		e, err = c.Stat(ctx, path)
 		return err
 	})
-	if p != nil {
-		p.forget(path)
-	}
 	if err != nil {
+		if p != nil {
+			p.forget(path)
+		}
 		return nil, err
 	}
 	p.remember(path, e, true)
@@ -560,9 +631,13 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 		f.up.Lock()
 		defer f.up.Unlock()
 	}
-	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
+	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
 	if p != nil {
-		p.forget(path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			p.gone(path)
+		} else {
+			p.forget(path)
+		}
 	}
 	if f != nil && errors.Is(err, fs.ErrNotExist) {
 		err = nil // created here and never uploaded: removing the local copy is all
@@ -579,9 +654,13 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 
 // Rmdir implements fusefs.Store.
 func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
-	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
+	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
 	if p != nil {
-		p.forgetTree(path)
+		if err == nil {
+			p.gone(path)
+		} else {
+			p.forgetTree(path)
+		}
 	}
 	return err
 }
@@ -605,10 +684,14 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	lockAll(locked)
 	defer unlockAll(locked)
 
-	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
+	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
 	if p != nil {
-		p.forgetTree(from)
-		p.forgetTree(to)
+		if err == nil {
+			p.moved(from, to)
+		} else {
+			p.forgetTree(from)
+			p.forgetTree(to)
+		}
 	}
 	if err != nil {
 		return err
@@ -638,15 +721,15 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 // setattr applies s remotely and returns the new attributes.
 func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setattr) (fs.FileInfo, error) {
 	var e peerproto.Entry
-	p, err := s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+	p, err := s.do(ctx, "SETATTR", peerName, func(p *peerConn, c *peer.Conn) error {
 		var err error
 		e, err = c.Setattr(ctx, sa)
 		return err
 	})
-	if p != nil {
-		p.forget(sa.Name)
-	}
 	if err != nil {
+		if p != nil {
+			p.forget(sa.Name)
+		}
 		return nil, err
 	}
 	p.remember(sa.Name, e, true)
@@ -680,7 +763,7 @@ func (s *Store) Chtimes(ctx context.Context, peerName, path string, mtime time.T
 // Statfs implements fusefs.Store.
 func (s *Store) Statfs(ctx context.Context, peerName string) (total, free, avail uint64, err error) {
 	var st peerproto.StatfsOK
-	_, err = s.do(ctx, peerName, func(p *peerConn, c *peer.Conn) error {
+	_, err = s.do(ctx, "STATFS", peerName, func(p *peerConn, c *peer.Conn) error {
 		var err error
 		st, err = c.Statfs(ctx)
 		return err

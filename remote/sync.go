@@ -42,6 +42,40 @@ func (s *Store) FlushAll(ctx context.Context) error {
 			first = err
 		}
 	}
+	if err := s.fsyncPeers(ctx); err != nil && first == nil {
+		first = err
+	}
+	return first
+}
+
+// fsyncPeers asks every peer that received async uploads since its last
+// FSYNC to make them durable.
+func (s *Store) fsyncPeers(ctx context.Context) error {
+	s.mu.Lock()
+	peers := make([]*peerConn, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	var first error
+	for _, p := range peers {
+		p.mu.Lock()
+		need := p.unsynced
+		p.unsynced = false
+		p.mu.Unlock()
+		if !need {
+			continue
+		}
+		err := s.poolDo(ctx, p, "FSYNC", func(c *peer.Conn) error { return c.Fsync(ctx) })
+		if err != nil {
+			p.mu.Lock()
+			p.unsynced = true
+			p.mu.Unlock()
+			if first == nil {
+				first = netErr(p, err)
+			}
+		}
+	}
 	return first
 }
 

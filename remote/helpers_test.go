@@ -1,0 +1,461 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"go.uber.org/goleak"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/tracker"
+)
+
+// Every test runs against real components on 127.0.0.1: peer servers,
+// a tracker and its clients, and a cache in a temporary directory.
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testTimeout bounds every test's context: no test may hang.
+const testTimeout = 30 * time.Second
+
+// testCtx returns a context that ends with the test or after testTimeout.
+func testCtx(t *testing.T) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls cond until it holds, failing the test after a deadline.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// recv receives from ch, failing the test after a deadline.
+func recv[T any](t *testing.T, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// goroutineIn reports whether some goroutine's stack includes fn (e.g.
+// "remote.(*Store).waitTurn"): the only way to know, without changing the
+// code under test, that a call has reached the point where it blocks.
+func goroutineIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return bytes.Contains(buf[:n], []byte(fn+"("))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// ---- peer servers ----
+
+// countingListener counts the bytes written to every connection it
+// accepted: what the peer server sent.
+type countingListener struct {
+	net.Listener
+	sent *atomic.Int64
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	nc, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{nc, l.sent}, nil
+}
+
+type countingConn struct {
+	net.Conn
+	sent *atomic.Int64
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
+}
+
+// testPeer is a real peer server on 127.0.0.1 serving export.
+type testPeer struct {
+	export string
+	addr   string
+	port   int
+	sent   atomic.Int64 // bytes the server has written to its clients
+
+	stopOnce sync.Once
+	srv      *peer.Server
+	served   chan struct{}
+}
+
+// startPeer serves export on a new loopback port until the test ends.
+func startPeer(t *testing.T, export string) *testPeer {
+	t.Helper()
+	srv, err := peer.NewServer(peer.ServerOptions{Export: export, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	p := &testPeer{export: export, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, srv: srv, served: make(chan struct{})}
+	go func() {
+		defer close(p.served)
+		_ = srv.Serve(countingListener{ln, &p.sent})
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+// stop closes the server (idempotent): its port then refuses connections.
+func (p *testPeer) stop() {
+	p.stopOnce.Do(func() {
+		p.srv.Close()
+		<-p.served
+	})
+}
+
+// path returns the local path of name in the export.
+func (p *testPeer) path(name string) string { return filepath.Join(p.export, filepath.FromSlash(name)) }
+
+// content returns the export's copy of name, failing the test if missing.
+func (p *testPeer) content(t *testing.T, name string) string {
+	t.Helper()
+	b, err := os.ReadFile(p.path(name))
+	if err != nil {
+		t.Fatalf("peer's %s: %v", name, err)
+	}
+	return string(b)
+}
+
+// mode returns the permission bits of the export's copy of name.
+func (p *testPeer) mode(t *testing.T, name string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(p.path(name))
+	if err != nil {
+		t.Fatalf("peer's %s: %v", name, err)
+	}
+	return fi.Mode().Perm()
+}
+
+// exists reports whether name exists in the export.
+func (p *testPeer) exists(t *testing.T, name string) bool {
+	t.Helper()
+	_, err := os.Lstat(p.path(name))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// writeFile puts a file into the export directly, as its owner would.
+func (p *testPeer) writeFile(t *testing.T, name string, data []byte, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(p.path(name), data, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(p.path(name), mode); err != nil { // umask
+		t.Fatal(err)
+	}
+}
+
+// ---- stores ----
+
+// testStore is a Store over a real cache; close is idempotent and also
+// runs at the end of the test.
+type testStore struct {
+	*Store
+	cache *cache.Cache
+	close func()
+}
+
+// newStore opens a cache in dir and a Store named "me" on it, with short
+// timeouts so that an unreachable peer fails fast.
+func newStore(t *testing.T, dir string) *testStore {
+	t.Helper()
+	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Options{
+		Self:          "me",
+		Cache:         c,
+		Client:        peer.ClientOptions{DialTimeout: 2 * time.Second, IOTimeout: 5 * time.Second},
+		RetryInterval: 20 * time.Millisecond,
+		HoldTimeout:   testTimeout,
+		Logger:        zerolog.Nop(),
+	})
+	if err != nil {
+		c.Close()
+		t.Fatal(err)
+	}
+	var once sync.Once
+	ts := &testStore{Store: s, cache: c, close: func() {
+		once.Do(func() {
+			if err := s.Close(); err != nil {
+				t.Errorf("Store.Close: %v", err)
+			}
+			if err := c.Close(); err != nil {
+				t.Errorf("cache.Close: %v", err)
+			}
+		})
+	}}
+	t.Cleanup(ts.close)
+	return ts
+}
+
+// open opens peer:path and fails the test on error.
+func (s *testStore) open(t *testing.T, peerName, path string, flags int, mode os.FileMode) uint64 {
+	t.Helper()
+	fh, _, err := s.Open(testCtx(t), peerName, path, flags, mode)
+	if err != nil {
+		t.Fatalf("Open(%s, %#o): %v", path, flags, err)
+	}
+	return fh
+}
+
+// write writes data at off and fails the test on error.
+func (s *testStore) write(t *testing.T, fh uint64, data string, off int64) {
+	t.Helper()
+	n, err := s.WriteAt(testCtx(t), fh, []byte(data), off)
+	if err != nil || n != len(data) {
+		t.Fatalf("WriteAt: %d, %v", n, err)
+	}
+}
+
+// release releases fh and fails the test on error.
+func (s *testStore) release(t *testing.T, fh uint64) {
+	t.Helper()
+	if err := s.Release(fh); err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+}
+
+// names lists peer:dir and returns the entry names.
+func (s *testStore) names(t *testing.T, peerName, dir string) []string {
+	t.Helper()
+	list, err := s.List(testCtx(t), peerName, dir)
+	if err != nil {
+		t.Fatalf("List(%q): %v", dir, err)
+	}
+	var out []string
+	for _, fi := range list {
+		out = append(out, fi.Name())
+	}
+	return out
+}
+
+// noLeftovers checks that nothing is left pinned or tracked once every
+// handle is released and every change is stored.
+func (s *testStore) noLeftovers(t *testing.T) {
+	t.Helper()
+	eventually(t, "no pending uploads", func() bool { f, _ := s.PendingInfo(); return f == 0 })
+	s.mu.Lock()
+	states, handles := len(s.files), len(s.handles)
+	s.mu.Unlock()
+	if states != 0 || handles != 0 {
+		t.Errorf("after every handle is released: %d file states, %d handles remain", states, handles)
+	}
+	if st := s.cache.Stats(); st.Pinned != 0 || st.DirtyFiles != 0 {
+		t.Errorf("after every handle is released: cache has %d pinned, %d dirty entries", st.Pinned, st.DirtyFiles)
+	}
+}
+
+// ---- tracker ----
+
+// startTracker runs a real tracker on a loopback port until the test ends.
+func startTracker(t *testing.T, lease time.Duration) (*tracker.Tracker, string) {
+	t.Helper()
+	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = tr.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		tr.Close()
+		<-served
+	})
+	return tr, ln.Addr().String()
+}
+
+// runTrackerClient runs tc until the test ends and waits for it to register.
+func runTrackerClient(t *testing.T, tc *peer.TrackerClient) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer rcancel()
+	if err := tc.WaitRegistered(rctx); err != nil {
+		t.Fatalf("tracker client: %v", err)
+	}
+}
+
+// cluster is a tracker, a peer "bob" serving an export and registered
+// with it, and a Store "me" wired to its tracker client as in
+// cmd/peerfs/mount.go.
+type cluster struct {
+	tracker *tracker.Tracker
+	bob     *testPeer
+	bobTC   *peer.TrackerClient
+	store   *testStore
+	meTC    *peer.TrackerClient
+
+	mu   sync.Mutex
+	hold *roundHold // the next turn of bob's waits for this hold's release
+}
+
+// roundHold keeps bob's turn, and so the SYNC round, open.
+type roundHold struct {
+	entered chan struct{} // closed when bob's turn has begun
+	release chan struct{} // closed to end bob's turn
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{}
+	tr, trAddr := startTracker(t, testTimeout)
+	c.tracker = tr
+	c.bob = startPeer(t, t.TempDir())
+	c.store = newStore(t, t.TempDir())
+
+	s := c.store.Store
+	c.meTC = peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: trAddr, Name: "me", Port: 1, Logger: zerolog.Nop(),
+		OnUpdate: s.SetPeers,
+		OnRead:   s.InvalidateAll,
+		OnEnd:    func(uint64) { s.InvalidateAll() },
+		OnTurn:   s.FlushAll,
+	})
+	s.SetSyncer(c.meTC)
+	runTrackerClient(t, c.meTC)
+
+	c.bobTC = peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: trAddr, Name: "bob", Port: c.bob.port, Logger: zerolog.Nop(),
+		OnTurn: c.bobTurn,
+	})
+	runTrackerClient(t, c.bobTC)
+	eventually(t, "the store to learn of bob from the tracker", func() bool {
+		addr, ok := s.PeerAddr("bob")
+		return ok && addr == c.bob.addr
+	})
+	return c
+}
+
+// bobTurn is bob's OnTurn: it returns at once unless a hold is armed.
+func (c *cluster) bobTurn(ctx context.Context) error {
+	c.mu.Lock()
+	h := c.hold
+	c.hold = nil
+	c.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	close(h.entered)
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// holdRound has bob start a SYNC round and keep its turn, so that the
+// store's client is in SYNC READ with the token elsewhere. The returned
+// function ends bob's turn and waits until the whole round (the store's
+// own turn included) is over.
+func (c *cluster) holdRound(t *testing.T) (endRound func()) {
+	t.Helper()
+	h := &roundHold{entered: make(chan struct{}), release: make(chan struct{})}
+	c.mu.Lock()
+	c.hold = h
+	c.mu.Unlock()
+	synced := make(chan error, 1)
+	go func() { synced <- c.bobTC.Sync(context.Background()) }()
+	var once sync.Once
+	releaseTurn := func() {
+		t.Helper()
+		once.Do(func() {
+			close(h.release)
+			if err := recv(t, "bob's Sync", synced); err != nil {
+				t.Errorf("bob's Sync: %v", err)
+			}
+		})
+	}
+	t.Cleanup(releaseTurn)
+
+	recv(t, "bob's turn", h.entered)
+	round, holder, _ := c.tracker.Round()
+	if holder != "bob" {
+		t.Fatalf("round %d: holder %q, want bob", round, holder)
+	}
+	eventually(t, "SYNC READ at the store's client", func() bool {
+		st := c.meTC.State()
+		return st.InRound && !st.Holding
+	})
+	return func() {
+		t.Helper()
+		releaseTurn()
+		eventually(t, "the end of the round", func() bool {
+			st := c.meTC.State()
+			return !st.InRound && st.LastRound >= round
+		})
+	}
+}
+
+// flushAsync runs Flush(fh) on its own goroutine; the test must receive
+// from the returned channel.
+func (s *testStore) flushAsync(t *testing.T, fh uint64) <-chan error {
+	done := make(chan error, 1)
+	ctx := testCtx(t)
+	go func() { done <- s.Flush(ctx, fh) }()
+	return done
+}
+
+// waitHeld waits until an upload is held back in waitTurn.
+func waitHeld(t *testing.T) {
+	t.Helper()
+	eventually(t, "an upload held back by the round", func() bool { return goroutineIn("remote.(*Store).waitTurn") })
+}

@@ -1,0 +1,502 @@
+package remote
+
+// Operability: the status report (peerfs status, .peerfs/status), the
+// peers' health pinger, each file's durability (user.peerfs.state) and
+// the measurements handed to an Observer.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// ReservedName is the name of the mount's control folder (see
+// fusefs.ControlDir); a peer of that name is left out of the peer set.
+const ReservedName = ".peerfs"
+
+// Observer receives measurements of the Store's traffic with its peers;
+// package metrics implements it. Its methods must be quick and safe for
+// concurrent use.
+type Observer interface {
+	// PeerRequest reports one request (a protocol verb: LIST, GET, PUT...)
+	// to peer, how long it took and how it ended.
+	PeerRequest(peer, verb string, d time.Duration, err error)
+	// PeerBytes reports file content received from (in) or sent to (out)
+	// peer.
+	PeerBytes(peer string, in, out int64)
+}
+
+// ReportInfo is what the Store cannot know itself but its status report
+// shows; the daemon sets it with SetReportInfo.
+type ReportInfo struct {
+	Version    string
+	Mountpoint string
+	Tracker    string // tracker host:port; "" if none
+	PID        int    // the daemon's process id
+}
+
+// Report is the daemon's status: what `peerfs status` prints and
+// .peerfs/status shows.
+type Report struct {
+	Name       string        `json:"name"`
+	Version    string        `json:"version,omitempty"`
+	Mountpoint string        `json:"mountpoint,omitempty"`
+	PID        int           `json:"pid,omitempty"`
+	Time       time.Time     `json:"time"`
+	Tracker    TrackerReport `json:"tracker"`
+	Sync       SyncReport    `json:"sync"`
+	Peers      []PeerReport  `json:"peers"`
+	Pending    PendingReport `json:"pending"`
+	Cache      CacheReport   `json:"cache"`
+}
+
+// TrackerReport is the tracker part of a Report.
+type TrackerReport struct {
+	Addr       string `json:"addr"`
+	Registered bool   `json:"registered"`
+}
+
+// SyncReport is this client's view of the SYNC round (peer.SyncState).
+type SyncReport struct {
+	InRound   bool   `json:"in_round"`
+	Holding   bool   `json:"holding"`
+	LastRound uint64 `json:"last_round"`
+	Waiting   int    `json:"waiting"`
+}
+
+// PeerReport is one peer's health, as the pinger and the last requests
+// found it.
+type PeerReport struct {
+	Name string `json:"name"`
+	Addr string `json:"addr"`
+	// State is "up" (the last request or PING was answered), "down" (it
+	// failed to reach the peer) or "unknown" (nothing tried yet).
+	State    string    `json:"state"`
+	RTT      float64   `json:"rtt_ms"` // the last PING's round trip, in ms; 0 if none
+	LastSeen time.Time `json:"last_seen,omitzero"`
+	Error    string    `json:"error,omitempty"` // the last failure, while down
+	BytesIn  int64     `json:"bytes_in"`
+	BytesOut int64     `json:"bytes_out"`
+}
+
+// PendingReport counts the local changes not yet stored on their peer.
+type PendingReport struct {
+	Files  int       `json:"files"`
+	Bytes  int64     `json:"bytes"`
+	Oldest time.Time `json:"oldest,omitzero"` // when the oldest dirty copy turned dirty
+	// OldestAge is the age of Oldest in seconds (0 if nothing is pending).
+	OldestAge float64 `json:"oldest_age_s"`
+}
+
+// CacheReport is the local cache's use (cache.Stats).
+type CacheReport struct {
+	Entries    int    `json:"entries"`
+	Bytes      int64  `json:"bytes"`
+	MaxBytes   int64  `json:"max_bytes"`
+	DirtyFiles int    `json:"dirty_files"`
+	DirtyBytes int64  `json:"dirty_bytes"`
+	Pinned     int    `json:"pinned"`
+	OverLimit  bool   `json:"over_limit"`
+	Hits       uint64 `json:"hits"`
+	Misses     uint64 `json:"misses"`
+	Evictions  uint64 `json:"evictions"`
+}
+
+// health is what the Store knows about its peers' reachability and its
+// own uploads, for the report and FileState. Its zero value is ready.
+type health struct {
+	mu     sync.Mutex // protects the fields below
+	info   ReportInfo
+	peers  map[string]*peerHealth // by peer name
+	stored map[cache.Key]uint64   // uploaded files -> the first round ended since (0: none yet)
+	pinger bool                   // StartHealth has run
+}
+
+type peerHealth struct {
+	addr              string
+	tried, up         bool
+	rtt               time.Duration
+	lastSeen          time.Time
+	lastErr           string
+	bytesIn, bytesOut int64
+}
+
+// maxStoredMarks bounds the table of recently uploaded files.
+const maxStoredMarks = 4096
+
+// peerLocked returns the health record of p, new if p's address changed.
+// Called with h.mu held.
+func (h *health) peerLocked(p *peerConn) *peerHealth {
+	if h.peers == nil {
+		h.peers = map[string]*peerHealth{}
+	}
+	ph := h.peers[p.name]
+	if ph == nil || ph.addr != p.addr {
+		ph = &peerHealth{addr: p.addr}
+		h.peers[p.name] = ph
+	}
+	return ph
+}
+
+// result records how a request to p ended: an answer (even a refusal)
+// means the peer is up; failing to reach it means down.
+func (h *health) result(p *peerConn, err error) {
+	var fe *peerproto.FailError
+	if errors.Is(err, context.Canceled) {
+		return // says nothing about the peer
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ph := h.peerLocked(p)
+	ph.tried = true
+	if err == nil || errors.As(err, &fe) {
+		ph.up, ph.lastSeen, ph.lastErr = true, time.Now(), ""
+		return
+	}
+	ph.up, ph.lastErr = false, err.Error()
+}
+
+// SetReportInfo sets what the status report shows beyond the Store's own
+// knowledge.
+func (s *Store) SetReportInfo(info ReportInfo) {
+	s.health.mu.Lock()
+	s.health.info = info
+	s.health.mu.Unlock()
+}
+
+// poolDo runs fn on a connection to p like p.pool.Do, and records the
+// request's outcome for the status report and the Observer. verb names
+// the request for the measurements.
+func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
+	start := time.Now()
+	err := p.pool.Do(ctx, fn)
+	s.health.result(p, err)
+	if o := s.opts.Observer; o != nil {
+		o.PeerRequest(p.name, verb, time.Since(start), err)
+	}
+	return err
+}
+
+// countBytes records file content moved to or from p.
+func (s *Store) countBytes(p *peerConn, in, out int64) {
+	if in == 0 && out == 0 {
+		return
+	}
+	s.health.mu.Lock()
+	ph := s.health.peerLocked(p)
+	ph.bytesIn += in
+	ph.bytesOut += out
+	s.health.mu.Unlock()
+	if o := s.opts.Observer; o != nil {
+		o.PeerBytes(p.name, in, out)
+	}
+}
+
+// StartHealth starts the pinger: every interval, each known peer is sent
+// a PING, which records its round-trip time and whether it is up. Close
+// stops it. Calling it again does nothing.
+func (s *Store) StartHealth(interval time.Duration) {
+	if interval <= 0 {
+		interval = 5 * time.Second
+	}
+	s.health.mu.Lock()
+	started := s.health.pinger
+	s.health.pinger = true
+	s.health.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if started || s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go s.pingLoop(interval)
+}
+
+func (s *Store) pingLoop(interval time.Duration) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { // the owner: Close
+		<-s.stop
+		cancel()
+	}()
+	timeout := s.opts.Client.IOTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	for {
+		s.mu.Lock()
+		peers := make([]*peerConn, 0, len(s.peers))
+		for _, p := range s.peers {
+			peers = append(peers, p)
+		}
+		s.mu.Unlock()
+		var wg sync.WaitGroup
+		for _, p := range peers {
+			wg.Go(func() {
+				pctx, pcancel := context.WithTimeout(ctx, timeout)
+				defer pcancel()
+				start := time.Now()
+				err := s.poolDo(pctx, p, "PING", func(c *peer.Conn) error { return c.Ping(pctx) })
+				if err == nil {
+					s.health.mu.Lock()
+					s.health.peerLocked(p).rtt = time.Since(start)
+					s.health.mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		s.health.mu.Lock()
+		for name := range s.health.peers {
+			if !s.known(name) {
+				delete(s.health.peers, name)
+			}
+		}
+		s.health.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// known reports whether name is in the peer set.
+func (s *Store) known(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.peers[name]
+	return ok
+}
+
+// markStored records that key's content is now on its peer.
+func (s *Store) markStored(key cache.Key) {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	if s.health.stored == nil {
+		s.health.stored = map[cache.Key]uint64{}
+	}
+	if len(s.health.stored) >= maxStoredMarks {
+		for k := range s.health.stored { // forget some, any
+			delete(s.health.stored, k)
+			if len(s.health.stored) < maxStoredMarks*3/4 {
+				break
+			}
+		}
+	}
+	s.health.stored[key] = 0
+}
+
+// RoundEnded records that SYNC round number round is over (SYNC END):
+// every file stored before now is covered by it.
+func (s *Store) RoundEnded(round uint64) {
+	s.health.mu.Lock()
+	defer s.health.mu.Unlock()
+	for k, r := range s.health.stored {
+		if r == 0 {
+			s.health.stored[k] = round
+		}
+	}
+}
+
+// FileState implements fusefs.FileStater: "pending" while the file has
+// local changes not yet uploaded, "uploading" while they are being sent,
+// and "stored" otherwise. A file uploaded from here before a SYNC round
+// ended is "stored round=N", N the first such round: from its end on,
+// every client reads this content.
+func (s *Store) FileState(peerName, path string) (string, error) {
+	key := cache.Key{Peer: peerName, Path: path}
+	s.mu.Lock()
+	f := s.files[key]
+	pending, uploading := false, false
+	if f != nil {
+		pending, uploading = f.pending(), f.uploading
+	}
+	s.mu.Unlock()
+	switch {
+	case uploading:
+		return "uploading", nil
+	case pending:
+		return "pending", nil
+	}
+	s.health.mu.Lock()
+	round := s.health.stored[key]
+	s.health.mu.Unlock()
+	if round > 0 {
+		return fmt.Sprintf("stored round=%d", round), nil
+	}
+	return "stored", nil
+}
+
+// Report returns the status report.
+func (s *Store) Report() Report {
+	now := time.Now()
+	r := Report{Name: s.opts.Self, Time: now, Peers: []PeerReport{}}
+	s.mu.Lock()
+	sy := s.syncer
+	peers := make([]*peerConn, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	s.mu.Unlock()
+	if sy != nil {
+		st := sy.State()
+		r.Tracker.Registered = st.Registered
+		r.Sync = SyncReport{InRound: st.InRound, Holding: st.Holding, LastRound: st.LastRound, Waiting: st.Waiting}
+	}
+	r.Pending.Files, r.Pending.Bytes = s.PendingInfo()
+	if _, _, oldest := s.cache.DirtyInfo(); !oldest.IsZero() && r.Pending.Files > 0 {
+		r.Pending.Oldest = oldest
+		r.Pending.OldestAge = now.Sub(oldest).Seconds()
+	}
+	cs := s.cache.Stats()
+	r.Cache = CacheReport{
+		Entries: cs.Entries, Bytes: cs.Bytes, MaxBytes: cs.MaxBytes,
+		DirtyFiles: cs.DirtyFiles, DirtyBytes: cs.DirtyBytes, Pinned: cs.Pinned,
+		OverLimit: cs.OverLimit, Hits: cs.Hits, Misses: cs.Misses, Evictions: cs.Evictions,
+	}
+	s.health.mu.Lock()
+	info := s.health.info
+	for _, p := range peers {
+		pr := PeerReport{Name: p.name, Addr: p.addr, State: "unknown"}
+		if ph := s.health.peers[p.name]; ph != nil && ph.addr == p.addr {
+			if ph.tried {
+				pr.State = "down"
+				if ph.up {
+					pr.State = "up"
+				} else {
+					pr.Error = ph.lastErr
+				}
+			}
+			pr.RTT = float64(ph.rtt.Microseconds()) / 1000
+			pr.LastSeen = ph.lastSeen
+			pr.BytesIn, pr.BytesOut = ph.bytesIn, ph.bytesOut
+		}
+		r.Peers = append(r.Peers, pr)
+	}
+	s.health.mu.Unlock()
+	slices.SortFunc(r.Peers, func(a, b PeerReport) int { return strings.Compare(a.Name, b.Name) })
+	r.Version, r.Mountpoint, r.PID, r.Tracker.Addr = info.Version, info.Mountpoint, info.PID, info.Tracker
+	return r
+}
+
+// PeersUp returns how many peers answered their last request, and how
+// many are known.
+func (s *Store) PeersUp() (up, known int) {
+	for _, p := range s.Report().Peers {
+		known++
+		if p.State == "up" {
+			up++
+		}
+	}
+	return up, known
+}
+
+// StatusText implements fusefs.Controller: the report as text.
+func (s *Store) StatusText() []byte { return []byte(s.Report().Text()) }
+
+// Text formats the report for people.
+func (r Report) Text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "peerfs %s", r.Name)
+	if r.Version != "" {
+		fmt.Fprintf(&b, " (version %s)", r.Version)
+	}
+	if r.Mountpoint != "" {
+		fmt.Fprintf(&b, " mounted on %s", r.Mountpoint)
+	}
+	if r.PID != 0 {
+		fmt.Fprintf(&b, ", pid %d", r.PID)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
+	reg := "not registered"
+	if r.Tracker.Registered {
+		reg = "registered"
+	}
+	tracker := r.Tracker.Addr
+	if tracker == "" {
+		tracker = "(none)"
+	}
+	fmt.Fprintf(tw, "tracker:\t%s, %s\n", tracker, reg)
+	round := "idle"
+	if r.Sync.InRound {
+		round = "round in progress"
+		if r.Sync.Holding {
+			round += ", holding the write token"
+		}
+	}
+	fmt.Fprintf(tw, "sync:\t%s; last round %d; %d waiting\n", round, r.Sync.LastRound, r.Sync.Waiting)
+	if r.Pending.Files == 0 {
+		fmt.Fprintf(tw, "uploads:\tnothing pending\n")
+	} else {
+		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
+	}
+	c := r.Cache
+	over := ""
+	if c.OverLimit {
+		over = " (over the bound: pinned or unuploaded data)"
+	}
+	fmt.Fprintf(tw, "cache:\t%d files, %s of %s%s; %d dirty (%s); %d hits, %d misses, %d evictions\n",
+		c.Entries, byteSize(c.Bytes), byteSize(c.MaxBytes), over, c.DirtyFiles, byteSize(c.DirtyBytes), c.Hits, c.Misses, c.Evictions)
+	fmt.Fprintf(tw, "peers:\t%d\n", len(r.Peers))
+	tw.Flush()
+	if len(r.Peers) > 0 {
+		tw = tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
+		fmt.Fprintln(tw, "  NAME\tADDRESS\tSTATE\tRTT\tLAST SEEN\tIN\tOUT\t")
+		for _, p := range r.Peers {
+			rtt, seen := "-", "never"
+			if p.RTT > 0 {
+				rtt = fmt.Sprintf("%.1fms", p.RTT)
+			}
+			if !p.LastSeen.IsZero() {
+				seen = age(r.Time.Sub(p.LastSeen)) + " ago"
+			}
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, p.Addr, p.State, rtt, seen, byteSize(p.BytesIn), byteSize(p.BytesOut))
+		}
+		tw.Flush()
+		for _, p := range r.Peers {
+			if p.Error != "" {
+				fmt.Fprintf(&b, "  %s: %s\n", p.Name, p.Error)
+			}
+		}
+	}
+	return b.String()
+}
+
+// age formats a duration for people: 850ms, 12s, 3m4s, 2h5m.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
+	default:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+}
+
+// byteSize formats a size in bytes with a binary unit.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
