@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,11 +12,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/secure"
 )
 
 // bin is the peerfs binary built by TestMain.
@@ -91,6 +95,10 @@ func start(t *testing.T, name string, stdin io.Reader, stdout io.Writer, args ..
 	p := &proc{name: name, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "PEERFS_LOG_FORMAT=json")
+	if !slices.Contains(args, "--insecure") {
+		// Every process is a member of the tests' cluster, as in production.
+		p.cmd.Env = append(p.cmd.Env, "PEERFS_SECRET="+clusterSecret)
+	}
 	p.cmd.Stdin = stdin
 	if stdout != nil {
 		p.cmd.Stdout = stdout
@@ -176,14 +184,47 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-// dialLine connects to addr for a raw, nc-style exchange.
+// clusterSecret is the PEERFS_SECRET of every process the tests start
+// (unless started with --insecure).
+var clusterSecret = "e2e-" + rand.Text()
+
+// lineConn is a raw, line-by-line exchange with a daemon, as a person
+// with nc would have (over TLS, as a member, unless made by dialPlain).
 type lineConn struct {
 	t  *testing.T
 	nc net.Conn
 	r  *bufio.Reader
 }
 
+// dialLine connects to addr as a member of the tests' cluster: TLS and
+// the membership proof, then the raw protocol.
 func dialLine(t *testing.T, addr string) *lineConn {
+	t.Helper()
+	return dialLineSecret(t, addr, clusterSecret)
+}
+
+// dialLineSecret is dialLine with another secret; the proof exchange must
+// succeed.
+func dialLineSecret(t *testing.T, addr, secret string) *lineConn {
+	t.Helper()
+	cfg, err := secure.New([]byte(secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := cfg.Client(nc, 5*time.Second)
+	if err != nil {
+		t.Fatalf("secure connection to %s: %v", addr, err)
+	}
+	t.Cleanup(func() { sc.Close() })
+	return &lineConn{t: t, nc: sc, r: bufio.NewReader(sc)}
+}
+
+// dialPlain connects to addr in plaintext, exactly like nc.
+func dialPlain(t *testing.T, addr string) *lineConn {
 	t.Helper()
 	nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {

@@ -19,11 +19,15 @@ deny peerproto '^(net|github.com/rs/zerolog|'"$mod"'/)' "the codec owns bytes on
 deny tracker "^$mod/(peer|fusefs|cache|remote|shell)\$" "tracker depends on peerproto only"
 deny peer "^$mod/(fusefs|remote|shell|tracker)\$" "peer must not know the mount"
 deny cache "^$mod/" "cache is a leaf"
+deny secure "^$mod/" "secure is a leaf: transport only"
 deny fusefs "^(net|$mod/.*)\$" "fusefs talks to a Store, not the network"
-for p in peerproto tracker peer cache remote shell; do
+for p in peerproto tracker peer cache remote shell secure; do
 	deny "$p" '^bazil.org/fuse' "only fusefs imports bazil"
 	deny "$p" '^github.com/kelseyhightower/envconfig' "only cmd imports envconfig"
 done
 deny fusefs '^github.com/kelseyhightower/envconfig' "only cmd imports envconfig"
+for p in peerproto tracker peer cache remote shell secure fusefs; do
+	deny "$p" '^github.com/prometheus/' "only metrics imports prometheus"
+done
 [ "$fail" = 0 ] && echo "import rules: ok"
 exit "$fail"
