@@ -76,6 +76,23 @@ func runHelper(kind, path string) int {
 			return fail(fmt.Errorf("close: %w", err))
 		}
 		return 0
+	case "open-wait-write":
+		// Open first; write, fsync and close only when told (a line on
+		// stdin), so that several writers can start from one version.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("opened")
+		buf := make([]byte, 1)
+		os.Stdin.Read(buf)
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
+		serr := f.Sync()
+		cerr := f.Close()
+		fmt.Printf("fsync=%v close=%v\n", serr, cerr)
+		return 0
 	case "read":
 		b, err := os.ReadFile(path)
 		if err != nil {

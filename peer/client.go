@@ -395,6 +395,14 @@ func (c *Conn) PutAsync(ctx context.Context, name string, src io.Reader, size in
 	return c.put(ctx, peerproto.Put{Name: name, Size: size, Async: true}, src, progress)
 }
 
+// PutWith uploads with the options of m (async, base condition); m.Name
+// and m.Size name the file and the number of bytes read from src. A
+// conditional PUT whose base is stale fails with a *peerproto.FailError of
+// code conflict, before any byte is sent or after the payload.
+func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
+	return c.put(ctx, m, src, progress)
+}
+
 // Fsync asks the peer to make everything stored so far durable.
 func (c *Conn) Fsync(ctx context.Context) error {
 	return c.simple(ctx, peerproto.Fsync{}, "")

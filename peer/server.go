@@ -72,6 +72,10 @@ type Server struct {
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
 
+	// putMu orders the check-and-rename of conditional PUTs (never held
+	// across network I/O).
+	putMu sync.Mutex
+
 	mu        sync.Mutex // protects the fields below
 	closed    bool
 	listeners map[net.Listener]struct{}

@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -78,6 +79,9 @@ func (c *srvConn) put(m peerproto.Put) error {
 	default:
 		return c.refuse(verb, err, m.Name)
 	}
+	if err := c.checkBase(m, target); err != nil {
+		return c.refuse(verb, err)
+	}
 	_, _, avail, err := j.statfs()
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
@@ -89,7 +93,10 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if !c.s.beginTransfer() {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
-	defer c.s.endTransfer()
+	// The slot frees once the file is stored, before PUT DONE goes out, so
+	// a client that saw PUT DONE finds it free.
+	endTransfer := sync.OnceFunc(c.s.endTransfer)
+	defer endTransfer()
 	f, tmp, err := j.createTemp(path.Dir(target))
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
@@ -139,11 +146,22 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	if err := j.root.Rename(tmp, target); err != nil {
+	// The condition is checked again right before the rename, under a
+	// lock that orders conditional PUTs: of two writers that started from
+	// the same version, exactly one replaces it.
+	c.s.putMu.Lock()
+	if err := c.checkBase(m, target); err != nil {
+		c.s.putMu.Unlock()
+		return c.refuse(verb, err)
+	}
+	err = j.root.Rename(tmp, target)
+	c.s.putMu.Unlock()
+	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
 	renamed = true
 	if m.Async {
+		endTransfer()
 		return c.send(peerproto.PutDone{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()})
 	}
 	if err := j.syncDir(path.Dir(target)); err != nil {
@@ -151,7 +169,29 @@ func (c *srvConn) put(m peerproto.Put) error {
 		// doubt, and the client must not believe it is stored.
 		return c.refuse(verb, err, m.Name)
 	}
+	endTransfer()
 	return c.send(peerproto.PutDone{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()})
+}
+
+// checkBase enforces a conditional PUT's base (see peerproto.Put): it
+// returns a conflict refusal if target is not the version the writer
+// started from.
+func (c *srvConn) checkBase(m peerproto.Put, target string) error {
+	if m.Base == peerproto.BaseAny {
+		return nil
+	}
+	fi, err := c.s.jail.lstat(target)
+	switch {
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return err
+	case m.Base == peerproto.BaseNone && err == nil:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was created meanwhile (mtime %d)", m.Name, fi.ModTime().UnixNano())
+	case m.Base > 0 && err != nil:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
+	case m.Base > 0 && fi.ModTime().UnixNano() != m.Base:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (mtime %d, base %d)", m.Name, fi.ModTime().UnixNano(), m.Base)
+	}
+	return nil
 }
 
 // receive copies exactly size payload bytes from the connection to f. A

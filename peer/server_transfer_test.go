@@ -127,8 +127,8 @@ func TestServerPutRefusals(t *testing.T) {
 		{"PUT . 1", `PUT FAIL isdir the export root is a directory`},
 		{"PUT nodir/x 1", `PUT FAIL notfound no such directory "nodir"`},
 		{"PUT d/f.txt/x 1", `PUT FAIL notdir "d/f.txt" (or one of its parents) is not a directory`},
-		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size> [async]`},
-		{"PUT x 1 later", `PUT FAIL invalid usage: PUT <name> <size> [async]`},
+		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size> [async] [base=<mtime>|base=none]`},
+		{"PUT x 1 later", `PUT FAIL invalid usage: PUT <name> <size> [async] [base=<mtime>|base=none]`},
 		{"PUT x 99999999999999999999", `PUT FAIL invalid size "99999999999999999999" is not a non-negative integer`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {
@@ -245,6 +245,50 @@ func TestServerPutAsyncAndFsync(t *testing.T) {
 	c.expect("FSYNC OK")
 	c.send("FSYNC now\n")
 	c.expect("FSYNC FAIL invalid usage: FSYNC")
+	if temps := srvTemps(t, dir); len(temps) > 0 {
+		t.Errorf("temporary files left: %v", temps)
+	}
+}
+
+// TestServerPutConditional: a PUT with base= replaces only the version
+// the writer started from; base=none only creates.
+func TestServerPutConditional(t *testing.T) {
+	dir := t.TempDir()
+	srvWriteFile(t, dir, "f", "v1")
+	fi, err := os.Stat(filepath.Join(dir, "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := fi.ModTime().UnixNano()
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+
+	c.send("PUT f 2 base=none\n")
+	c.expectPrefix(`PUT FAIL conflict "f" was created meanwhile`)
+	c.send(fmt.Sprintf("PUT f 2 base=%d\n", base+1))
+	c.expectPrefix(`PUT FAIL conflict "f" changed meanwhile`)
+	c.send(fmt.Sprintf("PUT new 2 base=%d\n", base))
+	c.expectPrefix(`PUT FAIL conflict "new" was removed meanwhile`)
+
+	// The right base wins once; a second writer from the same base loses,
+	// even after its payload was sent.
+	c.send(fmt.Sprintf("PUT f 2 async base=%d\n", base))
+	c.expect("PUT OK")
+	c.send("v2")
+	c.expectPrefix("PUT DONE 2 ")
+	c.send(fmt.Sprintf("PUT f 2 base=%d\n", base))
+	c.expectPrefix(`PUT FAIL conflict "f" changed meanwhile`)
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "v2" {
+		t.Fatalf("f = %q, want v2", got)
+	}
+	c.send("PUT g 1 base=none\n")
+	c.expect("PUT OK")
+	c.send("g")
+	c.expectPrefix("PUT DONE 1 ")
+	c.send("PUT f 1 base=x\n")
+	c.expectPrefix("PUT FAIL invalid")
+	c.send("PING\n")
+	c.expect("PONG")
 	if temps := srvTemps(t, dir); len(temps) > 0 {
 		t.Errorf("temporary files left: %v", temps)
 	}

@@ -56,6 +56,7 @@ const (
 	CodeUnsupported = "unsupported" // verb or option not supported
 	CodeExpired     = "expired"     // a SYNC lease ran out
 	CodeState       = "state"       // request not valid in the current state
+	CodeConflict    = "conflict"    // a conditional PUT's base is not the current version
 )
 
 // FailError is a well-formed refusal from the other side:
@@ -100,6 +101,8 @@ func (e *FailError) Errno() syscall.Errno {
 		return syscall.EROFS
 	case CodeUnsupported:
 		return syscall.ENOTSUP
+	case CodeConflict:
+		return syscall.ESTALE
 	default:
 		return syscall.EIO
 	}

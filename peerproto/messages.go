@@ -82,11 +82,24 @@ type SyncEnd struct {
 // "PUT <name> <size>" (the seed's form: the file is fsynced before it is
 // renamed into place) or "PUT <name> <size> async" (renamed into place
 // without waiting for the disk; a later FSYNC makes it durable).
+//
+// "base=<mtime>" makes the PUT conditional: the peer stores it only if
+// the file it replaces still has that modification time (ns), and
+// "base=none" only if there is no file yet; otherwise it refuses with
+// "PUT FAIL conflict". A writer uses it so that it never silently
+// replaces a version it has not seen.
 type Put struct {
 	Name  string
 	Size  int64
 	Async bool
+	Base  int64 // BaseAny (no condition), BaseNone, or the expected mtime
 }
+
+// Conditions of a Put.
+const (
+	BaseAny  int64 = 0  // replace whatever is there
+	BaseNone int64 = -1 // only create: refuse if the file exists
+)
 
 // Fsync asks the peer to make every file it stored so far durable:
 // "FSYNC", answered "FSYNC OK".
@@ -324,6 +337,13 @@ func (m Put) AppendTo(b []byte) []byte {
 	b = appendInt(b, m.Size)
 	if m.Async {
 		b = append(b, " async"...)
+	}
+	switch {
+	case m.Base == BaseNone:
+		b = append(b, " base=none"...)
+	case m.Base > 0:
+		b = append(b, " base="...)
+		b = strconv.AppendInt(b, m.Base, 10)
 	}
 	return b
 }

@@ -80,6 +80,8 @@ var canonical = []struct {
 	// client -> peer
 	{peerRequest, peerproto.Put{Name: "x", Size: 5}, "PUT x 5", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true}, "PUT x 5 async", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Base: 1732530000123456789}, "PUT x 5 async base=1732530000123456789", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Base: peerproto.BaseNone}, "PUT x 5 base=none", "PUT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Put{Name: "dir/a b%.txt", Size: 0}, "PUT dir/a%20b%25.txt 0", "PUT"},
 	{peerRequest, peerproto.Put{Name: "big", Size: peerproto.MaxSize}, "PUT big 1125899906842624", "PUT"},

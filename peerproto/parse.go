@@ -71,25 +71,38 @@ func ParsePeerRequest(line []byte) (Message, error) {
 	verb := strings.ToUpper(f[0])
 	switch verb {
 	case VerbPut:
-		if err := wantArgs(line, f, 2, 3, "PUT <name> <size> [async]"); err != nil {
+		const usage = "PUT <name> <size> [async] [base=<mtime>|base=none]"
+		if err := wantArgs(line, f, 2, 4, usage); err != nil {
 			return nil, err
 		}
-		async := false
-		if len(f) == 4 {
-			if !strings.EqualFold(f[3], "async") {
-				return nil, protoErr(line, "usage: PUT <name> <size> [async]")
+		p := Put{Base: BaseAny}
+		for _, opt := range f[3:] {
+			k, v, isKV := strings.Cut(opt, "=")
+			switch {
+			case !isKV && strings.EqualFold(opt, "async") && !p.Async:
+				p.Async = true
+			case isKV && k == "base" && p.Base == BaseAny:
+				if v == "none" {
+					p.Base = BaseNone
+					break
+				}
+				mt, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || mt <= 0 {
+					return nil, protoErr(line, "base %q is not a positive mtime or none", v)
+				}
+				p.Base = mt
+			default:
+				return nil, protoErr(line, "usage: %s", usage)
 			}
-			async = true
 		}
-		name, err := parseName(line, f[1])
-		if err != nil {
+		var err error
+		if p.Name, err = parseName(line, f[1]); err != nil {
 			return nil, err
 		}
-		size, err := parseSize(line, "size", f[2])
-		if err != nil {
+		if p.Size, err = parseSize(line, "size", f[2]); err != nil {
 			return nil, err
 		}
-		return Put{Name: name, Size: size, Async: async}, nil
+		return p, nil
 	case VerbGet:
 		if err := wantArgs(line, f, 1, 3, "GET <name> [[<offset>] <length>]"); err != nil {
 			return nil, err

@@ -45,6 +45,10 @@ type fileState struct {
 	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
 	unlinked  bool       // deleted or replaced: never upload, forget on last release
 	uploading bool       // an upload of it is under way (FileState)
+	// base is the version of the peer's file this copy started from, the
+	// condition of the next PUT (peerproto.BaseAny, BaseNone or an mtime):
+	// a writer never silently replaces a version it has not seen.
+	base int64
 }
 
 // size returns the file's size as this client sees it.
@@ -178,7 +182,10 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
-	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime)}
+	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime), base: peerproto.BaseNone}
+	if exists {
+		f.base = max(e.Mtime, peerproto.BaseAny)
+	}
 	if !exists || flags&os.O_TRUNC != 0 {
 		ch, _, err := s.cache.Acquire(key, -1, 0, true)
 		if err == nil {
@@ -231,6 +238,22 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	if err != nil {
 		return nil, err
 	}
+	// The content about to be edited is the version the next PUT must
+	// replace: learn its attributes now, not from the (possibly stale)
+	// ones seen at open.
+	err = s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		e, err = c.Stat(ctx, key.Path)
+		return err
+	})
+	if err != nil {
+		return nil, netErr(p, err)
+	}
+	p.remember(key.Path, e, true)
+	s.mu.Lock()
+	f.remote = e
+	f.base = max(e.Mtime, peerproto.BaseAny)
+	s.mu.Unlock()
 	ch, err := s.fetchWhole(ctx, p, key, e)
 	if err != nil {
 		return nil, err
@@ -495,6 +518,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	key, unlinked := f.key, f.unlinked
 	setMode, mode := f.setMode, f.mode
 	setMtime := f.setMtime
+	base := f.base
 	s.mu.Unlock()
 	if unlinked || (!meta.Dirty && !setMode && setMtime == nil) {
 		return nil
@@ -504,6 +528,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 		return fmt.Errorf("remote: upload %s:%s: peer is gone: %w", key.Peer, key.Path, syscall.EIO)
 	}
 	var e peerproto.Entry
+	var conflict *peerproto.FailError
 	put := false
 	verb := "SETATTR"
 	if meta.Dirty {
@@ -522,8 +547,17 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			defer src.Close()
 			// Async: visible at once, durable at the next FSYNC (the
 			// user's fsync, a SYNC turn, or shutdown).
-			pd, err := c.PutAsync(ctx, key.Path, src, ch.Size(), nil)
-			if err != nil {
+			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: ch.Size(), Async: true, Base: base}, src, nil)
+			var fe *peerproto.FailError
+			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
+				// Someone else replaced the version this copy started
+				// from: keep ours beside theirs under a clear name.
+				if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
+					return err
+				}
+				key = f.keyNow(s)
+				conflict = fe
+			} else if err != nil {
 				return err
 			}
 			put = true
@@ -570,6 +604,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	}
 	s.mu.Lock()
 	f.remote = e
+	f.base = max(e.Mtime, peerproto.BaseAny)
 	f.setMode = false
 	if f.setMtime == setMtime {
 		f.setMtime = nil
@@ -585,7 +620,59 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	}
 	s.markStored(key)
 	s.log.Debug().Str("peer", key.Peer).Str("path", key.Path).Int64("size", e.Size).Msg("uploaded")
+	if conflict != nil {
+		s.notify(key.Peer, parent(key.Path))
+		return fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
+	}
 	return nil
+}
+
+// keyNow returns f's current key.
+func (f *fileState) keyNow(s *Store) cache.Key {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return f.key
+}
+
+// putConflictCopy stores f's copy as "<name>.conflict-<self>-<time>" next
+// to the file whose newer version it must not replace, and moves f (and
+// its cache entry) to that name, so that later writes through open
+// handles go there too. Called with f.up held.
+func (s *Store) putConflictCopy(ctx context.Context, c *peer.Conn, f *fileState, key cache.Key, ch *cache.Handle) (peerproto.PutDone, error) {
+	name := conflictName(key.Path, s.opts.Self, time.Now())
+	src, err := ch.Reopen()
+	if err != nil {
+		return peerproto.PutDone{}, err
+	}
+	defer src.Close()
+	pd, err := c.PutWith(ctx, peerproto.Put{Name: name, Size: ch.Size(), Async: true, Base: peerproto.BaseNone}, src, nil)
+	if err != nil {
+		return pd, err
+	}
+	to := cache.Key{Peer: key.Peer, Path: name}
+	s.mu.Lock()
+	if s.files[key] == f {
+		delete(s.files, key)
+	}
+	f.key = to
+	s.files[to] = f
+	s.mu.Unlock()
+	_ = s.cache.Rename(key, to)
+	s.log.Warn().Str("peer", key.Peer).Str("path", key.Path).Str("kept_as", name).Msg("conflict: the file changed on its peer since this copy was opened; kept this writer's data beside it")
+	return pd, nil
+}
+
+// conflictName returns the name a conflicting copy of p is kept under.
+func conflictName(p, self string, now time.Time) string {
+	dir, file := parent(p), base(p)
+	suffix := ".conflict-" + self + "-" + now.UTC().Format("20060102T150405.000000000Z")
+	if n := 255 - len(suffix); len(file) > n {
+		file = file[:n]
+	}
+	if dir == "" {
+		return file + suffix
+	}
+	return dir + "/" + file + suffix
 }
 
 // statesUnder returns the local copies at or under path, sorted by path
