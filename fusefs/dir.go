@@ -197,5 +197,5 @@ func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, e
 // Store's SYNC round.
 func (d *dir) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	d.fsys.learn(req.Hdr().Node, d.node)
-	return d.fsys.done("fsyncdir", d.peer, d.key().path, d.fsys.store.Sync(ctx))
+	return d.fsys.done("fsyncdir", d.peer, d.key().path, d.fsys.store.Sync(uninterruptible(ctx)))
 }

@@ -115,7 +115,7 @@ func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	fl.mu.Unlock()
 	var err error
 	for _, fh := range fhs {
-		if err = f.store.Fsync(ctx, fh); err != nil {
+		if err = f.store.Fsync(uninterruptible(ctx), fh); err != nil {
 			break
 		}
 	}

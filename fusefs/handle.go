@@ -59,7 +59,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 // one close() returns; Release's would be dropped by the kernel.
 func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	f := h.file.fsys
-	err := f.store.Flush(ctx, h.fh)
+	err := f.store.Flush(uninterruptible(ctx), h.fh)
 	if h.writable {
 		h.file.changed()
 	}
@@ -78,4 +78,14 @@ func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	}
 	fl.fsys.done("release", fl.peer, fl.key().path, nil)
 	return nil
+}
+
+// uninterruptible detaches a flush or fsync from the kernel's interrupt.
+// The kernel interrupts a FUSE request whenever a signal reaches the
+// waiting thread — and Go programs get SIGURG (preemption) all the time —
+// so honouring it would make close() and fsync() fail with EINTR at
+// random, with an upload half done. The Store bounds these operations
+// with its own network timeouts and the SYNC lease instead.
+func uninterruptible(ctx context.Context) context.Context {
+	return context.WithoutCancel(ctx)
 }

@@ -127,5 +127,5 @@ func (r *root) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, 
 // Fsync implements fusefs.NodeFsyncer: fsync of the root runs the SYNC
 // round, like fsync of any directory.
 func (r *root) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
-	return r.fsys.done("fsyncdir", "", "", r.fsys.store.Sync(ctx))
+	return r.fsys.done("fsyncdir", "", "", r.fsys.store.Sync(uninterruptible(ctx)))
 }

@@ -502,6 +502,12 @@ func (s *Store) waitTurn(ctx context.Context) {
 // upload stores f on its peer if it has changes. inTurn is set when the
 // caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
+	s.mu.Lock()
+	idle := f.unlinked || !f.pending()
+	s.mu.Unlock()
+	if idle {
+		return nil // nothing to upload: never wait for a round
+	}
 	if !inTurn {
 		s.waitTurn(ctx)
 	}

@@ -178,12 +178,40 @@ func (s *Store) SetReportInfo(info ReportInfo) {
 // the request for the measurements.
 func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
 	start := time.Now()
+	p.mu.Lock()
+	down := p.downUntil
+	p.mu.Unlock()
+	if start.Before(down) {
+		return fmt.Errorf("peer %s (%s) did not answer moments ago; failing fast: %w", p.name, p.addr, errPeerDown)
+	}
 	err := p.pool.Do(ctx, fn)
+	p.mu.Lock()
+	switch {
+	case err == nil || isRefusal(err):
+		p.downUntil = time.Time{}
+	case !errors.Is(err, context.Canceled):
+		p.downUntil = time.Now().Add(failFast)
+	}
+	p.mu.Unlock()
 	s.health.result(p, err)
 	if o := s.opts.Observer; o != nil {
 		o.PeerRequest(p.name, verb, time.Since(start), err)
 	}
 	return err
+}
+
+// failFast is how long requests to a peer fail at once after one failed
+// on the network: a stalled peer then costs one timeout, not one per
+// request the kernel sends.
+const failFast = time.Second
+
+// errPeerDown is returned (as EIO, see netErr) while failing fast.
+var errPeerDown = errors.New("peer down")
+
+// isRefusal reports whether err is a well-formed refusal: the peer is up.
+func isRefusal(err error) bool {
+	var fe *peerproto.FailError
+	return errors.As(err, &fe)
 }
 
 // countBytes records file content moved to or from p.

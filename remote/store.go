@@ -166,10 +166,19 @@ type peerConn struct {
 	mu      sync.Mutex // protects the fields below
 	dirs    map[string]*dirCache
 	stats   map[string]statCache
-	listing map[string]chan struct{} // directories with a LIST in flight
+	listing map[string]*listCall // directories with a LIST in flight
+	// downUntil: after a network failure, requests fail at once until
+	// then instead of each waiting out its own timeout.
+	downUntil time.Time
 	// unsynced is set by an async PUT and cleared by a successful FSYNC:
 	// the peer holds files of ours that may not be on its disk yet.
 	unsynced bool
+}
+
+// listCall is a LIST in flight, shared by every caller that needs it.
+type listCall struct {
+	done chan struct{} // closed when it ended
+	err  error         // its error, written before done is closed
 }
 
 type dirCache struct {
@@ -215,7 +224,7 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 			pool:    peer.NewPool(pa.Addr, s.opts.Client, 16),
 			dirs:    map[string]*dirCache{},
 			stats:   map[string]statCache{},
-			listing: map[string]chan struct{}{},
+			listing: map[string]*listCall{},
 		}
 		changed = true
 	}
@@ -339,7 +348,7 @@ func (p *peerConn) cached(path string, ttl time.Duration) (peerproto.Entry, bool
 
 func (p *peerConn) remember(path string, e peerproto.Entry, exists bool) {
 	p.mu.Lock()
-	p.stats[path] = statCache{at: time.Now(), e: e, exists: exists}
+	p.setStatLocked(path, statCache{at: time.Now(), e: e, exists: exists})
 	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
 		if exists {
 			e.Name = base(path)
@@ -364,11 +373,11 @@ func (p *peerConn) forget(path string) {
 // it) no longer exists on the peer, keeping the parent's listing: a
 // program removing a directory's entries one by one (rm -r) then costs no
 // re-listing per entry.
-func (p *peerConn) gone(path string) {
+func (p *peerConn) gone(path string, isDir bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.dropTreeLocked(path)
-	p.stats[path] = statCache{at: time.Now(), exists: false}
+	p.dropLocked(path, isDir)
+	p.setStatLocked(path, statCache{at: time.Now(), exists: false})
 	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
 	}
@@ -388,9 +397,12 @@ func (p *peerConn) moved(from, to string) {
 	if sc, ok := p.stats[from]; ok && sc.exists && !known {
 		e, known = sc.e, true
 	}
-	p.dropTreeLocked(from)
-	p.dropTreeLocked(to)
-	p.stats[from] = statCache{at: time.Now(), exists: false}
+	// Only a directory has anything cached under it: a file's rename
+	// costs no scan of the caches (rm -r, mv of many files).
+	dir := !known || e.IsDir()
+	p.dropLocked(from, dir)
+	p.dropLocked(to, true)
+	p.setStatLocked(from, statCache{at: time.Now(), exists: false})
 	if dc, ok := p.dirs[parent(to)]; ok {
 		if known {
 			e.Name = base(to)
@@ -399,6 +411,37 @@ func (p *peerConn) moved(from, to string) {
 			delete(p.dirs, parent(to)) // the new entry's attributes are unknown
 		}
 	}
+}
+
+// dropLocked forgets what is cached about path; for a directory also
+// everything under it (a scan of the caches). Called with p.mu held.
+func (p *peerConn) dropLocked(path string, isDir bool) {
+	if isDir {
+		p.dropTreeLocked(path)
+		return
+	}
+	delete(p.stats, path)
+	delete(p.dirs, path)
+}
+
+// maxStats bounds the attribute cache: past it, expired entries are swept
+// (the map would otherwise grow with every name ever looked up).
+const maxStats = 50000
+
+// setStatLocked records one attribute-cache entry, sweeping expired ones
+// when the cache is large. Called with p.mu held.
+func (p *peerConn) setStatLocked(path string, sc statCache) {
+	if len(p.stats) >= maxStats {
+		for k, v := range p.stats {
+			if time.Since(v.at) > rescanWindow {
+				delete(p.stats, k)
+			}
+		}
+		if len(p.stats) >= maxStats {
+			clear(p.stats)
+		}
+	}
+	p.stats[path] = sc
 }
 
 // dropTreeLocked forgets stats and listings at or under path. Called with
@@ -443,17 +486,22 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[strin
 			p.mu.Unlock()
 			return dc.entries, nil
 		}
-		if wait, busy := p.listing[dir]; busy {
+		if call, busy := p.listing[dir]; busy {
 			p.mu.Unlock()
 			select {
-			case <-wait:
+			case <-call.done:
+				if call.err != nil {
+					// Share the failure too: retrying at once would
+					// make each waiter wait out its own timeout.
+					return nil, call.err
+				}
 				continue
 			case <-ctx.Done():
 				return nil, ctx.Err()
 			}
 		}
-		done := make(chan struct{})
-		p.listing[dir] = done
+		call := &listCall{done: make(chan struct{})}
+		p.listing[dir] = call
 		p.mu.Unlock()
 
 		var list []peerproto.Entry
@@ -471,10 +519,13 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[strin
 		if err == nil {
 			p.dirs[dir] = &dirCache{at: time.Now(), entries: entries}
 		}
-		p.mu.Unlock()
-		close(done)
 		if err != nil {
-			return nil, netErr(p, err)
+			call.err = netErr(p, err)
+		}
+		p.mu.Unlock()
+		close(call.done)
+		if err != nil {
+			return nil, call.err
 		}
 		return entries, nil
 	}
@@ -634,7 +685,7 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
 	if p != nil {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			p.gone(path)
+			p.gone(path, false)
 		} else {
 			p.forget(path)
 		}
@@ -657,7 +708,7 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
 	if p != nil {
 		if err == nil {
-			p.gone(path)
+			p.gone(path, true)
 		} else {
 			p.forgetTree(path)
 		}
