@@ -120,12 +120,10 @@ func runMount(args []string, stderr io.Writer) error {
 	case <-m.Done():
 		log.Info().Msg("unmounted from outside; stopping")
 	}
-	dctx, dcancel := context.WithTimeout(context.Background(), cfg.DrainTimeout)
-	if err := store.FlushAll(dctx); err != nil {
+	if err := drain(store, cfg.DrainTimeout); err != nil {
 		files, bytes := store.PendingInfo()
 		log.Warn().Err(err).Int("files", files).Int64("bytes", bytes).Msg("some files are not uploaded yet; they stay in the cache and go out on the next start")
 	}
-	dcancel()
 	if err := m.Close(); err != nil {
 		log.Warn().Err(err).Msg("unmount")
 	}
@@ -164,4 +162,23 @@ func runUnmount(args []string, stderr io.Writer) error {
 		return usagef("want exactly one MOUNTPOINT")
 	}
 	return fusefs.Unmount(args[0])
+}
+
+// drain uploads pending files (and FSYNCs their peers) until everything is
+// stored or timeout passes, retrying: a peer that just came back may still
+// be marked down for a moment.
+func drain(store *remote.Store, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		err := store.FlushAll(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
