@@ -324,6 +324,12 @@ type filesys struct {
 	control      *controlDir    // the .peerfs folder; nil unless the Store is a Controller
 	server       *fusefs.Server // nil when nodes are driven directly (tests)
 
+	// serving is closed by the first request on the root: bazil's Serve
+	// sets up its node table (unlocked) before it reads any request, so
+	// only after one may Invalidate* be called.
+	serving     chan struct{}
+	servingOnce sync.Once
+
 	mu       sync.Mutex // protects the fields below
 	nodes    map[nodeKey]*node
 	inodes   map[nodeKey]uint64
@@ -331,6 +337,11 @@ type filesys struct {
 	byID     map[fuse.NodeID]*node
 	listings map[nodeKey]listing // directory key -> recent List result
 	listGen  uint64              // bumped whenever a listing is dropped
+}
+
+// markServing records that Serve is answering requests.
+func (f *filesys) markServing() {
+	f.servingOnce.Do(func() { close(f.serving) })
 }
 
 // listing is a directory's List result, which answers Lookup for a while
@@ -355,6 +366,7 @@ func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
 		nextIno:      1, // 1 is the root
 		byID:         map[fuse.NodeID]*node{},
 		listings:     map[nodeKey]listing{},
+		serving:      make(chan struct{}),
 	}
 	f.root = &root{fsys: f, mtime: time.Now()}
 	f.control = newControlDir(f)

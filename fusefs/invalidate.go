@@ -72,6 +72,12 @@ func (inv *invalidator) stop() {
 
 func (inv *invalidator) run() {
 	defer close(inv.done)
+	// Events queue up until the server is serving (see filesys.serving).
+	select {
+	case <-inv.quit:
+		return
+	case <-inv.fsys.serving:
+	}
 	for {
 		select {
 		case <-inv.quit:

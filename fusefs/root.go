@@ -37,6 +37,7 @@ type root struct {
 
 // Attr implements fusefs.Node.
 func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
+	r.fsys.markServing()
 	a.Valid = r.fsys.attrTimeout
 	a.Inode = 1
 	a.Mode = os.ModeDir | 0o555
@@ -49,6 +50,7 @@ func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
 
 // Lookup implements fusefs.NodeRequestLookuper: a connected peer's folder.
 func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+	r.fsys.markServing()
 	f := r.fsys
 	if f.control != nil && req.Name == ControlDir {
 		resp.EntryValid = f.entryTimeout
@@ -67,6 +69,7 @@ func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.L
 
 // ReadDirAll implements fusefs.HandleReadDirAller.
 func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
+	r.fsys.markServing()
 	f := r.fsys
 	peers := f.store.Peers()
 	ents := make([]fuse.Dirent, 0, len(peers))

@@ -194,7 +194,18 @@ func (c *Conn) fail(op, name string, err error) error {
 	}
 	c.broken = fmt.Errorf("peer %s: %w (%v)", c.addr, ErrBroken, err)
 	c.nc.Close()
-	return fmt.Errorf("peer %s: %s %q: %w", c.addr, op, name, err)
+	return fmt.Errorf("peer %s: %s %q: %w", c.addr, op, name, c.cause(err))
+}
+
+// cause returns the request's cancellation instead of err when the
+// request was cancelled: the forced deadline makes the read fail with a
+// timeout, but the caller must see context.Canceled (a FUSE interrupt,
+// answered EINTR so the kernel restarts the call), not a dead peer.
+func (c *Conn) cause(err error) error {
+	if cerr := c.ctx.Err(); cerr != nil {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
 }
 
 // send writes one request line and flushes it.
@@ -486,7 +497,7 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			// The peer waits for bytes that will never come: drop the stream.
 			c.broken = ErrBroken
 			c.nc.Close()
-			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, err)
+			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, c.cause(err))
 		}
 	}
 	// Storing includes an fsync of the whole file on the far side: allow

@@ -189,7 +189,8 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	switch {
 	case err == nil || isRefusal(err):
 		p.downUntil = time.Time{}
-	case !errors.Is(err, context.Canceled):
+	case ctx.Err() == nil && !errors.Is(err, context.Canceled):
+		// A cancelled request says nothing about the peer.
 		p.downUntil = time.Now().Add(failFast)
 	}
 	p.mu.Unlock()
