@@ -32,13 +32,10 @@ const srvSendChunk = 1 << 20
 // the old content stays whole until then.
 func (c *srvConn) put(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
-	if ok, err := c.writable(verb); !ok {
-		return err
-	}
 	j := c.s.jail
-	p, err := j.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	p, refused, err := c.writePath(verb, m.Name)
+	if refused {
+		return err
 	}
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))

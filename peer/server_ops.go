@@ -16,13 +16,10 @@ import (
 // delete removes a file (or a symbolic link to one): "DELETE <name>".
 func (c *srvConn) delete(m peerproto.Delete) error {
 	const verb = peerproto.VerbDelete
-	if ok, err := c.writable(verb); !ok {
-		return err
-	}
 	j := c.s.jail
-	p, err := j.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	p, refused, err := c.writePath(verb, m.Name)
+	if refused {
+		return err
 	}
 	// visible also refuses links that escape or dangle, which LIST hides.
 	fi, err := j.visible(p)
@@ -41,13 +38,10 @@ func (c *srvConn) delete(m peerproto.Delete) error {
 // rmdir removes an empty directory: "RMDIR <name>".
 func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 	const verb = peerproto.VerbRmdir
-	if ok, err := c.writable(verb); !ok {
-		return err
-	}
 	j := c.s.jail
-	p, err := j.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	p, refused, err := c.writePath(verb, m.Name)
+	if refused {
+		return err
 	}
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot remove the export root"))
@@ -72,13 +66,10 @@ func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 // mkdir creates a directory: "MKDIR <name> [<mode>]", mode 0755 by default.
 func (c *srvConn) mkdir(m peerproto.Mkdir) error {
 	const verb = peerproto.VerbMkdir
-	if ok, err := c.writable(verb); !ok {
-		return err
-	}
 	j := c.s.jail
-	p, err := j.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	p, refused, err := c.writePath(verb, m.Name)
+	if refused {
+		return err
 	}
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeExists, "the export root already exists"))
@@ -137,13 +128,10 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 // [mtime=NS]".
 func (c *srvConn) setattr(m peerproto.Setattr) error {
 	const verb = peerproto.VerbSetattr
-	if ok, err := c.writable(verb); !ok {
-		return err
-	}
 	j := c.s.jail
-	p, err := j.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	p, refused, err := c.writePath(verb, m.Name)
+	if refused {
+		return err
 	}
 	name := jailDisplay(m.Name)
 	fi, err := j.visible(p)
@@ -202,4 +190,18 @@ func (c *srvConn) statfs() error {
 		return c.refuse(peerproto.VerbStatfs, err, ".")
 	}
 	return c.send(peerproto.StatfsOK{Total: total, Free: free, Avail: avail})
+}
+
+// writePath runs the checks every write request on one name starts with:
+// the export takes writes, and name is a clean path inside it. refused
+// reports that a refusal was sent (err is then the send's error).
+func (c *srvConn) writePath(verb, name string) (p string, refused bool, err error) {
+	if ok, err := c.writable(verb); !ok {
+		return "", true, err
+	}
+	p, err = c.s.jail.clean(name)
+	if err != nil {
+		return "", true, c.refuse(verb, err, name)
+	}
+	return p, false, nil
 }
