@@ -173,6 +173,15 @@ type peerConn struct {
 	// unsynced is set by an async PUT and cleared by a successful FSYNC:
 	// the peer holds files of ours that may not be on its disk yet.
 	unsynced bool
+	// misses counts, per directory, the STATs recently sent for names in
+	// it: a burst of them is answered with one LIST instead (see stat).
+	misses map[string]missRun
+}
+
+// missRun is a run of STATs for names in one directory.
+type missRun struct {
+	since time.Time // when the run's first STAT went out
+	n     int       // STATs in the run
 }
 
 // listCall is a LIST in flight, shared by every caller that needs it.
@@ -225,6 +234,7 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 			dirs:    map[string]*dirCache{},
 			stats:   map[string]statCache{},
 			listing: map[string]*listCall{},
+			misses:  map[string]missRun{},
 		}
 		changed = true
 	}
@@ -402,7 +412,14 @@ func (p *peerConn) moved(from, to string) {
 	dir := !known || e.IsDir()
 	p.dropLocked(from, dir)
 	p.dropLocked(to, true)
-	p.setStatLocked(from, statCache{at: time.Now(), exists: false})
+	now := time.Now()
+	p.setStatLocked(from, statCache{at: now, exists: false})
+	if known && !e.IsDir() {
+		// The file's attributes did not change with its name: the next
+		// lookup of the new name (an editor's save loop) needs no STAT.
+		e.Name = base(to)
+		p.setStatLocked(to, statCache{at: now, e: e, exists: true})
+	}
 	if dc, ok := p.dirs[parent(to)]; ok {
 		if known {
 			e.Name = base(to)
@@ -537,6 +554,52 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[strin
 // of one STAT per entry.
 const rescanWindow = 10 * time.Second
 
+// Bursts of lookups in one directory that was never listed (stat of many
+// names, cat of many files after the kernel dropped its caches): once
+// burstStats STATs for names in a directory went out within AttrTTL, the
+// next lookup there LISTs the directory instead, which then answers the
+// rest of the burst, and rescanWindow keeps it that way while it lasts.
+// A directory whose last listing had more than burstMaxEntries entries is
+// not re-listed for a burst: listing it costs more than the STATs.
+const (
+	burstStats      = 4
+	burstMaxEntries = 20000
+)
+
+// wantList reports whether a lookup of path should LIST its directory
+// rather than STAT it, and counts the STAT otherwise.
+func (p *peerConn) wantList(path string, ttl time.Duration) bool {
+	if path == "" {
+		return false
+	}
+	dir := parent(path)
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if dc, ok := p.dirs[dir]; ok {
+		if now.Sub(dc.at) < rescanWindow {
+			return true
+		}
+		if len(dc.entries) > burstMaxEntries {
+			return false
+		}
+	}
+	r := p.misses[dir]
+	if now.Sub(r.since) > ttl {
+		r = missRun{since: now}
+	}
+	if r.n >= burstStats {
+		delete(p.misses, dir)
+		return true
+	}
+	r.n++
+	if len(p.misses) >= 1024 {
+		clear(p.misses)
+	}
+	p.misses[dir] = r
+	return false
+}
+
 // stat returns the remote attributes of path, from cache when fresh.
 func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
 	if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
@@ -545,19 +608,13 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 		}
 		return e, nil
 	}
-	if path != "" {
-		p.mu.Lock()
-		dc, ok := p.dirs[parent(path)]
-		rescan := ok && time.Since(dc.at) < rescanWindow
-		p.mu.Unlock()
-		if rescan {
-			if _, err := s.listing(ctx, p, parent(path)); err == nil {
-				if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
-					if !exists {
-						return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
-					}
-					return e, nil
+	if p.wantList(path, s.opts.AttrTTL) {
+		if _, err := s.listing(ctx, p, parent(path)); err == nil {
+			if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
+				if !exists {
+					return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
 				}
+				return e, nil
 			}
 		}
 	}
@@ -666,6 +723,11 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 		return nil, err
 	}
 	p.remember(path, e, true)
+	// Just created, so empty: lookups of new names in it (a program
+	// filling it) are answered without a STAT each.
+	p.mu.Lock()
+	p.dirs[path] = &dirCache{at: time.Now(), entries: map[string]peerproto.Entry{}}
+	p.mu.Unlock()
 	s.notify(peerName, parent(path))
 	return infoOf(base(path), e), nil
 }
