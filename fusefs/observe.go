@@ -33,11 +33,7 @@ type started struct {
 // "getattr", "read", and for directories "opendir", "readdir",
 // "releasedir", "fsyncdir".
 func opName(r fuse.Request) string {
-	t := reflect.TypeOf(r)
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	op := strings.ToLower(strings.TrimSuffix(t.Name(), "Request"))
+	op := typeOpName(reflect.TypeOf(r))
 	dir := false
 	switch r := r.(type) {
 	case *fuse.OpenRequest:
@@ -55,6 +51,23 @@ func opName(r fuse.Request) string {
 	return op
 }
 
+var opNames sync.Map // reflect.Type -> string
+
+// typeOpName is the operation name of a request type: "lookup" for
+// *fuse.LookupRequest.
+func typeOpName(t reflect.Type) string {
+	if op, ok := opNames.Load(t); ok {
+		return op.(string)
+	}
+	e := t
+	if e.Kind() == reflect.Pointer {
+		e = e.Elem()
+	}
+	op := strings.ToLower(strings.TrimSuffix(e.Name(), "Request"))
+	opNames.Store(t, op)
+	return op
+}
+
 // maxInFlight bounds the start table: a request that never got an answer
 // logged (none is known) must not make it grow for ever.
 const maxInFlight = 1 << 14
@@ -63,13 +76,48 @@ func newOpTimer(observe func(op string, d time.Duration, errno string)) *opTimer
 	return &opTimer{observe: observe, start: map[fuse.RequestID]started{}}
 }
 
+// msgShape is where, in one type of bazil's debug messages, the fields
+// debug reads are: -1 where the type has none. FieldByName is slow (it
+// walks the type by name on every call), and debug runs twice per request.
+type msgShape struct {
+	in, req, errno int // indexes of fields In, Request and Errno
+	id             int // index of field ID in Request's type
+}
+
+var shapes sync.Map // reflect.Type -> msgShape
+
+func shapeOf(t reflect.Type) msgShape {
+	if sh, ok := shapes.Load(t); ok {
+		return sh.(msgShape)
+	}
+	sh := msgShape{in: -1, req: -1, errno: -1, id: -1}
+	if f, ok := t.FieldByName("In"); ok && len(f.Index) == 1 && f.IsExported() {
+		sh.in = f.Index[0]
+	}
+	if f, ok := t.FieldByName("Request"); ok && len(f.Index) == 1 && f.Type.Kind() == reflect.Struct {
+		if id, ok := f.Type.FieldByName("ID"); ok && len(id.Index) == 1 && id.IsExported() {
+			sh.req, sh.id = f.Index[0], id.Index[0]
+		}
+	}
+	if f, ok := t.FieldByName("Errno"); ok && len(f.Index) == 1 && f.Type.Kind() == reflect.String {
+		sh.errno = f.Index[0]
+	}
+	shapes.Store(t, sh)
+	return sh
+}
+
 // debug is bazil's Config.Debug; it runs on every request and answer.
 func (t *opTimer) debug(msg any) {
 	v := reflect.ValueOf(msg)
 	if v.Kind() != reflect.Struct {
 		return
 	}
-	if in := v.FieldByName("In"); in.IsValid() && in.CanInterface() {
+	sh := shapeOf(v.Type())
+	if sh.in >= 0 {
+		in := v.Field(sh.in)
+		if !in.CanInterface() {
+			return
+		}
 		if r, ok := in.Interface().(fuse.Request); ok {
 			now := time.Now()
 			t.mu.Lock()
@@ -85,12 +133,11 @@ func (t *opTimer) debug(msg any) {
 		}
 		return
 	}
-	req, errno := v.FieldByName("Request"), v.FieldByName("Errno")
-	if req.Kind() != reflect.Struct || errno.Kind() != reflect.String {
+	if sh.req < 0 || sh.errno < 0 {
 		return
 	}
-	idv := req.FieldByName("ID")
-	if !idv.IsValid() || !idv.CanUint() {
+	idv := v.Field(sh.req).Field(sh.id)
+	if !idv.CanUint() {
 		return
 	}
 	id := fuse.RequestID(idv.Uint())
@@ -101,5 +148,5 @@ func (t *opTimer) debug(msg any) {
 	if !ok {
 		return
 	}
-	t.observe(s.op, time.Since(s.at), errno.String())
+	t.observe(s.op, time.Since(s.at), v.Field(sh.errno).String())
 }
