@@ -98,6 +98,9 @@ type handle struct {
 	raOff  int64         // file offset of ra[0]
 	next   int64         // offset a sequential reader asks for next
 	window int64         // current read-ahead size
+	seq    int           // reads in a row near the one before
+	far    int           // reads in a row far from the one before
+	st     *stream       // chunks fetched ahead of a sequential reader (prefetch.go)
 }
 
 func (h *handle) writable() bool { return h.flags&(os.O_WRONLY|os.O_RDWR) != 0 }
@@ -327,6 +330,25 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 	if h.clean != nil {
 		return readFull(h.clean, p, off)
 	}
+	// Near the last read counts as sequential: the kernel's async reads
+	// arrive slightly out of order.
+	if h.next-chunkSize <= off && off <= h.next+chunkSize {
+		h.seq++
+		h.far = 0
+	} else {
+		h.seq = 0
+		h.far++
+	}
+	if h.inStream(off) {
+		return s.readStream(ctx, h, p, off)
+	}
+	if h.seq >= 2 {
+		h.stopStream() // a sequential run elsewhere: start afresh there
+		return s.readStream(ctx, h, p, off)
+	}
+	if h.far >= 2 {
+		h.stopStream() // a random reader now: free the chunks
+	}
 	return s.readAhead(ctx, h, p, off)
 }
 
@@ -442,6 +464,9 @@ func (s *Store) Release(fh uint64) error {
 	if h.clean != nil {
 		h.clean.Release()
 	}
+	h.mu.Lock()
+	h.stopStream()
+	h.mu.Unlock()
 	if h.state != nil {
 		s.release(h.state)
 	}

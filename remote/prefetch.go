@@ -1,0 +1,187 @@
+package remote
+
+import (
+	"context"
+	"sync"
+
+	"github.com/peerfs/peerfs/peer"
+)
+
+// Sequential reads of a large file are served from a stream: chunks of
+// chunkSize bytes fetched ahead of the reader, chunksAhead of them in
+// flight at once, each with its own ranged GET on a connection of the
+// peer's pool. The reader then waits for the network only when it is
+// faster than the transfer, and the transfers use more than one
+// connection (and CPU). Random reads keep fetching exactly what they ask
+// (readAhead).
+const (
+	chunkSize   = 1 << 20
+	chunksAhead = 4
+)
+
+// chunkBufs recycles chunk buffers: a 2 GiB read would otherwise allocate
+// (and zero) 2048 of them.
+var chunkBufs = sync.Pool{New: func() any {
+	b := make([]byte, chunkSize)
+	return &b
+}}
+
+// chunk is one chunk of a stream. All fields but done, buf's contents, n
+// and err are guarded by the handle's mu; n and err are written before
+// done is closed and read after.
+type chunk struct {
+	idx     int64
+	done    chan struct{} // closed when the fetch ended
+	buf     *[]byte       // from chunkBufs; nil once given back
+	n       int           // bytes fetched: less than chunkSize only at end of file
+	err     error         // the fetch's error
+	fetched bool          // done is closed
+	refs    int           // readers copying out of buf
+	dropped bool          // no longer in the stream: buf goes back when unused
+}
+
+// stream is a handle's read-ahead for a sequential reader. Guarded by the
+// handle's mu.
+type stream struct {
+	ctx    context.Context // the fetches'; cancelled when the stream stops
+	cancel context.CancelFunc
+	chunks map[int64]*chunk
+	pos    int64 // chunk index of the last read's start
+}
+
+// putBack returns c's buffer to the pool once nothing uses it. Called with
+// the handle's mu held.
+func (c *chunk) putBack() {
+	if c.dropped && c.fetched && c.refs == 0 && c.buf != nil {
+		chunkBufs.Put(c.buf)
+		c.buf = nil
+	}
+}
+
+// dropChunk takes c out of h's stream. Called with h.mu held.
+func (h *handle) dropChunk(c *chunk) {
+	if h.st != nil && h.st.chunks[c.idx] == c {
+		delete(h.st.chunks, c.idx)
+	}
+	c.dropped = true
+	c.putBack()
+}
+
+// stopStream cancels h's stream and drops its chunks. Called with h.mu held.
+func (h *handle) stopStream() {
+	if h.st == nil {
+		return
+	}
+	h.st.cancel()
+	for _, c := range h.st.chunks {
+		h.dropChunk(c)
+	}
+	h.st = nil
+}
+
+// inStream reports whether a read at off continues h's stream: it falls
+// in the chunk before the last read's or in the ones the stream fetches
+// ahead. Called with h.mu held.
+func (h *handle) inStream(off int64) bool {
+	if h.st == nil {
+		return false
+	}
+	idx := off / chunkSize
+	return h.st.pos-1 <= idx && idx <= h.st.pos+chunksAhead+1
+}
+
+// fetchChunk starts fetching chunk idx of h's stream. Called with h.mu held.
+func (s *Store) fetchChunk(h *handle, idx int64) *chunk {
+	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte)}
+	h.st.chunks[idx] = c
+	ctx := h.st.ctx
+	buf := (*c.buf)[:chunkSize]
+	go func() {
+		var n int
+		err := s.poolDo(ctx, h.p, "GET", func(conn *peer.Conn) error {
+			var err error
+			n, err = conn.ReadAt(ctx, h.key.Path, buf, idx*chunkSize)
+			return err
+		})
+		s.countBytes(h.p, int64(n), 0)
+		h.mu.Lock()
+		c.n, c.err = n, err
+		c.fetched = true
+		close(c.done)
+		c.putBack()
+		h.mu.Unlock()
+	}()
+	return c
+}
+
+// readStream serves a sequential read from h's stream, starting one if
+// needed and keeping chunksAhead chunks in flight beyond it. Called with
+// h.mu held; it is released while waiting for a chunk.
+func (s *Store) readStream(ctx context.Context, h *handle, p []byte, off int64) (int, error) {
+	if h.st == nil {
+		sctx, cancel := context.WithCancel(context.Background())
+		h.st = &stream{ctx: sctx, cancel: cancel, chunks: map[int64]*chunk{}}
+	}
+	first := off / chunkSize
+	last := (off + int64(len(p)) - 1) / chunkSize
+	h.st.pos = max(h.st.pos, first)
+	for idx, c := range h.st.chunks {
+		// Behind the reader; one chunk is kept for reads that arrive
+		// late (the kernel's concurrent reads).
+		if idx < h.st.pos-1 {
+			h.dropChunk(c)
+		}
+	}
+	for idx := first; idx <= last+chunksAhead; idx++ {
+		if _, ok := h.st.chunks[idx]; ok {
+			continue
+		}
+		if idx > last && idx*chunkSize >= h.size {
+			break // past the end of the file as of open: nothing to prefetch
+		}
+		s.fetchChunk(h, idx)
+	}
+
+	n := 0
+	for idx := first; idx <= last && n < len(p); idx++ {
+		if h.st == nil {
+			// Another reader stopped the stream while we waited: the
+			// rest of this read goes the random way.
+			m, err := s.readAhead(ctx, h, p[n:], off+int64(n))
+			return n + m, err
+		}
+		c, ok := h.st.chunks[idx]
+		if !ok {
+			c = s.fetchChunk(h, idx)
+		}
+		c.refs++
+		h.mu.Unlock()
+		select {
+		case <-c.done:
+		case <-ctx.Done():
+		}
+		h.mu.Lock()
+		c.refs--
+		if !c.fetched {
+			c.putBack()
+			return n, ctx.Err()
+		}
+		if c.err != nil {
+			err := c.err
+			h.dropChunk(c) // the next read tries again
+			return n, netErr(h.p, err)
+		}
+		at := int(off + int64(n) - idx*chunkSize)
+		m := 0
+		if at < c.n {
+			m = copy(p[n:], (*c.buf)[at:c.n])
+		}
+		c.putBack()
+		n += m
+		if c.n < chunkSize {
+			break // end of file
+		}
+	}
+	h.next = max(h.next, off+int64(n))
+	return n, nil
+}

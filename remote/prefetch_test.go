@@ -1,0 +1,141 @@
+package remote
+
+import (
+	"bytes"
+	"math/rand"
+	"os"
+	"sync"
+	"testing"
+)
+
+// A sequential reader is served from chunks fetched ahead of it, also
+// when its reads arrive out of order and concurrently (the kernel's async
+// reads do) and cross chunk boundaries; the peer sends each byte about
+// once; a random read in between is right; closing the file mid-stream
+// leaves no fetch running.
+func TestStreamRead(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	ctx := testCtx(t)
+	const size = 9*chunkSize + 12345 // not a whole number of chunks
+	data := make([]byte, size)
+	rand.New(rand.NewSource(1)).Read(data)
+	bob.writeFile(t, "big", data, 0o644)
+
+	fh := s.open(t, "bob", "big", os.O_RDONLY, 0)
+	vc.take()
+	before := bob.sent.Load()
+	// Reads of an odd size, 4 at a time, each group's reads issued in
+	// reverse order and concurrently.
+	const rsize = 100000
+	for base := int64(0); base < size; base += 4 * rsize {
+		var wg sync.WaitGroup
+		for i := 3; i >= 0; i-- {
+			off := base + int64(i)*rsize
+			if off >= size {
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				buf := make([]byte, rsize)
+				n, err := s.ReadAt(ctx, fh, buf, off)
+				want := data[off:min(off+rsize, size)]
+				if err != nil || !bytes.Equal(buf[:n], want) {
+					t.Errorf("ReadAt(%d) = %d, %v; want %d right bytes", off, n, err, len(want))
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+	}
+	if sent := bob.sent.Load() - before; sent < size || sent > size+size/5 {
+		t.Errorf("reading %d bytes sequentially made the peer send %d", size, sent)
+	}
+	if got := vc.take(); got["GET"] > 2*size/chunkSize+4 {
+		t.Errorf("sequential read used %d GETs; want about one per %d bytes", got["GET"], chunkSize)
+	}
+
+	// A random read, then a sequential run that stops half-way.
+	buf := make([]byte, 4096)
+	if n, err := s.ReadAt(ctx, fh, buf, 777); err != nil || !bytes.Equal(buf[:n], data[777:777+4096]) {
+		t.Fatalf("random ReadAt = %d, %v", n, err)
+	}
+	big := make([]byte, 128<<10)
+	for off := int64(0); off < 3*chunkSize; off += int64(len(big)) {
+		if n, err := s.ReadAt(ctx, fh, big, off); err != nil || !bytes.Equal(big[:n], data[off:off+int64(n)]) || n != len(big) {
+			t.Fatalf("ReadAt(%d) = %d, %v", off, n, err)
+		}
+	}
+	s.release(t, fh)
+	eventually(t, "the prefetches to end after close", func() bool {
+		return !goroutineIn("remote.(*Store).fetchChunk.func1")
+	})
+	s.noLeftovers(t)
+}
+
+// A file that shrinks under a streaming reader gives short reads, then
+// end of file, not an error or stale bytes past the new end.
+func TestStreamReadShrinks(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	data := make([]byte, 8*chunkSize)
+	rand.New(rand.NewSource(2)).Read(data)
+	bob.writeFile(t, "f", data, 0o644)
+	fh := s.open(t, "bob", "f", os.O_RDONLY, 0)
+	defer s.release(t, fh)
+	buf := make([]byte, 128<<10)
+	for off := int64(0); off < 2*int64(len(buf)); off += int64(len(buf)) {
+		if _, err := s.ReadAt(ctx, fh, buf, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Shrink it to 1.5 chunks: what was prefetched before may be served,
+	// but reads past chunks fetched after the change see the end.
+	if err := os.Truncate(bob.path("f"), chunkSize+chunkSize/2); err != nil {
+		t.Fatal(err)
+	}
+	off := int64(7 * chunkSize)
+	for ; ; off += int64(len(buf)) {
+		n, err := s.ReadAt(ctx, fh, buf, off)
+		if err != nil {
+			t.Fatalf("ReadAt(%d) after the shrink: %v", off, err)
+		}
+		if n == 0 {
+			break
+		}
+		if off > 20*chunkSize {
+			t.Fatal("no end of file after the shrink")
+		}
+	}
+}
+
+// A reader that reads a file sequentially twice (seeking back to the
+// start) gets the right bytes both times.
+func TestStreamReadTwice(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	data := make([]byte, 6*chunkSize+1)
+	rand.New(rand.NewSource(3)).Read(data)
+	bob.writeFile(t, "f", data, 0o644)
+	fh := s.open(t, "bob", "f", os.O_RDONLY, 0)
+	defer s.release(t, fh)
+	buf := make([]byte, 128<<10)
+	for pass := range 2 {
+		var got []byte
+		for off := int64(0); ; off += int64(len(buf)) {
+			n, err := s.ReadAt(ctx, fh, buf, off)
+			if err != nil {
+				t.Fatalf("pass %d: ReadAt(%d): %v", pass, off, err)
+			}
+			if n == 0 {
+				break
+			}
+			got = append(got, buf[:n]...)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("pass %d: read %d bytes, not the file's %d", pass, len(got), len(data))
+		}
+	}
+}
