@@ -3,7 +3,8 @@ package cache
 // Lock order: Cache.renameMu, then entry.mu (only Rename holds two entry
 // locks, and renameMu makes it the only one doing so), then Cache.mu.
 // entry.mu is held across the entry's file I/O; Cache.mu never is, except
-// for opening and creating data files.
+// for opening and creating data files. Create locks a new entry's mu under
+// Cache.mu, before anyone else can see the entry.
 
 import (
 	"container/list"
@@ -76,8 +77,8 @@ type Stats struct {
 	DirtyBytes int64  // their total size
 	Pinned     int    // entries pinned by at least one Handle
 	OverLimit  bool   // Bytes > MaxBytes because dirty or pinned data cannot be evicted
-	Hits       uint64 // Acquire calls that found a valid copy
-	Misses     uint64 // Acquire calls that did not
+	Hits       uint64 // Acquire and Create calls that found an entry (for Acquire, a valid one)
+	Misses     uint64 // Acquire and Create calls that did not
 	Evictions  uint64 // entries evicted to stay within MaxBytes
 }
 
@@ -117,7 +118,11 @@ type entry struct {
 	// then deleted under mu, so a metadata write in progress finishes first.
 	mu sync.Mutex
 
-	// Guarded by c.mu:
+	// metaLen is the length of the metadata file, 0 if unknown. Guarded
+	// by mu.
+	metaLen int
+
+	// Guarded by c.mu; persisted and durable change only with mu held too:
 	key        Key
 	size       int64
 	mtime      int64
@@ -218,6 +223,7 @@ func Open(opts Options) (*Cache, error) {
 			dirty:     l.rec.Dirty,
 			persisted: true,
 			durable:   l.rec.Boot == "",
+			metaLen:   l.metaLen,
 		}
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
@@ -376,7 +382,7 @@ func (c *Cache) evictLocked() []*entry {
 // unpinned. Caller holds c.mu.
 func (c *Cache) pinLocked(e *entry) (*Handle, error) {
 	if e.refs == 0 {
-		f, err := os.OpenFile(c.dataPath(e.id), os.O_RDWR, 0)
+		f, err := openData(c.dataPath(e.id), false)
 		if err != nil {
 			return nil, fmt.Errorf("cache: open %v: %w", e.key, err)
 		}

@@ -23,14 +23,19 @@
 //
 //	lock             flock(2)ed while a Cache has the directory open
 //	entries/ID.data  an entry's content; ID is random, never derived from the key
-//	entries/ID.meta  its metadata as JSON (peer, path, size, mtime, dirty, mode)
+//	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, mtime,
+//	                 dirty, mode), possibly padded with white space
 //	tmp/             temporary files, emptied by Open
 //
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
-// file is written atomically (temp file, rename) whenever the entry turns
-// dirty, turns clean, is renamed, is filled or changes mode, and the dirty
-// flag is written before the first byte of a write reaches the data file.
+// file is written whenever the entry turns dirty, turns clean, is renamed,
+// is filled or changes mode (and only then: setting the same mode, or
+// writing to an entry already dirty, writes nothing), and the dirty flag is
+// written before the first byte of a write reaches the data file. Create
+// writes a new or truncated file's record once, already dirty and with its
+// mode, where Acquire, Truncate and SetMode would write it up to three
+// times.
 //
 // # Durability
 //
@@ -42,8 +47,33 @@
 // calls when an upload fails, that is, exactly when a closed file exists
 // nowhere else) fsyncs the data and writes an unstamped record with fsync
 // and a directory fsync: such an entry survives a power loss. Leaving the
-// durable state again (a later write) rewrites the record with fsync first,
-// so a reboot can never pair new bytes with the old durable record.
+// durable state again (a later write, or MarkClean) replaces the record
+// with fsync first, so a reboot can never pair new bytes with the old
+// durable record.
+//
+// How a record is written follows from what a crash could pair with it:
+//
+//   - A stamped record replacing a stamped one is overwritten in place,
+//     with one pwrite(2) at offset 0 of at most one page, padded with
+//     spaces to the old length so that no byte of the old record lingers:
+//     no temporary file, no rename, no fsync. A process crash cannot tear
+//     it, because the kernel copies a write of one page into the page
+//     cache whole or not at all (it checks for a fatal signal only
+//     between pages). A reboot discards the file whatever it holds, even
+//     a mixture of two versions torn by the power loss, because every
+//     version carries the stamp, first in the file. Longer records (very
+//     long paths) are replaced with a rename instead.
+//   - A durable record is never overwritten in place. Persist writes it to
+//     a temporary file, fsyncs it, renames it over the old record and
+//     fsyncs the directory; leaving the durable state replaces it the same
+//     way (stamped, fsyncs included) before the data changes. After a
+//     power loss the disk holds either the durable record with the data it
+//     describes, or a stamped record, which Open discards.
+//   - A new entry's record is created in place. Until it is complete the
+//     entry has no record, so nothing in its data file was promised to
+//     survive; Open discards a data file whose record is missing, empty or
+//     torn.
+//
 // Recency (LRU order) lives in memory only; after a restart, older
 // metadata files count as less recently used.
 //

@@ -36,7 +36,7 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	e := h.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := h.c.markDirty(e); err != nil {
+	if err := h.c.markDirty(e, 0); err != nil {
 		return 0, err
 	}
 	n, err := h.f.WriteAt(p, off)
@@ -60,67 +60,77 @@ func (h *Handle) Truncate(size int64) error {
 	e := h.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := h.c.markDirty(e); err != nil {
+	return h.c.truncateLocked(e, h.f, size, 0)
+}
+
+// truncateLocked marks e dirty (recording mode with it unless mode is 0)
+// and sets its size through f, e's data file. Caller holds e.mu.
+func (c *Cache) truncateLocked(e *entry, f *os.File, size int64, mode uint32) error {
+	if err := c.markDirty(e, mode); err != nil {
 		return err
 	}
-	err := h.f.Truncate(size)
-	h.c.mu.Lock()
+	c.mu.Lock()
+	same := e.size == size
+	c.mu.Unlock()
+	var err error
+	if !same {
+		// Writes need e.mu, so the file still has e.size bytes; a
+		// truncation to that size would change nothing but its mtime.
+		err = f.Truncate(size)
+	}
+	c.mu.Lock()
 	if err == nil {
-		h.c.setSizeLocked(e, size)
+		c.setSizeLocked(e, size)
 	}
 	e.gen++
-	h.c.mu.Unlock()
+	c.mu.Unlock()
 	return err
 }
 
-// markDirty marks e dirty, persisting the flag first if it was clean.
-// Caller holds e.mu, which keeps other metadata writes out.
-func (c *Cache) markDirty(e *entry) error {
+// markDirty marks e dirty and, unless mode is 0, records mode with it; if
+// that changes the record, it is written before markDirty returns, so
+// before the caller's write reaches the data file. Caller holds e.mu,
+// which keeps other metadata writes out.
+func (c *Cache) markDirty(e *entry, mode uint32) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	if (e.dirty && !e.durable) || e.removed {
+	if e.removed {
+		// Nothing of a detached entry is persisted any more.
+		if mode != 0 {
+			e.mode = mode
+		}
 		c.mu.Unlock()
 		return nil
 	}
-	wasPersisted, wasDirty, wasDurable := e.persisted, e.dirty, e.durable
+	if e.dirty && !e.durable && (mode == 0 || mode == e.mode) {
+		c.mu.Unlock()
+		return nil
+	}
+	was := e.diskState()
+	wasPersisted, wasDirty, wasDurable, wasMode := e.persisted, e.dirty, e.durable, e.mode
 	c.setDirtyLocked(e, true)
+	if mode != 0 {
+		e.mode = mode
+	}
 	e.persisted = true
 	e.durable = false
 	rec, key := e.record(), e.key
 	c.mu.Unlock()
-	// The record says "dirty, not durable" (boot-stamped). Written without
-	// fsync: a process crash keeps it in the page cache, and after a
-	// reboot the entry is dropped — only Persist promises more. Leaving a
-	// durable state is the exception: that flip must reach the disk
-	// before the data changes, or a reboot could pair new bytes with the
-	// old durable record.
-	if err := c.writeMetaFlip(e.id, rec, wasDurable); err != nil {
+	// The record says "dirty, not durable" (boot-stamped). A process
+	// crash keeps it in the page cache, and after a reboot the entry is
+	// dropped — only Persist promises more. Leaving a durable record is
+	// the exception, which writeRecord fsyncs before the data changes.
+	if err := c.writeRecord(e, rec, false, was); err != nil {
 		c.mu.Lock()
 		c.setDirtyLocked(e, wasDirty)
-		e.persisted, e.durable = wasPersisted, wasDurable
+		e.persisted, e.durable, e.mode = wasPersisted, wasDurable, wasMode
 		c.mu.Unlock()
 		return fmt.Errorf("cache: mark %v dirty: %w", key, err)
 	}
 	return nil
-}
-
-// writeMetaFlip writes a non-durable record; with sync set it still
-// fsyncs it (used when leaving a durable state).
-func (c *Cache) writeMetaFlip(id string, rec record, sync bool) error {
-	if !sync {
-		return c.writeMeta(id, rec, false)
-	}
-	rec.Boot = c.boot
-	if err := c.writeMeta(id, rec, false); err != nil {
-		return err
-	}
-	if err := syncFile(c.metaPath(id)); err != nil {
-		return err
-	}
-	return syncDir(c.entriesDir)
 }
 
 // Persist makes the entry durable: its data is fsynced and its record
@@ -139,12 +149,12 @@ func (h *Handle) Persist() error {
 		c.mu.Unlock()
 		return nil
 	}
-	rec, key := e.record(), e.key
+	rec, key, was := e.record(), e.key, e.diskState()
 	c.mu.Unlock()
 	if err := h.f.Sync(); err != nil {
 		return fmt.Errorf("cache: persist %v: %w", key, err)
 	}
-	if err := c.writeMeta(e.id, rec, true); err != nil {
+	if err := c.writeRecord(e, rec, true, was); err != nil {
 		return fmt.Errorf("cache: persist %v: %w", key, err)
 	}
 	c.mu.Lock()
@@ -192,23 +202,28 @@ func (h *Handle) Sync() error {
 
 // SetMode records the file's mode with the entry, persisting it if the
 // entry is persisted (dirty or filled), so that an upload after a restart
-// can restore it.
+// can restore it. Setting the mode already recorded writes nothing.
 func (h *Handle) SetMode(mode uint32) error {
 	if h.released.Load() {
 		return ErrClosed
 	}
-	e := h.e
+	e, c := h.e, h.c
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	h.c.mu.Lock()
+	c.mu.Lock()
+	old := e.mode
 	e.mode = mode
-	persist := e.persisted && !e.removed
-	rec, key, durable := e.record(), e.key, e.durable
-	h.c.mu.Unlock()
-	if persist {
-		if err := h.c.writeMeta(e.id, rec, durable); err != nil {
-			return fmt.Errorf("cache: set mode of %v: %w", key, err)
-		}
+	persist := e.persisted && !e.removed && mode != old
+	rec, key, durable, was := e.record(), e.key, e.durable, e.diskState()
+	c.mu.Unlock()
+	if !persist {
+		return nil
+	}
+	if err := c.writeRecord(e, rec, durable, was); err != nil {
+		c.mu.Lock()
+		e.mode = old
+		c.mu.Unlock()
+		return fmt.Errorf("cache: set mode of %v: %w", key, err)
 	}
 	return nil
 }

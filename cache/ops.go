@@ -54,7 +54,7 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 		return nil, false, nil
 	}
 	e := &entry{id: newID(), key: key}
-	f, err := os.OpenFile(c.dataPath(e.id), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	f, err := openData(c.dataPath(e.id), true)
 	if err != nil {
 		c.mu.Unlock()
 		c.discard(stale)
@@ -69,9 +69,76 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 	return h, false, nil
 }
 
+// Create returns a Handle pinning key's local copy, emptied and marked
+// dirty, as open(2) with O_CREAT or O_TRUNC leaves a file that is about to
+// be written: it does what Acquire(key, -1, 0, true), Truncate(0) and,
+// unless mode is 0, SetMode(mode) do in turn, but writes the entry's
+// record once instead of up to three times. An existing entry, clean or
+// dirty, is truncated in place, so Handles that pin it see the
+// truncation; otherwise a new entry is created, with its record saying
+// dirty (and mode) before Create returns. The caller must Release the
+// Handle.
+func (c *Cache) Create(key Key, mode uint32) (*Handle, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if e := c.entries[key]; e != nil {
+		h, err := c.pinLocked(e)
+		if err == nil {
+			c.hits++
+		}
+		c.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		e.mu.Lock()
+		err = c.truncateLocked(e, h.f, 0, mode)
+		e.mu.Unlock()
+		if err != nil {
+			h.Release()
+			return nil, err
+		}
+		return h, nil
+	}
+	c.misses++
+	e := &entry{id: newID(), key: key, mode: mode, dirty: true, dirtySince: time.Now(), persisted: true}
+	f, err := openData(c.dataPath(e.id), true)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("cache: create %v: %w", key, err)
+	}
+	rec := e.record()
+	// Nobody can know e, so taking e.mu under c.mu cannot deadlock. It
+	// keeps writes through other Handles out until the record is written.
+	e.mu.Lock()
+	c.insertLocked(e)
+	e.file = f
+	e.refs = 1
+	h := &Handle{c: c, e: e, f: f}
+	c.mu.Unlock()
+	err = c.writeRecord(e, rec, false, noRecord)
+	if err != nil {
+		// Like a failed Fill, leave nothing behind; Handles that found
+		// e meanwhile keep a detached copy.
+		c.mu.Lock()
+		c.detachLocked(e)
+		c.mu.Unlock()
+		c.removeFiles(e.id)
+	}
+	e.mu.Unlock()
+	if err != nil {
+		h.Release()
+		return nil, fmt.Errorf("cache: create %v: %w", key, err)
+	}
+	return h, nil
+}
+
 // Fill stores a downloaded clean copy of key: it reads exactly size bytes
 // from r (never more, so r may be a shared stream) into a temporary file,
-// fsyncs it, renames it into the cache and records it with mtime. It
+// renames it into the cache and records it with mtime (boot-stamped, so
+// nothing is fsynced: see Durability in the package documentation). It
 // returns a Handle pinning the new entry, which the caller must Release.
 // If r yields fewer than size bytes, Fill fails and leaves nothing behind.
 //
@@ -107,15 +174,16 @@ func (c *Cache) Fill(key Key, r io.Reader, size, mtime int64) (*Handle, error) {
 		return fail(err)
 	}
 	// No fsync: the metadata carries the boot ID, and after a reboot the
-	// entry is discarded rather than trusted (see writeMeta).
+	// entry is discarded rather than trusted (see writeRecord).
 	if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
 		return fail(err)
 	}
-	e := &entry{id: id, key: key, size: size, mtime: mtime, persisted: true}
-	// Nobody else knows e yet, so no lock is needed to read it.
-	if err := c.writeMeta(id, e.record(), false); err != nil {
+	e := &entry{id: id, key: key, size: size, mtime: mtime}
+	// Nobody else knows e yet, so no lock is needed to use it.
+	if err := c.writeRecord(e, e.record(), false, noRecord); err != nil {
 		return fail(err)
 	}
+	e.persisted = true
 
 	c.mu.Lock()
 	if c.closed {
@@ -216,14 +284,17 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 		c.mu.Unlock()
 		return false, fmt.Errorf("cache: mark clean %v: peer has %d bytes, local copy %d", key, size, local)
 	}
-	rec := e.record()
+	rec, was := e.record(), e.diskState()
 	rec.Dirty, rec.DirtySince, rec.Mtime = false, 0, mtime
 	c.mu.Unlock()
 
 	// Writes need e.mu, so the content cannot change from here on. The
-	// peer has the content durably; the local copy needs no fsync.
-	if err := c.writeMeta(e.id, rec, false); err != nil {
-		return false, err
+	// peer has the content durably; the local copy needs no fsync. But a
+	// durable record must not survive a power loss that a later write's
+	// bytes survive, and that write would find the entry clean and not
+	// durable: writeRecord fsyncs the replacement of a durable record.
+	if err := c.writeRecord(e, rec, false, was); err != nil {
+		return false, fmt.Errorf("cache: mark clean %v: %w", key, err)
 	}
 	c.mu.Lock()
 	e.persisted = true
@@ -322,14 +393,14 @@ func (c *Cache) move(e *entry, from, to Key) error {
 	delete(c.entries, from)
 	e.key = to
 	c.entries[to] = e
-	rec, persist, durable := e.record(), e.persisted, e.durable
+	rec, persist, durable, was := e.record(), e.persisted, e.durable, e.diskState()
 	c.mu.Unlock()
 	// Delete the replaced entry before recording the new key, so that the
 	// disk never holds two entries for one key. Holding two entry locks
 	// is safe under renameMu.
 	c.discard(target)
 	if persist {
-		if err := c.writeMeta(e.id, rec, durable); err != nil {
+		if err := c.writeRecord(e, rec, durable, was); err != nil {
 			return fmt.Errorf("cache: rename %v to %v: %w", from, to, err)
 		}
 	}

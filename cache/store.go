@@ -1,16 +1,19 @@
 package cache
 
 import (
+	"bytes"
 	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 )
@@ -25,8 +28,16 @@ const (
 
 // record is the JSON form of an entry's metadata file. Peer and Path are
 // escaped with escapeName because encoding/json would replace invalid UTF-8
-// (which file names may contain) with U+FFFD.
+// (which file names may contain) with U+FFFD. A metadata file may carry
+// trailing white space after the record (see writeInPlace); JSON allows it.
 type record struct {
+	// Boot is the kernel boot ID when this metadata (and the data it
+	// describes) was written without fsync; empty when both are durable.
+	// After a reboot such an entry cannot be trusted and is discarded;
+	// after a mere process crash the page cache still holds it. It comes
+	// first so that it lies in the first sector of the file: a stamped
+	// record torn by a power loss keeps its stamp (see writeRecord).
+	Boot       string `json:"boot,omitempty"`
 	V          int    `json:"v"`
 	Peer       string `json:"peer"`
 	Path       string `json:"path"`
@@ -35,11 +46,6 @@ type record struct {
 	Dirty      bool   `json:"dirty"`
 	DirtySince int64  `json:"dirtySince,omitempty"` // unix ns
 	Mode       uint32 `json:"mode"`
-	// Boot is the kernel boot ID when this metadata (and the data it
-	// describes) was written without fsync; empty when both are durable.
-	// After a reboot such an entry cannot be trusted and is discarded;
-	// after a mere process crash the page cache still holds it.
-	Boot string `json:"boot,omitempty"`
 }
 
 const hexDigits = "0123456789ABCDEF"
@@ -110,12 +116,61 @@ func newID() string {
 func (c *Cache) dataPath(id string) string { return filepath.Join(c.entriesDir, id+dataSuffix) }
 func (c *Cache) metaPath(id string) string { return filepath.Join(c.entriesDir, id+metaSuffix) }
 
-// writeMeta atomically replaces the metadata file of entry id with rec.
-// With durable set it makes the change durable, including the directory
-// entries of the data file and the metadata file, and records the entry as
-// durable; otherwise it skips every fsync and stamps the record with the
-// boot ID, so that only a reboot can make it untrustworthy.
-func (c *Cache) writeMeta(id string, rec record, durable bool) error {
+// onDisk is what an entry's metadata file holds, as far as a power loss
+// is concerned.
+type onDisk int
+
+const (
+	noRecord      onDisk = iota // no metadata file (or only a torn attempt at one)
+	stampedRecord               // a boot-stamped record, which a reboot discards
+	durableRecord               // an unstamped record, fsynced, that a reboot trusts
+)
+
+// diskState returns what e's metadata file holds. Caller holds e.mu or
+// c.mu (persisted and durable change only with both held).
+func (e *entry) diskState() onDisk {
+	switch {
+	case !e.persisted:
+		return noRecord
+	case e.durable:
+		return durableRecord
+	}
+	return stampedRecord
+}
+
+// maxInPlace bounds a record rewritten in place: a write(2) of at most one
+// page at offset 0 of a regular file is copied into the page cache whole
+// or not at all, even when the process is killed during it (the kernel
+// checks for a fatal signal only between pages) or the write fails.
+const maxInPlace = 4096
+
+// writeRecord writes e's metadata file with rec, which the caller took
+// from e under c.mu, and reports the file's new length in e.metaLen.
+// was is the file's state before (e.diskState()). Caller holds e.mu, so
+// no other metadata write of e runs at the same time.
+//
+// How it writes depends on what a crash could otherwise pair with the
+// entry's data:
+//
+//   - durable: the record is unstamped and written to a temporary file,
+//     fsynced, renamed over the old one, and the directory fsynced.
+//   - leaving a durable record: the same, but stamped. The fsyncs come
+//     before the caller touches the data, so after a power loss the disk
+//     holds either the old durable record with the old data, or the
+//     stamped record, which is discarded.
+//   - replacing a stamped record: rewritten in place (see writeInPlace),
+//     with no new file and no rename. A process crash cannot tear a write
+//     of one page; a reboot discards the file whatever it holds, torn or
+//     not, because every version of it is stamped and the stamp comes
+//     first; and no durable record was ever in this file (leaving durable
+//     replaced that file with a fsynced rename).
+//   - no record yet: the file is created in place. A crash before it is
+//     complete leaves an empty or torn file that Open discards with the
+//     entry, which then had no record and so nothing written to keep.
+//
+// Without durable, the record is stamped with the boot ID and, except
+// when leaving a durable record, nothing is fsynced.
+func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) error {
 	rec.V = metaVersion
 	rec.Boot = ""
 	if !durable {
@@ -125,13 +180,83 @@ func (c *Cache) writeMeta(id string, rec record, durable bool) error {
 	if err != nil {
 		return fmt.Errorf("cache: encode metadata: %w", err)
 	}
-	f, err := os.CreateTemp(c.tmpDir, id+".meta-*")
+	b = append(b, '\n')
+	switch {
+	case durable || was == durableRecord:
+		err = c.replaceRecord(e.id, b, true)
+	case was == noRecord:
+		err = c.createRecord(e.id, b)
+	case e.metaLen > 0 && max(len(b), e.metaLen) <= maxInPlace:
+		if err = c.writeInPlace(e.id, b, e.metaLen); err == nil {
+			e.metaLen = max(len(b), e.metaLen)
+			return nil
+		}
+		// A failed write of one page changed nothing; but whatever the
+		// file holds now, a rename replaces it whole.
+		c.log.Warn().Err(err).Str("id", e.id).Msg("rewrite metadata in place; replacing it")
+		err = c.replaceRecord(e.id, b, false)
+	default:
+		err = c.replaceRecord(e.id, b, false)
+	}
 	if err != nil {
 		return fmt.Errorf("cache: write metadata: %w", err)
 	}
+	e.metaLen = len(b)
+	return nil
+}
+
+// writeInPlace overwrites the metadata file of entry id, which is old
+// bytes long, with b in a single pwrite(2) at offset 0. If b is shorter it
+// is padded with spaces to the old length, so that no byte of the old
+// record is left behind it and no ftruncate(2) is needed: the file holds
+// the old record or the new one, never a mixture.
+func (c *Cache) writeInPlace(id string, b []byte, old int) error {
+	if len(b) < old {
+		nl := len(b) - 1
+		b = append(b[:nl], bytes.Repeat([]byte{' '}, old-len(b))...)
+		b = append(b, '\n')
+	}
+	fd, err := openRaw(c.metaPath(id), syscall.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = pwriteAll(fd, b)
+	if cerr := syscall.Close(fd); err == nil && cerr != nil {
+		err = &os.PathError{Op: "close", Path: c.metaPath(id), Err: cerr}
+	}
+	return err
+}
+
+// createRecord creates the metadata file of entry id, which has none, and
+// writes b to it. On failure it removes what it created.
+func (c *Cache) createRecord(id string, b []byte) error {
+	name := c.metaPath(id)
+	fd, err := openRaw(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = pwriteAll(fd, b)
+	if cerr := syscall.Close(fd); err == nil && cerr != nil {
+		err = &os.PathError{Op: "close", Path: name, Err: cerr}
+	}
+	if err != nil {
+		_ = os.Remove(name)
+	}
+	return err
+}
+
+// replaceRecord atomically replaces the metadata file of entry id with b:
+// temporary file, rename. With sync set the temporary file is fsynced
+// before the rename and the directory after it, so that the new record is
+// what the disk holds even after a power loss.
+func (c *Cache) replaceRecord(id string, b []byte, sync bool) error {
+	f, err := os.CreateTemp(c.tmpDir, id+".meta-*")
+	if err != nil {
+		return err
+	}
 	tmp := f.Name()
 	_, err = f.Write(b)
-	if err == nil && rec.Boot == "" {
+	if err == nil && sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -142,15 +267,58 @@ func (c *Cache) writeMeta(id string, rec record, durable bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return fmt.Errorf("cache: write metadata: %w", err)
+		return err
 	}
-	if rec.Boot != "" {
-		return nil
-	}
-	if err := syncDir(c.entriesDir); err != nil {
-		return fmt.Errorf("cache: write metadata: %w", err)
+	if sync {
+		return syncDir(c.entriesDir)
 	}
 	return nil
+}
+
+// openRaw is open(2) without the os package's wrapping, which costs four
+// fcntl(2)s and a failing epoll_ctl(2) per regular file. It retries on
+// EINTR, as package os does (the Go runtime's preemption signals can
+// interrupt an open on some file systems).
+func openRaw(name string, flags int, perm uint32) (int, error) {
+	for {
+		fd, err := syscall.Open(name, flags|syscall.O_CLOEXEC, perm)
+		if err == nil {
+			return fd, nil
+		}
+		if err != syscall.EINTR {
+			return -1, &os.PathError{Op: "open", Path: name, Err: err}
+		}
+	}
+}
+
+// openData opens (or with create, creates) a data file for reading and
+// writing, without the cost of os.OpenFile (see openRaw).
+func openData(name string, create bool) (*os.File, error) {
+	flags := syscall.O_RDWR
+	if create {
+		flags |= syscall.O_CREAT | syscall.O_EXCL
+	}
+	fd, err := openRaw(name, flags, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
+
+// pwriteAll writes b at offset 0 of fd, retrying on EINTR.
+func pwriteAll(fd int, b []byte) error {
+	for {
+		n, err := syscall.Pwrite(fd, b, 0)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err != nil:
+			return &os.PathError{Op: "pwrite", Path: "metadata", Err: err}
+		case n != len(b):
+			return fmt.Errorf("pwrite metadata: wrote %d of %d bytes: %w", n, len(b), io.ErrShortWrite)
+		}
+		return nil
+	}
 }
 
 // bootID returns the kernel's boot ID, or "" (which makes every metadata
@@ -176,20 +344,6 @@ func syncDir(dir string) error {
 	return err
 }
 
-// syncFile fsyncs a file by name; fsync through any descriptor flushes the
-// file's data.
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // removeFiles deletes an entry's files, metadata first: a crash in between
 // leaves only a data file without metadata, which Open discards.
 func (c *Cache) removeFiles(id string) {
@@ -207,6 +361,7 @@ type loaded struct {
 	key     Key
 	size    int64
 	written time.Time // metadata file's mtime: recency after a restart
+	metaLen int       // metadata file's length
 }
 
 // load scans the entries directory and returns the valid entries, least
@@ -283,6 +438,7 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 		return l, "stat metadata: " + err.Error()
 	}
 	l.written = mst.ModTime()
+	l.metaLen = len(b)
 	if err := json.Unmarshal(b, &l.rec); err != nil {
 		return l, "parse metadata: " + err.Error()
 	}
