@@ -43,8 +43,17 @@ type TrackerOptions struct {
 	// is cancelled if the lease expires or the tracker is lost. Nil: FIN at
 	// once.
 	OnTurn func(ctx context.Context) error
-	// OnEnd is called on SYNC END, when the whole round is over.
-	OnEnd func(round uint64)
+	// OnEnd is called on SYNC END, when the whole round is over; the
+	// message says which peers may have stored something (see
+	// peerproto.SyncEnd.OthersWrote).
+	OnEnd func(end peerproto.SyncEnd)
+	// Wrote, if set, reports whether this peer may have stored anything
+	// on other peers since the last call, and forgets it: it is called as
+	// each turn ends, and its answer goes with SYNC FIN ("SYNC FIN wrote"
+	// or "SYNC FIN clean"), which lets the other peers keep their caches
+	// after a round in which nobody wrote. A peer that cannot tell leaves
+	// it nil and sends the seed's plain SYNC FIN.
+	Wrote func() bool
 	// OnState is called when the registration is won or lost.
 	OnState func(registered bool)
 }
@@ -411,7 +420,7 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 		t.mu.Unlock()
 		t.log.Debug().Uint64("round", ev.Round).Msg("SYNC END")
 		if t.opts.OnEnd != nil {
-			t.opts.OnEnd(ev.Round)
+			t.opts.OnEnd(ev)
 		}
 	case peerproto.Refusal:
 		t.log.Warn().Err(ev.Err).Msg("tracker refused")
@@ -452,7 +461,11 @@ func (t *TrackerClient) runTurn(ctx context.Context, cancel context.CancelFunc, 
 	t.holding = false
 	t.bumpLocked()
 	t.cancelTurn = nil
-	t.sendLocked(peerproto.SyncFin{})
+	fin := peerproto.SyncFin{}
+	if t.opts.Wrote != nil {
+		fin.Known, fin.Wrote = true, t.opts.Wrote()
+	}
+	t.sendLocked(fin)
 	t.log.Debug().Uint64("turn", turn).Err(err).Msg("SYNC FIN")
 	t.finishWaiters(turn, err)
 	t.requestForWaitersLocked()

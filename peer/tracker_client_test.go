@@ -127,7 +127,7 @@ func TestTrackerClientSyncRound(t *testing.T) {
 			},
 			OnRead: func() { record(name, "read") },
 			OnTurn: func(ctx context.Context) error { record(name, "turn"); return nil },
-			OnEnd:  func(uint64) { record(name, "end") },
+			OnEnd:  func(peerproto.SyncEnd) { record(name, "end") },
 		})
 	}
 	a, b := newClient("a", 1001), newClient("b", 1002)

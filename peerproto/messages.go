@@ -45,8 +45,14 @@ type Register struct {
 // Sync asks the tracker for the write token: "SYNC".
 type Sync struct{}
 
-// SyncFin returns the write token: "SYNC FIN".
-type SyncFin struct{}
+// SyncFin returns the write token: the seed's "SYNC FIN", or, from a
+// peer that reports whether it stored anything on any other peer since
+// its previous SYNC FIN (or its registration), "SYNC FIN wrote" or
+// "SYNC FIN clean". The reports let readers keep their caches (SyncEnd).
+type SyncFin struct {
+	Known bool // the peer reports; otherwise it may have written
+	Wrote bool // meaningful only when Known
+}
 
 // ---- tracker -> peer ----
 
@@ -71,9 +77,30 @@ type SyncOK struct{}
 // "SYNC READ".
 type SyncRead struct{}
 
-// SyncEnd tells every peer that the round is over: "SYNC END <round>".
+// SyncEnd tells every peer that the round is over: "SYNC END <round>",
+// or "SYNC END <round> writers=<name>,..." when the tracker knows which
+// peers may have stored something since their previous turn: every
+// participant ended its turn with a reporting SyncFin, and those not in
+// Writers said clean.
 type SyncEnd struct {
-	Round uint64
+	Round        uint64
+	Writers      []string // meaningful only when WritersKnown
+	WritersKnown bool
+}
+
+// OthersWrote reports whether a peer other than self may have stored
+// something on some peer since its previous turn; true unless the tracker
+// said otherwise.
+func (m SyncEnd) OthersWrote(self string) bool {
+	if !m.WritersKnown {
+		return true
+	}
+	for _, w := range m.Writers {
+		if w != self {
+			return true
+		}
+	}
+	return false
 }
 
 // ---- peer <-> peer requests ----
@@ -301,7 +328,16 @@ func (m Register) AppendTo(b []byte) []byte {
 func (Sync) AppendTo(b []byte) []byte { return append(b, VerbSync...) }
 
 // AppendTo implements Message.
-func (SyncFin) AppendTo(b []byte) []byte { return append(b, "SYNC FIN"...) }
+func (m SyncFin) AppendTo(b []byte) []byte {
+	b = append(b, "SYNC FIN"...)
+	switch {
+	case m.Known && m.Wrote:
+		b = append(b, " wrote"...)
+	case m.Known:
+		b = append(b, " clean"...)
+	}
+	return b
+}
 
 // AppendTo implements Message.
 func (RegisterOK) AppendTo(b []byte) []byte { return append(b, "REGISTER OK"...) }
@@ -327,7 +363,17 @@ func (SyncRead) AppendTo(b []byte) []byte { return append(b, "SYNC READ"...) }
 // AppendTo implements Message.
 func (m SyncEnd) AppendTo(b []byte) []byte {
 	b = append(b, "SYNC END "...)
-	return strconv.AppendUint(b, m.Round, 10)
+	b = strconv.AppendUint(b, m.Round, 10)
+	if m.WritersKnown {
+		b = append(b, " writers="...)
+		for i, w := range m.Writers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, w...)
+		}
+	}
+	return b
 }
 
 // AppendTo implements Message.

@@ -58,6 +58,8 @@ var canonical = []struct {
 	{trackerRequest, peerproto.Register{Name: "alice", Port: 7000}, "REGISTER alice 7000", "REGISTER"},
 	{trackerRequest, peerproto.Sync{}, "SYNC", "SYNC"},
 	{trackerRequest, peerproto.SyncFin{}, "SYNC FIN", "SYNC"},
+	{trackerRequest, peerproto.SyncFin{Known: true}, "SYNC FIN clean", "SYNC"},
+	{trackerRequest, peerproto.SyncFin{Known: true, Wrote: true}, "SYNC FIN wrote", "SYNC"},
 	{trackerRequest, peerproto.Ping{}, "PING", "PING"},
 	{trackerRequest, peerproto.Quit{}, "QUIT", "QUIT"},
 
@@ -70,6 +72,8 @@ var canonical = []struct {
 	{trackerEvent, peerproto.SyncRead{}, "SYNC READ", "SYNC"},
 	{trackerEvent, peerproto.SyncEnd{Round: 3}, "SYNC END 3", "SYNC"},
 	{trackerEvent, peerproto.SyncEnd{Round: 1<<64 - 1}, "SYNC END 18446744073709551615", "SYNC"},
+	{trackerEvent, peerproto.SyncEnd{Round: 4, WritersKnown: true}, "SYNC END 4 writers=", "SYNC"},
+	{trackerEvent, peerproto.SyncEnd{Round: 5, WritersKnown: true, Writers: []string{"alice", "bob-2"}}, "SYNC END 5 writers=alice,bob-2", "SYNC"},
 	{trackerEvent, peerproto.Pong{}, "PONG", "PONG"},
 	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("REGISTER", peerproto.CodeExists, "name alice is held by 10.0.0.2:7000")},
 		"REGISTER FAIL exists name alice is held by 10.0.0.2:7000", "REGISTER"},
@@ -337,7 +341,7 @@ func TestMalformed(t *testing.T) {
 			"STATFS x", "PING x", "QUIT now",
 		}},
 		{trackerRequest, []string{
-			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "PONG",
+			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "SYNC FIN clean x", "SYNC FIN wrote clean", "PONG",
 			"REGISTER a", "REGISTER a 1 2", "REGISTER a 0", "REGISTER a 65536", "REGISTER a -1", "REGISTER a port",
 			"REGISTER a/b 1", "REGISTER . 1", "REGISTER .. 1", "REGISTER a%20b 1", "REGISTER a%zz 1", "REGISTER é 1",
 			"REGISTER " + strings.Repeat("x", peerproto.MaxPeerName+1) + " 1",
@@ -348,6 +352,7 @@ func TestMalformed(t *testing.T) {
 			"REGISTER", "REGISTER OK x", "REGISTER YES",
 			"UPDATE a", "UPDATE @h:1", "UPDATE a@", "UPDATE a%zz@h:1", "UPDATE a@h:1 b", peers257.String(),
 			"SYNC", "SYNC FIN", "SYNC OK now", "SYNC READ x", "SYNC END", "SYNC END -1", "SYNC END x", "SYNC END 1 2",
+			"SYNC END 1 writers=a,,b", "SYNC END 1 writers=a b", "SYNC END 1 writers=a/b", "SYNC END 1 writer=a",
 			"SYNC END 18446744073709551616",
 			"PONG x",
 		}},
@@ -410,5 +415,24 @@ func TestProtocolErrorText(t *testing.T) {
 	bare := &peerproto.ProtocolError{Msg: "boom", Err: peerproto.ErrLineTooLong}
 	if bare.Error() != "peerproto: boom" || !errors.Is(bare, peerproto.ErrLineTooLong) {
 		t.Errorf("ProtocolError without line: %q, Is(ErrLineTooLong) = %v", bare.Error(), errors.Is(bare, peerproto.ErrLineTooLong))
+	}
+}
+
+// OthersWrote is true unless the tracker named the writers and none is
+// the asker's peer.
+func TestSyncEndOthersWrote(t *testing.T) {
+	for _, c := range []struct {
+		end  peerproto.SyncEnd
+		want bool
+	}{
+		{peerproto.SyncEnd{Round: 1}, true}, // the seed's form says nothing
+		{peerproto.SyncEnd{Round: 1, WritersKnown: true}, false},
+		{peerproto.SyncEnd{Round: 1, WritersKnown: true, Writers: []string{"me"}}, false},
+		{peerproto.SyncEnd{Round: 1, WritersKnown: true, Writers: []string{"me", "bob"}}, true},
+		{peerproto.SyncEnd{Round: 1, WritersKnown: true, Writers: []string{"bob"}}, true},
+	} {
+		if got := c.end.OthersWrote("me"); got != c.want {
+			t.Errorf("%q.OthersWrote(me) = %v, want %v", peerproto.Format(c.end), got, c.want)
+		}
 	}
 }

@@ -286,8 +286,12 @@ func ParseTrackerRequest(line []byte) (Message, error) {
 			return Sync{}, nil
 		case len(f) == 2 && strings.EqualFold(f[1], "FIN"):
 			return SyncFin{}, nil
+		case len(f) == 3 && strings.EqualFold(f[1], "FIN") && strings.EqualFold(f[2], "clean"):
+			return SyncFin{Known: true}, nil
+		case len(f) == 3 && strings.EqualFold(f[1], "FIN") && strings.EqualFold(f[2], "wrote"):
+			return SyncFin{Known: true, Wrote: true}, nil
 		}
-		return nil, protoErr(line, "usage: SYNC | SYNC FIN")
+		return nil, protoErr(line, "usage: SYNC | SYNC FIN [clean|wrote]")
 	case VerbPing, VerbQuit:
 		if len(f) != 1 {
 			return nil, protoErr(line, "usage: %s", verb)
@@ -372,12 +376,28 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 			return SyncOK{}, nil
 		case len(f) == 2 && strings.EqualFold(f[1], "READ"):
 			return SyncRead{}, nil
-		case len(f) == 3 && strings.EqualFold(f[1], "END"):
+		case (len(f) == 3 || len(f) == 4) && strings.EqualFold(f[1], "END"):
 			r, err := strconv.ParseUint(f[2], 10, 64)
 			if err != nil {
 				return nil, protoErr(line, "round %q is not a number", f[2])
 			}
-			return SyncEnd{Round: r}, nil
+			end := SyncEnd{Round: r}
+			if len(f) == 4 {
+				list, ok := strings.CutPrefix(f[3], "writers=")
+				if !ok {
+					return nil, protoErr(line, "want writers=<name>,... after the round, not %q", f[3])
+				}
+				end.WritersKnown = true
+				if list != "" {
+					for _, w := range strings.Split(list, ",") {
+						if !ValidPeerName(w) {
+							return nil, protoErr(line, "writer %q is not a peer name", w)
+						}
+						end.Writers = append(end.Writers, w)
+					}
+				}
+			}
+			return end, nil
 		}
 	case VerbPong:
 		if len(f) == 1 {

@@ -344,6 +344,9 @@ type cluster struct {
 	store   *testStore
 	meTC    *peer.TrackerClient
 
+	calls    *verbCounter // the store's requests, by verb
+	bobWrote atomic.Bool  // what bob's next SYNC FIN reports
+
 	mu   sync.Mutex
 	hold *roundHold // the next turn of bob's waits for this hold's release
 }
@@ -361,13 +364,16 @@ func newCluster(t *testing.T) *cluster {
 	c.tracker = tr
 	c.bob = startPeer(t, t.TempDir())
 	c.store = newStore(t, t.TempDir())
+	c.calls = &verbCounter{n: map[string]int{}}
+	c.store.opts.Observer = c.calls // before any goroutine uses the store
 
 	s := c.store.Store
 	c.meTC = peer.NewTrackerClient(peer.TrackerOptions{
 		Addr: trAddr, Name: "me", Port: 1, Logger: zerolog.Nop(),
 		OnUpdate: s.SetPeers,
 		OnRead:   s.InvalidateAll,
-		OnEnd:    func(uint64) { s.InvalidateAll() },
+		OnEnd:    s.RoundEnded,
+		Wrote:    s.TakeWrote,
 		OnTurn:   s.FlushAll,
 	})
 	s.SetSyncer(c.meTC)
@@ -376,6 +382,7 @@ func newCluster(t *testing.T) *cluster {
 	c.bobTC = peer.NewTrackerClient(peer.TrackerOptions{
 		Addr: trAddr, Name: "bob", Port: c.bob.port, Logger: zerolog.Nop(),
 		OnTurn: c.bobTurn,
+		Wrote:  func() bool { return c.bobWrote.Swap(false) },
 	})
 	runTrackerClient(t, c.bobTC)
 	eventually(t, "the store to learn of bob from the tracker", func() bool {

@@ -163,3 +163,44 @@ func TestRenameKeepsAttributes(t *testing.T) {
 		t.Errorf("peer's doc = %q", bob.content(t, "doc"))
 	}
 }
+
+// After a SYNC round in which only this client wrote, its caches are
+// kept (its own uploads are in them); after one in which another peer
+// wrote, they are dropped and the other's change is read at once.
+func TestRoundKeepsCachesUnlessOthersWrote(t *testing.T) {
+	c := newCluster(t)
+	s, ctx := c.store, testCtx(t)
+	c.bob.writeFile(t, "other", []byte("v1"), 0o644)
+	if fi, err := s.Stat(ctx, "bob", "other"); err != nil || fi.Size() != 2 {
+		t.Fatalf("Stat other = %v, %v", fi, err)
+	}
+	fh := s.open(t, "bob", "mine", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "data", 0)
+	if err := s.Fsync(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	lastRound := func() uint64 { return c.meTC.State().LastRound }
+	eventually(t, "the round to end", func() bool { return lastRound() >= 1 })
+	c.calls.take()
+	for _, name := range []string{"mine", "other"} {
+		if _, err := s.Stat(ctx, "bob", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.calls.take(); len(got) != 0 {
+		t.Errorf("lookups after a round only this client wrote in cost %v; want none", got)
+	}
+
+	// Now bob reports a write of its own (its owner changed "other").
+	c.bob.writeFile(t, "other", []byte("version 2"), 0o644)
+	c.bobWrote.Store(true)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the second round to end", func() bool { return lastRound() >= 2 })
+	fi, err := s.Stat(ctx, "bob", "other")
+	if err != nil || fi.Size() != int64(len("version 2")) {
+		t.Errorf("Stat other after a round bob wrote in = %v, %v; want the new size at once", fi, err)
+	}
+}

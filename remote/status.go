@@ -184,6 +184,11 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	if start.Before(down) {
 		return fmt.Errorf("peer %s (%s) did not answer moments ago; failing fast: %w", p.name, p.addr, errPeerDown)
 	}
+	if mutating(verb) {
+		// Before the request: one in flight when SYNC FIN goes out
+		// must count for that turn (TakeWrote).
+		s.wrote.Store(true)
+	}
 	err := p.pool.Do(ctx, fn)
 	p.mu.Lock()
 	switch {
@@ -199,6 +204,15 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 		o.PeerRequest(p.name, verb, time.Since(start), err)
 	}
 	return err
+}
+
+// mutating reports whether requests with verb change a peer's export.
+func mutating(verb string) bool {
+	switch verb {
+	case "PUT", "DELETE", "RENAME", "MKDIR", "RMDIR", "SETATTR":
+		return true
+	}
+	return false
 }
 
 // failFast is how long requests to a peer fail at once after one failed
@@ -325,9 +339,9 @@ func (s *Store) markStored(key cache.Key) {
 	s.health.stored[key] = 0
 }
 
-// RoundEnded records that SYNC round number round is over (SYNC END):
+// MarkRound records that SYNC round number round is over (SYNC END):
 // every file stored before now is covered by it.
-func (s *Store) RoundEnded(round uint64) {
+func (s *Store) MarkRound(round uint64) {
 	s.health.mu.Lock()
 	defer s.health.mu.Unlock()
 	for k, r := range s.health.stored {

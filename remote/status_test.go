@@ -69,8 +69,8 @@ func TestStatusReportAndFileState(t *testing.T) {
 	if st, _ := s.FileState("bob", "new.txt"); st != "stored" {
 		t.Errorf("state after close = %q", st)
 	}
-	s.RoundEnded(7)
-	s.RoundEnded(8)
+	s.MarkRound(7)
+	s.MarkRound(8)
 	if st, _ := s.FileState("bob", "new.txt"); st != "stored round=7" {
 		t.Errorf("state after rounds 7 and 8 = %q", st)
 	}

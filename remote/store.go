@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -68,6 +69,10 @@ type Store struct {
 	closed   bool
 
 	health health // peers' reachability and stored files, for reports (status.go)
+
+	// wrote is set before every request that changes a peer's export
+	// and cleared by TakeWrote, which reports it with SYNC FIN.
+	wrote atomic.Bool
 
 	stop chan struct{} // closed by Close: stops the retry loop
 	wg   sync.WaitGroup

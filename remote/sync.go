@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
 )
 
 // Sync implements fusefs.Store: it runs a SYNC round through the tracker,
@@ -25,6 +26,23 @@ func (s *Store) Sync(ctx context.Context) error {
 		return s.FlushAll(ctx)
 	}
 	return err
+}
+
+// TakeWrote reports whether this Store may have changed a peer's export
+// (sent PUT, DELETE, RENAME, MKDIR, RMDIR or SETATTR) since the last
+// call, and starts counting afresh. It is the tracker client's Wrote.
+func (s *Store) TakeWrote() bool { return s.wrote.Swap(false) }
+
+// RoundEnded is the tracker client's OnEnd. After a round in which
+// another peer may have stored something, every cached attribute and
+// listing is dropped (InvalidateAll), so that from now on this client
+// reads what the others wrote: the round is a barrier. After a round in
+// which only this peer wrote, the caches already hold what it stored and
+// are kept.
+func (s *Store) RoundEnded(end peerproto.SyncEnd) {
+	if end.OthersWrote(s.opts.Self) {
+		s.InvalidateAll()
+	}
 }
 
 // FlushAll uploads every local change. It is this peer's work during its

@@ -87,9 +87,9 @@ func (s *shell) register(addr string) {
 			}
 		},
 		OnTurn: func(ctx context.Context) error { return s.onTurn(ctx, r) },
-		OnEnd: func(round uint64) {
+		OnEnd: func(end peerproto.SyncEnd) {
 			if !r.quiet() {
-				s.notice("SYNC END %d", round)
+				s.notice("SYNC END %d", end.Round)
 			}
 		},
 		OnState: func(registered bool) {

@@ -216,7 +216,7 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		}
 	case peerproto.SyncFin:
 		if t.mustRegisterLocked(c, peerproto.VerbSync) {
-			t.finLocked(c)
+			t.finLocked(c, m)
 		}
 	default:
 		// ParseTrackerRequest returns no other message.

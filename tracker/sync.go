@@ -18,6 +18,14 @@ type syncState struct {
 	next   []*conn     // asked again after their turn: they open the next round
 	grant  uint64      // counts SYNC OKs; a lease timer acts only on its own grant
 	lease  *time.Timer // revokes the current grant; nil if none is armed
+	// writers names the round's participants whose SYNC FIN said wrote.
+	// unsure is set when a participant left the order without a
+	// reporting SYNC FIN (the seed's SYNC FIN; it left; its lease ran
+	// out), so nobody knows what it stored. SYNC END names the writers
+	// only when unsure is not set, so a round with a peer that speaks
+	// only the seed's protocol ends with the seed's SYNC END.
+	writers []string
+	unsure  bool
 }
 
 // syncLocked handles SYNC from registered c.
@@ -43,13 +51,19 @@ func (t *Tracker) syncLocked(c *conn) {
 }
 
 // finLocked handles SYNC FIN from registered c.
-func (t *Tracker) finLocked(c *conn) {
+func (t *Tracker) finLocked(c *conn, fin peerproto.SyncFin) {
 	s := &t.rounds
 	if !s.active || s.order[0] != c {
 		t.sendLocked(c, refusal(peerproto.VerbSync, peerproto.CodeState, "not the token holder"))
 		return
 	}
-	t.log.Debug().Str("peer", c.name).Uint64("round", s.round).Msg("sync: turn done")
+	switch {
+	case !fin.Known:
+		s.unsure = true
+	case fin.Wrote && !slices.Contains(s.writers, c.name):
+		s.writers = append(s.writers, c.name)
+	}
+	t.log.Debug().Str("peer", c.name).Uint64("round", s.round).Bool("reported", fin.Known).Bool("wrote", fin.Wrote).Msg("sync: turn done")
 	s.order = slices.Delete(s.order, 0, 1)
 	t.passTokenLocked()
 }
@@ -78,6 +92,7 @@ func (t *Tracker) syncLeaveLocked(c *conn) {
 		return
 	}
 	s.order = slices.Delete(s.order, i, i+1)
+	s.unsure = true // it may have stored something before it left
 	if i == 0 {
 		t.log.Info().Str("peer", c.name).Uint64("round", s.round).Msg("sync: token holder left")
 		t.passTokenLocked()
@@ -97,6 +112,7 @@ func (t *Tracker) startRoundLocked(first []*conn, why string) {
 	s.round++
 	s.active = true
 	s.order = order
+	s.writers, s.unsure = nil, false
 	t.log.Info().Uint64("round", s.round).Str("requested_by", why).Strs("order", names(order)).Msg("sync: round started")
 	for _, p := range order[1:] {
 		t.sendLocked(p, format(peerproto.SyncRead{}))
@@ -114,7 +130,11 @@ func (t *Tracker) passTokenLocked() {
 		t.grantLocked()
 		return
 	}
-	end := format(peerproto.SyncEnd{Round: s.round})
+	endMsg := peerproto.SyncEnd{Round: s.round}
+	if !s.unsure {
+		endMsg.Writers, endMsg.WritersKnown = s.writers, true
+	}
+	end := format(endMsg)
 	for _, p := range t.peers {
 		t.sendLocked(p, end)
 	}
@@ -171,6 +191,7 @@ func (t *Tracker) leaseExpired(grant uint64) {
 	t.sendLocked(holder, refusal(peerproto.VerbSync, peerproto.CodeExpired, "lease of %s expired", t.opts.Lease))
 	t.log.Warn().Str("peer", holder.name).Uint64("round", s.round).Dur("lease", t.opts.Lease).Msg("sync: lease expired, token revoked")
 	s.order = slices.Delete(s.order, 0, 1)
+	s.unsure = true // it may have stored part of its changes
 	t.passTokenLocked()
 }
 

@@ -276,3 +276,68 @@ func TestSyncAnonymous(t *testing.T) {
 	alice.expect("SYNC END 1")
 	anon.expect("SYNC END 1")
 }
+
+// A round whose participants all report (SYNC FIN clean|wrote) ends with
+// the list of those that wrote; one plain SYNC FIN (the seed's), a peer
+// leaving in the middle of the order, or an expired lease makes the
+// tracker unsure, and the round ends with the seed's SYNC END.
+func TestSyncEndWriters(t *testing.T) {
+	tr, addr := startTracker(t, Options{Lease: 300 * time.Millisecond})
+	cs := registerAll(t, addr, "alice", "bob", "carol")
+	alice, bob, carol := cs[0], cs[1], cs[2]
+	round := func(fins ...string) {
+		t.Helper()
+		alice.send("SYNC")
+		alice.expect("SYNC OK")
+		bob.expect("SYNC READ")
+		carol.expect("SYNC READ")
+		alice.send(fins[0])
+		bob.expect("SYNC OK")
+		bob.send(fins[1])
+		carol.expect("SYNC OK")
+		carol.send(fins[2])
+	}
+	endAll := func(line string) {
+		t.Helper()
+		for _, c := range cs {
+			c.expect(line)
+		}
+		quiet(cs...)
+	}
+
+	round("SYNC FIN wrote", "SYNC FIN clean", "SYNC FIN clean")
+	endAll("SYNC END 1 writers=alice")
+	round("SYNC FIN clean", "SYNC FIN wrote", "SYNC FIN wrote")
+	endAll("SYNC END 2 writers=bob,carol")
+	round("SYNC FIN clean", "SYNC FIN clean", "SYNC FIN clean")
+	endAll("SYNC END 3 writers=")
+	round("SYNC FIN clean", "SYNC FIN", "SYNC FIN clean") // bob speaks the seed
+	endAll("SYNC END 4")
+	checkRound(t, tr, 0, "")
+
+	// The lease runs out on bob: what it stored is unknown.
+	alice.send("SYNC")
+	alice.expect("SYNC OK")
+	bob.expect("SYNC READ")
+	carol.expect("SYNC READ")
+	alice.send("SYNC FIN clean")
+	bob.expect("SYNC OK")
+	bob.expect("SYNC FAIL expired lease of 300ms expired")
+	carol.expect("SYNC OK")
+	carol.send("SYNC FIN clean")
+	endAll("SYNC END 5")
+
+	// The next round starts sure again; carol leaves before its turn.
+	alice.send("SYNC")
+	alice.expect("SYNC OK")
+	bob.expect("SYNC READ")
+	carol.expect("SYNC READ")
+	alice.send("SYNC FIN wrote")
+	bob.expect("SYNC OK")
+	carol.send("QUIT")
+	alice.expect("UPDATE alice@127.0.0.1:7001 bob@127.0.0.1:7002")
+	bob.expect("UPDATE alice@127.0.0.1:7001 bob@127.0.0.1:7002")
+	bob.send("SYNC FIN clean")
+	alice.expect("SYNC END 6")
+	bob.expect("SYNC END 6")
+}

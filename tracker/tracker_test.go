@@ -37,7 +37,7 @@ func TestTranscript(t *testing.T) {
 		{"SYNC\n", []string{"SYNC OK\n"}},
 		{"SYNC FIN\r\n", []string{"SYNC END 1\n"}},
 		{"SYNC FIN\n", []string{"SYNC FAIL state not the token holder\n"}},
-		{"SYNC FIN now\n", []string{"SYNC FAIL invalid usage: SYNC | SYNC FIN\n"}},
+		{"SYNC FIN now\n", []string{"SYNC FAIL invalid usage: SYNC | SYNC FIN [clean|wrote]\n"}},
 		{"REGISTER\n", []string{"REGISTER FAIL state already registered\n"}},
 		{"REGISTER bob 7000\n", []string{"REGISTER FAIL state already registered\n"}},
 		{"\x01\xff junk\n", []string{"%01%EF%BF%BD FAIL invalid unknown verb \"\\x01\\xff\"\n"}},

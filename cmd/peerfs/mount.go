@@ -93,7 +93,8 @@ func runMount(args []string, stderr io.Writer) error {
 		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
 		OnUpdate: store.SetPeers,
 		OnRead:   ops.onRead(store.InvalidateAll),
-		OnEnd:    ops.onEnd(func(uint64) { store.InvalidateAll() }),
+		OnEnd:    ops.onEnd(store.RoundEnded),
+		Wrote:    store.TakeWrote,
 		OnTurn:   ops.onTurn(store.FlushAll),
 	})
 	store.SetSyncer(tc)

@@ -151,7 +151,11 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	if cfg.Tracker != "" {
-		tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log})
+		tc := peer.NewTrackerClient(peer.TrackerOptions{
+			Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
+			// A peer without a mount never stores anything on others.
+			Wrote: func() bool { return false },
+		})
 		done := make(chan struct{})
 		go func() { defer close(done); tc.Run(ctx) }()
 		defer func() { stop(); <-done }()

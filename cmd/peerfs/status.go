@@ -216,14 +216,14 @@ func (o *mountOps) onTurn(next func(context.Context) error) func(context.Context
 
 // onEnd wraps the tracker client's OnEnd: the round's files are marked
 // covered by it (user.peerfs.state) and its duration recorded.
-func (o *mountOps) onEnd(next func(uint64)) func(uint64) {
-	return func(round uint64) {
+func (o *mountOps) onEnd(next func(peerproto.SyncEnd)) func(peerproto.SyncEnd) {
+	return func(end peerproto.SyncEnd) {
 		o.mu.Lock()
 		start, s := o.roundStart, o.store
 		o.roundStart = time.Time{}
 		o.mu.Unlock()
 		if s != nil {
-			s.RoundEnded(round)
+			s.MarkRound(end.Round)
 		}
 		if o.reg != nil {
 			d := time.Duration(-1)
@@ -232,7 +232,7 @@ func (o *mountOps) onEnd(next func(uint64)) func(uint64) {
 			}
 			o.reg.SyncRound(d)
 		}
-		next(round)
+		next(end)
 	}
 }
 
