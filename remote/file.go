@@ -190,17 +190,14 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		f.base = max(e.Mtime, peerproto.BaseAny)
 	}
 	if !exists || flags&os.O_TRUNC != 0 {
-		ch, _, err := s.cache.Acquire(key, -1, 0, true)
-		if err == nil {
-			err = ch.Truncate(0) // marks the copy dirty: even an empty file is uploaded
+		var m uint32 // 0: a truncated existing file keeps its recorded mode
+		if !exists {
+			m = uint32(mode.Perm())
 		}
-		if err == nil && !exists {
-			err = ch.SetMode(uint32(mode.Perm()))
-		}
+		// Empty and dirty (even an empty file is uploaded), its record
+		// written once.
+		ch, err := s.cache.Create(key, m)
 		if err != nil {
-			if ch != nil {
-				ch.Release()
-			}
 			return 0, nil, err
 		}
 		f.ch.Store(ch)
