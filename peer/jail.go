@@ -1,8 +1,6 @@
 package peer
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -27,14 +25,26 @@ const jailMaxSymlinks = 40
 
 // jail is an export directory opened as an os.Root. Every file operation of
 // the server goes through it, so a request can reach nothing outside the
-// export: os.Root refuses ".." and symbolic links that lead out, even if
-// the tree changes between a check and a use.
+// export: a path is resolved by the kernel with openat2(RESOLVE_BENEATH),
+// or, where that is missing, by os.Root; both refuse ".." and symbolic
+// links that lead out, even if the tree changes between a check and a use.
+// What the server then does to a path's last element (create, stat,
+// rename, unlink) it does relative to a directory so opened, by a single
+// name that never follows a link.
 //
-// A jail is safe for concurrent use: it holds no state besides the root.
+// A jail is safe for concurrent use: its fields are read-only after
+// jailOpen.
 type jail struct {
-	root *os.Root
-	dir  string // absolute path of the export, for messages and logs
+	root    *os.Root
+	dir     string // absolute path of the export, for messages and logs
+	fd      int    // the export, opened O_PATH: the base of openat2
+	beneath bool   // openat2 with RESOLVE_BENEATH works here; else os.Root resolves
 }
+
+// jailNoOpenat2 makes jailOpen resolve through os.Root even where openat2
+// works, so tests can cover the path older kernels (before 5.6) and
+// seccomp filters that refuse openat2 take.
+var jailNoOpenat2 = false
 
 // jailOpen opens dir as a jail.
 func jailOpen(dir string) (*jail, error) {
@@ -46,10 +56,158 @@ func jailOpen(dir string) (*jail, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &jail{root: root, dir: abs}, nil
+	fd, err := unix.Open(abs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		root.Close()
+		return nil, &fs.PathError{Op: "open", Path: abs, Err: err}
+	}
+	j := &jail{root: root, dir: abs, fd: fd}
+	if !jailNoOpenat2 {
+		probe, err := unix.Openat2(fd, ".", &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: jailResolve})
+		if err == nil {
+			unix.Close(probe)
+			j.beneath = true
+		}
+	}
+	return j, nil
 }
 
-func (j *jail) close() error { return j.root.Close() }
+func (j *jail) close() error {
+	unix.Close(j.fd)
+	return j.root.Close()
+}
+
+// jailResolve is how openat2 resolves a request's path: beneath the
+// export (no "..", absolute or symbolic link out of it) and never through
+// the /proc magic links.
+const jailResolve = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS
+
+// errJailEscape is openat2's EXDEV: the path would leave the export.
+var errJailEscape = errors.New("path escapes from parent")
+
+// open opens p (relative to the export; "" is the export) with open(2)
+// flags and returns the descriptor, close-on-exec, which the caller must
+// close. Symbolic links are followed while they stay inside the export;
+// one that leads out is an error jailEscapes recognises.
+func (j *jail) open(p string, flags int) (int, error) {
+	flags |= unix.O_CLOEXEC
+	if !j.beneath {
+		return j.openViaRoot(p, flags)
+	}
+	how := unix.OpenHow{Flags: uint64(flags), Resolve: jailResolve}
+	for try := 0; ; try++ {
+		fd, err := unix.Openat2(j.fd, jailRel(p), &how)
+		switch {
+		case err == nil:
+			return fd, nil
+		case err == unix.EINTR, err == unix.EAGAIN && try < 16:
+			// EAGAIN: a rename raced with a ".." in a link; the kernel
+			// asks for a retry rather than risk an escape.
+			continue
+		case err == unix.EXDEV:
+			err = errJailEscape
+		}
+		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+}
+
+// openViaRoot is open through os.Root, for kernels without openat2. The
+// *os.File is traded for a bare duplicate of its descriptor.
+func (j *jail) openViaRoot(p string, flags int) (int, error) {
+	f, err := j.root.OpenFile(jailRel(p), flags&^unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	defer f.Close()
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	var derr error
+	if err := sc.Control(func(raw uintptr) { fd, derr = unix.FcntlInt(raw, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, &fs.PathError{Op: "dup", Path: p, Err: derr}
+	}
+	return fd, nil
+}
+
+// openDir opens directory dir ("" for the export) for use as the dirfd of
+// *at calls on its entries and for fstatfs, and for fsync too if sync.
+// Close it with closeDir: without sync, for the export, it is j.fd itself.
+func (j *jail) openDir(dir string, sync bool) (int, error) {
+	switch {
+	case !j.beneath || sync:
+		// os.Root does not follow links with O_PATH; fsync needs a
+		// descriptor open for reading.
+		return j.open(dir, unix.O_RDONLY|unix.O_DIRECTORY)
+	case dir == "":
+		return j.fd, nil
+	}
+	// O_PATH: no read permission needed, nothing but a handle.
+	return j.open(dir, unix.O_PATH|unix.O_DIRECTORY)
+}
+
+// closeDir closes a descriptor from openDir.
+func (j *jail) closeDir(fd int) {
+	if fd != j.fd {
+		unix.Close(fd)
+	}
+}
+
+// jailSplit splits a clean path into its directory ("" for the export)
+// and last element.
+func jailSplit(p string) (dir, base string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+// jailStatAt is fstatat(2) of one name in directory dfd, not following a
+// symbolic link. The error is a *fs.PathError about p.
+func jailStatAt(dfd int, base, p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	for {
+		err := unix.Fstatat(dfd, base, &st, unix.AT_SYMLINK_NOFOLLOW)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return st, &fs.PathError{Op: "stat", Path: p, Err: err}
+		}
+		return st, nil
+	}
+}
+
+// jailFstat is fstat(2), with the error about p.
+func jailFstat(fd int, p string) (unix.Stat_t, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return st, &fs.PathError{Op: "stat", Path: p, Err: err}
+	}
+	return st, nil
+}
+
+// jailStatEntry converts fstat's attributes to a protocol entry; ok is
+// false for anything but a regular file or a directory.
+func jailStatEntry(st *unix.Stat_t) (e peerproto.Entry, ok bool) {
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFREG:
+		e.Type = peerproto.TypeFile
+	case unix.S_IFDIR:
+		e.Type = peerproto.TypeDir
+	default:
+		return e, false
+	}
+	e.Mode = st.Mode & 0o7777
+	e.Size = st.Size
+	e.Mtime = st.Mtim.Nano()
+	return e, true
+}
 
 // jailPathError is a name refused before it reaches the filesystem, or a
 // filesystem error that says the name escapes the export.
@@ -98,6 +256,9 @@ func jailRel(p string) string {
 // leads outside the root. os does not export that error, so it is
 // recognised by its text at the bottom of the chain.
 func jailEscapes(err error) bool {
+	if errors.Is(err, errJailEscape) {
+		return true
+	}
 	for err != nil {
 		if err.Error() == "path escapes from parent" {
 			return true
@@ -221,48 +382,6 @@ func (j *jail) resolve(p string) (string, error) {
 	return path.Join(done...), nil
 }
 
-// createTemp creates an empty, exclusive temporary file in directory dir
-// (relative to the export) and returns it with its path.
-func (j *jail) createTemp(dir string) (*os.File, string, error) {
-	var rnd [8]byte
-	for range 10 {
-		if _, err := rand.Read(rnd[:]); err != nil {
-			return nil, "", err
-		}
-		p := path.Join(dir, jailTempPrefix+hex.EncodeToString(rnd[:]))
-		f, err := j.root.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue
-		}
-		return f, p, err
-	}
-	return nil, "", fmt.Errorf("peer: no free temporary name in %q", dir)
-}
-
-// openRegular opens p for reading or writing (flag) and insists on a
-// regular file. O_NONBLOCK keeps a FIFO planted in the export from hanging
-// the open; it has no effect on regular files.
-func (j *jail) openRegular(p string, flag int) (*os.File, fs.FileInfo, error) {
-	f, err := j.root.OpenFile(jailRel(p), flag|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, nil, err
-	}
-	fi, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, nil, err
-	}
-	if fi.IsDir() {
-		f.Close()
-		return nil, nil, &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
-	}
-	if !fi.Mode().IsRegular() {
-		f.Close()
-		return nil, nil, &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("%q is not a regular file", p)}
-	}
-	return f, fi, nil
-}
-
 // syncfs flushes the export's whole filesystem to disk.
 func (j *jail) syncfs() error {
 	d, err := j.root.Open(".")
@@ -271,19 +390,6 @@ func (j *jail) syncfs() error {
 	}
 	defer d.Close()
 	return unix.Syncfs(int(d.Fd()))
-}
-
-// syncDir fsyncs directory dir, making a rename in it durable.
-func (j *jail) syncDir(dir string) error {
-	d, err := j.root.Open(jailRel(dir))
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // removeStaleTemps deletes the temporary files that uploads cut short by a
@@ -393,22 +499,9 @@ func (j *jail) visible(p string) (fs.FileInfo, error) {
 // statfs reports the size, free space and space available to this process
 // on the export's filesystem, in bytes.
 func (j *jail) statfs() (total, free, avail int64, err error) {
-	d, err := j.root.Open(".")
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	defer d.Close()
-	sc, err := d.SyscallConn()
-	if err != nil {
-		return 0, 0, 0, err
-	}
 	var st unix.Statfs_t
-	var serr error
-	if err := sc.Control(func(fd uintptr) { serr = unix.Fstatfs(int(fd), &st) }); err != nil {
-		return 0, 0, 0, err
-	}
-	if serr != nil {
-		return 0, 0, 0, &fs.PathError{Op: "statfs", Path: j.dir, Err: serr}
+	if err := unix.Fstatfs(j.fd, &st); err != nil {
+		return 0, 0, 0, &fs.PathError{Op: "statfs", Path: j.dir, Err: err}
 	}
 	bs := int64(st.Bsize)
 	return int64(st.Blocks) * bs, int64(st.Bfree) * bs, int64(st.Bavail) * bs, nil

@@ -64,10 +64,11 @@ type ServerOptions struct {
 // once, one request at a time per connection. Create it with NewServer,
 // run it with Serve and stop it with Close.
 type Server struct {
-	opts ServerOptions
-	jail *jail
-	log  zerolog.Logger
-	bufs sync.Pool // *[]byte payload buffers for PUT
+	opts  ServerOptions
+	jail  *jail
+	log   zerolog.Logger
+	bufs  sync.Pool // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
+	files srvFiles  // open descriptors of recently read files
 
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
@@ -76,6 +77,10 @@ type Server struct {
 	// across network I/O).
 	putMu sync.Mutex
 
+	spaceMu    sync.Mutex // protects the two fields below
+	spaceAvail int64      // bytes available on the export at spaceAt (statfs)
+	spaceAt    time.Time
+
 	mu        sync.Mutex // protects the fields below
 	closed    bool
 	listeners map[net.Listener]struct{}
@@ -83,9 +88,6 @@ type Server struct {
 	active    int                   // connections being served (not refused)
 	transfers int                   // PUTs and GETs in progress
 }
-
-// srvPayloadBuf is the size of the buffer a PUT payload is copied through.
-const srvPayloadBuf = 256 << 10
 
 // NewServer opens opts.Export and prepares to serve it. It removes the
 // temporary files of uploads that a crash cut short (unless the export is
@@ -124,7 +126,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 	}
-	s.bufs.New = func() any { b := make([]byte, srvPayloadBuf); return &b }
+	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
 	if !opts.ReadOnly {
 		n, err := j.removeStaleTemps()
 		if n > 0 {
@@ -280,6 +282,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.files.close()
 	if cerr := s.jail.close(); err == nil {
 		err = cerr
 	}

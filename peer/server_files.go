@@ -1,10 +1,13 @@
 package peer
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"path"
 	"slices"
@@ -12,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -21,15 +26,22 @@ import (
 // fill the disk to the last byte.
 const srvSpaceReserve = 1 << 20
 
-// srvSendChunk is the most file data sent under one write deadline. Each
-// chunk goes out through sendfile; a receiver slower than
-// srvSendChunk per IOTimeout is cut.
+// srvSendChunk is the most file data sent under one write deadline: a
+// receiver slower than srvSendChunk per IOTimeout is cut. It is also the
+// size of the pooled buffers that PUT payloads and large GETs go through
+// (over TLS the data must pass through user space to be encrypted), so a
+// big transfer costs one file read or write per MiB.
 const srvSendChunk = 1 << 20
 
 // put stores an upload: "PUT <name> <size>", then "PUT OK", then exactly
 // size bytes, then "PUT DONE <size> <mtime>". The bytes go to a temporary
-// file next to the target, renamed over it once complete and durable, so
-// the old content stays whole until then.
+// file next to the target, renamed over it once complete (and, unless
+// async, durable), so the old content stays whole until then.
+//
+// Everything after locating the target is done relative to its directory,
+// opened once: a stat, the temporary file's creation and the rename are
+// single-name calls on that descriptor, so a new small file costs a
+// handful of syscalls whatever its depth.
 func (c *srvConn) put(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
 	j := c.s.jail
@@ -40,51 +52,16 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))
 	}
-	// Write to what a symbolic link names, not over the link itself.
-	target, err := j.resolve(p)
-	switch {
-	case err == nil:
-	case errors.Is(err, fs.ErrNotExist) && !jailEscapes(err):
-		// Only the last element may be missing: the parent is.
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(m.Name)))
-	case errors.Is(err, syscall.ENOTDIR):
-		return c.refuse(verb, err, path.Dir(m.Name))
-	default:
-		return c.refuse(verb, err, m.Name)
-	}
-	mode := fs.FileMode(0o644)
-	switch fi, err := j.lstat(target); {
-	case err == nil && fi.IsDir():
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory", m.Name))
-	case err == nil && !fi.Mode().IsRegular():
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", m.Name))
-	case err == nil:
-		mode = jailFileMode(jailModeBits(fi.Mode()))
-	case errors.Is(err, fs.ErrNotExist):
-		dir := path.Dir(target)
-		if dir == "." {
-			dir = ""
-		}
-		switch di, err := j.stat(dir); {
-		case errors.Is(err, fs.ErrNotExist) && !jailEscapes(err):
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(m.Name)))
-		case err != nil:
-			return c.refuse(verb, err, path.Dir(m.Name))
-		case !di.IsDir():
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotDir, "%q is not a directory", path.Dir(m.Name)))
-		}
-	default:
-		return c.refuse(verb, err, m.Name)
-	}
-	if err := c.checkBase(m, target); err != nil {
-		return c.refuse(verb, err)
-	}
-	_, _, avail, err := j.statfs()
+	t, err := c.putTarget(p, m.Name, !m.Async)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	if need := m.Size + srvSpaceReserve; avail < need {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNoSpace, "need %d bytes, %d available", need, avail))
+	defer j.closeDir(t.dfd)
+	if err := c.checkBase(m, t); err != nil {
+		return c.refuse(verb, err)
+	}
+	if err := c.s.checkSpace(t.dfd, m.Size); err != nil {
+		return c.refuse(verb, err, m.Name)
 	}
 
 	if !c.s.beginTransfer() {
@@ -94,18 +71,18 @@ func (c *srvConn) put(m peerproto.Put) error {
 	// a client that saw PUT DONE finds it free.
 	endTransfer := sync.OnceFunc(c.s.endTransfer)
 	defer endTransfer()
-	f, tmp, err := j.createTemp(path.Dir(target))
+	fd, tmp, err := srvCreateTemp(t.dfd, t.mode)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
 	renamed := false
 	defer func() {
-		if f != nil {
-			f.Close()
+		if fd >= 0 {
+			unix.Close(fd)
 		}
 		if !renamed {
-			if err := j.root.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				c.log.Error().Err(err).Str("temp", tmp).Msg("removing temporary file of a failed upload")
+			if err := unix.Unlinkat(t.dfd, tmp, 0); err != nil && err != unix.ENOENT {
+				c.log.Error().Err(err).Str("temp", path.Join(t.dir, tmp)).Msg("removing temporary file of a failed upload")
 			}
 		}
 	}()
@@ -113,7 +90,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 		return err
 	}
 
-	written, rerr, werr := c.receive(f, m.Size)
+	written, rerr, werr := c.receive(fd, m.Size)
 	c.bytes = written
 	if rerr != nil {
 		// The sender stopped short: the connection is out of step.
@@ -127,89 +104,252 @@ func (c *srvConn) put(m peerproto.Put) error {
 	// visible (renamed into place, atomically) before it is durable; the
 	// client asks for durability with FSYNC when its user calls fsync.
 	if !m.Async {
-		if err := f.Sync(); err != nil {
-			return c.refuse(verb, err, m.Name)
+		if err := unix.Fsync(fd); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, m.Name)
 		}
 	}
-	if err := f.Chmod(mode); err != nil {
-		return c.refuse(verb, err, m.Name)
-	}
-	fi, err := f.Stat()
+	st, err := jailFstat(fd, p)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	err = f.Close()
-	f = nil
+	// The file was created with the mode it must end with; the umask or
+	// the kernel (setgid) may have trimmed it.
+	if st.Mode&0o7777 != t.mode {
+		if err := unix.Fchmod(fd, t.mode); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, m.Name)
+		}
+	}
+	err = unix.Close(fd)
+	fd = -1
 	if err != nil {
-		return c.refuse(verb, err, m.Name)
+		return c.refuse(verb, &fs.PathError{Op: "close", Path: p, Err: err}, m.Name)
 	}
 	// The condition is checked again right before the rename, under a
 	// lock that orders conditional PUTs: of two writers that started from
 	// the same version, exactly one replaces it.
-	c.s.putMu.Lock()
-	if err := c.checkBase(m, target); err != nil {
-		c.s.putMu.Unlock()
-		return c.refuse(verb, err)
+	if m.Base != peerproto.BaseAny {
+		c.s.putMu.Lock()
+		if err := c.recheckBase(m, t); err != nil {
+			c.s.putMu.Unlock()
+			return c.refuse(verb, err)
+		}
 	}
-	err = j.root.Rename(tmp, target)
-	c.s.putMu.Unlock()
+	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
+	if m.Base != peerproto.BaseAny {
+		c.s.putMu.Unlock()
+	}
+	c.s.files.invalidate(p)
+	c.s.files.invalidate(t.target)
 	if err != nil {
-		return c.refuse(verb, err, m.Name)
+		return c.refuse(verb, &fs.PathError{Op: "rename", Path: p, Err: err}, m.Name)
 	}
 	renamed = true
-	if m.Async {
-		endTransfer()
-		return c.send(peerproto.PutDone{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()})
-	}
-	if err := j.syncDir(path.Dir(target)); err != nil {
-		// The file is in place; only its durability across a crash is in
-		// doubt, and the client must not believe it is stored.
-		return c.refuse(verb, err, m.Name)
+	if !m.Async {
+		if err := unix.Fsync(t.dfd); err != nil {
+			// The file is in place; only its durability across a crash is
+			// in doubt, and the client must not believe it is stored.
+			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}, m.Name)
+		}
 	}
 	endTransfer()
-	return c.send(peerproto.PutDone{Size: fi.Size(), Mtime: fi.ModTime().UnixNano()})
+	return c.send(peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()})
 }
 
-// checkBase enforces a conditional PUT's base (see peerproto.Put): it
-// returns a conflict refusal if target is not the version the writer
-// started from.
-func (c *srvConn) checkBase(m peerproto.Put, target string) error {
-	if m.Base == peerproto.BaseAny {
-		return nil
+// srvPutTarget is where a PUT stores its file.
+type srvPutTarget struct {
+	target string      // the file's path: the request's, or what its symbolic link names
+	dir    string      // target's directory, "" for the export
+	base   string      // target's last element
+	dfd    int         // dir, open; the caller closes it with jail.closeDir
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's
+	st     unix.Stat_t // the existing file's attributes, if exists
+	exists bool
+}
+
+// putTarget locates a PUT's target p (name is the request's, for
+// messages): it opens its directory (for fsync too if sync) and checks
+// what the last element is.
+// The refusals are those of PUT's first reply.
+func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
+	const verb = peerproto.VerbPut
+	j := c.s.jail
+	t := &srvPutTarget{target: p, mode: 0o644}
+	for hop := 0; ; hop++ {
+		t.dir, t.base = jailSplit(t.target)
+		dfd, err := j.openDir(t.dir, sync)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && !jailEscapes(err):
+			return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
+		case errors.Is(err, syscall.ENOTDIR):
+			code, text, _ := jailMapError(path.Dir(name), err)
+			return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
+		default:
+			return nil, err
+		}
+		st, err := jailStatAt(dfd, t.base, t.target)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && hop == 0 {
+			// Write to what a symbolic link names, not over the link
+			// itself: resolve it inside the export, and start again there.
+			j.closeDir(dfd)
+			if t.target, err = j.resolve(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) && !jailEscapes(err) {
+					return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
+				}
+				if errors.Is(err, syscall.ENOTDIR) {
+					code, text, _ := jailMapError(path.Dir(name), err)
+					return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
+				}
+				return nil, err
+			}
+			continue
+		}
+		t.dfd = dfd
+		switch {
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			err = peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory", name)
+		case err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG:
+			// A FIFO, a device, or a link still (changed meanwhile).
+			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
+		case err == nil:
+			t.st, t.exists, t.mode = st, true, st.Mode&0o7777
+		case errors.Is(err, fs.ErrNotExist):
+			err = nil
+		}
+		if err != nil {
+			j.closeDir(dfd)
+			return nil, err
+		}
+		return t, nil
 	}
-	fi, err := c.s.jail.lstat(target)
+}
+
+// checkBase enforces a conditional PUT's base (see peerproto.Put) on the
+// target as putTarget found it: it returns a conflict refusal if that is
+// not the version the writer started from.
+func (c *srvConn) checkBase(m peerproto.Put, t *srvPutTarget) error {
+	var mtime int64
+	if t.exists {
+		mtime = t.st.Mtim.Nano()
+	}
 	switch {
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return err
-	case m.Base == peerproto.BaseNone && err == nil:
-		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was created meanwhile (mtime %d)", m.Name, fi.ModTime().UnixNano())
-	case m.Base > 0 && err != nil:
+	case m.Base == peerproto.BaseAny:
+		return nil
+	case m.Base == peerproto.BaseNone && t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was created meanwhile (mtime %d)", m.Name, mtime)
+	case m.Base > 0 && !t.exists:
 		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
-	case m.Base > 0 && fi.ModTime().UnixNano() != m.Base:
-		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (mtime %d, base %d)", m.Name, fi.ModTime().UnixNano(), m.Base)
+	case m.Base > 0 && mtime != m.Base:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (mtime %d, base %d)", m.Name, mtime, m.Base)
 	}
 	return nil
 }
 
-// receive copies exactly size payload bytes from the connection to f. A
-// read error (rerr) means the payload stopped short and the connection is
-// out of step. After a write error (werr) the rest of the payload is read
-// and dropped, so the connection stays usable for the refusal; if that
-// fails too, rerr is set as well.
-func (c *srvConn) receive(f io.Writer, size int64) (written int64, rerr, werr error) {
+// recheckBase is checkBase on the target as it is now.
+func (c *srvConn) recheckBase(m peerproto.Put, t *srvPutTarget) error {
+	st, err := jailStatAt(t.dfd, t.base, t.target)
+	switch {
+	case err == nil:
+		t.st, t.exists = st, true
+	case errors.Is(err, fs.ErrNotExist):
+		t.exists = false
+	default:
+		return err
+	}
+	return c.checkBase(m, t)
+}
+
+// srvSpaceFresh is how long a free-space figure is trusted for small
+// uploads, and srvSpaceSlack how far below it they must stay to skip a
+// new statfs. The check is a courtesy (a full disk still fails the write
+// itself with nospace); it need not cost a syscall per small file.
+const (
+	srvSpaceFresh = time.Second
+	srvSpaceSlack = 64 << 20
+)
+
+// checkSpace refuses an upload of size bytes that would leave less than
+// srvSpaceReserve free on the filesystem of directory dfd.
+func (s *Server) checkSpace(dfd int, size int64) error {
+	now := time.Now()
+	s.spaceMu.Lock()
+	recent := now.Sub(s.spaceAt) < srvSpaceFresh && size+srvSpaceReserve+srvSpaceSlack <= s.spaceAvail
+	s.spaceMu.Unlock()
+	if recent {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &st); err != nil {
+		return &fs.PathError{Op: "statfs", Path: ".", Err: err}
+	}
+	avail := int64(st.Bavail) * int64(st.Bsize)
+	s.spaceMu.Lock()
+	s.spaceAvail, s.spaceAt = avail, now
+	s.spaceMu.Unlock()
+	if need := size + srvSpaceReserve; avail < need {
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeNoSpace, "need %d bytes, %d available", need, avail)
+	}
+	return nil
+}
+
+// srvCreateTemp creates an empty, exclusive temporary file with
+// permission bits mode in directory dfd and returns it with its name.
+func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
+	var rnd [8]byte
+	for range 10 {
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return -1, "", err
+		}
+		name := jailTempPrefix + hex.EncodeToString(rnd[:])
+		fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
+		switch err {
+		case nil:
+			return fd, name, nil
+		case unix.EEXIST, unix.EINTR:
+			continue
+		}
+		return -1, "", &fs.PathError{Op: "create", Path: name, Err: err}
+	}
+	return -1, "", errors.New("peer: no free temporary name")
+}
+
+// receive copies exactly size payload bytes from the connection to file
+// fd. A read error (rerr) means the payload stopped short and the
+// connection is out of step. After a write error (werr) the rest of the
+// payload is read and dropped, so the connection stays usable for the
+// refusal; if that fails too, rerr is set as well.
+//
+// A payload that fits the connection's read buffer is written straight
+// from it; a larger one goes through a pooled srvSendChunk buffer, filled
+// before each write, so a big upload costs one write(2) per MiB rather
+// than one per TLS record.
+func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) {
+	if size <= int64(c.r.Size()) {
+		b, err := c.r.Peek(int(size))
+		if len(b) > 0 {
+			written, werr = srvWriteFull(fd, b)
+		}
+		c.r.Discard(len(b))
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return written, err, werr
+		}
+		return written, nil, werr
+	}
 	bp := c.s.bufs.Get().(*[]byte)
 	defer c.s.bufs.Put(bp)
 	buf := *bp
-	var got int64
-	for got < size {
-		n, err := c.r.Read(buf[:min(int64(len(buf)), size-got)])
+	for got := int64(0); got < size; {
+		n, err := io.ReadFull(c.r, buf[:min(int64(len(buf)), size-got)])
 		got += int64(n)
 		if n > 0 && werr == nil {
-			var w int
-			w, werr = f.Write(buf[:n])
-			written += int64(w)
+			var w int64
+			w, werr = srvWriteFull(fd, buf[:n])
+			written += w
 		}
-		if err != nil && got < size {
+		if err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
@@ -219,63 +359,219 @@ func (c *srvConn) receive(f io.Writer, size int64) (written int64, rerr, werr er
 	return written, nil, werr
 }
 
+// srvWriteFull writes all of b to fd.
+func srvWriteFull(fd int, b []byte) (int64, error) {
+	var done int64
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if n > 0 {
+			done += int64(n)
+			b = b[n:]
+		}
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return done, &fs.PathError{Op: "write", Path: "", Err: err}
+		case n == 0:
+			return done, io.ErrShortWrite
+		}
+	}
+	return done, nil
+}
+
 // get sends a file or a range of it: "GET OK <n>" and exactly n bytes.
 func (c *srvConn) get(m peerproto.Get) error {
 	const verb = peerproto.VerbGet
-	j := c.s.jail
-	p, err := j.clean(m.Name)
+	p, err := c.s.jail.clean(m.Name)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	f, fi, err := j.openRegular(p, os.O_RDONLY)
+	f, st, err := c.s.openRead(p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !jailEscapes(err) {
 			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", m.Name))
 		}
 		return c.refuse(verb, err, jailDisplay(m.Name))
 	}
-	defer f.Close()
+	defer c.s.files.release(f)
 	if !c.s.beginTransfer() {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
 	defer c.s.endTransfer()
 	var n int64
-	if size := fi.Size(); m.Offset < size {
+	if size := st.Size; m.Offset < size {
 		n = size - m.Offset
 		if m.Length >= 0 && m.Length < n {
 			n = m.Length
 		}
 	}
-	if n > 0 && m.Offset > 0 {
-		if _, err := f.Seek(m.Offset, io.SeekStart); err != nil {
-			return c.refuse(verb, err, m.Name)
-		}
-	}
-	if err := c.send(peerproto.GetOK{Size: n}); err != nil {
+	c.result = "ok"
+	if err := peerproto.WriteMessage(c.w, peerproto.GetOK{Size: n}); err != nil {
 		return err
 	}
-	// Bypass the bufio.Writer (just flushed) so that *net.TCPConn's
-	// ReadFrom moves the data with sendfile, one deadline per chunk. Over
-	// TLS (a *tls.Conn) io.CopyN still works, through a buffer: the data
-	// must be encrypted in user space.
+	if n <= int64(c.w.Available()) {
+		// Small, like a FUSE read: the data joins the reply line in the
+		// write buffer, and both leave in one write (one TLS record).
+		buf := c.w.AvailableBuffer()[:n]
+		k, err := srvPread(f.fd, buf, m.Offset)
+		c.bytes = int64(k)
+		if err != nil {
+			return c.shrank(m.Name, n, err)
+		}
+		if _, err := c.w.Write(buf); err != nil {
+			return err
+		}
+		return c.w.Flush()
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		// Plain TCP: sendfile, at explicit offsets (the descriptor may be
+		// shared with other GETs), one deadline per chunk.
+		if err := c.w.Flush(); err != nil {
+			return err
+		}
+		for c.bytes < n {
+			if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+				return err
+			}
+			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, min(srvSendChunk, n-c.bytes))
+			c.bytes += k
+			if err != nil {
+				return c.shrank(m.Name, n, err)
+			}
+		}
+		return nil
+	}
+	// TLS: the data is encrypted in user space anyway; read it in large
+	// chunks into a pooled buffer, each sent with one Write.
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	bp := c.s.bufs.Get().(*[]byte)
+	defer c.s.bufs.Put(bp)
+	buf := *bp
 	for c.bytes < n {
+		k, err := srvPread(f.fd, buf[:min(int64(len(buf)), n-c.bytes)], m.Offset+c.bytes)
+		if err != nil {
+			c.bytes += int64(k)
+			return c.shrank(m.Name, n, err)
+		}
 		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
 			return err
 		}
-		k, err := io.CopyN(c.nc, f, min(srvSendChunk, n-c.bytes))
-		c.bytes += k
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				// The file shrank after GET OK announced n bytes: closing
-				// is the only honest way to tell the client.
-				c.result = "shrank"
-				return fmt.Errorf("peer: server: get %q: file shrank while sending (%d of %d bytes sent)", m.Name, c.bytes, n)
-			}
+		if _, err := c.nc.Write(buf[:k]); err != nil {
 			c.result = "cut"
 			return err
 		}
+		c.bytes += int64(k)
 	}
 	return nil
+}
+
+// shrank ends a GET whose data stopped short of the n bytes announced
+// (err is io.EOF) or could not be read or sent.
+func (c *srvConn) shrank(name string, n int64, err error) error {
+	if errors.Is(err, io.EOF) {
+		// The file shrank after GET OK announced n bytes: closing is the
+		// only honest way to tell the client.
+		c.result = "shrank"
+		return fmt.Errorf("peer: server: get %q: file shrank while sending (%d of %d bytes sent)", name, c.bytes, n)
+	}
+	c.result = "cut"
+	return fmt.Errorf("peer: server: get %q: %w", name, err)
+}
+
+// openRead returns an open descriptor of regular file p, from the cache
+// or opened now, with its current attributes; release it with
+// files.release.
+func (s *Server) openRead(p string) (*srvFile, unix.Stat_t, error) {
+	now := time.Now()
+	if f := s.files.get(p, now); f != nil {
+		st, err := jailFstat(f.fd, p)
+		if err == nil && st.Nlink > 0 {
+			return f, st, nil
+		}
+		// Deleted or replaced since it was opened: open the path anew.
+		s.files.forget(f)
+		s.files.release(f)
+	}
+	// O_NONBLOCK keeps a FIFO planted in the export from hanging the
+	// open; it has no effect on regular files.
+	fd, err := s.jail.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if err != nil {
+		return nil, unix.Stat_t{}, err
+	}
+	st, err := jailFstat(fd, p)
+	if err == nil {
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+		case unix.S_IFDIR:
+			err = &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
+		default:
+			err = &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("%q is not a regular file", p)}
+		}
+	}
+	if err != nil {
+		unix.Close(fd)
+		return nil, st, err
+	}
+	return s.files.add(p, fd, now), st, nil
+}
+
+// srvPread fills b from fd at off. A file that ends before b is full is
+// io.EOF, with the count read.
+func srvPread(fd int, b []byte, off int64) (int, error) {
+	done := 0
+	for done < len(b) {
+		n, err := unix.Pread(fd, b[done:], off+int64(done))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return done, &fs.PathError{Op: "read", Path: "", Err: err}
+		case n == 0:
+			return done, io.EOF
+		}
+		done += n
+	}
+	return done, nil
+}
+
+// srvSendfile sends n bytes of file fd from offset off on tc with
+// sendfile(2), waiting for the socket under its write deadline. A file
+// that ends first is io.EOF.
+func srvSendfile(tc *net.TCPConn, fd int, off, n int64) (int64, error) {
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var sent int64
+	var serr error
+	err = rc.Write(func(sock uintptr) bool {
+		for sent < n {
+			o := off + sent
+			k, err := unix.Sendfile(int(sock), fd, &o, int(n-sent))
+			if k > 0 {
+				sent += int64(k)
+			}
+			switch {
+			case err == unix.EAGAIN:
+				return false // wait until the socket is writable
+			case err == unix.EINTR:
+				continue
+			case err != nil:
+				serr = err
+				return true
+			case k == 0:
+				serr = io.EOF
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = serr
+	}
+	return sent, err
 }
 
 // list sends a directory's entries with their attributes in one reply:

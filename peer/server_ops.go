@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"syscall"
 	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -14,12 +16,34 @@ import (
 // The namespace requests: DELETE, RMDIR, MKDIR, RENAME, SETATTR, STATFS.
 
 // delete removes a file (or a symbolic link to one): "DELETE <name>".
+// A regular file costs a stat and an unlink relative to its directory;
+// links and anything unusual take the general path, through the jail.
 func (c *srvConn) delete(m peerproto.Delete) error {
 	const verb = peerproto.VerbDelete
 	j := c.s.jail
 	p, refused, err := c.writePath(verb, m.Name)
 	if refused {
 		return err
+	}
+	defer c.s.files.invalidate(p)
+	if p != "" {
+		dir, base := jailSplit(p)
+		if dfd, err := j.openDir(dir, false); err == nil {
+			st, err := jailStatAt(dfd, base, p)
+			switch {
+			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
+				err = unix.Unlinkat(dfd, base, 0)
+				j.closeDir(dfd)
+				if err != nil {
+					return c.refuse(verb, &fs.PathError{Op: "unlink", Path: p, Err: err}, m.Name)
+				}
+				return c.send(peerproto.OK{Of: verb})
+			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+				j.closeDir(dfd)
+				return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", m.Name))
+			}
+			j.closeDir(dfd)
+		}
 	}
 	// visible also refuses links that escape or dangle, which LIST hides.
 	fi, err := j.visible(p)
@@ -46,6 +70,7 @@ func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot remove the export root"))
 	}
+	defer c.s.files.invalidate(p)
 	// Lstat, like rmdir(2): a link to a directory is not a directory.
 	fi, err := j.lstat(p)
 	if err != nil {
@@ -110,6 +135,8 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	if from == "" || to == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot rename the export root"))
 	}
+	defer c.s.files.invalidate(from)
+	defer c.s.files.invalidate(to)
 	if err := j.root.Rename(from, to); err != nil {
 		code, _, hostile := jailMapError(m.From, err)
 		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jailBareError(err))
@@ -125,7 +152,9 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 // setattr changes a file's size, permission bits or modification time, in
 // that order (so that an explicit mtime survives the truncation), and
 // answers with the attributes after: "SETATTR <name> [size=N] [mode=OOOO]
-// [mtime=NS]".
+// [mtime=NS]". It opens the file once and does everything through that
+// descriptor; anything unusual (a refusal to come, a FIFO, a file it
+// cannot open) takes the general path, setattrByName.
 func (c *srvConn) setattr(m peerproto.Setattr) error {
 	const verb = peerproto.VerbSetattr
 	j := c.s.jail
@@ -133,6 +162,73 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if refused {
 		return err
 	}
+	defer c.s.files.invalidate(p)
+	flags := unix.O_RDONLY
+	if m.HasSize {
+		flags = unix.O_WRONLY
+	}
+	fd, err := j.open(p, flags|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if err != nil {
+		return c.setattrByName(m, p)
+	}
+	defer unix.Close(fd)
+	name := jailDisplay(m.Name)
+	st, err := jailFstat(fd, p)
+	if err != nil {
+		return c.refuse(verb, err, name)
+	}
+	if _, ok := jailStatEntry(&st); !ok {
+		return c.setattrByName(m, p)
+	}
+	if m.HasSize {
+		if err := unix.Ftruncate(fd, m.Size); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "truncate", Path: p, Err: err}, name)
+		}
+	}
+	if m.HasMode {
+		if err := unix.Fchmod(fd, m.Mode&0o7777); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, name)
+		}
+	}
+	if m.HasMtime {
+		if err := srvFutimens(fd, m.Mtime); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "utimes", Path: p, Err: err}, name)
+		}
+	}
+	if m.HasSize || m.HasMode || m.HasMtime {
+		if st, err = jailFstat(fd, p); err != nil {
+			return c.refuse(verb, err, name)
+		}
+	}
+	e, ok := jailStatEntry(&st)
+	if !ok {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
+	}
+	return c.send(peerproto.SetattrOK{Entry: e})
+}
+
+// srvFutimens sets the modification time of open file fd to mtime (ns),
+// leaving its access time: utimensat(fd, NULL, ...), which x/sys/unix
+// does not wrap.
+func srvFutimens(fd int, mtime int64) error {
+	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
+	for {
+		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		switch errno {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
+		}
+		return errno
+	}
+}
+
+// setattrByName is SETATTR through the jail by name, one call per
+// attribute.
+func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
+	const verb = peerproto.VerbSetattr
+	j := c.s.jail
 	name := jailDisplay(m.Name)
 	fi, err := j.visible(p)
 	if err != nil {
@@ -142,14 +238,21 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 		if fi.IsDir() {
 			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "cannot set the size of directory %q", name))
 		}
-		f, _, err := j.openRegular(p, os.O_WRONLY)
+		fd, err := j.open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 		if err != nil {
 			return c.refuse(verb, err, name)
 		}
-		err = f.Truncate(m.Size)
-		if cerr := f.Close(); err == nil {
-			err = cerr
+		st, err := jailFstat(fd, p)
+		switch {
+		case err != nil:
+		case st.Mode&unix.S_IFMT != unix.S_IFREG:
+			err = &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("%q is not a regular file", p)}
+		default:
+			if terr := unix.Ftruncate(fd, m.Size); terr != nil {
+				err = &fs.PathError{Op: "truncate", Path: p, Err: terr}
+			}
 		}
+		unix.Close(fd)
 		if err != nil {
 			return c.refuse(verb, err, name)
 		}

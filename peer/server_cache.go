@@ -1,0 +1,177 @@
+package peer
+
+import (
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// A mount reads a file with one ranged GET per FUSE read, so random reads
+// would open the same file again for every 4 KiB. srvFiles keeps the
+// descriptors of recently read files open, briefly, for GET only.
+//
+// Freshness: every use re-reads the attributes with fstat, so the size
+// is current and a change made in place (by a client or by the export's
+// owner) is seen at once; a file that was since deleted or replaced by a
+// rename (its link count is then 0) is reopened. Every write request this
+// server handles drops the entries it may affect (the path, and for
+// directories everything under it) before it answers. What is left is a
+// change made behind the server's back that keeps the old file linked
+// (a local rename of it, or of a directory above it, or a path now
+// reaching another file through a symbolic link): a GET may see the old
+// file for up to srvFileTTL after its open.
+const (
+	srvFileTTL     = 200 * time.Millisecond // how long an open descriptor is reused
+	srvFileEntries = 64                     // most files held open
+)
+
+// srvFiles is the server's cache of open, read-only file descriptors,
+// keyed by clean path. It is safe for concurrent use.
+type srvFiles struct {
+	mu      sync.Mutex // protects the fields below
+	m       map[string]*srvFile
+	sweep   *time.Timer // armed while m is not empty; closes expired entries
+	stopped bool        // after close: nothing is cached any more
+}
+
+// srvFile is one open descriptor, shared by the GETs using it (pread
+// needs no offset, so they do not interfere).
+type srvFile struct {
+	fd      int       // read-only after creation
+	path    string    // read-only after creation
+	refs    int       // GETs using fd, plus 1 while in the map; under srvFiles.mu
+	expires time.Time // under srvFiles.mu
+}
+
+// get returns the cached descriptor of p, counted as in use, or nil.
+func (c *srvFiles) get(p string, now time.Time) *srvFile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f := c.m[p]
+	if f == nil {
+		return nil
+	}
+	if now.After(f.expires) {
+		c.dropLocked(f)
+		return nil
+	}
+	f.refs++
+	return f
+}
+
+// add caches a descriptor just opened for p and returns it counted as in
+// use; the cache now owns fd. If p was added meanwhile, or the cache is
+// closed, fd is used by this GET only.
+func (c *srvFiles) add(p string, fd int, now time.Time) *srvFile {
+	f := &srvFile{fd: fd, path: p, refs: 1, expires: now.Add(srvFileTTL)}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopped || c.m[p] != nil {
+		return f
+	}
+	if c.m == nil {
+		c.m = make(map[string]*srvFile)
+	}
+	if len(c.m) >= srvFileEntries {
+		c.evictLocked(now)
+	}
+	f.refs++
+	c.m[p] = f
+	if c.sweep == nil {
+		c.sweep = time.AfterFunc(srvFileTTL, c.expire)
+	} else if len(c.m) == 1 {
+		c.sweep.Reset(srvFileTTL)
+	}
+	return f
+}
+
+// release ends one use of f.
+func (c *srvFiles) release(f *srvFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.unrefLocked(f)
+}
+
+// forget drops f from the cache if it is still there, for a descriptor
+// found stale.
+func (c *srvFiles) forget(f *srvFile) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m[f.path] == f {
+		c.dropLocked(f)
+	}
+}
+
+// invalidate drops p and everything under it. Write requests call it
+// before they answer.
+func (c *srvFiles) invalidate(p string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, f := range c.m {
+		if p == "" || k == p || (strings.HasPrefix(k, p) && k[len(p)] == '/') {
+			c.dropLocked(f)
+		}
+	}
+}
+
+// close drops every entry and stops caching; descriptors in use are
+// closed when their GETs end.
+func (c *srvFiles) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.sweep != nil {
+		c.sweep.Stop()
+	}
+	for _, f := range c.m {
+		c.dropLocked(f)
+	}
+}
+
+// expire runs on the sweep timer: it closes the expired entries, so a
+// deleted file's space is not held, and re-arms while entries remain.
+func (c *srvFiles) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	var next time.Time
+	for _, f := range c.m {
+		if now.After(f.expires) {
+			c.dropLocked(f)
+		} else if next.IsZero() || f.expires.Before(next) {
+			next = f.expires
+		}
+	}
+	if !next.IsZero() && !c.stopped {
+		c.sweep.Reset(next.Sub(now) + time.Millisecond)
+	}
+}
+
+// evictLocked makes room: it drops the expired entries, or else the one
+// that expires first.
+func (c *srvFiles) evictLocked(now time.Time) {
+	var oldest *srvFile
+	for _, f := range c.m {
+		if now.After(f.expires) {
+			c.dropLocked(f)
+		} else if oldest == nil || f.expires.Before(oldest.expires) {
+			oldest = f
+		}
+	}
+	if len(c.m) >= srvFileEntries && oldest != nil {
+		c.dropLocked(oldest)
+	}
+}
+
+func (c *srvFiles) dropLocked(f *srvFile) {
+	delete(c.m, f.path)
+	c.unrefLocked(f)
+}
+
+func (c *srvFiles) unrefLocked(f *srvFile) {
+	if f.refs--; f.refs == 0 {
+		unix.Close(f.fd)
+	}
+}
