@@ -115,11 +115,20 @@ func (m SyncEnd) OthersWrote(self string) bool {
 // "base=none" only if there is no file yet; otherwise it refuses with
 // "PUT FAIL conflict". A writer uses it so that it never silently
 // replaces a version it has not seen.
+//
+// "inline" (Inline) sends the payload right after the request line,
+// without waiting for "PUT OK": one round trip instead of two. The peer
+// then answers only "PUT DONE" or "PUT FAIL", and reads (and drops) the
+// payload even when it refuses, so the connection stays in step. A peer
+// that predates inline refuses the line as invalid and would read the
+// payload as requests: after any "PUT FAIL invalid" to an inline PUT the
+// client closes the connection.
 type Put struct {
-	Name  string
-	Size  int64
-	Async bool
-	Base  int64 // BaseAny (no condition), BaseNone, or the expected mtime
+	Name   string
+	Size   int64
+	Async  bool
+	Inline bool  // the payload follows the request line at once; no PUT OK
+	Base   int64 // BaseAny (no condition), BaseNone, or the expected mtime
 }
 
 // Conditions of a Put.
@@ -383,6 +392,9 @@ func (m Put) AppendTo(b []byte) []byte {
 	b = appendInt(b, m.Size)
 	if m.Async {
 		b = append(b, " async"...)
+	}
+	if m.Inline {
+		b = append(b, " inline"...)
 	}
 	switch {
 	case m.Base == BaseNone:

@@ -86,6 +86,8 @@ var canonical = []struct {
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true}, "PUT x 5 async", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Base: 1732530000123456789}, "PUT x 5 async base=1732530000123456789", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Base: peerproto.BaseNone}, "PUT x 5 base=none", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Inline: true}, "PUT x 5 inline", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Base: peerproto.BaseNone}, "PUT x 5 async inline base=none", "PUT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Put{Name: "dir/a b%.txt", Size: 0}, "PUT dir/a%20b%25.txt 0", "PUT"},
 	{peerRequest, peerproto.Put{Name: "big", Size: peerproto.MaxSize}, "PUT big 1125899906842624", "PUT"},
@@ -176,6 +178,7 @@ func TestLenientInput(t *testing.T) {
 		{peerRequest, "PUT héllo 1", peerproto.Put{Name: "héllo", Size: 1}},
 		{peerRequest, "PUT h%c3%a9llo 1", peerproto.Put{Name: "héllo", Size: 1}},
 		{peerRequest, "PUT x 007", peerproto.Put{Name: "x", Size: 7}},
+		{peerRequest, "put x 7 base=none INLINE Async", peerproto.Put{Name: "x", Size: 7, Async: true, Inline: true, Base: peerproto.BaseNone}},
 		{peerRequest, "GET x 5", peerproto.Get{Name: "x", Length: 5}}, // the seed's form
 		{peerRequest, "get x", peerproto.Get{Name: "x", Length: -1}},
 		{peerRequest, "LIST", peerproto.List{}},
@@ -326,7 +329,7 @@ func TestMalformed(t *testing.T) {
 		{peerRequest, []string{
 			"", "   ", "\t",
 			"FROB x", "REGISTER a 1", "SYNC", "UPDATE", "PONG", "PUT OK", // wrong direction
-			"PUT", "PUT x", "PUT x 5 6",
+			"PUT", "PUT x", "PUT x 5 6", "PUT x 5 inline inline", "PUT x 5 inline=1", "PUT x 5 async inline base=none extra",
 			"PUT x -1", "PUT x 1125899906842625", "PUT x 99999999999999999999", "PUT x five", "PUT x 0x10", "PUT x 1e3", "PUT x 5\r",
 			"PUT a%2 5", "PUT a%zz 5", "PUT % 5", "PUT " + long + " 1",
 			"GET", "GET x 1 2 3", "GET x -1", "GET x 0 -1", "GET x -1 5", "GET x 1125899906842625", "GET x 0 1125899906842625",

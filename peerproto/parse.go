@@ -71,8 +71,8 @@ func ParsePeerRequest(line []byte) (Message, error) {
 	verb := strings.ToUpper(f[0])
 	switch verb {
 	case VerbPut:
-		const usage = "PUT <name> <size> [async] [base=<mtime>|base=none]"
-		if err := wantArgs(line, f, 2, 4, usage); err != nil {
+		const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none]"
+		if err := wantArgs(line, f, 2, 5, usage); err != nil {
 			return nil, err
 		}
 		p := Put{Base: BaseAny}
@@ -81,6 +81,8 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			switch {
 			case !isKV && strings.EqualFold(opt, "async") && !p.Async:
 				p.Async = true
+			case !isKV && strings.EqualFold(opt, "inline") && !p.Inline:
+				p.Inline = true
 			case isKV && k == "base" && p.Base == BaseAny:
 				if v == "none" {
 					p.Base = BaseNone
