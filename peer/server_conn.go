@@ -148,7 +148,25 @@ func (c *srvConn) malformed(line []byte, err error) error {
 		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)", verb)
 	}
 	c.log.Debug().Str("request", srvShort(line)).Str("result", code).Msg("malformed request")
-	return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
+	if err := c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text}); err != nil {
+		return err
+	}
+	if verb == peerproto.VerbPut && srvHasWord(line, "inline") {
+		// An inline payload of unknown size follows: no way to stay in step.
+		return fmt.Errorf("peer: server: malformed inline PUT: %w", err)
+	}
+	return nil
+}
+
+// srvHasWord reports whether line has word, in any case, as one of its
+// words.
+func srvHasWord(line []byte, word string) bool {
+	for _, w := range strings.FieldsFunc(string(line), func(r rune) bool { return r == ' ' || r == '\t' }) {
+		if strings.EqualFold(w, word) {
+			return true
+		}
+	}
+	return false
 }
 
 // srvReplyVerb returns the first word of line, uppercased and made safe to

@@ -34,7 +34,8 @@ const srvSpaceReserve = 1 << 20
 const srvSendChunk = 1 << 20
 
 // put stores an upload: "PUT <name> <size>", then "PUT OK", then exactly
-// size bytes, then "PUT DONE <size> <mtime>". The bytes go to a temporary
+// size bytes, then "PUT DONE <size> <mtime>" (inline: the bytes follow
+// the request line at once, and there is no "PUT OK"). The bytes go to a temporary
 // file next to the target, renamed over it once complete (and, unless
 // async, durable), so the old content stays whole until then.
 //
@@ -45,27 +46,40 @@ const srvSendChunk = 1 << 20
 func (c *srvConn) put(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
 	j := c.s.jail
-	p, refused, err := c.writePath(verb, m.Name)
-	if refused {
-		return err
+	// An inline payload follows the request line: every refusal before
+	// it is stored must first read it, to stay in step.
+	refuse := func(err error, name ...string) error {
+		if m.Inline {
+			if err := c.discard(m.Size); err != nil {
+				return err
+			}
+		}
+		return c.refuse(verb, err, name...)
+	}
+	if c.s.opts.ReadOnly {
+		return refuse(peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
+	}
+	p, err := j.clean(m.Name)
+	if err != nil {
+		return refuse(err, m.Name)
 	}
 	if p == "" {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))
+		return refuse(peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))
 	}
 	t, err := c.putTarget(p, m.Name, !m.Async)
 	if err != nil {
-		return c.refuse(verb, err, m.Name)
+		return refuse(err, m.Name)
 	}
 	defer j.closeDir(t.dfd)
 	if err := c.checkBase(m, t); err != nil {
-		return c.refuse(verb, err)
+		return refuse(err)
 	}
 	if err := c.s.checkSpace(t.dfd, m.Size); err != nil {
-		return c.refuse(verb, err, m.Name)
+		return refuse(err, m.Name)
 	}
 
 	if !c.s.beginTransfer() {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
+		return refuse(peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
 	// The slot frees once the file is stored, before PUT DONE goes out, so
 	// a client that saw PUT DONE finds it free.
@@ -73,7 +87,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 	defer endTransfer()
 	fd, tmp, err := srvCreateTemp(t.dfd, t.mode)
 	if err != nil {
-		return c.refuse(verb, err, m.Name)
+		return refuse(err, m.Name)
 	}
 	renamed := false
 	defer func() {
@@ -86,8 +100,10 @@ func (c *srvConn) put(m peerproto.Put) error {
 			}
 		}
 	}()
-	if err := c.send(peerproto.PutOK{}); err != nil {
-		return err
+	if !m.Inline {
+		if err := c.send(peerproto.PutOK{}); err != nil {
+			return err
+		}
 	}
 
 	written, rerr, werr := c.receive(fd, m.Size)
@@ -357,6 +373,19 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 		}
 	}
 	return written, nil, werr
+}
+
+// discard reads and drops n payload bytes: an inline PUT's, refused.
+func (c *srvConn) discard(n int64) error {
+	for n > 0 {
+		k, err := c.r.Discard(int(min(n, 1<<30)))
+		n -= int64(k)
+		if err != nil {
+			c.result = "cut"
+			return fmt.Errorf("peer: server: put: refused inline payload cut with %d bytes to go: %w", n, err)
+		}
+	}
+	return nil
 }
 
 // srvWriteFull writes all of b to fd.

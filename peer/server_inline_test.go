@@ -1,0 +1,129 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
+)
+
+// TestServerPutInline: "PUT <name> <size> inline" takes the payload right
+// after the line and answers PUT DONE alone; a refusal still reads the
+// payload, so the connection stays in step (payloads that look like
+// requests included).
+func TestServerPutInline(t *testing.T) {
+	dir := t.TempDir()
+	srvWriteFile(t, dir, "old.txt", "old")
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+	c.send("PUT x 5 async inline\nhello")
+	c.expectPrefix("PUT DONE 5 ")
+	if b, _ := os.ReadFile(filepath.Join(dir, "x")); string(b) != "hello" {
+		t.Fatalf("x = %q", b)
+	}
+	c.send("PUT empty 0 inline\n")
+	c.expectPrefix("PUT DONE 0 ")
+
+	payload := "PING\nDELETE old.txt\n"
+	for _, tc := range []struct{ req, want string }{
+		{"PUT d %d inline", `PUT FAIL isdir "d" is a directory`},
+		{"PUT nodir/x %d inline", `PUT FAIL notfound no such directory "nodir"`},
+		{"PUT ../x %d inline", `PUT FAIL denied path escapes the export: "../x"`},
+		{"PUT old.txt %d inline base=none", `PUT FAIL conflict "old.txt" was created meanwhile`},
+		{"PUT . %d inline", "PUT FAIL isdir the export root is a directory"},
+	} {
+		c.send(fmt.Sprintf(tc.req, len(payload)) + "\n" + payload)
+		c.expectPrefix(tc.want)
+		if got := c.roundTrip("PING"); got != "PONG" {
+			t.Fatalf("after %q: %q", tc.req, got)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "old.txt")); string(b) != "old" {
+		t.Fatalf("old.txt = %q: a refused payload was read as requests", b)
+	}
+
+	// Too many transfers, and a read-only export: refused, payload read.
+	ro := srvTestConnect(t, srvReadOnlyAddr(t, dir))
+	ro.send("PUT y 3 inline\nabc")
+	ro.expect("PUT FAIL readonly export is read-only")
+	if got := ro.roundTrip("PING"); got != "PONG" {
+		t.Fatalf("read-only, after the refusal: %q", got)
+	}
+
+	// A malformed inline PUT has a payload of unknown size: refused, and
+	// the connection closed.
+	c.send("PUT x -1 inline\nwhatever")
+	c.expectPrefix("PUT FAIL invalid")
+	c.expectEOF()
+}
+
+func srvReadOnlyAddr(t *testing.T, dir string) string {
+	t.Helper()
+	_, addr := srvTestServe(t, ServerOptions{Export: dir, ReadOnly: true})
+	return addr
+}
+
+// TestClientPutInline: PutWith with Inline stores small and large files
+// over TLS and plain TCP; a refusal keeps the connection unless it is
+// "invalid", which an older peer would answer to the inline line itself.
+func TestClientPutInline(t *testing.T) {
+	sc, err := secure.New([]byte("peer-inline-test-cluster-secret!"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tls := range []bool{true, false} {
+		t.Run(fmt.Sprintf("tls=%v", tls), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := ServerOptions{Export: dir}
+			copts := ClientOptions{}
+			if tls {
+				opts.Secure, copts.Secure = sc, sc
+			}
+			_, addr := srvTestServe(t, opts)
+			ctx := context.Background()
+			c, err := Dial(ctx, addr, copts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, size := range []int{0, 1, 4 << 10, 32 << 10, 32<<10 + 1, 3 << 20} {
+				data := srvRandom(size, uint64(size))
+				name := fmt.Sprintf("f%d", size)
+				pd, err := c.PutWith(ctx, peerproto.Put{Name: name, Size: int64(size), Async: true, Inline: true, Base: peerproto.BaseNone},
+					bytes.NewReader(data), nil)
+				if err != nil || pd.Size != int64(size) {
+					t.Fatalf("%s: %+v, %v", name, pd, err)
+				}
+				if b, _ := os.ReadFile(filepath.Join(dir, name)); !bytes.Equal(b, data) {
+					t.Fatalf("%s: stored %d bytes, not the %d sent", name, len(b), size)
+				}
+				// The same again is a conflict: refused, still in step.
+				_, err = c.PutWith(ctx, peerproto.Put{Name: name, Size: int64(size), Inline: true, Base: peerproto.BaseNone},
+					bytes.NewReader(data), nil)
+				var fe *peerproto.FailError
+				if !errors.As(err, &fe) || fe.Code != peerproto.CodeConflict || c.Broken() {
+					t.Fatalf("%s again: %v (broken %v), want a conflict on a usable connection", name, err, c.Broken())
+				}
+			}
+			if err := c.Ping(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// invalid: the connection is given up.
+			_, err = c.PutWith(ctx, peerproto.Put{Name: jailTempPrefix + "x", Size: 3, Inline: true}, strings.NewReader("abc"), nil)
+			var fe *peerproto.FailError
+			if !errors.As(err, &fe) || fe.Code != peerproto.CodeInvalid || !c.Broken() {
+				t.Fatalf("reserved name: %v (broken %v), want invalid and a closed connection", err, c.Broken())
+			}
+		})
+	}
+}
