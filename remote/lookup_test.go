@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -202,5 +203,35 @@ func TestRoundKeepsCachesUnlessOthersWrote(t *testing.T) {
 	fi, err := s.Stat(ctx, "bob", "other")
 	if err != nil || fi.Size() != int64(len("version 2")) {
 		t.Errorf("Stat other after a round bob wrote in = %v, %v; want the new size at once", fi, err)
+	}
+}
+
+// While a peer is unreachable its folder is still a directory (with the
+// attributes last seen), so local files pending upload in it stay
+// reachable; anything that needs the peer says EIO.
+func TestRootOfUnreachablePeer(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	if err := os.Chmod(bob.export, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := s.Stat(ctx, "bob", "")
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o750 {
+		t.Fatalf("Stat of bob's root = %v, %v", fi, err)
+	}
+	fh := s.open(t, "bob", "pending", os.O_CREATE|os.O_WRONLY, 0o644)
+	defer s.release(t, fh)
+	s.write(t, fh, "x", 0)
+	bob.stop()
+	s.InvalidateAll()
+	fi, err = s.Stat(ctx, "bob", "")
+	if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o750 {
+		t.Errorf("Stat of an unreachable peer's root = %v, %v; want the directory as last seen", fi, err)
+	}
+	if fi, err := s.Stat(ctx, "bob", "pending"); err != nil || fi.Size() != 1 {
+		t.Errorf("Stat of a pending local file = %v, %v", fi, err)
+	}
+	if _, err := s.Stat(ctx, "bob", "other"); !errors.Is(err, syscall.EIO) {
+		t.Errorf("Stat of a remote name while unreachable: %v, want EIO", err)
 	}
 }

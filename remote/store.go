@@ -181,6 +181,10 @@ type peerConn struct {
 	// misses counts, per directory, the STATs recently sent for names in
 	// it: a burst of them is answered with one LIST instead (see stat).
 	misses map[string]missRun
+	// root is the export root's last known attributes, kept through
+	// invalidations: the peer's folder stays reachable while the peer is
+	// not (Stat), so local files pending upload can still be opened.
+	root *peerproto.Entry
 }
 
 // missRun is a run of STATs for names in one directory.
@@ -649,6 +653,23 @@ func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, e
 		return nil, err
 	}
 	e, err := s.stat(ctx, p, path)
+	if path == "" {
+		p.mu.Lock()
+		switch {
+		case err == nil:
+			p.root = &e
+		case errors.Is(err, syscall.EIO):
+			// Unreachable: the folder itself is still there (the
+			// tracker lists the peer); what is in it will say EIO
+			// unless it is local.
+			e = peerproto.Entry{Type: peerproto.TypeDir, Mode: 0o755}
+			if p.root != nil {
+				e = *p.root
+			}
+			err = nil
+		}
+		p.mu.Unlock()
+	}
 	if err != nil {
 		return nil, err
 	}
