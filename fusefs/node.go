@@ -309,12 +309,45 @@ func (f *filesys) removed(k nodeKey) {
 	f.dropListingLocked(k)
 }
 
+// renamedFileLocked is renamed for file node n at from, with no directory
+// at to. Called with f.mu held.
+func (f *filesys) renamedFileLocked(n *node, from, to nodeKey) {
+	if old, ok := f.nodes[to]; ok && old != n {
+		old.mu.Lock()
+		old.removed = true
+		old.primed = nil
+		old.mu.Unlock()
+	}
+	delete(f.nodes, from)
+	f.nodes[to] = n
+	n.mu.Lock()
+	n.path = to.path
+	n.primed = nil
+	n.mu.Unlock()
+	delete(f.inodes, to)
+	if ino, ok := f.inodes[from]; ok {
+		delete(f.inodes, from)
+		f.inodes[to] = ino
+	}
+	f.dropListingLocked(from)
+	f.dropListingLocked(to)
+}
+
 // renamed moves from and everything under it to to, in both tables and in
 // the nodes' paths, after a successful Store rename. An entry replaced at
 // to becomes removed.
 func (f *filesys) renamed(from, to nodeKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if n, ok := f.nodes[from]; ok && !n.isDir {
+		if old, ok := f.nodes[to]; !ok || !old.isDir {
+			// A file over a file (or a new name): nothing lies under
+			// either name, so no table needs a scan (rsync and editors
+			// rename one file after another).
+			f.renamedFileLocked(n, from, to)
+			return
+		}
+	}
 	// Whatever the tables hold at or under to was replaced (a file, or
 	// an empty directory).
 	for k, n := range f.nodes {
