@@ -56,6 +56,9 @@ type Conn struct {
 	w      *bufio.Writer
 	broken error           // non-nil once the stream is out of step
 	ctx    context.Context // the running request's context
+	// feats is the peer's FEATURES answer, asked once per connection
+	// (an older peer's refusal counts as an empty list); nil until then.
+	feats *peerproto.FeaturesOK
 
 	nread atomic.Int64 // bytes received so far; Pool.Do retries only unanswered work
 }
@@ -418,7 +421,45 @@ func (c *Conn) PutAsync(ctx context.Context, name string, src io.Reader, size in
 // Server does): an older peer refuses the line as invalid, and any
 // invalid refusal of an inline PUT closes the connection.
 func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
+	if m.Inline {
+		// An older peer would read the payload as requests: send inline
+		// only to a peer that says it serves it.
+		f, err := c.Features(ctx)
+		if err != nil {
+			return peerproto.PutDone{}, err
+		}
+		m.Inline = f.Has(peerproto.FeatureInline)
+	}
 	return c.put(ctx, m, src, progress)
+}
+
+// Features returns the protocol extensions the peer serves (FEATURES),
+// asked once per connection. A peer that predates the verb serves none.
+func (c *Conn) Features(ctx context.Context) (peerproto.FeaturesOK, error) {
+	c.mu.Lock()
+	f := c.feats
+	c.mu.Unlock()
+	if f != nil {
+		return *f, nil
+	}
+	reply, err := c.roundTrip(ctx, peerproto.Features{}, "")
+	var fe *peerproto.FailError
+	switch {
+	case errors.As(err, &fe) && fe.Code == peerproto.CodeUnsupported:
+		f = &peerproto.FeaturesOK{}
+	case err != nil:
+		return peerproto.FeaturesOK{}, err
+	default:
+		ok, isOK := reply.(peerproto.FeaturesOK)
+		if !isOK {
+			return peerproto.FeaturesOK{}, c.fail(peerproto.VerbFeatures, "", errors.New("want FEATURES OK"))
+		}
+		f = &ok
+	}
+	c.mu.Lock()
+	c.feats = f
+	c.mu.Unlock()
+	return *f, nil
 }
 
 // Fsync asks the peer to make everything stored so far durable.

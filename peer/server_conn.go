@@ -117,6 +117,8 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 		return c.statfs()
 	case peerproto.Fsync:
 		return c.fsync()
+	case peerproto.Features:
+		return c.send(peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline}})
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}
@@ -130,7 +132,7 @@ var srvVerbs = map[string]bool{
 	peerproto.VerbStat: true, peerproto.VerbDelete: true, peerproto.VerbRename: true,
 	peerproto.VerbMkdir: true, peerproto.VerbRmdir: true, peerproto.VerbSetattr: true,
 	peerproto.VerbStatfs: true, peerproto.VerbPing: true, peerproto.VerbQuit: true,
-	peerproto.VerbFsync: true,
+	peerproto.VerbFsync: true, peerproto.VerbFeatures: true,
 }
 
 // malformed answers a line that does not parse with

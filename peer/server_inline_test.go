@@ -1,14 +1,18 @@
 package peer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
@@ -125,5 +129,81 @@ func TestClientPutInline(t *testing.T) {
 				t.Fatalf("reserved name: %v (broken %v), want invalid and a closed connection", err, c.Broken())
 			}
 		})
+	}
+}
+
+// TestServerFeatures: FEATURES names the inline PUT.
+func TestServerFeatures(t *testing.T) {
+	_, addr := srvTestServe(t, ServerOptions{Export: t.TempDir()})
+	c := srvTestConnect(t, addr)
+	c.send("FEATURES\n")
+	c.expectPrefix("FEATURES OK inline")
+	c.send("FEATURES now\n")
+	c.expectPrefix("FEATURES FAIL invalid")
+}
+
+// TestClientInlineToOlderPeer: a peer that predates FEATURES (and the
+// inline PUT) gets the two-step PUT, so it never reads file content as
+// requests. The older peer is played by a script speaking its side of
+// the protocol, line for line.
+func TestClientInlineToOlderPeer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer nc.Close()
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		r := bufio.NewReader(nc)
+		io.WriteString(nc, "CONNECT OK\n")
+		var seen []string
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				got <- strings.Join(seen, "|")
+				return
+			}
+			line = strings.TrimSuffix(line, "\n")
+			seen = append(seen, line)
+			switch {
+			case line == "FEATURES":
+				io.WriteString(nc, "FEATURES FAIL unsupported unknown verb \"FEATURES\"\n")
+			case strings.HasPrefix(line, "PUT x 19 async"):
+				io.WriteString(nc, "PUT OK\n")
+				body := make([]byte, 19)
+				if _, err := io.ReadFull(r, body); err != nil {
+					got <- err.Error()
+					return
+				}
+				seen = append(seen, "payload:"+string(body))
+				io.WriteString(nc, "PUT DONE 19 1700000000000000000\n")
+			default:
+				io.WriteString(nc, "X FAIL invalid unexpected\n")
+			}
+		}
+	}()
+	ctx := context.Background()
+	c, err := Dial(ctx, ln.Addr().String(), ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	payload := "PING\nDELETE old.txt"
+	for range 2 { // the second asks FEATURES no more
+		pd, err := c.PutWith(ctx, peerproto.Put{Name: "x", Size: int64(len(payload)), Async: true, Inline: true}, strings.NewReader(payload), nil)
+		if err != nil || pd.Size != int64(len(payload)) {
+			t.Fatalf("PutWith to an older peer: %+v, %v", pd, err)
+		}
+	}
+	c.Close()
+	want := "FEATURES|PUT x 19 async|payload:" + payload + "|PUT x 19 async|payload:" + payload + "|QUIT"
+	if s := <-got; s != want {
+		t.Errorf("the older peer saw %q, want %q", s, want)
 	}
 }

@@ -1,6 +1,9 @@
 package peerproto
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // Verbs: the first word of every line.
 const (
@@ -19,6 +22,7 @@ const (
 	VerbSetattr  = "SETATTR"
 	VerbStatfs   = "STATFS"
 	VerbFsync    = "FSYNC"
+	VerbFeatures = "FEATURES"
 	VerbPing     = "PING"
 	VerbPong     = "PONG"
 	VerbQuit     = "QUIT"
@@ -196,6 +200,11 @@ type Setattr struct {
 // Statfs asks for the export's space: "STATFS".
 type Statfs struct{}
 
+// Features asks which protocol extensions the peer serves: "FEATURES",
+// answered by FeaturesOK. A peer that predates it answers
+// "FEATURES FAIL unsupported ...": no extensions beyond the verbs.
+type Features struct{}
+
 // Ping is a keepalive, answered by Pong: "PING".
 type Ping struct{}
 
@@ -206,6 +215,25 @@ type Pong struct{}
 type Quit struct{}
 
 // ---- peer <-> peer replies ----
+
+// FeaturesOK lists the extensions a peer serves: "FEATURES OK [<word>...]",
+// e.g. "FEATURES OK inline" (PUT ... inline).
+type FeaturesOK struct {
+	Words []string
+}
+
+// Has reports whether the list names word.
+func (m FeaturesOK) Has(word string) bool {
+	for _, w := range m.Words {
+		if strings.EqualFold(w, word) {
+			return true
+		}
+	}
+	return false
+}
+
+// FeatureInline is the FeaturesOK word of PUT's inline option.
+const FeatureInline = "inline"
 
 // ConnectOK greets a new connection: "CONNECT OK".
 type ConnectOK struct{}
@@ -291,6 +319,8 @@ func (Rmdir) Verb() string      { return VerbRmdir }
 func (Setattr) Verb() string    { return VerbSetattr }
 func (Statfs) Verb() string     { return VerbStatfs }
 func (Fsync) Verb() string      { return VerbFsync }
+func (Features) Verb() string   { return VerbFeatures }
+func (FeaturesOK) Verb() string { return VerbFeatures }
 func (Ping) Verb() string       { return VerbPing }
 func (Pong) Verb() string       { return VerbPong }
 func (Quit) Verb() string       { return VerbQuit }
@@ -408,6 +438,19 @@ func (m Put) AppendTo(b []byte) []byte {
 
 // AppendTo implements Message.
 func (Fsync) AppendTo(b []byte) []byte { return append(b, VerbFsync...) }
+
+// AppendTo implements Message.
+func (Features) AppendTo(b []byte) []byte { return append(b, VerbFeatures...) }
+
+// AppendTo implements Message.
+func (m FeaturesOK) AppendTo(b []byte) []byte {
+	b = append(b, "FEATURES OK"...)
+	for _, w := range m.Words {
+		b = append(b, ' ')
+		b = append(b, w...)
+	}
+	return b
+}
 
 // AppendTo implements Message.
 func (m Get) AppendTo(b []byte) []byte {

@@ -1,6 +1,7 @@
 package peerproto
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -236,7 +237,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			}
 		}
 		return s, nil
-	case VerbStatfs, VerbPing, VerbQuit, VerbFsync:
+	case VerbStatfs, VerbPing, VerbQuit, VerbFsync, VerbFeatures:
 		if err := wantArgs(line, f, 0, 0, verb); err != nil {
 			return nil, err
 		}
@@ -245,6 +246,8 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			return Statfs{}, nil
 		case VerbFsync:
 			return Fsync{}, nil
+		case VerbFeatures:
+			return Features{}, nil
 		case VerbPing:
 			return Ping{}, nil
 		default:
@@ -504,6 +507,17 @@ func ParseReply(line []byte, verb string) (Message, error) {
 	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir, VerbFsync:
 		if word == "OK" && len(args) == 0 {
 			return OK{Of: verb}, nil
+		}
+	case VerbFeatures:
+		if word == "OK" {
+			for _, a := range args {
+				for _, r := range a {
+					if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+						return nil, protoErr(line, "feature %q is not a lower-case word", a)
+					}
+				}
+			}
+			return FeaturesOK{Words: slices.Clone(args)}, nil
 		}
 	default:
 		return nil, protoErr(line, "no reply is defined for verb %q", verb)

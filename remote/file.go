@@ -108,6 +108,10 @@ func (h *handle) writable() bool { return h.flags&(os.O_WRONLY|os.O_RDWR) != 0 }
 const (
 	minWindow = 128 << 10
 	maxWindow = 8 << 20
+	// inlineMax is the largest upload sent inline (PUT ... inline): the
+	// round trip it saves matters for small files, and a refused upload
+	// has been sent for nothing.
+	inlineMax = 1 << 20
 )
 
 func (s *Store) localInfo(key cache.Key) fs.FileInfo {
@@ -575,7 +579,10 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			defer src.Close()
 			// Async: visible at once, durable at the next FSYNC (the
 			// user's fsync, a SYNC turn, or shutdown).
-			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: ch.Size(), Async: true, Base: base}, src, nil)
+			// Inline (one round trip) where a refusal cannot waste
+			// much: the payload goes out before the peer's checks.
+			size := ch.Size()
+			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
 			var fe *peerproto.FailError
 			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
 				// Someone else replaced the version this copy started
