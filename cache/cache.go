@@ -106,6 +106,19 @@ type Cache struct {
 	hits       uint64
 	misses     uint64
 	evictions  uint64
+	// removals carries the IDs of removed clean entries to removeLoop,
+	// which deletes their files off the caller's path (rm -r of many
+	// files); closed by Close, which then waits for bg.
+	removals chan string
+	bg       sync.WaitGroup
+}
+
+// removeLoop deletes the files of removed entries queued on removals.
+func (c *Cache) removeLoop() {
+	defer c.bg.Done()
+	for id := range c.removals {
+		c.removeFiles(id)
+	}
 }
 
 // entry is one cached file.
@@ -234,6 +247,9 @@ func Open(opts Options) (*Cache, error) {
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	c.discard(victims...)
+	c.removals = make(chan string, 4096)
+	c.bg.Add(1)
+	go c.removeLoop()
 	st := c.Stats()
 	c.log.Info().Str("dir", opts.Dir).Int("entries", st.Entries).Int64("bytes", st.Bytes).
 		Int("dirty", st.DirtyFiles).Int64("dirty_bytes", st.DirtyBytes).Msg("cache opened")
@@ -264,6 +280,8 @@ func (c *Cache) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
+	close(c.removals)
+	c.bg.Wait() // removeLoop takes no lock
 	var errs []error
 	for _, e := range c.entries {
 		if e.file != nil {

@@ -326,9 +326,23 @@ func (c *Cache) Remove(key Key) error {
 		return err
 	}
 	c.mu.Lock()
+	// A clean entry's files go in the background: should the process
+	// die first, what is left is a clean copy of a file that no longer
+	// exists, which nothing will match. Dirty or durable ones go now:
+	// their record would bring the file back.
+	async := !e.dirty && !e.durable && !c.closed
 	c.detachLocked(e)
+	if async {
+		select {
+		case c.removals <- e.id:
+		default:
+			async = false // the queue is full: do it here
+		}
+	}
 	c.mu.Unlock()
-	c.removeFiles(e.id)
+	if !async {
+		c.removeFiles(e.id)
+	}
 	e.mu.Unlock()
 	return nil
 }

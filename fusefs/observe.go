@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"bazil.org/fuse"
@@ -51,20 +52,35 @@ func opName(r fuse.Request) string {
 	return op
 }
 
-var opNames sync.Map // reflect.Type -> string
+// opNames maps reflect.Type to its operation name; replaced, never
+// changed, like shapes.
+var (
+	opNames   atomic.Pointer[map[reflect.Type]string]
+	opNamesMu sync.Mutex // serialises replacing opNames
+)
 
 // typeOpName is the operation name of a request type: "lookup" for
 // *fuse.LookupRequest.
 func typeOpName(t reflect.Type) string {
-	if op, ok := opNames.Load(t); ok {
-		return op.(string)
+	if m := opNames.Load(); m != nil {
+		if op, ok := (*m)[t]; ok {
+			return op
+		}
 	}
 	e := t
 	if e.Kind() == reflect.Pointer {
 		e = e.Elem()
 	}
 	op := strings.ToLower(strings.TrimSuffix(e.Name(), "Request"))
-	opNames.Store(t, op)
+	opNamesMu.Lock()
+	next := map[reflect.Type]string{t: op}
+	if m := opNames.Load(); m != nil {
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	opNames.Store(&next)
+	opNamesMu.Unlock()
 	return op
 }
 
@@ -84,11 +100,19 @@ type msgShape struct {
 	id             int // index of field ID in Request's type
 }
 
-var shapes sync.Map // reflect.Type -> msgShape
+// shapes maps reflect.Type to msgShape. It is replaced, never changed:
+// the handful of message types is learnt in the first requests, and every
+// later lookup is a plain map read.
+var (
+	shapes   atomic.Pointer[map[reflect.Type]msgShape]
+	shapesMu sync.Mutex // serialises replacing shapes
+)
 
 func shapeOf(t reflect.Type) msgShape {
-	if sh, ok := shapes.Load(t); ok {
-		return sh.(msgShape)
+	if m := shapes.Load(); m != nil {
+		if sh, ok := (*m)[t]; ok {
+			return sh
+		}
 	}
 	sh := msgShape{in: -1, req: -1, errno: -1, id: -1}
 	if f, ok := t.FieldByName("In"); ok && len(f.Index) == 1 && f.IsExported() {
@@ -102,7 +126,15 @@ func shapeOf(t reflect.Type) msgShape {
 	if f, ok := t.FieldByName("Errno"); ok && len(f.Index) == 1 && f.Type.Kind() == reflect.String {
 		sh.errno = f.Index[0]
 	}
-	shapes.Store(t, sh)
+	shapesMu.Lock()
+	next := map[reflect.Type]msgShape{t: sh}
+	if m := shapes.Load(); m != nil {
+		for k, v := range *m {
+			next[k] = v
+		}
+	}
+	shapes.Store(&next)
+	shapesMu.Unlock()
 	return sh
 }
 
