@@ -106,18 +106,38 @@ type Cache struct {
 	hits       uint64
 	misses     uint64
 	evictions  uint64
-	// removals carries the IDs of removed clean entries to removeLoop,
-	// which deletes their files off the caller's path (rm -r of many
-	// files); closed by Close, which then waits for bg.
-	removals chan string
+	// removals carries detached clean entries to removeLoop, which
+	// deletes their files off the caller's path (rm -r of many files, an
+	// editor's rename over the old copy); closed by Close, which then
+	// waits for bg.
+	removals chan *entry
 	bg       sync.WaitGroup
 }
 
-// removeLoop deletes the files of removed entries queued on removals.
+// removeLoop deletes the files of the entries queued on removals.
 func (c *Cache) removeLoop() {
 	defer c.bg.Done()
-	for id := range c.removals {
-		c.removeFiles(id)
+	for e := range c.removals {
+		e.mu.Lock()
+		c.removeFiles(e.id)
+		e.mu.Unlock()
+	}
+}
+
+// queueRemovalLocked hands detached e's files to removeLoop if e is
+// clean, and reports whether it did. A clean copy left behind by a crash
+// is harmless: nothing will match it, and Open prefers dirty and newer
+// records for a key. A dirty or durable one must go now: its record would
+// bring the file back. Called with c.mu held.
+func (c *Cache) queueRemovalLocked(e *entry) bool {
+	if e.dirty || e.durable || c.closed {
+		return false
+	}
+	select {
+	case c.removals <- e:
+		return true
+	default:
+		return false // the queue is full: the caller does it
 	}
 }
 
@@ -247,7 +267,7 @@ func Open(opts Options) (*Cache, error) {
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	c.discard(victims...)
-	c.removals = make(chan string, 4096)
+	c.removals = make(chan *entry, 4096)
 	c.bg.Add(1)
 	go c.removeLoop()
 	st := c.Stats()
@@ -275,13 +295,18 @@ func (c *Cache) clearTmp() error {
 // unusable.
 func (c *Cache) Close() error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.closed {
+		c.mu.Unlock()
 		return ErrClosed
 	}
 	c.closed = true
 	close(c.removals)
-	c.bg.Wait() // removeLoop takes no lock
+	c.mu.Unlock()
+	// Not under c.mu: removeLoop takes entry locks, whose holders may
+	// be waiting for c.mu.
+	c.bg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	var errs []error
 	for _, e := range c.entries {
 		if e.file != nil {
@@ -363,6 +388,12 @@ func (c *Cache) setDirtyLocked(e *entry, dirty bool) {
 func (c *Cache) discard(es ...*entry) {
 	for _, e := range es {
 		if e == nil {
+			continue
+		}
+		c.mu.Lock()
+		queued := c.queueRemovalLocked(e)
+		c.mu.Unlock()
+		if queued {
 			continue
 		}
 		e.mu.Lock()

@@ -326,21 +326,10 @@ func (c *Cache) Remove(key Key) error {
 		return err
 	}
 	c.mu.Lock()
-	// A clean entry's files go in the background: should the process
-	// die first, what is left is a clean copy of a file that no longer
-	// exists, which nothing will match. Dirty or durable ones go now:
-	// their record would bring the file back.
-	async := !e.dirty && !e.durable && !c.closed
 	c.detachLocked(e)
-	if async {
-		select {
-		case c.removals <- e.id:
-		default:
-			async = false // the queue is full: do it here
-		}
-	}
+	queued := c.queueRemovalLocked(e) // removeLoop waits for e.mu
 	c.mu.Unlock()
-	if !async {
+	if !queued {
 		c.removeFiles(e.id)
 	}
 	e.mu.Unlock()
@@ -377,10 +366,15 @@ func (c *Cache) Rename(from, to Key) error {
 		c.detachLocked(t)
 		replaced = t
 	}
-	prefix := from.Path + "/"
-	for k, e := range c.entries {
-		if k.Peer == from.Peer && strings.HasPrefix(k.Path, prefix) {
-			moves = append(moves, move{e, k, Key{to.Peer, to.Path + "/" + k.Path[len(prefix):]}})
+	// Only a directory has entries under it, and the cache holds files:
+	// a cached from is a file, and its rename costs no scan (an editor's
+	// or rsync's rename after rename).
+	if len(moves) == 0 {
+		prefix := from.Path + "/"
+		for k, e := range c.entries {
+			if k.Peer == from.Peer && strings.HasPrefix(k.Path, prefix) {
+				moves = append(moves, move{e, k, Key{to.Peer, to.Path + "/" + k.Path[len(prefix):]}})
+			}
 		}
 	}
 	c.mu.Unlock()

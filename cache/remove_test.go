@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -59,5 +61,63 @@ func TestRemoveFiles(t *testing.T) {
 	}
 	if got := names(t, dir, "entries"); len(got) != 0 {
 		t.Errorf("%d files left after 5000 removals and Close", len(got))
+	}
+}
+
+// A crash can leave the files of a replaced clean copy behind (they are
+// deleted in the background): Open then prefers the dirty record, and a
+// stale clean one never answers for the file's new attributes.
+func TestStaleCopyAfterCrash(t *testing.T) {
+	for _, dirtySrc := range []bool{false, true} {
+		dir := t.TempDir()
+		c, err := Open(Options{Dir: dir})
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, src := Key{Peer: "p", Path: "doc"}, Key{Peer: "p", Path: ".doc.swp"}
+		fill(t, c, k, "old text", 100)
+		old := copyDir(t, dir) // the old copy's files, as a crash would leave them
+		if dirtySrc {
+			write(t, c, src, "new text")
+		} else {
+			fill(t, c, src, "new text", 200)
+		}
+		if err := c.Rename(src, k); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Put the old copy's files back next to the new record.
+		for _, n := range names(t, old, "entries") {
+			b, err := os.ReadFile(filepath.Join(old, "entries", n))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(dir, "entries", n), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c = openCache(t, dir, 0)
+		if dirtySrc {
+			got, ok := lookup(t, c, k)
+			if !ok || got != "new text" {
+				t.Errorf("dirty rename over a stale copy: %q, %v after a crash; want the new text", got, ok)
+			}
+			continue
+		}
+		h, ok, err := c.Acquire(k, int64(len("new text")), 200, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			if got := contents(t, h); got != "new text" {
+				t.Errorf("clean copy for the new attributes is %q", got)
+			}
+			release(t, h)
+		}
+		if h, ok, _ := c.Acquire(k, int64(len("old text")), 100, false); ok {
+			release(t, h) // the stale one may win the key; it only matches the old attributes
+		}
 	}
 }
