@@ -467,6 +467,25 @@ func (c *Conn) Fsync(ctx context.Context) error {
 	return c.simple(ctx, peerproto.Fsync{}, "")
 }
 
+// FsyncFiles asks the peer to make the named files (and their directory
+// entries) durable: cheaper than Fsync on a busy filesystem, which the
+// peer syncs whole. A peer that cannot (FEATURES), an empty list or one
+// too long for a line get Fsync.
+func (c *Conn) FsyncFiles(ctx context.Context, names []string) error {
+	m := peerproto.Fsync{Names: names}
+	if len(names) == 0 || len(m.AppendTo(nil)) >= peerproto.MaxLine {
+		return c.Fsync(ctx)
+	}
+	f, err := c.Features(ctx)
+	if err != nil {
+		return err
+	}
+	if !f.Has(peerproto.FeatureFsyncFiles) {
+		return c.Fsync(ctx)
+	}
+	return c.simple(ctx, m, names[0])
+}
+
 // GetStream asks for the whole file name and calls fn with the size the
 // peer announced and a reader of exactly that many bytes, so a caller can
 // stream a file whose size changed since it last looked. If fn returns an

@@ -116,9 +116,9 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 	case peerproto.Statfs:
 		return c.statfs()
 	case peerproto.Fsync:
-		return c.fsync()
+		return c.fsync(m)
 	case peerproto.Features:
-		return c.send(peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline}})
+		return c.send(peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles}})
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}

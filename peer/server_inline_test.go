@@ -137,7 +137,7 @@ func TestServerFeatures(t *testing.T) {
 	_, addr := srvTestServe(t, ServerOptions{Export: t.TempDir()})
 	c := srvTestConnect(t, addr)
 	c.send("FEATURES\n")
-	c.expectPrefix("FEATURES OK inline")
+	c.expectPrefix("FEATURES OK inline fsync-files")
 	c.send("FEATURES now\n")
 	c.expectPrefix("FEATURES FAIL invalid")
 }
@@ -173,6 +173,8 @@ func TestClientInlineToOlderPeer(t *testing.T) {
 			line = strings.TrimSuffix(line, "\n")
 			seen = append(seen, line)
 			switch {
+			case line == "FSYNC":
+				io.WriteString(nc, "FSYNC OK\n")
 			case line == "FEATURES":
 				io.WriteString(nc, "FEATURES FAIL unsupported unknown verb \"FEATURES\"\n")
 			case strings.HasPrefix(line, "PUT x 19 async"):
@@ -201,9 +203,43 @@ func TestClientInlineToOlderPeer(t *testing.T) {
 			t.Fatalf("PutWith to an older peer: %+v, %v", pd, err)
 		}
 	}
+	if err := c.FsyncFiles(ctx, []string{"x"}); err != nil {
+		t.Fatalf("FsyncFiles to an older peer: %v", err)
+	}
 	c.Close()
-	want := "FEATURES|PUT x 19 async|payload:" + payload + "|PUT x 19 async|payload:" + payload + "|QUIT"
+	want := "FEATURES|PUT x 19 async|payload:" + payload + "|PUT x 19 async|payload:" + payload + "|FSYNC|QUIT"
 	if s := <-got; s != want {
 		t.Errorf("the older peer saw %q, want %q", s, want)
+	}
+}
+
+// TestServerFsyncFiles: FSYNC with names syncs those files; a name gone
+// since (renamed, removed) falls back to the whole filesystem; a name
+// outside the export is refused.
+func TestServerFsyncFiles(t *testing.T) {
+	dir := t.TempDir()
+	srvWriteFile(t, dir, "a", "a")
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srvWriteFile(t, dir, "d/b c", "b")
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+	c.send("FSYNC a d/b%20c\n")
+	c.expectPrefix("FSYNC OK")
+	c.send("FSYNC gone\n")
+	c.expectPrefix("FSYNC OK")
+	c.send("FSYNC ../x\n")
+	c.expectPrefix("FSYNC FAIL denied")
+	c.send("FSYNC\n")
+	c.expectPrefix("FSYNC OK")
+
+	cl, err := Dial(context.Background(), addr, ClientOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.FsyncFiles(context.Background(), []string{"a", "d/b c"}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -278,11 +278,50 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 // fsync makes everything stored in the export durable (syncfs(2) on the
 // export's filesystem): "FSYNC OK". It is how an async PUT becomes as
 // durable as the seed's PUT.
-func (c *srvConn) fsync() error {
-	if err := c.s.jail.syncfs(); err != nil {
-		return c.refuse(peerproto.VerbFsync, err, ".")
+func (c *srvConn) fsync(m peerproto.Fsync) error {
+	const verb = peerproto.VerbFsync
+	j := c.s.jail
+	all := len(m.Names) == 0
+	dirs := map[string]bool{}
+	for _, name := range m.Names {
+		p, err := j.clean(name)
+		if err != nil {
+			return c.refuse(verb, err, name)
+		}
+		fd, err := j.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+		if errors.Is(err, fs.ErrNotExist) {
+			// Renamed or removed since it was stored: wherever its
+			// bytes are now, syncfs reaches them.
+			all = true
+			continue
+		}
+		if err != nil {
+			return c.refuse(verb, err, name)
+		}
+		err = unix.Fsync(fd)
+		unix.Close(fd)
+		if err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, name)
+		}
+		dir, _ := jailSplit(p)
+		dirs[dir] = true // the directory entry must be durable too
 	}
-	return c.send(peerproto.OK{Of: peerproto.VerbFsync})
+	for dir := range dirs {
+		fd, err := j.openDir(dir, true)
+		if err == nil {
+			err = unix.Fsync(fd)
+			j.closeDir(fd)
+		}
+		if err != nil {
+			return c.refuse(verb, err, dir)
+		}
+	}
+	if all {
+		if err := j.syncfs(); err != nil {
+			return c.refuse(verb, err, ".")
+		}
+	}
+	return c.send(peerproto.OK{Of: verb})
 }
 
 // statfs reports the export filesystem's space: "STATFS OK <total> <free>

@@ -141,9 +141,12 @@ const (
 	BaseNone int64 = -1 // only create: refuse if the file exists
 )
 
-// Fsync asks the peer to make every file it stored so far durable:
-// "FSYNC", answered "FSYNC OK".
-type Fsync struct{}
+// Fsync asks the peer to make files it stored durable: "FSYNC" for
+// everything on its filesystem (syncfs), "FSYNC <name>..." for the named
+// files and their directories; answered "FSYNC OK".
+type Fsync struct {
+	Names []string
+}
 
 // Get asks for a file: "GET <name>" for the whole file, or
 // "GET <name> <offset> <length>" for a range. The seed's two-argument form
@@ -234,6 +237,9 @@ func (m FeaturesOK) Has(word string) bool {
 
 // FeatureInline is the FeaturesOK word of PUT's inline option.
 const FeatureInline = "inline"
+
+// FeatureFsyncFiles is the FeaturesOK word of FSYNC with names.
+const FeatureFsyncFiles = "fsync-files"
 
 // ConnectOK greets a new connection: "CONNECT OK".
 type ConnectOK struct{}
@@ -437,7 +443,13 @@ func (m Put) AppendTo(b []byte) []byte {
 }
 
 // AppendTo implements Message.
-func (Fsync) AppendTo(b []byte) []byte { return append(b, VerbFsync...) }
+func (m Fsync) AppendTo(b []byte) []byte {
+	b = append(b, VerbFsync...)
+	for _, n := range m.Names {
+		b = appendName(b, n)
+	}
+	return b
+}
 
 // AppendTo implements Message.
 func (Features) AppendTo(b []byte) []byte { return append(b, VerbFeatures...) }

@@ -90,6 +90,7 @@ var canonical = []struct {
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Base: peerproto.BaseNone}, "PUT x 5 async inline base=none", "PUT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Features{}, "FEATURES", "FEATURES"},
+	{peerRequest, peerproto.Fsync{Names: []string{"a b", "d/x"}}, "FSYNC a%20b d/x", "FSYNC"},
 	{peerRequest, peerproto.Put{Name: "dir/a b%.txt", Size: 0}, "PUT dir/a%20b%25.txt 0", "PUT"},
 	{peerRequest, peerproto.Put{Name: "big", Size: peerproto.MaxSize}, "PUT big 1125899906842624", "PUT"},
 	{peerRequest, peerproto.Get{Name: "x", Length: -1}, "GET x", "GET"},

@@ -237,15 +237,23 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			}
 		}
 		return s, nil
-	case VerbStatfs, VerbPing, VerbQuit, VerbFsync, VerbFeatures:
+	case VerbFsync:
+		var m Fsync
+		for _, w := range f[1:] {
+			n, err := parseName(line, w)
+			if err != nil {
+				return nil, err
+			}
+			m.Names = append(m.Names, n)
+		}
+		return m, nil
+	case VerbStatfs, VerbPing, VerbQuit, VerbFeatures:
 		if err := wantArgs(line, f, 0, 0, verb); err != nil {
 			return nil, err
 		}
 		switch verb {
 		case VerbStatfs:
 			return Statfs{}, nil
-		case VerbFsync:
-			return Fsync{}, nil
 		case VerbFeatures:
 			return Features{}, nil
 		case VerbPing:

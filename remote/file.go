@@ -596,9 +596,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				return err
 			}
 			put = true
-			p.mu.Lock()
-			p.unsynced = true
-			p.mu.Unlock()
+			p.markUnsynced(key.Path)
 			e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
 			// The peer keeps an existing file's mode and creates a new
 			// one 0644: apply ours where it differs.

@@ -176,8 +176,11 @@ type peerConn struct {
 	// then instead of each waiting out its own timeout.
 	downUntil time.Time
 	// unsynced is set by an async PUT and cleared by a successful FSYNC:
-	// the peer holds files of ours that may not be on its disk yet.
-	unsynced bool
+	// the peer holds files of ours that may not be on its disk yet;
+	// unsyncedNames names them for FSYNC <name>..., unless there were too
+	// many (maxFsyncNames) and it is nil: then FSYNC syncs everything.
+	unsynced      bool
+	unsyncedNames map[string]bool
 	// misses counts, per directory, the STATs recently sent for names in
 	// it: a burst of them is answered with one LIST instead (see stat).
 	misses map[string]missRun

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/peerfs/peerfs/peer"
@@ -78,16 +79,28 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	var first error
 	for _, p := range peers {
 		p.mu.Lock()
-		need := p.unsynced
-		p.unsynced = false
+		need, names := p.unsynced, p.unsyncedNames
+		p.unsynced, p.unsyncedNames = false, nil
 		p.mu.Unlock()
 		if !need {
 			continue
 		}
-		err := s.poolDo(ctx, p, "FSYNC", func(c *peer.Conn) error { return c.Fsync(ctx) })
+		list := make([]string, 0, len(names))
+		for n := range names {
+			list = append(list, n)
+		}
+		slices.Sort(list)
+		err := s.poolDo(ctx, p, "FSYNC", func(c *peer.Conn) error {
+			if names == nil {
+				return c.Fsync(ctx)
+			}
+			// Just the files uploaded (and their directories): the
+			// peer's filesystem may hold much else that is not ours.
+			return c.FsyncFiles(ctx, list)
+		})
 		if err != nil {
 			p.mu.Lock()
-			p.unsynced = true
+			p.unsynced, p.unsyncedNames = true, nil // everything, next time
 			p.mu.Unlock()
 			if first == nil {
 				first = netErr(p, err)
@@ -95,6 +108,25 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// maxFsyncNames is how many uploads an FSYNC names at most; past it, the
+// peer syncs its whole filesystem, which is then cheaper.
+const maxFsyncNames = 64
+
+// markUnsynced records that path was stored on p by an async PUT.
+func (p *peerConn) markUnsynced(path string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.unsynced:
+		p.unsynced, p.unsyncedNames = true, map[string]bool{path: true}
+	case p.unsyncedNames != nil:
+		p.unsyncedNames[path] = true
+		if len(p.unsyncedNames) > maxFsyncNames {
+			p.unsyncedNames = nil
+		}
+	}
 }
 
 // PendingInfo reports the local changes not yet stored on a peer.
