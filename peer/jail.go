@@ -157,6 +157,32 @@ func (j *jail) closeDir(fd int) {
 	}
 }
 
+// renameAt renames clean path from to to with renameat(2) relative to
+// their parent directories, opened beneath the export (rename never
+// follows a link in its last elements), and reports whether it did. On
+// false nothing changed: the caller takes the general path, which also
+// words any refusal.
+func (j *jail) renameAt(from, to string) bool {
+	if !j.beneath {
+		return false
+	}
+	fdir, fbase := jailSplit(from)
+	tdir, tbase := jailSplit(to)
+	ffd, err := j.openDir(fdir, false)
+	if err != nil {
+		return false
+	}
+	defer j.closeDir(ffd)
+	tfd := ffd
+	if tdir != fdir {
+		if tfd, err = j.openDir(tdir, false); err != nil {
+			return false
+		}
+		defer j.closeDir(tfd)
+	}
+	return unix.Renameat(ffd, fbase, tfd, tbase) == nil
+}
+
 // jailSplit splits a clean path into its directory ("" for the export)
 // and last element.
 func jailSplit(p string) (dir, base string) {

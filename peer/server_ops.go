@@ -137,6 +137,11 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	}
 	defer c.s.files.invalidate(from)
 	defer c.s.files.invalidate(to)
+	if j.renameAt(from, to) {
+		return c.send(peerproto.OK{Of: verb})
+	}
+	// Anything unusual (a refusal to come, a missing parent) takes the
+	// general path, which words the refusal.
 	if err := j.root.Rename(from, to); err != nil {
 		code, _, hostile := jailMapError(m.From, err)
 		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jailBareError(err))
