@@ -442,6 +442,9 @@ func (s *Store) Flush(ctx context.Context, fh uint64) error {
 }
 
 // Fsync implements fusefs.Store: a writer's fsync runs the SYNC round.
+// The file itself goes up while the SYNC request is on its way, as a
+// close would send it (held back if another peer holds the token); the
+// turn then finds it stored and only has the peer make it durable.
 func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	h, err := s.handle(fh)
 	if err != nil {
@@ -450,7 +453,16 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	if h.state == nil {
 		return nil
 	}
-	return s.Sync(ctx)
+	up := make(chan struct{})
+	go func() {
+		defer close(up)
+		// Its error is the turn's too: the turn retries what is still
+		// pending and reports that.
+		_ = s.upload(ctx, h.state, false)
+	}()
+	err = s.Sync(ctx)
+	<-up
+	return err
 }
 
 // Release implements fusefs.Store.
