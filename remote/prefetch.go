@@ -2,6 +2,7 @@ package remote
 
 import (
 	"context"
+	"errors"
 	"sync"
 
 	"github.com/peerfs/peerfs/peer"
@@ -165,6 +166,13 @@ func (s *Store) readStream(ctx context.Context, h *handle, p []byte, off int64) 
 		if !c.fetched {
 			c.putBack()
 			return n, ctx.Err()
+		}
+		if c.err != nil && c.dropped && errors.Is(c.err, context.Canceled) {
+			// Another reader of this handle stopped the stream (it went
+			// elsewhere) while this one waited: read the rest directly.
+			c.putBack()
+			m, err := s.readAhead(ctx, h, p[n:], off+int64(n))
+			return n + m, err
 		}
 		if c.err != nil {
 			err := c.err

@@ -186,8 +186,10 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	}
 	if mutating(verb) {
 		// Before the request: one in flight when SYNC FIN goes out
-		// must count for that turn (TakeWrote).
+		// must count for that turn (TakeWrote); and after it, for the
+		// next turn too, since it may end after that round does.
 		s.wrote.Store(true)
+		defer s.wrote.Store(true)
 	}
 	err := p.pool.Do(ctx, fn)
 	p.mu.Lock()

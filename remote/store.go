@@ -106,6 +106,9 @@ func New(opts Options) (*Store, error) {
 		handles: make(map[uint64]*handle),
 		stop:    make(chan struct{}),
 	}
+	// A predecessor may have written before it died: the first turn
+	// reports it (TakeWrote).
+	s.wrote.Store(true)
 	for _, key := range s.cache.Dirty() {
 		ch, _, err := s.cache.Acquire(key, -1, 0, false)
 		if err != nil || ch == nil {
@@ -407,33 +410,38 @@ func (p *peerConn) gone(path string, isDir bool) {
 
 // moved records a successful rename of from to to, keeping both parents'
 // listings.
-func (p *peerConn) moved(from, to string) {
+// Attributes carried over are those younger than ttl, and keep their age:
+// a rename never makes stale attributes fresh.
+func (p *peerConn) moved(from, to string, ttl time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	now := time.Now()
 	var e peerproto.Entry
+	var at time.Time
 	known := false
 	if dc, ok := p.dirs[parent(from)]; ok {
 		e, known = dc.entries[base(from)]
+		at = dc.at
 		delete(dc.entries, base(from))
 	}
-	if sc, ok := p.stats[from]; ok && sc.exists && !known {
-		e, known = sc.e, true
+	if sc, ok := p.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
+		e, at, known = sc.e, sc.at, true
 	}
 	// Only a directory has anything cached under it: a file's rename
 	// costs no scan of the caches (rm -r, mv of many files).
 	dir := !known || e.IsDir()
 	p.dropLocked(from, dir)
 	p.dropLocked(to, true)
-	now := time.Now()
 	p.setStatLocked(from, statCache{at: now, exists: false})
-	if known && !e.IsDir() {
+	fresh := known && now.Sub(at) < ttl
+	if fresh && !e.IsDir() {
 		// The file's attributes did not change with its name: the next
 		// lookup of the new name (an editor's save loop) needs no STAT.
 		e.Name = base(to)
-		p.setStatLocked(to, statCache{at: now, e: e, exists: true})
+		p.setStatLocked(to, statCache{at: at, e: e, exists: true})
 	}
 	if dc, ok := p.dirs[parent(to)]; ok {
-		if known {
+		if fresh && !dc.at.After(at) { // never fresher than what it says
 			e.Name = base(to)
 			dc.entries[base(to)] = e
 		} else {
@@ -589,11 +597,11 @@ func (p *peerConn) wantList(path string, ttl time.Duration) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if dc, ok := p.dirs[dir]; ok {
+		if len(dc.entries) > burstMaxEntries {
+			return false // listing it again costs more than a STAT
+		}
 		if now.Sub(dc.at) < rescanWindow {
 			return true
-		}
-		if len(dc.entries) > burstMaxEntries {
-			return false
 		}
 	}
 	r := p.misses[dir]
@@ -752,6 +760,7 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 		return nil, err
 	}
 	p.remember(path, e, true)
+	p.markUnsynced(path) // the new entry is durable at the next FSYNC
 	// Just created, so empty: lookups of new names in it (a program
 	// filling it) are answered without a STAT each.
 	p.mu.Lock()
@@ -780,6 +789,9 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 		} else {
 			p.forget(path)
 		}
+		if err == nil {
+			p.markUnsynced(parent(path))
+		}
 	}
 	if f != nil && errors.Is(err, fs.ErrNotExist) {
 		err = nil // created here and never uploaded: removing the local copy is all
@@ -800,6 +812,7 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	if p != nil {
 		if err == nil {
 			p.gone(path, true)
+			p.markUnsynced(parent(path))
 		} else {
 			p.forgetTree(path)
 		}
@@ -829,7 +842,11 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
 	if p != nil {
 		if err == nil {
-			p.moved(from, to)
+			p.moved(from, to, s.opts.AttrTTL)
+			// Durable at the next FSYNC: the file (or directory) under
+			// its new name, and the directory it left.
+			p.markUnsynced(to)
+			p.markUnsynced(parent(from))
 		} else {
 			p.forgetTree(from)
 			p.forgetTree(to)
@@ -875,6 +892,7 @@ func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setat
 		return nil, err
 	}
 	p.remember(sa.Name, e, true)
+	p.markUnsynced(sa.Name)
 	return infoOf(base(sa.Name), e), nil
 }
 
