@@ -34,6 +34,16 @@ type srvFiles struct {
 	m       map[string]*srvFile
 	sweep   *time.Timer // armed while m is not empty; closes expired entries
 	stopped bool        // after close: nothing is cached any more
+	// gen counts invalidations: a descriptor opened before one (by a GET
+	// racing with a write) is not cached (add).
+	gen uint64
+}
+
+// generation returns the current invalidation count, for add.
+func (c *srvFiles) generation() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gen
 }
 
 // srvFile is one open descriptor, shared by the GETs using it (pread
@@ -61,14 +71,16 @@ func (c *srvFiles) get(p string, now time.Time) *srvFile {
 	return f
 }
 
-// add caches a descriptor just opened for p and returns it counted as in
-// use; the cache now owns fd. If p was added meanwhile, or the cache is
-// closed, fd is used by this GET only.
-func (c *srvFiles) add(p string, fd int, now time.Time) *srvFile {
+// add caches a descriptor opened for p after generation returned gen,
+// and returns it counted as in use; the cache now owns fd. If p was added
+// meanwhile, something was invalidated since gen (the descriptor may be
+// of the file a write just replaced), or the cache is closed, fd is used
+// by this GET only.
+func (c *srvFiles) add(p string, fd int, now time.Time, gen uint64) *srvFile {
 	f := &srvFile{fd: fd, path: p, refs: 1, expires: now.Add(srvFileTTL)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.stopped || c.m[p] != nil {
+	if c.stopped || c.m[p] != nil || c.gen != gen {
 		return f
 	}
 	if c.m == nil {
@@ -109,6 +121,7 @@ func (c *srvFiles) forget(f *srvFile) {
 func (c *srvFiles) invalidate(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.gen++
 	for k, f := range c.m {
 		if p == "" || k == p || (strings.HasPrefix(k, p) && k[len(p)] == '/') {
 			c.dropLocked(f)

@@ -303,3 +303,36 @@ func TestServerDeleteKinds(t *testing.T) {
 		t.Errorf("outside: %v", err)
 	}
 }
+
+// A descriptor opened before a write request's invalidation (a GET racing
+// with the write) is used once and not cached: the next GET opens anew.
+func TestServerFilesRaceWithInvalidate(t *testing.T) {
+	dir := t.TempDir()
+	srvWriteFile(t, dir, "f", "old")
+	var c srvFiles
+	defer c.close()
+	open := func() int {
+		fd, err := unix.Open(filepath.Join(dir, "f"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd
+	}
+	now := time.Now()
+	gen := c.generation()
+	fd := open()
+	c.invalidate("f") // a write finished between the open and add
+	f := c.add("f", fd, now, gen)
+	c.release(f)
+	if got := c.get("f", now); got != nil {
+		c.release(got)
+		t.Fatal("a descriptor opened before an invalidation was cached")
+	}
+	f = c.add("f", open(), now, c.generation())
+	c.release(f)
+	if got := c.get("f", now); got == nil {
+		t.Fatal("a descriptor opened after the last invalidation was not cached")
+	} else {
+		c.release(got)
+	}
+}

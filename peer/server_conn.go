@@ -25,6 +25,25 @@ type srvConn struct {
 
 	result string // outcome of the current request, for the debug log
 	bytes  int64  // payload bytes moved by the current request
+	// stale lists the paths the current request may change, dropped
+	// from the server's open-file cache right before its reply, after
+	// the change (staleAfter).
+	stale []string
+}
+
+// staleAfter notes that the current request may change p: its cached
+// descriptors are dropped after the change and before the reply, so that
+// a GET sent after the reply, on any connection, reads the new state.
+func (c *srvConn) staleAfter(p string) {
+	c.stale = append(c.stale, p)
+}
+
+// dropStale drops what the current request noted with staleAfter.
+func (c *srvConn) dropStale() {
+	for _, p := range c.stale {
+		c.s.files.invalidate(p)
+	}
+	c.stale = c.stale[:0]
 }
 
 // serve greets the client and answers its requests until it leaves, the
@@ -199,6 +218,7 @@ func srvShort(line []byte) string {
 
 // send writes one reply line and flushes it.
 func (c *srvConn) send(m peerproto.Message) error {
+	c.dropStale()
 	if c.result == "" {
 		c.result = "ok"
 	}
@@ -212,6 +232,7 @@ func (c *srvConn) send(m peerproto.Message) error {
 // err is a *peerproto.FailError, a *jailPathError or a filesystem error
 // about name (which it then names in the text).
 func (c *srvConn) refuse(verb string, err error, name ...string) error {
+	c.dropStale()
 	var fe *peerproto.FailError
 	if !errors.As(err, &fe) {
 		n := ""

@@ -523,6 +523,7 @@ func (s *Server) openRead(p string) (*srvFile, unix.Stat_t, error) {
 		s.files.forget(f)
 		s.files.release(f)
 	}
+	gen := s.files.generation()
 	// O_NONBLOCK keeps a FIFO planted in the export from hanging the
 	// open; it has no effect on regular files.
 	fd, err := s.jail.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
@@ -543,7 +544,7 @@ func (s *Server) openRead(p string) (*srvFile, unix.Stat_t, error) {
 		unix.Close(fd)
 		return nil, st, err
 	}
-	return s.files.add(p, fd, now), st, nil
+	return s.files.add(p, fd, now, gen), st, nil
 }
 
 // srvPread fills b from fd at off. A file that ends before b is full is

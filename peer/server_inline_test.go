@@ -243,3 +243,28 @@ func TestServerFsyncFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestServerFsyncUnopenable: FSYNC naming something the server cannot
+// open (a socket here; a write-only file for a non-root peer) still
+// succeeds, by syncing the whole filesystem, as the plain FSYNC would.
+func TestServerFsyncUnopenable(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("unix", filepath.Join(dir, "sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if os.Getuid() != 0 {
+		if err := os.WriteFile(filepath.Join(dir, "w"), []byte("x"), 0o200); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+	c.send("FSYNC sock\n")
+	c.expect("FSYNC OK")
+	if os.Getuid() != 0 {
+		c.send("FSYNC w\n")
+		c.expect("FSYNC OK")
+	}
+}

@@ -25,7 +25,7 @@ func (c *srvConn) delete(m peerproto.Delete) error {
 	if refused {
 		return err
 	}
-	defer c.s.files.invalidate(p)
+	c.staleAfter(p)
 	if p != "" {
 		dir, base := jailSplit(p)
 		if dfd, err := j.openDir(dir, false); err == nil {
@@ -70,7 +70,7 @@ func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot remove the export root"))
 	}
-	defer c.s.files.invalidate(p)
+	c.staleAfter(p)
 	// Lstat, like rmdir(2): a link to a directory is not a directory.
 	fi, err := j.lstat(p)
 	if err != nil {
@@ -135,8 +135,8 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	if from == "" || to == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot rename the export root"))
 	}
-	defer c.s.files.invalidate(from)
-	defer c.s.files.invalidate(to)
+	c.staleAfter(from)
+	c.staleAfter(to)
 	if j.renameAt(from, to) {
 		return c.send(peerproto.OK{Of: verb})
 	}
@@ -167,7 +167,7 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if refused {
 		return err
 	}
-	defer c.s.files.invalidate(p)
+	c.staleAfter(p)
 	flags := unix.O_RDONLY
 	if m.HasSize {
 		flags = unix.O_WRONLY
@@ -294,14 +294,12 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 			return c.refuse(verb, err, name)
 		}
 		fd, err := j.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
-		if errors.Is(err, fs.ErrNotExist) {
-			// Renamed or removed since it was stored: wherever its
-			// bytes are now, syncfs reaches them.
+		if err != nil {
+			// Renamed or removed since it was stored, or not readable
+			// by this peer (mode 0200): wherever its bytes are now,
+			// syncfs reaches them.
 			all = true
 			continue
-		}
-		if err != nil {
-			return c.refuse(verb, err, name)
 		}
 		err = unix.Fsync(fd)
 		unix.Close(fd)
@@ -313,12 +311,14 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 	}
 	for dir := range dirs {
 		fd, err := j.openDir(dir, true)
-		if err == nil {
-			err = unix.Fsync(fd)
-			j.closeDir(fd)
-		}
 		if err != nil {
-			return c.refuse(verb, err, dir)
+			all = true // as above
+			continue
+		}
+		err = unix.Fsync(fd)
+		j.closeDir(fd)
+		if err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: dir, Err: err}, dir)
 		}
 	}
 	if all {
