@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -98,6 +99,7 @@ type Cache struct {
 	mu         sync.Mutex // protects the fields below and the entry fields marked "c.mu"
 	closed     bool
 	entries    map[Key]*entry
+	under      map[Key]int // directory -> number of entries below it, for Rename
 	lru        *list.List // of *entry; front is most recently used
 	bytes      int64      // total size of entries in the map
 	dirtyFiles int
@@ -220,6 +222,7 @@ func Open(opts Options) (*Cache, error) {
 		max:        opts.MaxBytes,
 		log:        opts.Logger.With().Str("component", "cache").Logger(),
 		entries:    map[Key]*entry{},
+		under:      map[Key]int{},
 		lru:        list.New(),
 		boot:       bootID(),
 	}
@@ -320,10 +323,30 @@ func (c *Cache) Close() error {
 	return nil
 }
 
+// countUnderLocked adds delta to the number of entries under each
+// directory above k (the peer's root excepted). Caller holds c.mu.
+func (c *Cache) countUnderLocked(k Key, delta int) {
+	p := k.Path
+	for {
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			return
+		}
+		p = p[:i]
+		d := Key{Peer: k.Peer, Path: p}
+		if n := c.under[d] + delta; n > 0 {
+			c.under[d] = n
+		} else {
+			delete(c.under, d)
+		}
+	}
+}
+
 // insertLocked adds e to the map as the most recently used entry. Caller
 // holds c.mu (or owns c exclusively, as in Open).
 func (c *Cache) insertLocked(e *entry) {
 	c.entries[e.key] = e
+	c.countUnderLocked(e.key, 1)
 	e.elem = c.lru.PushFront(e)
 	c.bytes += e.size
 	if e.dirty {
@@ -339,7 +362,10 @@ func (c *Cache) detachLocked(e *entry) {
 	if e == nil || e.removed {
 		return
 	}
-	delete(c.entries, e.key)
+	if c.entries[e.key] == e {
+		delete(c.entries, e.key)
+		c.countUnderLocked(e.key, -1)
+	}
 	c.lru.Remove(e.elem)
 	e.elem = nil
 	e.removed = true

@@ -366,10 +366,9 @@ func (c *Cache) Rename(from, to Key) error {
 		c.detachLocked(t)
 		replaced = t
 	}
-	// Only a directory has entries under it, and the cache holds files:
-	// a cached from is a file, and its rename costs no scan (an editor's
-	// or rsync's rename after rename).
-	if len(moves) == 0 {
+	// Only entries under from need the scan: a file's rename (an
+	// editor's or rsync's, rename after rename) costs none.
+	if c.under[from] > 0 {
 		prefix := from.Path + "/"
 		for k, e := range c.entries {
 			if k.Peer == from.Peer && strings.HasPrefix(k.Path, prefix) {
@@ -399,8 +398,10 @@ func (c *Cache) move(e *entry, from, to Key) error {
 	target := c.entries[to]
 	c.detachLocked(target)
 	delete(c.entries, from)
+	c.countUnderLocked(from, -1)
 	e.key = to
 	c.entries[to] = e
+	c.countUnderLocked(to, 1)
 	rec, persist, durable, was := e.record(), e.persisted, e.durable, e.diskState()
 	c.mu.Unlock()
 	// Delete the replaced entry before recording the new key, so that the

@@ -171,6 +171,11 @@ const maxInPlace = 4096
 // Without durable, the record is stamped with the boot ID and, except
 // when leaving a durable record, nothing is fsynced.
 func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) error {
+	if c.boot == "" {
+		// No boot ID to stamp with: an unstamped record is trusted
+		// after a reboot, so every record must be durable.
+		durable = true
+	}
 	rec.V = metaVersion
 	rec.Boot = ""
 	if !durable {
