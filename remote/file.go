@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -453,15 +454,15 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	if h.state == nil {
 		return nil
 	}
-	up := make(chan struct{})
-	go func() {
-		defer close(up)
-		// Its error is the turn's too: the turn retries what is still
-		// pending and reports that.
-		_ = s.upload(ctx, h.state, false)
-	}()
+	up := make(chan error, 1)
+	go func() { up <- s.upload(ctx, h.state, false) }()
 	err = s.Sync(ctx)
-	<-up
+	// A failure to reach the peer is the turn's to report (it retries
+	// what is still pending); a conflict is final: the data went to a
+	// conflict copy, and the writer must hear of it.
+	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) {
+		return uerr
+	}
 	return err
 }
 
@@ -597,13 +598,20 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
 			var fe *peerproto.FailError
 			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
-				// Someone else replaced the version this copy started
-				// from: keep ours beside theirs under a clear name.
-				if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
-					return err
+				if same, ok := s.peerHasSame(ctx, c, key.Path, ch); ok {
+					// The peer's newer version is this very content: most
+					// likely our own earlier attempt, stored after we gave
+					// up on it (the peer was stalled). Nothing to keep.
+					pd = same
+				} else {
+					// Someone else replaced the version this copy started
+					// from: keep ours beside theirs under a clear name.
+					if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
+						return err
+					}
+					key = f.keyNow(s)
+					conflict = fe
 				}
-				key = f.keyNow(s)
-				conflict = fe
 			} else if err != nil {
 				return err
 			}
@@ -670,6 +678,36 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 		return fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
 	}
 	return nil
+}
+
+// peerHasSame reports whether the peer's file at path holds exactly the
+// bytes of ch (for copies up to inlineMax; larger ones are never
+// compared), with the peer's attributes of it.
+func (s *Store) peerHasSame(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle) (peerproto.PutDone, bool) {
+	size := ch.Size()
+	if size > inlineMax {
+		return peerproto.PutDone{}, false
+	}
+	e, err := c.Stat(ctx, path)
+	if err != nil || e.IsDir() || e.Size != size {
+		return peerproto.PutDone{}, false
+	}
+	mine := make([]byte, size)
+	if _, err := readFull(ch, mine, 0); err != nil {
+		return peerproto.PutDone{}, false
+	}
+	same := false
+	err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
+		theirs, err := io.ReadAll(io.LimitReader(r, size+1))
+		same = err == nil && n == size && bytes.Equal(theirs, mine)
+		return err
+	})
+	if err != nil || !same {
+		return peerproto.PutDone{}, false
+	}
+	// The attributes from before the GET: if the file changed in
+	// between, the next conditional PUT finds out.
+	return peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}, true
 }
 
 // keyNow returns f's current key.

@@ -235,3 +235,31 @@ func TestRootOfUnreachablePeer(t *testing.T) {
 		t.Errorf("Stat of a remote name while unreachable: %v, want EIO", err)
 	}
 }
+
+// A conditional upload refused because the peer's file changed, when the
+// peer's new version is byte for byte what this writer uploads (its own
+// earlier attempt, stored after it gave up on a stalled peer), is no
+// conflict: no copy, no error.
+func TestConflictWithSameContentIsNone(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	bob.writeFile(t, "f", []byte("v1"), 0o644)
+	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "f", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, fh, "version two", 0)
+	time.Sleep(10 * time.Millisecond) // a new mtime
+	bob.writeFile(t, "f", []byte("version two"), 0o644)
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Errorf("Flush after the peer got the same bytes: %v, want success", err)
+	}
+	s.release(t, fh)
+	des, err := os.ReadDir(bob.export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(des) != 1 || bob.content(t, "f") != "version two" {
+		t.Errorf("export holds %d entries (f = %q); want f alone, with the new text", len(des), bob.content(t, "f"))
+	}
+}
