@@ -100,8 +100,8 @@ type Cache struct {
 	closed     bool
 	entries    map[Key]*entry
 	under      map[Key]int // directory -> number of entries below it, for Rename
-	lru        *list.List // of *entry; front is most recently used
-	bytes      int64      // total size of entries in the map
+	lru        *list.List  // of *entry; front is most recently used
+	bytes      int64       // total size of entries in the map
 	dirtyFiles int
 	dirtyBytes int64
 	overLimit  bool // last eviction left the cache over the bound (logged once)

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 )
@@ -267,4 +269,27 @@ func TestServerFsyncUnopenable(t *testing.T) {
 		c.send("FSYNC w\n")
 		c.expect("FSYNC OK")
 	}
+}
+
+// TestServerFsyncOddNames: FSYNC naming a symbolic link (a PUT through it
+// stored the file in the target's directory) or a FIFO falls back to
+// syncing everything and succeeds.
+func TestServerFsyncOddNames(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "real"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	srvWriteFile(t, dir, "real/f", "x")
+	if err := os.Symlink("real/f", filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	c := srvTestConnect(t, addr)
+	c.send("FSYNC alias\n")
+	c.expect("FSYNC OK")
+	c.send("FSYNC fifo\n")
+	c.expect("FSYNC OK")
 }

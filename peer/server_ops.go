@@ -293,11 +293,18 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 		if err != nil {
 			return c.refuse(verb, err, name)
 		}
-		fd, err := j.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+		// O_NOFOLLOW: a PUT through a symbolic link stored the file in
+		// the link's target's directory, which this would not sync.
+		fd, err := j.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW)
 		if err != nil {
-			// Renamed or removed since it was stored, or not readable
-			// by this peer (mode 0200): wherever its bytes are now,
-			// syncfs reaches them.
+			// Renamed or removed since it was stored, a link, or not
+			// readable by this peer (mode 0200): wherever its bytes are
+			// now, syncfs reaches them.
+			all = true
+			continue
+		}
+		if st, err := jailFstat(fd, p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			unix.Close(fd) // a FIFO or device now: nothing of ours to fsync by name
 			all = true
 			continue
 		}

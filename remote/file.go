@@ -631,6 +631,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			if e, err = c.Setattr(ctx, sa); err != nil {
 				return err
 			}
+			p.markUnsynced(key.Path)
 		}
 		return nil
 	})
@@ -698,8 +699,15 @@ func (s *Store) peerHasSame(ctx context.Context, c *peer.Conn, path string, ch *
 	}
 	same := false
 	err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
-		theirs, err := io.ReadAll(io.LimitReader(r, size+1))
-		same = err == nil && n == size && bytes.Equal(theirs, mine)
+		if n != size {
+			if n > 2*inlineMax {
+				return errors.New("changed meanwhile") // too big to drain: drop the connection
+			}
+			_, err := io.Copy(io.Discard, r) // keep the connection in step
+			return err
+		}
+		theirs, err := io.ReadAll(r)
+		same = err == nil && bytes.Equal(theirs, mine)
 		return err
 	})
 	if err != nil || !same {

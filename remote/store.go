@@ -184,6 +184,9 @@ type peerConn struct {
 	// many (maxFsyncNames) and it is nil: then FSYNC syncs everything.
 	unsynced      bool
 	unsyncedNames map[string]bool
+	// fsyncMu is held from taking unsynced to the FSYNC's answer
+	// (fsyncPeers); it is never taken with mu held.
+	fsyncMu sync.Mutex
 	// misses counts, per directory, the STATs recently sent for names in
 	// it: a burst of them is answered with one LIST instead (see stat).
 	misses map[string]missRun
@@ -429,7 +432,7 @@ func (p *peerConn) moved(from, to string, ttl time.Duration) {
 	}
 	// Only a directory has anything cached under it: a file's rename
 	// costs no scan of the caches (rm -r, mv of many files).
-	dir := !known || e.IsDir()
+	dir := !known || e.IsDir() || now.Sub(at) >= ttl
 	p.dropLocked(from, dir)
 	p.dropLocked(to, true)
 	p.setStatLocked(from, statCache{at: now, exists: false})
@@ -844,7 +847,9 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 		if err == nil {
 			p.moved(from, to, s.opts.AttrTTL)
 			// Durable at the next FSYNC: the file (or directory) under
-			// its new name, and the directory it left.
+			// its new name, and the directory it left; uploads named
+			// under the old name are elsewhere now: sync everything.
+			p.renamedUnsynced(from, to)
 			p.markUnsynced(to)
 			p.markUnsynced(parent(from))
 		} else {

@@ -78,11 +78,15 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	s.mu.Unlock()
 	var first error
 	for _, p := range peers {
+		// Held until this FSYNC is answered: a concurrent caller that
+		// finds nothing pending must not return before it.
+		p.fsyncMu.Lock()
 		p.mu.Lock()
 		need, names := p.unsynced, p.unsyncedNames
 		p.unsynced, p.unsyncedNames = false, nil
 		p.mu.Unlock()
 		if !need {
+			p.fsyncMu.Unlock()
 			continue
 		}
 		list := make([]string, 0, len(names))
@@ -106,6 +110,7 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 				first = netErr(p, err)
 			}
 		}
+		p.fsyncMu.Unlock()
 	}
 	return first
 }
@@ -113,6 +118,24 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 // maxFsyncNames is how many uploads an FSYNC names at most; past it, the
 // peer syncs its whole filesystem, which is then cheaper.
 const maxFsyncNames = 64
+
+// renamedUnsynced moves the uploads waiting for FSYNC at or under from,
+// which a RENAME just moved to to, to their new names: the old ones may
+// name another file by the time FSYNC goes out.
+func (p *peerConn) renamedUnsynced(from, to string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var moved []string
+	for n := range p.unsyncedNames {
+		if under(n, from) {
+			moved = append(moved, n)
+		}
+	}
+	for _, n := range moved {
+		delete(p.unsyncedNames, n)
+		p.unsyncedNames[to+n[len(from):]] = true
+	}
+}
 
 // markUnsynced records that path was stored on p by an async PUT.
 func (p *peerConn) markUnsynced(path string) {

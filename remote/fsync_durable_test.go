@@ -1,0 +1,154 @@
+package remote
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// A directory rename moves the names of files uploaded under it, waiting
+// for FSYNC, to their new paths: once the old path is reused (mv logs
+// logs.old; mkdir logs; write logs/app.log), naming the old path would
+// sync the new file and never the renamed file's data.
+func TestFsyncNamesFollowDirRename(t *testing.T) {
+	s, _, _ := countedStore(t)
+	ctx := testCtx(t)
+	put := func(name, data string) {
+		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		s.write(t, fh, data, 0)
+		if err := s.Flush(ctx, fh); err != nil {
+			t.Fatal(err)
+		}
+		s.release(t, fh)
+	}
+	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put("d/f", "first")
+	if err := s.Rename(ctx, "bob", "d", "e"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	put("d/f", "second")
+	p, _ := s.peer("bob")
+	p.mu.Lock()
+	unsynced, names := p.unsynced, p.unsyncedNames
+	p.mu.Unlock()
+	t.Logf("unsynced=%v names=%v", unsynced, names)
+	if unsynced && names != nil && !names["e/f"] {
+		t.Fatalf("the next FSYNC names %v: every name opens (d/f is the new file), so no syncfs; e/f's bytes (uploaded async as d/f) are never fsynced", names)
+	}
+}
+
+// An upload that only applies a mode or mtime (the data went up earlier
+// and was already FSYNCed) still makes the next fsync send FSYNC.
+func TestFsyncAfterSetattrOnlyUpload(t *testing.T) {
+	s, _, vc := countedStore(t)
+	ctx := testCtx(t)
+	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	defer s.release(t, fh)
+	s.write(t, fh, "data", 0)
+	if err := s.Fsync(ctx, fh); err != nil { // PUT + FSYNC f
+		t.Fatal(err)
+	}
+	if _, err := s.Chmod(ctx, "bob", "f", 0o600); err != nil { // fchmod on the open file: local
+		t.Fatal(err)
+	}
+	vc.take()
+	if err := s.Fsync(ctx, fh); err != nil { // SETATTR only
+		t.Fatal(err)
+	}
+	got := vc.take()
+	t.Logf("requests of the second fsync: %v", got)
+	if got["SETATTR"] == 1 && got["FSYNC"] == 0 {
+		t.Fatalf("fsync applied the chmod with SETATTR but sent no FSYNC: the mode change is not durable")
+	}
+}
+
+// fsyncDelayProxy forwards connections to addr, holding every client
+// write that contains "FSYNC" back for delay.
+func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(c, u); c.Close() }()
+			go func() {
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n > 0 {
+						if bytes.Contains(buf[:n], []byte("FSYNC")) {
+							time.Sleep(delay)
+						}
+						if _, werr := u.Write(buf[:n]); werr != nil {
+							break
+						}
+					}
+					if err != nil {
+						break
+					}
+				}
+				u.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A second fsync running while an FSYNC covering its file is in flight
+// (no tracker: Sync is FlushAll, per caller) waits for that FSYNC's answer
+// instead of returning success at once.
+func TestConcurrentFsyncWaitsForFsyncOK(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	proxy := fsyncDelayProxy(t, bob.addr, 700*time.Millisecond)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	fh := s.open(t, "bob", "g", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, "g's data", 0)
+	if err := s.Flush(ctx, fh); err != nil { // close(): async PUT, g unsynced
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var aDone time.Time
+	wg.Add(1)
+	go func() { // thread A: fsync of some other file
+		defer wg.Done()
+		if err := s.Sync(ctx); err != nil {
+			t.Error(err)
+		}
+		aDone = time.Now()
+	}()
+	time.Sleep(200 * time.Millisecond)       // A's FSYNC is on its way
+	if err := s.Fsync(ctx, fh); err != nil { // thread B: fsync(g)
+		t.Fatal(err)
+	}
+	bDone := time.Now()
+	s.release(t, fh)
+	wg.Wait()
+	t.Logf("B's fsync(g) returned %v before the FSYNC covering g was answered", aDone.Sub(bDone))
+	if bDone.Before(aDone) {
+		t.Fatalf("fsync(g) returned success before any FSYNC naming g was answered")
+	}
+}
