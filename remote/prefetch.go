@@ -20,6 +20,15 @@ const (
 	chunksAhead = 4
 )
 
+// maxAhead bounds the chunks fetched ahead of their readers, over all
+// handles of the process: many sequential readers at once must not hold
+// 5 MiB each. A chunk a read needs now is fetched regardless.
+const maxAhead = 32
+
+// aheadTokens holds one token per chunk fetched ahead and not yet given
+// back (chunk.ahead).
+var aheadTokens = make(chan struct{}, maxAhead)
+
 // chunkBufs recycles chunk buffers: a 2 GiB read would otherwise allocate
 // (and zero) 2048 of them.
 var chunkBufs = sync.Pool{New: func() any {
@@ -39,6 +48,7 @@ type chunk struct {
 	fetched bool          // done is closed
 	refs    int           // readers copying out of buf
 	dropped bool          // no longer in the stream: buf goes back when unused
+	ahead   bool          // holds an aheadTokens token until buf goes back
 }
 
 // stream is a handle's read-ahead for a sequential reader. Guarded by the
@@ -56,6 +66,10 @@ func (c *chunk) putBack() {
 	if c.dropped && c.fetched && c.refs == 0 && c.buf != nil {
 		chunkBufs.Put(c.buf)
 		c.buf = nil
+		if c.ahead {
+			<-aheadTokens
+			c.ahead = false
+		}
 	}
 }
 
@@ -93,7 +107,26 @@ func (h *handle) inStream(off int64) bool {
 
 // fetchChunk starts fetching chunk idx of h's stream. Called with h.mu held.
 func (s *Store) fetchChunk(h *handle, idx int64) *chunk {
-	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte)}
+	return s.startChunk(h, idx, false)
+}
+
+// fetchAhead starts fetching chunk idx ahead of any reader if the
+// process-wide bound allows, and reports whether it did. Called with
+// h.mu held.
+func (s *Store) fetchAhead(h *handle, idx int64) bool {
+	select {
+	case aheadTokens <- struct{}{}:
+		s.startChunk(h, idx, true)
+		return true
+	default:
+		return false
+	}
+}
+
+// startChunk starts fetching chunk idx; ahead says it holds a token.
+// Called with h.mu held.
+func (s *Store) startChunk(h *handle, idx int64, ahead bool) *chunk {
+	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte), ahead: ahead}
 	h.st.chunks[idx] = c
 	ctx := h.st.ctx
 	buf := (*c.buf)[:chunkSize]
@@ -137,10 +170,13 @@ func (s *Store) readStream(ctx context.Context, h *handle, p []byte, off int64) 
 		if _, ok := h.st.chunks[idx]; ok {
 			continue
 		}
-		if idx > last && idx*chunkSize >= h.size {
-			break // past the end of the file as of open: nothing to prefetch
+		if idx <= last {
+			s.fetchChunk(h, idx) // needed now
+			continue
 		}
-		s.fetchChunk(h, idx)
+		if idx*chunkSize >= h.size || !s.fetchAhead(h, idx) {
+			break // past the end of the file as of open, or the bound reached
+		}
 	}
 
 	n := 0

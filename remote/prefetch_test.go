@@ -139,3 +139,50 @@ func TestStreamReadTwice(t *testing.T) {
 		}
 	}
 }
+
+// Many sequential readers at once share a bounded number of chunks
+// fetched ahead (maxAhead): every reader still reads the right bytes, and
+// every token is given back once the handles are closed.
+func TestStreamAheadBound(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	const files = 12 // x chunksAhead wanted ahead: more than maxAhead
+	const size = 6*chunkSize + 77
+	data := make([]byte, size)
+	rand.New(rand.NewSource(4)).Read(data)
+	fhs := make([]uint64, files)
+	for i := range fhs {
+		bob.writeFile(t, "f"+string(rune('a'+i)), data, 0o644)
+	}
+	for i := range fhs {
+		fhs[i] = s.open(t, "bob", "f"+string(rune('a'+i)), os.O_RDONLY, 0)
+	}
+	var wg sync.WaitGroup
+	for _, fh := range fhs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 128<<10)
+			var got []byte
+			for off := int64(0); ; off += int64(len(buf)) {
+				n, err := s.ReadAt(ctx, fh, buf, off)
+				if err != nil {
+					t.Errorf("ReadAt(%d): %v", off, err)
+					return
+				}
+				if n == 0 {
+					break
+				}
+				got = append(got, buf[:n]...)
+			}
+			if !bytes.Equal(got, data) {
+				t.Errorf("read %d bytes, not the file's %d", len(got), len(data))
+			}
+		}()
+	}
+	wg.Wait()
+	for _, fh := range fhs {
+		s.release(t, fh)
+	}
+	eventually(t, "every ahead token back", func() bool { return len(aheadTokens) == 0 })
+}

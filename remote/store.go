@@ -152,9 +152,20 @@ func (s *Store) Close() error {
 	s.peers = map[string]*peerConn{}
 	files := s.files
 	s.files = map[cache.Key]*fileState{}
+	handles := make([]*handle, 0, len(s.handles))
+	for _, h := range s.handles {
+		handles = append(handles, h)
+	}
 	s.mu.Unlock()
 	close(s.stop)
 	s.wg.Wait()
+	// Streams of handles still open stop: their chunks (and the
+	// process-wide read-ahead tokens they hold) go back.
+	for _, h := range handles {
+		h.mu.Lock()
+		h.stopStream()
+		h.mu.Unlock()
+	}
 	for _, p := range peers {
 		p.pool.Close()
 	}
