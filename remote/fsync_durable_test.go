@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"sync"
@@ -12,6 +13,40 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
+// put writes name on peer bob and closes it (an async PUT).
+func (s *testStore) put(t *testing.T, name, data string) {
+	t.Helper()
+	fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, data, 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+}
+
+// pendingFsync returns what the next FSYNC to peerName covers: whether
+// one is due, and the names it will carry (nil: everything).
+func (s *testStore) pendingFsync(peerName string) (bool, map[string]bool) {
+	p, _ := s.peer(peerName)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.unsynced, maps.Clone(p.unsyncedNames)
+}
+
+// After "write a; mv a b; write a", the next FSYNC must reach b's data:
+// with names it must name b (or sync everything).
+func TestFsyncNamesFollowRename(t *testing.T) {
+	s, _, _ := countedStore(t)
+	s.put(t, "a", "first")
+	if err := s.Rename(testCtx(t), "bob", "a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	s.put(t, "a", "second")
+	if unsynced, names := s.pendingFsync("bob"); unsynced && names != nil && !names["b"] {
+		t.Fatalf("the next FSYNC names %v: b's bytes (uploaded as a) are never fsynced", names)
+	}
+}
+
 // A directory rename moves the names of files uploaded under it, waiting
 // for FSYNC, to their new paths: once the old path is reused (mv logs
 // logs.old; mkdir logs; write logs/app.log), naming the old path would
@@ -19,31 +54,18 @@ import (
 func TestFsyncNamesFollowDirRename(t *testing.T) {
 	s, _, _ := countedStore(t)
 	ctx := testCtx(t)
-	put := func(name, data string) {
-		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		s.write(t, fh, data, 0)
-		if err := s.Flush(ctx, fh); err != nil {
-			t.Fatal(err)
-		}
-		s.release(t, fh)
-	}
 	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	put("d/f", "first")
+	s.put(t, "d/f", "first")
 	if err := s.Rename(ctx, "bob", "d", "e"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
 		t.Fatal(err)
 	}
-	put("d/f", "second")
-	p, _ := s.peer("bob")
-	p.mu.Lock()
-	unsynced, names := p.unsynced, p.unsyncedNames
-	p.mu.Unlock()
-	t.Logf("unsynced=%v names=%v", unsynced, names)
-	if unsynced && names != nil && !names["e/f"] {
+	s.put(t, "d/f", "second")
+	if unsynced, names := s.pendingFsync("bob"); unsynced && names != nil && !names["e/f"] {
 		t.Fatalf("the next FSYNC names %v: every name opens (d/f is the new file), so no syncfs; e/f's bytes (uploaded async as d/f) are never fsynced", names)
 	}
 }
@@ -74,8 +96,11 @@ func TestFsyncAfterSetattrOnlyUpload(t *testing.T) {
 }
 
 // fsyncDelayProxy forwards connections to addr, holding every client
-// write that contains "FSYNC" back for delay.
-func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) string {
+// write that contains "FSYNC" back for delay; seen is closed when the
+// first such write arrives.
+func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) (proxy string, seen <-chan struct{}) {
+	seenc := make(chan struct{})
+	var once sync.Once
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +124,7 @@ func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) string {
 					n, err := c.Read(buf)
 					if n > 0 {
 						if bytes.Contains(buf[:n], []byte("FSYNC")) {
+							once.Do(func() { close(seenc) })
 							time.Sleep(delay)
 						}
 						if _, werr := u.Write(buf[:n]); werr != nil {
@@ -113,7 +139,7 @@ func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) string {
 			}()
 		}
 	}()
-	return ln.Addr().String()
+	return ln.Addr().String(), seenc
 }
 
 // A second fsync running while an FSYNC covering its file is in flight
@@ -122,7 +148,7 @@ func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) string {
 func TestConcurrentFsyncWaitsForFsyncOK(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	s := newStore(t, t.TempDir())
-	proxy := fsyncDelayProxy(t, bob.addr, 700*time.Millisecond)
+	proxy, fsyncSeen := fsyncDelayProxy(t, bob.addr, 700*time.Millisecond)
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	fh := s.open(t, "bob", "g", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
@@ -140,7 +166,7 @@ func TestConcurrentFsyncWaitsForFsyncOK(t *testing.T) {
 		}
 		aDone = time.Now()
 	}()
-	time.Sleep(200 * time.Millisecond)       // A's FSYNC is on its way
+	recv(t, "A's FSYNC on its way", fsyncSeen)
 	if err := s.Fsync(ctx, fh); err != nil { // thread B: fsync(g)
 		t.Fatal(err)
 	}
