@@ -94,7 +94,8 @@ type handle struct {
 	mu     sync.Mutex    // protects the fields below
 	size   int64         // remote size at open
 	mtime  int64         // remote mtime at open
-	clean  *cache.Handle // whole-file copy of a small file
+	clean  *cache.Handle // whole-file copy: a small file, or a large one the cache already held
+	looked bool          // the cache was asked for a large file's copy (only once per handle)
 	ra     []byte        // read-ahead buffer
 	raOff  int64         // file offset of ra[0]
 	next   int64         // offset a sequential reader asks for next
@@ -329,6 +330,19 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 		}
 		h.clean = ch
 	}
+	if h.clean == nil && !h.looked {
+		// A large file is streamed, never fetched whole, but a copy the
+		// cache already holds (this mount wrote the file, or read it
+		// whole when it was small) is as good as the peer's while the
+		// peer reports the same size and mtime: read it from the disk
+		// here instead of over the network.
+		h.looked = true
+		if ch, ok, err := s.cache.Acquire(h.key, h.size, h.mtime, false); err == nil && ok {
+			h.clean = ch
+		} else if ch != nil {
+			ch.Release()
+		}
+	}
 	if h.clean != nil {
 		return readFull(h.clean, p, off)
 	}
@@ -475,10 +489,11 @@ func (s *Store) Release(fh uint64) error {
 	if !ok {
 		return syscall.EBADF
 	}
+	h.mu.Lock()
 	if h.clean != nil {
 		h.clean.Release()
+		h.clean = nil
 	}
-	h.mu.Lock()
 	h.stopStream()
 	h.mu.Unlock()
 	if h.state != nil {
