@@ -62,6 +62,7 @@ Run 'peerfs COMMAND --help' for a command's flags and PEERFS_* variables.
 `
 
 func main() {
+	tuneGC()
 	args := os.Args[1:]
 	if helperInvocation(os.Args[0], args) {
 		args = append([]string{"mount-helper"}, args...)
