@@ -7,7 +7,8 @@
 #   sudo bench/profile.sh seq_write        dd 512 MiB bs=1M conv=fsync, as fsbench.sh's seq_write
 #   sudo bench/profile.sh seq_read_cold    drop caches, dd the file back (bs=1M)
 #   sudo bench/profile.sh "seq_write seq_read_cold small_create"   several, in order
-#   also: small_read stat_heavy ls_l rm_rf rename_editor rand_read_4k (fsbench.sh's commands;
+#   also: small_read stat_heavy ls_l rm_rf rename_editor rand_read_4k cp_tree cp_tree_out
+#   (fsbench.sh's commands;
 #   ls_l and rm_rf on a PROF_LS_N-entry directory, default 5000; rm_rf of the same)
 #
 # The workloads are fsbench.sh's own commands (the same perl loop and dd lines), run
@@ -93,6 +94,18 @@ wl_rand_read_4k() {
     --direct=0 --invalidate=1 --randrepeat=1 --runtime=10 --allow_file_create=0 --output-format=terse --terse-version=3 2>&1 |
     awk -F';' '/^3;/ {printf "%s IOPS, %s reads, mean %.0f us\n", $8, $9 ? int($6 * 1024 / 4096) : "?", $40}'
 }
+# a tree like fsbench.sh's cp_tree: TREE_N files in dir0..9 (some in sub0/sub1), half of
+# them 1-16 KiB, 30 % 16-256 KiB, 10 % 256 KiB-1 MiB, 10 % 1-2 MiB (~54 MiB for 200)
+TREE_N=${PROF_TREE_N:-200}
+mktree() {
+  perl -e 'my ($d, $n) = @ARGV; srand(42); open(my $r, "<:raw", "/dev/urandom") or die; my $pool; read($r, $pool, 2 * 1048576 + 4096);
+    for my $i (0 .. $n - 1) { my $b = $i % 10;
+      my $size = $b < 5 ? 1024 + int(rand(15 * 1024)) : $b < 8 ? 16384 + int(rand(240 * 1024)) : $b < 9 ? 262144 + int(rand(768 * 1024)) : 1048576 + int(rand(1048576));
+      my $sub = "$d/dir" . ($i % 10) . (($i % 3 == 0) ? "/sub" . ($i % 2) : ""); system("mkdir", "-p", $sub) unless -d $sub;
+      open(my $fh, ">:raw", "$sub/file$i.dat") or die; print $fh substr($pool, $i % 4096, $size); close $fh or die; }' "$1" "$TREE_N"
+}
+wl_cp_tree() { timed_n "$TREE_N" cp -r "$SRC/tree" "$WD/tree"; }
+wl_cp_tree_out() { rm -rf "$SRC/out"; timed_n "$TREE_N" cp -r "$WD/tree" "$SRC/out"; }
 RENAME_N=${PROF_RENAME_N:-500}
 # setup (untimed, unprofiled) a workload needs
 setup() {
@@ -101,6 +114,8 @@ setup() {
     seq_read_cold|rand_read_4k) dd if="$SRC/big.src" of="$WD/big.bin" bs=1M conv=fsync status=none; sleep 1; drop ;;
     small_read|stat_heavy) mkfiles "$WD/small" "$N" 4096; sleep 2; drop ;;
     ls_l|rm_rf) mkfiles "$WD/ls" "$LS_N" 0; sleep 2; drop ;;
+    cp_tree) rm -rf "$SRC/tree"; mktree "$SRC/tree"; sync ;;
+    cp_tree_out) rm -rf "$SRC/tree"; mktree "$SRC/tree"; cp -r "$SRC/tree" "$WD/tree"; sleep 2; drop ;;
     *) sync ;;
   esac
 }
@@ -110,6 +125,7 @@ per_file() {
     stat_heavy) echo $((N * 5)) ;;
     ls_l|rm_rf) echo "$LS_N" ;;
     rename_editor) echo "$RENAME_N" ;;
+    cp_tree|cp_tree_out) echo "$TREE_N" ;;
     *) echo 1 ;;
   esac
 }
