@@ -90,7 +90,7 @@ type Cache struct {
 	max        int64
 	log        zerolog.Logger
 	lockFile   *os.File
-	boot       string // kernel boot ID stamped on metadata written without fsync
+	boot       string // stamp on metadata written without fsync: the boot ID (see bootID)
 
 	// renameMu serializes Rename, the only operation that holds two
 	// entry locks at once.

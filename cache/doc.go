@@ -49,7 +49,9 @@
 // and a directory fsync: such an entry survives a power loss. Leaving the
 // durable state again (a later write, or MarkClean) replaces the record
 // with fsync first, so a reboot can never pair new bytes with the old
-// durable record.
+// durable record. Where the boot ID cannot be read, the stamp is one of
+// the process instead, which no later Open trusts: then only what Persist
+// made durable survives a restart.
 //
 // How a record is written follows from what a crash could pair with it:
 //

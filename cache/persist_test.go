@@ -315,3 +315,48 @@ func TestRebootDropsUnpersisted(t *testing.T) {
 	}
 	h.Release()
 }
+
+// Without a boot ID, a record written without fsync cannot say whether a
+// restart followed a crash of the process or a power loss, so no later
+// Open trusts it: only what Persist made durable (data fsynced first)
+// survives, never a record paired with data a power loss could have torn.
+func TestNoBootIDKeepsOnlyPersisted(t *testing.T) {
+	old := bootIDFile
+	bootIDFile = filepath.Join(t.TempDir(), "no-boot-id")
+	t.Cleanup(func() { bootIDFile = old })
+
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	write := func(path, data string) *Handle {
+		h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := h.WriteAt([]byte(data), 0); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	volatile := write("volatile", "v")
+	durable := write("durable", "d")
+	if err := durable.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	fill(t, c, Key{Peer: "p", Path: "clean"}, "c", 7)
+	for _, h := range []*Handle{volatile, durable} {
+		h.Release()
+	}
+	c.Close()
+
+	c = openCache(t, dir, 0)
+	dirty := c.Dirty()
+	if len(dirty) != 1 || dirty[0].Path != "durable" {
+		t.Fatalf("after a restart without a boot ID: dirty = %v, want only the persisted entry", dirty)
+	}
+	if got, ok := lookup(t, c, Key{Peer: "p", Path: "durable"}); !ok || got != "d" {
+		t.Errorf("persisted entry = %q, %v; want \"d\"", got, ok)
+	}
+	if _, ok := lookup(t, c, Key{Peer: "p", Path: "clean"}); ok {
+		t.Error("a clean copy recorded without fsync survived a restart without a boot ID")
+	}
+}

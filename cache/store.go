@@ -171,11 +171,6 @@ const maxInPlace = 4096
 // Without durable, the record is stamped with the boot ID and, except
 // when leaving a durable record, nothing is fsynced.
 func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) error {
-	if c.boot == "" {
-		// No boot ID to stamp with: an unstamped record is trusted
-		// after a reboot, so every record must be durable.
-		durable = true
-	}
 	rec.V = metaVersion
 	rec.Boot = ""
 	if !durable {
@@ -326,14 +321,23 @@ func pwriteAll(fd int, b []byte) error {
 	}
 }
 
-// bootID returns the kernel's boot ID, or "" (which makes every metadata
-// write durable) if it cannot be read.
+// bootIDFile is where Linux publishes the kernel's boot ID.
+var bootIDFile = "/proc/sys/kernel/random/boot_id"
+
+// bootID returns the stamp for records written without fsync: the
+// kernel's boot ID, or, if it cannot be read, a stamp of this process
+// alone ("process-" and a random ID). No later Open trusts a record with
+// a process stamp, so without a boot ID only what Persist made durable
+// survives a restart of the mount: the copies of files still open for
+// writing are lost with the process (nothing promised to keep them; a
+// closed file is uploaded or persisted), and a record written without
+// fsync is never paired with data a power loss tore.
 var bootID = func() string {
-	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	if err != nil {
-		return ""
+	b, err := os.ReadFile(bootIDFile)
+	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
+		return id
 	}
-	return strings.TrimSpace(string(b))
+	return "process-" + newID()
 }
 
 // syncDir fsyncs a directory so that renames and creations in it are durable.
@@ -451,6 +455,9 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 		return l, fmt.Sprintf("metadata version %d", l.rec.V)
 	}
 	if l.rec.Boot != "" && l.rec.Boot != c.boot {
+		if strings.HasPrefix(l.rec.Boot, "process-") {
+			return l, "written without fsync by an earlier process that had no boot ID to tell a restart from a reboot"
+		}
 		return l, "written without fsync before a reboot"
 	}
 	if l.key.Peer, err = unescapeName(l.rec.Peer); err != nil {
