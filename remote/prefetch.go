@@ -105,11 +105,6 @@ func (h *handle) inStream(off int64) bool {
 	return h.st.pos-1 <= idx && idx <= h.st.pos+chunksAhead+1
 }
 
-// fetchChunk starts fetching chunk idx of h's stream. Called with h.mu held.
-func (s *Store) fetchChunk(h *handle, idx int64) *chunk {
-	return s.startChunk(h, idx, false)
-}
-
 // fetchAhead starts fetching chunk idx ahead of any reader if the
 // process-wide bound allows, and reports whether it did. Called with
 // h.mu held.
@@ -123,7 +118,8 @@ func (s *Store) fetchAhead(h *handle, idx int64) bool {
 	}
 }
 
-// startChunk starts fetching chunk idx; ahead says it holds a token.
+// startChunk starts fetching chunk idx of h's stream; ahead says it holds
+// a token of the process-wide bound (a chunk a reader needs now does not).
 // Called with h.mu held.
 func (s *Store) startChunk(h *handle, idx int64, ahead bool) *chunk {
 	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte), ahead: ahead}
@@ -171,7 +167,7 @@ func (s *Store) readStream(ctx context.Context, h *handle, p []byte, off int64) 
 			continue
 		}
 		if idx <= last {
-			s.fetchChunk(h, idx) // needed now
+			s.startChunk(h, idx, false) // needed now
 			continue
 		}
 		if idx*chunkSize >= h.size || !s.fetchAhead(h, idx) {
@@ -189,7 +185,7 @@ func (s *Store) readStream(ctx context.Context, h *handle, p []byte, off int64) 
 		}
 		c, ok := h.st.chunks[idx]
 		if !ok {
-			c = s.fetchChunk(h, idx)
+			c = s.startChunk(h, idx, false)
 		}
 		c.refs++
 		h.mu.Unlock()

@@ -70,7 +70,7 @@ func TestStreamRead(t *testing.T) {
 	}
 	s.release(t, fh)
 	eventually(t, "the prefetches to end after close", func() bool {
-		return !goroutineIn("remote.(*Store).fetchChunk.func1")
+		return !goroutineIn("remote.(*Store).startChunk.func1")
 	})
 	s.noLeftovers(t)
 }
