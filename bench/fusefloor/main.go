@@ -1,0 +1,165 @@
+// Command fusefloor measures what one FUSE round trip costs on this
+// machine through bazil.org/fuse, the library peerfs mounts with, with no
+// peerfs code in the way: the floor under every metadata-bound workload
+// in docs/PERFORMANCE.md.
+//
+// It mounts a trivial file system (every name is missing) twice, served
+//
+//   - "serve":  by bazil's fs.Serve, which reads each request on one
+//     goroutine and answers it on a new one (how peerfs is served), and
+//   - "inline": by a loop on bazil's fuse.Conn that answers each request
+//     on the goroutine that read it,
+//
+// and times a perl loop of stat(2) calls on missing names in each (one
+// LOOKUP round trip per call: the kernel caches no negative entry here),
+// interleaved over -rounds rounds. It prints lookups per second and the
+// mean round trip per mode. Needs root (or fusermount3) and perl.
+//
+//	go run ./bench/fusefloor -rounds 3
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	"bazil.org/fuse/fs"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 3, "interleaved rounds per mode")
+	n := flag.Int("n", 20000, "stat calls per round")
+	flag.Parse()
+	res := map[string][]float64{}
+	modes := []string{"serve", "inline"}
+	for r := 0; r < *rounds; r++ {
+		for _, mode := range modes {
+			rate, err := measure(mode, *n)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "fusefloor: %s: %v\n", mode, err)
+				os.Exit(1)
+			}
+			res[mode] = append(res[mode], rate)
+		}
+	}
+	for _, mode := range modes {
+		v := res[mode]
+		sort.Float64s(v)
+		med := v[len(v)/2]
+		fmt.Printf("%-7s median %8.0f lookups/s  (%.1f us per round trip)  runs %v\n", mode, med, 1e6/med, rounded(v))
+	}
+	fmt.Printf("inline / serve: %.2fx\n", median(res["inline"])/median(res["serve"]))
+}
+
+func median(v []float64) float64 { return v[len(v)/2] }
+
+func rounded(v []float64) []int {
+	out := make([]int, len(v))
+	for i, x := range v {
+		out[i] = int(x)
+	}
+	return out
+}
+
+// measure mounts the trivial file system served in mode, runs the stat
+// loop in it and returns lookups per second.
+func measure(mode string, n int) (float64, error) {
+	dir, err := os.MkdirTemp("", "fusefloor-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(dir)
+	conn, err := fuse.Mount(dir, fuse.FSName("fusefloor"), fuse.Subtype("fusefloor"))
+	if err != nil {
+		return 0, err
+	}
+	done := make(chan error, 1)
+	go func() {
+		if mode == "serve" {
+			done <- fs.Serve(conn, emptyFS{})
+		} else {
+			done <- serveInline(conn)
+		}
+	}()
+	defer func() {
+		if err := fuse.Unmount(dir); err != nil {
+			exec.Command("fusermount3", "-u", "-z", dir).Run()
+		}
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+		}
+		conn.Close()
+	}()
+	// perl, like fsbench.sh: a separate process, as a real program is.
+	script := `use Time::HiRes qw(time); my ($d, $n) = @ARGV; my $t = time;
+		for my $i (1 .. $n) { stat("$d/missing" . ($i % 2000)) } printf "%.6f\n", time - $t;`
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "perl", "-e", script, dir, strconv.Itoa(n))
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return 0, fmt.Errorf("stat loop: %w", err)
+	}
+	secs, err := strconv.ParseFloat(strings.TrimSpace(string(out)), 64)
+	if err != nil || secs <= 0 {
+		return 0, fmt.Errorf("stat loop printed %q", out)
+	}
+	return float64(n) / secs, nil
+}
+
+// emptyFS is a file system whose root directory is empty.
+type emptyFS struct{}
+
+func (emptyFS) Root() (fs.Node, error) { return emptyDir{}, nil }
+
+type emptyDir struct{}
+
+func (emptyDir) Attr(ctx context.Context, a *fuse.Attr) error {
+	a.Inode = 1
+	a.Mode = os.ModeDir | 0o755
+	a.Valid = time.Minute
+	return nil
+}
+
+func (emptyDir) Lookup(ctx context.Context, name string) (fs.Node, error) {
+	return nil, syscall.ENOENT
+}
+
+// serveInline answers every request on the goroutine that read it: the
+// root's attributes, ENOENT for every lookup, ENOSYS for the rest.
+func serveInline(conn *fuse.Conn) error {
+	for {
+		req, err := conn.ReadRequest()
+		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, syscall.ENODEV) {
+				return nil
+			}
+			return err
+		}
+		switch r := req.(type) {
+		case *fuse.GetattrRequest:
+			r.Respond(&fuse.GetattrResponse{Attr: fuse.Attr{Inode: 1, Mode: os.ModeDir | 0o755, Valid: time.Minute}})
+		case *fuse.LookupRequest:
+			r.RespondError(syscall.ENOENT)
+		case *fuse.StatfsRequest:
+			r.Respond(&fuse.StatfsResponse{})
+		case *fuse.DestroyRequest:
+			r.Respond()
+			return nil
+		default:
+			r.RespondError(syscall.ENOSYS)
+		}
+	}
+}
