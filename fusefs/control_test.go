@@ -3,10 +3,8 @@ package fusefs
 import (
 	"context"
 	"errors"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"bazil.org/fuse"
 	fusefs "bazil.org/fuse/fs"
@@ -117,41 +115,23 @@ func TestFileStateXattr(t *testing.T) {
 	}
 }
 
-func TestOpTimer(t *testing.T) {
-	type rec struct {
-		op    string
-		errno string
-	}
-	var got []rec
-	timer := newOpTimer(func(op string, d time.Duration, errno string) {
-		if d < 0 {
-			t.Errorf("negative duration %v", d)
+// opName names operations as the metrics do, directories apart.
+func TestOpName(t *testing.T) {
+	for _, tt := range []struct {
+		req  fuse.Request
+		want string
+	}{
+		{&fuse.LookupRequest{}, "lookup"},
+		{&fuse.ReadRequest{}, "read"},
+		{&fuse.ReadRequest{Dir: true}, "readdir"},
+		{&fuse.OpenRequest{Dir: true}, "opendir"},
+		{&fuse.ReleaseRequest{Dir: true}, "releasedir"},
+		{&fuse.FsyncRequest{}, "fsync"},
+		{&fuse.BatchForgetRequest{}, "batchforget"},
+		{&fuse.UnrecognizedRequest{}, "unrecognized"},
+	} {
+		if got := opName(tt.req); got != tt.want {
+			t.Errorf("opName(%T) = %q, want %q", tt.req, got, tt.want)
 		}
-		got = append(got, rec{op, errno})
-	})
-	// The shapes bazil passes to Config.Debug (see opTimer).
-	type request struct{ In any }
-	type header struct{ ID fuse.RequestID }
-	type response struct {
-		Op      string
-		Request header
-		Errno   string
-	}
-	timer.debug(request{In: &fuse.ReadRequest{Header: fuse.Header{ID: 7}, Dir: true}})
-	timer.debug(request{In: &fuse.LookupRequest{Header: fuse.Header{ID: 8}}})
-	timer.debug("something else")
-	timer.debug(response{Op: "Lookup", Request: header{ID: 8}, Errno: "ENOENT"})
-	timer.debug(response{Op: "Read", Request: header{ID: 7}})
-	timer.debug(response{Op: "Read", Request: header{ID: 99}}) // never seen
-	want := "lookup/ENOENT readdir/"
-	var s []string
-	for _, r := range got {
-		s = append(s, r.op+"/"+r.errno)
-	}
-	if strings.Join(s, " ") != want {
-		t.Fatalf("observed %q, want %q", strings.Join(s, " "), want)
-	}
-	if len(timer.start) != 0 {
-		t.Errorf("%d requests left in flight", len(timer.start))
 	}
 }

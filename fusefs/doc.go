@@ -7,5 +7,11 @@
 // mapping, and invalidating the kernel's caches when the Store reports a
 // change. It imports neither net nor any other peerfs package.
 //
+// Requests are read from bazil's fuse.Conn and answered by this package's
+// own server (serve.go) rather than bazil's fs.Serve: the nodes implement
+// bazil's fs interfaces all the same, but a request that is normally
+// answered from memory is answered on the goroutine that read it, which
+// saves a goroutine hand-off per request.
+//
 // Mount mounts and serves a Store; Unmount cleans up a stale mount.
 package fusefs

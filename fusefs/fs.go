@@ -119,15 +119,12 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	debug := func(msg any) { log.Trace().Msgf("bazil: %v", msg) }
-	if opts.Observe != nil {
-		timer := newOpTimer(opts.Observe)
-		debug = func(msg any) {
-			timer.debug(msg)
-			log.Trace().Msgf("bazil: %v", msg)
-		}
+	server, err := newServer(conn, f, log, opts.Observe)
+	if err != nil {
+		Unmount(mountpoint)
+		conn.Close()
+		return nil, err
 	}
-	server := fusefs.New(conn, &fusefs.Config{Debug: debug})
 	f.server = server
 	m := &Mounted{
 		mountpoint: mountpoint,
@@ -141,7 +138,7 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		log.Debug().Err(err).Msg("FUSE connection number unknown; cannot abort a busy mount")
 	}
 	go func() {
-		err := server.Serve(f)
+		err := server.Serve()
 		// The device is closed only once Serve no longer reads it.
 		if cerr := conn.Close(); cerr != nil && err == nil {
 			err = fmt.Errorf("fusefs: close FUSE device: %w", cerr)
@@ -321,8 +318,8 @@ type filesys struct {
 	readOnly     bool
 	uid, gid     uint32
 	root         *root
-	control      *controlDir    // the .peerfs folder; nil unless the Store is a Controller
-	server       *fusefs.Server // nil when nodes are driven directly (tests)
+	control      *controlDir // the .peerfs folder; nil unless the Store is a Controller
+	server       *server     // nil when nodes are driven directly (tests)
 
 	// serving is closed by the first request on the root: bazil's Serve
 	// sets up its node table (unlocked) before it reads any request, so

@@ -25,9 +25,11 @@ type localStore struct {
 	base string
 
 	failFlush atomic.Bool
-	stats     atomic.Int64 // Stat calls
-	lists     atomic.Int64 // List calls
-	flushes   atomic.Int64 // Flush calls
+	stall     atomic.Pointer[chan struct{}] // if set, Stat of a name "slow" waits for it to close
+	stalled   atomic.Int64                  // Stat calls that began waiting on stall
+	stats     atomic.Int64                  // Stat calls
+	lists     atomic.Int64                  // List calls
+	flushes   atomic.Int64                  // Flush calls
 
 	mu       sync.Mutex // protects the fields below
 	watchers []func(peer, dir string)
@@ -91,6 +93,14 @@ func (s *localStore) Stat(ctx context.Context, peer, path string) (fs.FileInfo, 
 	p, err := s.full(peer, path)
 	if err != nil {
 		return nil, err
+	}
+	if ch := s.stall.Load(); ch != nil && filepath.Base(p) == "slow" {
+		s.stalled.Add(1)
+		select {
+		case <-*ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	return os.Lstat(p)
 }

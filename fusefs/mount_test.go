@@ -280,3 +280,45 @@ func TestUnmountExternally(t *testing.T) {
 		t.Error("Unmount of a directory that is not mounted succeeded")
 	}
 }
+
+// A request that waits (a lookup stalled in the Store, as on a slow peer)
+// holds up no other: requests the server answers on the goroutine that
+// read them hand reading over to another goroutine when they take long.
+func TestMountStalledLookupBlocksNoOther(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "bob")
+	release := make(chan struct{})
+	store.stall.Store(&release)
+	mnt, _ := mountStore(t, store, Options{})
+	mustSh(t, mnt, "echo hello > bob/f")
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	stalled := make(chan error, 1)
+	go func() {
+		stalled <- exec.CommandContext(ctx, "stat", filepath.Join(mnt, "bob", "slow")).Run()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for store.stalled.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the lookup of bob/slow never reached the store")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	began := time.Now()
+	if got := mustSh(t, mnt, "cat bob/f; ls bob; stat -c %s bob/f"); got != "hello\nf\n6\n" {
+		t.Errorf("while a lookup waits: got %q", got)
+	}
+	if d := time.Since(began); d > 5*time.Second {
+		t.Errorf("other requests took %v while a lookup waited", d)
+	}
+	select {
+	case err := <-stalled:
+		t.Fatalf("the stalled stat returned before the store let it: %v", err)
+	default:
+	}
+	close(release)
+	if err := <-stalled; err == nil {
+		t.Error("stat of a missing name succeeded")
+	}
+}

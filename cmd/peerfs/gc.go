@@ -9,8 +9,8 @@ import (
 // every peerfs process unless GOGC is set in the environment.
 //
 // Go's default, 100, suits a program with a large live heap; a mount
-// daemon's is a few MiB, while every FUSE read allocates twice its size
-// inside bazil.org/fuse (the reply buffer and its copy: 256 KiB per
+// daemon's is a few MiB, while every FUSE read allocates its size inside
+// bazil.org/fuse (Respond copies the reply into a new buffer: 128 KiB per
 // 128 KiB read). With GOGC=100 that means a collection every few dozen
 // reads and the background scavenger returning the same pages to the
 // kernel with madvise between them: a third of the mount's CPU in a
