@@ -1,8 +1,8 @@
 package remote
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +50,38 @@ type fileState struct {
 	// condition of the next PUT (peerproto.BaseAny, BaseNone or an mtime):
 	// a writer never silently replaces a version it has not seen.
 	base int64
+
+	// sent is the content of the last PUT whose outcome is unknown (it
+	// failed, perhaps after the peer got it all): a stalled peer may
+	// store it later, and that version is this writer's own, not a
+	// conflict. Protected by up; nil once an upload succeeds.
+	sent *version
+}
+
+// version identifies a file's content: its size and SHA-256.
+type version struct {
+	size int64
+	sum  [sha256.Size]byte
+}
+
+// sumMax bounds the copies whose versions are compared (hashed, and the
+// peer's fetched) when a conditional PUT is refused: a larger conflict is
+// always kept as a conflict copy.
+const sumMax = 16 << 20
+
+// versionOf returns the version of r's first size bytes, if size is at
+// most sumMax.
+func versionOf(r io.ReaderAt, size int64) (version, bool) {
+	if size > sumMax {
+		return version{}, false
+	}
+	h := sha256.New()
+	if n, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil || n != size {
+		return version{}, false
+	}
+	v := version{size: size}
+	h.Sum(v.sum[:0])
+	return v, true
 }
 
 // size returns the file's size as this client sees it.
@@ -613,20 +645,35 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
 			var fe *peerproto.FailError
 			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
-				if same, ok := s.peerHasSame(ctx, c, key.Path, ch); ok {
+				cur, curOK := versionOf(ch, size)
+				e, holds := s.peerHolds(ctx, c, key.Path, cur, curOK, f.sent)
+				switch holds {
+				case holdsCurrent:
 					// The peer's newer version is this very content: most
 					// likely our own earlier attempt, stored after we gave
 					// up on it (the peer was stalled). Nothing to keep.
-					pd = same
-				} else {
-					// Someone else replaced the version this copy started
-					// from: keep ours beside theirs under a clear name.
-					if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
-						return err
+					pd = peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}
+					err = nil
+				case holdsSent:
+					// The peer's newer version is what an earlier, failed
+					// attempt sent (stored after we gave up on it), and
+					// this copy was written since: replace our own version.
+					if src2, rerr := ch.Reopen(); rerr != nil {
+						err = rerr
+					} else {
+						pd, err = c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: max(e.Mtime, peerproto.BaseAny)}, src2, nil)
+						src2.Close()
 					}
-					key = f.keyNow(s)
-					conflict = fe
 				}
+			}
+			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
+				// Someone else replaced the version this copy started
+				// from: keep ours beside theirs under a clear name.
+				if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
+					return err
+				}
+				key = f.keyNow(s)
+				conflict = fe
 			} else if err != nil {
 				return err
 			}
@@ -656,6 +703,10 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if err != nil {
 		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
 		if meta.Dirty {
+			// The peer may yet store what was sent (see fileState.sent).
+			if v, ok := versionOf(ch, ch.Size()); ok {
+				f.sent = &v
+			}
 			// The local copy is now the only one: make it survive even
 			// a power loss before close() reports the failure.
 			if perr := ch.Persist(); perr != nil {
@@ -666,6 +717,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 		return netErr(p, err)
 	}
 	if put {
+		f.sent = nil
 		s.countBytes(p, 0, e.Size)
 		if _, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
@@ -696,41 +748,50 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	return nil
 }
 
-// peerHasSame reports whether the peer's file at path holds exactly the
-// bytes of ch (for copies up to inlineMax; larger ones are never
-// compared), with the peer's attributes of it.
-func (s *Store) peerHasSame(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle) (peerproto.PutDone, bool) {
-	size := ch.Size()
-	if size > inlineMax {
-		return peerproto.PutDone{}, false
+// What peerHolds found on the peer.
+const (
+	holdsOther   = iota // another version (or one not compared)
+	holdsCurrent        // this copy's content
+	holdsSent           // the content of this writer's last failed attempt
+)
+
+// peerHolds reports whether the peer's file at path holds the current
+// version of this copy (if curOK) or the version sent (if not nil), with
+// the peer's attributes of it, fetching it to compare when its size is
+// one of theirs. The attributes are from before the fetch: if the file
+// changed in between, the next conditional PUT finds out.
+func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, cur version, curOK bool, sent *version) (peerproto.Entry, int) {
+	if !curOK && sent == nil {
+		return peerproto.Entry{}, holdsOther
 	}
 	e, err := c.Stat(ctx, path)
-	if err != nil || e.IsDir() || e.Size != size {
-		return peerproto.PutDone{}, false
+	if err != nil || e.IsDir() || e.Size > sumMax || !((curOK && e.Size == cur.size) || (sent != nil && e.Size == sent.size)) {
+		return peerproto.Entry{}, holdsOther
 	}
-	mine := make([]byte, size)
-	if _, err := readFull(ch, mine, 0); err != nil {
-		return peerproto.PutDone{}, false
-	}
-	same := false
+	var theirs version
+	ok := false
 	err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
-		if n != size {
-			if n > 2*inlineMax {
-				return errors.New("changed meanwhile") // too big to drain: drop the connection
-			}
-			_, err := io.Copy(io.Discard, r) // keep the connection in step
+		if n > sumMax {
+			return errors.New("changed meanwhile") // too big to drain: drop the connection
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, r); err != nil {
 			return err
 		}
-		theirs, err := io.ReadAll(r)
-		same = err == nil && bytes.Equal(theirs, mine)
-		return err
+		theirs.size = n
+		h.Sum(theirs.sum[:0])
+		ok = true
+		return nil
 	})
-	if err != nil || !same {
-		return peerproto.PutDone{}, false
+	switch {
+	case err != nil || !ok:
+		return peerproto.Entry{}, holdsOther
+	case curOK && theirs == cur:
+		return e, holdsCurrent
+	case sent != nil && theirs == *sent:
+		return e, holdsSent
 	}
-	// The attributes from before the GET: if the file changed in
-	// between, the next conditional PUT finds out.
-	return peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}, true
+	return peerproto.Entry{}, holdsOther
 }
 
 // keyNow returns f's current key.

@@ -263,3 +263,44 @@ func TestConflictWithSameContentIsNone(t *testing.T) {
 		t.Errorf("export holds %d entries (f = %q); want f alone, with the new text", len(des), bob.content(t, "f"))
 	}
 }
+
+// An upload that failed may still be stored by the peer later (it was
+// stalled, not gone). If the writer changed the file meanwhile, the next
+// upload finds the peer's file changed, but to the content of that failed
+// attempt: its own version, which it replaces without a conflict copy.
+func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
+	export := t.TempDir()
+	bob := startPeer(t, export)
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	ctx := testCtx(t)
+	bob.writeFile(t, "f", []byte("v1"), 0o644)
+	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
+	s.write(t, fh, "attempt one", 0)
+	bob.stop()
+	if err := s.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush with the peer down succeeded")
+	}
+	// The peer stores the attempt after all (as a stalled peer does once
+	// it runs again), and the writer goes on writing meanwhile.
+	time.Sleep(10 * time.Millisecond) // a new mtime
+	bob.writeFile(t, "f", []byte("attempt one"), 0o644)
+	s.write(t, fh, "attempt TWO", 0)
+
+	bob2 := startPeer(t, export) // back, on another port
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob2.addr}})
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Errorf("Flush after the peer stored the failed attempt: %v, want success", err)
+	}
+	s.release(t, fh)
+	des, err := os.ReadDir(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(des) != 1 || bob2.content(t, "f") != "attempt TWO" {
+		t.Errorf("export holds %d entries (f = %q); want f alone, with the last text", len(des), bob2.content(t, "f"))
+	}
+}
