@@ -155,15 +155,18 @@ func (s *server) read() {
 }
 
 // quick reports whether req is of a kind normally answered without
-// waiting on a peer, and so is answered on the reading goroutine.
+// waiting on a peer, and so is answered on the reading goroutine: all but
+// the changes to a peer's tree, fsync, statfs (every peer is asked) and
+// the flush of a file open for writing (it uploads). Unknown requests
+// (ioctl...) are answered ENOSYS at once.
 func (s *server) quick(req fuse.Request) bool {
 	switch r := req.(type) {
-	case *fuse.LookupRequest, *fuse.GetattrRequest, *fuse.OpenRequest,
-		*fuse.ReadRequest, *fuse.WriteRequest, *fuse.ReleaseRequest,
-		*fuse.ForgetRequest, *fuse.BatchForgetRequest, *fuse.AccessRequest,
-		*fuse.GetxattrRequest, *fuse.ListxattrRequest, *fuse.ReadlinkRequest,
-		*fuse.InterruptRequest:
-		return true
+	case *fuse.CreateRequest, *fuse.MkdirRequest, *fuse.SymlinkRequest,
+		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.RemoveRequest,
+		*fuse.RenameRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
+		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
+		*fuse.DestroyRequest:
+		return false
 	case *fuse.FlushRequest:
 		// Closing a file opened for reading uploads nothing.
 		s.mu.Lock()
@@ -172,7 +175,7 @@ func (s *server) quick(req fuse.Request) bool {
 		h, ok := sh.handleOf().(*handle)
 		return ok && !h.writable
 	}
-	return false
+	return true
 }
 
 func (sh *servedHandle) handleOf() fusefs.Handle {
