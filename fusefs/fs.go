@@ -51,7 +51,7 @@ type Options struct {
 	UnmountTimeout time.Duration
 	// Observe, if set, is called once per answered FUSE request with the
 	// operation's name in lower case ("lookup", "read", "flush"...), the
-	// time from its arrival to its answer, and the errno's name ("EIO")
+	// time from when it was read to its answer, and the errno's name ("EIO")
 	// or "" on success. It must be quick and safe for concurrent use.
 	Observe func(op string, d time.Duration, errno string)
 }

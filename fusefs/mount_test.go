@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -320,5 +321,41 @@ func TestMountStalledLookupBlocksNoOther(t *testing.T) {
 	close(release)
 	if err := <-stalled; err == nil {
 		t.Error("stat of a missing name succeeded")
+	}
+}
+
+// A signal to a program waiting in a stalled lookup interrupts it: the
+// kernel's INTERRUPT cancels the request's context and the program gets
+// EINTR instead of waiting for the peer.
+func TestMountInterruptStalledLookup(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "bob")
+	release := make(chan struct{})
+	defer close(release)
+	store.stall.Store(&release)
+	mnt, _ := mountStore(t, store, Options{})
+	cmd := exec.Command("stat", filepath.Join(mnt, "bob", "slow"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for store.stalled.Load() == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("the lookup of bob/slow never reached the store")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("interrupted stat succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Error("SIGINT did not end a lookup stalled in the store")
 	}
 }

@@ -38,6 +38,11 @@ import (
 // flush, fsync, rename, remove...) go to a goroutine of their own at once,
 // as in fs.Server. So the mount keeps reading requests while any of them
 // waits, and a quick one costs no hand-off.
+//
+// The price: quick requests of several programs at once are answered one
+// after the other by one goroutine (each under handoffAfter), so they
+// use one CPU. Keeping about GOMAXPROCS read loops blocked in ReadRequest
+// would spread them; on the 2-vCPU machine measured it was not needed.
 type server struct {
 	conn    *fuse.Conn
 	fs      fusefs.FS
@@ -127,31 +132,51 @@ func (s *server) read() {
 	for {
 		req, err := s.conn.ReadRequest()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			// io.EOF: unmounted; ECONNABORTED: aborted through fusectl
+			// (Mounted.wait). Either way no answer can be delivered any
+			// more: cancel what is still running instead of waiting for it.
+			if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNABORTED) {
 				s.mu.Lock()
 				if s.err == nil {
 					s.err = fmt.Errorf("fusefs: read request: %w", err)
 				}
 				s.mu.Unlock()
 			}
+			s.mu.Lock()
+			for _, cancel := range s.inflight {
+				cancel()
+			}
+			s.mu.Unlock()
 			return
 		}
+		// Registered before the next read, so that an INTERRUPT read
+		// right after it finds it.
+		ctx, cancel := s.begin(req)
 		if !s.quick(req) {
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.serve(req)
+				s.serve(ctx, cancel, req)
 			}()
 			continue
 		}
 		s.wg.Add(1) // for the read loop the timer may start
 		t := time.AfterFunc(handoffAfter, s.read)
-		s.serve(req)
+		s.serve(ctx, cancel, req)
 		if !t.Stop() {
 			return // another loop reads now, and owns the count added
 		}
 		s.wg.Done()
 	}
+}
+
+// begin registers req as in flight, cancellable by an INTERRUPT.
+func (s *server) begin(req fuse.Request) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.inflight[req.Hdr().ID] = cancel
+	s.mu.Unlock()
+	return ctx, cancel
 }
 
 // quick reports whether req is of a kind normally answered without
@@ -186,34 +211,40 @@ func (sh *servedHandle) handleOf() fusefs.Handle {
 }
 
 // serve answers one request.
-func (s *server) serve(req fuse.Request) {
+func (s *server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.Request) {
+	hdr := req.Hdr()
+	defer func() {
+		cancel()
+		s.mu.Lock()
+		delete(s.inflight, hdr.ID)
+		s.mu.Unlock()
+	}()
 	if _, ok := req.(*fuse.NotifyReply); ok {
 		return // a reply to a notification we never send; nothing to answer
 	}
 	began := time.Now()
-	hdr := req.Hdr()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	s.mu.Lock()
 	var sn *servedNode
 	if hdr.Node != 0 {
 		sn = s.nodes[hdr.Node]
 	}
-	s.inflight[hdr.ID] = cancel
 	s.mu.Unlock()
 	if trace := s.log.Trace(); trace.Enabled() {
 		trace.Msgf("fuse: <- %v", req)
 	}
 
 	var err error
-	if hdr.Node != 0 && sn == nil {
-		err = syscall.ESTALE
-	} else {
+	switch req.(type) {
+	case *fuse.ForgetRequest, *fuse.BatchForgetRequest, *fuse.InterruptRequest:
+		// Not about a node we must know (and a FORGET takes no error).
 		err = s.handle(ctx, sn, req)
+	default:
+		if hdr.Node != 0 && sn == nil {
+			err = syscall.ESTALE
+		} else {
+			err = s.handle(ctx, sn, req)
+		}
 	}
-	s.mu.Lock()
-	delete(s.inflight, hdr.ID)
-	s.mu.Unlock()
 	errno := ""
 	if err != nil {
 		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -519,6 +550,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 			defer sh.mu.Unlock()
 			if r.Offset == 0 || sh.dirents == nil {
 				// A read from offset 0 is a new pass (rewinddir): list again.
+				sh.dirents = nil // a failed listing leaves none to serve
 				ents, err := rd.ReadDirAll(ctx)
 				if err != nil {
 					return err
@@ -598,15 +630,15 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 
 	case *fuse.InterruptRequest:
 		s.mu.Lock()
-		if cancel := s.inflight[r.IntrID]; cancel != nil {
-			cancel()
-		}
+		cancel := s.inflight[r.IntrID]
 		s.mu.Unlock()
+		if cancel == nil {
+			// Answered already, or not yet read: EAGAIN makes the kernel
+			// send the interrupt again if the request is still pending.
+			return syscall.EAGAIN
+		}
+		cancel()
 		r.Respond()
-
-	case *fuse.PollRequest:
-		// Regular files and directories are always ready.
-		r.Respond(&fuse.PollResponse{REvents: fuse.DefaultPollMask})
 
 	case *fuse.DestroyRequest:
 		if d, ok := s.fs.(fusefs.FSDestroyer); ok {
@@ -615,7 +647,10 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	default:
-		// To FUSE, ENOSYS means "never implemented": the kernel stops asking.
+		// To FUSE, ENOSYS means "never implemented": the kernel stops
+		// asking. For POLL that makes it answer "always ready" itself,
+		// instead of a round trip for every file a Go program opens
+		// (os.Open registers regular files with epoll).
 		return syscall.ENOSYS
 	}
 	return nil
@@ -668,19 +703,22 @@ func (s *server) saveLookup(ctx context.Context, resp *fuse.LookupResponse, pare
 // forgets the node.
 func (s *server) forget(id fuse.NodeID, n uint64) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	sn := s.nodes[id]
 	if sn == nil || id == 1 {
-		s.mu.Unlock()
 		return
 	}
 	sn.refs -= min(n, sn.refs)
-	gone := sn.refs == 0
-	if gone {
-		delete(s.nodes, id)
-		delete(s.ids, sn.node)
+	if sn.refs > 0 {
+		return
 	}
-	s.mu.Unlock()
-	if f, ok := sn.node.(fusefs.NodeForgetter); ok && gone {
+	delete(s.nodes, id)
+	delete(s.ids, sn.node)
+	// Under s.mu: a lookup of the same node must not get a new NodeID
+	// between the two tables forgetting it and the node forgetting
+	// itself. (Forget takes filesys.mu; nothing holds that while
+	// calling into the server.)
+	if f, ok := sn.node.(fusefs.NodeForgetter); ok {
 		f.Forget()
 	}
 }
