@@ -257,22 +257,27 @@ func TestEscapeName(t *testing.T) {
 	}
 }
 
+// writeHeld writes data as the new content of p:path and returns the
+// Handle still pinning it.
+func writeHeld(t *testing.T, c *Cache, path, data string) *Handle {
+	t.Helper()
+	h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
 // TestRebootDropsUnpersisted: after a reboot (a new boot ID) only entries
 // made durable by Persist are trusted; after a process restart in the same
 // boot, everything is.
 func TestRebootDropsUnpersisted(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
-	write := func(path, data string) *Handle {
-		h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.WriteAt([]byte(data), 0); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	write := func(path, data string) *Handle { return writeHeld(t, c, path, data) }
 	volatile := write("volatile", "v")
 	durable := write("durable", "d")
 	if err := durable.Persist(); err != nil {
@@ -327,16 +332,7 @@ func TestNoBootIDKeepsOnlyPersisted(t *testing.T) {
 
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
-	write := func(path, data string) *Handle {
-		h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := h.WriteAt([]byte(data), 0); err != nil {
-			t.Fatal(err)
-		}
-		return h
-	}
+	write := func(path, data string) *Handle { return writeHeld(t, c, path, data) }
 	volatile := write("volatile", "v")
 	durable := write("durable", "d")
 	if err := durable.Persist(); err != nil {
