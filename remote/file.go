@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"sort"
 	"strings"
@@ -56,6 +57,14 @@ type fileState struct {
 	// store it later, and that version is this writer's own, not a
 	// conflict. Protected by up; nil once an upload succeeds.
 	sent *version
+}
+
+// mayHaveReached reports whether a request that failed with err may have
+// reached the peer: not when the connection could not be made, or the
+// peer was skipped as down.
+func mayHaveReached(err error) bool {
+	var ne *net.OpError
+	return !errors.Is(err, errPeerDown) && !(errors.As(err, &ne) && ne.Op == "dial")
 }
 
 // version identifies a file's content: its size and SHA-256.
@@ -645,8 +654,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
 			var fe *peerproto.FailError
 			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
-				cur, curOK := versionOf(ch, size)
-				e, holds := s.peerHolds(ctx, c, key.Path, cur, curOK, f.sent)
+				e, holds := s.peerHolds(ctx, c, key.Path, ch, size, f.sent)
 				switch holds {
 				case holdsCurrent:
 					// The peer's newer version is this very content: most
@@ -703,9 +711,13 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if err != nil {
 		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
 		if meta.Dirty {
-			// The peer may yet store what was sent (see fileState.sent).
-			if v, ok := versionOf(ch, ch.Size()); ok {
-				f.sent = &v
+			// The peer may yet store what was sent (see fileState.sent),
+			// unless nothing reached it: then an earlier attempt's
+			// version is still the one it may hold.
+			if mayHaveReached(err) {
+				if v, ok := versionOf(ch, ch.Size()); ok {
+					f.sent = &v
+				}
 			}
 			// The local copy is now the only one: make it survive even
 			// a power loss before close() reports the failure.
@@ -755,18 +767,20 @@ const (
 	holdsSent           // the content of this writer's last failed attempt
 )
 
-// peerHolds reports whether the peer's file at path holds the current
-// version of this copy (if curOK) or the version sent (if not nil), with
-// the peer's attributes of it, fetching it to compare when its size is
-// one of theirs. The attributes are from before the fetch: if the file
-// changed in between, the next conditional PUT finds out.
-func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, cur version, curOK bool, sent *version) (peerproto.Entry, int) {
-	if !curOK && sent == nil {
+// peerHolds reports whether the peer's file at path holds the content of
+// ch (size bytes) or the version sent (if not nil), with the peer's
+// attributes of it, fetching and hashing it only when its size is one of
+// theirs. The attributes are from before the fetch: if the file changed
+// in between, the next conditional PUT finds out.
+func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle, size int64, sent *version) (peerproto.Entry, int) {
+	e, err := c.Stat(ctx, path)
+	if err != nil || e.IsDir() || e.Size > sumMax || (e.Size != size && (sent == nil || e.Size != sent.size)) {
 		return peerproto.Entry{}, holdsOther
 	}
-	e, err := c.Stat(ctx, path)
-	if err != nil || e.IsDir() || e.Size > sumMax || !((curOK && e.Size == cur.size) || (sent != nil && e.Size == sent.size)) {
-		return peerproto.Entry{}, holdsOther
+	var cur version
+	curOK := false
+	if e.Size == size {
+		cur, curOK = versionOf(ch, size)
 	}
 	var theirs version
 	ok := false

@@ -1,10 +1,14 @@
 package remote
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -264,43 +268,99 @@ func TestConflictWithSameContentIsNone(t *testing.T) {
 	}
 }
 
-// An upload that failed may still be stored by the peer later (it was
-// stalled, not gone). If the writer changed the file meanwhile, the next
-// upload finds the peer's file changed, but to the content of that failed
-// attempt: its own version, which it replaces without a conflict copy.
+// An upload that failed may still have been stored by the peer (the
+// answer was lost, or a stalled peer ran again). If the writer changed the
+// file meanwhile, the next upload finds the peer's file changed, but to
+// the content of that failed attempt: its own version, which it replaces
+// without a conflict copy. A retry that fails without reaching the peer
+// in between does not make it forget that version.
 func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
-	export := t.TempDir()
-	bob := startPeer(t, export)
+	bob := startPeer(t, t.TempDir())
 	s := newStore(t, t.TempDir())
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
 	ctx := testCtx(t)
 	bob.writeFile(t, "f", []byte("v1"), 0o644)
 	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(10 * time.Millisecond) // the stored attempt gets a new mtime
 	fh := s.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
 	s.write(t, fh, "attempt one", 0)
-	bob.stop()
 	if err := s.Flush(ctx, fh); err == nil {
-		t.Fatal("Flush with the peer down succeeded")
+		t.Fatal("Flush whose answer was cut succeeded")
 	}
-	// The peer stores the attempt after all (as a stalled peer does once
-	// it runs again), and the writer goes on writing meanwhile.
-	time.Sleep(10 * time.Millisecond) // a new mtime
-	bob.writeFile(t, "f", []byte("attempt one"), 0o644)
+	eventually(t, "bob to store the attempt whose answer was lost", func() bool {
+		return bob.content(t, "f") == "attempt one"
+	})
+	// The peer is unreachable for a while: the next attempt never gets
+	// there, and the writer goes on writing meanwhile.
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: deadAddr(t)}})
 	s.write(t, fh, "attempt TWO", 0)
+	if err := s.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush to an unreachable peer succeeded")
+	}
 
-	bob2 := startPeer(t, export) // back, on another port
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob2.addr}})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
 	if err := s.Flush(ctx, fh); err != nil {
 		t.Errorf("Flush after the peer stored the failed attempt: %v, want success", err)
 	}
 	s.release(t, fh)
-	des, err := os.ReadDir(export)
+	des, err := os.ReadDir(bob.export)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(des) != 1 || bob2.content(t, "f") != "attempt TWO" {
-		t.Errorf("export holds %d entries (f = %q); want f alone, with the last text", len(des), bob2.content(t, "f"))
+	if len(des) != 1 || bob.content(t, "f") != "attempt TWO" {
+		t.Errorf("export holds %d entries (f = %q); want f alone, with the last text", len(des), bob.content(t, "f"))
 	}
+}
+
+// replyCutProxy forwards connections to addr and closes the client's side
+// as soon as the peer answers a line starting with cut: the request was
+// carried out, its answer is lost.
+func replyCutProxy(t *testing.T, addr, cut string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(u, c); u.Close() }()
+			go func() {
+				defer c.Close()
+				defer u.Close()
+				r := bufio.NewReader(u)
+				for {
+					line, err := r.ReadString('\n')
+					if err != nil || strings.HasPrefix(line, cut) {
+						return
+					}
+					if _, err := io.WriteString(c, line); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
