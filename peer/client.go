@@ -44,6 +44,13 @@ func (o ClientOptions) withDefaults() ClientOptions {
 // out of step with its peer; such a Conn must be closed.
 var ErrBroken = errors.New("peer: connection broken by an earlier error")
 
+// ErrCutShort is wrapped in the error of a GET whose data stopped short
+// of the size the peer announced: the peer closed the connection, which
+// is what it does when the file shrinks while it is being sent (or what a
+// crash looks like). The peer answered, so it is not a sign of a stalled
+// one; asking again gets the file's new size.
+var ErrCutShort = errors.New("peer: transfer cut short")
+
 // Conn is one client connection to a peer. It carries one request at a
 // time; concurrent callers are serialised. For parallel requests use a Pool.
 type Conn struct {
@@ -365,7 +372,7 @@ func (c *Conn) Get(ctx context.Context, name string, off, length int64, dst io.W
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+				err = fmt.Errorf("%w: %w", ErrCutShort, io.ErrUnexpectedEOF)
 			}
 			return moved, c.fail("GET", name, fmt.Errorf("after %d of %d bytes: %w", moved, n, err))
 		}
@@ -515,7 +522,8 @@ func (c *Conn) GetStream(ctx context.Context, name string, fn func(size int64, r
 }
 
 // payloadReader reads a payload, renewing the progress deadline as bytes
-// arrive and reporting a cut stream as io.ErrUnexpectedEOF.
+// arrive and reporting a cut stream as ErrCutShort (and
+// io.ErrUnexpectedEOF).
 type payloadReader struct {
 	c *Conn
 	r io.LimitedReader
@@ -528,7 +536,7 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	p.c.touch()
 	n, err := p.r.Read(b)
 	if errors.Is(err, io.EOF) && p.r.N > 0 {
-		err = io.ErrUnexpectedEOF
+		err = fmt.Errorf("%w: %w", ErrCutShort, io.ErrUnexpectedEOF)
 	}
 	return n, err
 }

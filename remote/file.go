@@ -318,7 +318,7 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e pe
 		ch.Release()
 	}
 	var ch *cache.Handle
-	err := s.poolDo(ctx, p, "GET", func(c *peer.Conn) error {
+	get := func(c *peer.Conn) error {
 		return c.GetStream(ctx, key.Path, func(size int64, r io.Reader) error {
 			// The peer's size is the truth; the attributes we had may be
 			// stale. A copy whose size differs from them cannot be tied
@@ -334,7 +334,12 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e pe
 			}
 			return err
 		})
-	})
+	}
+	err := s.poolDo(ctx, p, "GET", get)
+	if errors.Is(err, peer.ErrCutShort) {
+		// The file shrank while it was sent: once more, at its new size.
+		err = s.poolDo(ctx, p, "GET", get)
+	}
 	if err != nil {
 		p.forget(key.Path)
 		return nil, netErr(p, err)
@@ -423,6 +428,26 @@ func readFull(r readerAt, p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// readRange fills buf from path on p at off with one ranged GET and
+// returns the count, short only at end of file. A transfer the peer cut
+// short (the file shrank while it was sent) is asked for once more, so
+// that the reader sees the new end of file instead of an error.
+func (s *Store) readRange(ctx context.Context, p *peerConn, path string, buf []byte, off int64) (int, error) {
+	for retried := false; ; retried = true {
+		var n int
+		err := s.poolDo(ctx, p, "GET", func(c *peer.Conn) error {
+			var err error
+			n, err = c.ReadAt(ctx, path, buf, off)
+			return err
+		})
+		s.countBytes(p, int64(n), 0)
+		if err != nil && !retried && errors.Is(err, peer.ErrCutShort) {
+			continue
+		}
+		return n, err
+	}
+}
+
 // readAhead serves a read of a large file from the handle's read-ahead
 // buffer, refilling it with one ranged GET whose size doubles while the
 // reader stays sequential. Called with h.mu held.
@@ -446,13 +471,7 @@ func (s *Store) readAhead(ctx context.Context, h *handle, p []byte, off int64) (
 		h.ra = make([]byte, want)
 	}
 	h.ra = h.ra[:want]
-	var n int
-	err := s.poolDo(ctx, h.p, "GET", func(c *peer.Conn) error {
-		var err error
-		n, err = c.ReadAt(ctx, h.key.Path, h.ra, off)
-		return err
-	})
-	s.countBytes(h.p, int64(n), 0)
+	n, err := s.readRange(ctx, h.p, h.key.Path, h.ra, off)
 	if err != nil {
 		h.ra = h.ra[:0]
 		return 0, netErr(h.p, err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-
-	"github.com/peerfs/peerfs/peer"
 )
 
 // Sequential reads of a large file are served from a stream: chunks of
@@ -127,13 +125,7 @@ func (s *Store) startChunk(h *handle, idx int64, ahead bool) *chunk {
 	ctx := h.st.ctx
 	buf := (*c.buf)[:chunkSize]
 	go func() {
-		var n int
-		err := s.poolDo(ctx, h.p, "GET", func(conn *peer.Conn) error {
-			var err error
-			n, err = conn.ReadAt(ctx, h.key.Path, buf, idx*chunkSize)
-			return err
-		})
-		s.countBytes(h.p, int64(n), 0)
+		n, err := s.readRange(ctx, h.p, h.key.Path, buf, idx*chunkSize)
 		h.mu.Lock()
 		c.n, c.err = n, err
 		c.fetched = true

@@ -194,7 +194,8 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	err := p.pool.Do(ctx, fn)
 	p.mu.Lock()
 	switch {
-	case err == nil || isRefusal(err):
+	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
+		// A cut-short transfer was answered first: the peer is up.
 		p.downUntil = time.Time{}
 	case ctx.Err() == nil && !errors.Is(err, context.Canceled):
 		// A cancelled request says nothing about the peer.
