@@ -2,9 +2,7 @@ package remote
 
 import (
 	"bytes"
-	"io"
 	"math/rand"
-	"net"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -18,54 +16,19 @@ import (
 // then closed: what the client sees when the peer's file shrinks while
 // it is sent. left drops below zero once that GET is cut.
 func cutGetProxy(t *testing.T, addr string, pass int32) (proxy string, left *atomic.Int32) {
-	t.Helper()
 	left = new(atomic.Int32)
 	left.Store(pass)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() {
-				defer c.Close()
-				defer u.Close()
-				buf := make([]byte, 256<<10)
-				for {
-					n, err := u.Read(buf)
-					b := buf[:n]
-					if i := bytes.Index(b, []byte("GET OK ")); i >= 0 && left.Add(-1) == -1 {
-						end := bytes.IndexByte(b[i:], '\n')
-						if end < 0 {
-							end = len(b) - i - 1
-						}
-						_, _ = c.Write(b[:min(len(b), i+end+1+100)])
-						return
-					}
-					if n > 0 {
-						if _, werr := c.Write(b); werr != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
+	return tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
+		i := bytes.Index(b, []byte("GET OK "))
+		if i < 0 || left.Add(-1) != -1 {
+			return b, false
 		}
-	}()
-	return ln.Addr().String(), left
+		end := len(b)
+		if nl := bytes.IndexByte(b[i:], '\n'); nl >= 0 {
+			end = min(end, i+nl+1+100) // the answer line, 100 payload bytes
+		}
+		return b[:end], true
+	}), left
 }
 
 // A read whose GET the peer cuts short (its file shrank while it was

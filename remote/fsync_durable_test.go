@@ -2,9 +2,7 @@ package remote
 
 import (
 	"bytes"
-	"io"
 	"maps"
-	"net"
 	"os"
 	"sync"
 	"testing"
@@ -101,45 +99,13 @@ func TestFsyncAfterSetattrOnlyUpload(t *testing.T) {
 func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) (proxy string, seen <-chan struct{}) {
 	seenc := make(chan struct{})
 	var once sync.Once
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(c, u); c.Close() }()
-			go func() {
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := c.Read(buf)
-					if n > 0 {
-						if bytes.Contains(buf[:n], []byte("FSYNC")) {
-							once.Do(func() { close(seenc) })
-							time.Sleep(delay)
-						}
-						if _, werr := u.Write(buf[:n]); werr != nil {
-							break
-						}
-					}
-					if err != nil {
-						break
-					}
-				}
-				u.Close()
-			}()
+	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("FSYNC")) {
+			once.Do(func() { close(seenc) })
+			time.Sleep(delay)
 		}
-	}()
-	return ln.Addr().String(), seenc
+		return b, false
+	}, nil), seenc
 }
 
 // A second fsync running while an FSYNC covering its file is in flight

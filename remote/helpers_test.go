@@ -466,3 +466,58 @@ func waitHeld(t *testing.T) {
 	t.Helper()
 	eventually(t, "an upload held back by the round", func() bool { return goroutineIn("remote.(*Store).waitTurn") })
 }
+
+// tap sees a chunk of bytes read from one side of a tapProxy connection
+// before it is forwarded, and returns what to forward instead and whether
+// to close the connection after that. It may block (to hold a request
+// back); it runs on the goroutine of that connection and direction.
+type tap func(b []byte) (forward []byte, cut bool)
+
+// tapProxy forwards connections on a loopback port to addr; up taps what
+// the client sends, down what the peer answers (nil: forwarded as is).
+// It is how a test makes the network lose, delay or cut a given request
+// or answer between a real client and a real peer.
+func tapProxy(t *testing.T, addr string, up, down tap) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pipe := func(dst, src net.Conn, fn tap) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := src.Read(buf)
+			b, cut := buf[:n], false
+			if n > 0 && fn != nil {
+				b, cut = fn(b)
+			}
+			if len(b) > 0 {
+				if _, werr := dst.Write(b); werr != nil {
+					return
+				}
+			}
+			if cut || err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(u, c, up)
+			go pipe(c, u, down)
+		}
+	}()
+	return ln.Addr().String()
+}

@@ -1,14 +1,12 @@
 package remote
 
 import (
-	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -318,40 +316,15 @@ func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
 // as soon as the peer answers a line starting with cut: the request was
 // carried out, its answer is lost.
 func replyCutProxy(t *testing.T, addr, cut string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.Dial("tcp", addr)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(u, c); u.Close() }()
-			go func() {
-				defer c.Close()
-				defer u.Close()
-				r := bufio.NewReader(u)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil || strings.HasPrefix(line, cut) {
-						return
-					}
-					if _, err := io.WriteString(c, line); err != nil {
-						return
-					}
-				}
-			}()
+	return tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.HasPrefix(b, []byte(cut)) {
+			return nil, true
 		}
-	}()
-	return ln.Addr().String()
+		if i := bytes.Index(b, []byte("\n"+cut)); i >= 0 {
+			return b[:i+1], true
+		}
+		return b, false
+	})
 }
 
 // deadAddr returns a loopback address nothing listens on.

@@ -1,58 +1,24 @@
 package remote
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
-	"net"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
 
-// gateProxy forwards to addr, but holds any connection whose request line
-// contains hold until release is closed.
+// gateProxy forwards to addr, but holds any request holding hold until
+// release is closed.
 func gateProxy(t *testing.T, addr, hold string, release chan struct{}) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				s, err := net.Dial("tcp", addr)
-				if err != nil {
-					c.Close()
-					return
-				}
-				go func() { io.Copy(c, s); c.Close() }()
-				r := bufio.NewReader(c)
-				for {
-					line, err := r.ReadString('\n')
-					if err != nil {
-						s.Close()
-						return
-					}
-					if strings.Contains(line, hold) {
-						<-release
-					}
-					if _, err := s.Write([]byte(line)); err != nil {
-						return
-					}
-				}
-			}()
+	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte(hold)) {
+			<-release
 		}
-	}()
-	return ln.Addr().String()
+		return b, false
+	}, nil)
 }
 
 // Reader A waits for a stream chunk; reader B on the same handle does two
