@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"sync"
@@ -43,6 +44,13 @@ func (o ClientOptions) withDefaults() ClientOptions {
 // ErrBroken is returned for requests on a Conn that an earlier failure left
 // out of step with its peer; such a Conn must be closed.
 var ErrBroken = errors.New("peer: connection broken by an earlier error")
+
+// ErrSource is wrapped in the error of a PUT that could not read all the
+// bytes it announced from its source (the file shrank, or reading it
+// failed). The connection is dropped, since the peer waits for bytes
+// that will not come, and the peer discards the partial upload; but the
+// fault is on this side, not the peer's.
+var ErrSource = errors.New("peer: reading the data to send failed")
 
 // ErrCutShort is wrapped in the error of a GET whose data stopped short
 // of the size the peer announced: the peer closed the connection, which
@@ -541,6 +549,20 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// sourceErr returns the error of a PUT's payload copy that stopped after
+// moved of size bytes, marked ErrSource when the source, not the
+// connection, failed: it ended early, or reading it failed.
+func sourceErr(err error, moved, size int64) error {
+	var pe *fs.PathError
+	switch {
+	case errors.Is(err, io.EOF):
+		return fmt.Errorf("%w: source ended after %d of %d bytes: %w", ErrSource, moved, size, io.ErrUnexpectedEOF)
+	case errors.As(err, &pe):
+		return fmt.Errorf("%w: after %d of %d bytes: %w", ErrSource, moved, size, err)
+	}
+	return err
+}
+
 func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
 	name, size := m.Name, m.Size
 	done, err := c.begin(ctx)
@@ -560,8 +582,8 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 		moved = k
 		if err == nil {
 			err = c.w.Flush()
-		} else if errors.Is(err, io.EOF) {
-			err = fmt.Errorf("source ended after %d of %d bytes: %w", moved, size, io.ErrUnexpectedEOF)
+		} else {
+			err = sourceErr(err, moved, size)
 		}
 		if err != nil {
 			// Nothing, or not all, went out: drop the stream.
@@ -593,9 +615,7 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			progress(moved)
 		}
 		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = fmt.Errorf("source ended after %d of %d bytes: %w", moved, size, io.ErrUnexpectedEOF)
-			}
+			err = sourceErr(err, moved, size)
 			// The peer waits for bytes that will never come: drop the stream.
 			c.broken = ErrBroken
 			c.nc.Close()

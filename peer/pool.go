@@ -64,7 +64,7 @@ func (p *Pool) Do(ctx context.Context, fn func(*Conn) error) error {
 // closed while it sat idle.
 func stale(err error) bool {
 	var fe *peerproto.FailError
-	if errors.As(err, &fe) {
+	if errors.As(err, &fe) || errors.Is(err, ErrSource) {
 		return false
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||

@@ -60,11 +60,13 @@ type fileState struct {
 }
 
 // mayHaveReached reports whether a request that failed with err may have
-// reached the peer: not when the connection could not be made, or the
-// peer was skipped as down.
+// reached the peer whole: not when the connection could not be made, the
+// peer was skipped as down, or a PUT's source ended early (the peer
+// discards a payload cut short).
 func mayHaveReached(err error) bool {
 	var ne *net.OpError
-	return !errors.Is(err, errPeerDown) && !(errors.As(err, &ne) && ne.Op == "dial")
+	return !errors.Is(err, errPeerDown) && !errors.Is(err, peer.ErrSource) &&
+		!(errors.As(err, &ne) && ne.Op == "dial")
 }
 
 // version identifies a file's content: its size and SHA-256.
@@ -615,6 +617,10 @@ func (s *Store) waitTurn(ctx context.Context) {
 
 // upload stores f on its peer if it has changes. inTurn is set when the
 // caller holds the write token (or no round applies).
+// maxResends bounds how many times upload sends a copy that keeps changing
+// under it before it reports the failure (and the retry loop takes over).
+const maxResends = 4
+
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
 	idle := f.unlinked || !f.pending()
@@ -657,73 +663,83 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
 	f.uploading = true
 	s.mu.Unlock()
-	err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error {
-		if meta.Dirty {
-			// A second descriptor at offset 0 lets the kernel sendfile it.
-			src, err := ch.Reopen()
-			if err != nil {
-				return err
-			}
-			defer src.Close()
-			// Async: visible at once, durable at the next FSYNC (the
-			// user's fsync, a SYNC turn, or shutdown).
-			// Inline (one round trip) where a refusal cannot waste
-			// much: the payload goes out before the peer's checks.
-			size := ch.Size()
-			pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
-			var fe *peerproto.FailError
-			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
-				e, holds := s.peerHolds(ctx, c, key.Path, ch, size, f.sent)
-				switch holds {
-				case holdsCurrent:
-					// The peer's newer version is this very content: most
-					// likely our own earlier attempt, stored after we gave
-					// up on it (the peer was stalled). Nothing to keep.
-					pd = peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}
-					err = nil
-				case holdsSent:
-					// The peer's newer version is what an earlier, failed
-					// attempt sent (stored after we gave up on it), and
-					// this copy was written since: replace our own version.
-					if src2, rerr := ch.Reopen(); rerr != nil {
-						err = rerr
-					} else {
-						pd, err = c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: max(e.Mtime, peerproto.BaseAny)}, src2, nil)
-						src2.Close()
-					}
-				}
-			}
-			if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
-				// Someone else replaced the version this copy started
-				// from: keep ours beside theirs under a clear name.
-				if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
+	for attempt := 1; ; attempt++ {
+		err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error {
+			if meta.Dirty {
+				// A second descriptor at offset 0 lets the kernel sendfile it.
+				src, err := ch.Reopen()
+				if err != nil {
 					return err
 				}
-				key = f.keyNow(s)
-				conflict = fe
-			} else if err != nil {
-				return err
+				defer src.Close()
+				// Async: visible at once, durable at the next FSYNC (the
+				// user's fsync, a SYNC turn, or shutdown).
+				// Inline (one round trip) where a refusal cannot waste
+				// much: the payload goes out before the peer's checks.
+				size := ch.Size()
+				pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
+				var fe *peerproto.FailError
+				if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
+					e, holds := s.peerHolds(ctx, c, key.Path, ch, size, f.sent)
+					switch holds {
+					case holdsCurrent:
+						// The peer's newer version is this very content: most
+						// likely our own earlier attempt, stored after we gave
+						// up on it (the peer was stalled). Nothing to keep.
+						pd = peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}
+						err = nil
+					case holdsSent:
+						// The peer's newer version is what an earlier, failed
+						// attempt sent (stored after we gave up on it), and
+						// this copy was written since: replace our own version.
+						if src2, rerr := ch.Reopen(); rerr != nil {
+							err = rerr
+						} else {
+							pd, err = c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: max(e.Mtime, peerproto.BaseAny)}, src2, nil)
+							src2.Close()
+						}
+					}
+				}
+				if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
+					// Someone else replaced the version this copy started
+					// from: keep ours beside theirs under a clear name.
+					if pd, err = s.putConflictCopy(ctx, c, f, key, ch); err != nil {
+						return err
+					}
+					key = f.keyNow(s)
+					conflict = fe
+				} else if err != nil {
+					return err
+				}
+				put = true
+				p.markUnsynced(key.Path)
+				e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
+				// The peer keeps an existing file's mode and creates a new
+				// one 0644: apply ours where it differs.
+				setMode = setMode || (mode != 0o644 && mode != fs.FileMode(f.remote.Mode).Perm())
 			}
-			put = true
-			p.markUnsynced(key.Path)
-			e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
-			// The peer keeps an existing file's mode and creates a new
-			// one 0644: apply ours where it differs.
-			setMode = setMode || (mode != 0o644 && mode != fs.FileMode(f.remote.Mode).Perm())
+			if setMode || setMtime != nil {
+				sa := peerproto.Setattr{Name: key.Path, HasMode: setMode, Mode: uint32(mode.Perm())}
+				if setMtime != nil {
+					sa.HasMtime, sa.Mtime = true, setMtime.UnixNano()
+				}
+				var err error
+				if e, err = c.Setattr(ctx, sa); err != nil {
+					return err
+				}
+				p.markUnsynced(key.Path)
+			}
+			return nil
+		})
+		if attempt < maxResends && errors.Is(err, peer.ErrSource) && ch.Generation() != meta.Gen {
+			// The copy changed while it was being sent (a truncation
+			// made it end early): what was sent is void, and the peer
+			// dropped it. Send the copy as it is now.
+			meta = ch.Meta()
+			continue
 		}
-		if setMode || setMtime != nil {
-			sa := peerproto.Setattr{Name: key.Path, HasMode: setMode, Mode: uint32(mode.Perm())}
-			if setMtime != nil {
-				sa.HasMtime, sa.Mtime = true, setMtime.UnixNano()
-			}
-			var err error
-			if e, err = c.Setattr(ctx, sa); err != nil {
-				return err
-			}
-			p.markUnsynced(key.Path)
-		}
-		return nil
-	})
+		break
+	}
 	s.mu.Lock()
 	f.uploading = false
 	s.mu.Unlock()

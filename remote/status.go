@@ -151,7 +151,7 @@ func (h *health) peerLocked(p *peerConn) *peerHealth {
 // means the peer is up; failing to reach it means down.
 func (h *health) result(p *peerConn, err error) {
 	var fe *peerproto.FailError
-	if errors.Is(err, context.Canceled) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, peer.ErrSource) {
 		return // says nothing about the peer
 	}
 	h.mu.Lock()
@@ -197,8 +197,9 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
 		// A cut-short transfer was answered first: the peer is up.
 		p.downUntil = time.Time{}
-	case ctx.Err() == nil && !errors.Is(err, context.Canceled):
-		// A cancelled request says nothing about the peer.
+	case ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, peer.ErrSource):
+		// A cancelled request, or one whose data could not be read
+		// here, says nothing about the peer.
 		p.downUntil = time.Now().Add(failFast)
 	}
 	p.mu.Unlock()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand"
 	"os"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -88,5 +89,54 @@ func TestReadCutShortAsksAgain(t *testing.T) {
 				t.Fatal("the proxy cut no GET: the test tested nothing")
 			}
 		})
+	}
+}
+
+// A file truncated while its upload is being sent makes that PUT's
+// source end early: the upload is sent again as the file is now, close
+// succeeds, and the peer is not taken for down (it did nothing wrong).
+// The soak test met this: a write's O_TRUNC racing a SYNC turn's upload
+// failed the close, and for a second every request to the peer, with EIO.
+func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	seen, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	// Holds the upload's PUT line, so that the client stalls sending the
+	// payload (more than the sockets buffer) until released.
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("PUT f ")) {
+			once.Do(func() { close(seen) })
+			<-release
+		}
+		return b, false
+	}, nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+
+	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	block := bytes.Repeat([]byte("x"), 1<<20)
+	for off := int64(0); off < 32<<20; off += int64(len(block)) {
+		if _, err := s.WriteAt(ctx, fh, block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.Flush(ctx, fh) }()
+	recv(t, "the upload's PUT", seen)
+	if _, err := s.Truncate(ctx, "bob", "f", 5); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := recv(t, "the flush", flushed); err != nil {
+		t.Fatalf("close after the copy was truncated during its upload: %v", err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "f"); got != "xxxxx" {
+		t.Errorf("the peer holds %d bytes, want the truncated copy's 5", len(got))
+	}
+	// The peer answers at once: nothing took it for down.
+	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
+		t.Errorf("Stat after the resent upload: %v", err)
 	}
 }
