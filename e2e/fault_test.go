@@ -139,20 +139,6 @@ func childrenInDState() []string {
 	return stuck
 }
 
-// knownBugs collects failures of the code under test that are known
-// bugs: skip ends the test as skipped with their description, after every
-// other check has run (an error reported meanwhile still fails the test).
-type knownBugs []string
-
-func (k *knownBugs) add(format string, args ...any) { *k = append(*k, fmt.Sprintf(format, args...)) }
-
-func (k knownBugs) skip(t *testing.T) {
-	t.Helper()
-	if len(k) > 0 {
-		t.Skip("bug: " + strings.Join(k, "; bug: "))
-	}
-}
-
 // expectEIOWithin waits for ops, each of which must fail with EIO within
 // faultDeadline of its start. One still running then is in the kernel:
 // its process state (D = uninterruptible) is noted and it gets until
@@ -279,12 +265,12 @@ func TestFaultStalledPeer(t *testing.T) {
 		startOp(t, "cat", "cat", filepath.Join(bob, "f2")),
 		startOp(t, "cp in", "cp", src, filepath.Join(bob, "in.txt")),
 	)
-	var bugs knownBugs
 	if len(late) > 0 {
-		bugs.add("concurrent operations in the folder of a stalled peer (SIGSTOP) fail one --timeout after another, "+
-			"not all within the timeout: remote.(*Store).listing makes callers that waited for a LIST in flight retry "+
-			"with their own LIST when it fails, instead of sharing its error, so the N-th lookup in a directory "+
-			"fails after N x --timeout, blocked in the kernel meanwhile: %s", strings.Join(late, ", "))
+		// Once a known bug: waiters for a LIST in flight retried with
+		// their own when it failed, so the N-th lookup failed after N
+		// timeouts. remote.(*Store).listing now shares the failure.
+		t.Errorf("concurrent operations in the folder of a stalled peer (SIGSTOP) fail one --timeout after another, "+
+			"not all within the timeout: %s", strings.Join(late, ", "))
 	}
 
 	contProc(t, b.p)
@@ -298,7 +284,6 @@ func TestFaultStalledPeer(t *testing.T) {
 	}
 	mustRun(t, "", "cp", src, filepath.Join(bob, "in.txt"))
 	sameFile(t, filepath.Join(b.export, "in.txt"), []byte("copied in\n"))
-	bugs.skip(t)
 }
 
 // stopProc SIGSTOPs p; it is continued at the end of the test in any case.
@@ -438,7 +423,6 @@ func TestFaultLeaseExpired(t *testing.T) {
 	writeFile(t, filepath.Join(b.export, "b.txt"), []byte("bob's\n"))
 
 	stopProc(t, b.p)
-	var bugs knownBugs
 	fsyncTook, closeTook, err := writeFsyncClose(t, filepath.Join(a.dir(cl), "synced.txt"), []byte("fsynced while bob sleeps\n"))
 	if err != nil {
 		t.Fatalf("alice's fsync with bob stopped: %v", err)
@@ -447,10 +431,10 @@ func TestFaultLeaseExpired(t *testing.T) {
 		t.Errorf("alice's fsync took %v, want well under the %v lease (her turn is first)", fsyncTook, lease)
 	}
 	if closeTook >= lease {
-		bugs.add("close(2) right after a successful fsync(2), with nothing left to upload, blocks until the SYNC "+
-			"round ends (%v here; up to the lease, 30s by default, or HoldTimeout when a peer stalls): "+
-			"remote.(*Store).upload calls waitTurn before looking whether the file has changes, and waitTurn "+
-			"waits while the round is on even though this client's turn has passed", closeTook.Round(time.Millisecond))
+		// Once a known bug: upload waited for the round to end before
+		// looking whether the file had changes at all.
+		t.Errorf("close(2) right after a successful fsync(2), with nothing left to upload, took %v: "+
+			"it waited for the SYNC round to end", closeTook.Round(time.Millisecond))
 	}
 	sameFile(t, filepath.Join(cl.export, "synced.txt"), []byte("fsynced while bob sleeps\n"))
 
@@ -476,7 +460,6 @@ func TestFaultLeaseExpired(t *testing.T) {
 	if took, err := fsyncWrite(t, filepath.Join(a.dir(b), "later.txt"), []byte("next round\n")); err != nil {
 		t.Errorf("fsync after bob woke up (%v): %v", took, err)
 	}
-	bugs.skip(t)
 }
 
 // netnsLink is a network namespace joined to the host by a veth pair.
@@ -662,7 +645,6 @@ cat <&3 >/dev/null`, "sh", filepath.Join(a.dir(bob), "big.bin"))
 		t.Fatal("reader did not read its first MiB within 20s")
 	}
 
-	var bugs knownBugs
 	l.setLink(t, "down")
 	begin := time.Now()
 	stdin.Close()
@@ -675,10 +657,10 @@ cat <&3 >/dev/null`, "sh", filepath.Join(a.dir(bob), "big.bin"))
 		} else if !strings.Contains(stderr.String(), "Input/output error") {
 			t.Errorf("reading across a downed link: %v %q, want EIO", err, stderr.String())
 		} else if took > faultDeadline {
-			bugs.add("a read(2) across a link that went down fails with EIO only after %v (--timeout 2s): "+
-				"the mount does not remember that the peer just timed out, so each FUSE read the kernel "+
-				"sends for the same pages (readahead, then the synchronous retry) dials the unreachable peer "+
-				"again and waits out its own --timeout", took.Round(time.Millisecond))
+			// Once a known bug, before fail-fast: each FUSE read the
+			// kernel sends for the same pages waited out its own timeout.
+			t.Errorf("a read(2) across a link that went down fails with EIO only after %v (--timeout 2s)",
+				took.Round(time.Millisecond))
 		} else {
 			t.Logf("read across a downed link: EIO after %v", took.Round(time.Millisecond))
 		}
@@ -701,5 +683,4 @@ cat <&3 >/dev/null`, "sh", filepath.Join(a.dir(bob), "big.bin"))
 		return err == nil && string(got) == "bob across the link\n"
 	})
 	mustRun(t, "", "cmp", "-s", filepath.Join(a.dir(bob), "big.bin"), filepath.Join(bobExport, "big.bin"))
-	bugs.skip(t)
 }
