@@ -236,6 +236,15 @@ func (h *Handle) Generation() uint64 {
 	return h.e.gen
 }
 
+// SettledGeneration is Generation once no write or truncation of the
+// entry is in progress: a change that has already reached the data file
+// (an uploader read the file short) is then counted.
+func (h *Handle) SettledGeneration() uint64 {
+	h.e.mu.Lock()
+	defer h.e.mu.Unlock()
+	return h.Generation()
+}
+
 // MarkClean is Cache.MarkClean for this Handle's entry. It reports false,
 // and does nothing, if the entry was written since gen or was detached.
 func (h *Handle) MarkClean(gen uint64, size, mtime int64) (bool, error) {

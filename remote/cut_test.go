@@ -2,10 +2,14 @@ package remote
 
 import (
 	"bytes"
+	"errors"
+	"io/fs"
 	"math/rand"
 	"os"
+	"os/exec"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/peerfs/peerfs/peerproto"
@@ -93,19 +97,27 @@ func TestReadCutShortAsksAgain(t *testing.T) {
 }
 
 // A file truncated while its upload is being sent makes that PUT's
-// source end early: the upload is sent again as the file is now, close
-// succeeds, and the peer is not taken for down (it did nothing wrong).
-// The soak test met this: a write's O_TRUNC racing a SYNC turn's upload
-// failed the close, and for a second every request to the peer, with EIO.
+// source end early: the upload is sent again as the file is now, and
+// close succeeds. The soak test met this: a write's O_TRUNC racing a SYNC
+// turn's upload failed the close and, since the peer was taken for down,
+// every request to it for a second, with EIO.
 func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	s := newStore(t, t.TempDir())
 	seen, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	// Holds the upload's PUT line, so that the client stalls sending the
-	// payload (more than the sockets buffer) until released.
+	var put bool
+	var sent int
+	// Holds the upload after 1 MiB of its payload, so that the client
+	// stalls in the middle of sending the rest (more than the sockets
+	// buffer) until released.
 	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("PUT f ")) {
+		switch {
+		case !put:
+			put = bytes.Contains(b, []byte("PUT f "))
+		case sent < 1<<20:
+			sent += len(b)
+		default:
 			once.Do(func() { close(seen) })
 			<-release
 		}
@@ -123,7 +135,7 @@ func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
 	}
 	flushed := make(chan error, 1)
 	go func() { flushed <- s.Flush(ctx, fh) }()
-	recv(t, "the upload's PUT", seen)
+	recv(t, "1 MiB of the upload's payload", seen)
 	if _, err := s.Truncate(ctx, "bob", "f", 5); err != nil {
 		t.Fatal(err)
 	}
@@ -135,8 +147,33 @@ func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
 	if got := bob.content(t, "f"); got != "xxxxx" {
 		t.Errorf("the peer holds %d bytes, want the truncated copy's 5", len(got))
 	}
-	// The peer answers at once: nothing took it for down.
-	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
-		t.Errorf("Stat after the resent upload: %v", err)
+}
+
+// A file that cannot be stored in a full cache fails to read with
+// ENOSPC, not EIO, and the peer, which sent it fine, is not taken for
+// down: the next request to it goes out at once.
+func TestFetchIntoFullCacheBlamesNoPeer(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	small := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", small).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root): %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", small).Run() })
+	s := newStore(t, small)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	bob.writeFile(t, "big", bytes.Repeat([]byte("y"), 2<<20), 0o644) // fetched whole (<= WholeFile)
+	ctx := testCtx(t)
+
+	fh := s.open(t, "bob", "big", os.O_RDONLY, 0)
+	_, err := s.ReadAt(ctx, fh, make([]byte, 4096), 0)
+	s.release(t, fh)
+	if !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("reading a file too big for the cache: %v, want ENOSPC", err)
+	}
+	if _, err := s.Stat(ctx, "bob", "other"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat right after: %v, want the peer's answer (not found), not a fail-fast", err)
+	}
+	if up, known := s.PeersUp(); up != known {
+		t.Errorf("%d of %d peers up after a local failure", up, known)
 	}
 }

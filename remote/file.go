@@ -65,7 +65,7 @@ type fileState struct {
 // discards a payload cut short).
 func mayHaveReached(err error) bool {
 	var ne *net.OpError
-	return !errors.Is(err, errPeerDown) && !errors.Is(err, peer.ErrSource) &&
+	return !errors.Is(err, errPeerDown) && !isLocal(err) &&
 		!(errors.As(err, &ne) && ne.Op == "dial")
 }
 
@@ -329,10 +329,16 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e pe
 			if size != e.Size {
 				mtime = 0
 			}
+			body := &readerErr{r: r}
 			var err error
-			ch, err = s.cache.Fill(key, r, size, mtime)
-			if err == nil {
+			ch, err = s.cache.Fill(key, body, size, mtime)
+			switch {
+			case err == nil:
 				s.countBytes(p, size, 0)
+			case body.err == nil:
+				// The transfer was fine; storing it here failed (a full
+				// cache disk): keep the errno, do not blame the peer.
+				err = fmt.Errorf("%w: %w", errLocal, err)
 			}
 			return err
 		})
@@ -426,6 +432,21 @@ func readFull(r readerAt, p []byte, off int64) (int, error) {
 	n, err := r.ReadAt(p, off)
 	if errors.Is(err, io.EOF) {
 		return n, nil
+	}
+	return n, err
+}
+
+// readerErr remembers the error its reader returned, telling a failed
+// transfer from a failure to store what it brought.
+type readerErr struct {
+	r   io.Reader
+	err error
+}
+
+func (r *readerErr) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		r.err = err
 	}
 	return n, err
 }
@@ -615,12 +636,12 @@ func (s *Store) waitTurn(ctx context.Context) {
 	}
 }
 
-// upload stores f on its peer if it has changes. inTurn is set when the
-// caller holds the write token (or no round applies).
 // maxResends bounds how many times upload sends a copy that keeps changing
 // under it before it reports the failure (and the retry loop takes over).
 const maxResends = 4
 
+// upload stores f on its peer if it has changes. inTurn is set when the
+// caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
 	idle := f.unlinked || !f.pending()
@@ -669,7 +690,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				// A second descriptor at offset 0 lets the kernel sendfile it.
 				src, err := ch.Reopen()
 				if err != nil {
-					return err
+					return fmt.Errorf("%w: %w", errLocal, err)
 				}
 				defer src.Close()
 				// Async: visible at once, durable at the next FSYNC (the
@@ -693,7 +714,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 						// attempt sent (stored after we gave up on it), and
 						// this copy was written since: replace our own version.
 						if src2, rerr := ch.Reopen(); rerr != nil {
-							err = rerr
+							err = fmt.Errorf("%w: %w", errLocal, rerr)
 						} else {
 							pd, err = c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: max(e.Mtime, peerproto.BaseAny)}, src2, nil)
 							src2.Close()
@@ -731,7 +752,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			}
 			return nil
 		})
-		if attempt < maxResends && errors.Is(err, peer.ErrSource) && ch.Generation() != meta.Gen {
+		if attempt < maxResends && errors.Is(err, peer.ErrSource) && ch.SettledGeneration() != meta.Gen {
 			// The copy changed while it was being sent (a truncation
 			// made it end early): what was sent is void, and the peer
 			// dropped it. Send the copy as it is now.

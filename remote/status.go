@@ -151,14 +151,14 @@ func (h *health) peerLocked(p *peerConn) *peerHealth {
 // means the peer is up; failing to reach it means down.
 func (h *health) result(p *peerConn, err error) {
 	var fe *peerproto.FailError
-	if errors.Is(err, context.Canceled) || errors.Is(err, peer.ErrSource) {
+	if errors.Is(err, context.Canceled) || isLocal(err) {
 		return // says nothing about the peer
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ph := h.peerLocked(p)
 	ph.tried = true
-	if err == nil || errors.As(err, &fe) {
+	if err == nil || errors.As(err, &fe) || errors.Is(err, peer.ErrCutShort) {
 		ph.up, ph.lastSeen, ph.lastErr = true, time.Now(), ""
 		return
 	}
@@ -197,7 +197,7 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
 		// A cut-short transfer was answered first: the peer is up.
 		p.downUntil = time.Time{}
-	case ctx.Err() == nil && !errors.Is(err, context.Canceled) && !errors.Is(err, peer.ErrSource):
+	case ctx.Err() == nil && !errors.Is(err, context.Canceled) && !isLocal(err):
 		// A cancelled request, or one whose data could not be read
 		// here, says nothing about the peer.
 		p.downUntil = time.Now().Add(failFast)
@@ -226,6 +226,17 @@ const failFast = time.Second
 
 // errPeerDown is returned (as EIO, see netErr) while failing fast.
 var errPeerDown = errors.New("peer down")
+
+// errLocal marks a request that failed on this machine (the cache's
+// disk), not on the network or the peer.
+var errLocal = errors.New("local failure")
+
+// isLocal reports whether err is a failure on this side, which says
+// nothing about the peer: a PUT whose source could not be read, or an
+// errLocal.
+func isLocal(err error) bool {
+	return errors.Is(err, errLocal) || errors.Is(err, peer.ErrSource)
+}
 
 // isRefusal reports whether err is a well-formed refusal: the peer is up.
 func isRefusal(err error) bool {

@@ -364,6 +364,15 @@ func netErr(p *peerConn, err error) error {
 	if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
 		return err
 	}
+	if isLocal(err) {
+		// Keep the cause's errno (ENOSPC...); a local copy that ended
+		// early is EIO.
+		var errno syscall.Errno
+		if errors.As(err, &errno) {
+			return fmt.Errorf("remote: the local copy of a file of peer %s: %w", p.name, err)
+		}
+		return fmt.Errorf("remote: the local copy of a file of peer %s: %v: %w", p.name, err, syscall.EIO)
+	}
 	return fmt.Errorf("remote: peer %s (%s) unreachable: %v: %w", p.name, p.addr, err, syscall.EIO)
 }
 
