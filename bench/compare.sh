@@ -25,7 +25,9 @@ for ((r = 1; r <= ${CMP_ROUNDS:-1}; r++)); do
     cluster_start "$TMPW/c-$r-$(basename "$b")" || { cluster_stop; continue; }
     sync; echo 3 > /proc/sys/vm/drop_caches
     cl_say "$(basename "$b"): load $(cut -d' ' -f1-3 /proc/loadavg)"
-    "$HERE/fsbench.sh" "$ALICE_MNT/bob" "$(basename "$b")" 2>>"$TMPW/fsbench.log"
+    if ! "$HERE/fsbench.sh" "$ALICE_MNT/bob" "$(basename "$b")" 2>>"$TMPW/fsbench.log"; then
+      cl_say "fsbench failed on $(basename "$b"):"; tail -5 "$TMPW/fsbench.log" >&2
+    fi
     cluster_stop
   done
 done
