@@ -379,3 +379,55 @@ func TestStatfs(t *testing.T) {
 		t.Error("forgotten node still known by id")
 	}
 }
+
+// A FORGET answered (by the goroutine the hand-off timer started) between
+// a Lookup finding a node and the server giving it a NodeID must not
+// leave the node out of the table that invalidations look in: the
+// kernel knows it again.
+func TestLookupRacingForgetRevivesNode(t *testing.T) {
+	f, store := newTestFS(t)
+	writeFile(t, filepath.Join(store.base, "alice", "f.txt"), "data")
+	s, err := newServer(nil, f, testLogger(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	rootSN := s.nodes[1]
+	alice := mustLookup(t, f.root, "alice").(*dir)
+	var resp fuse.LookupResponse
+	if err := s.saveLookup(ctx, &resp, rootSN, "alice", alice); err != nil {
+		t.Fatal(err)
+	}
+	first := mustLookup(t, alice, "f.txt").(*file)
+	if err := s.saveLookup(ctx, &resp, s.nodes[resp.Node], "f.txt", first); err != nil {
+		t.Fatal(err)
+	}
+	aliceSN := s.nodes[s.ids[alice]]
+
+	// A slow Lookup finds the node; meanwhile the kernel's FORGET of it
+	// is answered; then the Lookup's node is registered.
+	found := mustLookup(t, alice, "f.txt").(*file)
+	if found != first {
+		t.Fatal("the second lookup made a new node; the test needs the same one")
+	}
+	s.forget(resp.Node, 1)
+	f.mu.Lock()
+	_, known := f.nodes[first.key()]
+	f.mu.Unlock()
+	if known {
+		t.Fatal("FORGET left the node in the table; the test tests nothing")
+	}
+	var resp2 fuse.LookupResponse
+	if err := s.saveLookup(ctx, &resp2, aliceSN, "f.txt", found); err != nil {
+		t.Fatal(err)
+	}
+	if resp2.Node == resp.Node {
+		t.Errorf("the forgotten NodeID %d was handed out again", resp.Node)
+	}
+	f.mu.Lock()
+	got := f.nodes[first.key()]
+	f.mu.Unlock()
+	if got != first.node {
+		t.Errorf("after the lookup, the table holds %p for f.txt, want the node the kernel now knows (%p)", got, first.node)
+	}
+}

@@ -279,6 +279,19 @@ func (f *filesys) forget(n *node) {
 	}
 }
 
+// revive puts n back in the table of live nodes when the kernel forgot
+// it while a lookup was returning it (server.saveLookup, under the
+// server's lock, as forget), unless a newer node took its key meanwhile.
+func (n *node) revive() {
+	f := n.fsys
+	k := n.key()
+	f.mu.Lock()
+	if _, ok := f.nodes[k]; !ok {
+		f.nodes[k] = n
+	}
+	f.mu.Unlock()
+}
+
 // learn records the kernel's id for n; bazil does not expose it, but
 // Statfs only gets the id.
 func (f *filesys) learn(id fuse.NodeID, n *node) {
