@@ -3,7 +3,6 @@ package peer_test
 import (
 	"context"
 	"errors"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -12,76 +11,12 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
-	"github.com/peerfs/peerfs/tracker"
 )
 
 // These tests run TrackerClients against a real tracker on 127.0.0.1.
-
-// tcStartTracker runs a tracker until the test ends and returns its address.
-func tcStartTracker(t *testing.T, lease time.Duration) string {
-	t.Helper()
-	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = tr.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		tr.Close()
-		<-served
-	})
-	return ln.Addr().String()
-}
-
-// tcRun runs tc until the test ends and waits for it to register.
-func tcRun(t *testing.T, tc *peer.TrackerClient) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = tc.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer rcancel()
-	if err := tc.WaitRegistered(rctx); err != nil {
-		t.Fatalf("register: %v", err)
-	}
-}
-
-// tcEventually polls cond until it holds, failing the test after a deadline.
-func tcEventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// tcRecv receives from ch, failing the test after a deadline.
-func tcRecv[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
-}
 
 // tcNoLeaks checks, when the test is over, that it left no goroutine.
 func tcNoLeaks(t *testing.T) {
@@ -104,7 +39,7 @@ func TestTrackerClientNotRegistered(t *testing.T) {
 // reads and then gets its turn; both see the round end.
 func TestTrackerClientSyncRound(t *testing.T) {
 	tcNoLeaks(t)
-	addr := tcStartTracker(t, 10*time.Second)
+	_, addr := testutil.StartTracker(t, 10*time.Second)
 
 	type event struct{ who, what string }
 	var mu sync.Mutex
@@ -131,9 +66,9 @@ func TestTrackerClientSyncRound(t *testing.T) {
 		})
 	}
 	a, b := newClient("a", 1001), newClient("b", 1002)
-	tcRun(t, a)
-	tcRun(t, b)
-	tcEventually(t, "b to learn of both peers", func() bool {
+	testutil.RunTrackerClient(t, a)
+	testutil.RunTrackerClient(t, b)
+	testutil.Eventually(t, "b to learn of both peers", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(updates) > 0 && len(updates[len(updates)-1]) == 2
@@ -147,7 +82,7 @@ func TestTrackerClientSyncRound(t *testing.T) {
 	if err := a.Sync(ctx); err != nil {
 		t.Fatalf("a.Sync: %v", err)
 	}
-	tcEventually(t, "the round to end at both", func() bool {
+	testutil.Eventually(t, "the round to end at both", func() bool {
 		return a.State().LastRound == 1 && b.State().LastRound == 1 && !a.State().InRound && !b.State().InRound
 	})
 	mu.Lock()
@@ -178,7 +113,7 @@ func TestTrackerClientSyncRound(t *testing.T) {
 func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 	tcNoLeaks(t)
 	const lease = time.Second
-	addr := tcStartTracker(t, lease)
+	_, addr := testutil.StartTracker(t, lease)
 
 	var mu sync.Mutex
 	turns := 0
@@ -198,25 +133,25 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 			return nil
 		},
 	})
-	tcRun(t, tc)
+	testutil.RunTrackerClient(t, tc)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	first := make(chan error, 1)
 	go func() { first <- tc.Sync(ctx) }()
-	tcRecv(t, "the first turn", firstTurn)
+	testutil.Recv(t, "the first turn", firstTurn)
 
 	second := make(chan error, 1)
 	go func() { second <- tc.Sync(ctx) }()
-	tcEventually(t, "the second Sync to wait", func() bool { return tc.State().Waiting == 2 })
+	testutil.Eventually(t, "the second Sync to wait", func() bool { return tc.State().Waiting == 2 })
 	if !tc.State().Holding {
 		t.Fatalf("the lease expired before the second Sync arrived; the test needs a longer lease")
 	}
 
-	if err := tcRecv(t, "the first Sync", first); !errors.Is(err, peer.ErrLeaseExpired) {
+	if err := testutil.Recv(t, "the first Sync", first); !errors.Is(err, peer.ErrLeaseExpired) {
 		t.Errorf("first Sync: %v, want ErrLeaseExpired", err)
 	}
-	if err := tcRecv(t, "the second Sync", second); err != nil {
+	if err := testutil.Recv(t, "the second Sync", second); err != nil {
 		t.Errorf("second Sync, asked during the expired turn: %v, want a turn of its own", err)
 	}
 	mu.Lock()

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -135,12 +136,12 @@ func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
 	}
 	flushed := make(chan error, 1)
 	go func() { flushed <- s.Flush(ctx, fh) }()
-	recv(t, "1 MiB of the upload's payload", seen)
+	testutil.Recv(t, "1 MiB of the upload's payload", seen)
 	if _, err := s.Truncate(ctx, "bob", "f", 5); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	if err := recv(t, "the flush", flushed); err != nil {
+	if err := testutil.Recv(t, "the flush", flushed); err != nil {
 		t.Fatalf("close after the copy was truncated during its upload: %v", err)
 	}
 	s.release(t, fh)

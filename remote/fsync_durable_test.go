@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -132,7 +133,7 @@ func TestConcurrentFsyncWaitsForFsyncOK(t *testing.T) {
 		}
 		aDone = time.Now()
 	}()
-	recv(t, "A's FSYNC on its way", fsyncSeen)
+	testutil.Recv(t, "A's FSYNC on its way", fsyncSeen)
 	if err := s.Fsync(ctx, fh); err != nil { // thread B: fsync(g)
 		t.Fatal(err)
 	}

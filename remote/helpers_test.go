@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
 )
@@ -37,30 +38,6 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds, failing the test after a deadline.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// recv receives from ch, failing the test after a deadline.
-func recv[T any](t *testing.T, what string, ch <-chan T) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-		panic("unreachable")
-	}
 }
 
 // goroutineIn reports whether some goroutine's stack includes fn (e.g.
@@ -280,7 +257,7 @@ func (s *testStore) names(t *testing.T, peerName, dir string) []string {
 // handle is released and every change is stored.
 func (s *testStore) noLeftovers(t *testing.T) {
 	t.Helper()
-	eventually(t, "no pending uploads", func() bool { f, _ := s.PendingInfo(); return f == 0 })
+	testutil.Eventually(t, "no pending uploads", func() bool { f, _ := s.PendingInfo(); return f == 0 })
 	s.mu.Lock()
 	states, handles := len(s.files), len(s.handles)
 	s.mu.Unlock()
@@ -293,46 +270,6 @@ func (s *testStore) noLeftovers(t *testing.T) {
 }
 
 // ---- tracker ----
-
-// startTracker runs a real tracker on a loopback port until the test ends.
-func startTracker(t *testing.T, lease time.Duration) (*tracker.Tracker, string) {
-	t.Helper()
-	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = tr.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		tr.Close()
-		<-served
-	})
-	return tr, ln.Addr().String()
-}
-
-// runTrackerClient runs tc until the test ends and waits for it to register.
-func runTrackerClient(t *testing.T, tc *peer.TrackerClient) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = tc.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-	defer rcancel()
-	if err := tc.WaitRegistered(rctx); err != nil {
-		t.Fatalf("tracker client: %v", err)
-	}
-}
 
 // cluster is a tracker, a peer "bob" serving an export and registered
 // with it, and a Store "me" wired to its tracker client as in
@@ -360,7 +297,7 @@ type roundHold struct {
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
 	c := &cluster{}
-	tr, trAddr := startTracker(t, testTimeout)
+	tr, trAddr := testutil.StartTracker(t, testTimeout)
 	c.tracker = tr
 	c.bob = startPeer(t, t.TempDir())
 	c.store = newStore(t, t.TempDir())
@@ -377,15 +314,15 @@ func newCluster(t *testing.T) *cluster {
 		OnTurn:   s.FlushAll,
 	})
 	s.SetSyncer(c.meTC)
-	runTrackerClient(t, c.meTC)
+	testutil.RunTrackerClient(t, c.meTC)
 
 	c.bobTC = peer.NewTrackerClient(peer.TrackerOptions{
 		Addr: trAddr, Name: "bob", Port: c.bob.port, Logger: zerolog.Nop(),
 		OnTurn: c.bobTurn,
 		Wrote:  func() bool { return c.bobWrote.Swap(false) },
 	})
-	runTrackerClient(t, c.bobTC)
-	eventually(t, "the store to learn of bob from the tracker", func() bool {
+	testutil.RunTrackerClient(t, c.bobTC)
+	testutil.Eventually(t, "the store to learn of bob from the tracker", func() bool {
 		addr, ok := s.PeerAddr("bob")
 		return ok && addr == c.bob.addr
 	})
@@ -426,26 +363,26 @@ func (c *cluster) holdRound(t *testing.T) (endRound func()) {
 		t.Helper()
 		once.Do(func() {
 			close(h.release)
-			if err := recv(t, "bob's Sync", synced); err != nil {
+			if err := testutil.Recv(t, "bob's Sync", synced); err != nil {
 				t.Errorf("bob's Sync: %v", err)
 			}
 		})
 	}
 	t.Cleanup(releaseTurn)
 
-	recv(t, "bob's turn", h.entered)
+	testutil.Recv(t, "bob's turn", h.entered)
 	round, holder, _ := c.tracker.Round()
 	if holder != "bob" {
 		t.Fatalf("round %d: holder %q, want bob", round, holder)
 	}
-	eventually(t, "SYNC READ at the store's client", func() bool {
+	testutil.Eventually(t, "SYNC READ at the store's client", func() bool {
 		st := c.meTC.State()
 		return st.InRound && !st.Holding
 	})
 	return func() {
 		t.Helper()
 		releaseTurn()
-		eventually(t, "the end of the round", func() bool {
+		testutil.Eventually(t, "the end of the round", func() bool {
 			st := c.meTC.State()
 			return !st.InRound && st.LastRound >= round
 		})
@@ -464,7 +401,7 @@ func (s *testStore) flushAsync(t *testing.T, fh uint64) <-chan error {
 // waitHeld waits until an upload is held back in waitTurn.
 func waitHeld(t *testing.T) {
 	t.Helper()
-	eventually(t, "an upload held back by the round", func() bool { return goroutineIn("remote.(*Store).waitTurn") })
+	testutil.Eventually(t, "an upload held back by the round", func() bool { return goroutineIn("remote.(*Store).waitTurn") })
 }
 
 // tap sees a chunk of bytes read from one side of a tapProxy connection

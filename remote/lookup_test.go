@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -80,7 +80,7 @@ func TestLookupBurstLists(t *testing.T) {
 
 	// What the owner changes meanwhile shows once the attributes expire.
 	bob.writeFile(t, "d/late", []byte("late"), 0o644)
-	eventually(t, "the owner's new file to show", func() bool {
+	testutil.Eventually(t, "the owner's new file to show", func() bool {
 		fi, err := s.Stat(ctx, "bob", "d/late")
 		return err == nil && fi.Size() == 4
 	})
@@ -184,7 +184,7 @@ func TestRoundKeepsCachesUnlessOthersWrote(t *testing.T) {
 	}
 	s.release(t, fh)
 	lastRound := func() uint64 { return c.meTC.State().LastRound }
-	eventually(t, "the round to end", func() bool { return lastRound() >= 1 })
+	testutil.Eventually(t, "the round to end", func() bool { return lastRound() >= 1 })
 	c.calls.take()
 	for _, name := range []string{"mine", "other"} {
 		if _, err := s.Stat(ctx, "bob", name); err != nil {
@@ -201,7 +201,7 @@ func TestRoundKeepsCachesUnlessOthersWrote(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the second round to end", func() bool { return lastRound() >= 2 })
+	testutil.Eventually(t, "the second round to end", func() bool { return lastRound() >= 2 })
 	fi, err := s.Stat(ctx, "bob", "other")
 	if err != nil || fi.Size() != int64(len("version 2")) {
 		t.Errorf("Stat other after a round bob wrote in = %v, %v; want the new size at once", fi, err)
@@ -287,12 +287,12 @@ func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
 	if err := s.Flush(ctx, fh); err == nil {
 		t.Fatal("Flush whose answer was cut succeeded")
 	}
-	eventually(t, "bob to store the attempt whose answer was lost", func() bool {
+	testutil.Eventually(t, "bob to store the attempt whose answer was lost", func() bool {
 		return bob.content(t, "f") == "attempt one"
 	})
 	// The peer is unreachable for a while: the next attempt never gets
 	// there, and the writer goes on writing meanwhile.
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: deadAddr(t)}})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: testutil.ClosedAddr(t)}})
 	s.write(t, fh, "attempt TWO", 0)
 	if err := s.Flush(ctx, fh); err == nil {
 		t.Fatal("Flush to an unreachable peer succeeded")
@@ -325,15 +325,4 @@ func replyCutProxy(t *testing.T, addr, cut string) string {
 		}
 		return b, false
 	})
-}
-
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }

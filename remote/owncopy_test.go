@@ -3,6 +3,7 @@ package remote
 import (
 	"bytes"
 	"crypto/rand"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"os"
 	"testing"
 )
@@ -59,7 +60,7 @@ func TestLargeFileReadFromOwnCopy(t *testing.T) {
 
 	changed := bytes.Repeat([]byte("z"), len(data))
 	bob.writeFile(t, "big", changed, 0o644)
-	eventually(t, "the owner's new content to be read", func() bool {
+	testutil.Eventually(t, "the owner's new content to be read", func() bool {
 		fh := s.open(t, "bob", "big", os.O_RDONLY, 0)
 		defer s.release(t, fh)
 		return bytes.Equal(s.readAll(t, fh, len(changed)), changed)

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -54,7 +55,7 @@ func TestStreamStoppedUnderWaitingReader(t *testing.T) {
 		defer wg.Done()
 		aN, aErr = s.ReadAt(ctx, fh, abuf, 5*chunkSize)
 	}()
-	eventually(t, "A waiting on its chunk", func() bool { return goroutineIn("remote.(*Store).readStream") })
+	testutil.Eventually(t, "A waiting on its chunk", func() bool { return goroutineIn("remote.(*Store).readStream") })
 	b := make([]byte, 4096)
 	for _, off := range []int64{40 * chunkSize, 50 * chunkSize} {
 		if _, err := s.ReadAt(ctx, fh, b, off); err != nil {

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"math/rand"
 	"os"
 	"sync"
@@ -69,7 +70,7 @@ func TestStreamRead(t *testing.T) {
 		}
 	}
 	s.release(t, fh)
-	eventually(t, "the prefetches to end after close", func() bool {
+	testutil.Eventually(t, "the prefetches to end after close", func() bool {
 		return !goroutineIn("remote.(*Store).startChunk.func1")
 	})
 	s.noLeftovers(t)
@@ -184,5 +185,5 @@ func TestStreamAheadBound(t *testing.T) {
 	for _, fh := range fhs {
 		s.release(t, fh)
 	}
-	eventually(t, "every ahead token back", func() bool { return len(aheadTokens) == 0 })
+	testutil.Eventually(t, "every ahead token back", func() bool { return len(aheadTokens) == 0 })
 }

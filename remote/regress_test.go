@@ -7,6 +7,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -62,7 +63,7 @@ func TestRestartUploadsPendingFileWithItsMode(t *testing.T) {
 				t.Fatalf("restarted store has %d pending files, want 1", f)
 			}
 			s2.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob2.addr}})
-			eventually(t, "the pending file to be uploaded", func() bool { f, _ := s2.PendingInfo(); return f == 0 })
+			testutil.Eventually(t, "the pending file to be uploaded", func() bool { f, _ := s2.PendingInfo(); return f == 0 })
 			if got := bob2.content(t, "a.txt"); got != "hello" {
 				t.Errorf("peer's a.txt = %q, want %q", got, "hello")
 			}
@@ -102,7 +103,7 @@ func TestWriteDuringHeldChmodUploadIsStored(t *testing.T) {
 			// has nothing to wait for.
 			var flushed bool
 			var err2 error
-			eventually(t, "close(fd2) to return or wait for the round", func() bool {
+			testutil.Eventually(t, "close(fd2) to return or wait for the round", func() bool {
 				select {
 				case err2 = <-done:
 					flushed = true
@@ -117,7 +118,7 @@ func TestWriteDuringHeldChmodUploadIsStored(t *testing.T) {
 			}
 			endRound()
 			if !flushed {
-				err2 = recv(t, "close(fd2)", done)
+				err2 = testutil.Recv(t, "close(fd2)", done)
 			}
 			if err2 != nil {
 				t.Errorf("close(fd2): %v", err2)
@@ -166,7 +167,7 @@ func TestRemoveDuringHeldUpload(t *testing.T) {
 				t.Fatal("b.txt is still on the peer after Remove")
 			}
 			endRound()
-			if err := recv(t, "close()", done); err != nil {
+			if err := testutil.Recv(t, "close()", done); err != nil {
 				t.Errorf("close() of the removed file: %v", err)
 			}
 			s.release(t, fh)

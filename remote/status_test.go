@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -47,7 +48,7 @@ func TestStatusReportAndFileState(t *testing.T) {
 		t.Fatalf("before any request: %+v", r.Peers)
 	}
 	s.StartHealth(20 * time.Millisecond)
-	eventually(t, "bob up with a round-trip time", func() bool {
+	testutil.Eventually(t, "bob up with a round-trip time", func() bool {
 		r := s.Report()
 		return r.Peers[0].State == "up" && r.Peers[0].RTT > 0 && !r.Peers[0].LastSeen.IsZero()
 	})
@@ -100,7 +101,7 @@ func TestStatusReportAndFileState(t *testing.T) {
 
 	// Bob goes away: down, with the reason.
 	bob.stop()
-	eventually(t, "bob down", func() bool {
+	testutil.Eventually(t, "bob down", func() bool {
 		r := s.Report()
 		return r.Peers[0].State == "down" && r.Peers[0].Error != ""
 	})

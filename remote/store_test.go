@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -367,7 +368,7 @@ func TestUploadHeldDuringRound(t *testing.T) {
 		t.Errorf("peer has %q during another peer's turn", got)
 	}
 	endRound()
-	if err := recv(t, "close()", done); err != nil {
+	if err := testutil.Recv(t, "close()", done); err != nil {
 		t.Errorf("close(): %v", err)
 	}
 	s.release(t, fh)
@@ -394,7 +395,7 @@ func TestFsyncRunsRound(t *testing.T) {
 	if got := c.bob.content(t, "a") + c.bob.content(t, "b"); got != "aaabbb" {
 		t.Errorf("after Fsync the peer has %q", got)
 	}
-	eventually(t, "the round to end", func() bool { return c.meTC.State().LastRound > last })
+	testutil.Eventually(t, "the round to end", func() bool { return c.meTC.State().LastRound > last })
 	for _, fh := range []uint64{fh1, fh2} {
 		if err := s.Flush(ctx, fh); err != nil {
 			t.Error(err)
@@ -442,7 +443,7 @@ func TestRestartAfterDirRenameWhileOpen(t *testing.T) {
 
 	s2 := newStore(t, cacheDir)
 	s2.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	eventually(t, "the pending file to be uploaded", func() bool { f, _ := s2.PendingInfo(); return f == 0 })
+	testutil.Eventually(t, "the pending file to be uploaded", func() bool { f, _ := s2.PendingInfo(); return f == 0 })
 	if got := bob.content(t, "e/f"); got != "one two" {
 		t.Errorf("peer's e/f = %q, want %q", got, "one two")
 	}

@@ -16,7 +16,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/peer"
-	"github.com/peerfs/peerfs/tracker"
 )
 
 // waitTimeout bounds every wait for shell output.
@@ -185,38 +184,6 @@ func startPeer(t *testing.T, opts peer.ServerOptions) (addr, dir string) {
 		<-served
 	})
 	return ln.Addr().String(), opts.Export
-}
-
-// startTracker runs a tracker and returns its address.
-func startTracker(t *testing.T) string {
-	t.Helper()
-	tr := tracker.New(tracker.Options{Logger: zerolog.Nop(), Lease: 10 * time.Second})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = tr.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		tr.Close()
-		<-served
-	})
-	return ln.Addr().String()
-}
-
-// closedAddr returns a 127.0.0.1 address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 // hostPortArgs renders addr as the shell's "<ip> <port>" arguments.

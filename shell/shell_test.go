@@ -18,6 +18,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -79,7 +80,7 @@ func TestTransfers(t *testing.T) {
 	sh := startShell(t, "sh", testOptions())
 
 	sh.run("connect "+hostPortArgs(t, addr), `^CONNECT OK 1 `+addr+`$`)
-	sh.run("connect "+hostPortArgs(t, closedAddr(t)), `^CONNECT FAIL .*refused`)
+	sh.run("connect "+hostPortArgs(t, testutil.ClosedAddr(t)), `^CONNECT FAIL .*refused`)
 	sh.run("conns", `^CONNS OK 1$`)
 	sh.expect(`^  1 ` + addr + `$`)
 
@@ -244,7 +245,7 @@ func TestGetLocalFailure(t *testing.T) {
 
 // TestRegisterAndSync runs two registered shells through a SYNC round.
 func TestRegisterAndSync(t *testing.T) {
-	trk := startTracker(t)
+	_, trk := testutil.StartTracker(t, 10*time.Second)
 	aAddr, _ := startPeer(t, peer.ServerOptions{})
 	bAddr, _ := startPeer(t, peer.ServerOptions{})
 
@@ -298,7 +299,7 @@ func TestRegisterFail(t *testing.T) {
 	opts := testOptions()
 	opts.Client.DialTimeout = 500 * time.Millisecond
 	sh := startShell(t, "sh", opts)
-	sh.run("register "+hostPortArgs(t, closedAddr(t)), `^REGISTER FAIL no REGISTER OK from .* within 500ms \(last error: .*refused\)$`)
+	sh.run("register "+hostPortArgs(t, testutil.ClosedAddr(t)), `^REGISTER FAIL no REGISTER OK from .* within 500ms \(last error: .*refused\)$`)
 	sh.run("sync", `^SYNC FAIL not registered`)
 	sh.run("peers", `^PEERS FAIL not registered`)
 	sh.quit()

@@ -1,0 +1,101 @@
+// Package testutil holds the helpers that tests of several packages share
+// to run real components on 127.0.0.1: a tracker, a registered tracker
+// client, bounded waits. It is imported by tests only.
+//
+// The tracker and peer packages' own in-package tests cannot import it
+// (it imports them); they keep their helpers.
+package testutil
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/tracker"
+)
+
+// Wait bounds Eventually and Recv: no test waits longer for one thing.
+const Wait = 10 * time.Second
+
+// Eventually polls cond until it holds, failing the test after Wait.
+func Eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(Wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// Recv receives from ch, failing the test after Wait.
+func Recv[T any](t testing.TB, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(Wait):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+// StartTracker runs a tracker with the given SYNC lease on a loopback port
+// until the test ends, and returns it and its address.
+func StartTracker(t testing.TB, lease time.Duration) (*tracker.Tracker, string) {
+	t.Helper()
+	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = tr.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		tr.Close()
+		<-served
+	})
+	return tr, ln.Addr().String()
+}
+
+// RunTrackerClient runs tc until the test ends and waits (up to Wait) for
+// it to register.
+func RunTrackerClient(t testing.TB, tc *peer.TrackerClient) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	rctx, rcancel := context.WithTimeout(ctx, Wait)
+	defer rcancel()
+	if err := tc.WaitRegistered(rctx); err != nil {
+		t.Fatalf("tracker client: register: %v", err)
+	}
+}
+
+// ClosedAddr returns a 127.0.0.1 address nothing listens on (a port just
+// released).
+func ClosedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
