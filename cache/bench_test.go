@@ -23,7 +23,7 @@ func BenchmarkCreateSmall(b *testing.B) {
 			return h, h.SetMode(0o644)
 		},
 		"Create": func(c *Cache, key Key) (*Handle, error) {
-			return c.Create(key, 0o644)
+			return c.Create(key, 0o644, 0)
 		},
 	}
 	for _, name := range []string{"Acquire", "Create"} {

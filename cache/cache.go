@@ -62,6 +62,11 @@ type Meta struct {
 	DirtySince time.Time
 	// Mode is the file mode recorded with SetMode, 0 if none.
 	Mode uint32
+	// Base is, for a dirty copy, the peer's version (mtime) it was started
+	// from: the mtime of the clean copy it was when first written, the
+	// base given to Create or SetBase, or -1 (peerproto.BaseNone) for a
+	// file created here. 0 if unknown. It survives restarts with the copy.
+	Base int64
 	// Gen is the entry's write generation (see Cache.Generation).
 	Gen uint64
 	// Detached reports that the entry was removed or replaced while pinned:
@@ -162,6 +167,7 @@ type entry struct {
 	size       int64
 	mtime      int64
 	mode       uint32
+	base       int64 // see record.Base; meaningful while dirty
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -184,6 +190,9 @@ func (e *entry) record() record {
 		Mode:  e.mode,
 	}
 	if e.dirty {
+		r.Base = e.base
+	}
+	if e.dirty {
 		r.DirtySince = e.dirtySince.UnixNano()
 	}
 	return r
@@ -191,8 +200,12 @@ func (e *entry) record() record {
 
 // meta returns the entry's Meta. Caller holds c.mu.
 func (e *entry) meta() Meta {
-	return Meta{Size: e.size, Mtime: e.mtime, Dirty: e.dirty, DirtySince: e.dirtySince,
+	m := Meta{Size: e.size, Mtime: e.mtime, Dirty: e.dirty, DirtySince: e.dirtySince,
 		Mode: e.mode, Gen: e.gen, Detached: e.removed}
+	if e.dirty {
+		m.Base = e.base
+	}
+	return m
 }
 
 // matches reports whether a clean entry is the remote file of the given
@@ -255,6 +268,7 @@ func Open(opts Options) (*Cache, error) {
 			key:       l.key,
 			size:      l.size,
 			mtime:     l.rec.Mtime,
+			base:      l.rec.Base,
 			mode:      l.rec.Mode,
 			dirty:     l.rec.Dirty,
 			persisted: true,

@@ -24,13 +24,15 @@
 //	lock             flock(2)ed while a Cache has the directory open
 //	entries/ID.data  an entry's content; ID is random, never derived from the key
 //	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, mtime,
-//	                 dirty, mode), possibly padded with white space
+//	                 dirty, mode, and for a dirty entry its base: the peer
+//	                 version its writes started from), possibly padded with
+//	                 white space
 //	tmp/             temporary files, emptied by Open
 //
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
 // file is written whenever the entry turns dirty, turns clean, is renamed,
-// is filled or changes mode (and only then: setting the same mode, or
+// is filled, changes mode or gets a new base through SetBase (and only then: setting the same mode, or
 // writing to an entry already dirty, writes nothing), and the dirty flag is
 // written before the first byte of a write reaches the data file. Create
 // writes a new or truncated file's record once, already dirty and with its

@@ -110,7 +110,12 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 		return nil
 	}
 	was := e.diskState()
-	wasPersisted, wasDirty, wasDurable, wasMode := e.persisted, e.dirty, e.durable, e.mode
+	wasPersisted, wasDirty, wasDurable, wasMode, wasBase := e.persisted, e.dirty, e.durable, e.mode, e.base
+	if !e.dirty && e.base == 0 {
+		// A clean copy about to be written was the peer's version of
+		// its mtime: that is what the writes start from.
+		e.base = e.mtime
+	}
 	c.setDirtyLocked(e, true)
 	if mode != 0 {
 		e.mode = mode
@@ -126,7 +131,7 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 	if err := c.writeRecord(e, rec, false, was); err != nil {
 		c.mu.Lock()
 		c.setDirtyLocked(e, wasDirty)
-		e.persisted, e.durable, e.mode = wasPersisted, wasDurable, wasMode
+		e.persisted, e.durable, e.mode, e.base = wasPersisted, wasDurable, wasMode, wasBase
 		c.mu.Unlock()
 		return fmt.Errorf("cache: mark %v dirty: %w", key, err)
 	}
@@ -234,6 +239,44 @@ func (h *Handle) Generation() uint64 {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
 	return h.e.gen
+}
+
+// SetBase records base as the peer's version a dirty copy now starts from
+// (Meta.Base): an upload stored the copy as of an earlier generation, and
+// writes made since continue from what it stored. The record is rewritten
+// (durably if it was durable) before SetBase returns. A clean entry is
+// left alone: its mtime is its base.
+func (h *Handle) SetBase(base int64) error {
+	if h.released.Load() {
+		return ErrClosed
+	}
+	e, c := h.e, h.c
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	if !e.dirty || e.removed || e.base == base {
+		c.mu.Unlock()
+		return nil
+	}
+	old := e.base
+	e.base = base
+	if !e.persisted {
+		c.mu.Unlock()
+		return nil
+	}
+	rec, key, was, durable := e.record(), e.key, e.diskState(), e.durable
+	c.mu.Unlock()
+	if err := c.writeRecord(e, rec, durable, was); err != nil {
+		c.mu.Lock()
+		e.base = old
+		c.mu.Unlock()
+		return fmt.Errorf("cache: set base of %v: %w", key, err)
+	}
+	return nil
 }
 
 // SettledGeneration is Generation once no write or truncation of the

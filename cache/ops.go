@@ -78,7 +78,11 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 // truncation; otherwise a new entry is created, with its record saying
 // dirty (and mode) before Create returns. The caller must Release the
 // Handle.
-func (c *Cache) Create(key Key, mode uint32) (*Handle, error) {
+//
+// base is the peer's version the new content replaces (Meta.Base): the
+// peer's mtime, or -1 for a file that does not exist there. A dirty entry
+// keeps the base it has: its unuploaded writes started from that.
+func (c *Cache) Create(key Key, mode uint32, base int64) (*Handle, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -94,7 +98,18 @@ func (c *Cache) Create(key Key, mode uint32) (*Handle, error) {
 			return nil, err
 		}
 		e.mu.Lock()
+		c.mu.Lock()
+		oldBase := e.base
+		if !e.dirty {
+			e.base = base // markDirty records it
+		}
+		c.mu.Unlock()
 		err = c.truncateLocked(e, h.f, 0, mode)
+		if err != nil {
+			c.mu.Lock()
+			e.base = oldBase
+			c.mu.Unlock()
+		}
 		e.mu.Unlock()
 		if err != nil {
 			h.Release()
@@ -103,7 +118,7 @@ func (c *Cache) Create(key Key, mode uint32) (*Handle, error) {
 		return h, nil
 	}
 	c.misses++
-	e := &entry{id: newID(), key: key, mode: mode, dirty: true, dirtySince: time.Now(), persisted: true}
+	e := &entry{id: newID(), key: key, mode: mode, base: base, dirty: true, dirtySince: time.Now(), persisted: true}
 	f, err := openData(c.dataPath(e.id), true)
 	if err != nil {
 		c.mu.Unlock()
@@ -300,6 +315,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 	e.persisted = true
 	e.durable = false
 	e.mtime = mtime
+	e.base = 0 // the next write starts from mtime
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil

@@ -57,7 +57,7 @@ func TestCreateNew(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "new.txt"}
-	h, err := c.Create(key, 0o640)
+	h, err := c.Create(key, 0o640, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestCreateExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release(t, pinned)
-	h, err := c.Create(clean, 0o600)
+	h, err := c.Create(clean, 0o600, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCreateExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	release(t, hd)
-	hd, err = c.Create(dirty, 0)
+	hd, err = c.Create(dirty, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestCreateRebootAndPersist(t *testing.T) {
 	c := openCache(t, dir, 0)
 	volatile, durable := Key{"p", "volatile"}, Key{"p", "durable"}
 	for _, k := range []Key{volatile, durable} {
-		h, err := c.Create(k, 0o644)
+		h, err := c.Create(k, 0o644, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestCreateClosed(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Create(Key{"p", "a"}, 0o644); !errors.Is(err, ErrClosed) {
+	if _, err := c.Create(Key{"p", "a"}, 0o644, 0); !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close = %v; want ErrClosed", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestCreateConcurrent(t *testing.T) {
 				var h *Handle
 				var err error
 				if i%2 == 0 {
-					h, err = c.Create(key, uint32(0o600+i))
+					h, err = c.Create(key, uint32(0o600+i), 0)
 				} else {
 					h, _, err = c.Acquire(key, -1, 0, true)
 				}
@@ -299,7 +299,7 @@ func TestRecordLong(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", strings.Repeat("long/", 1000) + "name"}
-	h, err := c.Create(key, 0o644)
+	h, err := c.Create(key, 0o644, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +333,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "a"}
-	h, err := c.Create(key, 0o644)
+	h, err := c.Create(key, 0o644, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,7 +379,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 func TestSetModeUnchangedWritesNothing(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
-	h, err := c.Create(key, 0o644)
+	h, err := c.Create(key, 0o644, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 	keys := []Key{{"p", "created"}, {"p", "cleaned"}, {"p", "torn"}}
 	var versions [][]byte
 	for i, k := range keys {
-		h, err := c.Create(k, 0o644)
+		h, err := c.Create(k, 0o644, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -501,5 +501,61 @@ func TestFillRecordInPlace(t *testing.T) {
 	}
 	if got := fmt.Sprint(c2.Dirty()); got != `["bob:g"]` {
 		t.Errorf("Dirty = %s", got)
+	}
+}
+
+// A dirty copy's base (the peer version its writes started from) is
+// recorded with it and survives a crash: from Create, from the mtime of
+// the clean copy it was when first written, and from SetBase; once clean
+// again, the next write starts from the new mtime.
+func TestBaseRecorded(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	created, filled := Key{"bob", "new.txt"}, Key{"bob", "old.txt"}
+	h, err := c.Create(created, 0o644, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(t, h)
+	fill(t, c, filled, "v1", 111)
+	write(t, c, filled, "mine")
+	crashed := func() *Cache { return openCache(t, copyDir(t, dir), 0) }
+	for _, tc := range []struct {
+		key  Key
+		base int64
+	}{{created, -1}, {filled, 111}} {
+		if m, _ := c.Meta(tc.key); m.Base != tc.base {
+			t.Errorf("%v: Base %d, want %d", tc.key, m.Base, tc.base)
+		}
+		if m, ok := crashed().Meta(tc.key); !ok || !m.Dirty || m.Base != tc.base {
+			t.Errorf("%v after a crash: %+v, want dirty with base %d", tc.key, m, tc.base)
+		}
+	}
+
+	// An upload stored the copy as of an earlier generation: writes since
+	// start from what it stored.
+	h, _, err = c.Acquire(filled, -1, 0, false)
+	if err != nil || h == nil {
+		t.Fatal(h, err)
+	}
+	if err := h.SetBase(222); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := crashed().Meta(filled); !ok || m.Base != 222 {
+		t.Errorf("after SetBase and a crash: %+v", m)
+	}
+	// Clean, then written again: the base is the new mtime.
+	if ok, err := h.MarkClean(h.Generation(), h.Size(), 333); !ok || err != nil {
+		t.Fatalf("MarkClean: %v %v", ok, err)
+	}
+	if m := h.Meta(); m.Base != 0 {
+		t.Errorf("clean copy: Base %d, want 0 (its mtime is its base)", m.Base)
+	}
+	if _, err := h.WriteAt([]byte("again"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release(t, h)
+	if m, ok := crashed().Meta(filled); !ok || !m.Dirty || m.Base != 333 {
+		t.Errorf("written after MarkClean(333), then a crash: %+v", m)
 	}
 }

@@ -46,6 +46,11 @@ type record struct {
 	Dirty      bool   `json:"dirty"`
 	DirtySince int64  `json:"dirtySince,omitempty"` // unix ns
 	Mode       uint32 `json:"mode"`
+	// Base is, for a dirty entry, the peer's version (mtime) the local
+	// copy was started from, or -1 for a file created here; 0 unknown
+	// (records written before it existed). The mount makes its upload
+	// conditional on it, also after a restart.
+	Base int64 `json:"base,omitempty"`
 }
 
 const hexDigits = "0123456789ABCDEF"

@@ -245,7 +245,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 		// Empty and dirty (even an empty file is uploaded), its record
 		// written once.
-		ch, err := s.cache.Create(key, m)
+		ch, err := s.cache.Create(key, m, f.base)
 		if err != nil {
 			return 0, nil, err
 		}
@@ -787,8 +787,14 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if put {
 		f.sent = nil
 		s.countBytes(p, 0, e.Size)
-		if _, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
+		if clean, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
+		} else if !clean {
+			// Written meanwhile: those writes now continue from what
+			// was stored, also for an upload after a restart.
+			if err := ch.SetBase(e.Mtime); err != nil {
+				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
+			}
 		}
 	}
 	s.mu.Lock()

@@ -115,7 +115,12 @@ func New(opts Options) (*Store, error) {
 			s.log.Error().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot reopen dirty copy")
 			continue
 		}
-		f := &fileState{key: key, mtime: time.Now(), mode: 0o644}
+		// The upload is conditional on the version the copy was started
+		// from, as before the restart: another writer's file that
+		// appeared or changed meanwhile is not replaced (a conflict
+		// copy). Records from before bases were kept have none (0):
+		// unconditional, as then.
+		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: ch.Meta().Base}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
 		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
