@@ -32,9 +32,10 @@
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
 // file is written whenever the entry turns dirty, turns clean, is renamed,
-// is filled, changes mode or gets a new base through SetBase (and only then: setting the same mode, or
-// writing to an entry already dirty, writes nothing), and the dirty flag is
-// written before the first byte of a write reaches the data file. Create
+// is filled, changes mode or gets a new base through SetBase (and only
+// then: setting the same mode, or writing to an entry already dirty,
+// writes nothing), and the dirty flag is written before the first byte of
+// a write reaches the data file. Create
 // writes a new or truncated file's record once, already dirty and with its
 // mode, where Acquire, Truncate and SetMode would write it up to three
 // times.

@@ -111,9 +111,10 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 	}
 	was := e.diskState()
 	wasPersisted, wasDirty, wasDurable, wasMode, wasBase := e.persisted, e.dirty, e.durable, e.mode, e.base
-	if !e.dirty && e.base == 0 {
+	if !e.dirty && e.base == 0 && e.mtime > 0 {
 		// A clean copy about to be written was the peer's version of
-		// its mtime: that is what the writes start from.
+		// its mtime: that is what the writes start from (unless
+		// SetWriteBase or Create said otherwise).
 		e.base = e.mtime
 	}
 	c.setDirtyLocked(e, true)
@@ -245,7 +246,7 @@ func (h *Handle) Generation() uint64 {
 // (Meta.Base): an upload stored the copy as of an earlier generation, and
 // writes made since continue from what it stored. The record is rewritten
 // (durably if it was durable) before SetBase returns. A clean entry is
-// left alone: its mtime is its base.
+// left alone: MarkClean made its mtime its base.
 func (h *Handle) SetBase(base int64) error {
 	if h.released.Load() {
 		return ErrClosed
@@ -277,6 +278,18 @@ func (h *Handle) SetBase(base int64) error {
 		return fmt.Errorf("cache: set base of %v: %w", key, err)
 	}
 	return nil
+}
+
+// SetWriteBase sets the base (Meta.Base) the first write to this clean
+// copy records, where it is not the copy's own mtime. A dirty copy keeps
+// the base it has. Nothing is written until that first write.
+func (h *Handle) SetWriteBase(base int64) {
+	e, c := h.e, h.c
+	c.mu.Lock()
+	if !e.dirty && !e.removed {
+		e.base = base
+	}
+	c.mu.Unlock()
 }
 
 // SettledGeneration is Generation once no write or truncation of the

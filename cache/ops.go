@@ -71,9 +71,9 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 
 // Create returns a Handle pinning key's local copy, emptied and marked
 // dirty, as open(2) with O_CREAT or O_TRUNC leaves a file that is about to
-// be written: it does what Acquire(key, -1, 0, true), Truncate(0) and,
-// unless mode is 0, SetMode(mode) do in turn, but writes the entry's
-// record once instead of up to three times. An existing entry, clean or
+// be written: it does what Acquire(key, -1, 0, true), SetWriteBase(base),
+// Truncate(0) and, unless mode is 0, SetMode(mode) do in turn, but writes
+// the entry's record once instead of up to three times. An existing entry, clean or
 // dirty, is truncated in place, so Handles that pin it see the
 // truncation; otherwise a new entry is created, with its record saying
 // dirty (and mode) before Create returns. The caller must Release the

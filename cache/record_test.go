@@ -559,3 +559,45 @@ func TestBaseRecorded(t *testing.T) {
 		t.Errorf("written after MarkClean(333), then a crash: %+v", m)
 	}
 }
+
+// Create over an existing clean copy records the base it is given (the
+// caller knows the peer's current version); over a dirty copy it keeps
+// the copy's own. SetWriteBase sets what a clean copy's first write
+// records.
+func TestBaseOfCreateAndSetWriteBase(t *testing.T) {
+	c := newCache(t, 0)
+	clean, dirty, other := Key{"bob", "clean"}, Key{"bob", "dirty"}, Key{"bob", "other"}
+	fill(t, c, clean, "v1", 111)
+	fill(t, c, dirty, "v1", 111)
+	write(t, c, dirty, "mine") // base 111
+	fill(t, c, other, "v1", 0) // size mismatch at download: no mtime
+	for _, tc := range []struct {
+		key  Key
+		want int64
+	}{{clean, 555}, {dirty, 111}} {
+		h, err := c.Create(tc.key, 0, 555)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m := h.Meta(); !m.Dirty || m.Base != tc.want {
+			t.Errorf("%v: after Create(base 555): %+v, want dirty with base %d", tc.key, m, tc.want)
+		}
+		release(t, h)
+	}
+	h, _, err := c.Acquire(other, -1, 0, false)
+	if err != nil || h == nil {
+		t.Fatal(h, err)
+	}
+	h.SetWriteBase(777)
+	if _, err := h.WriteAt([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.Meta(); m.Base != 777 {
+		t.Errorf("first write after SetWriteBase(777): base %d", m.Base)
+	}
+	h.SetWriteBase(888) // dirty now: ignored
+	if m := h.Meta(); m.Base != 777 {
+		t.Errorf("SetWriteBase on a dirty copy changed its base to %d", m.Base)
+	}
+	release(t, h)
+}

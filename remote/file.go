@@ -307,6 +307,9 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	if err != nil {
 		return nil, err
 	}
+	// The first write records the version this copy is (a copy whose
+	// size did not match the STAT has no mtime of its own).
+	ch.SetWriteBase(max(e.Mtime, peerproto.BaseAny))
 	f.ch.Store(ch)
 	return ch, nil
 }
@@ -733,6 +736,11 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 					return err
 				}
 				put = true
+				// What follows (a SETATTR) may fail: the copy's next
+				// upload starts from what this one stored.
+				s.mu.Lock()
+				f.base = max(pd.Mtime, peerproto.BaseAny)
+				s.mu.Unlock()
 				p.markUnsynced(key.Path)
 				e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
 				// The peer keeps an existing file's mode and creates a new
@@ -775,6 +783,13 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 					f.sent = &v
 				}
 			}
+			if put {
+				// Stored, but its SETATTR failed: the next upload, also
+				// after a restart, is conditional on what was stored.
+				if berr := ch.SetBase(e.Mtime); berr != nil {
+					s.log.Warn().Err(berr).Str("path", key.Path).Msg("cannot record the uploaded version")
+				}
+			}
 			// The local copy is now the only one: make it survive even
 			// a power loss before close() reports the failure.
 			if perr := ch.Persist(); perr != nil {
@@ -787,11 +802,14 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if put {
 		f.sent = nil
 		s.countBytes(p, 0, e.Size)
-		if clean, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime); err != nil {
+		clean, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime)
+		if err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
-		} else if !clean {
-			// Written meanwhile: those writes now continue from what
-			// was stored, also for an upload after a restart.
+		}
+		if !clean {
+			// Written meanwhile (or the record could not be written):
+			// the copy's writes continue from what was stored, also for
+			// an upload after a restart.
 			if err := ch.SetBase(e.Mtime); err != nil {
 				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
 			}
@@ -983,9 +1001,12 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 		f.fetch.Lock()
 		if f.ch.Load() == nil {
 			s.mu.Lock()
-			key := f.key
+			key, base := f.key, f.base
 			s.mu.Unlock()
-			ch, _, err := s.cache.Acquire(key, -1, 0, true)
+			// Emptied without a download, and recording the version the
+			// new content replaces (a shell's "> file" opens, then
+			// truncates).
+			ch, err := s.cache.Create(key, 0, base)
 			if err != nil {
 				f.fetch.Unlock()
 				return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
@@ -23,11 +24,16 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 	for _, tc := range []struct {
 		name           string
 		existed, other bool
+		truncate       bool // opened without O_TRUNC, then truncated (a shell's "> f")
+		staleCopy      bool // the cache held a clean copy of an older version
 	}{
-		{"replaced meanwhile", true, true},
-		{"created meanwhile", false, true},
-		{"untouched", true, false},
-		{"still new", false, false},
+		{name: "replaced meanwhile", existed: true, other: true},
+		{name: "created meanwhile", other: true},
+		{name: "untouched", existed: true},
+		{name: "still new"},
+		{name: "truncated, replaced meanwhile", existed: true, other: true, truncate: true},
+		{name: "truncated, untouched", existed: true, truncate: true},
+		{name: "truncated over a stale copy, untouched", existed: true, truncate: true, staleCopy: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			bob := startPeer(t, t.TempDir())
@@ -41,7 +47,26 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 			// and the mount stops with the copy unuploaded.
 			s1 := newStore(t, dir)
 			s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-			fh := s1.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+			if tc.staleCopy {
+				fh := s1.open(t, "bob", "f", os.O_RDONLY, 0)
+				if _, err := s1.ReadAt(ctx, fh, make([]byte, 16), 0); err != nil {
+					t.Fatal(err)
+				}
+				s1.release(t, fh)
+				bob.writeFile(t, "f", []byte("v2"), 0o644)
+				future(t, bob.path("f"), 1)
+				s1.InvalidateAll() // as after --attr-timeout: the open sees v2
+			}
+			flags := os.O_CREATE | os.O_WRONLY | os.O_TRUNC
+			if tc.truncate {
+				flags = os.O_WRONLY
+			}
+			fh := s1.open(t, "bob", "f", flags, 0o644)
+			if tc.truncate {
+				if _, err := s1.Truncate(ctx, "bob", "f", 0); err != nil {
+					t.Fatal(err)
+				}
+			}
 			s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: testutil.ClosedAddr(t)}})
 			s1.write(t, fh, "mine", 0)
 			if err := s1.Flush(ctx, fh); err == nil {
@@ -52,6 +77,7 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 
 			if tc.other {
 				bob.writeFile(t, "f", []byte("theirs"), 0o644)
+				future(t, bob.path("f"), 2) // surely another version
 			}
 
 			// Next run: the copy is restored and uploaded.
@@ -84,6 +110,16 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 				t.Errorf("entries %v: want one conflict copy holding %q", names, "mine")
 			}
 		})
+	}
+}
+
+// future sets path's mtime hours ahead: a version no earlier write of the
+// test can share, whatever the clock's granularity.
+func future(t *testing.T, path string, hours int) {
+	t.Helper()
+	when := time.Now().Add(time.Duration(hours) * time.Hour)
+	if err := os.Chtimes(path, when, when); err != nil {
+		t.Fatal(err)
 	}
 }
 
