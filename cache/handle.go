@@ -210,6 +210,18 @@ func (h *Handle) Sync() error {
 // entry is persisted (dirty or filled), so that an upload after a restart
 // can restore it. Setting the mode already recorded writes nothing.
 func (h *Handle) SetMode(mode uint32) error {
+	return h.update("set mode", func(e *entry) (func(), bool) {
+		old := e.mode
+		e.mode = mode
+		return func() { e.mode = old }, e.persisted && !e.removed && mode != old
+	})
+}
+
+// update changes the entry's metadata in memory with change, called with
+// e.mu and c.mu held, and rewrites its record (durably if it was durable)
+// if change reports it must; if that fails, change's undo runs and the
+// error is returned.
+func (h *Handle) update(what string, change func(e *entry) (undo func(), write bool)) error {
 	if h.released.Load() {
 		return ErrClosed
 	}
@@ -217,19 +229,21 @@ func (h *Handle) SetMode(mode uint32) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c.mu.Lock()
-	old := e.mode
-	e.mode = mode
-	persist := e.persisted && !e.removed && mode != old
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	undo, write := change(e)
 	rec, key, durable, was := e.record(), e.key, e.durable, e.diskState()
 	c.mu.Unlock()
-	if !persist {
+	if !write {
 		return nil
 	}
 	if err := c.writeRecord(e, rec, durable, was); err != nil {
 		c.mu.Lock()
-		e.mode = old
+		undo()
 		c.mu.Unlock()
-		return fmt.Errorf("cache: set mode of %v: %w", key, err)
+		return fmt.Errorf("cache: %s of %v: %w", what, key, err)
 	}
 	return nil
 }
@@ -248,36 +262,14 @@ func (h *Handle) Generation() uint64 {
 // (durably if it was durable) before SetBase returns. A clean entry is
 // left alone: MarkClean made its mtime its base.
 func (h *Handle) SetBase(base int64) error {
-	if h.released.Load() {
-		return ErrClosed
-	}
-	e, c := h.e, h.c
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	if !e.dirty || e.removed || e.base == base {
-		c.mu.Unlock()
-		return nil
-	}
-	old := e.base
-	e.base = base
-	if !e.persisted {
-		c.mu.Unlock()
-		return nil
-	}
-	rec, key, was, durable := e.record(), e.key, e.diskState(), e.durable
-	c.mu.Unlock()
-	if err := c.writeRecord(e, rec, durable, was); err != nil {
-		c.mu.Lock()
-		e.base = old
-		c.mu.Unlock()
-		return fmt.Errorf("cache: set base of %v: %w", key, err)
-	}
-	return nil
+	return h.update("set base", func(e *entry) (func(), bool) {
+		if !e.dirty || e.removed || e.base == base {
+			return func() {}, false
+		}
+		old := e.base
+		e.base = base
+		return func() { e.base = old }, e.persisted
+	})
 }
 
 // SetWriteBase sets the base (Meta.Base) the first write to this clean

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"io"
 	"net"
 	"regexp"
@@ -170,20 +171,7 @@ func startPeer(t *testing.T, opts peer.ServerOptions) (addr, dir string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = srv.Serve(ln)
-	}()
-	t.Cleanup(func() {
-		srv.Close()
-		<-served
-	})
-	return ln.Addr().String(), opts.Export
+	return testutil.Serve(t, srv), opts.Export
 }
 
 // hostPortArgs renders addr as the shell's "<ip> <port>" arguments.

@@ -45,11 +45,16 @@ func Recv[T any](t testing.TB, what string, ch <-chan T) T {
 	}
 }
 
-// StartTracker runs a tracker with the given SYNC lease on a loopback port
-// until the test ends, and returns it and its address.
-func StartTracker(t testing.TB, lease time.Duration) (*tracker.Tracker, string) {
+// Server is what Serve runs: a tracker.Tracker or a peer.Server.
+type Server interface {
+	Serve(net.Listener) error
+	Close() error
+}
+
+// Serve runs srv on a loopback port until the test ends (closing it and
+// waiting for Serve to return), and returns its address.
+func Serve(t testing.TB, srv Server) string {
 	t.Helper()
-	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +62,21 @@ func StartTracker(t testing.TB, lease time.Duration) (*tracker.Tracker, string) 
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		_ = tr.Serve(ln)
+		_ = srv.Serve(ln)
 	}()
 	t.Cleanup(func() {
-		tr.Close()
+		srv.Close()
 		<-served
 	})
-	return tr, ln.Addr().String()
+	return ln.Addr().String()
+}
+
+// StartTracker runs a tracker with the given SYNC lease on a loopback port
+// until the test ends, and returns it and its address.
+func StartTracker(t testing.TB, lease time.Duration) (*tracker.Tracker, string) {
+	t.Helper()
+	tr := tracker.New(tracker.Options{Lease: lease, Logger: zerolog.Nop()})
+	return tr, Serve(t, tr)
 }
 
 // RunTrackerClient runs tc until the test ends and waits (up to Wait) for
