@@ -67,6 +67,8 @@ type Meta struct {
 	// base given to Create or SetBase, or -1 (peerproto.BaseNone) for a
 	// file created here. 0 if unknown. It survives restarts with the copy.
 	Base int64
+	// Sent is what SetSent recorded with a dirty copy; empty if nothing.
+	Sent string
 	// Gen is the entry's write generation (see Cache.Generation).
 	Gen uint64
 	// Detached reports that the entry was removed or replaced while pinned:
@@ -167,7 +169,8 @@ type entry struct {
 	size       int64
 	mtime      int64
 	mode       uint32
-	base       int64 // see record.Base; meaningful while dirty
+	base       int64  // see record.Base; meaningful while dirty
+	sent       string // see record.Sent; meaningful while dirty
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -190,7 +193,7 @@ func (e *entry) record() record {
 		Mode:  e.mode,
 	}
 	if e.dirty {
-		r.Base = e.base
+		r.Base, r.Sent = e.base, e.sent
 	}
 	if e.dirty {
 		r.DirtySince = e.dirtySince.UnixNano()
@@ -203,7 +206,7 @@ func (e *entry) meta() Meta {
 	m := Meta{Size: e.size, Mtime: e.mtime, Dirty: e.dirty, DirtySince: e.dirtySince,
 		Mode: e.mode, Gen: e.gen, Detached: e.removed}
 	if e.dirty {
-		m.Base = e.base
+		m.Base, m.Sent = e.base, e.sent
 	}
 	return m
 }
@@ -269,6 +272,7 @@ func Open(opts Options) (*Cache, error) {
 			size:      l.size,
 			mtime:     l.rec.Mtime,
 			base:      l.rec.Base,
+			sent:      l.rec.Sent,
 			mode:      l.rec.Mode,
 			dirty:     l.rec.Dirty,
 			persisted: true,

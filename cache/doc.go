@@ -25,20 +25,19 @@
 //	entries/ID.data  an entry's content; ID is random, never derived from the key
 //	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, mtime,
 //	                 dirty, mode, and for a dirty entry its base: the peer
-//	                 version its writes started from), possibly padded with
-//	                 white space
+//	                 version its writes started from, and the mount's note
+//	                 of a failed upload), possibly padded with white space
 //	tmp/             temporary files, emptied by Open
 //
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
 // file is written whenever the entry turns dirty, turns clean, is renamed,
-// is filled, changes mode or gets a new base through SetBase (and only
-// then: setting the same mode, or writing to an entry already dirty,
-// writes nothing), and the dirty flag is written before the first byte of
-// a write reaches the data file. Create
-// writes a new or truncated file's record once, already dirty and with its
-// mode, where Acquire, Truncate and SetMode would write it up to three
-// times.
+// is filled, changes mode, or gets a new base or note (SetBase, SetSent),
+// and only then: setting the same mode, or writing to an entry already
+// dirty, writes nothing. The dirty flag is written before the first byte
+// of a write reaches the data file. Create writes a new or truncated
+// file's record once, already dirty and with its mode, where Acquire,
+// Truncate and SetMode would write it up to three times.
 //
 // # Durability
 //

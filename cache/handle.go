@@ -272,6 +272,21 @@ func (h *Handle) SetBase(base int64) error {
 	})
 }
 
+// SetSent records, with a dirty copy, the caller's note of the content of
+// its last upload that failed but may have reached the peer (Meta.Sent),
+// so that it survives a restart; "" clears it. MarkClean clears it too. A
+// clean copy is left alone.
+func (h *Handle) SetSent(sent string) error {
+	return h.update("set sent", func(e *entry) (func(), bool) {
+		if !e.dirty || e.removed || e.sent == sent {
+			return func() {}, false
+		}
+		old := e.sent
+		e.sent = sent
+		return func() { e.sent = old }, e.persisted
+	})
+}
+
 // SetWriteBase sets the base (Meta.Base) the first write to this clean
 // copy records, where it is not the copy's own mtime. A dirty copy keeps
 // the base it has. Nothing is written until that first write.

@@ -315,7 +315,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 	e.persisted = true
 	e.durable = false
 	e.mtime = mtime
-	e.base = 0 // the next write starts from mtime
+	e.base, e.sent = 0, "" // the next write starts from mtime
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil

@@ -601,3 +601,37 @@ func TestBaseOfCreateAndSetWriteBase(t *testing.T) {
 	}
 	release(t, h)
 }
+
+// SetSent's note is kept with a dirty copy across a crash, and cleared
+// when the copy turns clean.
+func TestSentRecorded(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	key := Key{"bob", "f"}
+	h, err := c.Create(key, 0o644, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(t, h)
+	if _, err := h.WriteAt([]byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetSent("4:abcd"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Persist(); err != nil { // as after a failed upload
+		t.Fatal(err)
+	}
+	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:abcd" || m.Base != -1 {
+		t.Errorf("after a crash: %+v, want sent 4:abcd and base -1", m)
+	}
+	if ok, err := h.MarkClean(h.Generation(), 4, 999); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if _, err := h.WriteAt([]byte("more"), 4); err != nil {
+		t.Fatal(err)
+	}
+	if m := h.Meta(); m.Sent != "" || m.Base != 999 {
+		t.Errorf("written after MarkClean: %+v, want no sent note and base 999", m)
+	}
+}

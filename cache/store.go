@@ -51,6 +51,10 @@ type record struct {
 	// (records written before it existed). The mount makes its upload
 	// conditional on it, also after a restart.
 	Base int64 `json:"base,omitempty"`
+	// Sent is, for a dirty entry, the mount's note of the content of its
+	// last upload that failed but may have reached the peer (opaque to
+	// the cache); empty if none.
+	Sent string `json:"sent,omitempty"`
 }
 
 const hexDigits = "0123456789ABCDEF"

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,7 +57,8 @@ type fileState struct {
 	// sent is the content of the last PUT whose outcome is unknown (it
 	// failed, perhaps after the peer got it all): a stalled peer may
 	// store it later, and that version is this writer's own, not a
-	// conflict. Protected by up; nil once an upload succeeds.
+	// conflict. Protected by up; nil once an upload succeeds. Kept in the
+	// cache record too (cache.Meta.Sent), for the next run of the mount.
 	sent *version
 }
 
@@ -73,6 +76,22 @@ func mayHaveReached(err error) bool {
 type version struct {
 	size int64
 	sum  [sha256.Size]byte
+}
+
+// String encodes v for the cache record (Meta.Sent): "<size>:<sha256 hex>".
+func (v version) String() string { return fmt.Sprintf("%d:%x", v.size, v.sum) }
+
+// parseVersion decodes a version.String; nil if s is empty or not one.
+func parseVersion(s string) *version {
+	size, sum, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseInt(size, 10, 64)
+	b, herr := hex.DecodeString(sum)
+	if !ok || err != nil || herr != nil || n < 0 || len(b) != sha256.Size {
+		return nil
+	}
+	v := version{size: n}
+	copy(v.sum[:], b)
+	return &v
 }
 
 // sumMax bounds the copies whose versions are compared (hashed, and the
@@ -781,6 +800,10 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			if mayHaveReached(err) {
 				if v, ok := versionOf(ch, ch.Size()); ok {
 					f.sent = &v
+					// Kept with the copy: a restart must not forget it.
+					if serr := ch.SetSent(v.String()); serr != nil {
+						s.log.Warn().Err(serr).Str("path", key.Path).Msg("cannot record the failed attempt")
+					}
 				}
 			}
 			if put {
@@ -810,7 +833,11 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			// Written meanwhile (or the record could not be written):
 			// the copy's writes continue from what was stored, also for
 			// an upload after a restart.
-			if err := ch.SetBase(e.Mtime); err != nil {
+			err := ch.SetBase(e.Mtime)
+			if err == nil {
+				err = ch.SetSent("")
+			}
+			if err != nil {
 				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
 			}
 		}

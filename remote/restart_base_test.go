@@ -177,3 +177,56 @@ func TestRestoredCopyWrittenDuringUploadIsNoConflict(t *testing.T) {
 		t.Errorf("peer holds %v, f = %q; want f alone with the last writes", names, bob.content(t, "f"))
 	}
 }
+
+// The version of an upload that failed but reached the peer (its answer
+// was lost) is kept with the copy: after a restart, the peer holding it
+// is still no conflict, and the writer's later content replaces it.
+func TestRestoredCopyRemembersFailedAttempt(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bob.writeFile(t, "f", []byte("v1"), 0o644)
+	future(t, bob.path("f"), -1) // the attempt stored later gets another mtime
+	dir := t.TempDir()
+	ctx := testCtx(t)
+
+	s1 := newStore(t, dir)
+	s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
+	fh := s1.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
+	s1.write(t, fh, "attempt one", 0)
+	if err := s1.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush whose answer was cut succeeded")
+	}
+	testutil.Eventually(t, "bob to store the attempt whose answer was lost", func() bool {
+		return bob.content(t, "f") == "attempt one"
+	})
+	s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: testutil.ClosedAddr(t)}})
+	s1.write(t, fh, "attempt TWO", 0)
+	if err := s1.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush to an unreachable peer succeeded")
+	}
+	s1.release(t, fh)
+	s1.close()
+
+	s2 := newStore(t, dir)
+	s2.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := s2.FlushAll(ctx); err != nil {
+		t.Errorf("upload after the restart: %v, want success", err)
+	}
+	if names := s2.names(t, "bob", ""); len(names) != 1 || bob.content(t, "f") != "attempt TWO" {
+		t.Errorf("peer holds %v, f = %q; want f alone with the last text", names, bob.content(t, "f"))
+	}
+}
+
+func TestVersionEncoding(t *testing.T) {
+	v, ok := versionOf(bytes.NewReader([]byte("hello")), 5)
+	if !ok {
+		t.Fatal("versionOf failed")
+	}
+	if got := parseVersion(v.String()); got == nil || *got != v {
+		t.Errorf("parseVersion(%q) = %v, want %v", v.String(), got, v)
+	}
+	for _, bad := range []string{"", "5", "x:00", "5:zz", "5:abcd", "-1:" + strings.Repeat("0", 64)} {
+		if got := parseVersion(bad); got != nil {
+			t.Errorf("parseVersion(%q) = %v, want nil", bad, got)
+		}
+	}
+}

@@ -120,7 +120,8 @@ func New(opts Options) (*Store, error) {
 		// appeared or changed meanwhile is not replaced (a conflict
 		// copy). Records from before bases were kept have none (0):
 		// unconditional, as then.
-		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: ch.Meta().Base}
+		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: ch.Meta().Base,
+			sent: parseVersion(ch.Meta().Sent)}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
 		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
