@@ -271,8 +271,6 @@ func Open(opts Options) (*Cache, error) {
 			key:       l.key,
 			size:      l.size,
 			mtime:     l.rec.Mtime,
-			base:      l.rec.Base,
-			sent:      l.rec.Sent,
 			mode:      l.rec.Mode,
 			dirty:     l.rec.Dirty,
 			persisted: true,
@@ -281,6 +279,7 @@ func Open(opts Options) (*Cache, error) {
 		}
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
+			e.base, e.sent = l.rec.Base, l.rec.Sent
 		}
 		c.insertLocked(e)
 	}

@@ -301,6 +301,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 	}
 	rec, was := e.record(), e.diskState()
 	rec.Dirty, rec.DirtySince, rec.Mtime = false, 0, mtime
+	rec.Base, rec.Sent = 0, "" // a dirty copy's notes
 	c.mu.Unlock()
 
 	// Writes need e.mu, so the content cannot change from here on. The

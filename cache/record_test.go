@@ -616,18 +616,37 @@ func TestSentRecorded(t *testing.T) {
 	if _, err := h.WriteAt([]byte("data"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := h.SetSent("4:abcd"); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Persist(); err != nil { // as after a failed upload
+	if err := h.SetSent("4:abcd"); err != nil { // written with the record itself
 		t.Fatal(err)
 	}
 	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:abcd" || m.Base != -1 {
 		t.Errorf("after a crash: %+v, want sent 4:abcd and base -1", m)
 	}
+	if err := h.Persist(); err != nil { // as after a failed upload
+		t.Fatal(err)
+	}
+	if err := h.SetSent("4:ef01"); err != nil { // a durable record rewritten
+		t.Fatal(err)
+	}
+	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:ef01" {
+		t.Errorf("after Persist, SetSent and a crash: %+v, want sent 4:ef01", m)
+	}
 	if ok, err := h.MarkClean(h.Generation(), 4, 999); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
+	// The clean record carries no note: a later run does not bring it back.
+	c2 := openCache(t, copyDir(t, dir), 0)
+	h2, _, err := c2.Acquire(key, -1, 0, false)
+	if err != nil || h2 == nil {
+		t.Fatal(h2, err)
+	}
+	if _, err := h2.WriteAt([]byte("x"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if m := h2.Meta(); m.Sent != "" || m.Base != 999 {
+		t.Errorf("clean after a restart, then written: %+v, want no note and base 999", m)
+	}
+	release(t, h2)
 	if _, err := h.WriteAt([]byte("more"), 4); err != nil {
 		t.Fatal(err)
 	}

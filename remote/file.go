@@ -833,11 +833,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			// Written meanwhile (or the record could not be written):
 			// the copy's writes continue from what was stored, also for
 			// an upload after a restart.
-			err := ch.SetBase(e.Mtime)
-			if err == nil {
-				err = ch.SetSent("")
-			}
-			if err != nil {
+			if err := errors.Join(ch.SetBase(e.Mtime), ch.SetSent("")); err != nil {
 				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
 			}
 		}
