@@ -275,13 +275,33 @@ func TestConflictWithSameContentIsNone(t *testing.T) {
 func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	s := newStore(t, t.TempDir())
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
 	ctx := testCtx(t)
-	bob.writeFile(t, "f", []byte("v1"), 0o644)
-	if _, err := s.Stat(ctx, "bob", "f"); err != nil {
+	fh := loseTwoAttempts(t, s, bob)
+
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Errorf("Flush after the peer stored the failed attempt: %v, want success", err)
+	}
+	s.release(t, fh)
+	des, err := os.ReadDir(bob.export)
+	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(10 * time.Millisecond) // the stored attempt gets a new mtime
+	if len(des) != 1 || bob.content(t, "f") != "attempt TWO" {
+		t.Errorf("export holds %d entries (f = %q); want f alone, with the last text", len(des), bob.content(t, "f"))
+	}
+}
+
+// loseTwoAttempts writes f on bob (holding "v1", an hour old) through s
+// twice and leaves it open: the first upload ("attempt one") reaches bob,
+// who stores it, but its answer is lost; the second ("attempt TWO") never
+// reaches him. It returns the open handle.
+func loseTwoAttempts(t *testing.T, s *testStore, bob *testPeer) uint64 {
+	t.Helper()
+	ctx := testCtx(t)
+	bob.writeFile(t, "f", []byte("v1"), 0o644)
+	future(t, bob.path("f"), -1) // the attempt stored later gets another mtime
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
 	fh := s.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
 	s.write(t, fh, "attempt one", 0)
 	if err := s.Flush(ctx, fh); err == nil {
@@ -297,19 +317,7 @@ func TestConflictWithOwnFailedAttemptIsNone(t *testing.T) {
 	if err := s.Flush(ctx, fh); err == nil {
 		t.Fatal("Flush to an unreachable peer succeeded")
 	}
-
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	if err := s.Flush(ctx, fh); err != nil {
-		t.Errorf("Flush after the peer stored the failed attempt: %v, want success", err)
-	}
-	s.release(t, fh)
-	des, err := os.ReadDir(bob.export)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(des) != 1 || bob.content(t, "f") != "attempt TWO" {
-		t.Errorf("export holds %d entries (f = %q); want f alone, with the last text", len(des), bob.content(t, "f"))
-	}
+	return fh
 }
 
 // replyCutProxy forwards connections to addr and closes the client's side

@@ -183,26 +183,10 @@ func TestRestoredCopyWrittenDuringUploadIsNoConflict(t *testing.T) {
 // is still no conflict, and the writer's later content replaces it.
 func TestRestoredCopyRemembersFailedAttempt(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
-	bob.writeFile(t, "f", []byte("v1"), 0o644)
-	future(t, bob.path("f"), -1) // the attempt stored later gets another mtime
 	dir := t.TempDir()
 	ctx := testCtx(t)
-
 	s1 := newStore(t, dir)
-	s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
-	fh := s1.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
-	s1.write(t, fh, "attempt one", 0)
-	if err := s1.Flush(ctx, fh); err == nil {
-		t.Fatal("Flush whose answer was cut succeeded")
-	}
-	testutil.Eventually(t, "bob to store the attempt whose answer was lost", func() bool {
-		return bob.content(t, "f") == "attempt one"
-	})
-	s1.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: testutil.ClosedAddr(t)}})
-	s1.write(t, fh, "attempt TWO", 0)
-	if err := s1.Flush(ctx, fh); err == nil {
-		t.Fatal("Flush to an unreachable peer succeeded")
-	}
+	fh := loseTwoAttempts(t, s1, bob)
 	s1.release(t, fh)
 	s1.close()
 
