@@ -124,10 +124,10 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 
 // newLogger builds the process logger: console format on a terminal, JSON
 // otherwise (or as configured).
-func newLogger(c LogConfig, w io.Writer) (zerolog.Logger, error) {
+func newLogger(c LogConfig, set *settings, w io.Writer) (zerolog.Logger, error) {
 	level, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
 	if err != nil || c.LogLevel == "" {
-		return zerolog.Nop(), usagef("bad log level %q (want debug, info, warn or error)", c.LogLevel)
+		return zerolog.Nop(), set.bad("LOG_LEVEL", c.LogLevel, "want debug, info, warn or error")
 	}
 	tty := false
 	if f, ok := w.(*os.File); ok {
@@ -141,7 +141,7 @@ func newLogger(c LogConfig, w io.Writer) (zerolog.Logger, error) {
 		console = true
 	case "json":
 	default:
-		return zerolog.Nop(), usagef("bad log format %q (want auto, console or json)", c.LogFormat)
+		return zerolog.Nop(), set.bad("LOG_FORMAT", c.LogFormat, "want auto, console or json")
 	}
 	if console {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}

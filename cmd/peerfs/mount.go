@@ -19,7 +19,7 @@ import (
 
 func runMount(args []string, stderr io.Writer) error {
 	var cfg mountConfig
-	rest, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr)
+	rest, set, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -36,7 +36,7 @@ func runMount(args []string, stderr io.Writer) error {
 	if cfg.Name == "" {
 		cfg.Name = defaultName()
 	}
-	if err := validMountName(cfg.Name); err != nil {
+	if err := validMountName(cfg.Name, set); err != nil {
 		return err
 	}
 	if cfg.CacheDir == "" {
@@ -46,12 +46,12 @@ func runMount(args []string, stderr io.Writer) error {
 		}
 		cfg.CacheDir = filepath.Join(base, "peerfs", cfg.Name)
 	}
-	log, err := newLogger(cfg.LogConfig, stderr)
+	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
 	}
 	log = log.With().Str("peer", cfg.Name).Logger()
-	sec, err := loadSecurity("mount", cfg.SecurityConfig, log, stderr)
+	sec, err := loadSecurity("mount", cfg.SecurityConfig, set, log, stderr)
 	if err != nil {
 		return err
 	}

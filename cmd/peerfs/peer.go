@@ -83,7 +83,7 @@ func (sp *servingPeer) close() {
 
 func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg peerConfig
-	rest, err := loadConfig("peer", "peer --export DIR [--listen HOST:PORT] [--tracker HOST:PORT] [--name NAME] [flags]", &cfg, args, stderr)
+	rest, set, err := loadConfig("peer", "peer --export DIR [--listen HOST:PORT] [--tracker HOST:PORT] [--name NAME] [flags]", &cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -94,7 +94,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		cfg.Name = defaultName()
 	}
 	if !peerproto.ValidPeerName(cfg.Name) {
-		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", cfg.Name, peerproto.MaxPeerName)
+		return set.bad("NAME", cfg.Name, fmt.Sprintf("use 1-%d letters, digits, '.', '_' or '-'", peerproto.MaxPeerName))
 	}
 	tty := false
 	if f, ok := stdin.(*os.File); ok {
@@ -108,9 +108,9 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		interactive = true
 	case "off":
 	default:
-		return usagef("bad --shell %q (want auto, on or off)", cfg.Shell)
+		return set.bad("SHELL", cfg.Shell, "want auto, on or off")
 	}
-	log, err := newLogger(cfg.LogConfig, stderr)
+	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
 	}
@@ -119,7 +119,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		log = log.Level(zerolog.WarnLevel)
 	}
 	log = log.With().Str("peer", cfg.Name).Logger()
-	sec, err := loadSecurity("peer", cfg.SecurityConfig, log, stderr)
+	sec, err := loadSecurity("peer", cfg.SecurityConfig, set, log, stderr)
 	if err != nil {
 		return err
 	}

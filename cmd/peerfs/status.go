@@ -32,15 +32,6 @@ const controlSocketName = "control.sock"
 // healthInterval is how often the mount PINGs each peer for the report.
 const healthInterval = 5 * time.Second
 
-// statusConfig configures `peerfs status`.
-type statusConfig struct {
-	Control  string        `envconfig:"CONTROL" desc:"control socket of the mount daemon (default: <cache-dir>/control.sock)"`
-	Name     string        `envconfig:"NAME" desc:"the mount's peer name, to find its cache directory (default: the host name)"`
-	CacheDir string        `envconfig:"CACHE_DIR" desc:"the mount's cache directory (default: $XDG_CACHE_HOME/peerfs/<name>)"`
-	JSON     bool          `envconfig:"JSON" default:"false" desc:"print the report as JSON"`
-	Timeout  time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"how long to wait for the daemon's answer"`
-}
-
 // defaultCacheDir is the cache directory of the mount named name.
 func defaultCacheDir(name string) (string, error) {
 	base, err := os.UserCacheDir()
@@ -61,7 +52,7 @@ func controlPath(control, cacheDir string) string {
 
 func runStatus(args []string, stdout, stderr io.Writer) error {
 	var cfg statusConfig
-	rest, err := loadConfig("status", "status [--json] [--control PATH | --name NAME | --cache-dir DIR]", &cfg, args, stderr)
+	rest, _, err := loadConfig("status", "status [--json] [--control PATH | --name NAME | --cache-dir DIR]", &cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -346,12 +337,12 @@ func serveProcessMetrics(addr, component string, log zerolog.Logger) (stop func(
 
 // validMountName checks a mount's peer name: a valid peer name, and not
 // the control folder's.
-func validMountName(name string) error {
+func validMountName(name string, set *settings) error {
 	if !peerproto.ValidPeerName(name) {
-		return usagef("bad peer name %q: use 1-%d letters, digits, '.', '_' or '-'", name, peerproto.MaxPeerName)
+		return set.bad("NAME", name, fmt.Sprintf("use 1-%d letters, digits, '.', '_' or '-'", peerproto.MaxPeerName))
 	}
 	if name == fusefs.ControlDir {
-		return usagef("the peer name %q is reserved for the mount's control folder", name)
+		return set.bad("NAME", name, "the name is reserved for the mount's control folder")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -15,7 +16,7 @@ import (
 
 func runTracker(args []string, stderr io.Writer) error {
 	var cfg trackerConfig
-	rest, err := loadConfig("tracker", "tracker [flags]", &cfg, args, stderr)
+	rest, set, err := loadConfig("tracker", "tracker [flags]", &cfg, args, stderr, nil)
 	if err != nil {
 		return err
 	}
@@ -23,13 +24,13 @@ func runTracker(args []string, stderr io.Writer) error {
 		return usagef("unexpected arguments %q", rest)
 	}
 	if cfg.PeerTimeout < 2*peer.DefaultPingInterval {
-		return usagef("--peer-timeout %v is too short: peers ping every %v, so use at least %v", cfg.PeerTimeout, peer.DefaultPingInterval, 2*peer.DefaultPingInterval)
+		return set.bad("PEER_TIMEOUT", cfg.PeerTimeout.String(), fmt.Sprintf("too short: peers ping every %v, so use at least %v", peer.DefaultPingInterval, 2*peer.DefaultPingInterval))
 	}
-	log, err := newLogger(cfg.LogConfig, stderr)
+	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
 	}
-	sec, err := loadSecurity("tracker", cfg.SecurityConfig, log, stderr)
+	sec, err := loadSecurity("tracker", cfg.SecurityConfig, set, log, stderr)
 	if err != nil {
 		return err
 	}
