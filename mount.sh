@@ -18,9 +18,16 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin="$here/bin/peerfs"
 
+# usage prints the header above; asked for (--help) it exits 0, after a
+# wrong command line 2.
 usage() {
-	sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
-	exit 2
+	local code=${1:-2}
+	if [ "$code" = 0 ]; then
+		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+	else
+		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+	fi
+	exit "$code"
 }
 
 build() {
@@ -148,7 +155,8 @@ MSG
 }
 
 case "${1:-}" in
-"" | -h | --help) usage ;;
+-h | --help) usage 0 ;;
+"") usage 2 ;;
 --demo)
 	run_demo "${2:-}"
 	exit 0

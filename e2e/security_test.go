@@ -141,6 +141,10 @@ func TestInsecureTranscript(t *testing.T) {
 	if !strings.Contains(tr.log.String(), "WARNING: --insecure: plaintext, unauthenticated") {
 		t.Errorf("tracker --insecure printed no warning:\n%s", tr.log.String())
 	}
+	// A tracker has no export to warn about.
+	if strings.Contains(tr.log.String(), "export") || !strings.Contains(tr.log.String(), "join the cluster") {
+		t.Errorf("the tracker's warning should speak of the cluster, not of an export:\n%s", tr.log.String())
+	}
 
 	c := dialPlain(t, peerAddr)
 	c.expect("CONNECT OK")

@@ -12,8 +12,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
@@ -125,6 +130,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 // newLogger builds the process logger: console format on a terminal, JSON
 // otherwise (or as configured).
 func newLogger(c LogConfig, set *settings, w io.Writer) (zerolog.Logger, error) {
+	logFormatsOnce.Do(setLogFormats)
 	level, err := zerolog.ParseLevel(strings.ToLower(c.LogLevel))
 	if err != nil || c.LogLevel == "" {
 		return zerolog.Nop(), set.bad("LOG_LEVEL", c.LogLevel, "want debug, info, warn or error")
@@ -143,8 +149,48 @@ func newLogger(c LogConfig, set *settings, w io.Writer) (zerolog.Logger, error) 
 	default:
 		return zerolog.Nop(), set.bad("LOG_FORMAT", c.LogFormat, "want auto, console or json")
 	}
+	w = &pipeSafeWriter{w: w}
 	if console {
 		w = zerolog.ConsoleWriter{Out: w, TimeFormat: "15:04:05.000", NoColor: !tty}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
 }
+
+var logFormatsOnce sync.Once
+
+// setLogFormats sets zerolog's formats, which are package variables: once,
+// before the first logger exists. Timestamps keep their sub-second part
+// (the console format shows milliseconds, which RFC 3339 without
+// fractions would make all .000), and durations are written with their
+// unit (lease=30s, not 30000).
+func setLogFormats() {
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	zerolog.DurationFieldFormat = zerolog.DurationFormatString
+}
+
+// pipeSafeWriter is a daemon's log destination that outlives its reader:
+// once a write fails with EPIPE (`peerfs mount ... | head` has exited),
+// the log is dropped instead of failing every later write. Together with
+// ignoring SIGPIPE (survivePipeClose) a closed log does not stop a daemon.
+type pipeSafeWriter struct {
+	w    io.Writer
+	gone atomic.Bool
+}
+
+func (p *pipeSafeWriter) Write(b []byte) (int, error) {
+	if p.gone.Load() {
+		return len(b), nil
+	}
+	n, err := p.w.Write(b)
+	if errors.Is(err, syscall.EPIPE) {
+		p.gone.Store(true)
+		return len(b), nil
+	}
+	return n, err
+}
+
+// survivePipeClose makes writes to a closed stdout or stderr fail with
+// EPIPE instead of killing the process: the Go runtime raises SIGPIPE for
+// them unless the program handles or ignores it, and a daemon must not
+// die (leaving a dead mount) because whoever read its log went away.
+func survivePipeClose() { signal.Ignore(syscall.SIGPIPE) }

@@ -46,11 +46,12 @@ func runMount(args []string, stderr io.Writer) error {
 		}
 		cfg.CacheDir = filepath.Join(base, "peerfs", cfg.Name)
 	}
+	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
 	}
-	log = log.With().Str("peer", cfg.Name).Logger()
+	log = log.With().Str("self", cfg.Name).Logger()
 	sec, err := loadSecurity("mount", cfg.SecurityConfig, set, log, stderr)
 	if err != nil {
 		return err

@@ -110,6 +110,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	default:
 		return set.bad("SHELL", cfg.Shell, "want auto, on or off")
 	}
+	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
@@ -118,7 +119,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		// Keep the shell readable: only problems are logged.
 		log = log.Level(zerolog.WarnLevel)
 	}
-	log = log.With().Str("peer", cfg.Name).Logger()
+	log = log.With().Str("self", cfg.Name).Logger()
 	sec, err := loadSecurity("peer", cfg.SecurityConfig, set, log, stderr)
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ func runTracker(args []string, stderr io.Writer) error {
 	if cfg.PeerTimeout < 2*peer.DefaultPingInterval {
 		return set.bad("PEER_TIMEOUT", cfg.PeerTimeout.String(), fmt.Sprintf("too short: peers ping every %v, so use at least %v", peer.DefaultPingInterval, 2*peer.DefaultPingInterval))
 	}
+	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)
 	if err != nil {
 		return err
