@@ -66,6 +66,24 @@ var (
 	ErrTrackerClosed = errors.New("peer: tracker client stopped")
 )
 
+// IsFinalRefusal reports whether err is the tracker refusing this peer for
+// a reason that retrying does not change until someone acts: it is not a
+// member of the cluster (another secret), its name is taken by another
+// peer, or the tracker finds its name invalid. Run keeps retrying after
+// one (the other peer may leave, the tracker may be fixed), but a command
+// that is just starting should give up and say why.
+func IsFinalRefusal(err error) bool {
+	var fe *peerproto.FailError
+	if !errors.As(err, &fe) || fe.Verb != peerproto.VerbRegister {
+		return false
+	}
+	switch fe.Code {
+	case peerproto.CodeDenied, peerproto.CodeExists, peerproto.CodeInvalid:
+		return true
+	}
+	return false
+}
+
 // TrackerClient keeps this peer registered with a tracker: it registers,
 // re-registers after the tracker restarts, answers keepalives, follows
 // UPDATEs and takes part in SYNC rounds. Run drives it.
@@ -87,6 +105,10 @@ type TrackerClient struct {
 	waiters    []*syncWaiter
 	lastErr    error
 	changed    chan struct{} // closed (and replaced) whenever the state above changes
+
+	firstOnce sync.Once
+	first     chan struct{} // closed when the first registration attempt has ended
+	firstErr  error         // its error; written before first is closed
 }
 
 type syncWaiter struct {
@@ -102,7 +124,28 @@ func NewTrackerClient(opts TrackerOptions) *TrackerClient {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
-	return &TrackerClient{opts: opts, log: opts.Logger.With().Str("component", "tracker-client").Str("tracker", opts.Addr).Logger()}
+	return &TrackerClient{opts: opts, log: opts.Logger.With().Str("component", "tracker-client").Str("tracker", opts.Addr).Logger(), first: make(chan struct{})}
+}
+
+// WaitFirstAttempt waits until Run's first registration attempt has ended
+// and returns its error: nil if it registered, a *peerproto.FailError if
+// the tracker refused (see IsFinalRefusal), or why the tracker could not
+// be reached. It returns ctx's error if ctx ends first.
+func (t *TrackerClient) WaitFirstAttempt(ctx context.Context) error {
+	select {
+	case <-t.first:
+		return t.firstErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// attempted records the end of a registration attempt.
+func (t *TrackerClient) attempted(err error) {
+	t.firstOnce.Do(func() {
+		t.firstErr = err
+		close(t.first)
+	})
 }
 
 // Run registers and stays registered until ctx is done, reconnecting with
@@ -118,7 +161,12 @@ func (t *TrackerClient) Run(ctx context.Context) error {
 		if time.Since(registeredAt) > 10*time.Second {
 			backoff = 200 * time.Millisecond
 		}
-		t.log.Warn().Err(err).Dur("retry_in", backoff).Msg("tracker connection lost")
+		if IsFinalRefusal(err) {
+			// Not a network hiccup: someone must act (secret, name).
+			t.log.Error().Err(err).Dur("retry_in", backoff).Msg("the tracker refuses this peer")
+		} else {
+			t.log.Warn().Err(err).Dur("retry_in", backoff).Msg("tracker connection lost")
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -184,17 +232,24 @@ func (t *TrackerClient) bumpLocked() {
 // SyncState is a snapshot of this client's view of the SYNC round.
 type SyncState struct {
 	Registered bool
-	InRound    bool   // a round is on (we got SYNC OK or SYNC READ, no END yet)
-	Holding    bool   // we hold the write token
-	LastRound  uint64 // number of the last round that ended
-	Waiting    int    // Sync callers waiting for a turn
+	// Error is why the client is not registered (the last attempt's or
+	// the lost connection's error); "" while registered.
+	Error     string
+	InRound   bool   // a round is on (we got SYNC OK or SYNC READ, no END yet)
+	Holding   bool   // we hold the write token
+	LastRound uint64 // number of the last round that ended
+	Waiting   int    // Sync callers waiting for a turn
 }
 
 // State returns a snapshot of the SYNC state.
 func (t *TrackerClient) State() SyncState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return SyncState{Registered: t.nc != nil, InRound: t.inRound, Holding: t.holding, LastRound: t.round, Waiting: len(t.waiters)}
+	st := SyncState{Registered: t.nc != nil, InRound: t.inRound, Holding: t.holding, LastRound: t.round, Waiting: len(t.waiters)}
+	if t.nc == nil && t.lastErr != nil {
+		st.Error = t.lastErr.Error()
+	}
+	return st
 }
 
 // Sync asks for the write token and waits until a turn that began after
@@ -246,9 +301,20 @@ func (t *TrackerClient) write(nc net.Conn, m peerproto.Message) {
 	}
 }
 
-// session runs one connection: dial, register, then read events until the
-// connection fails or ctx is done.
+// session runs one connection (register) and records the outcome of the
+// registration attempt for WaitFirstAttempt.
 func (t *TrackerClient) session(ctx context.Context) error {
+	registered := false
+	err := t.register(ctx, func() { registered = true; t.attempted(nil) })
+	if !registered {
+		t.attempted(err)
+	}
+	return err
+}
+
+// register runs one connection: dial, register (then calling ok), then
+// read events until the connection fails or ctx is done.
+func (t *TrackerClient) register(ctx context.Context, ok func()) error {
 	dctx, cancel := context.WithTimeout(ctx, t.opts.DialTimeout)
 	var d net.Dialer
 	nc, err := d.DialContext(dctx, "tcp", t.opts.Addr)
@@ -282,6 +348,7 @@ func (t *TrackerClient) session(ctx context.Context) error {
 	r := bufio.NewReader(nc)
 	_ = nc.SetDeadline(time.Now().Add(t.opts.DialTimeout))
 	if err := peerproto.WriteMessage(nc, peerproto.Register{Name: t.opts.Name, Port: t.opts.Port}); err != nil {
+		t.setErr(err)
 		return fmt.Errorf("register: %w", err)
 	}
 	line, err := peerproto.ReadLine(r)
@@ -300,7 +367,9 @@ func (t *TrackerClient) session(ctx context.Context) error {
 		t.setErr(ev.Err)
 		return fmt.Errorf("register: %w", ev.Err)
 	default:
-		return fmt.Errorf("register: unexpected reply %q", line)
+		err := fmt.Errorf("register: unexpected reply %q", line)
+		t.setErr(err)
+		return err
 	}
 	_ = nc.SetDeadline(time.Time{})
 	t.log.Info().Str("name", t.opts.Name).Int("port", t.opts.Port).Msg("registered with tracker")
@@ -309,6 +378,7 @@ func (t *TrackerClient) session(ctx context.Context) error {
 	t.nc = nc
 	t.lastErr = nil
 	t.mu.Unlock()
+	ok()
 	if t.opts.OnState != nil {
 		t.opts.OnState(true)
 	}

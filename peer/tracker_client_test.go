@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,8 @@ import (
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/secure"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // These tests run TrackerClients against a real tracker on 127.0.0.1.
@@ -162,5 +165,88 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 	}
 	if st := tc.State(); st.Holding || st.Waiting != 0 {
 		t.Errorf("state after both Syncs: %+v", st)
+	}
+}
+
+// startClient runs tc until the test ends, without waiting for it to
+// register.
+func startClient(t *testing.T, tc *peer.TrackerClient) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tc.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+}
+
+// The first registration attempt's outcome tells a starting command
+// whether to go on: registered, refused for good (a taken name, another
+// cluster's secret), or not reached (try again later). The state says
+// why the client is not registered.
+func TestTrackerClientFirstAttempt(t *testing.T) {
+	tcNoLeaks(t)
+	_, addr := testutil.StartTracker(t, 10*time.Second)
+	first := func(tc *peer.TrackerClient) error {
+		t.Helper()
+		startClient(t, tc)
+		ctx, cancel := context.WithTimeout(t.Context(), testutil.Wait)
+		defer cancel()
+		err := tc.WaitFirstAttempt(ctx)
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatal("the first attempt did not end")
+		}
+		return err
+	}
+
+	a := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "a", Port: 1001, Logger: zerolog.Nop()})
+	if err := first(a); err != nil {
+		t.Fatalf("registering a: %v", err)
+	}
+	if st := a.State(); !st.Registered || st.Error != "" {
+		t.Errorf("a's state: %+v", st)
+	}
+
+	// The name is a's, from another address.
+	taken := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "a", Port: 1002, Logger: zerolog.Nop()})
+	err := first(taken)
+	if !peer.IsFinalRefusal(err) {
+		t.Errorf("a taken name: %v, want a final refusal", err)
+	}
+	testutil.Eventually(t, "the refusal in the state", func() bool {
+		st := taken.State()
+		return !st.Registered && strings.Contains(st.Error, "REGISTER FAIL exists")
+	})
+
+	// Another cluster's secret.
+	s1, err := secure.New([]byte("the-cluster-secret-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := secure.New([]byte("another-cluster-secret-98765"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	secAddr := testutil.Serve(t, tracker.New(tracker.Options{Secure: s1, Logger: zerolog.Nop()}))
+	stranger := peer.NewTrackerClient(peer.TrackerOptions{Addr: secAddr, Name: "s", Port: 1003, Secure: s2, Logger: zerolog.Nop()})
+	if err := first(stranger); !peer.IsFinalRefusal(err) || !strings.Contains(err.Error(), "not a member") {
+		t.Errorf("another secret: %v, want a final refusal: not a member", err)
+	}
+	member := peer.NewTrackerClient(peer.TrackerOptions{Addr: secAddr, Name: "m", Port: 1004, Secure: s1, Logger: zerolog.Nop()})
+	if err := first(member); err != nil {
+		t.Errorf("a member: %v", err)
+	}
+
+	// Nobody listening: an error, but not a refusal.
+	gone := peer.NewTrackerClient(peer.TrackerOptions{Addr: testutil.ClosedAddr(t), Name: "g", Port: 1005, Logger: zerolog.Nop()})
+	if err := first(gone); err == nil || peer.IsFinalRefusal(err) {
+		t.Errorf("no tracker: %v, want a connection error", err)
+	}
+	if st := gone.State(); !strings.Contains(st.Error, "refused") {
+		t.Errorf("no tracker: state %+v, want the connection error", st)
 	}
 }

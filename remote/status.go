@@ -63,6 +63,7 @@ type Report struct {
 type TrackerReport struct {
 	Addr       string `json:"addr"`
 	Registered bool   `json:"registered"`
+	Error      string `json:"error,omitempty"` // why not registered (the tracker's refusal, or the connection's error)
 }
 
 // SyncReport is this client's view of the SYNC round (peer.SyncState).
@@ -408,7 +409,7 @@ func (s *Store) Report() Report {
 	s.mu.Unlock()
 	if sy != nil {
 		st := sy.State()
-		r.Tracker.Registered = st.Registered
+		r.Tracker.Registered, r.Tracker.Error = st.Registered, st.Error
 		r.Sync = SyncReport{InRound: st.InRound, Holding: st.Holding, LastRound: st.LastRound, Waiting: st.Waiting}
 	}
 	r.Pending.Files, r.Pending.Bytes = s.PendingInfo()
@@ -480,6 +481,8 @@ func (r Report) Text() string {
 	reg := "not registered"
 	if r.Tracker.Registered {
 		reg = "registered"
+	} else if r.Tracker.Error != "" {
+		reg += ": " + r.Tracker.Error
 	}
 	tracker := r.Tracker.Addr
 	if tracker == "" {

@@ -31,7 +31,10 @@ func runMount(args []string, stderr io.Writer) error {
 		return err
 	}
 	if cfg.Tracker == "" {
-		return usagef("--tracker HOST:PORT is required")
+		return usagef("%s is required", withPlaceholder(set.of("TRACKER"), "HOST:PORT"))
+	}
+	if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
+		return err
 	}
 	if cfg.Name == "" {
 		cfg.Name = defaultName()
@@ -103,6 +106,11 @@ func runMount(args []string, stderr io.Writer) error {
 	tdone := make(chan struct{})
 	go func() { defer close(tdone); tc.Run(tctx) }()
 	defer func() { tcancel(); <-tdone }()
+	// Mounting an empty directory for a peer the tracker will never admit
+	// helps nobody: a final refusal ends the command here.
+	if err := awaitRegistration(ctx, tc, cfg.Tracker, registerWait, set, cfg.SecurityConfig, log); err != nil {
+		return err
+	}
 
 	if err := ops.start(store, remote.ReportInfo{Version: versionString(), Mountpoint: mountpoint, Tracker: cfg.Tracker, PID: os.Getpid()}); err != nil {
 		return err

@@ -96,6 +96,11 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if !peerproto.ValidPeerName(cfg.Name) {
 		return set.bad("NAME", cfg.Name, fmt.Sprintf("use 1-%d letters, digits, '.', '_' or '-'", peerproto.MaxPeerName))
 	}
+	if cfg.Tracker != "" {
+		if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
+			return err
+		}
+	}
 	tty := false
 	if f, ok := stdin.(*os.File); ok {
 		tty = isatty.IsTerminal(f.Fd())
@@ -160,6 +165,9 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		done := make(chan struct{})
 		go func() { defer close(done); tc.Run(ctx) }()
 		defer func() { stop(); <-done }()
+		if err := awaitRegistration(ctx, tc, cfg.Tracker, registerWait, set, cfg.SecurityConfig, log); err != nil {
+			return err
+		}
 	}
 	select {
 	case <-ctx.Done():
