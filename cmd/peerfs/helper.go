@@ -11,7 +11,6 @@ package main
 // (or the daemon fails), and exits 0 with the daemon left running.
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
@@ -253,59 +252,6 @@ func defaultHelperLog(name, mountpoint string) (string, error) {
 		return "", fmt.Errorf("no place for the log (give log_file=PATH): %w", err)
 	}
 	return filepath.Join(base, "peerfs", name+".log"), nil
-}
-
-// mountID returns the id of the peerfs FUSE mount on top at mountpoint
-// in /proc/self/mountinfo, or "".
-func mountID(mountpoint string) string {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	id := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// id parent major:minor root mountpoint options... - fstype source super
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 || unescapeOctal(fields[4]) != mountpoint {
-			continue
-		}
-		for i, fl := range fields {
-			if fl == "-" && i+1 < len(fields) && fields[i+1] == "fuse.peerfs" {
-				id = fields[0]
-			}
-		}
-	}
-	return id
-}
-
-// unescapeOctal undoes mountinfo's octal escapes (\040 for a space).
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			var n byte
-			ok := true
-			for _, c := range s[i+1 : i+4] {
-				if c < '0' || c > '7' {
-					ok = false
-					break
-				}
-				n = n*8 + byte(c-'0')
-			}
-			if ok {
-				b.WriteByte(n)
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // printTail copies the log written since offset (its last 4 KiB) to w.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,7 +25,7 @@ func runMount(args []string, stderr io.Writer) error {
 	if len(rest) != 1 {
 		return usagef("want exactly one MOUNTPOINT, got %d arguments", len(rest))
 	}
-	mountpoint, err := filepath.Abs(rest[0])
+	mountpoint, err := mountPath(rest[0])
 	if err != nil {
 		return err
 	}
@@ -59,7 +58,7 @@ func runMount(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := cleanStaleMount(mountpoint); err != nil {
+	if err := prepareMountpoint(mountpoint); err != nil {
 		return err
 	}
 
@@ -117,7 +116,10 @@ func runMount(args []string, stderr io.Writer) error {
 	}
 	m, err := fusefs.Mount(mountpoint, store, fusefs.Options{
 		AttrTimeout: cfg.AttrTimeout, EntryTimeout: cfg.AttrTimeout, Logger: log,
-		FSName: "peerfs:" + cfg.Name, Observe: ops.fuseObserve(),
+		// The source in /proc/mounts is the tracker address as given: the
+		// first field of an fstab line, so that mount -a finds the entry
+		// mounted (it compares sources) instead of mounting it again.
+		FSName: cfg.Tracker, Observe: ops.fuseObserve(),
 	})
 	if err != nil {
 		return err
@@ -140,38 +142,15 @@ func runMount(args []string, stderr io.Writer) error {
 	return m.Err()
 }
 
-// cleanStaleMount unmounts a FUSE mount at mountpoint whose server is gone
-// (a crash leaves one: every access fails with ENOTCONN). A live mount is
-// left alone and reported.
-func cleanStaleMount(mountpoint string) error {
-	_, err := os.Stat(mountpoint)
-	if errors.Is(err, syscall.ENOTCONN) {
-		if uerr := fusefs.Unmount(mountpoint); uerr != nil {
-			return fmt.Errorf("stale mount at %s: %w", mountpoint, uerr)
-		}
-		// Give the kernel a moment to drop the detached mount.
-		for i := 0; i < 50; i++ {
-			if _, err = os.Stat(mountpoint); !errors.Is(err, syscall.ENOTCONN) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("mountpoint: %w", err)
-	}
-	return nil
-}
-
 func runUnmount(args []string, stderr io.Writer) error {
 	if len(args) == 1 && (args[0] == "--help" || args[0] == "-h") {
-		fmt.Fprintln(stderr, "Usage: peerfs unmount MOUNTPOINT\n\nUnmounts a peerfs mount, lazily if it is busy or its daemon died.")
+		fmt.Fprintln(stderr, "Usage: peerfs unmount MOUNTPOINT\n\nUnmounts a peerfs mount, lazily if it is busy or its daemon died.\nRefuses anything that is not a peerfs mount.")
 		return nil
 	}
 	if len(args) != 1 {
 		return usagef("want exactly one MOUNTPOINT")
 	}
-	return fusefs.Unmount(args[0])
+	return unmount(args[0])
 }
 
 // drain uploads pending files (and FSYNCs their peers) until everything is
