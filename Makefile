@@ -1,6 +1,7 @@
 # peerfs — common commands. `make help` lists them.
 #
 #   make build        bin/peerfs
+#   make install      copy bin/peerfs to $(PREFIX)/bin (PREFIX=/usr/local; run make build first, as yourself)
 #   make test         the tests, as README and CI run them (FUSE tests need fuse3)
 #   make demo         a tracker and two peers on 127.0.0.1, each mounting the other (Ctrl-C stops)
 #   make bench        peerfs vs sshfs, bindfs and the local disk, full sizes (~5-10 min, root):
@@ -16,14 +17,22 @@ GO ?= go
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 BENCH_COUNT ?= 6
 BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./peer/
+PREFIX ?= /usr/local
+DESTDIR ?=
 
-.PHONY: help build test demo bench bench-quick benchstat
+.PHONY: help build install test demo bench bench-quick benchstat
 
 help:
-	@sed -n '3,12p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	$(GO) build -o bin/peerfs ./cmd/peerfs
+
+# Only copies: `sudo make install` runs as root, whose PATH may have no go.
+install:
+	@test -x bin/peerfs || { echo "make install: no bin/peerfs: run 'make build' first (as yourself)" >&2; exit 1; }
+	install -D -m 755 bin/peerfs $(DESTDIR)$(PREFIX)/bin/peerfs
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/peerfs"
 
 test:
 	$(GO) test -race -count=1 -timeout 20m ./...

@@ -104,8 +104,9 @@ func flagName(key string) string { return strings.ReplaceAll(strings.ToLower(key
 // origin is where a setting's value came from, named as the user gave
 // it: an environment variable, a flag, or a mount(8) option.
 type origin struct {
-	name string // PEERFS_TIMEOUT, --timeout or timeout
-	kind originKind
+	name    string // PEERFS_TIMEOUT, --timeout or timeout
+	kind    originKind
+	boolean bool // a mount option that stands alone (insecure)
 }
 
 type originKind int
@@ -119,7 +120,7 @@ const (
 
 // String names the setting: PEERFS_TIMEOUT, --timeout, timeout=.
 func (o origin) String() string {
-	if o.kind == fromOption {
+	if o.kind == fromOption && !o.boolean {
 		return o.name + "="
 	}
 	return o.name
@@ -142,7 +143,7 @@ func (o origin) with(val string) string {
 type speller func(key string) origin
 
 // flagSpelling is the command line's: --cache-dir.
-func flagSpelling(key string) origin { return origin{"--" + flagName(key), fromFlag} }
+func flagSpelling(key string) origin { return origin{name: "--" + flagName(key), kind: fromFlag} }
 
 // settings says where each setting of a command came from, so that a
 // message about one names it the way the user gave it.
@@ -159,7 +160,7 @@ func (s *settings) of(key string) origin {
 		return o
 	}
 	if s.envOnly[key] {
-		return origin{envPrefix + "_" + key, fromEnv}
+		return origin{name: envPrefix + "_" + key, kind: fromEnv}
 	}
 	return s.spell(key)
 }
@@ -265,7 +266,7 @@ func loadConfig(cmd, usage string, cfg any, args []string, out io.Writer, spell 
 					want = wantFor(f.Type)
 				}
 			})
-			set.given[key] = origin{pe.KeyName, fromEnv}
+			set.given[key] = origin{name: pe.KeyName, kind: fromEnv}
 			return nil, nil, set.bad(key, pe.Value, want)
 		}
 		return nil, nil, usagef("environment: %v", err)
@@ -283,7 +284,7 @@ func loadConfig(cmd, usage string, cfg any, args []string, out io.Writer, spell 
 		env := f.Tag.Get("envconfig")
 		key := settingKey(env)
 		if _, ok := os.LookupEnv(env); ok {
-			set.given[key] = origin{env, fromEnv}
+			set.given[key] = origin{name: env, kind: fromEnv}
 		}
 		desc := f.Tag.Get("desc")
 		if f.Tag.Get("flag") == "-" {

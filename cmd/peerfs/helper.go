@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -30,15 +31,23 @@ const helperUsage = `Usage: peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT [-s
        (with /sbin/mount.fuse.peerfs a symlink to peerfs)
 
 Starts 'peerfs mount' in the background and returns once MOUNTPOINT is
-mounted. OPTIONS are 'peerfs mount' flags without the dashes, '_' or '-'
-alike: export=/srv/x,name=alice,secret_file=/etc/peerfs/secret,cache_dir=...
-Boolean flags stand alone (insecure, read_only). Also:
+mounted, or exits 1 with the daemon's complaint. OPTIONS are 'peerfs mount'
+flags without the dashes, '_' or '-' alike:
+  export=/srv/x,name=alice,secret_file=/etc/peerfs/secret,cache_dir=...
+Boolean flags stand alone (insecure, read_only). Without cache_dir=, the
+cache is ~/.cache/peerfs/NAME, or /var/cache/peerfs/NAME for root without
+$HOME (as mount(8) and systemd run it). Also:
   log_file=PATH   the daemon's log (default /var/log/peerfs/NAME.log as
                   root, else in the user's cache directory)
 Generic mount options (rw, defaults, auto, noauto, user, users, nofail,
 _netdev, nodev, nosuid, noexec, noatime, x-*...) are accepted and ignored.
 The cluster secret itself is never an option (fstab is world-readable):
 use secret_file=, or PEERFS_SECRET in the environment.
+-f prints the equivalent 'peerfs mount' command and does nothing; -v
+prints it too, and mounts. --foreground runs the daemon in this process
+(the background daemon is this command with --foreground).
+In /proc/mounts the source is TRACKER_HOST:PORT as given and the type
+fuse.peerfs, so 'mount -a' sees an fstab line that is mounted already.
 `
 
 // ignoredMountOptions are generic mount(8) options that mean nothing to
@@ -55,9 +64,30 @@ var ignoredMountOptions = map[string]bool{
 type helperArgs struct {
 	source, mountpoint string
 	fake, verbose      bool
-	flags              []string // peerfs mount flags
+	foreground         bool        // run the daemon here (the background helper's child)
+	opts               []helperOpt // peerfs mount settings, in the order given
 	logFile            string
 	name               string
+}
+
+// helperOpt is one peerfs setting given as a mount option.
+type helperOpt struct {
+	typed  string // the option's name as typed: cache_dir, cache-dir
+	key    string // the setting's key: CACHE_DIR
+	val    string
+	hasVal bool
+}
+
+// mountSettings describes the settings of peerfs mount that mount
+// options may give, by key: whether each is a boolean (stands alone).
+func mountSettings() map[string]bool {
+	keys := map[string]bool{}
+	forEachField(reflect.ValueOf(&mountConfig{}).Elem(), func(f reflect.StructField, v reflect.Value) {
+		if f.Tag.Get("flag") != "-" {
+			keys[settingKey(f.Tag.Get("envconfig"))] = f.Type.Kind() == reflect.Bool
+		}
+	})
+	return keys
 }
 
 func parseHelperArgs(args []string) (helperArgs, error) {
@@ -79,6 +109,8 @@ func parseHelperArgs(args []string) (helperArgs, error) {
 		case strings.HasPrefix(a, "-t"):
 		case a == "-h" || a == "--help":
 			return h, errHelperHelp
+		case a == "--foreground":
+			h.foreground = true
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			for _, c := range a[1:] {
 				switch c {
@@ -99,32 +131,84 @@ func parseHelperArgs(args []string) (helperArgs, error) {
 		return h, usagef("want TRACKER_HOST:PORT MOUNTPOINT, got %d arguments", len(pos))
 	}
 	h.source, h.mountpoint = pos[0], pos[1]
+	known := mountSettings()
 	for _, o := range strings.Split(strings.Join(opts, ","), ",") {
 		if o == "" {
 			continue
 		}
-		key, val, hasVal := strings.Cut(o, "=")
-		flagKey := strings.ReplaceAll(key, "_", "-")
+		typed, val, hasVal := strings.Cut(o, "=")
+		key := strings.ToUpper(strings.ReplaceAll(typed, "-", "_"))
 		switch {
-		case ignoredMountOptions[key] || strings.HasPrefix(key, "x-") || key == "comment" || key == "helper":
+		case ignoredMountOptions[typed] || strings.HasPrefix(typed, "x-") || typed == "comment" || typed == "helper":
 			continue
-		case key == "ro":
+		case typed == "ro":
 			return h, usagef("option ro: a read-only mount is not supported yet")
-		case flagKey == "secret":
-			return h, usagef("option secret: the secret must not be written in mount options (fstab is readable by every user); use secret_file=PATH")
-		case flagKey == "log-file" || flagKey == "log":
+		case key == "SECRET":
+			return h, usagef("option %s: the secret must not be written in mount options (fstab is readable by every user); use secret_file=PATH", typed)
+		case key == "LOG_FILE" || key == "LOG":
 			h.logFile = val
 			continue
-		case flagKey == "name":
+		case key == "TRACKER":
+			return h, usagef("option %s: the tracker is the mount's source, its first argument (TRACKER_HOST:PORT)", o)
+		}
+		boolean, ok := known[key]
+		switch {
+		case !ok:
+			return h, usagef("unknown option %s", o)
+		case !boolean && !hasVal:
+			return h, usagef("option %s needs a value: %s=...", typed, typed)
+		}
+		if key == "NAME" {
 			h.name = val
 		}
-		if hasVal {
-			h.flags = append(h.flags, "--"+flagKey+"="+val)
-		} else {
-			h.flags = append(h.flags, "--"+flagKey)
-		}
+		h.opts = append(h.opts, helperOpt{typed: typed, key: key, val: val, hasVal: hasVal})
 	}
 	return h, nil
+}
+
+// mountArgs returns the peerfs mount command line (without "mount") the
+// options stand for.
+func (h helperArgs) mountArgs(mountpoint string) []string {
+	args := []string{"--tracker", h.source}
+	for _, o := range h.opts {
+		if o.hasVal {
+			args = append(args, "--"+flagName(o.key)+"="+o.val)
+		} else {
+			args = append(args, "--"+flagName(o.key))
+		}
+	}
+	return append(args, mountpoint)
+}
+
+// spelling names settings in messages as mount options, as the user
+// typed them (cache_dir=, or cache-dir=), and the tracker as the source.
+func (h helperArgs) spelling() speller {
+	known := mountSettings()
+	return func(key string) origin {
+		if key == "TRACKER" {
+			return origin{name: "source", kind: fromSource}
+		}
+		name := strings.ToLower(key)
+		for _, o := range h.opts {
+			if o.key == key {
+				name = o.typed
+			}
+		}
+		return origin{name: name, kind: fromOption, boolean: known[key]}
+	}
+}
+
+// optionString is -o's value for the daemon: the peerfs options as typed.
+func (h helperArgs) optionString() string {
+	var opts []string
+	for _, o := range h.opts {
+		if o.hasVal {
+			opts = append(opts, o.typed+"="+o.val)
+		} else {
+			opts = append(opts, o.typed)
+		}
+	}
+	return strings.Join(opts, ",")
 }
 
 var errHelperHelp = errors.New("help")
@@ -138,18 +222,20 @@ func runMountHelper(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mountpoint, err := filepath.Abs(h.mountpoint)
+	mountpoint, err := mountPath(h.mountpoint)
 	if err != nil {
 		return err
+	}
+	if h.foreground {
+		return mountWith(h.mountArgs(mountpoint), stderr, h.spelling())
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("cannot find the peerfs binary: %w", err)
 	}
-	cmdArgs := append([]string{"mount", "--tracker", h.source}, h.flags...)
-	cmdArgs = append(cmdArgs, mountpoint)
 	if h.verbose || h.fake {
-		fmt.Fprintf(stdout, "%s %s\n", exe, strings.Join(cmdArgs, " "))
+		// What the daemon does, as one would type it.
+		fmt.Fprintf(stdout, "%s mount %s\n", exe, strings.Join(h.mountArgs(mountpoint), " "))
 	}
 	if h.fake {
 		return nil
@@ -171,7 +257,9 @@ func runMountHelper(args []string, stdout, stderr io.Writer) error {
 	start, _ := logf.Seek(0, io.SeekEnd)
 	before := mountID(mountpoint)
 
-	cmd := exec.Command(exe, cmdArgs...)
+	// The daemon is this command again, in the foreground: it reads the
+	// same options, so that its complaints name them as typed.
+	cmd := exec.Command(exe, "mount-helper", "--foreground", h.source, mountpoint, "-o", h.optionString())
 	cmd.Stdout, cmd.Stderr = logf, logf // stdin is /dev/null
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	cmd.Env = helperEnv(os.Environ())

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,9 +15,13 @@ import (
 	"github.com/peerfs/peerfs/remote"
 )
 
-func runMount(args []string, stderr io.Writer) error {
+func runMount(args []string, stderr io.Writer) error { return mountWith(args, stderr, nil) }
+
+// mountWith is peerfs mount, naming settings in messages with spell (nil:
+// as flags; the mount helper's daemon: as mount options).
+func mountWith(args []string, stderr io.Writer, spell speller) error {
 	var cfg mountConfig
-	rest, set, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr, nil)
+	rest, set, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr, spell)
 	if err != nil {
 		return err
 	}
@@ -42,11 +45,9 @@ func runMount(args []string, stderr io.Writer) error {
 		return err
 	}
 	if cfg.CacheDir == "" {
-		base, err := os.UserCacheDir()
-		if err != nil {
-			return fmt.Errorf("no cache directory (set --cache-dir): %w", err)
+		if cfg.CacheDir, err = defaultCacheDir(cfg.Name, set); err != nil {
+			return err
 		}
-		cfg.CacheDir = filepath.Join(base, "peerfs", cfg.Name)
 	}
 	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)

@@ -32,13 +32,31 @@ const controlSocketName = "control.sock"
 // healthInterval is how often the mount PINGs each peer for the report.
 const healthInterval = 5 * time.Second
 
-// defaultCacheDir is the cache directory of the mount named name.
-func defaultCacheDir(name string) (string, error) {
-	base, err := os.UserCacheDir()
-	if err != nil {
-		return "", fmt.Errorf("no cache directory (set --cache-dir): %w", err)
+// systemCacheDir is where a root mount without $HOME (mount(8), fstab,
+// systemd) keeps its cache: /var/cache/peerfs/NAME.
+const systemCacheDir = "/var/cache/peerfs"
+
+// cacheDirs returns the cache directories a mount named name may have
+// chosen by default, in the order peerfs mount tries them: the user's
+// ($XDG_CACHE_HOME or ~/.cache), and for root the system's.
+func cacheDirs(name string) []string {
+	var dirs []string
+	if base, err := os.UserCacheDir(); err == nil {
+		dirs = append(dirs, filepath.Join(base, "peerfs", name))
 	}
-	return filepath.Join(base, "peerfs", name), nil
+	if os.Geteuid() == 0 {
+		dirs = append(dirs, filepath.Join(systemCacheDir, name))
+	}
+	return dirs
+}
+
+// defaultCacheDir is the cache directory of the mount named name when
+// none is given: the user's, or without $HOME the system's for root.
+func defaultCacheDir(name string, set *settings) (string, error) {
+	if dirs := cacheDirs(name); len(dirs) > 0 {
+		return dirs[0], nil
+	}
+	return "", usagef("no cache directory: neither $XDG_CACHE_HOME nor $HOME is set; give %s", withPlaceholder(set.of("CACHE_DIR"), "DIR"))
 }
 
 // controlPath returns the control socket's path: control if set, else in
@@ -60,18 +78,27 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 		return usagef("unexpected arguments %q", rest)
 	}
 	path := cfg.Control
-	if path == "" {
-		dir := cfg.CacheDir
-		if dir == "" {
-			name := cfg.Name
-			if name == "" {
-				name = defaultName()
-			}
-			if dir, err = defaultCacheDir(name); err != nil {
-				return err
+	switch {
+	case path != "":
+	case cfg.CacheDir != "":
+		path = controlPath("", cfg.CacheDir)
+	default:
+		name := cfg.Name
+		if name == "" {
+			name = defaultName()
+		}
+		dirs := cacheDirs(name)
+		if len(dirs) == 0 {
+			return usagef("no cache directory to look in: neither $XDG_CACHE_HOME nor $HOME is set; give --cache-dir DIR or --control PATH")
+		}
+		// The first socket there is; else the first place, for the message.
+		path = controlPath("", dirs[0])
+		for _, d := range dirs {
+			if _, err := os.Stat(controlPath("", d)); err == nil {
+				path = controlPath("", d)
+				break
 			}
 		}
-		path = controlPath("", dir)
 	}
 	body, err := askDaemon(path, "/status", cfg.Timeout)
 	if err != nil {
