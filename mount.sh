@@ -32,8 +32,25 @@ usage() {
 
 build() {
 	if [ ! -x "$bin" ] || [ -n "$(find "$here" -name '*.go' -newer "$bin" -print -quit)" ] || [ "$here/go.mod" -nt "$bin" ]; then
-		echo "mount.sh: building peerfs..." >&2
-		(cd "$here" && go build -o "$bin" ./cmd/peerfs)
+		command -v go >/dev/null 2>&1 || {
+			echo "mount.sh: go not found: install Go $(sed -n 's/^go //p' "$here/go.mod") or newer (https://go.dev/dl/)" >&2
+			exit 1
+		}
+		echo "mount.sh: building $bin (the first build fetches and compiles the modules: a minute or two)..." >&2
+		(cd "$here" && exec go build -o "$bin" ./cmd/peerfs) &
+		local pid=$! start=$SECONDS next=5
+		while kill -0 "$pid" 2>/dev/null; do
+			sleep 0.2
+			if [ $((SECONDS - start)) -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+				echo "mount.sh: still building... $((SECONDS - start))s" >&2
+				next=$((next + 5))
+			fi
+		done
+		if ! wait "$pid"; then
+			echo "mount.sh: the build failed (see above)" >&2
+			exit 1
+		fi
+		echo "mount.sh: built in $((SECONDS - start))s" >&2
 	fi
 }
 
@@ -97,7 +114,8 @@ run_demo() {
 	need_fuse
 	build
 	demo=$(mktemp -d "${TMPDIR:-/tmp}/peerfs-demo.XXXXXX")
-	trap cleanup INT TERM EXIT
+	trap 'cleanup; exit 0' INT TERM # stopped as asked: success
+	trap cleanup EXIT
 	# One cluster: every demo process gets the same fresh random secret.
 	PEERFS_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
 	export PEERFS_SECRET
@@ -141,6 +159,10 @@ peerfs demo is running (logs in $demo/*.log). Two peers, each mounting the other
   alice exports $demo/alice/export, mounts $demo/alice/mnt
   bob   exports $demo/bob/export,   mounts $demo/bob/mnt
 
+How each mount is doing:
+  $bin status --cache-dir $demo/alice/cache
+  $bin status --cache-dir $demo/bob/cache
+
 Try:
   ls -l $demo/alice/mnt/bob
   cat $demo/alice/mnt/bob/docs/notes.txt
@@ -175,7 +197,8 @@ if [ -z "${PEERFS_SECRET:-}${PEERFS_SECRET_FILE:-}" ] && [ "${PEERFS_INSECURE:-}
 	exit 2
 fi
 mkdir -p "$mountpoint"
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 0' INT TERM
+trap cleanup EXIT
 "$bin" mount --export "$export_dir" --tracker "$tracker" "$@" "$mountpoint" &
 pids+=($!)
 wait "${pids[0]}"

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // configs are a fresh value of every command's config struct.
@@ -137,5 +139,37 @@ func TestConfigErrorsNameTheSource(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSecretFileOverridesEnvironment: --secret-file (or secret_file=)
+// wins over PEERFS_SECRET, as flags win over variables; both from the
+// environment is a conflict.
+func TestSecretFileOverridesEnvironment(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/secret"
+	if err := os.WriteFile(file, []byte("the-file-secret-0123456789"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"SECRET", "SECRET_FILE", "INSECURE"} {
+		unsetenv(t, envPrefix+"_"+k)
+	}
+	t.Setenv("PEERFS_SECRET", "the-environment-secret-0123")
+	var stderr bytes.Buffer
+	load := func(args ...string) error {
+		var cfg peerConfig
+		_, set, err := loadConfig("peer", "peer", &cfg, args, &stderr, nil)
+		if err != nil {
+			return err
+		}
+		_, err = loadSecurity("peer", cfg.SecurityConfig, set, zerolog.Nop(), &stderr)
+		return err
+	}
+	if err := load("--secret-file", file); err != nil {
+		t.Errorf("--secret-file with PEERFS_SECRET set: %v", err)
+	}
+	t.Setenv("PEERFS_SECRET_FILE", file)
+	if err := load(); err == nil || !strings.Contains(err.Error(), "give the cluster secret once: PEERFS_SECRET or PEERFS_SECRET_FILE") {
+		t.Errorf("PEERFS_SECRET and PEERFS_SECRET_FILE: %v", err)
 	}
 }

@@ -38,6 +38,13 @@ func loadSecurity(cmd string, c SecurityConfig, set *settings, log zerolog.Logge
 		log.Warn().Msg("insecure mode: plaintext, unauthenticated: " + insecureRisk[cmd])
 		return nil, nil
 	}
+	if c.Secret != "" && c.SecretFile != "" && file.kind != fromEnv {
+		// A secret file on the command line (or in mount options)
+		// overrides the environment's secret, as flags override
+		// variables: a root shell with PEERFS_SECRET exported may
+		// mount an fstab line that names its secret_file=.
+		c.Secret = ""
+	}
 	var key []byte
 	switch {
 	case c.Secret != "" && c.SecretFile != "":
