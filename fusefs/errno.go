@@ -9,6 +9,7 @@ import (
 
 	"bazil.org/fuse"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // errnoer is implemented by errors that carry their own errno.
@@ -58,4 +59,14 @@ func toErrno(log *zerolog.Logger, err error) error {
 		log.Error().Err(err).Msg("unexpected store error; returning EIO")
 		return fuse.Errno(syscall.EIO)
 	}
+}
+
+// errnoName names an answered errno for Options.Observe: "ENOENT",
+// "ENODATA", "ENOTEMPTY"... (bazil's ErrnoName knows a few names and
+// gives the others' messages, which make poor metric labels).
+func errnoName(e fuse.Errno) string {
+	if n := unix.ErrnoName(syscall.Errno(e)); n != "" {
+		return n
+	}
+	return e.ErrnoName()
 }

@@ -253,7 +253,7 @@ func (s *server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.
 			err = syscall.EINTR // interrupted by the kernel (a signal)
 		}
 		e := fuse.ToErrno(err)
-		errno = e.ErrnoName()
+		errno = errnoName(e)
 		req.RespondError(e)
 	}
 	if trace := s.log.Trace(); trace.Enabled() {

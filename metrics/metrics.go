@@ -16,6 +16,7 @@ import (
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/remote"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // Options configures a Registry.
@@ -27,6 +28,9 @@ type Options struct {
 	// Report, if set, is read at every scrape for the cache, upload, peer
 	// and tracker gauges (a mount's remote.Store.Report).
 	Report func() remote.Report
+	// Tracker, if set, is read at every scrape for a tracker's gauges of
+	// registered peers and SYNC rounds (tracker.Tracker.Stats).
+	Tracker func() tracker.Stats
 }
 
 // Registry holds the metrics of one process, in a private Prometheus
@@ -60,7 +64,7 @@ func New(opts Options) *Registry {
 		Name: "peerfs_fuse_op_duration_seconds", Help: "Time from a FUSE request's arrival to its answer.", Buckets: latencyBuckets,
 	}, []string{"op"})
 	r.peerReqs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "peerfs_peer_requests_total", Help: "Requests to other peers, by peer, protocol verb and result (ok, refused, timeout, unreachable, canceled).",
+		Name: "peerfs_peer_requests_total", Help: "Requests to other peers, by peer, protocol verb and result (ok, notfound, refused, timeout, unreachable, canceled).",
 	}, []string{"peer", "verb", "result"})
 	r.peerLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "peerfs_peer_request_duration_seconds", Help: "Duration of requests to other peers, by protocol verb (including connecting and retries).", Buckets: latencyBuckets,
@@ -81,7 +85,7 @@ func New(opts Options) *Registry {
 		Name: "peerfs_sync_turn_duration_seconds", Help: "Duration of this client's SYNC OK turns (uploading every pending file).", Buckets: latencyBuckets,
 	})
 	r.errs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "peerfs_errors_total", Help: "Errors by source (fuse, peer, sync) and kind (an errno's name, or refused/timeout/unreachable).",
+		Name: "peerfs_errors_total", Help: "Errors by source (fuse, peer, sync) and kind (an errno's name, or refused/timeout/unreachable); ordinary answers (a lookup's ENOENT, an xattr's ENODATA, a peer's notfound) are not errors.",
 	}, []string{"source", "kind"})
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "peerfs_build_info", Help: "Always 1; labelled with the version and the running command.",
@@ -96,6 +100,9 @@ func New(opts Options) *Registry {
 	if opts.Report != nil {
 		r.reg.MustRegister(&reportCollector{report: opts.Report})
 	}
+	if opts.Tracker != nil {
+		r.reg.MustRegister(&trackerCollector{stats: opts.Tracker})
+	}
 	return r
 }
 
@@ -108,22 +115,47 @@ func (r *Registry) Handler() http.Handler {
 func (r *Registry) Gatherer() prometheus.Gatherer { return r.reg }
 
 // FUSEOp records one answered FUSE request; it fits fusefs.Options.Observe.
+// An expected answer (see expectedAnswer) is counted by its result but
+// not as an error.
 func (r *Registry) FUSEOp(op string, d time.Duration, errno string) {
 	result := "ok"
 	if errno != "" {
 		result = errno
-		r.errs.WithLabelValues("fuse", errno).Inc()
+		if !expectedAnswer(op, errno) {
+			r.errs.WithLabelValues("fuse", errno).Inc()
+		}
 	}
 	r.fuseOps.WithLabelValues(op, result).Inc()
 	r.fuseLatency.WithLabelValues(op).Observe(d.Seconds())
 }
 
-// PeerRequest implements remote.Observer.
+// expectedAnswer reports whether a FUSE request answered with errno is a
+// working filesystem's ordinary answer rather than a failure: a lookup of
+// a name that does not exist (every create and cp looks first), an
+// extended attribute a file does not have (ENODATA: cp, ls -l and
+// desktop tools probe for ACLs and labels), one this filesystem does not
+// support (system.* ACLs, which cp -a tries to copy), or a size probe's
+// buffer too small (ERANGE). peerfs_errors_total is for alerting: these
+// would drown the failures.
+func expectedAnswer(op, errno string) bool {
+	switch op {
+	case "lookup":
+		return errno == "ENOENT"
+	case "getxattr", "listxattr":
+		return errno == "ENODATA" || errno == "ERANGE" || errno == "EOPNOTSUPP" || errno == "ENOTSUP"
+	case "setxattr", "removexattr":
+		return errno == "EOPNOTSUPP" || errno == "ENOTSUP"
+	}
+	return false
+}
+
+// PeerRequest implements remote.Observer. A peer's "not found" answers a
+// question (is there such a name?) and is not counted as an error.
 func (r *Registry) PeerRequest(peer, verb string, d time.Duration, err error) {
 	kind := ErrorKind(err)
 	r.peerReqs.WithLabelValues(peer, verb, kind).Inc()
 	r.peerLatency.WithLabelValues(verb).Observe(d.Seconds())
-	if kind != "ok" && kind != "canceled" {
+	if kind != "ok" && kind != "canceled" && kind != "notfound" {
 		r.errs.WithLabelValues("peer", kind).Inc()
 	}
 }
@@ -159,7 +191,8 @@ func (r *Registry) SyncRound(d time.Duration) {
 }
 
 // ErrorKind classifies a request's error for labels: ok, canceled,
-// refused (the peer answered FAIL), timeout, or unreachable.
+// notfound (the peer answered FAIL notfound), refused (any other FAIL),
+// timeout, or unreachable.
 func ErrorKind(err error) string {
 	var fe *peerproto.FailError
 	var ne net.Error
@@ -168,6 +201,8 @@ func ErrorKind(err error) string {
 		return "ok"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
+	case errors.As(err, &fe) && fe.Code == peerproto.CodeNotFound:
+		return "notfound"
 	case errors.As(err, &fe):
 		return "refused"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded),
@@ -249,6 +284,32 @@ func (c *reportCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCacheHits, float64(r.Cache.Hits))
 	counter(descCacheMiss, float64(r.Cache.Misses))
 	counter(descCacheEvict, float64(r.Cache.Evictions))
+}
+
+// trackerCollector turns a tracker's Stats into metrics at scrape time.
+type trackerCollector struct {
+	stats func() tracker.Stats
+}
+
+var (
+	descTrackerPeers  = prometheus.NewDesc("peerfs_tracker_peers", "Peers registered with this tracker (anonymous registrations included).", nil, nil)
+	descTrackerInSync = prometheus.NewDesc("peerfs_tracker_sync_rounds_in_progress", "SYNC rounds in progress: 0 or 1 (rounds do not overlap).", nil, nil)
+	descTrackerRounds = prometheus.NewDesc("peerfs_tracker_sync_rounds_total", "SYNC rounds started since the tracker started.", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *trackerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descTrackerPeers
+	ch <- descTrackerInSync
+	ch <- descTrackerRounds
+}
+
+// Collect implements prometheus.Collector.
+func (c *trackerCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(descTrackerPeers, prometheus.GaugeValue, float64(st.Peers))
+	ch <- prometheus.MustNewConstMetric(descTrackerInSync, prometheus.GaugeValue, float64(st.RoundsInProgress))
+	ch <- prometheus.MustNewConstMetric(descTrackerRounds, prometheus.CounterValue, float64(st.Rounds))
 }
 
 func b2f(b bool) float64 {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/remote"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // value returns the value of the sample of name whose labels include
@@ -73,9 +74,14 @@ func TestRegistry(t *testing.T) {
 	}
 	r := New(Options{Component: "mount", Version: "v1", Report: func() remote.Report { return rep }})
 	r.FUSEOp("lookup", time.Millisecond, "")
-	r.FUSEOp("lookup", time.Millisecond, "ENOENT")
+	r.FUSEOp("lookup", time.Millisecond, "ENOENT")    // an answer: no such name
+	r.FUSEOp("getxattr", time.Millisecond, "ENODATA") // an answer: no such attribute
+	r.FUSEOp("setxattr", time.Millisecond, "EOPNOTSUPP")
+	r.FUSEOp("open", time.Millisecond, "ENOENT") // gone since the lookup: an error
+	r.FUSEOp("rmdir", time.Millisecond, "ENOTEMPTY")
 	r.PeerRequest("bob", "GET", 3*time.Millisecond, nil)
 	r.PeerRequest("bob", "STAT", time.Millisecond, &peerproto.FailError{Verb: "STAT"})
+	r.PeerRequest("bob", "STAT", time.Millisecond, &peerproto.FailError{Verb: "STAT", Code: peerproto.CodeNotFound})
 	r.PeerRequest("bob", "LIST", time.Millisecond, fmt.Errorf("dial: %w", os.ErrDeadlineExceeded))
 	r.PeerRequest("bob", "LIST", time.Millisecond, errors.New("connection refused"))
 	r.PeerRequest("bob", "LIST", time.Millisecond, context.Canceled)
@@ -93,12 +99,17 @@ func TestRegistry(t *testing.T) {
 		{"peerfs_fuse_ops_total", []string{"op=lookup", "result=ok"}, 1},
 		{"peerfs_fuse_ops_total", []string{"op=lookup", "result=ENOENT"}, 1},
 		{"peerfs_fuse_op_duration_seconds", []string{"op=lookup"}, 2},
+		{"peerfs_fuse_ops_total", []string{"op=getxattr", "result=ENODATA"}, 1},
+		{"peerfs_peer_requests_total", []string{"verb=STAT", "result=notfound"}, 1},
 		{"peerfs_peer_requests_total", []string{"peer=bob", "verb=GET", "result=ok"}, 1},
 		{"peerfs_peer_requests_total", []string{"verb=STAT", "result=refused"}, 1},
 		{"peerfs_peer_requests_total", []string{"verb=LIST", "result=timeout"}, 1},
 		{"peerfs_peer_requests_total", []string{"verb=LIST", "result=unreachable"}, 1},
 		{"peerfs_peer_requests_total", []string{"verb=LIST", "result=canceled"}, 1},
-		{"peerfs_errors_total", []string{"source=fuse", "kind=ENOENT"}, 1},
+		{"peerfs_errors_total", []string{"source=fuse", "kind=ENOENT"}, 1}, // the open's
+		{"peerfs_errors_total", []string{"source=fuse", "kind=ENODATA"}, 0},
+		{"peerfs_errors_total", []string{"source=fuse", "kind=EOPNOTSUPP"}, 0},
+		{"peerfs_errors_total", []string{"source=fuse", "kind=ENOTEMPTY"}, 1},
 		{"peerfs_errors_total", []string{"source=peer"}, 3},
 		{"peerfs_peer_bytes_total", []string{"peer=bob", "direction=in"}, 100},
 		{"peerfs_peer_bytes_total", []string{"peer=bob", "direction=out"}, 7},
@@ -140,5 +151,25 @@ func TestServe(t *testing.T) {
 	}
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTrackerCollector: a tracker's registry reads its Stats at scrape
+// time.
+func TestTrackerCollector(t *testing.T) {
+	st := tracker.Stats{Peers: 3, RoundsInProgress: 1, Rounds: 7}
+	r := New(Options{Component: "tracker", Version: "v1", Tracker: func() tracker.Stats { return st }})
+	for name, want := range map[string]float64{
+		"peerfs_tracker_peers":                   3,
+		"peerfs_tracker_sync_rounds_in_progress": 1,
+		"peerfs_tracker_sync_rounds_total":       7,
+	} {
+		if got := value(t, r, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	st = tracker.Stats{Peers: 2}
+	if got := value(t, r, "peerfs_tracker_peers"); got != 2 {
+		t.Errorf("peerfs_tracker_peers after a change = %v, want 2", got)
 	}
 }

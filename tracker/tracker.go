@@ -271,6 +271,24 @@ func (t *Tracker) Peers() []peerproto.PeerAddr {
 	return t.peerListLocked()
 }
 
+// Stats is a snapshot of a Tracker's state, for its metrics.
+type Stats struct {
+	Peers            int    // registrations, anonymous ones (bare REGISTER) included
+	RoundsInProgress int    // SYNC rounds in progress: 0 or 1, rounds do not overlap
+	Rounds           uint64 // SYNC rounds started since the tracker started
+}
+
+// Stats returns the tracker's current Stats.
+func (t *Tracker) Stats() Stats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := Stats{Peers: len(t.peers), Rounds: t.rounds.round}
+	if t.rounds.active {
+		st.RoundsInProgress = 1
+	}
+	return st
+}
+
 // Round returns the SYNC round in progress: its number (rounds count from
 // 1), the name of the token holder and the names of the participants still
 // waiting for their turn, in turn order. With no round in progress it

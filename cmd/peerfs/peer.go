@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
@@ -131,7 +132,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopMetrics, err := serveProcessMetrics(cfg.MetricsListen, "peer", log)
+	stopMetrics, err := serveMetrics(cfg.MetricsListen, metrics.Options{Component: "peer"}, log)
 	if err != nil {
 		return err
 	}

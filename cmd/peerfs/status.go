@@ -347,13 +347,15 @@ func (o *mountOps) close() {
 	}
 }
 
-// serveProcessMetrics serves the runtime and process metrics of a tracker
-// or peer at addr until the returned stop is called; "" serves nothing.
-func serveProcessMetrics(addr, component string, log zerolog.Logger) (stop func(), err error) {
+// serveMetrics serves the metrics of a tracker or peer (runtime and
+// process metrics, and what opts adds) at addr until the returned stop is
+// called; "" serves nothing.
+func serveMetrics(addr string, opts metrics.Options, log zerolog.Logger) (stop func(), err error) {
 	if addr == "" {
 		return func() {}, nil
 	}
-	reg := metrics.New(metrics.Options{Component: component, Version: versionString()})
+	opts.Version = versionString()
+	reg := metrics.New(opts)
 	srv, err := reg.Serve(addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)

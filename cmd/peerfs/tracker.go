@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
 )
@@ -37,7 +38,8 @@ func runTracker(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	stopMetrics, err := serveProcessMetrics(cfg.MetricsListen, "tracker", log)
+	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Secure: sec, Logger: log})
+	stopMetrics, err := serveMetrics(cfg.MetricsListen, metrics.Options{Component: "tracker", Tracker: t.Stats}, log)
 	if err != nil {
 		return err
 	}
@@ -47,7 +49,6 @@ func runTracker(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Secure: sec, Logger: log})
 	log.Info().Str("listen", ln.Addr().String()).Dur("lease", cfg.Lease).Bool("tls", sec != nil).Msg("tracker ready")
 	errc := make(chan error, 1)
 	go func() { errc <- t.Serve(ln) }()
