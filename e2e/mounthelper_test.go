@@ -7,8 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strings"
+		"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -62,14 +61,27 @@ func envI(t *testing.T, extra []string, name string, args ...string) (string, er
 	return string(out), err
 }
 
-// daemonOf returns the pid of the mount-helper daemon serving mnt.
+// daemonOf returns the pid of the mount-helper daemon serving mnt, or 0.
 func daemonOf(t *testing.T, mnt string) int {
 	t.Helper()
-	out, _ := exec.Command("pgrep", "-f", "mount-helper --foreground .* "+regexp.QuoteMeta(mnt)+" ").Output()
-	var pid int
-	fmt.Sscan(string(out), &pid)
-	return pid
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 4 && args[1] == "mount-helper" && args[2] == "--foreground" && args[4] == mnt {
+			var pid int
+			fmt.Sscan(filepath.Base(d), &pid)
+			return pid
+		}
+	}
+	return 0
 }
+
+// gone reports whether the process pid has exited (pid 0: never was).
+func gone(pid int) bool { return pid == 0 || syscall.Kill(pid, 0) != nil }
 
 // TestMountHelperWithoutEnvironment: mount -t fuse.peerfs run with no
 // environment (env -i: no HOME, no PATH) mounts, with the cache in
@@ -152,10 +164,13 @@ func TestMountHelperWithoutEnvironment(t *testing.T) {
 	systemPlaces(t, name+"-2")
 
 	pid := daemonOf(t, mnt)
+	if pid == 0 {
+		t.Error("no daemon found for the mount")
+	}
 	if out, err := envI(t, nil, "/usr/bin/env", "-i", "umount", mnt); err != nil {
 		t.Fatalf("umount: %v %s", err, out)
 	}
-	waitFor(t, 15*time.Second, "the daemon to exit after umount", func() bool { return syscall.Kill(pid, 0) != nil })
+	waitFor(t, 15*time.Second, "the daemon to exit after umount", func() bool { return gone(pid) })
 }
 
 // unitService returns the [Service] settings of a unit file, in order.

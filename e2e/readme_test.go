@@ -194,10 +194,13 @@ func TestReadmeMountHelper(t *testing.T) {
 		}
 	}
 	pid := daemonOf(t, mnt)
+	if pid == 0 {
+		t.Error("no daemon found for the fstab mount")
+	}
 	if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("umount: %v %s", err, out)
 	}
-	waitFor(t, 15*time.Second, "the fstab daemon to exit", func() bool { return syscall.Kill(pid, 0) != nil })
+	waitFor(t, 15*time.Second, "the fstab daemon to exit", func() bool { return gone(pid) })
 }
 
 // TestDemoBanner: ./mount.sh --demo, from a checkout without bin/peerfs,
