@@ -69,6 +69,7 @@ type Server struct {
 	log   zerolog.Logger
 	bufs  sync.Pool // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
 	files srvFiles  // open descriptors of recently read files
+	vers  *versions // version tokens of the export's files (versions.go)
 
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
@@ -125,6 +126,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
+		vers:      newVersions(),
 	}
 	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
 	if !opts.ReadOnly {

@@ -116,6 +116,13 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
+	st, err := jailFstat(fd, p)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	// The new content's version token, recorded with the file before it
+	// becomes visible (and before the seed's fsync, which then covers it).
+	ver := c.s.vers.assign(fd, &st)
 	// The seed's PUT is durable before it is visible. An async PUT is
 	// visible (renamed into place, atomically) before it is durable; the
 	// client asks for durability with FSYNC when its user calls fsync.
@@ -123,10 +130,6 @@ func (c *srvConn) put(m peerproto.Put) error {
 		if err := unix.Fsync(fd); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, m.Name)
 		}
-	}
-	st, err := jailFstat(fd, p)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
 	}
 	// The file was created with the mode it must end with; the umask or
 	// the kernel (setgid) may have trimmed it.
@@ -143,7 +146,8 @@ func (c *srvConn) put(m peerproto.Put) error {
 	// The condition is checked again right before the rename, under a
 	// lock that orders conditional PUTs: of two writers that started from
 	// the same version, exactly one replaces it.
-	if m.Base != peerproto.BaseAny {
+	conditional := m.Base != peerproto.BaseAny || m.Ver != ""
+	if conditional {
 		c.s.putMu.Lock()
 		if err := c.recheckBase(m, t); err != nil {
 			c.s.putMu.Unlock()
@@ -151,7 +155,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 		}
 	}
 	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
-	if m.Base != peerproto.BaseAny {
+	if conditional {
 		c.s.putMu.Unlock()
 	}
 	c.s.files.invalidate(p)
@@ -160,6 +164,9 @@ func (c *srvConn) put(m peerproto.Put) error {
 		return c.refuse(verb, &fs.PathError{Op: "rename", Path: p, Err: err}, m.Name)
 	}
 	renamed = true
+	if t.exists && t.st.Ino != st.Ino {
+		c.s.vers.forget(verStatOf(&t.st)) // replaced: its inode number may come back
+	}
 	if !m.Async {
 		if err := unix.Fsync(t.dfd); err != nil {
 			// The file is in place; only its durability across a crash is
@@ -168,7 +175,11 @@ func (c *srvConn) put(m peerproto.Put) error {
 		}
 	}
 	endTransfer()
-	return c.send(peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()})
+	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
+	if c.attrs {
+		done.Ver = ver
+	}
+	return c.send(done)
 }
 
 // srvPutTarget is where a PUT stores its file.
@@ -249,6 +260,13 @@ func (c *srvConn) checkBase(m peerproto.Put, t *srvPutTarget) error {
 		mtime = t.st.Mtim.Nano()
 	}
 	switch {
+	case m.Ver != "" && !t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
+	case m.Ver != "":
+		if cur := c.s.vers.of(verStatOf(&t.st), fdSource(t.dfd, t.base)); cur != m.Ver {
+			return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (version %s, base %s)", m.Name, cur, m.Ver)
+		}
+		return nil
 	case m.Base == peerproto.BaseAny:
 		return nil
 	case m.Base == peerproto.BaseNone && t.exists:
@@ -621,10 +639,14 @@ func (c *srvConn) list(m peerproto.List) error {
 		return c.refuse(verb, err, jailDisplay(m.Dir))
 	}
 	dirents, err := d.ReadDir(-1)
-	d.Close()
 	if err != nil {
+		d.Close()
 		return c.refuse(verb, err, jailDisplay(m.Dir))
 	}
+	// Kept open while the entries' version tokens are read (their
+	// extended attributes, by name relative to it).
+	defer d.Close()
+	dfd := int(d.Fd())
 	entries := make([]peerproto.Entry, 0, len(dirents))
 	for _, de := range dirents {
 		name := de.Name()
@@ -632,8 +654,10 @@ func (c *srvConn) list(m peerproto.List) error {
 			continue
 		}
 		var fi fs.FileInfo
+		src := fdSource(dfd, name)
 		if de.Type()&fs.ModeSymlink != 0 {
 			fi, err = j.stat(path.Join(p, name))
+			src = j.source(path.Join(p, name))
 		} else {
 			fi, err = de.Info()
 		}
@@ -641,6 +665,7 @@ func (c *srvConn) list(m peerproto.List) error {
 			continue // gone since ReadDir, dangling, or escaping
 		}
 		if e, ok := jailEntry(name, fi); ok {
+			c.setVer(&e, fi, src)
 			entries = append(entries, e)
 		}
 	}
@@ -678,5 +703,18 @@ func (c *srvConn) stat(m peerproto.Stat) error {
 		return c.refuse(verb, err, jailDisplay(m.Name))
 	}
 	e, _ := jailEntry("", fi)
+	c.setVer(&e, fi, c.s.jail.source(p))
 	return c.send(peerproto.StatOK{Entry: e})
+}
+
+// setVer fills in e.Ver, the version token of the file with attributes fi
+// (src gives it for reading its extended attribute), if the client asked
+// for attribute words and it is a regular file.
+func (c *srvConn) setVer(e *peerproto.Entry, fi fs.FileInfo, src xattrSource) {
+	if !c.attrs || !fi.Mode().IsRegular() {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.Ver = c.s.vers.of(verStatOfSys(st), src)
+	}
 }

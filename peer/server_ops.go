@@ -37,6 +37,7 @@ func (c *srvConn) delete(m peerproto.Delete) error {
 				if err != nil {
 					return c.refuse(verb, &fs.PathError{Op: "unlink", Path: p, Err: err}, m.Name)
 				}
+				c.s.vers.forget(verStatOf(&st)) // its inode number may come back
 				return c.send(peerproto.OK{Of: verb})
 			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 				j.closeDir(dfd)
@@ -185,6 +186,11 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if _, ok := jailStatEntry(&st); !ok {
 		return c.setattrByName(m, p)
 	}
+	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
+	var ver string // the content's version token before the change
+	if regular && m.HasMtime && !m.HasSize {
+		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
+	}
 	if m.HasSize {
 		if err := unix.Ftruncate(fd, m.Size); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "truncate", Path: p, Err: err}, name)
@@ -208,6 +214,20 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	e, ok := jailStatEntry(&st)
 	if !ok {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
+	}
+	if regular {
+		switch {
+		case m.HasSize:
+			ver = c.s.vers.assign(fd, &st) // new content
+		case m.HasMtime:
+			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
+		default:
+			c.s.vers.moved(verStatOf(&st)) // ctime only
+			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
+		}
+		if c.attrs {
+			e.Ver = ver
+		}
 	}
 	return c.send(peerproto.SetattrOK{Entry: e})
 }
@@ -277,6 +297,7 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 		return c.refuse(verb, err, name)
 	}
 	e, _ := jailEntry("", fi)
+	c.setVer(&e, fi, j.source(p))
 	return c.send(peerproto.SetattrOK{Entry: e})
 }
 
