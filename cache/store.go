@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,19 +43,48 @@ type record struct {
 	Peer       string `json:"peer"`
 	Path       string `json:"path"`
 	Size       int64  `json:"size"`
-	Mtime      int64  `json:"mtime"`
+	Version    string `json:"ver,omitempty"` // Meta.Version
 	Dirty      bool   `json:"dirty"`
 	DirtySince int64  `json:"dirtySince,omitempty"` // unix ns
 	Mode       uint32 `json:"mode"`
-	// Base is, for a dirty entry, the peer's version (mtime) the local
-	// copy was started from, or -1 for a file created here; 0 unknown
-	// (records written before it existed). The mount makes its upload
+	// BaseVersion is, for a dirty entry, Meta.Base: the peer's version
+	// the local copy was started from. The mount makes its upload
 	// conditional on it, also after a restart.
-	Base int64 `json:"base,omitempty"`
+	BaseVersion string `json:"basever,omitempty"`
+	// Mtime and Base are how records written before versions (December
+	// 2026) kept a clean copy's version and a dirty copy's base: a
+	// modification time in ns (Base -1 for a file created here, 0
+	// unknown). Read only.
+	Mtime int64 `json:"mtime,omitempty"`
+	Base  int64 `json:"base,omitempty"`
 	// Sent is, for a dirty entry, the mount's note of the content of its
 	// last upload that failed but may have reached the peer (opaque to
 	// the cache); empty if none.
 	Sent string `json:"sent,omitempty"`
+}
+
+// version returns the record's Meta.Version, converting an old record's
+// mtime to the form the mount gives versions known by mtime ("m<ns>",
+// peerproto.MtimeVersion).
+func (r record) version() string {
+	if r.Version == "" && r.Mtime != 0 {
+		return "m" + strconv.FormatInt(r.Mtime, 10)
+	}
+	return r.Version
+}
+
+// base returns the record's Meta.Base, converting an old record's
+// (peerproto.VersionNone for a file created here).
+func (r record) base() string {
+	switch {
+	case r.BaseVersion != "":
+		return r.BaseVersion
+	case r.Base == -1:
+		return "none"
+	case r.Base > 0:
+		return "m" + strconv.FormatInt(r.Base, 10)
+	}
+	return ""
 }
 
 const hexDigits = "0123456789ABCDEF"

@@ -47,10 +47,20 @@ type node struct {
 // mount starts a mount daemon named name and waits until it is mounted.
 func (c *cluster) mount(name string, extra ...string) *node {
 	c.t.Helper()
+	return c.mountExport(name, "", extra...)
+}
+
+// mountExport is mount with export as the daemon's export directory ("":
+// a fresh one).
+func (c *cluster) mountExport(name, export string, extra ...string) *node {
+	c.t.Helper()
 	base := c.t.TempDir()
+	if export == "" {
+		export = filepath.Join(base, "export")
+	}
 	n := &node{
 		name: name, c: c,
-		export: filepath.Join(base, "export"),
+		export: export,
 		mnt:    filepath.Join(base, "mnt"),
 		cache:  filepath.Join(base, "cache"),
 		listen: freeAddr(c.t),

@@ -97,6 +97,9 @@ func New(opts Options) (*Store, error) {
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 5 * time.Second
 	}
+	// Versions tell contents apart where mtimes cannot (coarse
+	// timestamps): conditional uploads and cached copies depend on them.
+	opts.Client.Attrs = true
 	s := &Store{
 		opts:    opts,
 		log:     opts.Logger.With().Str("component", "remote").Logger(),
@@ -110,7 +113,7 @@ func New(opts Options) (*Store, error) {
 	// reports it (TakeWrote).
 	s.wrote.Store(true)
 	for _, key := range s.cache.Dirty() {
-		ch, _, err := s.cache.Acquire(key, -1, 0, false)
+		ch, _, err := s.cache.Acquire(key, -1, "", false)
 		if err != nil || ch == nil {
 			s.log.Error().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot reopen dirty copy")
 			continue
@@ -118,10 +121,10 @@ func New(opts Options) (*Store, error) {
 		// The upload is conditional on the version the copy was started
 		// from, as before the restart: another writer's file that
 		// appeared or changed meanwhile is not replaced (a conflict
-		// copy). Records from before bases were kept have none (0):
+		// copy). Records from before bases were kept have none:
 		// unconditional, as then.
-		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: ch.Meta().Base,
-			sent: parseVersion(ch.Meta().Sent)}
+		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: peerproto.Version(ch.Meta().Base),
+			sent: parseDigest(ch.Meta().Sent)}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
 		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
