@@ -69,6 +69,10 @@ type Meta struct {
 	Base string
 	// Sent is what SetSent recorded with a dirty copy; empty if nothing.
 	Sent string
+	// Parked is, for a dirty copy set aside with Park, why it was (the
+	// mount's words); empty otherwise. Origin is the key it had then.
+	Parked string
+	Origin Key
 	// Gen is the entry's write generation (see Cache.Generation).
 	Gen uint64
 	// Detached reports that the entry was removed or replaced while pinned:
@@ -171,6 +175,8 @@ type entry struct {
 	mode       uint32
 	base       string // see Meta.Base; meaningful while dirty
 	sent       string // see record.Sent; meaningful while dirty
+	parked     string // see Meta.Parked; meaningful while dirty
+	origin     Key    // see Meta.Origin; meaningful while parked
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -195,6 +201,10 @@ func (e *entry) record() record {
 	if e.dirty {
 		r.BaseVersion, r.Sent = e.base, e.sent
 	}
+	if e.dirty && e.parked != "" {
+		r.Parked = e.parked
+		r.OriginPeer, r.OriginPath = escapeName(e.origin.Peer), escapeName(e.origin.Path)
+	}
 	if e.dirty {
 		r.DirtySince = e.dirtySince.UnixNano()
 	}
@@ -207,6 +217,7 @@ func (e *entry) meta() Meta {
 		Mode: e.mode, Gen: e.gen, Detached: e.removed}
 	if e.dirty {
 		m.Base, m.Sent = e.base, e.sent
+		m.Parked, m.Origin = e.parked, e.origin
 	}
 	return m
 }
@@ -280,6 +291,7 @@ func Open(opts Options) (*Cache, error) {
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
 			e.base, e.sent = l.rec.base(), l.rec.Sent
+			e.parked, e.origin = l.rec.Parked, l.origin
 		}
 		c.insertLocked(e)
 	}

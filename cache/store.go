@@ -61,6 +61,11 @@ type record struct {
 	// last upload that failed but may have reached the peer (opaque to
 	// the cache); empty if none.
 	Sent string `json:"sent,omitempty"`
+	// Parked, OriginPeer and OriginPath are, for a dirty entry set aside
+	// (Park), why, and the key it had then (escaped like Peer and Path).
+	Parked     string `json:"parked,omitempty"`
+	OriginPeer string `json:"originPeer,omitempty"`
+	OriginPath string `json:"originPath,omitempty"`
 }
 
 // version returns the record's Meta.Version, converting an old record's
@@ -407,6 +412,7 @@ type loaded struct {
 	id      string
 	rec     record
 	key     Key
+	origin  Key // a parked entry's Meta.Origin
 	size    int64
 	written time.Time // metadata file's mtime: recency after a restart
 	metaLen int       // metadata file's length
@@ -503,6 +509,12 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 		return l, err.Error()
 	}
 	if l.key.Path, err = unescapeName(l.rec.Path); err != nil {
+		return l, err.Error()
+	}
+	if l.origin.Peer, err = unescapeName(l.rec.OriginPeer); err != nil {
+		return l, err.Error()
+	}
+	if l.origin.Path, err = unescapeName(l.rec.OriginPath); err != nil {
 		return l, err.Error()
 	}
 	dst, err := os.Stat(c.dataPath(id))

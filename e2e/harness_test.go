@@ -92,6 +92,13 @@ func (s *syncBuffer) String() string {
 // failed.
 func start(t *testing.T, name string, stdin io.Reader, stdout io.Writer, args ...string) *proc {
 	t.Helper()
+	return startEnv(t, name, nil, stdin, stdout, args...)
+}
+
+// startEnv is start with env added to the process's environment (a later
+// value of a variable wins).
+func startEnv(t *testing.T, name string, env []string, stdin io.Reader, stdout io.Writer, args ...string) *proc {
+	t.Helper()
 	p := &proc{name: name, log: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "PEERFS_LOG_FORMAT=json")
@@ -99,6 +106,7 @@ func start(t *testing.T, name string, stdin io.Reader, stdout io.Writer, args ..
 		// Every process is a member of the tests' cluster, as in production.
 		p.cmd.Env = append(p.cmd.Env, "PEERFS_SECRET="+clusterSecret)
 	}
+	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdin = stdin
 	if stdout != nil {
 		p.cmd.Stdout = stdout

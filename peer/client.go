@@ -458,6 +458,18 @@ func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, prog
 	return c.put(ctx, m, src, progress)
 }
 
+// PeerID returns the identity of the peer's export, as its FEATURES
+// answer gave it on this connection (ClientOptions.Attrs); "" if it was
+// not asked or not told.
+func (c *Conn) PeerID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.feats == nil {
+		return ""
+	}
+	return c.feats.ID
+}
+
 // Features returns the protocol extensions the peer serves (FEATURES),
 // asked once per connection. A peer that predates the verb serves none.
 func (c *Conn) Features(ctx context.Context) (peerproto.FeaturesOK, error) {

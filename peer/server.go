@@ -70,6 +70,7 @@ type Server struct {
 	bufs  sync.Pool // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
 	files srvFiles  // open descriptors of recently read files
 	vers  *versions // version tokens of the export's files (versions.go)
+	id    string    // the export's identity (identity.go)
 
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
@@ -128,6 +129,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		done:      make(chan struct{}),
 		vers:      newVersions(),
 	}
+	if s.id, err = exportID(j); err != nil {
+		j.close()
+		return nil, fmt.Errorf("peer: server: identity of the export: %w", err)
+	}
 	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
 	if !opts.ReadOnly {
 		n, err := j.removeStaleTemps()
@@ -140,6 +145,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	return s, nil
 }
+
+// ID returns the export's identity (see identity.go): what a mount binds
+// the data it writes for this peer to.
+func (s *Server) ID() string { return s.id }
 
 // Export returns the absolute path of the exported directory.
 func (s *Server) Export() string { return s.jail.dir }

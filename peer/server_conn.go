@@ -146,7 +146,11 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 				c.attrs = true
 			}
 		}
-		return c.send(peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs}})
+		ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs}}
+		if c.attrs {
+			ok.ID = c.s.id
+		}
+		return c.send(ok)
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}

@@ -249,9 +249,12 @@ type Quit struct{}
 // ---- peer <-> peer replies ----
 
 // FeaturesOK lists the extensions a peer serves: "FEATURES OK [<word>...]",
-// e.g. "FEATURES OK inline" (PUT ... inline).
+// e.g. "FEATURES OK inline" (PUT ... inline). To a client that turned on
+// FeatureAttrs it ends in attribute words too: "id=<hex>", the identity
+// of the peer's export.
 type FeaturesOK struct {
 	Words []string
+	ID    string // the export's identity (1-64 lower-case hex digits); "" if not told
 }
 
 // Has reports whether the list names word.
@@ -583,6 +586,9 @@ func (m FeaturesOK) AppendTo(b []byte) []byte {
 	for _, w := range m.Words {
 		b = append(b, ' ')
 		b = append(b, w...)
+	}
+	if m.ID != "" {
+		b = append(append(b, " id="...), m.ID...)
 	}
 	return b
 }

@@ -126,6 +126,8 @@ var canonical = []struct {
 	{replyTo("GET"), peerproto.GetOK{Size: 5}, "GET OK 5", "GET"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{}}, "FEATURES OK", "FEATURES"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"inline", "x-2"}}, "FEATURES OK inline x-2", "FEATURES"},
+	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"attrs"}, ID: "0123456789abcdef0123456789abcdef"},
+		"FEATURES OK attrs id=0123456789abcdef0123456789abcdef", "FEATURES"},
 	{replyTo("GET"), peerproto.GetOK{}, "GET OK 0", "GET"},
 	{replyTo("LIST"), peerproto.ListOK{Count: 2}, "LIST OK 2", "LIST"},
 	{replyTo("LIST"), peerproto.ListOK{Count: peerproto.MaxListEntries}, "LIST OK 1048576", "LIST"},

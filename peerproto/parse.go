@@ -1,7 +1,6 @@
 package peerproto
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -537,12 +536,24 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		}
 	case VerbFeatures:
 		if word == "OK" {
+			m := FeaturesOK{Words: []string{}}
 			for _, a := range args {
+				if k, v, ok := strings.Cut(a, "="); ok {
+					// An attribute word; unknown keys are skipped.
+					if k == "id" {
+						if !ValidVersionToken(v) {
+							return nil, protoErr(line, "id %q is not 1-64 lower-case hex digits", v)
+						}
+						m.ID = v
+					}
+					continue
+				}
 				if !featureWord(a) {
 					return nil, protoErr(line, "feature %q is not a lower-case word", a)
 				}
+				m.Words = append(m.Words, a)
 			}
-			return FeaturesOK{Words: slices.Clone(args)}, nil
+			return m, nil
 		}
 	default:
 		return nil, protoErr(line, "no reply is defined for verb %q", verb)

@@ -49,11 +49,22 @@ type fileState struct {
 	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
 	unlinked  bool       // deleted or replaced: never upload, forget on last release
 	uploading bool       // an upload of it is under way (FileState)
+	// parked is set when the copy was set aside (unsent.go): it is not
+	// uploaded again, and its writer's flushes and fsyncs report this.
+	parked *ParkedError
+	// failures counts the retry loop's failed uploads in a row, and
+	// retryAt is when it tries again (backing off); both reset on success.
+	failures int
+	retryAt  time.Time
 	// base is the version of the peer's file this copy started from, the
 	// condition of the next PUT (peerproto.NoVersion for none, VersionNone
 	// for a file created here): a writer never silently replaces a
 	// version it has not seen.
 	base peerproto.Version
+	// owner is the peer identity this copy was written for (identity.go):
+	// it is uploaded only while the peer has it. "" for a copy from
+	// before owners were recorded.
+	owner string
 
 	// sent is the content of the last PUT whose outcome is unknown (it
 	// failed, perhaps after the peer got it all): a stalled peer may
@@ -254,7 +265,8 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
-	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime), base: peerproto.VersionNone}
+	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime),
+		base: peerproto.VersionNone, owner: s.owner(p)}
 	if exists {
 		f.base = e.Version()
 	}
@@ -265,7 +277,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 		// Empty and dirty (even an empty file is uploaded), its record
 		// written once.
-		ch, err := s.cache.Create(key, m, string(f.base))
+		ch, err := s.cache.Create(key, m, f.owner+"/"+string(f.base))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -329,7 +341,7 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	}
 	// The first write records the version this copy is (a copy whose
 	// size did not match the STAT has no version of its own).
-	ch.SetWriteBase(string(e.Version()))
+	ch.SetWriteBase(s.cacheVersion(p, e.Version()))
 	f.ch.Store(ch)
 	return ch, nil
 }
@@ -338,7 +350,7 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 // from the peer into the cache unless the cache holds a copy of this size
 // and version.
 func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, size int64, ver peerproto.Version) (*cache.Handle, error) {
-	if ch, ok, err := s.cache.Acquire(key, size, string(ver), false); err == nil && ok {
+	if ch, ok, err := s.cache.Acquire(key, size, s.cacheVersion(p, ver), false); err == nil && ok {
 		return ch, nil
 	} else if ch != nil {
 		ch.Release()
@@ -355,7 +367,7 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, size
 			}
 			body := &readerErr{r: r}
 			var err error
-			ch, err = s.cache.Fill(key, body, got, string(v))
+			ch, err = s.cache.Fill(key, body, got, s.cacheVersion(p, v))
 			switch {
 			case err == nil:
 				s.countBytes(p, got, 0)
@@ -415,7 +427,7 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 		// peer reports the same size and version: read it from the disk
 		// here instead of over the network.
 		h.looked = true
-		if ch, ok, err := s.cache.Acquire(h.key, h.size, string(h.ver), false); err == nil && ok {
+		if ch, ok, err := s.cache.Acquire(h.key, h.size, s.cacheVersion(h.p, h.ver), false); err == nil && ok {
 			h.clean = ch
 		} else if ch != nil {
 			ch.Release()
@@ -581,7 +593,8 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	// A failure to reach the peer is the turn's to report (it retries
 	// what is still pending); a conflict is final: the data went to a
 	// conflict copy, and the writer must hear of it.
-	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) {
+	// A file set aside is final too.
+	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) || errors.Is(uerr, errSetAside) {
 		return uerr
 	}
 	return err
@@ -617,7 +630,7 @@ func (s *Store) release(f *fileState) {
 	defer f.up.Unlock()
 	s.mu.Lock()
 	f.refs--
-	drop := f.refs <= 0 && (f.unlinked || !f.pending())
+	drop := f.refs <= 0 && (f.unlinked || f.parked != nil || !f.pending())
 	if drop && s.files[f.key] == f {
 		delete(s.files, f.key)
 	}
@@ -668,8 +681,11 @@ const maxResends = 4
 // caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
-	idle := f.unlinked || !f.pending()
+	idle, parked := f.unlinked || !f.pending(), f.parked
 	s.mu.Unlock()
+	if parked != nil {
+		return parked // set aside: only RetryUnsent sends it again
+	}
 	if idle {
 		return nil // nothing to upload: never wait for a round
 	}
@@ -689,8 +705,12 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	key, unlinked := f.key, f.unlinked
 	setMode, mode := f.setMode, f.mode
 	setMtime := f.setMtime
-	base := f.base
+	base, owner := f.base, f.owner
+	parked = f.parked
 	s.mu.Unlock()
+	if parked != nil {
+		return parked
+	}
 	if unlinked || (!meta.Dirty && !setMode && setMtime == nil) {
 		return nil
 	}
@@ -710,6 +730,14 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error {
+			// Only to the peer it was written for (identity.go); the
+			// connection has just told who answers.
+			if now := s.owner(p); owner != now {
+				if owner == "" {
+					return errNoOwner
+				}
+				return errForeign
+			}
 			if meta.Dirty {
 				// A second descriptor at offset 0 lets the kernel sendfile it.
 				src, err := ch.Reopen()
@@ -798,7 +826,10 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	f.uploading = false
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		final := permanent(err)
+		if !final {
+			s.log.Warn().Err(err).Str("remote_peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		}
 		if meta.Dirty {
 			// The peer may yet store what was sent (see fileState.sent),
 			// unless nothing reached it: then an earlier attempt's
@@ -815,7 +846,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			if put {
 				// Stored, but its SETATTR failed: the next upload, also
 				// after a restart, is conditional on what was stored.
-				if berr := ch.SetBase(string(e.Version())); berr != nil {
+				if berr := ch.SetBase(s.cacheVersion(p, e.Version())); berr != nil {
 					s.log.Warn().Err(berr).Str("path", key.Path).Msg("cannot record the uploaded version")
 				}
 			}
@@ -826,12 +857,15 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			}
 		}
 		p.forget(key.Path)
+		if final {
+			return s.park(f, ch, err)
+		}
 		return netErr(p, err)
 	}
 	if put {
 		f.sent = nil
 		s.countBytes(p, 0, e.Size)
-		clean, err := ch.MarkClean(meta.Gen, e.Size, string(e.Version()))
+		clean, err := ch.MarkClean(meta.Gen, e.Size, s.cacheVersion(p, e.Version()))
 		if err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
 		}
@@ -839,7 +873,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			// Written meanwhile (or the record could not be written):
 			// the copy's writes continue from what was stored, also for
 			// an upload after a restart.
-			if err := errors.Join(ch.SetBase(string(e.Version())), ch.SetSent("")); err != nil {
+			if err := errors.Join(ch.SetBase(s.cacheVersion(p, e.Version())), ch.SetSent("")); err != nil {
 				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
 			}
 		}
@@ -847,6 +881,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
 	f.remote = e
 	f.base = e.Version()
+	f.failures, f.retryAt = 0, time.Time{}
 	f.setMode = false
 	if f.setMtime == setMtime {
 		f.setMtime = nil
@@ -1030,12 +1065,12 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 		f.fetch.Lock()
 		if f.ch.Load() == nil {
 			s.mu.Lock()
-			key, base := f.key, f.base
+			key, base := f.key, f.owner+"/"+string(f.base)
 			s.mu.Unlock()
 			// Emptied without a download, and recording the version the
 			// new content replaces (a shell's "> file" opens, then
 			// truncates).
-			ch, err := s.cache.Create(key, 0, string(base))
+			ch, err := s.cache.Create(key, 0, base)
 			if err != nil {
 				f.fetch.Unlock()
 				return err

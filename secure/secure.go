@@ -109,6 +109,16 @@ func New(secret []byte) (*Config, error) {
 	return c, nil
 }
 
+// ClusterID returns a name of the cluster derived from its secret (an
+// HMAC of a fixed label, so it reveals nothing of the secret): two
+// clusters with different secrets have different IDs. A mount binds the
+// data it keeps for peers to it.
+func (c *Config) ClusterID() string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("peerfs cluster id v1"))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
 // ReadSecretFile reads a cluster secret from path, trimming surrounding
 // white space. It refuses a file that other users may read or write.
 func ReadSecretFile(path string) ([]byte, error) {

@@ -2,6 +2,7 @@ package secure
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -267,5 +268,19 @@ func TestReadSecretFile(t *testing.T) {
 	}
 	if _, err := ReadSecretFile(p); err == nil || !strings.Contains(err.Error(), "other users") {
 		t.Fatalf("world-readable file: %v", err)
+	}
+}
+
+// TestClusterID: a cluster's ID depends on its secret only, and says
+// nothing of it.
+func TestClusterID(t *testing.T) {
+	a1, err := New(secretA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, _ := New(bytes.Clone(secretA))
+	b, _ := New(secretB)
+	if a1.ClusterID() != a2.ClusterID() || a1.ClusterID() == b.ClusterID() || len(a1.ClusterID()) != 24 {
+		t.Errorf("IDs %q %q %q", a1.ClusterID(), a2.ClusterID(), b.ClusterID())
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +17,7 @@ import (
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/remote"
+	"github.com/peerfs/peerfs/secure"
 )
 
 func runMount(args []string, stderr io.Writer) error {
@@ -77,6 +80,7 @@ func runMount(args []string, stderr io.Writer) error {
 	defer ops.close()
 	store, err := remote.New(remote.Options{
 		Self:    cfg.Name,
+		Cluster: clusterID(sec, cfg.Tracker),
 		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec},
 		Cache:   c,
 		AttrTTL: cfg.AttrTimeout,
@@ -129,6 +133,17 @@ func runMount(args []string, stderr io.Writer) error {
 		log.Warn().Err(err).Msg("unmount")
 	}
 	return m.Err()
+}
+
+// clusterID names the cluster a mount binds its pending data to: derived
+// from the secret; for an insecure cluster, which has none, from the
+// tracker's address as given.
+func clusterID(sec *secure.Config, tracker string) string {
+	if sec != nil {
+		return sec.ClusterID()
+	}
+	sum := sha256.Sum256([]byte("peerfs insecure cluster\x00" + tracker))
+	return "insecure-" + hex.EncodeToString(sum[:8])
 }
 
 // cleanStaleMount unmounts a FUSE mount at mountpoint whose server is gone

@@ -68,19 +68,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
-	path := cfg.Control
-	if path == "" {
-		dir := cfg.CacheDir
-		if dir == "" {
-			name := cfg.Name
-			if name == "" {
-				name = defaultName()
-			}
-			if dir, err = defaultCacheDir(name); err != nil {
-				return err
-			}
-		}
-		path = controlPath("", dir)
+	path, err := controlSocketOf(cfg)
+	if err != nil {
+		return err
 	}
 	body, err := askDaemon(path, "/status", cfg.Timeout)
 	if err != nil {
@@ -96,6 +86,26 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = io.WriteString(stdout, r.Text())
 	return err
+}
+
+// controlSocketOf returns the control socket a status-like command asks:
+// --control, or the one in the cache directory of --cache-dir or --name.
+func controlSocketOf(cfg statusConfig) (string, error) {
+	if cfg.Control != "" {
+		return cfg.Control, nil
+	}
+	dir := cfg.CacheDir
+	if dir == "" {
+		name := cfg.Name
+		if name == "" {
+			name = defaultName()
+		}
+		var err error
+		if dir, err = defaultCacheDir(name); err != nil {
+			return "", err
+		}
+	}
+	return controlPath("", dir), nil
 }
 
 // askDaemon GETs what from the daemon's control socket at path.
@@ -264,6 +274,7 @@ func (o *mountOps) start(s *remote.Store, info remote.ReportInfo) error {
 //	GET /status         the report as JSON (remote.Report)
 //	GET /status?text=1  the report as text
 //	POST /sync          run a SYNC round; 200 or 500 with the error
+//	POST /unsent/...    see registerUnsent
 func (o *mountOps) startControl(s *remote.Store) error {
 	dir := filepath.Dir(o.control)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -305,6 +316,7 @@ func (o *mountOps) startControl(s *remote.Store) error {
 		}
 		_, _ = io.WriteString(w, "SYNC OK\n")
 	})
+	registerUnsent(mux, s)
 	o.controlLn = ln
 	o.controlSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	o.controlErr = make(chan error, 1)
