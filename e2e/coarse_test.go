@@ -64,7 +64,9 @@ func (w *openWaitClose) result(t *testing.T) string {
 // and close, over and over, each round within one second. Never may both
 // closes succeed: that would mean one write was silently replaced by the
 // other (an upload conditional on an mtime lets the stale one through).
-// The loser gets ESTALE and its data is kept as a conflict copy.
+// The loser gets ESTALE and its data is kept as a conflict copy. Where a
+// round did not fit in one second (a slow machine), the test gives the
+// first writer's version the base's mtime, as one second would have.
 func TestCoarseTimesTwoWriters(t *testing.T) {
 	c := newCluster(t)
 	store := c.mountExport("store", testfs.Coarse(t, 64))
@@ -79,20 +81,28 @@ func TestCoarseTimesTwoWriters(t *testing.T) {
 	for round := range rounds {
 		testfs.SameSecond(600 * time.Millisecond)
 		// The version both writers start from, written in this second.
-		writeFile(t, filepath.Join(store.export, name), []byte(fmt.Sprintf("round %02d base\n", round)))
+		file := filepath.Join(store.export, name)
+		writeFile(t, file, []byte(fmt.Sprintf("round %02d base\n", round)))
+		baseInfo, err := os.Stat(file)
+		if err != nil {
+			t.Fatal(err)
+		}
 		time.Sleep(150 * time.Millisecond)
 		d1 := []byte(fmt.Sprintf("round %02d by w1\n", round))
 		d2 := []byte(fmt.Sprintf("round %02d by w2\n", round))
 		a := startOpenWaitClose(t, filepath.Join(w1.dir(store), name), d1)
 		b := startOpenWaitClose(t, filepath.Join(w2.dir(store), name), d2)
-		before := time.Now()
 		a.start()
 		ra := a.result(t)
+		if st, err := os.Stat(file); err == nil {
+			if st.ModTime().Equal(baseInfo.ModTime()) {
+				sameSecond++
+			} else if err := os.Chtimes(file, time.Time{}, baseInfo.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b.start()
 		rb := b.result(t)
-		if time.Now().Truncate(time.Second).Equal(before.Truncate(time.Second)) {
-			sameSecond++
-		}
 		final, err := os.ReadFile(filepath.Join(store.export, name))
 		if err != nil {
 			t.Fatal(err)
@@ -122,9 +132,7 @@ func TestCoarseTimesTwoWriters(t *testing.T) {
 			t.Fatalf("round %d: the second writer's data was not kept as a conflict copy", round)
 		}
 	}
-	if sameSecond == 0 {
-		t.Fatal("no round fitted in one second: the test did not exercise coarse timestamps")
-	}
+	t.Logf("%d of %d rounds fitted in one second by themselves", sameSecond, rounds)
 }
 
 // TestCoarseTimesReaderSeesNewContent: a mount that read a file reads its
@@ -147,8 +155,18 @@ func TestCoarseTimesReaderSeesNewContent(t *testing.T) {
 		if got, err := os.ReadFile(filepath.Join(r.dir(store), path)); err != nil || !bytes.Equal(got, old) {
 			t.Fatalf("round %d: first read %q %v", round, got, err)
 		}
+		oldInfo, err := os.Stat(filepath.Join(store.export, path))
+		if err != nil {
+			t.Fatal(err)
+		}
 		writeFile(t, filepath.Join(w.dir(store), path), neu)
 		st1, _ := os.Stat(filepath.Join(store.export, path))
+		if !st1.ModTime().Equal(oldInfo.ModTime()) {
+			// Not within one second (a slow machine): as if it were.
+			if err := os.Chtimes(filepath.Join(store.export, path), time.Time{}, oldInfo.ModTime()); err != nil {
+				t.Fatal(err)
+			}
+		}
 		time.Sleep(400 * time.Millisecond) // past r's attribute timeout
 		got, err := os.ReadFile(filepath.Join(r.dir(store), path))
 		if err != nil {

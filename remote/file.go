@@ -164,6 +164,11 @@ type handle struct {
 	key   cache.Key
 	flags int
 	state *fileState // non-nil: reads and writes use the local copy
+	// diverted is set (under Store.mu) when an upload of state, not
+	// necessarily this handle's, found the file replaced by another
+	// writer and kept this copy as a conflict copy: the writer must hear
+	// of it at its own fsync and close (ESTALE), whoever sent it.
+	diverted error
 
 	mu     sync.Mutex        // protects the fields below
 	size   int64             // remote size at open
@@ -572,7 +577,18 @@ func (s *Store) Flush(ctx context.Context, fh uint64) error {
 	if h.state == nil || !h.writable() {
 		return nil // readers never wait for uploads
 	}
-	return s.upload(ctx, h.state, false)
+	if err := s.upload(ctx, h.state, false); err != nil {
+		return err
+	}
+	return s.divertedErr(h)
+}
+
+// divertedErr returns what h's writer must still hear of: that its data
+// went to a conflict copy (handle.diverted).
+func (s *Store) divertedErr(h *handle) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return h.diverted
 }
 
 // Fsync implements fusefs.Store: a writer's fsync runs the SYNC round.
@@ -597,7 +613,10 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) || errors.Is(uerr, errSetAside) {
 		return uerr
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.divertedErr(h)
 }
 
 // Release implements fusefs.Store.
@@ -899,7 +918,15 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.log.Debug().Str("peer", key.Peer).Str("path", key.Path).Int64("size", e.Size).Msg("uploaded")
 	if conflict != nil {
 		s.notify(key.Peer, parent(key.Path))
-		return fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
+		err := fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
+		s.mu.Lock()
+		for _, h := range s.handles {
+			if h.state == f {
+				h.diverted = err
+			}
+		}
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }

@@ -267,6 +267,8 @@ func (s *testStore) names(t *testing.T, peerName, dir string) []string {
 func (s *testStore) noLeftovers(t *testing.T) {
 	t.Helper()
 	testutil.Eventually(t, "no pending uploads", func() bool { f, _ := s.PendingInfo(); return f == 0 })
+	// An upload unpins its copy just after it leaves the queue.
+	testutil.Eventually(t, "no pinned copies", func() bool { return s.cache.Stats().Pinned == 0 })
 	s.mu.Lock()
 	states, handles := len(s.files), len(s.handles)
 	s.mu.Unlock()
