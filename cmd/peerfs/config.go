@@ -29,7 +29,7 @@ type LogConfig struct {
 // user of the machine (ps).
 type SecurityConfig struct {
 	Secret     string `envconfig:"SECRET" flag:"-" desc:"cluster secret (at least 16 bytes; 32 random bytes recommended); environment only"`
-	SecretFile string `envconfig:"SECRET_FILE" desc:"file holding the cluster secret (must not be readable by other users)"`
+	SecretFile string `envconfig:"SECRET_FILE" desc:"file holding the cluster secret (owner-only: mode 0600 or 0400)"`
 	Insecure   bool   `envconfig:"INSECURE" default:"false" desc:"run without a secret: plaintext and unauthenticated (trusted networks only)"`
 }
 
