@@ -195,3 +195,36 @@ func TestReadOnlyPeerEROFS(t *testing.T) {
 		t.Errorf("a.txt changed: %q", b)
 	}
 }
+
+// TestAllowSetuid: a peer strips the setuid and setgid bits a client asks
+// for, unless started with --allow-setuid (peer and mount alike).
+func TestAllowSetuid(t *testing.T) {
+	c := newCluster(t)
+	alice := c.mount("alice", "--allow-setuid")
+	type server struct{ name, export, addr string }
+	servers := []server{{"alice (mount --allow-setuid)", alice.export, alice.listen}}
+	for _, args := range [][]string{nil, {"--allow-setuid"}} {
+		s := server{"peer " + strings.Join(args, " "), t.TempDir(), freeAddr(t)}
+		start(t, s.name, nil, nil, append([]string{"peer", "--shell", "off", "--export", s.export,
+			"--listen", s.addr, "--tracker", c.tracker}, args...)...)
+		waitListening(t, s.addr)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		writeFile(t, filepath.Join(s.export, "prog"), []byte("#!/bin/sh\nid\n"))
+		m := dialLine(t, s.addr)
+		m.expect("CONNECT OK")
+		m.send("SETATTR prog mode=04755\n")
+		got := m.line()
+		want, wantMode := "SETATTR OK f 0755 ", os.FileMode(0o755)
+		if strings.Contains(s.name, "--allow-setuid") {
+			want, wantMode = "SETATTR OK f 04755 ", 0o755|os.ModeSetuid
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("%s: %q, want %q...", s.name, got, want)
+		}
+		if fi, err := os.Stat(filepath.Join(s.export, "prog")); err != nil || fi.Mode() != wantMode {
+			t.Errorf("%s: mode %v (%v), want %v", s.name, fi.Mode(), err, wantMode)
+		}
+	}
+}

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 )
@@ -331,4 +333,81 @@ func TestIdleFloodPlain(t *testing.T) {
 		c.Close()
 		return true
 	})
+}
+
+// TestSetuidFromClients: a client cannot plant a setuid or setgid program
+// or directory: SETATTR mode=, MKDIR <mode>, a PUT replacing a setuid
+// file and a SETATTR size= of one all end without the bits, as on a nosuid
+// export; sticky bits stay. With AllowSetuid they are kept.
+func TestSetuidFromClients(t *testing.T) {
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	for _, allow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "AllowSetuid"}[allow], func(t *testing.T) {
+			export := t.TempDir()
+			for _, name := range []string{"chmod", "put", "inline", "truncate", "touch"} {
+				p := srvWriteFile(t, export, name, "#!/bin/sh\nid\n")
+				if name != "chmod" {
+					if err := os.Chmod(p, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := os.Mkdir(filepath.Join(export, "dir"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			_, addr := srvTestServe(t, ServerOptions{Export: export, AllowSetuid: allow})
+			c := srvTestConnect(t, addr)
+			// kept returns want as is with AllowSetuid, and without its
+			// setuid and setgid bits otherwise.
+			kept := func(want os.FileMode) os.FileMode {
+				if allow {
+					return want
+				}
+				return want &^ (os.ModeSetuid | os.ModeSetgid)
+			}
+			wantReply := func(req, prefix string) {
+				t.Helper()
+				if got := c.roundTrip(req); !strings.HasPrefix(got, prefix) {
+					t.Errorf("%s: %q, want %q...", req, got, prefix)
+				}
+			}
+			if allow {
+				wantReply("SETATTR chmod mode=06755", "SETATTR OK f 06755 ")
+			} else {
+				wantReply("SETATTR chmod mode=06755", "SETATTR OK f 0755 ")
+			}
+			wantReply("SETATTR dir mode=03775", map[bool]string{false: "SETATTR OK d 01775 ", true: "SETATTR OK d 03775 "}[allow])
+			wantReply("MKDIR new 02777", "MKDIR OK")
+			wantReply("MKDIR newsuid 04755", "MKDIR OK")
+			wantReply("MKDIR tmp 01777", "MKDIR OK")
+			if r := c.put("put", []byte("#!/bin/sh\nrm -rf /\n")); !strings.HasPrefix(r, "PUT DONE ") {
+				t.Fatal(r)
+			}
+			c.send("PUT inline 5 async inline\nhello")
+			c.expectPrefix("PUT DONE 5 ")
+			wantReply("SETATTR truncate size=3", "SETATTR OK f ")
+			wantReply("SETATTR touch mtime=1000000000", "SETATTR OK f 06755 ")
+
+			for name, want := range map[string]os.FileMode{
+				"chmod": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"dir":   kept(0o775 | os.ModeDir | os.ModeSetgid | os.ModeSticky),
+				// Special bits are set with a chmod, which the umask (022)
+				// does not trim; without them, mkdir's mode is trimmed.
+				"new":      map[bool]os.FileMode{false: 0o755 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
+				"newsuid":  kept(0o755 | os.ModeDir | os.ModeSetuid),
+				"tmp":      0o777 | os.ModeDir | os.ModeSticky,
+				"put":      kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"inline":   kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"truncate": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				// No new content, no mode asked: the owner's bits stay.
+				"touch": 0o755 | os.ModeSetuid | os.ModeSetgid,
+			} {
+				fi, err := os.Stat(filepath.Join(export, name))
+				if err != nil || fi.Mode() != want {
+					t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode(), err, want)
+				}
+			}
+		})
+	}
 }

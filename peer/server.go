@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
@@ -56,8 +57,28 @@ type ServerOptions struct {
 	// HandshakeTimeout bounds the TLS handshake and proofs; 0 means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// AllowSetuid keeps the setuid and setgid bits that clients ask for
+	// (SETATTR mode=, MKDIR <mode>) and those of a file that a PUT or a
+	// SETATTR size= changes. By default they are stripped, as if the
+	// export were mounted nosuid: a client must not plant a program that
+	// runs with the rights of this process's user (root, often). Sticky
+	// bits are kept either way.
+	AllowSetuid bool
 
 	Logger zerolog.Logger
+}
+
+// srvPrivBits are the mode bits that make a program run with its owner's
+// or its group's rights.
+const srvPrivBits = unix.S_ISUID | unix.S_ISGID
+
+// clientMode returns the permission bits (07777) a client may give a file
+// or directory: mode without setuid and setgid, unless AllowSetuid.
+func (s *Server) clientMode(mode uint32) uint32 {
+	if s.opts.AllowSetuid {
+		return mode & 0o7777
+	}
+	return mode & 0o7777 &^ srvPrivBits
 }
 
 // Server serves one exported directory to other peers, many clients at

@@ -177,7 +177,7 @@ type srvPutTarget struct {
 	dir    string      // target's directory, "" for the export
 	base   string      // target's last element
 	dfd    int         // dir, open; the caller closes it with jail.closeDir
-	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
 }
@@ -228,7 +228,11 @@ func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
 			// A FIFO, a device, or a link still (changed meanwhile).
 			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
 		case err == nil:
-			t.st, t.exists, t.mode = st, true, st.Mode&0o7777
+			// The new content keeps the old file's mode, but not its
+			// setuid or setgid bit (unless the export allows them): like
+			// a write by a process without CAP_FSETID, a client's new
+			// content must not run with the owner's rights.
+			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil
 		}
