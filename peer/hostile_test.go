@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -238,9 +240,9 @@ func TestHostileLines(t *testing.T) {
 	}
 }
 
-// hostileFlood opens n idle connections to addr and closes them at the end
-// of the test.
-func hostileFlood(t *testing.T, addr string, n int) []net.Conn {
+// hostileFlood opens n idle connections to addr from local address from
+// ("" for any) and closes them at the end of the test.
+func hostileFlood(t *testing.T, addr, from string, n int) []net.Conn {
 	t.Helper()
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(2*n+1000) {
@@ -256,8 +258,12 @@ func hostileFlood(t *testing.T, addr string, n int) []net.Conn {
 			c.Close()
 		}
 	})
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	for range n {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatalf("flood connection %d: %v", len(conns), err)
 		}
@@ -273,15 +279,26 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
-// TestIdleFloodSecure: 2000 idle connections that never start TLS take no
-// connection slot; a member is served meanwhile; memory stays bounded.
+// TestIdleFloodSecure: 2000 idle connections from four addresses that
+// never start TLS take no connection slot, and no more than
+// MaxPendingPerSource each are kept open; a member is served meanwhile;
+// memory stays bounded.
 func TestIdleFloodSecure(t *testing.T) {
 	export := t.TempDir()
 	srvWriteFile(t, export, "a.txt", "aaa")
-	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 16,
+	s, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 16,
 		Secure: hostileSecure(t, hostileSecret), HandshakeTimeout: 5 * time.Second})
 	before := heapInUse()
-	hostileFlood(t, addr, 2000)
+	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		hostileFlood(t, addr, from, 500)
+	}
+	srvEventually(t, "the flood accepted", func() bool {
+		st := s.gate.Stats()
+		return uint64(st.Pending)+st.RefusedTotal() >= 2000
+	})
+	if st := s.gate.Stats(); st.Pending > 4*secure.DefaultMaxPendingPerSource || st.Refused[secure.ReasonPerSource] == 0 {
+		t.Errorf("gate after the flood: %+v, want at most %d pending", st, 4*secure.DefaultMaxPendingPerSource)
+	}
 	ctx := context.Background()
 	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
 	if err != nil {
@@ -307,7 +324,7 @@ func TestIdleFloodPlain(t *testing.T) {
 	srvWriteFile(t, export, "a.txt", "aaa")
 	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 64})
 	before := heapInUse()
-	conns := hostileFlood(t, addr, 2000)
+	conns := hostileFlood(t, addr, "", 2000)
 	refused := 0
 	for _, c := range conns[1000:] {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -409,5 +426,134 @@ func TestSetuidFromClients(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// hostileDialFrom connects to addr from local address from.
+func hostileDialFrom(t *testing.T, addr, from string) *srvTestClient {
+	t.Helper()
+	d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &srvTestClient{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+// hostileClosed reports whether the server closed c's connection within
+// wait: a read sees EOF (or a reset) rather than a timeout.
+func hostileClosed(c *srvTestClient, wait time.Duration) bool {
+	c.nc.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.r.ReadByte()
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestPendingLimits: connections still in the handshake are capped per
+// source address (the excess closed at once) and in all (a new one evicts
+// the oldest), so a few addresses cannot pile up sockets; a member from
+// elsewhere is served meanwhile, and the refusals are counted.
+func TestPendingLimits(t *testing.T) {
+	export := t.TempDir()
+	srvWriteFile(t, export, "a.txt", "aaa")
+	s, addr := srvTestServe(t, ServerOptions{Export: export, Secure: hostileSecure(t, hostileSecret),
+		HandshakeTimeout: time.Minute, MaxPendingPerSource: 3, MaxPending: 5})
+	var first []*srvTestClient
+	for range 3 {
+		first = append(first, hostileDialFrom(t, addr, "127.0.0.2"))
+	}
+	srvEventually(t, "3 pending", func() bool { return s.gate.Stats().Pending == 3 })
+	if excess := hostileDialFrom(t, addr, "127.0.0.2"); !hostileClosed(excess, 5*time.Second) {
+		t.Fatal("a 4th silent connection from 127.0.0.2 was kept")
+	}
+	other := []*srvTestClient{hostileDialFrom(t, addr, "127.0.0.3"), hostileDialFrom(t, addr, "127.0.0.3")}
+	srvEventually(t, "5 pending", func() bool { return s.gate.Stats().Pending == 5 })
+	if hostileClosed(other[0], 100*time.Millisecond) || hostileClosed(first[2], 100*time.Millisecond) {
+		t.Fatal("a connection within the limits was closed")
+	}
+	// At MaxPending, the next one (from a third address) evicts the
+	// oldest.
+	third := hostileDialFrom(t, addr, "127.0.0.4")
+	if !hostileClosed(first[0], 5*time.Second) {
+		t.Fatal("the oldest pending connection was not evicted")
+	}
+	if hostileClosed(third, 100*time.Millisecond) {
+		t.Fatal("the newest connection was closed")
+	}
+	st := s.gate.Stats()
+	if st.Pending != 5 || st.Refused[secure.ReasonPerSource] != 1 || st.Refused[secure.ReasonEvicted] != 1 {
+		t.Fatalf("gate: %+v", st)
+	}
+	// A member from 127.0.0.1 evicts another stranger and is served.
+	ctx := context.Background()
+	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
+	if err != nil {
+		t.Fatalf("member: %v", err)
+	}
+	defer m.Close()
+	var buf bytes.Buffer
+	if _, err := m.Get(ctx, "a.txt", 0, -1, &buf, nil); err != nil || buf.String() != "aaa" {
+		t.Fatalf("member GET: %q, %v", buf.String(), err)
+	}
+}
+
+// TestRefusalsLogBounded: a flood of strangers (plaintext clients, wrong
+// secrets, connections over the per-source cap) is logged at a bounded
+// rate, one summary line per interval, and the lines account for every
+// refusal.
+func TestRefusalsLogBounded(t *testing.T) {
+	var log srvLog
+	const interval = 100 * time.Millisecond
+	s, addr := srvTestServeLog(t, ServerOptions{Secure: hostileSecure(t, hostileSecret),
+		HandshakeTimeout: 5 * time.Second, MaxPendingPerSource: 4, RefusalLogInterval: interval}, &log)
+	const plain, strangers = 600, 20
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		wg.Go(func() {
+			for range plain / 4 {
+				// Sent and closed at once: refused as plaintext, or
+				// closed over the per-source cap.
+				d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				nc, err := d.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				nc.Write([]byte("GET a.txt\n"))
+				nc.Close()
+			}
+			for range strangers / 4 {
+				nc, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, err = hostileSecure(t, strangeSecret).Client(nc, srvTestTimeout)
+				if !errors.Is(err, secure.ErrNotMember) {
+					t.Errorf("stranger %d: %v", w, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	srvEventually(t, "every refusal counted", func() bool {
+		return s.gate.Stats().RefusedTotal() == plain+strangers
+	})
+	elapsed := time.Since(start)
+	st := s.gate.Stats()
+	if err := s.Close(); err != nil { // logs the last summary
+		t.Fatal(err)
+	}
+	lines, counted := log.refusals(t)
+	if counted != plain+strangers {
+		t.Errorf("the log accounts for %d refusals, want %d (%+v)", counted, plain+strangers, st)
+	}
+	if bound := 3 + int(elapsed/interval); lines > bound {
+		t.Errorf("%d refusal lines in %v, want at most %d", lines, elapsed, bound)
+	}
+	if st.Refused[secure.ReasonNotMember] != strangers {
+		t.Errorf("not-member refusals: %+v", st)
 	}
 }

@@ -57,6 +57,20 @@ type ServerOptions struct {
 	// HandshakeTimeout bounds the TLS handshake and proofs; 0 means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxPendingPerSource bounds the connections from one source (IPv4
+	// address or IPv6 /64) still in the TLS handshake and proofs; more
+	// are closed at once. 0 means secure.DefaultMaxPendingPerSource.
+	// With Secure nil there is no handshake: MaxConns alone applies.
+	MaxPendingPerSource int
+	// MaxPending bounds the connections in the handshake from everywhere;
+	// at the limit a new one evicts the oldest. 0 means
+	// secure.DefaultMaxPending.
+	MaxPending int
+	// RefusalLogInterval: refused connections (strangers, and the excess
+	// over the limits above and MaxConns) are logged one line per
+	// interval at most, with counts; 0 means
+	// secure.DefaultRefusalLogInterval.
+	RefusalLogInterval time.Duration
 	// AllowSetuid keeps the setuid and setgid bits that clients ask for
 	// (SETATTR mode=, MKDIR <mode>) and those of a file that a PUT or a
 	// SETATTR size= changes. By default they are stripped, as if the
@@ -88,8 +102,9 @@ type Server struct {
 	opts  ServerOptions
 	jail  *jail
 	log   zerolog.Logger
-	bufs  sync.Pool // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
-	files srvFiles  // open descriptors of recently read files
+	gate  *secure.Gate // connections before membership, and the log of refusals
+	bufs  sync.Pool    // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
+	files srvFiles     // open descriptors of recently read files
 
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
@@ -147,6 +162,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 	}
+	s.gate = secure.NewGate(secure.GateOptions{
+		MaxPendingPerSource: opts.MaxPendingPerSource,
+		MaxPending:          opts.MaxPending,
+		RefusalLogInterval:  opts.RefusalLogInterval,
+		Logger:              s.log,
+	})
 	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
 	if !opts.ReadOnly {
 		n, err := j.removeStaleTemps()
@@ -212,7 +233,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return nil
 		}
-		go s.handle(nc)
+		var p *secure.Pending
+		if s.opts.Secure != nil {
+			var ok bool
+			if p, ok = s.gate.Enter(nc); !ok {
+				// Too many handshakes from its source: closed at once,
+				// counted and logged (at a bounded rate) by the gate.
+				nc.Close()
+				s.untrack(nc, false)
+				continue
+			}
+		}
+		go s.handle(nc, p)
 	}
 }
 
@@ -303,6 +335,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.gate.Close()
 	s.files.close()
 	if cerr := s.jail.close(); err == nil {
 		err = cerr
@@ -312,8 +345,9 @@ func (s *Server) Close() error {
 }
 
 // handle serves one connection until it ends. nc is the accepted socket;
-// with Options.Secure the protocol runs over TLS on top of it.
-func (s *Server) handle(nc net.Conn) {
+// with Options.Secure the protocol runs over TLS on top of it, after the
+// handshake that p (from the gate) stands for.
+func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 	admitted := false
 	defer func() { s.untrack(nc, admitted) }()
 	// Closing the socket, not the TLS layer: no close_notify that could
@@ -324,31 +358,36 @@ func (s *Server) handle(nc net.Conn) {
 	conn := nc
 	if s.opts.Secure != nil {
 		// Before admission: a stranger never takes a connection slot, and
-		// a handshake is bounded by HandshakeTimeout.
+		// a handshake is bounded by HandshakeTimeout. Refusals are
+		// counted and logged by the gate, at a bounded rate: a flood of
+		// strangers must not flood the log.
 		sc, err := s.opts.Secure.Server(nc, s.opts.HandshakeTimeout)
+		if err != nil {
+			p.Refuse(err)
+		}
 		switch {
 		case err == nil:
+			if !p.Done() {
+				return // evicted by newer handshakes meanwhile
+			}
 			conn = sc
 		case errors.Is(err, secure.ErrNotMember):
-			log.Warn().Err(err).Msg("refused connection: not a member of this cluster")
 			sc.SetWriteDeadline(time.Now().Add(time.Second))
 			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 				peerproto.CodeDenied, "not a member of this cluster")})
 			return
 		case errors.Is(err, secure.ErrPlaintext):
-			log.Warn().Err(err).Msg("refused plaintext connection")
 			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 				peerproto.CodeDenied, "this peer speaks TLS only: connect with the cluster secret (PEERFS_SECRET)")})
 			return
 		default:
-			log.Info().Err(err).Msg("handshake failed")
 			return
 		}
 	}
 
 	admitted = s.admit()
 	if !admitted {
-		log.Warn().Int("max_conns", s.opts.MaxConns).Msg("refused connection: too many connections")
+		s.gate.Refused(nc.RemoteAddr(), secure.ReasonBusy, fmt.Errorf("too many connections (max_conns %d)", s.opts.MaxConns))
 		conn.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
 		peerproto.WriteMessage(conn, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 			peerproto.CodeBusy, "too many connections (%d)", s.opts.MaxConns)})
