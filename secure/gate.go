@@ -149,8 +149,11 @@ func (g *Gate) Enter(nc net.Conn) (*Pending, bool) {
 
 // Done ends the pending state of a connection whose handshake succeeded.
 // It reports false if the connection was evicted meanwhile (its socket is
-// closed; the caller drops it).
+// closed; the caller drops it). Done of a nil *Pending does nothing.
 func (p *Pending) Done() bool {
+	if p == nil {
+		return true
+	}
 	g := p.g
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -160,8 +163,12 @@ func (p *Pending) Done() bool {
 
 // Refuse ends the pending state of a connection whose handshake failed
 // with err, counting and logging it under Reason(err) (unless it was
-// evicted, which was counted then).
+// evicted, which was counted then). Refuse of a nil *Pending does
+// nothing.
 func (p *Pending) Refuse(err error) {
+	if p == nil {
+		return
+	}
 	g := p.g
 	reason := Reason(err)
 	g.mu.Lock()
