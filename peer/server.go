@@ -32,6 +32,13 @@ const (
 	DefaultHeaderTimeout = 10 * time.Second
 	// DefaultHandshakeTimeout bounds the TLS handshake and membership proofs.
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultMinTransferRate is the least a PUT or GET payload must
+	// average, in bytes per second, over any span longer than
+	// DefaultTransferWindow.
+	DefaultMinTransferRate = 4 << 10
+	// DefaultTransferWindow is how far a transfer may fall behind
+	// DefaultMinTransferRate: the longest it may stall after moving fast.
+	DefaultTransferWindow = 30 * time.Second
 )
 
 // ServerOptions configures a Server.
@@ -50,6 +57,19 @@ type ServerOptions struct {
 	// newline, so a client trickling bytes cannot hold a connection; 0
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// MinTransferRate (bytes per second) and TransferWindow cut a
+	// transfer (a PUT's payload, a GET's data) that is too slow, so that
+	// clients trickling bytes cannot hold the transfer slots: each byte
+	// moved buys 1/MinTransferRate s, and the time bought runs at most
+	// TransferWindow ahead; a transfer whose time runs out is cut. So
+	// over any span longer than TransferWindow it moves at least
+	// MinTransferRate x (span - TransferWindow) bytes, and it may stall
+	// for TransferWindow after moving fast. IOTimeout still bounds each
+	// read and write. 0 means DefaultMinTransferRate and
+	// DefaultTransferWindow; a negative MinTransferRate turns the check
+	// off.
+	MinTransferRate int64
+	TransferWindow  time.Duration
 	// Secure, if set, makes every connection TLS with a membership proof
 	// (package secure) before anything else is said; nil serves the
 	// plaintext protocol to anyone.
@@ -146,6 +166,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	if opts.HeaderTimeout <= 0 {
 		opts.HeaderTimeout = DefaultHeaderTimeout
+	}
+	if opts.MinTransferRate == 0 {
+		opts.MinTransferRate = DefaultMinTransferRate
+	}
+	if opts.TransferWindow <= 0 {
+		opts.TransferWindow = DefaultTransferWindow
 	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
@@ -395,9 +421,10 @@ func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 	}
 	log.Info().Bool("tls", s.opts.Secure != nil).Msg("connected")
 	c := &srvConn{s: s, nc: conn, log: log}
-	c.rd = &srvDeadlineReader{nc: conn}
+	c.rate = srvRate{perSec: s.opts.MinTransferRate, window: s.opts.TransferWindow}
+	c.rd = &srvDeadlineReader{nc: conn, rate: &c.rate}
 	c.r = bufio.NewReaderSize(c.rd, 64<<10)
-	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout}, 64<<10)
+	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout, rate: &c.rate}, 64<<10)
 	err := c.serve()
 	switch {
 	case err == nil, s.isClosed():
@@ -412,34 +439,4 @@ func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 func srvIsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// srvDeadlineReader renews the read deadline before every read, so a peer
-// that keeps sending survives however long the transfer, and one that
-// stalls is cut after timeout.
-type srvDeadlineReader struct {
-	nc      net.Conn
-	timeout time.Duration // 0 while the caller manages the deadline itself
-}
-
-func (r *srvDeadlineReader) Read(p []byte) (int, error) {
-	if r.timeout > 0 {
-		if err := r.nc.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
-			return 0, err
-		}
-	}
-	return r.nc.Read(p)
-}
-
-// srvDeadlineWriter renews the write deadline before every write.
-type srvDeadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-func (w *srvDeadlineWriter) Write(p []byte) (int, error) {
-	if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return 0, err
-	}
-	return w.nc.Write(p)
 }

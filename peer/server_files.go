@@ -344,6 +344,8 @@ func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
 // before each write, so a big upload costs one write(2) per MiB rather
 // than one per TLS record.
 func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	if size <= int64(c.r.Size()) {
 		b, err := c.r.Peek(int(size))
 		if len(b) > 0 {
@@ -381,6 +383,8 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 
 // discard reads and drops n payload bytes: an inline PUT's, refused.
 func (c *srvConn) discard(n int64) error {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	for n > 0 {
 		k, err := c.r.Discard(int(min(n, 1<<30)))
 		n -= int64(k)
@@ -431,6 +435,8 @@ func (c *srvConn) get(m peerproto.Get) error {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
 	defer c.s.endTransfer()
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	var n int64
 	if size := st.Size; m.Offset < size {
 		n = size - m.Offset
@@ -463,13 +469,15 @@ func (c *srvConn) get(m peerproto.Get) error {
 			return err
 		}
 		for c.bytes < n {
-			if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+			chunk := min(srvSendChunk, n-c.bytes)
+			if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), chunk)); err != nil {
 				return err
 			}
-			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, min(srvSendChunk, n-c.bytes))
+			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, chunk)
 			c.bytes += k
+			c.rate.moved(k, time.Now())
 			if err != nil {
-				return c.shrank(m.Name, n, err)
+				return c.shrank(m.Name, n, c.rate.cut(err))
 			}
 		}
 		return nil
@@ -488,12 +496,14 @@ func (c *srvConn) get(m peerproto.Get) error {
 			c.bytes += int64(k)
 			return c.shrank(m.Name, n, err)
 		}
-		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+		if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), int64(k))); err != nil {
 			return err
 		}
-		if _, err := c.nc.Write(buf[:k]); err != nil {
+		w, err := c.nc.Write(buf[:k])
+		c.rate.moved(int64(w), time.Now())
+		if err != nil {
 			c.result = "cut"
-			return err
+			return c.rate.cut(err)
 		}
 		c.bytes += int64(k)
 	}
