@@ -19,12 +19,13 @@ type srvConn struct {
 	s   *Server
 	nc  net.Conn
 	rd  *srvDeadlineReader // under r; its timeout is switched between idle and I/O
-	// rate cuts a transfer below the minimum rate, while one runs; rd
-	// and w's writer use it.
-	rate srvRate
 	r   *bufio.Reader      // request lines and PUT payloads, both from this one reader
 	w   *bufio.Writer      // replies; flushed at the end of each
 	log zerolog.Logger
+
+	// rate cuts a transfer below the minimum rate, while one runs; rd
+	// and w's writer use it.
+	rate srvRate
 
 	result string // outcome of the current request, for the debug log
 	bytes  int64  // payload bytes moved by the current request
