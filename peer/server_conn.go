@@ -23,6 +23,9 @@ type srvConn struct {
 	w   *bufio.Writer      // replies; flushed at the end of each
 	log zerolog.Logger
 
+	// rate cuts a transfer below the minimum rate, while one runs; rd
+	// and w's writer use it.
+	rate srvRate
 	// attrs: the client asked for attribute words ("FEATURES attrs"):
 	// entries and PUT DONE carry version tokens.
 	attrs bool

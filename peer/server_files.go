@@ -188,7 +188,7 @@ type srvPutTarget struct {
 	dir    string      // target's directory, "" for the export
 	base   string      // target's last element
 	dfd    int         // dir, open; the caller closes it with jail.closeDir
-	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
 }
@@ -239,7 +239,11 @@ func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
 			// A FIFO, a device, or a link still (changed meanwhile).
 			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
 		case err == nil:
-			t.st, t.exists, t.mode = st, true, st.Mode&0o7777
+			// The new content keeps the old file's mode, but not its
+			// setuid or setgid bit (unless the export allows them): like
+			// a write by a process without CAP_FSETID, a client's new
+			// content must not run with the owner's rights.
+			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil
 		}
@@ -358,6 +362,8 @@ func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
 // before each write, so a big upload costs one write(2) per MiB rather
 // than one per TLS record.
 func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	if size <= int64(c.r.Size()) {
 		b, err := c.r.Peek(int(size))
 		if len(b) > 0 {
@@ -395,6 +401,8 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 
 // discard reads and drops n payload bytes: an inline PUT's, refused.
 func (c *srvConn) discard(n int64) error {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	for n > 0 {
 		k, err := c.r.Discard(int(min(n, 1<<30)))
 		n -= int64(k)
@@ -445,6 +453,8 @@ func (c *srvConn) get(m peerproto.Get) error {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
 	defer c.s.endTransfer()
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	var n int64
 	if size := st.Size; m.Offset < size {
 		n = size - m.Offset
@@ -477,13 +487,15 @@ func (c *srvConn) get(m peerproto.Get) error {
 			return err
 		}
 		for c.bytes < n {
-			if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+			chunk := min(srvSendChunk, n-c.bytes)
+			if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), chunk)); err != nil {
 				return err
 			}
-			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, min(srvSendChunk, n-c.bytes))
+			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, chunk)
 			c.bytes += k
+			c.rate.moved(k, time.Now())
 			if err != nil {
-				return c.shrank(m.Name, n, err)
+				return c.shrank(m.Name, n, c.rate.cut(err))
 			}
 		}
 		return nil
@@ -502,12 +514,14 @@ func (c *srvConn) get(m peerproto.Get) error {
 			c.bytes += int64(k)
 			return c.shrank(m.Name, n, err)
 		}
-		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+		if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), int64(k))); err != nil {
 			return err
 		}
-		if _, err := c.nc.Write(buf[:k]); err != nil {
+		w, err := c.nc.Write(buf[:k])
+		c.rate.moved(int64(w), time.Now())
+		if err != nil {
 			c.result = "cut"
-			return err
+			return c.rate.cut(err)
 		}
 		c.bytes += int64(k)
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -263,11 +264,25 @@ func TestReadSecretFile(t *testing.T) {
 	if err != nil || string(b) != "s3cret-s3cret-s3cret" {
 		t.Fatalf("got %q, %v", b, err)
 	}
-	if err := os.Chmod(p, 0o644); err != nil {
-		t.Fatal(err)
+	// Owner-only modes, as ssh wants for private keys: anything a group or
+	// everyone may read or write is refused, saying how to fix it.
+	for _, mode := range []os.FileMode{0o600, 0o400, 0o700} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadSecretFile(p); err != nil {
+			t.Errorf("mode %04o refused: %v", mode, err)
+		}
 	}
-	if _, err := ReadSecretFile(p); err == nil || !strings.Contains(err.Error(), "other users") {
-		t.Fatalf("world-readable file: %v", err)
+	for _, mode := range []os.FileMode{0o640, 0o660, 0o644, 0o604, 0o620, 0o610, 0o602} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadSecretFile(p)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("mode %04o lets other users", mode)) ||
+			!strings.Contains(err.Error(), "chmod 600 "+p) {
+			t.Errorf("mode %04o: %v, want a refusal naming the mode and the fix", mode, err)
+		}
 	}
 }
 

@@ -29,7 +29,7 @@ type LogConfig struct {
 // user of the machine (ps).
 type SecurityConfig struct {
 	Secret     string `envconfig:"SECRET" flag:"-" desc:"cluster secret (at least 16 bytes; 32 random bytes recommended); environment only"`
-	SecretFile string `envconfig:"SECRET_FILE" desc:"file holding the cluster secret (must not be readable by other users)"`
+	SecretFile string `envconfig:"SECRET_FILE" desc:"file holding the cluster secret (owner-only: mode 0600 or 0400)"`
 	Insecure   bool   `envconfig:"INSECURE" default:"false" desc:"run without a secret: plaintext and unauthenticated (trusted networks only)"`
 }
 
@@ -50,6 +50,7 @@ type peerConfig struct {
 	Tracker       string        `envconfig:"TRACKER" desc:"tracker host:port to register with (optional for peer)"`
 	Name          string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	AllowSetuid   bool          `envconfig:"ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
 	MaxConns      int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
 	Timeout       time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
 	Shell         string        `envconfig:"SHELL" default:"auto" desc:"interactive command shell on stdin: auto (when stdin is a terminal), on or off"`
@@ -65,6 +66,7 @@ type mountConfig struct {
 	Tracker       string        `envconfig:"TRACKER" desc:"tracker host:port to register with (required)"`
 	Name          string        `envconfig:"NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	AllowSetuid   bool          `envconfig:"ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
 	MaxConns      int           `envconfig:"MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
 	Timeout       time.Duration `envconfig:"TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`
 	CacheDir      string        `envconfig:"CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>)"`

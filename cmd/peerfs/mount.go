@@ -65,7 +65,7 @@ func runMount(args []string, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
 	if err != nil {
 		return err
 	}
