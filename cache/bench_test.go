@@ -2,6 +2,7 @@ package cache
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 )
 
@@ -13,7 +14,7 @@ func BenchmarkCreateSmall(b *testing.B) {
 	data := make([]byte, 4096)
 	open := map[string]func(c *Cache, key Key) (*Handle, error){
 		"Acquire": func(c *Cache, key Key) (*Handle, error) {
-			h, _, err := c.Acquire(key, -1, 0, true)
+			h, _, err := c.Acquire(key, -1, "", true)
 			if err != nil {
 				return nil, err
 			}
@@ -23,7 +24,7 @@ func BenchmarkCreateSmall(b *testing.B) {
 			return h, h.SetMode(0o644)
 		},
 		"Create": func(c *Cache, key Key) (*Handle, error) {
-			return c.Create(key, 0o644, 0)
+			return c.Create(key, 0o644, "")
 		},
 	}
 	for _, name := range []string{"Acquire", "Create"} {
@@ -41,7 +42,7 @@ func BenchmarkCreateSmall(b *testing.B) {
 				if _, err := h.WriteAt(data, 0); err != nil {
 					b.Fatal(err)
 				}
-				if ok, err := h.MarkClean(h.Generation(), 4096, int64(i)); !ok || err != nil {
+				if ok, err := h.MarkClean(h.Generation(), 4096, strconv.Itoa(i)); !ok || err != nil {
 					b.Fatal(ok, err)
 				}
 				if err := h.Release(); err != nil {

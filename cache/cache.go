@@ -53,22 +53,26 @@ func (k Key) String() string { return fmt.Sprintf("%q", k.Peer+":"+k.Path) }
 type Meta struct {
 	// Size is the local copy's size in bytes.
 	Size int64
-	// Mtime is the remote modification time (ns since the epoch) that a
-	// clean copy matches; 0 if unknown.
-	Mtime int64
+	// Version is the remote version (opaque to the cache: the mount's
+	// peerproto.Version) that a clean copy is; "" if unknown.
+	Version string
 	// Dirty reports whether the local copy holds writes not yet uploaded.
 	Dirty bool
 	// DirtySince is when the entry last turned dirty; zero if clean.
 	DirtySince time.Time
 	// Mode is the file mode recorded with SetMode, 0 if none.
 	Mode uint32
-	// Base is, for a dirty copy, the peer's version (mtime) it was started
-	// from: the mtime of the clean copy it was when first written, the
-	// base given to Create or SetBase, or -1 (peerproto.BaseNone) for a
-	// file created here. 0 if unknown. It survives restarts with the copy.
-	Base int64
+	// Base is, for a dirty copy, the peer's version it was started from:
+	// the Version of the clean copy it was when first written, or the
+	// base given to Create or SetBase (the mount's "none" for a file
+	// created here). "" if unknown. It survives restarts with the copy.
+	Base string
 	// Sent is what SetSent recorded with a dirty copy; empty if nothing.
 	Sent string
+	// Parked is, for a dirty copy set aside with Park, why it was (the
+	// mount's words); empty otherwise. Origin is the key it had then.
+	Parked string
+	Origin Key
 	// Gen is the entry's write generation (see Cache.Generation).
 	Gen uint64
 	// Detached reports that the entry was removed or replaced while pinned:
@@ -167,10 +171,12 @@ type entry struct {
 	// Guarded by c.mu; persisted and durable change only with mu held too:
 	key        Key
 	size       int64
-	mtime      int64
+	version    string // see Meta.Version
 	mode       uint32
-	base       int64  // see record.Base; meaningful while dirty
+	base       string // see Meta.Base; meaningful while dirty
 	sent       string // see record.Sent; meaningful while dirty
+	parked     string // see Meta.Parked; meaningful while dirty
+	origin     Key    // see Meta.Origin; meaningful while parked
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -185,15 +191,19 @@ type entry struct {
 // record returns the entry's metadata. Caller holds c.mu.
 func (e *entry) record() record {
 	r := record{
-		Peer:  escapeName(e.key.Peer),
-		Path:  escapeName(e.key.Path),
-		Size:  e.size,
-		Mtime: e.mtime,
-		Dirty: e.dirty,
-		Mode:  e.mode,
+		Peer:    escapeName(e.key.Peer),
+		Path:    escapeName(e.key.Path),
+		Size:    e.size,
+		Version: e.version,
+		Dirty:   e.dirty,
+		Mode:    e.mode,
 	}
 	if e.dirty {
-		r.Base, r.Sent = e.base, e.sent
+		r.BaseVersion, r.Sent = e.base, e.sent
+	}
+	if e.dirty && e.parked != "" {
+		r.Parked = e.parked
+		r.OriginPeer, r.OriginPath = escapeName(e.origin.Peer), escapeName(e.origin.Path)
 	}
 	if e.dirty {
 		r.DirtySince = e.dirtySince.UnixNano()
@@ -203,18 +213,19 @@ func (e *entry) record() record {
 
 // meta returns the entry's Meta. Caller holds c.mu.
 func (e *entry) meta() Meta {
-	m := Meta{Size: e.size, Mtime: e.mtime, Dirty: e.dirty, DirtySince: e.dirtySince,
+	m := Meta{Size: e.size, Version: e.version, Dirty: e.dirty, DirtySince: e.dirtySince,
 		Mode: e.mode, Gen: e.gen, Detached: e.removed}
 	if e.dirty {
 		m.Base, m.Sent = e.base, e.sent
+		m.Parked, m.Origin = e.parked, e.origin
 	}
 	return m
 }
 
 // matches reports whether a clean entry is the remote file of the given
-// size and mtime; size < 0 or mtime == 0 skips that check.
-func (e *entry) matches(size, mtime int64) bool {
-	return (size < 0 || e.size == size) && (mtime == 0 || e.mtime == mtime)
+// size and version; size < 0 or version "" skips that check.
+func (e *entry) matches(size int64, version string) bool {
+	return (size < 0 || e.size == size) && (version == "" || e.version == version)
 }
 
 // Open opens the cache in opts.Dir, creating it if needed, and loads the
@@ -270,7 +281,7 @@ func Open(opts Options) (*Cache, error) {
 			id:        l.id,
 			key:       l.key,
 			size:      l.size,
-			mtime:     l.rec.Mtime,
+			version:   l.rec.version(),
 			mode:      l.rec.Mode,
 			dirty:     l.rec.Dirty,
 			persisted: true,
@@ -279,7 +290,8 @@ func Open(opts Options) (*Cache, error) {
 		}
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
-			e.base, e.sent = l.rec.Base, l.rec.Sent
+			e.base, e.sent = l.rec.base(), l.rec.Sent
+			e.parked, e.origin = l.rec.Parked, l.origin
 		}
 		c.insertLocked(e)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +16,7 @@ import (
 func TestAcquireWriteRead(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "dir/a.txt"}
-	h, found, err := c.Acquire(key, -1, 0, true)
+	h, found, err := c.Acquire(key, -1, "", true)
 	if err != nil || found {
 		t.Fatalf("Acquire = %v, %v; want a new entry", found, err)
 	}
@@ -43,7 +44,7 @@ func TestAcquireWriteRead(t *testing.T) {
 	release(t, h)
 
 	// A dirty copy is valid whatever the peer says.
-	h, found, err = c.Acquire(key, 1234, 99, false)
+	h, found, err = c.Acquire(key, 1234, "99", false)
 	if err != nil || !found {
 		t.Fatalf("Acquire dirty = %v, %v", found, err)
 	}
@@ -68,26 +69,27 @@ func TestAcquireWriteRead(t *testing.T) {
 }
 
 func TestAcquireValidation(t *testing.T) {
-	const content, mtime = "abc", int64(1_700_000_000_123456789)
+	const content, version = "abc", "v0123456789abcdef"
 	tests := []struct {
-		name        string
-		size, mtime int64
-		hit         bool
+		name    string
+		size    int64
+		version string
+		hit     bool
 	}{
-		{"exact", 3, mtime, true},
-		{"no validation", -1, 0, true},
-		{"size only", 3, 0, true},
-		{"mtime only", -1, mtime, true},
-		{"size differs", 4, mtime, false},
-		{"mtime differs", 3, mtime + 1, false},
-		{"both differ", 0, 1, false},
+		{"exact", 3, version, true},
+		{"no validation", -1, "", true},
+		{"size only", 3, "", true},
+		{"version only", -1, version, true},
+		{"size differs", 4, version, false},
+		{"version differs", 3, version + "0", false},
+		{"both differ", 0, "v1", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newCache(t, 0)
 			key := Key{"bob", "a"}
-			fill(t, c, key, content, mtime)
-			h, found, err := c.Acquire(key, tt.size, tt.mtime, false)
+			fill(t, c, key, content, version)
+			h, found, err := c.Acquire(key, tt.size, tt.version, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -110,7 +112,7 @@ func TestAcquireValidation(t *testing.T) {
 				t.Errorf("Stats = %+v; want 1 miss, no entries", st)
 			}
 			// With create, a miss yields an empty entry.
-			h, found, err = c.Acquire(key, tt.size, tt.mtime, true)
+			h, found, err = c.Acquire(key, tt.size, tt.version, true)
 			if err != nil || found {
 				t.Fatalf("Acquire create = %v, %v", found, err)
 			}
@@ -125,13 +127,13 @@ func TestAcquireValidation(t *testing.T) {
 func TestAcquireCreateReplacesPinnedStale(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
-	fill(t, c, key, "old", 1)
-	old, found, err := c.Acquire(key, 3, 1, false)
+	fill(t, c, key, "old", "1")
+	old, found, err := c.Acquire(key, 3, "1", false)
 	if err != nil || !found {
 		t.Fatal(found, err)
 	}
 	defer release(t, old)
-	h, found, err := c.Acquire(key, 5, 2, true)
+	h, found, err := c.Acquire(key, 5, "2", true)
 	if err != nil || found {
 		t.Fatal(found, err)
 	}
@@ -158,7 +160,7 @@ func TestFillIncomplete(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			c := openCache(t, dir, 0)
-			h, err := c.Fill(Key{"bob", "a"}, tt.r, 5, 1)
+			h, err := c.Fill(Key{"bob", "a"}, tt.r, 5, "1")
 			if err == nil {
 				h.Release()
 				t.Fatal("Fill succeeded")
@@ -180,14 +182,14 @@ func TestFillThenHit(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
 	r := strings.NewReader("contentNEXT")
-	h, err := c.Fill(key, r, 7, 42)
+	h, err := c.Fill(key, r, 7, "42")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got := contents(t, h); got != "content" {
 		t.Errorf("filled content = %q", got)
 	}
-	if m := h.Meta(); m.Dirty || m.Size != 7 || m.Mtime != 42 {
+	if m := h.Meta(); m.Dirty || m.Size != 7 || m.Version != "42" {
 		t.Errorf("meta = %+v", m)
 	}
 	release(t, h)
@@ -195,7 +197,7 @@ func TestFillThenHit(t *testing.T) {
 	if rest, _ := io.ReadAll(r); string(rest) != "NEXT" {
 		t.Errorf("reader left %q; want NEXT", rest)
 	}
-	h, found, err := c.Acquire(key, 7, 42, false)
+	h, found, err := c.Acquire(key, 7, "42", false)
 	if err != nil || !found {
 		t.Fatal(found, err)
 	}
@@ -208,7 +210,7 @@ func TestFillThenHit(t *testing.T) {
 	}
 
 	// A newer remote version replaces it.
-	fill(t, c, key, "v2", 43)
+	fill(t, c, key, "v2", "43")
 	if got, _ := lookup(t, c, key); got != "v2" {
 		t.Errorf("after refill: %q", got)
 	}
@@ -218,7 +220,7 @@ func TestFillKeepsDirty(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
 	write(t, c, key, "local")
-	h, err := c.Fill(key, strings.NewReader("remote!"), 7, 5)
+	h, err := c.Fill(key, strings.NewReader("remote!"), 7, "5")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,10 +238,10 @@ func TestLRUEviction(t *testing.T) {
 		_, ok := c.Meta(k)
 		return ok
 	}
-	fill(t, c, a, "aaaa", 1)
-	fill(t, c, b, "bbbb", 1)
+	fill(t, c, a, "aaaa", "1")
+	fill(t, c, b, "bbbb", "1")
 	lookup(t, c, a) // a is now more recent than b
-	fill(t, c, cc, "cccc", 1)
+	fill(t, c, cc, "cccc", "1")
 	if cached(b) || !cached(a) || !cached(cc) {
 		t.Fatalf("after filling c: a %v b %v c %v; want b evicted", cached(a), cached(b), cached(cc))
 	}
@@ -248,7 +250,7 @@ func TestLRUEviction(t *testing.T) {
 	}
 
 	// Pinned a and dirty d are never evicted; c, least recent, goes.
-	ha, _, err := c.Acquire(a, -1, 0, false)
+	ha, _, err := c.Acquire(a, -1, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +260,7 @@ func TestLRUEviction(t *testing.T) {
 	}
 	// Over the bound with only pinned and dirty data left: e itself goes
 	// once released.
-	he, err := c.Fill(e, strings.NewReader("eeee"), 4, 1)
+	he, err := c.Fill(e, strings.NewReader("eeee"), 4, "1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,7 +288,7 @@ func TestLRUEviction(t *testing.T) {
 func TestMarkClean(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
-	h, _, err := c.Acquire(key, -1, 0, true)
+	h, _, err := c.Acquire(key, -1, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,27 +301,27 @@ func TestMarkClean(t *testing.T) {
 	if _, err := h.WriteAt([]byte("two"), 3); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := c.MarkClean(key, gen, 3, 100); ok || err != nil {
+	if ok, err := c.MarkClean(key, gen, 3, "100"); ok || err != nil {
 		t.Fatalf("MarkClean with stale generation = %v, %v; want false", ok, err)
 	}
 	if !h.Meta().Dirty || !slices.Equal(c.Dirty(), []Key{key}) {
 		t.Fatalf("entry not dirty after stale MarkClean: %+v", h.Meta())
 	}
 	gen = h.Generation()
-	if _, err := c.MarkClean(key, gen, 5, 100); err == nil {
+	if _, err := c.MarkClean(key, gen, 5, "100"); err == nil {
 		t.Errorf("MarkClean with wrong size succeeded")
 	}
-	if ok, err := c.MarkClean(key, gen, 6, 100); !ok || err != nil {
+	if ok, err := c.MarkClean(key, gen, 6, "100"); !ok || err != nil {
 		t.Fatalf("MarkClean = %v, %v", ok, err)
 	}
-	if m := h.Meta(); m.Dirty || m.Mtime != 100 || len(c.Dirty()) != 0 {
+	if m := h.Meta(); m.Dirty || m.Version != "100" || len(c.Dirty()) != 0 {
 		t.Errorf("after MarkClean: %+v, Dirty %v", m, c.Dirty())
 	}
-	if _, err := c.MarkClean(Key{"bob", "none"}, 0, 0, 0); !errors.Is(err, ErrNotCached) {
+	if _, err := c.MarkClean(Key{"bob", "none"}, 0, 0, ""); !errors.Is(err, ErrNotCached) {
 		t.Errorf("MarkClean of missing key = %v; want ErrNotCached", err)
 	}
 	// Clean, it validates against the uploaded version.
-	h2, found, err := c.Acquire(key, 6, 100, false)
+	h2, found, err := c.Acquire(key, 6, "100", false)
 	if err != nil || !found {
 		t.Fatal(found, err)
 	}
@@ -329,7 +331,7 @@ func TestMarkClean(t *testing.T) {
 	}
 	// Handle.MarkClean works the same way.
 	h.WriteAt([]byte("!"), 6)
-	if ok, err := h.MarkClean(h.Generation(), 7, 101); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 7, "101"); !ok || err != nil {
 		t.Errorf("Handle.MarkClean = %v, %v", ok, err)
 	}
 }
@@ -355,15 +357,15 @@ func TestRename(t *testing.T) {
 	c := openCache(t, dir, 0)
 	p := "bob"
 	write(t, c, Key{p, "f"}, "file")
-	fill(t, c, Key{p, "g"}, "old g", 1)
+	fill(t, c, Key{p, "g"}, "old g", "1")
 	write(t, c, Key{p, "d/x"}, "dx")
-	fill(t, c, Key{p, "d/y/z"}, "dyz", 1)
+	fill(t, c, Key{p, "d/y/z"}, "dyz", "1")
 	write(t, c, Key{p, "dd"}, "not under d/")
 	write(t, c, Key{"alice", "d/x"}, "other peer")
 	write(t, c, Key{p, "e/x"}, "replaced by d/x")
 
 	// A pinned handle follows its entry.
-	hf, _, err := c.Acquire(Key{p, "f"}, -1, 0, false)
+	hf, _, err := c.Acquire(Key{p, "f"}, -1, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -378,7 +380,7 @@ func TestRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Renaming an uncached file still drops a cached copy of the target.
-	fill(t, c, Key{p, "t"}, "stale", 1)
+	fill(t, c, Key{p, "t"}, "stale", "1")
 	if err := c.Rename(Key{p, "uncached"}, Key{p, "t"}); err != nil {
 		t.Fatal(err)
 	}
@@ -423,7 +425,7 @@ func TestRemove(t *testing.T) {
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "a"}
 	write(t, c, key, "data")
-	h, _, err := c.Acquire(key, -1, 0, false)
+	h, _, err := c.Acquire(key, -1, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -456,7 +458,7 @@ func TestRemove(t *testing.T) {
 func TestConcurrentSameKey(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "shared"}
-	h0, _, err := c.Acquire(key, -1, 0, true)
+	h0, _, err := c.Acquire(key, -1, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -464,7 +466,7 @@ func TestConcurrentSameKey(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			h, found, err := c.Acquire(key, -1, 0, false)
+			h, found, err := c.Acquire(key, -1, "", false)
 			if err != nil || !found {
 				t.Errorf("Acquire = %v, %v", found, err)
 				return
@@ -488,7 +490,7 @@ func TestConcurrentSameKey(t *testing.T) {
 		for range 50 {
 			gen := c.Generation(key)
 			// Any outcome is fine as long as it is race-free.
-			_, _ = h0.MarkClean(gen, h0.Size(), 1)
+			_, _ = h0.MarkClean(gen, h0.Size(), "1")
 		}
 	})
 	wg.Wait()
@@ -509,7 +511,7 @@ func TestConcurrentKeys(t *testing.T) {
 			for j := range 20 {
 				key := Key{fmt.Sprintf("p%d", i%3), fmt.Sprintf("dir%d/f%d", i, j)}
 				content := strings.Repeat(fmt.Sprint(i), 1000+j)
-				h, err := c.Fill(key, strings.NewReader(content), int64(len(content)), int64(j+1))
+				h, err := c.Fill(key, strings.NewReader(content), int64(len(content)), strconv.Itoa(j+1))
 				if err != nil {
 					t.Error(err)
 					return
@@ -519,7 +521,7 @@ func TestConcurrentKeys(t *testing.T) {
 				}
 				if j%4 == 0 {
 					h.WriteAt([]byte("w"), 0)
-					if _, err := c.MarkClean(key, h.Generation(), h.Size(), 7); err != nil {
+					if _, err := c.MarkClean(key, h.Generation(), h.Size(), "7"); err != nil {
 						t.Error(err)
 					}
 				}
@@ -553,10 +555,10 @@ func TestClosed(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := c.Acquire(Key{"p", "a"}, -1, 0, true); !errors.Is(err, ErrClosed) {
+	if _, _, err := c.Acquire(Key{"p", "a"}, -1, "", true); !errors.Is(err, ErrClosed) {
 		t.Errorf("Acquire after Close = %v", err)
 	}
-	if _, err := c.Fill(Key{"p", "a"}, strings.NewReader("x"), 1, 1); !errors.Is(err, ErrClosed) {
+	if _, err := c.Fill(Key{"p", "a"}, strings.NewReader("x"), 1, "1"); !errors.Is(err, ErrClosed) {
 		t.Errorf("Fill after Close = %v", err)
 	}
 	if err := c.Close(); !errors.Is(err, ErrClosed) {
@@ -572,12 +574,12 @@ func BenchmarkAcquireHit(b *testing.B) {
 	keys := make([]Key, 1000)
 	for i := range keys {
 		keys[i] = Key{"bob", fmt.Sprintf("dir/file%d", i)}
-		fill(b, c, keys[i], "content", 1)
+		fill(b, c, keys[i], "content", "1")
 	}
 	// Keep every entry pinned so that hits measure the lookup, not the
 	// open(2) of an unpinned data file.
 	for _, k := range keys {
-		h, _, err := c.Acquire(k, -1, 0, false)
+		h, _, err := c.Acquire(k, -1, "", false)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -586,7 +588,7 @@ func BenchmarkAcquireHit(b *testing.B) {
 	b.ResetTimer()
 	i := 0
 	for b.Loop() {
-		h, ok, err := c.Acquire(keys[i%len(keys)], 7, 1, false)
+		h, ok, err := c.Acquire(keys[i%len(keys)], 7, "1", false)
 		if err != nil || !ok {
 			b.Fatal(ok, err)
 		}

@@ -10,7 +10,8 @@
 //     durable, a power loss too; they become clean only through MarkClean
 //     after a successful upload; or
 //   - clean: a whole remote file, valid for as long as the peer still reports
-//     the size and modification time recorded with it.
+//     the size and version recorded with it (the version is opaque here:
+//     the mount's peerproto.Version).
 //
 // The cache is bounded by Options.MaxBytes: when it is over the bound it
 // evicts clean entries that no Handle pins, least recently used first. Dirty
@@ -23,7 +24,7 @@
 //
 //	lock             flock(2)ed while a Cache has the directory open
 //	entries/ID.data  an entry's content; ID is random, never derived from the key
-//	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, mtime,
+//	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, version,
 //	                 dirty, mode, and for a dirty entry its base: the peer
 //	                 version its writes started from, and the mount's note
 //	                 of a failed upload), possibly padded with white space

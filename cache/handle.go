@@ -111,11 +111,11 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 	}
 	was := e.diskState()
 	wasPersisted, wasDirty, wasDurable, wasMode, wasBase := e.persisted, e.dirty, e.durable, e.mode, e.base
-	if !e.dirty && e.base == 0 && e.mtime > 0 {
-		// A clean copy about to be written was the peer's version of
-		// its mtime: that is what the writes start from (unless
-		// SetWriteBase or Create said otherwise).
-		e.base = e.mtime
+	if !e.dirty && e.base == "" && e.version != "" {
+		// A clean copy about to be written was that peer's version:
+		// that is what the writes start from (unless SetWriteBase or
+		// Create said otherwise).
+		e.base = e.version
 	}
 	c.setDirtyLocked(e, true)
 	if mode != 0 {
@@ -260,8 +260,8 @@ func (h *Handle) Generation() uint64 {
 // (Meta.Base): an upload stored the copy as of an earlier generation, and
 // writes made since continue from what it stored. The record is rewritten
 // (durably if it was durable) before SetBase returns. A clean entry is
-// left alone: MarkClean made its mtime its base.
-func (h *Handle) SetBase(base int64) error {
+// left alone: MarkClean made its version its base.
+func (h *Handle) SetBase(base string) error {
 	return h.update("set base", func(e *entry) (func(), bool) {
 		if !e.dirty || e.removed || e.base == base {
 			return func() {}, false
@@ -288,9 +288,9 @@ func (h *Handle) SetSent(sent string) error {
 }
 
 // SetWriteBase sets the base (Meta.Base) the first write to this clean
-// copy records, where it is not the copy's own mtime. A dirty copy keeps
+// copy records, where it is not the copy's own version. A dirty copy keeps
 // the base it has. Nothing is written until that first write.
-func (h *Handle) SetWriteBase(base int64) {
+func (h *Handle) SetWriteBase(base string) {
 	e, c := h.e, h.c
 	c.mu.Lock()
 	if !e.dirty && !e.removed {
@@ -310,12 +310,12 @@ func (h *Handle) SettledGeneration() uint64 {
 
 // MarkClean is Cache.MarkClean for this Handle's entry. It reports false,
 // and does nothing, if the entry was written since gen or was detached.
-func (h *Handle) MarkClean(gen uint64, size, mtime int64) (bool, error) {
+func (h *Handle) MarkClean(gen uint64, size int64, version string) (bool, error) {
 	if h.released.Load() {
 		return false, ErrClosed
 	}
 	h.e.mu.Lock()
-	ok, err := h.c.markCleanLocked(h.e, gen, size, mtime)
+	ok, err := h.c.markCleanLocked(h.e, gen, size, version)
 	h.e.mu.Unlock()
 	h.c.evict()
 	return ok, err

@@ -37,9 +37,9 @@ func newCache(t testing.TB, max int64) *Cache {
 }
 
 // fill stores content as a clean copy of key and releases the handle.
-func fill(t testing.TB, c *Cache, key Key, content string, mtime int64) {
+func fill(t testing.TB, c *Cache, key Key, content string, version string) {
 	t.Helper()
-	h, err := c.Fill(key, strings.NewReader(content), int64(len(content)), mtime)
+	h, err := c.Fill(key, strings.NewReader(content), int64(len(content)), version)
 	if err != nil {
 		t.Fatalf("Fill %v: %v", key, err)
 	}
@@ -50,7 +50,7 @@ func fill(t testing.TB, c *Cache, key Key, content string, mtime int64) {
 // releases it, leaving the entry dirty.
 func write(t testing.TB, c *Cache, key Key, content string) {
 	t.Helper()
-	h, _, err := c.Acquire(key, -1, 0, true)
+	h, _, err := c.Acquire(key, -1, "", true)
 	if err != nil {
 		t.Fatalf("Acquire %v: %v", key, err)
 	}
@@ -80,7 +80,7 @@ func contents(t testing.TB, h *Handle) string {
 // lookup returns key's content if a valid copy (unvalidated) is cached.
 func lookup(t testing.TB, c *Cache, key Key) (string, bool) {
 	t.Helper()
-	h, ok, err := c.Acquire(key, -1, 0, false)
+	h, ok, err := c.Acquire(key, -1, "", false)
 	if err != nil {
 		t.Fatalf("Acquire %v: %v", key, err)
 	}

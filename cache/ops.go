@@ -17,16 +17,16 @@ import (
 //
 //   - A dirty entry is always returned as valid: local writes are newer
 //     than anything remote.
-//   - A clean entry is valid if it matches size and mtime (size < 0 or
-//     mtime == 0 skips that check).
+//   - A clean entry is valid if it matches size and version (size < 0 or
+//     version "" skips that check).
 //   - Otherwise, if create is set, the stale entry (if any) is replaced by
-//     a new, empty, clean one with unknown mtime, which the caller then
+//     a new, empty, clean one with unknown version, which the caller then
 //     fills or writes into; the bool is false.
 //   - Otherwise Acquire returns (nil, false, nil), dropping a stale entry
 //     that nobody pins.
 //
 // The caller must Release the Handle.
-func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool, error) {
+func (c *Cache) Acquire(key Key, size int64, version string, create bool) (*Handle, bool, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -34,7 +34,7 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 	}
 	var stale *entry
 	if e := c.entries[key]; e != nil {
-		if e.dirty || e.matches(size, mtime) {
+		if e.dirty || e.matches(size, version) {
 			h, err := c.pinLocked(e)
 			if err == nil {
 				c.hits++
@@ -71,7 +71,7 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 
 // Create returns a Handle pinning key's local copy, emptied and marked
 // dirty, as open(2) with O_CREAT or O_TRUNC leaves a file that is about to
-// be written: it does what Acquire(key, -1, 0, true), SetWriteBase(base),
+// be written: it does what Acquire(key, -1, "", true), SetWriteBase(base),
 // Truncate(0) and, unless mode is 0, SetMode(mode) do in turn, but writes
 // the entry's record once instead of up to three times. An existing entry, clean or
 // dirty, is truncated in place, so Handles that pin it see the
@@ -79,10 +79,10 @@ func (c *Cache) Acquire(key Key, size, mtime int64, create bool) (*Handle, bool,
 // dirty (and mode) before Create returns. The caller must Release the
 // Handle.
 //
-// base is the peer's version the new content replaces (Meta.Base): the
-// peer's mtime, or -1 for a file that does not exist there. A dirty entry
+// base is the peer's version the new content replaces (Meta.Base), or
+// the mount's "none" for a file that does not exist there. A dirty entry
 // keeps the base it has: its unuploaded writes started from that.
-func (c *Cache) Create(key Key, mode uint32, base int64) (*Handle, error) {
+func (c *Cache) Create(key Key, mode uint32, base string) (*Handle, error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -152,7 +152,7 @@ func (c *Cache) Create(key Key, mode uint32, base int64) (*Handle, error) {
 
 // Fill stores a downloaded clean copy of key: it reads exactly size bytes
 // from r (never more, so r may be a shared stream) into a temporary file,
-// renames it into the cache and records it with mtime (boot-stamped, so
+// renames it into the cache and records it with version (boot-stamped, so
 // nothing is fsynced: see Durability in the package documentation). It
 // returns a Handle pinning the new entry, which the caller must Release.
 // If r yields fewer than size bytes, Fill fails and leaves nothing behind.
@@ -160,7 +160,7 @@ func (c *Cache) Create(key Key, mode uint32, base int64) (*Handle, error) {
 // If key has a dirty entry (written locally while the download ran), the
 // downloaded copy is dropped and the Handle pins the dirty entry instead:
 // local writes win. A stale clean entry is replaced.
-func (c *Cache) Fill(key Key, r io.Reader, size, mtime int64) (*Handle, error) {
+func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("cache: fill %v: negative size %d", key, size)
 	}
@@ -193,7 +193,7 @@ func (c *Cache) Fill(key Key, r io.Reader, size, mtime int64) (*Handle, error) {
 	if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
 		return fail(err)
 	}
-	e := &entry{id: id, key: key, size: size, mtime: mtime}
+	e := &entry{id: id, key: key, size: size, version: version}
 	// Nobody else knows e yet, so no lock is needed to use it.
 	if err := c.writeRecord(e, e.record(), false, noRecord); err != nil {
 		return fail(err)
@@ -265,11 +265,11 @@ func (c *Cache) Generation(key Key) uint64 {
 }
 
 // MarkClean records that key's content as of generation gen was uploaded
-// and that the peer now has it with the given size and mtime. If the entry
+// and that the peer now has it with the given size and version. If the entry
 // was written since gen it stays dirty and MarkClean reports false; the
 // caller uploads again later. It fails with ErrNotCached if key has no
 // entry, and if size differs from the local copy's size.
-func (c *Cache) MarkClean(key Key, gen uint64, size, mtime int64) (bool, error) {
+func (c *Cache) MarkClean(key Key, gen uint64, size int64, version string) (bool, error) {
 	e, err := c.lockEntry(key)
 	if err != nil {
 		return false, err
@@ -277,14 +277,14 @@ func (c *Cache) MarkClean(key Key, gen uint64, size, mtime int64) (bool, error) 
 	if e == nil {
 		return false, fmt.Errorf("cache: mark clean %v: %w", key, ErrNotCached)
 	}
-	ok, err := c.markCleanLocked(e, gen, size, mtime)
+	ok, err := c.markCleanLocked(e, gen, size, version)
 	e.mu.Unlock()
 	c.evict()
 	return ok, err
 }
 
 // markCleanLocked implements MarkClean. Caller holds e.mu.
-func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, error) {
+func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string) (bool, error) {
 	c.mu.Lock()
 	key := e.key
 	switch {
@@ -300,8 +300,8 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 		return false, fmt.Errorf("cache: mark clean %v: peer has %d bytes, local copy %d", key, size, local)
 	}
 	rec, was := e.record(), e.diskState()
-	rec.Dirty, rec.DirtySince, rec.Mtime = false, 0, mtime
-	rec.Base, rec.Sent = 0, "" // a dirty copy's notes
+	rec.Dirty, rec.DirtySince, rec.Version = false, 0, version
+	rec.BaseVersion, rec.Sent = "", "" // a dirty copy's notes
 	c.mu.Unlock()
 
 	// Writes need e.mu, so the content cannot change from here on. The
@@ -315,8 +315,8 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size, mtime int64) (bool, 
 	c.mu.Lock()
 	e.persisted = true
 	e.durable = false
-	e.mtime = mtime
-	e.base, e.sent = 0, "" // the next write starts from mtime
+	e.version = version
+	e.base, e.sent = "", "" // the next write starts from version
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil

@@ -19,8 +19,8 @@ func TestDirtySurvivesRestart(t *testing.T) {
 			dir := t.TempDir()
 			c := openCache(t, dir, 0)
 			dirty, clean := Key{"bob", "dirty.txt"}, Key{"bob", "clean.txt"}
-			fill(t, c, clean, "clean data", 77)
-			h, _, err := c.Acquire(dirty, -1, 0, true)
+			fill(t, c, clean, "clean data", "77")
+			h, _, err := c.Acquire(dirty, -1, "", true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,7 +58,7 @@ func TestDirtySurvivesRestart(t *testing.T) {
 			if got := c2.Dirty(); !slices.Equal(got, []Key{dirty}) {
 				t.Fatalf("Dirty after restart = %v", got)
 			}
-			h2, found, err := c2.Acquire(dirty, -1, 0, false)
+			h2, found, err := c2.Acquire(dirty, -1, "", false)
 			if err != nil || !found {
 				t.Fatal(found, err)
 			}
@@ -69,7 +69,7 @@ func TestDirtySurvivesRestart(t *testing.T) {
 				t.Errorf("dirty meta = %+v", m)
 			}
 			release(t, h2)
-			h3, found, err := c2.Acquire(clean, 10, 77, false)
+			h3, found, err := c2.Acquire(clean, 10, "77", false)
 			if err != nil || !found {
 				t.Fatalf("clean copy lost: %v, %v", found, err)
 			}
@@ -90,8 +90,8 @@ func TestCrashAfterFirstWrite(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "a"}
-	fill(t, c, key, "remote", 5)
-	h, _, err := c.Acquire(key, 6, 5, false)
+	fill(t, c, key, "remote", "5")
+	h, _, err := c.Acquire(key, 6, "5", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,11 +107,11 @@ func TestCrashAfterFirstWrite(t *testing.T) {
 		t.Errorf("content = %q", got)
 	}
 	// Uploaded and marked clean: a crash now finds it clean.
-	if ok, err := h.MarkClean(h.Generation(), 6, 9); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 6, "9"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	c3 := openCache(t, copyDir(t, dir), 0)
-	if m, ok := c3.Meta(key); !ok || m.Dirty || m.Mtime != 9 {
+	if m, ok := c3.Meta(key); !ok || m.Dirty || m.Version != "9" {
 		t.Errorf("after MarkClean and crash: %+v, %v", m, ok)
 	}
 }
@@ -122,7 +122,7 @@ func TestOpenDiscardsBadEntries(t *testing.T) {
 	keys := map[string]Key{}
 	for _, n := range []string{"truncated", "nodata", "garbage", "dirtygrown", "good"} {
 		keys[n] = Key{"bob", n}
-		fill(t, c, keys[n], "0123456789", 1)
+		fill(t, c, keys[n], "0123456789", "1")
 	}
 	write(t, c, keys["dirtygrown"], "written")
 	ids := map[string]string{}
@@ -166,8 +166,8 @@ func TestOpenDiscardsBadEntries(t *testing.T) {
 func TestOpenEvictsToBound(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
-	fill(t, c, Key{"p", "old"}, "aaaa", 1)
-	fill(t, c, Key{"p", "new"}, "bbbb", 1)
+	fill(t, c, Key{"p", "old"}, "aaaa", "1")
+	fill(t, c, Key{"p", "new"}, "bbbb", "1")
 	write(t, c, Key{"p", "dirty"}, "cccc")
 	// Metadata mtimes give the recency order after a restart.
 	old := filepath.Join(dir, "entries", c.entries[Key{"p", "old"}].id+metaSuffix)
@@ -261,7 +261,7 @@ func TestEscapeName(t *testing.T) {
 // Handle still pinning it.
 func writeHeld(t *testing.T, c *Cache, path, data string) *Handle {
 	t.Helper()
-	h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, 0, true)
+	h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,7 @@ func TestRebootDropsUnpersisted(t *testing.T) {
 	if len(dirty) != 1 || dirty[0].Path != "durable" {
 		t.Fatalf("after a reboot: dirty = %v, want only the persisted entry", dirty)
 	}
-	h, ok, err := c.Acquire(Key{Peer: "p", Path: "durable"}, -1, 0, false)
+	h, ok, err := c.Acquire(Key{Peer: "p", Path: "durable"}, -1, "", false)
 	if err != nil || !ok {
 		t.Fatalf("persisted entry: %v %v", ok, err)
 	}
@@ -338,7 +338,7 @@ func TestNoBootIDKeepsOnlyPersisted(t *testing.T) {
 	if err := durable.Persist(); err != nil {
 		t.Fatal(err)
 	}
-	fill(t, c, Key{Peer: "p", Path: "clean"}, "c", 7)
+	fill(t, c, Key{Peer: "p", Path: "clean"}, "c", "7")
 	for _, h := range []*Handle{volatile, durable} {
 		h.Release()
 	}

@@ -57,7 +57,7 @@ func TestCreateNew(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "new.txt"}
-	h, err := c.Create(key, 0o640, 0)
+	h, err := c.Create(key, 0o640, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,14 +86,14 @@ func TestCreateNew(t *testing.T) {
 	if _, err := h.WriteAt([]byte("hello"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := h.MarkClean(h.Generation(), 5, 42); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 5, "42"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	c3 := openCache(t, copyDir(t, dir), 0)
 	if got, ok := lookup(t, c3, key); !ok || got != "hello" {
 		t.Errorf("after MarkClean and a crash: %q, %v", got, ok)
 	}
-	if m, _ := c3.Meta(key); m.Dirty || m.Mtime != 42 || m.Mode != 0o640 {
+	if m, _ := c3.Meta(key); m.Dirty || m.Version != "42" || m.Mode != 0o640 {
 		t.Errorf("after MarkClean and a crash: %+v", m)
 	}
 }
@@ -101,13 +101,13 @@ func TestCreateNew(t *testing.T) {
 func TestCreateExisting(t *testing.T) {
 	c := newCache(t, 0)
 	clean, dirty := Key{"bob", "clean"}, Key{"bob", "dirty"}
-	fill(t, c, clean, "remote content", 7)
-	pinned, _, err := c.Acquire(clean, -1, 0, false)
+	fill(t, c, clean, "remote content", "7")
+	pinned, _, err := c.Acquire(clean, -1, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release(t, pinned)
-	h, err := c.Create(clean, 0o600, 0)
+	h, err := c.Create(clean, 0o600, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func TestCreateExisting(t *testing.T) {
 
 	// A dirty entry is emptied too; mode 0 keeps the recorded mode.
 	write(t, c, dirty, "local")
-	hd, _, err := c.Acquire(dirty, -1, 0, false)
+	hd, _, err := c.Acquire(dirty, -1, "", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestCreateExisting(t *testing.T) {
 		t.Fatal(err)
 	}
 	release(t, hd)
-	hd, err = c.Create(dirty, 0, 0)
+	hd, err = c.Create(dirty, 0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestCreateRebootAndPersist(t *testing.T) {
 	c := openCache(t, dir, 0)
 	volatile, durable := Key{"p", "volatile"}, Key{"p", "durable"}
 	for _, k := range []Key{volatile, durable} {
-		h, err := c.Create(k, 0o644, 0)
+		h, err := c.Create(k, 0o644, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -191,7 +191,7 @@ func TestCreateClosed(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Create(Key{"p", "a"}, 0o644, 0); !errors.Is(err, ErrClosed) {
+	if _, err := c.Create(Key{"p", "a"}, 0o644, ""); !errors.Is(err, ErrClosed) {
 		t.Errorf("Create after Close = %v; want ErrClosed", err)
 	}
 }
@@ -206,9 +206,9 @@ func TestCreateConcurrent(t *testing.T) {
 				var h *Handle
 				var err error
 				if i%2 == 0 {
-					h, err = c.Create(key, uint32(0o600+i), 0)
+					h, err = c.Create(key, uint32(0o600+i), "")
 				} else {
-					h, _, err = c.Acquire(key, -1, 0, true)
+					h, _, err = c.Acquire(key, -1, "", true)
 				}
 				if err != nil {
 					t.Error(err)
@@ -217,7 +217,7 @@ func TestCreateConcurrent(t *testing.T) {
 				if _, err := h.WriteAt([]byte("x"), int64(i)); err != nil {
 					t.Error(err)
 				}
-				_, _ = h.MarkClean(h.Generation(), h.Size(), 1)
+				_, _ = h.MarkClean(h.Generation(), h.Size(), "1")
 				h.Release()
 			}
 		})
@@ -241,7 +241,7 @@ func TestRecordInPlace(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "a"}
-	h, _, err := c.Acquire(key, -1, 0, true)
+	h, _, err := c.Acquire(key, -1, "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -259,14 +259,14 @@ func TestRecordInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Clean is shorter than dirty (no dirtySince): padded.
-	if ok, err := h.MarkClean(h.Generation(), 4, 1); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 4, "1"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	if got := inode(t, name); got != ino {
 		t.Errorf("metadata file replaced (inode %d, was %d); want rewrites in place", got, ino)
 	}
 	r, b := readRecord(t, name)
-	if r.Dirty || r.Mode != 0o644 || r.Mtime != 1 {
+	if r.Dirty || r.Mode != 0o644 || r.Version != "1" {
 		t.Errorf("record = %+v", r)
 	}
 	if len(b) != len(dirtyBytes) || b[len(b)-1] != '\n' || !bytes.HasSuffix(bytes.TrimRight(b, " \n"), []byte("}")) {
@@ -276,7 +276,7 @@ func TestRecordInPlace(t *testing.T) {
 		t.Errorf("temporary files: %v", got)
 	}
 	c2 := openCache(t, copyDir(t, dir), 0)
-	if m, ok := c2.Meta(key); !ok || m.Dirty || m.Mtime != 1 || m.Mode != 0o644 {
+	if m, ok := c2.Meta(key); !ok || m.Dirty || m.Version != "1" || m.Mode != 0o644 {
 		t.Errorf("after a crash: %+v, %v", m, ok)
 	}
 
@@ -299,7 +299,7 @@ func TestRecordLong(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", strings.Repeat("long/", 1000) + "name"}
-	h, err := c.Create(key, 0o644, 0)
+	h, err := c.Create(key, 0o644, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,14 +312,14 @@ func TestRecordLong(t *testing.T) {
 	if _, err := h.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := h.MarkClean(h.Generation(), 1, 3); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 1, "3"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	if got := inode(t, name); got == ino {
 		t.Error("a record longer than a page was rewritten in place")
 	}
 	c2 := openCache(t, copyDir(t, dir), 0)
-	if m, ok := c2.Meta(key); !ok || m.Dirty || m.Mtime != 3 {
+	if m, ok := c2.Meta(key); !ok || m.Dirty || m.Version != "3" {
 		t.Errorf("after a crash: %+v, %v", m, ok)
 	}
 }
@@ -333,7 +333,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "a"}
-	h, err := c.Create(key, 0o644, 0)
+	h, err := c.Create(key, 0o644, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 	}
 	for i, leave := range []func() error{
 		func() error { _, err := h.WriteAt([]byte("v2"), 0); return err },
-		func() error { _, err := h.MarkClean(h.Generation(), 2, 5); return err },
+		func() error { _, err := h.MarkClean(h.Generation(), 2, "5"); return err },
 		func() error { return h.Truncate(0) },
 	} {
 		if err := h.Persist(); err != nil {
@@ -379,7 +379,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 func TestSetModeUnchangedWritesNothing(t *testing.T) {
 	c := newCache(t, 0)
 	key := Key{"bob", "a"}
-	h, err := c.Create(key, 0o644, 0)
+	h, err := c.Create(key, 0o644, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,7 +418,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 	keys := []Key{{"p", "created"}, {"p", "cleaned"}, {"p", "torn"}}
 	var versions [][]byte
 	for i, k := range keys {
-		h, err := c.Create(k, 0o644, 0)
+		h, err := c.Create(k, 0o644, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -429,7 +429,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i > 0 {
-			if ok, err := h.MarkClean(h.Generation(), 1, 9); !ok || err != nil {
+			if ok, err := h.MarkClean(h.Generation(), 1, "9"); !ok || err != nil {
 				t.Fatal(ok, err)
 			}
 		}
@@ -476,7 +476,7 @@ func TestFillRecordInPlace(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "f"}
-	h, err := c.Fill(key, strings.NewReader("remote"), 6, 3)
+	h, err := c.Fill(key, strings.NewReader("remote"), 6, "3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,50 +512,50 @@ func TestBaseRecorded(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	created, filled := Key{"bob", "new.txt"}, Key{"bob", "old.txt"}
-	h, err := c.Create(created, 0o644, -1)
+	h, err := c.Create(created, 0o644, "none")
 	if err != nil {
 		t.Fatal(err)
 	}
 	release(t, h)
-	fill(t, c, filled, "v1", 111)
+	fill(t, c, filled, "v1", "111")
 	write(t, c, filled, "mine")
 	crashed := func() *Cache { return openCache(t, copyDir(t, dir), 0) }
 	for _, tc := range []struct {
 		key  Key
-		base int64
-	}{{created, -1}, {filled, 111}} {
+		base string
+	}{{created, "none"}, {filled, "111"}} {
 		if m, _ := c.Meta(tc.key); m.Base != tc.base {
-			t.Errorf("%v: Base %d, want %d", tc.key, m.Base, tc.base)
+			t.Errorf("%v: Base %q, want %q", tc.key, m.Base, tc.base)
 		}
 		if m, ok := crashed().Meta(tc.key); !ok || !m.Dirty || m.Base != tc.base {
-			t.Errorf("%v after a crash: %+v, want dirty with base %d", tc.key, m, tc.base)
+			t.Errorf("%v after a crash: %+v, want dirty with base %q", tc.key, m, tc.base)
 		}
 	}
 
 	// An upload stored the copy as of an earlier generation: writes since
 	// start from what it stored.
-	h, _, err = c.Acquire(filled, -1, 0, false)
+	h, _, err = c.Acquire(filled, -1, "", false)
 	if err != nil || h == nil {
 		t.Fatal(h, err)
 	}
-	if err := h.SetBase(222); err != nil {
+	if err := h.SetBase("222"); err != nil {
 		t.Fatal(err)
 	}
-	if m, ok := crashed().Meta(filled); !ok || m.Base != 222 {
+	if m, ok := crashed().Meta(filled); !ok || m.Base != "222" {
 		t.Errorf("after SetBase and a crash: %+v", m)
 	}
 	// Clean, then written again: the base is the new mtime.
-	if ok, err := h.MarkClean(h.Generation(), h.Size(), 333); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), h.Size(), "333"); !ok || err != nil {
 		t.Fatalf("MarkClean: %v %v", ok, err)
 	}
-	if m := h.Meta(); m.Base != 0 {
-		t.Errorf("clean copy: Base %d, want 0 (its mtime is its base)", m.Base)
+	if m := h.Meta(); m.Base != "" {
+		t.Errorf("clean copy: Base %q, want none (its version is its base)", m.Base)
 	}
 	if _, err := h.WriteAt([]byte("again"), 0); err != nil {
 		t.Fatal(err)
 	}
 	release(t, h)
-	if m, ok := crashed().Meta(filled); !ok || !m.Dirty || m.Base != 333 {
+	if m, ok := crashed().Meta(filled); !ok || !m.Dirty || m.Base != "333" {
 		t.Errorf("written after MarkClean(333), then a crash: %+v", m)
 	}
 }
@@ -567,37 +567,37 @@ func TestBaseRecorded(t *testing.T) {
 func TestBaseOfCreateAndSetWriteBase(t *testing.T) {
 	c := newCache(t, 0)
 	clean, dirty, other := Key{"bob", "clean"}, Key{"bob", "dirty"}, Key{"bob", "other"}
-	fill(t, c, clean, "v1", 111)
-	fill(t, c, dirty, "v1", 111)
-	write(t, c, dirty, "mine") // base 111
-	fill(t, c, other, "v1", 0) // size mismatch at download: no mtime
+	fill(t, c, clean, "v1", "111")
+	fill(t, c, dirty, "v1", "111")
+	write(t, c, dirty, "mine")  // base 111
+	fill(t, c, other, "v1", "") // size mismatch at download: no mtime
 	for _, tc := range []struct {
 		key  Key
-		want int64
-	}{{clean, 555}, {dirty, 111}} {
-		h, err := c.Create(tc.key, 0, 555)
+		want string
+	}{{clean, "555"}, {dirty, "111"}} {
+		h, err := c.Create(tc.key, 0, "555")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if m := h.Meta(); !m.Dirty || m.Base != tc.want {
-			t.Errorf("%v: after Create(base 555): %+v, want dirty with base %d", tc.key, m, tc.want)
+			t.Errorf("%v: after Create(base 555): %+v, want dirty with base %q", tc.key, m, tc.want)
 		}
 		release(t, h)
 	}
-	h, _, err := c.Acquire(other, -1, 0, false)
+	h, _, err := c.Acquire(other, -1, "", false)
 	if err != nil || h == nil {
 		t.Fatal(h, err)
 	}
-	h.SetWriteBase(777)
+	h.SetWriteBase("777")
 	if _, err := h.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if m := h.Meta(); m.Base != 777 {
-		t.Errorf("first write after SetWriteBase(777): base %d", m.Base)
+	if m := h.Meta(); m.Base != "777" {
+		t.Errorf("first write after SetWriteBase(777): base %q", m.Base)
 	}
-	h.SetWriteBase(888) // dirty now: ignored
-	if m := h.Meta(); m.Base != 777 {
-		t.Errorf("SetWriteBase on a dirty copy changed its base to %d", m.Base)
+	h.SetWriteBase("888") // dirty now: ignored
+	if m := h.Meta(); m.Base != "777" {
+		t.Errorf("SetWriteBase on a dirty copy changed its base to %q", m.Base)
 	}
 	release(t, h)
 }
@@ -608,7 +608,7 @@ func TestSentRecorded(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "f"}
-	h, err := c.Create(key, 0o644, -1)
+	h, err := c.Create(key, 0o644, "none")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -619,8 +619,8 @@ func TestSentRecorded(t *testing.T) {
 	if err := h.SetSent("4:abcd"); err != nil { // written with the record itself
 		t.Fatal(err)
 	}
-	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:abcd" || m.Base != -1 {
-		t.Errorf("after a crash: %+v, want sent 4:abcd and base -1", m)
+	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:abcd" || m.Base != "none" {
+		t.Errorf("after a crash: %+v, want sent 4:abcd and base none", m)
 	}
 	if err := h.Persist(); err != nil { // as after a failed upload
 		t.Fatal(err)
@@ -631,26 +631,71 @@ func TestSentRecorded(t *testing.T) {
 	if m, ok := openCache(t, copyDir(t, dir), 0).Meta(key); !ok || m.Sent != "4:ef01" {
 		t.Errorf("after Persist, SetSent and a crash: %+v, want sent 4:ef01", m)
 	}
-	if ok, err := h.MarkClean(h.Generation(), 4, 999); !ok || err != nil {
+	if ok, err := h.MarkClean(h.Generation(), 4, "999"); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
 	// The clean record carries no note: a later run does not bring it back.
 	c2 := openCache(t, copyDir(t, dir), 0)
-	h2, _, err := c2.Acquire(key, -1, 0, false)
+	h2, _, err := c2.Acquire(key, -1, "", false)
 	if err != nil || h2 == nil {
 		t.Fatal(h2, err)
 	}
 	if _, err := h2.WriteAt([]byte("x"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if m := h2.Meta(); m.Sent != "" || m.Base != 999 {
+	if m := h2.Meta(); m.Sent != "" || m.Base != "999" {
 		t.Errorf("clean after a restart, then written: %+v, want no note and base 999", m)
 	}
 	release(t, h2)
 	if _, err := h.WriteAt([]byte("more"), 4); err != nil {
 		t.Fatal(err)
 	}
-	if m := h.Meta(); m.Sent != "" || m.Base != 999 {
+	if m := h.Meta(); m.Sent != "" || m.Base != "999" {
 		t.Errorf("written after MarkClean: %+v, want no sent note and base 999", m)
+	}
+}
+
+// Records written before versions kept a clean copy's version and a dirty
+// copy's base as modification times; they load as the mount's versions
+// of those mtimes ("m<ns>"), a created file's -1 as "none".
+func TestLegacyMtimeRecords(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	clean, created, edited := Key{"bob", "clean"}, Key{"bob", "created"}, Key{"bob", "edited"}
+	fill(t, c, clean, "abc", "v1")
+	h, err := c.Create(created, 0o644, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	release(t, h)
+	fill(t, c, edited, "abc", "v2")
+	write(t, c, edited, "mine")
+	legacy := map[Key]func(r *record){
+		clean:   func(r *record) { r.Version, r.Mtime = "", 42 },
+		created: func(r *record) { r.BaseVersion, r.Base = "", -1 },
+		edited:  func(r *record) { r.BaseVersion, r.Base = "", 111 },
+	}
+	for key, old := range legacy {
+		name := metaFile(t, c, key)
+		r, _ := readRecord(t, name)
+		old(&r)
+		b, err := json.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c2 := openCache(t, copyDir(t, dir), 0)
+	for key, want := range map[Key]Meta{
+		clean:   {Version: "m42"},
+		created: {Dirty: true, Base: "none"},
+		edited:  {Dirty: true, Version: "v2", Base: "m111"},
+	} {
+		m, ok := c2.Meta(key)
+		if !ok || m.Dirty != want.Dirty || m.Version != want.Version || m.Base != want.Base {
+			t.Errorf("%v: %+v, want version %q, base %q, dirty %v", key, m, want.Version, want.Base, want.Dirty)
+		}
 	}
 }

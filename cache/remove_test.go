@@ -18,7 +18,7 @@ func TestRemoveFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	clean, dirty := Key{Peer: "p", Path: "clean"}, Key{Peer: "p", Path: "dirty"}
-	fill(t, c, clean, "clean copy", 7)
+	fill(t, c, clean, "clean copy", "7")
 	write(t, c, dirty, "unsent")
 	if got := len(names(t, dir, "entries")); got != 4 {
 		t.Fatalf("%d files in entries/, want 4", got)
@@ -51,7 +51,7 @@ func TestRemoveFiles(t *testing.T) {
 	c = openCache(t, dir, 0)
 	for i := range 5000 {
 		k := Key{Peer: "p", Path: string(rune('a'+i%26)) + time.Duration(i).String()}
-		fill(t, c, k, "x", 1)
+		fill(t, c, k, "x", "1")
 		if err := c.Remove(k); err != nil {
 			t.Fatal(err)
 		}
@@ -75,12 +75,12 @@ func TestStaleCopyAfterCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 		k, src := Key{Peer: "p", Path: "doc"}, Key{Peer: "p", Path: ".doc.swp"}
-		fill(t, c, k, "old text", 100)
+		fill(t, c, k, "old text", "100")
 		old := copyDir(t, dir) // the old copy's files, as a crash would leave them
 		if dirtySrc {
 			write(t, c, src, "new text")
 		} else {
-			fill(t, c, src, "new text", 200)
+			fill(t, c, src, "new text", "200")
 		}
 		if err := c.Rename(src, k); err != nil {
 			t.Fatal(err)
@@ -106,7 +106,7 @@ func TestStaleCopyAfterCrash(t *testing.T) {
 			}
 			continue
 		}
-		h, ok, err := c.Acquire(k, int64(len("new text")), 200, false)
+		h, ok, err := c.Acquire(k, int64(len("new text")), "200", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func TestStaleCopyAfterCrash(t *testing.T) {
 			}
 			release(t, h)
 		}
-		if h, ok, _ := c.Acquire(k, int64(len("old text")), 100, false); ok {
+		if h, ok, _ := c.Acquire(k, int64(len("old text")), "100", false); ok {
 			release(t, h) // the stale one may win the key; it only matches the old attributes
 		}
 	}

@@ -6,7 +6,7 @@ import "testing"
 // elsewhere) must not stop Rename("a", "c") from moving the dirty "a/b".
 func TestRenameMovesEntriesUnderStaleFile(t *testing.T) {
 	c := newCache(t, 1<<30)
-	fill(t, c, Key{"bob", "a"}, "old file a", 1)
+	fill(t, c, Key{"bob", "a"}, "old file a", "1")
 	write(t, c, Key{"bob", "a/b"}, "dirty b")
 	if err := c.Rename(Key{"bob", "a"}, Key{"bob", "c"}); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -42,19 +43,53 @@ type record struct {
 	Peer       string `json:"peer"`
 	Path       string `json:"path"`
 	Size       int64  `json:"size"`
-	Mtime      int64  `json:"mtime"`
+	Version    string `json:"ver,omitempty"` // Meta.Version
 	Dirty      bool   `json:"dirty"`
 	DirtySince int64  `json:"dirtySince,omitempty"` // unix ns
 	Mode       uint32 `json:"mode"`
-	// Base is, for a dirty entry, the peer's version (mtime) the local
-	// copy was started from, or -1 for a file created here; 0 unknown
-	// (records written before it existed). The mount makes its upload
+	// BaseVersion is, for a dirty entry, Meta.Base: the peer's version
+	// the local copy was started from. The mount makes its upload
 	// conditional on it, also after a restart.
-	Base int64 `json:"base,omitempty"`
+	BaseVersion string `json:"basever,omitempty"`
+	// Mtime and Base are how records written before versions (December
+	// 2026) kept a clean copy's version and a dirty copy's base: a
+	// modification time in ns (Base -1 for a file created here, 0
+	// unknown). Read only.
+	Mtime int64 `json:"mtime,omitempty"`
+	Base  int64 `json:"base,omitempty"`
 	// Sent is, for a dirty entry, the mount's note of the content of its
 	// last upload that failed but may have reached the peer (opaque to
 	// the cache); empty if none.
 	Sent string `json:"sent,omitempty"`
+	// Parked, OriginPeer and OriginPath are, for a dirty entry set aside
+	// (Park), why, and the key it had then (escaped like Peer and Path).
+	Parked     string `json:"parked,omitempty"`
+	OriginPeer string `json:"originPeer,omitempty"`
+	OriginPath string `json:"originPath,omitempty"`
+}
+
+// version returns the record's Meta.Version, converting an old record's
+// mtime to the form the mount gives versions known by mtime ("m<ns>",
+// peerproto.MtimeVersion).
+func (r record) version() string {
+	if r.Version == "" && r.Mtime != 0 {
+		return "m" + strconv.FormatInt(r.Mtime, 10)
+	}
+	return r.Version
+}
+
+// base returns the record's Meta.Base, converting an old record's
+// (peerproto.VersionNone for a file created here).
+func (r record) base() string {
+	switch {
+	case r.BaseVersion != "":
+		return r.BaseVersion
+	case r.Base == -1:
+		return "none"
+	case r.Base > 0:
+		return "m" + strconv.FormatInt(r.Base, 10)
+	}
+	return ""
 }
 
 const hexDigits = "0123456789ABCDEF"
@@ -377,6 +412,7 @@ type loaded struct {
 	id      string
 	rec     record
 	key     Key
+	origin  Key // a parked entry's Meta.Origin
 	size    int64
 	written time.Time // metadata file's mtime: recency after a restart
 	metaLen int       // metadata file's length
@@ -473,6 +509,12 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 		return l, err.Error()
 	}
 	if l.key.Path, err = unescapeName(l.rec.Path); err != nil {
+		return l, err.Error()
+	}
+	if l.origin.Peer, err = unescapeName(l.rec.OriginPeer); err != nil {
+		return l, err.Error()
+	}
+	if l.origin.Path, err = unescapeName(l.rec.OriginPath); err != nil {
 		return l, err.Error()
 	}
 	dst, err := os.Stat(c.dataPath(id))

@@ -26,14 +26,22 @@ type cluster struct {
 	t       *testing.T
 	tracker string
 	tproc   *proc
+	env     []string // added to every process's environment (another secret...)
 }
 
 func newCluster(t *testing.T, trackerArgs ...string) *cluster {
 	t.Helper()
+	return newClusterEnv(t, nil, trackerArgs...)
+}
+
+// newClusterEnv is newCluster whose processes get env added to their
+// environment, e.g. a PEERFS_SECRET of their own.
+func newClusterEnv(t *testing.T, env []string, trackerArgs ...string) *cluster {
+	t.Helper()
 	needFUSE(t)
 	addr := freeAddr(t)
-	p := start(t, "tracker", nil, nil, append([]string{"tracker", "--listen", addr, "--log-level", "debug"}, trackerArgs...)...)
-	return &cluster{t: t, tracker: addr, tproc: p}
+	p := startEnv(t, "tracker", env, nil, nil, append([]string{"tracker", "--listen", addr, "--log-level", "debug"}, trackerArgs...)...)
+	return &cluster{t: t, tracker: addr, tproc: p, env: env}
 }
 
 // node is one `peerfs mount` process: its export, mountpoint and cache.
@@ -47,10 +55,20 @@ type node struct {
 // mount starts a mount daemon named name and waits until it is mounted.
 func (c *cluster) mount(name string, extra ...string) *node {
 	c.t.Helper()
+	return c.mountExport(name, "", extra...)
+}
+
+// mountExport is mount with export as the daemon's export directory ("":
+// a fresh one).
+func (c *cluster) mountExport(name, export string, extra ...string) *node {
+	c.t.Helper()
 	base := c.t.TempDir()
+	if export == "" {
+		export = filepath.Join(base, "export")
+	}
 	n := &node{
 		name: name, c: c,
-		export: filepath.Join(base, "export"),
+		export: export,
 		mnt:    filepath.Join(base, "mnt"),
 		cache:  filepath.Join(base, "cache"),
 		listen: freeAddr(c.t),
@@ -71,7 +89,7 @@ func (n *node) start() {
 	t.Helper()
 	args := append([]string{"mount", "--name", n.name, "--export", n.export, "--tracker", n.c.tracker,
 		"--listen", n.listen, "--cache-dir", n.cache, "--timeout", "2s", "--log-level", "debug"}, n.args...)
-	n.p = start(t, n.name, nil, nil, append(args, n.mnt)...)
+	n.p = startEnv(t, n.name, n.c.env, nil, nil, append(args, n.mnt)...)
 	waitFor(t, 15*time.Second, n.name+" mounted", func() bool {
 		if n.p.exited() {
 			t.Fatalf("%s exited: %v\n%s", n.name, n.p.err, n.p.log.String())

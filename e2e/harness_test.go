@@ -95,8 +95,8 @@ func start(t *testing.T, name string, stdin io.Reader, stdout io.Writer, args ..
 	return startEnv(t, name, nil, stdin, stdout, args...)
 }
 
-// startEnv is start with env added to the process's environment last,
-// where it overrides the tests' settings (another PEERFS_SECRET...).
+// startEnv is start with env added to the process's environment (a later
+// value of a variable wins).
 func startEnv(t *testing.T, name string, env []string, stdin io.Reader, stdout io.Writer, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, log: &syncBuffer{}, done: make(chan struct{})}

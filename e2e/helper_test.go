@@ -13,6 +13,7 @@ import (
 //	editor-save PATH   write PATH~tmp, fsync, close, rename over PATH (content from PEERFS_E2E_DATA)
 //	write-fsync PATH   open PATH, write, fsync, report, wait for stdin EOF, close
 //	write-wait-close PATH  open PATH, write, report, wait for stdin EOF, close
+//	open-wait-close PATH   open PATH (O_TRUNC), report, wait for a line, write, close, report
 //	read PATH          read PATH to stdout, reporting the error
 func runHelper(kind, path string) int {
 	data := []byte(os.Getenv("PEERFS_E2E_DATA"))
@@ -92,6 +93,21 @@ func runHelper(kind, path string) int {
 		serr := f.Sync()
 		cerr := f.Close()
 		fmt.Printf("fsync=%v close=%v\n", serr, cerr)
+		return 0
+	case "open-wait-close":
+		// Open (truncating) first; write and close only when told, so
+		// that several writers start from one version.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return fail(err)
+		}
+		fmt.Println("opened")
+		buf := make([]byte, 1)
+		os.Stdin.Read(buf)
+		if _, err := f.Write(data); err != nil {
+			return fail(err)
+		}
+		fmt.Printf("close=%v\n", f.Close())
 		return 0
 	case "read":
 		b, err := os.ReadFile(path)

@@ -290,7 +290,7 @@ func TestOpsControlFolder(t *testing.T) {
 	if err != nil || !strings.Contains(strings.Join(names, " "), ".peerfs") {
 		t.Fatalf("ls -A of the root = %q, %v", names, err)
 	}
-	if got := mustRun(t, "", "ls", filepath.Join(a.mnt, ".peerfs")); got != "status\nsync\n" {
+	if got := mustRun(t, "", "ls", filepath.Join(a.mnt, ".peerfs")); got != "status\nsync\nunsent\n" {
 		t.Fatalf("ls .peerfs = %q", got)
 	}
 	text := mustRun(t, "", "cat", filepath.Join(a.mnt, ".peerfs", "status"))

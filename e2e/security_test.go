@@ -100,9 +100,11 @@ func TestOutsidersRefused(t *testing.T) {
 	waitFor(t, 10*time.Second, "mallory's warning", func() bool {
 		return strings.Contains(mallory.log.String(), "plaintext, unauthenticated: anyone who can reach this port can read and write the export")
 	})
-	// Refused so far: the plaintext REGISTER, the wrong secret, mallory.
+	// The tracker logs the first refusal (the plaintext REGISTER) and
+	// counts the others (the wrong secret, mallory's) for a summary line.
 	waitFor(t, 10*time.Second, "the tracker refusing mallory", func() bool {
-		return strings.Count(tr.log.String(), "refused connection") >= 3
+		return strings.Contains(tr.log.String(), "refused connection") &&
+			strings.Contains(mallory.log.String(), "REGISTER FAIL denied this tracker speaks TLS only")
 	})
 
 	// A member sees bob (once he has registered), never mallory.
@@ -197,5 +199,38 @@ func TestReadOnlyPeerEROFS(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(alice.export, "a.txt")); string(b) != "alice's" {
 		t.Errorf("a.txt changed: %q", b)
+	}
+}
+
+// TestAllowSetuid: a peer strips the setuid and setgid bits a client asks
+// for, unless started with --allow-setuid (peer and mount alike).
+func TestAllowSetuid(t *testing.T) {
+	c := newCluster(t)
+	alice := c.mount("alice", "--allow-setuid")
+	type server struct{ name, export, addr string }
+	servers := []server{{"alice (mount --allow-setuid)", alice.export, alice.listen}}
+	for _, args := range [][]string{nil, {"--allow-setuid"}} {
+		s := server{"peer " + strings.Join(args, " "), t.TempDir(), freeAddr(t)}
+		start(t, s.name, nil, nil, append([]string{"peer", "--shell", "off", "--export", s.export,
+			"--listen", s.addr, "--tracker", c.tracker}, args...)...)
+		waitListening(t, s.addr)
+		servers = append(servers, s)
+	}
+	for _, s := range servers {
+		writeFile(t, filepath.Join(s.export, "prog"), []byte("#!/bin/sh\nid\n"))
+		m := dialLine(t, s.addr)
+		m.expect("CONNECT OK")
+		m.send("SETATTR prog mode=04755\n")
+		got := m.line()
+		want, wantMode := "SETATTR OK f 0755 ", os.FileMode(0o755)
+		if strings.Contains(s.name, "--allow-setuid") {
+			want, wantMode = "SETATTR OK f 04755 ", 0o755|os.ModeSetuid
+		}
+		if !strings.HasPrefix(got, want) {
+			t.Errorf("%s: %q, want %q...", s.name, got, want)
+		}
+		if fi, err := os.Stat(filepath.Join(s.export, "prog")); err != nil || fi.Mode() != wantMode {
+			t.Errorf("%s: mode %v (%v), want %v", s.name, fi.Mode(), err, wantMode)
+		}
 	}
 }

@@ -20,7 +20,9 @@ const ControlDir = ".peerfs"
 //
 //	status  the daemon's status report as text (StatusText), read-only;
 //	sync    write-only: writing anything to it runs Sync, a SYNC round, and
-//	        the write returns Sync's error (echo > .peerfs/sync).
+//	        the write returns Sync's error (echo > .peerfs/sync);
+//	unsent  copies the Store set aside, if it is an UnsentController
+//	        (unsent.go).
 type Controller interface {
 	// StatusText returns the status report shown in .peerfs/status.
 	StatusText() []byte
@@ -54,6 +56,7 @@ type controlDir struct {
 	fsys         *filesys
 	ctl          Controller
 	status, sync *controlFile
+	unsent       *unsentDir // nil unless ctl is an UnsentController
 }
 
 // newControlDir returns the control folder of f, or nil if f's Store is
@@ -66,6 +69,9 @@ func newControlDir(f *filesys) *controlDir {
 	d := &controlDir{fsys: f, ctl: ctl}
 	d.status = &controlFile{fsys: f, ctl: ctl, name: controlStatus}
 	d.sync = &controlFile{fsys: f, ctl: ctl, name: controlSync}
+	if uc, ok := ctl.(UnsentController); ok {
+		d.unsent = &unsentDir{fsys: f, ctl: uc}
+	}
 	return d
 }
 
@@ -88,6 +94,10 @@ func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, erro
 		return d.status, d.fsys.done("lookup", ControlDir, name, nil)
 	case controlSync:
 		return d.sync, d.fsys.done("lookup", ControlDir, name, nil)
+	case controlUnsent:
+		if d.unsent != nil {
+			return d.unsent, d.fsys.done("lookup", ControlDir, name, nil)
+		}
 	}
 	return nil, d.fsys.done("lookup", ControlDir, name, syscall.ENOENT)
 }
@@ -95,10 +105,14 @@ func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, erro
 // ReadDirAll implements fusefs.HandleReadDirAller.
 func (d *controlDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
-	return []fuse.Dirent{
+	out := []fuse.Dirent{
 		{Inode: f.inode(ControlDir, controlStatus), Type: fuse.DT_File, Name: controlStatus},
 		{Inode: f.inode(ControlDir, controlSync), Type: fuse.DT_File, Name: controlSync},
-	}, f.done("readdir", ControlDir, "", nil)
+	}
+	if d.unsent != nil {
+		out = append(out, fuse.Dirent{Inode: f.inode(ControlDir, controlUnsent), Type: fuse.DT_Dir, Name: controlUnsent})
+	}
+	return out, f.done("readdir", ControlDir, "", nil)
 }
 
 // controlFile is .peerfs/status or .peerfs/sync.

@@ -29,6 +29,10 @@ type ClientOptions struct {
 	// Secure, if set, runs TLS and the membership proofs (package secure)
 	// on every connection before the greeting; nil speaks plaintext.
 	Secure *secure.Config
+	// Attrs asks every connection's peer, right after the greeting, for
+	// attribute words ("FEATURES attrs"): entries and PUT DONE then carry
+	// the peer's version tokens (peerproto.Entry.Ver), where it has them.
+	Attrs bool
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -119,6 +123,12 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Conn, error) {
 		return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
+	if opts.Attrs {
+		if _, err := c.features(ctx, []string{peerproto.FeatureAttrs}); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
+		}
+	}
 	return c, nil
 }
 
@@ -448,19 +458,37 @@ func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, prog
 	return c.put(ctx, m, src, progress)
 }
 
+// PeerID returns the identity of the peer's export, as its FEATURES
+// answer gave it on this connection (ClientOptions.Attrs); "" if it was
+// not asked or not told.
+func (c *Conn) PeerID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.feats == nil {
+		return ""
+	}
+	return c.feats.ID
+}
+
 // Features returns the protocol extensions the peer serves (FEATURES),
 // asked once per connection. A peer that predates the verb serves none.
 func (c *Conn) Features(ctx context.Context) (peerproto.FeaturesOK, error) {
+	return c.features(ctx, nil)
+}
+
+// features is Features, turning on the extensions in want if it asks.
+func (c *Conn) features(ctx context.Context, want []string) (peerproto.FeaturesOK, error) {
 	c.mu.Lock()
 	f := c.feats
 	c.mu.Unlock()
 	if f != nil {
 		return *f, nil
 	}
-	reply, err := c.roundTrip(ctx, peerproto.Features{}, "")
+	reply, err := c.roundTrip(ctx, peerproto.Features{Want: want}, "")
 	var fe *peerproto.FailError
 	switch {
-	case errors.As(err, &fe) && fe.Code == peerproto.CodeUnsupported:
+	case errors.As(err, &fe) && (fe.Code == peerproto.CodeUnsupported || fe.Code == peerproto.CodeInvalid):
+		// A peer that predates the verb, or its words: no extensions.
 		f = &peerproto.FeaturesOK{}
 	case err != nil:
 		return peerproto.FeaturesOK{}, err

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -10,9 +11,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
@@ -236,9 +240,9 @@ func TestHostileLines(t *testing.T) {
 	}
 }
 
-// hostileFlood opens n idle connections to addr and closes them at the end
-// of the test.
-func hostileFlood(t *testing.T, addr string, n int) []net.Conn {
+// hostileFlood opens n idle connections to addr from local address from
+// ("" for any) and closes them at the end of the test.
+func hostileFlood(t *testing.T, addr, from string, n int) []net.Conn {
 	t.Helper()
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(2*n+1000) {
@@ -254,8 +258,12 @@ func hostileFlood(t *testing.T, addr string, n int) []net.Conn {
 			c.Close()
 		}
 	})
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
 	for range n {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatalf("flood connection %d: %v", len(conns), err)
 		}
@@ -271,15 +279,26 @@ func heapInUse() uint64 {
 	return ms.HeapInuse
 }
 
-// TestIdleFloodSecure: 2000 idle connections that never start TLS take no
-// connection slot; a member is served meanwhile; memory stays bounded.
+// TestIdleFloodSecure: 2000 idle connections from four addresses that
+// never start TLS take no connection slot, and no more than
+// MaxPendingPerSource each are kept open; a member is served meanwhile;
+// memory stays bounded.
 func TestIdleFloodSecure(t *testing.T) {
 	export := t.TempDir()
 	srvWriteFile(t, export, "a.txt", "aaa")
-	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 16,
+	s, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 16,
 		Secure: hostileSecure(t, hostileSecret), HandshakeTimeout: 5 * time.Second})
 	before := heapInUse()
-	hostileFlood(t, addr, 2000)
+	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		hostileFlood(t, addr, from, 500)
+	}
+	srvEventually(t, "the flood accepted", func() bool {
+		st := s.gate.Stats()
+		return uint64(st.Pending)+st.RefusedTotal() >= 2000
+	})
+	if st := s.gate.Stats(); st.Pending > 4*secure.DefaultMaxPendingPerSource || st.Refused[secure.ReasonPerSource] == 0 {
+		t.Errorf("gate after the flood: %+v, want at most %d pending", st, 4*secure.DefaultMaxPendingPerSource)
+	}
 	ctx := context.Background()
 	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
 	if err != nil {
@@ -305,7 +324,7 @@ func TestIdleFloodPlain(t *testing.T) {
 	srvWriteFile(t, export, "a.txt", "aaa")
 	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 64})
 	before := heapInUse()
-	conns := hostileFlood(t, addr, 2000)
+	conns := hostileFlood(t, addr, "", 2000)
 	refused := 0
 	for _, c := range conns[1000:] {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -331,4 +350,210 @@ func TestIdleFloodPlain(t *testing.T) {
 		c.Close()
 		return true
 	})
+}
+
+// TestSetuidFromClients: a client cannot plant a setuid or setgid program
+// or directory: SETATTR mode=, MKDIR <mode>, a PUT replacing a setuid
+// file and a SETATTR size= of one all end without the bits, as on a nosuid
+// export; sticky bits stay. With AllowSetuid they are kept.
+func TestSetuidFromClients(t *testing.T) {
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	for _, allow := range []bool{false, true} {
+		t.Run(map[bool]string{false: "default", true: "AllowSetuid"}[allow], func(t *testing.T) {
+			export := t.TempDir()
+			for _, name := range []string{"chmod", "put", "inline", "truncate", "touch"} {
+				p := srvWriteFile(t, export, name, "#!/bin/sh\nid\n")
+				if name != "chmod" {
+					if err := os.Chmod(p, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := os.Mkdir(filepath.Join(export, "dir"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			_, addr := srvTestServe(t, ServerOptions{Export: export, AllowSetuid: allow})
+			c := srvTestConnect(t, addr)
+			// kept returns want as is with AllowSetuid, and without its
+			// setuid and setgid bits otherwise.
+			kept := func(want os.FileMode) os.FileMode {
+				if allow {
+					return want
+				}
+				return want &^ (os.ModeSetuid | os.ModeSetgid)
+			}
+			wantReply := func(req, prefix string) {
+				t.Helper()
+				if got := c.roundTrip(req); !strings.HasPrefix(got, prefix) {
+					t.Errorf("%s: %q, want %q...", req, got, prefix)
+				}
+			}
+			if allow {
+				wantReply("SETATTR chmod mode=06755", "SETATTR OK f 06755 ")
+			} else {
+				wantReply("SETATTR chmod mode=06755", "SETATTR OK f 0755 ")
+			}
+			wantReply("SETATTR dir mode=03775", map[bool]string{false: "SETATTR OK d 01775 ", true: "SETATTR OK d 03775 "}[allow])
+			wantReply("MKDIR new 02777", "MKDIR OK")
+			wantReply("MKDIR newsuid 04755", "MKDIR OK")
+			wantReply("MKDIR tmp 01777", "MKDIR OK")
+			if r := c.put("put", []byte("#!/bin/sh\nrm -rf /\n")); !strings.HasPrefix(r, "PUT DONE ") {
+				t.Fatal(r)
+			}
+			c.send("PUT inline 5 async inline\nhello")
+			c.expectPrefix("PUT DONE 5 ")
+			wantReply("SETATTR truncate size=3", "SETATTR OK f ")
+			wantReply("SETATTR touch mtime=1000000000", "SETATTR OK f 06755 ")
+
+			for name, want := range map[string]os.FileMode{
+				"chmod": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"dir":   kept(0o775 | os.ModeDir | os.ModeSetgid | os.ModeSticky),
+				// Special bits are set with a chmod, which the umask (022)
+				// does not trim; without them, mkdir's mode is trimmed.
+				"new":      map[bool]os.FileMode{false: 0o755 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
+				"newsuid":  kept(0o755 | os.ModeDir | os.ModeSetuid),
+				"tmp":      0o777 | os.ModeDir | os.ModeSticky,
+				"put":      kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"inline":   kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"truncate": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				// No new content, no mode asked: the owner's bits stay.
+				"touch": 0o755 | os.ModeSetuid | os.ModeSetgid,
+			} {
+				fi, err := os.Stat(filepath.Join(export, name))
+				if err != nil || fi.Mode() != want {
+					t.Errorf("%s: mode %v (%v), want %v", name, fi.Mode(), err, want)
+				}
+			}
+		})
+	}
+}
+
+// hostileDialFrom connects to addr from local address from.
+func hostileDialFrom(t *testing.T, addr, from string) *srvTestClient {
+	t.Helper()
+	d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &srvTestClient{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+// hostileClosed reports whether the server closed c's connection within
+// wait: a read sees EOF (or a reset) rather than a timeout.
+func hostileClosed(c *srvTestClient, wait time.Duration) bool {
+	c.nc.SetReadDeadline(time.Now().Add(wait))
+	_, err := c.r.ReadByte()
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// TestPendingLimits: connections still in the handshake are capped per
+// source address (the excess closed at once) and in all (a new one evicts
+// the oldest), so a few addresses cannot pile up sockets; a member from
+// elsewhere is served meanwhile, and the refusals are counted.
+func TestPendingLimits(t *testing.T) {
+	export := t.TempDir()
+	srvWriteFile(t, export, "a.txt", "aaa")
+	s, addr := srvTestServe(t, ServerOptions{Export: export, Secure: hostileSecure(t, hostileSecret),
+		HandshakeTimeout: time.Minute, MaxPendingPerSource: 3, MaxPending: 5})
+	var first []*srvTestClient
+	for range 3 {
+		first = append(first, hostileDialFrom(t, addr, "127.0.0.2"))
+	}
+	srvEventually(t, "3 pending", func() bool { return s.gate.Stats().Pending == 3 })
+	if excess := hostileDialFrom(t, addr, "127.0.0.2"); !hostileClosed(excess, 5*time.Second) {
+		t.Fatal("a 4th silent connection from 127.0.0.2 was kept")
+	}
+	other := []*srvTestClient{hostileDialFrom(t, addr, "127.0.0.3"), hostileDialFrom(t, addr, "127.0.0.3")}
+	srvEventually(t, "5 pending", func() bool { return s.gate.Stats().Pending == 5 })
+	if hostileClosed(other[0], 100*time.Millisecond) || hostileClosed(first[2], 100*time.Millisecond) {
+		t.Fatal("a connection within the limits was closed")
+	}
+	// At MaxPending, the next one (from a third address) evicts the
+	// oldest.
+	third := hostileDialFrom(t, addr, "127.0.0.4")
+	if !hostileClosed(first[0], 5*time.Second) {
+		t.Fatal("the oldest pending connection was not evicted")
+	}
+	if hostileClosed(third, 100*time.Millisecond) {
+		t.Fatal("the newest connection was closed")
+	}
+	st := s.gate.Stats()
+	if st.Pending != 5 || st.Refused[secure.ReasonPerSource] != 1 || st.Refused[secure.ReasonEvicted] != 1 {
+		t.Fatalf("gate: %+v", st)
+	}
+	// A member from 127.0.0.1 evicts another stranger and is served.
+	ctx := context.Background()
+	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
+	if err != nil {
+		t.Fatalf("member: %v", err)
+	}
+	defer m.Close()
+	var buf bytes.Buffer
+	if _, err := m.Get(ctx, "a.txt", 0, -1, &buf, nil); err != nil || buf.String() != "aaa" {
+		t.Fatalf("member GET: %q, %v", buf.String(), err)
+	}
+}
+
+// TestRefusalsLogBounded: a flood of strangers (plaintext clients, wrong
+// secrets, connections over the per-source cap) is logged at a bounded
+// rate, one summary line per interval, and the lines account for every
+// refusal.
+func TestRefusalsLogBounded(t *testing.T) {
+	var log srvLog
+	const interval = 100 * time.Millisecond
+	s, addr := srvTestServeLog(t, ServerOptions{Secure: hostileSecure(t, hostileSecret),
+		HandshakeTimeout: 5 * time.Second, MaxPendingPerSource: 4, RefusalLogInterval: interval}, &log)
+	const plain, strangers = 600, 20
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+		wg.Go(func() {
+			for range plain / 4 {
+				// Sent and closed at once: refused as plaintext, or
+				// closed over the per-source cap.
+				d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				nc, err := d.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				nc.Write([]byte("GET a.txt\n"))
+				nc.Close()
+			}
+			for range strangers / 4 {
+				nc, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, err = hostileSecure(t, strangeSecret).Client(nc, srvTestTimeout)
+				if !errors.Is(err, secure.ErrNotMember) {
+					t.Errorf("stranger %d: %v", w, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	srvEventually(t, "every refusal counted", func() bool {
+		return s.gate.Stats().RefusedTotal() == plain+strangers
+	})
+	elapsed := time.Since(start)
+	st := s.gate.Stats()
+	if err := s.Close(); err != nil { // logs the last summary
+		t.Fatal(err)
+	}
+	lines, counted := log.refusals(t)
+	if counted != plain+strangers {
+		t.Errorf("the log accounts for %d refusals, want %d (%+v)", counted, plain+strangers, st)
+	}
+	if bound := 3 + int(elapsed/interval); lines > bound {
+		t.Errorf("%d refusal lines in %v, want at most %d", lines, elapsed, bound)
+	}
+	if st.Refused[secure.ReasonNotMember] != strangers {
+		t.Errorf("not-member refusals: %+v", st)
+	}
 }

@@ -261,14 +261,17 @@ func (j *jail) clean(name string) (string, error) {
 	}
 	for _, elem := range strings.Split(p, "/") {
 		if jailReserved(elem) {
-			return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("name %q is reserved (prefix %s)", name, jailTempPrefix)}
+			return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("name %q is reserved (%s*, %s)", name, jailTempPrefix, exportIDFile)}
 		}
 	}
 	return p, nil
 }
 
-// jailReserved reports whether a single path element is a reserved name.
-func jailReserved(elem string) bool { return strings.HasPrefix(elem, jailTempPrefix) }
+// jailReserved reports whether a single path element is a reserved name:
+// an upload in progress, or the file of the export's identity.
+func jailReserved(elem string) bool {
+	return strings.HasPrefix(elem, jailTempPrefix) || elem == exportIDFile
+}
 
 // jailRel returns p as os.Root wants it: "." for the root.
 func jailRel(p string) string {
@@ -435,7 +438,7 @@ func (j *jail) removeStaleTemps() (int, error) {
 			}
 			return nil
 		}
-		if d.Type().IsRegular() && jailReserved(d.Name()) {
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), jailTempPrefix) {
 			if err := j.root.Remove(p); err != nil && first == nil {
 				first = err
 			} else if err == nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
@@ -31,6 +32,13 @@ const (
 	DefaultHeaderTimeout = 10 * time.Second
 	// DefaultHandshakeTimeout bounds the TLS handshake and membership proofs.
 	DefaultHandshakeTimeout = 10 * time.Second
+	// DefaultMinTransferRate is the least a PUT or GET payload must
+	// average, in bytes per second, over any span longer than
+	// DefaultTransferWindow.
+	DefaultMinTransferRate = 4 << 10
+	// DefaultTransferWindow is how far a transfer may fall behind
+	// DefaultMinTransferRate: the longest it may stall after moving fast.
+	DefaultTransferWindow = 30 * time.Second
 )
 
 // ServerOptions configures a Server.
@@ -49,6 +57,19 @@ type ServerOptions struct {
 	// newline, so a client trickling bytes cannot hold a connection; 0
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// MinTransferRate (bytes per second) and TransferWindow cut a
+	// transfer (a PUT's payload, a GET's data) that is too slow, so that
+	// clients trickling bytes cannot hold the transfer slots: each byte
+	// moved buys 1/MinTransferRate s, and the time bought runs at most
+	// TransferWindow ahead; a transfer whose time runs out is cut. So
+	// over any span longer than TransferWindow it moves at least
+	// MinTransferRate x (span - TransferWindow) bytes, and it may stall
+	// for TransferWindow after moving fast. IOTimeout still bounds each
+	// read and write. 0 means DefaultMinTransferRate and
+	// DefaultTransferWindow; a negative MinTransferRate turns the check
+	// off.
+	MinTransferRate int64
+	TransferWindow  time.Duration
 	// Secure, if set, makes every connection TLS with a membership proof
 	// (package secure) before anything else is said; nil serves the
 	// plaintext protocol to anyone.
@@ -56,8 +77,42 @@ type ServerOptions struct {
 	// HandshakeTimeout bounds the TLS handshake and proofs; 0 means
 	// DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
+	// MaxPendingPerSource bounds the connections from one source (IPv4
+	// address or IPv6 /64) still in the TLS handshake and proofs; more
+	// are closed at once. 0 means secure.DefaultMaxPendingPerSource.
+	// With Secure nil there is no handshake: MaxConns alone applies.
+	MaxPendingPerSource int
+	// MaxPending bounds the connections in the handshake from everywhere;
+	// at the limit a new one evicts the oldest. 0 means
+	// secure.DefaultMaxPending.
+	MaxPending int
+	// RefusalLogInterval: refused connections (strangers, and the excess
+	// over the limits above and MaxConns) are logged one line per
+	// interval at most, with counts; 0 means
+	// secure.DefaultRefusalLogInterval.
+	RefusalLogInterval time.Duration
+	// AllowSetuid keeps the setuid and setgid bits that clients ask for
+	// (SETATTR mode=, MKDIR <mode>) and those of a file that a PUT or a
+	// SETATTR size= changes. By default they are stripped, as if the
+	// export were mounted nosuid: a client must not plant a program that
+	// runs with the rights of this process's user (root, often). Sticky
+	// bits are kept either way.
+	AllowSetuid bool
 
 	Logger zerolog.Logger
+}
+
+// srvPrivBits are the mode bits that make a program run with its owner's
+// or its group's rights.
+const srvPrivBits = unix.S_ISUID | unix.S_ISGID
+
+// clientMode returns the permission bits (07777) a client may give a file
+// or directory: mode without setuid and setgid, unless AllowSetuid.
+func (s *Server) clientMode(mode uint32) uint32 {
+	if s.opts.AllowSetuid {
+		return mode & 0o7777
+	}
+	return mode & 0o7777 &^ srvPrivBits
 }
 
 // Server serves one exported directory to other peers, many clients at
@@ -67,8 +122,11 @@ type Server struct {
 	opts  ServerOptions
 	jail  *jail
 	log   zerolog.Logger
-	bufs  sync.Pool // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
-	files srvFiles  // open descriptors of recently read files
+	gate  *secure.Gate // connections before membership, and the log of refusals
+	bufs  sync.Pool    // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
+	files srvFiles     // open descriptors of recently read files
+	vers  *versions    // version tokens of the export's files (versions.go)
+	id    string       // the export's identity (identity.go)
 
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
@@ -111,6 +169,12 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.HeaderTimeout <= 0 {
 		opts.HeaderTimeout = DefaultHeaderTimeout
 	}
+	if opts.MinTransferRate == 0 {
+		opts.MinTransferRate = DefaultMinTransferRate
+	}
+	if opts.TransferWindow <= 0 {
+		opts.TransferWindow = DefaultTransferWindow
+	}
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
@@ -125,7 +189,18 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
+		vers:      newVersions(),
 	}
+	if s.id, err = exportID(j); err != nil {
+		j.close()
+		return nil, fmt.Errorf("peer: server: identity of the export: %w", err)
+	}
+	s.gate = secure.NewGate(secure.GateOptions{
+		MaxPendingPerSource: opts.MaxPendingPerSource,
+		MaxPending:          opts.MaxPending,
+		RefusalLogInterval:  opts.RefusalLogInterval,
+		Logger:              s.log,
+	})
 	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
 	if !opts.ReadOnly {
 		n, err := j.removeStaleTemps()
@@ -138,6 +213,10 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	}
 	return s, nil
 }
+
+// ID returns the export's identity (see identity.go): what a mount binds
+// the data it writes for this peer to.
+func (s *Server) ID() string { return s.id }
 
 // Export returns the absolute path of the exported directory.
 func (s *Server) Export() string { return s.jail.dir }
@@ -191,7 +270,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			return nil
 		}
-		go s.handle(nc)
+		var p *secure.Pending
+		if s.opts.Secure != nil {
+			var ok bool
+			if p, ok = s.gate.Enter(nc); !ok {
+				// Too many handshakes from its source: closed at once,
+				// counted and logged (at a bounded rate) by the gate.
+				nc.Close()
+				s.untrack(nc, false)
+				continue
+			}
+		}
+		go s.handle(nc, p)
 	}
 }
 
@@ -282,6 +372,7 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.wg.Wait()
+	s.gate.Close()
 	s.files.close()
 	if cerr := s.jail.close(); err == nil {
 		err = cerr
@@ -291,8 +382,9 @@ func (s *Server) Close() error {
 }
 
 // handle serves one connection until it ends. nc is the accepted socket;
-// with Options.Secure the protocol runs over TLS on top of it.
-func (s *Server) handle(nc net.Conn) {
+// with Options.Secure the protocol runs over TLS on top of it, after the
+// handshake that p (from the gate) stands for.
+func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 	admitted := false
 	defer func() { s.untrack(nc, admitted) }()
 	// Closing the socket, not the TLS layer: no close_notify that could
@@ -303,31 +395,36 @@ func (s *Server) handle(nc net.Conn) {
 	conn := nc
 	if s.opts.Secure != nil {
 		// Before admission: a stranger never takes a connection slot, and
-		// a handshake is bounded by HandshakeTimeout.
+		// a handshake is bounded by HandshakeTimeout. Refusals are
+		// counted and logged by the gate, at a bounded rate: a flood of
+		// strangers must not flood the log.
 		sc, err := s.opts.Secure.Server(nc, s.opts.HandshakeTimeout)
+		if err != nil {
+			p.Refuse(err)
+		}
 		switch {
 		case err == nil:
+			if !p.Done() {
+				return // evicted by newer handshakes meanwhile
+			}
 			conn = sc
 		case errors.Is(err, secure.ErrNotMember):
-			log.Warn().Err(err).Msg("refused connection: not a member of this cluster")
 			sc.SetWriteDeadline(time.Now().Add(time.Second))
 			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 				peerproto.CodeDenied, "not a member of this cluster")})
 			return
 		case errors.Is(err, secure.ErrPlaintext):
-			log.Warn().Err(err).Msg("refused plaintext connection")
 			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 				peerproto.CodeDenied, "this peer speaks TLS only: connect with the cluster secret (PEERFS_SECRET)")})
 			return
 		default:
-			log.Info().Err(err).Msg("handshake failed")
 			return
 		}
 	}
 
 	admitted = s.admit()
 	if !admitted {
-		log.Warn().Int("max_conns", s.opts.MaxConns).Msg("refused connection: too many connections")
+		s.gate.Refused(nc.RemoteAddr(), secure.ReasonBusy, fmt.Errorf("too many connections (max_conns %d)", s.opts.MaxConns))
 		conn.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
 		peerproto.WriteMessage(conn, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 			peerproto.CodeBusy, "too many connections (%d)", s.opts.MaxConns)})
@@ -335,9 +432,10 @@ func (s *Server) handle(nc net.Conn) {
 	}
 	log.Info().Bool("tls", s.opts.Secure != nil).Msg("connected")
 	c := &srvConn{s: s, nc: conn, log: log}
-	c.rd = &srvDeadlineReader{nc: conn}
+	c.rate = srvRate{perSec: s.opts.MinTransferRate, window: s.opts.TransferWindow}
+	c.rd = &srvDeadlineReader{nc: conn, rate: &c.rate}
 	c.r = bufio.NewReaderSize(c.rd, 64<<10)
-	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout}, 64<<10)
+	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout, rate: &c.rate}, 64<<10)
 	err := c.serve()
 	switch {
 	case err == nil, s.isClosed():
@@ -352,34 +450,4 @@ func (s *Server) handle(nc net.Conn) {
 func srvIsTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// srvDeadlineReader renews the read deadline before every read, so a peer
-// that keeps sending survives however long the transfer, and one that
-// stalls is cut after timeout.
-type srvDeadlineReader struct {
-	nc      net.Conn
-	timeout time.Duration // 0 while the caller manages the deadline itself
-}
-
-func (r *srvDeadlineReader) Read(p []byte) (int, error) {
-	if r.timeout > 0 {
-		if err := r.nc.SetReadDeadline(time.Now().Add(r.timeout)); err != nil {
-			return 0, err
-		}
-	}
-	return r.nc.Read(p)
-}
-
-// srvDeadlineWriter renews the write deadline before every write.
-type srvDeadlineWriter struct {
-	nc      net.Conn
-	timeout time.Duration
-}
-
-func (w *srvDeadlineWriter) Write(p []byte) (int, error) {
-	if err := w.nc.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
-		return 0, err
-	}
-	return w.nc.Write(p)
 }

@@ -23,6 +23,13 @@ type srvConn struct {
 	w   *bufio.Writer      // replies; flushed at the end of each
 	log zerolog.Logger
 
+	// rate cuts a transfer below the minimum rate, while one runs; rd
+	// and w's writer use it.
+	rate srvRate
+	// attrs: the client asked for attribute words ("FEATURES attrs"):
+	// entries and PUT DONE carry version tokens.
+	attrs bool
+
 	result string // outcome of the current request, for the debug log
 	bytes  int64  // payload bytes moved by the current request
 	// stale lists the paths the current request may change, dropped
@@ -137,7 +144,16 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 	case peerproto.Fsync:
 		return c.fsync(m)
 	case peerproto.Features:
-		return c.send(peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles}})
+		for _, w := range m.Want {
+			if w == peerproto.FeatureAttrs {
+				c.attrs = true
+			}
+		}
+		ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs}}
+		if c.attrs {
+			ok.ID = c.s.id
+		}
+		return c.send(ok)
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}

@@ -116,6 +116,13 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
+	st, err := jailFstat(fd, p)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	// The new content's version token, recorded with the file before it
+	// becomes visible (and before the seed's fsync, which then covers it).
+	ver := c.s.vers.assign(fd, &st)
 	// The seed's PUT is durable before it is visible. An async PUT is
 	// visible (renamed into place, atomically) before it is durable; the
 	// client asks for durability with FSYNC when its user calls fsync.
@@ -123,10 +130,6 @@ func (c *srvConn) put(m peerproto.Put) error {
 		if err := unix.Fsync(fd); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, m.Name)
 		}
-	}
-	st, err := jailFstat(fd, p)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
 	}
 	// The file was created with the mode it must end with; the umask or
 	// the kernel (setgid) may have trimmed it.
@@ -143,7 +146,8 @@ func (c *srvConn) put(m peerproto.Put) error {
 	// The condition is checked again right before the rename, under a
 	// lock that orders conditional PUTs: of two writers that started from
 	// the same version, exactly one replaces it.
-	if m.Base != peerproto.BaseAny {
+	conditional := m.Base != peerproto.BaseAny || m.Ver != ""
+	if conditional {
 		c.s.putMu.Lock()
 		if err := c.recheckBase(m, t); err != nil {
 			c.s.putMu.Unlock()
@@ -151,7 +155,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 		}
 	}
 	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
-	if m.Base != peerproto.BaseAny {
+	if conditional {
 		c.s.putMu.Unlock()
 	}
 	c.s.files.invalidate(p)
@@ -160,6 +164,9 @@ func (c *srvConn) put(m peerproto.Put) error {
 		return c.refuse(verb, &fs.PathError{Op: "rename", Path: p, Err: err}, m.Name)
 	}
 	renamed = true
+	if t.exists && t.st.Ino != st.Ino {
+		c.s.vers.forget(verStatOf(&t.st)) // replaced: its inode number may come back
+	}
 	if !m.Async {
 		if err := unix.Fsync(t.dfd); err != nil {
 			// The file is in place; only its durability across a crash is
@@ -168,7 +175,11 @@ func (c *srvConn) put(m peerproto.Put) error {
 		}
 	}
 	endTransfer()
-	return c.send(peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()})
+	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
+	if c.attrs {
+		done.Ver = ver
+	}
+	return c.send(done)
 }
 
 // srvPutTarget is where a PUT stores its file.
@@ -177,7 +188,7 @@ type srvPutTarget struct {
 	dir    string      // target's directory, "" for the export
 	base   string      // target's last element
 	dfd    int         // dir, open; the caller closes it with jail.closeDir
-	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
 }
@@ -228,7 +239,11 @@ func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
 			// A FIFO, a device, or a link still (changed meanwhile).
 			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
 		case err == nil:
-			t.st, t.exists, t.mode = st, true, st.Mode&0o7777
+			// The new content keeps the old file's mode, but not its
+			// setuid or setgid bit (unless the export allows them): like
+			// a write by a process without CAP_FSETID, a client's new
+			// content must not run with the owner's rights.
+			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil
 		}
@@ -249,6 +264,13 @@ func (c *srvConn) checkBase(m peerproto.Put, t *srvPutTarget) error {
 		mtime = t.st.Mtim.Nano()
 	}
 	switch {
+	case m.Ver != "" && !t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
+	case m.Ver != "":
+		if cur := c.s.vers.of(verStatOf(&t.st), fdSource(t.dfd, t.base)); cur != m.Ver {
+			return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (version %s, base %s)", m.Name, cur, m.Ver)
+		}
+		return nil
 	case m.Base == peerproto.BaseAny:
 		return nil
 	case m.Base == peerproto.BaseNone && t.exists:
@@ -340,6 +362,8 @@ func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
 // before each write, so a big upload costs one write(2) per MiB rather
 // than one per TLS record.
 func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	if size <= int64(c.r.Size()) {
 		b, err := c.r.Peek(int(size))
 		if len(b) > 0 {
@@ -377,6 +401,8 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 
 // discard reads and drops n payload bytes: an inline PUT's, refused.
 func (c *srvConn) discard(n int64) error {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	for n > 0 {
 		k, err := c.r.Discard(int(min(n, 1<<30)))
 		n -= int64(k)
@@ -427,6 +453,8 @@ func (c *srvConn) get(m peerproto.Get) error {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
 	defer c.s.endTransfer()
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	var n int64
 	if size := st.Size; m.Offset < size {
 		n = size - m.Offset
@@ -459,13 +487,15 @@ func (c *srvConn) get(m peerproto.Get) error {
 			return err
 		}
 		for c.bytes < n {
-			if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+			chunk := min(srvSendChunk, n-c.bytes)
+			if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), chunk)); err != nil {
 				return err
 			}
-			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, min(srvSendChunk, n-c.bytes))
+			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, chunk)
 			c.bytes += k
+			c.rate.moved(k, time.Now())
 			if err != nil {
-				return c.shrank(m.Name, n, err)
+				return c.shrank(m.Name, n, c.rate.cut(err))
 			}
 		}
 		return nil
@@ -484,12 +514,14 @@ func (c *srvConn) get(m peerproto.Get) error {
 			c.bytes += int64(k)
 			return c.shrank(m.Name, n, err)
 		}
-		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
+		if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), int64(k))); err != nil {
 			return err
 		}
-		if _, err := c.nc.Write(buf[:k]); err != nil {
+		w, err := c.nc.Write(buf[:k])
+		c.rate.moved(int64(w), time.Now())
+		if err != nil {
 			c.result = "cut"
-			return err
+			return c.rate.cut(err)
 		}
 		c.bytes += int64(k)
 	}
@@ -621,10 +653,14 @@ func (c *srvConn) list(m peerproto.List) error {
 		return c.refuse(verb, err, jailDisplay(m.Dir))
 	}
 	dirents, err := d.ReadDir(-1)
-	d.Close()
 	if err != nil {
+		d.Close()
 		return c.refuse(verb, err, jailDisplay(m.Dir))
 	}
+	// Kept open while the entries' version tokens are read (their
+	// extended attributes, by name relative to it).
+	defer d.Close()
+	dfd := int(d.Fd())
 	entries := make([]peerproto.Entry, 0, len(dirents))
 	for _, de := range dirents {
 		name := de.Name()
@@ -632,8 +668,10 @@ func (c *srvConn) list(m peerproto.List) error {
 			continue
 		}
 		var fi fs.FileInfo
+		src := fdSource(dfd, name)
 		if de.Type()&fs.ModeSymlink != 0 {
 			fi, err = j.stat(path.Join(p, name))
+			src = j.source(path.Join(p, name))
 		} else {
 			fi, err = de.Info()
 		}
@@ -641,6 +679,7 @@ func (c *srvConn) list(m peerproto.List) error {
 			continue // gone since ReadDir, dangling, or escaping
 		}
 		if e, ok := jailEntry(name, fi); ok {
+			c.setVer(&e, fi, src)
 			entries = append(entries, e)
 		}
 	}
@@ -678,5 +717,18 @@ func (c *srvConn) stat(m peerproto.Stat) error {
 		return c.refuse(verb, err, jailDisplay(m.Name))
 	}
 	e, _ := jailEntry("", fi)
+	c.setVer(&e, fi, c.s.jail.source(p))
 	return c.send(peerproto.StatOK{Entry: e})
+}
+
+// setVer fills in e.Ver, the version token of the file with attributes fi
+// (src gives it for reading its extended attribute), if the client asked
+// for attribute words and it is a regular file.
+func (c *srvConn) setVer(e *peerproto.Entry, fi fs.FileInfo, src xattrSource) {
+	if !c.attrs || !fi.Mode().IsRegular() {
+		return
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		e.Ver = c.s.vers.of(verStatOfSys(st), src)
+	}
 }

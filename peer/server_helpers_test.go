@@ -2,6 +2,8 @@ package peer
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -9,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,11 +29,17 @@ const srvTestTimeout = 20 * time.Second
 // goroutines, when the test ends.
 func srvTestServe(t *testing.T, opts ServerOptions) (*Server, string) {
 	t.Helper()
+	return srvTestServeLog(t, opts, io.Discard)
+}
+
+// srvTestServeLog is srvTestServe with the server's log copied to w.
+func srvTestServeLog(t *testing.T, opts ServerOptions, w io.Writer) (*Server, string) {
+	t.Helper()
 	leaks := goleak.IgnoreCurrent()
 	if opts.Export == "" {
 		opts.Export = t.TempDir()
 	}
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	opts.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), w)).Level(zerolog.DebugLevel)
 	s, err := NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -248,4 +257,45 @@ func srvEventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// srvLog is a log destination safe for concurrent use.
+type srvLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *srvLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// refusals returns the refusal lines logged and the refusals they account
+// for: one for each "refused connection", the count of each "refused
+// connections" summary (see secure.Gate).
+func (l *srvLog) refusals(t *testing.T) (lines int, counted int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Message string `json:"message"`
+			Refused int    `json:"refused"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		switch {
+		case rec.Message == "refused connections":
+			lines++
+			counted += rec.Refused
+		case strings.HasPrefix(rec.Message, "refused"):
+			lines++
+			counted++
+		}
+	}
+	return lines, counted
 }

@@ -134,14 +134,17 @@ func TestClientPutInline(t *testing.T) {
 	}
 }
 
-// TestServerFeatures: FEATURES names the inline PUT.
+// TestServerFeatures: FEATURES names the inline PUT; words it is sent
+// must be lower-case.
 func TestServerFeatures(t *testing.T) {
 	_, addr := srvTestServe(t, ServerOptions{Export: t.TempDir()})
 	c := srvTestConnect(t, addr)
 	c.send("FEATURES\n")
-	c.expectPrefix("FEATURES OK inline fsync-files")
-	c.send("FEATURES now\n")
+	c.expectPrefix("FEATURES OK inline fsync-files attrs")
+	c.send("FEATURES Now\n")
 	c.expectPrefix("FEATURES FAIL invalid")
+	c.send("FEATURES later\n") // a word it does not know: nothing turned on
+	c.expectPrefix("FEATURES OK inline")
 }
 
 // TestClientInlineToOlderPeer: a peer that predates FEATURES (and the

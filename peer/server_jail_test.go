@@ -73,9 +73,9 @@ func TestServerJailEscapes(t *testing.T) {
 		{"GET a%00b", `GET FAIL invalid NUL byte in name "a\x00b"`},
 		{"PUT a%00b 1", `PUT FAIL invalid NUL byte in name "a\x00b"`},
 		{"GET loop", `GET FAIL invalid too many levels of symbolic links in "loop"`},
-		{"PUT " + jailTempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (prefix .peerfs-tmp-)`},
-		{"GET sub/" + jailTempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (prefix .peerfs-tmp-)`},
-		{"RENAME hello.txt " + jailTempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (prefix .peerfs-tmp-)`},
+		{"PUT " + jailTempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		{"GET sub/" + jailTempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		{"RENAME hello.txt " + jailTempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"GET " + strings.Repeat("a", 256), `GET FAIL toolarge name too long (limit 4096 bytes, 255 per element)`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {

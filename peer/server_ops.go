@@ -37,6 +37,7 @@ func (c *srvConn) delete(m peerproto.Delete) error {
 				if err != nil {
 					return c.refuse(verb, &fs.PathError{Op: "unlink", Path: p, Err: err}, m.Name)
 				}
+				c.s.vers.forget(verStatOf(&st)) // its inode number may come back
 				return c.send(peerproto.OK{Of: verb})
 			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
 				j.closeDir(dfd)
@@ -99,12 +100,14 @@ func (c *srvConn) mkdir(m peerproto.Mkdir) error {
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeExists, "the export root already exists"))
 	}
-	mode := m.Mode
-	if mode == 0 {
+	mode := c.s.clientMode(m.Mode)
+	if m.Mode == 0 {
 		mode = 0o755
 	}
 	// os.Root.Mkdir takes permission bits only; setuid, setgid and sticky
-	// bits follow with a chmod.
+	// bits follow with a chmod. (A setgid bit the new directory inherits
+	// from a setgid parent stays: that is the export owner's choice, as
+	// with a local mkdir.)
 	if err := j.root.Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
@@ -185,13 +188,18 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if _, ok := jailStatEntry(&st); !ok {
 		return c.setattrByName(m, p)
 	}
+	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
+	var ver string // the content's version token before the change
+	if regular && m.HasMtime && !m.HasSize {
+		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
+	}
 	if m.HasSize {
 		if err := unix.Ftruncate(fd, m.Size); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "truncate", Path: p, Err: err}, name)
 		}
 	}
-	if m.HasMode {
-		if err := unix.Fchmod(fd, m.Mode&0o7777); err != nil {
+	if mode, ok := c.setattrMode(m, st.Mode); ok {
+		if err := unix.Fchmod(fd, mode); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, name)
 		}
 	}
@@ -209,7 +217,36 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if !ok {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
 	}
+	if regular {
+		switch {
+		case m.HasSize:
+			ver = c.s.vers.assign(fd, &st) // new content
+		case m.HasMtime:
+			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
+		default:
+			c.s.vers.moved(verStatOf(&st)) // ctime only
+			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
+		}
+		if c.attrs {
+			e.Ver = ver
+		}
+	}
 	return c.send(peerproto.SetattrOK{Entry: e})
+}
+
+// setattrMode returns the permission bits a SETATTR gives a file whose
+// mode is cur, and whether to chmod at all: mode= without setuid and
+// setgid (Server.clientMode), and for size= alone on a setuid or setgid
+// file, its mode without them, since the content changed (as a write by a
+// process without CAP_FSETID clears them).
+func (c *srvConn) setattrMode(m peerproto.Setattr, cur uint32) (uint32, bool) {
+	switch {
+	case m.HasMode:
+		return c.s.clientMode(m.Mode), true
+	case m.HasSize && cur&srvPrivBits != 0 && c.s.clientMode(cur) != cur&0o7777:
+		return c.s.clientMode(cur), true
+	}
+	return 0, false
 }
 
 // srvFutimens sets the modification time of open file fd to mtime (ns),
@@ -262,8 +299,8 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 			return c.refuse(verb, err, name)
 		}
 	}
-	if m.HasMode {
-		if err := j.root.Chmod(jailRel(p), jailFileMode(m.Mode)); err != nil {
+	if mode, ok := c.setattrMode(m, jailModeBits(fi.Mode())); ok {
+		if err := j.root.Chmod(jailRel(p), jailFileMode(mode)); err != nil {
 			return c.refuse(verb, err, name)
 		}
 	}
@@ -277,6 +314,7 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 		return c.refuse(verb, err, name)
 	}
 	e, _ := jailEntry("", fi)
+	c.setVer(&e, fi, j.source(p))
 	return c.send(peerproto.SetattrOK{Entry: e})
 }
 

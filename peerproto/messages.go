@@ -127,12 +127,34 @@ func (m SyncEnd) OthersWrote(self string) bool {
 // that predates inline refuses the line as invalid and would read the
 // payload as requests: after any "PUT FAIL invalid" to an inline PUT the
 // client closes the connection.
+//
+// "ver=<token>" (Ver) makes it conditional on the peer's version token
+// instead (see Entry.Ver): the file must still be that version. At most
+// one of base= and ver= is given.
 type Put struct {
 	Name   string
 	Size   int64
 	Async  bool
-	Inline bool  // the payload follows the request line at once; no PUT OK
-	Base   int64 // BaseAny (no condition), BaseNone, or the expected mtime
+	Inline bool   // the payload follows the request line at once; no PUT OK
+	Base   int64  // BaseAny (no condition), BaseNone, or the expected mtime
+	Ver    string // the expected version token; "" for none (then Base applies)
+}
+
+// SetCond makes m conditional on v, the version the writer started from:
+// NoVersion (unconditional), VersionNone (only create), or a version
+// read from an Entry.
+func (m *Put) SetCond(v Version) {
+	m.Base, m.Ver = BaseAny, ""
+	switch {
+	case v == VersionNone:
+		m.Base = BaseNone
+	case v.IsToken():
+		m.Ver = v.Token()
+	default:
+		if mt, ok := v.Mtime(); ok && mt > 0 {
+			m.Base = mt
+		}
+	}
 }
 
 // Conditions of a Put.
@@ -206,7 +228,14 @@ type Statfs struct{}
 // Features asks which protocol extensions the peer serves: "FEATURES",
 // answered by FeaturesOK. A peer that predates it answers
 // "FEATURES FAIL unsupported ...": no extensions beyond the verbs.
-type Features struct{}
+//
+// "FEATURES <word>..." also turns on, for the rest of this connection,
+// the extensions named that change the peer's replies (FeatureAttrs). A
+// peer that predates the words refuses them with "FEATURES FAIL invalid":
+// to the client, no extensions.
+type Features struct {
+	Want []string
+}
 
 // Ping is a keepalive, answered by Pong: "PING".
 type Ping struct{}
@@ -220,9 +249,12 @@ type Quit struct{}
 // ---- peer <-> peer replies ----
 
 // FeaturesOK lists the extensions a peer serves: "FEATURES OK [<word>...]",
-// e.g. "FEATURES OK inline" (PUT ... inline).
+// e.g. "FEATURES OK inline" (PUT ... inline). To a client that turned on
+// FeatureAttrs it ends in attribute words too: "id=<hex>", the identity
+// of the peer's export.
 type FeaturesOK struct {
 	Words []string
+	ID    string // the export's identity (1-64 lower-case hex digits); "" if not told
 }
 
 // Has reports whether the list names word.
@@ -241,6 +273,12 @@ const FeatureInline = "inline"
 // FeatureFsyncFiles is the FeaturesOK word of FSYNC with names.
 const FeatureFsyncFiles = "fsync-files"
 
+// FeatureAttrs is the FeaturesOK word of attribute words: once a client
+// sent "FEATURES attrs", the peer's STAT OK, SETATTR OK, PUT DONE and LIST
+// entry lines on that connection end in "<key>=<value>" words (today
+// "ver=<token>": Entry.Ver). Receivers ignore keys they do not know.
+const FeatureAttrs = "attrs"
+
 // ConnectOK greets a new connection: "CONNECT OK".
 type ConnectOK struct{}
 
@@ -249,10 +287,17 @@ type PutOK struct{}
 
 // PutDone is the final word on a PUT: the bytes are stored intact, fsynced
 // and visible under the final name: "PUT DONE <size> <mtime>".
+//
+// With FeatureAttrs on, "PUT DONE <size> <mtime> ver=<token>": the
+// stored file's version token (Entry.Ver).
 type PutDone struct {
 	Size  int64
 	Mtime int64
+	Ver   string
 }
+
+// Version returns the version of the stored file (see Entry.Version).
+func (m PutDone) Version() Version { return versionOf(m.Ver, m.Mtime) }
 
 // GetOK precedes Size bytes of file data: "GET OK <size>".
 type GetOK struct {
@@ -293,17 +338,88 @@ const (
 )
 
 // Entry is a file or directory's attributes, as carried by LIST and STAT.
-// In a LIST it travels as its own line: "<type> <mode> <size> <mtime> <name>".
+// In a LIST it travels as its own line: "<type> <mode> <size> <mtime> <name>",
+// followed by attribute words ("ver=<token>") on a connection that turned
+// on FeatureAttrs.
 type Entry struct {
 	Name  string // base name in a LIST; empty in STAT
 	Type  byte   // TypeFile or TypeDir
 	Mode  uint32 // permission bits (07777)
 	Size  int64
 	Mtime int64 // nanoseconds since the Unix epoch
+	// Ver is the peer's version token of a regular file's content
+	// (FeatureAttrs): two different contents of a file never share one,
+	// even where the filesystem keeps whole-second times. Empty if the
+	// peer did not say.
+	Ver string
 }
 
 // IsDir reports whether e is a directory.
 func (e Entry) IsDir() bool { return e.Type == TypeDir }
+
+// Version returns the version of e's content: its token if the peer gave
+// one, else its modification time.
+func (e Entry) Version() Version { return versionOf(e.Ver, e.Mtime) }
+
+// Version names one content of a file on its peer, as a writer's
+// condition (Put.SetCond) and as the validator of a cached copy: "v" and
+// the peer's token (Entry.Ver), or, from a peer that gives no tokens,
+// "m" and the modification time in ns. NoVersion is unknown (no
+// condition), VersionNone "no file".
+type Version string
+
+// Versions with a meaning of their own.
+const (
+	NoVersion   Version = ""
+	VersionNone Version = "none"
+)
+
+func versionOf(token string, mtime int64) Version {
+	if token != "" {
+		return Version("v" + token)
+	}
+	return MtimeVersion(mtime)
+}
+
+// MtimeVersion is the version of a file known only by its modification
+// time (ns).
+func MtimeVersion(mtime int64) Version {
+	return Version("m" + strconv.FormatInt(mtime, 10))
+}
+
+// IsToken reports whether v is a peer's version token.
+func (v Version) IsToken() bool { return len(v) > 1 && v[0] == 'v' }
+
+// Token returns v's token, or "".
+func (v Version) Token() string {
+	if v.IsToken() {
+		return string(v[1:])
+	}
+	return ""
+}
+
+// Mtime returns the modification time v is, if it is one.
+func (v Version) Mtime() (int64, bool) {
+	if len(v) < 2 || v[0] != 'm' {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v[1:]), 10, 64)
+	return n, err == nil
+}
+
+// ValidVersionToken reports whether s may be a version token on the wire:
+// 1 to 64 lower-case hex digits.
+func ValidVersionToken(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 // Verb implementations.
 func (Register) Verb() string   { return VerbRegister }
@@ -433,6 +549,9 @@ func (m Put) AppendTo(b []byte) []byte {
 		b = append(b, " inline"...)
 	}
 	switch {
+	case m.Ver != "":
+		b = append(b, " ver="...)
+		b = append(b, m.Ver...)
 	case m.Base == BaseNone:
 		b = append(b, " base=none"...)
 	case m.Base > 0:
@@ -452,7 +571,14 @@ func (m Fsync) AppendTo(b []byte) []byte {
 }
 
 // AppendTo implements Message.
-func (Features) AppendTo(b []byte) []byte { return append(b, VerbFeatures...) }
+func (m Features) AppendTo(b []byte) []byte {
+	b = append(b, VerbFeatures...)
+	for _, w := range m.Want {
+		b = append(b, ' ')
+		b = append(b, w...)
+	}
+	return b
+}
 
 // AppendTo implements Message.
 func (m FeaturesOK) AppendTo(b []byte) []byte {
@@ -460,6 +586,9 @@ func (m FeaturesOK) AppendTo(b []byte) []byte {
 	for _, w := range m.Words {
 		b = append(b, ' ')
 		b = append(b, w...)
+	}
+	if m.ID != "" {
+		b = append(append(b, " id="...), m.ID...)
 	}
 	return b
 }
@@ -542,7 +671,15 @@ func (PutOK) AppendTo(b []byte) []byte { return append(b, "PUT OK"...) }
 
 // AppendTo implements Message.
 func (m PutDone) AppendTo(b []byte) []byte {
-	return appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime)
+	return appendVer(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), m.Ver)
+}
+
+// appendVer appends the attribute word of a version token, if any.
+func appendVer(b []byte, ver string) []byte {
+	if ver == "" {
+		return b
+	}
+	return append(append(b, " ver="...), ver...)
 }
 
 // AppendTo implements Message.
@@ -557,7 +694,7 @@ func appendAttrs(b []byte, e Entry) []byte {
 	b = append(b, ' ', e.Type)
 	b = appendMode(b, e.Mode)
 	b = appendInt(b, e.Size)
-	return appendInt(b, e.Mtime)
+	return appendVer(appendInt(b, e.Mtime), e.Ver)
 }
 
 // AppendTo implements Message.
@@ -615,5 +752,5 @@ func AppendEntry(b []byte, e Entry) []byte {
 	b = appendMode(b, e.Mode)
 	b = appendInt(b, e.Size)
 	b = appendInt(b, e.Mtime)
-	return appendName(b, e.Name)
+	return appendVer(appendName(b, e.Name), e.Ver)
 }

@@ -88,8 +88,10 @@ var canonical = []struct {
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Base: peerproto.BaseNone}, "PUT x 5 base=none", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Inline: true}, "PUT x 5 inline", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Base: peerproto.BaseNone}, "PUT x 5 async inline base=none", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Ver: "0123456789abcdef"}, "PUT x 5 async inline ver=0123456789abcdef", "PUT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Features{}, "FEATURES", "FEATURES"},
+	{peerRequest, peerproto.Features{Want: []string{"attrs", "x-2"}}, "FEATURES attrs x-2", "FEATURES"},
 	{peerRequest, peerproto.Fsync{Names: []string{"a b", "d/x"}}, "FSYNC a%20b d/x", "FSYNC"},
 	{peerRequest, peerproto.Put{Name: "dir/a b%.txt", Size: 0}, "PUT dir/a%20b%25.txt 0", "PUT"},
 	{peerRequest, peerproto.Put{Name: "big", Size: peerproto.MaxSize}, "PUT big 1125899906842624", "PUT"},
@@ -120,9 +122,12 @@ var canonical = []struct {
 	{replyTo("CONNECT"), peerproto.ConnectOK{}, "CONNECT OK", "CONNECT"},
 	{replyTo("PUT"), peerproto.PutOK{}, "PUT OK", "PUT"},
 	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime}, "PUT DONE 5 1700000000123456789", "PUT"},
+	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff"}, "PUT DONE 5 1700000000123456789 ver=00ff", "PUT"},
 	{replyTo("GET"), peerproto.GetOK{Size: 5}, "GET OK 5", "GET"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{}}, "FEATURES OK", "FEATURES"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"inline", "x-2"}}, "FEATURES OK inline x-2", "FEATURES"},
+	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"attrs"}, ID: "0123456789abcdef0123456789abcdef"},
+		"FEATURES OK attrs id=0123456789abcdef0123456789abcdef", "FEATURES"},
 	{replyTo("GET"), peerproto.GetOK{}, "GET OK 0", "GET"},
 	{replyTo("LIST"), peerproto.ListOK{Count: 2}, "LIST OK 2", "LIST"},
 	{replyTo("LIST"), peerproto.ListOK{Count: peerproto.MaxListEntries}, "LIST OK 1048576", "LIST"},
@@ -131,6 +136,10 @@ var canonical = []struct {
 	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'd', Mode: 0o755, Size: 4096, Mtime: -5}},
 		"STAT OK d 0755 4096 -5", "STAT"},
 	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'f'}}, "STAT OK f 00 0 0", "STAT"},
+	{replyTo("STAT"), peerproto.StatOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o644, Size: 5, Mtime: 1, Ver: "abc"}},
+		"STAT OK f 0644 5 1 ver=abc", "STAT"},
+	{replyTo("SETATTR"), peerproto.SetattrOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o600, Size: 10, Mtime: 1, Ver: "1"}},
+		"SETATTR OK f 0600 10 1 ver=1", "SETATTR"},
 	{replyTo("SETATTR"), peerproto.SetattrOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o600, Size: 10, Mtime: 1}},
 		"SETATTR OK f 0600 10 1", "SETATTR"},
 	{replyTo("STATFS"), peerproto.StatfsOK{Total: 100, Free: 50, Avail: 40}, "STATFS OK 100 50 40", "STATFS"},
@@ -147,6 +156,8 @@ var canonical = []struct {
 		"d 0755 4096 0 my%20docs", ""},
 	{entryParser, entry(peerproto.Entry{Name: "...", Type: 'f', Mode: 0o7777, Size: peerproto.MaxSize, Mtime: -1}),
 		"f 07777 1125899906842624 -1 ...", ""},
+	{entryParser, entry(peerproto.Entry{Name: "a", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1, Ver: "0123456789abcdef"}),
+		"f 0644 5 1 a ver=0123456789abcdef", ""},
 }
 
 func TestCanonicalRoundTrip(t *testing.T) {
@@ -208,6 +219,11 @@ func TestLenientInput(t *testing.T) {
 		{trackerEvent, "register fail exists  taken ", peerproto.Refusal{Err: &peerproto.FailError{Verb: "REGISTER", Code: "exists", Text: "taken"}}},
 		{replyTo("GET"), "get ok 5", peerproto.GetOK{Size: 5}},
 		{replyTo("PUT"), "Put Done 5 -1", peerproto.PutDone{Size: 5, Mtime: -1}},
+		// Attribute words a newer peer may add are skipped.
+		{replyTo("PUT"), "PUT DONE 5 1 ver=ab new=x", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab"}},
+		{replyTo("STAT"), "STAT OK f 0644 5 1 later=1", peerproto.StatOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o644, Size: 5, Mtime: 1}}},
+		{entryParser, "f 0644 5 1 a owner=x ver=01", entry(peerproto.Entry{Name: "a", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1, Ver: "01"})},
+		{peerRequest, "features  attrs", peerproto.Features{Want: []string{"attrs"}}},
 		{replyTo("PING"), "pong", peerproto.Pong{}},
 		{replyTo("CONNECT"), " CONNECT\tOK ", peerproto.ConnectOK{}},
 		{entryParser, "f 644 5 1 h%c3%a9", entry(peerproto.Entry{Name: "hé", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1})},
@@ -346,6 +362,9 @@ func TestMalformed(t *testing.T) {
 			"SETATTR f mode=9", "SETATTR f mode=10000", "SETATTR f size=-1", "SETATTR f size=1125899906842625",
 			"SETATTR f mtime=x", "SETATTR f mtime=99999999999999999999", "SETATTR f size=1 mode=1 mtime=1 size=2",
 			"STATFS x", "PING x", "QUIT now",
+			"PUT x 5 ver=", "PUT x 5 ver=XYZ", "PUT x 5 ver=0g", "PUT x 5 ver=" + strings.Repeat("a", 65),
+			"PUT x 5 ver=ab base=none", "PUT x 5 base=1 ver=ab", "PUT x 5 ver=a ver=b",
+			"FEATURES Attrs", "FEATURES a_b", "FEATURES %41",
 		}},
 		{trackerRequest, []string{
 			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "SYNC FIN clean x", "SYNC FIN wrote clean", "PONG",
@@ -367,6 +386,7 @@ func TestMalformed(t *testing.T) {
 		{replyTo("PUT"), []string{
 			"PUT", "PUT OK 5", "PUT DONE", "PUT DONE 5", "PUT DONE 5 1 2", "PUT DONE -1 0", "PUT DONE 5 x",
 			"PUT DONE 1125899906842625 0", "PUT MAYBE", "GET OK 5", "PUTOK",
+			"PUT DONE 5 1 ver=", "PUT DONE 5 1 ver=Z", "PUT DONE 5 1 =x",
 		}},
 		{replyTo("GET"), []string{"GET OK", "GET OK -1", "GET OK 1125899906842625", "GET OK 1 2", "GET OK x", "GET", "PUT OK"}},
 		{replyTo("LIST"), []string{"LIST OK", "LIST OK 1048577", "LIST OK -1", "LIST OK x", "LIST OK 1 2", "LIST DONE 1"}},
@@ -387,6 +407,7 @@ func TestMalformed(t *testing.T) {
 			"", "f 0644 5 1", "f 0644 5 1 a b", "x 0644 5 1 a", "F 0644 5 1 a", "f 0644 5 1 .", "f 0644 5 1 ..",
 			"f 0644 5 1 %2E", "f 0644 5 1 a%2Fb", "f 0644 5 1 a/b", "f 0644 5 1 a%00b", "f 0644 -1 1 a", "f 99999 1 1 a",
 			"f 0644 1 x a", "f 0644 1 1 %zz", "f 0644 1 1 " + long,
+			"f 0644 1 1 a ver=", "f 0644 1 1 a ver=A0", "f 0644 1 1 a =",
 		}},
 	}
 	for _, tt := range tests {
@@ -440,6 +461,35 @@ func TestSyncEndOthersWrote(t *testing.T) {
 	} {
 		if got := c.end.OthersWrote("me"); got != c.want {
 			t.Errorf("%q.OthersWrote(me) = %v, want %v", peerproto.Format(c.end), got, c.want)
+		}
+	}
+}
+
+// A Version is a peer's token where there is one, else an mtime; a PUT's
+// condition follows it.
+func TestVersion(t *testing.T) {
+	tok := peerproto.Entry{Mtime: 5, Ver: "ab"}.Version()
+	if tok != "vab" || !tok.IsToken() || tok.Token() != "ab" {
+		t.Errorf("token version %q", tok)
+	}
+	mt := peerproto.Entry{Mtime: 5}.Version()
+	if n, ok := mt.Mtime(); mt.IsToken() || !ok || n != 5 {
+		t.Errorf("mtime version %q", mt)
+	}
+	for _, tt := range []struct {
+		v    peerproto.Version
+		want string
+	}{
+		{tok, "PUT x 1 ver=ab"},
+		{mt, "PUT x 1 base=5"},
+		{peerproto.VersionNone, "PUT x 1 base=none"},
+		{peerproto.NoVersion, "PUT x 1"},
+		{peerproto.MtimeVersion(0), "PUT x 1"}, // no usable mtime: no condition
+	} {
+		m := peerproto.Put{Name: "x", Size: 1}
+		m.SetCond(tt.v)
+		if got := string(m.AppendTo(nil)); got != tt.want {
+			t.Errorf("SetCond(%q): %q, want %q", tt.v, got, tt.want)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package peerproto
 
 import (
-	"slices"
 	"strconv"
 	"strings"
 )
@@ -72,7 +71,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 	verb := strings.ToUpper(f[0])
 	switch verb {
 	case VerbPut:
-		const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none]"
+		const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>]"
 		if err := wantArgs(line, f, 2, 5, usage); err != nil {
 			return nil, err
 		}
@@ -84,7 +83,12 @@ func ParsePeerRequest(line []byte) (Message, error) {
 				p.Async = true
 			case !isKV && strings.EqualFold(opt, "inline") && !p.Inline:
 				p.Inline = true
-			case isKV && k == "base" && p.Base == BaseAny:
+			case isKV && k == "ver" && p.Base == BaseAny && p.Ver == "":
+				if !ValidVersionToken(v) {
+					return nil, protoErr(line, "ver %q is not a version token (1-64 lower-case hex digits)", v)
+				}
+				p.Ver = v
+			case isKV && k == "base" && p.Base == BaseAny && p.Ver == "":
 				if v == "none" {
 					p.Base = BaseNone
 					break
@@ -247,15 +251,22 @@ func ParsePeerRequest(line []byte) (Message, error) {
 			m.Names = append(m.Names, n)
 		}
 		return m, nil
-	case VerbStatfs, VerbPing, VerbQuit, VerbFeatures:
+	case VerbFeatures:
+		m := Features{}
+		for _, w := range f[1:] {
+			if !featureWord(w) {
+				return nil, protoErr(line, "feature %q is not a lower-case word", w)
+			}
+			m.Want = append(m.Want, w)
+		}
+		return m, nil
+	case VerbStatfs, VerbPing, VerbQuit:
 		if err := wantArgs(line, f, 0, 0, verb); err != nil {
 			return nil, err
 		}
 		switch verb {
 		case VerbStatfs:
 			return Statfs{}, nil
-		case VerbFeatures:
-			return Features{}, nil
 		case VerbPing:
 			return Ping{}, nil
 		default:
@@ -462,7 +473,7 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		switch {
 		case word == "OK" && len(args) == 0:
 			return PutOK{}, nil
-		case word == "DONE" && len(args) == 2:
+		case word == "DONE" && len(args) >= 2:
 			size, err := parseSize(line, "size", args[0])
 			if err != nil {
 				return nil, err
@@ -471,7 +482,11 @@ func ParseReply(line []byte, verb string) (Message, error) {
 			if err != nil {
 				return nil, err
 			}
-			return PutDone{Size: size, Mtime: mtime}, nil
+			m := PutDone{Size: size, Mtime: mtime}
+			if m.Ver, err = parseAttrWords(line, args[2:]); err != nil {
+				return nil, err
+			}
+			return m, nil
 		}
 	case VerbGet:
 		if word == "OK" && len(args) == 1 {
@@ -490,9 +505,12 @@ func ParseReply(line []byte, verb string) (Message, error) {
 			return ListOK{Count: n}, nil
 		}
 	case VerbStat, VerbSetattr:
-		if word == "OK" && len(args) == 4 {
-			e, err := parseAttrs(line, args)
+		if word == "OK" && len(args) >= 4 {
+			e, err := parseAttrs(line, args[:4])
 			if err != nil {
+				return nil, err
+			}
+			if e.Ver, err = parseAttrWords(line, args[4:]); err != nil {
 				return nil, err
 			}
 			if verb == VerbStat {
@@ -518,19 +536,63 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		}
 	case VerbFeatures:
 		if word == "OK" {
+			m := FeaturesOK{Words: []string{}}
 			for _, a := range args {
-				for _, r := range a {
-					if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-						return nil, protoErr(line, "feature %q is not a lower-case word", a)
+				if k, v, ok := strings.Cut(a, "="); ok {
+					// An attribute word; unknown keys are skipped.
+					if k == "id" {
+						if !ValidVersionToken(v) {
+							return nil, protoErr(line, "id %q is not 1-64 lower-case hex digits", v)
+						}
+						m.ID = v
 					}
+					continue
 				}
+				if !featureWord(a) {
+					return nil, protoErr(line, "feature %q is not a lower-case word", a)
+				}
+				m.Words = append(m.Words, a)
 			}
-			return FeaturesOK{Words: slices.Clone(args)}, nil
+			return m, nil
 		}
 	default:
 		return nil, protoErr(line, "no reply is defined for verb %q", verb)
 	}
 	return bad()
+}
+
+// featureWord reports whether w may name a feature: lower-case letters,
+// digits and '-'.
+func featureWord(w string) bool {
+	if w == "" {
+		return false
+	}
+	for _, r := range w {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseAttrWords parses the "<key>=<value>" words that end an entry on a
+// connection with FeatureAttrs on, and returns the version token.
+// Unknown keys are skipped (a newer peer may send more); a malformed
+// word or a bad token is a protocol error.
+func parseAttrWords(line []byte, words []string) (ver string, err error) {
+	for _, w := range words {
+		k, v, ok := strings.Cut(w, "=")
+		if !ok || k == "" {
+			return "", protoErr(line, "attribute %q is not <key>=<value>", w)
+		}
+		if k == "ver" {
+			if !ValidVersionToken(v) {
+				return "", protoErr(line, "ver %q is not a version token", v)
+			}
+			ver = v
+		}
+	}
+	return ver, nil
 }
 
 func parseAttrs(line []byte, a []string) (Entry, error) {
@@ -553,10 +615,10 @@ func parseAttrs(line []byte, a []string) (Entry, error) {
 }
 
 // ParseEntry parses one entry line of a LIST reply:
-// "<type> <mode> <size> <mtime> <name>".
+// "<type> <mode> <size> <mtime> <name> [<key>=<value>...]".
 func ParseEntry(line []byte) (Entry, error) {
 	f := fields(line)
-	if len(f) != 5 {
+	if len(f) < 5 {
 		return Entry{}, protoErr(line, "entry: want <type> <mode> <size> <mtime> <name>")
 	}
 	e, err := parseAttrs(line, f[:4])
@@ -568,6 +630,9 @@ func ParseEntry(line []byte) (Entry, error) {
 	}
 	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
 		return e, protoErr(line, "entry name %q is not a single path element", e.Name)
+	}
+	if e.Ver, err = parseAttrWords(line, f[5:]); err != nil {
+		return e, err
 	}
 	return e, nil
 }

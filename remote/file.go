@@ -49,17 +49,29 @@ type fileState struct {
 	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
 	unlinked  bool       // deleted or replaced: never upload, forget on last release
 	uploading bool       // an upload of it is under way (FileState)
+	// parked is set when the copy was set aside (unsent.go): it is not
+	// uploaded again, and its writer's flushes and fsyncs report this.
+	parked *ParkedError
+	// failures counts the retry loop's failed uploads in a row, and
+	// retryAt is when it tries again (backing off); both reset on success.
+	failures int
+	retryAt  time.Time
 	// base is the version of the peer's file this copy started from, the
-	// condition of the next PUT (peerproto.BaseAny, BaseNone or an mtime):
-	// a writer never silently replaces a version it has not seen.
-	base int64
+	// condition of the next PUT (peerproto.NoVersion for none, VersionNone
+	// for a file created here): a writer never silently replaces a
+	// version it has not seen.
+	base peerproto.Version
+	// owner is the peer identity this copy was written for (identity.go):
+	// it is uploaded only while the peer has it. "" for a copy from
+	// before owners were recorded.
+	owner string
 
 	// sent is the content of the last PUT whose outcome is unknown (it
 	// failed, perhaps after the peer got it all): a stalled peer may
 	// store it later, and that version is this writer's own, not a
 	// conflict. Protected by up; nil once an upload succeeds. Kept in the
 	// cache record too (cache.Meta.Sent), for the next run of the mount.
-	sent *version
+	sent *digest
 }
 
 // mayHaveReached reports whether a request that failed with err may have
@@ -72,44 +84,44 @@ func mayHaveReached(err error) bool {
 		!(errors.As(err, &ne) && ne.Op == "dial")
 }
 
-// version identifies a file's content: its size and SHA-256.
-type version struct {
+// digest identifies a file's content: its size and SHA-256.
+type digest struct {
 	size int64
 	sum  [sha256.Size]byte
 }
 
 // String encodes v for the cache record (Meta.Sent): "<size>:<sha256 hex>".
-func (v version) String() string { return fmt.Sprintf("%d:%x", v.size, v.sum) }
+func (v digest) String() string { return fmt.Sprintf("%d:%x", v.size, v.sum) }
 
-// parseVersion decodes a version.String; nil if s is empty or not one.
-func parseVersion(s string) *version {
+// parseDigest decodes a digest.String; nil if s is empty or not one.
+func parseDigest(s string) *digest {
 	size, sum, ok := strings.Cut(s, ":")
 	n, err := strconv.ParseInt(size, 10, 64)
 	b, herr := hex.DecodeString(sum)
 	if !ok || err != nil || herr != nil || n < 0 || len(b) != sha256.Size {
 		return nil
 	}
-	v := version{size: n}
+	v := digest{size: n}
 	copy(v.sum[:], b)
 	return &v
 }
 
-// sumMax bounds the copies whose versions are compared (hashed, and the
+// sumMax bounds the copies whose contents are compared (hashed, and the
 // peer's fetched) when a conditional PUT is refused: a larger conflict is
 // always kept as a conflict copy.
 const sumMax = 16 << 20
 
 // versionOf returns the version of r's first size bytes, if size is at
 // most sumMax.
-func versionOf(r io.ReaderAt, size int64) (version, bool) {
+func digestOf(r io.ReaderAt, size int64) (digest, bool) {
 	if size > sumMax {
-		return version{}, false
+		return digest{}, false
 	}
 	h := sha256.New()
 	if n, err := io.Copy(h, io.NewSectionReader(r, 0, size)); err != nil || n != size {
-		return version{}, false
+		return digest{}, false
 	}
-	v := version{size: size}
+	v := digest{size: size}
 	h.Sum(v.sum[:0])
 	return v, true
 }
@@ -152,19 +164,24 @@ type handle struct {
 	key   cache.Key
 	flags int
 	state *fileState // non-nil: reads and writes use the local copy
+	// diverted is set (under Store.mu) when an upload of state, not
+	// necessarily this handle's, found the file replaced by another
+	// writer and kept this copy as a conflict copy: the writer must hear
+	// of it at its own fsync and close (ESTALE), whoever sent it.
+	diverted error
 
-	mu     sync.Mutex    // protects the fields below
-	size   int64         // remote size at open
-	mtime  int64         // remote mtime at open
-	clean  *cache.Handle // whole-file copy: a small file, or a large one the cache already held
-	looked bool          // the cache was asked for a large file's copy (only once per handle)
-	ra     []byte        // read-ahead buffer
-	raOff  int64         // file offset of ra[0]
-	next   int64         // offset a sequential reader asks for next
-	window int64         // current read-ahead size
-	seq    int           // reads in a row near the one before
-	far    int           // reads in a row far from the one before
-	st     *stream       // chunks fetched ahead of a sequential reader (prefetch.go)
+	mu     sync.Mutex        // protects the fields below
+	size   int64             // remote size at open
+	ver    peerproto.Version // remote version at open
+	clean  *cache.Handle     // whole-file copy: a small file, or a large one the cache already held
+	looked bool              // the cache was asked for a large file's copy (only once per handle)
+	ra     []byte            // read-ahead buffer
+	raOff  int64             // file offset of ra[0]
+	next   int64             // offset a sequential reader asks for next
+	window int64             // current read-ahead size
+	seq    int               // reads in a row near the one before
+	far    int               // reads in a row far from the one before
+	st     *stream           // chunks fetched ahead of a sequential reader (prefetch.go)
 }
 
 func (h *handle) writable() bool { return h.flags&(os.O_WRONLY|os.O_RDWR) != 0 }
@@ -248,14 +265,15 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		return 0, nil, syscall.EEXIST
 	}
 	if !write && exists {
-		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, mtime: e.Mtime})
+		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, ver: e.Version()})
 		return fh, infoOf(base(path), e), nil
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
-	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime), base: peerproto.BaseNone}
+	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime),
+		base: peerproto.VersionNone, owner: s.owner(p)}
 	if exists {
-		f.base = max(e.Mtime, peerproto.BaseAny)
+		f.base = e.Version()
 	}
 	if !exists || flags&os.O_TRUNC != 0 {
 		var m uint32 // 0: a truncated existing file keeps its recorded mode
@@ -264,7 +282,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 		// Empty and dirty (even an empty file is uploaded), its record
 		// written once.
-		ch, err := s.cache.Create(key, m, f.base)
+		ch, err := s.cache.Create(key, m, f.owner+"/"+string(f.base))
 		if err != nil {
 			return 0, nil, err
 		}
@@ -320,43 +338,44 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	p.remember(key.Path, e, true)
 	s.mu.Lock()
 	f.remote = e
-	f.base = max(e.Mtime, peerproto.BaseAny)
+	f.base = e.Version()
 	s.mu.Unlock()
-	ch, err := s.fetchWhole(ctx, p, key, e)
+	ch, err := s.fetchWhole(ctx, p, key, e.Size, e.Version())
 	if err != nil {
 		return nil, err
 	}
 	// The first write records the version this copy is (a copy whose
-	// size did not match the STAT has no mtime of its own).
-	ch.SetWriteBase(max(e.Mtime, peerproto.BaseAny))
+	// size did not match the STAT has no version of its own).
+	ch.SetWriteBase(s.cacheVersion(p, e.Version()))
 	f.ch.Store(ch)
 	return ch, nil
 }
 
 // fetchWhole returns a pinned cache copy of the whole file, streaming it
-// from the peer into the cache unless the cache holds a copy matching e.
-func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, e peerproto.Entry) (*cache.Handle, error) {
-	if ch, ok, err := s.cache.Acquire(key, e.Size, e.Mtime, false); err == nil && ok {
+// from the peer into the cache unless the cache holds a copy of this size
+// and version.
+func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, size int64, ver peerproto.Version) (*cache.Handle, error) {
+	if ch, ok, err := s.cache.Acquire(key, size, s.cacheVersion(p, ver), false); err == nil && ok {
 		return ch, nil
 	} else if ch != nil {
 		ch.Release()
 	}
 	var ch *cache.Handle
 	get := func(c *peer.Conn) error {
-		return c.GetStream(ctx, key.Path, func(size int64, r io.Reader) error {
+		return c.GetStream(ctx, key.Path, func(got int64, r io.Reader) error {
 			// The peer's size is the truth; the attributes we had may be
 			// stale. A copy whose size differs from them cannot be tied
-			// to their mtime, so it is recorded with none (never reused).
-			mtime := e.Mtime
-			if size != e.Size {
-				mtime = 0
+			// to their version, so it is recorded with none (never reused).
+			v := ver
+			if got != size {
+				v = peerproto.NoVersion
 			}
 			body := &readerErr{r: r}
 			var err error
-			ch, err = s.cache.Fill(key, body, size, mtime)
+			ch, err = s.cache.Fill(key, body, got, s.cacheVersion(p, v))
 			switch {
 			case err == nil:
-				s.countBytes(p, size, 0)
+				s.countBytes(p, got, 0)
 			case body.err == nil:
 				// The transfer was fine; storing it here failed (a full
 				// cache disk): keep the errno, do not blame the peer.
@@ -400,7 +419,7 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.clean == nil && h.size <= s.opts.WholeFile {
-		ch, err := s.fetchWhole(ctx, h.p, h.key, peerproto.Entry{Size: h.size, Mtime: h.mtime})
+		ch, err := s.fetchWhole(ctx, h.p, h.key, h.size, h.ver)
 		if err != nil {
 			return 0, err
 		}
@@ -410,10 +429,10 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 		// A large file is streamed, never fetched whole, but a copy the
 		// cache already holds (this mount wrote the file, or read it
 		// whole when it was small) is as good as the peer's while the
-		// peer reports the same size and mtime: read it from the disk
+		// peer reports the same size and version: read it from the disk
 		// here instead of over the network.
 		h.looked = true
-		if ch, ok, err := s.cache.Acquire(h.key, h.size, h.mtime, false); err == nil && ok {
+		if ch, ok, err := s.cache.Acquire(h.key, h.size, s.cacheVersion(h.p, h.ver), false); err == nil && ok {
 			h.clean = ch
 		} else if ch != nil {
 			ch.Release()
@@ -558,7 +577,18 @@ func (s *Store) Flush(ctx context.Context, fh uint64) error {
 	if h.state == nil || !h.writable() {
 		return nil // readers never wait for uploads
 	}
-	return s.upload(ctx, h.state, false)
+	if err := s.upload(ctx, h.state, false); err != nil {
+		return err
+	}
+	return s.divertedErr(h)
+}
+
+// divertedErr returns what h's writer must still hear of: that its data
+// went to a conflict copy (handle.diverted).
+func (s *Store) divertedErr(h *handle) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return h.diverted
 }
 
 // Fsync implements fusefs.Store: a writer's fsync runs the SYNC round.
@@ -579,10 +609,14 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	// A failure to reach the peer is the turn's to report (it retries
 	// what is still pending); a conflict is final: the data went to a
 	// conflict copy, and the writer must hear of it.
-	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) {
+	// A file set aside is final too.
+	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) || errors.Is(uerr, errSetAside) {
 		return uerr
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return s.divertedErr(h)
 }
 
 // Release implements fusefs.Store.
@@ -615,7 +649,7 @@ func (s *Store) release(f *fileState) {
 	defer f.up.Unlock()
 	s.mu.Lock()
 	f.refs--
-	drop := f.refs <= 0 && (f.unlinked || !f.pending())
+	drop := f.refs <= 0 && (f.unlinked || f.parked != nil || !f.pending())
 	if drop && s.files[f.key] == f {
 		delete(s.files, f.key)
 	}
@@ -666,8 +700,11 @@ const maxResends = 4
 // caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Lock()
-	idle := f.unlinked || !f.pending()
+	idle, parked := f.unlinked || !f.pending(), f.parked
 	s.mu.Unlock()
+	if parked != nil {
+		return parked // set aside: only RetryUnsent sends it again
+	}
 	if idle {
 		return nil // nothing to upload: never wait for a round
 	}
@@ -687,8 +724,12 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	key, unlinked := f.key, f.unlinked
 	setMode, mode := f.setMode, f.mode
 	setMtime := f.setMtime
-	base := f.base
+	base, owner := f.base, f.owner
+	parked = f.parked
 	s.mu.Unlock()
+	if parked != nil {
+		return parked
+	}
 	if unlinked || (!meta.Dirty && !setMode && setMtime == nil) {
 		return nil
 	}
@@ -708,6 +749,14 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.mu.Unlock()
 	for attempt := 1; ; attempt++ {
 		err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error {
+			// Only to the peer it was written for (identity.go); the
+			// connection has just told who answers.
+			if now := s.owner(p); owner != now {
+				if owner == "" {
+					return errNoOwner
+				}
+				return errForeign
+			}
 			if meta.Dirty {
 				// A second descriptor at offset 0 lets the kernel sendfile it.
 				src, err := ch.Reopen()
@@ -720,7 +769,9 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				// Inline (one round trip) where a refusal cannot waste
 				// much: the payload goes out before the peer's checks.
 				size := ch.Size()
-				pd, err := c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: base}, src, nil)
+				m := peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax}
+				m.SetCond(base)
+				pd, err := c.PutWith(ctx, m, src, nil)
 				var fe *peerproto.FailError
 				if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
 					e, holds := s.peerHolds(ctx, c, key.Path, ch, size, f.sent)
@@ -729,7 +780,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 						// The peer's newer version is this very content: most
 						// likely our own earlier attempt, stored after we gave
 						// up on it (the peer was stalled). Nothing to keep.
-						pd = peerproto.PutDone{Size: e.Size, Mtime: e.Mtime}
+						pd = peerproto.PutDone{Size: e.Size, Mtime: e.Mtime, Ver: e.Ver}
 						err = nil
 					case holdsSent:
 						// The peer's newer version is what an earlier, failed
@@ -738,7 +789,9 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 						if src2, rerr := ch.Reopen(); rerr != nil {
 							err = fmt.Errorf("%w: %w", errLocal, rerr)
 						} else {
-							pd, err = c.PutWith(ctx, peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax, Base: max(e.Mtime, peerproto.BaseAny)}, src2, nil)
+							m := peerproto.Put{Name: key.Path, Size: size, Async: true, Inline: size <= inlineMax}
+							m.SetCond(e.Version())
+							pd, err = c.PutWith(ctx, m, src2, nil)
 							src2.Close()
 						}
 					}
@@ -758,10 +811,10 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				// What follows (a SETATTR) may fail: the copy's next
 				// upload starts from what this one stored.
 				s.mu.Lock()
-				f.base = max(pd.Mtime, peerproto.BaseAny)
+				f.base = pd.Version()
 				s.mu.Unlock()
 				p.markUnsynced(key.Path)
-				e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime}
+				e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 				// The peer keeps an existing file's mode and creates a new
 				// one 0644: apply ours where it differs.
 				setMode = setMode || (mode != 0o644 && mode != fs.FileMode(f.remote.Mode).Perm())
@@ -792,13 +845,16 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	f.uploading = false
 	s.mu.Unlock()
 	if err != nil {
-		s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		final := permanent(err)
+		if !final {
+			s.log.Warn().Err(err).Str("remote_peer", key.Peer).Str("path", key.Path).Msg("upload failed; the local copy is kept and retried")
+		}
 		if meta.Dirty {
 			// The peer may yet store what was sent (see fileState.sent),
 			// unless nothing reached it: then an earlier attempt's
 			// version is still the one it may hold.
 			if mayHaveReached(err) {
-				if v, ok := versionOf(ch, ch.Size()); ok {
+				if v, ok := digestOf(ch, ch.Size()); ok {
 					f.sent = &v
 					// Kept with the copy: a restart must not forget it.
 					if serr := ch.SetSent(v.String()); serr != nil {
@@ -809,7 +865,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			if put {
 				// Stored, but its SETATTR failed: the next upload, also
 				// after a restart, is conditional on what was stored.
-				if berr := ch.SetBase(e.Mtime); berr != nil {
+				if berr := ch.SetBase(s.cacheVersion(p, e.Version())); berr != nil {
 					s.log.Warn().Err(berr).Str("path", key.Path).Msg("cannot record the uploaded version")
 				}
 			}
@@ -820,12 +876,15 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			}
 		}
 		p.forget(key.Path)
+		if final {
+			return s.park(f, ch, err)
+		}
 		return netErr(p, err)
 	}
 	if put {
 		f.sent = nil
 		s.countBytes(p, 0, e.Size)
-		clean, err := ch.MarkClean(meta.Gen, e.Size, e.Mtime)
+		clean, err := ch.MarkClean(meta.Gen, e.Size, s.cacheVersion(p, e.Version()))
 		if err != nil {
 			s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot mark cache entry clean")
 		}
@@ -833,14 +892,15 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 			// Written meanwhile (or the record could not be written):
 			// the copy's writes continue from what was stored, also for
 			// an upload after a restart.
-			if err := errors.Join(ch.SetBase(e.Mtime), ch.SetSent("")); err != nil {
+			if err := errors.Join(ch.SetBase(s.cacheVersion(p, e.Version())), ch.SetSent("")); err != nil {
 				s.log.Warn().Err(err).Str("path", key.Path).Msg("cannot record the uploaded version")
 			}
 		}
 	}
 	s.mu.Lock()
 	f.remote = e
-	f.base = max(e.Mtime, peerproto.BaseAny)
+	f.base = e.Version()
+	f.failures, f.retryAt = 0, time.Time{}
 	f.setMode = false
 	if f.setMtime == setMtime {
 		f.setMtime = nil
@@ -858,7 +918,15 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	s.log.Debug().Str("peer", key.Peer).Str("path", key.Path).Int64("size", e.Size).Msg("uploaded")
 	if conflict != nil {
 		s.notify(key.Peer, parent(key.Path))
-		return fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
+		err := fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", key.Peer, conflict.Text, key.Path, syscall.ESTALE)
+		s.mu.Lock()
+		for _, h := range s.handles {
+			if h.state == f {
+				h.diverted = err
+			}
+		}
+		s.mu.Unlock()
+		return err
 	}
 	return nil
 }
@@ -875,17 +943,17 @@ const (
 // attributes of it, fetching and hashing it only when its size is one of
 // theirs. The attributes are from before the fetch: if the file changed
 // in between, the next conditional PUT finds out.
-func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle, size int64, sent *version) (peerproto.Entry, int) {
+func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle, size int64, sent *digest) (peerproto.Entry, int) {
 	e, err := c.Stat(ctx, path)
 	if err != nil || e.IsDir() || e.Size > sumMax || (e.Size != size && (sent == nil || e.Size != sent.size)) {
 		return peerproto.Entry{}, holdsOther
 	}
-	var cur version
+	var cur digest
 	curOK := false
 	if e.Size == size {
-		cur, curOK = versionOf(ch, size)
+		cur, curOK = digestOf(ch, size)
 	}
-	var theirs version
+	var theirs digest
 	ok := false
 	err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
 		if n > sumMax {
@@ -1024,7 +1092,7 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 		f.fetch.Lock()
 		if f.ch.Load() == nil {
 			s.mu.Lock()
-			key, base := f.key, f.base
+			key, base := f.key, f.owner+"/"+string(f.base)
 			s.mu.Unlock()
 			// Emptied without a download, and recording the version the
 			// new content replaces (a shell's "> file" opens, then

@@ -181,18 +181,27 @@ type testStore struct {
 // timeouts so that an unreachable peer fails fast.
 func newStore(t *testing.T, dir string) *testStore {
 	t.Helper()
+	return newStoreWith(t, dir, func(*Options) {})
+}
+
+// newStoreWith is newStore with options changed by set.
+func newStoreWith(t *testing.T, dir string, set func(*Options)) *testStore {
+	t.Helper()
 	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Options{
+	opts := Options{
 		Self:          "me",
+		Cluster:       "test-cluster",
 		Cache:         c,
 		Client:        peer.ClientOptions{DialTimeout: 2 * time.Second, IOTimeout: 5 * time.Second},
 		RetryInterval: 20 * time.Millisecond,
 		HoldTimeout:   testTimeout,
 		Logger:        zerolog.Nop(),
-	})
+	}
+	set(&opts)
+	s, err := New(opts)
 	if err != nil {
 		c.Close()
 		t.Fatal(err)
@@ -258,6 +267,8 @@ func (s *testStore) names(t *testing.T, peerName, dir string) []string {
 func (s *testStore) noLeftovers(t *testing.T) {
 	t.Helper()
 	testutil.Eventually(t, "no pending uploads", func() bool { f, _ := s.PendingInfo(); return f == 0 })
+	// An upload unpins its copy just after it leaves the queue.
+	testutil.Eventually(t, "no pinned copies", func() bool { return s.cache.Stats().Pinned == 0 })
 	s.mu.Lock()
 	states, handles := len(s.files), len(s.handles)
 	s.mu.Unlock()

@@ -201,16 +201,16 @@ func TestRestoredCopyRemembersFailedAttempt(t *testing.T) {
 }
 
 func TestVersionEncoding(t *testing.T) {
-	v, ok := versionOf(bytes.NewReader([]byte("hello")), 5)
+	v, ok := digestOf(bytes.NewReader([]byte("hello")), 5)
 	if !ok {
 		t.Fatal("versionOf failed")
 	}
-	if got := parseVersion(v.String()); got == nil || *got != v {
-		t.Errorf("parseVersion(%q) = %v, want %v", v.String(), got, v)
+	if got := parseDigest(v.String()); got == nil || *got != v {
+		t.Errorf("parseDigest(%q) = %v, want %v", v.String(), got, v)
 	}
 	for _, bad := range []string{"", "5", "x:00", "5:zz", "5:abcd", "-1:" + strings.Repeat("0", 64)} {
-		if got := parseVersion(bad); got != nil {
-			t.Errorf("parseVersion(%q) = %v, want nil", bad, got)
+		if got := parseDigest(bad); got != nil {
+			t.Errorf("parseDigest(%q) = %v, want nil", bad, got)
 		}
 	}
 }

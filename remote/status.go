@@ -56,7 +56,10 @@ type Report struct {
 	Sync       SyncReport    `json:"sync"`
 	Peers      []PeerReport  `json:"peers"`
 	Pending    PendingReport `json:"pending"`
-	Cache      CacheReport   `json:"cache"`
+	// Unsent lists the copies set aside: they will not be stored unless
+	// retried (see Store.Unsent).
+	Unsent []Unsent    `json:"unsent"`
+	Cache  CacheReport `json:"cache"`
 }
 
 // TrackerReport is the tracker part of a Report.
@@ -192,7 +195,10 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 		s.wrote.Store(true)
 		defer s.wrote.Store(true)
 	}
-	err := p.pool.Do(ctx, fn)
+	err := p.pool.Do(ctx, func(c *peer.Conn) error {
+		s.learnID(p, c.PeerID())
+		return fn(c)
+	})
 	p.mu.Lock()
 	switch {
 	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
@@ -413,6 +419,10 @@ func (s *Store) Report() Report {
 		r.Sync = SyncReport{InRound: st.InRound, Holding: st.Holding, LastRound: st.LastRound, Waiting: st.Waiting}
 	}
 	r.Pending.Files, r.Pending.Bytes = s.PendingInfo()
+	r.Unsent = s.Unsent()
+	if r.Unsent == nil {
+		r.Unsent = []Unsent{}
+	}
 	if _, _, oldest := s.cache.DirtyInfo(); !oldest.IsZero() && r.Pending.Files > 0 {
 		r.Pending.Oldest = oldest
 		r.Pending.OldestAge = now.Sub(oldest).Seconds()
@@ -502,6 +512,13 @@ func (r Report) Text() string {
 	} else {
 		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
 	}
+	if n := len(r.Unsent); n > 0 {
+		var size int64
+		for _, u := range r.Unsent {
+			size += u.Size
+		}
+		fmt.Fprintf(tw, "unsent:\t%d files, %s, that their peers refused or that are not theirs: kept, not retried (peerfs unsent; .peerfs/unsent)\n", n, byteSize(size))
+	}
 	c := r.Cache
 	over := ""
 	if c.OverLimit {
@@ -529,6 +546,12 @@ func (r Report) Text() string {
 			if p.Error != "" {
 				fmt.Fprintf(&b, "  %s: %s\n", p.Name, p.Error)
 			}
+		}
+	}
+	if len(r.Unsent) > 0 {
+		b.WriteString("unsent copies:\n")
+		for _, u := range r.Unsent {
+			fmt.Fprintf(&b, "  %s (%s, %s old): %s\n", u.As, byteSize(u.Size), age(r.Time.Sub(u.Since)), u.Reason)
 		}
 	}
 	return b.String()

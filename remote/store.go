@@ -32,7 +32,10 @@ type Syncer interface {
 
 // Options configures a Store. Zero values take the defaults noted.
 type Options struct {
-	Self      string             // this peer's own name, left out of Peers
+	Self string // this peer's own name, left out of Peers
+	// Cluster is the cluster's identity (derived from its secret): with
+	// each peer's identity, it binds what this mount writes (identity.go).
+	Cluster   string
 	Client    peer.ClientOptions // timeouts for talking to peers
 	Cache     *cache.Cache       // required: local copies of files
 	AttrTTL   time.Duration      // how long attributes and listings are trusted (default 1s)
@@ -97,6 +100,9 @@ func New(opts Options) (*Store, error) {
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 5 * time.Second
 	}
+	// Versions tell contents apart where mtimes cannot (coarse
+	// timestamps): conditional uploads and cached copies depend on them.
+	opts.Client.Attrs = true
 	s := &Store{
 		opts:    opts,
 		log:     opts.Logger.With().Str("component", "remote").Logger(),
@@ -110,7 +116,10 @@ func New(opts Options) (*Store, error) {
 	// reports it (TakeWrote).
 	s.wrote.Store(true)
 	for _, key := range s.cache.Dirty() {
-		ch, _, err := s.cache.Acquire(key, -1, 0, false)
+		if key.Peer == unsentPeer {
+			continue // set aside: only on request (unsent.go)
+		}
+		ch, _, err := s.cache.Acquire(key, -1, "", false)
 		if err != nil || ch == nil {
 			s.log.Error().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot reopen dirty copy")
 			continue
@@ -118,10 +127,11 @@ func New(opts Options) (*Store, error) {
 		// The upload is conditional on the version the copy was started
 		// from, as before the restart: another writer's file that
 		// appeared or changed meanwhile is not replaced (a conflict
-		// copy). Records from before bases were kept have none (0):
-		// unconditional, as then.
-		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: ch.Meta().Base,
-			sent: parseVersion(ch.Meta().Sent)}
+		// copy). Only to the peer it was written for: records from
+		// before owners were kept go to none (identity.go).
+		owner, base := ownedBase(ch.Meta().Base)
+		f := &fileState{key: key, mtime: time.Now(), mode: 0o644, base: base, owner: owner,
+			sent: parseDigest(ch.Meta().Sent)}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
 		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
@@ -211,6 +221,9 @@ type peerConn struct {
 	// invalidations: the peer's folder stays reachable while the peer is
 	// not (Stat), so local files pending upload can still be opened.
 	root *peerproto.Entry
+	// id is the identity of the peer's export, as its connections last
+	// reported it (identity.go); "" until then, or from an older peer.
+	id string
 }
 
 // missRun is a run of STATs for names in one directory.

@@ -57,7 +57,9 @@ func (s *Store) FlushAll(ctx context.Context) error {
 	s.mu.Unlock()
 	var first error
 	for _, f := range todo {
-		if err := s.upload(ctx, f, true); err != nil && first == nil {
+		// A copy set aside now is its writer's to hear of, at its
+		// close or fsync: it must not fail everybody's fsync.
+		if err := s.upload(ctx, f, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
 			first = err
 		}
 	}
@@ -165,6 +167,20 @@ func (s *Store) PendingInfo() (files int, bytes int64) {
 	return files, bytes
 }
 
+// retryBackoffMax bounds the wait between retries of one upload.
+const retryBackoffMax = time.Minute
+
+// retryBackoff is how long the retry loop waits after the n-th failure in
+// a row of one upload: interval, doubling from the second failure on, up
+// to retryBackoffMax (but never less than interval).
+func retryBackoff(interval time.Duration, n int) time.Duration {
+	d := interval
+	for i := 1; i < n && d < retryBackoffMax; i++ {
+		d *= 2
+	}
+	return max(interval, min(d, retryBackoffMax))
+}
+
 // retryLoop uploads, every RetryInterval, the changes whose upload failed
 // or that an earlier run left behind, once their peer is reachable.
 func (s *Store) retryLoop() {
@@ -177,10 +193,11 @@ func (s *Store) retryLoop() {
 			return
 		case <-tick.C:
 		}
+		now := time.Now()
 		s.mu.Lock()
 		var todo []*fileState
 		for key, f := range s.files {
-			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && f.pending() {
+			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && f.pending() && !now.Before(f.retryAt) {
 				todo = append(todo, f)
 			}
 		}
@@ -196,8 +213,15 @@ func (s *Store) retryLoop() {
 			}()
 			err := s.upload(ctx, f, false)
 			cancel()
-			if err == nil {
-				s.log.Info().Str("peer", f.key.Peer).Str("path", f.key.Path).Msg("delivered a pending upload")
+			switch {
+			case err == nil:
+				s.log.Info().Str("remote_peer", f.key.Peer).Str("path", f.key.Path).Msg("delivered a pending upload")
+			case !errors.Is(err, errSetAside):
+				// Not final: try again later, less often each time.
+				s.mu.Lock()
+				f.failures++
+				f.retryAt = time.Now().Add(retryBackoff(s.opts.RetryInterval, f.failures))
+				s.mu.Unlock()
 			}
 		}
 	}

@@ -109,8 +109,20 @@ func New(secret []byte) (*Config, error) {
 	return c, nil
 }
 
+// ClusterID returns a name of the cluster derived from its secret (an
+// HMAC of a fixed label, so it reveals nothing of the secret): two
+// clusters with different secrets have different IDs. A mount binds the
+// data it keeps for peers to it.
+func (c *Config) ClusterID() string {
+	m := hmac.New(sha256.New, c.key)
+	m.Write([]byte("peerfs cluster id v1"))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
 // ReadSecretFile reads a cluster secret from path, trimming surrounding
-// white space. It refuses a file that other users may read or write.
+// white space. It refuses a file that anyone but its owner may read or
+// write (group or other permission bits set), as ssh does for private
+// keys: a group is often wider than the people meant to hold the secret.
 func ReadSecretFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -124,8 +136,8 @@ func ReadSecretFile(path string) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("secret file %s: not a regular file", path)
 	}
-	if perm := fi.Mode().Perm(); perm&0o007 != 0 {
-		return nil, fmt.Errorf("secret file %s: mode %04o lets other users read or write it; chmod o-rwx %s", path, perm, path)
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("secret file %s: mode %04o lets other users (its group or everyone) read or write it; it must be readable by its owner only: chmod 600 %s", path, perm, path)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, 64<<10))
 	if err != nil {

@@ -2,8 +2,10 @@ package secure
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -262,10 +264,38 @@ func TestReadSecretFile(t *testing.T) {
 	if err != nil || string(b) != "s3cret-s3cret-s3cret" {
 		t.Fatalf("got %q, %v", b, err)
 	}
-	if err := os.Chmod(p, 0o644); err != nil {
+	// Owner-only modes, as ssh wants for private keys: anything a group or
+	// everyone may read or write is refused, saying how to fix it.
+	for _, mode := range []os.FileMode{0o600, 0o400, 0o700} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ReadSecretFile(p); err != nil {
+			t.Errorf("mode %04o refused: %v", mode, err)
+		}
+	}
+	for _, mode := range []os.FileMode{0o640, 0o660, 0o644, 0o604, 0o620, 0o610, 0o602} {
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		_, err := ReadSecretFile(p)
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("mode %04o lets other users", mode)) ||
+			!strings.Contains(err.Error(), "chmod 600 "+p) {
+			t.Errorf("mode %04o: %v, want a refusal naming the mode and the fix", mode, err)
+		}
+	}
+}
+
+// TestClusterID: a cluster's ID depends on its secret only, and says
+// nothing of it.
+func TestClusterID(t *testing.T) {
+	a1, err := New(secretA)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ReadSecretFile(p); err == nil || !strings.Contains(err.Error(), "other users") {
-		t.Fatalf("world-readable file: %v", err)
+	a2, _ := New(bytes.Clone(secretA))
+	b, _ := New(secretB)
+	if a1.ClusterID() != a2.ClusterID() || a1.ClusterID() == b.ClusterID() || len(a1.ClusterID()) != 24 {
+		t.Errorf("IDs %q %q %q", a1.ClusterID(), a2.ClusterID(), b.ClusterID())
 	}
 }

@@ -27,10 +27,11 @@ const (
 // conn is one client connection. The reader goroutine (readLoop) owns br;
 // the writer goroutine (writeLoop) owns the writes to nc.
 type conn struct {
-	nc       net.Conn  // the socket; closing it ends everything
-	remote   string    // remote address, for logs
-	host     string    // remote IP (with zone, if any), the host of the advertised address
-	accepted time.Time // for evicting the oldest unregistered connection
+	nc       net.Conn        // the socket; closing it ends everything
+	remote   string          // remote address, for logs
+	host     string          // remote IP (with zone, if any), the host of the advertised address
+	accepted time.Time       // for evicting the oldest unregistered connection
+	pending  *secure.Pending // its place in the handshake gate; nil without a secret
 
 	// rw carries the lines: nc itself, or TLS over nc. readLoop sets it
 	// before it starts writeLoop, and neither changes it after.
@@ -113,11 +114,18 @@ func (t *Tracker) readLoop(c *conn) {
 
 // handshake makes c.rw a TLS connection whose client proved membership.
 // A stranger gets "REGISTER FAIL denied ..." and false.
+//
+// Refusals are counted and logged by the gate, at a bounded rate: a flood
+// of strangers must not flood the log.
 func (t *Tracker) handshake(c *conn) (reason string, ok bool) {
 	sc, err := t.opts.Secure.Server(c.nc, t.opts.HandshakeTimeout)
+	if err != nil {
+		c.pending.Refuse(err)
+	}
 	var text string
 	switch {
 	case err == nil:
+		c.pending.Done()
 		c.rw = sc
 		return "", true
 	case errors.Is(err, secure.ErrNotMember):
@@ -127,7 +135,6 @@ func (t *Tracker) handshake(c *conn) (reason string, ok bool) {
 	default:
 		return "handshake: " + err.Error(), false
 	}
-	t.log.Warn().Str("remote", c.remote).Err(err).Msg("refused connection")
 	_ = sc.SetWriteDeadline(time.Now().Add(time.Second))
 	_, _ = sc.Write(refusal(peerproto.VerbRegister, peerproto.CodeDenied, "%s", text))
 	return "refused: " + err.Error(), false

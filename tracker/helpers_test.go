@@ -2,10 +2,13 @@ package tracker
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,16 +24,28 @@ const replyTimeout = 3 * time.Second
 // closes it and checks that Serve returned and no goroutine leaked.
 func startTracker(t *testing.T, opts Options) (*Tracker, string) {
 	t.Helper()
+	return startTrackerLog(t, opts, io.Discard)
+}
+
+// startTrackerLog is startTracker with the tracker's log copied to w.
+func startTrackerLog(t *testing.T, opts Options, w io.Writer) (*Tracker, string) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return serve(t, opts, ln), ln.Addr().String()
+	return serveLog(t, opts, ln, w), ln.Addr().String()
 }
 
 func serve(t *testing.T, opts Options, ln net.Listener) *Tracker {
 	t.Helper()
-	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
+	return serveLog(t, opts, ln, io.Discard)
+}
+
+// serveLog serves opts on ln, logging to the test's log and to w.
+func serveLog(t *testing.T, opts Options, ln net.Listener, w io.Writer) *Tracker {
+	t.Helper()
+	opts.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), w)).Level(zerolog.DebugLevel)
 	tr := New(opts)
 	served := make(chan error, 1)
 	go func() { served <- tr.Serve(ln) }()
@@ -143,4 +158,46 @@ func (c *client) register(name, port, update string) {
 	c.t.Helper()
 	c.send("REGISTER " + name + " " + port)
 	c.expect("REGISTER OK", update)
+}
+
+// testLog is a log destination safe for concurrent use.
+type testLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// refusals returns the refusal lines logged and the refusals they account
+// for: one for each other line whose message starts with "refused" or
+// mentions "too many connections", the count of each "refused
+// connections" summary (see secure.Gate).
+func (l *testLog) refusals(t *testing.T) (lines int, counted int) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		var rec struct {
+			Message string `json:"message"`
+			Refused int    `json:"refused"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("log line %q: %v", sc.Text(), err)
+		}
+		switch {
+		case rec.Message == "refused connections":
+			lines++
+			counted += rec.Refused
+		case strings.HasPrefix(rec.Message, "refused"), strings.Contains(rec.Message, "too many connections"):
+			lines++
+			counted++
+		}
+	}
+	return lines, counted
 }

@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -131,7 +132,11 @@ func TestTrackerIdleFlood(t *testing.T) {
 			}
 			_, addr := startTracker(t, opts)
 			before := heapInUse()
-			flood(t, addr, 2000)
+			// From other addresses than the member's: a source over its
+			// cap of pending handshakes is refused, whoever it is.
+			for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+				flood(t, addr, from, 500)
+			}
 			var c *client
 			if secret != nil {
 				var err error
@@ -143,7 +148,7 @@ func TestTrackerIdleFlood(t *testing.T) {
 			}
 			c.register("alice", "7071", "UPDATE alice@127.0.0.1:7071")
 			// The registered peer is never evicted by newer strangers.
-			flood(t, addr, 300)
+			flood(t, addr, "127.0.0.6", 300)
 			c.send("PING")
 			c.expect("PONG")
 			if after := heapInUse(); after > before+128<<20 {
@@ -153,8 +158,9 @@ func TestTrackerIdleFlood(t *testing.T) {
 	}
 }
 
-// flood opens n idle connections to addr, closed when the test ends.
-func flood(t *testing.T, addr string, n int) {
+// flood opens n idle connections to addr from local address from,
+// closed when the test ends.
+func flood(t *testing.T, addr, from string, n int) {
 	t.Helper()
 	var rl syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(2*n+1000) {
@@ -170,8 +176,9 @@ func flood(t *testing.T, addr string, n int) {
 			c.Close()
 		}
 	})
+	d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	for range n {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+		c, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatalf("flood connection %d: %v", len(conns), err)
 		}
@@ -184,4 +191,156 @@ func heapInUse() uint64 {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse
+}
+
+// dialFrom connects to addr from local address from.
+func dialFrom(t *testing.T, addr, from string) *client {
+	t.Helper()
+	d := net.Dialer{Timeout: replyTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	nc, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	return &client{t: t, nc: nc, r: bufio.NewReader(nc)}
+}
+
+// closedWithin reports whether the tracker closed c within wait: a read
+// sees EOF or a reset rather than a timeout.
+func (c *client) closedWithin(wait time.Duration) bool {
+	_, err := c.readLine(wait)
+	var ne net.Error
+	return err != nil && !(errors.As(err, &ne) && ne.Timeout())
+}
+
+// eventually polls cond for a few seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestTrackerPendingPerSource: beyond MaxPendingPerSource connections in
+// the handshake from one address, more are closed at once; other
+// addresses, and members, are not affected.
+func TestTrackerPendingPerSource(t *testing.T) {
+	tr, addr := startTracker(t, Options{Secure: mustSecure(t, hostileSecret), HandshakeTimeout: time.Minute, MaxPendingPerSource: 3})
+	var silent []*client
+	for range 3 {
+		silent = append(silent, dialFrom(t, addr, "127.0.0.2"))
+	}
+	eventually(t, "3 pending", func() bool { return tr.gate.Stats().Pending == 3 })
+	if !dialFrom(t, addr, "127.0.0.2").closedWithin(2 * time.Second) {
+		t.Fatal("a 4th silent connection from 127.0.0.2 was kept")
+	}
+	other := dialFrom(t, addr, "127.0.0.3")
+	eventually(t, "4 pending", func() bool { return tr.gate.Stats().Pending == 4 })
+	if other.closedWithin(100*time.Millisecond) || silent[0].closedWithin(100*time.Millisecond) {
+		t.Fatal("a connection within the limit was closed")
+	}
+	m, err := dialSecure(t, addr, hostileSecret)
+	if err != nil {
+		t.Fatalf("member: %v", err)
+	}
+	m.register("alice", "7071", "UPDATE alice@127.0.0.1:7071")
+	if st := tr.gate.Stats(); st.Pending != 4 || st.Refused[secure.ReasonPerSource] != 1 || st.RefusedTotal() != 1 {
+		t.Fatalf("gate: %+v", st)
+	}
+}
+
+// TestTrackerHandshakeDeadline: a client that starts a TLS handshake and
+// stalls is cut after HandshakeTimeout, and counted.
+func TestTrackerHandshakeDeadline(t *testing.T) {
+	tr, addr := startTracker(t, Options{Secure: mustSecure(t, hostileSecret), HandshakeTimeout: 300 * time.Millisecond})
+	c := dial(t, addr)
+	c.raw("\x16\x03\x01") // the start of a ClientHello, and nothing more
+	start := time.Now()
+	if !c.closedWithin(5 * time.Second) {
+		t.Fatal("a stalled handshake was kept")
+	}
+	if el := time.Since(start); el > 2*time.Second {
+		t.Fatalf("a stalled handshake was kept %v", el)
+	}
+	eventually(t, "the refusal counted", func() bool { return tr.gate.Stats().Refused[secure.ReasonHandshake] == 1 })
+}
+
+// TestTrackerRefusalsLogBounded: floods of strangers (plaintext clients,
+// wrong secrets, connections over the per-source cap) and, without a
+// secret, of idle connections over the connection limit are logged at a
+// bounded rate, one summary line per interval, and the lines account for
+// every refusal.
+func TestTrackerRefusalsLogBounded(t *testing.T) {
+	const interval = 100 * time.Millisecond
+	t.Run("secure", func(t *testing.T) {
+		var log testLog
+		tr, addr := startTrackerLog(t, Options{Secure: mustSecure(t, hostileSecret), HandshakeTimeout: 5 * time.Second,
+			MaxPendingPerSource: 4, RefusalLogInterval: interval}, &log)
+		const plain, strangers = 600, 20
+		start := time.Now()
+		var wg sync.WaitGroup
+		for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
+			wg.Go(func() {
+				d := net.Dialer{Timeout: replyTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				for range plain / 4 {
+					nc, err := d.Dial("tcp", addr)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					nc.Write([]byte("REGISTER mallory 7071\n"))
+					nc.Close()
+				}
+				for range strangers / 4 {
+					nc, err := net.DialTimeout("tcp", addr, replyTimeout)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if _, err := mustSecure(t, strangeSecret).Client(nc, replyTimeout); !errors.Is(err, secure.ErrNotMember) {
+						t.Errorf("stranger: %v", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		eventually(t, "every refusal counted", func() bool { return tr.gate.Stats().RefusedTotal() == plain+strangers })
+		elapsed := time.Since(start)
+		st := tr.gate.Stats()
+		if err := tr.Close(); err != nil { // logs the last summary
+			t.Fatal(err)
+		}
+		lines, counted := log.refusals(t)
+		if counted != plain+strangers {
+			t.Errorf("the log accounts for %d refusals, want %d (%+v)", counted, plain+strangers, st)
+		}
+		if bound := 3 + int(elapsed/interval); lines > bound {
+			t.Errorf("%d refusal lines in %v, want at most %d", lines, elapsed, bound)
+		}
+		if st.Refused[secure.ReasonNotMember] != strangers {
+			t.Errorf("not-member refusals: %+v", st)
+		}
+	})
+	t.Run("plain", func(t *testing.T) {
+		var log testLog
+		tr, addr := startTrackerLog(t, Options{MaxPeers: 4, RefusalLogInterval: interval}, &log) // 20 connections
+		start := time.Now()
+		flood(t, addr, "127.0.0.2", 300)
+		eventually(t, "every eviction counted", func() bool { return tr.gate.Stats().Refused[secure.ReasonEvicted] == 280 })
+		elapsed := time.Since(start)
+		if err := tr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		lines, counted := log.refusals(t)
+		if counted != 280 {
+			t.Errorf("the log accounts for %d evictions, want 280", counted)
+		}
+		if bound := 3 + int(elapsed/interval); lines > bound {
+			t.Errorf("%d refusal lines in %v, want at most %d", lines, elapsed, bound)
+		}
+	})
 }

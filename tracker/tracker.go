@@ -60,6 +60,16 @@ type Options struct {
 	Secure *secure.Config
 	// HandshakeTimeout bounds the TLS handshake and proofs; default 10s.
 	HandshakeTimeout time.Duration
+	// MaxPendingPerSource bounds the connections from one source (IPv4
+	// address or IPv6 /64) still in the TLS handshake and proofs; more are
+	// closed at once, so that one source cannot evict everyone else's
+	// handshakes; default secure.DefaultMaxPendingPerSource. (The
+	// connection limit above bounds them all.)
+	MaxPendingPerSource int
+	// RefusalLogInterval: refused connections (strangers, the excess
+	// over the limits, evictions) are logged one line per interval at
+	// most, with counts; default secure.DefaultRefusalLogInterval.
+	RefusalLogInterval time.Duration
 	// Logger receives the tracker's log, with component=tracker added.
 	Logger zerolog.Logger
 }
@@ -96,6 +106,7 @@ func (o Options) withDefaults() Options {
 type Tracker struct {
 	opts Options
 	log  zerolog.Logger
+	gate *secure.Gate  // handshakes per source, and the log of refusals
 	quit chan struct{} // closed by Close; wakes Serve from its accept backoff
 
 	// wg counts every goroutine the tracker owns: Serve loops, connection
@@ -122,7 +133,7 @@ type pendingDrop struct {
 // New returns a Tracker configured by opts; it serves nothing until Serve.
 func New(opts Options) *Tracker {
 	opts = opts.withDefaults()
-	return &Tracker{
+	t := &Tracker{
 		opts:      opts,
 		log:       opts.Logger.With().Str("component", "tracker").Logger(),
 		quit:      make(chan struct{}),
@@ -130,6 +141,15 @@ func New(opts Options) *Tracker {
 		conns:     make(map[*conn]struct{}),
 		byName:    make(map[string]*conn),
 	}
+	t.gate = secure.NewGate(secure.GateOptions{
+		MaxPendingPerSource: opts.MaxPendingPerSource,
+		// The connection limit, which evicts the oldest unregistered
+		// connection, is reached first: the gate never evicts.
+		MaxPending:         maxConns(opts.MaxPeers) + 1,
+		RefusalLogInterval: opts.RefusalLogInterval,
+		Logger:             t.log,
+	})
+	return t
 }
 
 // Serve accepts connections on ln until Close, and then returns nil. It may
@@ -188,27 +208,42 @@ func (t *Tracker) isClosed() bool {
 func (t *Tracker) accept(nc net.Conn) {
 	c := newConn(nc)
 	t.log.Debug().Str("remote", c.remote).Msg("connection accepted")
+	if t.opts.Secure != nil {
+		var ok bool
+		if c.pending, ok = t.gate.Enter(nc); !ok {
+			// Too many handshakes from its source: closed at once,
+			// counted and logged (at a bounded rate) by the gate.
+			nc.Close()
+			return
+		}
+	}
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
+		c.pending.Done()
 		nc.Close()
 		return
 	}
+	var evicted *conn
 	if len(t.conns) >= maxConns(t.opts.MaxPeers) {
-		old := t.oldestUnregisteredLocked()
-		if old == nil {
+		evicted = t.oldestUnregisteredLocked()
+		if evicted == nil {
 			t.mu.Unlock()
+			c.pending.Done() // counted below as busy
 			nc.Close()
-			t.log.Warn().Str("remote", c.remote).Msg("too many connections: refused")
+			t.gate.Refused(nc.RemoteAddr(), secure.ReasonBusy, errors.New("too many connections, all registered"))
 			return
 		}
-		t.log.Warn().Str("remote", old.remote).Msg("too many connections: evicting the oldest unregistered one")
-		t.removeLocked(old, "evicted: connection limit reached", false)
+		t.removeLocked(evicted, "evicted: connection limit reached", false)
 	}
 	t.conns[c] = struct{}{}
 	// readLoop starts the writer once the connection is set up.
 	t.wg.Go(func() { t.readLoop(c) })
 	t.unlock()
+	if evicted != nil {
+		evicted.pending.Done() // counted here as evicted
+		t.gate.Refused(evicted.nc.RemoteAddr(), secure.ReasonEvicted, errors.New("connection limit reached: the oldest unregistered connection makes room"))
+	}
 }
 
 // oldestUnregisteredLocked returns the connection that has been open the
@@ -258,6 +293,7 @@ func (t *Tracker) Close() error {
 		}
 	}
 	t.wg.Wait()
+	t.gate.Close()
 	t.log.Info().Msg("closed")
 	return err
 }

@@ -37,7 +37,7 @@ type LogConfig struct {
 // user of the machine (ps).
 type SecurityConfig struct {
 	Secret     string `envconfig:"PEERFS_SECRET" flag:"-" desc:"cluster secret (at least 16 bytes; 32 random bytes recommended); environment only"`
-	SecretFile string `envconfig:"PEERFS_SECRET_FILE" desc:"file holding the cluster secret (must not be readable by other users)"`
+	SecretFile string `envconfig:"PEERFS_SECRET_FILE" desc:"file holding the cluster secret (owner-only: mode 0600 or 0400)"`
 	Insecure   bool   `envconfig:"PEERFS_INSECURE" default:"false" desc:"run without a secret: plaintext and unauthenticated (trusted networks only)"`
 }
 
@@ -58,6 +58,7 @@ type peerConfig struct {
 	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer)"`
 	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
 	MaxConns      int           `envconfig:"PEERFS_MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
 	Shell         string        `envconfig:"PEERFS_SHELL" default:"auto" desc:"interactive command shell on stdin: auto (when stdin is a terminal), on or off"`
@@ -73,6 +74,7 @@ type mountConfig struct {
 	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required)"`
 	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
 	MaxConns      int           `envconfig:"PEERFS_MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`
 	CacheDir      string        `envconfig:"PEERFS_CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>, or /var/cache/peerfs/<name> for root without $HOME)"`

@@ -58,6 +58,8 @@ Usage:
   peerfs unmount MOUNTPOINT              unmount (also a mount left by a crash)
   peerfs status [--json] [--name NAME | --control PATH]
                                          ask a running mount daemon how it is doing
+  peerfs unsent [list | retry NAME... | drop NAME...]
+                                         the files a mount could not store and kept
   peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT -o OPTIONS
                                          mount(8) helper: start the mount daemon in
                                          the background (mount -t fuse.peerfs)
@@ -93,6 +95,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runUnmount(rest, stderr)
 	case "status":
 		err = runStatus(rest, stdout, stderr)
+	case "unsent":
+		err = runUnsent(rest, stdout, stderr)
 	case "mount-helper":
 		err = runMountHelper(rest, stdout, stderr)
 	case "version", "--version", "-version", "-v":

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +15,7 @@ import (
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/remote"
+	"github.com/peerfs/peerfs/secure"
 )
 
 func runMount(args []string, stderr io.Writer) error { return mountWith(args, stderr, nil) }
@@ -66,7 +69,7 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
 	if err != nil {
 		return err
 	}
@@ -81,6 +84,7 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	defer ops.close()
 	store, err := remote.New(remote.Options{
 		Self:    cfg.Name,
+		Cluster: clusterID(sec, cfg.Tracker),
 		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec},
 		Cache:   c,
 		AttrTTL: cfg.AttrTimeout,
@@ -141,6 +145,17 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 		log.Warn().Err(err).Msg("unmount")
 	}
 	return m.Err()
+}
+
+// clusterID names the cluster a mount binds its pending data to: derived
+// from the secret; for an insecure cluster, which has none, from the
+// tracker's address as given.
+func clusterID(sec *secure.Config, tracker string) string {
+	if sec != nil {
+		return sec.ClusterID()
+	}
+	sum := sha256.Sum256([]byte("peerfs insecure cluster\x00" + tracker))
+	return "insecure-" + hex.EncodeToString(sum[:8])
 }
 
 func runUnmount(args []string, stderr io.Writer) error {

@@ -51,7 +51,7 @@ type servingPeer struct {
 	errc chan error
 }
 
-func startServer(export, listen string, readOnly bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
+func startServer(export, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
 	if export == "" {
 		return nil, usagef("--export DIR is required")
 	}
@@ -62,7 +62,7 @@ func startServer(export, listen string, readOnly bool, maxConns int, sec *secure
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("export %s: not a directory", export)
 	}
-	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, MaxConns: maxConns, Secure: sec, Logger: log})
+	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +73,7 @@ func startServer(export, listen string, readOnly bool, maxConns int, sec *secure
 	}
 	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
 	go func() { sp.errc <- srv.Serve(ln) }()
-	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("tls", sec != nil).Msg("serving export")
+	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
 	return sp, nil
 }
 
@@ -138,7 +138,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer stopMetrics()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
+	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
 	if err != nil {
 		return err
 	}

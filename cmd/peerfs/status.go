@@ -77,28 +77,9 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
-	path := cfg.Control
-	switch {
-	case path != "":
-	case cfg.CacheDir != "":
-		path = controlPath("", cfg.CacheDir)
-	default:
-		name := cfg.Name
-		if name == "" {
-			name = defaultName()
-		}
-		dirs := cacheDirs(name)
-		if len(dirs) == 0 {
-			return usagef("no cache directory to look in: neither $XDG_CACHE_HOME nor $HOME is set; give --cache-dir DIR or --control PATH")
-		}
-		// The first socket there is; else the first place, for the message.
-		path = controlPath("", dirs[0])
-		for _, d := range dirs {
-			if _, err := os.Stat(controlPath("", d)); err == nil {
-				path = controlPath("", d)
-				break
-			}
-		}
+	path, err := controlSocketOf(cfg)
+	if err != nil {
+		return err
 	}
 	body, err := askDaemon(path, "/status", cfg.Timeout)
 	if err != nil {
@@ -114,6 +95,34 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = io.WriteString(stdout, r.Text())
 	return err
+}
+
+// controlSocketOf returns the control socket a status-like command asks:
+// --control, the one in the cache directory of --cache-dir, or the first
+// there is in the places peerfs mount chooses for --name (the user's
+// cache, and for root the system's).
+func controlSocketOf(cfg statusConfig) (string, error) {
+	switch {
+	case cfg.Control != "":
+		return cfg.Control, nil
+	case cfg.CacheDir != "":
+		return controlPath("", cfg.CacheDir), nil
+	}
+	name := cfg.Name
+	if name == "" {
+		name = defaultName()
+	}
+	dirs := cacheDirs(name)
+	if len(dirs) == 0 {
+		return "", usagef("no cache directory to look in: neither $XDG_CACHE_HOME nor $HOME is set; give --cache-dir DIR or --control PATH")
+	}
+	// The first socket there is; else the first place, for the message.
+	for _, d := range dirs {
+		if _, err := os.Stat(controlPath("", d)); err == nil {
+			return controlPath("", d), nil
+		}
+	}
+	return controlPath("", dirs[0]), nil
 }
 
 // askDaemon GETs what from the daemon's control socket at path.
@@ -282,6 +291,7 @@ func (o *mountOps) start(s *remote.Store, info remote.ReportInfo) error {
 //	GET /status         the report as JSON (remote.Report)
 //	GET /status?text=1  the report as text
 //	POST /sync          run a SYNC round; 200 or 500 with the error
+//	POST /unsent/...    see registerUnsent
 func (o *mountOps) startControl(s *remote.Store) error {
 	dir := filepath.Dir(o.control)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -323,6 +333,7 @@ func (o *mountOps) startControl(s *remote.Store) error {
 		}
 		_, _ = io.WriteString(w, "SYNC OK\n")
 	})
+	registerUnsent(mux, s)
 	o.controlLn = ln
 	o.controlSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	o.controlErr = make(chan error, 1)

@@ -1,0 +1,84 @@
+// Package testfs makes the filesystems tests need beyond the one the
+// temporary directory is on: a loop-mounted ext4 with 128-byte inodes,
+// whose timestamps have whole seconds only, as on FAT, HFS+ and many NAS
+// shares. It is imported by tests only, and imports nothing of peerfs, so
+// every package's tests may use it.
+package testfs
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Coarse returns the root of a fresh ext4 filesystem of sizeMB MiB made
+// with 128-byte inodes (whole-second timestamps), loop-mounted for the
+// test and unmounted (lazily, if busy) at its end. It skips the test
+// where that cannot be done: not root, no mkfs.ext4, no loop devices.
+func Coarse(t testing.TB, sizeMB int) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: mounting a filesystem image needs root")
+	}
+	mkfs, err := exec.LookPath("mkfs.ext4")
+	if err != nil {
+		t.Skip("skipping: mkfs.ext4 (e2fsprogs) is missing")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "coarse.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(img, int64(sizeMB)<<20); err != nil {
+		t.Fatal(err)
+	}
+	// -I 128: no room for nanoseconds (or dates past 2038) in an inode.
+	if out, err := exec.Command(mkfs, "-q", "-F", "-I", "128", "-E", "lazy_itable_init=0,lazy_journal_init=0", img).CombinedOutput(); err != nil {
+		t.Fatalf("mkfs.ext4: %v: %s", err, out)
+	}
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "loop", img, mnt).CombinedOutput(); err != nil {
+		t.Skipf("skipping: cannot loop-mount a filesystem image: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	t.Cleanup(func() {
+		// Lazily if something still holds it: the image file goes with
+		// the temporary directory either way.
+		if err := exec.Command("umount", mnt).Run(); err != nil {
+			_ = exec.Command("umount", "-l", mnt).Run()
+		}
+	})
+	// The test's files are written by other users' processes too (a
+	// peer daemon run as the test's user is root here, but keep it open).
+	if err := os.Chmod(mnt, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(mnt, "probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.ModTime().Nanosecond() != 0 {
+		t.Fatalf("%s keeps sub-second times (%v): not a coarse filesystem", mnt, fi.ModTime())
+	}
+	os.Remove(probe)
+	return mnt
+}
+
+// SameSecond waits, if needed, until at least want of the current second
+// is left, so that what a test does next happens within one tick of a
+// coarse filesystem's clock.
+func SameSecond(want time.Duration) {
+	now := time.Now()
+	if left := time.Second - time.Duration(now.Nanosecond()); left < want {
+		time.Sleep(left)
+	}
+}

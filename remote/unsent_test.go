@@ -1,0 +1,279 @@
+package remote
+
+import (
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// readUnsent returns the content of the unsent copy as.
+func readUnsent(t *testing.T, s *testStore, as string) string {
+	t.Helper()
+	ch, err := s.OpenUnsent(as)
+	if err != nil {
+		t.Fatalf("OpenUnsent(%q): %v", as, err)
+	}
+	defer ch.Release()
+	b, err := io.ReadAll(io.NewSectionReader(ch, 0, ch.Size()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// unsentNames lists the unsent copies' names.
+func unsentNames(s *testStore) []string {
+	var out []string
+	for _, u := range s.Unsent() {
+		out = append(out, u.As)
+	}
+	return out
+}
+
+// TestRefusedUploadSetAside: an upload the peer refuses for good (its
+// directory was removed behind the writer's back) fails that file's close
+// and fsync with the refusal's errno, and is set aside, not retried: the
+// other files' uploads and the SYNC round's work carry on, a restart does
+// not bring it back into the queue, its data stays readable, and once the
+// cause is gone a retry stores it.
+func TestRefusedUploadSetAside(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "precious", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	err := s.Flush(testCtx(t), fh)
+	var pe *ParkedError
+	if !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) || pe.As != "bob/d/f" {
+		t.Fatalf("close after the directory was removed: %v; want ENOENT, set aside as bob/d/f", err)
+	}
+	// The same descriptor's fsync says so too, without asking the peer.
+	if err := s.Fsync(testCtx(t), fh); !errors.As(err, &pe) {
+		t.Errorf("fsync of the refused file: %v, want its refusal", err)
+	}
+	s.release(t, fh)
+
+	// Everything else goes on: another file, and a whole turn's work.
+	g := s.open(t, "bob", "g", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, g, "fine", 0)
+	if err := s.Flush(testCtx(t), g); err != nil {
+		t.Fatalf("another file's close: %v", err)
+	}
+	s.release(t, g)
+	if err := s.FlushAll(testCtx(t)); err != nil {
+		t.Errorf("the SYNC turn's work with a file set aside: %v", err)
+	}
+	if n, _ := s.PendingInfo(); n != 0 {
+		t.Errorf("%d files pending; the refused one must not be", n)
+	}
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/d/f" {
+		t.Fatalf("Unsent = %q", got)
+	}
+	if u := s.Unsent()[0]; u.Peer != "bob" || u.Path != "d/f" || !strings.Contains(u.Reason, "no such directory") || u.Size != 8 {
+		t.Errorf("Unsent entry %+v", u)
+	}
+	if got := readUnsent(t, s, "bob/d/f"); got != "precious" {
+		t.Errorf("unsent copy holds %q", got)
+	}
+
+	// A restart keeps it aside, and sends nothing.
+	s.close()
+	s = newStore(t, dir)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := s.FlushAll(testCtx(t)); err != nil {
+		t.Errorf("after a restart: %v", err)
+	}
+	if got := unsentNames(s); len(got) != 1 {
+		t.Fatalf("after a restart: Unsent = %q", got)
+	}
+	// The directory is back: a retry stores it where it was to go.
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetryUnsent(testCtx(t), "bob/d/f"); err != nil {
+		t.Fatalf("RetryUnsent: %v", err)
+	}
+	if got := bob.content(t, "d/f"); got != "precious" {
+		t.Errorf("stored %q", got)
+	}
+	if got := unsentNames(s); len(got) != 0 {
+		t.Errorf("after the retry: Unsent = %q", got)
+	}
+	s.noLeftovers(t)
+}
+
+// TestUnsentDropAndRefusedAgain: a retry that fails for good sets the copy
+// aside again; DropUnsent deletes it.
+func TestUnsentDropAndRefusedAgain(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "x", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("close of a file whose directory is gone: %v", err)
+	}
+	s.release(t, fh)
+	as := "bob/d/f"
+	if err := s.RetryUnsent(testCtx(t), as); !errors.Is(err, errSetAside) {
+		t.Fatalf("retry: %v, want it set aside again", err)
+	}
+	if got := unsentNames(s); len(got) != 1 || got[0] != as {
+		t.Fatalf("Unsent = %q", got)
+	}
+	if err := s.DropUnsent(as); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DropUnsent(as); err == nil {
+		t.Error("dropped twice")
+	}
+	if len(s.Unsent()) != 0 {
+		t.Error("still listed after DropUnsent")
+	}
+	s.noLeftovers(t)
+}
+
+// TestRetryBackoff: failed retries wait longer each time, up to a bound.
+func TestRetryBackoff(t *testing.T) {
+	for _, tt := range []struct {
+		n    int
+		want time.Duration
+	}{{1, 5 * time.Second}, {2, 10 * time.Second}, {3, 20 * time.Second}, {5, time.Minute}, {50, time.Minute}} {
+		if got := retryBackoff(5*time.Second, tt.n); got != tt.want {
+			t.Errorf("retryBackoff(5s, %d) = %v, want %v", tt.n, got, tt.want)
+		}
+	}
+	if got := retryBackoff(2*time.Minute, 3); got != 2*time.Minute {
+		t.Errorf("a long interval is not shortened: %v", got)
+	}
+}
+
+// writePending leaves peer:path written with data and its upload failed
+// (the peer is stopped first), then closes the store.
+func writePending(t *testing.T, s *testStore, bob *testPeer, path, data string) {
+	t.Helper()
+	fh := s.open(t, "bob", path, os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, data, 0)
+	bob.stop()
+	if err := s.Flush(testCtx(t), fh); err == nil || errors.Is(err, errSetAside) {
+		t.Fatalf("close with the peer stopped: %v, want a failure to retry", err)
+	}
+	s.release(t, fh)
+	s.close()
+}
+
+// TestPendingNeverGoesToAStranger: a file written for peer bob whose
+// upload is pending is not delivered to another export that took the
+// name bob (another machine), nor to bob's own export in another cluster:
+// it is set aside. Delivered on request, it goes to the new bob only as
+// a new file. The same export back at another address gets it.
+func TestPendingNeverGoesToAStranger(t *testing.T) {
+	t.Run("another export", func(t *testing.T) {
+		bob := startPeer(t, t.TempDir())
+		dir := t.TempDir()
+		s := newStore(t, dir)
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+		writePending(t, s, bob, "notes.txt", "for the first bob")
+
+		stranger := startPeer(t, t.TempDir())
+		s = newStore(t, dir)
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: stranger.addr}})
+		testutil.Eventually(t, "the pending copy set aside", func() bool { return len(s.Unsent()) == 1 })
+		if stranger.exists(t, "notes.txt") {
+			t.Fatal("a file pending for one bob was delivered to another")
+		}
+		if u := s.Unsent()[0]; !strings.Contains(u.Reason, "another peer") {
+			t.Errorf("reason %q", u.Reason)
+		}
+		// The user decides: deliver it to this bob, as a new file only.
+		stranger.writeFile(t, "notes.txt", []byte("the new bob's own"), 0o644)
+		err := s.RetryUnsent(testCtx(t), "bob/notes.txt")
+		if !errors.Is(err, syscall.ESTALE) {
+			t.Fatalf("retry onto an existing file: %v, want a conflict copy", err)
+		}
+		if got := stranger.content(t, "notes.txt"); got != "the new bob's own" {
+			t.Errorf("the new bob's file was replaced: %q", got)
+		}
+	})
+	t.Run("another cluster", func(t *testing.T) {
+		export := t.TempDir()
+		bob := startPeer(t, export)
+		dir := t.TempDir()
+		s := newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-a" })
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+		writePending(t, s, bob, "notes.txt", "for cluster a")
+
+		again := startPeer(t, export) // the same export, now in cluster b
+		s = newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-b" })
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: again.addr}})
+		testutil.Eventually(t, "the pending copy set aside", func() bool { return len(s.Unsent()) == 1 })
+		if again.exists(t, "notes.txt") {
+			t.Fatal("a file pending in one cluster was delivered in another")
+		}
+	})
+	t.Run("the same export", func(t *testing.T) {
+		export := t.TempDir()
+		bob := startPeer(t, export)
+		dir := t.TempDir()
+		s := newStore(t, dir)
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+		writePending(t, s, bob, "notes.txt", "for bob")
+
+		again := startPeer(t, export) // restarted, at another port
+		s = newStore(t, dir)
+		s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: again.addr}})
+		testutil.Eventually(t, "the pending copy delivered", func() bool { return again.exists(t, "notes.txt") })
+		if got := again.content(t, "notes.txt"); got != "for bob" || len(s.Unsent()) != 0 {
+			t.Errorf("delivered %q, unsent %v", got, unsentNames(s))
+		}
+	})
+}
+
+// TestConflictFoundByTheRoundReachesTheWriter: a writer's copy that a
+// SYNC turn (not its own close) found to conflict goes to a conflict copy;
+// the writer still hears of it, at its own fsync and close (ESTALE).
+func TestConflictFoundByTheRoundReachesTheWriter(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	bob.writeFile(t, "doc.txt", []byte("original"), 0o644)
+	fh := s.open(t, "bob", "doc.txt", os.O_WRONLY|os.O_TRUNC, 0)
+	// Another writer replaces the file; then a round uploads this copy,
+	// still empty, before its writer has written.
+	bob.writeFile(t, "doc.txt", []byte("theirs, a longer one"), 0o644)
+	if err := s.FlushAll(testCtx(t)); !errors.Is(err, syscall.ESTALE) {
+		t.Fatalf("the turn's upload: %v, want a conflict", err)
+	}
+	s.write(t, fh, "mine", 0)
+	if err := s.Fsync(testCtx(t), fh); !errors.Is(err, syscall.ESTALE) {
+		t.Errorf("the writer's fsync: %v, want ESTALE", err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, syscall.ESTALE) {
+		t.Errorf("the writer's close: %v, want ESTALE", err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "doc.txt"); got != "theirs, a longer one" {
+		t.Errorf("the other writer's file: %q", got)
+	}
+}
