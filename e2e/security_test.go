@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -209,9 +210,11 @@ func TestAllowSetuid(t *testing.T) {
 	alice := c.mount("alice", "--allow-setuid")
 	type server struct{ name, export, addr string }
 	servers := []server{{"alice (mount --allow-setuid)", alice.export, alice.listen}}
-	for _, args := range [][]string{nil, {"--allow-setuid"}} {
+	for i, args := range [][]string{nil, {"--allow-setuid"}} {
 		s := server{"peer " + strings.Join(args, " "), t.TempDir(), freeAddr(t)}
-		start(t, s.name, nil, nil, append([]string{"peer", "--shell", "off", "--export", s.export,
+		// Each its own name: the tracker refuses a second peer of the
+		// same (host) name, and that ends peerfs peer.
+		start(t, s.name, nil, nil, append([]string{"peer", "--shell", "off", "--name", fmt.Sprintf("peer%d", i), "--export", s.export,
 			"--listen", s.addr, "--tracker", c.tracker}, args...)...)
 		waitListening(t, s.addr)
 		servers = append(servers, s)
