@@ -255,7 +255,7 @@ func (j *jail) clean(name string) (string, error) {
 	case errors.Is(err, peerproto.ErrPathNUL):
 		return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("NUL byte in name %q", name)}
 	case errors.Is(err, peerproto.ErrPathTooLong):
-		return "", &jailPathError{code: peerproto.CodeTooLarge, text: fmt.Sprintf("name too long (limit %d bytes, %d per element)", peerproto.MaxName, peerproto.MaxComponent)}
+		return "", &jailPathError{code: peerproto.CodeNameTooLong, text: fmt.Sprintf("name too long (limit %d bytes, %d per element)", peerproto.MaxName, peerproto.MaxComponent)}
 	case err != nil:
 		return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("bad name %q: %v", name, err)}
 	}
@@ -321,7 +321,9 @@ func jailMapError(name string, err error) (code, text string, hostile bool) {
 	case peerproto.CodeNoSpace:
 		text = fmt.Sprintf("no space left on the export writing %q", name)
 	case peerproto.CodeTooLarge:
-		text = fmt.Sprintf("%q: name or size over a limit of the filesystem", name)
+		text = fmt.Sprintf("%q: size over a limit of the filesystem", name)
+	case peerproto.CodeNameTooLong:
+		text = fmt.Sprintf("%q: name over a limit of the filesystem", name)
 	case peerproto.CodeReadOnly:
 		text = "export is on a read-only filesystem"
 	default:

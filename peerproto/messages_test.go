@@ -62,6 +62,9 @@ var canonical = []struct {
 	{trackerRequest, peerproto.SyncFin{Known: true, Wrote: true}, "SYNC FIN wrote", "SYNC"},
 	{trackerRequest, peerproto.Ping{}, "PING", "PING"},
 	{trackerRequest, peerproto.Quit{}, "QUIT", "QUIT"},
+	{trackerRequest, peerproto.Features{Words: []string{"left"}}, "FEATURES left", "FEATURES"},
+	{trackerRequest, peerproto.Features{Words: []string{"left", "x-2"}}, "FEATURES left x-2", "FEATURES"},
+	{trackerRequest, peerproto.Features{}, "FEATURES", "FEATURES"},
 
 	// tracker -> peer
 	{trackerEvent, peerproto.RegisterOK{}, "REGISTER OK", "REGISTER"},
@@ -75,6 +78,12 @@ var canonical = []struct {
 	{trackerEvent, peerproto.SyncEnd{Round: 4, WritersKnown: true}, "SYNC END 4 writers=", "SYNC"},
 	{trackerEvent, peerproto.SyncEnd{Round: 5, WritersKnown: true, Writers: []string{"alice", "bob-2"}}, "SYNC END 5 writers=alice,bob-2", "SYNC"},
 	{trackerEvent, peerproto.Pong{}, "PONG", "PONG"},
+	{trackerEvent, peerproto.FeaturesOK{Words: []string{"left"}}, "FEATURES OK left", "FEATURES"},
+	{trackerEvent, peerproto.FeaturesOK{Words: []string{}}, "FEATURES OK", "FEATURES"},
+	{trackerEvent, peerproto.Left{Name: "bob", How: peerproto.LeftQuit}, "LEFT bob quit", "LEFT"},
+	{trackerEvent, peerproto.Left{Name: "b.o_b-2", How: peerproto.LeftDropped}, "LEFT b.o_b-2 dropped", "LEFT"},
+	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("FEATURES", peerproto.CodeInvalid, `unknown verb "FEATURES"`)},
+		`FEATURES FAIL invalid unknown verb "FEATURES"`, "FEATURES"},
 	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("REGISTER", peerproto.CodeExists, "name alice is held by 10.0.0.2:7000")},
 		"REGISTER FAIL exists name alice is held by 10.0.0.2:7000", "REGISTER"},
 	{trackerEvent, peerproto.Refusal{Err: peerproto.Fail("SYNC", peerproto.CodeExpired, "lease of 30s ran out")},
@@ -204,6 +213,9 @@ func TestLenientInput(t *testing.T) {
 		{trackerEvent, "Sync End 7", peerproto.SyncEnd{Round: 7}},
 		{trackerEvent, "register ok", peerproto.RegisterOK{}},
 		{trackerEvent, "pong", peerproto.Pong{}},
+		{trackerEvent, "Left bob gone-fishing", peerproto.Left{Name: "bob", How: "gone-fishing"}},
+		{trackerEvent, "features ok  left ", peerproto.FeaturesOK{Words: []string{"left"}}},
+		{trackerRequest, "features left", peerproto.Features{Words: []string{"left"}}},
 		{trackerEvent, "SYNC FAIL", peerproto.Refusal{Err: &peerproto.FailError{Verb: "SYNC", Code: "io"}}},
 		{trackerEvent, "register fail exists  taken ", peerproto.Refusal{Err: &peerproto.FailError{Verb: "REGISTER", Code: "exists", Text: "taken"}}},
 		{replyTo("GET"), "get ok 5", peerproto.GetOK{Size: 5}},
@@ -345,14 +357,14 @@ func TestMalformed(t *testing.T) {
 			"SETATTR f size=1 size=2", "SETATTR f mode=1 mode=1", "SETATTR f mtime=1 mtime=1",
 			"SETATTR f mode=9", "SETATTR f mode=10000", "SETATTR f size=-1", "SETATTR f size=1125899906842625",
 			"SETATTR f mtime=x", "SETATTR f mtime=99999999999999999999", "SETATTR f size=1 mode=1 mtime=1 size=2",
-			"STATFS x", "PING x", "QUIT now",
+			"STATFS x", "PING x", "QUIT now", "FEATURES left", // words only on the tracker connection
 		}},
 		{trackerRequest, []string{
 			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "SYNC FIN clean x", "SYNC FIN wrote clean", "PONG",
 			"REGISTER a", "REGISTER a 1 2", "REGISTER a 0", "REGISTER a 65536", "REGISTER a -1", "REGISTER a port",
 			"REGISTER a/b 1", "REGISTER . 1", "REGISTER .. 1", "REGISTER a%20b 1", "REGISTER a%zz 1", "REGISTER é 1",
 			"REGISTER " + strings.Repeat("x", peerproto.MaxPeerName+1) + " 1",
-			"PING x", "QUIT x",
+			"PING x", "QUIT x", "FEATURES Left", "FEATURES l_eft", "LEFT bob quit",
 		}},
 		{trackerEvent, []string{
 			"", "FROB", "PUT FAIL nospace", "CONNECT OK", "PING",
@@ -362,6 +374,8 @@ func TestMalformed(t *testing.T) {
 			"SYNC END 1 writers=a,,b", "SYNC END 1 writers=a b", "SYNC END 1 writers=a/b", "SYNC END 1 writer=a",
 			"SYNC END 18446744073709551616",
 			"PONG x",
+			"LEFT", "LEFT bob", "LEFT bob quit now", "LEFT bob QUIT", "LEFT a/b quit", "LEFT %zz quit", "LEFT . quit",
+			"FEATURES", "FEATURES left", "FEATURES OK Left", "FEATURES DONE",
 		}},
 		{replyTo("CONNECT"), []string{"", "CONNECT", "CONNECT OK now", "CONNECT YES", "HELLO", "PUT OK"}},
 		{replyTo("PUT"), []string{

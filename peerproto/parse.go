@@ -266,7 +266,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 }
 
 // ParseTrackerRequest parses a line a peer sends to the tracker: REGISTER,
-// SYNC, SYNC FIN, PING or QUIT.
+// SYNC, SYNC FIN, FEATURES, PING or QUIT.
 func ParseTrackerRequest(line []byte) (Message, error) {
 	f := fields(line)
 	if len(f) == 0 {
@@ -313,8 +313,45 @@ func ParseTrackerRequest(line []byte) (Message, error) {
 			return Ping{}, nil
 		}
 		return Quit{}, nil
+	case VerbFeatures:
+		words, err := featureWords(line, f[1:])
+		if err != nil {
+			return nil, err
+		}
+		return Features{Words: words}, nil
 	}
 	return nil, protoErr(line, "unknown verb %q", f[0])
+}
+
+// maxFeatureWords bounds the words of a FEATURES line.
+const maxFeatureWords = 64
+
+// featureWords checks the words of a FEATURES line or its OK reply:
+// lower-case letters, digits and '-'. No words is nil.
+func featureWords(line []byte, args []string) ([]string, error) {
+	if len(args) > maxFeatureWords {
+		return nil, protoErr(line, "more than %d features", maxFeatureWords)
+	}
+	for _, a := range args {
+		if !lowerWord(a) {
+			return nil, protoErr(line, "feature %q is not a lower-case word", a)
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return slices.Clone(args), nil
+}
+
+// lowerWord reports whether s is a word of lower-case letters, digits and
+// '-'.
+func lowerWord(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // parseFail recognises "<verb> FAIL [<code> [<text>]]" and returns the
@@ -349,7 +386,8 @@ func afterWords(line []byte, n int) string {
 }
 
 // ParseTrackerEvent parses a line the tracker sends to a peer: REGISTER OK,
-// REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL or PONG.
+// REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL, PONG, and
+// the extensions' FEATURES OK, FEATURES FAIL and LEFT.
 // A FAIL line is returned as a Refusal message, not as an error: it is an
 // event like the others. The error is only for malformed lines.
 func ParseTrackerEvent(line []byte) (Message, error) {
@@ -358,10 +396,36 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 		return nil, protoErr(line, "empty line")
 	}
 	verb := strings.ToUpper(f[0])
-	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync) {
+	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync || verb == VerbFeatures) {
 		return Refusal{Err: fe}, nil
 	}
 	switch verb {
+	case VerbFeatures:
+		if len(f) >= 2 && strings.EqualFold(f[1], "OK") {
+			words, err := featureWords(line, f[2:])
+			if err != nil {
+				return nil, err
+			}
+			if words == nil {
+				words = []string{}
+			}
+			return FeaturesOK{Words: words}, nil
+		}
+	case VerbLeft:
+		if len(f) != 3 {
+			return nil, protoErr(line, "usage: LEFT <name> quit|dropped")
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		if !ValidPeerName(name) {
+			return nil, protoErr(line, "peer name %q: want 1-%d letters, digits, '.', '_' or '-'", name, MaxPeerName)
+		}
+		if !lowerWord(f[2]) {
+			return nil, protoErr(line, "how %q is not a lower-case word", f[2])
+		}
+		return Left{Name: name, How: f[2]}, nil
 	case VerbRegister:
 		if len(f) == 2 && strings.EqualFold(f[1], "OK") {
 			return RegisterOK{}, nil
@@ -519,10 +583,8 @@ func ParseReply(line []byte, verb string) (Message, error) {
 	case VerbFeatures:
 		if word == "OK" {
 			for _, a := range args {
-				for _, r := range a {
-					if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-						return nil, protoErr(line, "feature %q is not a lower-case word", a)
-					}
+				if !lowerWord(a) {
+					return nil, protoErr(line, "feature %q is not a lower-case word", a)
 				}
 			}
 			return FeaturesOK{Words: slices.Clone(args)}, nil
