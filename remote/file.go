@@ -148,12 +148,12 @@ func (f *fileState) releaseCopy() {
 
 // handle is one open file.
 type handle struct {
-	p     *peerConn
 	key   cache.Key
 	flags int
 	state *fileState // non-nil: reads and writes use the local copy
 
 	mu     sync.Mutex    // protects the fields below
+	p      *peerConn     // the peer's connection; follows it to a new address (Store.follow)
 	size   int64         // remote size at open
 	mtime  int64         // remote mtime at open
 	clean  *cache.Handle // whole-file copy: a small file, or a large one the cache already held
@@ -399,6 +399,7 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	s.follow(h)
 	if h.clean == nil && h.size <= s.opts.WholeFile {
 		ch, err := s.fetchWhole(ctx, h.p, h.key, peerproto.Entry{Size: h.size, Mtime: h.mtime})
 		if err != nil {

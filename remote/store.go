@@ -47,6 +47,19 @@ type Options struct {
 	// moved (status.go).
 	Observer Observer
 	Logger   zerolog.Logger
+
+	// ForgetAfter is how long a peer that is neither listed by the
+	// tracker nor answering stays a folder (default DefaultForgetAfter);
+	// see presence.go.
+	ForgetAfter time.Duration
+	// PeersFile, if set, keeps the set of peers across restarts, so that
+	// the folders of peers that are down show after a restart too.
+	PeersFile string
+	// Scope tags PeersFile: a list written under another scope (another
+	// cluster) is not restored.
+	Scope string
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
 }
 
 // Store implements fusefs.Store over the peers of the last UPDATE.
@@ -59,8 +72,9 @@ type Store struct {
 	log   zerolog.Logger
 	cache *cache.Cache
 
-	mu       sync.Mutex // protects the fields below
-	peers    map[string]*peerConn
+	mu       sync.Mutex           // protects the fields below
+	peers    map[string]*peerConn // every peer shown as a folder, listed or not (presence.go)
+	unlisted map[string]time.Time // peers the tracker does not list now, since when
 	watchers []func(peer, dir string)
 	files    map[cache.Key]*fileState // local copies being written or not yet uploaded
 	handles  map[uint64]*handle
@@ -76,6 +90,8 @@ type Store struct {
 
 	stop chan struct{} // closed by Close: stops the retry loop
 	wg   sync.WaitGroup
+
+	saveMu sync.Mutex // serialises writes of Options.PeersFile
 }
 
 // New returns a Store and starts its upload retry loop. Dirty copies left
@@ -97,14 +113,21 @@ func New(opts Options) (*Store, error) {
 	if opts.RetryInterval <= 0 {
 		opts.RetryInterval = 5 * time.Second
 	}
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = DefaultForgetAfter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{
-		opts:    opts,
-		log:     opts.Logger.With().Str("component", "remote").Logger(),
-		cache:   opts.Cache,
-		peers:   make(map[string]*peerConn),
-		files:   make(map[cache.Key]*fileState),
-		handles: make(map[uint64]*handle),
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger.With().Str("component", "remote").Logger(),
+		cache:    opts.Cache,
+		peers:    make(map[string]*peerConn),
+		unlisted: make(map[string]time.Time),
+		files:    make(map[cache.Key]*fileState),
+		handles:  make(map[uint64]*handle),
+		stop:     make(chan struct{}),
 	}
 	// A predecessor may have written before it died: the first turn
 	// reports it (TakeWrote).
@@ -132,10 +155,16 @@ func New(opts Options) (*Store, error) {
 		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
+	if err := s.loadPeers(); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go s.retryLoop()
 	return s, nil
 }
+
+// now reads the Store's clock.
+func (s *Store) now() time.Time { return s.opts.Now() }
 
 // SetSyncer connects the Store to the tracker client that runs SYNC
 // rounds. Without one, Sync uploads directly.
@@ -148,6 +177,9 @@ func (s *Store) SetSyncer(sy Syncer) {
 // Close stops background work, uploads nothing more, and closes every
 // connection. Dirty copies stay in the cache for the next run.
 func (s *Store) Close() error {
+	// The last answers of peers that are down count towards their
+	// forgetting in the next run.
+	s.savePeers()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -236,60 +268,6 @@ type statCache struct {
 	exists bool
 }
 
-// SetPeers replaces the peer set with the peers of an UPDATE; this peer
-// itself is left out. Peers that left are closed; new ones appear.
-func (s *Store) SetPeers(list []peerproto.PeerAddr) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	seen := make(map[string]bool, len(list))
-	changed := false
-	var gone []*peerConn
-	for _, pa := range list {
-		if pa.Name == s.opts.Self || !peerproto.ValidPeerName(pa.Name) {
-			continue
-		}
-		if pa.Name == ReservedName {
-			s.log.Warn().Str("addr", pa.Addr).Msg("ignoring a peer named " + ReservedName + ": the name is reserved for the control folder")
-			continue
-		}
-		seen[pa.Name] = true
-		old := s.peers[pa.Name]
-		if old != nil && old.addr == pa.Addr {
-			continue
-		}
-		if old != nil {
-			gone = append(gone, old)
-		}
-		s.peers[pa.Name] = &peerConn{
-			name: pa.Name, addr: pa.Addr,
-			pool:    peer.NewPool(pa.Addr, s.opts.Client, 16),
-			dirs:    map[string]*dirCache{},
-			stats:   map[string]statCache{},
-			listing: map[string]*listCall{},
-			misses:  map[string]missRun{},
-		}
-		changed = true
-	}
-	for name, p := range s.peers {
-		if !seen[name] {
-			delete(s.peers, name)
-			gone = append(gone, p)
-			changed = true
-		}
-	}
-	s.mu.Unlock()
-	for _, p := range gone {
-		p.pool.Close()
-	}
-	if changed {
-		s.log.Info().Strs("peers", s.Peers()).Msg("peer set changed")
-		s.notify("", "")
-	}
-}
-
 // Peers implements fusefs.Store.
 func (s *Store) Peers() []string {
 	s.mu.Lock()
@@ -346,9 +324,6 @@ func (s *Store) InvalidateAll() {
 		s.notify(p.name, "")
 	}
 }
-
-// errNoPeer is returned for a peer name that is not (or no longer) known.
-var errNoPeer = fmt.Errorf("remote: no such peer: %w", fs.ErrNotExist)
 
 func (s *Store) peer(name string) (*peerConn, error) {
 	s.mu.Lock()

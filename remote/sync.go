@@ -177,6 +177,7 @@ func (s *Store) retryLoop() {
 			return
 		case <-tick.C:
 		}
+		s.forgetSilent()
 		s.mu.Lock()
 		var todo []*fileState
 		for key, f := range s.files {

@@ -53,6 +53,11 @@ Usage:
   peerfs unmount MOUNTPOINT              unmount (also a mount left by a crash)
   peerfs status [--json] [--name NAME | --control PATH]
                                          ask a running mount daemon how it is doing
+  peerfs forget [--force] [--name NAME | --control PATH] PEER
+                                         remove the folder of a peer that is down
+  peerfs leave [--name NAME | --control PATH]
+                                         leave the cluster for good (the other mounts
+                                         drop this peer's folder) and unmount
   peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT -o OPTIONS
                                          mount(8) helper: start the mount daemon in
                                          the background (mount -t fuse.peerfs)
@@ -88,6 +93,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runUnmount(rest, stderr)
 	case "status":
 		err = runStatus(rest, stdout, stderr)
+	case "forget":
+		err = runForget(rest, stdout, stderr)
+	case "leave":
+		err = runLeave(rest, stdout, stderr)
 	case "mount-helper":
 		err = runMountHelper(rest, stdout, stderr)
 	case "version", "--version", "-version", "-v":

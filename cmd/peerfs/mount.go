@@ -61,6 +61,9 @@ func runMount(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// peerfs leave ends the daemon as a signal does (ops.setLeave below).
+	ctx, leaving := context.WithCancel(ctx)
+	defer leaving()
 
 	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.MaxConns, sec, log)
 	if err != nil {
@@ -82,6 +85,12 @@ func runMount(args []string, stderr io.Writer) error {
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
 
+		ForgetAfter: cfg.ForgetAfter,
+		// The folders of peers that are down show after a restart too.
+		// Scoped to the tracker: another cluster's peers are not shown.
+		PeersFile: filepath.Join(cfg.CacheDir, "peers.json"),
+		Scope:     cfg.Tracker,
+
 		Observer: ops.observer(),
 	})
 	if err != nil {
@@ -96,8 +105,10 @@ func runMount(args []string, stderr io.Writer) error {
 		OnEnd:    ops.onEnd(store.RoundEnded),
 		Wrote:    store.TakeWrote,
 		OnTurn:   ops.onTurn(store.FlushAll),
+		OnLeft:   store.PeerLeft,
 	})
 	store.SetSyncer(tc)
+	ops.setLeave(leaveAndStop(tc.Leave, leaving))
 	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
 	go func() { defer close(tdone); tc.Run(tctx) }()
@@ -117,7 +128,7 @@ func runMount(args []string, stderr io.Writer) error {
 
 	select {
 	case <-ctx.Done():
-		log.Info().Msg("stopping: uploading pending files, then unmounting")
+		log.Info().Msg("stopping: uploading pending files, then unmounting (other mounts keep this peer's folder unless it left: peerfs leave)")
 	case <-m.Done():
 		log.Info().Msg("unmounted from outside; stopping")
 	}
