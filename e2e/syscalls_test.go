@@ -25,7 +25,8 @@ func init() {
 // its standard input, from its working directory, and prints one line
 // per call: "ok", "ok <detail>" or the errno's name (ENOENT, EIO...). It
 // keeps descriptors open across calls, so a test can use a descriptor
-// opened before a fault.
+// opened before a fault, and compare its lines with those of the same
+// calls on a local directory (syscallPair).
 //
 //	open NAME PATH [FLAGS]  open PATH (flags: rdonly, wronly, rdwr, creat, excl, trunc, joined by |)
 //	opendir NAME PATH       open PATH as a directory
@@ -243,5 +244,29 @@ func (c *syscallChild) do(call string) string {
 		_ = c.cmd.Process.Kill()
 		c.t.Fatalf("%s: no answer within 60s", call)
 		return ""
+	}
+}
+
+// syscallPair is a syscall child in a local directory (the reference)
+// and one in a directory of a mount.
+type syscallPair struct {
+	t            *testing.T
+	dir          string
+	local, there *syscallChild
+}
+
+func newSyscallPair(t *testing.T, dir string) *syscallPair {
+	t.Helper()
+	return &syscallPair{t: t, dir: dir, local: startSyscalls(t, t.TempDir()), there: startSyscalls(t, dir)}
+}
+
+// same runs each call in both and reports every call whose answers differ.
+func (p *syscallPair) same(calls ...string) {
+	p.t.Helper()
+	for _, call := range calls {
+		want, got := p.local.do(call), p.there.do(call)
+		if got != want {
+			p.t.Errorf("%s in %s: %s; in a local directory: %s", call, p.dir, got, want)
+		}
 	}
 }
