@@ -140,7 +140,7 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 		return nil, nil, f.done("create", d.peer, path, syscall.EISDIR)
 	}
 	resp.EntryValid = f.entryTimeout
-	return fl, fl.newHandle(fh, flags), f.done("create", d.peer, path, nil)
+	return fl, fl.newHandle(fh, flags, true), f.done("create", d.peer, path, nil)
 }
 
 func (d *dir) releaseQuietly(fh uint64, path string) {

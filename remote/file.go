@@ -148,9 +148,10 @@ func (f *fileState) releaseCopy() {
 
 // handle is one open file.
 type handle struct {
-	key   cache.Key
-	flags int
-	state *fileState // non-nil: reads and writes use the local copy
+	key     cache.Key
+	flags   int
+	state   *fileState // non-nil: reads and writes use the local copy
+	created bool       // this open created the file: its close uploads it, even read-only
 
 	mu     sync.Mutex    // protects the fields below
 	p      *peerConn     // the peer's connection; follows it to a new address (Store.follow)
@@ -275,7 +276,8 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 	}
 	s.mu.Lock()
-	if other, raced := s.files[key]; raced {
+	other, raced := s.files[key]
+	if raced {
 		other.refs++
 		s.mu.Unlock()
 		f.releaseCopy()
@@ -284,7 +286,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		s.files[key] = f
 		s.mu.Unlock()
 	}
-	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f})
+	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f, created: !exists && !raced})
 	return fh, s.localInfo(key), nil
 }
 
@@ -550,13 +552,15 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 }
 
 // Flush implements fusefs.Store: a writer's file is uploaded if it has
-// changes, and the upload's error is returned (it reaches close()).
+// changes, and the upload's error is returned (it reaches close()). So is
+// a file this handle created, even read-only (open(O_CREAT|O_RDONLY)): a
+// created file is on the peer no later than a written one.
 func (s *Store) Flush(ctx context.Context, fh uint64) error {
 	h, err := s.handle(fh)
 	if err != nil {
 		return err
 	}
-	if h.state == nil || !h.writable() {
+	if h.state == nil || !h.writable() && !h.created {
 		return nil // readers never wait for uploads
 	}
 	return s.upload(ctx, h.state, false)

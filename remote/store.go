@@ -746,8 +746,12 @@ func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerCo
 	return p, netErr(p, err)
 }
 
-// Mkdir implements fusefs.Store.
+// Mkdir implements fusefs.Store. A file created here and not yet
+// uploaded holds the name (EEXIST), though the peer may not know it yet.
 func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	if s.localInfo(cache.Key{Peer: peerName, Path: path}) != nil {
+		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
+	}
 	var e peerproto.Entry
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
 		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
@@ -810,8 +814,36 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	return nil
 }
 
-// Rmdir implements fusefs.Store.
+// filesIn counts the files inside directory dir (at any depth) that this
+// mount has and its peer may not: created or written here and not yet
+// uploaded, or open here. The peer cannot see them, so every namespace
+// operation on dir must ask here too: a directory holding one is not
+// empty.
+func (s *Store) filesIn(peerName, dir string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for key, f := range s.files {
+		if key.Peer == peerName && key.Path != dir && under(key.Path, dir) && !f.unlinked {
+			n++
+		}
+	}
+	return n
+}
+
+// notEmpty is the error of removing or replacing directory path, which
+// holds n files of this mount the peer does not know yet.
+func notEmpty(op, peerName, path string, n int) error {
+	return fmt.Errorf("remote: %s %s:%s: %d files created or written here are in it: %w", op, peerName, path, n, syscall.ENOTEMPTY)
+}
+
+// Rmdir implements fusefs.Store. A directory holding files this mount
+// created or wrote and has not uploaded is not empty (ENOTEMPTY), though
+// the peer may not know them yet.
 func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
+	if n := s.filesIn(peerName, path); n > 0 {
+		return notEmpty("rmdir", peerName, path, n)
+	}
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
 	if p != nil {
 		if err == nil {
@@ -829,6 +861,22 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 // both names are locked across the RENAME so no upload lands in between
 // under a stale name.
 func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
+	if from != to && !under(to, from) {
+		if n := s.filesIn(peerName, to); n > 0 {
+			// to is a directory holding files the peer may not know
+			// yet: replacing it would drop them. Refused as a local
+			// filesystem refuses it.
+			fi, err := s.Stat(ctx, peerName, from)
+			switch {
+			case err != nil:
+				return err
+			case fi.IsDir():
+				return notEmpty("rename over", peerName, to, n)
+			default:
+				return fmt.Errorf("remote: rename %s:%s over the directory %s: %w", peerName, from, to, syscall.EISDIR)
+			}
+		}
+	}
 	if err := s.flushTree(ctx, peerName, from); err != nil {
 		return err
 	}
