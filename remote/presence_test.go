@@ -276,3 +276,34 @@ func TestPeersFileRestart(t *testing.T) {
 		t.Errorf("Peers() restored past ForgetAfter = %q", got)
 	}
 }
+
+// TestFsyncSkipsDroppedPeer: files stored on a peer that the tracker then
+// drops, before they were FSYNCed, do not fail every later fsync of this
+// mount (as they did not when such a peer was forgotten): its FSYNC waits
+// for its return.
+func TestFsyncSkipsDroppedPeer(t *testing.T) {
+	c := newCluster(t)
+	s, ctx := c.store, testCtx(t)
+	fh := s.open(t, "bob", "f.txt", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "stored, not synced", 0)
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	c.bob.stop()
+	c.dropBob()
+	s.waitUnlisted(t, "bob")
+	if err := s.FlushAll(ctx); err != nil {
+		t.Errorf("FlushAll with a dropped peer's FSYNC pending: %v", err)
+	}
+	p, err := s.peer("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	unsynced := p.unsynced
+	p.mu.Unlock()
+	if !unsynced {
+		t.Error("the dropped peer's FSYNC is no longer due")
+	}
+}
