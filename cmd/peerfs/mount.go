@@ -64,6 +64,9 @@ func runMount(args []string, stderr io.Writer) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// peerfs leave ends the daemon as a signal does (ops.setLeave below).
+	ctx, leaving := context.WithCancel(ctx)
+	defer leaving()
 
 	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
 	if err != nil {
@@ -86,6 +89,11 @@ func runMount(args []string, stderr io.Writer) error {
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
 
+		ForgetAfter: cfg.ForgetAfter,
+		// The folders of peers that are down show after a restart too
+		// (of this cluster's: the file is tagged with Cluster).
+		PeersFile: filepath.Join(cfg.CacheDir, "peers.json"),
+
 		Observer: ops.observer(),
 	})
 	if err != nil {
@@ -100,8 +108,10 @@ func runMount(args []string, stderr io.Writer) error {
 		OnEnd:    ops.onEnd(store.RoundEnded),
 		Wrote:    store.TakeWrote,
 		OnTurn:   ops.onTurn(store.FlushAll),
+		OnLeft:   store.PeerLeft,
 	})
 	store.SetSyncer(tc)
+	ops.setLeave(leaveAndStop(tc.Leave, leaving))
 	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
 	go func() { defer close(tdone); tc.Run(tctx) }()
@@ -121,7 +131,7 @@ func runMount(args []string, stderr io.Writer) error {
 
 	select {
 	case <-ctx.Done():
-		log.Info().Msg("stopping: uploading pending files, then unmounting")
+		log.Info().Msg("stopping: uploading pending files, then unmounting (other mounts keep this peer's folder unless it left: peerfs leave)")
 	case <-m.Done():
 		log.Info().Msg("unmounted from outside; stopping")
 	}
