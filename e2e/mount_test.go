@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -247,7 +248,8 @@ func TestMountGitTar(t *testing.T) {
 }
 
 // TestMountDeadPeer: a peer killed mid-read gives EIO within the timeout,
-// the mount stays usable, and the dead peer's folder goes away.
+// the mount stays usable, and the dead peer's folder stays (EIO) until an
+// operator forgets it.
 func TestMountDeadPeer(t *testing.T) {
 	c := newCluster(t)
 	a := c.mount("alice")
@@ -290,8 +292,17 @@ func TestMountDeadPeer(t *testing.T) {
 		n, _ := f.ReadAt(buf, 1<<20)
 		return n == 4096 && bytes.Equal(buf, big[1<<20:1<<20+4096])
 	})
-	// Killed outright: his folder disappears once the tracker notices.
+	// Killed outright: once the tracker notices, his folder stays (a
+	// crash is no leave) and says EIO, until an operator forgets him.
 	b.p.kill()
+	waitFor(t, 20*time.Second, "the tracker to drop bob", func() bool { return c.tproc.left("bob") })
+	if names, err := readDirNames(a.mnt); err != nil || !slices.Contains(names, "bob") {
+		t.Errorf("alice's mount root after bob was killed: %q %v; want bob's folder kept", names, err)
+	}
+	if out, err := runCmd(t, 30*time.Second, "", "ls", a.dir(b)); err == nil || !strings.Contains(out, "Input/output error") {
+		t.Errorf("ls of a killed peer's folder: %v %q, want EIO", err, out)
+	}
+	mustRun(t, "", bin, "forget", "--cache-dir", a.cache, "bob")
 	waitFor(t, 20*time.Second, "bob's folder gone", func() bool {
 		names, err := readDirNames(a.mnt)
 		return err == nil && !strings.Contains(strings.Join(names, " "), "bob")

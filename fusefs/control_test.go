@@ -3,6 +3,8 @@ package fusefs
 import (
 	"context"
 	"errors"
+	"os"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -10,7 +12,8 @@ import (
 	fusefs "bazil.org/fuse/fs"
 )
 
-// controlStore is a localStore that is also a Controller and a FileStater.
+// controlStore is a localStore that is also a Controller, a FileStater
+// and a PeerStater.
 type controlStore struct {
 	*localStore
 	syncs   int
@@ -26,6 +29,10 @@ func (s *controlStore) Sync(ctx context.Context) error {
 
 func (s *controlStore) FileState(peer, path string) (string, error) {
 	return "stored round=3", nil
+}
+
+func (s *controlStore) PeerState(peer string) (string, error) {
+	return "down since=2026-05-01T10:00:00Z addr=10.0.0.9:7071 tracker=unlisted", nil
 }
 
 func TestControlFolder(t *testing.T) {
@@ -112,6 +119,40 @@ func TestFileStateXattr(t *testing.T) {
 	lr := &fuse.ListxattrResponse{}
 	if err := fl.Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || string(lr.Xattr) != StateXattr+"\x00" {
 		t.Fatalf("listxattr = %q %v", lr.Xattr, err)
+	}
+}
+
+// TestPeerStateXattr: a peer's folder, and only it, has user.peerfs.peer.
+func TestPeerStateXattr(t *testing.T) {
+	ctx := context.Background()
+	cs := &controlStore{localStore: newLocalStore(t.TempDir(), "alice")}
+	if err := os.MkdirAll(cs.base+"/alice/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f := newFilesys(cs, Options{}, testLogger(t))
+	pn, err := lookup(t, f.root, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pn.(*dir)
+	resp := &fuse.GetxattrResponse{}
+	if err := d.Getxattr(ctx, &fuse.GetxattrRequest{Name: PeerXattr}, resp); err != nil || !strings.HasPrefix(string(resp.Xattr), "down since=") {
+		t.Fatalf("getxattr of the peer folder = %q %v", resp.Xattr, err)
+	}
+	lr := &fuse.ListxattrResponse{}
+	if err := d.Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || string(lr.Xattr) != PeerXattr+"\x00" {
+		t.Fatalf("listxattr of the peer folder = %q %v", lr.Xattr, err)
+	}
+	sub, err := lookup(t, d, "sub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.(*dir).Getxattr(ctx, &fuse.GetxattrRequest{Name: PeerXattr}, resp); !errors.Is(err, fuse.ErrNoXattr) {
+		t.Fatalf("getxattr of a folder inside: %v", err)
+	}
+	lr = &fuse.ListxattrResponse{}
+	if err := sub.(*dir).Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || len(lr.Xattr) != 0 {
+		t.Fatalf("listxattr of a folder inside = %q %v", lr.Xattr, err)
 	}
 }
 

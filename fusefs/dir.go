@@ -26,6 +26,23 @@ var (
 	_ fusefs.NodeFsyncer         = (*dir)(nil)
 )
 
+// maxNameLen is the longest name of a directory entry, in bytes (NAME_MAX,
+// and what Statfs reports). The kernel passes FUSE names up to 1024
+// bytes; longer than this are refused with ENAMETOOLONG before anything
+// is cached or sent, as a local filesystem refuses them (a peer would
+// refuse them only at the upload, after close).
+const maxNameLen = 255
+
+// checkNames returns ENAMETOOLONG if a name is longer than maxNameLen.
+func checkNames(names ...string) error {
+	for _, n := range names {
+		if len(n) > maxNameLen {
+			return syscall.ENAMETOOLONG
+		}
+	}
+	return nil
+}
+
 // dir is a directory inside a peer's export (path "" is the peer folder).
 // It is its own handle: bazil calls ReadDirAll on it after opendir.
 type dir struct {
@@ -39,6 +56,9 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 	f.learn(req.Hdr().Node, d.node)
 	k := d.key()
 	path := child(k.path, req.Name)
+	if err := checkNames(req.Name); err != nil {
+		return nil, f.done("lookup", d.peer, path, err)
+	}
 	info, found, listed := f.getListing(k, req.Name)
 	if listed && !found {
 		return nil, f.done("lookup", d.peer, path, syscall.ENOENT)
@@ -80,6 +100,9 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
+	if err := checkNames(req.Name); err != nil {
+		return nil, f.done("mkdir", d.peer, path, err)
+	}
 	if f.readOnly {
 		return nil, f.done("mkdir", d.peer, path, syscall.EROFS)
 	}
@@ -97,6 +120,9 @@ func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, e
 func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
+	if err := checkNames(req.Name); err != nil {
+		return nil, nil, f.done("create", d.peer, path, err)
+	}
 	if f.readOnly {
 		return nil, nil, f.done("create", d.peer, path, syscall.EROFS)
 	}
@@ -114,7 +140,7 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 		return nil, nil, f.done("create", d.peer, path, syscall.EISDIR)
 	}
 	resp.EntryValid = f.entryTimeout
-	return fl, fl.newHandle(fh, flags), f.done("create", d.peer, path, nil)
+	return fl, fl.newHandle(fh, flags, true), f.done("create", d.peer, path, nil)
 }
 
 func (d *dir) releaseQuietly(fh uint64, path string) {
@@ -131,6 +157,9 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	op := "unlink"
 	if req.Dir {
 		op = "rmdir"
+	}
+	if err := checkNames(req.Name); err != nil {
+		return f.done(op, d.peer, path, err)
 	}
 	if f.readOnly {
 		return f.done(op, d.peer, path, syscall.EROFS)
@@ -153,6 +182,9 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
 	f := d.fsys
 	from := nodeKey{d.peer, child(d.key().path, req.OldName)}
+	if err := checkNames(req.OldName, req.NewName); err != nil {
+		return f.done("rename", from.peer, from.path, err)
+	}
 	var err error
 	switch nd := newDir.(type) {
 	case *dir:
@@ -178,19 +210,31 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 // Symlink implements fusefs.NodeSymlinker: peers share files and
 // directories only.
 func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
-	return nil, d.fsys.done("symlink", d.peer, child(d.key().path, req.NewName), syscall.EPERM)
+	err := checkNames(req.NewName)
+	if err == nil {
+		err = syscall.EPERM
+	}
+	return nil, d.fsys.done("symlink", d.peer, child(d.key().path, req.NewName), err)
 }
 
 // Link implements fusefs.NodeLinker: no hard links (EPERM, as link(2)
 // documents for filesystems without them).
 func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
-	return nil, d.fsys.done("link", d.peer, child(d.key().path, req.NewName), syscall.EPERM)
+	err := checkNames(req.NewName)
+	if err == nil {
+		err = syscall.EPERM
+	}
+	return nil, d.fsys.done("link", d.peer, child(d.key().path, req.NewName), err)
 }
 
 // Mknod implements fusefs.NodeMknoder: no devices, fifos or sockets.
 // Regular files arrive as Create.
 func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
-	return nil, d.fsys.done("mknod", d.peer, child(d.key().path, req.Name), syscall.EPERM)
+	err := checkNames(req.Name)
+	if err == nil {
+		err = syscall.EPERM
+	}
+	return nil, d.fsys.done("mknod", d.peer, child(d.key().path, req.Name), err)
 }
 
 // Fsync implements fusefs.NodeFsyncer: fsync of a directory runs the

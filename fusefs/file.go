@@ -80,12 +80,13 @@ func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Open
 	if flags&os.O_TRUNC != 0 {
 		fl.changed()
 	}
-	return fl.newHandle(fh, flags), f.done("open", fl.peer, path, nil)
+	return fl.newHandle(fh, flags, false), f.done("open", fl.peer, path, nil)
 }
 
-// newHandle registers an open Store handle with the file.
-func (fl *file) newHandle(fh uint64, flags int) *handle {
-	h := &handle{file: fl, fh: fh, writable: writable(flags)}
+// newHandle registers an open Store handle with the file; created says
+// the handle created it (its close uploads it, even read-only).
+func (fl *file) newHandle(fh uint64, flags int, created bool) *handle {
+	h := &handle{file: fl, fh: fh, writable: writable(flags), created: created}
 	fl.mu.Lock()
 	if fl.handles == nil {
 		fl.handles = map[*handle]struct{}{}

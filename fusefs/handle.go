@@ -23,7 +23,12 @@ type handle struct {
 	file     *file
 	fh       uint64
 	writable bool
+	created  bool // made by Create: its flush uploads, whatever its mode
 }
+
+// uploads reports whether the handle's flush may upload: it writes, or it
+// created the file.
+func (h *handle) uploads() bool { return h.writable || h.created }
 
 // Read implements fusefs.HandleReader. A short read means end of file.
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
@@ -60,7 +65,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	f := h.file.fsys
 	err := f.store.Flush(uninterruptible(ctx), h.fh)
-	if h.writable {
+	if h.uploads() {
 		h.file.changed()
 	}
 	return f.done("flush", h.file.peer, h.file.key().path, err)

@@ -52,6 +52,9 @@ func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
 func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
 	r.fsys.markServing()
 	f := r.fsys
+	if err := checkNames(req.Name); err != nil {
+		return nil, f.done("lookup", req.Name, "", err)
+	}
 	if f.control != nil && req.Name == ControlDir {
 		resp.EntryValid = f.entryTimeout
 		return f.control, f.done("lookup", ControlDir, "", nil)
@@ -84,7 +87,11 @@ func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 
 // refuse answers every change to the root: peers are not made by mkdir.
 func (r *root) refuse(op, name string) error {
-	return r.fsys.done(op, "", name, syscall.EACCES)
+	err := checkNames(name)
+	if err == nil {
+		err = syscall.EACCES
+	}
+	return r.fsys.done(op, "", name, err)
 }
 
 // Setattr implements fusefs.NodeSetattrer.

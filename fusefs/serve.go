@@ -195,12 +195,13 @@ func (s *server) quick(req fuse.Request) bool {
 		*fuse.DestroyRequest:
 		return false
 	case *fuse.FlushRequest:
-		// Closing a file opened for reading uploads nothing.
+		// Closing a file opened for reading uploads nothing, unless
+		// the open created it.
 		s.mu.Lock()
 		sh := s.handles[r.Handle]
 		s.mu.Unlock()
 		h, ok := sh.handleOf().(*handle)
-		return ok && !h.writable
+		return ok && !h.uploads()
 	}
 	return true
 }

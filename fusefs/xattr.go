@@ -21,9 +21,24 @@ type FileStater interface {
 	FileState(peer, path string) (string, error)
 }
 
+// PeerXattr is the extended attribute of a peer's folder holding the
+// peer's presence, as reported by a Store that implements PeerStater.
+const PeerXattr = "user.peerfs.peer"
+
+// PeerStater is an optional interface of a Store: one that implements it
+// exposes each peer's presence as the extended attribute PeerXattr of
+// its folder (getfattr -n user.peerfs.peer MOUNT/PEER).
+type PeerStater interface {
+	// PeerState describes the peer: "up", "down" or "unknown", then
+	// details such as " since=<RFC 3339 time>".
+	PeerState(peer string) (string, error)
+}
+
 var (
 	_ fusefs.NodeGetxattrer  = (*file)(nil)
 	_ fusefs.NodeListxattrer = (*file)(nil)
+	_ fusefs.NodeGetxattrer  = (*dir)(nil)
+	_ fusefs.NodeListxattrer = (*dir)(nil)
 )
 
 // Getxattr implements fusefs.NodeGetxattrer: StateXattr, the only
@@ -49,4 +64,30 @@ func (fl *file) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp 
 		resp.Append(StateXattr)
 	}
 	return fl.fsys.done("listxattr", fl.peer, fl.key().path, nil)
+}
+
+// Getxattr implements fusefs.NodeGetxattrer: PeerXattr, on a peer's
+// folder only.
+func (d *dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
+	f := d.fsys
+	path := d.key().path
+	ps, ok := f.store.(PeerStater)
+	if !ok || path != "" || req.Name != PeerXattr {
+		return f.done("getxattr", d.peer, path, fuse.ErrNoXattr)
+	}
+	state, err := ps.PeerState(d.peer)
+	if err != nil {
+		return f.done("getxattr", d.peer, path, err)
+	}
+	resp.Xattr = []byte(state)
+	return f.done("getxattr", d.peer, path, nil)
+}
+
+// Listxattr implements fusefs.NodeListxattrer.
+func (d *dir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
+	path := d.key().path
+	if _, ok := d.fsys.store.(PeerStater); ok && path == "" {
+		resp.Append(PeerXattr)
+	}
+	return d.fsys.done("listxattr", d.peer, path, nil)
 }

@@ -484,7 +484,7 @@ func (c *Conn) features(ctx context.Context, want []string) (peerproto.FeaturesO
 	if f != nil {
 		return *f, nil
 	}
-	reply, err := c.roundTrip(ctx, peerproto.Features{Want: want}, "")
+	reply, err := c.roundTrip(ctx, peerproto.Features{Words: want}, "")
 	var fe *peerproto.FailError
 	switch {
 	case errors.As(err, &fe) && (fe.Code == peerproto.CodeUnsupported || fe.Code == peerproto.CodeInvalid):

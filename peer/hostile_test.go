@@ -215,7 +215,7 @@ func TestHostileLines(t *testing.T) {
 		{"GET /etc/passwd", "GET FAIL denied"},
 		{"LIST ..", "LIST FAIL denied"},
 		{"GET .peerfs-tmp-x", "GET FAIL invalid"},
-		{"GET " + strings.Repeat("a", 300), "GET FAIL toolarge"},
+		{"GET " + strings.Repeat("a", 300), "GET FAIL nametoolong"},
 		{"GET " + strings.Repeat("a/", 3000), "GET FAIL invalid"},
 		{"SETATTR a.txt size=1 size=2", "SETATTR FAIL invalid"},
 		{"\x00\xff\x01 junk", "??? FAIL unsupported"},

@@ -159,28 +159,59 @@ func (j *jail) closeDir(fd int) {
 
 // renameAt renames clean path from to to with renameat(2) relative to
 // their parent directories, opened beneath the export (rename never
-// follows a link in its last elements), and reports whether it did. On
-// false nothing changed: the caller takes the general path, which also
-// words any refusal.
-func (j *jail) renameAt(from, to string) bool {
+// follows a link in its last elements), and reports whether it did, and
+// renameat's error if it refused. On false nothing changed: the caller
+// takes the general path, which also words any refusal, unless the error
+// is one of rename(2)'s own (a non-empty target directory...), which the
+// general path would report as another (os.Rename refuses any existing
+// target directory with EEXIST).
+func (j *jail) renameAt(from, to string) (bool, error) {
 	if !j.beneath {
-		return false
+		return false, nil
 	}
 	fdir, fbase := jailSplit(from)
 	tdir, tbase := jailSplit(to)
 	ffd, err := j.openDir(fdir, false)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	defer j.closeDir(ffd)
 	tfd := ffd
 	if tdir != fdir {
 		if tfd, err = j.openDir(tdir, false); err != nil {
-			return false
+			return false, nil
 		}
 		defer j.closeDir(tfd)
 	}
-	return unix.Renameat(ffd, fbase, tfd, tbase) == nil
+	err = unix.Renameat(ffd, fbase, tfd, tbase)
+	return err == nil, err
+}
+
+// renameError words a refusal of os.Root.Rename (the general path of a
+// rename) as rename(2) would: os.Rename refuses every existing target
+// directory with EEXIST, where rename(2) says EISDIR for a file over it
+// and ENOTEMPTY for a directory over a non-empty one.
+func (j *jail) renameError(from, to string, err error) error {
+	if !errors.Is(err, fs.ErrExist) {
+		return err
+	}
+	tfi, terr := j.root.Lstat(jailRel(to))
+	ffi, ferr := j.root.Lstat(jailRel(from))
+	if terr != nil || ferr != nil || !tfi.IsDir() {
+		return err
+	}
+	if !ffi.IsDir() {
+		return syscall.EISDIR
+	}
+	d, derr := j.root.Open(jailRel(to))
+	if derr != nil {
+		return err
+	}
+	defer d.Close()
+	if names, _ := d.Readdirnames(1); len(names) > 0 {
+		return syscall.ENOTEMPTY
+	}
+	return err
 }
 
 // jailSplit splits a clean path into its directory ("" for the export)
@@ -255,7 +286,7 @@ func (j *jail) clean(name string) (string, error) {
 	case errors.Is(err, peerproto.ErrPathNUL):
 		return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("NUL byte in name %q", name)}
 	case errors.Is(err, peerproto.ErrPathTooLong):
-		return "", &jailPathError{code: peerproto.CodeTooLarge, text: fmt.Sprintf("name too long (limit %d bytes, %d per element)", peerproto.MaxName, peerproto.MaxComponent)}
+		return "", &jailPathError{code: peerproto.CodeNameTooLong, text: fmt.Sprintf("name too long (limit %d bytes, %d per element)", peerproto.MaxName, peerproto.MaxComponent)}
 	case err != nil:
 		return "", &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("bad name %q: %v", name, err)}
 	}
@@ -324,7 +355,9 @@ func jailMapError(name string, err error) (code, text string, hostile bool) {
 	case peerproto.CodeNoSpace:
 		text = fmt.Sprintf("no space left on the export writing %q", name)
 	case peerproto.CodeTooLarge:
-		text = fmt.Sprintf("%q: name or size over a limit of the filesystem", name)
+		text = fmt.Sprintf("%q: size over a limit of the filesystem", name)
+	case peerproto.CodeNameTooLong:
+		text = fmt.Sprintf("%q: name over a limit of the filesystem", name)
 	case peerproto.CodeReadOnly:
 		text = "export is on a read-only filesystem"
 	default:

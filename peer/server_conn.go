@@ -144,7 +144,7 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 	case peerproto.Fsync:
 		return c.fsync(m)
 	case peerproto.Features:
-		for _, w := range m.Want {
+		for _, w := range m.Words {
 			if w == peerproto.FeatureAttrs {
 				c.attrs = true
 			}

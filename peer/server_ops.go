@@ -140,12 +140,22 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	}
 	c.staleAfter(from)
 	c.staleAfter(to)
-	if j.renameAt(from, to) {
+	done, err := j.renameAt(from, to)
+	if done {
 		return c.send(peerproto.OK{Of: verb})
+	}
+	switch {
+	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EINVAL):
+		// rename(2)'s own answer, as a local rename gives it: a
+		// non-empty target directory, a file over a directory or the
+		// other way, a directory into itself.
+		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: peerproto.CodeOf(err),
+			Text: fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, err)})
 	}
 	// Anything unusual (a refusal to come, a missing parent) takes the
 	// general path, which words the refusal.
 	if err := j.root.Rename(from, to); err != nil {
+		err = j.renameError(from, to, err)
 		code, _, hostile := jailMapError(m.From, err)
 		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jailBareError(err))
 		if hostile {

@@ -33,6 +33,11 @@ func TestServerNamespaceOps(t *testing.T) {
 		{"MKDIR nodir/d", `MKDIR FAIL notfound no such file or directory "nodir/d"`},
 		{"MKDIR . ", `MKDIR FAIL exists the export root already exists`},
 		{"MKDIR e 9999", `MKDIR FAIL invalid mode "9999" is not an octal permission (0000-7777)`},
+		// RENAME refuses as rename(2) does.
+		{"RENAME d full", `RENAME FAIL notempty cannot rename "d" to "full": directory not empty`},
+		{"RENAME b.txt d", `RENAME FAIL isdir cannot rename "b.txt" to "d": is a directory`},
+		{"RENAME d b.txt", `RENAME FAIL notdir cannot rename "d" to "b.txt": not a directory`},
+		{"RENAME d d/sub", `RENAME FAIL invalid cannot rename "d" to "d/sub": invalid argument`},
 		// RMDIR
 		{"RMDIR full", `RMDIR FAIL notempty directory "full" is not empty`},
 		{"RMDIR b.txt", `RMDIR FAIL notdir "b.txt" is not a directory (use DELETE)`},

@@ -56,6 +56,12 @@ type TrackerOptions struct {
 	Wrote func() bool
 	// OnState is called when the registration is won or lost.
 	OnState func(registered bool)
+	// OnLeft, if set, is called when an advertised peer's registration
+	// ended, before the UPDATE without it: quit is true if it left on
+	// purpose (QUIT), false if the tracker lost it. The client asks the
+	// tracker for these events (FEATURES left) only if OnLeft is set; a
+	// tracker that predates them never calls it.
+	OnLeft func(name string, quit bool)
 }
 
 // Errors returned by TrackerClient.Sync.
@@ -105,6 +111,7 @@ type TrackerClient struct {
 	waiters    []*syncWaiter
 	lastErr    error
 	changed    chan struct{} // closed (and replaced) whenever the state above changes
+	leaving    bool          // Leave sent QUIT: Run returns instead of registering again
 
 	firstOnce sync.Once
 	first     chan struct{} // closed when the first registration attempt has ended
@@ -149,7 +156,8 @@ func (t *TrackerClient) attempted(err error) {
 }
 
 // Run registers and stays registered until ctx is done, reconnecting with
-// backoff whenever the tracker is lost. It returns ctx's error.
+// backoff whenever the tracker is lost. It returns ctx's error, or nil
+// once Leave has ended the registration.
 func (t *TrackerClient) Run(ctx context.Context) error {
 	backoff := 200 * time.Millisecond
 	for {
@@ -157,6 +165,10 @@ func (t *TrackerClient) Run(ctx context.Context) error {
 		err := t.session(ctx)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if t.left() {
+			t.log.Info().Msg("left the cluster (QUIT); not registering again")
+			return nil
 		}
 		if time.Since(registeredAt) > 10*time.Second {
 			backoff = 200 * time.Millisecond
@@ -201,6 +213,42 @@ func (t *TrackerClient) WaitRegistered(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Leave ends this peer's membership on purpose: it sends QUIT, so that the
+// tracker tells the others this peer left (LEFT <name> quit) and their
+// mounts drop its folder, and waits until the tracker has closed the
+// connection. Run then returns nil instead of registering again. A peer
+// that merely stops (SIGTERM, a crash) does not leave: it is dropped, and
+// mounts keep its folder. ErrNoTracker if not registered.
+func (t *TrackerClient) Leave(ctx context.Context) error {
+	t.mu.Lock()
+	nc := t.nc
+	if nc == nil {
+		t.mu.Unlock()
+		return ErrNoTracker
+	}
+	t.leaving = true
+	t.mu.Unlock()
+	t.write(nc, peerproto.Quit{})
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for t.Registered() {
+		select {
+		case <-ctx.Done():
+			nc.Close() // the QUIT went out or never will
+			return fmt.Errorf("peer: leave: the tracker did not close the connection: %w", ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// left reports whether Leave was called.
+func (t *TrackerClient) left() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.leaving
 }
 
 // Peers returns the last UPDATE's peer list.
@@ -375,6 +423,10 @@ func (t *TrackerClient) register(ctx context.Context, ok func()) error {
 	t.log.Info().Str("name", t.opts.Name).Int("port", t.opts.Port).Msg("registered with tracker")
 
 	t.mu.Lock()
+	if t.leaving {
+		t.mu.Unlock()
+		return errors.New("leaving")
+	}
 	t.nc = nc
 	t.lastErr = nil
 	t.mu.Unlock()
@@ -383,6 +435,10 @@ func (t *TrackerClient) register(ctx context.Context, ok func()) error {
 		t.opts.OnState(true)
 	}
 	defer t.lost()
+	if t.opts.OnLeft != nil {
+		// Ask how peers leave; the answer comes with the events.
+		t.write(nc, peerproto.Features{Words: []string{peerproto.FeatureLeft}})
+	}
 
 	// Keepalive: the tracker drops a silent peer, and we notice a dead
 	// tracker by its silence (it answers every PING).
@@ -492,7 +548,20 @@ func (t *TrackerClient) handle(ctx context.Context, nc net.Conn, ev peerproto.Me
 		if t.opts.OnEnd != nil {
 			t.opts.OnEnd(ev)
 		}
+	case peerproto.Left:
+		t.log.Debug().Str("peer", ev.Name).Str("how", ev.How).Msg("LEFT")
+		if t.opts.OnLeft != nil {
+			t.opts.OnLeft(ev.Name, ev.Quit())
+		}
+	case peerproto.FeaturesOK:
+		if !ev.Has(peerproto.FeatureLeft) {
+			t.log.Info().Msg("the tracker does not say how peers leave (no LEFT): a peer that quits stays listed here as down")
+		}
 	case peerproto.Refusal:
+		if ev.Err.Verb == peerproto.VerbFeatures {
+			t.log.Info().Err(ev.Err).Msg("the tracker predates protocol extensions (no LEFT): a peer that quits stays listed here as down")
+			return
+		}
 		t.log.Warn().Err(ev.Err).Msg("tracker refused")
 		if ev.Err.Verb == peerproto.VerbSync && ev.Err.Code == peerproto.CodeExpired {
 			t.mu.Lock()

@@ -250,3 +250,61 @@ func TestTrackerClientFirstAttempt(t *testing.T) {
 		t.Errorf("no tracker: state %+v, want the connection error", st)
 	}
 }
+
+// TestTrackerClientLeave: a client that stops is dropped (OnLeft with
+// quit false); one that calls Leave quits (quit true), and its Run
+// returns instead of registering again.
+func TestTrackerClientLeave(t *testing.T) {
+	tcNoLeaks(t)
+	_, addr := testutil.StartTracker(t, 10*time.Second)
+	type leave struct {
+		name string
+		quit bool
+	}
+	lefts := make(chan leave, 10)
+	watcher := peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: addr, Name: "watcher", Port: 1000, Logger: zerolog.Nop(),
+		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
+	})
+	testutil.RunTrackerClient(t, watcher)
+
+	// Stopped (its context ended, as on SIGTERM): dropped.
+	stopped := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "stopped", Port: 1001, Logger: zerolog.Nop()})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- stopped.Run(ctx) }()
+	if err := stopped.WaitRegistered(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	<-done
+	if got := testutil.Recv(t, "LEFT stopped", lefts); got != (leave{"stopped", false}) {
+		t.Errorf("a stopped client: %+v, want dropped", got)
+	}
+
+	// Leaving on purpose: QUIT.
+	leaver := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "leaver", Port: 1002, Logger: zerolog.Nop()})
+	done = make(chan error, 1)
+	go func() { done <- leaver.Run(t.Context()) }()
+	if err := leaver.WaitRegistered(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithTimeout(t.Context(), testutil.Wait)
+	defer lcancel()
+	if err := leaver.Leave(lctx); err != nil {
+		t.Fatalf("Leave: %v", err)
+	}
+	if err := testutil.Recv(t, "Run to return after Leave", done); err != nil {
+		t.Errorf("Run after Leave: %v, want nil", err)
+	}
+	if got := testutil.Recv(t, "LEFT leaver", lefts); got != (leave{"leaver", true}) {
+		t.Errorf("a client that left: %+v, want quit", got)
+	}
+	if leaver.Registered() {
+		t.Error("still registered after Leave")
+	}
+	if err := leaver.Leave(lctx); !errors.Is(err, peer.ErrNoTracker) {
+		t.Errorf("Leave again: %v, want ErrNoTracker", err)
+	}
+	testutil.Eventually(t, "the watcher's list without both", func() bool { return len(watcher.Peers()) == 1 })
+}

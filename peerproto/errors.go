@@ -49,7 +49,8 @@ const (
 	CodeDenied      = "denied"      // permission denied, or the path escapes the export
 	CodeNoSpace     = "nospace"     // not enough free space
 	CodeInvalid     = "invalid"     // malformed request or invalid name
-	CodeTooLarge    = "toolarge"    // size or name over a limit
+	CodeTooLarge    = "toolarge"    // size, count (or, from older peers, name) over a limit
+	CodeNameTooLong = "nametoolong" // a name or one of its elements over a limit
 	CodeBusy        = "busy"        // server at its connection or transfer limit
 	CodeReadOnly    = "readonly"    // export is read-only
 	CodeIO          = "io"          // I/O error on the serving side
@@ -94,7 +95,16 @@ func (e *FailError) Errno() syscall.Errno {
 	case CodeInvalid:
 		return syscall.EINVAL
 	case CodeTooLarge:
+		// Peers before the code nametoolong sent toolarge for names too:
+		// a request that carries no size can only have had its name
+		// refused.
+		switch e.Verb {
+		case VerbStat, VerbGet, VerbDelete, VerbRename, VerbMkdir, VerbRmdir:
+			return syscall.ENAMETOOLONG
+		}
 		return syscall.EFBIG
+	case CodeNameTooLong:
+		return syscall.ENAMETOOLONG
 	case CodeBusy:
 		return syscall.EBUSY
 	case CodeReadOnly:
@@ -152,8 +162,10 @@ func CodeOf(err error) string {
 			return CodeNoSpace
 		case syscall.EINVAL:
 			return CodeInvalid
-		case syscall.EFBIG, syscall.ENAMETOOLONG:
+		case syscall.EFBIG:
 			return CodeTooLarge
+		case syscall.ENAMETOOLONG:
+			return CodeNameTooLong
 		case syscall.EROFS:
 			return CodeReadOnly
 		case syscall.ENOTSUP:

@@ -26,7 +26,8 @@ var codes = []struct {
 	{peerproto.CodeDenied, syscall.EACCES, fs.ErrPermission},
 	{peerproto.CodeNoSpace, syscall.ENOSPC, nil},
 	{peerproto.CodeInvalid, syscall.EINVAL, nil},
-	{peerproto.CodeTooLarge, syscall.EFBIG, nil},
+	{peerproto.CodeTooLarge, syscall.EFBIG, nil}, // of a PUT: see TestTooLargeByVerb
+	{peerproto.CodeNameTooLong, syscall.ENAMETOOLONG, nil},
 	{peerproto.CodeBusy, syscall.EBUSY, nil},
 	{peerproto.CodeReadOnly, syscall.EROFS, fs.ErrPermission},
 	{peerproto.CodeIO, syscall.EIO, nil},
@@ -40,13 +41,13 @@ func TestFailErrorErrnoAndIs(t *testing.T) {
 	sentinels := []error{fs.ErrNotExist, fs.ErrExist, fs.ErrPermission, fs.ErrInvalid, fs.ErrClosed}
 	for _, c := range codes {
 		// As a caller sees it: parsed from the wire and wrapped with context.
-		_, err := peerproto.ParseReply([]byte("GET FAIL "+c.code+" detail"), peerproto.VerbGet)
-		err = fmt.Errorf("peer: get %q from bob: %w", "a.txt", err)
+		_, err := peerproto.ParseReply([]byte("PUT FAIL "+c.code+" detail"), peerproto.VerbPut)
+		err = fmt.Errorf("peer: put %q to bob: %w", "a.txt", err)
 		var fe *peerproto.FailError
 		if !errors.As(err, &fe) {
 			t.Fatalf("code %s: errors.As(*FailError) failed on %v", c.code, err)
 		}
-		if fe.Code != c.code || fe.Text != "detail" || fe.Verb != "GET" {
+		if fe.Code != c.code || fe.Text != "detail" || fe.Verb != "PUT" {
 			t.Errorf("code %s: parsed %#v", c.code, fe)
 		}
 		if got := fe.Errno(); got != c.errno {
@@ -56,6 +57,25 @@ func TestFailErrorErrnoAndIs(t *testing.T) {
 			if got, want := errors.Is(err, s), s == c.is; got != want {
 				t.Errorf("errors.Is(FAIL %s, %v) = %v, want %v", c.code, s, got, want)
 			}
+		}
+	}
+}
+
+// TestTooLargeByVerb: toolarge is a size (EFBIG) where the request has
+// one, and can only be the name (ENAMETOOLONG, as older peers sent it for
+// names) where it has none; nametoolong is always the name.
+func TestTooLargeByVerb(t *testing.T) {
+	for verb, want := range map[string]syscall.Errno{
+		peerproto.VerbPut: syscall.EFBIG, peerproto.VerbSetattr: syscall.EFBIG, peerproto.VerbList: syscall.EFBIG,
+		peerproto.VerbStat: syscall.ENAMETOOLONG, peerproto.VerbGet: syscall.ENAMETOOLONG,
+		peerproto.VerbDelete: syscall.ENAMETOOLONG, peerproto.VerbRename: syscall.ENAMETOOLONG,
+		peerproto.VerbMkdir: syscall.ENAMETOOLONG, peerproto.VerbRmdir: syscall.ENAMETOOLONG,
+	} {
+		if got := peerproto.Fail(verb, peerproto.CodeTooLarge, "").Errno(); got != want {
+			t.Errorf("%s FAIL toolarge: errno %v, want %v", verb, got, want)
+		}
+		if got := peerproto.Fail(verb, peerproto.CodeNameTooLong, "").Errno(); got != syscall.ENAMETOOLONG {
+			t.Errorf("%s FAIL nametoolong: errno %v, want ENAMETOOLONG", verb, got)
 		}
 	}
 }
@@ -109,7 +129,7 @@ func TestCodeOf(t *testing.T) {
 		{"EDQUOT", syscall.EDQUOT, peerproto.CodeNoSpace},
 		{"EINVAL", syscall.EINVAL, peerproto.CodeInvalid},
 		{"EFBIG", syscall.EFBIG, peerproto.CodeTooLarge},
-		{"ENAMETOOLONG", syscall.ENAMETOOLONG, peerproto.CodeTooLarge},
+		{"ENAMETOOLONG", syscall.ENAMETOOLONG, peerproto.CodeNameTooLong},
 		{"EROFS", syscall.EROFS, peerproto.CodeReadOnly},
 		{"ENOTSUP", syscall.ENOTSUP, peerproto.CodeUnsupported},
 		{"EIO", syscall.EIO, peerproto.CodeIO},

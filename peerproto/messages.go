@@ -23,6 +23,7 @@ const (
 	VerbStatfs   = "STATFS"
 	VerbFsync    = "FSYNC"
 	VerbFeatures = "FEATURES"
+	VerbLeft     = "LEFT"
 	VerbPing     = "PING"
 	VerbPong     = "PONG"
 	VerbQuit     = "QUIT"
@@ -225,16 +226,22 @@ type Setattr struct {
 // Statfs asks for the export's space: "STATFS".
 type Statfs struct{}
 
-// Features asks which protocol extensions the peer serves: "FEATURES",
-// answered by FeaturesOK. A peer that predates it answers
+// Features asks which protocol extensions the other side serves.
+//
+// On a peer connection it is the bare "FEATURES", answered by FeaturesOK
+// with every extension the peer serves; a peer that predates it answers
 // "FEATURES FAIL unsupported ...": no extensions beyond the verbs.
 //
-// "FEATURES <word>..." also turns on, for the rest of this connection,
-// the extensions named that change the peer's replies (FeatureAttrs). A
-// peer that predates the words refuses them with "FEATURES FAIL invalid":
-// to the client, no extensions.
+// "FEATURES <word>..." also names extensions the sender wants on this
+// connection. On a peer connection, those that change the peer's replies
+// (FeatureAttrs) are turned on for the rest of the connection; a peer
+// that predates the words refuses them with "FEATURES FAIL invalid": to
+// the client, no extensions. On the tracker connection the tracker
+// answers with FeaturesOK naming those it will use; a tracker that
+// predates it answers "FEATURES FAIL invalid ...": none. Nothing changes
+// for a sender that does not ask.
 type Features struct {
-	Want []string
+	Words []string
 }
 
 // Ping is a keepalive, answered by Pong: "PING".
@@ -278,6 +285,30 @@ const FeatureFsyncFiles = "fsync-files"
 // entry lines on that connection end in "<key>=<value>" words (today
 // "ver=<token>": Entry.Ver). Receivers ignore keys they do not know.
 const FeatureAttrs = "attrs"
+
+// FeatureLeft is the tracker's Features word of the Left event: a peer
+// that asks for it is told how each peer left (LEFT <name> quit|dropped).
+const FeatureLeft = "left"
+
+// Left tells a peer that asked for it (FeatureLeft) how an advertised
+// peer's registration ended, just before the UPDATE that no longer lists
+// it: "LEFT <name> quit" when the peer said QUIT (it left on purpose),
+// "LEFT <name> dropped" when the tracker lost it (its connection closed or
+// went silent, its writes stalled). A registration replaced by the same
+// peer restarting at the same address is not a leave.
+type Left struct {
+	Name string
+	How  string // LeftQuit or LeftDropped; a receiver reads any other word as LeftDropped
+}
+
+// How a peer left (Left.How).
+const (
+	LeftQuit    = "quit"
+	LeftDropped = "dropped"
+)
+
+// Quit reports whether the peer left on purpose.
+func (m Left) Quit() bool { return m.How == LeftQuit }
 
 // ConnectOK greets a new connection: "CONNECT OK".
 type ConnectOK struct{}
@@ -443,6 +474,7 @@ func (Statfs) Verb() string     { return VerbStatfs }
 func (Fsync) Verb() string      { return VerbFsync }
 func (Features) Verb() string   { return VerbFeatures }
 func (FeaturesOK) Verb() string { return VerbFeatures }
+func (Left) Verb() string       { return VerbLeft }
 func (Ping) Verb() string       { return VerbPing }
 func (Pong) Verb() string       { return VerbPong }
 func (Quit) Verb() string       { return VerbQuit }
@@ -573,11 +605,19 @@ func (m Fsync) AppendTo(b []byte) []byte {
 // AppendTo implements Message.
 func (m Features) AppendTo(b []byte) []byte {
 	b = append(b, VerbFeatures...)
-	for _, w := range m.Want {
+	for _, w := range m.Words {
 		b = append(b, ' ')
 		b = append(b, w...)
 	}
 	return b
+}
+
+// AppendTo implements Message.
+func (m Left) AppendTo(b []byte) []byte {
+	b = append(b, VerbLeft...)
+	b = appendName(b, m.Name)
+	b = append(b, ' ')
+	return append(b, m.How...)
 }
 
 // AppendTo implements Message.

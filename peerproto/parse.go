@@ -1,6 +1,7 @@
 package peerproto
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -252,14 +253,11 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		}
 		return m, nil
 	case VerbFeatures:
-		m := Features{}
-		for _, w := range f[1:] {
-			if !featureWord(w) {
-				return nil, protoErr(line, "feature %q is not a lower-case word", w)
-			}
-			m.Want = append(m.Want, w)
+		words, err := featureWords(line, f[1:])
+		if err != nil {
+			return nil, err
 		}
-		return m, nil
+		return Features{Words: words}, nil
 	case VerbStatfs, VerbPing, VerbQuit:
 		if err := wantArgs(line, f, 0, 0, verb); err != nil {
 			return nil, err
@@ -277,7 +275,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 }
 
 // ParseTrackerRequest parses a line a peer sends to the tracker: REGISTER,
-// SYNC, SYNC FIN, PING or QUIT.
+// SYNC, SYNC FIN, FEATURES, PING or QUIT.
 func ParseTrackerRequest(line []byte) (Message, error) {
 	f := fields(line)
 	if len(f) == 0 {
@@ -324,8 +322,45 @@ func ParseTrackerRequest(line []byte) (Message, error) {
 			return Ping{}, nil
 		}
 		return Quit{}, nil
+	case VerbFeatures:
+		words, err := featureWords(line, f[1:])
+		if err != nil {
+			return nil, err
+		}
+		return Features{Words: words}, nil
 	}
 	return nil, protoErr(line, "unknown verb %q", f[0])
+}
+
+// maxFeatureWords bounds the words of a FEATURES line.
+const maxFeatureWords = 64
+
+// featureWords checks the words of a FEATURES line or its OK reply:
+// lower-case letters, digits and '-'. No words is nil.
+func featureWords(line []byte, args []string) ([]string, error) {
+	if len(args) > maxFeatureWords {
+		return nil, protoErr(line, "more than %d features", maxFeatureWords)
+	}
+	for _, a := range args {
+		if !lowerWord(a) {
+			return nil, protoErr(line, "feature %q is not a lower-case word", a)
+		}
+	}
+	if len(args) == 0 {
+		return nil, nil
+	}
+	return slices.Clone(args), nil
+}
+
+// lowerWord reports whether s is a word of lower-case letters, digits and
+// '-'.
+func lowerWord(s string) bool {
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // parseFail recognises "<verb> FAIL [<code> [<text>]]" and returns the
@@ -360,7 +395,8 @@ func afterWords(line []byte, n int) string {
 }
 
 // ParseTrackerEvent parses a line the tracker sends to a peer: REGISTER OK,
-// REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL or PONG.
+// REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL, PONG, and
+// the extensions' FEATURES OK, FEATURES FAIL and LEFT.
 // A FAIL line is returned as a Refusal message, not as an error: it is an
 // event like the others. The error is only for malformed lines.
 func ParseTrackerEvent(line []byte) (Message, error) {
@@ -369,10 +405,36 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 		return nil, protoErr(line, "empty line")
 	}
 	verb := strings.ToUpper(f[0])
-	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync) {
+	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync || verb == VerbFeatures) {
 		return Refusal{Err: fe}, nil
 	}
 	switch verb {
+	case VerbFeatures:
+		if len(f) >= 2 && strings.EqualFold(f[1], "OK") {
+			words, err := featureWords(line, f[2:])
+			if err != nil {
+				return nil, err
+			}
+			if words == nil {
+				words = []string{}
+			}
+			return FeaturesOK{Words: words}, nil
+		}
+	case VerbLeft:
+		if len(f) != 3 {
+			return nil, protoErr(line, "usage: LEFT <name> quit|dropped")
+		}
+		name, err := parseName(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		if !ValidPeerName(name) {
+			return nil, protoErr(line, "peer name %q: want 1-%d letters, digits, '.', '_' or '-'", name, MaxPeerName)
+		}
+		if !lowerWord(f[2]) {
+			return nil, protoErr(line, "how %q is not a lower-case word", f[2])
+		}
+		return Left{Name: name, How: f[2]}, nil
 	case VerbRegister:
 		if len(f) == 2 && strings.EqualFold(f[1], "OK") {
 			return RegisterOK{}, nil
@@ -548,7 +610,7 @@ func ParseReply(line []byte, verb string) (Message, error) {
 					}
 					continue
 				}
-				if !featureWord(a) {
+				if !lowerWord(a) {
 					return nil, protoErr(line, "feature %q is not a lower-case word", a)
 				}
 				m.Words = append(m.Words, a)
@@ -559,20 +621,6 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		return nil, protoErr(line, "no reply is defined for verb %q", verb)
 	}
 	return bad()
-}
-
-// featureWord reports whether w may name a feature: lower-case letters,
-// digits and '-'.
-func featureWord(w string) bool {
-	if w == "" {
-		return false
-	}
-	for _, r := range w {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // parseAttrWords parses the "<key>=<value>" words that end an entry on a

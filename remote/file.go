@@ -160,10 +160,10 @@ func (f *fileState) releaseCopy() {
 
 // handle is one open file.
 type handle struct {
-	p     *peerConn
-	key   cache.Key
-	flags int
-	state *fileState // non-nil: reads and writes use the local copy
+	key     cache.Key
+	flags   int
+	state   *fileState // non-nil: reads and writes use the local copy
+	created bool       // this open created the file: its close uploads it, even read-only
 	// diverted is set (under Store.mu) when an upload of state, not
 	// necessarily this handle's, found the file replaced by another
 	// writer and kept this copy as a conflict copy: the writer must hear
@@ -171,6 +171,7 @@ type handle struct {
 	diverted error
 
 	mu     sync.Mutex        // protects the fields below
+	p      *peerConn         // the peer's connection; follows it to a new address (Store.follow)
 	size   int64             // remote size at open
 	ver    peerproto.Version // remote version at open
 	clean  *cache.Handle     // whole-file copy: a small file, or a large one the cache already held
@@ -293,7 +294,8 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 	}
 	s.mu.Lock()
-	if other, raced := s.files[key]; raced {
+	other, raced := s.files[key]
+	if raced {
 		other.refs++
 		s.mu.Unlock()
 		f.releaseCopy()
@@ -302,7 +304,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		s.files[key] = f
 		s.mu.Unlock()
 	}
-	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f})
+	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f, created: !exists && !raced})
 	return fh, s.localInfo(key), nil
 }
 
@@ -418,6 +420,7 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	s.follow(h)
 	if h.clean == nil && h.size <= s.opts.WholeFile {
 		ch, err := s.fetchWhole(ctx, h.p, h.key, h.size, h.ver)
 		if err != nil {
@@ -568,13 +571,15 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 }
 
 // Flush implements fusefs.Store: a writer's file is uploaded if it has
-// changes, and the upload's error is returned (it reaches close()).
+// changes, and the upload's error is returned (it reaches close()). So is
+// a file this handle created, even read-only (open(O_CREAT|O_RDONLY)): a
+// created file is on the peer no later than a written one.
 func (s *Store) Flush(ctx context.Context, fh uint64) error {
 	h, err := s.handle(fh)
 	if err != nil {
 		return err
 	}
-	if h.state == nil || !h.writable() {
+	if h.state == nil || !h.writable() && !h.created {
 		return nil // readers never wait for uploads
 	}
 	if err := s.upload(ctx, h.state, false); err != nil {
@@ -735,7 +740,16 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	}
 	p, err := s.peer(key.Peer)
 	if err != nil {
-		return fmt.Errorf("remote: upload %s:%s: peer is gone: %w", key.Peer, key.Path, syscall.EIO)
+		s.mu.Lock()
+		departed := s.departed[key.Peer]
+		s.mu.Unlock()
+		if departed {
+			// Gone for good (it left the cluster, or was forgotten): a
+			// peer that is merely down is still known (presence.go).
+			return s.park(f, ch, errPeerLeft)
+		}
+		// Not known yet (the tracker has not said): later.
+		return fmt.Errorf("remote: upload %s:%s: peer %s is not known yet: %w", key.Peer, key.Path, key.Peer, syscall.EIO)
 	}
 	var e peerproto.Entry
 	var conflict *peerproto.FailError

@@ -181,11 +181,11 @@ type testStore struct {
 // timeouts so that an unreachable peer fails fast.
 func newStore(t *testing.T, dir string) *testStore {
 	t.Helper()
-	return newStoreWith(t, dir, func(*Options) {})
+	return newStoreWith(t, dir, nil)
 }
 
-// newStoreWith is newStore with options changed by set.
-func newStoreWith(t *testing.T, dir string, set func(*Options)) *testStore {
+// newStoreWith is newStore with its Options changed by tune, if not nil.
+func newStoreWith(t *testing.T, dir string, tune func(*Options)) *testStore {
 	t.Helper()
 	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
 	if err != nil {
@@ -200,7 +200,9 @@ func newStoreWith(t *testing.T, dir string, set func(*Options)) *testStore {
 		HoldTimeout:   testTimeout,
 		Logger:        zerolog.Nop(),
 	}
-	set(&opts)
+	if tune != nil {
+		tune(&opts)
+	}
 	s, err := New(opts)
 	if err != nil {
 		c.Close()
@@ -286,17 +288,19 @@ func (s *testStore) noLeftovers(t *testing.T) {
 // with it, and a Store "me" wired to its tracker client as in
 // cmd/peerfs/mount.go.
 type cluster struct {
-	tracker *tracker.Tracker
-	bob     *testPeer
-	bobTC   *peer.TrackerClient
-	store   *testStore
-	meTC    *peer.TrackerClient
+	tracker     *tracker.Tracker
+	trackerAddr string
+	bob         *testPeer
+	bobTC       *peer.TrackerClient
+	store       *testStore
+	meTC        *peer.TrackerClient
 
 	calls    *verbCounter // the store's requests, by verb
 	bobWrote atomic.Bool  // what bob's next SYNC FIN reports
 
-	mu   sync.Mutex
-	hold *roundHold // the next turn of bob's waits for this hold's release
+	mu        sync.Mutex
+	hold      *roundHold // the next turn of bob's waits for this hold's release
+	stopBobTC func()     // stops bob's current tracker client
 }
 
 // roundHold keeps bob's turn, and so the SYNC round, open.
@@ -307,11 +311,19 @@ type roundHold struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
+	return newClusterWith(t, nil)
+}
+
+// newClusterWith is newCluster with the store's Options changed by tune,
+// if not nil.
+func newClusterWith(t *testing.T, tune func(*Options)) *cluster {
+	t.Helper()
 	c := &cluster{}
 	tr, trAddr := testutil.StartTracker(t, testTimeout)
 	c.tracker = tr
+	c.trackerAddr = trAddr
 	c.bob = startPeer(t, t.TempDir())
-	c.store = newStore(t, t.TempDir())
+	c.store = newStoreWith(t, t.TempDir(), tune)
 	c.calls = &verbCounter{n: map[string]int{}}
 	c.store.opts.Observer = c.calls // before any goroutine uses the store
 
@@ -323,21 +335,55 @@ func newCluster(t *testing.T) *cluster {
 		OnEnd:    s.RoundEnded,
 		Wrote:    s.TakeWrote,
 		OnTurn:   s.FlushAll,
+		OnLeft:   s.PeerLeft,
 	})
 	s.SetSyncer(c.meTC)
 	testutil.RunTrackerClient(t, c.meTC)
 
-	c.bobTC = peer.NewTrackerClient(peer.TrackerOptions{
-		Addr: trAddr, Name: "bob", Port: c.bob.port, Logger: zerolog.Nop(),
-		OnTurn: c.bobTurn,
-		Wrote:  func() bool { return c.bobWrote.Swap(false) },
-	})
-	testutil.RunTrackerClient(t, c.bobTC)
+	c.bobTC = c.registerBob(t, c.bob.port)
 	testutil.Eventually(t, "the store to learn of bob from the tracker", func() bool {
 		addr, ok := s.PeerAddr("bob")
 		return ok && addr == c.bob.addr
 	})
 	return c
+}
+
+// registerBob registers bob, serving on port, with the cluster's tracker
+// until the test ends or c.dropBob, and returns his tracker client.
+func (c *cluster) registerBob(t *testing.T, port int) *peer.TrackerClient {
+	t.Helper()
+	tc := peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: c.trackerAddr, Name: "bob", Port: port, Logger: zerolog.Nop(),
+		OnTurn: c.bobTurn,
+		Wrote:  func() bool { return c.bobWrote.Swap(false) },
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = tc.Run(ctx)
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	c.mu.Lock()
+	c.stopBobTC = stop
+	c.mu.Unlock()
+	rctx, rcancel := context.WithTimeout(ctx, testutil.Wait)
+	defer rcancel()
+	if err := tc.WaitRegistered(rctx); err != nil {
+		t.Fatalf("bob's tracker client: register: %v", err)
+	}
+	return tc
+}
+
+// dropBob stops bob's tracker client without a QUIT, as a crash or a
+// SIGTERM does: the tracker drops him.
+func (c *cluster) dropBob() {
+	c.mu.Lock()
+	stop := c.stopBobTC
+	c.mu.Unlock()
+	stop()
 }
 
 // bobTurn is bob's OnTurn: it returns at once unless a hold is armed.

@@ -28,6 +28,10 @@ import (
 // peer is not to blame.
 var errForeign = fmt.Errorf("%w: written for another peer of that name (another machine, or another cluster): %w", errLocal, syscall.EIO)
 
+// errPeerLeft is why a copy for a peer that left the cluster (QUIT), or
+// that the user forgot, is set aside.
+var errPeerLeft = fmt.Errorf("%w: its peer left the cluster, or was forgotten: %w", errLocal, syscall.EIO)
+
 // errNoOwner is why a copy from before owners were recorded is set aside.
 var errNoOwner = fmt.Errorf("%w: written before peerfs recorded which peer a file is for: %w", errLocal, syscall.EIO)
 

@@ -122,10 +122,10 @@ func (s *Store) fetchAhead(h *handle, idx int64) bool {
 func (s *Store) startChunk(h *handle, idx int64, ahead bool) *chunk {
 	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte), ahead: ahead}
 	h.st.chunks[idx] = c
-	ctx := h.st.ctx
+	ctx, p := h.st.ctx, h.p
 	buf := (*c.buf)[:chunkSize]
 	go func() {
-		n, err := s.readRange(ctx, h.p, h.key.Path, buf, idx*chunkSize)
+		n, err := s.readRange(ctx, p, h.key.Path, buf, idx*chunkSize)
 		h.mu.Lock()
 		c.n, c.err = n, err
 		c.fetched = true

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -84,12 +85,47 @@ type PeerReport struct {
 	Addr string `json:"addr"`
 	// State is "up" (the last request or PING was answered), "down" (it
 	// failed to reach the peer) or "unknown" (nothing tried yet).
+	// A peer the tracker no longer lists is down too, unless it
+	// answered since.
 	State    string    `json:"state"`
 	RTT      float64   `json:"rtt_ms"` // the last PING's round trip, in ms; 0 if none
 	LastSeen time.Time `json:"last_seen,omitzero"`
 	Error    string    `json:"error,omitempty"` // the last failure, while down
 	BytesIn  int64     `json:"bytes_in"`
 	BytesOut int64     `json:"bytes_out"`
+	// DownSince is when it went down: its first failure since it last
+	// answered, or when the tracker stopped listing it; zero unless down.
+	DownSince time.Time `json:"down_since,omitzero"`
+	// Listed reports whether the tracker's last UPDATE lists it; a peer
+	// that is not listed keeps its folder (see remote/presence.go).
+	Listed bool `json:"listed"`
+	// UnlistedSince is when the tracker stopped listing it (for a peer
+	// restored at start, when it was last seen); zero while listed.
+	UnlistedSince time.Time `json:"unlisted_since,omitzero"`
+}
+
+// Attr returns the report of one peer as the value of a peer folder's
+// extended attribute (user.peerfs.peer): the state, then key=value
+// words, times in RFC 3339 UTC:
+//
+//	up addr=10.0.0.5:7071 tracker=listed
+//	down since=2026-05-01T10:00:00Z addr=10.0.0.9:7071 tracker=unlisted unlisted-since=2026-05-01T10:00:12Z
+func (p PeerReport) Attr() string {
+	var b strings.Builder
+	b.WriteString(p.State)
+	if !p.DownSince.IsZero() {
+		b.WriteString(" since=" + p.DownSince.UTC().Format(time.RFC3339))
+	}
+	b.WriteString(" addr=" + p.Addr)
+	if p.Listed {
+		b.WriteString(" tracker=listed")
+	} else {
+		b.WriteString(" tracker=unlisted")
+		if !p.UnlistedSince.IsZero() {
+			b.WriteString(" unlisted-since=" + p.UnlistedSince.UTC().Format(time.RFC3339))
+		}
+	}
+	return b.String()
 }
 
 // PendingReport counts the local changes not yet stored on their peer.
@@ -130,6 +166,7 @@ type peerHealth struct {
 	tried, up         bool
 	rtt               time.Duration
 	lastSeen          time.Time
+	downSince         time.Time // the first failure since the last answer; zero while up
 	lastErr           string
 	bytesIn, bytesOut int64
 }
@@ -151,9 +188,9 @@ func (h *health) peerLocked(p *peerConn) *peerHealth {
 	return ph
 }
 
-// result records how a request to p ended: an answer (even a refusal)
-// means the peer is up; failing to reach it means down.
-func (h *health) result(p *peerConn, err error) {
+// result records how a request to p ended at now: an answer (even a
+// refusal) means the peer is up; failing to reach it means down.
+func (h *health) result(p *peerConn, err error, now time.Time) {
 	var fe *peerproto.FailError
 	if errors.Is(err, context.Canceled) || isLocal(err) {
 		return // says nothing about the peer
@@ -161,12 +198,14 @@ func (h *health) result(p *peerConn, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	ph := h.peerLocked(p)
-	ph.tried = true
 	if err == nil || errors.As(err, &fe) || errors.Is(err, peer.ErrCutShort) {
-		ph.up, ph.lastSeen, ph.lastErr = true, time.Now(), ""
+		ph.tried, ph.up, ph.lastSeen, ph.lastErr, ph.downSince = true, true, now, "", time.Time{}
 		return
 	}
-	ph.up, ph.lastErr = false, err.Error()
+	if ph.up || !ph.tried {
+		ph.downSince = now
+	}
+	ph.tried, ph.up, ph.lastErr = true, false, err.Error()
 }
 
 // SetReportInfo sets what the status report shows beyond the Store's own
@@ -210,7 +249,7 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 		p.downUntil = time.Now().Add(failFast)
 	}
 	p.mu.Unlock()
-	s.health.result(p, err)
+	s.health.result(p, err, s.now())
 	if o := s.opts.Observer; o != nil {
 		o.PeerRequest(p.name, verb, time.Since(start), err)
 	}
@@ -408,11 +447,8 @@ func (s *Store) Report() Report {
 	r := Report{Name: s.opts.Self, Time: now, Peers: []PeerReport{}}
 	s.mu.Lock()
 	sy := s.syncer
-	peers := make([]*peerConn, 0, len(s.peers))
-	for _, p := range s.peers {
-		peers = append(peers, p)
-	}
 	s.mu.Unlock()
+	r.Peers = s.peerReports(now)
 	if sy != nil {
 		st := sy.State()
 		r.Tracker.Registered, r.Tracker.Error = st.Registered, st.Error
@@ -435,27 +471,68 @@ func (s *Store) Report() Report {
 	}
 	s.health.mu.Lock()
 	info := s.health.info
+	s.health.mu.Unlock()
+	r.Version, r.Mountpoint, r.PID, r.Tracker.Addr = info.Version, info.Mountpoint, info.PID, info.Tracker
+	return r
+}
+
+// peerReports returns every peer's report, sorted by name.
+func (s *Store) peerReports(now time.Time) []PeerReport {
+	s.mu.Lock()
+	peers := make([]*peerConn, 0, len(s.peers))
+	for _, p := range s.peers {
+		peers = append(peers, p)
+	}
+	unlisted := maps.Clone(s.unlisted)
+	s.mu.Unlock()
+	out := make([]PeerReport, 0, len(peers))
+	s.health.mu.Lock()
 	for _, p := range peers {
-		pr := PeerReport{Name: p.name, Addr: p.addr, State: "unknown"}
-		if ph := s.health.peers[p.name]; ph != nil && ph.addr == p.addr {
+		pr := PeerReport{Name: p.name, Addr: p.addr, State: "unknown", Listed: true}
+		ph := s.health.peers[p.name]
+		if ph != nil && ph.addr != p.addr {
+			ph = nil // about its old address
+		}
+		if ph != nil {
 			if ph.tried {
 				pr.State = "down"
 				if ph.up {
 					pr.State = "up"
 				} else {
-					pr.Error = ph.lastErr
+					pr.Error, pr.DownSince = ph.lastErr, ph.downSince
 				}
 			}
 			pr.RTT = float64(ph.rtt.Microseconds()) / 1000
 			pr.LastSeen = ph.lastSeen
 			pr.BytesIn, pr.BytesOut = ph.bytesIn, ph.bytesOut
 		}
-		r.Peers = append(r.Peers, pr)
+		if since, ok := unlisted[p.name]; ok {
+			pr.Listed, pr.UnlistedSince = false, since
+			// Unlisted and not heard from since: down, since then at
+			// the latest.
+			if pr.State != "up" || ph.lastSeen.Before(since) {
+				if pr.State != "down" || pr.DownSince.IsZero() || since.Before(pr.DownSince) {
+					pr.DownSince = since
+				}
+				pr.State = "down"
+			}
+		}
+		out = append(out, pr)
 	}
 	s.health.mu.Unlock()
-	slices.SortFunc(r.Peers, func(a, b PeerReport) int { return strings.Compare(a.Name, b.Name) })
-	r.Version, r.Mountpoint, r.PID, r.Tracker.Addr = info.Version, info.Mountpoint, info.PID, info.Tracker
-	return r
+	slices.SortFunc(out, func(a, b PeerReport) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// PeerState implements fusefs.PeerStater: the peer's report as its
+// folder's attribute (PeerReport.Attr).
+func (s *Store) PeerState(name string) (string, error) {
+	for _, p := range s.peerReports(s.now()) {
+		if p.Name == name {
+			return p.Attr(), nil
+		}
+	}
+	return "", errNoPeer
 }
 
 // PeersUp returns how many peers answered their last request, and how
@@ -543,6 +620,20 @@ func (r Report) Text() string {
 		}
 		tw.Flush()
 		for _, p := range r.Peers {
+			var notes []string
+			if !p.DownSince.IsZero() {
+				notes = append(notes, "down since "+when(p.DownSince, r.Time))
+			}
+			if !p.Listed {
+				note := "not listed by the tracker"
+				if !p.UnlistedSince.IsZero() {
+					note += " since " + when(p.UnlistedSince, r.Time)
+				}
+				notes = append(notes, note+"; its folder stays until it returns, leaves on purpose or `peerfs forget "+p.Name+"`")
+			}
+			if len(notes) > 0 {
+				fmt.Fprintf(&b, "  %s: %s\n", p.Name, strings.Join(notes, "; "))
+			}
 			if p.Error != "" {
 				fmt.Fprintf(&b, "  %s: %s\n", p.Name, p.Error)
 			}
@@ -555,6 +646,11 @@ func (r Report) Text() string {
 		}
 	}
 	return b.String()
+}
+
+// when formats a moment for people, with its age at now.
+func when(t, now time.Time) string {
+	return t.Local().Format("2006-01-02 15:04:05") + " (" + age(now.Sub(t)) + " ago)"
 }
 
 // age formats a duration for people: 850ms, 12s, 3m4s, 2h5m.

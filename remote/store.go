@@ -50,6 +50,18 @@ type Options struct {
 	// moved (status.go).
 	Observer Observer
 	Logger   zerolog.Logger
+
+	// ForgetAfter is how long a peer that is neither listed by the
+	// tracker nor answering stays a folder (default DefaultForgetAfter);
+	// see presence.go.
+	ForgetAfter time.Duration
+	// PeersFile, if set, keeps the set of peers across restarts, so that
+	// the folders of peers that are down show after a restart too. It is
+	// tagged with Cluster: a list written in another cluster is not
+	// restored.
+	PeersFile string
+	// Now is the clock (default time.Now); tests move it.
+	Now func() time.Time
 }
 
 // Store implements fusefs.Store over the peers of the last UPDATE.
@@ -62,8 +74,10 @@ type Store struct {
 	log   zerolog.Logger
 	cache *cache.Cache
 
-	mu       sync.Mutex // protects the fields below
-	peers    map[string]*peerConn
+	mu       sync.Mutex           // protects the fields below
+	peers    map[string]*peerConn // every peer shown as a folder, listed or not (presence.go)
+	unlisted map[string]time.Time // peers the tracker does not list now, since when
+	departed map[string]bool      // peers gone for good in this run (quit, forgotten): their pending copies are set aside
 	watchers []func(peer, dir string)
 	files    map[cache.Key]*fileState // local copies being written or not yet uploaded
 	handles  map[uint64]*handle
@@ -79,6 +93,8 @@ type Store struct {
 
 	stop chan struct{} // closed by Close: stops the retry loop
 	wg   sync.WaitGroup
+
+	saveMu sync.Mutex // serialises writes of Options.PeersFile
 }
 
 // New returns a Store and starts its upload retry loop. Dirty copies left
@@ -103,14 +119,22 @@ func New(opts Options) (*Store, error) {
 	// Versions tell contents apart where mtimes cannot (coarse
 	// timestamps): conditional uploads and cached copies depend on them.
 	opts.Client.Attrs = true
+	if opts.ForgetAfter <= 0 {
+		opts.ForgetAfter = DefaultForgetAfter
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	s := &Store{
-		opts:    opts,
-		log:     opts.Logger.With().Str("component", "remote").Logger(),
-		cache:   opts.Cache,
-		peers:   make(map[string]*peerConn),
-		files:   make(map[cache.Key]*fileState),
-		handles: make(map[uint64]*handle),
-		stop:    make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger.With().Str("component", "remote").Logger(),
+		cache:    opts.Cache,
+		peers:    make(map[string]*peerConn),
+		unlisted: make(map[string]time.Time),
+		departed: make(map[string]bool),
+		files:    make(map[cache.Key]*fileState),
+		handles:  make(map[uint64]*handle),
+		stop:     make(chan struct{}),
 	}
 	// A predecessor may have written before it died: the first turn
 	// reports it (TakeWrote).
@@ -142,10 +166,16 @@ func New(opts Options) (*Store, error) {
 		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
+	if err := s.loadPeers(); err != nil {
+		return nil, err
+	}
 	s.wg.Add(1)
 	go s.retryLoop()
 	return s, nil
 }
+
+// now reads the Store's clock.
+func (s *Store) now() time.Time { return s.opts.Now() }
 
 // SetSyncer connects the Store to the tracker client that runs SYNC
 // rounds. Without one, Sync uploads directly.
@@ -158,6 +188,9 @@ func (s *Store) SetSyncer(sy Syncer) {
 // Close stops background work, uploads nothing more, and closes every
 // connection. Dirty copies stay in the cache for the next run.
 func (s *Store) Close() error {
+	// The last answers of peers that are down count towards their
+	// forgetting in the next run.
+	s.savePeers()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -249,60 +282,6 @@ type statCache struct {
 	exists bool
 }
 
-// SetPeers replaces the peer set with the peers of an UPDATE; this peer
-// itself is left out. Peers that left are closed; new ones appear.
-func (s *Store) SetPeers(list []peerproto.PeerAddr) {
-	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return
-	}
-	seen := make(map[string]bool, len(list))
-	changed := false
-	var gone []*peerConn
-	for _, pa := range list {
-		if pa.Name == s.opts.Self || !peerproto.ValidPeerName(pa.Name) {
-			continue
-		}
-		if pa.Name == ReservedName {
-			s.log.Warn().Str("addr", pa.Addr).Msg("ignoring a peer named " + ReservedName + ": the name is reserved for the control folder")
-			continue
-		}
-		seen[pa.Name] = true
-		old := s.peers[pa.Name]
-		if old != nil && old.addr == pa.Addr {
-			continue
-		}
-		if old != nil {
-			gone = append(gone, old)
-		}
-		s.peers[pa.Name] = &peerConn{
-			name: pa.Name, addr: pa.Addr,
-			pool:    peer.NewPool(pa.Addr, s.opts.Client, 16),
-			dirs:    map[string]*dirCache{},
-			stats:   map[string]statCache{},
-			listing: map[string]*listCall{},
-			misses:  map[string]missRun{},
-		}
-		changed = true
-	}
-	for name, p := range s.peers {
-		if !seen[name] {
-			delete(s.peers, name)
-			gone = append(gone, p)
-			changed = true
-		}
-	}
-	s.mu.Unlock()
-	for _, p := range gone {
-		p.pool.Close()
-	}
-	if changed {
-		s.log.Info().Strs("peers", s.Peers()).Msg("peer set changed")
-		s.notify("", "")
-	}
-}
-
 // Peers implements fusefs.Store.
 func (s *Store) Peers() []string {
 	s.mu.Lock()
@@ -359,9 +338,6 @@ func (s *Store) InvalidateAll() {
 		s.notify(p.name, "")
 	}
 }
-
-// errNoPeer is returned for a peer name that is not (or no longer) known.
-var errNoPeer = fmt.Errorf("remote: no such peer: %w", fs.ErrNotExist)
 
 func (s *Store) peer(name string) (*peerConn, error) {
 	s.mu.Lock()
@@ -784,8 +760,12 @@ func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerCo
 	return p, netErr(p, err)
 }
 
-// Mkdir implements fusefs.Store.
+// Mkdir implements fusefs.Store. A file created here and not yet
+// uploaded holds the name (EEXIST), though the peer may not know it yet.
 func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	if s.localInfo(cache.Key{Peer: peerName, Path: path}) != nil {
+		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
+	}
 	var e peerproto.Entry
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
 		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
@@ -848,8 +828,36 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	return nil
 }
 
-// Rmdir implements fusefs.Store.
+// filesIn counts the files inside directory dir (at any depth) that this
+// mount has and its peer may not: created or written here and not yet
+// uploaded, or open here. The peer cannot see them, so every namespace
+// operation on dir must ask here too: a directory holding one is not
+// empty.
+func (s *Store) filesIn(peerName, dir string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for key, f := range s.files {
+		if key.Peer == peerName && key.Path != dir && under(key.Path, dir) && !f.unlinked {
+			n++
+		}
+	}
+	return n
+}
+
+// notEmpty is the error of removing or replacing directory path, which
+// holds n files of this mount the peer does not know yet.
+func notEmpty(op, peerName, path string, n int) error {
+	return fmt.Errorf("remote: %s %s:%s: %d files created or written here are in it: %w", op, peerName, path, n, syscall.ENOTEMPTY)
+}
+
+// Rmdir implements fusefs.Store. A directory holding files this mount
+// created or wrote and has not uploaded is not empty (ENOTEMPTY), though
+// the peer may not know them yet.
 func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
+	if n := s.filesIn(peerName, path); n > 0 {
+		return notEmpty("rmdir", peerName, path, n)
+	}
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
 	if p != nil {
 		if err == nil {
@@ -867,6 +875,22 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 // both names are locked across the RENAME so no upload lands in between
 // under a stale name.
 func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
+	if from != to && !under(to, from) {
+		if n := s.filesIn(peerName, to); n > 0 {
+			// to is a directory holding files the peer may not know
+			// yet: replacing it would drop them. Refused as a local
+			// filesystem refuses it.
+			fi, err := s.Stat(ctx, peerName, from)
+			switch {
+			case err != nil:
+				return err
+			case fi.IsDir():
+				return notEmpty("rename over", peerName, to, n)
+			default:
+				return fmt.Errorf("remote: rename %s:%s over the directory %s: %w", peerName, from, to, syscall.EISDIR)
+			}
+		}
+	}
 	if err := s.flushTree(ctx, peerName, from); err != nil {
 		return err
 	}

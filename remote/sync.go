@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"time"
 
@@ -70,13 +71,17 @@ func (s *Store) FlushAll(ctx context.Context) error {
 }
 
 // fsyncPeers asks every peer that received async uploads since its last
-// FSYNC to make them durable.
+// FSYNC to make them durable. A peer the tracker no longer lists that
+// fails it keeps them for its return: its failure is logged, not returned,
+// so that a peer gone for days does not fail every fsync of this mount
+// (as it did not when such a peer was forgotten at once).
 func (s *Store) fsyncPeers(ctx context.Context) error {
 	s.mu.Lock()
 	peers := make([]*peerConn, 0, len(s.peers))
 	for _, p := range s.peers {
 		peers = append(peers, p)
 	}
+	unlisted := maps.Clone(s.unlisted)
 	s.mu.Unlock()
 	var first error
 	for _, p := range peers {
@@ -108,7 +113,9 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 			p.mu.Lock()
 			p.unsynced, p.unsyncedNames = true, nil // everything, next time
 			p.mu.Unlock()
-			if first == nil {
+			if _, gone := unlisted[p.name]; gone {
+				s.log.Warn().Err(err).Str("peer", p.name).Msg("cannot FSYNC a peer the tracker no longer lists; it is asked again when it is back")
+			} else if first == nil {
 				first = netErr(p, err)
 			}
 		}
@@ -193,11 +200,15 @@ func (s *Store) retryLoop() {
 			return
 		case <-tick.C:
 		}
+		s.forgetSilent()
 		now := time.Now()
 		s.mu.Lock()
 		var todo []*fileState
 		for key, f := range s.files {
-			if _, known := s.peers[key.Peer]; known && f.refs <= 0 && f.pending() && !now.Before(f.retryAt) {
+			// A copy for a peer that left for good is tried too: its
+			// upload sets it aside (Store.park) without a request.
+			_, known := s.peers[key.Peer]
+			if (known || s.departed[key.Peer]) && f.refs <= 0 && f.pending() && !now.Before(f.retryAt) {
 				todo = append(todo, f)
 			}
 		}

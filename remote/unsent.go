@@ -59,7 +59,7 @@ func (e *ParkedError) Unwrap() []error { return []error{e.Err, errSetAside} }
 // the copy was written for. A full disk, a busy or unreachable peer and
 // an I/O error may pass.
 func permanent(err error) bool {
-	if errors.Is(err, errForeign) || errors.Is(err, errNoOwner) {
+	if errors.Is(err, errForeign) || errors.Is(err, errNoOwner) || errors.Is(err, errPeerLeft) {
 		return true
 	}
 	var fe *peerproto.FailError

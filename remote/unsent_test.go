@@ -277,3 +277,29 @@ func TestConflictFoundByTheRoundReachesTheWriter(t *testing.T) {
 		t.Errorf("the other writer's file: %q", got)
 	}
 }
+
+// TestPendingForADepartedPeerSetAside: the copy pending for a peer that
+// then leaves the cluster on purpose is set aside, and fails no fsync.
+func TestPendingForADepartedPeerSetAside(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "for bob", 0)
+	bob.stop()
+	if err := s.Flush(testCtx(t), fh); err == nil || errors.Is(err, errSetAside) {
+		t.Fatalf("close with bob stopped: %v, want a failure to retry", err)
+	}
+	s.release(t, fh)
+	s.PeerLeft("bob", true)
+	if err := s.FlushAll(testCtx(t)); err != nil {
+		t.Errorf("a turn after bob left: %v", err)
+	}
+	testutil.Eventually(t, "the copy set aside", func() bool { return len(s.Unsent()) == 1 })
+	if u := s.Unsent()[0]; u.As != "bob/f" || !strings.Contains(u.Reason, "left the cluster") {
+		t.Errorf("unsent %+v", u)
+	}
+	if n, _ := s.PendingInfo(); n != 0 {
+		t.Errorf("%d files pending", n)
+	}
+}

@@ -1,6 +1,7 @@
 package shell
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -8,11 +9,15 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
+
+// leaveWait bounds how long quit waits for the tracker to take the QUIT.
+const leaveWait = 2 * time.Second
 
 // command is one shell command.
 type command struct {
@@ -85,6 +90,16 @@ func (s *shell) cmdHelp(args []string) bool {
 }
 
 func (s *shell) cmdQuit([]string) bool {
+	if s.trk != nil {
+		// The user leaves on purpose: the tracker tells the others so
+		// (QUIT), and their mounts drop this peer's folder. Ending the
+		// input or a signal only stops the shell.
+		ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
+		if err := s.trk.tc.Leave(ctx); err != nil && !errors.Is(err, peer.ErrNoTracker) {
+			s.printf("QUIT: could not tell the tracker: %v", err)
+		}
+		cancel()
+	}
 	s.closeAll()
 	s.println("QUIT OK")
 	return true

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
 	"github.com/peerfs/peerfs/internal/testutil"
@@ -423,5 +424,44 @@ func assertDirNames(t *testing.T, dir string, names ...string) {
 	}
 	if !slices.Equal(got, names) {
 		t.Errorf("%s holds %q, want %q", dir, got, names)
+	}
+}
+
+// TestQuitLeaves: typing quit leaves the cluster on purpose (the tracker
+// reports LEFT <name> quit, and mounts drop the folder); the end of the
+// input only stops the shell (the peer is dropped: mounts keep it).
+func TestQuitLeaves(t *testing.T) {
+	_, trk := testutil.StartTracker(t, 10*time.Second)
+	type leave struct {
+		name string
+		quit bool
+	}
+	lefts := make(chan leave, 4)
+	watcher := peer.NewTrackerClient(peer.TrackerOptions{
+		Addr: trk, Name: "watcher", Port: 1, Logger: zerolog.Nop(),
+		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
+	})
+	testutil.RunTrackerClient(t, watcher)
+	addr, _ := startPeer(t, peer.ServerOptions{})
+
+	opts := testOptions()
+	opts.Name, opts.Port, opts.Tracker = "alice", portOf(t, addr), trk
+	a := startShell(t, "alice", opts)
+	a.expect(`^REGISTER OK ` + trk + `$`)
+	a.quit()
+	if got := testutil.Recv(t, "LEFT alice", lefts); got != (leave{"alice", true}) {
+		t.Errorf("after quit: %+v, want alice quit", got)
+	}
+
+	opts.Name = "bob"
+	b := startShell(t, "bob", opts)
+	b.expect(`^REGISTER OK ` + trk + `$`)
+	b.in.Close() // end of input
+	if err := testutil.Recv(t, "bob's shell to end", b.done); err != nil {
+		t.Errorf("bob: Run at the end of input: %v", err)
+	}
+	b.done <- nil // for the cleanup
+	if got := testutil.Recv(t, "LEFT bob", lefts); got != (leave{"bob", false}) {
+		t.Errorf("after the end of input: %+v, want bob dropped", got)
 	}
 }

@@ -47,6 +47,7 @@ type conn struct {
 	registered bool   // REGISTER OK was sent
 	name       string // advertised name, or anon-<n> for a bare REGISTER
 	addr       string // advertised host:port; "" if not advertised
+	wantsLeft  bool   // asked for LEFT events (FEATURES left)
 }
 
 func newConn(nc net.Conn) *conn {
@@ -213,8 +214,10 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 	case peerproto.Ping:
 		t.sendLocked(c, format(peerproto.Pong{}))
 	case peerproto.Quit:
-		t.removeLocked(c, "quit", true)
+		t.removeLocked(c, reasonQuit, true)
 		return true
+	case peerproto.Features:
+		t.featuresLocked(c, m)
 	case peerproto.Register:
 		t.registerLocked(c, m)
 	case peerproto.Sync:
@@ -230,6 +233,19 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		t.sendLocked(c, refusal(m.Verb(), peerproto.CodeUnsupported, "not a tracker request"))
 	}
 	return false
+}
+
+// featuresLocked handles FEATURES <word>...: c gets the extensions it
+// names that this tracker serves, and is told which.
+func (t *Tracker) featuresLocked(c *conn, m peerproto.Features) {
+	ok := peerproto.FeaturesOK{Words: []string{}}
+	for _, w := range m.Words {
+		if w == peerproto.FeatureLeft && !c.wantsLeft {
+			c.wantsLeft = true
+			ok.Words = append(ok.Words, w)
+		}
+	}
+	t.sendLocked(c, format(ok))
 }
 
 // mustRegisterLocked reports whether c is registered, refusing the request

@@ -125,6 +125,10 @@ type Tracker struct {
 	closing   []*conn            // removed connections whose sockets await closing
 }
 
+// reasonQuit is the reason removeLocked is given for a peer that said QUIT:
+// the only leave on purpose.
+const reasonQuit = "quit"
+
 type pendingDrop struct {
 	c      *conn
 	reason string
@@ -403,6 +407,18 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
 		Str("reason", reason).Int("peers", len(t.peers)).Msg("peer left")
 	if announce && c.addr != "" {
+		// Those who asked learn first how it left: a peer that quit is
+		// gone for good, one that was dropped may be back.
+		how := peerproto.LeftDropped
+		if reason == reasonQuit {
+			how = peerproto.LeftQuit
+		}
+		left := format(peerproto.Left{Name: c.name, How: how})
+		for _, p := range t.peers {
+			if p.wantsLeft {
+				t.sendLocked(p, left)
+			}
+		}
 		t.broadcastUpdateLocked(nil)
 	}
 	t.syncLeaveLocked(c)

@@ -3,6 +3,7 @@ package tracker
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"slices"
 	"strings"
@@ -351,4 +352,101 @@ func TestIPv6Address(t *testing.T) {
 	serve(t, Options{}, ln)
 	c := dial(t, ln.Addr().String())
 	c.register("alice", "7001", "UPDATE alice@[::1]:7001")
+}
+
+// TestLeftExtension: a peer that asks (FEATURES left) is told how each
+// advertised peer left: quit (QUIT) or dropped (closed, silent); a peer
+// restarting at its address is no leave. A seed client, which never
+// asks, sees exactly the seed's lines.
+func TestLeftExtension(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	_, addr := startTracker(t, Options{IdleTimeout: idle})
+	const (
+		a = "alice@127.0.0.1:7001"
+		b = "bob@127.0.0.1:7002"
+		c = "carol@127.0.0.1:7003"
+		d = "dave@127.0.0.1:7004"
+	)
+	alice := dial(t, addr) // opts in before registering
+	alice.send("FEATURES left frob")
+	alice.expect("FEATURES OK left")
+	alice.register("alice", "7001", "UPDATE "+a)
+	seed := dial(t, addr) // the seed's observer
+	seed.send("REGISTER")
+	seed.expect("REGISTER OK", "UPDATE "+a)
+	bob := dial(t, addr)
+	bob.register("bob", "7002", "UPDATE "+a+" "+b)
+	late := dial(t, addr) // opts in after registering
+	late.register("carol", "7003", "UPDATE "+a+" "+b+" "+c)
+	late.send("FEATURES left")
+	late.expect("FEATURES OK left")
+	late.send("FEATURES left") // asked twice: nothing more to turn on
+	late.expect("FEATURES OK")
+	alice.expect("UPDATE "+a+" "+b, "UPDATE "+a+" "+b+" "+c)
+	seed.expect("UPDATE "+a+" "+b, "UPDATE "+a+" "+b+" "+c)
+	bob.expect("UPDATE " + a + " " + b + " " + c)
+
+	// bob restarts at his address: a new registration replaces the old,
+	// one UPDATE, no LEFT.
+	bob2 := dial(t, addr)
+	bob2.register("bob", "7002", "UPDATE "+a+" "+c+" "+b)
+	bob.expectClosed()
+	alice.expect("UPDATE " + a + " " + c + " " + b)
+	seed.expect("UPDATE " + a + " " + c + " " + b)
+	late.expect("UPDATE " + a + " " + c + " " + b)
+
+	// bob's connection closes without QUIT: dropped.
+	bob2.nc.Close()
+	alice.expect("LEFT bob dropped", "UPDATE "+a+" "+c)
+	late.expect("LEFT bob dropped", "UPDATE "+a+" "+c)
+	seed.expect("UPDATE " + a + " " + c)
+
+	// dave registers and falls silent: dropped at the idle timeout.
+	dave := dial(t, addr)
+	dave.register("dave", "7004", "UPDATE "+a+" "+c+" "+d)
+	for _, p := range []*client{alice, seed, late} {
+		p.expect("UPDATE " + a + " " + c + " " + d)
+	}
+	// The others keep alive meanwhile, and their readers skip the PONGs.
+	stop, pinged := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(pinged)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(idle / 4):
+			}
+			for _, p := range []*client{alice, seed, late} {
+				_ = p.nc.SetWriteDeadline(time.Now().Add(replyTimeout))
+				_, _ = io.WriteString(p.nc, "PING\n")
+			}
+		}
+	}()
+	defer func() { close(stop); <-pinged }()
+	expect := func(p *client, want ...string) {
+		t.Helper()
+		for len(want) > 0 {
+			line, err := p.readLine(10 * idle)
+			if err != nil {
+				t.Fatalf("waiting for %q: %v", want, err)
+			}
+			if line = strings.TrimSuffix(line, "\n"); line == "PONG" {
+				continue
+			}
+			if line != want[0] {
+				t.Fatalf("got %q, want %q", line, want[0])
+			}
+			want = want[1:]
+		}
+	}
+	expect(alice, "LEFT dave dropped", "UPDATE "+a+" "+c)
+	expect(late, "LEFT dave dropped", "UPDATE "+a+" "+c)
+	dave.expectClosed()
+
+	// carol (late) quits on purpose.
+	late.send("QUIT")
+	expect(alice, "LEFT carol quit", "UPDATE "+a)
+	// The seed observer saw the same UPDATEs, and no LEFT.
+	expect(seed, "UPDATE "+a+" "+c, "UPDATE "+a)
 }

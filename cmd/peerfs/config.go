@@ -81,6 +81,7 @@ type mountConfig struct {
 	CacheSizeMB   int64         `envconfig:"PEERFS_CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`
 	AttrTimeout   time.Duration `envconfig:"PEERFS_ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
 	DrainTimeout  time.Duration `envconfig:"PEERFS_DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
+	ForgetAfter   time.Duration `envconfig:"PEERFS_FORGET_AFTER" default:"168h" desc:"a peer neither listed by the tracker nor answering this long is forgotten: its folder goes (until then it stays, EIO while down)"`
 	Control       string        `envconfig:"PEERFS_CONTROL" desc:"control socket for peerfs status (default: <cache-dir>/control.sock)"`
 	MetricsListen string        `envconfig:"PEERFS_METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
 	SecurityConfig

@@ -18,6 +18,8 @@ func configs() map[string]func() any {
 		"peer":    func() any { return &peerConfig{} },
 		"mount":   func() any { return &mountConfig{} },
 		"status":  func() any { return &statusConfig{} },
+		"forget":  func() any { return &forgetConfig{} },
+		"leave":   func() any { return &leaveConfig{} },
 	}
 }
 

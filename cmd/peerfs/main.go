@@ -60,6 +60,11 @@ Usage:
                                          ask a running mount daemon how it is doing
   peerfs unsent [list | retry NAME... | drop NAME...]
                                          the files a mount could not store and kept
+  peerfs forget [--force] [--name NAME | --control PATH] PEER
+                                         remove the folder of a peer that is down
+  peerfs leave [--name NAME | --control PATH]
+                                         leave the cluster for good (the other mounts
+                                         drop this peer's folder) and unmount
   peerfs mount-helper TRACKER_HOST:PORT MOUNTPOINT -o OPTIONS
                                          mount(8) helper: start the mount daemon in
                                          the background (mount -t fuse.peerfs)
@@ -97,6 +102,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = runStatus(rest, stdout, stderr)
 	case "unsent":
 		err = runUnsent(rest, stdout, stderr)
+	case "forget":
+		err = runForget(rest, stdout, stderr)
+	case "leave":
+		err = runLeave(rest, stdout, stderr)
 	case "mount-helper":
 		err = runMountHelper(rest, stdout, stderr)
 	case "version", "--version", "-version", "-v":

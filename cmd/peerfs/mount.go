@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -68,6 +69,9 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// peerfs leave ends the daemon as a signal does (ops.setLeave below).
+	ctx, leaving := context.WithCancel(ctx)
+	defer leaving()
 
 	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
 	if err != nil {
@@ -90,6 +94,11 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
 
+		ForgetAfter: cfg.ForgetAfter,
+		// The folders of peers that are down show after a restart too
+		// (of this cluster's: the file is tagged with Cluster).
+		PeersFile: filepath.Join(cfg.CacheDir, "peers.json"),
+
 		Observer: ops.observer(),
 	})
 	if err != nil {
@@ -104,8 +113,10 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 		OnEnd:    ops.onEnd(store.RoundEnded),
 		Wrote:    store.TakeWrote,
 		OnTurn:   ops.onTurn(store.FlushAll),
+		OnLeft:   store.PeerLeft,
 	})
 	store.SetSyncer(tc)
+	ops.setLeave(leaveAndStop(tc.Leave, leaving))
 	tctx, tcancel := context.WithCancel(context.Background())
 	tdone := make(chan struct{})
 	go func() { defer close(tdone); tc.Run(tctx) }()
@@ -133,7 +144,7 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 
 	select {
 	case <-ctx.Done():
-		log.Info().Msg("stopping: uploading pending files, then unmounting")
+		log.Info().Msg("stopping: uploading pending files, then unmounting (other mounts keep this peer's folder unless it left: peerfs leave)")
 	case <-m.Done():
 		log.Info().Msg("unmounted from outside; stopping")
 	}

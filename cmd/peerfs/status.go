@@ -5,6 +5,7 @@ package main
 // them; plus the `peerfs status` command itself.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,7 +78,7 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
-	path, err := controlSocketOf(cfg)
+	path, err := findControl(cfg.Control, cfg.Name, cfg.CacheDir)
 	if err != nil {
 		return err
 	}
@@ -97,18 +98,17 @@ func runStatus(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
-// controlSocketOf returns the control socket a status-like command asks:
-// --control, the one in the cache directory of --cache-dir, or the first
-// there is in the places peerfs mount chooses for --name (the user's
-// cache, and for root the system's).
-func controlSocketOf(cfg statusConfig) (string, error) {
+// findControl returns the control socket of a mount daemon: control if
+// set, else the one in cacheDir, else the first there is in the places
+// peerfs mount chooses for the mount named name (default: the host name):
+// the user's cache, and for root the system's.
+func findControl(control, name, cacheDir string) (string, error) {
 	switch {
-	case cfg.Control != "":
-		return cfg.Control, nil
-	case cfg.CacheDir != "":
-		return controlPath("", cfg.CacheDir), nil
+	case control != "":
+		return control, nil
+	case cacheDir != "":
+		return controlPath("", cacheDir), nil
 	}
-	name := cfg.Name
 	if name == "" {
 		name = defaultName()
 	}
@@ -127,6 +127,12 @@ func controlSocketOf(cfg statusConfig) (string, error) {
 
 // askDaemon GETs what from the daemon's control socket at path.
 func askDaemon(path, what string, timeout time.Duration) ([]byte, error) {
+	return callDaemon(http.MethodGet, path, what, timeout)
+}
+
+// callDaemon sends a request with method for what to the daemon's control
+// socket at path, and returns the body of a 200 answer.
+func callDaemon(method, path, what string, timeout time.Duration) ([]byte, error) {
 	client := &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
@@ -137,7 +143,11 @@ func askDaemon(path, what string, timeout time.Duration) ([]byte, error) {
 		},
 	}
 	defer client.CloseIdleConnections()
-	resp, err := client.Get("http://peerfs" + what)
+	req, err := http.NewRequest(method, "http://peerfs"+what, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("no mount daemon answers at %s (is `peerfs mount` running? give --name, --cache-dir or --control)", path)
@@ -150,7 +160,7 @@ func askDaemon(path, what string, timeout time.Duration) ([]byte, error) {
 		return nil, fmt.Errorf("asking the mount daemon at %s: %w", path, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("the mount daemon at %s answered %s: %s", path, resp.Status, body)
+		return nil, fmt.Errorf("the mount daemon at %s answered %s: %s", path, resp.Status, bytes.TrimSpace(body))
 	}
 	return body, nil
 }
@@ -172,6 +182,14 @@ type mountOps struct {
 	mu         sync.Mutex // protects the fields below
 	roundStart time.Time  // when this client first saw the current round; zero outside one
 	store      *remote.Store
+	leave      func(context.Context) error // peerfs leave; nil until set (setLeave)
+}
+
+// setLeave sets what POST /leave does: leave the cluster and stop.
+func (o *mountOps) setLeave(fn func(context.Context) error) {
+	o.mu.Lock()
+	o.leave = fn
+	o.mu.Unlock()
 }
 
 // newMountOps prepares a mount's operability; start starts it once the
@@ -292,6 +310,8 @@ func (o *mountOps) start(s *remote.Store, info remote.ReportInfo) error {
 //	GET /status?text=1  the report as text
 //	POST /sync          run a SYNC round; 200 or 500 with the error
 //	POST /unsent/...    see registerUnsent
+//	POST /forget?peer=NAME[&force=1]  forget a peer that is down (presence.go)
+//	POST /leave         leave the cluster on purpose and stop (presence.go)
 func (o *mountOps) startControl(s *remote.Store) error {
 	dir := filepath.Dir(o.control)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -334,6 +354,7 @@ func (o *mountOps) startControl(s *remote.Store) error {
 		_, _ = io.WriteString(w, "SYNC OK\n")
 	})
 	registerUnsent(mux, s)
+	o.handlePresence(mux, s)
 	o.controlLn = ln
 	o.controlSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	o.controlErr = make(chan error, 1)

@@ -38,7 +38,7 @@ func runUnsent(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	path, err := controlSocketOf(cfg)
+	path, err := findControl(cfg.Control, cfg.Name, cfg.CacheDir)
 	if err != nil {
 		return err
 	}
