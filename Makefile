@@ -7,7 +7,7 @@
 #   make bench        peerfs vs sshfs, bindfs and the local disk, full sizes (~5-10 min, root):
 #                     one markdown table on stdout; raw lines and daemon logs in bench/results/<time>/
 #   make bench-quick  the same with small sizes (a few minutes)
-#   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and peer/, -count 6, through benchstat
+#   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and export/, -count 6, through benchstat
 #
 # bench/run.sh's header lists its knobs (BENCH_TARGETS, BENCH_RUNS, BENCH_OUT, FSBENCH_*, ...);
 # they pass through make's environment, e.g. `BENCH_RUNS=3 make bench`.
@@ -16,7 +16,7 @@ SHELL := /bin/bash
 GO ?= go
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 BENCH_COUNT ?= 6
-BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./peer/
+BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./export/
 PREFIX ?= /usr/local
 DESTDIR ?=
 

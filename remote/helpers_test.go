@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
@@ -90,14 +91,14 @@ type testPeer struct {
 	sent   atomic.Int64 // bytes the server has written to its clients
 
 	stopOnce sync.Once
-	srv      *peer.Server
+	srv      *export.Server
 	served   chan struct{}
 }
 
-// startPeer serves export on a new loopback port until the test ends.
-func startPeer(t *testing.T, export string) *testPeer {
+// startPeer serves dir on a new loopback port until the test ends.
+func startPeer(t *testing.T, dir string) *testPeer {
 	t.Helper()
-	srv, err := peer.NewServer(peer.ServerOptions{Export: export, Logger: zerolog.Nop()})
+	srv, err := export.NewServer(export.Options{Export: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func startPeer(t *testing.T, export string) *testPeer {
 		srv.Close()
 		t.Fatal(err)
 	}
-	p := &testPeer{export: export, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, srv: srv, served: make(chan struct{})}
+	p := &testPeer{export: dir, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, srv: srv, served: make(chan struct{})}
 	go func() {
 		defer close(p.served)
 		_ = srv.Serve(countingListener{ln, &p.sent})

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
@@ -76,7 +77,7 @@ func TestReason(t *testing.T) {
 // TestTransfers drives connect, put, get, ls, mkdir, mv, rm and conns
 // against a real peer server.
 func TestTransfers(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	local := t.TempDir()
 	sh := startShell(t, "sh", testOptions())
 
@@ -178,7 +179,7 @@ func regexpQuote(s string) string {
 
 // TestConnectRefusedByPeer passes the peer's CONNECT FAIL reason through.
 func TestConnectRefusedByPeer(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{MaxConns: 1})
+	addr, _ := startPeer(t, export.Options{MaxConns: 1})
 	sh := startShell(t, "sh", testOptions())
 	sh.run("connect "+hostPortArgs(t, addr), `^CONNECT OK 1 `)
 	sh.run("connect "+hostPortArgs(t, addr), `^CONNECT FAIL busy`)
@@ -233,7 +234,7 @@ func TestGetAtomic(t *testing.T) {
 // TestGetLocalFailure: a local path that cannot be written fails the get
 // without touching the connection.
 func TestGetLocalFailure(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	if err := os.WriteFile(filepath.Join(export, "a.txt"), []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,8 +248,8 @@ func TestGetLocalFailure(t *testing.T) {
 // TestRegisterAndSync runs two registered shells through a SYNC round.
 func TestRegisterAndSync(t *testing.T) {
 	_, trk := testutil.StartTracker(t, 10*time.Second)
-	aAddr, _ := startPeer(t, peer.ServerOptions{})
-	bAddr, _ := startPeer(t, peer.ServerOptions{})
+	aAddr, _ := startPeer(t, export.Options{})
+	bAddr, _ := startPeer(t, export.Options{})
 
 	// a registers at start (Options.Tracker); b types register.
 	aOpts := testOptions()
@@ -309,7 +310,7 @@ func TestRegisterFail(t *testing.T) {
 // TestProgress shows a bar on Err for a large transfer on a terminal, and
 // the prompt on Out.
 func TestProgress(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 	big := filepath.Join(t.TempDir(), "big.bin")
 	if err := os.WriteFile(big, make([]byte, 5<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -350,7 +351,7 @@ func TestProgress(t *testing.T) {
 // TestScript feeds a whole script from a reader: Run returns nil at its
 // end, having closed the connection it opened.
 func TestScript(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	if err := os.WriteFile(filepath.Join(export, "x"), []byte("xyz"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +382,7 @@ func TestScript(t *testing.T) {
 
 // TestCancel ends Run through its context, with a connection open.
 func TestCancel(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	var out syncBuffer
@@ -442,7 +443,7 @@ func TestQuitLeaves(t *testing.T) {
 		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
 	})
 	testutil.RunTrackerClient(t, watcher)
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 
 	opts := testOptions()
 	opts.Name, opts.Port, opts.Tracker = "alice", portOf(t, addr), trk

@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
@@ -45,24 +46,24 @@ func defaultName() string {
 
 // servingPeer is the peer server part shared by `peer` and `mount`.
 type servingPeer struct {
-	srv  *peer.Server
+	srv  *export.Server
 	ln   net.Listener
 	port int
 	errc chan error
 }
 
-func startServer(export, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
-	if export == "" {
+func startServer(dir, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
+	if dir == "" {
 		return nil, usagef("--export DIR is required")
 	}
-	fi, err := os.Stat(export)
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("export %s: not a directory", export)
+		return nil, fmt.Errorf("export %s: not a directory", dir)
 	}
-	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
+	srv, err := export.NewServer(export.Options{Export: dir, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +74,7 @@ func startServer(export, listen string, readOnly, allowSetuid bool, maxConns int
 	}
 	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
 	go func() { sp.errc <- srv.Serve(ln) }()
-	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
+	log.Info().Str("export", dir).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
 	return sp, nil
 }
 

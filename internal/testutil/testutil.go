@@ -45,7 +45,7 @@ func Recv[T any](t testing.TB, what string, ch <-chan T) T {
 	}
 }
 
-// Server is what Serve runs: a tracker.Tracker or a peer.Server.
+// Server is what Serve runs: a tracker.Tracker or an export.Server.
 type Server interface {
 	Serve(net.Listener) error
 	Close() error

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
+	"golang.org/x/sys/unix"
 )
 
 var (
@@ -43,12 +43,12 @@ func hostileSecure(t *testing.T, secret []byte) *secure.Config {
 // buffered writer, so this covers their non-sendfile path).
 func TestSecureServerRefusesOutsiders(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "secret.txt", "top secret")
-	_, addr := srvTestServe(t, ServerOptions{Export: export, Secure: hostileSecure(t, hostileSecret), HandshakeTimeout: time.Second})
+	writeFile(t, export, "secret.txt", "top secret")
+	_, addr := testServe(t, Options{Export: export, Secure: hostileSecure(t, hostileSecret), HandshakeTimeout: time.Second})
 	ctx := context.Background()
 
 	// Wrong secret: the peer's refusal, as a FailError.
-	_, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, strangeSecret)})
+	_, err := peer.Dial(ctx, addr, peer.ClientOptions{Secure: hostileSecure(t, strangeSecret)})
 	var fe *peerproto.FailError
 	if !errors.As(err, &fe) || fe.Verb != peerproto.VerbConnect || fe.Code != peerproto.CodeDenied ||
 		fe.Text != "not a member of this cluster" {
@@ -57,18 +57,18 @@ func TestSecureServerRefusesOutsiders(t *testing.T) {
 
 	// A plaintext peerfs client waits for a greeting: it gets a refusal
 	// in plaintext once the server gives up waiting for a TLS handshake.
-	_, err = Dial(ctx, addr, ClientOptions{})
+	_, err = peer.Dial(ctx, addr, peer.ClientOptions{})
 	if !errors.As(err, &fe) || fe.Code != peerproto.CodeDenied {
 		t.Fatalf("plaintext client: %v, want CONNECT FAIL denied", err)
 	}
 
 	// A person with nc typing requests at once.
-	c := srvTestDial(t, addr)
+	c := testDial(t, addr)
 	c.send("GET secret.txt\nPUT secret.txt 3\nxyz")
 	c.expectPrefix("CONNECT FAIL denied this peer speaks TLS only")
 	// Closed, with the unread requests: EOF, or a reset for the bytes the
 	// server never read.
-	c.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 	if b, err := io.ReadAll(c.r); len(b) > 0 || (err != nil && !errors.Is(err, syscall.ECONNRESET)) {
 		t.Fatalf("after the refusal: %q, %v", b, err)
 	}
@@ -90,7 +90,7 @@ func TestSecureServerRefusesOutsiders(t *testing.T) {
 	}
 
 	// A member.
-	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
+	m, err := peer.Dial(ctx, addr, peer.ClientOptions{Secure: hostileSecure(t, hostileSecret)})
 	if err != nil {
 		t.Fatalf("member: %v", err)
 	}
@@ -113,14 +113,14 @@ func TestSecureServerRefusesOutsiders(t *testing.T) {
 // are refused with busy; the slot frees when the transfer ends.
 func TestMaxTransfers(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "a.txt", "aaa")
-	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxTransfers: 1})
-	c1 := srvTestConnect(t, addr)
+	writeFile(t, export, "a.txt", "aaa")
+	_, addr := testServe(t, Options{Export: export, MaxTransfers: 1})
+	c1 := testConnect(t, addr)
 	c1.send("PUT slow.txt 5\n")
 	c1.expect("PUT OK")
 	c1.send("he") // the transfer stays in progress
 
-	c2 := srvTestConnect(t, addr)
+	c2 := testConnect(t, addr)
 	if got := c2.roundTrip("PUT other.txt 3"); got != "PUT FAIL busy too many transfers (1)" {
 		t.Fatalf("second PUT: %q", got)
 	}
@@ -141,10 +141,10 @@ func TestMaxTransfers(t *testing.T) {
 // line has taken HeaderTimeout since its first byte, while an idle
 // connection (no line begun) is kept.
 func TestHeaderTimeout(t *testing.T) {
-	_, addr := srvTestServe(t, ServerOptions{HeaderTimeout: 300 * time.Millisecond})
-	idle := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{HeaderTimeout: 300 * time.Millisecond})
+	idle := testConnect(t, addr)
 
-	c := srvTestConnect(t, addr)
+	c := testConnect(t, addr)
 	start := time.Now()
 	closed := false
 	for _, b := range []byte("GET aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa") {
@@ -169,8 +169,8 @@ func TestHeaderTimeout(t *testing.T) {
 // they are read as the next request line (and refused).
 func TestLyingSizes(t *testing.T) {
 	export := t.TempDir()
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{Export: export})
+	c := testConnect(t, addr)
 	c.send("PUT x 5\n")
 	c.expect("PUT OK")
 	c.send("helloDELETE%20x EXTRA\n")
@@ -187,7 +187,7 @@ func TestLyingSizes(t *testing.T) {
 	c.expect("PUT OK")
 	c.send("short")
 	c.nc.Close()
-	srvEventually(t, "temp file removed", func() bool { return len(srvTemps(t, export)) == 0 })
+	eventually(t, "temp file removed", func() bool { return len(tempFiles(t, export)) == 0 })
 	if _, err := os.Stat(filepath.Join(export, "y")); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("cut upload stored: %v", err)
 	}
@@ -197,9 +197,9 @@ func TestLyingSizes(t *testing.T) {
 // names are refused and the connection (or at least the server) stays up.
 func TestHostileLines(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "a.txt", "aaa")
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	c := srvTestConnect(t, addr)
+	writeFile(t, export, "a.txt", "aaa")
+	_, addr := testServe(t, Options{Export: export})
+	c := testConnect(t, addr)
 	for _, tc := range []struct{ req, want string }{
 		{"PUT", "PUT FAIL invalid"},
 		{"PUT x", "PUT FAIL invalid"},
@@ -222,7 +222,7 @@ func TestHostileLines(t *testing.T) {
 		{"FROB", "FROB FAIL unsupported"},
 	} {
 		if got := c.roundTrip(tc.req); !strings.HasPrefix(got, tc.want) {
-			t.Errorf("%q: got %q, want %q...", srvShort([]byte(tc.req)), got, tc.want)
+			t.Errorf("%q: got %q, want %q...", shortLine([]byte(tc.req)), got, tc.want)
 		}
 	}
 	if got := c.roundTrip("PING"); got != "PONG" {
@@ -235,7 +235,7 @@ func TestHostileLines(t *testing.T) {
 	// step and closes this connection only.
 	c.send("GET " + strings.Repeat("n", 64<<10) + "\n")
 	c.expectEOF()
-	if got := srvTestConnect(t, addr).get("a.txt"); string(got) != "aaa" {
+	if got := testConnect(t, addr).get("a.txt"); string(got) != "aaa" {
 		t.Fatalf("after a 64 KiB line: %q", got)
 	}
 }
@@ -285,14 +285,14 @@ func heapInUse() uint64 {
 // memory stays bounded.
 func TestIdleFloodSecure(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "a.txt", "aaa")
-	s, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 16,
+	writeFile(t, export, "a.txt", "aaa")
+	s, addr := testServe(t, Options{Export: export, MaxConns: 16,
 		Secure: hostileSecure(t, hostileSecret), HandshakeTimeout: 5 * time.Second})
 	before := heapInUse()
 	for _, from := range []string{"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"} {
 		hostileFlood(t, addr, from, 500)
 	}
-	srvEventually(t, "the flood accepted", func() bool {
+	eventually(t, "the flood accepted", func() bool {
 		st := s.gate.Stats()
 		return uint64(st.Pending)+st.RefusedTotal() >= 2000
 	})
@@ -300,7 +300,7 @@ func TestIdleFloodSecure(t *testing.T) {
 		t.Errorf("gate after the flood: %+v, want at most %d pending", st, 4*secure.DefaultMaxPendingPerSource)
 	}
 	ctx := context.Background()
-	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
+	m, err := peer.Dial(ctx, addr, peer.ClientOptions{Secure: hostileSecure(t, hostileSecret)})
 	if err != nil {
 		t.Fatalf("member during the flood: %v", err)
 	}
@@ -321,8 +321,8 @@ func TestIdleFloodSecure(t *testing.T) {
 // the server serves again as soon as the flood goes.
 func TestIdleFloodPlain(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "a.txt", "aaa")
-	_, addr := srvTestServe(t, ServerOptions{Export: export, MaxConns: 64})
+	writeFile(t, export, "a.txt", "aaa")
+	_, addr := testServe(t, Options{Export: export, MaxConns: 64})
 	before := heapInUse()
 	conns := hostileFlood(t, addr, "", 2000)
 	refused := 0
@@ -342,8 +342,8 @@ func TestIdleFloodPlain(t *testing.T) {
 	for _, c := range conns {
 		c.Close()
 	}
-	srvEventually(t, "served after the flood", func() bool {
-		c, err := Dial(context.Background(), addr, ClientOptions{})
+	eventually(t, "served after the flood", func() bool {
+		c, err := peer.Dial(context.Background(), addr, peer.ClientOptions{})
 		if err != nil {
 			return false
 		}
@@ -363,7 +363,7 @@ func TestSetuidFromClients(t *testing.T) {
 		t.Run(map[bool]string{false: "default", true: "AllowSetuid"}[allow], func(t *testing.T) {
 			export := t.TempDir()
 			for _, name := range []string{"chmod", "put", "inline", "truncate", "touch"} {
-				p := srvWriteFile(t, export, name, "#!/bin/sh\nid\n")
+				p := writeFile(t, export, name, "#!/bin/sh\nid\n")
 				if name != "chmod" {
 					if err := os.Chmod(p, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
 						t.Fatal(err)
@@ -373,8 +373,8 @@ func TestSetuidFromClients(t *testing.T) {
 			if err := os.Mkdir(filepath.Join(export, "dir"), 0o755); err != nil {
 				t.Fatal(err)
 			}
-			_, addr := srvTestServe(t, ServerOptions{Export: export, AllowSetuid: allow})
-			c := srvTestConnect(t, addr)
+			_, addr := testServe(t, Options{Export: export, AllowSetuid: allow})
+			c := testConnect(t, addr)
 			// kept returns want as is with AllowSetuid, and without its
 			// setuid and setgid bits otherwise.
 			kept := func(want os.FileMode) os.FileMode {
@@ -430,20 +430,20 @@ func TestSetuidFromClients(t *testing.T) {
 }
 
 // hostileDialFrom connects to addr from local address from.
-func hostileDialFrom(t *testing.T, addr, from string) *srvTestClient {
+func hostileDialFrom(t *testing.T, addr, from string) *testClient {
 	t.Helper()
-	d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	nc, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &srvTestClient{t: t, nc: nc, r: bufio.NewReader(nc)}
+	return &testClient{t: t, nc: nc, r: bufio.NewReader(nc)}
 }
 
 // hostileClosed reports whether the server closed c's connection within
 // wait: a read sees EOF (or a reset) rather than a timeout.
-func hostileClosed(c *srvTestClient, wait time.Duration) bool {
+func hostileClosed(c *testClient, wait time.Duration) bool {
 	c.nc.SetReadDeadline(time.Now().Add(wait))
 	_, err := c.r.ReadByte()
 	var ne net.Error
@@ -456,19 +456,19 @@ func hostileClosed(c *srvTestClient, wait time.Duration) bool {
 // elsewhere is served meanwhile, and the refusals are counted.
 func TestPendingLimits(t *testing.T) {
 	export := t.TempDir()
-	srvWriteFile(t, export, "a.txt", "aaa")
-	s, addr := srvTestServe(t, ServerOptions{Export: export, Secure: hostileSecure(t, hostileSecret),
+	writeFile(t, export, "a.txt", "aaa")
+	s, addr := testServe(t, Options{Export: export, Secure: hostileSecure(t, hostileSecret),
 		HandshakeTimeout: time.Minute, MaxPendingPerSource: 3, MaxPending: 5})
-	var first []*srvTestClient
+	var first []*testClient
 	for range 3 {
 		first = append(first, hostileDialFrom(t, addr, "127.0.0.2"))
 	}
-	srvEventually(t, "3 pending", func() bool { return s.gate.Stats().Pending == 3 })
+	eventually(t, "3 pending", func() bool { return s.gate.Stats().Pending == 3 })
 	if excess := hostileDialFrom(t, addr, "127.0.0.2"); !hostileClosed(excess, 5*time.Second) {
 		t.Fatal("a 4th silent connection from 127.0.0.2 was kept")
 	}
-	other := []*srvTestClient{hostileDialFrom(t, addr, "127.0.0.3"), hostileDialFrom(t, addr, "127.0.0.3")}
-	srvEventually(t, "5 pending", func() bool { return s.gate.Stats().Pending == 5 })
+	other := []*testClient{hostileDialFrom(t, addr, "127.0.0.3"), hostileDialFrom(t, addr, "127.0.0.3")}
+	eventually(t, "5 pending", func() bool { return s.gate.Stats().Pending == 5 })
 	if hostileClosed(other[0], 100*time.Millisecond) || hostileClosed(first[2], 100*time.Millisecond) {
 		t.Fatal("a connection within the limits was closed")
 	}
@@ -487,7 +487,7 @@ func TestPendingLimits(t *testing.T) {
 	}
 	// A member from 127.0.0.1 evicts another stranger and is served.
 	ctx := context.Background()
-	m, err := Dial(ctx, addr, ClientOptions{Secure: hostileSecure(t, hostileSecret)})
+	m, err := peer.Dial(ctx, addr, peer.ClientOptions{Secure: hostileSecure(t, hostileSecret)})
 	if err != nil {
 		t.Fatalf("member: %v", err)
 	}
@@ -503,9 +503,9 @@ func TestPendingLimits(t *testing.T) {
 // rate, one summary line per interval, and the lines account for every
 // refusal.
 func TestRefusalsLogBounded(t *testing.T) {
-	var log srvLog
+	var log logBuffer
 	const interval = 100 * time.Millisecond
-	s, addr := srvTestServeLog(t, ServerOptions{Secure: hostileSecure(t, hostileSecret),
+	s, addr := testServeLog(t, Options{Secure: hostileSecure(t, hostileSecret),
 		HandshakeTimeout: 5 * time.Second, MaxPendingPerSource: 4, RefusalLogInterval: interval}, &log)
 	const plain, strangers = 600, 20
 	start := time.Now()
@@ -515,7 +515,7 @@ func TestRefusalsLogBounded(t *testing.T) {
 			for range plain / 4 {
 				// Sent and closed at once: refused as plaintext, or
 				// closed over the per-source cap.
-				d := net.Dialer{Timeout: srvTestTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+				d := net.Dialer{Timeout: testTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 				nc, err := d.Dial("tcp", addr)
 				if err != nil {
 					t.Error(err)
@@ -530,7 +530,7 @@ func TestRefusalsLogBounded(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				_, err = hostileSecure(t, strangeSecret).Client(nc, srvTestTimeout)
+				_, err = hostileSecure(t, strangeSecret).Client(nc, testTimeout)
 				if !errors.Is(err, secure.ErrNotMember) {
 					t.Errorf("stranger %d: %v", w, err)
 				}
@@ -538,7 +538,7 @@ func TestRefusalsLogBounded(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	srvEventually(t, "every refusal counted", func() bool {
+	eventually(t, "every refusal counted", func() bool {
 		return s.gate.Stats().RefusedTotal() == plain+strangers
 	})
 	elapsed := time.Since(start)

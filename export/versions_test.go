@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"os"
@@ -27,7 +27,7 @@ func verOf(t *testing.T, line string) string {
 
 // putVer uploads data to name with extra PUT options and returns the reply
 // line after the payload (PUT DONE ... or PUT FAIL ...).
-func (c *srvTestClient) putVer(name, opts string, data []byte) string {
+func (c *testClient) putVer(name, opts string, data []byte) string {
 	c.t.Helper()
 	c.send("PUT " + name + " " + strconv.Itoa(len(data)) + " async inline " + opts + "\n")
 	if err := c.write(data); err != nil {
@@ -43,8 +43,8 @@ func (c *srvTestClient) putVer(name, opts string, data []byte) string {
 // through: the lost update this replaces).
 func TestVersionTokensCoarseTimes(t *testing.T) {
 	export := testfs.Coarse(t, 32)
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{Export: export})
+	c := testConnect(t, addr)
 	c.send("FEATURES attrs\n")
 	c.expectPrefix("FEATURES OK")
 
@@ -90,8 +90,8 @@ func TestVersionTokensCoarseTimes(t *testing.T) {
 // changes with the content, whoever changes it.
 func TestVersionTokenLifecycle(t *testing.T) {
 	export := t.TempDir()
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	plain := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{Export: export})
+	plain := testConnect(t, addr)
 	if got := plain.roundTrip("PUT f 0\n"); got != "PUT OK" {
 		t.Fatal(got)
 	}
@@ -102,7 +102,7 @@ func TestVersionTokenLifecycle(t *testing.T) {
 		t.Errorf("STAT without FEATURES attrs: %q", got)
 	}
 
-	c := srvTestConnect(t, addr)
+	c := testConnect(t, addr)
 	c.send("FEATURES attrs\n")
 	c.expectPrefix("FEATURES OK")
 	v := verOf(t, c.putVer("f", "", []byte("hello")))
@@ -130,11 +130,11 @@ func TestVersionTokenLifecycle(t *testing.T) {
 
 	// A new server on the export (the peer restarted) knows it from the
 	// file's extended attribute.
-	s2, addr2 := srvTestServe(t, ServerOptions{Export: export})
+	s2, addr2 := testServe(t, Options{Export: export})
 	if s2.vers.noXattr.Load() {
 		t.Skip("the temporary directory's filesystem has no user extended attributes")
 	}
-	c2 := srvTestConnect(t, addr2)
+	c2 := testConnect(t, addr2)
 	c2.send("FEATURES attrs\n")
 	c2.expectPrefix("FEATURES OK")
 	if got := verOf(t, c2.roundTrip("STAT g\n")); got != v {
@@ -161,9 +161,9 @@ func TestVersionTokenLifecycle(t *testing.T) {
 // new file on a reused inode number) gets a new one.
 func TestVersionTokensWithoutXattrs(t *testing.T) {
 	export := t.TempDir()
-	s, addr := srvTestServe(t, ServerOptions{Export: export})
+	s, addr := testServe(t, Options{Export: export})
 	s.vers.noXattr.Store(true)
-	c := srvTestConnect(t, addr)
+	c := testConnect(t, addr)
 	c.send("FEATURES attrs\n")
 	c.expectPrefix("FEATURES OK")
 	v1 := verOf(t, c.putVer("f", "", []byte("aaaa")))
@@ -189,8 +189,8 @@ func TestVersionTokensWithoutXattrs(t *testing.T) {
 // TestPutVerConditions: a conditional PUT on a version token refuses a
 // file that was removed, and the token must be well formed.
 func TestPutVerConditions(t *testing.T) {
-	_, addr := srvTestServe(t, ServerOptions{})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{})
+	c := testConnect(t, addr)
 	if got := c.putVer("gone", "ver=0123456789abcdef", []byte("x")); !strings.HasPrefix(got, "PUT FAIL conflict") {
 		t.Errorf("ver= on a missing file: %q", got)
 	}

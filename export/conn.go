@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -9,23 +9,23 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/rs/zerolog"
 )
 
-// srvConn is one client connection. It is used by its own goroutine only.
-type srvConn struct {
+// conn is one client connection. It is used by its own goroutine only.
+type conn struct {
 	s   *Server
 	nc  net.Conn
-	rd  *srvDeadlineReader // under r; its timeout is switched between idle and I/O
-	r   *bufio.Reader      // request lines and PUT payloads, both from this one reader
-	w   *bufio.Writer      // replies; flushed at the end of each
+	rd  *deadlineReader // under r; its timeout is switched between idle and I/O
+	r   *bufio.Reader   // request lines and PUT payloads, both from this one reader
+	w   *bufio.Writer   // replies; flushed at the end of each
 	log zerolog.Logger
 
 	// rate cuts a transfer below the minimum rate, while one runs; rd
 	// and w's writer use it.
-	rate srvRate
+	rate minRate
 	// attrs: the client asked for attribute words ("FEATURES attrs"):
 	// entries and PUT DONE carry version tokens.
 	attrs bool
@@ -41,12 +41,12 @@ type srvConn struct {
 // staleAfter notes that the current request may change p: its cached
 // descriptors are dropped after the change and before the reply, so that
 // a GET sent after the reply, on any connection, reads the new state.
-func (c *srvConn) staleAfter(p string) {
+func (c *conn) staleAfter(p string) {
 	c.stale = append(c.stale, p)
 }
 
 // dropStale drops what the current request noted with staleAfter.
-func (c *srvConn) dropStale() {
+func (c *conn) dropStale() {
 	for _, p := range c.stale {
 		c.s.files.invalidate(p)
 	}
@@ -56,7 +56,7 @@ func (c *srvConn) dropStale() {
 // serve greets the client and answers its requests until it leaves, the
 // connection breaks or a request leaves it out of step. A nil error means
 // the client ended the session (EOF or QUIT).
-func (c *srvConn) serve() error {
+func (c *conn) serve() error {
 	if err := c.send(peerproto.ConnectOK{}); err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func (c *srvConn) serve() error {
 			return nil
 		}
 		// line points into c.r's buffer, which the request may reuse.
-		req := srvShort(line)
+		req := shortLine(line)
 		start := time.Now()
 		c.result, c.bytes = "", 0
 		err = c.dispatch(msg)
@@ -119,7 +119,7 @@ func (c *srvConn) serve() error {
 
 // dispatch answers one request. It returns an error only when the
 // connection must close; refusals are answers.
-func (c *srvConn) dispatch(msg peerproto.Message) error {
+func (c *conn) dispatch(msg peerproto.Message) error {
 	switch m := msg.(type) {
 	case peerproto.Put:
 		return c.put(m)
@@ -160,44 +160,48 @@ func (c *srvConn) dispatch(msg peerproto.Message) error {
 	return c.refuse(msg.Verb(), peerproto.Fail(msg.Verb(), peerproto.CodeUnsupported, "verb not served by this peer"))
 }
 
-// srvVerbs are the requests a peer serves, for telling an unknown verb
-// from a malformed known one.
-var srvVerbs = map[string]bool{
-	peerproto.VerbPut: true, peerproto.VerbGet: true, peerproto.VerbList: true,
-	peerproto.VerbStat: true, peerproto.VerbDelete: true, peerproto.VerbRename: true,
-	peerproto.VerbMkdir: true, peerproto.VerbRmdir: true, peerproto.VerbSetattr: true,
-	peerproto.VerbStatfs: true, peerproto.VerbPing: true, peerproto.VerbQuit: true,
-	peerproto.VerbFsync: true, peerproto.VerbFeatures: true,
+// served reports whether verb is a request a peer serves, for telling an
+// unknown verb from a malformed known one.
+func served(verb string) bool {
+	switch verb {
+	case peerproto.VerbPut, peerproto.VerbGet, peerproto.VerbList,
+		peerproto.VerbStat, peerproto.VerbDelete, peerproto.VerbRename,
+		peerproto.VerbMkdir, peerproto.VerbRmdir, peerproto.VerbSetattr,
+		peerproto.VerbStatfs, peerproto.VerbPing, peerproto.VerbQuit,
+		peerproto.VerbFsync, peerproto.VerbFeatures:
+		return true
+	}
+	return false
 }
 
 // malformed answers a line that does not parse with
 // "<FIRST WORD> FAIL invalid <detail>", or "unsupported" for an unknown
 // verb, and keeps the connection.
-func (c *srvConn) malformed(line []byte, err error) error {
-	verb := srvReplyVerb(line)
+func (c *conn) malformed(line []byte, err error) error {
+	verb := replyVerb(line)
 	code, text := peerproto.CodeInvalid, err.Error()
 	var pe *peerproto.ProtocolError
 	if errors.As(err, &pe) {
 		text = pe.Msg
 	}
-	if !srvVerbs[verb] {
+	if !served(verb) {
 		code = peerproto.CodeUnsupported
 		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)", verb)
 	}
-	c.log.Debug().Str("request", srvShort(line)).Str("result", code).Msg("malformed request")
+	c.log.Debug().Str("request", shortLine(line)).Str("result", code).Msg("malformed request")
 	if err := c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text}); err != nil {
 		return err
 	}
-	if verb == peerproto.VerbPut && srvHasWord(line, "inline") {
+	if verb == peerproto.VerbPut && hasWord(line, "inline") {
 		// An inline payload of unknown size follows: no way to stay in step.
 		return fmt.Errorf("peer: server: malformed inline PUT: %w", err)
 	}
 	return nil
 }
 
-// srvHasWord reports whether line has word, in any case, as one of its
+// hasWord reports whether line has word, in any case, as one of its
 // words.
-func srvHasWord(line []byte, word string) bool {
+func hasWord(line []byte, word string) bool {
 	for _, w := range strings.FieldsFunc(string(line), func(r rune) bool { return r == ' ' || r == '\t' }) {
 		if strings.EqualFold(w, word) {
 			return true
@@ -206,9 +210,9 @@ func srvHasWord(line []byte, word string) bool {
 	return false
 }
 
-// srvReplyVerb returns the first word of line, uppercased and made safe to
+// replyVerb returns the first word of line, uppercased and made safe to
 // echo: printable ASCII only, at most 32 bytes.
-func srvReplyVerb(line []byte) string {
+func replyVerb(line []byte) string {
 	word, _, _ := strings.Cut(strings.TrimLeft(string(line), " \t"), " ")
 	word, _, _ = strings.Cut(word, "\t")
 	if len(word) > 32 {
@@ -223,8 +227,8 @@ func srvReplyVerb(line []byte) string {
 	return word
 }
 
-// srvShort returns a request line for the log, truncated.
-func srvShort(line []byte) string {
+// shortLine returns a request line for the log, truncated.
+func shortLine(line []byte) string {
 	const max = 200
 	if len(line) > max {
 		return string(line[:max]) + "..."
@@ -233,7 +237,7 @@ func srvShort(line []byte) string {
 }
 
 // send writes one reply line and flushes it.
-func (c *srvConn) send(m peerproto.Message) error {
+func (c *conn) send(m peerproto.Message) error {
 	c.dropStale()
 	if c.result == "" {
 		c.result = "ok"
@@ -245,9 +249,9 @@ func (c *srvConn) send(m peerproto.Message) error {
 }
 
 // refuse answers the current request with "<verb> FAIL <code> <text>".
-// err is a *peerproto.FailError, a *jailPathError or a filesystem error
+// err is a *peerproto.FailError, a *jail.Refusal or a filesystem error
 // about name (which it then names in the text).
-func (c *srvConn) refuse(verb string, err error, name ...string) error {
+func (c *conn) refuse(verb string, err error, name ...string) error {
 	c.dropStale()
 	var fe *peerproto.FailError
 	if !errors.As(err, &fe) {
@@ -255,7 +259,7 @@ func (c *srvConn) refuse(verb string, err error, name ...string) error {
 		if len(name) > 0 {
 			n = name[0]
 		}
-		code, text, hostile := jailMapError(n, err)
+		code, text, hostile := jail.Explain(n, err)
 		if hostile {
 			c.log.Warn().Str("verb", verb).Str("name", n).Str("refused", text).Msg("refused a path that escapes the export")
 		}
@@ -270,9 +274,23 @@ func (c *srvConn) refuse(verb string, err error, name ...string) error {
 
 // writable refuses the request if the export is read-only; ok says whether
 // to go on.
-func (c *srvConn) writable(verb string) (ok bool, err error) {
+func (c *conn) writable(verb string) (ok bool, err error) {
 	if !c.s.opts.ReadOnly {
 		return true, nil
 	}
 	return false, c.refuse(verb, peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
+}
+
+// writePath runs the checks every write request on one name starts with:
+// the export takes writes, and name is a clean path inside it. refused
+// reports that a refusal was sent (err is then the send's error).
+func (c *conn) writePath(verb, name string) (p string, refused bool, err error) {
+	if ok, err := c.writable(verb); !ok {
+		return "", true, err
+	}
+	p, err = c.s.jail.Clean(name)
+	if err != nil {
+		return "", true, c.refuse(verb, err, name)
+	}
+	return p, false, nil
 }

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"crypto/rand"
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/peerfs/peerfs/export/jail"
 	"golang.org/x/sys/unix"
 )
 
@@ -17,25 +18,22 @@ import (
 // the other. The identity is 32 random hex digits created the first time
 // a server opens the export and kept with it: in the export directory's
 // extended attribute exportIDXattr, or where the filesystem has none, in
-// the file exportIDFile at its top (hidden from clients, like uploads in
+// the file jail.IDFile at its top (hidden from clients, like uploads in
 // progress). It moves with the export (a backup restored elsewhere is the
 // same export) and is lost with it. An export that can hold neither (a
 // read-only filesystem) gets one derived from its filesystem's ID and the
 // directory's inode number.
-const (
-	exportIDXattr = "user.peerfs.id"
-	exportIDFile  = ".peerfs-id"
-)
+const exportIDXattr = "user.peerfs.id"
 
 // exportID returns the identity of j's export, creating it if it has
 // none.
-func exportID(j *jail) (string, error) {
-	root := fdPath(j.fd, "") // the export, through its O_PATH descriptor
+func exportID(j *jail.Jail) (string, error) {
+	root := fdPath(j.FD(), "") // the export, through its O_PATH descriptor
 	var buf [64]byte
 	if n, err := unix.Getxattr(root, exportIDXattr, buf[:]); err == nil && validID(string(buf[:n])) {
 		return string(buf[:n]), nil
 	}
-	if b, err := j.root.ReadFile(exportIDFile); err == nil && validID(strings.TrimSpace(string(b))) {
+	if b, err := j.Root().ReadFile(jail.IDFile); err == nil && validID(strings.TrimSpace(string(b))) {
 		return strings.TrimSpace(string(b)), nil
 	}
 	var rnd [16]byte
@@ -59,10 +57,10 @@ func exportID(j *jail) (string, error) {
 	// Neither could be written (a read-only filesystem): a stable one.
 	var st unix.Statfs_t
 	var rst unix.Stat_t
-	if err := unix.Fstatfs(j.fd, &st); err != nil {
+	if err := unix.Fstatfs(j.FD(), &st); err != nil {
 		return "", err
 	}
-	if err := unix.Fstat(j.fd, &rst); err != nil {
+	if err := unix.Fstat(j.FD(), &rst); err != nil {
 		return "", err
 	}
 	h := sha256.New()
@@ -72,15 +70,15 @@ func exportID(j *jail) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)[:16]), nil
 }
 
-// writeIDFile stores id as exportIDFile, atomically, unless it exists.
-func writeIDFile(j *jail, id string) error {
-	tmp := jailTempPrefix + "id-" + id
-	if err := j.root.WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
+// writeIDFile stores id as jail.IDFile, atomically, unless it exists.
+func writeIDFile(j *jail.Jail, id string) error {
+	tmp := jail.TempPrefix + "id-" + id
+	if err := j.Root().WriteFile(tmp, []byte(id+"\n"), 0o644); err != nil {
 		return err
 	}
-	defer j.root.Remove(tmp)
+	defer j.Root().Remove(tmp)
 	// A link, not a rename: an ID file made meanwhile stays.
-	return j.root.Link(tmp, exportIDFile)
+	return j.Root().Link(tmp, jail.IDFile)
 }
 
 // validID reports whether s may be an export's identity.

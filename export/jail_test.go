@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"os"
@@ -9,41 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/internal/testfs"
 )
 
-// srvJailFixture builds base/export (served) next to base/outside (with a
-// secret), and symbolic links from the export both ways.
-func srvJailFixture(t *testing.T) (export, outside string) {
-	t.Helper()
-	base := t.TempDir()
-	export = filepath.Join(base, "export")
-	outside = filepath.Join(base, "outside")
-	srvWriteFile(t, outside, "secret.txt", "secret")
-	srvWriteFile(t, export, "hello.txt", "hello")
-	srvWriteFile(t, export, "sub/inner.txt", "inner")
-	for link, target := range map[string]string{
-		"out":        "../outside/secret.txt",
-		"abs":        filepath.Join(outside, "secret.txt"),
-		"outdir":     "../outside",
-		"absdir":     outside,
-		"sub/sneaky": "../../outside/secret.txt",
-		"in":         "hello.txt",
-		"indir":      "sub",
-		"sub/up":     "../hello.txt",
-		"loop":       "loop",
-	} {
-		if err := os.Symlink(target, filepath.Join(export, link)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return export, outside
-}
-
 func TestServerJailEscapes(t *testing.T) {
-	export, outside := srvJailFixture(t)
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	c := srvTestConnect(t, addr)
+	export, outside := testfs.Escapes(t)
+	_, addr := testServe(t, Options{Export: export})
+	c := testConnect(t, addr)
 
 	for _, tc := range []struct{ req, want string }{
 		{"GET ../x", `GET FAIL denied path escapes the export: "../x"`},
@@ -73,13 +46,13 @@ func TestServerJailEscapes(t *testing.T) {
 		{"GET a%00b", `GET FAIL invalid NUL byte in name "a\x00b"`},
 		{"PUT a%00b 1", `PUT FAIL invalid NUL byte in name "a\x00b"`},
 		{"GET loop", `GET FAIL invalid too many levels of symbolic links in "loop"`},
-		{"PUT " + jailTempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
-		{"GET sub/" + jailTempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
-		{"RENAME hello.txt " + jailTempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		{"PUT " + jail.TempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		{"GET sub/" + jail.TempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		{"RENAME hello.txt " + jail.TempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"GET " + strings.Repeat("a", 256), `GET FAIL nametoolong name too long (limit 4096 bytes, 255 per element)`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {
-			t.Errorf("%s:\n got %q\nwant %q", srvShort([]byte(tc.req)), got, tc.want)
+			t.Errorf("%s:\n got %q\nwant %q", shortLine([]byte(tc.req)), got, tc.want)
 		}
 	}
 
@@ -102,21 +75,21 @@ func TestServerJailEscapes(t *testing.T) {
 	}
 
 	// LIST leaves out links that escape (or loop) and follows those inside.
-	if got, want := srvNames(c.list("")), []string{"hello.txt", "in", "indir", "sub"}; !slices.Equal(got, want) {
+	if got, want := entryNames(c.list("")), []string{"hello.txt", "in", "indir", "sub"}; !slices.Equal(got, want) {
 		t.Errorf("LIST: %q, want %q", got, want)
 	}
-	if got, want := srvNames(c.list("sub")), []string{"inner.txt", "up"}; !slices.Equal(got, want) {
+	if got, want := entryNames(c.list("sub")), []string{"inner.txt", "up"}; !slices.Equal(got, want) {
 		t.Errorf("LIST sub: %q, want %q", got, want)
 	}
-	if got := srvNames(c.list("indir")); !slices.Equal(got, []string{"inner.txt", "up"}) {
+	if got := entryNames(c.list("indir")); !slices.Equal(got, []string{"inner.txt", "up"}) {
 		t.Errorf("LIST indir: %q", got)
 	}
 }
 
 func TestServerJailSymlinksInside(t *testing.T) {
-	export, _ := srvJailFixture(t)
-	_, addr := srvTestServe(t, ServerOptions{Export: export})
-	c := srvTestConnect(t, addr)
+	export, _ := testfs.Escapes(t)
+	_, addr := testServe(t, Options{Export: export})
+	c := testConnect(t, addr)
 	if got := string(c.get("in")); got != "hello" {
 		t.Errorf("GET in = %q", got)
 	}
@@ -152,9 +125,9 @@ func TestServerSpecialFiles(t *testing.T) {
 	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
 		t.Skip("mkfifo:", err)
 	}
-	srvWriteFile(t, dir, "f.txt", "f")
-	_, addr := srvTestServe(t, ServerOptions{Export: dir, IOTimeout: 2 * time.Second})
-	c := srvTestConnect(t, addr)
+	writeFile(t, dir, "f.txt", "f")
+	_, addr := testServe(t, Options{Export: dir, IOTimeout: 2 * time.Second})
+	c := testConnect(t, addr)
 	for _, tc := range []struct{ req, want string }{
 		// None of these may block on the FIFO.
 		{"GET fifo", `GET FAIL invalid "fifo" is not a regular file`},
@@ -168,65 +141,7 @@ func TestServerSpecialFiles(t *testing.T) {
 			t.Errorf("%s:\n got %q\nwant %q", tc.req, got, tc.want)
 		}
 	}
-	if got := srvNames(c.list("")); !slices.Equal(got, []string{"f.txt"}) {
+	if got := entryNames(c.list("")); !slices.Equal(got, []string{"f.txt"}) {
 		t.Errorf("LIST: %q", got)
-	}
-}
-
-func TestJailResolve(t *testing.T) {
-	export, _ := srvJailFixture(t)
-	j, err := jailOpen(export)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer j.close()
-	for _, tc := range []struct {
-		in, want string
-		code     string // refusal code, "" for success
-	}{
-		{"hello.txt", "hello.txt", ""},
-		{"in", "hello.txt", ""},
-		{"sub/up", "hello.txt", ""},
-		{"indir/up", "hello.txt", ""},
-		{"indir/inner.txt", "sub/inner.txt", ""},
-		{"indir/new.txt", "sub/new.txt", ""},
-		{"new.txt", "new.txt", ""},
-		{"nodir/new.txt", "", peerproto.CodeNotFound},
-		{"out", "", peerproto.CodeDenied},
-		{"abs", "", peerproto.CodeDenied},
-		{"outdir/x", "", peerproto.CodeDenied},
-		{"loop", "", peerproto.CodeInvalid},
-	} {
-		got, err := j.resolve(tc.in)
-		code := ""
-		if err != nil {
-			code, _, _ = jailMapError(tc.in, err)
-		}
-		if got != tc.want || code != tc.code {
-			t.Errorf("resolve(%q) = %q, %v (code %q); want %q, code %q", tc.in, got, err, code, tc.want, tc.code)
-		}
-	}
-}
-
-func TestJailClean(t *testing.T) {
-	for _, tc := range []struct{ in, want, code string }{
-		{"", "", ""},
-		{".", "", ""},
-		{"a//b/./c/", "a/b/c", ""},
-		{"..", "", peerproto.CodeDenied},
-		{"a/../b", "", peerproto.CodeDenied},
-		{"/a", "", peerproto.CodeDenied},
-		{"a\x00", "", peerproto.CodeInvalid},
-		{"x/" + jailTempPrefix + "1/y", "", peerproto.CodeInvalid},
-		{"x" + jailTempPrefix, "x" + jailTempPrefix, ""},
-	} {
-		got, err := (&jail{}).clean(tc.in)
-		code := ""
-		if err != nil {
-			code, _, _ = jailMapError(tc.in, err)
-		}
-		if got != tc.want || code != tc.code {
-			t.Errorf("clean(%q) = %q, code %q; want %q, code %q", tc.in, got, code, tc.want, tc.code)
-		}
 	}
 }

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"crypto/rand"
@@ -7,31 +7,20 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"os"
 	"path"
-	"slices"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
 
-// srvSpaceReserve is kept free on the export's filesystem: a PUT is
+// spaceReserve is kept free on the export's filesystem: a PUT is
 // refused unless its size plus this much is available, so uploads never
 // fill the disk to the last byte.
-const srvSpaceReserve = 1 << 20
-
-// srvSendChunk is the most file data sent under one write deadline: a
-// receiver slower than srvSendChunk per IOTimeout is cut. It is also the
-// size of the pooled buffers that PUT payloads and large GETs go through
-// (over TLS the data must pass through user space to be encrypted), so a
-// big transfer costs one file read or write per MiB.
-const srvSendChunk = 1 << 20
+const spaceReserve = 1 << 20
 
 // put stores an upload: "PUT <name> <size>", then "PUT OK", then exactly
 // size bytes, then "PUT DONE <size> <mtime>" (inline: the bytes follow
@@ -43,7 +32,7 @@ const srvSendChunk = 1 << 20
 // opened once: a stat, the temporary file's creation and the rename are
 // single-name calls on that descriptor, so a new small file costs a
 // handful of syscalls whatever its depth.
-func (c *srvConn) put(m peerproto.Put) error {
+func (c *conn) put(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
 	j := c.s.jail
 	// An inline payload follows the request line: every refusal before
@@ -59,18 +48,18 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if c.s.opts.ReadOnly {
 		return refuse(peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
 	}
-	p, err := j.clean(m.Name)
+	p, err := j.Clean(m.Name)
 	if err != nil {
 		return refuse(err, m.Name)
 	}
 	if p == "" {
 		return refuse(peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))
 	}
-	t, err := c.putTarget(p, m.Name, !m.Async)
+	t, err := c.findTarget(p, m.Name, !m.Async)
 	if err != nil {
 		return refuse(err, m.Name)
 	}
-	defer j.closeDir(t.dfd)
+	defer j.CloseDir(t.dfd)
 	if err := c.checkBase(m, t); err != nil {
 		return refuse(err)
 	}
@@ -85,7 +74,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 	// a client that saw PUT DONE finds it free.
 	endTransfer := sync.OnceFunc(c.s.endTransfer)
 	defer endTransfer()
-	fd, tmp, err := srvCreateTemp(t.dfd, t.mode)
+	fd, tmp, err := createTemp(t.dfd, t.mode)
 	if err != nil {
 		return refuse(err, m.Name)
 	}
@@ -116,7 +105,7 @@ func (c *srvConn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
-	st, err := jailFstat(fd, p)
+	st, err := jail.Fstat(fd, p)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
@@ -182,12 +171,12 @@ func (c *srvConn) put(m peerproto.Put) error {
 	return c.send(done)
 }
 
-// srvPutTarget is where a PUT stores its file.
-type srvPutTarget struct {
+// putTarget is where a PUT stores its file.
+type putTarget struct {
 	target string      // the file's path: the request's, or what its symbolic link names
 	dir    string      // target's directory, "" for the export
 	base   string      // target's last element
-	dfd    int         // dir, open; the caller closes it with jail.closeDir
+	dfd    int         // dir, open; the caller closes it with Jail.CloseDir
 	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
@@ -197,34 +186,34 @@ type srvPutTarget struct {
 // messages): it opens its directory (for fsync too if sync) and checks
 // what the last element is.
 // The refusals are those of PUT's first reply.
-func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
+func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
 	const verb = peerproto.VerbPut
 	j := c.s.jail
-	t := &srvPutTarget{target: p, mode: 0o644}
+	t := &putTarget{target: p, mode: 0o644}
 	for hop := 0; ; hop++ {
-		t.dir, t.base = jailSplit(t.target)
-		dfd, err := j.openDir(t.dir, sync)
+		t.dir, t.base = jail.Split(t.target)
+		dfd, err := j.OpenDir(t.dir, sync)
 		switch {
 		case err == nil:
-		case errors.Is(err, fs.ErrNotExist) && !jailEscapes(err):
+		case errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err):
 			return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
 		case errors.Is(err, syscall.ENOTDIR):
-			code, text, _ := jailMapError(path.Dir(name), err)
+			code, text, _ := jail.Explain(path.Dir(name), err)
 			return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
 		default:
 			return nil, err
 		}
-		st, err := jailStatAt(dfd, t.base, t.target)
+		st, err := jail.StatAt(dfd, t.base, t.target)
 		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && hop == 0 {
 			// Write to what a symbolic link names, not over the link
 			// itself: resolve it inside the export, and start again there.
-			j.closeDir(dfd)
-			if t.target, err = j.resolve(p); err != nil {
-				if errors.Is(err, fs.ErrNotExist) && !jailEscapes(err) {
+			j.CloseDir(dfd)
+			if t.target, err = j.Resolve(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
 					return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
 				}
 				if errors.Is(err, syscall.ENOTDIR) {
-					code, text, _ := jailMapError(path.Dir(name), err)
+					code, text, _ := jail.Explain(path.Dir(name), err)
 					return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
 				}
 				return nil, err
@@ -248,7 +237,7 @@ func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
 			err = nil
 		}
 		if err != nil {
-			j.closeDir(dfd)
+			j.CloseDir(dfd)
 			return nil, err
 		}
 		return t, nil
@@ -258,7 +247,7 @@ func (c *srvConn) putTarget(p, name string, sync bool) (*srvPutTarget, error) {
 // checkBase enforces a conditional PUT's base (see peerproto.Put) on the
 // target as putTarget found it: it returns a conflict refusal if that is
 // not the version the writer started from.
-func (c *srvConn) checkBase(m peerproto.Put, t *srvPutTarget) error {
+func (c *conn) checkBase(m peerproto.Put, t *putTarget) error {
 	var mtime int64
 	if t.exists {
 		mtime = t.st.Mtim.Nano()
@@ -284,8 +273,8 @@ func (c *srvConn) checkBase(m peerproto.Put, t *srvPutTarget) error {
 }
 
 // recheckBase is checkBase on the target as it is now.
-func (c *srvConn) recheckBase(m peerproto.Put, t *srvPutTarget) error {
-	st, err := jailStatAt(t.dfd, t.base, t.target)
+func (c *conn) recheckBase(m peerproto.Put, t *putTarget) error {
+	st, err := jail.StatAt(t.dfd, t.base, t.target)
 	switch {
 	case err == nil:
 		t.st, t.exists = st, true
@@ -297,21 +286,21 @@ func (c *srvConn) recheckBase(m peerproto.Put, t *srvPutTarget) error {
 	return c.checkBase(m, t)
 }
 
-// srvSpaceFresh is how long a free-space figure is trusted for small
-// uploads, and srvSpaceSlack how far below it they must stay to skip a
+// spaceFresh is how long a free-space figure is trusted for small
+// uploads, and spaceSlack how far below it they must stay to skip a
 // new statfs. The check is a courtesy (a full disk still fails the write
 // itself with nospace); it need not cost a syscall per small file.
 const (
-	srvSpaceFresh = time.Second
-	srvSpaceSlack = 64 << 20
+	spaceFresh = time.Second
+	spaceSlack = 64 << 20
 )
 
 // checkSpace refuses an upload of size bytes that would leave less than
-// srvSpaceReserve free on the filesystem of directory dfd.
+// spaceReserve free on the filesystem of directory dfd.
 func (s *Server) checkSpace(dfd int, size int64) error {
 	now := time.Now()
 	s.spaceMu.Lock()
-	recent := now.Sub(s.spaceAt) < srvSpaceFresh && size+srvSpaceReserve+srvSpaceSlack <= s.spaceAvail
+	recent := now.Sub(s.spaceAt) < spaceFresh && size+spaceReserve+spaceSlack <= s.spaceAvail
 	s.spaceMu.Unlock()
 	if recent {
 		return nil
@@ -324,21 +313,21 @@ func (s *Server) checkSpace(dfd int, size int64) error {
 	s.spaceMu.Lock()
 	s.spaceAvail, s.spaceAt = avail, now
 	s.spaceMu.Unlock()
-	if need := size + srvSpaceReserve; avail < need {
+	if need := size + spaceReserve; avail < need {
 		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeNoSpace, "need %d bytes, %d available", need, avail)
 	}
 	return nil
 }
 
-// srvCreateTemp creates an empty, exclusive temporary file with
+// createTemp creates an empty, exclusive temporary file with
 // permission bits mode in directory dfd and returns it with its name.
-func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
+func createTemp(dfd int, mode uint32) (int, string, error) {
 	var rnd [8]byte
 	for range 10 {
 		if _, err := rand.Read(rnd[:]); err != nil {
 			return -1, "", err
 		}
-		name := jailTempPrefix + hex.EncodeToString(rnd[:])
+		name := jail.TempPrefix + hex.EncodeToString(rnd[:])
 		fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
 		switch err {
 		case nil:
@@ -358,16 +347,16 @@ func srvCreateTemp(dfd int, mode uint32) (int, string, error) {
 // refusal; if that fails too, rerr is set as well.
 //
 // A payload that fits the connection's read buffer is written straight
-// from it; a larger one goes through a pooled srvSendChunk buffer, filled
+// from it; a larger one goes through a pooled sendChunk buffer, filled
 // before each write, so a big upload costs one write(2) per MiB rather
 // than one per TLS record.
-func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) {
+func (c *conn) receive(fd int, size int64) (written int64, rerr, werr error) {
 	c.rate.start(time.Now())
 	defer c.rate.stop()
 	if size <= int64(c.r.Size()) {
 		b, err := c.r.Peek(int(size))
 		if len(b) > 0 {
-			written, werr = srvWriteFull(fd, b)
+			written, werr = writeFull(fd, b)
 		}
 		c.r.Discard(len(b))
 		if err != nil {
@@ -386,7 +375,7 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 		got += int64(n)
 		if n > 0 && werr == nil {
 			var w int64
-			w, werr = srvWriteFull(fd, buf[:n])
+			w, werr = writeFull(fd, buf[:n])
 			written += w
 		}
 		if err != nil {
@@ -400,7 +389,7 @@ func (c *srvConn) receive(fd int, size int64) (written int64, rerr, werr error) 
 }
 
 // discard reads and drops n payload bytes: an inline PUT's, refused.
-func (c *srvConn) discard(n int64) error {
+func (c *conn) discard(n int64) error {
 	c.rate.start(time.Now())
 	defer c.rate.stop()
 	for n > 0 {
@@ -414,8 +403,8 @@ func (c *srvConn) discard(n int64) error {
 	return nil
 }
 
-// srvWriteFull writes all of b to fd.
-func srvWriteFull(fd int, b []byte) (int64, error) {
+// writeFull writes all of b to fd.
+func writeFull(fd int, b []byte) (int64, error) {
 	var done int64
 	for len(b) > 0 {
 		n, err := unix.Write(fd, b)
@@ -432,303 +421,4 @@ func srvWriteFull(fd int, b []byte) (int64, error) {
 		}
 	}
 	return done, nil
-}
-
-// get sends a file or a range of it: "GET OK <n>" and exactly n bytes.
-func (c *srvConn) get(m peerproto.Get) error {
-	const verb = peerproto.VerbGet
-	p, err := c.s.jail.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
-	}
-	f, st, err := c.s.openRead(p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && !jailEscapes(err) {
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", m.Name))
-		}
-		return c.refuse(verb, err, jailDisplay(m.Name))
-	}
-	defer c.s.files.release(f)
-	if !c.s.beginTransfer() {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
-	}
-	defer c.s.endTransfer()
-	c.rate.start(time.Now())
-	defer c.rate.stop()
-	var n int64
-	if size := st.Size; m.Offset < size {
-		n = size - m.Offset
-		if m.Length >= 0 && m.Length < n {
-			n = m.Length
-		}
-	}
-	c.result = "ok"
-	if err := peerproto.WriteMessage(c.w, peerproto.GetOK{Size: n}); err != nil {
-		return err
-	}
-	if n <= int64(c.w.Available()) {
-		// Small, like a FUSE read: the data joins the reply line in the
-		// write buffer, and both leave in one write (one TLS record).
-		buf := c.w.AvailableBuffer()[:n]
-		k, err := srvPread(f.fd, buf, m.Offset)
-		c.bytes = int64(k)
-		if err != nil {
-			return c.shrank(m.Name, n, err)
-		}
-		if _, err := c.w.Write(buf); err != nil {
-			return err
-		}
-		return c.w.Flush()
-	}
-	if tc, ok := c.nc.(*net.TCPConn); ok {
-		// Plain TCP: sendfile, at explicit offsets (the descriptor may be
-		// shared with other GETs), one deadline per chunk.
-		if err := c.w.Flush(); err != nil {
-			return err
-		}
-		for c.bytes < n {
-			chunk := min(srvSendChunk, n-c.bytes)
-			if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), chunk)); err != nil {
-				return err
-			}
-			k, err := srvSendfile(tc, f.fd, m.Offset+c.bytes, chunk)
-			c.bytes += k
-			c.rate.moved(k, time.Now())
-			if err != nil {
-				return c.shrank(m.Name, n, c.rate.cut(err))
-			}
-		}
-		return nil
-	}
-	// TLS: the data is encrypted in user space anyway; read it in large
-	// chunks into a pooled buffer, each sent with one Write.
-	if err := c.w.Flush(); err != nil {
-		return err
-	}
-	bp := c.s.bufs.Get().(*[]byte)
-	defer c.s.bufs.Put(bp)
-	buf := *bp
-	for c.bytes < n {
-		k, err := srvPread(f.fd, buf[:min(int64(len(buf)), n-c.bytes)], m.Offset+c.bytes)
-		if err != nil {
-			c.bytes += int64(k)
-			return c.shrank(m.Name, n, err)
-		}
-		if err := c.nc.SetWriteDeadline(c.rate.deadline(time.Now().Add(c.s.opts.IOTimeout), int64(k))); err != nil {
-			return err
-		}
-		w, err := c.nc.Write(buf[:k])
-		c.rate.moved(int64(w), time.Now())
-		if err != nil {
-			c.result = "cut"
-			return c.rate.cut(err)
-		}
-		c.bytes += int64(k)
-	}
-	return nil
-}
-
-// shrank ends a GET whose data stopped short of the n bytes announced
-// (err is io.EOF) or could not be read or sent.
-func (c *srvConn) shrank(name string, n int64, err error) error {
-	if errors.Is(err, io.EOF) {
-		// The file shrank after GET OK announced n bytes: closing is the
-		// only honest way to tell the client.
-		c.result = "shrank"
-		return fmt.Errorf("peer: server: get %q: file shrank while sending (%d of %d bytes sent)", name, c.bytes, n)
-	}
-	c.result = "cut"
-	return fmt.Errorf("peer: server: get %q: %w", name, err)
-}
-
-// openRead returns an open descriptor of regular file p, from the cache
-// or opened now, with its current attributes; release it with
-// files.release.
-func (s *Server) openRead(p string) (*srvFile, unix.Stat_t, error) {
-	now := time.Now()
-	if f := s.files.get(p, now); f != nil {
-		st, err := jailFstat(f.fd, p)
-		if err == nil && st.Nlink > 0 {
-			return f, st, nil
-		}
-		// Deleted or replaced since it was opened: open the path anew.
-		s.files.forget(f)
-		s.files.release(f)
-	}
-	gen := s.files.generation()
-	// O_NONBLOCK keeps a FIFO planted in the export from hanging the
-	// open; it has no effect on regular files.
-	fd, err := s.jail.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
-	if err != nil {
-		return nil, unix.Stat_t{}, err
-	}
-	st, err := jailFstat(fd, p)
-	if err == nil {
-		switch st.Mode & unix.S_IFMT {
-		case unix.S_IFREG:
-		case unix.S_IFDIR:
-			err = &fs.PathError{Op: "open", Path: p, Err: syscall.EISDIR}
-		default:
-			err = &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("%q is not a regular file", p)}
-		}
-	}
-	if err != nil {
-		unix.Close(fd)
-		return nil, st, err
-	}
-	return s.files.add(p, fd, now, gen), st, nil
-}
-
-// srvPread fills b from fd at off. A file that ends before b is full is
-// io.EOF, with the count read.
-func srvPread(fd int, b []byte, off int64) (int, error) {
-	done := 0
-	for done < len(b) {
-		n, err := unix.Pread(fd, b[done:], off+int64(done))
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return done, &fs.PathError{Op: "read", Path: "", Err: err}
-		case n == 0:
-			return done, io.EOF
-		}
-		done += n
-	}
-	return done, nil
-}
-
-// srvSendfile sends n bytes of file fd from offset off on tc with
-// sendfile(2), waiting for the socket under its write deadline. A file
-// that ends first is io.EOF.
-func srvSendfile(tc *net.TCPConn, fd int, off, n int64) (int64, error) {
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return 0, err
-	}
-	var sent int64
-	var serr error
-	err = rc.Write(func(sock uintptr) bool {
-		for sent < n {
-			o := off + sent
-			k, err := unix.Sendfile(int(sock), fd, &o, int(n-sent))
-			if k > 0 {
-				sent += int64(k)
-			}
-			switch {
-			case err == unix.EAGAIN:
-				return false // wait until the socket is writable
-			case err == unix.EINTR:
-				continue
-			case err != nil:
-				serr = err
-				return true
-			case k == 0:
-				serr = io.EOF
-				return true
-			}
-		}
-		return true
-	})
-	if err == nil {
-		err = serr
-	}
-	return sent, err
-}
-
-// list sends a directory's entries with their attributes in one reply:
-// "LIST OK <count>" and count entry lines, sorted by name. Symbolic links
-// that resolve inside the export are reported as their targets; links
-// that escape or dangle, special files and temporary files are left out.
-func (c *srvConn) list(m peerproto.List) error {
-	const verb = peerproto.VerbList
-	j := c.s.jail
-	p, err := j.clean(m.Dir)
-	if err != nil {
-		return c.refuse(verb, err, m.Dir)
-	}
-	// O_DIRECTORY: fail on a FIFO instead of blocking on it.
-	d, err := j.root.OpenFile(jailRel(p), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return c.refuse(verb, err, jailDisplay(m.Dir))
-	}
-	dirents, err := d.ReadDir(-1)
-	if err != nil {
-		d.Close()
-		return c.refuse(verb, err, jailDisplay(m.Dir))
-	}
-	// Kept open while the entries' version tokens are read (their
-	// extended attributes, by name relative to it).
-	defer d.Close()
-	dfd := int(d.Fd())
-	entries := make([]peerproto.Entry, 0, len(dirents))
-	for _, de := range dirents {
-		name := de.Name()
-		if jailReserved(name) {
-			continue
-		}
-		var fi fs.FileInfo
-		src := fdSource(dfd, name)
-		if de.Type()&fs.ModeSymlink != 0 {
-			fi, err = j.stat(path.Join(p, name))
-			src = j.source(path.Join(p, name))
-		} else {
-			fi, err = de.Info()
-		}
-		if err != nil {
-			continue // gone since ReadDir, dangling, or escaping
-		}
-		if e, ok := jailEntry(name, fi); ok {
-			c.setVer(&e, fi, src)
-			entries = append(entries, e)
-		}
-	}
-	// File.ReadDir returns directory order; the protocol promises names
-	// sorted bytewise.
-	slices.SortFunc(entries, func(a, b peerproto.Entry) int { return strings.Compare(a.Name, b.Name) })
-	if len(entries) > peerproto.MaxListEntries {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeTooLarge,
-			"directory %q has %d entries, more than the protocol's limit %d", jailDisplay(m.Dir), len(entries), peerproto.MaxListEntries))
-	}
-	c.result = "ok"
-	c.bytes = int64(len(entries))
-	if err := peerproto.WriteMessage(c.w, peerproto.ListOK{Count: len(entries)}); err != nil {
-		return err
-	}
-	var line []byte
-	for _, e := range entries {
-		line = append(peerproto.AppendEntry(line[:0], e), '\n')
-		if _, err := c.w.Write(line); err != nil {
-			return err
-		}
-	}
-	return c.w.Flush()
-}
-
-// stat answers "STAT <name>" with the attributes of a file or directory.
-func (c *srvConn) stat(m peerproto.Stat) error {
-	const verb = peerproto.VerbStat
-	p, err := c.s.jail.clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
-	}
-	fi, err := c.s.jail.visible(p)
-	if err != nil {
-		return c.refuse(verb, err, jailDisplay(m.Name))
-	}
-	e, _ := jailEntry("", fi)
-	c.setVer(&e, fi, c.s.jail.source(p))
-	return c.send(peerproto.StatOK{Entry: e})
-}
-
-// setVer fills in e.Ver, the version token of the file with attributes fi
-// (src gives it for reading its extended attribute), if the client asked
-// for attribute words and it is a regular file.
-func (c *srvConn) setVer(e *peerproto.Entry, fi fs.FileInfo, src xattrSource) {
-	if !c.attrs || !fi.Mode().IsRegular() {
-		return
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		e.Ver = c.s.vers.of(verStatOfSys(st), src)
-	}
 }

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -17,8 +17,8 @@ import (
 
 // rateTestOptions make a server whose minimum rate, not its IOTimeout,
 // cuts slow transfers, within a second.
-func rateTestOptions(export string, perSec int64) ServerOptions {
-	return ServerOptions{Export: export, IOTimeout: time.Minute, MinTransferRate: perSec,
+func rateTestOptions(export string, perSec int64) Options {
+	return Options{Export: export, IOTimeout: time.Minute, MinTransferRate: perSec,
 		TransferWindow: 300 * time.Millisecond, MaxTransfers: 1}
 }
 
@@ -30,13 +30,13 @@ func TestMinTransferRatePut(t *testing.T) {
 	for _, tls := range []bool{false, true} {
 		t.Run(map[bool]string{false: "plain", true: "tls"}[tls], func(t *testing.T) {
 			export := t.TempDir()
-			srvWriteFile(t, export, "f.txt", "old content")
+			writeFile(t, export, "f.txt", "old content")
 			opts := rateTestOptions(export, 1000)
 			if tls {
 				opts.Secure = hostileSecure(t, hostileSecret)
 			}
-			_, addr := srvTestServe(t, opts)
-			dial := srvTestConnect
+			_, addr := testServe(t, opts)
+			dial := testConnect
 			if tls {
 				dial = rateDialSecure
 			}
@@ -59,7 +59,7 @@ func TestMinTransferRatePut(t *testing.T) {
 			if !cut {
 				t.Fatalf("a PUT trickling 20 bytes/s against a minimum of 1000 was kept for %v", time.Since(start))
 			}
-			srvCheckAfterFailedPut(t, export, "f.txt", "old content")
+			checkAfterFailedPut(t, export, "f.txt", "old content")
 			// The slot is free: another client's PUT goes through.
 			if r := dial(t, addr).put("g.txt", []byte("hello")); !strings.HasPrefix(r, "PUT DONE 5 ") {
 				t.Fatalf("PUT after the cut: %q", r)
@@ -72,8 +72,8 @@ func TestMinTransferRatePut(t *testing.T) {
 // pauses for less than TransferWindow, is not cut, however long it takes.
 func TestMinTransferRateKeepsSteady(t *testing.T) {
 	export := t.TempDir()
-	_, addr := srvTestServe(t, rateTestOptions(export, 1000))
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, rateTestOptions(export, 1000))
+	c := testConnect(t, addr)
 	const size = 40 << 10
 	c.send("PUT f.bin " + strconv.Itoa(size) + "\n")
 	c.expect("PUT OK")
@@ -101,8 +101,8 @@ func TestMinTransferRateGet(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(export, "big.bin"), data, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	srvWriteFile(t, export, "small.txt", "small")
-	_, addr := srvTestServe(t, rateTestOptions(export, 1<<20))
+	writeFile(t, export, "small.txt", "small")
+	_, addr := testServe(t, rateTestOptions(export, 1<<20))
 
 	slow := rateDialSmallBuffer(t, addr)
 	slow.expect("CONNECT OK")
@@ -119,7 +119,7 @@ func TestMinTransferRateGet(t *testing.T) {
 				return
 			case <-time.After(20 * time.Millisecond): // about 200 KB/s
 			}
-			slow.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+			slow.nc.SetReadDeadline(time.Now().Add(testTimeout))
 			if _, err := slow.r.Read(buf); err != nil {
 				return
 			}
@@ -127,7 +127,7 @@ func TestMinTransferRateGet(t *testing.T) {
 	}()
 	defer func() { close(stop); <-done }()
 
-	other := srvTestConnect(t, addr)
+	other := testConnect(t, addr)
 	start := time.Now()
 	for {
 		got := other.roundTrip("GET small.txt")
@@ -147,14 +147,14 @@ func TestMinTransferRateGet(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	fast := srvTestConnect(t, addr)
+	fast := testConnect(t, addr)
 	if b := fast.get("big.bin"); !bytes.Equal(b, data) {
 		t.Fatalf("fast reader got %d bytes", len(b))
 	}
 }
 
 // rateClosed reports whether the server has closed c (without waiting).
-func rateClosed(c *srvTestClient) bool {
+func rateClosed(c *testClient) bool {
 	c.nc.SetReadDeadline(time.Now().Add(time.Millisecond))
 	_, err := c.r.ReadByte()
 	var ne net.Error
@@ -163,27 +163,27 @@ func rateClosed(c *srvTestClient) bool {
 
 // rateDialSecure connects as a member of hostileSecret's cluster and
 // expects "CONNECT OK".
-func rateDialSecure(t *testing.T, addr string) *srvTestClient {
+func rateDialSecure(t *testing.T, addr string) *testClient {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, srvTestTimeout)
+	nc, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc, err := hostileSecure(t, hostileSecret).Client(nc, srvTestTimeout)
+	sc, err := hostileSecure(t, hostileSecret).Client(nc, testTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sc.Close() })
-	c := &srvTestClient{t: t, nc: sc, r: bufio.NewReader(sc)}
+	c := &testClient{t: t, nc: sc, r: bufio.NewReader(sc)}
 	c.expect("CONNECT OK")
 	return c
 }
 
 // rateDialSmallBuffer connects with a small receive buffer, so that a
 // client that reads slowly holds the server back soon.
-func rateDialSmallBuffer(t *testing.T, addr string) *srvTestClient {
+func rateDialSmallBuffer(t *testing.T, addr string) *testClient {
 	t.Helper()
-	d := net.Dialer{Timeout: srvTestTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
+	d := net.Dialer{Timeout: testTimeout, Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
 			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 8<<10)
@@ -195,14 +195,14 @@ func rateDialSmallBuffer(t *testing.T, addr string) *srvTestClient {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &srvTestClient{t: t, nc: nc, r: bufio.NewReaderSize(nc, 4<<10)}
+	return &testClient{t: t, nc: nc, r: bufio.NewReaderSize(nc, 4<<10)}
 }
 
-// TestSrvRate: the deadline arithmetic of the minimum rate.
-func TestSrvRate(t *testing.T) {
+// TestMinRate: the deadline arithmetic of the minimum rate.
+func TestMinRate(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	limit := t0.Add(time.Hour)
-	r := srvRate{perSec: 1000, window: 10 * time.Second}
+	r := minRate{perSec: 1000, window: 10 * time.Second}
 	if d := r.deadline(limit, 0); !d.Equal(limit) {
 		t.Fatalf("before start: %v", d)
 	}
@@ -231,7 +231,7 @@ func TestSrvRate(t *testing.T) {
 	if d := r.deadline(limit, 0); !d.Equal(limit) {
 		t.Errorf("after stop: %v", d.Sub(t0))
 	}
-	off := srvRate{perSec: -1, window: time.Second}
+	off := minRate{perSec: -1, window: time.Second}
 	off.start(t0)
 	if d := off.deadline(limit, 1<<20); !d.Equal(limit) {
 		t.Errorf("a negative rate is no minimum: %v", d.Sub(t0))

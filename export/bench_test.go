@@ -1,4 +1,10 @@
-package peer
+package export
+
+// The serving side's per-request cost, over real loopback TCP with TLS
+// (as a mount talks to a peer) and without. Client and server share the
+// process, so ns/op is the whole round trip; to count the server's
+// syscalls per request, run the test binary under `strace -c -f` with two
+// -test.benchtime=Nx values and divide the difference (bench/README).
 
 import (
 	"bytes"
@@ -13,21 +19,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
+	"github.com/rs/zerolog"
 )
-
-// The serving side's per-request cost, over real loopback TCP with TLS
-// (as a mount talks to a peer) and without. Client and server share the
-// process, so ns/op is the whole round trip; to count the server's
-// syscalls per request, run the test binary under `strace -c -f` with two
-// -test.benchtime=Nx values and divide the difference (bench/README).
 
 // benchServe starts a server exporting dir and returns a connection to
 // it, TLS if tls is set; everything is stopped when b ends.
-func benchServe(b *testing.B, dir string, tls bool) *Conn {
+func benchServe(b *testing.B, dir string, tls bool) *peer.Conn {
 	b.Helper()
 	var sc *secure.Config
 	if tls {
@@ -36,7 +36,7 @@ func benchServe(b *testing.B, dir string, tls bool) *Conn {
 			b.Fatal(err)
 		}
 	}
-	s, err := NewServer(ServerOptions{Export: dir, Secure: sc, Logger: zerolog.Nop()})
+	s, err := NewServer(Options{Export: dir, Secure: sc, Logger: zerolog.Nop()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -48,7 +48,7 @@ func benchServe(b *testing.B, dir string, tls bool) *Conn {
 	go func() { errc <- s.Serve(ln) }()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, ln.Addr().String(), ClientOptions{Secure: sc})
+	c, err := peer.Dial(ctx, ln.Addr().String(), peer.ClientOptions{Secure: sc})
 	if err != nil {
 		s.Close()
 		<-errc
@@ -87,7 +87,7 @@ func BenchmarkServeGetRandom4KiB(b *testing.B) {
 	benchModes(b, func(b *testing.B, tls bool) {
 		const size, block = 16 << 20, 4 << 10
 		dir := b.TempDir()
-		srvBenchWrite(b, dir, "d/data.bin", benchRandom(b, size))
+		benchWrite(b, dir, "d/data.bin", benchRandom(b, size))
 		c := benchServe(b, dir, tls)
 		ctx := context.Background()
 		buf := make([]byte, block)
@@ -108,7 +108,7 @@ func BenchmarkServeGet64MiB(b *testing.B) {
 	benchModes(b, func(b *testing.B, tls bool) {
 		const size = 64 << 20
 		dir := b.TempDir()
-		srvBenchWrite(b, dir, "big.bin", benchRandom(b, size))
+		benchWrite(b, dir, "big.bin", benchRandom(b, size))
 		c := benchServe(b, dir, tls)
 		ctx := context.Background()
 		b.SetBytes(size)
@@ -212,8 +212,8 @@ func BenchmarkServeDelete(b *testing.B) {
 	})
 }
 
-// srvBenchWrite writes a file under dir, making its directories.
-func srvBenchWrite(b *testing.B, dir, name string, data []byte) {
+// benchWrite writes a file under dir, making its directories.
+func benchWrite(b *testing.B, dir, name string, data []byte) {
 	b.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"errors"
@@ -7,11 +7,11 @@ import (
 	"time"
 )
 
-// errSrvTooSlow is the cause of a transfer cut for falling below the
-// minimum rate (ServerOptions.MinTransferRate).
-var errSrvTooSlow = errors.New("transfer below the minimum rate")
+// errTooSlow is the cause of a transfer cut for falling below the
+// minimum rate (Options.MinTransferRate).
+var errTooSlow = errors.New("transfer below the minimum rate")
 
-// srvRate keeps a transfer above the minimum rate with deadlines, no
+// minRate keeps a transfer above the minimum rate with deadlines, no
 // goroutine: each byte moved buys 1/perSec s of time, and the time bought
 // runs at most window ahead of now; a transfer starts with one window.
 // due is when the time bought runs out: a read must see bytes by then,
@@ -20,7 +20,7 @@ var errSrvTooSlow = errors.New("transfer below the minimum rate")
 // which per-operation deadlines that reset on progress never do.
 //
 // It belongs to one connection's goroutine.
-type srvRate struct {
+type minRate struct {
 	perSec int64 // bytes per second; <= 0: no minimum
 	window time.Duration
 
@@ -29,22 +29,22 @@ type srvRate struct {
 }
 
 // start begins a transfer at now.
-func (r *srvRate) start(now time.Time) {
+func (r *minRate) start(now time.Time) {
 	r.on = r.perSec > 0
 	r.due = now.Add(r.window)
 }
 
 // stop ends the transfer.
-func (r *srvRate) stop() { r.on = false }
+func (r *minRate) stop() { r.on = false }
 
 // buys is the time n bytes buy.
-func (r *srvRate) buys(n int64) time.Duration {
+func (r *minRate) buys(n int64) time.Duration {
 	return time.Duration(n * int64(time.Second) / r.perSec)
 }
 
 // deadline returns the deadline for moving k more bytes (0 for a read,
 // which must see any), no later than limit.
-func (r *srvRate) deadline(limit time.Time, k int64) time.Time {
+func (r *minRate) deadline(limit time.Time, k int64) time.Time {
 	if !r.on {
 		return limit
 	}
@@ -55,7 +55,7 @@ func (r *srvRate) deadline(limit time.Time, k int64) time.Time {
 }
 
 // moved records n bytes moved at now.
-func (r *srvRate) moved(n int64, now time.Time) {
+func (r *minRate) moved(n int64, now time.Time) {
 	if !r.on || n <= 0 {
 		return
 	}
@@ -66,26 +66,26 @@ func (r *srvRate) moved(n int64, now time.Time) {
 }
 
 // cut explains err, a read's or write's error, if the rate's deadline
-// caused it: the error then says so and wraps both errSrvTooSlow and err
+// caused it: the error then says so and wraps both errTooSlow and err
 // (a timeout still).
-func (r *srvRate) cut(err error) error {
-	if err == nil || !r.on || !srvIsTimeout(err) || time.Now().Before(r.due) {
+func (r *minRate) cut(err error) error {
+	if err == nil || !r.on || !isTimeout(err) || time.Now().Before(r.due) {
 		return err
 	}
-	return fmt.Errorf("%w (%d bytes/s, %v behind at most): %w", errSrvTooSlow, r.perSec, r.window, err)
+	return fmt.Errorf("%w (%d bytes/s, %v behind at most): %w", errTooSlow, r.perSec, r.window, err)
 }
 
-// srvDeadlineReader renews the read deadline before every read, so a peer
+// deadlineReader renews the read deadline before every read, so a peer
 // that keeps sending survives however long the transfer, and one that
 // stalls is cut after timeout, or sooner if a transfer runs and falls
 // below its minimum rate.
-type srvDeadlineReader struct {
+type deadlineReader struct {
 	nc      net.Conn
 	timeout time.Duration // 0 while the caller manages the deadline itself
-	rate    *srvRate
+	rate    *minRate
 }
 
-func (r *srvDeadlineReader) Read(p []byte) (int, error) {
+func (r *deadlineReader) Read(p []byte) (int, error) {
 	if r.timeout > 0 {
 		now := time.Now()
 		if err := r.nc.SetReadDeadline(r.rate.deadline(now.Add(r.timeout), 0)); err != nil {
@@ -97,15 +97,15 @@ func (r *srvDeadlineReader) Read(p []byte) (int, error) {
 	return n, r.rate.cut(err)
 }
 
-// srvDeadlineWriter renews the write deadline before every write, as
-// srvDeadlineReader does for reads.
-type srvDeadlineWriter struct {
+// deadlineWriter renews the write deadline before every write, as
+// deadlineReader does for reads.
+type deadlineWriter struct {
 	nc      net.Conn
 	timeout time.Duration
-	rate    *srvRate
+	rate    *minRate
 }
 
-func (w *srvDeadlineWriter) Write(p []byte) (int, error) {
+func (w *deadlineWriter) Write(p []byte) (int, error) {
 	if err := w.nc.SetWriteDeadline(w.rate.deadline(time.Now().Add(w.timeout), int64(len(p)))); err != nil {
 		return 0, err
 	}

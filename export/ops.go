@@ -1,4 +1,7 @@
-package peer
+package export
+
+// The namespace requests: DELETE, RMDIR, MKDIR, RENAME, SETATTR, STATFS,
+// FSYNC.
 
 import (
 	"errors"
@@ -8,17 +11,15 @@ import (
 	"time"
 	"unsafe"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
-
-// The namespace requests: DELETE, RMDIR, MKDIR, RENAME, SETATTR, STATFS.
 
 // delete removes a file (or a symbolic link to one): "DELETE <name>".
 // A regular file costs a stat and an unlink relative to its directory;
 // links and anything unusual take the general path, through the jail.
-func (c *srvConn) delete(m peerproto.Delete) error {
+func (c *conn) delete(m peerproto.Delete) error {
 	const verb = peerproto.VerbDelete
 	j := c.s.jail
 	p, refused, err := c.writePath(verb, m.Name)
@@ -27,41 +28,41 @@ func (c *srvConn) delete(m peerproto.Delete) error {
 	}
 	c.staleAfter(p)
 	if p != "" {
-		dir, base := jailSplit(p)
-		if dfd, err := j.openDir(dir, false); err == nil {
-			st, err := jailStatAt(dfd, base, p)
+		dir, base := jail.Split(p)
+		if dfd, err := j.OpenDir(dir, false); err == nil {
+			st, err := jail.StatAt(dfd, base, p)
 			switch {
 			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG:
 				err = unix.Unlinkat(dfd, base, 0)
-				j.closeDir(dfd)
+				j.CloseDir(dfd)
 				if err != nil {
 					return c.refuse(verb, &fs.PathError{Op: "unlink", Path: p, Err: err}, m.Name)
 				}
 				c.s.vers.forget(verStatOf(&st)) // its inode number may come back
 				return c.send(peerproto.OK{Of: verb})
 			case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
-				j.closeDir(dfd)
+				j.CloseDir(dfd)
 				return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", m.Name))
 			}
-			j.closeDir(dfd)
+			j.CloseDir(dfd)
 		}
 	}
 	// visible also refuses links that escape or dangle, which LIST hides.
-	fi, err := j.visible(p)
+	fi, err := j.Visible(p)
 	if err != nil {
-		return c.refuse(verb, err, jailDisplay(m.Name))
+		return c.refuse(verb, err, jail.Display(m.Name))
 	}
 	if fi.IsDir() {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", jailDisplay(m.Name)))
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", jail.Display(m.Name)))
 	}
-	if err := j.root.Remove(p); err != nil {
+	if err := j.Root().Remove(p); err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
 	return c.send(peerproto.OK{Of: verb})
 }
 
 // rmdir removes an empty directory: "RMDIR <name>".
-func (c *srvConn) rmdir(m peerproto.Rmdir) error {
+func (c *conn) rmdir(m peerproto.Rmdir) error {
 	const verb = peerproto.VerbRmdir
 	j := c.s.jail
 	p, refused, err := c.writePath(verb, m.Name)
@@ -73,14 +74,14 @@ func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 	}
 	c.staleAfter(p)
 	// Lstat, like rmdir(2): a link to a directory is not a directory.
-	fi, err := j.lstat(p)
+	fi, err := j.Lstat(p)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
 	if !fi.IsDir() {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotDir, "%q is not a directory (use DELETE)", m.Name))
 	}
-	if err := j.root.Remove(p); err != nil {
+	if err := j.Root().Remove(p); err != nil {
 		if errors.Is(err, syscall.EEXIST) {
 			err = &fs.PathError{Op: "rmdir", Path: p, Err: syscall.ENOTEMPTY}
 		}
@@ -90,7 +91,7 @@ func (c *srvConn) rmdir(m peerproto.Rmdir) error {
 }
 
 // mkdir creates a directory: "MKDIR <name> [<mode>]", mode 0755 by default.
-func (c *srvConn) mkdir(m peerproto.Mkdir) error {
+func (c *conn) mkdir(m peerproto.Mkdir) error {
 	const verb = peerproto.VerbMkdir
 	j := c.s.jail
 	p, refused, err := c.writePath(verb, m.Name)
@@ -108,11 +109,11 @@ func (c *srvConn) mkdir(m peerproto.Mkdir) error {
 	// bits follow with a chmod. (A setgid bit the new directory inherits
 	// from a setgid parent stays: that is the export owner's choice, as
 	// with a local mkdir.)
-	if err := j.root.Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
+	if err := j.Root().Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
 	if mode&^0o777 != 0 {
-		if err := j.root.Chmod(p, jailFileMode(mode)); err != nil {
+		if err := j.Root().Chmod(p, fileMode(mode)); err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
 	}
@@ -121,17 +122,17 @@ func (c *srvConn) mkdir(m peerproto.Mkdir) error {
 
 // rename renames a file or directory, atomically replacing an existing
 // target file: "RENAME <from> <to>".
-func (c *srvConn) rename(m peerproto.Rename) error {
+func (c *conn) rename(m peerproto.Rename) error {
 	const verb = peerproto.VerbRename
 	if ok, err := c.writable(verb); !ok {
 		return err
 	}
 	j := c.s.jail
-	from, err := j.clean(m.From)
+	from, err := j.Clean(m.From)
 	if err != nil {
 		return c.refuse(verb, err, m.From)
 	}
-	to, err := j.clean(m.To)
+	to, err := j.Clean(m.To)
 	if err != nil {
 		return c.refuse(verb, err, m.To)
 	}
@@ -140,7 +141,7 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	}
 	c.staleAfter(from)
 	c.staleAfter(to)
-	done, err := j.renameAt(from, to)
+	done, err := j.RenameAt(from, to)
 	if done {
 		return c.send(peerproto.OK{Of: verb})
 	}
@@ -154,10 +155,10 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 	}
 	// Anything unusual (a refusal to come, a missing parent) takes the
 	// general path, which words the refusal.
-	if err := j.root.Rename(from, to); err != nil {
-		err = j.renameError(from, to, err)
-		code, _, hostile := jailMapError(m.From, err)
-		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jailBareError(err))
+	if err := j.Root().Rename(from, to); err != nil {
+		err = j.RenameError(from, to, err)
+		code, _, hostile := jail.Explain(m.From, err)
+		text := fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jail.BareError(err))
 		if hostile {
 			text = fmt.Sprintf("path escapes the export: %q or %q leads outside through a symbolic link", m.From, m.To)
 			c.log.Warn().Str("verb", verb).Str("from", m.From).Str("to", m.To).Msg("refused a path that escapes the export")
@@ -173,7 +174,7 @@ func (c *srvConn) rename(m peerproto.Rename) error {
 // [mtime=NS]". It opens the file once and does everything through that
 // descriptor; anything unusual (a refusal to come, a FIFO, a file it
 // cannot open) takes the general path, setattrByName.
-func (c *srvConn) setattr(m peerproto.Setattr) error {
+func (c *conn) setattr(m peerproto.Setattr) error {
 	const verb = peerproto.VerbSetattr
 	j := c.s.jail
 	p, refused, err := c.writePath(verb, m.Name)
@@ -185,17 +186,17 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 	if m.HasSize {
 		flags = unix.O_WRONLY
 	}
-	fd, err := j.open(p, flags|unix.O_NONBLOCK|unix.O_NOCTTY)
+	fd, err := j.Open(p, flags|unix.O_NONBLOCK|unix.O_NOCTTY)
 	if err != nil {
 		return c.setattrByName(m, p)
 	}
 	defer unix.Close(fd)
-	name := jailDisplay(m.Name)
-	st, err := jailFstat(fd, p)
+	name := jail.Display(m.Name)
+	st, err := jail.Fstat(fd, p)
 	if err != nil {
 		return c.refuse(verb, err, name)
 	}
-	if _, ok := jailStatEntry(&st); !ok {
+	if _, ok := statEntry(&st); !ok {
 		return c.setattrByName(m, p)
 	}
 	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
@@ -214,16 +215,16 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 		}
 	}
 	if m.HasMtime {
-		if err := srvFutimens(fd, m.Mtime); err != nil {
+		if err := futimens(fd, m.Mtime); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "utimes", Path: p, Err: err}, name)
 		}
 	}
 	if m.HasSize || m.HasMode || m.HasMtime {
-		if st, err = jailFstat(fd, p); err != nil {
+		if st, err = jail.Fstat(fd, p); err != nil {
 			return c.refuse(verb, err, name)
 		}
 	}
-	e, ok := jailStatEntry(&st)
+	e, ok := statEntry(&st)
 	if !ok {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
 	}
@@ -249,20 +250,20 @@ func (c *srvConn) setattr(m peerproto.Setattr) error {
 // setgid (Server.clientMode), and for size= alone on a setuid or setgid
 // file, its mode without them, since the content changed (as a write by a
 // process without CAP_FSETID clears them).
-func (c *srvConn) setattrMode(m peerproto.Setattr, cur uint32) (uint32, bool) {
+func (c *conn) setattrMode(m peerproto.Setattr, cur uint32) (uint32, bool) {
 	switch {
 	case m.HasMode:
 		return c.s.clientMode(m.Mode), true
-	case m.HasSize && cur&srvPrivBits != 0 && c.s.clientMode(cur) != cur&0o7777:
+	case m.HasSize && cur&privBits != 0 && c.s.clientMode(cur) != cur&0o7777:
 		return c.s.clientMode(cur), true
 	}
 	return 0, false
 }
 
-// srvFutimens sets the modification time of open file fd to mtime (ns),
+// futimens sets the modification time of open file fd to mtime (ns),
 // leaving its access time: utimensat(fd, NULL, ...), which x/sys/unix
 // does not wrap.
-func srvFutimens(fd int, mtime int64) error {
+func futimens(fd int, mtime int64) error {
 	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
 	for {
 		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
@@ -278,11 +279,11 @@ func srvFutimens(fd int, mtime int64) error {
 
 // setattrByName is SETATTR through the jail by name, one call per
 // attribute.
-func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
+func (c *conn) setattrByName(m peerproto.Setattr, p string) error {
 	const verb = peerproto.VerbSetattr
 	j := c.s.jail
-	name := jailDisplay(m.Name)
-	fi, err := j.visible(p)
+	name := jail.Display(m.Name)
+	fi, err := j.Visible(p)
 	if err != nil {
 		return c.refuse(verb, err, name)
 	}
@@ -290,15 +291,15 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 		if fi.IsDir() {
 			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "cannot set the size of directory %q", name))
 		}
-		fd, err := j.open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+		fd, err := j.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 		if err != nil {
 			return c.refuse(verb, err, name)
 		}
-		st, err := jailFstat(fd, p)
+		st, err := jail.Fstat(fd, p)
 		switch {
 		case err != nil:
 		case st.Mode&unix.S_IFMT != unix.S_IFREG:
-			err = &jailPathError{code: peerproto.CodeInvalid, text: fmt.Sprintf("%q is not a regular file", p)}
+			err = &jail.Refusal{Code: peerproto.CodeInvalid, Text: fmt.Sprintf("%q is not a regular file", p)}
 		default:
 			if terr := unix.Ftruncate(fd, m.Size); terr != nil {
 				err = &fs.PathError{Op: "truncate", Path: p, Err: terr}
@@ -309,41 +310,41 @@ func (c *srvConn) setattrByName(m peerproto.Setattr, p string) error {
 			return c.refuse(verb, err, name)
 		}
 	}
-	if mode, ok := c.setattrMode(m, jailModeBits(fi.Mode())); ok {
-		if err := j.root.Chmod(jailRel(p), jailFileMode(mode)); err != nil {
+	if mode, ok := c.setattrMode(m, modeBits(fi.Mode())); ok {
+		if err := j.Root().Chmod(jail.Rel(p), fileMode(mode)); err != nil {
 			return c.refuse(verb, err, name)
 		}
 	}
 	if m.HasMtime {
 		// A zero atime leaves the access time as it is.
-		if err := j.root.Chtimes(jailRel(p), time.Time{}, time.Unix(0, m.Mtime)); err != nil {
+		if err := j.Root().Chtimes(jail.Rel(p), time.Time{}, time.Unix(0, m.Mtime)); err != nil {
 			return c.refuse(verb, err, name)
 		}
 	}
-	if fi, err = j.visible(p); err != nil {
+	if fi, err = j.Visible(p); err != nil {
 		return c.refuse(verb, err, name)
 	}
-	e, _ := jailEntry("", fi)
-	c.setVer(&e, fi, j.source(p))
+	e, _ := entryOf("", fi)
+	c.setVer(&e, fi, pathSource(j, p))
 	return c.send(peerproto.SetattrOK{Entry: e})
 }
 
 // fsync makes everything stored in the export durable (syncfs(2) on the
 // export's filesystem): "FSYNC OK". It is how an async PUT becomes as
 // durable as the seed's PUT.
-func (c *srvConn) fsync(m peerproto.Fsync) error {
+func (c *conn) fsync(m peerproto.Fsync) error {
 	const verb = peerproto.VerbFsync
 	j := c.s.jail
 	all := len(m.Names) == 0
 	dirs := map[string]bool{}
 	for _, name := range m.Names {
-		p, err := j.clean(name)
+		p, err := j.Clean(name)
 		if err != nil {
 			return c.refuse(verb, err, name)
 		}
 		// O_NOFOLLOW: a PUT through a symbolic link stored the file in
 		// the link's target's directory, which this would not sync.
-		fd, err := j.open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW)
+		fd, err := j.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW)
 		if err != nil {
 			// Renamed or removed since it was stored, a link, or not
 			// readable by this peer (mode 0200): wherever its bytes are
@@ -351,7 +352,7 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 			all = true
 			continue
 		}
-		if st, err := jailFstat(fd, p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		if st, err := jail.Fstat(fd, p); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG && st.Mode&unix.S_IFMT != unix.S_IFDIR {
 			unix.Close(fd) // a FIFO or device now: nothing of ours to fsync by name
 			all = true
 			continue
@@ -361,23 +362,23 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 		if err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, name)
 		}
-		dir, _ := jailSplit(p)
+		dir, _ := jail.Split(p)
 		dirs[dir] = true // the directory entry must be durable too
 	}
 	for dir := range dirs {
-		fd, err := j.openDir(dir, true)
+		fd, err := j.OpenDir(dir, true)
 		if err != nil {
 			all = true // as above
 			continue
 		}
 		err = unix.Fsync(fd)
-		j.closeDir(fd)
+		j.CloseDir(fd)
 		if err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: dir, Err: err}, dir)
 		}
 	}
 	if all {
-		if err := j.syncfs(); err != nil {
+		if err := j.Syncfs(); err != nil {
 			return c.refuse(verb, err, ".")
 		}
 	}
@@ -386,24 +387,10 @@ func (c *srvConn) fsync(m peerproto.Fsync) error {
 
 // statfs reports the export filesystem's space: "STATFS OK <total> <free>
 // <avail>" in bytes.
-func (c *srvConn) statfs() error {
-	total, free, avail, err := c.s.jail.statfs()
+func (c *conn) statfs() error {
+	total, free, avail, err := c.s.jail.Statfs()
 	if err != nil {
 		return c.refuse(peerproto.VerbStatfs, err, ".")
 	}
 	return c.send(peerproto.StatfsOK{Total: total, Free: free, Avail: avail})
-}
-
-// writePath runs the checks every write request on one name starts with:
-// the export takes writes, and name is a clean path inside it. refused
-// reports that a refusal was sent (err is then the send's error).
-func (c *srvConn) writePath(verb, name string) (p string, refused bool, err error) {
-	if ok, err := c.writable(verb); !ok {
-		return "", true, err
-	}
-	p, err = c.s.jail.clean(name)
-	if err != nil {
-		return "", true, c.refuse(verb, err, name)
-	}
-	return p, false, nil
 }

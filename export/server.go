@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -9,14 +9,14 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
-
+	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
-// Server defaults, used for zero ServerOptions fields.
+// Server defaults, used for zero Options fields.
 const (
 	// DefaultMaxConns is the default limit on simultaneous connections.
 	DefaultMaxConns = 256
@@ -41,8 +41,8 @@ const (
 	DefaultTransferWindow = 30 * time.Second
 )
 
-// ServerOptions configures a Server.
-type ServerOptions struct {
+// Options configures a Server.
+type Options struct {
 	Export      string        // directory to serve
 	ReadOnly    bool          // refuse every write with "<VERB> FAIL readonly ..."
 	MaxConns    int           // connections served at once; more get "CONNECT FAIL busy"; 0 means DefaultMaxConns
@@ -100,11 +100,15 @@ type ServerOptions struct {
 	AllowSetuid bool
 
 	Logger zerolog.Logger
+
+	// noOpenat2 resolves paths through os.Root even where openat2 works
+	// (jail.Options.NoOpenat2), so that tests cover both.
+	noOpenat2 bool
 }
 
-// srvPrivBits are the mode bits that make a program run with its owner's
+// privBits are the mode bits that make a program run with its owner's
 // or its group's rights.
-const srvPrivBits = unix.S_ISUID | unix.S_ISGID
+const privBits = unix.S_ISUID | unix.S_ISGID
 
 // clientMode returns the permission bits (07777) a client may give a file
 // or directory: mode without setuid and setgid, unless AllowSetuid.
@@ -112,19 +116,19 @@ func (s *Server) clientMode(mode uint32) uint32 {
 	if s.opts.AllowSetuid {
 		return mode & 0o7777
 	}
-	return mode & 0o7777 &^ srvPrivBits
+	return mode & 0o7777 &^ privBits
 }
 
 // Server serves one exported directory to other peers, many clients at
 // once, one request at a time per connection. Create it with NewServer,
 // run it with Serve and stop it with Close.
 type Server struct {
-	opts  ServerOptions
-	jail  *jail
+	opts  Options
+	jail  *jail.Jail
 	log   zerolog.Logger
 	gate  *secure.Gate // connections before membership, and the log of refusals
-	bufs  sync.Pool    // *[]byte buffers of srvSendChunk bytes, for PUT and GET payloads
-	files srvFiles     // open descriptors of recently read files
+	bufs  sync.Pool    // *[]byte buffers of sendChunk bytes, for PUT and GET payloads
+	files openFiles    // open descriptors of recently read files
 	vers  *versions    // version tokens of the export's files (versions.go)
 	id    string       // the export's identity (identity.go)
 
@@ -150,7 +154,7 @@ type Server struct {
 // NewServer opens opts.Export and prepares to serve it. It removes the
 // temporary files of uploads that a crash cut short (unless the export is
 // read-only).
-func NewServer(opts ServerOptions) (*Server, error) {
+func NewServer(opts Options) (*Server, error) {
 	if opts.Export == "" {
 		return nil, errors.New("peer: server: no export directory given")
 	}
@@ -178,21 +182,21 @@ func NewServer(opts ServerOptions) (*Server, error) {
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = DefaultHandshakeTimeout
 	}
-	j, err := jailOpen(opts.Export)
+	j, err := jail.Open(opts.Export, jail.Options{NoOpenat2: opts.noOpenat2})
 	if err != nil {
 		return nil, fmt.Errorf("peer: server: open export: %w", err)
 	}
 	s := &Server{
 		opts:      opts,
 		jail:      j,
-		log:       opts.Logger.With().Str("component", "peer-server").Str("export", j.dir).Logger(),
+		log:       opts.Logger.With().Str("component", "peer-server").Str("export", j.Dir()).Logger(),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 		vers:      newVersions(),
 	}
 	if s.id, err = exportID(j); err != nil {
-		j.close()
+		j.Close()
 		return nil, fmt.Errorf("peer: server: identity of the export: %w", err)
 	}
 	s.gate = secure.NewGate(secure.GateOptions{
@@ -201,9 +205,9 @@ func NewServer(opts ServerOptions) (*Server, error) {
 		RefusalLogInterval:  opts.RefusalLogInterval,
 		Logger:              s.log,
 	})
-	s.bufs.New = func() any { b := make([]byte, srvSendChunk); return &b }
+	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
 	if !opts.ReadOnly {
-		n, err := j.removeStaleTemps()
+		n, err := j.RemoveStaleTemps()
 		if n > 0 {
 			s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
 		}
@@ -219,7 +223,7 @@ func NewServer(opts ServerOptions) (*Server, error) {
 func (s *Server) ID() string { return s.id }
 
 // Export returns the absolute path of the exported directory.
-func (s *Server) Export() string { return s.jail.dir }
+func (s *Server) Export() string { return s.jail.Dir() }
 
 // Serve accepts connections on ln and serves each in its own goroutine
 // until Close is called, then returns nil (at once if Close came first).
@@ -251,7 +255,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.isClosed() {
 				return nil
 			}
-			if srvTemporary(err) {
+			if temporary(err) {
 				// Out of file descriptors or a connection reset while
 				// queued: wait a little rather than spin or give up.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
@@ -285,8 +289,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-// srvTemporary reports whether an Accept error is worth retrying.
-func srvTemporary(err error) bool {
+// temporary reports whether an Accept error is worth retrying.
+func temporary(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) ||
 		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) ||
 		errors.Is(err, syscall.ENOMEM)
@@ -374,7 +378,7 @@ func (s *Server) Close() error {
 	s.wg.Wait()
 	s.gate.Close()
 	s.files.close()
-	if cerr := s.jail.close(); err == nil {
+	if cerr := s.jail.Close(); err == nil {
 		err = cerr
 	}
 	s.log.Info().Msg("closed")
@@ -392,7 +396,7 @@ func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 	defer nc.Close()
 	log := s.log.With().Str("remote", nc.RemoteAddr().String()).Logger()
 
-	conn := nc
+	stream := nc
 	if s.opts.Secure != nil {
 		// Before admission: a stranger never takes a connection slot, and
 		// a handshake is bounded by HandshakeTimeout. Refusals are
@@ -407,7 +411,7 @@ func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 			if !p.Done() {
 				return // evicted by newer handshakes meanwhile
 			}
-			conn = sc
+			stream = sc
 		case errors.Is(err, secure.ErrNotMember):
 			sc.SetWriteDeadline(time.Now().Add(time.Second))
 			peerproto.WriteMessage(sc, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
@@ -425,29 +429,36 @@ func (s *Server) handle(nc net.Conn, p *secure.Pending) {
 	admitted = s.admit()
 	if !admitted {
 		s.gate.Refused(nc.RemoteAddr(), secure.ReasonBusy, fmt.Errorf("too many connections (max_conns %d)", s.opts.MaxConns))
-		conn.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
-		peerproto.WriteMessage(conn, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
+		stream.SetWriteDeadline(time.Now().Add(s.opts.IOTimeout))
+		peerproto.WriteMessage(stream, peerproto.Refusal{Err: peerproto.Fail(peerproto.VerbConnect,
 			peerproto.CodeBusy, "too many connections (%d)", s.opts.MaxConns)})
 		return
 	}
 	log.Info().Bool("tls", s.opts.Secure != nil).Msg("connected")
-	c := &srvConn{s: s, nc: conn, log: log}
-	c.rate = srvRate{perSec: s.opts.MinTransferRate, window: s.opts.TransferWindow}
-	c.rd = &srvDeadlineReader{nc: conn, rate: &c.rate}
+	c := &conn{s: s, nc: stream, log: log}
+	c.rate = minRate{perSec: s.opts.MinTransferRate, window: s.opts.TransferWindow}
+	c.rd = &deadlineReader{nc: stream, rate: &c.rate}
 	c.r = bufio.NewReaderSize(c.rd, 64<<10)
-	c.w = bufio.NewWriterSize(&srvDeadlineWriter{nc: conn, timeout: s.opts.IOTimeout, rate: &c.rate}, 64<<10)
+	c.w = bufio.NewWriterSize(&deadlineWriter{nc: stream, timeout: s.opts.IOTimeout, rate: &c.rate}, 64<<10)
 	err := c.serve()
 	switch {
 	case err == nil, s.isClosed():
 		log.Info().Msg("disconnected")
-	case srvIsTimeout(err):
+	case isTimeout(err):
 		log.Info().Err(err).Msg("disconnected: timed out")
 	default:
 		log.Info().Err(err).Msg("disconnected")
 	}
 }
 
-func srvIsTimeout(err error) bool {
+func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// sendChunk is the most file data sent under one write deadline: a
+// receiver slower than sendChunk per IOTimeout is cut. It is also the
+// size of the pooled buffers that PUT payloads and large GETs go through
+// (over TLS the data must pass through user space to be encrypted), so a
+// big transfer costs one file read or write per MiB.
+const sendChunk = 1 << 20

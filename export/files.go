@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"strings"
@@ -9,7 +9,7 @@ import (
 )
 
 // A mount reads a file with one ranged GET per FUSE read, so random reads
-// would open the same file again for every 4 KiB. srvFiles keeps the
+// would open the same file again for every 4 KiB. openFiles keeps the
 // descriptors of recently read files open, briefly, for GET only.
 //
 // Freshness: every use re-reads the attributes with fstat, so the size
@@ -21,17 +21,17 @@ import (
 // change made behind the server's back that keeps the old file linked
 // (a local rename of it, or of a directory above it, or a path now
 // reaching another file through a symbolic link): a GET may see the old
-// file for up to srvFileTTL after its open.
+// file for up to fileTTL after its open.
 const (
-	srvFileTTL     = 200 * time.Millisecond // how long an open descriptor is reused
-	srvFileEntries = 64                     // most files held open
+	fileTTL     = 200 * time.Millisecond // how long an open descriptor is reused
+	fileEntries = 64                     // most files held open
 )
 
-// srvFiles is the server's cache of open, read-only file descriptors,
+// openFiles is the server's cache of open, read-only file descriptors,
 // keyed by clean path. It is safe for concurrent use.
-type srvFiles struct {
+type openFiles struct {
 	mu      sync.Mutex // protects the fields below
-	m       map[string]*srvFile
+	m       map[string]*openFile
 	sweep   *time.Timer // armed while m is not empty; closes expired entries
 	stopped bool        // after close: nothing is cached any more
 	// gen counts invalidations: a descriptor opened before one (by a GET
@@ -40,23 +40,23 @@ type srvFiles struct {
 }
 
 // generation returns the current invalidation count, for add.
-func (c *srvFiles) generation() uint64 {
+func (c *openFiles) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.gen
 }
 
-// srvFile is one open descriptor, shared by the GETs using it (pread
+// openFile is one open descriptor, shared by the GETs using it (pread
 // needs no offset, so they do not interfere).
-type srvFile struct {
+type openFile struct {
 	fd      int       // read-only after creation
 	path    string    // read-only after creation
-	refs    int       // GETs using fd, plus 1 while in the map; under srvFiles.mu
-	expires time.Time // under srvFiles.mu
+	refs    int       // GETs using fd, plus 1 while in the map; under openFiles.mu
+	expires time.Time // under openFiles.mu
 }
 
 // get returns the cached descriptor of p, counted as in use, or nil.
-func (c *srvFiles) get(p string, now time.Time) *srvFile {
+func (c *openFiles) get(p string, now time.Time) *openFile {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.m[p]
@@ -76,31 +76,31 @@ func (c *srvFiles) get(p string, now time.Time) *srvFile {
 // meanwhile, something was invalidated since gen (the descriptor may be
 // of the file a write just replaced), or the cache is closed, fd is used
 // by this GET only.
-func (c *srvFiles) add(p string, fd int, now time.Time, gen uint64) *srvFile {
-	f := &srvFile{fd: fd, path: p, refs: 1, expires: now.Add(srvFileTTL)}
+func (c *openFiles) add(p string, fd int, now time.Time, gen uint64) *openFile {
+	f := &openFile{fd: fd, path: p, refs: 1, expires: now.Add(fileTTL)}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped || c.m[p] != nil || c.gen != gen {
 		return f
 	}
 	if c.m == nil {
-		c.m = make(map[string]*srvFile)
+		c.m = make(map[string]*openFile)
 	}
-	if len(c.m) >= srvFileEntries {
+	if len(c.m) >= fileEntries {
 		c.evictLocked(now)
 	}
 	f.refs++
 	c.m[p] = f
 	if c.sweep == nil {
-		c.sweep = time.AfterFunc(srvFileTTL, c.expire)
+		c.sweep = time.AfterFunc(fileTTL, c.expire)
 	} else if len(c.m) == 1 {
-		c.sweep.Reset(srvFileTTL)
+		c.sweep.Reset(fileTTL)
 	}
 	return f
 }
 
 // release ends one use of f.
-func (c *srvFiles) release(f *srvFile) {
+func (c *openFiles) release(f *openFile) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.unrefLocked(f)
@@ -108,7 +108,7 @@ func (c *srvFiles) release(f *srvFile) {
 
 // forget drops f from the cache if it is still there, for a descriptor
 // found stale.
-func (c *srvFiles) forget(f *srvFile) {
+func (c *openFiles) forget(f *openFile) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.m[f.path] == f {
@@ -118,7 +118,7 @@ func (c *srvFiles) forget(f *srvFile) {
 
 // invalidate drops p and everything under it. Write requests call it
 // before they answer.
-func (c *srvFiles) invalidate(p string) {
+func (c *openFiles) invalidate(p string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
@@ -131,7 +131,7 @@ func (c *srvFiles) invalidate(p string) {
 
 // close drops every entry and stops caching; descriptors in use are
 // closed when their GETs end.
-func (c *srvFiles) close() {
+func (c *openFiles) close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.stopped = true
@@ -145,7 +145,7 @@ func (c *srvFiles) close() {
 
 // expire runs on the sweep timer: it closes the expired entries, so a
 // deleted file's space is not held, and re-arms while entries remain.
-func (c *srvFiles) expire() {
+func (c *openFiles) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := time.Now()
@@ -164,8 +164,8 @@ func (c *srvFiles) expire() {
 
 // evictLocked makes room: it drops the expired entries, or else the one
 // that expires first.
-func (c *srvFiles) evictLocked(now time.Time) {
-	var oldest *srvFile
+func (c *openFiles) evictLocked(now time.Time) {
+	var oldest *openFile
 	for _, f := range c.m {
 		if now.After(f.expires) {
 			c.dropLocked(f)
@@ -173,17 +173,17 @@ func (c *srvFiles) evictLocked(now time.Time) {
 			oldest = f
 		}
 	}
-	if len(c.m) >= srvFileEntries && oldest != nil {
+	if len(c.m) >= fileEntries && oldest != nil {
 		c.dropLocked(oldest)
 	}
 }
 
-func (c *srvFiles) dropLocked(f *srvFile) {
+func (c *openFiles) dropLocked(f *openFile) {
 	delete(c.m, f.path)
 	c.unrefLocked(f)
 }
 
-func (c *srvFiles) unrefLocked(f *srvFile) {
+func (c *openFiles) unrefLocked(f *openFile) {
 	if f.refs--; f.refs == 0 {
 		unix.Close(f.fd)
 	}

@@ -1,10 +1,12 @@
-package peer
+package export
 
 import (
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/peerfs/peerfs/export/jail"
 )
 
 // TestExportIdentity: an export keeps its identity across servers (a
@@ -13,16 +15,16 @@ import (
 // clients, and a client that asks for attribute words is told it.
 func TestExportIdentity(t *testing.T) {
 	export := t.TempDir()
-	s1, addr := srvTestServe(t, ServerOptions{Export: export})
-	s2, _ := srvTestServe(t, ServerOptions{Export: export})
+	s1, addr := testServe(t, Options{Export: export})
+	s2, _ := testServe(t, Options{Export: export})
 	if !validID(s1.ID()) || s1.ID() != s2.ID() {
 		t.Fatalf("identities %q and %q of one export", s1.ID(), s2.ID())
 	}
-	other, _ := srvTestServe(t, ServerOptions{Export: t.TempDir()})
+	other, _ := testServe(t, Options{Export: t.TempDir()})
 	if other.ID() == s1.ID() {
 		t.Fatal("two exports share an identity")
 	}
-	c := srvTestConnect(t, addr)
+	c := testConnect(t, addr)
 	c.send("FEATURES\n")
 	if got := c.line(); strings.Contains(got, "id=") {
 		t.Errorf("identity told without attribute words: %q", got)
@@ -35,18 +37,18 @@ func TestExportIdentity(t *testing.T) {
 	// Kept in a file where there are no extended attributes.
 	fileExport := t.TempDir()
 	const id = "0123456789abcdef0123456789abcdef"
-	if err := os.WriteFile(filepath.Join(fileExport, exportIDFile), []byte(id+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(fileExport, jail.IDFile), []byte(id+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s3, addr3 := srvTestServe(t, ServerOptions{Export: fileExport})
+	s3, addr3 := testServe(t, Options{Export: fileExport})
 	if s3.ID() != id {
 		t.Errorf("identity %q, want the file's %q", s3.ID(), id)
 	}
-	c3 := srvTestConnect(t, addr3)
+	c3 := testConnect(t, addr3)
 	if es := c3.list(""); len(es) != 0 {
-		t.Errorf("LIST shows %v", srvNames(es))
+		t.Errorf("LIST shows %v", entryNames(es))
 	}
-	c3.send("GET " + exportIDFile + "\n")
+	c3.send("GET " + jail.IDFile + "\n")
 	c3.expectPrefix("GET FAIL invalid")
 }
 
@@ -54,11 +56,11 @@ func TestExportIdentity(t *testing.T) {
 // replaces an identity file made meanwhile and leaves no temporary file.
 func TestWriteIDFile(t *testing.T) {
 	dir := t.TempDir()
-	j, err := jailOpen(dir)
+	j, err := jail.Open(dir, jail.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer j.close()
+	defer j.Close()
 	const a, b = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 	if err := writeIDFile(j, a); err != nil {
 		t.Fatal(err)
@@ -66,11 +68,11 @@ func TestWriteIDFile(t *testing.T) {
 	if err := writeIDFile(j, b); err == nil {
 		t.Error("a second identity replaced the first")
 	}
-	got, err := os.ReadFile(filepath.Join(dir, exportIDFile))
+	got, err := os.ReadFile(filepath.Join(dir, jail.IDFile))
 	if err != nil || strings.TrimSpace(string(got)) != a {
 		t.Errorf("identity file %q %v", got, err)
 	}
-	if left := srvTemps(t, dir); len(left) != 0 {
+	if left := tempFiles(t, dir); len(left) != 0 {
 		t.Errorf("temporary files left: %v", left)
 	}
 }

@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -15,31 +15,37 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/peerproto"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
-
-	"github.com/peerfs/peerfs/peerproto"
 )
 
-// srvTestTimeout bounds every network read and write of a test client.
-const srvTestTimeout = 20 * time.Second
+// testTimeout bounds every network read and write of a test client.
+const testTimeout = 20 * time.Second
 
-// srvTestServe starts a server on 127.0.0.1:0 for opts (Export defaults to
+// testNoOpenat2 makes testServe's servers resolve paths through os.Root
+// (Options.noOpenat2). Only TestServerWithoutOpenat2 sets it, around
+// subtests that run one at a time.
+var testNoOpenat2 bool
+
+// testServe starts a server on 127.0.0.1:0 for opts (Export defaults to
 // a fresh temporary directory) and stops it, checking for leaked
 // goroutines, when the test ends.
-func srvTestServe(t *testing.T, opts ServerOptions) (*Server, string) {
+func testServe(t *testing.T, opts Options) (*Server, string) {
 	t.Helper()
-	return srvTestServeLog(t, opts, io.Discard)
+	return testServeLog(t, opts, io.Discard)
 }
 
-// srvTestServeLog is srvTestServe with the server's log copied to w.
-func srvTestServeLog(t *testing.T, opts ServerOptions, w io.Writer) (*Server, string) {
+// testServeLog is testServe with the server's log copied to w.
+func testServeLog(t *testing.T, opts Options, w io.Writer) (*Server, string) {
 	t.Helper()
 	leaks := goleak.IgnoreCurrent()
 	if opts.Export == "" {
 		opts.Export = t.TempDir()
 	}
 	opts.Logger = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), w)).Level(zerolog.DebugLevel)
+	opts.noOpenat2 = opts.noOpenat2 || testNoOpenat2
 	s, err := NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -62,50 +68,50 @@ func srvTestServeLog(t *testing.T, opts ServerOptions, w io.Writer) (*Server, st
 	return s, ln.Addr().String()
 }
 
-// srvTestClient speaks the protocol by hand, as a person with nc would.
-type srvTestClient struct {
+// testClient speaks the protocol by hand, as a person with nc would.
+type testClient struct {
 	t  *testing.T
 	nc net.Conn
 	r  *bufio.Reader
 }
 
-// srvTestDial connects without reading the greeting.
-func srvTestDial(t *testing.T, addr string) *srvTestClient {
+// testDial connects without reading the greeting.
+func testDial(t *testing.T, addr string) *testClient {
 	t.Helper()
-	nc, err := net.DialTimeout("tcp", addr, srvTestTimeout)
+	nc, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	return &srvTestClient{t: t, nc: nc, r: bufio.NewReader(nc)}
+	return &testClient{t: t, nc: nc, r: bufio.NewReader(nc)}
 }
 
-// srvTestConnect connects and expects "CONNECT OK".
-func srvTestConnect(t *testing.T, addr string) *srvTestClient {
+// testConnect connects and expects "CONNECT OK".
+func testConnect(t *testing.T, addr string) *testClient {
 	t.Helper()
-	c := srvTestDial(t, addr)
+	c := testDial(t, addr)
 	c.expect("CONNECT OK")
 	return c
 }
 
-func (c *srvTestClient) send(s string) {
+func (c *testClient) send(s string) {
 	c.t.Helper()
-	c.nc.SetWriteDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
 	if _, err := io.WriteString(c.nc, s); err != nil {
-		c.t.Fatalf("send %q: %v", srvShort([]byte(s)), err)
+		c.t.Fatalf("send %q: %v", shortLine([]byte(s)), err)
 	}
 }
 
-func (c *srvTestClient) write(b []byte) error {
-	c.nc.SetWriteDeadline(time.Now().Add(srvTestTimeout))
+func (c *testClient) write(b []byte) error {
+	c.nc.SetWriteDeadline(time.Now().Add(testTimeout))
 	_, err := c.nc.Write(b)
 	return err
 }
 
 // line reads one reply line, without its terminator.
-func (c *srvTestClient) line() string {
+func (c *testClient) line() string {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 	s, err := c.r.ReadString('\n')
 	if err != nil {
 		c.t.Fatalf("read reply: %v (got %q)", err, s)
@@ -113,7 +119,7 @@ func (c *srvTestClient) line() string {
 	return strings.TrimSuffix(s, "\n")
 }
 
-func (c *srvTestClient) expect(want string) {
+func (c *testClient) expect(want string) {
 	c.t.Helper()
 	if got := c.line(); got != want {
 		c.t.Fatalf("reply %q, want %q", got, want)
@@ -121,7 +127,7 @@ func (c *srvTestClient) expect(want string) {
 }
 
 // expectPrefix reads a line and checks how it starts.
-func (c *srvTestClient) expectPrefix(prefix string) string {
+func (c *testClient) expectPrefix(prefix string) string {
 	c.t.Helper()
 	got := c.line()
 	if !strings.HasPrefix(got, prefix) {
@@ -131,24 +137,24 @@ func (c *srvTestClient) expectPrefix(prefix string) string {
 }
 
 // roundTrip sends one request line and returns the reply line.
-func (c *srvTestClient) roundTrip(req string) string {
+func (c *testClient) roundTrip(req string) string {
 	c.t.Helper()
 	c.send(req + "\n")
 	return c.line()
 }
 
 // expectEOF checks that the server closed the connection.
-func (c *srvTestClient) expectEOF() {
+func (c *testClient) expectEOF() {
 	c.t.Helper()
-	c.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 	b, err := io.ReadAll(c.r)
 	if len(b) > 0 || err != nil {
-		c.t.Fatalf("want the connection closed, got %q, %v", srvShort(b), err)
+		c.t.Fatalf("want the connection closed, got %q, %v", shortLine(b), err)
 	}
 }
 
 // put uploads data and returns the final reply.
-func (c *srvTestClient) put(name string, data []byte) string {
+func (c *testClient) put(name string, data []byte) string {
 	c.t.Helper()
 	c.send("PUT " + peerproto.EncodeName(name) + " " + strconv.Itoa(len(data)) + "\n")
 	if r := c.line(); r != "PUT OK" {
@@ -161,13 +167,13 @@ func (c *srvTestClient) put(name string, data []byte) string {
 }
 
 // get downloads a whole file.
-func (c *srvTestClient) get(name string) []byte {
+func (c *testClient) get(name string) []byte {
 	c.t.Helper()
 	return c.getRange("GET " + peerproto.EncodeName(name))
 }
 
 // getRange sends a GET line and returns the data of its GET OK reply.
-func (c *srvTestClient) getRange(req string) []byte {
+func (c *testClient) getRange(req string) []byte {
 	c.t.Helper()
 	reply, err := peerproto.ParseReply([]byte(c.roundTrip(req)), peerproto.VerbGet)
 	if err != nil {
@@ -175,7 +181,7 @@ func (c *srvTestClient) getRange(req string) []byte {
 	}
 	n := reply.(peerproto.GetOK).Size
 	b := make([]byte, n)
-	c.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 	if _, err := io.ReadFull(c.r, b); err != nil {
 		c.t.Fatalf("%s: read %d bytes: %v", req, n, err)
 	}
@@ -183,7 +189,7 @@ func (c *srvTestClient) getRange(req string) []byte {
 }
 
 // list returns the entries of a LIST reply.
-func (c *srvTestClient) list(dir string) []peerproto.Entry {
+func (c *testClient) list(dir string) []peerproto.Entry {
 	c.t.Helper()
 	req := "LIST"
 	if dir != "" {
@@ -204,7 +210,7 @@ func (c *srvTestClient) list(dir string) []peerproto.Entry {
 	return es
 }
 
-func srvNames(es []peerproto.Entry) []string {
+func entryNames(es []peerproto.Entry) []string {
 	var names []string
 	for _, e := range es {
 		names = append(names, e.Name)
@@ -212,8 +218,8 @@ func srvNames(es []peerproto.Entry) []string {
 	return names
 }
 
-// srvWriteFile creates a file under dir with exact permission bits.
-func srvWriteFile(t *testing.T, dir, name, data string) string {
+// writeFile creates a file under dir with exact permission bits.
+func writeFile(t *testing.T, dir, name, data string) string {
 	t.Helper()
 	p := filepath.Join(dir, filepath.FromSlash(name))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -228,15 +234,15 @@ func srvWriteFile(t *testing.T, dir, name, data string) string {
 	return p
 }
 
-// srvTemps lists the temporary upload files anywhere under dir.
-func srvTemps(t *testing.T, dir string) []string {
+// tempFiles lists the temporary upload files anywhere under dir.
+func tempFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var found []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if strings.HasPrefix(d.Name(), jailTempPrefix) {
+		if strings.HasPrefix(d.Name(), jail.TempPrefix) {
 			found = append(found, p)
 		}
 		return nil
@@ -247,8 +253,8 @@ func srvTemps(t *testing.T, dir string) []string {
 	return found
 }
 
-// srvEventually polls cond for a few seconds.
-func srvEventually(t *testing.T, what string, cond func() bool) {
+// eventually polls cond for a few seconds.
+func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -259,13 +265,13 @@ func srvEventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// srvLog is a log destination safe for concurrent use.
-type srvLog struct {
+// logBuffer is a log destination safe for concurrent use.
+type logBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (l *srvLog) Write(p []byte) (int, error) {
+func (l *logBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.Write(p)
@@ -274,7 +280,7 @@ func (l *srvLog) Write(p []byte) (int, error) {
 // refusals returns the refusal lines logged and the refusals they account
 // for: one for each "refused connection", the count of each "refused
 // connections" summary (see secure.Gate).
-func (l *srvLog) refusals(t *testing.T) (lines int, counted int) {
+func (l *logBuffer) refusals(t *testing.T) (lines int, counted int) {
 	t.Helper()
 	l.mu.Lock()
 	defer l.mu.Unlock()

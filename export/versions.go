@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"encoding/binary"
@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/peerfs/peerfs/export/jail"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,11 +95,11 @@ func fdSource(fd int, name string) xattrSource {
 	return func() (string, bool, func(), bool) { return fdPath(fd, name), name == "", func() {}, true }
 }
 
-// jailSource is the xattrSource of path p in the export, opened (O_PATH,
+// pathSource is the xattrSource of path p in the export, opened (O_PATH,
 // following links inside the export) only if the attribute is needed.
-func (j *jail) source(p string) xattrSource {
+func pathSource(j *jail.Jail, p string) xattrSource {
 	return func() (string, bool, func(), bool) {
-		fd, err := j.open(p, unix.O_PATH)
+		fd, err := j.Open(p, unix.O_PATH)
 		if err != nil {
 			return "", false, nil, false
 		}

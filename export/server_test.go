@@ -1,4 +1,4 @@
-package peer
+package export
 
 import (
 	"bufio"
@@ -17,20 +17,47 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
 )
+
+// TestServerWithoutOpenat2 runs the jail's and the requests' tests with
+// paths resolved by os.Root, as on kernels without openat2: the same
+// answers, the same refusals.
+func TestServerWithoutOpenat2(t *testing.T) {
+	testNoOpenat2 = true
+	t.Cleanup(func() { testNoOpenat2 = false })
+	if s, _ := testServe(t, Options{}); s.jail.Beneath() {
+		t.Fatal("Options.noOpenat2 is ignored")
+	}
+	for name, test := range map[string]func(*testing.T){
+		"JailEscapes":         TestServerJailEscapes,
+		"JailSymlinksInside":  TestServerJailSymlinksInside,
+		"SpecialFiles":        TestServerSpecialFiles,
+		"NamespaceOps":        TestServerNamespaceOps,
+		"Transcript":          TestServerTranscript,
+		"PutGetSizes":         TestServerPutGetSizes,
+		"GetRanges":           TestServerGetRanges,
+		"PutRefusals":         TestServerPutRefusals,
+		"PutConditional":      TestServerPutConditional,
+		"SetattrUnreadable":   TestServerSetattrUnreadable,
+		"ReadsSeeEveryChange": TestServerReadsSeeEveryChange,
+	} {
+		t.Run(name, test)
+	}
+}
 
 // TestServerTranscript checks the exact bytes a person typing into nc
 // sends and sees.
 func TestServerTranscript(t *testing.T) {
 	dir := t.TempDir()
-	hello := srvWriteFile(t, dir, "hello.txt", "hello world\n")
+	hello := writeFile(t, dir, "hello.txt", "hello world\n")
 	mt := time.Unix(1700000000, 123456789)
 	if err := os.Chtimes(hello, mt, mt); err != nil {
 		t.Fatal(err)
 	}
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
-	c := srvTestDial(t, addr)
+	_, addr := testServe(t, Options{Export: dir})
+	c := testDial(t, addr)
 
 	c.send("GET hello.txt\n" +
 		"PUT new.txt 5\nhello" +
@@ -43,7 +70,7 @@ func TestServerTranscript(t *testing.T) {
 		"GET ../secret\n" +
 		"ping\r\n" +
 		"QUIT\n")
-	c.nc.SetReadDeadline(time.Now().Add(srvTestTimeout))
+	c.nc.SetReadDeadline(time.Now().Add(testTimeout))
 	got, err := io.ReadAll(c.r)
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +102,8 @@ func TestServerTranscript(t *testing.T) {
 	}
 }
 
-// srvRandom returns n bytes from a fast seeded PRNG.
-func srvRandom(n int, seed uint64) []byte {
+// randomBytes returns n bytes from a fast seeded PRNG.
+func randomBytes(n int, seed uint64) []byte {
 	b := make([]byte, n+8)
 	r := rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)
 	for i := 0; i < n; i += 8 {
@@ -87,12 +114,12 @@ func srvRandom(n int, seed uint64) []byte {
 
 func TestServerPutGetSizes(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{Export: dir})
+	c := testConnect(t, addr)
 	for _, size := range []int{0, 1, 100 << 20} {
 		t.Run(fmt.Sprint(size), func(t *testing.T) {
 			c.t = t
-			data := srvRandom(size, uint64(size))
+			data := randomBytes(size, uint64(size))
 			name := fmt.Sprintf("f%d.bin", size)
 			reply := c.put(name, data)
 			done, err := peerproto.ParseReply([]byte(reply), peerproto.VerbPut)
@@ -129,51 +156,15 @@ func TestServerPutGetSizes(t *testing.T) {
 		})
 	}
 	c.t = t
-	if temps := srvTemps(t, dir); len(temps) > 0 {
+	if temps := tempFiles(t, dir); len(temps) > 0 {
 		t.Errorf("temporary files left: %v", temps)
-	}
-}
-
-func TestServerGetRanges(t *testing.T) {
-	dir := t.TempDir()
-	data := srvRandom(1000, 7)
-	if err := os.WriteFile(filepath.Join(dir, "r.bin"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
-	c := srvTestConnect(t, addr)
-	for _, tc := range []struct {
-		req      string
-		from, to int
-	}{
-		{"GET r.bin", 0, 1000},
-		{"GET r.bin 10", 0, 10},     // seed form: length from offset 0
-		{"GET r.bin 5000", 0, 1000}, // seed form, longer than the file
-		{"GET r.bin 100 50", 100, 150},
-		{"GET r.bin 990 50", 990, 1000},
-		{"GET r.bin 1000 5", 1000, 1000}, // at EOF
-		{"GET r.bin 4000 5", 1000, 1000}, // past EOF
-		{"GET r.bin 10 0", 10, 10},
-	} {
-		if got := c.getRange(tc.req); !bytes.Equal(got, data[tc.from:tc.to]) {
-			t.Errorf("%s: got %d bytes, want data[%d:%d]", tc.req, len(got), tc.from, tc.to)
-		}
-	}
-	for req, want := range map[string]string{
-		"GET .":          `GET FAIL isdir "." is a directory`,
-		"GET r.bin x 1":  `GET FAIL invalid offset "x" is not a non-negative integer`,
-		"GET r.bin 1 -1": `GET FAIL invalid length "-1" is not a non-negative integer`,
-	} {
-		if got := c.roundTrip(req); got != want {
-			t.Errorf("%s: %q, want %q", req, got, want)
-		}
 	}
 }
 
 func TestServerNames(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{Export: dir})
+	c := testConnect(t, addr)
 	names := []string{"with space.txt", "100%.txt", "new\nline", "ünïcødé ☃.txt", "tab\there", "%41"}
 	for i, name := range names {
 		data := []byte(fmt.Sprintf("content %d of %q", i, name))
@@ -187,7 +178,7 @@ func TestServerNames(t *testing.T) {
 			t.Errorf("GET %q = %q", name, got)
 		}
 	}
-	got := srvNames(c.list(""))
+	got := entryNames(c.list(""))
 	want := slices.Clone(names)
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
@@ -199,67 +190,13 @@ func TestServerNames(t *testing.T) {
 	}
 }
 
-func TestServerListAttributes(t *testing.T) {
-	dir := t.TempDir()
-	srvWriteFile(t, dir, "b.txt", "bbb")
-	srvWriteFile(t, dir, "a/inner.txt", "x")
-	if err := os.Chmod(filepath.Join(dir, "a"), 0o750); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("b.txt", filepath.Join(dir, "link-to-b")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink("nowhere", filepath.Join(dir, "dangling")); err != nil {
-		t.Fatal(err)
-	}
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
-	c := srvTestConnect(t, addr)
-	// A temporary file appearing while serving (an upload in flight) stays hidden.
-	srvWriteFile(t, dir, jailTempPrefix+"inflight", "zzz")
-
-	es := c.list("")
-	if got, want := srvNames(es), []string{"a", "b.txt", "link-to-b"}; !slices.Equal(got, want) {
-		t.Fatalf("LIST %q, want %q", got, want)
-	}
-	if e := es[0]; e.Type != peerproto.TypeDir || e.Mode != 0o750 {
-		t.Errorf("a: %+v", e)
-	}
-	fi, _ := os.Stat(filepath.Join(dir, "b.txt"))
-	for _, e := range es[1:] {
-		if e.Type != peerproto.TypeFile || e.Mode != 0o644 || e.Size != 3 || e.Mtime != fi.ModTime().UnixNano() {
-			t.Errorf("%s: %+v, want the attributes of b.txt", e.Name, e)
-		}
-	}
-	if got := srvNames(c.list("a")); !slices.Equal(got, []string{"inner.txt"}) {
-		t.Errorf("LIST a: %q", got)
-	}
-	for req, want := range map[string]string{
-		"LIST nope":  `LIST FAIL notfound no such file or directory "nope"`,
-		"LIST b.txt": `LIST FAIL notdir "b.txt" (or one of its parents) is not a directory`,
-		"LIST a b":   `LIST FAIL invalid usage: LIST [<dir>]`,
-	} {
-		if got := c.roundTrip(req); got != want {
-			t.Errorf("%s: %q, want %q", req, got, want)
-		}
-	}
-	if got := c.roundTrip("STAT ."); !strings.HasPrefix(got, "STAT OK d ") {
-		t.Errorf("STAT .: %q", got)
-	}
-	if got, want := c.roundTrip("STAT b.txt"), fmt.Sprintf("STAT OK f 0644 3 %d", fi.ModTime().UnixNano()); got != want {
-		t.Errorf("STAT b.txt: %q, want %q", got, want)
-	}
-	if got, want := c.roundTrip("STAT dangling"), `STAT FAIL notfound no such file or directory "dangling"`; got != want {
-		t.Errorf("STAT dangling: %q, want %q", got, want)
-	}
-}
-
 func TestServerRemovesStaleTemps(t *testing.T) {
 	dir := t.TempDir()
-	srvWriteFile(t, dir, jailTempPrefix+"crashed", "partial")
-	srvWriteFile(t, dir, "sub/deeper/"+jailTempPrefix+"x", "partial")
-	srvWriteFile(t, dir, "sub/keep.txt", "keep")
-	srvTestServe(t, ServerOptions{Export: dir})
-	if temps := srvTemps(t, dir); len(temps) > 0 {
+	writeFile(t, dir, jail.TempPrefix+"crashed", "partial")
+	writeFile(t, dir, "sub/deeper/"+jail.TempPrefix+"x", "partial")
+	writeFile(t, dir, "sub/keep.txt", "keep")
+	testServe(t, Options{Export: dir})
+	if temps := tempFiles(t, dir); len(temps) > 0 {
 		t.Errorf("stale temporary files left: %v", temps)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "sub/keep.txt")); err != nil {
@@ -268,8 +205,8 @@ func TestServerRemovesStaleTemps(t *testing.T) {
 }
 
 func TestServerLongLineCloses(t *testing.T) {
-	_, addr := srvTestServe(t, ServerOptions{})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{})
+	c := testConnect(t, addr)
 	// Written from a goroutine: the server may close before reading it all.
 	done := make(chan struct{})
 	go func() {
@@ -281,8 +218,8 @@ func TestServerLongLineCloses(t *testing.T) {
 }
 
 func TestServerIdleTimeout(t *testing.T) {
-	_, addr := srvTestServe(t, ServerOptions{IdleTimeout: 200 * time.Millisecond})
-	c := srvTestConnect(t, addr)
+	_, addr := testServe(t, Options{IdleTimeout: 200 * time.Millisecond})
+	c := testConnect(t, addr)
 	if got := c.roundTrip("PING"); got != "PONG" {
 		t.Fatal(got)
 	}
@@ -294,18 +231,18 @@ func TestServerIdleTimeout(t *testing.T) {
 }
 
 func TestServerMaxConns(t *testing.T) {
-	_, addr := srvTestServe(t, ServerOptions{MaxConns: 2})
-	c1 := srvTestConnect(t, addr)
-	srvTestConnect(t, addr)
-	c3 := srvTestDial(t, addr)
+	_, addr := testServe(t, Options{MaxConns: 2})
+	c1 := testConnect(t, addr)
+	testConnect(t, addr)
+	c3 := testDial(t, addr)
 	c3.expect("CONNECT FAIL busy too many connections (2)")
 	c3.expectEOF()
 
 	c1.send("QUIT\n")
 	c1.expectEOF()
 	// The slot frees once the server has finished with c1.
-	srvEventually(t, "a free connection slot", func() bool {
-		c := srvTestDial(t, addr)
+	eventually(t, "a free connection slot", func() bool {
+		c := testDial(t, addr)
 		defer c.nc.Close()
 		return c.line() == "CONNECT OK"
 	})
@@ -313,13 +250,13 @@ func TestServerMaxConns(t *testing.T) {
 
 func TestServerConcurrentClients(t *testing.T) {
 	dir := t.TempDir()
-	_, addr := srvTestServe(t, ServerOptions{Export: dir})
+	_, addr := testServe(t, Options{Export: dir})
 	const clients, rounds = 16, 4
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
 	for i := range clients {
 		wg.Go(func() {
-			if err := srvConcurrentClient(addr, i, rounds); err != nil {
+			if err := concurrentClient(addr, i, rounds); err != nil {
 				errs <- err
 			}
 		})
@@ -329,7 +266,7 @@ func TestServerConcurrentClients(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if temps := srvTemps(t, dir); len(temps) > 0 {
+	if temps := tempFiles(t, dir); len(temps) > 0 {
 		t.Errorf("temporary files left: %v", temps)
 	}
 	// Every client also wrote "shared.bin": whichever won, it is whole.
@@ -339,17 +276,17 @@ func TestServerConcurrentClients(t *testing.T) {
 	}
 	ok := false
 	for i := range clients {
-		ok = ok || bytes.Equal(b, srvRandom(64<<10, uint64(1000+i)))
+		ok = ok || bytes.Equal(b, randomBytes(64<<10, uint64(1000+i)))
 	}
 	if !ok {
 		t.Error("shared.bin is not any one client's content")
 	}
 }
 
-// srvConcurrentClient uploads and downloads its own files over one
+// concurrentClient uploads and downloads its own files over one
 // connection, reporting failures as errors (it runs off the test goroutine).
-func srvConcurrentClient(addr string, id, rounds int) error {
-	nc, err := net.DialTimeout("tcp", addr, srvTestTimeout)
+func concurrentClient(addr string, id, rounds int) error {
+	nc, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {
 		return err
 	}
@@ -380,7 +317,7 @@ func srvConcurrentClient(addr string, id, rounds int) error {
 	}
 	for round := range rounds {
 		name := fmt.Sprintf("c%d-r%d.bin", id, round)
-		data := srvRandom(1+(id*7919+round*104729)%(1<<20), uint64(id*100+round))
+		data := randomBytes(1+(id*7919+round*104729)%(1<<20), uint64(id*100+round))
 		if err := put(name, data); err != nil {
 			return err
 		}
@@ -398,5 +335,74 @@ func srvConcurrentClient(addr string, id, rounds int) error {
 			return fmt.Errorf("client %d: GET %s: content differs", id, name)
 		}
 	}
-	return put("shared.bin", srvRandom(64<<10, uint64(1000+id)))
+	return put("shared.bin", randomBytes(64<<10, uint64(1000+id)))
+}
+
+func TestServerCloseDuringTransfer(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "f.txt", "old content")
+	bigFile(t, dir, "big.bin", 64<<20)
+	s, addr := testServe(t, Options{Export: dir})
+
+	up := testConnect(t, addr)
+	up.send("PUT f.txt 1000000\n")
+	up.expect("PUT OK")
+	up.send(strings.Repeat("x", 1000))
+	// A download the client does not read: the server blocks sending it.
+	down := testConnect(t, addr)
+	if got, want := down.roundTrip("GET big.bin"), fmt.Sprintf("GET OK %d", 64<<20); got != want {
+		t.Fatalf("%q, want %q", got, want)
+	}
+
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not return while transfers were running")
+	}
+	checkAfterFailedPut(t, dir, "f.txt", "old content")
+	up.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	if b, err := io.ReadAll(up.r); len(b) > 0 {
+		t.Errorf("uploader got %q, %v after Close", b, err)
+	}
+}
+
+func TestNewServerErrors(t *testing.T) {
+	if _, err := NewServer(Options{}); err == nil {
+		t.Error("NewServer without an export succeeded")
+	}
+	if _, err := NewServer(Options{Export: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Error("NewServer on a missing directory succeeded")
+	}
+	f := writeFile(t, t.TempDir(), "file", "x")
+	if _, err := NewServer(Options{Export: f}); err == nil {
+		t.Error("NewServer on a file succeeded")
+	}
+	s, err := NewServer(Options{Export: "."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(s.Export()) {
+		t.Errorf("Export() = %q, want an absolute path", s.Export())
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestServerFeatures: FEATURES names the inline PUT; words it is sent
+// must be lower-case.
+func TestServerFeatures(t *testing.T) {
+	_, addr := testServe(t, Options{Export: t.TempDir()})
+	c := testConnect(t, addr)
+	c.send("FEATURES\n")
+	c.expectPrefix("FEATURES OK inline fsync-files attrs")
+	c.send("FEATURES Now\n")
+	c.expectPrefix("FEATURES FAIL invalid")
+	c.send("FEATURES later\n") // a word it does not know: nothing turned on
+	c.expectPrefix("FEATURES OK inline")
 }
