@@ -3,6 +3,7 @@ package export
 import (
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -47,12 +48,21 @@ func (c *openFiles) generation() uint64 {
 }
 
 // openFile is one open descriptor, shared by the GETs using it (pread
-// needs no offset, so they do not interfere).
+// needs no offset, so they do not interfere). Its fields are read-only
+// after creation but refs, which is atomic: the descriptor closes when it
+// drops to 0.
 type openFile struct {
-	fd      int       // read-only after creation
-	path    string    // read-only after creation
-	refs    int       // GETs using fd, plus 1 while in the map; under openFiles.mu
-	expires time.Time // under openFiles.mu
+	fd      int
+	path    string
+	expires time.Time
+	refs    atomic.Int32 // GETs using fd, plus 1 while in openFiles.m
+}
+
+// unref ends one use of f, closing the descriptor after the last.
+func (f *openFile) unref() {
+	if f.refs.Add(-1) == 0 {
+		unix.Close(f.fd)
+	}
 }
 
 // get returns the cached descriptor of p, counted as in use, or nil.
@@ -67,7 +77,7 @@ func (c *openFiles) get(p string, now time.Time) *openFile {
 		c.dropLocked(f)
 		return nil
 	}
-	f.refs++
+	f.refs.Add(1)
 	return f
 }
 
@@ -77,7 +87,8 @@ func (c *openFiles) get(p string, now time.Time) *openFile {
 // of the file a write just replaced), or the cache is closed, fd is used
 // by this GET only.
 func (c *openFiles) add(p string, fd int, now time.Time, gen uint64) *openFile {
-	f := &openFile{fd: fd, path: p, refs: 1, expires: now.Add(fileTTL)}
+	f := &openFile{fd: fd, path: p, expires: now.Add(fileTTL)}
+	f.refs.Store(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.stopped || c.m[p] != nil || c.gen != gen {
@@ -89,7 +100,7 @@ func (c *openFiles) add(p string, fd int, now time.Time, gen uint64) *openFile {
 	if len(c.m) >= fileEntries {
 		c.evictLocked(now)
 	}
-	f.refs++
+	f.refs.Add(1)
 	c.m[p] = f
 	if c.sweep == nil {
 		c.sweep = time.AfterFunc(fileTTL, c.expire)
@@ -100,11 +111,7 @@ func (c *openFiles) add(p string, fd int, now time.Time, gen uint64) *openFile {
 }
 
 // release ends one use of f.
-func (c *openFiles) release(f *openFile) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.unrefLocked(f)
-}
+func (c *openFiles) release(f *openFile) { f.unref() }
 
 // forget drops f from the cache if it is still there, for a descriptor
 // found stale.
@@ -178,13 +185,8 @@ func (c *openFiles) evictLocked(now time.Time) {
 	}
 }
 
+// dropLocked removes f from the map, ending the map's use of it.
 func (c *openFiles) dropLocked(f *openFile) {
 	delete(c.m, f.path)
-	c.unrefLocked(f)
-}
-
-func (c *openFiles) unrefLocked(f *openFile) {
-	if f.refs--; f.refs == 0 {
-		unix.Close(f.fd)
-	}
+	f.unref()
 }

@@ -34,7 +34,6 @@ const spaceReserve = 1 << 20
 // handful of syscalls whatever its depth.
 func (c *conn) put(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
-	j := c.s.jail
 	// An inline payload follows the request line: every refusal before
 	// it is stored must first read it, to stay in step.
 	refuse := func(err error, name ...string) error {
@@ -48,24 +47,11 @@ func (c *conn) put(m peerproto.Put) error {
 	if c.s.opts.ReadOnly {
 		return refuse(peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
 	}
-	p, err := j.Clean(m.Name)
+	p, t, err := c.locate(m)
 	if err != nil {
 		return refuse(err, m.Name)
 	}
-	if p == "" {
-		return refuse(peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory"))
-	}
-	t, err := c.findTarget(p, m.Name, !m.Async)
-	if err != nil {
-		return refuse(err, m.Name)
-	}
-	defer j.CloseDir(t.dfd)
-	if err := c.checkBase(m, t); err != nil {
-		return refuse(err)
-	}
-	if err := c.s.checkSpace(t.dfd, m.Size); err != nil {
-		return refuse(err, m.Name)
-	}
+	defer c.s.jail.CloseDir(t.dfd)
 
 	if !c.s.beginTransfer() {
 		return refuse(peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
@@ -84,9 +70,7 @@ func (c *conn) put(m peerproto.Put) error {
 			unix.Close(fd)
 		}
 		if !renamed {
-			if err := unix.Unlinkat(t.dfd, tmp, 0); err != nil && err != unix.ENOENT {
-				c.log.Error().Err(err).Str("temp", path.Join(t.dir, tmp)).Msg("removing temporary file of a failed upload")
-			}
+			c.removeTemp(t, tmp)
 		}
 	}()
 	if !m.Inline {
@@ -105,32 +89,10 @@ func (c *conn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
-	st, err := jail.Fstat(fd, p)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
-	}
-	// The new content's version token, recorded with the file before it
-	// becomes visible (and before the seed's fsync, which then covers it).
-	ver := c.s.vers.assign(fd, &st)
-	// The seed's PUT is durable before it is visible. An async PUT is
-	// visible (renamed into place, atomically) before it is durable; the
-	// client asks for durability with FSYNC when its user calls fsync.
-	if !m.Async {
-		if err := unix.Fsync(fd); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: p, Err: err}, m.Name)
-		}
-	}
-	// The file was created with the mode it must end with; the umask or
-	// the kernel (setgid) may have trimmed it.
-	if st.Mode&0o7777 != t.mode {
-		if err := unix.Fchmod(fd, t.mode); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, m.Name)
-		}
-	}
-	err = unix.Close(fd)
+	st, ver, err := c.settle(m, p, t, fd)
 	fd = -1
 	if err != nil {
-		return c.refuse(verb, &fs.PathError{Op: "close", Path: p, Err: err}, m.Name)
+		return c.refuse(verb, err, m.Name)
 	}
 	// The condition is checked again right before the rename, under a
 	// lock that orders conditional PUTs: of two writers that started from
@@ -169,6 +131,79 @@ func (c *conn) put(m peerproto.Put) error {
 		done.Ver = ver
 	}
 	return c.send(done)
+}
+
+// locate finds where PUT m stores its file and checks that it may: p is
+// its clean path and t its target, whose directory the caller closes
+// (Jail.CloseDir). An error is the refusal to send, about m.Name.
+func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
+	p, err = c.s.jail.Clean(m.Name)
+	if err != nil {
+		return "", nil, err
+	}
+	if p == "" {
+		return "", nil, peerproto.Fail(peerproto.VerbPut, peerproto.CodeIsDir, "the export root is a directory")
+	}
+	if t, err = c.findTarget(p, m.Name, !m.Async); err != nil {
+		return "", nil, err
+	}
+	// checkBase refuses with a *peerproto.FailError only: its refusal
+	// does not name the file.
+	if err = c.checkBase(m, t); err == nil {
+		err = c.s.checkSpace(t.dfd, m.Size)
+	}
+	if err != nil {
+		c.s.jail.CloseDir(t.dfd)
+		return "", nil, err
+	}
+	return p, t, nil
+}
+
+// settle makes the content received in the temporary file fd what PUT m
+// stores at p: it gives it its version token (returned with its
+// attributes), makes it durable unless m is async, gives it t's mode, and
+// closes fd, whatever the outcome.
+func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Stat_t, string, error) {
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
+	st, err := jail.Fstat(fd, p)
+	if err != nil {
+		return st, "", err
+	}
+	// The new content's version token, recorded with the file before it
+	// becomes visible (and before the seed's fsync, which then covers it).
+	ver := c.s.vers.assign(fd, &st)
+	// The seed's PUT is durable before it is visible. An async PUT is
+	// visible (renamed into place, atomically) before it is durable; the
+	// client asks for durability with FSYNC when its user calls fsync.
+	if !m.Async {
+		if err := unix.Fsync(fd); err != nil {
+			return st, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
+		}
+	}
+	// The file was created with the mode it must end with; the umask or
+	// the kernel (setgid) may have trimmed it.
+	if st.Mode&0o7777 != t.mode {
+		if err := unix.Fchmod(fd, t.mode); err != nil {
+			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
+		}
+	}
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return st, "", &fs.PathError{Op: "close", Path: p, Err: err}
+	}
+	return st, ver, nil
+}
+
+// removeTemp removes tmp, the temporary file of a failed upload to t.
+func (c *conn) removeTemp(t *putTarget, tmp string) {
+	if err := unix.Unlinkat(t.dfd, tmp, 0); err != nil && err != unix.ENOENT {
+		c.log.Error().Err(err).Str("temp", path.Join(t.dir, tmp)).Msg("removing temporary file of a failed upload")
+	}
 }
 
 // putTarget is where a PUT stores its file.
