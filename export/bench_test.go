@@ -133,7 +133,7 @@ func BenchmarkServePut64MiB(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			src.Reset(data)
-			if _, err := c.PutAsync(ctx, "big.bin", src, size, nil); err != nil {
+			if _, err := c.PutWith(ctx, peerproto.Put{Name: "big.bin", Size: size, Async: true}, src, nil); err != nil {
 				b.Fatal(err)
 			}
 		}
