@@ -2,5 +2,4 @@
 // peer's export server (package export), speaking the line protocol of
 // package peerproto; Pool keeps connections to one peer for parallel
 // requests. The shell and the FUSE mount's storage core use it.
-// TrackerClient keeps this peer registered with the tracker.
 package peer

@@ -292,9 +292,9 @@ type cluster struct {
 	tracker     *tracker.Tracker
 	trackerAddr string
 	bob         *testPeer
-	bobTC       *peer.TrackerClient
+	bobTC       *tracker.Client
 	store       *testStore
-	meTC        *peer.TrackerClient
+	meTC        *tracker.Client
 
 	calls    *verbCounter // the store's requests, by verb
 	bobWrote atomic.Bool  // what bob's next SYNC FIN reports
@@ -329,14 +329,9 @@ func newClusterWith(t *testing.T, tune func(*Options)) *cluster {
 	c.store.opts.Observer = c.calls // before any goroutine uses the store
 
 	s := c.store.Store
-	c.meTC = peer.NewTrackerClient(peer.TrackerOptions{
+	c.meTC = tracker.NewClient(tracker.ClientOptions{
 		Addr: trAddr, Name: "me", Port: 1, Logger: zerolog.Nop(),
-		OnUpdate: s.SetPeers,
-		OnRead:   s.InvalidateAll,
-		OnEnd:    s.RoundEnded,
-		Wrote:    s.TakeWrote,
-		OnTurn:   s.FlushAll,
-		OnLeft:   s.PeerLeft,
+		Handler: s,
 	})
 	s.SetSyncer(c.meTC)
 	testutil.RunTrackerClient(t, c.meTC)
@@ -351,12 +346,11 @@ func newClusterWith(t *testing.T, tune func(*Options)) *cluster {
 
 // registerBob registers bob, serving on port, with the cluster's tracker
 // until the test ends or c.dropBob, and returns his tracker client.
-func (c *cluster) registerBob(t *testing.T, port int) *peer.TrackerClient {
+func (c *cluster) registerBob(t *testing.T, port int) *tracker.Client {
 	t.Helper()
-	tc := peer.NewTrackerClient(peer.TrackerOptions{
+	tc := tracker.NewClient(tracker.ClientOptions{
 		Addr: c.trackerAddr, Name: "bob", Port: port, Logger: zerolog.Nop(),
-		OnTurn: c.bobTurn,
-		Wrote:  func() bool { return c.bobWrote.Swap(false) },
+		Handler: bobHandler{c: c},
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -387,7 +381,17 @@ func (c *cluster) dropBob() {
 	stop()
 }
 
-// bobTurn is bob's OnTurn: it returns at once unless a hold is armed.
+// bobHandler is bob's tracker handler: his turns (bobTurn), and what his
+// SYNC FIN reports (bobWrote).
+type bobHandler struct {
+	tracker.NopHandler
+	c *cluster
+}
+
+func (h bobHandler) SyncTurn(ctx context.Context) error { return h.c.bobTurn(ctx) }
+func (h bobHandler) TakeWrote() bool                    { return h.c.bobWrote.Swap(false) }
+
+// bobTurn is bob's turn: it returns at once unless a hold is armed.
 func (c *cluster) bobTurn(ctx context.Context) error {
 	c.mu.Lock()
 	h := c.hold

@@ -14,6 +14,7 @@ import (
 
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // leaveWait bounds how long quit waits for the tracker to take the QUIT.
@@ -95,7 +96,7 @@ func (s *shell) cmdQuit([]string) bool {
 		// (QUIT), and their mounts drop this peer's folder. Ending the
 		// input or a signal only stops the shell.
 		ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
-		if err := s.trk.tc.Leave(ctx); err != nil && !errors.Is(err, peer.ErrNoTracker) {
+		if err := s.trk.tc.Leave(ctx); err != nil && !errors.Is(err, tracker.ErrNotRegistered) {
 			s.printf("QUIT: could not tell the tracker: %v", err)
 		}
 		cancel()

@@ -21,8 +21,8 @@ import (
 
 	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -428,6 +428,15 @@ func assertDirNames(t *testing.T, dir string, names ...string) {
 	}
 }
 
+// leftWatcher is a tracker handler that hears how peers leave.
+type leftWatcher func(name string, quit bool)
+
+func (leftWatcher) SetPeers([]peerproto.PeerAddr)     {}
+func (leftWatcher) SyncRead()                         {}
+func (leftWatcher) SyncTurn(context.Context) error    { return nil }
+func (leftWatcher) SyncEnd(peerproto.SyncEnd)         {}
+func (w leftWatcher) PeerLeft(name string, quit bool) { w(name, quit) }
+
 // TestQuitLeaves: typing quit leaves the cluster on purpose (the tracker
 // reports LEFT <name> quit, and mounts drop the folder); the end of the
 // input only stops the shell (the peer is dropped: mounts keep it).
@@ -438,9 +447,9 @@ func TestQuitLeaves(t *testing.T) {
 		quit bool
 	}
 	lefts := make(chan leave, 4)
-	watcher := peer.NewTrackerClient(peer.TrackerOptions{
+	watcher := tracker.NewClient(tracker.ClientOptions{
 		Addr: trk, Name: "watcher", Port: 1, Logger: zerolog.Nop(),
-		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
+		Handler: leftWatcher(func(name string, quit bool) { lefts <- leave{name, quit} }),
 	})
 	testutil.RunTrackerClient(t, watcher)
 	addr, _ := startPeer(t, export.Options{})

@@ -17,6 +17,7 @@ import (
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/remote"
 	"github.com/peerfs/peerfs/secure"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 func runMount(args []string, stderr io.Writer) error { return mountWith(args, stderr, nil) }
@@ -106,14 +107,11 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	}
 	defer store.Close()
 
-	tc := peer.NewTrackerClient(peer.TrackerOptions{
+	tc := tracker.NewClient(tracker.ClientOptions{
 		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
-		OnUpdate: store.SetPeers,
-		OnRead:   ops.onRead(store.InvalidateAll),
-		OnEnd:    ops.onEnd(store.RoundEnded),
-		Wrote:    store.TakeWrote,
-		OnTurn:   ops.onTurn(store.FlushAll),
-		OnLeft:   store.PeerLeft,
+		// The store follows the peer list and does this mount's part of
+		// the SYNC rounds (remote/round.go).
+		Handler: store,
 	})
 	store.SetSyncer(tc)
 	ops.setLeave(leaveAndStop(tc.Leave, leaving))

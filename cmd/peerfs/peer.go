@@ -20,6 +20,7 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 	"github.com/peerfs/peerfs/shell"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // defaultName derives a peer name from the host name.
@@ -82,6 +83,14 @@ func (sp *servingPeer) close() {
 	sp.srv.Close()
 	<-sp.errc
 }
+
+// peerHandler is the tracker handler of a peer without a mount: its turns
+// in SYNC rounds have nothing to do, and it tells the others it wrote
+// nothing, since a peer without a mount never stores anything on others.
+type peerHandler struct{ tracker.NopHandler }
+
+// TakeWrote reports false: see peerHandler.
+func (peerHandler) TakeWrote() bool { return false }
 
 func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg peerConfig
@@ -159,10 +168,9 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	if cfg.Tracker != "" {
-		tc := peer.NewTrackerClient(peer.TrackerOptions{
+		tc := tracker.NewClient(tracker.ClientOptions{
 			Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
-			// A peer without a mount never stores anything on others.
-			Wrote: func() bool { return false },
+			Handler: peerHandler{},
 		})
 		done := make(chan struct{})
 		go func() { defer close(done); tc.Run(ctx) }()

@@ -1,4 +1,4 @@
-package peer_test
+package tracker_test
 
 import (
 	"context"
@@ -13,13 +13,61 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/peerfs/peerfs/internal/testutil"
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 	"github.com/peerfs/peerfs/tracker"
 )
 
-// These tests run TrackerClients against a real tracker on 127.0.0.1.
+// These tests run Clients against a real tracker on 127.0.0.1.
+
+// funcHandler is a Handler that passes each event to its function (nil:
+// ignored). It implements neither TakeWrote nor PeerLeft: its Client
+// sends the seed's plain SYNC FIN and asks for no LEFT events.
+type funcHandler struct {
+	update func([]peerproto.PeerAddr)
+	read   func()
+	turn   func(context.Context) error
+	end    func(peerproto.SyncEnd)
+}
+
+func (e funcHandler) SetPeers(ps []peerproto.PeerAddr) {
+	if e.update != nil {
+		e.update(ps)
+	}
+}
+
+func (e funcHandler) SyncRead() {
+	if e.read != nil {
+		e.read()
+	}
+}
+
+func (e funcHandler) SyncTurn(ctx context.Context) error {
+	if e.turn != nil {
+		return e.turn(ctx)
+	}
+	return nil
+}
+
+func (e funcHandler) SyncEnd(end peerproto.SyncEnd) {
+	if e.end != nil {
+		e.end(end)
+	}
+}
+
+// leave is a LEFT event.
+type leave struct {
+	name string
+	quit bool
+}
+
+// leftWatcher is a Handler that hears how peers leave.
+type leftWatcher struct {
+	tracker.NopHandler
+	lefts chan leave
+}
+
+func (w leftWatcher) PeerLeft(name string, quit bool) { w.lefts <- leave{name, quit} }
 
 // tcNoLeaks checks, when the test is over, that it left no goroutine.
 func tcNoLeaks(t *testing.T) {
@@ -28,9 +76,9 @@ func tcNoLeaks(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t, ignore) }) // runs last
 }
 
-func TestTrackerClientNotRegistered(t *testing.T) {
-	tc := peer.NewTrackerClient(peer.TrackerOptions{Addr: "127.0.0.1:1", Name: "a", Port: 1, Logger: zerolog.Nop()})
-	if err := tc.Sync(t.Context()); !errors.Is(err, peer.ErrNoTracker) {
+func TestClientNotRegistered(t *testing.T) {
+	tc := tracker.NewClient(tracker.ClientOptions{Addr: "127.0.0.1:1", Name: "a", Port: 1, Logger: zerolog.Nop()})
+	if err := tc.Sync(t.Context()); !errors.Is(err, tracker.ErrNotRegistered) {
 		t.Errorf("Sync before registering: %v, want ErrNoTracker", err)
 	}
 	if st := tc.State(); st.Registered || st.InRound {
@@ -40,7 +88,7 @@ func TestTrackerClientNotRegistered(t *testing.T) {
 
 // A round between two clients: the one that asked writes first, the other
 // reads and then gets its turn; both see the round end.
-func TestTrackerClientSyncRound(t *testing.T) {
+func TestClientSyncRound(t *testing.T) {
 	tcNoLeaks(t)
 	_, addr := testutil.StartTracker(t, 10*time.Second)
 
@@ -53,19 +101,21 @@ func TestTrackerClientSyncRound(t *testing.T) {
 		events = append(events, event{who, what})
 		mu.Unlock()
 	}
-	newClient := func(name string, port int) *peer.TrackerClient {
-		return peer.NewTrackerClient(peer.TrackerOptions{
+	newClient := func(name string, port int) *tracker.Client {
+		return tracker.NewClient(tracker.ClientOptions{
 			Addr: addr, Name: name, Port: port, Logger: zerolog.Nop(),
-			OnUpdate: func(ps []peerproto.PeerAddr) {
-				if name == "b" {
-					mu.Lock()
-					updates = append(updates, ps)
-					mu.Unlock()
-				}
+			Handler: funcHandler{
+				update: func(ps []peerproto.PeerAddr) {
+					if name == "b" {
+						mu.Lock()
+						updates = append(updates, ps)
+						mu.Unlock()
+					}
+				},
+				read: func() { record(name, "read") },
+				turn: func(ctx context.Context) error { record(name, "turn"); return nil },
+				end:  func(peerproto.SyncEnd) { record(name, "end") },
 			},
-			OnRead: func() { record(name, "read") },
-			OnTurn: func(ctx context.Context) error { record(name, "turn"); return nil },
-			OnEnd:  func(peerproto.SyncEnd) { record(name, "end") },
 		})
 	}
 	a, b := newClient("a", 1001), newClient("b", 1002)
@@ -113,7 +163,7 @@ func TestTrackerClientSyncRound(t *testing.T) {
 // A Sync that arrives during our turn still gets a turn of its own when
 // that turn's lease expires (it used to be stranded: nobody asked the
 // tracker for another turn).
-func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
+func TestClientSyncAfterLeaseExpiry(t *testing.T) {
 	tcNoLeaks(t)
 	const lease = time.Second
 	_, addr := testutil.StartTracker(t, lease)
@@ -121,9 +171,9 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 	var mu sync.Mutex
 	turns := 0
 	firstTurn := make(chan struct{})
-	tc := peer.NewTrackerClient(peer.TrackerOptions{
+	tc := tracker.NewClient(tracker.ClientOptions{
 		Addr: addr, Name: "a", Port: 1, Logger: zerolog.Nop(),
-		OnTurn: func(ctx context.Context) error {
+		Handler: funcHandler{turn: func(ctx context.Context) error {
 			mu.Lock()
 			turns++
 			n := turns
@@ -134,7 +184,7 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 				return ctx.Err()
 			}
 			return nil
-		},
+		}},
 	})
 	testutil.RunTrackerClient(t, tc)
 
@@ -151,7 +201,7 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 		t.Fatalf("the lease expired before the second Sync arrived; the test needs a longer lease")
 	}
 
-	if err := testutil.Recv(t, "the first Sync", first); !errors.Is(err, peer.ErrLeaseExpired) {
+	if err := testutil.Recv(t, "the first Sync", first); !errors.Is(err, tracker.ErrLeaseExpired) {
 		t.Errorf("first Sync: %v, want ErrLeaseExpired", err)
 	}
 	if err := testutil.Recv(t, "the second Sync", second); err != nil {
@@ -161,7 +211,7 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 	n := turns
 	mu.Unlock()
 	if n != 2 {
-		t.Errorf("OnTurn ran %d times, want 2", n)
+		t.Errorf("SyncTurn ran %d times, want 2", n)
 	}
 	if st := tc.State(); st.Holding || st.Waiting != 0 {
 		t.Errorf("state after both Syncs: %+v", st)
@@ -170,7 +220,7 @@ func TestTrackerClientSyncAfterLeaseExpiry(t *testing.T) {
 
 // startClient runs tc until the test ends, without waiting for it to
 // register.
-func startClient(t *testing.T, tc *peer.TrackerClient) {
+func startClient(t *testing.T, tc *tracker.Client) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -188,10 +238,10 @@ func startClient(t *testing.T, tc *peer.TrackerClient) {
 // whether to go on: registered, refused for good (a taken name, another
 // cluster's secret), or not reached (try again later). The state says
 // why the client is not registered.
-func TestTrackerClientFirstAttempt(t *testing.T) {
+func TestClientFirstAttempt(t *testing.T) {
 	tcNoLeaks(t)
 	_, addr := testutil.StartTracker(t, 10*time.Second)
-	first := func(tc *peer.TrackerClient) error {
+	first := func(tc *tracker.Client) error {
 		t.Helper()
 		startClient(t, tc)
 		ctx, cancel := context.WithTimeout(t.Context(), testutil.Wait)
@@ -203,7 +253,7 @@ func TestTrackerClientFirstAttempt(t *testing.T) {
 		return err
 	}
 
-	a := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "a", Port: 1001, Logger: zerolog.Nop()})
+	a := tracker.NewClient(tracker.ClientOptions{Addr: addr, Name: "a", Port: 1001, Logger: zerolog.Nop()})
 	if err := first(a); err != nil {
 		t.Fatalf("registering a: %v", err)
 	}
@@ -212,9 +262,9 @@ func TestTrackerClientFirstAttempt(t *testing.T) {
 	}
 
 	// The name is a's, from another address.
-	taken := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "a", Port: 1002, Logger: zerolog.Nop()})
+	taken := tracker.NewClient(tracker.ClientOptions{Addr: addr, Name: "a", Port: 1002, Logger: zerolog.Nop()})
 	err := first(taken)
-	if !peer.IsFinalRefusal(err) {
+	if !tracker.IsFinalRefusal(err) {
 		t.Errorf("a taken name: %v, want a final refusal", err)
 	}
 	testutil.Eventually(t, "the refusal in the state", func() bool {
@@ -232,18 +282,18 @@ func TestTrackerClientFirstAttempt(t *testing.T) {
 		t.Fatal(err)
 	}
 	secAddr := testutil.Serve(t, tracker.New(tracker.Options{Secure: s1, Logger: zerolog.Nop()}))
-	stranger := peer.NewTrackerClient(peer.TrackerOptions{Addr: secAddr, Name: "s", Port: 1003, Secure: s2, Logger: zerolog.Nop()})
-	if err := first(stranger); !peer.IsFinalRefusal(err) || !strings.Contains(err.Error(), "not a member") {
+	stranger := tracker.NewClient(tracker.ClientOptions{Addr: secAddr, Name: "s", Port: 1003, Secure: s2, Logger: zerolog.Nop()})
+	if err := first(stranger); !tracker.IsFinalRefusal(err) || !strings.Contains(err.Error(), "not a member") {
 		t.Errorf("another secret: %v, want a final refusal: not a member", err)
 	}
-	member := peer.NewTrackerClient(peer.TrackerOptions{Addr: secAddr, Name: "m", Port: 1004, Secure: s1, Logger: zerolog.Nop()})
+	member := tracker.NewClient(tracker.ClientOptions{Addr: secAddr, Name: "m", Port: 1004, Secure: s1, Logger: zerolog.Nop()})
 	if err := first(member); err != nil {
 		t.Errorf("a member: %v", err)
 	}
 
 	// Nobody listening: an error, but not a refusal.
-	gone := peer.NewTrackerClient(peer.TrackerOptions{Addr: testutil.ClosedAddr(t), Name: "g", Port: 1005, Logger: zerolog.Nop()})
-	if err := first(gone); err == nil || peer.IsFinalRefusal(err) {
+	gone := tracker.NewClient(tracker.ClientOptions{Addr: testutil.ClosedAddr(t), Name: "g", Port: 1005, Logger: zerolog.Nop()})
+	if err := first(gone); err == nil || tracker.IsFinalRefusal(err) {
 		t.Errorf("no tracker: %v, want a connection error", err)
 	}
 	if st := gone.State(); !strings.Contains(st.Error, "refused") {
@@ -251,25 +301,21 @@ func TestTrackerClientFirstAttempt(t *testing.T) {
 	}
 }
 
-// TestTrackerClientLeave: a client that stops is dropped (OnLeft with
+// TestClientLeave: a client that stops is dropped (PeerLeft with
 // quit false); one that calls Leave quits (quit true), and its Run
 // returns instead of registering again.
-func TestTrackerClientLeave(t *testing.T) {
+func TestClientLeave(t *testing.T) {
 	tcNoLeaks(t)
 	_, addr := testutil.StartTracker(t, 10*time.Second)
-	type leave struct {
-		name string
-		quit bool
-	}
 	lefts := make(chan leave, 10)
-	watcher := peer.NewTrackerClient(peer.TrackerOptions{
+	watcher := tracker.NewClient(tracker.ClientOptions{
 		Addr: addr, Name: "watcher", Port: 1000, Logger: zerolog.Nop(),
-		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
+		Handler: leftWatcher{lefts: lefts},
 	})
 	testutil.RunTrackerClient(t, watcher)
 
 	// Stopped (its context ended, as on SIGTERM): dropped.
-	stopped := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "stopped", Port: 1001, Logger: zerolog.Nop()})
+	stopped := tracker.NewClient(tracker.ClientOptions{Addr: addr, Name: "stopped", Port: 1001, Logger: zerolog.Nop()})
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- stopped.Run(ctx) }()
@@ -283,7 +329,7 @@ func TestTrackerClientLeave(t *testing.T) {
 	}
 
 	// Leaving on purpose: QUIT.
-	leaver := peer.NewTrackerClient(peer.TrackerOptions{Addr: addr, Name: "leaver", Port: 1002, Logger: zerolog.Nop()})
+	leaver := tracker.NewClient(tracker.ClientOptions{Addr: addr, Name: "leaver", Port: 1002, Logger: zerolog.Nop()})
 	done = make(chan error, 1)
 	go func() { done <- leaver.Run(t.Context()) }()
 	if err := leaver.WaitRegistered(t.Context()); err != nil {
@@ -303,7 +349,7 @@ func TestTrackerClientLeave(t *testing.T) {
 	if leaver.Registered() {
 		t.Error("still registered after Leave")
 	}
-	if err := leaver.Leave(lctx); !errors.Is(err, peer.ErrNoTracker) {
+	if err := leaver.Leave(lctx); !errors.Is(err, tracker.ErrNotRegistered) {
 		t.Errorf("Leave again: %v, want ErrNoTracker", err)
 	}
 	testutil.Eventually(t, "the watcher's list without both", func() bool { return len(watcher.Peers()) == 1 })
