@@ -19,7 +19,20 @@ func TestMain(m *testing.M) {
 // openCache opens a cache in dir and closes it when the test ends.
 func openCache(t testing.TB, dir string, max int64) *Cache {
 	t.Helper()
-	c, err := Open(Options{Dir: dir, MaxBytes: max})
+	return openCacheWith(t, Options{Dir: dir, MaxBytes: max})
+}
+
+// openCacheBoot is openCache of dir (default size) with the boot ID read
+// from bootIDFile.
+func openCacheBoot(t testing.TB, dir, bootIDFile string) *Cache {
+	t.Helper()
+	return openCacheWith(t, Options{Dir: dir, BootIDFile: bootIDFile})
+}
+
+// openCacheWith opens a cache with opts, closed when the test ends.
+func openCacheWith(t testing.TB, opts Options) *Cache {
+	t.Helper()
+	c, err := Open(opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

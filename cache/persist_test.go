@@ -302,10 +302,7 @@ func TestRebootDropsUnpersisted(t *testing.T) {
 	}
 	c.Close()
 
-	old := bootID
-	bootID = func() string { return "another-boot" }
-	t.Cleanup(func() { bootID = old })
-	c = openCache(t, dir, 0)
+	c = openCacheBoot(t, dir, rebooted(t))
 	dirty := c.Dirty()
 	if len(dirty) != 1 || dirty[0].Path != "durable" {
 		t.Fatalf("after a reboot: dirty = %v, want only the persisted entry", dirty)
@@ -326,12 +323,9 @@ func TestRebootDropsUnpersisted(t *testing.T) {
 // Open trusts it: only what Persist made durable (data fsynced first)
 // survives, never a record paired with data a power loss could have torn.
 func TestNoBootIDKeepsOnlyPersisted(t *testing.T) {
-	old := bootIDFile
-	bootIDFile = filepath.Join(t.TempDir(), "no-boot-id")
-	t.Cleanup(func() { bootIDFile = old })
-
+	noBootID := filepath.Join(t.TempDir(), "no-boot-id")
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openCacheBoot(t, dir, noBootID)
 	write := func(path, data string) *Handle { return writeHeld(t, c, path, data) }
 	volatile := write("volatile", "v")
 	durable := write("durable", "d")
@@ -344,7 +338,7 @@ func TestNoBootIDKeepsOnlyPersisted(t *testing.T) {
 	}
 	c.Close()
 
-	c = openCache(t, dir, 0)
+	c = openCacheBoot(t, dir, noBootID)
 	dirty := c.Dirty()
 	if len(dirty) != 1 || dirty[0].Path != "durable" {
 		t.Fatalf("after a restart without a boot ID: dirty = %v, want only the persisted entry", dirty)

@@ -46,11 +46,15 @@ func inode(t *testing.T, name string) uint64 {
 	return mustStat(t, name).Sys().(*syscall.Stat_t).Ino
 }
 
-// simulateReboot makes the next Open see another boot ID.
-func simulateReboot(t *testing.T) {
-	old := bootID
-	bootID = func() string { return "another-boot" }
-	t.Cleanup(func() { bootID = old })
+// rebooted returns a boot ID file of another boot than this one: a cache
+// opened with it (openCacheBoot) sees a reboot.
+func rebooted(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(f, []byte("another-boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }
 
 func TestCreateNew(t *testing.T) {
@@ -173,8 +177,7 @@ func TestCreateRebootAndPersist(t *testing.T) {
 		release(t, h)
 	}
 	crashed := copyDir(t, dir)
-	simulateReboot(t)
-	c2 := openCache(t, crashed, 0)
+	c2 := openCacheBoot(t, crashed, rebooted(t))
 	if got := c2.Dirty(); !slices.Equal(got, []Key{durable}) {
 		t.Fatalf("after a reboot: Dirty = %v; want only the persisted entry", got)
 	}
@@ -460,8 +463,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 			t.Errorf("%v lost in a process crash", k)
 		}
 	}
-	simulateReboot(t)
-	c2 := openCache(t, crashed, 0)
+	c2 := openCacheBoot(t, crashed, rebooted(t))
 	if st := c2.Stats(); st.Entries != 0 {
 		t.Errorf("after a reboot: %d entries loaded; want none", st.Entries)
 	}
