@@ -158,6 +158,7 @@ func TestBadCommands(t *testing.T) {
 	sh.run("peers", `^PEERS FAIL not registered`)
 	sh.run("sync", `^SYNC FAIL not registered`)
 	sh.run("help", `^HELP OK commands:$`)
+	commands, order := commandTable()
 	for _, n := range order {
 		sh.expect(`^  ` + regexpQuote(commands[n].usage) + ` `)
 	}

@@ -61,7 +61,7 @@ func (s *shell) stopTracker() {
 func (s *shell) cmdRegister(args []string) bool {
 	addr, err := hostPort(args[0], args[1])
 	if err != nil {
-		s.printf("REGISTER FAIL %v; usage: %s", err, commands["register"].usage)
+		s.printf("REGISTER FAIL %v; usage: %s", err, s.commands["register"].usage)
 		return false
 	}
 	s.register(addr)
