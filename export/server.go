@@ -135,8 +135,10 @@ type Server struct {
 	wg   sync.WaitGroup // Serve loops and connection goroutines
 	done chan struct{}  // closed by Close
 
-	// putMu orders the check-and-rename of conditional PUTs (never held
-	// across network I/O).
+	// putMu orders the check-and-rename of conditional PUTs: of two that
+	// started from one version, exactly one replaces it. It guards no
+	// field. It is held across that check's stat and the rename, disk I/O
+	// on purpose (only conditional PUTs wait on it), never network I/O.
 	putMu sync.Mutex
 
 	spaceMu    sync.Mutex // protects the two fields below
