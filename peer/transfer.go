@@ -140,7 +140,7 @@ func (c *Conn) Put(ctx context.Context, name string, src io.Reader, size int64, 
 // With m.Inline the payload goes right after the request line, without
 // waiting for PUT OK: one round trip instead of two, worth it for small
 // files (a payload up to half the write buffer, 32 KiB, even shares the
-// request's write). Only for peers that support it (this package's
+// request's write). Only for peers that support it (package export's
 // Server does): an older peer refuses the line as invalid, and any
 // invalid refusal of an inline PUT closes the connection.
 func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
