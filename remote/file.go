@@ -337,7 +337,7 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	if err != nil {
 		return nil, netErr(p, err)
 	}
-	p.remember(key.Path, e, true)
+	p.attrs.remember(key.Path, e, true)
 	s.mu.Lock()
 	f.remote = e
 	f.base = e.Version()
@@ -392,7 +392,7 @@ func (s *Store) fetchWhole(ctx context.Context, p *peerConn, key cache.Key, size
 		err = s.poolDo(ctx, p, "GET", get)
 	}
 	if err != nil {
-		p.forget(key.Path)
+		p.attrs.forget(key.Path)
 		return nil, netErr(p, err)
 	}
 	return ch, nil
@@ -827,7 +827,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				s.mu.Lock()
 				f.base = pd.Version()
 				s.mu.Unlock()
-				p.markUnsynced(key.Path)
+				p.unsynced.mark(key.Path)
 				e = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 				// The peer keeps an existing file's mode and creates a new
 				// one 0644: apply ours where it differs.
@@ -842,7 +842,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				if e, err = c.Setattr(ctx, sa); err != nil {
 					return err
 				}
-				p.markUnsynced(key.Path)
+				p.unsynced.mark(key.Path)
 			}
 			return nil
 		})
@@ -889,7 +889,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 				s.log.Error().Err(perr).Str("path", key.Path).Msg("cannot make the unuploaded copy durable")
 			}
 		}
-		p.forget(key.Path)
+		p.attrs.forget(key.Path)
 		if final {
 			return s.park(f, ch, err)
 		}
@@ -924,7 +924,7 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 		delete(s.files, f.key)
 	}
 	s.mu.Unlock()
-	p.remember(key.Path, e, true)
+	p.attrs.remember(key.Path, e, true)
 	if drop {
 		f.releaseCopy()
 	}

@@ -2,11 +2,12 @@ package remote
 
 import (
 	"bytes"
-	"github.com/peerfs/peerfs/internal/testutil"
 	"math/rand"
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // A sequential reader is served from chunks fetched ahead of it, also

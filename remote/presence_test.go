@@ -300,9 +300,9 @@ func TestFsyncSkipsDroppedPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	unsynced := p.unsynced
-	p.mu.Unlock()
+	p.unsynced.mu.Lock()
+	unsynced := p.unsynced.need
+	p.unsynced.mu.Unlock()
 	if !unsynced {
 		t.Error("the dropped peer's FSYNC is no longer due")
 	}

@@ -6,7 +6,6 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/peer"
-	"github.com/peerfs/peerfs/peerproto"
 )
 
 // ReservedName is the name of the mount's control folder (see
@@ -151,61 +149,14 @@ type CacheReport struct {
 	Evictions  uint64 `json:"evictions"`
 }
 
-// health is what the Store knows about its peers' reachability and its
-// own uploads, for the report and FileState. Its zero value is ready.
+// health is what the Store knows for its reports beyond its peers' links:
+// what the daemon told it, and which files it stored before which round
+// (FileState). Its zero value is ready.
 type health struct {
 	mu     sync.Mutex // protects the fields below
 	info   ReportInfo
-	peers  map[string]*peerHealth // by peer name
-	stored map[cache.Key]uint64   // uploaded files -> the first round ended since (0: none yet)
-	pinger bool                   // StartHealth has run
-}
-
-type peerHealth struct {
-	addr              string
-	tried, up         bool
-	rtt               time.Duration
-	lastSeen          time.Time
-	downSince         time.Time // the first failure since the last answer; zero while up
-	lastErr           string
-	bytesIn, bytesOut int64
-}
-
-// maxStoredMarks bounds the table of recently uploaded files.
-const maxStoredMarks = 4096
-
-// peerLocked returns the health record of p, new if p's address changed.
-// Called with h.mu held.
-func (h *health) peerLocked(p *peerConn) *peerHealth {
-	if h.peers == nil {
-		h.peers = map[string]*peerHealth{}
-	}
-	ph := h.peers[p.name]
-	if ph == nil || ph.addr != p.addr {
-		ph = &peerHealth{addr: p.addr}
-		h.peers[p.name] = ph
-	}
-	return ph
-}
-
-// result records how a request to p ended at now: an answer (even a
-// refusal) means the peer is up; failing to reach it means down.
-func (h *health) result(p *peerConn, err error, now time.Time) {
-	var fe *peerproto.FailError
-	if errors.Is(err, context.Canceled) || isLocal(err) {
-		return // says nothing about the peer
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ph := h.peerLocked(p)
-	if err == nil || errors.As(err, &fe) || errors.Is(err, peer.ErrCutShort) {
-		ph.tried, ph.up, ph.lastSeen, ph.lastErr, ph.downSince = true, true, now, "", time.Time{}
-		return
-	}
-	if ph.up || !ph.tried {
-		ph.downSince = now
-	}
-	ph.tried, ph.up, ph.lastErr = true, false, err.Error()
+	stored map[cache.Key]uint64 // uploaded files -> the first round ended since (0: none yet)
+	pinger bool                 // StartHealth has run
 }
 
 // SetReportInfo sets what the status report shows beyond the Store's own
@@ -216,17 +167,11 @@ func (s *Store) SetReportInfo(info ReportInfo) {
 	s.health.mu.Unlock()
 }
 
-// poolDo runs fn on a connection to p like p.pool.Do, and records the
-// request's outcome for the status report and the Observer. verb names
-// the request for the measurements.
+// poolDo runs fn on a connection to p (its link's do), learning the
+// peer's identity from the connection, and counting a request that
+// changes the peer's export for this peer's next SYNC FIN. verb names the
+// request for the measurements.
 func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
-	start := time.Now()
-	p.mu.Lock()
-	down := p.downUntil
-	p.mu.Unlock()
-	if start.Before(down) {
-		return fmt.Errorf("peer %s (%s) did not answer moments ago; failing fast: %w", p.name, p.addr, errPeerDown)
-	}
 	if mutating(verb) {
 		// Before the request: one in flight when SYNC FIN goes out
 		// must count for that turn (TakeWrote); and after it, for the
@@ -234,26 +179,10 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 		s.wrote.Store(true)
 		defer s.wrote.Store(true)
 	}
-	err := p.pool.Do(ctx, func(c *peer.Conn) error {
+	return p.link.do(ctx, verb, func(c *peer.Conn) error {
 		s.learnID(p, c.PeerID())
 		return fn(c)
 	})
-	p.mu.Lock()
-	switch {
-	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
-		// A cut-short transfer was answered first: the peer is up.
-		p.downUntil = time.Time{}
-	case ctx.Err() == nil && !errors.Is(err, context.Canceled) && !isLocal(err):
-		// A cancelled request, or one whose data could not be read
-		// here, says nothing about the peer.
-		p.downUntil = time.Now().Add(failFast)
-	}
-	p.mu.Unlock()
-	s.health.result(p, err, s.now())
-	if o := s.opts.Observer; o != nil {
-		o.PeerRequest(p.name, verb, time.Since(start), err)
-	}
-	return err
 }
 
 // mutating reports whether requests with verb change a peer's export.
@@ -265,45 +194,8 @@ func mutating(verb string) bool {
 	return false
 }
 
-// failFast is how long requests to a peer fail at once after one failed
-// on the network: a stalled peer then costs one timeout, not one per
-// request the kernel sends.
-const failFast = time.Second
-
-// errPeerDown is returned (as EIO, see netErr) while failing fast.
-var errPeerDown = errors.New("peer down")
-
-// errLocal marks a request that failed on this machine (the cache's
-// disk), not on the network or the peer.
-var errLocal = errors.New("local failure")
-
-// isLocal reports whether err is a failure on this side, which says
-// nothing about the peer: a PUT whose source could not be read, or an
-// errLocal.
-func isLocal(err error) bool {
-	return errors.Is(err, errLocal) || errors.Is(err, peer.ErrSource)
-}
-
-// isRefusal reports whether err is a well-formed refusal: the peer is up.
-func isRefusal(err error) bool {
-	var fe *peerproto.FailError
-	return errors.As(err, &fe)
-}
-
 // countBytes records file content moved to or from p.
-func (s *Store) countBytes(p *peerConn, in, out int64) {
-	if in == 0 && out == 0 {
-		return
-	}
-	s.health.mu.Lock()
-	ph := s.health.peerLocked(p)
-	ph.bytesIn += in
-	ph.bytesOut += out
-	s.health.mu.Unlock()
-	if o := s.opts.Observer; o != nil {
-		o.PeerBytes(p.name, in, out)
-	}
-}
+func (s *Store) countBytes(p *peerConn, in, out int64) { p.link.count(in, out) }
 
 // StartHealth starts the pinger: every interval, each known peer is sent
 // a PING, which records its round-trip time and whether it is up. Close
@@ -349,23 +241,10 @@ func (s *Store) pingLoop(interval time.Duration) {
 			wg.Go(func() {
 				pctx, pcancel := context.WithTimeout(ctx, timeout)
 				defer pcancel()
-				start := time.Now()
-				err := s.poolDo(pctx, p, "PING", func(c *peer.Conn) error { return c.Ping(pctx) })
-				if err == nil {
-					s.health.mu.Lock()
-					s.health.peerLocked(p).rtt = time.Since(start)
-					s.health.mu.Unlock()
-				}
+				p.link.ping(pctx)
 			})
 		}
 		wg.Wait()
-		s.health.mu.Lock()
-		for name := range s.health.peers {
-			if !s.known(name) {
-				delete(s.health.peers, name)
-			}
-		}
-		s.health.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -374,13 +253,8 @@ func (s *Store) pingLoop(interval time.Duration) {
 	}
 }
 
-// known reports whether name is in the peer set.
-func (s *Store) known(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.peers[name]
-	return ok
-}
+// maxStoredMarks bounds the table of recently uploaded files.
+const maxStoredMarks = 4096
 
 // markStored records that key's content is now on its peer.
 func (s *Store) markStored(key cache.Key) {
@@ -486,31 +360,13 @@ func (s *Store) peerReports(now time.Time) []PeerReport {
 	unlisted := maps.Clone(s.unlisted)
 	s.mu.Unlock()
 	out := make([]PeerReport, 0, len(peers))
-	s.health.mu.Lock()
 	for _, p := range peers {
-		pr := PeerReport{Name: p.name, Addr: p.addr, State: "unknown", Listed: true}
-		ph := s.health.peers[p.name]
-		if ph != nil && ph.addr != p.addr {
-			ph = nil // about its old address
-		}
-		if ph != nil {
-			if ph.tried {
-				pr.State = "down"
-				if ph.up {
-					pr.State = "up"
-				} else {
-					pr.Error, pr.DownSince = ph.lastErr, ph.downSince
-				}
-			}
-			pr.RTT = float64(ph.rtt.Microseconds()) / 1000
-			pr.LastSeen = ph.lastSeen
-			pr.BytesIn, pr.BytesOut = ph.bytesIn, ph.bytesOut
-		}
+		pr := p.link.report()
 		if since, ok := unlisted[p.name]; ok {
 			pr.Listed, pr.UnlistedSince = false, since
 			// Unlisted and not heard from since: down, since then at
 			// the latest.
-			if pr.State != "up" || ph.lastSeen.Before(since) {
+			if pr.State != "up" || pr.LastSeen.Before(since) {
 				if pr.State != "down" || pr.DownSince.IsZero() || since.Before(pr.DownSince) {
 					pr.DownSince = since
 				}
@@ -519,7 +375,6 @@ func (s *Store) peerReports(now time.Time) []PeerReport {
 		}
 		out = append(out, pr)
 	}
-	s.health.mu.Unlock()
 	slices.SortFunc(out, func(a, b PeerReport) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }

@@ -216,7 +216,7 @@ func (s *Store) Close() error {
 		h.mu.Unlock()
 	}
 	for _, p := range peers {
-		p.pool.Close()
+		p.link.close()
 	}
 	for _, f := range files {
 		f.up.Lock()
@@ -226,60 +226,14 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// peerConn is one remote peer: its connection pool and attribute caches.
+// peerConn is one remote peer: the link to it, what is known of its
+// files' attributes, and which of this mount's uploads it has not yet made
+// durable. A peer found at a new address is a new peerConn (presence.go).
 type peerConn struct {
-	name, addr string
-	pool       *peer.Pool
-
-	mu      sync.Mutex // protects the fields below
-	dirs    map[string]*dirCache
-	stats   map[string]statCache
-	listing map[string]*listCall // directories with a LIST in flight
-	// downUntil: after a network failure, requests fail at once until
-	// then instead of each waiting out its own timeout.
-	downUntil time.Time
-	// unsynced is set by an async PUT and cleared by a successful FSYNC:
-	// the peer holds files of ours that may not be on its disk yet;
-	// unsyncedNames names them for FSYNC <name>..., unless there were too
-	// many (maxFsyncNames) and it is nil: then FSYNC syncs everything.
-	unsynced      bool
-	unsyncedNames map[string]bool
-	// fsyncMu is held from taking unsynced to the FSYNC's answer
-	// (fsyncPeers); it is never taken with mu held.
-	fsyncMu sync.Mutex
-	// misses counts, per directory, the STATs recently sent for names in
-	// it: a burst of them is answered with one LIST instead (see stat).
-	misses map[string]missRun
-	// root is the export root's last known attributes, kept through
-	// invalidations: the peer's folder stays reachable while the peer is
-	// not (Stat), so local files pending upload can still be opened.
-	root *peerproto.Entry
-	// id is the identity of the peer's export, as its connections last
-	// reported it (identity.go); "" until then, or from an older peer.
-	id string
-}
-
-// missRun is a run of STATs for names in one directory.
-type missRun struct {
-	since time.Time // when the run's first STAT went out
-	n     int       // STATs in the run
-}
-
-// listCall is a LIST in flight, shared by every caller that needs it.
-type listCall struct {
-	done chan struct{} // closed when it ended
-	err  error         // its error, written before done is closed
-}
-
-type dirCache struct {
-	at      time.Time
-	entries map[string]peerproto.Entry
-}
-
-type statCache struct {
-	at     time.Time
-	e      peerproto.Entry
-	exists bool
+	name, addr string // read-only
+	link       *link
+	attrs      *attrCache
+	unsynced   unsynced
 }
 
 // Peers implements fusefs.Store.
@@ -331,10 +285,7 @@ func (s *Store) InvalidateAll() {
 	}
 	s.mu.Unlock()
 	for _, p := range peers {
-		p.mu.Lock()
-		p.dirs = map[string]*dirCache{}
-		p.stats = map[string]statCache{}
-		p.mu.Unlock()
+		p.attrs.clear()
 		s.notify(p.name, "")
 	}
 }
@@ -371,183 +322,20 @@ func netErr(p *peerConn, err error) error {
 	return fmt.Errorf("remote: peer %s (%s) unreachable: %v: %w", p.name, p.addr, err, syscall.EIO)
 }
 
-// ---- attribute cache ----
-
-func (p *peerConn) cached(path string, ttl time.Duration) (peerproto.Entry, bool, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	if sc, ok := p.stats[path]; ok && now.Sub(sc.at) < ttl {
-		return sc.e, sc.exists, true
-	}
-	if path != "" {
-		if dc, ok := p.dirs[parent(path)]; ok && now.Sub(dc.at) < ttl {
-			e, exists := dc.entries[base(path)]
-			return e, exists, true
-		}
-	}
-	return peerproto.Entry{}, false, false
-}
-
-func (p *peerConn) remember(path string, e peerproto.Entry, exists bool) {
-	p.mu.Lock()
-	p.setStatLocked(path, statCache{at: time.Now(), e: e, exists: exists})
-	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
-		if exists {
-			e.Name = base(path)
-			dc.entries[base(path)] = e
-		} else {
-			delete(dc.entries, base(path))
-		}
-	}
-	p.mu.Unlock()
-}
-
-// forget drops what is known about path (and, for a directory, its listing).
-func (p *peerConn) forget(path string) {
-	p.mu.Lock()
-	delete(p.stats, path)
-	delete(p.dirs, path)
-	delete(p.dirs, parent(path))
-	p.mu.Unlock()
-}
-
-// gone records that path (a file, or a directory with everything under
-// it) no longer exists on the peer, keeping the parent's listing: a
-// program removing a directory's entries one by one (rm -r) then costs no
-// re-listing per entry.
-func (p *peerConn) gone(path string, isDir bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.dropLocked(path, isDir)
-	p.setStatLocked(path, statCache{at: time.Now(), exists: false})
-	if dc, ok := p.dirs[parent(path)]; ok && path != "" {
-		delete(dc.entries, base(path))
-	}
-}
-
-// moved records a successful rename of from to to, keeping both parents'
-// listings.
-// Attributes carried over are those younger than ttl, and keep their age:
-// a rename never makes stale attributes fresh.
-func (p *peerConn) moved(from, to string, ttl time.Duration) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := time.Now()
-	var e peerproto.Entry
-	var at time.Time
-	known := false
-	if dc, ok := p.dirs[parent(from)]; ok {
-		e, known = dc.entries[base(from)]
-		at = dc.at
-		delete(dc.entries, base(from))
-	}
-	if sc, ok := p.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
-		e, at, known = sc.e, sc.at, true
-	}
-	// Only a directory has anything cached under it: a file's rename
-	// costs no scan of the caches (rm -r, mv of many files).
-	dir := !known || e.IsDir() || now.Sub(at) >= ttl
-	p.dropLocked(from, dir)
-	p.dropLocked(to, true)
-	p.setStatLocked(from, statCache{at: now, exists: false})
-	fresh := known && now.Sub(at) < ttl
-	if fresh && !e.IsDir() {
-		// The file's attributes did not change with its name: the next
-		// lookup of the new name (an editor's save loop) needs no STAT.
-		e.Name = base(to)
-		p.setStatLocked(to, statCache{at: at, e: e, exists: true})
-	}
-	if dc, ok := p.dirs[parent(to)]; ok {
-		if fresh && !dc.at.After(at) { // never fresher than what it says
-			e.Name = base(to)
-			dc.entries[base(to)] = e
-		} else {
-			delete(p.dirs, parent(to)) // the new entry's attributes are unknown
-		}
-	}
-}
-
-// dropLocked forgets what is cached about path; for a directory also
-// everything under it (a scan of the caches). Called with p.mu held.
-func (p *peerConn) dropLocked(path string, isDir bool) {
-	if isDir {
-		p.dropTreeLocked(path)
-		return
-	}
-	delete(p.stats, path)
-	delete(p.dirs, path)
-}
-
-// maxStats bounds the attribute cache: past it, expired entries are swept
-// (the map would otherwise grow with every name ever looked up).
-const maxStats = 50000
-
-// setStatLocked records one attribute-cache entry, sweeping expired ones
-// when the cache is large. Called with p.mu held.
-func (p *peerConn) setStatLocked(path string, sc statCache) {
-	if len(p.stats) >= maxStats {
-		for k, v := range p.stats {
-			if time.Since(v.at) > rescanWindow {
-				delete(p.stats, k)
-			}
-		}
-		if len(p.stats) >= maxStats {
-			clear(p.stats)
-		}
-	}
-	p.stats[path] = sc
-}
-
-// dropTreeLocked forgets stats and listings at or under path. Called with
-// p.mu held.
-func (p *peerConn) dropTreeLocked(path string) {
-	for k := range p.stats {
-		if under(k, path) {
-			delete(p.stats, k)
-		}
-	}
-	for k := range p.dirs {
-		if under(k, path) {
-			delete(p.dirs, k)
-		}
-	}
-}
-
-// forgetTree drops everything at or under path.
-func (p *peerConn) forgetTree(path string) {
-	p.mu.Lock()
-	for k := range p.stats {
-		if k == path || len(k) > len(path) && k[:len(path)] == path && k[len(path)] == '/' {
-			delete(p.stats, k)
-		}
-	}
-	for k := range p.dirs {
-		if k == path || len(k) > len(path) && k[:len(path)] == path && k[len(path)] == '/' {
-			delete(p.dirs, k)
-		}
-	}
-	delete(p.dirs, parent(path))
-	p.mu.Unlock()
-}
-
 // listing returns dir's entries from a listing younger than AttrTTL,
 // fetching one with LIST if needed. Concurrent callers for one directory
-// share a single LIST. The map must be read under p.mu.
-func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[string]peerproto.Entry, error) {
+// share a single LIST, and its failure too: retrying at once would make
+// each waiter wait out its own timeout.
+func (s *Store) listing(ctx context.Context, p *peerConn, dir string) ([]peerproto.Entry, error) {
 	for {
-		p.mu.Lock()
-		if dc, ok := p.dirs[dir]; ok && time.Since(dc.at) < s.opts.AttrTTL {
-			p.mu.Unlock()
-			return dc.entries, nil
+		if list, ok := p.attrs.listed(dir); ok {
+			return list, nil
 		}
-		if call, busy := p.listing[dir]; busy {
-			p.mu.Unlock()
+		call, leader := p.attrs.beginList(dir)
+		if !leader {
 			select {
 			case <-call.done:
 				if call.err != nil {
-					// Share the failure too: retrying at once would
-					// make each waiter wait out its own timeout.
 					return nil, call.err
 				}
 				continue
@@ -555,100 +343,31 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) (map[strin
 				return nil, ctx.Err()
 			}
 		}
-		call := &listCall{done: make(chan struct{})}
-		p.listing[dir] = call
-		p.mu.Unlock()
-
 		var list []peerproto.Entry
 		err := s.poolDo(ctx, p, "LIST", func(c *peer.Conn) error {
 			var err error
 			list, err = c.List(ctx, dir)
 			return err
 		})
-		entries := make(map[string]peerproto.Entry, len(list))
-		for _, e := range list {
-			entries[e.Name] = e
-		}
-		p.mu.Lock()
-		delete(p.listing, dir)
-		if err == nil {
-			p.dirs[dir] = &dirCache{at: time.Now(), entries: entries}
-		}
-		if err != nil {
-			call.err = netErr(p, err)
-		}
-		p.mu.Unlock()
-		close(call.done)
+		p.attrs.endList(dir, call, list, netErr(p, err))
 		if err != nil {
 			return nil, call.err
 		}
-		return entries, nil
+		return list, nil
 	}
-}
-
-// rescanWindow is how long after a listing expired a lookup in that
-// directory re-lists it instead of asking STAT: a program walking the
-// directory (ls -l, find, rsync) then costs one LIST per AttrTTL instead
-// of one STAT per entry.
-const rescanWindow = 10 * time.Second
-
-// Bursts of lookups in one directory that was never listed (stat of many
-// names, cat of many files after the kernel dropped its caches): once
-// burstStats STATs for names in a directory went out within AttrTTL, the
-// next lookup there LISTs the directory instead, which then answers the
-// rest of the burst, and rescanWindow keeps it that way while it lasts.
-// A directory whose last listing had more than burstMaxEntries entries is
-// not re-listed for a burst: listing it costs more than the STATs.
-const (
-	burstStats      = 4
-	burstMaxEntries = 20000
-)
-
-// wantList reports whether a lookup of path should LIST its directory
-// rather than STAT it, and counts the STAT otherwise.
-func (p *peerConn) wantList(path string, ttl time.Duration) bool {
-	if path == "" {
-		return false
-	}
-	dir := parent(path)
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if dc, ok := p.dirs[dir]; ok {
-		if len(dc.entries) > burstMaxEntries {
-			return false // listing it again costs more than a STAT
-		}
-		if now.Sub(dc.at) < rescanWindow {
-			return true
-		}
-	}
-	r := p.misses[dir]
-	if now.Sub(r.since) > ttl {
-		r = missRun{since: now}
-	}
-	if r.n >= burstStats {
-		delete(p.misses, dir)
-		return true
-	}
-	r.n++
-	if len(p.misses) >= 1024 {
-		clear(p.misses)
-	}
-	p.misses[dir] = r
-	return false
 }
 
 // stat returns the remote attributes of path, from cache when fresh.
 func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
-	if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
+	if e, exists, ok := p.attrs.cached(path); ok {
 		if !exists {
 			return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
 		}
 		return e, nil
 	}
-	if p.wantList(path, s.opts.AttrTTL) {
+	if p.attrs.wantList(path) {
 		if _, err := s.listing(ctx, p, parent(path)); err == nil {
-			if e, exists, ok := p.cached(path, s.opts.AttrTTL); ok {
+			if e, exists, ok := p.attrs.cached(path); ok {
 				if !exists {
 					return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
 				}
@@ -664,11 +383,11 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 	})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			p.remember(path, e, false)
+			p.attrs.remember(path, e, false)
 		}
 		return e, netErr(p, err)
 	}
-	p.remember(path, e, true)
+	p.attrs.remember(path, e, true)
 	return e, nil
 }
 
@@ -683,21 +402,15 @@ func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, e
 	}
 	e, err := s.stat(ctx, p, path)
 	if path == "" {
-		p.mu.Lock()
 		switch {
 		case err == nil:
-			p.root = &e
+			p.attrs.rootSeen(e)
 		case errors.Is(err, syscall.EIO):
 			// Unreachable: the folder itself is still there (the
 			// tracker lists the peer); what is in it will say EIO
 			// unless it is local.
-			e = peerproto.Entry{Type: peerproto.TypeDir, Mode: 0o755}
-			if p.root != nil {
-				e = *p.root
-			}
-			err = nil
+			e, err = p.attrs.lastRoot(), nil
 		}
-		p.mu.Unlock()
 	}
 	if err != nil {
 		return nil, err
@@ -716,12 +429,10 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 	if err != nil {
 		return nil, err
 	}
-	p.mu.Lock()
 	out := make([]fs.FileInfo, 0, len(entries))
-	for name, e := range entries {
-		out = append(out, infoOf(name, e))
+	for _, e := range entries {
+		out = append(out, infoOf(e.Name, e))
 	}
-	p.mu.Unlock()
 	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
 	s.mu.Lock()
 	for key, f := range s.files {
@@ -777,17 +488,15 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 	})
 	if err != nil {
 		if p != nil {
-			p.forget(path)
+			p.attrs.forget(path)
 		}
 		return nil, err
 	}
-	p.remember(path, e, true)
-	p.markUnsynced(path) // the new entry is durable at the next FSYNC
+	p.attrs.remember(path, e, true)
+	p.unsynced.mark(path) // the new entry is durable at the next FSYNC
 	// Just created, so empty: lookups of new names in it (a program
 	// filling it) are answered without a STAT each.
-	p.mu.Lock()
-	p.dirs[path] = &dirCache{at: time.Now(), entries: map[string]peerproto.Entry{}}
-	p.mu.Unlock()
+	p.attrs.emptyDir(path)
 	s.notify(peerName, parent(path))
 	return infoOf(base(path), e), nil
 }
@@ -807,12 +516,12 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
 	if p != nil {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			p.gone(path, false)
+			p.attrs.gone(path, false)
 		} else {
-			p.forget(path)
+			p.attrs.forget(path)
 		}
 		if err == nil {
-			p.markUnsynced(parent(path))
+			p.unsynced.mark(parent(path))
 		}
 	}
 	if f != nil && errors.Is(err, fs.ErrNotExist) {
@@ -861,10 +570,10 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
 	if p != nil {
 		if err == nil {
-			p.gone(path, true)
-			p.markUnsynced(parent(path))
+			p.attrs.gone(path, true)
+			p.unsynced.mark(parent(path))
 		} else {
-			p.forgetTree(path)
+			p.attrs.forgetTree(path)
 		}
 	}
 	return err
@@ -908,16 +617,16 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
 	if p != nil {
 		if err == nil {
-			p.moved(from, to, s.opts.AttrTTL)
+			p.attrs.moved(from, to)
 			// Durable at the next FSYNC: the file (or directory) under
 			// its new name, and the directory it left; uploads named
 			// under the old name are elsewhere now: sync everything.
-			p.renamedUnsynced(from, to)
-			p.markUnsynced(to)
-			p.markUnsynced(parent(from))
+			p.unsynced.renamed(from, to)
+			p.unsynced.mark(to)
+			p.unsynced.mark(parent(from))
 		} else {
-			p.forgetTree(from)
-			p.forgetTree(to)
+			p.attrs.forgetTree(from)
+			p.attrs.forgetTree(to)
 		}
 	}
 	if err != nil {
@@ -955,12 +664,12 @@ func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setat
 	})
 	if err != nil {
 		if p != nil {
-			p.forget(sa.Name)
+			p.attrs.forget(sa.Name)
 		}
 		return nil, err
 	}
-	p.remember(sa.Name, e, true)
-	p.markUnsynced(sa.Name)
+	p.attrs.remember(sa.Name, e, true)
+	p.unsynced.mark(sa.Name)
 	return infoOf(base(sa.Name), e), nil
 }
 

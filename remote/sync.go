@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/peerfs/peerfs/peer"
@@ -87,13 +88,10 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	for _, p := range peers {
 		// Held until this FSYNC is answered: a concurrent caller that
 		// finds nothing pending must not return before it.
-		p.fsyncMu.Lock()
-		p.mu.Lock()
-		need, names := p.unsynced, p.unsyncedNames
-		p.unsynced, p.unsyncedNames = false, nil
-		p.mu.Unlock()
+		p.unsynced.fsyncMu.Lock()
+		need, names := p.unsynced.take()
 		if !need {
-			p.fsyncMu.Unlock()
+			p.unsynced.fsyncMu.Unlock()
 			continue
 		}
 		list := make([]string, 0, len(names))
@@ -110,16 +108,14 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 			return c.FsyncFiles(ctx, list)
 		})
 		if err != nil {
-			p.mu.Lock()
-			p.unsynced, p.unsyncedNames = true, nil // everything, next time
-			p.mu.Unlock()
+			p.unsynced.markAll() // everything, next time
 			if _, gone := unlisted[p.name]; gone {
 				s.log.Warn().Err(err).Str("peer", p.name).Msg("cannot FSYNC a peer the tracker no longer lists; it is asked again when it is back")
 			} else if first == nil {
 				first = netErr(p, err)
 			}
 		}
-		p.fsyncMu.Unlock()
+		p.unsynced.fsyncMu.Unlock()
 	}
 	return first
 }
@@ -128,36 +124,70 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 // peer syncs its whole filesystem, which is then cheaper.
 const maxFsyncNames = 64
 
-// renamedUnsynced moves the uploads waiting for FSYNC at or under from,
-// which a RENAME just moved to to, to their new names: the old ones may
-// name another file by the time FSYNC goes out.
-func (p *peerConn) renamedUnsynced(from, to string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// unsynced is what a peer stored for this mount without making it
+// durable yet (async PUTs, namespace changes): FSYNC names it. Its zero
+// value is ready.
+type unsynced struct {
+	// fsyncMu is held from take to the FSYNC's answer (fsyncPeers), so
+	// that a concurrent caller that finds nothing to do does not return
+	// before it; it is never taken with mu held.
+	fsyncMu sync.Mutex
+
+	mu sync.Mutex // protects the fields below
+	// need is set by a change and cleared by take; names names the
+	// changed paths for FSYNC <name>..., unless there were too many
+	// (maxFsyncNames) and it is nil: then FSYNC syncs everything.
+	need  bool
+	names map[string]bool
+}
+
+// mark records that path was changed on the peer and is durable only at
+// the next FSYNC.
+func (u *unsynced) mark(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case !u.need:
+		u.need, u.names = true, map[string]bool{path: true}
+	case u.names != nil:
+		u.names[path] = true
+		if len(u.names) > maxFsyncNames {
+			u.names = nil
+		}
+	}
+}
+
+// markAll records that the next FSYNC must sync everything.
+func (u *unsynced) markAll() {
+	u.mu.Lock()
+	u.need, u.names = true, nil
+	u.mu.Unlock()
+}
+
+// take returns what the next FSYNC must cover and forgets it.
+func (u *unsynced) take() (need bool, names map[string]bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	need, names = u.need, u.names
+	u.need, u.names = false, nil
+	return need, names
+}
+
+// renamed moves the names at or under from, which a RENAME just moved to
+// to, to their new names: the old ones may name another file by the time
+// FSYNC goes out.
+func (u *unsynced) renamed(from, to string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	var moved []string
-	for n := range p.unsyncedNames {
+	for n := range u.names {
 		if under(n, from) {
 			moved = append(moved, n)
 		}
 	}
 	for _, n := range moved {
-		delete(p.unsyncedNames, n)
-		p.unsyncedNames[to+n[len(from):]] = true
-	}
-}
-
-// markUnsynced records that path was stored on p by an async PUT.
-func (p *peerConn) markUnsynced(path string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case !p.unsynced:
-		p.unsynced, p.unsyncedNames = true, map[string]bool{path: true}
-	case p.unsyncedNames != nil:
-		p.unsyncedNames[path] = true
-		if len(p.unsyncedNames) > maxFsyncNames {
-			p.unsyncedNames = nil
-		}
+		delete(u.names, n)
+		u.names[to+n[len(from):]] = true
 	}
 }
 
