@@ -109,13 +109,6 @@ func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *ca
 	return peerproto.Entry{}, holdsOther
 }
 
-// keyNow returns f's current key.
-func (f *fileState) keyNow(s *Store) cache.Key {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return f.key
-}
-
 // putConflictCopy stores f's copy as "<name>.conflict-<self>-<time>" next
 // to the file whose newer version it must not replace, and moves f (and
 // its cache entry) to that name, so that later writes through open
@@ -136,7 +129,9 @@ func (s *Store) putConflictCopy(ctx context.Context, c *peer.Conn, f *fileState,
 	if s.files[key] == f {
 		delete(s.files, key)
 	}
+	f.mu.Lock()
 	f.key = to
+	f.mu.Unlock()
 	s.files[to] = f
 	s.mu.Unlock()
 	_ = s.cache.Rename(key, to)

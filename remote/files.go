@@ -18,11 +18,13 @@ import (
 
 // fileState is a local copy of a file that is open for writing or holds
 // writes not yet stored on its peer. Handles of the same file share it.
+// The Store keeps it in Store.files under its key while it is there.
 //
-// Lock order: up before Store.mu; fetch before Store.mu. up serialises
+// Lock order: up, then fetch, then Store.mu, then mu. up serialises
 // everything that sends the file's name to its peer (PUT, DELETE, RENAME
 // of it) and every release of ch, so an upload never streams a copy that
-// is being released.
+// is being released. mu is a leaf: nothing else is locked, and no I/O
+// done, while it is held.
 type fileState struct {
 	up    sync.Mutex // serialises uploads, deletes and renames of this file
 	fetch sync.Mutex // serialises fetching the content
@@ -32,7 +34,7 @@ type fileState struct {
 	// kernel's open-then-truncate of an overwrite would waste the transfer).
 	ch atomic.Pointer[cache.Handle]
 
-	// Protected by Store.mu:
+	mu        sync.Mutex // protects the fields below
 	key       cache.Key
 	refs      int             // open handles
 	remote    peerproto.Entry // the peer's attributes at open, for an unfetched copy
@@ -67,28 +69,48 @@ type fileState struct {
 	sent *digest
 }
 
+// info returns the file's attributes as this client sees them.
+func (f *fileState) info(name string) fs.FileInfo {
+	f.mu.Lock()
+	mt, mode, size := f.mtime, f.mode, f.remote.Size
+	if f.setMtime != nil {
+		mt = *f.setMtime
+	}
+	f.mu.Unlock()
+	if ch := f.ch.Load(); ch != nil {
+		size = ch.Size()
+	}
+	return &fileInfo{name: name, mode: mode, size: size, mtime: mt}
+}
+
 // size returns the file's size as this client sees it.
 func (f *fileState) size() int64 {
 	if ch := f.ch.Load(); ch != nil {
 		return ch.Size()
 	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return f.remote.Size
-}
-
-// info returns the file's attributes as this client sees them. Called with
-// Store.mu held.
-func (f *fileState) info(name string) fs.FileInfo {
-	mt := f.mtime
-	if f.setMtime != nil {
-		mt = *f.setMtime
-	}
-	return &fileInfo{name: name, mode: f.mode, size: f.size(), mtime: mt}
 }
 
 // dirty reports whether the local copy has bytes the peer lacks.
 func (f *fileState) dirty() bool {
 	ch := f.ch.Load()
 	return ch != nil && ch.Meta().Dirty
+}
+
+// isUnlinked reports whether f was deleted or replaced.
+func (f *fileState) isUnlinked() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unlinked
+}
+
+// currentKey returns f's key now (a rename or a conflict copy moves it).
+func (f *fileState) currentKey() cache.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.key
 }
 
 // releaseCopy unpins the local copy. Called with f.up held (or when no
@@ -99,10 +121,41 @@ func (f *fileState) releaseCopy() {
 	}
 }
 
-// pending reports whether f has changes not yet on its peer. Called with
-// Store.mu held.
+// pending reports whether f has changes not yet on its peer.
 func (f *fileState) pending() bool {
-	return f.dirty() || f.setMode || f.setMtime != nil
+	f.mu.Lock()
+	attrs := f.setMode || f.setMtime != nil
+	f.mu.Unlock()
+	return attrs || f.dirty()
+}
+
+// live reports whether f still holds changes to upload: not unlinked,
+// not set aside, and pending.
+func (f *fileState) live() bool {
+	f.mu.Lock()
+	gone := f.unlinked || f.parked != nil
+	f.mu.Unlock()
+	return !gone && f.pending()
+}
+
+// dropIfDone forgets f (out of Store.files) if no handle has it open
+// and it holds nothing more to upload, and reports whether it did; the
+// caller then releases its copy. Called with f.up held.
+func (s *Store) dropIfDone(f *fileState) bool {
+	f.mu.Lock()
+	unused := f.refs <= 0
+	f.mu.Unlock()
+	if !unused || f.live() {
+		return false
+	}
+	s.mu.Lock()
+	f.mu.Lock()
+	if s.files[f.key] == f {
+		delete(s.files, f.key)
+	}
+	f.mu.Unlock()
+	s.mu.Unlock()
+	return true
 }
 
 // release drops one reference to f; a state with no handles and nothing
@@ -111,14 +164,10 @@ func (f *fileState) pending() bool {
 func (s *Store) release(f *fileState) {
 	f.up.Lock()
 	defer f.up.Unlock()
-	s.mu.Lock()
+	f.mu.Lock()
 	f.refs--
-	drop := f.refs <= 0 && (f.unlinked || f.parked != nil || !f.pending())
-	if drop && s.files[f.key] == f {
-		delete(s.files, f.key)
-	}
-	s.mu.Unlock()
-	if drop {
+	f.mu.Unlock()
+	if s.dropIfDone(f) {
 		f.releaseCopy()
 	}
 }
@@ -129,13 +178,28 @@ func (s *Store) statesUnder(peerName, path string) []*fileState {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*fileState
+	var keys []string
 	for key, f := range s.files {
 		if key.Peer == peerName && under(key.Path, path) {
 			out = append(out, f)
+			keys = append(keys, key.Path)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].key.Path < out[j].key.Path })
+	sort.Sort(byPath{out, keys})
 	return out
+}
+
+// byPath sorts states by their keys' paths.
+type byPath struct {
+	fs   []*fileState
+	keys []string
+}
+
+func (b byPath) Len() int           { return len(b.fs) }
+func (b byPath) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
+func (b byPath) Swap(i, j int) {
+	b.fs[i], b.fs[j] = b.fs[j], b.fs[i]
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
 }
 
 func lockAll(fs []*fileState) {
@@ -154,11 +218,13 @@ func unlockAll(fs []*fileState) {
 // no handle has it open. Called with f.up held.
 func (s *Store) unlinkLocked(f *fileState) {
 	s.mu.Lock()
+	f.mu.Lock()
 	f.unlinked = true
 	if s.files[f.key] == f {
 		delete(s.files, f.key)
 	}
 	drop := f.refs <= 0
+	f.mu.Unlock()
 	s.mu.Unlock()
 	if drop {
 		f.releaseCopy()
@@ -170,10 +236,10 @@ func under(p, dir string) bool {
 }
 
 func (s *Store) touch(f *fileState) {
-	s.mu.Lock()
+	f.mu.Lock()
 	f.mtime = time.Now()
 	f.setMtime = nil
-	s.mu.Unlock()
+	f.mu.Unlock()
 }
 
 // truncateState sets the size of a local copy. Truncating an unfetched
@@ -182,9 +248,9 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 	if size == 0 && f.ch.Load() == nil {
 		f.fetch.Lock()
 		if f.ch.Load() == nil {
-			s.mu.Lock()
+			f.mu.Lock()
 			key, base := f.key, f.owner+"/"+string(f.base)
-			s.mu.Unlock()
+			f.mu.Unlock()
 			// Emptied without a download, and recording the version the
 			// new content replaces (a shell's "> file" opens, then
 			// truncates).
@@ -209,9 +275,7 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 }
 
 func (s *Store) truncateLocal(ctx context.Context, key cache.Key, size int64) (fs.FileInfo, bool, error) {
-	s.mu.Lock()
-	f, ok := s.files[key]
-	s.mu.Unlock()
+	f, ok := s.local(key)
 	if !ok {
 		return nil, false, nil
 	}
@@ -221,35 +285,45 @@ func (s *Store) truncateLocal(ctx context.Context, key cache.Key, size int64) (f
 	return s.localInfo(key), true, nil
 }
 
+// chmodLocal applies a chmod to key's local copy, if there is one: the
+// mode goes to the peer with the next upload.
 func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.files[key]
+	f, ok := s.local(key)
 	if !ok {
 		return nil, false
 	}
+	f.mu.Lock()
 	f.mode, f.setMode = mode.Perm(), true
+	f.mu.Unlock()
 	if ch := f.ch.Load(); ch != nil {
 		_ = ch.SetMode(uint32(mode.Perm())) // survives a restart with the dirty copy
 	}
 	return f.info(base(key.Path)), true
 }
 
+// chtimesLocal applies a new mtime to key's local copy, if there is one.
 func (s *Store) chtimesLocal(key cache.Key, mtime time.Time) (fs.FileInfo, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	f, ok := s.files[key]
+	f, ok := s.local(key)
 	if !ok {
 		return nil, false
 	}
+	f.mu.Lock()
 	f.setMtime = &mtime
+	f.mu.Unlock()
 	return f.info(base(key.Path)), true
 }
 
-func (s *Store) localInfo(key cache.Key) fs.FileInfo {
+// local returns key's local copy, if there is one.
+func (s *Store) local(key cache.Key) (*fileState, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if f, ok := s.files[key]; ok {
+	f, ok := s.files[key]
+	return f, ok
+}
+
+// localInfo returns the attributes of key's local copy, or nil.
+func (s *Store) localInfo(key cache.Key) fs.FileInfo {
+	if f, ok := s.local(key); ok {
 		return f.info(base(key.Path))
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -23,11 +24,11 @@ type handle struct {
 	flags   int
 	state   *fileState // non-nil: reads and writes use the local copy
 	created bool       // this open created the file: its close uploads it, even read-only
-	// diverted is set (under Store.mu) when an upload of state, not
-	// necessarily this handle's, found the file replaced by another
-	// writer and kept this copy as a conflict copy: the writer must hear
-	// of it at its own fsync and close (ESTALE), whoever sent it.
-	diverted error
+	// diverted is set when an upload of state, not necessarily this
+	// handle's, found the file replaced by another writer and kept this
+	// copy as a conflict copy: the writer must hear of it at its own
+	// fsync and close (ESTALE), whoever sent it.
+	diverted atomic.Pointer[error]
 
 	mu     sync.Mutex        // protects the fields below
 	p      *peerConn         // the peer's connection; follows it to a new address (Store.follow)
@@ -81,7 +82,9 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 			s.mu.Unlock()
 			return 0, nil, syscall.EEXIST
 		}
+		f.mu.Lock()
 		f.refs++
+		f.mu.Unlock()
 		s.mu.Unlock()
 		if write && flags&os.O_TRUNC != 0 {
 			if err := s.truncateState(ctx, f, 0); err != nil {
@@ -137,7 +140,9 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	s.mu.Lock()
 	other, raced := s.files[key]
 	if raced {
+		other.mu.Lock()
 		other.refs++
+		other.mu.Unlock()
 		s.mu.Unlock()
 		f.releaseCopy()
 		f = other
@@ -160,9 +165,9 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 	if ch := f.ch.Load(); ch != nil {
 		return ch, nil
 	}
-	s.mu.Lock()
+	f.mu.Lock()
 	key, e := f.key, f.remote
-	s.mu.Unlock()
+	f.mu.Unlock()
 	p, err := s.peer(key.Peer)
 	if err != nil {
 		return nil, err
@@ -179,10 +184,10 @@ func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error
 		return nil, netErr(p, err)
 	}
 	p.attrs.remember(key.Path, e, true)
-	s.mu.Lock()
+	f.mu.Lock()
 	f.remote = e
 	f.base = e.Version()
-	s.mu.Unlock()
+	f.mu.Unlock()
 	ch, err := s.fetchWhole(ctx, p, key, e.Size, e.Version())
 	if err != nil {
 		return nil, err
@@ -236,9 +241,10 @@ func (s *Store) Flush(ctx context.Context, fh uint64) error {
 // divertedErr returns what h's writer must still hear of: that its data
 // went to a conflict copy (handle.diverted).
 func (s *Store) divertedErr(h *handle) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return h.diverted
+	if err := h.diverted.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Fsync implements fusefs.Store: a writer's fsync runs the SYNC round.

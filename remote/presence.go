@@ -173,7 +173,7 @@ func (s *Store) Forget(name string, force bool) error {
 func (s *Store) pendingForLocked(name string) int {
 	n := 0
 	for key, f := range s.files {
-		if key.Peer == name && !f.unlinked && f.pending() {
+		if key.Peer == name && !f.isUnlinked() && f.pending() {
 			n++
 		}
 	}

@@ -293,13 +293,13 @@ func (s *Store) MarkRound(round uint64) {
 // every client reads this content.
 func (s *Store) FileState(peerName, path string) (string, error) {
 	key := cache.Key{Peer: peerName, Path: path}
-	s.mu.Lock()
-	f := s.files[key]
 	pending, uploading := false, false
-	if f != nil {
-		pending, uploading = f.pending(), f.uploading
+	if f, ok := s.local(key); ok {
+		f.mu.Lock()
+		uploading = f.uploading
+		f.mu.Unlock()
+		pending = f.pending()
 	}
-	s.mu.Unlock()
 	switch {
 	case uploading:
 		return "uploading", nil

@@ -434,12 +434,8 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 		out = append(out, infoOf(e.Name, e))
 	}
 	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
-	s.mu.Lock()
-	for key, f := range s.files {
-		if key.Peer != peerName || parent(key.Path) != dir || f.unlinked {
-			continue
-		}
-		name := base(key.Path)
+	for _, f := range s.statesIn(peerName, dir) {
+		name := base(f.currentKey().Path)
 		fi := f.info(name)
 		if i := slices.IndexFunc(out, func(x fs.FileInfo) bool { return x.Name() == name }); i >= 0 {
 			out[i] = fi
@@ -447,7 +443,6 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 			out = append(out, fi)
 		}
 	}
-	s.mu.Unlock()
 	slices.SortFunc(out, func(a, b fs.FileInfo) int {
 		switch {
 		case a.Name() < b.Name():
@@ -547,11 +542,25 @@ func (s *Store) filesIn(peerName, dir string) int {
 	defer s.mu.Unlock()
 	n := 0
 	for key, f := range s.files {
-		if key.Peer == peerName && key.Path != dir && under(key.Path, dir) && !f.unlinked {
+		if key.Peer == peerName && key.Path != dir && under(key.Path, dir) && !f.isUnlinked() {
 			n++
 		}
 	}
 	return n
+}
+
+// statesIn returns the local copies directly in directory dir, not
+// unlinked.
+func (s *Store) statesIn(peerName, dir string) []*fileState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*fileState
+	for key, f := range s.files {
+		if key.Peer == peerName && parent(key.Path) == dir && !f.isUnlinked() {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // notEmpty is the error of removing or replacing directory path, which
@@ -608,9 +617,14 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	if from == to {
 		replaced = nil // rename(x, x) changes nothing
 	}
+	// Their up locks in one order, by path (moved and replaced overlap
+	// only for rename(x, x), where replaced is empty).
 	locked := append(append([]*fileState(nil), moved...), replaced...)
-	sort.Slice(locked, func(i, j int) bool { return locked[i].key.Path < locked[j].key.Path })
-	locked = slices.Compact(locked)
+	keys := make([]string, len(locked))
+	for i, f := range locked {
+		keys[i] = f.currentKey().Path
+	}
+	sort.Sort(byPath{locked, keys})
 	lockAll(locked)
 	defer unlockAll(locked)
 
@@ -639,15 +653,19 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	}
 	s.mu.Lock()
 	for _, f := range moved {
+		f.mu.Lock()
 		if s.files[f.key] == f {
 			delete(s.files, f.key)
 		}
 		f.key = cache.Key{Peer: peerName, Path: to + f.key.Path[len(from):]}
+		f.mu.Unlock()
 	}
 	for _, f := range moved {
+		f.mu.Lock()
 		if !f.unlinked {
 			s.files[f.key] = f
 		}
+		f.mu.Unlock()
 	}
 	s.mu.Unlock()
 	_ = s.cache.Rename(cache.Key{Peer: peerName, Path: from}, cache.Key{Peer: peerName, Path: to})

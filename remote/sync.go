@@ -51,14 +51,8 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 // FlushAll uploads every local change. It is this peer's work during its
 // SYNC OK turn, and returns the first upload error.
 func (s *Store) FlushAll(ctx context.Context) error {
-	s.mu.Lock()
-	todo := make([]*fileState, 0, len(s.files))
-	for _, f := range s.files {
-		todo = append(todo, f)
-	}
-	s.mu.Unlock()
 	var first error
-	for _, f := range todo {
+	for _, f := range s.states() {
 		// A copy set aside now is its writer's to hear of, at its
 		// close or fsync: it must not fail everybody's fsync.
 		if err := s.upload(ctx, f, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
@@ -193,15 +187,24 @@ func (u *unsynced) renamed(from, to string) {
 
 // PendingInfo reports the local changes not yet stored on a peer.
 func (s *Store) PendingInfo() (files int, bytes int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range s.files {
+	for _, f := range s.states() {
 		if f.pending() {
 			files++
 			bytes += f.size()
 		}
 	}
 	return files, bytes
+}
+
+// states returns every local copy in the upload queue.
+func (s *Store) states() []*fileState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*fileState, 0, len(s.files))
+	for _, f := range s.files {
+		out = append(out, f)
+	}
+	return out
 }
 
 // retryBackoffMax bounds the wait between retries of one upload.
@@ -218,6 +221,30 @@ func retryBackoff(interval time.Duration, n int) time.Duration {
 	return max(interval, min(d, retryBackoffMax))
 }
 
+// retryDue returns the copies the retry loop uploads now: closed by every
+// handle, pending, for a peer known (or that left for good: its upload
+// sets the copy aside without a request), and not backing off.
+func (s *Store) retryDue(now time.Time) []*fileState {
+	s.mu.Lock()
+	var candidates []*fileState
+	for key, f := range s.files {
+		if _, known := s.peers[key.Peer]; known || s.departed[key.Peer] {
+			candidates = append(candidates, f)
+		}
+	}
+	s.mu.Unlock()
+	var out []*fileState
+	for _, f := range candidates {
+		f.mu.Lock()
+		due := f.refs <= 0 && !now.Before(f.retryAt)
+		f.mu.Unlock()
+		if due && f.pending() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // retryLoop uploads, every RetryInterval, the changes whose upload failed
 // or that an earlier run left behind, once their peer is reachable.
 func (s *Store) retryLoop() {
@@ -231,19 +258,7 @@ func (s *Store) retryLoop() {
 		case <-tick.C:
 		}
 		s.forgetSilent()
-		now := time.Now()
-		s.mu.Lock()
-		var todo []*fileState
-		for key, f := range s.files {
-			// A copy for a peer that left for good is tried too: its
-			// upload sets it aside (Store.park) without a request.
-			_, known := s.peers[key.Peer]
-			if (known || s.departed[key.Peer]) && f.refs <= 0 && f.pending() && !now.Before(f.retryAt) {
-				todo = append(todo, f)
-			}
-		}
-		s.mu.Unlock()
-		for _, f := range todo {
+		for _, f := range s.retryDue(time.Now()) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			go func() { // stop waiting when the Store closes
 				select {
@@ -256,13 +271,14 @@ func (s *Store) retryLoop() {
 			cancel()
 			switch {
 			case err == nil:
-				s.log.Info().Str("remote_peer", f.key.Peer).Str("path", f.key.Path).Msg("delivered a pending upload")
+				key := f.currentKey()
+				s.log.Info().Str("remote_peer", key.Peer).Str("path", key.Path).Msg("delivered a pending upload")
 			case !errors.Is(err, errSetAside):
 				// Not final: try again later, less often each time.
-				s.mu.Lock()
+				f.mu.Lock()
 				f.failures++
 				f.retryAt = time.Now().Add(retryBackoff(s.opts.RetryInterval, f.failures))
-				s.mu.Unlock()
+				f.mu.Unlock()
 			}
 		}
 	}
