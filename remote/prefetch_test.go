@@ -186,5 +186,5 @@ func TestStreamAheadBound(t *testing.T) {
 	for _, fh := range fhs {
 		s.release(t, fh)
 	}
-	testutil.Eventually(t, "every ahead token back", func() bool { return len(aheadTokens) == 0 })
+	testutil.Eventually(t, "every ahead token back", func() bool { return len(s.chunks.ahead) == 0 })
 }
