@@ -6,14 +6,15 @@ package remote
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -60,7 +61,7 @@ func (s *Store) handle(fh uint64) (*handle, error) {
 	defer s.mu.Unlock()
 	h, ok := s.handles[fh]
 	if !ok {
-		return nil, syscall.EBADF
+		return nil, fmt.Errorf("remote: file handle %d: %w", fh, fusefs.ErrBadHandle)
 	}
 	return h, nil
 }
@@ -80,7 +81,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	if f, ok := s.files[key]; ok {
 		if excl {
 			s.mu.Unlock()
-			return 0, nil, syscall.EEXIST
+			return 0, nil, fmt.Errorf("remote: create %s:%s: %w", peerName, path, fs.ErrExist)
 		}
 		f.mu.Lock()
 		f.refs++
@@ -105,9 +106,9 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	case !exists && flags&os.O_CREATE == 0:
 		return 0, nil, err
 	case exists && e.IsDir() && write:
-		return 0, nil, syscall.EISDIR
+		return 0, nil, fmt.Errorf("remote: open %s:%s for writing: %w", peerName, path, fusefs.ErrIsDir)
 	case exists && excl:
-		return 0, nil, syscall.EEXIST
+		return 0, nil, fmt.Errorf("remote: create %s:%s: %w", peerName, path, fs.ErrExist)
 	}
 	if !write && exists {
 		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, ver: e.Version()})
@@ -206,7 +207,7 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 		return 0, err
 	}
 	if h.state == nil {
-		return 0, syscall.EBADF
+		return 0, fmt.Errorf("remote: file handle %d: %w", fh, fusefs.ErrBadHandle)
 	}
 	ch, err := s.content(ctx, h.state)
 	if err != nil {
@@ -266,7 +267,7 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	// what is still pending); a conflict is final: the data went to a
 	// conflict copy, and the writer must hear of it.
 	// A file set aside is final too.
-	if uerr := <-up; errors.Is(uerr, syscall.ESTALE) || errors.Is(uerr, errSetAside) {
+	if uerr := <-up; errors.Is(uerr, fusefs.ErrConflict) || errors.Is(uerr, errSetAside) {
 		return uerr
 	}
 	if err != nil {
@@ -282,7 +283,7 @@ func (s *Store) Release(fh uint64) error {
 	delete(s.handles, fh)
 	s.mu.Unlock()
 	if !ok {
-		return syscall.EBADF
+		return fmt.Errorf("remote: file handle %d: %w", fh, fusefs.ErrBadHandle)
 	}
 	h.mu.Lock()
 	if h.clean != nil {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -26,14 +26,14 @@ import (
 // errForeign is why a copy written for a peer of another identity is set
 // aside instead of uploaded. It is found on this side (errLocal): the
 // peer is not to blame.
-var errForeign = fmt.Errorf("%w: written for another peer of that name (another machine, or another cluster): %w", errLocal, syscall.EIO)
+var errForeign = fmt.Errorf("%w: written for another peer of that name (another machine, or another cluster): %w", errLocal, fusefs.ErrUnavailable)
 
 // errPeerLeft is why a copy for a peer that left the cluster (QUIT), or
 // that the user forgot, is set aside.
-var errPeerLeft = fmt.Errorf("%w: its peer left the cluster, or was forgotten: %w", errLocal, syscall.EIO)
+var errPeerLeft = fmt.Errorf("%w: its peer left the cluster, or was forgotten: %w", errLocal, fusefs.ErrUnavailable)
 
 // errNoOwner is why a copy from before owners were recorded is set aside.
-var errNoOwner = fmt.Errorf("%w: written before peerfs recorded which peer a file is for: %w", errLocal, syscall.EIO)
+var errNoOwner = fmt.Errorf("%w: written before peerfs recorded which peer a file is for: %w", errLocal, fusefs.ErrUnavailable)
 
 // learnID records the identity peer p reported on a connection. A change
 // means another export now answers at p's name: everything cached about

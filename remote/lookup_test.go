@@ -244,7 +244,7 @@ func TestRootOfUnreachablePeer(t *testing.T) {
 	if fi, err := s.Stat(ctx, "bob", "pending"); err != nil || fi.Size() != 1 {
 		t.Errorf("Stat of a pending local file = %v, %v", fi, err)
 	}
-	if _, err := s.Stat(ctx, "bob", "other"); !errors.Is(err, syscall.EIO) {
+	if _, err := s.Stat(ctx, "bob", "other"); errnoOf(err) != syscall.EIO {
 		t.Errorf("Stat of a remote name while unreachable: %v, want EIO", err)
 	}
 }

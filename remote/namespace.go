@@ -12,10 +12,10 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
-	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -103,7 +103,7 @@ func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, e
 		switch {
 		case err == nil:
 			p.attrs.rootSeen(e)
-		case errors.Is(err, syscall.EIO):
+		case errors.Is(err, fusefs.ErrUnavailable):
 			// Unreachable: the folder itself is still there (the
 			// tracker lists the peer); what is in it will say EIO
 			// unless it is local.
@@ -264,7 +264,7 @@ func (s *Store) statesIn(peerName, dir string) []*fileState {
 // notEmpty is the error of removing or replacing directory path, which
 // holds n files of this mount the peer does not know yet.
 func notEmpty(op, peerName, path string, n int) error {
-	return fmt.Errorf("remote: %s %s:%s: %d files created or written here are in it: %w", op, peerName, path, n, syscall.ENOTEMPTY)
+	return fmt.Errorf("remote: %s %s:%s: %d files created or written here are in it: %w", op, peerName, path, n, fusefs.ErrNotEmpty)
 }
 
 // Rmdir implements fusefs.Store. A directory holding files this mount
@@ -303,7 +303,7 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 			case fi.IsDir():
 				return notEmpty("rename over", peerName, to, n)
 			default:
-				return fmt.Errorf("remote: rename %s:%s over the directory %s: %w", peerName, from, to, syscall.EISDIR)
+				return fmt.Errorf("remote: rename %s:%s over the directory %s: %w", peerName, from, to, fusefs.ErrIsDir)
 			}
 		}
 	}

@@ -25,9 +25,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -38,7 +38,7 @@ const DefaultForgetAfter = 7 * 24 * time.Hour
 // errNoPeer is returned for a peer name that is not (or no longer) known:
 // it left on purpose or was forgotten. It is EIO, not ENOENT: a stale
 // descriptor in its folder must not read as a deleted file.
-var errNoPeer = fmt.Errorf("remote: no such peer (it left, or was forgotten): %w", syscall.EIO)
+var errNoPeer = fmt.Errorf("remote: no such peer (it left, or was forgotten): %w", fusefs.ErrUnavailable)
 
 // Errors of Forget.
 var (

@@ -38,7 +38,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // isEIO reports whether err is EIO and nothing that reads as "no such
 // file".
 func isEIO(err error) bool {
-	return errors.Is(err, syscall.EIO) && !errors.Is(err, fs.ErrNotExist)
+	return errnoOf(err) == syscall.EIO && !errors.Is(err, fs.ErrNotExist)
 }
 
 // peerReport returns the store's report of peer name.

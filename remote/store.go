@@ -3,19 +3,16 @@ package remote
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io/fs"
 	"slices"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/peer"
-	"github.com/peerfs/peerfs/peerproto"
 )
 
 // Syncer runs this peer's part of a SYNC round; *peer.TrackerClient is one.
@@ -300,26 +297,4 @@ func (s *Store) peer(name string) (*peerConn, error) {
 		return nil, errNoPeer
 	}
 	return p, nil
-}
-
-// netErr turns a failure to reach a peer into EIO with context, keeping
-// refusals (which carry their own errno) as they are.
-func netErr(p *peerConn, err error) error {
-	if err == nil {
-		return nil
-	}
-	var fe *peerproto.FailError
-	if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
-		return err
-	}
-	if isLocal(err) {
-		// Keep the cause's errno (ENOSPC...); a local copy that ended
-		// early is EIO.
-		var errno syscall.Errno
-		if errors.As(err, &errno) {
-			return fmt.Errorf("remote: the local copy of a file of peer %s: %w", p.name, err)
-		}
-		return fmt.Errorf("remote: the local copy of a file of peer %s: %v: %w", p.name, err, syscall.EIO)
-	}
-	return fmt.Errorf("remote: peer %s (%s) unreachable: %v: %w", p.name, p.addr, err, syscall.EIO)
 }

@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -204,7 +203,7 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	p, err := s.peer(origin.Peer)
 	if err != nil {
 		ch.Release()
-		return fmt.Errorf("remote: retry %q: peer %s is not connected: %w", as, origin.Peer, syscall.EIO)
+		return fmt.Errorf("remote: retry %q: peer %s is not connected: %w", as, origin.Peer, fusefs.ErrUnavailable)
 	}
 	s.mu.Lock()
 	_, busy := s.files[origin]

@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -66,14 +66,15 @@ const maxResends = 4
 // have reached the peer is noted, the copy made durable, and a refusal
 // for good sets it aside). It runs with f.up held throughout.
 type upload struct {
-	f     *fileState
-	p     *peerConn
-	ch    *cache.Handle // nil: nothing but attributes to send
-	meta  cache.Meta    // ch's metadata as sent (its generation)
-	key   cache.Key     // where it goes; a conflict copy moves it
-	owner string        // the peer identity the copy was written for
-	base  peerproto.Version
-	mode  fs.FileMode
+	f      *fileState
+	p      *peerConn
+	ch     *cache.Handle // nil: nothing but attributes to send
+	meta   cache.Meta    // ch's metadata as sent (its generation)
+	key    cache.Key     // where it goes; a conflict copy moves it
+	origin string        // the path it was to be stored at
+	owner  string        // the peer identity the copy was written for
+	base   peerproto.Version
+	mode   fs.FileMode
 	// setMode and setMtime are the attributes to apply after the PUT (or
 	// alone, without one); remote is the peer's attributes at open.
 	setMode  bool
@@ -134,6 +135,7 @@ func (s *Store) snapshot(f *fileState) (*upload, error) {
 	}
 	f.mu.Lock()
 	u.key, u.owner, u.base = f.key, f.owner, f.base
+	u.origin = f.key.Path
 	u.setMode, u.mode, u.setMtime, u.remote = f.setMode, f.mode, f.setMtime, f.remote
 	unlinked, parked := f.unlinked, f.parked
 	f.mu.Unlock()
@@ -157,7 +159,7 @@ func (s *Store) snapshot(f *fileState) (*upload, error) {
 			return nil, s.park(f, u.ch, errPeerLeft)
 		}
 		// Not known yet (the tracker has not said): later.
-		return nil, fmt.Errorf("remote: upload %s:%s: peer %s is not known yet: %w", u.key.Peer, u.key.Path, u.key.Peer, syscall.EIO)
+		return nil, fmt.Errorf("remote: upload %s:%s: peer %s is not known yet: %w", u.key.Peer, u.key.Path, u.key.Peer, fusefs.ErrUnavailable)
 	}
 	u.p = p
 	return u, nil
@@ -365,7 +367,7 @@ func (s *Store) stored(u *upload) error {
 		return nil
 	}
 	s.notify(u.key.Peer, parent(u.key.Path))
-	err := fmt.Errorf("remote: %s: %s; this writer's data is kept as %q: %w", u.key.Peer, u.conflict.Text, u.key.Path, syscall.ESTALE)
+	var err error = &ConflictError{Peer: u.key.Peer, Path: u.origin, KeptAs: u.key.Path, Reason: u.conflict.Text}
 	s.mu.Lock()
 	for _, h := range s.handles {
 		if h.state == f {
