@@ -62,9 +62,11 @@ type Options struct {
 
 // Store implements fusefs.Store over the peers of the last UPDATE.
 //
-// Lock order: Store.mu before peerConn.mu before fileState.mu is never
-// taken the other way; no lock is held across network I/O except
-// fileState.up, which serialises uploads of one file.
+// Lock order (see doc.go): fileState.up, fileState.fetch, handle.mu,
+// Store.mu, then the leaves (fileState.mu, a part's own mutex: link,
+// attrCache, unsynced, health). No lock but fileState.up, fileState.fetch
+// and handle.mu is held across network I/O; Store.mu guards only the
+// Store's own fields below.
 type Store struct {
 	opts  Options
 	log   zerolog.Logger
@@ -81,7 +83,7 @@ type Store struct {
 	syncer   Syncer
 	closed   bool
 
-	health health // peers' reachability and stored files, for reports (status.go)
+	health health // what the reports show beyond the links (status.go)
 
 	// wrote is set before every request that changes a peer's export
 	// and cleared by TakeWrote, which reports it with SYNC FIN.
