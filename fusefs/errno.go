@@ -52,6 +52,16 @@ func toErrno(log *zerolog.Logger, err error) error {
 		return fuse.Errno(syscall.EBADF)
 	case errors.Is(err, errors.ErrUnsupported):
 		return fuse.Errno(syscall.ENOTSUP)
+	case errors.Is(err, ErrUnavailable):
+		return fuse.Errno(syscall.EIO)
+	case errors.Is(err, ErrConflict):
+		return fuse.Errno(syscall.ESTALE)
+	case errors.Is(err, ErrIsDir):
+		return fuse.Errno(syscall.EISDIR)
+	case errors.Is(err, ErrNotEmpty):
+		return fuse.Errno(syscall.ENOTEMPTY)
+	case errors.Is(err, ErrBadHandle):
+		return fuse.Errno(syscall.EBADF)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		log.Warn().Err(err).Msg("store operation timed out; returning EIO")
 		return fuse.Errno(syscall.EIO)

@@ -168,7 +168,7 @@ func TestFetchIntoFullCacheBlamesNoPeer(t *testing.T) {
 	fh := s.open(t, "bob", "big", os.O_RDONLY, 0)
 	_, err := s.ReadAt(ctx, fh, make([]byte, 4096), 0)
 	s.release(t, fh)
-	if !errors.Is(err, syscall.ENOSPC) {
+	if errnoOf(err) != syscall.ENOSPC {
 		t.Fatalf("reading a file too big for the cache: %v, want ENOSPC", err)
 	}
 	if _, err := s.Stat(ctx, "bob", "other"); !errors.Is(err, fs.ErrNotExist) {

@@ -27,9 +27,10 @@ func (s *testStore) put(t *testing.T, name, data string) {
 // one is due, and the names it will carry (nil: everything).
 func (s *testStore) pendingFsync(peerName string) (bool, map[string]bool) {
 	p, _ := s.peer(peerName)
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.unsynced, maps.Clone(p.unsyncedNames)
+	u := &p.unsynced
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.need, maps.Clone(u.names)
 }
 
 // After "write a; mv a b; write a", the next FSYNC must reach b's data:

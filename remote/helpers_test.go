@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/export"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
@@ -29,6 +31,10 @@ import (
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
+
+// errnoOf returns the errno a program gets for err, as the FUSE edge
+// maps it.
+func errnoOf(err error) syscall.Errno { return fusefs.Errno(err) }
 
 // testTimeout bounds every test's context: no test may hang.
 const testTimeout = 30 * time.Second

@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"syscall"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -26,14 +26,14 @@ import (
 // errForeign is why a copy written for a peer of another identity is set
 // aside instead of uploaded. It is found on this side (errLocal): the
 // peer is not to blame.
-var errForeign = fmt.Errorf("%w: written for another peer of that name (another machine, or another cluster): %w", errLocal, syscall.EIO)
+var errForeign = fmt.Errorf("%w: written for another peer of that name (another machine, or another cluster): %w", errLocal, fusefs.ErrUnavailable)
 
 // errPeerLeft is why a copy for a peer that left the cluster (QUIT), or
 // that the user forgot, is set aside.
-var errPeerLeft = fmt.Errorf("%w: its peer left the cluster, or was forgotten: %w", errLocal, syscall.EIO)
+var errPeerLeft = fmt.Errorf("%w: its peer left the cluster, or was forgotten: %w", errLocal, fusefs.ErrUnavailable)
 
 // errNoOwner is why a copy from before owners were recorded is set aside.
-var errNoOwner = fmt.Errorf("%w: written before peerfs recorded which peer a file is for: %w", errLocal, syscall.EIO)
+var errNoOwner = fmt.Errorf("%w: written before peerfs recorded which peer a file is for: %w", errLocal, fusefs.ErrUnavailable)
 
 // learnID records the identity peer p reported on a connection. A change
 // means another export now answers at p's name: everything cached about
@@ -42,14 +42,9 @@ func (s *Store) learnID(p *peerConn, id string) {
 	if id == "" {
 		return
 	}
-	p.mu.Lock()
-	old := p.id
-	p.id = id
+	old := p.link.setID(id)
 	if old != "" && old != id {
-		p.dirs, p.stats, p.root = map[string]*dirCache{}, map[string]statCache{}, nil
-	}
-	p.mu.Unlock()
-	if old != "" && old != id {
+		p.attrs.clearAll()
 		s.log.Warn().Str("remote_peer", p.name).Str("was", old).Str("now", id).
 			Msg("another export answers at this peer's name; what is pending for the old one is set aside")
 		s.notify(p.name, "")
@@ -59,10 +54,7 @@ func (s *Store) learnID(p *peerConn, id string) {
 // identify makes sure p's identity is known, asking the peer (PING) if
 // no connection has told it yet.
 func (s *Store) identify(ctx context.Context, p *peerConn) error {
-	p.mu.Lock()
-	known := p.id != ""
-	p.mu.Unlock()
-	if known {
+	if p.link.peerID() != "" {
 		return nil
 	}
 	return netErr(p, s.poolDo(ctx, p, "PING", func(c *peer.Conn) error { return c.Ping(ctx) }))
@@ -71,9 +63,7 @@ func (s *Store) identify(ctx context.Context, p *peerConn) error {
 // owner returns the identity under which this mount keeps what it writes
 // for p: "<cluster>.<peer id>".
 func (s *Store) owner(p *peerConn) string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return s.opts.Cluster + "." + p.id
+	return s.opts.Cluster + "." + p.link.peerID()
 }
 
 // cacheVersion is v as the cache records it for p (see above); "" stays

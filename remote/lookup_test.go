@@ -42,10 +42,21 @@ func (v *verbCounter) take() map[string]int {
 // are counted.
 func countedStore(t *testing.T) (*testStore, *testPeer, *verbCounter) {
 	t.Helper()
+	return countedStoreWith(t, nil)
+}
+
+// countedStoreWith is countedStore with the Store's Options changed by
+// tune, if not nil.
+func countedStoreWith(t *testing.T, tune func(*Options)) (*testStore, *testPeer, *verbCounter) {
+	t.Helper()
 	bob := startPeer(t, t.TempDir())
-	s := newStore(t, t.TempDir())
 	vc := &verbCounter{n: map[string]int{}}
-	s.opts.Observer = vc // before the first request: no race
+	s := newStoreWith(t, t.TempDir(), func(o *Options) {
+		o.Observer = vc
+		if tune != nil {
+			tune(o)
+		}
+	})
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
 	return s, bob, vc
 }
@@ -233,7 +244,7 @@ func TestRootOfUnreachablePeer(t *testing.T) {
 	if fi, err := s.Stat(ctx, "bob", "pending"); err != nil || fi.Size() != 1 {
 		t.Errorf("Stat of a pending local file = %v, %v", fi, err)
 	}
-	if _, err := s.Stat(ctx, "bob", "other"); !errors.Is(err, syscall.EIO) {
+	if _, err := s.Stat(ctx, "bob", "other"); errnoOf(err) != syscall.EIO {
 		t.Errorf("Stat of a remote name while unreachable: %v, want EIO", err)
 	}
 }

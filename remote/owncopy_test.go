@@ -3,9 +3,10 @@ package remote
 import (
 	"bytes"
 	"crypto/rand"
-	"github.com/peerfs/peerfs/internal/testutil"
 	"os"
 	"testing"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // readAll reads fh from offset 0 in 128 KiB requests, as the kernel does.

@@ -1,29 +1,10 @@
 package remote
 
 import (
-	"errors"
-	"io/fs"
 	"os"
 	"syscall"
 	"testing"
-
-	"github.com/peerfs/peerfs/peerproto"
 )
-
-// errnoOf returns the errno err carries, as the FUSE edge would find it.
-func errnoOf(err error) syscall.Errno {
-	var errno syscall.Errno
-	var fe *peerproto.FailError
-	switch {
-	case errors.As(err, &errno):
-		return errno
-	case errors.As(err, &fe):
-		return fe.Errno()
-	case errors.Is(err, fs.ErrExist):
-		return syscall.EEXIST
-	}
-	return 0
-}
 
 // Namespace operations see this mount's files that the peer does not know
 // yet (created or written here, not uploaded): they answer as a local

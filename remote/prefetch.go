@@ -19,34 +19,43 @@ const (
 )
 
 // maxAhead bounds the chunks fetched ahead of their readers, over all
-// handles of the process: many sequential readers at once must not hold
-// 5 MiB each. A chunk a read needs now is fetched regardless.
+// handles of a Store: many sequential readers at once must not hold 5 MiB
+// each. A chunk a read needs now is fetched regardless.
 const maxAhead = 32
 
-// aheadTokens holds one token per chunk fetched ahead and not yet given
-// back (chunk.ahead).
-var aheadTokens = make(chan struct{}, maxAhead)
+// chunkPool is a Store's budget of chunks fetched ahead, and its buffers.
+type chunkPool struct {
+	// ahead holds one token per chunk fetched ahead and not yet given
+	// back (chunk.ahead).
+	ahead chan struct{}
+	// bufs recycles chunk buffers: a 2 GiB read would otherwise allocate
+	// (and zero) 2048 of them.
+	bufs sync.Pool
+}
 
-// chunkBufs recycles chunk buffers: a 2 GiB read would otherwise allocate
-// (and zero) 2048 of them.
-var chunkBufs = sync.Pool{New: func() any {
-	b := make([]byte, chunkSize)
-	return &b
-}}
+func newChunkPool() *chunkPool {
+	cp := &chunkPool{ahead: make(chan struct{}, maxAhead)}
+	cp.bufs.New = func() any {
+		b := make([]byte, chunkSize)
+		return &b
+	}
+	return cp
+}
 
 // chunk is one chunk of a stream. All fields but done, buf's contents, n
 // and err are guarded by the handle's mu; n and err are written before
 // done is closed and read after.
 type chunk struct {
 	idx     int64
+	pool    *chunkPool    // where buf and the ahead token go back to
 	done    chan struct{} // closed when the fetch ended
-	buf     *[]byte       // from chunkBufs; nil once given back
+	buf     *[]byte       // from pool.bufs; nil once given back
 	n       int           // bytes fetched: less than chunkSize only at end of file
 	err     error         // the fetch's error
 	fetched bool          // done is closed
 	refs    int           // readers copying out of buf
 	dropped bool          // no longer in the stream: buf goes back when unused
-	ahead   bool          // holds an aheadTokens token until buf goes back
+	ahead   bool          // holds a pool.ahead token until buf goes back
 }
 
 // stream is a handle's read-ahead for a sequential reader. Guarded by the
@@ -62,10 +71,10 @@ type stream struct {
 // the handle's mu held.
 func (c *chunk) putBack() {
 	if c.dropped && c.fetched && c.refs == 0 && c.buf != nil {
-		chunkBufs.Put(c.buf)
+		c.pool.bufs.Put(c.buf)
 		c.buf = nil
 		if c.ahead {
-			<-aheadTokens
+			<-c.pool.ahead
 			c.ahead = false
 		}
 	}
@@ -108,7 +117,7 @@ func (h *handle) inStream(off int64) bool {
 // h.mu held.
 func (s *Store) fetchAhead(h *handle, idx int64) bool {
 	select {
-	case aheadTokens <- struct{}{}:
+	case s.chunks.ahead <- struct{}{}:
 		s.startChunk(h, idx, true)
 		return true
 	default:
@@ -120,7 +129,7 @@ func (s *Store) fetchAhead(h *handle, idx int64) bool {
 // a token of the process-wide bound (a chunk a reader needs now does not).
 // Called with h.mu held.
 func (s *Store) startChunk(h *handle, idx int64, ahead bool) *chunk {
-	c := &chunk{idx: idx, done: make(chan struct{}), buf: chunkBufs.Get().(*[]byte), ahead: ahead}
+	c := &chunk{idx: idx, pool: s.chunks, done: make(chan struct{}), buf: s.chunks.bufs.Get().(*[]byte), ahead: ahead}
 	h.st.chunks[idx] = c
 	ctx, p := h.st.ctx, h.p
 	buf := (*c.buf)[:chunkSize]

@@ -2,11 +2,12 @@ package remote
 
 import (
 	"bytes"
-	"github.com/peerfs/peerfs/internal/testutil"
 	"math/rand"
 	"os"
 	"sync"
 	"testing"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // A sequential reader is served from chunks fetched ahead of it, also
@@ -185,5 +186,5 @@ func TestStreamAheadBound(t *testing.T) {
 	for _, fh := range fhs {
 		s.release(t, fh)
 	}
-	testutil.Eventually(t, "every ahead token back", func() bool { return len(aheadTokens) == 0 })
+	testutil.Eventually(t, "every ahead token back", func() bool { return len(s.chunks.ahead) == 0 })
 }

@@ -25,10 +25,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"syscall"
 	"time"
 
-	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -39,7 +38,7 @@ const DefaultForgetAfter = 7 * 24 * time.Hour
 // errNoPeer is returned for a peer name that is not (or no longer) known:
 // it left on purpose or was forgotten. It is EIO, not ENOENT: a stale
 // descriptor in its folder must not read as a deleted file.
-var errNoPeer = fmt.Errorf("remote: no such peer (it left, or was forgotten): %w", syscall.EIO)
+var errNoPeer = fmt.Errorf("remote: no such peer (it left, or was forgotten): %w", fusefs.ErrUnavailable)
 
 // Errors of Forget.
 var (
@@ -52,11 +51,8 @@ var (
 func (s *Store) newPeerConn(name, addr string) *peerConn {
 	return &peerConn{
 		name: name, addr: addr,
-		pool:    peer.NewPool(addr, s.opts.Client, 16),
-		dirs:    map[string]*dirCache{},
-		stats:   map[string]statCache{},
-		listing: map[string]*listCall{},
-		misses:  map[string]missRun{},
+		link:  newLink(name, addr, s.opts.Client, s.opts.Observer, s.opts.Now),
+		attrs: newAttrCache(s.opts.AttrTTL, s.opts.Now),
 	}
 }
 
@@ -108,14 +104,12 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 			unlisted = append(unlisted, name)
 			changed = true
 			// What was cached of it is asked again: it may be gone.
-			p.mu.Lock()
-			p.dirs, p.stats = map[string]*dirCache{}, map[string]statCache{}
-			p.mu.Unlock()
+			p.attrs.clear()
 		}
 	}
 	s.mu.Unlock()
 	for _, p := range gone {
-		p.pool.Close()
+		p.link.close()
 		s.log.Info().Str("peer", p.name).Str("old_addr", p.addr).Msg("peer moved to a new address; its folder follows")
 		s.notify(p.name, "") // the new address may serve other content
 	}
@@ -179,7 +173,7 @@ func (s *Store) Forget(name string, force bool) error {
 func (s *Store) pendingForLocked(name string) int {
 	n := 0
 	for key, f := range s.files {
-		if key.Peer == name && !f.unlinked && f.pending() {
+		if key.Peer == name && !f.isUnlinked() && f.pending() {
 			n++
 		}
 	}
@@ -199,10 +193,7 @@ func (s *Store) remove(name string) bool {
 	if !known {
 		return false
 	}
-	p.pool.Close()
-	s.health.mu.Lock()
-	delete(s.health.peers, name)
-	s.health.mu.Unlock()
+	p.link.close()
 	s.savePeers()
 	s.notify("", "")
 	return true
@@ -243,12 +234,11 @@ func later(a, b time.Time) time.Time {
 // lastAnswer returns when peer name last answered a request, or the zero
 // time.
 func (s *Store) lastAnswer(name string) time.Time {
-	s.health.mu.Lock()
-	defer s.health.mu.Unlock()
-	if ph := s.health.peers[name]; ph != nil {
-		return ph.lastSeen
+	p, err := s.peer(name)
+	if err != nil {
+		return time.Time{}
 	}
-	return time.Time{}
+	return p.link.lastAnswer()
 }
 
 // follow points h at its peer's current connection, after the peer came

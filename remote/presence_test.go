@@ -38,7 +38,7 @@ func (c *fakeClock) advance(d time.Duration) {
 // isEIO reports whether err is EIO and nothing that reads as "no such
 // file".
 func isEIO(err error) bool {
-	return errors.Is(err, syscall.EIO) && !errors.Is(err, fs.ErrNotExist)
+	return errnoOf(err) == syscall.EIO && !errors.Is(err, fs.ErrNotExist)
 }
 
 // peerReport returns the store's report of peer name.
@@ -300,9 +300,9 @@ func TestFsyncSkipsDroppedPeer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.mu.Lock()
-	unsynced := p.unsynced
-	p.mu.Unlock()
+	p.unsynced.mu.Lock()
+	unsynced := p.unsynced.need
+	p.unsynced.mu.Unlock()
 	if !unsynced {
 		t.Error("the dropped peer's FSYNC is no longer due")
 	}

@@ -2,7 +2,6 @@ package remote
 
 import (
 	"crypto/rand"
-	"errors"
 	"os"
 	"syscall"
 	"testing"
@@ -51,7 +50,7 @@ func TestRestartUploadsPendingFileWithItsMode(t *testing.T) {
 			}
 			bob.stop() // the peer goes down before close()
 			err := s1.Flush(ctx, fh)
-			if !errors.Is(err, syscall.EIO) {
+			if errnoOf(err) != syscall.EIO {
 				t.Fatalf("Flush with the peer down: %v, want EIO", err)
 			}
 			s1.release(t, fh)

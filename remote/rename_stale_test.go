@@ -11,8 +11,8 @@ import (
 // then renamed through the mount: reading it under the new name must give
 // the new content, not the mount's old cached copy.
 func TestRenameDoesNotReviveStaleAttrs(t *testing.T) {
-	s, bob, _ := countedStore(t)
-	s.opts.AttrTTL = 50 * time.Millisecond
+	clock := newFakeClock()
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.AttrTTL, o.Now = 50*time.Millisecond, clock.Now })
 	ctx := testCtx(t)
 	bob.writeFile(t, "f", []byte("old content"), 0o644)
 
@@ -29,10 +29,9 @@ func TestRenameDoesNotReviveStaleAttrs(t *testing.T) {
 	if got := read("f"); got != "old content" {
 		t.Fatalf("first read = %q", got)
 	}
-	// Another writer replaces f (new size, new mtime).
-	time.Sleep(10 * time.Millisecond)
+	// Another writer replaces f (new size, new mtime), well past AttrTTL.
 	bob.writeFile(t, "f", []byte("NEW CONTENT, longer"), 0o644)
-	time.Sleep(200 * time.Millisecond) // well past AttrTTL
+	clock.advance(200 * time.Millisecond)
 
 	if err := s.Rename(ctx, "bob", "f", "g"); err != nil {
 		t.Fatal(err)

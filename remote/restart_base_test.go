@@ -2,7 +2,6 @@ package remote
 
 import (
 	"bytes"
-	"errors"
 	"os"
 	"strings"
 	"sync"
@@ -94,7 +93,7 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, syscall.ESTALE) {
+			if errnoOf(err) != syscall.ESTALE {
 				t.Errorf("upload after the restart: %v, want ESTALE (a conflict)", err)
 			}
 			if got := bob.content(t, "f"); got != "theirs" {

@@ -6,18 +6,12 @@ package remote
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/peer"
-	"github.com/peerfs/peerfs/peerproto"
 )
 
 // ReservedName is the name of the mount's control folder (see
@@ -36,197 +30,21 @@ type Observer interface {
 	PeerBytes(peer string, in, out int64)
 }
 
-// ReportInfo is what the Store cannot know itself but its status report
-// shows; the daemon sets it with SetReportInfo.
-type ReportInfo struct {
-	Version    string
-	Mountpoint string
-	Tracker    string // tracker host:port; "" if none
-	PID        int    // the daemon's process id
-}
-
-// Report is the daemon's status: what `peerfs status` prints and
-// .peerfs/status shows.
-type Report struct {
-	Name       string        `json:"name"`
-	Version    string        `json:"version,omitempty"`
-	Mountpoint string        `json:"mountpoint,omitempty"`
-	PID        int           `json:"pid,omitempty"`
-	Time       time.Time     `json:"time"`
-	Tracker    TrackerReport `json:"tracker"`
-	Sync       SyncReport    `json:"sync"`
-	Peers      []PeerReport  `json:"peers"`
-	Pending    PendingReport `json:"pending"`
-	// Unsent lists the copies set aside: they will not be stored unless
-	// retried (see Store.Unsent).
-	Unsent []Unsent    `json:"unsent"`
-	Cache  CacheReport `json:"cache"`
-}
-
-// TrackerReport is the tracker part of a Report.
-type TrackerReport struct {
-	Addr       string `json:"addr"`
-	Registered bool   `json:"registered"`
-	Error      string `json:"error,omitempty"` // why not registered (the tracker's refusal, or the connection's error)
-}
-
-// SyncReport is this client's view of the SYNC round (tracker.SyncState).
-type SyncReport struct {
-	InRound   bool   `json:"in_round"`
-	Holding   bool   `json:"holding"`
-	LastRound uint64 `json:"last_round"`
-	Waiting   int    `json:"waiting"`
-}
-
-// PeerReport is one peer's health, as the pinger and the last requests
-// found it.
-type PeerReport struct {
-	Name string `json:"name"`
-	Addr string `json:"addr"`
-	// State is "up" (the last request or PING was answered), "down" (it
-	// failed to reach the peer) or "unknown" (nothing tried yet).
-	// A peer the tracker no longer lists is down too, unless it
-	// answered since.
-	State    string    `json:"state"`
-	RTT      float64   `json:"rtt_ms"` // the last PING's round trip, in ms; 0 if none
-	LastSeen time.Time `json:"last_seen,omitzero"`
-	Error    string    `json:"error,omitempty"` // the last failure, while down
-	BytesIn  int64     `json:"bytes_in"`
-	BytesOut int64     `json:"bytes_out"`
-	// DownSince is when it went down: its first failure since it last
-	// answered, or when the tracker stopped listing it; zero unless down.
-	DownSince time.Time `json:"down_since,omitzero"`
-	// Listed reports whether the tracker's last UPDATE lists it; a peer
-	// that is not listed keeps its folder (see remote/presence.go).
-	Listed bool `json:"listed"`
-	// UnlistedSince is when the tracker stopped listing it (for a peer
-	// restored at start, when it was last seen); zero while listed.
-	UnlistedSince time.Time `json:"unlisted_since,omitzero"`
-}
-
-// Attr returns the report of one peer as the value of a peer folder's
-// extended attribute (user.peerfs.peer): the state, then key=value
-// words, times in RFC 3339 UTC:
-//
-//	up addr=10.0.0.5:7071 tracker=listed
-//	down since=2026-05-01T10:00:00Z addr=10.0.0.9:7071 tracker=unlisted unlisted-since=2026-05-01T10:00:12Z
-func (p PeerReport) Attr() string {
-	var b strings.Builder
-	b.WriteString(p.State)
-	if !p.DownSince.IsZero() {
-		b.WriteString(" since=" + p.DownSince.UTC().Format(time.RFC3339))
-	}
-	b.WriteString(" addr=" + p.Addr)
-	if p.Listed {
-		b.WriteString(" tracker=listed")
-	} else {
-		b.WriteString(" tracker=unlisted")
-		if !p.UnlistedSince.IsZero() {
-			b.WriteString(" unlisted-since=" + p.UnlistedSince.UTC().Format(time.RFC3339))
-		}
-	}
-	return b.String()
-}
-
-// PendingReport counts the local changes not yet stored on their peer.
-type PendingReport struct {
-	Files  int       `json:"files"`
-	Bytes  int64     `json:"bytes"`
-	Oldest time.Time `json:"oldest,omitzero"` // when the oldest dirty copy turned dirty
-	// OldestAge is the age of Oldest in seconds (0 if nothing is pending).
-	OldestAge float64 `json:"oldest_age_s"`
-}
-
-// CacheReport is the local cache's use (cache.Stats).
-type CacheReport struct {
-	Entries    int    `json:"entries"`
-	Bytes      int64  `json:"bytes"`
-	MaxBytes   int64  `json:"max_bytes"`
-	DirtyFiles int    `json:"dirty_files"`
-	DirtyBytes int64  `json:"dirty_bytes"`
-	Pinned     int    `json:"pinned"`
-	OverLimit  bool   `json:"over_limit"`
-	Hits       uint64 `json:"hits"`
-	Misses     uint64 `json:"misses"`
-	Evictions  uint64 `json:"evictions"`
-}
-
-// health is what the Store knows about its peers' reachability and its
-// own uploads, for the report and FileState. Its zero value is ready.
+// health is what the Store knows for its reports beyond its peers' links:
+// what the daemon told it, and which files it stored before which round
+// (FileState). Its zero value is ready.
 type health struct {
 	mu     sync.Mutex // protects the fields below
 	info   ReportInfo
-	peers  map[string]*peerHealth // by peer name
-	stored map[cache.Key]uint64   // uploaded files -> the first round ended since (0: none yet)
-	pinger bool                   // StartHealth has run
+	stored map[cache.Key]uint64 // uploaded files -> the first round ended since (0: none yet)
+	pinger bool                 // StartHealth has run
 }
 
-type peerHealth struct {
-	addr              string
-	tried, up         bool
-	rtt               time.Duration
-	lastSeen          time.Time
-	downSince         time.Time // the first failure since the last answer; zero while up
-	lastErr           string
-	bytesIn, bytesOut int64
-}
-
-// maxStoredMarks bounds the table of recently uploaded files.
-const maxStoredMarks = 4096
-
-// peerLocked returns the health record of p, new if p's address changed.
-// Called with h.mu held.
-func (h *health) peerLocked(p *peerConn) *peerHealth {
-	if h.peers == nil {
-		h.peers = map[string]*peerHealth{}
-	}
-	ph := h.peers[p.name]
-	if ph == nil || ph.addr != p.addr {
-		ph = &peerHealth{addr: p.addr}
-		h.peers[p.name] = ph
-	}
-	return ph
-}
-
-// result records how a request to p ended at now: an answer (even a
-// refusal) means the peer is up; failing to reach it means down.
-func (h *health) result(p *peerConn, err error, now time.Time) {
-	var fe *peerproto.FailError
-	if errors.Is(err, context.Canceled) || isLocal(err) {
-		return // says nothing about the peer
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	ph := h.peerLocked(p)
-	if err == nil || errors.As(err, &fe) || errors.Is(err, peer.ErrCutShort) {
-		ph.tried, ph.up, ph.lastSeen, ph.lastErr, ph.downSince = true, true, now, "", time.Time{}
-		return
-	}
-	if ph.up || !ph.tried {
-		ph.downSince = now
-	}
-	ph.tried, ph.up, ph.lastErr = true, false, err.Error()
-}
-
-// SetReportInfo sets what the status report shows beyond the Store's own
-// knowledge.
-func (s *Store) SetReportInfo(info ReportInfo) {
-	s.health.mu.Lock()
-	s.health.info = info
-	s.health.mu.Unlock()
-}
-
-// poolDo runs fn on a connection to p like p.pool.Do, and records the
-// request's outcome for the status report and the Observer. verb names
-// the request for the measurements.
+// poolDo runs fn on a connection to p (its link's do), learning the
+// peer's identity from the connection, and counting a request that
+// changes the peer's export for this peer's next SYNC FIN. verb names the
+// request for the measurements.
 func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
-	start := time.Now()
-	p.mu.Lock()
-	down := p.downUntil
-	p.mu.Unlock()
-	if start.Before(down) {
-		return fmt.Errorf("peer %s (%s) did not answer moments ago; failing fast: %w", p.name, p.addr, errPeerDown)
-	}
 	if mutating(verb) {
 		// Before the request: one in flight when SYNC FIN goes out
 		// must count for that turn (TakeWrote); and after it, for the
@@ -234,26 +52,10 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 		s.wrote.Store(true)
 		defer s.wrote.Store(true)
 	}
-	err := p.pool.Do(ctx, func(c *peer.Conn) error {
+	return p.link.do(ctx, verb, func(c *peer.Conn) error {
 		s.learnID(p, c.PeerID())
 		return fn(c)
 	})
-	p.mu.Lock()
-	switch {
-	case err == nil || isRefusal(err) || errors.Is(err, peer.ErrCutShort):
-		// A cut-short transfer was answered first: the peer is up.
-		p.downUntil = time.Time{}
-	case ctx.Err() == nil && !errors.Is(err, context.Canceled) && !isLocal(err):
-		// A cancelled request, or one whose data could not be read
-		// here, says nothing about the peer.
-		p.downUntil = time.Now().Add(failFast)
-	}
-	p.mu.Unlock()
-	s.health.result(p, err, s.now())
-	if o := s.opts.Observer; o != nil {
-		o.PeerRequest(p.name, verb, time.Since(start), err)
-	}
-	return err
 }
 
 // mutating reports whether requests with verb change a peer's export.
@@ -265,45 +67,8 @@ func mutating(verb string) bool {
 	return false
 }
 
-// failFast is how long requests to a peer fail at once after one failed
-// on the network: a stalled peer then costs one timeout, not one per
-// request the kernel sends.
-const failFast = time.Second
-
-// errPeerDown is returned (as EIO, see netErr) while failing fast.
-var errPeerDown = errors.New("peer down")
-
-// errLocal marks a request that failed on this machine (the cache's
-// disk), not on the network or the peer.
-var errLocal = errors.New("local failure")
-
-// isLocal reports whether err is a failure on this side, which says
-// nothing about the peer: a PUT whose source could not be read, or an
-// errLocal.
-func isLocal(err error) bool {
-	return errors.Is(err, errLocal) || errors.Is(err, peer.ErrSource)
-}
-
-// isRefusal reports whether err is a well-formed refusal: the peer is up.
-func isRefusal(err error) bool {
-	var fe *peerproto.FailError
-	return errors.As(err, &fe)
-}
-
 // countBytes records file content moved to or from p.
-func (s *Store) countBytes(p *peerConn, in, out int64) {
-	if in == 0 && out == 0 {
-		return
-	}
-	s.health.mu.Lock()
-	ph := s.health.peerLocked(p)
-	ph.bytesIn += in
-	ph.bytesOut += out
-	s.health.mu.Unlock()
-	if o := s.opts.Observer; o != nil {
-		o.PeerBytes(p.name, in, out)
-	}
-}
+func (s *Store) countBytes(p *peerConn, in, out int64) { p.link.count(in, out) }
 
 // StartHealth starts the pinger: every interval, each known peer is sent
 // a PING, which records its round-trip time and whether it is up. Close
@@ -349,23 +114,10 @@ func (s *Store) pingLoop(interval time.Duration) {
 			wg.Go(func() {
 				pctx, pcancel := context.WithTimeout(ctx, timeout)
 				defer pcancel()
-				start := time.Now()
-				err := s.poolDo(pctx, p, "PING", func(c *peer.Conn) error { return c.Ping(pctx) })
-				if err == nil {
-					s.health.mu.Lock()
-					s.health.peerLocked(p).rtt = time.Since(start)
-					s.health.mu.Unlock()
-				}
+				p.link.ping(pctx)
 			})
 		}
 		wg.Wait()
-		s.health.mu.Lock()
-		for name := range s.health.peers {
-			if !s.known(name) {
-				delete(s.health.peers, name)
-			}
-		}
-		s.health.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return
@@ -374,13 +126,8 @@ func (s *Store) pingLoop(interval time.Duration) {
 	}
 }
 
-// known reports whether name is in the peer set.
-func (s *Store) known(name string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.peers[name]
-	return ok
-}
+// maxStoredMarks bounds the table of recently uploaded files.
+const maxStoredMarks = 4096
 
 // markStored records that key's content is now on its peer.
 func (s *Store) markStored(key cache.Key) {
@@ -419,13 +166,13 @@ func (s *Store) MarkRound(round uint64) {
 // every client reads this content.
 func (s *Store) FileState(peerName, path string) (string, error) {
 	key := cache.Key{Peer: peerName, Path: path}
-	s.mu.Lock()
-	f := s.files[key]
 	pending, uploading := false, false
-	if f != nil {
-		pending, uploading = f.pending(), f.uploading
+	if f, ok := s.local(key); ok {
+		f.mu.Lock()
+		uploading = f.uploading
+		f.mu.Unlock()
+		pending = f.pending()
 	}
-	s.mu.Unlock()
 	switch {
 	case uploading:
 		return "uploading", nil
@@ -439,244 +186,4 @@ func (s *Store) FileState(peerName, path string) (string, error) {
 		return fmt.Sprintf("stored round=%d", round), nil
 	}
 	return "stored", nil
-}
-
-// Report returns the status report.
-func (s *Store) Report() Report {
-	now := time.Now()
-	r := Report{Name: s.opts.Self, Time: now, Peers: []PeerReport{}}
-	s.mu.Lock()
-	sy := s.syncer
-	s.mu.Unlock()
-	r.Peers = s.peerReports(now)
-	if sy != nil {
-		st := sy.State()
-		r.Tracker.Registered, r.Tracker.Error = st.Registered, st.Error
-		r.Sync = SyncReport{InRound: st.InRound, Holding: st.Holding, LastRound: st.LastRound, Waiting: st.Waiting}
-	}
-	r.Pending.Files, r.Pending.Bytes = s.PendingInfo()
-	r.Unsent = s.Unsent()
-	if r.Unsent == nil {
-		r.Unsent = []Unsent{}
-	}
-	if _, _, oldest := s.cache.DirtyInfo(); !oldest.IsZero() && r.Pending.Files > 0 {
-		r.Pending.Oldest = oldest
-		r.Pending.OldestAge = now.Sub(oldest).Seconds()
-	}
-	cs := s.cache.Stats()
-	r.Cache = CacheReport{
-		Entries: cs.Entries, Bytes: cs.Bytes, MaxBytes: cs.MaxBytes,
-		DirtyFiles: cs.DirtyFiles, DirtyBytes: cs.DirtyBytes, Pinned: cs.Pinned,
-		OverLimit: cs.OverLimit, Hits: cs.Hits, Misses: cs.Misses, Evictions: cs.Evictions,
-	}
-	s.health.mu.Lock()
-	info := s.health.info
-	s.health.mu.Unlock()
-	r.Version, r.Mountpoint, r.PID, r.Tracker.Addr = info.Version, info.Mountpoint, info.PID, info.Tracker
-	return r
-}
-
-// peerReports returns every peer's report, sorted by name.
-func (s *Store) peerReports(now time.Time) []PeerReport {
-	s.mu.Lock()
-	peers := make([]*peerConn, 0, len(s.peers))
-	for _, p := range s.peers {
-		peers = append(peers, p)
-	}
-	unlisted := maps.Clone(s.unlisted)
-	s.mu.Unlock()
-	out := make([]PeerReport, 0, len(peers))
-	s.health.mu.Lock()
-	for _, p := range peers {
-		pr := PeerReport{Name: p.name, Addr: p.addr, State: "unknown", Listed: true}
-		ph := s.health.peers[p.name]
-		if ph != nil && ph.addr != p.addr {
-			ph = nil // about its old address
-		}
-		if ph != nil {
-			if ph.tried {
-				pr.State = "down"
-				if ph.up {
-					pr.State = "up"
-				} else {
-					pr.Error, pr.DownSince = ph.lastErr, ph.downSince
-				}
-			}
-			pr.RTT = float64(ph.rtt.Microseconds()) / 1000
-			pr.LastSeen = ph.lastSeen
-			pr.BytesIn, pr.BytesOut = ph.bytesIn, ph.bytesOut
-		}
-		if since, ok := unlisted[p.name]; ok {
-			pr.Listed, pr.UnlistedSince = false, since
-			// Unlisted and not heard from since: down, since then at
-			// the latest.
-			if pr.State != "up" || ph.lastSeen.Before(since) {
-				if pr.State != "down" || pr.DownSince.IsZero() || since.Before(pr.DownSince) {
-					pr.DownSince = since
-				}
-				pr.State = "down"
-			}
-		}
-		out = append(out, pr)
-	}
-	s.health.mu.Unlock()
-	slices.SortFunc(out, func(a, b PeerReport) int { return strings.Compare(a.Name, b.Name) })
-	return out
-}
-
-// PeerState implements fusefs.PeerStater: the peer's report as its
-// folder's attribute (PeerReport.Attr).
-func (s *Store) PeerState(name string) (string, error) {
-	for _, p := range s.peerReports(s.now()) {
-		if p.Name == name {
-			return p.Attr(), nil
-		}
-	}
-	return "", errNoPeer
-}
-
-// PeersUp returns how many peers answered their last request, and how
-// many are known.
-func (s *Store) PeersUp() (up, known int) {
-	for _, p := range s.Report().Peers {
-		known++
-		if p.State == "up" {
-			up++
-		}
-	}
-	return up, known
-}
-
-// StatusText implements fusefs.Controller: the report as text.
-func (s *Store) StatusText() []byte { return []byte(s.Report().Text()) }
-
-// Text formats the report for people.
-func (r Report) Text() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "peerfs %s", r.Name)
-	if r.Version != "" {
-		fmt.Fprintf(&b, " (version %s)", r.Version)
-	}
-	if r.Mountpoint != "" {
-		fmt.Fprintf(&b, " mounted on %s", r.Mountpoint)
-	}
-	if r.PID != 0 {
-		fmt.Fprintf(&b, ", pid %d", r.PID)
-	}
-	b.WriteString("\n")
-	tw := tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
-	reg := "not registered"
-	if r.Tracker.Registered {
-		reg = "registered"
-	} else if r.Tracker.Error != "" {
-		reg += ": " + r.Tracker.Error
-	}
-	tracker := r.Tracker.Addr
-	if tracker == "" {
-		tracker = "(none)"
-	}
-	fmt.Fprintf(tw, "tracker:\t%s, %s\n", tracker, reg)
-	round := "idle"
-	if r.Sync.InRound {
-		round = "round in progress"
-		if r.Sync.Holding {
-			round += ", holding the write token"
-		}
-	}
-	fmt.Fprintf(tw, "sync:\t%s; last round %d; %d waiting\n", round, r.Sync.LastRound, r.Sync.Waiting)
-	if r.Pending.Files == 0 {
-		fmt.Fprintf(tw, "uploads:\tnothing pending\n")
-	} else {
-		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
-	}
-	if n := len(r.Unsent); n > 0 {
-		var size int64
-		for _, u := range r.Unsent {
-			size += u.Size
-		}
-		fmt.Fprintf(tw, "unsent:\t%d files, %s, that their peers refused or that are not theirs: kept, not retried (peerfs unsent; .peerfs/unsent)\n", n, byteSize(size))
-	}
-	c := r.Cache
-	over := ""
-	if c.OverLimit {
-		over = " (over the bound: pinned or unuploaded data)"
-	}
-	fmt.Fprintf(tw, "cache:\t%d files, %s of %s%s; %d dirty (%s); %d hits, %d misses, %d evictions\n",
-		c.Entries, byteSize(c.Bytes), byteSize(c.MaxBytes), over, c.DirtyFiles, byteSize(c.DirtyBytes), c.Hits, c.Misses, c.Evictions)
-	fmt.Fprintf(tw, "peers:\t%d\n", len(r.Peers))
-	tw.Flush()
-	if len(r.Peers) > 0 {
-		tw = tabwriter.NewWriter(&b, 2, 8, 2, ' ', 0)
-		fmt.Fprintln(tw, "  NAME\tADDRESS\tSTATE\tRTT\tLAST SEEN\tIN\tOUT\t")
-		for _, p := range r.Peers {
-			rtt, seen := "-", "never"
-			if p.RTT > 0 {
-				rtt = fmt.Sprintf("%.1fms", p.RTT)
-			}
-			if !p.LastSeen.IsZero() {
-				seen = age(r.Time.Sub(p.LastSeen)) + " ago"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", p.Name, p.Addr, p.State, rtt, seen, byteSize(p.BytesIn), byteSize(p.BytesOut))
-		}
-		tw.Flush()
-		for _, p := range r.Peers {
-			var notes []string
-			if !p.DownSince.IsZero() {
-				notes = append(notes, "down since "+when(p.DownSince, r.Time))
-			}
-			if !p.Listed {
-				note := "not listed by the tracker"
-				if !p.UnlistedSince.IsZero() {
-					note += " since " + when(p.UnlistedSince, r.Time)
-				}
-				notes = append(notes, note+"; its folder stays until it returns, leaves on purpose or `peerfs forget "+p.Name+"`")
-			}
-			if len(notes) > 0 {
-				fmt.Fprintf(&b, "  %s: %s\n", p.Name, strings.Join(notes, "; "))
-			}
-			if p.Error != "" {
-				fmt.Fprintf(&b, "  %s: %s\n", p.Name, p.Error)
-			}
-		}
-	}
-	if len(r.Unsent) > 0 {
-		b.WriteString("unsent copies:\n")
-		for _, u := range r.Unsent {
-			fmt.Fprintf(&b, "  %s (%s, %s old): %s\n", u.As, byteSize(u.Size), age(r.Time.Sub(u.Since)), u.Reason)
-		}
-	}
-	return b.String()
-}
-
-// when formats a moment for people, with its age at now.
-func when(t, now time.Time) string {
-	return t.Local().Format("2006-01-02 15:04:05") + " (" + age(now.Sub(t)) + " ago)"
-}
-
-// age formats a duration for people: 850ms, 12s, 3m4s, 2h5m.
-func age(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(time.Second).String()
-	case d < time.Hour:
-		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
-	default:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	}
-}
-
-// byteSize formats a size in bytes with a binary unit.
-func byteSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"maps"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/peerfs/peerfs/peer"
@@ -51,14 +52,8 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 // FlushAll uploads every local change. It is this peer's work during its
 // SYNC OK turn, and returns the first upload error.
 func (s *Store) FlushAll(ctx context.Context) error {
-	s.mu.Lock()
-	todo := make([]*fileState, 0, len(s.files))
-	for _, f := range s.files {
-		todo = append(todo, f)
-	}
-	s.mu.Unlock()
 	var first error
-	for _, f := range todo {
+	for _, f := range s.states() {
 		// A copy set aside now is its writer's to hear of, at its
 		// close or fsync: it must not fail everybody's fsync.
 		if err := s.upload(ctx, f, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
@@ -88,13 +83,10 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	for _, p := range peers {
 		// Held until this FSYNC is answered: a concurrent caller that
 		// finds nothing pending must not return before it.
-		p.fsyncMu.Lock()
-		p.mu.Lock()
-		need, names := p.unsynced, p.unsyncedNames
-		p.unsynced, p.unsyncedNames = false, nil
-		p.mu.Unlock()
+		p.unsynced.fsyncMu.Lock()
+		need, names := p.unsynced.take()
 		if !need {
-			p.fsyncMu.Unlock()
+			p.unsynced.fsyncMu.Unlock()
 			continue
 		}
 		list := make([]string, 0, len(names))
@@ -111,16 +103,14 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 			return c.FsyncFiles(ctx, list)
 		})
 		if err != nil {
-			p.mu.Lock()
-			p.unsynced, p.unsyncedNames = true, nil // everything, next time
-			p.mu.Unlock()
+			p.unsynced.markAll() // everything, next time
 			if _, gone := unlisted[p.name]; gone {
 				s.log.Warn().Err(err).Str("peer", p.name).Msg("cannot FSYNC a peer the tracker no longer lists; it is asked again when it is back")
 			} else if first == nil {
 				first = netErr(p, err)
 			}
 		}
-		p.fsyncMu.Unlock()
+		p.unsynced.fsyncMu.Unlock()
 	}
 	return first
 }
@@ -129,50 +119,93 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 // peer syncs its whole filesystem, which is then cheaper.
 const maxFsyncNames = 64
 
-// renamedUnsynced moves the uploads waiting for FSYNC at or under from,
-// which a RENAME just moved to to, to their new names: the old ones may
-// name another file by the time FSYNC goes out.
-func (p *peerConn) renamedUnsynced(from, to string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+// unsynced is what a peer stored for this mount without making it
+// durable yet (async PUTs, namespace changes): FSYNC names it. Its zero
+// value is ready.
+type unsynced struct {
+	// fsyncMu is held from take to the FSYNC's answer (fsyncPeers), so
+	// that a concurrent caller that finds nothing to do does not return
+	// before it; it is never taken with mu held.
+	fsyncMu sync.Mutex
+
+	mu sync.Mutex // protects the fields below
+	// need is set by a change and cleared by take; names names the
+	// changed paths for FSYNC <name>..., unless there were too many
+	// (maxFsyncNames) and it is nil: then FSYNC syncs everything.
+	need  bool
+	names map[string]bool
+}
+
+// mark records that path was changed on the peer and is durable only at
+// the next FSYNC.
+func (u *unsynced) mark(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch {
+	case !u.need:
+		u.need, u.names = true, map[string]bool{path: true}
+	case u.names != nil:
+		u.names[path] = true
+		if len(u.names) > maxFsyncNames {
+			u.names = nil
+		}
+	}
+}
+
+// markAll records that the next FSYNC must sync everything.
+func (u *unsynced) markAll() {
+	u.mu.Lock()
+	u.need, u.names = true, nil
+	u.mu.Unlock()
+}
+
+// take returns what the next FSYNC must cover and forgets it.
+func (u *unsynced) take() (need bool, names map[string]bool) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	need, names = u.need, u.names
+	u.need, u.names = false, nil
+	return need, names
+}
+
+// renamed moves the names at or under from, which a RENAME just moved to
+// to, to their new names: the old ones may name another file by the time
+// FSYNC goes out.
+func (u *unsynced) renamed(from, to string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
 	var moved []string
-	for n := range p.unsyncedNames {
+	for n := range u.names {
 		if under(n, from) {
 			moved = append(moved, n)
 		}
 	}
 	for _, n := range moved {
-		delete(p.unsyncedNames, n)
-		p.unsyncedNames[to+n[len(from):]] = true
-	}
-}
-
-// markUnsynced records that path was stored on p by an async PUT.
-func (p *peerConn) markUnsynced(path string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	switch {
-	case !p.unsynced:
-		p.unsynced, p.unsyncedNames = true, map[string]bool{path: true}
-	case p.unsyncedNames != nil:
-		p.unsyncedNames[path] = true
-		if len(p.unsyncedNames) > maxFsyncNames {
-			p.unsyncedNames = nil
-		}
+		delete(u.names, n)
+		u.names[to+n[len(from):]] = true
 	}
 }
 
 // PendingInfo reports the local changes not yet stored on a peer.
 func (s *Store) PendingInfo() (files int, bytes int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, f := range s.files {
+	for _, f := range s.states() {
 		if f.pending() {
 			files++
 			bytes += f.size()
 		}
 	}
 	return files, bytes
+}
+
+// states returns every local copy in the upload queue.
+func (s *Store) states() []*fileState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*fileState, 0, len(s.files))
+	for _, f := range s.files {
+		out = append(out, f)
+	}
+	return out
 }
 
 // retryBackoffMax bounds the wait between retries of one upload.
@@ -189,6 +222,30 @@ func retryBackoff(interval time.Duration, n int) time.Duration {
 	return max(interval, min(d, retryBackoffMax))
 }
 
+// retryDue returns the copies the retry loop uploads now: closed by every
+// handle, pending, for a peer known (or that left for good: its upload
+// sets the copy aside without a request), and not backing off.
+func (s *Store) retryDue(now time.Time) []*fileState {
+	s.mu.Lock()
+	var candidates []*fileState
+	for key, f := range s.files {
+		if _, known := s.peers[key.Peer]; known || s.departed[key.Peer] {
+			candidates = append(candidates, f)
+		}
+	}
+	s.mu.Unlock()
+	var out []*fileState
+	for _, f := range candidates {
+		f.mu.Lock()
+		due := f.refs <= 0 && !now.Before(f.retryAt)
+		f.mu.Unlock()
+		if due && f.pending() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // retryLoop uploads, every RetryInterval, the changes whose upload failed
 // or that an earlier run left behind, once their peer is reachable.
 func (s *Store) retryLoop() {
@@ -202,19 +259,7 @@ func (s *Store) retryLoop() {
 		case <-tick.C:
 		}
 		s.forgetSilent()
-		now := time.Now()
-		s.mu.Lock()
-		var todo []*fileState
-		for key, f := range s.files {
-			// A copy for a peer that left for good is tried too: its
-			// upload sets it aside (Store.park) without a request.
-			_, known := s.peers[key.Peer]
-			if (known || s.departed[key.Peer]) && f.refs <= 0 && f.pending() && !now.Before(f.retryAt) {
-				todo = append(todo, f)
-			}
-		}
-		s.mu.Unlock()
-		for _, f := range todo {
+		for _, f := range s.retryDue(time.Now()) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			go func() { // stop waiting when the Store closes
 				select {
@@ -227,13 +272,14 @@ func (s *Store) retryLoop() {
 			cancel()
 			switch {
 			case err == nil:
-				s.log.Info().Str("remote_peer", f.key.Peer).Str("path", f.key.Path).Msg("delivered a pending upload")
+				key := f.currentKey()
+				s.log.Info().Str("remote_peer", key.Peer).Str("path", key.Path).Msg("delivered a pending upload")
 			case !errors.Is(err, errSetAside):
 				// Not final: try again later, less often each time.
-				s.mu.Lock()
+				f.mu.Lock()
 				f.failures++
 				f.retryAt = time.Now().Add(retryBackoff(s.opts.RetryInterval, f.failures))
-				s.mu.Unlock()
+				f.mu.Unlock()
 			}
 		}
 	}

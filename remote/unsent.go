@@ -8,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -79,8 +78,8 @@ func permanent(err error) bool {
 func (s *Store) park(f *fileState, ch *cache.Handle, cause error) error {
 	// Out of the queue first: whoever sees it among the unsent copies
 	// (and retries it) must not find it pending too.
+	key := f.currentKey()
 	s.mu.Lock()
-	key := f.key
 	queued := s.files[key] == f
 	if queued {
 		delete(s.files, key)
@@ -110,14 +109,14 @@ func (s *Store) park(f *fileState, ch *cache.Handle, cause error) error {
 			}
 		}
 	}
-	s.mu.Lock()
+	f.mu.Lock()
 	f.parked = pe
 	f.setMode, f.setMtime = false, nil
 	if pe.As != "" {
 		f.key = cache.Key{Peer: unsentPeer, Path: pe.As}
 	}
 	unused := f.refs <= 0
-	s.mu.Unlock()
+	f.mu.Unlock()
 	if unused {
 		f.releaseCopy() // the cache keeps it; nothing here uses it any more
 	}
@@ -204,7 +203,7 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	p, err := s.peer(origin.Peer)
 	if err != nil {
 		ch.Release()
-		return fmt.Errorf("remote: retry %q: peer %s is not connected: %w", as, origin.Peer, syscall.EIO)
+		return fmt.Errorf("remote: retry %q: peer %s is not connected: %w", as, origin.Peer, fusefs.ErrUnavailable)
 	}
 	s.mu.Lock()
 	_, busy := s.files[origin]

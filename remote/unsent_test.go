@@ -209,7 +209,7 @@ func TestPendingNeverGoesToAStranger(t *testing.T) {
 		// The user decides: deliver it to this bob, as a new file only.
 		stranger.writeFile(t, "notes.txt", []byte("the new bob's own"), 0o644)
 		err := s.RetryUnsent(testCtx(t), "bob/notes.txt")
-		if !errors.Is(err, syscall.ESTALE) {
+		if errnoOf(err) != syscall.ESTALE {
 			t.Fatalf("retry onto an existing file: %v, want a conflict copy", err)
 		}
 		if got := stranger.content(t, "notes.txt"); got != "the new bob's own" {
@@ -262,14 +262,14 @@ func TestConflictFoundByTheRoundReachesTheWriter(t *testing.T) {
 	// Another writer replaces the file; then a round uploads this copy,
 	// still empty, before its writer has written.
 	bob.writeFile(t, "doc.txt", []byte("theirs, a longer one"), 0o644)
-	if err := s.FlushAll(testCtx(t)); !errors.Is(err, syscall.ESTALE) {
+	if err := s.FlushAll(testCtx(t)); errnoOf(err) != syscall.ESTALE {
 		t.Fatalf("the turn's upload: %v, want a conflict", err)
 	}
 	s.write(t, fh, "mine", 0)
-	if err := s.Fsync(testCtx(t), fh); !errors.Is(err, syscall.ESTALE) {
+	if err := s.Fsync(testCtx(t), fh); errnoOf(err) != syscall.ESTALE {
 		t.Errorf("the writer's fsync: %v, want ESTALE", err)
 	}
-	if err := s.Flush(testCtx(t), fh); !errors.Is(err, syscall.ESTALE) {
+	if err := s.Flush(testCtx(t), fh); errnoOf(err) != syscall.ESTALE {
 		t.Errorf("the writer's close: %v, want ESTALE", err)
 	}
 	s.release(t, fh)

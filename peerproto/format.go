@@ -1,0 +1,348 @@
+package peerproto
+
+// Formatting: every message's Verb and AppendTo.
+
+import "strconv"
+
+// Verb implementations.
+func (Register) Verb() string   { return VerbRegister }
+func (Sync) Verb() string       { return VerbSync }
+func (SyncFin) Verb() string    { return VerbSync }
+func (RegisterOK) Verb() string { return VerbRegister }
+func (Update) Verb() string     { return VerbUpdate }
+func (SyncOK) Verb() string     { return VerbSync }
+func (SyncRead) Verb() string   { return VerbSync }
+func (SyncEnd) Verb() string    { return VerbSync }
+func (Put) Verb() string        { return VerbPut }
+func (Get) Verb() string        { return VerbGet }
+func (List) Verb() string       { return VerbList }
+func (Stat) Verb() string       { return VerbStat }
+func (Delete) Verb() string     { return VerbDelete }
+func (Rename) Verb() string     { return VerbRename }
+func (Mkdir) Verb() string      { return VerbMkdir }
+func (Rmdir) Verb() string      { return VerbRmdir }
+func (Setattr) Verb() string    { return VerbSetattr }
+func (Statfs) Verb() string     { return VerbStatfs }
+func (Fsync) Verb() string      { return VerbFsync }
+func (Features) Verb() string   { return VerbFeatures }
+func (FeaturesOK) Verb() string { return VerbFeatures }
+func (Left) Verb() string       { return VerbLeft }
+func (Ping) Verb() string       { return VerbPing }
+func (Pong) Verb() string       { return VerbPong }
+func (Quit) Verb() string       { return VerbQuit }
+func (ConnectOK) Verb() string  { return VerbConnect }
+func (PutOK) Verb() string      { return VerbPut }
+func (PutDone) Verb() string    { return VerbPut }
+func (GetOK) Verb() string      { return VerbGet }
+func (ListOK) Verb() string     { return VerbList }
+func (StatOK) Verb() string     { return VerbStat }
+func (SetattrOK) Verb() string  { return VerbSetattr }
+func (StatfsOK) Verb() string   { return VerbStatfs }
+func (m OK) Verb() string       { return m.Of }
+
+// ---- formatting ----
+
+func appendInt(b []byte, v int64) []byte {
+	b = append(b, ' ')
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendName(b []byte, name string) []byte {
+	b = append(b, ' ')
+	return append(b, EncodeName(name)...)
+}
+
+func appendMode(b []byte, mode uint32) []byte {
+	b = append(b, ' ', '0')
+	return strconv.AppendUint(b, uint64(mode&07777), 8)
+}
+
+func itoa(v int) string { return strconv.Itoa(v) }
+
+// AppendTo implements Message.
+func (m Register) AppendTo(b []byte) []byte {
+	b = append(b, VerbRegister...)
+	if m.Name == "" {
+		return b
+	}
+	b = appendName(b, m.Name)
+	return appendInt(b, int64(m.Port))
+}
+
+// AppendTo implements Message.
+func (Sync) AppendTo(b []byte) []byte { return append(b, VerbSync...) }
+
+// AppendTo implements Message.
+func (m SyncFin) AppendTo(b []byte) []byte {
+	b = append(b, "SYNC FIN"...)
+	switch {
+	case m.Known && m.Wrote:
+		b = append(b, " wrote"...)
+	case m.Known:
+		b = append(b, " clean"...)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (RegisterOK) AppendTo(b []byte) []byte { return append(b, "REGISTER OK"...) }
+
+// AppendTo implements Message.
+func (m Update) AppendTo(b []byte) []byte {
+	b = append(b, VerbUpdate...)
+	for _, p := range m.Peers {
+		b = append(b, ' ')
+		b = append(b, EncodeName(p.Name)...)
+		b = append(b, '@')
+		b = append(b, p.Addr...)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (SyncOK) AppendTo(b []byte) []byte { return append(b, "SYNC OK"...) }
+
+// AppendTo implements Message.
+func (SyncRead) AppendTo(b []byte) []byte { return append(b, "SYNC READ"...) }
+
+// AppendTo implements Message.
+func (m SyncEnd) AppendTo(b []byte) []byte {
+	b = append(b, "SYNC END "...)
+	b = strconv.AppendUint(b, m.Round, 10)
+	if m.WritersKnown {
+		b = append(b, " writers="...)
+		for i, w := range m.Writers {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, w...)
+		}
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Put) AppendTo(b []byte) []byte {
+	b = append(b, VerbPut...)
+	b = appendName(b, m.Name)
+	b = appendInt(b, m.Size)
+	if m.Async {
+		b = append(b, " async"...)
+	}
+	if m.Inline {
+		b = append(b, " inline"...)
+	}
+	switch {
+	case m.Ver != "":
+		b = append(b, " ver="...)
+		b = append(b, m.Ver...)
+	case m.Base == BaseNone:
+		b = append(b, " base=none"...)
+	case m.Base > 0:
+		b = append(b, " base="...)
+		b = strconv.AppendInt(b, m.Base, 10)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Fsync) AppendTo(b []byte) []byte {
+	b = append(b, VerbFsync...)
+	for _, n := range m.Names {
+		b = appendName(b, n)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Features) AppendTo(b []byte) []byte {
+	b = append(b, VerbFeatures...)
+	for _, w := range m.Words {
+		b = append(b, ' ')
+		b = append(b, w...)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Left) AppendTo(b []byte) []byte {
+	b = append(b, VerbLeft...)
+	b = appendName(b, m.Name)
+	b = append(b, ' ')
+	return append(b, m.How...)
+}
+
+// AppendTo implements Message.
+func (m FeaturesOK) AppendTo(b []byte) []byte {
+	b = append(b, "FEATURES OK"...)
+	for _, w := range m.Words {
+		b = append(b, ' ')
+		b = append(b, w...)
+	}
+	if m.ID != "" {
+		b = append(append(b, " id="...), m.ID...)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Get) AppendTo(b []byte) []byte {
+	b = append(b, VerbGet...)
+	b = appendName(b, m.Name)
+	if m.Offset == 0 && m.Length < 0 {
+		return b
+	}
+	b = appendInt(b, m.Offset)
+	return appendInt(b, m.Length)
+}
+
+// AppendTo implements Message.
+func (m List) AppendTo(b []byte) []byte {
+	b = append(b, VerbList...)
+	return appendName(b, m.Dir)
+}
+
+// AppendTo implements Message.
+func (m Stat) AppendTo(b []byte) []byte { return appendName(append(b, VerbStat...), m.Name) }
+
+// AppendTo implements Message.
+func (m Delete) AppendTo(b []byte) []byte { return appendName(append(b, VerbDelete...), m.Name) }
+
+// AppendTo implements Message.
+func (m Rename) AppendTo(b []byte) []byte {
+	return appendName(appendName(append(b, VerbRename...), m.From), m.To)
+}
+
+// AppendTo implements Message.
+func (m Mkdir) AppendTo(b []byte) []byte {
+	b = appendName(append(b, VerbMkdir...), m.Name)
+	if m.Mode != 0 {
+		b = appendMode(b, m.Mode)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m Rmdir) AppendTo(b []byte) []byte { return appendName(append(b, VerbRmdir...), m.Name) }
+
+// AppendTo implements Message.
+func (m Setattr) AppendTo(b []byte) []byte {
+	b = appendName(append(b, VerbSetattr...), m.Name)
+	if m.HasSize {
+		b = append(b, " size="...)
+		b = strconv.AppendInt(b, m.Size, 10)
+	}
+	if m.HasMode {
+		b = append(b, " mode=0"...)
+		b = strconv.AppendUint(b, uint64(m.Mode&07777), 8)
+	}
+	if m.HasMtime {
+		b = append(b, " mtime="...)
+		b = strconv.AppendInt(b, m.Mtime, 10)
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (Statfs) AppendTo(b []byte) []byte { return append(b, VerbStatfs...) }
+
+// AppendTo implements Message.
+func (Ping) AppendTo(b []byte) []byte { return append(b, VerbPing...) }
+
+// AppendTo implements Message.
+func (Pong) AppendTo(b []byte) []byte { return append(b, VerbPong...) }
+
+// AppendTo implements Message.
+func (Quit) AppendTo(b []byte) []byte { return append(b, VerbQuit...) }
+
+// AppendTo implements Message.
+func (ConnectOK) AppendTo(b []byte) []byte { return append(b, "CONNECT OK"...) }
+
+// AppendTo implements Message.
+func (PutOK) AppendTo(b []byte) []byte { return append(b, "PUT OK"...) }
+
+// AppendTo implements Message.
+func (m PutDone) AppendTo(b []byte) []byte {
+	return appendVer(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), m.Ver)
+}
+
+// appendVer appends the attribute word of a version token, if any.
+func appendVer(b []byte, ver string) []byte {
+	if ver == "" {
+		return b
+	}
+	return append(append(b, " ver="...), ver...)
+}
+
+// AppendTo implements Message.
+func (m GetOK) AppendTo(b []byte) []byte { return appendInt(append(b, "GET OK"...), m.Size) }
+
+// AppendTo implements Message.
+func (m ListOK) AppendTo(b []byte) []byte {
+	return appendInt(append(b, "LIST OK"...), int64(m.Count))
+}
+
+func appendAttrs(b []byte, e Entry) []byte {
+	b = append(b, ' ', e.Type)
+	b = appendMode(b, e.Mode)
+	b = appendInt(b, e.Size)
+	return appendVer(appendInt(b, e.Mtime), e.Ver)
+}
+
+// AppendTo implements Message.
+func (m StatOK) AppendTo(b []byte) []byte { return appendAttrs(append(b, "STAT OK"...), m.Entry) }
+
+// AppendTo implements Message.
+func (m SetattrOK) AppendTo(b []byte) []byte {
+	return appendAttrs(append(b, "SETATTR OK"...), m.Entry)
+}
+
+// AppendTo implements Message.
+func (m StatfsOK) AppendTo(b []byte) []byte {
+	return appendInt(appendInt(appendInt(append(b, "STATFS OK"...), m.Total), m.Free), m.Avail)
+}
+
+// AppendTo implements Message.
+func (m OK) AppendTo(b []byte) []byte { return append(append(b, m.Of...), " OK"...) }
+
+// Refusal is a *FailError as a Message: "<VERB> FAIL <code> <text>".
+type Refusal struct {
+	Err *FailError
+}
+
+// Verb implements Message.
+func (m Refusal) Verb() string { return m.Err.Verb }
+
+// AppendTo implements Message. Newlines in the text are replaced so the
+// reply stays one line.
+func (m Refusal) AppendTo(b []byte) []byte {
+	e := m.Err
+	b = append(b, e.Verb...)
+	b = append(b, " FAIL "...)
+	code := e.Code
+	if code == "" {
+		code = CodeIO
+	}
+	b = append(b, code...)
+	if e.Text != "" {
+		b = append(b, ' ')
+		// Byte by byte: the text need not be UTF-8, and must arrive as sent.
+		for i := 0; i < len(e.Text); i++ {
+			c := e.Text[i]
+			if c == '\n' || c == '\r' {
+				c = ' '
+			}
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+// AppendEntry appends e as a LIST entry line (without terminator).
+func AppendEntry(b []byte, e Entry) []byte {
+	b = append(b, e.Type)
+	b = appendMode(b, e.Mode)
+	b = appendInt(b, e.Size)
+	b = appendInt(b, e.Mtime)
+	return appendVer(appendName(b, e.Name), e.Ver)
+}

@@ -1,0 +1,260 @@
+package peerproto
+
+// The messages of a peer connection: a client's requests and the peer's
+// replies.
+
+import "strings"
+
+// ---- peer <-> peer requests ----
+
+// Put announces an upload of Size bytes that follow the "PUT OK" reply:
+// "PUT <name> <size>" (the seed's form: the file is fsynced before it is
+// renamed into place) or "PUT <name> <size> async" (renamed into place
+// without waiting for the disk; a later FSYNC makes it durable).
+//
+// "base=<mtime>" makes the PUT conditional: the peer stores it only if
+// the file it replaces still has that modification time (ns), and
+// "base=none" only if there is no file yet; otherwise it refuses with
+// "PUT FAIL conflict". A writer uses it so that it never silently
+// replaces a version it has not seen.
+//
+// "inline" (Inline) sends the payload right after the request line,
+// without waiting for "PUT OK": one round trip instead of two. The peer
+// then answers only "PUT DONE" or "PUT FAIL", and reads (and drops) the
+// payload even when it refuses, so the connection stays in step. A peer
+// that predates inline refuses the line as invalid and would read the
+// payload as requests: after any "PUT FAIL invalid" to an inline PUT the
+// client closes the connection.
+//
+// "ver=<token>" (Ver) makes it conditional on the peer's version token
+// instead (see Entry.Ver): the file must still be that version. At most
+// one of base= and ver= is given.
+type Put struct {
+	Name   string
+	Size   int64
+	Async  bool
+	Inline bool   // the payload follows the request line at once; no PUT OK
+	Base   int64  // BaseAny (no condition), BaseNone, or the expected mtime
+	Ver    string // the expected version token; "" for none (then Base applies)
+}
+
+// SetCond makes m conditional on v, the version the writer started from:
+// NoVersion (unconditional), VersionNone (only create), or a version
+// read from an Entry.
+func (m *Put) SetCond(v Version) {
+	m.Base, m.Ver = BaseAny, ""
+	switch {
+	case v == VersionNone:
+		m.Base = BaseNone
+	case v.IsToken():
+		m.Ver = v.Token()
+	default:
+		if mt, ok := v.Mtime(); ok && mt > 0 {
+			m.Base = mt
+		}
+	}
+}
+
+// Conditions of a Put.
+const (
+	BaseAny  int64 = 0  // replace whatever is there
+	BaseNone int64 = -1 // only create: refuse if the file exists
+)
+
+// Fsync asks the peer to make files it stored durable: "FSYNC" for
+// everything on its filesystem (syncfs), "FSYNC <name>..." for the named
+// files and their directories; answered "FSYNC OK".
+type Fsync struct {
+	Names []string
+}
+
+// Get asks for a file: "GET <name>" for the whole file, or
+// "GET <name> <offset> <length>" for a range. The seed's two-argument form
+// "GET <name> <length>" reads length bytes from offset 0.
+type Get struct {
+	Name   string
+	Offset int64
+	Length int64 // -1: to end of file
+}
+
+// List asks for a directory's entries with attributes: "LIST [<dir>]".
+type List struct {
+	Dir string
+}
+
+// Stat asks for one entry's attributes: "STAT <name>".
+type Stat struct {
+	Name string
+}
+
+// Delete removes a file: "DELETE <name>".
+type Delete struct {
+	Name string
+}
+
+// Rename renames a file or directory, atomically replacing an existing
+// target file: "RENAME <from> <to>".
+type Rename struct {
+	From, To string
+}
+
+// Mkdir creates a directory: "MKDIR <name> [<mode>]".
+type Mkdir struct {
+	Name string
+	Mode uint32 // permission bits; 0 means the server default (0755)
+}
+
+// Rmdir removes an empty directory: "RMDIR <name>".
+type Rmdir struct {
+	Name string
+}
+
+// Setattr changes attributes: "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]".
+type Setattr struct {
+	Name     string
+	HasSize  bool
+	Size     int64
+	HasMode  bool
+	Mode     uint32
+	HasMtime bool
+	Mtime    int64 // nanoseconds since the Unix epoch
+}
+
+// Statfs asks for the export's space: "STATFS".
+type Statfs struct{}
+
+// Features asks which protocol extensions the other side serves.
+//
+// On a peer connection it is the bare "FEATURES", answered by FeaturesOK
+// with every extension the peer serves; a peer that predates it answers
+// "FEATURES FAIL unsupported ...": no extensions beyond the verbs.
+//
+// "FEATURES <word>..." also names extensions the sender wants on this
+// connection. On a peer connection, those that change the peer's replies
+// (FeatureAttrs) are turned on for the rest of the connection; a peer
+// that predates the words refuses them with "FEATURES FAIL invalid": to
+// the client, no extensions. On the tracker connection the tracker
+// answers with FeaturesOK naming those it will use; a tracker that
+// predates it answers "FEATURES FAIL invalid ...": none. Nothing changes
+// for a sender that does not ask.
+type Features struct {
+	Words []string
+}
+
+// Ping is a keepalive, answered by Pong: "PING".
+type Ping struct{}
+
+// Pong answers Ping: "PONG".
+type Pong struct{}
+
+// Quit ends the session politely: "QUIT".
+type Quit struct{}
+
+// ---- peer <-> peer replies ----
+
+// FeaturesOK lists the extensions a peer serves: "FEATURES OK [<word>...]",
+// e.g. "FEATURES OK inline" (PUT ... inline). To a client that turned on
+// FeatureAttrs it ends in attribute words too: "id=<hex>", the identity
+// of the peer's export.
+type FeaturesOK struct {
+	Words []string
+	ID    string // the export's identity (1-64 lower-case hex digits); "" if not told
+}
+
+// Has reports whether the list names word.
+func (m FeaturesOK) Has(word string) bool {
+	for _, w := range m.Words {
+		if strings.EqualFold(w, word) {
+			return true
+		}
+	}
+	return false
+}
+
+// FeatureInline is the FeaturesOK word of PUT's inline option.
+const FeatureInline = "inline"
+
+// FeatureFsyncFiles is the FeaturesOK word of FSYNC with names.
+const FeatureFsyncFiles = "fsync-files"
+
+// FeatureAttrs is the FeaturesOK word of attribute words: once a client
+// sent "FEATURES attrs", the peer's STAT OK, SETATTR OK, PUT DONE and LIST
+// entry lines on that connection end in "<key>=<value>" words (today
+// "ver=<token>": Entry.Ver). Receivers ignore keys they do not know.
+const FeatureAttrs = "attrs"
+
+// FeatureLeft is the tracker's Features word of the Left event: a peer
+// that asks for it is told how each peer left (LEFT <name> quit|dropped).
+const FeatureLeft = "left"
+
+// Left tells a peer that asked for it (FeatureLeft) how an advertised
+// peer's registration ended, just before the UPDATE that no longer lists
+// it: "LEFT <name> quit" when the peer said QUIT (it left on purpose),
+// "LEFT <name> dropped" when the tracker lost it (its connection closed or
+// went silent, its writes stalled). A registration replaced by the same
+// peer restarting at the same address is not a leave.
+type Left struct {
+	Name string
+	How  string // LeftQuit or LeftDropped; a receiver reads any other word as LeftDropped
+}
+
+// How a peer left (Left.How).
+const (
+	LeftQuit    = "quit"
+	LeftDropped = "dropped"
+)
+
+// Quit reports whether the peer left on purpose.
+func (m Left) Quit() bool { return m.How == LeftQuit }
+
+// ConnectOK greets a new connection: "CONNECT OK".
+type ConnectOK struct{}
+
+// PutOK accepts a PUT; the payload follows: "PUT OK".
+type PutOK struct{}
+
+// PutDone is the final word on a PUT: the bytes are stored intact, fsynced
+// and visible under the final name: "PUT DONE <size> <mtime>".
+//
+// With FeatureAttrs on, "PUT DONE <size> <mtime> ver=<token>": the
+// stored file's version token (Entry.Ver).
+type PutDone struct {
+	Size  int64
+	Mtime int64
+	Ver   string
+}
+
+// Version returns the version of the stored file (see Entry.Version).
+func (m PutDone) Version() Version { return versionOf(m.Ver, m.Mtime) }
+
+// GetOK precedes Size bytes of file data: "GET OK <size>".
+type GetOK struct {
+	Size int64
+}
+
+// ListOK precedes Count entry lines: "LIST OK <count>".
+type ListOK struct {
+	Count int
+}
+
+// StatOK carries one entry's attributes: "STAT OK <type> <mode> <size> <mtime>".
+type StatOK struct {
+	Entry Entry
+}
+
+// SetattrOK carries the attributes after a SETATTR:
+// "SETATTR OK <type> <mode> <size> <mtime>".
+type SetattrOK struct {
+	Entry Entry
+}
+
+// StatfsOK reports space in bytes: "STATFS OK <total> <free> <avail>".
+type StatfsOK struct {
+	Total, Free, Avail int64
+}
+
+// OK is the plain success reply of DELETE, RENAME, MKDIR and RMDIR:
+// "<VERB> OK".
+type OK struct {
+	Of string // the verb answered
+}

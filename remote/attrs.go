@@ -1,0 +1,357 @@
+package remote
+
+import (
+	"sync"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// attrCache is what a mount knows of one peer's attributes and listings:
+// STAT answers and LIST results, trusted for ttl, and what the mount's
+// own requests taught it (a file it created, removed or renamed). It
+// never asks the peer itself: Store.stat and Store.listing do, and tell
+// it. It is safe for concurrent use; its clock is now.
+type attrCache struct {
+	ttl time.Duration    // how long an answer is trusted (Options.AttrTTL)
+	now func() time.Time // the clock (Options.Now)
+
+	mu    sync.Mutex           // protects the fields below
+	dirs  map[string]*dirCache // listings, by directory
+	stats map[string]statCache // single answers (and known absences), by path
+	// lists are the directories with a LIST in flight, shared by every
+	// caller that needs them (beginList).
+	lists map[string]*listCall
+	// misses counts, per directory, the STATs recently sent for names in
+	// it: a burst of them is answered with one LIST instead (wantList).
+	misses map[string]missRun
+	// root is the export root's last known attributes, kept through
+	// invalidations: the peer's folder stays reachable while the peer is
+	// not (Store.Stat), so local files pending upload can still be opened.
+	root *peerproto.Entry
+}
+
+// missRun is a run of STATs for names in one directory.
+type missRun struct {
+	since time.Time // when the run's first STAT went out
+	n     int       // STATs in the run
+}
+
+// listCall is a LIST in flight, shared by every caller that needs it.
+type listCall struct {
+	done chan struct{} // closed when it ended
+	err  error         // its error, written before done is closed
+}
+
+type dirCache struct {
+	at      time.Time
+	entries map[string]peerproto.Entry
+}
+
+type statCache struct {
+	at     time.Time
+	e      peerproto.Entry
+	exists bool
+}
+
+func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
+	return &attrCache{
+		ttl: ttl, now: now,
+		dirs:   map[string]*dirCache{},
+		stats:  map[string]statCache{},
+		lists:  map[string]*listCall{},
+		misses: map[string]missRun{},
+	}
+}
+
+// clear forgets every attribute and listing (not the root's last known
+// attributes): the peer may have changed anything.
+func (a *attrCache) clear() {
+	a.mu.Lock()
+	a.dirs, a.stats = map[string]*dirCache{}, map[string]statCache{}
+	a.mu.Unlock()
+}
+
+// clearAll is clear, and forgets the root's attributes too: another
+// export answers at the peer's name.
+func (a *attrCache) clearAll() {
+	a.mu.Lock()
+	a.dirs, a.stats, a.root = map[string]*dirCache{}, map[string]statCache{}, nil
+	a.mu.Unlock()
+}
+
+// cached returns what is known of path from an answer younger than ttl:
+// its attributes, whether it exists, and whether anything is known.
+func (a *attrCache) cached(path string) (peerproto.Entry, bool, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
+		return sc.e, sc.exists, true
+	}
+	if path != "" {
+		if dc, ok := a.dirs[parent(path)]; ok && now.Sub(dc.at) < a.ttl {
+			e, exists := dc.entries[base(path)]
+			return e, exists, true
+		}
+	}
+	return peerproto.Entry{}, false, false
+}
+
+// remember records an answer about path: e, or that it does not exist.
+func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.setStatLocked(path, statCache{at: a.now(), e: e, exists: exists})
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if exists {
+			e.Name = base(path)
+			dc.entries[base(path)] = e
+		} else {
+			delete(dc.entries, base(path))
+		}
+	}
+}
+
+// emptyDir records that directory path was just created here, so empty:
+// lookups of new names in it (a program filling it) need no STAT.
+func (a *attrCache) emptyDir(path string) {
+	a.mu.Lock()
+	a.dirs[path] = &dirCache{at: a.now(), entries: map[string]peerproto.Entry{}}
+	a.mu.Unlock()
+}
+
+// forget drops what is known about path (and, for a directory, its listing).
+func (a *attrCache) forget(path string) {
+	a.mu.Lock()
+	delete(a.stats, path)
+	delete(a.dirs, path)
+	delete(a.dirs, parent(path))
+	a.mu.Unlock()
+}
+
+// gone records that path (a file, or a directory with everything under
+// it) no longer exists on the peer, keeping the parent's listing: a
+// program removing a directory's entries one by one (rm -r) then costs no
+// re-listing per entry.
+func (a *attrCache) gone(path string, isDir bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dropLocked(path, isDir)
+	a.setStatLocked(path, statCache{at: a.now(), exists: false})
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		delete(dc.entries, base(path))
+	}
+}
+
+// moved records a successful rename of from to to, keeping both parents'
+// listings. Attributes carried over are those younger than ttl, and keep
+// their age: a rename never makes stale attributes fresh.
+func (a *attrCache) moved(from, to string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	var e peerproto.Entry
+	var at time.Time
+	known := false
+	if dc, ok := a.dirs[parent(from)]; ok {
+		e, known = dc.entries[base(from)]
+		at = dc.at
+		delete(dc.entries, base(from))
+	}
+	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
+		e, at, known = sc.e, sc.at, true
+	}
+	// Only a directory has anything cached under it: a file's rename
+	// costs no scan of the caches (rm -r, mv of many files).
+	dir := !known || e.IsDir() || now.Sub(at) >= a.ttl
+	a.dropLocked(from, dir)
+	a.dropLocked(to, true)
+	a.setStatLocked(from, statCache{at: now, exists: false})
+	fresh := known && now.Sub(at) < a.ttl
+	if fresh && !e.IsDir() {
+		// The file's attributes did not change with its name: the next
+		// lookup of the new name (an editor's save loop) needs no STAT.
+		e.Name = base(to)
+		a.setStatLocked(to, statCache{at: at, e: e, exists: true})
+	}
+	if dc, ok := a.dirs[parent(to)]; ok {
+		if fresh && !dc.at.After(at) { // never fresher than what it says
+			e.Name = base(to)
+			dc.entries[base(to)] = e
+		} else {
+			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
+		}
+	}
+}
+
+// forgetTree drops everything at or under path, and its parent's listing.
+func (a *attrCache) forgetTree(path string) {
+	a.mu.Lock()
+	a.dropTreeLocked(path)
+	delete(a.dirs, parent(path))
+	a.mu.Unlock()
+}
+
+// dropLocked forgets what is cached about path; for a directory also
+// everything under it (a scan of the caches). Called with a.mu held.
+func (a *attrCache) dropLocked(path string, isDir bool) {
+	if isDir {
+		a.dropTreeLocked(path)
+		return
+	}
+	delete(a.stats, path)
+	delete(a.dirs, path)
+}
+
+// maxStats bounds the attribute cache: past it, expired entries are swept
+// (the map would otherwise grow with every name ever looked up).
+const maxStats = 50000
+
+// setStatLocked records one attribute-cache entry, sweeping expired ones
+// when the cache is large. Called with a.mu held.
+func (a *attrCache) setStatLocked(path string, sc statCache) {
+	if len(a.stats) >= maxStats {
+		now := a.now()
+		for k, v := range a.stats {
+			if now.Sub(v.at) > rescanWindow {
+				delete(a.stats, k)
+			}
+		}
+		if len(a.stats) >= maxStats {
+			clear(a.stats)
+		}
+	}
+	a.stats[path] = sc
+}
+
+// dropTreeLocked forgets stats and listings at or under path. Called with
+// a.mu held.
+func (a *attrCache) dropTreeLocked(path string) {
+	for k := range a.stats {
+		if under(k, path) {
+			delete(a.stats, k)
+		}
+	}
+	for k := range a.dirs {
+		if under(k, path) {
+			delete(a.dirs, k)
+		}
+	}
+}
+
+// listed returns a copy of dir's entries from a listing younger than ttl.
+func (a *attrCache) listed(dir string) ([]peerproto.Entry, bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dc, ok := a.dirs[dir]
+	if !ok || a.now().Sub(dc.at) >= a.ttl {
+		return nil, false
+	}
+	out := make([]peerproto.Entry, 0, len(dc.entries))
+	for name, e := range dc.entries {
+		e.Name = name
+		out = append(out, e)
+	}
+	return out, true
+}
+
+// beginList starts a LIST of dir, or joins the one in flight: leader
+// reports whether the caller must send it and then call endList.
+func (a *attrCache) beginList(dir string) (call *listCall, leader bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if call, busy := a.lists[dir]; busy {
+		return call, false
+	}
+	call = &listCall{done: make(chan struct{})}
+	a.lists[dir] = call
+	return call, true
+}
+
+// endList records the outcome of the LIST of dir that call stood for, and
+// wakes the callers that joined it.
+func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, err error) {
+	a.mu.Lock()
+	delete(a.lists, dir)
+	if err == nil {
+		entries := make(map[string]peerproto.Entry, len(list))
+		for _, e := range list {
+			entries[e.Name] = e
+		}
+		a.dirs[dir] = &dirCache{at: a.now(), entries: entries}
+	}
+	call.err = err
+	a.mu.Unlock()
+	close(call.done)
+}
+
+// rescanWindow is how long after a listing expired a lookup in that
+// directory re-lists it instead of asking STAT: a program walking the
+// directory (ls -l, find, rsync) then costs one LIST per AttrTTL instead
+// of one STAT per entry.
+const rescanWindow = 10 * time.Second
+
+// Bursts of lookups in one directory that was never listed (stat of many
+// names, cat of many files after the kernel dropped its caches): once
+// burstStats STATs for names in a directory went out within AttrTTL, the
+// next lookup there LISTs the directory instead, which then answers the
+// rest of the burst, and rescanWindow keeps it that way while it lasts.
+// A directory whose last listing had more than burstMaxEntries entries is
+// not re-listed for a burst: listing it costs more than the STATs.
+const (
+	burstStats      = 4
+	burstMaxEntries = 20000
+)
+
+// wantList reports whether a lookup of path should LIST its directory
+// rather than STAT it, and counts the STAT otherwise.
+func (a *attrCache) wantList(path string) bool {
+	if path == "" {
+		return false
+	}
+	dir := parent(path)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	if dc, ok := a.dirs[dir]; ok {
+		if len(dc.entries) > burstMaxEntries {
+			return false // listing it again costs more than a STAT
+		}
+		if now.Sub(dc.at) < rescanWindow {
+			return true
+		}
+	}
+	r := a.misses[dir]
+	if now.Sub(r.since) > a.ttl {
+		r = missRun{since: now}
+	}
+	if r.n >= burstStats {
+		delete(a.misses, dir)
+		return true
+	}
+	r.n++
+	if len(a.misses) >= 1024 {
+		clear(a.misses)
+	}
+	a.misses[dir] = r
+	return false
+}
+
+// rootSeen records the export root's attributes, as just answered.
+func (a *attrCache) rootSeen(e peerproto.Entry) {
+	a.mu.Lock()
+	a.root = &e
+	a.mu.Unlock()
+}
+
+// lastRoot returns the export root's last known attributes, or a plain
+// directory's if none are known.
+func (a *attrCache) lastRoot() peerproto.Entry {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.root != nil {
+		return *a.root
+	}
+	return peerproto.Entry{Type: peerproto.TypeDir, Mode: 0o755}
+}

@@ -1,0 +1,330 @@
+package remote
+
+// The local copies of files this mount writes: their state, shared by
+// the handles open on them, and the changes made to them before upload.
+
+import (
+	"context"
+	"io/fs"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// fileState is a local copy of a file that is open for writing or holds
+// writes not yet stored on its peer. Handles of the same file share it.
+// The Store keeps it in Store.files under its key while it is there.
+//
+// Lock order: up, then fetch, then Store.mu, then mu. up serialises
+// everything that sends the file's name to its peer (PUT, DELETE, RENAME
+// of it) and every release of ch, so an upload never streams a copy that
+// is being released. mu is a leaf: nothing else is locked, and no I/O
+// done, while it is held.
+type fileState struct {
+	up    sync.Mutex // serialises uploads, deletes and renames of this file
+	fetch sync.Mutex // serialises fetching the content
+
+	// ch is the pinned local copy; nil until the content is first needed
+	// (opening an existing file for writing does not download it: the
+	// kernel's open-then-truncate of an overwrite would waste the transfer).
+	ch atomic.Pointer[cache.Handle]
+
+	mu        sync.Mutex // protects the fields below
+	key       cache.Key
+	refs      int             // open handles
+	remote    peerproto.Entry // the peer's attributes at open, for an unfetched copy
+	mode      fs.FileMode
+	mtime     time.Time  // last local change
+	setMode   bool       // mode must be applied on the peer after upload
+	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
+	unlinked  bool       // deleted or replaced: never upload, forget on last release
+	uploading bool       // an upload of it is under way (FileState)
+	// parked is set when the copy was set aside (unsent.go): it is not
+	// uploaded again, and its writer's flushes and fsyncs report this.
+	parked *ParkedError
+	// failures counts the retry loop's failed uploads in a row, and
+	// retryAt is when it tries again (backing off); both reset on success.
+	failures int
+	retryAt  time.Time
+	// base is the version of the peer's file this copy started from, the
+	// condition of the next PUT (peerproto.NoVersion for none, VersionNone
+	// for a file created here): a writer never silently replaces a
+	// version it has not seen.
+	base peerproto.Version
+	// owner is the peer identity this copy was written for (identity.go):
+	// it is uploaded only while the peer has it. "" for a copy from
+	// before owners were recorded.
+	owner string
+
+	// sent is the content of the last PUT whose outcome is unknown (it
+	// failed, perhaps after the peer got it all): a stalled peer may
+	// store it later, and that version is this writer's own, not a
+	// conflict. Protected by up; nil once an upload succeeds. Kept in the
+	// cache record too (cache.Meta.Sent), for the next run of the mount.
+	sent *digest
+}
+
+// info returns the file's attributes as this client sees them.
+func (f *fileState) info(name string) fs.FileInfo {
+	f.mu.Lock()
+	mt, mode, size := f.mtime, f.mode, f.remote.Size
+	if f.setMtime != nil {
+		mt = *f.setMtime
+	}
+	f.mu.Unlock()
+	if ch := f.ch.Load(); ch != nil {
+		size = ch.Size()
+	}
+	return &fileInfo{name: name, mode: mode, size: size, mtime: mt}
+}
+
+// size returns the file's size as this client sees it.
+func (f *fileState) size() int64 {
+	if ch := f.ch.Load(); ch != nil {
+		return ch.Size()
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.remote.Size
+}
+
+// dirty reports whether the local copy has bytes the peer lacks.
+func (f *fileState) dirty() bool {
+	ch := f.ch.Load()
+	return ch != nil && ch.Meta().Dirty
+}
+
+// isUnlinked reports whether f was deleted or replaced.
+func (f *fileState) isUnlinked() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.unlinked
+}
+
+// currentKey returns f's key now (a rename or a conflict copy moves it).
+func (f *fileState) currentKey() cache.Key {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.key
+}
+
+// releaseCopy unpins the local copy. Called with f.up held (or when no
+// upload can run any more).
+func (f *fileState) releaseCopy() {
+	if ch := f.ch.Swap(nil); ch != nil {
+		ch.Release()
+	}
+}
+
+// pending reports whether f has changes not yet on its peer.
+func (f *fileState) pending() bool {
+	f.mu.Lock()
+	attrs := f.setMode || f.setMtime != nil
+	f.mu.Unlock()
+	return attrs || f.dirty()
+}
+
+// live reports whether f still holds changes to upload: not unlinked,
+// not set aside, and pending.
+func (f *fileState) live() bool {
+	f.mu.Lock()
+	gone := f.unlinked || f.parked != nil
+	f.mu.Unlock()
+	return !gone && f.pending()
+}
+
+// dropIfDone forgets f (out of Store.files) if no handle has it open
+// and it holds nothing more to upload, and reports whether it did; the
+// caller then releases its copy. Called with f.up held.
+func (s *Store) dropIfDone(f *fileState) bool {
+	f.mu.Lock()
+	unused := f.refs <= 0
+	f.mu.Unlock()
+	if !unused || f.live() {
+		return false
+	}
+	s.mu.Lock()
+	f.mu.Lock()
+	if s.files[f.key] == f {
+		delete(s.files, f.key)
+	}
+	f.mu.Unlock()
+	s.mu.Unlock()
+	return true
+}
+
+// release drops one reference to f; a state with no handles and nothing
+// left to upload is forgotten. One with pending changes stays for the
+// retry loop.
+func (s *Store) release(f *fileState) {
+	f.up.Lock()
+	defer f.up.Unlock()
+	f.mu.Lock()
+	f.refs--
+	f.mu.Unlock()
+	if s.dropIfDone(f) {
+		f.releaseCopy()
+	}
+}
+
+// statesUnder returns the local copies at or under path, sorted by path
+// (the order in which their up locks are taken).
+func (s *Store) statesUnder(peerName, path string) []*fileState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*fileState
+	var keys []string
+	for key, f := range s.files {
+		if key.Peer == peerName && under(key.Path, path) {
+			out = append(out, f)
+			keys = append(keys, key.Path)
+		}
+	}
+	sort.Sort(byPath{out, keys})
+	return out
+}
+
+// byPath sorts states by their keys' paths.
+type byPath struct {
+	fs   []*fileState
+	keys []string
+}
+
+func (b byPath) Len() int           { return len(b.fs) }
+func (b byPath) Less(i, j int) bool { return b.keys[i] < b.keys[j] }
+func (b byPath) Swap(i, j int) {
+	b.fs[i], b.fs[j] = b.fs[j], b.fs[i]
+	b.keys[i], b.keys[j] = b.keys[j], b.keys[i]
+}
+
+func lockAll(fs []*fileState) {
+	for _, f := range fs {
+		f.up.Lock()
+	}
+}
+
+func unlockAll(fs []*fileState) {
+	for _, f := range fs {
+		f.up.Unlock()
+	}
+}
+
+// unlinkLocked marks f deleted and forgets it; the copy is released now if
+// no handle has it open. Called with f.up held.
+func (s *Store) unlinkLocked(f *fileState) {
+	s.mu.Lock()
+	f.mu.Lock()
+	f.unlinked = true
+	if s.files[f.key] == f {
+		delete(s.files, f.key)
+	}
+	drop := f.refs <= 0
+	f.mu.Unlock()
+	s.mu.Unlock()
+	if drop {
+		f.releaseCopy()
+	}
+}
+
+func under(p, dir string) bool {
+	return p == dir || strings.HasPrefix(p, dir+"/")
+}
+
+func (s *Store) touch(f *fileState) {
+	f.mu.Lock()
+	f.mtime = time.Now()
+	f.setMtime = nil
+	f.mu.Unlock()
+}
+
+// truncateState sets the size of a local copy. Truncating an unfetched
+// copy to zero needs no download.
+func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) error {
+	if size == 0 && f.ch.Load() == nil {
+		f.fetch.Lock()
+		if f.ch.Load() == nil {
+			f.mu.Lock()
+			key, base := f.key, f.owner+"/"+string(f.base)
+			f.mu.Unlock()
+			// Emptied without a download, and recording the version the
+			// new content replaces (a shell's "> file" opens, then
+			// truncates).
+			ch, err := s.cache.Create(key, 0, base)
+			if err != nil {
+				f.fetch.Unlock()
+				return err
+			}
+			f.ch.Store(ch)
+		}
+		f.fetch.Unlock()
+	}
+	ch, err := s.content(ctx, f)
+	if err != nil {
+		return err
+	}
+	if err := ch.Truncate(size); err != nil {
+		return err
+	}
+	s.touch(f)
+	return nil
+}
+
+func (s *Store) truncateLocal(ctx context.Context, key cache.Key, size int64) (fs.FileInfo, bool, error) {
+	f, ok := s.local(key)
+	if !ok {
+		return nil, false, nil
+	}
+	if err := s.truncateState(ctx, f, size); err != nil {
+		return nil, true, err
+	}
+	return s.localInfo(key), true, nil
+}
+
+// chmodLocal applies a chmod to key's local copy, if there is one: the
+// mode goes to the peer with the next upload.
+func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) {
+	f, ok := s.local(key)
+	if !ok {
+		return nil, false
+	}
+	f.mu.Lock()
+	f.mode, f.setMode = mode.Perm(), true
+	f.mu.Unlock()
+	if ch := f.ch.Load(); ch != nil {
+		_ = ch.SetMode(uint32(mode.Perm())) // survives a restart with the dirty copy
+	}
+	return f.info(base(key.Path)), true
+}
+
+// chtimesLocal applies a new mtime to key's local copy, if there is one.
+func (s *Store) chtimesLocal(key cache.Key, mtime time.Time) (fs.FileInfo, bool) {
+	f, ok := s.local(key)
+	if !ok {
+		return nil, false
+	}
+	f.mu.Lock()
+	f.setMtime = &mtime
+	f.mu.Unlock()
+	return f.info(base(key.Path)), true
+}
+
+// local returns key's local copy, if there is one.
+func (s *Store) local(key cache.Key) (*fileState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.files[key]
+	return f, ok
+}
+
+// localInfo returns the attributes of key's local copy, or nil.
+func (s *Store) localInfo(key cache.Key) fs.FileInfo {
+	if f, ok := s.local(key); ok {
+		return f.info(base(key.Path))
+	}
+	return nil
+}

@@ -1,0 +1,425 @@
+package remote
+
+// The namespace: attributes and listings (from the attribute cache, or
+// STAT and LIST), and the operations on names: mkdir, unlink, rmdir,
+// rename and setattr. Each sees this mount's local copies too: files
+// created or written here that the peer does not have yet.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// listing returns dir's entries from a listing younger than AttrTTL,
+// fetching one with LIST if needed. Concurrent callers for one directory
+// share a single LIST, and its failure too: retrying at once would make
+// each waiter wait out its own timeout.
+func (s *Store) listing(ctx context.Context, p *peerConn, dir string) ([]peerproto.Entry, error) {
+	for {
+		if list, ok := p.attrs.listed(dir); ok {
+			return list, nil
+		}
+		call, leader := p.attrs.beginList(dir)
+		if !leader {
+			select {
+			case <-call.done:
+				if call.err != nil {
+					return nil, call.err
+				}
+				continue
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		var list []peerproto.Entry
+		err := s.poolDo(ctx, p, "LIST", func(c *peer.Conn) error {
+			var err error
+			list, err = c.List(ctx, dir)
+			return err
+		})
+		p.attrs.endList(dir, call, list, netErr(p, err))
+		if err != nil {
+			return nil, call.err
+		}
+		return list, nil
+	}
+}
+
+// stat returns the remote attributes of path, from cache when fresh.
+func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
+	if e, exists, ok := p.attrs.cached(path); ok {
+		if !exists {
+			return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
+		}
+		return e, nil
+	}
+	if p.attrs.wantList(path) {
+		if _, err := s.listing(ctx, p, parent(path)); err == nil {
+			if e, exists, ok := p.attrs.cached(path); ok {
+				if !exists {
+					return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
+				}
+				return e, nil
+			}
+		}
+	}
+	var e peerproto.Entry
+	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		e, err = c.Stat(ctx, path)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			p.attrs.remember(path, e, false)
+		}
+		return e, netErr(p, err)
+	}
+	p.attrs.remember(path, e, true)
+	return e, nil
+}
+
+// Stat implements fusefs.Store.
+func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, error) {
+	if fi := s.localInfo(cache.Key{Peer: peerName, Path: path}); fi != nil {
+		return fi, nil
+	}
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	e, err := s.stat(ctx, p, path)
+	if path == "" {
+		switch {
+		case err == nil:
+			p.attrs.rootSeen(e)
+		case errors.Is(err, fusefs.ErrUnavailable):
+			// Unreachable: the folder itself is still there (the
+			// tracker lists the peer); what is in it will say EIO
+			// unless it is local.
+			e, err = p.attrs.lastRoot(), nil
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return infoOf(base(path), e), nil
+}
+
+// List implements fusefs.Store: one LIST round trip, with local files not
+// yet uploaded shown as well.
+func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, error) {
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := s.listing(ctx, p, dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]fs.FileInfo, 0, len(entries))
+	for _, e := range entries {
+		out = append(out, infoOf(e.Name, e))
+	}
+	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
+	for _, f := range s.statesIn(peerName, dir) {
+		name := base(f.currentKey().Path)
+		fi := f.info(name)
+		if i := slices.IndexFunc(out, func(x fs.FileInfo) bool { return x.Name() == name }); i >= 0 {
+			out[i] = fi
+		} else {
+			out = append(out, fi)
+		}
+	}
+	slices.SortFunc(out, func(a, b fs.FileInfo) int {
+		switch {
+		case a.Name() < b.Name():
+			return -1
+		case a.Name() > b.Name():
+			return 1
+		}
+		return 0
+	})
+	return out, nil
+}
+
+// do runs fn on a connection to peerName and maps the error.
+// verb names the request in measurements.
+func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerConn, c *peer.Conn) error) (*peerConn, error) {
+	p, err := s.peer(peerName)
+	if err != nil {
+		return nil, err
+	}
+	err = s.poolDo(ctx, p, verb, func(c *peer.Conn) error { return fn(p, c) })
+	return p, netErr(p, err)
+}
+
+// Mkdir implements fusefs.Store. A file created here and not yet
+// uploaded holds the name (EEXIST), though the peer may not know it yet.
+func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	if s.localInfo(cache.Key{Peer: peerName, Path: path}) != nil {
+		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
+	}
+	var e peerproto.Entry
+	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
+		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
+			return err
+		}
+		var err error
+		e, err = c.Stat(ctx, path)
+		return err
+	})
+	if err != nil {
+		if p != nil {
+			p.attrs.forget(path)
+		}
+		return nil, err
+	}
+	p.attrs.remember(path, e, true)
+	p.unsynced.mark(path) // the new entry is durable at the next FSYNC
+	// Just created, so empty: lookups of new names in it (a program
+	// filling it) are answered without a STAT each.
+	p.attrs.emptyDir(path)
+	s.notify(peerName, parent(path))
+	return infoOf(base(path), e), nil
+}
+
+// Remove implements fusefs.Store. The local copy (if any) is locked
+// across the DELETE so that no upload can recreate the file after it, and
+// forgotten only once the peer has deleted it.
+func (s *Store) Remove(ctx context.Context, peerName, path string) error {
+	key := cache.Key{Peer: peerName, Path: path}
+	s.mu.Lock()
+	f := s.files[key]
+	s.mu.Unlock()
+	if f != nil {
+		f.up.Lock()
+		defer f.up.Unlock()
+	}
+	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
+	if p != nil {
+		if err == nil || errors.Is(err, fs.ErrNotExist) {
+			p.attrs.gone(path, false)
+		} else {
+			p.attrs.forget(path)
+		}
+		if err == nil {
+			p.unsynced.mark(parent(path))
+		}
+	}
+	if f != nil && errors.Is(err, fs.ErrNotExist) {
+		err = nil // created here and never uploaded: removing the local copy is all
+	}
+	if err != nil {
+		return err
+	}
+	if f != nil {
+		s.unlinkLocked(f)
+	}
+	_ = s.cache.Remove(key)
+	return nil
+}
+
+// filesIn counts the files inside directory dir (at any depth) that this
+// mount has and its peer may not: created or written here and not yet
+// uploaded, or open here. The peer cannot see them, so every namespace
+// operation on dir must ask here too: a directory holding one is not
+// empty.
+func (s *Store) filesIn(peerName, dir string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for key, f := range s.files {
+		if key.Peer == peerName && key.Path != dir && under(key.Path, dir) && !f.isUnlinked() {
+			n++
+		}
+	}
+	return n
+}
+
+// statesIn returns the local copies directly in directory dir, not
+// unlinked.
+func (s *Store) statesIn(peerName, dir string) []*fileState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*fileState
+	for key, f := range s.files {
+		if key.Peer == peerName && parent(key.Path) == dir && !f.isUnlinked() {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// notEmpty is the error of removing or replacing directory path, which
+// holds n files of this mount the peer does not know yet.
+func notEmpty(op, peerName, path string, n int) error {
+	return fmt.Errorf("remote: %s %s:%s: %d files created or written here are in it: %w", op, peerName, path, n, fusefs.ErrNotEmpty)
+}
+
+// Rmdir implements fusefs.Store. A directory holding files this mount
+// created or wrote and has not uploaded is not empty (ENOTEMPTY), though
+// the peer may not know them yet.
+func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
+	if n := s.filesIn(peerName, path); n > 0 {
+		return notEmpty("rmdir", peerName, path, n)
+	}
+	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
+	if p != nil {
+		if err == nil {
+			p.attrs.gone(path, true)
+			p.unsynced.mark(parent(path))
+		} else {
+			p.attrs.forgetTree(path)
+		}
+	}
+	return err
+}
+
+// Rename implements fusefs.Store. Local changes to the source are uploaded
+// first, so the rename moves what the writer wrote; the local copies at
+// both names are locked across the RENAME so no upload lands in between
+// under a stale name.
+func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
+	if from != to && !under(to, from) {
+		if n := s.filesIn(peerName, to); n > 0 {
+			// to is a directory holding files the peer may not know
+			// yet: replacing it would drop them. Refused as a local
+			// filesystem refuses it.
+			fi, err := s.Stat(ctx, peerName, from)
+			switch {
+			case err != nil:
+				return err
+			case fi.IsDir():
+				return notEmpty("rename over", peerName, to, n)
+			default:
+				return fmt.Errorf("remote: rename %s:%s over the directory %s: %w", peerName, from, to, fusefs.ErrIsDir)
+			}
+		}
+	}
+	if err := s.flushTree(ctx, peerName, from); err != nil {
+		return err
+	}
+	moved := s.statesUnder(peerName, from)
+	replaced := s.statesUnder(peerName, to)
+	if from == to {
+		replaced = nil // rename(x, x) changes nothing
+	}
+	// Their up locks in one order, by path (moved and replaced overlap
+	// only for rename(x, x), where replaced is empty).
+	locked := append(append([]*fileState(nil), moved...), replaced...)
+	keys := make([]string, len(locked))
+	for i, f := range locked {
+		keys[i] = f.currentKey().Path
+	}
+	sort.Sort(byPath{locked, keys})
+	lockAll(locked)
+	defer unlockAll(locked)
+
+	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
+	if p != nil {
+		if err == nil {
+			p.attrs.moved(from, to)
+			// Durable at the next FSYNC: the file (or directory) under
+			// its new name, and the directory it left; uploads named
+			// under the old name are elsewhere now: sync everything.
+			p.unsynced.renamed(from, to)
+			p.unsynced.mark(to)
+			p.unsynced.mark(parent(from))
+		} else {
+			p.attrs.forgetTree(from)
+			p.attrs.forgetTree(to)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	// Whatever was at the target is gone: a writer still holding it open
+	// must not upload over the renamed file.
+	for _, f := range replaced {
+		s.unlinkLocked(f)
+	}
+	s.mu.Lock()
+	for _, f := range moved {
+		f.mu.Lock()
+		if s.files[f.key] == f {
+			delete(s.files, f.key)
+		}
+		f.key = cache.Key{Peer: peerName, Path: to + f.key.Path[len(from):]}
+		f.mu.Unlock()
+	}
+	for _, f := range moved {
+		f.mu.Lock()
+		if !f.unlinked {
+			s.files[f.key] = f
+		}
+		f.mu.Unlock()
+	}
+	s.mu.Unlock()
+	_ = s.cache.Rename(cache.Key{Peer: peerName, Path: from}, cache.Key{Peer: peerName, Path: to})
+	return nil
+}
+
+// setattr applies s remotely and returns the new attributes.
+func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setattr) (fs.FileInfo, error) {
+	var e peerproto.Entry
+	p, err := s.do(ctx, "SETATTR", peerName, func(p *peerConn, c *peer.Conn) error {
+		var err error
+		e, err = c.Setattr(ctx, sa)
+		return err
+	})
+	if err != nil {
+		if p != nil {
+			p.attrs.forget(sa.Name)
+		}
+		return nil, err
+	}
+	p.attrs.remember(sa.Name, e, true)
+	p.unsynced.mark(sa.Name)
+	return infoOf(base(sa.Name), e), nil
+}
+
+// Truncate implements fusefs.Store.
+func (s *Store) Truncate(ctx context.Context, peerName, path string, size int64) (fs.FileInfo, error) {
+	if fi, ok, err := s.truncateLocal(ctx, cache.Key{Peer: peerName, Path: path}, size); ok {
+		return fi, err
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasSize: true, Size: size})
+}
+
+// Chmod implements fusefs.Store.
+func (s *Store) Chmod(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
+	if fi, ok := s.chmodLocal(cache.Key{Peer: peerName, Path: path}, mode); ok {
+		return fi, nil
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: uint32(mode.Perm())})
+}
+
+// Chtimes implements fusefs.Store.
+func (s *Store) Chtimes(ctx context.Context, peerName, path string, mtime time.Time) (fs.FileInfo, error) {
+	if fi, ok := s.chtimesLocal(cache.Key{Peer: peerName, Path: path}, mtime); ok {
+		return fi, nil
+	}
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMtime: true, Mtime: mtime.UnixNano()})
+}
+
+// Statfs implements fusefs.Store.
+func (s *Store) Statfs(ctx context.Context, peerName string) (total, free, avail uint64, err error) {
+	var st peerproto.StatfsOK
+	_, err = s.do(ctx, "STATFS", peerName, func(p *peerConn, c *peer.Conn) error {
+		var err error
+		st, err = c.Statfs(ctx)
+		return err
+	})
+	return uint64(st.Total), uint64(st.Free), uint64(st.Avail), err
+}

@@ -1,0 +1,391 @@
+package remote
+
+// The upload of a local copy: a conditional PUT (and SETATTR) during
+// this peer's turn, with what its failure leaves behind.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// mayHaveReached reports whether a request that failed with err may have
+// reached the peer whole: not when the connection could not be made, the
+// peer was skipped as down, or a PUT's source ended early (the peer
+// discards a payload cut short).
+func mayHaveReached(err error) bool {
+	var ne *net.OpError
+	return !errors.Is(err, errPeerDown) && !isLocal(err) &&
+		!(errors.As(err, &ne) && ne.Op == "dial")
+}
+
+// waitTurn holds an upload back while another peer holds the write token,
+// up to HoldTimeout.
+func (s *Store) waitTurn(ctx context.Context) {
+	s.mu.Lock()
+	sy := s.syncer
+	s.mu.Unlock()
+	if sy == nil {
+		return
+	}
+	timeout := time.NewTimer(s.opts.HoldTimeout)
+	defer timeout.Stop()
+	for {
+		changed := sy.Changed() // taken before State: no change is missed
+		st := sy.State()
+		if !st.InRound || st.Holding {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-timeout.C:
+			return
+		case <-changed:
+		}
+	}
+}
+
+// maxResends bounds how many times upload sends a copy that keeps changing
+// under it before it reports the failure (and the retry loop takes over).
+const maxResends = 4
+
+// An upload is one attempt to store a fileState on its peer, in steps:
+// snapshot (what is to be sent, read under f.up after any wait), send
+// (the conditional PUT, with the resolution of a conflict, then the
+// SETATTR of a mode or mtime set here), and record the outcome: stored
+// (the copy is clean, f's base is what was stored) or failed (what may
+// have reached the peer is noted, the copy made durable, and a refusal
+// for good sets it aside). It runs with f.up held throughout.
+type upload struct {
+	f      *fileState
+	p      *peerConn
+	ch     *cache.Handle // nil: nothing but attributes to send
+	meta   cache.Meta    // ch's metadata as sent (its generation)
+	key    cache.Key     // where it goes; a conflict copy moves it
+	origin string        // the path it was to be stored at
+	owner  string        // the peer identity the copy was written for
+	base   peerproto.Version
+	mode   fs.FileMode
+	// setMode and setMtime are the attributes to apply after the PUT (or
+	// alone, without one); remote is the peer's attributes at open.
+	setMode  bool
+	setMtime *time.Time
+	remote   peerproto.Entry
+
+	// The outcome, as send found it.
+	put      bool            // the content was stored
+	stored   peerproto.Entry // the peer's attributes of what is stored
+	conflict *peerproto.FailError
+}
+
+// upload stores f on its peer if it has changes. inTurn is set when the
+// caller holds the write token (or no round applies).
+func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
+	f.mu.Lock()
+	parked := f.parked
+	f.mu.Unlock()
+	if parked != nil {
+		return parked // set aside: only RetryUnsent sends it again
+	}
+	if !f.live() {
+		return nil // nothing to upload: never wait for a round
+	}
+	if !inTurn {
+		s.waitTurn(ctx)
+	}
+	f.up.Lock()
+	defer f.up.Unlock()
+	u, err := s.snapshot(f)
+	if u == nil || err != nil {
+		return err
+	}
+	f.setUploading(true)
+	err = s.send(ctx, u)
+	f.setUploading(false)
+	if err != nil {
+		return s.failed(u, err)
+	}
+	return s.stored(u)
+}
+
+// setUploading records whether an upload of f is under way (FileState).
+func (f *fileState) setUploading(on bool) {
+	f.mu.Lock()
+	f.uploading = on
+	f.mu.Unlock()
+}
+
+// snapshot reads what f's upload is to send, after any wait and under
+// f.up: what was true before (a write, a chmod, an unlink) may have
+// changed. It returns nil if there is nothing to send, and the error of
+// a copy that cannot go (set aside, or for a peer not known yet).
+func (s *Store) snapshot(f *fileState) (*upload, error) {
+	u := &upload{f: f, ch: f.ch.Load()}
+	if u.ch != nil {
+		u.meta = u.ch.Meta()
+	}
+	f.mu.Lock()
+	u.key, u.owner, u.base = f.key, f.owner, f.base
+	u.origin = f.key.Path
+	u.setMode, u.mode, u.setMtime, u.remote = f.setMode, f.mode, f.setMtime, f.remote
+	unlinked, parked := f.unlinked, f.parked
+	f.mu.Unlock()
+	if parked != nil {
+		return nil, parked
+	}
+	if unlinked || (!u.meta.Dirty && !u.setMode && u.setMtime == nil) {
+		return nil, nil
+	}
+	if !u.meta.Dirty {
+		u.ch = nil
+	}
+	p, err := s.peer(u.key.Peer)
+	if err != nil {
+		s.mu.Lock()
+		departed := s.departed[u.key.Peer]
+		s.mu.Unlock()
+		if departed {
+			// Gone for good (it left the cluster, or was forgotten): a
+			// peer that is merely down is still known (presence.go).
+			return nil, s.park(f, u.ch, errPeerLeft)
+		}
+		// Not known yet (the tracker has not said): later.
+		return nil, fmt.Errorf("remote: upload %s:%s: peer %s is not known yet: %w", u.key.Peer, u.key.Path, u.key.Peer, fusefs.ErrUnavailable)
+	}
+	u.p = p
+	return u, nil
+}
+
+// send runs u's requests on one connection, and again if the copy changed
+// while it was being sent (a truncation made it end early: what was sent
+// is void, and the peer dropped it).
+func (s *Store) send(ctx context.Context, u *upload) error {
+	verb := "SETATTR"
+	if u.ch != nil {
+		verb = "PUT"
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.poolDo(ctx, u.p, verb, func(c *peer.Conn) error {
+			// Only to the peer it was written for (identity.go); the
+			// connection has just told who answers.
+			if now := s.owner(u.p); u.owner != now {
+				if u.owner == "" {
+					return errNoOwner
+				}
+				return errForeign
+			}
+			if u.ch != nil {
+				if err := s.putContent(ctx, c, u); err != nil {
+					return err
+				}
+			}
+			return s.putAttrs(ctx, c, u)
+		})
+		if attempt < maxResends && errors.Is(err, peer.ErrSource) && u.ch.SettledGeneration() != u.meta.Gen {
+			u.meta = u.ch.Meta()
+			continue
+		}
+		return err
+	}
+}
+
+// putContent sends u's copy with a PUT conditional on its base; a
+// conflict is resolved (resolveConflict). Async: visible at once, durable
+// at the next FSYNC (the user's fsync, a SYNC turn, or shutdown). Inline
+// (one round trip) where a refusal cannot waste much: the payload goes
+// out before the peer's checks.
+func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
+	pd, err := s.put(ctx, c, u, u.base)
+	var fe *peerproto.FailError
+	if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
+		pd, err = s.resolveConflict(ctx, c, u, fe)
+	}
+	if err != nil {
+		return err
+	}
+	u.put = true
+	// What follows (a SETATTR) may fail: the copy's next upload starts
+	// from what this one stored.
+	u.f.mu.Lock()
+	u.f.base = pd.Version()
+	u.f.mu.Unlock()
+	u.p.unsynced.mark(u.key.Path)
+	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
+	// The peer keeps an existing file's mode and creates a new one
+	// 0644: apply ours where it differs.
+	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != fs.FileMode(u.remote.Mode).Perm())
+	return nil
+}
+
+// put sends u's copy as it is now, conditional on base.
+func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto.Version) (peerproto.PutDone, error) {
+	// A second descriptor at offset 0 lets the kernel sendfile it.
+	src, err := u.ch.Reopen()
+	if err != nil {
+		return peerproto.PutDone{}, fmt.Errorf("%w: %w", errLocal, err)
+	}
+	defer src.Close()
+	size := u.ch.Size()
+	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax}
+	m.SetCond(base)
+	return c.PutWith(ctx, m, src, nil)
+}
+
+// resolveConflict handles a PUT refused because the peer's file is not
+// the version u started from. If the peer's newer version is this very
+// content (most likely this writer's own earlier attempt, stored after it
+// gave up on it: the peer was stalled), it is stored already. If it is
+// what an earlier, failed attempt sent, and the copy was written since,
+// the copy replaces this writer's own version. Otherwise another writer
+// replaced it: this copy is kept beside theirs as a conflict copy.
+func (s *Store) resolveConflict(ctx context.Context, c *peer.Conn, u *upload, fe *peerproto.FailError) (peerproto.PutDone, error) {
+	e, holds := s.peerHolds(ctx, c, u.key.Path, u.ch, u.ch.Size(), u.f.sent)
+	switch holds {
+	case holdsCurrent:
+		return peerproto.PutDone{Size: e.Size, Mtime: e.Mtime, Ver: e.Ver}, nil
+	case holdsSent:
+		pd, err := s.put(ctx, c, u, e.Version())
+		if !errors.As(err, &fe) || fe.Code != peerproto.CodeConflict {
+			return pd, err
+		}
+	}
+	pd, err := s.putConflictCopy(ctx, c, u.f, u.key, u.ch)
+	if err != nil {
+		return pd, err
+	}
+	u.key = u.f.currentKey()
+	u.conflict = fe
+	return pd, nil
+}
+
+// putAttrs applies the mode and mtime set here (or the mode a new file
+// must get), after the content if any.
+func (s *Store) putAttrs(ctx context.Context, c *peer.Conn, u *upload) error {
+	if !u.setMode && u.setMtime == nil {
+		return nil
+	}
+	sa := peerproto.Setattr{Name: u.key.Path, HasMode: u.setMode, Mode: uint32(u.mode.Perm())}
+	if u.setMtime != nil {
+		sa.HasMtime, sa.Mtime = true, u.setMtime.UnixNano()
+	}
+	e, err := c.Setattr(ctx, sa)
+	if err != nil {
+		return err
+	}
+	u.stored = e
+	u.p.unsynced.mark(u.key.Path)
+	return nil
+}
+
+// failed records what a failed upload leaves behind and returns the
+// writer's error: the copy is kept (durably) and retried, unless the
+// peer refused it for good, which sets it aside.
+func (s *Store) failed(u *upload, err error) error {
+	final := permanent(err)
+	if !final {
+		s.log.Warn().Err(err).Str("remote_peer", u.key.Peer).Str("path", u.key.Path).Msg("upload failed; the local copy is kept and retried")
+	}
+	if ch := u.ch; ch != nil {
+		// The peer may yet store what was sent (see fileState.sent),
+		// unless nothing reached it: then an earlier attempt's version
+		// is still the one it may hold.
+		if mayHaveReached(err) {
+			if v, ok := digestOf(ch, ch.Size()); ok {
+				u.f.sent = &v
+				// Kept with the copy: a restart must not forget it.
+				if serr := ch.SetSent(v.String()); serr != nil {
+					s.log.Warn().Err(serr).Str("path", u.key.Path).Msg("cannot record the failed attempt")
+				}
+			}
+		}
+		if u.put {
+			// Stored, but its SETATTR failed: the next upload, also
+			// after a restart, is conditional on what was stored.
+			if berr := ch.SetBase(s.cacheVersion(u.p, u.stored.Version())); berr != nil {
+				s.log.Warn().Err(berr).Str("path", u.key.Path).Msg("cannot record the uploaded version")
+			}
+		}
+		// The local copy is now the only one: make it survive even a
+		// power loss before close() reports the failure.
+		if perr := ch.Persist(); perr != nil {
+			s.log.Error().Err(perr).Str("path", u.key.Path).Msg("cannot make the unuploaded copy durable")
+		}
+	}
+	u.p.attrs.forget(u.key.Path)
+	if final {
+		return s.park(u.f, u.ch, err)
+	}
+	return netErr(u.p, err)
+}
+
+// stored records a successful upload: the copy is clean (unless written
+// meanwhile), f starts from what was stored, and a conflict copy is
+// reported to every writer of f.
+func (s *Store) stored(u *upload) error {
+	f, e := u.f, u.stored
+	if u.put {
+		f.sent = nil
+		s.countBytes(u.p, 0, e.Size)
+		clean, err := u.ch.MarkClean(u.meta.Gen, e.Size, s.cacheVersion(u.p, e.Version()))
+		if err != nil {
+			s.log.Warn().Err(err).Str("path", u.key.Path).Msg("cannot mark cache entry clean")
+		}
+		if !clean {
+			// Written meanwhile (or the record could not be written):
+			// the copy's writes continue from what was stored, also for
+			// an upload after a restart.
+			if err := errors.Join(u.ch.SetBase(s.cacheVersion(u.p, e.Version())), u.ch.SetSent("")); err != nil {
+				s.log.Warn().Err(err).Str("path", u.key.Path).Msg("cannot record the uploaded version")
+			}
+		}
+	}
+	f.mu.Lock()
+	f.remote = e
+	f.base = e.Version()
+	f.failures, f.retryAt = 0, time.Time{}
+	f.setMode = false
+	if f.setMtime == u.setMtime {
+		f.setMtime = nil
+	}
+	f.mu.Unlock()
+	u.p.attrs.remember(u.key.Path, e, true)
+	if s.dropIfDone(f) {
+		f.releaseCopy()
+	}
+	s.markStored(u.key)
+	s.log.Debug().Str("remote_peer", u.key.Peer).Str("path", u.key.Path).Int64("size", e.Size).Msg("uploaded")
+	if u.conflict == nil {
+		return nil
+	}
+	s.notify(u.key.Peer, parent(u.key.Path))
+	var err error = &ConflictError{Peer: u.key.Peer, Path: u.origin, KeptAs: u.key.Path, Reason: u.conflict.Text}
+	s.mu.Lock()
+	for _, h := range s.handles {
+		if h.state == f {
+			h.diverted.Store(&err)
+		}
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// flushTree uploads local changes at or under path before a rename. It
+// does not wait for a round held by another peer: the rename itself is not
+// held either, and must move what the writer wrote.
+func (s *Store) flushTree(ctx context.Context, peerName, path string) error {
+	for _, f := range s.statesUnder(peerName, path) {
+		if err := s.upload(ctx, f, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
