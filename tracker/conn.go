@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,7 +38,7 @@ type conn struct {
 	// before it starts writeLoop, and neither changes it after.
 	rw net.Conn
 
-	out      chan []byte   // lines waiting for the writer; bounded
+	out      *outbox       // lines waiting for the writer; bounded
 	done     chan struct{} // closed by shutdown: the writer stops
 	stopOnce sync.Once
 
@@ -48,7 +49,15 @@ type conn struct {
 	name       string // advertised name, or anon-<n> for a bare REGISTER
 	addr       string // advertised host:port; "" if not advertised
 	wantsLeft  bool   // asked for LEFT events (FEATURES left)
+	deltas     bool   // asked for the list as deltas (FEATURES deltas): PEERS, JOINED, LEFT
+	turns      bool   // says when it holds writes (FEATURES turns)
+	holds      bool   // with turns: it said WRITES held, or has not said none yet
+	turnRound  uint64 // the last round in which it had (or has) a turn
 }
+
+// mayHoldWrites reports whether c may hold writes the others must see,
+// so that a round must give it a turn: it said so, or it never says.
+func (c *conn) mayHoldWrites() bool { return !c.turns || c.holds }
 
 func newConn(nc net.Conn) *conn {
 	c := &conn{
@@ -56,7 +65,7 @@ func newConn(nc net.Conn) *conn {
 		rw:       nc,
 		accepted: time.Now(),
 		remote:   nc.RemoteAddr().String(),
-		out:      make(chan []byte, outQueueLen),
+		out:      newOutbox(),
 		done:     make(chan struct{}),
 	}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -157,25 +166,20 @@ func readFailure(err error) string {
 	return "read: " + err.Error()
 }
 
-// writeLoop writes queued lines to c until shutdown, joining the lines
-// already waiting into one Write. A failed or late write drops c.
+// writeLoop writes queued lines to c until shutdown, all those waiting
+// in one Write. A failed or late write drops c.
 func (t *Tracker) writeLoop(c *conn) {
-	var buf []byte
+	var buf, spare []byte
 	for {
 		select {
 		case <-c.done:
 			return
-		case line := <-c.out:
-			buf = append(buf[:0], line...)
-		more:
-			for len(buf) < maxBatch {
-				select {
-				case line := <-c.out:
-					buf = append(buf, line...)
-				default:
-					break more
-				}
-			}
+		case <-c.out.wake:
+		}
+		buf = c.out.take(spare)
+		if len(buf) == 0 {
+			spare = buf
+			continue
 		}
 		err := c.rw.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
 		if err == nil {
@@ -189,6 +193,11 @@ func (t *Tracker) writeLoop(c *conn) {
 			t.drop(c, reason)
 			return
 		}
+		// A burst's buffer (a full peer list) is not kept for good.
+		if cap(buf) > maxKeptBuffer {
+			buf = nil
+		}
+		spare = buf
 	}
 }
 
@@ -228,6 +237,8 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		if t.mustRegisterLocked(c, peerproto.VerbSync) {
 			t.finLocked(c, m)
 		}
+	case peerproto.Writes:
+		t.writesLocked(c, m)
 	default:
 		// ParseTrackerRequest returns no other message.
 		t.sendLocked(c, refusal(m.Verb(), peerproto.CodeUnsupported, "not a tracker request"))
@@ -236,16 +247,43 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 }
 
 // featuresLocked handles FEATURES <word>...: c gets the extensions it
-// names that this tracker serves, and is told which.
+// names that this tracker serves, and is told which. A registered
+// connection that turns deltas on gets the whole list as PEERS and
+// JOINED lines after the answer: the changes that follow are relative
+// to it.
 func (t *Tracker) featuresLocked(c *conn, m peerproto.Features) {
 	ok := peerproto.FeaturesOK{Words: []string{}}
 	for _, w := range m.Words {
-		if w == peerproto.FeatureLeft && !c.wantsLeft {
+		switch {
+		case w == peerproto.FeatureLeft && !c.wantsLeft:
 			c.wantsLeft = true
-			ok.Words = append(ok.Words, w)
+		case w == peerproto.FeatureTurns && !c.turns:
+			// Until it says otherwise, it may hold writes.
+			c.turns, c.holds = true, true
+		case w == peerproto.FeatureDeltas && !c.deltas:
+			c.deltas = true
+		default:
+			continue
 		}
+		ok.Words = append(ok.Words, w)
 	}
 	t.sendLocked(c, format(ok))
+	if c.registered && c.deltas && slices.Contains(ok.Words, peerproto.FeatureDeltas) {
+		t.sendListLocked(c)
+	}
+}
+
+// writesLocked handles WRITES held|none from a connection with turns,
+// before or after REGISTER: whether a round that starts from now on
+// owes it a turn. A round in progress is not changed: writes held from
+// now on are the next round's.
+func (t *Tracker) writesLocked(c *conn, m peerproto.Writes) {
+	if !c.turns {
+		t.sendLocked(c, refusal(peerproto.VerbWrites, peerproto.CodeState, "ask for FEATURES turns first"))
+		return
+	}
+	c.holds = m.Held
+	t.sendLocked(c, format(peerproto.WritesOK{}))
 }
 
 // mustRegisterLocked reports whether c is registered, refusing the request
@@ -307,8 +345,11 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 		t.sendLocked(c, refusal(verb, peerproto.CodeBusy, "tracker is full (%d peers)", t.opts.MaxPeers))
 		return
 	}
+	at := len(t.peers)
 	if old != nil {
-		// No UPDATE yet: the one below, for the newcomer, covers both.
+		// The restarted peer keeps its place in the list, and nobody
+		// needs to hear of it: the list is the same.
+		at = slices.Index(t.peers, old)
 		t.removeLocked(old, "replaced by a new registration from the same address", false)
 	}
 
@@ -320,14 +361,14 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 		c.name, c.addr = m.Name, addr
 		t.byName[m.Name] = c
 	}
-	t.peers = append(t.peers, c)
+	t.peers = slices.Insert(t.peers, at, c)
 	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
 		Int("peers", len(t.peers)).Msg("peer joined")
 
 	t.sendLocked(c, format(peerproto.RegisterOK{}))
-	t.sendLocked(c, format(peerproto.Update{Peers: t.peerListLocked()}))
-	if c.addr != "" {
-		t.broadcastUpdateLocked(c)
+	t.sendListLocked(c)
+	if c.addr != "" && old == nil {
+		t.announceJoinLocked(c)
 	}
 	t.syncJoinLocked(c)
 }

@@ -23,12 +23,9 @@ const (
 )
 
 const (
-	// outQueueLen is how many lines may wait for a slow reader before it is
-	// dropped. Every line the tracker sends is small except UPDATE, which is
-	// bounded by peerproto.MaxPeers entries.
-	outQueueLen = 128
-	// maxBatch is the most queued bytes the writer joins into one Write.
-	maxBatch = 64 << 10
+	// maxKeptBuffer is the largest write buffer a connection keeps
+	// between bursts.
+	maxKeptBuffer = 64 << 10
 	// maxAcceptBackoff caps the pause after a failing Accept.
 	maxAcceptBackoff = time.Second
 )
@@ -123,6 +120,10 @@ type Tracker struct {
 	rounds    syncState          // see sync.go
 	drops     []pendingDrop      // connections to remove at the end of this step
 	closing   []*conn            // removed connections whose sockets await closing
+	// seedLine is the last UPDATE sent to the connections without
+	// deltas (members.go); nil while there are none.
+	seedLine        []byte
+	warnedTruncated bool // logged that the list no longer fits in an UPDATE
 }
 
 // reasonQuit is the reason removeLocked is given for a peer that said QUIT:
@@ -366,9 +367,7 @@ func (t *Tracker) sendLocked(c *conn, line []byte) {
 	if c.gone || c.dropping {
 		return
 	}
-	select {
-	case c.out <- line:
-	default:
+	if !c.out.put(line) {
 		c.dropping = true
 		t.drops = append(t.drops, pendingDrop{c, "outbound queue full (not reading)"})
 	}
@@ -413,37 +412,9 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 		if reason == reasonQuit {
 			how = peerproto.LeftQuit
 		}
-		left := format(peerproto.Left{Name: c.name, How: how})
-		for _, p := range t.peers {
-			if p.wantsLeft {
-				t.sendLocked(p, left)
-			}
-		}
-		t.broadcastUpdateLocked(nil)
+		t.announceLeaveLocked(c, how)
 	}
 	t.syncLeaveLocked(c)
-}
-
-// peerListLocked returns the advertised peers in registration order.
-func (t *Tracker) peerListLocked() []peerproto.PeerAddr {
-	list := make([]peerproto.PeerAddr, 0, len(t.peers))
-	for _, p := range t.peers {
-		if p.addr != "" {
-			list = append(list, peerproto.PeerAddr{Name: p.name, Addr: p.addr})
-		}
-	}
-	return list
-}
-
-// broadcastUpdateLocked sends the current UPDATE to every registered
-// connection except skip.
-func (t *Tracker) broadcastUpdateLocked(skip *conn) {
-	line := format(peerproto.Update{Peers: t.peerListLocked()})
-	for _, p := range t.peers {
-		if p != skip {
-			t.sendLocked(p, line)
-		}
-	}
 }
 
 // format returns m as a line, terminator included. The slice is shared by
