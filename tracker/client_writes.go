@@ -1,0 +1,107 @@
+package tracker
+
+import (
+	"context"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// writesState is what the tracker was told of this peer's writes on the
+// current connection (FEATURES turns), part of Client and guarded by its
+// mu. Each WRITES line is answered by WRITES OK in order, so counting
+// lines sent and answers received tells which the tracker acts on.
+type writesState struct {
+	on    bool   // the tracker serves turns on this connection
+	told  bool   // the tracker takes this peer to hold writes
+	sent  uint64 // WRITES lines sent on this connection
+	acked uint64 // their answers received
+	held  uint64 // the number (sent) of the WRITES held that set told
+	// acks is closed (and replaced) at each answer.
+	acks chan struct{}
+}
+
+// reset starts the count for a new connection; on says whether its
+// tracker serves turns and told what it was told before REGISTER.
+func (w *writesState) reset(on, told bool) {
+	if w.acks != nil {
+		close(w.acks) // waiters on the old connection look again
+	}
+	*w = writesState{on: on, told: told, acks: make(chan struct{})}
+}
+
+// NoteWrites tells the tracker that this peer holds writes the others
+// must see, before it stores the first of them: a round that starts
+// later gives it a turn. It sends "WRITES held" unless the tracker was
+// told already (since this peer's last turn). The function it returns
+// waits until the tracker has answered, the connection is lost, or ctx
+// ends; a caller runs its write meanwhile and waits before it returns
+// success, so that every round the tracker starts after that success
+// covers the write. Without a registration, or with a tracker that does
+// not serve turns (every round gives this peer a turn), there is nothing
+// to tell and nothing to wait for.
+func (t *Client) NoteWrites() (wait func(context.Context)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.out == nil || !t.writes.on {
+		return func(context.Context) {}
+	}
+	if !t.writes.told {
+		t.tellLocked(true)
+	}
+	return t.waitAck(t.out, t.writes.held)
+}
+
+// tellLocked sends WRITES held or none and records it.
+func (t *Client) tellLocked(held bool) {
+	t.writes.sent++
+	t.writes.told = held
+	if held {
+		t.writes.held = t.writes.sent
+	}
+	t.out.send(peerproto.Writes{Held: held})
+}
+
+// waitAck returns a function waiting until the n-th WRITES line sent
+// over out is answered, out is lost, or its ctx ends.
+func (t *Client) waitAck(out *sender, n uint64) func(context.Context) {
+	return func(ctx context.Context) {
+		for {
+			t.mu.Lock()
+			if t.out != out || t.writes.acked >= n {
+				t.mu.Unlock()
+				return
+			}
+			acks := t.writes.acks
+			t.mu.Unlock()
+			select {
+			case <-acks:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// writesAnswered counts an answer to a WRITES line: WRITES OK, or a
+// refusal (which changes nothing, but must not keep anyone waiting).
+func (t *Client) writesAnswered() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.writes.acked++
+	close(t.writes.acks)
+	t.writes.acks = make(chan struct{})
+}
+
+// turnEndedLocked updates what the tracker knows after this peer's SYNC
+// FIN, which ended its holding there: if the Handler still holds writes
+// (one started during the turn, or an upload failed), the tracker is told
+// again. Called with t.mu held, after the SYNC FIN was queued.
+func (t *Client) turnEndedLocked() {
+	if !t.writes.on {
+		return
+	}
+	t.writes.told = false
+	if t.holds.HoldsWrites() {
+		t.tellLocked(true)
+	}
+}
