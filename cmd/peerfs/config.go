@@ -55,7 +55,7 @@ type trackerConfig struct {
 type peerConfig struct {
 	Export        string        `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
 	Listen        string        `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer)"`
+	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the peer fails over between them"`
 	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
 	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
@@ -71,7 +71,7 @@ type peerConfig struct {
 type mountConfig struct {
 	Export        string        `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
 	Listen        string        `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required)"`
+	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the mount fails over between them"`
 	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
 	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
 	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
