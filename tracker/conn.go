@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
@@ -41,6 +42,9 @@ type conn struct {
 	out      *outbox       // lines waiting for the writer; bounded
 	done     chan struct{} // closed by shutdown: the writer stops
 	stopOnce sync.Once
+	// linger, set before shutdown, has the writer send what is queued
+	// (within lingerTimeout) before the socket closes.
+	linger atomic.Bool
 
 	// Guarded by Tracker.mu.
 	gone       bool   // removed: nothing more is sent or done for it
@@ -53,6 +57,7 @@ type conn struct {
 	turns      bool   // says when it holds writes (FEATURES turns)
 	holds      bool   // with turns: it said WRITES held, or has not said none yet
 	turnRound  uint64 // the last round in which it had (or has) a turn
+	member     Member // a replica's: its member as last written to the shared store
 }
 
 // mayHoldWrites reports whether c may hold writes the others must see,
@@ -86,9 +91,14 @@ func newConn(nc net.Conn) *conn {
 func (c *conn) shutdown() {
 	c.stopOnce.Do(func() {
 		close(c.done)
-		c.nc.Close()
+		if !c.linger.Load() {
+			c.nc.Close()
+		}
 	})
 }
+
+// lingerTimeout bounds the last write of a lingering connection.
+const lingerTimeout = time.Second
 
 // readLoop runs the TLS handshake and membership proofs if the tracker is
 // secure, starts the writer, then reads and handles lines until the
@@ -173,6 +183,14 @@ func (t *Tracker) writeLoop(c *conn) {
 	for {
 		select {
 		case <-c.done:
+			if c.linger.Load() {
+				// Its last lines (a revoked turn) go out first.
+				if last := c.out.take(nil); len(last) > 0 {
+					_ = c.rw.SetWriteDeadline(time.Now().Add(lingerTimeout))
+					_, _ = c.rw.Write(last)
+				}
+				c.nc.Close()
+			}
 			return
 		case <-c.out.wake:
 		}
@@ -209,6 +227,11 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		return false
 	}
 	m, err := peerproto.ParseTrackerRequest(line)
+	if err == nil && t.rep != nil {
+		if handled, quit := t.rep.handle(c, m); handled {
+			return quit
+		}
+	}
 
 	t.mu.Lock()
 	defer t.unlock()
@@ -350,7 +373,7 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 		// The restarted peer keeps its place in the list, and nobody
 		// needs to hear of it: the list is the same.
 		at = slices.Index(t.peers, old)
-		t.removeLocked(old, "replaced by a new registration from the same address", false)
+		t.removeLocked(old, reasonReplaced, false)
 	}
 
 	c.registered = true
@@ -368,7 +391,7 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 	t.sendLocked(c, format(peerproto.RegisterOK{}))
 	t.sendListLocked(c)
 	if c.addr != "" && old == nil {
-		t.announceJoinLocked(c)
+		t.announceJoinLocked(peerproto.PeerAddr{Name: c.name, Addr: c.addr}, c)
 	}
 	t.syncJoinLocked(c)
 }

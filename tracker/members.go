@@ -10,14 +10,32 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
+// eachAdvertisedLocked calls fn with each advertised peer of the
+// cluster in registration order, until fn returns false: this tracker's
+// registrations, or, for a replica, the shared store's members.
+func (t *Tracker) eachAdvertisedLocked(fn func(peerproto.PeerAddr) bool) {
+	if t.rep != nil {
+		for _, m := range t.rep.members {
+			if m.Addr != "" && !fn(peerproto.PeerAddr{Name: m.Name, Addr: m.Addr}) {
+				return
+			}
+		}
+		return
+	}
+	for _, p := range t.peers {
+		if p.addr != "" && !fn(peerproto.PeerAddr{Name: p.name, Addr: p.addr}) {
+			return
+		}
+	}
+}
+
 // peerListLocked returns the advertised peers in registration order.
 func (t *Tracker) peerListLocked() []peerproto.PeerAddr {
 	list := make([]peerproto.PeerAddr, 0, len(t.peers))
-	for _, p := range t.peers {
-		if p.addr != "" {
-			list = append(list, peerproto.PeerAddr{Name: p.name, Addr: p.addr})
-		}
-	}
+	t.eachAdvertisedLocked(func(p peerproto.PeerAddr) bool {
+		list = append(list, p)
+		return true
+	})
 	return list
 }
 
@@ -27,21 +45,22 @@ func (t *Tracker) peerListLocked() []peerproto.PeerAddr {
 func (t *Tracker) seedUpdateLocked() (line []byte, truncated bool) {
 	b := append(make([]byte, 0, 256), peerproto.VerbUpdate...)
 	var one [1]peerproto.PeerAddr
-	for _, p := range t.peers {
-		if p.addr == "" {
-			continue
-		}
+	t.eachAdvertisedLocked(func(p peerproto.PeerAddr) bool {
 		n := len(b)
-		one[0] = peerproto.PeerAddr{Name: p.name, Addr: p.addr}
+		one[0] = p
 		// The entry alone: the verb AppendTo writes first is cut off.
 		b = peerproto.Update{Peers: one[:]}.AppendTo(b)
 		b = append(b[:n], b[n+len(peerproto.VerbUpdate):]...)
 		if len(b)+1 > peerproto.MaxLine {
-			t.warnTruncatedLocked()
-			return append(b[:n], '\n'), true
+			b, truncated = b[:n], true
+			return false
 		}
+		return true
+	})
+	if truncated {
+		t.warnTruncatedLocked()
 	}
-	return append(b, '\n'), false
+	return append(b, '\n'), truncated
 }
 
 // peersList formats the full list for a connection with deltas: PEERS
@@ -77,23 +96,24 @@ func (t *Tracker) warnTruncatedLocked() {
 		Msg("the peer list no longer fits in one UPDATE line: peers that do not ask for deltas (FEATURES deltas) see the oldest registrations only")
 }
 
-// announceJoinLocked tells every registered connection but c that c,
-// advertised, joined.
-func (t *Tracker) announceJoinLocked(c *conn) {
-	joined := format(peerproto.Joined{Peer: peerproto.PeerAddr{Name: c.name, Addr: c.addr}})
-	for _, p := range t.peers {
-		if p != c && p.deltas {
-			t.sendLocked(p, joined)
+// announceJoinLocked tells every registered connection but skip that
+// the advertised peer p joined.
+func (t *Tracker) announceJoinLocked(p peerproto.PeerAddr, skip *conn) {
+	joined := format(peerproto.Joined{Peer: p})
+	for _, c := range t.peers {
+		if c != skip && c.deltas {
+			t.sendLocked(c, joined)
 		}
 	}
-	t.updateSeedsLocked(c)
+	t.updateSeedsLocked(skip)
 }
 
-// announceLeaveLocked tells every registered connection that advertised
-// c left, and how: those with deltas or that asked for LEFT get a LEFT
-// line, and then those without deltas the new UPDATE.
-func (t *Tracker) announceLeaveLocked(c *conn, how string) {
-	left := format(peerproto.Left{Name: c.name, How: how})
+// announceLeaveLocked tells every registered connection that the
+// advertised peer name left, and how: those with deltas or that asked
+// for LEFT get a LEFT line, and then those without deltas the new
+// UPDATE.
+func (t *Tracker) announceLeaveLocked(name, how string) {
+	left := format(peerproto.Left{Name: name, How: how})
 	for _, p := range t.peers {
 		if p.deltas || p.wantsLeft {
 			t.sendLocked(p, left)

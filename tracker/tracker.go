@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,6 +70,10 @@ type Options struct {
 	RefusalLogInterval time.Duration
 	// Logger receives the tracker's log, with component=tracker added.
 	Logger zerolog.Logger
+	// Shared, if set, makes this tracker one replica of several that
+	// keep the peers and the SYNC rounds in a shared store
+	// (tracker/etcdstate); nil keeps them in this process.
+	Shared Shared
 }
 
 func (o Options) withDefaults() Options {
@@ -124,11 +129,18 @@ type Tracker struct {
 	// deltas (members.go); nil while there are none.
 	seedLine        []byte
 	warnedTruncated bool // logged that the list no longer fits in an UPDATE
+
+	// rep is the tracker's part as a replica (Options.Shared); nil
+	// otherwise. Its state is guarded by mu too.
+	rep *replica
 }
 
-// reasonQuit is the reason removeLocked is given for a peer that said QUIT:
-// the only leave on purpose.
-const reasonQuit = "quit"
+// Reasons removeLocked is given. reasonQuit, for a peer that said QUIT,
+// is the only leave on purpose; reasonReplaced is no leave at all.
+const (
+	reasonQuit     = "quit"
+	reasonReplaced = "replaced by a new registration from the same address"
+)
 
 type pendingDrop struct {
 	c      *conn
@@ -154,6 +166,10 @@ func New(opts Options) *Tracker {
 		RefusalLogInterval: opts.RefusalLogInterval,
 		Logger:             t.log,
 	})
+	if opts.Shared != nil {
+		t.rep = newReplica(t, opts.Shared)
+		t.wg.Go(t.rep.run)
+	}
 	return t
 }
 
@@ -323,6 +339,13 @@ type Stats struct {
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r := t.rep; r != nil {
+		st := Stats{Peers: len(r.members), Rounds: r.round.Round}
+		if r.round.Active {
+			st.RoundsInProgress = 1
+		}
+		return st
+	}
 	st := Stats{Peers: len(t.peers), Rounds: t.rounds.round}
 	if t.rounds.active {
 		st.RoundsInProgress = 1
@@ -334,9 +357,18 @@ func (t *Tracker) Stats() Stats {
 // 1), the name of the token holder and the names of the participants still
 // waiting for their turn, in turn order. With no round in progress it
 // returns 0, "" and nil. Anonymous participants appear as "anon-<n>".
+// For a replica, the holder is the first participant still owed its
+// turn, as the shared store has it (turns across replicas go in the order
+// their replicas take the token).
 func (t *Tracker) Round() (round uint64, holder string, queue []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r := t.rep; r != nil {
+		if !r.round.Active || len(r.round.Todo) == 0 {
+			return 0, "", nil
+		}
+		return r.round.Round, r.round.Todo[0], slices.Clone(r.round.Todo[1:])
+	}
 	s := &t.rounds
 	if !s.active {
 		return 0, "", nil
@@ -405,6 +437,11 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 	}
 	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
 		Str("reason", reason).Int("peers", len(t.peers)).Msg("peer left")
+	if t.rep != nil {
+		// The store tells everybody, this replica too.
+		t.rep.removeLocked(c, reason)
+		return
+	}
 	if announce && c.addr != "" {
 		// Those who asked learn first how it left: a peer that quit is
 		// gone for good, one that was dropped may be back.
@@ -412,7 +449,7 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 		if reason == reasonQuit {
 			how = peerproto.LeftQuit
 		}
-		t.announceLeaveLocked(c, how)
+		t.announceLeaveLocked(c.name, how)
 	}
 	t.syncLeaveLocked(c)
 }

@@ -163,8 +163,8 @@ func TestDeltas(t *testing.T) {
 // changes past them send it nothing; a peer with deltas sees every one.
 // A SYNC END that would name more writers than fit in a line names none.
 func TestManyPeers(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a thousand connections")
+	if testing.Short() || raceEnabled {
+		t.Skip("a thousand connections (not in -short, nor under the race detector)")
 	}
 	_, addr := startTracker(t, Options{})
 	seed := dial(t, addr)
