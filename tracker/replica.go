@@ -25,17 +25,17 @@ type replica struct {
 	t      *Tracker
 	shared Shared
 
-	sess     SharedSession // the current session; nil while there is none
-	members  []Member      // the mirror: every member in registration order
-	index    map[string]int
-	round    RoundState
-	rev      int64         // the store's revision the mirror is at
-	advanced chan struct{} // closed (and replaced) when the mirror advances
-	wake     chan struct{} // capacity 1: the turn goroutine looks again
-	seq      uint64        // numbers this replica's registrations
-	holder   *conn         // this replica's connection holding the token
-	turnEnd  chan turnEnd  // capacity 1: how the holder's turn ended
-	repairing bool         // a repair of the round is running
+	sess      SharedSession // the current session; nil while there is none
+	members   []Member      // the mirror: every member in registration order
+	index     map[string]int
+	round     RoundState
+	rev       int64         // the store's revision the mirror is at
+	advanced  chan struct{} // closed (and replaced) when the mirror advances
+	wake      chan struct{} // capacity 1: the turn goroutine looks again
+	seq       uint64        // numbers this replica's registrations
+	holder    *conn         // this replica's connection holding the token
+	turnEnd   chan turnEnd  // capacity 1: how the holder's turn ended
+	repairing bool          // a repair of the round is running
 }
 
 // turnEnd is how a turn ended: its SYNC FIN, or the holder left.
