@@ -47,6 +47,9 @@ type trackerConfig struct {
 	Lease         time.Duration `envconfig:"PEERFS_LEASE" default:"30s" desc:"how long a SYNC OK holder may keep the write token"`
 	PeerTimeout   time.Duration `envconfig:"PEERFS_PEER_TIMEOUT" default:"15s" desc:"a registered peer silent this long is dropped (peers ping every 5s)"`
 	MetricsListen string        `envconfig:"PEERFS_METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
+	Etcd          string        `envconfig:"PEERFS_ETCD" desc:"etcd client URLs, comma-separated (http://host:2379,...): run as one of several tracker replicas that keep the peers and the SYNC rounds in etcd; off if empty (one self-contained tracker)"`
+	EtcdPrefix    string        `envconfig:"PEERFS_ETCD_PREFIX" default:"/peerfs/" desc:"where in etcd the cluster's keys live (one prefix per peerfs cluster)"`
+	EtcdTTL       time.Duration `envconfig:"PEERFS_ETCD_TTL" default:"10s" desc:"lease of a replica's session in etcd: a replica silent this long loses its peers (they register again with another) and the write token"`
 	SecurityConfig
 	LogConfig
 }

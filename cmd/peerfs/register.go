@@ -28,15 +28,19 @@ const registerWait = 20 * time.Second
 const resolveTimeout = 5 * time.Second
 
 // trackerAddrs splits the tracker setting into its addresses: one, or
-// several replicas separated by commas (blanks around them ignored).
-func trackerAddrs(setting string) []string {
-	var addrs []string
+// several replicas separated by commas.
+func trackerAddrs(setting string) []string { return splitList(setting) }
+
+// splitList splits a comma-separated setting, ignoring blanks around
+// its items and empty items.
+func splitList(setting string) []string {
+	var items []string
 	for a := range strings.SplitSeq(setting, ",") {
 		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
+			items = append(items, a)
 		}
 	}
-	return addrs
+	return items
 }
 
 // firstTracker is the first address of the tracker setting, or "": the

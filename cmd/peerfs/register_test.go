@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -37,5 +38,22 @@ func TestTrackerAddrs(t *testing.T) {
 	}
 	if got := firstTracker(""); got != "" {
 		t.Errorf("firstTracker(\"\") = %q", got)
+	}
+}
+
+// TestTrackerEtcdSettings: --etcd wants URLs and --etcd-ttl whole
+// seconds of at least 2; both are usage errors naming the flag.
+func TestTrackerEtcdSettings(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--insecure", "--listen", "127.0.0.1:0", "--etcd", " , "}, "--etcd"},
+		{[]string{"--insecure", "--listen", "127.0.0.1:0", "--etcd", "http://127.0.0.1:1", "--etcd-ttl", "1s"}, "--etcd-ttl"},
+	} {
+		err := runTracker(tt.args, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("tracker %q: %v, want an error naming %s", tt.args, err, tt.want)
+		}
 	}
 }
