@@ -39,9 +39,11 @@ type replica struct {
 }
 
 // turnEnd is how a turn ended: its SYNC FIN, or the holder left.
+// recorded, if set, is closed once the end is in the store.
 type turnEnd struct {
-	fin  peerproto.SyncFin
-	left bool
+	fin      peerproto.SyncFin
+	left     bool
+	recorded chan struct{}
 }
 
 // sessionBackoff is the pause before a new session after one failed.

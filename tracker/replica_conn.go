@@ -278,10 +278,19 @@ func (r *replica) fin(c *conn, m peerproto.SyncFin) {
 		t.unlock()
 		return
 	}
-	r.endTurnLocked(turnEnd{fin: m})
+	// The next line of c (a SYNC for the next round) is read once the
+	// store has this turn's end, as a single tracker has it at once.
+	recorded := make(chan struct{})
+	r.endTurnLocked(turnEnd{fin: m, recorded: recorded})
 	// Its turn made what it held stored and durable (sync.go).
 	c.holds = false
 	t.unlock()
+	ctx, cancel := r.opContext()
+	defer cancel()
+	select {
+	case <-recorded:
+	case <-ctx.Done():
+	}
 	r.updateMember(c)
 }
 

@@ -121,6 +121,9 @@ func (r *replica) takeTurn(ctx context.Context, tok Token) {
 		}
 		t.unlock()
 	}
+	if e.recorded != nil {
+		defer close(e.recorded)
+	}
 	if ctx.Err() != nil {
 		return
 	}

@@ -27,6 +27,9 @@ type Member struct {
 	PeerPort   int
 	// Cluster is the initial cluster: name=http://127.0.0.1:peerport,...
 	Cluster string
+	// Durable keeps etcd's fsyncs (a benchmark's realism); tests leave
+	// them out, for speed.
+	Durable bool
 }
 
 // ClientURL is the member's client URL.
@@ -81,7 +84,7 @@ func StartMember(m Member) (*embed.Etcd, error) {
 	cfg.InitialCluster = m.Cluster
 	cfg.InitialClusterToken = "peerfs-test"
 	// Tests do not need etcd's durability; they need it fast.
-	cfg.UnsafeNoFsync = true
+	cfg.UnsafeNoFsync = !m.Durable
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {

@@ -291,3 +291,54 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 	time.Sleep(3 * time.Second) // past the stopped replica's TTL
 	watcher.quiet()
 }
+
+// TestReplicasManyWriters: writers on two replicas fsync in loops;
+// every Sync gets its turn and every round ends.
+func TestReplicasManyWriters(t *testing.T) {
+	eps := etcdtest.Start(t)
+	rs := []*replica{startReplica(t, eps, tracker.Options{}), startReplica(t, eps, tracker.Options{})}
+	const writers, each = 6, 4
+	var clients []*tracker.Client
+	for i := range writers {
+		c := tracker.NewClient(tracker.ClientOptions{
+			Addrs: []string{rs[i%2].addr}, Name: "w" + strconv.Itoa(i), Port: 7000 + i, Logger: zerolog.Nop(),
+			Handler: turnDelay{20 * time.Millisecond},
+		})
+		testutil.RunTrackerClient(t, c)
+		clients = append(clients, c)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	errs := make(chan error, writers)
+	for _, c := range clients {
+		go func() {
+			for range each {
+				if err := c.Sync(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range writers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// turnDelay is a Handler whose turns take a while.
+type turnDelay struct{ d time.Duration }
+
+func (turnDelay) SetPeers([]peerproto.PeerAddr) {}
+func (turnDelay) SyncRead()                     {}
+func (h turnDelay) SyncTurn(ctx context.Context) error {
+	select {
+	case <-time.After(h.d):
+	case <-ctx.Done():
+	}
+	return nil
+}
+func (turnDelay) SyncEnd(peerproto.SyncEnd) {}
+func (turnDelay) HoldsWrites() bool         { return false }
