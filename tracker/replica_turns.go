@@ -35,7 +35,12 @@ func (r *replica) turns(ctx context.Context, sess SharedSession) {
 			}
 			continue
 		}
-		r.takeTurn(ctx, tok)
+		// While the next turn is another of this replica's peers', the
+		// token stays: two writes to the store fewer per turn.
+		rs, err := tok.Round(ctx)
+		for err == nil {
+			rs, err = r.takeTurn(ctx, tok, rs)
+		}
 		uctx, cancel := r.opContext()
 		if err := tok.Unlock(uctx); err != nil && ctx.Err() == nil {
 			t.log.Warn().Err(err).Msg("sync: cannot give the write token back; it goes with the session")
@@ -76,21 +81,18 @@ func (r *replica) candidateLocked(rs RoundState) *conn {
 	return nil
 }
 
-// takeTurn, with the token held, gives the turn to this replica's first
-// peer the round owes one, as the store has it now, waits for its end
+// takeTurn, with the token held, gives the turn to this replica's peer
+// that rs, the round as stored, owes the next turn, waits for its end
 // (SYNC FIN, its departure, its lease, the session's end) and records
-// it.
-func (r *replica) takeTurn(ctx context.Context, tok Token) {
+// it. It returns the round as it stored it, or errNoTurn if the next
+// turn is not this replica's.
+func (r *replica) takeTurn(ctx context.Context, tok Token, rs RoundState) (RoundState, error) {
 	t := r.t
-	rs, err := tok.Round(ctx)
-	if err != nil {
-		return
-	}
 	t.mu.Lock()
 	c := r.candidateLocked(rs)
 	if c == nil {
 		t.unlock()
-		return
+		return rs, errNoTurn
 	}
 	ends := make(chan turnEnd, 1)
 	r.holder, r.turnEnd = c, ends
@@ -125,9 +127,11 @@ func (r *replica) takeTurn(ctx context.Context, tok Token) {
 		defer close(e.recorded)
 	}
 	if ctx.Err() != nil {
-		return
+		return rs, ctx.Err()
 	}
-	err = r.updateRound(ctx, tok.UpdateRound, func(rs *RoundState) bool {
+	var stored RoundState
+	err := r.updateRound(ctx, tok.UpdateRound, func(rs *RoundState) bool {
+		stored = *rs
 		i := slices.Index(rs.Todo, name)
 		if !rs.Active || i < 0 {
 			return false // repaired meanwhile
@@ -143,6 +147,7 @@ func (r *replica) takeTurn(ctx context.Context, tok Token) {
 		if len(rs.Todo) == 0 {
 			r.endRound(rs)
 		}
+		stored = *rs
 		return true
 	})
 	if errors.Is(err, ErrTokenLost) {
@@ -150,4 +155,8 @@ func (r *replica) takeTurn(ctx context.Context, tok Token) {
 	} else if err != nil {
 		t.log.Warn().Err(err).Str("peer", name).Msg("sync: cannot record the end of a turn")
 	}
+	return stored, err
 }
+
+// errNoTurn: the round's next turn is not this replica's.
+var errNoTurn = errors.New("tracker: the next turn is another replica's")
