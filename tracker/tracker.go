@@ -26,7 +26,7 @@ const (
 const (
 	// maxKeptBuffer is the largest write buffer a connection keeps
 	// between bursts.
-	maxKeptBuffer = 64 << 10
+	maxKeptBuffer = 4 << 10
 	// maxAcceptBackoff caps the pause after a failing Accept.
 	maxAcceptBackoff = time.Second
 )

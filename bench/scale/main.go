@@ -107,7 +107,7 @@ func run(cfg config) error {
 			return fmt.Errorf("go build: %v: %s", err, out)
 		}
 	}
-	var results []result
+	printHeader(cfg)
 	for _, backend := range cfg.backends {
 		var extra []string
 		switch backend {
@@ -141,10 +141,10 @@ func run(cfg config) error {
 					return fmt.Errorf("%s, N=%d, seed joins: %w", backend, n, err)
 				}
 			}
-			results = append(results, r)
+			printRow(cfg, r)
 		}
 	}
-	printResults(cfg, results)
+	fmt.Println()
 	if cfg.mountPeers > 0 {
 		if err := mountListing(cfg, tmp); err != nil {
 			progress("mount listing skipped: %v", err)
@@ -386,12 +386,17 @@ func median(ds []time.Duration) time.Duration {
 	return s[len(s)/2]
 }
 
-func printResults(cfg config, rs []result) {
+// printHeader prints the table's head; printRow each row as it is
+// measured, so that a long run shows what it has.
+func printHeader(cfg config) {
 	fmt.Printf("# peerfs scale: %d-core machine, turn delay %v, medians of %d rounds\n\n", cpus(), cfg.delay, cfg.rounds)
 	fmt.Println("| tracker | N | join: lines/peer | join: KiB/peer | seed UPDATEs: lines/peer, KiB/peer | all joins took | tracker CPU/join | tracker RSS/peer | fsync round, 1 writer | round with every peer's turn (before) | ratio | " +
 		fmt.Sprintf("%d writers: fsync p50 / p99", cfg.writers) + " | rounds/s | tracker CPU, those rounds | leave: lines/peer |")
 	fmt.Println("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-	for _, r := range rs {
+}
+
+func printRow(cfg config, r result) {
+	{
 		seed, full, ratio := "—", "—", "—"
 		if r.seedLines > 0 {
 			seed = fmt.Sprintf("%.0f, %.1f", r.seedLines, r.seedBytes/1024)
@@ -406,7 +411,6 @@ func printResults(cfg config, rs []result) {
 			r.backend, r.n, r.joinLines, r.joinBytes/1024, seed, ms(r.joinTime), us(r.cpuPerJoin), r.rssPerPeer/1024,
 			ms(r.round), full, ratio, ms(r.fsyncP50), ms(r.fsyncP99), r.roundsPerSec, ms(r.cpuRounds), r.leaveLines)
 	}
-	fmt.Println()
 }
 
 func ms(d time.Duration) string {

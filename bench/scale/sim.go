@@ -51,7 +51,7 @@ func dialSim(addr, name string, port int, mode simMode, delay time.Duration) (*s
 	}
 	p := &simPeer{name: name, nc: nc, delay: delay,
 		fins: make(chan time.Time, 64), ends: make(chan time.Time, 64), done: make(chan struct{})}
-	r := bufio.NewReaderSize(nc, 64<<10)
+	r := bufio.NewReaderSize(nc, 16<<10)
 	_ = nc.SetDeadline(time.Now().Add(simTimeout))
 	ask := func(line, want string) error {
 		if _, err := io.WriteString(nc, line+"\n"); err != nil {
