@@ -328,7 +328,8 @@ func (t *Tracker) Peers() []peerproto.PeerAddr {
 	return t.peerListLocked()
 }
 
-// Stats is a snapshot of a Tracker's state, for its metrics.
+// Stats is a snapshot of a Tracker's state, for its metrics. A
+// replica's counts are the whole cluster's, as its shared store has them.
 type Stats struct {
 	Peers            int    // registrations, anonymous ones (bare REGISTER) included
 	RoundsInProgress int    // SYNC rounds in progress: 0 or 1, rounds do not overlap
