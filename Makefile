@@ -8,6 +8,7 @@
 #                     one markdown table on stdout; raw lines and daemon logs in bench/results/<time>/
 #   make bench-quick  the same with small sizes (a few minutes)
 #   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and peer/, -count 6, through benchstat
+#   make posix-check  POSIX conformance (bench/posixcheck) of a local dir, a peer folder, bindfs, sshfs (root)
 #
 # bench/run.sh's header lists its knobs (BENCH_TARGETS, BENCH_RUNS, BENCH_OUT, FSBENCH_*, ...);
 # they pass through make's environment, e.g. `BENCH_RUNS=3 make bench`.
@@ -20,10 +21,10 @@ BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./peer/
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: help build install test demo bench bench-quick benchstat
+.PHONY: help build install test demo bench bench-quick benchstat posix-check
 
 help:
-	@sed -n '3,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	$(GO) build -o bin/peerfs ./cmd/peerfs
@@ -45,6 +46,10 @@ bench:
 
 bench-quick:
 	@BENCH_QUICK=1 bench/run.sh
+
+# Failures per group and target on stdout; each target's failing cases in bench/results/posix-<time>/.
+posix-check:
+	@bench/posix.sh
 
 # Raw `go test -bench` output goes to bench/results/gobench-<time>.txt (compare two such
 # files with `go run golang.org/x/perf/cmd/benchstat@... old.txt new.txt`). The second table
