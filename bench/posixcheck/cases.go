@@ -483,7 +483,6 @@ func mknodCases() []testCase {
 		tc(g, "over-file", mk("regular", "f"), "EEXIST mknod f p 0644"),
 		tc(g, "bound-socket", "0 socket s", "socket stat s type", "s:s lsl ."),
 		tc(g, "listed", mk("fifo", "p"), mk("socket", "s"), mk("char", "c"), mk("block", "b"), "b:b,c:c,p:p,s:s lsl ."),
-		tc(g, "char-readable", "0 mknod c c 0666 1 3", "0 openfd 1 c O_RDONLY", "empty pread 1 10 0"),
 	)
 	return cs
 }
