@@ -61,9 +61,19 @@ func (fx *fixtures) remove() {
 	}
 }
 
+// longRun skips a round trip under -short: each takes seconds to a
+// quarter of a minute on a peer folder.
+func longRun(t testing.TB) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("skipping: a round trip of a real tree (-short)")
+	}
+}
+
 func roundTrips(fx *fixtures) []behaviour {
 	return []behaviour{
 		{name: "roundtrip/tar-zoneinfo", check: func(t testing.TB, dir string) {
+			longRun(t)
 			const src = "/usr/share/zoneinfo"
 			if _, err := os.Stat(src); err != nil {
 				t.Skipf("skipping: %v (install tzdata)", err)
@@ -71,6 +81,7 @@ func roundTrips(fx *fixtures) []behaviour {
 			tarRoundTrip(t, src, dir)
 		}},
 		{name: "roundtrip/tar-venv", check: func(t testing.TB, dir string) {
+			longRun(t)
 			src := fx.get(t, "venv", func(path string) error {
 				if out, err := exec.Command("python3", "-m", "venv", path).CombinedOutput(); err != nil {
 					return &exec.Error{Name: "python3 -m venv: " + strings.TrimSpace(firstLines(string(out), 3)), Err: err}
@@ -80,6 +91,7 @@ func roundTrips(fx *fixtures) []behaviour {
 			tarRoundTrip(t, src, dir)
 		}},
 		{name: "roundtrip/git-clone-link", check: func(t testing.TB, dir string) {
+			longRun(t)
 			if _, err := exec.LookPath("git"); err != nil {
 				t.Skip("skipping: git is not installed")
 			}
