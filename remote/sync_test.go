@@ -1,8 +1,6 @@
 package remote
 
 import (
-	"bytes"
-	"maps"
 	"os"
 	"sync"
 	"testing"
@@ -11,27 +9,6 @@ import (
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
-
-// put writes name on peer bob and closes it (an async PUT).
-func (s *testStore) put(t *testing.T, name, data string) {
-	t.Helper()
-	fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	s.write(t, fh, data, 0)
-	if err := s.Flush(testCtx(t), fh); err != nil {
-		t.Fatal(err)
-	}
-	s.release(t, fh)
-}
-
-// pendingFsync returns what the next FSYNC to peerName covers: whether
-// one is due, and the names it will carry (nil: everything).
-func (s *testStore) pendingFsync(peerName string) (bool, map[string]bool) {
-	p, _ := s.peer(peerName)
-	u := &p.unsynced
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.need, maps.Clone(u.names)
-}
 
 // After "write a; mv a b; write a", the next FSYNC must reach b's data:
 // with names it must name b (or sync everything).
@@ -95,21 +72,6 @@ func TestFsyncAfterSetattrOnlyUpload(t *testing.T) {
 	}
 }
 
-// fsyncDelayProxy forwards connections to addr, holding every client
-// write that contains "FSYNC" back for delay; seen is closed when the
-// first such write arrives.
-func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) (proxy string, seen <-chan struct{}) {
-	seenc := make(chan struct{})
-	var once sync.Once
-	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("FSYNC")) {
-			once.Do(func() { close(seenc) })
-			time.Sleep(delay)
-		}
-		return b, false
-	}, nil), seenc
-}
-
 // A second fsync running while an FSYNC covering its file is in flight
 // (no tracker: Sync is FlushAll, per caller) waits for that FSYNC's answer
 // instead of returning success at once.
@@ -145,4 +107,89 @@ func TestConcurrentFsyncWaitsForFsyncOK(t *testing.T) {
 	if bDone.Before(aDone) {
 		t.Fatalf("fsync(g) returned success before any FSYNC naming g was answered")
 	}
+}
+
+// After a SYNC round in which only this client wrote, its caches are
+// kept (its own uploads are in them); after one in which another peer
+// wrote, they are dropped and the other's change is read at once.
+func TestRoundKeepsCachesUnlessOthersWrote(t *testing.T) {
+	c := newCluster(t)
+	s, ctx := c.store, testCtx(t)
+	c.bob.writeFile(t, "other", []byte("v1"), 0o644)
+	if fi, err := s.Stat(ctx, "bob", "other"); err != nil || fi.Size() != 2 {
+		t.Fatalf("Stat other = %v, %v", fi, err)
+	}
+	fh := s.open(t, "bob", "mine", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "data", 0)
+	if err := s.Fsync(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	lastRound := func() uint64 { return c.meTC.State().LastRound }
+	testutil.Eventually(t, "the round to end", func() bool { return lastRound() >= 1 })
+	c.calls.take()
+	for _, name := range []string{"mine", "other"} {
+		if _, err := s.Stat(ctx, "bob", name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := c.calls.take(); len(got) != 0 {
+		t.Errorf("lookups after a round only this client wrote in cost %v; want none", got)
+	}
+
+	// Now bob reports a write of its own (its owner changed "other").
+	c.bob.writeFile(t, "other", []byte("version 2"), 0o644)
+	c.bobWrote.Store(true)
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the second round to end", func() bool { return lastRound() >= 2 })
+	fi, err := s.Stat(ctx, "bob", "other")
+	if err != nil || fi.Size() != int64(len("version 2")) {
+		t.Errorf("Stat other after a round bob wrote in = %v, %v; want the new size at once", fi, err)
+	}
+}
+
+// Fsync runs a SYNC round through the tracker; the store's turn stores
+// every local change, of every open file.
+func TestFsyncRunsRound(t *testing.T) {
+	c := newCluster(t)
+	s, ctx := c.store, testCtx(t)
+	fh1 := s.open(t, "bob", "a", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	s.write(t, fh1, "aaa", 0)
+	fh2 := s.open(t, "bob", "b", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	s.write(t, fh2, "bbb", 0)
+
+	last := c.meTC.State().LastRound
+	if err := s.Fsync(ctx, fh1); err != nil {
+		t.Fatalf("Fsync: %v", err)
+	}
+	if got := c.bob.content(t, "a") + c.bob.content(t, "b"); got != "aaabbb" {
+		t.Errorf("after Fsync the peer has %q", got)
+	}
+	testutil.Eventually(t, "the round to end", func() bool { return c.meTC.State().LastRound > last })
+	for _, fh := range []uint64{fh1, fh2} {
+		if err := s.Flush(ctx, fh); err != nil {
+			t.Error(err)
+		}
+		s.release(t, fh)
+	}
+	s.noLeftovers(t)
+}
+
+// Without a tracker, Sync uploads directly.
+func TestSyncWithoutTracker(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	fh := s.open(t, "bob", "a", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o644)
+	s.write(t, fh, "aaa", 0)
+	if err := s.Fsync(testCtx(t), fh); err != nil {
+		t.Fatalf("Fsync: %v", err)
+	}
+	if got := bob.content(t, "a"); got != "aaa" {
+		t.Errorf("after Fsync the peer has %q", got)
+	}
+	s.release(t, fh)
+	s.noLeftovers(t)
 }

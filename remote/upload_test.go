@@ -7,11 +7,153 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
+
+// A file truncated while its upload is being sent makes that PUT's
+// source end early: the upload is sent again as the file is now, and
+// close succeeds. The soak test met this: a write's O_TRUNC racing a SYNC
+// turn's upload failed the close and, since the peer was taken for down,
+// every request to it for a second, with EIO.
+func TestUploadOfCopyTruncatedMeanwhile(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	seen, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	var put bool
+	var sent int
+	// Holds the upload after 1 MiB of its payload, so that the client
+	// stalls in the middle of sending the rest (more than the sockets
+	// buffer) until released.
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		switch {
+		case !put:
+			put = bytes.Contains(b, []byte("PUT f "))
+		case sent < 1<<20:
+			sent += len(b)
+		default:
+			once.Do(func() { close(seen) })
+			<-release
+		}
+		return b, false
+	}, nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+
+	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	block := bytes.Repeat([]byte("x"), 1<<20)
+	for off := int64(0); off < 32<<20; off += int64(len(block)) {
+		if _, err := s.WriteAt(ctx, fh, block, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- s.Flush(ctx, fh) }()
+	testutil.Recv(t, "1 MiB of the upload's payload", seen)
+	if _, err := s.Truncate(ctx, "bob", "f", 5); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := testutil.Recv(t, "the flush", flushed); err != nil {
+		t.Fatalf("close after the copy was truncated during its upload: %v", err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "f"); got != "xxxxx" {
+		t.Errorf("the peer holds %d bytes, want the truncated copy's 5", len(got))
+	}
+}
+
+// A write that lands while another handle's close waits for the round,
+// with only a chmod pending at the time, is uploaded (it used to be marked
+// clean after the chmod-only upload, and the writer's close then
+// succeeded without storing it).
+func TestWriteDuringHeldChmodUploadIsStored(t *testing.T) {
+	for _, flags := range []struct {
+		name  string
+		other int
+	}{
+		{"other handle read-only", os.O_RDONLY},
+		{"other handle read-write", os.O_RDWR},
+	} {
+		t.Run(flags.name, func(t *testing.T) {
+			c := newCluster(t)
+			s, ctx := c.store, testCtx(t)
+			c.bob.writeFile(t, "c.txt", []byte("hello"), 0o644)
+
+			fh1 := s.open(t, "bob", "c.txt", os.O_RDWR, 0)
+			fh2 := s.open(t, "bob", "c.txt", flags.other, 0)
+			if _, err := s.Chmod(ctx, "bob", "c.txt", 0o600); err != nil {
+				t.Fatalf("Chmod: %v", err)
+			}
+			endRound := c.holdRound(t)
+			done := s.flushAsync(t, fh2) // close(fd2)
+			// Either fd2's close waits for the round, or (a reader) it
+			// has nothing to wait for.
+			var flushed bool
+			var err2 error
+			testutil.Eventually(t, "close(fd2) to return or wait for the round", func() bool {
+				select {
+				case err2 = <-done:
+					flushed = true
+					return true
+				default:
+					return goroutineIn("remote.(*Store).waitTurn")
+				}
+			})
+			s.write(t, fh1, "J", 0)
+			if c.bob.content(t, "c.txt") != "hello" {
+				t.Errorf("the peer changed during another peer's turn")
+			}
+			endRound()
+			if !flushed {
+				err2 = testutil.Recv(t, "close(fd2)", done)
+			}
+			if err2 != nil {
+				t.Errorf("close(fd2): %v", err2)
+			}
+			if err := s.Flush(ctx, fh1); err != nil {
+				t.Errorf("close(fd1): %v", err)
+			}
+			s.release(t, fh2)
+			s.release(t, fh1)
+			if got := c.bob.content(t, "c.txt"); got != "Jello" {
+				t.Errorf("peer has %q after both closes succeeded, want %q", got, "Jello")
+			}
+			if got := c.bob.mode(t, "c.txt"); got != 0o600 {
+				t.Errorf("peer's mode %#o, want 0600", got)
+			}
+			s.noLeftovers(t)
+		})
+	}
+}
+
+// An upload made while another peer holds the write token waits for this
+// peer's turn: during the round the peer still has the old content.
+func TestUploadHeldDuringRound(t *testing.T) {
+	c := newCluster(t)
+	s := c.store
+	c.bob.writeFile(t, "f", []byte("old"), 0o644)
+	fh := s.open(t, "bob", "f", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, fh, "new", 0)
+
+	endRound := c.holdRound(t)
+	done := s.flushAsync(t, fh)
+	waitHeld(t)
+	if got := c.bob.content(t, "f"); got != "old" {
+		t.Errorf("peer has %q during another peer's turn", got)
+	}
+	endRound()
+	if err := testutil.Recv(t, "close()", done); err != nil {
+		t.Errorf("close(): %v", err)
+	}
+	s.release(t, fh)
+	if got := c.bob.content(t, "f"); got != "new" {
+		t.Errorf("peer has %q after the round", got)
+	}
+	s.noLeftovers(t)
+}
 
 // A copy whose upload failed, restored from the cache by the next run of
 // the mount, is uploaded on the same condition as before the restart:
@@ -112,16 +254,6 @@ func TestRestoredCopyUploadIsConditional(t *testing.T) {
 	}
 }
 
-// future sets path's mtime hours ahead: a version no earlier write of the
-// test can share, whatever the clock's granularity.
-func future(t *testing.T, path string, hours int) {
-	t.Helper()
-	when := time.Now().Add(time.Duration(hours) * time.Hour)
-	if err := os.Chtimes(path, when, when); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // Writes made while an upload was on its way continue from what that
 // upload stored: after a restart their upload is conditional on the
 // stored version, not on the one the file was opened at, so it is no
@@ -196,20 +328,5 @@ func TestRestoredCopyRemembersFailedAttempt(t *testing.T) {
 	}
 	if names := s2.names(t, "bob", ""); len(names) != 1 || bob.content(t, "f") != "attempt TWO" {
 		t.Errorf("peer holds %v, f = %q; want f alone with the last text", names, bob.content(t, "f"))
-	}
-}
-
-func TestVersionEncoding(t *testing.T) {
-	v, ok := digestOf(bytes.NewReader([]byte("hello")), 5)
-	if !ok {
-		t.Fatal("versionOf failed")
-	}
-	if got := parseDigest(v.String()); got == nil || *got != v {
-		t.Errorf("parseDigest(%q) = %v, want %v", v.String(), got, v)
-	}
-	for _, bad := range []string{"", "5", "x:00", "5:zz", "5:abcd", "-1:" + strings.Repeat("0", 64)} {
-		if got := parseDigest(bad); got != nil {
-			t.Errorf("parseDigest(%q) = %v, want nil", bad, got)
-		}
 	}
 }
