@@ -7,7 +7,7 @@
 #   make bench        peerfs vs sshfs, bindfs and the local disk, full sizes (~5-10 min, root):
 #                     one markdown table on stdout; raw lines and daemon logs in bench/results/<time>/
 #   make bench-quick  the same with small sizes (a few minutes)
-#   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and peer/, -count 6, through benchstat
+#   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and export/, -count 6, through benchstat
 #   make posix-check  POSIX conformance (bench/posixcheck) of a local dir, a peer folder, bindfs, sshfs (root)
 #
 # bench/run.sh's header lists its knobs (BENCH_TARGETS, BENCH_RUNS, BENCH_OUT, FSBENCH_*, ...);
@@ -17,7 +17,7 @@ SHELL := /bin/bash
 GO ?= go
 BENCHSTAT ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
 BENCH_COUNT ?= 6
-BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./peer/
+BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./export/
 PREFIX ?= /usr/local
 DESTDIR ?=
 
@@ -35,8 +35,9 @@ install:
 	install -D -m 755 bin/peerfs $(DESTDIR)$(PREFIX)/bin/peerfs
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/peerfs"
 
+# The command README.md's Quick start gives (scripts/test-command reads it).
 test:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@cmd=$$(scripts/test-command) && echo "$$cmd" && eval "$$cmd"
 
 demo:
 	./mount.sh --demo

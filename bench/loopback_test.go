@@ -16,13 +16,14 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/peer"
 )
 
 // The GET and PUT benchmarks come in pairs under one name, so that
 // `benchstat -col /via` puts them side by side with the ratio:
 //
-//	BenchmarkGet/via=peer/size=1MiB   GET through peer.Server and peer.Conn
+//	BenchmarkGet/via=peer/size=1MiB   GET through export.Server and peer.Conn
 //	BenchmarkGet/via=tcp/size=1MiB    the same bytes over a plain TCP connection
 //
 // via=tcp is the loopback floor: one small request, the payload from memory,
@@ -55,7 +56,7 @@ func payload(tb testing.TB, n int64) []byte {
 // a client connection to it; both are closed when tb ends.
 func servePeer(tb testing.TB, dir string) *peer.Conn {
 	tb.Helper()
-	srv, err := peer.NewServer(peer.ServerOptions{Export: dir, Logger: zerolog.Nop()})
+	srv, err := export.NewServer(export.Options{Export: dir, Logger: zerolog.Nop()})
 	if err != nil {
 		tb.Fatal(err)
 	}

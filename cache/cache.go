@@ -38,6 +38,11 @@ type Options struct {
 	MaxBytes int64
 	// Logger receives the cache's log lines; Open adds component=cache.
 	Logger zerolog.Logger
+	// BootIDFile holds the kernel's boot ID, which stamps the records
+	// written without fsync (see bootID in store.go); "" means
+	// DefaultBootIDFile. Tests point it at a file of their own to
+	// simulate a reboot, or at none.
+	BootIDFile string
 }
 
 // Key names a cached file: a peer and a slash-separated path relative to
@@ -243,6 +248,9 @@ func Open(opts Options) (*Cache, error) {
 	if opts.MaxBytes == 0 {
 		opts.MaxBytes = DefaultMaxBytes
 	}
+	if opts.BootIDFile == "" {
+		opts.BootIDFile = DefaultBootIDFile
+	}
 	c := &Cache{
 		entriesDir: filepath.Join(opts.Dir, "entries"),
 		tmpDir:     filepath.Join(opts.Dir, "tmp"),
@@ -251,7 +259,7 @@ func Open(opts Options) (*Cache, error) {
 		entries:    map[Key]*entry{},
 		under:      map[Key]int{},
 		lru:        list.New(),
-		boot:       bootID(),
+		boot:       bootID(opts.BootIDFile),
 	}
 	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {

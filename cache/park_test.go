@@ -27,8 +27,7 @@ func TestParkUnpark(t *testing.T) {
 	if err := h.Park(key, "again"); !errors.Is(err, ErrKeyInUse) {
 		t.Errorf("Park onto a used key: %v", err)
 	}
-	simulateReboot(t) // only a durable record survives
-	c2 := openCache(t, copyDir(t, dir), 0)
+	c2 := openCacheBoot(t, copyDir(t, dir), rebooted(t)) // only a durable record survives
 	m, ok := c2.Meta(aside)
 	if !ok || !m.Dirty || m.Parked != "refused: no such directory" || m.Origin != key {
 		t.Fatalf("after a reboot: %+v %v", m, ok)

@@ -365,19 +365,19 @@ func pwriteAll(fd int, b []byte) error {
 	}
 }
 
-// bootIDFile is where Linux publishes the kernel's boot ID.
-var bootIDFile = "/proc/sys/kernel/random/boot_id"
+// DefaultBootIDFile is where Linux publishes the kernel's boot ID.
+const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
 
 // bootID returns the stamp for records written without fsync: the
-// kernel's boot ID, or, if it cannot be read, a stamp of this process
-// alone ("process-" and a random ID). No later Open trusts a record with
-// a process stamp, so without a boot ID only what Persist made durable
-// survives a restart of the mount: the copies of files still open for
-// writing are lost with the process (nothing promised to keep them; a
-// closed file is uploaded or persisted), and a record written without
-// fsync is never paired with data a power loss tore.
-var bootID = func() string {
-	b, err := os.ReadFile(bootIDFile)
+// kernel's boot ID, read from file, or, if it cannot be read, a stamp of
+// this process alone ("process-" and a random ID). No later Open trusts a
+// record with a process stamp, so without a boot ID only what Persist
+// made durable survives a restart of the mount: the copies of files still
+// open for writing are lost with the process (nothing promised to keep
+// them; a closed file is uploaded or persisted), and a record written
+// without fsync is never paired with data a power loss tore.
+func bootID(file string) string {
+	b, err := os.ReadFile(file)
 	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
 		return id
 	}

@@ -23,8 +23,9 @@
 //   - the read path (read.go, prefetch.go), the upload (upload.go, with
 //     conflicts in conflict.go), and copies set aside (unsent.go);
 //   - the namespace operations (namespace.go), the peer set (presence.go),
-//     identities (identity.go), SYNC rounds and retries (sync.go), and the
-//     status report (report.go, status.go).
+//     identities (identity.go), SYNC rounds and retries (sync.go), the
+//     Store as the tracker client's Handler (round.go), and the status
+//     report (report.go, status.go).
 //
 // A read goes Store.ReadAt (read.go) -> fetchWhole or readRange ->
 // Store.poolDo (status.go) -> link.do (link.go) -> peer.Conn's GET.

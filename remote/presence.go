@@ -129,7 +129,7 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 	}
 }
 
-// PeerLeft is the tracker client's OnLeft: a peer that quit on purpose is
+// PeerLeft implements tracker.LeftHandler: a peer that quit on purpose is
 // forgotten (its folder goes); one that was dropped is only down (the
 // UPDATE that follows no longer lists it: SetPeers).
 func (s *Store) PeerLeft(name string, quit bool) {

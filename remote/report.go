@@ -36,7 +36,7 @@ type TrackerReport struct {
 	Error      string `json:"error,omitempty"` // why not registered (the tracker's refusal, or the connection's error)
 }
 
-// SyncReport is this client's view of the SYNC round (peer.SyncState).
+// SyncReport is this client's view of the SYNC round (tracker.SyncState).
 type SyncReport struct {
 	InRound   bool   `json:"in_round"`
 	Holding   bool   `json:"holding"`

@@ -13,15 +13,16 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/tracker"
 )
 
-// Syncer runs this peer's part of a SYNC round; *peer.TrackerClient is one.
+// Syncer runs this peer's part of a SYNC round; *tracker.Client is one.
 type Syncer interface {
 	// Sync waits for a turn that began after the call and returns the
 	// error of the work done in it (see Store.FlushAll).
 	Sync(ctx context.Context) error
 	// State reports the round as this peer sees it.
-	State() peer.SyncState
+	State() tracker.SyncState
 	// Changed returns a channel closed at the next change of State.
 	Changed() <-chan struct{}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // Sync implements fusefs.Store: it runs a SYNC round through the tracker,
@@ -24,7 +25,7 @@ func (s *Store) Sync(ctx context.Context) error {
 		return s.FlushAll(ctx)
 	}
 	err := sy.Sync(ctx)
-	if errors.Is(err, peer.ErrNoTracker) || errors.Is(err, peer.ErrTrackerLost) {
+	if errors.Is(err, tracker.ErrNotRegistered) || errors.Is(err, tracker.ErrDisconnected) {
 		s.log.Warn().Err(err).Msg("no SYNC round possible; uploading directly")
 		return s.FlushAll(ctx)
 	}
@@ -33,10 +34,10 @@ func (s *Store) Sync(ctx context.Context) error {
 
 // TakeWrote reports whether this Store may have changed a peer's export
 // (sent PUT, DELETE, RENAME, MKDIR, RMDIR or SETATTR) since the last
-// call, and starts counting afresh. It is the tracker client's Wrote.
+// call, and starts counting afresh. It implements tracker.WroteReporter.
 func (s *Store) TakeWrote() bool { return s.wrote.Swap(false) }
 
-// RoundEnded is the tracker client's OnEnd. After a round in which
+// RoundEnded is the last step of SyncEnd (round.go). After a round in which
 // another peer may have stored something, every cached attribute and
 // listing is dropped (InvalidateAll), so that from now on this client
 // reads what the others wrote: the round is a barrier. After a round in

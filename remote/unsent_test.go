@@ -250,34 +250,6 @@ func TestPendingNeverGoesToAStranger(t *testing.T) {
 	})
 }
 
-// TestConflictFoundByTheRoundReachesTheWriter: a writer's copy that a
-// SYNC turn (not its own close) found to conflict goes to a conflict copy;
-// the writer still hears of it, at its own fsync and close (ESTALE).
-func TestConflictFoundByTheRoundReachesTheWriter(t *testing.T) {
-	bob := startPeer(t, t.TempDir())
-	s := newStore(t, t.TempDir())
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	bob.writeFile(t, "doc.txt", []byte("original"), 0o644)
-	fh := s.open(t, "bob", "doc.txt", os.O_WRONLY|os.O_TRUNC, 0)
-	// Another writer replaces the file; then a round uploads this copy,
-	// still empty, before its writer has written.
-	bob.writeFile(t, "doc.txt", []byte("theirs, a longer one"), 0o644)
-	if err := s.FlushAll(testCtx(t)); errnoOf(err) != syscall.ESTALE {
-		t.Fatalf("the turn's upload: %v, want a conflict", err)
-	}
-	s.write(t, fh, "mine", 0)
-	if err := s.Fsync(testCtx(t), fh); errnoOf(err) != syscall.ESTALE {
-		t.Errorf("the writer's fsync: %v, want ESTALE", err)
-	}
-	if err := s.Flush(testCtx(t), fh); errnoOf(err) != syscall.ESTALE {
-		t.Errorf("the writer's close: %v, want ESTALE", err)
-	}
-	s.release(t, fh)
-	if got := bob.content(t, "doc.txt"); got != "theirs, a longer one" {
-		t.Errorf("the other writer's file: %q", got)
-	}
-}
-
 // TestPendingForADepartedPeerSetAside: the copy pending for a peer that
 // then leaves the cluster on purpose is set aside, and fails no fsync.
 func TestPendingForADepartedPeerSetAside(t *testing.T) {

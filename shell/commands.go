@@ -14,6 +14,7 @@ import (
 
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // leaveWait bounds how long quit waits for the tracker to take the QUIT.
@@ -29,14 +30,9 @@ type command struct {
 	run     func(s *shell, args []string) (quit bool)
 }
 
-// commands maps each command word (and alias) to its command; order lists
-// them for help.
-var (
-	commands map[string]*command
-	order    []string
-)
-
-func init() {
+// commandTable returns the shell's commands: by command word (and
+// alias), and their first words in the order help lists them.
+func commandTable() (commands map[string]*command, order []string) {
 	list := []struct {
 		names []string
 		cmd   command
@@ -64,6 +60,7 @@ func init() {
 		}
 		order = append(order, e.names[0])
 	}
+	return commands, order
 }
 
 // usage prints a command's usage as its FAIL line.
@@ -73,15 +70,15 @@ func (s *shell) usage(c *command) {
 
 func (s *shell) cmdHelp(args []string) bool {
 	if len(args) == 1 {
-		if c, ok := commands[strings.ToLower(args[0])]; ok {
+		if c, ok := s.commands[strings.ToLower(args[0])]; ok {
 			s.printf("HELP OK\n  %s\n      %s", c.usage, c.help)
 			return false
 		}
 	}
 	var b strings.Builder
 	b.WriteString("HELP OK commands:\n")
-	for _, n := range order {
-		c := commands[n]
+	for _, n := range s.order {
+		c := s.commands[n]
 		fmt.Fprintf(&b, "  %-44s %s\n", c.usage, c.help)
 	}
 	b.WriteString("  (quote names with spaces: put 1 \"my file.txt\")\n")
@@ -95,7 +92,7 @@ func (s *shell) cmdQuit([]string) bool {
 		// (QUIT), and their mounts drop this peer's folder. Ending the
 		// input or a signal only stops the shell.
 		ctx, cancel := context.WithTimeout(context.Background(), leaveWait)
-		if err := s.trk.tc.Leave(ctx); err != nil && !errors.Is(err, peer.ErrNoTracker) {
+		if err := s.trk.tc.Leave(ctx); err != nil && !errors.Is(err, tracker.ErrNotRegistered) {
 			s.printf("QUIT: could not tell the tracker: %v", err)
 		}
 		cancel()
@@ -120,7 +117,7 @@ func hostPort(host, port string) (string, error) {
 func (s *shell) cmdConnect(args []string) bool {
 	addr, err := hostPort(args[0], args[1])
 	if err != nil {
-		s.printf("CONNECT FAIL %v; usage: %s", err, commands["connect"].usage)
+		s.printf("CONNECT FAIL %v; usage: %s", err, s.commands["connect"].usage)
 		return false
 	}
 	c, err := peer.Dial(s.ctx, addr, s.opts.Client)

@@ -5,12 +5,13 @@
 //
 // The package owns the session state a shell user builds up: the numbered
 // connections to other peers (peer.Conn) and the current registration with
-// a tracker (a peer.TrackerClient run on a goroutine of the shell). Events
+// a tracker (a tracker.Client run on a goroutine of the shell). Events
 // the tracker sends on its own (UPDATE, SYNC READ, SYNC END, a turn in
 // another peer's SYNC round) are printed as they happen, as notices starting
 // with "* ". All output goes through one mutex, so lines never interleave.
 //
-// The shell speaks only through package peer; it never opens a socket
-// itself. Run returns once the user quits, the input ends or its context is
-// done, and closes every connection and tracker client it opened.
+// The shell speaks only through packages peer and tracker; it never opens
+// a socket itself. Run returns once the user quits, the input ends or its
+// context is done, and closes every connection and tracker client it
+// opened.
 package shell

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
 )
@@ -161,13 +162,13 @@ func (s *session) quit() {
 
 // startPeer serves a fresh export directory and returns its address and
 // directory.
-func startPeer(t *testing.T, opts peer.ServerOptions) (addr, dir string) {
+func startPeer(t *testing.T, opts export.Options) (addr, dir string) {
 	t.Helper()
 	if opts.Export == "" {
 		opts.Export = t.TempDir()
 	}
 	opts.Logger = zerolog.Nop()
-	srv, err := peer.NewServer(opts)
+	srv, err := export.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -62,6 +62,9 @@ type shell struct {
 	ctx  context.Context
 	errw io.Writer // opts.Err, writes serialised with outMu
 
+	commands map[string]*command // by command word and alias; read-only
+	order    []string            // first command words, in help's order; read-only
+
 	// Owned by the command loop: touched by no other goroutine.
 	conns   map[int]*peer.Conn
 	dropped map[int]string // id -> why the connection was dropped
@@ -107,6 +110,7 @@ func Run(ctx context.Context, opts Options) error {
 		nextID:  1,
 	}
 	s.errw = &lockedWriter{s: s, w: opts.Err}
+	s.commands, s.order = commandTable()
 	defer s.closeAll()
 
 	if opts.Tracker != "" {
@@ -170,7 +174,7 @@ func (s *shell) execute(line string) (quit bool) {
 		return false
 	}
 	name := strings.ToLower(args[0])
-	cmd, ok := commands[name]
+	cmd, ok := s.commands[name]
 	if !ok {
 		s.printf("FAIL unknown command %q; type help", args[0])
 		return false

@@ -19,9 +19,10 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 func TestMain(m *testing.M) {
@@ -76,7 +77,7 @@ func TestReason(t *testing.T) {
 // TestTransfers drives connect, put, get, ls, mkdir, mv, rm and conns
 // against a real peer server.
 func TestTransfers(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	local := t.TempDir()
 	sh := startShell(t, "sh", testOptions())
 
@@ -157,6 +158,7 @@ func TestBadCommands(t *testing.T) {
 	sh.run("peers", `^PEERS FAIL not registered`)
 	sh.run("sync", `^SYNC FAIL not registered`)
 	sh.run("help", `^HELP OK commands:$`)
+	commands, order := commandTable()
 	for _, n := range order {
 		sh.expect(`^  ` + regexpQuote(commands[n].usage) + ` `)
 	}
@@ -178,7 +180,7 @@ func regexpQuote(s string) string {
 
 // TestConnectRefusedByPeer passes the peer's CONNECT FAIL reason through.
 func TestConnectRefusedByPeer(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{MaxConns: 1})
+	addr, _ := startPeer(t, export.Options{MaxConns: 1})
 	sh := startShell(t, "sh", testOptions())
 	sh.run("connect "+hostPortArgs(t, addr), `^CONNECT OK 1 `)
 	sh.run("connect "+hostPortArgs(t, addr), `^CONNECT FAIL busy`)
@@ -233,7 +235,7 @@ func TestGetAtomic(t *testing.T) {
 // TestGetLocalFailure: a local path that cannot be written fails the get
 // without touching the connection.
 func TestGetLocalFailure(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	if err := os.WriteFile(filepath.Join(export, "a.txt"), []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -247,8 +249,8 @@ func TestGetLocalFailure(t *testing.T) {
 // TestRegisterAndSync runs two registered shells through a SYNC round.
 func TestRegisterAndSync(t *testing.T) {
 	_, trk := testutil.StartTracker(t, 10*time.Second)
-	aAddr, _ := startPeer(t, peer.ServerOptions{})
-	bAddr, _ := startPeer(t, peer.ServerOptions{})
+	aAddr, _ := startPeer(t, export.Options{})
+	bAddr, _ := startPeer(t, export.Options{})
 
 	// a registers at start (Options.Tracker); b types register.
 	aOpts := testOptions()
@@ -309,7 +311,7 @@ func TestRegisterFail(t *testing.T) {
 // TestProgress shows a bar on Err for a large transfer on a terminal, and
 // the prompt on Out.
 func TestProgress(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 	big := filepath.Join(t.TempDir(), "big.bin")
 	if err := os.WriteFile(big, make([]byte, 5<<20), 0o644); err != nil {
 		t.Fatal(err)
@@ -350,7 +352,7 @@ func TestProgress(t *testing.T) {
 // TestScript feeds a whole script from a reader: Run returns nil at its
 // end, having closed the connection it opened.
 func TestScript(t *testing.T) {
-	addr, export := startPeer(t, peer.ServerOptions{})
+	addr, export := startPeer(t, export.Options{})
 	if err := os.WriteFile(filepath.Join(export, "x"), []byte("xyz"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -381,7 +383,7 @@ func TestScript(t *testing.T) {
 
 // TestCancel ends Run through its context, with a connection open.
 func TestCancel(t *testing.T) {
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	var out syncBuffer
@@ -427,6 +429,15 @@ func assertDirNames(t *testing.T, dir string, names ...string) {
 	}
 }
 
+// leftWatcher is a tracker handler that hears how peers leave.
+type leftWatcher func(name string, quit bool)
+
+func (leftWatcher) SetPeers([]peerproto.PeerAddr)     {}
+func (leftWatcher) SyncRead()                         {}
+func (leftWatcher) SyncTurn(context.Context) error    { return nil }
+func (leftWatcher) SyncEnd(peerproto.SyncEnd)         {}
+func (w leftWatcher) PeerLeft(name string, quit bool) { w(name, quit) }
+
 // TestQuitLeaves: typing quit leaves the cluster on purpose (the tracker
 // reports LEFT <name> quit, and mounts drop the folder); the end of the
 // input only stops the shell (the peer is dropped: mounts keep it).
@@ -437,12 +448,12 @@ func TestQuitLeaves(t *testing.T) {
 		quit bool
 	}
 	lefts := make(chan leave, 4)
-	watcher := peer.NewTrackerClient(peer.TrackerOptions{
+	watcher := tracker.NewClient(tracker.ClientOptions{
 		Addr: trk, Name: "watcher", Port: 1, Logger: zerolog.Nop(),
-		OnLeft: func(name string, quit bool) { lefts <- leave{name, quit} },
+		Handler: leftWatcher(func(name string, quit bool) { lefts <- leave{name, quit} }),
 	})
 	testutil.RunTrackerClient(t, watcher)
-	addr, _ := startPeer(t, peer.ServerOptions{})
+	addr, _ := startPeer(t, export.Options{})
 
 	opts := testOptions()
 	opts.Name, opts.Port, opts.Tracker = "alice", portOf(t, addr), trk

@@ -8,19 +8,21 @@ import (
 	"sync"
 	"time"
 
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // firstUpdateWait bounds how long register waits for the UPDATE that
 // follows REGISTER OK, to print the peer list with its outcome.
 const firstUpdateWait = time.Second
 
-// trackerRun is one registration: a TrackerClient and the goroutine
-// running it, which the shell owns and stops.
+// trackerRun is one registration: a tracker client and the goroutine
+// running it, which the shell owns and stops. It is the client's Handler:
+// it prints what the tracker says.
 type trackerRun struct {
+	s           *shell
 	addr        string
-	tc          *peer.TrackerClient
+	tc          *tracker.Client
 	cancel      context.CancelFunc
 	done        chan struct{} // closed when Run has returned
 	firstUpdate chan struct{} // closed at the first UPDATE
@@ -59,7 +61,7 @@ func (s *shell) stopTracker() {
 func (s *shell) cmdRegister(args []string) bool {
 	addr, err := hostPort(args[0], args[1])
 	if err != nil {
-		s.printf("REGISTER FAIL %v; usage: %s", err, commands["register"].usage)
+		s.printf("REGISTER FAIL %v; usage: %s", err, s.commands["register"].usage)
 		return false
 	}
 	s.register(addr)
@@ -72,35 +74,15 @@ func (s *shell) register(addr string) {
 	// The old registration goes first: the tracker may refuse our name
 	// while it is still held.
 	s.stopTracker()
-	r := &trackerRun{addr: addr, done: make(chan struct{}), firstUpdate: make(chan struct{})}
-	r.tc = peer.NewTrackerClient(peer.TrackerOptions{
+	r := &trackerRun{s: s, addr: addr, done: make(chan struct{}), firstUpdate: make(chan struct{})}
+	r.tc = tracker.NewClient(tracker.ClientOptions{
 		Addr:        addr,
 		Name:        s.opts.Name,
 		Port:        s.opts.Port,
 		DialTimeout: s.opts.Client.DialTimeout,
 		Secure:      s.opts.Client.Secure,
 		Logger:      s.opts.Logger,
-		OnUpdate:    func(peers []peerproto.PeerAddr) { s.onUpdate(r, peers) },
-		OnRead: func() {
-			if !r.quiet() {
-				s.notice("SYNC READ")
-			}
-		},
-		OnTurn: func(ctx context.Context) error { return s.onTurn(ctx, r) },
-		OnEnd: func(end peerproto.SyncEnd) {
-			if !r.quiet() {
-				s.notice("SYNC END %d", end.Round)
-			}
-		},
-		OnState: func(registered bool) {
-			switch {
-			case r.quiet():
-			case registered:
-				s.notice("REGISTER OK (registered again with %s)", r.addr)
-			default:
-				s.notice("REGISTER LOST (tracker %s gone; retrying)", r.addr)
-			}
-		},
+		Handler:     r,
 	})
 	ctx, cancel := context.WithCancel(s.ctx)
 	r.cancel = cancel
@@ -142,6 +124,42 @@ func (s *shell) register(addr string) {
 	fmt.Fprintf(&b, "REGISTER OK %s\n", addr)
 	s.writePeers(&b, r.tc.Peers())
 	s.write(b.String())
+}
+
+var (
+	_ tracker.Handler      = (*trackerRun)(nil)
+	_ tracker.StateHandler = (*trackerRun)(nil)
+)
+
+// SetPeers prints an UPDATE, or keeps the first for register to print.
+func (r *trackerRun) SetPeers(peers []peerproto.PeerAddr) { r.s.onUpdate(r, peers) }
+
+// SyncRead prints SYNC READ.
+func (r *trackerRun) SyncRead() {
+	if !r.quiet() {
+		r.s.notice("SYNC READ")
+	}
+}
+
+// SyncTurn runs our turn (onTurn).
+func (r *trackerRun) SyncTurn(ctx context.Context) error { return r.s.onTurn(ctx, r) }
+
+// SyncEnd prints SYNC END.
+func (r *trackerRun) SyncEnd(end peerproto.SyncEnd) {
+	if !r.quiet() {
+		r.s.notice("SYNC END %d", end.Round)
+	}
+}
+
+// RegistrationChanged prints a registration won again or lost.
+func (r *trackerRun) RegistrationChanged(registered bool) {
+	switch {
+	case r.quiet():
+	case registered:
+		r.s.notice("REGISTER OK (registered again with %s)", r.addr)
+	default:
+		r.s.notice("REGISTER LOST (tracker %s gone; retrying)", r.addr)
+	}
 }
 
 func (s *shell) onUpdate(r *trackerRun, peers []peerproto.PeerAddr) {
@@ -209,7 +227,7 @@ func (s *shell) cmdSync([]string) bool {
 	switch {
 	case err == nil:
 		s.println("SYNC FIN")
-	case errors.Is(err, peer.ErrNoTracker):
+	case errors.Is(err, tracker.ErrNotRegistered):
 		s.printf("SYNC FAIL not registered (tracker %s unreachable)", r.addr)
 	case errors.Is(err, context.DeadlineExceeded) && s.ctx.Err() == nil:
 		s.printf("SYNC FAIL no turn within %v", s.opts.SyncTimeout)

@@ -1,5 +1,6 @@
 // Package tracker is the peerfs registration server and SYNC write-token
-// arbiter (the seed design's "server").
+// arbiter (the seed design's "server"), and its client (as net/rpc keeps
+// client and server together).
 //
 // The tracker owns two things: the list of registered peers, which it sends
 // to every registered connection as an UPDATE whenever an advertised peer
@@ -19,4 +20,11 @@
 // queue with a write deadline. Nothing writes to the network while holding
 // the lock, so a peer that stops reading stalls nobody: its queue fills and
 // it is dropped. Close stops every goroutine the tracker started.
+//
+// The client, Client (client*.go), keeps one peer registered and takes
+// its part in SYNC rounds, telling a Handler what the tracker says: the
+// peer list, a round on, its turn (SyncTurn, whose return sends SYNC FIN),
+// the round's end. It does not write to the network under its lock
+// either: a registered connection's sender queues messages and writes
+// them from its own goroutine.
 package tracker

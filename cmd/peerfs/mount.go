@@ -17,6 +17,8 @@ import (
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/remote"
 	"github.com/peerfs/peerfs/secure"
+	"github.com/peerfs/peerfs/tracker"
+	"github.com/rs/zerolog"
 )
 
 func runMount(args []string, stderr io.Writer) error { return mountWith(args, stderr, nil) }
@@ -24,34 +26,9 @@ func runMount(args []string, stderr io.Writer) error { return mountWith(args, st
 // mountWith is peerfs mount, naming settings in messages with spell (nil:
 // as flags; the mount helper's daemon: as mount options).
 func mountWith(args []string, stderr io.Writer, spell speller) error {
-	var cfg mountConfig
-	rest, set, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr, spell)
+	cfg, mountpoint, set, err := loadMountConfig(args, stderr, spell)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return usagef("want exactly one MOUNTPOINT, got %d arguments", len(rest))
-	}
-	mountpoint, err := mountPath(rest[0])
-	if err != nil {
-		return err
-	}
-	if cfg.Tracker == "" {
-		return usagef("%s is required", withPlaceholder(set.of("TRACKER"), "HOST:PORT"))
-	}
-	if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
-		return err
-	}
-	if cfg.Name == "" {
-		cfg.Name = defaultName()
-	}
-	if err := validMountName(cfg.Name, set); err != nil {
-		return err
-	}
-	if cfg.CacheDir == "" {
-		if cfg.CacheDir, err = defaultCacheDir(cfg.Name, set); err != nil {
-			return err
-		}
 	}
 	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)
@@ -78,42 +55,19 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 		return err
 	}
 	defer sp.close()
-
-	c, err := cache.Open(cache.Options{Dir: cfg.CacheDir, MaxBytes: cfg.CacheSizeMB << 20, Logger: log})
-	if err != nil {
-		return fmt.Errorf("cache: %w", err)
-	}
-	defer c.Close()
 	ops := newMountOps(cfg, log)
-	defer ops.close()
-	store, err := remote.New(remote.Options{
-		Self:    cfg.Name,
-		Cluster: clusterID(sec, cfg.Tracker),
-		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec},
-		Cache:   c,
-		AttrTTL: cfg.AttrTimeout,
-		Logger:  log,
-
-		ForgetAfter: cfg.ForgetAfter,
-		// The folders of peers that are down show after a restart too
-		// (of this cluster's: the file is tagged with Cluster).
-		PeersFile: filepath.Join(cfg.CacheDir, "peers.json"),
-
-		Observer: ops.observer(),
-	})
+	store, closeStore, err := openStore(cfg, sec, ops.observer(), log)
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	defer closeStore()
+	defer ops.close() // the control socket goes before the store it reports on
 
-	tc := peer.NewTrackerClient(peer.TrackerOptions{
+	tc := tracker.NewClient(tracker.ClientOptions{
 		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
-		OnUpdate: store.SetPeers,
-		OnRead:   ops.onRead(store.InvalidateAll),
-		OnEnd:    ops.onEnd(store.RoundEnded),
-		Wrote:    store.TakeWrote,
-		OnTurn:   ops.onTurn(store.FlushAll),
-		OnLeft:   store.PeerLeft,
+		// The store follows the peer list and does this mount's part of
+		// the SYNC rounds (remote/round.go).
+		Handler: store,
 	})
 	store.SetSyncer(tc)
 	ops.setLeave(leaveAndStop(tc.Leave, leaving))
@@ -130,6 +84,75 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	if err := ops.start(store, remote.ReportInfo{Version: versionString(), Mountpoint: mountpoint, Tracker: cfg.Tracker, PID: os.Getpid()}); err != nil {
 		return err
 	}
+	return serveMount(ctx, cfg, mountpoint, store, ops, log)
+}
+
+// loadMountConfig reads peerfs mount's settings and its MOUNTPOINT, and
+// checks them.
+func loadMountConfig(args []string, stderr io.Writer, spell speller) (cfg mountConfig, mountpoint string, set *settings, err error) {
+	rest, set, err := loadConfig("mount", "mount --export DIR --tracker HOST:PORT [--listen HOST:PORT] [--name NAME] [flags] MOUNTPOINT", &cfg, args, stderr, spell)
+	if err != nil {
+		return cfg, "", nil, err
+	}
+	if len(rest) != 1 {
+		return cfg, "", nil, usagef("want exactly one MOUNTPOINT, got %d arguments", len(rest))
+	}
+	if mountpoint, err = mountPath(rest[0]); err != nil {
+		return cfg, "", nil, err
+	}
+	if cfg.Tracker == "" {
+		return cfg, "", nil, usagef("%s is required", withPlaceholder(set.of("TRACKER"), "HOST:PORT"))
+	}
+	if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
+		return cfg, "", nil, err
+	}
+	if cfg.Name == "" {
+		cfg.Name = defaultName()
+	}
+	if err := validMountName(cfg.Name, set); err != nil {
+		return cfg, "", nil, err
+	}
+	if cfg.CacheDir == "" {
+		if cfg.CacheDir, err = defaultCacheDir(cfg.Name, set); err != nil {
+			return cfg, "", nil, err
+		}
+	}
+	return cfg, mountpoint, set, nil
+}
+
+// openStore opens the mount's cache and its Store over it; closeStore
+// closes both.
+func openStore(cfg mountConfig, sec *secure.Config, obs remote.Observer, log zerolog.Logger) (store *remote.Store, closeStore func(), err error) {
+	c, err := cache.Open(cache.Options{Dir: cfg.CacheDir, MaxBytes: cfg.CacheSizeMB << 20, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	store, err = remote.New(remote.Options{
+		Self:    cfg.Name,
+		Cluster: clusterID(sec, cfg.Tracker),
+		Client:  peer.ClientOptions{DialTimeout: cfg.Timeout, IOTimeout: cfg.Timeout, Secure: sec},
+		Cache:   c,
+		AttrTTL: cfg.AttrTimeout,
+		Logger:  log,
+
+		ForgetAfter: cfg.ForgetAfter,
+		// The folders of peers that are down show after a restart too
+		// (of this cluster's: the file is tagged with Cluster).
+		PeersFile: filepath.Join(cfg.CacheDir, "peers.json"),
+
+		Observer: obs,
+	})
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return store, func() { store.Close(); c.Close() }, nil
+}
+
+// serveMount mounts the store on mountpoint and serves it until ctx is
+// done or it is unmounted from outside; then it uploads what it can
+// (drain) and unmounts.
+func serveMount(ctx context.Context, cfg mountConfig, mountpoint string, store *remote.Store, ops *mountOps, log zerolog.Logger) error {
 	m, err := fusefs.Mount(mountpoint, store, fusefs.Options{
 		AttrTimeout: cfg.AttrTimeout, EntryTimeout: cfg.AttrTimeout, Logger: log,
 		// The source in /proc/mounts is the tracker address as given: the

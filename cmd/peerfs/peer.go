@@ -14,11 +14,13 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/rs/zerolog"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 	"github.com/peerfs/peerfs/shell"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // defaultName derives a peer name from the host name.
@@ -45,24 +47,24 @@ func defaultName() string {
 
 // servingPeer is the peer server part shared by `peer` and `mount`.
 type servingPeer struct {
-	srv  *peer.Server
+	srv  *export.Server
 	ln   net.Listener
 	port int
 	errc chan error
 }
 
-func startServer(export, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
-	if export == "" {
+func startServer(dir, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
+	if dir == "" {
 		return nil, usagef("--export DIR is required")
 	}
-	fi, err := os.Stat(export)
+	fi, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("export: %w", err)
 	}
 	if !fi.IsDir() {
-		return nil, fmt.Errorf("export %s: not a directory", export)
+		return nil, fmt.Errorf("export %s: not a directory", dir)
 	}
-	srv, err := peer.NewServer(peer.ServerOptions{Export: export, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
+	srv, err := export.NewServer(export.Options{Export: dir, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
 	if err != nil {
 		return nil, err
 	}
@@ -73,7 +75,7 @@ func startServer(export, listen string, readOnly, allowSetuid bool, maxConns int
 	}
 	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
 	go func() { sp.errc <- srv.Serve(ln) }()
-	log.Info().Str("export", export).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
+	log.Info().Str("export", dir).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
 	return sp, nil
 }
 
@@ -81,6 +83,14 @@ func (sp *servingPeer) close() {
 	sp.srv.Close()
 	<-sp.errc
 }
+
+// peerHandler is the tracker handler of a peer without a mount: its turns
+// in SYNC rounds have nothing to do, and it tells the others it wrote
+// nothing, since a peer without a mount never stores anything on others.
+type peerHandler struct{ tracker.NopHandler }
+
+// TakeWrote reports false: see peerHandler.
+func (peerHandler) TakeWrote() bool { return false }
 
 func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	var cfg peerConfig
@@ -158,10 +168,9 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 
 	if cfg.Tracker != "" {
-		tc := peer.NewTrackerClient(peer.TrackerOptions{
+		tc := tracker.NewClient(tracker.ClientOptions{
 			Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
-			// A peer without a mount never stores anything on others.
-			Wrote: func() bool { return false },
+			Handler: peerHandler{},
 		})
 		done := make(chan struct{})
 		go func() { defer close(done); tc.Run(ctx) }()

@@ -13,8 +13,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // registerWait bounds how long peer and mount wait at start for the
@@ -57,14 +57,14 @@ func checkTrackerAddr(ctx context.Context, addr string, set *settings) error {
 // cluster's secret, a taken name) is returned, with what to do about it;
 // a tracker that cannot be reached yet is only logged: the client keeps
 // trying, as it does for the rest of the daemon's life.
-func awaitRegistration(ctx context.Context, tc *peer.TrackerClient, addr string, wait time.Duration, set *settings, sec SecurityConfig, log zerolog.Logger) error {
+func awaitRegistration(ctx context.Context, tc *tracker.Client, addr string, wait time.Duration, set *settings, sec SecurityConfig, log zerolog.Logger) error {
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	err := tc.WaitFirstAttempt(wctx)
 	switch {
 	case err == nil:
 		return nil
-	case peer.IsFinalRefusal(err):
+	case tracker.IsFinalRefusal(err):
 		var fe *peerproto.FailError
 		errors.As(err, &fe) // the tracker's answer, without the client's context
 		return fmt.Errorf("the tracker at %s refuses this peer: %w%s", addr, fe, refusalHint(fe, set, sec))

@@ -1,8 +1,8 @@
 package main
 
 // Operability of a mount daemon: the control socket that `peerfs status`
-// asks, the metrics server (--metrics-listen), and the hooks that feed
-// them; plus the `peerfs status` command itself.
+// asks, the metrics server (--metrics-listen), and the observer that feeds
+// it; plus the `peerfs status` command itself.
 
 import (
 	"bytes"
@@ -166,8 +166,8 @@ func callDaemon(method, path, what string, timeout time.Duration) ([]byte, error
 }
 
 // mountOps is a mount daemon's operability: metrics (optional), the
-// control socket, the health pinger, and the SYNC round bookkeeping that
-// feeds them. Its zero value is not usable; see newMountOps.
+// control socket and the health pinger. Its zero value is not usable; see
+// newMountOps.
 type mountOps struct {
 	log     zerolog.Logger
 	reg     *metrics.Registry // nil without --metrics-listen
@@ -179,10 +179,9 @@ type mountOps struct {
 	controlLn  net.Listener
 	controlErr chan error
 
-	mu         sync.Mutex // protects the fields below
-	roundStart time.Time  // when this client first saw the current round; zero outside one
-	store      *remote.Store
-	leave      func(context.Context) error // peerfs leave; nil until set (setLeave)
+	mu    sync.Mutex // protects the fields below
+	store *remote.Store
+	leave func(context.Context) error // peerfs leave; nil until set (setLeave)
 }
 
 // setLeave sets what POST /leave does: leave the cluster and stop.
@@ -218,7 +217,42 @@ func (o *mountOps) observer() remote.Observer {
 	if o.reg == nil {
 		return nil
 	}
-	return o.reg
+	return &roundMetrics{Registry: o.reg}
+}
+
+// roundMetrics is a mount's remote.Observer with metrics: the registry
+// counts requests and bytes and times SYNC turns; a round is timed here,
+// from when this mount first saw it (SYNC READ or its turn) to its end.
+type roundMetrics struct {
+	*metrics.Registry
+
+	mu         sync.Mutex // protects the field below
+	roundStart time.Time  // when this mount first saw the current round; zero outside one
+}
+
+var _ remote.RoundObserver = (*roundMetrics)(nil)
+
+// SyncRoundSeen notes that a SYNC round is on.
+func (m *roundMetrics) SyncRoundSeen() {
+	m.mu.Lock()
+	if m.roundStart.IsZero() {
+		m.roundStart = time.Now()
+	}
+	m.mu.Unlock()
+}
+
+// SyncRoundEnded records the round's duration (-1 if this mount did not
+// see it begin).
+func (m *roundMetrics) SyncRoundEnded(uint64) {
+	m.mu.Lock()
+	start := m.roundStart
+	m.roundStart = time.Time{}
+	m.mu.Unlock()
+	d := time.Duration(-1)
+	if !start.IsZero() {
+		d = time.Since(start)
+	}
+	m.SyncRound(d)
 }
 
 // fuseObserve is fusefs.Options.Observe (nil without metrics).
@@ -227,58 +261,6 @@ func (o *mountOps) fuseObserve() func(op string, d time.Duration, errno string) 
 		return nil
 	}
 	return o.reg.FUSEOp
-}
-
-// roundSeen notes that a SYNC round is on (SYNC READ or SYNC OK).
-func (o *mountOps) roundSeen() {
-	o.mu.Lock()
-	if o.roundStart.IsZero() {
-		o.roundStart = time.Now()
-	}
-	o.mu.Unlock()
-}
-
-// onRead wraps the tracker client's OnRead.
-func (o *mountOps) onRead(next func()) func() {
-	return func() {
-		o.roundSeen()
-		next()
-	}
-}
-
-// onTurn wraps the tracker client's OnTurn, timing the turn.
-func (o *mountOps) onTurn(next func(context.Context) error) func(context.Context) error {
-	return func(ctx context.Context) error {
-		o.roundSeen()
-		start := time.Now()
-		err := next(ctx)
-		if o.reg != nil {
-			o.reg.SyncTurn(time.Since(start), err)
-		}
-		return err
-	}
-}
-
-// onEnd wraps the tracker client's OnEnd: the round's files are marked
-// covered by it (user.peerfs.state) and its duration recorded.
-func (o *mountOps) onEnd(next func(peerproto.SyncEnd)) func(peerproto.SyncEnd) {
-	return func(end peerproto.SyncEnd) {
-		o.mu.Lock()
-		start, s := o.roundStart, o.store
-		o.roundStart = time.Time{}
-		o.mu.Unlock()
-		if s != nil {
-			s.MarkRound(end.Round)
-		}
-		if o.reg != nil {
-			d := time.Duration(-1)
-			if !start.IsZero() {
-				d = time.Since(start)
-			}
-			o.reg.SyncRound(d)
-		}
-		next(end)
-	}
 }
 
 // start sets the report's context, starts the health pinger, the control

@@ -11,7 +11,6 @@ import (
 	"syscall"
 
 	"github.com/peerfs/peerfs/metrics"
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
 )
 
@@ -24,8 +23,8 @@ func runTracker(args []string, stderr io.Writer) error {
 	if len(rest) > 0 {
 		return usagef("unexpected arguments %q", rest)
 	}
-	if cfg.PeerTimeout < 2*peer.DefaultPingInterval {
-		return set.bad("PEER_TIMEOUT", cfg.PeerTimeout.String(), fmt.Sprintf("too short: peers ping every %v, so use at least %v", peer.DefaultPingInterval, 2*peer.DefaultPingInterval))
+	if cfg.PeerTimeout < 2*tracker.DefaultPingInterval {
+		return set.bad("PEER_TIMEOUT", cfg.PeerTimeout.String(), fmt.Sprintf("too short: peers ping every %v, so use at least %v", tracker.DefaultPingInterval, 2*tracker.DefaultPingInterval))
 	}
 	survivePipeClose()
 	log, err := newLogger(cfg.LogConfig, set, stderr)

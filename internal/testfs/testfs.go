@@ -1,8 +1,9 @@
 // Package testfs makes the filesystems tests need beyond the one the
 // temporary directory is on: a loop-mounted ext4 with 128-byte inodes,
 // whose timestamps have whole seconds only, as on FAT, HFS+ and many NAS
-// shares. It is imported by tests only, and imports nothing of peerfs, so
-// every package's tests may use it.
+// shares; and an export whose symbolic links lead out of it. It is
+// imported by tests only, and imports nothing of peerfs, so every
+// package's tests may use it.
 package testfs
 
 import (
@@ -81,4 +82,44 @@ func SameSecond(want time.Duration) {
 	if left := time.Second - time.Duration(now.Nanosecond()); left < want {
 		time.Sleep(left)
 	}
+}
+
+// Escapes builds base/export (to be served) next to base/outside (with a
+// secret, secret.txt), and symbolic links from the export both ways:
+// out, abs, outdir, absdir and sub/sneaky lead outside; in, indir and
+// sub/up stay inside (to hello.txt and sub/inner.txt); loop is a loop.
+func Escapes(t testing.TB) (export, outside string) {
+	t.Helper()
+	base := t.TempDir()
+	export = filepath.Join(base, "export")
+	outside = filepath.Join(base, "outside")
+	for _, f := range []struct{ dir, name, data string }{
+		{outside, "secret.txt", "secret"},
+		{export, "hello.txt", "hello"},
+		{export, "sub/inner.txt", "inner"},
+	} {
+		p := filepath.Join(f.dir, filepath.FromSlash(f.name))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{
+		"out":        "../outside/secret.txt",
+		"abs":        filepath.Join(outside, "secret.txt"),
+		"outdir":     "../outside",
+		"absdir":     outside,
+		"sub/sneaky": "../../outside/secret.txt",
+		"in":         "hello.txt",
+		"indir":      "sub",
+		"sub/up":     "../hello.txt",
+		"loop":       "loop",
+	} {
+		if err := os.Symlink(target, filepath.Join(export, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return export, outside
 }

@@ -2,7 +2,7 @@
 // to run real components on 127.0.0.1: a tracker, a registered tracker
 // client, bounded waits. It is imported by tests only.
 //
-// The tracker and peer packages' own in-package tests cannot import it
+// The tracker and export packages' own in-package tests cannot import it
 // (it imports them); they keep their helpers.
 package testutil
 
@@ -14,7 +14,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/tracker"
 )
 
@@ -45,7 +44,7 @@ func Recv[T any](t testing.TB, what string, ch <-chan T) T {
 	}
 }
 
-// Server is what Serve runs: a tracker.Tracker or a peer.Server.
+// Server is what Serve runs: a tracker.Tracker or an export.Server.
 type Server interface {
 	Serve(net.Listener) error
 	Close() error
@@ -81,7 +80,7 @@ func StartTracker(t testing.TB, lease time.Duration) (*tracker.Tracker, string) 
 
 // RunTrackerClient runs tc until the test ends and waits (up to Wait) for
 // it to register.
-func RunTrackerClient(t testing.TB, tc *peer.TrackerClient) {
+func RunTrackerClient(t testing.TB, tc *tracker.Client) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

@@ -1,0 +1,459 @@
+package export
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"path"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
+)
+
+// spaceReserve is kept free on the export's filesystem: a PUT is
+// refused unless its size plus this much is available, so uploads never
+// fill the disk to the last byte.
+const spaceReserve = 1 << 20
+
+// put stores an upload: "PUT <name> <size>", then "PUT OK", then exactly
+// size bytes, then "PUT DONE <size> <mtime>" (inline: the bytes follow
+// the request line at once, and there is no "PUT OK"). The bytes go to a temporary
+// file next to the target, renamed over it once complete (and, unless
+// async, durable), so the old content stays whole until then.
+//
+// Everything after locating the target is done relative to its directory,
+// opened once: a stat, the temporary file's creation and the rename are
+// single-name calls on that descriptor, so a new small file costs a
+// handful of syscalls whatever its depth.
+func (c *conn) put(m peerproto.Put) error {
+	const verb = peerproto.VerbPut
+	// An inline payload follows the request line: every refusal before
+	// it is stored must first read it, to stay in step.
+	refuse := func(err error, name ...string) error {
+		if m.Inline {
+			if err := c.discard(m.Size); err != nil {
+				return err
+			}
+		}
+		return c.refuse(verb, err, name...)
+	}
+	if c.s.opts.ReadOnly {
+		return refuse(peerproto.Fail(verb, peerproto.CodeReadOnly, "export is read-only"))
+	}
+	p, t, err := c.locate(m)
+	if err != nil {
+		return refuse(err, m.Name)
+	}
+	defer c.s.jail.CloseDir(t.dfd)
+
+	if !c.s.beginTransfer() {
+		return refuse(peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
+	}
+	// The slot frees once the file is stored, before PUT DONE goes out, so
+	// a client that saw PUT DONE finds it free.
+	endTransfer := sync.OnceFunc(c.s.endTransfer)
+	defer endTransfer()
+	fd, tmp, err := createTemp(t.dfd, t.mode)
+	if err != nil {
+		return refuse(err, m.Name)
+	}
+	renamed := false
+	defer func() {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		if !renamed {
+			c.removeTemp(t, tmp)
+		}
+	}()
+	if !m.Inline {
+		if err := c.send(peerproto.PutOK{}); err != nil {
+			return err
+		}
+	}
+
+	written, rerr, werr := c.receive(fd, m.Size)
+	c.bytes = written
+	if rerr != nil {
+		// The sender stopped short: the connection is out of step.
+		c.result = "cut"
+		return fmt.Errorf("peer: server: put %q: payload cut after %d of %d bytes: %w", m.Name, written, m.Size, rerr)
+	}
+	if werr != nil {
+		return c.refuse(verb, werr, m.Name)
+	}
+	st, ver, err := c.settle(m, p, t, fd)
+	fd = -1
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	// The condition is checked again right before the rename, under a
+	// lock that orders conditional PUTs: of two writers that started from
+	// the same version, exactly one replaces it.
+	conditional := m.Base != peerproto.BaseAny || m.Ver != ""
+	if conditional {
+		c.s.putMu.Lock()
+		if err := c.recheckBase(m, t); err != nil {
+			c.s.putMu.Unlock()
+			return c.refuse(verb, err)
+		}
+	}
+	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
+	if conditional {
+		c.s.putMu.Unlock()
+	}
+	c.s.files.invalidate(p)
+	c.s.files.invalidate(t.target)
+	if err != nil {
+		return c.refuse(verb, &fs.PathError{Op: "rename", Path: p, Err: err}, m.Name)
+	}
+	renamed = true
+	if t.exists && t.st.Ino != st.Ino {
+		c.s.vers.forget(verStatOf(&t.st)) // replaced: its inode number may come back
+	}
+	if !m.Async {
+		if err := unix.Fsync(t.dfd); err != nil {
+			// The file is in place; only its durability across a crash is
+			// in doubt, and the client must not believe it is stored.
+			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}, m.Name)
+		}
+	}
+	endTransfer()
+	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
+	if c.attrs {
+		done.Ver = ver
+	}
+	return c.send(done)
+}
+
+// locate finds where PUT m stores its file and checks that it may: p is
+// its clean path and t its target, whose directory the caller closes
+// (Jail.CloseDir). An error is the refusal to send, about m.Name.
+func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
+	p, err = c.s.jail.Clean(m.Name)
+	if err != nil {
+		return "", nil, err
+	}
+	if p == "" {
+		return "", nil, peerproto.Fail(peerproto.VerbPut, peerproto.CodeIsDir, "the export root is a directory")
+	}
+	if t, err = c.findTarget(p, m.Name, !m.Async); err != nil {
+		return "", nil, err
+	}
+	// checkBase refuses with a *peerproto.FailError only: its refusal
+	// does not name the file.
+	if err = c.checkBase(m, t); err == nil {
+		err = c.s.checkSpace(t.dfd, m.Size)
+	}
+	if err != nil {
+		c.s.jail.CloseDir(t.dfd)
+		return "", nil, err
+	}
+	return p, t, nil
+}
+
+// settle makes the content received in the temporary file fd what PUT m
+// stores at p: it gives it its version token (returned with its
+// attributes), makes it durable unless m is async, gives it t's mode, and
+// closes fd, whatever the outcome.
+func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Stat_t, string, error) {
+	closed := false
+	defer func() {
+		if !closed {
+			unix.Close(fd)
+		}
+	}()
+	st, err := jail.Fstat(fd, p)
+	if err != nil {
+		return st, "", err
+	}
+	// The new content's version token, recorded with the file before it
+	// becomes visible (and before the seed's fsync, which then covers it).
+	ver := c.s.vers.assign(fd, &st)
+	// The seed's PUT is durable before it is visible. An async PUT is
+	// visible (renamed into place, atomically) before it is durable; the
+	// client asks for durability with FSYNC when its user calls fsync.
+	if !m.Async {
+		if err := unix.Fsync(fd); err != nil {
+			return st, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
+		}
+	}
+	// The file was created with the mode it must end with; the umask or
+	// the kernel (setgid) may have trimmed it.
+	if st.Mode&0o7777 != t.mode {
+		if err := unix.Fchmod(fd, t.mode); err != nil {
+			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
+		}
+	}
+	closed = true
+	if err := unix.Close(fd); err != nil {
+		return st, "", &fs.PathError{Op: "close", Path: p, Err: err}
+	}
+	return st, ver, nil
+}
+
+// removeTemp removes tmp, the temporary file of a failed upload to t.
+func (c *conn) removeTemp(t *putTarget, tmp string) {
+	if err := unix.Unlinkat(t.dfd, tmp, 0); err != nil && err != unix.ENOENT {
+		c.log.Error().Err(err).Str("temp", path.Join(t.dir, tmp)).Msg("removing temporary file of a failed upload")
+	}
+}
+
+// putTarget is where a PUT stores its file.
+type putTarget struct {
+	target string      // the file's path: the request's, or what its symbolic link names
+	dir    string      // target's directory, "" for the export
+	base   string      // target's last element
+	dfd    int         // dir, open; the caller closes it with Jail.CloseDir
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
+	st     unix.Stat_t // the existing file's attributes, if exists
+	exists bool
+}
+
+// putTarget locates a PUT's target p (name is the request's, for
+// messages): it opens its directory (for fsync too if sync) and checks
+// what the last element is.
+// The refusals are those of PUT's first reply.
+func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
+	const verb = peerproto.VerbPut
+	j := c.s.jail
+	t := &putTarget{target: p, mode: 0o644}
+	for hop := 0; ; hop++ {
+		t.dir, t.base = jail.Split(t.target)
+		dfd, err := j.OpenDir(t.dir, sync)
+		switch {
+		case err == nil:
+		case errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err):
+			return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
+		case errors.Is(err, syscall.ENOTDIR):
+			code, text, _ := jail.Explain(path.Dir(name), err)
+			return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
+		default:
+			return nil, err
+		}
+		st, err := jail.StatAt(dfd, t.base, t.target)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && hop == 0 {
+			// Write to what a symbolic link names, not over the link
+			// itself: resolve it inside the export, and start again there.
+			j.CloseDir(dfd)
+			if t.target, err = j.Resolve(p); err != nil {
+				if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
+					return nil, peerproto.Fail(verb, peerproto.CodeNotFound, "no such directory %q", path.Dir(name))
+				}
+				if errors.Is(err, syscall.ENOTDIR) {
+					code, text, _ := jail.Explain(path.Dir(name), err)
+					return nil, &peerproto.FailError{Verb: verb, Code: code, Text: text}
+				}
+				return nil, err
+			}
+			continue
+		}
+		t.dfd = dfd
+		switch {
+		case err == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR:
+			err = peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory", name)
+		case err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG:
+			// A FIFO, a device, or a link still (changed meanwhile).
+			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
+		case err == nil:
+			// The new content keeps the old file's mode, but not its
+			// setuid or setgid bit (unless the export allows them): like
+			// a write by a process without CAP_FSETID, a client's new
+			// content must not run with the owner's rights.
+			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
+		case errors.Is(err, fs.ErrNotExist):
+			err = nil
+		}
+		if err != nil {
+			j.CloseDir(dfd)
+			return nil, err
+		}
+		return t, nil
+	}
+}
+
+// checkBase enforces a conditional PUT's base (see peerproto.Put) on the
+// target as putTarget found it: it returns a conflict refusal if that is
+// not the version the writer started from.
+func (c *conn) checkBase(m peerproto.Put, t *putTarget) error {
+	var mtime int64
+	if t.exists {
+		mtime = t.st.Mtim.Nano()
+	}
+	switch {
+	case m.Ver != "" && !t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
+	case m.Ver != "":
+		if cur := c.s.vers.of(verStatOf(&t.st), fdSource(t.dfd, t.base)); cur != m.Ver {
+			return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (version %s, base %s)", m.Name, cur, m.Ver)
+		}
+		return nil
+	case m.Base == peerproto.BaseAny:
+		return nil
+	case m.Base == peerproto.BaseNone && t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was created meanwhile (mtime %d)", m.Name, mtime)
+	case m.Base > 0 && !t.exists:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was removed meanwhile", m.Name)
+	case m.Base > 0 && mtime != m.Base:
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q changed meanwhile (mtime %d, base %d)", m.Name, mtime, m.Base)
+	}
+	return nil
+}
+
+// recheckBase is checkBase on the target as it is now.
+func (c *conn) recheckBase(m peerproto.Put, t *putTarget) error {
+	st, err := jail.StatAt(t.dfd, t.base, t.target)
+	switch {
+	case err == nil:
+		t.st, t.exists = st, true
+	case errors.Is(err, fs.ErrNotExist):
+		t.exists = false
+	default:
+		return err
+	}
+	return c.checkBase(m, t)
+}
+
+// spaceFresh is how long a free-space figure is trusted for small
+// uploads, and spaceSlack how far below it they must stay to skip a
+// new statfs. The check is a courtesy (a full disk still fails the write
+// itself with nospace); it need not cost a syscall per small file.
+const (
+	spaceFresh = time.Second
+	spaceSlack = 64 << 20
+)
+
+// checkSpace refuses an upload of size bytes that would leave less than
+// spaceReserve free on the filesystem of directory dfd.
+func (s *Server) checkSpace(dfd int, size int64) error {
+	now := time.Now()
+	s.spaceMu.Lock()
+	recent := now.Sub(s.spaceAt) < spaceFresh && size+spaceReserve+spaceSlack <= s.spaceAvail
+	s.spaceMu.Unlock()
+	if recent {
+		return nil
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &st); err != nil {
+		return &fs.PathError{Op: "statfs", Path: ".", Err: err}
+	}
+	avail := int64(st.Bavail) * int64(st.Bsize)
+	s.spaceMu.Lock()
+	s.spaceAvail, s.spaceAt = avail, now
+	s.spaceMu.Unlock()
+	if need := size + spaceReserve; avail < need {
+		return peerproto.Fail(peerproto.VerbPut, peerproto.CodeNoSpace, "need %d bytes, %d available", need, avail)
+	}
+	return nil
+}
+
+// createTemp creates an empty, exclusive temporary file with
+// permission bits mode in directory dfd and returns it with its name.
+func createTemp(dfd int, mode uint32) (int, string, error) {
+	var rnd [8]byte
+	for range 10 {
+		if _, err := rand.Read(rnd[:]); err != nil {
+			return -1, "", err
+		}
+		name := jail.TempPrefix + hex.EncodeToString(rnd[:])
+		fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
+		switch err {
+		case nil:
+			return fd, name, nil
+		case unix.EEXIST, unix.EINTR:
+			continue
+		}
+		return -1, "", &fs.PathError{Op: "create", Path: name, Err: err}
+	}
+	return -1, "", errors.New("peer: no free temporary name")
+}
+
+// receive copies exactly size payload bytes from the connection to file
+// fd. A read error (rerr) means the payload stopped short and the
+// connection is out of step. After a write error (werr) the rest of the
+// payload is read and dropped, so the connection stays usable for the
+// refusal; if that fails too, rerr is set as well.
+//
+// A payload that fits the connection's read buffer is written straight
+// from it; a larger one goes through a pooled sendChunk buffer, filled
+// before each write, so a big upload costs one write(2) per MiB rather
+// than one per TLS record.
+func (c *conn) receive(fd int, size int64) (written int64, rerr, werr error) {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
+	if size <= int64(c.r.Size()) {
+		b, err := c.r.Peek(int(size))
+		if len(b) > 0 {
+			written, werr = writeFull(fd, b)
+		}
+		c.r.Discard(len(b))
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return written, err, werr
+		}
+		return written, nil, werr
+	}
+	bp := c.s.bufs.Get().(*[]byte)
+	defer c.s.bufs.Put(bp)
+	buf := *bp
+	for got := int64(0); got < size; {
+		n, err := io.ReadFull(c.r, buf[:min(int64(len(buf)), size-got)])
+		got += int64(n)
+		if n > 0 && werr == nil {
+			var w int64
+			w, werr = writeFull(fd, buf[:n])
+			written += w
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return written, err, werr
+		}
+	}
+	return written, nil, werr
+}
+
+// discard reads and drops n payload bytes: an inline PUT's, refused.
+func (c *conn) discard(n int64) error {
+	c.rate.start(time.Now())
+	defer c.rate.stop()
+	for n > 0 {
+		k, err := c.r.Discard(int(min(n, 1<<30)))
+		n -= int64(k)
+		if err != nil {
+			c.result = "cut"
+			return fmt.Errorf("peer: server: put: refused inline payload cut with %d bytes to go: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// writeFull writes all of b to fd.
+func writeFull(fd int, b []byte) (int64, error) {
+	var done int64
+	for len(b) > 0 {
+		n, err := unix.Write(fd, b)
+		if n > 0 {
+			done += int64(n)
+			b = b[n:]
+		}
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return done, &fs.PathError{Op: "write", Path: "", Err: err}
+		case n == 0:
+			return done, io.ErrShortWrite
+		}
+	}
+	return done, nil
+}

@@ -1,0 +1,122 @@
+package peer
+
+import (
+	"context"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// Ping checks the peer is alive.
+func (c *Conn) Ping(ctx context.Context) error {
+	_, err := c.roundTrip(ctx, peerproto.Ping{}, "")
+	return err
+}
+
+// Stat returns the attributes of name ("" for the export root).
+func (c *Conn) Stat(ctx context.Context, name string) (peerproto.Entry, error) {
+	r, err := c.roundTrip(ctx, peerproto.Stat{Name: name}, name)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	return r.(peerproto.StatOK).Entry, nil
+}
+
+// List returns the entries of directory dir ("" for the export root).
+func (c *Conn) List(ctx context.Context, dir string) ([]peerproto.Entry, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := c.send(peerproto.List{Dir: dir}); err != nil {
+		return nil, c.fail("LIST", dir, err)
+	}
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbList)
+	if err != nil {
+		return nil, c.fail("LIST", dir, err)
+	}
+	n := reply.(peerproto.ListOK).Count
+	entries := make([]peerproto.Entry, 0, min(n, 4096))
+	for i := 0; i < n; i++ {
+		if i%256 == 0 {
+			c.touch()
+		}
+		line, err := peerproto.ReadLine(c.r)
+		if err != nil {
+			return nil, c.fail("LIST", dir, err)
+		}
+		e, err := peerproto.ParseEntry(line)
+		if err != nil {
+			return nil, c.fail("LIST", dir, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, nil
+}
+
+func (c *Conn) simple(ctx context.Context, m peerproto.Message, name string) error {
+	_, err := c.roundTrip(ctx, m, name)
+	return err
+}
+
+// Delete removes file name.
+func (c *Conn) Delete(ctx context.Context, name string) error {
+	return c.simple(ctx, peerproto.Delete{Name: name}, name)
+}
+
+// Rmdir removes the empty directory name.
+func (c *Conn) Rmdir(ctx context.Context, name string) error {
+	return c.simple(ctx, peerproto.Rmdir{Name: name}, name)
+}
+
+// Mkdir creates directory name with permission bits mode (0: default).
+func (c *Conn) Mkdir(ctx context.Context, name string, mode uint32) error {
+	return c.simple(ctx, peerproto.Mkdir{Name: name, Mode: mode}, name)
+}
+
+// Rename renames from to to, replacing a target file atomically.
+func (c *Conn) Rename(ctx context.Context, from, to string) error {
+	return c.simple(ctx, peerproto.Rename{From: from, To: to}, from)
+}
+
+// Setattr changes the attributes set in s and returns the new attributes.
+func (c *Conn) Setattr(ctx context.Context, s peerproto.Setattr) (peerproto.Entry, error) {
+	r, err := c.roundTrip(ctx, s, s.Name)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	return r.(peerproto.SetattrOK).Entry, nil
+}
+
+// Statfs returns the space of the peer's export filesystem, in bytes.
+func (c *Conn) Statfs(ctx context.Context) (peerproto.StatfsOK, error) {
+	r, err := c.roundTrip(ctx, peerproto.Statfs{}, "")
+	if err != nil {
+		return peerproto.StatfsOK{}, err
+	}
+	return r.(peerproto.StatfsOK), nil
+}
+
+// Fsync asks the peer to make everything stored so far durable.
+func (c *Conn) Fsync(ctx context.Context) error {
+	return c.simple(ctx, peerproto.Fsync{}, "")
+}
+
+// FsyncFiles asks the peer to make the named files (and their directory
+// entries) durable: cheaper than Fsync on a busy filesystem, which the
+// peer syncs whole. A peer that cannot (FEATURES), an empty list or one
+// too long for a line get Fsync.
+func (c *Conn) FsyncFiles(ctx context.Context, names []string) error {
+	m := peerproto.Fsync{Names: names}
+	if len(names) == 0 || len(m.AppendTo(nil)) >= peerproto.MaxLine {
+		return c.Fsync(ctx)
+	}
+	f, err := c.Features(ctx)
+	if err != nil {
+		return err
+	}
+	if !f.Has(peerproto.FeatureFsyncFiles) {
+		return c.Fsync(ctx)
+	}
+	return c.simple(ctx, m, names[0])
+}

@@ -1,0 +1,83 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/internal/testutil"
+	"github.com/peerfs/peerfs/tracker"
+)
+
+// roundRecorder is an Observer and a RoundObserver that keeps what it is
+// told of the SYNC rounds.
+type roundRecorder struct {
+	recorder
+	rmu    sync.Mutex
+	events []string
+}
+
+func (r *roundRecorder) note(e string) {
+	r.rmu.Lock()
+	r.events = append(r.events, e)
+	r.rmu.Unlock()
+}
+
+func (r *roundRecorder) SyncRoundSeen() { r.note("seen") }
+
+func (r *roundRecorder) SyncTurn(d time.Duration, err error) {
+	r.note(fmt.Sprintf("turn err=%v", err))
+}
+
+func (r *roundRecorder) SyncRoundEnded(round uint64) { r.note(fmt.Sprintf("ended %d", round)) }
+
+func (r *roundRecorder) take() []string {
+	r.rmu.Lock()
+	defer r.rmu.Unlock()
+	e := r.events
+	r.events = nil
+	return e
+}
+
+// TestStoreRoundHandler: the Store, as its tracker client's Handler, takes
+// its turn in a round another peer opened (SYNC READ, then its turn:
+// the pending file is stored), marks what it stored with the round that
+// ends, and tells a RoundObserver each step.
+func TestStoreRoundHandler(t *testing.T) {
+	_, trAddr := testutil.StartTracker(t, testTimeout)
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	rec := &roundRecorder{}
+	s.opts.Observer = rec // before any goroutine uses the store
+	me := tracker.NewClient(tracker.ClientOptions{Addr: trAddr, Name: "me", Port: 1, Logger: zerolog.Nop(), Handler: s.Store})
+	testutil.RunTrackerClient(t, me)
+	other := tracker.NewClient(tracker.ClientOptions{Addr: trAddr, Name: "bob", Port: bob.port, Logger: zerolog.Nop()})
+	testutil.RunTrackerClient(t, other)
+	testutil.Eventually(t, "the store to learn of bob", func() bool { _, ok := s.PeerAddr("bob"); return ok })
+
+	fh := s.open(t, "bob", "new.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	s.write(t, fh, "hello", 0)
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Wait)
+	defer cancel()
+	// bob opens the round: me reads, then gets a turn of its own.
+	if err := other.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "the round to end here", func() bool { return me.State().LastRound == 1 && !me.State().InRound })
+	if got, want := rec.take(), []string{"seen", "seen", "turn err=<nil>", "ended 1"}; !slices.Equal(got, want) {
+		t.Errorf("observed %q, want %q", got, want)
+	}
+	if got := bob.content(t, "new.txt"); got != "hello" {
+		t.Errorf("bob has %q after the round, want the pending file stored in our turn", got)
+	}
+	if st, _ := s.FileState("bob", "new.txt"); st != "stored round=1" {
+		t.Errorf("state after round 1 = %q, want it marked with the round", st)
+	}
+	s.release(t, fh)
+}
