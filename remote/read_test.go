@@ -2,9 +2,9 @@ package remote
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"io/fs"
-	"math/rand"
 	"os"
 	"os/exec"
 	"syscall"
