@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // ControlDir is the name of the control folder in the mount root. It is
@@ -31,17 +31,17 @@ type Controller interface {
 }
 
 var (
-	_ fusefs.Node               = (*controlDir)(nil)
-	_ fusefs.NodeStringLookuper = (*controlDir)(nil)
-	_ fusefs.HandleReadDirAller = (*controlDir)(nil)
+	_ bfs.Node               = (*controlDir)(nil)
+	_ bfs.NodeStringLookuper = (*controlDir)(nil)
+	_ bfs.HandleReadDirAller = (*controlDir)(nil)
 
-	_ fusefs.Node          = (*controlFile)(nil)
-	_ fusefs.NodeOpener    = (*controlFile)(nil)
-	_ fusefs.NodeSetattrer = (*controlFile)(nil)
+	_ bfs.Node          = (*controlFile)(nil)
+	_ bfs.NodeOpener    = (*controlFile)(nil)
+	_ bfs.NodeSetattrer = (*controlFile)(nil)
 
-	_ fusefs.Handle       = (*controlHandle)(nil)
-	_ fusefs.HandleReader = (*controlHandle)(nil)
-	_ fusefs.HandleWriter = (*controlHandle)(nil)
+	_ bfs.Handle       = (*controlHandle)(nil)
+	_ bfs.HandleReader = (*controlHandle)(nil)
+	_ bfs.HandleWriter = (*controlHandle)(nil)
 )
 
 // Names of the files in the control folder.
@@ -75,7 +75,7 @@ func newControlDir(f *filesys) *controlDir {
 	return d
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (d *controlDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := d.fsys
 	a.Valid = f.attrTimeout
@@ -87,8 +87,8 @@ func (d *controlDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
-// Lookup implements fusefs.NodeStringLookuper.
-func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
+// Lookup implements bfs.NodeStringLookuper.
+func (d *controlDir) Lookup(ctx context.Context, name string) (bfs.Node, error) {
 	switch name {
 	case controlStatus:
 		return d.status, d.fsys.done("lookup", ControlDir, name, nil)
@@ -102,7 +102,7 @@ func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, erro
 	return nil, d.fsys.done("lookup", ControlDir, name, syscall.ENOENT)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller.
 func (d *controlDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	out := []fuse.Dirent{
@@ -122,7 +122,7 @@ type controlFile struct {
 	name string
 }
 
-// Attr implements fusefs.Node. The status file's size is that of a report
+// Attr implements bfs.Node. The status file's size is that of a report
 // made now; reads bypass the page cache (DirectIO), so a longer report
 // at open is still read whole.
 func (c *controlFile) Attr(ctx context.Context, a *fuse.Attr) error {
@@ -142,7 +142,7 @@ func (c *controlFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
-// Setattr implements fusefs.NodeSetattrer: the truncation (and touch) of
+// Setattr implements bfs.NodeSetattrer: the truncation (and touch) of
 // a shell's "echo > .peerfs/sync" is accepted and ignored; modes and
 // owners never change.
 func (c *controlFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
@@ -152,9 +152,9 @@ func (c *controlFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, res
 	return c.fsys.done("setattr", ControlDir, c.name, syscall.EACCES)
 }
 
-// Open implements fusefs.NodeOpener: status opens for reading only, sync
+// Open implements bfs.NodeOpener: status opens for reading only, sync
 // for writing only. The status report is taken at open.
-func (c *controlFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+func (c *controlFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (bfs.Handle, error) {
 	f := c.fsys
 	resp.Flags |= fuse.OpenDirectIO
 	switch {
@@ -173,7 +173,7 @@ type controlHandle struct {
 	data []byte
 }
 
-// Read implements fusefs.HandleReader.
+// Read implements bfs.HandleReader.
 func (h *controlHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	if req.Offset < int64(len(h.data)) {
 		resp.Data = h.data[req.Offset:min(int64(len(h.data)), req.Offset+int64(req.Size))]
@@ -181,7 +181,7 @@ func (h *controlHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *f
 	return nil
 }
 
-// Write implements fusefs.HandleWriter: every write to sync runs a SYNC
+// Write implements bfs.HandleWriter: every write to sync runs a SYNC
 // round and returns its error; the bytes themselves mean nothing.
 func (h *controlHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	f := h.file.fsys

@@ -15,14 +15,14 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 	"github.com/rs/zerolog"
 )
 
 var (
-	_ fusefs.FS          = (*filesys)(nil)
-	_ fusefs.FSStatfser  = (*filesys)(nil)
-	_ fusefs.FSDestroyer = (*filesys)(nil)
+	_ bfs.FS          = (*filesys)(nil)
+	_ bfs.FSStatfser  = (*filesys)(nil)
+	_ bfs.FSDestroyer = (*filesys)(nil)
 )
 
 // Options configure a mount. The zero value is usable.
@@ -370,13 +370,13 @@ func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
 	return f
 }
 
-// Root implements fusefs.FS.
-func (f *filesys) Root() (fusefs.Node, error) { return f.root, nil }
+// Root implements bfs.FS.
+func (f *filesys) Root() (bfs.Node, error) { return f.root, nil }
 
-// Destroy implements fusefs.FSDestroyer.
+// Destroy implements bfs.FSDestroyer.
 func (f *filesys) Destroy() { f.log.Debug().Str("op", "destroy").Msg("fuse op") }
 
-// Statfs implements fusefs.FSStatfser. bazil routes statfs to the FS with
+// Statfs implements bfs.FSStatfser. bazil routes statfs to the FS with
 // only the kernel's node id; a node id learnt from an earlier request
 // names the peer. The root, or a node not yet seen, reports the sum over
 // all peers.

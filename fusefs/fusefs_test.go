@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
@@ -49,7 +49,7 @@ func writeFile(t *testing.T, path, data string) {
 	}
 }
 
-func lookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) (fusefs.Node, error) {
+func lookup(t *testing.T, parent bfs.NodeRequestLookuper, name string) (bfs.Node, error) {
 	t.Helper()
 	resp := &fuse.LookupResponse{}
 	n, err := parent.Lookup(context.Background(), &fuse.LookupRequest{Name: name}, resp)
@@ -59,7 +59,7 @@ func lookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) (fusef
 	return n, err
 }
 
-func mustLookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) fusefs.Node {
+func mustLookup(t *testing.T, parent bfs.NodeRequestLookuper, name string) bfs.Node {
 	t.Helper()
 	n, err := lookup(t, parent, name)
 	if err != nil {
@@ -68,7 +68,7 @@ func mustLookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) fu
 	return n
 }
 
-func attr(t *testing.T, n fusefs.Node) fuse.Attr {
+func attr(t *testing.T, n bfs.Node) fuse.Attr {
 	t.Helper()
 	var a fuse.Attr
 	if err := n.Attr(context.Background(), &a); err != nil {

@@ -6,7 +6,7 @@ import (
 	"sync"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // watchEvent is one Store.Watch notification.
@@ -120,13 +120,13 @@ func (inv *invalidator) apply(ev watchEvent) {
 	}
 
 	type entry struct {
-		parent fusefs.Node
+		parent bfs.Node
 		name   string
 	}
 	var (
 		entries []entry
-		data    []fusefs.Node
-		attrs   []fusefs.Node
+		data    []bfs.Node
+		attrs   []bfs.Node
 	)
 	scope := nodeKey{ev.peer, ev.dir}
 	f.mu.Lock()
@@ -171,7 +171,7 @@ func (inv *invalidator) apply(ev watchEvent) {
 	}
 }
 
-func (inv *invalidator) entry(parent fusefs.Node, name string) {
+func (inv *invalidator) entry(parent bfs.Node, name string) {
 	inv.check("InvalidateEntry", inv.fsys.server.InvalidateEntry(parent, name))
 }
 

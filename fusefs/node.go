@@ -10,17 +10,17 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // Lock order: filesys.mu before node.mu. Neither is held across a Store
 // call, so open files and directories never serialize each other.
 
 var (
-	_ fusefs.Node          = (*node)(nil)
-	_ fusefs.NodeGetattrer = (*node)(nil)
-	_ fusefs.NodeSetattrer = (*node)(nil)
-	_ fusefs.NodeForgetter = (*node)(nil)
+	_ bfs.Node          = (*node)(nil)
+	_ bfs.NodeGetattrer = (*node)(nil)
+	_ bfs.NodeSetattrer = (*node)(nil)
+	_ bfs.NodeForgetter = (*node)(nil)
 )
 
 // nodeKey names an entry: a path inside a peer's export ("" is its root).
@@ -56,7 +56,7 @@ func child(dir, name string) string {
 // produced the node.
 type node struct {
 	fsys  *filesys
-	self  fusefs.Node // the *dir or *file embedding this node
+	self  bfs.Node // the *dir or *file embedding this node
 	peer  string
 	ino   uint64
 	isDir bool
@@ -92,13 +92,13 @@ func (n *node) unprime() {
 	n.mu.Unlock()
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	path, err := n.attr(ctx, a)
 	return n.fsys.done("attr", n.peer, path, err)
 }
 
-// Getattr implements fusefs.NodeGetattrer; unlike Attr it carries the
+// Getattr implements bfs.NodeGetattrer; unlike Attr it carries the
 // request, from which the node learns its kernel id (see filesys.Statfs).
 func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
 	n.fsys.learn(req.Hdr().Node, n)
@@ -137,7 +137,7 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 	return path, nil
 }
 
-// Setattr implements fusefs.NodeSetattrer: size -> Truncate, mode ->
+// Setattr implements bfs.NodeSetattrer: size -> Truncate, mode ->
 // Chmod, mtime -> Chtimes. Ownership cannot change; atime is not kept.
 func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	n.fsys.learn(req.Hdr().Node, n)
@@ -188,7 +188,7 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 	return nil
 }
 
-// Forget implements fusefs.NodeForgetter: the kernel holds no reference,
+// Forget implements bfs.NodeForgetter: the kernel holds no reference,
 // so the node table may let go of it.
 func (n *node) Forget() {
 	n.fsys.forget(n)
@@ -224,7 +224,7 @@ const blockSize = 128 << 10
 // nodeFor returns the node for (peer, path), creating it if needed, and
 // primes it with info. The same name yields the same node for as long as
 // the kernel holds it, unless the entry changed kind.
-func (f *filesys) nodeFor(peer, path string, info fs.FileInfo) fusefs.Node {
+func (f *filesys) nodeFor(peer, path string, info fs.FileInfo) bfs.Node {
 	k := nodeKey{peer, path}
 	isDir := path == "" || info.IsDir()
 	f.mu.Lock()

@@ -11,13 +11,13 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 	"bazil.org/fuse/fuseutil"
 	"github.com/rs/zerolog"
 )
 
 // server answers the FUSE requests of one bazil.org/fuse connection by
-// calling the bazil fusefs.Node and fusefs.Handle interfaces our nodes
+// calling the bazil bfs.Node and bfs.Handle interfaces our nodes
 // implement, as bazil's fs.Server does, with one difference that matters
 // here: how a request reaches the code that answers it.
 //
@@ -47,7 +47,7 @@ import (
 // bench/compare.sh; the cause was not profiled).
 type server struct {
 	conn    *fuse.Conn
-	fs      fusefs.FS
+	fs      bfs.FS
 	log     zerolog.Logger
 	observe func(op string, d time.Duration, errno string) // may be nil
 	start   time.Time                                      // default times of an Attr
@@ -56,7 +56,7 @@ type server struct {
 
 	mu         sync.Mutex // protects the fields below
 	nodes      map[fuse.NodeID]*servedNode
-	ids        map[fusefs.Node]fuse.NodeID
+	ids        map[bfs.Node]fuse.NodeID
 	nextNode   fuse.NodeID
 	handles    map[fuse.HandleID]*servedHandle
 	nextHandle fuse.HandleID
@@ -76,14 +76,14 @@ const (
 
 // servedNode is a node the kernel knows by a NodeID.
 type servedNode struct {
-	node  fusefs.Node
+	node  bfs.Node
 	inode uint64
 	refs  uint64 // lookups the kernel has not forgotten
 }
 
 // servedHandle is an open file or directory.
 type servedHandle struct {
-	handle fusefs.Handle
+	handle bfs.Handle
 
 	mu      sync.Mutex // protects dirents
 	dirents []byte     // a directory's entries, encoded at offset 0
@@ -93,7 +93,7 @@ type servedHandle struct {
 // copies the data out, so a buffer is free again once it returns.
 var readBufs = sync.Pool{New: func() any { return new([]byte) }}
 
-func newServer(conn *fuse.Conn, fsys fusefs.FS, log zerolog.Logger, observe func(string, time.Duration, string)) (*server, error) {
+func newServer(conn *fuse.Conn, fsys bfs.FS, log zerolog.Logger, observe func(string, time.Duration, string)) (*server, error) {
 	root, err := fsys.Root()
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: root node: %w", err)
@@ -105,7 +105,7 @@ func newServer(conn *fuse.Conn, fsys fusefs.FS, log zerolog.Logger, observe func
 		observe:    observe,
 		start:      time.Now(),
 		nodes:      map[fuse.NodeID]*servedNode{1: {node: root, inode: 1, refs: 1}},
-		ids:        map[fusefs.Node]fuse.NodeID{root: 1},
+		ids:        map[bfs.Node]fuse.NodeID{root: 1},
 		nextNode:   2,
 		handles:    map[fuse.HandleID]*servedHandle{},
 		nextHandle: 1,
@@ -206,7 +206,7 @@ func (s *server) quick(req fuse.Request) bool {
 	return true
 }
 
-func (sh *servedHandle) handleOf() fusefs.Handle {
+func (sh *servedHandle) handleOf() bfs.Handle {
 	if sh == nil {
 		return nil
 	}
@@ -275,18 +275,18 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 			err = syscall.EIO
 		}
 	}()
-	var node fusefs.Node
+	var node bfs.Node
 	if sn != nil {
 		node = sn.node
 	}
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
 		resp := &fuse.LookupResponse{EntryValid: defaultEntryValid}
-		var n fusefs.Node
+		var n bfs.Node
 		switch l := node.(type) {
-		case fusefs.NodeRequestLookuper:
+		case bfs.NodeRequestLookuper:
 			n, err = l.Lookup(ctx, r, resp)
-		case fusefs.NodeStringLookuper:
+		case bfs.NodeStringLookuper:
 			n, err = l.Lookup(ctx, r.Name)
 		default:
 			return syscall.ENOENT
@@ -301,7 +301,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 
 	case *fuse.GetattrRequest:
 		resp := &fuse.GetattrResponse{}
-		if g, ok := node.(fusefs.NodeGetattrer); ok {
+		if g, ok := node.(bfs.NodeGetattrer); ok {
 			err = g.Getattr(ctx, r, resp)
 		} else {
 			err = s.attr(ctx, sn, &resp.Attr)
@@ -313,7 +313,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 
 	case *fuse.SetattrRequest:
 		resp := &fuse.SetattrResponse{}
-		if n, ok := node.(fusefs.NodeSetattrer); ok {
+		if n, ok := node.(bfs.NodeSetattrer); ok {
 			if err := n.Setattr(ctx, r, resp); err != nil {
 				return err
 			}
@@ -326,8 +326,8 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 
 	case *fuse.OpenRequest:
 		resp := &fuse.OpenResponse{}
-		h := fusefs.Handle(node)
-		if o, ok := node.(fusefs.NodeOpener); ok {
+		h := bfs.Handle(node)
+		if o, ok := node.(bfs.NodeOpener); ok {
 			if h, err = o.Open(ctx, r, resp); err != nil {
 				return err
 			}
@@ -336,7 +336,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.CreateRequest:
-		c, ok := node.(fusefs.NodeCreater)
+		c, ok := node.(bfs.NodeCreater)
 		if !ok {
 			return syscall.EPERM // ENOSYS would make the kernel try mknod+open
 		}
@@ -346,7 +346,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 			return err
 		}
 		if err := s.saveLookup(ctx, &resp.LookupResponse, sn, r.Name, n); err != nil {
-			if rel, ok := h.(fusefs.HandleReleaser); ok {
+			if rel, ok := h.(bfs.HandleReleaser); ok {
 				rel.Release(ctx, &fuse.ReleaseRequest{Header: r.Header, Flags: r.Flags})
 			}
 			return err
@@ -355,7 +355,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.MkdirRequest:
-		m, ok := node.(fusefs.NodeMkdirer)
+		m, ok := node.(bfs.NodeMkdirer)
 		if !ok {
 			return syscall.EPERM
 		}
@@ -370,7 +370,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.SymlinkRequest:
-		m, ok := node.(fusefs.NodeSymlinker)
+		m, ok := node.(bfs.NodeSymlinker)
 		if !ok {
 			return syscall.EIO
 		}
@@ -385,7 +385,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.MknodRequest:
-		m, ok := node.(fusefs.NodeMknoder)
+		m, ok := node.(bfs.NodeMknoder)
 		if !ok {
 			return syscall.EIO
 		}
@@ -400,7 +400,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.LinkRequest:
-		l, ok := node.(fusefs.NodeLinker)
+		l, ok := node.(bfs.NodeLinker)
 		if !ok {
 			return syscall.EIO
 		}
@@ -421,7 +421,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.ReadlinkRequest:
-		l, ok := node.(fusefs.NodeReadlinker)
+		l, ok := node.(bfs.NodeReadlinker)
 		if !ok {
 			return syscall.EIO
 		}
@@ -432,7 +432,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(target)
 
 	case *fuse.RemoveRequest:
-		m, ok := node.(fusefs.NodeRemover)
+		m, ok := node.(bfs.NodeRemover)
 		if !ok {
 			return syscall.EIO
 		}
@@ -442,7 +442,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.RenameRequest:
-		m, ok := node.(fusefs.NodeRenamer)
+		m, ok := node.(bfs.NodeRenamer)
 		if !ok {
 			return syscall.EIO
 		}
@@ -458,7 +458,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.AccessRequest:
-		if a, ok := node.(fusefs.NodeAccesser); ok {
+		if a, ok := node.(bfs.NodeAccesser); ok {
 			if err := a.Access(ctx, r); err != nil {
 				return err
 			}
@@ -466,7 +466,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.FsyncRequest:
-		m, ok := node.(fusefs.NodeFsyncer)
+		m, ok := node.(bfs.NodeFsyncer)
 		if !ok {
 			return syscall.EIO
 		}
@@ -476,7 +476,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.GetxattrRequest:
-		g, ok := node.(fusefs.NodeGetxattrer)
+		g, ok := node.(bfs.NodeGetxattrer)
 		if !ok {
 			return syscall.ENOTSUP
 		}
@@ -490,7 +490,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.ListxattrRequest:
-		l, ok := node.(fusefs.NodeListxattrer)
+		l, ok := node.(bfs.NodeListxattrer)
 		if !ok {
 			return syscall.ENOTSUP
 		}
@@ -504,7 +504,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond(resp)
 
 	case *fuse.SetxattrRequest:
-		x, ok := node.(fusefs.NodeSetxattrer)
+		x, ok := node.(bfs.NodeSetxattrer)
 		if !ok {
 			return syscall.ENOTSUP
 		}
@@ -514,7 +514,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.RemovexattrRequest:
-		x, ok := node.(fusefs.NodeRemovexattrer)
+		x, ok := node.(bfs.NodeRemovexattrer)
 		if !ok {
 			return syscall.ENOTSUP
 		}
@@ -545,7 +545,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		}
 		resp := &fuse.ReadResponse{Data: (*bp)[:0:r.Size]}
 		if r.Dir {
-			rd, ok := sh.handle.(fusefs.HandleReadDirAller)
+			rd, ok := sh.handle.(bfs.HandleReadDirAller)
 			if !ok {
 				return syscall.EIO
 			}
@@ -561,7 +561,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 				data := []byte{}
 				for _, e := range ents {
 					if e.Inode == 0 {
-						e.Inode = fusefs.GenerateDynamicInode(sn.inode, e.Name)
+						e.Inode = bfs.GenerateDynamicInode(sn.inode, e.Name)
 					}
 					data = fuse.AppendDirent(data, e)
 				}
@@ -571,7 +571,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 			r.Respond(resp)
 			return nil
 		}
-		h, ok := sh.handle.(fusefs.HandleReader)
+		h, ok := sh.handle.(bfs.HandleReader)
 		if !ok {
 			return syscall.EIO
 		}
@@ -585,7 +585,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		if sh == nil {
 			return syscall.ESTALE
 		}
-		w, ok := sh.handle.(fusefs.HandleWriter)
+		w, ok := sh.handle.(bfs.HandleWriter)
 		if !ok {
 			return syscall.EIO
 		}
@@ -600,7 +600,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		if sh == nil {
 			return syscall.ESTALE
 		}
-		if f, ok := sh.handle.(fusefs.HandleFlusher); ok {
+		if f, ok := sh.handle.(bfs.HandleFlusher); ok {
 			if err := f.Flush(ctx, r); err != nil {
 				return err
 			}
@@ -615,7 +615,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		if sh == nil {
 			return syscall.ESTALE
 		}
-		if rel, ok := sh.handle.(fusefs.HandleReleaser); ok {
+		if rel, ok := sh.handle.(bfs.HandleReleaser); ok {
 			if err := rel.Release(ctx, r); err != nil {
 				return err
 			}
@@ -624,7 +624,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 
 	case *fuse.StatfsRequest:
 		resp := &fuse.StatfsResponse{}
-		if st, ok := s.fs.(fusefs.FSStatfser); ok {
+		if st, ok := s.fs.(bfs.FSStatfser); ok {
 			if err := st.Statfs(ctx, r, resp); err != nil {
 				return err
 			}
@@ -644,7 +644,7 @@ func (s *server) handle(ctx context.Context, sn *servedNode, req fuse.Request) (
 		r.Respond()
 
 	case *fuse.DestroyRequest:
-		if d, ok := s.fs.(fusefs.FSDestroyer); ok {
+		if d, ok := s.fs.(bfs.FSDestroyer); ok {
 			d.Destroy()
 		}
 		r.Respond()
@@ -670,7 +670,7 @@ func (s *server) attr(ctx context.Context, sn *servedNode, a *fuse.Attr) error {
 	return nil
 }
 
-func (s *server) nodeAttr(ctx context.Context, n fusefs.Node, a *fuse.Attr) error {
+func (s *server) nodeAttr(ctx context.Context, n bfs.Node, a *fuse.Attr) error {
 	a.Valid = defaultAttrValid
 	a.Nlink = 1
 	a.Atime, a.Mtime, a.Ctime = s.start, s.start, s.start
@@ -679,12 +679,12 @@ func (s *server) nodeAttr(ctx context.Context, n fusefs.Node, a *fuse.Attr) erro
 
 // saveLookup fills resp for node n, found as name in parent, and counts
 // one more kernel reference to it.
-func (s *server) saveLookup(ctx context.Context, resp *fuse.LookupResponse, parent *servedNode, name string, n fusefs.Node) error {
+func (s *server) saveLookup(ctx context.Context, resp *fuse.LookupResponse, parent *servedNode, name string, n bfs.Node) error {
 	if err := s.nodeAttr(ctx, n, &resp.Attr); err != nil {
 		return err
 	}
 	if resp.Attr.Inode == 0 {
-		resp.Attr.Inode = fusefs.GenerateDynamicInode(parent.inode, name)
+		resp.Attr.Inode = bfs.GenerateDynamicInode(parent.inode, name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -734,12 +734,12 @@ func (s *server) forget(id fuse.NodeID, n uint64) {
 	// between the two tables forgetting it and the node forgetting
 	// itself. (Forget takes filesys.mu; nothing holds that while
 	// calling into the server.)
-	if f, ok := sn.node.(fusefs.NodeForgetter); ok {
+	if f, ok := sn.node.(bfs.NodeForgetter); ok {
 		f.Forget()
 	}
 }
 
-func (s *server) saveHandle(h fusefs.Handle) fuse.HandleID {
+func (s *server) saveHandle(h bfs.Handle) fuse.HandleID {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.nextHandle
@@ -755,7 +755,7 @@ func (s *server) handleByID(id fuse.HandleID) *servedHandle {
 }
 
 // nodeID returns the NodeID the kernel knows n by.
-func (s *server) nodeID(n fusefs.Node) (fuse.NodeID, bool) {
+func (s *server) nodeID(n bfs.Node) (fuse.NodeID, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id, ok := s.ids[n]
@@ -764,7 +764,7 @@ func (s *server) nodeID(n fusefs.Node) (fuse.NodeID, bool) {
 
 // InvalidateNodeData drops the kernel's cached attributes and data of n;
 // fuse.ErrNotCached if the kernel does not know n.
-func (s *server) InvalidateNodeData(n fusefs.Node) error {
+func (s *server) InvalidateNodeData(n bfs.Node) error {
 	id, ok := s.nodeID(n)
 	if !ok {
 		return fuse.ErrNotCached
@@ -775,7 +775,7 @@ func (s *server) InvalidateNodeData(n fusefs.Node) error {
 // InvalidateNodeAttr drops the kernel's cached attributes of n (and, as
 // the kernel implements it, its data); fuse.ErrNotCached if the kernel
 // does not know n.
-func (s *server) InvalidateNodeAttr(n fusefs.Node) error {
+func (s *server) InvalidateNodeAttr(n bfs.Node) error {
 	id, ok := s.nodeID(n)
 	if !ok {
 		return fuse.ErrNotCached
@@ -785,7 +785,7 @@ func (s *server) InvalidateNodeAttr(n fusefs.Node) error {
 
 // InvalidateEntry drops the kernel's cached lookup of name in parent;
 // fuse.ErrNotCached if the kernel does not know parent.
-func (s *server) InvalidateEntry(parent fusefs.Node, name string) error {
+func (s *server) InvalidateEntry(parent bfs.Node, name string) error {
 	id, ok := s.nodeID(parent)
 	if !ok {
 		return fuse.ErrNotCached

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // UnsentController is an optional interface of a Controller: a Store
@@ -39,14 +39,14 @@ type UnsentFile struct {
 const controlUnsent = "unsent"
 
 var (
-	_ fusefs.Node               = (*unsentDir)(nil)
-	_ fusefs.NodeStringLookuper = (*unsentDir)(nil)
-	_ fusefs.HandleReadDirAller = (*unsentDir)(nil)
-	_ fusefs.NodeRemover        = (*unsentDir)(nil)
+	_ bfs.Node               = (*unsentDir)(nil)
+	_ bfs.NodeStringLookuper = (*unsentDir)(nil)
+	_ bfs.HandleReadDirAller = (*unsentDir)(nil)
+	_ bfs.NodeRemover        = (*unsentDir)(nil)
 
-	_ fusefs.Node         = (*unsentFile)(nil)
-	_ fusefs.NodeOpener   = (*unsentFile)(nil)
-	_ fusefs.HandleReader = (*unsentFile)(nil)
+	_ bfs.Node         = (*unsentFile)(nil)
+	_ bfs.NodeOpener   = (*unsentFile)(nil)
+	_ bfs.HandleReader = (*unsentFile)(nil)
 )
 
 // unsentDir is .peerfs/unsent or a folder below it: dir is its path
@@ -69,7 +69,7 @@ func (d *unsentDir) key(name string) string {
 	return path.Join(controlUnsent, d.dir, name)
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (d *unsentDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := d.fsys
 	a.Valid = 0
@@ -106,8 +106,8 @@ func (d *unsentDir) children() map[string]*UnsentFile {
 	return out
 }
 
-// Lookup implements fusefs.NodeStringLookuper.
-func (d *unsentDir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
+// Lookup implements bfs.NodeStringLookuper.
+func (d *unsentDir) Lookup(ctx context.Context, name string) (bfs.Node, error) {
 	c, ok := d.children()[name]
 	switch {
 	case !ok:
@@ -118,7 +118,7 @@ func (d *unsentDir) Lookup(ctx context.Context, name string) (fusefs.Node, error
 	return &unsentFile{fsys: d.fsys, ctl: d.ctl, name: c.Name}, d.fsys.done("lookup", ControlDir, d.key(name), nil)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller.
 func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	var out []fuse.Dirent
@@ -133,7 +133,7 @@ func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	return out, f.done("readdir", ControlDir, d.key(""), nil)
 }
 
-// Remove implements fusefs.NodeRemover: rm of a copy drops it; folders
+// Remove implements bfs.NodeRemover: rm of a copy drops it; folders
 // go with their last copy.
 func (d *unsentDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	c, ok := d.children()[req.Name]
@@ -150,7 +150,7 @@ func (d *unsentDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	return d.fsys.done("remove", ControlDir, d.key(req.Name), d.ctl.DropUnsent(c.Name))
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (u *unsentFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := u.fsys
 	a.Valid = 0
@@ -168,9 +168,9 @@ func (u *unsentFile) Attr(ctx context.Context, a *fuse.Attr) error {
 	return f.done("getattr", ControlDir, path.Join(controlUnsent, u.name), syscall.ENOENT)
 }
 
-// Open implements fusefs.NodeOpener: for reading only; the node is its
+// Open implements bfs.NodeOpener: for reading only; the node is its
 // own handle.
-func (u *unsentFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+func (u *unsentFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (bfs.Handle, error) {
 	if !req.Flags.IsReadOnly() {
 		return nil, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), syscall.EACCES)
 	}
@@ -178,7 +178,7 @@ func (u *unsentFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse
 	return u, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), nil)
 }
 
-// Read implements fusefs.HandleReader.
+// Read implements bfs.HandleReader.
 func (u *unsentFile) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	buf := make([]byte, req.Size)
 	n, err := u.ctl.ReadUnsent(u.name, buf, req.Offset)
