@@ -155,24 +155,3 @@ func TestPeerStateXattr(t *testing.T) {
 		t.Fatalf("listxattr of a folder inside = %q %v", lr.Xattr, err)
 	}
 }
-
-// opName names operations as the metrics do, directories apart.
-func TestOpName(t *testing.T) {
-	for _, tt := range []struct {
-		req  fuse.Request
-		want string
-	}{
-		{&fuse.LookupRequest{}, "lookup"},
-		{&fuse.ReadRequest{}, "read"},
-		{&fuse.ReadRequest{Dir: true}, "readdir"},
-		{&fuse.OpenRequest{Dir: true}, "opendir"},
-		{&fuse.ReleaseRequest{Dir: true}, "releasedir"},
-		{&fuse.FsyncRequest{}, "fsync"},
-		{&fuse.BatchForgetRequest{}, "batchforget"},
-		{&fuse.UnrecognizedRequest{}, "unrecognized"},
-	} {
-		if got := opName(tt.req); got != tt.want {
-			t.Errorf("opName(%T) = %q, want %q", tt.req, got, tt.want)
-		}
-	}
-}

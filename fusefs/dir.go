@@ -53,7 +53,6 @@ type dir struct {
 // the entry timeout answers without a Store call.
 func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (bfs.Node, error) {
 	f := d.fsys
-	f.learn(req.Hdr().Node, d.node)
 	k := d.key()
 	path := child(k.path, req.Name)
 	if err := checkNames(req.Name); err != nil {
@@ -152,7 +151,6 @@ func (d *dir) releaseQuietly(fh uint64, path string) {
 // Remove implements bfs.NodeRemover: unlink or rmdir by req.Dir.
 func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	f := d.fsys
-	f.learn(req.Hdr().Node, d.node)
 	path := child(d.key().path, req.Name)
 	op := "unlink"
 	if req.Dir {
@@ -240,6 +238,5 @@ func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (bfs.Node, erro
 // Fsync implements bfs.NodeFsyncer: fsync of a directory runs the
 // Store's SYNC round.
 func (d *dir) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
-	d.fsys.learn(req.Hdr().Node, d.node)
 	return d.fsys.done("fsyncdir", d.peer, d.key().path, d.fsys.store.Sync(uninterruptible(ctx)))
 }

@@ -62,7 +62,6 @@ func writable(flags int) bool {
 // on every open, so a reader sees what the Store has now.
 func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (bfs.Handle, error) {
 	f := fl.fsys
-	f.learn(req.Hdr().Node, fl.node)
 	path := fl.key().path
 	flags := openFlags(req.Flags)
 	if writable(flags) && f.readOnly {
@@ -107,7 +106,6 @@ func (fl *file) changed() {
 // every open handle of the file is synced (usually there is one).
 func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	f := fl.fsys
-	f.learn(req.Hdr().Node, fl.node)
 	fl.mu.Lock()
 	fhs := make([]uint64, 0, len(fl.handles))
 	for h := range fl.handles {

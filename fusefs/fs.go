@@ -16,6 +16,7 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
 )
 
@@ -119,17 +120,16 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	server, err := newServer(conn, f, log, opts.Observe)
+	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno})
 	if err != nil {
 		Unmount(mountpoint)
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("fusefs: %w", err)
 	}
-	f.server = server
 	m := &Mounted{
 		mountpoint: mountpoint,
 		fsys:       f,
-		inval:      newInvalidator(f),
+		inval:      newInvalidator(f, server),
 		log:        log,
 		timeout:    opts.UnmountTimeout,
 		done:       make(chan struct{}),
@@ -319,26 +319,13 @@ type filesys struct {
 	uid, gid     uint32
 	root         *root
 	control      *controlDir // the .peerfs folder; nil unless the Store is a Controller
-	server       *server     // nil when nodes are driven directly (tests)
-
-	// serving is closed by the first request on the root: bazil's Serve
-	// sets up its node table (unlocked) before it reads any request, so
-	// only after one may Invalidate* be called.
-	serving     chan struct{}
-	servingOnce sync.Once
 
 	mu       sync.Mutex // protects the fields below
 	nodes    map[nodeKey]*node
 	inodes   map[nodeKey]uint64
 	nextIno  uint64
-	byID     map[fuse.NodeID]*node
 	listings map[nodeKey]listing // directory key -> recent List result
 	listGen  uint64              // bumped whenever a listing is dropped
-}
-
-// markServing records that Serve is answering requests.
-func (f *filesys) markServing() {
-	f.servingOnce.Do(func() { close(f.serving) })
 }
 
 // listing is a directory's List result, which answers Lookup for a while
@@ -361,9 +348,7 @@ func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
 		nodes:        map[nodeKey]*node{},
 		inodes:       map[nodeKey]uint64{},
 		nextIno:      1, // 1 is the root
-		byID:         map[fuse.NodeID]*node{},
 		listings:     map[nodeKey]listing{},
-		serving:      make(chan struct{}),
 	}
 	f.root = &root{fsys: f, mtime: time.Now()}
 	f.control = newControlDir(f)
@@ -376,26 +361,22 @@ func (f *filesys) Root() (bfs.Node, error) { return f.root, nil }
 // Destroy implements bfs.FSDestroyer.
 func (f *filesys) Destroy() { f.log.Debug().Str("op", "destroy").Msg("fuse op") }
 
-// Statfs implements bfs.FSStatfser. bazil routes statfs to the FS with
-// only the kernel's node id; a node id learnt from an earlier request
-// names the peer. The root, or a node not yet seen, reports the sum over
-// all peers.
+// Statfs implements bfs.FSStatfser: the sum over all peers, for the
+// root and the control folder (a peer's folder and what is in it answer
+// for their peer: node.Statfs). A peer that fails is left out.
 func (f *filesys) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
-	f.mu.Lock()
-	n := f.byID[req.Hdr().Node]
-	f.mu.Unlock()
-	var peers []string
-	if n != nil {
-		peers = []string{n.peer}
-	} else {
-		peers = f.store.Peers()
-	}
+	return f.statfs(ctx, f.store.Peers(), false, resp)
+}
+
+// statfs fills resp with the space of peers; strict makes a peer's
+// failure the error.
+func (f *filesys) statfs(ctx context.Context, peers []string, strict bool, resp *fuse.StatfsResponse) error {
 	var total, free, avail uint64
 	var err error
 	for _, p := range peers {
 		t, fr, av, perr := f.store.Statfs(ctx, p)
 		if perr != nil {
-			if n != nil {
+			if strict {
 				err = perr
 			}
 			f.log.Debug().Str("peer", p).Err(perr).Msg("statfs of one peer")
@@ -406,7 +387,7 @@ func (f *filesys) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fus
 	const bsize = 4096
 	resp.Bsize, resp.Frsize = bsize, bsize
 	resp.Blocks, resp.Bfree, resp.Bavail = total/bsize, free/bsize, avail/bsize
-	resp.Namelen = 255
+	resp.Namelen = maxNameLen
 	return f.done("statfs", strings.Join(peers, ","), "", err)
 }
 
@@ -417,12 +398,18 @@ func (f *filesys) done(op, peer, path string, err error) error {
 	if ev.Enabled() {
 		ev = ev.Str("op", op).Str("peer", peer).Str("path", path)
 		if err != nil {
-			ev = ev.AnErr("error", err).Stringer("errno", errno.(fuse.Errno))
+			ev = ev.AnErr("error", err).Stringer("errno", errno)
 		}
 		ev.Msg("fuse op")
 	}
+	if err == nil {
+		return nil
+	}
 	return errno
 }
+
+// errno maps an error for the request server (fuseserve.Options.Errno).
+func (f *filesys) errno(err error) fuse.Errno { return toErrno(&f.log, err) }
 
 // getListing returns the entry name of directory d from a listing younger
 // than the entry timeout.

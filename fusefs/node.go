@@ -11,16 +11,19 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
 // Lock order: filesys.mu before node.mu. Neither is held across a Store
 // call, so open files and directories never serialize each other.
 
 var (
-	_ bfs.Node          = (*node)(nil)
-	_ bfs.NodeGetattrer = (*node)(nil)
-	_ bfs.NodeSetattrer = (*node)(nil)
-	_ bfs.NodeForgetter = (*node)(nil)
+	_ bfs.Node               = (*node)(nil)
+	_ bfs.NodeGetattrer      = (*node)(nil)
+	_ bfs.NodeSetattrer      = (*node)(nil)
+	_ bfs.NodeForgetter      = (*node)(nil)
+	_ fuseserve.NodeReviver  = (*node)(nil)
+	_ fuseserve.NodeStatfser = (*node)(nil)
 )
 
 // nodeKey names an entry: a path inside a peer's export ("" is its root).
@@ -66,7 +69,6 @@ type node struct {
 	removed bool       // unlinked through this mount
 	primed  fs.FileInfo
 	last    fs.FileInfo
-	nodeID  fuse.NodeID          // the kernel's id, learnt from requests; 0 if unknown
 	handles map[*handle]struct{} // open handles of a file
 }
 
@@ -98,10 +100,9 @@ func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	return n.fsys.done("attr", n.peer, path, err)
 }
 
-// Getattr implements bfs.NodeGetattrer; unlike Attr it carries the
-// request, from which the node learns its kernel id (see filesys.Statfs).
+// Getattr implements bfs.NodeGetattrer: Attr, logged as a stat
+// rather than as the attributes a lookup returns.
 func (n *node) Getattr(ctx context.Context, req *fuse.GetattrRequest, resp *fuse.GetattrResponse) error {
-	n.fsys.learn(req.Hdr().Node, n)
 	path, err := n.attr(ctx, &resp.Attr)
 	return n.fsys.done("getattr", n.peer, path, err)
 }
@@ -140,7 +141,6 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 // Setattr implements bfs.NodeSetattrer: size -> Truncate, mode ->
 // Chmod, mtime -> Chtimes. Ownership cannot change; atime is not kept.
 func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
-	n.fsys.learn(req.Hdr().Node, n)
 	k := n.key()
 	err := n.setattr(ctx, k.path, req)
 	return n.fsys.done("setattr", n.peer, k.path, err)
@@ -192,6 +192,11 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 // so the node table may let go of it.
 func (n *node) Forget() {
 	n.fsys.forget(n)
+}
+
+// Statfs implements fuseserve.NodeStatfser: the space of the node's peer.
+func (n *node) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
+	return n.fsys.statfs(ctx, []string{n.peer}, true, resp)
 }
 
 // fillAttr converts a Store entry to FUSE attributes.
@@ -271,18 +276,12 @@ func (f *filesys) forget(n *node) {
 	if f.nodes[k] == n {
 		delete(f.nodes, k)
 	}
-	n.mu.Lock()
-	id := n.nodeID
-	n.mu.Unlock()
-	if id != 0 && f.byID[id] == n {
-		delete(f.byID, id)
-	}
 }
 
-// revive puts n back in the table of live nodes when the kernel forgot
-// it while a lookup was returning it (server.saveLookup, under the
-// server's lock, as forget), unless a newer node took its key meanwhile.
-func (n *node) revive() {
+// Revive implements fuseserve.NodeReviver: it puts n back in the table
+// of live nodes when the kernel forgot it while a lookup was returning
+// it, unless a newer node took its key meanwhile.
+func (n *node) Revive() {
 	f := n.fsys
 	k := n.key()
 	f.mu.Lock()
@@ -290,20 +289,6 @@ func (n *node) revive() {
 		f.nodes[k] = n
 	}
 	f.mu.Unlock()
-}
-
-// learn records the kernel's id for n; bazil does not expose it, but
-// Statfs only gets the id.
-func (f *filesys) learn(id fuse.NodeID, n *node) {
-	if id == 0 {
-		return
-	}
-	f.mu.Lock()
-	f.byID[id] = n
-	f.mu.Unlock()
-	n.mu.Lock()
-	n.nodeID = id
-	n.mu.Unlock()
 }
 
 // removed updates the tables after (peer, path) was unlinked through the

@@ -37,7 +37,6 @@ type root struct {
 
 // Attr implements bfs.Node.
 func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
-	r.fsys.markServing()
 	a.Valid = r.fsys.attrTimeout
 	a.Inode = 1
 	a.Mode = os.ModeDir | 0o555
@@ -50,7 +49,6 @@ func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
 
 // Lookup implements bfs.NodeRequestLookuper: a connected peer's folder.
 func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (bfs.Node, error) {
-	r.fsys.markServing()
 	f := r.fsys
 	if err := checkNames(req.Name); err != nil {
 		return nil, f.done("lookup", req.Name, "", err)
@@ -72,7 +70,6 @@ func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.L
 
 // ReadDirAll implements bfs.HandleReadDirAller.
 func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
-	r.fsys.markServing()
 	f := r.fsys
 	peers := f.store.Peers()
 	ents := make([]fuse.Dirent, 0, len(peers))
