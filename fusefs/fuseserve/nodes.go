@@ -19,11 +19,12 @@ const (
 const rootID fuse.NodeID = 1
 
 // NodeReviver is a node that forgets itself when the kernel forgets it
-// (bfs.NodeForgetter) and must be told when a lookup makes it known again:
+// (bfs.NodeForgetter) and must be told when the kernel knows it again:
 // the kernel may forget a node after a Lookup found it and before the
 // server gave it a NodeID (a FORGET answered while the lookup waited).
-// Revive is called with the node table locked, as Forget is, so that the
-// two never cross; neither may call back into the server.
+// Revive is called whenever the node gets a NodeID (the first time too),
+// with the node table locked, as Forget is, so that the two never cross;
+// neither may call back into the server.
 type NodeReviver interface {
 	Revive()
 }
