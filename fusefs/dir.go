@@ -44,7 +44,8 @@ func checkNames(names ...string) error {
 }
 
 // dir is a directory inside a peer's export (path "" is the peer folder).
-// It is its own handle: bazil calls ReadDirAll on it after opendir.
+// It is its own handle: the request server calls ReadDirAll on it after
+// opendir.
 type dir struct {
 	*node
 }
@@ -58,7 +59,7 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 	if err := checkNames(req.Name); err != nil {
 		return nil, f.done("lookup", d.peer, path, err)
 	}
-	info, found, listed := f.getListing(k, req.Name)
+	info, found, listed := f.names.getListing(k, req.Name)
 	if listed && !found {
 		return nil, f.done("lookup", d.peer, path, syscall.ENOENT)
 	}
@@ -77,12 +78,12 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	k := d.key()
-	gen := f.listGeneration()
+	gen := f.names.listGeneration()
 	infos, err := f.store.List(ctx, d.peer, k.path)
 	if err != nil {
 		return nil, f.done("readdir", d.peer, k.path, err)
 	}
-	f.putListing(k, gen, infos)
+	f.names.putListing(k, gen, infos)
 	ents := make([]fuse.Dirent, 0, len(infos))
 	for _, info := range infos {
 		typ := fuse.DT_File
@@ -90,7 +91,7 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 			typ = fuse.DT_Dir
 		}
 		name := info.Name()
-		ents = append(ents, fuse.Dirent{Inode: f.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
 	}
 	return ents, f.done("readdir", d.peer, k.path, nil)
 }
@@ -110,7 +111,7 @@ func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (bfs.Node, erro
 	if err != nil {
 		return nil, f.done("mkdir", d.peer, path, err)
 	}
-	f.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
+	f.names.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
 	return f.nodeFor(d.peer, path, info), f.done("mkdir", d.peer, path, nil)
 }
 
@@ -130,7 +131,7 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, f.done("create", d.peer, path, err)
 	}
-	f.dropListing(nodeKey{d.peer, path})
+	f.names.dropListing(nodeKey{d.peer, path})
 	n := f.nodeFor(d.peer, path, info)
 	fl, ok := n.(*file)
 	if !ok {
@@ -169,7 +170,7 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		err = f.store.Remove(ctx, d.peer, path)
 	}
 	if err == nil {
-		f.removed(nodeKey{d.peer, path})
+		f.names.removed(nodeKey{d.peer, path})
 	}
 	return f.done(op, d.peer, path, err)
 }
@@ -194,7 +195,7 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir bfs.No
 			err = syscall.EXDEV
 		default:
 			if err = f.store.Rename(ctx, from.peer, from.path, to.path); err == nil {
-				f.renamed(from, to)
+				f.names.renamed(from, to)
 			}
 		}
 	case *root:

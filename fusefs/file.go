@@ -98,12 +98,13 @@ func (fl *file) newHandle(fh uint64, flags int, created bool) *handle {
 // changed notes that the file's content changed through the mount.
 func (fl *file) changed() {
 	fl.unprime()
-	fl.fsys.dropListing(fl.key())
+	fl.fsys.names.dropListing(fl.key())
 }
 
-// Fsync implements bfs.NodeFsyncer. bazil delivers fsync to the node,
-// not the handle, and does not expose which handle the kernel named, so
-// every open handle of the file is synced (usually there is one).
+// Fsync implements bfs.NodeFsyncer. The request server delivers fsync to
+// the node, as bazil's interfaces have it, not to the handle the kernel
+// named, so every open handle of the file is synced (usually there is
+// one).
 func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	f := fl.fsys
 	fl.mu.Lock()

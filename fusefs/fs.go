@@ -1,10 +1,8 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +13,8 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	bfs "bazil.org/fuse/fs"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
-)
-
-var (
-	_ bfs.FS          = (*filesys)(nil)
-	_ bfs.FSStatfser  = (*filesys)(nil)
-	_ bfs.FSDestroyer = (*filesys)(nil)
 )
 
 // Options configure a mount. The zero value is usable.
@@ -35,7 +26,8 @@ type Options struct {
 	// (default 1s).
 	EntryTimeout time.Duration
 	// Logger receives the package's logs, with component=fusefs added.
-	// FUSE operations log at debug level, bazil's own tracing at trace.
+	// FUSE operations log at debug level, every request and answer at
+	// trace (the request server's).
 	Logger zerolog.Logger
 	// FSName is the source shown in /proc/mounts (default "peerfs").
 	FSName string
@@ -307,177 +299,4 @@ func Unmount(mountpoint string) error {
 	return fmt.Errorf("fusefs: unmount %s: %w", mountpoint, errors.Join(err,
 		fmt.Errorf("umount2 MNT_DETACH: %w", lazyErr),
 		fmt.Errorf("fusermount3 -u -z: %w: %s", zErr, strings.TrimSpace(string(out)))))
-}
-
-// filesys is the bazil FS: configuration plus the node table.
-type filesys struct {
-	store        Store
-	log          zerolog.Logger
-	attrTimeout  time.Duration
-	entryTimeout time.Duration
-	readOnly     bool
-	uid, gid     uint32
-	root         *root
-	control      *controlDir // the .peerfs folder; nil unless the Store is a Controller
-
-	mu       sync.Mutex // protects the fields below
-	nodes    map[nodeKey]*node
-	inodes   map[nodeKey]uint64
-	nextIno  uint64
-	listings map[nodeKey]listing // directory key -> recent List result
-	listGen  uint64              // bumped whenever a listing is dropped
-}
-
-// listing is a directory's List result, which answers Lookup for a while
-// so that ls -l does not Stat every entry.
-type listing struct {
-	at      time.Time
-	entries map[string]fs.FileInfo
-}
-
-func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
-	opts.setDefaults()
-	f := &filesys{
-		store:        store,
-		log:          log,
-		attrTimeout:  opts.AttrTimeout,
-		entryTimeout: opts.EntryTimeout,
-		readOnly:     opts.ReadOnly,
-		uid:          uint32(os.Getuid()),
-		gid:          uint32(os.Getgid()),
-		nodes:        map[nodeKey]*node{},
-		inodes:       map[nodeKey]uint64{},
-		nextIno:      1, // 1 is the root
-		listings:     map[nodeKey]listing{},
-	}
-	f.root = &root{fsys: f, mtime: time.Now()}
-	f.control = newControlDir(f)
-	return f
-}
-
-// Root implements bfs.FS.
-func (f *filesys) Root() (bfs.Node, error) { return f.root, nil }
-
-// Destroy implements bfs.FSDestroyer.
-func (f *filesys) Destroy() { f.log.Debug().Str("op", "destroy").Msg("fuse op") }
-
-// Statfs implements bfs.FSStatfser: the sum over all peers, for the
-// root and the control folder (a peer's folder and what is in it answer
-// for their peer: node.Statfs). A peer that fails is left out.
-func (f *filesys) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
-	return f.statfs(ctx, f.store.Peers(), false, resp)
-}
-
-// statfs fills resp with the space of peers; strict makes a peer's
-// failure the error.
-func (f *filesys) statfs(ctx context.Context, peers []string, strict bool, resp *fuse.StatfsResponse) error {
-	var total, free, avail uint64
-	var err error
-	for _, p := range peers {
-		t, fr, av, perr := f.store.Statfs(ctx, p)
-		if perr != nil {
-			if strict {
-				err = perr
-			}
-			f.log.Debug().Str("peer", p).Err(perr).Msg("statfs of one peer")
-			continue
-		}
-		total, free, avail = total+t, free+fr, avail+av
-	}
-	const bsize = 4096
-	resp.Bsize, resp.Frsize = bsize, bsize
-	resp.Blocks, resp.Bfree, resp.Bavail = total/bsize, free/bsize, avail/bsize
-	resp.Namelen = maxNameLen
-	return f.done("statfs", strings.Join(peers, ","), "", err)
-}
-
-// done logs a finished operation at debug level and maps its error.
-func (f *filesys) done(op, peer, path string, err error) error {
-	errno := toErrno(&f.log, err)
-	ev := f.log.Debug()
-	if ev.Enabled() {
-		ev = ev.Str("op", op).Str("peer", peer).Str("path", path)
-		if err != nil {
-			ev = ev.AnErr("error", err).Stringer("errno", errno)
-		}
-		ev.Msg("fuse op")
-	}
-	if err == nil {
-		return nil
-	}
-	return errno
-}
-
-// errno maps an error for the request server (fuseserve.Options.Errno).
-func (f *filesys) errno(err error) fuse.Errno { return toErrno(&f.log, err) }
-
-// getListing returns the entry name of directory d from a listing younger
-// than the entry timeout.
-func (f *filesys) getListing(d nodeKey, name string) (fs.FileInfo, bool, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.listings[d]
-	if !ok {
-		return nil, false, false
-	}
-	if time.Since(l.at) > f.entryTimeout {
-		delete(f.listings, d)
-		return nil, false, false
-	}
-	info, found := l.entries[name]
-	return info, found, true
-}
-
-// listGeneration returns a token for putListing.
-func (f *filesys) listGeneration() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.listGen
-}
-
-// putListing stores a List result unless a listing was dropped since gen
-// was taken: the result may predate that change.
-func (f *filesys) putListing(d nodeKey, gen uint64, infos []fs.FileInfo) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if gen != f.listGen {
-		return
-	}
-	now := time.Now()
-	if len(f.listings) >= 256 {
-		for k, l := range f.listings {
-			if now.Sub(l.at) > f.entryTimeout {
-				delete(f.listings, k)
-			}
-		}
-	}
-	entries := make(map[string]fs.FileInfo, len(infos))
-	for _, info := range infos {
-		entries[info.Name()] = info
-	}
-	f.listings[d] = listing{at: now, entries: entries}
-}
-
-// dropListing forgets the listing that holds k (its parent's), after k
-// changed through the mount.
-func (f *filesys) dropListing(k nodeKey) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.dropListingLocked(k)
-}
-
-func (f *filesys) dropListingLocked(k nodeKey) {
-	f.listGen++
-	p, _ := k.parent()
-	delete(f.listings, p)
-	delete(f.listings, k)
-}
-
-func (f *filesys) dropPeerListingsLocked(peer string) {
-	f.listGen++
-	for k := range f.listings {
-		if k.peer == peer || peer == "" {
-			delete(f.listings, k)
-		}
-	}
 }

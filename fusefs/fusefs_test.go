@@ -226,11 +226,11 @@ func TestLookupUsesListing(t *testing.T) {
 	}
 
 	// The listing expires with the entry timeout.
-	f.mu.Lock()
-	l := f.listings[nodeKey{"alice", ""}]
+	f.names.mu.Lock()
+	l := f.names.listings[nodeKey{"alice", ""}]
 	l.at = l.at.Add(-time.Hour)
-	f.listings[nodeKey{"alice", ""}] = l
-	f.mu.Unlock()
+	f.names.listings[nodeKey{"alice", ""}] = l
+	f.names.mu.Unlock()
 	stats = store.stats.Load()
 	mustLookup(t, alice, "a.txt")
 	if got := store.stats.Load() - stats; got != 1 {
@@ -261,7 +261,7 @@ func TestCreateWriteReadFlush(t *testing.T) {
 	if err := hd.Flush(ctx, &fuse.FlushRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	// Setattr size goes to Truncate; bazil then calls Attr, which is primed.
+	// Setattr size goes to Truncate; the server then calls Attr, which is primed.
 	fl := n.(*file)
 	if err := fl.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize | fuse.SetattrHandle, Size: 5}, &fuse.SetattrResponse{}); err != nil {
 		t.Fatal(err)
@@ -416,9 +416,9 @@ func TestReviveAfterForget(t *testing.T) {
 		t.Fatal("the second lookup made a new node; the test needs the same one")
 	}
 	inTable := func() *node {
-		f.mu.Lock()
-		defer f.mu.Unlock()
-		return f.nodes[first.key()]
+		f.names.mu.Lock()
+		defer f.names.mu.Unlock()
+		return f.names.nodes[first.key()]
 	}
 	first.Forget()
 	if inTable() != nil {

@@ -97,8 +97,8 @@ func (inv *invalidator) run() {
 	}
 }
 
-// apply invalidates what one event covers. Invalidations are computed
-// under filesys.mu and sent without it.
+// apply invalidates what one event covers. The name table finds what to
+// invalidate under its lock; the invalidations are sent without it.
 func (inv *invalidator) apply(ev watchEvent) {
 	f := inv.fsys
 	f.log.Debug().Str("op", "watch").Str("peer", ev.peer).Str("path", ev.dir).Msg("invalidate")
@@ -108,61 +108,14 @@ func (inv *invalidator) apply(ev watchEvent) {
 		names := append(slices.Clone(inv.peers), now...)
 		inv.peers = now
 		inv.mu.Unlock()
-		f.mu.Lock()
-		for _, p := range names {
-			if !slices.Contains(now, p) {
-				f.dropPeerListingsLocked(p)
-			}
-		}
-		f.mu.Unlock()
+		f.names.dropPeersGone(names, now)
 		slices.Sort(names)
 		for _, name := range slices.Compact(names) {
 			inv.entry(f.root, name)
 		}
 		return
 	}
-
-	type entry struct {
-		parent bfs.Node
-		name   string
-	}
-	var (
-		entries []entry
-		data    []bfs.Node
-		attrs   []bfs.Node
-	)
-	scope := nodeKey{ev.peer, ev.dir}
-	f.mu.Lock()
-	if ev.dir == "" {
-		f.dropPeerListingsLocked(ev.peer)
-	} else {
-		f.listGen++
-		delete(f.listings, scope)
-	}
-	for k, n := range f.nodes {
-		if k.path == "" {
-			if k.peer == ev.peer {
-				attrs = append(attrs, n.self)
-			}
-			continue
-		}
-		p, name := k.parent()
-		if ev.dir == "" && !k.under(scope) || ev.dir != "" && p != scope {
-			if ev.dir != "" && k == scope {
-				attrs = append(attrs, n.self)
-			}
-			continue
-		}
-		if pn, ok := f.nodes[p]; ok {
-			entries = append(entries, entry{pn.self, name})
-		}
-		if n.isDir {
-			attrs = append(attrs, n.self)
-		} else {
-			data = append(data, n.self)
-		}
-	}
-	f.mu.Unlock()
+	entries, data, attrs := f.names.stale(ev.peer, ev.dir)
 	for _, e := range entries {
 		inv.entry(e.parent, e.name)
 	}

@@ -74,10 +74,10 @@ func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	peers := f.store.Peers()
 	ents := make([]fuse.Dirent, 0, len(peers))
 	for _, p := range peers {
-		ents = append(ents, fuse.Dirent{Inode: f.inode(p, ""), Type: fuse.DT_Dir, Name: p})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(p, ""), Type: fuse.DT_Dir, Name: p})
 	}
 	if f.control != nil {
-		ents = append(ents, fuse.Dirent{Inode: f.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: ControlDir})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: ControlDir})
 	}
 	return ents, f.done("readdir", "", "", nil)
 }

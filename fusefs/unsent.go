@@ -43,10 +43,6 @@ var (
 	_ bfs.NodeStringLookuper = (*unsentDir)(nil)
 	_ bfs.HandleReadDirAller = (*unsentDir)(nil)
 	_ bfs.NodeRemover        = (*unsentDir)(nil)
-
-	_ bfs.Node         = (*unsentFile)(nil)
-	_ bfs.NodeOpener   = (*unsentFile)(nil)
-	_ bfs.HandleReader = (*unsentFile)(nil)
 )
 
 // unsentDir is .peerfs/unsent or a folder below it: dir is its path
@@ -58,13 +54,6 @@ type unsentDir struct {
 	dir  string
 }
 
-// unsentFile is one copy set aside, name being "<peer>/<path>".
-type unsentFile struct {
-	fsys *filesys
-	ctl  UnsentController
-	name string
-}
-
 func (d *unsentDir) key(name string) string {
 	return path.Join(controlUnsent, d.dir, name)
 }
@@ -73,7 +62,7 @@ func (d *unsentDir) key(name string) string {
 func (d *unsentDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := d.fsys
 	a.Valid = 0
-	a.Inode = f.inode(ControlDir, d.key(""))
+	a.Inode = f.names.inode(ControlDir, d.key(""))
 	a.Mode = os.ModeDir | 0o755
 	a.Nlink = 2
 	a.Mtime, a.Atime, a.Ctime = f.root.mtime, f.root.mtime, f.root.mtime
@@ -127,7 +116,7 @@ func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		if c == nil {
 			t = fuse.DT_Dir
 		}
-		out = append(out, fuse.Dirent{Inode: f.inode(ControlDir, d.key(name)), Type: t, Name: name})
+		out = append(out, fuse.Dirent{Inode: f.names.inode(ControlDir, d.key(name)), Type: t, Name: name})
 	}
 	slices.SortFunc(out, func(a, b fuse.Dirent) int { return strings.Compare(a.Name, b.Name) })
 	return out, f.done("readdir", ControlDir, d.key(""), nil)
@@ -148,43 +137,4 @@ func (d *unsentDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return d.fsys.done("rmdir", ControlDir, d.key(req.Name), syscall.ENOTDIR)
 	}
 	return d.fsys.done("remove", ControlDir, d.key(req.Name), d.ctl.DropUnsent(c.Name))
-}
-
-// Attr implements bfs.Node.
-func (u *unsentFile) Attr(ctx context.Context, a *fuse.Attr) error {
-	f := u.fsys
-	a.Valid = 0
-	a.Inode = f.inode(ControlDir, path.Join(controlUnsent, u.name))
-	a.Mode = 0o444
-	a.Nlink = 1
-	a.Uid, a.Gid = f.uid, f.gid
-	for _, c := range u.ctl.UnsentFiles() {
-		if c.Name == u.name {
-			a.Size = uint64(c.Size)
-			a.Mtime, a.Atime, a.Ctime = c.Mtime, c.Mtime, c.Mtime
-			return nil
-		}
-	}
-	return f.done("getattr", ControlDir, path.Join(controlUnsent, u.name), syscall.ENOENT)
-}
-
-// Open implements bfs.NodeOpener: for reading only; the node is its
-// own handle.
-func (u *unsentFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (bfs.Handle, error) {
-	if !req.Flags.IsReadOnly() {
-		return nil, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), syscall.EACCES)
-	}
-	resp.Flags |= fuse.OpenDirectIO
-	return u, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), nil)
-}
-
-// Read implements bfs.HandleReader.
-func (u *unsentFile) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	buf := make([]byte, req.Size)
-	n, err := u.ctl.ReadUnsent(u.name, buf, req.Offset)
-	if err != nil {
-		return u.fsys.done("read", ControlDir, path.Join(controlUnsent, u.name), err)
-	}
-	resp.Data = buf[:n]
-	return nil
 }
