@@ -7,7 +7,6 @@ import (
 	"os"
 	"reflect"
 	"slices"
-	"syscall"
 	"testing"
 
 	"bazil.org/fuse"
@@ -387,83 +386,6 @@ func otherCases() []dispatchCase {
 	}
 }
 
-// The kernel may forget a node after a Lookup found it and before the
-// server gives it a NodeID (the hand-off timer let another goroutine
-// answer the FORGET). The node is told it is known again, under a new
-// NodeID: the forgotten one is never handed out again. (fusefs's
-// TestReviveAfterForget is the node's half.)
-func TestLookupAfterForgetRevives(t *testing.T) {
-	s, rec := newTestServer(t)
-	ctx := context.Background()
-	dir, _ := s.nodes.get(idDir)
-	var resp fuse.LookupResponse
-	// The Lookup found dir; meanwhile the kernel forgot it.
-	s.nodes.forget(idDir, 1)
-	if err := s.saveLookup(ctx, &resp, servedNode{node: nil, inode: 1}, "dir", dir.node); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"dir.Forget", "dir.Attr", "dir.Revive"}; !slices.Equal(rec.calls, want) {
-		t.Errorf("calls %q, want %q", rec.calls, want)
-	}
-	if resp.Node == idDir || resp.Node != idNext {
-		t.Errorf("NodeID %d after the forget, want a new one (%d)", resp.Node, idNext)
-	}
-	// A lookup of a node the kernel still knows revives nothing.
-	rec.calls = nil
-	if err := s.saveLookup(ctx, &resp, servedNode{inode: 1}, "dir", dir.node); err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"dir.Attr"}; !slices.Equal(rec.calls, want) {
-		t.Errorf("calls %q, want %q", rec.calls, want)
-	}
-	knows(idNext, 2)(t, s)
-}
-
-// Quick requests are answered on the goroutine that read them; the
-// others, which usually wait on a peer, get one of their own.
-func TestQuick(t *testing.T) {
-	s, _ := newTestServer(t)
-	// A handle whose flush uploads.
-	uploads := s.handles.add(&fakeHandle{name: "w", quick: false})
-	for _, tc := range []struct {
-		req   fuse.Request
-		quick bool
-	}{
-		{&fuse.LookupRequest{}, true},
-		{&fuse.GetattrRequest{}, true},
-		{&fuse.OpenRequest{}, true},
-		{&fuse.ReadRequest{}, true},
-		{&fuse.WriteRequest{}, true},
-		{&fuse.ReleaseRequest{}, true},
-		{&fuse.ForgetRequest{}, true},
-		{&fuse.AccessRequest{}, true},
-		{&fuse.GetxattrRequest{}, true},
-		{&fuse.InterruptRequest{}, true},
-		{&fuse.PollRequest{}, true},
-		{&fuse.FlushRequest{Handle: hFile}, true}, // QuickFlush says so
-		{&fuse.FlushRequest{Handle: uploads}, false},
-		{&fuse.FlushRequest{Handle: hDir}, false}, // no HandleQuickFlusher
-		{&fuse.FlushRequest{Handle: 99}, false},
-		{&fuse.CreateRequest{}, false},
-		{&fuse.MkdirRequest{}, false},
-		{&fuse.SymlinkRequest{}, false},
-		{&fuse.MknodRequest{}, false},
-		{&fuse.LinkRequest{}, false},
-		{&fuse.RemoveRequest{}, false},
-		{&fuse.RenameRequest{}, false},
-		{&fuse.SetattrRequest{}, false},
-		{&fuse.FsyncRequest{}, false},
-		{&fuse.StatfsRequest{}, false},
-		{&fuse.SetxattrRequest{}, false},
-		{&fuse.RemovexattrRequest{}, false},
-		{&fuse.DestroyRequest{}, false},
-	} {
-		if got := s.quick(tc.req); got != tc.quick {
-			t.Errorf("quick(%T %v) = %v, want %v", tc.req, tc.req, got, tc.quick)
-		}
-	}
-}
-
 // opName names operations as the metrics do, directories apart.
 func TestOpName(t *testing.T) {
 	for _, tt := range []struct {
@@ -482,23 +404,5 @@ func TestOpName(t *testing.T) {
 		if got := opName(tt.req); got != tt.want {
 			t.Errorf("opName(%T) = %q, want %q", tt.req, got, tt.want)
 		}
-	}
-}
-
-func TestErrnoName(t *testing.T) {
-	for e, want := range map[fuse.Errno]string{
-		fuse.Errno(syscall.ENOENT):    "ENOENT",
-		fuse.Errno(syscall.ENODATA):   "ENODATA",
-		fuse.Errno(syscall.ENOTEMPTY): "ENOTEMPTY",
-	} {
-		if got := errnoName(e); got != want {
-			t.Errorf("errnoName(%d) = %q, want %q", e, got, want)
-		}
-	}
-}
-
-func TestNewNeedsErrno(t *testing.T) {
-	if _, err := New(nil, &fakeFS{rec: &recorder{}, root: &bareNode{}}, Options{}); err == nil {
-		t.Error("New without Options.Errno succeeded")
 	}
 }
