@@ -71,7 +71,6 @@ func (o *Options) setDefaults() {
 // cannot share the name of the function.)
 type Mounted struct {
 	mountpoint string
-	fsys       *filesys
 	inval      *invalidator
 	log        zerolog.Logger
 	timeout    time.Duration
@@ -80,7 +79,7 @@ type Mounted struct {
 	serveErr   error         // written before done is closed
 
 	closeOnce sync.Once
-	closeErr  error
+	closeErr  error // written inside closeOnce, read after it
 }
 
 // Mount mounts store at mountpoint and serves it in a goroutine until
@@ -120,7 +119,6 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 	}
 	m := &Mounted{
 		mountpoint: mountpoint,
-		fsys:       f,
 		inval:      newInvalidator(f, server),
 		log:        log,
 		timeout:    opts.UnmountTimeout,
