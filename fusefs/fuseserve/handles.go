@@ -13,6 +13,9 @@ import (
 type servedHandle struct {
 	handle bfs.Handle
 
+	// mu is held across ReadDirAll, which may wait on the network: only
+	// the READs of the same open directory wait on it, and the kernel
+	// sends those one at a time.
 	mu      sync.Mutex // protects dirents
 	dirents []byte     // a directory's entries, encoded at offset 0
 }
