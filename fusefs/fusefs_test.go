@@ -12,7 +12,8 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 )
@@ -49,7 +50,7 @@ func writeFile(t *testing.T, path, data string) {
 	}
 }
 
-func lookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) (fusefs.Node, error) {
+func lookup(t *testing.T, parent bfs.NodeRequestLookuper, name string) (bfs.Node, error) {
 	t.Helper()
 	resp := &fuse.LookupResponse{}
 	n, err := parent.Lookup(context.Background(), &fuse.LookupRequest{Name: name}, resp)
@@ -59,7 +60,7 @@ func lookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) (fusef
 	return n, err
 }
 
-func mustLookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) fusefs.Node {
+func mustLookup(t *testing.T, parent bfs.NodeRequestLookuper, name string) bfs.Node {
 	t.Helper()
 	n, err := lookup(t, parent, name)
 	if err != nil {
@@ -68,7 +69,7 @@ func mustLookup(t *testing.T, parent fusefs.NodeRequestLookuper, name string) fu
 	return n
 }
 
-func attr(t *testing.T, n fusefs.Node) fuse.Attr {
+func attr(t *testing.T, n bfs.Node) fuse.Attr {
 	t.Helper()
 	var a fuse.Attr
 	if err := n.Attr(context.Background(), &a); err != nil {
@@ -88,9 +89,9 @@ func TestToErrno(t *testing.T) {
 	log := zerolog.Nop()
 	for _, tc := range []struct {
 		err  error
-		want error
+		want fuse.Errno
 	}{
-		{nil, nil},
+		{nil, 0},
 		{context.Canceled, fuse.Errno(syscall.EINTR)},
 		{fmt.Errorf("get: %w", context.Canceled), fuse.Errno(syscall.EINTR)},
 		{syscall.ENOSPC, fuse.Errno(syscall.ENOSPC)},
@@ -103,10 +104,32 @@ func TestToErrno(t *testing.T) {
 		{os.ErrDeadlineExceeded, fuse.Errno(syscall.EIO)},
 		{context.DeadlineExceeded, fuse.Errno(syscall.EIO)},
 		{errors.New("something odd"), fuse.Errno(syscall.EIO)},
+		// The request server's own answers.
+		{fuseserve.ErrStale, fuse.Errno(syscall.ESTALE)},
+		{fuseserve.ErrNotImplemented, fuse.Errno(syscall.ENOSYS)},
+		{fuseserve.ErrNotInFlight, fuse.Errno(syscall.EAGAIN)},
+		{fuseserve.ErrXattrTooLarge, fuse.Errno(syscall.ERANGE)},
+		{fmt.Errorf("%w: boom", fuseserve.ErrPanic), fuse.Errno(syscall.EIO)},
+		{&fuseserve.UnsupportedError{Op: "create"}, fuse.Errno(syscall.EPERM)},
+		{&fuseserve.UnsupportedError{Op: "mkdir"}, fuse.Errno(syscall.EPERM)},
+		{&fuseserve.UnsupportedError{Op: "getxattr"}, fuse.Errno(syscall.ENOTSUP)},
+		{&fuseserve.UnsupportedError{Op: "listxattr"}, fuse.Errno(syscall.ENOTSUP)},
+		{&fuseserve.UnsupportedError{Op: "setxattr"}, fuse.Errno(syscall.ENOTSUP)},
+		{&fuseserve.UnsupportedError{Op: "removexattr"}, fuse.Errno(syscall.ENOTSUP)},
+		{&fuseserve.UnsupportedError{Op: "symlink"}, fuse.Errno(syscall.EIO)},
+		{&fuseserve.UnsupportedError{Op: "remove"}, fuse.Errno(syscall.EIO)},
+		{&fuseserve.UnsupportedError{Op: "read"}, fuse.Errno(syscall.EIO)},
 	} {
 		if got := toErrno(&log, tc.err); got != tc.want {
 			t.Errorf("toErrno(%v) = %#v, want %#v", tc.err, got, tc.want)
 		}
+	}
+	f, _ := newTestFS(t)
+	if err := f.done("op", "peer", "path", nil); err != nil {
+		t.Errorf("done(nil) = %#v, want nil", err)
+	}
+	if err := f.done("op", "peer", "path", fs.ErrNotExist); err != fuse.Errno(syscall.ENOENT) {
+		t.Errorf("done(fs.ErrNotExist) = %#v, want ENOENT", err)
 	}
 }
 
@@ -203,11 +226,11 @@ func TestLookupUsesListing(t *testing.T) {
 	}
 
 	// The listing expires with the entry timeout.
-	f.mu.Lock()
-	l := f.listings[nodeKey{"alice", ""}]
+	f.names.mu.Lock()
+	l := f.names.listings[nodeKey{"alice", ""}]
 	l.at = l.at.Add(-time.Hour)
-	f.listings[nodeKey{"alice", ""}] = l
-	f.mu.Unlock()
+	f.names.listings[nodeKey{"alice", ""}] = l
+	f.names.mu.Unlock()
 	stats = store.stats.Load()
 	mustLookup(t, alice, "a.txt")
 	if got := store.stats.Load() - stats; got != 1 {
@@ -238,7 +261,7 @@ func TestCreateWriteReadFlush(t *testing.T) {
 	if err := hd.Flush(ctx, &fuse.FlushRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	// Setattr size goes to Truncate; bazil then calls Attr, which is primed.
+	// Setattr size goes to Truncate; the server then calls Attr, which is primed.
 	fl := n.(*file)
 	if err := fl.Setattr(ctx, &fuse.SetattrRequest{Valid: fuse.SetattrSize | fuse.SetattrHandle, Size: 5}, &fuse.SetattrResponse{}); err != nil {
 		t.Fatal(err)
@@ -352,16 +375,14 @@ func TestRemoveAndMkdir(t *testing.T) {
 	}
 }
 
+// A peer's folder, and what is in it, reports that peer's space; the
+// root (the FS) the sum over all peers.
 func TestStatfs(t *testing.T) {
 	f, _ := newTestFS(t)
 	ctx := context.Background()
 	alice := mustLookup(t, f.root, "alice").(*dir)
-	// Getattr teaches the filesystem alice's kernel node id.
-	if err := alice.Getattr(ctx, &fuse.GetattrRequest{Header: fuse.Header{Node: 7}}, &fuse.GetattrResponse{}); err != nil {
-		t.Fatal(err)
-	}
 	one := &fuse.StatfsResponse{}
-	if err := f.Statfs(ctx, &fuse.StatfsRequest{Header: fuse.Header{Node: 7}}, one); err != nil {
+	if err := alice.Statfs(ctx, &fuse.StatfsRequest{}, one); err != nil {
 		t.Fatal(err)
 	}
 	all := &fuse.StatfsResponse{}
@@ -371,63 +392,52 @@ func TestStatfs(t *testing.T) {
 	if one.Blocks == 0 || all.Blocks != 2*one.Blocks {
 		t.Errorf("statfs: alice %d blocks, root %d (both peers share a disk)", one.Blocks, all.Blocks)
 	}
-	alice.Forget()
-	f.mu.Lock()
-	_, known := f.byID[7]
-	f.mu.Unlock()
-	if known {
-		t.Error("forgotten node still known by id")
+	if one.Namelen != maxNameLen {
+		t.Errorf("statfs: name length %d, want %d", one.Namelen, maxNameLen)
 	}
 }
 
 // A FORGET answered (by the goroutine the hand-off timer started) between
 // a Lookup finding a node and the server giving it a NodeID must not
-// leave the node out of the table that invalidations look in: the
-// kernel knows it again.
-func TestLookupRacingForgetRevivesNode(t *testing.T) {
+// leave the node out of the table that invalidations look in: the kernel
+// knows it again. This is the node's half: Forget takes it out of the
+// table, Revive puts it back unless a newer node took its name. The
+// server's half (it calls Revive then, and hands out a new NodeID) is
+// fuseserve's TestLookupAfterForgetRevives.
+func TestReviveAfterForget(t *testing.T) {
 	f, store := newTestFS(t)
 	writeFile(t, filepath.Join(store.base, "alice", "f.txt"), "data")
-	s, err := newServer(nil, f, testLogger(t), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	rootSN := s.nodes[1]
 	alice := mustLookup(t, f.root, "alice").(*dir)
-	var resp fuse.LookupResponse
-	if err := s.saveLookup(ctx, &resp, rootSN, "alice", alice); err != nil {
-		t.Fatal(err)
-	}
 	first := mustLookup(t, alice, "f.txt").(*file)
-	if err := s.saveLookup(ctx, &resp, s.nodes[resp.Node], "f.txt", first); err != nil {
-		t.Fatal(err)
-	}
-	aliceSN := s.nodes[s.ids[alice]]
-
 	// A slow Lookup finds the node; meanwhile the kernel's FORGET of it
-	// is answered; then the Lookup's node is registered.
+	// is answered; then the server registers the Lookup's node again.
 	found := mustLookup(t, alice, "f.txt").(*file)
 	if found != first {
 		t.Fatal("the second lookup made a new node; the test needs the same one")
 	}
-	s.forget(resp.Node, 1)
-	f.mu.Lock()
-	_, known := f.nodes[first.key()]
-	f.mu.Unlock()
-	if known {
-		t.Fatal("FORGET left the node in the table; the test tests nothing")
+	inTable := func() *node {
+		f.names.mu.Lock()
+		defer f.names.mu.Unlock()
+		return f.names.nodes[first.key()]
 	}
-	var resp2 fuse.LookupResponse
-	if err := s.saveLookup(ctx, &resp2, aliceSN, "f.txt", found); err != nil {
-		t.Fatal(err)
+	first.Forget()
+	if inTable() != nil {
+		t.Fatal("Forget left the node in the table; the test tests nothing")
 	}
-	if resp2.Node == resp.Node {
-		t.Errorf("the forgotten NodeID %d was handed out again", resp.Node)
+	found.Revive()
+	if got := inTable(); got != first.node {
+		t.Errorf("after Revive, the table holds %p for f.txt, want the node the kernel now knows (%p)", got, first.node)
 	}
-	f.mu.Lock()
-	got := f.nodes[first.key()]
-	f.mu.Unlock()
-	if got != first.node {
-		t.Errorf("after the lookup, the table holds %p for f.txt, want the node the kernel now knows (%p)", got, first.node)
+
+	// Forgotten again, and a lookup made a newer node of that name: a
+	// late Revive of the old one leaves the newer in place.
+	first.Forget()
+	newer := mustLookup(t, alice, "f.txt").(*file)
+	if newer == first {
+		t.Fatal("lookup after Forget returned the forgotten node")
+	}
+	first.Revive()
+	if got := inTable(); got != newer.node {
+		t.Errorf("after a late Revive, the table holds %p, want the newer node %p", got, newer.node)
 	}
 }
