@@ -3,9 +3,9 @@ package remote
 import (
 	"bytes"
 	"crypto/rand"
-	mrand "math/rand/v2"
 	"errors"
 	"io/fs"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"syscall"
