@@ -59,7 +59,7 @@ func TestServerNamespaceOps(t *testing.T) {
 		{"SETATTR b.txt size=10", "SETATTR OK f 0600 10 "}, // a want ending in a space is a prefix
 		{"SETATTR private size=1", `SETATTR FAIL isdir cannot set the size of directory "private"`},
 		{"SETATTR nope mode=0644", `SETATTR FAIL notfound no such file or directory "nope"`},
-		{"SETATTR b.txt colour=red", `SETATTR FAIL invalid unknown attribute "colour" (want size, mode or mtime)`},
+		{"SETATTR b.txt colour=red", `SETATTR FAIL invalid unknown attribute "colour" (want size, mode, mtime, atime, uid or gid)`},
 		{"STAT gone", `STAT FAIL notfound no such file or directory "gone"`},
 		{"STATFS x", `STATFS FAIL invalid usage: STATFS`},
 	} {

@@ -10,6 +10,9 @@ const (
 	MaxName = 4096
 	// MaxComponent is the longest single path element, in bytes.
 	MaxComponent = 255
+	// MaxTarget is the longest decoded symbolic link target, in bytes
+	// (Linux PATH_MAX less its NUL).
+	MaxTarget = 4095
 	// MaxSize is the largest file size or byte count a message may carry.
 	MaxSize = 1 << 50
 	// MaxPeerName is the longest peer name.
