@@ -409,9 +409,9 @@ func TestSetuidFromClients(t *testing.T) {
 			for name, want := range map[string]os.FileMode{
 				"chmod": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
 				"dir":   kept(0o775 | os.ModeDir | os.ModeSetgid | os.ModeSticky),
-				// Special bits are set with a chmod, which the umask (022)
-				// does not trim; without them, mkdir's mode is trimmed.
-				"new":      map[bool]os.FileMode{false: 0o755 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
+				// The mode arrives exactly, the umask (022) does not trim
+				// it; setgid only where allowed.
+				"new":      map[bool]os.FileMode{false: 0o777 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
 				"newsuid":  kept(0o755 | os.ModeDir | os.ModeSetuid),
 				"tmp":      0o777 | os.ModeDir | os.ModeSticky,
 				"put":      kept(0o755 | os.ModeSetuid | os.ModeSetgid),

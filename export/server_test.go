@@ -42,6 +42,15 @@ func TestServerWithoutOpenat2(t *testing.T) {
 		"PutConditional":      TestServerPutConditional,
 		"SetattrUnreadable":   TestServerSetattrUnreadable,
 		"ReadsSeeEveryChange": TestServerReadsSeeEveryChange,
+		"PosixNoFollow":       TestServerPosixNoFollow,
+		"PosixList":           TestServerPosixList,
+		"PosixDelete":         TestServerPosixDelete,
+		"Symlink":             TestServerSymlink,
+		"HardLink":            TestServerHardLink,
+		"Mknod":               TestServerMknod,
+		"SetattrTimes":        TestServerSetattrTimes,
+		"SetattrOwners":       TestServerSetattrOwners,
+		"MkdirExactMode":      TestServerMkdirExactMode,
 	} {
 		t.Run(name, test)
 	}
@@ -88,7 +97,7 @@ func TestServerTranscript(t *testing.T) {
 		"LIST OK 2\n" +
 		fmt.Sprintf("f 0644 12 %d hello.txt\n", mt.UnixNano()) +
 		fmt.Sprintf("f 0644 5 %d new.txt\n", newMt) +
-		"GARBAGE FAIL unsupported unknown verb \"GARBAGE\" (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)\n" +
+		"GARBAGE FAIL unsupported unknown verb \"GARBAGE\" (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT)\n" +
 		"GET FAIL invalid usage: GET <name> [[<offset>] <length>]\n" +
 		"PUT FAIL invalid size \"-1\" is not a non-negative integer\n" +
 		"GET FAIL notfound no such file \"nope.txt\"\n" +
