@@ -290,7 +290,7 @@ func (c *Conn) PeerID() string {
 // Posix reports whether the connection is in whole-filesystem mode: it
 // asked (ClientOptions.Posix) and the peer serves it. Owners and Devices
 // say what more the peer allows there.
-func (c *Conn) Posix() bool { return c.has(peerproto.FeaturePosix) }
+func (c *Conn) Posix() bool { return c.opts.Posix && c.has(peerproto.FeaturePosix) }
 
 // Owners reports whether the peer stores owners as they are (SETATTR
 // uid= and gid=), as its FEATURES answer on this connection said.
