@@ -221,6 +221,9 @@ func (c *conn) malformed(line []byte, err error) error {
 	if errors.As(err, &pe) {
 		text = pe.Msg
 	}
+	if errors.Is(err, peerproto.ErrPathTooLong) {
+		code = peerproto.CodeNameTooLong // a name over MaxName
+	}
 	if !served(verb) {
 		code = peerproto.CodeUnsupported
 		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT)", verb)

@@ -51,7 +51,7 @@ func TestServerJailEscapes(t *testing.T) {
 		{"PUT " + jail.TempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"GET sub/" + jail.TempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"RENAME hello.txt " + jail.TempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
-		{"GET " + strings.Repeat("a", 256), `GET FAIL nametoolong name too long (limit 4096 bytes, 255 per element)`},
+		{"GET " + strings.Repeat("a", 256), `GET FAIL nametoolong name too long (limit 16384 bytes, 255 per element)`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", shortLine([]byte(tc.req)), got, tc.want)
