@@ -37,19 +37,26 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 			return unix.Stat_t{}, "", err
 		}
 	}
-	dst, err := unix.Openat(t.dfd, t.base, unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	// O_PATH first, then the very file reopened: whatever took the name
+	// meanwhile (a device, say) is never opened for writing.
+	pfd, err := unix.Openat(t.dfd, t.base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: p, Err: err}
 	}
-	defer unix.Close(dst)
-	defer c.s.files.invalidate(p)
-	st, err := jail.Fstat(dst, p)
+	defer unix.Close(pfd)
+	st, err := jail.Fstat(pfd, p)
 	if err != nil {
 		return st, "", err
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != t.st.Ino || st.Dev != t.st.Dev {
 		return st, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was replaced meanwhile", m.Name)
 	}
+	dst, err := unix.Open(fdPath(pfd, ""), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return st, "", &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(dst)
+	defer c.s.files.invalidate(p)
 	if err := unix.Ftruncate(dst, 0); err != nil {
 		return st, "", &fs.PathError{Op: "truncate", Path: p, Err: err}
 	}
