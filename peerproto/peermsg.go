@@ -241,8 +241,9 @@ const FeatureFsyncFiles = "fsync-files"
 
 // FeatureAttrs is the FeaturesOK word of attribute words: once a client
 // sent "FEATURES attrs", the peer's STAT OK, SETATTR OK, PUT DONE and LIST
-// entry lines on that connection end in "<key>=<value>" words (today
-// "ver=<token>": Entry.Ver). Receivers ignore keys they do not know.
+// entry lines on that connection end in "<key>=<value>" words
+// ("ver=<token>": Entry.Ver; with FeaturePosix, those of Attr too).
+// Receivers ignore keys they do not know.
 const FeatureAttrs = "attrs"
 
 // FeaturePosix is the FeaturesOK word of whole-filesystem mode: once a
