@@ -5,11 +5,15 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -273,5 +277,46 @@ func TestPendingForADepartedPeerSetAside(t *testing.T) {
 	}
 	if n, _ := s.PendingInfo(); n != 0 {
 		t.Errorf("%d files pending", n)
+	}
+}
+
+// TestParkedCopyWrittenAfterSurvivesReboot: a copy set aside while its
+// writer still holds it open keeps what the writer writes afterwards, and
+// all of it survives a reboot: the writer's close, which reports the copy
+// set aside, leaves it as durable as the close that set it aside did.
+func TestParkedCopyWrittenAfterSurvivesReboot(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "first ", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("close after the directory was removed: %v, want it set aside", err)
+	}
+	// The program goes on writing through its descriptor, and closes it.
+	s.write(t, fh, "second", 6)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("the next close: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	s.close()
+
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(boot, []byte("another-boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = newStoreOn(t, cache.Options{Dir: dir, Logger: zerolog.Nop(), BootIDFile: boot}, nil)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/d/f" {
+		t.Fatalf("after a reboot: unsent copies %q, want bob/d/f", got)
+	}
+	if got := readUnsent(t, s, "bob/d/f"); got != "first second" {
+		t.Errorf("after a reboot the unsent copy holds %q, want %q", got, "first second")
 	}
 }
