@@ -320,3 +320,31 @@ func TestParkedCopyWrittenAfterSurvivesReboot(t *testing.T) {
 		t.Errorf("after a reboot the unsent copy holds %q, want %q", got, "first second")
 	}
 }
+
+// TestPendingFromAnotherClusterWithoutThatPeer: a copy pending for bob
+// of one cluster, in a mount restarted into a cluster that has no bob,
+// is set aside at once: it can never go anywhere here, and must not
+// fail every fsync of the new cluster while it waits for a bob.
+func TestPendingFromAnotherClusterWithoutThatPeer(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	dir := t.TempDir()
+	s := newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-a" })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	writePending(t, s, bob, "notes.txt", "for cluster a")
+
+	alice := startPeer(t, t.TempDir())
+	s = newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-b" })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "alice", Addr: alice.addr}})
+	if err := s.FlushAll(testCtx(t)); err != nil {
+		t.Errorf("a turn in a cluster without bob: %v", err)
+	}
+	if n, _ := s.PendingInfo(); n != 0 {
+		t.Errorf("%d files pending", n)
+	}
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/notes.txt" {
+		t.Fatalf("unsent copies %q, want bob/notes.txt", got)
+	}
+	if got := readUnsent(t, s, "bob/notes.txt"); got != "for cluster a" {
+		t.Errorf("unsent copy holds %q", got)
+	}
+}
