@@ -198,6 +198,10 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	if err != nil {
 		return err
 	}
+	if s.unsentOpen(as) {
+		ch.Release()
+		return fmt.Errorf("remote: retry %q: a program still has it open for writing (what it writes goes to this copy); retry once it has closed it: %w", as, fs.ErrExist)
+	}
 	m := ch.Meta()
 	origin := m.Origin
 	p, err := s.peer(origin.Peer)
@@ -242,6 +246,26 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	s.mu.Unlock()
 	s.log.Info().Str("unsent", as).Str("remote_peer", origin.Peer).Str("path", origin.Path).Msg("retrying an unsent copy")
 	return s.upload(ctx, f, true)
+}
+
+// unsentOpen reports whether the unsent copy as is still open through a
+// handle of the writer whose upload set it aside. Such a handle opens
+// nothing new (its state left Store.files), so the answer stays true until
+// it is released.
+func (s *Store) unsentOpen(as string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handles {
+		if f := h.state; f != nil {
+			f.mu.Lock()
+			open := f.parked != nil && f.parked.As == as
+			f.mu.Unlock()
+			if open {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // UnsentFiles implements fusefs.UnsentController.

@@ -348,3 +348,46 @@ func TestPendingFromAnotherClusterWithoutThatPeer(t *testing.T) {
 		t.Errorf("unsent copy holds %q", got)
 	}
 }
+
+// TestRetryUnsentWhileItsWriterHasItOpen: a copy set aside whose writer
+// still has it open is not retried under it: the writer's later writes,
+// which its closes report as kept among the unsent copies, would go to no
+// copy anyone could see or send until the mount restarted. Once the
+// writer closes it, the retry stores all it wrote.
+func TestRetryUnsentWhileItsWriterHasItOpen(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "first ", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("close after the directory was removed: %v, want it set aside", err)
+	}
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetryUnsent(testCtx(t), "bob/d/f"); err == nil {
+		t.Error("retried a copy its writer still has open")
+	}
+	s.write(t, fh, "second", 6)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("the next close: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/d/f" {
+		t.Fatalf("after the writer closed it: unsent copies %q, want bob/d/f", got)
+	}
+	if err := s.RetryUnsent(testCtx(t), "bob/d/f"); err != nil {
+		t.Fatalf("retry once closed: %v", err)
+	}
+	if got := bob.content(t, "d/f"); got != "first second" {
+		t.Errorf("stored %q, want %q", got, "first second")
+	}
+	s.noLeftovers(t)
+}
