@@ -106,7 +106,14 @@ type testPeer struct {
 // startPeer serves dir on a new loopback port until the test ends.
 func startPeer(t *testing.T, dir string) *testPeer {
 	t.Helper()
-	srv, err := export.NewServer(export.Options{Export: dir, Logger: zerolog.Nop()})
+	return startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop()})
+}
+
+// startPeerWith is startPeer with the server's options given.
+func startPeerWith(t *testing.T, opts export.Options) *testPeer {
+	t.Helper()
+	dir := opts.Export
+	srv, err := export.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

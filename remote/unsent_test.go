@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -390,4 +391,37 @@ func TestRetryUnsentWhileItsWriterHasItOpen(t *testing.T) {
 		t.Errorf("stored %q, want %q", got, "first second")
 	}
 	s.noLeftovers(t)
+}
+
+// TestRefusedChmodDoesNotSetAsideLaterWrites: a chmod the peer refuses for
+// good, sent alone (the file had no writes yet), has nothing to keep: it
+// must not mark the file as set aside, or what its writer writes next
+// would be neither sent, nor kept among the unsent copies, nor pending.
+func TestRefusedChmodDoesNotSetAsideLaterWrites(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bob := startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop(), ReadOnly: true})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	fh := s.open(t, "bob", "f", os.O_RDWR, 0)
+	if _, err := s.Chmod(testCtx(t), "bob", "f", 0o600); err != nil {
+		t.Fatalf("chmod of the open file: %v", err)
+	}
+	if err := s.Fsync(testCtx(t), fh); err == nil {
+		t.Fatal("fsync of a chmod a read-only export refuses: no error")
+	}
+	s.write(t, fh, "new content", 0)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Errorf("close after writing to a read-only export: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/f" {
+		n, _ := s.PendingInfo()
+		t.Fatalf("unsent copies %q (%d pending), want bob/f", got, n)
+	}
+	if got := readUnsent(t, s, "bob/f"); got != "new content" {
+		t.Errorf("unsent copy holds %q", got)
+	}
 }
