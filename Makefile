@@ -10,6 +10,7 @@
 #   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and export/, -count 6, through benchstat
 #   make bench-scale  the tracker with N = 10..10,000 simulated peers, single and on etcd (~10 min;
 #                     BENCH_SCALE_FLAGS="-n 10,100 -backends single" for less; root lists a real mount too)
+#   make posix-check  POSIX conformance (bench/posixcheck) of a local dir, a peer folder, bindfs, sshfs (root)
 #
 # bench/run.sh's header lists its knobs (BENCH_TARGETS, BENCH_RUNS, BENCH_OUT, FSBENCH_*, ...);
 # they pass through make's environment, e.g. `BENCH_RUNS=3 make bench`.
@@ -22,10 +23,10 @@ BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./export/
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: help build install test demo bench bench-quick benchstat bench-scale
+.PHONY: help build install test demo bench bench-quick benchstat bench-scale posix-check
 
 help:
-	@sed -n '3,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	$(GO) build -o bin/peerfs ./cmd/peerfs
@@ -36,8 +37,9 @@ install:
 	install -D -m 755 bin/peerfs $(DESTDIR)$(PREFIX)/bin/peerfs
 	@echo "installed $(DESTDIR)$(PREFIX)/bin/peerfs"
 
+# The command README.md's Quick start gives (scripts/test-command reads it).
 test:
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@cmd=$$(scripts/test-command) && echo "$$cmd" && eval "$$cmd"
 
 demo:
 	./mount.sh --demo
@@ -51,6 +53,10 @@ bench-quick:
 # Tables on stdout, progress on stderr; bench/scale/main.go's flags (-n, -backends, -delay, ...).
 bench-scale:
 	$(GO) run ./bench/scale $(BENCH_SCALE_FLAGS)
+
+# Failures per group and target on stdout; each target's failing cases in bench/results/posix-<time>/.
+posix-check:
+	@bench/posix.sh
 
 # Raw `go test -bench` output goes to bench/results/gobench-<time>.txt (compare two such
 # files with `go run golang.org/x/perf/cmd/benchstat@... old.txt new.txt`). The second table

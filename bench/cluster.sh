@@ -11,7 +11,8 @@
 # Needs root (FUSE), fusermount3, perl. BIN (default bin/peerfs, built if missing or
 # CLUSTER_BUILD=1) is the binary; PEERFS_SECRET is made up if unset, as run.sh does.
 # Logs go to DIR/logs/{tracker,alice,bob}.log. CLUSTER_NO_METRICS=1 leaves out --metrics-listen
-# (binaries older than 3237eed do not know it).
+# (binaries older than 3237eed do not know it). CLUSTER_MOUNT_ARGS (words) are added to both
+# `peerfs mount` commands (e.g. "--allow-setuid").
 CL_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CL_ROOT=$(cd "$CL_HERE/.." && pwd)
 BIN=${BIN:-$CL_ROOT/bin/peerfs}
@@ -54,9 +55,10 @@ cluster_start() { # DIR
     mport=$(cl_free_port) || return 1
     local mflag=(--metrics-listen "127.0.0.1:$mport")
     [ -n "${CLUSTER_NO_METRICS:-}" ] && mflag=()
+    # shellcheck disable=SC2086 # CLUSTER_MOUNT_ARGS is words
     "$BIN" mount --name "$name" --export "$d/$name/export" --tracker "$TRACKER" \
       --listen 127.0.0.1:0 --cache-dir "$d/$name/cache" --log-format console \
-      "${mflag[@]}" "$d/$name/mnt" >>"$d/logs/$name.log" 2>&1 &
+      "${mflag[@]}" ${CLUSTER_MOUNT_ARGS:-} "$d/$name/mnt" >>"$d/logs/$name.log" 2>&1 &
     pid=$!; CL_PIDS+=("$pid"); CL_MOUNTS+=("$d/$name/mnt")
     if [ $name = alice ]; then ALICE_PID=$pid; ALICE_METRICS=127.0.0.1:$mport
     else BOB_PID=$pid; BOB_METRICS=127.0.0.1:$mport; fi

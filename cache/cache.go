@@ -12,10 +12,8 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -231,133 +229,6 @@ func (e *entry) meta() Meta {
 // size and version; size < 0 or version "" skips that check.
 func (e *entry) matches(size int64, version string) bool {
 	return (size < 0 || e.size == size) && (version == "" || e.version == version)
-}
-
-// Open opens the cache in opts.Dir, creating it if needed, and loads the
-// entries persisted there. It discards temporary files and entries whose
-// data file is missing or, for clean entries, has the wrong size; dirty
-// entries are kept with whatever their data file holds. Only one Cache may
-// have a directory open at a time, across processes.
-func Open(opts Options) (*Cache, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("cache: open: no directory")
-	}
-	if opts.MaxBytes < 0 {
-		return nil, fmt.Errorf("cache: open: negative MaxBytes %d", opts.MaxBytes)
-	}
-	if opts.MaxBytes == 0 {
-		opts.MaxBytes = DefaultMaxBytes
-	}
-	if opts.BootIDFile == "" {
-		opts.BootIDFile = DefaultBootIDFile
-	}
-	c := &Cache{
-		entriesDir: filepath.Join(opts.Dir, "entries"),
-		tmpDir:     filepath.Join(opts.Dir, "tmp"),
-		max:        opts.MaxBytes,
-		log:        opts.Logger.With().Str("component", "cache").Logger(),
-		entries:    map[Key]*entry{},
-		under:      map[Key]int{},
-		lru:        list.New(),
-		boot:       bootID(opts.BootIDFile),
-	}
-	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("cache: open: %w", err)
-		}
-	}
-	lf, err := os.OpenFile(filepath.Join(opts.Dir, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("cache: open: %w", err)
-	}
-	if err := syscall.Flock(int(lf.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		lf.Close()
-		return nil, fmt.Errorf("cache: open: %s is in use: %w", opts.Dir, err)
-	}
-	c.lockFile = lf
-	if err := c.clearTmp(); err != nil {
-		lf.Close()
-		return nil, err
-	}
-	ls, err := c.load()
-	if err != nil {
-		lf.Close()
-		return nil, err
-	}
-	for _, l := range ls {
-		e := &entry{
-			id:        l.id,
-			key:       l.key,
-			size:      l.size,
-			version:   l.rec.version(),
-			mode:      l.rec.Mode,
-			dirty:     l.rec.Dirty,
-			persisted: true,
-			durable:   l.rec.Boot == "",
-			metaLen:   l.metaLen,
-		}
-		if e.dirty {
-			e.dirtySince = time.Unix(0, l.rec.DirtySince)
-			e.base, e.sent = l.rec.base(), l.rec.Sent
-			e.parked, e.origin = l.rec.Parked, l.origin
-		}
-		c.insertLocked(e)
-	}
-	c.mu.Lock()
-	victims := c.evictLocked()
-	c.mu.Unlock()
-	c.discard(victims...)
-	c.removals = make(chan *entry, 4096)
-	c.bg.Add(1)
-	go c.removeLoop()
-	st := c.Stats()
-	c.log.Info().Str("dir", opts.Dir).Int("entries", st.Entries).Int64("bytes", st.Bytes).
-		Int("dirty", st.DirtyFiles).Int64("dirty_bytes", st.DirtyBytes).Msg("cache opened")
-	return c, nil
-}
-
-// clearTmp deletes everything in the temp directory: leftovers of a crash.
-func (c *Cache) clearTmp() error {
-	des, err := os.ReadDir(c.tmpDir)
-	if err != nil {
-		return fmt.Errorf("cache: open: %w", err)
-	}
-	for _, de := range des {
-		if err := os.RemoveAll(filepath.Join(c.tmpDir, de.Name())); err != nil {
-			return fmt.Errorf("cache: open: %w", err)
-		}
-	}
-	return nil
-}
-
-// Close closes the cache. Everything is already persisted; Close only
-// closes files and releases the directory. Handles still open become
-// unusable.
-func (c *Cache) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	c.closed = true
-	close(c.removals)
-	c.mu.Unlock()
-	// Not under c.mu: removeLoop takes entry locks, whose holders may
-	// be waiting for c.mu.
-	c.bg.Wait()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var errs []error
-	for _, e := range c.entries {
-		if e.file != nil {
-			errs = append(errs, e.file.Close())
-		}
-	}
-	errs = append(errs, c.lockFile.Close())
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("cache: close: %w", err)
-	}
-	return nil
 }
 
 // countUnderLocked adds delta to the number of entries under each

@@ -4,231 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"testing/iotest"
+	"time"
 )
-
-func TestAcquireWriteRead(t *testing.T) {
-	c := newCache(t, 0)
-	key := Key{"bob", "dir/a.txt"}
-	h, found, err := c.Acquire(key, -1, "", true)
-	if err != nil || found {
-		t.Fatalf("Acquire = %v, %v; want a new entry", found, err)
-	}
-	if m := h.Meta(); m.Dirty || m.Size != 0 {
-		t.Errorf("new entry meta = %+v; want clean and empty", m)
-	}
-	if _, err := h.WriteAt([]byte("hello world"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.WriteAt([]byte("HELLO"), 0); err != nil {
-		t.Fatal(err)
-	}
-	if got := contents(t, h); got != "HELLO world" {
-		t.Errorf("content = %q", got)
-	}
-	if err := h.Truncate(5); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	if m := h.Meta(); !m.Dirty || m.Size != 5 || m.Gen != 3 {
-		t.Errorf("meta = %+v; want dirty, size 5, gen 3", m)
-	}
-	release(t, h)
-
-	// A dirty copy is valid whatever the peer says.
-	h, found, err = c.Acquire(key, 1234, "99", false)
-	if err != nil || !found {
-		t.Fatalf("Acquire dirty = %v, %v", found, err)
-	}
-	if got := contents(t, h); got != "HELLO" {
-		t.Errorf("content after reacquire = %q", got)
-	}
-	release(t, h)
-
-	if err := h.Release(); !errors.Is(err, ErrClosed) {
-		t.Errorf("second Release = %v; want ErrClosed", err)
-	}
-	if _, err := h.ReadAt(make([]byte, 1), 0); !errors.Is(err, ErrClosed) {
-		t.Errorf("ReadAt after Release = %v; want ErrClosed", err)
-	}
-	if _, err := h.WriteAt([]byte("x"), 0); !errors.Is(err, ErrClosed) {
-		t.Errorf("WriteAt after Release = %v; want ErrClosed", err)
-	}
-	st := c.Stats()
-	if st.Entries != 1 || st.Bytes != 5 || st.DirtyFiles != 1 || st.DirtyBytes != 5 || st.Pinned != 0 {
-		t.Errorf("Stats = %+v", st)
-	}
-}
-
-func TestAcquireValidation(t *testing.T) {
-	const content, version = "abc", "v0123456789abcdef"
-	tests := []struct {
-		name    string
-		size    int64
-		version string
-		hit     bool
-	}{
-		{"exact", 3, version, true},
-		{"no validation", -1, "", true},
-		{"size only", 3, "", true},
-		{"version only", -1, version, true},
-		{"size differs", 4, version, false},
-		{"version differs", 3, version + "0", false},
-		{"both differ", 0, "v1", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newCache(t, 0)
-			key := Key{"bob", "a"}
-			fill(t, c, key, content, version)
-			h, found, err := c.Acquire(key, tt.size, tt.version, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if found != tt.hit || (h != nil) != tt.hit {
-				t.Fatalf("Acquire = %v, %v; want hit %v", h, found, tt.hit)
-			}
-			st := c.Stats()
-			if tt.hit {
-				if got := contents(t, h); got != content {
-					t.Errorf("content = %q", got)
-				}
-				release(t, h)
-				if st.Hits != 1 || st.Misses != 0 {
-					t.Errorf("Stats = %+v; want 1 hit", st)
-				}
-				return
-			}
-			// An unpinned stale copy is useless and dropped.
-			if st.Misses != 1 || st.Entries != 0 {
-				t.Errorf("Stats = %+v; want 1 miss, no entries", st)
-			}
-			// With create, a miss yields an empty entry.
-			h, found, err = c.Acquire(key, tt.size, tt.version, true)
-			if err != nil || found {
-				t.Fatalf("Acquire create = %v, %v", found, err)
-			}
-			if h.Size() != 0 {
-				t.Errorf("created entry size %d", h.Size())
-			}
-			release(t, h)
-		})
-	}
-}
-
-func TestAcquireCreateReplacesPinnedStale(t *testing.T) {
-	c := newCache(t, 0)
-	key := Key{"bob", "a"}
-	fill(t, c, key, "old", "1")
-	old, found, err := c.Acquire(key, 3, "1", false)
-	if err != nil || !found {
-		t.Fatal(found, err)
-	}
-	defer release(t, old)
-	h, found, err := c.Acquire(key, 5, "2", true)
-	if err != nil || found {
-		t.Fatal(found, err)
-	}
-	defer release(t, h)
-	// The old handle still reads its unlinked copy.
-	if got := contents(t, old); got != "old" || !old.Meta().Detached {
-		t.Errorf("old handle: %q, %+v", got, old.Meta())
-	}
-	if h.Size() != 0 || c.Stats().Entries != 1 {
-		t.Errorf("new entry size %d, stats %+v", h.Size(), c.Stats())
-	}
-}
-
-func TestFillIncomplete(t *testing.T) {
-	tests := []struct {
-		name string
-		r    io.Reader
-	}{
-		{"short", strings.NewReader("ab")},
-		{"empty", strings.NewReader("")},
-		{"error", io.MultiReader(strings.NewReader("ab"), iotest.ErrReader(errors.New("connection reset")))},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			c := openCache(t, dir, 0)
-			h, err := c.Fill(Key{"bob", "a"}, tt.r, 5, "1")
-			if err == nil {
-				h.Release()
-				t.Fatal("Fill succeeded")
-			}
-			if got := names(t, dir, "entries"); len(got) != 0 {
-				t.Errorf("entries left behind: %v", got)
-			}
-			if got := names(t, dir, "tmp"); len(got) != 0 {
-				t.Errorf("temp files left behind: %v", got)
-			}
-			if st := c.Stats(); st.Entries != 0 || st.Bytes != 0 {
-				t.Errorf("Stats = %+v", st)
-			}
-		})
-	}
-}
-
-func TestFillThenHit(t *testing.T) {
-	c := newCache(t, 0)
-	key := Key{"bob", "a"}
-	r := strings.NewReader("contentNEXT")
-	h, err := c.Fill(key, r, 7, "42")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := contents(t, h); got != "content" {
-		t.Errorf("filled content = %q", got)
-	}
-	if m := h.Meta(); m.Dirty || m.Size != 7 || m.Version != "42" {
-		t.Errorf("meta = %+v", m)
-	}
-	release(t, h)
-	// Fill reads no further than size: the rest belongs to the next message.
-	if rest, _ := io.ReadAll(r); string(rest) != "NEXT" {
-		t.Errorf("reader left %q; want NEXT", rest)
-	}
-	h, found, err := c.Acquire(key, 7, "42", false)
-	if err != nil || !found {
-		t.Fatal(found, err)
-	}
-	if got := contents(t, h); got != "content" {
-		t.Errorf("content = %q", got)
-	}
-	release(t, h)
-	if st := c.Stats(); st.Hits != 1 || st.Misses != 0 {
-		t.Errorf("Stats = %+v", st)
-	}
-
-	// A newer remote version replaces it.
-	fill(t, c, key, "v2", "43")
-	if got, _ := lookup(t, c, key); got != "v2" {
-		t.Errorf("after refill: %q", got)
-	}
-}
-
-func TestFillKeepsDirty(t *testing.T) {
-	c := newCache(t, 0)
-	key := Key{"bob", "a"}
-	write(t, c, key, "local")
-	h, err := c.Fill(key, strings.NewReader("remote!"), 7, "5")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release(t, h)
-	if got := contents(t, h); got != "local" || !h.Meta().Dirty {
-		t.Errorf("Fill over dirty gave %q, %+v; want the dirty copy", got, h.Meta())
-	}
-}
 
 func TestLRUEviction(t *testing.T) {
 	c := newCache(t, 10)
@@ -282,176 +66,6 @@ func TestLRUEviction(t *testing.T) {
 	}
 	if got, ok := lookup(t, c, d); !ok || got != "dddd" {
 		t.Errorf("dirty d = %q, %v", got, ok)
-	}
-}
-
-func TestMarkClean(t *testing.T) {
-	c := newCache(t, 0)
-	key := Key{"bob", "a"}
-	h, _, err := c.Acquire(key, -1, "", true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer release(t, h)
-	if _, err := h.WriteAt([]byte("one"), 0); err != nil {
-		t.Fatal(err)
-	}
-	gen := c.Generation(key)
-	// The upload runs; meanwhile the program writes again.
-	if _, err := h.WriteAt([]byte("two"), 3); err != nil {
-		t.Fatal(err)
-	}
-	if ok, err := c.MarkClean(key, gen, 3, "100"); ok || err != nil {
-		t.Fatalf("MarkClean with stale generation = %v, %v; want false", ok, err)
-	}
-	if !h.Meta().Dirty || !slices.Equal(c.Dirty(), []Key{key}) {
-		t.Fatalf("entry not dirty after stale MarkClean: %+v", h.Meta())
-	}
-	gen = h.Generation()
-	if _, err := c.MarkClean(key, gen, 5, "100"); err == nil {
-		t.Errorf("MarkClean with wrong size succeeded")
-	}
-	if ok, err := c.MarkClean(key, gen, 6, "100"); !ok || err != nil {
-		t.Fatalf("MarkClean = %v, %v", ok, err)
-	}
-	if m := h.Meta(); m.Dirty || m.Version != "100" || len(c.Dirty()) != 0 {
-		t.Errorf("after MarkClean: %+v, Dirty %v", m, c.Dirty())
-	}
-	if _, err := c.MarkClean(Key{"bob", "none"}, 0, 0, ""); !errors.Is(err, ErrNotCached) {
-		t.Errorf("MarkClean of missing key = %v; want ErrNotCached", err)
-	}
-	// Clean, it validates against the uploaded version.
-	h2, found, err := c.Acquire(key, 6, "100", false)
-	if err != nil || !found {
-		t.Fatal(found, err)
-	}
-	release(t, h2)
-	if st := c.Stats(); st.DirtyFiles != 0 || st.DirtyBytes != 0 {
-		t.Errorf("Stats = %+v", st)
-	}
-	// Handle.MarkClean works the same way.
-	h.WriteAt([]byte("!"), 6)
-	if ok, err := h.MarkClean(h.Generation(), 7, "101"); !ok || err != nil {
-		t.Errorf("Handle.MarkClean = %v, %v", ok, err)
-	}
-}
-
-func TestDirtyOrder(t *testing.T) {
-	c := newCache(t, 0)
-	keys := []Key{{"p", "z"}, {"p", "a"}, {"q", "m"}}
-	for i, k := range keys {
-		write(t, c, k, strings.Repeat("x", i+1))
-	}
-	if got := c.Dirty(); !slices.Equal(got, keys) {
-		t.Errorf("Dirty = %v; want %v", got, keys)
-	}
-	files, n, oldest := c.DirtyInfo()
-	m, _ := c.Meta(keys[0])
-	if files != 3 || n != 6 || !oldest.Equal(m.DirtySince) {
-		t.Errorf("DirtyInfo = %d, %d, %v; want 3, 6, %v", files, n, oldest, m.DirtySince)
-	}
-}
-
-func TestRename(t *testing.T) {
-	dir := t.TempDir()
-	c := openCache(t, dir, 0)
-	p := "bob"
-	write(t, c, Key{p, "f"}, "file")
-	fill(t, c, Key{p, "g"}, "old g", "1")
-	write(t, c, Key{p, "d/x"}, "dx")
-	fill(t, c, Key{p, "d/y/z"}, "dyz", "1")
-	write(t, c, Key{p, "dd"}, "not under d/")
-	write(t, c, Key{"alice", "d/x"}, "other peer")
-	write(t, c, Key{p, "e/x"}, "replaced by d/x")
-
-	// A pinned handle follows its entry.
-	hf, _, err := c.Acquire(Key{p, "f"}, -1, "", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Rename(Key{p, "f"}, Key{p, "g"}); err != nil {
-		t.Fatal(err)
-	}
-	if hf.Key() != (Key{p, "g"}) {
-		t.Errorf("handle key = %v", hf.Key())
-	}
-	release(t, hf)
-	if err := c.Rename(Key{p, "d"}, Key{p, "e"}); err != nil {
-		t.Fatal(err)
-	}
-	// Renaming an uncached file still drops a cached copy of the target.
-	fill(t, c, Key{p, "t"}, "stale", "1")
-	if err := c.Rename(Key{p, "uncached"}, Key{p, "t"}); err != nil {
-		t.Fatal(err)
-	}
-
-	want := map[Key]string{
-		{p, "g"}:         "file",
-		{p, "e/x"}:       "dx",
-		{p, "e/y/z"}:     "dyz",
-		{p, "dd"}:        "not under d/",
-		{"alice", "d/x"}: "other peer",
-	}
-	gone := []Key{{p, "f"}, {p, "d/x"}, {p, "d/y/z"}, {p, "t"}}
-	check := func(c *Cache) {
-		t.Helper()
-		for k, v := range want {
-			if got, ok := lookup(t, c, k); !ok || got != v {
-				t.Errorf("%v = %q, %v; want %q", k, got, ok, v)
-			}
-		}
-		for _, k := range gone {
-			if _, ok := c.Meta(k); ok {
-				t.Errorf("%v still cached", k)
-			}
-		}
-		if st := c.Stats(); st.Entries != len(want) || st.DirtyFiles != 4 {
-			t.Errorf("Stats = %+v", st)
-		}
-	}
-	check(c)
-	// Renames are persisted.
-	if err := c.Close(); err != nil {
-		t.Fatal(err)
-	}
-	check(openCache(t, dir, 0))
-	if got := len(names(t, dir, "entries")); got != 2*len(want) {
-		t.Errorf("%d files in entries; want %d", got, 2*len(want))
-	}
-}
-
-func TestRemove(t *testing.T) {
-	dir := t.TempDir()
-	c := openCache(t, dir, 0)
-	key := Key{"bob", "a"}
-	write(t, c, key, "data")
-	h, _, err := c.Acquire(key, -1, "", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Remove(key); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Remove(key); err != nil {
-		t.Errorf("second Remove = %v", err)
-	}
-	if _, ok := c.Meta(key); ok || len(c.Dirty()) != 0 {
-		t.Errorf("still cached after Remove")
-	}
-	// Like an unlinked file, it stays readable and writable through h,
-	// but nothing is persisted.
-	if _, err := h.WriteAt([]byte("DA"), 0); err != nil {
-		t.Error(err)
-	}
-	if got := contents(t, h); got != "DAta" || !h.Meta().Detached {
-		t.Errorf("removed entry: %q, %+v", got, h.Meta())
-	}
-	release(t, h)
-	if st := c.Stats(); st.Entries != 0 || st.Bytes != 0 || st.DirtyFiles != 0 || st.DirtyBytes != 0 {
-		t.Errorf("Stats = %+v", st)
-	}
-	if got := names(t, dir, "entries"); len(got) != 0 {
-		t.Errorf("files left: %v", got)
 	}
 }
 
@@ -594,5 +208,106 @@ func BenchmarkAcquireHit(b *testing.B) {
 		}
 		h.Release()
 		i++
+	}
+}
+
+func TestDirtySurvivesRestart(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		name := "close"
+		if crash {
+			name = "crash"
+		}
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			c := openCache(t, dir, 0)
+			dirty, clean := Key{"bob", "dirty.txt"}, Key{"bob", "clean.txt"}
+			fill(t, c, clean, "clean data", "77")
+			h, _, err := c.Acquire(dirty, -1, "", true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := h.SetMode(0o640); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := h.WriteAt([]byte("written, not uploaded"), 0); err != nil {
+				t.Fatal(err)
+			}
+			// A second write after the dirty flag is already on disk.
+			if _, err := h.WriteAt([]byte("!"), 21); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			if crash {
+				// What a crash now would leave, with the handle still open,
+				// plus debris from an interrupted Fill and a Remove.
+				dir = copyDir(t, dir)
+				for _, f := range []string{"tmp/fill-123", "entries/orphan.data"} {
+					if err := os.WriteFile(filepath.Join(dir, f), []byte("junk"), 0o600); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			release(t, h)
+			if !crash {
+				if err := c.Close(); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			c2 := openCache(t, dir, 0)
+			if got := c2.Dirty(); !slices.Equal(got, []Key{dirty}) {
+				t.Fatalf("Dirty after restart = %v", got)
+			}
+			h2, found, err := c2.Acquire(dirty, -1, "", false)
+			if err != nil || !found {
+				t.Fatal(found, err)
+			}
+			if got := contents(t, h2); got != "written, not uploaded!" {
+				t.Errorf("dirty content = %q", got)
+			}
+			if m := h2.Meta(); !m.Dirty || m.Mode != 0o640 || m.Size != 22 || m.DirtySince.IsZero() {
+				t.Errorf("dirty meta = %+v", m)
+			}
+			release(t, h2)
+			h3, found, err := c2.Acquire(clean, 10, "77", false)
+			if err != nil || !found {
+				t.Fatalf("clean copy lost: %v, %v", found, err)
+			}
+			release(t, h3)
+			if got := names(t, dir, "tmp"); len(got) != 0 {
+				t.Errorf("temp files survived Open: %v", got)
+			}
+			if got := names(t, dir, "entries"); len(got) != 4 {
+				t.Errorf("entries = %v; want 2 entries' files", got)
+			}
+		})
+	}
+}
+
+func TestOpenEvictsToBound(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	fill(t, c, Key{"p", "old"}, "aaaa", "1")
+	fill(t, c, Key{"p", "new"}, "bbbb", "1")
+	write(t, c, Key{"p", "dirty"}, "cccc")
+	// Metadata mtimes give the recency order after a restart.
+	old := filepath.Join(dir, "entries", c.entries[Key{"p", "old"}].id+metaSuffix)
+	earlier := mustStat(t, old).ModTime().Add(-time.Second)
+	if err := os.Chtimes(old, earlier, earlier); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c2 := openCache(t, dir, 8)
+	if _, ok := c2.Meta(Key{"p", "old"}); ok {
+		t.Error("least recent entry not evicted on Open")
+	}
+	for _, n := range []string{"new", "dirty"} {
+		if _, ok := c2.Meta(Key{"p", n}); !ok {
+			t.Errorf("%s evicted", n)
+		}
 	}
 }

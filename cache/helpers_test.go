@@ -1,12 +1,14 @@
 package cache
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -150,4 +152,69 @@ func names(t testing.TB, dir, sub string) []string {
 		out = append(out, de.Name())
 	}
 	return out
+}
+
+func mustStat(t *testing.T, name string) os.FileInfo {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi
+}
+
+// writeHeld writes data as the new content of p:path and returns the
+// Handle still pinning it.
+func writeHeld(t *testing.T, c *Cache, path, data string) *Handle {
+	t.Helper()
+	h, _, err := c.Acquire(Key{Peer: "p", Path: path}, -1, "", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.WriteAt([]byte(data), 0); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// metaFile returns the path of key's metadata file in c.
+func metaFile(t *testing.T, c *Cache, key Key) string {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.entries[key]
+	if e == nil {
+		t.Fatalf("%v has no entry", key)
+	}
+	return c.metaPath(e.id)
+}
+
+// readRecord parses a metadata file as Open does.
+func readRecord(t *testing.T, name string) (record, []byte) {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%s: %v (%q)", name, err, b)
+	}
+	return r, b
+}
+
+func inode(t *testing.T, name string) uint64 {
+	t.Helper()
+	return mustStat(t, name).Sys().(*syscall.Stat_t).Ino
+}
+
+// rebooted returns a boot ID file of another boot than this one: a cache
+// opened with it (openCacheBoot) sees a reboot.
+func rebooted(t *testing.T) string {
+	t.Helper()
+	f := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(f, []byte("another-boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

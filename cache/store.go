@@ -2,7 +2,6 @@ package cache
 
 import (
 	"bytes"
-	"cmp"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -11,11 +10,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 	"unicode/utf8"
 )
 
@@ -365,25 +362,6 @@ func pwriteAll(fd int, b []byte) error {
 	}
 }
 
-// DefaultBootIDFile is where Linux publishes the kernel's boot ID.
-const DefaultBootIDFile = "/proc/sys/kernel/random/boot_id"
-
-// bootID returns the stamp for records written without fsync: the
-// kernel's boot ID, read from file, or, if it cannot be read, a stamp of
-// this process alone ("process-" and a random ID). No later Open trusts a
-// record with a process stamp, so without a boot ID only what Persist
-// made durable survives a restart of the mount: the copies of files still
-// open for writing are lost with the process (nothing promised to keep
-// them; a closed file is uploaded or persisted), and a record written
-// without fsync is never paired with data a power loss tore.
-func bootID(file string) string {
-	b, err := os.ReadFile(file)
-	if id := strings.TrimSpace(string(b)); err == nil && id != "" {
-		return id
-	}
-	return "process-" + newID()
-}
-
 // syncDir fsyncs a directory so that renames and creations in it are durable.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
@@ -405,127 +383,4 @@ func (c *Cache) removeFiles(id string) {
 			c.log.Warn().Err(err).Str("file", p).Msg("remove cache file")
 		}
 	}
-}
-
-// loaded is an entry found on disk by load.
-type loaded struct {
-	id      string
-	rec     record
-	key     Key
-	origin  Key // a parked entry's Meta.Origin
-	size    int64
-	written time.Time // metadata file's mtime: recency after a restart
-	metaLen int       // metadata file's length
-}
-
-// load scans the entries directory and returns the valid entries, least
-// recently written first. It deletes what it cannot use: data files without
-// metadata, unreadable metadata, metadata whose data file is missing, clean
-// entries whose data file has the wrong size, and the loser of two entries
-// with the same key (a crash in the middle of replacing one).
-func (c *Cache) load() ([]loaded, error) {
-	des, err := os.ReadDir(c.entriesDir)
-	if err != nil {
-		return nil, fmt.Errorf("cache: load: %w", err)
-	}
-	metas := map[string]bool{}
-	datas := map[string]bool{}
-	for _, de := range des {
-		name := de.Name()
-		switch {
-		case strings.HasSuffix(name, metaSuffix):
-			metas[strings.TrimSuffix(name, metaSuffix)] = true
-		case strings.HasSuffix(name, dataSuffix):
-			datas[strings.TrimSuffix(name, dataSuffix)] = true
-		}
-	}
-	discard := func(id, why string) {
-		c.log.Warn().Str("id", id).Str("reason", why).Msg("discard cache entry")
-		c.removeFiles(id)
-	}
-	for id := range datas {
-		if !metas[id] {
-			// A clean copy never recorded, or a removal cut short.
-			c.removeFiles(id)
-		}
-	}
-	byKey := map[Key]loaded{}
-	for id := range metas {
-		l, why := c.loadOne(id, datas[id])
-		if why != "" {
-			discard(id, why)
-			continue
-		}
-		if prev, ok := byKey[l.key]; ok {
-			// Keep dirty data first, then the newer copy.
-			if prev.rec.Dirty && !l.rec.Dirty || prev.rec.Dirty == l.rec.Dirty && !l.written.After(prev.written) {
-				discard(id, "duplicate key")
-				continue
-			}
-			discard(prev.id, "duplicate key")
-		}
-		byKey[l.key] = l
-	}
-	out := make([]loaded, 0, len(byKey))
-	for _, l := range byKey {
-		out = append(out, l)
-	}
-	slices.SortFunc(out, func(a, b loaded) int {
-		return cmp.Or(a.written.Compare(b.written), strings.Compare(a.id, b.id))
-	})
-	return out, nil
-}
-
-// loadOne reads entry id, or returns why it is unusable.
-func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
-	l := loaded{id: id}
-	if !hasData {
-		return l, "data file missing"
-	}
-	mf := c.metaPath(id)
-	b, err := os.ReadFile(mf)
-	if err != nil {
-		return l, "read metadata: " + err.Error()
-	}
-	mst, err := os.Stat(mf)
-	if err != nil {
-		return l, "stat metadata: " + err.Error()
-	}
-	l.written = mst.ModTime()
-	l.metaLen = len(b)
-	if err := json.Unmarshal(b, &l.rec); err != nil {
-		return l, "parse metadata: " + err.Error()
-	}
-	if l.rec.V != metaVersion {
-		return l, fmt.Sprintf("metadata version %d", l.rec.V)
-	}
-	if l.rec.Boot != "" && l.rec.Boot != c.boot {
-		if strings.HasPrefix(l.rec.Boot, "process-") {
-			return l, "written without fsync by an earlier process that had no boot ID to tell a restart from a reboot"
-		}
-		return l, "written without fsync before a reboot"
-	}
-	if l.key.Peer, err = unescapeName(l.rec.Peer); err != nil {
-		return l, err.Error()
-	}
-	if l.key.Path, err = unescapeName(l.rec.Path); err != nil {
-		return l, err.Error()
-	}
-	if l.origin.Peer, err = unescapeName(l.rec.OriginPeer); err != nil {
-		return l, err.Error()
-	}
-	if l.origin.Path, err = unescapeName(l.rec.OriginPath); err != nil {
-		return l, err.Error()
-	}
-	dst, err := os.Stat(c.dataPath(id))
-	if err != nil {
-		return l, "stat data: " + err.Error()
-	}
-	l.size = dst.Size()
-	// A dirty entry's recorded size is from when it turned dirty; the data
-	// file is the truth. A clean entry must match what was recorded.
-	if !l.rec.Dirty && l.size != l.rec.Size {
-		return l, fmt.Sprintf("size %d, recorded %d", l.size, l.rec.Size)
-	}
-	return l, ""
 }

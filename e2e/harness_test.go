@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +29,13 @@ var bin string
 func TestMain(m *testing.M) {
 	if h := os.Getenv("PEERFS_E2E_HELPER"); h != "" {
 		os.Exit(runHelper(h, os.Args[len(os.Args)-1]))
+	}
+	flag.Parse()
+	if testing.Short() {
+		// go test -short: the quick loop skips real mounts and daemons
+		// (and the binary they need: a -race build takes a while).
+		fmt.Println("e2e: skipped under -short (real mounts and daemons)")
+		os.Exit(0)
 	}
 	dir, err := os.MkdirTemp("", "peerfs-e2e-bin-")
 	if err != nil {

@@ -29,6 +29,10 @@ type conn struct {
 	// attrs: the client asked for attribute words ("FEATURES attrs"):
 	// entries and PUT DONE carry version tokens.
 	attrs bool
+	// posix: the client asked for whole-filesystem mode ("FEATURES
+	// posix", which turns on attrs too): paths resolve through the jail's
+	// Strict view, every kind of entry is listed with all its attributes.
+	posix bool
 
 	result string // outcome of the current request, for the debug log
 	bytes  int64  // payload bytes moved by the current request
@@ -36,6 +40,15 @@ type conn struct {
 	// from the server's open-file cache right before its reply, after
 	// the change (staleAfter).
 	stale []string
+}
+
+// jail returns the jail as this connection resolves paths in it: the
+// Strict view on a posix connection.
+func (c *conn) jail() *jail.Jail {
+	if c.posix {
+		return c.s.jail.Strict()
+	}
+	return c.s.jail
 }
 
 // staleAfter notes that the current request may change p: its cached
@@ -143,21 +156,44 @@ func (c *conn) dispatch(msg peerproto.Message) error {
 		return c.statfs()
 	case peerproto.Fsync:
 		return c.fsync(m)
+	case peerproto.Symlink:
+		return c.symlink(m)
+	case peerproto.Readlink:
+		return c.readlink(m)
+	case peerproto.Link:
+		return c.link(m)
+	case peerproto.Mknod:
+		return c.mknod(m)
 	case peerproto.Features:
-		for _, w := range m.Words {
-			if w == peerproto.FeatureAttrs {
-				c.attrs = true
-			}
-		}
-		ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs}}
-		if c.attrs {
-			ok.ID = c.s.id
-		}
-		return c.send(ok)
+		return c.features(m)
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
 	}
 	return c.refuse(msg.Verb(), peerproto.Fail(msg.Verb(), peerproto.CodeUnsupported, "verb not served by this peer"))
+}
+
+// features answers FEATURES with every extension this peer serves, and
+// turns on those the client names that change the replies (attrs, posix).
+func (c *conn) features(m peerproto.Features) error {
+	for _, w := range m.Words {
+		switch w {
+		case peerproto.FeatureAttrs:
+			c.attrs = true
+		case peerproto.FeaturePosix:
+			c.attrs, c.posix = true, true
+		}
+	}
+	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix}}
+	if c.s.opts.Owners {
+		ok.Words = append(ok.Words, peerproto.FeatureOwners)
+	}
+	if c.s.opts.AllowDevices {
+		ok.Words = append(ok.Words, peerproto.FeatureDevices)
+	}
+	if c.attrs {
+		ok.ID = c.s.id
+	}
+	return c.send(ok)
 }
 
 // served reports whether verb is a request a peer serves, for telling an
@@ -168,7 +204,8 @@ func served(verb string) bool {
 		peerproto.VerbStat, peerproto.VerbDelete, peerproto.VerbRename,
 		peerproto.VerbMkdir, peerproto.VerbRmdir, peerproto.VerbSetattr,
 		peerproto.VerbStatfs, peerproto.VerbPing, peerproto.VerbQuit,
-		peerproto.VerbFsync, peerproto.VerbFeatures:
+		peerproto.VerbFsync, peerproto.VerbFeatures, peerproto.VerbSymlink,
+		peerproto.VerbReadlink, peerproto.VerbLink, peerproto.VerbMknod:
 		return true
 	}
 	return false
@@ -184,9 +221,12 @@ func (c *conn) malformed(line []byte, err error) error {
 	if errors.As(err, &pe) {
 		text = pe.Msg
 	}
+	if errors.Is(err, peerproto.ErrPathTooLong) {
+		code = peerproto.CodeNameTooLong // a name over MaxName
+	}
 	if !served(verb) {
 		code = peerproto.CodeUnsupported
-		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)", verb)
+		text = fmt.Sprintf("unknown verb %q (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT)", verb)
 	}
 	c.log.Debug().Str("request", shortLine(line)).Str("result", code).Msg("malformed request")
 	if err := c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text}); err != nil {
@@ -288,7 +328,7 @@ func (c *conn) writePath(verb, name string) (p string, refused bool, err error) 
 	if ok, err := c.writable(verb); !ok {
 		return "", true, err
 	}
-	p, err = c.s.jail.Clean(name)
+	p, err = c.jail().Clean(name)
 	if err != nil {
 		return "", true, c.refuse(verb, err, name)
 	}

@@ -52,8 +52,12 @@ func (c *openFiles) generation() uint64 {
 // after creation but refs, which is atomic: the descriptor closes when it
 // drops to 0.
 type openFile struct {
-	fd      int
-	path    string
+	fd   int
+	path string
+	// strict: opened through no symbolic link (jail.Strict), so it is
+	// the file of path on every connection; else it may be what a link
+	// names, which a posix connection must not read.
+	strict  bool
 	expires time.Time
 	refs    atomic.Int32 // GETs using fd, plus 1 while in openFiles.m
 }
@@ -65,12 +69,13 @@ func (f *openFile) unref() {
 	}
 }
 
-// get returns the cached descriptor of p, counted as in use, or nil.
-func (c *openFiles) get(p string, now time.Time) *openFile {
+// get returns the cached descriptor of p, counted as in use, or nil;
+// if strict, only one opened through no symbolic link.
+func (c *openFiles) get(p string, strict bool, now time.Time) *openFile {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	f := c.m[p]
-	if f == nil {
+	if f == nil || strict && !f.strict {
 		return nil
 	}
 	if now.After(f.expires) {
@@ -81,13 +86,14 @@ func (c *openFiles) get(p string, now time.Time) *openFile {
 	return f
 }
 
-// add caches a descriptor opened for p after generation returned gen,
+// add caches a descriptor opened for p (through no link if strict) after
+// generation returned gen,
 // and returns it counted as in use; the cache now owns fd. If p was added
 // meanwhile, something was invalidated since gen (the descriptor may be
 // of the file a write just replaced), or the cache is closed, fd is used
 // by this GET only.
-func (c *openFiles) add(p string, fd int, now time.Time, gen uint64) *openFile {
-	f := &openFile{fd: fd, path: p, expires: now.Add(fileTTL)}
+func (c *openFiles) add(p string, fd int, strict bool, now time.Time, gen uint64) *openFile {
+	f := &openFile{fd: fd, path: p, strict: strict, expires: now.Add(fileTTL)}
 	f.refs.Store(1)
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -164,15 +164,15 @@ func TestServerFilesRaceWithInvalidate(t *testing.T) {
 	gen := c.generation()
 	fd := open()
 	c.invalidate("f") // a write finished between the open and add
-	f := c.add("f", fd, now, gen)
+	f := c.add("f", fd, false, now, gen)
 	c.release(f)
-	if got := c.get("f", now); got != nil {
+	if got := c.get("f", false, now); got != nil {
 		c.release(got)
 		t.Fatal("a descriptor opened before an invalidation was cached")
 	}
-	f = c.add("f", open(), now, c.generation())
+	f = c.add("f", open(), false, now, c.generation())
 	c.release(f)
-	if got := c.get("f", now); got == nil {
+	if got := c.get("f", false, now); got == nil {
 		t.Fatal("a descriptor opened after the last invalidation was not cached")
 	} else {
 		c.release(got)

@@ -21,7 +21,7 @@ func (c *conn) get(m peerproto.Get) error {
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	f, st, err := c.s.openRead(p)
+	f, st, err := c.s.openRead(c.jail(), p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
 			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", m.Name))
@@ -121,12 +121,12 @@ func (c *conn) shrank(name string, n int64, err error) error {
 	return fmt.Errorf("peer: server: get %q: %w", name, err)
 }
 
-// openRead returns an open descriptor of regular file p, from the cache
-// or opened now, with its current attributes; release it with
-// files.release.
-func (s *Server) openRead(p string) (*openFile, unix.Stat_t, error) {
+// openRead returns an open descriptor of regular file p, resolved by j,
+// from the cache or opened now, with its current attributes; release it
+// with files.release.
+func (s *Server) openRead(j *jail.Jail, p string) (*openFile, unix.Stat_t, error) {
 	now := time.Now()
-	if f := s.files.get(p, now); f != nil {
+	if f := s.files.get(p, j.IsStrict(), now); f != nil {
 		st, err := jail.Fstat(f.fd, p)
 		if err == nil && st.Nlink > 0 {
 			return f, st, nil
@@ -137,8 +137,16 @@ func (s *Server) openRead(p string) (*openFile, unix.Stat_t, error) {
 	}
 	gen := s.files.generation()
 	// O_NONBLOCK keeps a FIFO planted in the export from hanging the
-	// open; it has no effect on regular files.
-	fd, err := s.jail.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	// open; it has no effect on regular files. The Strict view opens
+	// nothing but a regular file or a directory at all.
+	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
+	var fd int
+	var err error
+	if j.IsStrict() {
+		fd, _, err = j.OpenFile(p, flags)
+	} else {
+		fd, err = j.Open(p, flags)
+	}
 	if err != nil {
 		return nil, unix.Stat_t{}, err
 	}
@@ -156,7 +164,7 @@ func (s *Server) openRead(p string) (*openFile, unix.Stat_t, error) {
 		unix.Close(fd)
 		return nil, st, err
 	}
-	return s.files.add(p, fd, now, gen), st, nil
+	return s.files.add(p, fd, j.IsStrict(), now, gen), st, nil
 }
 
 // pread fills b from fd at off. A file that ends before b is full is

@@ -305,3 +305,35 @@ func (l *logBuffer) refusals(t *testing.T) (lines int, counted int) {
 	}
 	return lines, counted
 }
+
+// testConnectPosix connects and turns on whole-filesystem mode.
+func testConnectPosix(t *testing.T, addr string) *testClient {
+	t.Helper()
+	c := testConnect(t, addr)
+	c.send("FEATURES posix\n")
+	c.expectPrefix("FEATURES OK inline fsync-files attrs posix")
+	return c
+}
+
+// stat returns the entry of a STAT reply, failing the test on a refusal.
+func (c *testClient) stat(name string) peerproto.Entry {
+	c.t.Helper()
+	req := "STAT " + peerproto.EncodeName(name)
+	reply, err := peerproto.ParseReply([]byte(c.roundTrip(req)), peerproto.VerbStat)
+	if err != nil {
+		c.t.Fatalf("%s: %v", req, err)
+	}
+	return reply.(peerproto.StatOK).Entry
+}
+
+// entryNamed returns the entry called name in es.
+func entryNamed(t *testing.T, es []peerproto.Entry, name string) peerproto.Entry {
+	t.Helper()
+	for _, e := range es {
+		if e.Name == name {
+			return e
+		}
+	}
+	t.Fatalf("no entry %q in %q", name, entryNames(es))
+	return peerproto.Entry{}
+}

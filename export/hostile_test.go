@@ -216,7 +216,8 @@ func TestHostileLines(t *testing.T) {
 		{"LIST ..", "LIST FAIL denied"},
 		{"GET .peerfs-tmp-x", "GET FAIL invalid"},
 		{"GET " + strings.Repeat("a", 300), "GET FAIL nametoolong"},
-		{"GET " + strings.Repeat("a/", 3000), "GET FAIL invalid"},
+		{"GET " + strings.Repeat("a/", 3000), "GET FAIL notfound"}, // deeper than PATH_MAX is fine
+		{"GET " + strings.Repeat("a/", peerproto.MaxName/2+1), "GET FAIL nametoolong name longer than 16384 bytes"},
 		{"SETATTR a.txt size=1 size=2", "SETATTR FAIL invalid"},
 		{"\x00\xff\x01 junk", "??? FAIL unsupported"},
 		{"FROB", "FROB FAIL unsupported"},
@@ -231,12 +232,12 @@ func TestHostileLines(t *testing.T) {
 	if b, _ := os.ReadFile(filepath.Join(export, "a.txt")); string(b) != "aaa" {
 		t.Fatalf("a.txt changed: %q", b)
 	}
-	// A 64 KiB name makes a line over MaxLine: the server cannot answer in
-	// step and closes this connection only.
-	c.send("GET " + strings.Repeat("n", 64<<10) + "\n")
+	// A name as long as MaxLine makes a line over it: the server cannot
+	// answer in step and closes this connection only.
+	c.send("GET " + strings.Repeat("n", peerproto.MaxLine) + "\n")
 	c.expectEOF()
 	if got := testConnect(t, addr).get("a.txt"); string(got) != "aaa" {
-		t.Fatalf("after a 64 KiB line: %q", got)
+		t.Fatalf("after a line over MaxLine: %q", got)
 	}
 }
 
@@ -409,9 +410,9 @@ func TestSetuidFromClients(t *testing.T) {
 			for name, want := range map[string]os.FileMode{
 				"chmod": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
 				"dir":   kept(0o775 | os.ModeDir | os.ModeSetgid | os.ModeSticky),
-				// Special bits are set with a chmod, which the umask (022)
-				// does not trim; without them, mkdir's mode is trimmed.
-				"new":      map[bool]os.FileMode{false: 0o755 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
+				// The mode arrives exactly, the umask (022) does not trim
+				// it; setgid only where allowed.
+				"new":      map[bool]os.FileMode{false: 0o777 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
 				"newsuid":  kept(0o755 | os.ModeDir | os.ModeSetuid),
 				"tmp":      0o777 | os.ModeDir | os.ModeSticky,
 				"put":      kept(0o755 | os.ModeSetuid | os.ModeSetgid),

@@ -1,6 +1,7 @@
 package export
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/internal/testfs"
+	"github.com/peerfs/peerfs/peerproto"
 )
 
 func TestServerJailEscapes(t *testing.T) {
@@ -49,7 +51,7 @@ func TestServerJailEscapes(t *testing.T) {
 		{"PUT " + jail.TempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"GET sub/" + jail.TempPrefix + "x", `GET FAIL invalid name "sub/.peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
 		{"RENAME hello.txt " + jail.TempPrefix + "x", `RENAME FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
-		{"GET " + strings.Repeat("a", 256), `GET FAIL nametoolong name too long (limit 4096 bytes, 255 per element)`},
+		{"GET " + strings.Repeat("a", 256), `GET FAIL nametoolong name too long (limit 16384 bytes, 255 per element)`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {
 			t.Errorf("%s:\n got %q\nwant %q", shortLine([]byte(tc.req)), got, tc.want)
@@ -143,5 +145,140 @@ func TestServerSpecialFiles(t *testing.T) {
 	}
 	if got := entryNames(c.list("")); !slices.Equal(got, []string{"f.txt"}) {
 		t.Errorf("LIST: %q", got)
+	}
+}
+
+// TestServerPosixNoFollow: a posix connection follows no symbolic link,
+// in any element, inside the export or out of it: a path through one is
+// refused with loop, a link itself is listed, read, replaced, removed
+// and has its times changed as a link, and nothing outside changes.
+func TestServerPosixNoFollow(t *testing.T) {
+	export, outside := testfs.Escapes(t)
+	secretInfo, err := os.Stat(filepath.Join(outside, "secret.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	outsideInfo, err := os.Stat(outside)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: export, Owners: true})
+	c := testConnectPosix(t, addr)
+
+	loop := func(verb, name string) string {
+		return fmt.Sprintf("%s FAIL loop %q: a symbolic link in the path, which this connection does not follow", verb, name)
+	}
+	notFile := func(name string) string {
+		return fmt.Sprintf("GET FAIL invalid %q is a symbolic link, not a regular file (read it with READLINK)", name)
+	}
+	for _, tc := range []struct{ req, want string }{
+		// The jail's old refusals stand.
+		{"GET ../x", `GET FAIL denied path escapes the export: "../x"`},
+		{"GET /etc/passwd", `GET FAIL denied path escapes the export: "/etc/passwd"`},
+		{"PUT " + jail.TempPrefix + "x 1", `PUT FAIL invalid name ".peerfs-tmp-x" is reserved (.peerfs-tmp-*, .peerfs-id)`},
+		// A link as the last element is not a file to read...
+		{"GET out", notFile("out")},
+		{"GET in", notFile("in")},
+		{"GET loop", notFile("loop")},
+		// ...and a link above it is a path through a link, out or in.
+		{"GET outdir/secret.txt", loop("GET", "outdir/secret.txt")},
+		{"GET absdir/secret.txt", loop("GET", "absdir/secret.txt")},
+		{"GET indir/inner.txt", loop("GET", "indir/inner.txt")},
+		{"GET loop/x", loop("GET", "loop/x")},
+		{"STAT outdir/secret.txt", loop("STAT", "outdir/secret.txt")},
+		{"LIST outdir", loop("LIST", "outdir")},
+		{"LIST indir", loop("LIST", "indir")},
+		{"PUT outdir/new.txt 5", loop("PUT", "outdir/new.txt")},
+		{"MKDIR outdir/d", loop("MKDIR", "outdir/d")},
+		{"MKNOD outdir/f p 0644", loop("MKNOD", "outdir/f")},
+		{"SYMLINK outdir/l x", loop("SYMLINK", "outdir/l")},
+		{"DELETE outdir/secret.txt", loop("DELETE", "outdir/secret.txt")},
+		{"RMDIR outdir/x", loop("RMDIR", "outdir/x")},
+		{"SETATTR outdir/secret.txt mode=0777", loop("SETATTR", "outdir/secret.txt")},
+		{"SETATTR absdir/secret.txt mtime=5", loop("SETATTR", "absdir/secret.txt")},
+		{"SETATTR outdir/secret.txt uid=1 gid=1", loop("SETATTR", "outdir/secret.txt")},
+		{"READLINK outdir/x", loop("READLINK", "outdir/x")},
+		{"LINK outdir/secret.txt stolen", loop("LINK", "outdir/secret.txt")},
+		{"LINK hello.txt outdir/stolen", loop("LINK", "outdir/stolen")},
+		{"RENAME hello.txt outdir/stolen", loop("RENAME", "outdir/stolen")},
+		{"RENAME outdir/secret.txt stolen", loop("RENAME", "outdir/secret.txt")},
+		// The mode of a link is not a thing on Linux.
+		{"SETATTR out mode=0600", `SETATTR FAIL unsupported cannot change the mode of symbolic link "out"`},
+		{"SETATTR out size=0", `SETATTR FAIL invalid cannot set the size of "out": not a regular file`},
+		{"READLINK hello.txt", `READLINK FAIL invalid "hello.txt" is not a symbolic link`},
+		{"READLINK nope", `READLINK FAIL notfound no such file or directory "nope"`},
+		// A link's target is data: stored as it is, whatever it names.
+		{"SYMLINK sub/x ../../outside", "SYMLINK OK"},
+		{"SYMLINK sub/x elsewhere", `SYMLINK FAIL exists "sub/x" already exists`},
+		{"GET sub/x/secret.txt", loop("GET", "sub/x/secret.txt")},
+		{"READLINK abs", "READLINK OK " + peerproto.EncodeName(filepath.Join(outside, "secret.txt"))},
+		{"READLINK sub/x", "READLINK OK ../../outside"},
+		// Times and owners of a link are the link's.
+		{"SETATTR absdir mtime=5000000000 atime=6000000000", "SETATTR OK l 0777 "},
+		{"SETATTR out uid=0 gid=0", "SETATTR OK l 0777 "},
+		// A hard link to a link is a link.
+		{"LINK out hardout", "LINK OK"},
+		{"DELETE abs", "DELETE OK"},
+	} {
+		got := c.roundTrip(tc.req)
+		if got != tc.want && !(strings.HasSuffix(tc.want, " ") && strings.HasPrefix(got, tc.want)) {
+			t.Errorf("%s:\n got %q\nwant %q", tc.req, got, tc.want)
+		}
+	}
+
+	// The links are listed as links, with their targets; a loop too.
+	es := c.list("")
+	if got, want := entryNames(es), []string{"absdir", "hardout", "hello.txt", "in", "indir", "loop", "out", "outdir", "sub"}; !slices.Equal(got, want) {
+		t.Errorf("LIST: %q, want %q", got, want)
+	}
+	for name, target := range map[string]string{"out": "../outside/secret.txt", "hardout": "../outside/secret.txt", "loop": "loop", "absdir": outside, "indir": "sub"} {
+		e := entryNamed(t, es, name)
+		if e.Type != peerproto.TypeSymlink || e.Has&peerproto.AttrLink == 0 || e.Target != target || e.Size != int64(len(target)) {
+			t.Errorf("%s: %+v, want a link to %q", name, e, target)
+		}
+	}
+	if out, hard := entryNamed(t, es, "out"), entryNamed(t, es, "hardout"); out.Ino != hard.Ino || out.Nlink != 2 {
+		t.Errorf("out and hardout: ino %d/%d nlink %d, want one inode with two links", out.Ino, hard.Ino, out.Nlink)
+	}
+	// (Reading a link's target sets its atime, as it does locally: the
+	// mtime tells.)
+	if e := entryNamed(t, es, "absdir"); e.Mtime != 5000000000 {
+		t.Errorf("absdir: mtime %d, want the link's own set", e.Mtime)
+	}
+	reply, err := peerproto.ParseReply([]byte(c.roundTrip("SETATTR in mtime=7000000000 atime=8000000000")), peerproto.VerbSetattr)
+	if e, ok := reply.(peerproto.SetattrOK); err != nil || !ok || e.Entry.Mtime != 7000000000 || e.Entry.Atime != 8000000000 || e.Entry.Target != "hello.txt" {
+		t.Errorf("SETATTR in: %+v, %v", reply, err)
+	}
+	if fi, err := os.Stat(filepath.Join(export, "hello.txt")); err != nil || fi.ModTime().UnixNano() == 7000000000 {
+		t.Errorf("SETATTR of link in changed hello.txt: %v", err)
+	}
+	if e := c.stat("sub/x"); e.Type != peerproto.TypeSymlink || e.Target != "../../outside" {
+		t.Errorf("STAT sub/x: %+v", e)
+	}
+
+	// PUT to a link replaces the link, and writes nothing through it.
+	if r := c.put("out", []byte("mine")); !strings.HasPrefix(r, "PUT DONE 4 ") {
+		t.Fatalf("PUT out: %q", r)
+	}
+	if fi, err := os.Lstat(filepath.Join(export, "out")); err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != 0o644 {
+		t.Errorf("out after PUT: %v, %v; want a regular file 0644", fi.Mode(), err)
+	}
+
+	// Nothing outside changed, nothing appeared.
+	if b, err := os.ReadFile(filepath.Join(outside, "secret.txt")); string(b) != "secret" || err != nil {
+		t.Errorf("secret.txt: %q, %v", b, err)
+	}
+	if fi, err := os.Stat(filepath.Join(outside, "secret.txt")); err != nil || fi.Mode() != secretInfo.Mode() || !fi.ModTime().Equal(secretInfo.ModTime()) ||
+		fi.Sys().(*syscall.Stat_t).Uid != secretInfo.Sys().(*syscall.Stat_t).Uid {
+		t.Errorf("secret.txt changed: %v", err)
+	}
+	if fi, err := os.Stat(outside); err != nil || !fi.ModTime().Equal(outsideInfo.ModTime()) {
+		t.Errorf("outside's times changed: %v", err)
+	}
+	if es, _ := os.ReadDir(outside); len(es) != 1 {
+		t.Errorf("outside has %d entries, want just the secret", len(es))
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(export), "stolen")); err == nil {
+		t.Error("a file was renamed out of the export")
 	}
 }

@@ -10,18 +10,24 @@ import (
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
 
 // list sends a directory's entries with their attributes in one reply:
 // "LIST OK <count>" and count entry lines, sorted by name. Symbolic links
 // that resolve inside the export are reported as their targets; links
 // that escape or dangle, special files and temporary files are left out.
+// A posix connection gets every entry but the reserved ones, as it is
+// (listStrict).
 func (c *conn) list(m peerproto.List) error {
 	const verb = peerproto.VerbList
 	j := c.s.jail
 	p, err := j.Clean(m.Dir)
 	if err != nil {
 		return c.refuse(verb, err, m.Dir)
+	}
+	if c.posix {
+		return c.listStrict(m, p)
 	}
 	// O_DIRECTORY: fail on a FIFO instead of blocking on it.
 	d, err := j.Root().OpenFile(jail.Rel(p), os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
@@ -59,6 +65,62 @@ func (c *conn) list(m peerproto.List) error {
 			entries = append(entries, e)
 		}
 	}
+	return c.sendEntries(m, entries)
+}
+
+// listStrict is LIST on a posix connection: the directory is opened
+// through no symbolic link, and every entry but the reserved ones is
+// listed as lstat(2) sees it, links with their targets.
+func (c *conn) listStrict(m peerproto.List, p string) error {
+	const verb = peerproto.VerbList
+	// O_DIRECTORY: fail on a FIFO instead of blocking on it.
+	fd, err := c.jail().Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK)
+	if err != nil {
+		return c.refuse(verb, err, jail.Display(m.Dir))
+	}
+	d := os.NewFile(uintptr(fd), jail.Display(p))
+	defer d.Close()
+	names, err := d.Readdirnames(-1)
+	if err != nil {
+		return c.refuse(verb, err, jail.Display(m.Dir))
+	}
+	entries := make([]peerproto.Entry, 0, len(names))
+	for _, name := range names {
+		if jail.Reserved(name) {
+			continue
+		}
+		e, err := c.entryAt(fd, name, path.Join(p, name))
+		if err != nil {
+			continue // gone since it was read
+		}
+		entries = append(entries, e)
+	}
+	return c.sendEntries(m, entries)
+}
+
+// entryAt returns the entry of name in directory dfd, whose path is p,
+// as a posix connection sees it: not following a link, with its target.
+func (c *conn) entryAt(dfd int, name, p string) (peerproto.Entry, error) {
+	st, err := jail.StatAt(dfd, name, p)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	e := posixEntry(name, &st)
+	switch e.Type {
+	case peerproto.TypeSymlink:
+		if e.Target, err = jail.ReadlinkAt(dfd, name, p); err != nil {
+			return e, err
+		}
+		e.Has |= peerproto.AttrLink
+	case peerproto.TypeFile:
+		e.Ver = c.s.vers.of(verStatOf(&st), fdSource(dfd, name))
+	}
+	return e, nil
+}
+
+// sendEntries answers LIST m with entries.
+func (c *conn) sendEntries(m peerproto.List, entries []peerproto.Entry) error {
+	const verb = peerproto.VerbList
 	// File.ReadDir returns directory order; the protocol promises names
 	// sorted bytewise.
 	slices.SortFunc(entries, func(a, b peerproto.Entry) int { return strings.Compare(a.Name, b.Name) })
@@ -81,12 +143,20 @@ func (c *conn) list(m peerproto.List) error {
 	return c.w.Flush()
 }
 
-// stat answers "STAT <name>" with the attributes of a file or directory.
+// stat answers "STAT <name>" with the attributes of a file or directory;
+// on a posix connection, of anything, not following a link.
 func (c *conn) stat(m peerproto.Stat) error {
 	const verb = peerproto.VerbStat
 	p, err := c.s.jail.Clean(m.Name)
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
+	}
+	if c.posix {
+		e, err := c.entryOf(p)
+		if err != nil {
+			return c.refuse(verb, err, jail.Display(m.Name))
+		}
+		return c.send(peerproto.StatOK{Entry: e})
 	}
 	fi, err := c.s.jail.Visible(p)
 	if err != nil {
@@ -95,6 +165,26 @@ func (c *conn) stat(m peerproto.Stat) error {
 	e, _ := entryOf("", fi)
 	c.setVer(&e, fi, pathSource(c.s.jail, p))
 	return c.send(peerproto.StatOK{Entry: e})
+}
+
+// entryOf returns the entry (without its name) of clean path p as a
+// posix connection sees it.
+func (c *conn) entryOf(p string) (peerproto.Entry, error) {
+	j := c.jail()
+	if p == "" {
+		st, err := jail.Fstat(j.FD(), p)
+		if err != nil {
+			return peerproto.Entry{}, err
+		}
+		return posixEntry("", &st), nil
+	}
+	dir, base := jail.Split(p)
+	dfd, err := j.OpenDir(dir, false)
+	if err != nil {
+		return peerproto.Entry{}, err
+	}
+	defer j.CloseDir(dfd)
+	return c.entryAt(dfd, base, p)
 }
 
 // setVer fills in e.Ver, the version token of the file with attributes fi

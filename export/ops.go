@@ -1,15 +1,13 @@
 package export
 
-// The namespace requests: DELETE, RMDIR, MKDIR, RENAME, SETATTR, STATFS,
-// FSYNC.
+// The namespace requests: DELETE, RMDIR, MKDIR, RENAME, STATFS, FSYNC.
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"syscall"
-	"time"
-	"unsafe"
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
@@ -19,14 +17,18 @@ import (
 // delete removes a file (or a symbolic link to one): "DELETE <name>".
 // A regular file costs a stat and an unlink relative to its directory;
 // links and anything unusual take the general path, through the jail.
+// On a posix connection anything but a directory goes the first way.
 func (c *conn) delete(m peerproto.Delete) error {
 	const verb = peerproto.VerbDelete
-	j := c.s.jail
+	j := c.jail()
 	p, refused, err := c.writePath(verb, m.Name)
 	if refused {
 		return err
 	}
 	c.staleAfter(p)
+	if c.posix {
+		return c.deleteStrict(m, p)
+	}
 	if p != "" {
 		dir, base := jail.Split(p)
 		if dfd, err := j.OpenDir(dir, false); err == nil {
@@ -61,6 +63,37 @@ func (c *conn) delete(m peerproto.Delete) error {
 	return c.send(peerproto.OK{Of: verb})
 }
 
+// deleteStrict is DELETE on a posix connection: anything but a
+// directory, by its name in its directory, which is opened through no
+// symbolic link.
+func (c *conn) deleteStrict(m peerproto.Delete, p string) error {
+	const verb = peerproto.VerbDelete
+	if p == "" {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "the export root is a directory (use RMDIR)"))
+	}
+	j := c.jail()
+	dir, base := jail.Split(p)
+	dfd, err := j.OpenDir(dir, false)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	defer j.CloseDir(dfd)
+	st, err := jail.StatAt(dfd, base, p)
+	switch {
+	case err != nil:
+		return c.refuse(verb, err, m.Name)
+	case st.Mode&unix.S_IFMT == unix.S_IFDIR:
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "%q is a directory (use RMDIR)", m.Name))
+	}
+	if err := unix.Unlinkat(dfd, base, 0); err != nil {
+		return c.refuse(verb, &fs.PathError{Op: "unlink", Path: p, Err: err}, m.Name)
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFREG {
+		c.s.vers.forget(verStatOf(&st)) // its inode number may come back
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
 // rmdir removes an empty directory: "RMDIR <name>".
 func (c *conn) rmdir(m peerproto.Rmdir) error {
 	const verb = peerproto.VerbRmdir
@@ -73,6 +106,9 @@ func (c *conn) rmdir(m peerproto.Rmdir) error {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied, "cannot remove the export root"))
 	}
 	c.staleAfter(p)
+	if c.posix {
+		return c.rmdirStrict(m, p)
+	}
 	// Lstat, like rmdir(2): a link to a directory is not a directory.
 	fi, err := j.Lstat(p)
 	if err != nil {
@@ -90,10 +126,42 @@ func (c *conn) rmdir(m peerproto.Rmdir) error {
 	return c.send(peerproto.OK{Of: verb})
 }
 
-// mkdir creates a directory: "MKDIR <name> [<mode>]", mode 0755 by default.
+// rmdirStrict is RMDIR on a posix connection: by its name in its
+// directory, which is opened through no symbolic link.
+func (c *conn) rmdirStrict(m peerproto.Rmdir, p string) error {
+	const verb = peerproto.VerbRmdir
+	j := c.jail()
+	dir, base := jail.Split(p)
+	dfd, err := j.OpenDir(dir, false)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	defer j.CloseDir(dfd)
+	st, err := jail.StatAt(dfd, base, p)
+	switch {
+	case err != nil:
+		return c.refuse(verb, err, m.Name)
+	case st.Mode&unix.S_IFMT != unix.S_IFDIR:
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotDir, "%q is not a directory (use DELETE)", m.Name))
+	}
+	if err := unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR); err != nil {
+		if err == unix.EEXIST {
+			err = unix.ENOTEMPTY
+		}
+		return c.refuse(verb, &fs.PathError{Op: "rmdir", Path: p, Err: err}, m.Name)
+	}
+	return c.send(peerproto.OK{Of: verb})
+}
+
+// mkdir creates a directory: "MKDIR <name> [<mode>]", mode 0755 by
+// default. The mode arrives exactly: bits the peer's umask took are
+// given back with a chmod, as are setuid, setgid and sticky bits, which
+// mkdir(2) does not take (setuid and setgid only with AllowSetuid). A
+// setgid bit the new directory inherits from a setgid parent stays: that
+// is the export owner's choice, as with a local mkdir.
 func (c *conn) mkdir(m peerproto.Mkdir) error {
 	const verb = peerproto.VerbMkdir
-	j := c.s.jail
+	j := c.jail()
 	p, refused, err := c.writePath(verb, m.Name)
 	if refused {
 		return err
@@ -105,19 +173,66 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 	if m.Mode == 0 {
 		mode = 0o755
 	}
-	// os.Root.Mkdir takes permission bits only; setuid, setgid and sticky
-	// bits follow with a chmod. (A setgid bit the new directory inherits
-	// from a setgid parent stays: that is the export owner's choice, as
-	// with a local mkdir.)
+	c.staleAfter(p)
+	if c.posix {
+		dir, base := jail.Split(p)
+		dfd, err := j.OpenDir(dir, false)
+		if err != nil {
+			return c.refuse(verb, err, m.Name)
+		}
+		defer j.CloseDir(dfd)
+		if err := unix.Mkdirat(dfd, base, mode&0o777); err != nil {
+			return c.refuse(verb, &fs.PathError{Op: "mkdir", Path: p, Err: err}, m.Name)
+		}
+		if err := exactMode(dfd, base, p, mode); err != nil {
+			return c.refuse(verb, err, m.Name)
+		}
+		return c.send(peerproto.OK{Of: verb})
+	}
 	if err := j.Root().Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	if mode&^0o777 != 0 {
-		if err := j.Root().Chmod(p, fileMode(mode)); err != nil {
+	fi, err := j.Root().Lstat(p)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	if want := mode | modeBits(fi.Mode())&unix.S_ISGID; modeBits(fi.Mode()) != want {
+		if err := j.Root().Chmod(p, fileMode(want)); err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
 	}
 	return c.send(peerproto.OK{Of: verb})
+}
+
+// exactMode gives base in directory dfd (path p), just created with
+// permission bits mode, exactly those bits if the umask took some or
+// mode has bits the creating call ignores; a directory keeps a setgid
+// bit it inherited. It never follows a symbolic link: the chmod goes
+// through an O_PATH descriptor of what the name holds.
+func exactMode(dfd int, base, p string, mode uint32) error {
+	fd, err := unix.Openat(dfd, base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(fd)
+	st, err := jail.Fstat(fd, p)
+	if err != nil {
+		return err
+	}
+	want := mode
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		return nil // replaced meanwhile: not ours to change
+	case unix.S_IFDIR:
+		want |= st.Mode & unix.S_ISGID
+	}
+	if st.Mode&0o7777 == want {
+		return nil
+	}
+	if err := unix.Fchmodat(unix.AT_FDCWD, fdPath(fd, ""), want, 0); err != nil {
+		return &fs.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	return nil
 }
 
 // rename renames a file or directory, atomically replacing an existing
@@ -127,7 +242,7 @@ func (c *conn) rename(m peerproto.Rename) error {
 	if ok, err := c.writable(verb); !ok {
 		return err
 	}
-	j := c.s.jail
+	j := c.jail()
 	from, err := j.Clean(m.From)
 	if err != nil {
 		return c.refuse(verb, err, m.From)
@@ -142,8 +257,22 @@ func (c *conn) rename(m peerproto.Rename) error {
 	c.staleAfter(from)
 	c.staleAfter(to)
 	done, err := j.RenameAt(from, to)
-	if done {
+	switch {
+	case done:
+		c.renamed(to)
 		return c.send(peerproto.OK{Of: verb})
+	case c.posix:
+		// The Strict view's answer is final: there is no general path
+		// that would follow links.
+		name := m.From
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) && pe.Path == path.Dir(to) {
+			name = m.To // its directory could not be reached
+		}
+		code, text, _ := jail.Explain(name, err)
+		if !errors.Is(err, jail.ErrSymlink) {
+			text = fmt.Sprintf("cannot rename %q to %q: %v", m.From, m.To, jail.BareError(err))
+		}
+		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
 	}
 	switch {
 	case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EISDIR), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EINVAL):
@@ -165,168 +294,20 @@ func (c *conn) rename(m peerproto.Rename) error {
 		}
 		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
 	}
+	c.renamed(to)
 	return c.send(peerproto.OK{Of: verb})
 }
 
-// setattr changes a file's size, permission bits or modification time, in
-// that order (so that an explicit mtime survives the truncation), and
-// answers with the attributes after: "SETATTR <name> [size=N] [mode=OOOO]
-// [mtime=NS]". It opens the file once and does everything through that
-// descriptor; anything unusual (a refusal to come, a FIFO, a file it
-// cannot open) takes the general path, setattrByName.
-func (c *conn) setattr(m peerproto.Setattr) error {
-	const verb = peerproto.VerbSetattr
-	j := c.s.jail
-	p, refused, err := c.writePath(verb, m.Name)
-	if refused {
-		return err
+// renamed records that this server just renamed the file now at to: the
+// rename changed its ctime only, so a token it was given still holds
+// (versions.moved). Without extended attributes nothing else could
+// confirm it, and an editor's save (write a new file, rename it over the
+// old) would end with a token its writer never saw: a conflict with
+// itself at its next save.
+func (c *conn) renamed(to string) {
+	if st, err := c.jail().StatLink(to); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		c.s.vers.moved(verStatOf(&st))
 	}
-	c.staleAfter(p)
-	flags := unix.O_RDONLY
-	if m.HasSize {
-		flags = unix.O_WRONLY
-	}
-	fd, err := j.Open(p, flags|unix.O_NONBLOCK|unix.O_NOCTTY)
-	if err != nil {
-		return c.setattrByName(m, p)
-	}
-	defer unix.Close(fd)
-	name := jail.Display(m.Name)
-	st, err := jail.Fstat(fd, p)
-	if err != nil {
-		return c.refuse(verb, err, name)
-	}
-	if _, ok := statEntry(&st); !ok {
-		return c.setattrByName(m, p)
-	}
-	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
-	var ver string // the content's version token before the change
-	if regular && m.HasMtime && !m.HasSize {
-		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
-	}
-	if m.HasSize {
-		if err := unix.Ftruncate(fd, m.Size); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "truncate", Path: p, Err: err}, name)
-		}
-	}
-	if mode, ok := c.setattrMode(m, st.Mode); ok {
-		if err := unix.Fchmod(fd, mode); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, name)
-		}
-	}
-	if m.HasMtime {
-		if err := futimens(fd, m.Mtime); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "utimes", Path: p, Err: err}, name)
-		}
-	}
-	if m.HasSize || m.HasMode || m.HasMtime {
-		if st, err = jail.Fstat(fd, p); err != nil {
-			return c.refuse(verb, err, name)
-		}
-	}
-	e, ok := statEntry(&st)
-	if !ok {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
-	}
-	if regular {
-		switch {
-		case m.HasSize:
-			ver = c.s.vers.assign(fd, &st) // new content
-		case m.HasMtime:
-			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
-		default:
-			c.s.vers.moved(verStatOf(&st)) // ctime only
-			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
-		}
-		if c.attrs {
-			e.Ver = ver
-		}
-	}
-	return c.send(peerproto.SetattrOK{Entry: e})
-}
-
-// setattrMode returns the permission bits a SETATTR gives a file whose
-// mode is cur, and whether to chmod at all: mode= without setuid and
-// setgid (Server.clientMode), and for size= alone on a setuid or setgid
-// file, its mode without them, since the content changed (as a write by a
-// process without CAP_FSETID clears them).
-func (c *conn) setattrMode(m peerproto.Setattr, cur uint32) (uint32, bool) {
-	switch {
-	case m.HasMode:
-		return c.s.clientMode(m.Mode), true
-	case m.HasSize && cur&privBits != 0 && c.s.clientMode(cur) != cur&0o7777:
-		return c.s.clientMode(cur), true
-	}
-	return 0, false
-}
-
-// futimens sets the modification time of open file fd to mtime (ns),
-// leaving its access time: utimensat(fd, NULL, ...), which x/sys/unix
-// does not wrap.
-func futimens(fd int, mtime int64) error {
-	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(mtime)}
-	for {
-		_, _, errno := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-		switch errno {
-		case 0:
-			return nil
-		case unix.EINTR:
-			continue
-		}
-		return errno
-	}
-}
-
-// setattrByName is SETATTR through the jail by name, one call per
-// attribute.
-func (c *conn) setattrByName(m peerproto.Setattr, p string) error {
-	const verb = peerproto.VerbSetattr
-	j := c.s.jail
-	name := jail.Display(m.Name)
-	fi, err := j.Visible(p)
-	if err != nil {
-		return c.refuse(verb, err, name)
-	}
-	if m.HasSize {
-		if fi.IsDir() {
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIsDir, "cannot set the size of directory %q", name))
-		}
-		fd, err := j.Open(p, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
-		if err != nil {
-			return c.refuse(verb, err, name)
-		}
-		st, err := jail.Fstat(fd, p)
-		switch {
-		case err != nil:
-		case st.Mode&unix.S_IFMT != unix.S_IFREG:
-			err = &jail.Refusal{Code: peerproto.CodeInvalid, Text: fmt.Sprintf("%q is not a regular file", p)}
-		default:
-			if terr := unix.Ftruncate(fd, m.Size); terr != nil {
-				err = &fs.PathError{Op: "truncate", Path: p, Err: terr}
-			}
-		}
-		unix.Close(fd)
-		if err != nil {
-			return c.refuse(verb, err, name)
-		}
-	}
-	if mode, ok := c.setattrMode(m, modeBits(fi.Mode())); ok {
-		if err := j.Root().Chmod(jail.Rel(p), fileMode(mode)); err != nil {
-			return c.refuse(verb, err, name)
-		}
-	}
-	if m.HasMtime {
-		// A zero atime leaves the access time as it is.
-		if err := j.Root().Chtimes(jail.Rel(p), time.Time{}, time.Unix(0, m.Mtime)); err != nil {
-			return c.refuse(verb, err, name)
-		}
-	}
-	if fi, err = j.Visible(p); err != nil {
-		return c.refuse(verb, err, name)
-	}
-	e, _ := entryOf("", fi)
-	c.setVer(&e, fi, pathSource(j, p))
-	return c.send(peerproto.SetattrOK{Entry: e})
 }
 
 // fsync makes everything stored in the export durable (syncfs(2) on the
@@ -334,7 +315,7 @@ func (c *conn) setattrByName(m peerproto.Setattr, p string) error {
 // durable as the seed's PUT.
 func (c *conn) fsync(m peerproto.Fsync) error {
 	const verb = peerproto.VerbFsync
-	j := c.s.jail
+	j := c.jail()
 	all := len(m.Names) == 0
 	dirs := map[string]bool{}
 	for _, name := range m.Names {
@@ -343,8 +324,14 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 			return c.refuse(verb, err, name)
 		}
 		// O_NOFOLLOW: a PUT through a symbolic link stored the file in
-		// the link's target's directory, which this would not sync.
-		fd, err := j.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW)
+		// the link's target's directory, which this would not sync. The
+		// Strict view opens no device or FIFO a client may have made.
+		var fd int
+		if c.posix {
+			fd, _, err = j.OpenFile(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+		} else {
+			fd, err = j.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_NOFOLLOW)
+		}
 		if err != nil {
 			// Renamed or removed since it was stored, a link, or not
 			// readable by this peer (mode 0200): wherever its bytes are

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,7 +60,7 @@ func TestServerNamespaceOps(t *testing.T) {
 		{"SETATTR b.txt size=10", "SETATTR OK f 0600 10 "}, // a want ending in a space is a prefix
 		{"SETATTR private size=1", `SETATTR FAIL isdir cannot set the size of directory "private"`},
 		{"SETATTR nope mode=0644", `SETATTR FAIL notfound no such file or directory "nope"`},
-		{"SETATTR b.txt colour=red", `SETATTR FAIL invalid unknown attribute "colour" (want size, mode or mtime)`},
+		{"SETATTR b.txt colour=red", `SETATTR FAIL invalid unknown attribute "colour" (want size, mode, mtime, atime, uid or gid)`},
 		{"STAT gone", `STAT FAIL notfound no such file or directory "gone"`},
 		{"STATFS x", `STATFS FAIL invalid usage: STATFS`},
 	} {
@@ -288,5 +289,84 @@ func TestServerDeleteKinds(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(outside, "secret.txt")); err != nil {
 		t.Errorf("outside: %v", err)
+	}
+}
+
+// TestServerMkdirExactMode: MKDIR's mode arrives as asked, whatever the
+// peer's umask, on both kinds of connection; setuid and setgid are still
+// dropped (without AllowSetuid), a setgid parent's bit still inherited.
+func TestServerMkdirExactMode(t *testing.T) {
+	old := unix.Umask(0o077)
+	defer unix.Umask(old)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sg"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "sg"), 0o775|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: dir})
+	for _, posix := range []bool{false, true} {
+		c := testConnect(t, addr)
+		if posix {
+			c.send("FEATURES posix\n")
+			c.expectPrefix("FEATURES OK ")
+		}
+		for _, tc := range []struct {
+			name, mode string
+			want       os.FileMode
+		}{
+			{"a", "0777", 0o777},
+			{"b", "", 0o755},
+			{"c", "0750", 0o750},
+			{"d", "01777", 0o777 | os.ModeSticky},
+			{"e", "06777", 0o777},
+			{"sg/f", "0700", 0o700 | os.ModeSetgid},
+			{"sg/g", "02711", 0o711 | os.ModeSetgid},
+		} {
+			p := fmt.Sprintf("%s-%v", tc.name, posix)
+			req := strings.TrimSpace("MKDIR " + p + " " + tc.mode)
+			if got := c.roundTrip(req); got != "MKDIR OK" {
+				t.Fatalf("%s: %q", req, got)
+			}
+			if fi, err := os.Lstat(filepath.Join(dir, p)); err != nil || fi.Mode() != tc.want|os.ModeDir {
+				t.Errorf("%s: mode %v (%v), want %v", req, fi.Mode(), err, tc.want|os.ModeDir)
+			}
+		}
+	}
+}
+
+// TestServerPosixDelete: on a posix connection DELETE removes anything
+// but a directory, a link as itself; RMDIR a directory only.
+func TestServerPosixDelete(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "d/f", "f")
+	if err := os.Symlink("d", filepath.Join(dir, "todir")); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: dir})
+	c := testConnectPosix(t, addr)
+	for _, tc := range []struct{ req, want string }{
+		{"DELETE d", `DELETE FAIL isdir "d" is a directory (use RMDIR)`},
+		{"DELETE .", `DELETE FAIL isdir the export root is a directory (use RMDIR)`},
+		{"DELETE nope", `DELETE FAIL notfound no such file or directory "nope"`},
+		{"RMDIR todir", `RMDIR FAIL notdir "todir" is not a directory (use DELETE)`},
+		{"RMDIR fifo", `RMDIR FAIL notdir "fifo" is not a directory (use DELETE)`},
+		{"RMDIR d", `RMDIR FAIL notempty directory "d" is not empty`},
+		{"DELETE todir", "DELETE OK"},
+		{"DELETE fifo", "DELETE OK"},
+		{"DELETE d/f", "DELETE OK"},
+		{"RMDIR d", "RMDIR OK"},
+		{"RMDIR d", `RMDIR FAIL notfound no such file or directory "d"`},
+	} {
+		if got := c.roundTrip(tc.req); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.req, got, tc.want)
+		}
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 0 {
+		t.Errorf("left: %v", es)
 	}
 }

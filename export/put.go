@@ -51,7 +51,7 @@ func (c *conn) put(m peerproto.Put) error {
 	if err != nil {
 		return refuse(err, m.Name)
 	}
-	defer c.s.jail.CloseDir(t.dfd)
+	defer c.jail().CloseDir(t.dfd)
 
 	if !c.s.beginTransfer() {
 		return refuse(peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
@@ -88,6 +88,14 @@ func (c *conn) put(m peerproto.Put) error {
 	}
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
+	}
+	if t.inPlace {
+		st, ver, err := c.overwrite(m, p, t, tmp)
+		if err != nil {
+			return c.refuse(verb, err, m.Name)
+		}
+		endTransfer()
+		return c.send(c.putDone(&st, ver))
 	}
 	st, ver, err := c.settle(m, p, t, fd)
 	fd = -1
@@ -126,18 +134,24 @@ func (c *conn) put(m peerproto.Put) error {
 		}
 	}
 	endTransfer()
+	return c.send(c.putDone(&st, ver))
+}
+
+// putDone is the final reply of a PUT that stored a file with attributes
+// st and version token ver.
+func (c *conn) putDone(st *unix.Stat_t, ver string) peerproto.PutDone {
 	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
 	if c.attrs {
 		done.Ver = ver
 	}
-	return c.send(done)
+	return done
 }
 
 // locate finds where PUT m stores its file and checks that it may: p is
 // its clean path and t its target, whose directory the caller closes
 // (Jail.CloseDir). An error is the refusal to send, about m.Name.
 func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
-	p, err = c.s.jail.Clean(m.Name)
+	p, err = c.jail().Clean(m.Name)
 	if err != nil {
 		return "", nil, err
 	}
@@ -153,7 +167,7 @@ func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
 		err = c.s.checkSpace(t.dfd, m.Size)
 	}
 	if err != nil {
-		c.s.jail.CloseDir(t.dfd)
+		c.jail().CloseDir(t.dfd)
 		return "", nil, err
 	}
 	return p, t, nil
@@ -215,6 +229,10 @@ type putTarget struct {
 	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
+	// inPlace: the content goes into the existing file rather than
+	// replacing it, so that it stays the inode its other hard links
+	// share (a posix connection, and a file with more than one link).
+	inPlace bool
 }
 
 // putTarget locates a PUT's target p (name is the request's, for
@@ -223,7 +241,7 @@ type putTarget struct {
 // The refusals are those of PUT's first reply.
 func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
 	const verb = peerproto.VerbPut
-	j := c.s.jail
+	j := c.jail()
 	t := &putTarget{target: p, mode: 0o644}
 	for hop := 0; ; hop++ {
 		t.dir, t.base = jail.Split(t.target)
@@ -239,6 +257,12 @@ func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
 			return nil, err
 		}
 		st, err := jail.StatAt(dfd, t.base, t.target)
+		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && c.posix {
+			// A posix connection replaces the link itself, as a new
+			// file: the peer follows no link for it.
+			t.dfd, t.st, t.exists = dfd, st, true
+			return t, nil
+		}
 		if err == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK && hop == 0 {
 			// Write to what a symbolic link names, not over the link
 			// itself: resolve it inside the export, and start again there.
@@ -268,6 +292,7 @@ func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
 			// a write by a process without CAP_FSETID, a client's new
 			// content must not run with the owner's rights.
 			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
+			t.inPlace = c.posix && st.Nlink > 1
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil
 		}

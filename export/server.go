@@ -98,6 +98,17 @@ type Options struct {
 	// runs with the rights of this process's user (root, often). Sticky
 	// bits are kept either way.
 	AllowSetuid bool
+	// Owners stores and reports owners as they are, for a cluster that
+	// shares one uid space: SETATTR uid= and gid= are served (lchown) and
+	// FEATURES says "owners". By default they are refused (denied), and a
+	// mount shows every file as its own user's.
+	Owners bool
+	// AllowDevices lets clients create character and block devices
+	// (MKNOD c, b) and FEATURES says "devices". By default they are
+	// refused (denied): a device node planted in an export gives whoever
+	// can open it the device (a disk, memory) on this machine. FIFOs and
+	// sockets are always allowed.
+	AllowDevices bool
 
 	Logger zerolog.Logger
 

@@ -42,6 +42,16 @@ func TestServerWithoutOpenat2(t *testing.T) {
 		"PutConditional":      TestServerPutConditional,
 		"SetattrUnreadable":   TestServerSetattrUnreadable,
 		"ReadsSeeEveryChange": TestServerReadsSeeEveryChange,
+		"PosixNoFollow":       TestServerPosixNoFollow,
+		"PosixList":           TestServerPosixList,
+		"PosixDelete":         TestServerPosixDelete,
+		"Symlink":             TestServerSymlink,
+		"HardLink":            TestServerHardLink,
+		"Mknod":               TestServerMknod,
+		"SetattrTimes":        TestServerSetattrTimes,
+		"SetattrOwners":       TestServerSetattrOwners,
+		"MkdirExactMode":      TestServerMkdirExactMode,
+		"DeepPaths":           TestServerDeepPaths,
 	} {
 		t.Run(name, test)
 	}
@@ -88,7 +98,7 @@ func TestServerTranscript(t *testing.T) {
 		"LIST OK 2\n" +
 		fmt.Sprintf("f 0644 12 %d hello.txt\n", mt.UnixNano()) +
 		fmt.Sprintf("f 0644 5 %d new.txt\n", newMt) +
-		"GARBAGE FAIL unsupported unknown verb \"GARBAGE\" (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING or QUIT)\n" +
+		"GARBAGE FAIL unsupported unknown verb \"GARBAGE\" (want PUT, GET, LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT)\n" +
 		"GET FAIL invalid usage: GET <name> [[<offset>] <length>]\n" +
 		"PUT FAIL invalid size \"-1\" is not a non-negative integer\n" +
 		"GET FAIL notfound no such file \"nope.txt\"\n" +
@@ -405,4 +415,91 @@ func TestServerFeatures(t *testing.T) {
 	c.expectPrefix("FEATURES FAIL invalid")
 	c.send("FEATURES later\n") // a word it does not know: nothing turned on
 	c.expectPrefix("FEATURES OK inline")
+}
+
+// TestServerDeepPaths: a path far deeper than PATH_MAX below the export
+// root (the kernel's limit is per system call, not per depth) works for
+// every request, on both kinds of connection; an element over 255 bytes
+// and a path over MaxName are nametoolong.
+func TestServerDeepPaths(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := testServe(t, Options{Export: dir})
+	for _, posix := range []bool{false, true} {
+		c := testConnect(t, addr)
+		if posix {
+			c = testConnectPosix(t, addr)
+		}
+		// 41 elements of 200 bytes: 8240 bytes, two PATH_MAXes.
+		var elems []string
+		for i := range 41 {
+			elems = append(elems, fmt.Sprintf("%03d-%v-", i, posix)+strings.Repeat("d", 200-len(fmt.Sprintf("%03d-%v-", i, posix))))
+		}
+		deep := strings.Join(elems, "/")
+		for i := range elems {
+			if got := c.roundTrip("MKDIR " + strings.Join(elems[:i+1], "/") + " 0750"); got != "MKDIR OK" {
+				t.Fatalf("posix %v: MKDIR level %d: %q", posix, i+1, got)
+			}
+		}
+		file := deep + "/file.txt"
+		data := []byte("at the bottom")
+		if r := c.put(file, data); !strings.HasPrefix(r, fmt.Sprintf("PUT DONE %d ", len(data))) {
+			t.Fatalf("posix %v: PUT: %q", posix, shortLine([]byte(r)))
+		}
+		c.send("PUT " + deep + "/inline.txt 2 async inline\nhi")
+		c.expectPrefix("PUT DONE 2 ")
+		if got := c.get(file); !bytes.Equal(got, data) {
+			t.Errorf("posix %v: GET: %q", posix, got)
+		}
+		if e := c.stat(file); e.Size != int64(len(data)) || e.Type != peerproto.TypeFile {
+			t.Errorf("posix %v: STAT: %+v", posix, e)
+		}
+		if e := c.stat(deep); e.Type != peerproto.TypeDir || e.Mode != 0o750 {
+			t.Errorf("posix %v: STAT of the deepest directory: %+v", posix, e)
+		}
+		if got := entryNames(c.list(deep)); !slices.Equal(got, []string{"file.txt", "inline.txt"}) {
+			t.Errorf("posix %v: LIST: %q", posix, got)
+		}
+		for _, tc := range []struct{ req, want string }{
+			{"SETATTR " + file + " mode=0600", "SETATTR OK f 0600 "},
+			{"RENAME " + file + " " + deep + "/moved.txt", "RENAME OK"},
+			{"RENAME " + deep + "/moved.txt " + elems[0] + "/up.txt", "RENAME OK"},
+			{"RENAME " + elems[0] + "/up.txt " + deep + "/down.txt", "RENAME OK"},
+			{"FSYNC " + deep + "/down.txt", "FSYNC OK"},
+			{"DELETE " + deep + "/down.txt", "DELETE OK"},
+			{"DELETE " + deep + "/inline.txt", "DELETE OK"},
+			{"MKDIR " + deep + "/" + strings.Repeat("x", 256), "MKDIR FAIL nametoolong name too long (limit 16384 bytes, 255 per element)"},
+		} {
+			if got := c.roundTrip(tc.req); got != tc.want && !(strings.HasSuffix(tc.want, " ") && strings.HasPrefix(got, tc.want)) {
+				t.Errorf("posix %v: %s:\n got %q\nwant %q", posix, shortLine([]byte(tc.req)), got, tc.want)
+			}
+		}
+		if posix {
+			for _, tc := range []struct{ req, want string }{
+				{"SYMLINK " + deep + "/l target", "SYMLINK OK"},
+				{"READLINK " + deep + "/l", "READLINK OK target"},
+				{"LINK " + deep + "/l " + deep + "/l2", "LINK OK"},
+				{"MKNOD " + deep + "/p p 0600", "MKNOD OK"},
+				{"DELETE " + deep + "/l", "DELETE OK"},
+				{"DELETE " + deep + "/l2", "DELETE OK"},
+				{"DELETE " + deep + "/p", "DELETE OK"},
+			} {
+				if got := c.roundTrip(tc.req); got != tc.want {
+					t.Errorf("%s:\n got %q\nwant %q", shortLine([]byte(tc.req)), got, tc.want)
+				}
+			}
+		}
+		for i := len(elems); i > 0; i-- {
+			if got := c.roundTrip("RMDIR " + strings.Join(elems[:i], "/")); got != "RMDIR OK" {
+				t.Fatalf("posix %v: RMDIR level %d: %q", posix, i, got)
+			}
+		}
+		// Deeper than MaxName: refused, and the mount says ENAMETOOLONG.
+		tooDeep := strings.Repeat(strings.Repeat("e", 200)+"/", peerproto.MaxName/201+1)
+		if got, want := c.roundTrip("STAT "+tooDeep), "STAT FAIL nametoolong name longer than 16384 bytes"; got != want {
+			t.Errorf("posix %v: STAT of %d bytes: %q, want %q", posix, len(tooDeep), got, want)
+		}
+	}
+	if es, _ := os.ReadDir(dir); len(es) != 0 {
+		t.Errorf("left in the export: %v", es)
+	}
 }

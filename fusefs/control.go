@@ -4,10 +4,9 @@ import (
 	"context"
 	"os"
 	"syscall"
-	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // ControlDir is the name of the control folder in the mount root. It is
@@ -31,17 +30,9 @@ type Controller interface {
 }
 
 var (
-	_ fusefs.Node               = (*controlDir)(nil)
-	_ fusefs.NodeStringLookuper = (*controlDir)(nil)
-	_ fusefs.HandleReadDirAller = (*controlDir)(nil)
-
-	_ fusefs.Node          = (*controlFile)(nil)
-	_ fusefs.NodeOpener    = (*controlFile)(nil)
-	_ fusefs.NodeSetattrer = (*controlFile)(nil)
-
-	_ fusefs.Handle       = (*controlHandle)(nil)
-	_ fusefs.HandleReader = (*controlHandle)(nil)
-	_ fusefs.HandleWriter = (*controlHandle)(nil)
+	_ bfs.Node               = (*controlDir)(nil)
+	_ bfs.NodeStringLookuper = (*controlDir)(nil)
+	_ bfs.HandleReadDirAller = (*controlDir)(nil)
 )
 
 // Names of the files in the control folder.
@@ -75,11 +66,11 @@ func newControlDir(f *filesys) *controlDir {
 	return d
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (d *controlDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := d.fsys
 	a.Valid = f.attrTimeout
-	a.Inode = f.inode(ControlDir, "")
+	a.Inode = f.names.inode(ControlDir, "")
 	a.Mode = os.ModeDir | 0o555
 	a.Nlink = 2
 	a.Mtime, a.Atime, a.Ctime = f.root.mtime, f.root.mtime, f.root.mtime
@@ -87,8 +78,8 @@ func (d *controlDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
-// Lookup implements fusefs.NodeStringLookuper.
-func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
+// Lookup implements bfs.NodeStringLookuper.
+func (d *controlDir) Lookup(ctx context.Context, name string) (bfs.Node, error) {
 	switch name {
 	case controlStatus:
 		return d.status, d.fsys.done("lookup", ControlDir, name, nil)
@@ -102,95 +93,15 @@ func (d *controlDir) Lookup(ctx context.Context, name string) (fusefs.Node, erro
 	return nil, d.fsys.done("lookup", ControlDir, name, syscall.ENOENT)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller.
 func (d *controlDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	out := []fuse.Dirent{
-		{Inode: f.inode(ControlDir, controlStatus), Type: fuse.DT_File, Name: controlStatus},
-		{Inode: f.inode(ControlDir, controlSync), Type: fuse.DT_File, Name: controlSync},
+		{Inode: f.names.inode(ControlDir, controlStatus), Type: fuse.DT_File, Name: controlStatus},
+		{Inode: f.names.inode(ControlDir, controlSync), Type: fuse.DT_File, Name: controlSync},
 	}
 	if d.unsent != nil {
-		out = append(out, fuse.Dirent{Inode: f.inode(ControlDir, controlUnsent), Type: fuse.DT_Dir, Name: controlUnsent})
+		out = append(out, fuse.Dirent{Inode: f.names.inode(ControlDir, controlUnsent), Type: fuse.DT_Dir, Name: controlUnsent})
 	}
 	return out, f.done("readdir", ControlDir, "", nil)
-}
-
-// controlFile is .peerfs/status or .peerfs/sync.
-type controlFile struct {
-	fsys *filesys
-	ctl  Controller
-	name string
-}
-
-// Attr implements fusefs.Node. The status file's size is that of a report
-// made now; reads bypass the page cache (DirectIO), so a longer report
-// at open is still read whole.
-func (c *controlFile) Attr(ctx context.Context, a *fuse.Attr) error {
-	f := c.fsys
-	a.Valid = 0
-	a.Inode = f.inode(ControlDir, c.name)
-	a.Nlink = 1
-	now := time.Now()
-	a.Mtime, a.Atime, a.Ctime = now, now, now
-	a.Uid, a.Gid = f.uid, f.gid
-	if c.name == controlStatus {
-		a.Mode = 0o444
-		a.Size = uint64(len(c.ctl.StatusText()))
-	} else {
-		a.Mode = 0o200
-	}
-	return nil
-}
-
-// Setattr implements fusefs.NodeSetattrer: the truncation (and touch) of
-// a shell's "echo > .peerfs/sync" is accepted and ignored; modes and
-// owners never change.
-func (c *controlFile) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
-	if c.name == controlSync && !req.Valid.Mode() && !req.Valid.Uid() && !req.Valid.Gid() {
-		return c.Attr(ctx, &resp.Attr)
-	}
-	return c.fsys.done("setattr", ControlDir, c.name, syscall.EACCES)
-}
-
-// Open implements fusefs.NodeOpener: status opens for reading only, sync
-// for writing only. The status report is taken at open.
-func (c *controlFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
-	f := c.fsys
-	resp.Flags |= fuse.OpenDirectIO
-	switch {
-	case c.name == controlStatus && req.Flags.IsReadOnly():
-		return &controlHandle{file: c, data: c.ctl.StatusText()}, f.done("open", ControlDir, c.name, nil)
-	case c.name == controlSync && req.Flags.IsWriteOnly():
-		return &controlHandle{file: c}, f.done("open", ControlDir, c.name, nil)
-	}
-	return nil, f.done("open", ControlDir, c.name, syscall.EACCES)
-}
-
-// controlHandle is an open control file: the report taken at open, for
-// status.
-type controlHandle struct {
-	file *controlFile
-	data []byte
-}
-
-// Read implements fusefs.HandleReader.
-func (h *controlHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	if req.Offset < int64(len(h.data)) {
-		resp.Data = h.data[req.Offset:min(int64(len(h.data)), req.Offset+int64(req.Size))]
-	}
-	return nil
-}
-
-// Write implements fusefs.HandleWriter: every write to sync runs a SYNC
-// round and returns its error; the bytes themselves mean nothing.
-func (h *controlHandle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
-	f := h.file.fsys
-	if h.file.name != controlSync {
-		return f.done("write", ControlDir, h.file.name, syscall.EBADF)
-	}
-	if err := h.file.ctl.Sync(ctx); err != nil {
-		return f.done("sync", ControlDir, h.file.name, err)
-	}
-	resp.Size = len(req.Data)
-	return f.done("sync", ControlDir, h.file.name, nil)
 }

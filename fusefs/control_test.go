@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // controlStore is a localStore that is also a Controller, a FileStater
@@ -65,29 +65,29 @@ func TestControlFolder(t *testing.T) {
 		t.Fatalf("status attr = %v %v", a, err)
 	}
 	resp := &fuse.OpenResponse{}
-	h, err := st.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenReadOnly}, resp)
+	h, err := st.(bfs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenReadOnly}, resp)
 	if err != nil || resp.Flags&fuse.OpenDirectIO == 0 {
 		t.Fatalf("open status: %v %v", err, resp.Flags)
 	}
 	rr := &fuse.ReadResponse{}
-	if err := h.(fusefs.HandleReader).Read(ctx, &fuse.ReadRequest{Offset: 4, Size: 100}, rr); err != nil || string(rr.Data) != "is well\n" {
+	if err := h.(bfs.HandleReader).Read(ctx, &fuse.ReadRequest{Offset: 4, Size: 100}, rr); err != nil || string(rr.Data) != "is well\n" {
 		t.Fatalf("read status = %q %v", rr.Data, err)
 	}
-	if _, err := st.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{}); err == nil {
+	if _, err := st.(bfs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{}); err == nil {
 		t.Error("status opened for writing")
 	}
 
 	sy, _ := d.Lookup(ctx, "sync")
-	h, err = sy.(fusefs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{})
+	h, err = sy.(bfs.NodeOpener).Open(ctx, &fuse.OpenRequest{Flags: fuse.OpenWriteOnly}, &fuse.OpenResponse{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	wr := &fuse.WriteResponse{}
-	if err := h.(fusefs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); err != nil || wr.Size != 2 || cs.syncs != 1 {
+	if err := h.(bfs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); err != nil || wr.Size != 2 || cs.syncs != 1 {
 		t.Fatalf("write sync: %v size %d syncs %d", err, wr.Size, cs.syncs)
 	}
 	cs.syncErr = syscall.EIO
-	if err := h.(fusefs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); !errors.Is(err, fuse.Errno(syscall.EIO)) {
+	if err := h.(bfs.HandleWriter).Write(ctx, &fuse.WriteRequest{Data: []byte("1\n")}, wr); !errors.Is(err, fuse.Errno(syscall.EIO)) {
 		t.Fatalf("write sync with a failing round: %v", err)
 	}
 	if _, err := d.Lookup(ctx, "other"); err == nil {
@@ -153,26 +153,5 @@ func TestPeerStateXattr(t *testing.T) {
 	lr = &fuse.ListxattrResponse{}
 	if err := sub.(*dir).Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || len(lr.Xattr) != 0 {
 		t.Fatalf("listxattr of a folder inside = %q %v", lr.Xattr, err)
-	}
-}
-
-// opName names operations as the metrics do, directories apart.
-func TestOpName(t *testing.T) {
-	for _, tt := range []struct {
-		req  fuse.Request
-		want string
-	}{
-		{&fuse.LookupRequest{}, "lookup"},
-		{&fuse.ReadRequest{}, "read"},
-		{&fuse.ReadRequest{Dir: true}, "readdir"},
-		{&fuse.OpenRequest{Dir: true}, "opendir"},
-		{&fuse.ReleaseRequest{Dir: true}, "releasedir"},
-		{&fuse.FsyncRequest{}, "fsync"},
-		{&fuse.BatchForgetRequest{}, "batchforget"},
-		{&fuse.UnrecognizedRequest{}, "unrecognized"},
-	} {
-		if got := opName(tt.req); got != tt.want {
-			t.Errorf("opName(%T) = %q, want %q", tt.req, got, tt.want)
-		}
 	}
 }

@@ -6,24 +6,24 @@ import (
 	"syscall"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 var (
-	_ fusefs.Node                = (*dir)(nil)
-	_ fusefs.NodeGetattrer       = (*dir)(nil)
-	_ fusefs.NodeSetattrer       = (*dir)(nil)
-	_ fusefs.NodeForgetter       = (*dir)(nil)
-	_ fusefs.NodeRequestLookuper = (*dir)(nil)
-	_ fusefs.HandleReadDirAller  = (*dir)(nil)
-	_ fusefs.NodeMkdirer         = (*dir)(nil)
-	_ fusefs.NodeCreater         = (*dir)(nil)
-	_ fusefs.NodeRemover         = (*dir)(nil)
-	_ fusefs.NodeRenamer         = (*dir)(nil)
-	_ fusefs.NodeSymlinker       = (*dir)(nil)
-	_ fusefs.NodeLinker          = (*dir)(nil)
-	_ fusefs.NodeMknoder         = (*dir)(nil)
-	_ fusefs.NodeFsyncer         = (*dir)(nil)
+	_ bfs.Node                = (*dir)(nil)
+	_ bfs.NodeGetattrer       = (*dir)(nil)
+	_ bfs.NodeSetattrer       = (*dir)(nil)
+	_ bfs.NodeForgetter       = (*dir)(nil)
+	_ bfs.NodeRequestLookuper = (*dir)(nil)
+	_ bfs.HandleReadDirAller  = (*dir)(nil)
+	_ bfs.NodeMkdirer         = (*dir)(nil)
+	_ bfs.NodeCreater         = (*dir)(nil)
+	_ bfs.NodeRemover         = (*dir)(nil)
+	_ bfs.NodeRenamer         = (*dir)(nil)
+	_ bfs.NodeSymlinker       = (*dir)(nil)
+	_ bfs.NodeLinker          = (*dir)(nil)
+	_ bfs.NodeMknoder         = (*dir)(nil)
+	_ bfs.NodeFsyncer         = (*dir)(nil)
 )
 
 // maxNameLen is the longest name of a directory entry, in bytes (NAME_MAX,
@@ -44,22 +44,22 @@ func checkNames(names ...string) error {
 }
 
 // dir is a directory inside a peer's export (path "" is the peer folder).
-// It is its own handle: bazil calls ReadDirAll on it after opendir.
+// It is its own handle: the request server calls ReadDirAll on it after
+// opendir.
 type dir struct {
 	*node
 }
 
-// Lookup implements fusefs.NodeRequestLookuper. A listing younger than
+// Lookup implements bfs.NodeRequestLookuper. A listing younger than
 // the entry timeout answers without a Store call.
-func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
+func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (bfs.Node, error) {
 	f := d.fsys
-	f.learn(req.Hdr().Node, d.node)
 	k := d.key()
 	path := child(k.path, req.Name)
 	if err := checkNames(req.Name); err != nil {
 		return nil, f.done("lookup", d.peer, path, err)
 	}
-	info, found, listed := f.getListing(k, req.Name)
+	info, found, listed := f.names.getListing(k, req.Name)
 	if listed && !found {
 		return nil, f.done("lookup", d.peer, path, syscall.ENOENT)
 	}
@@ -73,17 +73,17 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 	return f.nodeFor(d.peer, path, info), f.done("lookup", d.peer, path, nil)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller with one List call,
+// ReadDirAll implements bfs.HandleReadDirAller with one List call,
 // whose result then answers lookups (see Lookup).
 func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	k := d.key()
-	gen := f.listGeneration()
+	gen := f.names.listGeneration()
 	infos, err := f.store.List(ctx, d.peer, k.path)
 	if err != nil {
 		return nil, f.done("readdir", d.peer, k.path, err)
 	}
-	f.putListing(k, gen, infos)
+	f.names.putListing(k, gen, infos)
 	ents := make([]fuse.Dirent, 0, len(infos))
 	for _, info := range infos {
 		typ := fuse.DT_File
@@ -91,13 +91,13 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 			typ = fuse.DT_Dir
 		}
 		name := info.Name()
-		ents = append(ents, fuse.Dirent{Inode: f.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
 	}
 	return ents, f.done("readdir", d.peer, k.path, nil)
 }
 
-// Mkdir implements fusefs.NodeMkdirer.
-func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+// Mkdir implements bfs.NodeMkdirer.
+func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (bfs.Node, error) {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
 	if err := checkNames(req.Name); err != nil {
@@ -111,13 +111,13 @@ func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, e
 	if err != nil {
 		return nil, f.done("mkdir", d.peer, path, err)
 	}
-	f.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
+	f.names.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
 	return f.nodeFor(d.peer, path, info), f.done("mkdir", d.peer, path, nil)
 }
 
-// Create implements fusefs.NodeCreater: Open with O_CREAT, returning the
+// Create implements bfs.NodeCreater: Open with O_CREAT, returning the
 // new file's node and an open handle.
-func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (bfs.Node, bfs.Handle, error) {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
 	if err := checkNames(req.Name); err != nil {
@@ -131,7 +131,7 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 	if err != nil {
 		return nil, nil, f.done("create", d.peer, path, err)
 	}
-	f.dropListing(nodeKey{d.peer, path})
+	f.names.dropListing(nodeKey{d.peer, path})
 	n := f.nodeFor(d.peer, path, info)
 	fl, ok := n.(*file)
 	if !ok {
@@ -149,10 +149,9 @@ func (d *dir) releaseQuietly(fh uint64, path string) {
 	}
 }
 
-// Remove implements fusefs.NodeRemover: unlink or rmdir by req.Dir.
+// Remove implements bfs.NodeRemover: unlink or rmdir by req.Dir.
 func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	f := d.fsys
-	f.learn(req.Hdr().Node, d.node)
 	path := child(d.key().path, req.Name)
 	op := "unlink"
 	if req.Dir {
@@ -171,15 +170,15 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		err = f.store.Remove(ctx, d.peer, path)
 	}
 	if err == nil {
-		f.removed(nodeKey{d.peer, path})
+		f.names.removed(nodeKey{d.peer, path})
 	}
 	return f.done(op, d.peer, path, err)
 }
 
-// Rename implements fusefs.NodeRenamer within one peer. Across peers it
+// Rename implements bfs.NodeRenamer within one peer. Across peers it
 // fails with EXDEV, so mv falls back to copy and delete; into the root
 // with EACCES.
-func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir bfs.Node) error {
 	f := d.fsys
 	from := nodeKey{d.peer, child(d.key().path, req.OldName)}
 	if err := checkNames(req.OldName, req.NewName); err != nil {
@@ -196,7 +195,7 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 			err = syscall.EXDEV
 		default:
 			if err = f.store.Rename(ctx, from.peer, from.path, to.path); err == nil {
-				f.renamed(from, to)
+				f.names.renamed(from, to)
 			}
 		}
 	case *root:
@@ -207,9 +206,9 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs
 	return f.done("rename", from.peer, from.path, err)
 }
 
-// Symlink implements fusefs.NodeSymlinker: peers share files and
+// Symlink implements bfs.NodeSymlinker: peers share files and
 // directories only.
-func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (bfs.Node, error) {
 	err := checkNames(req.NewName)
 	if err == nil {
 		err = syscall.EPERM
@@ -217,9 +216,9 @@ func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Nod
 	return nil, d.fsys.done("symlink", d.peer, child(d.key().path, req.NewName), err)
 }
 
-// Link implements fusefs.NodeLinker: no hard links (EPERM, as link(2)
+// Link implements bfs.NodeLinker: no hard links (EPERM, as link(2)
 // documents for filesystems without them).
-func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old bfs.Node) (bfs.Node, error) {
 	err := checkNames(req.NewName)
 	if err == nil {
 		err = syscall.EPERM
@@ -227,9 +226,9 @@ func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) 
 	return nil, d.fsys.done("link", d.peer, child(d.key().path, req.NewName), err)
 }
 
-// Mknod implements fusefs.NodeMknoder: no devices, fifos or sockets.
+// Mknod implements bfs.NodeMknoder: no devices, fifos or sockets.
 // Regular files arrive as Create.
-func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (bfs.Node, error) {
 	err := checkNames(req.Name)
 	if err == nil {
 		err = syscall.EPERM
@@ -237,9 +236,8 @@ func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, e
 	return nil, d.fsys.done("mknod", d.peer, child(d.key().path, req.Name), err)
 }
 
-// Fsync implements fusefs.NodeFsyncer: fsync of a directory runs the
+// Fsync implements bfs.NodeFsyncer: fsync of a directory runs the
 // Store's SYNC round.
 func (d *dir) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
-	d.fsys.learn(req.Hdr().Node, d.node)
 	return d.fsys.done("fsyncdir", d.peer, d.key().path, d.fsys.store.Sync(uninterruptible(ctx)))
 }

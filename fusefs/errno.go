@@ -8,8 +8,8 @@ import (
 	"syscall"
 
 	"bazil.org/fuse"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 )
 
 // errnoer is implemented by errors that carry their own errno.
@@ -17,18 +17,20 @@ type errnoer interface {
 	Errno() syscall.Errno
 }
 
-// toErrno maps a Store (or fusefs) error to the bare fuse.Errno that bazil
-// sends to the kernel; bazil itself does not unwrap. It is the only place
-// that decides an errno. Unexpected errors are logged here, once, and
-// become EIO.
-func toErrno(log *zerolog.Logger, err error) error {
+// toErrno maps an error of a Store, a node or the request server to the
+// errno the kernel gets (0 for nil); bazil itself does not unwrap. It is
+// the only place that decides an errno: the nodes call it through
+// filesys.done, the request server through its Options.Errno. Unexpected
+// errors are logged here, once, and become EIO.
+func toErrno(log *zerolog.Logger, err error) fuse.Errno {
 	if err == nil {
-		return nil
+		return 0
 	}
 	var (
-		errno syscall.Errno
-		carry errnoer
-		ferr  fuse.Errno
+		errno       syscall.Errno
+		carry       errnoer
+		ferr        fuse.Errno
+		unsupported *fuseserve.UnsupportedError
 	)
 	switch {
 	case errors.Is(err, context.Canceled):
@@ -40,6 +42,28 @@ func toErrno(log *zerolog.Logger, err error) error {
 		return fuse.Errno(carry.Errno())
 	case errors.As(err, &ferr) && ferr != 0:
 		return ferr
+
+	// The request server's own answers, as bazil's fs.Server gives them.
+	case errors.Is(err, fuseserve.ErrStale):
+		return fuse.Errno(syscall.ESTALE)
+	case errors.Is(err, fuseserve.ErrNotImplemented):
+		return fuse.Errno(syscall.ENOSYS) // the kernel stops asking
+	case errors.Is(err, fuseserve.ErrNotInFlight):
+		return fuse.Errno(syscall.EAGAIN) // the kernel sends the INTERRUPT again
+	case errors.Is(err, fuseserve.ErrXattrTooLarge):
+		return fuse.Errno(syscall.ERANGE)
+	case errors.Is(err, fuseserve.ErrPanic):
+		return fuse.Errno(syscall.EIO) // logged by the server, with the stack
+	case errors.As(err, &unsupported):
+		switch unsupported.Op {
+		case "create", "mkdir":
+			// Not ENOSYS, which would make the kernel try mknod and open.
+			return fuse.Errno(syscall.EPERM)
+		case "getxattr", "listxattr", "setxattr", "removexattr":
+			return fuse.Errno(syscall.ENOTSUP)
+		}
+		return fuse.Errno(syscall.EIO)
+
 	case errors.Is(err, fs.ErrNotExist):
 		return fuse.Errno(syscall.ENOENT)
 	case errors.Is(err, fs.ErrExist):
@@ -69,14 +93,4 @@ func toErrno(log *zerolog.Logger, err error) error {
 		log.Error().Err(err).Msg("unexpected store error; returning EIO")
 		return fuse.Errno(syscall.EIO)
 	}
-}
-
-// errnoName names an answered errno for Options.Observe: "ENOENT",
-// "ENODATA", "ENOTEMPTY"... (bazil's ErrnoName knows a few names and
-// gives the others' messages, which make poor metric labels).
-func errnoName(e fuse.Errno) string {
-	if n := unix.ErrnoName(syscall.Errno(e)); n != "" {
-		return n
-	}
-	return e.ErrnoName()
 }

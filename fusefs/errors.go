@@ -4,7 +4,6 @@ import (
 	"errors"
 	"syscall"
 
-	"bazil.org/fuse"
 	"github.com/rs/zerolog"
 )
 
@@ -30,8 +29,5 @@ var (
 // it (toErrno), without logging: for tests of a Store, and reports.
 func Errno(err error) syscall.Errno {
 	nop := zerolog.Nop()
-	if e, ok := toErrno(&nop, err).(fuse.Errno); ok {
-		return syscall.Errno(e)
-	}
-	return 0
+	return syscall.Errno(toErrno(&nop, err))
 }

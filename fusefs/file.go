@@ -6,16 +6,16 @@ import (
 	"syscall"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 var (
-	_ fusefs.Node          = (*file)(nil)
-	_ fusefs.NodeGetattrer = (*file)(nil)
-	_ fusefs.NodeSetattrer = (*file)(nil)
-	_ fusefs.NodeForgetter = (*file)(nil)
-	_ fusefs.NodeOpener    = (*file)(nil)
-	_ fusefs.NodeFsyncer   = (*file)(nil)
+	_ bfs.Node          = (*file)(nil)
+	_ bfs.NodeGetattrer = (*file)(nil)
+	_ bfs.NodeSetattrer = (*file)(nil)
+	_ bfs.NodeForgetter = (*file)(nil)
+	_ bfs.NodeOpener    = (*file)(nil)
+	_ bfs.NodeFsyncer   = (*file)(nil)
 )
 
 // file is a regular file inside a peer's export. Reading and writing
@@ -57,12 +57,11 @@ func writable(flags int) bool {
 	return flags&(os.O_WRONLY|os.O_RDWR) != 0
 }
 
-// Open implements fusefs.NodeOpener. The response asks for no kernel
+// Open implements bfs.NodeOpener. The response asks for no kernel
 // flags: without OpenKeepCache the kernel drops the file's cached pages
 // on every open, so a reader sees what the Store has now.
-func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
+func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (bfs.Handle, error) {
 	f := fl.fsys
-	f.learn(req.Hdr().Node, fl.node)
 	path := fl.key().path
 	flags := openFlags(req.Flags)
 	if writable(flags) && f.readOnly {
@@ -99,15 +98,15 @@ func (fl *file) newHandle(fh uint64, flags int, created bool) *handle {
 // changed notes that the file's content changed through the mount.
 func (fl *file) changed() {
 	fl.unprime()
-	fl.fsys.dropListing(fl.key())
+	fl.fsys.names.dropListing(fl.key())
 }
 
-// Fsync implements fusefs.NodeFsyncer. bazil delivers fsync to the node,
-// not the handle, and does not expose which handle the kernel named, so
-// every open handle of the file is synced (usually there is one).
+// Fsync implements bfs.NodeFsyncer. The request server delivers fsync to
+// the node, as bazil's interfaces have it, not to the handle the kernel
+// named, so every open handle of the file is synced (usually there is
+// one).
 func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	f := fl.fsys
-	f.learn(req.Hdr().Node, fl.node)
 	fl.mu.Lock()
 	fhs := make([]uint64, 0, len(fl.handles))
 	for h := range fl.handles {

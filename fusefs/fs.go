@@ -1,10 +1,8 @@
 package fusefs
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,14 +13,8 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
-)
-
-var (
-	_ fusefs.FS          = (*filesys)(nil)
-	_ fusefs.FSStatfser  = (*filesys)(nil)
-	_ fusefs.FSDestroyer = (*filesys)(nil)
 )
 
 // Options configure a mount. The zero value is usable.
@@ -34,7 +26,8 @@ type Options struct {
 	// (default 1s).
 	EntryTimeout time.Duration
 	// Logger receives the package's logs, with component=fusefs added.
-	// FUSE operations log at debug level, bazil's own tracing at trace.
+	// FUSE operations log at debug level, every request and answer at
+	// trace (the request server's).
 	Logger zerolog.Logger
 	// FSName is the source shown in /proc/mounts (default "peerfs").
 	FSName string
@@ -78,7 +71,6 @@ func (o *Options) setDefaults() {
 // cannot share the name of the function.)
 type Mounted struct {
 	mountpoint string
-	fsys       *filesys
 	inval      *invalidator
 	log        zerolog.Logger
 	timeout    time.Duration
@@ -87,7 +79,7 @@ type Mounted struct {
 	serveErr   error         // written before done is closed
 
 	closeOnce sync.Once
-	closeErr  error
+	closeErr  error // written inside closeOnce, read after it
 }
 
 // Mount mounts store at mountpoint and serves it in a goroutine until
@@ -119,17 +111,15 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	server, err := newServer(conn, f, log, opts.Observe)
+	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno})
 	if err != nil {
 		Unmount(mountpoint)
 		conn.Close()
-		return nil, err
+		return nil, fmt.Errorf("fusefs: %w", err)
 	}
-	f.server = server
 	m := &Mounted{
 		mountpoint: mountpoint,
-		fsys:       f,
-		inval:      newInvalidator(f),
+		inval:      newInvalidator(f, server),
 		log:        log,
 		timeout:    opts.UnmountTimeout,
 		done:       make(chan struct{}),
@@ -307,190 +297,4 @@ func Unmount(mountpoint string) error {
 	return fmt.Errorf("fusefs: unmount %s: %w", mountpoint, errors.Join(err,
 		fmt.Errorf("umount2 MNT_DETACH: %w", lazyErr),
 		fmt.Errorf("fusermount3 -u -z: %w: %s", zErr, strings.TrimSpace(string(out)))))
-}
-
-// filesys is the bazil FS: configuration plus the node table.
-type filesys struct {
-	store        Store
-	log          zerolog.Logger
-	attrTimeout  time.Duration
-	entryTimeout time.Duration
-	readOnly     bool
-	uid, gid     uint32
-	root         *root
-	control      *controlDir // the .peerfs folder; nil unless the Store is a Controller
-	server       *server     // nil when nodes are driven directly (tests)
-
-	// serving is closed by the first request on the root: bazil's Serve
-	// sets up its node table (unlocked) before it reads any request, so
-	// only after one may Invalidate* be called.
-	serving     chan struct{}
-	servingOnce sync.Once
-
-	mu       sync.Mutex // protects the fields below
-	nodes    map[nodeKey]*node
-	inodes   map[nodeKey]uint64
-	nextIno  uint64
-	byID     map[fuse.NodeID]*node
-	listings map[nodeKey]listing // directory key -> recent List result
-	listGen  uint64              // bumped whenever a listing is dropped
-}
-
-// markServing records that Serve is answering requests.
-func (f *filesys) markServing() {
-	f.servingOnce.Do(func() { close(f.serving) })
-}
-
-// listing is a directory's List result, which answers Lookup for a while
-// so that ls -l does not Stat every entry.
-type listing struct {
-	at      time.Time
-	entries map[string]fs.FileInfo
-}
-
-func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
-	opts.setDefaults()
-	f := &filesys{
-		store:        store,
-		log:          log,
-		attrTimeout:  opts.AttrTimeout,
-		entryTimeout: opts.EntryTimeout,
-		readOnly:     opts.ReadOnly,
-		uid:          uint32(os.Getuid()),
-		gid:          uint32(os.Getgid()),
-		nodes:        map[nodeKey]*node{},
-		inodes:       map[nodeKey]uint64{},
-		nextIno:      1, // 1 is the root
-		byID:         map[fuse.NodeID]*node{},
-		listings:     map[nodeKey]listing{},
-		serving:      make(chan struct{}),
-	}
-	f.root = &root{fsys: f, mtime: time.Now()}
-	f.control = newControlDir(f)
-	return f
-}
-
-// Root implements fusefs.FS.
-func (f *filesys) Root() (fusefs.Node, error) { return f.root, nil }
-
-// Destroy implements fusefs.FSDestroyer.
-func (f *filesys) Destroy() { f.log.Debug().Str("op", "destroy").Msg("fuse op") }
-
-// Statfs implements fusefs.FSStatfser. bazil routes statfs to the FS with
-// only the kernel's node id; a node id learnt from an earlier request
-// names the peer. The root, or a node not yet seen, reports the sum over
-// all peers.
-func (f *filesys) Statfs(ctx context.Context, req *fuse.StatfsRequest, resp *fuse.StatfsResponse) error {
-	f.mu.Lock()
-	n := f.byID[req.Hdr().Node]
-	f.mu.Unlock()
-	var peers []string
-	if n != nil {
-		peers = []string{n.peer}
-	} else {
-		peers = f.store.Peers()
-	}
-	var total, free, avail uint64
-	var err error
-	for _, p := range peers {
-		t, fr, av, perr := f.store.Statfs(ctx, p)
-		if perr != nil {
-			if n != nil {
-				err = perr
-			}
-			f.log.Debug().Str("peer", p).Err(perr).Msg("statfs of one peer")
-			continue
-		}
-		total, free, avail = total+t, free+fr, avail+av
-	}
-	const bsize = 4096
-	resp.Bsize, resp.Frsize = bsize, bsize
-	resp.Blocks, resp.Bfree, resp.Bavail = total/bsize, free/bsize, avail/bsize
-	resp.Namelen = 255
-	return f.done("statfs", strings.Join(peers, ","), "", err)
-}
-
-// done logs a finished operation at debug level and maps its error.
-func (f *filesys) done(op, peer, path string, err error) error {
-	errno := toErrno(&f.log, err)
-	ev := f.log.Debug()
-	if ev.Enabled() {
-		ev = ev.Str("op", op).Str("peer", peer).Str("path", path)
-		if err != nil {
-			ev = ev.AnErr("error", err).Stringer("errno", errno.(fuse.Errno))
-		}
-		ev.Msg("fuse op")
-	}
-	return errno
-}
-
-// getListing returns the entry name of directory d from a listing younger
-// than the entry timeout.
-func (f *filesys) getListing(d nodeKey, name string) (fs.FileInfo, bool, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	l, ok := f.listings[d]
-	if !ok {
-		return nil, false, false
-	}
-	if time.Since(l.at) > f.entryTimeout {
-		delete(f.listings, d)
-		return nil, false, false
-	}
-	info, found := l.entries[name]
-	return info, found, true
-}
-
-// listGeneration returns a token for putListing.
-func (f *filesys) listGeneration() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.listGen
-}
-
-// putListing stores a List result unless a listing was dropped since gen
-// was taken: the result may predate that change.
-func (f *filesys) putListing(d nodeKey, gen uint64, infos []fs.FileInfo) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if gen != f.listGen {
-		return
-	}
-	now := time.Now()
-	if len(f.listings) >= 256 {
-		for k, l := range f.listings {
-			if now.Sub(l.at) > f.entryTimeout {
-				delete(f.listings, k)
-			}
-		}
-	}
-	entries := make(map[string]fs.FileInfo, len(infos))
-	for _, info := range infos {
-		entries[info.Name()] = info
-	}
-	f.listings[d] = listing{at: now, entries: entries}
-}
-
-// dropListing forgets the listing that holds k (its parent's), after k
-// changed through the mount.
-func (f *filesys) dropListing(k nodeKey) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.dropListingLocked(k)
-}
-
-func (f *filesys) dropListingLocked(k nodeKey) {
-	f.listGen++
-	p, _ := k.parent()
-	delete(f.listings, p)
-	delete(f.listings, k)
-}
-
-func (f *filesys) dropPeerListingsLocked(peer string) {
-	f.listGen++
-	for k := range f.listings {
-		if k.peer == peer || peer == "" {
-			delete(f.listings, k)
-		}
-	}
 }

@@ -6,15 +6,18 @@ import (
 	"io"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
 var (
-	_ fusefs.Handle         = (*handle)(nil)
-	_ fusefs.HandleReader   = (*handle)(nil)
-	_ fusefs.HandleWriter   = (*handle)(nil)
-	_ fusefs.HandleFlusher  = (*handle)(nil)
-	_ fusefs.HandleReleaser = (*handle)(nil)
+	_ bfs.Handle         = (*handle)(nil)
+	_ bfs.HandleReader   = (*handle)(nil)
+	_ bfs.HandleWriter   = (*handle)(nil)
+	_ bfs.HandleFlusher  = (*handle)(nil)
+	_ bfs.HandleReleaser = (*handle)(nil)
+
+	_ fuseserve.HandleQuickFlusher = (*handle)(nil)
 )
 
 // handle is an open file: a Store handle number. Handles keep no state
@@ -30,7 +33,11 @@ type handle struct {
 // created the file.
 func (h *handle) uploads() bool { return h.writable || h.created }
 
-// Read implements fusefs.HandleReader. A short read means end of file.
+// QuickFlush implements fuseserve.HandleQuickFlusher: a flush that
+// uploads nothing is answered from memory.
+func (h *handle) QuickFlush() bool { return !h.uploads() }
+
+// Read implements bfs.HandleReader. A short read means end of file.
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
 	f := h.file.fsys
 	buf := resp.Data[:req.Size]
@@ -45,7 +52,7 @@ func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 	return nil // reads are too many to log one by one
 }
 
-// Write implements fusefs.HandleWriter.
+// Write implements bfs.HandleWriter.
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	f := h.file.fsys
 	n, err := f.store.WriteAt(ctx, h.fh, req.Data, req.Offset)
@@ -59,7 +66,7 @@ func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.W
 	return nil
 }
 
-// Flush implements fusefs.HandleFlusher. It runs on every close(2) of a
+// Flush implements bfs.HandleFlusher. It runs on every close(2) of a
 // descriptor, and the Store commits (uploads) here, so its error is the
 // one close() returns; Release's would be dropped by the kernel.
 func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
@@ -71,7 +78,7 @@ func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	return f.done("flush", h.file.peer, h.file.key().path, err)
 }
 
-// Release implements fusefs.HandleReleaser. The kernel ignores its
+// Release implements bfs.HandleReleaser. The kernel ignores its
 // result, so an error is only logged.
 func (h *handle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	fl := h.file

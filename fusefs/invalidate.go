@@ -1,13 +1,20 @@
 package fusefs
 
 import (
-	"errors"
 	"slices"
 	"sync"
 
-	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
+
+// kernelCache drops what the kernel caches: the request server, which
+// knows the kernel's NodeIDs. Each call returns nil where the kernel
+// held nothing to drop.
+type kernelCache interface {
+	InvalidateEntry(parent bfs.Node, name string) error
+	InvalidateNodeAttr(n bfs.Node) error
+	InvalidateNodeData(n bfs.Node) error
+}
 
 // watchEvent is one Store.Watch notification.
 type watchEvent struct{ peer, dir string }
@@ -18,10 +25,11 @@ type watchEvent struct{ peer, dir string }
 // and that request may be the very Store call that fired the callback.
 // Its goroutine is owned by the Mount and stopped by stop.
 type invalidator struct {
-	fsys *filesys
-	wake chan struct{} // buffered 1
-	quit chan struct{}
-	done chan struct{}
+	fsys   *filesys
+	kernel kernelCache
+	wake   chan struct{} // buffered 1
+	quit   chan struct{}
+	done   chan struct{}
 
 	mu      sync.Mutex // protects the fields below
 	stopped bool
@@ -29,9 +37,10 @@ type invalidator struct {
 	peers   []string // the peer list at the last root invalidation
 }
 
-func newInvalidator(f *filesys) *invalidator {
+func newInvalidator(f *filesys, kernel kernelCache) *invalidator {
 	inv := &invalidator{
 		fsys:    f,
+		kernel:  kernel,
 		wake:    make(chan struct{}, 1),
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -72,12 +81,6 @@ func (inv *invalidator) stop() {
 
 func (inv *invalidator) run() {
 	defer close(inv.done)
-	// Events queue up until the server is serving (see filesys.serving).
-	select {
-	case <-inv.quit:
-		return
-	case <-inv.fsys.serving:
-	}
 	for {
 		select {
 		case <-inv.quit:
@@ -94,8 +97,8 @@ func (inv *invalidator) run() {
 	}
 }
 
-// apply invalidates what one event covers. Invalidations are computed
-// under filesys.mu and sent without it.
+// apply invalidates what one event covers. The name table finds what to
+// invalidate under its lock; the invalidations are sent without it.
 func (inv *invalidator) apply(ev watchEvent) {
 	f := inv.fsys
 	f.log.Debug().Str("op", "watch").Str("peer", ev.peer).Str("path", ev.dir).Msg("invalidate")
@@ -105,79 +108,32 @@ func (inv *invalidator) apply(ev watchEvent) {
 		names := append(slices.Clone(inv.peers), now...)
 		inv.peers = now
 		inv.mu.Unlock()
-		f.mu.Lock()
-		for _, p := range names {
-			if !slices.Contains(now, p) {
-				f.dropPeerListingsLocked(p)
-			}
-		}
-		f.mu.Unlock()
+		f.names.dropPeersGone(names, now)
 		slices.Sort(names)
 		for _, name := range slices.Compact(names) {
 			inv.entry(f.root, name)
 		}
 		return
 	}
-
-	type entry struct {
-		parent fusefs.Node
-		name   string
-	}
-	var (
-		entries []entry
-		data    []fusefs.Node
-		attrs   []fusefs.Node
-	)
-	scope := nodeKey{ev.peer, ev.dir}
-	f.mu.Lock()
-	if ev.dir == "" {
-		f.dropPeerListingsLocked(ev.peer)
-	} else {
-		f.listGen++
-		delete(f.listings, scope)
-	}
-	for k, n := range f.nodes {
-		if k.path == "" {
-			if k.peer == ev.peer {
-				attrs = append(attrs, n.self)
-			}
-			continue
-		}
-		p, name := k.parent()
-		if ev.dir == "" && !k.under(scope) || ev.dir != "" && p != scope {
-			if ev.dir != "" && k == scope {
-				attrs = append(attrs, n.self)
-			}
-			continue
-		}
-		if pn, ok := f.nodes[p]; ok {
-			entries = append(entries, entry{pn.self, name})
-		}
-		if n.isDir {
-			attrs = append(attrs, n.self)
-		} else {
-			data = append(data, n.self)
-		}
-	}
-	f.mu.Unlock()
+	entries, data, attrs := f.names.stale(ev.peer, ev.dir)
 	for _, e := range entries {
 		inv.entry(e.parent, e.name)
 	}
 	for _, n := range data {
-		inv.check("InvalidateNodeData", f.server.InvalidateNodeData(n))
+		inv.check("InvalidateNodeData", inv.kernel.InvalidateNodeData(n))
 	}
 	for _, n := range attrs {
-		inv.check("InvalidateNodeAttr", f.server.InvalidateNodeAttr(n))
+		inv.check("InvalidateNodeAttr", inv.kernel.InvalidateNodeAttr(n))
 	}
 }
 
-func (inv *invalidator) entry(parent fusefs.Node, name string) {
-	inv.check("InvalidateEntry", inv.fsys.server.InvalidateEntry(parent, name))
+func (inv *invalidator) entry(parent bfs.Node, name string) {
+	inv.check("InvalidateEntry", inv.kernel.InvalidateEntry(parent, name))
 }
 
-// check logs a failed invalidation; "not cached" is the common, fine case.
+// check logs a failed invalidation.
 func (inv *invalidator) check(op string, err error) {
-	if err != nil && !errors.Is(err, fuse.ErrNotCached) {
+	if err != nil {
 		inv.fsys.log.Debug().Err(err).Str("op", op).Msg("invalidate")
 	}
 }

@@ -8,22 +8,22 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 var (
-	_ fusefs.Node                = (*root)(nil)
-	_ fusefs.NodeRequestLookuper = (*root)(nil)
-	_ fusefs.HandleReadDirAller  = (*root)(nil)
-	_ fusefs.NodeSetattrer       = (*root)(nil)
-	_ fusefs.NodeMkdirer         = (*root)(nil)
-	_ fusefs.NodeCreater         = (*root)(nil)
-	_ fusefs.NodeRemover         = (*root)(nil)
-	_ fusefs.NodeRenamer         = (*root)(nil)
-	_ fusefs.NodeSymlinker       = (*root)(nil)
-	_ fusefs.NodeLinker          = (*root)(nil)
-	_ fusefs.NodeMknoder         = (*root)(nil)
-	_ fusefs.NodeFsyncer         = (*root)(nil)
+	_ bfs.Node                = (*root)(nil)
+	_ bfs.NodeRequestLookuper = (*root)(nil)
+	_ bfs.HandleReadDirAller  = (*root)(nil)
+	_ bfs.NodeSetattrer       = (*root)(nil)
+	_ bfs.NodeMkdirer         = (*root)(nil)
+	_ bfs.NodeCreater         = (*root)(nil)
+	_ bfs.NodeRemover         = (*root)(nil)
+	_ bfs.NodeRenamer         = (*root)(nil)
+	_ bfs.NodeSymlinker       = (*root)(nil)
+	_ bfs.NodeLinker          = (*root)(nil)
+	_ bfs.NodeMknoder         = (*root)(nil)
+	_ bfs.NodeFsyncer         = (*root)(nil)
 )
 
 // root is the mount's top directory: one read-only folder per connected
@@ -35,9 +35,8 @@ type root struct {
 	mtime time.Time
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
-	r.fsys.markServing()
 	a.Valid = r.fsys.attrTimeout
 	a.Inode = 1
 	a.Mode = os.ModeDir | 0o555
@@ -48,9 +47,8 @@ func (r *root) Attr(ctx context.Context, a *fuse.Attr) error {
 	return nil
 }
 
-// Lookup implements fusefs.NodeRequestLookuper: a connected peer's folder.
-func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (fusefs.Node, error) {
-	r.fsys.markServing()
+// Lookup implements bfs.NodeRequestLookuper: a connected peer's folder.
+func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.LookupResponse) (bfs.Node, error) {
 	f := r.fsys
 	if err := checkNames(req.Name); err != nil {
 		return nil, f.done("lookup", req.Name, "", err)
@@ -70,17 +68,16 @@ func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.L
 	return f.nodeFor(req.Name, "", info), f.done("lookup", req.Name, "", nil)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller.
 func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
-	r.fsys.markServing()
 	f := r.fsys
 	peers := f.store.Peers()
 	ents := make([]fuse.Dirent, 0, len(peers))
 	for _, p := range peers {
-		ents = append(ents, fuse.Dirent{Inode: f.inode(p, ""), Type: fuse.DT_Dir, Name: p})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(p, ""), Type: fuse.DT_Dir, Name: p})
 	}
 	if f.control != nil {
-		ents = append(ents, fuse.Dirent{Inode: f.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: ControlDir})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: ControlDir})
 	}
 	return ents, f.done("readdir", "", "", nil)
 }
@@ -94,47 +91,47 @@ func (r *root) refuse(op, name string) error {
 	return r.fsys.done(op, "", name, err)
 }
 
-// Setattr implements fusefs.NodeSetattrer.
+// Setattr implements bfs.NodeSetattrer.
 func (r *root) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	return r.refuse("setattr", "")
 }
 
-// Mkdir implements fusefs.NodeMkdirer.
-func (r *root) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (fusefs.Node, error) {
+// Mkdir implements bfs.NodeMkdirer.
+func (r *root) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (bfs.Node, error) {
 	return nil, r.refuse("mkdir", req.Name)
 }
 
-// Create implements fusefs.NodeCreater.
-func (r *root) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (fusefs.Node, fusefs.Handle, error) {
+// Create implements bfs.NodeCreater.
+func (r *root) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.CreateResponse) (bfs.Node, bfs.Handle, error) {
 	return nil, nil, r.refuse("create", req.Name)
 }
 
-// Remove implements fusefs.NodeRemover.
+// Remove implements bfs.NodeRemover.
 func (r *root) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	return r.refuse("remove", req.Name)
 }
 
-// Rename implements fusefs.NodeRenamer.
-func (r *root) Rename(ctx context.Context, req *fuse.RenameRequest, newDir fusefs.Node) error {
+// Rename implements bfs.NodeRenamer.
+func (r *root) Rename(ctx context.Context, req *fuse.RenameRequest, newDir bfs.Node) error {
 	return r.refuse("rename", req.OldName)
 }
 
-// Symlink implements fusefs.NodeSymlinker.
-func (r *root) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (fusefs.Node, error) {
+// Symlink implements bfs.NodeSymlinker.
+func (r *root) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (bfs.Node, error) {
 	return nil, r.refuse("symlink", req.NewName)
 }
 
-// Link implements fusefs.NodeLinker.
-func (r *root) Link(ctx context.Context, req *fuse.LinkRequest, old fusefs.Node) (fusefs.Node, error) {
+// Link implements bfs.NodeLinker.
+func (r *root) Link(ctx context.Context, req *fuse.LinkRequest, old bfs.Node) (bfs.Node, error) {
 	return nil, r.refuse("link", req.NewName)
 }
 
-// Mknod implements fusefs.NodeMknoder.
-func (r *root) Mknod(ctx context.Context, req *fuse.MknodRequest) (fusefs.Node, error) {
+// Mknod implements bfs.NodeMknoder.
+func (r *root) Mknod(ctx context.Context, req *fuse.MknodRequest) (bfs.Node, error) {
 	return nil, r.refuse("mknod", req.Name)
 }
 
-// Fsync implements fusefs.NodeFsyncer: fsync of the root runs the SYNC
+// Fsync implements bfs.NodeFsyncer: fsync of the root runs the SYNC
 // round, like fsync of any directory.
 func (r *root) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 	return r.fsys.done("fsyncdir", "", "", r.fsys.store.Sync(uninterruptible(ctx)))

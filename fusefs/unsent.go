@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // UnsentController is an optional interface of a Controller: a Store
@@ -39,14 +39,10 @@ type UnsentFile struct {
 const controlUnsent = "unsent"
 
 var (
-	_ fusefs.Node               = (*unsentDir)(nil)
-	_ fusefs.NodeStringLookuper = (*unsentDir)(nil)
-	_ fusefs.HandleReadDirAller = (*unsentDir)(nil)
-	_ fusefs.NodeRemover        = (*unsentDir)(nil)
-
-	_ fusefs.Node         = (*unsentFile)(nil)
-	_ fusefs.NodeOpener   = (*unsentFile)(nil)
-	_ fusefs.HandleReader = (*unsentFile)(nil)
+	_ bfs.Node               = (*unsentDir)(nil)
+	_ bfs.NodeStringLookuper = (*unsentDir)(nil)
+	_ bfs.HandleReadDirAller = (*unsentDir)(nil)
+	_ bfs.NodeRemover        = (*unsentDir)(nil)
 )
 
 // unsentDir is .peerfs/unsent or a folder below it: dir is its path
@@ -58,22 +54,15 @@ type unsentDir struct {
 	dir  string
 }
 
-// unsentFile is one copy set aside, name being "<peer>/<path>".
-type unsentFile struct {
-	fsys *filesys
-	ctl  UnsentController
-	name string
-}
-
 func (d *unsentDir) key(name string) string {
 	return path.Join(controlUnsent, d.dir, name)
 }
 
-// Attr implements fusefs.Node.
+// Attr implements bfs.Node.
 func (d *unsentDir) Attr(ctx context.Context, a *fuse.Attr) error {
 	f := d.fsys
 	a.Valid = 0
-	a.Inode = f.inode(ControlDir, d.key(""))
+	a.Inode = f.names.inode(ControlDir, d.key(""))
 	a.Mode = os.ModeDir | 0o755
 	a.Nlink = 2
 	a.Mtime, a.Atime, a.Ctime = f.root.mtime, f.root.mtime, f.root.mtime
@@ -106,8 +95,8 @@ func (d *unsentDir) children() map[string]*UnsentFile {
 	return out
 }
 
-// Lookup implements fusefs.NodeStringLookuper.
-func (d *unsentDir) Lookup(ctx context.Context, name string) (fusefs.Node, error) {
+// Lookup implements bfs.NodeStringLookuper.
+func (d *unsentDir) Lookup(ctx context.Context, name string) (bfs.Node, error) {
 	c, ok := d.children()[name]
 	switch {
 	case !ok:
@@ -118,7 +107,7 @@ func (d *unsentDir) Lookup(ctx context.Context, name string) (fusefs.Node, error
 	return &unsentFile{fsys: d.fsys, ctl: d.ctl, name: c.Name}, d.fsys.done("lookup", ControlDir, d.key(name), nil)
 }
 
-// ReadDirAll implements fusefs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller.
 func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	var out []fuse.Dirent
@@ -127,13 +116,13 @@ func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		if c == nil {
 			t = fuse.DT_Dir
 		}
-		out = append(out, fuse.Dirent{Inode: f.inode(ControlDir, d.key(name)), Type: t, Name: name})
+		out = append(out, fuse.Dirent{Inode: f.names.inode(ControlDir, d.key(name)), Type: t, Name: name})
 	}
 	slices.SortFunc(out, func(a, b fuse.Dirent) int { return strings.Compare(a.Name, b.Name) })
 	return out, f.done("readdir", ControlDir, d.key(""), nil)
 }
 
-// Remove implements fusefs.NodeRemover: rm of a copy drops it; folders
+// Remove implements bfs.NodeRemover: rm of a copy drops it; folders
 // go with their last copy.
 func (d *unsentDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	c, ok := d.children()[req.Name]
@@ -148,43 +137,4 @@ func (d *unsentDir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		return d.fsys.done("rmdir", ControlDir, d.key(req.Name), syscall.ENOTDIR)
 	}
 	return d.fsys.done("remove", ControlDir, d.key(req.Name), d.ctl.DropUnsent(c.Name))
-}
-
-// Attr implements fusefs.Node.
-func (u *unsentFile) Attr(ctx context.Context, a *fuse.Attr) error {
-	f := u.fsys
-	a.Valid = 0
-	a.Inode = f.inode(ControlDir, path.Join(controlUnsent, u.name))
-	a.Mode = 0o444
-	a.Nlink = 1
-	a.Uid, a.Gid = f.uid, f.gid
-	for _, c := range u.ctl.UnsentFiles() {
-		if c.Name == u.name {
-			a.Size = uint64(c.Size)
-			a.Mtime, a.Atime, a.Ctime = c.Mtime, c.Mtime, c.Mtime
-			return nil
-		}
-	}
-	return f.done("getattr", ControlDir, path.Join(controlUnsent, u.name), syscall.ENOENT)
-}
-
-// Open implements fusefs.NodeOpener: for reading only; the node is its
-// own handle.
-func (u *unsentFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.OpenResponse) (fusefs.Handle, error) {
-	if !req.Flags.IsReadOnly() {
-		return nil, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), syscall.EACCES)
-	}
-	resp.Flags |= fuse.OpenDirectIO
-	return u, u.fsys.done("open", ControlDir, path.Join(controlUnsent, u.name), nil)
-}
-
-// Read implements fusefs.HandleReader.
-func (u *unsentFile) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
-	buf := make([]byte, req.Size)
-	n, err := u.ctl.ReadUnsent(u.name, buf, req.Offset)
-	if err != nil {
-		return u.fsys.done("read", ControlDir, path.Join(controlUnsent, u.name), err)
-	}
-	resp.Data = buf[:n]
-	return nil
 }

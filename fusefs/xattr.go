@@ -4,7 +4,7 @@ import (
 	"context"
 
 	"bazil.org/fuse"
-	fusefs "bazil.org/fuse/fs"
+	bfs "bazil.org/fuse/fs"
 )
 
 // StateXattr is the extended attribute holding a file's durability, as
@@ -35,13 +35,13 @@ type PeerStater interface {
 }
 
 var (
-	_ fusefs.NodeGetxattrer  = (*file)(nil)
-	_ fusefs.NodeListxattrer = (*file)(nil)
-	_ fusefs.NodeGetxattrer  = (*dir)(nil)
-	_ fusefs.NodeListxattrer = (*dir)(nil)
+	_ bfs.NodeGetxattrer  = (*file)(nil)
+	_ bfs.NodeListxattrer = (*file)(nil)
+	_ bfs.NodeGetxattrer  = (*dir)(nil)
+	_ bfs.NodeListxattrer = (*dir)(nil)
 )
 
-// Getxattr implements fusefs.NodeGetxattrer: StateXattr, the only
+// Getxattr implements bfs.NodeGetxattrer: StateXattr, the only
 // attribute there is.
 func (fl *file) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	f := fl.fsys
@@ -58,7 +58,7 @@ func (fl *file) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *f
 	return f.done("getxattr", fl.peer, path, nil)
 }
 
-// Listxattr implements fusefs.NodeListxattrer.
+// Listxattr implements bfs.NodeListxattrer.
 func (fl *file) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
 	if _, ok := fl.fsys.store.(FileStater); ok {
 		resp.Append(StateXattr)
@@ -66,7 +66,7 @@ func (fl *file) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp 
 	return fl.fsys.done("listxattr", fl.peer, fl.key().path, nil)
 }
 
-// Getxattr implements fusefs.NodeGetxattrer: PeerXattr, on a peer's
+// Getxattr implements bfs.NodeGetxattrer: PeerXattr, on a peer's
 // folder only.
 func (d *dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fuse.GetxattrResponse) error {
 	f := d.fsys
@@ -83,7 +83,7 @@ func (d *dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fus
 	return f.done("getxattr", d.peer, path, nil)
 }
 
-// Listxattr implements fusefs.NodeListxattrer.
+// Listxattr implements bfs.NodeListxattrer.
 func (d *dir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
 	path := d.key().path
 	if _, ok := d.fsys.store.(PeerStater); ok && path == "" {

@@ -31,6 +31,13 @@ type ClientOptions struct {
 	// attribute words ("FEATURES attrs"): entries and PUT DONE then carry
 	// the peer's version tokens (peerproto.Entry.Ver), where it has them.
 	Attrs bool
+	// Posix asks every connection's peer, right after the greeting, for
+	// whole-filesystem mode ("FEATURES attrs posix"; it implies Attrs):
+	// the peer then follows no symbolic link in any path, lists every
+	// kind of entry and gives their inode numbers, link counts, owners
+	// and times. A peer that predates it answers as to Attrs; Conn.Posix
+	// says which one a connection got.
+	Posix bool
 }
 
 func (o ClientOptions) withDefaults() ClientOptions {
@@ -124,8 +131,12 @@ func Dial(ctx context.Context, addr string, opts ClientOptions) (*Conn, error) {
 		return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
 	}
 	_ = nc.SetDeadline(time.Time{})
-	if opts.Attrs {
-		if _, err := c.features(ctx, []string{peerproto.FeatureAttrs}); err != nil {
+	if opts.Attrs || opts.Posix {
+		want := []string{peerproto.FeatureAttrs}
+		if opts.Posix {
+			want = append(want, peerproto.FeaturePosix)
+		}
+		if _, err := c.features(ctx, want); err != nil {
 			nc.Close()
 			return nil, fmt.Errorf("peer: connect %s: %w", addr, err)
 		}
@@ -274,6 +285,27 @@ func (c *Conn) PeerID() string {
 		return ""
 	}
 	return c.feats.ID
+}
+
+// Posix reports whether the connection is in whole-filesystem mode: it
+// asked (ClientOptions.Posix) and the peer serves it. Owners and Devices
+// say what more the peer allows there.
+func (c *Conn) Posix() bool { return c.opts.Posix && c.has(peerproto.FeaturePosix) }
+
+// Owners reports whether the peer stores owners as they are (SETATTR
+// uid= and gid=), as its FEATURES answer on this connection said.
+func (c *Conn) Owners() bool { return c.has(peerproto.FeatureOwners) }
+
+// Devices reports whether the peer creates device nodes (MKNOD c and b),
+// as its FEATURES answer on this connection said.
+func (c *Conn) Devices() bool { return c.has(peerproto.FeatureDevices) }
+
+// has reports whether the FEATURES answer this connection asked for
+// when dialled names word; false if it asked none.
+func (c *Conn) has(word string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.feats != nil && c.feats.Has(word)
 }
 
 // Features returns the protocol extensions the peer serves (FEATURES),

@@ -80,6 +80,8 @@ func (c *Conn) Rename(ctx context.Context, from, to string) error {
 }
 
 // Setattr changes the attributes set in s and returns the new attributes.
+// Owners (uid=, gid=) need a peer that allows them (Owners); on a Posix
+// connection, times and owners of a symbolic link are the link's own.
 func (c *Conn) Setattr(ctx context.Context, s peerproto.Setattr) (peerproto.Entry, error) {
 	r, err := c.roundTrip(ctx, s, s.Name)
 	if err != nil {
@@ -119,4 +121,31 @@ func (c *Conn) FsyncFiles(ctx context.Context, names []string) error {
 		return c.Fsync(ctx)
 	}
 	return c.simple(ctx, m, names[0])
+}
+
+// Symlink creates a symbolic link name holding target, which the peer
+// stores as it is and never resolves.
+func (c *Conn) Symlink(ctx context.Context, name, target string) error {
+	return c.simple(ctx, peerproto.Symlink{Name: name, Target: target}, name)
+}
+
+// Readlink returns the target of symbolic link name.
+func (c *Conn) Readlink(ctx context.Context, name string) (string, error) {
+	r, err := c.roundTrip(ctx, peerproto.Readlink{Name: name}, name)
+	if err != nil {
+		return "", err
+	}
+	return r.(peerproto.ReadlinkOK).Target, nil
+}
+
+// Link makes newName a hard link to oldName (a symbolic link is linked
+// itself, not followed).
+func (c *Conn) Link(ctx context.Context, oldName, newName string) error {
+	return c.simple(ctx, peerproto.Link{Old: oldName, New: newName}, newName)
+}
+
+// Mknod creates the special file m: a FIFO or a socket, or a device if
+// the peer allows them (Devices).
+func (c *Conn) Mknod(ctx context.Context, m peerproto.Mknod) error {
+	return c.simple(ctx, m, m.Name)
 }

@@ -5,19 +5,35 @@ package peerproto
 
 import "strconv"
 
-// Entry type letters.
+// Entry type letters. A plain connection sees files and directories
+// only; one that turned on FeaturePosix sees every kind.
 const (
-	TypeFile = 'f'
-	TypeDir  = 'd'
+	TypeFile        = 'f'
+	TypeDir         = 'd'
+	TypeSymlink     = 'l' // a symbolic link (FeaturePosix)
+	TypeFIFO        = 'p' // a named pipe (FeaturePosix)
+	TypeSocket      = 's' // a UNIX socket (FeaturePosix)
+	TypeCharDevice  = 'c' // a character device (FeaturePosix)
+	TypeBlockDevice = 'b' // a block device (FeaturePosix)
 )
 
-// Entry is a file or directory's attributes, as carried by LIST and STAT.
-// In a LIST it travels as its own line: "<type> <mode> <size> <mtime> <name>",
-// followed by attribute words ("ver=<token>") on a connection that turned
-// on FeatureAttrs.
+// ValidType reports whether c is one of the entry type letters.
+func ValidType(c byte) bool {
+	switch c {
+	case TypeFile, TypeDir, TypeSymlink, TypeFIFO, TypeSocket, TypeCharDevice, TypeBlockDevice:
+		return true
+	}
+	return false
+}
+
+// Entry is a file's attributes, as carried by LIST and STAT. In a LIST it
+// travels as its own line: "<type> <mode> <size> <mtime> <name>",
+// followed by attribute words ("ver=<token>", and on a FeaturePosix
+// connection "ino=<n>" and the others of Attr) on a connection that
+// turned on FeatureAttrs.
 type Entry struct {
 	Name  string // base name in a LIST; empty in STAT
-	Type  byte   // TypeFile or TypeDir
+	Type  byte   // one of the Type letters: TypeFile or TypeDir unless FeaturePosix
 	Mode  uint32 // permission bits (07777)
 	Size  int64
 	Mtime int64 // nanoseconds since the Unix epoch
@@ -26,10 +42,48 @@ type Entry struct {
 	// even where the filesystem keeps whole-second times. Empty if the
 	// peer did not say.
 	Ver string
+
+	// Has says which of the attributes below the peer gave (the
+	// attribute words of a FeaturePosix connection): a field whose bit
+	// is clear is unknown, not zero.
+	Has    Attr
+	Ino    uint64 // inode number on the peer (AttrIno): hard links share it
+	Nlink  uint64 // link count (AttrNlink)
+	Uid    uint32 // owner (AttrUid)
+	Gid    uint32 // group (AttrGid)
+	Atime  int64  // access time, ns since the Unix epoch (AttrAtime)
+	Ctime  int64  // change time, ns since the Unix epoch (AttrCtime)
+	Blocks int64  // 512-byte blocks allocated (AttrBlocks)
+	// Target is a symbolic link's target (AttrLink), as the link holds
+	// it: bytes, not a path of the export.
+	Target string
+	// RdevMajor and RdevMinor name the device of a TypeCharDevice or
+	// TypeBlockDevice (AttrRdev).
+	RdevMajor, RdevMinor uint32
 }
+
+// Attr is a set of Entry's whole-filesystem attributes, one bit per
+// attribute word.
+type Attr uint16
+
+// Entry attributes, each carried by one attribute word.
+const (
+	AttrIno    Attr = 1 << iota // ino=<n>
+	AttrNlink                   // nlink=<n>
+	AttrUid                     // uid=<n>
+	AttrGid                     // gid=<n>
+	AttrAtime                   // atime=<ns>
+	AttrCtime                   // ctime=<ns>
+	AttrBlocks                  // blocks=<n>
+	AttrLink                    // link=<encoded target>
+	AttrRdev                    // rdev=<major>,<minor>
+)
 
 // IsDir reports whether e is a directory.
 func (e Entry) IsDir() bool { return e.Type == TypeDir }
+
+// IsRegular reports whether e is a regular file.
+func (e Entry) IsRegular() bool { return e.Type == TypeFile }
 
 // Version returns the version of e's content: its token if the peer gave
 // one, else its modification time.

@@ -58,6 +58,7 @@ const (
 	CodeExpired     = "expired"     // a SYNC lease ran out
 	CodeState       = "state"       // request not valid in the current state
 	CodeConflict    = "conflict"    // a conditional PUT's base is not the current version
+	CodeLoop        = "loop"        // a path through a symbolic link, which the peer does not follow (FeaturePosix)
 )
 
 // FailError is a well-formed refusal from the other side:
@@ -99,7 +100,8 @@ func (e *FailError) Errno() syscall.Errno {
 		// a request that carries no size can only have had its name
 		// refused.
 		switch e.Verb {
-		case VerbStat, VerbGet, VerbDelete, VerbRename, VerbMkdir, VerbRmdir:
+		case VerbStat, VerbGet, VerbDelete, VerbRename, VerbMkdir, VerbRmdir,
+			VerbSymlink, VerbReadlink, VerbLink, VerbMknod:
 			return syscall.ENAMETOOLONG
 		}
 		return syscall.EFBIG
@@ -113,6 +115,8 @@ func (e *FailError) Errno() syscall.Errno {
 		return syscall.ENOTSUP
 	case CodeConflict:
 		return syscall.ESTALE
+	case CodeLoop:
+		return syscall.ELOOP
 	default:
 		return syscall.EIO
 	}
@@ -170,6 +174,8 @@ func CodeOf(err error) string {
 			return CodeReadOnly
 		case syscall.ENOTSUP:
 			return CodeUnsupported
+		case syscall.ELOOP:
+			return CodeLoop
 		}
 	}
 	switch {

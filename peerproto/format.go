@@ -43,6 +43,11 @@ func (StatOK) Verb() string     { return VerbStat }
 func (SetattrOK) Verb() string  { return VerbSetattr }
 func (StatfsOK) Verb() string   { return VerbStatfs }
 func (m OK) Verb() string       { return m.Of }
+func (Symlink) Verb() string    { return VerbSymlink }
+func (Readlink) Verb() string   { return VerbReadlink }
+func (Link) Verb() string       { return VerbLink }
+func (Mknod) Verb() string      { return VerbMknod }
+func (ReadlinkOK) Verb() string { return VerbReadlink }
 
 // ---- formatting ----
 
@@ -269,10 +274,56 @@ func (m Setattr) AppendTo(b []byte) []byte {
 		b = strconv.AppendUint(b, uint64(m.Mode&07777), 8)
 	}
 	if m.HasMtime {
-		b = append(b, " mtime="...)
-		b = strconv.AppendInt(b, m.Mtime, 10)
+		b = appendTime(append(b, " mtime="...), m.Mtime, m.MtimeNow)
+	}
+	if m.HasAtime {
+		b = appendTime(append(b, " atime="...), m.Atime, m.AtimeNow)
+	}
+	if m.HasUid {
+		b = strconv.AppendUint(append(b, " uid="...), uint64(m.Uid), 10)
+	}
+	if m.HasGid {
+		b = strconv.AppendUint(append(b, " gid="...), uint64(m.Gid), 10)
 	}
 	return b
+}
+
+// appendTime appends a SETATTR time: ns, or "now".
+func appendTime(b []byte, ns int64, now bool) []byte {
+	if now {
+		return append(b, "now"...)
+	}
+	return strconv.AppendInt(b, ns, 10)
+}
+
+// AppendTo implements Message.
+func (m Symlink) AppendTo(b []byte) []byte {
+	return appendName(appendName(append(b, VerbSymlink...), m.Name), m.Target)
+}
+
+// AppendTo implements Message.
+func (m Readlink) AppendTo(b []byte) []byte { return appendName(append(b, VerbReadlink...), m.Name) }
+
+// AppendTo implements Message.
+func (m Link) AppendTo(b []byte) []byte {
+	return appendName(appendName(append(b, VerbLink...), m.Old), m.New)
+}
+
+// AppendTo implements Message.
+func (m Mknod) AppendTo(b []byte) []byte {
+	b = appendName(append(b, VerbMknod...), m.Name)
+	b = append(b, ' ', m.Type)
+	b = appendMode(b, m.Mode)
+	if m.IsDevice() {
+		b = appendInt(b, int64(m.Major))
+		b = appendInt(b, int64(m.Minor))
+	}
+	return b
+}
+
+// AppendTo implements Message.
+func (m ReadlinkOK) AppendTo(b []byte) []byte {
+	return appendName(append(b, "READLINK OK"...), m.Target)
 }
 
 // AppendTo implements Message.
@@ -318,7 +369,41 @@ func appendAttrs(b []byte, e Entry) []byte {
 	b = append(b, ' ', e.Type)
 	b = appendMode(b, e.Mode)
 	b = appendInt(b, e.Size)
-	return appendVer(appendInt(b, e.Mtime), e.Ver)
+	return appendAttrWords(appendInt(b, e.Mtime), e)
+}
+
+// appendAttrWords appends e's attribute words: those of e.Has, in the
+// order of Attr, then its version token.
+func appendAttrWords(b []byte, e Entry) []byte {
+	if e.Has&AttrIno != 0 {
+		b = strconv.AppendUint(append(b, " ino="...), e.Ino, 10)
+	}
+	if e.Has&AttrNlink != 0 {
+		b = strconv.AppendUint(append(b, " nlink="...), e.Nlink, 10)
+	}
+	if e.Has&AttrUid != 0 {
+		b = strconv.AppendUint(append(b, " uid="...), uint64(e.Uid), 10)
+	}
+	if e.Has&AttrGid != 0 {
+		b = strconv.AppendUint(append(b, " gid="...), uint64(e.Gid), 10)
+	}
+	if e.Has&AttrAtime != 0 {
+		b = strconv.AppendInt(append(b, " atime="...), e.Atime, 10)
+	}
+	if e.Has&AttrCtime != 0 {
+		b = strconv.AppendInt(append(b, " ctime="...), e.Ctime, 10)
+	}
+	if e.Has&AttrBlocks != 0 {
+		b = strconv.AppendInt(append(b, " blocks="...), e.Blocks, 10)
+	}
+	if e.Has&AttrLink != 0 {
+		b = append(append(b, " link="...), EncodeName(e.Target)...)
+	}
+	if e.Has&AttrRdev != 0 {
+		b = strconv.AppendUint(append(b, " rdev="...), uint64(e.RdevMajor), 10)
+		b = strconv.AppendUint(append(b, ','), uint64(e.RdevMinor), 10)
+	}
+	return appendVer(b, e.Ver)
 }
 
 // AppendTo implements Message.
@@ -376,5 +461,5 @@ func AppendEntry(b []byte, e Entry) []byte {
 	b = appendMode(b, e.Mode)
 	b = appendInt(b, e.Size)
 	b = appendInt(b, e.Mtime)
-	return appendVer(appendName(b, e.Name), e.Ver)
+	return appendAttrWords(appendName(b, e.Name), e)
 }

@@ -23,6 +23,11 @@ func addSeeds(f *testing.F, p parser) {
 			f.Add([]byte(tt.wire))
 		}
 	}
+	for _, tt := range posixCanonical {
+		if tt.p.name == p.name {
+			f.Add([]byte(tt.wire))
+		}
+	}
 }
 
 // checkRoundTrip parses line with p and, if it parses, checks the message
@@ -144,6 +149,22 @@ func checkLimits(t *testing.T, m peerproto.Message) {
 	case peerproto.Mkdir:
 		name(m.Name)
 		mode(m.Mode)
+	case peerproto.Symlink:
+		name(m.Name)
+		target(t, m, m.Target)
+	case peerproto.Readlink:
+		name(m.Name)
+	case peerproto.ReadlinkOK:
+		target(t, m, m.Target)
+	case peerproto.Link:
+		name(m.Old)
+		name(m.New)
+	case peerproto.Mknod:
+		name(m.Name)
+		mode(m.Mode)
+		if !strings.ContainsRune("pscb", rune(m.Type)) || !m.IsDevice() && (m.Major != 0 || m.Minor != 0) {
+			t.Fatalf("%#v: not a special file", m)
+		}
 	case peerproto.PutDone:
 		size("size", m.Size)
 	case peerproto.GetOK:
@@ -163,10 +184,24 @@ func checkLimits(t *testing.T, m peerproto.Message) {
 	}
 }
 
+// target checks a symbolic link's target against the limits.
+func target(t *testing.T, m any, s string) {
+	t.Helper()
+	if s == "" || len(s) > peerproto.MaxTarget || strings.IndexByte(s, 0) >= 0 {
+		t.Fatalf("%#v: target of %d bytes", m, len(s))
+	}
+}
+
 func checkEntry(t *testing.T, e peerproto.Entry, named bool) {
 	t.Helper()
-	if e.Type != peerproto.TypeFile && e.Type != peerproto.TypeDir {
+	if !peerproto.ValidType(e.Type) {
 		t.Fatalf("%#v: type %q", e, e.Type)
+	}
+	if e.Has&peerproto.AttrLink != 0 {
+		target(t, e, e.Target)
+	}
+	if e.Has&peerproto.AttrBlocks != 0 && e.Blocks < 0 {
+		t.Fatalf("%#v: negative blocks", e)
 	}
 	if e.Mode > 0o7777 || e.Size < 0 || e.Size > peerproto.MaxSize {
 		t.Fatalf("%#v: attributes out of range", e)
@@ -178,7 +213,8 @@ func checkEntry(t *testing.T, e peerproto.Entry, named bool) {
 
 func FuzzParsePeerRequest(f *testing.F) {
 	addSeeds(f, peerRequest)
-	for _, s := range []string{"GET x 5", "put h%c3%a9 1", "SETATTR f size=1 size=2", "MKDIR d 10000", "LIST %2E", "PUT x 1125899906842625"} {
+	for _, s := range []string{"GET x 5", "put h%c3%a9 1", "SETATTR f size=1 size=2", "MKDIR d 10000", "LIST %2E", "PUT x 1125899906842625",
+		"SYMLINK a %00", "MKNOD f c 0644 1", "MKNOD f p 0644 1 2", "SETATTR f atime=now mtime=NOW", "SETATTR f uid=4294967295", "LINK a"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, peerRequest, line) })
@@ -206,18 +242,27 @@ var replyVerbs = []string{
 	peerproto.VerbConnect, peerproto.VerbPut, peerproto.VerbGet, peerproto.VerbList, peerproto.VerbStat,
 	peerproto.VerbSetattr, peerproto.VerbStatfs, peerproto.VerbPing, peerproto.VerbDelete,
 	peerproto.VerbRename, peerproto.VerbMkdir, peerproto.VerbRmdir, peerproto.VerbSync, "",
+	peerproto.VerbSymlink, peerproto.VerbReadlink, peerproto.VerbLink, peerproto.VerbMknod, peerproto.VerbFeatures,
 }
 
 func FuzzParseReply(f *testing.F) {
-	for _, tt := range canonical {
-		if strings.HasPrefix(tt.p.name, "ParseReply") {
+	seed := func(p parser, wire string) {
+		if strings.HasPrefix(p.name, "ParseReply") {
 			for i, v := range replyVerbs {
-				if strings.HasPrefix(tt.p.name, "ParseReply("+v+")") {
-					f.Add([]byte(tt.wire), uint8(i))
+				if p.name == "ParseReply("+v+")" {
+					f.Add([]byte(wire), uint8(i))
 				}
 			}
 		}
 	}
+	for _, tt := range canonical {
+		seed(tt.p, tt.wire)
+	}
+	for _, tt := range posixCanonical {
+		seed(tt.p, tt.wire)
+	}
+	f.Add([]byte("STAT OK c 0644 0 1 rdev=1,2,3"), uint8(4))
+	f.Add([]byte("READLINK OK a%00"), uint8(15))
 	f.Add([]byte("PUT FAIL nospace disk full"), uint8(1))
 	f.Add([]byte("GET FAIL"), uint8(2))
 	f.Add([]byte("CONNECT FAIL busy\ttoo many"), uint8(0))
@@ -247,7 +292,7 @@ func FuzzParseReply(f *testing.F) {
 
 func FuzzParseEntry(f *testing.F) {
 	addSeeds(f, entryParser)
-	for _, s := range []string{"f 644 5 1 h%c3%a9", "f 0644 5 1 %2E%2E", "d 0755 0 0 a%2Fb"} {
+	for _, s := range []string{"f 644 5 1 h%c3%a9", "f 0644 5 1 %2E%2E", "d 0755 0 0 a%2Fb", "l 0777 1 1 a link=", "c 0600 0 0 n rdev=1,x ino=1"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, entryParser, line) })

@@ -46,7 +46,9 @@ func parseName(line []byte, tok string) (string, error) {
 		return "", protoErr(line, "%v", err)
 	}
 	if len(name) > MaxName {
-		return "", protoErr(line, "name longer than %d bytes", MaxName)
+		pe := protoErr(line, "name longer than %d bytes", MaxName)
+		pe.Err = ErrPathTooLong
+		return "", pe
 	}
 	return name, nil
 }

@@ -8,8 +8,8 @@ import (
 )
 
 // ParsePeerRequest parses a request a client sends to a peer: PUT, GET,
-// LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC, PING
-// or QUIT.
+// LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC,
+// FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT.
 // Verbs are matched case-insensitively. Names are decoded but not
 // validated as paths: that is the server's job (see CleanPath).
 func ParsePeerRequest(line []byte) (Message, error) {
@@ -24,10 +24,14 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		return parseGet(line, f)
 	case VerbList:
 		return parseList(line, f)
-	case VerbStat, VerbDelete, VerbRmdir:
+	case VerbStat, VerbDelete, VerbRmdir, VerbReadlink:
 		return parseNamed(line, f, verb)
-	case VerbRename:
-		return parseRename(line, f)
+	case VerbRename, VerbLink:
+		return parseTwoNames(line, f, verb)
+	case VerbSymlink:
+		return parseSymlink(line, f)
+	case VerbMknod:
+		return parseMknod(line, f)
 	case VerbMkdir:
 		return parseMkdir(line, f)
 	case VerbSetattr:
@@ -152,7 +156,7 @@ func parseList(line []byte, f []string) (Message, error) {
 }
 
 // parseNamed parses the requests that take one name: "STAT <name>",
-// "DELETE <name>", "RMDIR <name>".
+// "DELETE <name>", "RMDIR <name>", "READLINK <name>".
 func parseNamed(line []byte, f []string, verb string) (Message, error) {
 	if err := wantArgs(line, f, 1, 1, verb+" <name>"); err != nil {
 		return nil, err
@@ -169,24 +173,125 @@ func parseNamed(line []byte, f []string, verb string) (Message, error) {
 		return Stat{Name: name}, nil
 	case VerbDelete:
 		return Delete{Name: name}, nil
+	case VerbReadlink:
+		return Readlink{Name: name}, nil
 	}
 	return Rmdir{Name: name}, nil
 }
 
-// parseRename parses "RENAME <from> <to>".
-func parseRename(line []byte, f []string) (Message, error) {
-	if err := wantArgs(line, f, 2, 2, "RENAME <from> <to>"); err != nil {
+// parseTwoNames parses "RENAME <from> <to>" and "LINK <old> <new>".
+func parseTwoNames(line []byte, f []string, verb string) (Message, error) {
+	usage := "RENAME <from> <to>"
+	if verb == VerbLink {
+		usage = "LINK <old> <new>"
+	}
+	if err := wantArgs(line, f, 2, 2, usage); err != nil {
 		return nil, err
 	}
-	from, err := parseName(line, f[1])
+	a, err := parseName(line, f[1])
 	if err != nil {
 		return nil, err
 	}
-	to, err := parseName(line, f[2])
+	b, err := parseName(line, f[2])
 	if err != nil {
 		return nil, err
 	}
-	return Rename{From: from, To: to}, nil
+	if verb == VerbLink {
+		return Link{Old: a, New: b}, nil
+	}
+	return Rename{From: a, To: b}, nil
+}
+
+// parseSymlink parses "SYMLINK <name> <target>".
+func parseSymlink(line []byte, f []string) (Message, error) {
+	if err := wantArgs(line, f, 2, 2, "SYMLINK <name> <target>"); err != nil {
+		return nil, err
+	}
+	name, err := parseName(line, f[1])
+	if err != nil {
+		return nil, err
+	}
+	target, err := parseTarget(line, f[2])
+	if err != nil {
+		return nil, err
+	}
+	return Symlink{Name: name, Target: target}, nil
+}
+
+// parseTarget decodes a symbolic link's target: 1 to MaxTarget bytes,
+// no NUL.
+func parseTarget(line []byte, tok string) (string, error) {
+	target, err := DecodeName(tok)
+	switch {
+	case err != nil:
+		return "", protoErr(line, "target: %v", err)
+	case target == "" || len(target) > MaxTarget:
+		return "", protoErr(line, "target of %d bytes (want 1-%d)", len(target), MaxTarget)
+	case strings.IndexByte(target, 0) >= 0:
+		return "", protoErr(line, "NUL byte in target")
+	}
+	return target, nil
+}
+
+// parseMknod parses "MKNOD <name> p|s <mode>" and "MKNOD <name> c|b
+// <mode> <major> <minor>".
+func parseMknod(line []byte, f []string) (Message, error) {
+	const usage = "MKNOD <name> p|s <mode> | MKNOD <name> c|b <mode> <major> <minor>"
+	if err := wantArgs(line, f, 3, 5, usage); err != nil {
+		return nil, err
+	}
+	name, err := parseName(line, f[1])
+	if err != nil {
+		return nil, err
+	}
+	m := Mknod{Name: name}
+	if len(f[2]) == 1 {
+		m.Type = f[2][0]
+	}
+	switch {
+	case (m.Type == TypeFIFO || m.Type == TypeSocket) && len(f) == 4:
+	case (m.Type == TypeCharDevice || m.Type == TypeBlockDevice) && len(f) == 6:
+		if m.Major, err = parseUint32(line, "major", f[4]); err != nil {
+			return nil, err
+		}
+		if m.Minor, err = parseUint32(line, "minor", f[5]); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, protoErr(line, "usage: %s", usage)
+	}
+	if m.Mode, err = parseMode(line, f[3]); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// parseUint32 parses a decimal number of 0 to 2^32-1.
+func parseUint32(line []byte, what, s string) (uint32, error) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, protoErr(line, "%s %q is not a number of 0-%d", what, s, uint32(1<<32-1))
+	}
+	return uint32(v), nil
+}
+
+// parseOwner parses a uid= or gid= value: 0 to 2^32-2 (2^32-1 is chown's
+// "leave as it is").
+func parseOwner(line []byte, what, s string) (uint32, error) {
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil || v == 1<<32-1 {
+		return 0, protoErr(line, "%s %q is not an owner (0-%d)", what, s, uint32(1<<32-2))
+	}
+	return uint32(v), nil
+}
+
+// parseTime parses a SETATTR time: ns since the epoch, or "now".
+func parseTime(line []byte, what, s string) (ns int64, now bool, err error) {
+	if s == "now" {
+		return 0, true, nil
+	}
+	ns, err = parseInt64(line, what, s)
+	return ns, false, err
 }
 
 // parseMkdir parses "MKDIR <name> [<mode>]".
@@ -207,10 +312,14 @@ func parseMkdir(line []byte, f []string) (Message, error) {
 	return m, nil
 }
 
-// parseSetattr parses "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]";
-// no attribute at all is a valid no-op that reports the attributes.
+// setattrUsage is the grammar of SETATTR.
+const setattrUsage = "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS|now] [atime=NS|now] [uid=N] [gid=N]"
+
+// parseSetattr parses "SETATTR <name> [<key>=<value>...]", each key at
+// most once; no attribute at all is a valid no-op that reports the
+// attributes.
 func parseSetattr(line []byte, f []string) (Message, error) {
-	if err := wantArgs(line, f, 1, 4, "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]"); err != nil {
+	if err := wantArgs(line, f, 1, 7, setattrUsage); err != nil {
 		return nil, err
 	}
 	name, err := parseName(line, f[1])
@@ -223,27 +332,37 @@ func parseSetattr(line []byte, f []string) (Message, error) {
 		if !ok {
 			return nil, protoErr(line, "attribute %q is not key=value", kv)
 		}
+		var twice bool
 		switch k {
 		case "size":
-			if s.HasSize {
-				return nil, protoErr(line, "size given twice")
-			}
+			twice = s.HasSize
 			s.HasSize = true
 			s.Size, err = parseSize(line, "size", v)
 		case "mode":
-			if s.HasMode {
-				return nil, protoErr(line, "mode given twice")
-			}
+			twice = s.HasMode
 			s.HasMode = true
 			s.Mode, err = parseMode(line, v)
 		case "mtime":
-			if s.HasMtime {
-				return nil, protoErr(line, "mtime given twice")
-			}
+			twice = s.HasMtime
 			s.HasMtime = true
-			s.Mtime, err = parseInt64(line, "mtime", v)
+			s.Mtime, s.MtimeNow, err = parseTime(line, "mtime", v)
+		case "atime":
+			twice = s.HasAtime
+			s.HasAtime = true
+			s.Atime, s.AtimeNow, err = parseTime(line, "atime", v)
+		case "uid":
+			twice = s.HasUid
+			s.HasUid = true
+			s.Uid, err = parseOwner(line, "uid", v)
+		case "gid":
+			twice = s.HasGid
+			s.HasGid = true
+			s.Gid, err = parseOwner(line, "gid", v)
 		default:
-			return nil, protoErr(line, "unknown attribute %q (want size, mode or mtime)", k)
+			return nil, protoErr(line, "unknown attribute %q (want size, mode, mtime, atime, uid or gid)", k)
+		}
+		if twice {
+			return nil, protoErr(line, "%s given twice", k)
 		}
 		if err != nil {
 			return nil, err

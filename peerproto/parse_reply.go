@@ -19,8 +19,9 @@ import (
 //	STAT     StatOK
 //	SETATTR  SetattrOK
 //	STATFS   StatfsOK
+//	READLINK ReadlinkOK
 //	PING     Pong
-//	DELETE, RENAME, MKDIR, RMDIR, FSYNC  OK
+//	DELETE, RENAME, MKDIR, RMDIR, FSYNC, SYMLINK, LINK, MKNOD  OK
 func ParseReply(line []byte, verb string) (Message, error) {
 	f := fields(line)
 	if len(f) == 0 {
@@ -66,9 +67,15 @@ func ParseReply(line []byte, verb string) (Message, error) {
 		m, err = parseStatReply(line, verb, word, args)
 	case VerbStatfs:
 		m, err = parseStatfsReply(line, word, args)
-	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir, VerbFsync:
+	case VerbDelete, VerbRename, VerbMkdir, VerbRmdir, VerbFsync, VerbSymlink, VerbLink, VerbMknod:
 		if word == "OK" && len(args) == 0 {
 			m = OK{Of: verb}
+		}
+	case VerbReadlink:
+		if word == "OK" && len(args) == 1 {
+			var target string
+			target, err = parseTarget(line, args[0])
+			m = ReadlinkOK{Target: target}
 		}
 	case VerbFeatures:
 		if word == "OK" {
@@ -101,11 +108,11 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 		if err != nil {
 			return nil, err
 		}
-		m := PutDone{Size: size, Mtime: mtime}
-		if m.Ver, err = parseAttrWords(line, args[2:]); err != nil {
+		var e Entry
+		if err := parseAttrWords(line, args[2:], &e); err != nil {
 			return nil, err
 		}
-		return m, nil
+		return PutDone{Size: size, Mtime: mtime, Ver: e.Ver}, nil
 	}
 	return nil, nil
 }
@@ -120,7 +127,7 @@ func parseStatReply(line []byte, verb, word string, args []string) (Message, err
 	if err != nil {
 		return nil, err
 	}
-	if e.Ver, err = parseAttrWords(line, args[4:]); err != nil {
+	if err := parseAttrWords(line, args[4:], &e); err != nil {
 		return nil, err
 	}
 	if verb == VerbStat {
@@ -169,29 +176,77 @@ func parseFeaturesOK(line []byte, args []string) (Message, error) {
 }
 
 // parseAttrWords parses the "<key>=<value>" words that end an entry on a
-// connection with FeatureAttrs on, and returns the version token.
-// Unknown keys are skipped (a newer peer may send more); a malformed
-// word or a bad token is a protocol error.
-func parseAttrWords(line []byte, words []string) (ver string, err error) {
+// connection with FeatureAttrs on into e: its version token, and the
+// attributes of Attr. Unknown keys are skipped (a newer peer may send
+// more); a malformed word or value is a protocol error. A key given
+// twice keeps its last value.
+func parseAttrWords(line []byte, words []string, e *Entry) error {
 	for _, w := range words {
 		k, v, ok := strings.Cut(w, "=")
 		if !ok || k == "" {
-			return "", protoErr(line, "attribute %q is not <key>=<value>", w)
+			return protoErr(line, "attribute %q is not <key>=<value>", w)
 		}
-		if k == "ver" {
+		var err error
+		switch k {
+		case "ver":
 			if !ValidVersionToken(v) {
-				return "", protoErr(line, "ver %q is not a version token", v)
+				return protoErr(line, "ver %q is not a version token", v)
 			}
-			ver = v
+			e.Ver = v
+		case "ino":
+			e.Ino, err = parseUint64(line, k, v)
+			e.Has |= AttrIno
+		case "nlink":
+			e.Nlink, err = parseUint64(line, k, v)
+			e.Has |= AttrNlink
+		case "uid":
+			e.Uid, err = parseUint32(line, k, v)
+			e.Has |= AttrUid
+		case "gid":
+			e.Gid, err = parseUint32(line, k, v)
+			e.Has |= AttrGid
+		case "atime":
+			e.Atime, err = parseInt64(line, k, v)
+			e.Has |= AttrAtime
+		case "ctime":
+			e.Ctime, err = parseInt64(line, k, v)
+			e.Has |= AttrCtime
+		case "blocks":
+			e.Blocks, err = parseSize(line, k, v)
+			e.Has |= AttrBlocks
+		case "link":
+			e.Target, err = parseTarget(line, v)
+			e.Has |= AttrLink
+		case "rdev":
+			maj, min, ok := strings.Cut(v, ",")
+			if !ok {
+				return protoErr(line, "rdev %q is not <major>,<minor>", v)
+			}
+			if e.RdevMajor, err = parseUint32(line, "rdev major", maj); err == nil {
+				e.RdevMinor, err = parseUint32(line, "rdev minor", min)
+			}
+			e.Has |= AttrRdev
+		}
+		if err != nil {
+			return err
 		}
 	}
-	return ver, nil
+	return nil
+}
+
+// parseUint64 parses a decimal number of 0 to 2^64-1.
+func parseUint64(line []byte, what, s string) (uint64, error) {
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, protoErr(line, "%s %q is not a non-negative integer", what, s)
+	}
+	return v, nil
 }
 
 func parseAttrs(line []byte, a []string) (Entry, error) {
 	var e Entry
-	if len(a[0]) != 1 || (a[0][0] != TypeFile && a[0][0] != TypeDir) {
-		return e, protoErr(line, "type %q is not f or d", a[0])
+	if len(a[0]) != 1 || !ValidType(a[0][0]) {
+		return e, protoErr(line, "type %q is not f, d, l, p, s, c or b", a[0])
 	}
 	e.Type = a[0][0]
 	var err error
@@ -224,7 +279,7 @@ func ParseEntry(line []byte) (Entry, error) {
 	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
 		return e, protoErr(line, "entry name %q is not a single path element", e.Name)
 	}
-	if e.Ver, err = parseAttrWords(line, f[5:]); err != nil {
+	if err := parseAttrWords(line, f[5:], &e); err != nil {
 		return e, err
 	}
 	return e, nil

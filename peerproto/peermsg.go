@@ -109,7 +109,11 @@ type Rmdir struct {
 	Name string
 }
 
-// Setattr changes attributes: "SETATTR <name> [size=N] [mode=OOOO] [mtime=NS]".
+// Setattr changes attributes: "SETATTR <name> [size=N] [mode=OOOO]
+// [mtime=NS|now] [atime=NS|now] [uid=N] [gid=N]". "now" is the peer's
+// clock (utimensat's UTIME_NOW). uid= and gid= are served only by a peer
+// that advertises FeatureOwners. On a FeaturePosix connection, times and
+// owners of a symbolic link apply to the link itself.
 type Setattr struct {
 	Name     string
 	HasSize  bool
@@ -118,7 +122,59 @@ type Setattr struct {
 	Mode     uint32
 	HasMtime bool
 	Mtime    int64 // nanoseconds since the Unix epoch
+	MtimeNow bool  // mtime=now (HasMtime is set too; Mtime is 0)
+	HasAtime bool
+	Atime    int64 // nanoseconds since the Unix epoch
+	AtimeNow bool  // atime=now (HasAtime is set too; Atime is 0)
+	HasUid   bool
+	Uid      uint32
+	HasGid   bool
+	Gid      uint32
 }
+
+// Verbs of the whole-filesystem requests (FeaturePosix), served on every
+// peer connection.
+const (
+	VerbSymlink  = "SYMLINK"
+	VerbReadlink = "READLINK"
+	VerbLink     = "LINK"
+	VerbMknod    = "MKNOD"
+)
+
+// Symlink creates a symbolic link: "SYMLINK <name> <target>", answered
+// "SYMLINK OK". Target is encoded like a name but is not a path of the
+// export: any bytes but NUL, 1 to MaxTarget of them, never resolved by
+// the peer.
+type Symlink struct {
+	Name, Target string
+}
+
+// Readlink asks for a symbolic link's target: "READLINK <name>",
+// answered by ReadlinkOK.
+type Readlink struct {
+	Name string
+}
+
+// Link makes New a hard link to Old, both in the export: "LINK <old>
+// <new>", answered "LINK OK". A link named by Old is linked itself, not
+// followed.
+type Link struct {
+	Old, New string
+}
+
+// Mknod creates a special file: "MKNOD <name> <type> <mode>" for a FIFO
+// (TypeFIFO) or a socket (TypeSocket), "MKNOD <name> <type> <mode>
+// <major> <minor>" for a device (TypeCharDevice, TypeBlockDevice, served
+// only by a peer that advertises FeatureDevices); answered "MKNOD OK".
+type Mknod struct {
+	Name         string
+	Type         byte   // TypeFIFO, TypeSocket, TypeCharDevice or TypeBlockDevice
+	Mode         uint32 // permission bits (07777)
+	Major, Minor uint32 // devices only
+}
+
+// IsDevice reports whether m creates a device node.
+func (m Mknod) IsDevice() bool { return m.Type == TypeCharDevice || m.Type == TypeBlockDevice }
 
 // Statfs asks for the export's space: "STATFS".
 type Statfs struct{}
@@ -152,6 +208,12 @@ type Quit struct{}
 
 // ---- peer <-> peer replies ----
 
+// ReadlinkOK carries a symbolic link's target: "READLINK OK <target>",
+// the target encoded as in Symlink.
+type ReadlinkOK struct {
+	Target string
+}
+
 // FeaturesOK lists the extensions a peer serves: "FEATURES OK [<word>...]",
 // e.g. "FEATURES OK inline" (PUT ... inline). To a client that turned on
 // FeatureAttrs it ends in attribute words too: "id=<hex>", the identity
@@ -179,9 +241,30 @@ const FeatureFsyncFiles = "fsync-files"
 
 // FeatureAttrs is the FeaturesOK word of attribute words: once a client
 // sent "FEATURES attrs", the peer's STAT OK, SETATTR OK, PUT DONE and LIST
-// entry lines on that connection end in "<key>=<value>" words (today
-// "ver=<token>": Entry.Ver). Receivers ignore keys they do not know.
+// entry lines on that connection end in "<key>=<value>" words
+// ("ver=<token>": Entry.Ver; with FeaturePosix, those of Attr too).
+// Receivers ignore keys they do not know.
 const FeatureAttrs = "attrs"
+
+// FeaturePosix is the FeaturesOK word of whole-filesystem mode: once a
+// client sent "FEATURES posix" (which implies FeatureAttrs), the peer
+// follows no symbolic link in any element of a path on that connection
+// (a path through one is refused with CodeLoop), lists and stats every
+// kind of entry (Entry.Type) as lstat(2) sees it, and ends entries in the
+// attribute words of Attr. Nothing changes for a connection that does not
+// ask.
+const FeaturePosix = "posix"
+
+// FeatureOwners is the FeaturesOK word of a peer that stores and reports
+// owners as they are: SETATTR uid= and gid= are served (lchown). Without
+// it they are refused with CodeDenied.
+const FeatureOwners = "owners"
+
+// FeatureDevices is the FeaturesOK word of a peer that creates device
+// nodes (MKNOD of TypeCharDevice and TypeBlockDevice). Without it they are
+// refused with CodeDenied: a device node planted in an export is root on
+// that machine.
+const FeatureDevices = "devices"
 
 // FeatureLeft is the tracker's Features word of the Left event: a peer
 // that asks for it is told how each peer left (LEFT <name> quit|dropped).
@@ -253,8 +336,8 @@ type StatfsOK struct {
 	Total, Free, Avail int64
 }
 
-// OK is the plain success reply of DELETE, RENAME, MKDIR and RMDIR:
-// "<VERB> OK".
+// OK is the plain success reply of DELETE, RENAME, MKDIR, RMDIR, FSYNC,
+// SYMLINK, LINK and MKNOD: "<VERB> OK".
 type OK struct {
 	Of string // the verb answered
 }

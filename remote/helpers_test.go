@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/tracker"
 )
 
@@ -104,7 +106,14 @@ type testPeer struct {
 // startPeer serves dir on a new loopback port until the test ends.
 func startPeer(t *testing.T, dir string) *testPeer {
 	t.Helper()
-	srv, err := export.NewServer(export.Options{Export: dir, Logger: zerolog.Nop()})
+	return startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop()})
+}
+
+// startPeerWith is startPeer with the server's options given.
+func startPeerWith(t *testing.T, opts export.Options) *testPeer {
+	t.Helper()
+	dir := opts.Export
+	srv, err := export.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +203,14 @@ func newStore(t *testing.T, dir string) *testStore {
 // newStoreWith is newStore with its Options changed by tune, if not nil.
 func newStoreWith(t *testing.T, dir string, tune func(*Options)) *testStore {
 	t.Helper()
-	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
+	return newStoreOn(t, cache.Options{Dir: dir, Logger: zerolog.Nop()}, tune)
+}
+
+// newStoreOn is newStoreWith on a cache opened with copts (a boot ID
+// file of its own, to see a reboot).
+func newStoreOn(t *testing.T, copts cache.Options, tune func(*Options)) *testStore {
+	t.Helper()
+	c, err := cache.Open(copts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -525,4 +541,189 @@ func tapProxy(t *testing.T, addr string, up, down tap) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// cutGetProxy forwards connections to addr, except that the answer to
+// the GET after the first pass ones (a server write holding "GET OK") is
+// forwarded only up to a few bytes of the payload, and the connection is
+// then closed: what the client sees when the peer's file shrinks while
+// it is sent. left drops below zero once that GET is cut.
+func cutGetProxy(t *testing.T, addr string, pass int32) (proxy string, left *atomic.Int32) {
+	left = new(atomic.Int32)
+	left.Store(pass)
+	return tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
+		i := bytes.Index(b, []byte("GET OK "))
+		if i < 0 || left.Add(-1) != -1 {
+			return b, false
+		}
+		end := len(b)
+		if nl := bytes.IndexByte(b[i:], '\n'); nl >= 0 {
+			end = min(end, i+nl+1+100) // the answer line, 100 payload bytes
+		}
+		return b[:end], true
+	}), left
+}
+
+// put writes name on peer bob and closes it (an async PUT).
+func (s *testStore) put(t *testing.T, name, data string) {
+	t.Helper()
+	fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, data, 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+}
+
+// pendingFsync returns what the next FSYNC to peerName covers: whether
+// one is due, and the names it will carry (nil: everything).
+func (s *testStore) pendingFsync(peerName string) (bool, map[string]bool) {
+	p, _ := s.peer(peerName)
+	u := &p.unsynced
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.need, maps.Clone(u.names)
+}
+
+// fsyncDelayProxy forwards connections to addr, holding every client
+// write that contains "FSYNC" back for delay; seen is closed when the
+// first such write arrives.
+func fsyncDelayProxy(t *testing.T, addr string, delay time.Duration) (proxy string, seen <-chan struct{}) {
+	seenc := make(chan struct{})
+	var once sync.Once
+	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("FSYNC")) {
+			once.Do(func() { close(seenc) })
+			time.Sleep(delay)
+		}
+		return b, false
+	}, nil), seenc
+}
+
+// verbCounter is an Observer counting the requests sent, by verb.
+type verbCounter struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (v *verbCounter) PeerRequest(peer, verb string, d time.Duration, err error) {
+	v.mu.Lock()
+	v.n[verb]++
+	v.mu.Unlock()
+}
+
+func (v *verbCounter) PeerBytes(string, int64, int64) {}
+
+// take returns the counts so far and starts again from zero.
+func (v *verbCounter) take() map[string]int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	n := v.n
+	v.n = map[string]int{}
+	return n
+}
+
+// countedStore is a Store talking to one real peer, bob, whose requests
+// are counted.
+func countedStore(t *testing.T) (*testStore, *testPeer, *verbCounter) {
+	t.Helper()
+	return countedStoreWith(t, nil)
+}
+
+// countedStoreWith is countedStore with the Store's Options changed by
+// tune, if not nil.
+func countedStoreWith(t *testing.T, tune func(*Options)) (*testStore, *testPeer, *verbCounter) {
+	t.Helper()
+	bob := startPeer(t, t.TempDir())
+	vc := &verbCounter{n: map[string]int{}}
+	s := newStoreWith(t, t.TempDir(), func(o *Options) {
+		o.Observer = vc
+		if tune != nil {
+			tune(o)
+		}
+	})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	return s, bob, vc
+}
+
+// loseTwoAttempts writes f on bob (holding "v1", an hour old) through s
+// twice and leaves it open: the first upload ("attempt one") reaches bob,
+// who stores it, but its answer is lost; the second ("attempt TWO") never
+// reaches him. It returns the open handle.
+func loseTwoAttempts(t *testing.T, s *testStore, bob *testPeer) uint64 {
+	t.Helper()
+	ctx := testCtx(t)
+	bob.writeFile(t, "f", []byte("v1"), 0o644)
+	future(t, bob.path("f"), -1) // the attempt stored later gets another mtime
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: replyCutProxy(t, bob.addr, "PUT ")}})
+	fh := s.open(t, "bob", "f", os.O_RDWR|os.O_TRUNC, 0)
+	s.write(t, fh, "attempt one", 0)
+	if err := s.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush whose answer was cut succeeded")
+	}
+	testutil.Eventually(t, "bob to store the attempt whose answer was lost", func() bool {
+		return bob.content(t, "f") == "attempt one"
+	})
+	// The peer is unreachable for a while: the next attempt never gets
+	// there, and the writer goes on writing meanwhile.
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: testutil.ClosedAddr(t)}})
+	s.write(t, fh, "attempt TWO", 0)
+	if err := s.Flush(ctx, fh); err == nil {
+		t.Fatal("Flush to an unreachable peer succeeded")
+	}
+	return fh
+}
+
+// replyCutProxy forwards connections to addr and closes the client's side
+// as soon as the peer answers a line starting with cut: the request was
+// carried out, its answer is lost.
+func replyCutProxy(t *testing.T, addr, cut string) string {
+	return tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.HasPrefix(b, []byte(cut)) {
+			return nil, true
+		}
+		if i := bytes.Index(b, []byte("\n"+cut)); i >= 0 {
+			return b[:i+1], true
+		}
+		return b, false
+	})
+}
+
+// readAll reads fh from offset 0 in 128 KiB requests, as the kernel does.
+func (s *testStore) readAll(t *testing.T, fh uint64, size int) []byte {
+	t.Helper()
+	out := make([]byte, 0, size)
+	buf := make([]byte, 128<<10)
+	for off := int64(0); ; {
+		n, err := s.ReadAt(testCtx(t), fh, buf, off)
+		if err != nil {
+			t.Fatalf("ReadAt(%d): %v", off, err)
+		}
+		if n == 0 {
+			return out
+		}
+		out = append(out, buf[:n]...)
+		off += int64(n)
+	}
+}
+
+// gateProxy forwards to addr, but holds any request holding hold until
+// release is closed.
+func gateProxy(t *testing.T, addr, hold string, release chan struct{}) string {
+	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte(hold)) {
+			<-release
+		}
+		return b, false
+	}, nil)
+}
+
+// future sets path's mtime hours ahead: a version no earlier write of the
+// test can share, whatever the clock's granularity.
+func future(t *testing.T, path string, hours int) {
+	t.Helper()
+	when := time.Now().Add(time.Duration(hours) * time.Hour)
+	if err := os.Chtimes(path, when, when); err != nil {
+		t.Fatal(err)
+	}
 }

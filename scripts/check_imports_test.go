@@ -13,6 +13,9 @@ import (
 // module: a faithful copy passes, and each copy with one planted import
 // that breaks a rule fails, naming it.
 func TestCheckImportsCatchesViolations(t *testing.T) {
+	if testing.Short() {
+		t.Skip("skipping under -short: copies the module and runs the script nine times")
+	}
 	for _, tool := range []string{"go", "git", "bash"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			t.Skipf("skipping: %s is not installed", tool)

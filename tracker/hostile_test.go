@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 )
 
@@ -101,7 +102,7 @@ func TestTrackerHostileLines(t *testing.T) {
 	}
 	c.send("PING")
 	c.expect("PONG")
-	c.raw("REGISTER " + strings.Repeat("n", 64<<10) + " 7071\n")
+	c.raw("REGISTER " + strings.Repeat("n", peerproto.MaxLine) + " 7071\n")
 	c.expectClosed()
 	d := dial(t, addr)
 	d.register("bob", "7072", "UPDATE bob@127.0.0.1:7072")

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"github.com/peerfs/peerfs/export"
+	"github.com/peerfs/peerfs/secure"
 )
 
 // envPrefix is the prefix of every environment variable: PEERFS_LISTEN...
@@ -54,15 +56,30 @@ type trackerConfig struct {
 	LogConfig
 }
 
+// ServeConfig is what other peers may do to the export, shared by peer
+// and mount (exported so envconfig can set the fields of the embedded
+// struct).
+type ServeConfig struct {
+	ReadOnly     bool `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
+	AllowSetuid  bool `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
+	Owners       bool `envconfig:"PEERFS_OWNERS" default:"false" desc:"store and report real owners: other peers may chown/chgrp here (trusted cluster, one uid space; default: refused, files show as the mounting user)"`
+	AllowDevices bool `envconfig:"PEERFS_ALLOW_DEVICES" default:"false" desc:"let other peers create device nodes here (a device node is root on this machine; default: refused, FIFOs and sockets always allowed)"`
+	MaxConns     int  `envconfig:"PEERFS_MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
+}
+
+// options are the export server's options for serving dir with c.
+func (c ServeConfig) options(dir string, sec *secure.Config) export.Options {
+	return export.Options{Export: dir, ReadOnly: c.ReadOnly, AllowSetuid: c.AllowSetuid, Owners: c.Owners,
+		AllowDevices: c.AllowDevices, MaxConns: c.MaxConns, Secure: sec}
+}
+
 // peerConfig configures `peerfs peer`.
 type peerConfig struct {
-	Export        string        `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
-	Listen        string        `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the peer fails over between them"`
-	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
-	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
-	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
-	MaxConns      int           `envconfig:"PEERFS_MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
+	Export  string `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
+	Listen  string `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
+	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the peer fails over between them"`
+	Name    string `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
+	ServeConfig
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
 	Shell         string        `envconfig:"PEERFS_SHELL" default:"auto" desc:"interactive command shell on stdin: auto (when stdin is a terminal), on or off"`
 	MetricsListen string        `envconfig:"PEERFS_METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
@@ -72,13 +89,11 @@ type peerConfig struct {
 
 // mountConfig configures `peerfs mount`.
 type mountConfig struct {
-	Export        string        `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
-	Listen        string        `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker       string        `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the mount fails over between them"`
-	Name          string        `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
-	ReadOnly      bool          `envconfig:"PEERFS_READ_ONLY" default:"false" desc:"refuse every write other peers send"`
-	AllowSetuid   bool          `envconfig:"PEERFS_ALLOW_SETUID" default:"false" desc:"keep setuid/setgid bits other peers set (default: stripped, as on a nosuid export)"`
-	MaxConns      int           `envconfig:"PEERFS_MAX_CONNS" default:"256" desc:"most simultaneous connections from other peers"`
+	Export  string `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
+	Listen  string `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
+	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the mount fails over between them"`
+	Name    string `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
+	ServeConfig
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`
 	CacheDir      string        `envconfig:"PEERFS_CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>, or /var/cache/peerfs/<name> for root without $HOME)"`
 	CacheSizeMB   int64         `envconfig:"PEERFS_CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`

@@ -50,7 +50,7 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	ctx, leaving := context.WithCancel(ctx)
 	defer leaving()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
+	sp, err := startServer(cfg.options(cfg.Export, sec), cfg.Listen, log)
 	if err != nil {
 		return err
 	}

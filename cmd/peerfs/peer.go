@@ -18,7 +18,6 @@ import (
 	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
-	"github.com/peerfs/peerfs/secure"
 	"github.com/peerfs/peerfs/shell"
 	"github.com/peerfs/peerfs/tracker"
 )
@@ -53,7 +52,10 @@ type servingPeer struct {
 	errc chan error
 }
 
-func startServer(dir, listen string, readOnly, allowSetuid bool, maxConns int, sec *secure.Config, log zerolog.Logger) (*servingPeer, error) {
+// startServer serves opts.Export on listen; opts carries the export's
+// settings, its Logger is set here.
+func startServer(opts export.Options, listen string, log zerolog.Logger) (*servingPeer, error) {
+	dir := opts.Export
 	if dir == "" {
 		return nil, usagef("--export DIR is required")
 	}
@@ -64,7 +66,8 @@ func startServer(dir, listen string, readOnly, allowSetuid bool, maxConns int, s
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("export %s: not a directory", dir)
 	}
-	srv, err := export.NewServer(export.Options{Export: dir, ReadOnly: readOnly, AllowSetuid: allowSetuid, MaxConns: maxConns, Secure: sec, Logger: log})
+	opts.Logger = log
+	srv, err := export.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -75,7 +78,9 @@ func startServer(dir, listen string, readOnly, allowSetuid bool, maxConns int, s
 	}
 	sp := &servingPeer{srv: srv, ln: ln, port: ln.Addr().(*net.TCPAddr).Port, errc: make(chan error, 1)}
 	go func() { sp.errc <- srv.Serve(ln) }()
-	log.Info().Str("export", dir).Str("listen", ln.Addr().String()).Bool("read_only", readOnly).Bool("allow_setuid", allowSetuid).Bool("tls", sec != nil).Msg("serving export")
+	log.Info().Str("export", dir).Str("listen", ln.Addr().String()).Bool("read_only", opts.ReadOnly).
+		Bool("allow_setuid", opts.AllowSetuid).Bool("owners", opts.Owners).Bool("allow_devices", opts.AllowDevices).
+		Bool("tls", opts.Secure != nil).Msg("serving export")
 	return sp, nil
 }
 
@@ -148,7 +153,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	defer stopMetrics()
 
-	sp, err := startServer(cfg.Export, cfg.Listen, cfg.ReadOnly, cfg.AllowSetuid, cfg.MaxConns, sec, log)
+	sp, err := startServer(cfg.options(cfg.Export, sec), cfg.Listen, log)
 	if err != nil {
 		return err
 	}

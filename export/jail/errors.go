@@ -21,6 +21,16 @@ type Refusal struct {
 // Error returns the refusal's code and text.
 func (e *Refusal) Error() string { return e.Code + " " + e.Text }
 
+// ErrSymlink is the error of a path refused by the Strict view because one
+// of its elements is a symbolic link, which it does not follow. It matches
+// syscall.ELOOP, which open(2) gives for a link it must not follow.
+var ErrSymlink error = symlinkError{}
+
+type symlinkError struct{}
+
+func (symlinkError) Error() string        { return "symbolic link in the path, not followed" }
+func (symlinkError) Is(target error) bool { return target == syscall.ELOOP }
+
 // Escapes reports whether err is the refusal of a path that leads outside
 // the export: openat2's, or os.Root's, which os does not export, so it is
 // recognised by its text at the bottom of the chain.
@@ -44,6 +54,9 @@ func Explain(name string, err error) (code, text string, hostile bool) {
 	var pe *Refusal
 	if errors.As(err, &pe) {
 		return pe.Code, pe.Text, pe.Hostile
+	}
+	if errors.Is(err, ErrSymlink) {
+		return peerproto.CodeLoop, fmt.Sprintf("%q: a symbolic link in the path, which this connection does not follow", name), false
 	}
 	if Escapes(err) {
 		return peerproto.CodeDenied, fmt.Sprintf("path escapes the export: %q leads outside through a symbolic link", name), true

@@ -1,0 +1,172 @@
+package fuseserve
+
+import (
+	"context"
+	"sync"
+
+	"bazil.org/fuse"
+	bfs "bazil.org/fuse/fs"
+	"bazil.org/fuse/fuseutil"
+)
+
+// servedHandle is an open file or directory.
+type servedHandle struct {
+	handle bfs.Handle
+
+	// mu is held across ReadDirAll, which may wait on the network: only
+	// the READs of the same open directory wait on it, and the kernel
+	// sends those one at a time.
+	mu      sync.Mutex // protects dirents
+	dirents []byte     // a directory's entries, encoded at offset 0
+}
+
+// handleTable is the open handles, by HandleID.
+type handleTable struct {
+	mu   sync.Mutex // protects the fields below
+	byID map[fuse.HandleID]*servedHandle
+	next fuse.HandleID
+}
+
+func newHandleTable() handleTable {
+	return handleTable{byID: map[fuse.HandleID]*servedHandle{}, next: 1}
+}
+
+// add registers h and returns its HandleID.
+func (t *handleTable) add(h bfs.Handle) fuse.HandleID {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	id := t.next
+	t.next++
+	t.byID[id] = &servedHandle{handle: h}
+	return id
+}
+
+// get returns the handle the kernel knows as id.
+func (t *handleTable) get(id fuse.HandleID) (*servedHandle, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sh, ok := t.byID[id]
+	return sh, ok
+}
+
+// remove forgets handle id and returns it.
+func (t *handleTable) remove(id fuse.HandleID) (*servedHandle, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	sh, ok := t.byID[id]
+	delete(t.byID, id)
+	return sh, ok
+}
+
+// readReply is the response to a READ: its data sits in, or was copied
+// to, buf, which respond gives back to Server.readBufs once sent.
+type readReply struct {
+	fuse.ReadResponse
+	buf *[]byte
+}
+
+func (s *Server) open(ctx context.Context, sn servedNode, r *fuse.OpenRequest) (*fuse.OpenResponse, error) {
+	resp := &fuse.OpenResponse{}
+	h := bfs.Handle(sn.node)
+	if o, ok := sn.node.(bfs.NodeOpener); ok {
+		var err error
+		if h, err = o.Open(ctx, r, resp); err != nil {
+			return nil, err
+		}
+	}
+	resp.Handle = s.handles.add(h)
+	return resp, nil
+}
+
+// read answers a READ of a file or (r.Dir) a directory. Respond copies
+// the data out, so the buffer is free again once it returns.
+func (s *Server) read(ctx context.Context, sn servedNode, r *fuse.ReadRequest) (*readReply, error) {
+	sh, ok := s.handles.get(r.Handle)
+	if !ok {
+		return nil, ErrStale
+	}
+	bp := s.readBufs.Get().(*[]byte)
+	if cap(*bp) < r.Size {
+		*bp = make([]byte, r.Size)
+	}
+	rr := &readReply{ReadResponse: fuse.ReadResponse{Data: (*bp)[:0:r.Size]}, buf: bp}
+	var err error
+	if r.Dir {
+		err = s.readDir(ctx, sn, sh, r, &rr.ReadResponse)
+	} else if h, ok := sh.handle.(bfs.HandleReader); ok {
+		err = h.Read(ctx, r, &rr.ReadResponse)
+	} else {
+		err = &UnsupportedError{Op: "read"}
+	}
+	if err != nil {
+		s.readBufs.Put(bp)
+		return nil, err
+	}
+	return rr, nil
+}
+
+// readDir answers a READ of directory sn from its entries, listed anew
+// by a read at offset 0 (a new pass: rewinddir).
+func (s *Server) readDir(ctx context.Context, sn servedNode, sh *servedHandle, r *fuse.ReadRequest, resp *fuse.ReadResponse) error {
+	rd, ok := sh.handle.(bfs.HandleReadDirAller)
+	if !ok {
+		return &UnsupportedError{Op: "readdir"}
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if r.Offset == 0 || sh.dirents == nil {
+		sh.dirents = nil // a failed listing leaves none to serve
+		ents, err := rd.ReadDirAll(ctx)
+		if err != nil {
+			return err
+		}
+		data := []byte{}
+		for _, e := range ents {
+			if e.Inode == 0 {
+				e.Inode = bfs.GenerateDynamicInode(sn.inode, e.Name)
+			}
+			data = fuse.AppendDirent(data, e)
+		}
+		sh.dirents = data
+	}
+	fuseutil.HandleRead(r, resp, sh.dirents) // copies into resp.Data
+	return nil
+}
+
+func (s *Server) write(ctx context.Context, r *fuse.WriteRequest) (*fuse.WriteResponse, error) {
+	sh, ok := s.handles.get(r.Handle)
+	if !ok {
+		return nil, ErrStale
+	}
+	w, ok := sh.handle.(bfs.HandleWriter)
+	if !ok {
+		return nil, &UnsupportedError{Op: "write"}
+	}
+	resp := &fuse.WriteResponse{}
+	if err := w.Write(ctx, r, resp); err != nil {
+		return nil, err
+	}
+	return resp, nil
+}
+
+func (s *Server) flush(ctx context.Context, r *fuse.FlushRequest) error {
+	sh, ok := s.handles.get(r.Handle)
+	if !ok {
+		return ErrStale
+	}
+	if f, ok := sh.handle.(bfs.HandleFlusher); ok {
+		return f.Flush(ctx, r)
+	}
+	return nil
+}
+
+func (s *Server) release(ctx context.Context, r *fuse.ReleaseRequest) error {
+	sh, ok := s.handles.remove(r.Handle) // whatever Release says, the handle is gone
+	if !ok {
+		return ErrStale
+	}
+	if rel, ok := sh.handle.(bfs.HandleReleaser); ok {
+		return rel.Release(ctx, r)
+	}
+	return nil
+}

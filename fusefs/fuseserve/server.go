@@ -1,0 +1,368 @@
+package fuseserve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"syscall"
+	"time"
+
+	"bazil.org/fuse"
+	bfs "bazil.org/fuse/fs"
+	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
+)
+
+// Lock order: none of the server's locks is held while another of them
+// is taken. nodeTable.mu is held while a node's Forget or Revive runs
+// (see nodeTable.forget), so those must not call back into the server.
+
+// Conn is the part of a *fuse.Conn the server uses: requests in, cache
+// invalidations out. Answers go through the requests' own Respond.
+type Conn interface {
+	ReadRequest() (fuse.Request, error)
+	InvalidateNode(node fuse.NodeID, off, size int64) error
+	InvalidateEntry(parent fuse.NodeID, name string) error
+}
+
+var _ Conn = (*fuse.Conn)(nil)
+
+// Options configure a Server.
+type Options struct {
+	// Logger receives the server's logs: a panic in a node method at
+	// error level, every request and answer at trace level.
+	Logger zerolog.Logger
+	// Observe, if set, is called once per answered request with the
+	// operation's name in lower case ("lookup", "read", "flush"...), the
+	// time from when it was read to its answer, and the errno's name
+	// ("EIO") or "" on success. It must be quick and safe for concurrent
+	// use.
+	Observe func(op string, d time.Duration, errno string)
+	// Errno maps an error to the errno the kernel gets; it is called for
+	// every failed request, with the errors of node methods as well as
+	// the server's own (errors.go). Required.
+	Errno func(error) fuse.Errno
+}
+
+// Server answers the FUSE requests of one connection by calling the
+// bazil fs.Node and fs.Handle interfaces of the nodes of an fs.FS, as
+// bazil's fs.Server does, with one difference that matters here: how a
+// request reaches the code that answers it.
+//
+// fs.Server reads every request on one goroutine and answers it on a new
+// one. The reader is then blocked in read(2) on /dev/fuse, so the new
+// goroutine must be picked up by another thread: a futex wake-up and a
+// context switch per request, which on a small VM costs more than the
+// rest of a lookup (bench/fusefloor: 9-20k lookups/s through fs.Serve,
+// 33k answered inline, on the machine of docs/PERFORMANCE.md).
+//
+// Server answers a request on the goroutine that read it when the request
+// is of a kind that is normally answered from memory or the local cache
+// (lookup, getattr, open, read, write, release, forget...). Such a request
+// can still wait on the network (a lookup nothing cached), so a timer
+// armed for each one starts another reading goroutine if it has not been
+// answered after handoffAfter; the goroutine that was answering it stops
+// reading once it is done. Requests that usually wait on a peer (create,
+// flush, fsync, rename, remove...) go to a goroutine of their own at once,
+// as in fs.Server. So the mount keeps reading requests while any of them
+// waits, and a quick one costs no hand-off.
+//
+// The price: quick requests of several programs at once are answered one
+// after the other by one goroutine (each under handoffAfter), so they
+// use one CPU. Keeping GOMAXPROCS read loops blocked in ReadRequest was
+// tried on the 2-vCPU machine measured: every workload got slower (small
+// reads -30 %, stat -15 %, cold sequential reads -10 % in
+// bench/compare.sh; the cause was not profiled).
+type Server struct {
+	conn    Conn
+	fs      bfs.FS
+	log     zerolog.Logger
+	observe func(op string, d time.Duration, errno string) // may be nil
+	errno   func(error) fuse.Errno
+	start   time.Time // default times of an Attr
+
+	nodes    nodeTable
+	handles  handleTable
+	inflight inflight
+	readBufs sync.Pool      // *[]byte that file reads are answered from
+	wg       sync.WaitGroup // reading goroutines and request goroutines
+
+	mu  sync.Mutex // protects err
+	err error      // the first error reading the device
+}
+
+// handoffAfter is how long a request answered inline may take before
+// another goroutine takes over reading the device.
+const handoffAfter = 100 * time.Microsecond
+
+// New returns a server of fsys's nodes on conn; Serve starts it.
+func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
+	if opts.Errno == nil {
+		return nil, errors.New("fuseserve: Options.Errno is required")
+	}
+	root, err := fsys.Root()
+	if err != nil {
+		return nil, fmt.Errorf("fuseserve: root node: %w", err)
+	}
+	return &Server{
+		conn:     conn,
+		fs:       fsys,
+		log:      opts.Logger,
+		observe:  opts.Observe,
+		errno:    opts.Errno,
+		start:    time.Now(),
+		nodes:    newNodeTable(root),
+		handles:  newHandleTable(),
+		inflight: inflight{cancels: map[fuse.RequestID]context.CancelFunc{}},
+		readBufs: sync.Pool{New: func() any { return new([]byte) }},
+	}, nil
+}
+
+// Serve answers requests until the connection is closed (unmount), and
+// returns once every request has been answered: nil then, or the error
+// that stopped reading the device.
+func (s *Server) Serve() error {
+	s.wg.Add(1)
+	s.readLoop()
+	s.wg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// readLoop reads and answers requests until the device is closed, or until a
+// request it answers inline outlasts handoffAfter and another read loop
+// takes over. The caller has counted it in s.wg.
+func (s *Server) readLoop() {
+	defer s.wg.Done()
+	for {
+		req, err := s.conn.ReadRequest()
+		if err != nil {
+			s.stop(err)
+			return
+		}
+		// Registered before the next read, so that an INTERRUPT read
+		// right after it finds it.
+		ctx, cancel := s.inflight.begin(req.Hdr().ID)
+		if !s.quick(req) {
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				s.serve(ctx, cancel, req)
+			}()
+			continue
+		}
+		s.wg.Add(1) // for the read loop the timer may start
+		t := time.AfterFunc(handoffAfter, s.readLoop)
+		s.serve(ctx, cancel, req)
+		if !t.Stop() {
+			return // another loop reads now, and owns the count added
+		}
+		s.wg.Done()
+	}
+}
+
+// stop ends reading after ReadRequest failed with err.
+func (s *Server) stop(err error) {
+	// io.EOF: unmounted; ECONNABORTED: aborted through fusectl. Either
+	// way no answer can be delivered any more: cancel what is still
+	// running instead of waiting for it.
+	if !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNABORTED) {
+		s.mu.Lock()
+		if s.err == nil {
+			s.err = fmt.Errorf("fuseserve: read request: %w", err)
+		}
+		s.mu.Unlock()
+	}
+	s.inflight.cancelAll()
+}
+
+// HandleQuickFlusher is a handle that knows whether its Flush is
+// answered from memory (it uploads nothing): the server then answers its
+// FLUSH on the goroutine that read it. The FLUSH of any other handle gets
+// a goroutine of its own.
+type HandleQuickFlusher interface {
+	QuickFlush() bool
+}
+
+// quick reports whether req is of a kind normally answered without
+// waiting on a peer, and so is answered on the reading goroutine: all but
+// the changes to a peer's tree, fsync, statfs (every peer is asked) and
+// the flush of a file open for writing (it uploads). Unknown requests
+// (ioctl...) are answered ENOSYS at once.
+func (s *Server) quick(req fuse.Request) bool {
+	switch r := req.(type) {
+	case *fuse.CreateRequest, *fuse.MkdirRequest, *fuse.SymlinkRequest,
+		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.RemoveRequest,
+		*fuse.RenameRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
+		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
+		*fuse.DestroyRequest:
+		return false
+	case *fuse.FlushRequest:
+		// Closing a file opened for reading uploads nothing, unless
+		// the open created it.
+		h, ok := s.handles.get(r.Handle)
+		if !ok {
+			return false
+		}
+		q, ok := h.handle.(HandleQuickFlusher)
+		return ok && q.QuickFlush()
+	}
+	return true
+}
+
+// serve answers one request: the only place that sends an answer.
+func (s *Server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.Request) {
+	hdr := req.Hdr()
+	defer func() {
+		cancel()
+		s.inflight.end(hdr.ID)
+	}()
+	if _, ok := req.(*fuse.NotifyReply); ok {
+		return // a reply to a notification we never send; nothing to answer
+	}
+	began := time.Now()
+	if trace := s.log.Trace(); trace.Enabled() {
+		trace.Msgf("fuse: <- %v", req)
+	}
+	resp, err := s.dispatch(ctx, req)
+	errno := ""
+	if err != nil {
+		e := s.errno(err)
+		errno = errnoName(e)
+		req.RespondError(e)
+	} else {
+		s.respond(req, resp)
+	}
+	if trace := s.log.Trace(); trace.Enabled() {
+		trace.Msgf("fuse: -> %v %s", hdr.ID, errno)
+	}
+	if s.observe != nil {
+		s.observe(opName(req), time.Since(began), errno)
+	}
+}
+
+// errnoName names an answered errno for Options.Observe: "ENOENT",
+// "ENODATA", "ENOTEMPTY"... (bazil's ErrnoName knows a few names and
+// gives the others' messages, which make poor metric labels).
+func errnoName(e fuse.Errno) string {
+	if n := unix.ErrnoName(syscall.Errno(e)); n != "" {
+		return n
+	}
+	return e.ErrnoName()
+}
+
+// respond sends resp, the response dispatch returned for req, and gives
+// back the read buffer it may hold. dispatch returns the type each case
+// asserts (dispatch_test.go checks every kind), or nil where the request
+// takes none. It is long by nature: one line per kind of request.
+func (s *Server) respond(req fuse.Request, resp any) {
+	switch r := req.(type) {
+	case *fuse.LookupRequest:
+		r.Respond(resp.(*fuse.LookupResponse))
+	case *fuse.GetattrRequest:
+		r.Respond(resp.(*fuse.GetattrResponse))
+	case *fuse.SetattrRequest:
+		r.Respond(resp.(*fuse.SetattrResponse))
+	case *fuse.OpenRequest:
+		r.Respond(resp.(*fuse.OpenResponse))
+	case *fuse.CreateRequest:
+		r.Respond(resp.(*fuse.CreateResponse))
+	case *fuse.MkdirRequest:
+		r.Respond(resp.(*fuse.MkdirResponse))
+	case *fuse.SymlinkRequest:
+		r.Respond(resp.(*fuse.SymlinkResponse))
+	case *fuse.MknodRequest:
+		r.Respond(resp.(*fuse.LookupResponse))
+	case *fuse.LinkRequest:
+		r.Respond(resp.(*fuse.LookupResponse))
+	case *fuse.ReadlinkRequest:
+		r.Respond(resp.(string))
+	case *fuse.GetxattrRequest:
+		r.Respond(resp.(*fuse.GetxattrResponse))
+	case *fuse.ListxattrRequest:
+		r.Respond(resp.(*fuse.ListxattrResponse))
+	case *fuse.StatfsRequest:
+		r.Respond(resp.(*fuse.StatfsResponse))
+	case *fuse.WriteRequest:
+		r.Respond(resp.(*fuse.WriteResponse))
+	case *fuse.ReadRequest:
+		rr := resp.(*readReply)
+		r.Respond(&rr.ReadResponse)
+		s.readBufs.Put(rr.buf) // Respond has copied the data out
+	case *fuse.RemoveRequest:
+		r.Respond()
+	case *fuse.RenameRequest:
+		r.Respond()
+	case *fuse.AccessRequest:
+		r.Respond()
+	case *fuse.FsyncRequest:
+		r.Respond()
+	case *fuse.SetxattrRequest:
+		r.Respond()
+	case *fuse.RemovexattrRequest:
+		r.Respond()
+	case *fuse.ForgetRequest:
+		r.Respond()
+	case *fuse.BatchForgetRequest:
+		r.Respond()
+	case *fuse.FlushRequest:
+		r.Respond()
+	case *fuse.ReleaseRequest:
+		r.Respond()
+	case *fuse.InterruptRequest:
+		r.Respond()
+	case *fuse.DestroyRequest:
+		r.Respond()
+	default:
+		// dispatch answers every other kind with ErrNotImplemented, so
+		// this is a bug; the kernel must get an answer all the same.
+		s.log.Error().Str("request", fmt.Sprint(req)).Msg("fuseserve: a response for a request kind it does not serve")
+		req.RespondError(s.errno(ErrNotImplemented))
+	}
+}
+
+// inflight is the requests being answered, cancellable by an INTERRUPT.
+type inflight struct {
+	mu      sync.Mutex // protects cancels
+	cancels map[fuse.RequestID]context.CancelFunc
+}
+
+// begin registers request id as in flight.
+func (f *inflight) begin(id fuse.RequestID) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.Background())
+	f.mu.Lock()
+	f.cancels[id] = cancel
+	f.mu.Unlock()
+	return ctx, cancel
+}
+
+// end forgets request id, answered.
+func (f *inflight) end(id fuse.RequestID) {
+	f.mu.Lock()
+	delete(f.cancels, id)
+	f.mu.Unlock()
+}
+
+// cancel cancels request id; false if it is not in flight.
+func (f *inflight) cancel(id fuse.RequestID) bool {
+	f.mu.Lock()
+	cancel := f.cancels[id]
+	f.mu.Unlock()
+	if cancel == nil {
+		return false
+	}
+	cancel()
+	return true
+}
+
+// cancelAll cancels every request in flight.
+func (f *inflight) cancelAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, cancel := range f.cancels {
+		cancel()
+	}
+}
