@@ -203,6 +203,10 @@ type Client struct {
 	lostAt     time.Time     // when the last registration ended; zero if never registered
 	running    bool          // Run is running
 	writes     writesState   // what the tracker was told of this peer's writes (client_writes.go)
+	// writing counts the writes noted (NoteWrites) whose wait has not
+	// returned: in progress, so held, whatever HoldsWrites says. It
+	// outlives connections.
+	writing int
 }
 
 // syncWaiter is a Sync call waiting for its turn.

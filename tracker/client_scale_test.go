@@ -254,3 +254,57 @@ func TestClientOldTracker(t *testing.T) {
 		t.Fatal("NoteWrites waited for a tracker without turns")
 	}
 }
+
+// turnWriter is a holder whose first turn sees a write begin (as a
+// mount's program writes while its fsync's turn runs): it calls
+// NoteWrites and hands its wait out, for the test to end the write
+// after the turn.
+type turnWriter struct {
+	holder
+	c     *tracker.Client
+	waits chan func(context.Context)
+}
+
+func (w *turnWriter) SyncTurn(ctx context.Context) error {
+	if w.turns.Add(1) == 1 {
+		w.waits <- w.c.NoteWrites()
+	}
+	return nil
+}
+
+// TestClientWriteDuringTurn: a write that begins during this peer's
+// turn and succeeds after its SYNC FIN (which ends its holding at the
+// tracker) is still owed a turn: the next round another peer starts
+// gives it one, even though HoldsWrites said nothing when the turn
+// ended (the write was in flight, its effects not recorded yet).
+func TestClientWriteDuringTurn(t *testing.T) {
+	tcNoLeaks(t)
+	tr, addr := testutil.StartTracker(t, 10*time.Second)
+	w := &turnWriter{holder: holder{&listWatcher{}}, waits: make(chan func(context.Context), 1)}
+	wc := newTestClient([]string{addr}, "writer", 1001, w)
+	w.c = wc
+	asker := holder{&listWatcher{}}
+	ac := newTestClient([]string{addr}, "asker", 1002, asker)
+	testutil.RunTrackerClient(t, wc)
+	testutil.RunTrackerClient(t, ac)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+
+	if err := wc.Sync(ctx); err != nil { // its fsync: round 1, its turn
+		t.Fatal(err)
+	}
+	wait := <-w.waits
+	testutil.Eventually(t, "round 1 to end", func() bool { return ac.State().LastRound == 1 })
+	wait(ctx) // the write succeeds now, after the turn: the tracker must know
+
+	if err := ac.Sync(ctx); err != nil { // round 2, started by another
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, "round 2 to end", func() bool { return wc.State().LastRound == 2 })
+	if n := tr.Stats().Rounds; n != 2 {
+		t.Fatalf("%d rounds, want 2", n)
+	}
+	if got := w.turns.Load(); got != 2 {
+		t.Errorf("the writer had %d turns, want 2: its write that succeeded before round 2 began has no turn in it", got)
+	}
+}

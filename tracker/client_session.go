@@ -112,7 +112,7 @@ func (t *Client) handshake(raw net.Conn, addr string) (handshaken, error) {
 	}
 	if hs.has(peerproto.FeatureTurns) {
 		t.mu.Lock()
-		hs.told = t.holds.HoldsWrites()
+		hs.told = t.holdsLocked()
 		t.mu.Unlock()
 		if ev, err = ask(peerproto.Writes{Held: hs.told}); err != nil {
 			return fail(err)
@@ -167,7 +167,7 @@ func (t *Client) follow(ctx context.Context, hs handshaken, ok func()) error {
 	t.lastErr = nil
 	t.writes.reset(hs.has(peerproto.FeatureTurns), hs.told)
 	// A write that began while not registered told nobody: tell now.
-	if t.writes.on && !t.writes.told && t.holds.HoldsWrites() {
+	if t.writes.on && !t.writes.told && t.holdsLocked() {
 		t.tellLocked(true)
 	}
 	t.bumpLocked()

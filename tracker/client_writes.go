@@ -2,6 +2,7 @@ package tracker
 
 import (
 	"context"
+	"sync"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -36,19 +37,42 @@ func (w *writesState) reset(on, told bool) {
 // waits until the tracker has answered, the connection is lost, or ctx
 // ends; a caller runs its write meanwhile and waits before it returns
 // success, so that every round the tracker starts after that success
-// covers the write. Without a registration, or with a tracker that does
-// not serve turns (every round gives this peer a turn), there is nothing
-// to tell and nothing to wait for.
+// covers the write. Until that function returns, the write counts as
+// held: a turn that ends meanwhile (its SYNC FIN ends the holding at the
+// tracker) is followed by "WRITES held" again, and the function waits
+// for that one's answer too. It must be called, once. Without a
+// registration, or with a tracker that does not serve turns (every
+// round gives this peer a turn), there is nothing to tell and nothing
+// to wait for.
 func (t *Client) NoteWrites() (wait func(context.Context)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.writing++
+	var once sync.Once
+	done := func() {
+		once.Do(func() {
+			t.mu.Lock()
+			t.writing--
+			t.mu.Unlock()
+		})
+	}
 	if t.out == nil || !t.writes.on {
-		return func(context.Context) {}
+		return func(context.Context) { done() }
 	}
 	if !t.writes.told {
 		t.tellLocked(true)
 	}
-	return t.waitAck(t.out, t.writes.held)
+	out := t.out
+	return func(ctx context.Context) {
+		defer done()
+		t.waitAck(ctx, out)
+	}
+}
+
+// holdsLocked reports whether this peer holds writes: a write noted
+// is in progress, or its Handler says so.
+func (t *Client) holdsLocked() bool {
+	return t.writing > 0 || t.holds.HoldsWrites()
 }
 
 // tellLocked sends WRITES held or none and records it.
@@ -61,23 +85,24 @@ func (t *Client) tellLocked(held bool) {
 	t.out.send(peerproto.Writes{Held: held})
 }
 
-// waitAck returns a function waiting until the n-th WRITES line sent
-// over out is answered, out is lost, or its ctx ends.
-func (t *Client) waitAck(out *sender, n uint64) func(context.Context) {
-	return func(ctx context.Context) {
-		for {
-			t.mu.Lock()
-			if t.out != out || t.writes.acked >= n {
-				t.mu.Unlock()
-				return
-			}
-			acks := t.writes.acks
+// waitAck waits until the last WRITES held sent over out is answered,
+// out is lost, or ctx ends. It looks at the last one each time, not the
+// one sent when the write was noted: a turn that ended meanwhile made
+// the tracker forget that one, and the WRITES held sent after it is the
+// one a round must see.
+func (t *Client) waitAck(ctx context.Context, out *sender) {
+	for {
+		t.mu.Lock()
+		if t.out != out || t.writes.acked >= t.writes.held {
 			t.mu.Unlock()
-			select {
-			case <-acks:
-			case <-ctx.Done():
-				return
-			}
+			return
+		}
+		acks := t.writes.acks
+		t.mu.Unlock()
+		select {
+		case <-acks:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
@@ -93,15 +118,15 @@ func (t *Client) writesAnswered() {
 }
 
 // turnEndedLocked updates what the tracker knows after this peer's SYNC
-// FIN, which ended its holding there: if the Handler still holds writes
-// (one started during the turn, or an upload failed), the tracker is told
-// again. Called with t.mu held, after the SYNC FIN was queued.
+// FIN, which ended its holding there: if a noted write is still in
+// progress, or the Handler still holds writes (one started during the
+// turn, or an upload failed), the tracker is told again. Called with t.mu held, after the SYNC FIN was queued.
 func (t *Client) turnEndedLocked() {
 	if !t.writes.on {
 		return
 	}
 	t.writes.told = false
-	if t.holds.HoldsWrites() {
+	if t.holdsLocked() {
 		t.tellLocked(true)
 	}
 }
