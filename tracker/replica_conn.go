@@ -91,6 +91,9 @@ func (r *replica) register(c *conn, m peerproto.Register) {
 		t.sendLocked(c, refusal(verb, peerproto.CodeExists, "name %q is taken by %s", mem.Name, taken.Addr))
 		return
 	case err != nil:
+		// The member may be stored (the answer was lost, or the
+		// mirror lags): it must not outlive the refusal.
+		r.leaveAsync(sess, mem, false)
 		t.sendLocked(c, refusal(verb, peerproto.CodeIO, "the shared store: %v", err))
 		return
 	case c.gone || r.sess != sess:
@@ -154,18 +157,37 @@ func (r *replica) joinRound(sess SharedSession, name string) {
 	}
 }
 
-// leaveAsync removes member m from the store, in the background: a
-// removal that does not get through is done by the store anyway when
-// the session ends.
+// leaveAsync removes member m from the store, in the background, trying
+// again until it is done, the session ends (its members go with it) or
+// the tracker closes: a member left behind while its session lives is a
+// ghost, listed for good and, if it holds writes, owed a turn that no
+// replica gives, so that no round ends.
 func (r *replica) leaveAsync(sess SharedSession, m Member, quit bool) {
 	r.t.wg.Go(func() {
-		ctx, cancel := r.opContext()
-		defer cancel()
-		if err := sess.Leave(ctx, m, quit); err != nil {
-			r.t.log.Warn().Err(err).Str("peer", m.Name).Msg("cannot remove a member from the shared store; it goes with the session")
+		for delay := leaveBackoff; ; delay = min(2*delay, maxLeaveBackoff) {
+			ctx, cancel := r.opContext()
+			err := sess.Leave(ctx, m, quit)
+			cancel()
+			if err == nil {
+				return
+			}
+			r.t.log.Warn().Err(err).Str("peer", m.Name).Dur("retry_in", delay).Msg("cannot remove a member from the shared store")
+			select {
+			case <-sess.Done():
+				return
+			case <-r.t.quit:
+				return
+			case <-time.After(delay):
+			}
 		}
 	})
 }
+
+// The pauses between attempts to remove a member.
+const (
+	leaveBackoff    = 100 * time.Millisecond
+	maxLeaveBackoff = 5 * time.Second
+)
 
 // removeLocked is Tracker.removeLocked's part for a registered
 // connection of a replica: its member leaves the store (the others hear
@@ -195,15 +217,21 @@ func (r *replica) writes(c *conn, m peerproto.Writes) {
 	}
 	t.unlock()
 	// The answer goes once the store has it: a round started later
-	// (anywhere) acts on it.
-	r.updateMember(c)
+	// (anywhere) acts on it. Without it, the answer would be a lie,
+	// and the store's view of the peer is unknown: the connection goes,
+	// and the peer tells afresh when it registers again.
+	if err := r.updateMember(c); err != nil {
+		t.drop(c, "cannot record its writes in the shared store: "+err.Error())
+		return
+	}
 	t.mu.Lock()
 	t.sendLocked(c, format(peerproto.WritesOK{}))
 	t.unlock()
 }
 
-// updateMember writes c's holding to its member, if it changed.
-func (r *replica) updateMember(c *conn) {
+// updateMember writes c's holding to its member, if it changed, and
+// returns the store's error.
+func (r *replica) updateMember(c *conn) error {
 	t := r.t
 	t.mu.Lock()
 	sess, old := r.sess, c.member
@@ -211,7 +239,7 @@ func (r *replica) updateMember(c *conn) {
 	next.Holds = c.mayHoldWrites()
 	if sess == nil || c.gone || old.Holds == next.Holds {
 		t.unlock()
-		return
+		return nil
 	}
 	c.member = next
 	t.unlock()
@@ -219,7 +247,9 @@ func (r *replica) updateMember(c *conn) {
 	defer cancel()
 	if err := sess.Update(ctx, old, next); err != nil {
 		t.log.Warn().Err(err).Str("peer", c.name).Msg("cannot record in the shared store whether a peer holds writes")
+		return err
 	}
+	return nil
 }
 
 func (r *replica) sync(c *conn) {
@@ -291,7 +321,11 @@ func (r *replica) fin(c *conn, m peerproto.SyncFin) {
 	case <-recorded:
 	case <-ctx.Done():
 	}
-	r.updateMember(c)
+	// Not recorded, the store has it holding writes still (a turn
+	// too many), but what it has is unknown: as in writes.
+	if err := r.updateMember(c); err != nil {
+		t.drop(c, "cannot record its writes in the shared store: "+err.Error())
+	}
 }
 
 // endTurnLocked hands the end of the current turn to the turn goroutine.

@@ -39,11 +39,13 @@ type SharedSession interface {
 	// is a *TakenError; at the same address (the peer restarted), m
 	// replaces it in its place.
 	Join(ctx context.Context, m Member) (rev int64, err error)
-	// Update replaces member m.Name with m, if it is still what was
-	// written as old (this replica's, not replaced since).
+	// Update replaces member m.Name with m, if it is still old's
+	// registration (the same Owner: not replaced since), whatever its
+	// other fields are now.
 	Update(ctx context.Context, old, m Member) error
-	// Leave removes member m, if it is still what was written as m; quit
-	// records that it left on purpose (the Deleted event says so).
+	// Leave removes member m, if it is still m's registration (the same
+	// Owner); quit records that it left on purpose (the Deleted event
+	// says so).
 	Leave(ctx context.Context, m Member, quit bool) error
 	// UpdateRound applies fn to the round state and stores the result if
 	// fn reports a change and nobody changed the round meanwhile (else

@@ -35,11 +35,21 @@ type replica struct {
 // the test.
 func startReplica(t *testing.T, endpoints []string, opts tracker.Options) *replica {
 	t.Helper()
+	return startReplicaWrapped(t, endpoints, opts, nil)
+}
+
+// startReplicaWrapped is startReplica with the store seen through wrap
+// (fault injection), if not nil.
+func startReplicaWrapped(t *testing.T, endpoints []string, opts tracker.Options, wrap func(tracker.Shared) tracker.Shared) *replica {
+	t.Helper()
 	store, err := etcdstate.New(etcdstate.Options{Endpoints: endpoints, TTL: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	opts.Shared = store
+	if wrap != nil {
+		opts.Shared = wrap(store)
+	}
 	opts.Logger = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.DebugLevel)
 	tr := tracker.New(opts)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

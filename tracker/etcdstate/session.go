@@ -153,48 +153,73 @@ func (x *session) Join(ctx context.Context, m tracker.Member) (int64, error) {
 	}
 }
 
-// ifStill is the condition that member old is as it was written.
-func (x *session) ifStill(old tracker.Member) (clientv3.Cmp, error) {
-	val, err := json.Marshal(old)
-	if err != nil {
-		return clientv3.Cmp{}, err
+// ifOwned applies op to member old.Name's key if the registration
+// stored there is still old's (the same Owner), whatever else changed
+// in it: a replica's record of its member may lag the store's (an
+// update whose answer was lost), but the registration is the same. It
+// returns the revision op was applied at, or 0 if the registration is
+// not old's any more (replaced or gone).
+func (x *session) ifOwned(ctx context.Context, old tracker.Member, op func(stored tracker.Member) (clientv3.Op, error)) (int64, error) {
+	s := x.s
+	key := s.memberKey(old.Name)
+	for {
+		resp, err := s.cli.Get(ctx, key)
+		if err != nil {
+			return 0, err
+		}
+		if len(resp.Kvs) == 0 {
+			return 0, nil
+		}
+		var stored tracker.Member
+		if err := json.Unmarshal(resp.Kvs[0].Value, &stored); err != nil || stored.Owner != old.Owner {
+			return 0, nil
+		}
+		o, err := op(stored)
+		if err != nil {
+			return 0, err
+		}
+		txn, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(key), "=", resp.Kvs[0].ModRevision)).Then(o).Commit()
+		if err != nil {
+			return 0, err
+		}
+		if txn.Succeeded {
+			return txn.Header.Revision, nil
+		}
+		// Changed meanwhile: look again.
 	}
-	return clientv3.Compare(clientv3.Value(x.s.memberKey(old.Name)), "=", string(val)), nil
 }
 
-// Update replaces member old with m, if old is still what is stored.
+// Update replaces member old with m, if old's registration is still
+// the one stored.
 func (x *session) Update(ctx context.Context, old, m tracker.Member) error {
-	cmp, err := x.ifStill(old)
-	if err != nil {
-		return err
-	}
 	val, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if _, err := x.s.cli.Txn(ctx).If(cmp).
-		Then(clientv3.OpPut(x.s.memberKey(m.Name), string(val), clientv3.WithLease(x.lease()))).Commit(); err != nil {
+	_, err = x.ifOwned(ctx, old, func(tracker.Member) (clientv3.Op, error) {
+		return clientv3.OpPut(x.s.memberKey(m.Name), string(val), clientv3.WithLease(x.lease())), nil
+	})
+	if err != nil {
 		return fmt.Errorf("etcdstate: update %s: %w", m.Name, err)
 	}
 	return nil
 }
 
-// Leave deletes member m, if it is still what is stored; quit first
-// marks it as having quit, which the deletion's watchers read.
+// Leave deletes member m, if m's registration is still the one stored;
+// quit first marks it as having quit, which the deletion's watchers read.
 func (x *session) Leave(ctx context.Context, m tracker.Member, quit bool) error {
+	key := x.s.memberKey(m.Name)
 	if quit {
-		left := m
-		left.Left = "quit"
-		if err := x.Update(ctx, m, left); err != nil {
-			return err
+		_, err := x.ifOwned(ctx, m, func(stored tracker.Member) (clientv3.Op, error) {
+			stored.Left = "quit"
+			val, err := json.Marshal(stored)
+			return clientv3.OpPut(key, string(val), clientv3.WithLease(x.lease())), err
+		})
+		if err != nil {
+			return fmt.Errorf("etcdstate: leave %s: %w", m.Name, err)
 		}
-		m = left
 	}
-	cmp, err := x.ifStill(m)
-	if err != nil {
-		return err
-	}
-	if _, err := x.s.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(x.s.memberKey(m.Name))).Commit(); err != nil {
+	if _, err := x.ifOwned(ctx, m, func(tracker.Member) (clientv3.Op, error) { return clientv3.OpDelete(key), nil }); err != nil {
 		return fmt.Errorf("etcdstate: leave %s: %w", m.Name, err)
 	}
 	return nil
