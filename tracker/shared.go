@@ -19,7 +19,8 @@ import (
 // its members and its hold on the write token go with it.
 type Shared interface {
 	// Open starts a session. It ends when ctx does, or when the store
-	// loses it (SharedSession.Done).
+	// loses it (SharedSession.Done). A store that does not answer in
+	// bounded time is an error: the replica logs it and tries again.
 	Open(ctx context.Context) (SharedSession, error)
 }
 

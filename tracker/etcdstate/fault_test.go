@@ -1,14 +1,23 @@
 package etcdstate_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/peerfs/peerfs/internal/etcdtest"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/tracker"
+	"github.com/peerfs/peerfs/tracker/etcdstate"
 )
 
 // faultyStore is a real store whose sessions fail the next failUpdates
@@ -110,4 +119,52 @@ func TestReplicaFailedJoinLeavesNoGhost(t *testing.T) {
 	watcher.expect("SYNC OK")
 	watcher.send("SYNC FIN clean")
 	watcher.expect("SYNC END 1 writers=")
+}
+
+// syncBuffer is a log's destination, read by the test meanwhile.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestReplicaWithoutEtcd: a replica whose etcd does not answer says so
+// in its log, again and again, instead of waiting in silence, and
+// refuses REGISTER in bounded time, telling the peer to try another.
+func TestReplicaWithoutEtcd(t *testing.T) {
+	port, err := etcdtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := etcdstate.New(etcdstate.Options{Endpoints: []string{"http://127.0.0.1:" + strconv.Itoa(port)}, DialTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log syncBuffer
+	tr := tracker.New(tracker.Options{Shared: store, WriteTimeout: time.Second, Logger: zerolog.New(&log)})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() { defer close(served); _ = tr.Serve(ln) }()
+	t.Cleanup(func() { tr.Close(); <-served; store.Close() })
+
+	seed := dial(t, ln.Addr().String())
+	seed.send("REGISTER p 7001")
+	seed.expect("REGISTER FAIL busy this tracker has lost its shared store: try another")
+	testutil.Eventually(t, "the log to say why", func() bool {
+		return strings.Count(log.String(), "cannot open a session with the shared store") >= 2
+	})
 }

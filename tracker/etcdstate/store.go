@@ -32,16 +32,18 @@ type Options struct {
 	// answering keeps its members and the write token; default 10s,
 	// at least 2s (etcd counts leases in seconds).
 	TTL time.Duration
-	// DialTimeout bounds connecting to etcd; default 5s.
+	// DialTimeout bounds connecting to etcd and granting a session's
+	// lease; default 5s.
 	DialTimeout time.Duration
 }
 
 // Store is tracker.Shared over etcd. Create one with New; Close it when
 // its trackers are closed.
 type Store struct {
-	cli    *clientv3.Client
-	prefix string
-	ttl    int // seconds
+	cli         *clientv3.Client
+	prefix      string
+	ttl         int           // seconds
+	dialTimeout time.Duration // bounds the grant of a session's lease
 }
 
 var _ tracker.Shared = (*Store)(nil)
@@ -77,16 +79,26 @@ func New(opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcdstate: %w", err)
 	}
-	return &Store{cli: cli, prefix: opts.Prefix, ttl: max(2, int(opts.TTL/time.Second))}, nil
+	return &Store{cli: cli, prefix: opts.Prefix, ttl: max(2, int(opts.TTL/time.Second)), dialTimeout: opts.DialTimeout}, nil
 }
 
 // Close closes the connection to etcd.
 func (s *Store) Close() error { return s.cli.Close() }
 
 // Open starts a session: a lease kept alive, to which its members and
-// its token are attached.
+// its token are attached. The lease is granted within the DialTimeout:
+// an etcd that does not answer is an error, not a silent wait (the
+// client waits for a reachable member otherwise).
 func (s *Store) Open(ctx context.Context) (tracker.SharedSession, error) {
-	sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(s.ttl), concurrency.WithContext(ctx))
+	gctx, cancel := context.WithTimeout(ctx, s.dialTimeout)
+	lease, err := s.cli.Grant(gctx, int64(s.ttl))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("etcdstate: open a session: grant a lease: %w", err)
+	}
+	// The session's context is ctx: it keeps the lease alive until ctx
+	// ends or the session is closed.
+	sess, err := concurrency.NewSession(s.cli, concurrency.WithLease(lease.ID), concurrency.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("etcdstate: open a session: %w", err)
 	}
