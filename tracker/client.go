@@ -449,7 +449,9 @@ func (t *Client) State() SyncState {
 // the tracker is lost meanwhile, or was lost less than FailoverTimeout
 // ago, Sync waits for this peer to register again (with any of the
 // trackers) and asks again, up to FailoverTimeout since the loss; then
-// it returns ErrDisconnected (ErrNotRegistered if it had not asked).
+// it returns ErrDisconnected (ErrNotRegistered if it had not asked). A
+// request the tracker refuses (SYNC FAIL, but for a lease that expired)
+// returns the refusal, a *peerproto.FailError, wrapped.
 func (t *Client) Sync(ctx context.Context) error {
 	t.mu.Lock()
 	w := &syncWaiter{after: t.turnsBegun, done: make(chan error, 1)}

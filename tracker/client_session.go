@@ -338,6 +338,19 @@ func (t *Client) refused(fe *peerproto.FailError) {
 	case peerproto.CodeState:
 		t.requested = false
 		t.requestForWaitersLocked()
+	default:
+		// The tracker could not take the request (a replica whose
+		// store failed: SYNC FAIL io). No turn comes for it: the
+		// waiters hear why, rather than wait for good.
+		t.requested = false
+		if t.holding {
+			return // the turn in progress serves them, or asks again
+		}
+		err := fmt.Errorf("tracker: SYNC refused: %w", fe)
+		for _, w := range t.waiters {
+			w.done <- err
+		}
+		t.waiters = nil
 	}
 }
 

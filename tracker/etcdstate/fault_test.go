@@ -16,19 +16,23 @@ import (
 
 	"github.com/peerfs/peerfs/internal/etcdtest"
 	"github.com/peerfs/peerfs/internal/testutil"
+	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/tracker"
 	"github.com/peerfs/peerfs/tracker/etcdstate"
 )
 
 // faultyStore is a real store whose sessions fail the next failUpdates
 // calls of Update without doing them, as when etcd does not answer in
-// time, and lose the answers of the next lostJoins calls of Join.
+// time, and lose the answers of the next lostJoins calls of Join; so
+// fail the next failRounds calls of UpdateRound.
 type faultyStore struct {
 	tracker.Shared
 	failUpdates atomic.Int32
 	// lostJoins counts the next calls of Join that are done but whose
 	// answer is lost: an error, as when the answer comes too late.
 	lostJoins atomic.Int32
+	// failRounds counts the next calls of UpdateRound that fail undone.
+	failRounds atomic.Int32
 }
 
 func (f *faultyStore) Open(ctx context.Context) (tracker.SharedSession, error) {
@@ -52,6 +56,13 @@ func (s faultySession) Join(ctx context.Context, m tracker.Member) (int64, error
 		return 0, errInjected
 	}
 	return rev, err
+}
+
+func (s faultySession) UpdateRound(ctx context.Context, guard int64, fn func(*tracker.RoundState) bool) (tracker.RoundState, error) {
+	if s.f.failRounds.Add(-1) >= 0 {
+		return tracker.RoundState{}, errInjected
+	}
+	return s.SharedSession.UpdateRound(ctx, guard, fn)
 }
 
 func (s faultySession) Update(ctx context.Context, old, m tracker.Member) error {
@@ -167,4 +178,30 @@ func TestReplicaWithoutEtcd(t *testing.T) {
 	testutil.Eventually(t, "the log to say why", func() bool {
 		return strings.Count(log.String(), "cannot open a session with the shared store") >= 2
 	})
+}
+
+// TestSyncRefusedByReplica: a SYNC the replica cannot record in the
+// store is refused (SYNC FAIL io), and the Client's Sync returns that
+// refusal instead of waiting for a turn that will never come.
+func TestSyncRefusedByReplica(t *testing.T) {
+	eps := etcdtest.Start(t)
+	faulty := &faultyStore{}
+	a := startReplicaWrapped(t, eps, tracker.Options{}, func(s tracker.Shared) tracker.Shared {
+		faulty.Shared = s
+		return faulty
+	})
+	c := tracker.NewClient(tracker.ClientOptions{Addrs: []string{a.addr}, Name: "p", Port: 7001, Logger: zerolog.Nop()})
+	testutil.RunTrackerClient(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	faulty.failRounds.Store(1)
+	err := c.Sync(ctx)
+	var fe *peerproto.FailError
+	if !errors.As(err, &fe) || fe.Code != peerproto.CodeIO {
+		t.Fatalf("Sync: %v, want the refusal SYNC FAIL io", err)
+	}
+	// The next one gets its turn.
+	if err := c.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
 }
