@@ -127,6 +127,7 @@ type SharedEvent struct {
 // address.
 type TakenError struct{ Addr string }
 
+// Error says which address holds the name.
 func (e *TakenError) Error() string { return fmt.Sprintf("name is taken by %s", e.Addr) }
 
 // Errors of the shared store.

@@ -21,8 +21,12 @@ type session struct {
 	id   string
 }
 
-func (x *session) ID() string              { return x.id }
-func (x *session) Done() <-chan struct{}   { return x.sess.Done() }
+// ID is the session's lease, in hexadecimal.
+func (x *session) ID() string { return x.id }
+
+// Done is closed when the lease is lost or no longer kept alive.
+func (x *session) Done() <-chan struct{} { return x.sess.Done() }
+
 func (x *session) lease() clientv3.LeaseID { return x.sess.Lease() }
 
 // Close stops keeping the lease alive without revoking it: the members
@@ -308,6 +312,7 @@ type token struct {
 	m *concurrency.Mutex
 }
 
+// Round reads the round's key.
 func (k *token) Round(ctx context.Context) (tracker.RoundState, error) {
 	var rs tracker.RoundState
 	resp, err := k.x.s.cli.Get(ctx, k.x.s.roundKey())
@@ -326,6 +331,7 @@ func (k *token) UpdateRound(ctx context.Context, guard int64, fn func(*tracker.R
 	return k.x.updateRound(ctx, guard, []clientv3.Cmp{k.m.IsOwner()}, fn)
 }
 
+// Unlock deletes this session's key under the token's prefix.
 func (k *token) Unlock(ctx context.Context) error {
 	if err := k.m.Unlock(ctx); err != nil {
 		return fmt.Errorf("etcdstate: give the write token back: %w", err)
