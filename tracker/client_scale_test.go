@@ -62,7 +62,7 @@ func (h holder) HoldsWrites() bool { return h.held.Load() }
 func newTestClient(addrs []string, name string, port int, h tracker.Handler) *tracker.Client {
 	return tracker.NewClient(tracker.ClientOptions{
 		Addrs: addrs, Name: name, Port: port, Logger: zerolog.Nop(), Handler: h,
-		PingInterval: 200 * time.Millisecond, FailoverTimeout: 5 * time.Second,
+		PingInterval: time.Second, FailoverTimeout: 5 * time.Second,
 	})
 }
 

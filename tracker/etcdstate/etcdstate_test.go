@@ -282,7 +282,7 @@ func TestClientFailsOverBetweenReplicas(t *testing.T) {
 
 	c := tracker.NewClient(tracker.ClientOptions{
 		Addrs: []string{a.addr, b.addr}, Name: "mover", Port: 7001, Logger: zerolog.Nop(),
-		PingInterval: 200 * time.Millisecond,
+		PingInterval: time.Second,
 	})
 	testutil.RunTrackerClient(t, c)
 	watcher.expect("JOINED mover@127.0.0.1:7001")
