@@ -352,3 +352,36 @@ func (h turnDelay) SyncTurn(ctx context.Context) error {
 }
 func (turnDelay) SyncEnd(peerproto.SyncEnd) {}
 func (turnDelay) HoldsWrites() bool         { return false }
+
+// TestReplicaSeedPeers: peers speaking only the seed's lines, on two
+// replicas, get exactly the seed's exchange: UPDATEs, and rounds in
+// which every one of them has a turn (SYNC OK, SYNC READ, plain SYNC
+// FIN, SYNC END without writers).
+func TestReplicaSeedPeers(t *testing.T) {
+	eps := etcdtest.Start(t)
+	a := startReplica(t, eps, tracker.Options{})
+	b := startReplica(t, eps, tracker.Options{})
+	const alice, bob = "alice@127.0.0.1:7001", "bob@127.0.0.1:7002"
+	al := dial(t, a.addr)
+	al.send("REGISTER alice 7001")
+	al.expect("REGISTER OK", "UPDATE "+alice)
+	bl := dial(t, b.addr)
+	bl.send("REGISTER bob 7002")
+	bl.expect("REGISTER OK", "UPDATE "+alice+" "+bob)
+	al.expect("UPDATE " + alice + " " + bob)
+
+	for round, pair := range [][2]*line{{al, bl}, {bl, al}} {
+		asker, other := pair[0], pair[1]
+		asker.send("SYNC")
+		asker.expect("SYNC OK")
+		other.expect("SYNC READ")
+		asker.send("SYNC FIN")
+		other.expect("SYNC OK")
+		other.send("SYNC FIN")
+		end := "SYNC END " + strconv.Itoa(round+1)
+		asker.expect(end)
+		other.expect(end)
+	}
+	al.quiet()
+	bl.quiet()
+}
