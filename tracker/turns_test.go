@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
 )
 
 // turnsClient registers name with turns on, saying whether it holds
@@ -158,15 +161,17 @@ func TestDeltas(t *testing.T) {
 	quiet(bob)
 }
 
-// TestManyPeers: a thousand peers with the longest names. A seed
-// client's UPDATE lists those that fit in MaxLine, oldest first, and
-// changes past them send it nothing; a peer with deltas sees every one.
-// A SYNC END that would name more writers than fit in a line names none.
+// TestManyPeers: some two thousand peers with the longest names, more
+// than one line (MaxLine) can list or name. A seed client's UPDATE
+// lists those that fit, oldest first, and changes past them send it
+// nothing; a peer with deltas sees every one. A SYNC END that would
+// name more writers than fit in a line names none.
 func TestManyPeers(t *testing.T) {
 	if testing.Short() || raceEnabled {
 		t.Skip("a thousand connections (not in -short, nor under the race detector)")
 	}
-	_, addr := startTracker(t, Options{})
+	// The peers send nothing while the others join: no idle timeout.
+	_, addr := startTracker(t, Options{IdleTimeout: time.Hour})
 	seed := dial(t, addr)
 	seed.send("REGISTER")
 	seed.expect("REGISTER OK", "UPDATE")
@@ -176,8 +181,10 @@ func TestManyPeers(t *testing.T) {
 	watcher.send("REGISTER")
 	watcher.expect("REGISTER OK", "PEERS 0")
 
-	const n = 1010
 	name := func(i int) string { return fmt.Sprintf("%04d-%s", i, strings.Repeat("x", 59)) }
+	// More than fit in a line, as UPDATE entries (name@127.0.0.1:port)
+	// and as SYNC END writers (name,).
+	n := peerproto.MaxLine/len(name(0)+",") + 10
 	var fitted, updates int // entries in the seed's last UPDATE; UPDATEs it got
 	// drainSeed reads the seed's lines up to the answer to a PING.
 	drainSeed := func() {
@@ -191,7 +198,7 @@ func TestManyPeers(t *testing.T) {
 			if line == "PONG\n" {
 				return
 			}
-			if len(line) > 65536 {
+			if len(line) > peerproto.MaxLine {
 				t.Fatalf("UPDATE of %d bytes", len(line))
 			}
 			fitted = len(strings.Fields(line)) - 1
@@ -218,8 +225,9 @@ func TestManyPeers(t *testing.T) {
 	if updates != fitted {
 		t.Errorf("the seed got %d UPDATEs for %d peers that fit", updates, fitted)
 	}
-	if fitted < 700 || fitted >= n {
-		t.Fatalf("the seed's last UPDATE lists %d peers, want those that fit in 64 KiB", fitted)
+	// An entry is about 80 bytes.
+	if fitted < peerproto.MaxLine/100 || fitted >= n {
+		t.Fatalf("the seed's last UPDATE lists %d of %d peers, want those that fit in %d bytes", fitted, n, peerproto.MaxLine)
 	}
 
 	// Every peer holds writes, and says it wrote: too many to name.
