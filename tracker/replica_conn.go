@@ -58,7 +58,9 @@ func (r *replica) register(c *conn, m peerproto.Register) {
 		refuse = refusal(verb, peerproto.CodeState, "already registered")
 	case sess == nil:
 		refuse = refusal(verb, peerproto.CodeBusy, "this tracker has lost its shared store: try another")
-	case len(r.members) >= t.opts.MaxPeers:
+	case len(r.members) >= t.opts.MaxPeers && !r.listedLocked(m.Name, net.JoinHostPort(c.host, strconv.Itoa(m.Port))):
+		// A peer listed at this address replaces itself (it restarted,
+		// or comes over from another replica): the count stays.
 		refuse = refusal(verb, peerproto.CodeBusy, "tracker is full (%d peers)", t.opts.MaxPeers)
 	}
 	if refuse != nil {
@@ -119,6 +121,12 @@ func (r *replica) register(c *conn, m peerproto.Register) {
 			t.wg.Go(func() { r.joinRound(sess, name) })
 		}
 	}
+}
+
+// listedLocked reports whether the mirror lists a member name at addr.
+func (r *replica) listedLocked(name, addr string) bool {
+	i, ok := r.index[name]
+	return ok && name != "" && r.members[i].Addr == addr
 }
 
 // waitSession waits until the replica has a session whose state it

@@ -385,3 +385,22 @@ func TestReplicaSeedPeers(t *testing.T) {
 	al.quiet()
 	bl.quiet()
 }
+
+// TestReplicaFullTakesARestart: a replica at MaxPeers still takes the
+// REGISTER of a peer already listed at the same address (it restarted,
+// or comes over from another replica), as a single tracker does: it
+// replaces itself and the count does not grow.
+func TestReplicaFullTakesARestart(t *testing.T) {
+	eps := etcdtest.Start(t)
+	a := startReplica(t, eps, tracker.Options{MaxPeers: 1})
+	b := startReplica(t, eps, tracker.Options{MaxPeers: 1})
+	first := dial(t, a.addr)
+	first.send("REGISTER p 7001")
+	first.expect("REGISTER OK", "UPDATE p@127.0.0.1:7001")
+	again := dial(t, b.addr)
+	again.send("REGISTER p 7001")
+	again.expect("REGISTER OK", "UPDATE p@127.0.0.1:7001")
+	other := dial(t, b.addr)
+	other.send("REGISTER q 7002")
+	other.expect("REGISTER FAIL busy tracker is full (1 peers)")
+}
