@@ -191,14 +191,14 @@ type entry struct {
 	size       int64
 	version    string // see Meta.Version
 	mode       uint32
-	base       string // see Meta.Base; meaningful while dirty
-	sent       string // see record.Sent; meaningful while dirty
+	base       string  // see Meta.Base; meaningful while dirty
+	sent       string  // see record.Sent; meaningful while dirty
 	tracked    bool    // see Meta.Tracked; meaningful while dirty
 	changed    []Range // see Meta.Changed; meaningful while tracked
 	partial    bool    // see Meta.Partial
 	known      []Range // see Meta.Known; meaningful while partial
-	parked     string // see Meta.Parked; meaningful while dirty
-	origin     Key    // see Meta.Origin; meaningful while parked
+	parked     string  // see Meta.Parked; meaningful while dirty
+	origin     Key     // see Meta.Origin; meaningful while parked
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -250,6 +250,12 @@ func (e *entry) meta() Meta {
 		m.Partial, m.Known = true, slices.Clone(e.known)
 	}
 	return m
+}
+
+// ChangedNow returns Changed clipped to the copy's size: the ranges an
+// upload of a tracked copy sends (what lies past the size was cut off).
+func (m Meta) ChangedNow() []Range {
+	return clipRanges(m.Changed, m.Size)
 }
 
 // Unknown returns the parts of [off, end), clipped to the copy's size,
