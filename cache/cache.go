@@ -197,6 +197,7 @@ type entry struct {
 	changed    []Range // see Meta.Changed; meaningful while tracked
 	partial    bool    // see Meta.Partial
 	known      []Range // see Meta.Known; meaningful while partial
+	scratch    bool    // made by Partial and not stored since: dropped when unpinned while clean
 	parked     string  // see Meta.Parked; meaningful while dirty
 	origin     Key     // see Meta.Origin; meaningful while parked
 	dirty      bool
@@ -429,9 +430,11 @@ func (c *Cache) unpin(e *entry) error {
 	var victims []*entry
 	if e.refs == 0 {
 		f, e.file = e.file, nil
-		if !e.dirty && e.partial && !e.removed && !c.closed {
-			// Part of a version, written here and stored: nobody can
-			// read it as that version, so it only takes room.
+		if !e.dirty && (e.partial || e.scratch) && !e.removed && !c.closed {
+			// Part of a version, or a copy filled in from the peer
+			// piece by piece (which another writer may have replaced
+			// in between): nobody reads it as a version, so it only
+			// takes room.
 			c.detachLocked(e)
 			victims = append(victims, e)
 		}

@@ -158,13 +158,14 @@ var ErrPartial = errors.New("cache: copy holds only part of its content")
 // Partial returns a Handle pinning a copy of key to write into without
 // its content, as a write-only open of a file of size bytes, at version
 // on the peer, leaves it: the cache's valid clean copy of that size and
-// version, if it holds one (whole; its writes are tracked from its
-// version once it turns dirty), or a dirty entry already there, or else a
-// new dirty entry of size bytes that holds none of them (Meta.Partial:
-// its data file is sparse, and only what is written or filled with
-// Handle.FillAt becomes known), with base as its Meta.Base and its
-// changes tracked from there (Meta.Tracked). Its record is written once,
-// before Partial returns. The caller must Release the Handle.
+// version, if it holds one (whole), or a dirty entry already there, or
+// else a new entry of size bytes that holds none of them (Meta.Partial:
+// its data file is sparse, and only what is written, or filled in with
+// Handle.FillAt, becomes known). The new entry is clean and has no
+// record until its first write, which records base as its Meta.Base
+// (as SetWriteBase does) and tracks its changes from there; it is never
+// valid content for Acquire, and is dropped when its last Handle goes
+// unless written. The caller must Release the Handle.
 func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("cache: partial %v: negative size %d", key, size)
@@ -188,8 +189,7 @@ func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, err
 		stale = e
 	}
 	c.misses++
-	e := &entry{id: newID(), key: key, size: size, base: base, dirty: true, dirtySince: time.Now(), persisted: true,
-		tracked: true, partial: true, known: []Range{toEnd(size)}}
+	e := &entry{id: newID(), key: key, size: size, base: base, scratch: true, partial: true, known: []Range{toEnd(size)}}
 	f, err := openData(c.dataPath(e.id), true)
 	if err == nil {
 		if err = f.Truncate(size); err != nil {
@@ -202,27 +202,12 @@ func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, err
 		c.discard(stale)
 		return nil, fmt.Errorf("cache: partial %v: %w", key, err)
 	}
-	rec := e.record()
-	// Nobody can know e, so taking e.mu under c.mu cannot deadlock.
-	e.mu.Lock()
 	c.insertLocked(e)
 	e.file = f
 	e.refs = 1
 	h := &Handle{c: c, e: e, f: f}
 	c.mu.Unlock()
 	c.discard(stale)
-	err = c.writeRecord(e, rec, false, noRecord)
-	if err != nil {
-		c.mu.Lock()
-		c.detachLocked(e)
-		c.mu.Unlock()
-		c.removeFiles(e.id)
-	}
-	e.mu.Unlock()
-	if err != nil {
-		h.Release()
-		return nil, fmt.Errorf("cache: partial %v: %w", key, err)
-	}
 	return h, nil
 }
 
@@ -399,6 +384,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string
 	e.version = version
 	e.base, e.sent = "", "" // the next write starts from version
 	e.tracked, e.changed = false, nil
+	e.scratch = false // now a version
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil

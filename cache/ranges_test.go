@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 func rs(pairs ...int64) []Range {
@@ -192,7 +194,7 @@ func TestPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release(t, h)
-	if m := h.Meta(); !m.Dirty || !m.Partial || !m.Tracked || m.Size != 1000 || m.Base != "v1" || len(m.Changed) != 0 {
+	if m := h.Meta(); m.Dirty || !m.Partial || m.Size != 1000 {
 		t.Errorf("new partial copy: %+v", m)
 	}
 	if got := h.Meta().Unknown(0, 2000); !slices.Equal(got, rs(0, 1000)) {
@@ -205,8 +207,9 @@ func TestPartial(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := h.Meta()
-	if !slices.Equal(m.Changed, rs(500, 503, 1000, 1008)) || !slices.Equal(m.Unknown(0, 2000), rs(0, 500, 503, 1000)) {
-		t.Errorf("after writes: changed %v, unknown %v", m.Changed, m.Unknown(0, 2000))
+	if !m.Dirty || !m.Tracked || m.Base != "v1" || !slices.Equal(m.Changed, rs(500, 503, 1000, 1008)) ||
+		!slices.Equal(m.Unknown(0, 2000), rs(0, 500, 503, 1000)) {
+		t.Errorf("after writes: %+v, unknown %v", m, m.Unknown(0, 2000))
 	}
 	if _, ok := lookup(t, c, key); ok {
 		t.Error("Acquire gave a partial copy as valid content")
@@ -264,13 +267,29 @@ func TestPartialTruncated(t *testing.T) {
 	}
 }
 
-// TestPartialClean: a partial copy stored (MarkClean) is dropped once
-// unpinned, never served as its version, and a clean partial record left
-// by a crash is discarded.
+// TestPartialClean: a partial copy never written, or stored (MarkClean),
+// is dropped once unpinned, never served as its version, and a clean
+// partial record left by a crash is discarded; so is a copy filled in
+// whole but never written.
 func TestPartialClean(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	key := Key{"bob", "f"}
+	unused, err := c.Partial(Key{"bob", "read"}, 3, "v1", "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unused.FillAt([]byte("abc"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if m := unused.Meta(); m.Partial || m.Dirty || contents(t, unused) != "abc" {
+		t.Errorf("filled in whole: %+v", m)
+	}
+	release(t, unused)
+	if _, ok := c.Meta(Key{"bob", "read"}); ok {
+		t.Errorf("a copy filled in, never written, stayed")
+	}
+	testutil.Eventually(t, "its files to go", func() bool { return len(names(t, dir, "entries")) == 0 })
 	h, err := c.Partial(key, 100, "v1", "v1")
 	if err != nil {
 		t.Fatal(err)
@@ -313,6 +332,9 @@ func TestPartialClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release(t, p)
+	if _, err := p.WriteAt([]byte("w"), 3); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.Fill(Key{"bob", "g"}, strings.NewReader("x"), 1, "v1"); !errors.Is(err, ErrPartial) {
 		t.Errorf("Fill over a dirty partial copy: %v, want ErrPartial", err)
 	}
