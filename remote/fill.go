@@ -83,15 +83,12 @@ func (s *Store) readable(ctx context.Context, f *fileState, off, n int64) (*cach
 		return nil, err
 	}
 	m := ch.Meta()
-	if !m.Partial {
-		return ch, nil
+	if len(m.Unknown(off, off+n)) == 0 {
+		return ch, nil // held: written here, or fetched before
 	}
 	from, to := off/fillChunk*fillChunk, (off+n+fillChunk-1)/fillChunk*fillChunk
 	if m.Size <= s.opts.WholeFile || len(m.Known) > fillMaxKnown {
 		from, to = 0, m.Size
-	}
-	if len(m.Unknown(from, to)) == 0 {
-		return ch, nil
 	}
 	if err := s.fill(ctx, f, ch, from, to); err != nil {
 		return nil, err
