@@ -113,7 +113,14 @@ type testPeer struct {
 // startPeer serves dir on a new loopback port until the test ends.
 func startPeer(t *testing.T, dir string) *testPeer {
 	t.Helper()
-	srv, err := export.NewServer(export.Options{Export: dir, Logger: zerolog.Nop()})
+	return startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop()})
+}
+
+// startPeerWith is startPeer with the server's options given.
+func startPeerWith(t *testing.T, opts export.Options) *testPeer {
+	t.Helper()
+	dir := opts.Export
+	srv, err := export.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +210,14 @@ func newStore(t *testing.T, dir string) *testStore {
 // newStoreWith is newStore with its Options changed by tune, if not nil.
 func newStoreWith(t *testing.T, dir string, tune func(*Options)) *testStore {
 	t.Helper()
-	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
+	return newStoreOn(t, cache.Options{Dir: dir, Logger: zerolog.Nop()}, tune)
+}
+
+// newStoreOn is newStoreWith on a cache opened with copts (a boot ID
+// file of its own, to see a reboot).
+func newStoreOn(t *testing.T, copts cache.Options, tune func(*Options)) *testStore {
+	t.Helper()
+	c, err := cache.Open(copts)
 	if err != nil {
 		t.Fatal(err)
 	}
