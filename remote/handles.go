@@ -224,9 +224,10 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	err = s.Sync(ctx)
 	// A failure to reach the peer is the turn's to report (it retries
 	// what is still pending); a conflict is final: the data went to a
-	// conflict copy, and the writer must hear of it.
-	// A file set aside is final too.
-	if uerr := <-up; errors.Is(uerr, fusefs.ErrConflict) || errors.Is(uerr, errSetAside) {
+	// conflict copy, and the writer must hear of it. A file set aside is
+	// final too, and so is a refusal for good of attributes alone (a
+	// chmod): nothing of it is left for the turn to find.
+	if uerr := <-up; errors.Is(uerr, fusefs.ErrConflict) || errors.Is(uerr, errSetAside) || permanent(uerr) {
 		return uerr
 	}
 	if err != nil {
