@@ -16,9 +16,10 @@ import (
 // is valid content:
 //
 //   - A dirty entry is always returned as valid: local writes are newer
-//     than anything remote.
+//     than anything remote. (A partial one, which holds only part of its
+//     content, is returned pinned but not valid.)
 //   - A clean entry is valid if it matches size and version (size < 0 or
-//     version "" skips that check).
+//     version "" skips that check) and is whole (not Meta.Partial).
 //   - Otherwise, if create is set, the stale entry (if any) is replaced by
 //     a new, empty, clean one with unknown version, which the caller then
 //     fills or writes into; the bool is false.
@@ -36,11 +37,11 @@ func (c *Cache) Acquire(key Key, size int64, version string, create bool) (*Hand
 	if e := c.entries[key]; e != nil {
 		if e.dirty || e.matches(size, version) {
 			h, err := c.pinLocked(e)
-			if err == nil {
+			if err == nil && !e.partial {
 				c.hits++
 			}
 			c.mu.Unlock()
-			return h, err == nil, err
+			return h, err == nil && !e.partial, err
 		}
 		if create || e.refs == 0 {
 			c.detachLocked(e)
@@ -150,6 +151,66 @@ func (c *Cache) Create(key Key, mode uint32, base string) (*Handle, error) {
 	return h, nil
 }
 
+// ErrPartial is returned where a copy holding only part of its content
+// (Meta.Partial) cannot serve.
+var ErrPartial = errors.New("cache: copy holds only part of its content")
+
+// Partial returns a Handle pinning a copy of key to write into without
+// its content, as a write-only open of a file of size bytes, at version
+// on the peer, leaves it: the cache's valid clean copy of that size and
+// version, if it holds one (whole), or a dirty entry already there, or
+// else a new entry of size bytes that holds none of them (Meta.Partial:
+// its data file is sparse, and only what is written, or filled in with
+// Handle.FillAt, becomes known). The new entry is clean and has no
+// record until its first write, which records base as its Meta.Base
+// (as SetWriteBase does) and tracks its changes from there; it is never
+// valid content for Acquire, and is dropped when its last Handle goes
+// unless written. The caller must Release the Handle.
+func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("cache: partial %v: negative size %d", key, size)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	var stale *entry
+	if e := c.entries[key]; e != nil {
+		if e.dirty || (version != "" && e.matches(size, version) && !e.partial) {
+			h, err := c.pinLocked(e)
+			if err == nil {
+				c.hits++
+			}
+			c.mu.Unlock()
+			return h, err
+		}
+		c.detachLocked(e)
+		stale = e
+	}
+	c.misses++
+	e := &entry{id: newID(), key: key, size: size, base: base, scratch: true, partial: true, known: []Range{toEnd(size)}}
+	f, err := openData(c.dataPath(e.id), true)
+	if err == nil {
+		if err = f.Truncate(size); err != nil {
+			f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		c.mu.Unlock()
+		c.discard(stale)
+		return nil, fmt.Errorf("cache: partial %v: %w", key, err)
+	}
+	c.insertLocked(e)
+	e.file = f
+	e.refs = 1
+	h := &Handle{c: c, e: e, f: f}
+	c.mu.Unlock()
+	c.discard(stale)
+	return h, nil
+}
+
 // Fill stores a downloaded clean copy of key: it reads exactly size bytes
 // from r (never more, so r may be a shared stream) into a temporary file,
 // renames it into the cache and records it with version (boot-stamped, so
@@ -207,6 +268,10 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	}
 	old := c.entries[key]
 	if old != nil && old.dirty {
+		if old.partial {
+			c.mu.Unlock()
+			return fail(fmt.Errorf("a dirty copy holding only part of its content is there: %w", ErrPartial))
+		}
 		h, err := c.pinLocked(old)
 		c.mu.Unlock()
 		f.Close()
@@ -302,6 +367,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string
 	rec, was := e.record(), e.diskState()
 	rec.Dirty, rec.DirtySince, rec.Version = false, 0, version
 	rec.BaseVersion, rec.Sent = "", "" // a dirty copy's notes
+	rec.Tracked, rec.Changed = false, nil
 	c.mu.Unlock()
 
 	// Writes need e.mu, so the content cannot change from here on. The
@@ -317,6 +383,8 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string
 	e.durable = false
 	e.version = version
 	e.base, e.sent = "", "" // the next write starts from version
+	e.tracked, e.changed = false, nil
+	e.scratch = false // now a version
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil
@@ -332,105 +400,6 @@ func (c *Cache) evict() {
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	c.discard(victims...)
-}
-
-// Remove drops key's entry, dirty or not, because the file was deleted.
-// Handles pinning it keep an unlinked copy. Removing a key with no entry
-// is not an error.
-func (c *Cache) Remove(key Key) error {
-	e, err := c.lockEntry(key)
-	if err != nil || e == nil {
-		return err
-	}
-	c.mu.Lock()
-	c.detachLocked(e)
-	queued := c.queueRemovalLocked(e) // removeLoop waits for e.mu
-	c.mu.Unlock()
-	if !queued {
-		c.removeFiles(e.id)
-	}
-	e.mu.Unlock()
-	return nil
-}
-
-// Rename moves the entry of from, and every entry whose path lies under
-// from.Path + "/" on from.Peer, to the corresponding key under to, as a
-// rename of a file or directory does. An entry already cached at a
-// destination key is dropped, as the rename replaces that file; so is an
-// entry cached at to even if nothing is cached at from. Pinning Handles
-// follow the moved entries.
-func (c *Cache) Rename(from, to Key) error {
-	if from == to {
-		return nil
-	}
-	c.renameMu.Lock()
-	defer c.renameMu.Unlock()
-
-	type move struct {
-		e        *entry
-		from, to Key
-	}
-	var moves []move
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return ErrClosed
-	}
-	var replaced *entry
-	if e := c.entries[from]; e != nil {
-		moves = append(moves, move{e, from, to})
-	} else if t := c.entries[to]; t != nil {
-		c.detachLocked(t)
-		replaced = t
-	}
-	// Only entries under from need the scan: a file's rename (an
-	// editor's or rsync's, rename after rename) costs none.
-	if c.under[from] > 0 {
-		prefix := from.Path + "/"
-		for k, e := range c.entries {
-			if k.Peer == from.Peer && strings.HasPrefix(k.Path, prefix) {
-				moves = append(moves, move{e, k, Key{to.Peer, to.Path + "/" + k.Path[len(prefix):]}})
-			}
-		}
-	}
-	c.mu.Unlock()
-	c.discard(replaced)
-
-	var errs []error
-	for _, m := range moves {
-		errs = append(errs, c.move(m.e, m.from, m.to))
-	}
-	return errors.Join(errs...)
-}
-
-// move renames one entry. Caller holds c.renameMu.
-func (c *Cache) move(e *entry, from, to Key) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	c.mu.Lock()
-	if e.removed || e.key != from {
-		c.mu.Unlock()
-		return nil
-	}
-	target := c.entries[to]
-	c.detachLocked(target)
-	delete(c.entries, from)
-	c.countUnderLocked(from, -1)
-	e.key = to
-	c.entries[to] = e
-	c.countUnderLocked(to, 1)
-	rec, persist, durable, was := e.record(), e.persisted, e.durable, e.diskState()
-	c.mu.Unlock()
-	// Delete the replaced entry before recording the new key, so that the
-	// disk never holds two entries for one key. Holding two entry locks
-	// is safe under renameMu.
-	c.discard(target)
-	if persist {
-		if err := c.writeRecord(e, rec, durable, was); err != nil {
-			return fmt.Errorf("cache: rename %v to %v: %w", from, to, err)
-		}
-	}
-	return nil
 }
 
 // Dirty returns the keys of all dirty entries, oldest dirty first.

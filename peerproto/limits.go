@@ -27,4 +27,8 @@ const (
 	// a tracker admits and the most entries of an UPDATE or a PEERS
 	// list (an UPDATE is bounded by MaxLine first).
 	MaxPeers = 10000
+	// MaxRanges is the most ranges a delta PUT may carry: with the
+	// longest offsets and lengths (34 bytes each) and the longest name
+	// escaped in full, the line stays below MaxLine.
+	MaxRanges = 1024
 )

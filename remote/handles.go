@@ -15,7 +15,6 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/fusefs"
-	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -155,51 +154,6 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	return fh, s.localInfo(key), nil
 }
 
-// content returns f's local copy, downloading it first if this is the
-// first use.
-func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error) {
-	if ch := f.ch.Load(); ch != nil {
-		return ch, nil
-	}
-	f.fetch.Lock()
-	defer f.fetch.Unlock()
-	if ch := f.ch.Load(); ch != nil {
-		return ch, nil
-	}
-	f.mu.Lock()
-	key, e := f.key, f.remote
-	f.mu.Unlock()
-	p, err := s.peer(key.Peer)
-	if err != nil {
-		return nil, err
-	}
-	// The content about to be edited is the version the next PUT must
-	// replace: learn its attributes now, not from the (possibly stale)
-	// ones seen at open.
-	err = s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
-		var err error
-		e, err = c.Stat(ctx, key.Path)
-		return err
-	})
-	if err != nil {
-		return nil, netErr(p, err)
-	}
-	p.attrs.remember(key.Path, e, true)
-	f.mu.Lock()
-	f.remote = e
-	f.base = e.Version()
-	f.mu.Unlock()
-	ch, err := s.fetchWhole(ctx, p, key, e.Size, e.Version())
-	if err != nil {
-		return nil, err
-	}
-	// The first write records the version this copy is (a copy whose
-	// size did not match the STAT has no version of its own).
-	ch.SetWriteBase(s.cacheVersion(p, e.Version()))
-	f.ch.Store(ch)
-	return ch, nil
-}
-
 // WriteAt implements fusefs.Store.
 func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (int, error) {
 	h, err := s.handle(fh)
@@ -209,7 +163,9 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	if h.state == nil {
 		return 0, fmt.Errorf("remote: file handle %d: %w", fh, fusefs.ErrBadHandle)
 	}
-	ch, err := s.content(ctx, h.state)
+	// Nothing is fetched to write (fill.go): the copy holds the writes,
+	// and the upload sends what changed.
+	ch, err := s.writable(ctx, h.state)
 	if err != nil {
 		return 0, err
 	}
@@ -218,6 +174,9 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	}
 	n, err := ch.WriteAt(p, off)
 	s.touch(h.state)
+	if err == nil {
+		s.fillIfScattered(ctx, h.state, ch)
+	}
 	return n, err
 }
 
