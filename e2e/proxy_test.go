@@ -367,7 +367,7 @@ func (r *trackerRelay) serve(raw net.Conn) {
 		up.Close()
 		done <- struct{}{}
 	}()
-	go func() { // tracker -> mount, UPDATE lines rewritten
+	go func() { // tracker -> mount, the list's addresses rewritten
 		br := bufio.NewReader(server)
 		for {
 			line, err := br.ReadString('\n')
@@ -389,8 +389,8 @@ func (r *trackerRelay) serve(raw net.Conn) {
 }
 
 func (r *trackerRelay) rewriteLine(line string) string {
-	if !strings.HasPrefix(line, "UPDATE") {
-		return line
+	if !strings.HasPrefix(line, "UPDATE") && !strings.HasPrefix(line, "JOINED ") {
+		return line // the list comes as UPDATE, or as PEERS and JOINED lines
 	}
 	f := strings.Fields(line)
 	for i, tok := range f {

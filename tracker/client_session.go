@@ -106,6 +106,11 @@ func (t *Client) handshake(raw net.Conn, addr string) (handshaken, error) {
 	}
 	if ok, isOK := ev.(peerproto.FeaturesOK); isOK {
 		hs.features = ok.Words
+	} else if r, isRefusal := ev.(peerproto.Refusal); isRefusal && r.Err.Code == peerproto.CodeDenied {
+		// Not FEATURES refused but this client: a tracker that speaks
+		// TLS only, or another cluster's, answers the first line with
+		// the registration's refusal and closes the connection.
+		return fail(r.Err)
 	} else {
 		// A tracker that predates FEATURES refuses it: none.
 		t.log.Info().Str("tracker", addr).Msg("the tracker predates protocol extensions: full peer lists, a turn in every round, no LEFT (a peer that quits stays listed here as down)")
