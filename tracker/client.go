@@ -195,6 +195,12 @@ type Client struct {
 	cancelTurn context.CancelFunc // cancels the running turn
 	turnsBegun uint64             // SYNC OK turns started
 	requested  bool               // a SYNC of ours is outstanding
+	// finished is set when our SYNC FIN of a round went out to a tracker
+	// that ends rounds with SYNC END, until that SYNC END: a SYNC OK
+	// meanwhile repeats the grant the turn used (the tracker answers a
+	// SYNC from its holder so; it gives no peer two turns in a round).
+	finished   bool
+	endsRounds bool // the registered tracker answered FEATURES, so sends SYNC END
 	waiters    []*syncWaiter
 	lastErr    error
 	changed    chan struct{} // closed (and replaced) whenever the state above changes

@@ -3,6 +3,7 @@ package tracker_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -306,5 +307,85 @@ func TestClientWriteDuringTurn(t *testing.T) {
 	}
 	if got := w.turns.Load(); got != 2 {
 		t.Errorf("the writer had %d turns, want 2: its write that succeeded before round 2 began has no turn in it", got)
+	}
+}
+
+// TestClientRepeatedGrantAfterFin: a tracker answers a SYNC from the
+// peer that already holds the token with SYNC OK again (the peer's SYNC
+// crossed the grant on the wire). That second SYNC OK arrives after the
+// peer's turn may have ended: it repeats the grant that turn used, and
+// must not start a turn without the token (whose SYNC FIN the tracker
+// refuses, and whose uploads no one orders).
+func TestClientRepeatedGrantAfterFin(t *testing.T) {
+	tcNoLeaks(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stray atomic.Int32
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		r := bufio.NewReader(nc)
+		round, granted := 0, false
+		for {
+			line, err := peerproto.ReadLine(r)
+			if err != nil {
+				return
+			}
+			var answer string
+			switch m, _ := peerproto.ParseTrackerRequest(line); m.(type) {
+			case peerproto.Features:
+				answer = "FEATURES OK\n"
+			case peerproto.Register:
+				answer = "REGISTER OK\nUPDATE h@127.0.0.1:1001\n"
+			case peerproto.Ping:
+				answer = "PONG\n"
+			case peerproto.Sync:
+				round, granted = round+1, true
+				answer = "SYNC OK\n"
+			case peerproto.SyncFin:
+				if !granted {
+					stray.Add(1)
+					answer = "SYNC FAIL state not the token holder\n"
+					break
+				}
+				granted = false
+				// The repeated grant went out before this FIN was read
+				// (the holder's SYNC came first), and reaches the peer
+				// after its FIN: a quick turn ends before a round trip.
+				answer = fmt.Sprintf("SYNC OK\nSYNC END %d\n", round)
+			default:
+				answer = "X FAIL invalid unexpected\n"
+			}
+			if _, err := nc.Write([]byte(answer)); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); <-done })
+	w := &listWatcher{}
+	c := newTestClient([]string{ln.Addr().String()}, "h", 1001, w)
+	testutil.RunTrackerClient(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Wait)
+	defer cancel()
+	for range 2 {
+		if err := c.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The second round's lines come after the first's repeated grant:
+	// a turn it started has begun by now, and its FIN is on its way.
+	testutil.Eventually(t, "the second round's end", func() bool { return c.State().LastRound == 2 })
+	if got := w.turns.Load(); got != 2 {
+		t.Errorf("%d turns for 2 grants", got)
+	}
+	if n := stray.Load(); n != 0 {
+		t.Errorf("%d SYNC FINs without the token", n)
 	}
 }

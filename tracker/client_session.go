@@ -55,6 +55,7 @@ type handshaken struct {
 	nc       net.Conn
 	r        *bufio.Reader
 	features []string // the extensions the tracker serves on it
+	extended bool     // the tracker answered FEATURES (so it ends rounds with SYNC END)
 	told     bool     // with turns: it was told WRITES held
 }
 
@@ -105,7 +106,7 @@ func (t *Client) handshake(raw net.Conn, addr string) (handshaken, error) {
 		return fail(err)
 	}
 	if ok, isOK := ev.(peerproto.FeaturesOK); isOK {
-		hs.features = ok.Words
+		hs.features, hs.extended = ok.Words, true
 	} else if r, isRefusal := ev.(peerproto.Refusal); isRefusal && r.Err.Code == peerproto.CodeDenied {
 		// Not FEATURES refused but this client: a tracker that speaks
 		// TLS only, or another cluster's, answers the first line with
@@ -171,6 +172,7 @@ func (t *Client) follow(ctx context.Context, hs handshaken, ok func()) error {
 	t.out = out
 	t.lastErr = nil
 	t.writes.reset(hs.has(peerproto.FeatureTurns), hs.told)
+	t.endsRounds, t.finished = hs.extended, false
 	// A write that began while not registered told nobody: tell now.
 	if t.writes.on && !t.writes.told && t.holdsLocked() {
 		t.tellLocked(true)
@@ -284,7 +286,7 @@ func (t *Client) handle(ctx context.Context, out *sender, l *peerList, ev peerpr
 		t.granted(ctx, out)
 	case peerproto.SyncEnd:
 		t.mu.Lock()
-		t.inRound = false
+		t.inRound, t.finished = false, false
 		t.bumpLocked()
 		t.round = ev.Round
 		t.mu.Unlock()
@@ -302,9 +304,9 @@ func (t *Client) handle(ctx context.Context, out *sender, l *peerList, ev peerpr
 // granted starts our turn on SYNC OK over out's connection.
 func (t *Client) granted(ctx context.Context, out *sender) {
 	t.mu.Lock()
-	if t.holding {
+	if t.holding || t.finished {
 		t.mu.Unlock()
-		return // a repeated grant of the turn we are in
+		return // a repeated grant of the turn we are in, or that just ended
 	}
 	t.inRound, t.holding, t.requested = true, true, false
 	t.bumpLocked()
@@ -377,6 +379,7 @@ func (t *Client) runTurn(ctx context.Context, cancel context.CancelFunc, out *se
 		fin.Known, fin.Wrote = true, t.wrote.TakeWrote()
 	}
 	out.send(fin)
+	t.finished = t.endsRounds
 	t.turnEndedLocked()
 	t.log.Debug().Uint64("turn", turn).Err(err).Msg("SYNC FIN")
 	t.finishWaitersLocked(turn, err)
