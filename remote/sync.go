@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -49,14 +50,18 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 	}
 }
 
-// FlushAll uploads every local change. It is this peer's work during its
-// SYNC OK turn, and returns the first upload error.
+// FlushAll uploads every local change and has the peers make what they
+// stored from here durable. It is this peer's work during its SYNC OK
+// turn, and returns the first upload error. An upload takes the FSYNC
+// that is due behind its PUT where it can (uploadDurable: an fsync's
+// turn that finds its file not sent yet sends it so); fsyncPeers does
+// the rest.
 func (s *Store) FlushAll(ctx context.Context) error {
 	var first error
 	for _, f := range s.states() {
 		// A copy set aside now is its writer's to hear of, at its
 		// close or fsync: it must not fail everybody's fsync.
-		if err := s.upload(ctx, f, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
+		if err := s.uploadWith(ctx, f, true, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
 			first = err
 		}
 	}
@@ -115,6 +120,38 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	return first
 }
 
+// putSynced sends PUT m, with src's bytes, and an FSYNC behind it in the
+// same round trip (peer.Conn.PutFsync), naming m's file and whatever p
+// stored from here before without making it durable: a writer's fsync
+// costs one round trip to the peer, and its turn finds nothing left for
+// FSYNC. The file's own mark, which putContent makes once the PUT is
+// stored, is not needed then (unsynced.cover). What the FSYNC did not make
+// durable, because it failed or could not be sent, is left for the next.
+func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peerproto.Put, src io.Reader) (peerproto.PutDone, error) {
+	u := &p.unsynced
+	// Held until the FSYNC is answered, as in fsyncPeers.
+	u.fsyncMu.Lock()
+	defer u.fsyncMu.Unlock()
+	need, names := u.take()
+	var list []string // nil: everything
+	if !need || names != nil {
+		list = slices.Sorted(maps.Keys(names))
+		list = append(list, m.Name)
+	}
+	pd, synced, err := c.PutFsync(ctx, m, src, list)
+	switch {
+	case !synced && need && names == nil:
+		u.markAll()
+	case !synced:
+		for n := range names {
+			u.mark(n)
+		}
+	case err == nil:
+		u.cover(m.Name)
+	}
+	return pd, err
+}
+
 // maxFsyncNames is how many uploads an FSYNC names at most; past it, the
 // peer syncs its whole filesystem, which is then cheaper.
 const maxFsyncNames = 64
@@ -134,6 +171,11 @@ type unsynced struct {
 	// (maxFsyncNames) and it is nil: then FSYNC syncs everything.
 	need  bool
 	names map[string]bool
+	// covered holds the files an FSYNC made durable with their PUT
+	// (putSynced): the next mark of each is not needed, and is skipped.
+	// The upload that covered a file drops its cover when it ends
+	// (uncover), marked or not.
+	covered map[string]bool
 }
 
 // mark records that path was changed on the peer and is durable only at
@@ -141,6 +183,10 @@ type unsynced struct {
 func (u *unsynced) mark(path string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.covered[path] {
+		delete(u.covered, path)
+		return
+	}
 	switch {
 	case !u.need:
 		u.need, u.names = true, map[string]bool{path: true}
@@ -150,6 +196,25 @@ func (u *unsynced) mark(path string) {
 			u.names = nil
 		}
 	}
+}
+
+// cover records that path is durable as stored by the PUT just answered:
+// the mark that follows for it is skipped.
+func (u *unsynced) cover(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.covered == nil {
+		u.covered = map[string]bool{}
+	}
+	u.covered[path] = true
+}
+
+// uncover drops what is left of path's cover: a later change of path is
+// durable only at the next FSYNC.
+func (u *unsynced) uncover(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.covered, path)
 }
 
 // markAll records that the next FSYNC must sync everything.
