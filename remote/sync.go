@@ -36,7 +36,11 @@ func (s *Store) Sync(ctx context.Context) error {
 // TakeWrote reports whether this Store may have changed a peer's export
 // (sent PUT, DELETE, RENAME, MKDIR, RMDIR or SETATTR) since the last
 // call, and starts counting afresh. It implements tracker.WroteReporter.
-func (s *Store) TakeWrote() bool { return s.wrote.Swap(false) }
+func (s *Store) TakeWrote() bool {
+	wrote := s.wrote.Swap(false)
+	s.wroteLast.Store(wrote)
+	return wrote
+}
 
 // RoundEnded is the last step of SyncEnd (round.go). After a round in which
 // another peer may have stored something, every cached attribute and

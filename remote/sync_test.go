@@ -208,16 +208,27 @@ func TestSyncWithoutTracker(t *testing.T) {
 
 // wireLog keeps what passes one way through a tapProxy.
 type wireLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer // since the last take
+	mu   sync.Mutex
+	buf  bytes.Buffer // since the last take
+	last string       // the last line
 }
 
 // tap records b and forwards it unchanged.
 func (w *wireLog) tap(b []byte) ([]byte, bool) {
 	w.mu.Lock()
 	w.buf.Write(b)
+	if lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); lines[len(lines)-1] != "PING" {
+		w.last = lines[len(lines)-1]
+	}
 	w.mu.Unlock()
 	return b, false
+}
+
+// lastLine returns the last line that passed, PING left out.
+func (w *wireLog) lastLine() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
 }
 
 // take returns what passed since the last call.
@@ -329,6 +340,10 @@ func (r *editorRig) save(t *testing.T, data string) {
 		t.Fatalf("close: %v", err)
 	}
 	s.release(t, fh)
+	// The turn that wrote left this mount holding writes for the next
+	// round: the rename has nothing to tell the tracker, and nothing to
+	// wait for.
+	testutil.Eventually(t, "WRITES held after the turn", func() bool { return r.toTrack.lastLine() == "WRITES held" })
 	if err := s.Rename(ctx, "bob", tmp, doc); err != nil {
 		t.Fatalf("rename: %v", err)
 	}
@@ -368,7 +383,7 @@ func TestEditorSaveRoundTrips(t *testing.T) {
 		t.Errorf("requests to the peer: %v, want %v", lines, want)
 	}
 	// One SYNC round trip per fsync (its SYNC FIN is not waited for),
-	// and one WRITES held (the rename's, after the turn).
+	// and the WRITES held sent behind the SYNC FIN.
 	if want := map[string]int{"SYNC": saves, "SYNC FIN wrote": saves, "WRITES held": saves}; !maps.Equal(track, want) {
 		t.Errorf("lines to the tracker: %v, want %v", track, want)
 	}
