@@ -56,16 +56,17 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 
 // FlushAll uploads every local change and has the peers make what they
 // stored from here durable. It is this peer's work during its SYNC OK
-// turn, and returns the first upload error. An upload takes the FSYNC
-// that is due behind its PUT where it can (uploadDurable: an fsync's
-// turn that finds its file not sent yet sends it so); fsyncPeers does
-// the rest.
+// turn, and returns the first upload error. A single file (an fsync's,
+// when its turn came before its upload began) takes the FSYNC behind its
+// PUT (uploadDurable): one round trip. Several go as a close sends them,
+// and fsyncPeers has each peer make them durable at once.
 func (s *Store) FlushAll(ctx context.Context) error {
 	var first error
-	for _, f := range s.states() {
+	states := s.states()
+	for _, f := range states {
 		// A copy set aside now is its writer's to hear of, at its
 		// close or fsync: it must not fail everybody's fsync.
-		if err := s.uploadWith(ctx, f, true, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
+		if err := s.uploadWith(ctx, f, true, len(states) == 1); err != nil && first == nil && !errors.Is(err, errSetAside) {
 			first = err
 		}
 	}
@@ -131,12 +132,18 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 // FSYNC. The file's own mark, which putContent makes once the PUT is
 // stored, is not needed then (unsynced.cover). What the FSYNC did not make
 // durable, because it failed or could not be sent, is left for the next.
+// While another FSYNC to p is on its way (a concurrent fsync), that one
+// has what was pending: this one names m's file alone, and waits for no
+// other.
 func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peerproto.Put, src io.Reader) (peerproto.PutDone, error) {
 	u := &p.unsynced
-	// Held until the FSYNC is answered, as in fsyncPeers.
-	u.fsyncMu.Lock()
-	defer u.fsyncMu.Unlock()
-	need, names := u.take()
+	var need bool
+	var names map[string]bool
+	if u.fsyncMu.TryLock() {
+		// Held until the FSYNC is answered, as in fsyncPeers.
+		defer u.fsyncMu.Unlock()
+		need, names = u.take()
+	}
 	var list []string // nil: everything
 	if !need || names != nil {
 		list = slices.Sorted(maps.Keys(names))
