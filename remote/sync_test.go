@@ -379,6 +379,9 @@ func TestEditorSaveRoundTrips(t *testing.T) {
 	if want := map[string]int{"PUT": saves, "RENAME": saves}; !maps.Equal(trips, want) {
 		t.Errorf("round trips to the peer: %v, want %v", trips, want)
 	}
+	// (STATs may ride behind a request, in its round trip: counted
+	// there if they take one of their own.)
+	delete(lines, "STAT")
 	if want := map[string]int{"PUT": saves, "FSYNC": saves, "RENAME": saves}; !maps.Equal(lines, want) {
 		t.Errorf("requests to the peer: %v, want %v", lines, want)
 	}
