@@ -380,6 +380,11 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: o.p, Err: err}, o.name)
 		}
 	}
+	for _, o := range named {
+		// Synced already: an fsync even of nothing may cost the disk a
+		// cache flush (ext4 issues one when the commit was earlier).
+		delete(dirs, o.p)
+	}
 	for dir := range dirs {
 		fd, err := j.OpenDir(dir, true)
 		if err != nil {
