@@ -129,7 +129,7 @@ func (p *payloadReader) Read(b []byte) (int, error) {
 // confirms the file is stored intact and durable (PUT DONE). If src is an
 // *os.File the bytes go out with sendfile.
 func (c *Conn) Put(ctx context.Context, name string, src io.Reader, size int64, progress Progress) (peerproto.PutDone, error) {
-	return c.put(ctx, peerproto.Put{Name: name, Size: size}, src, progress)
+	return c.put(ctx, peerproto.Put{Name: name, Size: size}, src, progress, nil)
 }
 
 // PutWith uploads with the options of m (async, inline, base condition);
@@ -153,7 +153,48 @@ func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, prog
 		}
 		m.Inline = f.Has(peerproto.FeatureInline)
 	}
-	return c.put(ctx, m, src, progress)
+	return c.put(ctx, m, src, progress, nil)
+}
+
+// PutFsync is PutWith for an inline PUT with an FSYNC right behind it:
+// "FSYNC <names>" (every file of the export if names is nil) leaves with
+// the payload, before PUT DONE comes, so that the file and what the names
+// stored are made durable in one round trip. The peer reads one request
+// at a time and answers both in order; the FSYNC runs after the PUT,
+// whatever its outcome. synced reports FSYNC OK. It is false if the FSYNC
+// was refused, or not sent: a peer that does not take inline PUTs gets
+// the PUT alone (as PutWith sends it), one that does not take names gets
+// FSYNC without them (as FsyncFiles), and a PUT that is not inline goes
+// alone.
+func (c *Conn) PutFsync(ctx context.Context, m peerproto.Put, src io.Reader, names []string) (pd peerproto.PutDone, synced bool, err error) {
+	if !m.Inline {
+		pd, err = c.PutWith(ctx, m, src, nil)
+		return pd, false, err
+	}
+	f, err := c.Features(ctx)
+	if err != nil {
+		return pd, false, err
+	}
+	if m.Inline = f.Has(peerproto.FeatureInline); !m.Inline {
+		pd, err = c.put(ctx, m, src, nil, nil)
+		return pd, false, err
+	}
+	fsync := peerproto.Fsync{Names: names}
+	if !f.Has(peerproto.FeatureFsyncFiles) || len(fsync.AppendTo(nil)) >= peerproto.MaxLine {
+		fsync.Names = nil
+	}
+	after := &trailer{m: fsync}
+	pd, err = c.put(ctx, m, src, nil, after)
+	return pd, after.ok, err
+}
+
+// trailer is a request sent right behind a PUT's payload, without
+// waiting for PUT DONE, and its outcome: whether it went out, and whether
+// its success was read.
+type trailer struct {
+	m    peerproto.Message
+	sent bool
+	ok   bool
 }
 
 // PutDelta uploads only what changed (m.Delta): the new content is the
@@ -183,7 +224,7 @@ func (c *Conn) PutDelta(ctx context.Context, m peerproto.Put, src io.ReaderAt, p
 		}
 		m.Inline = f.Has(peerproto.FeatureInline)
 	}
-	return c.put(ctx, m, io.MultiReader(rs...), progress)
+	return c.put(ctx, m, io.MultiReader(rs...), progress, nil)
 }
 
 // sourceErr returns the error of a PUT's payload copy that stopped after
@@ -200,7 +241,9 @@ func sourceErr(err error, moved, size int64) error {
 	return err
 }
 
-func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
+// put sends m and its payload from src, and then after, if not nil (an
+// inline PUT only), and reads the answers.
+func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress, after *trailer) (peerproto.PutDone, error) {
 	name, size := m.Name, m.Size
 	stored := size // what PUT DONE must report
 	// Storing includes an fsync of the whole file on the far side: allow
@@ -228,6 +271,10 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 		}
 		k, err := io.CopyN(c.w, src, size)
 		moved = k
+		if err == nil && after != nil {
+			_, err = c.w.Write(append(after.m.AppendTo(c.w.AvailableBuffer()), '\n'))
+			after.sent = true
+		}
 		if err == nil {
 			err = c.w.Flush()
 		} else {
@@ -277,6 +324,13 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, c.cause(err))
 		}
 	}
+	if after != nil && !after.sent {
+		// A large payload went straight to the connection.
+		if err := c.send(after.m); err != nil {
+			return peerproto.PutDone{}, c.fail("PUT", name, err)
+		}
+		after.sent = true
+	}
 	c.extend(storing)
 	reply, err := peerproto.ReadReply(c.r, peerproto.VerbPut)
 	if err != nil {
@@ -286,6 +340,9 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			// the payload as requests: the stream cannot be trusted.
 			c.broken = fmt.Errorf("peer %s: %w (inline PUT refused as invalid)", c.addr, ErrBroken)
 			c.nc.Close()
+		} else if errors.As(err, &fe) && after != nil {
+			// Refused, the stream in step: the trailer's answer follows.
+			c.readTrailer(after, storing)
 		}
 		return peerproto.PutDone{}, c.fail("PUT", name, err)
 	}
@@ -296,5 +353,21 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 	if pd.Size != stored {
 		return pd, c.fail("PUT", name, fmt.Errorf("peer stored %d bytes, want %d", pd.Size, stored))
 	}
+	if after != nil {
+		c.readTrailer(after, storing)
+	}
 	return pd, nil
+}
+
+// readTrailer reads the answer to after, which was sent behind a PUT
+// whose answer was read, allowing d for it (an FSYNC waits on the disk).
+// A refusal leaves the stream in step, a failure to read it breaks the
+// stream; the PUT's outcome stands either way.
+func (c *Conn) readTrailer(after *trailer, d time.Duration) {
+	c.extend(d)
+	_, err := peerproto.ReadReply(c.r, after.m.Verb())
+	if err != nil {
+		_ = c.fail(after.m.Verb(), "", err)
+	}
+	after.ok = err == nil
 }

@@ -66,3 +66,39 @@ func TestConnPutDelta(t *testing.T) {
 		t.Fatalf("connection after a conflict and a bad delta: %v", err)
 	}
 }
+
+// TestConnPutFsync: PutFsync stores the file and has the FSYNC behind it
+// answered in the same exchange, small or large (a payload past the
+// write buffer goes straight to the connection); a refused PUT (a
+// conflict) still has its FSYNC run and answered, and the connection
+// stays in step; an FSYNC naming a file that is gone (the peer syncs
+// everything then) is still a success.
+func TestConnPutFsync(t *testing.T) {
+	ctx := context.Background()
+	dir, addr := serve(t, export.Options{})
+	c := dial(t, addr, peer.ClientOptions{Attrs: true})
+	if err := os.Mkdir(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{5, 1 << 20} {
+		data := bytes.Repeat([]byte("z"), size)
+		m := peerproto.Put{Name: "d/f", Size: int64(size), Async: true, Inline: true}
+		pd, synced, err := c.PutFsync(ctx, m, bytes.NewReader(data), []string{"d", "d/f", "gone"})
+		if err != nil || !synced || pd.Size != int64(size) {
+			t.Fatalf("%d bytes: PUT DONE %+v, synced %v, %v", size, pd, synced, err)
+		}
+		if got, _ := os.ReadFile(filepath.Join(dir, "d", "f")); !bytes.Equal(got, data) {
+			t.Fatalf("%d bytes: the file holds %d", size, len(got))
+		}
+	}
+	m := peerproto.Put{Name: "d/f", Size: 3, Async: true, Inline: true}
+	m.SetCond(peerproto.VersionNone) // it exists: refused
+	_, synced, err := c.PutFsync(ctx, m, bytes.NewReader([]byte("new")), []string{"d/f"})
+	var fe *peerproto.FailError
+	if !errors.As(err, &fe) || fe.Code != peerproto.CodeConflict || !synced {
+		t.Fatalf("PUT over a file that exists, with base=none: %v (synced %v), want a conflict with its FSYNC answered", err, synced)
+	}
+	if e, err := c.Stat(ctx, "d/f"); err != nil || e.Size != 1<<20 {
+		t.Fatalf("after a refused PUT and its FSYNC: STAT %+v, %v", e, err)
+	}
+}

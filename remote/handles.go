@@ -209,8 +209,9 @@ func (s *Store) divertedErr(h *handle) error {
 
 // Fsync implements fusefs.Store: a writer's fsync runs the SYNC round.
 // The file itself goes up while the SYNC request is on its way, as a
-// close would send it (held back if another peer holds the token); the
-// turn then finds it stored and only has the peer make it durable.
+// close would send it (held back if another peer holds the token), with
+// an FSYNC behind it in the same round trip (uploadDurable); the turn
+// then usually finds nothing left to store or to make durable.
 func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	h, err := s.handle(fh)
 	if err != nil {
@@ -220,7 +221,7 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 		return nil
 	}
 	up := make(chan error, 1)
-	go func() { up <- s.upload(ctx, h.state, false) }()
+	go func() { up <- s.uploadDurable(ctx, h.state) }()
 	err = s.Sync(ctx)
 	// A failure to reach the peer is the turn's to report (it retries
 	// what is still pending); a conflict is final: the data went to a

@@ -44,8 +44,14 @@ var (
 // durable on its peer, as when every mount had a turn. A mount with none
 // of these needs none: it reads (SYNC READ, SYNC END) and drops its
 // caches as before.
+//
+// A mount that wrote before its last turn also says it holds writes,
+// until a turn finds it wrote nothing since: a writer is likely to write
+// again soon (an editor renames the file it just fsynced), and its next
+// change then waits for no answer from the tracker. The price is one
+// turn with nothing to do, in the next round, once it stopped writing.
 func (s *Store) HoldsWrites() bool {
-	if s.wrote.Load() {
+	if s.wrote.Load() || s.wroteLast.Load() {
 		return true
 	}
 	for _, f := range s.states() {

@@ -85,7 +85,9 @@ func TestStoreRoundHandler(t *testing.T) {
 // TestStoreTurnsOnlyWhenHolding: a mount takes a turn in a round it did
 // not ask for only while it holds writes: at its start (a predecessor
 // may have left some), after it stored a file (the turn makes it
-// durable and names it a writer), and never while idle.
+// durable and names it a writer), in the round after a turn that found
+// it had written (a writer is likely to write again), and never while
+// idle.
 func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
 	_, trAddr := testutil.StartTracker(t, testTimeout)
 	bob := startPeer(t, t.TempDir())
@@ -111,7 +113,8 @@ func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
 		}
 	}
 	round(1, "seen", "seen", "turn err=<nil>", "ended 1") // new: may hold a predecessor's writes
-	round(2, "seen", "ended 2")                           // idle: reads, no turn
+	round(2, "seen", "seen", "turn err=<nil>", "ended 2") // it "wrote" before its last turn
+	round(3, "seen", "ended 3")                           // idle: reads, no turn
 
 	fh := s.open(t, "bob", "new.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	s.write(t, fh, "hello", 0)
@@ -122,9 +125,13 @@ func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
 	if !s.HoldsWrites() {
 		t.Fatal("HoldsWrites false after a file was stored on a peer")
 	}
-	round(3, "seen", "seen", "turn err=<nil>", "ended 3")
-	if s.HoldsWrites() {
-		t.Error("HoldsWrites true after the turn")
+	round(4, "seen", "seen", "turn err=<nil>", "ended 4")
+	if !s.HoldsWrites() {
+		t.Error("HoldsWrites false right after a turn that found a write")
 	}
-	round(4, "seen", "ended 4")
+	round(5, "seen", "seen", "turn err=<nil>", "ended 5")
+	if s.HoldsWrites() {
+		t.Error("HoldsWrites true after a turn that found nothing written")
+	}
+	round(6, "seen", "ended 6")
 }

@@ -89,6 +89,9 @@ type Store struct {
 	// wrote is set before every request that changes a peer's export
 	// and cleared by TakeWrote, which reports it with SYNC FIN.
 	wrote atomic.Bool
+	// wroteLast is what TakeWrote reported last: this mount wrote
+	// before its last turn, and is likely to write again (round.go).
+	wroteLast atomic.Bool
 
 	stop chan struct{} // closed by Close: stops the retry loop
 	wg   sync.WaitGroup

@@ -3,6 +3,7 @@ package remote
 import (
 	"context"
 	"errors"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -35,7 +36,11 @@ func (s *Store) Sync(ctx context.Context) error {
 // TakeWrote reports whether this Store may have changed a peer's export
 // (sent PUT, DELETE, RENAME, MKDIR, RMDIR or SETATTR) since the last
 // call, and starts counting afresh. It implements tracker.WroteReporter.
-func (s *Store) TakeWrote() bool { return s.wrote.Swap(false) }
+func (s *Store) TakeWrote() bool {
+	wrote := s.wrote.Swap(false)
+	s.wroteLast.Store(wrote)
+	return wrote
+}
 
 // RoundEnded is the last step of SyncEnd (round.go). After a round in which
 // another peer may have stored something, every cached attribute and
@@ -49,14 +54,19 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 	}
 }
 
-// FlushAll uploads every local change. It is this peer's work during its
-// SYNC OK turn, and returns the first upload error.
+// FlushAll uploads every local change and has the peers make what they
+// stored from here durable. It is this peer's work during its SYNC OK
+// turn, and returns the first upload error. A single file (an fsync's,
+// when its turn came before its upload began) takes the FSYNC behind its
+// PUT (uploadDurable): one round trip. Several go as a close sends them,
+// and fsyncPeers has each peer make them durable at once.
 func (s *Store) FlushAll(ctx context.Context) error {
 	var first error
-	for _, f := range s.states() {
+	states := s.states()
+	for _, f := range states {
 		// A copy set aside now is its writer's to hear of, at its
 		// close or fsync: it must not fail everybody's fsync.
-		if err := s.upload(ctx, f, true); err != nil && first == nil && !errors.Is(err, errSetAside) {
+		if err := s.uploadWith(ctx, f, true, len(states) == 1); err != nil && first == nil && !errors.Is(err, errSetAside) {
 			first = err
 		}
 	}
@@ -115,6 +125,44 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 	return first
 }
 
+// putSynced sends PUT m, with src's bytes, and an FSYNC behind it in the
+// same round trip (peer.Conn.PutFsync), naming m's file and whatever p
+// stored from here before without making it durable: a writer's fsync
+// costs one round trip to the peer, and its turn finds nothing left for
+// FSYNC. The file's own mark, which putContent makes once the PUT is
+// stored, is not needed then (unsynced.cover). What the FSYNC did not make
+// durable, because it failed or could not be sent, is left for the next.
+// While another FSYNC to p is on its way (a concurrent fsync), that one
+// has what was pending: this one names m's file alone, and waits for no
+// other.
+func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peerproto.Put, src io.Reader) (peerproto.PutDone, error) {
+	u := &p.unsynced
+	var need bool
+	var names map[string]bool
+	if u.fsyncMu.TryLock() {
+		// Held until the FSYNC is answered, as in fsyncPeers.
+		defer u.fsyncMu.Unlock()
+		need, names = u.take()
+	}
+	var list []string // nil: everything
+	if !need || names != nil {
+		list = slices.Sorted(maps.Keys(names))
+		list = append(list, m.Name)
+	}
+	pd, synced, err := c.PutFsync(ctx, m, src, list)
+	switch {
+	case !synced && need && names == nil:
+		u.markAll()
+	case !synced:
+		for n := range names {
+			u.mark(n)
+		}
+	case err == nil:
+		u.cover(m.Name)
+	}
+	return pd, err
+}
+
 // maxFsyncNames is how many uploads an FSYNC names at most; past it, the
 // peer syncs its whole filesystem, which is then cheaper.
 const maxFsyncNames = 64
@@ -134,6 +182,11 @@ type unsynced struct {
 	// (maxFsyncNames) and it is nil: then FSYNC syncs everything.
 	need  bool
 	names map[string]bool
+	// covered holds the files an FSYNC made durable with their PUT
+	// (putSynced): the next mark of each is not needed, and is skipped.
+	// The upload that covered a file drops its cover when it ends
+	// (uncover), marked or not.
+	covered map[string]bool
 }
 
 // mark records that path was changed on the peer and is durable only at
@@ -141,6 +194,10 @@ type unsynced struct {
 func (u *unsynced) mark(path string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.covered[path] {
+		delete(u.covered, path)
+		return
+	}
 	switch {
 	case !u.need:
 		u.need, u.names = true, map[string]bool{path: true}
@@ -150,6 +207,25 @@ func (u *unsynced) mark(path string) {
 			u.names = nil
 		}
 	}
+}
+
+// cover records that path is durable as stored by the PUT just answered:
+// the mark that follows for it is skipped.
+func (u *unsynced) cover(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.covered == nil {
+		u.covered = map[string]bool{}
+	}
+	u.covered[path] = true
+}
+
+// uncover drops what is left of path's cover: a later change of path is
+// durable only at the next FSYNC.
+func (u *unsynced) uncover(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	delete(u.covered, path)
 }
 
 // markAll records that the next FSYNC must sync everything.

@@ -1,13 +1,22 @@
 package remote
 
 import (
+	"bytes"
+	"errors"
+	"io/fs"
+	"maps"
 	"os"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
+	"github.com/peerfs/peerfs/tracker"
 )
 
 // After "write a; mv a b; write a", the next FSYNC must reach b's data:
@@ -195,4 +204,224 @@ func TestSyncWithoutTracker(t *testing.T) {
 	}
 	s.release(t, fh)
 	s.noLeftovers(t)
+}
+
+// wireLog keeps what passes one way through a tapProxy.
+type wireLog struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer // since the last take
+	last string       // the last line
+}
+
+// tap records b and forwards it unchanged.
+func (w *wireLog) tap(b []byte) ([]byte, bool) {
+	w.mu.Lock()
+	w.buf.Write(b)
+	if lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n"); lines[len(lines)-1] != "PING" {
+		w.last = lines[len(lines)-1]
+	}
+	w.mu.Unlock()
+	return b, false
+}
+
+// lastLine returns the last line that passed, PING left out.
+func (w *wireLog) lastLine() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// take returns what passed since the last call.
+func (w *wireLog) take() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.buf.String()
+	w.buf.Reset()
+	return s
+}
+
+// wireVerbs counts the requests in what a client sent a peer, by verb.
+// The file data of the test has no capital letters, so a request line
+// after an inline payload is found too.
+func wireVerbs(s string) map[string]int {
+	n := map[string]int{}
+	for _, v := range []string{"PUT", "FSYNC", "RENAME", "STAT", "LIST", "GET", "SETATTR", "DELETE"} {
+		if c := strings.Count(s, v+" ") + strings.Count(s, v+"\n"); c > 0 {
+			n[v] = c
+		}
+	}
+	return n
+}
+
+// trackerLines counts the lines a client sent its tracker, by line
+// (PING, which comes on a timer, left out).
+func trackerLines(s string) map[string]int {
+	n := map[string]int{}
+	for l := range strings.SplitSeq(s, "\n") {
+		if l != "" && l != "PING" {
+			n[l]++
+		}
+	}
+	return n
+}
+
+// editorRig is a tracker, a peer bob and a Store "me" wired to the
+// tracker as a mount is, with every request to bob and every line to
+// the tracker counted: bob is registered at a proxy's port, and me's
+// tracker client connects through another.
+type editorRig struct {
+	store   *testStore
+	bob     *testPeer
+	calls   *verbCounter // the store's requests to bob, by verb (round trips)
+	toPeer  *wireLog     // what the store sent bob
+	toTrack *wireLog     // what me's tracker client sent the tracker
+}
+
+func newEditorRig(t *testing.T) *editorRig {
+	t.Helper()
+	r := &editorRig{calls: &verbCounter{n: map[string]int{}}, toPeer: &wireLog{}, toTrack: &wireLog{}}
+	_, trAddr := testutil.StartTracker(t, testTimeout)
+	r.bob = startPeer(t, t.TempDir())
+	proxy := tapProxy(t, r.bob.addr, r.toPeer.tap, nil)
+	r.store = newStoreWith(t, t.TempDir(), func(o *Options) {
+		o.Observer = r.calls
+		o.AttrTTL = time.Hour // no STAT from an entry growing old mid-test
+	})
+	s := r.store.Store
+	meTC := tracker.NewClient(tracker.ClientOptions{
+		Addr: tapProxy(t, trAddr, r.toTrack.tap, nil), Name: "me", Port: 1, Logger: zerolog.Nop(),
+		Handler: s,
+	})
+	s.SetSyncer(meTC)
+	testutil.RunTrackerClient(t, meTC)
+	c := &cluster{trackerAddr: trAddr, bob: r.bob}
+	_, port, _ := strings.Cut(proxy, ":")
+	c.bobTC = c.registerBob(t, atoi(t, port))
+	testutil.Eventually(t, "the store to learn of bob from the tracker", func() bool {
+		addr, ok := s.PeerAddr("bob")
+		return ok && addr == proxy
+	})
+	return r
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	n := 0
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			t.Fatalf("not a port: %q", s)
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// save is what an editor's save does through the mount (bench/fsbench.sh's
+// rename_editor): the kernel's lookup of the temporary file, its
+// creation, a write, fsync, close, and the rename over the document.
+func (r *editorRig) save(t *testing.T, data string) {
+	t.Helper()
+	ctx := testCtx(t)
+	s := r.store
+	const doc, tmp = "edit/doc.txt", "edit/.doc.txt.swp"
+	if _, err := s.Stat(ctx, "bob", tmp); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("lookup of %s: %v, want it absent", tmp, err)
+	}
+	fh := s.open(t, "bob", tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, data, 0)
+	if err := s.Fsync(ctx, fh); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	// Durable: what the fsync stored, and the last save's rename.
+	if need, names := s.pendingFsync("bob"); need {
+		t.Fatalf("after fsync returned, an FSYNC is still due for %v", names)
+	}
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	s.release(t, fh)
+	// The turn that wrote left this mount holding writes for the next
+	// round: the rename has nothing to tell the tracker, and nothing to
+	// wait for.
+	testutil.Eventually(t, "WRITES held after the turn", func() bool { return r.toTrack.lastLine() == "WRITES held" })
+	if err := s.Rename(ctx, "bob", tmp, doc); err != nil {
+		t.Fatalf("rename: %v", err)
+	}
+}
+
+// TestEditorSaveRoundTrips counts what one editor save (write a temporary
+// file, fsync, close, rename it over the document) costs on the wire,
+// with a real tracker and a real peer: the requests to the peer that are
+// waited for, one by one (round trips), the request lines that reach it,
+// and the lines sent to the tracker.
+func TestEditorSaveRoundTrips(t *testing.T) {
+	r := newEditorRig(t)
+	if err := os.Mkdir(r.bob.path("edit"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data := strings.Repeat("x", 4096)
+	r.save(t, data) // the first lists the directory, and so on
+	r.save(t, data)
+	r.calls.take()
+	r.toPeer.take()
+	r.toTrack.take()
+	const saves = 5
+	for range saves {
+		r.save(t, data)
+	}
+	if got := r.bob.content(t, "edit/doc.txt"); got != data {
+		t.Fatalf("bob's document: %d bytes, want %d", len(got), len(data))
+	}
+	trips, lines, track := r.calls.take(), wireVerbs(r.toPeer.take()), trackerLines(r.toTrack.take())
+	t.Logf("per %d saves: round trips to the peer %v; request lines %v; lines to the tracker %v", saves, trips, lines, track)
+	// The FSYNC goes behind the PUT, in its round trip; the RENAME is the
+	// other one.
+	if want := map[string]int{"PUT": saves, "RENAME": saves}; !maps.Equal(trips, want) {
+		t.Errorf("round trips to the peer: %v, want %v", trips, want)
+	}
+	// (STATs may ride behind a request, in its round trip: counted
+	// there if they take one of their own.)
+	delete(lines, "STAT")
+	if want := map[string]int{"PUT": saves, "FSYNC": saves, "RENAME": saves}; !maps.Equal(lines, want) {
+		t.Errorf("requests to the peer: %v, want %v", lines, want)
+	}
+	// One SYNC round trip per fsync (its SYNC FIN is not waited for),
+	// and the WRITES held sent behind the SYNC FIN.
+	if want := map[string]int{"SYNC": saves, "SYNC FIN wrote": saves, "WRITES held": saves}; !maps.Equal(track, want) {
+		t.Errorf("lines to the tracker: %v, want %v", track, want)
+	}
+}
+
+// An FSYNC sent behind an fsync's PUT that the peer refuses leaves what
+// it was to make durable (a file closed before, and the PUT's own) to the
+// FSYNC of the turn: fsync returns only once the peer said FSYNC OK for
+// all of it.
+func TestFsyncBehindPutRefused(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	var refused atomic.Bool
+	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
+		const ok = "FSYNC OK\n"
+		if i := bytes.Index(b, []byte(ok)); i >= 0 && refused.CompareAndSwap(false, true) {
+			b = append(append(bytes.Clone(b[:i]), "FSYNC FAIL io injected\n"...), b[i+len(ok):]...)
+		}
+		return b, false
+	})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	s.put(t, "a", "closed, not synced")
+	vc.take()
+	fh := s.open(t, "bob", "b", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, "synced", 0)
+	if err := s.Fsync(testCtx(t), fh); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	s.release(t, fh)
+	if !refused.Load() {
+		t.Fatal("no FSYNC went behind the PUT")
+	}
+	if need, names := s.pendingFsync("bob"); need {
+		t.Fatalf("fsync returned with an FSYNC still due for %v", names)
+	}
+	if got := vc.take(); got["PUT"] != 1 || got["FSYNC"] != 1 {
+		t.Fatalf("requests: %v, want the PUT (its FSYNC refused) and one FSYNC after it", got)
+	}
 }

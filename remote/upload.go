@@ -81,6 +81,10 @@ type upload struct {
 	setMtime *time.Time
 	remote   peerproto.Entry
 
+	// durable: the PUT takes an FSYNC behind it (putSynced), for a
+	// writer's fsync.
+	durable bool
+
 	// The outcome, as send found it.
 	put       bool            // the content was stored
 	sentBytes int64           // the payload of the PUT that stored it
@@ -91,6 +95,18 @@ type upload struct {
 // upload stores f on its peer if it has changes. inTurn is set when the
 // caller holds the write token (or no round applies).
 func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
+	return s.uploadWith(ctx, f, inTurn, false)
+}
+
+// uploadDurable is upload for a writer's fsync, waiting for a turn held
+// elsewhere: the file, if sent, is durable on its peer when it returns,
+// and so is what the peer stored from here before (putSynced).
+func (s *Store) uploadDurable(ctx context.Context, f *fileState) error {
+	return s.uploadWith(ctx, f, false, true)
+}
+
+// uploadWith is upload, durable (uploadDurable) or not.
+func (s *Store) uploadWith(ctx context.Context, f *fileState, inTurn, durable bool) error {
 	f.mu.Lock()
 	parked := f.parked
 	f.mu.Unlock()
@@ -120,9 +136,11 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	if u == nil || err != nil {
 		return err
 	}
+	u.durable = durable
 	f.setUploading(true)
 	err = s.send(ctx, u)
 	f.setUploading(false)
+	u.p.unsynced.uncover(u.origin)
 	if err != nil {
 		return s.failed(u, err)
 	}
@@ -257,7 +275,12 @@ func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto
 	size := u.ch.Size()
 	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax}
 	m.SetCond(base)
-	pd, err := c.PutWith(ctx, m, src, nil)
+	var pd peerproto.PutDone
+	if u.durable && m.Inline {
+		pd, err = s.putSynced(ctx, c, u.p, m, src)
+	} else {
+		pd, err = c.PutWith(ctx, m, src, nil)
+	}
 	if err == nil {
 		u.sentBytes = size
 	}
