@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,10 @@ type Options struct {
 	// every failed request, with the errors of node methods as well as
 	// the server's own (errors.go). Required.
 	Errno func(error) fuse.Errno
+	// Device is the FUSE device of the connection, for the answers the
+	// server writes itself (sticky.go); nil: those are sent through
+	// bazil, without the sticky bit.
+	Device *os.File
 }
 
 // Server answers the FUSE requests of one connection by calling the
@@ -82,6 +87,7 @@ type Server struct {
 	observe func(op string, d time.Duration, errno string) // may be nil
 	errno   func(error) fuse.Errno
 	start   time.Time // default times of an Attr
+	device  int       // the FUSE device's descriptor (Options.Device), -1 if none
 
 	nodes    nodeTable
 	handles  handleTable
@@ -106,7 +112,12 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fuseserve: root node: %w", err)
 	}
+	device := -1
+	if opts.Device != nil {
+		device = int(opts.Device.Fd())
+	}
 	return &Server{
+		device:   device,
 		conn:     conn,
 		fs:       fsys,
 		log:      opts.Logger,
@@ -259,6 +270,14 @@ func errnoName(e fuse.Errno) string {
 // asserts (dispatch_test.go checks every kind), or nil where the request
 // takes none. It is long by nature: one line per kind of request.
 func (s *Server) respond(req fuse.Request, resp any) {
+	if s.device >= 0 {
+		if msg, ok := stickyReply(req, resp); ok {
+			if _, err := syscall.Write(s.device, msg); err != nil {
+				s.log.Warn().Err(err).Str("request", fmt.Sprint(req)).Msg("fuseserve: write an answer to the FUSE device")
+			}
+			return
+		}
+	}
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
 		r.Respond(resp.(*fuse.LookupResponse))
