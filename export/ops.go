@@ -259,6 +259,7 @@ func (c *conn) rename(m peerproto.Rename) error {
 	done, err := j.RenameAt(from, to)
 	switch {
 	case done:
+		c.renamed(to)
 		return c.send(peerproto.OK{Of: verb})
 	case c.posix:
 		// The Strict view's answer is final: there is no general path
@@ -293,7 +294,20 @@ func (c *conn) rename(m peerproto.Rename) error {
 		}
 		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
 	}
+	c.renamed(to)
 	return c.send(peerproto.OK{Of: verb})
+}
+
+// renamed records that this server just renamed the file now at to: the
+// rename changed its ctime only, so a token it was given still holds
+// (versions.moved). Without extended attributes nothing else could
+// confirm it, and an editor's save (write a new file, rename it over the
+// old) would end with a token its writer never saw: a conflict with
+// itself at its next save.
+func (c *conn) renamed(to string) {
+	if st, err := c.jail().StatLink(to); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
+		c.s.vers.moved(verStatOf(&st))
+	}
 }
 
 // fsync makes everything stored in the export durable (syncfs(2) on the

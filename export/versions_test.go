@@ -186,6 +186,33 @@ func TestVersionTokensWithoutXattrs(t *testing.T) {
 	}
 }
 
+// TestVersionTokenKeptByRenameWithoutXattrs: where the export's
+// filesystem keeps no extended attributes (FAT, exFAT, many NAS shares),
+// a RENAME through the protocol keeps the token too, also once the
+// server has seen the file's ctime before it: a writer that uploaded the
+// file and renamed it (an editor's save) can replace it on that version.
+func TestVersionTokenKeptByRenameWithoutXattrs(t *testing.T) {
+	s, addr := testServe(t, Options{Export: t.TempDir()})
+	s.vers.noXattr.Store(true)
+	c := testConnect(t, addr)
+	c.send("FEATURES attrs\n")
+	c.expectPrefix("FEATURES OK")
+	v := verOf(t, c.putVer("tmp", "", []byte("aaaa")))
+	if got := verOf(t, c.roundTrip("STAT tmp\n")); got != v {
+		t.Fatalf("STAT %s, want %s", got, v)
+	}
+	time.Sleep(10 * time.Millisecond) // a ctime of its own for the rename
+	if got := c.roundTrip("RENAME tmp f\n"); got != "RENAME OK" {
+		t.Fatal(got)
+	}
+	if got := verOf(t, c.roundTrip("STAT f\n")); got != v {
+		t.Errorf("after a rename: %s, want %s", got, v)
+	}
+	if got := c.putVer("f", "ver="+v, []byte("bbbb")); !strings.HasPrefix(got, "PUT DONE") {
+		t.Errorf("PUT on the renamed file's version: %q", got)
+	}
+}
+
 // TestPutVerConditions: a conditional PUT on a version token refuses a
 // file that was removed, and the token must be well formed.
 func TestPutVerConditions(t *testing.T) {

@@ -205,7 +205,14 @@ func newStore(t *testing.T, dir string) *testStore {
 // newStoreWith is newStore with its Options changed by tune, if not nil.
 func newStoreWith(t *testing.T, dir string, tune func(*Options)) *testStore {
 	t.Helper()
-	c, err := cache.Open(cache.Options{Dir: dir, Logger: zerolog.Nop()})
+	return newStoreOn(t, cache.Options{Dir: dir, Logger: zerolog.Nop()}, tune)
+}
+
+// newStoreOn is newStoreWith on a cache opened with copts (a boot ID
+// file of its own, to see a reboot).
+func newStoreOn(t *testing.T, copts cache.Options, tune func(*Options)) *testStore {
+	t.Helper()
+	c, err := cache.Open(copts)
 	if err != nil {
 		t.Fatal(err)
 	}

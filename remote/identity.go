@@ -84,3 +84,26 @@ func ownedBase(recorded string) (owner string, base peerproto.Version) {
 	}
 	return o, peerproto.Version(v)
 }
+
+// setAsideStrangers sets aside, as New finds them, the pending copies
+// that no peer of this cluster can ever be the owner of: written in
+// another cluster, or before owners were recorded. A peer of that name
+// answering would find them foreign, but there may be none here: they
+// would then wait for it forever, failing every fsync and SYNC turn.
+func (s *Store) setAsideStrangers() {
+	var strangers []*fileState
+	for _, f := range s.files {
+		if f.owner == "" || !strings.HasPrefix(f.owner, s.opts.Cluster+".") {
+			strangers = append(strangers, f)
+		}
+	}
+	for _, f := range strangers {
+		cause := errForeign
+		if f.owner == "" {
+			cause = errNoOwner
+		}
+		f.up.Lock()
+		_ = s.park(f, f.ch.Load(), cause)
+		f.up.Unlock()
+	}
+}

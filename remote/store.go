@@ -171,6 +171,7 @@ func New(opts Options) (*Store, error) {
 		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
+	s.setAsideStrangers()
 	if err := s.loadPeers(); err != nil {
 		return nil, err
 	}

@@ -76,6 +76,18 @@ func permanent(err error) bool {
 // park sets f aside after its upload failed for good with cause, and
 // returns the error its writer gets. Called with f.up held.
 func (s *Store) park(f *fileState, ch *cache.Handle, cause error) error {
+	if ch == nil || !ch.Meta().Dirty {
+		// Only attributes were to be set (a chmod the peer refuses):
+		// nothing to keep, and nothing set aside. Its writer hears of
+		// the refusal; what it writes next is uploaded as any write.
+		f.mu.Lock()
+		f.setMode, f.setMtime = false, nil
+		f.mu.Unlock()
+		if s.dropIfDone(f) {
+			f.releaseCopy()
+		}
+		return cause
+	}
 	// Out of the queue first: whoever sees it among the unsent copies
 	// (and retries it) must not find it pending too.
 	key := f.currentKey()
@@ -86,44 +98,35 @@ func (s *Store) park(f *fileState, ch *cache.Handle, cause error) error {
 	}
 	s.mu.Unlock()
 	pe := &ParkedError{Peer: key.Peer, Path: key.Path, Err: cause}
-	if ch != nil && ch.Meta().Dirty {
-		reason := strings.TrimPrefix(cause.Error(), errLocal.Error()+": ")
-		for n := 1; ; n++ {
-			pe.As = key.Peer + "/" + key.Path
-			if n > 1 {
-				pe.As += ".unsent-" + strconv.Itoa(n)
+	reason := strings.TrimPrefix(cause.Error(), errLocal.Error()+": ")
+	for n := 1; ; n++ {
+		pe.As = key.Peer + "/" + key.Path
+		if n > 1 {
+			pe.As += ".unsent-" + strconv.Itoa(n)
+		}
+		err := ch.Park(cache.Key{Peer: unsentPeer, Path: pe.As}, reason)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, cache.ErrKeyInUse) || n >= 1000 {
+			// Not even set aside: it stays pending (and is retried).
+			s.log.Error().Err(err).Str("remote_peer", key.Peer).Str("path", key.Path).Msg("cannot set an unsendable copy aside")
+			s.mu.Lock()
+			if _, taken := s.files[key]; queued && !taken {
+				s.files[key] = f
 			}
-			err := ch.Park(cache.Key{Peer: unsentPeer, Path: pe.As}, reason)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, cache.ErrKeyInUse) || n >= 1000 {
-				// Not even set aside: it stays pending (and is retried).
-				s.log.Error().Err(err).Str("remote_peer", key.Peer).Str("path", key.Path).Msg("cannot set an unsendable copy aside")
-				s.mu.Lock()
-				if _, taken := s.files[key]; queued && !taken {
-					s.files[key] = f
-				}
-				s.mu.Unlock()
-				return cause
-			}
+			s.mu.Unlock()
+			return cause
 		}
 	}
 	f.mu.Lock()
 	f.parked = pe
 	f.setMode, f.setMtime = false, nil
-	if pe.As != "" {
-		f.key = cache.Key{Peer: unsentPeer, Path: pe.As}
-	}
+	f.key = cache.Key{Peer: unsentPeer, Path: pe.As}
 	unused := f.refs <= 0
 	f.mu.Unlock()
 	if unused {
 		f.releaseCopy() // the cache keeps it; nothing here uses it any more
-	}
-	if pe.As == "" {
-		// Only attributes were to be set (a chmod the peer refuses):
-		// nothing to keep.
-		return cause
 	}
 	s.log.Error().Err(cause).Str("remote_peer", key.Peer).Str("path", key.Path).Str("unsent", pe.As).
 		Msg("a file cannot be stored on its peer; kept among the unsent copies (peerfs unsent)")
@@ -198,6 +201,10 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	if err != nil {
 		return err
 	}
+	if s.unsentOpen(as) {
+		ch.Release()
+		return fmt.Errorf("remote: retry %q: a program still has it open for writing (what it writes goes to this copy); retry once it has closed it: %w", as, fs.ErrExist)
+	}
 	m := ch.Meta()
 	origin := m.Origin
 	p, err := s.peer(origin.Peer)
@@ -242,6 +249,26 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 	s.mu.Unlock()
 	s.log.Info().Str("unsent", as).Str("remote_peer", origin.Peer).Str("path", origin.Path).Msg("retrying an unsent copy")
 	return s.upload(ctx, f, true)
+}
+
+// unsentOpen reports whether the unsent copy as is still open through a
+// handle of the writer whose upload set it aside. Such a handle opens
+// nothing new (its state left Store.files), so the answer stays true until
+// it is released.
+func (s *Store) unsentOpen(as string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handles {
+		if f := h.state; f != nil {
+			f.mu.Lock()
+			open := f.parked != nil && f.parked.As == as
+			f.mu.Unlock()
+			if open {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // UnsentFiles implements fusefs.UnsentController.

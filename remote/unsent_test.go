@@ -5,11 +5,16 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -273,5 +278,150 @@ func TestPendingForADepartedPeerSetAside(t *testing.T) {
 	}
 	if n, _ := s.PendingInfo(); n != 0 {
 		t.Errorf("%d files pending", n)
+	}
+}
+
+// TestParkedCopyWrittenAfterSurvivesReboot: a copy set aside while its
+// writer still holds it open keeps what the writer writes afterwards, and
+// all of it survives a reboot: the writer's close, which reports the copy
+// set aside, leaves it as durable as the close that set it aside did.
+func TestParkedCopyWrittenAfterSurvivesReboot(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	dir := t.TempDir()
+	s := newStore(t, dir)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "first ", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("close after the directory was removed: %v, want it set aside", err)
+	}
+	// The program goes on writing through its descriptor, and closes it.
+	s.write(t, fh, "second", 6)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("the next close: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	s.close()
+
+	boot := filepath.Join(t.TempDir(), "boot_id")
+	if err := os.WriteFile(boot, []byte("another-boot\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s = newStoreOn(t, cache.Options{Dir: dir, Logger: zerolog.Nop(), BootIDFile: boot}, nil)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/d/f" {
+		t.Fatalf("after a reboot: unsent copies %q, want bob/d/f", got)
+	}
+	if got := readUnsent(t, s, "bob/d/f"); got != "first second" {
+		t.Errorf("after a reboot the unsent copy holds %q, want %q", got, "first second")
+	}
+}
+
+// TestPendingFromAnotherClusterWithoutThatPeer: a copy pending for bob
+// of one cluster, in a mount restarted into a cluster that has no bob,
+// is set aside at once: it can never go anywhere here, and must not
+// fail every fsync of the new cluster while it waits for a bob.
+func TestPendingFromAnotherClusterWithoutThatPeer(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	dir := t.TempDir()
+	s := newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-a" })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	writePending(t, s, bob, "notes.txt", "for cluster a")
+
+	alice := startPeer(t, t.TempDir())
+	s = newStoreWith(t, dir, func(o *Options) { o.Cluster = "cluster-b" })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "alice", Addr: alice.addr}})
+	if err := s.FlushAll(testCtx(t)); err != nil {
+		t.Errorf("a turn in a cluster without bob: %v", err)
+	}
+	if n, _ := s.PendingInfo(); n != 0 {
+		t.Errorf("%d files pending", n)
+	}
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/notes.txt" {
+		t.Fatalf("unsent copies %q, want bob/notes.txt", got)
+	}
+	if got := readUnsent(t, s, "bob/notes.txt"); got != "for cluster a" {
+		t.Errorf("unsent copy holds %q", got)
+	}
+}
+
+// TestRetryUnsentWhileItsWriterHasItOpen: a copy set aside whose writer
+// still has it open is not retried under it: the writer's later writes,
+// which its closes report as kept among the unsent copies, would go to no
+// copy anyone could see or send until the mount restarted. Once the
+// writer closes it, the retry stores all it wrote.
+func TestRetryUnsentWhileItsWriterHasItOpen(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "bob", "d/f", os.O_CREATE|os.O_WRONLY, 0o644)
+	s.write(t, fh, "first ", 0)
+	if err := os.Remove(bob.path("d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("close after the directory was removed: %v, want it set aside", err)
+	}
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RetryUnsent(testCtx(t), "bob/d/f"); err == nil {
+		t.Error("retried a copy its writer still has open")
+	}
+	s.write(t, fh, "second", 6)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Fatalf("the next close: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/d/f" {
+		t.Fatalf("after the writer closed it: unsent copies %q, want bob/d/f", got)
+	}
+	if err := s.RetryUnsent(testCtx(t), "bob/d/f"); err != nil {
+		t.Fatalf("retry once closed: %v", err)
+	}
+	if got := bob.content(t, "d/f"); got != "first second" {
+		t.Errorf("stored %q, want %q", got, "first second")
+	}
+	s.noLeftovers(t)
+}
+
+// TestRefusedChmodDoesNotSetAsideLaterWrites: a chmod the peer refuses for
+// good, sent alone (the file had no writes yet), has nothing to keep: it
+// must not mark the file as set aside, or what its writer writes next
+// would be neither sent, nor kept among the unsent copies, nor pending.
+func TestRefusedChmodDoesNotSetAsideLaterWrites(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "f"), []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bob := startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop(), ReadOnly: true})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	fh := s.open(t, "bob", "f", os.O_RDWR, 0)
+	if _, err := s.Chmod(testCtx(t), "bob", "f", 0o600); err != nil {
+		t.Fatalf("chmod of the open file: %v", err)
+	}
+	if err := s.Fsync(testCtx(t), fh); err == nil {
+		t.Fatal("fsync of a chmod a read-only export refuses: no error")
+	}
+	s.write(t, fh, "new content", 0)
+	if err := s.Flush(testCtx(t), fh); !errors.Is(err, errSetAside) {
+		t.Errorf("close after writing to a read-only export: %v, want the copy set aside", err)
+	}
+	s.release(t, fh)
+	if got := unsentNames(s); len(got) != 1 || got[0] != "bob/f" {
+		n, _ := s.PendingInfo()
+		t.Fatalf("unsent copies %q (%d pending), want bob/f", got, n)
+	}
+	if got := readUnsent(t, s, "bob/f"); got != "new content" {
+		t.Errorf("unsent copy holds %q", got)
 	}
 }

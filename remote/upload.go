@@ -98,7 +98,18 @@ func (s *Store) upload(ctx context.Context, f *fileState, inTurn bool) error {
 	parked := f.parked
 	f.mu.Unlock()
 	if parked != nil {
-		return parked // set aside: only RetryUnsent sends it again
+		// Set aside: only RetryUnsent sends it again. Its writer may
+		// have written more since (the first write turned the record
+		// back into one a reboot discards, whole): durable again, as
+		// the close that set it aside left it.
+		f.up.Lock()
+		defer f.up.Unlock()
+		if ch := f.ch.Load(); ch != nil {
+			if err := ch.Persist(); err != nil {
+				s.log.Error().Err(err).Str("unsent", parked.As).Msg("cannot make an unsent copy durable")
+			}
+		}
+		return parked
 	}
 	if !f.live() {
 		return nil // nothing to upload: never wait for a round
