@@ -371,12 +371,22 @@ func readCases() []dispatchCase {
 func otherCases() []dispatchCase {
 	var intr context.Context
 	return []dispatchCase{
-		{name: "interrupt", setup: func(s *Server) { intr, _ = s.inflight.begin(7) },
-			req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 7}, after: func(t *testing.T, s *Server) {
-				if intr.Err() == nil {
-					t.Error("the interrupted request's context is not cancelled")
-				}
-			}},
+		{name: "interrupt", setup: func(s *Server) {
+			intr, _ = s.inflight.begin(7, interruptible(&fuse.ReadRequest{Header: hdr(idFile)}))
+		}, req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 7}, after: func(t *testing.T, s *Server) {
+			if intr.Err() == nil {
+				t.Error("the interrupted read's context is not cancelled")
+			}
+		}},
+		// A metadata request runs to its end: a local disk never fails
+		// mkdir with EINTR, and Go programs get signals all the time.
+		{name: "interrupt of a mkdir", setup: func(s *Server) {
+			intr, _ = s.inflight.begin(9, interruptible(&fuse.MkdirRequest{Header: hdr(idDir)}))
+		}, req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 9}, after: func(t *testing.T, s *Server) {
+			if intr.Err() != nil {
+				t.Error("the interrupted mkdir's context is cancelled")
+			}
+		}},
 		{name: "interrupt of a request not in flight", req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 8}, err: ErrNotInFlight},
 		{name: "destroy", req: &fuse.DestroyRequest{}, calls: []string{"fs.Destroy"}},
 		{name: "poll", req: &fuse.PollRequest{Header: hdr(idFile)}, err: ErrNotImplemented},

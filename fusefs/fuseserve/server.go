@@ -126,7 +126,7 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 		start:    time.Now(),
 		nodes:    newNodeTable(root),
 		handles:  newHandleTable(),
-		inflight: inflight{cancels: map[fuse.RequestID]context.CancelFunc{}},
+		inflight: inflight{cancels: map[fuse.RequestID]flight{}},
 		readBufs: sync.Pool{New: func() any { return new([]byte) }},
 	}, nil
 }
@@ -156,7 +156,7 @@ func (s *Server) readLoop() {
 		}
 		// Registered before the next read, so that an INTERRUPT read
 		// right after it finds it.
-		ctx, cancel := s.inflight.begin(req.Hdr().ID)
+		ctx, cancel := s.inflight.begin(req.Hdr().ID, interruptible(req))
 		if !s.quick(req) {
 			s.wg.Add(1)
 			go func() {
@@ -343,17 +343,38 @@ func (s *Server) respond(req fuse.Request, resp any) {
 	}
 }
 
-// inflight is the requests being answered, cancellable by an INTERRUPT.
+// inflight is the requests being answered: each is cancelled when the
+// server stops, and the interruptible ones by an INTERRUPT.
 type inflight struct {
 	mu      sync.Mutex // protects cancels
-	cancels map[fuse.RequestID]context.CancelFunc
+	cancels map[fuse.RequestID]flight
 }
 
-// begin registers request id as in flight.
-func (f *inflight) begin(id fuse.RequestID) (context.Context, context.CancelFunc) {
+// flight is one request in flight.
+type flight struct {
+	cancel        context.CancelFunc
+	interruptible bool // an INTERRUPT cancels it
+}
+
+// interruptible reports whether an INTERRUPT of req cancels it: only a
+// read of a file's data, which may wait on a slow peer for long. The
+// kernel interrupts a request whenever a signal reaches the thread that
+// waits in it — a Go program gets SIGURG many times a second — and a
+// local disk never fails mkdir, chmod, rename or close with EINTR, so
+// no program retries them: every other request runs to its end, which
+// the Store bounds with its network deadlines. (A fatal signal needs no
+// answer: the kernel lets the process die and drops ours.)
+func interruptible(req fuse.Request) bool {
+	r, ok := req.(*fuse.ReadRequest)
+	return ok && !r.Dir
+}
+
+// begin registers request id as in flight, interruptible by an
+// INTERRUPT if intr says so.
+func (f *inflight) begin(id fuse.RequestID, intr bool) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.mu.Lock()
-	f.cancels[id] = cancel
+	f.cancels[id] = flight{cancel: cancel, interruptible: intr}
 	f.mu.Unlock()
 	return ctx, cancel
 }
@@ -365,15 +386,18 @@ func (f *inflight) end(id fuse.RequestID) {
 	f.mu.Unlock()
 }
 
-// cancel cancels request id; false if it is not in flight.
-func (f *inflight) cancel(id fuse.RequestID) bool {
+// interrupt cancels request id if it is interruptible (an interrupt of
+// another is ignored); false if it is not in flight.
+func (f *inflight) interrupt(id fuse.RequestID) bool {
 	f.mu.Lock()
-	cancel := f.cancels[id]
+	fl, ok := f.cancels[id]
 	f.mu.Unlock()
-	if cancel == nil {
+	if !ok {
 		return false
 	}
-	cancel()
+	if fl.interruptible {
+		fl.cancel()
+	}
 	return true
 }
 
@@ -381,7 +405,7 @@ func (f *inflight) cancel(id fuse.RequestID) bool {
 func (f *inflight) cancelAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, cancel := range f.cancels {
-		cancel()
+	for _, fl := range f.cancels {
+		fl.cancel()
 	}
 }
