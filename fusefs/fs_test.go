@@ -360,3 +360,46 @@ func TestMountInterruptStalledLookup(t *testing.T) {
 		t.Error("SIGINT did not end a lookup stalled in the store")
 	}
 }
+
+// A sticky directory shows its sticky bit (which bazil's answers cannot
+// carry: fuseserve writes those itself, on the device device() finds),
+// and the kernel enforces it: another user cannot delete a file of
+// root's in it.
+func TestMountStickyDir(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, _ := mountStore(t, store, Options{AllowOther: true})
+	if err := os.Chmod(filepath.Dir(mnt), 0o755); err != nil { // t.TempDir's: 0700
+		t.Fatal(err)
+	}
+	d := filepath.Join(mnt, "alice", "tmp")
+	if err := os.Mkdir(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(d, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o1777 {
+		t.Errorf("mode of a sticky directory: %04o, want 1777", st.Mode&0o7777)
+	}
+	if err := os.WriteFile(filepath.Join(d, "f"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() != 0 {
+		return // the rest needs another user
+	}
+	cmd := exec.Command("rm", "-f", filepath.Join(d, "f"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Errorf("another user removed root's file from a sticky directory")
+	} else if !strings.Contains(string(out), "Operation not permitted") {
+		t.Errorf("rm as another user: %v: %s, want EPERM (the sticky bit)", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(d, "f")); err != nil {
+		t.Errorf("after the refused rm: %v", err)
+	}
+}
