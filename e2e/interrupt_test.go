@@ -75,7 +75,7 @@ func signalThread(tid int, done <-chan struct{}) <-chan int {
 }
 
 // interruptedCalls runs rounds of metadata system calls in dir and
-// returns those that failed with EINTR (or otherwise), at most ten.
+// returns those that failed (with EINTR or otherwise), at most ten.
 func interruptedCalls(dir string, rounds int) []string {
 	var failures []string
 	call := func(what string, err error) {

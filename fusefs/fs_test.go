@@ -325,9 +325,11 @@ func TestMountStalledLookupBlocksNoOther(t *testing.T) {
 	}
 }
 
-// A signal to a program waiting in a stalled lookup interrupts it: the
-// kernel's INTERRUPT cancels the request's context and the program gets
-// EINTR instead of waiting for the peer.
+// A fatal signal to a program waiting in a stalled lookup (SIGINT to
+// stat, which does not catch it) ends it: the kernel's INTERRUPT cancels
+// the request's context, as the caller is being killed, instead of
+// waiting for the peer. (A signal it survives does not: see
+// TestMetadataNotInterrupted in e2e.)
 func TestMountInterruptStalledLookup(t *testing.T) {
 	store := newLocalStore(t.TempDir(), "bob")
 	release := make(chan struct{})

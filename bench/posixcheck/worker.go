@@ -87,7 +87,7 @@ func become(who string) error {
 // that reaches a thread waiting in a FUSE request makes the kernel send
 // the daemon an INTERRUPT, and a daemon may then fail the call with
 // EINTR (peerfs did, for mkdir and chmod among others, until it let
-// only data reads be interrupted). A C test program gets no such
+// only a caller being killed interrupt a request). A C test program gets no such
 // signals; the count is about the filesystem, not the language of its
 // harness.
 func selfWorker(who string) *exec.Cmd {

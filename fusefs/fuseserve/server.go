@@ -126,7 +126,7 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 		start:    time.Now(),
 		nodes:    newNodeTable(root),
 		handles:  newHandleTable(),
-		inflight: inflight{cancels: map[fuse.RequestID]flight{}},
+		inflight: inflight{dying: fatalSignalPending, cancels: map[fuse.RequestID]flight{}},
 		readBufs: sync.Pool{New: func() any { return new([]byte) }},
 	}, nil
 }
@@ -156,7 +156,7 @@ func (s *Server) readLoop() {
 		}
 		// Registered before the next read, so that an INTERRUPT read
 		// right after it finds it.
-		ctx, cancel := s.inflight.begin(req.Hdr().ID, interruptible(req))
+		ctx, cancel := s.inflight.begin(req.Hdr().ID, req.Hdr().Pid)
 		if !s.quick(req) {
 			s.wg.Add(1)
 			go func() {
@@ -344,37 +344,27 @@ func (s *Server) respond(req fuse.Request, resp any) {
 }
 
 // inflight is the requests being answered: each is cancelled when the
-// server stops, and the interruptible ones by an INTERRUPT.
+// server stops, and by an INTERRUPT while its caller is being killed.
 type inflight struct {
+	// dying reports whether the thread pid has a fatal signal pending
+	// (fatalSignalPending; tests replace it). Read-only.
+	dying func(pid uint32) bool
+
 	mu      sync.Mutex // protects cancels
 	cancels map[fuse.RequestID]flight
 }
 
 // flight is one request in flight.
 type flight struct {
-	cancel        context.CancelFunc
-	interruptible bool // an INTERRUPT cancels it
+	cancel context.CancelFunc
+	pid    uint32 // the calling thread, as the request's header names it
 }
 
-// interruptible reports whether an INTERRUPT of req cancels it: only a
-// read of a file's data, which may wait on a slow peer for long. The
-// kernel interrupts a request whenever a signal reaches the thread that
-// waits in it — a Go program gets SIGURG many times a second — and a
-// local disk never fails mkdir, chmod, rename or close with EINTR, so
-// no program retries them: every other request runs to its end, which
-// the Store bounds with its network deadlines. (A fatal signal needs no
-// answer: the kernel lets the process die and drops ours.)
-func interruptible(req fuse.Request) bool {
-	r, ok := req.(*fuse.ReadRequest)
-	return ok && !r.Dir
-}
-
-// begin registers request id as in flight, interruptible by an
-// INTERRUPT if intr says so.
-func (f *inflight) begin(id fuse.RequestID, intr bool) (context.Context, context.CancelFunc) {
+// begin registers request id, made by thread pid, as in flight.
+func (f *inflight) begin(id fuse.RequestID, pid uint32) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.mu.Lock()
-	f.cancels[id] = flight{cancel: cancel, interruptible: intr}
+	f.cancels[id] = flight{cancel: cancel, pid: pid}
 	f.mu.Unlock()
 	return ctx, cancel
 }
@@ -386,8 +376,18 @@ func (f *inflight) end(id fuse.RequestID) {
 	f.mu.Unlock()
 }
 
-// interrupt cancels request id if it is interruptible (an interrupt of
-// another is ignored); false if it is not in flight.
+// interrupt cancels request id if its caller is being killed, and
+// ignores the INTERRUPT otherwise; false if id is not in flight.
+//
+// The kernel sends an INTERRUPT whenever a signal reaches a thread that
+// waits in a request, and Go programs get SIGURG (the runtime's
+// preemption) many times a second. A local disk never fails mkdir,
+// chmod, rename, stat or read with EINTR, so programs do not retry them:
+// a request runs to its end, which the Store bounds with its network
+// deadlines, as a local disk's waits are killable only. A fatal signal
+// (SIGKILL, or a signal the program neither catches nor ignores, as
+// Ctrl-C to cat) is different: the kernel cannot let the process die
+// before the request is answered, so the request is cancelled at once.
 func (f *inflight) interrupt(id fuse.RequestID) bool {
 	f.mu.Lock()
 	fl, ok := f.cancels[id]
@@ -395,7 +395,7 @@ func (f *inflight) interrupt(id fuse.RequestID) bool {
 	if !ok {
 		return false
 	}
-	if fl.interruptible {
+	if f.dying(fl.pid) {
 		fl.cancel()
 	}
 	return true
