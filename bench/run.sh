@@ -7,7 +7,9 @@
 # What it does, all on 127.0.0.1 and under one temp dir:
 #   1. installs what is missing (apt-get update once, then
 #      apt-get install -y fio sshfs bindfs openssh-server fuse3) and builds bin/peerfs;
-#   2. runs bench/fsbench.sh (the workloads) on, in this order:
+#   2. runs bench/fsbench.sh (the workloads), then bench/bigfile.sh (4 KiB changes to a 512 MiB
+#      file made behind the mount's back: time and, for sshfs and peerfs, bytes on the wire) on,
+#      in this order:
 #        local   a plain directory on the temp dir's filesystem (the physical limit)
 #        bindfs  bindfs -o big_writes passthrough FUSE mount (the cost of FUSE itself)
 #        sshfs   sshfs to a private throw-away sshd on 127.0.0.1 (a network filesystem)
@@ -31,7 +33,9 @@
 #   BENCH_BASE=DIR         where the temp dir goes (default ${TMPDIR:-/tmp}); its filesystem is "local"
 #   BENCH_NO_INSTALL=1     never run apt-get (fail on missing tools instead)
 #   BENCH_NO_BUILD=1       benchmark bin/peerfs as it is instead of building it first
-#   FSBENCH_*              passed to fsbench.sh (sizes, FSBENCH_ONLY, FSBENCH_TIMEOUT; see its header)
+#   FSBENCH_*              passed to fsbench.sh and bigfile.sh (sizes, FSBENCH_ONLY, FSBENCH_TIMEOUT,
+#                          FSBENCH_BIG_MB; see their headers); FSBENCH_ONLY without append_big or
+#                          overwrite_mid skips bigfile.sh
 #   PEERFS_*               passed to the peerfs daemons (e.g. PEERFS_ATTR_TIMEOUT=5s)
 #
 # Everything it starts it stops: processes by PID, mounts with fusermount3 -u (then -u -z),
@@ -41,6 +45,7 @@ export LC_ALL=C
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 FSBENCH=$HERE/fsbench.sh
+BIGFILE=$HERE/bigfile.sh
 BIN=$ROOT/bin/peerfs
 
 TARGETS=${BENCH_TARGETS:-local bindfs sshfs peerfs}
@@ -57,6 +62,7 @@ if [ -n "${BENCH_QUICK:-}" ] && [ "${BENCH_QUICK}" != 0 ]; then
   export FSBENCH_RENAME_N=${FSBENCH_RENAME_N:-100}
   export FSBENCH_RAND_RUNTIME=${FSBENCH_RAND_RUNTIME:-5}
   export FSBENCH_TIMEOUT=${FSBENCH_TIMEOUT:-120}
+  export FSBENCH_BIG_MB=${FSBENCH_BIG_MB:-64}
 else
   MODE=full
 fi
@@ -213,10 +219,27 @@ bench() { # DIR LABEL
   [ $rc = 0 ] || say "fsbench $2 exited $rc (see $FSLOG)"
   say "fsbench $2 done in $((SECONDS - t0)) s: $(printf '%s\n' "$out" | awk '{printf "%s=%s ", $2, $3}')"
 }
+bigfile() { # DIR BACKDIR LABEL [PORT]
+  case " ${FSBENCH_ONLY:-append_big} " in *" append_big "* | *" overwrite_mid "*) ;; *) return 0 ;; esac
+  say "bigfile $3 (run $RUN) in $1 (behind it: $2${4:+, port $4})"
+  local out rc pid
+  perl -e 'setpgrp(0, 0); exec @ARGV or die "exec $ARGV[0]: $!\n"' -- "$BIGFILE" "$@" \
+    > "$TMPW/bigfile.out" 2>> "$FSLOG" &
+  pid=$!; PIDS+=("-$pid")
+  wait "$pid"; rc=$?
+  forget_pid "-$pid"
+  out=$(cat "$TMPW/bigfile.out")
+  [ -n "$out" ] && printf '%s\n' "$out" >> "$RESULTS"
+  [ $rc = 0 ] || say "bigfile $3 exited $rc (see $FSLOG)"
+  say "bigfile $3: $(printf '%s\n' "$out" | awk '{printf "%s=%s ", $2, $3}')"
+}
+listen_port() { # PID: the TCP port a daemon listens on (the first, if several)
+  ss -tlnpH 2>/dev/null | awk -v p="pid=$1," 'index($0, p) { n = split($4, a, ":"); print a[n]; exit }'
+}
 na_all() { # LABEL: a target that could not be set up
   local w
   for w in seq_write seq_read_cold rand_read_4k small_create small_read stat_heavy stat_missing \
-           ls_l ls_l_warm cp_tree cp_tree_out rename_editor verify rm_rf; do
+           ls_l ls_l_warm cp_tree cp_tree_out rename_editor verify rm_rf append_big overwrite_mid; do
     echo "$1 $w NA setup_failed" >> "$RESULTS"
   done
 }
@@ -226,6 +249,7 @@ run_local() {
   local d=$TMPW/local
   mkdir -p "$d"; prep
   bench "$d" local
+  bigfile "$d" "$d" local
   rm -rf "$d"
 }
 
@@ -239,6 +263,7 @@ run_bindfs() {
   if wait_mount "$mnt" "$pid"; then
     say "bindfs pid $pid mounted"; prep
     bench "$mnt" bindfs
+    bigfile "$mnt" "$src" bindfs
   else say "bindfs mount failed: $(tail -3 "$LOGS/bindfs.log")"; na_all bindfs; fi
   fuse_stop "$mnt" "$pid"
   rm -rf "$src"; rmdir "$mnt" 2>/dev/null
@@ -304,6 +329,7 @@ run_sshfs() {
   if wait_mount "$mnt" "$pid"; then
     say "sshfs pid $pid mounted"; prep
     bench "$mnt" sshfs
+    bigfile "$mnt" "$remote" sshfs "$SSH_PORT"
   else say "sshfs mount failed: $(tail -3 "$LOGS/sshfs.log")"; na_all sshfs; fi
   fuse_stop "$mnt" "$pid"
   rm -rf "$remote"; rmdir "$mnt" 2>/dev/null
@@ -349,6 +375,7 @@ run_peerfs() {
     say "peerfs: tracker pid $tpid on $tracker, alice pid ${mpids[0]}, bob pid ${mpids[1]}; benchmarking alice's view of bob"
     prep
     bench "$d/alice/mnt/bob" peerfs
+    bigfile "$d/alice/mnt/bob" "$d/bob/export" peerfs "$(listen_port "${mpids[1]}")"
   else
     na_all peerfs
   fi

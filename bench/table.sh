@@ -27,9 +27,13 @@ BEGIN {
   tgt["rename_editor"] = ">= 1 sshfs"
   tgt["rm_rf"]         = "<= 1 sshfs"
   tgt["verify"]        = "= 1 -"
+  tgt["append_big_wire"]    = "<= 4 -"
+  tgt["overwrite_mid_wire"] = "<= 4 -"
+  tgt["bigfile_verify"]     = "= 1 -"
   norder = split("seq_write seq_read_cold rand_read_4k rand_read_4k_lat_mean rand_read_4k_lat_p99 " \
                  "small_create small_read stat_heavy stat_missing ls_l ls_l_warm cp_tree cp_tree_out " \
-                 "rename_editor rm_rf verify", order, " ")
+                 "rename_editor rm_rf verify append_big append_big_wire overwrite_mid overwrite_mid_wire " \
+                 "bigfile_verify", order, " ")
   na = split(anchors, anc, " ")
 }
 NF == 4 && $1 !~ /^#/ {
@@ -69,9 +73,11 @@ function row(w,   i, s, x, spec, p, op, f, an, av, ok, tstr, met, u) {
   for (i = 1; i <= na; i++) line = line sprintf(" %s |", ratio(x, med(anc[i] SUBSEP w)))
   if (!(w in tgt)) { print line " - | - |"; return }
   split(tgt[w], p, " "); op = p[1]; f = p[2]; an = p[3]
-  if (an == "-") {                       # absolute target (verify)
-    tstr = "= " f
-    if (x == "" || x == "NA") met = "NA"; else met = (x + 0 == f + 0) ? "yes" : "**no**"
+  if (an == "-") {                       # absolute target (verify, bytes on the wire)
+    tstr = op " " f
+    if (x == "" || x == "NA") met = "NA"
+    else if (op == "=") met = (x + 0 == f + 0) ? "yes" : "**no**"
+    else met = ((op == "<=") ? (x + 0 <= f + 0) : (x + 0 >= f + 0)) ? "yes" : "**no**"
   } else {
     tstr = op " " ((f + 0 == 1) ? "" : f " x ") an
     av = med(an SUBSEP w)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -76,6 +77,20 @@ type Meta struct {
 	// mount's words); empty otherwise. Origin is the key it had then.
 	Parked string
 	Origin Key
+	// Tracked reports that Changed lists every byte of a dirty copy that
+	// differs from Base: each range written, or truncated away and so
+	// zero if written past again, since the copy was its Base. An
+	// upload may then send just those ranges (clipped to Size) and the
+	// new size. A copy created or emptied by Create is not tracked, nor
+	// one whose changes were too scattered to keep within MaxChanged.
+	Tracked bool
+	Changed []Range
+	// Partial reports that the copy holds only some of its content: the
+	// Known ranges (and anything at or past a size it was truncated to);
+	// the rest is its Base's, on the peer, not fetched yet (Cache.Partial,
+	// Handle.FillAt). Such a copy is never valid content for Acquire.
+	Partial bool
+	Known   []Range
 	// Gen is the entry's write generation (see Cache.Generation).
 	Gen uint64
 	// Detached reports that the entry was removed or replaced while pinned:
@@ -176,10 +191,15 @@ type entry struct {
 	size       int64
 	version    string // see Meta.Version
 	mode       uint32
-	base       string // see Meta.Base; meaningful while dirty
-	sent       string // see record.Sent; meaningful while dirty
-	parked     string // see Meta.Parked; meaningful while dirty
-	origin     Key    // see Meta.Origin; meaningful while parked
+	base       string  // see Meta.Base; meaningful while dirty
+	sent       string  // see record.Sent; meaningful while dirty
+	tracked    bool    // see Meta.Tracked; meaningful while dirty
+	changed    []Range // see Meta.Changed; meaningful while tracked
+	partial    bool    // see Meta.Partial
+	known      []Range // see Meta.Known; meaningful while partial
+	scratch    bool    // made by Partial and not stored since: dropped when unpinned while clean
+	parked     string  // see Meta.Parked; meaningful while dirty
+	origin     Key     // see Meta.Origin; meaningful while parked
 	dirty      bool
 	dirtySince time.Time
 	gen        uint64
@@ -203,6 +223,10 @@ func (e *entry) record() record {
 	}
 	if e.dirty {
 		r.BaseVersion, r.Sent = e.base, e.sent
+		r.Tracked, r.Changed = e.tracked, encodeRanges(e.changed)
+	}
+	if e.partial {
+		r.Partial, r.Known = true, encodeRanges(e.known)
 	}
 	if e.dirty && e.parked != "" {
 		r.Parked = e.parked
@@ -221,8 +245,28 @@ func (e *entry) meta() Meta {
 	if e.dirty {
 		m.Base, m.Sent = e.base, e.sent
 		m.Parked, m.Origin = e.parked, e.origin
+		m.Tracked, m.Changed = e.tracked, slices.Clone(e.changed)
+	}
+	if e.partial {
+		m.Partial, m.Known = true, slices.Clone(e.known)
 	}
 	return m
+}
+
+// ChangedNow returns Changed clipped to the copy's size: the ranges an
+// upload of a tracked copy sends (what lies past the size was cut off).
+func (m Meta) ChangedNow() []Range {
+	return clipRanges(m.Changed, m.Size)
+}
+
+// Unknown returns the parts of [off, end), clipped to the copy's size,
+// that a partial copy does not hold (nil for a whole one): what must be
+// fetched from its base before they are read.
+func (m Meta) Unknown(off, end int64) []Range {
+	if !m.Partial {
+		return nil
+	}
+	return gapsIn(m.Known, Range{off, min(end, m.Size)})
 }
 
 // matches reports whether a clean entry is the remote file of the given
@@ -383,12 +427,20 @@ func (c *Cache) unpin(e *entry) error {
 	c.mu.Lock()
 	e.refs--
 	var f *os.File
+	var victims []*entry
 	if e.refs == 0 {
 		f, e.file = e.file, nil
+		if !e.dirty && (e.partial || e.scratch) && !e.removed && !c.closed {
+			// Part of a version, or a copy filled in from the peer
+			// piece by piece (which another writer may have replaced
+			// in between): nobody reads it as a version, so it only
+			// takes room.
+			c.detachLocked(e)
+			victims = append(victims, e)
+		}
 	}
-	var victims []*entry
 	if !c.closed {
-		victims = c.evictLocked()
+		victims = append(victims, c.evictLocked()...)
 	}
 	c.mu.Unlock()
 	c.discard(victims...)

@@ -13,6 +13,14 @@
 //     the size and version recorded with it (the version is opaque here:
 //     the mount's peerproto.Version).
 //
+// A dirty copy tracks what changed since its base (Meta.Changed: the byte
+// ranges written or truncated away, at most MaxChanged of them), so that
+// the mount can upload only those. A copy may also be partial
+// (Meta.Partial): made to write into without fetching its content first
+// (Partial), it holds only what was written and what was filled in from
+// its base (Handle.FillAt); it is never valid content for a reader, and
+// once clean it is dropped when its last Handle goes.
+//
 // The cache is bounded by Options.MaxBytes: when it is over the bound it
 // evicts clean entries that no Handle pins, least recently used first. Dirty
 // data is never dropped to meet the bound; Stats reports when dirty and
@@ -26,17 +34,23 @@
 //	entries/ID.data  an entry's content; ID is random, never derived from the key
 //	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, version,
 //	                 dirty, mode, and for a dirty entry its base: the peer
-//	                 version its writes started from, and the mount's note
-//	                 of a failed upload), possibly padded with white space
+//	                 version its writes started from, the ranges changed
+//	                 since, and the mount's note of a failed upload; for a
+//	                 partial copy the ranges it holds), possibly padded
+//	                 with white space
 //	tmp/             temporary files, emptied by Open
 //
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
 // file is written whenever the entry turns dirty, turns clean, is renamed,
 // is filled, changes mode, or gets a new base or note (SetBase, SetSent),
-// and only then: setting the same mode, or writing to an entry already
-// dirty, writes nothing. The dirty flag is written before the first byte
-// of a write reaches the data file. Create writes a new or truncated
+// when a write or truncation adds to its changed ranges, and when a
+// partial copy comes to hold more, and only then: setting the same mode,
+// or writing again where an entry already dirty was written, writes
+// nothing. The dirty flag and a write's changed range are written before
+// the first byte of the write reaches the data file; that a partial copy
+// holds the bytes, after them (a crash in between leaves them unknown, so
+// filled from the base again: the write, never acknowledged, is undone). Create writes a new or truncated
 // file's record once, already dirty and with its mode, where Acquire,
 // Truncate and SetMode would write it up to three times.
 //

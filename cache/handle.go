@@ -3,6 +3,7 @@ package cache
 import (
 	"fmt"
 	"os"
+	"slices"
 	"sync/atomic"
 )
 
@@ -28,27 +29,77 @@ func (h *Handle) ReadAt(p []byte, off int64) (int, error) {
 
 // WriteAt writes to the local copy, as os.File.WriteAt does. The first
 // write to a clean entry marks it dirty, and that is durable before any
-// byte reaches the data file. The data itself is durable after Sync.
+// byte reaches the data file; so is a write's range in Meta.Changed, when
+// it adds to it. The data itself is durable after Sync.
 func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	if h.released.Load() {
 		return 0, ErrClosed
 	}
-	e := h.e
+	e, c := h.e, h.c
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if err := h.c.markDirty(e, 0); err != nil {
+	if err := c.markDirty(e, 0, Range{off, off + int64(len(p))}); err != nil {
 		return 0, err
 	}
 	n, err := h.f.WriteAt(p, off)
-	h.c.mu.Lock()
+	c.mu.Lock()
 	if n > 0 && off+int64(n) > e.size {
-		h.c.setSizeLocked(e, off+int64(n))
+		c.setSizeLocked(e, off+int64(n))
 	}
 	// Bumped after the write so that an uploader that saw the old
 	// generation cannot mark this write clean.
 	e.gen++
-	h.c.mu.Unlock()
+	c.mu.Unlock()
+	if n > 0 {
+		// Only now does a partial copy hold these bytes: a crash before
+		// this record leaves them unknown (fetched from the base again,
+		// as if the write, never acknowledged, had not happened).
+		if kerr := c.learnLocked(e, Range{off, off + int64(n)}); err == nil {
+			err = kerr
+		}
+	}
 	return n, err
+}
+
+// FillAt puts p, bytes of the copy's base (or, clean, of its version)
+// from offset off, where a partial copy does not hold them yet: it writes
+// only the parts of [off, off+len(p)) still unknown (a write may have
+// landed there meanwhile, and wins), and records them as known. It
+// changes nothing else (the copy stays dirty or clean, its changes
+// unchanged), and does nothing to a whole copy. A durable entry's filled
+// bytes are made durable before its record says it holds them.
+func (h *Handle) FillAt(p []byte, off int64) error {
+	if h.released.Load() {
+		return ErrClosed
+	}
+	e, c := h.e, h.c
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var gaps []Range
+	if e.partial {
+		gaps = gapsIn(e.known, Range{off, min(off+int64(len(p)), e.size)})
+	}
+	durable := e.durable
+	c.mu.Unlock()
+	if len(gaps) == 0 {
+		return nil
+	}
+	for _, g := range gaps {
+		if _, err := h.f.WriteAt(p[g.Off-off:g.End-off], g.Off); err != nil {
+			return fmt.Errorf("cache: fill %v: %w", h.Key(), err)
+		}
+	}
+	if durable {
+		if err := h.f.Sync(); err != nil {
+			return fmt.Errorf("cache: fill %v: %w", h.Key(), err)
+		}
+	}
+	return c.learnLocked(e, gaps...)
 }
 
 // Truncate sets the local copy's size and marks the entry dirty, like
@@ -66,14 +117,15 @@ func (h *Handle) Truncate(size int64) error {
 // truncateLocked marks e dirty (recording mode with it unless mode is 0)
 // and sets its size through f, e's data file. Caller holds e.mu.
 func (c *Cache) truncateLocked(e *entry, f *os.File, size int64, mode uint32) error {
-	if err := c.markDirty(e, mode); err != nil {
+	c.mu.Lock()
+	cur := e.size
+	c.mu.Unlock()
+	// What is cut off differs from the base if it comes back (zeros).
+	if err := c.markDirty(e, mode, Range{size, cur}); err != nil {
 		return err
 	}
-	c.mu.Lock()
-	same := e.size == size
-	c.mu.Unlock()
 	var err error
-	if !same {
+	if size != cur {
 		// Writes need e.mu, so the file still has e.size bytes; a
 		// truncation to that size would change nothing but its mtime.
 		err = f.Truncate(size)
@@ -84,14 +136,19 @@ func (c *Cache) truncateLocked(e *entry, f *os.File, size int64, mode uint32) er
 	}
 	e.gen++
 	c.mu.Unlock()
+	if err == nil && size < cur {
+		// Whatever grows back from here is zeros, known here.
+		err = c.learnLocked(e, toEnd(size))
+	}
 	return err
 }
 
-// markDirty marks e dirty and, unless mode is 0, records mode with it; if
-// that changes the record, it is written before markDirty returns, so
-// before the caller's write reaches the data file. Caller holds e.mu,
+// markDirty marks e dirty and, unless mode is 0, records mode with it,
+// and adds change (if not empty) to the ranges changed since its base;
+// if that changes the record, it is written before markDirty returns,
+// so before the caller's write reaches the data file. Caller holds e.mu,
 // which keeps other metadata writes out.
-func (c *Cache) markDirty(e *entry, mode uint32) error {
+func (c *Cache) markDirty(e *entry, mode uint32, change Range) error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -105,12 +162,24 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 		c.mu.Unlock()
 		return nil
 	}
-	if e.dirty && !e.durable && (mode == 0 || mode == e.mode) {
+	tracked, changed := e.tracked, e.changed
+	if !e.dirty {
+		// A clean copy is its version: what changes from here on is
+		// what differs from it.
+		tracked, changed = true, nil
+	}
+	if tracked && change.Len() > 0 && !covers(changed, change) {
+		if changed, tracked = coalesce(addRange(changed, change), e.known, e.partial); !tracked {
+			c.log.Debug().Stringer("key", e.key).Msg("changes too scattered to track: the next upload sends the whole file")
+		}
+	}
+	if e.dirty && !e.durable && (mode == 0 || mode == e.mode) && tracked == e.tracked && slices.Equal(changed, e.changed) {
 		c.mu.Unlock()
 		return nil
 	}
 	was := e.diskState()
 	wasPersisted, wasDirty, wasDurable, wasMode, wasBase := e.persisted, e.dirty, e.durable, e.mode, e.base
+	wasTracked, wasChanged := e.tracked, e.changed
 	if !e.dirty && e.base == "" && e.version != "" {
 		// A clean copy about to be written was that peer's version:
 		// that is what the writes start from (unless SetWriteBase or
@@ -121,6 +190,7 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 	if mode != 0 {
 		e.mode = mode
 	}
+	e.tracked, e.changed = tracked, changed
 	e.persisted = true
 	e.durable = false
 	rec, key := e.record(), e.key
@@ -133,8 +203,42 @@ func (c *Cache) markDirty(e *entry, mode uint32) error {
 		c.mu.Lock()
 		c.setDirtyLocked(e, wasDirty)
 		e.persisted, e.durable, e.mode, e.base = wasPersisted, wasDurable, wasMode, wasBase
+		e.tracked, e.changed = wasTracked, wasChanged
 		c.mu.Unlock()
 		return fmt.Errorf("cache: mark %v dirty: %w", key, err)
+	}
+	return nil
+}
+
+// learnLocked records that a partial copy now holds rs (written, filled
+// from its base, or zeros past a truncation); a copy that then holds
+// everything is partial no more. It writes the record if that changes
+// it. Caller holds e.mu.
+func (c *Cache) learnLocked(e *entry, rs ...Range) error {
+	c.mu.Lock()
+	old := e.known
+	for _, r := range rs {
+		e.known = addRange(e.known, r)
+	}
+	if !e.partial || e.removed || slices.Equal(old, e.known) {
+		e.known = old
+		c.mu.Unlock()
+		return nil
+	}
+	if covers(e.known, toEnd(0)) {
+		e.partial, e.known = false, nil
+	}
+	rec, key, durable, was := e.record(), e.key, e.durable, e.diskState()
+	persist := e.persisted
+	c.mu.Unlock()
+	if !persist {
+		return nil
+	}
+	if err := c.writeRecord(e, rec, durable, was); err != nil {
+		c.mu.Lock()
+		e.partial, e.known = true, old
+		c.mu.Unlock()
+		return fmt.Errorf("cache: record what %v holds: %w", key, err)
 	}
 	return nil
 }

@@ -83,6 +83,21 @@ func Open(opts Options) (*Cache, error) {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
 			e.base, e.sent = l.rec.base(), l.rec.Sent
 			e.parked, e.origin = l.rec.Parked, l.origin
+			e.changed, e.tracked = decodeRanges(l.rec.Changed)
+			e.tracked = e.tracked && l.rec.Tracked
+			if !e.tracked {
+				e.changed = nil
+			}
+			if l.rec.Partial {
+				// What lies past the data file's end is zeros if it
+				// grows back: its base's bytes there were cut off.
+				e.partial = true
+				e.known, _ = decodeRanges(l.rec.Known)
+				e.known = addRange(e.known, toEnd(l.size))
+				if covers(e.known, toEnd(0)) {
+					e.partial, e.known = false, nil
+				}
+			}
 		}
 		c.insertLocked(e)
 	}
@@ -281,6 +296,14 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 	// file is the truth. A clean entry must match what was recorded.
 	if !l.rec.Dirty && l.size != l.rec.Size {
 		return l, fmt.Sprintf("size %d, recorded %d", l.size, l.rec.Size)
+	}
+	if !l.rec.Dirty && l.rec.Partial {
+		return l, "clean, and only part of its version"
+	}
+	if l.rec.Partial {
+		if _, ok := decodeRanges(l.rec.Known); !ok {
+			return l, "what a partial copy holds is unreadable"
+		}
 	}
 	return l, ""
 }

@@ -16,9 +16,10 @@ import (
 // is valid content:
 //
 //   - A dirty entry is always returned as valid: local writes are newer
-//     than anything remote.
+//     than anything remote. (A partial one, which holds only part of its
+//     content, is returned pinned but not valid.)
 //   - A clean entry is valid if it matches size and version (size < 0 or
-//     version "" skips that check).
+//     version "" skips that check) and is whole (not Meta.Partial).
 //   - Otherwise, if create is set, the stale entry (if any) is replaced by
 //     a new, empty, clean one with unknown version, which the caller then
 //     fills or writes into; the bool is false.
@@ -36,11 +37,11 @@ func (c *Cache) Acquire(key Key, size int64, version string, create bool) (*Hand
 	if e := c.entries[key]; e != nil {
 		if e.dirty || e.matches(size, version) {
 			h, err := c.pinLocked(e)
-			if err == nil {
+			if err == nil && !e.partial {
 				c.hits++
 			}
 			c.mu.Unlock()
-			return h, err == nil, err
+			return h, err == nil && !e.partial, err
 		}
 		if create || e.refs == 0 {
 			c.detachLocked(e)
@@ -150,6 +151,66 @@ func (c *Cache) Create(key Key, mode uint32, base string) (*Handle, error) {
 	return h, nil
 }
 
+// ErrPartial is returned where a copy holding only part of its content
+// (Meta.Partial) cannot serve.
+var ErrPartial = errors.New("cache: copy holds only part of its content")
+
+// Partial returns a Handle pinning a copy of key to write into without
+// its content, as a write-only open of a file of size bytes, at version
+// on the peer, leaves it: the cache's valid clean copy of that size and
+// version, if it holds one (whole), or a dirty entry already there, or
+// else a new entry of size bytes that holds none of them (Meta.Partial:
+// its data file is sparse, and only what is written, or filled in with
+// Handle.FillAt, becomes known). The new entry is clean and has no
+// record until its first write, which records base as its Meta.Base
+// (as SetWriteBase does) and tracks its changes from there; it is never
+// valid content for Acquire, and is dropped when its last Handle goes
+// unless written. The caller must Release the Handle.
+func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("cache: partial %v: negative size %d", key, size)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	var stale *entry
+	if e := c.entries[key]; e != nil {
+		if e.dirty || (version != "" && e.matches(size, version) && !e.partial) {
+			h, err := c.pinLocked(e)
+			if err == nil {
+				c.hits++
+			}
+			c.mu.Unlock()
+			return h, err
+		}
+		c.detachLocked(e)
+		stale = e
+	}
+	c.misses++
+	e := &entry{id: newID(), key: key, size: size, base: base, scratch: true, partial: true, known: []Range{toEnd(size)}}
+	f, err := openData(c.dataPath(e.id), true)
+	if err == nil {
+		if err = f.Truncate(size); err != nil {
+			f.Close()
+			_ = os.Remove(f.Name())
+		}
+	}
+	if err != nil {
+		c.mu.Unlock()
+		c.discard(stale)
+		return nil, fmt.Errorf("cache: partial %v: %w", key, err)
+	}
+	c.insertLocked(e)
+	e.file = f
+	e.refs = 1
+	h := &Handle{c: c, e: e, f: f}
+	c.mu.Unlock()
+	c.discard(stale)
+	return h, nil
+}
+
 // Fill stores a downloaded clean copy of key: it reads exactly size bytes
 // from r (never more, so r may be a shared stream) into a temporary file,
 // renames it into the cache and records it with version (boot-stamped, so
@@ -207,6 +268,10 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	}
 	old := c.entries[key]
 	if old != nil && old.dirty {
+		if old.partial {
+			c.mu.Unlock()
+			return fail(fmt.Errorf("a dirty copy holding only part of its content is there: %w", ErrPartial))
+		}
 		h, err := c.pinLocked(old)
 		c.mu.Unlock()
 		f.Close()
@@ -302,6 +367,7 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string
 	rec, was := e.record(), e.diskState()
 	rec.Dirty, rec.DirtySince, rec.Version = false, 0, version
 	rec.BaseVersion, rec.Sent = "", "" // a dirty copy's notes
+	rec.Tracked, rec.Changed = false, nil
 	c.mu.Unlock()
 
 	// Writes need e.mu, so the content cannot change from here on. The
@@ -317,6 +383,8 @@ func (c *Cache) markCleanLocked(e *entry, gen uint64, size int64, version string
 	e.durable = false
 	e.version = version
 	e.base, e.sent = "", "" // the next write starts from version
+	e.tracked, e.changed = false, nil
+	e.scratch = false // now a version
 	c.setDirtyLocked(e, false)
 	c.mu.Unlock()
 	return true, nil

@@ -58,6 +58,14 @@ type record struct {
 	// last upload that failed but may have reached the peer (opaque to
 	// the cache); empty if none.
 	Sent string `json:"sent,omitempty"`
+	// Tracked and Changed are, for a dirty entry, Meta.Tracked and
+	// Meta.Changed, ranges as [off, end) pairs; Partial and Known are
+	// Meta.Partial and Meta.Known. Records from before them load as an
+	// untracked, whole copy.
+	Tracked bool       `json:"tracked,omitempty"`
+	Changed [][2]int64 `json:"changed,omitempty"`
+	Partial bool       `json:"partial,omitempty"`
+	Known   [][2]int64 `json:"known,omitempty"`
 	// Parked, OriginPeer and OriginPath are, for a dirty entry set aside
 	// (Park), why, and the key it had then (escaped like Peer and Path).
 	Parked     string `json:"parked,omitempty"`

@@ -138,9 +138,14 @@ func TestRecordInPlace(t *testing.T) {
 	if err := h.SetMode(0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, dirtyBytes := readRecord(t, name)
 	if _, err := h.WriteAt([]byte("data"), 0); err != nil {
 		t.Fatal(err)
+	}
+	// The write's range is in the record (it is tracked since the copy
+	// turned dirty).
+	dr, dirtyBytes := readRecord(t, name)
+	if !dr.Tracked || !slices.Equal(dr.Changed, [][2]int64{{0, 4}}) {
+		t.Errorf("dirty record = %+v, want changed [0, 4)", dr)
 	}
 	// Clean is shorter than dirty (no dirtySince): padded.
 	if ok, err := h.MarkClean(h.Generation(), 4, "1"); !ok || err != nil {

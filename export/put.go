@@ -26,7 +26,9 @@ const spaceReserve = 1 << 20
 // size bytes, then "PUT DONE <size> <mtime>" (inline: the bytes follow
 // the request line at once, and there is no "PUT OK"). The bytes go to a temporary
 // file next to the target, renamed over it once complete (and, unless
-// async, durable), so the old content stays whole until then.
+// async, durable), so the old content stays whole until then. A delta
+// PUT's temporary file starts as a copy of the old content, and its bytes
+// go to their ranges in it (put_delta.go).
 //
 // Everything after locating the target is done relative to its directory,
 // opened once: a stat, the temporary file's creation and the rename are
@@ -73,13 +75,24 @@ func (c *conn) put(m peerproto.Put) error {
 			c.removeTemp(t, tmp)
 		}
 	}()
+	// The payload, in the order it comes, and where it goes in fd: all
+	// of it from the start, or a delta's ranges in a copy of the old
+	// content (in place, a delta's payload is kept as it came: patch).
+	ranges := []peerproto.Range{{Off: 0, Len: m.Size}}
+	copied := ""
+	if m.Delta && !t.inPlace {
+		if copied, err = c.cloneBase(m, p, t, fd); err != nil {
+			return refuse(err, m.Name)
+		}
+		ranges = m.Ranges
+	}
 	if !m.Inline {
 		if err := c.send(peerproto.PutOK{}); err != nil {
 			return err
 		}
 	}
 
-	written, rerr, werr := c.receive(fd, m.Size)
+	written, rerr, werr := c.receive(fd, ranges)
 	c.bytes = written
 	if rerr != nil {
 		// The sender stopped short: the connection is out of step.
@@ -90,7 +103,11 @@ func (c *conn) put(m peerproto.Put) error {
 		return c.refuse(verb, werr, m.Name)
 	}
 	if t.inPlace {
-		st, ver, err := c.overwrite(m, p, t, tmp)
+		store := c.overwrite
+		if m.Delta {
+			store = c.patch
+		}
+		st, ver, err := store(m, p, t, tmp)
 		if err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
@@ -134,6 +151,7 @@ func (c *conn) put(m peerproto.Put) error {
 		}
 	}
 	endTransfer()
+	c.result = copied // how a delta's old content was copied, for the log
 	return c.send(c.putDone(&st, ver))
 }
 
@@ -400,49 +418,64 @@ func createTemp(dfd int, mode uint32) (int, string, error) {
 	return -1, "", errors.New("peer: no free temporary name")
 }
 
-// receive copies exactly size payload bytes from the connection to file
-// fd. A read error (rerr) means the payload stopped short and the
-// connection is out of step. After a write error (werr) the rest of the
-// payload is read and dropped, so the connection stays usable for the
-// refusal; if that fails too, rerr is set as well.
+// receive copies the payload from the connection to file fd, whose offset
+// is 0: for each of ranges, in turn, its Len bytes to its offset. A read error (rerr) means
+// the payload stopped short and the connection is out of step. After a
+// write error (werr) the rest of the payload is read and dropped, so the
+// connection stays usable for the refusal; if that fails too, rerr is set
+// as well.
 //
-// A payload that fits the connection's read buffer is written straight
+// A range that fits the connection's read buffer is written straight
 // from it; a larger one goes through a pooled sendChunk buffer, filled
 // before each write, so a big upload costs one write(2) per MiB rather
 // than one per TLS record.
-func (c *conn) receive(fd int, size int64) (written int64, rerr, werr error) {
+func (c *conn) receive(fd int, ranges []peerproto.Range) (written int64, rerr, werr error) {
 	c.rate.start(time.Now())
 	defer c.rate.stop()
-	if size <= int64(c.r.Size()) {
-		b, err := c.r.Peek(int(size))
-		if len(b) > 0 {
-			written, werr = writeFull(fd, b)
-		}
-		c.r.Discard(len(b))
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+	var buf []byte
+	var pos int64 // fd's offset, while werr is nil
+	for _, r := range ranges {
+		if werr == nil && r.Off != pos {
+			if _, err := unix.Seek(fd, r.Off, io.SeekStart); err != nil {
+				werr = &fs.PathError{Op: "seek", Path: "", Err: err}
 			}
-			return written, err, werr
 		}
-		return written, nil, werr
-	}
-	bp := c.s.bufs.Get().(*[]byte)
-	defer c.s.bufs.Put(bp)
-	buf := *bp
-	for got := int64(0); got < size; {
-		n, err := io.ReadFull(c.r, buf[:min(int64(len(buf)), size-got)])
-		got += int64(n)
-		if n > 0 && werr == nil {
-			var w int64
-			w, werr = writeFull(fd, buf[:n])
-			written += w
-		}
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
+		pos = r.End()
+		if r.Len <= int64(c.r.Size()) {
+			b, err := c.r.Peek(int(r.Len))
+			if len(b) > 0 && werr == nil {
+				var w int64
+				w, werr = writeFull(fd, b)
+				written += w
 			}
-			return written, err, werr
+			c.r.Discard(len(b))
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return written, err, werr
+			}
+			continue
+		}
+		if buf == nil {
+			bp := c.s.bufs.Get().(*[]byte)
+			defer c.s.bufs.Put(bp)
+			buf = *bp
+		}
+		for got := int64(0); got < r.Len; {
+			n, err := io.ReadFull(c.r, buf[:min(int64(len(buf)), r.Len-got)])
+			got += int64(n)
+			if n > 0 && werr == nil {
+				var w int64
+				w, werr = writeFull(fd, buf[:n])
+				written += w
+			}
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return written, err, werr
+			}
 		}
 	}
 	return written, nil, werr

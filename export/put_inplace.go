@@ -37,45 +37,66 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 			return unix.Stat_t{}, "", err
 		}
 	}
-	// O_PATH first, then the very file reopened: whatever took the name
-	// meanwhile (a device, say) is never opened for writing.
-	pfd, err := unix.Openat(t.dfd, t.base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	dst, err := c.openInPlace(m, p, t)
 	if err != nil {
-		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: p, Err: err}
-	}
-	defer unix.Close(pfd)
-	st, err := jail.Fstat(pfd, p)
-	if err != nil {
-		return st, "", err
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != t.st.Ino || st.Dev != t.st.Dev {
-		return st, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was replaced meanwhile", m.Name)
-	}
-	dst, err := unix.Open(fdPath(pfd, ""), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return st, "", &fs.PathError{Op: "open", Path: p, Err: err}
+		return unix.Stat_t{}, "", err
 	}
 	defer unix.Close(dst)
 	defer c.s.files.invalidate(p)
 	if err := unix.Ftruncate(dst, 0); err != nil {
-		return st, "", &fs.PathError{Op: "truncate", Path: p, Err: err}
+		return unix.Stat_t{}, "", &fs.PathError{Op: "truncate", Path: p, Err: err}
 	}
 	if err := c.copyFile(dst, src, m.Size); err != nil {
-		return st, "", fmt.Errorf("%w (%q is left with part of its new content)", err, m.Name)
+		return unix.Stat_t{}, "", fmt.Errorf("%w (%q is left with part of its new content)", err, m.Name)
 	}
+	return c.finishInPlace(m, p, t, dst)
+}
+
+// openInPlace opens t's existing file for writing, after checking that it
+// is still the file findTarget found. The caller closes it.
+func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget) (int, error) {
+	// O_PATH first, then the very file reopened: whatever took the name
+	// meanwhile (a device, say) is never opened for writing.
+	pfd, err := unix.Openat(t.dfd, t.base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	defer unix.Close(pfd)
+	st, err := jail.Fstat(pfd, p)
+	if err != nil {
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != t.st.Ino || st.Dev != t.st.Dev {
+		return -1, peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was replaced meanwhile", m.Name)
+	}
+	dst, err := unix.Open(fdPath(pfd, ""), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	return dst, nil
+}
+
+// finishInPlace completes PUT m written in place into dst, t's file: it
+// makes it durable (unless async), drops setuid and setgid, and returns
+// its attributes and new version token.
+func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int) (unix.Stat_t, string, error) {
 	if !m.Async {
 		if err := unix.Fsync(dst); err != nil {
-			return st, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
+			return unix.Stat_t{}, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
 		}
+	}
+	st, err := jail.Fstat(dst, p)
+	if err != nil {
+		return st, "", err
 	}
 	if st.Mode&0o7777 != t.mode {
 		// New content loses setuid and setgid (see findTarget).
 		if err := unix.Fchmod(dst, t.mode); err != nil {
 			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
-	}
-	if st, err = jail.Fstat(dst, p); err != nil {
-		return st, "", err
+		if st, err = jail.Fstat(dst, p); err != nil {
+			return st, "", err
+		}
 	}
 	return st, c.s.vers.assign(dst, &st), nil
 }

@@ -115,6 +115,10 @@ type Options struct {
 	// noOpenat2 resolves paths through os.Root even where openat2 works
 	// (jail.Options.NoOpenat2), so that tests cover both.
 	noOpenat2 bool
+	// noReflink makes a delta PUT copy the old content even where the
+	// filesystem could share its blocks (FICLONE), so that tests cover
+	// both.
+	noReflink bool
 }
 
 // privBits are the mode bits that make a program run with its owner's

@@ -156,6 +156,36 @@ func (c *Conn) PutWith(ctx context.Context, m peerproto.Put, src io.Reader, prog
 	return c.put(ctx, m, src, progress)
 }
 
+// PutDelta uploads only what changed (m.Delta): the new content is the
+// version m.Ver names, resized to m.NewSize, with m.Ranges written in,
+// their bytes read from src at their offsets (src holds the new content).
+// m.Size is set here, to the ranges' total. Only to a peer whose FEATURES
+// name delta (Conn.Features): an older one refuses the line as invalid.
+// A peer that no longer has version m.Ver refuses with conflict, before
+// any byte is sent or after the payload, as for PutWith.
+func (c *Conn) PutDelta(ctx context.Context, m peerproto.Put, src io.ReaderAt, progress Progress) (peerproto.PutDone, error) {
+	rs := make([]io.Reader, 0, len(m.Ranges))
+	m.Size = 0
+	for _, r := range m.Ranges {
+		rs = append(rs, io.NewSectionReader(src, r.Off, r.Len))
+		m.Size += r.Len
+	}
+	if !m.Delta {
+		return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: not a delta", c.addr, m.Name)
+	}
+	if err := m.CheckDelta(); err != nil {
+		return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, m.Name, err)
+	}
+	if m.Inline {
+		f, err := c.Features(ctx)
+		if err != nil {
+			return peerproto.PutDone{}, err
+		}
+		m.Inline = f.Has(peerproto.FeatureInline)
+	}
+	return c.put(ctx, m, io.MultiReader(rs...), progress)
+}
+
 // sourceErr returns the error of a PUT's payload copy that stopped after
 // moved of size bytes, marked ErrSource when the source, not the
 // connection, failed: it ended early, or reading it failed.
@@ -172,6 +202,17 @@ func sourceErr(err error, moved, size int64) error {
 
 func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress Progress) (peerproto.PutDone, error) {
 	name, size := m.Name, m.Size
+	stored := size // what PUT DONE must report
+	// Storing includes an fsync of the whole file on the far side: allow
+	// for a slow disk (20 MB/s) on top of the usual timeout. A delta
+	// makes the peer copy the old content first, where its filesystem
+	// cannot share blocks: before PUT OK, or before it reads an inline
+	// payload.
+	storing := 3*c.opts.IOTimeout + time.Duration(size/20e6)*time.Second
+	if m.Delta {
+		stored = m.NewSize
+		storing = 3*c.opts.IOTimeout + time.Duration(m.NewSize/20e6)*time.Second
+	}
 	done, err := c.begin(ctx)
 	if err != nil {
 		return peerproto.PutDone{}, err
@@ -206,6 +247,9 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			return peerproto.PutDone{}, c.fail("PUT", name, err)
 		}
 		if !m.Inline {
+			if m.Delta {
+				c.extend(storing)
+			}
 			if _, err := peerproto.ReadReply(c.r, peerproto.VerbPut); err != nil {
 				return peerproto.PutDone{}, c.fail("PUT", name, err)
 			}
@@ -215,7 +259,11 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 	// send, and bypassing it lets *net.TCPConn.ReadFrom use sendfile (over
 	// TLS, io.CopyN goes through a buffer instead).
 	for moved < size {
-		c.touch()
+		if moved == 0 && m.Delta && m.Inline {
+			c.extend(storing) // the peer may still be copying the old content
+		} else {
+			c.touch()
+		}
 		k, err := io.CopyN(c.nc, src, min(chunk, size-moved))
 		moved += k
 		if progress != nil {
@@ -229,9 +277,7 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 			return peerproto.PutDone{}, fmt.Errorf("peer %s: PUT %q: %w", c.addr, name, c.cause(err))
 		}
 	}
-	// Storing includes an fsync of the whole file on the far side: allow
-	// for a slow disk (20 MB/s) on top of the usual timeout.
-	c.extend(3*c.opts.IOTimeout + time.Duration(size/20e6)*time.Second)
+	c.extend(storing)
 	reply, err := peerproto.ReadReply(c.r, peerproto.VerbPut)
 	if err != nil {
 		var fe *peerproto.FailError
@@ -247,8 +293,8 @@ func (c *Conn) put(ctx context.Context, m peerproto.Put, src io.Reader, progress
 	if !ok {
 		return pd, c.fail("PUT", name, errors.New("want PUT DONE after the payload"))
 	}
-	if pd.Size != size {
-		return pd, c.fail("PUT", name, fmt.Errorf("peer stored %d bytes, sent %d", pd.Size, size))
+	if pd.Size != stored {
+		return pd, c.fail("PUT", name, fmt.Errorf("peer stored %d bytes, want %d", pd.Size, stored))
 	}
 	return pd, nil
 }

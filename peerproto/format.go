@@ -147,6 +147,20 @@ func (m Put) AppendTo(b []byte) []byte {
 		b = append(b, " base="...)
 		b = strconv.AppendInt(b, m.Base, 10)
 	}
+	if m.Delta {
+		b = append(b, " delta="...)
+		b = strconv.AppendInt(b, m.NewSize, 10)
+		for i, r := range m.Ranges {
+			if i == 0 {
+				b = append(b, " ranges="...)
+			} else {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, r.Off, 10)
+			b = append(b, ':')
+			b = strconv.AppendInt(b, r.Len, 10)
+		}
+	}
 	return b
 }
 

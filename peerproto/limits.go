@@ -25,4 +25,8 @@ const (
 	MaxListEntries = 1 << 20
 	// MaxPeers is the most peers an UPDATE may carry.
 	MaxPeers = 256
+	// MaxRanges is the most ranges a delta PUT may carry: with the
+	// longest offsets and lengths (34 bytes each) and the longest name
+	// escaped in full, the line stays below MaxLine.
+	MaxRanges = 1024
 )

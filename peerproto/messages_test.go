@@ -2,6 +2,7 @@ package peerproto_test
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -98,6 +99,14 @@ var canonical = []struct {
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Inline: true}, "PUT x 5 inline", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Base: peerproto.BaseNone}, "PUT x 5 async inline base=none", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Ver: "0123456789abcdef"}, "PUT x 5 async inline ver=0123456789abcdef", "PUT"},
+	{peerRequest, peerproto.Put{Name: "big", Size: 4096, Async: true, Inline: true, Ver: "0123456789abcdef",
+		Delta: true, NewSize: 536875008, Ranges: []peerproto.Range{{Off: 536870912, Len: 4096}}},
+		"PUT big 4096 async inline ver=0123456789abcdef delta=536875008 ranges=536870912:4096", "PUT"},
+	{peerRequest, peerproto.Put{Name: "db", Size: 7, Ver: "ab", Delta: true, NewSize: 1 << 40,
+		Ranges: []peerproto.Range{{Off: 0, Len: 1}, {Off: 4096, Len: 2}, {Off: 1<<40 - 4, Len: 4}}},
+		"PUT db 7 ver=ab delta=1099511627776 ranges=0:1,4096:2,1099511627772:4", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 0, Ver: "ab", Delta: true, NewSize: 10}, "PUT x 0 ver=ab delta=10", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Ver: "ab", Delta: true}, "PUT x 0 async ver=ab delta=0", "PUT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Features{}, "FEATURES", "FEATURES"},
 	{peerRequest, peerproto.Features{Words: []string{"attrs", "x-2"}}, "FEATURES attrs x-2", "FEATURES"},
@@ -203,6 +212,8 @@ func TestLenientInput(t *testing.T) {
 		{peerRequest, "PUT h%c3%a9llo 1", peerproto.Put{Name: "héllo", Size: 1}},
 		{peerRequest, "PUT x 007", peerproto.Put{Name: "x", Size: 7}},
 		{peerRequest, "put x 7 base=none INLINE Async", peerproto.Put{Name: "x", Size: 7, Async: true, Inline: true, Base: peerproto.BaseNone}},
+		{peerRequest, "put x 3 ranges=0:1,5:002 delta=10 ver=ab", peerproto.Put{Name: "x", Size: 3, Ver: "ab",
+			Delta: true, NewSize: 10, Ranges: []peerproto.Range{{Off: 0, Len: 1}, {Off: 5, Len: 2}}}},
 		{peerRequest, "GET x 5", peerproto.Get{Name: "x", Length: 5}}, // the seed's form
 		{peerRequest, "get x", peerproto.Get{Name: "x", Length: -1}},
 		{peerRequest, "LIST", peerproto.List{}},
@@ -377,6 +388,17 @@ func TestMalformed(t *testing.T) {
 			"PUT x 5 ver=", "PUT x 5 ver=XYZ", "PUT x 5 ver=0g", "PUT x 5 ver=" + strings.Repeat("a", 65),
 			"PUT x 5 ver=ab base=none", "PUT x 5 base=1 ver=ab", "PUT x 5 ver=a ver=b",
 			"FEATURES Attrs", "FEATURES a_b", "FEATURES %41",
+			// delta PUTs: ver= is required, the ranges must fit, be ordered
+			// and apart, and add up to the payload.
+			"PUT x 5 delta=10 ranges=0:5", "PUT x 5 base=1 delta=10 ranges=0:5", "PUT x 5 ver=ab ranges=0:5",
+			"PUT x 4 ver=ab delta=10 ranges=0:5", "PUT x 6 ver=ab delta=10 ranges=0:5", "PUT x 5 ver=ab delta=4 ranges=0:5",
+			"PUT x 5 ver=ab delta=10 ranges=6:5", "PUT x 4 ver=ab delta=10 ranges=0:2,1:2", "PUT x 4 ver=ab delta=10 ranges=0:2,2:2",
+			"PUT x 2 ver=ab delta=10 ranges=5:1,0:1", "PUT x 0 ver=ab delta=10 ranges=0:0", "PUT x 0 ver=ab delta=10 ranges=",
+			"PUT x 5 ver=ab delta=10 ranges=5", "PUT x 1 ver=ab delta=10 ranges=a:1", "PUT x 1 ver=ab delta=10 ranges=0:1,",
+			"PUT x 1 ver=ab delta=10 ranges=-1:1", "PUT x 1 ver=ab delta=10 ranges=0:-1", "PUT x 0 ver=ab delta=-1", "PUT x 0 ver=ab delta=x",
+			"PUT x 0 ver=ab delta=1125899906842625", "PUT x 0 ver=ab delta=1 delta=1", "PUT x 1 ver=ab delta=5 ranges=0:1 ranges=0:1",
+			"PUT x 1 ver=ab delta=5 ranges=0:1 async inline extra",
+			"PUT x 1025 ver=ab delta=100000 ranges=" + manyRanges(peerproto.MaxRanges+1),
 		}},
 		{trackerRequest, []string{
 			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "SYNC FIN clean x", "SYNC FIN wrote clean", "PONG",
@@ -506,4 +528,16 @@ func TestVersion(t *testing.T) {
 			t.Errorf("SetCond(%q): %q, want %q", tt.v, got, tt.want)
 		}
 	}
+}
+
+// manyRanges returns n one-byte ranges two bytes apart, as ranges= writes them.
+func manyRanges(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%d:1", 2*i)
+	}
+	return b.String()
 }

@@ -67,13 +67,15 @@ func ParsePeerRequest(line []byte) (Message, error) {
 	return nil, protoErr(line, "unknown verb %q", f[0])
 }
 
-// parsePut parses "PUT <name> <size> [async] [inline] [base=...|ver=...]".
+// parsePut parses "PUT <name> <size> [async] [inline] [base=...|ver=...]
+// [delta=<size> [ranges=<off>:<len>,...]]".
 func parsePut(line []byte, f []string) (Message, error) {
-	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>]"
-	if err := wantArgs(line, f, 2, 5, usage); err != nil {
+	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]]"
+	if err := wantArgs(line, f, 2, 7, usage); err != nil {
 		return nil, err
 	}
 	p := Put{Base: BaseAny}
+	hasRanges := false
 	for _, opt := range f[3:] {
 		k, v, isKV := strings.Cut(opt, "=")
 		switch {
@@ -96,6 +98,18 @@ func parsePut(line []byte, f []string) (Message, error) {
 				return nil, protoErr(line, "base %q is not a positive mtime or none", v)
 			}
 			p.Base = mt
+		case isKV && k == "delta" && !p.Delta:
+			n, err := parseSize(line, "delta size", v)
+			if err != nil {
+				return nil, err
+			}
+			p.Delta, p.NewSize = true, n
+		case isKV && k == "ranges" && !hasRanges:
+			rs, err := parseRanges(line, v)
+			if err != nil {
+				return nil, err
+			}
+			p.Ranges, hasRanges = rs, true
 		default:
 			return nil, protoErr(line, "usage: %s", usage)
 		}
@@ -107,7 +121,38 @@ func parsePut(line []byte, f []string) (Message, error) {
 	if p.Size, err = parseSize(line, "size", f[2]); err != nil {
 		return nil, err
 	}
+	if hasRanges && !p.Delta {
+		return nil, protoErr(line, "ranges= without delta=")
+	}
+	if err := p.CheckDelta(); err != nil {
+		return nil, protoErr(line, "%v", err)
+	}
 	return p, nil
+}
+
+// parseRanges parses the value of a delta PUT's ranges=: "<off>:<len>"
+// items separated by commas, at most MaxRanges of them.
+func parseRanges(line []byte, v string) ([]Range, error) {
+	if n := strings.Count(v, ",") + 1; n > MaxRanges {
+		return nil, protoErr(line, "more than %d ranges", MaxRanges)
+	}
+	var rs []Range
+	for item := range strings.SplitSeq(v, ",") {
+		o, l, ok := strings.Cut(item, ":")
+		if !ok {
+			return nil, protoErr(line, "range %q is not <offset>:<length>", item)
+		}
+		off, err := parseSize(line, "range offset", o)
+		if err != nil {
+			return nil, err
+		}
+		n, err := parseSize(line, "range length", l)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, Range{Off: off, Len: n})
+	}
+	return rs, nil
 }
 
 // parseGet parses "GET <name> [[<offset>] <length>]".

@@ -3,7 +3,11 @@ package peerproto
 // The messages of a peer connection: a client's requests and the peer's
 // replies.
 
-import "strings"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // ---- peer <-> peer requests ----
 
@@ -29,6 +33,14 @@ import "strings"
 // "ver=<token>" (Ver) makes it conditional on the peer's version token
 // instead (see Entry.Ver): the file must still be that version. At most
 // one of base= and ver= is given.
+//
+// "delta=<size> [ranges=<off>:<len>,...]" (Delta, with FeatureDelta)
+// sends only what changed: the new content is the version named by ver=
+// (required) resized to NewSize, zero-filled where it grows, with the
+// bytes of Ranges written in. The payload is those bytes, range after
+// range, so Size is the sum of their lengths. Ranges are in increasing
+// order, apart (no overlap, none touching the next), non-empty, within
+// NewSize, and at most MaxRanges of them; with none it is a pure resize.
 type Put struct {
 	Name   string
 	Size   int64
@@ -36,6 +48,52 @@ type Put struct {
 	Inline bool   // the payload follows the request line at once; no PUT OK
 	Base   int64  // BaseAny (no condition), BaseNone, or the expected mtime
 	Ver    string // the expected version token; "" for none (then Base applies)
+
+	Delta   bool    // the payload is Ranges of the new content (FeatureDelta)
+	NewSize int64   // with Delta: the size of the new content
+	Ranges  []Range // with Delta: where the payload's bytes go
+}
+
+// Range is Len bytes of a file from offset Off.
+type Range struct {
+	Off, Len int64
+}
+
+// End returns the offset just past r.
+func (r Range) End() int64 { return r.Off + r.Len }
+
+// CheckDelta reports what is wrong with m's delta form, if anything: the
+// rules of Put's delta= and ranges= (ParsePeerRequest applies them).
+func (m Put) CheckDelta() error {
+	if !m.Delta {
+		return nil
+	}
+	if m.Ver == "" {
+		return errors.New("delta= needs ver=<token>, the version it applies to")
+	}
+	if m.NewSize < 0 || m.NewSize > MaxSize {
+		return fmt.Errorf("delta size %d is not within 0 and %d", m.NewSize, int64(MaxSize))
+	}
+	if len(m.Ranges) > MaxRanges {
+		return fmt.Errorf("%d ranges, more than %d", len(m.Ranges), MaxRanges)
+	}
+	var sum, end int64
+	for i, r := range m.Ranges {
+		switch {
+		case r.Len <= 0 || r.Off < 0:
+			return fmt.Errorf("range %d:%d is empty or negative", r.Off, r.Len)
+		case i > 0 && r.Off <= end:
+			return fmt.Errorf("range %d:%d does not start after the one before it ends (%d)", r.Off, r.Len, end)
+		case r.Len > m.NewSize || r.Off > m.NewSize-r.Len:
+			return fmt.Errorf("range %d:%d ends past the new size %d", r.Off, r.Len, m.NewSize)
+		}
+		end = r.End()
+		sum += r.Len
+	}
+	if sum != m.Size {
+		return fmt.Errorf("the ranges hold %d bytes, the payload is %d", sum, m.Size)
+	}
+	return nil
 }
 
 // SetCond makes m conditional on v, the version the writer started from:
@@ -235,6 +293,10 @@ func (m FeaturesOK) Has(word string) bool {
 
 // FeatureInline is the FeaturesOK word of PUT's inline option.
 const FeatureInline = "inline"
+
+// FeatureDelta is the FeaturesOK word of PUT's delta= form (Put.Delta):
+// only the changed ranges of a file cross the wire.
+const FeatureDelta = "delta"
 
 // FeatureFsyncFiles is the FeaturesOK word of FSYNC with names.
 const FeatureFsyncFiles = "fsync-files"

@@ -5,7 +5,8 @@
 // It owns the rules that make a network of exports look like one
 // filesystem: attributes and listings cached for a short time, reads by
 // ranged GET with read-ahead (or a whole-file fetch into the cache for small
-// files), writes into a local cache copy uploaded by PUT on close, uploads
+// files), writes into a local cache copy (fetched only where it is read)
+// uploaded by PUT on close (only what changed, where the peer takes it), uploads
 // held back while another peer holds the write token, and dirty copies
 // retried until they are stored, or set aside when they never can be.
 //
@@ -20,8 +21,10 @@
 //     peer must still make durable);
 //   - fileState (files.go), a local copy being written or waiting for
 //     upload, and the handles open on files (handles.go);
-//   - the read path (read.go, prefetch.go), the upload (upload.go, with
-//     conflicts in conflict.go), and copies set aside (unsent.go);
+//   - the read path (read.go, prefetch.go), copies written without their
+//     content and filled in where needed (fill.go), the upload (upload.go,
+//     deltas in upload_delta.go, conflicts in conflict.go), and copies set
+//     aside (unsent.go);
 //   - the namespace operations (namespace.go), the peer set (presence.go),
 //     identities (identity.go), SYNC rounds and retries (sync.go), the
 //     Store as the tracker client's Handler (round.go), and the status

@@ -269,8 +269,9 @@ func (s *Store) touch(f *fileState) {
 	f.mu.Unlock()
 }
 
-// truncateState sets the size of a local copy. Truncating an unfetched
-// copy to zero needs no download.
+// truncateState sets the size of a local copy. Truncating needs no
+// download: an emptied copy is new content, and what a partial one cuts
+// off it need not have (fill.go).
 func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) error {
 	if size == 0 && f.ch.Load() == nil {
 		f.fetch.Lock()
@@ -290,7 +291,7 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 		}
 		f.fetch.Unlock()
 	}
-	ch, err := s.content(ctx, f)
+	ch, err := s.writable(ctx, f)
 	if err != nil {
 		return err
 	}

@@ -174,51 +174,6 @@ func (s *Store) ownCreated(ctx context.Context, p *peerConn, f *fileState) {
 	f.setOwner = true
 }
 
-// content returns f's local copy, downloading it first if this is the
-// first use.
-func (s *Store) content(ctx context.Context, f *fileState) (*cache.Handle, error) {
-	if ch := f.ch.Load(); ch != nil {
-		return ch, nil
-	}
-	f.fetch.Lock()
-	defer f.fetch.Unlock()
-	if ch := f.ch.Load(); ch != nil {
-		return ch, nil
-	}
-	f.mu.Lock()
-	key, e := f.key, f.remote
-	f.mu.Unlock()
-	p, err := s.peer(key.Peer)
-	if err != nil {
-		return nil, err
-	}
-	// The content about to be edited is the version the next PUT must
-	// replace: learn its attributes now, not from the (possibly stale)
-	// ones seen at open.
-	err = s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
-		var err error
-		e, err = c.Stat(ctx, key.Path)
-		return err
-	})
-	if err != nil {
-		return nil, netErr(p, err)
-	}
-	p.attrs.remember(key.Path, e, true)
-	f.mu.Lock()
-	f.remote = e
-	f.base = e.Version()
-	f.mu.Unlock()
-	ch, err := s.fetchWhole(ctx, p, key, e.Size, e.Version())
-	if err != nil {
-		return nil, err
-	}
-	// The first write records the version this copy is (a copy whose
-	// size did not match the STAT has no version of its own).
-	ch.SetWriteBase(s.cacheVersion(p, e.Version()))
-	f.ch.Store(ch)
-	return ch, nil
-}
-
 // WriteAt implements fusefs.Store.
 func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (int, error) {
 	h, err := s.handle(fh)
@@ -228,7 +183,9 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	if h.state == nil {
 		return 0, fmt.Errorf("remote: file handle %d: %w", fh, fusefs.ErrBadHandle)
 	}
-	ch, err := s.content(ctx, h.state)
+	// Nothing is fetched to write (fill.go): the copy holds the writes,
+	// and the upload sends what changed.
+	ch, err := s.writable(ctx, h.state)
 	if err != nil {
 		return 0, err
 	}
@@ -237,6 +194,9 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	}
 	n, err := ch.WriteAt(p, off)
 	s.touch(h.state)
+	if err == nil {
+		s.fillIfScattered(ctx, h.state, ch)
+	}
 	return n, err
 }
 
@@ -284,9 +244,10 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 	err = s.Sync(ctx)
 	// A failure to reach the peer is the turn's to report (it retries
 	// what is still pending); a conflict is final: the data went to a
-	// conflict copy, and the writer must hear of it.
-	// A file set aside is final too.
-	if uerr := <-up; errors.Is(uerr, fusefs.ErrConflict) || errors.Is(uerr, errSetAside) {
+	// conflict copy, and the writer must hear of it. A file set aside is
+	// final too, and so is a refusal for good of attributes alone (a
+	// chmod): nothing of it is left for the turn to find.
+	if uerr := <-up; errors.Is(uerr, fusefs.ErrConflict) || errors.Is(uerr, errSetAside) || permanent(uerr) {
 		return uerr
 	}
 	if err != nil {
@@ -345,7 +306,7 @@ func (s *Store) keepOpen(ctx context.Context, key cache.Key, f *fileState) {
 		open := f.refs > 0
 		f.mu.Unlock()
 		if open {
-			if _, err := s.content(ctx, f); err != nil {
+			if err := s.fetchRest(ctx, f); err != nil {
 				s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot keep the content of a removed file open here")
 			}
 		}

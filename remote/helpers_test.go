@@ -65,11 +65,11 @@ func goroutineIn(fn string) bool {
 
 // ---- peer servers ----
 
-// countingListener counts the bytes written to every connection it
-// accepted: what the peer server sent.
+// countingListener counts the bytes written to and read from every
+// connection it accepted: what the peer server sent and received.
 type countingListener struct {
 	net.Listener
-	sent *atomic.Int64
+	sent, recv *atomic.Int64
 }
 
 func (l countingListener) Accept() (net.Conn, error) {
@@ -77,17 +77,23 @@ func (l countingListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return countingConn{nc, l.sent}, nil
+	return countingConn{nc, l.sent, l.recv}, nil
 }
 
 type countingConn struct {
 	net.Conn
-	sent *atomic.Int64
+	sent, recv *atomic.Int64
 }
 
 func (c countingConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	c.sent.Add(int64(n))
+	return n, err
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.recv.Add(int64(n))
 	return n, err
 }
 
@@ -97,6 +103,7 @@ type testPeer struct {
 	addr   string
 	port   int
 	sent   atomic.Int64 // bytes the server has written to its clients
+	recv   atomic.Int64 // bytes the server has read from its clients
 
 	stopOnce sync.Once
 	srv      *export.Server
@@ -127,7 +134,7 @@ func startPeerWith(t *testing.T, opts export.Options) *testPeer {
 	p := &testPeer{export: dir, addr: ln.Addr().String(), port: ln.Addr().(*net.TCPAddr).Port, srv: srv, served: make(chan struct{})}
 	go func() {
 		defer close(p.served)
-		_ = srv.Serve(countingListener{ln, &p.sent})
+		_ = srv.Serve(countingListener{ln, &p.sent, &p.recv})
 	}()
 	t.Cleanup(p.stop)
 	return p

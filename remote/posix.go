@@ -238,3 +238,14 @@ func (s *Store) dropCopy(key cache.Key) {
 		s.log.Debug().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("drop the copy of a removed file")
 	}
 }
+
+// fetchRest makes f's copy whole before its file goes from the peer: a
+// copy opened for writing holds only what was written and read through
+// it (fill.go), and the rest is about to be out of reach.
+func (s *Store) fetchRest(ctx context.Context, f *fileState) error {
+	ch, err := s.writable(ctx, f)
+	if err != nil {
+		return err
+	}
+	return s.fill(ctx, f, ch, 0, ch.Meta().Size)
+}

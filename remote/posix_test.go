@@ -366,7 +366,12 @@ func TestRemoveOpenFileKeepsData(t *testing.T) {
 	rfh := x.s.open(t, "bob", "r", os.O_RDONLY, 0)
 	wfh := x.s.open(t, "bob", "w", os.O_CREATE|os.O_RDWR, 0o644)
 	x.s.write(t, wfh, "kept", 0)
-	for _, name := range []string{"r", "w"} {
+	// An existing file written here holds only what was written (a
+	// partial copy); the rest is fetched before the name goes.
+	x.bob.writeFile(t, "e", []byte("existing content"), 0o644)
+	efh := x.s.open(t, "bob", "e", os.O_RDWR, 0)
+	x.s.write(t, efh, "E", 0)
+	for _, name := range []string{"r", "w", "e"} {
 		if err := x.s.Remove(ctx, "bob", name); err != nil {
 			t.Fatal(err)
 		}
@@ -384,6 +389,10 @@ func TestRemoveOpenFileKeepsData(t *testing.T) {
 	if got := string(x.s.readAll(t, wfh, 100)); got != "keptstill " {
 		t.Errorf("a writer of a removed file reads %q", got)
 	}
+	if got := string(x.s.readAll(t, efh, 100)); got != "Existing content" {
+		t.Errorf("a writer of a removed file it had written a byte of reads %q", got)
+	}
+	x.s.release(t, efh)
 	if fi, err := x.s.StatHandle(ctx, rfh); err != nil || fi.Size() != 7 {
 		t.Errorf("StatHandle of the reader: %v %v", fi, err)
 	}

@@ -75,7 +75,7 @@ func (s *Store) ReadAt(ctx context.Context, fh uint64, p []byte, off int64) (int
 		return 0, err
 	}
 	if h.state != nil {
-		ch, err := s.content(ctx, h.state)
+		ch, err := s.readable(ctx, h.state, off, int64(len(p)))
 		if err != nil {
 			return 0, err
 		}

@@ -200,6 +200,9 @@ func TestReadAheadLargeFile(t *testing.T) {
 			t.Fatalf("ReadAt(%d): wrong bytes", off)
 		}
 	}
+	// The peer counts a write once it returns, which may be after this
+	// side has read its bytes.
+	testutil.Eventually(t, "the peer's count to catch up", func() bool { return c.bob.sent.Load()-before >= size })
 	sent := c.bob.sent.Load() - before
 	if sent < size || sent > size+size/10 {
 		t.Errorf("reading %d bytes sequentially made the peer send %d", size, sent)

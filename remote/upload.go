@@ -86,9 +86,10 @@ type upload struct {
 	remote   peerproto.Entry
 
 	// The outcome, as send found it.
-	put      bool            // the content was stored
-	stored   peerproto.Entry // the peer's attributes of what is stored
-	conflict *peerproto.FailError
+	put       bool            // the content was stored
+	sentBytes int64           // the payload of the PUT that stored it
+	stored    peerproto.Entry // the peer's attributes of what is stored
+	conflict  *peerproto.FailError
 }
 
 // upload stores f on its peer if it has changes. inTurn is set when the
@@ -259,8 +260,16 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	return nil
 }
 
-// put sends u's copy as it is now, conditional on base.
+// put sends u's copy as it is now, conditional on base: what changed
+// since base (upload_delta.go), or the whole file (fetching first what a
+// partial copy lacks).
 func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto.Version) (peerproto.PutDone, error) {
+	if rs, size, ok := s.deltaRanges(ctx, c, u, base); ok {
+		return s.putDelta(ctx, c, u, base, rs, size)
+	}
+	if err := s.complete(ctx, c, u); err != nil {
+		return peerproto.PutDone{}, err
+	}
 	// A second descriptor at offset 0 lets the kernel sendfile it.
 	src, err := u.ch.Reopen()
 	if err != nil {
@@ -270,7 +279,11 @@ func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto
 	size := u.ch.Size()
 	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax}
 	m.SetCond(base)
-	return c.PutWith(ctx, m, src, nil)
+	pd, err := c.PutWith(ctx, m, src, nil)
+	if err == nil {
+		u.sentBytes = size
+	}
+	return pd, err
 }
 
 // resolveConflict handles a PUT refused because the peer's file is not
@@ -281,6 +294,12 @@ func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto
 // the copy replaces this writer's own version. Otherwise another writer
 // replaced it: this copy is kept beside theirs as a conflict copy.
 func (s *Store) resolveConflict(ctx context.Context, c *peer.Conn, u *upload, fe *peerproto.FailError) (peerproto.PutDone, error) {
+	// A partial copy is completed from the version the peer has now:
+	// its base is gone, and what is compared, or kept as a conflict
+	// copy, is this writer's bytes over the peer's.
+	if err := s.complete(ctx, c, u); err != nil {
+		return peerproto.PutDone{}, err
+	}
 	e, holds := s.peerHolds(ctx, c, u.key.Path, u.ch, u.ch.Size(), u.f.sent)
 	switch holds {
 	case holdsCurrent:
@@ -295,6 +314,7 @@ func (s *Store) resolveConflict(ctx context.Context, c *peer.Conn, u *upload, fe
 	if err != nil {
 		return pd, err
 	}
+	u.sentBytes = pd.Size
 	u.key = u.f.currentKey()
 	u.conflict = fe
 	return pd, nil
@@ -341,7 +361,7 @@ func (s *Store) failed(u *upload, err error) error {
 		// The peer may yet store what was sent (see fileState.sent),
 		// unless nothing reached it: then an earlier attempt's version
 		// is still the one it may hold.
-		if mayHaveReached(err) {
+		if mayHaveReached(err) && !ch.Meta().Partial {
 			if v, ok := digestOf(ch, ch.Size()); ok {
 				u.f.sent = &v
 				// Kept with the copy: a restart must not forget it.
@@ -377,7 +397,7 @@ func (s *Store) stored(u *upload) error {
 	f, e := u.f, u.stored
 	if u.put {
 		f.sent = nil
-		s.countBytes(u.p, 0, e.Size)
+		s.countBytes(u.p, 0, u.sentBytes)
 		clean, err := u.ch.MarkClean(u.meta.Gen, e.Size, s.cacheVersion(u.p, e.Version()))
 		if err != nil {
 			s.log.Warn().Err(err).Str("path", u.key.Path).Msg("cannot mark cache entry clean")

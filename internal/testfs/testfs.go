@@ -1,7 +1,8 @@
 // Package testfs makes the filesystems tests need beyond the one the
 // temporary directory is on: a loop-mounted ext4 with 128-byte inodes,
 // whose timestamps have whole seconds only, as on FAT, HFS+ and many NAS
-// shares; and an export whose symbolic links lead out of it. It is
+// shares; a loop-mounted XFS whose files can share blocks (reflinks); and
+// an export whose symbolic links lead out of it. It is
 // imported by tests only, and imports nothing of peerfs, so every
 // package's tests may use it.
 package testfs
@@ -40,7 +41,57 @@ func Coarse(t testing.TB, sizeMB int) string {
 	if out, err := exec.Command(mkfs, "-q", "-F", "-I", "128", "-E", "lazy_itable_init=0,lazy_journal_init=0", img).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v: %s", err, out)
 	}
-	mnt := filepath.Join(dir, "mnt")
+	// The test's files are written by other users' processes too (a
+	// peer daemon run as the test's user is root here, but keep it open).
+	mnt := loopMount(t, img, filepath.Join(dir, "mnt"))
+	probe := filepath.Join(mnt, "probe")
+	if err := os.WriteFile(probe, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.ModTime().Nanosecond() != 0 {
+		t.Fatalf("%s keeps sub-second times (%v): not a coarse filesystem", mnt, fi.ModTime())
+	}
+	os.Remove(probe)
+	return mnt
+}
+
+// Reflink returns the root of a fresh XFS filesystem made with reflink=1
+// (files can share blocks: FICLONE works), loop-mounted for the test and
+// unmounted at its end; its image is sparse, so only what the test writes
+// takes space. It skips the test where that cannot be done: not root, no
+// mkfs.xfs (xfsprogs), no loop devices.
+func Reflink(t testing.TB) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: mounting a filesystem image needs root")
+	}
+	mkfs, err := exec.LookPath("mkfs.xfs")
+	if err != nil {
+		t.Skip("skipping: mkfs.xfs (xfsprogs) is missing")
+	}
+	dir := t.TempDir()
+	img := filepath.Join(dir, "reflink.img")
+	if err := os.WriteFile(img, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// XFS's smallest filesystem is 300 MiB.
+	if err := os.Truncate(img, 320<<20); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(mkfs, "-q", "-f", "-m", "reflink=1", img).CombinedOutput(); err != nil {
+		t.Skipf("skipping: mkfs.xfs -m reflink=1: %v: %s", err, out)
+	}
+	return loopMount(t, img, filepath.Join(dir, "mnt"))
+}
+
+// loopMount mounts image img at mnt (made here) for the test, unmounting
+// it (lazily, if busy) at its end, and returns mnt, open to every user.
+func loopMount(t testing.TB, img, mnt string) string {
+	t.Helper()
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -54,23 +105,9 @@ func Coarse(t testing.TB, sizeMB int) string {
 			_ = exec.Command("umount", "-l", mnt).Run()
 		}
 	})
-	// The test's files are written by other users' processes too (a
-	// peer daemon run as the test's user is root here, but keep it open).
 	if err := os.Chmod(mnt, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	probe := filepath.Join(mnt, "probe")
-	if err := os.WriteFile(probe, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(probe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.ModTime().Nanosecond() != 0 {
-		t.Fatalf("%s keeps sub-second times (%v): not a coarse filesystem", mnt, fi.ModTime())
-	}
-	os.Remove(probe)
 	return mnt
 }
 
