@@ -119,15 +119,28 @@ func (c *conn) put(m peerproto.Put) error {
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	// The condition is checked again right before the rename, under a
-	// lock that orders conditional PUTs: of two writers that started from
-	// the same version, exactly one replaces it.
+	renamed, err = c.install(m, p, t, tmp, &st)
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	endTransfer()
+	c.result = copied // how a delta's old content was copied, for the log
+	return c.send(c.putDone(&st, ver))
+}
+
+// install renames tmp, the stored file with attributes st, over t's name
+// and, unless m is async, makes the rename durable. The condition of m is
+// checked again right before the rename, under a lock that orders
+// conditional PUTs: of two writers that started from the same version,
+// exactly one replaces it. renamed says whether tmp is in place (the
+// caller removes it if not); err is the refusal.
+func (c *conn) install(m peerproto.Put, p string, t *putTarget, tmp string, st *unix.Stat_t) (renamed bool, err error) {
 	conditional := m.Base != peerproto.BaseAny || m.Ver != ""
 	if conditional {
 		c.s.putMu.Lock()
 		if err := c.recheckBase(m, t); err != nil {
 			c.s.putMu.Unlock()
-			return c.refuse(verb, err)
+			return false, err
 		}
 	}
 	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
@@ -137,9 +150,8 @@ func (c *conn) put(m peerproto.Put) error {
 	c.s.files.invalidate(p)
 	c.s.files.invalidate(t.target)
 	if err != nil {
-		return c.refuse(verb, &fs.PathError{Op: "rename", Path: p, Err: err}, m.Name)
+		return false, &fs.PathError{Op: "rename", Path: p, Err: err}
 	}
-	renamed = true
 	if t.exists && t.st.Ino != st.Ino {
 		c.s.vers.forget(verStatOf(&t.st)) // replaced: its inode number may come back
 	}
@@ -147,12 +159,10 @@ func (c *conn) put(m peerproto.Put) error {
 		if err := unix.Fsync(t.dfd); err != nil {
 			// The file is in place; only its durability across a crash is
 			// in doubt, and the client must not believe it is stored.
-			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}, m.Name)
+			return true, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}
 		}
 	}
-	endTransfer()
-	c.result = copied // how a delta's old content was copied, for the log
-	return c.send(c.putDone(&st, ver))
+	return true, nil
 }
 
 // putDone is the final reply of a PUT that stored a file with attributes
