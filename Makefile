@@ -8,6 +8,8 @@
 #                     one markdown table on stdout; raw lines and daemon logs in bench/results/<time>/
 #   make bench-quick  the same with small sizes (a few minutes)
 #   make benchstat    the Go benchmarks of bench/, peerproto/, cache/ and export/, -count 6, through benchstat
+#   make bench-scale  the tracker with N = 10..10,000 simulated peers, single and on etcd (~10 min;
+#                     BENCH_SCALE_FLAGS="-n 10,100 -backends single" for less; root lists a real mount too)
 #   make posix-check  POSIX conformance (bench/posixcheck) of a local dir, a peer folder, bindfs, sshfs (root)
 #
 # bench/run.sh's header lists its knobs (BENCH_TARGETS, BENCH_RUNS, BENCH_OUT, FSBENCH_*, ...);
@@ -21,10 +23,10 @@ BENCH_PKGS ?= ./bench/ ./peerproto/ ./cache/ ./export/
 PREFIX ?= /usr/local
 DESTDIR ?=
 
-.PHONY: help build install test demo bench bench-quick benchstat posix-check
+.PHONY: help build install test demo bench bench-quick benchstat bench-scale posix-check
 
 help:
-	@sed -n '3,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '3,16p' Makefile | sed 's/^# \{0,1\}//'
 
 build:
 	$(GO) build -o bin/peerfs ./cmd/peerfs
@@ -47,6 +49,10 @@ bench:
 
 bench-quick:
 	@BENCH_QUICK=1 bench/run.sh
+
+# Tables on stdout, progress on stderr; bench/scale/main.go's flags (-n, -backends, -delay, ...).
+bench-scale:
+	$(GO) run ./bench/scale $(BENCH_SCALE_FLAGS)
 
 # Failures per group and target on stdout; each target's failing cases in bench/results/posix-<time>/.
 posix-check:

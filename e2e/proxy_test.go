@@ -258,7 +258,7 @@ func (p *faultProxy) stats() (accepted, cuts int, up, down int64) {
 // trackerRelay stands between mounts and the tracker as a member of the
 // cluster (it knows the tests' secret): it terminates TLS on both sides,
 // passes every line through, and rewrites peer addresses in the tracker's
-// UPDATEs. It is how a test routes a mount's peer connections through a
+// UPDATE and JOINED lines. It is how a test routes a mount's peer connections through a
 // faultProxy without changing the binary: the tracker advertises a peer at
 // its connection's source address (127.0.0.1 for everyone here), so the
 // mount can only be told about the proxy by rewriting what it hears.
@@ -367,7 +367,7 @@ func (r *trackerRelay) serve(raw net.Conn) {
 		up.Close()
 		done <- struct{}{}
 	}()
-	go func() { // tracker -> mount, UPDATE lines rewritten
+	go func() { // tracker -> mount, the list's addresses rewritten
 		br := bufio.NewReader(server)
 		for {
 			line, err := br.ReadString('\n')
@@ -389,8 +389,8 @@ func (r *trackerRelay) serve(raw net.Conn) {
 }
 
 func (r *trackerRelay) rewriteLine(line string) string {
-	if !strings.HasPrefix(line, "UPDATE") {
-		return line
+	if !strings.HasPrefix(line, "UPDATE") && !strings.HasPrefix(line, "JOINED ") {
+		return line // the list comes as UPDATE, or as PEERS and JOINED lines
 	}
 	f := strings.Fields(line)
 	for i, tok := range f {

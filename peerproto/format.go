@@ -13,6 +13,10 @@ func (Update) Verb() string     { return VerbUpdate }
 func (SyncOK) Verb() string     { return VerbSync }
 func (SyncRead) Verb() string   { return VerbSync }
 func (SyncEnd) Verb() string    { return VerbSync }
+func (Writes) Verb() string     { return VerbWrites }
+func (WritesOK) Verb() string   { return VerbWrites }
+func (Peers) Verb() string      { return VerbPeers }
+func (Joined) Verb() string     { return VerbJoined }
 func (Put) Verb() string        { return VerbPut }
 func (Get) Verb() string        { return VerbGet }
 func (List) Verb() string       { return VerbList }
@@ -96,12 +100,40 @@ func (RegisterOK) AppendTo(b []byte) []byte { return append(b, "REGISTER OK"...)
 func (m Update) AppendTo(b []byte) []byte {
 	b = append(b, VerbUpdate...)
 	for _, p := range m.Peers {
-		b = append(b, ' ')
-		b = append(b, EncodeName(p.Name)...)
-		b = append(b, '@')
-		b = append(b, p.Addr...)
+		b = appendPeerAddr(b, p)
 	}
 	return b
+}
+
+// AppendTo implements Message.
+func (m Writes) AppendTo(b []byte) []byte {
+	if m.Held {
+		return append(b, "WRITES held"...)
+	}
+	return append(b, "WRITES none"...)
+}
+
+// AppendTo implements Message.
+func (WritesOK) AppendTo(b []byte) []byte { return append(b, "WRITES OK"...) }
+
+// AppendTo implements Message.
+func (m Peers) AppendTo(b []byte) []byte {
+	b = append(b, VerbPeers...)
+	return appendInt(b, int64(m.Count))
+}
+
+// AppendTo implements Message.
+func (m Joined) AppendTo(b []byte) []byte {
+	b = append(b, VerbJoined...)
+	return appendPeerAddr(b, m.Peer)
+}
+
+// appendPeerAddr appends " <name>@<addr>", the form of UPDATE and JOINED.
+func appendPeerAddr(b []byte, p PeerAddr) []byte {
+	b = append(b, ' ')
+	b = append(b, EncodeName(p.Name)...)
+	b = append(b, '@')
+	return append(b, p.Addr...)
 }
 
 // AppendTo implements Message.

@@ -121,6 +121,14 @@ func checkLimits(t *testing.T, m peerproto.Message) {
 				t.Fatalf("%#v: empty peer name or address", m)
 			}
 		}
+	case peerproto.Joined:
+		if m.Peer.Name == "" || m.Peer.Addr == "" {
+			t.Fatalf("%#v: empty peer name or address", m)
+		}
+	case peerproto.Peers:
+		if m.Count < 0 || m.Count > peerproto.MaxPeers {
+			t.Fatalf("%#v: count outside 0..MaxPeers", m)
+		}
 	case peerproto.Put:
 		name(m.Name)
 		size("size", m.Size)
@@ -222,7 +230,7 @@ func FuzzParseTrackerRequest(f *testing.F) {
 
 func FuzzParseTrackerEvent(f *testing.F) {
 	addSeeds(f, trackerEvent)
-	for _, s := range []string{"UPDATE a@b@h:1", "UPDATE %40@h", "SYNC FAIL FA x", "SYNC\tFAIL\tstate\t a\rb ", "sync end 1"} {
+	for _, s := range []string{"UPDATE a@b@h:1", "UPDATE %40@h", "SYNC FAIL FA x", "SYNC\tFAIL\tstate\t a\rb ", "sync end 1", "joined a@b@h:1", "peers 0010"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, trackerEvent, line) })

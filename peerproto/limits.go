@@ -23,8 +23,10 @@ const (
 	MaxPeerName = 64
 	// MaxListEntries is the largest entry count a LIST reply may announce.
 	MaxListEntries = 1 << 20
-	// MaxPeers is the most peers an UPDATE may carry.
-	MaxPeers = 256
+	// MaxPeers is the most peers a cluster has: the most registrations
+	// a tracker admits and the most entries of an UPDATE or a PEERS
+	// list (an UPDATE is bounded by MaxLine first).
+	MaxPeers = 10000
 	// MaxRanges is the most ranges a delta PUT may carry: with the
 	// longest offsets and lengths (34 bytes each) and the longest name
 	// escaped in full, the line stays below MaxLine.

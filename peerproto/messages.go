@@ -19,6 +19,9 @@ const (
 	VerbFsync    = "FSYNC"
 	VerbFeatures = "FEATURES"
 	VerbLeft     = "LEFT"
+	VerbWrites   = "WRITES"
+	VerbPeers    = "PEERS"
+	VerbJoined   = "JOINED"
 	VerbPing     = "PING"
 	VerbPong     = "PONG"
 	VerbQuit     = "QUIT"
@@ -54,6 +57,27 @@ type SyncFin struct {
 	Wrote bool // meaningful only when Known
 }
 
+// Writes tells the tracker whether the sender holds writes the other
+// peers must see (FeatureTurns): "WRITES held" or "WRITES none". A peer
+// that holds none gets no turn in a round it did not ask for. The
+// tracker answers each with WritesOK once it will act on it.
+type Writes struct {
+	Held bool
+}
+
+// FeatureTurns is the tracker's Features word of Writes: a peer that
+// turns it on tells the tracker when it holds writes the others must
+// see, and gets a turn in a round only if it asked for one (Sync) or
+// holds such writes. Until its first "WRITES none" it is taken to hold
+// some, as a peer that never says is.
+const FeatureTurns = "turns"
+
+// FeatureDeltas is the tracker's Features word of membership deltas: a
+// peer that turns it on gets the peer list once as Peers and Joined
+// lines and then only the changes (Joined, Left) instead of an UPDATE
+// with the whole list at every join or leave.
+const FeatureDeltas = "deltas"
+
 // ---- tracker -> peer ----
 
 // RegisterOK accepts a registration: "REGISTER OK".
@@ -68,6 +92,28 @@ type PeerAddr struct {
 // Update is the current list of registered peers: "UPDATE name@host:port ...".
 type Update struct {
 	Peers []PeerAddr
+}
+
+// WritesOK acknowledges a Writes line: "WRITES OK". From then on the
+// tracker acts on what it said: a round that starts later gives the
+// sender a turn if it said held.
+type WritesOK struct{}
+
+// Peers opens the full peer list of a connection that asked for
+// deltas (FeatureDeltas): "PEERS <count>". The next Count lines are
+// Joined lines, one per peer in registration order; the receiver forgets
+// the list it had. Later joins come as single Joined lines, departures
+// as Left lines.
+type Peers struct {
+	Count int // 0 to MaxPeers
+}
+
+// Joined adds a peer at the end of the list (FeatureDeltas):
+// "JOINED <name>@<host>:<port>", one of a Peers list or a peer that
+// registered since. A receiver that lists the name already replaces its
+// address.
+type Joined struct {
+	Peer PeerAddr
 }
 
 // SyncOK grants the write token to the receiver: "SYNC OK".

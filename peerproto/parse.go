@@ -62,7 +62,7 @@ func wantArgs(line []byte, f []string, min, max int, usage string) error {
 }
 
 // ParseTrackerRequest parses a line a peer sends to the tracker: REGISTER,
-// SYNC, SYNC FIN, FEATURES, PING or QUIT.
+// SYNC, SYNC FIN, FEATURES, WRITES, PING or QUIT.
 func ParseTrackerRequest(line []byte) (Message, error) {
 	f := fields(line)
 	if len(f) == 0 {
@@ -115,6 +115,14 @@ func ParseTrackerRequest(line []byte) (Message, error) {
 			return nil, err
 		}
 		return Features{Words: words}, nil
+	case VerbWrites:
+		if len(f) == 2 && f[1] == "held" {
+			return Writes{Held: true}, nil
+		}
+		if len(f) == 2 && f[1] == "none" {
+			return Writes{}, nil
+		}
+		return nil, protoErr(line, "usage: WRITES held|none")
 	}
 	return nil, protoErr(line, "unknown verb %q", f[0])
 }
@@ -150,6 +158,20 @@ func lowerWord(s string) bool {
 	return s != ""
 }
 
+// parsePeerAddr parses one "<name>@<host>:<port>" of an UPDATE or a
+// JOINED line; the name is split off at the last '@'.
+func parsePeerAddr(line []byte, tok string) (PeerAddr, error) {
+	at := strings.LastIndexByte(tok, '@')
+	if at <= 0 || at == len(tok)-1 {
+		return PeerAddr{}, protoErr(line, "peer %q is not name@host:port", tok)
+	}
+	name, err := parseName(line, tok[:at])
+	if err != nil {
+		return PeerAddr{}, err
+	}
+	return PeerAddr{Name: name, Addr: tok[at+1:]}, nil
+}
+
 // parseFail recognises "<verb> FAIL [<code> [<text>]]" and returns the
 // refusal, or nil if the line is not one.
 func parseFail(line []byte, f []string, verb string) *FailError {
@@ -183,7 +205,8 @@ func afterWords(line []byte, n int) string {
 
 // ParseTrackerEvent parses a line the tracker sends to a peer: REGISTER OK,
 // REGISTER FAIL, UPDATE, SYNC OK, SYNC READ, SYNC END, SYNC FAIL, PONG, and
-// the extensions' FEATURES OK, FEATURES FAIL and LEFT.
+// the extensions' FEATURES OK, FEATURES FAIL, LEFT, WRITES OK, WRITES
+// FAIL, PEERS and JOINED.
 // A FAIL line is returned as a Refusal message, not as an error: it is an
 // event like the others. The error is only for malformed lines.
 func ParseTrackerEvent(line []byte) (Message, error) {
@@ -192,7 +215,7 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 		return nil, protoErr(line, "empty line")
 	}
 	verb := strings.ToUpper(f[0])
-	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync || verb == VerbFeatures) {
+	if fe := parseFail(line, f, verb); fe != nil && (verb == VerbRegister || verb == VerbSync || verb == VerbFeatures || verb == VerbWrites) {
 		return Refusal{Err: fe}, nil
 	}
 	switch verb {
@@ -232,17 +255,35 @@ func ParseTrackerEvent(line []byte) (Message, error) {
 		}
 		u := Update{Peers: make([]PeerAddr, 0, len(f)-1)}
 		for _, tok := range f[1:] {
-			at := strings.LastIndexByte(tok, '@')
-			if at <= 0 || at == len(tok)-1 {
-				return nil, protoErr(line, "peer %q is not name@host:port", tok)
-			}
-			name, err := parseName(line, tok[:at])
+			p, err := parsePeerAddr(line, tok)
 			if err != nil {
 				return nil, err
 			}
-			u.Peers = append(u.Peers, PeerAddr{Name: name, Addr: tok[at+1:]})
+			u.Peers = append(u.Peers, p)
 		}
 		return u, nil
+	case VerbJoined:
+		if len(f) != 2 {
+			return nil, protoErr(line, "usage: JOINED <name>@<host>:<port>")
+		}
+		p, err := parsePeerAddr(line, f[1])
+		if err != nil {
+			return nil, err
+		}
+		return Joined{Peer: p}, nil
+	case VerbPeers:
+		if len(f) != 2 {
+			return nil, protoErr(line, "usage: PEERS <count>")
+		}
+		n, err := strconv.Atoi(f[1])
+		if err != nil || n < 0 || n > MaxPeers {
+			return nil, protoErr(line, "count %q is not 0-%d", f[1], MaxPeers)
+		}
+		return Peers{Count: n}, nil
+	case VerbWrites:
+		if len(f) == 2 && strings.EqualFold(f[1], "OK") {
+			return WritesOK{}, nil
+		}
 	case VerbSync:
 		switch {
 		case len(f) == 2 && strings.EqualFold(f[1], "OK"):

@@ -1,8 +1,15 @@
 package remote
 
 // The Store's part in SYNC rounds: it is the tracker client's Handler
-// (tracker.Handler, with TakeWrote and PeerLeft), and an Observer that
-// is also a RoundObserver hears how the rounds went.
+// (tracker.Handler, with TakeWrote, HoldsWrites and PeerLeft), and an
+// Observer that is also a RoundObserver hears how the rounds went.
+//
+// A round gives this mount a turn only when it asked for one (its own
+// fsync) or holds writes the other mounts must see (HoldsWrites). The
+// tracker knows which, because the Store says so before the first
+// request that changes a peer's export after its last turn
+// (noteWrites, from poolDo) and the client says so again after a turn
+// that left something behind.
 
 import (
 	"context"
@@ -16,7 +23,76 @@ var (
 	_ tracker.Handler       = (*Store)(nil)
 	_ tracker.WroteReporter = (*Store)(nil)
 	_ tracker.LeftHandler   = (*Store)(nil)
+	_ tracker.WritesHolder  = (*Store)(nil)
 )
+
+// HoldsWrites implements tracker.WritesHolder: whether this mount holds
+// writes a turn must deal with before the other mounts can count on
+// them. It does while
+//
+//   - it has changed a peer's export since its last turn (the flag
+//     TakeWrote reports): the round's SYNC END must name it as a writer,
+//     or the other mounts keep caches that predate the change;
+//   - a local copy holds changes not stored on its peer yet (written,
+//     closed or not, and pending upload or retry): the turn uploads it;
+//   - a peer stored something from here that it has not made durable
+//     (async PUTs, namespace changes; unsynced): the turn's FSYNC does.
+//
+// A mount whose writes are stored already still takes a turn, for the
+// first and last reasons' sake: after a round ends, what every mount
+// wrote and closed before it is visible to all, caches included, and
+// durable on its peer, as when every mount had a turn. A mount with none
+// of these needs none: it reads (SYNC READ, SYNC END) and drops its
+// caches as before.
+func (s *Store) HoldsWrites() bool {
+	if s.wrote.Load() {
+		return true
+	}
+	for _, f := range s.states() {
+		if f.live() {
+			return true
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.peers {
+		if p.unsynced.pending() {
+			return true
+		}
+	}
+	return false
+}
+
+// writesNoter is a Syncer that tells the tracker when this mount starts
+// to hold writes (*tracker.Client does).
+type writesNoter interface {
+	NoteWrites() (wait func(context.Context))
+}
+
+// noteWritesWait bounds how long a request that changes a peer's export
+// waits, after it is done, for the tracker to acknowledge that this
+// mount holds writes: a tracker that does not answer in that time is
+// as good as lost (a round goes on without it).
+const noteWritesWait = 5 * time.Second
+
+// noteWrites tells the tracker, before a request that changes a peer's
+// export, that this mount holds writes; the function it returns waits
+// for the acknowledgement (bounded by ctx and noteWritesWait), and is
+// called before the request's success is returned.
+func (s *Store) noteWrites() func(context.Context) {
+	s.mu.Lock()
+	n, _ := s.syncer.(writesNoter)
+	s.mu.Unlock()
+	if n == nil {
+		return func(context.Context) {}
+	}
+	wait := n.NoteWrites()
+	return func(ctx context.Context) {
+		ctx, cancel := context.WithTimeout(ctx, noteWritesWait)
+		defer cancel()
+		wait(ctx)
+	}
+}
 
 // RoundObserver receives the measurements of this mount's SYNC rounds. An
 // Options.Observer that implements it too is told of them.

@@ -81,3 +81,50 @@ func TestStoreRoundHandler(t *testing.T) {
 	}
 	s.release(t, fh)
 }
+
+// TestStoreTurnsOnlyWhenHolding: a mount takes a turn in a round it did
+// not ask for only while it holds writes: at its start (a predecessor
+// may have left some), after it stored a file (the turn makes it
+// durable and names it a writer), and never while idle.
+func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
+	_, trAddr := testutil.StartTracker(t, testTimeout)
+	bob := startPeer(t, t.TempDir())
+	s := newStore(t, t.TempDir())
+	rec := &roundRecorder{}
+	s.opts.Observer = rec // before any goroutine uses the store
+	me := tracker.NewClient(tracker.ClientOptions{Addr: trAddr, Name: "me", Port: 1, Logger: zerolog.Nop(), Handler: s.Store})
+	s.SetSyncer(me)
+	testutil.RunTrackerClient(t, me)
+	other := tracker.NewClient(tracker.ClientOptions{Addr: trAddr, Name: "bob", Port: bob.port, Logger: zerolog.Nop()})
+	testutil.RunTrackerClient(t, other)
+	testutil.Eventually(t, "the store to learn of bob", func() bool { _, ok := s.PeerAddr("bob"); return ok })
+	ctx, cancel := context.WithTimeout(context.Background(), testutil.Wait)
+	defer cancel()
+	round := func(n uint64, want ...string) {
+		t.Helper()
+		if err := other.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, "the round to end here", func() bool { return me.State().LastRound == n && !me.State().InRound })
+		if got := rec.take(); !slices.Equal(got, want) {
+			t.Errorf("round %d: observed %q, want %q", n, got, want)
+		}
+	}
+	round(1, "seen", "seen", "turn err=<nil>", "ended 1") // new: may hold a predecessor's writes
+	round(2, "seen", "ended 2")                           // idle: reads, no turn
+
+	fh := s.open(t, "bob", "new.txt", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	s.write(t, fh, "hello", 0)
+	if err := s.Flush(testCtx(t), fh); err != nil { // close(): stored, not durable
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	if !s.HoldsWrites() {
+		t.Fatal("HoldsWrites false after a file was stored on a peer")
+	}
+	round(3, "seen", "seen", "turn err=<nil>", "ended 3")
+	if s.HoldsWrites() {
+		t.Error("HoldsWrites true after the turn")
+	}
+	round(4, "seen", "ended 4")
+}

@@ -48,9 +48,15 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	if mutating(verb) {
 		// Before the request: one in flight when SYNC FIN goes out
 		// must count for that turn (TakeWrote); and after it, for the
-		// next turn too, since it may end after that round does.
+		// next turn too, since it may end after that round does. The
+		// tracker hears of it first (round.go), and has answered
+		// before the request's success is returned.
 		s.wrote.Store(true)
-		defer s.wrote.Store(true)
+		told := s.noteWrites()
+		defer func() {
+			s.wrote.Store(true)
+			told(ctx)
+		}()
 	}
 	return p.link.do(ctx, verb, func(c *peer.Conn) error {
 		s.learnID(p, c.PeerID())

@@ -159,6 +159,13 @@ func (u *unsynced) markAll() {
 	u.mu.Unlock()
 }
 
+// pending reports whether the next FSYNC has anything to cover.
+func (u *unsynced) pending() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.need
+}
+
 // take returns what the next FSYNC must cover and forgets it.
 func (u *unsynced) take() (need bool, names map[string]bool) {
 	u.mu.Lock()

@@ -30,12 +30,21 @@ const DefaultPingInterval = 5 * time.Second
 // ClientOptions configures a Client. Zero values take the defaults noted.
 type ClientOptions struct {
 	Addr string // tracker host:port
-	Name string // this peer's name; "" registers with the seed's bare REGISTER
-	Port int    // port this peer serves on, advertised with Name
+	// Addrs, if set, are several trackers serving one cluster (replicas
+	// on one etcd): the Client registers with one and, when it loses
+	// it, with the next. Addr is ignored then.
+	Addrs []string
+	Name  string // this peer's name; "" registers with the seed's bare REGISTER
+	Port  int    // port this peer serves on, advertised with Name
 
 	PingInterval time.Duration // keepalive period (default 5s); the tracker is presumed dead after 3 silent periods
 	DialTimeout  time.Duration // connect, REGISTER reply and every write (default 5s)
-	Logger       zerolog.Logger
+	// FailoverTimeout is how long a Sync waits, when the tracker
+	// connection is lost, for this peer to register again (with the
+	// same tracker or another of Addrs) and ask again, before it gives
+	// up with ErrDisconnected (default 15s).
+	FailoverTimeout time.Duration
+	Logger          zerolog.Logger
 	// Secure, if set, runs TLS and the membership proofs (package secure)
 	// before REGISTER; nil speaks plaintext.
 	Secure *secure.Config
@@ -50,8 +59,9 @@ type ClientOptions struct {
 // tracker, one event at a time in the tracker's order, except SyncTurn,
 // which runs on a goroutine of its own.
 //
-// A Handler may implement WroteReporter, LeftHandler and StateHandler
-// too; the Client asks the tracker for what they need only if it does.
+// A Handler may implement WroteReporter, WritesHolder, LeftHandler and
+// StateHandler too; the Client asks the tracker for what they need only
+// if it does.
 type Handler interface {
 	// SetPeers receives every UPDATE: the full peer list, this peer
 	// included.
@@ -80,6 +90,21 @@ type WroteReporter interface {
 	// each turn ends, with the Client's lock held: it must return at
 	// once and not call the Client.
 	TakeWrote() bool
+}
+
+// WritesHolder is a Handler that can tell whether this peer holds writes
+// the other peers must see. Its Client tells the tracker (FEATURES
+// turns, WRITES held|none), so that a round this peer did not ask for
+// gives it a turn only while it holds some: rounds then cost what the
+// writers cost, not a turn per registered peer. Before it starts to
+// hold writes, the Handler calls Client.NoteWrites.
+type WritesHolder interface {
+	// HoldsWrites reports whether this peer holds writes another peer
+	// must see that a turn would make visible or durable. It is called
+	// when the peer registers and as each turn ends (after TakeWrote),
+	// with the Client's lock held: it must return at once and not call
+	// the Client.
+	HoldsWrites() bool
 }
 
 // LeftHandler is a Handler that wants to hear how peers leave. Its Client
@@ -148,11 +173,14 @@ type Client struct {
 	opts  ClientOptions
 	h     Handler
 	wrote WroteReporter // nil: plain SYNC FIN
+	holds WritesHolder  // nil: no turns asked for (a turn in every round)
 	left  LeftHandler   // nil: no LEFT events asked for
 	state StateHandler  // may be nil
 	log   zerolog.Logger
-	// dial connects to the tracker; tests replace it before Run.
-	dial func(ctx context.Context) (net.Conn, error)
+	addrs []string // the trackers, tried in turn from next
+	// dial connects to the tracker at addr; tests replace it before Run.
+	dial func(ctx context.Context, addr string) (net.Conn, error)
+	next int // index in addrs of the tracker to try next; only Run's goroutine uses it
 
 	first     chan struct{} // closed when the first registration attempt has ended
 	firstOnce sync.Once
@@ -167,10 +195,24 @@ type Client struct {
 	cancelTurn context.CancelFunc // cancels the running turn
 	turnsBegun uint64             // SYNC OK turns started
 	requested  bool               // a SYNC of ours is outstanding
+	// finished is set when our SYNC FIN of a round went out to a tracker
+	// that ends rounds with SYNC END, until that SYNC END: a SYNC OK
+	// meanwhile repeats the grant the turn used (the tracker answers a
+	// SYNC from its holder so; it gives no peer two turns in a round).
+	finished   bool
+	endsRounds bool // the registered tracker answered FEATURES, so sends SYNC END
 	waiters    []*syncWaiter
 	lastErr    error
 	changed    chan struct{} // closed (and replaced) whenever the state above changes
 	leaving    bool          // Leave sent QUIT: Run returns instead of registering again
+	addr       string        // the tracker registered with, or last tried
+	lostAt     time.Time     // when the last registration ended; zero if never registered
+	running    bool          // Run is running
+	writes     writesState   // what the tracker was told of this peer's writes (client_writes.go)
+	// writing counts the writes noted (NoteWrites) whose wait has not
+	// returned: in progress, so held, whatever HoldsWrites says. It
+	// outlives connections.
+	writing int
 }
 
 // syncWaiter is a Sync call waiting for its turn.
@@ -187,21 +229,31 @@ func NewClient(opts ClientOptions) *Client {
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
+	if opts.FailoverTimeout <= 0 {
+		opts.FailoverTimeout = 15 * time.Second
+	}
+	addrs := slices.Clone(opts.Addrs)
+	if len(addrs) == 0 {
+		addrs = []string{opts.Addr}
+	}
 	if opts.Handler == nil {
 		opts.Handler = NopHandler{}
 	}
 	t := &Client{
 		opts:  opts,
 		h:     opts.Handler,
-		log:   opts.Logger.With().Str("component", "tracker-client").Str("tracker", opts.Addr).Logger(),
+		log:   opts.Logger.With().Str("component", "tracker-client").Logger(),
 		first: make(chan struct{}),
+		addrs: addrs,
+		addr:  addrs[0],
 	}
 	t.wrote, _ = opts.Handler.(WroteReporter)
+	t.holds, _ = opts.Handler.(WritesHolder)
 	t.left, _ = opts.Handler.(LeftHandler)
 	t.state, _ = opts.Handler.(StateHandler)
-	t.dial = func(ctx context.Context) (net.Conn, error) {
+	t.dial = func(ctx context.Context, addr string) (net.Conn, error) {
 		var d net.Dialer
-		return d.DialContext(ctx, "tcp", opts.Addr)
+		return d.DialContext(ctx, "tcp", addr)
 	}
 	return t
 }
@@ -228,13 +280,26 @@ func (t *Client) attempted(err error) {
 }
 
 // Run registers and stays registered until ctx is done, reconnecting with
-// backoff whenever the tracker is lost. It returns ctx's error, or nil
-// once Leave has ended the registration.
+// backoff whenever the tracker is lost; with several trackers (Addrs), it
+// tries the next one at once, and backs off only once it has tried them
+// all. It returns ctx's error, or nil once Leave has ended the
+// registration.
 func (t *Client) Run(ctx context.Context) error {
+	t.mu.Lock()
+	t.running = true
+	t.mu.Unlock()
+	defer func() {
+		t.mu.Lock()
+		t.running = false
+		t.bumpLocked()
+		t.mu.Unlock()
+	}()
 	backoff := 200 * time.Millisecond
+	failed := 0 // trackers tried in a row without a registration
 	for {
+		addr := t.addrs[t.next]
 		registeredAt := time.Now()
-		err := t.session(ctx)
+		err := t.session(ctx, addr)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -244,13 +309,20 @@ func (t *Client) Run(ctx context.Context) error {
 		}
 		if time.Since(registeredAt) > 10*time.Second {
 			backoff = 200 * time.Millisecond
+			failed = 0
 		}
 		if IsFinalRefusal(err) {
 			// Not a network hiccup: someone must act (secret, name).
-			t.log.Error().Err(err).Dur("retry_in", backoff).Msg("the tracker refuses this peer")
+			t.log.Error().Err(err).Str("tracker", addr).Dur("retry_in", backoff).Msg("the tracker refuses this peer")
 		} else {
-			t.log.Warn().Err(err).Dur("retry_in", backoff).Msg("tracker connection lost")
+			t.log.Warn().Err(err).Str("tracker", addr).Dur("retry_in", backoff).Msg("tracker connection lost")
 		}
+		// The next tracker; a pause only after a whole turn of them.
+		t.next = (t.next + 1) % len(t.addrs)
+		if failed++; failed < len(t.addrs) {
+			continue
+		}
+		failed = 0
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -335,6 +407,10 @@ func (t *Client) Peers() []peerproto.PeerAddr {
 func (t *Client) Changed() <-chan struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	return t.changedLocked()
+}
+
+func (t *Client) changedLocked() <-chan struct{} {
 	if t.changed == nil {
 		t.changed = make(chan struct{})
 	}
@@ -374,22 +450,64 @@ func (t *Client) State() SyncState {
 
 // Sync asks for the write token and waits until a turn that began after
 // this call has finished: the Handler's SyncTurn ran during our SYNC OK
-// and SYNC FIN was sent. It returns SyncTurn's error, or ErrNotRegistered
-// at once when not registered.
+// and SYNC FIN was sent. It returns SyncTurn's error, or
+// ErrNotRegistered at once when not registered. When the connection to
+// the tracker is lost meanwhile, or was lost less than FailoverTimeout
+// ago, Sync waits for this peer to register again (with any of the
+// trackers) and asks again, up to FailoverTimeout since the loss; then
+// it returns ErrDisconnected (ErrNotRegistered if it had not asked). A
+// request the tracker refuses (SYNC FAIL, but for a lease that expired)
+// returns the refusal, a *peerproto.FailError, wrapped.
 func (t *Client) Sync(ctx context.Context) error {
 	t.mu.Lock()
-	if t.out == nil {
-		t.mu.Unlock()
-		return ErrNotRegistered
-	}
 	w := &syncWaiter{after: t.turnsBegun, done: make(chan error, 1)}
-	t.waiters = append(t.waiters, w)
-	// While we hold the token, the request goes out when this turn ends.
-	if !t.holding && !t.requested {
-		t.requested = true
-		t.out.send(peerproto.Sync{})
+	asked := false
+	for {
+		if t.out != nil {
+			t.waiters = append(t.waiters, w)
+			// While we hold the token, the request goes out when this
+			// turn ends.
+			if !t.holding && !t.requested {
+				t.requested = true
+				t.out.send(peerproto.Sync{})
+			}
+			t.mu.Unlock()
+			asked = true
+			err := t.await(ctx, w)
+			if !errors.Is(err, ErrDisconnected) {
+				return err
+			}
+			t.mu.Lock()
+			w = &syncWaiter{after: w.after, done: make(chan error, 1)}
+			continue
+		}
+		// Not registered: wait for a registration if one is likely
+		// soon (Run is on, and the last one ended a moment ago).
+		deadline := t.lostAt.Add(t.opts.FailoverTimeout)
+		if !t.running || t.lostAt.IsZero() || !time.Now().Before(deadline) {
+			t.mu.Unlock()
+			if asked {
+				return ErrDisconnected
+			}
+			return ErrNotRegistered
+		}
+		changed := t.changedLocked()
+		t.mu.Unlock()
+		timer := time.NewTimer(time.Until(deadline))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-changed:
+		case <-timer.C:
+		}
+		timer.Stop()
+		t.mu.Lock()
 	}
-	t.mu.Unlock()
+}
+
+// await waits for w to be done, or ctx.
+func (t *Client) await(ctx context.Context, w *syncWaiter) error {
 	select {
 	case err := <-w.done:
 		return err

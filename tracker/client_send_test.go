@@ -23,11 +23,17 @@ func TestClientWritesOutsideItsLock(t *testing.T) {
 		Addr: "pipe", Name: "a", Port: 1, Logger: zerolog.Nop(),
 		PingInterval: time.Hour, DialTimeout: time.Hour,
 	})
-	c.dial = func(context.Context) (net.Conn, error) { return cli, nil }
-	// The tracker answers REGISTER, then reads nothing more.
+	c.dial = func(context.Context, string) (net.Conn, error) { return cli, nil }
+	// The tracker answers FEATURES and REGISTER, then reads nothing more.
 	go func() {
-		if _, err := peerproto.ReadLine(bufio.NewReader(srv)); err == nil {
-			_, _ = srv.Write([]byte("REGISTER OK\n"))
+		r := bufio.NewReader(srv)
+		for _, answer := range []string{"FEATURES OK\n", "REGISTER OK\n"} {
+			if _, err := peerproto.ReadLine(r); err != nil {
+				return
+			}
+			if _, err := srv.Write([]byte(answer)); err != nil {
+				return
+			}
 		}
 	}()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -13,11 +13,11 @@ import (
 	"github.com/peerfs/peerfs/secure"
 )
 
-// session runs one connection (register) and records the outcome of the
-// registration attempt for WaitFirstAttempt.
-func (t *Client) session(ctx context.Context) error {
+// session runs one connection to the tracker at addr (register) and
+// records the outcome of the registration attempt for WaitFirstAttempt.
+func (t *Client) session(ctx context.Context, addr string) error {
 	registered := false
-	err := t.register(ctx, func() { registered = true; t.attempted(nil) })
+	err := t.register(ctx, addr, func() { registered = true; t.attempted(nil) })
 	if !registered {
 		t.attempted(err)
 	}
@@ -26,37 +26,49 @@ func (t *Client) session(ctx context.Context) error {
 
 // register runs one connection: dial, register (then calling ok), then
 // follow the tracker until the connection fails or ctx is done.
-func (t *Client) register(ctx context.Context, ok func()) error {
+func (t *Client) register(ctx context.Context, addr string, ok func()) error {
+	t.mu.Lock()
+	t.addr = addr
+	t.mu.Unlock()
 	dctx, cancel := context.WithTimeout(ctx, t.opts.DialTimeout)
-	raw, err := t.dial(dctx)
+	raw, err := t.dial(dctx, addr)
 	cancel()
 	if err != nil {
 		t.setErr(err)
-		return fmt.Errorf("connect to tracker %s: %w", t.opts.Addr, err)
+		return fmt.Errorf("connect to tracker %s: %w", addr, err)
 	}
 	// The socket, not the TLS layer, is closed: no close_notify that could
 	// block on a tracker that does not read.
 	defer raw.Close()
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
 	defer stop()
-	nc, r, err := t.handshake(raw)
+	hs, err := t.handshake(raw, addr)
 	if err != nil {
 		return err
 	}
-	t.log.Info().Str("name", t.opts.Name).Int("port", t.opts.Port).Msg("registered with tracker")
-	return t.follow(ctx, nc, r, ok)
+	t.log.Info().Str("tracker", addr).Str("name", t.opts.Name).Int("port", t.opts.Port).Strs("features", hs.features).Msg("registered with tracker")
+	return t.follow(ctx, hs, ok)
+}
+
+// handshaken is a connection on which the tracker said REGISTER OK.
+type handshaken struct {
+	nc       net.Conn
+	r        *bufio.Reader
+	features []string // the extensions the tracker serves on it
+	extended bool     // the tracker answered FEATURES (so it ends rounds with SYNC END)
+	told     bool     // with turns: it was told WRITES held
 }
 
 // handshake runs TLS and the membership proofs (with Options.Secure) on
-// raw, then REGISTER, and returns the connection to speak on and its
-// reader once the tracker said REGISTER OK. A failure is recorded
-// (setErr) as the tracker or the network put it, and returned with
-// context.
-func (t *Client) handshake(raw net.Conn) (net.Conn, *bufio.Reader, error) {
-	nc := raw
+// raw, then asks for the extensions this Client uses (FEATURES; with
+// turns, WRITES), then REGISTER, and returns the connection to speak on
+// once the tracker said REGISTER OK. A failure is recorded (setErr) as
+// the tracker or the network put it, and returned with context.
+func (t *Client) handshake(raw net.Conn, addr string) (handshaken, error) {
+	hs := handshaken{nc: raw}
 	if t.opts.Secure != nil {
 		var err error
-		if nc, err = t.opts.Secure.Client(raw, t.opts.DialTimeout); err != nil {
+		if hs.nc, err = t.opts.Secure.Client(raw, t.opts.DialTimeout); err != nil {
 			var re *secure.RefusedError
 			if errors.As(err, &re) {
 				// "REGISTER FAIL denied not a member of this cluster"
@@ -67,24 +79,55 @@ func (t *Client) handshake(raw net.Conn) (net.Conn, *bufio.Reader, error) {
 				}
 			}
 			t.setErr(err)
-			return nil, nil, fmt.Errorf("connect to tracker %s: %w", t.opts.Addr, err)
+			return hs, fmt.Errorf("connect to tracker %s: %w", addr, err)
 		}
 	}
-	fail := func(err error) (net.Conn, *bufio.Reader, error) {
+	fail := func(err error) (handshaken, error) {
 		t.setErr(err)
-		return nil, nil, fmt.Errorf("register: %w", err)
+		return hs, fmt.Errorf("register: %w", err)
 	}
-	r := bufio.NewReader(nc)
+	nc := hs.nc
+	hs.r = bufio.NewReader(nc)
 	_ = nc.SetDeadline(time.Now().Add(t.opts.DialTimeout))
-	if err := peerproto.WriteMessage(nc, peerproto.Register{Name: t.opts.Name, Port: t.opts.Port}); err != nil {
-		return fail(err)
+	// ask sends m and returns the tracker's answer.
+	ask := func(m peerproto.Message) (peerproto.Message, error) {
+		if err := peerproto.WriteMessage(nc, m); err != nil {
+			return nil, err
+		}
+		line, err := peerproto.ReadLine(hs.r)
+		if err != nil {
+			return nil, err
+		}
+		return peerproto.ParseTrackerEvent(line)
 	}
-	line, err := peerproto.ReadLine(r)
+	// Before REGISTER, so that the registration's list comes as asked.
+	ev, err := ask(peerproto.Features{Words: t.wantedFeatures()})
 	if err != nil {
 		return fail(err)
 	}
-	ev, err := peerproto.ParseTrackerEvent(line)
-	if err != nil {
+	if ok, isOK := ev.(peerproto.FeaturesOK); isOK {
+		hs.features, hs.extended = ok.Words, true
+	} else if r, isRefusal := ev.(peerproto.Refusal); isRefusal && r.Err.Code == peerproto.CodeDenied {
+		// Not FEATURES refused but this client: a tracker that speaks
+		// TLS only, or another cluster's, answers the first line with
+		// the registration's refusal and closes the connection.
+		return fail(r.Err)
+	} else {
+		// A tracker that predates FEATURES refuses it: none.
+		t.log.Info().Str("tracker", addr).Msg("the tracker predates protocol extensions: full peer lists, a turn in every round, no LEFT (a peer that quits stays listed here as down)")
+	}
+	if hs.has(peerproto.FeatureTurns) {
+		t.mu.Lock()
+		hs.told = t.holdsLocked()
+		t.mu.Unlock()
+		if ev, err = ask(peerproto.Writes{Held: hs.told}); err != nil {
+			return fail(err)
+		}
+		if _, ok := ev.(peerproto.WritesOK); !ok {
+			return fail(fmt.Errorf("unexpected answer to WRITES: %s", peerproto.Format(ev)))
+		}
+	}
+	if ev, err = ask(peerproto.Register{Name: t.opts.Name, Port: t.opts.Port}); err != nil {
 		return fail(err)
 	}
 	switch ev := ev.(type) {
@@ -92,18 +135,34 @@ func (t *Client) handshake(raw net.Conn) (net.Conn, *bufio.Reader, error) {
 	case peerproto.Refusal:
 		return fail(ev.Err)
 	default:
-		err := fmt.Errorf("register: unexpected reply %q", line)
-		t.setErr(err)
-		return nil, nil, err
+		return fail(fmt.Errorf("unexpected reply %q", peerproto.Format(ev)))
 	}
 	_ = nc.SetDeadline(time.Time{})
-	return nc, r, nil
+	return hs, nil
+}
+
+// wantedFeatures names the extensions this Client asks for: the peer
+// list as deltas always, the others if its Handler uses them.
+func (t *Client) wantedFeatures() []string {
+	words := []string{peerproto.FeatureDeltas}
+	if t.left != nil {
+		words = append(words, peerproto.FeatureLeft)
+	}
+	if t.holds != nil {
+		words = append(words, peerproto.FeatureTurns)
+	}
+	return words
+}
+
+func (hs handshaken) has(word string) bool {
+	return peerproto.FeaturesOK{Words: hs.features}.Has(word)
 }
 
 // follow runs a registered connection: it starts its sender (which also
 // sends the keepalive PINGs), calls ok, and reads the tracker's events
 // until the connection fails or ctx is done.
-func (t *Client) follow(ctx context.Context, nc net.Conn, r *bufio.Reader, ok func()) error {
+func (t *Client) follow(ctx context.Context, hs handshaken, ok func()) error {
+	nc, r := hs.nc, hs.r
 	out := newSender(nc, t.opts.DialTimeout, t.opts.PingInterval, t.log)
 	t.mu.Lock()
 	if t.leaving {
@@ -112,21 +171,25 @@ func (t *Client) follow(ctx context.Context, nc net.Conn, r *bufio.Reader, ok fu
 	}
 	t.out = out
 	t.lastErr = nil
+	t.writes.reset(hs.has(peerproto.FeatureTurns), hs.told)
+	t.endsRounds, t.finished = hs.extended, false
+	// A write that began while not registered told nobody: tell now.
+	if t.writes.on && !t.writes.told && t.holdsLocked() {
+		t.tellLocked(true)
+	}
+	t.bumpLocked()
 	t.mu.Unlock()
 	ok()
 	if t.state != nil {
 		t.state.RegistrationChanged(true)
 	}
 	defer t.lost(out)
-	if t.left != nil {
-		// Ask how peers leave; the answer comes with the events.
-		out.send(peerproto.Features{Words: []string{peerproto.FeatureLeft}})
-	}
 	// Keepalive: the tracker drops a silent peer, and we notice a dead
 	// tracker by its silence (it answers every PING).
 	go out.run()
 	defer out.stop()
 
+	var list peerList
 	for {
 		_ = nc.SetReadDeadline(time.Now().Add(3 * t.opts.PingInterval))
 		line, err := peerproto.ReadLine(r)
@@ -139,8 +202,31 @@ func (t *Client) follow(ctx context.Context, nc net.Conn, r *bufio.Reader, ok fu
 			t.log.Warn().Err(err).Msg("ignoring malformed line from tracker")
 			continue
 		}
-		t.handle(ctx, out, ev)
+		switch ev.(type) {
+		case peerproto.Peers, peerproto.Joined, peerproto.Left, peerproto.Update:
+		default:
+			// Every other event comes after the list changes before it.
+			t.publish(&list)
+		}
+		t.handle(ctx, out, &list, ev)
+		if r.Buffered() == 0 {
+			// A burst of changes (a join storm) is told at its end.
+			t.publish(&list)
+		}
 	}
+}
+
+// publish tells the Handler the list, if it changed.
+func (t *Client) publish(l *peerList) {
+	peers, ok := l.take()
+	if !ok {
+		return
+	}
+	t.mu.Lock()
+	t.peers = peers
+	t.mu.Unlock()
+	t.log.Debug().Int("peers", len(peers)).Msg("peer list")
+	t.h.SetPeers(peers)
 }
 
 // setErr records why the client is not registered.
@@ -154,6 +240,8 @@ func (t *Client) setErr(err error) {
 func (t *Client) lost(out *sender) {
 	t.mu.Lock()
 	t.out = nil
+	t.lostAt = time.Now()
+	t.writes.reset(false, false)
 	t.inRound, t.holding, t.requested = false, false, false
 	t.bumpLocked()
 	if t.cancelTurn != nil {
@@ -172,15 +260,21 @@ func (t *Client) lost(out *sender) {
 }
 
 // handle acts on one event from the tracker, received over out's
-// connection.
-func (t *Client) handle(ctx context.Context, out *sender, ev peerproto.Message) {
+// connection; l is the connection's peer list.
+func (t *Client) handle(ctx context.Context, out *sender, l *peerList, ev peerproto.Message) {
 	switch ev := ev.(type) {
 	case peerproto.Update:
-		t.mu.Lock()
-		t.peers = ev.Peers
-		t.mu.Unlock()
-		t.log.Debug().Int("peers", len(ev.Peers)).Msg("UPDATE")
-		t.h.SetPeers(slices.Clone(ev.Peers))
+		l.update(ev.Peers)
+	case peerproto.Peers:
+		l.begin(ev.Count)
+	case peerproto.Joined:
+		l.joined(ev.Peer)
+	case peerproto.Left:
+		t.log.Debug().Str("peer", ev.Name).Str("how", ev.How).Msg("LEFT")
+		if t.left != nil {
+			t.left.PeerLeft(ev.Name, ev.Quit())
+		}
+		l.left(ev.Name) // a no-op unless the list comes as deltas
 	case peerproto.SyncRead:
 		t.mu.Lock()
 		t.inRound = true
@@ -192,21 +286,15 @@ func (t *Client) handle(ctx context.Context, out *sender, ev peerproto.Message) 
 		t.granted(ctx, out)
 	case peerproto.SyncEnd:
 		t.mu.Lock()
-		t.inRound = false
+		t.inRound, t.finished = false, false
 		t.bumpLocked()
 		t.round = ev.Round
 		t.mu.Unlock()
 		t.log.Debug().Uint64("round", ev.Round).Msg("SYNC END")
 		t.h.SyncEnd(ev)
-	case peerproto.Left:
-		t.log.Debug().Str("peer", ev.Name).Str("how", ev.How).Msg("LEFT")
-		if t.left != nil {
-			t.left.PeerLeft(ev.Name, ev.Quit())
-		}
+	case peerproto.WritesOK:
+		t.writesAnswered()
 	case peerproto.FeaturesOK:
-		if !ev.Has(peerproto.FeatureLeft) {
-			t.log.Info().Msg("the tracker does not say how peers leave (no LEFT): a peer that quits stays listed here as down")
-		}
 	case peerproto.Refusal:
 		t.refused(ev.Err)
 	case peerproto.Pong:
@@ -216,9 +304,9 @@ func (t *Client) handle(ctx context.Context, out *sender, ev peerproto.Message) 
 // granted starts our turn on SYNC OK over out's connection.
 func (t *Client) granted(ctx context.Context, out *sender) {
 	t.mu.Lock()
-	if t.holding {
+	if t.holding || t.finished {
 		t.mu.Unlock()
-		return // a repeated grant of the turn we are in
+		return // a repeated grant of the turn we are in, or that just ended
 	}
 	t.inRound, t.holding, t.requested = true, true, false
 	t.bumpLocked()
@@ -233,8 +321,9 @@ func (t *Client) granted(ctx context.Context, out *sender) {
 
 // refused acts on a refusal from the tracker.
 func (t *Client) refused(fe *peerproto.FailError) {
-	if fe.Verb == peerproto.VerbFeatures {
-		t.log.Info().Err(fe).Msg("the tracker predates protocol extensions (no LEFT): a peer that quits stays listed here as down")
+	if fe.Verb == peerproto.VerbWrites {
+		t.log.Warn().Err(fe).Msg("tracker refused WRITES")
+		t.writesAnswered()
 		return
 	}
 	t.log.Warn().Err(fe).Msg("tracker refused")
@@ -256,6 +345,19 @@ func (t *Client) refused(fe *peerproto.FailError) {
 	case peerproto.CodeState:
 		t.requested = false
 		t.requestForWaitersLocked()
+	default:
+		// The tracker could not take the request (a replica whose
+		// store failed: SYNC FAIL io). No turn comes for it: the
+		// waiters hear why, rather than wait for good.
+		t.requested = false
+		if t.holding {
+			return // the turn in progress serves them, or asks again
+		}
+		err := fmt.Errorf("tracker: SYNC refused: %w", fe)
+		for _, w := range t.waiters {
+			w.done <- err
+		}
+		t.waiters = nil
 	}
 }
 
@@ -277,6 +379,8 @@ func (t *Client) runTurn(ctx context.Context, cancel context.CancelFunc, out *se
 		fin.Known, fin.Wrote = true, t.wrote.TakeWrote()
 	}
 	out.send(fin)
+	t.finished = t.endsRounds
+	t.turnEndedLocked()
 	t.log.Debug().Uint64("turn", turn).Err(err).Msg("SYNC FIN")
 	t.finishWaitersLocked(turn, err)
 	t.requestForWaitersLocked()

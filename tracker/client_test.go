@@ -286,6 +286,12 @@ func TestClientFirstAttempt(t *testing.T) {
 	if err := first(stranger); !tracker.IsFinalRefusal(err) || !strings.Contains(err.Error(), "not a member") {
 		t.Errorf("another secret: %v, want a final refusal: not a member", err)
 	}
+	// No secret at all: the tracker answers its first line (FEATURES)
+	// with the registration's refusal, which is final too.
+	plain := tracker.NewClient(tracker.ClientOptions{Addr: secAddr, Name: "p", Port: 1006, Logger: zerolog.Nop()})
+	if err := first(plain); !tracker.IsFinalRefusal(err) || !strings.Contains(err.Error(), "REGISTER FAIL denied this tracker speaks TLS only") {
+		t.Errorf("no secret: %v, want a final refusal: speaks TLS only", err)
+	}
 	member := tracker.NewClient(tracker.ClientOptions{Addr: secAddr, Name: "m", Port: 1004, Secure: s1, Logger: zerolog.Nop()})
 	if err := first(member); err != nil {
 		t.Errorf("a member: %v", err)

@@ -8,9 +8,11 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
@@ -37,9 +39,12 @@ type conn struct {
 	// before it starts writeLoop, and neither changes it after.
 	rw net.Conn
 
-	out      chan []byte   // lines waiting for the writer; bounded
+	out      *outbox       // lines waiting for the writer; bounded
 	done     chan struct{} // closed by shutdown: the writer stops
 	stopOnce sync.Once
+	// linger, set before shutdown, has the writer send what is queued
+	// (within lingerTimeout) before the socket closes.
+	linger atomic.Bool
 
 	// Guarded by Tracker.mu.
 	gone       bool   // removed: nothing more is sent or done for it
@@ -48,7 +53,16 @@ type conn struct {
 	name       string // advertised name, or anon-<n> for a bare REGISTER
 	addr       string // advertised host:port; "" if not advertised
 	wantsLeft  bool   // asked for LEFT events (FEATURES left)
+	deltas     bool   // asked for the list as deltas (FEATURES deltas): PEERS, JOINED, LEFT
+	turns      bool   // says when it holds writes (FEATURES turns)
+	holds      bool   // with turns: it said WRITES held, or has not said none yet
+	turnRound  uint64 // the last round in which it had (or has) a turn
+	member     Member // a replica's: its member as last written to the shared store
 }
+
+// mayHoldWrites reports whether c may hold writes the others must see,
+// so that a round must give it a turn: it said so, or it never says.
+func (c *conn) mayHoldWrites() bool { return !c.turns || c.holds }
 
 func newConn(nc net.Conn) *conn {
 	c := &conn{
@@ -56,7 +70,7 @@ func newConn(nc net.Conn) *conn {
 		rw:       nc,
 		accepted: time.Now(),
 		remote:   nc.RemoteAddr().String(),
-		out:      make(chan []byte, outQueueLen),
+		out:      newOutbox(),
 		done:     make(chan struct{}),
 	}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
@@ -77,9 +91,14 @@ func newConn(nc net.Conn) *conn {
 func (c *conn) shutdown() {
 	c.stopOnce.Do(func() {
 		close(c.done)
-		c.nc.Close()
+		if !c.linger.Load() {
+			c.nc.Close()
+		}
 	})
 }
+
+// lingerTimeout bounds the last write of a lingering connection.
+const lingerTimeout = time.Second
 
 // readLoop runs the TLS handshake and membership proofs if the tracker is
 // secure, starts the writer, then reads and handles lines until the
@@ -157,25 +176,28 @@ func readFailure(err error) string {
 	return "read: " + err.Error()
 }
 
-// writeLoop writes queued lines to c until shutdown, joining the lines
-// already waiting into one Write. A failed or late write drops c.
+// writeLoop writes queued lines to c until shutdown, all those waiting
+// in one Write. A failed or late write drops c.
 func (t *Tracker) writeLoop(c *conn) {
-	var buf []byte
+	var buf, spare []byte
 	for {
 		select {
 		case <-c.done:
-			return
-		case line := <-c.out:
-			buf = append(buf[:0], line...)
-		more:
-			for len(buf) < maxBatch {
-				select {
-				case line := <-c.out:
-					buf = append(buf, line...)
-				default:
-					break more
+			if c.linger.Load() {
+				// Its last lines (a revoked turn) go out first.
+				if last := c.out.take(nil); len(last) > 0 {
+					_ = c.rw.SetWriteDeadline(time.Now().Add(lingerTimeout))
+					_, _ = c.rw.Write(last)
 				}
+				c.nc.Close()
 			}
+			return
+		case <-c.out.wake:
+		}
+		buf = c.out.take(spare)
+		if len(buf) == 0 {
+			spare = buf
+			continue
 		}
 		err := c.rw.SetWriteDeadline(time.Now().Add(t.opts.WriteTimeout))
 		if err == nil {
@@ -189,6 +211,11 @@ func (t *Tracker) writeLoop(c *conn) {
 			t.drop(c, reason)
 			return
 		}
+		// A burst's buffer (a full peer list) is not kept for good.
+		if cap(buf) > maxKeptBuffer {
+			buf = nil
+		}
+		spare = buf
 	}
 }
 
@@ -200,6 +227,11 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		return false
 	}
 	m, err := peerproto.ParseTrackerRequest(line)
+	if err == nil && t.rep != nil {
+		if handled, quit := t.rep.handle(c, m); handled {
+			return quit
+		}
+	}
 
 	t.mu.Lock()
 	defer t.unlock()
@@ -228,6 +260,8 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 		if t.mustRegisterLocked(c, peerproto.VerbSync) {
 			t.finLocked(c, m)
 		}
+	case peerproto.Writes:
+		t.writesLocked(c, m)
 	default:
 		// ParseTrackerRequest returns no other message.
 		t.sendLocked(c, refusal(m.Verb(), peerproto.CodeUnsupported, "not a tracker request"))
@@ -236,16 +270,43 @@ func (t *Tracker) handleLine(c *conn, line []byte) (quit bool) {
 }
 
 // featuresLocked handles FEATURES <word>...: c gets the extensions it
-// names that this tracker serves, and is told which.
+// names that this tracker serves, and is told which. A registered
+// connection that turns deltas on gets the whole list as PEERS and
+// JOINED lines after the answer: the changes that follow are relative
+// to it.
 func (t *Tracker) featuresLocked(c *conn, m peerproto.Features) {
 	ok := peerproto.FeaturesOK{Words: []string{}}
 	for _, w := range m.Words {
-		if w == peerproto.FeatureLeft && !c.wantsLeft {
+		switch {
+		case w == peerproto.FeatureLeft && !c.wantsLeft:
 			c.wantsLeft = true
-			ok.Words = append(ok.Words, w)
+		case w == peerproto.FeatureTurns && !c.turns:
+			// Until it says otherwise, it may hold writes.
+			c.turns, c.holds = true, true
+		case w == peerproto.FeatureDeltas && !c.deltas:
+			c.deltas = true
+		default:
+			continue
 		}
+		ok.Words = append(ok.Words, w)
 	}
 	t.sendLocked(c, format(ok))
+	if c.registered && c.deltas && slices.Contains(ok.Words, peerproto.FeatureDeltas) {
+		t.sendListLocked(c)
+	}
+}
+
+// writesLocked handles WRITES held|none from a connection with turns,
+// before or after REGISTER: whether a round that starts from now on
+// owes it a turn. A round in progress is not changed: writes held from
+// now on are the next round's.
+func (t *Tracker) writesLocked(c *conn, m peerproto.Writes) {
+	if !c.turns {
+		t.sendLocked(c, refusal(peerproto.VerbWrites, peerproto.CodeState, "ask for FEATURES turns first"))
+		return
+	}
+	c.holds = m.Held
+	t.sendLocked(c, format(peerproto.WritesOK{}))
 }
 
 // mustRegisterLocked reports whether c is registered, refusing the request
@@ -307,9 +368,12 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 		t.sendLocked(c, refusal(verb, peerproto.CodeBusy, "tracker is full (%d peers)", t.opts.MaxPeers))
 		return
 	}
+	at := len(t.peers)
 	if old != nil {
-		// No UPDATE yet: the one below, for the newcomer, covers both.
-		t.removeLocked(old, "replaced by a new registration from the same address", false)
+		// The restarted peer keeps its place in the list, and nobody
+		// needs to hear of it: the list is the same.
+		at = slices.Index(t.peers, old)
+		t.removeLocked(old, reasonReplaced, false)
 	}
 
 	c.registered = true
@@ -320,14 +384,14 @@ func (t *Tracker) registerLocked(c *conn, m peerproto.Register) {
 		c.name, c.addr = m.Name, addr
 		t.byName[m.Name] = c
 	}
-	t.peers = append(t.peers, c)
+	t.peers = slices.Insert(t.peers, at, c)
 	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
 		Int("peers", len(t.peers)).Msg("peer joined")
 
 	t.sendLocked(c, format(peerproto.RegisterOK{}))
-	t.sendLocked(c, format(peerproto.Update{Peers: t.peerListLocked()}))
-	if c.addr != "" {
-		t.broadcastUpdateLocked(c)
+	t.sendListLocked(c)
+	if c.addr != "" && old == nil {
+		t.announceJoinLocked(peerproto.PeerAddr{Name: c.name, Addr: c.addr}, c)
 	}
 	t.syncJoinLocked(c)
 }

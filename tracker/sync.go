@@ -42,6 +42,12 @@ func (t *Tracker) syncLocked(c *conn) {
 		t.sendLocked(c, format(peerproto.SyncOK{}))
 	case i > 0:
 		t.log.Debug().Str("peer", c.name).Uint64("round", s.round).Msg("sync: already waiting for its turn")
+	case c.turnRound != s.round:
+		// A reader of this round, owed no turn in it: it takes one at
+		// the end, as late as a peer that registered now would.
+		c.turnRound = s.round
+		s.order = append(s.order, c)
+		t.log.Debug().Str("peer", c.name).Uint64("round", s.round).Msg("sync: a reader asked, joins the round")
 	default:
 		if !slices.Contains(s.next, c) {
 			s.next = append(s.next, c)
@@ -63,19 +69,25 @@ func (t *Tracker) finLocked(c *conn, fin peerproto.SyncFin) {
 	case fin.Wrote && !slices.Contains(s.writers, c.name):
 		s.writers = append(s.writers, c.name)
 	}
+	// Its turn made what it held stored and durable: a peer that says
+	// when it holds writes holds none until it says so again.
+	c.holds = false
 	t.log.Debug().Str("peer", c.name).Uint64("round", s.round).Bool("reported", fin.Known).Bool("wrote", fin.Wrote).Msg("sync: turn done")
 	s.order = slices.Delete(s.order, 0, 1)
 	t.passTokenLocked()
 }
 
-// syncJoinLocked lets newly registered c take part in a round in progress:
-// it reads now and writes last.
+// syncJoinLocked lets newly registered c take part in a round in
+// progress: it reads now and, if it may hold writes, writes last.
 func (t *Tracker) syncJoinLocked(c *conn) {
 	s := &t.rounds
 	if !s.active {
 		return
 	}
-	s.order = append(s.order, c)
+	if c.mayHoldWrites() {
+		c.turnRound = s.round
+		s.order = append(s.order, c)
+	}
 	t.sendLocked(c, format(peerproto.SyncRead{}))
 }
 
@@ -99,26 +111,39 @@ func (t *Tracker) syncLeaveLocked(c *conn) {
 	}
 }
 
-// startRoundLocked opens a round: first (in order) and then every other
-// participant in registration order. The first writes, the others read.
+// startRoundLocked opens a round: first (in order) and then, in
+// registration order, every other participant that may hold writes the
+// others must see. The first writes; every other registered peer reads,
+// those that hold no writes without a turn.
 func (t *Tracker) startRoundLocked(first []*conn, why string) {
 	s := &t.rounds
+	s.round++
 	order := slices.Clone(first)
 	for _, p := range t.peers {
-		if !slices.Contains(first, p) {
+		if !slices.Contains(first, p) && p.mayHoldWrites() {
 			order = append(order, p)
 		}
 	}
-	s.round++
+	for _, p := range order {
+		p.turnRound = s.round
+	}
 	s.active = true
 	s.order = order
 	s.writers, s.unsure = nil, false
-	t.log.Info().Uint64("round", s.round).Str("requested_by", why).Strs("order", names(order)).Msg("sync: round started")
-	for _, p := range order[1:] {
-		t.sendLocked(p, format(peerproto.SyncRead{}))
-	}
+	t.log.Info().Uint64("round", s.round).Str("requested_by", why).Int("turns", len(order)).Int("readers", len(t.peers)-len(order)).
+		Strs("order", names(order[:min(len(order), maxLoggedNames)])).Msg("sync: round started")
+	// The first turn's SYNC OK goes out before the readers' lines.
 	t.grantLocked()
+	read := format(peerproto.SyncRead{})
+	for _, p := range t.peers {
+		if p != order[0] {
+			t.sendLocked(p, read)
+		}
+	}
 }
+
+// maxLoggedNames bounds the names a log line lists.
+const maxLoggedNames = 32
 
 // passTokenLocked gives the token to order[0] now that its previous holder
 // is out of order, or ends the round if nobody is left, opening the next
@@ -135,6 +160,10 @@ func (t *Tracker) passTokenLocked() {
 		endMsg.Writers, endMsg.WritersKnown = s.writers, true
 	}
 	end := format(endMsg)
+	if len(end) > peerproto.MaxLine {
+		// Too many writers to name: everybody drops its caches.
+		end = format(peerproto.SyncEnd{Round: s.round})
+	}
 	for _, p := range t.peers {
 		t.sendLocked(p, end)
 	}

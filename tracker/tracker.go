@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,12 +24,9 @@ const (
 )
 
 const (
-	// outQueueLen is how many lines may wait for a slow reader before it is
-	// dropped. Every line the tracker sends is small except UPDATE, which is
-	// bounded by peerproto.MaxPeers entries.
-	outQueueLen = 128
-	// maxBatch is the most queued bytes the writer joins into one Write.
-	maxBatch = 64 << 10
+	// maxKeptBuffer is the largest write buffer a connection keeps
+	// between bursts.
+	maxKeptBuffer = 4 << 10
 	// maxAcceptBackoff caps the pause after a failing Accept.
 	maxAcceptBackoff = time.Second
 )
@@ -72,6 +70,10 @@ type Options struct {
 	RefusalLogInterval time.Duration
 	// Logger receives the tracker's log, with component=tracker added.
 	Logger zerolog.Logger
+	// Shared, if set, makes this tracker one replica of several that
+	// keep the peers and the SYNC rounds in a shared store
+	// (tracker/etcdstate); nil keeps them in this process.
+	Shared Shared
 }
 
 func (o Options) withDefaults() Options {
@@ -123,11 +125,22 @@ type Tracker struct {
 	rounds    syncState          // see sync.go
 	drops     []pendingDrop      // connections to remove at the end of this step
 	closing   []*conn            // removed connections whose sockets await closing
+	// seedLine is the last UPDATE sent to the connections without
+	// deltas (members.go); nil while there are none.
+	seedLine        []byte
+	warnedTruncated bool // logged that the list no longer fits in an UPDATE
+
+	// rep is the tracker's part as a replica (Options.Shared); nil
+	// otherwise. Its state is guarded by mu too.
+	rep *replica
 }
 
-// reasonQuit is the reason removeLocked is given for a peer that said QUIT:
-// the only leave on purpose.
-const reasonQuit = "quit"
+// Reasons removeLocked is given. reasonQuit, for a peer that said QUIT,
+// is the only leave on purpose; reasonReplaced is no leave at all.
+const (
+	reasonQuit     = "quit"
+	reasonReplaced = "replaced by a new registration from the same address"
+)
 
 type pendingDrop struct {
 	c      *conn
@@ -153,6 +166,10 @@ func New(opts Options) *Tracker {
 		RefusalLogInterval: opts.RefusalLogInterval,
 		Logger:             t.log,
 	})
+	if opts.Shared != nil {
+		t.rep = newReplica(t, opts.Shared)
+		t.wg.Go(t.rep.run)
+	}
 	return t
 }
 
@@ -311,7 +328,8 @@ func (t *Tracker) Peers() []peerproto.PeerAddr {
 	return t.peerListLocked()
 }
 
-// Stats is a snapshot of a Tracker's state, for its metrics.
+// Stats is a snapshot of a Tracker's state, for its metrics. A
+// replica's counts are the whole cluster's, as its shared store has them.
 type Stats struct {
 	Peers            int    // registrations, anonymous ones (bare REGISTER) included
 	RoundsInProgress int    // SYNC rounds in progress: 0 or 1, rounds do not overlap
@@ -322,6 +340,13 @@ type Stats struct {
 func (t *Tracker) Stats() Stats {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r := t.rep; r != nil {
+		st := Stats{Peers: len(r.members), Rounds: r.round.Round}
+		if r.round.Active {
+			st.RoundsInProgress = 1
+		}
+		return st
+	}
 	st := Stats{Peers: len(t.peers), Rounds: t.rounds.round}
 	if t.rounds.active {
 		st.RoundsInProgress = 1
@@ -333,9 +358,18 @@ func (t *Tracker) Stats() Stats {
 // 1), the name of the token holder and the names of the participants still
 // waiting for their turn, in turn order. With no round in progress it
 // returns 0, "" and nil. Anonymous participants appear as "anon-<n>".
+// For a replica, the holder is the first participant still owed its
+// turn, as the shared store has it (turns across replicas go in the order
+// their replicas take the token).
 func (t *Tracker) Round() (round uint64, holder string, queue []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if r := t.rep; r != nil {
+		if !r.round.Active || len(r.round.Todo) == 0 {
+			return 0, "", nil
+		}
+		return r.round.Round, r.round.Todo[0], slices.Clone(r.round.Todo[1:])
+	}
 	s := &t.rounds
 	if !s.active {
 		return 0, "", nil
@@ -366,9 +400,7 @@ func (t *Tracker) sendLocked(c *conn, line []byte) {
 	if c.gone || c.dropping {
 		return
 	}
-	select {
-	case c.out <- line:
-	default:
+	if !c.out.put(line) {
 		c.dropping = true
 		t.drops = append(t.drops, pendingDrop{c, "outbound queue full (not reading)"})
 	}
@@ -406,6 +438,11 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 	}
 	t.log.Info().Str("peer", c.name).Str("addr", c.addr).Str("remote", c.remote).
 		Str("reason", reason).Int("peers", len(t.peers)).Msg("peer left")
+	if t.rep != nil {
+		// The store tells everybody, this replica too.
+		t.rep.removeLocked(c, reason)
+		return
+	}
 	if announce && c.addr != "" {
 		// Those who asked learn first how it left: a peer that quit is
 		// gone for good, one that was dropped may be back.
@@ -413,37 +450,9 @@ func (t *Tracker) removeLocked(c *conn, reason string, announce bool) {
 		if reason == reasonQuit {
 			how = peerproto.LeftQuit
 		}
-		left := format(peerproto.Left{Name: c.name, How: how})
-		for _, p := range t.peers {
-			if p.wantsLeft {
-				t.sendLocked(p, left)
-			}
-		}
-		t.broadcastUpdateLocked(nil)
+		t.announceLeaveLocked(c.name, how)
 	}
 	t.syncLeaveLocked(c)
-}
-
-// peerListLocked returns the advertised peers in registration order.
-func (t *Tracker) peerListLocked() []peerproto.PeerAddr {
-	list := make([]peerproto.PeerAddr, 0, len(t.peers))
-	for _, p := range t.peers {
-		if p.addr != "" {
-			list = append(list, peerproto.PeerAddr{Name: p.name, Addr: p.addr})
-		}
-	}
-	return list
-}
-
-// broadcastUpdateLocked sends the current UPDATE to every registered
-// connection except skip.
-func (t *Tracker) broadcastUpdateLocked(skip *conn) {
-	line := format(peerproto.Update{Peers: t.peerListLocked()})
-	for _, p := range t.peers {
-		if p != skip {
-			t.sendLocked(p, line)
-		}
-	}
 }
 
 // format returns m as a line, terminator included. The slice is shared by

@@ -49,6 +49,9 @@ type trackerConfig struct {
 	Lease         time.Duration `envconfig:"PEERFS_LEASE" default:"30s" desc:"how long a SYNC OK holder may keep the write token"`
 	PeerTimeout   time.Duration `envconfig:"PEERFS_PEER_TIMEOUT" default:"15s" desc:"a registered peer silent this long is dropped (peers ping every 5s)"`
 	MetricsListen string        `envconfig:"PEERFS_METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
+	Etcd          string        `envconfig:"PEERFS_ETCD" desc:"etcd client URLs, comma-separated (http://host:2379,...): run as one of several tracker replicas that keep the peers and the SYNC rounds in etcd; off if empty (one self-contained tracker)"`
+	EtcdPrefix    string        `envconfig:"PEERFS_ETCD_PREFIX" default:"/peerfs/" desc:"where in etcd the cluster's keys live (one prefix per peerfs cluster)"`
+	EtcdTTL       time.Duration `envconfig:"PEERFS_ETCD_TTL" default:"10s" desc:"lease of a replica's session in etcd: a replica silent this long loses its peers (they register again with another) and the write token"`
 	SecurityConfig
 	LogConfig
 }
@@ -74,7 +77,7 @@ func (c ServeConfig) options(dir string, sec *secure.Config) export.Options {
 type peerConfig struct {
 	Export  string `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
 	Listen  string `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer)"`
+	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (optional for peer); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the peer fails over between them"`
 	Name    string `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in mounts (default: the host name)"`
 	ServeConfig
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: a peer silent this long during a request counts as down"`
@@ -88,7 +91,7 @@ type peerConfig struct {
 type mountConfig struct {
 	Export  string `envconfig:"PEERFS_EXPORT" desc:"directory shared with the other peers (required)"`
 	Listen  string `envconfig:"PEERFS_LISTEN" default:":7071" desc:"address (host:port) this peer serves on"`
-	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required)"`
+	Tracker string `envconfig:"PEERFS_TRACKER" desc:"tracker host:port to register with (required); several, comma-separated, for tracker replicas on one etcd (tracker --etcd): the mount fails over between them"`
 	Name    string `envconfig:"PEERFS_NAME" desc:"this peer's name, shown as its folder in other mounts (default: the host name)"`
 	ServeConfig
 	Timeout       time.Duration `envconfig:"PEERFS_TIMEOUT" default:"5s" desc:"network timeout: an operation on an unreachable peer fails with EIO after this"`

@@ -70,7 +70,7 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	defer ops.close() // the control socket goes before the store it reports on
 
 	tc := tracker.NewClient(tracker.ClientOptions{
-		Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
+		Addrs: trackerAddrs(cfg.Tracker), Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
 		// The store follows the peer list and does this mount's part of
 		// the SYNC rounds (remote/round.go).
 		Handler: store,
@@ -109,7 +109,7 @@ func loadMountConfig(args []string, stderr io.Writer, spell speller) (cfg mountC
 	if cfg.Tracker == "" {
 		return cfg, "", nil, usagef("%s is required", withPlaceholder(set.of("TRACKER"), "HOST:PORT"))
 	}
-	if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
+	if err := checkTrackerAddrs(context.Background(), cfg.Tracker, set); err != nil {
 		return cfg, "", nil, err
 	}
 	if cfg.Name == "" {

@@ -113,7 +113,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return set.bad("NAME", cfg.Name, fmt.Sprintf("use 1-%d letters, digits, '.', '_' or '-'", peerproto.MaxPeerName))
 	}
 	if cfg.Tracker != "" {
-		if err := checkTrackerAddr(context.Background(), cfg.Tracker, set); err != nil {
+		if err := checkTrackerAddrs(context.Background(), cfg.Tracker, set); err != nil {
 			return err
 		}
 	}
@@ -164,7 +164,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "peerfs %s: peer %q serving %s on port %d. Type help for commands.\n", versionString(), cfg.Name, cfg.Export, sp.port)
 		err := shell.Run(ctx, shell.Options{
 			In: stdin, Out: stdout, Err: stderr, TTY: tty,
-			Name: cfg.Name, Port: sp.port, Client: copts, Logger: log, Tracker: cfg.Tracker,
+			Name: cfg.Name, Port: sp.port, Client: copts, Logger: log, Tracker: firstTracker(cfg.Tracker),
 		})
 		if errors.Is(err, context.Canceled) {
 			return nil
@@ -174,7 +174,7 @@ func runPeer(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 	if cfg.Tracker != "" {
 		tc := tracker.NewClient(tracker.ClientOptions{
-			Addr: cfg.Tracker, Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
+			Addrs: trackerAddrs(cfg.Tracker), Name: cfg.Name, Port: sp.port, Secure: sec, Logger: log,
 			Handler: peerHandler{},
 		})
 		done := make(chan struct{})

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -25,6 +26,47 @@ const registerWait = 20 * time.Second
 
 // resolveTimeout bounds the look-up of the tracker's host name at start.
 const resolveTimeout = 5 * time.Second
+
+// trackerAddrs splits the tracker setting into its addresses: one, or
+// several replicas separated by commas.
+func trackerAddrs(setting string) []string { return splitList(setting) }
+
+// splitList splits a comma-separated setting, ignoring blanks around
+// its items and empty items.
+func splitList(setting string) []string {
+	var items []string
+	for a := range strings.SplitSeq(setting, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			items = append(items, a)
+		}
+	}
+	return items
+}
+
+// firstTracker is the first address of the tracker setting, or "": the
+// command shell registers with one tracker.
+func firstTracker(setting string) string {
+	if addrs := trackerAddrs(setting); len(addrs) > 0 {
+		return addrs[0]
+	}
+	return ""
+}
+
+// checkTrackerAddrs checks the tracker setting before anything starts:
+// one address or several, separated by commas, each as checkTrackerAddr
+// wants it.
+func checkTrackerAddrs(ctx context.Context, setting string, set *settings) error {
+	addrs := trackerAddrs(setting)
+	if len(addrs) == 0 {
+		return set.bad("TRACKER", setting, "want HOST:PORT, or several separated by commas")
+	}
+	for _, a := range addrs {
+		if err := checkTrackerAddr(ctx, a, set); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // checkTrackerAddr checks a tracker address before anything starts: it
 // must be HOST:PORT with a port number, and a host name must exist. A

@@ -9,9 +9,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/peerfs/peerfs/metrics"
 	"github.com/peerfs/peerfs/tracker"
+	"github.com/peerfs/peerfs/tracker/etcdstate"
 )
 
 func runTracker(args []string, stderr io.Writer) error {
@@ -37,7 +39,24 @@ func runTracker(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	t := tracker.New(tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Secure: sec, Logger: log})
+	opts := tracker.Options{Lease: cfg.Lease, IdleTimeout: cfg.PeerTimeout, Secure: sec, Logger: log}
+	if cfg.Etcd != "" {
+		endpoints := splitList(cfg.Etcd)
+		if len(endpoints) == 0 {
+			return set.bad("ETCD", cfg.Etcd, "want etcd client URLs such as http://127.0.0.1:2379, separated by commas")
+		}
+		if cfg.EtcdTTL < 2*time.Second {
+			return set.bad("ETCD_TTL", cfg.EtcdTTL.String(), "at least 2s (etcd counts leases in seconds)")
+		}
+		store, err := etcdstate.New(etcdstate.Options{Endpoints: endpoints, Prefix: cfg.EtcdPrefix, TTL: cfg.EtcdTTL})
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		opts.Shared = store
+		log.Info().Strs("etcd", endpoints).Str("prefix", cfg.EtcdPrefix).Dur("ttl", cfg.EtcdTTL).Msg("a tracker replica: peers and SYNC rounds live in etcd")
+	}
+	t := tracker.New(opts)
 	stopMetrics, err := serveMetrics(cfg.MetricsListen, metrics.Options{Component: "tracker", Tracker: t.Stats}, log)
 	if err != nil {
 		return err
