@@ -8,7 +8,7 @@
 # Targets:
 #   local            a directory under the temp dir (every case passes: the reference)
 #   peerfs           alice's view of bob's folder (bench/cluster.sh: a tracker and two mounts),
-#                    default settings, plus --allow-other once peerfs has that flag (issue #12)
+#                    default settings, mounted with --allow-other (the test users enter the folder)
 #   peerfs-trusting  the same with both peers trusting the cluster: --allow-setuid, --owners,
 #                    --allow-devices (those of them this peerfs knows; the others are named)
 #   bindfs           bindfs -o allow_other of a local directory: a FUSE passthrough

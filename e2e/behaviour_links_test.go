@@ -222,6 +222,40 @@ func linkBehaviours() []behaviour {
 				t.Errorf("g: nlink %d, want 1", n)
 			}
 		}},
+		// A file unlinked while open lives on through its descriptor,
+		// written before its name went (and not uploaded yet) or after.
+		{name: "hardlink/unlinked-open-keeps-data", check: func(t testing.TB, dir string) {
+			f, err := os.Create(join(dir, "f"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if _, err := f.WriteString("written before"); err != nil {
+				t.Fatal(err)
+			}
+			okDo(t, os.Remove(join(dir, "f")), "unlink f")
+			if _, err := f.WriteString(", and after"); err != nil {
+				t.Errorf("write after unlink: %v", err)
+			}
+			var st unix.Stat_t
+			if err := unix.Fstat(int(f.Fd()), &st); err != nil || st.Nlink != 0 || st.Size != 25 {
+				t.Errorf("fstat after unlink: %v, nlink %d size %d, want 0 and 25", err, st.Nlink, st.Size)
+			}
+			buf := make([]byte, 64)
+			if n, err := f.ReadAt(buf, 0); string(buf[:n]) != "written before, and after" {
+				t.Errorf("read after unlink: %q, %v", buf[:n], err)
+			}
+			okDo(t, f.Truncate(7), "ftruncate after unlink")
+			if n, _ := f.ReadAt(buf, 0); string(buf[:n]) != "written" {
+				t.Errorf("read after ftruncate: %q", buf[:n])
+			}
+			okDo(t, f.Close(), "close")
+			for _, name := range direntNames(t, dir) {
+				if name != "." && name != ".." {
+					t.Errorf("listing after close: %q is left", name)
+				}
+			}
+		}},
 		{name: "hardlink/shared-content", check: func(t testing.TB, dir string) {
 			putFile(t, join(dir, "f"), "old")
 			link(t, join(dir, "f"), join(dir, "g"))

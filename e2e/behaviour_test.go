@@ -87,64 +87,7 @@ var deliberateDifferences = map[string]difference{
 // is how the work on #12 finds the lines to remove. (Not by default: a
 // half-built feature can pass now and then, a time from a cache that
 // happened to expire, and the suite must not fail at random.)
-var pendingBehaviours = map[string]string{
-	// 1. Symbolic links.
-	"symlink/create":           "#12.1 symbolic links",
-	"symlink/ln-s":             "#12.1 symbolic links",
-	"symlink/dangling-listed":  "#12.1 symbolic links",
-	"symlink/listing-types":    "#12.1 symbolic links",
-	"symlink/rename":           "#12.1 symbolic links",
-	"symlink/unlink":           "#12.1 symbolic links",
-	"symlink/to-dir":           "#12.1 symbolic links",
-	"symlink/relative-dotdot":  "#12.1 symbolic links",
-	"symlink/long-target":      "#12.1 symbolic links",
-	"symlink/loop-eloop":       "#12.1 symbolic links",
-	"symlink/nofollow-eloop":   "#12.1 symbolic links",
-	"symlink/over-existing":    "#12.1 symbolic links",
-	"symlink/times-nofollow":   "#12.1 symbolic links, #12.5 times",
-	"planted/symlinks-shown":   "#12.1 symbolic links",
-	"roundtrip/tar-zoneinfo":   "#12.1 symbolic links",
-	"roundtrip/tar-venv":       "#12.1 symbolic links",
-	"roundtrip/git-clone-link": "#12.1 symbolic links",
-	"owners/lchown":            "#12.1 symbolic links (and #12.4 owners on the trusting peer)",
-	// 2. Hard links.
-	"hardlink/link":               "#12.2 hard links",
-	"hardlink/ln":                 "#12.2 hard links",
-	"hardlink/unlink-keeps-other": "#12.2 hard links",
-	"hardlink/shared-content":     "#12.2 hard links",
-	"hardlink/rename-keeps-ino":   "#12.2 hard links",
-	"hardlink/cross-exdev":        "#12.2 hard links",
-	"planted/hardlinks-shown":     "#12.2 hard links",
-	// 3. Special files.
-	"fifo/mkfifo":               "#12.3 special files",
-	"fifo/mknod":                "#12.3 special files",
-	"fifo/unlink-rename":        "#12.3 special files",
-	"socket/mknod":              "#12.3 special files",
-	"socket/bind":               "#12.3 special files",
-	"special/listing-types":     "#12.3 special files",
-	"planted/fifo-shown":        "#12.3 special files",
-	"devices/mknod on trusting": "#12.3 special files (--allow-devices)",
-	// 4. Owners and modes.
-	"owners/chown on trusting":     "#12.4 owners (--owners)",
-	"owners/chgrp on trusting":     "#12.4 owners (--owners)",
-	"modes/mkdir-exact":            "#12.4 modes arrive exactly (no peer umask)",
-	"modes/sticky":                 "#12.4 setuid/setgid/sticky bits",
-	"modes/setuid on trusting":     "#12.4 setuid/setgid/sticky bits through the mount",
-	"modes/setgid-dir on trusting": "#12.4 setuid/setgid/sticky bits through the mount",
-	// 5. Times and counts.
-	"times/atime":            "#12.5 times",
-	"times/omit":             "#12.5 times",
-	"times/ctime-chmod":      "#12.5 times",
-	"times/ctime-rename":     "#12.5 times",
-	"times/ctime-not-future": "#12.5 times",
-	"times/parent-on-create": "#12.5 times",
-	"times/parent-on-remove": "#12.5 times",
-	"dirs/nlink":             "#12.5 directory link counts",
-	"dirs/dot-dotdot":        "#12.5 . and .. in listings",
-	// 6. Limits.
-	"limits/deeper-than-path-max": "#12.6 paths deeper than 4096 bytes",
-	"limits/deeper-than-16k":      "#12.6 paths deeper than 4096 bytes",
-}
+var pendingBehaviours = map[string]string{}
 
 // trustingFlags are the flags of the trusting peer: one whose owner
 // trusts the cluster, so that its folder behaves as a local disk also

@@ -130,8 +130,12 @@ func TestMountListCopy(t *testing.T) {
 	if out, err := runCmd(t, 10*time.Second, "", "cat", filepath.Join(bob, "missing")); err == nil || !strings.Contains(out, "No such file") {
 		t.Fatalf("cat missing: %v %q", err, out)
 	}
-	if out, err := runCmd(t, 10*time.Second, "", "ln", filepath.Join(bob, "big.bin"), filepath.Join(bob, "hard")); err == nil {
-		t.Fatalf("hard link succeeded: %q", out)
+	// A hard link is one on the peer's disk too (issue #12).
+	mustRun(t, "", "ln", filepath.Join(bob, "big.bin"), filepath.Join(bob, "hard"))
+	fi1, err1 := os.Stat(filepath.Join(b.export, "big.bin"))
+	fi2, err2 := os.Stat(filepath.Join(b.export, "hard"))
+	if err1 != nil || err2 != nil || !os.SameFile(fi1, fi2) {
+		t.Fatalf("ln: in the export big.bin (%v) and hard (%v) are not one file", err1, err2)
 	}
 }
 

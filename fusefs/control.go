@@ -97,6 +97,8 @@ func (d *controlDir) Lookup(ctx context.Context, name string) (bfs.Node, error) 
 func (d *controlDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	out := []fuse.Dirent{
+		{Inode: f.names.inode(ControlDir, ""), Type: fuse.DT_Dir, Name: "."},
+		{Inode: 1, Type: fuse.DT_Dir, Name: ".."},
 		{Inode: f.names.inode(ControlDir, controlStatus), Type: fuse.DT_File, Name: controlStatus},
 		{Inode: f.names.inode(ControlDir, controlSync), Type: fuse.DT_File, Name: controlSync},
 	}

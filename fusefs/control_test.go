@@ -45,7 +45,7 @@ func TestControlFolder(t *testing.T) {
 	cs := &controlStore{localStore: newLocalStore(t.TempDir(), "alice")}
 	f := newFilesys(cs, Options{}, testLogger(t))
 	ents, err := f.root.ReadDirAll(ctx)
-	if err != nil || len(ents) != 2 || ents[1].Name != ControlDir {
+	if err != nil || len(ents) != 4 || ents[0].Name != "." || ents[1].Name != ".." || ents[3].Name != ControlDir {
 		t.Fatalf("root listing = %v, %v", ents, err)
 	}
 	n, err := lookup(t, f.root, ControlDir)

@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"syscall"
 
@@ -74,7 +75,8 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 }
 
 // ReadDirAll implements bfs.HandleReadDirAller with one List call,
-// whose result then answers lookups (see Lookup).
+// whose result then answers lookups (see Lookup). The listing has . and
+// .., as a local directory's.
 func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := d.fsys
 	k := d.key()
@@ -84,19 +86,48 @@ func (d *dir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		return nil, f.done("readdir", d.peer, k.path, err)
 	}
 	f.names.putListing(k, gen, infos)
-	ents := make([]fuse.Dirent, 0, len(infos))
+	ents := make([]fuse.Dirent, 0, len(infos)+2)
+	d.mu.Lock()
+	self := d.ino
+	d.mu.Unlock()
+	up := uint64(1) // a peer's folder is in the mount's root
+	if k.path != "" {
+		pk, _ := k.parent()
+		up = f.names.inode(pk.peer, pk.path)
+	}
+	ents = append(ents, fuse.Dirent{Inode: self, Type: fuse.DT_Dir, Name: "."}, fuse.Dirent{Inode: up, Type: fuse.DT_Dir, Name: ".."})
 	for _, info := range infos {
-		typ := fuse.DT_File
-		if info.IsDir() {
-			typ = fuse.DT_Dir
+		var pino uint64
+		if st := StatOf(info); st != nil {
+			pino = st.Ino
 		}
 		name := info.Name()
-		ents = append(ents, fuse.Dirent{Inode: f.names.inode(d.peer, child(k.path, name)), Type: typ, Name: name})
+		ents = append(ents, fuse.Dirent{Inode: f.names.inodeOf(d.peer, child(k.path, name), pino), Type: direntType(info.Mode()), Name: name})
 	}
 	return ents, f.done("readdir", d.peer, k.path, nil)
 }
 
-// Mkdir implements bfs.NodeMkdirer.
+// direntType is the type of a directory entry of mode m.
+func direntType(m fs.FileMode) fuse.DirentType {
+	switch m.Type() {
+	case fs.ModeDir:
+		return fuse.DT_Dir
+	case fs.ModeSymlink:
+		return fuse.DT_Link
+	case fs.ModeNamedPipe:
+		return fuse.DT_FIFO
+	case fs.ModeSocket:
+		return fuse.DT_Socket
+	case fs.ModeDevice | fs.ModeCharDevice:
+		return fuse.DT_Char
+	case fs.ModeDevice:
+		return fuse.DT_Block
+	}
+	return fuse.DT_File
+}
+
+// Mkdir implements bfs.NodeMkdirer. The mode arrives exactly (the kernel
+// has applied the umask: no FUSE_DONT_MASK), the sticky bit included.
 func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (bfs.Node, error) {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
@@ -106,14 +137,17 @@ func (d *dir) Mkdir(ctx context.Context, req *fuse.MkdirRequest) (bfs.Node, erro
 	if f.readOnly {
 		return nil, f.done("mkdir", d.peer, path, syscall.EROFS)
 	}
-	// The kernel has applied the umask already (no FUSE_DONT_MASK).
-	info, err := f.store.Mkdir(ctx, d.peer, path, req.Mode&os.ModePerm)
+	info, err := f.store.Mkdir(WithCaller(ctx, callerOf(req.Header)), d.peer, path, req.Mode&modeBits)
 	if err != nil {
 		return nil, f.done("mkdir", d.peer, path, err)
 	}
 	f.names.removed(nodeKey{d.peer, path}) // a stale entry of that name, if any
+	f.dirChanged(d, false)
 	return f.nodeFor(d.peer, path, info), f.done("mkdir", d.peer, path, nil)
 }
+
+// callerOf is the process that sent a request.
+func callerOf(h fuse.Header) Caller { return Caller{Uid: h.Uid, Gid: h.Gid} }
 
 // Create implements bfs.NodeCreater: Open with O_CREAT, returning the
 // new file's node and an open handle.
@@ -127,11 +161,12 @@ func (d *dir) Create(ctx context.Context, req *fuse.CreateRequest, resp *fuse.Cr
 		return nil, nil, f.done("create", d.peer, path, syscall.EROFS)
 	}
 	flags := openFlags(req.Flags) | os.O_CREATE
-	fh, info, err := f.store.Open(ctx, d.peer, path, flags, req.Mode&os.ModePerm)
+	fh, info, err := f.store.Open(WithCaller(ctx, callerOf(req.Header)), d.peer, path, flags, req.Mode&modeBits)
 	if err != nil {
 		return nil, nil, f.done("create", d.peer, path, err)
 	}
 	f.names.dropListing(nodeKey{d.peer, path})
+	f.dirChanged(d, false)
 	n := f.nodeFor(d.peer, path, info)
 	fl, ok := n.(*file)
 	if !ok {
@@ -149,10 +184,12 @@ func (d *dir) releaseQuietly(fh uint64, path string) {
 	}
 }
 
-// Remove implements bfs.NodeRemover: unlink or rmdir by req.Dir.
+// Remove implements bfs.NodeRemover: unlink or rmdir by req.Dir. The
+// other names of an unlinked entry (hard links) lose a link.
 func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 	f := d.fsys
 	path := child(d.key().path, req.Name)
+	k := nodeKey{d.peer, path}
 	op := "unlink"
 	if req.Dir {
 		op = "rmdir"
@@ -170,7 +207,12 @@ func (d *dir) Remove(ctx context.Context, req *fuse.RemoveRequest) error {
 		err = f.store.Remove(ctx, d.peer, path)
 	}
 	if err == nil {
-		f.names.removed(nodeKey{d.peer, path})
+		gone := f.names.lookupNode(k)
+		f.names.removed(k)
+		if gone != nil {
+			f.siblingsChanged(d.peer, gone.peerInode(), gone)
+		}
+		f.dirChanged(d, false)
 	}
 	return f.done(op, d.peer, path, err)
 }
@@ -195,7 +237,13 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir bfs.No
 			err = syscall.EXDEV
 		default:
 			if err = f.store.Rename(ctx, from.peer, from.path, to.path); err == nil {
+				moved := f.names.lookupNode(from)
 				f.names.renamed(from, to)
+				if moved != nil {
+					f.siblingsChanged(from.peer, moved.peerInode(), moved) // their ctime
+				}
+				f.dirChanged(d, false)
+				f.dirChanged(nd, false)
 			}
 		}
 	case *root:
@@ -204,36 +252,6 @@ func (d *dir) Rename(ctx context.Context, req *fuse.RenameRequest, newDir bfs.No
 		err = syscall.EXDEV
 	}
 	return f.done("rename", from.peer, from.path, err)
-}
-
-// Symlink implements bfs.NodeSymlinker: peers share files and
-// directories only.
-func (d *dir) Symlink(ctx context.Context, req *fuse.SymlinkRequest) (bfs.Node, error) {
-	err := checkNames(req.NewName)
-	if err == nil {
-		err = syscall.EPERM
-	}
-	return nil, d.fsys.done("symlink", d.peer, child(d.key().path, req.NewName), err)
-}
-
-// Link implements bfs.NodeLinker: no hard links (EPERM, as link(2)
-// documents for filesystems without them).
-func (d *dir) Link(ctx context.Context, req *fuse.LinkRequest, old bfs.Node) (bfs.Node, error) {
-	err := checkNames(req.NewName)
-	if err == nil {
-		err = syscall.EPERM
-	}
-	return nil, d.fsys.done("link", d.peer, child(d.key().path, req.NewName), err)
-}
-
-// Mknod implements bfs.NodeMknoder: no devices, fifos or sockets.
-// Regular files arrive as Create.
-func (d *dir) Mknod(ctx context.Context, req *fuse.MknodRequest) (bfs.Node, error) {
-	err := checkNames(req.Name)
-	if err == nil {
-		err = syscall.EPERM
-	}
-	return nil, d.fsys.done("mknod", d.peer, child(d.key().path, req.Name), err)
 }
 
 // Fsync implements bfs.NodeFsyncer: fsync of a directory runs the

@@ -86,6 +86,8 @@ func toErrno(log *zerolog.Logger, err error) fuse.Errno {
 		return fuse.Errno(syscall.ENOTEMPTY)
 	case errors.Is(err, ErrBadHandle):
 		return fuse.Errno(syscall.EBADF)
+	case errors.Is(err, ErrNotPermitted):
+		return fuse.Errno(syscall.EPERM)
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, context.DeadlineExceeded):
 		log.Warn().Err(err).Msg("store operation timed out; returning EIO")
 		return fuse.Errno(syscall.EIO)

@@ -33,6 +33,7 @@ func TestToErrno(t *testing.T) {
 		{os.ErrDeadlineExceeded, fuse.Errno(syscall.EIO)},
 		{context.DeadlineExceeded, fuse.Errno(syscall.EIO)},
 		{errors.New("something odd"), fuse.Errno(syscall.EIO)},
+		{fmt.Errorf("remote: chown on bob: %w", ErrNotPermitted), fuse.Errno(syscall.EPERM)},
 		// The request server's own answers.
 		{fuseserve.ErrStale, fuse.Errno(syscall.ESTALE)},
 		{fuseserve.ErrNotImplemented, fuse.Errno(syscall.ENOSYS)},

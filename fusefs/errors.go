@@ -23,6 +23,11 @@ var (
 	ErrNotEmpty = errors.New("directory not empty")
 	// ErrBadHandle: no such open file (EBADF).
 	ErrBadHandle = errors.New("no such open file")
+	// ErrNotPermitted: the peer does not do this at all, for anyone
+	// (EPERM): a symbolic link on a peer that predates them, chown on
+	// a peer that keeps no owners, a device node on one that allows
+	// none.
+	ErrNotPermitted = errors.New("operation not permitted")
 )
 
 // Errno returns the errno a program gets for err, as the FUSE edge maps

@@ -19,9 +19,11 @@ var (
 )
 
 // filesys is the bazil FS: the Store, configuration, and the name table.
-// Its fields are set by newFilesys and read-only after.
+// Its fields are set by newFilesys (kernel by Mount, before serving) and
+// read-only after.
 type filesys struct {
 	store        Store
+	kernel       kernelCache // the request server's invalidations; nil in tests without a kernel
 	log          zerolog.Logger
 	attrTimeout  time.Duration
 	entryTimeout time.Duration
@@ -105,27 +107,66 @@ func (f *filesys) done(op, peer, path string, err error) error {
 // errno maps an error for the request server (fuseserve.Options.Errno).
 func (f *filesys) errno(err error) fuse.Errno { return toErrno(&f.log, err) }
 
-// fillAttr converts a Store entry to FUSE attributes.
-func (f *filesys) fillAttr(a *fuse.Attr, ino uint64, isDir bool, info fs.FileInfo) {
+// typeBits are the bits of an fs.FileMode that say what kind of entry it
+// is; modeBits its permissions, setuid, setgid and sticky bits.
+const (
+	typeBits = fs.ModeDir | fs.ModeSymlink | fs.ModeNamedPipe | fs.ModeSocket | fs.ModeDevice | fs.ModeCharDevice
+	modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+)
+
+// kindOf returns the kind of entry info is: its mode's type bits.
+func kindOf(info fs.FileInfo) fs.FileMode { return info.Mode() & typeBits }
+
+// fillAttr converts a Store entry to FUSE attributes. What the Store does
+// not know (no Stat) is made up as for a plain file tree: the mounting
+// user as owner, one link (a directory two), the modification time for
+// the other times.
+func (f *filesys) fillAttr(a *fuse.Attr, ino uint64, info fs.FileInfo) {
 	a.Valid = f.attrTimeout
 	a.Inode = ino
-	size := info.Size()
-	if size < 0 {
-		size = 0
-	}
-	a.Size = uint64(size)
+	a.Size = uint64(max(info.Size(), 0))
 	a.Blocks = (a.Size + 511) / 512
 	a.Mtime = info.ModTime()
-	a.Atime = a.Mtime
-	a.Ctime = a.Mtime
-	a.Mode = info.Mode() & os.ModePerm
+	a.Atime, a.Ctime = a.Mtime, a.Mtime
+	a.Mode = info.Mode() & (typeBits | modeBits)
 	a.Nlink = 1
-	if isDir {
-		a.Mode |= os.ModeDir
+	if a.Mode.IsDir() {
 		a.Nlink = 2
 	}
 	a.Uid, a.Gid = f.uid, f.gid
 	a.BlockSize = blockSize
+	st := StatOf(info)
+	if st == nil {
+		return
+	}
+	if st.Nlink > 0 {
+		a.Nlink = st.Nlink
+	}
+	if st.Owners {
+		a.Uid, a.Gid = st.Uid, st.Gid
+	}
+	if !st.Atime.IsZero() {
+		a.Atime = st.Atime
+	}
+	if !st.Ctime.IsZero() {
+		a.Ctime = st.Ctime
+	}
+	if st.Blocks >= 0 {
+		a.Blocks = uint64(st.Blocks)
+	}
+	if a.Mode&fs.ModeDevice != 0 {
+		a.Rdev = encodeDev(st.Major, st.Minor)
+	}
+}
+
+// encodeDev and decodeDev convert a device's numbers to and from the
+// 32-bit form of FUSE's rdev (the kernel's new_encode_dev).
+func encodeDev(major, minor uint32) uint32 {
+	return minor&0xff | (major&0xfff)<<8 | (minor&^0xff)<<12
+}
+
+func decodeDev(dev uint32) (major, minor uint32) {
+	return (dev & 0xfff00) >> 8, dev&0xff | (dev>>12)&0xfff00
 }
 
 // blockSize is the preferred I/O size reported in st_blksize; tools like
@@ -136,16 +177,73 @@ const blockSize = 128 << 10
 // primes it with info. The same name yields the same node for as long as
 // the kernel holds it, unless the entry changed kind.
 func (f *filesys) nodeFor(peer, path string, info fs.FileInfo) bfs.Node {
-	isDir := path == "" || info.IsDir()
-	n := f.names.node(nodeKey{peer, path}, isDir, func(ino uint64) *node {
-		n := &node{fsys: f, peer: peer, path: path, isDir: isDir, ino: ino}
-		if isDir {
+	return f.nodeOf(peer, path, info).self
+}
+
+// nodeOf is nodeFor, returning the node itself.
+func (f *filesys) nodeOf(peer, path string, info fs.FileInfo) *node {
+	kind := kindOf(info)
+	if path == "" {
+		kind = fs.ModeDir
+	}
+	var pino uint64
+	if st := StatOf(info); st != nil {
+		pino = st.Ino
+	}
+	n := f.names.node(nodeKey{peer, path}, kind, pino, func(ino uint64) *node {
+		n := &node{fsys: f, peer: peer, path: path, kind: kind, ino: ino, peerIno: pino}
+		switch kind {
+		case fs.ModeDir:
 			n.self = &dir{node: n}
-		} else {
+		case 0:
 			n.self = &file{node: n}
+		case fs.ModeSymlink:
+			n.self = &symlink{node: n}
+		default:
+			n.self = &special{node: n}
 		}
 		return n
 	})
 	n.prime(info)
-	return n.self
+	n.learn(info) // a node the kernel holds: its peer inode may be new
+	return n
+}
+
+// siblingsChanged drops what the mount and the kernel cache of the other
+// names of peer inode pino (its hard links, but n), after a change to
+// the entry through n: the kernel keeps an inode per name here, and
+// shares no attributes between them. The invalidations are sent at once,
+// from the request that made the change, so that the program that made
+// it sees them (attributes only: the kernel waits on nothing for them).
+func (f *filesys) siblingsChanged(peer string, pino uint64, n *node) {
+	if pino == 0 {
+		return
+	}
+	for _, s := range f.names.siblings(peer, pino, n) {
+		s.unprime()
+		s.mu.Lock()
+		s.last = nil
+		s.mu.Unlock()
+		f.names.dropListing(s.key())
+		if f.kernel != nil {
+			if err := f.kernel.InvalidateNodeAttr(s.self); err != nil {
+				f.log.Debug().Err(err).Str("peer", peer).Str("path", s.key().path).Msg("invalidate the attributes of a hard link")
+			}
+		}
+	}
+}
+
+// dirChanged drops what the mount caches of directory d's attributes after
+// an entry was made or removed in it (its times and link count changed),
+// and the kernel's with sync (the kernel drops them itself when the
+// request that changed it was its own: create, mkdir, unlink...; not when
+// the change reached the peer later, as a created file's upload).
+func (f *filesys) dirChanged(d *dir, sync bool) {
+	d.unprime()
+	f.names.dropListing(d.key())
+	if sync && f.kernel != nil {
+		if err := f.kernel.InvalidateNodeAttr(d.self); err != nil {
+			f.log.Debug().Err(err).Str("peer", d.peer).Str("path", d.key().path).Msg("invalidate the attributes of a directory")
+		}
+	}
 }

@@ -111,12 +111,13 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno})
+	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno, Device: device(conn)})
 	if err != nil {
 		Unmount(mountpoint)
 		conn.Close()
 		return nil, fmt.Errorf("fusefs: %w", err)
 	}
+	f.kernel = server // before Serve: read-only from then on
 	m := &Mounted{
 		mountpoint: mountpoint,
 		inval:      newInvalidator(f, server),

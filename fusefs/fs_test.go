@@ -177,15 +177,16 @@ func TestMountRoot(t *testing.T) {
 	}
 	// Statfs at a peer folder and at the root.
 	mustSh(t, mnt, "stat -f alice >/dev/null && stat -f . >/dev/null && df . >/dev/null")
-	// Across peers mv copies (the kernel gets EXDEV); no hard or symbolic links.
+	// Across peers mv copies (the kernel gets EXDEV), and so does ln.
 	mustSh(t, mnt, "mv bob/f.txt alice/f.txt")
 	if out := mustSh(t, store.base, "ls alice bob"); out != "alice:\nf.txt\n\nbob:\n" {
 		t.Errorf("after mv across peers: %q", out)
 	}
-	for _, script := range []string{"ln alice/f.txt alice/hard", "ln -s f.txt alice/sym"} {
-		if out, err := sh(t, mnt, script); err == nil {
-			t.Errorf("%s succeeded: %q", script, out)
-		}
+	if out, err := sh(t, mnt, "ln alice/f.txt bob/hard"); err == nil || !strings.Contains(out, "cross-device") {
+		t.Errorf("ln across peers: %v %q, want EXDEV", err, out)
+	}
+	if out, err := sh(t, mnt, "ln -s x sym"); err == nil || !strings.Contains(out, "ermission denied") {
+		t.Errorf("ln -s in the root: %v %q, want permission denied", err, out)
 	}
 }
 
@@ -324,9 +325,11 @@ func TestMountStalledLookupBlocksNoOther(t *testing.T) {
 	}
 }
 
-// A signal to a program waiting in a stalled lookup interrupts it: the
-// kernel's INTERRUPT cancels the request's context and the program gets
-// EINTR instead of waiting for the peer.
+// A fatal signal to a program waiting in a stalled lookup (SIGINT to
+// stat, which does not catch it) ends it: the kernel's INTERRUPT cancels
+// the request's context, as the caller is being killed, instead of
+// waiting for the peer. (A signal it survives does not: see
+// TestMetadataNotInterrupted in e2e.)
 func TestMountInterruptStalledLookup(t *testing.T) {
 	store := newLocalStore(t.TempDir(), "bob")
 	release := make(chan struct{})
@@ -357,5 +360,48 @@ func TestMountInterruptStalledLookup(t *testing.T) {
 		cmd.Process.Kill()
 		<-done
 		t.Error("SIGINT did not end a lookup stalled in the store")
+	}
+}
+
+// A sticky directory shows its sticky bit (which bazil's answers cannot
+// carry: fuseserve writes those itself, on the device device() finds),
+// and the kernel enforces it: another user cannot delete a file of
+// root's in it.
+func TestMountStickyDir(t *testing.T) {
+	store := newLocalStore(t.TempDir(), "alice")
+	mnt, _ := mountStore(t, store, Options{AllowOther: true})
+	if err := os.Chmod(filepath.Dir(mnt), 0o755); err != nil { // t.TempDir's: 0700
+		t.Fatal(err)
+	}
+	d := filepath.Join(mnt, "alice", "tmp")
+	if err := os.Mkdir(d, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(d, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(d, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode&0o7777 != 0o1777 {
+		t.Errorf("mode of a sticky directory: %04o, want 1777", st.Mode&0o7777)
+	}
+	if err := os.WriteFile(filepath.Join(d, "f"), nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getuid() != 0 {
+		return // the rest needs another user
+	}
+	cmd := exec.Command("rm", "-f", filepath.Join(d, "f"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Errorf("another user removed root's file from a sticky directory")
+	} else if !strings.Contains(string(out), "Operation not permitted") {
+		t.Errorf("rm as another user: %v: %s, want EPERM (the sticky bit)", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(d, "f")); err != nil {
+		t.Errorf("after the refused rm: %v", err)
 	}
 }

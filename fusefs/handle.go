@@ -74,6 +74,15 @@ func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	err := f.store.Flush(uninterruptible(ctx), h.fh)
 	if h.uploads() {
 		h.file.changed()
+		f.siblingsChanged(h.file.peer, h.file.peerInode(), h.file.node)
+		if h.created {
+			// The upload made the entry in its directory on the peer
+			// only now: the directory's times changed with it.
+			k, _ := h.file.key().parent()
+			if d, ok := f.names.lookupSelf(k).(*dir); ok {
+				f.dirChanged(d, true)
+			}
+		}
 	}
 	return f.done("flush", h.file.peer, h.file.key().path, err)
 }

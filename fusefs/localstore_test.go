@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // errUpload is what localStore.Flush fails with when failFlush is set: a
@@ -25,6 +27,7 @@ type localStore struct {
 	base string
 
 	failFlush atomic.Bool
+	owners    atomic.Bool                   // entries carry their real owners (Stat.Owners), and Chown works
 	stall     atomic.Pointer[chan struct{}] // if set, Stat of a name "slow" waits for it to close
 	stalled   atomic.Int64                  // Stat calls that began waiting on stall
 	stats     atomic.Int64                  // Stat calls
@@ -102,7 +105,37 @@ func (s *localStore) Stat(ctx context.Context, peer, path string) (fs.FileInfo, 
 			return nil, ctx.Err()
 		}
 	}
-	return os.Lstat(p)
+	return s.lstat(p)
+}
+
+// lstat is os.Lstat with the Store's Stat in Sys, as a peer in
+// whole-filesystem mode gives it.
+func (s *localStore) lstat(p string) (fs.FileInfo, error) {
+	info, err := os.Lstat(p)
+	if err != nil {
+		return nil, err
+	}
+	return s.withStat(info), nil
+}
+
+// localInfo is an os.FileInfo whose Sys is the Store's Stat.
+type localInfo struct {
+	fs.FileInfo
+	st *Stat
+}
+
+func (i localInfo) Sys() any { return i.st }
+
+func (s *localStore) withStat(info fs.FileInfo) fs.FileInfo {
+	sys, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return info
+	}
+	return localInfo{info, &Stat{
+		Ino: sys.Ino, Nlink: uint32(sys.Nlink), Owners: s.owners.Load(), Uid: sys.Uid, Gid: sys.Gid,
+		Atime: time.Unix(sys.Atim.Unix()), Ctime: time.Unix(sys.Ctim.Unix()), Blocks: sys.Blocks,
+		Major: uint32((sys.Rdev >> 8) & 0xfff), Minor: uint32(sys.Rdev&0xff | (sys.Rdev>>12)&0xfff00),
+	}}
 }
 
 func (s *localStore) List(ctx context.Context, peer, dir string) ([]fs.FileInfo, error) {
@@ -121,7 +154,7 @@ func (s *localStore) List(ctx context.Context, peer, dir string) ([]fs.FileInfo,
 		if err != nil {
 			continue // removed meanwhile
 		}
-		infos = append(infos, info)
+		infos = append(infos, s.withStat(info))
 	}
 	return infos, nil
 }
@@ -131,10 +164,13 @@ func (s *localStore) Mkdir(ctx context.Context, peer, path string, mode fs.FileM
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(p, mode); err != nil {
+	if err := syscall.Mkdir(p, unixMode(mode)); err != nil {
 		return nil, err
 	}
-	return os.Lstat(p)
+	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
+		return nil, err
+	}
+	return s.lstat(p)
 }
 
 func (s *localStore) Remove(ctx context.Context, peer, path string) error {
@@ -173,7 +209,7 @@ func (s *localStore) Truncate(ctx context.Context, peer, path string, size int64
 	if err := os.Truncate(p, size); err != nil {
 		return nil, err
 	}
-	return os.Lstat(p)
+	return s.lstat(p)
 }
 
 func (s *localStore) Chmod(ctx context.Context, peer, path string, mode fs.FileMode) (fs.FileInfo, error) {
@@ -181,21 +217,122 @@ func (s *localStore) Chmod(ctx context.Context, peer, path string, mode fs.FileM
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chmod(p, mode); err != nil {
+	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
 		return nil, err
 	}
-	return os.Lstat(p)
+	return s.lstat(p)
 }
 
-func (s *localStore) Chtimes(ctx context.Context, peer, path string, mtime time.Time) (fs.FileInfo, error) {
+// unixMode is mode's 07777 bits as chmod(2) takes them.
+func unixMode(mode fs.FileMode) uint32 {
+	m := uint32(mode.Perm())
+	for _, b := range []struct {
+		fs   fs.FileMode
+		unix uint32
+	}{{fs.ModeSetuid, syscall.S_ISUID}, {fs.ModeSetgid, syscall.S_ISGID}, {fs.ModeSticky, syscall.S_ISVTX}} {
+		if mode&b.fs != 0 {
+			m |= b.unix
+		}
+	}
+	return m
+}
+
+func (s *localStore) Chown(ctx context.Context, peer, path string, uid, gid int) (fs.FileInfo, error) {
 	p, err := s.full(peer, path)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.Chtimes(p, mtime, mtime); err != nil {
+	if !s.owners.Load() {
+		return nil, fmt.Errorf("localstore: chown %s: %w", path, ErrNotPermitted)
+	}
+	if err := os.Lchown(p, uid, gid); err != nil {
 		return nil, err
 	}
-	return os.Lstat(p)
+	return s.lstat(p)
+}
+
+func (s *localStore) Chtimes(ctx context.Context, peer, path string, atime, mtime TimeChange) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	ts := []unix.Timespec{timespec(atime), timespec(mtime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return nil, &fs.PathError{Op: "utimensat", Path: p, Err: err}
+	}
+	return s.lstat(p)
+}
+
+// timespec is c as utimensat(2) takes it.
+func timespec(c TimeChange) unix.Timespec {
+	switch {
+	case !c.Set:
+		return unix.Timespec{Nsec: unix.UTIME_OMIT}
+	case c.Now:
+		return unix.Timespec{Nsec: unix.UTIME_NOW}
+	}
+	return unix.NsecToTimespec(c.T.UnixNano())
+}
+
+func (s *localStore) Symlink(ctx context.Context, peer, path, target string) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Symlink(target, p); err != nil {
+		return nil, err
+	}
+	return s.lstat(p)
+}
+
+func (s *localStore) Readlink(ctx context.Context, peer, path string) (string, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return "", err
+	}
+	return os.Readlink(p)
+}
+
+func (s *localStore) Link(ctx context.Context, peer, oldPath, newPath string) (fs.FileInfo, error) {
+	po, err := s.full(peer, oldPath)
+	if err != nil {
+		return nil, err
+	}
+	pn, err := s.full(peer, newPath)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.Link(po, pn); err != nil {
+		return nil, err
+	}
+	return s.lstat(pn)
+}
+
+func (s *localStore) Mknod(ctx context.Context, peer, path string, mode fs.FileMode, major, minor uint32) (fs.FileInfo, error) {
+	p, err := s.full(peer, path)
+	if err != nil {
+		return nil, err
+	}
+	var typ uint32
+	switch mode.Type() {
+	case fs.ModeNamedPipe:
+		typ = syscall.S_IFIFO
+	case fs.ModeSocket:
+		typ = syscall.S_IFSOCK
+	case fs.ModeDevice | fs.ModeCharDevice:
+		typ = syscall.S_IFCHR
+	case fs.ModeDevice:
+		typ = syscall.S_IFBLK
+	default:
+		return nil, fmt.Errorf("localstore: mknod %s of mode %v: %w", path, mode, fs.ErrInvalid)
+	}
+	if err := unix.Mknod(p, typ|unixMode(mode), int(unix.Mkdev(major, minor))); err != nil {
+		return nil, &fs.PathError{Op: "mknod", Path: p, Err: err}
+	}
+	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
+		return nil, err
+	}
+	return s.lstat(p)
 }
 
 func (s *localStore) Statfs(ctx context.Context, peer string) (total, free, avail uint64, err error) {
@@ -229,6 +366,7 @@ func (s *localStore) Open(ctx context.Context, peer, path string, flags int, mod
 		f.Close()
 		return 0, nil, err
 	}
+	info = s.withStat(info)
 	if info.IsDir() {
 		f.Close()
 		return 0, nil, syscall.EISDIR
@@ -284,6 +422,29 @@ func (s *localStore) Fsync(ctx context.Context, fh uint64) error {
 		return err
 	}
 	return f.Sync()
+}
+
+func (s *localStore) StatHandle(ctx context.Context, fh uint64) (fs.FileInfo, error) {
+	f, err := s.file(fh)
+	if err != nil {
+		return nil, err
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return s.withStat(info), nil
+}
+
+func (s *localStore) TruncateHandle(ctx context.Context, fh uint64, size int64) (fs.FileInfo, error) {
+	f, err := s.file(fh)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Truncate(size); err != nil {
+		return nil, err
+	}
+	return s.StatHandle(ctx, fh)
 }
 
 func (s *localStore) Release(fh uint64) error {

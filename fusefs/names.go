@@ -45,15 +45,33 @@ func child(dir, name string) string {
 // each (peer, path) the kernel knows, stable inode numbers, and recent
 // directory listings. The kernel's NodeIDs are the request server's
 // business (fuseserve); this table knows names only.
+//
+// Inode numbers: each name gets a number of the mount's own, from a
+// counter (numbers stay unique among live names: tools treat equal
+// numbers as hard links), and a rename carries it to the new name. Where
+// the Store gives the entry's inode number on its peer (Stat.Ino), every
+// name of one peer inode shows one number, so that hard links share it;
+// and a name keeps its number when its peer inode changes under it (a
+// peer stores a file rewritten here as a new inode, renamed over the
+// old), unless another name still has the old inode.
 type nameTable struct {
 	entryTimeout time.Duration // how long a listing answers lookups
 
 	mu       sync.Mutex // protects the fields below
 	nodes    map[nodeKey]*node
-	inodes   map[nodeKey]uint64
+	inodes   map[nodeKey]uint64 // a name's number
 	nextIno  uint64
-	listings map[nodeKey]listing // directory key -> recent List result
-	listGen  uint64              // bumped whenever a listing is dropped
+	byPeer   map[peerInode]uint64 // a peer inode's number
+	seenAs   map[nodeKey]uint64   // the peer inode a name was last seen with
+	seenBy   map[peerInode]int    // how many names seenAs has for a peer inode
+	listings map[nodeKey]listing  // directory key -> recent List result
+	listGen  uint64               // bumped whenever a listing is dropped
+}
+
+// peerInode is an inode number on a peer.
+type peerInode struct {
+	peer string
+	ino  uint64
 }
 
 // listing is a directory's List result, which answers Lookup for a while
@@ -69,20 +87,23 @@ func newNameTable(entryTimeout time.Duration) *nameTable {
 		nodes:        map[nodeKey]*node{},
 		inodes:       map[nodeKey]uint64{},
 		nextIno:      1, // 1 is the root
+		byPeer:       map[peerInode]uint64{},
+		seenAs:       map[nodeKey]uint64{},
+		seenBy:       map[peerInode]int{},
 		listings:     map[nodeKey]listing{},
 	}
 }
 
-// node returns the node of k if it is of the kind isDir says, or else
-// makes one with newNode, given k's inode number. The same name yields
-// the same node for as long as the kernel holds it, unless the entry
-// changed kind.
-func (t *nameTable) node(k nodeKey, isDir bool, newNode func(ino uint64) *node) *node {
+// node returns the node of k if it is of kind (the type bits of its
+// mode), or else makes one with newNode, given k's inode number (of peer
+// inode pino, 0 if unknown). The same name yields the same node for as
+// long as the kernel holds it, unless the entry changed kind.
+func (t *nameTable) node(k nodeKey, kind fs.FileMode, pino uint64, newNode func(ino uint64) *node) *node {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, ok := t.nodes[k]
-	if !ok || n.isDir != isDir {
-		n = newNode(t.inodeLocked(k))
+	if !ok || n.kind != kind {
+		n = newNode(t.inodeLocked(k, pino))
 		t.nodes[k] = n
 	}
 	return n
@@ -90,22 +111,116 @@ func (t *nameTable) node(k nodeKey, isDir bool, newNode func(ino uint64) *node) 
 
 // inode returns the stable inode number of (peer, path).
 func (t *nameTable) inode(peer, path string) uint64 {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.inodeLocked(nodeKey{peer, path})
+	return t.inodeOf(peer, path, 0)
 }
 
-// inodeLocked hands out inode numbers from a table rather than a hash:
-// numbers stay unique among live names (tools treat equal inodes as hard
-// links), and a rename carries the number to the new name.
-func (t *nameTable) inodeLocked(k nodeKey) uint64 {
-	ino, ok := t.inodes[k]
-	if !ok {
-		t.nextIno++
-		ino = t.nextIno
-		t.inodes[k] = ino
+// inodeOf returns the stable inode number of (peer, path), whose peer
+// inode is pino (0 if unknown).
+func (t *nameTable) inodeOf(peer, path string, pino uint64) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.inodeLocked(nodeKey{peer, path}, pino)
+}
+
+// inodeLocked hands out inode numbers from tables rather than a hash (see
+// nameTable). Called with t.mu held.
+func (t *nameTable) inodeLocked(k nodeKey, pino uint64) uint64 {
+	if pino == 0 {
+		ino, ok := t.inodes[k]
+		if !ok {
+			ino = t.newInoLocked()
+			t.inodes[k] = ino
+		}
+		return ino
 	}
+	prev, seen := t.seenAs[k]
+	if seen && prev == pino {
+		if ino, ok := t.byPeer[peerInode{k.peer, pino}]; ok {
+			return ino // the usual case: nothing changed
+		}
+	}
+	if seen && prev != pino {
+		t.unseeLocked(k)
+	}
+	pk := peerInode{k.peer, pino}
+	ino, mapped := t.byPeer[pk]
+	if !mapped {
+		// The name's own number goes to its new peer inode, unless
+		// another name still has the old one (that number is the old
+		// file's).
+		cur, named := t.inodes[k]
+		if named && (!seen || t.seenBy[peerInode{k.peer, prev}] == 0) {
+			ino = cur
+		} else {
+			ino = t.newInoLocked()
+		}
+		t.byPeer[pk] = ino
+	}
+	if _, ok := t.seenAs[k]; !ok {
+		t.seenAs[k] = pino
+		t.seenBy[pk]++
+	}
+	t.inodes[k] = ino
 	return ino
+}
+
+func (t *nameTable) newInoLocked() uint64 {
+	t.nextIno++
+	return t.nextIno
+}
+
+// unseeLocked forgets which peer inode k was seen with; a peer inode no
+// name has any more loses its number. Called with t.mu held.
+func (t *nameTable) unseeLocked(k nodeKey) {
+	prev, ok := t.seenAs[k]
+	if !ok {
+		return
+	}
+	delete(t.seenAs, k)
+	pk := peerInode{k.peer, prev}
+	if t.seenBy[pk]--; t.seenBy[pk] <= 0 {
+		delete(t.seenBy, pk)
+		delete(t.byPeer, pk)
+	}
+}
+
+// siblings returns the nodes of other names of peer inode pino of peer
+// (hard links), except n.
+func (t *nameTable) siblings(peer string, pino uint64, n *node) []*node {
+	if pino == 0 {
+		return nil
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	others := t.seenBy[peerInode{peer, pino}]
+	if n != nil && t.seenAs[n.key()] == pino {
+		others--
+	}
+	if others <= 0 {
+		return nil // the usual case: no other name of it is known
+	}
+	var out []*node
+	for k, other := range t.nodes {
+		if other != n && k.peer == peer && t.seenAs[k] == pino {
+			out = append(out, other)
+		}
+	}
+	return out
+}
+
+// lookupNode returns the node of k, or nil if the kernel holds none.
+func (t *nameTable) lookupNode(k nodeKey) *node {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.nodes[k]
+}
+
+// lookupSelf returns the kind-specific node (*dir, *file...) of k, or nil.
+func (t *nameTable) lookupSelf(k nodeKey) bfs.Node {
+	if n := t.lookupNode(k); n != nil {
+		return n.self
+	}
+	return nil
 }
 
 // forget drops n from the table if the table still points at it.
@@ -138,6 +253,7 @@ func (t *nameTable) removed(k nodeKey) {
 		n.markRemoved()
 	}
 	delete(t.inodes, k)
+	t.unseeLocked(k)
 	t.dropListingLocked(k)
 }
 
@@ -151,9 +267,14 @@ func (t *nameTable) renamedFileLocked(n *node, from, to nodeKey) {
 	t.nodes[to] = n
 	n.moved(to.path)
 	delete(t.inodes, to)
+	t.unseeLocked(to)
 	if ino, ok := t.inodes[from]; ok {
 		delete(t.inodes, from)
 		t.inodes[to] = ino
+	}
+	if pino, ok := t.seenAs[from]; ok {
+		delete(t.seenAs, from)
+		t.seenAs[to] = pino
 	}
 	t.dropListingLocked(from)
 	t.dropListingLocked(to)
@@ -165,8 +286,8 @@ func (t *nameTable) renamedFileLocked(n *node, from, to nodeKey) {
 func (t *nameTable) renamed(from, to nodeKey) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if n, ok := t.nodes[from]; ok && !n.isDir {
-		if old, ok := t.nodes[to]; !ok || !old.isDir {
+	if n, ok := t.nodes[from]; ok && !n.isDir() {
+		if old, ok := t.nodes[to]; !ok || !old.isDir() {
 			// A file over a file (or a new name): nothing lies under
 			// either name, so no table needs a scan (rsync and editors
 			// rename one file after another).
@@ -185,6 +306,11 @@ func (t *nameTable) renamed(from, to nodeKey) {
 	for k := range t.inodes {
 		if k.under(to) {
 			delete(t.inodes, k)
+		}
+	}
+	for k := range t.seenAs {
+		if k.under(to) {
+			t.unseeLocked(k)
 		}
 	}
 	rekey := func(k nodeKey) nodeKey {
@@ -210,6 +336,16 @@ func (t *nameTable) renamed(from, to nodeKey) {
 	}
 	for k, ino := range movedIno {
 		t.inodes[k] = ino
+	}
+	movedSeen := map[nodeKey]uint64{}
+	for k, pino := range t.seenAs {
+		if k.under(from) {
+			delete(t.seenAs, k)
+			movedSeen[rekey(k)] = pino
+		}
+	}
+	for k, pino := range movedSeen {
+		t.seenAs[k] = pino
 	}
 	// Listings under the old name are stale; so are the parents'.
 	t.dropPeerListingsLocked(from.peer)
@@ -335,10 +471,13 @@ func (t *nameTable) stale(peer, dir string) (entries []staleEntry, data, attrs [
 		if pn, ok := t.nodes[p]; ok {
 			entries = append(entries, staleEntry{pn.self, name})
 		}
-		if n.isDir {
+		switch n.kind {
+		case fs.ModeDir:
 			attrs = append(attrs, n.self)
-		} else {
+		case 0:
 			data = append(data, n.self)
+		default:
+			attrs = append(attrs, n.self) // a link or special file: no data here
 		}
 	}
 	return entries, data, attrs

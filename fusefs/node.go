@@ -3,7 +3,6 @@ package fusefs
 import (
 	"context"
 	"io/fs"
-	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -22,24 +21,28 @@ var (
 	_ fuseserve.NodeStatfser = (*node)(nil)
 )
 
-// node is the part shared by directories and files: identity, the
-// entry's current path, and attributes handed over from the call that
-// produced the node.
+// node is the part shared by every kind of entry: identity, the entry's
+// current path and inode number, and attributes handed over from the
+// call that produced the node.
 type node struct {
 	// Read-only after nodeFor made it.
-	fsys  *filesys
-	self  bfs.Node // the *dir or *file embedding this node
-	peer  string
-	ino   uint64
-	isDir bool
+	fsys *filesys
+	self bfs.Node // the *dir, *file, *symlink or *special embedding this node
+	peer string
+	kind fs.FileMode // the entry's type: its mode's typeBits (0 for a regular file)
 
 	mu      sync.Mutex // protects the fields below
 	path    string     // updated by rename
+	ino     uint64     // the mount's inode number of the entry (names.go)
+	peerIno uint64     // the entry's inode number on its peer; 0 unknown
 	removed bool       // unlinked through this mount
 	primed  fs.FileInfo
 	last    fs.FileInfo
 	handles map[*handle]struct{} // open handles of a file
 }
+
+// isDir reports whether n is a directory.
+func (n *node) isDir() bool { return n.kind == fs.ModeDir }
 
 // key returns the node's current name.
 func (n *node) key() nodeKey {
@@ -98,18 +101,26 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 	n.mu.Lock()
 	info, path, removed := n.primed, n.path, n.removed
 	n.primed = nil
+	fh, open := n.anyHandle(false)
 	if info == nil && removed {
-		// fstat of an unlinked but open file: answer from memory.
+		// An unlinked file: from memory, or through a descriptor if
+		// one is open (its data stays, and may change).
 		info = n.last
 	}
 	n.mu.Unlock()
+	if removed && open {
+		var err error
+		if info, err = n.fsys.store.StatHandle(ctx, fh); err != nil {
+			return path, err
+		}
+	}
 	if info == nil {
 		var err error
 		info, err = n.fsys.store.Stat(ctx, n.peer, path)
 		if err != nil {
 			return path, err
 		}
-		if info.IsDir() != n.isDir {
+		if kindOf(info) != n.kind && path != "" {
 			// The name now refers to another kind of entry; make the
 			// kernel look it up again.
 			return path, syscall.ESTALE
@@ -117,16 +128,72 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 		n.mu.Lock()
 		n.last = info
 		n.mu.Unlock()
+		n.learn(info)
 	}
-	n.fsys.fillAttr(a, n.ino, n.isDir, info)
+	n.mu.Lock()
+	ino := n.ino
+	n.mu.Unlock()
+	n.fsys.fillAttr(a, ino, info)
 	if removed {
-		a.Nlink = 0
+		// This name is gone; other hard links of the entry stay.
+		a.Nlink = max(a.Nlink, 1) - 1
 	}
 	return path, nil
 }
 
-// Setattr implements bfs.NodeSetattrer: size -> Truncate, mode ->
-// Chmod, mtime -> Chtimes. Ownership cannot change; atime is not kept.
+// anyHandle returns the Store handle of one of n's open handles (open
+// for writing, if writing). Called with n.mu held.
+func (n *node) anyHandle(writing bool) (uint64, bool) {
+	for h := range n.handles {
+		if h.writable || !writing {
+			return h.fh, true
+		}
+	}
+	return 0, false
+}
+
+// learn takes the entry's inode number on its peer from info, and with it
+// the node's inode number (names.go), if it changed.
+func (n *node) learn(info fs.FileInfo) {
+	st := StatOf(info)
+	if st == nil || st.Ino == 0 {
+		return
+	}
+	n.mu.Lock()
+	same, path := n.peerIno == st.Ino, n.path
+	n.mu.Unlock()
+	if same {
+		return
+	}
+	ino := n.fsys.names.inodeOf(n.peer, path, st.Ino)
+	n.mu.Lock()
+	n.peerIno, n.ino = st.Ino, ino
+	n.mu.Unlock()
+}
+
+// lastInfo returns the attributes n last had, asking the Store if it has
+// none.
+func (n *node) lastInfo(ctx context.Context) (fs.FileInfo, error) {
+	n.mu.Lock()
+	info, path := n.last, n.path
+	n.mu.Unlock()
+	if info != nil {
+		return info, nil
+	}
+	return n.fsys.store.Stat(ctx, n.peer, path)
+}
+
+// peerInode returns the entry's inode number on its peer (0: unknown),
+// whose other names (hard links) a change to it changes too
+// (filesys.siblingsChanged).
+func (n *node) peerInode() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.peerIno
+}
+
+// Setattr implements bfs.NodeSetattrer: size -> Truncate, uid and gid ->
+// Chown (where the Store keeps owners), mode -> Chmod, times -> Chtimes.
 func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse.SetattrResponse) error {
 	k := n.key()
 	err := n.setattr(ctx, k.path, req)
@@ -136,43 +203,96 @@ func (n *node) Setattr(ctx context.Context, req *fuse.SetattrRequest, resp *fuse
 func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrRequest) error {
 	v := req.Valid
 	f := n.fsys
-	if (v.Uid() && req.Uid != f.uid) || (v.Gid() && req.Gid != f.gid) {
-		return syscall.EPERM
+	uid, gid, err := n.owners(ctx, req)
+	if err != nil {
+		return err
 	}
-	if (v.Size() || v.Mode() || v.Mtime() || v.MtimeNow()) && f.readOnly {
+	atime, mtime := timeChange(v.Atime(), v.AtimeNow(), req.Atime), timeChange(v.Mtime(), v.MtimeNow(), req.Mtime)
+	if (v.Size() || v.Mode() || uid >= 0 || gid >= 0 || atime.Set || mtime.Set) && f.readOnly {
 		return syscall.EROFS
 	}
-	var (
-		info fs.FileInfo
-		err  error
-	)
+	var info fs.FileInfo
 	if v.Size() {
-		if n.isDir {
+		if n.isDir() {
 			return syscall.EISDIR
 		}
-		if info, err = f.store.Truncate(ctx, n.peer, path, int64(req.Size)); err != nil {
+		n.mu.Lock()
+		fh, open := n.anyHandle(true)
+		removed := n.removed
+		n.mu.Unlock()
+		if removed && open {
+			// ftruncate of an unlinked file: through its descriptor.
+			info, err = f.store.TruncateHandle(ctx, fh, int64(req.Size))
+		} else {
+			info, err = f.store.Truncate(ctx, n.peer, path, int64(req.Size))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if uid >= 0 || gid >= 0 {
+		// Before the mode: a chown clears setuid bits, and the kernel
+		// sends the mode it wants after it in the same request.
+		if info, err = f.store.Chown(ctx, n.peer, path, uid, gid); err != nil {
 			return err
 		}
 	}
 	if v.Mode() {
-		if info, err = f.store.Chmod(ctx, n.peer, path, req.Mode&os.ModePerm); err != nil {
+		if info, err = f.store.Chmod(ctx, n.peer, path, req.Mode&modeBits); err != nil {
 			return err
 		}
 	}
-	if v.Mtime() || v.MtimeNow() {
-		mtime := req.Mtime
-		if mtime.IsZero() {
-			mtime = time.Now()
-		}
-		if info, err = f.store.Chtimes(ctx, n.peer, path, mtime); err != nil {
+	if atime.Set || mtime.Set {
+		if info, err = f.store.Chtimes(ctx, n.peer, path, atime, mtime); err != nil {
 			return err
 		}
 	}
 	if info != nil {
 		n.prime(info)
+		n.learn(info)
 		f.names.dropListing(nodeKey{n.peer, path})
+		f.siblingsChanged(n.peer, n.peerInode(), n)
 	}
 	return nil
+}
+
+// owners returns the owner and group a setattr asks for (-1: unchanged).
+// Where the Store keeps no owners, every entry shows as the mounting
+// user, and a change to anyone else is EPERM (as sshfs has it).
+func (n *node) owners(ctx context.Context, req *fuse.SetattrRequest) (uid, gid int, err error) {
+	v, f := req.Valid, n.fsys
+	uid, gid = -1, -1
+	if !v.Uid() && !v.Gid() {
+		return uid, gid, nil
+	}
+	info, err := n.lastInfo(ctx)
+	if err != nil {
+		return uid, gid, err
+	}
+	if st := StatOf(info); st == nil || !st.Owners {
+		if (v.Uid() && req.Uid != f.uid) || (v.Gid() && req.Gid != f.gid) {
+			return uid, gid, syscall.EPERM
+		}
+		return uid, gid, nil
+	}
+	if v.Uid() {
+		uid = int(req.Uid)
+	}
+	if v.Gid() {
+		gid = int(req.Gid)
+	}
+	return uid, gid, nil
+}
+
+// timeChange is what a setattr asks of one time: set (to t, or now).
+func timeChange(set, now bool, t time.Time) TimeChange {
+	if now {
+		return TimeChange{Set: true, Now: true}
+	}
+	if !set {
+		return TimeChange{}
+	}
+	return TimeChange{Set: true, T: t}
 }
 
 // Forget implements bfs.NodeForgetter: the kernel holds no reference,

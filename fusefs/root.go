@@ -68,11 +68,14 @@ func (r *root) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.L
 	return f.nodeFor(req.Name, "", info), f.done("lookup", req.Name, "", nil)
 }
 
-// ReadDirAll implements bfs.HandleReadDirAller.
+// ReadDirAll implements bfs.HandleReadDirAller: the peers, the control
+// folder, and . and .. (the root itself: the kernel answers .. of a
+// mount's root with the directory it is mounted on).
 func (r *root) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 	f := r.fsys
 	peers := f.store.Peers()
-	ents := make([]fuse.Dirent, 0, len(peers))
+	ents := make([]fuse.Dirent, 0, len(peers)+3)
+	ents = append(ents, fuse.Dirent{Inode: 1, Type: fuse.DT_Dir, Name: "."}, fuse.Dirent{Inode: 1, Type: fuse.DT_Dir, Name: ".."})
 	for _, p := range peers {
 		ents = append(ents, fuse.Dirent{Inode: f.names.inode(p, ""), Type: fuse.DT_Dir, Name: p})
 	}

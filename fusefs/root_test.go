@@ -19,7 +19,11 @@ func TestRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(ents) != 2 || ents[0].Name != "alice" || ents[1].Name != "bob" || ents[0].Type != fuse.DT_Dir {
+	if len(ents) != 4 || ents[0].Name != "." || ents[1].Name != ".." || ents[0].Inode != 1 {
+		t.Fatalf("root entries = %v, want . and .. (the root) first", ents)
+	}
+	ents = ents[2:]
+	if ents[0].Name != "alice" || ents[1].Name != "bob" || ents[0].Type != fuse.DT_Dir {
 		t.Fatalf("root entries = %v", ents)
 	}
 	alice := mustLookup(t, f.root, "alice")

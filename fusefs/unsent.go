@@ -119,7 +119,12 @@ func (d *unsentDir) ReadDirAll(ctx context.Context) ([]fuse.Dirent, error) {
 		out = append(out, fuse.Dirent{Inode: f.names.inode(ControlDir, d.key(name)), Type: t, Name: name})
 	}
 	slices.SortFunc(out, func(a, b fuse.Dirent) int { return strings.Compare(a.Name, b.Name) })
-	return out, f.done("readdir", ControlDir, d.key(""), nil)
+	up := f.names.inode(ControlDir, "") // the control folder holds the top one
+	if d.dir != "" {
+		up = f.names.inode(ControlDir, path.Join(controlUnsent, path.Dir(d.dir)))
+	}
+	dots := []fuse.Dirent{{Inode: f.names.inode(ControlDir, d.key("")), Type: fuse.DT_Dir, Name: "."}, {Inode: up, Type: fuse.DT_Dir, Name: ".."}}
+	return append(dots, out...), f.done("readdir", ControlDir, d.key(""), nil)
 }
 
 // Remove implements bfs.NodeRemover: rm of a copy drops it; folders

@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -148,4 +150,60 @@ func (c *Conn) Link(ctx context.Context, oldName, newName string) error {
 // the peer allows them (Devices).
 func (c *Conn) Mknod(ctx context.Context, m peerproto.Mknod) error {
 	return c.simple(ctx, m, m.Name)
+}
+
+// StatResult is the answer to one STAT of Conn.WithStats: the entry, or
+// the peer's refusal (a *peerproto.FailError: notfound...).
+type StatResult struct {
+	Entry peerproto.Entry
+	Err   error
+}
+
+// WithStats sends m and, right behind it without waiting for its answer,
+// a STAT of each of names, then reads the answers, which the peer gives
+// in order: what m changed is seen in the same round trip (the
+// directories a DELETE or a RENAME changed, the entry a MKDIR made). m
+// must be a request answered by one line (not GET, PUT or LIST). A
+// refusal of m is the error, and the STATs' results are returned all the
+// same (they ran after it). A failure to talk to the peer returns no
+// results.
+func (c *Conn) WithStats(ctx context.Context, m peerproto.Message, names ...string) (peerproto.Message, []StatResult, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer done()
+	b := m.AppendTo(make([]byte, 0, 128))
+	b = append(b, '\n')
+	for _, name := range names {
+		b = peerproto.Stat{Name: name}.AppendTo(b)
+		b = append(b, '\n')
+	}
+	if _, err := c.w.Write(b); err != nil {
+		return nil, nil, c.fail(m.Verb(), "", err)
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, nil, c.fail(m.Verb(), "", err)
+	}
+	reply, merr := peerproto.ReadReply(c.r, m.Verb())
+	var fe *peerproto.FailError
+	if merr != nil && !errors.As(merr, &fe) {
+		return nil, nil, c.fail(m.Verb(), "", merr)
+	}
+	results := make([]StatResult, len(names))
+	for i, name := range names {
+		r, err := peerproto.ReadReply(c.r, peerproto.VerbStat)
+		switch {
+		case err == nil:
+			results[i].Entry = r.(peerproto.StatOK).Entry
+		case errors.As(err, &fe):
+			results[i].Err = fmt.Errorf("peer %s: STAT %q: %w", c.addr, name, err)
+		default:
+			return nil, nil, c.fail("STAT", name, err)
+		}
+	}
+	if merr != nil {
+		return nil, results, fmt.Errorf("peer %s: %s: %w", c.addr, m.Verb(), merr)
+	}
+	return reply, results, nil
 }

@@ -233,3 +233,53 @@ func isErrno(err error, want syscall.Errno) bool {
 	var fe *peerproto.FailError
 	return errors.As(err, &fe) && fe.Errno() == want
 }
+
+// WithStats: a request and the STATs behind it in one round trip, the
+// STATs seeing what the request changed; a refusal of the request (or of
+// a STAT) leaves the connection in step.
+func TestConnWithStats(t *testing.T) {
+	dir, addr := serve(t, export.Options{})
+	if err := os.MkdirAll(filepath.Join(dir, "a", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a", "f"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, addr, peer.ClientOptions{Posix: true})
+	ctx := context.Background()
+	before, err := c.Stat(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // a later ctime on any clock
+	reply, res, err := c.WithStats(ctx, peerproto.Rmdir{Name: "a/sub"}, "a", "", "a/sub")
+	if err != nil {
+		t.Fatalf("RMDIR with STATs: %v", err)
+	}
+	if ok, isOK := reply.(peerproto.OK); !isOK || ok.Of != peerproto.VerbRmdir {
+		t.Errorf("reply %#v, want RMDIR OK", reply)
+	}
+	if len(res) != 3 || res[0].Err != nil || res[1].Err != nil {
+		t.Fatalf("results %+v", res)
+	}
+	if a := res[0].Entry; a.Nlink != before.Nlink-1 || a.Ctime <= before.Ctime {
+		t.Errorf("a after rmdir of a/sub: nlink %d ctime %d, was %d %d", a.Nlink, a.Ctime, before.Nlink, before.Ctime)
+	}
+	if !res[1].Entry.IsDir() {
+		t.Errorf("the root: %+v", res[1].Entry)
+	}
+	if !errors.Is(res[2].Err, fs.ErrNotExist) {
+		t.Errorf("STAT of the removed a/sub: %v, want not found", res[2].Err)
+	}
+
+	_, res, err = c.WithStats(ctx, peerproto.Delete{Name: "a/missing"}, "a/f")
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("DELETE of a missing file: %v, want not found", err)
+	}
+	if len(res) != 1 || res[0].Err != nil || res[0].Entry.Size != 1 {
+		t.Errorf("the STAT behind a refused DELETE: %+v", res)
+	}
+	if _, err := c.Stat(ctx, "a/f"); err != nil {
+		t.Errorf("the connection after: %v", err)
+	}
+}

@@ -1,9 +1,12 @@
 package remote
 
 import (
+	"errors"
+	"io/fs"
 	"sync"
 	"time"
 
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -46,6 +49,21 @@ type listCall struct {
 type dirCache struct {
 	at      time.Time
 	entries map[string]peerproto.Entry
+	// stale are the names whose attributes changed since (a hard link
+	// made, a directory's entries changed): not answered from here, and
+	// the listing as a whole is not, while it has any.
+	stale map[string]bool
+}
+
+// markStale records that name's attributes in dc are out of date.
+func (dc *dirCache) markStale(name string) {
+	if _, ok := dc.entries[name]; !ok {
+		return
+	}
+	if dc.stale == nil {
+		dc.stale = map[string]bool{}
+	}
+	dc.stale[name] = true
 }
 
 type statCache struct {
@@ -90,12 +108,67 @@ func (a *attrCache) cached(path string) (peerproto.Entry, bool, bool) {
 		return sc.e, sc.exists, true
 	}
 	if path != "" {
-		if dc, ok := a.dirs[parent(path)]; ok && now.Sub(dc.at) < a.ttl {
+		if dc, ok := a.dirs[parent(path)]; ok && now.Sub(dc.at) < a.ttl && !dc.stale[base(path)] {
 			e, exists := dc.entries[base(path)]
 			return e, exists, true
 		}
 	}
 	return peerproto.Entry{}, false, false
+}
+
+// changed records that path's attributes changed on the peer (not
+// whether it exists): a directory whose entries this mount made or
+// removed, the other names of a file it linked. The next Stat asks.
+func (a *attrCache) changed(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.stats, path)
+	if path == "" {
+		return
+	}
+	if dc, ok := a.dirs[parent(path)]; ok {
+		dc.markStale(base(path))
+	}
+}
+
+// changedIno is changed for every name known to hold inode ino (the hard
+// links of a file whose attributes changed through one of its names).
+func (a *attrCache) changedIno(ino uint64) {
+	if ino == 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for k, sc := range a.stats {
+		if sc.exists && sc.e.Has&peerproto.AttrIno != 0 && sc.e.Ino == ino {
+			delete(a.stats, k)
+		}
+	}
+	for _, dc := range a.dirs {
+		for name, e := range dc.entries {
+			if e.Has&peerproto.AttrIno != 0 && e.Ino == ino {
+				dc.markStale(name)
+			}
+		}
+	}
+}
+
+// linked returns the inode of path if the cache knows it to have more
+// than one name (even from an expired answer): a change through one
+// name is then a change to the others' attributes (changedIno).
+func (a *attrCache) linked(path string) uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := peerproto.Entry{}, false
+	if sc, found := a.stats[path]; found && sc.exists {
+		e, ok = sc.e, true
+	} else if dc, found := a.dirs[parent(path)]; found && path != "" {
+		e, ok = dc.entries[base(path)]
+	}
+	if !ok {
+		return 0
+	}
+	return linkedIno(e)
 }
 
 // remember records an answer about path: e, or that it does not exist.
@@ -110,7 +183,61 @@ func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 		} else {
 			delete(dc.entries, base(path))
 		}
+		delete(dc.stale, base(path))
 	}
+}
+
+// learned records what the i-th STAT behind a request (Store.withStats)
+// found of path, if it ran: its entry, or that path is gone; a STAT that
+// failed otherwise says nothing, and what was known is dropped.
+func (a *attrCache) learned(path string, res []peer.StatResult, i int) {
+	switch {
+	case i >= len(res):
+		a.changed(path)
+	case res[i].Err == nil:
+		a.remember(path, res[i].Entry, true)
+	case errors.Is(res[i].Err, fs.ErrNotExist):
+		a.remember(path, peerproto.Entry{}, false)
+	default:
+		a.forget(path)
+	}
+}
+
+// newEntryIn records that an entry was just made in directory dir on the
+// peer, at about mtime on the peer's clock (the new entry's own
+// modification time): dir's modification and change times are that late
+// at least. Its cached attributes are moved on to it, keeping their age,
+// rather than dropped: a program creating file after file in dir would
+// otherwise cost a STAT of dir each (the kernel checks its permissions
+// before every create). They are the directory's, a moment early, until
+// the next STAT.
+func (a *attrCache) newEntryIn(dir string, mtime int64) {
+	later := func(e *peerproto.Entry) {
+		e.Mtime = max(e.Mtime, mtime)
+		if e.Has&peerproto.AttrCtime != 0 {
+			e.Ctime = max(e.Ctime, mtime)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if sc, ok := a.stats[dir]; ok && sc.exists {
+		later(&sc.e)
+		a.stats[dir] = sc
+	}
+	if dc, ok := a.dirs[parent(dir)]; ok && dir != "" {
+		if e, ok := dc.entries[base(dir)]; ok {
+			later(&e)
+			dc.entries[base(dir)] = e
+		}
+	}
+}
+
+// linkedIno returns e's inode if it has more than one name.
+func linkedIno(e peerproto.Entry) uint64 {
+	if e.Has&(peerproto.AttrIno|peerproto.AttrNlink) != peerproto.AttrIno|peerproto.AttrNlink || e.Nlink < 2 {
+		return 0
+	}
+	return e.Ino
 }
 
 // emptyDir records that directory path was just created here, so empty:
@@ -141,6 +268,7 @@ func (a *attrCache) gone(path string, isDir bool) {
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
+		delete(dc.stale, base(path))
 	}
 }
 
@@ -156,8 +284,10 @@ func (a *attrCache) moved(from, to string) {
 	known := false
 	if dc, ok := a.dirs[parent(from)]; ok {
 		e, known = dc.entries[base(from)]
+		known = known && !dc.stale[base(from)]
 		at = dc.at
 		delete(dc.entries, base(from))
+		delete(dc.stale, base(from))
 	}
 	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
 		e, at, known = sc.e, sc.at, true
@@ -179,6 +309,7 @@ func (a *attrCache) moved(from, to string) {
 		if fresh && !dc.at.After(at) { // never fresher than what it says
 			e.Name = base(to)
 			dc.entries[base(to)] = e
+			delete(dc.stale, base(to))
 		} else {
 			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
 		}
@@ -245,7 +376,7 @@ func (a *attrCache) listed(dir string) ([]peerproto.Entry, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	dc, ok := a.dirs[dir]
-	if !ok || a.now().Sub(dc.at) >= a.ttl {
+	if !ok || a.now().Sub(dc.at) >= a.ttl || len(dc.stale) > 0 {
 		return nil, false
 	}
 	out := make([]peerproto.Entry, 0, len(dc.entries))

@@ -59,8 +59,8 @@ func netErr(p *peerConn, err error) error {
 		return nil
 	}
 	var fe *peerproto.FailError
-	if errors.As(err, &fe) || errors.Is(err, context.Canceled) {
-		return err
+	if errors.As(err, &fe) || errors.Is(err, context.Canceled) || errors.Is(err, fusefs.ErrNotPermitted) {
+		return err // a refusal, by the peer or for it (what it serves)
 	}
 	if isLocal(err) {
 		var errno syscall.Errno

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -38,12 +39,16 @@ type fileState struct {
 	key       cache.Key
 	refs      int             // open handles
 	remote    peerproto.Entry // the peer's attributes at open, for an unfetched copy
-	mode      fs.FileMode
-	mtime     time.Time  // last local change
-	setMode   bool       // mode must be applied on the peer after upload
-	setMtime  *time.Time // explicit mtime (utimens) to apply after upload
-	unlinked  bool       // deleted or replaced: never upload, forget on last release
-	uploading bool       // an upload of it is under way (FileState)
+	mode      fs.FileMode     // modeBits
+	mtime     time.Time       // last local change of the content
+	ctime     time.Time       // last local change of the content or the attributes
+	setMode   bool            // mode must be applied on the peer after upload
+	setMtime  *time.Time      // explicit mtime (utimens) to apply after upload
+	setAtime  *time.Time      // explicit atime (utimens) to apply after upload
+	uid, gid  uint32          // the owner given here (setOwner): the creator's, or a chown's
+	setOwner  bool            // uid and gid must be applied on the peer after upload
+	unlinked  bool            // deleted or replaced: never upload, forget on last release
+	uploading bool            // an upload of it is under way (FileState)
 	// parked is set when the copy was set aside (unsent.go): it is not
 	// uploaded again, and its writer's flushes and fsyncs report this.
 	parked *ParkedError
@@ -69,18 +74,39 @@ type fileState struct {
 	sent *digest
 }
 
-// info returns the file's attributes as this client sees them.
-func (f *fileState) info(name string) fs.FileInfo {
+// info returns the file's attributes as this client sees them; owners
+// says its peer keeps owners.
+func (f *fileState) info(name string, owners bool) fs.FileInfo {
 	f.mu.Lock()
-	mt, mode, size := f.mtime, f.mode, f.remote.Size
+	mt, mode, size, r := f.mtime, f.mode, f.remote.Size, f.remote
 	if f.setMtime != nil {
 		mt = *f.setMtime
+	}
+	var st *fusefs.Stat
+	if r.Has != 0 || f.setOwner {
+		st = statOf(r, owners)
+		st.Blocks = -1 // the local copy's size says
+		if st.Nlink == 0 {
+			st.Nlink = 1
+		}
+		if f.setOwner {
+			st.Owners, st.Uid, st.Gid = owners, f.uid, f.gid
+		}
+		switch {
+		case f.setAtime != nil:
+			st.Atime = *f.setAtime
+		case st.Atime.IsZero():
+			st.Atime = mt
+		}
+		if f.ctime.After(st.Ctime) {
+			st.Ctime = f.ctime
+		}
 	}
 	f.mu.Unlock()
 	if ch := f.ch.Load(); ch != nil {
 		size = ch.Size()
 	}
-	return &fileInfo{name: name, mode: mode, size: size, mtime: mt}
+	return &fileInfo{name: name, mode: mode, size: size, mtime: mt, st: st}
 }
 
 // size returns the file's size as this client sees it.
@@ -124,7 +150,7 @@ func (f *fileState) releaseCopy() {
 // pending reports whether f has changes not yet on its peer.
 func (f *fileState) pending() bool {
 	f.mu.Lock()
-	attrs := f.setMode || f.setMtime != nil
+	attrs := f.setMode || f.setMtime != nil || f.setAtime != nil || f.setOwner
 	f.mu.Unlock()
 	return attrs || f.dirty()
 }
@@ -238,6 +264,7 @@ func under(p, dir string) bool {
 func (s *Store) touch(f *fileState) {
 	f.mu.Lock()
 	f.mtime = time.Now()
+	f.ctime = f.mtime
 	f.setMtime = nil
 	f.mu.Unlock()
 }
@@ -294,24 +321,61 @@ func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) 
 		return nil, false
 	}
 	f.mu.Lock()
-	f.mode, f.setMode = mode.Perm(), true
+	f.mode, f.setMode, f.ctime = mode&modeBits, true, time.Now()
 	f.mu.Unlock()
 	if ch := f.ch.Load(); ch != nil {
-		_ = ch.SetMode(uint32(mode.Perm())) // survives a restart with the dirty copy
+		_ = ch.SetMode(unixBits(mode)) // survives a restart with the dirty copy
 	}
-	return f.info(base(key.Path)), true
+	return s.localInfo(key), true
 }
 
-// chtimesLocal applies a new mtime to key's local copy, if there is one.
-func (s *Store) chtimesLocal(key cache.Key, mtime time.Time) (fs.FileInfo, bool) {
+// chtimesLocal applies new times to key's local copy, if there is one;
+// "now" is this machine's clock (the peer's is not at hand).
+func (s *Store) chtimesLocal(key cache.Key, atime, mtime fusefs.TimeChange) (fs.FileInfo, bool) {
+	f, ok := s.local(key)
+	if !ok {
+		return nil, false
+	}
+	now := time.Now()
+	at := func(c fusefs.TimeChange) *time.Time {
+		if c.Now {
+			return &now
+		}
+		t := c.T
+		return &t
+	}
+	f.mu.Lock()
+	if atime.Set {
+		f.setAtime = at(atime)
+	}
+	if mtime.Set {
+		f.setMtime = at(mtime)
+	}
+	f.ctime = now
+	f.mu.Unlock()
+	return s.localInfo(key), true
+}
+
+// chownLocal applies a chown to key's local copy, if there is one: the
+// owner goes to the peer with the next upload.
+func (s *Store) chownLocal(key cache.Key, uid, gid int) (fs.FileInfo, bool) {
 	f, ok := s.local(key)
 	if !ok {
 		return nil, false
 	}
 	f.mu.Lock()
-	f.setMtime = &mtime
+	if !f.setOwner {
+		f.uid, f.gid = f.remote.Uid, f.remote.Gid
+	}
+	if uid >= 0 {
+		f.uid = uint32(uid)
+	}
+	if gid >= 0 {
+		f.gid = uint32(gid)
+	}
+	f.setOwner, f.ctime = true, time.Now()
 	f.mu.Unlock()
-	return f.info(base(key.Path)), true
+	return s.localInfo(key), true
 }
 
 // local returns key's local copy, if there is one.
@@ -324,8 +388,13 @@ func (s *Store) local(key cache.Key) (*fileState, bool) {
 
 // localInfo returns the attributes of key's local copy, or nil.
 func (s *Store) localInfo(key cache.Key) fs.FileInfo {
-	if f, ok := s.local(key); ok {
-		return f.info(base(key.Path))
+	f, ok := s.local(key)
+	if !ok {
+		return nil
 	}
-	return nil
+	owners := false
+	if p, err := s.peer(key.Peer); err == nil {
+		owners = p.link.owners()
+	}
+	return f.info(base(key.Path), owners)
 }

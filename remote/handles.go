@@ -15,6 +15,7 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -34,6 +35,7 @@ type handle struct {
 	p      *peerConn         // the peer's connection; follows it to a new address (Store.follow)
 	size   int64             // remote size at open
 	ver    peerproto.Version // remote version at open
+	entry  peerproto.Entry   // remote attributes at open
 	clean  *cache.Handle     // whole-file copy: a small file, or a large one the cache already held
 	looked bool              // the cache was asked for a large file's copy (only once per handle)
 	ra     []byte            // read-ahead buffer
@@ -110,20 +112,23 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		return 0, nil, fmt.Errorf("remote: create %s:%s: %w", peerName, path, fs.ErrExist)
 	}
 	if !write && exists {
-		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, ver: e.Version()})
-		return fh, infoOf(base(path), e), nil
+		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, ver: e.Version(), entry: e})
+		return fh, p.info(base(path), e), nil
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
-	f := &fileState{key: key, refs: 1, remote: e, mode: fs.FileMode(e.Mode).Perm(), mtime: time.Unix(0, e.Mtime),
+	f := &fileState{key: key, refs: 1, remote: e, mode: modeOf(e.Mode), mtime: time.Unix(0, e.Mtime),
 		base: peerproto.VersionNone, owner: s.owner(p)}
+	f.ctime = f.mtime
 	if exists {
 		f.base = e.Version()
+	} else {
+		s.ownCreated(ctx, p, f)
 	}
 	if !exists || flags&os.O_TRUNC != 0 {
 		var m uint32 // 0: a truncated existing file keeps its recorded mode
 		if !exists {
-			m = uint32(mode.Perm())
+			m = unixBits(mode)
 		}
 		// Empty and dirty (even an empty file is uploaded), its record
 		// written once.
@@ -133,8 +138,9 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		}
 		f.ch.Store(ch)
 		f.mtime = time.Now()
+		f.ctime = f.mtime
 		if !exists {
-			f.mode = mode.Perm()
+			f.mode = mode & modeBits
 		}
 	}
 	s.mu.Lock()
@@ -152,6 +158,20 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	}
 	fh := s.newHandle(&handle{p: p, key: key, flags: flags, state: f, created: !exists && !raced})
 	return fh, s.localInfo(key), nil
+}
+
+// ownCreated gives f, a file the caller of ctx creates here, the owner
+// it gets on a local disk (ownerFor), on a peer that keeps owners; its
+// upload applies it.
+func (s *Store) ownCreated(ctx context.Context, p *peerConn, f *fileState) {
+	caller, ok := fusefs.CallerOf(ctx)
+	if !ok || !p.link.owners() {
+		return
+	}
+	var dir peer.StatResult
+	dir.Entry, dir.Err = s.stat(ctx, p, parent(f.key.Path))
+	f.uid, f.gid = ownerFor(caller, dir)
+	f.setOwner = true
 }
 
 // WriteAt implements fusefs.Store.
@@ -235,6 +255,84 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 		return err
 	}
 	return s.divertedErr(h)
+}
+
+// StatHandle implements fusefs.Store: an open file's attributes, also
+// after its name is gone.
+func (s *Store) StatHandle(ctx context.Context, fh uint64) (fs.FileInfo, error) {
+	h, err := s.handle(fh)
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.peer(h.key.Peer)
+	if err != nil {
+		return nil, err
+	}
+	if h.state != nil {
+		return h.state.info(base(h.state.currentKey().Path), p.link.owners()), nil
+	}
+	h.mu.Lock()
+	e := h.entry
+	if h.clean != nil {
+		e.Size = h.clean.Size()
+	}
+	h.mu.Unlock()
+	return p.info(base(h.key.Path), e), nil
+}
+
+// TruncateHandle implements fusefs.Store: ftruncate of a file open for
+// writing, also after its name is gone.
+func (s *Store) TruncateHandle(ctx context.Context, fh uint64, size int64) (fs.FileInfo, error) {
+	h, err := s.handle(fh)
+	if err != nil {
+		return nil, err
+	}
+	if h.state == nil {
+		return nil, fmt.Errorf("remote: truncate through file handle %d, open for reading: %w", fh, fusefs.ErrBadHandle)
+	}
+	if err := s.truncateState(ctx, h.state, size); err != nil {
+		return nil, err
+	}
+	return s.StatHandle(ctx, fh)
+}
+
+// keepOpen fetches what the handles open on key still need of the file
+// before it is removed from its peer: an open file stays readable (and,
+// open for writing, writable) through its descriptors after its name is
+// gone, as on a local disk. A copy that cannot be fetched is logged, and
+// the file removed all the same (its readers then get EIO).
+func (s *Store) keepOpen(ctx context.Context, key cache.Key, f *fileState) {
+	if f != nil {
+		f.mu.Lock()
+		open := f.refs > 0
+		f.mu.Unlock()
+		if open {
+			if err := s.fetchRest(ctx, f); err != nil {
+				s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot keep the content of a removed file open here")
+			}
+		}
+	}
+	s.mu.Lock()
+	var readers []*handle
+	for _, h := range s.handles {
+		if h.key == key && h.state == nil {
+			readers = append(readers, h)
+		}
+	}
+	s.mu.Unlock()
+	for _, h := range readers {
+		h.mu.Lock()
+		if h.clean == nil {
+			ch, err := s.fetchWhole(ctx, h.p, h.key, h.size, h.ver)
+			if err != nil {
+				s.log.Warn().Err(err).Str("peer", key.Peer).Str("path", key.Path).Msg("cannot keep the content of a removed file open here")
+			} else {
+				h.clean, h.looked = ch, true
+				h.stopStream()
+			}
+		}
+		h.mu.Unlock()
+	}
 }
 
 // Release implements fusefs.Store.

@@ -113,13 +113,15 @@ type testPeer struct {
 // startPeer serves dir on a new loopback port until the test ends.
 func startPeer(t *testing.T, dir string) *testPeer {
 	t.Helper()
-	return startPeerWith(t, export.Options{Export: dir, Logger: zerolog.Nop()})
+	return startPeerWith(t, export.Options{Export: dir})
 }
 
-// startPeerWith is startPeer with the server's options given.
+// startPeerWith is startPeer with the server's options (Export: the
+// directory served).
 func startPeerWith(t *testing.T, opts export.Options) *testPeer {
 	t.Helper()
 	dir := opts.Export
+	opts.Logger = zerolog.Nop()
 	srv, err := export.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)

@@ -4,38 +4,125 @@ import (
 	"io/fs"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
-// fileInfo adapts a protocol entry to fs.FileInfo.
+// fileInfo adapts a protocol entry to fs.FileInfo; its Sys is the
+// entry's *fusefs.Stat where the peer gave whole-filesystem attributes.
 type fileInfo struct {
 	name  string
-	dir   bool
-	mode  fs.FileMode
+	mode  fs.FileMode // type and modeBits
 	size  int64
 	mtime time.Time
+	st    *fusefs.Stat // nil: the peer said nothing more
 }
 
 func (fi *fileInfo) Name() string       { return fi.name }
 func (fi *fileInfo) Size() int64        { return fi.size }
 func (fi *fileInfo) ModTime() time.Time { return fi.mtime }
-func (fi *fileInfo) IsDir() bool        { return fi.dir }
-func (fi *fileInfo) Sys() any           { return nil }
-func (fi *fileInfo) Mode() fs.FileMode {
-	if fi.dir {
-		return fi.mode | fs.ModeDir
+func (fi *fileInfo) IsDir() bool        { return fi.mode.IsDir() }
+func (fi *fileInfo) Mode() fs.FileMode  { return fi.mode }
+func (fi *fileInfo) Sys() any {
+	if fi.st == nil {
+		return nil // not a typed nil: Sys() == nil means nothing more
 	}
-	return fi.mode
+	return fi.st
 }
 
-func infoOf(name string, e peerproto.Entry) *fileInfo {
-	return &fileInfo{
+// modeBits is the part of an fs.FileMode a peer keeps and the mode word
+// of the protocol carries (07777): permissions, setuid, setgid, sticky.
+const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
+
+// unixBits returns m's modeBits as the protocol's 07777.
+func unixBits(m fs.FileMode) uint32 {
+	b := uint32(m.Perm())
+	if m&fs.ModeSetuid != 0 {
+		b |= 0o4000
+	}
+	if m&fs.ModeSetgid != 0 {
+		b |= 0o2000
+	}
+	if m&fs.ModeSticky != 0 {
+		b |= 0o1000
+	}
+	return b
+}
+
+// modeOf returns the protocol's 07777 as fs.FileMode modeBits.
+func modeOf(b uint32) fs.FileMode {
+	m := fs.FileMode(b & 0o777)
+	if b&0o4000 != 0 {
+		m |= fs.ModeSetuid
+	}
+	if b&0o2000 != 0 {
+		m |= fs.ModeSetgid
+	}
+	if b&0o1000 != 0 {
+		m |= fs.ModeSticky
+	}
+	return m
+}
+
+// typeMode returns an entry type letter as fs.FileMode type bits.
+func typeMode(t byte) fs.FileMode {
+	switch t {
+	case peerproto.TypeDir:
+		return fs.ModeDir
+	case peerproto.TypeSymlink:
+		return fs.ModeSymlink
+	case peerproto.TypeFIFO:
+		return fs.ModeNamedPipe
+	case peerproto.TypeSocket:
+		return fs.ModeSocket
+	case peerproto.TypeCharDevice:
+		return fs.ModeDevice | fs.ModeCharDevice
+	case peerproto.TypeBlockDevice:
+		return fs.ModeDevice
+	}
+	return 0
+}
+
+// info returns entry e, named name, as the mount sees it.
+func (p *peerConn) info(name string, e peerproto.Entry) *fileInfo {
+	fi := &fileInfo{
 		name:  name,
-		dir:   e.IsDir(),
-		mode:  fs.FileMode(e.Mode) & fs.ModePerm,
+		mode:  typeMode(e.Type) | modeOf(e.Mode),
 		size:  e.Size,
 		mtime: time.Unix(0, e.Mtime),
 	}
+	if e.Has != 0 {
+		fi.st = statOf(e, p.link.owners())
+	}
+	return fi
+}
+
+// statOf returns the whole-filesystem attributes of e; owners says the
+// peer keeps owners (its uid= and gid= are to be shown).
+func statOf(e peerproto.Entry, owners bool) *fusefs.Stat {
+	st := &fusefs.Stat{Blocks: -1}
+	if e.Has&peerproto.AttrIno != 0 {
+		st.Ino = e.Ino
+	}
+	if e.Has&peerproto.AttrNlink != 0 {
+		st.Nlink = uint32(min(e.Nlink, 1<<32-1))
+	}
+	if e.Has&(peerproto.AttrUid|peerproto.AttrGid) == peerproto.AttrUid|peerproto.AttrGid {
+		st.Owners, st.Uid, st.Gid = owners, e.Uid, e.Gid
+	}
+	if e.Has&peerproto.AttrAtime != 0 {
+		st.Atime = time.Unix(0, e.Atime)
+	}
+	if e.Has&peerproto.AttrCtime != 0 {
+		st.Ctime = time.Unix(0, e.Ctime)
+	}
+	if e.Has&peerproto.AttrBlocks != 0 {
+		st.Blocks = e.Blocks
+	}
+	if e.Has&peerproto.AttrRdev != 0 {
+		st.Major, st.Minor = e.RdevMajor, e.RdevMinor
+	}
+	return st
 }
 
 func base(p string) string {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -29,6 +30,9 @@ type link struct {
 	// id is the identity of the peer's export, as its connections last
 	// reported it (identity.go); "" until then, or from an older peer.
 	id string
+	// feats is what the peer's connections last said it serves (posix,
+	// owners, devices; peer.Conn's methods of those names).
+	feats features
 	// Health: whether a request was tried, and the last one reached the
 	// peer; its last round-trip time (PING), when it last answered,
 	// since when it is down, and why.
@@ -96,8 +100,8 @@ func (l *link) do(ctx context.Context, verb string, fn func(*peer.Conn) error) e
 // reach it means down. A cancelled request, or one whose data could not
 // be read here, says nothing about the peer.
 func (l *link) result(ctx context.Context, err error) {
-	if errors.Is(err, context.Canceled) || isLocal(err) {
-		return
+	if errors.Is(err, context.Canceled) || isLocal(err) || errors.Is(err, fusefs.ErrNotPermitted) {
+		return // nothing was asked of the peer (or nothing answered)
 	}
 	now := l.now()
 	l.mu.Lock()
@@ -126,6 +130,38 @@ func (l *link) setID(id string) (old string) {
 		l.id = id
 	}
 	return old
+}
+
+// features is what a peer serves beyond the seed's protocol.
+type features struct {
+	known   bool // a connection said
+	posix   bool // whole-filesystem mode: links, special files, all attributes
+	owners  bool // it keeps real owners: uid= and gid= are its files', chown works
+	devices bool // it makes device nodes
+}
+
+// setFeatures records what the peer said it serves on a connection.
+func (l *link) setFeatures(c *peer.Conn) {
+	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices()}
+	l.mu.Lock()
+	l.feats = f
+	l.mu.Unlock()
+}
+
+// features returns what the peer serves, as its connections last said;
+// ok is false until one did.
+func (l *link) features() (f features, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.feats, l.feats.known
+}
+
+// owners reports whether the peer keeps real owners, as far as its
+// connections said.
+func (l *link) owners() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.feats.owners
 }
 
 // peerID returns the identity the peer last reported ("" if none yet).

@@ -12,7 +12,6 @@ import (
 	"io/fs"
 	"slices"
 	"sort"
-	"time"
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/fusefs"
@@ -113,7 +112,7 @@ func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, e
 	if err != nil {
 		return nil, err
 	}
-	return infoOf(base(path), e), nil
+	return p.info(base(path), e), nil
 }
 
 // List implements fusefs.Store: one LIST round trip, with local files not
@@ -129,12 +128,12 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 	}
 	out := make([]fs.FileInfo, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, infoOf(e.Name, e))
+		out = append(out, p.info(e.Name, e))
 	}
 	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
 	for _, f := range s.statesIn(peerName, dir) {
 		name := base(f.currentKey().Path)
-		fi := f.info(name)
+		fi := f.info(name, p.link.owners())
 		if i := slices.IndexFunc(out, func(x fs.FileInfo) bool { return x.Name() == name }); i >= 0 {
 			out[i] = fi
 		} else {
@@ -166,53 +165,96 @@ func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerCo
 
 // Mkdir implements fusefs.Store. A file created here and not yet
 // uploaded holds the name (EEXIST), though the peer may not know it yet.
+// The new directory and its parent are STATed behind the MKDIR, in the
+// same round trip (peer.Conn.WithStats): the parent's times and link
+// count change with it.
 func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
 	if s.localInfo(cache.Key{Peer: peerName, Path: path}) != nil {
 		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
 	}
-	var e peerproto.Entry
+	var res []peer.StatResult
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
-		if err := c.Mkdir(ctx, path, uint32(mode.Perm())); err != nil {
+		var err error
+		bits := unixBits(mode)
+		_, res, err = s.withStats(ctx, c, peerproto.Mkdir{Name: path, Mode: bits}, path, parent(path))
+		if err != nil {
 			return err
 		}
-		var err error
-		e, err = c.Stat(ctx, path)
+		if res[0].Err != nil {
+			return res[0].Err
+		}
+		if bits == 0 {
+			// MKDIR's mode 0 is the peer's default: 0000 takes a SETATTR.
+			if res[0].Entry, err = c.Setattr(ctx, peerproto.Setattr{Name: path, HasMode: true}); err != nil {
+				return err
+			}
+		}
+		res[0].Entry, err = s.ownNew(ctx, c, path, res[0].Entry, res[1])
 		return err
 	})
-	if err != nil {
-		if p != nil {
-			p.attrs.forget(path)
-		}
+	if p == nil {
 		return nil, err
 	}
-	p.attrs.remember(path, e, true)
+	p.attrs.learned(parent(path), res, 1)
+	if err != nil {
+		p.attrs.forget(path)
+		return nil, err
+	}
+	p.attrs.remember(path, res[0].Entry, true)
 	p.unsynced.mark(path) // the new entry is durable at the next FSYNC
 	// Just created, so empty: lookups of new names in it (a program
 	// filling it) are answered without a STAT each.
 	p.attrs.emptyDir(path)
 	s.notify(peerName, parent(path))
-	return infoOf(base(path), e), nil
+	return p.info(base(path), res[0].Entry), nil
+}
+
+// withStats runs m on c with a STAT of each of paths behind it, in one
+// round trip (peer.Conn.WithStats); a path given twice is asked once,
+// and gets the same result.
+func (s *Store) withStats(ctx context.Context, c *peer.Conn, m peerproto.Message, paths ...string) (peerproto.Message, []peer.StatResult, error) {
+	uniq := slices.Compact(slices.Sorted(slices.Values(paths)))
+	reply, got, err := c.WithStats(ctx, m, uniq...)
+	if got == nil {
+		return reply, nil, err
+	}
+	res := make([]peer.StatResult, len(paths))
+	for i, path := range paths {
+		res[i] = got[slices.Index(uniq, path)]
+	}
+	return reply, res, err
 }
 
 // Remove implements fusefs.Store. The local copy (if any) is locked
 // across the DELETE so that no upload can recreate the file after it, and
-// forgotten only once the peer has deleted it.
+// forgotten only once the peer has deleted it. The parent is STATed
+// behind the DELETE (its times changed).
 func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	key := cache.Key{Peer: peerName, Path: path}
 	s.mu.Lock()
 	f := s.files[key]
 	s.mu.Unlock()
+	s.keepOpen(ctx, key, f)
 	if f != nil {
 		f.up.Lock()
 		defer f.up.Unlock()
 	}
-	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error { return c.Delete(ctx, path) })
+	var res []peer.StatResult
+	var linked uint64
+	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error {
+		linked = p.attrs.linked(path)
+		var err error
+		_, res, err = s.withStats(ctx, c, peerproto.Delete{Name: path}, parent(path))
+		return err
+	})
 	if p != nil {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
 			p.attrs.gone(path, false)
 		} else {
 			p.attrs.forget(path)
 		}
+		p.attrs.changedIno(linked) // the other names lost a link
+		p.attrs.learned(parent(path), res, 0)
 		if err == nil {
 			p.unsynced.mark(parent(path))
 		}
@@ -226,7 +268,7 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	if f != nil {
 		s.unlinkLocked(f)
 	}
-	_ = s.cache.Remove(key)
+	s.dropCopy(key)
 	return nil
 }
 
@@ -274,7 +316,12 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	if n := s.filesIn(peerName, path); n > 0 {
 		return notEmpty("rmdir", peerName, path, n)
 	}
-	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rmdir(ctx, path) })
+	var res []peer.StatResult
+	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error {
+		var err error
+		_, res, err = s.withStats(ctx, c, peerproto.Rmdir{Name: path}, parent(path))
+		return err
+	})
 	if p != nil {
 		if err == nil {
 			p.attrs.gone(path, true)
@@ -282,6 +329,7 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 		} else {
 			p.attrs.forgetTree(path)
 		}
+		p.attrs.learned(parent(path), res, 0)
 	}
 	return err
 }
@@ -326,10 +374,31 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	lockAll(locked)
 	defer unlockAll(locked)
 
-	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error { return c.Rename(ctx, from, to) })
+	var res []peer.StatResult
+	var linked uint64
+	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error {
+		linked = p.attrs.linked(from)
+		var err error
+		// The moved entry's ctime, and both directories' times, changed;
+		// and from is gone, unless it and to were names of one file,
+		// which rename(2) leaves as they are.
+		_, res, err = s.withStats(ctx, c, peerproto.Rename{From: from, To: to}, to, parent(from), parent(to), from)
+		return err
+	})
+	if err == nil && from != to && sameFile(res, 0, 3) {
+		// Two names of one inode: nothing moved (and the kernel, which
+		// sees two inodes here, drops the old name's entry only).
+		p.attrs.learned(from, res, 3)
+		p.attrs.learned(to, res, 0)
+		return nil
+	}
 	if p != nil {
 		if err == nil {
 			p.attrs.moved(from, to)
+			p.attrs.changedIno(linked) // the moved file's other names: its ctime
+			p.attrs.learned(to, res, 0)
+			p.attrs.learned(parent(from), res, 1)
+			p.attrs.learned(parent(to), res, 2)
 			// Durable at the next FSYNC: the file (or directory) under
 			// its new name, and the directory it left; uploads named
 			// under the old name are elsewhere now: sync everything.
@@ -370,47 +439,14 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	return nil
 }
 
-// setattr applies s remotely and returns the new attributes.
-func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setattr) (fs.FileInfo, error) {
-	var e peerproto.Entry
-	p, err := s.do(ctx, "SETATTR", peerName, func(p *peerConn, c *peer.Conn) error {
-		var err error
-		e, err = c.Setattr(ctx, sa)
-		return err
-	})
-	if err != nil {
-		if p != nil {
-			p.attrs.forget(sa.Name)
-		}
-		return nil, err
+// sameFile reports whether the i-th and j-th results of STATs behind a
+// request found one file (one inode) under two names.
+func sameFile(res []peer.StatResult, i, j int) bool {
+	if i >= len(res) || j >= len(res) || res[i].Err != nil || res[j].Err != nil {
+		return false
 	}
-	p.attrs.remember(sa.Name, e, true)
-	p.unsynced.mark(sa.Name)
-	return infoOf(base(sa.Name), e), nil
-}
-
-// Truncate implements fusefs.Store.
-func (s *Store) Truncate(ctx context.Context, peerName, path string, size int64) (fs.FileInfo, error) {
-	if fi, ok, err := s.truncateLocal(ctx, cache.Key{Peer: peerName, Path: path}, size); ok {
-		return fi, err
-	}
-	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasSize: true, Size: size})
-}
-
-// Chmod implements fusefs.Store.
-func (s *Store) Chmod(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
-	if fi, ok := s.chmodLocal(cache.Key{Peer: peerName, Path: path}, mode); ok {
-		return fi, nil
-	}
-	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: uint32(mode.Perm())})
-}
-
-// Chtimes implements fusefs.Store.
-func (s *Store) Chtimes(ctx context.Context, peerName, path string, mtime time.Time) (fs.FileInfo, error) {
-	if fi, ok := s.chtimesLocal(cache.Key{Peer: peerName, Path: path}, mtime); ok {
-		return fi, nil
-	}
-	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMtime: true, Mtime: mtime.UnixNano()})
+	a, b := res[i].Entry, res[j].Entry
+	return a.Has&b.Has&peerproto.AttrIno != 0 && a.Ino == b.Ino && !a.IsDir()
 }
 
 // Statfs implements fusefs.Store.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -343,7 +344,7 @@ func TestSetattrs(t *testing.T) {
 		t.Errorf("peer's mode %#o after Chmod", got)
 	}
 	mtime := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
-	if _, err := s.Chtimes(ctx, "bob", "f", mtime); err != nil {
+	if _, err := s.Chtimes(ctx, "bob", "f", fusefs.TimeChange{}, fusefs.TimeChange{Set: true, T: mtime}); err != nil {
 		t.Fatalf("Chtimes: %v", err)
 	}
 	if st, err := os.Stat(c.bob.path("f")); err != nil || !st.ModTime().Equal(mtime) {
@@ -356,7 +357,7 @@ func TestSetattrs(t *testing.T) {
 		t.Fatalf("Truncate of an open file: %v, %v", fi, err)
 	}
 	mtime2 := mtime.Add(time.Hour)
-	if _, err := s.Chtimes(ctx, "bob", "f", mtime2); err != nil {
+	if _, err := s.Chtimes(ctx, "bob", "f", fusefs.TimeChange{}, fusefs.TimeChange{Set: true, T: mtime2}); err != nil {
 		t.Fatal(err)
 	}
 	if got := c.bob.content(t, "f"); got != "0123" {

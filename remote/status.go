@@ -60,6 +60,7 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 	}
 	return p.link.do(ctx, verb, func(c *peer.Conn) error {
 		s.learnID(p, c.PeerID())
+		p.link.setFeatures(c)
 		return fn(c)
 	})
 }
@@ -67,7 +68,7 @@ func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*p
 // mutating reports whether requests with verb change a peer's export.
 func mutating(verb string) bool {
 	switch verb {
-	case "PUT", "DELETE", "RENAME", "MKDIR", "RMDIR", "SETATTR":
+	case "PUT", "DELETE", "RENAME", "MKDIR", "RMDIR", "SETATTR", "SYMLINK", "LINK", "MKNOD":
 		return true
 	}
 	return false

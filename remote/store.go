@@ -3,7 +3,6 @@ package remote
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -123,6 +122,10 @@ func New(opts Options) (*Store, error) {
 	// Versions tell contents apart where mtimes cannot (coarse
 	// timestamps): conditional uploads and cached copies depend on them.
 	opts.Client.Attrs = true
+	// A peer folder is a whole filesystem where the peer serves it:
+	// links, special files, owners and all three times (peer.Conn.Posix
+	// says which connections got it).
+	opts.Client.Posix = true
 	if opts.ForgetAfter <= 0 {
 		opts.ForgetAfter = DefaultForgetAfter
 	}
@@ -163,10 +166,10 @@ func New(opts Options) (*Store, error) {
 			sent: parseDigest(ch.Meta().Sent)}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
-		if m := fs.FileMode(ch.Meta().Mode).Perm(); m != 0 {
+		if m := modeOf(ch.Meta().Mode); m != 0 {
 			f.mode, f.setMode = m, true
 		}
-		f.remote.Mode = uint32(f.mode)
+		f.remote.Mode = unixBits(f.mode)
 		f.ch.Store(ch)
 		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")

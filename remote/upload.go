@@ -75,10 +75,14 @@ type upload struct {
 	owner  string        // the peer identity the copy was written for
 	base   peerproto.Version
 	mode   fs.FileMode
-	// setMode and setMtime are the attributes to apply after the PUT (or
-	// alone, without one); remote is the peer's attributes at open.
+	// setMode, setMtime, setAtime and setOwner (uid, gid) are the
+	// attributes to apply after the PUT (or alone, without one); remote
+	// is the peer's attributes at open.
 	setMode  bool
 	setMtime *time.Time
+	setAtime *time.Time
+	setOwner bool
+	uid, gid uint32
 	remote   peerproto.Entry
 
 	// durable: the PUT takes an FSYNC behind it (putSynced), for a
@@ -167,12 +171,13 @@ func (s *Store) snapshot(f *fileState) (*upload, error) {
 	u.key, u.owner, u.base = f.key, f.owner, f.base
 	u.origin = f.key.Path
 	u.setMode, u.mode, u.setMtime, u.remote = f.setMode, f.mode, f.setMtime, f.remote
+	u.setAtime, u.setOwner, u.uid, u.gid = f.setAtime, f.setOwner, f.uid, f.gid
 	unlinked, parked := f.unlinked, f.parked
 	f.mu.Unlock()
 	if parked != nil {
 		return nil, parked
 	}
-	if unlinked || (!u.meta.Dirty && !u.setMode && u.setMtime == nil) {
+	if unlinked || (!u.meta.Dirty && !u.setMode && u.setMtime == nil && u.setAtime == nil && !u.setOwner) {
 		return nil, nil
 	}
 	if !u.meta.Dirty {
@@ -249,10 +254,27 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.f.base = pd.Version()
 	u.f.mu.Unlock()
 	u.p.unsynced.mark(u.key.Path)
-	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: 0o644, Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
+	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: unixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
+	if u.remote.Nlink > 1 {
+		// Stored in place (the peer keeps a file with other names):
+		// the same inode, with as many names.
+		u.stored.Has = u.remote.Has & (peerproto.AttrIno | peerproto.AttrNlink)
+		u.stored.Ino, u.stored.Nlink = u.remote.Ino, u.remote.Nlink
+	}
 	// The peer keeps an existing file's mode and creates a new one
 	// 0644: apply ours where it differs.
-	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != fs.FileMode(u.remote.Mode).Perm())
+	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != modeOf(u.remote.Mode))
+	// A peer that keeps owners stores new content (a new inode, unless
+	// the file has other links) as its own user: the file keeps its
+	// owner, as a write to it on a local disk does.
+	if c.Owners() && !u.setOwner && u.remote.Has&(peerproto.AttrUid|peerproto.AttrGid) == peerproto.AttrUid|peerproto.AttrGid &&
+		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
+		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
+	}
+	if u.base == peerproto.VersionNone {
+		// A new entry in its directory, whose times changed with it.
+		u.p.attrs.newEntryIn(parent(u.key.Path), pd.Mtime)
+	}
 	return nil
 }
 
@@ -324,12 +346,22 @@ func (s *Store) resolveConflict(ctx context.Context, c *peer.Conn, u *upload, fe
 // putAttrs applies the mode and mtime set here (or the mode a new file
 // must get), after the content if any.
 func (s *Store) putAttrs(ctx context.Context, c *peer.Conn, u *upload) error {
-	if !u.setMode && u.setMtime == nil {
+	if !u.setMode && u.setMtime == nil && u.setAtime == nil && !u.setOwner {
 		return nil
 	}
-	sa := peerproto.Setattr{Name: u.key.Path, HasMode: u.setMode, Mode: uint32(u.mode.Perm())}
+	sa := peerproto.Setattr{Name: u.key.Path, HasMode: u.setMode, Mode: unixBits(u.mode)}
 	if u.setMtime != nil {
 		sa.HasMtime, sa.Mtime = true, u.setMtime.UnixNano()
+	}
+	if u.setAtime != nil {
+		sa.HasAtime, sa.Atime = true, u.setAtime.UnixNano()
+	}
+	if u.setOwner && c.Owners() {
+		// Before the mode, at the peer too: a chown clears setuid bits.
+		sa.HasUid, sa.Uid, sa.HasGid, sa.Gid = true, u.uid, true, u.gid
+	}
+	if !sa.HasMode && !sa.HasMtime && !sa.HasAtime && !sa.HasUid {
+		return nil
 	}
 	e, err := c.Setattr(ctx, sa)
 	if err != nil {
@@ -410,7 +442,14 @@ func (s *Store) stored(u *upload) error {
 	if f.setMtime == u.setMtime {
 		f.setMtime = nil
 	}
+	if f.setAtime == u.setAtime {
+		f.setAtime = nil
+	}
+	if f.uid == u.uid && f.gid == u.gid {
+		f.setOwner = false
+	}
 	f.mu.Unlock()
+	u.p.attrs.changedIno(linkedIno(u.remote)) // its other names: new content
 	u.p.attrs.remember(u.key.Path, e, true)
 	if s.dropIfDone(f) {
 		f.releaseCopy()

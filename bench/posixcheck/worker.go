@@ -86,9 +86,10 @@ func become(who string) error {
 // The worker runs without the Go runtime's preemption signals: a signal
 // that reaches a thread waiting in a FUSE request makes the kernel send
 // the daemon an INTERRUPT, and a daemon may then fail the call with
-// EINTR (peerfs does, for mkdir and chmod among others). A C test
-// program gets no such signals; the count is about the filesystem, not
-// the language of its harness.
+// EINTR (peerfs did, for mkdir and chmod among others, until it let
+// only a caller being killed interrupt a request). A C test program gets no such
+// signals; the count is about the filesystem, not the language of its
+// harness.
 func selfWorker(who string) *exec.Cmd {
 	exe, err := os.Executable()
 	if err != nil {

@@ -98,6 +98,7 @@ type mountConfig struct {
 	CacheDir      string        `envconfig:"PEERFS_CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>, or /var/cache/peerfs/<name> for root without $HOME)"`
 	CacheSizeMB   int64         `envconfig:"PEERFS_CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`
 	AttrTimeout   time.Duration `envconfig:"PEERFS_ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
+	AllowOther    bool          `envconfig:"PEERFS_ALLOW_OTHER" default:"false" desc:"let other users of this machine use the mount, with permissions checked by the kernel as on a local disk (a user other than root needs user_allow_other in /etc/fuse.conf)"`
 	DrainTimeout  time.Duration `envconfig:"PEERFS_DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
 	ForgetAfter   time.Duration `envconfig:"PEERFS_FORGET_AFTER" default:"168h" desc:"a peer neither listed by the tracker nor answering this long is forgotten: its folder goes (until then it stays, EIO while down)"`
 	Control       string        `envconfig:"PEERFS_CONTROL" desc:"control socket for peerfs status (default: <cache-dir>/control.sock)"`

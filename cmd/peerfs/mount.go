@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +43,11 @@ func mountWith(args []string, stderr io.Writer, spell speller) error {
 	}
 	if err := prepareMountpoint(mountpoint); err != nil {
 		return err
+	}
+	if cfg.AllowOther {
+		if err := checkAllowOther(os.Getuid(), fuseConf, set); err != nil {
+			return err
+		}
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -158,7 +164,7 @@ func serveMount(ctx context.Context, cfg mountConfig, mountpoint string, store *
 		// The source in /proc/mounts is the tracker address as given: the
 		// first field of an fstab line, so that mount -a finds the entry
 		// mounted (it compares sources) instead of mounting it again.
-		FSName: cfg.Tracker, Observe: ops.fuseObserve(),
+		FSName: cfg.Tracker, Observe: ops.fuseObserve(), AllowOther: cfg.AllowOther,
 	})
 	if err != nil {
 		return err
@@ -179,6 +185,30 @@ func serveMount(ctx context.Context, cfg mountConfig, mountpoint string, store *
 		log.Warn().Err(err).Msg("unmount")
 	}
 	return m.Err()
+}
+
+// fuseConf is FUSE's configuration file, where user_allow_other lets a
+// user other than root mount with allow_other.
+const fuseConf = "/etc/fuse.conf"
+
+// checkAllowOther refuses --allow-other for a user (uid) whom fusermount3
+// would refuse it, with a message that says what to do, before anything
+// is mounted or started: root may always; anyone else only if conf
+// (/etc/fuse.conf) has a line user_allow_other.
+func checkAllowOther(uid int, conf string, set *settings) error {
+	if uid == 0 {
+		return nil
+	}
+	data, err := os.ReadFile(conf)
+	if err == nil {
+		for line := range strings.Lines(string(data)) {
+			if strings.TrimSpace(line) == "user_allow_other" {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%s: only root may let other users into a FUSE mount unless %s has a line user_allow_other "+
+		"(as root: echo user_allow_other >> %s); or mount without it", set.of("ALLOW_OTHER"), conf, conf)
 }
 
 // clusterID names the cluster a mount binds its pending data to: derived

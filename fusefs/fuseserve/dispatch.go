@@ -33,7 +33,7 @@ func (s *Server) dispatch(ctx context.Context, req fuse.Request) (resp any, err 
 		}
 		return nil, nil
 	case *fuse.InterruptRequest:
-		if !s.inflight.cancel(r.IntrID) {
+		if !s.inflight.interrupt(r.IntrID) {
 			return nil, ErrNotInFlight
 		}
 		return nil, nil

@@ -371,12 +371,25 @@ func readCases() []dispatchCase {
 func otherCases() []dispatchCase {
 	var intr context.Context
 	return []dispatchCase{
-		{name: "interrupt", setup: func(s *Server) { intr, _ = s.inflight.begin(7) },
-			req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 7}, after: func(t *testing.T, s *Server) {
-				if intr.Err() == nil {
-					t.Error("the interrupted request's context is not cancelled")
-				}
-			}},
+		// A request is cancelled by an INTERRUPT while its caller is
+		// being killed only: a local disk never fails a call with
+		// EINTR, and Go programs get signals all the time.
+		{name: "interrupt of a dying caller's request", setup: func(s *Server) {
+			s.inflight.dying = func(pid uint32) bool { return pid == 666 }
+			intr, _ = s.inflight.begin(7, 666)
+		}, req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 7}, after: func(t *testing.T, s *Server) {
+			if intr.Err() == nil {
+				t.Error("the interrupted request's context is not cancelled")
+			}
+		}},
+		{name: "interrupt of a living caller's request", setup: func(s *Server) {
+			s.inflight.dying = func(pid uint32) bool { return pid == 666 }
+			intr, _ = s.inflight.begin(9, 1234)
+		}, req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 9}, after: func(t *testing.T, s *Server) {
+			if intr.Err() != nil {
+				t.Error("a signal that does not kill the caller cancelled its request")
+			}
+		}},
 		{name: "interrupt of a request not in flight", req: &fuse.InterruptRequest{Header: hdr(0), IntrID: 8}, err: ErrNotInFlight},
 		{name: "destroy", req: &fuse.DestroyRequest{}, calls: []string{"fs.Destroy"}},
 		{name: "poll", req: &fuse.PollRequest{Header: hdr(idFile)}, err: ErrNotImplemented},

@@ -21,14 +21,15 @@ func (s *Server) InvalidateNodeData(n bfs.Node) error {
 	return notCached(s.conn.InvalidateNode(id, 0, -1))
 }
 
-// InvalidateNodeAttr drops the kernel's cached attributes of n (and, as
-// the kernel implements it, its data).
+// InvalidateNodeAttr drops the kernel's cached attributes of n, and
+// nothing of its data (a negative offset: the kernel then invalidates no
+// pages, and waits on none, so that a request in progress may call it).
 func (s *Server) InvalidateNodeAttr(n bfs.Node) error {
 	id, ok := s.nodes.id(n)
 	if !ok {
 		return nil
 	}
-	return notCached(s.conn.InvalidateNode(id, 0, 0))
+	return notCached(s.conn.InvalidateNode(id, -1, 0))
 }
 
 // InvalidateEntry drops the kernel's cached lookup of name in parent.

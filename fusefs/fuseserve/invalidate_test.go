@@ -56,7 +56,7 @@ func TestInvalidate(t *testing.T) {
 	want := []string{
 		fmt.Sprintf("entry %d a", idDir),
 		fmt.Sprintf("node %d 0 -1", idFile),
-		fmt.Sprintf("node %d 0 0", idDir),
+		fmt.Sprintf("node %d -1 0", idDir),
 	}
 	if !slices.Equal(conn.sent, want) {
 		t.Errorf("sent %q, want %q", conn.sent, want)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,10 @@ type Options struct {
 	// every failed request, with the errors of node methods as well as
 	// the server's own (errors.go). Required.
 	Errno func(error) fuse.Errno
+	// Device is the FUSE device of the connection, for the answers the
+	// server writes itself (sticky.go); nil: those are sent through
+	// bazil, without the sticky bit.
+	Device *os.File
 }
 
 // Server answers the FUSE requests of one connection by calling the
@@ -82,6 +87,7 @@ type Server struct {
 	observe func(op string, d time.Duration, errno string) // may be nil
 	errno   func(error) fuse.Errno
 	start   time.Time // default times of an Attr
+	device  int       // the FUSE device's descriptor (Options.Device), -1 if none
 
 	nodes    nodeTable
 	handles  handleTable
@@ -106,7 +112,12 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fuseserve: root node: %w", err)
 	}
+	device := -1
+	if opts.Device != nil {
+		device = int(opts.Device.Fd())
+	}
 	return &Server{
+		device:   device,
 		conn:     conn,
 		fs:       fsys,
 		log:      opts.Logger,
@@ -115,7 +126,7 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 		start:    time.Now(),
 		nodes:    newNodeTable(root),
 		handles:  newHandleTable(),
-		inflight: inflight{cancels: map[fuse.RequestID]context.CancelFunc{}},
+		inflight: inflight{dying: fatalSignalPending, cancels: map[fuse.RequestID]flight{}},
 		readBufs: sync.Pool{New: func() any { return new([]byte) }},
 	}, nil
 }
@@ -145,7 +156,7 @@ func (s *Server) readLoop() {
 		}
 		// Registered before the next read, so that an INTERRUPT read
 		// right after it finds it.
-		ctx, cancel := s.inflight.begin(req.Hdr().ID)
+		ctx, cancel := s.inflight.begin(req.Hdr().ID, req.Hdr().Pid)
 		if !s.quick(req) {
 			s.wg.Add(1)
 			go func() {
@@ -259,6 +270,14 @@ func errnoName(e fuse.Errno) string {
 // asserts (dispatch_test.go checks every kind), or nil where the request
 // takes none. It is long by nature: one line per kind of request.
 func (s *Server) respond(req fuse.Request, resp any) {
+	if s.device >= 0 {
+		if msg, ok := stickyReply(req, resp); ok {
+			if _, err := syscall.Write(s.device, msg); err != nil {
+				s.log.Warn().Err(err).Str("request", fmt.Sprint(req)).Msg("fuseserve: write an answer to the FUSE device")
+			}
+			return
+		}
+	}
 	switch r := req.(type) {
 	case *fuse.LookupRequest:
 		r.Respond(resp.(*fuse.LookupResponse))
@@ -324,17 +343,28 @@ func (s *Server) respond(req fuse.Request, resp any) {
 	}
 }
 
-// inflight is the requests being answered, cancellable by an INTERRUPT.
+// inflight is the requests being answered: each is cancelled when the
+// server stops, and by an INTERRUPT while its caller is being killed.
 type inflight struct {
+	// dying reports whether the thread pid has a fatal signal pending
+	// (fatalSignalPending; tests replace it). Read-only.
+	dying func(pid uint32) bool
+
 	mu      sync.Mutex // protects cancels
-	cancels map[fuse.RequestID]context.CancelFunc
+	cancels map[fuse.RequestID]flight
 }
 
-// begin registers request id as in flight.
-func (f *inflight) begin(id fuse.RequestID) (context.Context, context.CancelFunc) {
+// flight is one request in flight.
+type flight struct {
+	cancel context.CancelFunc
+	pid    uint32 // the calling thread, as the request's header names it
+}
+
+// begin registers request id, made by thread pid, as in flight.
+func (f *inflight) begin(id fuse.RequestID, pid uint32) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	f.mu.Lock()
-	f.cancels[id] = cancel
+	f.cancels[id] = flight{cancel: cancel, pid: pid}
 	f.mu.Unlock()
 	return ctx, cancel
 }
@@ -346,15 +376,28 @@ func (f *inflight) end(id fuse.RequestID) {
 	f.mu.Unlock()
 }
 
-// cancel cancels request id; false if it is not in flight.
-func (f *inflight) cancel(id fuse.RequestID) bool {
+// interrupt cancels request id if its caller is being killed, and
+// ignores the INTERRUPT otherwise; false if id is not in flight.
+//
+// The kernel sends an INTERRUPT whenever a signal reaches a thread that
+// waits in a request, and Go programs get SIGURG (the runtime's
+// preemption) many times a second. A local disk never fails mkdir,
+// chmod, rename, stat or read with EINTR, so programs do not retry them:
+// a request runs to its end, which the Store bounds with its network
+// deadlines, as a local disk's waits are killable only. A fatal signal
+// (SIGKILL, or a signal the program neither catches nor ignores, as
+// Ctrl-C to cat) is different: the kernel cannot let the process die
+// before the request is answered, so the request is cancelled at once.
+func (f *inflight) interrupt(id fuse.RequestID) bool {
 	f.mu.Lock()
-	cancel := f.cancels[id]
+	fl, ok := f.cancels[id]
 	f.mu.Unlock()
-	if cancel == nil {
+	if !ok {
 		return false
 	}
-	cancel()
+	if f.dying(fl.pid) {
+		fl.cancel()
+	}
 	return true
 }
 
@@ -362,7 +405,7 @@ func (f *inflight) cancel(id fuse.RequestID) bool {
 func (f *inflight) cancelAll() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, cancel := range f.cancels {
-		cancel()
+	for _, fl := range f.cancels {
+		fl.cancel()
 	}
 }

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestAllowOther: a mount started with --allow-other lets the machine's
+// other users in, the kernel checking their permissions as on a local
+// disk (default_permissions); a mount without it lets none in.
+func TestAllowOther(t *testing.T) {
+	needRoot(t)
+	c := newCluster(t)
+	a := c.mount("alice", "--allow-other")
+	b := c.mount("bob")
+	a.sees(b)
+	for _, n := range []*node{a, b} {
+		// t.TempDir's directories are 0700: let the other user reach the
+		// mountpoints.
+		for d := filepath.Dir(n.mnt); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !strings.Contains(mountOptions(t, a.mnt), "allow_other") {
+		t.Errorf("alice's mount options: %s, want allow_other", mountOptions(t, a.mnt))
+	}
+
+	dir := a.dir(b)
+	if err := os.MkdirAll(filepath.Join(dir, "d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "d", "f"), []byte("for everyone\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "private"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "shared"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, "shared"), 0o777); err != nil { // past the umask
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		script string
+		want   string
+	}{
+		{"cat d/f", "for everyone\n"},
+		{"ls d", "f\n"},
+		{"touch d/g 2>&1 || echo refused", "refused"},
+		{"ls private 2>&1 || echo refused", "refused"},
+		{"echo mine > shared/n && cat shared/n && stat -c %u shared/n", "mine\n0\n"}, // shown as the mounting user
+	} {
+		out, err := asNobody(t, dir, tc.script)
+		if err != nil {
+			t.Errorf("as nobody, %s: %v\n%s", tc.script, err, out)
+			continue
+		}
+		if !strings.Contains(out, tc.want) || (tc.want == "refused" && !strings.Contains(out, "Permission denied")) {
+			t.Errorf("as nobody, %s: %q, want %q (Permission denied where refused)", tc.script, out, tc.want)
+		}
+	}
+
+	// Without --allow-other not even a listing.
+	if out, err := asNobody(t, b.mnt, "ls"); err == nil {
+		t.Errorf("as nobody, ls in a mount without --allow-other: %q", out)
+	}
+}
+
+// asNobody runs script with sh in dir as user and group 65534.
+func asNobody(t *testing.T, dir, script string) (string, error) {
+	t.Helper()
+	cmd := exec.Command("sh", "-c", "cd \"$0\" && "+script, dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		defer close(done)
+		out, err = cmd.CombinedOutput()
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("as nobody, %s: no end after 30s", script)
+	}
+	return string(out), err
+}
+
+// mountOptions returns the options of the mount at mnt in /proc/mounts.
+func mountOptions(t *testing.T, mnt string) string {
+	t.Helper()
+	data, err := os.ReadFile("/proc/mounts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == mnt {
+			return f[3]
+		}
+	}
+	t.Fatalf("%s is not in /proc/mounts", mnt)
+	return ""
+}
