@@ -136,13 +136,15 @@ func (s *Server) openRead(j *jail.Jail, p string) (*openFile, unix.Stat_t, error
 		s.files.release(f)
 	}
 	gen := s.files.generation()
-	// O_NONBLOCK keeps a FIFO planted in the export from hanging the
-	// open; it has no effect on regular files. The Strict view opens
-	// nothing but a regular file or a directory at all.
+	// OpenFile opens nothing but a regular file or a directory: a
+	// special file planted in the export is refused unopened. Without
+	// openat2 (os.Root), an O_PATH open does not follow a final link the
+	// way a plain connection must, so there the file is opened as it is,
+	// O_NONBLOCK (no effect on regular files) and O_NOCTTY its guards.
 	const flags = unix.O_RDONLY | unix.O_NONBLOCK | unix.O_NOCTTY
 	var fd int
 	var err error
-	if j.IsStrict() {
+	if j.IsStrict() || j.Beneath() {
 		fd, _, err = j.OpenFile(p, flags)
 	} else {
 		fd, err = j.Open(p, flags)

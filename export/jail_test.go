@@ -13,6 +13,7 @@ import (
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/internal/testfs"
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
 
 func TestServerJailEscapes(t *testing.T) {
@@ -280,5 +281,45 @@ func TestServerPosixNoFollow(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(export), "stolen")); err == nil {
 		t.Error("a file was renamed out of the export")
+	}
+}
+
+// TestServerGetOpensNoSpecialFile: a GET of a special file planted in the
+// export is refused without the file being opened for I/O, on a plain
+// connection too (which follows links inside the export): opening a
+// device has effects of its own (a tape rewinds, a FIFO's writer sees a
+// reader). inotify's IN_OPEN, which an O_PATH open does not raise, tells.
+func TestServerGetOpensNoSpecialFile(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	if err := os.Symlink("fifo", filepath.Join(dir, "to-fifo")); err != nil {
+		t.Fatal(err)
+	}
+	in, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
+	if err != nil {
+		t.Skip("inotify:", err)
+	}
+	defer unix.Close(in)
+	if _, err := unix.InotifyAddWatch(in, fifo, unix.IN_OPEN); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: dir, IOTimeout: 2 * time.Second})
+	c := testConnect(t, addr)
+	for _, tc := range []struct{ req, want string }{
+		{"GET fifo", `GET FAIL invalid "fifo" is not a regular file`},
+		{"GET to-fifo", `GET FAIL invalid "to-fifo" is not a regular file`},
+	} {
+		if got := c.roundTrip(tc.req); got != tc.want {
+			t.Errorf("%s:\n got %q\nwant %q", tc.req, got, tc.want)
+		}
+	}
+	buf := make([]byte, 4096)
+	if n, err := unix.Read(in, buf); n > 0 {
+		t.Errorf("the FIFO was opened (%d bytes of inotify events) by a GET that refused it", n)
+	} else if err != unix.EAGAIN {
+		t.Fatalf("reading inotify: %v", err)
 	}
 }

@@ -180,11 +180,16 @@ func openatRetry(dfd int, name string, flags int) (int, error) {
 // directory, and returns the descriptor with its attributes. Anything
 // else is refused (a *Refusal, invalid) without being opened for I/O:
 // opening a device or a FIFO has effects of its own. In the Strict view
-// that includes a link as p's last element. p is first opened O_PATH,
-// checked, then reopened through /proc: the very file checked.
+// that includes a link as p's last element; otherwise links are followed
+// as Open follows them. p is first opened O_PATH, checked, then reopened
+// through /proc: the very file checked.
 func (j *Jail) OpenFile(p string, flags int) (int, unix.Stat_t, error) {
 	var st unix.Stat_t
-	pfd, err := j.Open(p, unix.O_PATH|unix.O_NOFOLLOW)
+	pflags := unix.O_PATH
+	if j.noFollow {
+		pflags |= unix.O_NOFOLLOW
+	}
+	pfd, err := j.Open(p, pflags)
 	if err != nil {
 		return -1, st, err
 	}
