@@ -7,37 +7,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// modeBits converts a FileMode to the Unix permission bits (07777) the
-// protocol carries.
-func modeBits(m fs.FileMode) uint32 {
-	b := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
-
-// fileMode converts protocol permission bits to a FileMode.
-func fileMode(b uint32) fs.FileMode {
-	m := fs.FileMode(b & 0o777)
-	if b&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if b&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if b&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
-}
-
 // entryOf converts attributes to a protocol entry; ok is false for
 // anything but a regular file or a directory.
 func entryOf(name string, fi fs.FileInfo) (e peerproto.Entry, ok bool) {
@@ -50,7 +19,7 @@ func entryOf(name string, fi fs.FileInfo) (e peerproto.Entry, ok bool) {
 		return e, false
 	}
 	e.Name = name
-	e.Mode = modeBits(fi.Mode())
+	e.Mode = peerproto.UnixBits(fi.Mode())
 	e.Size = fi.Size()
 	e.Mtime = fi.ModTime().UnixNano()
 	return e, true

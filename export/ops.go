@@ -196,8 +196,8 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 	if err != nil {
 		return c.refuse(verb, err, m.Name)
 	}
-	if want := mode | modeBits(fi.Mode())&unix.S_ISGID; modeBits(fi.Mode()) != want {
-		if err := j.Root().Chmod(p, fileMode(want)); err != nil {
+	if want := mode | peerproto.UnixBits(fi.Mode())&unix.S_ISGID; peerproto.UnixBits(fi.Mode()) != want {
+		if err := j.Root().Chmod(p, peerproto.FileMode(want)); err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
 	}

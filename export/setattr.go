@@ -330,8 +330,8 @@ func (c *conn) setattrByName(m peerproto.Setattr, p string) error {
 			return c.refuse(verb, err, name)
 		}
 	}
-	if mode, ok := c.setattrMode(m, modeBits(fi.Mode())); ok {
-		if err := j.Root().Chmod(jail.Rel(p), fileMode(mode)); err != nil {
+	if mode, ok := c.setattrMode(m, peerproto.UnixBits(fi.Mode())); ok {
+		if err := j.Root().Chmod(jail.Rel(p), peerproto.FileMode(mode)); err != nil {
 			return c.refuse(verb, err, name)
 		}
 	}

@@ -39,7 +39,7 @@ type fileState struct {
 	key       cache.Key
 	refs      int             // open handles
 	remote    peerproto.Entry // the peer's attributes at open, for an unfetched copy
-	mode      fs.FileMode     // modeBits
+	mode      fs.FileMode     // peerproto.ModeBits
 	mtime     time.Time       // last local change of the content
 	ctime     time.Time       // last local change of the content or the attributes
 	setMode   bool            // mode must be applied on the peer after upload
@@ -321,10 +321,10 @@ func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) 
 		return nil, false
 	}
 	f.mu.Lock()
-	f.mode, f.setMode, f.ctime = mode&modeBits, true, time.Now()
+	f.mode, f.setMode, f.ctime = mode&peerproto.ModeBits, true, time.Now()
 	f.mu.Unlock()
 	if ch := f.ch.Load(); ch != nil {
-		_ = ch.SetMode(unixBits(mode)) // survives a restart with the dirty copy
+		_ = ch.SetMode(peerproto.UnixBits(mode)) // survives a restart with the dirty copy
 	}
 	return s.localInfo(key), true
 }

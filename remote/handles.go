@@ -117,7 +117,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
-	f := &fileState{key: key, refs: 1, remote: e, mode: modeOf(e.Mode), mtime: time.Unix(0, e.Mtime),
+	f := &fileState{key: key, refs: 1, remote: e, mode: peerproto.FileMode(e.Mode), mtime: time.Unix(0, e.Mtime),
 		base: peerproto.VersionNone, owner: s.owner(p)}
 	f.ctime = f.mtime
 	if exists {
@@ -128,7 +128,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	if !exists || flags&os.O_TRUNC != 0 {
 		var m uint32 // 0: a truncated existing file keeps its recorded mode
 		if !exists {
-			m = unixBits(mode)
+			m = peerproto.UnixBits(mode)
 		}
 		// Empty and dirty (even an empty file is uploaded), its record
 		// written once.
@@ -140,7 +140,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 		f.mtime = time.Now()
 		f.ctime = f.mtime
 		if !exists {
-			f.mode = mode & modeBits
+			f.mode = mode & peerproto.ModeBits
 		}
 	}
 	s.mu.Lock()

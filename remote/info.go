@@ -12,7 +12,7 @@ import (
 // entry's *fusefs.Stat where the peer gave whole-filesystem attributes.
 type fileInfo struct {
 	name  string
-	mode  fs.FileMode // type and modeBits
+	mode  fs.FileMode // type and peerproto.ModeBits
 	size  int64
 	mtime time.Time
 	st    *fusefs.Stat // nil: the peer said nothing more
@@ -28,40 +28,6 @@ func (fi *fileInfo) Sys() any {
 		return nil // not a typed nil: Sys() == nil means nothing more
 	}
 	return fi.st
-}
-
-// modeBits is the part of an fs.FileMode a peer keeps and the mode word
-// of the protocol carries (07777): permissions, setuid, setgid, sticky.
-const modeBits = fs.ModePerm | fs.ModeSetuid | fs.ModeSetgid | fs.ModeSticky
-
-// unixBits returns m's modeBits as the protocol's 07777.
-func unixBits(m fs.FileMode) uint32 {
-	b := uint32(m.Perm())
-	if m&fs.ModeSetuid != 0 {
-		b |= 0o4000
-	}
-	if m&fs.ModeSetgid != 0 {
-		b |= 0o2000
-	}
-	if m&fs.ModeSticky != 0 {
-		b |= 0o1000
-	}
-	return b
-}
-
-// modeOf returns the protocol's 07777 as fs.FileMode modeBits.
-func modeOf(b uint32) fs.FileMode {
-	m := fs.FileMode(b & 0o777)
-	if b&0o4000 != 0 {
-		m |= fs.ModeSetuid
-	}
-	if b&0o2000 != 0 {
-		m |= fs.ModeSetgid
-	}
-	if b&0o1000 != 0 {
-		m |= fs.ModeSticky
-	}
-	return m
 }
 
 // typeMode returns an entry type letter as fs.FileMode type bits.
@@ -87,7 +53,7 @@ func typeMode(t byte) fs.FileMode {
 func (p *peerConn) info(name string, e peerproto.Entry) *fileInfo {
 	fi := &fileInfo{
 		name:  name,
-		mode:  typeMode(e.Type) | modeOf(e.Mode),
+		mode:  typeMode(e.Type) | peerproto.FileMode(e.Mode),
 		size:  e.Size,
 		mtime: time.Unix(0, e.Mtime),
 	}

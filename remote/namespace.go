@@ -175,7 +175,7 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 	var res []peer.StatResult
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
 		var err error
-		bits := unixBits(mode)
+		bits := peerproto.UnixBits(mode)
 		_, res, err = s.withStats(ctx, c, peerproto.Mkdir{Name: path, Mode: bits}, path, parent(path))
 		if err != nil {
 			return err

@@ -118,7 +118,7 @@ func (s *Store) Symlink(ctx context.Context, peerName, path, target string) (fs.
 // them (--allow-devices); any other refuses it with EPERM, as mknod(2)
 // without the privilege.
 func (s *Store) Mknod(ctx context.Context, peerName, path string, mode fs.FileMode, major, minor uint32) (fs.FileInfo, error) {
-	m := peerproto.Mknod{Name: path, Mode: unixBits(mode), Major: major, Minor: minor}
+	m := peerproto.Mknod{Name: path, Mode: peerproto.UnixBits(mode), Major: major, Minor: minor}
 	switch mode.Type() {
 	case fs.ModeNamedPipe:
 		m.Type = peerproto.TypeFIFO

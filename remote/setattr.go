@@ -47,7 +47,7 @@ func (s *Store) Chmod(ctx context.Context, peerName, path string, mode fs.FileMo
 	if fi, ok := s.chmodLocal(cache.Key{Peer: peerName, Path: path}, mode); ok {
 		return fi, nil
 	}
-	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: unixBits(mode)})
+	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: peerproto.UnixBits(mode)})
 }
 
 // Chtimes implements fusefs.Store.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/tracker"
 )
 
@@ -166,10 +167,10 @@ func New(opts Options) (*Store, error) {
 			sent: parseDigest(ch.Meta().Sent)}
 		// The mode is recorded with the copy when the file was created
 		// or chmodded here; 0 means it was never set: keep the peer's.
-		if m := modeOf(ch.Meta().Mode); m != 0 {
+		if m := peerproto.FileMode(ch.Meta().Mode); m != 0 {
 			f.mode, f.setMode = m, true
 		}
-		f.remote.Mode = unixBits(f.mode)
+		f.remote.Mode = peerproto.UnixBits(f.mode)
 		f.ch.Store(ch)
 		s.files[key] = f
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")

@@ -239,10 +239,10 @@ func (s *Store) RetryUnsent(ctx context.Context, as string) error {
 		s.log.Warn().Err(err).Str("unsent", as).Msg("cannot record the base of a retried copy")
 	}
 	f := &fileState{key: origin, mtime: m.DirtySince, mode: 0o644, base: base, owner: owner}
-	if md := modeOf(m.Mode); md != 0 {
+	if md := peerproto.FileMode(m.Mode); md != 0 {
 		f.mode, f.setMode = md, true
 	}
-	f.remote.Mode = unixBits(f.mode)
+	f.remote.Mode = peerproto.UnixBits(f.mode)
 	f.ch.Store(ch)
 	s.mu.Lock()
 	s.files[origin] = f

@@ -254,7 +254,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.f.base = pd.Version()
 	u.f.mu.Unlock()
 	u.p.unsynced.mark(u.key.Path)
-	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: unixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
+	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: peerproto.UnixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 	if u.remote.Nlink > 1 {
 		// Stored in place (the peer keeps a file with other names):
 		// the same inode, with as many names.
@@ -263,7 +263,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	}
 	// The peer keeps an existing file's mode and creates a new one
 	// 0644: apply ours where it differs.
-	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != modeOf(u.remote.Mode))
+	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != peerproto.FileMode(u.remote.Mode))
 	// A peer that keeps owners stores new content (a new inode, unless
 	// the file has other links) as its own user: the file keeps its
 	// owner, as a write to it on a local disk does.
@@ -349,7 +349,7 @@ func (s *Store) putAttrs(ctx context.Context, c *peer.Conn, u *upload) error {
 	if !u.setMode && u.setMtime == nil && u.setAtime == nil && !u.setOwner {
 		return nil
 	}
-	sa := peerproto.Setattr{Name: u.key.Path, HasMode: u.setMode, Mode: unixBits(u.mode)}
+	sa := peerproto.Setattr{Name: u.key.Path, HasMode: u.setMode, Mode: peerproto.UnixBits(u.mode)}
 	if u.setMtime != nil {
 		sa.HasMtime, sa.Mtime = true, u.setMtime.UnixNano()
 	}
