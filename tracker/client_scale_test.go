@@ -208,44 +208,18 @@ func TestClientFailover(t *testing.T) {
 // NoteWrites has nothing to wait for.
 func TestClientOldTracker(t *testing.T) {
 	tcNoLeaks(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		nc, err := ln.Accept()
-		if err != nil {
-			return
+	addr := scriptedTracker(t, func(m peerproto.Message) string {
+		switch m.(type) {
+		case peerproto.Features:
+			return "FEATURES FAIL invalid unknown verb \"FEATURES\"\n"
+		case peerproto.Register:
+			return "REGISTER OK\nUPDATE old@127.0.0.1:1 h@127.0.0.1:1001\n"
 		}
-		defer nc.Close()
-		r := bufio.NewReader(nc)
-		for {
-			line, err := peerproto.ReadLine(r)
-			if err != nil {
-				return
-			}
-			var answer string
-			switch m, _ := peerproto.ParseTrackerRequest(line); m.(type) {
-			case peerproto.Features:
-				answer = "FEATURES FAIL invalid unknown verb \"FEATURES\"\n"
-			case peerproto.Register:
-				answer = "REGISTER OK\nUPDATE old@127.0.0.1:1 h@127.0.0.1:1001\n"
-			case peerproto.Ping:
-				answer = "PONG\n"
-			default:
-				answer = "X FAIL invalid unexpected\n"
-			}
-			if _, err := nc.Write([]byte(answer)); err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		return ""
+	})
 	h := holder{&listWatcher{}}
 	h.held.Store(true)
-	c := newTestClient([]string{ln.Addr().String()}, "h", 1001, h)
+	c := newTestClient([]string{addr}, "h", 1001, h)
 	testutil.RunTrackerClient(t, c)
 	testutil.Eventually(t, "the UPDATE", func() bool { return slices.Equal(h.names(), []string{"old", "h"}) })
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
@@ -318,59 +292,32 @@ func TestClientWriteDuringTurn(t *testing.T) {
 // refuses, and whose uploads no one orders).
 func TestClientRepeatedGrantAfterFin(t *testing.T) {
 	tcNoLeaks(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stray atomic.Int32
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		nc, err := ln.Accept()
-		if err != nil {
-			return
+	round, granted := 0, false // the script's own: one connection, one goroutine
+	addr := scriptedTracker(t, func(m peerproto.Message) string {
+		switch m.(type) {
+		case peerproto.Features:
+			return "FEATURES OK\n"
+		case peerproto.Register:
+			return "REGISTER OK\nUPDATE h@127.0.0.1:1001\n"
+		case peerproto.Sync:
+			round, granted = round+1, true
+			return "SYNC OK\n"
+		case peerproto.SyncFin:
+			if !granted {
+				stray.Add(1)
+				return "SYNC FAIL state not the token holder\n"
+			}
+			granted = false
+			// The repeated grant went out before this FIN was read
+			// (the holder's SYNC came first), and reaches the peer
+			// after its FIN: a quick turn ends before a round trip.
+			return fmt.Sprintf("SYNC OK\nSYNC END %d\n", round)
 		}
-		defer nc.Close()
-		r := bufio.NewReader(nc)
-		round, granted := 0, false
-		for {
-			line, err := peerproto.ReadLine(r)
-			if err != nil {
-				return
-			}
-			var answer string
-			switch m, _ := peerproto.ParseTrackerRequest(line); m.(type) {
-			case peerproto.Features:
-				answer = "FEATURES OK\n"
-			case peerproto.Register:
-				answer = "REGISTER OK\nUPDATE h@127.0.0.1:1001\n"
-			case peerproto.Ping:
-				answer = "PONG\n"
-			case peerproto.Sync:
-				round, granted = round+1, true
-				answer = "SYNC OK\n"
-			case peerproto.SyncFin:
-				if !granted {
-					stray.Add(1)
-					answer = "SYNC FAIL state not the token holder\n"
-					break
-				}
-				granted = false
-				// The repeated grant went out before this FIN was read
-				// (the holder's SYNC came first), and reaches the peer
-				// after its FIN: a quick turn ends before a round trip.
-				answer = fmt.Sprintf("SYNC OK\nSYNC END %d\n", round)
-			default:
-				answer = "X FAIL invalid unexpected\n"
-			}
-			if _, err := nc.Write([]byte(answer)); err != nil {
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
+		return ""
+	})
 	w := &listWatcher{}
-	c := newTestClient([]string{ln.Addr().String()}, "h", 1001, w)
+	c := newTestClient([]string{addr}, "h", 1001, w)
 	testutil.RunTrackerClient(t, c)
 	ctx, cancel := context.WithTimeout(t.Context(), testutil.Wait)
 	defer cancel()
@@ -388,4 +335,55 @@ func TestClientRepeatedGrantAfterFin(t *testing.T) {
 	if n := stray.Load(); n != 0 {
 		t.Errorf("%d SYNC FINs without the token", n)
 	}
+}
+
+// scriptedTracker serves one connection on a loopback port until the test
+// ends, answering each line with script's answer to it (PING with PONG,
+// and what script leaves empty with a refusal), and returns its address:
+// a tracker whose every line a test chooses.
+func scriptedTracker(t *testing.T, script func(peerproto.Message) string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	conns := make(chan net.Conn, 1)
+	go func() {
+		defer close(done)
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conns <- nc
+		defer nc.Close()
+		r := bufio.NewReader(nc)
+		for {
+			line, err := peerproto.ReadLine(r)
+			if err != nil {
+				return
+			}
+			m, _ := peerproto.ParseTrackerRequest(line)
+			answer := script(m)
+			if _, ping := m.(peerproto.Ping); ping && answer == "" {
+				answer = "PONG\n"
+			}
+			if answer == "" {
+				answer = "X FAIL invalid unexpected\n"
+			}
+			if _, err := nc.Write([]byte(answer)); err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		select {
+		case nc := <-conns:
+			nc.Close() // ends the read loop whatever the client does
+		default:
+		}
+		<-done
+	})
+	return ln.Addr().String()
 }
