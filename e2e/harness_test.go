@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/internal/etcdtest"
 	"github.com/peerfs/peerfs/secure"
 )
 
@@ -57,15 +58,16 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freeAddr returns a 127.0.0.1 address with a port free right now.
+// freeAddr returns a 127.0.0.1 address with a port free right now, picked
+// outside the range outgoing connections take theirs from
+// (etcdtest.FreePort).
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := etcdtest.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // proc is a peerfs process started by a test.

@@ -5,10 +5,15 @@
 package etcdtest
 
 import (
+	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/url"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -60,14 +65,52 @@ func Plan(n int, dir string) ([]Member, error) {
 	return ms, nil
 }
 
-// FreePort returns a loopback TCP port nothing listens on now.
+// FreePort returns a loopback TCP port nothing listens on now, picked
+// below the kernel's ephemeral range when it can be: a port from that
+// range (what a listen on port 0 gives) is the next candidate for every
+// outgoing connection on the machine, and test packages running side by
+// side make thousands, so one of them can take the port before its user
+// binds it. Below the range only another picker like this one competes.
 func FreePort() (int, error) {
+	lo := ephemeralLow()
+	for range 64 {
+		port := lowestPicked + rand.IntN(lo-lowestPicked)
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		return port, nil
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lowestPicked is the lowest port FreePort picks: well above the ports
+// services are configured on.
+const lowestPicked = 20000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or
+// 32768 (Linux's default) when it cannot be read or leaves no room.
+func ephemeralLow() int {
+	const fallback = 32768
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return fallback
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return fallback
+	}
+	lo, err := strconv.Atoi(f[0])
+	if err != nil || lo <= lowestPicked+1000 {
+		return fallback
+	}
+	return lo
 }
 
 // StartMember starts m embedded and returns it once it serves clients
@@ -102,18 +145,35 @@ func StartMember(m Member) (*embed.Etcd, error) {
 	}
 }
 
+// startAttempts bounds how often Start picks new ports after losing the
+// ones it picked to another process.
+const startAttempts = 5
+
 // Start runs a one-member etcd until the test ends and returns its
-// client URLs.
+// client URLs. A port found free can be taken by another test process
+// before etcd binds it (go test runs packages side by side), so a bind
+// that fails with EADDRINUSE is tried again on new ports.
 func Start(t testing.TB) []string {
 	t.Helper()
-	ms, err := Plan(1, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
+	for attempt := 1; ; attempt++ {
+		ms, err := Plan(1, t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := StartMember(ms[0])
+		if err == nil {
+			t.Cleanup(e.Close)
+			return []string{ms[0].ClientURL()}
+		}
+		if !addrInUse(err) || attempt == startAttempts {
+			t.Fatal(err)
+		}
+		t.Logf("etcdtest: %v; picking other ports", err)
 	}
-	e, err := StartMember(ms[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e.Close)
-	return []string{ms[0].ClientURL()}
+}
+
+// addrInUse reports whether err is a listener's EADDRINUSE; etcd does not
+// always wrap the net error, so its text is checked as well.
+func addrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
 }
