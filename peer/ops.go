@@ -207,3 +207,57 @@ func (c *Conn) WithStats(ctx context.Context, m peerproto.Message, names ...stri
 	}
 	return reply, results, nil
 }
+
+// MaxBatch is how many requests Batch sends at most: the peer's answers
+// to them must fit in the socket buffers while the last ones are still
+// being written.
+const MaxBatch = 128
+
+// Batch sends msgs one behind the other without waiting for answers
+// (pipelined: the peer answers in order) and then reads the answers:
+// many namespace changes cost one round trip. Each message must be
+// answered by one line (DELETE, RMDIR, MKDIR, RENAME, SETATTR...; not
+// GET, PUT or LIST), and there are at most MaxBatch of them. errs holds
+// the outcome of each message answered, in order: nil, or its refusal
+// (a *peerproto.FailError inside). A failure to talk to the peer is err;
+// then errs holds the outcomes read before it, and the messages after
+// those may or may not have been carried out.
+func (c *Conn) Batch(ctx context.Context, msgs []peerproto.Message) (errs []error, err error) {
+	if len(msgs) > MaxBatch {
+		return nil, fmt.Errorf("peer %s: a batch of %d requests (at most %d)", c.addr, len(msgs), MaxBatch)
+	}
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	done, err := c.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	b := make([]byte, 0, 64*len(msgs))
+	for _, m := range msgs {
+		b = m.AppendTo(b)
+		b = append(b, '\n')
+	}
+	if _, err := c.w.Write(b); err != nil {
+		return nil, c.fail(msgs[0].Verb(), "", err)
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, c.fail(msgs[0].Verb(), "", err)
+	}
+	errs = make([]error, 0, len(msgs))
+	for _, m := range msgs {
+		_, rerr := peerproto.ReadReply(c.r, m.Verb())
+		var fe *peerproto.FailError
+		switch {
+		case rerr == nil:
+			errs = append(errs, nil)
+		case errors.As(rerr, &fe):
+			errs = append(errs, fmt.Errorf("peer %s: %s: %w", c.addr, m.Verb(), rerr))
+		default:
+			return errs, c.fail(m.Verb(), "", rerr)
+		}
+		c.touch()
+	}
+	return errs, nil
+}

@@ -283,3 +283,52 @@ func TestConnWithStats(t *testing.T) {
 		t.Errorf("the connection after: %v", err)
 	}
 }
+
+// TestConnBatch: requests sent one behind the other are answered in
+// order, each with its own outcome, in one exchange; the stream stays in
+// step for the next request.
+func TestConnBatch(t *testing.T) {
+	dir, addr := serve(t, export.Options{})
+	for _, name := range []string{"a", "b", "d/c"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := dial(t, addr, peer.ClientOptions{})
+	ctx := context.Background()
+	errs, err := c.Batch(ctx, []peerproto.Message{
+		peerproto.Delete{Name: "a"},
+		peerproto.Delete{Name: "missing"},
+		peerproto.Rmdir{Name: "d"}, // not empty yet
+		peerproto.Delete{Name: "d/c"},
+		peerproto.Rmdir{Name: "d"},
+		peerproto.Delete{Name: "b"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(errs) != 6 {
+		t.Fatalf("%d outcomes, want 6", len(errs))
+	}
+	if errs[0] != nil || errs[3] != nil || errs[4] != nil || errs[5] != nil {
+		t.Errorf("outcomes %v: want the deletes and the second RMDIR to succeed", errs)
+	}
+	if !errors.Is(errs[1], fs.ErrNotExist) {
+		t.Errorf("DELETE of a missing name: %v, want not found", errs[1])
+	}
+	var fe *peerproto.FailError
+	if !errors.As(errs[2], &fe) {
+		t.Errorf("RMDIR of a full directory: %v, want a refusal", errs[2])
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 0 {
+		t.Errorf("export holds %v after the batch", ents)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Errorf("the stream is out of step after a batch: %v", err)
+	}
+	if _, err := c.Batch(ctx, make([]peerproto.Message, peer.MaxBatch+1)); err == nil {
+		t.Error("a batch over MaxBatch was sent")
+	}
+}
