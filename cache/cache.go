@@ -121,6 +121,8 @@ type Cache struct {
 	lockFile   *os.File
 	boot       string // stamp on metadata written without fsync: the boot ID (see bootID)
 
+	journal *Journal // the namespace journal (journal.go); set by Open
+
 	// renameMu serializes Rename, the only operation that holds two
 	// entry locks at once.
 	renameMu sync.Mutex

@@ -67,6 +67,10 @@ func Open(opts Options) (*Cache, error) {
 		lf.Close()
 		return nil, err
 	}
+	if c.journal, err = openJournal(opts.Dir, c.log); err != nil {
+		lf.Close()
+		return nil, err
+	}
 	for _, l := range ls {
 		e := &entry{
 			id:        l.id,
@@ -140,6 +144,7 @@ func (c *Cache) Close() error {
 	c.closed = true
 	close(c.removals)
 	c.mu.Unlock()
+	jerr := c.journal.close()
 	// Not under c.mu: removeLoop takes entry locks, whose holders may
 	// be waiting for c.mu.
 	c.bg.Wait()
@@ -151,7 +156,7 @@ func (c *Cache) Close() error {
 			errs = append(errs, e.file.Close())
 		}
 	}
-	errs = append(errs, c.lockFile.Close())
+	errs = append(errs, jerr, c.lockFile.Close())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("cache: close: %w", err)
 	}
