@@ -190,6 +190,9 @@ func (c *conn) features(m peerproto.Features) error {
 	if c.s.opts.AllowDevices {
 		ok.Words = append(ok.Words, peerproto.FeatureDevices)
 	}
+	if c.s.opts.ReadOnly {
+		ok.Words = append(ok.Words, peerproto.FeatureReadOnly)
+	}
 	if c.attrs {
 		ok.ID = c.s.id
 	}

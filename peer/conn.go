@@ -300,6 +300,9 @@ func (c *Conn) Owners() bool { return c.has(peerproto.FeatureOwners) }
 // as its FEATURES answer on this connection said.
 func (c *Conn) Devices() bool { return c.has(peerproto.FeatureDevices) }
 
+// ReadOnly reports whether the peer said its export is read-only.
+func (c *Conn) ReadOnly() bool { return c.has(peerproto.FeatureReadOnly) }
+
 // has reports whether the FEATURES answer this connection asked for
 // when dialled names word; false if it asked none.
 func (c *Conn) has(word string) bool {

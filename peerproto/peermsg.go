@@ -328,6 +328,12 @@ const FeatureOwners = "owners"
 // that machine.
 const FeatureDevices = "devices"
 
+// FeatureReadOnly is the FeaturesOK word of a peer whose export is
+// read-only: it refuses every request that would change it (CodeReadOnly).
+// A client knows before it asks, and does not acknowledge a change it
+// would otherwise send later (a removal written behind).
+const FeatureReadOnly = "readonly"
+
 // FeatureLeft is the tracker's Features word of the Left event: a peer
 // that asks for it is told how each peer left (LEFT <name> quit|dropped).
 const FeatureLeft = "left"

@@ -203,19 +203,24 @@ func (a *attrCache) learned(path string, res []peer.StatResult, i int) {
 	}
 }
 
-// newEntryIn records that an entry was just made in directory dir on the
-// peer, at about mtime on the peer's clock (the new entry's own
-// modification time): dir's modification and change times are that late
-// at least. Its cached attributes are moved on to it, keeping their age,
-// rather than dropped: a program creating file after file in dir would
-// otherwise cost a STAT of dir each (the kernel checks its permissions
-// before every create). They are the directory's, a moment early, until
-// the next STAT.
-func (a *attrCache) newEntryIn(dir string, mtime int64) {
+// entryChanged records that an entry was just made in directory dir on
+// the peer, or removed from it (removed; a directory if sub), at about
+// mtime (the new entry's own modification time on the peer's clock, or
+// this mount's clock for a removal written behind): dir's modification
+// and change times are that late at least, and its link count follows a
+// subdirectory removed. Its cached attributes are moved on to it, keeping
+// their age, rather than dropped: a program creating (or removing) file
+// after file in dir would otherwise cost a STAT of dir each (the kernel
+// checks its permissions before every create). They are the directory's,
+// a moment early, until the next STAT.
+func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	later := func(e *peerproto.Entry) {
 		e.Mtime = max(e.Mtime, mtime)
 		if e.Has&peerproto.AttrCtime != 0 {
 			e.Ctime = max(e.Ctime, mtime)
+		}
+		if removed && sub && e.Has&peerproto.AttrNlink != 0 && e.Nlink > 2 {
+			e.Nlink--
 		}
 	}
 	a.mu.Lock()

@@ -108,3 +108,11 @@ func parent(p string) string {
 	}
 	return ""
 }
+
+// child is the path of name in directory dir ("" for the export root).
+func child(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}

@@ -120,6 +120,15 @@ func (l *link) result(ctx context.Context, err error) {
 	l.tried, l.up, l.lastErr = true, false, err.Error()
 }
 
+// answering reports whether the peer answered the last request tried
+// (and is not in the fail-fast window): a change written behind is then
+// likely to reach it at once.
+func (l *link) answering() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.tried && l.up && !time.Now().Before(l.downUntil)
+}
+
 // setID records the identity the peer reported on a connection and
 // returns the one it had before.
 func (l *link) setID(id string) (old string) {
@@ -138,11 +147,14 @@ type features struct {
 	posix   bool // whole-filesystem mode: links, special files, all attributes
 	owners  bool // it keeps real owners: uid= and gid= are its files', chown works
 	devices bool // it makes device nodes
+	// readOnly: its export refuses every change; nothing is written
+	// behind for it.
+	readOnly bool
 }
 
 // setFeatures records what the peer said it serves on a connection.
 func (l *link) setFeatures(c *peer.Conn) {
-	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices()}
+	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices(), readOnly: c.ReadOnly()}
 	l.mu.Lock()
 	l.feats = f
 	l.mu.Unlock()

@@ -24,6 +24,16 @@ import (
 // share a single LIST, and its failure too: retrying at once would make
 // each waiter wait out its own timeout.
 func (s *Store) listing(ctx context.Context, p *peerConn, dir string) ([]peerproto.Entry, error) {
+	list, err := s.peerListing(ctx, p, dir)
+	if err != nil {
+		return nil, err
+	}
+	// Without what this mount removed and its peer may not have yet.
+	return s.ns.visible(p.name, dir, list), nil
+}
+
+// peerListing is listing as the peer gave it.
+func (s *Store) peerListing(ctx context.Context, p *peerConn, dir string) ([]peerproto.Entry, error) {
 	for {
 		if list, ok := p.attrs.listed(dir); ok {
 			return list, nil
@@ -54,8 +64,12 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) ([]peerpro
 	}
 }
 
-// stat returns the remote attributes of path, from cache when fresh.
+// stat returns the remote attributes of path, from cache when fresh. A
+// name this mount removed is not there, whatever its peer says yet.
 func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.Entry, error) {
+	if s.ns.hides(p.name, path) {
+		return peerproto.Entry{}, fmt.Errorf("remote: %s:%s: removed here: %w", p.name, path, fs.ErrNotExist)
+	}
 	if e, exists, ok := p.attrs.cached(path); ok {
 		if !exists {
 			return e, fmt.Errorf("remote: %s:%s: %w", p.name, path, fs.ErrNotExist)
@@ -234,6 +248,16 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	s.mu.Lock()
 	f := s.files[key]
 	s.mu.Unlock()
+	if f == nil && s.ns.hides(peerName, path) {
+		return fmt.Errorf("remote: unlink %s:%s: removed here already: %w", peerName, path, fs.ErrNotExist)
+	}
+	if p, err := s.peer(peerName); err == nil && s.writeBehind(p, key, f, false) {
+		if err := s.removeBehind(p, path, false); err == nil {
+			s.dropCopy(key)
+			return nil
+		}
+		// The journal could not take it: done synchronously.
+	}
 	s.keepOpen(ctx, key, f)
 	if f != nil {
 		f.up.Lock()
@@ -315,6 +339,22 @@ func notEmpty(op, peerName, path string, n int) error {
 func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	if n := s.filesIn(peerName, path); n > 0 {
 		return notEmpty("rmdir", peerName, path, n)
+	}
+	if s.ns.hides(peerName, path) {
+		return fmt.Errorf("remote: rmdir %s:%s: removed here already: %w", peerName, path, fs.ErrNotExist)
+	}
+	if p, err := s.peer(peerName); err == nil && s.writeBehind(p, cache.Key{Peer: peerName, Path: path}, nil, true) {
+		// Empty if every entry the peer has there was removed here.
+		list, err := s.listing(ctx, p, path)
+		if err != nil {
+			return err
+		}
+		if len(list) > 0 {
+			return notEmptyOnPeer(peerName, path)
+		}
+		if err := s.removeBehind(p, path, true); err == nil {
+			return nil
+		}
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error {
@@ -447,15 +487,4 @@ func sameFile(res []peer.StatResult, i, j int) bool {
 	}
 	a, b := res[i].Entry, res[j].Entry
 	return a.Has&b.Has&peerproto.AttrIno != 0 && a.Ino == b.Ino && !a.IsDir()
-}
-
-// Statfs implements fusefs.Store.
-func (s *Store) Statfs(ctx context.Context, peerName string) (total, free, avail uint64, err error) {
-	var st peerproto.StatfsOK
-	_, err = s.do(ctx, "STATFS", peerName, func(p *peerConn, c *peer.Conn) error {
-		var err error
-		st, err = c.Statfs(ctx)
-		return err
-	})
-	return uint64(st.Total), uint64(st.Free), uint64(st.Avail), err
 }

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"net"
 	"os"
@@ -257,8 +258,27 @@ func TestStatMissing(t *testing.T) {
 }
 
 func TestNamespaceOpsReachThePeer(t *testing.T) {
-	c := newCluster(t)
+	for _, syncNS := range []bool{false, true} {
+		t.Run(fmt.Sprintf("SyncNamespace=%v", syncNS), func(t *testing.T) {
+			testNamespaceOpsReachThePeer(t, syncNS)
+		})
+	}
+}
+
+// testNamespaceOpsReachThePeer: written behind (the default), a removal
+// is on the peer once an fsync (FlushAll) returns; synchronously, at
+// once. This mount sees it at once either way.
+func testNamespaceOpsReachThePeer(t *testing.T, syncNS bool) {
+	c := newClusterWith(t, func(o *Options) { o.SyncNamespace = syncNS })
 	s, ctx := c.store, testCtx(t)
+	drained := func() {
+		t.Helper()
+		if !syncNS {
+			if err := s.FlushAll(ctx); err != nil {
+				t.Fatalf("FlushAll: %v", err)
+			}
+		}
+	}
 
 	fi, err := s.Mkdir(ctx, "bob", "d", 0o750)
 	if err != nil || !fi.IsDir() {
@@ -291,20 +311,22 @@ func TestNamespaceOpsReachThePeer(t *testing.T) {
 		t.Errorf("List after Rename = %q", got)
 	}
 
-	err = s.Rmdir(ctx, "bob", "d")
-	var fe *peerproto.FailError
-	if !errors.As(err, &fe) || fe.Errno() != syscall.ENOTEMPTY {
+	if err = s.Rmdir(ctx, "bob", "d"); errnoOf(err) != syscall.ENOTEMPTY {
 		t.Errorf("Rmdir of a non-empty directory: %v, want ENOTEMPTY", err)
 	}
 
 	if err := s.Remove(ctx, "bob", "d/g"); err != nil {
 		t.Fatalf("Remove: %v", err)
 	}
-	if c.bob.exists(t, "d/g") {
-		t.Errorf("Remove did not reach the peer")
-	}
 	if got := s.names(t, "bob", "d"); len(got) != 0 {
 		t.Errorf("List after Remove = %q", got)
+	}
+	if _, err := s.Stat(ctx, "bob", "d/g"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("Stat after Remove: %v, want ErrNotExist", err)
+	}
+	drained()
+	if c.bob.exists(t, "d/g") {
+		t.Errorf("Remove did not reach the peer")
 	}
 	if err := s.Remove(ctx, "bob", "d/g"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("second Remove: %v, want ErrNotExist", err)
@@ -313,14 +335,18 @@ func TestNamespaceOpsReachThePeer(t *testing.T) {
 	if err := s.Rmdir(ctx, "bob", "d"); err != nil {
 		t.Fatalf("Rmdir: %v", err)
 	}
-	if c.bob.exists(t, "d") {
-		t.Errorf("Rmdir did not reach the peer")
-	}
 	if got := s.names(t, "bob", ""); len(got) != 0 {
 		t.Errorf("List after Rmdir = %q", got)
 	}
 	if _, err := s.Stat(ctx, "bob", "d"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("Stat after Rmdir: %v, want ErrNotExist", err)
+	}
+	drained()
+	if c.bob.exists(t, "d") {
+		t.Errorf("Rmdir did not reach the peer")
+	}
+	if got := s.names(t, "bob", ""); len(got) != 0 {
+		t.Errorf("List after Rmdir reached the peer = %q", got)
 	}
 	s.noLeftovers(t)
 }

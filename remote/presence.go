@@ -127,6 +127,7 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 		s.log.Info().Strs("peers", s.Peers()).Msg("peer set changed")
 		s.notify("", "")
 	}
+	s.resumeBehind() // removals waiting for a peer that is back
 }
 
 // PeerLeft implements tracker.LeftHandler: a peer that quit on purpose is
@@ -169,9 +170,10 @@ func (s *Store) Forget(name string, force bool) error {
 }
 
 // pendingForLocked counts the files with changes for peer name not yet
-// uploaded. Called with s.mu held.
+// uploaded, and the removals not yet carried out (behind.go). Called
+// with s.mu held.
 func (s *Store) pendingForLocked(name string) int {
-	n := 0
+	n := s.ns.pendingFor(name)
 	for key, f := range s.files {
 		if key.Peer == name && !f.isUnlinked() && f.pending() {
 			n++

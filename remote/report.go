@@ -101,6 +101,9 @@ type PendingReport struct {
 	Oldest time.Time `json:"oldest,omitzero"` // when the oldest dirty copy turned dirty
 	// OldestAge is the age of Oldest in seconds (0 if nothing is pending).
 	OldestAge float64 `json:"oldest_age_s"`
+	// Removals counts the unlinks and rmdirs acknowledged here and not
+	// yet carried out on their peer (written behind).
+	Removals int `json:"removals"`
 }
 
 // CacheReport is the local cache's use (cache.Stats).
@@ -131,6 +134,7 @@ func (s *Store) Report() Report {
 		r.Sync = SyncReport{InRound: st.InRound, Holding: st.Holding, LastRound: st.LastRound, Waiting: st.Waiting}
 	}
 	r.Pending.Files, r.Pending.Bytes = s.PendingInfo()
+	r.Pending.Removals = s.ns.pendingAll()
 	r.Unsent = s.Unsent()
 	if r.Unsent == nil {
 		r.Unsent = []Unsent{}
@@ -245,6 +249,9 @@ func (r Report) Text() string {
 		fmt.Fprintf(tw, "uploads:\tnothing pending\n")
 	} else {
 		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
+	}
+	if r.Pending.Removals > 0 {
+		fmt.Fprintf(tw, "removals:\t%d written behind, not yet on their peers\n", r.Pending.Removals)
 	}
 	if n := len(r.Unsent); n > 0 {
 		var size int64

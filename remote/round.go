@@ -51,7 +51,7 @@ var (
 // change then waits for no answer from the tracker. The price is one
 // turn with nothing to do, in the next round, once it stopped writing.
 func (s *Store) HoldsWrites() bool {
-	if s.wrote.Load() || s.wroteLast.Load() {
+	if s.wrote.Load() || s.wroteLast.Load() || s.ns.pending() {
 		return true
 	}
 	for _, f := range s.states() {

@@ -46,6 +46,11 @@ type health struct {
 // request for the measurements.
 func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
 	if mutating(verb) {
+		// After the removals this mount acknowledged before it
+		// (behind.go): the peer sees this mount's changes in order.
+		if err := s.waitBehind(ctx, p); err != nil {
+			return err
+		}
 		// Before the request: one in flight when SYNC FIN goes out
 		// must count for that turn (TakeWrote); and after it, for the
 		// next turn too, since it may end after that round does. The

@@ -59,6 +59,9 @@ type Options struct {
 	PeersFile string
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// SyncNamespace makes every unlink and rmdir wait for its peer's
+	// answer, as before write-behind (behind.go).
+	SyncNamespace bool
 }
 
 // Store implements fusefs.Store over the peers of the last UPDATE.
@@ -99,6 +102,8 @@ type Store struct {
 	saveMu sync.Mutex // serialises writes of Options.PeersFile
 
 	chunks *chunkPool // read-ahead budget and buffers (prefetch.go)
+
+	ns *behind // removals acknowledged and not yet carried out (behind.go)
 }
 
 // New returns a Store and starts its upload retry loop. Dirty copies left
@@ -145,6 +150,7 @@ func New(opts Options) (*Store, error) {
 		stop:     make(chan struct{}),
 		chunks:   newChunkPool(),
 	}
+	s.ns = newBehind(opts.Cache.Journal(), opts.AttrTTL, opts.Now)
 	// A predecessor may have written before it died: the first turn
 	// reports it (TakeWrote).
 	s.wrote.Store(true)
@@ -176,6 +182,7 @@ func New(opts Options) (*Store, error) {
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
 	s.setAsideStrangers()
+	s.replayBehind()
 	if err := s.loadPeers(); err != nil {
 		return nil, err
 	}
@@ -244,6 +251,7 @@ type peerConn struct {
 	link       *link
 	attrs      *attrCache
 	unsynced   unsynced
+	statfs     statfsCache
 }
 
 // Peers implements fusefs.Store.

@@ -61,7 +61,8 @@ func (s *Store) RoundEnded(end peerproto.SyncEnd) {
 // PUT (uploadDurable): one round trip. Several go as a close sends them,
 // and fsyncPeers has each peer make them durable at once.
 func (s *Store) FlushAll(ctx context.Context) error {
-	var first error
+	// The removals acknowledged before go first (behind.go).
+	first := s.drainBehind(ctx)
 	states := s.states()
 	for _, f := range states {
 		// A copy set aside now is its writer's to hear of, at its

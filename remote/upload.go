@@ -273,7 +273,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	}
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
-		u.p.attrs.newEntryIn(parent(u.key.Path), pd.Mtime)
+		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)
 	}
 	return nil
 }

@@ -141,6 +141,8 @@ func openStore(cfg mountConfig, sec *secure.Config, obs remote.Observer, log zer
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
 
+		SyncNamespace: cfg.SyncNamespace,
+
 		ForgetAfter: cfg.ForgetAfter,
 		// The folders of peers that are down show after a restart too
 		// (of this cluster's: the file is tagged with Cluster).

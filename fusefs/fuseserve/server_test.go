@@ -37,7 +37,7 @@ func TestQuick(t *testing.T) {
 		{&fuse.SymlinkRequest{}, false},
 		{&fuse.MknodRequest{}, false},
 		{&fuse.LinkRequest{}, false},
-		{&fuse.RemoveRequest{}, false},
+		{&fuse.RemoveRequest{}, true}, // written behind (remote)
 		{&fuse.RenameRequest{}, false},
 		{&fuse.SetattrRequest{}, false},
 		{&fuse.FsyncRequest{}, false},

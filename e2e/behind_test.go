@@ -1,0 +1,68 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMountRemovalsSurviveKill: rm -r in a peer folder is acknowledged
+// while the peer is stopped (the removals are written behind), the mount
+// is killed (-9) with them pending, and after a restart on the same cache
+// they reach the peer, in order (each directory after its files, or the
+// peer would refuse it), and nothing else is removed.
+func TestMountRemovalsSurviveKill(t *testing.T) {
+	c := newCluster(t)
+	b := c.mount("bob")
+	a := c.mount("alice", "--timeout", "30s", "--attr-timeout", "60s")
+	a.sees(b)
+	if err := os.MkdirAll(filepath.Join(b.export, "tree", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 12 {
+		writeFile(t, filepath.Join(b.export, "tree", "sub", fmt.Sprintf("f%02d", i)), []byte("doomed\n"))
+	}
+	writeFile(t, filepath.Join(b.export, "tree", "top.txt"), []byte("doomed too\n"))
+	writeFile(t, filepath.Join(b.export, "keep.txt"), []byte("kept\n"))
+	mustRun(t, "", "ls", "-lR", a.dir(b))  // alice knows the tree (60 s)
+	mustRun(t, "", "stat", "-f", a.dir(b)) // and bob's statfs, which rm's fts asks
+
+	stopProc(t, b.p)
+	if out, err := runCmd(t, 20*time.Second, "", "rm", "-r", filepath.Join(a.dir(b), "tree")); err != nil {
+		t.Fatalf("rm -r with bob stopped: %v %s (removals not written behind?)", err, out)
+	}
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"keep.txt"}) {
+		t.Errorf("alice's folder of bob after rm -r: %q %v, want [keep.txt]", names, err)
+	}
+	journal := filepath.Join(a.cache, "namespace.log")
+	if fi, err := os.Stat(journal); err != nil || fi.Size() == 0 {
+		t.Fatalf("journal after rm -r with bob stopped: %v %v; want the removals in it", fi, err)
+	}
+
+	a.p.kill()
+	ensureUnmounted(t, a.mnt)
+	if _, err := os.Stat(filepath.Join(b.export, "tree", "sub")); err != nil {
+		t.Fatalf("bob's tree changed while he was stopped: %v", err)
+	}
+	contProc(t, b.p)
+	a.start()
+	waitFor(t, 30*time.Second, "the removals carried out on bob after alice's restart", func() bool {
+		_, err := os.Stat(filepath.Join(b.export, "tree"))
+		return os.IsNotExist(err)
+	})
+	sameFile(t, filepath.Join(b.export, "keep.txt"), []byte("kept\n"))
+	waitFor(t, 10*time.Second, "alice's journal emptied", func() bool {
+		fi, err := os.Stat(journal)
+		return err == nil && fi.Size() == 0
+	})
+	if !strings.Contains(a.p.log.String(), "acknowledged by an earlier run") {
+		t.Error("the restarted mount did not log the removals it replayed")
+	}
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"keep.txt"}) {
+		t.Errorf("alice's folder of bob after the replay: %q %v, want [keep.txt]", names, err)
+	}
+}

@@ -1,0 +1,356 @@
+package remote
+
+// Write-behind for the namespace: an unlink or rmdir of a name this mount
+// holds nothing of (no local copy, no open handle) is acknowledged as soon
+// as it is recorded in the cache's journal (cache.Journal) and carried out
+// on its peer in the background, in order, up to peer.MaxBatch per round
+// trip (peer.Conn.Batch). Until then this mount answers as if it were
+// done: the name is hidden from lookups and listings (hidden), and a
+// directory whose every entry is hidden is empty to rmdir.
+//
+// Ordering: every other request that changes the peer's export (an
+// upload, a mkdir, a rename...) waits in poolDo until the queue before it
+// is carried out (behind.wait), so the peer sees this mount's changes in
+// the order they were made. fsync, a SYNC turn (FlushAll) and unmount
+// (drain, FlushAll) wait for it too. A crash of the mount loses none: the
+// next run replays what the journal holds, to the same export only, and
+// a DELETE only while the file is still the version that was removed.
+//
+// A peer's refusal (EACCES, a directory someone else filled...) undoes
+// the hiding, so the name shows again, is logged, and is the error of the
+// next fsync or SYNC turn of this mount; for a while after it
+// (syncAfterRefusal) that peer's unlinks and rmdirs go synchronously
+// again, so a program hears the next refusal itself.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// syncAfterRefusal is how long a peer's unlinks and rmdirs go
+// synchronously after it refused one that was written behind.
+const syncAfterRefusal = time.Minute
+
+// Bounds of the sender's wait between attempts while a peer does not
+// answer.
+const (
+	behindRetryMin = 50 * time.Millisecond
+	behindRetryMax = 5 * time.Second
+)
+
+// replay queues what the journal held at start (an earlier run's
+// acknowledged operations), and starts their senders.
+func (s *Store) replayBehind() {
+	for _, op := range s.ns.journal.Pending() {
+		start, _ := s.ns.push(op, true)
+		s.log.Info().Str("peer", op.Peer).Str("path", op.Path).Str("op", op.Op).Msg("found a removal acknowledged by an earlier run; carrying it out")
+		if start {
+			s.startSender(op.Peer)
+		}
+	}
+}
+
+// removeBehind acknowledges the removal of path (a directory if dir) on
+// p by queueing it. The caller checked that nothing of it is local.
+func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
+	op := cache.NamespaceOp{Op: cache.OpDelete, Peer: p.name, Path: path}
+	if dir {
+		op.Op = cache.OpRmdir
+	} else if e, exists, ok := p.attrs.cached(path); ok && exists {
+		op.Version = string(e.Version())
+	}
+	if id := p.link.peerID(); id != "" {
+		op.Owner = s.owner(p)
+	}
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		return err
+	}
+	p.attrs.gone(path, dir)
+	p.attrs.entryChanged(parent(path), s.now().UnixNano(), true, dir)
+	if start {
+		s.startSender(p.name)
+	}
+	return nil
+}
+
+// startSender starts the goroutine that carries out peer's queue, unless
+// the Store is closed (the queue waits in the journal then).
+func (s *Store) startSender(peer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.wg.Add(1)
+	go s.sendBehind(peer)
+}
+
+// resumeBehind starts the senders of the queues that wait for a peer this
+// mount did not know (SetPeers calls it: the peer may be back).
+func (s *Store) resumeBehind() {
+	for _, name := range s.ns.idle() {
+		if _, err := s.peer(name); err == nil && s.ns.resume(name) {
+			s.startSender(name)
+		}
+	}
+}
+
+// senderKey marks the sender's requests in their context: they are the
+// queue, and do not wait for it (poolDo).
+type senderKey struct{}
+
+// sendBehind carries out peer's queue, batch after batch, until it is
+// empty or the Store closes; while the peer does not answer it tries
+// again, waiting longer each time (or until a wait kicks it).
+func (s *Store) sendBehind(peerName string) {
+	defer s.wg.Done()
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), senderKey{}, true))
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	kick := s.ns.kicker(peerName)
+	pause := behindRetryMin
+	for {
+		ops := s.ns.head(peerName, peer.MaxBatch)
+		if len(ops) == 0 {
+			return
+		}
+		err := s.sendBatch(ctx, peerName, ops)
+		if err == nil {
+			pause = behindRetryMin
+			continue
+		}
+		if errors.Is(err, errNoPeer) {
+			// Left or forgotten: its queue waits for its return
+			// (resumeBehind), in the journal.
+			s.ns.stopSending(peerName)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-kick:
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, behindRetryMax)
+	}
+}
+
+// sendBatch carries out ops, the front of peer's queue, in one round trip
+// where it can, and records what came of each.
+func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) error {
+	p, err := s.peer(peerName)
+	if err != nil {
+		s.ns.finished(peerName, ops, nil, err)
+		return err
+	}
+	rctx, cancel := context.WithTimeout(ctx, s.opts.Client.IOTimeout+10*time.Second)
+	defer cancel()
+	if err := s.identify(rctx, p); err != nil {
+		s.ns.finished(peerName, ops, nil, err)
+		return err
+	}
+	// An operation made for another export, or replayed for a file that
+	// changed since, is given up (done) at the front; the rest go out.
+	outs := make([]error, 0, len(ops))
+	for len(outs) < len(ops) {
+		skip, err := s.giveUp(rctx, p, ops[len(outs)])
+		if err != nil {
+			s.finishBatch(p, ops, outs, err)
+			return err
+		}
+		if !skip {
+			break
+		}
+		outs = append(outs, errGivenUp)
+	}
+	i := len(outs)
+	if i == len(ops) {
+		s.finishBatch(p, ops, outs, nil)
+		return nil
+	}
+	end := i
+	for end < len(ops) && !ops[end].replayed {
+		end++
+	}
+	if end == i && i < len(ops) {
+		end = i + 1 // a replayed operation checked by giveUp: alone
+	}
+	msgs := make([]peerproto.Message, 0, end-i)
+	for _, op := range ops[i:end] {
+		if op.Op == cache.OpRmdir {
+			msgs = append(msgs, peerproto.Rmdir{Name: op.Path})
+		} else {
+			msgs = append(msgs, peerproto.Delete{Name: op.Path})
+		}
+	}
+	var got []error
+	err = s.poolDo(rctx, p, msgs[0].Verb(), func(c *peer.Conn) error {
+		var err error
+		got, err = c.Batch(rctx, msgs)
+		return err
+	})
+	for j, e := range got {
+		if e != nil && !errors.Is(e, fs.ErrNotExist) {
+			op := ops[i+j]
+			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
+			outs = append(outs, e)
+			continue
+		}
+		outs = append(outs, nil)
+	}
+	s.finishBatch(p, ops, outs, netErrOrNil(p, err))
+	return netErrOrNil(p, err)
+}
+
+// netErrOrNil is netErr, keeping nil.
+func netErrOrNil(p *peerConn, err error) error {
+	if err == nil {
+		return nil
+	}
+	return netErr(p, err)
+}
+
+// giveUp reports whether op must not be carried out: it was made for
+// another export than the one answering at the peer's name, or (replayed
+// after a restart) its file is no longer the version removed. Those are
+// logged. An error is a failure to ask the peer.
+func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
+	if op.Owner != "" && p.link.peerID() != "" && op.Owner != s.owner(p) {
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: another export now answers at this peer's name")
+		return true, nil
+	}
+	if !op.replayed || op.Op != cache.OpDelete || op.Version == "" {
+		return false, nil
+	}
+	var e peerproto.Entry
+	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		e, err = c.Stat(ctx, op.Path)
+		return err
+	})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, netErr(p, err)
+	case string(e.Version()) != op.Version:
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("not removed: the file changed on its peer after an earlier run removed it here")
+		return true, nil
+	}
+	return false, nil
+}
+
+// finishBatch records the outcome of a batch (behind.finished) and brings
+// back, in the caches and the kernel's, what the peer refused to remove.
+func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
+	s.ns.finished(p.name, ops, outs, err)
+	for i, out := range outs {
+		op := ops[i]
+		switch {
+		case out == nil:
+			p.unsynced.mark(parent(op.Path))
+			continue
+		case !errors.Is(out, errGivenUp):
+			s.log.Warn().Err(out).Str("peer", p.name).Str("path", op.Path).Msg("a removal written behind was refused; the name is back")
+		}
+		p.attrs.forgetTree(op.Path)
+		s.notify(p.name, parent(op.Path))
+	}
+}
+
+// writeBehind reports whether the removal of path on p (a directory if
+// dir) may be written behind: the mount allows it, the peer answers and
+// refused none lately, nothing of path is local here (a copy, an open
+// handle) and a file has one name only (its other names' link counts
+// change with it).
+func (s *Store) writeBehind(p *peerConn, key cache.Key, f *fileState, dir bool) bool {
+	if s.opts.SyncNamespace || f != nil || !p.link.answering() || !s.ns.allowed(p.name) {
+		return false
+	}
+	if feats, ok := p.link.features(); !ok || feats.readOnly {
+		return false // it would refuse: the program hears it at once
+	}
+	if !dir && p.attrs.linked(key.Path) != 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handles {
+		if h.key == key {
+			return false
+		}
+	}
+	return true
+}
+
+// drainBehind waits until every peer's queue is carried out (behind.wait)
+// and returns the first failure, then the refusals not reported yet.
+//
+// A peer the tracker does not list now, or that this mount no longer
+// knows, keeps its queue for its return; its failure is logged, not
+// returned, as fsyncPeers does: a peer gone for days must not fail every
+// fsync of the mount.
+func (s *Store) drainBehind(ctx context.Context) error {
+	var first error
+	for _, name := range s.ns.peersPending() {
+		s.mu.Lock()
+		_, known := s.peers[name]
+		_, unlisted := s.unlisted[name]
+		s.mu.Unlock()
+		if !known {
+			continue
+		}
+		err := s.ns.wait(ctx, name)
+		switch {
+		case err == nil:
+		case unlisted:
+			s.log.Warn().Err(err).Str("peer", name).Int("pending", s.ns.pendingFor(name)).Msg("removals written behind wait for a peer the tracker no longer lists")
+		case first == nil:
+			first = err
+		}
+	}
+	if first != nil {
+		return first
+	}
+	if refused := s.ns.takeRefused(); len(refused) > 0 {
+		return errors.Join(refused...)
+	}
+	return nil
+}
+
+// waitBehind is poolDo's barrier: a request that changes p's export waits
+// for the removals queued before it, unless it is the queue's own; then
+// the hiding of those carried out is dropped (behind.settle).
+func (s *Store) waitBehind(ctx context.Context, p *peerConn) error {
+	if ctx.Value(senderKey{}) != nil {
+		return nil
+	}
+	if err := s.ns.wait(ctx, p.name); err != nil {
+		return err
+	}
+	for _, path := range s.ns.settle(p.name) {
+		p.attrs.forget(path)
+	}
+	return nil
+}
+
+// notEmptyOnPeer is Rmdir's refusal of a directory that holds entries
+// this mount has not removed.
+func notEmptyOnPeer(peerName, path string) error {
+	return fmt.Errorf("remote: rmdir %s:%s: %w", peerName, path, fusefs.ErrNotEmpty)
+}
