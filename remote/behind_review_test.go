@@ -308,3 +308,51 @@ func TestRefusalReachesAProgram(t *testing.T) {
 		t.Errorf("fsync after the refused rmdir: %v, want ENOTEMPTY (the refusal went to a turn no program waited on)", err)
 	}
 }
+
+// TestReplayKeepsFileChangedAfterStaleRemoval: docs/CONSISTENCY.md: a
+// replay "removes a file only while it is still the version that was
+// removed here". As reviewed, removeBehind journals the version only
+// from an attribute answer younger than AttrTTL (attrs.cached): a file
+// unlinked a moment after its attributes aged (a slow rm -r, a program
+// that looked it up earlier) is journalled without one, and its replay
+// deletes whatever the peer holds under that name by then, another
+// writer's new file included.
+func TestReplayKeepsFileChangedAfterStaleRemoval(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bob.writeFile(t, "changed", []byte("v1"), 0o644)
+	var cutting atomic.Bool
+	cutting.Store(true)
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if cutting.Load() && bytes.Contains(b, []byte("DELETE")) {
+			return nil, true
+		}
+		return b, false
+	}, nil)
+	dir := t.TempDir()
+	clock := newFakeClock()
+	first := newStoreWith(t, dir, func(o *Options) { o.Now = clock.Now })
+	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	if _, err := first.Stat(ctx, "bob", "changed"); err != nil {
+		t.Fatal(err)
+	}
+	clock.advance(2 * time.Second) // past AttrTTL (1s)
+	if err := first.Remove(ctx, "bob", "changed"); err != nil {
+		t.Fatal(err)
+	}
+	pend := first.cache.Journal().Pending()
+	first.close()
+	if len(pend) != 1 {
+		t.Fatalf("journal holds %+v, want the one removal", pend)
+	}
+	cutting.Store(false)
+	bob.writeFile(t, "changed", []byte("v2, another writer's"), 0o644)
+	future(t, bob.path("changed"), 3)
+
+	second := newStoreWith(t, dir, nil)
+	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	testutil.Eventually(t, "the replay to end", func() bool { return !second.ns.pending() })
+	if !bob.exists(t, "changed") {
+		t.Errorf("the replay deleted a file rewritten after the removal (journalled version %q)", pend[0].Version)
+	}
+}
