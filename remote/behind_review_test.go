@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -354,5 +355,103 @@ func TestReplayKeepsFileChangedAfterStaleRemoval(t *testing.T) {
 	testutil.Eventually(t, "the replay to end", func() bool { return !second.ns.pending() })
 	if !bob.exists(t, "changed") {
 		t.Errorf("the replay deleted a file rewritten after the removal (journalled version %q)", pend[0].Version)
+	}
+}
+
+// TestRemovalsThenNamesReused (passes: what the review checked holds):
+// with every removal reaching the peer late (a slow link), the names it
+// frees are used again at once through the mount (a directory removed
+// and made again and filled, a file removed and another renamed over its
+// name, a name removed and linked again, a removed name renamed away);
+// the peer ends as a local filesystem would, and the mount shows the
+// same.
+func TestRemovalsThenNamesReused(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("DELETE")) || bytes.Contains(b, []byte("RMDIR")) {
+			time.Sleep(30 * time.Millisecond)
+		}
+		return b, false
+	}, nil)
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	if err := os.MkdirAll(bob.path("d/sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"d/a", "d/sub/b", "x", "y", "l", "m", "gone"} {
+		bob.writeFile(t, name, []byte("old "+name), 0o644)
+	}
+	s.names(t, "bob", "")
+	s.names(t, "bob", "d")
+	s.names(t, "bob", "d/sub")
+
+	// rm -r d; mkdir d; echo new > d/a
+	for _, step := range []struct {
+		dir  bool
+		name string
+	}{{false, "d/sub/b"}, {true, "d/sub"}, {false, "d/a"}, {true, "d"}} {
+		var err error
+		if step.dir {
+			err = s.Rmdir(ctx, "bob", step.name)
+		} else {
+			err = s.Remove(ctx, "bob", step.name)
+		}
+		if err != nil {
+			t.Fatalf("removing %s: %v", step.name, err)
+		}
+	}
+	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
+		t.Fatalf("mkdir d again: %v", err)
+	}
+	s.put(t, "d/a", "new d/a")
+	// rm x; mv y x
+	if err := s.Remove(ctx, "bob", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "bob", "y", "x"); err != nil {
+		t.Fatalf("mv y x after rm x: %v", err)
+	}
+	// rm l; ln m l
+	if err := s.Remove(ctx, "bob", "l"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Link(ctx, "bob", "m", "l"); err != nil {
+		t.Fatalf("ln m l after rm l: %v", err)
+	}
+	// rm gone; mv gone elsewhere: ENOENT
+	if err := s.Remove(ctx, "bob", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "bob", "gone", "elsewhere"); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("mv of a removed name: %v, want ENOENT", err)
+	}
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.content(t, "d/a"); got != "new d/a" {
+		t.Errorf("bob's d/a = %q", got)
+	}
+	if bob.exists(t, "d/sub") || bob.exists(t, "y") || bob.exists(t, "gone") || bob.exists(t, "elsewhere") {
+		t.Error("bob keeps a name removed or renamed away")
+	}
+	if got := bob.content(t, "x"); got != "old y" {
+		t.Errorf("bob's x = %q, want y's content", got)
+	}
+	if got := bob.content(t, "l"); got != "old m" {
+		t.Errorf("bob's l = %q, want m's content", got)
+	}
+	if got := s.names(t, "bob", ""); fmt.Sprint(got) != "[d l m x]" {
+		t.Errorf("root lists %q, want [d l m x]", got)
+	}
+	if got := s.names(t, "bob", "d"); fmt.Sprint(got) != "[a]" {
+		t.Errorf("d lists %q, want [a]", got)
+	}
+	fi, err := s.Stat(ctx, "bob", "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*fusefs.Stat); !ok || st.Nlink != 2 {
+		t.Errorf("m's attributes %#v, want 2 links", fi.Sys())
 	}
 }
