@@ -227,7 +227,29 @@ func TestReplayWithRestoredPeersCarriesOut(t *testing.T) {
 	}
 	cutting.Store(false) // bob is reachable again
 
+	// The race between the replay's sender and loadPeers, which the
+	// sender wins most of the time on an idle machine, made certain: the
+	// peer list comes through a pipe, a moment after New starts reading
+	// it.
+	saved, err := os.ReadFile(peersFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(peersFile); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(peersFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fed := make(chan error, 1)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		fed <- os.WriteFile(peersFile, saved, 0o600)
+	}()
 	second := newStoreWith(t, dir, tune)
+	if err := <-fed; err != nil {
+		t.Fatal(err)
+	}
 	if got := second.Peers(); len(got) != 1 || got[0] != "bob" {
 		t.Fatalf("restored peers %q, want [bob]", got)
 	}
@@ -239,7 +261,7 @@ func TestReplayWithRestoredPeersCarriesOut(t *testing.T) {
 	fctx, fcancel := context.WithTimeout(ctx, 5*time.Second)
 	defer fcancel()
 	began := time.Now()
-	err := second.FlushAll(fctx)
+	err = second.FlushAll(fctx)
 	if errors.Is(fctx.Err(), context.DeadlineExceeded) {
 		t.Errorf("FlushAll waited %v, until its context ended (%v)", time.Since(began).Round(time.Millisecond), err)
 	}
