@@ -1,7 +1,8 @@
 package cache
 
-// The namespace journal: changes to peers' names (unlink, rmdir) that the
-// mount acknowledged before their peer carried them out (write-behind).
+// The namespace journal: changes to peers' names (unlink, rmdir, rename)
+// that the mount acknowledged before their peer carried them out
+// (write-behind).
 
 import (
 	"bufio"
@@ -29,15 +30,17 @@ const compactAt = 4 << 20
 const (
 	OpDelete = "delete" // DELETE of a file (anything but a directory)
 	OpRmdir  = "rmdir"  // RMDIR of an empty directory
+	OpRename = "rename" // RENAME of a file (Path) to To
 )
 
 // NamespaceOp is one change to a peer's names, journalled between the
 // mount's acknowledgement of it and its peer's answer.
 type NamespaceOp struct {
 	Seq  uint64 `json:"seq"` // its place in the order of operations, from 1
-	Op   string `json:"op"`  // OpDelete or OpRmdir
+	Op   string `json:"op"`  // OpDelete, OpRmdir or OpRename
 	Peer string `json:"peer"`
 	Path string `json:"path"`
+	To   string `json:"to,omitempty"` // OpRename's new name
 	// Owner is the identity of the peer's export the operation was made
 	// for ("" if it was not known): it is carried out on that export
 	// only.
@@ -66,21 +69,31 @@ type Journal struct {
 	path string
 	log  zerolog.Logger
 
-	mu      sync.Mutex // protects the fields below; held across the file's writes
-	f       *os.File   // nil once closed
-	size    int64
+	mu      sync.Mutex              // protects the fields below; held across the file's writes
+	f       *os.File                // nil once closed
+	size    int64                   // of the file
 	next    uint64                  // the next sequence number
 	pending map[uint64]*NamespaceOp // appended and not done
+	// live is the size of the pending operations' lines: compaction
+	// pays only when the file is well over it.
+	live  int64
+	lines map[uint64]int64 // each pending operation's line size
 }
 
 // openJournal opens (creating if needed) the journal in dir and loads the
 // operations an earlier run left pending.
 func openJournal(dir string, log zerolog.Logger) (*Journal, error) {
-	j := &Journal{path: filepath.Join(dir, journalName), log: log, next: 1, pending: map[uint64]*NamespaceOp{}}
+	j := &Journal{path: filepath.Join(dir, journalName), log: log, next: 1, pending: map[uint64]*NamespaceOp{}, lines: map[uint64]int64{}}
 	data, err := os.ReadFile(j.path)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cache: journal: %w", err)
 	}
+	// A last line cut short by a crash is dropped from the file too:
+	// the next line appended would otherwise continue it, and be lost
+	// with it at the next read.
+	whole := int64(bytes.LastIndexByte(data, '\n') + 1)
+	torn := whole < int64(len(data))
+	data = data[:whole]
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(nil, 1<<20)
 	for sc.Scan() {
@@ -89,26 +102,49 @@ func openJournal(dir string, log zerolog.Logger) (*Journal, error) {
 			j.log.Warn().Err(err).Str("file", j.path).Msg("skipping a namespace journal line cut short by a crash")
 			continue
 		}
-		if op := l.NamespaceOp; op != nil && op.Seq > 0 && (op.Op == OpDelete || op.Op == OpRmdir) {
+		if op := l.NamespaceOp; op != nil && op.Seq > 0 && known(op) {
 			j.pending[op.Seq] = op
+			j.lines[op.Seq] = int64(len(sc.Bytes()) + 1)
 			j.next = max(j.next, op.Seq+1)
 		}
 		for _, seq := range l.Done {
 			delete(j.pending, seq)
+			delete(j.lines, seq)
 		}
 	}
 	j.f, err = os.OpenFile(j.path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cache: journal: %w", err)
 	}
-	j.size = int64(len(data))
-	if len(j.pending) == 0 || j.size > compactAt {
+	for _, n := range j.lines {
+		j.live += n
+	}
+	if torn {
+		if err := j.f.Truncate(whole); err != nil {
+			j.f.Close()
+			return nil, fmt.Errorf("cache: journal: %w", err)
+		}
+	}
+	j.size = whole
+	if len(j.pending) == 0 || j.wasteful() {
 		if err := j.compactLocked(); err != nil {
 			j.f.Close()
 			return nil, err
 		}
 	}
 	return j, nil
+}
+
+// known reports whether op is one this journal keeps (a line of a newer
+// version may hold others: they are skipped).
+func known(op *NamespaceOp) bool {
+	switch op.Op {
+	case OpDelete, OpRmdir:
+		return op.Path != ""
+	case OpRename:
+		return op.Path != "" && op.To != ""
+	}
+	return false
 }
 
 // Pending returns the operations not done, in order.
@@ -141,6 +177,8 @@ func (j *Journal) Append(op NamespaceOp) (NamespaceOp, error) {
 	}
 	j.next++
 	j.pending[op.Seq] = &op
+	j.lines[op.Seq] = int64(len(b) + 1)
+	j.live += int64(len(b) + 1)
 	return op, nil
 }
 
@@ -157,6 +195,8 @@ func (j *Journal) Done(seqs ...uint64) error {
 	}
 	for _, seq := range seqs {
 		delete(j.pending, seq)
+		j.live -= j.lines[seq]
+		delete(j.lines, seq)
 	}
 	if len(j.pending) == 0 {
 		return j.compactLocked()
@@ -168,19 +208,32 @@ func (j *Journal) Done(seqs ...uint64) error {
 	if err := j.writeLocked(append(b, '\n')); err != nil {
 		return err
 	}
-	if j.size > compactAt {
+	if j.wasteful() {
 		return j.compactLocked()
 	}
 	return nil
 }
 
-// writeLocked appends b with one write. Called with j.mu held.
+// wasteful reports whether the journal is large and mostly lines of
+// operations done: rewriting it then drops at least as much as it keeps,
+// so a long run of Done with much pending rewrites it a few times, not
+// at each call. Called with j.mu held.
+func (j *Journal) wasteful() bool {
+	return j.size > compactAt && j.size > 2*j.live
+}
+
+// writeLocked appends b with one write. A write that fails part way is
+// cut off again, so that the next line does not continue its fragment.
+// Called with j.mu held.
 func (j *Journal) writeLocked(b []byte) error {
 	n, err := j.f.Write(b)
-	j.size += int64(n)
 	if err != nil {
+		if n > 0 && j.f.Truncate(j.size) != nil {
+			j.size += int64(n) // the fragment stays; Open drops it
+		}
 		return fmt.Errorf("cache: journal: %w", err)
 	}
+	j.size += int64(n)
 	return nil
 }
 

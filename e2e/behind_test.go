@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// TestMountRemovalsSurviveKill: rm -r in a peer folder is acknowledged
-// while the peer is stopped (the removals are written behind), the mount
-// is killed (-9) with them pending, and after a restart on the same cache
+// TestMountRemovalsSurviveKill: rm -r and mv in a peer folder are
+// acknowledged while the peer is stopped (written behind), the mount is
+// killed (-9) with them pending, and after a restart on the same cache
 // they reach the peer, in order (each directory after its files, or the
 // peer would refuse it), and nothing else is removed.
 func TestMountRemovalsSurviveKill(t *testing.T) {
@@ -28,6 +28,7 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	}
 	writeFile(t, filepath.Join(b.export, "tree", "top.txt"), []byte("doomed too\n"))
 	writeFile(t, filepath.Join(b.export, "keep.txt"), []byte("kept\n"))
+	writeFile(t, filepath.Join(b.export, "draft.txt"), []byte("renamed\n"))
 	mustRun(t, "", "ls", "-lR", a.dir(b))  // alice knows the tree (60 s)
 	mustRun(t, "", "stat", "-f", a.dir(b)) // and bob's statfs, which rm's fts asks
 
@@ -35,8 +36,11 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	if out, err := runCmd(t, 20*time.Second, "", "rm", "-r", filepath.Join(a.dir(b), "tree")); err != nil {
 		t.Fatalf("rm -r with bob stopped: %v %s (removals not written behind?)", err, out)
 	}
-	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"keep.txt"}) {
-		t.Errorf("alice's folder of bob after rm -r: %q %v, want [keep.txt]", names, err)
+	if out, err := runCmd(t, 20*time.Second, "", "mv", filepath.Join(a.dir(b), "draft.txt"), filepath.Join(a.dir(b), "final.txt")); err != nil {
+		t.Fatalf("mv with bob stopped: %v %s (rename not written behind?)", err, out)
+	}
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt"}) {
+		t.Errorf("alice's folder of bob after rm -r and mv: %q %v, want [final.txt keep.txt]", names, err)
 	}
 	journal := filepath.Join(a.cache, "namespace.log")
 	if fi, err := os.Stat(journal); err != nil || fi.Size() == 0 {
@@ -55,6 +59,13 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 		return os.IsNotExist(err)
 	})
 	sameFile(t, filepath.Join(b.export, "keep.txt"), []byte("kept\n"))
+	waitFor(t, 10*time.Second, "the rename carried out on bob", func() bool {
+		got, err := os.ReadFile(filepath.Join(b.export, "final.txt"))
+		return err == nil && string(got) == "renamed\n"
+	})
+	if _, err := os.Stat(filepath.Join(b.export, "draft.txt")); !os.IsNotExist(err) {
+		t.Errorf("bob's draft.txt after the replayed rename: %v", err)
+	}
 	waitFor(t, 10*time.Second, "alice's journal emptied", func() bool {
 		fi, err := os.Stat(journal)
 		return err == nil && fi.Size() == 0
@@ -62,7 +73,7 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	if !strings.Contains(a.p.log.String(), "acknowledged by an earlier run") {
 		t.Error("the restarted mount did not log the removals it replayed")
 	}
-	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"keep.txt"}) {
-		t.Errorf("alice's folder of bob after the replay: %q %v, want [keep.txt]", names, err)
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt"}) {
+		t.Errorf("alice's folder of bob after the replay: %q %v, want [final.txt keep.txt]", names, err)
 	}
 }

@@ -153,6 +153,23 @@ func (a *attrCache) changedIno(ino uint64) {
 	}
 }
 
+// lastVersion returns the last version known of file path, from an
+// answer of any age ("" if none is known, or path is not a regular file).
+func (a *attrCache) lastVersion(path string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := peerproto.Entry{}, false
+	if sc, found := a.stats[path]; found && sc.exists {
+		e, ok = sc.e, true
+	} else if dc, found := a.dirs[parent(path)]; found && path != "" {
+		e, ok = dc.entries[base(path)]
+	}
+	if !ok || e.IsDir() {
+		return ""
+	}
+	return string(e.Version())
+}
+
 // linked returns the inode of path if the cache knows it to have more
 // than one name (even from an expired answer): a change through one
 // name is then a change to the others' attributes (changedIno).
@@ -233,6 +250,30 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 		if e, ok := dc.entries[base(dir)]; ok {
 			later(&e)
 			dc.entries[base(dir)] = e
+		}
+	}
+}
+
+// changedAt records that path's change time moved to ctime (this mount's
+// clock; a rename written behind), keeping the rest and its age.
+func (a *attrCache) changedAt(path string, ctime int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	later := func(e *peerproto.Entry) {
+		if e.Has&peerproto.AttrCtime == 0 {
+			e.Has |= peerproto.AttrCtime
+			e.Ctime = ctime
+		}
+		e.Ctime = max(e.Ctime, ctime)
+	}
+	if sc, ok := a.stats[path]; ok && sc.exists {
+		later(&sc.e)
+		a.stats[path] = sc
+	}
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if e, ok := dc.entries[base(path)]; ok {
+			later(&e)
+			dc.entries[base(path)] = e
 		}
 	}
 }

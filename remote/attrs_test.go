@@ -121,8 +121,11 @@ func TestRenameKeepsAttributes(t *testing.T) {
 	if _, err := s.Stat(ctx, "bob", ".doc.swp"); !errors.Is(err, fs.ErrNotExist) {
 		t.Fatalf("Stat of the renamed temporary: %v, want ErrNotExist", err)
 	}
-	if got := vc.take(); len(got) != 0 {
-		t.Errorf("lookups after the save cost %v; want none", got)
+	if got := vc.take(); len(got) > 1 || len(got) == 1 && got["RENAME"] != 1 {
+		t.Errorf("lookups after the save cost %v; want none (the RENAME written behind may be among them)", got)
+	}
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatal(err)
 	}
 	if bob.content(t, "doc") != "new text" {
 		t.Errorf("peer's doc = %q", bob.content(t, "doc"))

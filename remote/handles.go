@@ -238,6 +238,11 @@ func (s *Store) Fsync(ctx context.Context, fh uint64) error {
 		return err
 	}
 	if h.state == nil {
+		// Nothing of its own to store; but what this mount changed on
+		// its peer and wrote behind is durable only after a round.
+		if s.ns.pendingFor(h.key.Peer) > 0 {
+			return s.Sync(ctx)
+		}
 		return nil
 	}
 	up := make(chan error, 1)

@@ -395,6 +395,15 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 			}
 		}
 	}
+	if s.ns.hides(peerName, from) && s.localInfo(cache.Key{Peer: peerName, Path: from}) == nil {
+		return fmt.Errorf("remote: rename %s:%s: removed here: %w", peerName, from, fs.ErrNotExist)
+	}
+	if p, err := s.peer(peerName); err == nil && s.renameBehindOK(p, from, to) {
+		if err := s.renameBehind(p, from, to); err == nil {
+			return nil
+		}
+		// The journal could not take it: done synchronously.
+	}
 	if err := s.flushTree(ctx, peerName, from); err != nil {
 		return err
 	}

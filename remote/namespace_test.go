@@ -304,11 +304,12 @@ func testNamespaceOpsReachThePeer(t *testing.T, syncNS bool) {
 	if err := s.Rename(ctx, "bob", "d/f", "d/g"); err != nil {
 		t.Fatalf("Rename: %v", err)
 	}
-	if c.bob.exists(t, "d/f") || c.bob.content(t, "d/g") != "data" {
-		t.Errorf("Rename did not reach the peer")
-	}
 	if got := s.names(t, "bob", "d"); !slices.Equal(got, []string{"g"}) {
 		t.Errorf("List after Rename = %q", got)
+	}
+	drained()
+	if c.bob.exists(t, "d/f") || c.bob.content(t, "d/g") != "data" {
+		t.Errorf("Rename did not reach the peer")
 	}
 
 	if err = s.Rmdir(ctx, "bob", "d"); errnoOf(err) != syscall.ENOTEMPTY {

@@ -101,8 +101,8 @@ type PendingReport struct {
 	Oldest time.Time `json:"oldest,omitzero"` // when the oldest dirty copy turned dirty
 	// OldestAge is the age of Oldest in seconds (0 if nothing is pending).
 	OldestAge float64 `json:"oldest_age_s"`
-	// Removals counts the unlinks and rmdirs acknowledged here and not
-	// yet carried out on their peer (written behind).
+	// Removals counts the unlinks, rmdirs and renames acknowledged here
+	// and not yet carried out on their peer (written behind).
 	Removals int `json:"removals"`
 }
 

@@ -45,12 +45,12 @@ type health struct {
 // changes the peer's export for this peer's next SYNC FIN. verb names the
 // request for the measurements.
 func (s *Store) poolDo(ctx context.Context, p *peerConn, verb string, fn func(*peer.Conn) error) error {
+	// After the changes this mount acknowledged before it (behind.go):
+	// the peer sees this mount's changes in order.
+	if err := s.waitBehind(ctx, p, mutating(verb)); err != nil {
+		return err
+	}
 	if mutating(verb) {
-		// After the removals this mount acknowledged before it
-		// (behind.go): the peer sees this mount's changes in order.
-		if err := s.waitBehind(ctx, p); err != nil {
-			return err
-		}
 		// Before the request: one in flight when SYNC FIN goes out
 		// must count for that turn (TakeWrote); and after it, for the
 		// next turn too, since it may end after that round does. The

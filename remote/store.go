@@ -59,8 +59,8 @@ type Options struct {
 	PeersFile string
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
-	// SyncNamespace makes every unlink and rmdir wait for its peer's
-	// answer, as before write-behind (behind.go).
+	// SyncNamespace makes every unlink, rmdir and rename wait for its
+	// peer's answer, as before write-behind (behind.go).
 	SyncNamespace bool
 }
 
@@ -182,9 +182,15 @@ func New(opts Options) (*Store, error) {
 		s.log.Info().Str("peer", key.Peer).Str("path", key.Path).Int64("size", ch.Size()).Msg("found unuploaded file from an earlier run")
 	}
 	s.setAsideStrangers()
-	s.replayBehind()
+	// Changes written behind by an earlier run: queued first (a peer
+	// they wait for is kept by loadPeers), sent once the peers are
+	// known.
+	senders := s.replayBehind()
 	if err := s.loadPeers(); err != nil {
 		return nil, err
+	}
+	for _, name := range senders {
+		s.startSender(name)
 	}
 	s.wg.Add(1)
 	go s.retryLoop()
@@ -214,6 +220,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.ns.close() // waits for changes written behind end: they stay journalled
 	peers := s.peers
 	s.peers = map[string]*peerConn{}
 	files := s.files
@@ -302,6 +309,9 @@ func (s *Store) InvalidateAll() {
 		peers = append(peers, p)
 	}
 	s.mu.Unlock()
+	// Names removed here and carried out are no longer hidden: what
+	// the peers have now counts (another writer may have made one again).
+	s.ns.settleAll()
 	for _, p := range peers {
 		p.attrs.clear()
 		s.notify(p.name, "")

@@ -18,7 +18,19 @@ import (
 // in whose turn FlushAll stores every local change. Without a tracker (none
 // configured, or unreachable) the changes are uploaded directly, so a
 // writer's fsync still means "stored on the peer".
+//
+// A change written behind that its peer refused since the last Sync is
+// its error too (behind.go): the program that fsyncs hears of it.
 func (s *Store) Sync(ctx context.Context) error {
+	err := s.syncRound(ctx)
+	if err == nil {
+		err = s.refusals()
+	}
+	return err
+}
+
+// syncRound is Sync without the refusals.
+func (s *Store) syncRound(ctx context.Context) error {
 	s.mu.Lock()
 	sy := s.syncer
 	s.mu.Unlock()

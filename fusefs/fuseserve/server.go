@@ -201,15 +201,14 @@ type HandleQuickFlusher interface {
 // quick reports whether req is of a kind normally answered without
 // waiting on a peer, and so is answered on the reading goroutine: all but
 // the changes to a peer's tree, fsync, statfs (every peer is asked) and
-// the flush of a file open for writing (it uploads). An unlink or rmdir
-// is quick: the mount writes it behind (remote's behind.go), and one that
-// waits on its peer after all is handed off by the timer. Unknown requests
+// the flush of a file open for writing (it uploads). An unlink, rmdir or
+// rename is quick: the mount writes it behind (remote's behind.go), and
+// one that waits on its peer after all is handed off by the timer. Unknown requests
 // (ioctl...) are answered ENOSYS at once.
 func (s *Server) quick(req fuse.Request) bool {
 	switch r := req.(type) {
 	case *fuse.CreateRequest, *fuse.MkdirRequest, *fuse.SymlinkRequest,
-		*fuse.MknodRequest, *fuse.LinkRequest,
-		*fuse.RenameRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
+		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
 		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
 		*fuse.DestroyRequest:
 		return false

@@ -38,7 +38,7 @@ func TestQuick(t *testing.T) {
 		{&fuse.MknodRequest{}, false},
 		{&fuse.LinkRequest{}, false},
 		{&fuse.RemoveRequest{}, true}, // written behind (remote)
-		{&fuse.RenameRequest{}, false},
+		{&fuse.RenameRequest{}, true}, // written behind (remote)
 		{&fuse.SetattrRequest{}, false},
 		{&fuse.FsyncRequest{}, false},
 		{&fuse.StatfsRequest{}, false},
