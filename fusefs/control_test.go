@@ -113,8 +113,14 @@ func TestFileStateXattr(t *testing.T) {
 	if err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: StateXattr}, resp); err != nil || string(resp.Xattr) != "stored round=3" {
 		t.Fatalf("getxattr = %q %v", resp.Xattr, err)
 	}
-	if err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: "user.other"}, resp); !errors.Is(err, fuse.ErrNoXattr) {
-		t.Fatalf("getxattr of another name: %v", err)
+	if err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: "user.peerfs.other"}, resp); !errors.Is(err, fuse.ErrNoXattr) {
+		t.Fatalf("getxattr of another name of ours: %v, want ENODATA", err)
+	}
+	for _, name := range []string{"user.other", "security.selinux", "system.posix_acl_access", "security.capability"} {
+		err := fl.Getxattr(ctx, &fuse.GetxattrRequest{Name: name}, resp)
+		if got := f.errno(err); got != fuse.Errno(syscall.ENOTSUP) {
+			t.Fatalf("getxattr of %s: %v (%v), want ENOTSUP: ls -l would ask it of every entry", name, err, got)
+		}
 	}
 	lr := &fuse.ListxattrResponse{}
 	if err := fl.Listxattr(ctx, &fuse.ListxattrRequest{}, lr); err != nil || string(lr.Xattr) != StateXattr+"\x00" {

@@ -2,6 +2,9 @@ package fusefs
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
@@ -34,6 +37,21 @@ type PeerStater interface {
 	PeerState(peer string) (string, error)
 }
 
+// ourPrefix is the namespace of the attributes a peer folder serves (the
+// two above); it stores no others.
+const ourPrefix = "user.peerfs."
+
+// ours reports whether the extended attribute name is in ourPrefix.
+func ours(name string) bool { return strings.HasPrefix(name, ourPrefix) }
+
+// errNoXattrs answers a get of any other attribute: ENOTSUP, "this
+// filesystem keeps none", as a local filesystem without them says. Not
+// ENODATA ("not set on this file"), which makes ls -l ask again for each
+// entry (security.selinux and system.posix_acl_access: two requests per
+// entry, ten times a warm ls -l's time), where ENOTSUP makes it stop
+// asking for the whole filesystem.
+var errNoXattrs = fmt.Errorf("fusefs: extended attributes other than %s*: %w", ourPrefix, errors.ErrUnsupported)
+
 var (
 	_ bfs.NodeGetxattrer  = (*file)(nil)
 	_ bfs.NodeListxattrer = (*file)(nil)
@@ -47,6 +65,9 @@ func (fl *file) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *f
 	f := fl.fsys
 	path := fl.key().path
 	fs, ok := f.store.(FileStater)
+	if !ours(req.Name) {
+		return f.done("getxattr", fl.peer, path, errNoXattrs)
+	}
 	if !ok || req.Name != StateXattr {
 		return f.done("getxattr", fl.peer, path, fuse.ErrNoXattr)
 	}
@@ -72,6 +93,9 @@ func (d *dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fus
 	f := d.fsys
 	path := d.key().path
 	ps, ok := f.store.(PeerStater)
+	if !ours(req.Name) {
+		return f.done("getxattr", d.peer, path, errNoXattrs)
+	}
 	if !ok || path != "" || req.Name != PeerXattr {
 		return f.done("getxattr", d.peer, path, fuse.ErrNoXattr)
 	}
