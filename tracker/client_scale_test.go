@@ -387,3 +387,38 @@ func scriptedTracker(t *testing.T, script func(peerproto.Message) string) string
 	})
 	return ln.Addr().String()
 }
+
+// TestClientAsksAgainAfterUntakenGrantExpired: a grant this client did
+// not take (read as a repeat of the last one) that the tracker then
+// revokes (SYNC FAIL expired) leaves the request answered: the client
+// asks again for the callers still waiting, rather than leave their
+// fsync waiting for good.
+func TestClientAsksAgainAfterUntakenGrantExpired(t *testing.T) {
+	tcNoLeaks(t)
+	syncs := 0 // the script's own: one connection, one goroutine
+	addr := scriptedTracker(t, func(m peerproto.Message) string {
+		switch m.(type) {
+		case peerproto.Features:
+			return "FEATURES OK\n"
+		case peerproto.Register:
+			return "REGISTER OK\nUPDATE h@127.0.0.1:1001\n"
+		case peerproto.Sync:
+			syncs++
+			if syncs == 1 {
+				// The grant went to a turn the client did not take.
+				return "SYNC FAIL expired lease ran out\n"
+			}
+			return "SYNC OK\n"
+		case peerproto.SyncFin:
+			return "SYNC END 1\n"
+		}
+		return ""
+	})
+	c := newTestClient([]string{addr}, "h", 1001, &listWatcher{})
+	testutil.RunTrackerClient(t, c)
+	ctx, cancel := context.WithTimeout(t.Context(), testutil.Wait)
+	defer cancel()
+	if err := c.Sync(ctx); err != nil {
+		t.Fatalf("Sync after a revoked grant it never took: %v", err)
+	}
+}

@@ -341,7 +341,13 @@ func (t *Client) refused(fe *peerproto.FailError) {
 			t.cancelTurn = nil
 			t.finishWaitersLocked(t.turnsBegun, ErrLeaseExpired)
 			t.requestForWaitersLocked()
+			return
 		}
+		// A grant this client never took (taken for a repeat of the
+		// last one) ran out: the tracker forgot the request it
+		// answered, so the callers still waiting ask again.
+		t.requested = false
+		t.requestForWaitersLocked()
 	case peerproto.CodeState:
 		t.requested = false
 		t.requestForWaitersLocked()

@@ -146,7 +146,9 @@ func (r *replica) apply(ev SharedEvent) {
 	case ev.Member != nil:
 		r.memberPutLocked(*ev.Member, ev.Created)
 	case ev.RoundChanged:
-		r.roundChangedLocked(ev.Round)
+		if !behindRound(ev.Round, r.round) { // takeTurn may have caught up already
+			r.roundChangedLocked(ev.Round)
+		}
 	}
 	r.rev = ev.Rev
 	close(r.advanced)
@@ -212,6 +214,13 @@ func (r *replica) memberGoneLocked(m Member) {
 		}
 		t.announceLeaveLocked(m.Name, how)
 	}
+}
+
+// behindRound reports whether round state a is older than b by its round
+// or the last round ended: a change the watch reports after takeTurn saw
+// (and announced) a later one.
+func behindRound(a, b RoundState) bool {
+	return a.Round < b.Round || a.Round == b.Round && a.Ended.Round < b.Ended.Round
 }
 
 // roundChangedLocked tells this replica's connections of a round that

@@ -94,6 +94,14 @@ func (r *replica) takeTurn(ctx context.Context, tok Token, rs RoundState) (Round
 		t.unlock()
 		return rs, errNoTurn
 	}
+	// The round as stored may be ahead of what the watch has told this
+	// replica (its own write ended the last round and started this
+	// one): the SYNC END of that round, and this one's SYNC READ, go out
+	// first. A client reads a SYNC OK between its SYNC FIN and the SYNC
+	// END of that round as its grant repeated, and ignores it.
+	if behindRound(r.round, rs) {
+		r.roundChangedLocked(rs)
+	}
 	ends := make(chan turnEnd, 1)
 	r.holder, r.turnEnd = c, ends
 	name := c.name

@@ -205,3 +205,55 @@ func TestSyncRefusedByReplica(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// slowWatch is a real store whose sessions report changes (Follow) late:
+// a replica's watch behind its own writes, as on a loaded machine.
+type slowWatch struct {
+	tracker.Shared
+	delay time.Duration
+}
+
+func (w slowWatch) Open(ctx context.Context) (tracker.SharedSession, error) {
+	s, err := w.Shared.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return slowWatchSession{s, w.delay}, nil
+}
+
+type slowWatchSession struct {
+	tracker.SharedSession
+	delay time.Duration
+}
+
+func (s slowWatchSession) Follow(ctx context.Context, fn func(tracker.SharedEvent)) error {
+	return s.SharedSession.Follow(ctx, func(ev tracker.SharedEvent) {
+		if !ev.Snapshot {
+			time.Sleep(s.delay)
+		}
+		fn(ev)
+	})
+}
+
+// TestReplicaEndsRoundBeforeNextGrant: a peer that asks again right
+// after its turn gets the next round's SYNC OK only after the SYNC END of
+// the round its turn ended, even when the replica's watch reports that
+// end late: a client reads a SYNC OK between its SYNC FIN and that SYNC
+// END as the grant it just used, repeated (the tracker answers a SYNC from
+// its holder so), and ignores it; its turn then never came, its lease
+// ran out, and its fsync waited for good (TestReplicasManyWriters hung
+// this way under load).
+func TestReplicaEndsRoundBeforeNextGrant(t *testing.T) {
+	eps := etcdtest.Start(t)
+	r := startReplicaWrapped(t, eps, tracker.Options{}, func(s tracker.Shared) tracker.Shared {
+		return slowWatch{Shared: s, delay: 300 * time.Millisecond}
+	})
+	w := join(t, r.addr, "w", 7001, false, 1)
+	w.send("SYNC")
+	w.expect("SYNC OK")
+	w.send("SYNC FIN wrote")
+	w.send("SYNC")
+	w.expect("SYNC END 1 writers=w", "SYNC OK")
+	w.send("SYNC FIN clean")
+	w.expectPrefix("SYNC END 2")
+}
