@@ -1,0 +1,153 @@
+package remote
+
+import (
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// What the attribute cache learns from this mount's own changes, before
+// or without asking the peer: a directory made, entries removed or moved,
+// times moved on, and the versions a change written behind is bound to.
+
+// lastVersion returns the last version known of file path, from an
+// answer of any age ("" if none is known, or path is not a regular file).
+func (a *attrCache) lastVersion(path string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	e, ok := peerproto.Entry{}, false
+	if sc, found := a.stats[path]; found && sc.exists {
+		e, ok = sc.e, true
+	} else if dc, found := a.dirs[parent(path)]; found && path != "" {
+		e, ok = dc.entries[base(path)]
+	}
+	if !ok || e.IsDir() {
+		return ""
+	}
+	return string(e.Version())
+}
+
+// entryChanged records that an entry was just made in directory dir on
+// the peer, or removed from it (removed; a directory if sub), at about
+// mtime (the new entry's own modification time on the peer's clock, or
+// this mount's clock for a removal written behind): dir's modification
+// and change times are that late at least, and its link count follows a
+// subdirectory removed. Its cached attributes are moved on to it, keeping
+// their age, rather than dropped: a program creating (or removing) file
+// after file in dir would otherwise cost a STAT of dir each (the kernel
+// checks its permissions before every create). They are the directory's,
+// a moment early, until the next STAT.
+func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
+	later := func(e *peerproto.Entry) {
+		e.Mtime = max(e.Mtime, mtime)
+		if e.Has&peerproto.AttrCtime != 0 {
+			e.Ctime = max(e.Ctime, mtime)
+		}
+		if removed && sub && e.Has&peerproto.AttrNlink != 0 && e.Nlink > 2 {
+			e.Nlink--
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if sc, ok := a.stats[dir]; ok && sc.exists {
+		later(&sc.e)
+		a.stats[dir] = sc
+	}
+	if dc, ok := a.dirs[parent(dir)]; ok && dir != "" {
+		if e, ok := dc.entries[base(dir)]; ok {
+			later(&e)
+			dc.entries[base(dir)] = e
+		}
+	}
+}
+
+// changedAt records that path's change time moved to ctime (this mount's
+// clock; a rename written behind), keeping the rest and its age.
+func (a *attrCache) changedAt(path string, ctime int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	later := func(e *peerproto.Entry) {
+		if e.Has&peerproto.AttrCtime == 0 {
+			e.Has |= peerproto.AttrCtime
+			e.Ctime = ctime
+		}
+		e.Ctime = max(e.Ctime, ctime)
+	}
+	if sc, ok := a.stats[path]; ok && sc.exists {
+		later(&sc.e)
+		a.stats[path] = sc
+	}
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if e, ok := dc.entries[base(path)]; ok {
+			later(&e)
+			dc.entries[base(path)] = e
+		}
+	}
+}
+
+// emptyDir records that directory path was just created here, so empty:
+// lookups of new names in it (a program filling it) need no STAT.
+func (a *attrCache) emptyDir(path string) {
+	a.mu.Lock()
+	a.dirs[path] = &dirCache{at: a.now(), entries: map[string]peerproto.Entry{}}
+	a.mu.Unlock()
+}
+
+// gone records that path (a file, or a directory with everything under
+// it) no longer exists on the peer, keeping the parent's listing: a
+// program removing a directory's entries one by one (rm -r) then costs no
+// re-listing per entry.
+func (a *attrCache) gone(path string, isDir bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dropLocked(path, isDir)
+	a.setStatLocked(path, statCache{at: a.now(), exists: false})
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		delete(dc.entries, base(path))
+		delete(dc.stale, base(path))
+	}
+}
+
+// moved records a successful rename of from to to, keeping both parents'
+// listings. Attributes carried over are those younger than ttl, and keep
+// their age: a rename never makes stale attributes fresh.
+func (a *attrCache) moved(from, to string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := a.now()
+	var e peerproto.Entry
+	var at time.Time
+	known := false
+	if dc, ok := a.dirs[parent(from)]; ok {
+		e, known = dc.entries[base(from)]
+		known = known && !dc.stale[base(from)]
+		at = dc.at
+		delete(dc.entries, base(from))
+		delete(dc.stale, base(from))
+	}
+	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
+		e, at, known = sc.e, sc.at, true
+	}
+	// Only a directory has anything cached under it: a file's rename
+	// costs no scan of the caches (rm -r, mv of many files).
+	dir := !known || e.IsDir() || now.Sub(at) >= a.ttl
+	a.dropLocked(from, dir)
+	a.dropLocked(to, true)
+	a.setStatLocked(from, statCache{at: now, exists: false})
+	fresh := known && now.Sub(at) < a.ttl
+	if fresh && !e.IsDir() {
+		// The file's attributes did not change with its name: the next
+		// lookup of the new name (an editor's save loop) needs no STAT.
+		e.Name = base(to)
+		a.setStatLocked(to, statCache{at: at, e: e, exists: true})
+	}
+	if dc, ok := a.dirs[parent(to)]; ok {
+		if fresh && !dc.at.After(at) { // never fresher than what it says
+			e.Name = base(to)
+			dc.entries[base(to)] = e
+			delete(dc.stale, base(to))
+		} else {
+			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
+		}
+	}
+}
