@@ -244,3 +244,52 @@ func TestRenamesResentAfterLostReplyKeepOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReplayedRenameKeepsTargetRewrittenSince: mv x y written behind,
+// then a crash before the peer had it; meanwhile another writer
+// rewrites y on the peer. The next run replays the RENAME, checking
+// only that x is still the version renamed: it replaces the other
+// writer's y, which this mount never saw. A replayed DELETE keeps a file
+// rewritten since (giveUp); a replayed RENAME removes its target all
+// the same.
+func TestReplayedRenameKeepsTargetRewrittenSince(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bob.writeFile(t, "x", []byte("x's"), 0o644)
+	bob.writeFile(t, "y", []byte("y, v1"), 0o644)
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("RENAME")) {
+			<-release
+			return nil, true
+		}
+		return b, false
+	}, nil)
+	dir := t.TempDir()
+	first := newStoreWith(t, dir, nil)
+	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	first.names(t, "bob", "")
+	if err := first.Rename(ctx, "bob", "x", "y"); err != nil {
+		t.Fatal(err)
+	}
+	first.close()
+	if pend := len(first.cache.Journal().Pending()); pend != 1 {
+		t.Fatalf("journal holds %d operations when the first run ends, want 1", pend)
+	}
+	const theirs = "y, v2: another writer's, after the rename was acknowledged"
+	bob.writeFile(t, "y", []byte(theirs), 0o644)
+	future(t, bob.path("y"), 3)
+
+	second := newStoreWith(t, dir, nil)
+	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	deadline := time.Now().Add(testTimeout)
+	for second.ns.pending() && time.Now().Before(deadline) {
+		if err := second.FlushAll(ctx); err != nil {
+			t.Logf("FlushAll: %v", err)
+		}
+	}
+	if got := bob.content(t, "y"); got != theirs {
+		t.Errorf("bob's y = %q after the replay: the other writer's y was replaced by a rename it never saw", got)
+	}
+}
