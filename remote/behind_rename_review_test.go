@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -291,5 +292,35 @@ func TestReplayedRenameKeepsTargetRewrittenSince(t *testing.T) {
 	}
 	if got := bob.content(t, "y"); got != theirs {
 		t.Errorf("bob's y = %q after the replay: the other writer's y was replaced by a rename it never saw", got)
+	}
+}
+
+// TestRenameOverHardLinkTargetOtherNamesLoseLink: c renamed over l, one
+// of two names of a file (made on the peer). renameBehindOK rightly
+// keeps this rename synchronous (the target has another name), but
+// Rename then refreshes only the moved file's other names
+// (changedIno(linked(from))), not the replaced target's: this mount
+// goes on showing a with two links, which it no longer has.
+func TestRenameOverHardLinkTargetOtherNamesLoseLink(t *testing.T) {
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.AttrTTL = time.Minute })
+	ctx := testCtx(t)
+	bob.writeFile(t, "a", []byte("a's content"), 0o644)
+	bob.writeFile(t, "c", []byte("c"), 0o644)
+	if err := os.Link(bob.path("a"), bob.path("l")); err != nil { // behind the mount's back
+		t.Fatal(err)
+	}
+	s.names(t, "bob", "")
+	if err := s.Rename(ctx, "bob", "c", "l"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := s.Stat(ctx, "bob", "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, ok := fi.Sys().(*fusefs.Stat); !ok || st.Nlink != 1 {
+		t.Errorf("a's link count after the rename over its other name: %+v, want 1", fi.Sys())
 	}
 }
