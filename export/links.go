@@ -106,7 +106,7 @@ func (c *conn) link(m peerproto.Link) error {
 	}
 	if st, err := jail.StatAt(ndfd, nbase, p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
 		// Only its ctime moved: the content keeps its version token.
-		c.s.vers.moved(verStatOf(&st))
+		c.s.vers.moved(verStatOf(&st), verStat{})
 	}
 	return c.send(peerproto.OK{Of: verb})
 }

@@ -256,10 +256,11 @@ func (c *conn) rename(m peerproto.Rename) error {
 	}
 	c.staleAfter(from)
 	c.staleAfter(to)
+	pre := c.versionBefore(from)
 	done, err := j.RenameAt(from, to)
 	switch {
 	case done:
-		c.renamed(to)
+		c.renamed(to, pre)
 		return c.send(peerproto.OK{Of: verb})
 	case c.posix:
 		// The Strict view's answer is final: there is no general path
@@ -294,19 +295,36 @@ func (c *conn) rename(m peerproto.Rename) error {
 		}
 		return c.refuse(verb, &peerproto.FailError{Verb: verb, Code: code, Text: text})
 	}
-	c.renamed(to)
+	c.renamed(to, pre)
 	return c.send(peerproto.OK{Of: verb})
 }
 
-// renamed records that this server just renamed the file now at to: the
-// rename changed its ctime only, so a token it was given still holds
-// (versions.moved). Without extended attributes nothing else could
-// confirm it, and an editor's save (write a new file, rename it over the
-// old) would end with a token its writer never saw: a conflict with
-// itself at its next save.
-func (c *conn) renamed(to string) {
+// versionBefore returns the attributes of the regular file at from (zero
+// if it is none), having made sure the version table knows its token: a
+// RENAME keeps it (renamed), so that what a client knew of the file
+// before holds after, and its next conditional upload is not refused.
+func (c *conn) versionBefore(from string) verStat {
+	st, err := c.jail().StatLink(from)
+	if err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return verStat{}
+	}
+	vs := verStatOf(&st)
+	c.s.vers.of(vs, pathSource(c.jail(), from))
+	return vs
+}
+
+// renamed records that this server just renamed the file now at to,
+// whose attributes before were pre: the rename changed its ctime only, so
+// its token still holds (versions.moved), whether the server gave it
+// (without extended attributes nothing else could confirm it, and an
+// editor's save, a new file renamed over the old, would end with a token
+// its writer never saw: a conflict with itself at its next save) or
+// derived it from the attributes (a file the peer's owner put there: its
+// derived token would change with the ctime, and a client that renamed
+// it would find its next upload refused as a conflict).
+func (c *conn) renamed(to string, pre verStat) {
 	if st, err := c.jail().StatLink(to); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-		c.s.vers.moved(verStatOf(&st))
+		c.s.vers.moved(verStatOf(&st), pre)
 	}
 }
 

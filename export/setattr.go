@@ -109,7 +109,7 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 		case m.HasMtime:
 			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
 		default:
-			c.s.vers.moved(verStatOf(&st)) // ctime only
+			c.s.vers.moved(verStatOf(&st), verStat{}) // ctime only
 			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 		}
 		if c.attrs {
@@ -201,7 +201,7 @@ func (c *conn) setattrPath(m peerproto.Setattr, p string, pfd int, st *unix.Stat
 		e.Has |= peerproto.AttrLink
 	}
 	if after.Mode&unix.S_IFMT == unix.S_IFREG {
-		c.s.vers.moved(verStatOf(&after))
+		c.s.vers.moved(verStatOf(&after), verStat{})
 		e.Ver = c.s.vers.of(verStatOf(&after), fdSource(pfd, ""))
 	}
 	return c.send(peerproto.SetattrOK{Entry: e})

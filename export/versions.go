@@ -174,13 +174,22 @@ func (v *versions) record(fd int, st *unix.Stat_t, token string) {
 }
 
 // moved records that the server itself changed only the ctime of the file
-// with attributes st (a chmod of it): an assigned token stays valid
-// without asking the attribute again.
-func (v *versions) moved(st verStat) {
+// with attributes st (a chmod or a rename of it): an assigned token stays
+// valid without asking the attribute again; so does a derived one, if
+// pre (the attributes before the change; zero if unknown) is the same
+// inode at the same size, mtime and ctime the token was derived at. A
+// derived token kept so lives in memory only: after a restart of the
+// peer the file's token is derived again, from its new ctime.
+func (v *versions) moved(st, pre verStat) {
 	id := verID{st.dev, st.ino}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if e, ok := v.m[id]; ok && e.assigned && e.size == st.size && e.mtime == st.mtime {
+	e, ok := v.m[id]
+	if !ok || e.size != st.size || e.mtime != st.mtime {
+		return
+	}
+	same := pre.dev == st.dev && pre.ino == st.ino && pre.size == st.size && pre.mtime == st.mtime && e.ctime == pre.ctime
+	if e.assigned || same {
 		e.ctime = st.ctime
 		v.m[id] = e
 	}
