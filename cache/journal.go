@@ -49,6 +49,10 @@ type NamespaceOp struct {
 	// operation was acknowledged ("" if unknown); a replay after a
 	// restart deletes that version only.
 	Version string `json:"version,omitempty"`
+	// ToVersion is, for OpRename, the version of the file it replaces as
+	// the mount knew it ("" if none was known): a replay does not replace
+	// another version.
+	ToVersion string `json:"to_version,omitempty"`
 }
 
 // journalLine is one line of the journal: an operation, or the sequence

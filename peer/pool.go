@@ -34,6 +34,15 @@ func NewPool(addr string, opts ClientOptions, maxIdle int) *Pool {
 // Addr returns the peer's address.
 func (p *Pool) Addr() string { return p.addr }
 
+// noRetryKey marks a context whose request Do must not send twice.
+type noRetryKey struct{}
+
+// NoRetry returns ctx marked so that Pool.Do does not send its request
+// again on a new connection (see Do).
+func NoRetry(ctx context.Context) context.Context {
+	return context.WithValue(ctx, noRetryKey{}, true)
+}
+
 // ErrPoolClosed is returned by Do after Close.
 var ErrPoolClosed = errors.New("peer: pool closed")
 
@@ -42,6 +51,10 @@ var ErrPoolClosed = errors.New("peer: pool closed")
 // connection-level error before a single byte of reply arrived, Do
 // retries once on a new connection. A request that got any reply is
 // never retried, since it may have taken effect.
+//
+// A context marked by NoRetry is never retried: its request is one that
+// must not be carried out twice (a RENAME), and a connection that died
+// after the peer carried it out, before any reply, looks the same.
 func (p *Pool) Do(ctx context.Context, fn func(*Conn) error) error {
 	c, reused, err := p.get(ctx)
 	if err != nil {
@@ -49,7 +62,7 @@ func (p *Pool) Do(ctx context.Context, fn func(*Conn) error) error {
 	}
 	before := c.nread.Load()
 	err = fn(c)
-	if err != nil && reused && stale(err) && c.nread.Load() == before {
+	if err != nil && reused && stale(err) && c.nread.Load() == before && ctx.Value(noRetryKey{}) == nil {
 		c.Close()
 		if c, err = p.dial(ctx); err != nil {
 			return err

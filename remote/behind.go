@@ -94,7 +94,7 @@ func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
 // the file at once: its attributes (ctime now), its cached content, its
 // directories' times.
 func (s *Store) renameBehind(p *peerConn, from, to string) error {
-	op := cache.NamespaceOp{Op: cache.OpRename, Peer: p.name, Path: from, To: to}
+	op := cache.NamespaceOp{Op: cache.OpRename, Peer: p.name, Path: from, To: to, ToVersion: p.attrs.lastVersion(to)}
 	if op.Version = p.attrs.lastVersion(from); op.Version == "" {
 		return errNoVersion
 	}
@@ -275,12 +275,20 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 			msgs = append(msgs, peerproto.Delete{Name: op.Path})
 		}
 	}
+	// A RENAME must not go twice: a connection that died after the peer
+	// carried it out looks like one that died before. So the batch is
+	// not sent again on a new connection, and what it left unanswered is
+	// checked before it goes again (replayed, giveUp).
+	bctx := peer.NoRetry(rctx)
 	var got []error
-	err = s.poolDo(rctx, p, msgs[0].Verb(), func(c *peer.Conn) error {
+	err = s.poolDo(bctx, p, msgs[0].Verb(), func(c *peer.Conn) error {
 		var err error
-		got, err = c.Batch(rctx, msgs)
+		got, err = c.Batch(bctx, msgs)
 		return err
 	})
+	if err != nil {
+		s.ns.unsure(ops[i+len(got) : end])
+	}
 	for j, e := range got {
 		op := ops[i+j]
 		// A removal finds its name gone: done all the same. A rename
@@ -310,7 +318,10 @@ func (s *Store) renamedAlready(ctx context.Context, p *peerConn, op *nsOp) bool 
 		_, res, err = c.WithStats(ctx, peerproto.Ping{}, op.Path, op.To)
 		return err
 	})
-	return err == nil && len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil
+	// The file at the new name must be the one moved: its version (a
+	// peer keeps it across its own RENAME), not whatever was there.
+	return err == nil && len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil &&
+		op.Version != "" && string(res[1].Entry.Version()) == op.Version
 }
 
 // netErrOrNil is netErr, keeping nil.
@@ -346,6 +357,25 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return false, netErr(p, err)
 	case string(e.Version()) != op.Version:
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed or renamed it here")
+		return true, nil
+	}
+	if op.Op != cache.OpRename || op.ToVersion == "" {
+		return false, nil
+	}
+	// Nor does a replayed rename replace a version of its target this
+	// mount never saw.
+	err = s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		e, err = c.Stat(ctx, op.To)
+		return err
+	})
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, netErr(p, err)
+	case string(e.Version()) != op.ToVersion:
+		s.log.Warn().Str("peer", p.name).Str("path", op.To).Str("from", op.Path).Msg("rename not carried out: its target changed on its peer after an earlier run renamed over it here")
 		return true, nil
 	}
 	return false, nil

@@ -437,6 +437,17 @@ func (b *behind) stopSending(peer string) {
 	b.queueLocked(peer).sending = false
 }
 
+// unsure marks ops, sent in an attempt that failed before their answers
+// came, as of unknown outcome: they are checked before they go again, as
+// replayed ones are (a RENAME carried out twice moves the wrong file).
+func (b *behind) unsure(ops []*nsOp) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, op := range ops {
+		op.replayed = true
+	}
+}
+
 // kicker returns the channel that wakes peer's sender.
 func (b *behind) kicker(peer string) chan struct{} {
 	b.mu.Lock()

@@ -424,9 +424,9 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	defer unlockAll(locked)
 
 	var res []peer.StatResult
-	var linked uint64
+	var linked, replacedIno uint64
 	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error {
-		linked = p.attrs.linked(from)
+		linked, replacedIno = p.attrs.linked(from), p.attrs.linked(to)
 		var err error
 		// The moved entry's ctime, and both directories' times, changed;
 		// and from is gone, unless it and to were names of one file,
@@ -444,7 +444,8 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	if p != nil {
 		if err == nil {
 			p.attrs.moved(from, to)
-			p.attrs.changedIno(linked) // the moved file's other names: its ctime
+			p.attrs.changedIno(linked)      // the moved file's other names: its ctime
+			p.attrs.changedIno(replacedIno) // the replaced file's other names lost a link
 			p.attrs.learned(to, res, 0)
 			p.attrs.learned(parent(from), res, 1)
 			p.attrs.learned(parent(to), res, 2)

@@ -251,7 +251,7 @@ func (r Report) Text() string {
 		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
 	}
 	if r.Pending.Removals > 0 {
-		fmt.Fprintf(tw, "removals:\t%d written behind, not yet on their peers\n", r.Pending.Removals)
+		fmt.Fprintf(tw, "written behind:\t%d removals and renames not yet on their peers\n", r.Pending.Removals)
 	}
 	if n := len(r.Unsent); n > 0 {
 		var size int64
