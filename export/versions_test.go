@@ -213,6 +213,33 @@ func TestVersionTokenKeptByRenameWithoutXattrs(t *testing.T) {
 	}
 }
 
+// TestDerivedTokenKeptByRename: a file the peer's owner put in the
+// export (its token derived from its attributes, ctime among them) keeps
+// its token across a RENAME through the protocol, which moves the ctime
+// only: a client that renamed it (an editor's save, written behind) can
+// replace it on the version it knew.
+func TestDerivedTokenKeptByRename(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := testServe(t, Options{Export: dir})
+	if err := os.WriteFile(filepath.Join(dir, "a"), []byte("the owner's"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := testConnect(t, addr)
+	c.send("FEATURES attrs\n")
+	c.expectPrefix("FEATURES OK")
+	v := verOf(t, c.roundTrip("STAT a\n"))
+	time.Sleep(10 * time.Millisecond) // a ctime of its own for the rename
+	if got := c.roundTrip("RENAME a b\n"); got != "RENAME OK" {
+		t.Fatal(got)
+	}
+	if got := verOf(t, c.roundTrip("STAT b\n")); got != v {
+		t.Fatalf("after a rename: %s, want %s", got, v)
+	}
+	if got := c.putVer("b", "ver="+v, []byte("replaced")); !strings.HasPrefix(got, "PUT DONE") {
+		t.Errorf("PUT on the renamed file's version: %q", got)
+	}
+}
+
 // TestPutVerConditions: a conditional PUT on a version token refuses a
 // file that was removed, and the token must be well formed.
 func TestPutVerConditions(t *testing.T) {
