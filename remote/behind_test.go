@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -400,16 +401,22 @@ func TestRenameFoundDone(t *testing.T) {
 	if err := s.Rename(ctx, "bob", "gone", "gone2"); err != nil {
 		t.Fatal(err)
 	}
-	// Behind the mount's back, before the RENAMEs get through: the
-	// first is done already, the second's file removed.
-	if err := os.Rename(bob.path("done"), bob.path("done2")); err != nil {
+	// Before the RENAMEs get through: the first is done already, by
+	// the peer (as when a first send did it and its answer was lost),
+	// the second's file removed behind its back.
+	direct, err := peer.Dial(ctx, bob.addr, peer.ClientOptions{DialTimeout: time.Second, IOTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	if err := direct.Rename(ctx, "done", "done2"); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.Remove(bob.path("gone")); err != nil {
 		t.Fatal(err)
 	}
 	open()
-	err := s.Sync(ctx)
+	err = s.Sync(ctx)
 	if errnoOf(err) != syscall.ENOENT || !strings.Contains(err.Error(), "gone") || strings.Contains(err.Error(), "done") {
 		t.Errorf("Sync: %v; want the refusal of gone's rename alone (ENOENT)", err)
 	}
