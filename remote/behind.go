@@ -312,12 +312,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 // renamedAlready reports whether the peer shows rename op done: its old
 // name gone, its new name there.
 func (s *Store) renamedAlready(ctx context.Context, p *peerConn, op *nsOp) bool {
-	var res []peer.StatResult
-	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
-		var err error
-		_, res, err = c.WithStats(ctx, peerproto.Ping{}, op.Path, op.To)
-		return err
-	})
+	res, err := s.peerStats(ctx, p, op.Path, op.To)
 	// The file at the new name must be the one moved: its version (a
 	// peer keeps it across its own RENAME), not whatever was there.
 	return err == nil && len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil &&
@@ -344,41 +339,49 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 	if !op.replayed || op.Op == cache.OpRmdir || op.Version == "" {
 		return false, nil
 	}
-	var e peerproto.Entry
-	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
-		var err error
-		e, err = c.Stat(ctx, op.Path)
-		return err
-	})
+	// The file, and for a rename its target too: one round trip.
+	paths := []string{op.Path}
+	if op.Op == cache.OpRename && op.ToVersion != "" {
+		paths = append(paths, op.To)
+	}
+	res, err := s.peerStats(ctx, p, paths...)
 	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return true, nil
 	case err != nil:
-		return false, netErr(p, err)
-	case string(e.Version()) != op.Version:
+		return false, err
+	case errors.Is(res[0].Err, fs.ErrNotExist):
+		return true, nil
+	case res[0].Err != nil:
+		return false, netErr(p, res[0].Err)
+	case string(res[0].Entry.Version()) != op.Version:
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed or renamed it here")
 		return true, nil
-	}
-	if op.Op != cache.OpRename || op.ToVersion == "" {
+	case len(res) < 2 || errors.Is(res[1].Err, fs.ErrNotExist):
 		return false, nil
-	}
-	// Nor does a replayed rename replace a version of its target this
-	// mount never saw.
-	err = s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
-		var err error
-		e, err = c.Stat(ctx, op.To)
-		return err
-	})
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return false, nil
-	case err != nil:
-		return false, netErr(p, err)
-	case string(e.Version()) != op.ToVersion:
+	case res[1].Err != nil:
+		return false, netErr(p, res[1].Err)
+	case string(res[1].Entry.Version()) != op.ToVersion:
+		// Nor does a replayed rename replace a version of its target
+		// this mount never saw.
 		s.log.Warn().Str("peer", p.name).Str("path", op.To).Str("from", op.Path).Msg("rename not carried out: its target changed on its peer after an earlier run renamed over it here")
 		return true, nil
 	}
 	return false, nil
+}
+
+// peerStats STATs paths on p in one round trip (behind a PING), for
+// what only the peer can say now: no cache answers. An error is a
+// failure to ask; each path's own outcome is in its result.
+func (s *Store) peerStats(ctx context.Context, p *peerConn, paths ...string) ([]peer.StatResult, error) {
+	var res []peer.StatResult
+	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
+		var err error
+		_, res, err = c.WithStats(ctx, peerproto.Ping{}, paths...)
+		return err
+	})
+	if err != nil {
+		return nil, netErr(p, err)
+	}
+	return res, nil
 }
 
 // finishBatch records the outcome of a batch (behind.finished) and brings
