@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// Review of the namespace journal (issue 16 item 1): defects found, each
-// test failing on the code as reviewed.
+// Regression tests from the review of the namespace journal (issue 16
+// item 1): each failed on the code as reviewed and passes since its fix.
 
 // TestJournalAppendAfterTornLine: a run that starts on a journal whose
 // last line was cut short by a crash, and appends to it, must not lose

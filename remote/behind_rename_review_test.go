@@ -1,9 +1,9 @@
 package remote
 
-// Review of the renames written behind (dfaab40: renameBehind,
-// sendBatch's renamedAlready, giveUp): each test here fails on the code
-// as reviewed; the report next to the branch says why and proposes the
-// fix.
+// Regression tests from the review of the renames written behind
+// (dfaab40: renameBehind, sendBatch's renamedAlready, giveUp): each
+// failed on the code as reviewed (its comment says how) and passes since
+// its fix.
 
 import (
 	"bytes"
@@ -122,15 +122,7 @@ func TestReplayRemovesFileRenamedBehind(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	bob.writeFile(t, "x", []byte("x's"), 0o644)
 	bob.writeFile(t, "p", []byte("p's"), 0o644)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("RENAME")) || bytes.Contains(b, []byte("DELETE")) {
-			<-release
-			return nil, true
-		}
-		return b, false
-	}, nil)
+	proxy := heldBackProxy(t, bob.addr, "RENAME", "DELETE")
 	dir := t.TempDir()
 	first := newStoreWith(t, dir, nil)
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
@@ -265,15 +257,7 @@ func TestReplayedRenameKeepsTargetRewrittenSince(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	bob.writeFile(t, "x", []byte("x's"), 0o644)
 	bob.writeFile(t, "y", []byte("y, v1"), 0o644)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("RENAME")) {
-			<-release
-			return nil, true
-		}
-		return b, false
-	}, nil)
+	proxy := heldBackProxy(t, bob.addr, "RENAME")
 	dir := t.TempDir()
 	first := newStoreWith(t, dir, nil)
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})

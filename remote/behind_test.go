@@ -15,6 +15,25 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
+// heldBackProxy forwards connections to addr, except that a request
+// holding any of verbs is held until the test ends and then dropped with
+// its connection: changes written behind stay queued, and never reach
+// the peer, as when the mount dies with them pending.
+func heldBackProxy(t *testing.T, addr string, verbs ...string) string {
+	t.Helper()
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	return tapProxy(t, addr, func(b []byte) ([]byte, bool) {
+		for _, v := range verbs {
+			if bytes.Contains(b, []byte(v)) {
+				<-release
+				return nil, true
+			}
+		}
+		return b, false
+	}, nil)
+}
+
 // TestRemovalsWrittenBehind: rm -r of a directory is acknowledged at
 // once, shows at once in this mount, goes to the peer in batches (far
 // fewer round trips than removals), in order (the RMDIR after the
@@ -157,17 +176,9 @@ func TestRemovalsReplayedAfterCrash(t *testing.T) {
 	for _, name := range []string{"d/a", "d/b", "same", "changed"} {
 		bob.writeFile(t, name, []byte("v1 of "+name), 0o644)
 	}
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
 	// Removals never get through: held, then dropped with the
 	// connection.
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("DELETE")) || bytes.Contains(b, []byte("RMDIR")) {
-			<-release
-			return nil, true
-		}
-		return b, false
-	}, nil)
+	proxy := heldBackProxy(t, bob.addr, "DELETE", "RMDIR")
 	dir := t.TempDir()
 	first := newStoreWith(t, dir, nil)
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
@@ -333,15 +344,7 @@ func TestRenameReplayedAfterCrash(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	bob.writeFile(t, "x", []byte("x's"), 0o644)
 	bob.writeFile(t, "changed", []byte("v1"), 0o644)
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("RENAME")) {
-			<-release
-			return nil, true
-		}
-		return b, false
-	}, nil)
+	proxy := heldBackProxy(t, bob.addr, "RENAME")
 	dir := t.TempDir()
 	first := newStoreWith(t, dir, nil)
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
