@@ -135,11 +135,8 @@ func (b *behind) hides(peer, path string) bool {
 	}
 	now := b.now()
 	for p := path; ; p = parent(p) {
-		if until, ok := q.hidden[p]; ok {
-			if until.IsZero() || now.Before(until) {
-				return true
-			}
-			delete(q.hidden, p)
+		if q.hiddenLocked(p, now) {
+			return true
 		}
 		if p == "" {
 			return false
@@ -147,22 +144,39 @@ func (b *behind) hides(peer, path string) bool {
 	}
 }
 
-// visible returns the entries of directory dir on peer that were not
-// removed here; entries itself if none was.
-func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerproto.Entry {
-	b.mu.Lock()
-	q := b.queues[peer]
-	none := q == nil || len(q.hidden) == 0
-	b.mu.Unlock()
-	if none {
-		return entries
+// hiddenLocked reports whether path itself (not a directory above it) is
+// hidden at now, dropping a hiding past its time. Called with behind.mu
+// held.
+func (q *nsQueue) hiddenLocked(path string, now time.Time) bool {
+	until, ok := q.hidden[path]
+	if !ok {
+		return false
 	}
+	if until.IsZero() || now.Before(until) {
+		return true
+	}
+	delete(q.hidden, path)
+	return false
+}
+
+// visible returns the entries of directory dir on peer that were not
+// removed here; entries itself if none was. One look at dir and the
+// directories above it, then one per entry, under one lock: it runs for
+// every listing.
+func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerproto.Entry {
 	if b.hides(peer, dir) {
 		return nil
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[peer]
+	if q == nil || len(q.hidden) == 0 {
+		return entries
+	}
+	now := b.now()
 	out := entries[:0:0]
 	for _, e := range entries {
-		if !b.hides(peer, child(dir, e.Name)) {
+		if !q.hiddenLocked(child(dir, e.Name), now) {
 			out = append(out, e)
 		}
 	}
