@@ -387,8 +387,9 @@ func (s *Store) peerStats(ctx context.Context, p *peerConn, paths ...string) ([]
 // finishBatch records the outcome of a batch (behind.finished) and brings
 // back, in the caches and the kernel's, what the peer refused to remove.
 func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
-	// Marked for FSYNC before a waiter wakes (finished): the FlushAll
-	// it returns to must find them.
+	// Before a waiter wakes (finished): marked for FSYNC, so that the
+	// FlushAll it returns to finds them; and what this mount showed of a
+	// change not carried out forgotten, so that it then asks the peer.
 	for i, out := range outs {
 		switch op := ops[i]; {
 		case out == nil && op.Op == cache.OpRename:
@@ -399,9 +400,16 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 			p.unsynced.mark(parent(op.Path))
 		case out == nil:
 			p.unsynced.mark(parent(op.Path))
+		default:
+			p.attrs.forgetTree(op.Path)
+			if op.Op == cache.OpRename {
+				p.attrs.forgetTree(op.To)
+			}
 		}
 	}
 	s.ns.finished(p.name, ops, outs, err)
+	// The kernel's entries after the names show again (finished): a
+	// lookup it makes at once must not find them hidden.
 	for i, out := range outs {
 		op := ops[i]
 		switch {
@@ -410,10 +418,8 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 		case !errors.Is(out, errGivenUp):
 			s.log.Warn().Err(out).Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("a change written behind was refused; the names are as the peer has them")
 		}
-		p.attrs.forgetTree(op.Path)
 		s.notify(p.name, parent(op.Path))
 		if op.Op == cache.OpRename {
-			p.attrs.forgetTree(op.To)
 			s.notify(p.name, parent(op.To))
 		}
 	}
