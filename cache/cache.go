@@ -139,39 +139,15 @@ type Cache struct {
 	hits       uint64
 	misses     uint64
 	evictions  uint64
-	// removals carries detached clean entries to removeLoop, which
-	// deletes their files off the caller's path (rm -r of many files, an
-	// editor's rename over the old copy); closed by Close, which then
-	// waits for bg.
-	removals chan *entry
-	bg       sync.WaitGroup
-}
+	// For removeLoop (reuse.go):
+	dropQ     []dropped // detached clean entries whose files it empties or deletes
+	lastDrop  time.Time // when the last one was queued
+	spares    []string  // IDs of emptied file pairs kept for new entries
+	recycling int       // file pairs being emptied into spares
 
-// removeLoop deletes the files of the entries queued on removals.
-func (c *Cache) removeLoop() {
-	defer c.bg.Done()
-	for e := range c.removals {
-		e.mu.Lock()
-		c.removeFiles(e.id)
-		e.mu.Unlock()
-	}
-}
-
-// queueRemovalLocked hands detached e's files to removeLoop if e is
-// clean, and reports whether it did. A clean copy left behind by a crash
-// is harmless: nothing will match it, and Open prefers dirty and newer
-// records for a key. A dirty or durable one must go now: its record would
-// bring the file back. Called with c.mu held.
-func (c *Cache) queueRemovalLocked(e *entry) bool {
-	if e.dirty || e.durable || c.closed {
-		return false
-	}
-	select {
-	case c.removals <- e:
-		return true
-	default:
-		return false // the queue is full: the caller does it
-	}
+	kick chan struct{} // wakes removeLoop; capacity 1
+	done chan struct{} // closed by Close, which then waits for bg
+	bg   sync.WaitGroup
 }
 
 // entry is one cached file.

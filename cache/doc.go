@@ -40,6 +40,11 @@
 //	                 with white space
 //	tmp/             temporary files, emptied by Open
 //
+// A pair of files whose metadata file is empty is a spare: the emptied
+// files of a dropped clean entry, kept (up to a bound) for the next new
+// entry, because creating a file costs far more than truncating one
+// (reuse.go). Open takes such pairs back as spares; Close deletes them.
+//
 // Because data files are named by a random ID rather than by the key, a
 // rename rewrites a single metadata file and never moves data. A metadata
 // file is written whenever the entry turns dirty, turns clean, is renamed,
@@ -88,10 +93,11 @@
 //     way (stamped, fsyncs included) before the data changes. After a
 //     power loss the disk holds either the durable record with the data it
 //     describes, or a stamped record, which Open discards.
-//   - A new entry's record is created in place. Until it is complete the
-//     entry has no record, so nothing in its data file was promised to
-//     survive; Open discards a data file whose record is missing, empty or
-//     torn.
+//   - A new entry's record is created in place (or written over a
+//     spare's empty one). Until it is complete the entry has no record,
+//     so nothing in its data file was promised to survive; Open discards
+//     a data file whose record is missing or torn, and empties one whose
+//     record is empty into a spare.
 //
 // Recency (LRU order) lives in memory only; after a restart, older
 // metadata files count as less recently used.

@@ -218,3 +218,20 @@ func rebooted(t *testing.T) string {
 	}
 	return f
 }
+
+// nonEmpty returns how many files in dir's entries/ hold something: the
+// files of entries, not spares (reuse.go).
+func nonEmpty(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	for _, name := range names(t, dir, "entries") {
+		fi, err := os.Stat(filepath.Join(dir, "entries", name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err == nil && fi.Size() > 0 {
+			n++
+		}
+	}
+	return n
+}

@@ -109,7 +109,8 @@ func Open(opts Options) (*Cache, error) {
 	victims := c.evictLocked()
 	c.mu.Unlock()
 	c.discard(victims...)
-	c.removals = make(chan *entry, 4096)
+	c.kick = make(chan struct{}, 1)
+	c.done = make(chan struct{})
 	c.bg.Add(1)
 	go c.removeLoop()
 	st := c.Stats()
@@ -142,7 +143,7 @@ func (c *Cache) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
-	close(c.removals)
+	close(c.done)
 	c.mu.Unlock()
 	jerr := c.journal.close()
 	// Not under c.mu: removeLoop takes entry locks, whose holders may
@@ -150,6 +151,7 @@ func (c *Cache) Close() error {
 	c.bg.Wait()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.dropSpares()
 	var errs []error
 	for _, e := range c.entries {
 		if e.file != nil {
@@ -227,6 +229,10 @@ func (c *Cache) load() ([]loaded, error) {
 	byKey := map[Key]loaded{}
 	for id := range metas {
 		l, why := c.loadOne(id, datas[id])
+		if why == whySpare {
+			c.keepSpare(id, datas[id])
+			continue
+		}
 		if why != "" {
 			discard(id, why)
 			continue
@@ -251,7 +257,23 @@ func (c *Cache) load() ([]loaded, error) {
 	return out, nil
 }
 
-// loadOne reads entry id, or returns why it is unusable.
+// whySpare is what loadOne returns for a file pair with an empty record:
+// a spare (reuse.go), or a new entry whose record was never written.
+const whySpare = "spare"
+
+// keepSpare takes the file pair id, found by Open with an empty record,
+// back as a spare, or deletes it if the pool is full or its data file
+// cannot be emptied. Called by Open, which owns c.
+func (c *Cache) keepSpare(id string, hasData bool) {
+	if hasData && len(c.spares) < maxSpares && syscall.Truncate(c.dataPath(id), 0) == nil {
+		c.spares = append(c.spares, id)
+		return
+	}
+	c.removeFiles(id)
+}
+
+// loadOne reads entry id, or returns why it is unusable (whySpare for a
+// spare).
 func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 	l := loaded{id: id}
 	if !hasData {
@@ -265,6 +287,9 @@ func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
 	mst, err := os.Stat(mf)
 	if err != nil {
 		return l, "stat metadata: " + err.Error()
+	}
+	if len(b) == 0 && hasData {
+		return l, whySpare
 	}
 	l.written = mst.ModTime()
 	l.metaLen = len(b)

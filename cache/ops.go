@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -54,13 +55,13 @@ func (c *Cache) Acquire(key Key, size int64, version string, create bool) (*Hand
 		c.discard(stale)
 		return nil, false, nil
 	}
-	e := &entry{id: newID(), key: key}
-	f, err := openData(c.dataPath(e.id), true)
+	id, f, err := c.newDataLocked()
 	if err != nil {
 		c.mu.Unlock()
 		c.discard(stale)
 		return nil, false, fmt.Errorf("cache: create %v: %w", key, err)
 	}
+	e := &entry{id: id, key: key}
 	c.insertLocked(e)
 	e.file = f
 	e.refs = 1
@@ -119,12 +120,12 @@ func (c *Cache) Create(key Key, mode uint32, base string) (*Handle, error) {
 		return h, nil
 	}
 	c.misses++
-	e := &entry{id: newID(), key: key, mode: mode, base: base, dirty: true, dirtySince: time.Now(), persisted: true}
-	f, err := openData(c.dataPath(e.id), true)
+	id, f, err := c.newDataLocked()
 	if err != nil {
 		c.mu.Unlock()
 		return nil, fmt.Errorf("cache: create %v: %w", key, err)
 	}
+	e := &entry{id: id, key: key, mode: mode, base: base, dirty: true, dirtySince: time.Now(), persisted: true}
 	rec := e.record()
 	// Nobody can know e, so taking e.mu under c.mu cannot deadlock. It
 	// keeps writes through other Handles out until the record is written.
@@ -189,12 +190,11 @@ func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, err
 		stale = e
 	}
 	c.misses++
-	e := &entry{id: newID(), key: key, size: size, base: base, scratch: true, partial: true, known: []Range{toEnd(size)}}
-	f, err := openData(c.dataPath(e.id), true)
+	id, f, err := c.newDataLocked()
 	if err == nil {
 		if err = f.Truncate(size); err != nil {
 			f.Close()
-			_ = os.Remove(f.Name())
+			c.removeFiles(id)
 		}
 	}
 	if err != nil {
@@ -202,6 +202,7 @@ func (c *Cache) Partial(key Key, size int64, version, base string) (*Handle, err
 		c.discard(stale)
 		return nil, fmt.Errorf("cache: partial %v: %w", key, err)
 	}
+	e := &entry{id: id, key: key, size: size, base: base, scratch: true, partial: true, known: []Range{toEnd(size)}}
 	c.insertLocked(e)
 	e.file = f
 	e.refs = 1
@@ -227,15 +228,33 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	}
 	c.mu.Lock()
 	closed := c.closed
+	id := ""
+	if !closed {
+		id = c.takeSpareLocked()
+	}
 	c.mu.Unlock()
 	if closed {
 		return nil, ErrClosed
 	}
-	f, err := os.CreateTemp(c.tmpDir, "fill-*")
-	if err != nil {
-		return nil, fmt.Errorf("cache: fill %v: %w", key, err)
+	// Into a spare's data file directly (its empty record makes it no
+	// entry until the new one is written), else into a temporary file
+	// renamed into place once complete.
+	var f *os.File
+	var err error
+	if id != "" {
+		var fd int
+		if fd, err = openRaw(c.dataPath(id), syscall.O_RDWR|syscall.O_TRUNC, 0); err == nil {
+			f = os.NewFile(uintptr(fd), c.dataPath(id))
+		} else {
+			c.removeFiles(id)
+		}
 	}
-	id := newID()
+	if f == nil {
+		id = newID()
+		if f, err = os.CreateTemp(c.tmpDir, "fill-*"); err != nil {
+			return nil, fmt.Errorf("cache: fill %v: %w", key, err)
+		}
+	}
 	fail := func(err error) (*Handle, error) {
 		f.Close()
 		_ = os.Remove(f.Name())
@@ -251,8 +270,10 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	}
 	// No fsync: the metadata carries the boot ID, and after a reboot the
 	// entry is discarded rather than trusted (see writeRecord).
-	if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
-		return fail(err)
+	if f.Name() != c.dataPath(id) {
+		if err := os.Rename(f.Name(), c.dataPath(id)); err != nil {
+			return fail(err)
+		}
 	}
 	e := &entry{id: id, key: key, size: size, version: version}
 	// Nobody else knows e yet, so no lock is needed to use it.

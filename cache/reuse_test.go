@@ -1,0 +1,250 @@
+package cache
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// lockedBuffer is a bytes.Buffer safe for the cache's goroutines to log to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFiles waits until dir's entries/ holds want files of which
+// wantFull hold something, and fails the test if it does not within 10 s.
+func waitFiles(t *testing.T, dir string, want, wantFull int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n, full := len(names(t, dir, "entries")), nonEmpty(t, dir)
+		if n == want && full == wantFull {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("entries/ holds %d files, %d not empty; want %d and %d", n, full, want, wantFull)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// inodes returns the inode numbers of the files in dir's entries/.
+func inodes(t *testing.T, dir string) map[uint64]bool {
+	t.Helper()
+	out := map[uint64]bool{}
+	for _, n := range names(t, dir, "entries") {
+		fi, err := os.Stat(filepath.Join(dir, "entries", n))
+		if err != nil {
+			t.Fatal(err) // only called where nothing is being deleted
+		}
+		out[fi.Sys().(*syscall.Stat_t).Ino] = true
+	}
+	return out
+}
+
+// The files of a dropped clean entry are emptied and given to the next
+// new entries, through every way of making one (Create, Acquire with
+// create, Partial, Fill): no file is created for them, and what they
+// hold survives Close and Open like any entry's.
+func TestSparesReused(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	keep := Key{Peer: "p", Path: "keep"}
+	fill(t, c, keep, "kept", "1")
+	var gone []Key
+	for i := range 4 {
+		k := Key{Peer: "p", Path: "gone" + string(rune('a'+i))}
+		fill(t, c, k, strings.Repeat("x", 1000), "1")
+		gone = append(gone, k)
+	}
+	for _, k := range gone {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFiles(t, dir, 10, 2) // keep's two files and four empty pairs
+	before := inodes(t, dir)
+
+	created, err := c.Create(Key{Peer: "p", Path: "created"}, 0o640, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := created.WriteAt([]byte("created"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release(t, created)
+	write(t, c, Key{Peer: "p", Path: "acquired"}, "acquired")
+	part, err := c.Partial(Key{Peer: "p", Path: "partial"}, 5, "9", "9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := part.WriteAt([]byte("pa"), 0); err != nil {
+		t.Fatal(err)
+	}
+	release(t, part)
+	fill(t, c, Key{Peer: "p", Path: "filled"}, "filled", "2")
+
+	if after := inodes(t, dir); len(after) != len(before) {
+		t.Errorf("entries/ went from %d files to %d: new ones were created", len(before), len(after))
+	} else {
+		for ino := range after {
+			if !before[ino] {
+				t.Errorf("inode %d is new: a spare was not used", ino)
+			}
+		}
+	}
+	want := map[Key]string{
+		keep:                          "kept",
+		{Peer: "p", Path: "created"}:  "created",
+		{Peer: "p", Path: "acquired"}: "acquired",
+		{Peer: "p", Path: "filled"}:   "filled",
+	}
+	check := func(c *Cache) {
+		t.Helper()
+		for k, v := range want {
+			if got, ok := lookup(t, c, k); !ok || got != v {
+				t.Errorf("%v = %q, %v; want %q", k, got, ok, v)
+			}
+		}
+		for _, k := range gone {
+			if _, ok := c.Meta(k); ok {
+				t.Errorf("%v is back", k)
+			}
+		}
+		m, ok := c.Meta(Key{Peer: "p", Path: "partial"})
+		if !ok || !m.Dirty || !m.Partial || m.Size != 5 {
+			t.Errorf("partial copy: %+v, %v", m, ok)
+		}
+	}
+	check(c)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openCache(t, dir, 0))
+}
+
+// What a crash leaves of spares, and of a new entry whose record was
+// never written (an empty record beside data), Open takes back as spares,
+// emptied, without a word, and hands to new entries; no dropped entry
+// comes back.
+func TestSparesAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	k := Key{Peer: "p", Path: "f"}
+	fill(t, c, k, "old copy", "1")
+	if err := c.Remove(k); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, dir, 2, 0)
+	crashed := copyDir(t, dir)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, dir, "entries"); len(got) != 0 {
+		t.Errorf("entries/ after Close: %q; want the spares deleted", got)
+	}
+	// A new entry's record cut short at its very start.
+	for name, body := range map[string]string{"torn.meta": "", "torn.data": "half of a new file"} {
+		if err := os.WriteFile(filepath.Join(crashed, "entries", name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logged lockedBuffer
+	c = openCacheWith(t, Options{Dir: crashed, Logger: zerolog.New(&logged)})
+	if st := c.Stats(); st.Entries != 0 {
+		t.Errorf("Stats after the crash = %+v; want no entries", st)
+	}
+	if _, ok := c.Meta(k); ok {
+		t.Errorf("%v is back after the crash", k)
+	}
+	if n := nonEmpty(t, crashed); n != 0 {
+		t.Errorf("%d files still hold data after Open", n)
+	}
+	if s := logged.String(); strings.Contains(s, "discard") {
+		t.Errorf("Open logged discards for spares:\n%s", s)
+	}
+	before := inodes(t, crashed)
+	write(t, c, Key{Peer: "p", Path: "a"}, "a")
+	write(t, c, Key{Peer: "p", Path: "b"}, "b")
+	if after := inodes(t, crashed); len(after) != len(before) || len(after) != 4 {
+		t.Errorf("entries/ went from %d files to %d; want the 4 spare files used", len(before), len(after))
+	}
+	write(t, c, Key{Peer: "p", Path: "c"}, "c")
+	if n := len(names(t, crashed, "entries")); n != 6 {
+		t.Errorf("entries/ holds %d files after a third new entry; want 6", n)
+	}
+}
+
+// A dropped entry that a Handle still pins keeps its content for that
+// Handle, as an unlinked file does: its files are never emptied for
+// reuse while pinned.
+func TestPinnedDropNotReused(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	k := Key{Peer: "p", Path: "open"}
+	fill(t, c, k, "still readable", "1")
+	h, ok, err := c.Acquire(k, -1, "", false)
+	if err != nil || !ok {
+		t.Fatalf("Acquire: %v, %v", ok, err)
+	}
+	if err := c.Remove(k); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, dir, 0, 0) // unlinked at once, not kept
+	for i := range 3 {
+		write(t, c, Key{Peer: "p", Path: "new" + string(rune('a'+i))}, "new content that is longer")
+	}
+	if got := contents(t, h); got != "still readable" {
+		t.Errorf("pinned dropped copy reads %q", got)
+	}
+	release(t, h)
+}
+
+// Past maxSpares the files of dropped entries are deleted (once the
+// cache is quiet), and Close deletes the spares: nothing is left.
+func TestSparesBounded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes over a thousand entries")
+	}
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	n := maxSpares + 50
+	var keys []Key
+	for i := range n {
+		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
+		fill(t, c, k, "x", "1")
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFiles(t, dir, 2*maxSpares, 0)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, dir, "entries"); len(got) != 0 {
+		t.Errorf("%d files left after Close", len(got))
+	}
+}
