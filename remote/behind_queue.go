@@ -41,8 +41,12 @@ type nsQueue struct {
 	hidden map[string]time.Time
 	// sending is set while a sender goroutine runs for the peer.
 	sending bool
-	// kick wakes the sender from its wait between attempts (buffered 1).
+	// kick wakes the sender from its wait between attempts, or from its
+	// linger (buffered 1).
 	kick chan struct{}
+	// waiters counts the callers of wait that wait for the queue: while
+	// there are any the sender does not linger.
+	waiters int
 	// changed is closed (and replaced) at each end of an attempt.
 	changed chan struct{}
 	// attempts counts the sender's attempts that ended; lastErr is the
@@ -281,7 +285,13 @@ func (b *behind) wait(ctx context.Context, peer string) error {
 	}
 	last := q.ops[len(q.ops)-1].Seq
 	began := q.attempts
+	q.waiters++
 	b.mu.Unlock()
+	defer func() {
+		b.mu.Lock()
+		q.waiters--
+		b.mu.Unlock()
+	}()
 	select {
 	case q.kick <- struct{}{}:
 	default:
@@ -333,6 +343,16 @@ func (b *behind) settle(peer string) []string {
 		}
 	}
 	return out
+}
+
+// lingers reports whether peer's sender should wait a moment for more
+// operations before it sends: its queue holds fewer than n, and nobody
+// waits for them (wait), and no rename holds the peer's other requests.
+func (b *behind) lingers(peer string, n int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queueLocked(peer)
+	return len(q.ops) > 0 && len(q.ops) < n && q.waiters == 0 && q.renames == 0
 }
 
 // head returns up to n operations from the front of peer's queue; none

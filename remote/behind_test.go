@@ -475,3 +475,38 @@ func TestRenameFoundDone(t *testing.T) {
 		t.Errorf("root lists %q, want [done2]", got)
 	}
 }
+
+// TestRemovalsPacedGoInBatches: removals that come one at a time, as
+// rm -r makes them (a kernel round trip apart), still go to the peer
+// in batches: the sender lingers a moment for more while nobody waits
+// for the queue, rather than sending each alone.
+func TestRemovalsPacedGoInBatches(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	ctx := testCtx(t)
+	const n = 40
+	for i := range n {
+		bob.writeFile(t, fmt.Sprintf("f%02d", i), []byte("x"), 0o644)
+	}
+	names := s.names(t, "bob", "")
+	if len(names) != n {
+		t.Fatalf("listed %d names, want %d", len(names), n)
+	}
+	vc.take()
+	for _, name := range names {
+		if err := s.Remove(ctx, "bob", name); err != nil {
+			t.Fatalf("Remove %s: %v", name, err)
+		}
+		time.Sleep(300 * time.Microsecond)
+	}
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatalf("FlushAll: %v", err)
+	}
+	for _, name := range names {
+		if bob.exists(t, name) {
+			t.Errorf("%s still on bob after FlushAll", name)
+		}
+	}
+	if got := vc.take()["DELETE"]; got == 0 || got > n/3 {
+		t.Errorf("%d round trips for %d paced removals; want them batched (at most %d)", got, n, n/3)
+	}
+}
