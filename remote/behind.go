@@ -412,9 +412,7 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 		case out == nil && op.Op == cache.OpRename:
 			// Durable at the next FSYNC, as after a synchronous
 			// rename (Rename).
-			p.unsynced.renamed(op.Path, op.To)
-			p.unsynced.mark(op.To)
-			p.unsynced.mark(parent(op.Path))
+			p.unsynced.moved(op.Path, op.To)
 		case out == nil:
 			p.unsynced.mark(parent(op.Path))
 		default:

@@ -450,11 +450,8 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 			p.attrs.learned(parent(from), res, 1)
 			p.attrs.learned(parent(to), res, 2)
 			// Durable at the next FSYNC: the file (or directory) under
-			// its new name, and the directory it left; uploads named
-			// under the old name are elsewhere now: sync everything.
-			p.unsynced.renamed(from, to)
-			p.unsynced.mark(to)
-			p.unsynced.mark(parent(from))
+			// its new name, and the directory it left.
+			p.unsynced.moved(from, to)
 		} else {
 			p.attrs.forgetTree(from)
 			p.attrs.forgetTree(to)

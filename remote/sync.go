@@ -282,6 +282,21 @@ func (u *unsynced) renamed(from, to string) {
 	}
 }
 
+// moved records a rename carried out on the peer, durable at the next
+// FSYNC: the marks under from follow it to to, and to is marked, and with
+// it its directory (the peer syncs the directory of every name FSYNC
+// gives). The directory from left is marked too if it is another one;
+// naming the same directory again would only have the peer sync that
+// directory's own parent as well (an editor's save, a rename within one
+// directory, cost an fsync more).
+func (u *unsynced) moved(from, to string) {
+	u.renamed(from, to)
+	u.mark(to)
+	if parent(from) != parent(to) {
+		u.mark(parent(from))
+	}
+}
+
 // PendingInfo reports the local changes not yet stored on a peer.
 func (s *Store) PendingInfo() (files int, bytes int64) {
 	for _, f := range s.states() {

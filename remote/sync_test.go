@@ -33,6 +33,55 @@ func TestFsyncNamesFollowRename(t *testing.T) {
 	}
 }
 
+// A rename within one directory names the file under its new name for
+// the next FSYNC, and the peer syncs that name's directory with it:
+// naming the directory as well had the peer sync its parent too, an
+// fsync more per editor save. A rename to another directory names the
+// directory left. Written behind or not, the marks are the same.
+func TestFsyncNamesAfterRename(t *testing.T) {
+	for _, behind := range []bool{true, false} {
+		s, bob, _ := countedStore(t)
+		s.opts.SyncNamespace = !behind
+		ctx := testCtx(t)
+		// Files this mount holds nothing of, so that their renames
+		// may be written behind.
+		for _, d := range []string{"d", "e"} {
+			if err := os.Mkdir(bob.path(d), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		bob.writeFile(t, "d/a", []byte("x"), 0o644)
+		bob.writeFile(t, "d/c", []byte("y"), 0o644)
+		s.names(t, "bob", "d")
+		s.names(t, "bob", "e")
+		moved := func(from, to string, want ...string) {
+			t.Helper()
+			if err := s.Rename(ctx, "bob", from, to); err != nil {
+				t.Fatal(err)
+			}
+			testutil.Eventually(t, "the rename carried out", func() bool { return !s.ns.pending() })
+			need, names := s.pendingFsync("bob")
+			if !need || !maps.Equal(names, setOf(want...)) {
+				t.Errorf("behind %v: after mv %s %s the next FSYNC names %v (due %v), want %v", behind, from, to, names, need, want)
+			}
+			if err := s.FlushAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		moved("d/a", "d/b", "d/b")
+		moved("d/c", "e/c", "e/c", "d")
+	}
+}
+
+// setOf returns the set of names.
+func setOf(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
 // A directory rename moves the names of files uploaded under it, waiting
 // for FSYNC, to their new paths: once the old path is reused (mv logs
 // logs.old; mkdir logs; write logs/app.log), naming the old path would
