@@ -1,0 +1,56 @@
+package cache
+
+import (
+	"strings"
+	"testing"
+)
+
+// Regression tests from the review of spare file pairs (a972165): each
+// failed on the code as reviewed and passes since its fix.
+
+// TestRemoveRacingDetach: Remove locks the entry, then detaches it under
+// c.mu; eviction and replacement detach entries without e.mu, so one may
+// come in between and hand the entry to removeLoop. Remove must then
+// leave its files to that: as reviewed it queued the entry a second
+// time, removeLoop emptied it into a spare twice, and two new entries
+// were given the same file pair (with the pool full, the second pass
+// unlinked the files of whatever new entry had taken the spare).
+func TestRemoveRacingDetach(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	k := Key{Peer: "p", Path: "f"}
+	fill(t, c, k, "old copy", "1")
+
+	// What Remove does, with a stale lookup of k in between its lock
+	// and its detach: that Acquire detaches and queues k's entry.
+	e, err := c.lockEntry(k)
+	if err != nil || e == nil {
+		t.Fatalf("lockEntry: %v, %v", e, err)
+	}
+	if h, _, err := c.Acquire(k, 999, "", false); err != nil || h != nil {
+		t.Fatalf("Acquire of a stale copy: %v, %v", h, err)
+	}
+	c.removeLocked(e)
+	e.mu.Unlock()
+
+	// removeLoop works in order: once this later drop is emptied, so is
+	// everything queued before it.
+	other := Key{Peer: "p", Path: "other"}
+	fill(t, c, other, "other", "1")
+	if err := c.Remove(other); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, dir, 4, 0)
+
+	want := map[Key]string{}
+	for i := range 3 {
+		nk := Key{Peer: "p", Path: "new" + string(rune('a'+i))}
+		want[nk] = strings.Repeat(string(rune('a'+i)), 10-i)
+		write(t, c, nk, want[nk])
+	}
+	for nk, v := range want {
+		if got, ok := lookup(t, c, nk); !ok || got != v {
+			t.Errorf("%v = %q, %v; want %q (two entries share a file pair)", nk, got, ok, v)
+		}
+	}
+}
