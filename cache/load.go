@@ -105,14 +105,17 @@ func Open(opts Options) (*Cache, error) {
 		}
 		c.insertLocked(e)
 	}
-	c.mu.Lock()
-	victims := c.evictLocked()
-	c.mu.Unlock()
-	c.discard(victims...)
+	// removeLoop's channels first: eviction queues the victims for it,
+	// and a wake-up sent on a nil kick would be lost, leaving them whole
+	// on disk until the next drop.
 	c.kick = make(chan struct{}, 1)
 	c.done = make(chan struct{})
 	c.bg.Add(1)
 	go c.removeLoop()
+	c.mu.Lock()
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.discard(victims...)
 	st := c.Stats()
 	c.log.Info().Str("dir", opts.Dir).Int("entries", st.Entries).Int64("bytes", st.Bytes).
 		Int("dirty", st.DirtyFiles).Int64("dirty_bytes", st.DirtyBytes).Msg("cache opened")

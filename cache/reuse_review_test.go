@@ -54,3 +54,23 @@ func TestRemoveRacingDetach(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenEvictionRecycled: entries that Open evicts (the bound was
+// lowered since the last run) are emptied like any other drop. As
+// reviewed, Open queued them before removeLoop's wake-up channel existed,
+// so they stayed whole on disk until something else was dropped.
+func TestOpenEvictionRecycled(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	for _, p := range []string{"a", "b", "c"} {
+		fill(t, c, Key{Peer: "p", Path: p}, strings.Repeat(p, 100), "1")
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c = openCache(t, dir, 150)
+	if st := c.Stats(); st.Entries != 1 || st.Evictions != 2 {
+		t.Fatalf("Stats after Open = %+v; want 1 entry and 2 evictions", st)
+	}
+	waitFiles(t, dir, 6, 2) // the kept entry's two files and two spares
+}
