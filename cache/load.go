@@ -43,6 +43,7 @@ func Open(opts Options) (*Cache, error) {
 		under:      map[Key]int{},
 		lru:        list.New(),
 		boot:       bootID(opts.BootIDFile),
+		filling:    map[string]bool{},
 	}
 	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -155,6 +156,12 @@ func (c *Cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropSpares()
+	// A Fill still at work on one of these writes into an unlinked file
+	// from here on, and fails on finding the cache closed.
+	for id := range c.filling {
+		c.removeFiles(id)
+	}
+	clear(c.filling)
 	var errs []error
 	for _, e := range c.entries {
 		if e.file != nil {

@@ -1,6 +1,8 @@
 package cache
 
 import (
+	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -73,4 +75,72 @@ func TestOpenEvictionRecycled(t *testing.T) {
 		t.Fatalf("Stats after Open = %+v; want 1 entry and 2 evictions", st)
 	}
 	waitFiles(t, dir, 6, 2) // the kept entry's two files and two spares
+}
+
+// blockingReader yields its content only once release is closed.
+type blockingReader struct {
+	started chan struct{}
+	release chan struct{}
+	r       io.Reader
+}
+
+func (b *blockingReader) Read(p []byte) (int, error) {
+	select {
+	case <-b.started:
+	default:
+		close(b.started)
+	}
+	<-b.release
+	return b.r.Read(p)
+}
+
+// TestFillAcrossCloseAndReopen: a Fill that writes into a spare and is
+// still downloading when the cache is closed must not touch the files of
+// the next Cache opened on the directory. As reviewed, Close left the
+// spare in Fill's hands on disk with its empty record, the next Open took
+// it back as a spare and gave it to a new dirty entry, and the old Fill
+// then wrote the download into that entry's data file, its record over
+// the entry's, and deleted both on finding its cache closed: the dirty
+// entry was lost.
+func TestFillAcrossCloseAndReopen(t *testing.T) {
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	gone := Key{Peer: "p", Path: "gone"}
+	fill(t, c, gone, "dropped", "1")
+	if err := c.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	waitFiles(t, dir, 2, 0) // one spare
+
+	br := &blockingReader{started: make(chan struct{}), release: make(chan struct{}), r: strings.NewReader("downloaded")}
+	errc := make(chan error, 1)
+	go func() {
+		h, err := c.Fill(Key{Peer: "p", Path: "fetched"}, br, 10, "1")
+		if h != nil {
+			h.Release()
+		}
+		errc <- err
+	}()
+	<-br.started // Fill has taken the spare and waits for its bytes
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	c2 := openCache(t, dir, 0)
+	k := Key{Peer: "p", Path: "mine"}
+	write(t, c2, k, "dirty data")
+	close(br.release)
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Errorf("Fill across Close: %v; want ErrClosed", err)
+	}
+	if got, ok := lookup(t, c2, k); !ok || got != "dirty data" {
+		t.Errorf("%v = %q, %v after the old Fill ended; want the dirty data", k, got, ok)
+	}
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c3 := openCache(t, dir, 0)
+	if got, ok := lookup(t, c3, k); !ok || got != "dirty data" {
+		t.Errorf("%v = %q, %v after a restart; want the dirty data", k, got, ok)
+	}
 }
