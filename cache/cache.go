@@ -144,6 +144,11 @@ type Cache struct {
 	lastDrop  time.Time // when the last one was queued
 	spares    []string  // IDs of emptied file pairs kept for new entries
 	recycling int       // file pairs being emptied into spares
+	// filling holds the IDs of the spares that Fills are writing into,
+	// which Close deletes: a Fill still downloading outlives Close, and
+	// the next Open would take such a pair (its record still empty) for
+	// a spare of its own.
+	filling map[string]bool
 
 	kick chan struct{} // wakes removeLoop; capacity 1
 	done chan struct{} // closed by Close, which then waits for bg

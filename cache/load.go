@@ -43,6 +43,7 @@ func Open(opts Options) (*Cache, error) {
 		under:      map[Key]int{},
 		lru:        list.New(),
 		boot:       bootID(opts.BootIDFile),
+		filling:    map[string]bool{},
 	}
 	for _, d := range []string{opts.Dir, c.entriesDir, c.tmpDir} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
@@ -105,14 +106,17 @@ func Open(opts Options) (*Cache, error) {
 		}
 		c.insertLocked(e)
 	}
-	c.mu.Lock()
-	victims := c.evictLocked()
-	c.mu.Unlock()
-	c.discard(victims...)
+	// removeLoop's channels first: eviction queues the victims for it,
+	// and a wake-up sent on a nil kick would be lost, leaving them whole
+	// on disk until the next drop.
 	c.kick = make(chan struct{}, 1)
 	c.done = make(chan struct{})
 	c.bg.Add(1)
 	go c.removeLoop()
+	c.mu.Lock()
+	victims := c.evictLocked()
+	c.mu.Unlock()
+	c.discard(victims...)
 	st := c.Stats()
 	c.log.Info().Str("dir", opts.Dir).Int("entries", st.Entries).Int64("bytes", st.Bytes).
 		Int("dirty", st.DirtyFiles).Int64("dirty_bytes", st.DirtyBytes).Msg("cache opened")
@@ -152,6 +156,12 @@ func (c *Cache) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropSpares()
+	// A Fill still at work on one of these writes into an unlinked file
+	// from here on, and fails on finding the cache closed.
+	for id := range c.filling {
+		c.removeFiles(id)
+	}
+	clear(c.filling)
 	var errs []error
 	for _, e := range c.entries {
 		if e.file != nil {

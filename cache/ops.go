@@ -231,6 +231,9 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	id := ""
 	if !closed {
 		id = c.takeSpareLocked()
+		if id != "" {
+			c.filling[id] = true
+		}
 	}
 	c.mu.Unlock()
 	if closed {
@@ -246,6 +249,9 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 		if fd, err = openRaw(c.dataPath(id), syscall.O_RDWR|syscall.O_TRUNC, 0); err == nil {
 			f = os.NewFile(uintptr(fd), c.dataPath(id))
 		} else {
+			c.mu.Lock()
+			delete(c.filling, id)
+			c.mu.Unlock()
 			c.removeFiles(id)
 		}
 	}
@@ -256,6 +262,9 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 		}
 	}
 	fail := func(err error) (*Handle, error) {
+		c.mu.Lock()
+		delete(c.filling, id)
+		c.mu.Unlock()
 		f.Close()
 		_ = os.Remove(f.Name())
 		c.removeFiles(id)
@@ -287,6 +296,7 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 		c.mu.Unlock()
 		return fail(ErrClosed)
 	}
+	delete(c.filling, id)
 	old := c.entries[key]
 	if old != nil && old.dirty {
 		if old.partial {

@@ -17,15 +17,31 @@ func (c *Cache) Remove(key Key) error {
 	if err != nil || e == nil {
 		return err
 	}
+	c.removeLocked(e)
+	e.mu.Unlock()
+	return nil
+}
+
+// removeLocked detaches e and deletes its files, or has removeLoop do
+// it. Caller holds e.mu.
+//
+// Eviction and the replacement of a stale copy detach entries without
+// e.mu, so e may have been detached since the caller found it; whoever
+// did that discards its files. Discarding them a second time would queue
+// e twice, and removeLoop could then empty (or unlink) its files again
+// after a new entry had taken them as a spare.
+func (c *Cache) removeLocked(e *entry) {
 	c.mu.Lock()
+	if e.removed {
+		c.mu.Unlock()
+		return
+	}
 	c.detachLocked(e)
 	queued := c.queueRemovalLocked(e) // removeLoop waits for e.mu
 	c.mu.Unlock()
 	if !queued {
 		c.removeFiles(e.id)
 	}
-	e.mu.Unlock()
-	return nil
 }
 
 // Rename moves the entry of from, and every entry whose path lies under

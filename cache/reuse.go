@@ -27,7 +27,8 @@ import (
 // or a record that is empty, which Open takes back as a spare. A new
 // entry given a spare opens its data file with O_TRUNC and writes its
 // record over the empty one: until that record is complete the entry has
-// none, exactly as with new files. Close deletes the spares.
+// none, exactly as with new files. Close deletes the spares, and those
+// that Fills still downloading are writing into (Cache.filling).
 
 const (
 	// maxSpares bounds the emptied file pairs kept for reuse.
