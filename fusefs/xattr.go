@@ -79,11 +79,13 @@ func (fl *file) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *f
 	return f.done("getxattr", fl.peer, path, nil)
 }
 
-// Listxattr implements bfs.NodeListxattrer.
+// Listxattr implements bfs.NodeListxattrer: a file lists no attribute.
+// StateXattr is answered when asked for by name, like the virtual
+// attributes of other network filesystems (CephFS's ceph.*), and not
+// listed: cp -a, rsync -X and tar --xattrs copy what listxattr names, and
+// would stamp "stored" on every copy taken out of a peer folder (and
+// rsync would find it changed at every round).
 func (fl *file) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	if _, ok := fl.fsys.store.(FileStater); ok {
-		resp.Append(StateXattr)
-	}
 	return fl.fsys.done("listxattr", fl.peer, fl.key().path, nil)
 }
 
@@ -107,11 +109,9 @@ func (d *dir) Getxattr(ctx context.Context, req *fuse.GetxattrRequest, resp *fus
 	return f.done("getxattr", d.peer, path, nil)
 }
 
-// Listxattr implements bfs.NodeListxattrer.
+// Listxattr implements bfs.NodeListxattrer: a directory lists no
+// attribute; PeerXattr is answered by name only, as StateXattr is (see
+// file.Listxattr).
 func (d *dir) Listxattr(ctx context.Context, req *fuse.ListxattrRequest, resp *fuse.ListxattrResponse) error {
-	path := d.key().path
-	if _, ok := d.fsys.store.(PeerStater); ok && path == "" {
-		resp.Append(PeerXattr)
-	}
-	return d.fsys.done("listxattr", d.peer, path, nil)
+	return d.fsys.done("listxattr", d.peer, d.key().path, nil)
 }
