@@ -32,7 +32,7 @@ func TestQuick(t *testing.T) {
 		{&fuse.FlushRequest{Handle: uploads}, false},
 		{&fuse.FlushRequest{Handle: hDir}, false}, // no HandleQuickFlusher
 		{&fuse.FlushRequest{Handle: 99}, false},
-		{&fuse.CreateRequest{}, false},
+		{&fuse.CreateRequest{}, true}, // local until close (remote)
 		{&fuse.MkdirRequest{}, false},
 		{&fuse.SymlinkRequest{}, false},
 		{&fuse.MknodRequest{}, false},
