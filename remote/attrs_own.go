@@ -108,6 +108,22 @@ func (a *attrCache) gone(path string, isDir bool) {
 	}
 }
 
+// mayHoldUnderLocked reports whether the caches may hold anything under
+// path: not if they know it, from an answer younger than ttl, as a file
+// or as absent. Only then does forgetting path cost a scan of every
+// cached name (a rename over a file, an editor's save, was as slow as
+// the caches were big). Called with a.mu held.
+func (a *attrCache) mayHoldUnderLocked(path string, now time.Time) bool {
+	if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
+		return sc.exists && sc.e.IsDir()
+	}
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" && now.Sub(dc.at) < a.ttl && !dc.stale[base(path)] {
+		e, listed := dc.entries[base(path)]
+		return listed && e.IsDir()
+	}
+	return true
+}
+
 // moved records a successful rename of from to to, keeping both parents'
 // listings. Attributes carried over are those younger than ttl, and keep
 // their age: a rename never makes stale attributes fresh.
@@ -132,7 +148,7 @@ func (a *attrCache) moved(from, to string) {
 	// costs no scan of the caches (rm -r, mv of many files).
 	dir := !known || e.IsDir() || now.Sub(at) >= a.ttl
 	a.dropLocked(from, dir)
-	a.dropLocked(to, true)
+	a.dropLocked(to, a.mayHoldUnderLocked(to, now))
 	a.setStatLocked(from, statCache{at: now, exists: false})
 	fresh := known && now.Sub(at) < a.ttl
 	if fresh && !e.IsDir() {
