@@ -266,8 +266,11 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 		delete(c.filling, id)
 		c.mu.Unlock()
 		f.Close()
-		_ = os.Remove(f.Name())
+		// The record first (removeFiles), as everywhere: a crash in
+		// between leaves a data file without one, which Open drops
+		// silently, not a record without data.
 		c.removeFiles(id)
+		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("cache: fill %v: %w", key, err)
 	}
 	n, err := io.CopyN(f, r, size)
@@ -276,6 +279,14 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 	}
 	if err != nil {
 		return fail(err)
+	}
+	c.mu.Lock()
+	closed = c.closed
+	c.mu.Unlock()
+	if closed {
+		// Closed during the download: put nothing into a
+		// directory another Cache may own by now.
+		return fail(ErrClosed)
 	}
 	// No fsync: the metadata carries the boot ID, and after a reboot the
 	// entry is discarded rather than trusted (see writeRecord).
