@@ -44,6 +44,12 @@ type missRun struct {
 type listCall struct {
 	done chan struct{} // closed when it ended
 	err  error         // its error, written before done is closed
+	// superseded is set (under attrCache.mu) when the listing was
+	// forgotten while the LIST was in flight: the peer's answer may
+	// predate what made it forget (a removal written behind, carried
+	// out and settled meanwhile), so it is not kept, and its leader asks
+	// again (Store.peerListing).
+	superseded bool
 }
 
 type dirCache struct {
@@ -87,6 +93,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 func (a *attrCache) clear() {
 	a.mu.Lock()
 	a.dirs, a.stats = map[string]*dirCache{}, map[string]statCache{}
+	a.supersedeAllLocked()
 	a.mu.Unlock()
 }
 
@@ -95,6 +102,7 @@ func (a *attrCache) clear() {
 func (a *attrCache) clearAll() {
 	a.mu.Lock()
 	a.dirs, a.stats, a.root = map[string]*dirCache{}, map[string]statCache{}, nil
+	a.supersedeAllLocked()
 	a.mu.Unlock()
 }
 
@@ -122,6 +130,7 @@ func (a *attrCache) cached(path string) (peerproto.Entry, bool, bool) {
 func (a *attrCache) changed(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.supersedeLocked(parent(path))
 	delete(a.stats, path)
 	if path == "" {
 		return
@@ -211,21 +220,48 @@ func linkedIno(e peerproto.Entry) uint64 {
 	return e.Ino
 }
 
-// forget drops what is known about path (and, for a directory, its listing).
+// forget drops what is known about path (and, for a directory, its
+// listing), and supersedes the LISTs of those in flight.
 func (a *attrCache) forget(path string) {
 	a.mu.Lock()
 	delete(a.stats, path)
 	delete(a.dirs, path)
 	delete(a.dirs, parent(path))
+	a.supersedeLocked(path)
+	a.supersedeLocked(parent(path))
 	a.mu.Unlock()
 }
 
-// forgetTree drops everything at or under path, and its parent's listing.
+// forgetTree drops everything at or under path, and its parent's listing,
+// and supersedes the LISTs of those in flight.
 func (a *attrCache) forgetTree(path string) {
 	a.mu.Lock()
 	a.dropTreeLocked(path)
 	delete(a.dirs, parent(path))
+	for dir, call := range a.lists {
+		if under(dir, path) {
+			call.superseded = true
+		}
+	}
+	a.supersedeLocked(parent(path))
 	a.mu.Unlock()
+}
+
+// supersedeLocked marks the LIST of dir in flight, if any, as superseded:
+// this mount changed dir's entries (or forgot them) while it was on its
+// way. Called with a.mu held.
+func (a *attrCache) supersedeLocked(dir string) {
+	if call, ok := a.lists[dir]; ok {
+		call.superseded = true
+	}
+}
+
+// supersedeAllLocked marks every LIST in flight as superseded. Called
+// with a.mu held.
+func (a *attrCache) supersedeAllLocked() {
+	for _, call := range a.lists {
+		call.superseded = true
+	}
 }
 
 // dropLocked forgets what is cached about path; for a directory also
@@ -304,12 +340,14 @@ func (a *attrCache) beginList(dir string) (call *listCall, leader bool) {
 	return call, true
 }
 
-// endList records the outcome of the LIST of dir that call stood for, and
-// wakes the callers that joined it.
-func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, err error) {
+// endList records the outcome of the LIST of dir that call stood for,
+// unless it was superseded, and wakes the callers that joined it. It
+// reports whether the listing was kept.
+func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, err error) bool {
 	a.mu.Lock()
 	delete(a.lists, dir)
-	if err == nil {
+	kept := err == nil && !call.superseded
+	if kept {
 		entries := make(map[string]peerproto.Entry, len(list))
 		for _, e := range list {
 			entries[e.Name] = e
@@ -319,6 +357,7 @@ func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, 
 	call.err = err
 	a.mu.Unlock()
 	close(call.done)
+	return kept
 }
 
 // rescanWindow is how long after a listing expired a lookup in that

@@ -49,6 +49,7 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.supersedeLocked(dir) // a LIST in flight may predate the entry
 	if sc, ok := a.stats[dir]; ok && sc.exists {
 		later(&sc.e)
 		a.stats[dir] = sc
@@ -100,6 +101,7 @@ func (a *attrCache) emptyDir(path string) {
 func (a *attrCache) gone(path string, isDir bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.supersedeLocked(parent(path))
 	a.dropLocked(path, isDir)
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
@@ -130,6 +132,8 @@ func (a *attrCache) mayHoldUnderLocked(path string, now time.Time) bool {
 func (a *attrCache) moved(from, to string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.supersedeLocked(parent(from))
+	a.supersedeLocked(parent(to))
 	now := a.now()
 	var e peerproto.Entry
 	var at time.Time

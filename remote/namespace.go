@@ -32,9 +32,14 @@ func (s *Store) listing(ctx context.Context, p *peerConn, dir string) ([]peerpro
 	return s.ns.visible(p.name, dir, list), nil
 }
 
+// maxListAgain bounds how many times peerListing asks again after its
+// LIST was superseded (attrCache.forget during it); the last answer is
+// used, though not kept, after that.
+const maxListAgain = 3
+
 // peerListing is listing as the peer gave it.
 func (s *Store) peerListing(ctx context.Context, p *peerConn, dir string) ([]peerproto.Entry, error) {
-	for {
+	for again := 0; ; again++ {
 		if list, ok := p.attrs.listed(dir); ok {
 			return list, nil
 		}
@@ -56,9 +61,12 @@ func (s *Store) peerListing(ctx context.Context, p *peerConn, dir string) ([]pee
 			list, err = c.List(ctx, dir)
 			return err
 		})
-		p.attrs.endList(dir, call, list, netErr(p, err))
+		kept := p.attrs.endList(dir, call, list, netErr(p, err))
 		if err != nil {
 			return nil, call.err
+		}
+		if !kept && again < maxListAgain {
+			continue // the answer may predate a change this mount made
 		}
 		return list, nil
 	}

@@ -1,0 +1,104 @@
+package remote
+
+import (
+	"bytes"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// TestListFromBeforeRemovalNotShown: a LIST the peer answered before
+// this mount removed a name in that directory, whose answer arrives only
+// after the removal was done (and after a later change to the peer,
+// which would also settle a removal written behind), does not bring the
+// removed name back: neither to the program that listed nor to the
+// listing cache. The LIST is asked again (attrCache.supersedeLocked).
+// (With a request to the peer outstanding the removal goes
+// synchronously here.)
+func TestListFromBeforeRemovalNotShown(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	ctx := testCtx(t)
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		bob.writeFile(t, "d/"+n, []byte(n), 0o644)
+	}
+	// Answers to LIST are held back, once armed, until released.
+	var (
+		mu       sync.Mutex
+		armed    bool
+		held     = make(chan struct{})
+		release  = make(chan struct{})
+		heldOnce sync.Once
+	)
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
+		mu.Lock()
+		hold := armed && bytes.Contains(b, []byte("LIST OK"))
+		if hold {
+			armed = false
+		}
+		mu.Unlock()
+		if hold {
+			heldOnce.Do(func() { close(held) })
+			<-release
+		}
+		return b, false
+	})
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	if got := s.names(t, "bob", "d"); len(got) != 2 {
+		t.Fatalf("d lists %q, want a and b", got)
+	}
+	p, err := s.peer("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.attrs.forget("d/x") // the listing of d expires
+
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	listed := make(chan []string, 1)
+	go func() {
+		list, err := s.List(ctx, "bob", "d")
+		if err != nil {
+			t.Errorf("List: %v", err)
+		}
+		var out []string
+		for _, fi := range list {
+			out = append(out, fi.Name())
+		}
+		listed <- out
+	}()
+	<-held // bob listed d with a in it; the answer waits
+
+	if err := s.Remove(ctx, "bob", "d/a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.FlushAll(ctx); err != nil { // the DELETE is carried out, if written behind
+		t.Fatal(err)
+	}
+	if bob.exists(t, "d/a") {
+		t.Fatal("d/a still on bob after FlushAll")
+	}
+	if _, err := s.Mkdir(ctx, "bob", "e", 0o755); err != nil { // settles a removal written behind
+		t.Fatal(err)
+	}
+	close(release)
+	if got := <-listed; slices.Contains(got, "a") {
+		t.Errorf("a listing answered before d/a was removed here shows it: %q", got)
+	}
+	if got := s.names(t, "bob", "d"); !slices.Equal(got, []string{"b"}) {
+		t.Errorf("d lists %q after the removal; want [b]", got)
+	}
+}
