@@ -1,51 +1,26 @@
 package cache
 
 import (
-	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the cache's goroutines to log to.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFiles waits until dir's entries/ holds want files of which
-// wantFull hold something, and fails the test if it does not within 10 s.
+// wantFull hold something.
 func waitFiles(t *testing.T, dir string, want, wantFull int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		n, full := len(names(t, dir, "entries")), nonEmpty(t, dir)
-		if n == want && full == wantFull {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("entries/ holds %d files, %d not empty; want %d and %d", n, full, want, wantFull)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, fmt.Sprintf("entries/ to hold %d files, %d of them not empty", want, wantFull), func() bool {
+		return len(names(t, dir, "entries")) == want && nonEmpty(t, dir) == wantFull
+	})
 }
 
 // inodes returns the inode numbers of the files in dir's entries/.
@@ -169,7 +144,7 @@ func TestSparesAfterCrash(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var logged lockedBuffer
+	var logged testutil.LogBuffer
 	c = openCacheWith(t, Options{Dir: crashed, Logger: zerolog.New(&logged)})
 	if st := c.Stats(); st.Entries != 0 {
 		t.Errorf("Stats after the crash = %+v; want no entries", st)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 func TestOpenDiscardsBadEntries(t *testing.T) {
@@ -434,13 +436,7 @@ func TestRemoveFiles(t *testing.T) {
 	}
 	// In the background, the clean entry's files are emptied and kept
 	// for reuse (reuse.go); Close deletes them.
-	deadline := time.Now().Add(5 * time.Second)
-	for nonEmpty(t, dir) != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if n := nonEmpty(t, dir); n != 0 {
-		t.Errorf("%d files in entries/ still hold data after Remove", n)
-	}
+	testutil.Eventually(t, "the removed entries' files to be emptied", func() bool { return nonEmpty(t, dir) == 0 })
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

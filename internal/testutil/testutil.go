@@ -7,8 +7,10 @@
 package testutil
 
 import (
+	"bytes"
 	"context"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +21,28 @@ import (
 
 // Wait bounds Eventually and Recv: no test waits longer for one thing.
 const Wait = 10 * time.Second
+
+// LogBuffer is a log destination (zerolog.New(&buf)) safe for the
+// goroutines of the component under test to write to while the test
+// reads it. Its zero value is ready.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *LogBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *LogBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // Eventually polls cond until it holds, failing the test after Wait.
 func Eventually(t testing.TB, what string, cond func() bool) {
