@@ -2,13 +2,134 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"slices"
 	"sync"
 	"testing"
 
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
+
+// holdOnce is a proxy tap that, once armed, holds back the first write
+// containing word until released: held is closed when it does.
+type holdOnce struct {
+	word    []byte
+	mu      sync.Mutex
+	armed   bool
+	once    sync.Once
+	held    chan struct{}
+	release chan struct{}
+	freed   sync.Once
+}
+
+// newHoldOnce returns a disarmed holdOnce for word, released when the
+// test ends if it was not before.
+func newHoldOnce(t *testing.T, word string) *holdOnce {
+	h := &holdOnce{word: []byte(word), held: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.free)
+	return h
+}
+
+func (h *holdOnce) arm() {
+	h.mu.Lock()
+	h.armed = true
+	h.mu.Unlock()
+}
+
+func (h *holdOnce) free() { h.freed.Do(func() { close(h.release) }) }
+
+func (h *holdOnce) tap(b []byte) ([]byte, bool) {
+	h.mu.Lock()
+	hold := h.armed && bytes.Contains(b, h.word)
+	if hold {
+		h.armed = false
+	}
+	h.mu.Unlock()
+	if hold {
+		h.once.Do(func() { close(h.held) })
+		<-h.release
+	}
+	return b, false
+}
+
+// listed is the outcome of listLater.
+type listed struct {
+	names []string
+	err   error
+}
+
+// listLater lists dir on peer in a goroutine, whose outcome the channel
+// gives.
+func listLater(ctx context.Context, s *testStore, peerName, dir string) <-chan listed {
+	out := make(chan listed, 1)
+	go func() {
+		list, err := s.List(ctx, peerName, dir)
+		var names []string
+		for _, fi := range list {
+			names = append(names, fi.Name())
+		}
+		out <- listed{names, err}
+	}()
+	return out
+}
+
+// listRig is a store whose link to bob goes through a proxy with the
+// given taps, bob's export holding d/a and d/b, listed once.
+func listRig(t *testing.T, up, down tap) (*testStore, *testPeer) {
+	t.Helper()
+	s, bob, _ := countedStore(t)
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "b"} {
+		bob.writeFile(t, "d/"+n, []byte(n), 0o644)
+	}
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: tapProxy(t, bob.addr, up, down)}})
+	if got := s.names(t, "bob", "d"); len(got) != 2 {
+		t.Fatalf("d lists %q, want a and b", got)
+	}
+	return s, bob
+}
+
+// expireListing makes the cached listing of dir on bob stale.
+func expireListing(t *testing.T, s *testStore, dir string) {
+	t.Helper()
+	p, err := s.peer("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.attrs.forget(dir + "/x")
+}
+
+// removedAndSettled finishes both tests: d/a is gone from bob, a later
+// change settles the removal, the held LIST answer is let through, and
+// neither it nor the next listing may show a.
+func removedAndSettled(t *testing.T, s *testStore, bob *testPeer, answer *holdOnce, got <-chan listed) {
+	t.Helper()
+	ctx := testCtx(t)
+	if err := s.FlushAll(ctx); err != nil { // the DELETE is carried out, if written behind
+		t.Fatal(err)
+	}
+	if bob.exists(t, "d/a") {
+		t.Fatal("d/a still on bob after FlushAll")
+	}
+	if _, err := s.Mkdir(ctx, "bob", "e", 0o755); err != nil { // settles a removal written behind
+		t.Fatal(err)
+	}
+	answer.free()
+	r := testutil.Recv(t, "the held listing", got)
+	if r.err != nil {
+		t.Fatalf("List: %v", r.err)
+	}
+	if slices.Contains(r.names, "a") {
+		t.Errorf("a listing answered before d/a was removed shows it: %q", r.names)
+	}
+	if names := s.names(t, "bob", "d"); !slices.Equal(names, []string{"b"}) {
+		t.Errorf("d lists %q after the removal; want [b]", names)
+	}
+}
 
 // TestListFromBeforeRemovalNotShown: a LIST the peer answered before
 // this mount removed a name in that directory, whose answer arrives only
@@ -19,88 +140,16 @@ import (
 // (With a request to the peer outstanding the removal goes
 // synchronously here.)
 func TestListFromBeforeRemovalNotShown(t *testing.T) {
-	s, bob, _ := countedStore(t)
-	ctx := testCtx(t)
-	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+	answer := newHoldOnce(t, "LIST OK")
+	s, bob := listRig(t, nil, answer.tap)
+	expireListing(t, s, "d")
+	answer.arm()
+	got := listLater(testCtx(t), s, "bob", "d")
+	testutil.Recv(t, "bob's answer to LIST", answer.held) // bob listed d with a in it; the answer waits
+	if err := s.Remove(testCtx(t), "bob", "d/a"); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []string{"a", "b"} {
-		bob.writeFile(t, "d/"+n, []byte(n), 0o644)
-	}
-	// Answers to LIST are held back, once armed, until released.
-	var (
-		mu       sync.Mutex
-		armed    bool
-		held     = make(chan struct{})
-		release  = make(chan struct{})
-		heldOnce sync.Once
-	)
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
-		mu.Lock()
-		hold := armed && bytes.Contains(b, []byte("LIST OK"))
-		if hold {
-			armed = false
-		}
-		mu.Unlock()
-		if hold {
-			heldOnce.Do(func() { close(held) })
-			<-release
-		}
-		return b, false
-	})
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
-	if got := s.names(t, "bob", "d"); len(got) != 2 {
-		t.Fatalf("d lists %q, want a and b", got)
-	}
-	p, err := s.peer("bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.attrs.forget("d/x") // the listing of d expires
-
-	mu.Lock()
-	armed = true
-	mu.Unlock()
-	listed := make(chan []string, 1)
-	go func() {
-		list, err := s.List(ctx, "bob", "d")
-		if err != nil {
-			t.Errorf("List: %v", err)
-		}
-		var out []string
-		for _, fi := range list {
-			out = append(out, fi.Name())
-		}
-		listed <- out
-	}()
-	<-held // bob listed d with a in it; the answer waits
-
-	if err := s.Remove(ctx, "bob", "d/a"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FlushAll(ctx); err != nil { // the DELETE is carried out, if written behind
-		t.Fatal(err)
-	}
-	if bob.exists(t, "d/a") {
-		t.Fatal("d/a still on bob after FlushAll")
-	}
-	if _, err := s.Mkdir(ctx, "bob", "e", 0o755); err != nil { // settles a removal written behind
-		t.Fatal(err)
-	}
-	close(release)
-	if got := <-listed; slices.Contains(got, "a") {
-		t.Errorf("a listing answered before d/a was removed here shows it: %q", got)
-	}
-	if got := s.names(t, "bob", "d"); !slices.Equal(got, []string{"b"}) {
-		t.Errorf("d lists %q after the removal; want [b]", got)
-	}
+	removedAndSettled(t, s, bob, answer, got)
 }
 
 // TestListFromBeforeBehindRemovalSettled is the same with the removal
@@ -109,96 +158,20 @@ func TestListFromBeforeRemovalNotShown(t *testing.T) {
 // change to the peer settled it (its name no longer hidden): the name
 // must not come back.
 func TestListFromBeforeBehindRemovalSettled(t *testing.T) {
-	s, bob, _ := countedStore(t)
-	ctx := testCtx(t)
-	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"a", "b"} {
-		bob.writeFile(t, "d/"+n, []byte(n), 0o644)
-	}
-	var (
-		mu                 sync.Mutex
-		holdDel, holdList  bool
-		delHeld, listHeld  = make(chan struct{}), make(chan struct{})
-		delOnce, listOnce  sync.Once
-		releaseDel, relLst = make(chan struct{}), make(chan struct{})
-	)
-	t.Cleanup(func() {
-		for _, c := range []chan struct{}{releaseDel, relLst} {
-			select {
-			case <-c:
-			default:
-				close(c)
-			}
-		}
-	})
-	hold := func(b []byte, word string, armed *bool, once *sync.Once, held, release chan struct{}) {
-		mu.Lock()
-		h := *armed && bytes.Contains(b, []byte(word))
-		if h {
-			*armed = false
-		}
-		mu.Unlock()
-		if h {
-			once.Do(func() { close(held) })
-			<-release
-		}
-	}
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		hold(b, "DELETE", &holdDel, &delOnce, delHeld, releaseDel)
-		return b, false
-	}, func(b []byte) ([]byte, bool) {
-		hold(b, "LIST OK", &holdList, &listOnce, listHeld, relLst)
-		return b, false
-	})
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
-	if got := s.names(t, "bob", "d"); len(got) != 2 {
-		t.Fatalf("d lists %q, want a and b", got)
-	}
-	mu.Lock()
-	holdDel, holdList = true, true
-	mu.Unlock()
-	if err := s.Remove(ctx, "bob", "d/a"); err != nil {
+	del, answer := newHoldOnce(t, "DELETE"), newHoldOnce(t, "LIST OK")
+	s, bob := listRig(t, del.tap, answer.tap)
+	del.arm()
+	answer.arm()
+	if err := s.Remove(testCtx(t), "bob", "d/a"); err != nil {
 		t.Fatal(err)
 	}
 	if !s.ns.pending() {
 		t.Fatal("the removal was not written behind")
 	}
-	<-delHeld // the DELETE waits in the proxy: bob still has d/a
-	p, err := s.peer("bob")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.attrs.forget("d/x") // the listing of d expires
-	listed := make(chan []string, 1)
-	go func() {
-		list, err := s.List(ctx, "bob", "d")
-		if err != nil {
-			t.Errorf("List: %v", err)
-		}
-		var out []string
-		for _, fi := range list {
-			out = append(out, fi.Name())
-		}
-		listed <- out
-	}()
-	<-listHeld // bob listed d with a in it; the answer waits
-	close(releaseDel)
-	if err := s.FlushAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if bob.exists(t, "d/a") {
-		t.Fatal("d/a still on bob after FlushAll")
-	}
-	if _, err := s.Mkdir(ctx, "bob", "e", 0o755); err != nil { // settles the removal
-		t.Fatal(err)
-	}
-	close(relLst)
-	if got := <-listed; slices.Contains(got, "a") {
-		t.Errorf("a listing answered before the DELETE shows d/a: %q", got)
-	}
-	if got := s.names(t, "bob", "d"); !slices.Equal(got, []string{"b"}) {
-		t.Errorf("d lists %q after the removal; want [b]", got)
-	}
+	testutil.Recv(t, "the DELETE", del.held) // it waits in the proxy: bob still has d/a
+	expireListing(t, s, "d")
+	got := listLater(testCtx(t), s, "bob", "d")
+	testutil.Recv(t, "bob's answer to LIST", answer.held) // bob listed d with a in it; the answer waits
+	del.free()
+	removedAndSettled(t, s, bob, answer, got)
 }
