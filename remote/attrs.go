@@ -168,16 +168,25 @@ func (a *attrCache) changedIno(ino uint64) {
 func (a *attrCache) linked(path string) uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e, ok := peerproto.Entry{}, false
-	if sc, found := a.stats[path]; found && sc.exists {
-		e, ok = sc.e, true
-	} else if dc, found := a.dirs[parent(path)]; found && path != "" {
-		e, ok = dc.entries[base(path)]
-	}
+	e, ok := a.lastKnownLocked(path)
 	if !ok {
 		return 0
 	}
 	return linkedIno(e)
+}
+
+// lastKnownLocked returns the attributes of path from the last answer
+// that said it exists, of any age: its own STAT, else its parent's
+// listing. Called with a.mu held.
+func (a *attrCache) lastKnownLocked(path string) (peerproto.Entry, bool) {
+	if sc, found := a.stats[path]; found && sc.exists {
+		return sc.e, true
+	}
+	if dc, found := a.dirs[parent(path)]; found && path != "" {
+		e, ok := dc.entries[base(path)]
+		return e, ok
+	}
+	return peerproto.Entry{}, false
 }
 
 // remember records an answer about path: e, or that it does not exist.

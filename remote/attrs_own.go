@@ -15,12 +15,7 @@ import (
 func (a *attrCache) lastVersion(path string) string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e, ok := peerproto.Entry{}, false
-	if sc, found := a.stats[path]; found && sc.exists {
-		e, ok = sc.e, true
-	} else if dc, found := a.dirs[parent(path)]; found && path != "" {
-		e, ok = dc.entries[base(path)]
-	}
+	e, ok := a.lastKnownLocked(path)
 	if !ok || e.IsDir() {
 		return ""
 	}
