@@ -62,7 +62,7 @@ func (c *conn) put(m peerproto.Put) error {
 	// a client that saw PUT DONE finds it free.
 	endTransfer := sync.OnceFunc(c.s.endTransfer)
 	defer endTransfer()
-	fd, tmp, err := createTemp(t.dfd, t.mode)
+	fd, tmp, err := createTemp(t.dfd, jail.TempPrefix, t.mode)
 	if err != nil {
 		return refuse(err, m.Name)
 	}
@@ -77,14 +77,19 @@ func (c *conn) put(m peerproto.Put) error {
 	}()
 	// The payload, in the order it comes, and where it goes in fd: all
 	// of it from the start, or a delta's ranges in a copy of the old
-	// content (in place, a delta's payload is kept as it came: patch).
+	// content (in place, a delta's payload is kept as it came: patch,
+	// patchUndo).
 	ranges := []peerproto.Range{{Off: 0, Len: m.Size}}
 	copied := ""
 	if m.Delta && !t.inPlace {
 		if copied, err = c.cloneBase(m, p, t, fd); err != nil {
 			return refuse(err, m.Name)
 		}
-		ranges = m.Ranges
+		if copied == copiedInPlace {
+			t.undo = true
+		} else {
+			ranges = m.Ranges
+		}
 	}
 	if !m.Inline {
 		if err := c.send(peerproto.PutOK{}); err != nil {
@@ -102,9 +107,12 @@ func (c *conn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
-	if t.inPlace {
+	if t.inPlace || t.undo {
 		store := c.overwrite
-		if m.Delta {
+		switch {
+		case t.undo:
+			store = c.patchUndo
+		case m.Delta:
 			store = c.patch
 		}
 		st, ver, err := store(m, p, t, tmp)
@@ -112,6 +120,7 @@ func (c *conn) put(m peerproto.Put) error {
 			return c.refuse(verb, err, m.Name)
 		}
 		endTransfer()
+		c.result = copied
 		return c.send(c.putDone(&st, ver))
 	}
 	st, ver, err := c.settle(m, p, t, fd)
@@ -261,6 +270,9 @@ type putTarget struct {
 	// replacing it, so that it stays the inode its other hard links
 	// share (a posix connection, and a file with more than one link).
 	inPlace bool
+	// undo: a delta applied to the existing file in place, with an undo
+	// record (put_undo.go), rather than to a copy of it.
+	undo bool
 }
 
 // putTarget locates a PUT's target p (name is the request's, for
@@ -407,15 +419,16 @@ func (s *Server) checkSpace(dfd int, size int64) error {
 	return nil
 }
 
-// createTemp creates an empty, exclusive temporary file with
+// createTemp creates an empty, exclusive temporary file, its name prefix
+// (jail.TempPrefix or one that starts with it) and random characters, with
 // permission bits mode in directory dfd and returns it with its name.
-func createTemp(dfd int, mode uint32) (int, string, error) {
+func createTemp(dfd int, prefix string, mode uint32) (int, string, error) {
 	var rnd [8]byte
 	for range 10 {
 		if _, err := rand.Read(rnd[:]); err != nil {
 			return -1, "", err
 		}
-		name := jail.TempPrefix + hex.EncodeToString(rnd[:])
+		name := prefix + hex.EncodeToString(rnd[:])
 		fd, err := unix.Openat(dfd, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode&0o777)
 		switch err {
 		case nil:

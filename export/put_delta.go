@@ -59,8 +59,9 @@ func (c *conn) openBase(m peerproto.Put, p string, t *putTarget) (int, unix.Stat
 // cloneBase fills fd, the upload's empty temporary file, with the content
 // of t's existing file (the version delta PUT m applies to) and resizes it
 // to m.NewSize. It returns how the content got there (copiedReflink or
-// copiedCopy). A copy needs the space of the new file, checked first; a
-// reflink needs next to none.
+// copiedCopy), or copiedInPlace, with fd left empty: the delta is to be
+// applied to the file itself (put_undo.go). A copy needs the space of the
+// new file, checked first; a reflink needs next to none.
 func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (string, error) {
 	src, st, err := c.openBase(m, p, t)
 	if err != nil {
@@ -77,6 +78,13 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 		how = copiedReflink
 	case !noClone(err):
 		return "", &fs.PathError{Op: "clone", Path: p, Err: err}
+	case c.s.undoFits(m, st.Size):
+		// The undo record's old bytes, and what the file grows by.
+		need := totalLen(undoSaved(m, st.Size)) + max(0, m.NewSize-st.Size)
+		if err := c.s.checkSpace(t.dfd, m.Size+need); err != nil {
+			return "", err
+		}
+		return copiedInPlace, nil
 	default:
 		if err := c.s.checkSpace(t.dfd, m.NewSize); err != nil {
 			return "", err
@@ -126,7 +134,7 @@ func (c *conn) patch(m peerproto.Put, p string, t *putTarget, tmp string) (unix.
 	if err := c.recheckBase(m, t); err != nil {
 		return unix.Stat_t{}, "", err
 	}
-	dst, err := c.openInPlace(m, p, t)
+	dst, err := c.openInPlace(m, p, t, unix.O_WRONLY)
 	if err != nil {
 		return unix.Stat_t{}, "", err
 	}
@@ -142,7 +150,7 @@ func (c *conn) patch(m peerproto.Put, p string, t *putTarget, tmp string) (unix.
 		}
 		from += r.Len
 	}
-	return c.finishInPlace(m, p, t, dst)
+	return c.finishInPlace(m, p, t, dst, !m.Async)
 }
 
 // copyRange copies r.Len bytes from offset from of src to offset r.Off of

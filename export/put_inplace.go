@@ -37,7 +37,7 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 			return unix.Stat_t{}, "", err
 		}
 	}
-	dst, err := c.openInPlace(m, p, t)
+	dst, err := c.openInPlace(m, p, t, unix.O_WRONLY)
 	if err != nil {
 		return unix.Stat_t{}, "", err
 	}
@@ -49,12 +49,13 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	if err := c.copyFile(dst, src, m.Size); err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("%w (%q is left with part of its new content)", err, m.Name)
 	}
-	return c.finishInPlace(m, p, t, dst)
+	return c.finishInPlace(m, p, t, dst, !m.Async)
 }
 
-// openInPlace opens t's existing file for writing, after checking that it
-// is still the file findTarget found. The caller closes it.
-func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget) (int, error) {
+// openInPlace opens t's existing file with access mode flags (O_WRONLY,
+// O_RDWR), after checking that it is still the file findTarget found. The
+// caller closes it.
+func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget, flags int) (int, error) {
 	// O_PATH first, then the very file reopened: whatever took the name
 	// meanwhile (a device, say) is never opened for writing.
 	pfd, err := unix.Openat(t.dfd, t.base, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
@@ -69,7 +70,7 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget) (int, error)
 	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Ino != t.st.Ino || st.Dev != t.st.Dev {
 		return -1, peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was replaced meanwhile", m.Name)
 	}
-	dst, err := unix.Open(fdPath(pfd, ""), unix.O_WRONLY|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	dst, err := unix.Open(fdPath(pfd, ""), flags|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
@@ -77,14 +78,10 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget) (int, error)
 }
 
 // finishInPlace completes PUT m written in place into dst, t's file: it
-// makes it durable (unless async), drops setuid and setgid, and returns
-// its attributes and new version token.
-func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int) (unix.Stat_t, string, error) {
-	if !m.Async {
-		if err := unix.Fsync(dst); err != nil {
-			return unix.Stat_t{}, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
-		}
-	}
+// drops setuid and setgid, gives it its new version token and, if sync,
+// makes both durable with the content; it returns its attributes and the
+// token.
+func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int, sync bool) (unix.Stat_t, string, error) {
 	st, err := jail.Fstat(dst, p)
 	if err != nil {
 		return st, "", err
@@ -98,7 +95,13 @@ func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int) (
 			return st, "", err
 		}
 	}
-	return st, c.s.vers.assign(dst, &st), nil
+	ver := c.s.vers.assign(dst, &st)
+	if sync {
+		if err := unix.Fsync(dst); err != nil {
+			return st, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
+		}
+	}
+	return st, ver, nil
 }
 
 // copyFile copies n bytes from the start of src to the start of dst:

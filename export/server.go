@@ -119,6 +119,13 @@ type Options struct {
 	// filesystem could share its blocks (FICLONE), so that tests cover
 	// both.
 	noReflink bool
+	// undoMinSize, if not 0, replaces undoMinSize (put_undo.go): the
+	// least size of a file a delta PUT changes in place; negative: never.
+	undoMinSize int64
+	// patchHook, if set, is called at each stage of a change in place
+	// (put_undo.go); errPatchCrashed stops it there as a crash would,
+	// another error fails it there.
+	patchHook func(stage string) error
 }
 
 // privBits are the mode bits that make a program run with its owner's
@@ -169,8 +176,9 @@ type Server struct {
 }
 
 // NewServer opens opts.Export and prepares to serve it. It removes the
-// temporary files of uploads that a crash cut short (unless the export is
-// read-only).
+// temporary files of uploads that a crash cut short and rolls back the
+// changes in place it cut short (put_undo.go), unless the export is
+// read-only.
 func NewServer(opts Options) (*Server, error) {
 	if opts.Export == "" {
 		return nil, errors.New("peer: server: no export directory given")
@@ -224,12 +232,18 @@ func NewServer(opts Options) (*Server, error) {
 	})
 	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
 	if !opts.ReadOnly {
-		n, err := j.RemoveStaleTemps()
+		n, undo, err := j.RemoveStaleTemps()
 		if n > 0 {
 			s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
 		}
 		if err != nil {
 			s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
+		}
+		for _, p := range undo {
+			if err := s.recoverUndo(p); err != nil {
+				// Left in place: the next start tries again.
+				s.log.Error().Err(err).Str("undo", p).Msg("rolling back a change in place cut short by a crash")
+			}
 		}
 	}
 	return s, nil

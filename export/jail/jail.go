@@ -222,11 +222,11 @@ func (j *Jail) Syncfs() error {
 }
 
 // RemoveStaleTemps deletes the temporary files that uploads cut short by a
-// crash left behind, anywhere in the export. It returns how many it removed
-// and the first error met; it does not follow symbolic links.
-func (j *Jail) RemoveStaleTemps() (int, error) {
-	var removed int
-	var first error
+// crash left behind, anywhere in the export. Undo records (UndoPrefix) are
+// left in place and returned, by path: their changes must be rolled back
+// before they go. It returns how many files it removed and the first
+// error met; it does not follow symbolic links.
+func (j *Jail) RemoveStaleTemps() (removed int, undo []string, first error) {
 	fsys := j.root.FS()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -238,17 +238,22 @@ func (j *Jail) RemoveStaleTemps() (int, error) {
 			}
 			return nil
 		}
-		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), TempPrefix) {
-			if err := j.root.Remove(p); err != nil && first == nil {
-				first = err
-			} else if err == nil {
-				removed++
-			}
+		if !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), TempPrefix) {
+			return nil
+		}
+		if strings.HasPrefix(d.Name(), UndoPrefix) {
+			undo = append(undo, p)
+			return nil
+		}
+		if err := j.root.Remove(p); err != nil && first == nil {
+			first = err
+		} else if err == nil {
+			removed++
 		}
 		return nil
 	})
 	if first == nil {
 		first = err
 	}
-	return removed, first
+	return removed, undo, first
 }

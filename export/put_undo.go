@@ -1,0 +1,503 @@
+package export
+
+// A delta PUT to a large file on a filesystem that cannot share blocks
+// between files (ext4, tmpfs): copying the old content into the upload's
+// temporary file, as put_delta.go does, costs a read and a write of the
+// whole file for a change of a few KiB (a 512 MiB file: about a second
+// and 512 MiB of disk writes per save of an appended log). Such a delta
+// is applied to the file in place instead, after the old bytes it
+// overwrites (none for an append) are saved in an undo record next to the
+// file and made durable. Until the change is durable and the record gone,
+// the record can put the old version back:
+//
+//   - a failure on the way (a full disk, a refusal from the filesystem)
+//     rolls it back at once, and the PUT is refused as any failed PUT;
+//   - a crash leaves the record, and NewServer rolls the file back
+//     before it serves anything: the old content, size, mtime and
+//     version token, so that the client's replay of the upload (it never
+//     got PUT DONE) applies to the version it names.
+//
+// What the atomic replace gave and this does not: a reader of the file
+// during the change (a GET in flight, a local process on the peer) may
+// see part of it, as it would see a local write; a GET of an appended
+// file never does, since what it reads was announced at the old size.
+// Small files, changes that overwrite much of a file (more than half, or
+// more than undoMaxSaved), and filesystems with reflinks keep the copy.
+//
+// The record (a temporary file, UndoPrefix, that clients never see):
+//
+//	"peerfs undo 1\n"
+//	u16 len, name            the file's last element, in the record's directory
+//	u64 dev, u64 ino         the file, as it was
+//	i64 size, i64 mtime.sec, i64 mtime.nsec
+//	u8 len, token            its version token
+//	u32 n, n x (i64 off, i64 len)   the old bytes saved, in order
+//	the saved bytes
+//	u32 CRC-32 (IEEE) of all of the above, "end\n"
+//
+// integers little-endian. A record that does not check out was cut short
+// while it was written: the file was not touched yet, and it is removed.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"io/fs"
+	"path"
+
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// undoMinSize is the least size of a file that a delta PUT changes in
+	// place (where there is no reflink): below it, copying is cheap.
+	undoMinSize = 8 << 20
+	// undoMaxSaved bounds the old bytes an undo record holds, and
+	// undoMaxRanges the ranges they come in; a delta that overwrites more
+	// is applied to a copy.
+	undoMaxSaved  = 16 << 20
+	undoMaxRanges = 4096
+	// copiedInPlace is how a delta PUT's old content was "copied", for
+	// the request's log line: not at all, the file was changed in place.
+	copiedInPlace = "in place"
+)
+
+var (
+	undoMagic   = []byte("peerfs undo 1\n")
+	undoTrailer = []byte("end\n")
+	// errUndoBad: an undo record that does not check out.
+	errUndoBad = errors.New("undo record incomplete or damaged")
+)
+
+// undoRecord is what an undo record says: the file it restores, as it
+// was, and the ranges of the old content it saved.
+type undoRecord struct {
+	name     string // the file's last element, in the record's directory
+	dev, ino uint64
+	size     int64
+	mtime    unix.Timespec
+	token    string
+	saved    []peerproto.Range
+}
+
+// undoSaved returns the ranges of a file of size bytes that delta PUT m
+// overwrites or cuts off: what an undo record of it must keep.
+func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
+	var out []peerproto.Range
+	keep := min(size, m.NewSize)
+	for _, r := range m.Ranges {
+		if end := min(r.End(), keep); end > r.Off {
+			out = append(out, peerproto.Range{Off: r.Off, Len: end - r.Off})
+		}
+	}
+	if m.NewSize < size {
+		out = append(out, peerproto.Range{Off: m.NewSize, Len: size - m.NewSize})
+	}
+	return out
+}
+
+// undoFits reports whether delta PUT m to a file of size bytes is applied
+// in place: see the file comment.
+func (s *Server) undoFits(m peerproto.Put, size int64) bool {
+	least := int64(undoMinSize)
+	if s.opts.undoMinSize != 0 {
+		least = s.opts.undoMinSize
+	}
+	if least < 0 || size < least {
+		return false
+	}
+	rs := undoSaved(m, size)
+	saved := totalLen(rs)
+	return len(rs) <= undoMaxRanges && saved <= undoMaxSaved && saved <= size/2
+}
+
+// patchUndo stores delta PUT m into t's existing file in place, from tmp
+// (its payload as it came, in t's directory), with an undo record: see
+// the file comment. Whatever m asks, the change is durable before it
+// returns. It returns the stored file's attributes and new version token;
+// the caller removes tmp.
+func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (unix.Stat_t, string, error) {
+	src, err := unix.Openat(t.dfd, tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: tmp, Err: err}
+	}
+	defer unix.Close(src)
+	// t.dfd is open for fsync unless m is async.
+	sfd := t.dfd
+	if m.Async {
+		if sfd, err = c.jail().OpenDir(t.dir, true); err != nil {
+			return unix.Stat_t{}, "", err
+		}
+		defer c.jail().CloseDir(sfd)
+	}
+	c.s.putMu.Lock()
+	defer c.s.putMu.Unlock()
+	if err := c.recheckBase(m, t); err != nil {
+		return unix.Stat_t{}, "", err
+	}
+	dst, err := c.openInPlace(m, p, t, unix.O_RDWR)
+	if err != nil {
+		return unix.Stat_t{}, "", err
+	}
+	defer unix.Close(dst)
+	defer c.s.files.invalidate(p)
+	old, err := jail.Fstat(dst, p)
+	if err != nil {
+		return unix.Stat_t{}, "", err
+	}
+	rec := &undoRecord{
+		name: t.base, dev: uint64(old.Dev), ino: old.Ino, size: old.Size, mtime: old.Mtim,
+		token: m.Ver, saved: undoSaved(m, old.Size),
+	}
+	undo, err := writeUndo(t.dfd, sfd, dst, rec)
+	if err != nil {
+		return unix.Stat_t{}, "", fmt.Errorf("saving what %q held: %w", m.Name, err)
+	}
+	if err := c.s.patchHook("saved"); err != nil {
+		return unix.Stat_t{}, "", err // as a crash leaves it: the next start rolls back
+	}
+	fail := func(err error) (unix.Stat_t, string, error) {
+		if errors.Is(err, errPatchCrashed) {
+			return unix.Stat_t{}, "", err
+		}
+		if rerr := c.s.rollBack(dst, t.dfd, sfd, undo, rec); rerr != nil {
+			c.log.Error().Err(rerr).Str("undo", path.Join(t.dir, undo)).Str("path", p).
+				Msg("rolling back a change in place failed: the undo record is kept for the next start")
+			return unix.Stat_t{}, "", fmt.Errorf("%w (and putting the old content back: %v)", err, rerr)
+		}
+		return unix.Stat_t{}, "", err
+	}
+	if m.NewSize != old.Size {
+		if err := unix.Ftruncate(dst, m.NewSize); err != nil {
+			return fail(&fs.PathError{Op: "truncate", Path: p, Err: err})
+		}
+	}
+	var from int64
+	for _, r := range m.Ranges {
+		if err := copyRange(dst, src, from, r); err != nil {
+			return fail(err)
+		}
+		from += r.Len
+		if err := c.s.patchHook("applied"); err != nil {
+			return fail(err)
+		}
+	}
+	st, ver, err := c.finishInPlace(m, p, t, dst, true)
+	if err != nil {
+		return fail(err)
+	}
+	if err := unix.Unlinkat(t.dfd, undo, 0); err != nil {
+		// The change is durable; a record left behind would roll it back
+		// at the next start, after the client was told it is stored.
+		return fail(&fs.PathError{Op: "remove", Path: path.Join(t.dir, undo), Err: err})
+	}
+	if err := unix.Fsync(sfd); err != nil {
+		return st, ver, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}
+	}
+	return st, ver, nil
+}
+
+// errPatchCrashed, returned by a test's patchHook, stops patchUndo there
+// as a crash would: everything is left as a process killed at that point
+// leaves it. Another error from it is a failure of that stage.
+var errPatchCrashed = errors.New("peer: server: simulated crash during a change in place")
+
+// patchHook calls Options.patchHook (tests) at stage of patchUndo.
+func (s *Server) patchHook(stage string) error {
+	if s.opts.patchHook == nil {
+		return nil
+	}
+	return s.opts.patchHook(stage)
+}
+
+// writeUndo creates the undo record rec in directory dfd, with the old
+// bytes of its saved ranges read from file fd, and makes it durable (its
+// content, and its name by an fsync of sfd, dfd open for reading). It
+// returns the record's name; on failure nothing is left.
+func writeUndo(dfd, sfd, fd int, rec *undoRecord) (name string, err error) {
+	ufd, name, err := createTemp(dfd, jail.UndoPrefix, 0o600)
+	if err != nil {
+		return "", err
+	}
+	defer func() {
+		if ufd >= 0 {
+			unix.Close(ufd)
+		}
+		if err != nil {
+			unix.Unlinkat(dfd, name, 0)
+		}
+	}()
+	sum := crc32.NewIEEE()
+	var off int64
+	put := func(b []byte) error {
+		sum.Write(b)
+		n, err := pwriteFull(ufd, b, off)
+		off += n
+		return err
+	}
+	if err := put(rec.header()); err != nil {
+		return "", err
+	}
+	buf := make([]byte, min(1<<20, totalLen(rec.saved)))
+	for _, r := range rec.saved {
+		for at := r.Off; at < r.End(); {
+			b := buf[:min(int64(len(buf)), r.End()-at)]
+			k, err := pread(fd, b, at)
+			if err == nil && k < len(b) {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return "", fmt.Errorf("reading the old content at %d: %w", at, err)
+			}
+			if err := put(b); err != nil {
+				return "", err
+			}
+			at += int64(k)
+		}
+	}
+	if err := put(binary.LittleEndian.AppendUint32(nil, sum.Sum32())); err != nil {
+		return "", err
+	}
+	if err := put(undoTrailer); err != nil {
+		return "", err
+	}
+	if err := unix.Fsync(ufd); err != nil {
+		return "", &fs.PathError{Op: "fsync", Path: name, Err: err}
+	}
+	err = unix.Close(ufd)
+	ufd = -1
+	if err != nil {
+		return "", &fs.PathError{Op: "close", Path: name, Err: err}
+	}
+	if err := unix.Fsync(sfd); err != nil {
+		return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
+	}
+	return name, nil
+}
+
+func totalLen(rs []peerproto.Range) int64 {
+	var n int64
+	for _, r := range rs {
+		n += r.Len
+	}
+	return n
+}
+
+// header is rec's record up to the saved bytes.
+func (rec *undoRecord) header() []byte {
+	le := binary.LittleEndian
+	b := append([]byte(nil), undoMagic...)
+	b = le.AppendUint16(b, uint16(len(rec.name)))
+	b = append(b, rec.name...)
+	b = le.AppendUint64(b, rec.dev)
+	b = le.AppendUint64(b, rec.ino)
+	b = le.AppendUint64(b, uint64(rec.size))
+	b = le.AppendUint64(b, uint64(rec.mtime.Sec))
+	b = le.AppendUint64(b, uint64(rec.mtime.Nsec))
+	b = append(b, byte(len(rec.token)))
+	b = append(b, rec.token...)
+	b = le.AppendUint32(b, uint32(len(rec.saved)))
+	for _, r := range rec.saved {
+		b = le.AppendUint64(b, uint64(r.Off))
+		b = le.AppendUint64(b, uint64(r.Len))
+	}
+	return b
+}
+
+// readUndo reads and checks the undo record open as ufd: it returns the
+// record and the offset of its saved bytes, or errUndoBad.
+func readUndo(ufd int) (*undoRecord, int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(ufd, &st); err != nil {
+		return nil, 0, err
+	}
+	tail := int64(4 + len(undoTrailer))
+	if st.Size < int64(len(undoMagic))+tail {
+		return nil, 0, errUndoBad
+	}
+	// The whole record through the checksum first: the header's lengths
+	// are trusted only once it checks out.
+	sum := crc32.NewIEEE()
+	buf := make([]byte, 1<<20)
+	body := st.Size - tail
+	for at := int64(0); at < body; {
+		b := buf[:min(int64(len(buf)), body-at)]
+		k, err := pread(ufd, b, at)
+		if err != nil {
+			return nil, 0, err
+		}
+		sum.Write(b[:k])
+		at += int64(k)
+	}
+	end := make([]byte, tail)
+	if _, err := pread(ufd, end, body); err != nil {
+		return nil, 0, err
+	}
+	if binary.LittleEndian.Uint32(end) != sum.Sum32() || !bytes.Equal(end[4:], undoTrailer) {
+		return nil, 0, errUndoBad
+	}
+	head := buf[:min(int64(len(buf)), body)]
+	if _, err := pread(ufd, head, 0); err != nil {
+		return nil, 0, err
+	}
+	r := undoReader{b: head}
+	if !bytes.Equal(r.next(len(undoMagic)), undoMagic) {
+		return nil, 0, errUndoBad
+	}
+	le := binary.LittleEndian
+	rec := &undoRecord{}
+	rec.name = string(r.next(int(le.Uint16(r.next(2)))))
+	rec.dev = le.Uint64(r.next(8))
+	rec.ino = le.Uint64(r.next(8))
+	rec.size = int64(le.Uint64(r.next(8)))
+	rec.mtime.Sec = int64(le.Uint64(r.next(8)))
+	rec.mtime.Nsec = int64(le.Uint64(r.next(8)))
+	rec.token = string(r.next(int(r.next(1)[0])))
+	n := le.Uint32(r.next(4))
+	if n > undoMaxRanges {
+		return nil, 0, errUndoBad
+	}
+	var saved int64
+	for i := uint32(0); i < n && r.err == nil; i++ {
+		g := peerproto.Range{Off: int64(le.Uint64(r.next(8))), Len: int64(le.Uint64(r.next(8)))}
+		if g.Off < 0 || g.Len < 0 || g.Off > rec.size-g.Len {
+			return nil, 0, errUndoBad
+		}
+		rec.saved = append(rec.saved, g)
+		saved += g.Len
+	}
+	if r.err != nil || rec.name == "" || jail.Reserved(rec.name) || bytes.ContainsAny([]byte(rec.name), "/\x00") ||
+		rec.size < 0 || int64(r.off)+saved != body {
+		return nil, 0, errUndoBad
+	}
+	return rec, int64(r.off), nil
+}
+
+// undoReader takes fields off a record's header; past its end, it
+// records errUndoBad and returns zeros.
+type undoReader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *undoReader) next(n int) []byte {
+	if r.err != nil || n > len(r.b)-r.off {
+		r.err = errUndoBad
+		return make([]byte, n)
+	}
+	b := r.b[r.off : r.off+n]
+	r.off += n
+	return b
+}
+
+// rollBack puts back in fd the version undo record rec (named undo, in
+// directory dfd; sfd is dfd open for reading) saved: its bytes, size,
+// mtime and version token, made durable; then it removes the record.
+func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error {
+	ufd, err := unix.Openat(dfd, undo, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: undo, Err: err}
+	}
+	defer unix.Close(ufd)
+	_, at, err := readUndo(ufd)
+	if err != nil {
+		return err
+	}
+	for _, r := range rec.saved {
+		if err := copyRange(fd, ufd, at, r); err != nil {
+			return err
+		}
+		at += r.Len
+	}
+	if err := unix.Ftruncate(fd, rec.size); err != nil {
+		return &fs.PathError{Op: "truncate", Err: err}
+	}
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, rec.mtime}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, fdPath(fd, ""), ts, 0); err != nil {
+		return &fs.PathError{Op: "utimes", Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
+	if validToken(rec.token) {
+		s.vers.keep(fd, &st, rec.token)
+	}
+	if err := unix.Fsync(fd); err != nil {
+		return &fs.PathError{Op: "fsync", Err: err}
+	}
+	if err := unix.Unlinkat(dfd, undo, 0); err != nil {
+		return &fs.PathError{Op: "remove", Path: undo, Err: err}
+	}
+	if err := unix.Fsync(sfd); err != nil {
+		return &fs.PathError{Op: "fsync", Path: ".", Err: err}
+	}
+	return nil
+}
+
+// recoverUndo handles undo record p (a path in the export) found at
+// start: a change in place that a crash interrupted is rolled back; a
+// record cut short (the file was not touched yet), or one whose file is
+// gone or was replaced, is removed.
+func (s *Server) recoverUndo(p string) error {
+	dir, name := jail.Split(p)
+	dfd, err := s.jail.OpenDir(dir, true)
+	if err != nil {
+		return err
+	}
+	defer s.jail.CloseDir(dfd)
+	ufd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	rec, _, err := readUndo(ufd)
+	unix.Close(ufd)
+	discard := func(why string) error {
+		s.log.Warn().Str("undo", p).Msg("undo record removed: " + why)
+		if err := unix.Unlinkat(dfd, name, 0); err != nil {
+			return &fs.PathError{Op: "remove", Path: p, Err: err}
+		}
+		return nil
+	}
+	if errors.Is(err, errUndoBad) {
+		return discard("cut short before the file was changed")
+	}
+	if err != nil {
+		return err
+	}
+	target := path.Join(dir, rec.name)
+	pfd, err := unix.Openat(dfd, rec.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return discard(fmt.Sprintf("%q no longer exists", target))
+	}
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: target, Err: err}
+	}
+	st, err := jail.Fstat(pfd, target)
+	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || uint64(st.Dev) != rec.dev || st.Ino != rec.ino) {
+		unix.Close(pfd)
+		return discard(fmt.Sprintf("%q is another file now", target))
+	}
+	if err != nil {
+		unix.Close(pfd)
+		return err
+	}
+	fd, err := unix.Open(fdPath(pfd, ""), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	unix.Close(pfd)
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: target, Err: err}
+	}
+	defer unix.Close(fd)
+	if err := s.rollBack(fd, dfd, dfd, name, rec); err != nil {
+		return fmt.Errorf("rolling back %q: %w", target, err)
+	}
+	s.log.Warn().Str("path", target).Int64("size", rec.size).
+		Msg("a change in place cut short by a crash was rolled back: the file is its last version stored whole")
+	return nil
+}

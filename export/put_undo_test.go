@@ -1,0 +1,279 @@
+package export
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// undoTestMin is the undoMinSize of these tests: their files are 3 MiB.
+const undoTestMin = 1 << 20
+
+// inode returns the inode number of file p.
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+// undoRecords lists the undo records anywhere under dir.
+func undoRecords(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	for _, p := range tempFiles(t, dir) {
+		if strings.HasPrefix(filepath.Base(p), jail.UndoPrefix) {
+			found = append(found, p)
+		}
+	}
+	return found
+}
+
+// TestServerPutDeltaInPlace: where the old content cannot be cloned, a
+// delta PUT to a large file that overwrites little of it is applied to
+// the file itself (the same inode, its log line says "in place"), and
+// the result is what a copy would have held; one that overwrites most of
+// it is applied to a copy, as before. No temporary file or undo record
+// is left.
+func TestServerPutDeltaInPlace(t *testing.T) {
+	dir := t.TempDir()
+	var logs logBuffer
+	_, addr := testServeLog(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin}, &logs)
+	c := attrsClient(t, addr)
+	file := filepath.Join(dir, "big.bin")
+	cur := randomBytes(3<<20+123, 7)
+	ver := doneVer(t, c.put("big.bin", cur))
+	for _, tc := range []struct {
+		name    string
+		size    int // 0: unchanged
+		ranges  []peerproto.Range
+		inPlace bool
+	}{
+		{"append 4 KiB", len(cur) + 4096, []peerproto.Range{{Off: int64(len(cur)), Len: 4096}}, true},
+		{"overwrite the middle", 0, []peerproto.Range{{Off: 1 << 20, Len: 4096}}, true},
+		{"several ranges", 0, []peerproto.Range{{Off: 0, Len: 1}, {Off: 5000, Len: 70000}, {Off: 2 << 20, Len: 3}}, true},
+		{"grow with a hole, then data", 4 << 20, []peerproto.Range{{Off: 4<<20 - 100, Len: 100}}, true},
+		{"cut the last MiB", 3 << 20, nil, true},
+		{"overwrite most of it", 0, []peerproto.Range{{Off: 10, Len: 2 << 20}}, false},
+		{"append again", 3<<20 + 5, []peerproto.Range{{Off: 3 << 20, Len: 5}}, true},
+	} {
+		size := tc.size
+		if size == 0 {
+			size = len(cur)
+		}
+		want := make([]byte, size)
+		copy(want, cur)
+		fresh := randomBytes(size, uint64(len(tc.name)))
+		for _, r := range tc.ranges {
+			copy(want[r.Off:r.End()], fresh[r.Off:r.End()])
+		}
+		ino := inode(t, file)
+		logs.mu.Lock()
+		logs.buf.Reset()
+		logs.mu.Unlock()
+		reply := c.putDelta("big.bin", ver, want, tc.ranges)
+		if !strings.HasPrefix(reply, fmt.Sprintf("PUT DONE %d ", size)) {
+			t.Fatalf("%s: reply %q", tc.name, reply)
+		}
+		got, err := os.ReadFile(file)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: the file holds %d bytes (%v), not the %d of the old version with the ranges written in", tc.name, len(got), err, len(want))
+		}
+		if same := inode(t, file) == ino; same != tc.inPlace {
+			t.Errorf("%s: changed in place %v, want %v", tc.name, same, tc.inPlace)
+		}
+		nv := doneVer(t, reply)
+		if nv == ver {
+			t.Fatalf("%s: the new content kept the version token %s", tc.name, ver)
+		}
+		if e := c.stat("big.bin"); e.Ver != nv || e.Size != int64(size) {
+			t.Fatalf("%s: STAT says version %s size %d, PUT DONE %s size %d", tc.name, e.Ver, e.Size, nv, size)
+		}
+		// The PUT's log line is out: the STAT after it was answered.
+		logs.mu.Lock()
+		log := logs.buf.String()
+		logs.mu.Unlock()
+		if said := strings.Contains(log, `"result":"`+copiedInPlace+`"`); said != tc.inPlace {
+			t.Errorf("%s: log line says %q: %v, want %v", tc.name, copiedInPlace, said, tc.inPlace)
+		}
+		if tf := tempFiles(t, dir); len(tf) != 0 {
+			t.Fatalf("%s: temporary files left: %v", tc.name, tf)
+		}
+		// The old version is gone: a delta from it is a conflict.
+		if r := c.putDelta("big.bin", ver, want, tc.ranges); !strings.HasPrefix(r, "PUT FAIL "+peerproto.CodeConflict) {
+			t.Fatalf("%s: a delta from the replaced version: %q, want a conflict", tc.name, r)
+		}
+		cur, ver = want, nv
+	}
+}
+
+// TestServerPutDeltaInPlaceCrash: a change in place that a crash cuts
+// short (the undo record saved; the first range written) leaves the
+// record, and the next start of a server on the export rolls the file
+// back to the version the change applied to: its bytes, size, mtime and
+// version token, so that the client's replay of its upload is taken. A
+// failure at the same point rolls back at once.
+func TestServerPutDeltaInPlaceCrash(t *testing.T) {
+	for _, tc := range []struct {
+		stage string
+		crash bool
+	}{
+		{"saved", true},
+		{"applied", true},
+		{"applied", false},
+	} {
+		what := "crash"
+		if !tc.crash {
+			what = "failure"
+		}
+		t.Run(what+"-after-"+tc.stage, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "log.bin")
+			hit := errors.New("disk on fire")
+			if tc.crash {
+				hit = errPatchCrashed
+			}
+			var fired atomic.Bool // once: the replay goes through
+			hook := func(stage string) error {
+				if stage == tc.stage && !fired.Swap(true) {
+					return hit
+				}
+				return nil
+			}
+			_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
+			c := attrsClient(t, addr)
+			old := randomBytes(3<<20, 1)
+			ver := doneVer(t, c.put("log.bin", old))
+			before, err := os.Stat(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// An overwrite near the start, and one of the tail that runs
+			// on past the old end: bytes and a size the record must undo.
+			want := append(append([]byte(nil), old[:2<<20]...), randomBytes(1<<20+4096, 2)...)
+			copy(want[100:], "NEW")
+			rs := []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 1<<20 + 4096}}
+			if r := c.putDelta("log.bin", ver, want, rs); !strings.HasPrefix(r, "PUT FAIL ") {
+				t.Fatalf("reply %q, want a failure", r)
+			}
+			if tc.crash {
+				if recs := undoRecords(t, dir); len(recs) != 1 {
+					t.Fatalf("after the crash: undo records %v, want one", recs)
+				}
+				if tc.stage == "applied" {
+					if got, _ := os.ReadFile(file); bytes.Equal(got, old) {
+						t.Fatal("the crash left the file as it was: the test crashed too early")
+					}
+				}
+				// The next start.
+				_, addr = testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin})
+				c = attrsClient(t, addr)
+			}
+			got, err := os.ReadFile(file)
+			if err != nil || !bytes.Equal(got, old) {
+				t.Fatalf("after the %s: the file holds %d bytes (%v), not the old version's %d", what, len(got), err, len(old))
+			}
+			after, err := os.Stat(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !after.ModTime().Equal(before.ModTime()) {
+				t.Errorf("mtime %v, was %v", after.ModTime(), before.ModTime())
+			}
+			if e := c.stat("log.bin"); e.Ver != ver {
+				t.Errorf("version %q after the %s, want the old version's %q", e.Ver, what, ver)
+			}
+			if tf := tempFiles(t, dir); len(tf) != 0 {
+				t.Errorf("temporary files left: %v", tf)
+			}
+			// The client never got PUT DONE; its replay applies to the
+			// version it named.
+			if r := c.putDelta("log.bin", ver, want, rs); !strings.HasPrefix(r, "PUT DONE ") {
+				t.Fatalf("the replay: %q", r)
+			}
+			if got, _ := os.ReadFile(file); !bytes.Equal(got, want) {
+				t.Fatal("the replay did not store the new version")
+			}
+		})
+	}
+}
+
+// TestServerUndoRecordsAtStart: records that cannot roll anything back
+// are removed at start and touch nothing: one cut short while it was
+// written (its file was not changed yet), one whose file was replaced
+// since, one whose file is gone.
+func TestServerUndoRecordsAtStart(t *testing.T) {
+	dir := t.TempDir()
+	var rec []byte
+	hook := func(stage string) error {
+		if stage != "saved" {
+			return nil
+		}
+		recs, _ := filepath.Glob(filepath.Join(dir, jail.UndoPrefix+"*"))
+		if len(recs) != 1 {
+			return fmt.Errorf("undo records %v, want one", recs)
+		}
+		var err error
+		rec, err = os.ReadFile(recs[0])
+		if err != nil {
+			return err
+		}
+		return errors.New("stop here")
+	}
+	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
+	c := attrsClient(t, addr)
+	old := randomBytes(3<<20, 3)
+	ver := doneVer(t, c.put("f", old))
+	want := append([]byte(nil), old...)
+	copy(want[5:], "xyz")
+	if r := c.putDelta("f", ver, want, []peerproto.Range{{Off: 5, Len: 3}}); !strings.HasPrefix(r, "PUT FAIL ") {
+		t.Fatalf("reply %q, want a failure", r)
+	}
+	if len(rec) == 0 {
+		t.Fatal("no undo record was seen")
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := randomBytes(3<<20, 4)
+	plant := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Cut short: every prefix of the record but the whole.
+	for _, n := range []int{0, 10, len(rec) / 2, len(rec) - 1} {
+		plant(fmt.Sprintf("%s%d", jail.UndoPrefix, n), rec[:n])
+	}
+	// A whole record, but f was replaced (another inode) since.
+	if err := os.WriteFile(filepath.Join(dir, "f.new"), other, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, "f.new"), filepath.Join(dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	plant(jail.UndoPrefix+"replaced", rec)
+	// A whole record in a directory where f does not exist.
+	plant("sub/"+jail.UndoPrefix+"gone", rec)
+	testServe(t, Options{Export: dir})
+	if got, _ := os.ReadFile(filepath.Join(dir, "f")); !bytes.Equal(got, other) {
+		t.Error("a record that did not apply changed f")
+	}
+	if tf := tempFiles(t, dir); len(tf) != 0 {
+		t.Errorf("left at start: %v", tf)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "sub", "f")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sub/f: %v, want it not to exist", err)
+	}
+}
