@@ -133,6 +133,12 @@ func (c *conn) serve() error {
 // dispatch answers one request. It returns an error only when the
 // connection must close; refusals are answers.
 func (c *conn) dispatch(msg peerproto.Message) error {
+	switch msg.(type) {
+	case peerproto.Delete, peerproto.Rename, peerproto.Setattr, peerproto.Link:
+		// Not while a change in place runs (Server.patchMu).
+		c.s.patchMu.RLock()
+		defer c.s.patchMu.RUnlock()
+	}
 	switch m := msg.(type) {
 	case peerproto.Put:
 		return c.put(m)

@@ -145,6 +145,8 @@ func (c *conn) put(m peerproto.Put) error {
 // caller removes it if not); err is the refusal.
 func (c *conn) install(m peerproto.Put, p string, t *putTarget, tmp string, st *unix.Stat_t) (renamed bool, err error) {
 	conditional := m.Base != peerproto.BaseAny || m.Ver != ""
+	c.s.patchMu.RLock()
+	defer c.s.patchMu.RUnlock()
 	if conditional {
 		c.s.putMu.Lock()
 		if err := c.recheckBase(m, t); err != nil {

@@ -78,7 +78,7 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 		how = copiedReflink
 	case !noClone(err):
 		return "", &fs.PathError{Op: "clone", Path: p, Err: err}
-	case c.s.undoFits(m, st.Size):
+	case c.s.undoFits(m, &st) && writable(src):
 		// The undo record's old bytes, and what the file grows by.
 		need := totalLen(undoSaved(m, st.Size)) + max(0, m.NewSize-st.Size)
 		if err := c.s.checkSpace(t.dfd, m.Size+need); err != nil {
@@ -129,6 +129,8 @@ func (c *conn) patch(m peerproto.Put, p string, t *putTarget, tmp string) (unix.
 	defer unix.Close(src)
 	// As for a rename: the version is checked again right before the
 	// content changes, under the lock of conditional PUTs.
+	c.s.patchMu.RLock()
+	defer c.s.patchMu.RUnlock()
 	c.s.putMu.Lock()
 	defer c.s.putMu.Unlock()
 	if err := c.recheckBase(m, t); err != nil {

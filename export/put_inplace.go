@@ -28,6 +28,8 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: tmp, Err: err}
 	}
 	defer unix.Close(src)
+	c.s.patchMu.RLock()
+	defer c.s.patchMu.RUnlock()
 	if m.Base != peerproto.BaseAny || m.Ver != "" {
 		// As for a rename: the condition is checked again right before
 		// the content changes, under the lock of conditional PUTs.

@@ -22,13 +22,21 @@ package export
 // see part of it, as it would see a local write; a GET of an appended
 // file never does, since what it reads was announced at the old size.
 // Small files, changes that overwrite much of a file (more than half, or
-// more than undoMaxSaved), and filesystems with reflinks keep the copy.
+// more than undoMaxSaved), files with other hard links (a link may lead
+// out of the export: a PUT replaces that name, SECURITY.md), files this
+// process cannot write, and filesystems with reflinks keep the copy.
+//
+// While a change in place runs it holds Server.patchMu, which the
+// requests that could move, replace, remove or resize its file wait for:
+// the record names the file until it is gone, and a crash leaves it where
+// the next start looks.
 //
 // The record (a temporary file, UndoPrefix, that clients never see):
 //
 //	"peerfs undo 1\n"
 //	u16 len, name            the file's last element, in the record's directory
-//	u64 dev, u64 ino         the file, as it was
+//	u64 ino, i64 btime.sec, i64 btime.nsec   the file (birth time 0 if unknown)
+//	u32 mode                 its permission bits
 //	i64 size, i64 mtime.sec, i64 mtime.nsec
 //	u8 len, token            its version token
 //	u32 n, n x (i64 off, i64 len)   the old bytes saved, in order
@@ -77,12 +85,32 @@ var (
 // undoRecord is what an undo record says: the file it restores, as it
 // was, and the ranges of the old content it saved.
 type undoRecord struct {
-	name     string // the file's last element, in the record's directory
-	dev, ino uint64
-	size     int64
-	mtime    unix.Timespec
-	token    string
-	saved    []peerproto.Range
+	name  string // the file's last element, in the record's directory
+	ino   uint64
+	btime unix.Timespec // birth time, zero where the filesystem has none
+	mode  uint32        // permission bits (07777)
+	size  int64
+	mtime unix.Timespec
+	token string
+	saved []peerproto.Range
+}
+
+// birth returns the birth time of open file fd, or zero if its
+// filesystem keeps none: with the inode number, what tells a file from a
+// later one that reuses the number.
+func birth(fd int) unix.Timespec {
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_BTIME, &stx); err != nil || stx.Mask&unix.STATX_BTIME == 0 {
+		return unix.Timespec{}
+	}
+	return unix.Timespec{Sec: stx.Btime.Sec, Nsec: int64(stx.Btime.Nsec)}
+}
+
+// sameFile reports whether the file with inode ino and birth time bt is
+// the one rec names. The device is not compared: it may change across a
+// reboot, and the record lies in the file's directory.
+func (rec *undoRecord) sameFile(ino uint64, bt unix.Timespec) bool {
+	return ino == rec.ino && (bt == unix.Timespec{} || rec.btime == unix.Timespec{} || bt == rec.btime)
 }
 
 // undoSaved returns the ranges of a file of size bytes that delta PUT m
@@ -101,14 +129,15 @@ func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
 	return out
 }
 
-// undoFits reports whether delta PUT m to a file of size bytes is applied
-// in place: see the file comment.
-func (s *Server) undoFits(m peerproto.Put, size int64) bool {
+// undoFits reports whether delta PUT m to the file with attributes st
+// is applied in place: see the file comment.
+func (s *Server) undoFits(m peerproto.Put, st *unix.Stat_t) bool {
 	least := int64(undoMinSize)
 	if s.opts.undoMinSize != 0 {
 		least = s.opts.undoMinSize
 	}
-	if least < 0 || size < least {
+	size := st.Size
+	if least < 0 || size < least || st.Nlink != 1 {
 		return false
 	}
 	rs := undoSaved(m, size)
@@ -135,6 +164,8 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		}
 		defer c.jail().CloseDir(sfd)
 	}
+	c.s.patchMu.Lock()
+	defer c.s.patchMu.Unlock()
 	c.s.putMu.Lock()
 	defer c.s.putMu.Unlock()
 	if err := c.recheckBase(m, t); err != nil {
@@ -150,9 +181,13 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	if err != nil {
 		return unix.Stat_t{}, "", err
 	}
+	if old.Nlink != 1 {
+		// Linked since the PUT began: the copy it then gets is a retry.
+		return unix.Stat_t{}, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q got another hard link meanwhile", m.Name)
+	}
 	rec := &undoRecord{
-		name: t.base, dev: uint64(old.Dev), ino: old.Ino, size: old.Size, mtime: old.Mtim,
-		token: m.Ver, saved: undoSaved(m, old.Size),
+		name: t.base, ino: old.Ino, btime: birth(dst), mode: old.Mode & 0o7777,
+		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
 	}
 	undo, err := writeUndo(t.dfd, sfd, dst, rec)
 	if err != nil {
@@ -213,6 +248,12 @@ func (s *Server) patchHook(stage string) error {
 		return nil
 	}
 	return s.opts.patchHook(stage)
+}
+
+// writable reports whether this process may open file fd (open for
+// reading) for writing too, as a change in place must.
+func writable(fd int) bool {
+	return unix.Faccessat(unix.AT_FDCWD, fdPath(fd, ""), unix.W_OK, unix.AT_EACCESS) == nil
 }
 
 // writeUndo creates the undo record rec in directory dfd, with the old
@@ -294,8 +335,10 @@ func (rec *undoRecord) header() []byte {
 	b := append([]byte(nil), undoMagic...)
 	b = le.AppendUint16(b, uint16(len(rec.name)))
 	b = append(b, rec.name...)
-	b = le.AppendUint64(b, rec.dev)
 	b = le.AppendUint64(b, rec.ino)
+	b = le.AppendUint64(b, uint64(rec.btime.Sec))
+	b = le.AppendUint64(b, uint64(rec.btime.Nsec))
+	b = le.AppendUint32(b, rec.mode)
 	b = le.AppendUint64(b, uint64(rec.size))
 	b = le.AppendUint64(b, uint64(rec.mtime.Sec))
 	b = le.AppendUint64(b, uint64(rec.mtime.Nsec))
@@ -352,8 +395,10 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 	le := binary.LittleEndian
 	rec := &undoRecord{}
 	rec.name = string(r.next(int(le.Uint16(r.next(2)))))
-	rec.dev = le.Uint64(r.next(8))
 	rec.ino = le.Uint64(r.next(8))
+	rec.btime.Sec = int64(le.Uint64(r.next(8)))
+	rec.btime.Nsec = int64(le.Uint64(r.next(8)))
+	rec.mode = le.Uint32(r.next(4)) & 0o7777
 	rec.size = int64(le.Uint64(r.next(8)))
 	rec.mtime.Sec = int64(le.Uint64(r.next(8)))
 	rec.mtime.Nsec = int64(le.Uint64(r.next(8)))
@@ -426,6 +471,12 @@ func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error 
 	if err := unix.Fstat(fd, &st); err != nil {
 		return err
 	}
+	if st.Mode&0o7777 != rec.mode {
+		// The change dropped setuid or setgid (finishInPlace).
+		if err := unix.Fchmod(fd, rec.mode); err != nil {
+			return &fs.PathError{Op: "chmod", Err: err}
+		}
+	}
 	if validToken(rec.token) {
 		s.vers.keep(fd, &st, rec.token)
 	}
@@ -480,7 +531,7 @@ func (s *Server) recoverUndo(p string) error {
 		return &fs.PathError{Op: "open", Path: target, Err: err}
 	}
 	st, err := jail.Fstat(pfd, target)
-	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || uint64(st.Dev) != rec.dev || st.Ino != rec.ino) {
+	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || !rec.sameFile(st.Ino, birth(pfd))) {
 		unix.Close(pfd)
 		return discard(fmt.Sprintf("%q is another file now", target))
 	}

@@ -162,6 +162,14 @@ type Server struct {
 	// field. It is held across that check's stat and the rename, disk I/O
 	// on purpose (only conditional PUTs wait on it), never network I/O.
 	putMu sync.Mutex
+	// patchMu keeps a change in place (put_undo.go), which holds it to
+	// write, apart from the requests that could move, replace, remove or
+	// resize its file meanwhile (DELETE, RENAME, SETATTR, LINK, and the
+	// final rename or in-place write of other PUTs), which hold it to
+	// read: so the undo record always names the file it changes, in its
+	// directory, and nothing but the delta changes it. It is taken before
+	// putMu, never after; it guards no field.
+	patchMu sync.RWMutex
 
 	spaceMu    sync.Mutex // protects the two fields below
 	spaceAvail int64      // bytes available on the export at spaceAt (statfs)
@@ -176,9 +184,9 @@ type Server struct {
 }
 
 // NewServer opens opts.Export and prepares to serve it. It removes the
-// temporary files of uploads that a crash cut short and rolls back the
-// changes in place it cut short (put_undo.go), unless the export is
-// read-only.
+// temporary files of uploads that a crash cut short (unless the export
+// is read-only) and rolls back the changes in place it cut short
+// (put_undo.go).
 func NewServer(opts Options) (*Server, error) {
 	if opts.Export == "" {
 		return nil, errors.New("peer: server: no export directory given")
@@ -231,19 +239,19 @@ func NewServer(opts Options) (*Server, error) {
 		Logger:              s.log,
 	})
 	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
-	if !opts.ReadOnly {
-		n, undo, err := j.RemoveStaleTemps()
-		if n > 0 {
-			s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
-		}
-		if err != nil {
-			s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
-		}
-		for _, p := range undo {
-			if err := s.recoverUndo(p); err != nil {
-				// Left in place: the next start tries again.
-				s.log.Error().Err(err).Str("undo", p).Msg("rolling back a change in place cut short by a crash")
-			}
+	// Even a read-only export has its changes in place that a crash cut
+	// short rolled back: it must not serve a file half changed.
+	n, undo, err := j.RemoveStaleTemps(!opts.ReadOnly)
+	if n > 0 {
+		s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
+	}
+	if err != nil {
+		s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
+	}
+	for _, p := range undo {
+		if err := s.recoverUndo(p); err != nil {
+			// Left in place: the next start tries again.
+			s.log.Error().Err(err).Str("undo", p).Msg("rolling back a change in place cut short by a crash")
 		}
 	}
 	return s, nil

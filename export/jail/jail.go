@@ -222,11 +222,12 @@ func (j *Jail) Syncfs() error {
 }
 
 // RemoveStaleTemps deletes the temporary files that uploads cut short by a
-// crash left behind, anywhere in the export. Undo records (UndoPrefix) are
-// left in place and returned, by path: their changes must be rolled back
-// before they go. It returns how many files it removed and the first
-// error met; it does not follow symbolic links.
-func (j *Jail) RemoveStaleTemps() (removed int, undo []string, first error) {
+// crash left behind, anywhere in the export (if remove; else it only
+// looks). Undo records (UndoPrefix) are left in place and returned, by
+// path: their changes must be rolled back before they go. It returns how
+// many files it removed and the first error met; it does not follow
+// symbolic links.
+func (j *Jail) RemoveStaleTemps(remove bool) (removed int, undo []string, first error) {
 	fsys := j.root.FS()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -243,6 +244,9 @@ func (j *Jail) RemoveStaleTemps() (removed int, undo []string, first error) {
 		}
 		if strings.HasPrefix(d.Name(), UndoPrefix) {
 			undo = append(undo, p)
+			return nil
+		}
+		if !remove {
 			return nil
 		}
 		if err := j.root.Remove(p); err != nil && first == nil {

@@ -123,6 +123,11 @@ func (j *Jail) Resolve(p string) (string, error) {
 			continue
 		}
 		cur := path.Join(append(done, elem)...)
+		if Reserved(elem) {
+			// A link must not lead clients to what they cannot name
+			// (an upload in flight, an undo record).
+			return "", &Refusal{Code: peerproto.CodeInvalid, Text: fmt.Sprintf("%q leads to a reserved name (%s*, %s)", p, TempPrefix, IDFile)}
+		}
 		fi, err := j.root.Lstat(cur)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) && len(todo) == 0 {
