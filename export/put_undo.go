@@ -35,7 +35,9 @@ package export
 //
 //	"peerfs undo 1\n"
 //	u16 len, name            the file's last element, in the record's directory
-//	u64 ino, i64 btime.sec, i64 btime.nsec   the file (birth time 0 if unknown)
+//	u64 ino, i64 btime.sec, i64 btime.nsec, u32 gen, u8 hasGen
+//	                         the file: inode, birth time (0 if unknown),
+//	                         inode generation (FS_IOC_GETVERSION) if known
 //	u32 mode                 its permission bits
 //	i64 size, i64 mtime.sec, i64 mtime.nsec
 //	u8 len, token            its version token
@@ -55,6 +57,7 @@ import (
 	"io"
 	"io/fs"
 	"path"
+	"unsafe"
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
@@ -85,14 +88,16 @@ var (
 // undoRecord is what an undo record says: the file it restores, as it
 // was, and the ranges of the old content it saved.
 type undoRecord struct {
-	name  string // the file's last element, in the record's directory
-	ino   uint64
-	btime unix.Timespec // birth time, zero where the filesystem has none
-	mode  uint32        // permission bits (07777)
-	size  int64
-	mtime unix.Timespec
-	token string
-	saved []peerproto.Range
+	name   string // the file's last element, in the record's directory
+	ino    uint64
+	btime  unix.Timespec // birth time, zero where the filesystem has none
+	gen    uint32        // inode generation, if hasGen
+	hasGen bool
+	mode   uint32 // permission bits (07777)
+	size   int64
+	mtime  unix.Timespec
+	token  string
+	saved  []peerproto.Range
 }
 
 // birth returns the birth time of open file fd, or zero if its
@@ -106,11 +111,44 @@ func birth(fd int) unix.Timespec {
 	return unix.Timespec{Sec: stx.Btime.Sec, Nsec: int64(stx.Btime.Nsec)}
 }
 
-// sameFile reports whether the file with inode ino and birth time bt is
-// the one rec names. The device is not compared: it may change across a
-// reboot, and the record lies in the file's directory.
-func (rec *undoRecord) sameFile(ino uint64, bt unix.Timespec) bool {
-	return ino == rec.ino && (bt == unix.Timespec{} || rec.btime == unix.Timespec{} || bt == rec.btime)
+// fsIocGetVersion is FS_IOC_GETVERSION, _IOR('v', 1, long) (not in
+// x/sys/unix).
+const fsIocGetVersion = 0x80007601 | uint(unsafe.Sizeof(uintptr(0)))<<16
+
+// generation returns the inode generation of file fd (open for reading
+// or writing, not O_PATH), which a filesystem changes when it gives the
+// inode number to a new file: ext4 keeps it where 128-byte inodes keep no
+// birth time.
+func generation(fd int) (uint32, bool) {
+	v, err := unix.IoctlGetInt(fd, fsIocGetVersion)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(v), true
+}
+
+// identify fills in rec the identity of file fd (open, not O_PATH).
+func (rec *undoRecord) identify(fd int, ino uint64) {
+	rec.ino, rec.btime = ino, birth(fd)
+	rec.gen, rec.hasGen = generation(fd)
+}
+
+// sameFile reports whether file fd (open, not O_PATH), inode ino, is the
+// one rec names: the same inode number, birth time and generation, where
+// both sides know them. The device is not compared: it may change across
+// a reboot, and the record lies in the file's directory.
+func (rec *undoRecord) sameFile(fd int, ino uint64) bool {
+	var now undoRecord
+	now.identify(fd, ino)
+	switch {
+	case now.ino != rec.ino:
+		return false
+	case now.btime != unix.Timespec{} && rec.btime != unix.Timespec{} && now.btime != rec.btime:
+		return false
+	case now.hasGen && rec.hasGen && now.gen != rec.gen:
+		return false
+	}
+	return true
 }
 
 // undoSaved returns the ranges of a file of size bytes that delta PUT m
@@ -186,9 +224,10 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		return unix.Stat_t{}, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q got another hard link meanwhile", m.Name)
 	}
 	rec := &undoRecord{
-		name: t.base, ino: old.Ino, btime: birth(dst), mode: old.Mode & 0o7777,
+		name: t.base, mode: old.Mode & 0o7777,
 		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
 	}
+	rec.identify(dst, old.Ino)
 	undo, err := writeUndo(t.dfd, sfd, dst, rec)
 	if err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("saving what %q held: %w", m.Name, err)
@@ -338,6 +377,12 @@ func (rec *undoRecord) header() []byte {
 	b = le.AppendUint64(b, rec.ino)
 	b = le.AppendUint64(b, uint64(rec.btime.Sec))
 	b = le.AppendUint64(b, uint64(rec.btime.Nsec))
+	b = le.AppendUint32(b, rec.gen)
+	hasGen := byte(0)
+	if rec.hasGen {
+		hasGen = 1
+	}
+	b = append(b, hasGen)
 	b = le.AppendUint32(b, rec.mode)
 	b = le.AppendUint64(b, uint64(rec.size))
 	b = le.AppendUint64(b, uint64(rec.mtime.Sec))
@@ -398,6 +443,8 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 	rec.ino = le.Uint64(r.next(8))
 	rec.btime.Sec = int64(le.Uint64(r.next(8)))
 	rec.btime.Nsec = int64(le.Uint64(r.next(8)))
+	rec.gen = le.Uint32(r.next(4))
+	rec.hasGen = r.next(1)[0] == 1
 	rec.mode = le.Uint32(r.next(4)) & 0o7777
 	rec.size = int64(le.Uint64(r.next(8)))
 	rec.mtime.Sec = int64(le.Uint64(r.next(8)))
@@ -531,20 +578,24 @@ func (s *Server) recoverUndo(p string) error {
 		return &fs.PathError{Op: "open", Path: target, Err: err}
 	}
 	st, err := jail.Fstat(pfd, target)
-	if err == nil && (st.Mode&unix.S_IFMT != unix.S_IFREG || !rec.sameFile(st.Ino, birth(pfd))) {
+	if err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
 		unix.Close(pfd)
-		return discard(fmt.Sprintf("%q is another file now", target))
+		return discard(fmt.Sprintf("%q is not a regular file now", target))
 	}
 	if err != nil {
 		unix.Close(pfd)
 		return err
 	}
+	// Opened only once known to be a regular file (never a FIFO).
 	fd, err := unix.Open(fdPath(pfd, ""), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	unix.Close(pfd)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: target, Err: err}
 	}
 	defer unix.Close(fd)
+	if !rec.sameFile(fd, st.Ino) {
+		return discard(fmt.Sprintf("%q is another file now", target))
+	}
 	if err := s.rollBack(fd, dfd, dfd, name, rec); err != nil {
 		return fmt.Errorf("rolling back %q: %w", target, err)
 	}

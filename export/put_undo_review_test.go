@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"net"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/internal/testfs"
 	"github.com/peerfs/peerfs/peerproto"
 	"golang.org/x/sys/unix"
 )
@@ -154,46 +156,58 @@ func testWaitsForChange(t *testing.T, line string, check func(t *testing.T, dir 
 	check(t, dir, c, want, doneVer(t, reply))
 }
 
-// TestReviewUndoInodeReuse: a record names its file by dev and inode
+// TestReviewUndoInodeReuse: a record named its file by device and inode
 // number only. If the file is removed after the crash and a new file
 // takes its name (ext4 hands out a freed inode number again at once), the
-// next start "rolls back" the new, unrelated file: writes the old bytes
-// into it, truncates it to the old size and sets the old mtime and token.
+// next start "rolled back" the new, unrelated file: wrote the old bytes
+// into it, truncated it to the old size and set the old mtime and token.
+// Now the birth time tells them apart, and on ext4 with 128-byte inodes,
+// which keep none, the inode generation.
 func TestReviewUndoInodeReuse(t *testing.T) {
-	dir := t.TempDir()
-	old := randomBytes(3<<20, 13)
-	reviewCrashMidChange(t, dir, "log.bin", old)
-	file := filepath.Join(dir, "log.bin")
-	ino := inode(t, file)
-	// A local rotation: the file removed, a new one made under its name.
-	if err := os.Remove(file); err != nil {
-		t.Fatal(err)
-	}
-	fresh := []byte(strings.Repeat("a new, unrelated log\n", 1000))
-	reused := false
-	for i := 0; i < 200 && !reused; i++ {
-		p := filepath.Join(dir, "new.tmp")
-		if err := os.WriteFile(p, fresh, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if inode(t, p) == ino {
-			if err := os.Rename(p, file); err != nil {
+	for _, fsys := range []struct {
+		name string
+		dir  func(t *testing.T) string
+	}{
+		{"tmp", func(t *testing.T) string { return t.TempDir() }},
+		{"ext4-128", func(t *testing.T) string { return testfs.Coarse(t, 64) }},
+	} {
+		t.Run(fsys.name, func(t *testing.T) {
+			dir := fsys.dir(t)
+			old := randomBytes(3<<20, 13)
+			reviewCrashMidChange(t, dir, "log.bin", old)
+			file := filepath.Join(dir, "log.bin")
+			ino := inode(t, file)
+			// A local rotation: the file removed, a new one made under its name.
+			if err := os.Remove(file); err != nil {
 				t.Fatal(err)
 			}
-			reused = true
-			break
-		}
-		// Keep that inode busy and try for the next free one.
-		if err := os.Rename(p, filepath.Join(dir, "hold-"+string(rune('a'+i%26))+string(rune('a'+i/26)))); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if !reused {
-		t.Skipf("the filesystem did not hand out inode %d again", ino)
-	}
-	testServe(t, Options{Export: dir})
-	if got, _ := os.ReadFile(file); !bytes.Equal(got, fresh) {
-		t.Errorf("the start rolled back a file that only reuses the inode number: it holds %d bytes, was %d", len(got), len(fresh))
+			fresh := []byte(strings.Repeat("a new, unrelated log\n", 1000))
+			reused := false
+			for i := 0; i < 200 && !reused; i++ {
+				p := filepath.Join(dir, "new.tmp")
+				if err := os.WriteFile(p, fresh, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if inode(t, p) == ino {
+					if err := os.Rename(p, file); err != nil {
+						t.Fatal(err)
+					}
+					reused = true
+					break
+				}
+				// Keep that inode busy and try for the next free one.
+				if err := os.Rename(p, filepath.Join(dir, fmt.Sprintf("hold-%d", i))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !reused {
+				t.Skipf("the filesystem did not hand out inode %d again", ino)
+			}
+			testServe(t, Options{Export: dir})
+			if got, _ := os.ReadFile(file); !bytes.Equal(got, fresh) {
+				t.Errorf("the start rolled back a file that only reuses the inode number: it holds %d bytes, was %d", len(got), len(fresh))
+			}
+		})
 	}
 }
 

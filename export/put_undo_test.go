@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/internal/testfs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -122,23 +123,33 @@ func TestServerPutDeltaInPlace(t *testing.T) {
 // short (the undo record saved; the first range written) leaves the
 // record, and the next start of a server on the export rolls the file
 // back to the version the change applied to: its bytes, size, mtime and
-// version token, so that the client's replay of its upload is taken. A
-// failure at the same point rolls back at once.
+// version token, so that the client's replay of its upload is taken (on
+// ext4 with 128-byte inodes too). A failure at the same point rolls back
+// at once.
 func TestServerPutDeltaInPlaceCrash(t *testing.T) {
 	for _, tc := range []struct {
-		stage string
-		crash bool
+		stage  string
+		crash  bool
+		coarse bool // on ext4 with 128-byte inodes: whole seconds, no birth time
 	}{
-		{"saved", true},
-		{"applied", true},
-		{"applied", false},
+		{"saved", true, false},
+		{"applied", true, false},
+		{"applied", false, false},
+		{"applied", true, true},
 	} {
 		what := "crash"
 		if !tc.crash {
 			what = "failure"
 		}
-		t.Run(what+"-after-"+tc.stage, func(t *testing.T) {
+		name := what + "-after-" + tc.stage
+		if tc.coarse {
+			name += "-ext4-128"
+		}
+		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
+			if tc.coarse {
+				dir = testfs.Coarse(t, 64)
+			}
 			file := filepath.Join(dir, "log.bin")
 			hit := errors.New("disk on fire")
 			if tc.crash {
