@@ -40,6 +40,17 @@ type conn struct {
 	// from the server's open-file cache right before its reply, after
 	// the change (staleAfter).
 	stale []string
+	// fenced: the current request holds Server.patchMu to read, until
+	// its reply is about to go out (unfence): never across network I/O.
+	fenced bool
+}
+
+// unfence releases the current request's hold of Server.patchMu, if any.
+func (c *conn) unfence() {
+	if c.fenced {
+		c.fenced = false
+		c.s.patchMu.RUnlock()
+	}
 }
 
 // jail returns the jail as this connection resolves paths in it: the
@@ -135,9 +146,12 @@ func (c *conn) serve() error {
 func (c *conn) dispatch(msg peerproto.Message) error {
 	switch msg.(type) {
 	case peerproto.Delete, peerproto.Rename, peerproto.Setattr, peerproto.Link:
-		// Not while a change in place runs (Server.patchMu).
+		// Not while a change in place runs (Server.patchMu); released
+		// before the reply is written (send, refuse), so a client that
+		// stopped reading holds no one up.
 		c.s.patchMu.RLock()
-		defer c.s.patchMu.RUnlock()
+		c.fenced = true
+		defer c.unfence()
 	}
 	switch m := msg.(type) {
 	case peerproto.Put:
@@ -287,6 +301,7 @@ func shortLine(line []byte) string {
 
 // send writes one reply line and flushes it.
 func (c *conn) send(m peerproto.Message) error {
+	c.unfence()
 	c.dropStale()
 	if c.result == "" {
 		c.result = "ok"
@@ -301,6 +316,7 @@ func (c *conn) send(m peerproto.Message) error {
 // err is a *peerproto.FailError, a *jail.Refusal or a filesystem error
 // about name (which it then names in the text).
 func (c *conn) refuse(verb string, err error, name ...string) error {
+	c.unfence()
 	c.dropStale()
 	var fe *peerproto.FailError
 	if !errors.As(err, &fe) {
