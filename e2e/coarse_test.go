@@ -177,3 +177,58 @@ func TestCoarseTimesReaderSeesNewContent(t *testing.T) {
 		}
 	}
 }
+
+// TestCoarseTimesChangeInPlace: a 16 MiB file on such an export, changed
+// through a mount as dd changes it (an append, then 4 KiB overwritten in
+// the middle twice within one second: the same size and mtime each
+// time), is changed by the peer in place (ext4 cannot clone it, so a copy
+// would cost 16 MiB per change: export/put_undo.go), and another mount
+// reading it after each change and its attribute timeout sees that
+// change: the version tokens tell apart what size and mtime cannot.
+func TestCoarseTimesChangeInPlace(t *testing.T) {
+	c := newCluster(t)
+	store := c.mountExport("store", testfs.Coarse(t, 64))
+	w := c.mount("w")
+	r := c.mount("r", "--attr-timeout", "200ms")
+	w.sees(store)
+	r.sees(store)
+	const size = 16 << 20
+	want := randBytes(size)
+	back := filepath.Join(store.export, "big.db")
+	writeFile(t, back, want)
+	ino := inodeOf(t, back)
+	src := filepath.Join(t.TempDir(), "src")
+	path := filepath.Join(w.dir(store), "big.db")
+	testfs.SameSecond(600 * time.Millisecond)
+	for i, change := range []struct {
+		args []string
+		off  int
+	}{
+		{[]string{"oflag=append"}, size},
+		{[]string{"seek=" + fmt.Sprint(size/2/4096)}, size / 2},
+		{[]string{"seek=" + fmt.Sprint(size/2/4096)}, size / 2},
+	} {
+		add := randBytes(4096)
+		writeFile(t, src, add)
+		mustRun(t, "", "dd", append([]string{"if=" + src, "of=" + path, "bs=4096", "count=1", "conv=notrunc", "status=none"}, change.args...)...)
+		if change.off == len(want) {
+			want = append(want, add...)
+		} else {
+			copy(want[change.off:], add)
+		}
+		if got, err := os.ReadFile(back); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("change %d: the peer's file holds %d bytes (%v), not the old content with the change", i, len(got), err)
+		}
+		time.Sleep(300 * time.Millisecond) // past r's attribute timeout
+		got, err := os.ReadFile(filepath.Join(r.dir(store), "big.db"))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("change %d: the other mount reads %d bytes (%v), not the changed file", i, len(got), err)
+		}
+	}
+	if !canReflink(t, store.export) && inodeOf(t, back) != ino {
+		t.Error("the peer replaced its file by a copy: want the changes written in place")
+	}
+	if left, _ := filepath.Glob(filepath.Join(store.export, ".peerfs-tmp-*")); len(left) != 0 {
+		t.Errorf("left in the export: %v", left)
+	}
+}
