@@ -50,7 +50,7 @@ func (c *conn) get(m peerproto.Get) error {
 		// Small, like a FUSE read: the data joins the reply line in the
 		// write buffer, and both leave in one write (one TLS record).
 		buf := c.w.AvailableBuffer()[:n]
-		k, err := pread(f.fd, buf, m.Offset)
+		k, err := c.s.readFenced(f.fd, buf, m.Offset)
 		c.bytes = int64(k)
 		if err != nil {
 			return c.shrank(m.Name, n, err)
@@ -60,9 +60,11 @@ func (c *conn) get(m peerproto.Get) error {
 		}
 		return c.w.Flush()
 	}
-	if tc, ok := c.nc.(*net.TCPConn); ok {
+	if tc, ok := c.nc.(*net.TCPConn); ok && !c.s.mayChangeInPlace(&st) {
 		// Plain TCP: sendfile, at explicit offsets (the descriptor may be
-		// shared with other GETs), one deadline per chunk.
+		// shared with other GETs), one deadline per chunk. Not for a file
+		// a change in place may write to meanwhile: sendfile reads as it
+		// sends, and no read may see such a change half done.
 		if err := c.w.Flush(); err != nil {
 			return err
 		}
@@ -89,7 +91,7 @@ func (c *conn) get(m peerproto.Get) error {
 	defer c.s.bufs.Put(bp)
 	buf := *bp
 	for c.bytes < n {
-		k, err := pread(f.fd, buf[:min(int64(len(buf)), n-c.bytes)], m.Offset+c.bytes)
+		k, err := c.s.readFenced(f.fd, buf[:min(int64(len(buf)), n-c.bytes)], m.Offset+c.bytes)
 		if err != nil {
 			c.bytes += int64(k)
 			return c.shrank(m.Name, n, err)

@@ -89,7 +89,12 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 		if err := c.s.checkSpace(t.dfd, m.NewSize); err != nil {
 			return "", err
 		}
-		if err := c.copyFile(fd, src, min(st.Size, m.NewSize)); err != nil {
+		// Apart from a change in place (readFenced): never a copy of one
+		// half done.
+		c.s.patchMu.RLock()
+		err := c.copyFile(fd, src, min(st.Size, m.NewSize))
+		c.s.patchMu.RUnlock()
+		if err != nil {
 			return "", fmt.Errorf("copy %q: %w", m.Name, err)
 		}
 	}

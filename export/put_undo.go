@@ -17,10 +17,15 @@ package export
 //     version token, so that the client's replay of the upload (it never
 //     got PUT DONE) applies to the version it names.
 //
-// What the atomic replace gave and this does not: a reader of the file
-// during the change (a GET in flight, a local process on the peer) may
-// see part of it, as it would see a local write; a GET of an appended
-// file never does, since what it reads was announced at the old size.
+// Readers through the server never see such a change half done: GETs and
+// the copies of other deltas read the file apart from it (readFenced), so
+// what a client holds is the version before or after, and a rollback may
+// give the old version token back. What the atomic replace gave and this
+// does not: a process on the peer reading the file directly may see part
+// of the change, as it would see a local write. A rollback that fails
+// gives up (giveUp): the file stays partly changed, under a new token,
+// and its record goes, lest a later start roll back acknowledged changes;
+// a record that cannot be rolled back at start stops the server.
 // Small files, changes that overwrite much of a file (more than half, or
 // more than undoMaxSaved), files with other hard links (a link may lead
 // out of the export: a PUT replaces that name, SECURITY.md), files this
@@ -167,13 +172,38 @@ func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
 	return out
 }
 
+// undoLeast is the least size of a file a delta PUT changes in place, or
+// -1 for none.
+func (s *Server) undoLeast() int64 {
+	if s.opts.undoMinSize != 0 {
+		return s.opts.undoMinSize
+	}
+	return undoMinSize
+}
+
+// mayChangeInPlace reports whether a change in place could write to the
+// file with attributes st.
+func (s *Server) mayChangeInPlace(st *unix.Stat_t) bool {
+	least := s.undoLeast()
+	return least >= 0 && st.Size >= least
+}
+
+// readFenced is pread, apart from any change in place (which holds
+// patchMu to write from its first byte changed to the last, or to its
+// rollback): a reader sees the file before such a change or after it,
+// never half done. So no client ever holds content that a rollback,
+// which gives the old version token back, would make look current. The
+// hold covers the disk read only, never network I/O.
+func (s *Server) readFenced(fd int, b []byte, off int64) (int, error) {
+	s.patchMu.RLock()
+	defer s.patchMu.RUnlock()
+	return pread(fd, b, off)
+}
+
 // undoFits reports whether delta PUT m to the file with attributes st
 // is applied in place: see the file comment.
 func (s *Server) undoFits(m peerproto.Put, st *unix.Stat_t) bool {
-	least := int64(undoMinSize)
-	if s.opts.undoMinSize != 0 {
-		least = s.opts.undoMinSize
-	}
+	least := s.undoLeast()
 	size := st.Size
 	if least < 0 || size < least || st.Nlink != 1 {
 		return false
@@ -240,9 +270,8 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 			return unix.Stat_t{}, "", err
 		}
 		if rerr := c.s.rollBack(dst, t.dfd, sfd, undo, rec); rerr != nil {
-			c.log.Error().Err(rerr).Str("undo", path.Join(t.dir, undo)).Str("path", p).
-				Msg("rolling back a change in place failed: the undo record is kept for the next start")
-			return unix.Stat_t{}, "", fmt.Errorf("%w (and putting the old content back: %v)", err, rerr)
+			c.s.giveUp(dst, t.dfd, sfd, undo, path.Join(t.dir, undo), p, rerr)
+			return unix.Stat_t{}, "", fmt.Errorf("%w (and putting the old content back: %v; the file is left partly changed)", err, rerr)
 		}
 		return unix.Stat_t{}, "", err
 	}
@@ -539,6 +568,31 @@ func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error 
 	return nil
 }
 
+// giveUp ends a change in place whose rollback failed (rerr): the file
+// (fd, path p) is left as it is, partly changed, under a fresh version
+// token (so that nobody takes it for the version before or the one
+// asked for), and its undo record (undo in directory dfd, path rp; sfd is
+// dfd open for reading) is removed: kept, it would roll the file back at
+// some later start, over changes acknowledged meanwhile. It returns the
+// error removing the record, if that failed too.
+func (s *Server) giveUp(fd, dfd, sfd int, undo, rp, p string, rerr error) error {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err == nil {
+		s.vers.assign(fd, &st)
+	}
+	err := unix.Unlinkat(dfd, undo, 0)
+	if err == nil {
+		err = unix.Fsync(sfd)
+	}
+	ev := s.log.Error().Err(rerr).Str("undo", rp).Str("path", p)
+	if err != nil {
+		ev.AnErr("remove", err).Msg("a change in place could not be rolled back, nor its undo record removed")
+		return &fs.PathError{Op: "remove", Path: rp, Err: err}
+	}
+	ev.Msg("a change in place could not be rolled back: the file is left partly changed, under a new version")
+	return nil
+}
+
 // recoverUndo handles undo record p (a path in the export) found at
 // start: a change in place that a crash interrupted is rolled back; a
 // record cut short (the file was not touched yet), or one whose file is
@@ -597,7 +651,10 @@ func (s *Server) recoverUndo(p string) error {
 		return discard(fmt.Sprintf("%q is another file now", target))
 	}
 	if err := s.rollBack(fd, dfd, dfd, name, rec); err != nil {
-		return fmt.Errorf("rolling back %q: %w", target, err)
+		if gerr := s.giveUp(fd, dfd, dfd, name, p, target, err); gerr != nil {
+			return fmt.Errorf("rolling back %q: %w; and removing its undo record: %w", target, err, gerr)
+		}
+		return nil
 	}
 	s.log.Warn().Str("path", target).Int64("size", rec.size).
 		Msg("a change in place cut short by a crash was rolled back: the file is its last version stored whole")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path"
 	"sync"
 	"syscall"
 	"time"
@@ -250,7 +251,15 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	for _, p := range undo {
 		if err := s.recoverUndo(p); err != nil {
-			// Left in place: the next start tries again.
+			if !opts.ReadOnly {
+				// Serving, and changing, a file whose record could
+				// later roll it back over acknowledged changes: no.
+				s.gate.Close()
+				j.Close()
+				return nil, fmt.Errorf("peer: server: an interrupted change in place: %w (fix the cause, or remove %s to keep the file as it is)", err, path.Join(j.Dir(), p))
+			}
+			// Nothing is changed through a read-only export; the
+			// next writable start tries again first.
 			s.log.Error().Err(err).Str("undo", p).Msg("rolling back a change in place cut short by a crash")
 		}
 	}
