@@ -6,8 +6,8 @@ package export
 // whole file for a change of a few KiB (a 512 MiB file: about a second
 // and 512 MiB of disk writes per save of an appended log). Such a delta
 // is applied to the file in place instead, after the old bytes it
-// overwrites (none for an append) are saved in an undo record next to the
-// file and made durable. Until the change is durable and the record gone,
+// overwrites (none for an append) are saved in an undo record in the
+// export's root and made durable. Until the change is durable and the record gone,
 // the record can put the old version back:
 //
 //   - a failure on the way (a full disk, a refusal from the filesystem)
@@ -33,13 +33,14 @@ package export
 //
 // While a change in place runs it holds Server.patchMu, which the
 // requests that could move, replace, remove or resize its file wait for:
-// the record names the file until it is gone, and a crash leaves it where
-// the next start looks.
+// the record names the file by its path until it is gone. Records lie in
+// the export's root only, so that a start finds them without a walk of
+// the export (a read-only export has none otherwise).
 //
 // The record (a temporary file, UndoPrefix, that clients never see):
 //
 //	"peerfs undo 1\n"
-//	u16 len, name            the file's last element, in the record's directory
+//	u16 len, name            the file's path in the export
 //	u64 ino, i64 btime.sec, i64 btime.nsec, u32 gen, u8 hasGen
 //	                         the file: inode, birth time (0 if unknown),
 //	                         inode generation (FS_IOC_GETVERSION) if known
@@ -61,7 +62,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
-	"path"
+	"strings"
 	"unsafe"
 
 	"github.com/peerfs/peerfs/export/jail"
@@ -93,7 +94,7 @@ var (
 // undoRecord is what an undo record says: the file it restores, as it
 // was, and the ranges of the old content it saved.
 type undoRecord struct {
-	name   string // the file's last element, in the record's directory
+	name   string // the file's path in the export
 	ino    uint64
 	btime  unix.Timespec // birth time, zero where the filesystem has none
 	gen    uint32        // inode generation, if hasGen
@@ -224,14 +225,12 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: tmp, Err: err}
 	}
 	defer unix.Close(src)
-	// t.dfd is open for fsync unless m is async.
-	sfd := t.dfd
-	if m.Async {
-		if sfd, err = c.jail().OpenDir(t.dir, true); err != nil {
-			return unix.Stat_t{}, "", err
-		}
-		defer c.jail().CloseDir(sfd)
+	// The export's root, where the record goes, open for fsync.
+	rfd, err := c.s.jail.OpenDir("", true)
+	if err != nil {
+		return unix.Stat_t{}, "", err
 	}
+	defer c.s.jail.CloseDir(rfd)
 	c.s.patchMu.Lock()
 	defer c.s.patchMu.Unlock()
 	c.s.putMu.Lock()
@@ -254,11 +253,11 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		return unix.Stat_t{}, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q got another hard link meanwhile", m.Name)
 	}
 	rec := &undoRecord{
-		name: t.base, mode: old.Mode & 0o7777,
+		name: t.target, mode: old.Mode & 0o7777,
 		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
 	}
 	rec.identify(dst, old.Ino)
-	undo, err := writeUndo(t.dfd, sfd, dst, rec)
+	undo, err := writeUndo(rfd, dst, rec)
 	if err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("saving what %q held: %w", m.Name, err)
 	}
@@ -269,8 +268,8 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		if errors.Is(err, errPatchCrashed) {
 			return unix.Stat_t{}, "", err
 		}
-		if rerr := c.s.rollBack(dst, t.dfd, sfd, undo, rec); rerr != nil {
-			c.s.giveUp(dst, t.dfd, sfd, undo, path.Join(t.dir, undo), p, rerr)
+		if rerr := c.s.rollBack(dst, rfd, undo, rec); rerr != nil {
+			c.s.giveUp(dst, rfd, undo, p, rerr)
 			return unix.Stat_t{}, "", fmt.Errorf("%w (and putting the old content back: %v; the file is left partly changed)", err, rerr)
 		}
 		return unix.Stat_t{}, "", err
@@ -294,13 +293,13 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	if err != nil {
 		return fail(err)
 	}
-	if err := unix.Unlinkat(t.dfd, undo, 0); err != nil {
+	if err := unix.Unlinkat(rfd, undo, 0); err != nil {
 		// The change is durable; a record left behind would roll it back
 		// at the next start, after the client was told it is stored.
-		return fail(&fs.PathError{Op: "remove", Path: path.Join(t.dir, undo), Err: err})
+		return fail(&fs.PathError{Op: "remove", Path: undo, Err: err})
 	}
-	if err := unix.Fsync(sfd); err != nil {
-		return st, ver, &fs.PathError{Op: "fsync", Path: t.dir, Err: err}
+	if err := unix.Fsync(rfd); err != nil {
+		return st, ver, &fs.PathError{Op: "fsync", Path: ".", Err: err}
 	}
 	return st, ver, nil
 }
@@ -324,11 +323,12 @@ func writable(fd int) bool {
 	return unix.Faccessat(unix.AT_FDCWD, fdPath(fd, ""), unix.W_OK, unix.AT_EACCESS) == nil
 }
 
-// writeUndo creates the undo record rec in directory dfd, with the old
-// bytes of its saved ranges read from file fd, and makes it durable (its
-// content, and its name by an fsync of sfd, dfd open for reading). It
-// returns the record's name; on failure nothing is left.
-func writeUndo(dfd, sfd, fd int, rec *undoRecord) (name string, err error) {
+// writeUndo creates the undo record rec in directory dfd (the export's
+// root, open for reading), with the old bytes of its saved ranges read
+// from file fd, and makes it durable (its content, and its name by an
+// fsync of dfd). It returns the record's name; on failure nothing is
+// left.
+func writeUndo(dfd, fd int, rec *undoRecord) (name string, err error) {
 	ufd, name, err := createTemp(dfd, jail.UndoPrefix, 0o600)
 	if err != nil {
 		return "", err
@@ -383,7 +383,7 @@ func writeUndo(dfd, sfd, fd int, rec *undoRecord) (name string, err error) {
 	if err != nil {
 		return "", &fs.PathError{Op: "close", Path: name, Err: err}
 	}
-	if err := unix.Fsync(sfd); err != nil {
+	if err := unix.Fsync(dfd); err != nil {
 		return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
 	}
 	return name, nil
@@ -492,11 +492,27 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 		rec.saved = append(rec.saved, g)
 		saved += g.Len
 	}
-	if r.err != nil || rec.name == "" || jail.Reserved(rec.name) || bytes.ContainsAny([]byte(rec.name), "/\x00") ||
+	if r.err != nil || !cleanRecordName(rec.name) ||
 		rec.size < 0 || int64(r.off)+saved != body {
 		return nil, 0, errUndoBad
 	}
 	return rec, int64(r.off), nil
+}
+
+// cleanRecordName reports whether name, a record's file, is a path in the
+// export as findTarget gives one: clean, relative, not the root, with no
+// reserved element.
+func cleanRecordName(name string) bool {
+	p, err := peerproto.CleanPath(name)
+	if err != nil || p != name || p == "" {
+		return false
+	}
+	for _, elem := range strings.Split(p, "/") {
+		if jail.Reserved(elem) {
+			return false
+		}
+	}
+	return true
 }
 
 // undoReader takes fields off a record's header; past its end, it
@@ -518,9 +534,10 @@ func (r *undoReader) next(n int) []byte {
 }
 
 // rollBack puts back in fd the version undo record rec (named undo, in
-// directory dfd; sfd is dfd open for reading) saved: its bytes, size,
-// mtime and version token, made durable; then it removes the record.
-func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error {
+// directory dfd, the export's root open for reading) saved: its bytes,
+// size, mtime, mode and version token, made durable; then it removes the
+// record.
+func (s *Server) rollBack(fd, dfd int, undo string, rec *undoRecord) error {
 	ufd, err := unix.Openat(dfd, undo, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: undo, Err: err}
@@ -562,7 +579,7 @@ func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error 
 	if err := unix.Unlinkat(dfd, undo, 0); err != nil {
 		return &fs.PathError{Op: "remove", Path: undo, Err: err}
 	}
-	if err := unix.Fsync(sfd); err != nil {
+	if err := unix.Fsync(dfd); err != nil {
 		return &fs.PathError{Op: "fsync", Path: ".", Err: err}
 	}
 	return nil
@@ -571,49 +588,48 @@ func (s *Server) rollBack(fd, dfd, sfd int, undo string, rec *undoRecord) error 
 // giveUp ends a change in place whose rollback failed (rerr): the file
 // (fd, path p) is left as it is, partly changed, under a fresh version
 // token (so that nobody takes it for the version before or the one
-// asked for), and its undo record (undo in directory dfd, path rp; sfd is
-// dfd open for reading) is removed: kept, it would roll the file back at
-// some later start, over changes acknowledged meanwhile. It returns the
-// error removing the record, if that failed too.
-func (s *Server) giveUp(fd, dfd, sfd int, undo, rp, p string, rerr error) error {
+// asked for), and its undo record (undo in directory dfd, the export's
+// root open for reading) is removed: kept, it would roll the file back
+// at some later start, over changes acknowledged meanwhile. It returns
+// the error removing the record, if that failed too.
+func (s *Server) giveUp(fd, dfd int, undo, p string, rerr error) error {
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err == nil {
 		s.vers.assign(fd, &st)
 	}
 	err := unix.Unlinkat(dfd, undo, 0)
 	if err == nil {
-		err = unix.Fsync(sfd)
+		err = unix.Fsync(dfd)
 	}
-	ev := s.log.Error().Err(rerr).Str("undo", rp).Str("path", p)
+	ev := s.log.Error().Err(rerr).Str("undo", undo).Str("path", p)
 	if err != nil {
 		ev.AnErr("remove", err).Msg("a change in place could not be rolled back, nor its undo record removed")
-		return &fs.PathError{Op: "remove", Path: rp, Err: err}
+		return &fs.PathError{Op: "remove", Path: undo, Err: err}
 	}
 	ev.Msg("a change in place could not be rolled back: the file is left partly changed, under a new version")
 	return nil
 }
 
-// recoverUndo handles undo record p (a path in the export) found at
+// recoverUndo handles undo record name (in the export's root) found at
 // start: a change in place that a crash interrupted is rolled back; a
 // record cut short (the file was not touched yet), or one whose file is
 // gone or was replaced, is removed.
-func (s *Server) recoverUndo(p string) error {
-	dir, name := jail.Split(p)
-	dfd, err := s.jail.OpenDir(dir, true)
+func (s *Server) recoverUndo(name string) error {
+	dfd, err := s.jail.OpenDir("", true)
 	if err != nil {
 		return err
 	}
 	defer s.jail.CloseDir(dfd)
 	ufd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return &fs.PathError{Op: "open", Path: p, Err: err}
+		return &fs.PathError{Op: "open", Path: name, Err: err}
 	}
 	rec, _, err := readUndo(ufd)
 	unix.Close(ufd)
 	discard := func(why string) error {
-		s.log.Warn().Str("undo", p).Msg("undo record removed: " + why)
+		s.log.Warn().Str("undo", name).Msg("undo record removed: " + why)
 		if err := unix.Unlinkat(dfd, name, 0); err != nil {
-			return &fs.PathError{Op: "remove", Path: p, Err: err}
+			return &fs.PathError{Op: "remove", Path: name, Err: err}
 		}
 		return nil
 	}
@@ -623,9 +639,12 @@ func (s *Server) recoverUndo(p string) error {
 	if err != nil {
 		return err
 	}
-	target := path.Join(dir, rec.name)
-	pfd, err := unix.Openat(dfd, rec.name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
+	target := rec.name
+	// The link itself if the last element is one (then discarded);
+	// directories on the way as the export's view resolves them, which
+	// nothing renamed since the change began (patchMu).
+	pfd, err := s.jail.Open(target, unix.O_PATH|unix.O_NOFOLLOW)
+	if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
 		return discard(fmt.Sprintf("%q no longer exists", target))
 	}
 	if err != nil {
@@ -650,8 +669,8 @@ func (s *Server) recoverUndo(p string) error {
 	if !rec.sameFile(fd, st.Ino) {
 		return discard(fmt.Sprintf("%q is another file now", target))
 	}
-	if err := s.rollBack(fd, dfd, dfd, name, rec); err != nil {
-		if gerr := s.giveUp(fd, dfd, dfd, name, p, target, err); gerr != nil {
+	if err := s.rollBack(fd, dfd, name, rec); err != nil {
+		if gerr := s.giveUp(fd, dfd, name, target, err); gerr != nil {
 			return fmt.Errorf("rolling back %q: %w; and removing its undo record: %w", target, err, gerr)
 		}
 		return nil

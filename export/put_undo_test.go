@@ -14,6 +14,7 @@ import (
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/internal/testfs"
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
 
 // undoTestMin is the undoMinSize of these tests: their files are 3 MiB.
@@ -223,7 +224,7 @@ func TestServerPutDeltaInPlaceCrash(t *testing.T) {
 // TestServerUndoRecordsAtStart: records that cannot roll anything back
 // are removed at start and touch nothing: one cut short while it was
 // written (its file was not changed yet), one whose file was replaced
-// since, one whose file is gone.
+// since, one whose file is gone, and one outside the export's root.
 func TestServerUndoRecordsAtStart(t *testing.T) {
 	dir := t.TempDir()
 	var rec []byte
@@ -275,8 +276,11 @@ func TestServerUndoRecordsAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	plant(jail.UndoPrefix+"replaced", rec)
-	// A whole record in a directory where f does not exist.
-	plant("sub/"+jail.UndoPrefix+"gone", rec)
+	// A whole record of a file that no longer exists.
+	plant(jail.UndoPrefix+"gone", reviewForgeRecord("sub/missing", 1, unix.Timespec{}, "0123456789abcdef", []byte("x")))
+	// A record outside the root, where none is ever written: a stale
+	// temporary file.
+	plant("sub/"+jail.UndoPrefix+"stray", rec)
 	testServe(t, Options{Export: dir})
 	if got, _ := os.ReadFile(filepath.Join(dir, "f")); !bytes.Equal(got, other) {
 		t.Error("a record that did not apply changed f")
@@ -284,7 +288,7 @@ func TestServerUndoRecordsAtStart(t *testing.T) {
 	if tf := tempFiles(t, dir); len(tf) != 0 {
 		t.Errorf("left at start: %v", tf)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "sub", "f")); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("sub/f: %v, want it not to exist", err)
+	if _, err := os.Stat(filepath.Join(dir, "sub", "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("sub/missing: %v, want it not to exist", err)
 	}
 }

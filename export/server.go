@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"path"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -240,27 +240,34 @@ func NewServer(opts Options) (*Server, error) {
 		Logger:              s.log,
 	})
 	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
-	// Even a read-only export has its changes in place that a crash cut
-	// short rolled back: it must not serve a file half changed.
-	n, undo, err := j.RemoveStaleTemps(!opts.ReadOnly)
-	if n > 0 {
-		s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
-	}
+	// Even a read-only export has the changes in place that a crash cut
+	// short rolled back (their records lie in its root: no walk), before
+	// it serves anything.
+	undo, err := j.UndoRecords()
 	if err != nil {
-		s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
+		s.log.Warn().Err(err).Msg("looking for the undo records of interrupted changes in place")
 	}
-	for _, p := range undo {
-		if err := s.recoverUndo(p); err != nil {
+	for _, name := range undo {
+		if err := s.recoverUndo(name); err != nil {
 			if !opts.ReadOnly {
 				// Serving, and changing, a file whose record could
 				// later roll it back over acknowledged changes: no.
 				s.gate.Close()
 				j.Close()
-				return nil, fmt.Errorf("peer: server: an interrupted change in place: %w (fix the cause, or remove %s to keep the file as it is)", err, path.Join(j.Dir(), p))
+				return nil, fmt.Errorf("peer: server: an interrupted change in place: %w (fix the cause, or remove %s to keep the file as it is)", err, filepath.Join(j.Dir(), name))
 			}
 			// Nothing is changed through a read-only export; the
 			// next writable start tries again first.
-			s.log.Error().Err(err).Str("undo", p).Msg("rolling back a change in place cut short by a crash")
+			s.log.Error().Err(err).Str("undo", name).Msg("rolling back a change in place cut short by a crash")
+		}
+	}
+	if !opts.ReadOnly {
+		n, err := j.RemoveStaleTemps()
+		if n > 0 {
+			s.log.Info().Int("removed", n).Msg("removed temporary files of interrupted uploads")
+		}
+		if err != nil {
+			s.log.Warn().Err(err).Msg("cleaning up temporary files of interrupted uploads")
 		}
 	}
 	return s, nil

@@ -222,12 +222,13 @@ func (j *Jail) Syncfs() error {
 }
 
 // RemoveStaleTemps deletes the temporary files that uploads cut short by a
-// crash left behind, anywhere in the export (if remove; else it only
-// looks). Undo records (UndoPrefix) are left in place and returned, by
-// path: their changes must be rolled back before they go. It returns how
-// many files it removed and the first error met; it does not follow
-// symbolic links.
-func (j *Jail) RemoveStaleTemps(remove bool) (removed int, undo []string, first error) {
+// crash left behind, anywhere in the export, but for the undo records in
+// its root (UndoRecords): their changes must be rolled back before they
+// go. It returns how many files it removed and the first error met; it
+// does not follow symbolic links.
+func (j *Jail) RemoveStaleTemps() (int, error) {
+	var removed int
+	var first error
 	fsys := j.root.FS()
 	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -242,11 +243,7 @@ func (j *Jail) RemoveStaleTemps(remove bool) (removed int, undo []string, first 
 		if !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), TempPrefix) {
 			return nil
 		}
-		if strings.HasPrefix(d.Name(), UndoPrefix) {
-			undo = append(undo, p)
-			return nil
-		}
-		if !remove {
+		if p == d.Name() && strings.HasPrefix(p, UndoPrefix) {
 			return nil
 		}
 		if err := j.root.Remove(p); err != nil && first == nil {
@@ -259,5 +256,21 @@ func (j *Jail) RemoveStaleTemps(remove bool) (removed int, undo []string, first 
 	if first == nil {
 		first = err
 	}
-	return removed, undo, first
+	return removed, first
+}
+
+// UndoRecords returns the names of the undo records in the export's root,
+// where every record lies (UndoPrefix).
+func (j *Jail) UndoRecords() ([]string, error) {
+	des, err := fs.ReadDir(j.root.FS(), ".")
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, d := range des {
+		if d.Type().IsRegular() && strings.HasPrefix(d.Name(), UndoPrefix) {
+			names = append(names, d.Name())
+		}
+	}
+	return names, nil
 }

@@ -14,7 +14,8 @@ const (
 	TempPrefix = ".peerfs-tmp-"
 	// UndoPrefix starts the name of an undo record: what a file changed
 	// in place held before the change (the export server's put_undo.go).
-	// It is a temporary file too, but one a crash must not lose.
+	// It is a temporary file too, but one a crash must not lose; records
+	// lie in the export's root only.
 	UndoPrefix = TempPrefix + "undo-"
 	// IDFile holds the export's identity where its filesystem has no
 	// extended attributes (see the export server's identity.go).
