@@ -252,6 +252,13 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		// Linked since the PUT began: the copy it then gets is a retry.
 		return unix.Stat_t{}, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q got another hard link meanwhile", m.Name)
 	}
+	// The record names the file by its path, which renames cannot change
+	// from here on (patchMu); but one may have while the payload came
+	// (the file was reached through t.dfd, opened before): the path must
+	// lead to this very file now, as the next start will resolve it.
+	if !c.s.pathLeadsTo(t.target, &old) {
+		return unix.Stat_t{}, "", peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was moved meanwhile", m.Name)
+	}
 	rec := &undoRecord{
 		name: t.target, mode: old.Mode & 0o7777,
 		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
@@ -315,6 +322,18 @@ func (s *Server) patchHook(stage string) error {
 		return nil
 	}
 	return s.opts.patchHook(stage)
+}
+
+// pathLeadsTo reports whether path p in the export, resolved as
+// recoverUndo resolves a record's, is the file with attributes st.
+func (s *Server) pathLeadsTo(p string, st *unix.Stat_t) bool {
+	fd, err := s.jail.Open(p, unix.O_PATH|unix.O_NOFOLLOW)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var now unix.Stat_t
+	return unix.Fstat(fd, &now) == nil && now.Dev == st.Dev && now.Ino == st.Ino
 }
 
 // writable reports whether this process may open file fd (open for
@@ -501,7 +520,8 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 
 // cleanRecordName reports whether name, a record's file, is a path in the
 // export as findTarget gives one: clean, relative, not the root, with no
-// reserved element.
+// reserved element, and no longer than a request's (a link may resolve
+// to a longer one: such a file is not changed in place).
 func cleanRecordName(name string) bool {
 	p, err := peerproto.CleanPath(name)
 	if err != nil || p != name || p == "" {
