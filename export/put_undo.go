@@ -7,13 +7,13 @@ package export
 // and 512 MiB of disk writes per save of an appended log). Such a delta
 // is applied to the file in place instead, after the old bytes it
 // overwrites (none for an append) are saved in an undo record in the
-// export's root and made durable. Until the change is durable and the record gone,
-// the record can put the old version back:
+// export's root and made durable. Until the change is durable and the
+// record gone, the record can put the old version back:
 //
 //   - a failure on the way (a full disk, a refusal from the filesystem)
 //     rolls it back at once, and the PUT is refused as any failed PUT;
 //   - a crash leaves the record, and NewServer rolls the file back
-//     before it serves anything: the old content, size, mtime and
+//     before it serves anything: the old content, size, mtime, mode and
 //     version token, so that the client's replay of the upload (it never
 //     got PUT DONE) applies to the version it names.
 //
@@ -25,7 +25,8 @@ package export
 // of the change, as it would see a local write. A rollback that fails
 // gives up (giveUp): the file stays partly changed, under a new token,
 // and its record goes, lest a later start roll back acknowledged changes;
-// a record that cannot be rolled back at start stops the server.
+// a record that can neither be rolled back nor removed at start stops a
+// writable server.
 // Small files, changes that overwrite much of a file (more than half, or
 // more than undoMaxSaved), files with other hard links (a link may lead
 // out of the export: a PUT replaces that name, SECURITY.md), files this
