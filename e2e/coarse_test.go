@@ -135,17 +135,26 @@ func TestCoarseTimesTwoWriters(t *testing.T) {
 	t.Logf("%d of %d rounds fitted in one second by themselves", sameSecond, rounds)
 }
 
+// coarseWriterReader starts a cluster whose peer store exports a
+// whole-second filesystem, a mount w that writes to it, and a mount r
+// that reads it with a 200 ms attribute timeout.
+func coarseWriterReader(t *testing.T) (store, w, r *node) {
+	t.Helper()
+	c := newCluster(t)
+	store = c.mountExport("store", testfs.Coarse(t, 64))
+	w = c.mount("w")
+	r = c.mount("r", "--attr-timeout", "200ms")
+	w.sees(store)
+	r.sees(store)
+	return store, w, r
+}
+
 // TestCoarseTimesReaderSeesNewContent: a mount that read a file reads its
 // new content once it opens it again after the writer's close and the
 // attribute timeout, even though the new version has the size and the
 // whole-second mtime of the old one.
 func TestCoarseTimesReaderSeesNewContent(t *testing.T) {
-	c := newCluster(t)
-	store := c.mountExport("store", testfs.Coarse(t, 64))
-	w := c.mount("w")
-	r := c.mount("r", "--attr-timeout", "200ms")
-	w.sees(store)
-	r.sees(store)
+	store, w, r := coarseWriterReader(t)
 	path := "notes.txt"
 	for round := range 4 {
 		testfs.SameSecond(800 * time.Millisecond)
@@ -186,12 +195,7 @@ func TestCoarseTimesReaderSeesNewContent(t *testing.T) {
 // reading it after each change and its attribute timeout sees that
 // change: the version tokens tell apart what size and mtime cannot.
 func TestCoarseTimesChangeInPlace(t *testing.T) {
-	c := newCluster(t)
-	store := c.mountExport("store", testfs.Coarse(t, 64))
-	w := c.mount("w")
-	r := c.mount("r", "--attr-timeout", "200ms")
-	w.sees(store)
-	r.sees(store)
+	store, w, r := coarseWriterReader(t)
 	const size = 16 << 20
 	want := randBytes(size)
 	back := filepath.Join(store.export, "big.db")

@@ -33,6 +33,20 @@ type reviewSideConn struct {
 	r  *bufio.Reader
 }
 
+// sendHeldUp sends request line from a patchHook, while the change in
+// place holds patchMu, and reports an error if it is answered within
+// 200 ms: it must wait for the change to end.
+func (s *reviewSideConn) sendHeldUp(line string) error {
+	if _, err := s.nc.Write([]byte(line + "\n")); err != nil {
+		return err
+	}
+	s.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if r, err := s.r.ReadString('\n'); err == nil {
+		return errors.New("answered during the change in place: " + r)
+	}
+	return nil
+}
+
 func reviewDialSide(t *testing.T, addr string) *reviewSideConn {
 	t.Helper()
 	c := attrsClient(t, addr) // CONNECT OK and FEATURES attrs read here
@@ -120,14 +134,7 @@ func testWaitsForChange(t *testing.T, line string, check func(t *testing.T, dir 
 		if stage != "applied" || fired.Swap(true) {
 			return nil
 		}
-		if _, err := side.nc.Write([]byte(line + "\n")); err != nil {
-			midErr = err
-			return nil
-		}
-		side.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-		if r, err := side.r.ReadString('\n'); err == nil {
-			midErr = errors.New("answered during the change in place: " + r)
-		}
+		midErr = side.sendHeldUp(line)
 		return nil
 	}
 	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
