@@ -37,6 +37,19 @@ func (r *roundRecorder) SyncTurn(d time.Duration, err error) {
 
 func (r *roundRecorder) SyncRoundEnded(round uint64) { r.note(fmt.Sprintf("ended %d", round)) }
 
+// waitEnded waits for round n to end at tracker client me and for the
+// store to have reported it: the client's state changes before it calls
+// the store's SyncEnd, which tells the observer.
+func (r *roundRecorder) waitEnded(t *testing.T, me *tracker.Client, n uint64) {
+	t.Helper()
+	end := fmt.Sprintf("ended %d", n)
+	testutil.Eventually(t, "the round to end here", func() bool {
+		r.rmu.Lock()
+		defer r.rmu.Unlock()
+		return me.State().LastRound == n && !me.State().InRound && slices.Contains(r.events, end)
+	})
+}
+
 func (r *roundRecorder) take() []string {
 	r.rmu.Lock()
 	defer r.rmu.Unlock()
@@ -69,7 +82,7 @@ func TestStoreRoundHandler(t *testing.T) {
 	if err := other.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, "the round to end here", func() bool { return me.State().LastRound == 1 && !me.State().InRound })
+	rec.waitEnded(t, me, 1)
 	if got, want := rec.take(), []string{"seen", "seen", "turn err=<nil>", "ended 1"}; !slices.Equal(got, want) {
 		t.Errorf("observed %q, want %q", got, want)
 	}
@@ -107,7 +120,7 @@ func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
 		if err := other.Sync(ctx); err != nil {
 			t.Fatal(err)
 		}
-		testutil.Eventually(t, "the round to end here", func() bool { return me.State().LastRound == n && !me.State().InRound })
+		rec.waitEnded(t, me, n)
 		if got := rec.take(); !slices.Equal(got, want) {
 			t.Errorf("round %d: observed %q, want %q", n, got, want)
 		}
