@@ -48,17 +48,15 @@ func TestFenceReviewCopyDeltaDuringFailedChange(t *testing.T) {
 	var side *reviewSideConn
 	var fired atomic.Bool
 	var midErr error
-	hook := func(stage string) error {
-		if stage != "applied" || fired.Swap(true) {
-			return nil
-		}
+	hook := onceAt("applied", func() error {
+		fired.Store(true)
 		// B's first range is in the file. A starts now; its copy of
 		// the old content must wait for B to end.
 		if midErr = side.sendHeldUp(lineA); midErr != nil {
 			return nil
 		}
 		return errors.New("simulated failure of the change in place (a full disk, an I/O error)")
-	}
+	})
 	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
 	c := attrsClient(t, addr)
 	side = reviewDialSide(t, addr)
@@ -67,10 +65,7 @@ func TestFenceReviewCopyDeltaDuringFailedChange(t *testing.T) {
 	lineA, payloadA = deltaLine("log.bin", ver, wantA, rsA, "async")
 
 	// B: a small delta, applied in place, that fails after its first range.
-	wantB := append([]byte(nil), old...)
-	copy(wantB[100:], "NEW")
-	copy(wantB[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	rsB := []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+	wantB, rsB := twoRangeDelta(old)
 	if r := c.putDelta("log.bin", ver, wantB, rsB); !strings.HasPrefix(r, "PUT FAIL ") {
 		t.Fatalf("B: %q, want the simulated failure", r)
 	}
@@ -141,22 +136,15 @@ func setImmutable(t *testing.T, p string, on bool) {
 func TestFenceReviewStaleRecordAfterFailedRollback(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "log.bin")
-	var fired atomic.Bool
-	hook := func(stage string) error {
-		if stage != "applied" || fired.Swap(true) {
-			return nil
-		}
+	hook := onceAt("applied", func() error {
 		setImmutable(t, file, true)
 		return errors.New("simulated failure of the change in place")
-	}
+	})
 	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
 	c := attrsClient(t, addr)
 	old := randomBytes(3<<20, 41)
 	ver := doneVer(t, c.put("log.bin", old))
-	wantB := append([]byte(nil), old...)
-	copy(wantB[100:], "NEW")
-	copy(wantB[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	rsB := []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+	wantB, rsB := twoRangeDelta(old)
 	r := c.putDelta("log.bin", ver, wantB, rsB)
 	setImmutable(t, file, false)
 	if !strings.HasPrefix(r, "PUT FAIL ") {
@@ -208,36 +196,27 @@ func TestServerGetWaitsForChangeInPlace(t *testing.T) {
 	var side *reviewSideConn
 	var fired atomic.Bool
 	var midErr error
-	hook := func(stage string) error {
-		if stage != "applied" || fired.Swap(true) {
-			return nil
-		}
-		if _, err := side.nc.Write([]byte("GET log.bin\n")); err != nil {
-			midErr = err
-		}
-		time.Sleep(200 * time.Millisecond) // time enough for a GET not held up
+	hook := onceAt("applied", func() error {
+		fired.Store(true)
+		midErr = side.getHeldUp("log.bin")
 		return nil
-	}
+	})
 	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
 	c := attrsClient(t, addr)
 	side = reviewDialSide(t, addr)
 	old := randomBytes(3<<20, 51)
 	ver := doneVer(t, c.put("log.bin", old))
-	want := append([]byte(nil), old...)
-	copy(want[100:], "NEW")
-	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	rs := []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+	want, rs := twoRangeDelta(old)
 	if r := c.putDelta("log.bin", ver, want, rs); !strings.HasPrefix(r, "PUT DONE ") {
 		t.Fatalf("PUT: %q", r)
 	}
-	if midErr != nil || !fired.Load() {
-		t.Fatalf("the GET was not sent during the change in place: %v", midErr)
+	if !fired.Load() {
+		t.Fatal("the delta was not applied in place")
+	}
+	if midErr != nil {
+		t.Fatal(midErr)
 	}
 	side.nc.SetReadDeadline(time.Now().Add(testTimeout))
-	line, err := side.r.ReadString('\n')
-	if err != nil || line != fmt.Sprintf("GET OK %d\n", len(want)) {
-		t.Fatalf("GET: %q %v", line, err)
-	}
 	got := make([]byte, len(want))
 	if _, err := io.ReadFull(side.r, got); err != nil {
 		t.Fatal(err)
@@ -245,6 +224,24 @@ func TestServerGetWaitsForChangeInPlace(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Errorf("the GET read the file half changed: bytes 100..103 %q, at 2 MiB %#x; want %q, %#x", got[100:103], got[2<<20], want[100:103], want[2<<20])
 	}
+}
+
+// getHeldUp sends "GET name" from a patchHook, while the change in place
+// holds patchMu: its reply line comes at once (it is sent before the file
+// is read), and no byte of the file may follow within 200 ms.
+func (s *reviewSideConn) getHeldUp(name string) error {
+	if _, err := s.nc.Write([]byte("GET " + name + "\n")); err != nil {
+		return err
+	}
+	s.nc.SetReadDeadline(time.Now().Add(testTimeout))
+	if line, err := s.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "GET OK ") {
+		return fmt.Errorf("GET during the change in place: %q, %v", line, err)
+	}
+	s.nc.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if _, err := s.r.ReadByte(); err == nil {
+		return errors.New("the GET sent the file's data during the change in place")
+	}
+	return nil
 }
 
 // TestServerUndoAtStartCannotApply: a record whose file cannot be rolled
@@ -261,10 +258,7 @@ func TestServerUndoAtStartCannotApply(t *testing.T) {
 	}
 	old := randomBytes(3<<20, 61)
 	file := filepath.Join(sub, "log.bin")
-	if err := os.WriteFile(file, old, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	crashMidChange(t, dir, "d/log.bin")
+	reviewCrashMidChange(t, dir, "d/log.bin", old)
 	setImmutable(t, file, true)
 	t.Cleanup(func() { setImmutable(t, file, false) })
 	setImmutable(t, sub, true)
@@ -281,35 +275,5 @@ func TestServerUndoAtStartCannotApply(t *testing.T) {
 	}
 	if recs := undoRecords(t, dir); len(recs) != 0 {
 		t.Errorf("records left: %v", recs)
-	}
-}
-
-// crashMidChange changes file name (in dir, made by the caller) by a
-// delta applied in place that a simulated crash stops after its first
-// range.
-func crashMidChange(t *testing.T, dir, name string) {
-	t.Helper()
-	var fired atomic.Bool
-	hook := func(stage string) error {
-		if stage == "applied" && !fired.Swap(true) {
-			return errPatchCrashed
-		}
-		return nil
-	}
-	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
-	c := attrsClient(t, addr)
-	e := c.stat(name)
-	old, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := append([]byte(nil), old...)
-	copy(want[100:], "NEW")
-	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	if r := c.putDelta(name, e.Ver, want, []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}); !strings.HasPrefix(r, "PUT FAIL ") {
-		t.Fatalf("reply %q, want the simulated crash", r)
-	}
-	if torn, err := os.ReadFile(filepath.Join(dir, name)); err != nil || bytes.Equal(torn, old) {
-		t.Fatalf("the crash left the file as it was (%v)", err)
 	}
 }

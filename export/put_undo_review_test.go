@@ -58,20 +58,10 @@ func reviewDialSide(t *testing.T, addr string) *reviewSideConn {
 // file (hook "applied"). It returns the version of old and the delta's new content.
 func reviewCrashMidChange(t *testing.T, dir, name string, old []byte) (ver string, want []byte, rs []peerproto.Range) {
 	t.Helper()
-	var fired atomic.Bool
-	hook := func(stage string) error {
-		if stage != "applied" || fired.Swap(true) {
-			return nil
-		}
-		return errPatchCrashed
-	}
-	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
+	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: crashAt("applied")})
 	c := attrsClient(t, addr)
 	ver = doneVer(t, c.put(name, old))
-	want = append([]byte(nil), old...)
-	copy(want[100:], "NEW")
-	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	rs = []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+	want, rs = twoRangeDelta(old)
 	if r := c.putDelta(name, ver, want, rs); !strings.HasPrefix(r, "PUT FAIL ") {
 		t.Fatalf("reply %q, want a failure (the simulated crash)", r)
 	}
@@ -130,22 +120,17 @@ func testWaitsForChange(t *testing.T, line string, check func(t *testing.T, dir 
 	var side *reviewSideConn
 	var fired atomic.Bool
 	var midErr error
-	hook := func(stage string) error {
-		if stage != "applied" || fired.Swap(true) {
-			return nil
-		}
+	hook := onceAt("applied", func() error {
+		fired.Store(true)
 		midErr = side.sendHeldUp(line)
 		return nil
-	}
+	})
 	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
 	c := attrsClient(t, addr)
 	side = reviewDialSide(t, addr)
 	old := randomBytes(3<<20, 14)
 	ver := doneVer(t, c.put("log.bin", old))
-	want := append([]byte(nil), old...)
-	copy(want[100:], "NEW")
-	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	rs := []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+	want, rs := twoRangeDelta(old)
 	reply := c.putDelta("log.bin", ver, want, rs)
 	if midErr != nil {
 		t.Fatal(midErr)

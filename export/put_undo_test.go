@@ -30,6 +30,34 @@ func inode(t *testing.T, p string) uint64 {
 	return fi.Sys().(*syscall.Stat_t).Ino
 }
 
+// onceAt is a patchHook that calls f the first time a change in place
+// reaches stage, and returns what f returns (errPatchCrashed: a crash
+// there); every other call lets the change go on.
+func onceAt(stage string, f func() error) func(string) error {
+	var fired atomic.Bool
+	return func(s string) error {
+		if s != stage || fired.Swap(true) {
+			return nil
+		}
+		return f()
+	}
+}
+
+// crashAt is a patchHook that crashes the first change in place at stage.
+func crashAt(stage string) func(string) error {
+	return onceAt(stage, func() error { return errPatchCrashed })
+}
+
+// twoRangeDelta returns old with "NEW" at byte 100 and 4 KiB of 0xEE at
+// 2 MiB, and the two ranges: a delta a change in place writes in two
+// steps (patchHook "applied" comes between them).
+func twoRangeDelta(old []byte) ([]byte, []peerproto.Range) {
+	want := append([]byte(nil), old...)
+	copy(want[100:], "NEW")
+	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
+	return want, []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
+}
+
 // undoRecords lists the undo records anywhere under dir.
 func undoRecords(t *testing.T, dir string) []string {
 	t.Helper()
@@ -156,13 +184,8 @@ func TestServerPutDeltaInPlaceCrash(t *testing.T) {
 			if tc.crash {
 				hit = errPatchCrashed
 			}
-			var fired atomic.Bool // once: the replay goes through
-			hook := func(stage string) error {
-				if stage == tc.stage && !fired.Swap(true) {
-					return hit
-				}
-				return nil
-			}
+			// Once: the replay goes through.
+			hook := onceAt(tc.stage, func() error { return hit })
 			_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
 			c := attrsClient(t, addr)
 			old := randomBytes(3<<20, 1)

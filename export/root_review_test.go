@@ -10,33 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
 	"golang.org/x/sys/unix"
 )
-
-// rootReviewCrashHook stops the first change in place after its first
-// range was written, as a crash would.
-func rootReviewCrashHook() func(string) error {
-	var fired atomic.Bool
-	return func(stage string) error {
-		if stage == "applied" && !fired.Swap(true) {
-			return errPatchCrashed
-		}
-		return nil
-	}
-}
-
-// rootReviewDelta is the delta of reviewCrashMidChange: two ranges of old.
-func rootReviewDelta(old []byte) ([]byte, []peerproto.Range) {
-	want := append([]byte(nil), old...)
-	copy(want[100:], "NEW")
-	copy(want[2<<20:], bytes.Repeat([]byte{0xEE}, 4096))
-	return want, []peerproto.Range{{Off: 100, Len: 3}, {Off: 2 << 20, Len: 4096}}
-}
 
 // TestRootReviewPathChangedBeforeChange: the record names the file by
 // t.target, the path findTarget saw when the PUT began; the change itself
@@ -83,12 +62,12 @@ func TestRootReviewPathChangedBeforeChange(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			tc.setup(t, dir)
-			_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: rootReviewCrashHook()})
+			_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: crashAt("applied")})
 			c := attrsClient(t, addr)
 			side := testConnect(t, addr)
 			old := randomBytes(3<<20, 41)
 			ver := doneVer(t, c.put(tc.put, old))
-			want, rs := rootReviewDelta(old)
+			want, rs := twoRangeDelta(old)
 			line, payload := deltaLine(tc.put, ver, want, rs, "async")
 			c.send(line + "\n")
 			c.expect("PUT OK")
@@ -175,7 +154,7 @@ func TestRootReviewLongResolvedPath(t *testing.T) {
 	if err := os.Symlink(strings.Join(links, "/")+"/log.bin", filepath.Join(dir, "s")); err != nil {
 		t.Fatal(err)
 	}
-	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: rootReviewCrashHook()})
+	_, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: crashAt("applied")})
 	c := attrsClient(t, addr)
 	old := randomBytes(3<<20, 42)
 	ver := doneVer(t, c.put("s", old))
@@ -183,7 +162,7 @@ func TestRootReviewLongResolvedPath(t *testing.T) {
 	if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, old) {
 		t.Fatalf("PUT s did not store through the links (%v)", err)
 	}
-	want, rs := rootReviewDelta(old)
+	want, rs := twoRangeDelta(old)
 	if r := c.putDelta("s", ver, want, rs); !strings.HasPrefix(r, "PUT DONE ") {
 		t.Fatalf("reply %q, want the delta stored by a copy (the crash hook is for changes in place)", r)
 	}
