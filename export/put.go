@@ -85,9 +85,7 @@ func (c *conn) put(m peerproto.Put) error {
 		if copied, err = c.cloneBase(m, p, t, fd); err != nil {
 			return refuse(err, m.Name)
 		}
-		if copied == copiedInPlace {
-			t.undo = true
-		} else {
+		if copied != copiedInPlace {
 			ranges = m.Ranges
 		}
 	}
@@ -107,10 +105,10 @@ func (c *conn) put(m peerproto.Put) error {
 	if werr != nil {
 		return c.refuse(verb, werr, m.Name)
 	}
-	if t.inPlace || t.undo {
+	if undo := copied == copiedInPlace; t.inPlace || undo {
 		store := c.overwrite
 		switch {
-		case t.undo:
+		case undo:
 			store = c.patchUndo
 		case m.Delta:
 			store = c.patch
@@ -272,9 +270,6 @@ type putTarget struct {
 	// replacing it, so that it stays the inode its other hard links
 	// share (a posix connection, and a file with more than one link).
 	inPlace bool
-	// undo: a delta applied to the existing file in place, with an undo
-	// record (put_undo.go), rather than to a copy of it.
-	undo bool
 }
 
 // putTarget locates a PUT's target p (name is the request's, for

@@ -205,11 +205,10 @@ func (s *Server) readFenced(fd int, b []byte, off int64) (int, error) {
 // undoFits reports whether delta PUT m to the file with attributes st
 // is applied in place: see the file comment.
 func (s *Server) undoFits(m peerproto.Put, st *unix.Stat_t) bool {
-	least := s.undoLeast()
-	size := st.Size
-	if least < 0 || size < least || st.Nlink != 1 {
+	if !s.mayChangeInPlace(st) || st.Nlink != 1 {
 		return false
 	}
+	size := st.Size
 	rs := undoSaved(m, size)
 	saved := totalLen(rs)
 	return len(rs) <= undoMaxRanges && saved <= undoMaxSaved && saved <= size/2
@@ -447,15 +446,15 @@ func (rec *undoRecord) header() []byte {
 }
 
 // readUndo reads and checks the undo record open as ufd: it returns the
-// record and the offset of its saved bytes, or errUndoBad.
-func readUndo(ufd int) (*undoRecord, int64, error) {
+// record, or errUndoBad.
+func readUndo(ufd int) (*undoRecord, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(ufd, &st); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	tail := int64(4 + len(undoTrailer))
 	if st.Size < int64(len(undoMagic))+tail {
-		return nil, 0, errUndoBad
+		return nil, errUndoBad
 	}
 	// The whole record through the checksum first: the header's lengths
 	// are trusted only once it checks out.
@@ -466,25 +465,25 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 		b := buf[:min(int64(len(buf)), body-at)]
 		k, err := pread(ufd, b, at)
 		if err != nil {
-			return nil, 0, err
+			return nil, err
 		}
 		sum.Write(b[:k])
 		at += int64(k)
 	}
 	end := make([]byte, tail)
 	if _, err := pread(ufd, end, body); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if binary.LittleEndian.Uint32(end) != sum.Sum32() || !bytes.Equal(end[4:], undoTrailer) {
-		return nil, 0, errUndoBad
+		return nil, errUndoBad
 	}
 	head := buf[:min(int64(len(buf)), body)]
 	if _, err := pread(ufd, head, 0); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	r := undoReader{b: head}
 	if !bytes.Equal(r.next(len(undoMagic)), undoMagic) {
-		return nil, 0, errUndoBad
+		return nil, errUndoBad
 	}
 	le := binary.LittleEndian
 	rec := &undoRecord{}
@@ -501,22 +500,22 @@ func readUndo(ufd int) (*undoRecord, int64, error) {
 	rec.token = string(r.next(int(r.next(1)[0])))
 	n := le.Uint32(r.next(4))
 	if n > undoMaxRanges {
-		return nil, 0, errUndoBad
+		return nil, errUndoBad
 	}
 	var saved int64
 	for i := uint32(0); i < n && r.err == nil; i++ {
 		g := peerproto.Range{Off: int64(le.Uint64(r.next(8))), Len: int64(le.Uint64(r.next(8)))}
 		if g.Off < 0 || g.Len < 0 || g.Off > rec.size-g.Len {
-			return nil, 0, errUndoBad
+			return nil, errUndoBad
 		}
 		rec.saved = append(rec.saved, g)
 		saved += g.Len
 	}
 	if r.err != nil || !cleanRecordName(rec.name) ||
 		rec.size < 0 || int64(r.off)+saved != body {
-		return nil, 0, errUndoBad
+		return nil, errUndoBad
 	}
-	return rec, int64(r.off), nil
+	return rec, nil
 }
 
 // cleanRecordName reports whether name, a record's file, is a path in the
@@ -564,10 +563,10 @@ func (s *Server) rollBack(fd, dfd int, undo string, rec *undoRecord) error {
 		return &fs.PathError{Op: "open", Path: undo, Err: err}
 	}
 	defer unix.Close(ufd)
-	_, at, err := readUndo(ufd)
-	if err != nil {
-		return err
-	}
+	// The saved bytes follow the header; rec came from this record
+	// (written here, or read and checked by readUndo), so re-encoding its
+	// header gives their offset without reading the record again.
+	at := int64(len(rec.header()))
 	for _, r := range rec.saved {
 		if err := copyRange(fd, ufd, at, r); err != nil {
 			return err
@@ -645,7 +644,7 @@ func (s *Server) recoverUndo(name string) error {
 	if err != nil {
 		return &fs.PathError{Op: "open", Path: name, Err: err}
 	}
-	rec, _, err := readUndo(ufd)
+	rec, err := readUndo(ufd)
 	unix.Close(ufd)
 	discard := func(why string) error {
 		s.log.Warn().Str("undo", name).Msg("undo record removed: " + why)
