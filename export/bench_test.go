@@ -258,11 +258,9 @@ func BenchmarkServeDeltaAppend(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					src := make(appendSource, 0)
-					src = append(src, add...)
 					m := peerproto.Put{Name: "log", Async: true, Ver: e.Ver, Delta: true, NewSize: e.Size + 4096,
 						Ranges: []peerproto.Range{{Off: e.Size, Len: 4096}}}
-					if _, err := c.PutDelta(ctx, m, offsetReader{src, e.Size}, nil); err != nil {
+					if _, err := c.PutDelta(ctx, m, offsetReader{add, e.Size}, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -271,11 +269,10 @@ func BenchmarkServeDeltaAppend(b *testing.B) {
 	}
 }
 
-// appendSource holds the bytes appended; offsetReader shows them at off.
-type appendSource []byte
-
+// offsetReader shows b at offset off of a file (for PutDelta, which reads
+// a range's bytes at the range's offset).
 type offsetReader struct {
-	b   appendSource
+	b   []byte
 	off int64
 }
 
