@@ -42,6 +42,10 @@ type Options struct {
 	// DefaultBootIDFile. Tests point it at a file of their own to
 	// simulate a reboot, or at none.
 	BootIDFile string
+	// MetaFiles keeps every entry's record in a metadata file of its
+	// own, as on a file system without user extended attributes, where
+	// the cache does so anyway (xattr.go). Tests set it.
+	MetaFiles bool
 }
 
 // Key names a cached file: a peer and a slash-separated path relative to
@@ -120,6 +124,7 @@ type Cache struct {
 	log        zerolog.Logger
 	lockFile   *os.File
 	boot       string // stamp on metadata written without fsync: the boot ID (see bootID)
+	xattrs     bool   // new records go into data files' attributes (xattr.go)
 
 	journal *Journal // the namespace journal (journal.go); set by Open
 
@@ -142,11 +147,11 @@ type Cache struct {
 	// For removeLoop (reuse.go):
 	dropQ     []dropped // detached clean entries whose files it empties or deletes
 	lastDrop  time.Time // when the last one was queued
-	spares    []string  // IDs of emptied file pairs kept for new entries
-	recycling int       // file pairs being emptied into spares
+	spares    []string  // IDs of emptied entries' files kept for new entries
+	recycling int       // dropped entries' files being emptied into spares
 	// filling holds the IDs of the spares that Fills are writing into,
 	// which Close deletes: a Fill still downloading outlives Close, and
-	// the next Open would take such a pair (its record still empty) for
+	// the next Open would take such files (their record still empty) for
 	// a spare of its own.
 	filling map[string]bool
 
@@ -168,6 +173,10 @@ type entry struct {
 	// metaLen is the length of the metadata file, 0 if unknown. Guarded
 	// by mu.
 	metaLen int
+	// metaFile reports that the entry's record is, or may be, a
+	// metadata file of its own rather than its data file's attribute
+	// (xattr.go); once set it stays. Guarded by mu.
+	metaFile bool
 
 	// Guarded by c.mu; persisted and durable change only with mu held too:
 	key        Key

@@ -31,23 +31,30 @@
 // Under Options.Dir:
 //
 //	lock             flock(2)ed while a Cache has the directory open
-//	entries/ID.data  an entry's content; ID is random, never derived from the key
-//	entries/ID.meta  its metadata as JSON (boot stamp, peer, path, size, version,
-//	                 dirty, mode, and for a dirty entry its base: the peer
-//	                 version its writes started from, the ranges changed
-//	                 since, and the mount's note of a failed upload; for a
-//	                 partial copy the ranges it holds), possibly padded
-//	                 with white space
+//	entries/ID.data  an entry's content; ID is random, never derived from the key.
+//	                 Its extended attribute user.peerfs.record is the entry's
+//	                 record: its metadata as JSON (boot stamp, peer, path,
+//	                 size, version, dirty, mode, and for a dirty entry its
+//	                 base: the peer version its writes started from, the
+//	                 ranges changed since, and the mount's note of a failed
+//	                 upload; for a partial copy the ranges it holds)
+//	entries/ID.meta  the record in a file of its own instead, possibly padded
+//	                 with white space: where the file system keeps no user
+//	                 extended attributes, for an entry whose record outgrew
+//	                 an attribute, and in caches written before December 2026
+//	                 (xattr.go). Where it exists it is the record.
 //	tmp/             temporary files, emptied by Open
 //
-// A pair of files whose metadata file is empty is a spare: the emptied
-// files of a dropped clean entry, kept (up to a bound) for the next new
-// entry, because creating a file costs far more than truncating one
-// (reuse.go). Open takes such pairs back as spares; Close deletes them.
+// An entry whose record is empty is a spare: the emptied files of a
+// dropped clean entry, kept (up to a bound) for the next new entry,
+// because creating a file costs far more than truncating one (reuse.go).
+// Open takes such files back as spares; Close deletes them. For the same
+// reason a record is an attribute where it can be: a new entry is then
+// one new file, not two.
 //
 // Because data files are named by a random ID rather than by the key, a
-// rename rewrites a single metadata file and never moves data. A metadata
-// file is written whenever the entry turns dirty, turns clean, is renamed,
+// rename rewrites a single record and never moves data. A record is
+// written whenever the entry turns dirty, turns clean, is renamed,
 // is filled, changes mode, or gets a new base or note (SetBase, SetSent),
 // when a write or truncation adds to its changed ranges, and when a
 // partial copy comes to hold more, and only then: setting the same mode,
@@ -55,9 +62,10 @@
 // nothing. The dirty flag and a write's changed range are written before
 // the first byte of the write reaches the data file; that a partial copy
 // holds the bytes, after them (a crash in between leaves them unknown, so
-// filled from the base again: the write, never acknowledged, is undone). Create writes a new or truncated
-// file's record once, already dirty and with its mode, where Acquire,
-// Truncate and SetMode would write it up to three times.
+// filled from the base again: the write, never acknowledged, is undone).
+// Create writes a new or truncated file's record once, already dirty and
+// with its mode, where Acquire, Truncate and SetMode would write it up to
+// three times.
 //
 // # Durability
 //
@@ -75,7 +83,11 @@
 // the process instead, which no later Open trusts: then only what Persist
 // made durable survives a restart.
 //
-// How a record is written follows from what a crash could pair with it:
+// How a record is written follows from what a crash could pair with it.
+// In an attribute: setting it replaces the value whole, also when the
+// process is killed during it, and a durable record (or leaving one)
+// fsyncs the data file after it, which makes the inode's attributes
+// durable with it (xattr.go). In a metadata file:
 //
 //   - A stamped record replacing a stamped one is overwritten in place,
 //     with one pwrite(2) at offset 0 of at most one page, padded with
@@ -99,8 +111,9 @@
 //     a data file whose record is missing or torn, and empties one whose
 //     record is empty into a spare.
 //
-// Recency (LRU order) lives in memory only; after a restart, older
-// metadata files count as less recently used.
+// Recency (LRU order) lives in memory only; after a restart, entries
+// whose record (or, for an attribute, data file) changed longer ago count
+// as less recently used.
 //
 // # Concurrency
 //

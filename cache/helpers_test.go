@@ -1,15 +1,18 @@
 package cache
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -31,9 +34,34 @@ func openCacheBoot(t testing.TB, dir, bootIDFile string) *Cache {
 	return openCacheWith(t, Options{Dir: dir, BootIDFile: bootIDFile})
 }
 
+// testMetaFiles is the record mode of this run of the package's tests:
+// records in data files' attributes (xattr.go) unless
+// PEERFS_CACHE_TEST_METAFILES is set, as TestMetaFilesMode sets it to run
+// the whole package again with metadata files (Options.MetaFiles).
+var testMetaFiles = os.Getenv("PEERFS_CACHE_TEST_METAFILES") != ""
+
+// TestMetaFilesMode runs the package's tests again with every record in
+// a metadata file of its own, as on a file system without user extended
+// attributes.
+func TestMetaFilesMode(t *testing.T) {
+	if testMetaFiles {
+		t.Skip("this is that run")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.count=1", "-test.timeout=5m")
+	cmd.Env = append(os.Environ(), "PEERFS_CACHE_TEST_METAFILES=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("the tests with metadata files failed: %v\n%s", err, out)
+	}
+}
+
 // openCacheWith opens a cache with opts, closed when the test ends.
 func openCacheWith(t testing.TB, opts Options) *Cache {
 	t.Helper()
+	opts.MetaFiles = opts.MetaFiles || testMetaFiles
 	c, err := Open(opts)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -44,6 +72,13 @@ func openCacheWith(t testing.TB, opts Options) *Cache {
 		}
 	})
 	return c
+}
+
+// openMetaCache is openCache of dir with every record in a metadata
+// file (Options.MetaFiles), for the tests of those files' format.
+func openMetaCache(t testing.TB, dir string) *Cache {
+	t.Helper()
+	return openCacheWith(t, Options{Dir: dir, MetaFiles: true})
 }
 
 func newCache(t testing.TB, max int64) *Cache {
@@ -131,6 +166,14 @@ func copyDir(t testing.TB, src string) string {
 		if err := os.WriteFile(target, b, 0o600); err != nil {
 			return err
 		}
+		// A record kept in the data file's attribute (xattr.go).
+		if rec, ok, err := readRecordXattr(p); err != nil {
+			return err
+		} else if ok {
+			if err := syscall.Setxattr(target, recordXattr, rec, 0); err != nil {
+				return err
+			}
+		}
 		// Keep mtimes: they are the recency order after a restart.
 		return os.Chtimes(target, info.ModTime(), info.ModTime())
 	})
@@ -189,6 +232,75 @@ func metaFile(t *testing.T, c *Cache, key Key) string {
 	return c.metaPath(e.id)
 }
 
+// filesPer returns how many files an entry of c has in entries/: its
+// data file, and its metadata file where records are not attributes.
+func filesPer(c *Cache) int {
+	if c.xattrs {
+		return 1
+	}
+	return 2
+}
+
+// recordOf returns key's record in c as Open would read it: from its
+// metadata file or its data file's attribute.
+func recordOf(t *testing.T, c *Cache, key Key) (record, []byte) {
+	t.Helper()
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	if e == nil {
+		t.Fatalf("%v has no entry", key)
+	}
+	e.mu.Lock()
+	inFile := e.metaFile
+	e.mu.Unlock()
+	if inFile {
+		return readRecord(t, c.metaPath(e.id))
+	}
+	b, ok, err := readRecordXattr(c.dataPath(e.id))
+	if err != nil || !ok {
+		t.Fatalf("%v: record attribute: %v, %v", key, ok, err)
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatalf("%v: %v (%q)", key, err, b)
+	}
+	return r, b
+}
+
+// recordMark marks key's record in c and returns a func reporting
+// whether it was written since: a metadata file's mtime set in the past,
+// or white space (which JSON ignores) added to an attribute's record.
+func recordMark(t *testing.T, c *Cache, key Key) func() bool {
+	t.Helper()
+	c.mu.Lock()
+	e := c.entries[key]
+	c.mu.Unlock()
+	e.mu.Lock()
+	inFile := e.metaFile
+	e.mu.Unlock()
+	if inFile {
+		name := c.metaPath(e.id)
+		past := time.Now().Add(-time.Hour).Truncate(time.Second)
+		if err := os.Chtimes(name, past, past); err != nil {
+			t.Fatal(err)
+		}
+		return func() bool { return !mustStat(t, name).ModTime().Equal(past) }
+	}
+	_, b := recordOf(t, c, key)
+	marked := append(b, ' ')
+	if err := syscall.Setxattr(c.dataPath(e.id), recordXattr, marked, 0); err != nil {
+		t.Fatal(err)
+	}
+	return func() bool {
+		b, _, err := readRecordXattr(c.dataPath(e.id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return !bytes.Equal(b, marked)
+	}
+}
+
 // readRecord parses a metadata file as Open does.
 func readRecord(t *testing.T, name string) (record, []byte) {
 	t.Helper()
@@ -217,6 +329,33 @@ func rebooted(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return f
+}
+
+// recorded returns how many entries in dir's entries/ have a record:
+// a metadata file that is not empty, or a data file without one whose
+// record attribute is not empty.
+func recorded(t *testing.T, dir string) int {
+	t.Helper()
+	n := 0
+	all := names(t, dir, "entries")
+	has := map[string]bool{}
+	for _, name := range all {
+		has[name] = true
+	}
+	for _, name := range all {
+		p := filepath.Join(dir, "entries", name)
+		switch {
+		case strings.HasSuffix(name, metaSuffix):
+			if fi, err := os.Stat(p); err == nil && fi.Size() > 0 {
+				n++
+			}
+		case strings.HasSuffix(name, dataSuffix) && !has[strings.TrimSuffix(name, dataSuffix)+metaSuffix]:
+			if b, ok, _ := readRecordXattr(p); ok && len(b) > 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // nonEmpty returns how many files in dir's entries/ hold something: the

@@ -63,6 +63,7 @@ func Open(opts Options) (*Cache, error) {
 		lf.Close()
 		return nil, err
 	}
+	c.xattrs = !opts.MetaFiles && probeXattrs(c.tmpDir)
 	ls, err := c.load()
 	if err != nil {
 		lf.Close()
@@ -83,6 +84,7 @@ func Open(opts Options) (*Cache, error) {
 			persisted: true,
 			durable:   l.rec.Boot == "",
 			metaLen:   l.metaLen,
+			metaFile:  l.metaFile,
 		}
 		if e.dirty {
 			e.dirtySince = time.Unix(0, l.rec.DirtySince)
@@ -196,13 +198,14 @@ func bootID(file string) string {
 
 // loaded is an entry found on disk by load.
 type loaded struct {
-	id      string
-	rec     record
-	key     Key
-	origin  Key // a parked entry's Meta.Origin
-	size    int64
-	written time.Time // metadata file's mtime: recency after a restart
-	metaLen int       // metadata file's length
+	id       string
+	rec      record
+	key      Key
+	origin   Key // a parked entry's Meta.Origin
+	size     int64
+	written  time.Time // record's mtime (or the data file's ctime): recency after a restart
+	metaLen  int       // metadata file's length
+	metaFile bool      // the record is a metadata file's
 }
 
 // load scans the entries directory and returns the valid entries, least
@@ -230,17 +233,25 @@ func (c *Cache) load() ([]loaded, error) {
 		c.log.Warn().Str("id", id).Str("reason", why).Msg("discard cache entry")
 		c.removeFiles(id)
 	}
+	ids := make([]string, 0, len(datas)+len(metas))
+	for id := range metas {
+		ids = append(ids, id)
+	}
 	for id := range datas {
 		if !metas[id] {
-			// A clean copy never recorded, or a removal cut short.
-			c.removeFiles(id)
+			ids = append(ids, id)
 		}
 	}
 	byKey := map[Key]loaded{}
-	for id := range metas {
-		l, why := c.loadOne(id, datas[id])
+	for _, id := range ids {
+		l, why := c.loadOne(id, datas[id], metas[id])
+		if why == whyNoRecord {
+			// A clean copy never recorded, or a removal cut short.
+			c.removeFiles(id)
+			continue
+		}
 		if why == whySpare {
-			c.keepSpare(id, datas[id])
+			c.keepSpare(id, datas[id], metas[id])
 			continue
 		}
 		if why != "" {
@@ -267,15 +278,21 @@ func (c *Cache) load() ([]loaded, error) {
 	return out, nil
 }
 
-// whySpare is what loadOne returns for a file pair with an empty record:
-// a spare (reuse.go), or a new entry whose record was never written.
-const whySpare = "spare"
+// whySpare is what loadOne returns for an entry with an empty record: a
+// spare (reuse.go), or a new entry whose record was never written.
+// whyNoRecord is its answer for a data file with no record at all.
+const (
+	whySpare    = "spare"
+	whyNoRecord = "no record"
+)
 
-// keepSpare takes the file pair id, found by Open with an empty record,
-// back as a spare, or deletes it if the pool is full or its data file
-// cannot be emptied. Called by Open, which owns c.
-func (c *Cache) keepSpare(id string, hasData bool) {
-	if hasData && len(c.spares) < maxSpares && syscall.Truncate(c.dataPath(id), 0) == nil {
+// keepSpare takes the files of entry id, found by Open with an empty
+// record, back as a spare, or deletes them if the pool is full or its
+// data file cannot be emptied. Spares are of the kind this cache makes
+// (xattr.go): a metadata file's empty record where records are kept in
+// attributes is deleted with its files. Called by Open, which owns c.
+func (c *Cache) keepSpare(id string, hasData, hasMeta bool) {
+	if hasData && hasMeta != c.xattrs && len(c.spares) < maxSpares && syscall.Truncate(c.dataPath(id), 0) == nil {
 		c.spares = append(c.spares, id)
 		return
 	}
@@ -283,26 +300,44 @@ func (c *Cache) keepSpare(id string, hasData bool) {
 }
 
 // loadOne reads entry id, or returns why it is unusable (whySpare for a
-// spare).
-func (c *Cache) loadOne(id string, hasData bool) (loaded, string) {
-	l := loaded{id: id}
+// spare, whyNoRecord for a data file without one). Its record is its
+// metadata file if it has one (hasMeta), else its data file's attribute.
+func (c *Cache) loadOne(id string, hasData, hasMeta bool) (loaded, string) {
+	l := loaded{id: id, metaFile: hasMeta}
 	if !hasData {
 		return l, "data file missing"
 	}
-	mf := c.metaPath(id)
-	b, err := os.ReadFile(mf)
-	if err != nil {
-		return l, "read metadata: " + err.Error()
+	var b []byte
+	var err error
+	if hasMeta {
+		mf := c.metaPath(id)
+		if b, err = os.ReadFile(mf); err != nil {
+			return l, "read metadata: " + err.Error()
+		}
+		mst, err := os.Stat(mf)
+		if err != nil {
+			return l, "stat metadata: " + err.Error()
+		}
+		l.written = mst.ModTime()
+		l.metaLen = len(b)
+	} else {
+		var ok bool
+		switch b, ok, err = readRecordXattr(c.dataPath(id)); {
+		case err != nil:
+			return l, "read metadata: " + err.Error()
+		case !ok:
+			return l, whyNoRecord
+		}
+		// The record and the data change the data file's ctime.
+		var st syscall.Stat_t
+		if err := syscall.Stat(c.dataPath(id), &st); err != nil {
+			return l, "stat data: " + err.Error()
+		}
+		l.written = time.Unix(st.Ctim.Unix())
 	}
-	mst, err := os.Stat(mf)
-	if err != nil {
-		return l, "stat metadata: " + err.Error()
-	}
-	if len(b) == 0 && hasData {
+	if len(b) == 0 {
 		return l, whySpare
 	}
-	l.written = mst.ModTime()
-	l.metaLen = len(b)
 	if err := json.Unmarshal(b, &l.rec); err != nil {
 		return l, "parse metadata: " + err.Error()
 	}

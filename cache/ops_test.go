@@ -357,8 +357,8 @@ func TestRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(openCache(t, dir, 0))
-	if got := len(names(t, dir, "entries")); got != 2*len(want) {
-		t.Errorf("%d files in entries; want %d", got, 2*len(want))
+	if got := len(names(t, dir, "entries")); got != filesPer(c)*len(want) {
+		t.Errorf("%d files in entries; want %d", got, filesPer(c)*len(want))
 	}
 }
 
@@ -414,7 +414,7 @@ func TestCreateNew(t *testing.T) {
 	}
 	// The record is on disk before Create returns: an empty new file
 	// survives a crash, and is to be uploaded.
-	r, _ := readRecord(t, metaFile(t, c, key))
+	r, _ := recordOf(t, c, key)
 	if !r.Dirty || r.Mode != 0o640 || r.Boot == "" {
 		t.Errorf("record = %+v; want dirty, mode 0640, stamped", r)
 	}
@@ -485,7 +485,7 @@ func TestCreateExisting(t *testing.T) {
 	if m := hd.Meta(); !m.Dirty || m.Size != 0 || m.Mode != 0o755 {
 		t.Errorf("dirty Meta = %+v; want dirty, empty, mode 0755", m)
 	}
-	if r, _ := readRecord(t, metaFile(t, c, dirty)); r.Mode != 0o755 || !r.Dirty {
+	if r, _ := recordOf(t, c, dirty); r.Mode != 0o755 || !r.Dirty {
 		t.Errorf("dirty record = %+v", r)
 	}
 	// Hits: two Acquires and two Creates of existing entries; the miss
@@ -537,7 +537,7 @@ func TestCreateConcurrent(t *testing.T) {
 	}
 	// Whatever the interleaving, memory and disk agree.
 	m, _ := c.Meta(key)
-	r, _ := readRecord(t, metaFile(t, c, key))
+	r, _ := recordOf(t, c, key)
 	if r.Dirty != m.Dirty || r.Mode != m.Mode {
 		t.Errorf("record %+v, Meta %+v", r, m)
 	}

@@ -13,25 +13,26 @@ import (
 // Creating a file is the dearest thing the cache does on common local
 // file systems: about 200 us of CPU per inode on the ext4 of the machine
 // this was measured on, against 7 us to open an existing file with
-// O_TRUNC and 8–14 us to unlink one; and every new entry needs two (its
-// data and its record). So the files of clean entries that are dropped
+// O_TRUNC and 8–14 us to unlink one; and every new entry needs one, or
+// two where its record is a metadata file (xattr.go). So the files of clean entries that are dropped
 // (removed, renamed over, replaced or evicted) are kept, emptied, as
 // spares for the next new entries, up to maxSpares; only the rest are
 // unlinked, and those unlinks wait until the cache has been quiet for
 // removeQuiet (rm -r of a big tree, whose every unlink would otherwise
 // pay two more on the same CPUs), within bounds on how much waits.
 //
-// A spare's record file is empty and is emptied before its data file, so
-// a crash at any point leaves either the dropped entry whole (harmless: a
-// clean copy that nothing will match, as when its unlinks are cut short)
-// or a record that is empty, which Open takes back as a spare. A new
-// entry given a spare opens its data file with O_TRUNC and writes its
-// record over the empty one: until that record is complete the entry has
-// none, exactly as with new files. Close deletes the spares, and those
-// that Fills still downloading are writing into (Cache.filling).
+// A spare's record (its data file's attribute, or its metadata file) is
+// empty and is emptied before its data file, so a crash at any point
+// leaves either the dropped entry whole (harmless: a clean copy that
+// nothing will match, as when its unlinks are cut short) or a record that
+// is empty, which Open takes back as a spare (emptyRecord). A new entry
+// given a spare opens its data file with O_TRUNC and writes its record
+// over the empty one: until that record is complete the entry has none,
+// exactly as with new files. Close deletes the spares, and those that
+// Fills still downloading are writing into (Cache.filling).
 
 const (
-	// maxSpares bounds the emptied file pairs kept for reuse.
+	// maxSpares bounds the emptied entries' files kept for reuse.
 	maxSpares = 1024
 	// removeQuiet is how long the cache must have seen no drop before
 	// the unlinks waiting for one run.
@@ -67,8 +68,7 @@ func (c *Cache) queueRemovalLocked(e *entry) bool {
 	return true
 }
 
-// takeSpareLocked returns the ID of a spare file pair, or "" if there is
-// none. Caller holds c.mu.
+// takeSpareLocked returns the ID of a spare, or "" if there is none. Caller holds c.mu.
 func (c *Cache) takeSpareLocked() string {
 	n := len(c.spares)
 	if n == 0 {
@@ -115,8 +115,7 @@ func (c *Cache) recycle(e *entry) (done, pinned bool) {
 	if !ok {
 		return false, pinned
 	}
-	// The record first: from then on Open takes the pair for a spare.
-	err := syscall.Truncate(c.metaPath(e.id), 0)
+	err := c.emptyRecord(e)
 	if err == nil {
 		err = syscall.Truncate(c.dataPath(e.id), 0)
 	}
@@ -136,6 +135,30 @@ func (c *Cache) recycle(e *entry) (done, pinned bool) {
 		return false, false
 	}
 	return true, false
+}
+
+// emptyRecord makes detached e's files a spare, as far as Open is
+// concerned: the record first, so that from then on Open takes them for
+// one. Where records are attributes (xattr.go) a spare is a data file
+// whose attribute is empty, and e's metadata file, if it may have one,
+// goes after the attribute is emptied: never is the attribute, which may
+// hold an older record, what speaks for the entry while the file is
+// there. Caller holds e.mu.
+func (c *Cache) emptyRecord(e *entry) error {
+	if !c.xattrs {
+		return syscall.Truncate(c.metaPath(e.id), 0)
+	}
+	if err := c.setRecordXattr(e.id, nil, false); err != nil {
+		return err
+	}
+	if !e.metaFile {
+		return nil
+	}
+	if err := os.Remove(c.metaPath(e.id)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	e.metaFile = false
+	return nil
 }
 
 // removeLoop empties or deletes the files of the entries queued by

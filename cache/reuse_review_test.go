@@ -42,7 +42,7 @@ func TestRemoveRacingDetach(t *testing.T) {
 	if err := c.Remove(other); err != nil {
 		t.Fatal(err)
 	}
-	waitFiles(t, dir, 4, 0)
+	waitFiles(t, c, dir, 0, 2)
 
 	want := map[Key]string{}
 	for i := range 3 {
@@ -74,7 +74,7 @@ func TestOpenEvictionRecycled(t *testing.T) {
 	if st := c.Stats(); st.Entries != 1 || st.Evictions != 2 {
 		t.Fatalf("Stats after Open = %+v; want 1 entry and 2 evictions", st)
 	}
-	waitFiles(t, dir, 6, 2) // the kept entry's two files and two spares
+	waitFiles(t, c, dir, 1, 2) // the kept entry and two spares
 }
 
 // blockingReader yields its content only once release is closed.
@@ -110,7 +110,7 @@ func TestFillAcrossCloseAndReopen(t *testing.T) {
 	if err := c.Remove(gone); err != nil {
 		t.Fatal(err)
 	}
-	waitFiles(t, dir, 2, 0) // one spare
+	waitFiles(t, c, dir, 0, 1) // one spare
 
 	br := &blockingReader{started: make(chan struct{}), release: make(chan struct{}), r: strings.NewReader("downloaded")}
 	errc := make(chan error, 1)

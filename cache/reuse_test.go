@@ -14,12 +14,13 @@ import (
 	"github.com/peerfs/peerfs/internal/testutil"
 )
 
-// waitFiles waits until dir's entries/ holds want files of which
-// wantFull hold something.
-func waitFiles(t *testing.T, dir string, want, wantFull int) {
+// waitFiles waits until dir's entries/ holds the files of entries
+// entries that have a record and of spares spares, for a cache in c's
+// record mode (filesPer).
+func waitFiles(t *testing.T, c *Cache, dir string, entries, spares int) {
 	t.Helper()
-	testutil.Eventually(t, fmt.Sprintf("entries/ to hold %d files, %d of them not empty", want, wantFull), func() bool {
-		return len(names(t, dir, "entries")) == want && nonEmpty(t, dir) == wantFull
+	testutil.Eventually(t, fmt.Sprintf("entries/ to hold %d entries and %d spares", entries, spares), func() bool {
+		return len(names(t, dir, "entries")) == (entries+spares)*filesPer(c) && recorded(t, dir) == entries
 	})
 }
 
@@ -57,7 +58,7 @@ func TestSparesReused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFiles(t, dir, 10, 2) // keep's two files and four empty pairs
+	waitFiles(t, c, dir, 1, 4) // keep's files and four spares
 	before := inodes(t, dir)
 
 	created, err := c.Create(Key{Peer: "p", Path: "created"}, 0o640, "none")
@@ -130,7 +131,7 @@ func TestSparesAfterCrash(t *testing.T) {
 	if err := c.Remove(k); err != nil {
 		t.Fatal(err)
 	}
-	waitFiles(t, dir, 2, 0)
+	waitFiles(t, c, dir, 0, 1)
 	crashed := copyDir(t, dir)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -138,12 +139,22 @@ func TestSparesAfterCrash(t *testing.T) {
 	if got := names(t, dir, "entries"); len(got) != 0 {
 		t.Errorf("entries/ after Close: %q; want the spares deleted", got)
 	}
-	// A new entry's record cut short at its very start.
+	// A new entry's record cut short at its very start: an empty
+	// metadata file, or an empty attribute, beside data.
 	for name, body := range map[string]string{"torn.meta": "", "torn.data": "half of a new file"} {
+		if c.xattrs && name == "torn.meta" {
+			continue
+		}
 		if err := os.WriteFile(filepath.Join(crashed, "entries", name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
+	if c.xattrs {
+		if err := syscall.Setxattr(filepath.Join(crashed, "entries", "torn.data"), recordXattr, nil, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	per := filesPer(c)
 	var logged testutil.LogBuffer
 	c = openCacheWith(t, Options{Dir: crashed, Logger: zerolog.New(&logged)})
 	if st := c.Stats(); st.Entries != 0 {
@@ -155,18 +166,21 @@ func TestSparesAfterCrash(t *testing.T) {
 	if n := nonEmpty(t, crashed); n != 0 {
 		t.Errorf("%d files still hold data after Open", n)
 	}
+	if n := recorded(t, crashed); n != 0 {
+		t.Errorf("%d records after Open", n)
+	}
 	if s := logged.String(); strings.Contains(s, "discard") {
 		t.Errorf("Open logged discards for spares:\n%s", s)
 	}
 	before := inodes(t, crashed)
 	write(t, c, Key{Peer: "p", Path: "a"}, "a")
 	write(t, c, Key{Peer: "p", Path: "b"}, "b")
-	if after := inodes(t, crashed); len(after) != len(before) || len(after) != 4 {
-		t.Errorf("entries/ went from %d files to %d; want the 4 spare files used", len(before), len(after))
+	if after := inodes(t, crashed); len(after) != len(before) || len(after) != 2*per {
+		t.Errorf("entries/ went from %d files to %d; want the %d spare files used", len(before), len(after), 2*per)
 	}
 	write(t, c, Key{Peer: "p", Path: "c"}, "c")
-	if n := len(names(t, crashed, "entries")); n != 6 {
-		t.Errorf("entries/ holds %d files after a third new entry; want 6", n)
+	if n := len(names(t, crashed, "entries")); n != 3*per {
+		t.Errorf("entries/ holds %d files after a third new entry; want %d", n, 3*per)
 	}
 }
 
@@ -185,7 +199,7 @@ func TestPinnedDropNotReused(t *testing.T) {
 	if err := c.Remove(k); err != nil {
 		t.Fatal(err)
 	}
-	waitFiles(t, dir, 0, 0) // unlinked at once, not kept
+	waitFiles(t, c, dir, 0, 0) // unlinked at once, not kept
 	for i := range 3 {
 		write(t, c, Key{Peer: "p", Path: "new" + string(rune('a'+i))}, "new content that is longer")
 	}
@@ -215,7 +229,7 @@ func TestSparesBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFiles(t, dir, 2*maxSpares, 0)
+	waitFiles(t, c, dir, 0, maxSpares)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

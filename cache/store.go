@@ -193,13 +193,15 @@ func (e *entry) diskState() onDisk {
 // checks for a fatal signal only between pages) or the write fails.
 const maxInPlace = 4096
 
-// writeRecord writes e's metadata file with rec, which the caller took
-// from e under c.mu, and reports the file's new length in e.metaLen.
-// was is the file's state before (e.diskState()). Caller holds e.mu, so
-// no other metadata write of e runs at the same time.
+// writeRecord writes e's record with rec, which the caller took from e
+// under c.mu: into its data file's attribute where the cache keeps
+// records there and e has no metadata file (writeRecordXattr), else into
+// its metadata file, reporting the file's new length in e.metaLen. was
+// is the record's state before (e.diskState()). Caller holds e.mu, so no
+// other record write of e runs at the same time.
 //
-// How it writes depends on what a crash could otherwise pair with the
-// entry's data:
+// How a metadata file is written depends on what a crash could otherwise
+// pair with the entry's data:
 //
 //   - durable: the record is unstamped and written to a temporary file,
 //     fsynced, renamed over the old one, and the directory fsynced.
@@ -230,6 +232,10 @@ func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) erro
 		return fmt.Errorf("cache: encode metadata: %w", err)
 	}
 	b = append(b, '\n')
+	if c.xattrs && !e.metaFile {
+		return c.writeRecordXattr(e, b, durable || was == durableRecord)
+	}
+	e.metaFile = true
 	switch {
 	case durable || was == durableRecord:
 		err = c.replaceRecord(e.id, b, true)
@@ -383,10 +389,13 @@ func syncDir(dir string) error {
 	return err
 }
 
-// removeFiles deletes an entry's files, metadata first: a crash in between
-// leaves only a data file without metadata, which Open discards.
+// removeFiles deletes an entry's files, data first: a crash in between
+// leaves a metadata file without data, which Open discards, and never a
+// data file whose record attribute a metadata file overrode (an entry
+// whose records outgrew the attribute: writeRecordXattr). A missing
+// metadata file is no error.
 func (c *Cache) removeFiles(id string) {
-	for _, p := range []string{c.metaPath(id), c.dataPath(id)} {
+	for _, p := range []string{c.dataPath(id), c.metaPath(id)} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			c.log.Warn().Err(err).Str("file", p).Msg("remove cache file")
 		}

@@ -56,7 +56,7 @@ func TestOpenDiscardsBadEntries(t *testing.T) {
 	if got, _ := lookup(t, c2, keys["dirtygrown"]); got != "written and more" {
 		t.Errorf("dirtygrown = %q", got)
 	}
-	if got := names(t, dir, "entries"); len(got) != 4 {
+	if got := names(t, dir, "entries"); len(got) != 2*filesPer(c2) {
 		t.Errorf("entries = %v; want only the 2 kept entries' files", got)
 	}
 }
@@ -125,7 +125,7 @@ func TestEscapeName(t *testing.T) {
 // and what they leave parses as the newest record after a crash.
 func TestRecordInPlace(t *testing.T) {
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openMetaCache(t, dir)
 	key := Key{"bob", "a"}
 	h, _, err := c.Acquire(key, -1, "", true)
 	if err != nil {
@@ -166,7 +166,7 @@ func TestRecordInPlace(t *testing.T) {
 	if got := names(t, dir, "tmp"); len(got) != 0 {
 		t.Errorf("temporary files: %v", got)
 	}
-	c2 := openCache(t, copyDir(t, dir), 0)
+	c2 := openMetaCache(t, copyDir(t, dir))
 	if m, ok := c2.Meta(key); !ok || m.Dirty || m.Version != "1" || m.Mode != 0o644 {
 		t.Errorf("after a crash: %+v, %v", m, ok)
 	}
@@ -175,7 +175,7 @@ func TestRecordInPlace(t *testing.T) {
 	if _, err := h.WriteAt([]byte("more"), 4); err != nil {
 		t.Fatal(err)
 	}
-	c3 := openCache(t, copyDir(t, dir), 0)
+	c3 := openMetaCache(t, copyDir(t, dir))
 	if got, _ := lookup(t, c3, key); got != "datamore" {
 		t.Errorf("after a second write and a crash: %q", got)
 	}
@@ -222,7 +222,7 @@ func TestRecordLong(t *testing.T) {
 // look at.
 func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openMetaCache(t, dir)
 	key := Key{"bob", "a"}
 	h, err := c.Create(key, 0o644, "")
 	if err != nil {
@@ -270,7 +270,7 @@ func TestDurableRecordNeverRewrittenInPlace(t *testing.T) {
 // the newest record, or one torn between two versions.
 func TestRebootDropsInPlaceRecords(t *testing.T) {
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openMetaCache(t, dir)
 	keys := []Key{{"p", "created"}, {"p", "cleaned"}, {"p", "torn"}}
 	var versions [][]byte
 	for i, k := range keys {
@@ -278,7 +278,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, b := readRecord(t, metaFile(t, c, k)); i == 2 {
+		if _, b := recordOf(t, c, k); i == 2 {
 			versions = append(versions, b)
 		}
 		if _, err := h.WriteAt([]byte("x"), 0); err != nil {
@@ -289,7 +289,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 				t.Fatal(ok, err)
 			}
 		}
-		if _, b := readRecord(t, metaFile(t, c, k)); i == 2 {
+		if _, b := recordOf(t, c, k); i == 2 {
 			versions = append(versions, b)
 		}
 		release(t, h)
@@ -310,13 +310,13 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Same boot: a process crash keeps the intact ones.
-	sameBoot := openCache(t, copyDir(t, crashed), 0)
+	sameBoot := openMetaCache(t, copyDir(t, crashed))
 	for _, k := range keys[:2] {
 		if _, ok := sameBoot.Meta(k); !ok {
 			t.Errorf("%v lost in a process crash", k)
 		}
 	}
-	c2 := openCacheBoot(t, crashed, rebooted(t))
+	c2 := openCacheWith(t, Options{Dir: crashed, BootIDFile: rebooted(t), MetaFiles: true})
 	if st := c2.Stats(); st.Entries != 0 {
 		t.Errorf("after a reboot: %d entries loaded; want none", st.Entries)
 	}
@@ -329,7 +329,7 @@ func TestRebootDropsInPlaceRecords(t *testing.T) {
 // write to the filled entry rewrites it in place.
 func TestFillRecordInPlace(t *testing.T) {
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openMetaCache(t, dir)
 	key := Key{"bob", "f"}
 	h, err := c.Fill(key, strings.NewReader("remote"), 6, "3")
 	if err != nil {
@@ -350,7 +350,7 @@ func TestFillRecordInPlace(t *testing.T) {
 	if got := inode(t, name); got != ino {
 		t.Error("rename replaced the record instead of rewriting it")
 	}
-	c2 := openCache(t, copyDir(t, dir), 0)
+	c2 := openMetaCache(t, copyDir(t, dir))
 	if got, ok := lookup(t, c2, Key{"bob", "g"}); !ok || got != "Lemote" {
 		t.Errorf("after rename and a crash: %q, %v", got, ok)
 	}
@@ -364,7 +364,7 @@ func TestFillRecordInPlace(t *testing.T) {
 // of those mtimes ("m<ns>"), a created file's -1 as "none".
 func TestLegacyMtimeRecords(t *testing.T) {
 	dir := t.TempDir()
-	c := openCache(t, dir, 0)
+	c := openMetaCache(t, dir)
 	clean, created, edited := Key{"bob", "clean"}, Key{"bob", "created"}, Key{"bob", "edited"}
 	fill(t, c, clean, "abc", "v1")
 	h, err := c.Create(created, 0o644, "none")
@@ -391,7 +391,7 @@ func TestLegacyMtimeRecords(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c2 := openCache(t, copyDir(t, dir), 0)
+	c2 := openMetaCache(t, copyDir(t, dir))
 	for key, want := range map[Key]Meta{
 		clean:   {Version: "m42"},
 		created: {Dirty: true, Base: "none"},
@@ -410,21 +410,21 @@ func TestLegacyMtimeRecords(t *testing.T) {
 // for the background deletions.
 func TestRemoveFiles(t *testing.T) {
 	dir := t.TempDir()
-	c, err := Open(Options{Dir: dir})
+	c, err := Open(Options{Dir: dir, MetaFiles: testMetaFiles})
 	if err != nil {
 		t.Fatal(err)
 	}
 	clean, dirty := Key{Peer: "p", Path: "clean"}, Key{Peer: "p", Path: "dirty"}
 	fill(t, c, clean, "clean copy", "7")
 	write(t, c, dirty, "unsent")
-	if got := len(names(t, dir, "entries")); got != 4 {
-		t.Fatalf("%d files in entries/, want 4", got)
+	if got := len(names(t, dir, "entries")); got != 2*filesPer(c) {
+		t.Fatalf("%d files in entries/, want %d", got, 2*filesPer(c))
 	}
 	if err := c.Remove(dirty); err != nil {
 		t.Fatal(err)
 	}
-	if got := len(names(t, dir, "entries")); got != 2 {
-		t.Errorf("%d files in entries/ right after removing the dirty entry, want 2", got)
+	if got := len(names(t, dir, "entries")); got != filesPer(c) {
+		t.Errorf("%d files in entries/ right after removing the dirty entry, want %d", got, filesPer(c))
 	}
 	if err := c.Remove(clean); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,136 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// Records kept in the data file's extended attribute.
+//
+// A new entry used to cost two new files, its data and its record, and a
+// file creation is the dearest thing the cache does on common local file
+// systems (reuse.go). Where the cache's file system has user extended
+// attributes, an entry's record is the recordXattr attribute of its data
+// file instead, so a new entry is one new file. Setting an attribute
+// replaces its value whole, also when the process is killed during it,
+// so a record kept there needs neither the in-place rewrite nor the
+// rename a metadata file needs.
+//
+// An entry keeps its record in a metadata file of its own (entry.metaFile)
+// where the file system has no user attributes (Cache.xattrs false, or
+// Options.MetaFiles), where it was loaded so (a cache written by an
+// earlier version), and once its record outgrew what an attribute holds
+// (maxXattrRecord: very long paths, many changed ranges); from then on
+// for good. Open prefers a metadata file to the attribute, which may hold
+// an older record; the two go in an order that never lets the attribute
+// speak for the entry while a metadata file overrides it:
+//
+//   - an entry moving to a metadata file writes it whole (a rename) before
+//     anything else reads as its record;
+//   - recycle empties the attribute (a spare) before it unlinks the
+//     metadata file;
+//   - removeFiles unlinks the data file, and with it the attribute, first.
+//
+// The durability rules are writeRecord's: a durable record, and leaving
+// one, fsync the data file after setting the attribute (the attribute is
+// the inode's, so that fsync makes it durable), and a durable one the
+// entries directory too (the data file's name).
+
+// recordXattr names the attribute holding an entry's record.
+const recordXattr = "user.peerfs.record"
+
+// maxXattrRecord bounds a record kept in recordXattr. ext4 keeps an
+// inode's attributes in one block (4 KiB on most file systems); a longer
+// record goes to a metadata file.
+const maxXattrRecord = 3072
+
+// probeXattrs reports whether dir's file system keeps user extended
+// attributes on regular files: the cache then keeps records there.
+func probeXattrs(dir string) bool {
+	f, err := os.CreateTemp(dir, "xattr-probe-*")
+	if err != nil {
+		return false
+	}
+	name := f.Name()
+	f.Close()
+	defer os.Remove(name)
+	return syscall.Setxattr(name, recordXattr, []byte{}, 0) == nil
+}
+
+// writeRecordXattr writes b, e's encoded record, into its data file's
+// attribute, with the fsyncs writeRecord's rules ask when sync is set
+// (durable, or leaving durable). A record the attribute cannot hold moves
+// e to a metadata file, for good. Caller holds e.mu.
+func (c *Cache) writeRecordXattr(e *entry, b []byte, sync bool) error {
+	err := errRecordTooLarge
+	if len(b) <= maxXattrRecord {
+		err = c.setRecordXattr(e.id, b, sync)
+	}
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, errRecordTooLarge) && !errors.Is(err, syscall.E2BIG) && !errors.Is(err, syscall.ERANGE) && !errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("cache: write metadata: %w", err)
+	}
+	// Written whole, with a rename: the attribute may hold the record a
+	// crash must find if this file is not complete.
+	err = c.replaceRecord(e.id, b, sync)
+	if _, serr := os.Lstat(c.metaPath(e.id)); serr == nil {
+		e.metaFile, e.metaLen = true, len(b)
+	}
+	if err != nil {
+		return fmt.Errorf("cache: write metadata: %w", err)
+	}
+	return nil
+}
+
+// errRecordTooLarge is writeRecordXattr's own refusal of a record longer
+// than maxXattrRecord.
+var errRecordTooLarge = errors.New("record too large for an extended attribute")
+
+// setRecordXattr sets entry id's record attribute to b (an empty b marks
+// a spare). With sync, the data file is fsynced, and the entries
+// directory, so that the record and the data file's name survive a
+// power loss.
+func (c *Cache) setRecordXattr(id string, b []byte, sync bool) error {
+	name := c.dataPath(id)
+	if err := syscall.Setxattr(name, recordXattr, b, 0); err != nil {
+		return &os.PathError{Op: "setxattr", Path: name, Err: err}
+	}
+	if !sync {
+		return nil
+	}
+	fd, err := openRaw(name, syscall.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = syscall.Fsync(fd)
+	if cerr := syscall.Close(fd); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return &os.PathError{Op: "fsync", Path: name, Err: err}
+	}
+	return syncDir(c.entriesDir)
+}
+
+// readRecordXattr returns data file name's record attribute; ok is false
+// if it has none.
+func readRecordXattr(name string) (b []byte, ok bool, err error) {
+	buf := make([]byte, 1024)
+	for {
+		n, err := syscall.Getxattr(name, recordXattr, buf)
+		switch {
+		case err == nil:
+			return buf[:n], true, nil
+		case errors.Is(err, syscall.ENODATA), errors.Is(err, syscall.ENOTSUP):
+			return nil, false, nil
+		case errors.Is(err, syscall.ERANGE) && len(buf) < 1<<16:
+			buf = make([]byte, 1<<16)
+		default:
+			return nil, false, &os.PathError{Op: "getxattr", Path: name, Err: err}
+		}
+	}
+}
