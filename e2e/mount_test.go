@@ -341,10 +341,54 @@ func TestMountDeadPeer(t *testing.T) {
 
 // TestMountCrashKeepsDirty: a write whose upload fails stays in the cache
 // (close reports the error), survives kill -9 of the mount, and is
-// delivered after restart.
+// delivered after restart; also with the cache on a file system without
+// user extended attributes (ramfs), where the cache keeps its records in
+// files of their own (cache/xattr.go).
 func TestMountCrashKeepsDirty(t *testing.T) {
+	t.Run("cache", func(t *testing.T) {
+		// One file per cached file: its record is an attribute.
+		if metas := cacheRecordFiles(t, crashKeepsDirty(t)); len(metas) != 0 {
+			t.Errorf("record files in a cache on %s: %q", os.TempDir(), metas)
+		}
+	})
+	t.Run("cache without attributes", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("mounting a ramfs needs root")
+		}
+		dir := t.TempDir()
+		if out, err := exec.Command("mount", "-t", "ramfs", "ramfs", dir).CombinedOutput(); err != nil {
+			t.Skipf("cannot mount a ramfs: %v: %s", err, out)
+		}
+		t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+		if err := syscall.Setxattr(dir, "user.probe", []byte("1"), 0); err == nil {
+			t.Fatal("ramfs kept a user attribute: the test needs a file system without them")
+		}
+		crashKeepsDirty(t, "--cache-dir", filepath.Join(dir, "cache"))
+		if metas := cacheRecordFiles(t, filepath.Join(dir, "cache")); len(metas) == 0 {
+			t.Error("no record files in the cache on the ramfs")
+		}
+	})
+}
+
+// cacheRecordFiles returns the names of the record files in cache's
+// entries/.
+func cacheRecordFiles(t *testing.T, cache string) []string {
+	t.Helper()
+	metas, err := filepath.Glob(filepath.Join(cache, "entries", "*.meta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if datas, _ := filepath.Glob(filepath.Join(cache, "entries", "*.data")); len(datas) == 0 {
+		t.Fatalf("no cached files in %s", cache)
+	}
+	return metas
+}
+
+// crashKeepsDirty is TestMountCrashKeepsDirty with the writer's mount
+// started with extra; it returns that mount's default cache directory.
+func crashKeepsDirty(t *testing.T, extra ...string) string {
 	c := newCluster(t, "--peer-timeout", "30s")
-	a := c.mount("alice")
+	a := c.mount("alice", extra...)
 	b := c.mount("bob")
 	a.sees(b)
 	writeFile(t, filepath.Join(b.export, "keep.txt"), []byte("old content\n"))
@@ -365,6 +409,7 @@ func TestMountCrashKeepsDirty(t *testing.T) {
 		got, err := os.ReadFile(filepath.Join(b.export, "new.txt"))
 		return err == nil && string(got) == "precious data\n"
 	})
+	return a.cache
 }
 
 // TestMountCacheBound: a small cache evicts clean copies and keeps dirty
