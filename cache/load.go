@@ -63,7 +63,16 @@ func Open(opts Options) (*Cache, error) {
 		lf.Close()
 		return nil, err
 	}
-	c.xattrs = !opts.MetaFiles && probeXattrs(c.tmpDir)
+	if !opts.MetaFiles {
+		switch err := probeXattrs(c.tmpDir); {
+		case err == nil:
+			c.xattrs = true
+		case errors.Is(err, syscall.ENOTSUP):
+			c.log.Info().Str("dir", opts.Dir).Msg("the cache's file system keeps no user extended attributes: records go to files of their own (two files per cached file)")
+		default:
+			c.log.Warn().Err(err).Str("dir", opts.Dir).Msg("cannot tell whether the cache's file system keeps user extended attributes: records go to files of their own")
+		}
+	}
 	ls, err := c.load()
 	if err != nil {
 		lf.Close()
@@ -290,9 +299,11 @@ const (
 // record, back as a spare, or deletes them if the pool is full or its
 // data file cannot be emptied. Spares are of the kind this cache makes
 // (xattr.go): a metadata file's empty record where records are kept in
-// attributes is deleted with its files. Called by Open, which owns c.
+// attributes is deleted with its files, and where they are metadata
+// files a spare keeps no attribute. Called by Open, which owns c.
 func (c *Cache) keepSpare(id string, hasData, hasMeta bool) {
-	if hasData && hasMeta != c.xattrs && len(c.spares) < maxSpares && syscall.Truncate(c.dataPath(id), 0) == nil {
+	if hasData && hasMeta != c.xattrs && len(c.spares) < maxSpares && syscall.Truncate(c.dataPath(id), 0) == nil &&
+		(c.xattrs || clearRecordXattr(c.dataPath(id)) == nil) {
 		c.spares = append(c.spares, id)
 		return
 	}

@@ -266,9 +266,8 @@ func (c *Cache) Fill(key Key, r io.Reader, size int64, version string) (*Handle,
 		delete(c.filling, id)
 		c.mu.Unlock()
 		f.Close()
-		// The record first (removeFiles), as everywhere: a crash in
-		// between leaves a data file without one, which Open drops
-		// silently, not a record without data.
+		// Its files, data first (removeFiles): a crash in between
+		// leaves a record without data, which Open discards.
 		c.removeFiles(id)
 		_ = os.Remove(f.Name())
 		return nil, fmt.Errorf("cache: fill %v: %w", key, err)

@@ -146,7 +146,12 @@ func (c *Cache) recycle(e *entry) (done, pinned bool) {
 // there. Caller holds e.mu.
 func (c *Cache) emptyRecord(e *entry) error {
 	if !c.xattrs {
-		return syscall.Truncate(c.metaPath(e.id), 0)
+		if err := syscall.Truncate(c.metaPath(e.id), 0); err != nil {
+			return err
+		}
+		// An attribute an earlier run with attributes left would speak
+		// for the spare's next entry until its record is complete.
+		return clearRecordXattr(c.dataPath(e.id))
 	}
 	if err := c.setRecordXattr(e.id, nil, false); err != nil {
 		return err

@@ -282,8 +282,11 @@ func (c *Cache) writeInPlace(id string, b []byte, old int) error {
 	return err
 }
 
-// createRecord creates the metadata file of entry id, which has none, and
-// writes b to it. On failure it removes what it created.
+// createRecord creates the metadata file of entry id, which has none (or
+// an empty one: a spare's), and writes b to it. On failure it leaves the
+// file empty, so that Open takes the entry for a spare: removing it
+// would let an attribute an earlier run left on the data file speak
+// (xattr.go).
 func (c *Cache) createRecord(id string, b []byte) error {
 	name := c.metaPath(id)
 	fd, err := openRaw(name, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_TRUNC, 0o600)
@@ -291,11 +294,14 @@ func (c *Cache) createRecord(id string, b []byte) error {
 		return err
 	}
 	err = pwriteAll(fd, b)
+	if err != nil {
+		if terr := syscall.Ftruncate(fd, 0); terr != nil {
+			c.log.Warn().Err(terr).Str("file", name).Msg("empty a metadata file whose write failed; removing it")
+			_ = os.Remove(name)
+		}
+	}
 	if cerr := syscall.Close(fd); err == nil && cerr != nil {
 		err = &os.PathError{Op: "close", Path: name, Err: cerr}
-	}
-	if err != nil {
-		_ = os.Remove(name)
 	}
 	return err
 }
@@ -392,12 +398,20 @@ func syncDir(dir string) error {
 // removeFiles deletes an entry's files, data first: a crash in between
 // leaves a metadata file without data, which Open discards, and never a
 // data file whose record attribute a metadata file overrode (an entry
-// whose records outgrew the attribute: writeRecordXattr). A missing
-// metadata file is no error.
+// whose records outgrew the attribute: writeRecordXattr). If the data
+// file stays (EIO, EROFS, an immutable file), its metadata file is
+// emptied rather than deleted: Open then takes the pair for a spare, and
+// the attribute does not speak. A missing metadata file is no error.
 func (c *Cache) removeFiles(id string) {
-	for _, p := range []string{c.dataPath(id), c.metaPath(id)} {
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			c.log.Warn().Err(err).Str("file", p).Msg("remove cache file")
+	data, meta := c.dataPath(id), c.metaPath(id)
+	if err := os.Remove(data); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn().Err(err).Str("file", data).Msg("remove cache file")
+		if err := os.Truncate(meta, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			c.log.Warn().Err(err).Str("file", meta).Msg("empty cache file")
 		}
+		return
+	}
+	if err := os.Remove(meta); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		c.log.Warn().Err(err).Str("file", meta).Msg("remove cache file")
 	}
 }

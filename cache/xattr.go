@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // Records kept in the data file's extended attribute.
@@ -47,16 +49,19 @@ const recordXattr = "user.peerfs.record"
 const maxXattrRecord = 3072
 
 // probeXattrs reports whether dir's file system keeps user extended
-// attributes on regular files: the cache then keeps records there.
-func probeXattrs(dir string) bool {
+// attributes on regular files (nil): the cache then keeps records there.
+func probeXattrs(dir string) error {
 	f, err := os.CreateTemp(dir, "xattr-probe-*")
 	if err != nil {
-		return false
+		return err
 	}
 	name := f.Name()
 	f.Close()
 	defer os.Remove(name)
-	return syscall.Setxattr(name, recordXattr, []byte{}, 0) == nil
+	if err := unix.Setxattr(name, recordXattr, []byte{}, 0); err != nil {
+		return &os.PathError{Op: "setxattr", Path: name, Err: err}
+	}
+	return nil
 }
 
 // writeRecordXattr writes b, e's encoded record, into its data file's
@@ -93,44 +98,94 @@ var errRecordTooLarge = errors.New("record too large for an extended attribute")
 // setRecordXattr sets entry id's record attribute to b (an empty b marks
 // a spare). With sync, the data file is fsynced, and the entries
 // directory, so that the record and the data file's name survive a
-// power loss.
+// power loss; a failure then puts the attribute back as it was, because
+// the caller restores its state in memory as if nothing reached the
+// disk. (After a failed fsync the disk may still come to hold the new
+// record: that takes a second failure, a power loss before the old value
+// is written back, on a disk that already failed an fsync.)
 func (c *Cache) setRecordXattr(id string, b []byte, sync bool) error {
 	name := c.dataPath(id)
-	if err := syscall.Setxattr(name, recordXattr, b, 0); err != nil {
-		return &os.PathError{Op: "setxattr", Path: name, Err: err}
-	}
 	if !sync {
+		if err := unix.Setxattr(name, recordXattr, b, 0); err != nil {
+			return &os.PathError{Op: "setxattr", Path: name, Err: err}
+		}
 		return nil
 	}
+	// Opened first: a failure to open changes nothing.
 	fd, err := openRaw(name, syscall.O_RDONLY, 0)
 	if err != nil {
 		return err
 	}
+	defer syscall.Close(fd)
+	old, hadOld, err := readRecordXattrFd(fd)
+	if err != nil {
+		return &os.PathError{Op: "getxattr", Path: name, Err: err}
+	}
+	if err := unix.Fsetxattr(fd, recordXattr, b, 0); err != nil {
+		return &os.PathError{Op: "setxattr", Path: name, Err: err}
+	}
 	err = syscall.Fsync(fd)
-	if cerr := syscall.Close(fd); err == nil {
-		err = cerr
+	if err != nil {
+		err = &os.PathError{Op: "fsync", Path: name, Err: err}
+	} else {
+		err = syncDir(c.entriesDir)
 	}
 	if err != nil {
-		return &os.PathError{Op: "fsync", Path: name, Err: err}
+		var rerr error
+		if hadOld {
+			rerr = unix.Fsetxattr(fd, recordXattr, old, 0)
+		} else {
+			rerr = unix.Fremovexattr(fd, recordXattr)
+		}
+		if rerr != nil {
+			c.log.Error().Err(rerr).Str("id", id).AnErr("cause", err).Msg("cannot put back a cache record after a failed fsync; the disk holds the new one")
+		}
+		return err
 	}
-	return syncDir(c.entriesDir)
+	return nil
+}
+
+// clearRecordXattr removes data file name's record attribute, if it has
+// one: where records are metadata files, an attribute left by an earlier
+// run with attributes (xattr.go) must not outlive the entry it was for.
+func clearRecordXattr(name string) error {
+	err := unix.Removexattr(name, recordXattr)
+	if err == nil || errors.Is(err, unix.ENODATA) || errors.Is(err, unix.ENOTSUP) {
+		return nil
+	}
+	return &os.PathError{Op: "removexattr", Path: name, Err: err}
 }
 
 // readRecordXattr returns data file name's record attribute; ok is false
 // if it has none.
 func readRecordXattr(name string) (b []byte, ok bool, err error) {
+	b, ok, err = readXattr(func(buf []byte) (int, error) { return unix.Getxattr(name, recordXattr, buf) })
+	if err != nil {
+		err = &os.PathError{Op: "getxattr", Path: name, Err: err}
+	}
+	return b, ok, err
+}
+
+// readRecordXattrFd is readRecordXattr of an open data file.
+func readRecordXattrFd(fd int) (b []byte, ok bool, err error) {
+	return readXattr(func(buf []byte) (int, error) { return unix.Fgetxattr(fd, recordXattr, buf) })
+}
+
+// readXattr reads an attribute with get, growing its buffer as needed;
+// ok is false if there is no such attribute (or no attributes at all).
+func readXattr(get func([]byte) (int, error)) (b []byte, ok bool, err error) {
 	buf := make([]byte, 1024)
 	for {
-		n, err := syscall.Getxattr(name, recordXattr, buf)
+		n, err := get(buf)
 		switch {
 		case err == nil:
 			return buf[:n], true, nil
-		case errors.Is(err, syscall.ENODATA), errors.Is(err, syscall.ENOTSUP):
+		case errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOTSUP):
 			return nil, false, nil
-		case errors.Is(err, syscall.ERANGE) && len(buf) < 1<<16:
+		case errors.Is(err, unix.ERANGE) && len(buf) < 1<<16:
 			buf = make([]byte, 1<<16)
 		default:
-			return nil, false, &os.PathError{Op: "getxattr", Path: name, Err: err}
+			return nil, false, err
 		}
 	}
 }
