@@ -14,12 +14,13 @@ import (
 // file systems: about 200 us of CPU per inode on the ext4 of the machine
 // this was measured on, against 7 us to open an existing file with
 // O_TRUNC and 8–14 us to unlink one; and every new entry needs one, or
-// two where its record is a metadata file (xattr.go). So the files of clean entries that are dropped
-// (removed, renamed over, replaced or evicted) are kept, emptied, as
-// spares for the next new entries, up to maxSpares; only the rest are
-// unlinked, and those unlinks wait until the cache has been quiet for
-// removeQuiet (rm -r of a big tree, whose every unlink would otherwise
-// pay two more on the same CPUs), within bounds on how much waits.
+// two where its record is a metadata file (xattr.go). So the files of
+// clean entries that are dropped (removed, renamed over, replaced or
+// evicted) are kept, emptied, as spares for the next new entries, up to
+// maxSpares; only the rest are unlinked, and those unlinks wait until the
+// cache has been quiet for removeQuiet (rm -r of a big tree, whose every
+// unlink would otherwise pay more on the same CPUs), within bounds on how
+// much waits.
 //
 // A spare's record (its data file's attribute, or its metadata file) is
 // empty and is emptied before its data file, so a crash at any point
@@ -68,7 +69,8 @@ func (c *Cache) queueRemovalLocked(e *entry) bool {
 	return true
 }
 
-// takeSpareLocked returns the ID of a spare, or "" if there is none. Caller holds c.mu.
+// takeSpareLocked returns the ID of a spare, or "" if there is none.
+// Caller holds c.mu.
 func (c *Cache) takeSpareLocked() string {
 	n := len(c.spares)
 	if n == 0 {
