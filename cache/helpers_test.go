@@ -242,7 +242,7 @@ func filesPer(c *Cache) int {
 }
 
 // recordOf returns key's record in c as Open would read it: from its
-// metadata file or its data file's attribute.
+// metadata file if it has one, else its data file's attribute.
 func recordOf(t *testing.T, c *Cache, key Key) (record, []byte) {
 	t.Helper()
 	c.mu.Lock()
@@ -251,10 +251,7 @@ func recordOf(t *testing.T, c *Cache, key Key) (record, []byte) {
 	if e == nil {
 		t.Fatalf("%v has no entry", key)
 	}
-	e.mu.Lock()
-	inFile := e.metaFile
-	e.mu.Unlock()
-	if inFile {
+	if _, err := os.Stat(c.metaPath(e.id)); err == nil {
 		return readRecord(t, c.metaPath(e.id))
 	}
 	b, ok, err := readRecordXattr(c.dataPath(e.id))

@@ -195,8 +195,9 @@ const maxInPlace = 4096
 
 // writeRecord writes e's record with rec, which the caller took from e
 // under c.mu: into its data file's attribute where the cache keeps
-// records there and e has no metadata file (writeRecordXattr), else into
-// its metadata file, reporting the file's new length in e.metaLen. was
+// records there and e has no metadata file (writeRecordXattr), unless
+// it is durable, else into its metadata file, reporting the file's new
+// length in e.metaLen. was
 // is the record's state before (e.diskState()). Caller holds e.mu, so no
 // other record write of e runs at the same time.
 //
@@ -232,8 +233,8 @@ func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) erro
 		return fmt.Errorf("cache: encode metadata: %w", err)
 	}
 	b = append(b, '\n')
-	if c.xattrs && !e.metaFile {
-		return c.writeRecordXattr(e, b, durable || was == durableRecord)
+	if c.xattrs && !e.metaFile && !durable {
+		return c.writeRecordXattr(e, b, was == durableRecord)
 	}
 	e.metaFile = true
 	switch {

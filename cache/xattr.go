@@ -23,9 +23,12 @@ import (
 // An entry keeps its record in a metadata file of its own (entry.metaFile)
 // where the file system has no user attributes (Cache.xattrs false, or
 // Options.MetaFiles), where it was loaded so (a cache written by an
-// earlier version), and once its record outgrew what an attribute holds
-// (maxXattrRecord: very long paths, many changed ranges); from then on
-// for good. Open prefers a metadata file to the attribute, which may hold
+// earlier version), once its record outgrew what an attribute holds
+// (maxXattrRecord: very long paths, many changed ranges), and once it is
+// durable (Persist: a closed file whose upload failed, which exists
+// nowhere else): versions of peerfs from before records in attributes
+// read metadata files and delete data files without one, so a downgrade
+// keeps what the cache promised to keep; from then on for good. Open prefers a metadata file to the attribute, which may hold
 // an older record; the two go in an order that never lets the attribute
 // speak for the entry while a metadata file overrides it:
 //

@@ -200,3 +200,52 @@ func TestRecordModesMix(t *testing.T) {
 		}
 	}
 }
+
+// A durable record (Persist: a closed file whose upload failed) is a file
+// of its own, which versions before records in attributes read: a
+// downgrade, which drops data files without one, keeps it. It survives a
+// reboot too, and the entry keeps its file from then on.
+func TestDurableRecordInFile(t *testing.T) {
+	dir := t.TempDir()
+	c := xattrCache(t, dir)
+	kept, pending := Key{"p", "persisted"}, Key{"p", "written"}
+	h := writeHeld(t, c, kept.Path, "exists nowhere else")
+	if err := h.Persist(); err != nil {
+		t.Fatal(err)
+	}
+	release(t, h)
+	write(t, c, pending, "not persisted")
+	c.mu.Lock()
+	e := c.entries[kept]
+	c.mu.Unlock()
+	if r, _ := readRecord(t, c.metaPath(e.id)); !r.Dirty || r.Boot != "" {
+		t.Fatalf("durable record in its file: %+v", r)
+	}
+	// What an older version sees: metadata files only.
+	old := copyDir(t, dir)
+	datas, err := filepath.Glob(filepath.Join(old, "entries", "*"+dataSuffix))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range datas {
+		if err := syscall.Removexattr(d, recordXattr); err != nil && err != syscall.ENODATA {
+			t.Fatal(err)
+		}
+	}
+	o := openCacheWith(t, Options{Dir: old, MetaFiles: true, BootIDFile: rebooted(t)})
+	if got, ok := lookup(t, o, kept); !ok || got != "exists nowhere else" {
+		t.Errorf("the persisted file without attributes, after a reboot: %q, %v", got, ok)
+	}
+	// Leaving the durable state keeps the file.
+	h, _, err = c.Acquire(kept, -1, "", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.MarkClean(h.Generation(), h.Size(), "v1"); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	release(t, h)
+	if r, _ := readRecord(t, c.metaPath(e.id)); r.Dirty || r.Version != "v1" {
+		t.Errorf("after MarkClean: %+v", r)
+	}
+}
