@@ -41,8 +41,9 @@
 //	entries/ID.meta  the record in a file of its own instead, possibly padded
 //	                 with white space: where the file system keeps no user
 //	                 extended attributes, for an entry whose record outgrew
-//	                 an attribute, and in caches written before December 2026
-//	                 (xattr.go). Where it exists it is the record.
+//	                 an attribute or was made durable (Persist), and in
+//	                 caches written before December 2026 (xattr.go). Where
+//	                 it exists it is the record.
 //	tmp/             temporary files, emptied by Open
 //
 // An entry whose record is empty is a spare: the emptied files of a
@@ -85,9 +86,11 @@
 //
 // How a record is written follows from what a crash could pair with it.
 // In an attribute: setting it replaces the value whole, also when the
-// process is killed during it, and a durable record (or leaving one)
-// fsyncs the data file after it, which makes the inode's attributes
-// durable with it (xattr.go). In a metadata file:
+// process is killed during it; a durable record goes to a metadata file
+// instead (which versions before attributes read too), and leaving a
+// durable record kept in an attribute fsyncs the data file after it,
+// which makes the inode's attributes durable with it (xattr.go). In a
+// metadata file:
 //
 //   - A stamped record replacing a stamped one is overwritten in place,
 //     with one pwrite(2) at offset 0 of at most one page, padded with

@@ -28,9 +28,10 @@ import (
 // durable (Persist: a closed file whose upload failed, which exists
 // nowhere else): versions of peerfs from before records in attributes
 // read metadata files and delete data files without one, so a downgrade
-// keeps what the cache promised to keep; from then on for good. Open prefers a metadata file to the attribute, which may hold
-// an older record; the two go in an order that never lets the attribute
-// speak for the entry while a metadata file overrides it:
+// keeps what the cache promised to keep. From then on for good. Open
+// prefers a metadata file to the attribute, which may hold an older
+// record; the two go in an order that never lets the attribute speak for
+// the entry while a metadata file overrides it:
 //
 //   - an entry moving to a metadata file writes it whole (a rename) before
 //     anything else reads as its record;
@@ -38,10 +39,11 @@ import (
 //     metadata file;
 //   - removeFiles unlinks the data file, and with it the attribute, first.
 //
-// The durability rules are writeRecord's: a durable record, and leaving
-// one, fsync the data file after setting the attribute (the attribute is
-// the inode's, so that fsync makes it durable), and a durable one the
-// entries directory too (the data file's name).
+// The durability rules are writeRecord's. A durable record goes to a
+// metadata file (above); leaving a durable record kept in an attribute
+// (written by a build from before that rule) fsyncs the data file after
+// setting it (the attribute is the inode's, so that fsync makes it
+// durable) and the entries directory, before the data changes.
 
 // recordXattr names the attribute holding an entry's record.
 const recordXattr = "user.peerfs.record"
@@ -67,10 +69,10 @@ func probeXattrs(dir string) error {
 	return nil
 }
 
-// writeRecordXattr writes b, e's encoded record, into its data file's
-// attribute, with the fsyncs writeRecord's rules ask when sync is set
-// (durable, or leaving durable). A record the attribute cannot hold moves
-// e to a metadata file, for good. Caller holds e.mu.
+// writeRecordXattr writes b, e's encoded record (not a durable one),
+// into its data file's attribute, with the fsyncs writeRecord's rules ask
+// when sync is set (leaving a durable record). A record the attribute
+// cannot hold moves e to a metadata file, for good. Caller holds e.mu.
 func (c *Cache) writeRecordXattr(e *entry, b []byte, sync bool) error {
 	err := errRecordTooLarge
 	if len(b) <= maxXattrRecord {
