@@ -311,10 +311,47 @@ func (c *Cache) createRecord(id string, b []byte) error {
 // temporary file, rename. With sync set the temporary file is fsynced
 // before the rename and the directory after it, so that the new record is
 // what the disk holds even after a power loss.
+//
+// With sync, a failure leaves the metadata file as it was (its old
+// content, or none), as setRecordXattr does for an attribute: the caller
+// restores its state in memory as if nothing reached the disk, and a
+// durable record left in place after the directory's fsync failed would
+// be trusted after a reboot with data written since without fsync.
 func (c *Cache) replaceRecord(id string, b []byte, sync bool) error {
+	if !sync {
+		_, err := c.renameRecord(id, b, false)
+		return err
+	}
+	name := c.metaPath(id)
+	old, err := os.ReadFile(name)
+	had := err == nil
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	renamed, err := c.renameRecord(id, b, true)
+	if err == nil || !renamed {
+		return err
+	}
+	var rerr error
+	if had {
+		_, rerr = c.renameRecord(id, old, true)
+	} else {
+		rerr = os.Remove(name)
+	}
+	if rerr != nil {
+		c.log.Error().Err(rerr).Str("file", name).AnErr("cause", err).Msg("cannot put back a cache record after a failed fsync; the disk holds the new one")
+	}
+	return err
+}
+
+// renameRecord writes b to a temporary file and renames it over entry
+// id's metadata file, with the fsyncs replaceRecord's sync asks; renamed
+// says whether the rename was done (a failure after it is the
+// directory's fsync).
+func (c *Cache) renameRecord(id string, b []byte, sync bool) (renamed bool, err error) {
 	f, err := os.CreateTemp(c.tmpDir, id+".meta-*")
 	if err != nil {
-		return err
+		return false, err
 	}
 	tmp := f.Name()
 	_, err = f.Write(b)
@@ -329,12 +366,12 @@ func (c *Cache) replaceRecord(id string, b []byte, sync bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
-		return err
+		return false, err
 	}
 	if sync {
-		return syncDir(c.entriesDir)
+		return true, syncDir(c.entriesDir)
 	}
-	return nil
+	return true, nil
 }
 
 // openRaw is open(2) without the os package's wrapping, which costs four
@@ -383,8 +420,12 @@ func pwriteAll(fd int, b []byte) error {
 	}
 }
 
-// syncDir fsyncs a directory so that renames and creations in it are durable.
-func syncDir(dir string) error {
+// syncDir fsyncs a directory so that renames and creations in it are
+// durable. A variable: tests make it fail.
+var syncDir = fsyncDir
+
+// fsyncDir is syncDir.
+func fsyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

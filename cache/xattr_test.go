@@ -249,3 +249,65 @@ func TestDurableRecordInFile(t *testing.T) {
 		t.Errorf("after MarkClean: %+v", r)
 	}
 }
+
+// failSyncDir makes the cache's directory fsyncs fail (a failing disk)
+// until the test ends.
+func failSyncDir(t *testing.T) {
+	t.Helper()
+	syncDir = func(string) error { return syscall.EIO }
+	t.Cleanup(func() { syncDir = fsyncDir })
+}
+
+// A durable record write whose directory fsync fails after its rename
+// leaves the metadata file as it was: the callers restore their state in
+// memory as if nothing reached the disk. Persist: no durable record a
+// reboot would trust with bytes written since without fsync. Leaving the
+// durable state: the durable record stays, and with it, after a reboot,
+// what Persist made durable. (With records in attributes or not: the
+// metadata files had the same hole before.)
+func TestDurableRecordSyncFails(t *testing.T) {
+	t.Run("Persist", func(t *testing.T) {
+		dir := t.TempDir()
+		c := openCache(t, dir, 0)
+		key := Key{"p", "f"}
+		h := writeHeld(t, c, key.Path, "old bytes")
+		defer h.Release()
+		failSyncDir(t)
+		if err := h.Persist(); err == nil {
+			t.Fatal("Persist did not fail")
+		}
+		syncDir = fsyncDir
+		if r, _ := recordOf(t, c, key); r.Boot == "" {
+			t.Errorf("Persist failed, yet the record on disk is durable: %+v", r)
+		}
+		if _, err := h.WriteAt([]byte("new bytes"), 0); err != nil {
+			t.Fatal(err)
+		}
+		c2 := openCacheBoot(t, copyDir(t, dir), rebooted(t))
+		if got, ok := lookup(t, c2, key); ok {
+			t.Errorf("after a reboot, an entry whose Persist failed was trusted: %q", got)
+		}
+	})
+	t.Run("LeaveDurable", func(t *testing.T) {
+		dir := t.TempDir()
+		c := openCache(t, dir, 0)
+		key := Key{"p", "f"}
+		h := writeHeld(t, c, key.Path, "persisted")
+		defer h.Release()
+		if err := h.Persist(); err != nil {
+			t.Fatal(err)
+		}
+		failSyncDir(t)
+		if _, err := h.WriteAt([]byte("X"), 0); err == nil {
+			t.Fatal("WriteAt did not fail")
+		}
+		syncDir = fsyncDir
+		if r, _ := recordOf(t, c, key); r.Boot != "" {
+			t.Errorf("the entry is durable in memory, but its record on disk is stamped: %+v", r)
+		}
+		c2 := openCacheBoot(t, copyDir(t, dir), rebooted(t))
+		if got, ok := lookup(t, c2, key); !ok || got != "persisted" {
+			t.Errorf("after a reboot: %q, %v; want what Persist made durable", got, ok)
+		}
+	})
+}
