@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 )
 
 // metaVersion is the format version written into every metadata file.
@@ -236,7 +238,17 @@ func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) erro
 	if c.xattrs && !e.metaFile && !durable {
 		return c.writeRecordXattr(e, b, was == durableRecord)
 	}
+	fromAttr := c.xattrs && !e.metaFile
 	e.metaFile = true
+	if fromAttr {
+		// Durable: a file of its own from now on (xattr.go), and no
+		// older record left in the attribute once the file is there.
+		defer func() {
+			if _, err := os.Lstat(c.metaPath(e.id)); err == nil {
+				c.dropRecordXattr(e.id)
+			}
+		}()
+	}
 	switch {
 	case durable || was == durableRecord:
 		err = c.replaceRecord(e.id, b, true)
@@ -451,6 +463,9 @@ func (c *Cache) removeFiles(id string) {
 		if err := os.Truncate(meta, 0); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			c.log.Warn().Err(err).Str("file", meta).Msg("empty cache file")
 		}
+		// And the attribute, best effort (an immutable file or a
+		// read-only file system refuses that too).
+		_ = unix.Setxattr(data, recordXattr, nil, unix.XATTR_REPLACE)
 		return
 	}
 	if err := os.Remove(meta); err != nil && !errors.Is(err, fs.ErrNotExist) {

@@ -93,7 +93,19 @@ func (c *Cache) writeRecordXattr(e *entry, b []byte, sync bool) error {
 	if err != nil {
 		return fmt.Errorf("cache: write metadata: %w", err)
 	}
+	c.dropRecordXattr(e.id)
 	return nil
+}
+
+// dropRecordXattr removes entry id's record attribute once its record is
+// a metadata file: the file wins while it exists, but an older version
+// of peerfs, which knows no attributes, may delete it first and crash
+// before the data file, and the attribute's older record would then
+// speak. Best effort: a failure is logged.
+func (c *Cache) dropRecordXattr(id string) {
+	if err := clearRecordXattr(c.dataPath(id)); err != nil {
+		c.log.Warn().Err(err).Str("id", id).Msg("remove an older cache record from its data file's attribute")
+	}
 }
 
 // errRecordTooLarge is writeRecordXattr's own refusal of a record longer
@@ -141,6 +153,11 @@ func (c *Cache) setRecordXattr(id string, b []byte, sync bool) error {
 			rerr = unix.Fsetxattr(fd, recordXattr, old, 0)
 		} else {
 			rerr = unix.Fremovexattr(fd, recordXattr)
+		}
+		if rerr == nil {
+			// The data file's fsync may have made the new value
+			// durable before the directory's failed.
+			rerr = syscall.Fsync(fd)
 		}
 		if rerr != nil {
 			c.log.Error().Err(rerr).Str("id", id).AnErr("cause", err).Msg("cannot put back a cache record after a failed fsync; the disk holds the new one")
