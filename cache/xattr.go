@@ -34,10 +34,13 @@ import (
 // the entry while a metadata file overrides it:
 //
 //   - an entry moving to a metadata file writes it whole (a rename) before
-//     anything else reads as its record;
+//     anything else reads as its record, and then removes the attribute
+//     (dropRecordXattr: an older version, which knows no attributes, may
+//     delete the file and crash before the data file);
 //   - recycle empties the attribute (a spare) before it unlinks the
 //     metadata file;
-//   - removeFiles unlinks the data file, and with it the attribute, first.
+//   - removeFiles unlinks the data file, and with it the attribute, first;
+//     if it cannot, it empties both records instead.
 //
 // The durability rules are writeRecord's. A durable record goes to a
 // metadata file (above); leaving a durable record kept in an attribute
