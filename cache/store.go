@@ -432,12 +432,8 @@ func pwriteAll(fd int, b []byte) error {
 	}
 }
 
-// syncDir fsyncs a directory so that renames and creations in it are
-// durable. A variable: tests make it fail.
-var syncDir = fsyncDir
-
-// fsyncDir is syncDir.
-func fsyncDir(dir string) error {
+// syncDir fsyncs a directory so that renames and creations in it are durable.
+func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

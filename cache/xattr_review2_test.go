@@ -82,7 +82,7 @@ func TestReview2DirSyncFailureAfterRename(t *testing.T) {
 	// never fsynced, yet after a reboot Open trusts it.
 	t.Run("Persist", func(t *testing.T) {
 		dir := t.TempDir()
-		c := xattrCache(t, dir)
+		c := openCache(t, dir, 0) // both record modes: metadata files had the hole before
 		key := Key{"p", "f"}
 		h := writeHeld(t, c, key.Path, "old bytes")
 		defer h.Release()
@@ -114,7 +114,7 @@ func TestReview2DirSyncFailureAfterRename(t *testing.T) {
 	// record, and a reboot drops what Persist made durable.
 	t.Run("LeaveDurable", func(t *testing.T) {
 		dir := t.TempDir()
-		c := xattrCache(t, dir)
+		c := openCache(t, dir, 0) // both record modes: metadata files had the hole before
 		key := Key{"p", "f"}
 		h := writeHeld(t, c, key.Path, "persisted")
 		defer h.Release()
@@ -146,7 +146,7 @@ func TestReview2DirSyncFailureAfterRename(t *testing.T) {
 	// but the metadata file holds the parked record under the new key.
 	t.Run("Park", func(t *testing.T) {
 		dir := t.TempDir()
-		c := xattrCache(t, dir)
+		c := openCache(t, dir, 0) // both record modes: metadata files had the hole before
 		from, to := Key{"p", "f"}, Key{"p", ".parked/f"}
 		h := writeHeld(t, c, "f", "unsent")
 		defer h.Release()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -19,31 +20,12 @@ import (
 // same time (no test is parallel).
 func failOpens(t *testing.T) (restore func()) {
 	t.Helper()
-	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-		t.Fatal(err)
-	}
 	fd, err := syscall.Open(os.DevNull, syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	syscall.Close(fd)
-	lim := old
-	lim.Cur = uint64(fd) // the lowest free descriptor is out of bounds
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	done := false
-	restore = func() {
-		if !done {
-			done = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &old); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	t.Cleanup(restore)
-	return restore
+	return setRlimit(t, syscall.RLIMIT_NOFILE, uint64(fd)) // the lowest free descriptor is out of bounds
 }
 
 // limitFileSize makes writes of this process past its first n bytes of
@@ -51,24 +33,27 @@ func failOpens(t *testing.T) (restore func()) {
 // is cut at it, without SIGXFSZ) until the returned func is called.
 func limitFileSize(t *testing.T, n uint64) (restore func()) {
 	t.Helper()
+	return setRlimit(t, syscall.RLIMIT_FSIZE, n)
+}
+
+// setRlimit sets the soft limit of resource to cur until the returned
+// func is called, or the test ends.
+func setRlimit(t *testing.T, resource int, cur uint64) (restore func()) {
+	t.Helper()
 	var old syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
+	if err := syscall.Getrlimit(resource, &old); err != nil {
 		t.Fatal(err)
 	}
 	lim := old
-	lim.Cur = n
-	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+	lim.Cur = cur
+	if err := syscall.Setrlimit(resource, &lim); err != nil {
 		t.Fatal(err)
 	}
-	done := false
-	restore = func() {
-		if !done {
-			done = true
-			if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
-				t.Fatal(err)
-			}
+	restore = sync.OnceFunc(func() {
+		if err := syscall.Setrlimit(resource, &old); err != nil {
+			t.Error(err)
 		}
-	}
+	})
 	t.Cleanup(restore)
 	return restore
 }
