@@ -235,20 +235,15 @@ func (c *Cache) writeRecord(e *entry, rec record, durable bool, was onDisk) erro
 		return fmt.Errorf("cache: encode metadata: %w", err)
 	}
 	b = append(b, '\n')
-	if c.xattrs && !e.metaFile && !durable {
+	if c.xattrs && !e.metaFile {
+		if durable {
+			// A file of its own from now on, which versions before
+			// records in attributes read too (xattr.go).
+			return c.moveRecordToFile(e, b, true)
+		}
 		return c.writeRecordXattr(e, b, was == durableRecord)
 	}
-	fromAttr := c.xattrs && !e.metaFile
 	e.metaFile = true
-	if fromAttr {
-		// Durable: a file of its own from now on (xattr.go), and no
-		// older record left in the attribute once the file is there.
-		defer func() {
-			if _, err := os.Lstat(c.metaPath(e.id)); err == nil {
-				c.dropRecordXattr(e.id)
-			}
-		}()
-	}
 	switch {
 	case durable || was == durableRecord:
 		err = c.replaceRecord(e.id, b, true)

@@ -87,9 +87,16 @@ func (c *Cache) writeRecordXattr(e *entry, b []byte, sync bool) error {
 	if !errors.Is(err, errRecordTooLarge) && !errors.Is(err, syscall.E2BIG) && !errors.Is(err, syscall.ERANGE) && !errors.Is(err, syscall.ENOSPC) {
 		return fmt.Errorf("cache: write metadata: %w", err)
 	}
-	// Written whole, with a rename: the attribute may hold the record a
-	// crash must find if this file is not complete.
-	err = c.replaceRecord(e.id, b, sync)
+	return c.moveRecordToFile(e, b, sync)
+}
+
+// moveRecordToFile writes b as e's record in a metadata file, which is
+// its record from then on (Open prefers it), and then removes the older
+// record from the attribute. The file is written whole, with a rename:
+// the attribute holds the record a crash must find if the file is not
+// complete. Caller holds e.mu.
+func (c *Cache) moveRecordToFile(e *entry, b []byte, sync bool) error {
+	err := c.replaceRecord(e.id, b, sync)
 	if _, serr := os.Lstat(c.metaPath(e.id)); serr == nil {
 		e.metaFile, e.metaLen = true, len(b)
 	}

@@ -147,25 +147,7 @@ func TestReview2DirSyncFailureAfterRename(t *testing.T) {
 	t.Run("Park", func(t *testing.T) {
 		dir := t.TempDir()
 		c := openCache(t, dir, 0) // both record modes: metadata files had the hole before
-		from, to := Key{"p", "f"}, Key{"p", ".parked/f"}
-		h := writeHeld(t, c, "f", "unsent")
-		defer h.Release()
-		restore := denyDir(t, c.entriesDir, 0o300)
-		err := h.Park(to, "conflict")
-		restore()
-		if err == nil {
-			t.Fatal("Park did not fail: the test's fault injection did not work")
-		}
-		if m := h.Meta(); h.Key() != from || m.Parked != "" {
-			t.Fatalf("after the failed Park: %v, %+v", h.Key(), m)
-		}
-		c2 := openCache(t, copyDir(t, dir), 0)
-		if m, ok := c2.Meta(from); !ok || m.Parked != "" {
-			t.Errorf("after a crash, %v: %+v, %v; want the entry unparked, as the failed Park left it", from, m, ok)
-		}
-		if m, ok := c2.Meta(to); ok {
-			t.Errorf("after a crash the failed Park took effect: %v %+v", to, m)
-		}
+		failedParkChangesNothing(t, c, dir, func(t *testing.T) func() { return denyDir(t, c.entriesDir, 0o300) })
 	})
 }
 

@@ -6,7 +6,6 @@ package cache
 import (
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -75,16 +74,10 @@ func TestReviewFailedRecordWriteChangesAttribute(t *testing.T) {
 		dir := t.TempDir()
 		c := xattrCache(t, dir)
 		key := Key{"p", "f"}
-		h, _, err := c.Acquire(key, -1, "", true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := writeHeld(t, c, key.Path, "old bytes")
 		defer h.Release()
-		if _, err := h.WriteAt([]byte("old bytes"), 0); err != nil {
-			t.Fatal(err)
-		}
 		restore := failOpens(t)
-		err = h.Persist()
+		err := h.Persist()
 		restore()
 		if err == nil {
 			t.Fatal("Persist did not fail: the test's fault injection did not work")
@@ -111,19 +104,13 @@ func TestReviewFailedRecordWriteChangesAttribute(t *testing.T) {
 		dir := t.TempDir()
 		c := xattrCache(t, dir)
 		key := Key{"p", "f"}
-		h, _, err := c.Acquire(key, -1, "", true)
-		if err != nil {
-			t.Fatal(err)
-		}
+		h := writeHeld(t, c, key.Path, "persisted")
 		defer h.Release()
-		if _, err := h.WriteAt([]byte("persisted"), 0); err != nil {
-			t.Fatal(err)
-		}
 		if err := h.Persist(); err != nil {
 			t.Fatal(err)
 		}
 		restore := failOpens(t)
-		_, err = h.WriteAt([]byte("X"), 0)
+		_, err := h.WriteAt([]byte("X"), 0)
 		restore()
 		if err == nil {
 			t.Fatal("WriteAt did not fail: the test's fault injection did not work")
@@ -149,28 +136,34 @@ func TestReviewFailedRecordWriteChangesAttribute(t *testing.T) {
 	// key: after a crash the entry is parked, under the other key.
 	t.Run("Park", func(t *testing.T) {
 		dir := t.TempDir()
-		c := xattrCache(t, dir)
-		from, to := Key{"p", "f"}, Key{"p", ".parked/f"}
-		h := writeHeld(t, c, "f", "unsent")
-		defer h.Release()
-		restore := failOpens(t)
-		err := h.Park(to, "conflict")
-		restore()
-		if err == nil {
-			t.Fatal("Park did not fail: the test's fault injection did not work")
-		}
-		if m := h.Meta(); h.Key() != from || m.Parked != "" {
-			t.Fatalf("after the failed Park: %v, %+v", h.Key(), m)
-		}
-		crashed := copyDir(t, dir)
-		c2 := openCache(t, crashed, 0)
-		if m, ok := c2.Meta(from); !ok || m.Parked != "" {
-			t.Errorf("after a crash, %v: %+v, %v; want the entry unparked, as the failed Park left it", from, m, ok)
-		}
-		if m, ok := c2.Meta(to); ok {
-			t.Errorf("after a crash the failed Park took effect: %v %+v", to, m)
-		}
+		failedParkChangesNothing(t, xattrCache(t, dir), dir, failOpens)
 	})
+}
+
+// failedParkChangesNothing parks an entry of c (in dir) while fail makes
+// a step of it fail, and checks that the failed Park changed nothing: in
+// memory, and after a crash on disk.
+func failedParkChangesNothing(t *testing.T, c *Cache, dir string, fail func(*testing.T) (restore func())) {
+	t.Helper()
+	from, to := Key{"p", "f"}, Key{"p", ".parked/f"}
+	h := writeHeld(t, c, from.Path, "unsent")
+	defer h.Release()
+	restore := fail(t)
+	err := h.Park(to, "conflict")
+	restore()
+	if err == nil {
+		t.Fatal("Park did not fail: the test's fault injection did not work")
+	}
+	if m := h.Meta(); h.Key() != from || m.Parked != "" {
+		t.Fatalf("after the failed Park: %v, %+v", h.Key(), m)
+	}
+	c2 := openCache(t, copyDir(t, dir), 0)
+	if m, ok := c2.Meta(from); !ok || m.Parked != "" {
+		t.Errorf("after a crash, %v: %+v, %v; want the entry unparked, as the failed Park left it", from, m, ok)
+	}
+	if m, ok := c2.Meta(to); ok {
+		t.Errorf("after a crash the failed Park took effect: %v %+v", to, m)
+	}
 }
 
 // Defect 2. A mode switch leaves a stale record in a data file's
@@ -256,18 +249,7 @@ func TestReviewRemoveFilesKeepsAttributeWhenDataUnlinkFails(t *testing.T) {
 	}
 	dir := t.TempDir()
 	c := xattrCache(t, dir)
-	short := Key{"bob", "short"}
-	long := Key{"bob", strings.Repeat("long/", 800) + "name"}
-	write(t, c, short, "content")
-	if err := c.Rename(short, long); err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	e := c.entries[long]
-	c.mu.Unlock()
-	if !e.metaFile {
-		t.Fatal("the test needs the record in a metadata file")
-	}
+	short, long, e := outgrown(t, c)
 	data := c.dataPath(e.id)
 	if out, err := exec.Command("chattr", "+i", data).CombinedOutput(); err != nil {
 		t.Skipf("chattr +i: %v %s", err, out)

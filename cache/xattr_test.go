@@ -91,6 +91,26 @@ func TestAttributeCrashStates(t *testing.T) {
 	}
 }
 
+// outgrown makes an entry of c whose record outgrew the attribute: a
+// file written as short and renamed to long, 4 KiB of path, whose record
+// is a metadata file from then on.
+func outgrown(t *testing.T, c *Cache) (short, long Key, e *entry) {
+	t.Helper()
+	short = Key{"bob", "short"}
+	long = Key{"bob", strings.Repeat("long/", 800) + "name"}
+	write(t, c, short, "content")
+	if err := c.Rename(short, long); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	e = c.entries[long]
+	c.mu.Unlock()
+	if !e.metaFile {
+		t.Fatal("a record longer than an attribute holds is not in a metadata file")
+	}
+	return short, long, e
+}
+
 // A record too long for an attribute moves its entry to a metadata file
 // for good, and the attribute's older record goes; Open prefers that file
 // to the attribute should a crash leave both; and recycling such an entry empties the attribute
@@ -98,18 +118,7 @@ func TestAttributeCrashStates(t *testing.T) {
 func TestRecordOutgrowsAttribute(t *testing.T) {
 	dir := t.TempDir()
 	c := xattrCache(t, dir)
-	short := Key{"bob", "short"}
-	long := Key{"bob", strings.Repeat("long/", 800) + "name"}
-	write(t, c, short, "content")
-	if err := c.Rename(short, long); err != nil {
-		t.Fatal(err)
-	}
-	c.mu.Lock()
-	e := c.entries[long]
-	c.mu.Unlock()
-	if !e.metaFile {
-		t.Fatal("a record longer than an attribute holds is not in a metadata file")
-	}
+	short, long, e := outgrown(t, c)
 	if got := names(t, dir, "entries"); len(got) != 2 {
 		t.Fatalf("entries/ = %q; want the data file and its metadata file", got)
 	}
