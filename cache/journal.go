@@ -1,8 +1,8 @@
 package cache
 
-// The namespace journal: changes to peers' names (unlink, rmdir, rename)
-// that the mount acknowledged before their peer carried them out
-// (write-behind).
+// The namespace journal: changes to peers' names (unlink, rmdir, rename,
+// mkdir) and attributes (chmod, utimes) that the mount acknowledged before their
+// peer carried them out (write-behind).
 
 import (
 	"bufio"
@@ -31,13 +31,17 @@ const (
 	OpDelete = "delete" // DELETE of a file (anything but a directory)
 	OpRmdir  = "rmdir"  // RMDIR of an empty directory
 	OpRename = "rename" // RENAME of a file (Path) to To
+	OpMkdir  = "mkdir"  // MKDIR of Path with permission bits Mode
+	// OpSetattr is a SETATTR of a file's or a directory's permission
+	// bits or times (Mode, Atime, Mtime); never its size or owner.
+	OpSetattr = "setattr"
 )
 
-// NamespaceOp is one change to a peer's names, journalled between the
+// NamespaceOp is one change to a peer's names or attributes, journalled between the
 // mount's acknowledgement of it and its peer's answer.
 type NamespaceOp struct {
 	Seq  uint64 `json:"seq"` // its place in the order of operations, from 1
-	Op   string `json:"op"`  // OpDelete, OpRmdir or OpRename
+	Op   string `json:"op"`  // OpDelete, OpRmdir, OpRename, OpMkdir or OpSetattr
 	Peer string `json:"peer"`
 	Path string `json:"path"`
 	To   string `json:"to,omitempty"` // OpRename's new name
@@ -53,7 +57,17 @@ type NamespaceOp struct {
 	// the mount knew it ("" if none was known): a replay does not replace
 	// another version.
 	ToVersion string `json:"to_version,omitempty"`
+	// Mode is OpMkdir's permission bits. Mode, Atime and Mtime are
+	// OpSetattr's changes (nil: unchanged): the permission bits, and
+	// times in nanoseconds since the Unix epoch or TimeNow (the peer's
+	// clock, as utimensat's UTIME_NOW).
+	Mode  *uint32 `json:"mode,omitempty"`
+	Atime *int64  `json:"atime,omitempty"`
+	Mtime *int64  `json:"mtime,omitempty"`
 }
+
+// TimeNow as an OpSetattr time asks for the peer's current time.
+const TimeNow int64 = -1 << 63
 
 // journalLine is one line of the journal: an operation, or the sequence
 // numbers of operations that are done.
@@ -147,6 +161,10 @@ func known(op *NamespaceOp) bool {
 		return op.Path != ""
 	case OpRename:
 		return op.Path != "" && op.To != ""
+	case OpMkdir:
+		return op.Path != "" && op.Mode != nil
+	case OpSetattr:
+		return op.Path != "" && (op.Mode != nil || op.Atime != nil || op.Mtime != nil)
 	}
 	return false
 }

@@ -120,3 +120,36 @@ func TestJournalEmptiedAndCompacted(t *testing.T) {
 		t.Fatalf("after compaction and a crash: %+v", pend)
 	}
 }
+
+// TestJournalKeepsMkdirSetattr: the journal reads back what a mkdir and a
+// setattr need (modes, explicit times, "now") after a crash, and skips
+// such lines without them.
+func TestJournalKeepsMkdirSetattr(t *testing.T) {
+	dir := t.TempDir()
+	j := openCache(t, dir, 0).Journal()
+	mode, mtime, now := uint32(0o700), int64(1_600_000_000_123_456_789), TimeNow
+	var want []NamespaceOp
+	for _, op := range []NamespaceOp{
+		{Op: OpMkdir, Peer: "bob", Path: "d", Mode: &mode},
+		{Op: OpSetattr, Peer: "bob", Path: "d", Mode: &mode, Mtime: &mtime, Atime: &now},
+		{Op: OpMkdir, Peer: "bob", Path: "no-mode"},
+		{Op: OpSetattr, Peer: "bob", Path: "no-change"},
+	} {
+		op, err := j.Append(op)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, op)
+	}
+	got := openCache(t, copyDir(t, dir), 0).Journal().Pending()
+	if len(got) != 2 {
+		t.Fatalf("read back %d operations, want 2: %+v", len(got), got)
+	}
+	if op := got[0]; op.Seq != want[0].Seq || op.Op != OpMkdir || op.Path != "d" || op.Mode == nil || *op.Mode != mode {
+		t.Errorf("first: %+v", op)
+	}
+	if op := got[1]; op.Seq != want[1].Seq || op.Op != OpSetattr || op.Mode == nil || *op.Mode != mode ||
+		op.Mtime == nil || *op.Mtime != mtime || op.Atime == nil || *op.Atime != TimeNow {
+		t.Errorf("second: %+v", op)
+	}
+}

@@ -243,6 +243,9 @@ func (b behaviour) prepare(t *testing.T, tg target) func(testing.TB) {
 		return func(t testing.TB) { b.cross(t, dir, other) }
 	case b.planted != nil:
 		disk := filepath.Join(tg.disk, filepath.Base(dir))
+		// On its peer's disk before anything is planted there: a
+		// mkdir is written behind, and fsync waits for it.
+		syncDir(t, dir)
 		return func(t testing.TB) { b.planted(t, dir, disk) }
 	}
 	return func(t testing.TB) { b.check(t, dir) }
@@ -294,5 +297,19 @@ func TestBehaviourTables(t *testing.T) {
 		case scoped && on == "trusting" && !b.trusted:
 			t.Errorf("pendingBehaviours: %q: %s does not run on the trusting peer", key, name)
 		}
+	}
+}
+
+// syncDir fsyncs directory dir: through a mount, what was written behind
+// before it is on its peer once it returns.
+func syncDir(t testing.TB, dir string) {
+	t.Helper()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync %s: %v", dir, err)
 	}
 }

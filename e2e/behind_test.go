@@ -10,11 +10,13 @@ import (
 	"time"
 )
 
-// TestMountRemovalsSurviveKill: rm -r and mv in a peer folder are
-// acknowledged while the peer is stopped (written behind), the mount is
-// killed (-9) with them pending, and after a restart on the same cache
-// they reach the peer, in order (each directory after its files, or the
-// peer would refuse it), and nothing else is removed.
+// TestMountRemovalsSurviveKill: rm -r, mv, mkdir -p, and a directory's
+// chmod and touch in a peer folder are acknowledged while the peer is
+// stopped (written behind), the mount is killed (-9) with them pending,
+// and after a restart on the same cache they reach the peer, in order
+// (each directory after its files, or the peer would refuse it; a name
+// made again after its removal; a directory's times after what was made
+// in it), and nothing else is removed.
 func TestMountRemovalsSurviveKill(t *testing.T) {
 	c := newCluster(t)
 	b := c.mount("bob")
@@ -39,8 +41,16 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	if out, err := runCmd(t, 20*time.Second, "", "mv", filepath.Join(a.dir(b), "draft.txt"), filepath.Join(a.dir(b), "final.txt")); err != nil {
 		t.Fatalf("mv with bob stopped: %v %s (rename not written behind?)", err, out)
 	}
-	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt"}) {
-		t.Errorf("alice's folder of bob after rm -r and mv: %q %v, want [final.txt keep.txt]", names, err)
+	// The removed tree's name made again, under it a new directory,
+	// given a mode and a time as tar and cp -a do at their end.
+	mustRun(t, "", "mkdir", "-p", filepath.Join(a.dir(b), "tree", "again"))
+	mustRun(t, "", "chmod", "700", filepath.Join(a.dir(b), "tree", "again"))
+	mustRun(t, "", "touch", "-d", "@1600000000", filepath.Join(a.dir(b), "tree", "again"), filepath.Join(a.dir(b), "tree"))
+	if fi, err := os.Stat(filepath.Join(a.dir(b), "tree", "again")); err != nil || fi.Mode().Perm() != 0o700 || fi.ModTime().Unix() != 1600000000 {
+		t.Errorf("alice's tree/again with bob stopped: %v %v; want 0700 at 1600000000", fi, err)
+	}
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt", "tree"}) {
+		t.Errorf("alice's folder of bob after rm -r, mv and mkdir -p: %q %v, want [final.txt keep.txt tree]", names, err)
 	}
 	journal := filepath.Join(a.cache, "namespace.log")
 	if fi, err := os.Stat(journal); err != nil || fi.Size() == 0 {
@@ -54,9 +64,17 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	}
 	contProc(t, b.p)
 	a.start()
-	waitFor(t, 30*time.Second, "the removals carried out on bob after alice's restart", func() bool {
-		_, err := os.Stat(filepath.Join(b.export, "tree"))
-		return os.IsNotExist(err)
+	waitFor(t, 30*time.Second, "the removals and mkdirs carried out on bob after alice's restart", func() bool {
+		_, err := os.Stat(filepath.Join(b.export, "tree", "again"))
+		return err == nil
+	})
+	if names, err := readDirNames(filepath.Join(b.export, "tree")); err != nil || !slices.Equal(names, []string{"again"}) {
+		t.Errorf("bob's tree after the replay: %q %v, want [again] (the old tree removed first)", names, err)
+	}
+	waitFor(t, 10*time.Second, "the chmod and times carried out on bob", func() bool {
+		again, err1 := os.Stat(filepath.Join(b.export, "tree", "again"))
+		tree, err2 := os.Stat(filepath.Join(b.export, "tree"))
+		return err1 == nil && err2 == nil && again.Mode().Perm() == 0o700 && again.ModTime().Unix() == 1600000000 && tree.ModTime().Unix() == 1600000000
 	})
 	sameFile(t, filepath.Join(b.export, "keep.txt"), []byte("kept\n"))
 	waitFor(t, 10*time.Second, "the rename carried out on bob", func() bool {
@@ -73,7 +91,7 @@ func TestMountRemovalsSurviveKill(t *testing.T) {
 	if !strings.Contains(a.p.log.String(), "acknowledged by an earlier run") {
 		t.Error("the restarted mount did not log the removals it replayed")
 	}
-	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt"}) {
-		t.Errorf("alice's folder of bob after the replay: %q %v, want [final.txt keep.txt]", names, err)
+	if names, err := readDirNames(a.dir(b)); err != nil || !slices.Equal(names, []string{"final.txt", "keep.txt", "tree"}) {
+		t.Errorf("alice's folder of bob after the replay: %q %v, want [final.txt keep.txt tree]", names, err)
 	}
 }

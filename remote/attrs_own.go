@@ -25,10 +25,10 @@ func (a *attrCache) lastVersion(path string) string {
 // entryChanged records that an entry was just made in directory dir on
 // the peer, or removed from it (removed; a directory if sub), at about
 // mtime (the new entry's own modification time on the peer's clock, or
-// this mount's clock for a removal written behind): dir's modification
+// this mount's clock for a change written behind): dir's modification
 // and change times are that late at least, and its link count follows a
-// subdirectory removed. Its cached attributes are moved on to it, keeping
-// their age, rather than dropped: a program creating (or removing) file
+// subdirectory made or removed. Its cached attributes are moved on to it,
+// keeping their age, rather than dropped: a program creating (or removing) file
 // after file in dir would otherwise cost a STAT of dir each (the kernel
 // checks its permissions before every create). They are the directory's,
 // a moment early, until the next STAT.
@@ -38,8 +38,12 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 		if e.Has&peerproto.AttrCtime != 0 {
 			e.Ctime = max(e.Ctime, mtime)
 		}
-		if removed && sub && e.Has&peerproto.AttrNlink != 0 && e.Nlink > 2 {
+		switch {
+		case !sub || e.Has&peerproto.AttrNlink == 0:
+		case removed && e.Nlink > 2:
 			e.Nlink--
+		case !removed:
+			e.Nlink++ // the new subdirectory's ".."
 		}
 	}
 	a.mu.Lock()
@@ -163,6 +167,26 @@ func (a *attrCache) moved(from, to string) {
 			delete(dc.stale, base(to))
 		} else {
 			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
+		}
+	}
+}
+
+// changedHere applies change to the attributes cached of path (a SETATTR
+// written behind: new permission bits or times), keeping their age: a
+// change made here never makes the rest of an answer fresher. A LIST of
+// its directory in flight is superseded: it may predate the change.
+func (a *attrCache) changedHere(path string, change func(*peerproto.Entry)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.supersedeLocked(parent(path))
+	if sc, ok := a.stats[path]; ok && sc.exists {
+		change(&sc.e)
+		a.stats[path] = sc
+	}
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if e, ok := dc.entries[base(path)]; ok {
+			change(&e)
+			dc.entries[base(path)] = e
 		}
 	}
 }

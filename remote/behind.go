@@ -23,8 +23,11 @@ package remote
 // A peer's refusal (EACCES, a directory someone else filled...) undoes
 // the change here, so the names show as the peer has them, is logged, and
 // is the error of the next fsync or SYNC turn of this mount; for a while
-// after it (syncAfterRefusal) that peer's removals and renames go
-// synchronously again, so a program hears the next refusal itself.
+// after it (syncAfterRefusal) that peer's changes go synchronously
+// again, so a program hears the next refusal itself.
+//
+// Directories made and directories' attributes changed are written
+// behind too (behind_make.go).
 
 import (
 	"context"
@@ -288,6 +291,10 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 			msgs = append(msgs, peerproto.Rmdir{Name: op.Path})
 		case cache.OpRename:
 			msgs = append(msgs, peerproto.Rename{From: op.Path, To: op.To})
+		case cache.OpMkdir:
+			msgs = append(msgs, peerproto.Mkdir{Name: op.Path, Mode: *op.Mode})
+		case cache.OpSetattr:
+			msgs = append(msgs, setattrOf(op.NamespaceOp))
 		default:
 			msgs = append(msgs, peerproto.Delete{Name: op.Path})
 		}
@@ -308,19 +315,10 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	}
 	for j, e := range got {
 		op := ops[i+j]
-		// A removal finds its name gone: done all the same. A rename
-		// whose file is gone did not happen, unless it was sent twice
-		// (a connection that died after the peer did it: peer.Pool
-		// sends again) and the first did it.
-		if e != nil && op.Op == cache.OpRename && errors.Is(e, fs.ErrNotExist) && s.renamedAlready(rctx, p, op) {
-			e = nil
-		}
-		if e != nil && (op.Op == cache.OpRename || !errors.Is(e, fs.ErrNotExist)) {
+		if e = s.behindOutcome(rctx, p, op, e); e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
-			outs = append(outs, e)
-			continue
 		}
-		outs = append(outs, nil)
+		outs = append(outs, e)
 	}
 	s.finishBatch(p, ops, outs, netErrOrNil(p, err))
 	return netErrOrNil(p, err)
@@ -413,6 +411,13 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 			// Durable at the next FSYNC, as after a synchronous
 			// rename (Rename).
 			p.unsynced.moved(op.Path, op.To)
+		case out == nil && op.Op == cache.OpMkdir:
+			// Its attributes (its inode number) from the peer at the
+			// next Stat; its listing, kept, has what was made in it.
+			p.attrs.changed(op.Path)
+			p.unsynced.mark(op.Path)
+		case out == nil && op.Op == cache.OpSetattr:
+			p.unsynced.mark(op.Path)
 		case out == nil:
 			p.unsynced.mark(parent(op.Path))
 		default:

@@ -10,7 +10,8 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
-// The queues of removals written behind (behind.go), by peer: what waits,
+// The queues of namespace operations written behind (behind.go), by
+// peer: what waits,
 // which names it hides, and the outcomes of the sender's attempts.
 
 // behind holds the namespace operations acknowledged here and not yet
@@ -60,10 +61,13 @@ type nsQueue struct {
 	syncUntil time.Time
 	// sweptAt is when hidden was last swept of names past their time.
 	sweptAt time.Time
-	// renames counts the renames among ops: while there are any, every
-	// request to the peer waits for the queue (moving), since the peer
-	// still has the old file at the new name.
-	renames int
+	// stale counts the operations among ops that make what the peer
+	// says out of date until they are carried out (outdates): while
+	// there are any, every request to the peer waits for the queue
+	// (moving). A rename (the peer has the old file at the new name), a
+	// mkdir (the peer has no such directory), a setattr (the peer shows
+	// the old mode or times).
+	stale int
 }
 
 // sweepHidden is how many hidden names a queue keeps before it sweeps
@@ -116,12 +120,20 @@ func (b *behind) push(op cache.NamespaceOp, replayed bool) (start bool, err erro
 	defer b.mu.Unlock()
 	q := b.queueLocked(op.Peer)
 	q.ops = append(q.ops, &nsOp{NamespaceOp: op, replayed: replayed})
-	q.hidden[op.Path] = time.Time{}
+	switch op.Op {
+	case cache.OpDelete, cache.OpRmdir, cache.OpRename:
+		q.hidden[op.Path] = time.Time{}
+	case cache.OpMkdir:
+		// A name made again: shown, whatever was removed there before.
+		delete(q.hidden, op.Path)
+	}
 	if op.Op == cache.OpRename {
 		// The new name holds the moved file: shown, whatever was
 		// removed there before.
 		delete(q.hidden, op.To)
-		q.renames++
+	}
+	if outdates(op.Op) {
+		q.stale++
 	}
 	start = !q.sending
 	q.sending = true
@@ -187,13 +199,19 @@ func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerprot
 	return out
 }
 
-// moving reports whether a rename waits for peer: what the peer says of
-// its names is out of date until it is carried out.
+// outdates reports whether an operation of kind op, while it waits,
+// makes what its peer says out of date (nsQueue.stale).
+func outdates(op string) bool {
+	return op == cache.OpRename || op == cache.OpMkdir || op == cache.OpSetattr
+}
+
+// moving reports whether a rename, mkdir or setattr waits for peer: what
+// the peer says of its names is out of date until it is carried out.
 func (b *behind) moving(peer string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[peer]
-	return q != nil && q.renames > 0
+	return q != nil && q.stale > 0
 }
 
 // pending reports whether any operation waits for a peer this mount
@@ -347,12 +365,13 @@ func (b *behind) settle(peer string) []string {
 
 // lingers reports whether peer's sender should wait a moment for more
 // operations before it sends: its queue holds fewer than n, and nobody
-// waits for them (wait), and no rename holds the peer's other requests.
+// waits for them (wait), and nothing in it holds the peer's other
+// requests (moving).
 func (b *behind) lingers(peer string, n int) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queueLocked(peer)
-	return len(q.ops) > 0 && len(q.ops) < n && q.waiters == 0 && q.renames == 0
+	return len(q.ops) > 0 && len(q.ops) < n && q.waiters == 0 && q.stale == 0
 }
 
 // head returns up to n operations from the front of peer's queue; none
@@ -389,10 +408,15 @@ func (b *behind) finished(peer string, ops []*nsOp, outs []error, err error) {
 	now := b.now()
 	for i, out := range outs {
 		op := ops[i]
-		if op.Op == cache.OpRename {
-			q.renames--
+		if outdates(op.Op) {
+			q.stale--
 		}
 		switch {
+		case op.Op == cache.OpMkdir || op.Op == cache.OpSetattr:
+			if out != nil && !errors.Is(out, errGivenUp) {
+				q.refused = append(q.refused, out)
+				q.syncUntil = now.Add(syncAfterRefusal)
+			}
 		case errors.Is(out, errGivenUp):
 			delete(q.hidden, op.Path)
 		case out != nil:

@@ -187,12 +187,17 @@ func (s *Store) do(ctx context.Context, verb, peerName string, fn func(p *peerCo
 
 // Mkdir implements fusefs.Store. A file created here and not yet
 // uploaded holds the name (EEXIST), though the peer may not know it yet.
-// The new directory and its parent are STATed behind the MKDIR, in the
+// It is written behind where it may be (mkdirBehind). The new directory and its parent are STATed behind the MKDIR, in the
 // same round trip (peer.Conn.WithStats): the parent's times and link
 // count change with it.
 func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
 	if s.localInfo(cache.Key{Peer: peerName, Path: path}) != nil {
 		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
+	}
+	if p, err := s.peer(peerName); err == nil {
+		if fi, ok := s.mkdirBehind(p, path, mode); ok {
+			return fi, nil
+		}
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {

@@ -101,8 +101,9 @@ type PendingReport struct {
 	Oldest time.Time `json:"oldest,omitzero"` // when the oldest dirty copy turned dirty
 	// OldestAge is the age of Oldest in seconds (0 if nothing is pending).
 	OldestAge float64 `json:"oldest_age_s"`
-	// Removals counts the unlinks, rmdirs and renames acknowledged here
-	// and not yet carried out on their peer (written behind).
+	// Removals counts the changes to names and directories' attributes
+	// acknowledged here and not yet carried out on their peer (written
+	// behind: unlinks, rmdirs, renames, mkdirs, setattrs).
 	Removals int `json:"removals"`
 }
 
@@ -251,7 +252,7 @@ func (r Report) Text() string {
 		fmt.Fprintf(tw, "uploads:\t%d files pending, %s, oldest %s old\n", r.Pending.Files, byteSize(r.Pending.Bytes), age(time.Duration(r.Pending.OldestAge*float64(time.Second))))
 	}
 	if r.Pending.Removals > 0 {
-		fmt.Fprintf(tw, "written behind:\t%d removals and renames not yet on their peers\n", r.Pending.Removals)
+		fmt.Fprintf(tw, "written behind:\t%d changes (removals, renames, mkdirs...) not yet on their peers\n", r.Pending.Removals)
 	}
 	if n := len(r.Unsent); n > 0 {
 		var size int64

@@ -13,8 +13,14 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 )
 
-// setattr applies s remotely and returns the new attributes.
+// setattr applies s remotely and returns the new attributes: written
+// behind where it may be (setattrBehind).
 func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setattr) (fs.FileInfo, error) {
+	if p, err := s.peer(peerName); err == nil {
+		if fi, ok := s.setattrBehind(p, sa); ok {
+			return fi, nil
+		}
+	}
 	var e peerproto.Entry
 	p, err := s.do(ctx, "SETATTR", peerName, func(p *peerConn, c *peer.Conn) error {
 		var err error

@@ -1,0 +1,215 @@
+package remote
+
+// Write-behind of directories made and of directories' attributes
+// (behind.go has the queue, its order and its refusals): a mkdir, and a
+// chmod or utimes of a directory, acknowledged once journalled, with the
+// attributes this mount would expect the peer to give shown until it
+// has. While one waits, every request to its peer waits for the queue
+// (behind.moving): the peer has no such directory yet, or shows its old
+// mode and times.
+//
+// Only what the mount can predict exactly goes behind: a directory's
+// mode without setuid or setgid bits (whether the peer keeps them is its
+// setting), on a peer that does not keep owners (one that does makes the
+// directory its own user's, and this mount then gives it the caller's,
+// in a second request). A regular file's chmod or utimes stays
+// synchronous: on a peer whose file has no version attribute, its
+// version token follows its change time, and a copy being written here
+// must learn the new one from the peer's answer or its next upload would
+// look like a conflict.
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// privBits are the setuid and setgid bits: whether a peer keeps them is
+// its own setting, so a change that asks for them is not predicted here.
+const privBits = 0o6000
+
+// mkdirBehind acknowledges the mkdir of path on p with mode by queueing
+// it, if it may be written behind (see the file's comment): the parent is
+// a directory known here, path is known absent, and the mode is one the
+// peer gives exactly. It returns the new directory's attributes as this
+// mount shows them until the peer's are asked; ok is false if the caller
+// must make it synchronously.
+func (s *Store) mkdirBehind(p *peerConn, path string, mode fs.FileMode) (fi fs.FileInfo, ok bool) {
+	bits := peerproto.UnixBits(mode)
+	if bits == 0 || bits&privBits != 0 || p.link.owners() || !s.writeBehind(p, cache.Key{Peer: p.name, Path: path}, nil, true) {
+		return nil, false
+	}
+	dir, ok := knownDir(p, parent(path))
+	if !ok {
+		return nil, false
+	}
+	if _, exists, known := p.attrs.cached(path); !known || exists {
+		return nil, false // the peer says whether it exists
+	}
+	op := cache.NamespaceOp{Op: cache.OpMkdir, Peer: p.name, Path: path, Mode: &bits}
+	if id := p.link.peerID(); id != "" {
+		op.Owner = s.owner(p)
+	}
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		return nil, false
+	}
+	now := s.now().UnixNano()
+	e := madeDir(dir, bits, now)
+	p.attrs.remember(path, e, true)
+	p.attrs.emptyDir(path)
+	p.attrs.entryChanged(parent(path), now, false, true)
+	if start {
+		s.startSender(p.name)
+	}
+	return p.info(base(path), e), true
+}
+
+// knownDir returns the attributes of directory path on p if this mount
+// knows it to be one: from an answer younger than the attribute TTL, or,
+// for the export root (always there), the last known.
+func knownDir(p *peerConn, path string) (peerproto.Entry, bool) {
+	if path == "" {
+		return p.attrs.lastRoot(), true
+	}
+	e, exists, known := p.attrs.cached(path)
+	return e, known && exists && e.IsDir()
+}
+
+// madeDir returns the attributes a directory made with permission bits
+// mode at now (ns) in directory parent gets from its peer: its parent's
+// setgid bit and group, and its kinds of attributes, with two links and
+// the size of one block. Its inode number is unknown until the peer says.
+func madeDir(parent peerproto.Entry, mode uint32, now int64) peerproto.Entry {
+	e := peerproto.Entry{Type: peerproto.TypeDir, Mode: mode | parent.Mode&0o2000, Size: 4096, Mtime: now}
+	e.Has = parent.Has &^ (peerproto.AttrIno | peerproto.AttrRdev | peerproto.AttrLink)
+	e.Nlink, e.Uid, e.Gid = 2, parent.Uid, parent.Gid
+	e.Atime, e.Ctime, e.Blocks = now, now, 8
+	return e
+}
+
+// setattrBehind acknowledges sa on p by queueing it, if it may be written
+// behind (see the file's comment): a directory's (not the export root's)
+// permission bits without setuid or setgid, or its times. It returns the
+// directory's attributes as changed here; ok is false if the caller must
+// send it synchronously.
+func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo, ok bool) {
+	if sa.Name == "" || sa.HasSize || sa.HasUid || sa.HasGid || sa.HasMode && sa.Mode&privBits != 0 ||
+		!sa.HasMode && !sa.HasAtime && !sa.HasMtime {
+		return nil, false
+	}
+	e, exists, known := p.attrs.cached(sa.Name)
+	if !known || !exists || !e.IsDir() {
+		return nil, false
+	}
+	if !s.writeBehind(p, cache.Key{Peer: p.name, Path: sa.Name}, nil, true) {
+		return nil, false
+	}
+	op := cache.NamespaceOp{Op: cache.OpSetattr, Peer: p.name, Path: sa.Name}
+	if sa.HasMode {
+		op.Mode = &sa.Mode
+	}
+	at := func(has, now bool, ns int64) *int64 {
+		switch {
+		case !has:
+			return nil
+		case now:
+			ns = cache.TimeNow
+		}
+		return &ns
+	}
+	op.Atime, op.Mtime = at(sa.HasAtime, sa.AtimeNow, sa.Atime), at(sa.HasMtime, sa.MtimeNow, sa.Mtime)
+	if id := p.link.peerID(); id != "" {
+		op.Owner = s.owner(p)
+	}
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		return nil, false
+	}
+	// "now" is this machine's clock here, the peer's there: they differ
+	// by the clocks' skew until the next STAT after it is carried out.
+	now := s.now().UnixNano()
+	p.attrs.changedHere(sa.Name, func(e *peerproto.Entry) { applySetattr(e, op, now) })
+	if start {
+		s.startSender(p.name)
+	}
+	applySetattr(&e, op, now)
+	return p.info(base(sa.Name), e), true
+}
+
+// applySetattr applies op, an OpSetattr, to e at now (ns): its mode and
+// times, and its change time.
+func applySetattr(e *peerproto.Entry, op cache.NamespaceOp, now int64) {
+	at := func(t *int64) int64 {
+		if *t == cache.TimeNow {
+			return now
+		}
+		return *t
+	}
+	if op.Mode != nil {
+		e.Mode = *op.Mode
+	}
+	if op.Mtime != nil {
+		e.Mtime = at(op.Mtime)
+	}
+	if op.Atime != nil && e.Has&peerproto.AttrAtime != 0 {
+		e.Atime = at(op.Atime)
+	}
+	if e.Has&peerproto.AttrCtime != 0 {
+		e.Ctime = max(e.Ctime, now)
+	}
+}
+
+// setattrOf is the SETATTR that carries out op, an OpSetattr.
+func setattrOf(op cache.NamespaceOp) peerproto.Setattr {
+	sa := peerproto.Setattr{Name: op.Path}
+	if op.Mode != nil {
+		sa.HasMode, sa.Mode = true, *op.Mode
+	}
+	if op.Atime != nil {
+		sa.HasAtime, sa.AtimeNow = true, *op.Atime == cache.TimeNow
+		if !sa.AtimeNow {
+			sa.Atime = *op.Atime
+		}
+	}
+	if op.Mtime != nil {
+		sa.HasMtime, sa.MtimeNow = true, *op.Mtime == cache.TimeNow
+		if !sa.MtimeNow {
+			sa.Mtime = *op.Mtime
+		}
+	}
+	return sa
+}
+
+// madeAlready reports whether the peer has a directory at path, as a
+// MKDIR written behind that found the name taken needs to know: one made
+// by another writer, or by this MKDIR sent before on a connection that
+// died, is the directory asked for.
+func (s *Store) madeAlready(ctx context.Context, p *peerConn, path string) bool {
+	res, err := s.peerStats(ctx, p, path)
+	return err == nil && len(res) == 1 && res[0].Err == nil && res[0].Entry.IsDir()
+}
+
+// behindOutcome interprets a peer's answer e (nil: success) to op, sent
+// from the queue: what the op's outcome is (nil: carried out; errGivenUp:
+// not carried out, nobody told; else the refusal).
+func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e error) error {
+	switch {
+	case e == nil:
+		return nil
+	case op.Op == cache.OpRename && errors.Is(e, fs.ErrNotExist) && s.renamedAlready(ctx, p, op):
+		// Sent twice (a connection that died after the peer did it:
+		// peer.Pool sends again), and the first did it.
+		return nil
+	case (op.Op == cache.OpDelete || op.Op == cache.OpRmdir) && errors.Is(e, fs.ErrNotExist):
+		return nil // a removal that finds its name gone: done all the same
+	case op.Op == cache.OpMkdir && errors.Is(e, fs.ErrExist) && s.madeAlready(ctx, p, op.Path):
+		return nil
+	case op.Op == cache.OpSetattr && errors.Is(e, fs.ErrNotExist):
+		return errGivenUp // removed meanwhile by another writer: as if after it
+	}
+	return e
+}
