@@ -70,7 +70,8 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 	}
 	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
 	var ver string // the content's version token before the change
-	if regular && m.HasMtime && !m.HasSize {
+	pre := st
+	if regular && !m.HasSize {
 		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 	}
 	if m.HasSize {
@@ -109,7 +110,10 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 		case m.HasMtime:
 			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
 		default:
-			c.s.vers.moved(verStatOf(&st), verStat{}) // ctime only
+			// The ctime only, changed by this server through the
+			// descriptor: the same content, the same token
+			// (FeatureKeepsVersion), derived ones too.
+			c.s.vers.moved(verStatOf(&st), verStatOf(&pre))
 			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 		}
 		if c.attrs {
@@ -201,7 +205,10 @@ func (c *conn) setattrPath(m peerproto.Setattr, p string, pfd int, st *unix.Stat
 		e.Has |= peerproto.AttrLink
 	}
 	if after.Mode&unix.S_IFMT == unix.S_IFREG {
-		c.s.vers.moved(verStatOf(&after), verStat{})
+		// Owners or times of a file this peer may not open: the same
+		// content, the same token (FeatureKeepsVersion), if the table
+		// knew it before the change.
+		c.s.vers.moved(verStatOf(&after), verStatOf(st))
 		e.Ver = c.s.vers.of(verStatOf(&after), fdSource(pfd, ""))
 	}
 	return c.send(peerproto.SetattrOK{Entry: e})

@@ -254,3 +254,59 @@ func TestPutVerConditions(t *testing.T) {
 		t.Error("a bad token parsed")
 	}
 }
+
+// TestVersionTokenKeptBySetattr: a SETATTR without size= (a chmod, new
+// times) keeps a regular file's token, the server says so
+// (FeatureKeepsVersion), and a writer that learned the token before can
+// replace the file on it: for a file this server gave its token, for one
+// planted behind its back (a derived token), and where the filesystem
+// keeps no extended attributes; on plain and posix connections.
+func TestVersionTokenKeptBySetattr(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		noXattr, posix bool
+		planted        bool
+	}{
+		{name: "uploaded"},
+		{name: "planted", planted: true},
+		{name: "planted-posix", planted: true, posix: true},
+		{name: "no-xattrs", noXattr: true},
+		{name: "no-xattrs-planted", noXattr: true, planted: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			export := t.TempDir()
+			s, addr := testServe(t, Options{Export: export})
+			s.vers.noXattr.Store(tc.noXattr)
+			c := testConnect(t, addr)
+			feature := "attrs"
+			if tc.posix {
+				feature = "posix"
+			}
+			c.send("FEATURES " + feature + "\n")
+			if got := c.line(); !strings.Contains(got, " "+peerproto.FeatureKeepsVersion) {
+				t.Errorf("FEATURES answer %q does not name %s", got, peerproto.FeatureKeepsVersion)
+			}
+			var v string
+			if tc.planted {
+				if err := os.WriteFile(filepath.Join(export, "f"), []byte("aaaa"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				v = verOf(t, c.roundTrip("STAT f\n"))
+			} else {
+				v = verOf(t, c.putVer("f", "", []byte("aaaa")))
+			}
+			for _, sa := range []string{"mode=0600", "mtime=1500000000000000000", "atime=now mode=0640", "mtime=now"} {
+				time.Sleep(10 * time.Millisecond) // a ctime of its own
+				if got := verOf(t, c.roundTrip("SETATTR f "+sa+"\n")); got != v {
+					t.Errorf("SETATTR %s answered token %s, want %s", sa, got, v)
+				}
+				if got := verOf(t, c.roundTrip("STAT f\n")); got != v {
+					t.Errorf("STAT after SETATTR %s: token %s, want %s", sa, got, v)
+				}
+			}
+			if got := c.putVer("f", "ver="+v, []byte("bbbb")); !strings.HasPrefix(got, "PUT DONE") {
+				t.Errorf("PUT on the token known before the SETATTRs: %q", got)
+			}
+		})
+	}
+}

@@ -368,7 +368,7 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 	case res[0].Err != nil:
 		return false, netErr(p, res[0].Err)
 	case string(res[0].Entry.Version()) != op.Version:
-		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed or renamed it here")
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed, renamed or changed it here")
 		return true, nil
 	case len(res) < 2 || errors.Is(res[1].Err, fs.ErrNotExist):
 		return false, nil
@@ -411,12 +411,11 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 			// Durable at the next FSYNC, as after a synchronous
 			// rename (Rename).
 			p.unsynced.moved(op.Path, op.To)
-		case out == nil && op.Op == cache.OpMkdir:
-			// Its attributes (its inode number) from the peer at the
-			// next Stat; its listing, kept, has what was made in it.
-			p.attrs.changed(op.Path)
-			p.unsynced.mark(op.Path)
-		case out == nil && op.Op == cache.OpSetattr:
+		case out == nil && (op.Op == cache.OpMkdir || op.Op == cache.OpSetattr):
+			// The attributes shown stay until they expire: dropped
+			// now, the next Stat would wait for the queue behind it
+			// (a program making directory after directory), for a
+			// directory's inode number and exact times.
 			p.unsynced.mark(op.Path)
 		case out == nil:
 			p.unsynced.mark(parent(op.Path))

@@ -1,22 +1,23 @@
 package remote
 
-// Write-behind of directories made and of directories' attributes
-// (behind.go has the queue, its order and its refusals): a mkdir, and a
-// chmod or utimes of a directory, acknowledged once journalled, with the
+// Write-behind of directories made and of attributes changed (behind.go
+// has the queue, its order and its refusals): a mkdir, and a chmod or
+// utimes of a directory or a file, acknowledged once journalled, with the
 // attributes this mount would expect the peer to give shown until it
 // has. While one waits, every request to its peer waits for the queue
-// (behind.moving): the peer has no such directory yet, or shows its old
+// (behind.moving): the peer has no such directory yet, or shows the old
 // mode and times.
 //
-// Only what the mount can predict exactly goes behind: a directory's
-// mode without setuid or setgid bits (whether the peer keeps them is its
-// setting), on a peer that does not keep owners (one that does makes the
-// directory its own user's, and this mount then gives it the caller's,
-// in a second request). A regular file's chmod or utimes stays
-// synchronous: on a peer whose file has no version attribute, its
-// version token follows its change time, and a copy being written here
-// must learn the new one from the peer's answer or its next upload would
-// look like a conflict.
+// Only what the mount can predict exactly goes behind: a mode without
+// setuid or setgid bits (whether the peer keeps them is its setting); a
+// mkdir on a peer that does not keep owners (one that does makes the
+// directory its own user's, and this mount then gives it the caller's, in
+// a second request); a regular file's change only on a peer that keeps
+// its version token across it (peerproto.FeatureKeepsVersion), for a file
+// whose token is known and of which nothing is local here (a copy, an
+// open handle, other names). Elsewhere the token may follow the file's
+// change time, and a copy written here must learn the new one from the
+// peer's answer, or its next upload would look like a conflict.
 
 import (
 	"context"
@@ -58,7 +59,8 @@ func (s *Store) mkdirBehind(p *peerConn, path string, mode fs.FileMode) (fi fs.F
 		return nil, false
 	}
 	now := s.now().UnixNano()
-	e := madeDir(dir, bits, now)
+	feats, _ := p.link.features()
+	e := madeDir(dir, bits, now, feats.posix)
 	p.attrs.remember(path, e, true)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
@@ -81,34 +83,59 @@ func knownDir(p *peerConn, path string) (peerproto.Entry, bool) {
 
 // madeDir returns the attributes a directory made with permission bits
 // mode at now (ns) in directory parent gets from its peer: its parent's
-// setgid bit and group, and its kinds of attributes, with two links and
-// the size of one block. Its inode number is unknown until the peer says.
-func madeDir(parent peerproto.Entry, mode uint32, now int64) peerproto.Entry {
+// setgid bit and owners (if known), two links, the size of one block, and
+// on a posix connection (a peer that gives whole-filesystem attributes)
+// its times. Its inode number is unknown until the peer says.
+func madeDir(parent peerproto.Entry, mode uint32, now int64, posix bool) peerproto.Entry {
 	e := peerproto.Entry{Type: peerproto.TypeDir, Mode: mode | parent.Mode&0o2000, Size: 4096, Mtime: now}
-	e.Has = parent.Has &^ (peerproto.AttrIno | peerproto.AttrRdev | peerproto.AttrLink)
-	e.Nlink, e.Uid, e.Gid = 2, parent.Uid, parent.Gid
-	e.Atime, e.Ctime, e.Blocks = now, now, 8
+	if posix {
+		e.Has = peerproto.AttrNlink | peerproto.AttrAtime | peerproto.AttrCtime | peerproto.AttrBlocks |
+			parent.Has&(peerproto.AttrUid|peerproto.AttrGid)
+		e.Nlink, e.Uid, e.Gid = 2, parent.Uid, parent.Gid
+		e.Atime, e.Ctime, e.Blocks = now, now, 8
+	}
 	return e
 }
 
 // setattrBehind acknowledges sa on p by queueing it, if it may be written
-// behind (see the file's comment): a directory's (not the export root's)
-// permission bits without setuid or setgid, or its times. It returns the
-// directory's attributes as changed here; ok is false if the caller must
-// send it synchronously.
+// behind (see the file's comment): the permission bits without setuid or
+// setgid, or the times, of a directory (not the export's root) or a
+// regular file. It returns the attributes as changed here; ok is false if
+// the caller must send it synchronously.
 func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo, ok bool) {
 	if sa.Name == "" || sa.HasSize || sa.HasUid || sa.HasGid || sa.HasMode && sa.Mode&privBits != 0 ||
 		!sa.HasMode && !sa.HasAtime && !sa.HasMtime {
 		return nil, false
 	}
 	e, exists, known := p.attrs.cached(sa.Name)
-	if !known || !exists || !e.IsDir() {
+	if !known || !exists {
 		return nil, false
 	}
-	if !s.writeBehind(p, cache.Key{Peer: p.name, Path: sa.Name}, nil, true) {
+	feats, _ := p.link.features()
+	if feats.posix && e.Has&(peerproto.AttrAtime|peerproto.AttrCtime) != peerproto.AttrAtime|peerproto.AttrCtime {
+		// Known in part (a file uploaded here, whose upload's answer
+		// carries no access or change time): the peer's answer has
+		// what the change leaves of them.
 		return nil, false
 	}
+	key := cache.Key{Peer: p.name, Path: sa.Name}
 	op := cache.NamespaceOp{Op: cache.OpSetattr, Peer: p.name, Path: sa.Name}
+	switch {
+	case e.IsDir():
+		if !s.writeBehind(p, key, nil, true) {
+			return nil, false
+		}
+	case e.Type == peerproto.TypeFile && e.Ver != "":
+		f, _ := s.local(key)
+		if !feats.keepsVersion || !s.writeBehind(p, key, f, false) {
+			return nil, false
+		}
+		// A replay changes this version only: one rewritten since by
+		// another writer keeps its own mode and times.
+		op.Version = string(e.Version())
+	default:
+		return nil, false
+	}
 	if sa.HasMode {
 		op.Mode = &sa.Mode
 	}
