@@ -64,6 +64,9 @@ type NamespaceOp struct {
 	Mode  *uint32 `json:"mode,omitempty"`
 	Atime *int64  `json:"atime,omitempty"`
 	Mtime *int64  `json:"mtime,omitempty"`
+	// Dir marks an OpSetattr of a directory: a replay changes a
+	// directory only, not a file another writer put at its name.
+	Dir bool `json:"dir,omitempty"`
 }
 
 // TimeNow as an OpSetattr time asks for the peer's current time.

@@ -42,8 +42,10 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 		case !sub || e.Has&peerproto.AttrNlink == 0:
 		case removed && e.Nlink > 2:
 			e.Nlink--
-		case !removed:
-			e.Nlink++ // the new subdirectory's ".."
+		case !removed && e.Nlink >= 2:
+			// The new subdirectory's "..", where directories count
+			// them (btrfs keeps 1).
+			e.Nlink++
 		}
 	}
 	a.mu.Lock()

@@ -351,6 +351,9 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: another export now answers at this peer's name")
 		return true, nil
 	}
+	if op.replayed && op.Op == cache.OpSetattr && op.Dir {
+		return s.giveUpDirSetattr(ctx, p, op)
+	}
 	if !op.replayed || op.Op == cache.OpRmdir || op.Version == "" {
 		return false, nil
 	}
@@ -420,9 +423,13 @@ func (s *Store) finishBatch(p *peerConn, ops []*nsOp, outs []error, err error) {
 		case out == nil:
 			p.unsynced.mark(parent(op.Path))
 		default:
+			// The parents' too: a link count and times moved here
+			// for a change that did not happen.
 			p.attrs.forgetTree(op.Path)
+			p.attrs.changed(parent(op.Path))
 			if op.Op == cache.OpRename {
 				p.attrs.forgetTree(op.To)
+				p.attrs.changed(parent(op.To))
 			}
 		}
 	}

@@ -54,16 +54,20 @@ func (s *Store) mkdirBehind(p *peerConn, path string, mode fs.FileMode) (fi fs.F
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
 	}
-	start, err := s.ns.push(op, false)
-	if err != nil {
-		return nil, false
-	}
+	// Shown before it is queued: a sender already running may carry
+	// it out, or have it refused (and what it showed forgotten), at once.
 	now := s.now().UnixNano()
 	feats, _ := p.link.features()
 	e := madeDir(dir, bits, now, feats.posix)
 	p.attrs.remember(path, e, true)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		p.attrs.forgetTree(path)
+		p.attrs.changed(parent(path))
+		return nil, false
+	}
 	if start {
 		s.startSender(p.name)
 	}
@@ -125,6 +129,7 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 		if !s.writeBehind(p, key, nil, true) {
 			return nil, false
 		}
+		op.Dir = true
 	case e.Type == peerproto.TypeFile && e.Ver != "":
 		f, _ := s.local(key)
 		if !feats.keepsVersion || !s.writeBehind(p, key, f, false) {
@@ -152,14 +157,16 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
 	}
-	start, err := s.ns.push(op, false)
-	if err != nil {
-		return nil, false
-	}
 	// "now" is this machine's clock here, the peer's there: they differ
 	// by the clocks' skew until the next STAT after it is carried out.
+	// Shown before it is queued, as mkdirBehind does.
 	now := s.now().UnixNano()
 	p.attrs.changedHere(sa.Name, func(e *peerproto.Entry) { applySetattr(e, op, now) })
+	start, err := s.ns.push(op, false)
+	if err != nil {
+		p.attrs.forget(sa.Name)
+		return nil, false
+	}
 	if start {
 		s.startSender(p.name)
 	}
@@ -211,6 +218,24 @@ func setattrOf(op cache.NamespaceOp) peerproto.Setattr {
 	return sa
 }
 
+// giveUpDirSetattr is giveUp for a replayed setattr of a directory: not
+// carried out if the name no longer holds a directory.
+func (s *Store) giveUpDirSetattr(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
+	res, err := s.peerStats(ctx, p, op.Path)
+	switch {
+	case err != nil:
+		return false, err
+	case errors.Is(res[0].Err, fs.ErrNotExist):
+		return true, nil
+	case res[0].Err != nil:
+		return false, netErr(p, res[0].Err)
+	case !res[0].Entry.IsDir():
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("not carried out: a directory's mode or times, changed here by an earlier run, but its name holds a file on the peer now")
+		return true, nil
+	}
+	return false, nil
+}
+
 // madeAlready reports whether the peer has a directory at path, as a
 // MKDIR written behind that found the name taken needs to know: one made
 // by another writer, or by this MKDIR sent before on a connection that
@@ -234,7 +259,18 @@ func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e erro
 	case (op.Op == cache.OpDelete || op.Op == cache.OpRmdir) && errors.Is(e, fs.ErrNotExist):
 		return nil // a removal that finds its name gone: done all the same
 	case op.Op == cache.OpMkdir && errors.Is(e, fs.ErrExist) && s.madeAlready(ctx, p, op.Path):
+		// Another writer's (or this MKDIR's, sent before): what is in
+		// it is the peer's to say, not the empty listing made here.
+		p.attrs.forgetTree(op.Path)
+		s.notify(p.name, op.Path)
 		return nil
+	case op.Op == cache.OpMkdir && op.replayed && errors.Is(e, fs.ErrNotExist):
+		// Sent before (a connection that died with the answer, a run
+		// that ended before the journal said done): maybe made then,
+		// and its parent removed by what followed it. Nothing to
+		// report to a program; the names show as the peer has them.
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("mkdir not carried out again: its parent is gone on the peer (it may have been made and removed already)")
+		return errGivenUp
 	case op.Op == cache.OpSetattr && errors.Is(e, fs.ErrNotExist):
 		return errGivenUp // removed meanwhile by another writer: as if after it
 	}

@@ -141,13 +141,18 @@ func TestMkdirBehindFindsName(t *testing.T) {
 	if err := os.Mkdir(bob.path("dir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	bob.writeFile(t, "file", []byte("a file"), 0o644)
+	bob.writeFile(t, "dir/inside", []byte("x"), 0o644)
 	if _, err := s.Mkdir(ctx, "bob", "dir", 0o755); err != nil {
 		t.Fatalf("Mkdir dir (unknown here): %v", err)
 	}
 	if err := s.Sync(ctx); err != nil {
 		t.Errorf("Sync after a MKDIR that found a directory: %v, want nil", err)
 	}
+	if got := s.names(t, "bob", "dir"); !slices.Equal(got, []string{"inside"}) {
+		t.Errorf("dir found on the peer lists %q, want [inside]", got)
+	}
+	s.names(t, "bob", "")
+	bob.writeFile(t, "file", []byte("a file"), 0o644)
 	if _, err := s.Mkdir(ctx, "bob", "file", 0o755); err != nil {
 		t.Fatalf("Mkdir file (unknown here): %v", err)
 	}
