@@ -203,7 +203,7 @@ func (c *conn) features(m peerproto.Features) error {
 			c.attrs, c.posix = true, true
 		}
 	}
-	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta, peerproto.FeatureKeepsVersion}}
+	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta}}
 	if c.s.opts.Owners {
 		ok.Words = append(ok.Words, peerproto.FeatureOwners)
 	}

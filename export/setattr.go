@@ -70,8 +70,7 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 	}
 	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
 	var ver string // the content's version token before the change
-	pre := st
-	if regular && !m.HasSize {
+	if regular && m.HasMtime && !m.HasSize {
 		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 	}
 	if m.HasSize {
@@ -110,10 +109,7 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 		case m.HasMtime:
 			c.s.vers.keep(fd, &st, ver) // the same content at another mtime
 		default:
-			// The ctime only, changed by this server through the
-			// descriptor: the same content, the same token
-			// (FeatureKeepsVersion), derived ones too.
-			c.s.vers.moved(verStatOf(&st), verStatOf(&pre))
+			c.s.vers.moved(verStatOf(&st), verStat{}) // ctime only
 			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 		}
 		if c.attrs {
@@ -205,10 +201,7 @@ func (c *conn) setattrPath(m peerproto.Setattr, p string, pfd int, st *unix.Stat
 		e.Has |= peerproto.AttrLink
 	}
 	if after.Mode&unix.S_IFMT == unix.S_IFREG {
-		// Owners or times of a file this peer may not open: the same
-		// content, the same token (FeatureKeepsVersion), if the table
-		// knew it before the change.
-		c.s.vers.moved(verStatOf(&after), verStatOf(st))
+		c.s.vers.moved(verStatOf(&after), verStat{})
 		e.Ver = c.s.vers.of(verStatOf(&after), fdSource(pfd, ""))
 	}
 	return c.send(peerproto.SetattrOK{Entry: e})

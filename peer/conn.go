@@ -300,11 +300,6 @@ func (c *Conn) Owners() bool { return c.has(peerproto.FeatureOwners) }
 // as its FEATURES answer on this connection said.
 func (c *Conn) Devices() bool { return c.has(peerproto.FeatureDevices) }
 
-// KeepsVersion reports whether the peer keeps a file's version token
-// across a SETATTR without size= (peerproto.FeatureKeepsVersion), as its
-// FEATURES answer on this connection said.
-func (c *Conn) KeepsVersion() bool { return c.has(peerproto.FeatureKeepsVersion) }
-
 // ReadOnly reports whether the peer said its export is read-only.
 func (c *Conn) ReadOnly() bool { return c.has(peerproto.FeatureReadOnly) }
 

@@ -219,19 +219,21 @@ const MaxBatch = 128
 // answered by one line (DELETE, RMDIR, MKDIR, RENAME, SETATTR...; not
 // GET, PUT or LIST), and there are at most MaxBatch of them. errs holds
 // the outcome of each message answered, in order: nil, or its refusal
-// (a *peerproto.FailError inside). A failure to talk to the peer is err;
-// then errs holds the outcomes read before it, and the messages after
-// those may or may not have been carried out.
-func (c *Conn) Batch(ctx context.Context, msgs []peerproto.Message) (errs []error, err error) {
+// (a *peerproto.FailError inside), and replies the answer of each that
+// succeeded (nil for a refusal: a SETATTR's carries the attributes after
+// it). A failure to talk to the peer is err; then errs holds the outcomes
+// read before it, and the messages after those may or may not have been
+// carried out.
+func (c *Conn) Batch(ctx context.Context, msgs []peerproto.Message) (replies []peerproto.Message, errs []error, err error) {
 	if len(msgs) > MaxBatch {
-		return nil, fmt.Errorf("peer %s: a batch of %d requests (at most %d)", c.addr, len(msgs), MaxBatch)
+		return nil, nil, fmt.Errorf("peer %s: a batch of %d requests (at most %d)", c.addr, len(msgs), MaxBatch)
 	}
 	if len(msgs) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	done, err := c.begin(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer done()
 	b := make([]byte, 0, 64*len(msgs))
@@ -240,24 +242,24 @@ func (c *Conn) Batch(ctx context.Context, msgs []peerproto.Message) (errs []erro
 		b = append(b, '\n')
 	}
 	if _, err := c.w.Write(b); err != nil {
-		return nil, c.fail(msgs[0].Verb(), "", err)
+		return nil, nil, c.fail(msgs[0].Verb(), "", err)
 	}
 	if err := c.w.Flush(); err != nil {
-		return nil, c.fail(msgs[0].Verb(), "", err)
+		return nil, nil, c.fail(msgs[0].Verb(), "", err)
 	}
-	errs = make([]error, 0, len(msgs))
+	replies, errs = make([]peerproto.Message, 0, len(msgs)), make([]error, 0, len(msgs))
 	for _, m := range msgs {
-		_, rerr := peerproto.ReadReply(c.r, m.Verb())
+		r, rerr := peerproto.ReadReply(c.r, m.Verb())
 		var fe *peerproto.FailError
 		switch {
 		case rerr == nil:
-			errs = append(errs, nil)
+			replies, errs = append(replies, r), append(errs, nil)
 		case errors.As(rerr, &fe):
-			errs = append(errs, fmt.Errorf("peer %s: %s: %w", c.addr, m.Verb(), rerr))
+			replies, errs = append(replies, nil), append(errs, fmt.Errorf("peer %s: %s: %w", c.addr, m.Verb(), rerr))
 		default:
-			return errs, c.fail(m.Verb(), "", rerr)
+			return replies, errs, c.fail(m.Verb(), "", rerr)
 		}
 		c.touch()
 	}
-	return errs, nil
+	return replies, errs, nil
 }

@@ -297,7 +297,7 @@ func TestConnBatch(t *testing.T) {
 	}
 	c := dial(t, addr, peer.ClientOptions{})
 	ctx := context.Background()
-	errs, err := c.Batch(ctx, []peerproto.Message{
+	replies, errs, err := c.Batch(ctx, []peerproto.Message{
 		peerproto.Delete{Name: "a"},
 		peerproto.Delete{Name: "missing"},
 		peerproto.Rmdir{Name: "d"}, // not empty yet
@@ -308,8 +308,11 @@ func TestConnBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(errs) != 6 {
-		t.Fatalf("%d outcomes, want 6", len(errs))
+	if len(errs) != 6 || len(replies) != 6 {
+		t.Fatalf("%d outcomes and %d replies, want 6", len(errs), len(replies))
+	}
+	if replies[0] == nil || replies[1] != nil {
+		t.Errorf("replies %v: want one for a success, none for a refusal", replies)
 	}
 	if errs[0] != nil || errs[3] != nil || errs[4] != nil || errs[5] != nil {
 		t.Errorf("outcomes %v: want the deletes and the second RMDIR to succeed", errs)
@@ -328,7 +331,7 @@ func TestConnBatch(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Errorf("the stream is out of step after a batch: %v", err)
 	}
-	if _, err := c.Batch(ctx, make([]peerproto.Message, peer.MaxBatch+1)); err == nil {
+	if _, _, err := c.Batch(ctx, make([]peerproto.Message, peer.MaxBatch+1)); err == nil {
 		t.Error("a batch over MaxBatch was sent")
 	}
 }

@@ -301,13 +301,6 @@ const FeatureDelta = "delta"
 // FeatureFsyncFiles is the FeaturesOK word of FSYNC with names.
 const FeatureFsyncFiles = "fsync-files"
 
-// FeatureKeepsVersion is the FeaturesOK word of a peer on which a SETATTR
-// without size= (a mode, times, owners) keeps a regular file's version
-// token (Entry.Ver): only a change of content gives a new one. A client
-// that learned a file's token can then change its mode or times without
-// waiting for the answer, and replace the file on that token after.
-const FeatureKeepsVersion = "keeps-version"
-
 // FeatureAttrs is the FeaturesOK word of attribute words: once a client
 // sent "FEATURES attrs", the peer's STAT OK, SETATTR OK, PUT DONE and LIST
 // entry lines on that connection end in "<key>=<value>" words

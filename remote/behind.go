@@ -304,10 +304,13 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// not sent again on a new connection, and what it left unanswered is
 	// checked before it goes again (replayed, giveUp).
 	bctx := peer.NoRetry(rctx)
-	var got []error
+	var (
+		replies []peerproto.Message
+		got     []error
+	)
 	err = s.poolDo(bctx, p, msgs[0].Verb(), func(c *peer.Conn) error {
 		var err error
-		got, err = c.Batch(bctx, msgs)
+		replies, got, err = c.Batch(bctx, msgs)
 		return err
 	})
 	if err != nil {
@@ -317,6 +320,11 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		op := ops[i+j]
 		if e = s.behindOutcome(rctx, p, op, e); e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
+		}
+		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.laterFor(peerName, op.Path, op.Seq) {
+			// What the peer stored (a coarse clock keeps whole seconds),
+			// unless a later change here is still to show.
+			p.attrs.remember(op.Path, r.Entry, true)
 		}
 		outs = append(outs, e)
 	}

@@ -1,7 +1,6 @@
 package remote
 
 import (
-	"bytes"
 	"os"
 	"slices"
 	"sync"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/internal/testfs"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -198,11 +198,11 @@ func TestMkdirBehindOnlyWherePredicted(t *testing.T) {
 }
 
 // TestSetattrWrittenBehind: utimes and chmod of a directory (tar's last
-// step, chmod -R) and of a file (one planted on the peer: its version
-// token is derived from its attributes) are acknowledged while the peer's
-// SETATTRs are held, show at once, and reach the peer in order; the file
-// then written here replaces the peer's on the version it knew (its
-// token survived the chmod: no conflict copy).
+// step, chmod -R) are acknowledged while the peer's SETATTRs are held,
+// show at once, and reach the peer in order; a regular file's go
+// synchronously (its peer may give it a new version token with them,
+// which a copy written here later must be based on), and a file written
+// after replaces the peer's without a conflict.
 func TestSetattrWrittenBehind(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
@@ -214,40 +214,46 @@ func TestSetattrWrittenBehind(t *testing.T) {
 	s.names(t, "bob", "")
 	s.names(t, "bob", "d")
 	when := time.Date(2020, 2, 29, 12, 0, 0, 0, time.UTC)
-	for _, name := range []string{"d", "d/f"} {
-		returnsSoon(t, "Chtimes "+name, func() error {
-			fi, err := s.Chtimes(ctx, "bob", name, fusefs.TimeChange{Set: true, T: when}, fusefs.TimeChange{Set: true, T: when})
-			if err == nil && !fi.ModTime().Equal(when) {
-				t.Errorf("Chtimes %s answered mtime %v, want %v", name, fi.ModTime(), when)
-			}
-			return err
-		})
-		returnsSoon(t, "Chmod "+name, func() error {
-			fi, err := s.Chmod(ctx, "bob", name, 0o700)
-			if err == nil && fi.Mode().Perm() != 0o700 {
-				t.Errorf("Chmod %s answered %v, want 0700", name, fi.Mode())
-			}
-			return err
-		})
-		if fi, err := s.Stat(ctx, "bob", name); err != nil || fi.Mode().Perm() != 0o700 || !fi.ModTime().Equal(when) {
-			t.Errorf("Stat %s while held: %v, %v; want 0700 at %v", name, fi, err, when)
+	returnsSoon(t, "Chtimes d", func() error {
+		fi, err := s.Chtimes(ctx, "bob", "d", fusefs.TimeChange{Set: true, T: when}, fusefs.TimeChange{Set: true, T: when})
+		if err == nil && !fi.ModTime().Equal(when) {
+			t.Errorf("Chtimes answered mtime %v, want %v", fi.ModTime(), when)
 		}
-		if m := bob.mode(t, name); m.Perm() == 0o700 {
-			t.Fatalf("bob's %s is %v while the SETATTRs are held", name, m)
+		return err
+	})
+	returnsSoon(t, "Chmod d", func() error {
+		fi, err := s.Chmod(ctx, "bob", "d", 0o700)
+		if err == nil && fi.Mode().Perm() != 0o700 {
+			t.Errorf("Chmod answered %v, want 0700", fi.Mode())
 		}
+		return err
+	})
+	if fi, err := s.Stat(ctx, "bob", "d"); err != nil || fi.Mode().Perm() != 0o700 || !fi.ModTime().Equal(when) {
+		t.Errorf("Stat d while held: %v, %v; want 0700 at %v", fi, err, when)
 	}
-	if got := s.names(t, "bob", "d"); !slices.Equal(got, []string{"f"}) {
-		t.Errorf("d lists %q while held", got)
+	if m := bob.mode(t, "d"); m.Perm() != 0o755 {
+		t.Fatalf("bob's d is %v while the SETATTRs are held", m)
+	}
+	chmodFile := make(chan error, 1)
+	go func() { _, err := s.Chmod(ctx, "bob", "d/f", 0o600); chmodFile <- err }()
+	select {
+	case err := <-chmodFile:
+		t.Fatalf("Chmod of a file returned (%v) while SETATTRs are held: written behind", err)
+	case <-time.After(50 * time.Millisecond):
 	}
 	open()
+	if err := <-chmodFile; err != nil {
+		t.Fatal(err)
+	}
 	if err := s.FlushAll(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"d", "d/f"} {
-		fi, err := os.Stat(bob.path(name))
-		if err != nil || fi.Mode().Perm() != 0o700 || !fi.ModTime().Equal(when) {
-			t.Errorf("bob's %s after FlushAll: %v, %v; want 0700 at %v", name, fi, err, when)
-		}
+	fi, err := os.Stat(bob.path("d"))
+	if err != nil || fi.Mode().Perm() != 0o700 || !fi.ModTime().Equal(when) {
+		t.Errorf("bob's d after FlushAll: %v, %v; want 0700 at %v", fi, err, when)
+	}
+	if m := bob.mode(t, "d/f"); m.Perm() != 0o600 {
+		t.Errorf("bob's d/f: %v, want 0600", m)
 	}
 	fh := s.open(t, "bob", "d/f", os.O_WRONLY|os.O_TRUNC, 0)
 	s.write(t, fh, "rewritten here", 0)
@@ -263,67 +269,11 @@ func TestSetattrWrittenBehind(t *testing.T) {
 	}
 }
 
-// TestFileSetattrSyncWithoutKeepsVersion: a peer that does not say it
-// keeps a file's version across SETATTR (an older peerfs) gets a file's
-// chmod synchronously, and the mount learns the token it answers with; a
-// directory's still goes behind.
-func TestFileSetattrSyncWithoutKeepsVersion(t *testing.T) {
-	bob := startPeer(t, t.TempDir())
-	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bob.writeFile(t, "f", []byte("planted"), 0o644)
-	release := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(open)
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("SETATTR")) {
-			<-release
-		}
-		return b, false
-	}, func(b []byte) ([]byte, bool) {
-		return bytes.ReplaceAll(b, []byte(" "+peerproto.FeatureKeepsVersion), nil), false
-	})
-	s := newStoreWith(t, t.TempDir(), nil)
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
-	ctx := testCtx(t)
-	s.names(t, "bob", "")
-	returnsSoon(t, "Chmod d", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
-	done := make(chan error, 1)
-	go func() { _, err := s.Chmod(ctx, "bob", "f", 0o600); done <- err }()
-	select {
-	case err := <-done:
-		t.Fatalf("Chmod of a file returned (%v) while SETATTRs are held: written behind", err)
-	case <-time.After(50 * time.Millisecond):
-	}
-	open()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	fh := s.open(t, "bob", "f", os.O_WRONLY|os.O_TRUNC, 0)
-	s.write(t, fh, "rewritten", 0)
-	if err := s.Flush(ctx, fh); err != nil {
-		t.Fatal(err)
-	}
-	s.release(t, fh)
-	if got := s.names(t, "bob", ""); !slices.Equal(got, []string{"d", "f"}) {
-		t.Errorf("root lists %q, want [d f] (no conflict copy)", got)
-	}
-	if m := bob.mode(t, "d"); m.Perm() != 0o700 {
-		t.Errorf("bob's d: %v", m)
-	}
-}
-
-// TestMkdirSetattrReplayedAfterCrash: mkdirs, a directory's chmod and
-// utimes, and files' chmods acknowledged by a run that ended before the
-// peer had them are carried out by the next run, in order; a file's only
-// while it is the version changed here (not one rewritten on the peer
-// since).
+// TestMkdirSetattrReplayedAfterCrash: mkdirs and a directory's chmod and
+// utimes acknowledged by a run that ended before the peer had them are
+// carried out by the next run, in order.
 func TestMkdirSetattrReplayedAfterCrash(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
-	bob.writeFile(t, "same", []byte("same"), 0o644)
-	bob.writeFile(t, "rewritten", []byte("v1"), 0o644)
 	proxy := heldBackProxy(t, bob.addr, "MKDIR", "SETATTR")
 	dir := t.TempDir()
 	first := newStoreWith(t, dir, nil)
@@ -342,18 +292,12 @@ func TestMkdirSetattrReplayedAfterCrash(t *testing.T) {
 	if _, err := first.Chtimes(ctx, "bob", "x", fusefs.TimeChange{}, fusefs.TimeChange{Set: true, T: when}); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"same", "rewritten"} {
-		if _, err := first.Chmod(ctx, "bob", f, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
 	first.close()
-	bob.writeFile(t, "rewritten", []byte("v2, written on bob after the chmod"), 0o644)
 	var ops []string
 	for _, op := range first.cache.Journal().Pending() {
 		ops = append(ops, op.Op+" "+op.Path)
 	}
-	if want := []string{"mkdir x", "mkdir x/y", "setattr x", "setattr x", "setattr same", "setattr rewritten"}; !slices.Equal(ops, want) {
+	if want := []string{"mkdir x", "mkdir x/y", "setattr x", "setattr x"}; !slices.Equal(ops, want) {
 		t.Fatalf("journal when the first run ends: %q, want %q", ops, want)
 	}
 
@@ -373,12 +317,6 @@ func TestMkdirSetattrReplayedAfterCrash(t *testing.T) {
 	if fi, err := os.Stat(bob.path("x")); err != nil || fi.Mode().Perm() != 0o711 || !fi.ModTime().Equal(when) {
 		t.Errorf("bob's x after the replay: %v, %v; want 0711 at %v", fi, err, when)
 	}
-	if m := bob.mode(t, "same"); m != 0o600 {
-		t.Errorf("bob's same after the replay: %v, want 0600", m)
-	}
-	if m := bob.mode(t, "rewritten"); m != 0o644 {
-		t.Errorf("bob's rewritten after the replay: %v, want 0644 (a chmod replayed on a version it never saw)", m)
-	}
 	if pend := second.cache.Journal().Pending(); len(pend) != 0 {
 		t.Errorf("journal after the replay: %v", pend)
 	}
@@ -389,4 +327,37 @@ func (p *testPeer) isDir(t *testing.T, name string) bool {
 	t.Helper()
 	fi, err := os.Stat(p.path(name))
 	return err == nil && fi.IsDir()
+}
+
+// TestDirTimesBehindShowWhatPeerStored: once a directory's utimes written
+// behind is carried out, the mount shows the time the peer stored (on a
+// filesystem of whole seconds, not the nanoseconds asked), from the
+// SETATTR's answer, without waiting for the attributes to expire.
+func TestDirTimesBehindShowWhatPeerStored(t *testing.T) {
+	bob := startPeer(t, testfs.Coarse(t, 32))
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = time.Minute })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	when := time.Date(2020, 2, 29, 12, 0, 0, 123456789, time.UTC)
+	fi, err := s.Chtimes(ctx, "bob", "d", fusefs.TimeChange{Set: true, T: when}, fusefs.TimeChange{Set: true, T: when})
+	if err != nil || !fi.ModTime().Equal(when) {
+		t.Fatalf("Chtimes: %v, %v; want the time asked until the peer answers", fi, err)
+	}
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pfi, err := os.Stat(bob.path("d"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pfi.ModTime().Equal(when.Truncate(time.Second)) {
+		t.Fatalf("the peer stored %v: not a whole-second filesystem?", pfi.ModTime())
+	}
+	if fi, err := s.Stat(ctx, "bob", "d"); err != nil || !fi.ModTime().Equal(pfi.ModTime()) {
+		t.Errorf("Stat d after the peer carried the utimes out: %v, %v; the peer stored %v", fi.ModTime(), err, pfi.ModTime())
+	}
 }

@@ -199,6 +199,23 @@ func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerprot
 	return out
 }
 
+// laterFor reports whether an operation on path queued after seq waits
+// for peer: what the peer answered for seq is not what this mount shows.
+func (b *behind) laterFor(peer, path string, seq uint64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[peer]
+	if q == nil {
+		return false
+	}
+	for _, op := range q.ops {
+		if op.Seq > seq && (op.Path == path || op.To == path) {
+			return true
+		}
+	}
+	return false
+}
+
 // outdates reports whether an operation of kind op, while it waits,
 // makes what its peer says out of date (nsQueue.stale).
 func outdates(op string) bool {

@@ -150,14 +150,11 @@ type features struct {
 	// readOnly: its export refuses every change; nothing is written
 	// behind for it.
 	readOnly bool
-	// keepsVersion: a SETATTR of a file's mode or times keeps its
-	// version token (peerproto.FeatureKeepsVersion).
-	keepsVersion bool
 }
 
 // setFeatures records what the peer said it serves on a connection.
 func (l *link) setFeatures(c *peer.Conn) {
-	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices(), readOnly: c.ReadOnly(), keepsVersion: c.KeepsVersion()}
+	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices(), readOnly: c.ReadOnly()}
 	l.mu.Lock()
 	l.feats = f
 	l.mu.Unlock()

@@ -100,7 +100,7 @@ type mountConfig struct {
 	AttrTimeout   time.Duration `envconfig:"PEERFS_ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
 	AllowOther    bool          `envconfig:"PEERFS_ALLOW_OTHER" default:"false" desc:"let other users of this machine use the mount, with permissions checked by the kernel as on a local disk (a user other than root needs user_allow_other in /etc/fuse.conf)"`
 	DrainTimeout  time.Duration `envconfig:"PEERFS_DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
-	SyncNamespace bool          `envconfig:"PEERFS_SYNC_NAMESPACE" default:"false" desc:"make rm, rmdir, mv, mkdir, chmod and touch wait for the peer's answer (default: acknowledged at once, journalled in the cache, carried out on the peer in the background in order; fsync, sync rounds and unmount wait for them)"`
+	SyncNamespace bool          `envconfig:"PEERFS_SYNC_NAMESPACE" default:"false" desc:"make rm, rmdir, mv, mkdir and a directory's chmod and times wait for the peer's answer (default: acknowledged at once, journalled in the cache, carried out on the peer in the background in order; fsync, sync rounds and unmount wait for them)"`
 	ForgetAfter   time.Duration `envconfig:"PEERFS_FORGET_AFTER" default:"168h" desc:"a peer neither listed by the tracker nor answering this long is forgotten: its folder goes (until then it stays, EIO while down)"`
 	Control       string        `envconfig:"PEERFS_CONTROL" desc:"control socket for peerfs status (default: <cache-dir>/control.sock)"`
 	MetricsListen string        `envconfig:"PEERFS_METRICS_LISTEN" desc:"serve Prometheus metrics at http://ADDR/metrics (host:port; off if empty)"`
