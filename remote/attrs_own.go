@@ -66,25 +66,13 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // changedAt records that path's change time moved to ctime (this mount's
 // clock; a rename written behind), keeping the rest and its age.
 func (a *attrCache) changedAt(path string, ctime int64) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	later := func(e *peerproto.Entry) {
+	a.changedHere(path, func(e *peerproto.Entry) {
 		if e.Has&peerproto.AttrCtime == 0 {
 			e.Has |= peerproto.AttrCtime
 			e.Ctime = ctime
 		}
 		e.Ctime = max(e.Ctime, ctime)
-	}
-	if sc, ok := a.stats[path]; ok && sc.exists {
-		later(&sc.e)
-		a.stats[path] = sc
-	}
-	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
-		if e, ok := dc.entries[base(path)]; ok {
-			later(&e)
-			dc.entries[base(path)] = e
-		}
-	}
+	})
 }
 
 // emptyDir records that directory path was just created here, so empty:

@@ -7,14 +7,12 @@ package remote
 // review checked and found right.
 
 import (
-	"bytes"
 	"errors"
 	"io/fs"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -69,34 +67,9 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.writeFile(t, "junk", []byte("junk"), 0o644)
-	hold := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(open)
-	held := make(chan struct{}, 1)
-	var cut atomic.Bool
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("DELETE")) {
-			select {
-			case held <- struct{}{}:
-			default:
-			}
-			<-hold // the mkdir and rmdirs queue up behind it: one batch
-		}
-		return b, false
-	}, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("MKDIR")) && cut.CompareAndSwap(false, true) {
-			// All three carried out (the peer read them together), then
-			// their answers are lost with the connection.
-			for end := time.Now().Add(testTimeout); time.Now().Before(end); time.Sleep(time.Millisecond) {
-				if _, err := os.Lstat(bob.path("a")); errors.Is(err, fs.ErrNotExist) {
-					break
-				}
-			}
-			return nil, true
-		}
-		return b, false
-	})
+	// The mkdir and rmdirs queue up behind a held DELETE (one batch);
+	// all three are carried out, then their answers lost.
+	proxy, held, open, wasCut := lostAnswersProxy(t, bob, "MKDIR", "a")
 	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = time.Minute })
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
@@ -126,7 +99,7 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 	if err := syncUntilSettled(t, s); err != nil {
 		t.Errorf("Sync: %v (errno %v); want nil: the mkdir and both rmdirs were carried out, only their answers were lost", err, errnoOf(err))
 	}
-	if !cut.Load() {
+	if !wasCut() {
 		t.Fatal("no MKDIR answer was cut: the test did not test")
 	}
 	if bob.exists(t, "a") {

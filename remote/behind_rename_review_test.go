@@ -6,13 +6,8 @@ package remote
 // its fix.
 
 import (
-	"bytes"
-	"errors"
-	"io/fs"
 	"os"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -173,31 +168,9 @@ func TestRenamesResentAfterLostReplyKeepOrder(t *testing.T) {
 	bob.writeFile(t, "doc", []byte("old document"), 0o644)
 	bob.writeFile(t, "doc.tmp", []byte("new document"), 0o644)
 	bob.writeFile(t, "junk", []byte("junk"), 0o644)
-	hold := make(chan struct{})
-	var once sync.Once
-	open := func() { once.Do(func() { close(hold) }) }
-	t.Cleanup(open)
-	var cut atomic.Bool
-	held := make(chan struct{}, 1)
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("DELETE")) {
-			held <- struct{}{}
-			<-hold // the renames queue up behind it: one batch
-		}
-		return b, false
-	}, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("RENAME")) && cut.CompareAndSwap(false, true) {
-			// Both carried out (the peer read them together), then
-			// their answers are lost with the connection.
-			for end := time.Now().Add(testTimeout); time.Now().Before(end); time.Sleep(time.Millisecond) {
-				if _, err := os.Lstat(bob.path("doc.tmp")); errors.Is(err, fs.ErrNotExist) {
-					break
-				}
-			}
-			return nil, true
-		}
-		return b, false
-	})
+	// The renames queue up behind a held DELETE (one batch); both are
+	// carried out, then their answers lost.
+	proxy, held, open, wasCut := lostAnswersProxy(t, bob, "RENAME", "doc.tmp")
 	s := newStoreWith(t, t.TempDir(), nil)
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
@@ -228,7 +201,7 @@ func TestRenamesResentAfterLostReplyKeepOrder(t *testing.T) {
 			t.Fatalf("Sync: %v; want nil, or EIO for the lost connection (both renames were carried out)", err)
 		}
 	}
-	if !cut.Load() {
+	if !wasCut() {
 		t.Fatal("no RENAME answer was cut: the test did not test")
 	}
 	if got := bobNames(t, bob); !slices.Equal(got, []string{"doc", "doc~"}) {

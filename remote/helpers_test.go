@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io/fs"
 	"maps"
 	"net"
 	"os"
@@ -735,4 +736,39 @@ func future(t *testing.T, path string, hours int) {
 	if err := os.Chtimes(path, when, when); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// lostAnswersProxy forwards to bob, with two faults: the first request
+// chunk holding a DELETE is held until open is called (held receives when
+// it arrives), so that what is queued behind it goes out in one batch;
+// and the first answer chunk holding cutVerb is dropped with its
+// connection once gone (a name in bob's export) no longer exists: the
+// batch carried out, its answers lost. wasCut reports whether that
+// happened.
+func lostAnswersProxy(t *testing.T, bob *testPeer, cutVerb, gone string) (proxy string, held <-chan struct{}, open func(), wasCut func() bool) {
+	t.Helper()
+	hold := make(chan struct{})
+	var once sync.Once
+	open = func() { once.Do(func() { close(hold) }) }
+	t.Cleanup(open)
+	arrived := make(chan struct{}, 1)
+	var cut, holding atomic.Bool
+	proxy = tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("DELETE")) && holding.CompareAndSwap(false, true) {
+			arrived <- struct{}{}
+			<-hold
+		}
+		return b, false
+	}, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte(cutVerb)) && cut.CompareAndSwap(false, true) {
+			for end := time.Now().Add(testTimeout); time.Now().Before(end); time.Sleep(time.Millisecond) {
+				if _, err := os.Lstat(bob.path(gone)); errors.Is(err, fs.ErrNotExist) {
+					break
+				}
+			}
+			return nil, true
+		}
+		return b, false
+	})
+	return proxy, arrived, open, cut.Load
 }
