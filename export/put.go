@@ -199,8 +199,18 @@ func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
 		return "", nil, err
 	}
 	// checkBase refuses with a *peerproto.FailError only: its refusal
-	// does not name the file.
-	if err = c.checkBase(m, t); err == nil {
+	// does not name the file. A version is checked under putMu, on the
+	// file as it is then: a SETATTR holds it from taking a file's token
+	// to recording it at its new mtime (changeFD), where the file would
+	// show a token it does not have.
+	if m.Ver != "" {
+		c.s.putMu.Lock()
+		err = c.recheckBase(m, t)
+		c.s.putMu.Unlock()
+	} else {
+		err = c.checkBase(m, t)
+	}
+	if err == nil {
 		err = c.s.checkSpace(t.dfd, m.Size)
 	}
 	if err != nil {

@@ -159,9 +159,12 @@ type Server struct {
 	done chan struct{}  // closed by Close
 
 	// putMu orders the check-and-rename of conditional PUTs: of two that
-	// started from one version, exactly one replaces it. It guards no
-	// field. It is held across that check's stat and the rename, disk I/O
-	// on purpose (only conditional PUTs wait on it), never network I/O.
+	// started from one version, exactly one replaces it. A SETATTR of a
+	// file's mtime holds it from taking the file's token to recording it
+	// at the new mtime (changeFD), and a PUT's first check of a version
+	// takes it too, so neither sees the file between. It guards no field.
+	// It is held across disk I/O on purpose (only those wait on it),
+	// never network I/O.
 	putMu sync.Mutex
 	// patchMu keeps a change in place (put_undo.go), which holds it to
 	// write, apart from the requests that could move, replace, remove or

@@ -68,39 +68,56 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 		}
 		return c.setattrByName(m, p)
 	}
+	e, err := c.changeFD(m, p, fd, st)
+	if err != nil {
+		return c.refuse(verb, err, name)
+	}
+	return c.send(peerproto.SetattrOK{Entry: e})
+}
+
+// changeFD applies m to p through fd, its open descriptor with attributes
+// st, and returns its entry after. A new mtime of a regular file keeps
+// its content's version token, taken before the change and recorded
+// after it; putMu is held in between, so that no PUT in place (which
+// holds it while it writes) stores new content under the old token.
+func (c *conn) changeFD(m peerproto.Setattr, p string, fd int, st unix.Stat_t) (peerproto.Entry, error) {
+	const verb = peerproto.VerbSetattr
 	regular := st.Mode&unix.S_IFMT == unix.S_IFREG
 	var ver string // the content's version token before the change
 	if regular && m.HasMtime && !m.HasSize {
+		c.s.putMu.Lock()
+		defer c.s.putMu.Unlock()
 		ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
 	}
 	if m.HasSize {
 		if err := unix.Ftruncate(fd, m.Size); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "truncate", Path: p, Err: err}, name)
+			return peerproto.Entry{}, &fs.PathError{Op: "truncate", Path: p, Err: err}
 		}
 	}
 	if uid, gid, ok := owners(m); ok {
 		if err := unix.Fchown(fd, uid, gid); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "chown", Path: p, Err: err}, name)
+			return peerproto.Entry{}, &fs.PathError{Op: "chown", Path: p, Err: err}
 		}
 	}
 	if mode, ok := c.setattrMode(m, st.Mode); ok {
 		if err := unix.Fchmod(fd, mode); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "chmod", Path: p, Err: err}, name)
+			return peerproto.Entry{}, &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
 	}
 	if ts, ok := setattrTimes(m); ok {
 		if err := futimens(fd, &ts); err != nil {
-			return c.refuse(verb, &fs.PathError{Op: "utimes", Path: p, Err: err}, name)
+			return peerproto.Entry{}, &fs.PathError{Op: "utimes", Path: p, Err: err}
 		}
 	}
 	if m.HasSize || m.HasMode || m.HasMtime || m.HasAtime || m.HasUid || m.HasGid {
+		var err error
 		if st, err = jail.Fstat(fd, p); err != nil {
-			return c.refuse(verb, err, name)
+			return peerproto.Entry{}, err
 		}
 	}
 	e, ok := c.statEntry(&st)
 	if !ok {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", name))
+		return peerproto.Entry{}, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", jail.Display(m.Name))
 	}
 	if regular {
 		switch {
@@ -116,7 +133,7 @@ func (c *conn) setattrFD(m peerproto.Setattr, p string, fd int) error {
 			e.Ver = ver
 		}
 	}
-	return c.send(peerproto.SetattrOK{Entry: e})
+	return e, nil
 }
 
 // statEntry is the entry of fstat's attributes as this connection sees
