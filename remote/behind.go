@@ -318,7 +318,16 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	}
 	for j, e := range got {
 		op := ops[i+j]
-		if e = s.behindOutcome(rctx, p, op, e); e != nil && !errors.Is(e, errGivenUp) {
+		e, aerr := s.behindOutcome(rctx, p, op, e)
+		if aerr != nil {
+			// Its outcome could not be told (the peer stopped
+			// answering the check): it and the rest go again,
+			// checked first, as after a lost answer.
+			s.ns.unsure(ops[i+j : end])
+			s.finishBatch(p, ops, outs, netErr(p, aerr))
+			return netErr(p, aerr)
+		}
+		if e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
 		}
 		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.laterFor(peerName, op.Path, op.Seq) {
@@ -333,13 +342,16 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 }
 
 // renamedAlready reports whether the peer shows rename op done: its old
-// name gone, its new name there.
-func (s *Store) renamedAlready(ctx context.Context, p *peerConn, op *nsOp) bool {
+// name gone, its new name there. An error is a failure to ask.
+func (s *Store) renamedAlready(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
 	res, err := s.peerStats(ctx, p, op.Path, op.To)
+	if err != nil {
+		return false, err
+	}
 	// The file at the new name must be the one moved: its version (a
 	// peer keeps it across its own RENAME), not whatever was there.
-	return err == nil && len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil &&
-		op.Version != "" && string(res[1].Entry.Version()) == op.Version
+	return len(res) == 2 && errors.Is(res[0].Err, fs.ErrNotExist) && res[1].Err == nil &&
+		op.Version != "" && string(res[1].Entry.Version()) == op.Version, nil
 }
 
 // netErrOrNil is netErr, keeping nil.

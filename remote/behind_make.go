@@ -224,39 +224,49 @@ func (s *Store) giveUpDirSetattr(ctx context.Context, p *peerConn, op *nsOp) (bo
 // MKDIR written behind that found the name taken needs to know: one made
 // by another writer, or by this MKDIR sent before on a connection that
 // died, is the directory asked for.
-func (s *Store) madeAlready(ctx context.Context, p *peerConn, path string) bool {
+func (s *Store) madeAlready(ctx context.Context, p *peerConn, path string) (bool, error) {
 	res, err := s.peerStats(ctx, p, path)
-	return err == nil && len(res) == 1 && res[0].Err == nil && res[0].Entry.IsDir()
+	if err != nil {
+		return false, err
+	}
+	return len(res) == 1 && res[0].Err == nil && res[0].Entry.IsDir(), nil
 }
 
 // behindOutcome interprets a peer's answer e (nil: success) to op, sent
 // from the queue: what the op's outcome is (nil: carried out; errGivenUp:
-// not carried out, nobody told; else the refusal).
-func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e error) error {
+// not carried out, nobody told; else the refusal). An error (the second
+// result) is a failure to ask the peer what a refusal meant.
+func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e error) (error, error) {
 	switch {
 	case e == nil:
-		return nil
-	case op.Op == cache.OpRename && errors.Is(e, fs.ErrNotExist) && s.renamedAlready(ctx, p, op):
+		return nil, nil
+	case op.Op == cache.OpRename && errors.Is(e, fs.ErrNotExist):
 		// Sent twice (a connection that died after the peer did it:
-		// peer.Pool sends again), and the first did it.
-		return nil
+		// peer.Pool sends again), and the first did it?
+		if done, err := s.renamedAlready(ctx, p, op); err != nil || done {
+			return nil, err
+		}
 	case (op.Op == cache.OpDelete || op.Op == cache.OpRmdir) && errors.Is(e, fs.ErrNotExist):
-		return nil // a removal that finds its name gone: done all the same
-	case op.Op == cache.OpMkdir && errors.Is(e, fs.ErrExist) && s.madeAlready(ctx, p, op.Path):
+		return nil, nil // a removal that finds its name gone: done all the same
+	case op.Op == cache.OpMkdir && errors.Is(e, fs.ErrExist):
+		made, err := s.madeAlready(ctx, p, op.Path)
+		if err != nil || !made {
+			return e, err
+		}
 		// Another writer's (or this MKDIR's, sent before): what is in
 		// it is the peer's to say, not the empty listing made here.
 		p.attrs.forgetTree(op.Path)
 		s.notify(p.name, op.Path)
-		return nil
+		return nil, nil
 	case op.Op == cache.OpMkdir && op.replayed && errors.Is(e, fs.ErrNotExist):
 		// Sent before (a connection that died with the answer, a run
 		// that ended before the journal said done): maybe made then,
 		// and its parent removed by what followed it. Nothing to
 		// report to a program; the names show as the peer has them.
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("mkdir not carried out again: its parent is gone on the peer (it may have been made and removed already)")
-		return errGivenUp
+		return errGivenUp, nil
 	case op.Op == cache.OpSetattr && errors.Is(e, fs.ErrNotExist):
-		return errGivenUp // removed meanwhile by another writer: as if after it
+		return errGivenUp, nil // removed meanwhile by another writer: as if after it
 	}
-	return e
+	return e, nil
 }

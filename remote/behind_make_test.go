@@ -1,9 +1,11 @@
 package remote
 
 import (
+	"bytes"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -359,5 +361,48 @@ func TestDirTimesBehindShowWhatPeerStored(t *testing.T) {
 	}
 	if fi, err := s.Stat(ctx, "bob", "d"); err != nil || !fi.ModTime().Equal(pfi.ModTime()) {
 		t.Errorf("Stat d after the peer carried the utimes out: %v, %v; the peer stored %v", fi.ModTime(), err, pfi.ModTime())
+	}
+}
+
+// TestMkdirFoundNameCheckLost: a MKDIR written behind finds its name
+// taken on the peer, and the STATs that tell a directory (done) from a
+// file (a refusal) are lost with their connections for a moment: not
+// reported as a refusal, but sent again and checked once the peer
+// answers (a directory: done, no error at the next fsync).
+func TestMkdirFoundNameCheckLost(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	var cut atomic.Bool
+	var until atomic.Int64 // STATs are cut until then (ns)
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("STAT")) && time.Now().UnixNano() < until.Load() {
+			cut.Store(true)
+			return nil, true
+		}
+		return b, false
+	}, nil)
+	s := newStoreWith(t, t.TempDir(), nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	if err := os.Mkdir(bob.path("d"), 0o700); err != nil { // behind the mount's back
+		t.Fatal(err)
+	}
+	until.Store(time.Now().Add(300 * time.Millisecond).UnixNano())
+	if _, err := s.Mkdir(ctx, "bob", "d", 0o755); err != nil {
+		t.Fatalf("Mkdir d (unknown here): %v", err)
+	}
+	deadline := time.Now().Add(testTimeout)
+	var err error
+	for err = s.Sync(ctx); err != nil && time.Now().Before(deadline) && s.ns.pending(); err = s.Sync(ctx) {
+		time.Sleep(50 * time.Millisecond) // the peer answers STATs again after 300 ms
+	}
+	if !cut.Load() {
+		t.Fatal("no STAT was cut: the test did not test")
+	}
+	if err != nil || s.ns.pending() {
+		t.Errorf("Sync after the check was answered: %v (pending %v); want nil: the MKDIR found a directory", err, s.ns.pending())
+	}
+	if !bob.isDir(t, "d") {
+		t.Error("bob's d is gone")
 	}
 }
