@@ -90,6 +90,7 @@ func (c *conn) link(m peerproto.Link) error {
 		return c.refuse(verb, err, m.Old)
 	}
 	defer j.CloseDir(odfd)
+	pre := c.versionBefore(old) // its token, kept across the link
 	for {
 		err = unix.Linkat(odfd, obase, ndfd, nbase, 0)
 		if err != unix.EINTR {
@@ -105,8 +106,9 @@ func (c *conn) link(m peerproto.Link) error {
 		return c.refuse(verb, &fs.PathError{Op: "link", Path: p, Err: err}, m.New)
 	}
 	if st, err := jail.StatAt(ndfd, nbase, p); err == nil && st.Mode&unix.S_IFMT == unix.S_IFREG {
-		// Only its ctime moved: the content keeps its version token.
-		c.s.vers.moved(verStatOf(&st), verStat{})
+		// Only its ctime moved: the content keeps its version token,
+		// a derived one too (as after a RENAME, renamed).
+		c.s.vers.moved(verStatOf(&st), pre)
 	}
 	return c.send(peerproto.OK{Of: verb})
 }

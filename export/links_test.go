@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
 	"golang.org/x/sys/unix"
@@ -354,4 +355,29 @@ func TestServerPosixList(t *testing.T) {
 	if got := p.roundTrip("STAT dangling"); got != `STAT FAIL notfound no such file or directory "dangling"` {
 		t.Errorf("plain STAT dangling: %q", got)
 	}
+}
+
+// TestLinkKeepsDerivedVersion: a LINK changes a file's ctime only, so its
+// version token holds, also where it is derived from the file's
+// attributes (a file the peer's owner put there, without peerfs's
+// version attribute), as a RENAME keeps it: a client that knew the token
+// before replaces the file on it after (its open copy's upload is no
+// conflict with itself).
+func TestLinkKeepsDerivedVersion(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "planted.txt", "put there by the peer's owner")
+	_, addr := testServe(t, Options{Export: dir})
+	c := testConnect(t, addr)
+	c.send("FEATURES posix\n")
+	c.expectPrefix("FEATURES OK")
+	v := c.stat("planted.txt").Ver
+	time.Sleep(10 * time.Millisecond) // a ctime of its own for the link
+	if r := c.roundTrip("LINK planted.txt other.txt"); r != "LINK OK" {
+		t.Fatal(r)
+	}
+	if got := c.stat("planted.txt").Ver; got != v {
+		t.Errorf("token after LINK: %s, want %s (kept)", got, v)
+	}
+	c.send(fmt.Sprintf("PUT planted.txt 3 inline ver=%s\nnew", v))
+	c.expectPrefix("PUT DONE 3 ")
 }
