@@ -51,14 +51,21 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(dir) // a LIST in flight may predate the entry
-	if sc, ok := a.stats[dir]; ok && sc.exists {
-		later(&sc.e)
-		a.stats[dir] = sc
+	a.editLocked(dir, later)
+}
+
+// editLocked applies change to the attributes cached of path that say it
+// exists: its own STAT's and its entry in its parent's listing, each
+// keeping its age. Called with a.mu held.
+func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
+	if sc, ok := a.stats[path]; ok && sc.exists {
+		change(&sc.e)
+		a.stats[path] = sc
 	}
-	if dc, ok := a.dirs[parent(dir)]; ok && dir != "" {
-		if e, ok := dc.entries[base(dir)]; ok {
-			later(&e)
-			dc.entries[base(dir)] = e
+	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if e, ok := dc.entries[base(path)]; ok {
+			change(&e)
+			dc.entries[base(path)] = e
 		}
 	}
 }
@@ -169,14 +176,5 @@ func (a *attrCache) changedHere(path string, change func(*peerproto.Entry)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(parent(path))
-	if sc, ok := a.stats[path]; ok && sc.exists {
-		change(&sc.e)
-		a.stats[path] = sc
-	}
-	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
-		if e, ok := dc.entries[base(path)]; ok {
-			change(&e)
-			dc.entries[base(path)] = e
-		}
-	}
+	a.editLocked(path, change)
 }

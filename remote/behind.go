@@ -330,9 +330,9 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		if e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
 		}
-		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.laterFor(peerName, op.Path, op.Seq) {
+		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.namedAgain(peerName, op.Path) {
 			// What the peer stored (a coarse clock keeps whole seconds),
-			// unless a later change here is still to show.
+			// unless another change to it here is still to show.
 			p.attrs.remember(op.Path, r.Entry, true)
 		}
 		outs = append(outs, e)
@@ -364,17 +364,15 @@ func netErrOrNil(p *peerConn, err error) error {
 
 // giveUp reports whether op must not be carried out: it was made for
 // another export than the one answering at the peer's name, or (replayed
-// after a restart) its file is no longer the version removed. Those are
-// logged. An error is a failure to ask the peer.
+// after a restart) its file is no longer the version removed, or a
+// directory's setattr finds no directory at its name. Those are logged.
+// An error is a failure to ask the peer.
 func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
 	if op.Owner != "" && p.link.peerID() != "" && op.Owner != s.owner(p) {
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: another export now answers at this peer's name")
 		return true, nil
 	}
-	if op.replayed && op.Op == cache.OpSetattr && op.Dir {
-		return s.giveUpDirSetattr(ctx, p, op)
-	}
-	if !op.replayed || op.Op == cache.OpRmdir || op.Version == "" {
+	if !op.replayed || op.Op == cache.OpRmdir || op.Version == "" && !op.Dir {
 		return false, nil
 	}
 	// The file, and for a rename its target too: one round trip.
@@ -390,6 +388,11 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return true, nil
 	case res[0].Err != nil:
 		return false, netErr(p, res[0].Err)
+	case op.Dir && !res[0].Entry.IsDir():
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("not carried out: a directory's mode or times, changed here by an earlier run, but its name holds a file on the peer now")
+		return true, nil
+	case op.Dir:
+		return false, nil
 	case string(res[0].Entry.Version()) != op.Version:
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: the file changed on its peer after an earlier run removed, renamed or changed it here")
 		return true, nil

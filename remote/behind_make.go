@@ -202,24 +202,6 @@ func setattrOf(op cache.NamespaceOp) peerproto.Setattr {
 	return sa
 }
 
-// giveUpDirSetattr is giveUp for a replayed setattr of a directory: not
-// carried out if the name no longer holds a directory.
-func (s *Store) giveUpDirSetattr(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
-	res, err := s.peerStats(ctx, p, op.Path)
-	switch {
-	case err != nil:
-		return false, err
-	case errors.Is(res[0].Err, fs.ErrNotExist):
-		return true, nil
-	case res[0].Err != nil:
-		return false, netErr(p, res[0].Err)
-	case !res[0].Entry.IsDir():
-		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("not carried out: a directory's mode or times, changed here by an earlier run, but its name holds a file on the peer now")
-		return true, nil
-	}
-	return false, nil
-}
-
 // madeAlready reports whether the peer has a directory at path, as a
 // MKDIR written behind that found the name taken needs to know: one made
 // by another writer, or by this MKDIR sent before on a connection that

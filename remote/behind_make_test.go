@@ -406,3 +406,62 @@ func TestMkdirFoundNameCheckLost(t *testing.T) {
 		t.Error("bob's d is gone")
 	}
 }
+
+// TestSetattrAnswerNotOverChangeAfter: the peer's answer to a directory's
+// chmod written behind is remembered once carried out, unless another
+// change to it waits: chmod 700 is held at the peer while chmod 750 is
+// queued behind it; when 700's answer comes, the mount keeps showing
+// 750, not the answer, while 750's SETATTR is still on its way.
+func TestSetattrAnswerNotOverChangeAfter(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	first, second := make(chan struct{}), make(chan struct{})
+	firstAt, secondAt := make(chan struct{}, 1), make(chan struct{}, 1)
+	var n atomic.Int32
+	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("SETATTR")) {
+			switch n.Add(1) {
+			case 1:
+				firstAt <- struct{}{}
+				<-first
+			case 2:
+				secondAt <- struct{}{}
+				<-second
+			}
+		}
+		return b, false
+	}, nil)
+	var once1, once2 sync.Once
+	open1, open2 := func() { once1.Do(func() { close(first) }) }, func() { once2.Do(func() { close(second) }) }
+	t.Cleanup(open1)
+	t.Cleanup(open2)
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = time.Minute })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	returnsSoon(t, "Chmod 0700", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
+	select {
+	case <-firstAt: // sent alone, held at the proxy
+	case <-time.After(testTimeout):
+		t.Fatal("the first SETATTR never reached the proxy")
+	}
+	returnsSoon(t, "Chmod 0750", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o750); return err })
+	open1()
+	select {
+	case <-secondAt:
+	case <-time.After(testTimeout):
+		t.Fatal("the second SETATTR never reached the proxy")
+	}
+	if fi, err := s.Stat(ctx, "bob", "d"); err != nil || fi.Mode().Perm() != 0o750 {
+		t.Errorf("Stat d with 0750 on its way: %v, %v; want 0750 (not the answer to 0700)", fi.Mode(), err)
+	}
+	open2()
+	if err := s.FlushAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := bob.mode(t, "d"); m != 0o750 {
+		t.Errorf("bob's d: %v, want 0750", m)
+	}
+}

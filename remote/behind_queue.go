@@ -68,6 +68,10 @@ type nsQueue struct {
 	// mkdir (the peer has no such directory), a setattr (the peer shows
 	// the old mode or times).
 	stale int
+	// named counts the pending ops naming each path (a rename names
+	// two): namedAgain asks it at each SETATTR answer, without a scan
+	// of ops (chmod -R of a big tree queues thousands).
+	named map[string]int
 }
 
 // sweepHidden is how many hidden names a queue keeps before it sweeps
@@ -91,7 +95,7 @@ func newBehind(j *cache.Journal, ttl time.Duration, now func() time.Time) *behin
 func (b *behind) queueLocked(peer string) *nsQueue {
 	q := b.queues[peer]
 	if q == nil {
-		q = &nsQueue{hidden: map[string]time.Time{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
+		q = &nsQueue{hidden: map[string]time.Time{}, named: map[string]int{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 		b.queues[peer] = q
 	}
 	return q
@@ -134,6 +138,10 @@ func (b *behind) push(op cache.NamespaceOp, replayed bool) (start bool, err erro
 	}
 	if outdates(op.Op) {
 		q.stale++
+	}
+	q.named[op.Path]++
+	if op.To != "" {
+		q.named[op.To]++
 	}
 	start = !q.sending
 	q.sending = true
@@ -199,21 +207,23 @@ func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerprot
 	return out
 }
 
-// laterFor reports whether an operation on path queued after seq waits
-// for peer: what the peer answered for seq is not what this mount shows.
-func (b *behind) laterFor(peer, path string, seq uint64) bool {
+// namedAgain reports whether more than one pending operation for peer
+// names path: called for one not yet finished, whether another (later,
+// or earlier in the same batch) may make what the peer answered for it
+// differ from what this mount shows.
+func (b *behind) namedAgain(peer, path string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	q := b.queues[peer]
-	if q == nil {
-		return false
+	return q != nil && q.named[path] > 1
+}
+
+// unname drops one pending operation's count of path. Called with
+// behind.mu held.
+func (q *nsQueue) unname(path string) {
+	if q.named[path]--; q.named[path] <= 0 {
+		delete(q.named, path)
 	}
-	for _, op := range q.ops {
-		if op.Seq > seq && (op.Path == path || op.To == path) {
-			return true
-		}
-	}
-	return false
 }
 
 // outdates reports whether an operation of kind op, while it waits,
@@ -427,6 +437,10 @@ func (b *behind) finished(peer string, ops []*nsOp, outs []error, err error) {
 		op := ops[i]
 		if outdates(op.Op) {
 			q.stale--
+		}
+		q.unname(op.Path)
+		if op.To != "" {
+			q.unname(op.To)
 		}
 		switch {
 		case op.Op == cache.OpMkdir || op.Op == cache.OpSetattr:
