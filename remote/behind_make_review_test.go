@@ -75,14 +75,7 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
 	s.names(t, "bob", "a")
-	if err := s.Remove(ctx, "bob", "junk"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-held:
-	case <-time.After(testTimeout):
-		t.Fatal("the DELETE never reached the proxy")
-	}
+	holdQueue(t, s, held)
 	if _, err := s.Mkdir(ctx, "bob", "a/b", 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -175,14 +175,7 @@ func TestRenamesResentAfterLostReplyKeepOrder(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
-	if err := s.Remove(ctx, "bob", "junk"); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-held:
-	case <-time.After(testTimeout):
-		t.Fatal("the DELETE never reached the proxy")
-	}
+	holdQueue(t, s, held)
 	if err := s.Rename(ctx, "bob", "doc", "doc~"); err != nil {
 		t.Fatal(err)
 	}

@@ -772,3 +772,18 @@ func lostAnswersProxy(t *testing.T, bob *testPeer, cutVerb, gone string) (proxy 
 	})
 	return proxy, arrived, open, cut.Load
 }
+
+// holdQueue removes bob's "junk" through s and waits until a
+// lostAnswersProxy holds that DELETE (held): what s queues for bob after
+// it goes out in one batch once the proxy is opened.
+func holdQueue(t *testing.T, s *testStore, held <-chan struct{}) {
+	t.Helper()
+	if err := s.Remove(testCtx(t), "bob", "junk"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(testTimeout):
+		t.Fatal("the DELETE never reached the proxy")
+	}
+}
