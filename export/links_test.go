@@ -367,9 +367,7 @@ func TestLinkKeepsDerivedVersion(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "planted.txt", "put there by the peer's owner")
 	_, addr := testServe(t, Options{Export: dir})
-	c := testConnect(t, addr)
-	c.send("FEATURES posix\n")
-	c.expectPrefix("FEATURES OK")
+	c := testConnectPosix(t, addr)
 	v := c.stat("planted.txt").Ver
 	time.Sleep(10 * time.Millisecond) // a ctime of its own for the link
 	if r := c.roundTrip("LINK planted.txt other.txt"); r != "LINK OK" {

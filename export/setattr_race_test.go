@@ -23,13 +23,7 @@ import (
 func TestSetattrMtimeRacingInPlacePut(t *testing.T) {
 	export := t.TempDir()
 	_, addr := testServe(t, Options{Export: export})
-	conn := func() *testClient {
-		c := testConnect(t, addr)
-		c.send("FEATURES posix\n")
-		c.expectPrefix("FEATURES OK")
-		return c
-	}
-	a, b := conn(), conn()
+	a, b := testConnectPosix(t, addr), testConnectPosix(t, addr)
 	a.putVer("f", "", []byte("aaaaaaaa"))
 	if err := os.Link(filepath.Join(export, "f"), filepath.Join(export, "g")); err != nil {
 		t.Fatal(err)
