@@ -142,6 +142,9 @@ func TestStoreTurnsOnlyWhenHolding(t *testing.T) {
 	if !s.HoldsWrites() {
 		t.Error("HoldsWrites false right after a turn that found a write")
 	}
+	// Told after its SYNC FIN: the tracker reads it after ending round 4,
+	// and may start round 5 first.
+	testutil.Eventually(t, "the tracker to answer me's WRITES held", me.WritesAnswered)
 	round(5, "seen", "seen", "turn err=<nil>", "ended 5")
 	if s.HoldsWrites() {
 		t.Error("HoldsWrites true after a turn that found nothing written")

@@ -69,6 +69,17 @@ func (t *Client) NoteWrites() (wait func(context.Context)) {
 	}
 }
 
+// WritesAnswered reports whether the tracker has answered every WRITES
+// line this peer sent it on the current connection: what it was told of
+// this peer's writes is what rounds it starts from now on act on. (A
+// WRITES held sent after a turn, for a peer still holding writes, may be
+// read by the tracker after a round another peer starts at once.)
+func (t *Client) WritesAnswered() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.writes.acked == t.writes.sent
+}
+
 // holdsLocked reports whether this peer holds writes: a write noted
 // is in progress, or its Handler says so.
 func (t *Client) holdsLocked() bool {
