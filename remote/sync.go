@@ -155,7 +155,7 @@ func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peer
 	if u.fsyncMu.TryLock() {
 		// Held until the FSYNC is answered, as in fsyncPeers.
 		defer u.fsyncMu.Unlock()
-		need, names = u.take()
+		need, names = u.take(m.Name)
 	}
 	var list []string // nil: everything
 	if !need || names != nil {
@@ -195,6 +195,14 @@ type unsynced struct {
 	// (maxFsyncNames) and it is nil: then FSYNC syncs everything.
 	need  bool
 	names map[string]bool
+	// entryOnly holds the names in names marked for their directory
+	// entry alone (markEntry: a file renamed within its directory, whose
+	// content was durable). The peer syncs the directory of every name
+	// FSYNC gives, so take leaves such a name out when another name of
+	// the same directory goes: an editor's save names its temporary
+	// file, whose directory fsync makes the last save's rename durable,
+	// and the peer does not fsync the document again.
+	entryOnly map[string]bool
 	// covered holds the files an FSYNC made durable with their PUT
 	// (putSynced): the next mark of each is not needed, and is skipped.
 	// The upload that covered a file drops its cover when it ends
@@ -211,15 +219,41 @@ func (u *unsynced) mark(path string) {
 		delete(u.covered, path)
 		return
 	}
+	delete(u.entryOnly, path)
+	u.addLocked(path)
+}
+
+// markEntry records that path's directory entry changed on the peer
+// (path now names a file whose content was durable already), durable at
+// the next FSYNC: naming path has the peer sync its directory, which
+// naming another entry of that directory does as well (take).
+func (u *unsynced) markEntry(path string) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.names[path] {
+		return // marked already, maybe for its content
+	}
+	if u.addLocked(path) {
+		if u.entryOnly == nil {
+			u.entryOnly = map[string]bool{}
+		}
+		u.entryOnly[path] = true
+	}
+}
+
+// addLocked adds path to what the next FSYNC covers, and reports whether
+// it went into names (and not into "everything"). Caller holds u.mu.
+func (u *unsynced) addLocked(path string) bool {
 	switch {
 	case !u.need:
 		u.need, u.names = true, map[string]bool{path: true}
 	case u.names != nil:
 		u.names[path] = true
 		if len(u.names) > maxFsyncNames {
-			u.names = nil
+			u.names, u.entryOnly = nil, nil
 		}
 	}
+	return u.names != nil
 }
 
 // cover records that path is durable as stored by the PUT just answered:
@@ -255,12 +289,40 @@ func (u *unsynced) pending() bool {
 	return u.need
 }
 
-// take returns what the next FSYNC must cover and forgets it.
-func (u *unsynced) take() (need bool, names map[string]bool) {
+// take returns what the next FSYNC must cover and forgets it. The FSYNC
+// names also, besides names (nil: everything); a name marked for its
+// directory entry alone is left out of names when another name the FSYNC
+// gives is in the same directory, or is that directory.
+func (u *unsynced) take(also ...string) (need bool, names map[string]bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	need, names = u.need, u.names
-	u.need, u.names = false, nil
+	need, names, entryOnly := u.need, u.names, u.entryOnly
+	u.need, u.names, u.entryOnly = false, nil, nil
+	if names == nil || len(entryOnly) == 0 {
+		return need, names
+	}
+	// The directories the peer syncs anyway: the parents of the names
+	// given for their content, and those names themselves (a directory
+	// named is synced; a file has no entries).
+	synced := map[string]bool{}
+	for n := range names {
+		if !entryOnly[n] {
+			synced[n], synced[parent(n)] = true, true
+		}
+	}
+	for _, n := range also {
+		synced[n], synced[parent(n)] = true, true
+	}
+	// Sorted: a directory comes before the names under it, and which
+	// one of several entries of a directory no other name covers stays
+	// named does not depend on map order.
+	for _, n := range slices.Sorted(maps.Keys(entryOnly)) {
+		if d := parent(n); synced[d] {
+			delete(names, n)
+		} else {
+			synced[n], synced[d] = true, true
+		}
+	}
 	return need, names
 }
 
@@ -279,6 +341,10 @@ func (u *unsynced) renamed(from, to string) {
 	for _, n := range moved {
 		delete(u.names, n)
 		u.names[to+n[len(from):]] = true
+		if u.entryOnly[n] {
+			delete(u.entryOnly, n)
+			u.entryOnly[to+n[len(from):]] = true
+		}
 	}
 }
 
@@ -288,13 +354,19 @@ func (u *unsynced) renamed(from, to string) {
 // gives). The directory from left is marked too if it is another one;
 // naming the same directory again would only have the peer sync that
 // directory's own parent as well (an editor's save, a rename within one
-// directory, cost an fsync more).
+// directory, cost an fsync more). Within one directory, a name whose
+// content was durable (no mark followed it) is marked for its entry
+// alone (markEntry): the next FSYNC names it only if it names nothing
+// else in that directory. (Across directories to is marked whole: a
+// directory moved there has its ".." entry changed too.)
 func (u *unsynced) moved(from, to string) {
 	u.renamed(from, to)
-	u.mark(to)
-	if parent(from) != parent(to) {
-		u.mark(parent(from))
+	if parent(from) == parent(to) {
+		u.markEntry(to)
+		return
 	}
+	u.mark(to)
+	u.mark(parent(from))
 }
 
 // PendingInfo reports the local changes not yet stored on a peer.
