@@ -107,7 +107,9 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 		// Held until this FSYNC is answered: a concurrent caller that
 		// finds nothing pending must not return before it.
 		p.unsynced.fsyncMu.Lock()
-		need, names := p.unsynced.take()
+		// (What take leaves out, this FSYNC covers; if it fails, the
+		// next syncs everything.)
+		need, names, _ := p.unsynced.take()
 		if !need {
 			p.unsynced.fsyncMu.Unlock()
 			continue
@@ -152,10 +154,11 @@ func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peer
 	u := &p.unsynced
 	var need bool
 	var names map[string]bool
+	var left []string // covered by m.Name's directory
 	if u.fsyncMu.TryLock() {
 		// Held until the FSYNC is answered, as in fsyncPeers.
 		defer u.fsyncMu.Unlock()
-		need, names = u.take(m.Name)
+		need, names, left = u.take(m.Name)
 	}
 	var list []string // nil: everything
 	if !need || names != nil {
@@ -169,6 +172,11 @@ func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peer
 	case !synced:
 		for n := range names {
 			u.mark(n)
+		}
+		for _, n := range left {
+			// Left out for m.Name, which a failed PUT may not have
+			// stored (and so not marked).
+			u.markEntry(n)
 		}
 	case err == nil:
 		u.cover(m.Name)
@@ -292,14 +300,16 @@ func (u *unsynced) pending() bool {
 // take returns what the next FSYNC must cover and forgets it. The FSYNC
 // names also, besides names (nil: everything); a name marked for its
 // directory entry alone is left out of names when another name the FSYNC
-// gives is in the same directory, or is that directory.
-func (u *unsynced) take(also ...string) (need bool, names map[string]bool) {
+// gives is in the same directory, or is that directory: left lists them,
+// for the caller to mark again (markEntry) if that FSYNC is not carried
+// out.
+func (u *unsynced) take(also ...string) (need bool, names map[string]bool, left []string) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	need, names, entryOnly := u.need, u.names, u.entryOnly
 	u.need, u.names, u.entryOnly = false, nil, nil
 	if names == nil || len(entryOnly) == 0 {
-		return need, names
+		return need, names, nil
 	}
 	// The directories the peer syncs anyway: the parents of the names
 	// given for their content, and those names themselves (a directory
@@ -319,11 +329,12 @@ func (u *unsynced) take(also ...string) (need bool, names map[string]bool) {
 	for _, n := range slices.Sorted(maps.Keys(entryOnly)) {
 		if d := parent(n); synced[d] {
 			delete(names, n)
+			left = append(left, n)
 		} else {
 			synced[n], synced[d] = true, true
 		}
 	}
-	return need, names
+	return need, names, left
 }
 
 // renamed moves the names at or under from, which a RENAME just moved to

@@ -39,11 +39,11 @@ func TestUnsyncedEntryMarks(t *testing.T) {
 			for _, s := range c.steps {
 				s(&u)
 			}
-			need, names := u.take(c.also...)
+			need, names, _ := u.take(c.also...)
 			if !need || !maps.Equal(names, c.want) {
 				t.Errorf("FSYNC names %v (due %v), want %v", names, need, c.want)
 			}
-			if need, names := u.take(); need || names != nil {
+			if need, names, _ := u.take(); need || names != nil {
 				t.Errorf("after take: due %v for %v", need, names)
 			}
 		})
@@ -56,7 +56,7 @@ func TestUnsyncedEntryMarksOverflow(t *testing.T) {
 	for i := range maxFsyncNames + 1 {
 		u.moved("d/a", "d/"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 	}
-	if need, names := u.take(); !need || names != nil {
+	if need, names, _ := u.take(); !need || names != nil {
 		t.Fatalf("FSYNC names %v (due %v), want everything", names, need)
 	}
 }
