@@ -202,14 +202,15 @@ type HandleQuickFlusher interface {
 // waiting on a peer, and so is answered on the reading goroutine: all but
 // the changes to a peer's tree, fsync, statfs (every peer is asked) and
 // the flush of a file open for writing (it uploads). An unlink, rmdir or
-// rename is quick: the mount writes it behind (remote's behind.go); so
-// is a create: the new file is the cache's until its close (a spare
-// pair of files when the cache has one, cache/reuse.go). One that waits
-// on its peer after all is handed off by the timer. Unknown requests
-// (ioctl...) are answered ENOSYS at once.
+// rename is quick: the mount writes it behind (remote's behind.go), and
+// so a mkdir on most peers (behind_make.go); so is a create: the new
+// file is the cache's until its close (a spare file when the cache has
+// one, cache/reuse.go). One that waits on its peer after all is handed
+// off by the timer. Unknown requests (ioctl...) are answered ENOSYS at
+// once.
 func (s *Server) quick(req fuse.Request) bool {
 	switch r := req.(type) {
-	case *fuse.MkdirRequest, *fuse.SymlinkRequest,
+	case *fuse.SymlinkRequest,
 		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
 		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
 		*fuse.DestroyRequest:

@@ -33,7 +33,7 @@ func TestQuick(t *testing.T) {
 		{&fuse.FlushRequest{Handle: hDir}, false}, // no HandleQuickFlusher
 		{&fuse.FlushRequest{Handle: 99}, false},
 		{&fuse.CreateRequest{}, true}, // local until close (remote)
-		{&fuse.MkdirRequest{}, false},
+		{&fuse.MkdirRequest{}, true},  // written behind (remote)
 		{&fuse.SymlinkRequest{}, false},
 		{&fuse.MknodRequest{}, false},
 		{&fuse.LinkRequest{}, false},
