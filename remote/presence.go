@@ -94,7 +94,15 @@ func (s *Store) SetPeers(list []peerproto.PeerAddr) {
 		} else {
 			added = true
 		}
-		s.peers[pa.Name] = s.newPeerConn(pa.Name, pa.Addr)
+		np := s.newPeerConn(pa.Name, pa.Addr)
+		if old != nil {
+			// What it stored from here and has not made durable may be
+			// in its page cache yet (a restart on another port), and
+			// an upload to the old address may still mark the old
+			// connection: the next FSYNC syncs everything there.
+			np.unsynced.markAll()
+		}
+		s.peers[pa.Name] = np
 		delete(s.departed, pa.Name) // back (its identity decides what it gets)
 		changed = true
 	}

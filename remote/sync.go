@@ -135,6 +135,7 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 				first = netErr(p, err)
 			}
 		}
+		p.unsynced.landed()
 		p.unsynced.fsyncMu.Unlock()
 	}
 	return first
@@ -152,13 +153,14 @@ func (s *Store) fsyncPeers(ctx context.Context) error {
 // other.
 func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peerproto.Put, src io.Reader) (peerproto.PutDone, error) {
 	u := &p.unsynced
-	var need bool
+	var need, took bool
 	var names map[string]bool
 	var left []string // covered by m.Name's directory
 	if u.fsyncMu.TryLock() {
 		// Held until the FSYNC is answered, as in fsyncPeers.
 		defer u.fsyncMu.Unlock()
 		need, names, left = u.take(m.Name)
+		took = true
 	}
 	var list []string // nil: everything
 	if !need || names != nil {
@@ -166,6 +168,11 @@ func (s *Store) putSynced(ctx context.Context, c *peer.Conn, p *peerConn, m peer
 		list = append(list, m.Name)
 	}
 	pd, synced, err := c.PutFsync(ctx, m, src, list)
+	if took {
+		// After the marks below: a rename meanwhile sees the name
+		// taken, or marked again.
+		defer u.landed()
+	}
 	switch {
 	case !synced && need && names == nil:
 		u.markAll()
@@ -211,6 +218,10 @@ type unsynced struct {
 	// file, whose directory fsync makes the last save's rename durable,
 	// and the peer does not fsync the document again.
 	entryOnly map[string]bool
+	// flying holds the names the FSYNC on its way took (take), until it
+	// is answered (landed): a file renamed from one of them may not be
+	// durable yet, so its new name is marked for its content.
+	flying map[string]bool
 	// covered holds the files an FSYNC made durable with their PUT
 	// (putSynced): the next mark of each is not needed, and is skipped.
 	// The upload that covered a file drops its cover when it ends
@@ -308,6 +319,12 @@ func (u *unsynced) take(also ...string) (need bool, names map[string]bool, left 
 	defer u.mu.Unlock()
 	need, names, entryOnly := u.need, u.names, u.entryOnly
 	u.need, u.names, u.entryOnly = false, nil, nil
+	u.flying = maps.Clone(names)
+	for _, n := range also {
+		if u.flying != nil {
+			u.flying[n] = true
+		}
+	}
 	if names == nil || len(entryOnly) == 0 {
 		return need, names, nil
 	}
@@ -337,10 +354,21 @@ func (u *unsynced) take(also ...string) (need bool, names map[string]bool, left 
 	return need, names, left
 }
 
+// landed records that the FSYNC that took names (take) is answered; the
+// caller marks again what it did not make durable.
+func (u *unsynced) landed() {
+	u.mu.Lock()
+	u.flying = nil
+	u.mu.Unlock()
+}
+
 // renamed moves the names at or under from, which a RENAME just moved to
 // to, to their new names: the old ones may name another file by the time
-// FSYNC goes out.
-func (u *unsynced) renamed(from, to string) {
+// FSYNC goes out. A mark for content moved onto a name marked for its
+// entry only makes it a mark for content. It reports whether the FSYNC
+// on its way took a name at or under from: if that FSYNC fails, the
+// name marked again is the old one, which may name another file by then.
+func (u *unsynced) renamed(from, to string) (flying bool) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	var moved []string
@@ -349,14 +377,31 @@ func (u *unsynced) renamed(from, to string) {
 			moved = append(moved, n)
 		}
 	}
+	entry := map[string]bool{}
 	for _, n := range moved {
+		entry[n] = u.entryOnly[n]
 		delete(u.names, n)
-		u.names[to+n[len(from):]] = true
-		if u.entryOnly[n] {
-			delete(u.entryOnly, n)
-			u.entryOnly[to+n[len(from):]] = true
+		delete(u.entryOnly, n)
+	}
+	for _, n := range moved {
+		nn := to + n[len(from):]
+		if entry[n] && (!u.names[nn] || u.entryOnly[nn]) {
+			u.names[nn] = true
+			if u.entryOnly == nil {
+				u.entryOnly = map[string]bool{}
+			}
+			u.entryOnly[nn] = true
+			continue
+		}
+		u.names[nn] = true
+		delete(u.entryOnly, nn)
+	}
+	for n := range u.flying {
+		if under(n, from) {
+			return true
 		}
 	}
+	return false
 }
 
 // moved records a rename carried out on the peer, durable at the next
@@ -366,18 +411,21 @@ func (u *unsynced) renamed(from, to string) {
 // naming the same directory again would only have the peer sync that
 // directory's own parent as well (an editor's save, a rename within one
 // directory, cost an fsync more). Within one directory, a name whose
-// content was durable (no mark followed it) is marked for its entry
-// alone (markEntry): the next FSYNC names it only if it names nothing
-// else in that directory. (Across directories to is marked whole: a
-// directory moved there has its ".." entry changed too.)
+// content was durable (no mark followed it, and no FSYNC that may yet
+// fail took it) is marked for its entry alone (markEntry): the next
+// FSYNC names it only if it names nothing else in that directory.
+// (Across directories to is marked whole: a directory moved there has
+// its ".." entry changed too.)
 func (u *unsynced) moved(from, to string) {
-	u.renamed(from, to)
-	if parent(from) == parent(to) {
+	flying := u.renamed(from, to)
+	if parent(from) == parent(to) && !flying {
 		u.markEntry(to)
 		return
 	}
 	u.mark(to)
-	u.mark(parent(from))
+	if parent(from) != parent(to) {
+		u.mark(parent(from))
+	}
 }
 
 // PendingInfo reports the local changes not yet stored on a peer.

@@ -32,6 +32,8 @@ func TestUnsyncedEntryMarks(t *testing.T) {
 		{"a mark of the content after the rename", []step{mv("d/a", "d/b"), mark("d/b")}, []string{"d/x"}, setOf("d/b")},
 		{"renamed again, still the entry alone", []step{mv("d/a", "d/b"), mv("d/b", "d/c")}, []string{"d/x"}, setOf()},
 		{"a directory renamed with the entries under it", []step{mv("d/a", "d/b"), mv("d", "e")}, nil, setOf("e")},
+		{"content renamed over a name marked for its entry", []step{mv("d/a", "d/doc"), mark("d/.s"), mv("d/.s", "d/doc")}, []string{"d/x"}, setOf("d/doc")},
+		{"an entry mark renamed over a content mark keeps it", []step{mark("d/doc"), mv("d/a", "d/doc")}, []string{"d/x"}, setOf("d/doc")},
 		{"across directories: both named whole", []step{mv("d/a", "e/a")}, []string{"e/x", "d/y"}, setOf("e/a", "d")},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -58,5 +60,39 @@ func TestUnsyncedEntryMarksOverflow(t *testing.T) {
 	}
 	if need, names, _ := u.take(); !need || names != nil {
 		t.Fatalf("FSYNC names %v (due %v), want everything", names, need)
+	}
+}
+
+// A file renamed while the FSYNC that took its old name is on its way is
+// marked for its content under the new name: if that FSYNC fails, the
+// name marked again is the old one, which may name another file (the
+// next save's) when the next FSYNC goes, and leaves the renamed one out.
+func TestUnsyncedRenameOfNameInFlight(t *testing.T) {
+	var u unsynced
+	u.mark("d/.swp")
+	need, names, _ := u.take() // the FSYNC on its way
+	if !need || !maps.Equal(names, setOf("d/.swp")) {
+		t.Fatalf("FSYNC names %v (due %v)", names, need)
+	}
+	u.moved("d/.swp", "d/doc")
+	// It fails: what it took is marked again.
+	for n := range names {
+		u.mark(n)
+	}
+	u.landed()
+	if _, names, _ := u.take(); !names["d/doc"] {
+		t.Fatalf("the next FSYNC names %v: d/doc, whose content the failed FSYNC was to make durable, left out", names)
+	}
+	// Once it has landed, a name it took and marked again is a mark for
+	// content, and moves with the rename.
+	u.mark("d/.swp")
+	_, names, _ = u.take()
+	for n := range names {
+		u.mark(n) // failed again
+	}
+	u.landed()
+	u.moved("d/.swp", "d/doc") // the mark moves with it: content
+	if _, names, _ := u.take("d/.swp"); !names["d/doc"] {
+		t.Fatalf("the next FSYNC names %v, want d/doc", names)
 	}
 }
