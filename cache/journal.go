@@ -67,6 +67,11 @@ type NamespaceOp struct {
 	// Dir marks an OpSetattr of a directory: a replay changes a
 	// directory only, not a file another writer put at its name.
 	Dir bool `json:"dir,omitempty"`
+	// Uid and Gid, both or neither, are the owner and group an OpMkdir
+	// makes its directory with, on a peer that keeps owners (the group
+	// only where the parent is not setgid: peerproto.Mkdir).
+	Uid *uint32 `json:"uid,omitempty"`
+	Gid *uint32 `json:"gid,omitempty"`
 }
 
 // TimeNow as an OpSetattr time asks for the peer's current time.
@@ -165,7 +170,7 @@ func known(op *NamespaceOp) bool {
 	case OpRename:
 		return op.Path != "" && op.To != ""
 	case OpMkdir:
-		return op.Path != "" && op.Mode != nil
+		return op.Path != "" && op.Mode != nil && (op.Uid == nil) == (op.Gid == nil)
 	case OpSetattr:
 		return op.Path != "" && (op.Mode != nil || op.Atime != nil || op.Mtime != nil)
 	}

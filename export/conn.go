@@ -205,7 +205,7 @@ func (c *conn) features(m peerproto.Features) error {
 	}
 	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta}}
 	if c.s.opts.Owners {
-		ok.Words = append(ok.Words, peerproto.FeatureOwners)
+		ok.Words = append(ok.Words, peerproto.FeatureOwners, peerproto.FeatureMkdirOwner)
 	}
 	if c.s.opts.AllowDevices {
 		ok.Words = append(ok.Words, peerproto.FeatureDevices)

@@ -3,6 +3,7 @@ package export
 // The namespace requests: DELETE, RMDIR, MKDIR, RENAME, STATFS, FSYNC.
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -169,13 +170,17 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 	if p == "" {
 		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeExists, "the export root already exists"))
 	}
+	if m.HasOwner && !c.s.opts.Owners {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeDenied,
+			"this peer does not store owners (it runs without --owners): cannot make %q with an owner", jail.Display(m.Name)))
+	}
 	mode := c.s.clientMode(m.Mode)
 	if m.Mode == 0 {
 		mode = 0o755
 	}
 	c.staleAfter(p)
+	dir, base := jail.Split(p)
 	if c.posix {
-		dir, base := jail.Split(p)
 		dfd, err := j.OpenDir(dir, false)
 		if err != nil {
 			return c.refuse(verb, err, m.Name)
@@ -184,6 +189,15 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 		if err := unix.Mkdirat(dfd, base, mode&0o777); err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "mkdir", Path: p, Err: err}, m.Name)
 		}
+		if m.HasOwner {
+			err := ownNewDir(m, p, func() (unix.Stat_t, error) { return jail.Fstat(dfd, dir) }, func(uid, gid int) error {
+				return unix.Fchownat(dfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+			})
+			if err != nil {
+				unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR) // just made, empty: not made
+				return c.refuse(verb, err, m.Name)
+			}
+		}
 		if err := exactMode(dfd, base, p, mode); err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
@@ -191,6 +205,23 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 	}
 	if err := j.Root().Mkdir(p, fs.FileMode(mode&0o777)); err != nil {
 		return c.refuse(verb, err, m.Name)
+	}
+	if m.HasOwner {
+		parentStat := func() (unix.Stat_t, error) {
+			var st unix.Stat_t
+			fi, err := j.Root().Stat(cmp.Or(dir, "."))
+			if err != nil {
+				return st, err
+			}
+			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+				st.Mode, st.Gid = sys.Mode, sys.Gid
+			}
+			return st, nil
+		}
+		if err := ownNewDir(m, p, parentStat, func(uid, gid int) error { return j.Root().Lchown(p, uid, gid) }); err != nil {
+			j.Root().Remove(p) // just made, empty: not made
+			return c.refuse(verb, err, m.Name)
+		}
 	}
 	fi, err := j.Root().Lstat(p)
 	if err != nil {
@@ -202,6 +233,24 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 		}
 	}
 	return c.send(peerproto.OK{Of: verb})
+}
+
+// ownNewDir gives directory p, just made for m (m.HasOwner), the owner m
+// names, and m's group unless its parent (parentStat) is setgid: then it
+// keeps the parent's, which mkdir(2) gave it, as on a local disk.
+func ownNewDir(m peerproto.Mkdir, p string, parentStat func() (unix.Stat_t, error), chown func(uid, gid int) error) error {
+	st, err := parentStat()
+	if err != nil {
+		return err
+	}
+	gid := int(m.Gid)
+	if st.Mode&unix.S_ISGID != 0 {
+		gid = -1
+	}
+	if err := chown(int(m.Uid), gid); err != nil {
+		return &fs.PathError{Op: "chown", Path: p, Err: err}
+	}
+	return nil
 }
 
 // exactMode gives base in directory dfd (path p), just created with

@@ -296,6 +296,11 @@ func (c *Conn) Posix() bool { return c.opts.Posix && c.has(peerproto.FeaturePosi
 // uid= and gid=), as its FEATURES answer on this connection said.
 func (c *Conn) Owners() bool { return c.has(peerproto.FeatureOwners) }
 
+// MkdirOwner reports whether the peer makes a directory with the owner
+// MKDIR names (uid= gid=), as its FEATURES answer on this connection
+// said.
+func (c *Conn) MkdirOwner() bool { return c.has(peerproto.FeatureMkdirOwner) }
+
 // Devices reports whether the peer creates device nodes (MKNOD c and b),
 // as its FEATURES answer on this connection said.
 func (c *Conn) Devices() bool { return c.has(peerproto.FeatureDevices) }

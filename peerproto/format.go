@@ -267,8 +267,12 @@ func (m Rename) AppendTo(b []byte) []byte {
 // AppendTo implements Message.
 func (m Mkdir) AppendTo(b []byte) []byte {
 	b = appendName(append(b, VerbMkdir...), m.Name)
-	if m.Mode != 0 {
+	if m.Mode != 0 || m.HasOwner {
 		b = appendMode(b, m.Mode)
+	}
+	if m.HasOwner {
+		b = strconv.AppendUint(append(b, " uid="...), uint64(m.Uid), 10)
+		b = strconv.AppendUint(append(b, " gid="...), uint64(m.Gid), 10)
 	}
 	return b
 }

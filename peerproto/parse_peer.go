@@ -341,18 +341,36 @@ func parseTime(line []byte, what, s string) (ns int64, now bool, err error) {
 
 // parseMkdir parses "MKDIR <name> [<mode>]".
 func parseMkdir(line []byte, f []string) (Message, error) {
-	if err := wantArgs(line, f, 1, 2, "MKDIR <name> [<mode>]"); err != nil {
+	const usage = "MKDIR <name> [<mode>] [uid=N gid=N]"
+	if err := wantArgs(line, f, 1, 4, usage); err != nil {
 		return nil, err
+	}
+	if len(f) == 4 {
+		return nil, protoErr(line, "uid= and gid= go together (want %s)", usage)
 	}
 	name, err := parseName(line, f[1])
 	if err != nil {
 		return nil, err
 	}
 	m := Mkdir{Name: name}
-	if len(f) == 3 {
+	if len(f) >= 3 {
 		if m.Mode, err = parseMode(line, f[2]); err != nil {
 			return nil, err
 		}
+	}
+	if len(f) == 5 {
+		uid, ok1 := strings.CutPrefix(f[3], "uid=")
+		gid, ok2 := strings.CutPrefix(f[4], "gid=")
+		if !ok1 || !ok2 {
+			return nil, protoErr(line, "want uid=N gid=N after the mode, got %q %q (%s)", f[3], f[4], usage)
+		}
+		if m.Uid, err = parseOwner(line, "uid", uid); err != nil {
+			return nil, err
+		}
+		if m.Gid, err = parseOwner(line, "gid", gid); err != nil {
+			return nil, err
+		}
+		m.HasOwner = true
 	}
 	return m, nil
 }

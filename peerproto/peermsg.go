@@ -156,10 +156,16 @@ type Rename struct {
 	From, To string
 }
 
-// Mkdir creates a directory: "MKDIR <name> [<mode>]".
+// Mkdir creates a directory: "MKDIR <name> [<mode>] [uid=N gid=N]".
+// With uid= and gid= (a peer that advertises FeatureMkdirOwner) the
+// directory is made with that owner, and with that group unless its
+// parent is setgid (then the parent's, as mkdir(2) gives it); if the
+// owner cannot be set, the directory is not made.
 type Mkdir struct {
-	Name string
-	Mode uint32 // permission bits; 0 means the server default (0755)
+	Name     string
+	Mode     uint32 // permission bits; 0 means the server default (0755)
+	HasOwner bool   // Uid and Gid are given
+	Uid, Gid uint32
 }
 
 // Rmdir removes an empty directory: "RMDIR <name>".
@@ -321,6 +327,12 @@ const FeaturePosix = "posix"
 // owners as they are: SETATTR uid= and gid= are served (lchown). Without
 // it they are refused with CodeDenied.
 const FeatureOwners = "owners"
+
+// FeatureMkdirOwner is the FeaturesOK word of MKDIR's uid= and gid=
+// (Mkdir.HasOwner), served by a peer that keeps owners (FeatureOwners):
+// a directory made with its creator's owner in one request, not a MKDIR
+// and a SETATTR that could leave it the peer's own.
+const FeatureMkdirOwner = "mkdir-owner"
 
 // FeatureDevices is the FeaturesOK word of a peer that creates device
 // nodes (MKNOD of TypeCharDevice and TypeBlockDevice). Without it they are

@@ -292,7 +292,11 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		case cache.OpRename:
 			msgs = append(msgs, peerproto.Rename{From: op.Path, To: op.To})
 		case cache.OpMkdir:
-			msgs = append(msgs, peerproto.Mkdir{Name: op.Path, Mode: *op.Mode})
+			m := peerproto.Mkdir{Name: op.Path, Mode: *op.Mode}
+			if op.Uid != nil && op.Gid != nil {
+				m.HasOwner, m.Uid, m.Gid = true, *op.Uid, *op.Gid
+			}
+			msgs = append(msgs, m)
 		case cache.OpSetattr:
 			msgs = append(msgs, setattrOf(op.NamespaceOp))
 		default:

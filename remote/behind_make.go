@@ -10,9 +10,12 @@ package remote
 //
 // Only what the mount can predict exactly goes behind: a mode without
 // setuid or setgid bits (whether the peer keeps them is its setting); a
-// mkdir on a peer that does not keep owners (one that does makes the
-// directory its own user's, and this mount then gives it the caller's, in
-// a second request). A regular file's chmod or utimes stays synchronous:
+// mkdir on a peer that does not keep owners, or on one that makes the
+// directory with the owner MKDIR names (FeatureMkdirOwner: the caller's,
+// and its group unless the parent is setgid, as on a local disk; an older
+// peer that keeps owners makes it its own user's, and this mount then
+// gives it the caller's in a second request, synchronously). A regular
+// file's chmod or utimes stays synchronous:
 // its peer may give the file a new version token with it (one derived
 // from a file's attributes follows its change time), which a copy
 // written here later must be based on, or its upload would look like a
@@ -26,6 +29,8 @@ import (
 	"io/fs"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -39,27 +44,38 @@ const privBits = 0o6000
 // peer gives exactly. It returns the new directory's attributes as this
 // mount shows them until the peer's are asked; ok is false if the caller
 // must make it synchronously.
-func (s *Store) mkdirBehind(p *peerConn, path string, mode fs.FileMode) (fi fs.FileInfo, ok bool) {
+func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode fs.FileMode) (fi fs.FileInfo, ok bool) {
 	bits := peerproto.UnixBits(mode)
-	if bits == 0 || bits&privBits != 0 || p.link.owners() || !s.writeBehind(p, cache.Key{Peer: p.name, Path: path}, nil, true) {
+	feats, _ := p.link.features()
+	caller, hasCaller := fusefs.CallerOf(ctx)
+	owned := feats.owners // the directory gets the caller as its owner
+	if bits == 0 || bits&privBits != 0 || owned && !(feats.mkdirOwner && feats.posix && hasCaller) ||
+		!s.writeBehind(p, cache.Key{Peer: p.name, Path: path}, nil, true) {
 		return nil, false
 	}
 	dir, ok := knownDir(p, parent(path))
-	if !ok {
-		return nil, false
+	if !ok || owned && dir.Mode&0o2000 != 0 && dir.Has&peerproto.AttrGid == 0 {
+		return nil, false // (the group a setgid parent gives is not known)
 	}
 	if _, exists, known := p.attrs.cached(path); !known || exists {
 		return nil, false // the peer says whether it exists
 	}
 	op := cache.NamespaceOp{Op: cache.OpMkdir, Peer: p.name, Path: path, Mode: &bits}
+	if owned {
+		op.Uid, op.Gid = &caller.Uid, &caller.Gid
+	}
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
 	}
 	// Shown before it is queued: a sender already running may carry
 	// it out, or have it refused (and what it showed forgotten), at once.
 	now := s.now().UnixNano()
-	feats, _ := p.link.features()
 	e := madeDir(dir, bits, now, feats.posix)
+	if owned {
+		uid, gid := ownerFor(caller, peer.StatResult{Entry: dir})
+		e.Has |= peerproto.AttrUid | peerproto.AttrGid
+		e.Uid, e.Gid = uid, gid
+	}
 	p.attrs.remember(path, e, true)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)

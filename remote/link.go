@@ -143,10 +143,12 @@ func (l *link) setID(id string) (old string) {
 
 // features is what a peer serves beyond the seed's protocol.
 type features struct {
-	known   bool // a connection said
-	posix   bool // whole-filesystem mode: links, special files, all attributes
-	owners  bool // it keeps real owners: uid= and gid= are its files', chown works
-	devices bool // it makes device nodes
+	known  bool // a connection said
+	posix  bool // whole-filesystem mode: links, special files, all attributes
+	owners bool // it keeps real owners: uid= and gid= are its files', chown works
+	// mkdirOwner: it makes a directory with the owner MKDIR names.
+	mkdirOwner bool
+	devices    bool // it makes device nodes
 	// readOnly: its export refuses every change; nothing is written
 	// behind for it.
 	readOnly bool
@@ -154,7 +156,8 @@ type features struct {
 
 // setFeatures records what the peer said it serves on a connection.
 func (l *link) setFeatures(c *peer.Conn) {
-	f := features{known: true, posix: c.Posix(), owners: c.Owners(), devices: c.Devices(), readOnly: c.ReadOnly()}
+	f := features{known: true, posix: c.Posix(), owners: c.Owners(), mkdirOwner: c.Owners() && c.MkdirOwner(),
+		devices: c.Devices(), readOnly: c.ReadOnly()}
 	l.mu.Lock()
 	l.feats = f
 	l.mu.Unlock()

@@ -195,28 +195,34 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 		return nil, fmt.Errorf("remote: mkdir %s:%s: a file of that name was created here: %w", peerName, path, fs.ErrExist)
 	}
 	if p, err := s.peer(peerName); err == nil {
-		if fi, ok := s.mkdirBehind(p, path, mode); ok {
+		if fi, ok := s.mkdirBehind(ctx, p, path, mode); ok {
 			return fi, nil
 		}
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
 		var err error
-		bits := peerproto.UnixBits(mode)
-		_, res, err = s.withStats(ctx, c, peerproto.Mkdir{Name: path, Mode: bits}, path, parent(path))
+		m := peerproto.Mkdir{Name: path, Mode: peerproto.UnixBits(mode)}
+		if caller, ok := fusefs.CallerOf(ctx); ok && c.Owners() && c.MkdirOwner() {
+			// Made the caller's by the peer, in this one request.
+			m.HasOwner, m.Uid, m.Gid = true, caller.Uid, caller.Gid
+		}
+		_, res, err = s.withStats(ctx, c, m, path, parent(path))
 		if err != nil {
 			return err
 		}
 		if res[0].Err != nil {
 			return res[0].Err
 		}
-		if bits == 0 {
+		if m.Mode == 0 {
 			// MKDIR's mode 0 is the peer's default: 0000 takes a SETATTR.
 			if res[0].Entry, err = c.Setattr(ctx, peerproto.Setattr{Name: path, HasMode: true}); err != nil {
 				return err
 			}
 		}
-		res[0].Entry, err = s.ownNew(ctx, c, path, res[0].Entry, res[1])
+		if !m.HasOwner {
+			res[0].Entry, err = s.ownNew(ctx, c, path, res[0].Entry, res[1])
+		}
 		return err
 	})
 	if p == nil {
