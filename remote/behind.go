@@ -285,6 +285,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		end = i + 1 // a replayed operation checked by giveUp: alone
 	}
 	msgs := make([]peerproto.Message, 0, end-i)
+	feats, _ := p.link.features() // as the connection just identified says
 	for _, op := range ops[i:end] {
 		switch op.Op {
 		case cache.OpRmdir:
@@ -292,11 +293,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		case cache.OpRename:
 			msgs = append(msgs, peerproto.Rename{From: op.Path, To: op.To})
 		case cache.OpMkdir:
-			m := peerproto.Mkdir{Name: op.Path, Mode: *op.Mode}
-			if op.Uid != nil && op.Gid != nil {
-				m.HasOwner, m.Uid, m.Gid = true, *op.Uid, *op.Gid
-			}
-			msgs = append(msgs, m)
+			msgs = append(msgs, s.mkdirOf(p, op.NamespaceOp, feats))
 		case cache.OpSetattr:
 			msgs = append(msgs, setattrOf(op.NamespaceOp))
 		default:

@@ -54,8 +54,14 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 		return nil, false
 	}
 	dir, ok := knownDir(p, parent(path))
-	if !ok || owned && dir.Mode&0o2000 != 0 && dir.Has&peerproto.AttrGid == 0 {
-		return nil, false // (the group a setgid parent gives is not known)
+	if owned {
+		// The group depends on whether the parent is setgid: the
+		// root's last known attributes (knownDir) may be old, or made up.
+		dir, _, ok = p.attrs.cached(parent(path))
+		ok = ok && dir.IsDir() && (dir.Mode&0o2000 == 0 || dir.Has&peerproto.AttrGid != 0)
+	}
+	if !ok {
+		return nil, false
 	}
 	if _, exists, known := p.attrs.cached(path); !known || exists {
 		return nil, false // the peer says whether it exists
@@ -89,6 +95,27 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 		s.startSender(p.name)
 	}
 	return p.info(base(path), e), true
+}
+
+// mkdirOf is the MKDIR that carries out op on p, whose connections say
+// feats: with the owner op names where the peer makes directories so. A
+// peer that no longer keeps owners (restarted without --owners since the
+// mkdir was journalled) makes it without one, as any mkdir there; an
+// older one that keeps owners but cannot take them in MKDIR makes it its
+// own user's: the directory is not lost, its owner is (logged).
+func (s *Store) mkdirOf(p *peerConn, op cache.NamespaceOp, feats features) peerproto.Mkdir {
+	m := peerproto.Mkdir{Name: op.Path, Mode: *op.Mode}
+	if op.Uid == nil || op.Gid == nil {
+		return m
+	}
+	switch {
+	case feats.mkdirOwner:
+		m.HasOwner, m.Uid, m.Gid = true, *op.Uid, *op.Gid
+	case feats.owners:
+		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Uint32("uid", *op.Uid).Uint32("gid", *op.Gid).
+			Msg("this peer keeps owners but cannot make a directory with one (an older peerfs): the directory written behind is made its own user's")
+	}
+	return m
 }
 
 // knownDir returns the attributes of directory path on p if this mount

@@ -59,6 +59,7 @@ func TestMkdirOwnedWrittenBehind(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: gateProxy(t, carol.addr, "MKDIR", release)}})
 	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
 	s.names(t, "carol", "")
+	statRoot(t, s, "carol")
 	s.names(t, "carol", "sg")
 	for _, c := range []struct {
 		name           string
@@ -125,6 +126,7 @@ func TestMkdirOwnedReplayedAfterCrash(t *testing.T) {
 	first.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: heldBackProxy(t, carol.addr, "MKDIR")}})
 	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
 	first.names(t, "carol", "")
+	statRoot(t, first, "carol")
 	if _, err := first.Mkdir(ctx, "carol", "x", 0o751); err != nil {
 		t.Fatal(err)
 	}
@@ -141,4 +143,14 @@ func TestMkdirOwnedReplayedAfterCrash(t *testing.T) {
 		}
 	}
 	checkOwned(t, carol, "x", 1234, 5678, 0o751)
+}
+
+// statRoot has s ask peerName's export root for its attributes, as the
+// kernel's lookup of the peer's folder does: a mkdir written behind on a
+// peer that keeps owners needs its parent's, the root's too, fresh.
+func statRoot(t *testing.T, s *testStore, peerName string) {
+	t.Helper()
+	if _, err := s.Stat(testCtx(t), peerName, ""); err != nil {
+		t.Fatal(err)
+	}
 }
