@@ -219,7 +219,12 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 			return st, nil
 		}
 		if err := ownNewDir(m, p, parentStat, func(uid, gid int) error { return j.Root().Lchown(p, uid, gid) }); err != nil {
-			j.Root().Remove(p) // just made, empty: not made
+			// Just made, empty: not made. (rmdir: never a file put at
+			// the name meanwhile.)
+			if d, derr := j.Root().Open(cmp.Or(dir, ".")); derr == nil {
+				unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR)
+				d.Close()
+			}
 			return c.refuse(verb, err, m.Name)
 		}
 	}
