@@ -54,14 +54,8 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 		return nil, false
 	}
 	dir, ok := knownDir(p, parent(path))
-	if owned {
-		// The group depends on whether the parent is setgid: the
-		// root's last known attributes (knownDir) may be old, or made up.
-		dir, _, ok = p.attrs.cached(parent(path))
-		ok = ok && dir.IsDir() && (dir.Mode&0o2000 == 0 || dir.Has&peerproto.AttrGid != 0)
-	}
-	if !ok {
-		return nil, false
+	if !ok || owned && dir.Mode&0o2000 != 0 && dir.Has&peerproto.AttrGid == 0 {
+		return nil, false // (the group a setgid parent gives is not known)
 	}
 	if _, exists, known := p.attrs.cached(path); !known || exists {
 		return nil, false // the peer says whether it exists
@@ -119,12 +113,11 @@ func (s *Store) mkdirOf(p *peerConn, op cache.NamespaceOp, feats features) peerp
 }
 
 // knownDir returns the attributes of directory path on p if this mount
-// knows it to be one: from an answer younger than the attribute TTL, or,
-// for the export root (always there), the last known.
+// knows them: from an answer younger than the attribute TTL, the export
+// root's too (whether it is setgid decides the new directory's mode and
+// group; the kernel's lookup of a peer's folder asks them, and so does a
+// synchronous mkdir).
 func knownDir(p *peerConn, path string) (peerproto.Entry, bool) {
-	if path == "" {
-		return p.attrs.lastRoot(), true
-	}
 	e, exists, known := p.attrs.cached(path)
 	return e, known && exists && e.IsDir()
 }

@@ -74,6 +74,7 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "a")
 	holdQueue(t, s, held)
 	if _, err := s.Mkdir(ctx, "bob", "a/b", 0o755); err != nil {
@@ -119,6 +120,7 @@ func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // d is known absent
+	statRoot(t, s, "bob")
 	// Another client makes d and fills it.
 	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
 		t.Fatal(err)
@@ -164,6 +166,7 @@ func TestRefusedMkdirParentLinkCountRestored(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "p")
 	fi, err := s.Stat(ctx, "bob", "p")
 	if err != nil {
@@ -230,6 +233,7 @@ func TestReplayedDirSetattrSparesFileAtName(t *testing.T) {
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	first.names(t, "bob", "")
+	statRoot(t, first, "bob")
 	when := time.Date(2001, 9, 9, 1, 46, 40, 0, time.UTC)
 	if _, err := first.Chmod(ctx, "bob", "d", 0o700); err != nil {
 		t.Fatal(err)
@@ -323,6 +327,7 @@ func TestMkdirRefusedWhileBeingAcknowledgedNotShown(t *testing.T) {
 	s, open := gatedStore(t, bob, "DELETE", func(o *Options) { o.Now = clock.Now })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // x is known absent
+	statRoot(t, s, "bob")
 	// Another client puts a file where this mount makes a directory.
 	bob.writeFile(t, "x", []byte("a file"), 0o644)
 	if err := s.Remove(ctx, "bob", "junk"); err != nil { // the sender runs, held
@@ -384,6 +389,7 @@ func TestMkdirAfterRmROfSameName(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "d")
 	s.names(t, "bob", "d/sub")
 	for _, name := range []string{"d/sub/g", "d/f"} {
@@ -435,6 +441,7 @@ func TestRmdirOfJustMadeDirectory(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "p")
 	before := nlinkOf(mustStat(t, s, "p"))
 	returnsSoon(t, "Mkdir p/d", func() error { _, err := s.Mkdir(ctx, "bob", "p/d", 0o755); return err })
@@ -468,6 +475,7 @@ func TestDirChmodShowsInParentListing(t *testing.T) {
 	s, open := gatedStore(t, bob, "SETATTR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	when := time.Date(2010, 1, 2, 3, 4, 5, 0, time.UTC)
 	returnsSoon(t, "Chmod d", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o711); return err })
 	returnsSoon(t, "Chtimes d", func() error {
@@ -510,6 +518,7 @@ func TestRefusedMkdirNotShown(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "p")
 	if err := os.Remove(bob.path("p")); err != nil {
 		t.Fatal(err)
@@ -539,6 +548,7 @@ func TestMkdirInDirectoryJustRenamed(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "a")
 	returnsSoon(t, "Mkdir a/x", func() error { _, err := s.Mkdir(ctx, "bob", "a/x", 0o755); return err })
 	renamed := make(chan error, 1)

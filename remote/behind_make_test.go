@@ -55,6 +55,7 @@ func TestMkdirWrittenBehind(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	for _, d := range []string{"a", "a/b", "a/b/c"} {
 		returnsSoon(t, "Mkdir "+d, func() error {
 			fi, err := s.Mkdir(ctx, "bob", d, 0o750)
@@ -117,6 +118,7 @@ func TestMkdirBehindReadsWait(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", func(o *Options) { o.AttrTTL, o.Now = time.Second, clock.Now })
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	returnsSoon(t, "Mkdir", func() error { _, err := s.Mkdir(ctx, "bob", "new", 0o755); return err })
 	clock.advance(time.Minute) // every cached answer expires
 	listed := make(chan []string, 1)
@@ -140,6 +142,7 @@ func TestMkdirBehindFindsName(t *testing.T) {
 	s, bob, _ := countedStore(t)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	if err := os.Mkdir(bob.path("dir"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -154,6 +157,7 @@ func TestMkdirBehindFindsName(t *testing.T) {
 		t.Errorf("dir found on the peer lists %q, want [inside]", got)
 	}
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	bob.writeFile(t, "file", []byte("a file"), 0o644)
 	if _, err := s.Mkdir(ctx, "bob", "file", 0o755); err != nil {
 		t.Fatalf("Mkdir file (unknown here): %v", err)
@@ -183,6 +187,7 @@ func TestMkdirBehindOnlyWherePredicted(t *testing.T) {
 	s, open := gatedStore(t, bob, "MKDIR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	done := make(chan error, 1)
 	go func() { _, err := s.Mkdir(ctx, "bob", "shared", 0o775|os.ModeSetgid); done <- err }()
 	select {
@@ -214,6 +219,7 @@ func TestSetattrWrittenBehind(t *testing.T) {
 	s, open := gatedStore(t, bob, "SETATTR", nil)
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	s.names(t, "bob", "d")
 	when := time.Date(2020, 2, 29, 12, 0, 0, 0, time.UTC)
 	returnsSoon(t, "Chtimes d", func() error {
@@ -282,6 +288,7 @@ func TestMkdirSetattrReplayedAfterCrash(t *testing.T) {
 	first.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	first.names(t, "bob", "")
+	statRoot(t, first, "bob")
 	when := time.Date(2021, 6, 1, 8, 30, 0, 0, time.UTC)
 	for _, d := range []string{"x", "x/y"} {
 		if _, err := first.Mkdir(ctx, "bob", d, 0o751); err != nil {
@@ -344,6 +351,7 @@ func TestDirTimesBehindShowWhatPeerStored(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	when := time.Date(2020, 2, 29, 12, 0, 0, 123456789, time.UTC)
 	fi, err := s.Chtimes(ctx, "bob", "d", fusefs.TimeChange{Set: true, T: when}, fusefs.TimeChange{Set: true, T: when})
 	if err != nil || !fi.ModTime().Equal(when) {
@@ -384,6 +392,7 @@ func TestMkdirFoundNameCheckLost(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	if err := os.Mkdir(bob.path("d"), 0o700); err != nil { // behind the mount's back
 		t.Fatal(err)
 	}
@@ -441,6 +450,7 @@ func TestSetattrAnswerNotOverChangeAfter(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	s.names(t, "bob", "")
+	statRoot(t, s, "bob")
 	returnsSoon(t, "Chmod 0700", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
 	select {
 	case <-firstAt: // sent alone, held at the proxy
@@ -463,5 +473,27 @@ func TestSetattrAnswerNotOverChangeAfter(t *testing.T) {
 	}
 	if m := bob.mode(t, "d"); m != 0o750 {
 		t.Errorf("bob's d: %v, want 0750", m)
+	}
+}
+
+// TestMkdirInSetgidRootShowsSetgid: a mkdir in the export root, whose
+// attributes this mount has not asked (the root only listed), is not
+// written behind on attributes made up for the root: the root is setgid
+// here, and the new directory shows the setgid bit it inherits.
+func TestMkdirInSetgidRootShowsSetgid(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	if err := os.Chmod(bob.export, 0o755|os.ModeSetgid); err != nil {
+		t.Fatal(err)
+	}
+	s := newStoreWith(t, t.TempDir(), nil)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
+	ctx := testCtx(t)
+	s.names(t, "bob", "")
+	fi, err := s.Mkdir(ctx, "bob", "top", 0o750)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSetgid == 0 {
+		t.Errorf("Mkdir in a setgid root answered %v, want setgid (the peer's directory has it: %v)", fi.Mode(), bob.mode(t, "top"))
 	}
 }

@@ -146,8 +146,8 @@ func TestMkdirOwnedReplayedAfterCrash(t *testing.T) {
 }
 
 // statRoot has s ask peerName's export root for its attributes, as the
-// kernel's lookup of the peer's folder does: a mkdir written behind on a
-// peer that keeps owners needs its parent's, the root's too, fresh.
+// kernel's lookup of the peer's folder does: a mkdir written behind needs
+// its parent's fresh, the root's too (knownDir).
 func statRoot(t *testing.T, s *testStore, peerName string) {
 	t.Helper()
 	if _, err := s.Stat(testCtx(t), peerName, ""); err != nil {
