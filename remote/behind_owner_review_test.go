@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -24,18 +25,7 @@ import (
 func TestReviewMkdirOwnedReplayedToPeerWithoutOwners(t *testing.T) {
 	carol := ownerPeer(t)
 	dir := t.TempDir()
-	first := newStoreWith(t, dir, nil)
-	first.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: heldBackProxy(t, carol.addr, "MKDIR")}})
-	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
-	first.names(t, "carol", "")
-	statRoot(t, first, "carol")
-	if _, err := first.Mkdir(ctx, "carol", "x", 0o751); err != nil {
-		t.Fatal(err)
-	}
-	first.close()
-	if pend := first.cache.Journal().Pending(); len(pend) != 1 || pend[0].Uid == nil {
-		t.Fatalf("journal when the first run ends: %+v", pend)
-	}
+	ctx := journalOwnedMkdir(t, carol, dir)
 	// The same export, served again without --owners.
 	carol.stop()
 	again := startPeerWith(t, export.Options{Export: carol.export})
@@ -74,18 +64,8 @@ func TestReviewMkdirOwnedInSetgidRootNotStated(t *testing.T) {
 	s.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: carol.addr}})
 	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
 	s.names(t, "carol", "")
-	fi, err := s.Mkdir(ctx, "carol", "top", 0o750)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.FlushAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	checkOwned(t, carol, "top", 1234, 777, 0o2750) // what the peer made
-	if st := statOfInfo(t, fi); st.Uid != 1234 || st.Gid != 777 || peerproto.UnixBits(fi.Mode()) != 0o2750 {
-		t.Errorf("Mkdir answered mode %o uid %d gid %d; the peer has 2750 1234 777", peerproto.UnixBits(fi.Mode()), st.Uid, st.Gid)
-	}
-	fi, err = s.Stat(ctx, "carol", "top")
+	mkdirTopMatches(t, s, carol, ctx)
+	fi, err := s.Stat(ctx, "carol", "top")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,6 +96,14 @@ func TestReviewMkdirOwnedInRootMadeSetgidSince(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // past the attribute TTL
 	s.names(t, "carol", "")
+	mkdirTopMatches(t, s, carol, ctx)
+}
+
+// mkdirTopMatches makes top (0750) in carol's root, setgid of group 777,
+// as user 1234, flushes, and checks that the peer made it 2750 1234:777
+// and that the mount answered the same.
+func mkdirTopMatches(t *testing.T, s *testStore, carol *testPeer, ctx context.Context) {
+	t.Helper()
 	fi, err := s.Mkdir(ctx, "carol", "top", 0o750)
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"context"
 	"os"
 	"testing"
 	"time"
@@ -122,18 +123,7 @@ func TestMkdirOwnedSync(t *testing.T) {
 func TestMkdirOwnedReplayedAfterCrash(t *testing.T) {
 	carol := ownerPeer(t)
 	dir := t.TempDir()
-	first := newStoreWith(t, dir, nil)
-	first.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: heldBackProxy(t, carol.addr, "MKDIR")}})
-	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
-	first.names(t, "carol", "")
-	statRoot(t, first, "carol")
-	if _, err := first.Mkdir(ctx, "carol", "x", 0o751); err != nil {
-		t.Fatal(err)
-	}
-	first.close()
-	if pend := first.cache.Journal().Pending(); len(pend) != 1 || pend[0].Uid == nil || *pend[0].Uid != 1234 || *pend[0].Gid != 5678 {
-		t.Fatalf("journal when the first run ends: %+v", pend)
-	}
+	ctx := journalOwnedMkdir(t, carol, dir)
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: carol.addr}})
 	deadline := time.Now().Add(testTimeout)
@@ -153,4 +143,25 @@ func statRoot(t *testing.T, s *testStore, peerName string) {
 	if _, err := s.Stat(testCtx(t), peerName, ""); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// journalOwnedMkdir has a first run of a Store with cache dir make x
+// (0751) on carol as user 1234, group 5678, its MKDIR held back, and end
+// with it in its journal, as when the mount dies. It returns the caller's
+// context.
+func journalOwnedMkdir(t *testing.T, carol *testPeer, dir string) context.Context {
+	t.Helper()
+	first := newStoreWith(t, dir, nil)
+	first.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: heldBackProxy(t, carol.addr, "MKDIR")}})
+	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
+	first.names(t, "carol", "")
+	statRoot(t, first, "carol")
+	if _, err := first.Mkdir(ctx, "carol", "x", 0o751); err != nil {
+		t.Fatal(err)
+	}
+	first.close()
+	if pend := first.cache.Journal().Pending(); len(pend) != 1 || pend[0].Uid == nil || *pend[0].Uid != 1234 || *pend[0].Gid != 5678 {
+		t.Fatalf("journal when the first run ends: %+v", pend)
+	}
+	return ctx
 }

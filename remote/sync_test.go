@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -490,63 +489,5 @@ func TestFsyncBehindPutRefused(t *testing.T) {
 	}
 	if got := vc.take(); got["PUT"] != 1 || got["FSYNC"] != 1 {
 		t.Fatalf("requests: %v, want the PUT (its FSYNC refused) and one FSYNC after it", got)
-	}
-}
-
-// A rename's name left out of the FSYNC behind an fsync's PUT (the PUT's
-// file being in the same directory) is marked again when that FSYNC is
-// not carried out: the PUT may have stored nothing, and then nothing else
-// names the directory whose entry the rename changed.
-func TestFsyncEntryMarkSurvivesLostPut(t *testing.T) {
-	s, bob, _ := countedStore(t)
-	ctx := testCtx(t)
-	var lose atomic.Bool
-	var mu sync.Mutex
-	var sent strings.Builder // what reached bob once lose was set
-	proxy := tapProxy(t, bob.addr, func(b []byte) ([]byte, bool) {
-		if !lose.Load() {
-			return b, false
-		}
-		if bytes.Contains(b, []byte("PUT d/t ")) {
-			return nil, true // lost on the way: the peer stores nothing
-		}
-		mu.Lock()
-		sent.Write(b)
-		mu.Unlock()
-		return b, false
-	}, nil)
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
-	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s.put(t, "d/a", "durable")
-	if err := s.FlushAll(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Rename(ctx, "bob", "d/a", "d/b"); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, "the rename carried out", func() bool { return !s.ns.pending() })
-	if need, names := s.pendingFsync("bob"); !need || !maps.Equal(names, setOf("d/b")) {
-		t.Fatalf("after the rename the next FSYNC names %v (due %v), want d/b", names, need)
-	}
-	lose.Store(true)
-	fh := s.open(t, "bob", "d/t", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	s.write(t, fh, "never stored", 0)
-	if err := s.Fsync(ctx, fh); err == nil {
-		t.Fatal("fsync succeeded with every PUT of d/t lost")
-	}
-	s.release(t, fh)
-	mu.Lock()
-	wire := sent.String()
-	mu.Unlock()
-	named := false
-	for l := range strings.SplitSeq(wire, "\n") {
-		if f := strings.Fields(l); len(f) > 0 && f[0] == "FSYNC" && (len(f) == 1 || slices.Contains(f[1:], "d/b") || slices.Contains(f[1:], "d")) {
-			named = true
-		}
-	}
-	if need, names := s.pendingFsync("bob"); !named && !(need && (names == nil || names["d/b"])) {
-		t.Fatalf("after the lost PUT no FSYNC covered the rename to d/b, and none is due (due %v, names %v; sent %q)", need, names, wire)
 	}
 }
