@@ -312,12 +312,7 @@ func TestMkdirSetattrReplayedAfterCrash(t *testing.T) {
 
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	if m := bob.mode(t, "x/y"); !bob.isDir(t, "x/y") || m.Perm() != 0o751 {
 		t.Errorf("bob's x/y after the replay: %v, want a directory 0751", m)
 	}

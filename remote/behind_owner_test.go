@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"testing"
-	"time"
 
 	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/fusefs"
@@ -126,12 +125,7 @@ func TestMkdirOwnedReplayedAfterCrash(t *testing.T) {
 	ctx := journalOwnedMkdir(t, carol, dir)
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: carol.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	checkOwned(t, carol, "x", 1234, 5678, 0o751)
 }
 

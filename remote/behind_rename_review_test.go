@@ -143,12 +143,7 @@ func TestReplayRemovesFileRenamedBehind(t *testing.T) {
 
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	if got := bobNames(t, bob); !slices.Equal(got, []string{"r"}) {
 		t.Errorf("bob's export after the replay holds %q, want [r] (x renamed to y and removed, p renamed to q then r)", got)
 	}
@@ -242,12 +237,7 @@ func TestReplayedRenameKeepsTargetRewrittenSince(t *testing.T) {
 
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	if got := bob.content(t, "y"); got != theirs {
 		t.Errorf("bob's y = %q after the replay: the other writer's y was replaced by a rename it never saw", got)
 	}

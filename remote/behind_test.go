@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -216,12 +217,7 @@ func TestRemovalsReplayedAfterCrash(t *testing.T) {
 		t.Error("a removed file shows before its removal is replayed")
 	}
 	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	for _, name := range []string{"d", "same"} {
 		if bob.exists(t, name) {
 			t.Errorf("bob's %s is still there after the replay", name)
@@ -412,12 +408,7 @@ func TestRenameReplayedAfterCrash(t *testing.T) {
 
 	second := newStoreWith(t, dir, nil)
 	second.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	deadline := time.Now().Add(testTimeout)
-	for second.ns.pending() && time.Now().Before(deadline) {
-		if err := second.FlushAll(ctx); err != nil {
-			t.Logf("FlushAll: %v", err)
-		}
-	}
+	second.drainReplayed(t, ctx)
 	if got := bob.content(t, "y"); got != "x's" || bob.exists(t, "x") {
 		t.Errorf("bob after the replay: y %q, x there %v; want x renamed to y", got, bob.exists(t, "x"))
 	}
@@ -508,5 +499,17 @@ func TestRemovalsPacedGoInBatches(t *testing.T) {
 	}
 	if got := vc.take()["DELETE"]; got == 0 || got > n/3 {
 		t.Errorf("%d round trips for %d paced removals; want them batched (at most %d)", got, n, n/3)
+	}
+}
+
+// drainReplayed has s send what its journal replayed (FlushAll, again
+// while the peer refuses or is not reached yet), for up to testTimeout.
+func (s *testStore) drainReplayed(t *testing.T, ctx context.Context) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for s.ns.pending() && time.Now().Before(deadline) {
+		if err := s.FlushAll(ctx); err != nil {
+			t.Logf("FlushAll: %v", err)
+		}
 	}
 }
