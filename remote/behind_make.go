@@ -284,7 +284,10 @@ func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e erro
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Msg("mkdir not carried out again: its parent is gone on the peer (it may have been made and removed already)")
 		return errGivenUp, nil
 	case op.Op == cache.OpSetattr && errors.Is(e, fs.ErrNotExist):
-		return errGivenUp, nil // removed meanwhile by another writer: as if after it
+		// Removed or renamed meanwhile by another writer: as if after
+		// it (a directory renamed away keeps its old mode and times).
+		s.log.Info().Str("peer", p.name).Str("path", op.Path).Msg("a directory's chmod or times written behind not carried out: another client removed or renamed it first")
+		return errGivenUp, nil
 	}
 	return e, nil
 }
