@@ -278,7 +278,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		return nil
 	}
 	end := i
-	for end < len(ops) && !ops[end].replayed {
+	for end < len(ops) && !ops[end].replayed && !forMkdirIn(ops[i:end], ops[end]) {
 		end++
 	}
 	if end == i && i < len(ops) {
@@ -361,6 +361,23 @@ func netErrOrNil(p *peerConn, err error) error {
 		return nil
 	}
 	return netErr(p, err)
+}
+
+// forMkdirIn reports whether op is a directory's setattr for a directory
+// one of batch makes: it goes after that MKDIR's answer, so that if the
+// MKDIR is refused (another writer's file holds the name) it is checked
+// before it goes (behind.finished marks it, giveUp checks it) instead of
+// changing that file.
+func forMkdirIn(batch []*nsOp, op *nsOp) bool {
+	if !op.Dir {
+		return false
+	}
+	for _, b := range batch {
+		if b.Op == cache.OpMkdir && b.Path == op.Path {
+			return true
+		}
+	}
+	return false
 }
 
 // giveUp reports whether op must not be carried out: it was made for

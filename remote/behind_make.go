@@ -286,7 +286,7 @@ func (s *Store) behindOutcome(ctx context.Context, p *peerConn, op *nsOp, e erro
 	case op.Op == cache.OpSetattr && errors.Is(e, fs.ErrNotExist):
 		// Removed or renamed meanwhile by another writer: as if after
 		// it (a directory renamed away keeps its old mode and times).
-		s.log.Info().Str("peer", p.name).Str("path", op.Path).Msg("a directory's chmod or times written behind not carried out: another client removed or renamed it first")
+		s.log.Info().Str("peer", p.name).Str("path", op.Path).Msg("a directory's chmod or times written behind not carried out: no such directory on the peer any more (removed or renamed by another client, or its parent was)")
 		return errGivenUp, nil
 	}
 	return e, nil

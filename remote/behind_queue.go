@@ -448,6 +448,17 @@ func (b *behind) finished(peer string, ops []*nsOp, outs []error, err error) {
 				q.refused = append(q.refused, out)
 				q.syncUntil = now.Add(syncAfterRefusal)
 			}
+			if op.Op == cache.OpMkdir && out != nil {
+				// The directory was not made: a chmod or utimes
+				// queued for it is checked before it goes (giveUp),
+				// as if replayed: the name may hold another writer's
+				// file, which it must not change.
+				for _, later := range q.ops[len(outs):] {
+					if later.Dir && later.Path == op.Path {
+						later.replayed = true
+					}
+				}
+			}
 		case errors.Is(out, errGivenUp):
 			delete(q.hidden, op.Path)
 		case out != nil:
