@@ -131,7 +131,7 @@ func (s *Store) renameBehind(p *peerConn, from, to string) error {
 // Anything else (a directory's subtree, hard links, a copy being
 // written) is renamed synchronously.
 func (s *Store) renameBehindOK(p *peerConn, from, to string) bool {
-	if from == to || under(to, from) || !s.writeBehind(p, cache.Key{Peer: p.name, Path: from}, nil, false) {
+	if from == to || under(to, from) || len(to) > peerproto.MaxName || !s.writeBehind(p, cache.Key{Peer: p.name, Path: from}, nil, false) {
 		return false
 	}
 	if e, exists, ok := p.attrs.cached(from); !ok || !exists || e.IsDir() {
@@ -501,8 +501,10 @@ func (s *Store) writeBehind(p *peerConn, key cache.Key, f *fileState, dir bool) 
 	if s.opts.SyncNamespace || f != nil || !p.link.answering() || !s.ns.allowed(p.name) {
 		return false
 	}
-	if feats, ok := p.link.features(); !ok || feats.readOnly {
-		return false // it would refuse: the program hears it at once
+	if feats, ok := p.link.features(); !ok || feats.readOnly || len(key.Path) > peerproto.MaxName {
+		// It would refuse (read-only; a path longer than any peer
+		// takes): the program hears it at once.
+		return false
 	}
 	if !dir && p.attrs.linked(key.Path) != 0 {
 		return false
