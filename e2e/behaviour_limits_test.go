@@ -94,10 +94,21 @@ func deepPathRefused(t testing.TB, dir string) {
 	// below the export root; 70 levels are 17570 bytes.
 	fd, made, err := descend(dir, 70)
 	if fd >= 0 {
-		unix.Close(fd)
+		defer unix.Close(fd)
 	}
 	if made < 60 || err == nil || !strings.Contains(errName(err), "ENAMETOOLONG") {
 		t.Errorf("70 levels of 251 bytes: %d made, then %s; want 60 or more, then ENAMETOOLONG", made, errName(err))
+	}
+	if fd < 0 {
+		return
+	}
+	// A file there is refused by its open, not by its close.
+	f, err := unix.Openat(fd, strings.Repeat("f", 250), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_CLOEXEC, 0o644)
+	if err == nil {
+		cerr := unix.Close(f)
+		t.Errorf("a file past the limit: created, then closed with %s; want ENAMETOOLONG from open", errName(cerr))
+	} else if !strings.Contains(errName(err), "ENAMETOOLONG") {
+		t.Errorf("a file past the limit: open %s, want ENAMETOOLONG", errName(err))
 	}
 }
 
