@@ -77,7 +77,8 @@ func TestReviewMkdirOwnedInSetgidRootNotStated(t *testing.T) {
 // the mkdir is written behind showing the caller's group, no setgid bit.
 func TestReviewMkdirOwnedInRootMadeSetgidSince(t *testing.T) {
 	carol := ownerPeer(t)
-	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = 50 * time.Millisecond })
+	clock := newFakeClock()
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL, o.Now = 50*time.Millisecond, clock.Now })
 	s.SetPeers([]peerproto.PeerAddr{{Name: "carol", Addr: carol.addr}})
 	ctx := fusefs.WithCaller(testCtx(t), fusefs.Caller{Uid: 1234, Gid: 5678})
 	if _, err := s.Stat(ctx, "carol", ""); err != nil {
@@ -89,7 +90,7 @@ func TestReviewMkdirOwnedInRootMadeSetgidSince(t *testing.T) {
 	if err := os.Chmod(carol.export, 0o755|os.ModeSetgid); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond) // past the attribute TTL
+	clock.advance(200 * time.Millisecond) // past the attribute TTL
 	s.names(t, "carol", "")
 	mkdirTopMatches(t, s, carol, ctx)
 }

@@ -156,7 +156,15 @@ func TestReviewFailedPutSyncedForgetsEntryMark(t *testing.T) {
 	// The writer gives up on d/c and removes it: it never reached bob.
 	_ = s.Flush(ctx, fh)
 	s.release(t, fh)
-	time.Sleep(failFast + 100*time.Millisecond) // bob is reachable again for what is not a PUT
+	// bob is reachable again for what is not a PUT, once the failed
+	// attempts' fail-fast window is over.
+	bobConn, _ := s.peer("bob")
+	testutil.Eventually(t, "the fail-fast window over", func() bool {
+		l := bobConn.link
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return !time.Now().Before(l.downUntil)
+	})
 	if err := s.Remove(ctx, "bob", "d/c"); err != nil {
 		t.Fatalf("unlink d/c: %v", err)
 	}
