@@ -190,11 +190,7 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 			return c.refuse(verb, &fs.PathError{Op: "mkdir", Path: p, Err: err}, m.Name)
 		}
 		if m.HasOwner {
-			err := ownNewDir(m, p, func() (unix.Stat_t, error) { return jail.Fstat(dfd, dir) }, func(uid, gid int) error {
-				return unix.Fchownat(dfd, base, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
-			})
-			if err != nil {
-				unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR) // just made, empty: not made
+			if err := ownNewDir(m, dfd, dir, base, p); err != nil {
 				return c.refuse(verb, err, m.Name)
 			}
 		}
@@ -207,24 +203,12 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 		return c.refuse(verb, err, m.Name)
 	}
 	if m.HasOwner {
-		parentStat := func() (unix.Stat_t, error) {
-			var st unix.Stat_t
-			fi, err := j.Root().Stat(cmp.Or(dir, "."))
-			if err != nil {
-				return st, err
-			}
-			if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
-				st.Mode, st.Gid = sys.Mode, sys.Gid
-			}
-			return st, nil
+		d, err := j.Root().Open(cmp.Or(dir, "."))
+		if err == nil {
+			err = ownNewDir(m, int(d.Fd()), dir, base, p)
+			d.Close()
 		}
-		if err := ownNewDir(m, p, parentStat, func(uid, gid int) error { return j.Root().Lchown(p, uid, gid) }); err != nil {
-			// Just made, empty: not made. (rmdir: never a file put at
-			// the name meanwhile.)
-			if d, derr := j.Root().Open(cmp.Or(dir, ".")); derr == nil {
-				unix.Unlinkat(int(d.Fd()), base, unix.AT_REMOVEDIR)
-				d.Close()
-			}
+		if err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
 	}
@@ -240,22 +224,26 @@ func (c *conn) mkdir(m peerproto.Mkdir) error {
 	return c.send(peerproto.OK{Of: verb})
 }
 
-// ownNewDir gives directory p, just made for m (m.HasOwner), the owner m
-// names, and m's group unless its parent (parentStat) is setgid: then it
-// keeps the parent's, which mkdir(2) gave it, as on a local disk.
-func ownNewDir(m peerproto.Mkdir, p string, parentStat func() (unix.Stat_t, error), chown func(uid, gid int) error) error {
-	st, err := parentStat()
+// ownNewDir gives base in directory dfd (dir; path p), a directory just
+// made for m (m.HasOwner), the owner m names, and m's group unless dir is
+// setgid: then it keeps dir's, which mkdir(2) gave it, as on a local
+// disk. If it cannot, it removes the directory again (rmdir: never a
+// file put at the name meanwhile): not made.
+func ownNewDir(m peerproto.Mkdir, dfd int, dir, base, p string) error {
+	st, err := jail.Fstat(dfd, dir)
+	if err == nil {
+		gid := int(m.Gid)
+		if st.Mode&unix.S_ISGID != 0 {
+			gid = -1
+		}
+		if err = unix.Fchownat(dfd, base, int(m.Uid), gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			err = &fs.PathError{Op: "chown", Path: p, Err: err}
+		}
+	}
 	if err != nil {
-		return err
+		unix.Unlinkat(dfd, base, unix.AT_REMOVEDIR)
 	}
-	gid := int(m.Gid)
-	if st.Mode&unix.S_ISGID != 0 {
-		gid = -1
-	}
-	if err := chown(int(m.Uid), gid); err != nil {
-		return &fs.PathError{Op: "chown", Path: p, Err: err}
-	}
-	return nil
+	return err
 }
 
 // exactMode gives base in directory dfd (path p), just created with
