@@ -558,7 +558,8 @@ func TestOpsMetrics(t *testing.T) {
 	a.sees(b)
 	writeFile(t, filepath.Join(b.export, "x.txt"), []byte("x\n"))
 
-	before, page := scrape(t, maddr, "peerfs_fuse_ops_total", `op="readdir"`)
+	// The kernel lists a peer folder with READDIRPLUS (fusefs/fusedev).
+	before, page := scrape(t, maddr, "peerfs_fuse_ops_total", `op="readdirplus"`)
 	for _, want := range []string{"peerfs_build_info", "go_goroutines", "process_resident_memory_bytes", "peerfs_cache_max_bytes", "peerfs_tracker_registered 1"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("metrics lack %q", want)
@@ -566,9 +567,9 @@ func TestOpsMetrics(t *testing.T) {
 	}
 	mustRun(t, "", "ls", "-l", a.dir(b))
 	mustRun(t, "", "cat", filepath.Join(a.dir(b), "x.txt"))
-	after, page := scrape(t, maddr, "peerfs_fuse_ops_total", `op="readdir"`)
+	after, page := scrape(t, maddr, "peerfs_fuse_ops_total", `op="readdirplus"`)
 	if after <= before {
-		t.Errorf("readdir count %v -> %v after an ls", before, after)
+		t.Errorf("readdirplus count %v -> %v after an ls", before, after)
 	}
 	if n, _ := scrape(t, maddr, "peerfs_fuse_op_duration_seconds_count", `op="lookup"`); n < 1 {
 		t.Errorf("no lookup latency observed")

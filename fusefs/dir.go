@@ -8,23 +8,25 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
 var (
-	_ bfs.Node                = (*dir)(nil)
-	_ bfs.NodeGetattrer       = (*dir)(nil)
-	_ bfs.NodeSetattrer       = (*dir)(nil)
-	_ bfs.NodeForgetter       = (*dir)(nil)
-	_ bfs.NodeRequestLookuper = (*dir)(nil)
-	_ bfs.HandleReadDirAller  = (*dir)(nil)
-	_ bfs.NodeMkdirer         = (*dir)(nil)
-	_ bfs.NodeCreater         = (*dir)(nil)
-	_ bfs.NodeRemover         = (*dir)(nil)
-	_ bfs.NodeRenamer         = (*dir)(nil)
-	_ bfs.NodeSymlinker       = (*dir)(nil)
-	_ bfs.NodeLinker          = (*dir)(nil)
-	_ bfs.NodeMknoder         = (*dir)(nil)
-	_ bfs.NodeFsyncer         = (*dir)(nil)
+	_ bfs.Node                     = (*dir)(nil)
+	_ bfs.NodeGetattrer            = (*dir)(nil)
+	_ bfs.NodeSetattrer            = (*dir)(nil)
+	_ bfs.NodeForgetter            = (*dir)(nil)
+	_ bfs.NodeRequestLookuper      = (*dir)(nil)
+	_ bfs.HandleReadDirAller       = (*dir)(nil)
+	_ fuseserve.NodeListedLookuper = (*dir)(nil)
+	_ bfs.NodeMkdirer              = (*dir)(nil)
+	_ bfs.NodeCreater              = (*dir)(nil)
+	_ bfs.NodeRemover              = (*dir)(nil)
+	_ bfs.NodeRenamer              = (*dir)(nil)
+	_ bfs.NodeSymlinker            = (*dir)(nil)
+	_ bfs.NodeLinker               = (*dir)(nil)
+	_ bfs.NodeMknoder              = (*dir)(nil)
+	_ bfs.NodeFsyncer              = (*dir)(nil)
 )
 
 // maxNameLen is the longest name of a directory entry, in bytes (NAME_MAX,
@@ -72,6 +74,23 @@ func (d *dir) Lookup(ctx context.Context, req *fuse.LookupRequest, resp *fuse.Lo
 	}
 	resp.EntryValid = f.entryTimeout
 	return f.nodeFor(d.peer, path, info), f.done("lookup", d.peer, path, nil)
+}
+
+// LookupListed implements fuseserve.NodeListedLookuper: the lookup of
+// a name of the listing the kernel is reading (READDIRPLUS), answered
+// from that listing as Lookup would; false for a name it no longer holds.
+func (d *dir) LookupListed(ctx context.Context, name string, resp *fuse.LookupResponse) (bfs.Node, bool) {
+	f := d.fsys
+	k := d.key()
+	if checkNames(name) != nil {
+		return nil, false
+	}
+	info, found, listed := f.names.getListing(k, name)
+	if !listed || !found {
+		return nil, false
+	}
+	resp.EntryValid = f.entryTimeout
+	return f.nodeFor(d.peer, child(k.path, name), info), true
 }
 
 // ReadDirAll implements bfs.HandleReadDirAller with one List call,

@@ -54,6 +54,9 @@ func toErrno(log *zerolog.Logger, err error) fuse.Errno {
 		return fuse.Errno(syscall.ERANGE)
 	case errors.Is(err, fuseserve.ErrPanic):
 		return fuse.Errno(syscall.EIO) // logged by the server, with the stack
+	case errors.Is(err, fuseserve.ErrMalformed):
+		log.Error().Err(err).Msg("malformed FUSE request; returning EIO")
+		return fuse.Errno(syscall.EIO)
 	case errors.As(err, &unsupported):
 		switch unsupported.Op {
 		case "create", "mkdir":

@@ -40,6 +40,7 @@ func TestToErrno(t *testing.T) {
 		{fuseserve.ErrNotInFlight, fuse.Errno(syscall.EAGAIN)},
 		{fuseserve.ErrXattrTooLarge, fuse.Errno(syscall.ERANGE)},
 		{fmt.Errorf("%w: boom", fuseserve.ErrPanic), fuse.Errno(syscall.EIO)},
+		{fmt.Errorf("%w: short read_in", fuseserve.ErrMalformed), fuse.Errno(syscall.EIO)},
 		{&fuseserve.UnsupportedError{Op: "create"}, fuse.Errno(syscall.EPERM)},
 		{&fuseserve.UnsupportedError{Op: "mkdir"}, fuse.Errno(syscall.EPERM)},
 		{&fuseserve.UnsupportedError{Op: "getxattr"}, fuse.Errno(syscall.ENOTSUP)},

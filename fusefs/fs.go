@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"bazil.org/fuse"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 	"github.com/rs/zerolog"
 )
@@ -39,6 +40,10 @@ type Options struct {
 	ReadOnly bool
 	// MaxReadahead is the kernel's read-ahead in bytes (default 128 KiB).
 	MaxReadahead uint32
+	// MaxWrite is the largest write the kernel hands over in one
+	// request, in bytes (default 128 KiB, at most 1 MiB; more than
+	// 128 KiB needs a kernel with FUSE_MAX_PAGES, 4.20 and later).
+	MaxWrite uint32
 	// UnmountTimeout bounds how long Close waits for the server to stop
 	// after a lazy unmount before aborting the connection (default 5s).
 	UnmountTimeout time.Duration
@@ -93,25 +98,24 @@ type Mounted struct {
 func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 	opts.setDefaults()
 	log := opts.Logger.With().Str("component", "fusefs").Str("mountpoint", mountpoint).Logger()
-	mountOpts := []fuse.MountOption{
-		fuse.FSName(opts.FSName),
-		fuse.Subtype("peerfs"),
-		fuse.MaxReadahead(opts.MaxReadahead),
-		fuse.AsyncRead(),
-		fuse.DefaultPermissions(),
-	}
-	if opts.AllowOther {
-		mountOpts = append(mountOpts, fuse.AllowOther())
-	}
-	if opts.ReadOnly {
-		mountOpts = append(mountOpts, fuse.ReadOnly())
-	}
-	conn, err := fuse.Mount(mountpoint, mountOpts...)
+	conn, err := fusedev.Mount(mountpoint, fusedev.Config{
+		MountOptions: fusedev.MountOptions{
+			FSName:             opts.FSName,
+			Subtype:            "peerfs",
+			AllowOther:         opts.AllowOther,
+			DefaultPermissions: true,
+			ReadOnly:           opts.ReadOnly,
+		},
+		MaxReadahead: opts.MaxReadahead,
+		MaxWrite:     opts.MaxWrite,
+		AsyncRead:    true,
+		Readdirplus:  true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
-	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno, Device: device(conn)})
+	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno})
 	if err != nil {
 		Unmount(mountpoint)
 		conn.Close()

@@ -405,9 +405,8 @@ func TestMountInterruptStalledLookup(t *testing.T) {
 	}
 }
 
-// A sticky directory shows its sticky bit (which bazil's answers cannot
-// carry: fuseserve writes those itself, on the device device() finds),
-// and the kernel enforces it: another user cannot delete a file of
+// A sticky directory shows its sticky bit (which bazil's answers could
+// not carry; fusedev's encoding does), and the kernel enforces it: another user cannot delete a file of
 // root's in it.
 func TestMountStickyDir(t *testing.T) {
 	store := newLocalStore(t.TempDir(), "alice")

@@ -7,6 +7,7 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 )
 
 // dispatch calls the node or handle method for req and returns the
@@ -89,6 +90,10 @@ func (s *Server) dispatchNode(ctx context.Context, sn servedNode, req fuse.Reque
 		return answer(s.open(ctx, sn, r))
 	case *fuse.ReadRequest:
 		return answer(s.read(ctx, sn, r))
+	case *fusedev.ReaddirplusRequest:
+		return answer(s.readDirPlus(ctx, sn, r))
+	case *fusedev.BadRequest:
+		return nil, fmt.Errorf("%w: %s", ErrMalformed, r.Reason)
 	case *fuse.WriteRequest:
 		return answer(s.write(ctx, r))
 	case *fuse.FlushRequest:
@@ -173,6 +178,8 @@ func opName(r fuse.Request) string {
 			return "readdir"
 		}
 		return "read"
+	case *fusedev.ReaddirplusRequest:
+		return "readdirplus"
 	case *fuse.WriteRequest:
 		return "write"
 	case *fuse.FlushRequest:

@@ -22,6 +22,9 @@ var (
 	// ErrPanic: a node method panicked; the server has logged the panic
 	// and its stack.
 	ErrPanic = errors.New("fuseserve: panic in a node method")
+	// ErrMalformed: the kernel sent a request the connection could not
+	// decode (fusedev.BadRequest).
+	ErrMalformed = errors.New("fuseserve: malformed request")
 )
 
 // UnsupportedError is the answer to a request about a node or handle

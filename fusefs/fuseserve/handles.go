@@ -7,6 +7,7 @@ import (
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
 	"bazil.org/fuse/fuseutil"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 )
 
 // servedHandle is an open file or directory.
@@ -16,8 +17,9 @@ type servedHandle struct {
 	// mu is held across ReadDirAll, which may wait on the network: only
 	// the READs of the same open directory wait on it, and the kernel
 	// sends those one at a time.
-	mu      sync.Mutex // protects dirents
-	dirents []byte     // a directory's entries, encoded at offset 0
+	mu      sync.Mutex    // protects dirents and plus
+	dirents []byte        // a directory's entries for READDIR, encoded at offset 0
+	plus    []fuse.Dirent // a directory's entries for READDIRPLUS
 }
 
 // handleTable is the open handles, by HandleID.
@@ -131,6 +133,88 @@ func (s *Server) readDir(ctx context.Context, sn servedNode, sh *servedHandle, r
 	}
 	fuseutil.HandleRead(r, resp, sh.dirents) // copies into resp.Data
 	return nil
+}
+
+// NodeListedLookuper is a directory that can answer the lookup of a name
+// it has just listed from that listing, without waiting on anything: a
+// READDIRPLUS answer then carries each entry's lookup, and the kernel
+// sends no LOOKUP for it (`ls -l`, `rm -r`, `cp -r` of a directory cost
+// one request per page of entries instead of one per entry). ok is false
+// when it cannot (the kernel looks the name up itself when it needs it).
+// Like a LOOKUP, an answer counts as one reference the kernel holds.
+type NodeListedLookuper interface {
+	LookupListed(ctx context.Context, name string, resp *fuse.LookupResponse) (n bfs.Node, ok bool)
+}
+
+// plusReply is the answer to a READDIRPLUS, in a buffer of
+// Server.readBufs that respond gives back.
+type plusReply struct {
+	data []byte
+	buf  *[]byte
+}
+
+// readDirPlus answers a READDIRPLUS of directory sn: its entries from
+// r.Offset (an index into the listing, which a read at offset 0 makes
+// anew), each with its lookup where sn can answer it from the listing.
+func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.ReaddirplusRequest) (*plusReply, error) {
+	sh, ok := s.handles.get(r.Handle)
+	if !ok {
+		return nil, ErrStale
+	}
+	rd, ok := sh.handle.(bfs.HandleReadDirAller)
+	if !ok {
+		return nil, &UnsupportedError{Op: "readdir"}
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if r.Offset == 0 || sh.plus == nil {
+		sh.plus = nil // a failed listing leaves none to serve
+		ents, err := rd.ReadDirAll(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ents {
+			if ents[i].Inode == 0 {
+				ents[i].Inode = bfs.GenerateDynamicInode(sn.inode, ents[i].Name)
+			}
+		}
+		if ents == nil {
+			ents = []fuse.Dirent{}
+		}
+		sh.plus = ents
+	}
+	lister, _ := sn.node.(NodeListedLookuper)
+	bp := s.readBufs.Get().(*[]byte)
+	if cap(*bp) < r.Size {
+		*bp = make([]byte, r.Size)
+	}
+	out := (*bp)[:0]
+	for i := max(r.Offset, 0); i < int64(len(sh.plus)); i++ {
+		d := sh.plus[i]
+		if len(out)+fusedev.DirentplusSize(d.Name) > r.Size {
+			break
+		}
+		out = fusedev.AppendDirentplus(out, s.listedLookup(ctx, sn, lister, d.Name), d, uint64(i+1))
+	}
+	return &plusReply{data: out, buf: bp}, nil
+}
+
+// listedLookup is the lookup of name in sn for a READDIRPLUS answer, nil
+// where there is none to give: "." and ".." (the kernel never counts
+// them), or a name sn cannot answer from its listing.
+func (s *Server) listedLookup(ctx context.Context, sn servedNode, lister NodeListedLookuper, name string) *fuse.LookupResponse {
+	if lister == nil || name == "." || name == ".." {
+		return nil
+	}
+	resp := &fuse.LookupResponse{EntryValid: defaultEntryValid}
+	n, ok := lister.LookupListed(ctx, name, resp)
+	if !ok {
+		return nil
+	}
+	if err := s.saveLookup(ctx, resp, sn, name, n); err != nil {
+		return nil
+	}
+	return resp
 }
 
 func (s *Server) write(ctx context.Context, r *fuse.WriteRequest) (*fuse.WriteResponse, error) {

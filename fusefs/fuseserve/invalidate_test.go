@@ -9,8 +9,8 @@ import (
 	"bazil.org/fuse"
 )
 
-// fakeConn records the invalidations sent to the kernel and answers
-// them with err. It has no requests to read.
+// fakeConn records the answers and invalidations sent to the kernel and
+// answers them with err. It has no requests to read.
 type fakeConn struct {
 	sent []string
 	err  error
@@ -18,6 +18,16 @@ type fakeConn struct {
 
 func (c *fakeConn) ReadRequest() (fuse.Request, error) {
 	return nil, errors.New("fakeConn: no requests")
+}
+
+func (c *fakeConn) Reply(req fuse.Request, resp any) error {
+	c.sent = append(c.sent, fmt.Sprintf("reply %v", req.Hdr().ID))
+	return c.err
+}
+
+func (c *fakeConn) ReplyError(req fuse.Request, errno fuse.Errno) error {
+	c.sent = append(c.sent, fmt.Sprintf("error %v %d", req.Hdr().ID, errno))
+	return c.err
 }
 
 func (c *fakeConn) InvalidateNode(node fuse.NodeID, off, size int64) error {

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sync"
 	"syscall"
 	"time"
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/rs/zerolog"
 	"golang.org/x/sys/unix"
 )
@@ -20,15 +20,19 @@ import (
 // is taken. nodeTable.mu is held while a node's Forget or Revive runs
 // (see nodeTable.forget), so those must not call back into the server.
 
-// Conn is the part of a *fuse.Conn the server uses: requests in, cache
-// invalidations out. Answers go through the requests' own Respond.
+// Conn is the connection the server reads requests from and answers on:
+// a *fusedev.Conn, or a fake in tests.
 type Conn interface {
 	ReadRequest() (fuse.Request, error)
+	// Reply answers req with resp, of the type dispatch returns for it
+	// (nil, a response, []byte or string: see fusedev.Conn.Reply).
+	Reply(req fuse.Request, resp any) error
+	ReplyError(req fuse.Request, errno fuse.Errno) error
 	InvalidateNode(node fuse.NodeID, off, size int64) error
 	InvalidateEntry(parent fuse.NodeID, name string) error
 }
 
-var _ Conn = (*fuse.Conn)(nil)
+var _ Conn = (*fusedev.Conn)(nil)
 
 // Options configure a Server.
 type Options struct {
@@ -45,10 +49,6 @@ type Options struct {
 	// every failed request, with the errors of node methods as well as
 	// the server's own (errors.go). Required.
 	Errno func(error) fuse.Errno
-	// Device is the FUSE device of the connection, for the answers the
-	// server writes itself (sticky.go); nil: those are sent through
-	// bazil, without the sticky bit.
-	Device *os.File
 }
 
 // Server answers the FUSE requests of one connection by calling the
@@ -87,7 +87,6 @@ type Server struct {
 	observe func(op string, d time.Duration, errno string) // may be nil
 	errno   func(error) fuse.Errno
 	start   time.Time // default times of an Attr
-	device  int       // the FUSE device's descriptor (Options.Device), -1 if none
 
 	nodes    nodeTable
 	handles  handleTable
@@ -112,12 +111,7 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fuseserve: root node: %w", err)
 	}
-	device := -1
-	if opts.Device != nil {
-		device = int(opts.Device.Fd())
-	}
 	return &Server{
-		device:   device,
 		conn:     conn,
 		fs:       fsys,
 		log:      opts.Logger,
@@ -235,7 +229,8 @@ func (s *Server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.
 		cancel()
 		s.inflight.end(hdr.ID)
 	}()
-	if _, ok := req.(*fuse.NotifyReply); ok {
+	switch req.(type) {
+	case *fuse.NotifyReply:
 		return // a reply to a notification we never send; nothing to answer
 	}
 	began := time.Now()
@@ -247,7 +242,7 @@ func (s *Server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.
 	if err != nil {
 		e := s.errno(err)
 		errno = errnoName(e)
-		req.RespondError(e)
+		s.answer(req, s.conn.ReplyError(req, e))
 	} else {
 		s.respond(req, resp)
 	}
@@ -270,80 +265,27 @@ func errnoName(e fuse.Errno) string {
 }
 
 // respond sends resp, the response dispatch returned for req, and gives
-// back the read buffer it may hold. dispatch returns the type each case
-// asserts (dispatch_test.go checks every kind), or nil where the request
-// takes none. It is long by nature: one line per kind of request.
+// back the read buffer it may hold.
 func (s *Server) respond(req fuse.Request, resp any) {
-	if s.device >= 0 {
-		if msg, ok := stickyReply(req, resp); ok {
-			if _, err := syscall.Write(s.device, msg); err != nil {
-				s.log.Warn().Err(err).Str("request", fmt.Sprint(req)).Msg("fuseserve: write an answer to the FUSE device")
-			}
-			return
-		}
+	switch r := resp.(type) {
+	case *readReply:
+		s.answer(req, s.conn.Reply(req, &r.ReadResponse))
+		s.readBufs.Put(r.buf) // Reply has written the data out
+		return
+	case *plusReply:
+		s.answer(req, s.conn.Reply(req, r.data))
+		s.readBufs.Put(r.buf)
+		return
 	}
-	switch r := req.(type) {
-	case *fuse.LookupRequest:
-		r.Respond(resp.(*fuse.LookupResponse))
-	case *fuse.GetattrRequest:
-		r.Respond(resp.(*fuse.GetattrResponse))
-	case *fuse.SetattrRequest:
-		r.Respond(resp.(*fuse.SetattrResponse))
-	case *fuse.OpenRequest:
-		r.Respond(resp.(*fuse.OpenResponse))
-	case *fuse.CreateRequest:
-		r.Respond(resp.(*fuse.CreateResponse))
-	case *fuse.MkdirRequest:
-		r.Respond(resp.(*fuse.MkdirResponse))
-	case *fuse.SymlinkRequest:
-		r.Respond(resp.(*fuse.SymlinkResponse))
-	case *fuse.MknodRequest:
-		r.Respond(resp.(*fuse.LookupResponse))
-	case *fuse.LinkRequest:
-		r.Respond(resp.(*fuse.LookupResponse))
-	case *fuse.ReadlinkRequest:
-		r.Respond(resp.(string))
-	case *fuse.GetxattrRequest:
-		r.Respond(resp.(*fuse.GetxattrResponse))
-	case *fuse.ListxattrRequest:
-		r.Respond(resp.(*fuse.ListxattrResponse))
-	case *fuse.StatfsRequest:
-		r.Respond(resp.(*fuse.StatfsResponse))
-	case *fuse.WriteRequest:
-		r.Respond(resp.(*fuse.WriteResponse))
-	case *fuse.ReadRequest:
-		rr := resp.(*readReply)
-		r.Respond(&rr.ReadResponse)
-		s.readBufs.Put(rr.buf) // Respond has copied the data out
-	case *fuse.RemoveRequest:
-		r.Respond()
-	case *fuse.RenameRequest:
-		r.Respond()
-	case *fuse.AccessRequest:
-		r.Respond()
-	case *fuse.FsyncRequest:
-		r.Respond()
-	case *fuse.SetxattrRequest:
-		r.Respond()
-	case *fuse.RemovexattrRequest:
-		r.Respond()
-	case *fuse.ForgetRequest:
-		r.Respond()
-	case *fuse.BatchForgetRequest:
-		r.Respond()
-	case *fuse.FlushRequest:
-		r.Respond()
-	case *fuse.ReleaseRequest:
-		r.Respond()
-	case *fuse.InterruptRequest:
-		r.Respond()
-	case *fuse.DestroyRequest:
-		r.Respond()
-	default:
-		// dispatch answers every other kind with ErrNotImplemented, so
-		// this is a bug; the kernel must get an answer all the same.
-		s.log.Error().Str("request", fmt.Sprint(req)).Msg("fuseserve: a response for a request kind it does not serve")
-		req.RespondError(s.errno(ErrNotImplemented))
+	s.answer(req, s.conn.Reply(req, resp))
+}
+
+// answer logs the failure to deliver an answer to req: the kernel then
+// waits for one that will never come (until the request is interrupted
+// or the connection aborted), so it is a bug or a dying connection.
+func (s *Server) answer(req fuse.Request, err error) {
+	if err != nil {
+		s.log.Warn().Err(err).Str("request", fmt.Sprint(req)).Msg("fuseserve: write an answer to the FUSE device")
 	}
 }
 
