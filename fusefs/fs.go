@@ -41,8 +41,8 @@ type Options struct {
 	// MaxReadahead is the kernel's read-ahead in bytes (default 128 KiB).
 	MaxReadahead uint32
 	// MaxWrite is the largest write the kernel hands over in one
-	// request, in bytes (default 128 KiB, at most 1 MiB; more than
-	// 128 KiB needs a kernel with FUSE_MAX_PAGES, 4.20 and later).
+	// request, in bytes (default 1 MiB, the most; more than 128 KiB
+	// needs a kernel with FUSE_MAX_PAGES, 4.20 and later, else 128 KiB).
 	MaxWrite uint32
 	// UnmountTimeout bounds how long Close waits for the server to stop
 	// after a lazy unmount before aborting the connection (default 5s).
@@ -66,6 +66,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxReadahead == 0 {
 		o.MaxReadahead = 128 << 10
+	}
+	if o.MaxWrite == 0 {
+		o.MaxWrite = 1 << 20
 	}
 	if o.UnmountTimeout <= 0 {
 		o.UnmountTimeout = 5 * time.Second

@@ -94,3 +94,21 @@ func dropKernelCaches(t *testing.T) {
 		t.Skipf("cannot drop the kernel's caches: %v", err)
 	}
 }
+
+// A large write reaches the mount in requests of up to 1 MiB (FUSE_MAX_PAGES),
+// not 128 KiB: dd of 8 MiB in 1 MiB blocks is at most a dozen WRITEs.
+func TestMountLargeWrites(t *testing.T) {
+	base := t.TempDir()
+	store := newLocalStore(base, "alice")
+	ops := &opCounter{n: map[string]int{}}
+	mnt, _ := mountStore(t, store, Options{Observe: ops.observe})
+	mustSh(t, mnt, "stat alice > /dev/null")
+	ops.take()
+	mustSh(t, mnt, "dd if=/dev/zero of=alice/big bs=1M count=8 status=none")
+	if got := ops.take(); got["write"] > 12 || got["write"] == 0 {
+		t.Errorf("8 MiB in 1 MiB blocks took %d WRITEs, want 8 to 12 (requests: %v)", got["write"], got)
+	}
+	if fi, err := os.Stat(filepath.Join(base, "alice", "big")); err != nil || fi.Size() != 8<<20 {
+		t.Errorf("the file: %v, %v", fi, err)
+	}
+}
