@@ -37,11 +37,11 @@ type Config struct {
 // out (Reply, ReplyError), cache invalidations out. Its methods are safe
 // for concurrent use; each request is answered at most once.
 type Conn struct {
-	dev      *os.File // the FUSE device; closed by Close
-	fd       int      // dev's descriptor
-	minor    uint32   // the protocol minor version negotiated
-	flags    uint32   // the INIT flags negotiated
-	maxWrite uint32   // the largest WRITE the kernel sends
+	dev      *os.File        // the FUSE device; closed by Close
+	raw      syscall.RawConn // dev's descriptor, for withFD
+	minor    uint32          // the protocol minor version negotiated
+	flags    uint32          // the INIT flags negotiated
+	maxWrite uint32          // the largest WRITE the kernel sends
 	bufs     sync.Pool
 
 	mu   sync.Mutex                 // protects held
@@ -67,7 +67,11 @@ func Mount(dir string, cfg Config) (*Conn, error) {
 }
 
 func newConn(dev *os.File) *Conn {
-	c := &Conn{dev: dev, fd: int(dev.Fd()), maxWrite: maxWriteDefault, held: map[fuse.RequestID]*[]byte{}}
+	// Fd puts dev in blocking mode: a read(2) waits for the next request.
+	// SyscallConn fails only for a nil File.
+	dev.Fd()
+	raw, _ := dev.SyscallConn()
+	c := &Conn{dev: dev, raw: raw, maxWrite: maxWriteDefault, held: map[fuse.RequestID]*[]byte{}}
 	c.bufs.New = func() any {
 		b := make([]byte, int(c.maxWrite)+bufferOverhead)
 		return &b
@@ -151,14 +155,30 @@ func (c *Conn) init(cfg Config) error {
 func (c *Conn) Readdirplus() bool { return c.flags&initDoReaddirplus != 0 }
 
 // Close closes the device. Requests read before and not yet answered can
-// no longer be.
+// no longer be; reads, answers and notifications after it fail with
+// os.ErrClosed.
 func (c *Conn) Close() error { return c.dev.Close() }
+
+// withFD runs f on the device's descriptor. Close does not release the
+// descriptor while f runs (the os.File counts it in use), and after Close
+// withFD returns os.ErrClosed without running f: by then the number may
+// name another file of the process.
+func (c *Conn) withFD(f func(fd int)) error {
+	if err := c.raw.Control(func(fd uintptr) { f(int(fd)) }); err != nil {
+		return os.ErrClosed
+	}
+	return nil
+}
 
 // read reads one request into buf, retrying what the kernel asks to be
 // retried; io.EOF once the filesystem is unmounted.
 func (c *Conn) read(buf []byte) (int, error) {
 	for {
-		n, err := unix.Read(c.fd, buf)
+		var n int
+		var err error
+		if cerr := c.withFD(func(fd int) { n, err = unix.Read(fd, buf) }); cerr != nil {
+			return 0, cerr
+		}
 		switch err {
 		case nil:
 			if n == 0 {
@@ -323,7 +343,10 @@ func (c *Conn) writev(hdr, payload []byte) error {
 		iov = append(iov, payload)
 	}
 	for {
-		_, err := unix.Writev(c.fd, iov)
+		var err error
+		if cerr := c.withFD(func(fd int) { _, err = unix.Writev(fd, iov) }); cerr != nil {
+			return cerr
+		}
 		if err == unix.EINTR {
 			continue
 		}

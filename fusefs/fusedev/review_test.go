@@ -1,0 +1,54 @@
+package fusedev
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"testing"
+
+	"bazil.org/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// Once the Conn is closed, its descriptor number is free for the next
+// file the process opens; an invalidation or an answer sent after Close
+// (the invalidator of fusefs runs until Unmount, which comes after an
+// unmount from outside has closed the Conn) must fail, not be written to
+// whatever now has that number.
+func TestReviewNothingWrittenAfterClose(t *testing.T) {
+	c, _ := pairConn(t, 0)
+	old := int(c.dev.Fd())
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(p[0])
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Another file takes the number, as the next open(2) would.
+	if err := unix.Dup3(p[1], old, unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(p[1])
+	defer unix.Close(old)
+
+	if err := c.InvalidateEntry(1, "name"); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("InvalidateEntry after Close: %v, want os.ErrClosed", err)
+	}
+	if err := c.InvalidateNode(1, -1, 0); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("InvalidateNode after Close: %v, want os.ErrClosed", err)
+	}
+	if err := c.ReplyError(&fuse.LookupRequest{Header: fuse.Header{ID: 2}}, fuse.Errno(syscall.ENOENT)); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("ReplyError after Close: %v, want os.ErrClosed", err)
+	}
+	if _, err := c.ReadRequest(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("ReadRequest after Close: %v, want os.ErrClosed", err)
+	}
+	buf := make([]byte, 4096)
+	if n, err := unix.Read(p[0], buf); n > 0 {
+		t.Errorf("%d bytes written after Close to the file that took the descriptor's number", n)
+	} else if err != unix.EAGAIN {
+		t.Fatalf("read the pipe: %v", err)
+	}
+}
