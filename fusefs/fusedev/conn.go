@@ -259,6 +259,8 @@ func (c *Conn) ReplyError(req fuse.Request, errno fuse.Errno) error {
 //   - *fuse.ReadResponse, []byte (READ, READDIR, READDIRPLUS) or string
 //     (READLINK): the bytes as they are.
 //
+// Any other resp is an error, and req is answered EIO.
+//
 // FORGET, BATCH_FORGET, NOTIFY_REPLY and INTERRUPT take no answer but an
 // error: Reply sends nothing for them.
 func (c *Conn) Reply(req fuse.Request, resp any) error {
@@ -301,7 +303,13 @@ func (c *Conn) Reply(req fuse.Request, resp any) error {
 	case string:
 		out = []byte(r)
 	default:
-		return fmt.Errorf("fusedev: no encoding of %T (answering %v)", resp, req)
+		// A bug of the caller; the request is answered all the same,
+		// or its caller would wait for ever.
+		err := fmt.Errorf("fusedev: no encoding of %T (answering %v)", resp, req)
+		if werr := c.replyRaw(uint64(id), -int32(syscall.EIO), nil); werr != nil {
+			return errors.Join(err, werr)
+		}
+		return err
 	}
 	return c.replyRaw(uint64(id), 0, out)
 }

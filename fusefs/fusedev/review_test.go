@@ -52,3 +52,15 @@ func TestReviewNothingWrittenAfterClose(t *testing.T) {
 		t.Fatalf("read the pipe: %v", err)
 	}
 }
+
+// A response Reply has no encoding for is a bug of the caller; the
+// request must still be answered (EIO), or the process that made it waits
+// for ever, unkillably, and so does an unmount. bazil's server answered
+// such a request ENOSYS, fuseserve's respond did the same before.
+func TestReviewReplyWithoutEncodingAnswers(t *testing.T) {
+	c, k := pairConn(t, 0)
+	if err := c.Reply(&fuse.LookupRequest{Header: fuse.Header{ID: 6}}, 42); err == nil {
+		t.Error("Reply with an int: no error")
+	}
+	k.recv(6, -int32(syscall.EIO))
+}
