@@ -116,7 +116,11 @@ func (c *Conn) init(cfg Config) error {
 		return fmt.Errorf("fusedev: kernel FUSE protocol %d.%d is older than %d.%d", major, minor, protoMajor, protoMinMinor)
 	}
 	c.minor = min(minor, protoMinor)
-	want := uint32(initBigWrites | initParallelDirops | initAsyncDIO | initSetxattrExt | initMaxPages)
+	// Not FUSE_ASYNC_DIO: the WRITEs (and READs) one O_DIRECT call is
+	// cut into would then come at once, and out of order, where a Store
+	// takes them one after the other (remote's appends an O_APPEND
+	// handle's at its own size).
+	want := uint32(initBigWrites | initParallelDirops | initSetxattrExt | initMaxPages)
 	if cfg.AsyncRead {
 		want |= initAsyncRead
 	}

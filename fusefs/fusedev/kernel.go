@@ -58,7 +58,7 @@ const (
 	initBigWrites       = 1 << 5
 	initDoReaddirplus   = 1 << 13
 	initReaddirplusAuto = 1 << 14
-	initAsyncDIO        = 1 << 15
+	initAsyncDIO        = 1 << 15 // not asked for: see Conn.init
 	initParallelDirops  = 1 << 18
 	initMaxPages        = 1 << 22
 	initSetxattrExt     = 1 << 29

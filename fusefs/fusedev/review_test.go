@@ -64,3 +64,17 @@ func TestReviewReplyWithoutEncodingAnswers(t *testing.T) {
 	}
 	k.recv(6, -int32(syscall.EIO))
 }
+
+// INIT does not take FUSE_ASYNC_DIO when the kernel offers it: one
+// O_DIRECT call's WRITEs must reach the server one after the other
+// (fusefs TestReviewDirectAppendInOrder).
+func TestReviewInitNoAsyncDIO(t *testing.T) {
+	c, k := pairConn(t, 0)
+	k.send(opInit, 1, 0, u32s(7, 33, 1<<20, initAsyncDIO|initBigWrites|initMaxPages))
+	if err := c.init(Config{MaxWrite: 1 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	if flags := ne.Uint32(k.recv(1, 0)[12:]); flags&initAsyncDIO != 0 {
+		t.Errorf("init_out flags %#x take FUSE_ASYNC_DIO", flags)
+	}
+}
