@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 
@@ -59,8 +60,12 @@ func Mount(dir string, cfg Config) (*Conn, error) {
 	c := newConn(dev)
 	if err := c.init(cfg); err != nil {
 		dev.Close()
-		// The mount exists even though nobody serves it.
-		_ = unix.Unmount(dir, unix.MNT_DETACH)
+		// The mount exists even though nobody serves it: detach it
+		// (umount2 needs root; fusermount3 does it for the user who
+		// mounted).
+		if unix.Unmount(dir, unix.MNT_DETACH) != nil {
+			_ = exec.Command("fusermount3", "-u", "-z", "--", dir).Run()
+		}
 		return nil, err
 	}
 	return c, nil

@@ -337,10 +337,6 @@ func cstring2(b []byte) (string, string, bool) {
 	return first, second, ok
 }
 
-// oLargefile is O_LARGEFILE as the kernel sends it on x86 (Go's
-// syscall.O_LARGEFILE is 0 on amd64).
-const oLargefile = 0x8000
-
 // openFlags is the open(2) flags of a request, without O_LARGEFILE, which
 // the kernel adds on 64-bit machines and means nothing to a filesystem.
 func openFlags(f uint32) fuse.OpenFlags {

@@ -111,7 +111,6 @@ const (
 	bufferOverhead   = 4096 // a request's header and fixed part, beyond its data
 	maxNameLen       = 1024 // FUSE_NAME_MAX
 	fattrSubmount    = 1 << 0
-	defaultMaxPages  = 32 // the kernel's default without FUSE_MAX_PAGES
 	pageSize         = 4096
 	maxKernelPages   = 256
 	alignDirentEntry = 8

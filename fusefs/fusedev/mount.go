@@ -52,19 +52,6 @@ func escapeOption(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(s)
 }
 
-// MountpointError is a mount refused because of the mountpoint (it does
-// not exist, is not a directory, or is not the caller's).
-type MountpointError struct {
-	Path string
-	Err  error // what fusermount3 said
-}
-
-func (e *MountpointError) Error() string {
-	return fmt.Sprintf("mountpoint %s: %v", e.Path, e.Err)
-}
-
-func (e *MountpointError) Unwrap() error { return e.Err }
-
 // mountDevice mounts a FUSE filesystem on dir through fusermount3 and
 // returns the device it is served on. fusermount3 opens /dev/fuse, mounts
 // it and passes the descriptor back over a socket (_FUSE_COMMFD), which
@@ -92,10 +79,6 @@ func mountDevice(dir string, o MountOptions) (*os.File, error) {
 		}
 		if msg == "" {
 			return nil, fmt.Errorf("fusermount3: %w", err)
-		}
-		if strings.Contains(msg, "failed to access mountpoint") || strings.Contains(msg, "mountpoint is not") ||
-			strings.Contains(msg, "user has no write access to mountpoint") {
-			return nil, &MountpointError{Path: dir, Err: errors.New(msg)}
 		}
 		return nil, fmt.Errorf("fusermount3: %s: %w", msg, err)
 	}

@@ -16,9 +16,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Lock order: none of the server's locks is held while another of them
-// is taken. nodeTable.mu is held while a node's Forget or Revive runs
-// (see nodeTable.forget), so those must not call back into the server.
+// Lock order: servedHandle.mu (an open directory's listing) before
+// nodeTable.mu, which a READDIRPLUS takes for each entry's lookup; no
+// other of the server's locks is held while another is taken.
+// nodeTable.mu is held while a node's Forget or Revive runs (see
+// nodeTable.forget), so those must not call back into the server.
 
 // Conn is the connection the server reads requests from and answers on:
 // a *fusedev.Conn, or a fake in tests.
