@@ -108,13 +108,18 @@ func mounted(dir string) bool {
 }
 
 // sh runs script with sh -c in dir and returns its combined output.
+//
+// The shell changes into dir itself: the child os/exec starts must not
+// (cmd.Dir). It is made with vfork, and its chdir into a mount this test
+// process serves waits for an answer from this process; if the garbage
+// collector stops the world meanwhile, it waits for the vforking thread,
+// which waits for the child, which waits for the server: the test hangs.
 func sh(t *testing.T, dir, script string) (string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "sh", "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC")
+	cmd := exec.CommandContext(ctx, "sh", "-c", `cd -- "$PEERFS_TEST_DIR" || exit 125`+"\n"+script)
+	cmd.Env = append(os.Environ(), "LC_ALL=C", "TZ=UTC", "PEERFS_TEST_DIR="+dir)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -283,9 +288,9 @@ func TestMountWatchInvalidates(t *testing.T) {
 func TestMountUnmountBusy(t *testing.T) {
 	store := newLocalStore(t.TempDir(), "alice")
 	mnt, m := mountStore(t, store, Options{UnmountTimeout: 200 * time.Millisecond})
-	// A process whose working directory is in the mount keeps it busy.
-	cmd := exec.Command("sleep", "30")
-	cmd.Dir = filepath.Join(mnt, "alice")
+	// A process whose working directory is in the mount keeps it busy
+	// (the shell changes into it, not the child os/exec starts: see sh).
+	cmd := exec.Command("sh", "-c", `cd -- "$1" && exec sleep 30`, "sh", filepath.Join(mnt, "alice"))
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
