@@ -107,6 +107,24 @@ func (s *Server) read(ctx context.Context, sn servedNode, r *fuse.ReadRequest) (
 	return rr, nil
 }
 
+// listDir lists directory sn anew, each entry with an inode number (a
+// made-up one where the node gives none); never nil without an error.
+func listDir(ctx context.Context, sn servedNode, rd bfs.HandleReadDirAller) ([]fuse.Dirent, error) {
+	ents, err := rd.ReadDirAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ents {
+		if ents[i].Inode == 0 {
+			ents[i].Inode = bfs.GenerateDynamicInode(sn.inode, ents[i].Name)
+		}
+	}
+	if ents == nil {
+		ents = []fuse.Dirent{}
+	}
+	return ents, nil
+}
+
 // readDir answers a READ of directory sn from its entries, listed anew
 // by a read at offset 0 (a new pass: rewinddir).
 func (s *Server) readDir(ctx context.Context, sn servedNode, sh *servedHandle, r *fuse.ReadRequest, resp *fuse.ReadResponse) error {
@@ -118,15 +136,12 @@ func (s *Server) readDir(ctx context.Context, sn servedNode, sh *servedHandle, r
 	defer sh.mu.Unlock()
 	if r.Offset == 0 || sh.dirents == nil {
 		sh.dirents = nil // a failed listing leaves none to serve
-		ents, err := rd.ReadDirAll(ctx)
+		ents, err := listDir(ctx, sn, rd)
 		if err != nil {
 			return err
 		}
 		data := []byte{}
 		for _, e := range ents {
-			if e.Inode == 0 {
-				e.Inode = bfs.GenerateDynamicInode(sn.inode, e.Name)
-			}
 			data = fuse.AppendDirent(data, e)
 		}
 		sh.dirents = data
@@ -169,17 +184,9 @@ func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.Read
 	defer sh.mu.Unlock()
 	if r.Offset == 0 || sh.plus == nil {
 		sh.plus = nil // a failed listing leaves none to serve
-		ents, err := rd.ReadDirAll(ctx)
+		ents, err := listDir(ctx, sn, rd)
 		if err != nil {
 			return nil, err
-		}
-		for i := range ents {
-			if ents[i].Inode == 0 {
-				ents[i].Inode = bfs.GenerateDynamicInode(sn.inode, ents[i].Name)
-			}
-		}
-		if ents == nil {
-			ents = []fuse.Dirent{}
 		}
 		sh.plus = ents
 	}
