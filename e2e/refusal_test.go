@@ -70,7 +70,13 @@ func TestBadTrackerAddressIsUsageError(t *testing.T) {
 // with its answer, before anything is mounted.
 func TestFinalRefusalEndsCommand(t *testing.T) {
 	c := newCluster(t)
-	c.mount("alice")
+	a := c.mount("alice")
+	// alice must hold its name before another mount asks for it: a mount
+	// that finds the tracker not yet listening registers in the
+	// background, and the second "alice" could then be the first.
+	waitFor(t, 15*time.Second, "alice registered", func() bool {
+		return strings.Contains(a.p.log.String(), "registered with tracker")
+	})
 	other := []string{"PEERFS_SECRET=another-cluster-" + strings.Repeat("x", 16)}
 
 	for _, tc := range []struct {

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -161,6 +162,14 @@ func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 func TestRefusedMkdirParentLinkCountRestored(t *testing.T) {
 	clock := newFakeClock()
 	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
+	// The MKDIR is held on its way until the parent has been looked at
+	// while it waits: sent and refused at once, it would leave nothing
+	// to look at.
+	release := make(chan struct{})
+	var freed sync.Once
+	free := func() { freed.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: gateProxy(t, bob.addr, "MKDIR p/x", release)}})
 	ctx := testCtx(t)
 	if err := os.Mkdir(bob.path("p"), 0o755); err != nil {
 		t.Fatal(err)
@@ -184,6 +193,7 @@ func TestRefusedMkdirParentLinkCountRestored(t *testing.T) {
 	if got := nlinkOf(mustStat(t, s, "p")); got != before+1 {
 		t.Fatalf("p shows %d links while the MKDIR waits, want %d", got, before+1)
 	}
+	free()
 	if err := s.Sync(ctx); err == nil {
 		t.Fatal("Sync after a refused MKDIR: nil, want the refusal")
 	}
