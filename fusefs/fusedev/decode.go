@@ -49,6 +49,7 @@ type ReaddirplusRequest struct {
 	fuse.ReadRequest
 }
 
+// String describes the request, for logs.
 func (r *ReaddirplusRequest) String() string {
 	return fmt.Sprintf("Readdirplus [%s] %v %d @%d", &r.Header, r.Handle, r.Size, r.Offset)
 }
@@ -64,6 +65,7 @@ type BadRequest struct {
 
 var _ fuse.Request = (*BadRequest)(nil)
 
+// String describes the request and what is wrong with it, for logs.
 func (r *BadRequest) String() string {
 	return fmt.Sprintf("BadRequest [%s] opcode %d: %s", &r.Header, r.Opcode, r.Reason)
 }

@@ -23,7 +23,8 @@ type MountOptions struct {
 	// DefaultPermissions makes the kernel check permissions against the
 	// modes and owners the filesystem reports.
 	DefaultPermissions bool
-	ReadOnly           bool
+	// ReadOnly mounts read-only (ro).
+	ReadOnly bool
 }
 
 // optionString is o as fusermount3's -o argument.
