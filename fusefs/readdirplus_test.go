@@ -111,4 +111,9 @@ func TestMountLargeWrites(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(base, "alice", "big")); err != nil || fi.Size() != 8<<20 {
 		t.Errorf("the file: %v, %v", fi, err)
 	}
+	// dd's RELEASE is sent after its close returned; an unmount before
+	// it arrives would drop it (the kernel aborts what is still queued).
+	for deadline := time.Now().Add(5 * time.Second); store.open() != 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 }
