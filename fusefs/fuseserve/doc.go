@@ -1,4 +1,5 @@
-// Package fuseserve answers the requests of one bazil.org/fuse connection
+// Package fuseserve answers the requests of one FUSE connection (a
+// fusedev.Conn, which decodes them into bazil.org/fuse's request types)
 // by calling the node and handle interfaces of bazil's fs package, in
 // place of bazil's fs.Server. It owns what answering needs: the only
 // table of the nodes the kernel knows (by NodeID) and of open handles (by
