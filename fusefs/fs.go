@@ -112,6 +112,7 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		MaxReadahead: opts.MaxReadahead,
 		MaxWrite:     opts.MaxWrite,
 		AsyncRead:    true,
+		AtomicTrunc:  true,
 		Readdirplus:  true,
 	})
 	if err != nil {

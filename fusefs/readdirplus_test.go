@@ -117,3 +117,33 @@ func TestMountLargeWrites(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// Overwriting a file (a shell's `>`, cp over it) is one OPEN with
+// O_TRUNC (FUSE_ATOMIC_O_TRUNC), not a SETATTR of size 0 before the
+// OPEN: the file is truncated by the open, and its old content is gone.
+func TestMountOpenTruncates(t *testing.T) {
+	base := t.TempDir()
+	store := newLocalStore(base, "alice")
+	ops := &opCounter{n: map[string]int{}}
+	mnt, _ := mountStore(t, store, Options{Observe: ops.observe})
+	mustSh(t, mnt, "printf 'old and longer content\\n' > alice/f")
+	ops.take()
+	mustSh(t, mnt, "printf 'new\\n' > alice/f")
+	if got := ops.take(); got["setattr"] != 0 || got["open"] != 1 {
+		t.Errorf("overwriting took %d SETATTRs and %d OPENs, want 0 and 1 (requests: %v)", got["setattr"], got["open"], got)
+	}
+	if out := mustSh(t, mnt, "cat alice/f"); out != "new\n" {
+		t.Errorf("after the overwrite: %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(base, "alice", "f")); err != nil || string(b) != "new\n" {
+		t.Errorf("the store's file: %q, %v", b, err)
+	}
+	// Read-only with O_TRUNC truncates too, as on a local disk.
+	mustSh(t, mnt, `perl -e 'use Fcntl; sysopen(F, "alice/f", O_RDONLY|O_TRUNC) or die "$!"; close F'`)
+	if out := mustSh(t, mnt, "stat -c %s alice/f"); out != "0\n" {
+		t.Errorf("size after open(O_RDONLY|O_TRUNC): %q", out)
+	}
+	for deadline := time.Now().Add(5 * time.Second); store.open() != 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}

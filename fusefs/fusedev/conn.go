@@ -28,6 +28,10 @@ type Config struct {
 	// connection stays at 128 KiB. Each goroutine reading requests holds
 	// a buffer of this size.
 	MaxWrite uint32
+	// AtomicTrunc makes open(O_TRUNC) of an existing file one OPEN that
+	// carries O_TRUNC, which the filesystem must honour, instead of a
+	// SETATTR of size 0 and then an OPEN without it.
+	AtomicTrunc bool
 	// Readdirplus makes the kernel list directories with READDIRPLUS
 	// (ReaddirplusRequest) instead of READDIR: each entry comes with its
 	// lookup's answer. The kernel then sends it for every listing.
@@ -131,6 +135,9 @@ func (c *Conn) init(cfg Config) error {
 	}
 	if cfg.Readdirplus {
 		want |= initDoReaddirplus
+	}
+	if cfg.AtomicTrunc {
+		want |= initAtomicOTrunc
 	}
 	c.flags = offered & want
 	maxWrite := min(max(cfg.MaxWrite, maxWriteDefault), maxKernelPages*pageSize) &^ (pageSize - 1)

@@ -55,6 +55,7 @@ const (
 // INIT flags (FUSE_*), the ones this package knows.
 const (
 	initAsyncRead       = 1 << 0
+	initAtomicOTrunc    = 1 << 3
 	initBigWrites       = 1 << 5
 	initDoReaddirplus   = 1 << 13
 	initReaddirplusAuto = 1 << 14
