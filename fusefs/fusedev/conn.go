@@ -44,7 +44,6 @@ type Config struct {
 type Conn struct {
 	dev      *os.File        // the FUSE device; closed by Close
 	raw      syscall.RawConn // dev's descriptor, for withFD
-	minor    uint32          // the protocol minor version negotiated
 	flags    uint32          // the INIT flags negotiated
 	maxWrite uint32          // the largest WRITE the kernel sends
 	bufs     sync.Pool
@@ -97,9 +96,6 @@ func (c *Conn) getBuf() *[]byte {
 	return bp
 }
 
-// MaxWrite is the largest WRITE the kernel sends on this connection.
-func (c *Conn) MaxWrite() uint32 { return c.maxWrite }
-
 // init reads the kernel's INIT and answers it with what cfg asks for and
 // the kernel offers.
 func (c *Conn) init(cfg Config) error {
@@ -124,7 +120,6 @@ func (c *Conn) init(cfg Config) error {
 		c.replyRaw(h.unique, -int32(syscall.EPROTO), nil)
 		return fmt.Errorf("fusedev: kernel FUSE protocol %d.%d is older than %d.%d", major, minor, protoMajor, protoMinMinor)
 	}
-	c.minor = min(minor, protoMinor)
 	// Not FUSE_ASYNC_DIO: the WRITEs (and READs) one O_DIRECT call is
 	// cut into would then come at once, and out of order, where a Store
 	// takes them one after the other (remote's appends an O_APPEND
@@ -153,7 +148,7 @@ func (c *Conn) init(cfg Config) error {
 	}
 	out := make([]byte, initOutSize)
 	ne.PutUint32(out[0:], protoMajor)
-	ne.PutUint32(out[4:], c.minor)
+	ne.PutUint32(out[4:], min(minor, protoMinor))
 	ne.PutUint32(out[8:], readahead)
 	ne.PutUint32(out[12:], c.flags)
 	ne.PutUint32(out[20:], maxWrite)
@@ -165,10 +160,6 @@ func (c *Conn) init(cfg Config) error {
 	c.maxWrite = maxWrite
 	return nil
 }
-
-// Readdirplus reports whether the kernel lists directories with
-// READDIRPLUS on this connection.
-func (c *Conn) Readdirplus() bool { return c.flags&initDoReaddirplus != 0 }
 
 // Close closes the device. Requests read before and not yet answered can
 // no longer be; reads, answers and notifications after it fail with
@@ -348,21 +339,24 @@ func xattrReply(req fuse.Request, v []byte) []byte {
 	return out
 }
 
-// replyRaw writes an answer: header, then payload, in one write(2).
+// replyRaw writes an answer to request unique: errno (negative) or 0 and
+// the payload.
 func (c *Conn) replyRaw(unique uint64, errno int32, payload []byte) error {
-	var hdr [outHeaderSize]byte
-	ne.PutUint32(hdr[0:], uint32(outHeaderSize+len(payload)))
-	ne.PutUint32(hdr[4:], uint32(errno))
-	ne.PutUint64(hdr[8:], unique)
-	err := c.writev(hdr[:], payload)
+	err := c.send(unique, errno, payload)
 	if err == unix.ENOENT {
 		return nil // the request was interrupted and is gone
 	}
 	return err
 }
 
-func (c *Conn) writev(hdr, payload []byte) error {
-	iov := [][]byte{hdr}
+// send writes one message: header (its length, the error field and
+// unique), then payload, in one writev(2).
+func (c *Conn) send(unique uint64, errField int32, payload []byte) error {
+	var hdr [outHeaderSize]byte
+	ne.PutUint32(hdr[0:], uint32(outHeaderSize+len(payload)))
+	ne.PutUint32(hdr[4:], uint32(errField))
+	ne.PutUint64(hdr[8:], unique)
+	iov := [][]byte{hdr[:]}
 	if len(payload) > 0 {
 		iov = append(iov, payload)
 	}
@@ -371,13 +365,9 @@ func (c *Conn) writev(hdr, payload []byte) error {
 		if cerr := c.withFD(func(fd int) { _, err = unix.Writev(fd, iov) }); cerr != nil {
 			return cerr
 		}
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
+		if err != unix.EINTR {
 			return err
 		}
-		return nil
 	}
 }
 
@@ -410,10 +400,7 @@ func (c *Conn) InvalidateEntry(parent fuse.NodeID, name string) error {
 // notify writes a notification: a message with no request (unique 0)
 // whose error field is its code.
 func (c *Conn) notify(code int32, payload []byte) error {
-	var hdr [outHeaderSize]byte
-	ne.PutUint32(hdr[0:], uint32(outHeaderSize+len(payload)))
-	ne.PutUint32(hdr[4:], uint32(code))
-	err := c.writev(hdr[:], payload)
+	err := c.send(0, code, payload)
 	if err == unix.ENOENT {
 		return fuse.ErrNotCached
 	}

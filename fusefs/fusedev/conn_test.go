@@ -32,7 +32,7 @@ func pairConn(t *testing.T, flags uint32) (*Conn, *kernelSide) {
 		t.Fatal(err)
 	}
 	c := newConn(os.NewFile(uintptr(fds[0]), "fuse-test"))
-	c.minor, c.flags = protoMinor, flags
+	c.flags = flags
 	k := &kernelSide{t: t, fd: fds[1]}
 	t.Cleanup(func() {
 		c.Close()
@@ -397,9 +397,6 @@ func TestInit(t *testing.T) {
 			ra != 128<<10 || flags != want || mw != maxWriteDefault {
 			t.Errorf("init_out: %d.%d readahead %d flags %#x (want %#x) max_write %d", major, minor, ra, flags, want, mw)
 		}
-		if !c.Readdirplus() {
-			t.Error("Readdirplus() false after negotiating it")
-		}
 	})
 	t.Run("max pages", func(t *testing.T) {
 		c, k := pairConn(t, 0)
@@ -411,8 +408,8 @@ func TestInit(t *testing.T) {
 		if flags, mw, pages := ne.Uint32(b[12:]), ne.Uint32(b[20:]), ne.Uint16(b[28:]); flags != initMaxPages|initBigWrites || mw != 1<<20 || pages != 256 {
 			t.Errorf("flags %#x max_write %d max_pages %d", flags, mw, pages)
 		}
-		if c.MaxWrite() != 1<<20 {
-			t.Errorf("MaxWrite() = %d", c.MaxWrite())
+		if c.maxWrite != 1<<20 {
+			t.Errorf("the connection reads requests of up to %d bytes", c.maxWrite)
 		}
 		// A request larger than the default fits the buffers read into
 		// (160 KiB: a socket's message cannot be 1 MiB).
@@ -436,7 +433,7 @@ func TestInit(t *testing.T) {
 		if err := c.init(Config{MaxWrite: 1 << 20}); err != nil {
 			t.Fatal(err)
 		}
-		if b := k.recv(1, 0); ne.Uint32(b[20:]) != maxWriteDefault || ne.Uint16(b[28:]) != 0 || c.MaxWrite() != maxWriteDefault {
+		if b := k.recv(1, 0); ne.Uint32(b[20:]) != maxWriteDefault || ne.Uint16(b[28:]) != 0 || c.maxWrite != maxWriteDefault {
 			t.Errorf("max_write %d max_pages %d without FUSE_MAX_PAGES", ne.Uint32(b[20:]), ne.Uint16(b[28:]))
 		}
 	})
@@ -448,9 +445,6 @@ func TestInit(t *testing.T) {
 		}
 		if b := k.recv(1, 0); ne.Uint32(b[4:]) != 31 || ne.Uint32(b[12:]) != initBigWrites {
 			t.Errorf("minor %d flags %#x", ne.Uint32(b[4:]), ne.Uint32(b[12:]))
-		}
-		if c.Readdirplus() {
-			t.Error("Readdirplus() true without asking for it")
 		}
 	})
 	t.Run("old kernel", func(t *testing.T) {
@@ -490,5 +484,25 @@ func TestReadAfterUnmount(t *testing.T) {
 	k.fd = -1
 	if _, err := c.ReadRequest(); !errors.Is(err, io.EOF) {
 		t.Errorf("ReadRequest after the other end closed: %v, want io.EOF", err)
+	}
+}
+
+// Modes convert both ways: every file type with permission, setuid,
+// setgid and sticky bits; a kernel mode without a type is irregular.
+func TestModeConversion(t *testing.T) {
+	types := []os.FileMode{0, os.ModeDir, os.ModeSymlink, os.ModeNamedPipe, os.ModeSocket, os.ModeDevice, os.ModeDevice | os.ModeCharDevice}
+	for _, typ := range types {
+		for _, bits := range []os.FileMode{0o644, 0o755 | os.ModeSetuid, 0o775 | os.ModeSetgid, 0o777 | os.ModeSticky | os.ModeSetuid | os.ModeSetgid} {
+			m := typ | bits
+			if got := fileMode(kernelMode(m)); got != m {
+				t.Errorf("fileMode(kernelMode(%v)) = %v", m, got)
+			}
+		}
+	}
+	if got, want := kernelMode(os.ModeDevice|os.ModeCharDevice|0o600), uint32(syscall.S_IFCHR|0o600); got != want {
+		t.Errorf("kernelMode of a character device: %#o, want %#o", got, want)
+	}
+	if got := fileMode(0o644); got != os.ModeIrregular|0o644 {
+		t.Errorf("fileMode of a mode without a type: %v", got)
 	}
 }

@@ -345,34 +345,67 @@ func openFlags(f uint32) fuse.OpenFlags {
 	return fuse.OpenFlags(f &^ oLargefile)
 }
 
+// modeTypes pairs the file types of os.FileMode with the kernel's, in
+// the order kernelMode tries them (a character device is a device too).
+// A regular file has no bits in os.FileMode.
+var modeTypes = []struct {
+	fs os.FileMode
+	k  uint32
+}{
+	{os.ModeDir, syscall.S_IFDIR},
+	{os.ModeSymlink, syscall.S_IFLNK},
+	{os.ModeNamedPipe, syscall.S_IFIFO},
+	{os.ModeSocket, syscall.S_IFSOCK},
+	{os.ModeDevice | os.ModeCharDevice, syscall.S_IFCHR},
+	{os.ModeDevice, syscall.S_IFBLK},
+}
+
+// modeBits pairs the setuid, setgid and sticky bits of both.
+var modeBits = []struct {
+	fs os.FileMode
+	k  uint32
+}{
+	{os.ModeSetuid, syscall.S_ISUID},
+	{os.ModeSetgid, syscall.S_ISGID},
+	{os.ModeSticky, syscall.S_ISVTX},
+}
+
 // fileMode is a kernel mode (type and permission bits) as an os.FileMode.
 func fileMode(m uint32) os.FileMode {
 	mode := os.FileMode(m & 0o777)
-	switch m & syscall.S_IFMT {
-	case syscall.S_IFREG:
-	case syscall.S_IFDIR:
-		mode |= os.ModeDir
-	case syscall.S_IFCHR:
-		mode |= os.ModeDevice | os.ModeCharDevice
-	case syscall.S_IFBLK:
-		mode |= os.ModeDevice
-	case syscall.S_IFIFO:
-		mode |= os.ModeNamedPipe
-	case syscall.S_IFLNK:
-		mode |= os.ModeSymlink
-	case syscall.S_IFSOCK:
-		mode |= os.ModeSocket
-	default: // no type given (SETATTR's mode, often), or one unknown
-		mode |= os.ModeIrregular
+	if t := m & syscall.S_IFMT; t != syscall.S_IFREG {
+		typ := os.ModeIrregular // no type given (SETATTR's mode, often), or one unknown
+		for _, mt := range modeTypes {
+			if mt.k == t {
+				typ = mt.fs
+				break
+			}
+		}
+		mode |= typ
 	}
-	if m&syscall.S_ISUID != 0 {
-		mode |= os.ModeSetuid
-	}
-	if m&syscall.S_ISGID != 0 {
-		mode |= os.ModeSetgid
-	}
-	if m&syscall.S_ISVTX != 0 {
-		mode |= os.ModeSticky
+	for _, b := range modeBits {
+		if m&b.k != 0 {
+			mode |= b.fs
+		}
 	}
 	return mode
+}
+
+// kernelMode is m as the kernel's mode: type, permission, setuid, setgid
+// and sticky bits.
+func kernelMode(m os.FileMode) uint32 {
+	typ := uint32(syscall.S_IFREG)
+	for _, mt := range modeTypes {
+		if m&mt.fs == mt.fs {
+			typ = mt.k
+			break
+		}
+	}
+	k := typ | uint32(m.Perm())
+	for _, b := range modeBits {
+		if m&b.fs != 0 {
+			k |= b.k
+		}
+	}
+	return k
 }

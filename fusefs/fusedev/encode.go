@@ -1,8 +1,6 @@
 package fusedev
 
 import (
-	"os"
-	"syscall"
 	"time"
 
 	"bazil.org/fuse"
@@ -82,38 +80,6 @@ func putAttr(b []byte, a *fuse.Attr) {
 	ne.PutUint32(b[76:], a.Rdev)
 	ne.PutUint32(b[80:], a.BlockSize)
 	ne.PutUint32(b[84:], uint32(a.Flags)&fattrSubmount)
-}
-
-// kernelMode is m as the kernel's mode: type, permission, setuid, setgid
-// and sticky bits.
-func kernelMode(m os.FileMode) uint32 {
-	k := uint32(m.Perm())
-	switch {
-	case m&os.ModeDir != 0:
-		k |= syscall.S_IFDIR
-	case m&os.ModeSymlink != 0:
-		k |= syscall.S_IFLNK
-	case m&os.ModeNamedPipe != 0:
-		k |= syscall.S_IFIFO
-	case m&os.ModeSocket != 0:
-		k |= syscall.S_IFSOCK
-	case m&os.ModeCharDevice != 0:
-		k |= syscall.S_IFCHR
-	case m&os.ModeDevice != 0:
-		k |= syscall.S_IFBLK
-	default:
-		k |= syscall.S_IFREG
-	}
-	if m&os.ModeSetuid != 0 {
-		k |= syscall.S_ISUID
-	}
-	if m&os.ModeSetgid != 0 {
-		k |= syscall.S_ISGID
-	}
-	if m&os.ModeSticky != 0 {
-		k |= syscall.S_ISVTX
-	}
-	return k
 }
 
 // DirentplusSize is how many bytes AppendDirentplus appends for an entry
