@@ -60,8 +60,9 @@ func (t *handleTable) remove(id fuse.HandleID) (*servedHandle, bool) {
 	return sh, ok
 }
 
-// readReply is the response to a READ: its data sits in, or was copied
-// to, buf, which respond gives back to Server.readBufs once sent.
+// readReply is the response to a READ, READDIR or READDIRPLUS: its data
+// sits in, or was copied to, buf, which respond gives back to
+// Server.readBufs once sent.
 type readReply struct {
 	fuse.ReadResponse
 	buf *[]byte
@@ -80,6 +81,16 @@ func (s *Server) open(ctx context.Context, sn servedNode, r *fuse.OpenRequest) (
 	return resp, nil
 }
 
+// newReadReply returns an empty answer to a read of up to size bytes, in
+// a buffer of s.readBufs.
+func (s *Server) newReadReply(size int) *readReply {
+	bp := s.readBufs.Get().(*[]byte)
+	if cap(*bp) < size {
+		*bp = make([]byte, size)
+	}
+	return &readReply{ReadResponse: fuse.ReadResponse{Data: (*bp)[:0:size]}, buf: bp}
+}
+
 // read answers a READ of a file or (r.Dir) a directory. Respond copies
 // the data out, so the buffer is free again once it returns.
 func (s *Server) read(ctx context.Context, sn servedNode, r *fuse.ReadRequest) (*readReply, error) {
@@ -87,11 +98,7 @@ func (s *Server) read(ctx context.Context, sn servedNode, r *fuse.ReadRequest) (
 	if !ok {
 		return nil, ErrStale
 	}
-	bp := s.readBufs.Get().(*[]byte)
-	if cap(*bp) < r.Size {
-		*bp = make([]byte, r.Size)
-	}
-	rr := &readReply{ReadResponse: fuse.ReadResponse{Data: (*bp)[:0:r.Size]}, buf: bp}
+	rr := s.newReadReply(r.Size)
 	var err error
 	if r.Dir {
 		err = s.readDir(ctx, sn, sh, r, &rr.ReadResponse)
@@ -101,7 +108,7 @@ func (s *Server) read(ctx context.Context, sn servedNode, r *fuse.ReadRequest) (
 		err = &UnsupportedError{Op: "read"}
 	}
 	if err != nil {
-		s.readBufs.Put(bp)
+		s.readBufs.Put(rr.buf)
 		return nil, err
 	}
 	return rr, nil
@@ -161,17 +168,10 @@ type NodeListedLookuper interface {
 	LookupListed(ctx context.Context, name string, resp *fuse.LookupResponse) (n bfs.Node, ok bool)
 }
 
-// plusReply is the answer to a READDIRPLUS, in a buffer of
-// Server.readBufs that respond gives back.
-type plusReply struct {
-	data []byte
-	buf  *[]byte
-}
-
 // readDirPlus answers a READDIRPLUS of directory sn: its entries from
 // r.Offset (an index into the listing, which a read at offset 0 makes
 // anew), each with its lookup where sn can answer it from the listing.
-func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.ReaddirplusRequest) (*plusReply, error) {
+func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.ReaddirplusRequest) (*readReply, error) {
 	sh, ok := s.handles.get(r.Handle)
 	if !ok {
 		return nil, ErrStale
@@ -191,11 +191,8 @@ func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.Read
 		sh.plus = ents
 	}
 	lister, _ := sn.node.(NodeListedLookuper)
-	bp := s.readBufs.Get().(*[]byte)
-	if cap(*bp) < r.Size {
-		*bp = make([]byte, r.Size)
-	}
-	out := (*bp)[:0]
+	rr := s.newReadReply(r.Size)
+	out := rr.Data
 	for i := max(r.Offset, 0); i < int64(len(sh.plus)); i++ {
 		d := sh.plus[i]
 		if len(out)+fusedev.DirentplusSize(d.Name) > r.Size {
@@ -203,7 +200,8 @@ func (s *Server) readDirPlus(ctx context.Context, sn servedNode, r *fusedev.Read
 		}
 		out = fusedev.AppendDirentplus(out, s.listedLookup(ctx, sn, lister, d.Name), d, uint64(i+1))
 	}
-	return &plusReply{data: out, buf: bp}, nil
+	rr.Data = out
+	return rr, nil
 }
 
 // listedLookup is the lookup of name in sn for a READDIRPLUS answer, nil

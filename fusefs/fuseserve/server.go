@@ -231,8 +231,7 @@ func (s *Server) serve(ctx context.Context, cancel context.CancelFunc, req fuse.
 		cancel()
 		s.inflight.end(hdr.ID)
 	}()
-	switch req.(type) {
-	case *fuse.NotifyReply:
+	if _, ok := req.(*fuse.NotifyReply); ok {
 		return // a reply to a notification we never send; nothing to answer
 	}
 	began := time.Now()
@@ -269,14 +268,9 @@ func errnoName(e fuse.Errno) string {
 // respond sends resp, the response dispatch returned for req, and gives
 // back the read buffer it may hold.
 func (s *Server) respond(req fuse.Request, resp any) {
-	switch r := resp.(type) {
-	case *readReply:
+	if r, ok := resp.(*readReply); ok { // READ, READDIR, READDIRPLUS
 		s.answer(req, s.conn.Reply(req, &r.ReadResponse))
 		s.readBufs.Put(r.buf) // Reply has written the data out
-		return
-	case *plusReply:
-		s.answer(req, s.conn.Reply(req, r.data))
-		s.readBufs.Put(r.buf)
 		return
 	}
 	s.answer(req, s.conn.Reply(req, resp))
