@@ -174,21 +174,6 @@ func (p *proc) requests(verb string) (n int, bytes int64) {
 	return n, bytes
 }
 
-// requestsAtLeast is requests, once at least n requests of verb are
-// logged (or after 10 s: the caller's check then fails). The server logs
-// a request after its answer has gone out, so a client can be done with
-// a request before its log line is written.
-func (p *proc) requestsAtLeast(verb string, n int) (int, int64) {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		got, bytes := p.requests(verb)
-		if got >= n || time.Now().After(deadline) {
-			return got, bytes
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // kill sends SIGKILL and waits.
 func (p *proc) kill() {
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)

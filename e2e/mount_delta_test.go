@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +40,13 @@ func TestMountAppendMovesLittle(t *testing.T) {
 	writeFile(t, src, mid)
 	mustRun(t, "", "dd", "if="+src, "of="+path, "bs=4096", "seek="+fmt.Sprint(size/2/4096), "conv=notrunc", "status=none")
 	gets2, got2 := b.p.requests("GET")
-	puts2, put2 := b.p.requestsAtLeast("PUT", puts+2)
+	// bob logs a request once its answer has gone out: dd can be done
+	// before the line is written.
+	waitFor(t, 10*time.Second, "bob's log of the two PUTs", func() bool {
+		n, _ := b.p.requests("PUT")
+		return n >= puts+2
+	})
+	puts2, put2 := b.p.requests("PUT")
 	if got2-got > 64<<10 {
 		t.Errorf("the two edits fetched %d bytes from the peer (%d GETs)", got2-got, gets2-gets)
 	}

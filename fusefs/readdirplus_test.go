@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // opCounter counts the FUSE requests a mount answers, by operation.
@@ -111,11 +113,16 @@ func TestMountLargeWrites(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(base, "alice", "big")); err != nil || fi.Size() != 8<<20 {
 		t.Errorf("the file: %v, %v", fi, err)
 	}
-	// dd's RELEASE is sent after its close returned; an unmount before
-	// it arrives would drop it (the kernel aborts what is still queued).
-	for deadline := time.Now().Add(5 * time.Second); store.open() != 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitReleased(t, store)
+}
+
+// awaitReleased waits until the kernel has released every file of store:
+// a RELEASE is sent after close(2) has returned, and an unmount aborts
+// what is still queued, so a test ending right after a close would leave
+// a handle open.
+func awaitReleased(t *testing.T, store *localStore) {
+	t.Helper()
+	testutil.Eventually(t, "the kernel's RELEASEs", func() bool { return store.open() == 0 })
 }
 
 // Overwriting a file (a shell's `>`, cp over it) is one OPEN with
@@ -143,7 +150,5 @@ func TestMountOpenTruncates(t *testing.T) {
 	if out := mustSh(t, mnt, "stat -c %s alice/f"); out != "0\n" {
 		t.Errorf("size after open(O_RDONLY|O_TRUNC): %q", out)
 	}
-	for deadline := time.Now().Add(5 * time.Second); store.open() != 0 && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
-	}
+	awaitReleased(t, store)
 }

@@ -48,11 +48,11 @@ func (s *appendingStore) WriteAt(ctx context.Context, fh uint64, p []byte, off i
 }
 
 // One write(2) reaches the Store as WRITEs of at most max_write (1 MiB)
-// each; the kernel must send them one after the other, as it did before
-// fusedev (no FUSE_ASYNC_DIO): a Store that appends at its own size, as
-// remote's does for O_APPEND, then writes an O_DIRECT|O_APPEND write of
-// 4 MiB in order. With FUSE_ASYNC_DIO the four WRITEs come at once and
-// are appended over each other.
+// each; the kernel must send them one after the other (no
+// FUSE_ASYNC_DIO): a Store that appends at its own size, as remote's does
+// for O_APPEND, then writes an O_DIRECT|O_APPEND write of 4 MiB in order.
+// With FUSE_ASYNC_DIO (which bazil's Mount asked for too, with pieces of
+// 128 KiB) the WRITEs come at once and are appended over each other.
 func TestReviewDirectAppendInOrder(t *testing.T) {
 	if _, err := os.Stat("/dev/fuse"); err != nil {
 		t.Skipf("FUSE not available: %v", err)
