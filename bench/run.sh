@@ -31,6 +31,12 @@
 #   BENCH_TARGETS="..."    subset/order of: local bindfs sshfs peerfs (default: all four)
 #   BENCH_RUNS=N           repeat the whole set N times, interleaved; the table shows medians (default 1)
 #   BENCH_BASE=DIR         where the temp dir goes (default ${TMPDIR:-/tmp}); its filesystem is "local"
+#   BENCH_LOOPFS=SIZE      run every target on a fresh ext4 made with mkfs.ext4's defaults (with a
+#                          journal) in a sparse SIZE image (e.g. 16G) in BENCH_BASE, loop-mounted for
+#                          the run and removed after it. For a base filesystem without a journal
+#                          (meta.txt says which): there every file creation skips the inodes freed in
+#                          the last minutes, so each row that creates files pays for the rows that
+#                          deleted before it (docs/PERFORMANCE.md, thirteenth session)
 #   BENCH_NO_INSTALL=1     never run apt-get (fail on missing tools instead)
 #   BENCH_NO_BUILD=1       benchmark bin/peerfs as it is instead of building it first
 #   FSBENCH_*              passed to fsbench.sh and bigfile.sh (sizes, FSBENCH_ONLY, FSBENCH_TIMEOUT,
@@ -120,7 +126,18 @@ LOGS=$OUTDIR/logs
 : > "$RESULTS"; : > "$FSLOG"
 
 # ---------------------------------------------------------------- bookkeeping & cleanup
-TMPW=$(mktemp -d "$BASE/peerfs-bench.XXXXXX") || die "cannot create a temp dir in $BASE"
+LOOPDIR=
+if [ -n "${BENCH_LOOPFS:-}" ]; then
+  LOOPDIR=$(mktemp -d "$BASE/peerfs-benchfs.XXXXXX") || die "cannot create a temp dir in $BASE"
+  truncate -s "$BENCH_LOOPFS" "$LOOPDIR/img" && mkfs.ext4 -q -F "$LOOPDIR/img" &&
+    mkdir "$LOOPDIR/mnt" && mount -o loop "$LOOPDIR/img" "$LOOPDIR/mnt" ||
+    { rm -rf "$LOOPDIR"; die "cannot make and mount a $BENCH_LOOPFS ext4 image in $BASE"; }
+  BASE=$LOOPDIR/mnt
+fi
+TMPW=$(mktemp -d "$BASE/peerfs-bench.XXXXXX") || {
+  [ -n "$LOOPDIR" ] && { umount "$LOOPDIR/mnt"; rm -rf --one-file-system "$LOOPDIR"; }
+  die "cannot create a temp dir in $BASE"
+}
 chmod 755 "$TMPW"
 declare -a PIDS=() MOUNTS=()
 
@@ -161,6 +178,10 @@ cleanup() {
   PIDS=()
   for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do unmount "${MOUNTS[$i]}"; done
   [ -n "${TMPW:-}" ] && [ -d "$TMPW" ] && { grep -q " $TMPW/" /proc/mounts && say "WARNING: mounts left under $TMPW"; rm -rf --one-file-system "$TMPW"; }
+  if [ -n "$LOOPDIR" ]; then
+    umount "$LOOPDIR/mnt" 2>/dev/null || umount -l "$LOOPDIR/mnt" 2>/dev/null
+    rm -rf --one-file-system "$LOOPDIR"
+  fi
   return 0
 }
 trap cleanup EXIT
@@ -181,6 +202,15 @@ free_port() {
 prep() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_caches; sleep 1; }
 
 # ---------------------------------------------------------------- meta data
+# base_journal: ", journal: yes|no" for an ext4 base (a journal-less one makes file creation
+# dear after deletions: see BENCH_LOOPFS), nothing for others.
+base_journal() {
+  local dev
+  [ "$(findmnt -n -o FSTYPE -T "$BASE")" = ext4 ] || return 0
+  dev=$(basename "$(findmnt -n -o SOURCE -T "$BASE")")
+  [ -r "/sys/fs/ext4/$dev/journal_task" ] || return 0
+  if [ "$(cat "/sys/fs/ext4/$dev/journal_task")" = "<none>" ]; then echo ", journal: no"; else echo ", journal: yes"; fi
+}
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   echo "mode: $MODE runs: $RUNS targets: $TARGETS"
@@ -192,7 +222,7 @@ prep() { sync; [ -w /proc/sys/vm/drop_caches ] && echo 3 > /proc/sys/vm/drop_cac
   echo "mem: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
   echo "kernel: $(uname -sr)"
   echo "os: $(. /etc/os-release 2>/dev/null; echo "${PRETTY_NAME:-?}")"
-  echo "basedir fs: $(findmnt -n -o FSTYPE -T "$BASE") on $(findmnt -n -o SOURCE -T "$BASE")"
+  echo "basedir fs: $(findmnt -n -o FSTYPE -T "$BASE") on $(findmnt -n -o SOURCE -T "$BASE")$(base_journal)"
   echo "load at start: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "fio: $(fio --version 2>&1)"
   have bindfs && echo "bindfs: $(bindfs --version 2>&1 | head -1)"
