@@ -31,10 +31,18 @@ func deltaLine(name, ver string, data []byte, rs []peerproto.Range, opts ...stri
 	return line, payload
 }
 
-// putDelta sends a delta PUT (not inline) and returns the final reply.
+// putDelta sends a delta PUT (async, not inline), as a mount's close
+// does, and returns the final reply.
 func (c *testClient) putDelta(name, ver string, data []byte, rs []peerproto.Range) string {
 	c.t.Helper()
-	line, payload := deltaLine(name, ver, data, rs, "async")
+	return c.putDeltaWith(name, ver, data, rs, "async")
+}
+
+// putDeltaWith is putDelta with the words opts (none: the seed's durable
+// PUT) in the request line.
+func (c *testClient) putDeltaWith(name, ver string, data []byte, rs []peerproto.Range, opts ...string) string {
+	c.t.Helper()
+	line, payload := deltaLine(name, ver, data, rs, opts...)
 	c.send(line + "\n")
 	if r := c.line(); r != "PUT OK" {
 		return r

@@ -7,8 +7,8 @@ package export
 // and 512 MiB of disk writes per save of an appended log). Such a delta
 // is applied to the file in place instead, after the old bytes it
 // overwrites (none for an append) are saved in an undo record in the
-// export's root and made durable. Until the change is durable and the
-// record gone, the record can put the old version back:
+// export's root. Until the change is done and the record gone, the
+// record can put the old version back:
 //
 //   - a failure on the way (a full disk, a refusal from the filesystem)
 //     rolls it back at once, and the PUT is refused as any failed PUT;
@@ -16,6 +16,17 @@ package export
 //     before it serves anything: the old content, size, mtime, mode and
 //     version token, so that the client's replay of the upload (it never
 //     got PUT DONE) applies to the version it names.
+//
+// Durability follows the PUT's word, as for the other PUTs. The seed's
+// PUT makes the record durable before the file is touched, and the
+// change durable before the record goes (four fsyncs: the record, the
+// root, the file, the root). An async PUT (a close(2) in a mount) makes
+// nothing durable: a crash of this process still finds the record in the
+// page cache, and a power loss before the client's FSYNC may leave the
+// change partly on disk, as a local write not yet fsynced. FSYNC then
+// syncs the export's root as well as the files it names (undoUnsynced),
+// so that once it has answered no record that a power loss could bring
+// back would roll back a change it made durable.
 //
 // Readers through the server never see such a change half done: GETs and
 // the copies of other deltas read the file apart from it (readFenced), so
@@ -216,7 +227,7 @@ func (s *Server) undoFits(m peerproto.Put, st *unix.Stat_t) bool {
 
 // patchUndo stores delta PUT m into t's existing file in place, from tmp
 // (its payload as it came, in t's directory), with an undo record: see
-// the file comment. Whatever m asks, the change is durable before it
+// the file comment. Unless m is async the change is durable before it
 // returns. It returns the stored file's attributes and new version token;
 // the caller removes tmp.
 func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (unix.Stat_t, string, error) {
@@ -264,7 +275,8 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
 	}
 	rec.identify(dst, old.Ino)
-	undo, err := writeUndo(rfd, dst, rec)
+	durable := !m.Async
+	undo, err := writeUndo(rfd, dst, rec, durable)
 	if err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("saving what %q held: %w", m.Name, err)
 	}
@@ -296,14 +308,20 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 			return fail(err)
 		}
 	}
-	st, ver, err := c.finishInPlace(m, p, t, dst, true)
+	st, ver, err := c.finishInPlace(m, p, t, dst, durable)
 	if err != nil {
 		return fail(err)
 	}
 	if err := unix.Unlinkat(rfd, undo, 0); err != nil {
-		// The change is durable; a record left behind would roll it back
-		// at the next start, after the client was told it is stored.
+		// A record left behind would roll the change back at the next
+		// start, after the client was told it is stored.
 		return fail(&fs.PathError{Op: "remove", Path: undo, Err: err})
+	}
+	if !durable {
+		// Before PUT DONE goes out: an FSYNC sent after it syncs the
+		// root too (see the file comment).
+		c.s.undoUnsynced.Store(true)
+		return st, ver, nil
 	}
 	if err := unix.Fsync(rfd); err != nil {
 		return st, ver, &fs.PathError{Op: "fsync", Path: ".", Err: err}
@@ -344,10 +362,10 @@ func writable(fd int) bool {
 
 // writeUndo creates the undo record rec in directory dfd (the export's
 // root, open for reading), with the old bytes of its saved ranges read
-// from file fd, and makes it durable (its content, and its name by an
-// fsync of dfd). It returns the record's name; on failure nothing is
-// left.
-func writeUndo(dfd, fd int, rec *undoRecord) (name string, err error) {
+// from file fd, and if durable makes it durable (its content, and its
+// name by an fsync of dfd). It returns the record's name; on failure
+// nothing is left.
+func writeUndo(dfd, fd int, rec *undoRecord, durable bool) (name string, err error) {
 	ufd, name, err := createTemp(dfd, jail.UndoPrefix, 0o600)
 	if err != nil {
 		return "", err
@@ -394,16 +412,20 @@ func writeUndo(dfd, fd int, rec *undoRecord) (name string, err error) {
 	if err := put(undoTrailer); err != nil {
 		return "", err
 	}
-	if err := unix.Fsync(ufd); err != nil {
-		return "", &fs.PathError{Op: "fsync", Path: name, Err: err}
+	if durable {
+		if err := unix.Fsync(ufd); err != nil {
+			return "", &fs.PathError{Op: "fsync", Path: name, Err: err}
+		}
 	}
 	err = unix.Close(ufd)
 	ufd = -1
 	if err != nil {
 		return "", &fs.PathError{Op: "close", Path: name, Err: err}
 	}
-	if err := unix.Fsync(dfd); err != nil {
-		return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
+	if durable {
+		if err := unix.Fsync(dfd); err != nil {
+			return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
+		}
 	}
 	return name, nil
 }
