@@ -62,6 +62,25 @@ func (c *conn) put(m peerproto.Put) error {
 	// a client that saw PUT DONE finds it free.
 	endTransfer := sync.OnceFunc(c.s.endTransfer)
 	defer endTransfer()
+	if m.Delta && !t.inPlace && m.Size <= memPayloadMax && c.s.clonesNot(t.st.Dev) {
+		// A small delta to a large file on a filesystem that cannot
+		// share blocks: if it goes in place, its payload is kept in
+		// memory, not in a temporary file made and removed for it
+		// (put_undo.go).
+		src, st, err := c.openBase(m, p, t)
+		if err == nil {
+			fits := c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target)
+			unix.Close(src)
+			if fits {
+				need := totalLen(undoSaved(m, st.Size)) + max(0, m.NewSize-st.Size)
+				if err := c.s.checkSpace(t.dfd, need); err != nil {
+					return refuse(err, m.Name)
+				}
+				return c.putInPlaceFromMemory(m, p, t, endTransfer)
+			}
+		}
+		// Refused or not in place: as any delta, below.
+	}
 	fd, tmp, err := createTemp(t.dfd, jail.TempPrefix, t.mode)
 	if err != nil {
 		return refuse(err, m.Name)
@@ -132,6 +151,43 @@ func (c *conn) put(m peerproto.Put) error {
 	}
 	endTransfer()
 	c.result = copied // how a delta's old content was copied, for the log
+	return c.send(c.putDone(&st, ver))
+}
+
+// memPayloadMax bounds the payload of a delta PUT applied in place that
+// is received into memory rather than into a temporary file.
+const memPayloadMax = 1 << 20
+
+// putInPlaceFromMemory stores delta PUT m (payload up to memPayloadMax)
+// into t's existing file in place, its payload received into memory,
+// once put has found that it goes in place: it sends PUT OK (unless
+// inline), receives the payload and answers as put does.
+func (c *conn) putInPlaceFromMemory(m peerproto.Put, p string, t *putTarget, endTransfer func()) error {
+	const verb = peerproto.VerbPut
+	if !m.Inline {
+		if err := c.send(peerproto.PutOK{}); err != nil {
+			return err
+		}
+	}
+	payload := make([]byte, m.Size)
+	c.rate.start(time.Now())
+	n, err := io.ReadFull(c.r, payload)
+	c.rate.stop()
+	c.bytes = int64(n)
+	if err != nil {
+		// The sender stopped short: the connection is out of step.
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		c.result = "cut"
+		return fmt.Errorf("peer: server: put %q: payload cut after %d of %d bytes: %w", m.Name, n, m.Size, err)
+	}
+	st, ver, err := c.applyUndo(m, p, t, memPayload(payload))
+	if err != nil {
+		return c.refuse(verb, err, m.Name)
+	}
+	endTransfer()
+	c.result = copiedInPlace
 	return c.send(c.putDone(&st, ver))
 }
 

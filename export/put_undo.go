@@ -185,6 +185,25 @@ func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
 	return out
 }
 
+// noteNoClone records that FICLONE failed on the filesystem of device
+// dev as on one that cannot share blocks between files, and returns true.
+func (s *Server) noteNoClone(dev uint64) bool {
+	s.noCloneDevs.Store(dev, true)
+	return true
+}
+
+// clonesNot reports whether a delta PUT to a file on device dev would be
+// refused a reflink (noteNoClone, or Options.noReflink), so that put can
+// tell before the upload's temporary file is made whether a delta may go
+// in place.
+func (s *Server) clonesNot(dev uint64) bool {
+	if s.opts.noReflink {
+		return true
+	}
+	_, ok := s.noCloneDevs.Load(dev)
+	return ok
+}
+
 // undoLeast is the least size of a file a delta PUT changes in place, or
 // -1 for none.
 func (s *Server) undoLeast() int64 {
@@ -226,16 +245,49 @@ func (s *Server) undoFits(m peerproto.Put, st *unix.Stat_t) bool {
 }
 
 // patchUndo stores delta PUT m into t's existing file in place, from tmp
-// (its payload as it came, in t's directory), with an undo record: see
-// the file comment. Unless m is async the change is durable before it
-// returns. It returns the stored file's attributes and new version token;
-// the caller removes tmp.
+// (its payload as it came, in t's directory): see applyUndo. The caller
+// removes tmp.
 func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (unix.Stat_t, string, error) {
 	src, err := unix.Openat(t.dfd, tmp, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return unix.Stat_t{}, "", &fs.PathError{Op: "open", Path: tmp, Err: err}
 	}
 	defer unix.Close(src)
+	return c.applyUndo(m, p, t, filePayload(src))
+}
+
+// payloadSource is a delta PUT's payload as it came: its ranges' bytes,
+// one after the other.
+type payloadSource interface {
+	// writeRange writes range r of the new content, which starts at
+	// offset from in the payload, into file dst.
+	writeRange(dst int, from int64, r peerproto.Range) error
+}
+
+// filePayload is a payload received into a temporary file, open for
+// reading.
+type filePayload int
+
+func (f filePayload) writeRange(dst int, from int64, r peerproto.Range) error {
+	return copyRange(dst, int(f), from, r)
+}
+
+// memPayload is a payload received into memory (memPayloadMax).
+type memPayload []byte
+
+func (b memPayload) writeRange(dst int, from int64, r peerproto.Range) error {
+	if from < 0 || r.Len < 0 || from+r.Len > int64(len(b)) {
+		return &fs.PathError{Op: "copy", Err: io.ErrUnexpectedEOF}
+	}
+	_, err := pwriteFull(dst, b[from:from+r.Len], r.Off)
+	return err
+}
+
+// applyUndo stores delta PUT m into t's existing file in place, from
+// src, with an undo record: see the file comment. Unless m is async the
+// change is durable before it returns. It returns the stored file's
+// attributes and new version token.
+func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSource) (unix.Stat_t, string, error) {
 	// The export's root, where the record goes, open for fsync.
 	rfd, err := c.s.jail.OpenDir("", true)
 	if err != nil {
@@ -300,7 +352,7 @@ func (c *conn) patchUndo(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	}
 	var from int64
 	for _, r := range m.Ranges {
-		if err := copyRange(dst, src, from, r); err != nil {
+		if err := src.writeRange(dst, from, r); err != nil {
 			return fail(err)
 		}
 		from += r.Len

@@ -244,6 +244,83 @@ func TestServerPutDeltaInPlaceDurability(t *testing.T) {
 	}
 }
 
+// TestServerPutDeltaInPlaceFromMemory: a delta applied in place whose
+// payload is small (up to memPayloadMax) is received into memory, inline
+// or not, so no temporary file is made for it; a larger one still goes
+// through a temporary file. Either way the file ends as asked.
+func TestServerPutDeltaInPlaceFromMemory(t *testing.T) {
+	dir := t.TempDir()
+	var temps atomic.Int32 // payload temporary files seen while a change was under way
+	hook := func(stage string) error {
+		if stage == "saved" {
+			temps.Store(int32(len(tempFiles(t, dir)) - len(undoRecords(t, dir))))
+		}
+		return nil
+	}
+	var logs logBuffer
+	_, addr := testServeLog(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, patchHook: hook}, &logs)
+	c := attrsClient(t, addr)
+	cur := randomBytes(3<<20, 21)
+	ver := doneVer(t, c.put("big.bin", cur))
+	for _, tc := range []struct {
+		name   string
+		inline bool
+		size   int64 // the payload
+		temps  int32
+	}{
+		{"4 KiB", false, 4096, 0},
+		{"4 KiB inline", true, 4096, 0},
+		{"1 MiB", false, memPayloadMax, 0},
+		{"over 1 MiB", false, memPayloadMax + 1, 1},
+	} {
+		want := append([]byte(nil), cur...)
+		rs := []peerproto.Range{{Off: 1000, Len: tc.size}}
+		copy(want[1000:], randomBytes(int(tc.size), uint64(tc.size)))
+		temps.Store(-1)
+		var reply string
+		if tc.inline {
+			line, payload := deltaLine("big.bin", ver, want, rs, "async", "inline")
+			c.send(line + "\n")
+			if err := c.write(payload); err != nil {
+				t.Fatal(err)
+			}
+			reply = c.line()
+		} else {
+			reply = c.putDelta("big.bin", ver, want, rs)
+		}
+		ver = doneVer(t, reply)
+		if got := temps.Load(); got != tc.temps {
+			t.Errorf("%s: %d payload temporary files during the change, want %d", tc.name, got, tc.temps)
+		}
+		if got, err := os.ReadFile(filepath.Join(dir, "big.bin")); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s: the file is not the old version with the range written in (%v)", tc.name, err)
+		}
+		if tf := tempFiles(t, dir); len(tf) != 0 {
+			t.Fatalf("%s: temporary files left: %v", tc.name, tf)
+		}
+		cur = want
+	}
+	// A payload cut short: nothing of it is written.
+	line, payload := deltaLine("big.bin", ver, randomBytes(len(cur), 5), []peerproto.Range{{Off: 0, Len: 4096}}, "async")
+	c.send(line + "\n")
+	c.expectPrefix("PUT OK")
+	if err := c.write(payload[:100]); err != nil {
+		t.Fatal(err)
+	}
+	c.nc.Close()
+	eventually(t, "the cut PUT's log line", func() bool {
+		logs.mu.Lock()
+		defer logs.mu.Unlock()
+		return strings.Contains(logs.buf.String(), `"result":"cut"`)
+	})
+	if got, _ := os.ReadFile(filepath.Join(dir, "big.bin")); !bytes.Equal(got, cur) {
+		t.Fatal("a cut payload changed the file")
+	}
+	if tf := tempFiles(t, dir); len(tf) != 0 {
+		t.Fatalf("temporary files left after a cut payload: %v", tf)
+	}
+}
+
 // TestServerPutDeltaInPlaceCrash: a change in place that a crash cuts
 // short (the undo record saved; the first range written) leaves the
 // record, and the next start of a server on the export rolls the file

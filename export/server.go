@@ -184,6 +184,9 @@ type Server struct {
 	// record that would roll back a change FSYNC made durable
 	// (put_undo.go). Set after the removal, taken (Swap) before the sync.
 	undoUnsynced atomic.Bool
+	// noCloneDevs holds (as keys, uint64) the devices whose filesystem
+	// refused a reflink as one that cannot share blocks (noteNoClone).
+	noCloneDevs sync.Map
 
 	spaceMu    sync.Mutex // protects the two fields below
 	spaceAvail int64      // bytes available on the export at spaceAt (statfs)
