@@ -378,19 +378,6 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 	j := c.jail()
 	all := len(m.Names) == 0
 	dirs := map[string]bool{}
-	// An async change in place removed its undo record since the root was
-	// last synced (put_undo.go): the root goes too. The mark is taken now
-	// and put back unless this FSYNC succeeds.
-	rootDue := c.s.undoUnsynced.Swap(false)
-	done := false
-	defer func() {
-		if rootDue && !done {
-			c.s.undoUnsynced.Store(true)
-		}
-	}()
-	if rootDue && !all {
-		dirs[""] = true
-	}
 	// Files first, their data written out before any fsync, then
 	// directories: the first fsync then commits every file's data and
 	// every pending change of the filesystem's journal (ext4, xfs:
@@ -469,16 +456,12 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 		if err != nil {
 			return c.refuse(verb, &fs.PathError{Op: "fsync", Path: dir, Err: err}, dir)
 		}
-		if c.s.opts.dirSyncHook != nil {
-			c.s.opts.dirSyncHook(dir)
-		}
 	}
 	if all {
 		if err := j.Syncfs(); err != nil {
 			return c.refuse(verb, err, ".")
 		}
 	}
-	done = true
 	return c.send(peerproto.OK{Of: verb})
 }
 

@@ -7,8 +7,8 @@ package export
 // and 512 MiB of disk writes per save of an appended log). Such a delta
 // is applied to the file in place instead, after the old bytes it
 // overwrites (none for an append) are saved in an undo record in the
-// export's root. Until the change is done and the record gone, the
-// record can put the old version back:
+// export's root and made durable. Until the change is durable and the
+// record gone, the record can put the old version back:
 //
 //   - a failure on the way (a full disk, a refusal from the filesystem)
 //     rolls it back at once, and the PUT is refused as any failed PUT;
@@ -17,16 +17,14 @@ package export
 //     version token, so that the client's replay of the upload (it never
 //     got PUT DONE) applies to the version it names.
 //
-// Durability follows the PUT's word, as for the other PUTs. The seed's
-// PUT makes the record durable before the file is touched, and the
-// change durable before the record goes (four fsyncs: the record, the
-// root, the file, the root). An async PUT (a close(2) in a mount) makes
-// nothing durable: a crash of this process still finds the record in the
-// page cache, and a power loss before the client's FSYNC may leave the
-// change partly on disk, as a local write not yet fsynced. FSYNC then
-// syncs the export's root as well as the files it names (undoUnsynced),
-// so that once it has answered no record that a power loss could bring
-// back would roll back a change it made durable.
+// Whatever the PUT asks, async or not, the change is durable before PUT
+// DONE (four fsyncs: the record and the root before the file is touched,
+// the file before the record goes, the root after): unlike a rename,
+// which leaves the old file or the new one, a change in place cut by a
+// power loss could otherwise leave the file partly changed under either
+// version token, which other clients' caches would trust. (Measured in
+// the thirteenth session of docs/PERFORMANCE.md: about 1 ms here; an
+// async PUT without them, reviewed, was not kept for that reason.)
 //
 // Readers through the server never see such a change half done: GETs and
 // the copies of other deltas read the file apart from it (readFenced), so
@@ -284,7 +282,7 @@ func (b memPayload) writeRange(dst int, from int64, r peerproto.Range) error {
 }
 
 // applyUndo stores delta PUT m into t's existing file in place, from
-// src, with an undo record: see the file comment. Unless m is async the
+// src, with an undo record: see the file comment. Whatever m asks, the
 // change is durable before it returns. It returns the stored file's
 // attributes and new version token.
 func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSource) (unix.Stat_t, string, error) {
@@ -327,8 +325,7 @@ func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSou
 		size: old.Size, mtime: old.Mtim, token: m.Ver, saved: undoSaved(m, old.Size),
 	}
 	rec.identify(dst, old.Ino)
-	durable := !m.Async
-	undo, err := writeUndo(rfd, dst, rec, durable)
+	undo, err := writeUndo(rfd, dst, rec)
 	if err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("saving what %q held: %w", m.Name, err)
 	}
@@ -360,20 +357,14 @@ func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSou
 			return fail(err)
 		}
 	}
-	st, ver, err := c.finishInPlace(m, p, t, dst, durable)
+	st, ver, err := c.finishInPlace(m, p, t, dst, true)
 	if err != nil {
 		return fail(err)
 	}
 	if err := unix.Unlinkat(rfd, undo, 0); err != nil {
-		// A record left behind would roll the change back at the next
-		// start, after the client was told it is stored.
+		// The change is durable; a record left behind would roll it back
+		// at the next start, after the client was told it is stored.
 		return fail(&fs.PathError{Op: "remove", Path: undo, Err: err})
-	}
-	if !durable {
-		// Before PUT DONE goes out: an FSYNC sent after it syncs the
-		// root too (see the file comment).
-		c.s.undoUnsynced.Store(true)
-		return st, ver, nil
 	}
 	if err := unix.Fsync(rfd); err != nil {
 		return st, ver, &fs.PathError{Op: "fsync", Path: ".", Err: err}
@@ -414,10 +405,10 @@ func writable(fd int) bool {
 
 // writeUndo creates the undo record rec in directory dfd (the export's
 // root, open for reading), with the old bytes of its saved ranges read
-// from file fd, and if durable makes it durable (its content, and its
-// name by an fsync of dfd). It returns the record's name; on failure
-// nothing is left.
-func writeUndo(dfd, fd int, rec *undoRecord, durable bool) (name string, err error) {
+// from file fd, and makes it durable (its content, and its name by an
+// fsync of dfd). It returns the record's name; on failure nothing is
+// left.
+func writeUndo(dfd, fd int, rec *undoRecord) (name string, err error) {
 	ufd, name, err := createTemp(dfd, jail.UndoPrefix, 0o600)
 	if err != nil {
 		return "", err
@@ -464,20 +455,16 @@ func writeUndo(dfd, fd int, rec *undoRecord, durable bool) (name string, err err
 	if err := put(undoTrailer); err != nil {
 		return "", err
 	}
-	if durable {
-		if err := unix.Fsync(ufd); err != nil {
-			return "", &fs.PathError{Op: "fsync", Path: name, Err: err}
-		}
+	if err := unix.Fsync(ufd); err != nil {
+		return "", &fs.PathError{Op: "fsync", Path: name, Err: err}
 	}
 	err = unix.Close(ufd)
 	ufd = -1
 	if err != nil {
 		return "", &fs.PathError{Op: "close", Path: name, Err: err}
 	}
-	if durable {
-		if err := unix.Fsync(dfd); err != nil {
-			return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
-		}
+	if err := unix.Fsync(dfd); err != nil {
+		return "", &fs.PathError{Op: "fsync", Path: ".", Err: err}
 	}
 	return name, nil
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -147,100 +145,6 @@ func TestServerPutDeltaInPlace(t *testing.T) {
 			t.Fatalf("%s: a delta from the replaced version: %q, want a conflict", tc.name, r)
 		}
 		cur, ver = want, nv
-	}
-}
-
-// TestServerPutDeltaInPlaceDurability: a change in place is made durable
-// by the PUT only without async (the seed's PUT); after an async one (a
-// mount's close) the next FSYNC syncs the export's root, where undo
-// records lie, as well as the names it is given, whichever they are: so
-// no removed record can come back after a power loss and roll back what
-// FSYNC made durable. A refused FSYNC leaves that to the next one; an
-// FSYNC with nothing of the kind pending syncs only its names'
-// directories.
-func TestServerPutDeltaInPlaceDurability(t *testing.T) {
-	dir := t.TempDir()
-	var (
-		mu     sync.Mutex
-		synced []string // the directories FSYNCs fsynced since the last look
-	)
-	hook := func(d string) { mu.Lock(); synced = append(synced, d); mu.Unlock() }
-	s, addr := testServe(t, Options{Export: dir, noReflink: true, undoMinSize: undoTestMin, dirSyncHook: hook})
-	c := attrsClient(t, addr)
-	// fsync sends line and wants reply; it reports whether the root was
-	// among the directories synced.
-	fsync := func(line, reply string) bool {
-		t.Helper()
-		mu.Lock()
-		synced = nil
-		mu.Unlock()
-		c.send(line + "\n")
-		c.expectPrefix(reply)
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Contains(synced, "")
-	}
-	cur := randomBytes(3<<20, 11)
-	ver := doneVer(t, c.put("log.bin", cur))
-	if err := os.MkdirAll(filepath.Join(dir, "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "sub", "other.txt"), []byte("x"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ino := inode(t, filepath.Join(dir, "log.bin"))
-	appendTo := func(async bool) {
-		t.Helper()
-		want := append(append([]byte(nil), cur...), randomBytes(4096, uint64(len(cur)))...)
-		rs := []peerproto.Range{{Off: int64(len(cur)), Len: 4096}}
-		var reply string
-		if async {
-			reply = c.putDelta("log.bin", ver, want, rs)
-		} else {
-			reply = c.putDeltaWith("log.bin", ver, want, rs)
-		}
-		ver = doneVer(t, reply)
-		if got, err := os.ReadFile(filepath.Join(dir, "log.bin")); err != nil || !bytes.Equal(got, want) {
-			t.Fatalf("the file holds %d bytes (%v), want the %d appended to", len(got), err, len(want))
-		}
-		if inode(t, filepath.Join(dir, "log.bin")) != ino {
-			t.Fatal("the append was not made in place")
-		}
-		if recs := undoRecords(t, dir); len(recs) != 0 {
-			t.Fatalf("undo records left: %v", recs)
-		}
-		cur = want
-	}
-
-	appendTo(false)
-	if s.undoUnsynced.Load() {
-		t.Fatal("a durable change in place left the root to sync")
-	}
-	if fsync("FSYNC sub/other.txt", "FSYNC OK") {
-		t.Fatal("FSYNC synced the root with no change in place pending")
-	}
-	appendTo(true)
-	if !s.undoUnsynced.Load() {
-		t.Fatal("an async change in place did not leave the root to the next FSYNC")
-	}
-	if fsync("FSYNC ../escape", "FSYNC FAIL ") || !s.undoUnsynced.Load() {
-		t.Fatal("a refused FSYNC took the root's sync")
-	}
-	// Another file's FSYNC: the record's removal is the root's, whoever
-	// asks.
-	if !fsync("FSYNC sub/other.txt", "FSYNC OK") {
-		t.Fatal("FSYNC with names did not sync the root after an async change in place")
-	}
-	if s.undoUnsynced.Load() {
-		t.Fatal("the root's sync is still pending after it was done")
-	}
-	if fsync("FSYNC sub/other.txt", "FSYNC OK") {
-		t.Fatal("the root was synced again with nothing pending")
-	}
-	appendTo(true)
-	fsync("FSYNC", "FSYNC OK") // syncfs: the root's too
-	if s.undoUnsynced.Load() {
-		t.Fatal("FSYNC of the whole export did not count as the root's sync")
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -128,9 +127,6 @@ type Options struct {
 	// (put_undo.go); errPatchCrashed stops it there as a crash would,
 	// another error fails it there.
 	patchHook func(stage string) error
-	// dirSyncHook, if set, is called with each directory FSYNC has
-	// fsynced ("" for the export's root).
-	dirSyncHook func(dir string)
 }
 
 // privBits are the mode bits that make a program run with its owner's
@@ -178,12 +174,6 @@ type Server struct {
 	// directory, and nothing but the delta changes it. It is taken before
 	// putMu, never after; it guards no field.
 	patchMu sync.RWMutex
-	// undoUnsynced is set when an async change in place has removed its
-	// undo record and the export's root was not fsynced since: the next
-	// FSYNC syncs the root too, so that a power loss cannot bring back a
-	// record that would roll back a change FSYNC made durable
-	// (put_undo.go). Set after the removal, taken (Swap) before the sync.
-	undoUnsynced atomic.Bool
 	// noCloneDevs holds (as keys, uint64) the devices whose filesystem
 	// refused a reflink as one that cannot share blocks (noteNoClone).
 	noCloneDevs sync.Map
