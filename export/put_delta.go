@@ -70,7 +70,10 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 	defer unix.Close(src)
 	how := copiedCopy
 	err = unix.EOPNOTSUPP
-	if !c.s.opts.noReflink {
+	switch {
+	case c.s.opts.cloneErr != nil:
+		err = c.s.opts.cloneErr
+	case !c.s.opts.noReflink:
 		err = unix.IoctlFileClone(fd, src)
 	}
 	switch {
@@ -78,7 +81,7 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 		how = copiedReflink
 	case !noClone(err):
 		return "", &fs.PathError{Op: "clone", Path: p, Err: err}
-	case c.s.noteNoClone(st.Dev) && c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target):
+	case c.s.noteNoClone(st.Dev, err) && c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target):
 		// The undo record's old bytes, and what the file grows by.
 		need := totalLen(undoSaved(m, st.Size)) + max(0, m.NewSize-st.Size)
 		if err := c.s.checkSpace(t.dfd, m.Size+need); err != nil {

@@ -184,9 +184,18 @@ func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
 }
 
 // noteNoClone records that FICLONE failed on the filesystem of device
-// dev as on one that cannot share blocks between files, and returns true.
-func (s *Server) noteNoClone(dev uint64) bool {
-	s.noCloneDevs.Store(dev, true)
+// dev as on one that cannot share blocks between files, if its error err
+// (noClone) says so of the filesystem, and returns true. EINVAL, EXDEV
+// and EPERM may refuse one file on a filesystem that shares blocks (a
+// Btrfs nodatacow file, a file bind-mounted into the export): they are
+// not noted, lest every delta on that device skip its reflink.
+func (s *Server) noteNoClone(dev uint64, err error) bool {
+	for _, e := range []error{unix.EOPNOTSUPP, unix.ENOTSUP, unix.ENOTTY, unix.ENOSYS} {
+		if errors.Is(err, e) {
+			s.noCloneDevs.Store(dev, true)
+			break
+		}
+	}
 	return true
 }
 

@@ -225,6 +225,44 @@ func TestServerPutDeltaInPlaceFromMemory(t *testing.T) {
 	}
 }
 
+// TestServerUndoCloneRefusedForOneFile (found in review): only a reflink
+// refused as by a filesystem without them (EOPNOTSUPP, ENOTTY) marks the
+// device for small deltas to go in place from memory without trying
+// FICLONE. EINVAL, EXDEV and EPERM refuse one file (on Btrfs a nodatacow
+// file, chattr +C; a bind-mounted file) on a filesystem that shares
+// blocks, whose other files must keep their reflink and atomic replace.
+func TestServerUndoCloneRefusedForOneFile(t *testing.T) {
+	for _, tc := range []struct {
+		err   error
+		noted bool
+	}{
+		{unix.EINVAL, false},
+		{unix.EXDEV, false},
+		{unix.EPERM, false},
+		{unix.EOPNOTSUPP, true},
+		{unix.ENOTTY, true},
+	} {
+		dir := t.TempDir()
+		s, addr := testServe(t, Options{Export: dir, cloneErr: tc.err, undoMinSize: undoTestMin})
+		c := attrsClient(t, addr)
+		cur := randomBytes(3<<20, 31)
+		ver := doneVer(t, c.put("log.bin", cur))
+		ino := inode(t, filepath.Join(dir, "log.bin"))
+		want := append(append([]byte(nil), cur...), randomBytes(4096, 32)...)
+		doneVer(t, c.putDelta("log.bin", ver, want, []peerproto.Range{{Off: int64(len(cur)), Len: 4096}}))
+		if inode(t, filepath.Join(dir, "log.bin")) != ino {
+			t.Fatalf("%v: the append was not made in place", tc.err)
+		}
+		var st unix.Stat_t
+		if err := unix.Stat(filepath.Join(dir, "log.bin"), &st); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.clonesNot(st.Dev); got != tc.noted {
+			t.Errorf("FICLONE refused with %v: the device noted as without reflinks: %v, want %v", tc.err, got, tc.noted)
+		}
+	}
+}
+
 // TestServerPutDeltaInPlaceCrash: a change in place that a crash cuts
 // short (the undo record saved; the first range written) leaves the
 // record, and the next start of a server on the export rolls the file

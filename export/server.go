@@ -120,6 +120,9 @@ type Options struct {
 	// filesystem could share its blocks (FICLONE), so that tests cover
 	// both.
 	noReflink bool
+	// cloneErr, if set, is what FICLONE fails with, not tried: a
+	// filesystem that refuses a file a reflink, for a reason of its own.
+	cloneErr error
 	// undoMinSize, if not 0, replaces undoMinSize (put_undo.go): the
 	// least size of a file a delta PUT changes in place; negative: never.
 	undoMinSize int64
