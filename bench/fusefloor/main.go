@@ -1,21 +1,23 @@
 // Command fusefloor measures what one FUSE round trip costs on this
-// machine through bazil.org/fuse, the library peerfs mounts with, with no
-// peerfs code in the way: the floor under every metadata-bound workload
-// in docs/PERFORMANCE.md.
+// machine through peerfs's own FUSE code, with no file system behind it:
+// the floor under every metadata-bound workload in docs/PERFORMANCE.md.
 //
-// It mounts a trivial file system (every name is missing) twice, served
+// It mounts a trivial file system (every name is missing) twice, with
+// fusefs/fusedev (the device codec peerfs mounts with), served
 //
-//   - "serve":  by bazil's fs.Serve, which reads each request on one
-//     goroutine and answers it on a new one (how peerfs is served), and
-//   - "inline": by a loop on bazil's fuse.Conn that answers each request
-//     on the goroutine that read it,
+//   - "server": by fusefs/fuseserve's Server, as peerfs serves its mount
+//     (each quick request answered on the goroutine that read it, under a
+//     hand-off timer), and
+//   - "inline": by a bare loop on fusedev's Conn that answers each
+//     request on the goroutine that read it, nothing else,
 //
 // and times a perl loop of stat(2) calls on missing names in each (one
 // LOOKUP round trip per call: the kernel caches no negative entry here),
 // interleaved over -rounds rounds. It prints lookups per second and the
-// mean round trip per mode. Needs root (or fusermount3) and perl.
+// mean round trip per mode: "server" less "inline" is what the server's
+// bookkeeping costs a request. Needs root (or fusermount3) and perl.
 //
-//	go run ./bench/fusefloor -rounds 3
+//	go run ./bench/fusefloor -rounds 5
 package main
 
 import (
@@ -34,6 +36,8 @@ import (
 
 	"bazil.org/fuse"
 	"bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
 func main() {
@@ -41,7 +45,7 @@ func main() {
 	n := flag.Int("n", 20000, "stat calls per round")
 	flag.Parse()
 	res := map[string][]float64{}
-	modes := []string{"serve", "inline"}
+	modes := []string{"server", "inline"}
 	for r := 0; r < *rounds; r++ {
 		for _, mode := range modes {
 			rate, err := measure(mode, *n)
@@ -58,7 +62,7 @@ func main() {
 		med := v[len(v)/2]
 		fmt.Printf("%-7s median %8.0f lookups/s  (%.1f us per round trip)  runs %v\n", mode, med, 1e6/med, rounded(v))
 	}
-	fmt.Printf("inline / serve: %.2fx\n", median(res["inline"])/median(res["serve"]))
+	fmt.Printf("server - inline: %.1f us per request\n", 1e6/median(res["server"])-1e6/median(res["inline"]))
 }
 
 func median(v []float64) float64 { return v[len(v)/2] }
@@ -79,22 +83,24 @@ func measure(mode string, n int) (float64, error) {
 		return 0, err
 	}
 	defer os.Remove(dir)
-	conn, err := fuse.Mount(dir, fuse.FSName("fusefloor"), fuse.Subtype("fusefloor"))
+	conn, err := fusedev.Mount(dir, fusedev.Config{MountOptions: fusedev.MountOptions{FSName: "fusefloor", Subtype: "fusefloor"}})
 	if err != nil {
 		return 0, err
 	}
 	done := make(chan error, 1)
-	go func() {
-		if mode == "serve" {
-			done <- fs.Serve(conn, emptyFS{})
-		} else {
-			done <- serveInline(conn)
+	if mode == "server" {
+		srv, err := fuseserve.New(conn, emptyFS{}, fuseserve.Options{Errno: errno})
+		if err != nil {
+			unmount(dir)
+			conn.Close()
+			return 0, err
 		}
-	}()
+		go func() { done <- srv.Serve() }()
+	} else {
+		go func() { done <- serveInline(conn) }()
+	}
 	defer func() {
-		if err := fuse.Unmount(dir); err != nil {
-			exec.Command("fusermount3", "-u", "-z", dir).Run()
-		}
+		unmount(dir)
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
@@ -137,9 +143,26 @@ func (emptyDir) Lookup(ctx context.Context, name string) (fs.Node, error) {
 	return nil, syscall.ENOENT
 }
 
+// errno maps the emptyFS's errors for the server: they are all errnos.
+func errno(err error) fuse.Errno {
+	var e syscall.Errno
+	if errors.As(err, &e) {
+		return fuse.Errno(e)
+	}
+	return fuse.Errno(syscall.EIO)
+}
+
+// unmount unmounts dir, lazily if it is busy.
+func unmount(dir string) {
+	if exec.Command("fusermount3", "-u", dir).Run() != nil {
+		exec.Command("fusermount3", "-u", "-z", dir).Run()
+	}
+}
+
 // serveInline answers every request on the goroutine that read it: the
 // root's attributes, ENOENT for every lookup, ENOSYS for the rest.
-func serveInline(conn *fuse.Conn) error {
+func serveInline(conn *fusedev.Conn) error {
+	root := fuse.Attr{Inode: 1, Mode: os.ModeDir | 0o755, Valid: time.Minute}
 	for {
 		req, err := conn.ReadRequest()
 		if err != nil {
@@ -148,18 +171,20 @@ func serveInline(conn *fuse.Conn) error {
 			}
 			return err
 		}
-		switch r := req.(type) {
+		switch req.(type) {
 		case *fuse.GetattrRequest:
-			r.Respond(&fuse.GetattrResponse{Attr: fuse.Attr{Inode: 1, Mode: os.ModeDir | 0o755, Valid: time.Minute}})
+			err = conn.Reply(req, &fuse.GetattrResponse{Attr: root})
 		case *fuse.LookupRequest:
-			r.RespondError(syscall.ENOENT)
+			err = conn.ReplyError(req, fuse.Errno(syscall.ENOENT))
 		case *fuse.StatfsRequest:
-			r.Respond(&fuse.StatfsResponse{})
-		case *fuse.DestroyRequest:
-			r.Respond()
-			return nil
+			err = conn.Reply(req, &fuse.StatfsResponse{})
+		case *fuse.DestroyRequest, *fuse.ForgetRequest, *fuse.BatchForgetRequest:
+			err = conn.Reply(req, nil)
 		default:
-			r.RespondError(syscall.ENOSYS)
+			err = conn.ReplyError(req, fuse.Errno(syscall.ENOSYS))
+		}
+		if err != nil {
+			return err
 		}
 	}
 }
