@@ -2,12 +2,14 @@ package fusedev
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,6 +55,12 @@ func escapeOption(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(s)
 }
 
+// mountTimeout bounds fusermount3's run: a mount point on a filesystem
+// that does not answer (a stale FUSE or network mount) can hold it in
+// stat(2) forever, and the mount must fail rather than hang. A variable
+// so that tests can shorten it.
+var mountTimeout = 30 * time.Second
+
 // mountDevice mounts a FUSE filesystem on dir through fusermount3 and
 // returns the device it is served on. fusermount3 opens /dev/fuse, mounts
 // it and passes the descriptor back over a socket (_FUSE_COMMFD), which
@@ -67,16 +75,24 @@ func mountDevice(dir string, o MountOptions) (*os.File, error) {
 	defer unix.Close(ours)
 
 	var stderr bytes.Buffer
-	cmd := exec.Command("fusermount3", "-o", o.optionString(), "--", dir)
+	ctx, cancel := context.WithTimeout(context.Background(), mountTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "fusermount3", "-o", o.optionString(), "--", dir)
 	cmd.Env = append(os.Environ(), "_FUSE_COMMFD=3")
 	cmd.ExtraFiles = []*os.File{theirs} // descriptor 3 in the child
 	cmd.Stderr = &stderr
+	// Killed at the deadline; Run then waits this long more for its
+	// output, which a child it left behind could hold open.
+	cmd.WaitDelay = time.Second
 	err = cmd.Run()
 	theirs.Close()
 	if err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, fmt.Errorf("fusermount3 not found (install fuse3): %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("fusermount3 did not finish within %v: is %s on a filesystem that does not answer? (%w)", mountTimeout, dir, err)
 		}
 		if msg == "" {
 			return nil, fmt.Errorf("fusermount3: %w", err)

@@ -3,8 +3,11 @@ package fusedev
 import (
 	"errors"
 	"os"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"bazil.org/fuse"
 	"golang.org/x/sys/unix"
@@ -76,5 +79,32 @@ func TestReviewInitNoAsyncDIO(t *testing.T) {
 	}
 	if flags := ne.Uint32(k.recv(1, 0)[12:]); flags&initAsyncDIO != 0 {
 		t.Errorf("init_out flags %#x take FUSE_ASYNC_DIO", flags)
+	}
+}
+
+// TestMountFusermountHangs: a fusermount3 that never finishes (its mount
+// point on a filesystem that does not answer) fails the mount at
+// mountTimeout with an error that says so, instead of hanging it.
+func TestMountFusermountHangs(t *testing.T) {
+	bin := t.TempDir()
+	fake := "#!/bin/sh\nexec sleep 60\n"
+	if err := os.WriteFile(filepath.Join(bin, "fusermount3"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	old := mountTimeout
+	mountTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { mountTimeout = old })
+	start := time.Now()
+	c, err := Mount(t.TempDir(), Config{})
+	if err == nil {
+		c.Close()
+		t.Fatal("Mount succeeded through a fusermount3 that never finishes")
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Mount failed after %v, want about %v", took, mountTimeout)
+	}
+	if !strings.Contains(err.Error(), "did not finish within") {
+		t.Errorf("error %q does not say fusermount3 did not finish", err)
 	}
 }
