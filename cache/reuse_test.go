@@ -16,11 +16,21 @@ import (
 
 // waitFiles waits until dir's entries/ holds the files of entries
 // entries that have a record and of spares spares, for a cache in c's
-// record mode (filesPer).
+// record mode (filesPer), and c is emptying no dropped entry's files: a
+// file's record is emptied before the file joins c's spares (recycle),
+// so the files alone may show a spare that the next new entry cannot be
+// given yet (TestSparesReused then saw a new file made, once in CI).
 func waitFiles(t *testing.T, c *Cache, dir string, entries, spares int) {
 	t.Helper()
 	testutil.Eventually(t, fmt.Sprintf("entries/ to hold %d entries and %d spares", entries, spares), func() bool {
-		return len(names(t, dir, "entries")) == (entries+spares)*filesPer(c) && recorded(t, dir) == entries
+		if len(names(t, dir, "entries")) != (entries+spares)*filesPer(c) || recorded(t, dir) != entries {
+			return false
+		}
+		// Looked at after the files: a recycle that had emptied a record
+		// seen empty above has then put its file among the spares too.
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.recycling == 0
 	})
 }
 
