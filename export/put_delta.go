@@ -76,12 +76,15 @@ func (c *conn) cloneBase(m peerproto.Put, p string, t *putTarget, fd int) (strin
 	case !c.s.opts.noReflink:
 		err = unix.IoctlFileClone(fd, src)
 	}
+	if err != nil {
+		c.s.noteNoClone(st.Dev, err)
+	}
 	switch {
 	case err == nil:
 		how = copiedReflink
 	case !noClone(err):
 		return "", &fs.PathError{Op: "clone", Path: p, Err: err}
-	case c.s.noteNoClone(st.Dev, err) && c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target):
+	case c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target):
 		// The undo record's old bytes, and what the file grows by.
 		need := totalLen(undoSaved(m, st.Size)) + max(0, m.NewSize-st.Size)
 		if err := c.s.checkSpace(t.dfd, m.Size+need); err != nil {

@@ -185,18 +185,17 @@ func undoSaved(m peerproto.Put, size int64) []peerproto.Range {
 
 // noteNoClone records that FICLONE failed on the filesystem of device
 // dev as on one that cannot share blocks between files, if its error err
-// (noClone) says so of the filesystem, and returns true. EINVAL, EXDEV
-// and EPERM may refuse one file on a filesystem that shares blocks (a
-// Btrfs nodatacow file, a file bind-mounted into the export): they are
-// not noted, lest every delta on that device skip its reflink.
-func (s *Server) noteNoClone(dev uint64, err error) bool {
-	for _, e := range []error{unix.EOPNOTSUPP, unix.ENOTSUP, unix.ENOTTY, unix.ENOSYS} {
+// says so of the filesystem. EINVAL, EXDEV and EPERM may refuse one file
+// on a filesystem that shares blocks (a Btrfs nodatacow file, a file
+// bind-mounted into the export): they are not noted, lest every delta on
+// that device skip its reflink.
+func (s *Server) noteNoClone(dev uint64, err error) {
+	for _, e := range []error{unix.EOPNOTSUPP, unix.ENOTTY, unix.ENOSYS} { // ENOTSUP is EOPNOTSUPP
 		if errors.Is(err, e) {
 			s.noCloneDevs.Store(dev, true)
-			break
+			return
 		}
 	}
-	return true
 }
 
 // clonesNot reports whether a delta PUT to a file on device dev would be
