@@ -345,13 +345,17 @@ func openFlags(f uint32) fuse.OpenFlags {
 	return fuse.OpenFlags(f &^ oLargefile)
 }
 
+// modePair is a bit (or bits) of os.FileMode and the kernel's mode bits
+// for the same thing.
+type modePair struct {
+	fs os.FileMode
+	k  uint32
+}
+
 // modeTypes pairs the file types of os.FileMode with the kernel's, in
 // the order kernelMode tries them (a character device is a device too).
 // A regular file has no bits in os.FileMode.
-var modeTypes = []struct {
-	fs os.FileMode
-	k  uint32
-}{
+var modeTypes = []modePair{
 	{os.ModeDir, syscall.S_IFDIR},
 	{os.ModeSymlink, syscall.S_IFLNK},
 	{os.ModeNamedPipe, syscall.S_IFIFO},
@@ -361,10 +365,7 @@ var modeTypes = []struct {
 }
 
 // modeBits pairs the setuid, setgid and sticky bits of both.
-var modeBits = []struct {
-	fs os.FileMode
-	k  uint32
-}{
+var modeBits = []modePair{
 	{os.ModeSetuid, syscall.S_ISUID},
 	{os.ModeSetgid, syscall.S_ISGID},
 	{os.ModeSticky, syscall.S_ISVTX},
