@@ -62,11 +62,13 @@ func (c *conn) put(m peerproto.Put) error {
 	// a client that saw PUT DONE finds it free.
 	endTransfer := sync.OnceFunc(c.s.endTransfer)
 	defer endTransfer()
-	if m.Delta && !t.inPlace && m.Size <= memPayloadMax && c.s.clonesNot(t.st.Dev) {
+	if m.Delta && !t.inPlace && m.Size <= memPayloadMax && c.s.clonesNot(t.st.Dev) && c.s.undoFits(m, &t.st) {
 		// A small delta to a large file on a filesystem that cannot
 		// share blocks: if it goes in place, its payload is kept in
 		// memory, not in a temporary file made and removed for it
-		// (put_undo.go).
+		// (put_undo.go). undoFits on what findTarget saw first, so that
+		// the many deltas that cannot go in place (smaller files) open
+		// nothing here; openBase checks the file is still that one.
 		src, st, err := c.openBase(m, p, t)
 		if err == nil {
 			fits := c.s.undoFits(m, &st) && writable(src) && cleanRecordName(t.target)
