@@ -155,6 +155,9 @@ func (c *conn) dispatch(msg peerproto.Message) error {
 	}
 	switch m := msg.(type) {
 	case peerproto.Put:
+		if m.Stream {
+			return c.putStream(m)
+		}
 		return c.put(m)
 	case peerproto.Get:
 		return c.get(m)
@@ -203,7 +206,7 @@ func (c *conn) features(m peerproto.Features) error {
 			c.attrs, c.posix = true, true
 		}
 	}
-	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta}}
+	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta, peerproto.FeatureStream}}
 	if c.s.opts.Owners {
 		ok.Words = append(ok.Words, peerproto.FeatureOwners, peerproto.FeatureMkdirOwner)
 	}

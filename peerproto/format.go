@@ -193,6 +193,9 @@ func (m Put) AppendTo(b []byte) []byte {
 			b = strconv.AppendInt(b, r.Len, 10)
 		}
 	}
+	if m.Stream {
+		b = append(b, " stream"...)
+	}
 	return b
 }
 

@@ -220,6 +220,14 @@ func FuzzParsePeerRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, peerRequest, line) })
 }
 
+func FuzzParseStreamLine(f *testing.F) {
+	addSeeds(f, streamLine)
+	for _, s := range []string{"data 5", "END 01", "abort", "DATA 1 ", "END\t3"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, streamLine, line) })
+}
+
 func FuzzParseTrackerRequest(f *testing.F) {
 	addSeeds(f, trackerRequest)
 	for _, s := range []string{"sync fin", "REGISTER a%2Eb 1", "REGISTER .. 1", "REGISTER a 65536"} {

@@ -20,6 +20,7 @@ var (
 	peerRequest    = parser{"ParsePeerRequest", peerproto.ParsePeerRequest}
 	trackerRequest = parser{"ParseTrackerRequest", peerproto.ParseTrackerRequest}
 	trackerEvent   = parser{"ParseTrackerEvent", peerproto.ParseTrackerEvent}
+	streamLine     = parser{"ParseStreamLine", peerproto.ParseStreamLine}
 )
 
 func replyTo(verb string) parser {
@@ -117,6 +118,13 @@ var canonical = []struct {
 		"PUT db 7 ver=ab delta=1099511627776 ranges=0:1,4096:2,1099511627772:4", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 0, Ver: "ab", Delta: true, NewSize: 10}, "PUT x 0 ver=ab delta=10", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Ver: "ab", Delta: true}, "PUT x 0 async ver=ab delta=0", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Base: peerproto.BaseNone, Stream: true}, "PUT x 0 async base=none stream", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 4096, Ver: "ab", Stream: true}, "PUT x 4096 ver=ab stream", "PUT"},
+	{streamLine, peerproto.PutData{Len: 1}, "DATA 1", "DATA"},
+	{streamLine, peerproto.PutData{Len: peerproto.MaxChunk}, "DATA 16777216", "DATA"},
+	{streamLine, peerproto.PutEnd{Size: 0}, "END 0", "END"},
+	{streamLine, peerproto.PutEnd{Size: peerproto.MaxSize}, "END 1125899906842624", "END"},
+	{streamLine, peerproto.PutAbort{}, "ABORT", "ABORT"},
 	{peerRequest, peerproto.Fsync{}, "FSYNC", "FSYNC"},
 	{peerRequest, peerproto.Features{}, "FEATURES", "FEATURES"},
 	{peerRequest, peerproto.Features{Words: []string{"attrs", "x-2"}}, "FEATURES attrs x-2", "FEATURES"},
@@ -417,6 +425,12 @@ func TestMalformed(t *testing.T) {
 			"PUT x 0 ver=ab delta=1125899906842625", "PUT x 0 ver=ab delta=1 delta=1", "PUT x 1 ver=ab delta=5 ranges=0:1 ranges=0:1",
 			"PUT x 1 ver=ab delta=5 ranges=0:1 async inline extra",
 			"PUT x 1025 ver=ab delta=100000 ranges=" + manyRanges(peerproto.MaxRanges+1),
+			// streamed PUTs: framed, so neither inline nor a delta.
+			"PUT x 0 inline stream", "PUT x 0 ver=ab delta=0 stream", "PUT x 0 stream stream", "PUT x 0 stream=1",
+		}},
+		{streamLine, []string{
+			"", "DATA", "DATA 0", "DATA -1", "DATA 16777217", "DATA x", "DATA 1 2", "END", "END -1", "END 1125899906842625",
+			"END 1 2", "ABORT now", "PUT x 1", "PING", "QUIT", "DONE 1",
 		}},
 		{trackerRequest, []string{
 			"", "FROB", "PUT x 5", "SYNC OK", "SYNC READ", "SYNC END 1", "SYNC FIN now", "SYNC FIN clean x", "SYNC FIN wrote clean", "PONG",

@@ -68,10 +68,10 @@ func ParsePeerRequest(line []byte) (Message, error) {
 }
 
 // parsePut parses "PUT <name> <size> [async] [inline] [base=...|ver=...]
-// [delta=<size> [ranges=<off>:<len>,...]]".
+// [delta=<size> [ranges=<off>:<len>,...]] [stream]".
 func parsePut(line []byte, f []string) (Message, error) {
-	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]]"
-	if err := wantArgs(line, f, 2, 7, usage); err != nil {
+	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream]"
+	if err := wantArgs(line, f, 2, 8, usage); err != nil {
 		return nil, err
 	}
 	p := Put{Base: BaseAny}
@@ -83,6 +83,8 @@ func parsePut(line []byte, f []string) (Message, error) {
 			p.Async = true
 		case !isKV && strings.EqualFold(opt, "inline") && !p.Inline:
 			p.Inline = true
+		case !isKV && strings.EqualFold(opt, "stream") && !p.Stream:
+			p.Stream = true
 		case isKV && k == "ver" && p.Base == BaseAny && p.Ver == "":
 			if !ValidVersionToken(v) {
 				return nil, protoErr(line, "ver %q is not a version token (1-64 lower-case hex digits)", v)
@@ -123,6 +125,10 @@ func parsePut(line []byte, f []string) (Message, error) {
 	}
 	if hasRanges && !p.Delta {
 		return nil, protoErr(line, "ranges= without delta=")
+	}
+	if p.Stream && (p.Inline || p.Delta) {
+		// Its payload is framed: neither sent blind nor a delta's ranges.
+		return nil, protoErr(line, "stream goes with neither inline nor delta=")
 	}
 	if err := p.CheckDelta(); err != nil {
 		return nil, protoErr(line, "%v", err)

@@ -52,6 +52,12 @@ type Put struct {
 	Delta   bool    // the payload is Ranges of the new content (FeatureDelta)
 	NewSize int64   // with Delta: the size of the new content
 	Ranges  []Range // with Delta: where the payload's bytes go
+
+	// Stream: the payload's size is not known yet; it comes in DATA
+	// chunks ended by END (FeatureStream, stream.go). Size is then an
+	// estimate the peer checks free space for up front (0: none).
+	// Neither Inline nor Delta.
+	Stream bool
 }
 
 // Range is Len bytes of a file from offset Off.
