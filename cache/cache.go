@@ -177,6 +177,11 @@ type entry struct {
 	// metadata file of its own rather than its data file's attribute
 	// (xattr.go); once set it stays. Guarded by mu.
 	metaFile bool
+	// streamed is how far a streamer has read the copy (Handle.StreamAt),
+	// and streamBroken whether a change has reached below that since
+	// (Handle.Streamed). Guarded by mu.
+	streamed     int64
+	streamBroken bool
 
 	// Guarded by c.mu; persisted and durable change only with mu held too:
 	key        Key

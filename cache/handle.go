@@ -61,6 +61,45 @@ func (h *Handle) WriteAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
+// StreamAt reads from the local copy as ReadAt does, for a streamer: a
+// reader that sends the copy somewhere while it is being written, and
+// must know whether what it read is still what the copy holds. It reads
+// with writes held off, and raises the copy's stream mark to the end of
+// what it read; a later write, truncation or fill that changes anything
+// below the mark breaks the stream (Streamed), until ResetStream.
+func (h *Handle) StreamAt(p []byte, off int64) (int, error) {
+	if h.released.Load() {
+		return 0, ErrClosed
+	}
+	e := h.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n, err := h.f.ReadAt(p, off)
+	if n > 0 && off+int64(n) > e.streamed {
+		e.streamed = off + int64(n)
+	}
+	return n, err
+}
+
+// Streamed reports the stream mark (how far StreamAt has read) and
+// whether the copy is intact below it: nothing there changed since it
+// was read, and the Handle is not released. Then the first mark bytes
+// StreamAt returned are the copy's first mark bytes now.
+func (h *Handle) Streamed() (mark int64, intact bool) {
+	e := h.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.streamed, !e.streamBroken && !h.released.Load()
+}
+
+// ResetStream clears the stream mark: the streamer is done.
+func (h *Handle) ResetStream() {
+	e := h.e
+	e.mu.Lock()
+	e.streamed, e.streamBroken = 0, false
+	e.mu.Unlock()
+}
+
 // FillAt puts p, bytes of the copy's base (or, clean, of its version)
 // from offset off, where a partial copy does not hold them yet: it writes
 // only the parts of [off, off+len(p)) still unknown (a write may have
@@ -90,6 +129,9 @@ func (h *Handle) FillAt(p []byte, off int64) error {
 		return nil
 	}
 	for _, g := range gaps {
+		if g.Off < e.streamed {
+			e.streamBroken = true
+		}
 		if _, err := h.f.WriteAt(p[g.Off-off:g.End-off], g.Off); err != nil {
 			return fmt.Errorf("cache: fill %v: %w", h.Key(), err)
 		}
@@ -149,6 +191,9 @@ func (c *Cache) truncateLocked(e *entry, f *os.File, size int64, mode uint32) er
 // so before the caller's write reaches the data file. Caller holds e.mu,
 // which keeps other metadata writes out.
 func (c *Cache) markDirty(e *entry, mode uint32, change Range) error {
+	if change.Len() > 0 && change.Off < e.streamed {
+		e.streamBroken = true
+	}
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -333,3 +333,62 @@ func TestSentRecorded(t *testing.T) {
 		t.Errorf("written after MarkClean: %+v, want no sent note and base 999", m)
 	}
 }
+
+// TestStreamMark: StreamAt raises the stream mark; writes at or past it
+// and growth leave the stream intact, a write, a truncation or a
+// re-creation below it break it, and ResetStream starts over.
+func TestStreamMark(t *testing.T) {
+	c := openCache(t, t.TempDir(), 0)
+	h, err := c.Create(Key{"bob", "f"}, 0o644, "none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(t, h)
+	write := func(s string, off int64) {
+		t.Helper()
+		if _, err := h.WriteAt([]byte(s), off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check := func(wantMark int64, wantIntact bool) {
+		t.Helper()
+		if mark, intact := h.Streamed(); mark != wantMark || intact != wantIntact {
+			t.Fatalf("Streamed() = %d, %v; want %d, %v", mark, intact, wantMark, wantIntact)
+		}
+	}
+	write("0123456789", 0)
+	buf := make([]byte, 4)
+	if n, err := h.StreamAt(buf, 2); n != 4 || err != nil || string(buf) != "2345" {
+		t.Fatalf("StreamAt = %d, %v, %q", n, err, buf)
+	}
+	check(6, true)
+	write("ab", 6) // at the mark: not read yet
+	write("cd", 20)
+	if err := h.Truncate(30); err != nil { // growth
+		t.Fatal(err)
+	}
+	check(6, true)
+	write("x", 5)
+	check(6, false)
+
+	h.ResetStream()
+	check(0, true)
+	if _, err := h.StreamAt(make([]byte, 10), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Truncate(9); err != nil {
+		t.Fatal(err)
+	}
+	check(10, false)
+
+	h.ResetStream()
+	if _, err := h.StreamAt(make([]byte, 5), 0); err != nil {
+		t.Fatal(err)
+	}
+	h2, err := c.Create(Key{"bob", "f"}, 0o644, "none") // O_TRUNC through another open
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release(t, h2)
+	check(5, false)
+}

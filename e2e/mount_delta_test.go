@@ -102,3 +102,83 @@ func canReflink(t *testing.T, dir string) bool {
 	defer dst.Close()
 	return unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())) == nil
 }
+
+// TestMountStreamsLargeFile: a large file written into a peer folder goes
+// to the peer while it is written (a streamed PUT): before the close, bob
+// holds most of it in a temporary file, not under its name; the close
+// stores it, sent once. A mount killed (SIGKILL) in the middle of such a
+// file leaves bob's file untouched and no temporary file, and delivers
+// what was written once it runs again.
+func TestMountStreamsLargeFile(t *testing.T) {
+	c := newCluster(t)
+	a := c.mount("alice")
+	b := c.mount("bob")
+	a.sees(b)
+	_, before := b.p.requests("PUT")
+	data := randBytes(8 << 20)
+	path := filepath.Join(a.dir(b), "big.bin")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < len(data); off += 128 << 10 {
+		if _, err := f.Write(data[off : off+128<<10]); err != nil {
+			f.Close()
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "most of the file on bob before the close", func() bool {
+		for _, name := range tempFiles(t, b.export) {
+			if fi, err := os.Stat(name); err == nil && fi.Size() >= 6<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	if _, err := os.Stat(filepath.Join(b.export, "big.bin")); !os.IsNotExist(err) {
+		t.Errorf("before the close the file is on bob under its name: %v", err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	sameFile(t, filepath.Join(b.export, "big.bin"), data)
+	waitFor(t, 10*time.Second, "bob's log of the PUT", func() bool {
+		_, n := b.p.requests("PUT")
+		return n-before >= int64(len(data))
+	})
+	if _, moved := b.p.requests("PUT"); moved-before != int64(len(data)) {
+		t.Errorf("bob received %d bytes of PUTs for an 8 MiB file", moved-before)
+	}
+	noTemps(t, b.export)
+
+	// Killed mid-stream.
+	writeFile(t, filepath.Join(b.export, "second.bin"), []byte("old\n"))
+	more := randBytes(4 << 20)
+	f, err = os.OpenFile(filepath.Join(a.dir(b), "second.bin"), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(more); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "part of the second file on bob", func() bool {
+		for _, name := range tempFiles(t, b.export) {
+			if fi, err := os.Stat(name); err == nil && fi.Size() >= 1<<20 {
+				return true
+			}
+		}
+		return false
+	})
+	a.p.kill()
+	f.Close() // ENOTCONN: the mount is gone
+	ensureUnmounted(t, a.mnt)
+	waitFor(t, 10*time.Second, "bob dropping the cut stream", func() bool { return len(tempFiles(t, b.export)) == 0 })
+	sameFile(t, filepath.Join(b.export, "second.bin"), []byte("old\n"))
+	a.start()
+	waitFor(t, 30*time.Second, "alice delivering the second file after its restart", func() bool {
+		got, err := os.ReadFile(filepath.Join(b.export, "second.bin"))
+		return err == nil && bytes.Equal(got, more)
+	})
+	noTemps(t, b.export)
+}

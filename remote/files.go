@@ -66,6 +66,13 @@ type fileState struct {
 	// before owners were recorded.
 	owner string
 
+	// upStream is the upload of the copy under way while it is written
+	// (upload_stream.go), nil if none; streamTried is set once one was
+	// started or found not to apply, until the copy is next stored.
+	// Protected by mu.
+	upStream    *streamUp
+	streamTried bool
+
 	// sent is the content of the last PUT whose outcome is unknown (it
 	// failed, perhaps after the peer got it all): a stalled peer may
 	// store it later, and that version is this writer's own, not a
@@ -246,6 +253,7 @@ func (s *Store) unlinkLocked(f *fileState) {
 	s.mu.Lock()
 	f.mu.Lock()
 	f.unlinked = true
+	f.dropStream()
 	if s.files[f.key] == f {
 		delete(s.files, f.key)
 	}

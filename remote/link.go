@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/peerfs/peerfs/fusefs"
@@ -42,6 +43,10 @@ type link struct {
 	downSince         time.Time // the first failure since the last answer; zero while up
 	lastErr           string
 	bytesIn, bytesOut int64
+
+	// noStream is set once the peer refused a streamed PUT as unknown
+	// (upload_stream.go): its files go whole at close.
+	noStream atomic.Bool
 }
 
 // failFast is how long requests to a peer fail at once after one failed

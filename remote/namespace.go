@@ -491,6 +491,7 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 			delete(s.files, f.key)
 		}
 		f.key = cache.Key{Peer: peerName, Path: to + f.key.Path[len(from):]}
+		f.dropStream()
 		f.mu.Unlock()
 	}
 	for _, f := range moved {

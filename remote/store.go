@@ -96,8 +96,12 @@ type Store struct {
 	// before its last turn, and is likely to write again (round.go).
 	wroteLast atomic.Bool
 
-	stop chan struct{} // closed by Close: stops the retry loop
+	stop chan struct{} // closed by Close: stops the retry loop and the streams
 	wg   sync.WaitGroup
+
+	// streams counts the uploads under way while files are written
+	// (upload_stream.go). Protected by mu.
+	streams int
 
 	saveMu sync.Mutex // serialises writes of Options.PeersFile
 

@@ -121,6 +121,7 @@ func (s *Store) park(f *fileState, ch *cache.Handle, cause error) error {
 	}
 	f.mu.Lock()
 	f.parked = pe
+	f.dropStream()
 	f.setMode, f.setMtime = false, nil
 	f.key = cache.Key{Peer: unsentPeer, Path: pe.As}
 	unused := f.refs <= 0

@@ -287,6 +287,14 @@ const smallPut = 64 << 10
 // since base (upload_delta.go), or the whole file (fetching first what a
 // partial copy lacks).
 func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto.Version) (peerproto.PutDone, error) {
+	// Most of a large new file may be on the peer already: the rest,
+	// and END (upload_stream.go).
+	if pd, ok, err := s.finishStream(ctx, u, base); ok || err != nil {
+		if err == nil {
+			u.sentBytes = pd.Size
+		}
+		return pd, err
+	}
 	if rs, size, ok := s.deltaRanges(ctx, c, u, base); ok {
 		return s.putDelta(ctx, c, u, base, rs, size)
 	}
@@ -451,6 +459,7 @@ func (s *Store) stored(u *upload) error {
 	f.remote = e
 	f.base = e.Version()
 	f.failures, f.retryAt = 0, time.Time{}
+	f.streamTried = false
 	f.setMode = false
 	if f.setMtime == u.setMtime {
 		f.setMtime = nil

@@ -1,0 +1,295 @@
+package remote
+
+// Uploading a file while it is written: a streamed PUT (peerproto's
+// Put.Stream) started once a new copy holds more than a small file's
+// worth, fed as the writer appends, and ended by the close's upload.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+const (
+	// streamMin is the size a copy reaches before its upload starts
+	// while it is written; a smaller file goes whole at close, inline.
+	streamMin = 256 << 10
+	// streamBatch is how much written data the streamer waits for
+	// before it sends it (all of it goes at the end).
+	streamBatch = 128 << 10
+	// streamRead is the most the streamer reads from the copy at once.
+	streamRead = 1 << 20
+	// maxStreams bounds the streams under way in a mount: each holds a
+	// connection and a transfer slot on its peer.
+	maxStreams = 4
+)
+
+// streamIdle is how long a stream waits for its writer: one that pauses
+// longer loses it (the close sends the file whole), so that a stream
+// never holds a peer's transfer slot, nor its I/O timeout, for long.
+var streamIdle = 5 * time.Second
+
+// errStreamDropped is a stream's end without an upload: it was dropped
+// here (its writer paused, rewrote what was sent, renamed the file...).
+// It says nothing about the peer.
+var errStreamDropped = fmt.Errorf("%w: streamed upload dropped", errLocal)
+
+// A streamUp is the upload of a copy under way while it is written: a
+// goroutine (run) that holds a connection to the peer, sends what the
+// writer appends (read back with cache.Handle.StreamAt) and, when the
+// close's upload asks (finish), the rest and END. Any change below what
+// it sent, or a copy that is no longer the one it streams, makes finish
+// fall back to the usual whole PUT.
+type streamUp struct {
+	s     *Store
+	p     *peerConn
+	ch    *cache.Handle
+	key   cache.Key // where it goes
+	base  peerproto.Version
+	owner string
+
+	kick chan struct{} // capacity 1: more data, or a request below
+	done chan struct{} // closed when run returns
+
+	mu     sync.Mutex  // protects the fields below
+	ending bool        // finish asked for END
+	abort  bool        // drop the stream
+	result streamEnded // valid once done is closed, if ending
+}
+
+// streamEnded is how a stream ended, for finish.
+type streamEnded struct {
+	pd      peerproto.PutDone
+	err     error
+	endSent bool // END went out: pd, or err, is the upload's outcome
+}
+
+// poke wakes the streamer without blocking.
+func (st *streamUp) poke() {
+	select {
+	case st.kick <- struct{}{}:
+	default:
+	}
+}
+
+// drop asks the streamer to abort; it does not wait.
+func (st *streamUp) drop() {
+	st.mu.Lock()
+	st.abort = true
+	st.mu.Unlock()
+	st.poke()
+}
+
+// streamWrote is called after each write to f's copy ch that ends at
+// end: it starts a stream once a copy of new content, written from its
+// start, reaches streamMin, and wakes the one under way.
+func (s *Store) streamWrote(f *fileState, ch *cache.Handle, end int64) {
+	f.mu.Lock()
+	st, tried := f.upStream, f.streamTried
+	if st == nil && !tried && end >= streamMin {
+		f.streamTried = true // once per content: a refusal is not retried
+		st = s.startStream(f, ch)
+	}
+	f.mu.Unlock()
+	if st != nil {
+		st.poke()
+	}
+}
+
+// startStream starts streaming f's copy ch if it is to be sent whole: a
+// new file, or one emptied and rewritten here. Caller holds f.mu.
+func (s *Store) startStream(f *fileState, ch *cache.Handle) *streamUp {
+	if f.unlinked || f.parked != nil || f.owner == "" || f.ch.Load() != ch {
+		return nil
+	}
+	m := ch.Meta()
+	if m.Partial || m.Detached || !m.Dirty || (m.Tracked && !coversAll(m.Changed, m.Size)) {
+		// Not whole here, or a change to the peer's content: the
+		// close sends what changed (upload_delta.go).
+		return nil
+	}
+	p, err := s.peer(f.key.Peer)
+	if err != nil || p.link.noStream.Load() {
+		return nil
+	}
+	s.mu.Lock()
+	if s.closed || s.streams >= maxStreams {
+		s.mu.Unlock()
+		return nil
+	}
+	s.streams++
+	s.wg.Add(1)
+	s.mu.Unlock()
+	ch.ResetStream()
+	st := &streamUp{s: s, p: p, ch: ch, key: f.key, base: f.base, owner: f.owner,
+		kick: make(chan struct{}, 1), done: make(chan struct{})}
+	f.upStream = st
+	go st.run()
+	return st
+}
+
+// coversAll reports whether rs, sorted and apart, cover [0, size).
+func coversAll(rs []cache.Range, size int64) bool {
+	return size == 0 || len(rs) == 1 && rs[0].Off == 0 && rs[0].End >= size
+}
+
+// run is the streamer: it starts the PUT (after the changes written
+// behind before it, like any upload), sends what is written, and ends or
+// aborts it when asked.
+func (st *streamUp) run() {
+	s := st.s
+	// The copy's stream mark is left as it is: only the next stream's
+	// start resets it (a reset here could hide a change from that one).
+	defer func() {
+		s.mu.Lock()
+		s.streams--
+		s.mu.Unlock()
+		close(st.done)
+		s.wg.Done()
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.stop: // Store.Close
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var res streamEnded
+	err := s.waitBehind(ctx, st.p, true)
+	if err == nil {
+		err = s.poolDo(ctx, st.p, "STREAM", func(c *peer.Conn) error {
+			res = streamEnded{}
+			res.pd, res.endSent, res.err = st.send(ctx, c)
+			if !res.endSent && res.err == nil {
+				return errStreamDropped
+			}
+			return res.err
+		})
+	}
+	if errors.Is(err, peer.ErrNoStream) {
+		st.p.link.noStream.Store(true)
+	}
+	if res.err == nil && !res.endSent {
+		res.err = err
+	}
+	st.mu.Lock()
+	st.result = res
+	st.mu.Unlock()
+	if err != nil && !errors.Is(err, errStreamDropped) {
+		s.log.Debug().Err(err).Str("remote_peer", st.key.Peer).Str("path", st.key.Path).Msg("streamed upload dropped")
+	}
+}
+
+// send runs the stream on c: PUT ... stream, then DATA as the writer
+// appends until finish or drop asks, or the writer pauses for
+// streamIdle. endSent reports that END went out (pd and err are then
+// the PUT's outcome).
+func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDone, endSent bool, err error) {
+	// Only to the peer it was written for (identity.go).
+	if now := st.s.owner(st.p); st.owner != now {
+		return pd, false, errForeign
+	}
+	m := peerproto.Put{Name: st.key.Path, Size: st.ch.Size(), Async: true}
+	m.SetCond(st.base)
+	ps, err := c.StartPut(ctx, m)
+	if err != nil {
+		return pd, false, err
+	}
+	buf := make([]byte, streamRead)
+	idle := time.NewTimer(streamIdle)
+	defer idle.Stop()
+	for {
+		select {
+		case <-st.kick:
+		case <-idle.C:
+			st.drop()
+		case <-ctx.Done():
+			return pd, false, ctx.Err()
+		}
+		st.mu.Lock()
+		ending, abort := st.ending, st.abort
+		st.mu.Unlock()
+		if abort {
+			return pd, false, ps.Abort(ctx)
+		}
+		size := st.ch.Size()
+		if !ending && size-ps.Sent() < streamBatch {
+			continue
+		}
+		for ps.Sent() < size {
+			n, err := st.ch.StreamAt(buf[:min(int64(len(buf)), size-ps.Sent())], ps.Sent())
+			if n == 0 || err != nil {
+				// Cut shorter, or released: what is streamed is void.
+				return pd, false, errors.Join(ps.Abort(ctx), errStreamDropped)
+			}
+			if err := ps.Write(ctx, buf[:n]); err != nil {
+				return pd, false, err
+			}
+		}
+		if !ending {
+			idle.Reset(streamIdle)
+			continue
+		}
+		if mark, intact := st.ch.Streamed(); !intact || mark != ps.Sent() || st.ch.Size() != mark {
+			// Rewritten below what was sent, or changed since: the
+			// whole PUT sends the copy as it is.
+			return pd, false, errors.Join(ps.Abort(ctx), errStreamDropped)
+		}
+		pd, err = ps.End(ctx)
+		return pd, true, err
+	}
+}
+
+// finishStream ends f's stream for upload u conditional on base, if one
+// is under way for that very copy, name, base and owner (any other is
+// dropped): the rest of the copy goes, then END. ok reports that END
+// went out, and pd and err are the PUT's outcome; if not, the caller
+// sends the copy whole. Caller holds f.up.
+func (s *Store) finishStream(ctx context.Context, u *upload, base peerproto.Version) (pd peerproto.PutDone, ok bool, err error) {
+	f := u.f
+	f.mu.Lock()
+	st := f.upStream
+	f.upStream = nil
+	f.mu.Unlock()
+	if st == nil {
+		return pd, false, nil
+	}
+	if st.ch != u.ch || st.key != u.key || st.base != base || st.owner != u.owner {
+		st.drop()
+		return pd, false, nil
+	}
+	st.mu.Lock()
+	st.ending = true
+	st.mu.Unlock()
+	st.poke()
+	select {
+	case <-st.done:
+	case <-ctx.Done():
+		st.drop()
+		return pd, false, ctx.Err()
+	}
+	st.mu.Lock()
+	res := st.result
+	st.mu.Unlock()
+	if !res.endSent {
+		return pd, false, nil
+	}
+	return res.pd, true, res.err
+}
+
+// dropStream drops f's stream, if any: its file was removed, renamed or
+// set aside. Caller holds f.mu.
+func (f *fileState) dropStream() {
+	if st := f.upStream; st != nil {
+		f.upStream = nil
+		st.drop()
+	}
+}

@@ -1,0 +1,196 @@
+package remote
+
+import (
+	"bytes"
+	"crypto/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/internal/testutil"
+)
+
+// streamTemp returns the size of the largest temporary upload file in
+// bob's export (a stream's content so far), -1 if there is none.
+func streamTemp(t *testing.T, bob *testPeer, dir string) int64 {
+	t.Helper()
+	ents, err := os.ReadDir(bob.path(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(-1)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), jail.TempPrefix) {
+			if fi, err := e.Info(); err == nil && fi.Size() > size {
+				size = fi.Size()
+			}
+		}
+	}
+	return size
+}
+
+// writeSeq writes data to fh from off in 128 KiB writes, as cp does.
+func writeSeq(t *testing.T, s *testStore, fh uint64, data []byte, off int64) {
+	t.Helper()
+	for i := 0; i < len(data); i += 128 << 10 {
+		s.write(t, fh, string(data[i:min(len(data), i+128<<10)]), off+int64(i))
+	}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// A large new file goes to its peer while it is written: before the
+// close, bob holds most of it in a temporary file (not under its name);
+// the close sends the rest and stores it, once (bob read about the
+// file's size, not twice that).
+func TestStreamedUploadWhileWriting(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	data := randomBytes(4 << 20)
+	fh := s.open(t, "bob", "big", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	before := bob.recv.Load()
+	writeSeq(t, s, fh, data, 0)
+	testutil.Eventually(t, "most of the file on bob before the close", func() bool {
+		return streamTemp(t, bob, "") >= 4<<20-streamBatch
+	})
+	if bob.exists(t, "big") {
+		t.Fatal("the streamed file is visible under its name before the close")
+	}
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "big"); got != string(data) {
+		t.Fatalf("bob holds %d bytes, not the %d written", len(got), len(data))
+	}
+	if moved := bob.recv.Load() - before; moved > 5<<20 {
+		t.Errorf("bob read %d bytes for a 4 MiB file: sent more than once?", moved)
+	}
+	if n := vc.take(); n["STREAM"] != 1 {
+		t.Errorf("requests %v, want one STREAM", n)
+	}
+	if sz := streamTemp(t, bob, ""); sz != -1 {
+		t.Errorf("a temporary file is left on bob (%d bytes)", sz)
+	}
+	// A second version, over the first (O_TRUNC): streamed too, on
+	// the version it replaces.
+	data2 := randomBytes(1 << 20)
+	fh = s.open(t, "bob", "big", os.O_WRONLY|os.O_TRUNC, 0)
+	writeSeq(t, s, fh, data2, 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "big"); got != string(data2) {
+		t.Fatalf("bob holds %d bytes, not the second version's %d", len(got), len(data2))
+	}
+	if n := vc.take(); n["STREAM"] != 1 {
+		t.Errorf("requests %v, want one STREAM for the rewrite", n)
+	}
+}
+
+// What breaks a stream leaves the upload to the close, which sends the
+// file whole and right: a write before what was sent, a truncation, a
+// rename of the open file, a writer that pauses; none leaves a
+// temporary file on bob.
+func TestStreamedUploadDropped(t *testing.T) {
+	saved := streamIdle
+	streamIdle = 200 * time.Millisecond
+	t.Cleanup(func() { streamIdle = saved })
+	for _, tc := range []struct {
+		name  string
+		after func(t *testing.T, s *testStore, fh uint64, data []byte) (path string, want []byte)
+	}{
+		{"rewrite below what was sent", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+			s.write(t, fh, "XYZ", 100)
+			want := bytes.Clone(data)
+			copy(want[100:], "XYZ")
+			return "f", want
+		}},
+		{"truncated", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+			if _, err := s.TruncateHandle(testCtx(t), fh, 1000); err != nil {
+				t.Fatal(err)
+			}
+			return "f", data[:1000]
+		}},
+		{"renamed while open", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+			if err := s.Rename(testCtx(t), "bob", "f", "g"); err != nil {
+				t.Fatal(err)
+			}
+			more := randomBytes(300 << 10)
+			writeSeq(t, s, fh, more, int64(len(data)))
+			return "g", append(bytes.Clone(data), more...)
+		}},
+		{"writer paused", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+			time.Sleep(4 * streamIdle)
+			more := randomBytes(300 << 10)
+			writeSeq(t, s, fh, more, int64(len(data)))
+			return "f", append(bytes.Clone(data), more...)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, bob, _ := countedStore(t)
+			data := randomBytes(1 << 20)
+			fh := s.open(t, "bob", "f", os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+			writeSeq(t, s, fh, data, 0)
+			testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
+			path, want := tc.after(t, s, fh, data)
+			if err := s.Flush(testCtx(t), fh); err != nil {
+				t.Fatal(err)
+			}
+			s.release(t, fh)
+			if got := bob.content(t, path); got != string(want) {
+				t.Fatalf("bob's %s holds %d bytes, want %d (first difference at %d)", path, len(got), len(want), firstDiff([]byte(got), want))
+			}
+			if path != "f" && bob.exists(t, "f") {
+				t.Fatal("the stream stored the file under its old name")
+			}
+			testutil.Eventually(t, "no temporary file on bob", func() bool { return streamTemp(t, bob, "") == -1 })
+		})
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// A file removed while it streams is never stored; a Store closed with a
+// stream under way stops it (Close does not wait for the writer).
+func TestStreamedUploadRemovedOrClosed(t *testing.T) {
+	s, bob, _ := countedStore(t)
+	fh := s.open(t, "bob", "gone", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	writeSeq(t, s, fh, randomBytes(1<<20), 0)
+	testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
+	if err := s.Remove(testCtx(t), "bob", "gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	testutil.Eventually(t, "no temporary file on bob", func() bool { return streamTemp(t, bob, "") == -1 })
+	if bob.exists(t, "gone") {
+		t.Fatal("a removed file was stored")
+	}
+
+	fh = s.open(t, "bob", "open", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	writeSeq(t, s, fh, randomBytes(1<<20), 0)
+	testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
+	closed := make(chan struct{})
+	go func() { s.close(); close(closed) }()
+	testutil.Recv(t, "Store.Close with a stream under way", closed)
+	testutil.Eventually(t, "no temporary file on bob", func() bool { return streamTemp(t, bob, "") == -1 })
+	if bob.exists(t, "open") {
+		t.Fatal("a stream was stored without its close")
+	}
+}
