@@ -520,6 +520,12 @@ func createTemp(dfd int, prefix string, mode uint32) (int, string, error) {
 func (c *conn) receive(fd int, ranges []peerproto.Range) (written int64, rerr, werr error) {
 	c.rate.start(time.Now())
 	defer c.rate.stop()
+	return c.receiveRanges(fd, ranges)
+}
+
+// receiveRanges is receive within a transfer whose minimum rate the
+// caller runs (a streamed PUT's, over all its chunks).
+func (c *conn) receiveRanges(fd int, ranges []peerproto.Range) (written int64, rerr, werr error) {
 	var buf []byte
 	var pos int64 // fd's offset, while werr is nil
 	for _, r := range ranges {

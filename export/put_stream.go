@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
@@ -20,14 +21,16 @@ import (
 // "END <size>", when it is stored as any PUT's (the condition checked
 // again under putMu, renamed into place, PUT DONE), or "ABORT", when the
 // temporary file is removed and nothing is answered. Until then the old
-// file is untouched. A write error (a full disk) is answered at END; the
-// chunks after it are read and dropped, to stay in step. A malformed
-// line, or a payload cut short, leaves the connection out of step: it is
-// closed, and the temporary file removed.
+// file is untouched. A chunk that cannot be stored (a full disk) is
+// refused at once and the connection closed, the rest unread. A
+// malformed line, or a payload cut short, leaves the connection out of
+// step: it is closed too. The temporary file is removed in every case
+// but END's success.
 //
-// A chunk must start within the I/O timeout of the one before it: a
-// client whose writer pauses longer aborts the stream (or is cut), so a
-// stream never holds a transfer slot and a temporary file for long.
+// The whole stream is one transfer for the minimum rate, and each chunk
+// must start within the I/O timeout of the one before it: a client whose
+// writer pauses longer aborts the stream (or is cut), so a stream never
+// holds a transfer slot and a temporary file for long.
 func (c *conn) putStream(m peerproto.Put) error {
 	const verb = peerproto.VerbPut
 	if c.s.opts.ReadOnly {
@@ -64,8 +67,11 @@ func (c *conn) putStream(m peerproto.Put) error {
 	if err := c.send(peerproto.PutOK{}); err != nil {
 		return err
 	}
+	// One transfer for its minimum rate, from PUT OK to END: a client
+	// that trickles a byte per chunk is cut as a slow PUT would be.
+	c.rate.start(time.Now())
+	defer c.rate.stop()
 	var size int64 // the content so far: the DATA lines' total
-	var werr error // the first failure to store it, answered at END
 	for {
 		line, err := peerproto.ReadLine(c.r)
 		if err == nil {
@@ -73,21 +79,28 @@ func (c *conn) putStream(m peerproto.Put) error {
 			if msg, err = peerproto.ParseStreamLine(line); err == nil {
 				switch x := msg.(type) {
 				case peerproto.PutData:
-					if werr == nil && size+x.Len > peerproto.MaxSize {
+					var werr error
+					if size+x.Len > peerproto.MaxSize {
 						werr = peerproto.Fail(verb, peerproto.CodeTooLarge, "%q: over %d bytes", m.Name, int64(peerproto.MaxSize))
-					}
-					if werr == nil {
+					} else {
 						werr = c.s.checkSpace(t.dfd, x.Len)
 					}
+					var w int64
 					var rerr error
 					if werr == nil {
-						var w int64
-						w, rerr, werr = c.receive(fd, []peerproto.Range{{Off: size, Len: x.Len}})
+						w, rerr, werr = c.receiveRanges(fd, []peerproto.Range{{Off: size, Len: x.Len}})
 						c.bytes += w
-					} else {
-						rerr = c.discard(x.Len)
+						size += w
 					}
-					size += x.Len
+					if werr != nil {
+						// Answered at once, and the rest not read: the
+						// client learns of a full disk now, not after
+						// sending the rest of its file.
+						if err := c.refuse(verb, werr, m.Name); err != nil {
+							return err
+						}
+						return fmt.Errorf("peer: server: streamed put %q: closing after a failed chunk at %d bytes", m.Name, size)
+					}
 					if rerr != nil {
 						err = rerr
 						break
@@ -100,9 +113,7 @@ func (c *conn) putStream(m peerproto.Put) error {
 					if x.Size != size {
 						return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeInvalid, "END says %d bytes, the DATA lines held %d", x.Size, size))
 					}
-					if werr != nil {
-						return c.refuse(verb, werr, m.Name)
-					}
+					c.rate.stop()
 					st, ver, err := c.settle(m, p, t, fd)
 					fd = -1
 					if err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestServerPutStreamByHand: a streamed PUT as a person with nc speaks it:
@@ -78,4 +79,26 @@ func TestServerPutStreamByHand(t *testing.T) {
 	c.expect("PUT OK")
 	c.send("DATA 999999999999\n")
 	c.expectEOF()
+}
+
+// TestServerPutStreamTrickle: a stream is one transfer for the minimum
+// rate: a client that sends a byte per chunk, each well within the I/O
+// timeout, is cut once its window is spent, and its temporary file goes.
+func TestServerPutStreamTrickle(t *testing.T) {
+	s, addr := testServe(t, Options{MinTransferRate: 1 << 20, TransferWindow: 300 * time.Millisecond})
+	c := testConnect(t, addr)
+	c.send("PUT slow 0 stream\n")
+	c.expect("PUT OK")
+	start := time.Now()
+	for time.Since(start) < 3*time.Second {
+		if err := c.write([]byte("DATA 1\nx")); err != nil {
+			break // cut
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.expectEOF()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("a trickling stream was cut after %v, want within about the 300ms window", took)
+	}
+	eventually(t, "the temporary file removed", func() bool { return len(tempFiles(t, s.opts.Export)) == 0 })
 }

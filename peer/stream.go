@@ -133,3 +133,15 @@ func (s *PutStream) Abort(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Drop closes the stream's connection at once, without a word to the
+// peer (which drops what it received): for a stream that cannot be
+// ended in step, its context cancelled say.
+func (s *PutStream) Drop() {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	if s.c.broken == nil {
+		s.c.broken = fmt.Errorf("peer %s: %w (streamed PUT dropped)", s.c.addr, ErrBroken)
+	}
+	s.c.nc.Close()
+}

@@ -41,6 +41,9 @@ import (
 // range, so Size is the sum of their lengths. Ranges are in increasing
 // order, apart (no overlap, none touching the next), non-empty, within
 // NewSize, and at most MaxRanges of them; with none it is a pure resize.
+//
+// "stream" (Stream, with FeatureStream) sends the content in DATA chunks
+// ended by END, its size unknown when it starts (stream.go).
 type Put struct {
 	Name   string
 	Size   int64

@@ -72,6 +72,10 @@ type fileState struct {
 	// Protected by mu.
 	upStream    *streamUp
 	streamTried bool
+	// seqEnd is how far the copy was written from its start with no
+	// hole, as the streamer may send it (upload_stream.go); reset with
+	// streamTried. Protected by mu.
+	seqEnd int64
 
 	// sent is the content of the last PUT whose outcome is unknown (it
 	// failed, perhaps after the peer got it all): a stalled peer may

@@ -196,7 +196,7 @@ func (s *Store) WriteAt(ctx context.Context, fh uint64, p []byte, off int64) (in
 	s.touch(h.state)
 	if err == nil {
 		s.fillIfScattered(ctx, h.state, ch)
-		s.streamWrote(h.state, ch, off+int64(n))
+		s.streamWrote(h.state, ch, off, off+int64(n))
 	}
 	return n, err
 }

@@ -219,7 +219,9 @@ func (s *Store) send(ctx context.Context, u *upload) error {
 				}
 				return errForeign
 			}
-			if u.ch != nil {
+			// Not again if the content is stored: a retry on a new
+			// connection (peer.Pool.Do) is for the SETATTR.
+			if u.ch != nil && !u.put {
 				if err := s.putContent(ctx, c, u); err != nil {
 					return err
 				}
@@ -459,7 +461,7 @@ func (s *Store) stored(u *upload) error {
 	f.remote = e
 	f.base = e.Version()
 	f.failures, f.retryAt = 0, time.Time{}
-	f.streamTried = false
+	f.streamTried, f.seqEnd = false, 0
 	f.setMode = false
 	if f.setMtime == u.setMtime {
 		f.setMtime = nil

@@ -48,6 +48,7 @@ var errStreamDropped = fmt.Errorf("%w: streamed upload dropped", errLocal)
 // fall back to the usual whole PUT.
 type streamUp struct {
 	s     *Store
+	f     *fileState
 	p     *peerConn
 	ch    *cache.Handle
 	key   cache.Key // where it goes
@@ -86,35 +87,45 @@ func (st *streamUp) drop() {
 	st.poke()
 }
 
-// streamWrote is called after each write to f's copy ch that ends at
-// end: it starts a stream once a copy of new content, written from its
-// start, reaches streamMin, and wakes the one under way.
-func (s *Store) streamWrote(f *fileState, ch *cache.Handle, end int64) {
+// streamWrote is called after each write to f's copy ch of [off, end):
+// it starts a stream once a copy of new content, written from its start
+// onwards with no hole, reaches streamMin, and wakes the one under way.
+func (s *Store) streamWrote(f *fileState, ch *cache.Handle, off, end int64) {
 	f.mu.Lock()
-	st, tried := f.upStream, f.streamTried
-	if st == nil && !tried && end >= streamMin {
-		f.streamTried = true // once per content: a refusal is not retried
-		st = s.startStream(f, ch)
+	if off <= f.seqEnd {
+		f.seqEnd = max(f.seqEnd, end)
+	} else {
+		// A hole (a preallocated file, a torrent's pieces): streaming
+		// would send zeros the writer is about to replace.
+		f.streamTried = true
 	}
+	st := f.upStream
+	start := st == nil && !f.streamTried && f.seqEnd >= streamMin && !f.unlinked && f.parked == nil && f.owner != ""
+	if start {
+		f.streamTried = true // once per content: a refusal is not retried
+	}
+	key, base, owner := f.key, f.base, f.owner
 	f.mu.Unlock()
+	if start {
+		// Store.mu comes before fileState.mu: f.mu is not held here.
+		st = s.startStream(f, ch, key, base, owner)
+	}
 	if st != nil {
 		st.poke()
 	}
 }
 
-// startStream starts streaming f's copy ch if it is to be sent whole: a
-// new file, or one emptied and rewritten here. Caller holds f.mu.
-func (s *Store) startStream(f *fileState, ch *cache.Handle) *streamUp {
-	if f.unlinked || f.parked != nil || f.owner == "" || f.ch.Load() != ch {
-		return nil
-	}
+// startStream starts streaming f's copy ch to key, conditional on base,
+// if it is to be sent whole: a new file, or one emptied and rewritten
+// here, whole in the cache. It returns nil if it does not apply.
+func (s *Store) startStream(f *fileState, ch *cache.Handle, key cache.Key, base peerproto.Version, owner string) *streamUp {
 	m := ch.Meta()
 	if m.Partial || m.Detached || !m.Dirty || (m.Tracked && !coversAll(m.Changed, m.Size)) {
 		// Not whole here, or a change to the peer's content: the
 		// close sends what changed (upload_delta.go).
 		return nil
 	}
-	p, err := s.peer(f.key.Peer)
+	p, err := s.peer(key.Peer)
 	if err != nil || p.link.noStream.Load() {
 		return nil
 	}
@@ -126,10 +137,23 @@ func (s *Store) startStream(f *fileState, ch *cache.Handle) *streamUp {
 	s.streams++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	ch.ResetStream()
-	st := &streamUp{s: s, p: p, ch: ch, key: f.key, base: f.base, owner: f.owner,
+	st := &streamUp{s: s, f: f, p: p, ch: ch, key: key, base: base, owner: owner,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
-	f.upStream = st
+	f.mu.Lock()
+	ok := f.upStream == nil && !f.unlinked && f.parked == nil && f.key == key && f.base == base && f.ch.Load() == ch
+	if ok {
+		ch.ResetStream()
+		f.upStream = st
+	}
+	f.mu.Unlock()
+	if !ok {
+		// Changed meanwhile (renamed, removed, stored): not this time.
+		s.mu.Lock()
+		s.streams--
+		s.mu.Unlock()
+		s.wg.Done()
+		return nil
+	}
 	go st.run()
 	return st
 }
@@ -168,10 +192,16 @@ func (st *streamUp) run() {
 		err = s.poolDo(ctx, st.p, "STREAM", func(c *peer.Conn) error {
 			res = streamEnded{}
 			res.pd, res.endSent, res.err = st.send(ctx, c)
-			if !res.endSent && res.err == nil {
+			switch {
+			case !res.endSent && res.err == nil:
 				return errStreamDropped
+			case res.err != nil:
+				// Whatever went wrong, the close's upload tells the
+				// peer's state: a stream's failure (a peer without
+				// streams, a full disk) must not mark it down.
+				return fmt.Errorf("%w: %w", errLocal, res.err)
 			}
-			return res.err
+			return nil
 		})
 	}
 	if errors.Is(err, peer.ErrNoStream) {
@@ -206,29 +236,39 @@ func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDon
 	buf := make([]byte, streamRead)
 	idle := time.NewTimer(streamIdle)
 	defer idle.Stop()
+	// dropped ends the stream here, the peer told (ABORT).
+	dropped := func() (peerproto.PutDone, bool, error) {
+		return pd, false, errors.Join(ps.Abort(ctx), errStreamDropped)
+	}
 	for {
 		select {
 		case <-st.kick:
 		case <-idle.C:
 			st.drop()
 		case <-ctx.Done():
+			ps.Drop() // mid-stream: the connection is out of step
 			return pd, false, ctx.Err()
 		}
-		st.mu.Lock()
-		ending, abort := st.ending, st.abort
-		st.mu.Unlock()
+		ending, abort := st.state()
 		if abort {
-			return pd, false, ps.Abort(ctx)
+			return dropped()
 		}
-		size := st.ch.Size()
-		if !ending && size-ps.Sent() < streamBatch {
+		limit := st.limit()
+		if !ending && limit-ps.Sent() < streamBatch {
 			continue
 		}
-		for ps.Sent() < size {
-			n, err := st.ch.StreamAt(buf[:min(int64(len(buf)), size-ps.Sent())], ps.Sent())
+		for ps.Sent() < limit {
+			if _, abort := st.state(); abort {
+				return dropped()
+			}
+			if _, intact := st.ch.Streamed(); !intact {
+				// Rewritten below what was sent: void.
+				return dropped()
+			}
+			n, err := st.ch.StreamAt(buf[:min(int64(len(buf)), limit-ps.Sent())], ps.Sent())
 			if n == 0 || err != nil {
 				// Cut shorter, or released: what is streamed is void.
-				return pd, false, errors.Join(ps.Abort(ctx), errStreamDropped)
+				return dropped()
 			}
 			if err := ps.Write(ctx, buf[:n]); err != nil {
 				return pd, false, err
@@ -239,13 +279,30 @@ func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDon
 			continue
 		}
 		if mark, intact := st.ch.Streamed(); !intact || mark != ps.Sent() || st.ch.Size() != mark {
-			// Rewritten below what was sent, or changed since: the
-			// whole PUT sends the copy as it is.
-			return pd, false, errors.Join(ps.Abort(ctx), errStreamDropped)
+			// Rewritten below what was sent, or changed since, or a
+			// hole left: the whole PUT sends the copy as it is.
+			return dropped()
 		}
 		pd, err = ps.End(ctx)
 		return pd, true, err
 	}
+}
+
+// state returns whether finish asked for END, and whether the stream is
+// to be dropped.
+func (st *streamUp) state() (ending, abort bool) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.ending, st.abort
+}
+
+// limit returns how much of the copy may be sent: what was written from
+// its start with no hole (fileState.seqEnd), within its size.
+func (st *streamUp) limit() int64 {
+	st.f.mu.Lock()
+	seq := st.f.seqEnd
+	st.f.mu.Unlock()
+	return min(seq, st.ch.Size())
 }
 
 // finishStream ends f's stream for upload u conditional on base, if one
@@ -282,8 +339,23 @@ func (s *Store) finishStream(ctx context.Context, u *upload, base peerproto.Vers
 	if !res.endSent {
 		return pd, false, nil
 	}
+	if res.err != nil && !isRefusal(res.err) {
+		// END went out on the stream's own connection: its failure
+		// must not read as the upload's connection gone stale, which
+		// peer.Pool.Do would run again on a new one, sending the file
+		// a second time.
+		res.err = &streamConnError{res.err}
+	}
 	return res.pd, true, res.err
 }
+
+// streamConnError is a failure on a stream's connection after END went
+// out (the upload's outcome is unknown), passed up through the upload's
+// connection. It does not unwrap: it must not match io.EOF and the like
+// there (see finishStream).
+type streamConnError struct{ err error }
+
+func (e *streamConnError) Error() string { return "streamed upload: " + e.err.Error() }
 
 // dropStream drops f's stream, if any: its file was removed, renamed or
 // set aside. Caller holds f.mu.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/internal/testutil"
+	"github.com/peerfs/peerfs/peerproto"
 )
 
 // streamTemp returns the size of the largest temporary upload file in
@@ -192,5 +193,77 @@ func TestStreamedUploadRemovedOrClosed(t *testing.T) {
 	testutil.Eventually(t, "no temporary file on bob", func() bool { return streamTemp(t, bob, "") == -1 })
 	if bob.exists(t, "open") {
 		t.Fatal("a stream was stored without its close")
+	}
+}
+
+// A peer that does not take streamed PUTs (an older version: its
+// FEATURES do not name stream) gets large files whole at close, and the
+// refusal does not count against it: the close succeeds at once, and no
+// stream is tried again.
+func TestStreamedUploadToOlderPeer(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
+		return bytes.ReplaceAll(b, []byte(" stream"), nil), false
+	})
+	vc := &verbCounter{n: map[string]int{}}
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.Observer = vc })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	for _, name := range []string{"one", "two"} {
+		data := randomBytes(1 << 20)
+		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		writeSeq(t, s, fh, data, 0)
+		if err := s.Flush(testCtx(t), fh); err != nil {
+			t.Fatalf("close of %s: %v", name, err)
+		}
+		s.release(t, fh)
+		if got := bob.content(t, name); got != string(data) {
+			t.Fatalf("bob's %s holds %d bytes, want %d", name, len(got), len(data))
+		}
+	}
+	if n := vc.take(); n["STREAM"] > 1 {
+		t.Errorf("requests %v: a stream tried again after the peer said it takes none", n)
+	}
+}
+
+// A file with a hole before its data (preallocated, or written out of
+// order) is not streamed: the stream would carry zeros about to be
+// replaced. One preallocated and then filled from its start streams
+// what was written, and only that.
+func TestStreamedUploadHoles(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	data := randomBytes(1 << 20)
+	fh := s.open(t, "bob", "holes", os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	writeSeq(t, s, fh, data[512<<10:], 512<<10)
+	writeSeq(t, s, fh, data[:512<<10], 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "holes"); got != string(data) {
+		t.Fatalf("bob holds %d bytes, want %d", len(got), len(data))
+	}
+	if n := vc.take(); n["STREAM"] != 0 {
+		t.Errorf("requests %v: a file written out of order was streamed", n)
+	}
+
+	fh = s.open(t, "bob", "prealloc", os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
+	if _, err := s.TruncateHandle(testCtx(t), fh, int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	writeSeq(t, s, fh, data[:768<<10], 0)
+	testutil.Eventually(t, "what was written on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
+	if sz := streamTemp(t, bob, ""); sz > 768<<10 {
+		t.Fatalf("the stream sent %d bytes of a file written up to %d", sz, 768<<10)
+	}
+	writeSeq(t, s, fh, data[768<<10:], 768<<10)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, "prealloc"); got != string(data) {
+		t.Fatalf("bob's preallocated file holds %d bytes, want %d", len(got), len(data))
+	}
+	if n := vc.take(); n["STREAM"] != 1 {
+		t.Errorf("requests %v, want one STREAM for the preallocated file", n)
 	}
 }
