@@ -149,6 +149,34 @@ func BenchmarkServePut64MiB(b *testing.B) {
 	})
 }
 
+// BenchmarkServePutStream64MiB is BenchmarkServePut64MiB as a streamed
+// PUT in 1 MiB DATA chunks, as a mount streams a file while it is
+// written: the framing's cost against the whole PUT's.
+func BenchmarkServePutStream64MiB(b *testing.B) {
+	benchModes(b, func(b *testing.B, tls bool) {
+		const size = 64 << 20
+		data := benchRandom(b, size)
+		c := benchServe(b, b.TempDir(), tls)
+		ctx := context.Background()
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			ps, err := c.StartPut(ctx, peerproto.Put{Name: "big.bin", Async: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			for off := 0; off < size; off += 1 << 20 {
+				if err := ps.Write(ctx, data[off:off+1<<20]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if _, err := ps.End(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // BenchmarkServeCreate4KiB: what a mount sends for each small file a
 // program creates: an async PUT of a new name in a directory, then a
 // SETATTR of its mtime.
