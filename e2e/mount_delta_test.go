@@ -127,14 +127,7 @@ func TestMountStreamsLargeFile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 10*time.Second, "most of the file on bob before the close", func() bool {
-		for _, name := range tempFiles(t, b.export) {
-			if fi, err := os.Stat(name); err == nil && fi.Size() >= 6<<20 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, 10*time.Second, "most of the file on bob before the close", func() bool { return tempAtLeast(t, b.export, 6<<20) })
 	if _, err := os.Stat(filepath.Join(b.export, "big.bin")); !os.IsNotExist(err) {
 		t.Errorf("before the close the file is on bob under its name: %v", err)
 	}
@@ -162,14 +155,7 @@ func TestMountStreamsLargeFile(t *testing.T) {
 		f.Close()
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "part of the second file on bob", func() bool {
-		for _, name := range tempFiles(t, b.export) {
-			if fi, err := os.Stat(name); err == nil && fi.Size() >= 1<<20 {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, 10*time.Second, "part of the second file on bob", func() bool { return tempAtLeast(t, b.export, 1<<20) })
 	a.p.kill()
 	f.Close() // ENOTCONN: the mount is gone
 	ensureUnmounted(t, a.mnt)
@@ -181,4 +167,16 @@ func TestMountStreamsLargeFile(t *testing.T) {
 		return err == nil && bytes.Equal(got, more)
 	})
 	noTemps(t, b.export)
+}
+
+// tempAtLeast reports whether a temporary upload file in dir holds at
+// least n bytes: a streamed PUT under way got that far.
+func tempAtLeast(t *testing.T, dir string, n int64) bool {
+	t.Helper()
+	for _, name := range tempFiles(t, dir) {
+		if fi, err := os.Stat(name); err == nil && fi.Size() >= n {
+			return true
+		}
+	}
+	return false
 }
