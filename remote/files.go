@@ -310,6 +310,9 @@ func (s *Store) truncateState(ctx context.Context, f *fileState, size int64) err
 	if err := ch.Truncate(size); err != nil {
 		return err
 	}
+	f.mu.Lock()
+	f.seqEnd = min(f.seqEnd, size) // what grows back is a hole
+	f.mu.Unlock()
 	s.touch(f)
 	return nil
 }

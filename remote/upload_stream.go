@@ -8,7 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -58,10 +60,11 @@ type streamUp struct {
 	kick chan struct{} // capacity 1: more data, or a request below
 	done chan struct{} // closed when run returns
 
-	mu     sync.Mutex  // protects the fields below
-	ending bool        // finish asked for END
-	abort  bool        // drop the stream
-	result streamEnded // valid once done is closed, if ending
+	mu       sync.Mutex  // protects the fields below
+	ending   bool        // finish asked for END
+	abort    bool        // drop the stream
+	endGoing bool        // END is being sent: abort comes too late
+	result   streamEnded // valid once done is closed, if ending
 }
 
 // streamEnded is how a stream ended, for finish.
@@ -98,9 +101,12 @@ func (s *Store) streamWrote(f *fileState, ch *cache.Handle, off, end int64) {
 		// A hole (a preallocated file, a torrent's pieces): streaming
 		// would send zeros the writer is about to replace.
 		f.streamTried = true
+		f.dropStream()
 	}
 	st := f.upStream
-	start := st == nil && !f.streamTried && f.seqEnd >= streamMin && !f.unlinked && f.parked == nil && f.owner != ""
+	// Not while an upload of the copy runs (a close of another
+	// descriptor, a SYNC turn): it sends the copy itself.
+	start := st == nil && !f.streamTried && f.seqEnd >= streamMin && !f.unlinked && f.parked == nil && f.owner != "" && !f.uploading
 	if start {
 		f.streamTried = true // once per content: a refusal is not retried
 	}
@@ -142,7 +148,6 @@ func (s *Store) startStream(f *fileState, ch *cache.Handle, key cache.Key, base 
 	f.mu.Lock()
 	ok := f.upStream == nil && !f.unlinked && f.parked == nil && f.key == key && f.base == base && f.ch.Load() == ch
 	if ok {
-		ch.ResetStream()
 		f.upStream = st
 	}
 	f.mu.Unlock()
@@ -168,6 +173,10 @@ func coversAll(rs []cache.Range, size int64) bool {
 // aborts it when asked.
 func (st *streamUp) run() {
 	s := st.s
+	// The mark is this stream's from here: nothing was read for it yet,
+	// and no other stream of this copy is under way (f.upStream). Reset
+	// here, not under fileState.mu, a leaf that waits on no cache lock.
+	st.ch.ResetStream()
 	// The copy's stream mark is left as it is: only the next stream's
 	// start resets it (a reset here could hide a change from that one).
 	defer func() {
@@ -195,12 +204,14 @@ func (st *streamUp) run() {
 			switch {
 			case !res.endSent && res.err == nil:
 				return errStreamDropped
-			case res.err != nil:
-				// Whatever went wrong, the close's upload tells the
-				// peer's state: a stream's failure (a peer without
-				// streams, a full disk) must not mark it down.
+			case res.err != nil && saysNothingOfPeer(res.err):
+				// The close's upload finds out: a peer without
+				// streams, or one that refused a chunk (a full disk)
+				// and closed the connection, is up.
 				return fmt.Errorf("%w: %w", errLocal, res.err)
 			}
+			// A timeout, a failed dial: the peer is marked down, and
+			// the close's upload fails fast instead of waiting again.
 			return nil
 		})
 	}
@@ -216,6 +227,16 @@ func (st *streamUp) run() {
 	if err != nil && !errors.Is(err, errStreamDropped) {
 		s.log.Debug().Err(err).Str("remote_peer", st.key.Peer).Str("path", st.key.Path).Msg("streamed upload dropped")
 	}
+}
+
+// saysNothingOfPeer reports whether a stream's failure err tells nothing
+// of whether its peer is up: a peer without streams, a copy written for
+// another peer, a refusal, or the connection closed by the peer (after
+// refusing a chunk it could not store, say).
+func saysNothingOfPeer(err error) bool {
+	var fe *peerproto.FailError
+	return errors.Is(err, peer.ErrNoStream) || errors.Is(err, errForeign) || errors.As(err, &fe) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.EOF)
 }
 
 // send runs the stream on c: PUT ... stream, then DATA as the writer
@@ -283,6 +304,15 @@ func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDon
 			// hole left: the whole PUT sends the copy as it is.
 			return dropped()
 		}
+		// Past here finish waits for END's outcome even if its own
+		// context ends: the upload's outcome is this one.
+		st.mu.Lock()
+		abort = st.abort
+		st.endGoing = !abort
+		st.mu.Unlock()
+		if abort {
+			return dropped()
+		}
 		pd, err = ps.End(ctx)
 		return pd, true, err
 	}
@@ -330,8 +360,17 @@ func (s *Store) finishStream(ctx context.Context, u *upload, base peerproto.Vers
 	select {
 	case <-st.done:
 	case <-ctx.Done():
-		st.drop()
-		return pd, false, ctx.Err()
+		st.mu.Lock()
+		st.abort = true
+		going := st.endGoing
+		st.mu.Unlock()
+		st.poke()
+		if !going {
+			return pd, false, ctx.Err()
+		}
+		// END is out: its outcome is the upload's (bounded by END's
+		// own deadline), whatever this caller's context says.
+		<-st.done
 	}
 	st.mu.Lock()
 	res := st.result
@@ -339,7 +378,7 @@ func (s *Store) finishStream(ctx context.Context, u *upload, base peerproto.Vers
 	if !res.endSent {
 		return pd, false, nil
 	}
-	if res.err != nil && !isRefusal(res.err) {
+	if res.err != nil && !isRefusal(res.err) && !errors.Is(res.err, context.Canceled) {
 		// END went out on the stream's own connection: its failure
 		// must not read as the upload's connection gone stale, which
 		// peer.Pool.Do would run again on a new one, sending the file

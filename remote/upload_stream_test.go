@@ -3,12 +3,15 @@ package remote
 import (
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/peerfs/peerfs/export/jail"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -126,6 +129,11 @@ func TestStreamedUploadDropped(t *testing.T) {
 			more := randomBytes(300 << 10)
 			writeSeq(t, s, fh, more, int64(len(data)))
 			return "g", append(bytes.Clone(data), more...)
+		}},
+		{"a hole after it started", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+			s.write(t, fh, "tail", int64(len(data))+4096)
+			want := append(bytes.Clone(data), make([]byte, 4096)...)
+			return "f", append(want, "tail"...)
 		}},
 		{"writer paused", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
 			time.Sleep(4 * streamIdle)
@@ -265,5 +273,49 @@ func TestStreamedUploadHoles(t *testing.T) {
 	}
 	if n := vc.take(); n["STREAM"] != 1 {
 		t.Errorf("requests %v, want one STREAM for the preallocated file", n)
+	}
+}
+
+// A streamed PUT whose END reached the peer but whose answer was lost
+// (the connection cut right then): the close fails, as for a whole PUT
+// whose answer is lost, and the retry finds the peer holds this very
+// content: one file, no conflict copy. (A file larger than sumMax, which
+// the retry cannot compare, ends as a conflict copy of itself, as after
+// a whole PUT whose answer is lost.)
+func TestStreamedUploadAnswerLost(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	var cut atomic.Bool
+	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
+		if i := bytes.Index(b, []byte("PUT DONE")); i >= 0 && cut.CompareAndSwap(false, true) {
+			return b[:i], true
+		}
+		return b, false
+	})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
+	data := randomBytes(2 << 20)
+	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	writeSeq(t, s, fh, data, 0)
+	testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
+	err := s.Flush(testCtx(t), fh)
+	if err == nil {
+		t.Fatal("close succeeded though the answer to its upload was lost")
+	}
+	if errors.Is(err, fusefs.ErrConflict) {
+		t.Fatalf("close: %v: the file was sent again and kept as a conflict copy of itself", err)
+	}
+	if !cut.Load() {
+		t.Fatal("the stream's PUT DONE was never seen")
+	}
+	s.release(t, fh)
+	testutil.Eventually(t, "the retry settling the upload", func() bool {
+		n, _ := s.PendingInfo()
+		return n == 0
+	})
+	if got := bob.content(t, "f"); got != string(data) {
+		t.Fatalf("bob holds %d bytes, want %d", len(got), len(data))
+	}
+	if names := s.names(t, "bob", ""); len(names) != 1 {
+		t.Fatalf("bob's export holds %v: want the file alone, no conflict copy", names)
 	}
 }
