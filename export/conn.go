@@ -183,6 +183,8 @@ func (c *conn) dispatch(msg peerproto.Message) error {
 		return c.symlink(m)
 	case peerproto.Readlink:
 		return c.readlink(m)
+	case peerproto.Sum:
+		return c.sum(m)
 	case peerproto.Link:
 		return c.link(m)
 	case peerproto.Mknod:
@@ -206,7 +208,7 @@ func (c *conn) features(m peerproto.Features) error {
 			c.attrs, c.posix = true, true
 		}
 	}
-	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta, peerproto.FeatureStream}}
+	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta, peerproto.FeatureStream, peerproto.FeatureSum}}
 	if c.s.opts.Owners {
 		ok.Words = append(ok.Words, peerproto.FeatureOwners, peerproto.FeatureMkdirOwner)
 	}

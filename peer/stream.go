@@ -145,3 +145,28 @@ func (s *PutStream) Drop() {
 	}
 	s.c.nc.Close()
 }
+
+// Sum asks the peer for the size and SHA-256 of its file name (SUM; only
+// to a peer whose FEATURES name sum: an older one refuses the verb). The
+// peer reads the whole file first: size, the file's expected size, sets
+// how long that may take (20 MB/s on top of the usual timeout).
+func (c *Conn) Sum(ctx context.Context, name string, size int64) (peerproto.SumOK, error) {
+	done, err := c.begin(ctx)
+	if err != nil {
+		return peerproto.SumOK{}, err
+	}
+	defer done()
+	if err := c.send(peerproto.Sum{Name: name}); err != nil {
+		return peerproto.SumOK{}, c.fail(peerproto.VerbSum, name, err)
+	}
+	c.extend(3*c.opts.IOTimeout + time.Duration(size/20e6)*time.Second)
+	reply, err := peerproto.ReadReply(c.r, peerproto.VerbSum)
+	if err != nil {
+		return peerproto.SumOK{}, c.fail(peerproto.VerbSum, name, err)
+	}
+	ok, isOK := reply.(peerproto.SumOK)
+	if !isOK {
+		return ok, c.fail(peerproto.VerbSum, name, errors.New("want SUM OK"))
+	}
+	return ok, nil
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"io/fs"
 	"os"
@@ -172,5 +173,38 @@ func TestConnPutStreamAbortAndConflict(t *testing.T) {
 	waitNoTemps(t, dir)
 	if got, _ := os.ReadFile(filepath.Join(dir, "f")); string(got) != "theirs" {
 		t.Fatalf("a cut stream changed the file: %q", got)
+	}
+}
+
+// TestConnSum: SUM answers a file's size and SHA-256, computed by the
+// peer; a missing file is refused as notfound, the connection in step.
+func TestConnSum(t *testing.T) {
+	ctx := context.Background()
+	dir, addr := serve(t, export.Options{})
+	c := dial(t, addr, peer.ClientOptions{Attrs: true})
+	if f, err := c.Features(ctx); err != nil || !f.Has(peerproto.FeatureSum) {
+		t.Fatalf("FEATURES: %v, %v; want sum", f, err)
+	}
+	data := make([]byte, 3<<20+17)
+	rand.Read(data)
+	if err := os.WriteFile(filepath.Join(dir, "f"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.Sum(ctx, "f", int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Size != int64(len(data)) || got.Sum != sha256.Sum256(data) {
+		t.Fatalf("SUM OK %d %x, want %d %x", got.Size, got.Sum, len(data), sha256.Sum256(data))
+	}
+	var fe *peerproto.FailError
+	if _, err := c.Sum(ctx, "missing", 0); !errors.As(err, &fe) || fe.Code != peerproto.CodeNotFound {
+		t.Fatalf("SUM of a missing file: %v, want notfound", err)
+	}
+	if _, err := c.Sum(ctx, "../x", 0); !errors.As(err, &fe) {
+		t.Fatalf("SUM of a path out of the export: %v, want a refusal", err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("after the refusals: %v", err)
 	}
 }

@@ -101,7 +101,7 @@ func (e *FailError) Errno() syscall.Errno {
 		// refused.
 		switch e.Verb {
 		case VerbStat, VerbGet, VerbDelete, VerbRename, VerbMkdir, VerbRmdir,
-			VerbSymlink, VerbReadlink, VerbLink, VerbMknod:
+			VerbSymlink, VerbReadlink, VerbLink, VerbMknod, VerbSum:
 			return syscall.ENAMETOOLONG
 		}
 		return syscall.EFBIG

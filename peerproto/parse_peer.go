@@ -9,7 +9,7 @@ import (
 
 // ParsePeerRequest parses a request a client sends to a peer: PUT, GET,
 // LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC,
-// FEATURES, SYMLINK, READLINK, LINK, MKNOD, PING or QUIT.
+// FEATURES, SYMLINK, READLINK, LINK, MKNOD, SUM, PING or QUIT.
 // Verbs are matched case-insensitively. Names are decoded but not
 // validated as paths: that is the server's job (see CleanPath).
 func ParsePeerRequest(line []byte) (Message, error) {
@@ -24,7 +24,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		return parseGet(line, f)
 	case VerbList:
 		return parseList(line, f)
-	case VerbStat, VerbDelete, VerbRmdir, VerbReadlink:
+	case VerbStat, VerbDelete, VerbRmdir, VerbReadlink, VerbSum:
 		return parseNamed(line, f, verb)
 	case VerbRename, VerbLink:
 		return parseTwoNames(line, f, verb)
@@ -207,7 +207,7 @@ func parseList(line []byte, f []string) (Message, error) {
 }
 
 // parseNamed parses the requests that take one name: "STAT <name>",
-// "DELETE <name>", "RMDIR <name>", "READLINK <name>".
+// "DELETE <name>", "RMDIR <name>", "READLINK <name>", "SUM <name>".
 func parseNamed(line []byte, f []string, verb string) (Message, error) {
 	if err := wantArgs(line, f, 1, 1, verb+" <name>"); err != nil {
 		return nil, err
@@ -226,6 +226,8 @@ func parseNamed(line []byte, f []string, verb string) (Message, error) {
 		return Delete{Name: name}, nil
 	case VerbReadlink:
 		return Readlink{Name: name}, nil
+	case VerbSum:
+		return Sum{Name: name}, nil
 	}
 	return Rmdir{Name: name}, nil
 }

@@ -20,6 +20,7 @@ import (
 //	SETATTR  SetattrOK
 //	STATFS   StatfsOK
 //	READLINK ReadlinkOK
+//	SUM      SumOK
 //	PING     Pong
 //	DELETE, RENAME, MKDIR, RMDIR, FSYNC, SYMLINK, LINK, MKNOD  OK
 func ParseReply(line []byte, verb string) (Message, error) {
@@ -80,6 +81,10 @@ func ParseReply(line []byte, verb string) (Message, error) {
 	case VerbFeatures:
 		if word == "OK" {
 			m, err = parseFeaturesOK(line, args)
+		}
+	case VerbSum:
+		if word == "OK" {
+			m, err = parseSumOK(line, args)
 		}
 	default:
 		return nil, protoErr(line, "no reply is defined for verb %q", verb)

@@ -41,15 +41,19 @@ func parseDigest(s string) *digest {
 	return &v
 }
 
-// sumMax bounds the copies whose contents are compared (hashed, and the
-// peer's fetched) when a conditional PUT is refused: a larger conflict is
-// always kept as a conflict copy.
+// sumMax bounds the peer's files fetched to be hashed here when a
+// conditional PUT is refused, for a peer that cannot hash its own (SUM):
+// a larger conflict is then always kept as a conflict copy.
 const sumMax = 16 << 20
 
-// versionOf returns the version of r's first size bytes, if size is at
-// most sumMax.
+// digestMax bounds the local copies hashed (on those failure paths only):
+// past it a conflict is always kept as a conflict copy.
+const digestMax = 4 << 30
+
+// digestOf returns the digest of r's first size bytes, if size is at
+// most digestMax.
 func digestOf(r io.ReaderAt, size int64) (digest, bool) {
-	if size > sumMax {
+	if size > digestMax {
 		return digest{}, false
 	}
 	h := sha256.New()
@@ -70,12 +74,18 @@ const (
 
 // peerHolds reports whether the peer's file at path holds the content of
 // ch (size bytes) or the version sent (if not nil), with the peer's
-// attributes of it, fetching and hashing it only when its size is one of
-// theirs. The attributes are from before the fetch: if the file changed
-// in between, the next conditional PUT finds out.
+// attributes of it, comparing contents only when its size is one of
+// theirs: the peer hashes its file (SUM) where it can, else it is fetched
+// and hashed here, up to sumMax. The attributes are from before: if the
+// file changed in between, the next conditional PUT finds out.
 func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *cache.Handle, size int64, sent *digest) (peerproto.Entry, int) {
 	e, err := c.Stat(ctx, path)
-	if err != nil || e.IsDir() || e.Size > sumMax || (e.Size != size && (sent == nil || e.Size != sent.size)) {
+	if err != nil || e.IsDir() || (e.Size != size && (sent == nil || e.Size != sent.size)) {
+		return peerproto.Entry{}, holdsOther
+	}
+	f, err := c.Features(ctx)
+	sums := err == nil && f.Has(peerproto.FeatureSum)
+	if !sums && e.Size > sumMax {
 		return peerproto.Entry{}, holdsOther
 	}
 	var cur digest
@@ -85,19 +95,26 @@ func (s *Store) peerHolds(ctx context.Context, c *peer.Conn, path string, ch *ca
 	}
 	var theirs digest
 	ok := false
-	err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
-		if n > sumMax {
-			return errors.New("changed meanwhile") // too big to drain: drop the connection
+	if sums {
+		var so peerproto.SumOK
+		if so, err = c.Sum(ctx, path, e.Size); err == nil {
+			theirs, ok = digest{size: so.Size, sum: so.Sum}, true
 		}
-		h := sha256.New()
-		if _, err := io.Copy(h, r); err != nil {
-			return err
-		}
-		theirs.size = n
-		h.Sum(theirs.sum[:0])
-		ok = true
-		return nil
-	})
+	} else {
+		err = c.GetStream(ctx, path, func(n int64, r io.Reader) error {
+			if n > sumMax {
+				return errors.New("changed meanwhile") // too big to drain: drop the connection
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, r); err != nil {
+				return err
+			}
+			theirs.size = n
+			h.Sum(theirs.sum[:0])
+			ok = true
+			return nil
+		})
+	}
 	switch {
 	case err != nil || !ok:
 		return peerproto.Entry{}, holdsOther

@@ -407,7 +407,10 @@ func (s *Store) failed(u *upload, err error) error {
 		// The peer may yet store what was sent (see fileState.sent),
 		// unless nothing reached it: then an earlier attempt's version
 		// is still the one it may hold.
-		if mayHaveReached(err) && !ch.Meta().Partial {
+		// (Hashed up to sumMax only: this runs at every failed attempt.
+		// A larger copy unchanged since is still recognised by its
+		// current content, peerHolds.)
+		if mayHaveReached(err) && !ch.Meta().Partial && ch.Size() <= sumMax {
 			if v, ok := digestOf(ch, ch.Size()); ok {
 				u.f.sent = &v
 				// Kept with the copy: a restart must not forget it.

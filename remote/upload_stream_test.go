@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -279,10 +280,15 @@ func TestStreamedUploadHoles(t *testing.T) {
 // A streamed PUT whose END reached the peer but whose answer was lost
 // (the connection cut right then): the close fails, as for a whole PUT
 // whose answer is lost, and the retry finds the peer holds this very
-// content: one file, no conflict copy. (A file larger than sumMax, which
-// the retry cannot compare, ends as a conflict copy of itself, as after
-// a whole PUT whose answer is lost.)
+// content: one file, no conflict copy; also for a file larger than
+// sumMax, which the peer hashes for the retry (SUM) rather than send it.
 func TestStreamedUploadAnswerLost(t *testing.T) {
+	for _, size := range []int{2 << 20, sumMax + 1<<20} {
+		t.Run(fmt.Sprint(size>>20, "MiB"), func(t *testing.T) { testStreamedUploadAnswerLost(t, size) })
+	}
+}
+
+func testStreamedUploadAnswerLost(t *testing.T, size int) {
 	bob := startPeer(t, t.TempDir())
 	var cut atomic.Bool
 	proxy := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
@@ -293,7 +299,7 @@ func TestStreamedUploadAnswerLost(t *testing.T) {
 	})
 	s := newStore(t, t.TempDir())
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
-	data := randomBytes(2 << 20)
+	data := randomBytes(size)
 	fh := s.open(t, "bob", "f", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	writeSeq(t, s, fh, data, 0)
 	testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
