@@ -48,12 +48,16 @@ var errStreamDropped = fmt.Errorf("%w: streamed upload dropped", errLocal)
 // close's upload asks (finish), the rest and END. Any change below what
 // it sent, or a copy that is no longer the one it streams, makes finish
 // fall back to the usual whole PUT.
+//
+// The fields from s to owner are read-only once startStream made it. mu
+// is a leaf: fileState.dropStream takes it under fileState.mu, and
+// nothing is locked, nor any I/O done, while it is held.
 type streamUp struct {
 	s     *Store
 	f     *fileState
 	p     *peerConn
-	ch    *cache.Handle
-	key   cache.Key // where it goes
+	ch    *cache.Handle // the copy streamed: finish ends the stream only for it
+	key   cache.Key     // where it goes
 	base  peerproto.Version
 	owner string
 
