@@ -14,25 +14,39 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// get sends a file or a range of it: "GET OK <n>" and exactly n bytes.
-func (c *conn) get(m peerproto.Get) error {
-	const verb = peerproto.VerbGet
-	p, err := c.s.jail.Clean(m.Name)
+// openTransfer opens file name for reading, as GET and SUM read it, and
+// takes a transfer slot. If it cannot, it refuses the request for verb
+// and returns a nil file, with the refusal's error (nil once sent).
+// done releases the file and the slot.
+func (c *conn) openTransfer(verb, name string) (f *openFile, st unix.Stat_t, done func(), err error) {
+	p, err := c.s.jail.Clean(name)
 	if err != nil {
-		return c.refuse(verb, err, m.Name)
+		return nil, st, nil, c.refuse(verb, err, name)
 	}
-	f, st, err := c.s.openRead(c.jail(), p)
+	f, st, err = c.s.openRead(c.jail(), p)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", m.Name))
+			return nil, st, nil, c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", name))
 		}
-		return c.refuse(verb, err, jail.Display(m.Name))
+		return nil, st, nil, c.refuse(verb, err, jail.Display(name))
 	}
-	defer c.s.files.release(f)
 	if !c.s.beginTransfer() {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
+		c.s.files.release(f)
+		return nil, st, nil, c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
 	}
-	defer c.s.endTransfer()
+	return f, st, func() {
+		c.s.endTransfer()
+		c.s.files.release(f)
+	}, nil
+}
+
+// get sends a file or a range of it: "GET OK <n>" and exactly n bytes.
+func (c *conn) get(m peerproto.Get) error {
+	f, st, done, err := c.openTransfer(peerproto.VerbGet, m.Name)
+	if f == nil {
+		return err
+	}
+	defer done()
 	c.rate.start(time.Now())
 	defer c.rate.stop()
 	var n int64

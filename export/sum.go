@@ -2,10 +2,7 @@ package export
 
 import (
 	"crypto/sha256"
-	"errors"
-	"io/fs"
 
-	"github.com/peerfs/peerfs/export/jail"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -16,22 +13,11 @@ import (
 // nothing a client sent: it then keeps its own as a conflict copy.
 func (c *conn) sum(m peerproto.Sum) error {
 	const verb = peerproto.VerbSum
-	p, err := c.s.jail.Clean(m.Name)
-	if err != nil {
-		return c.refuse(verb, err, m.Name)
+	f, st, done, err := c.openTransfer(verb, m.Name)
+	if f == nil {
+		return err
 	}
-	f, st, err := c.s.openRead(c.jail(), p)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && !jail.Escapes(err) {
-			return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeNotFound, "no such file %q", m.Name))
-		}
-		return c.refuse(verb, err, jail.Display(m.Name))
-	}
-	defer c.s.files.release(f)
-	if !c.s.beginTransfer() {
-		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeBusy, "too many transfers (%d)", c.s.opts.MaxTransfers))
-	}
-	defer c.s.endTransfer()
+	defer done()
 	bp := c.s.bufs.Get().(*[]byte)
 	defer c.s.bufs.Put(bp)
 	buf := *bp
