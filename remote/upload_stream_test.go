@@ -109,21 +109,21 @@ func TestStreamedUploadDropped(t *testing.T) {
 	t.Cleanup(func() { streamIdle = saved })
 	for _, tc := range []struct {
 		name  string
-		after func(t *testing.T, s *testStore, fh uint64, data []byte) (path string, want []byte)
+		after func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (path string, want []byte)
 	}{
-		{"rewrite below what was sent", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+		{"rewrite below what was sent", func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (string, []byte) {
 			s.write(t, fh, "XYZ", 100)
 			want := bytes.Clone(data)
 			copy(want[100:], "XYZ")
 			return "f", want
 		}},
-		{"truncated", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+		{"truncated", func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (string, []byte) {
 			if _, err := s.TruncateHandle(testCtx(t), fh, 1000); err != nil {
 				t.Fatal(err)
 			}
 			return "f", data[:1000]
 		}},
-		{"renamed while open", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+		{"renamed while open", func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (string, []byte) {
 			if err := s.Rename(testCtx(t), "bob", "f", "g"); err != nil {
 				t.Fatal(err)
 			}
@@ -131,13 +131,14 @@ func TestStreamedUploadDropped(t *testing.T) {
 			writeSeq(t, s, fh, more, int64(len(data)))
 			return "g", append(bytes.Clone(data), more...)
 		}},
-		{"a hole after it started", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
+		{"a hole after it started", func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (string, []byte) {
 			s.write(t, fh, "tail", int64(len(data))+4096)
 			want := append(bytes.Clone(data), make([]byte, 4096)...)
 			return "f", append(want, "tail"...)
 		}},
-		{"writer paused", func(t *testing.T, s *testStore, fh uint64, data []byte) (string, []byte) {
-			time.Sleep(4 * streamIdle)
+		{"writer paused", func(t *testing.T, s *testStore, bob *testPeer, fh uint64, data []byte) (string, []byte) {
+			// Dropped after streamIdle: bob removes what it got.
+			testutil.Eventually(t, "the idle stream dropped", func() bool { return streamTemp(t, bob, "") == -1 })
 			more := randomBytes(300 << 10)
 			writeSeq(t, s, fh, more, int64(len(data)))
 			return "f", append(bytes.Clone(data), more...)
@@ -149,7 +150,7 @@ func TestStreamedUploadDropped(t *testing.T) {
 			fh := s.open(t, "bob", "f", os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o644)
 			writeSeq(t, s, fh, data, 0)
 			testutil.Eventually(t, "part of the file on bob", func() bool { return streamTemp(t, bob, "") >= 512<<10 })
-			path, want := tc.after(t, s, fh, data)
+			path, want := tc.after(t, s, bob, fh, data)
 			if err := s.Flush(testCtx(t), fh); err != nil {
 				t.Fatal(err)
 			}
