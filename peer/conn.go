@@ -305,6 +305,10 @@ func (c *Conn) MkdirOwner() bool { return c.has(peerproto.FeatureMkdirOwner) }
 // as its FEATURES answer on this connection said.
 func (c *Conn) Devices() bool { return c.has(peerproto.FeatureDevices) }
 
+// Streams reports whether the peer takes streamed PUTs (StartPut), as
+// its FEATURES answer on this connection said.
+func (c *Conn) Streams() bool { return c.has(peerproto.FeatureStream) }
+
 // ReadOnly reports whether the peer said its export is read-only.
 func (c *Conn) ReadOnly() bool { return c.has(peerproto.FeatureReadOnly) }
 

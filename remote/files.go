@@ -68,10 +68,15 @@ type fileState struct {
 
 	// upStream is the upload of the copy under way while it is written
 	// (upload_stream.go), nil if none; streamTried is set once one was
-	// started or found not to apply, until the copy is next stored.
+	// started or found not to apply, until the copy is next stored;
+	// streamHole once the copy was written with a hole, until then too.
+	// streamAt is how far seqEnd must reach before a stream starts, past
+	// streamMin when the mount's streams were all taken at the last try.
 	// Protected by mu.
 	upStream    *streamUp
 	streamTried bool
+	streamHole  bool
+	streamAt    int64
 	// seqEnd is how far the copy was written from its start with no
 	// hole, as the streamer may send it (upload_stream.go); reset with
 	// streamTried. Protected by mu.

@@ -515,26 +515,6 @@ func tapProxy(t *testing.T, addr string, up, down tap) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	pipe := func(dst, src net.Conn, fn tap) {
-		defer dst.Close()
-		defer src.Close()
-		buf := make([]byte, 256<<10)
-		for {
-			n, err := src.Read(buf)
-			b, cut := buf[:n], false
-			if n > 0 && fn != nil {
-				b, cut = fn(b)
-			}
-			if len(b) > 0 {
-				if _, werr := dst.Write(b); werr != nil {
-					return
-				}
-			}
-			if cut || err != nil {
-				return
-			}
-		}
-	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -546,11 +526,111 @@ func tapProxy(t *testing.T, addr string, up, down tap) string {
 				c.Close()
 				continue
 			}
-			go pipe(u, c, up)
-			go pipe(c, u, down)
+			go pipeTap(u, c, up)
+			go pipeTap(c, u, down)
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// pipeTap copies what src sends to dst through fn (nil: as is), until
+// either side closes or fn cuts; then it closes both.
+func pipeTap(dst, src net.Conn, fn tap) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 256<<10)
+	for {
+		n, err := src.Read(buf)
+		b, cut := buf[:n], false
+		if n > 0 && fn != nil {
+			b, cut = fn(b)
+		}
+		if len(b) > 0 {
+			if _, werr := dst.Write(b); werr != nil {
+				return
+			}
+		}
+		if cut || err != nil {
+			return
+		}
+	}
+}
+
+// restartProxy is a tapProxy on the way down that can be restarted at
+// the same address with another tap, every connection through it closed
+// first: to a client, its peer restarted (upgraded, say).
+type restartProxy struct {
+	t      *testing.T
+	to     string
+	addr   string // the proxy's, once started
+	mu     sync.Mutex
+	ln     net.Listener
+	conns  []net.Conn
+	closed bool
+}
+
+// newRestartProxy starts a restartProxy to addr with down as its tap.
+func newRestartProxy(t *testing.T, addr string, down tap) *restartProxy {
+	t.Helper()
+	p := &restartProxy{t: t, to: addr, addr: "127.0.0.1:0"}
+	p.start(down)
+	t.Cleanup(p.stop)
+	return p
+}
+
+// start listens at p.addr and forwards with down.
+func (p *restartProxy) start(down tap) {
+	p.t.Helper()
+	ln, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr, p.closed = ln, ln.Addr().String(), false
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			if p.closed {
+				p.mu.Unlock()
+				c.Close()
+				u.Close()
+				return
+			}
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go pipeTap(u, c, nil)
+			go pipeTap(c, u, down)
+		}
+	}()
+}
+
+// stop closes the listener and every connection through it.
+func (p *restartProxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	p.ln.Close()
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// restart is stop, then start at the same address with down.
+func (p *restartProxy) restart(down tap) {
+	p.t.Helper()
+	p.stop()
+	p.start(down)
 }
 
 // cutGetProxy forwards connections to addr, except that the answer to

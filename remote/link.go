@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/peerfs/peerfs/fusefs"
@@ -43,10 +42,6 @@ type link struct {
 	downSince         time.Time // the first failure since the last answer; zero while up
 	lastErr           string
 	bytesIn, bytesOut int64
-
-	// noStream is set once the peer refused a streamed PUT as unknown
-	// (upload_stream.go): its files go whole at close.
-	noStream atomic.Bool
 }
 
 // failFast is how long requests to a peer fail at once after one failed
@@ -157,12 +152,16 @@ type features struct {
 	// readOnly: its export refuses every change; nothing is written
 	// behind for it.
 	readOnly bool
+	// stream: it takes streamed PUTs (upload_stream.go); a peer without
+	// them gets its files whole at close, until a connection to it says
+	// otherwise (it was upgraded and restarted).
+	stream bool
 }
 
 // setFeatures records what the peer said it serves on a connection.
 func (l *link) setFeatures(c *peer.Conn) {
 	f := features{known: true, posix: c.Posix(), owners: c.Owners(), mkdirOwner: c.Owners() && c.MkdirOwner(),
-		devices: c.Devices(), readOnly: c.ReadOnly()}
+		devices: c.Devices(), readOnly: c.ReadOnly(), stream: c.Streams()}
 	l.mu.Lock()
 	l.feats = f
 	l.mu.Unlock()

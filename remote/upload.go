@@ -464,7 +464,7 @@ func (s *Store) stored(u *upload) error {
 	f.remote = e
 	f.base = e.Version()
 	f.failures, f.retryAt = 0, time.Time{}
-	f.streamTried, f.seqEnd = false, 0
+	f.streamTried, f.streamHole, f.streamAt, f.seqEnd = false, false, 0, 0
 	f.setMode = false
 	if f.setMtime == u.setMtime {
 		f.setMtime = nil

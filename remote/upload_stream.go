@@ -104,13 +104,13 @@ func (s *Store) streamWrote(f *fileState, ch *cache.Handle, off, end int64) {
 	} else {
 		// A hole (a preallocated file, a torrent's pieces): streaming
 		// would send zeros the writer is about to replace.
-		f.streamTried = true
+		f.streamTried, f.streamHole = true, true
 		f.dropStream()
 	}
 	st := f.upStream
 	// Not while an upload of the copy runs (a close of another
 	// descriptor, a SYNC turn): it sends the copy itself.
-	start := st == nil && !f.streamTried && f.seqEnd >= streamMin && !f.unlinked && f.parked == nil && f.owner != "" && !f.uploading
+	start := st == nil && !f.streamTried && f.seqEnd >= max(f.streamAt, streamMin) && !f.unlinked && f.parked == nil && f.owner != "" && !f.uploading
 	if start {
 		f.streamTried = true // once per content: a refusal is not retried
 	}
@@ -118,7 +118,16 @@ func (s *Store) streamWrote(f *fileState, ch *cache.Handle, off, end int64) {
 	f.mu.Unlock()
 	if start {
 		// Store.mu comes before fileState.mu: f.mu is not held here.
-		st = s.startStream(f, ch, key, base, owner)
+		var busy bool
+		if st, busy = s.startStream(f, ch, key, base, owner); busy {
+			f.mu.Lock()
+			if f.upStream == nil && !f.streamHole && f.ch.Load() == ch {
+				// Every stream of the mount is taken: tried again
+				// once this copy has grown by another streamMin.
+				f.streamTried, f.streamAt = false, f.seqEnd+streamMin
+			}
+			f.mu.Unlock()
+		}
 	}
 	if st != nil {
 		st.poke()
@@ -127,27 +136,32 @@ func (s *Store) streamWrote(f *fileState, ch *cache.Handle, off, end int64) {
 
 // startStream starts streaming f's copy ch to key, conditional on base,
 // if it is to be sent whole: a new file, or one emptied and rewritten
-// here, whole in the cache. It returns nil if it does not apply.
-func (s *Store) startStream(f *fileState, ch *cache.Handle, key cache.Key, base peerproto.Version, owner string) *streamUp {
+// here, whole in the cache. It returns nil if it does not apply, and
+// busy if it would, but the mount's streams are all taken (maxStreams).
+func (s *Store) startStream(f *fileState, ch *cache.Handle, key cache.Key, base peerproto.Version, owner string) (st *streamUp, busy bool) {
 	m := ch.Meta()
 	if m.Partial || m.Detached || !m.Dirty || (m.Tracked && !coversAll(m.Changed, m.Size)) {
 		// Not whole here, or a change to the peer's content: the
 		// close sends what changed (upload_delta.go).
-		return nil
+		return nil, false
 	}
 	p, err := s.peer(key.Peer)
-	if err != nil || p.link.noStream.Load() {
-		return nil
+	if err != nil {
+		return nil, false
+	}
+	if feats, ok := p.link.features(); ok && !feats.stream {
+		return nil, false // as its connections last said
 	}
 	s.mu.Lock()
 	if s.closed || s.streams >= maxStreams {
+		busy := !s.closed
 		s.mu.Unlock()
-		return nil
+		return nil, busy
 	}
 	s.streams++
 	s.wg.Add(1)
 	s.mu.Unlock()
-	st := &streamUp{s: s, f: f, p: p, ch: ch, key: key, base: base, owner: owner,
+	st = &streamUp{s: s, f: f, p: p, ch: ch, key: key, base: base, owner: owner,
 		kick: make(chan struct{}, 1), done: make(chan struct{})}
 	f.mu.Lock()
 	ok := f.upStream == nil && !f.unlinked && f.parked == nil && f.key == key && f.base == base && f.ch.Load() == ch
@@ -161,10 +175,10 @@ func (s *Store) startStream(f *fileState, ch *cache.Handle, key cache.Key, base 
 		s.streams--
 		s.mu.Unlock()
 		s.wg.Done()
-		return nil
+		return nil, false
 	}
 	go st.run()
-	return st
+	return st, false
 }
 
 // coversAll reports whether rs, sorted and apart, cover [0, size).
@@ -218,9 +232,6 @@ func (st *streamUp) run() {
 			// the close's upload fails fast instead of waiting again.
 			return nil
 		})
-	}
-	if errors.Is(err, peer.ErrNoStream) {
-		st.p.link.noStream.Store(true)
 	}
 	if res.err == nil && !res.endSent {
 		res.err = err

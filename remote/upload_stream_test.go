@@ -326,3 +326,81 @@ func testStreamedUploadAnswerLost(t *testing.T, size int) {
 		t.Fatalf("bob's export holds %v: want the file alone, no conflict copy", names)
 	}
 }
+
+// A peer that took no streams, restarted with them (upgraded), gets
+// them once a connection to it says so: the mount does not keep the old
+// answer until it restarts. (The first file after the restart may still
+// go whole: nothing was asked of the peer since.)
+func TestStreamedUploadToUpgradedPeer(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	old := func(b []byte) ([]byte, bool) { return bytes.ReplaceAll(b, []byte(" stream"), nil), false }
+	proxy := newRestartProxy(t, bob.addr, old)
+	vc := &verbCounter{n: map[string]int{}}
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.Observer = vc })
+	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy.addr}})
+	upload := func(name string) {
+		t.Helper()
+		data := randomBytes(1 << 20)
+		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		writeSeq(t, s, fh, data, 0)
+		if err := s.Flush(testCtx(t), fh); err != nil {
+			t.Fatalf("close of %s: %v", name, err)
+		}
+		s.release(t, fh)
+		if got := bob.content(t, name); got != string(data) {
+			t.Fatalf("bob's %s holds %d bytes, want %d", name, len(got), len(data))
+		}
+	}
+	upload("before")
+	if n := vc.take(); n["STREAM"] > 1 {
+		t.Fatalf("requests %v: streams to a peer that takes none", n)
+	}
+	upload("before-again")
+	if n := vc.take(); n["STREAM"] != 0 {
+		t.Fatalf("requests %v: a stream tried again after the peer said it takes none", n)
+	}
+	proxy.restart(nil)
+	for _, name := range []string{"after-1", "after-2", "after-3"} {
+		upload(name)
+	}
+	if n := vc.take(); n["STREAM"] < 2 {
+		t.Errorf("requests %v: the upgraded peer got %d streams of 3 files, want 2 or more", n, n["STREAM"])
+	}
+}
+
+// A large file written while the mount's streams are all taken
+// (maxStreams) starts its own once one ends and it has grown further,
+// rather than going whole at its close.
+func TestStreamedUploadAfterStreamsFreed(t *testing.T) {
+	s, bob, vc := countedStore(t)
+	const n = maxStreams + 1
+	data := make([][]byte, n)
+	fhs := make([]uint64, n)
+	for i := range n {
+		data[i] = randomBytes(1 << 20)
+		fhs[i] = s.open(t, "bob", fmt.Sprintf("f%d", i), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		writeSeq(t, s, fhs[i], data[i][:384<<10], 0)
+	}
+	// The first ends: its stream is free for the last, which grows by
+	// more than streamMin from here.
+	writeSeq(t, s, fhs[0], data[0][384<<10:], 384<<10)
+	if err := s.Flush(testCtx(t), fhs[0]); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fhs[0])
+	for i := 1; i < n; i++ {
+		writeSeq(t, s, fhs[i], data[i][384<<10:], 384<<10)
+		if err := s.Flush(testCtx(t), fhs[i]); err != nil {
+			t.Fatal(err)
+		}
+		s.release(t, fhs[i])
+	}
+	for i := range n {
+		if got := bob.content(t, fmt.Sprintf("f%d", i)); got != string(data[i]) {
+			t.Fatalf("bob's f%d holds %d bytes, want %d", i, len(got), len(data[i]))
+		}
+	}
+	if got := vc.take(); got["STREAM"] != n {
+		t.Errorf("requests %v: %d of %d files streamed, want all", got, got["STREAM"], n)
+	}
+}
