@@ -209,13 +209,24 @@ func (c *conn) install(m peerproto.Put, p string, t *putTarget, tmp string, st *
 			c.s.putMu.Unlock()
 			return false, err
 		}
+		c.s.installHook()
 	}
-	err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
+	if m.Base == peerproto.BaseNone && m.Ver == "" {
+		// A new file: putMu orders the uploads, but a process on the
+		// peer may make the name between the check and the rename. The
+		// rename itself refuses to replace it.
+		err = renameNew(t.dfd, tmp, t.base)
+	} else {
+		err = unix.Renameat(t.dfd, tmp, t.dfd, t.base)
+	}
 	if conditional {
 		c.s.putMu.Unlock()
 	}
 	c.s.files.invalidate(p)
 	c.s.files.invalidate(t.target)
+	if errors.Is(err, unix.EEXIST) {
+		return false, peerproto.Fail(peerproto.VerbPut, peerproto.CodeConflict, "%q was created meanwhile", m.Name)
+	}
 	if err != nil {
 		return false, &fs.PathError{Op: "rename", Path: p, Err: err}
 	}
@@ -230,6 +241,17 @@ func (c *conn) install(m peerproto.Put, p string, t *putTarget, tmp string, st *
 		}
 	}
 	return true, nil
+}
+
+// renameNew renames from to to, both in directory dfd, unless to exists
+// (EEXIST). A filesystem that cannot tell (no RENAME_NOREPLACE: EINVAL)
+// gets a plain rename, after the check the caller made.
+func renameNew(dfd int, from, to string) error {
+	err := unix.Renameat2(dfd, from, dfd, to, unix.RENAME_NOREPLACE)
+	if errors.Is(err, unix.EINVAL) {
+		err = unix.Renameat(dfd, from, dfd, to)
+	}
+	return err
 }
 
 // putDone is the final reply of a PUT that stored a file with attributes

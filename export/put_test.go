@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,6 +215,52 @@ func TestServerPutConditional(t *testing.T) {
 	c.expectPrefix("PUT FAIL invalid")
 	c.send("PING\n")
 	c.expect("PONG")
+	if temps := tempFiles(t, dir); len(temps) > 0 {
+		t.Errorf("temporary files left: %v", temps)
+	}
+}
+
+// TestServerPutNewNeverReplaces: a PUT with base=none never replaces a
+// file, even one a process on the peer makes between the server's last
+// check and its rename (the rename itself refuses, RENAME_NOREPLACE): it
+// is refused as a conflict, and the local file is left as it was, with
+// no temporary file behind. Streamed and inline PUTs alike.
+func TestServerPutNewNeverReplaces(t *testing.T) {
+	dir := t.TempDir()
+	var name atomic.Value // the file the hook makes, "" for none
+	name.Store("")
+	hook := func() {
+		if n := name.Load().(string); n != "" {
+			writeFile(t, dir, n, "made on the peer")
+		}
+	}
+	_, addr := testServe(t, Options{Export: dir, installHook: hook})
+	c := testConnect(t, addr)
+	for _, tc := range []struct{ name, req, body string }{
+		{"whole", "PUT a 4 base=none\n", "mine"},
+		{"async inline", "PUT b 4 async inline base=none\n", "mine"},
+		{"streamed", "PUT c 4 async base=none stream\n", "DATA 4\nmineEND 4\n"},
+	} {
+		n := tc.req[4:5]
+		name.Store(n)
+		c.send(tc.req)
+		if !strings.Contains(tc.req, " inline") {
+			c.expect("PUT OK")
+		}
+		c.send(tc.body)
+		c.expectPrefix(fmt.Sprintf(`PUT FAIL conflict %q was created meanwhile`, n))
+		if got, _ := os.ReadFile(filepath.Join(dir, n)); string(got) != "made on the peer" {
+			t.Fatalf("%s: %s holds %q, want the peer's own file", tc.name, n, got)
+		}
+	}
+	name.Store("")
+	c.send("PUT d 4 base=none\n")
+	c.expect("PUT OK")
+	c.send("mine")
+	c.expectPrefix("PUT DONE 4 ")
+	if got, _ := os.ReadFile(filepath.Join(dir, "d")); string(got) != "mine" {
+		t.Fatalf("d holds %q", got)
+	}
 	if temps := tempFiles(t, dir); len(temps) > 0 {
 		t.Errorf("temporary files left: %v", temps)
 	}

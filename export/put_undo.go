@@ -385,6 +385,13 @@ func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSou
 // leaves it. Another error from it is a failure of that stage.
 var errPatchCrashed = errors.New("peer: server: simulated crash during a change in place")
 
+// installHook calls Options.installHook (tests).
+func (s *Server) installHook() {
+	if s.opts.installHook != nil {
+		s.opts.installHook()
+	}
+}
+
 // patchHook calls Options.patchHook (tests) at stage of patchUndo.
 func (s *Server) patchHook(stage string) error {
 	if s.opts.patchHook == nil {

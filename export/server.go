@@ -130,6 +130,9 @@ type Options struct {
 	// (put_undo.go); errPatchCrashed stops it there as a crash would,
 	// another error fails it there.
 	patchHook func(stage string) error
+	// installHook, if set, is called by a conditional PUT between its
+	// last check of the target and the rename (under putMu).
+	installHook func()
 }
 
 // privBits are the mode bits that make a program run with its owner's
