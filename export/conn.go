@@ -133,6 +133,10 @@ func (c *conn) serve() error {
 		start := time.Now()
 		c.result, c.bytes = "", 0
 		err = c.dispatch(msg)
+		if errors.Is(err, errSessionEnd) {
+			c.log.Debug().Str("verb", msg.Verb()).Dur("took", time.Since(start)).Msg("event connection ended")
+			return nil
+		}
 		c.log.Debug().Err(err).Str("verb", msg.Verb()).Str("request", req).Str("result", c.result).
 			Int64("bytes", c.bytes).Dur("took", time.Since(start)).Msg("request")
 		if err != nil {
@@ -140,6 +144,10 @@ func (c *conn) serve() error {
 		}
 	}
 }
+
+// errSessionEnd is dispatch's error when the session ended well within
+// the request (an event connection that ran until the client left).
+var errSessionEnd = errors.New("session ended")
 
 // dispatch answers one request. It returns an error only when the
 // connection must close; refusals are answers.
@@ -193,6 +201,15 @@ func (c *conn) dispatch(msg peerproto.Message) error {
 		return c.features(m)
 	case peerproto.Ping:
 		return c.send(peerproto.Pong{})
+	case peerproto.Watch:
+		w, err := c.startEvents()
+		if w == nil {
+			return err // refused: the connection goes on as it was
+		}
+		if err := c.serveEvents(w, m); err != nil {
+			return err
+		}
+		return errSessionEnd
 	}
 	return c.refuse(msg.Verb(), peerproto.Fail(msg.Verb(), peerproto.CodeUnsupported, "verb not served by this peer"))
 }
@@ -209,6 +226,9 @@ func (c *conn) features(m peerproto.Features) error {
 		}
 	}
 	ok := peerproto.FeaturesOK{Words: []string{peerproto.FeatureInline, peerproto.FeatureFsyncFiles, peerproto.FeatureAttrs, peerproto.FeaturePosix, peerproto.FeatureDelta, peerproto.FeatureStream, peerproto.FeatureSum}}
+	if c.s.watchable {
+		ok.Words = append(ok.Words, peerproto.FeatureWatch)
+	}
 	if c.s.opts.Owners {
 		ok.Words = append(ok.Words, peerproto.FeatureOwners, peerproto.FeatureMkdirOwner)
 	}

@@ -101,6 +101,13 @@ func (c *conn) listStrict(m peerproto.List, p string) error {
 // entryAt returns the entry of name in directory dfd, whose path is p,
 // as a posix connection sees it: not following a link, with its target.
 func (c *conn) entryAt(dfd int, name, p string) (peerproto.Entry, error) {
+	return c.s.posixEntryAt(dfd, name, p)
+}
+
+// posixEntryAt returns the entry of name in directory dfd, whose path is
+// p, as a posix connection sees it: not following a link, with its
+// target, and a regular file with its version token.
+func (s *Server) posixEntryAt(dfd int, name, p string) (peerproto.Entry, error) {
 	st, err := jail.StatAt(dfd, name, p)
 	if err != nil {
 		return peerproto.Entry{}, err
@@ -113,7 +120,7 @@ func (c *conn) entryAt(dfd int, name, p string) (peerproto.Entry, error) {
 		}
 		e.Has |= peerproto.AttrLink
 	case peerproto.TypeFile:
-		e.Ver = c.s.vers.of(verStatOf(&st), fdSource(dfd, name))
+		e.Ver = s.vers.of(verStatOf(&st), fdSource(dfd, name))
 	}
 	return e, nil
 }

@@ -184,6 +184,13 @@ type Server struct {
 	// refused a reflink as one that cannot share blocks (noteNoClone).
 	noCloneDevs sync.Map
 
+	// watchable: the export's filesystem reports every change to it
+	// through inotify (not a network filesystem, where other machines'
+	// changes go unseen), so WATCH is served (watch.go). Read-only.
+	watchable bool
+	watchMu   sync.Mutex // protects watch
+	watch     *watcher   // started by the first WATCH; nil until then
+
 	spaceMu    sync.Mutex // protects the two fields below
 	spaceAvail int64      // bytes available on the export at spaceAt (statfs)
 	spaceAt    time.Time
@@ -252,6 +259,7 @@ func NewServer(opts Options) (*Server, error) {
 		Logger:              s.log,
 	})
 	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
+	s.watchable = watchableFS(j.FD())
 	// Even a read-only export has the changes in place that a crash cut
 	// short rolled back (their records lie in its root: no walk), before
 	// it serves anything.
@@ -432,6 +440,11 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
+	s.watchMu.Lock()
+	if s.watch != nil {
+		s.watch.close()
+	}
+	s.watchMu.Unlock()
 	var err error
 	for ln := range s.listeners {
 		if cerr := ln.Close(); cerr != nil && !errors.Is(cerr, net.ErrClosed) && err == nil {

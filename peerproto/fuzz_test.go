@@ -403,3 +403,11 @@ func FuzzReadLine(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseEvent(f *testing.F) {
+	for _, s := range []string{"WATCH OK .", "UNWATCH OK a%20b", "CHANGED f 0644 5 1 a/b ino=1 nlink=2 ver=0123456789abcdef",
+		"CHANGED d 0755 0 1 .", "GONE x", "UNWATCHED a/b", "RESET", "TICK", "PONG", "WATCH FAIL toolarge too many", "changed f 0644 1 1 ./x"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) { checkRoundTrip(t, watchEvent, line) })
+}

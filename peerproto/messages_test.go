@@ -21,6 +21,7 @@ var (
 	trackerRequest = parser{"ParseTrackerRequest", peerproto.ParseTrackerRequest}
 	trackerEvent   = parser{"ParseTrackerEvent", peerproto.ParseTrackerEvent}
 	streamLine     = parser{"ParseStreamLine", peerproto.ParseStreamLine}
+	watchEvent     = parser{"ParseEvent", peerproto.ParseEvent}
 )
 
 func replyTo(verb string) parser {

@@ -9,7 +9,8 @@ import (
 
 // ParsePeerRequest parses a request a client sends to a peer: PUT, GET,
 // LIST, STAT, DELETE, RENAME, MKDIR, RMDIR, SETATTR, STATFS, FSYNC,
-// FEATURES, SYMLINK, READLINK, LINK, MKNOD, SUM, PING or QUIT.
+// FEATURES, SYMLINK, READLINK, LINK, MKNOD, SUM, WATCH, UNWATCH, PING or
+// QUIT.
 // Verbs are matched case-insensitively. Names are decoded but not
 // validated as paths: that is the server's job (see CleanPath).
 func ParsePeerRequest(line []byte) (Message, error) {
@@ -24,7 +25,7 @@ func ParsePeerRequest(line []byte) (Message, error) {
 		return parseGet(line, f)
 	case VerbList:
 		return parseList(line, f)
-	case VerbStat, VerbDelete, VerbRmdir, VerbReadlink, VerbSum:
+	case VerbStat, VerbDelete, VerbRmdir, VerbReadlink, VerbSum, VerbWatch, VerbUnwatch:
 		return parseNamed(line, f, verb)
 	case VerbRename, VerbLink:
 		return parseTwoNames(line, f, verb)
@@ -228,6 +229,10 @@ func parseNamed(line []byte, f []string, verb string) (Message, error) {
 		return Readlink{Name: name}, nil
 	case VerbSum:
 		return Sum{Name: name}, nil
+	case VerbWatch:
+		return Watch{Dir: rootName(name)}, nil
+	case VerbUnwatch:
+		return Unwatch{Dir: rootName(name)}, nil
 	}
 	return Rmdir{Name: name}, nil
 }

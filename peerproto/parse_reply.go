@@ -270,6 +270,12 @@ func parseAttrs(line []byte, a []string) (Entry, error) {
 // ParseEntry parses one entry line of a LIST reply:
 // "<type> <mode> <size> <mtime> <name> [<key>=<value>...]".
 func ParseEntry(line []byte) (Entry, error) {
+	return parseEntry(line, false)
+}
+
+// parseEntry is ParseEntry; with path, the name may be a clean path
+// from the export's root ("." for the root).
+func parseEntry(line []byte, path bool) (Entry, error) {
 	f := fields(line)
 	if len(f) < 5 {
 		return Entry{}, protoErr(line, "entry: want <type> <mode> <size> <mtime> <name>")
@@ -281,7 +287,13 @@ func ParseEntry(line []byte) (Entry, error) {
 	if e.Name, err = parseName(line, f[4]); err != nil {
 		return e, err
 	}
-	if e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00") {
+	switch {
+	case path:
+		if p, err := CleanPath(e.Name); err != nil || p != rootName(e.Name) {
+			return e, protoErr(line, "entry path %q is not a clean path", e.Name)
+		}
+		e.Name = rootName(e.Name)
+	case e.Name == "" || e.Name == "." || e.Name == ".." || strings.ContainsAny(e.Name, "/\x00"):
 		return e, protoErr(line, "entry name %q is not a single path element", e.Name)
 	}
 	if err := parseAttrWords(line, f[5:], &e); err != nil {

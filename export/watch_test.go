@@ -1,0 +1,245 @@
+package export
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+// eventClient is a test client turned into an event connection.
+type eventClient struct{ *testClient }
+
+// watchClient connects in whole-filesystem mode, checks that the server
+// offers watching, and watches dirs.
+func watchClient(t *testing.T, addr string, dirs ...string) eventClient {
+	t.Helper()
+	c := testConnect(t, addr)
+	if r := c.roundTrip("FEATURES posix"); !strings.Contains(r+" ", " "+peerproto.FeatureWatch+" ") {
+		t.Fatalf("FEATURES: %q, want %q in it", r, peerproto.FeatureWatch)
+	}
+	ec := eventClient{c}
+	for _, d := range dirs {
+		c.send("WATCH " + peerproto.EncodeName(d) + "\n")
+		if got, want := ec.next(), "WATCH OK "+peerproto.EncodeName(d); got != want {
+			t.Fatalf("reply %q, want %q", got, want)
+		}
+	}
+	return ec
+}
+
+// next returns the next line that is not a TICK.
+func (ec eventClient) next() string {
+	ec.t.Helper()
+	for {
+		if l := ec.line(); l != "TICK" {
+			return l
+		}
+	}
+}
+
+// events reads lines until it has seen each of want's prefixes (in any
+// order) and returns the lines read, TICKs left out.
+func (ec eventClient) events(want ...string) []string {
+	ec.t.Helper()
+	var got []string
+	left := slices.Clone(want)
+	for len(left) > 0 {
+		l := ec.next()
+		got = append(got, l)
+		for i, w := range left {
+			if strings.HasPrefix(l, w) {
+				left = slices.Delete(left, i, i+1)
+				break
+			}
+		}
+	}
+	return got
+}
+
+// quiet checks that nothing but TICKs comes for a while.
+func (ec eventClient) quiet(d time.Duration) {
+	ec.t.Helper()
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if l := ec.line(); l != "TICK" {
+			ec.t.Fatalf("event %q, want none", l)
+		}
+	}
+}
+
+// TestServerWatchReportsChanges: a watched directory's changes are
+// reported whoever makes them (here, a process on the peer), each as the
+// entry is then: made, written, chmodded, renamed, removed; a watched
+// directory's own attributes; nothing of temporary files.
+func TestServerWatchReportsChanges(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".", "sub")
+
+	write := func(p, s string, flag int) {
+		f, err := os.OpenFile(filepath.Join(dir, p), flag|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(s); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a", "hello", os.O_CREATE|os.O_EXCL)
+	got := ec.events("CHANGED f 0644 5 ")
+	if l := got[len(got)-1]; !strings.Contains(l, " a ") && !strings.HasSuffix(l, " a") {
+		t.Fatalf("event %q does not name a", l)
+	}
+	write("sub/b", "x", os.O_CREATE|os.O_EXCL)
+	ec.events("CHANGED f 0644 1 ")
+	write("sub/b", "yz", os.O_APPEND)
+	if l := ec.events("CHANGED f 0644 3 "); !strings.Contains(l[len(l)-1], " sub/b ") {
+		t.Fatalf("events %q: the append to sub/b not reported as sub/b", l)
+	}
+	if err := os.Chmod(filepath.Join(dir, "sub/b"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("CHANGED f 0600 3 ")
+	if err := os.Rename(filepath.Join(dir, "a"), filepath.Join(dir, "c")); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("GONE a", "CHANGED f 0644 5 ")
+	if err := os.Remove(filepath.Join(dir, "sub/b")); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("GONE sub/b")
+	if err := os.Chmod(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("CHANGED d 0700 ") // sub itself, to the watchers of it and of its parent
+	// A temporary file (an upload's, an undo record) is never reported.
+	write(".peerfs-tmp-upload", "zzz", os.O_CREATE|os.O_EXCL)
+	write("sentinel", "s", os.O_CREATE|os.O_EXCL)
+	for _, l := range ec.events("CHANGED f 0644 1 ") {
+		if strings.Contains(l, "peerfs-tmp") {
+			t.Fatalf("a temporary file was reported: %q", l)
+		}
+	}
+}
+
+// TestServerWatchOwnUploads: a PUT through the server is reported as the
+// entry it stored, with the version token PUT DONE gave: a client that
+// made the change can tell it knows it already.
+func TestServerWatchOwnUploads(t *testing.T) {
+	dir := t.TempDir()
+	_, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".")
+	c := attrsClient(t, addr)
+	ver := doneVer(t, c.put("f", []byte("content")))
+	for _, l := range ec.events("CHANGED f 0644 7 ") {
+		if strings.HasPrefix(l, "CHANGED f 0644 7 ") && !strings.Contains(l, "ver="+ver) {
+			t.Fatalf("event %q, want the version PUT DONE gave, %s", l, ver)
+		}
+	}
+}
+
+// TestServerWatchMovedDirectory: a watched directory moved (or one above
+// it) is no longer watched: its path leads elsewhere now. Its watchers
+// hear UNWATCHED for it and for every watched directory under it, and
+// the move itself from the watched parent.
+func TestServerWatchMovedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "a/deep"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	_, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".", "a", "a/deep")
+	if err := os.Rename(filepath.Join(dir, "a"), filepath.Join(dir, "b")); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("UNWATCHED a", "UNWATCHED a/deep", "GONE a", "CHANGED d 0755 ")
+	// Changes under the moved directory are not reported as a's.
+	if err := os.WriteFile(filepath.Join(dir, "b/deep/x"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ec.quiet(2 * TickEvery)
+	// Watched again under its new name, it reports again.
+	ec.send("WATCH b/deep\n")
+	if got := ec.next(); got != "WATCH OK b/deep" {
+		t.Fatalf("reply %q", got)
+	}
+	if err := os.Remove(filepath.Join(dir, "b/deep/x")); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("GONE b/deep/x")
+}
+
+// TestServerWatchRequests: what an event connection answers. Watching
+// needs whole-filesystem mode; a file, a missing directory or a path out
+// of the export is refused; UNWATCH ends the reports; PING is answered;
+// other requests are refused and the connection goes on; a quiet
+// connection gets a TICK every TickEvery.
+func TestServerWatchRequests(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "file", "x")
+	_, addr := testServe(t, Options{Export: dir})
+
+	plain := testConnect(t, addr)
+	plain.send("WATCH .\n")
+	plain.expectPrefix("WATCH FAIL unsupported ")
+	plain.expect("PONG" + func() string { plain.send("PING\n"); return "" }())
+
+	ec := watchClient(t, addr, ".")
+	for _, tc := range []struct{ req, want string }{
+		{"WATCH file", "WATCH FAIL notdir "},
+		{"WATCH missing", "WATCH FAIL notfound "},
+		{"WATCH ../up", "WATCH FAIL "},
+		{"WATCH", "WATCH FAIL invalid "},
+		{"STAT file", "STAT FAIL state "},
+		{"PING", "PONG"},
+		{"UNWATCH .", "UNWATCH OK ."},
+	} {
+		ec.send(tc.req + "\n")
+		if got := ec.next(); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: reply %q, want %q...", tc.req, got, tc.want)
+		}
+	}
+	writeFile(t, dir, "new", "y")
+	start := time.Now()
+	if l := ec.line(); l != "TICK" {
+		t.Fatalf("after UNWATCH: %q, want only TICKs", l)
+	}
+	if d := time.Since(start); d > 10*TickEvery {
+		t.Errorf("the first TICK came after %v", d)
+	}
+	ec.quiet(2 * TickEvery)
+	ec.send("QUIT\n")
+	ec.expectEOF()
+}
+
+// TestServerWatchLeftOpenAtClose: an event connection open when the
+// server closes ends, and with it the server's watching: Close does not
+// hang (testServe's cleanup checks that no goroutine is left).
+func TestServerWatchLeftOpenAtClose(t *testing.T) {
+	dir := t.TempDir()
+	s, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".")
+	writeFile(t, dir, "f", "x")
+	ec.events("CHANGED f ")
+	done := make(chan error, 1)
+	go func() { done <- s.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Close hung with an event connection open")
+	}
+}
