@@ -188,8 +188,9 @@ type Server struct {
 	// through inotify (not a network filesystem, where other machines'
 	// changes go unseen), so WATCH is served (watch.go). Read-only.
 	watchable bool
-	watchMu   sync.Mutex // protects watch
+	watchMu   sync.Mutex // protects watch and watchDone
 	watch     *watcher   // started by the first WATCH; nil until then
+	watchDone bool       // set by Close: no watcher starts after it
 
 	spaceMu    sync.Mutex // protects the two fields below
 	spaceAvail int64      // bytes available on the export at spaceAt (statfs)
@@ -441,6 +442,7 @@ func (s *Server) Close() error {
 	s.closed = true
 	close(s.done)
 	s.watchMu.Lock()
+	s.watchDone = true
 	if s.watch != nil {
 		s.watch.close()
 	}

@@ -11,20 +11,25 @@ package export
 // with its version token), or GONE: a client that knows that entry
 // already (it made the change) keeps what it knows. Events of one path
 // close together are reported once (eventBatch). A directory that is
-// removed or moved, or under one that is, stops being watched
-// (UNWATCHED): its path no longer leads to it. What inotify does not
-// see is not reported: changes through mmap until the file is closed,
-// and a file's changes through another of its hard links, in another
-// directory (the client trusts such entries no longer than its
-// attribute timeout).
+// removed, moved or replaced, or under one that is, stops being watched
+// (UNWATCHED): its path no longer leads to it. An entry's change
+// reports its directory too (its times and link count). What inotify
+// does not see is not reported: changes through mmap until the file is
+// closed, a file's changes through another of its hard links in another
+// directory, and a link made to it from a directory not watched. A TICK
+// goes out only while nothing read from the kernel waits to be
+// reported; when the kernel's queue overflows, or reading it fails, the
+// event connections are closed (their clients watch anew).
 
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unsafe"
 
@@ -44,9 +49,6 @@ const (
 	// them: a file written in many pieces is reported once, not per
 	// write.
 	eventBatch = 2 * time.Millisecond
-	// TickEvery is how long an event connection goes without a line
-	// before the server writes TICK.
-	TickEvery = 250 * time.Millisecond
 	// maxWatchedDirs bounds the directories a server watches, and
 	// maxConnWatches those one event connection names.
 	maxWatchedDirs = 65536
@@ -75,8 +77,13 @@ type watcher struct {
 	conns   map[*eventConn]struct{} // every event connection
 	pending map[string]struct{}     // paths changed, to report
 	gone    map[*eventConn][]string // UNWATCHED owed, by connection
-	reset   bool                    // the kernel's queue overflowed: RESET to all
-	closed  bool
+	// reporting: the reporter is working on a batch (looking entries
+	// up); no TICK goes out meanwhile, nor while pending has any.
+	reporting bool
+	// dead: reading the kernel's events failed; nothing more will be
+	// reported, so the event connections are closed and no WATCH taken.
+	dead   bool
+	closed bool
 }
 
 // watchDir is one watched directory.
@@ -90,8 +97,15 @@ type watchDir struct {
 func (s *Server) watcher() (*watcher, error) {
 	s.watchMu.Lock()
 	defer s.watchMu.Unlock()
-	if s.watch != nil {
+	if s.watch != nil && !s.watch.isDead() {
 		return s.watch, nil
+	}
+	if s.watch != nil {
+		s.watch.close() // failed: a new instance instead
+		s.watch = nil
+	}
+	if s.watchDone {
+		return nil, errWatchClosed
 	}
 	fd, err := unix.InotifyInit1(unix.IN_NONBLOCK | unix.IN_CLOEXEC)
 	if err != nil {
@@ -113,6 +127,13 @@ func (s *Server) watcher() (*watcher, error) {
 	return w, nil
 }
 
+// isDead reports whether w stopped reading the kernel's events.
+func (w *watcher) isDead() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dead
+}
+
 // close stops w: its reader and reporter end.
 func (w *watcher) close() {
 	w.mu.Lock()
@@ -129,18 +150,28 @@ func (w *watcher) poke() {
 	}
 }
 
-// add watches directory p (clean) for ec: nil once every change of it
-// from now on will be reported.
+// add watches directory p (clean) for ec and queues WATCH OK, in one
+// critical section (an UNWATCHED of p never goes out before it): nil
+// once every change of it from now on will be reported.
 func (w *watcher) add(ec *eventConn, p string) error {
 	const verb = peerproto.VerbWatch
-	fd, err := w.s.jail.Strict().Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK)
+	j := w.s.jail.Strict()
+	fd, err := j.Open(p, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NONBLOCK)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fd)
+	if !watchableFS(fd) {
+		// A network filesystem mounted inside the export.
+		return peerproto.Fail(verb, peerproto.CodeUnsupported, "%q is on a filesystem that does not report changes made elsewhere", p)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return err
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.closed {
+	if w.closed || w.dead {
 		return errWatchClosed
 	}
 	if d, ok := w.dirs[p]; ok {
@@ -162,6 +193,7 @@ func (w *watcher) add(ec *eventConn, p string) error {
 		// The same directory, watched under a path it no longer has
 		// (moved, and its IN_MOVE_SELF not read yet).
 		w.dropLocked(d.path, true)
+		w.poke() // the UNWATCHED owed
 		d = nil
 	}
 	if d == nil {
@@ -175,7 +207,24 @@ func (w *watcher) add(ec *eventConn, p string) error {
 	w.wds[d.wd] = d
 	d.by[ec] = struct{}{}
 	ec.dirs[p] = struct{}{}
+	// Moved between the open and the watch, the directory watched is
+	// not the one p leads to now: what p holds would go unreported.
+	if now, err := j.Stat(p); err != nil || !sameInode(now, &st) {
+		delete(d.by, ec)
+		delete(ec.dirs, p)
+		if len(d.by) == 0 {
+			w.unwatchLocked(d)
+		}
+		return peerproto.Fail(verb, peerproto.CodeConflict, "%q was moved while it was being watched", p)
+	}
+	ec.send(peerproto.WatchOK{Dir: p})
 	return nil
+}
+
+// sameInode reports whether fi is the file st describes.
+func sameInode(fi os.FileInfo, st *unix.Stat_t) bool {
+	s, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && uint64(s.Dev) == uint64(st.Dev) && s.Ino == st.Ino
 }
 
 // remove stops watching p for ec.
@@ -257,11 +306,13 @@ func (w *watcher) read() {
 		n, err := w.f.Read(buf)
 		if err != nil {
 			if !errors.Is(err, os.ErrClosed) && !errors.Is(err, io.EOF) {
-				w.s.log.Error().Err(err).Msg("reading inotify events; watching stopped")
+				w.s.log.Error().Err(err).Msg("reading inotify events; watching stopped, event connections closed")
 				w.mu.Lock()
-				w.reset = true
+				w.dead = true
+				for ec := range w.conns {
+					ec.kill()
+				}
 				w.mu.Unlock()
-				w.poke()
 			}
 			return
 		}
@@ -287,7 +338,13 @@ func (w *watcher) read() {
 // noteLocked records one event. Called with w.mu held.
 func (w *watcher) noteLocked(wd int32, mask uint32, name string) {
 	if mask&unix.IN_Q_OVERFLOW != 0 {
-		w.reset = true
+		// Events lost, those that keep the paths of the watches true
+		// among them: every event connection ends, and its client
+		// watches anew (the watches no one holds go with them).
+		w.s.log.Warn().Msg("inotify's queue overflowed: the event connections are closed, their clients watch anew")
+		for ec := range w.conns {
+			ec.kill()
+		}
 		return
 	}
 	d := w.wds[wd]
@@ -313,7 +370,14 @@ func (w *watcher) noteLocked(wd int32, mask uint32, name string) {
 		p = name
 	}
 	w.pending[p] = struct{}{}
-	if mask&unix.IN_ISDIR != 0 && mask&(unix.IN_MOVED_FROM|unix.IN_DELETE) != 0 {
+	// The directory's own times and link count changed too: its
+	// entry, in its parent's watchers' listings, is reported as well.
+	w.pending[dir] = struct{}{}
+	if mask&unix.IN_ISDIR != 0 && mask&(unix.IN_MOVED_FROM|unix.IN_DELETE|unix.IN_CREATE|unix.IN_MOVED_TO) != 0 {
+		// A directory gone from p, or another one there now (one
+		// renamed over a watched one that is held open, whose
+		// IN_DELETE_SELF waits for its last close): what is watched
+		// at or under p is not what p leads to.
 		w.dropLocked(p, true)
 	}
 }
@@ -328,8 +392,7 @@ func (w *watcher) report() {
 			w.mu.Unlock()
 			return
 		}
-		reset := w.reset
-		w.reset = false
+		w.reporting = true
 		paths := make([]string, 0, len(w.pending))
 		for p := range w.pending {
 			paths = append(paths, p)
@@ -338,9 +401,6 @@ func (w *watcher) report() {
 		gone := w.gone
 		w.gone = map[*eventConn][]string{}
 		w.mu.Unlock()
-		if reset {
-			w.s.log.Warn().Msg("inotify's queue overflowed: watching clients are told to forget this export's listings")
-		}
 		// Looked up without w.mu: a stat may wait on the disk.
 		lines := make(map[string][]byte, len(paths))
 		for _, p := range paths {
@@ -350,11 +410,6 @@ func (w *watcher) report() {
 		for ec, dirs := range gone {
 			for _, dp := range dirs {
 				ec.send(peerproto.Unwatched{Dir: dp})
-			}
-		}
-		for ec := range w.conns {
-			if reset {
-				ec.send(peerproto.Reset{})
 			}
 		}
 		for _, p := range paths {
@@ -376,8 +431,15 @@ func (w *watcher) report() {
 				ec.sendLine(lines[p])
 			}
 		}
+		w.reporting = false
 		w.mu.Unlock()
 	}
+}
+
+// idleLocked reports whether nothing read from the kernel is waiting to
+// be reported: a TICK may say so. Called with w.mu held.
+func (w *watcher) idleLocked() bool {
+	return !w.reporting && len(w.pending) == 0 && len(w.gone) == 0
 }
 
 // parentOf returns the directory of clean path p ("" for the root's
@@ -423,12 +485,17 @@ func (s *Server) posixEntryOf(p string) (peerproto.Entry, error) {
 // eventConn is an event connection's side of the watcher: the lines
 // waiting to be written, and the directories it watches.
 type eventConn struct {
+	nc  net.Conn    // closed by kill
 	out chan []byte // lines to write; never closed while the watcher may send
 	// lost is set when a line did not fit in out: RESET is owed. Guarded
 	// by watcher.mu (senders hold it) and read by the writer under it.
 	lost bool
 	dirs map[string]struct{} // guarded by watcher.mu
 }
+
+// kill closes ec's connection: its client hears nothing more, and
+// watches again elsewhere or later.
+func (ec *eventConn) kill() { ec.nc.Close() }
 
 // send queues m (watcher.mu held, or the connection not yet joined).
 func (ec *eventConn) send(m peerproto.Message) { ec.sendLine(m.AppendTo(nil)) }
@@ -464,17 +531,23 @@ func (c *conn) startEvents() (*watcher, error) {
 // serveEvents turns c into an event connection of w, starting with its
 // first request: it answers WATCH, UNWATCH and PING, writes the events
 // of the directories it watches, and a TICK whenever it has been quiet
-// for TickEvery, until the client leaves or the connection breaks.
+// for peerproto.TickEvery, until the client leaves or the connection breaks.
 func (c *conn) serveEvents(w *watcher, first peerproto.Watch) error {
 	const verb = peerproto.VerbWatch
-	ec := &eventConn{out: make(chan []byte, eventQueue), dirs: map[string]struct{}{}}
+	ec := &eventConn{nc: c.nc, out: make(chan []byte, eventQueue), dirs: map[string]struct{}{}}
 	w.join(ec)
 	defer w.leave(ec)
 	c.result = "events"
 	// The writer: the only one to write to c from here.
 	werr := make(chan error, 1)
 	stop := make(chan struct{})
-	go func() { werr <- c.writeEvents(w, ec, stop) }()
+	go func() {
+		err := c.writeEvents(w, ec, stop)
+		if err != nil {
+			c.nc.Close() // the reader ends too
+		}
+		werr <- err
+	}()
 	defer func() {
 		close(stop)
 		<-werr
@@ -485,15 +558,13 @@ func (c *conn) serveEvents(w *watcher, first peerproto.Watch) error {
 		case peerproto.Watch:
 			p, err := c.s.jail.Clean(m.Dir)
 			if err == nil {
-				err = w.add(ec, p)
+				err = w.add(ec, p) // queues WATCH OK
 			}
-			w.mu.Lock()
 			if err != nil {
+				w.mu.Lock()
 				ec.send(c.refusal(verb, err, m.Dir))
-			} else {
-				ec.send(peerproto.WatchOK{Dir: p})
+				w.mu.Unlock()
 			}
-			w.mu.Unlock()
 		case peerproto.Unwatch:
 			if p, err := c.s.jail.Clean(m.Dir); err == nil {
 				w.remove(ec, p)
@@ -577,10 +648,10 @@ func (c *conn) refusal(verb string, err error, name string) peerproto.Refusal {
 }
 
 // writeEvents writes ec's lines to c until stop is closed or a write
-// fails: a TICK after TickEvery without a line, and RESET where lines
+// fails: a TICK after peerproto.TickEvery without a line, and RESET where lines
 // were lost (before any TICK: a TICK says nothing was).
 func (c *conn) writeEvents(w *watcher, ec *eventConn, stop <-chan struct{}) error {
-	tick := time.NewTimer(TickEvery)
+	tick := time.NewTimer(peerproto.TickEvery)
 	defer tick.Stop()
 	write := func(line []byte) error {
 		if err := c.nc.SetWriteDeadline(time.Now().Add(c.s.opts.IOTimeout)); err != nil {
@@ -615,12 +686,19 @@ func (c *conn) writeEvents(w *watcher, ec *eventConn, stop <-chan struct{}) erro
 			}
 		case <-tick.C:
 			w.mu.Lock()
-			lost := ec.lost
+			lost, idle := ec.lost, w.idleLocked()
 			ec.lost = false
 			w.mu.Unlock()
 			var m peerproto.Message = peerproto.Tick{}
-			if lost {
+			switch {
+			case lost:
 				m = peerproto.Reset{}
+			case !idle:
+				// Changes read but not reported yet: a TICK would
+				// say they were. The client waits, up to its silence
+				// limit.
+				tick.Reset(peerproto.TickEvery / 5)
+				continue
 			}
 			if err := write(m.AppendTo(nil)); err != nil {
 				return err
@@ -640,7 +718,7 @@ func (c *conn) writeEvents(w *watcher, ec *eventConn, stop <-chan struct{}) erro
 		if err := c.w.Flush(); err != nil {
 			return err
 		}
-		tick.Reset(TickEvery)
+		tick.Reset(peerproto.TickEvery)
 	}
 }
 

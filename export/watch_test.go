@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
 )
 
 // eventClient is a test client turned into an event connection.
@@ -48,7 +49,11 @@ func (ec eventClient) events(want ...string) []string {
 	ec.t.Helper()
 	var got []string
 	left := slices.Clone(want)
+	deadline := time.Now().Add(5 * time.Second)
 	for len(left) > 0 {
+		if time.Now().After(deadline) {
+			ec.t.Fatalf("events %q so far; still waiting for %q", got, left)
+		}
 		l := ec.next()
 		got = append(got, l)
 		for i, w := range left {
@@ -59,6 +64,30 @@ func (ec eventClient) events(want ...string) []string {
 		}
 	}
 	return got
+}
+
+// changedNames reads events until CHANGED has come for each of names
+// (got: those read already).
+func (ec eventClient) changedNames(got []string, names ...string) {
+	ec.t.Helper()
+	seen := map[string]bool{}
+	note := func(l string) {
+		if f := strings.Fields(l); len(f) > 5 && f[0] == "CHANGED" {
+			seen[f[5]] = true
+		}
+	}
+	for _, l := range got {
+		note(l)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, n := range names {
+		for !seen[n] {
+			if time.Now().After(deadline) {
+				ec.t.Fatalf("no CHANGED for %s", n)
+			}
+			note(ec.next())
+		}
+	}
 }
 
 // quiet checks that nothing but TICKs comes for a while.
@@ -163,12 +192,13 @@ func TestServerWatchMovedDirectory(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, "a"), filepath.Join(dir, "b")); err != nil {
 		t.Fatal(err)
 	}
-	ec.events("UNWATCHED a", "UNWATCHED a/deep", "GONE a", "CHANGED d 0755 ")
+	// b, and the root itself (its times changed).
+	ec.changedNames(ec.events("UNWATCHED a", "UNWATCHED a/deep", "GONE a"), "b", ".")
 	// Changes under the moved directory are not reported as a's.
 	if err := os.WriteFile(filepath.Join(dir, "b/deep/x"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ec.quiet(2 * TickEvery)
+	ec.quiet(2 * peerproto.TickEvery)
 	// Watched again under its new name, it reports again.
 	ec.send("WATCH b/deep\n")
 	if got := ec.next(); got != "WATCH OK b/deep" {
@@ -184,7 +214,7 @@ func TestServerWatchMovedDirectory(t *testing.T) {
 // needs whole-filesystem mode; a file, a missing directory or a path out
 // of the export is refused; UNWATCH ends the reports; PING is answered;
 // other requests are refused and the connection goes on; a quiet
-// connection gets a TICK every TickEvery.
+// connection gets a TICK every peerproto.TickEvery.
 func TestServerWatchRequests(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "file", "x")
@@ -215,10 +245,10 @@ func TestServerWatchRequests(t *testing.T) {
 	if l := ec.line(); l != "TICK" {
 		t.Fatalf("after UNWATCH: %q, want only TICKs", l)
 	}
-	if d := time.Since(start); d > 10*TickEvery {
+	if d := time.Since(start); d > 10*peerproto.TickEvery {
 		t.Errorf("the first TICK came after %v", d)
 	}
-	ec.quiet(2 * TickEvery)
+	ec.quiet(2 * peerproto.TickEvery)
 	ec.send("QUIT\n")
 	ec.expectEOF()
 }
@@ -241,5 +271,62 @@ func TestServerWatchLeftOpenAtClose(t *testing.T) {
 		}
 	case <-time.After(testTimeout):
 		t.Fatal("Close hung with an event connection open")
+	}
+}
+
+// TestServerWatchReplacedDirectory: a watched directory replaced by
+// another (a rename over it while a process holds it open, so that its
+// IN_DELETE_SELF waits), or removed and made again, is no longer
+// watched: UNWATCHED, since its path leads to another directory. An
+// entry made in a watched directory reports the directory's own new
+// attributes too (its times, its link count).
+func TestServerWatchReplacedDirectory(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"x", "y", "z"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".", "x", "z")
+	held, err := os.Open(filepath.Join(dir, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	// (os.Rename refuses to replace a directory.)
+	if err := unix.Rename(filepath.Join(dir, "y"), filepath.Join(dir, "x")); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("UNWATCHED x")
+	if err := os.Remove(filepath.Join(dir, "z")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "z"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ec.events("UNWATCHED z", "CHANGED d 0700 ")
+	// x is watched anew; a file made in it reports x itself as well,
+	// with its new link count and times, to x's watchers.
+	ec.send("WATCH x\n")
+	ec.events("WATCH OK x")
+	if err := os.Mkdir(filepath.Join(dir, "x", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got := ec.events("CHANGED d 0755 4096 ")
+	seen := map[string]bool{}
+	for _, l := range got {
+		if f := strings.Fields(l); len(f) > 5 && f[0] == "CHANGED" {
+			seen[f[5]] = strings.Contains(l, " nlink=3 ")
+		}
+	}
+	for len(seen) < 2 {
+		l := ec.next()
+		if f := strings.Fields(l); len(f) > 5 && f[0] == "CHANGED" {
+			seen[f[5]] = strings.Contains(l, " nlink=3 ")
+		}
+	}
+	if !seen["x"] {
+		t.Errorf("events %v: x not reported with its new link count 3", seen)
 	}
 }

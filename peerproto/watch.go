@@ -10,7 +10,10 @@ package peerproto
 // answers to those requests, which come in order. docs/PROTOCOL.md,
 // "Watching directories", has the rules.
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // Verbs and event words of watching (FeatureWatch).
 const (
@@ -25,6 +28,11 @@ const (
 
 // FeatureWatch is the FeaturesOK word of WATCH.
 const FeatureWatch = "watch"
+
+// TickEvery is how long an event connection goes without a line before
+// the peer writes TICK: a client that hears nothing for several times
+// as long takes the connection for dead.
+const TickEvery = 250 * time.Millisecond
 
 // Watch asks the peer to report every change of a directory's entries
 // and of the directory itself: "WATCH <dir>", answered by WatchOK or a
@@ -76,7 +84,7 @@ type Reset struct{}
 
 // Tick says the event connection is alive and every change made until
 // shortly before it was reported: "TICK", sent when nothing else was
-// for a while (TickEvery).
+// for TickEvery.
 type Tick struct{}
 
 // Verb implements Message.

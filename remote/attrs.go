@@ -32,6 +32,26 @@ type attrCache struct {
 	// invalidations: the peer's folder stays reachable while the peer is
 	// not (Store.Stat), so local files pending upload can still be opened.
 	root *peerproto.Entry
+
+	// Watching (watch.go). wake, if not nil, pokes the event connection's
+	// loop, which keeps the fields below up to date. epoch numbers the
+	// current event connection, 0 while there is none; watched are the
+	// directories it confirmed (WATCH OK) in this epoch, asked those it
+	// was asked to watch (or refused) in it, want those still to ask
+	// for, and sent those asked and not answered yet, in order. gens
+	// has, per directory, the number of the last event about it or its
+	// entries: a LIST compares it before and after.
+	wake     chan struct{}
+	watchTTL time.Duration // how long a watched listing is trusted at most (Options.WatchTTL)
+	epoch    uint64
+	watched  map[string]bool
+	asked    map[string]bool
+	want     []string
+	sent     []string
+	gens     map[string]uint64
+	evSeq    uint64 // numbers the events of this epoch (gens)
+	// gensFloor is evSeq when gens was last cleared (genLocked).
+	gensFloor uint64
 }
 
 // missRun is a run of STATs for names in one directory.
@@ -50,15 +70,43 @@ type listCall struct {
 	// out and settled meanwhile), so it is not kept, and its leader asks
 	// again (Store.peerListing).
 	superseded bool
+	// epoch and gen are attrCache's epoch, if the directory was watched
+	// then, and its gens when the LIST was sent (endList compares them).
+	epoch, gen uint64
 }
 
 type dirCache struct {
-	at      time.Time
+	at time.Time
+	// epoch is attrCache.epoch when the listing was taken while its
+	// directory, and each above it, was watched, with no event about it
+	// while the LIST was on its way; 0 otherwise. Such a listing is
+	// trusted past ttl (fresh), the peer's events keeping it current.
+	epoch   uint64
 	entries map[string]peerproto.Entry
 	// stale are the names whose attributes changed since (a hard link
 	// made, a directory's entries changed): not answered from here, and
 	// the listing as a whole is not, while it has any.
 	stale map[string]bool
+	// unconfirmed are the names of a watched listing (epoch) whose entry
+	// here came from an answer (or this mount's own change) rather than
+	// the peer's events, and differed from what they had said: the
+	// answer may predate the last event, or its own event may be still
+	// to come. Until an event agrees with it, the listing is trusted for
+	// ttl only.
+	unconfirmed map[string]bool
+}
+
+// own records that dc's entry for name (there or not) is this mount's
+// own (its change, or an answer to it) rather than the peer's report: a
+// watched listing is trusted for ttl only until an event agrees.
+func (dc *dirCache) own(name string) {
+	if dc.epoch == 0 {
+		return
+	}
+	if dc.unconfirmed == nil {
+		dc.unconfirmed = map[string]bool{}
+	}
+	dc.unconfirmed[name] = true
 }
 
 // markStale records that name's attributes in dc are out of date.
@@ -76,15 +124,24 @@ type statCache struct {
 	at     time.Time
 	e      peerproto.Entry
 	exists bool
+	// epoch is attrCache.epoch when this answer, a watched directory's
+	// own attributes, was asked for with no event about it since
+	// (rememberStat); 0 otherwise. It is then trusted past ttl as a
+	// watched listing is (fresh), until an event about the directory or
+	// its entries.
+	epoch uint64
 }
 
 func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 	return &attrCache{
 		ttl: ttl, now: now,
-		dirs:   map[string]*dirCache{},
-		stats:  map[string]statCache{},
-		lists:  map[string]*listCall{},
-		misses: map[string]missRun{},
+		dirs:    map[string]*dirCache{},
+		stats:   map[string]statCache{},
+		lists:   map[string]*listCall{},
+		misses:  map[string]missRun{},
+		watched: map[string]bool{},
+		asked:   map[string]bool{},
+		gens:    map[string]uint64{},
 	}
 }
 
@@ -112,16 +169,49 @@ func (a *attrCache) cached(path string) (peerproto.Entry, bool, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.now()
-	if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
+	if sc, ok := a.stats[path]; ok && (now.Sub(sc.at) < a.ttl ||
+		sc.epoch != 0 && sc.epoch == a.epoch && now.Sub(sc.at) < a.watchTTL && a.watchedLocked(path)) {
 		return sc.e, sc.exists, true
 	}
 	if path != "" {
-		if dc, ok := a.dirs[parent(path)]; ok && now.Sub(dc.at) < a.ttl && !dc.stale[base(path)] {
+		if dc, ok := a.dirs[parent(path)]; ok && a.freshLocked(parent(path), dc, now) && !dc.stale[base(path)] {
 			e, exists := dc.entries[base(path)]
-			return e, exists, true
+			if !exists || !otherNames(e) || now.Sub(dc.at) < a.ttl {
+				return e, exists, true
+			}
+			// A file with other names: changed through one in another
+			// directory, it is reported there only.
 		}
 	}
 	return peerproto.Entry{}, false, false
+}
+
+// freshLocked reports whether dc, the listing of dir, is trusted now:
+// younger than ttl, or taken while dir was watched (dc.epoch), which it
+// still is in the same epoch (the event connection that ends when the
+// peer goes silent for watchSilence), and younger than watchTTL. Called
+// with a.mu held.
+func (a *attrCache) freshLocked(dir string, dc *dirCache, now time.Time) bool {
+	age := now.Sub(dc.at)
+	if age < a.ttl {
+		return true
+	}
+	return dc.epoch != 0 && dc.epoch == a.epoch && age < a.watchTTL && len(dc.unconfirmed) == 0 && a.watchedLocked(dir)
+}
+
+// watchedLocked reports whether dir and every directory above it are
+// watched: a move of any of them is reported (UNWATCHED). Called with
+// a.mu held.
+func (a *attrCache) watchedLocked(dir string) bool {
+	for {
+		if !a.watched[dir] {
+			return false
+		}
+		if dir == "" {
+			return true
+		}
+		dir = parent(dir)
+	}
 }
 
 // changed records that path's attributes changed on the peer (not
@@ -195,6 +285,9 @@ func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	defer a.mu.Unlock()
 	a.setStatLocked(path, statCache{at: a.now(), e: e, exists: exists})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
+		if old, had := dc.entries[base(path)]; had != exists || exists && !sameEntry(old, e) {
+			dc.own(base(path))
+		}
 		if exists {
 			e.Name = base(path)
 			dc.entries[base(path)] = e
@@ -325,11 +418,16 @@ func (a *attrCache) listed(dir string) ([]peerproto.Entry, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	dc, ok := a.dirs[dir]
-	if !ok || a.now().Sub(dc.at) >= a.ttl || len(dc.stale) > 0 {
+	now := a.now()
+	if !ok || !a.freshLocked(dir, dc, now) || len(dc.stale) > 0 {
 		return nil, false
 	}
+	old := now.Sub(dc.at) >= a.ttl
 	out := make([]peerproto.Entry, 0, len(dc.entries))
 	for name, e := range dc.entries {
+		if old && otherNames(e) {
+			return nil, false // see cached
+		}
 		e.Name = name
 		out = append(out, e)
 	}
@@ -344,7 +442,10 @@ func (a *attrCache) beginList(dir string) (call *listCall, leader bool) {
 	if call, busy := a.lists[dir]; busy {
 		return call, false
 	}
-	call = &listCall{done: make(chan struct{})}
+	call = &listCall{done: make(chan struct{}), gen: a.genLocked(dir)}
+	if a.epoch != 0 && a.watchedLocked(dir) {
+		call.epoch = a.epoch
+	}
 	a.lists[dir] = call
 	return call, true
 }
@@ -361,7 +462,12 @@ func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, 
 		for _, e := range list {
 			entries[e.Name] = e
 		}
-		a.dirs[dir] = &dirCache{at: a.now(), entries: entries}
+		dc := &dirCache{at: a.now(), entries: entries}
+		if call.epoch != 0 && call.epoch == a.epoch && call.gen == a.genLocked(dir) && a.watchedLocked(dir) {
+			dc.epoch = call.epoch
+		}
+		a.dirs[dir] = dc
+		a.askLocked(dir)
 	}
 	call.err = err
 	a.mu.Unlock()

@@ -66,6 +66,7 @@ func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
 		if e, ok := dc.entries[base(path)]; ok {
 			change(&e)
 			dc.entries[base(path)] = e
+			dc.own(base(path))
 		}
 	}
 }
@@ -103,6 +104,7 @@ func (a *attrCache) gone(path string, isDir bool) {
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
 		delete(dc.stale, base(path))
+		dc.own(base(path))
 	}
 }
 
@@ -140,6 +142,7 @@ func (a *attrCache) moved(from, to string) {
 		at = dc.at
 		delete(dc.entries, base(from))
 		delete(dc.stale, base(from))
+		dc.own(base(from))
 	}
 	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
 		e, at, known = sc.e, sc.at, true
@@ -162,6 +165,7 @@ func (a *attrCache) moved(from, to string) {
 			e.Name = base(to)
 			dc.entries[base(to)] = e
 			delete(dc.stale, base(to))
+			dc.own(base(to))
 		} else {
 			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
 		}

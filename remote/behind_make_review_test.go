@@ -118,7 +118,9 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 // whole cached subtree) when madeAlready decided the outcome.
 func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 	clock := newFakeClock()
-	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
+	// Not watched: the scenario is a mount that does not know yet of
+	// what another client made (an event would tell it).
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // d is known absent
 	statRoot(t, s, "bob")
@@ -161,7 +163,8 @@ func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 // parent's attributes too (attrs.changed(parent)).
 func TestRefusedMkdirParentLinkCountRestored(t *testing.T) {
 	clock := newFakeClock()
-	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
+	// Not watched, as above.
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
 	// The MKDIR is held on its way until the parent has been looked at
 	// while it waits: sent and refused at once, it would leave nothing
 	// to look at.
@@ -334,7 +337,9 @@ func TestMkdirRefusedWhileBeingAcknowledgedNotShown(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	bob.writeFile(t, "junk", []byte("junk"), 0o644)
 	clock := &stallingClock{}
-	s, open := gatedStore(t, bob, "DELETE", func(o *Options) { o.Now = clock.Now })
+	// Not watched: the scenario is a mount that does not know yet of
+	// the file another client made (an event would tell it).
+	s, open := gatedStore(t, bob, "DELETE", func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // x is known absent
 	statRoot(t, s, "bob")

@@ -42,6 +42,11 @@ type link struct {
 	downSince         time.Time // the first failure since the last answer; zero while up
 	lastErr           string
 	bytesIn, bytesOut int64
+
+	// stopped is closed by close: what runs for the link (its event
+	// connection, watch.go) ends. closeOnce guards it.
+	stopped   chan struct{}
+	closeOnce sync.Once
 }
 
 // failFast is how long requests to a peer fail at once after one failed
@@ -70,11 +75,14 @@ func isRefusal(err error) bool {
 }
 
 func newLink(name, addr string, opts peer.ClientOptions, obs Observer, now func() time.Time) *link {
-	return &link{name: name, addr: addr, pool: peer.NewPool(addr, opts, 16), obs: obs, now: now}
+	return &link{name: name, addr: addr, pool: peer.NewPool(addr, opts, 16), obs: obs, now: now, stopped: make(chan struct{})}
 }
 
-// close closes the link's connections.
-func (l *link) close() { l.pool.Close() }
+// close closes the link's connections, and stops what runs for it.
+func (l *link) close() {
+	l.closeOnce.Do(func() { close(l.stopped) })
+	l.pool.Close()
+}
 
 // do runs fn on a connection to the peer (pool.Do), failing at once
 // while the fail-fast window lasts, and records the outcome: the window,

@@ -95,6 +95,7 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 		}
 	}
 	var e peerproto.Entry
+	gen, epoch := p.attrs.statBegin(path)
 	err := s.poolDo(ctx, p, "STAT", func(c *peer.Conn) error {
 		var err error
 		e, err = c.Stat(ctx, path)
@@ -106,7 +107,7 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 		}
 		return e, netErr(p, err)
 	}
-	p.attrs.remember(path, e, true)
+	p.attrs.rememberStat(path, e, gen, epoch)
 	return e, nil
 }
 

@@ -49,11 +49,19 @@ var (
 
 // newPeerConn returns the connection state of a peer at addr.
 func (s *Store) newPeerConn(name, addr string) *peerConn {
-	return &peerConn{
+	p := &peerConn{
 		name: name, addr: addr,
 		link:  newLink(name, addr, s.opts.Client, s.opts.Observer, s.opts.Now),
 		attrs: newAttrCache(s.opts.AttrTTL, s.opts.Now),
 	}
+	if s.opts.WatchTTL > 0 && !s.closed {
+		// The peer watches what this mount lists (watch.go), for as
+		// long as the link lasts.
+		p.attrs.wake, p.attrs.watchTTL = make(chan struct{}, 1), s.opts.WatchTTL
+		s.wg.Add(1)
+		go s.watchLoop(p, p.link.stopped)
+	}
+	return p
 }
 
 // SetPeers takes the peer list of an UPDATE; this peer itself is left

@@ -32,11 +32,16 @@ type Options struct {
 	Self string // this peer's own name, left out of Peers
 	// Cluster is the cluster's identity (derived from its secret): with
 	// each peer's identity, it binds what this mount writes (identity.go).
-	Cluster   string
-	Client    peer.ClientOptions // timeouts for talking to peers
-	Cache     *cache.Cache       // required: local copies of files
-	AttrTTL   time.Duration      // how long attributes and listings are trusted (default 1s)
-	WholeFile int64              // files up to this size are fetched whole into the cache on first read (default 4 MiB)
+	Cluster string
+	Client  peer.ClientOptions // timeouts for talking to peers
+	Cache   *cache.Cache       // required: local copies of files
+	AttrTTL time.Duration      // how long attributes and listings are trusted (default 1s)
+	// WatchTTL is how long a listing of a directory the peer watches
+	// for this mount (watch.go) is trusted at most (default
+	// DefaultWatchTTL); negative: no directory is watched, every
+	// listing is trusted for AttrTTL.
+	WatchTTL  time.Duration
+	WholeFile int64 // files up to this size are fetched whole into the cache on first read (default 4 MiB)
 	// HoldTimeout bounds how long an upload waits while another peer holds
 	// the write token (default 30s); after it the upload goes ahead.
 	HoldTimeout time.Duration
@@ -119,6 +124,9 @@ func New(opts Options) (*Store, error) {
 	}
 	if opts.AttrTTL <= 0 {
 		opts.AttrTTL = time.Second
+	}
+	if opts.WatchTTL == 0 {
+		opts.WatchTTL = DefaultWatchTTL
 	}
 	if opts.WholeFile <= 0 {
 		opts.WholeFile = 4 << 20

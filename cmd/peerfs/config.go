@@ -98,6 +98,7 @@ type mountConfig struct {
 	CacheDir      string        `envconfig:"PEERFS_CACHE_DIR" desc:"local content cache (default: $XDG_CACHE_HOME/peerfs/<name>, or /var/cache/peerfs/<name> for root without $HOME)"`
 	CacheSizeMB   int64         `envconfig:"PEERFS_CACHE_SIZE_MB" default:"1024" desc:"cache size bound in MiB; files not yet uploaded are never evicted"`
 	AttrTimeout   time.Duration `envconfig:"PEERFS_ATTR_TIMEOUT" default:"1s" desc:"how long attributes and listings are cached"`
+	WatchTimeout  time.Duration `envconfig:"PEERFS_WATCH_TIMEOUT" default:"30s" desc:"how long at most a listing of a directory its peer watches for this mount (it reports changes there as they happen) is trusted, rather than --attr-timeout; 0: no directory is watched"`
 	AllowOther    bool          `envconfig:"PEERFS_ALLOW_OTHER" default:"false" desc:"let other users of this machine use the mount, with permissions checked by the kernel as on a local disk (a user other than root needs user_allow_other in /etc/fuse.conf)"`
 	DrainTimeout  time.Duration `envconfig:"PEERFS_DRAIN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long to keep uploading pending files before unmounting"`
 	SyncNamespace bool          `envconfig:"PEERFS_SYNC_NAMESPACE" default:"false" desc:"make rm, rmdir, mv, mkdir and a directory's chmod and times wait for the peer's answer (default: acknowledged at once, journalled in the cache, carried out on the peer in the background in order; fsync, sync rounds and unmount wait for them)"`

@@ -141,6 +141,8 @@ func openStore(cfg mountConfig, sec *secure.Config, obs remote.Observer, log zer
 		AttrTTL: cfg.AttrTimeout,
 		Logger:  log,
 
+		WatchTTL: watchTTL(cfg.WatchTimeout),
+
 		SyncNamespace: cfg.SyncNamespace,
 
 		ForgetAfter: cfg.ForgetAfter,
@@ -252,4 +254,13 @@ func drain(store *remote.Store, timeout time.Duration) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// watchTTL is remote.Options.WatchTTL for --watch-timeout d: 0 turns
+// watching off.
+func watchTTL(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

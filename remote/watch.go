@@ -1,0 +1,420 @@
+package remote
+
+// Watching a peer's directories (WATCH, docs/PROTOCOL.md "Watching
+// directories"): the mount keeps one event connection to each peer that
+// serves it, and asks it to watch every directory it lists (and those
+// above it). A listing taken while its directory and every one above it
+// were watched is trusted past the attribute timeout, up to
+// Options.WatchTTL, while the peer's events keep coming (a line at least
+// every TickEvery): each event is applied to it, so that a program on
+// this machine sees another's change to the peer as soon as it is
+// reported, and a path walk or `ls` in a known directory costs no round
+// trip to the peer however long ago it was listed. A peer that falls
+// silent (it writes a TICK every TickEvery at least) ends the trust
+// within watchSilence. The kernel's own
+// caches still expire after the attribute timeout; it then asks the
+// mount, which answers from such a listing.
+//
+// Order: events come in order on their connection, answers to this
+// mount's requests on others, so either may be the older. An answer (a
+// STAT, a PUT DONE) or this mount's own change that disagrees with a
+// watched listing is kept in it, but unconfirmed: the listing is trusted
+// for the attribute timeout only until an event agrees with it
+// (dirCache.unconfirmed), and events that disagree meanwhile are not
+// applied over it. A LIST during which an event about its directory
+// came is trusted for the attribute timeout only (attrCache.gens), and
+// so is a directory's STAT (rememberStat). A lost connection, a RESET
+// or an UNWATCHED ends the trust of what it covered.
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerfs/peerfs/peer"
+	"github.com/peerfs/peerfs/peerproto"
+)
+
+const (
+	// watchSilence is how long the mount waits for a line on an event
+	// connection (the peer writes one every TickEvery at least) before
+	// it takes the connection for dead.
+	watchSilence = 8 * peerproto.TickEvery
+	// watchPing is how often the mount pings an event connection, so
+	// that the peer does not close it as idle.
+	watchPing = time.Minute
+	// Bounds of the wait between attempts to open an event connection;
+	// a peer without WATCH is asked again after watchNone.
+	watchRetryMin = time.Second
+	watchRetryMax = 30 * time.Second
+	watchNone     = 5 * time.Minute
+	// watchDial bounds opening an event connection.
+	watchDial = 15 * time.Second
+	// DefaultWatchTTL is how long a watched listing is trusted at most.
+	DefaultWatchTTL = 30 * time.Second
+)
+
+// watchEpochs numbers event connections, process-wide (never 0).
+var watchEpochs atomic.Uint64
+
+// sameEntry reports whether a and b say the same of an entry, as far as
+// both say: a listing's entry and an answer's, or an event's.
+func sameEntry(a, b peerproto.Entry) bool {
+	if a.Type != b.Type || a.Mode != b.Mode || a.Size != b.Size || a.Mtime != b.Mtime || a.Ver != b.Ver {
+		return false
+	}
+	both := a.Has & b.Has
+	switch {
+	case both&peerproto.AttrIno != 0 && a.Ino != b.Ino,
+		both&peerproto.AttrNlink != 0 && a.Nlink != b.Nlink,
+		both&peerproto.AttrUid != 0 && a.Uid != b.Uid,
+		both&peerproto.AttrGid != 0 && a.Gid != b.Gid,
+		both&peerproto.AttrCtime != 0 && a.Ctime != b.Ctime,
+		both&peerproto.AttrLink != 0 && a.Target != b.Target,
+		both&peerproto.AttrRdev != 0 && (a.RdevMajor != b.RdevMajor || a.RdevMinor != b.RdevMinor):
+		return false
+	}
+	return true
+}
+
+// replaced reports whether e, reported at a path whose listed entry is
+// was, is another file or directory than was (a directory replaced).
+func replaced(was, e peerproto.Entry) bool {
+	if was.Type == 0 || !was.IsDir() {
+		return false
+	}
+	return !e.IsDir() || was.Has&e.Has&peerproto.AttrIno != 0 && was.Ino != e.Ino
+}
+
+// maxGens bounds attrCache.gens; past it, it starts afresh from a floor
+// that every request on its way then sees as an event (genLocked).
+const maxGens = 1 << 16
+
+// genLocked returns the number of the last event about dir or its
+// entries (0 for none); a request compares it before and after. Called
+// with a.mu held.
+func (a *attrCache) genLocked(dir string) uint64 {
+	return max(a.gens[dir], a.gensFloor)
+}
+
+// otherNames reports whether e, not a directory, has other hard links:
+// changed through one of them, it is reported in that one's directory.
+func otherNames(e peerproto.Entry) bool {
+	return e.Type != peerproto.TypeDir && linkedIno(e) != 0
+}
+
+// askLocked has dir, and every directory above it, watched if they are
+// not yet, on the event connection there is or the next one. Called
+// with a.mu held.
+func (a *attrCache) askLocked(dir string) {
+	if a.wake == nil {
+		return
+	}
+	added := false
+	for {
+		if !a.asked[dir] {
+			a.asked[dir] = true
+			a.want = append(a.want, dir)
+			added = true
+		}
+		if dir == "" {
+			break
+		}
+		dir = parent(dir)
+	}
+	if added {
+		select {
+		case a.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// watchStarted begins a new epoch for a new event connection: what it
+// must watch is every directory listed now (and those above them).
+func (a *attrCache) watchStarted() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.epoch = watchEpochs.Add(1)
+	a.watched, a.asked, a.gens = map[string]bool{}, map[string]bool{}, map[string]uint64{}
+	a.want, a.sent = nil, nil
+	for dir := range a.dirs {
+		a.askLocked(dir)
+	}
+	a.askLocked("")
+	return a.epoch
+}
+
+// watchEnded ends epoch: nothing is trusted for its events any more.
+func (a *attrCache) watchEnded(epoch uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.epoch == epoch {
+		a.epoch = 0
+		a.watched = map[string]bool{}
+	}
+}
+
+// takeWant returns the directories to ask for now, noted as sent (their
+// answers come in that order).
+func (a *attrCache) takeWant() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	want := a.want
+	a.want = nil
+	a.sent = append(a.sent, want...)
+	return want
+}
+
+// onEvent applies line m of the event connection of epoch; false if m
+// makes no sense there (an answer to nothing asked): the connection is
+// then out of step.
+func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.epoch != epoch {
+		return true // ended meanwhile
+	}
+	switch m := m.(type) {
+	case peerproto.Tick, peerproto.Pong, peerproto.UnwatchOK:
+	case peerproto.WatchOK:
+		if len(a.sent) == 0 || a.sent[0] != m.Dir {
+			return false
+		}
+		a.sent = a.sent[1:]
+		a.watched[m.Dir] = true
+	case peerproto.Refusal:
+		// Not watched (a limit, gone meanwhile): it stays asked, so
+		// not asked again in this epoch.
+		if len(a.sent) == 0 {
+			return false
+		}
+		a.sent = a.sent[1:]
+	case peerproto.Unwatched:
+		a.unwatchedLocked(m.Dir)
+	case peerproto.Reset:
+		// Changes were lost: this connection's word counts no more.
+		// A new one (a new epoch) watches anew.
+		a.epoch, a.watched = 0, map[string]bool{}
+		return false
+	case peerproto.Changed:
+		a.eventedLocked(m.Entry.Name, m.Entry, false)
+	case peerproto.Gone:
+		a.eventedLocked(m.Path, peerproto.Entry{}, true)
+	default:
+		return false
+	}
+	return true
+}
+
+// unwatchedLocked handles UNWATCHED dir: dir and everything under it
+// are not watched any more, and nothing learned of them while they were
+// is trusted past ttl (watched again later, they are listed again).
+// Called with a.mu held.
+func (a *attrCache) unwatchedLocked(dir string) {
+	for d := range a.watched {
+		if under(d, dir) {
+			delete(a.watched, d)
+		}
+	}
+	for d := range a.asked {
+		if under(d, dir) {
+			delete(a.asked, d)
+		}
+	}
+	for d, dc := range a.dirs {
+		if under(d, dir) {
+			dc.epoch = 0
+		}
+	}
+	for p, sc := range a.stats {
+		if sc.epoch != 0 && under(p, dir) {
+			sc.epoch = 0
+			a.stats[p] = sc
+		}
+	}
+}
+
+// eventedLocked applies the peer's report that path is now e, or gone.
+// Called with a.mu held.
+func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
+	now := a.now()
+	a.evSeq++
+	if len(a.gens) >= maxGens {
+		clear(a.gens)
+		a.gensFloor = a.evSeq
+	}
+	if path != "" {
+		a.gens[parent(path)] = a.evSeq
+	}
+	a.gens[path] = a.evSeq
+	if path != "" {
+		// The directory's own times and link count change with its
+		// entries: its attributes are asked again.
+		if sc, ok := a.stats[parent(path)]; ok && sc.epoch != 0 {
+			delete(a.stats, parent(path))
+		}
+	}
+	// A fresh answer that says otherwise may be newer than this event
+	// (a request's answer overtook it) or older: asked again.
+	if sc, ok := a.stats[path]; ok && (now.Sub(sc.at) >= a.ttl || sc.exists == gone || !gone && !sameEntry(sc.e, e)) {
+		delete(a.stats, path)
+	}
+	if path == "" {
+		return
+	}
+	dc, ok := a.dirs[parent(path)]
+	if gone || ok && replaced(dc.entries[base(path)], e) {
+		// A directory gone, or another one (or a file) in its place:
+		// nothing known under it holds.
+		a.dropTreeLocked(path)
+	}
+	if !ok {
+		return
+	}
+	name := base(path)
+	if dc.unconfirmed[name] {
+		// The listing has this mount's answer for it: kept until an
+		// event agrees (this one may be older than the answer).
+		if old, had := dc.entries[name]; had != gone && (gone || sameEntry(old, e)) {
+			delete(dc.unconfirmed, name)
+		}
+		return
+	}
+	if gone {
+		delete(dc.entries, name)
+	} else {
+		e.Name = name
+		dc.entries[name] = e
+	}
+	delete(dc.stale, name)
+}
+
+// watchLoop keeps an event connection to p while p is a peer of this
+// Store: it opens one, asks for the directories the attribute cache
+// wants watched, feeds it the events, and opens another when it breaks.
+func (s *Store) watchLoop(p *peerConn, stop <-chan struct{}) {
+	defer s.wg.Done()
+	wait := watchRetryMin
+	for {
+		err := s.watchOnce(p, stop)
+		select {
+		case <-stop:
+			return
+		case <-s.stop:
+			return
+		default:
+		}
+		switch {
+		case errors.Is(err, peer.ErrNoWatch):
+			wait = watchNone
+		case err != nil:
+			s.log.Debug().Err(err).Str("remote_peer", p.name).Msg("event connection lost; listings are trusted for the attribute timeout only until it is back")
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-stop:
+			t.Stop()
+			return
+		case <-s.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, watchRetryMax)
+		if errors.Is(err, peer.ErrNoWatch) {
+			wait = watchNone
+		} else if err == nil {
+			wait = watchRetryMin
+		}
+	}
+}
+
+// watchOnce runs one event connection to p until it breaks or stop.
+func (s *Store) watchOnce(p *peerConn, stop <-chan struct{}) error {
+	ctx, cancel := context.WithTimeout(context.Background(), watchDial)
+	c, err := p.link.pool.Dial(ctx)
+	if err != nil {
+		cancel()
+		return err
+	}
+	ev, err := c.Events(ctx)
+	cancel()
+	if err != nil {
+		c.Close()
+		return err
+	}
+	defer ev.Close()
+	a := p.attrs
+	epoch := a.watchStarted()
+	defer a.watchEnded(epoch)
+	done := make(chan struct{})
+	defer close(done)
+	// The requests go out from here; the lines are read below.
+	go func() {
+		ping := time.NewTicker(watchPing)
+		defer ping.Stop()
+		for {
+			for _, dir := range a.takeWant() {
+				if ev.Watch(dir) != nil {
+					ev.Close() // the reader ends
+					return
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-stop:
+				ev.Close()
+				return
+			case <-s.stop:
+				ev.Close()
+				return
+			case <-ping.C:
+				if ev.Ping() != nil {
+					ev.Close()
+					return
+				}
+			case <-a.wake:
+			}
+		}
+	}()
+	for {
+		m, err := ev.Next(watchSilence)
+		if err != nil {
+			return err
+		}
+		if !a.onEvent(epoch, m) {
+			return errors.New("remote: event connection out of step")
+		}
+	}
+}
+
+// statBegin notes, before a STAT of path, what rememberStat needs to
+// tell whether its answer can be trusted as long as a watched listing:
+// the events about path so far, and the epoch if path is watched now.
+func (a *attrCache) statBegin(path string) (gen, epoch uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.epoch != 0 && a.watchedLocked(path) {
+		epoch = a.epoch
+	}
+	return a.genLocked(path), epoch
+}
+
+// rememberStat is remember for a STAT's answer e about path, which
+// statBegin preceded: a watched directory's own attributes, with no
+// event about it since the STAT went out, are trusted past ttl.
+func (a *attrCache) rememberStat(path string, e peerproto.Entry, gen, epoch uint64) {
+	a.remember(path, e, true)
+	if epoch == 0 || !e.IsDir() {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if sc, ok := a.stats[path]; ok && epoch == a.epoch && gen == a.genLocked(path) && a.watchedLocked(path) {
+		sc.epoch = epoch
+		a.stats[path] = sc
+	}
+}
