@@ -175,23 +175,9 @@ func (c *conn) stat(m peerproto.Stat) error {
 }
 
 // entryOf returns the entry (without its name) of clean path p as a
-// posix connection sees it.
+// posix connection sees it (the only kind that asks).
 func (c *conn) entryOf(p string) (peerproto.Entry, error) {
-	j := c.jail()
-	if p == "" {
-		st, err := jail.Fstat(j.FD(), p)
-		if err != nil {
-			return peerproto.Entry{}, err
-		}
-		return posixEntry("", &st), nil
-	}
-	dir, base := jail.Split(p)
-	dfd, err := j.OpenDir(dir, false)
-	if err != nil {
-		return peerproto.Entry{}, err
-	}
-	defer j.CloseDir(dfd)
-	return c.entryAt(dfd, base, p)
+	return c.s.posixEntryOf(p)
 }
 
 // setVer fills in e.Ver, the version token of the file with attributes fi

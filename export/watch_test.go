@@ -33,18 +33,23 @@ func watchClient(t *testing.T, addr string, dirs ...string) eventClient {
 	return ec
 }
 
-// next returns the next line that is not a TICK.
+// next returns the next line that is not a TICK, within 5 s.
 func (ec eventClient) next() string {
 	ec.t.Helper()
-	for {
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
 		if l := ec.line(); l != "TICK" {
 			return l
 		}
 	}
+	ec.t.Fatal("nothing but TICKs for 5 s")
+
+	return ""
 }
 
-// events reads lines until it has seen each of want's prefixes (in any
-// order) and returns the lines read, TICKs left out.
+// events reads lines until it has seen each of want (in any order: a
+// line itself, or the start of one if it ends with a space) and returns
+// the lines read, TICKs left out.
 func (ec eventClient) events(want ...string) []string {
 	ec.t.Helper()
 	var got []string
@@ -54,10 +59,13 @@ func (ec eventClient) events(want ...string) []string {
 		if time.Now().After(deadline) {
 			ec.t.Fatalf("events %q so far; still waiting for %q", got, left)
 		}
-		l := ec.next()
+		l := ec.line()
+		if l == "TICK" {
+			continue
+		}
 		got = append(got, l)
 		for i, w := range left {
-			if strings.HasPrefix(l, w) {
+			if l == w || strings.HasSuffix(w, " ") && strings.HasPrefix(l, w) {
 				left = slices.Delete(left, i, i+1)
 				break
 			}
@@ -83,9 +91,11 @@ func (ec eventClient) changedNames(got []string, names ...string) {
 	for _, n := range names {
 		for !seen[n] {
 			if time.Now().After(deadline) {
-				ec.t.Fatalf("no CHANGED for %s", n)
+				ec.t.Fatalf("no CHANGED for %s (events %q)", n, got)
 			}
-			note(ec.next())
+			l := ec.next()
+			got = append(got, l)
+			note(l)
 		}
 	}
 }

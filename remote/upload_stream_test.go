@@ -219,19 +219,26 @@ func TestStreamedUploadToOlderPeer(t *testing.T) {
 	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.Observer = vc })
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	for _, name := range []string{"one", "two"} {
-		data := randomBytes(1 << 20)
-		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		writeSeq(t, s, fh, data, 0)
-		if err := s.Flush(testCtx(t), fh); err != nil {
-			t.Fatalf("close of %s: %v", name, err)
-		}
-		s.release(t, fh)
-		if got := bob.content(t, name); got != string(data) {
-			t.Fatalf("bob's %s holds %d bytes, want %d", name, len(got), len(data))
-		}
+		uploadMiB(t, s, bob, name)
 	}
 	if n := vc.take(); n["STREAM"] > 1 {
 		t.Errorf("requests %v: a stream tried again after the peer said it takes none", n)
+	}
+}
+
+// uploadMiB writes a new 1 MiB file name to bob through s, from its
+// start onwards as cp does, closes it and checks bob has it.
+func uploadMiB(t *testing.T, s *testStore, bob *testPeer, name string) {
+	t.Helper()
+	data := randomBytes(1 << 20)
+	fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	writeSeq(t, s, fh, data, 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatalf("close of %s: %v", name, err)
+	}
+	s.release(t, fh)
+	if got := bob.content(t, name); got != string(data) {
+		t.Fatalf("bob's %s holds %d bytes, want %d", name, len(got), len(data))
 	}
 }
 
@@ -338,19 +345,7 @@ func TestStreamedUploadToUpgradedPeer(t *testing.T) {
 	vc := &verbCounter{n: map[string]int{}}
 	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.Observer = vc })
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy.addr}})
-	upload := func(name string) {
-		t.Helper()
-		data := randomBytes(1 << 20)
-		fh := s.open(t, "bob", name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-		writeSeq(t, s, fh, data, 0)
-		if err := s.Flush(testCtx(t), fh); err != nil {
-			t.Fatalf("close of %s: %v", name, err)
-		}
-		s.release(t, fh)
-		if got := bob.content(t, name); got != string(data) {
-			t.Fatalf("bob's %s holds %d bytes, want %d", name, len(got), len(data))
-		}
-	}
+	upload := func(name string) { uploadMiB(t, s, bob, name) }
 	upload("before")
 	if n := vc.take(); n["STREAM"] > 1 {
 		t.Fatalf("requests %v: streams to a peer that takes none", n)
