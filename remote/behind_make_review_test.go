@@ -118,9 +118,7 @@ func TestMkdirResentAfterLostReplyNotRefused(t *testing.T) {
 // whole cached subtree) when madeAlready decided the outcome.
 func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 	clock := newFakeClock()
-	// Not watched: the scenario is a mount that does not know yet of
-	// what another client made (an event would tell it).
-	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // d is known absent
 	statRoot(t, s, "bob")
@@ -163,8 +161,7 @@ func TestMkdirFoundDirectoryShowsItsEntries(t *testing.T) {
 // parent's attributes too (attrs.changed(parent)).
 func TestRefusedMkdirParentLinkCountRestored(t *testing.T) {
 	clock := newFakeClock()
-	// Not watched, as above.
-	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
+	s, bob, _ := countedStoreWith(t, func(o *Options) { o.Now = clock.Now })
 	// The MKDIR is held on its way until the parent has been looked at
 	// while it waits: sent and refused at once, it would leave nothing
 	// to look at.
@@ -337,9 +334,7 @@ func TestMkdirRefusedWhileBeingAcknowledgedNotShown(t *testing.T) {
 	bob := startPeer(t, t.TempDir())
 	bob.writeFile(t, "junk", []byte("junk"), 0o644)
 	clock := &stallingClock{}
-	// Not watched: the scenario is a mount that does not know yet of
-	// the file another client made (an event would tell it).
-	s, open := gatedStore(t, bob, "DELETE", func(o *Options) { o.Now = clock.Now; o.WatchTTL = -1 })
+	s, open := gatedStore(t, bob, "DELETE", func(o *Options) { o.Now = clock.Now })
 	ctx := testCtx(t)
 	s.names(t, "bob", "") // x is known absent
 	statRoot(t, s, "bob")
@@ -527,9 +522,7 @@ func TestDirChmodShowsInParentListing(t *testing.T) {
 // directory is not shown any more (stat and the parent's listing ask the
 // peer).
 func TestRefusedMkdirNotShown(t *testing.T) {
-	// Not watched: the scenario is a mount that does not know yet of
-	// p's removal by another client (an event would tell it).
-	s, bob, _ := countedStoreWith(t, func(o *Options) { o.WatchTTL = -1 })
+	s, bob, _ := countedStore(t)
 	ctx := testCtx(t)
 	if err := os.Mkdir(bob.path("p"), 0o755); err != nil {
 		t.Fatal(err)

@@ -232,6 +232,12 @@ func newStoreOn(t *testing.T, copts cache.Options, tune func(*Options)) *testSto
 		RetryInterval: 20 * time.Millisecond,
 		HoldTimeout:   testTimeout,
 		Logger:        zerolog.Nop(),
+		// Not watched (watch.go), unless a test asks: the tests of
+		// other parts set up a peer changed behind a mount that has not
+		// heard of it yet, which an event would race, and move fake
+		// clocks past AttrTTL to make it ask again, which a watched
+		// listing would not. watch_test.go and e2e run watched.
+		WatchTTL: -1,
 	}
 	if tune != nil {
 		tune(&opts)

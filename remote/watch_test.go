@@ -27,6 +27,7 @@ func watchedStore(t *testing.T, bob *testPeer, addr string) (*testStore, *verbCo
 	s := newStoreWith(t, t.TempDir(), func(o *Options) {
 		o.Observer = vc
 		o.AttrTTL = watchTestTTL
+		o.WatchTTL = DefaultWatchTTL
 	})
 	if addr == "" {
 		addr = bob.addr
