@@ -256,10 +256,18 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 			delete(a.stats, parent(path))
 		}
 	}
-	// A fresh answer that says otherwise may be newer than this event
-	// (a request's answer overtook it) or older: asked again.
-	if sc, ok := a.stats[path]; ok && (now.Sub(sc.at) >= a.ttl || sc.exists == gone || !gone && !sameEntry(sc.e, e)) {
-		delete(a.stats, path)
+	if sc, ok := a.stats[path]; ok {
+		switch {
+		case now.Sub(sc.at) >= a.ttl:
+			delete(a.stats, path)
+		case sc.exists == gone || !gone && !sameEntry(sc.e, e):
+			// A fresh answer, or this mount's own change (a mkdir
+			// written behind counts in its parent's links before the
+			// peer has it), that says otherwise may be newer than this
+			// event or older: kept for its ttl, no longer.
+			sc.epoch = 0
+			a.stats[path] = sc
+		}
 	}
 	if path == "" {
 		return
