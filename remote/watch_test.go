@@ -190,7 +190,8 @@ func TestWatchedListingLimits(t *testing.T) {
 	}
 
 	proxy.stop()
-	time.Sleep(watchSilence + 2*watchTestTTL)
+	testutil.Eventually(t, "the silent event connection taken for dead", func() bool { return !s.watching("d") })
+	time.Sleep(watchTestTTL)
 	if fi, err := s.Stat(testCtx(t), "bob", "d/a"); err == nil {
 		t.Fatalf("with the peer unreachable and its events gone, d/a still answered from the listing: %v", fi)
 	}
@@ -223,11 +224,23 @@ func TestWatchedListingChangedWhileListed(t *testing.T) {
 	<-held
 	// The LIST was read on bob; now the directory changes, and the
 	// event about it comes before the listing does.
+	before := s.eventsAbout("d")
 	bobFile(t, bob, "d/late", []byte("late"))
-	time.Sleep(10 * time.Millisecond)
+	testutil.Eventually(t, "the event about d/late", func() bool { return s.eventsAbout("d") != before })
 	close(release)
 	<-done
 	testutil.Eventually(t, "d/late seen", func() bool { return stat(t, s, "d/late") != nil })
+}
+
+// eventsAbout returns the number of the last event about bob's dir or
+// its entries that s took (attrCache.gens).
+func (s *testStore) eventsAbout(dir string) uint64 {
+	s.mu.Lock()
+	p := s.peers["bob"]
+	s.mu.Unlock()
+	p.attrs.mu.Lock()
+	defer p.attrs.mu.Unlock()
+	return p.attrs.genLocked(dir)
 }
 
 // forgetListing drops what s knows of bob's dir (as a new mount would
