@@ -22,6 +22,13 @@ type attrCache struct {
 	mu    sync.Mutex           // protects the fields below
 	dirs  map[string]*dirCache // listings, by directory
 	stats map[string]statCache // single answers (and known absences), by path
+	// below counts, per directory, the keys of stats and of dirs (each
+	// map apart) strictly under it, so that dropTreeLocked scans the
+	// maps only for a path with something cached below it: a peer's
+	// report of each file rm -rf removed must not cost a scan of
+	// everything known. Written only through putStatLocked,
+	// delStatLocked, putDirLocked, delDirLocked and resetLocked.
+	below map[string]int
 	// lists are the directories with a LIST in flight, shared by every
 	// caller that needs them (beginList).
 	lists map[string]*listCall
@@ -137,6 +144,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		ttl: ttl, now: now,
 		dirs:    map[string]*dirCache{},
 		stats:   map[string]statCache{},
+		below:   map[string]int{},
 		lists:   map[string]*listCall{},
 		misses:  map[string]missRun{},
 		watched: map[string]bool{},
@@ -149,7 +157,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 // attributes): the peer may have changed anything.
 func (a *attrCache) clear() {
 	a.mu.Lock()
-	a.dirs, a.stats = map[string]*dirCache{}, map[string]statCache{}
+	a.resetLocked()
 	a.supersedeAllLocked()
 	a.mu.Unlock()
 }
@@ -158,7 +166,8 @@ func (a *attrCache) clear() {
 // export answers at the peer's name.
 func (a *attrCache) clearAll() {
 	a.mu.Lock()
-	a.dirs, a.stats, a.root = map[string]*dirCache{}, map[string]statCache{}, nil
+	a.resetLocked()
+	a.root = nil
 	a.supersedeAllLocked()
 	a.mu.Unlock()
 }
@@ -221,7 +230,7 @@ func (a *attrCache) changed(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(parent(path))
-	delete(a.stats, path)
+	a.delStatLocked(path)
 	if path == "" {
 		return
 	}
@@ -240,7 +249,7 @@ func (a *attrCache) changedIno(ino uint64) {
 	defer a.mu.Unlock()
 	for k, sc := range a.stats {
 		if sc.exists && sc.e.Has&peerproto.AttrIno != 0 && sc.e.Ino == ino {
-			delete(a.stats, k)
+			a.delStatLocked(k)
 		}
 	}
 	for _, dc := range a.dirs {
@@ -326,9 +335,9 @@ func linkedIno(e peerproto.Entry) uint64 {
 // listing), and supersedes the LISTs of those in flight.
 func (a *attrCache) forget(path string) {
 	a.mu.Lock()
-	delete(a.stats, path)
-	delete(a.dirs, path)
-	delete(a.dirs, parent(path))
+	a.delStatLocked(path)
+	a.delDirLocked(path)
+	a.delDirLocked(parent(path))
 	a.supersedeLocked(path)
 	a.supersedeLocked(parent(path))
 	a.mu.Unlock()
@@ -339,7 +348,7 @@ func (a *attrCache) forget(path string) {
 func (a *attrCache) forgetTree(path string) {
 	a.mu.Lock()
 	a.dropTreeLocked(path)
-	delete(a.dirs, parent(path))
+	a.delDirLocked(parent(path))
 	for dir, call := range a.lists {
 		if under(dir, path) {
 			call.superseded = true
@@ -366,17 +375,6 @@ func (a *attrCache) supersedeAllLocked() {
 	}
 }
 
-// dropLocked forgets what is cached about path; for a directory also
-// everything under it (a scan of the caches). Called with a.mu held.
-func (a *attrCache) dropLocked(path string, isDir bool) {
-	if isDir {
-		a.dropTreeLocked(path)
-		return
-	}
-	delete(a.stats, path)
-	delete(a.dirs, path)
-}
-
 // maxStats bounds the attribute cache: past it, expired entries are swept
 // (the map would otherwise grow with every name ever looked up).
 const maxStats = 50000
@@ -388,27 +386,37 @@ func (a *attrCache) setStatLocked(path string, sc statCache) {
 		now := a.now()
 		for k, v := range a.stats {
 			if now.Sub(v.at) > rescanWindow {
-				delete(a.stats, k)
+				a.delStatLocked(k)
 			}
 		}
 		if len(a.stats) >= maxStats {
 			clear(a.stats)
+			clear(a.below)
+			for k := range a.dirs {
+				a.countLocked(k, 1)
+			}
 		}
 	}
-	a.stats[path] = sc
+	a.putStatLocked(path, sc)
 }
 
-// dropTreeLocked forgets stats and listings at or under path. Called with
-// a.mu held.
+// dropTreeLocked forgets stats and listings at or under path; it scans
+// the caches only if something is cached under path (below). Called
+// with a.mu held.
 func (a *attrCache) dropTreeLocked(path string) {
+	a.delStatLocked(path)
+	a.delDirLocked(path)
+	if a.below[path] == 0 {
+		return
+	}
 	for k := range a.stats {
 		if under(k, path) {
-			delete(a.stats, k)
+			a.delStatLocked(k)
 		}
 	}
 	for k := range a.dirs {
 		if under(k, path) {
-			delete(a.dirs, k)
+			a.delDirLocked(k)
 		}
 	}
 }
@@ -466,7 +474,7 @@ func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, 
 		if call.epoch != 0 && call.epoch == a.epoch && call.gen == a.genLocked(dir) && a.watchedLocked(dir) {
 			dc.epoch = call.epoch
 		}
-		a.dirs[dir] = dc
+		a.putDirLocked(dir, dc)
 		a.askLocked(dir)
 	}
 	call.err = err
@@ -543,4 +551,54 @@ func (a *attrCache) lastRoot() peerproto.Entry {
 		return *a.root
 	}
 	return peerproto.Entry{Type: peerproto.TypeDir, Mode: 0o755}
+}
+
+// resetLocked forgets every attribute and listing. Called with a.mu held.
+func (a *attrCache) resetLocked() {
+	a.dirs, a.stats, a.below = map[string]*dirCache{}, map[string]statCache{}, map[string]int{}
+}
+
+// countLocked adds d to below of every directory above path. Called with
+// a.mu held.
+func (a *attrCache) countLocked(path string, d int) {
+	for path != "" {
+		path = parent(path)
+		if n := a.below[path] + d; n != 0 {
+			a.below[path] = n
+		} else {
+			delete(a.below, path)
+		}
+	}
+}
+
+// putStatLocked sets stats[path]. Called with a.mu held.
+func (a *attrCache) putStatLocked(path string, sc statCache) {
+	if _, had := a.stats[path]; !had {
+		a.countLocked(path, 1)
+	}
+	a.stats[path] = sc
+}
+
+// delStatLocked deletes stats[path]. Called with a.mu held.
+func (a *attrCache) delStatLocked(path string) {
+	if _, had := a.stats[path]; had {
+		delete(a.stats, path)
+		a.countLocked(path, -1)
+	}
+}
+
+// putDirLocked sets dirs[dir]. Called with a.mu held.
+func (a *attrCache) putDirLocked(dir string, dc *dirCache) {
+	if _, had := a.dirs[dir]; !had {
+		a.countLocked(dir, 1)
+	}
+	a.dirs[dir] = dc
+}
+
+// delDirLocked deletes dirs[dir]. Called with a.mu held.
+func (a *attrCache) delDirLocked(dir string) {
+	if _, had := a.dirs[dir]; had {
+		delete(a.dirs, dir)
+		a.countLocked(dir, -1)
+	}
 }

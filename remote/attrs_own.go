@@ -60,7 +60,7 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
 	if sc, ok := a.stats[path]; ok && sc.exists {
 		change(&sc.e)
-		a.stats[path] = sc
+		a.putStatLocked(path, sc)
 	}
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if e, ok := dc.entries[base(path)]; ok {
@@ -87,7 +87,7 @@ func (a *attrCache) changedAt(path string, ctime int64) {
 // lookups of new names in it (a program filling it) need no STAT.
 func (a *attrCache) emptyDir(path string) {
 	a.mu.Lock()
-	a.dirs[path] = &dirCache{at: a.now(), entries: map[string]peerproto.Entry{}}
+	a.putDirLocked(path, &dirCache{at: a.now(), entries: map[string]peerproto.Entry{}})
 	a.mu.Unlock()
 }
 
@@ -95,33 +95,17 @@ func (a *attrCache) emptyDir(path string) {
 // it) no longer exists on the peer, keeping the parent's listing: a
 // program removing a directory's entries one by one (rm -r) then costs no
 // re-listing per entry.
-func (a *attrCache) gone(path string, isDir bool) {
+func (a *attrCache) gone(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(parent(path))
-	a.dropLocked(path, isDir)
+	a.dropTreeLocked(path)
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
 		delete(dc.stale, base(path))
 		dc.own(base(path))
 	}
-}
-
-// mayHoldUnderLocked reports whether the caches may hold anything under
-// path: not if they know it, from an answer younger than ttl, as a file
-// or as absent. Only then does forgetting path cost a scan of every
-// cached name (a rename over a file, an editor's save, was as slow as
-// the caches were big). Called with a.mu held.
-func (a *attrCache) mayHoldUnderLocked(path string, now time.Time) bool {
-	if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
-		return sc.exists && sc.e.IsDir()
-	}
-	if dc, ok := a.dirs[parent(path)]; ok && path != "" && now.Sub(dc.at) < a.ttl && !dc.stale[base(path)] {
-		e, listed := dc.entries[base(path)]
-		return listed && e.IsDir()
-	}
-	return true
 }
 
 // moved records a successful rename of from to to, keeping both parents'
@@ -147,11 +131,11 @@ func (a *attrCache) moved(from, to string) {
 	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
 		e, at, known = sc.e, sc.at, true
 	}
-	// Only a directory has anything cached under it: a file's rename
-	// costs no scan of the caches (rm -r, mv of many files).
-	dir := !known || e.IsDir() || now.Sub(at) >= a.ttl
-	a.dropLocked(from, dir)
-	a.dropLocked(to, a.mayHoldUnderLocked(to, now))
+	// Only a path with something cached under it costs a scan of the
+	// caches (below): a file's rename (rm -r, mv of many files, an
+	// editor's save) costs none.
+	a.dropTreeLocked(from)
+	a.dropTreeLocked(to)
 	a.setStatLocked(from, statCache{at: now, exists: false})
 	fresh := known && now.Sub(at) < a.ttl
 	if fresh && !e.IsDir() {
@@ -167,7 +151,7 @@ func (a *attrCache) moved(from, to string) {
 			delete(dc.stale, base(to))
 			dc.own(base(to))
 		} else {
-			delete(a.dirs, parent(to)) // the new entry's attributes are unknown
+			a.delDirLocked(parent(to)) // the new entry's attributes are unknown
 		}
 	}
 }

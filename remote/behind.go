@@ -88,7 +88,7 @@ func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
 	if err != nil {
 		return err
 	}
-	p.attrs.gone(path, dir)
+	p.attrs.gone(path)
 	p.attrs.entryChanged(parent(path), s.now().UnixNano(), true, dir)
 	if start {
 		s.startSender(p.name)

@@ -293,7 +293,7 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	})
 	if p != nil {
 		if err == nil || errors.Is(err, fs.ErrNotExist) {
-			p.attrs.gone(path, false)
+			p.attrs.gone(path)
 		} else {
 			p.attrs.forget(path)
 		}
@@ -384,7 +384,7 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	})
 	if p != nil {
 		if err == nil {
-			p.attrs.gone(path, true)
+			p.attrs.gone(path)
 			p.unsynced.mark(parent(path))
 		} else {
 			p.attrs.forgetTree(path)

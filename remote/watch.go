@@ -231,7 +231,7 @@ func (a *attrCache) unwatchedLocked(dir string) {
 	for p, sc := range a.stats {
 		if sc.epoch != 0 && under(p, dir) {
 			sc.epoch = 0
-			a.stats[p] = sc
+			a.putStatLocked(p, sc)
 		}
 	}
 }
@@ -253,20 +253,20 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 		// The directory's own times and link count change with its
 		// entries: its attributes are asked again.
 		if sc, ok := a.stats[parent(path)]; ok && sc.epoch != 0 {
-			delete(a.stats, parent(path))
+			a.delStatLocked(parent(path))
 		}
 	}
 	if sc, ok := a.stats[path]; ok {
 		switch {
 		case now.Sub(sc.at) >= a.ttl:
-			delete(a.stats, path)
+			a.delStatLocked(path)
 		case sc.exists == gone || !gone && !sameEntry(sc.e, e):
 			// A fresh answer, or this mount's own change (a mkdir
 			// written behind counts in its parent's links before the
 			// peer has it), that says otherwise may be newer than this
 			// event or older: kept for its ttl, no longer.
 			sc.epoch = 0
-			a.stats[path] = sc
+			a.putStatLocked(path, sc)
 		}
 	}
 	if path == "" {
@@ -423,6 +423,6 @@ func (a *attrCache) rememberStat(path string, e peerproto.Entry, gen, epoch uint
 	defer a.mu.Unlock()
 	if sc, ok := a.stats[path]; ok && epoch == a.epoch && gen == a.genLocked(path) && a.watchedLocked(path) {
 		sc.epoch = epoch
-		a.stats[path] = sc
+		a.putStatLocked(path, sc)
 	}
 }

@@ -250,10 +250,10 @@ func (s *testStore) forgetListing(dir string) {
 	p := s.peers["bob"]
 	s.mu.Unlock()
 	p.attrs.mu.Lock()
-	delete(p.attrs.dirs, dir)
+	p.attrs.delDirLocked(dir)
 	for k := range p.attrs.stats {
 		if parent(k) == dir {
-			delete(p.attrs.stats, k)
+			p.attrs.delStatLocked(k)
 		}
 	}
 	p.attrs.mu.Unlock()
