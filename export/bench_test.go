@@ -307,3 +307,56 @@ type offsetReader struct {
 func (r offsetReader) ReadAt(p []byte, off int64) (int, error) {
 	return copy(p, r.b[off-r.off:]), nil
 }
+
+// BenchmarkServeEditorSave: an editor's save through a mount, as the
+// peer serves it: the temporary file's PUT with its FSYNC behind it (one
+// round trip), then the RENAME over the document, while another client
+// keeps changing the same filesystem (it creates and removes files in a
+// directory of its own). Run it with TMPDIR on the filesystem to measure
+// (a journalled ext4 for the journal's commits, counted in
+// /proc/fs/jbd2/*/info; the default temporary directory may have none).
+func BenchmarkServeEditorSave(b *testing.B) {
+	benchModes(b, func(b *testing.B, tls bool) {
+		data := benchRandom(b, 4<<10)
+		dir := b.TempDir()
+		for _, d := range []string{"notes", "other"} {
+			if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+				b.Fatal(err)
+			}
+		}
+		c := benchServe(b, dir, tls)
+		ctx := context.Background()
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := filepath.Join(dir, "other", "f"+strconv.Itoa(i%64))
+				os.Remove(p)
+				if f, err := os.Create(p); err == nil {
+					f.Close()
+				}
+				time.Sleep(50 * time.Microsecond)
+			}
+		}()
+		b.Cleanup(func() { close(stop); <-done })
+		src := bytes.NewReader(data)
+		const tmp, doc = "notes/.todo.txt.swp", "notes/todo.txt"
+		b.ReportAllocs()
+		for b.Loop() {
+			src.Reset(data)
+			m := peerproto.Put{Name: tmp, Size: int64(len(data)), Async: true, Inline: true, Base: peerproto.BaseNone}
+			if _, synced, err := c.PutFsync(ctx, m, src, []string{tmp}); err != nil || !synced {
+				b.Fatalf("PUT and FSYNC: synced %v, %v", synced, err)
+			}
+			if err := c.Rename(ctx, tmp, doc); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
