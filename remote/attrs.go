@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"container/list"
 	"errors"
 	"io/fs"
 	"sync"
@@ -44,17 +45,24 @@ type attrCache struct {
 	// loop, which keeps the fields below up to date. epoch numbers the
 	// current event connection, 0 while there is none; watched are the
 	// directories it confirmed (WATCH OK) in this epoch, asked those it
-	// was asked to watch (or refused) in it, want those still to ask
-	// for, and sent those asked and not answered yet, in order. gens
+	// was asked to watch (or refused) in it, each with its element in
+	// recent, want those still to ask for, and sent those asked and not
+	// answered yet, in order; unwant are those to stop watching
+	// (UNWATCH). recent orders the directories asked by when they (or
+	// one below them) were last listed, the latest first: past
+	// maxWatch of them, the last is no longer watched (evictLocked). gens
 	// has, per directory, the number of the last event about it or its
 	// entries: a LIST compares it before and after.
 	wake     chan struct{}
 	watchTTL time.Duration // how long a watched listing is trusted at most (Options.WatchTTL)
+	maxWatch int           // how many directories may be asked at most (maxWatches)
 	epoch    uint64
 	watched  map[string]bool
-	asked    map[string]bool
+	asked    map[string]*list.Element
+	recent   list.List
 	want     []string
 	sent     []string
+	unwant   []string
 	gens     map[string]uint64
 	evSeq    uint64 // numbers the events of this epoch (gens)
 	// gensFloor is evSeq when gens was last cleared (genLocked).
@@ -148,8 +156,10 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		lists:   map[string]*listCall{},
 		misses:  map[string]missRun{},
 		watched: map[string]bool{},
-		asked:   map[string]bool{},
+		asked:   map[string]*list.Element{},
 		gens:    map[string]uint64{},
+		// maxWatch: see maxWatches.
+		maxWatch: maxWatches,
 	}
 }
 

@@ -27,8 +27,10 @@ package remote
 // or an UNWATCHED ends the trust of what it covered.
 
 import (
+	"container/list"
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +55,13 @@ const (
 	watchDial = 15 * time.Second
 	// DefaultWatchTTL is how long a watched listing is trusted at most.
 	DefaultWatchTTL = 30 * time.Second
+	// maxWatches bounds the directories a mount has one peer watch:
+	// each is an inotify watch of the peer's user, a budget
+	// (fs.inotify.max_user_watches, 8192 on older kernels) that the
+	// peer's other programs share. Past it, the directory listed least
+	// recently is no longer watched (UNWATCH); listed again, it is
+	// watched again.
+	maxWatches = 4096
 )
 
 // watchEpochs numbers event connections, process-wide (never 0).
@@ -105,16 +114,20 @@ func otherNames(e peerproto.Entry) bool {
 }
 
 // askLocked has dir, and every directory above it, watched if they are
-// not yet, on the event connection there is or the next one. Called
-// with a.mu held.
+// not yet, on the event connection there is or the next one, and notes
+// them as the directories listed last (recent: each one above after the
+// one below it, so that none is ever older than a directory under it).
+// Called with a.mu held.
 func (a *attrCache) askLocked(dir string) {
 	if a.wake == nil {
 		return
 	}
 	added := false
 	for {
-		if !a.asked[dir] {
-			a.asked[dir] = true
+		if e := a.asked[dir]; e != nil {
+			a.recent.MoveToFront(e)
+		} else {
+			a.asked[dir] = a.recent.PushFront(dir)
 			a.want = append(a.want, dir)
 			added = true
 		}
@@ -123,12 +136,42 @@ func (a *attrCache) askLocked(dir string) {
 		}
 		dir = parent(dir)
 	}
-	if added {
-		select {
-		case a.wake <- struct{}{}:
-		default:
-		}
+	if a.evictLocked() || added {
+		a.pokeLocked()
 	}
+}
+
+// pokeLocked wakes the event connection's writer: there is something to
+// ask. Called with a.mu held.
+func (a *attrCache) pokeLocked() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+// evictLocked stops watching the directories listed least recently
+// while more than maxWatch are asked: each has nothing asked under it
+// (askLocked's order). One whose WATCH is on its way is kept until its
+// answer. It reports whether an UNWATCH is to be sent. Called with a.mu
+// held.
+func (a *attrCache) evictLocked() bool {
+	unwant := false
+	for len(a.asked) > a.maxWatch {
+		e := a.recent.Back()
+		dir := e.Value.(string)
+		if dir == "" || slices.Contains(a.sent, dir) {
+			break // the root stays; an answer to come stays awaited
+		}
+		if i := slices.Index(a.want, dir); i >= 0 {
+			a.want = slices.Delete(a.want, i, i+1) // never asked
+		} else if a.watched[dir] {
+			a.unwant = append(a.unwant, dir)
+			unwant = true
+		}
+		a.unwatchedLocked(dir)
+	}
+	return unwant
 }
 
 // watchStarted begins a new epoch for a new event connection: what it
@@ -137,8 +180,9 @@ func (a *attrCache) watchStarted() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.epoch = watchEpochs.Add(1)
-	a.watched, a.asked, a.gens = map[string]bool{}, map[string]bool{}, map[string]uint64{}
-	a.want, a.sent = nil, nil
+	a.watched, a.asked, a.gens = map[string]bool{}, map[string]*list.Element{}, map[string]uint64{}
+	a.recent.Init()
+	a.want, a.sent, a.unwant = nil, nil, nil
 	for dir := range a.dirs {
 		a.askLocked(dir)
 	}
@@ -157,14 +201,14 @@ func (a *attrCache) watchEnded(epoch uint64) {
 }
 
 // takeWant returns the directories to ask for now, noted as sent (their
-// answers come in that order).
-func (a *attrCache) takeWant() []string {
+// answers come in that order), and those to stop watching.
+func (a *attrCache) takeWant() (want, unwant []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	want := a.want
-	a.want = nil
+	want, unwant = a.want, a.unwant
+	a.want, a.unwant = nil, nil
 	a.sent = append(a.sent, want...)
-	return want
+	return want, unwant
 }
 
 // onEvent applies line m of the event connection of epoch; false if m
@@ -183,7 +227,18 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 			return false
 		}
 		a.sent = a.sent[1:]
+		if a.asked[m.Dir] == nil {
+			// Forgotten meanwhile (UNWATCHED above it): not wanted
+			// watched until listed again.
+			a.unwant = append(a.unwant, m.Dir)
+			a.pokeLocked()
+			break
+		}
 		a.watched[m.Dir] = true
+		// Let go of what was kept only for this answer.
+		if a.evictLocked() {
+			a.pokeLocked()
+		}
 	case peerproto.Refusal:
 		// Not watched (a limit, gone meanwhile): it stays asked, so
 		// not asked again in this epoch.
@@ -218,8 +273,9 @@ func (a *attrCache) unwatchedLocked(dir string) {
 			delete(a.watched, d)
 		}
 	}
-	for d := range a.asked {
+	for d, e := range a.asked {
 		if under(d, dir) {
+			a.recent.Remove(e)
 			delete(a.asked, d)
 		}
 	}
@@ -364,9 +420,16 @@ func (s *Store) watchOnce(p *peerConn, stop <-chan struct{}) error {
 		ping := time.NewTicker(watchPing)
 		defer ping.Stop()
 		for {
-			for _, dir := range a.takeWant() {
-				if ev.Watch(dir) != nil {
+			want, unwant := a.takeWant()
+			for _, dir := range unwant {
+				if ev.Unwatch(dir) != nil {
 					ev.Close() // the reader ends
+					return
+				}
+			}
+			for _, dir := range want {
+				if ev.Watch(dir) != nil {
+					ev.Close()
 					return
 				}
 			}

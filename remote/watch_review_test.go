@@ -27,7 +27,8 @@ func rvCache() (*attrCache, *rvClock, uint64) {
 }
 
 func rvAnswer(t *testing.T, a *attrCache, ep uint64) {
-	for _, d := range a.takeWant() {
+	want, _ := a.takeWant()
+	for _, d := range want {
 		if !a.onEvent(ep, peerproto.WatchOK{Dir: d}) {
 			t.Fatalf("out of step at %q", d)
 		}
