@@ -46,13 +46,15 @@ type attrCache struct {
 	// current event connection, 0 while there is none; watched are the
 	// directories it confirmed (WATCH OK) in this epoch, asked those it
 	// was asked to watch (or refused) in it, each with its element in
-	// recent, want those still to ask for, and sent those asked and not
-	// answered yet, in order; unwant are those to stop watching
-	// (UNWATCH). recent orders the directories asked by when they (or
-	// one below them) were last listed, the latest first: past
-	// maxWatch of them, the last is no longer watched (evictLocked). gens
-	// has, per directory, the number of the last event about it or its
-	// entries: a LIST compares it before and after.
+	// recent, want those still to ask for (those let go before they were
+	// taken are left out of wanted: takeWant skips them), and sent those
+	// asked and not answered yet, in order (inFlight counts them per
+	// directory); unwant are those to stop watching (UNWATCH). recent
+	// orders the directories asked by when they (or one below them) were
+	// last listed, the latest first: past maxWatch of them, the last is
+	// no longer watched (evictLocked). gens has, per directory, the
+	// number of the last event about it or its entries, or of its watch
+	// let go: a LIST compares it before and after.
 	wake     chan struct{}
 	watchTTL time.Duration // how long a watched listing is trusted at most (Options.WatchTTL)
 	maxWatch int           // how many directories may be asked at most (maxWatches)
@@ -61,10 +63,15 @@ type attrCache struct {
 	asked    map[string]*list.Element
 	recent   list.List
 	want     []string
+	wanted   map[string]bool
 	sent     []string
+	inFlight map[string]int
 	unwant   []string
-	gens     map[string]uint64
-	evSeq    uint64 // numbers the events of this epoch (gens)
+	// void counts, per directory, the WATCHes on their way sent before
+	// an UNWATCH of it was queued: their answers count for nothing.
+	void  map[string]int
+	gens  map[string]uint64
+	evSeq uint64 // numbers the events of this epoch (gens)
 	// gensFloor is evSeq when gens was last cleared (genLocked).
 	gensFloor uint64
 }
@@ -150,14 +157,17 @@ type statCache struct {
 func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 	return &attrCache{
 		ttl: ttl, now: now,
-		dirs:    map[string]*dirCache{},
-		stats:   map[string]statCache{},
-		below:   map[string]int{},
-		lists:   map[string]*listCall{},
-		misses:  map[string]missRun{},
-		watched: map[string]bool{},
-		asked:   map[string]*list.Element{},
-		gens:    map[string]uint64{},
+		dirs:     map[string]*dirCache{},
+		stats:    map[string]statCache{},
+		below:    map[string]int{},
+		lists:    map[string]*listCall{},
+		misses:   map[string]missRun{},
+		watched:  map[string]bool{},
+		asked:    map[string]*list.Element{},
+		wanted:   map[string]bool{},
+		inFlight: map[string]int{},
+		void:     map[string]int{},
+		gens:     map[string]uint64{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
 	}

@@ -30,7 +30,6 @@ import (
 	"container/list"
 	"context"
 	"errors"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -128,8 +127,13 @@ func (a *attrCache) askLocked(dir string) {
 			a.recent.MoveToFront(e)
 		} else {
 			a.asked[dir] = a.recent.PushFront(dir)
-			a.want = append(a.want, dir)
-			added = true
+			if a.epoch != 0 {
+				// (Without an event connection, the next one asks
+				// for what recent holds: watchStarted.)
+				a.want = append(a.want, dir)
+				a.wanted[dir] = true
+				added = true
+			}
 		}
 		if dir == "" {
 			break
@@ -152,63 +156,134 @@ func (a *attrCache) pokeLocked() {
 
 // evictLocked stops watching the directories listed least recently
 // while more than maxWatch are asked: each has nothing asked under it
-// (askLocked's order). One whose WATCH is on its way is kept until its
-// answer. It reports whether an UNWATCH is to be sent. Called with a.mu
+// (askLocked's order), so letting it go touches nothing else. One whose
+// WATCH is on its way is kept until its answer; one not sent yet is not
+// sent. It reports whether an UNWATCH is to be sent. Called with a.mu
 // held.
 func (a *attrCache) evictLocked() bool {
 	unwant := false
 	for len(a.asked) > a.maxWatch {
 		e := a.recent.Back()
 		dir := e.Value.(string)
-		if dir == "" || slices.Contains(a.sent, dir) {
+		if dir == "" || a.inFlight[dir] > 0 {
 			break // the root stays; an answer to come stays awaited
 		}
-		if i := slices.Index(a.want, dir); i >= 0 {
-			a.want = slices.Delete(a.want, i, i+1) // never asked
-		} else if a.watched[dir] {
+		delete(a.wanted, dir)
+		if a.watched[dir] {
 			a.unwant = append(a.unwant, dir)
 			unwant = true
 		}
-		a.unwatchedLocked(dir)
+		a.recent.Remove(e)
+		delete(a.asked, dir)
+		delete(a.watched, dir)
+		a.unwatchedOneLocked(dir)
 	}
 	return unwant
 }
 
+// unwatchedOneLocked drops the trust of what was learned of dir while it
+// was watched: its listing and own attributes, and the answers on their
+// way about it (a LIST or STAT that began while it was watched must not
+// count as watched if it is watched again before they come: changes in
+// between went unreported). Called with a.mu held.
+func (a *attrCache) unwatchedOneLocked(dir string) {
+	a.bumpGenLocked(dir)
+	if dc := a.dirs[dir]; dc != nil {
+		dc.epoch = 0
+	}
+	if sc, ok := a.stats[dir]; ok && sc.epoch != 0 {
+		sc.epoch = 0
+		a.putStatLocked(dir, sc)
+	}
+}
+
+// bumpGenLocked numbers a new event about path (gens). Called with a.mu
+// held.
+func (a *attrCache) bumpGenLocked(path string) {
+	a.evSeq++
+	if len(a.gens) >= maxGens {
+		clear(a.gens)
+		a.gensFloor = a.evSeq
+	}
+	a.gens[path] = a.evSeq
+}
+
 // watchStarted begins a new epoch for a new event connection: what it
-// must watch is every directory listed now (and those above them).
+// must watch is the directories asked before (those listed most
+// recently, at most maxWatch), in the same order, and the root.
 func (a *attrCache) watchStarted() uint64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	old := make([]string, 0, a.recent.Len())
+	for e := a.recent.Back(); e != nil; e = e.Prev() {
+		old = append(old, e.Value.(string)) // the least recent first
+	}
 	a.epoch = watchEpochs.Add(1)
 	a.watched, a.asked, a.gens = map[string]bool{}, map[string]*list.Element{}, map[string]uint64{}
+	a.wanted, a.inFlight, a.void = map[string]bool{}, map[string]int{}, map[string]int{}
 	a.recent.Init()
 	a.want, a.sent, a.unwant = nil, nil, nil
-	for dir := range a.dirs {
+	for _, dir := range old {
 		a.askLocked(dir)
 	}
 	a.askLocked("")
 	return a.epoch
 }
 
-// watchEnded ends epoch: nothing is trusted for its events any more.
+// watchEnded ends epoch: nothing is trusted for its events any more,
+// and what was to be asked on its connection, or awaits an answer there,
+// is forgotten (the next connection asks anew: watchStarted).
 func (a *attrCache) watchEnded(epoch uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.epoch == epoch {
-		a.epoch = 0
-		a.watched = map[string]bool{}
+	if a.epoch != epoch && a.epoch != 0 {
+		return // (a new one began: not possible from watchOnce)
 	}
+	a.epoch = 0
+	a.watched = map[string]bool{}
+	a.want, a.sent, a.unwant = nil, nil, nil
+	a.wanted, a.inFlight, a.void = map[string]bool{}, map[string]int{}, map[string]int{}
 }
 
-// takeWant returns the directories to ask for now, noted as sent (their
-// answers come in that order), and those to stop watching.
-func (a *attrCache) takeWant() (want, unwant []string) {
+// takeWant returns the directories to ask for now on the event
+// connection of epoch, noted as sent (their answers come in that order),
+// and those to stop watching; nothing once epoch ended.
+func (a *attrCache) takeWant(epoch uint64) (want, unwant []string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	want, unwant = a.want, a.unwant
+	if a.epoch != epoch || epoch == 0 {
+		return nil, nil
+	}
+	for _, dir := range a.want {
+		if a.wanted[dir] {
+			delete(a.wanted, dir)
+			want = append(want, dir)
+			a.inFlight[dir]++
+		}
+	}
+	unwant = a.unwant
 	a.want, a.unwant = nil, nil
 	a.sent = append(a.sent, want...)
 	return want, unwant
+}
+
+// answeredLocked notes the answer to the first WATCH on its way, and
+// returns its directory and whether an UNWATCH of it was queued since it
+// went (void: the peer stops watching it after this answer). Called with
+// a.mu held.
+func (a *attrCache) answeredLocked() (dir string, void bool) {
+	dir = a.sent[0]
+	a.sent = a.sent[1:]
+	if a.inFlight[dir]--; a.inFlight[dir] <= 0 {
+		delete(a.inFlight, dir)
+	}
+	if a.void[dir] > 0 {
+		if a.void[dir]--; a.void[dir] == 0 {
+			delete(a.void, dir)
+		}
+		return dir, true
+	}
+	return dir, false
 }
 
 // onEvent applies line m of the event connection of epoch; false if m
@@ -226,11 +301,17 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 		if len(a.sent) == 0 || a.sent[0] != m.Dir {
 			return false
 		}
-		a.sent = a.sent[1:]
+		if _, void := a.answeredLocked(); void {
+			break // an UNWATCH follows it
+		}
 		if a.asked[m.Dir] == nil {
 			// Forgotten meanwhile (UNWATCHED above it): not wanted
-			// watched until listed again.
+			// watched until listed again. The WATCHes of it still on
+			// their way go before the UNWATCH: void.
 			a.unwant = append(a.unwant, m.Dir)
+			if n := a.inFlight[m.Dir]; n > 0 {
+				a.void[m.Dir] = n
+			}
 			a.pokeLocked()
 			break
 		}
@@ -245,7 +326,24 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 		if len(a.sent) == 0 {
 			return false
 		}
-		a.sent = a.sent[1:]
+		dir, void := a.answeredLocked()
+		if !void && a.watched[dir] {
+			// Watched, and asked again (a listing while its first
+			// answer was on its way): the peer may have dropped it
+			// (moved while watched anew) without an UNWATCHED, or may
+			// still hold it (no longer readable): trusted no more, and
+			// let go on the peer too.
+			a.unwatchedLocked(dir)
+			a.unwant = append(a.unwant, dir)
+			if n := a.inFlight[dir]; n > 0 {
+				a.void[dir] = n
+			}
+			a.pokeLocked()
+		}
+		// Let go of what was kept only for this answer.
+		if a.evictLocked() {
+			a.pokeLocked()
+		}
 	case peerproto.Unwatched:
 		a.unwatchedLocked(m.Dir)
 	case peerproto.Reset:
@@ -271,13 +369,19 @@ func (a *attrCache) unwatchedLocked(dir string) {
 	for d := range a.watched {
 		if under(d, dir) {
 			delete(a.watched, d)
+			a.bumpGenLocked(d) // see unwatchedOneLocked
 		}
 	}
 	for d, e := range a.asked {
 		if under(d, dir) {
 			a.recent.Remove(e)
 			delete(a.asked, d)
+			delete(a.wanted, d)
 		}
+	}
+	a.unwatchedOneLocked(dir)
+	if a.below[dir] == 0 {
+		return // nothing cached under it
 	}
 	for d, dc := range a.dirs {
 		if under(d, dir) {
@@ -296,15 +400,10 @@ func (a *attrCache) unwatchedLocked(dir string) {
 // Called with a.mu held.
 func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	now := a.now()
-	a.evSeq++
-	if len(a.gens) >= maxGens {
-		clear(a.gens)
-		a.gensFloor = a.evSeq
-	}
+	a.bumpGenLocked(path)
 	if path != "" {
 		a.gens[parent(path)] = a.evSeq
 	}
-	a.gens[path] = a.evSeq
 	if path != "" {
 		// The directory's own times and link count change with its
 		// entries: its attributes are asked again.
@@ -420,7 +519,7 @@ func (s *Store) watchOnce(p *peerConn, stop <-chan struct{}) error {
 		ping := time.NewTicker(watchPing)
 		defer ping.Stop()
 		for {
-			want, unwant := a.takeWant()
+			want, unwant := a.takeWant(epoch)
 			for _, dir := range unwant {
 				if ev.Unwatch(dir) != nil {
 					ev.Close() // the reader ends

@@ -31,7 +31,7 @@ func TestWatchBoundEvictsLeastRecent(t *testing.T) {
 	// Asked: "", a, b, c. Listing b/d (a fifth) lets a go, the least
 	// recently listed; b, listed just now through b/d, stays.
 	rvList(a, "b/d", "g")
-	want, unwant := a.takeWant()
+	want, unwant := a.takeWant(ep)
 	if !slices.Equal(want, []string{"b/d"}) || !slices.Equal(unwant, []string{"a"}) {
 		t.Fatalf("asked to watch %q and to unwatch %q; want [b/d] and [a]", want, unwant)
 	}
@@ -55,7 +55,7 @@ func TestWatchBoundEvictsLeastRecent(t *testing.T) {
 	// Listed again, a is watched again, and c (now the least recent)
 	// is let go.
 	rvList(a, "a", "f")
-	want, unwant = a.takeWant()
+	want, unwant = a.takeWant(ep)
 	if !slices.Equal(want, []string{"a"}) || !slices.Equal(unwant, []string{"c"}) {
 		t.Fatalf("asked to watch %q and to unwatch %q; want [a] and [c]", want, unwant)
 	}
@@ -79,7 +79,7 @@ func TestWatchBoundKeepsUnanswered(t *testing.T) {
 	rvAnswer(t, a, ep)
 	rvList(a, "", "a", "b")
 	rvList(a, "a")
-	want, _ := a.takeWant() // a on its way, not answered
+	want, _ := a.takeWant(ep) // a on its way, not answered
 	if !slices.Equal(want, []string{"a"}) {
 		t.Fatalf("asked to watch %q, want [a]", want)
 	}
@@ -94,7 +94,7 @@ func TestWatchBoundKeepsUnanswered(t *testing.T) {
 		t.Fatal("WATCH OK out of step")
 	}
 	rvList(a, "b") // now a, the least recent, goes
-	want, unwant := a.takeWant()
+	want, unwant := a.takeWant(ep)
 	if !slices.Equal(want, []string{"b"}) || !slices.Equal(unwant, []string{"a"}) {
 		t.Fatalf("asked to watch %q and to unwatch %q; want [b] and [a]", want, unwant)
 	}
@@ -103,7 +103,7 @@ func TestWatchBoundKeepsUnanswered(t *testing.T) {
 	// recent go until the bound holds again.
 	rvList(a, "c")
 	rvList(a, "d")
-	want, unwant = a.takeWant()
+	want, unwant = a.takeWant(ep)
 	if !slices.Equal(want, []string{"c", "d"}) || len(unwant) != 0 {
 		t.Fatalf("asked to watch %q and to unwatch %q; want [c d] and none (b is on its way)", want, unwant)
 	}
@@ -112,7 +112,7 @@ func TestWatchBoundKeepsUnanswered(t *testing.T) {
 			t.Fatalf("out of step at %q", d)
 		}
 	}
-	_, unwant = a.takeWant()
+	_, unwant = a.takeWant(ep)
 	if !slices.Equal(unwant, []string{"b", "c"}) {
 		t.Fatalf("asked to unwatch %q once answered; want [b c]", unwant)
 	}
@@ -124,8 +124,48 @@ func TestWatchBoundKeepsUnanswered(t *testing.T) {
 	// A WATCH not sent yet is dropped, not sent, when let go.
 	a.askLocked("e")
 	a.askLocked("f")
-	if slices.Contains(a.want, "e") || a.asked["e"] != nil || len(a.unwant) != 1 || a.unwant[0] != "d" {
-		t.Fatalf("want %q, unwant %q, e asked %v: e should be dropped unsent, d let go", a.want, a.unwant, a.asked["e"] != nil)
+	a.mu.Unlock()
+	want, unwant = a.takeWant(ep)
+	a.mu.Lock()
+	if !slices.Equal(want, []string{"f"}) || !slices.Equal(unwant, []string{"d"}) || a.asked["e"] != nil {
+		t.Fatalf("asked to watch %q and to unwatch %q (e asked: %v); want [f] and [d]: e dropped unsent, d let go", want, unwant, a.asked["e"] != nil)
+	}
+}
+
+// A new event connection asks again for the directories asked before,
+// the most recent kept (at most maxWatch), in the order they were listed.
+func TestWatchBoundReconnectKeepsRecent(t *testing.T) {
+	a, _, ep := rvCache()
+	a.maxWatch = 3
+	rvAnswer(t, a, ep)
+	for _, d := range []string{"a", "b", "c", "d"} {
+		rvList(a, d)
+		rvAnswer(t, a, ep)
+	}
+	rvList(a, "b") // b is now more recent than d
+	rvAnswer(t, a, ep)
+	a.watchEnded(ep)
+	ep = a.watchStarted()
+	want, unwant := a.takeWant(ep)
+	if !slices.Equal(slices.Sorted(slices.Values(want)), []string{"", "b", "d"}) || len(unwant) != 0 {
+		t.Fatalf("a new connection asks to watch %q and to unwatch %q; want the root, b and d, and none", want, unwant)
+	}
+	for _, d := range want {
+		if !a.onEvent(ep, peerproto.WatchOK{Dir: d}) {
+			t.Fatalf("out of step at %q", d)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.watched) != 3 || len(a.asked) != 3 || a.recent.Len() != 3 {
+		t.Fatalf("watched %d, asked %d, ordered %d; want 3 each", len(a.watched), len(a.asked), a.recent.Len())
+	}
+	var order []string
+	for e := a.recent.Front(); e != nil; e = e.Next() {
+		order = append(order, e.Value.(string))
+	}
+	if !slices.Equal(order, []string{"", "b", "d"}) {
+		t.Fatalf("most recent first: %q, want the root, b, d", order)
 	}
 }
 

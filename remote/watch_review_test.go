@@ -27,7 +27,7 @@ func rvCache() (*attrCache, *rvClock, uint64) {
 }
 
 func rvAnswer(t *testing.T, a *attrCache, ep uint64) {
-	want, _ := a.takeWant()
+	want, _ := a.takeWant(ep)
 	for _, d := range want {
 		if !a.onEvent(ep, peerproto.WatchOK{Dir: d}) {
 			t.Fatalf("out of step at %q", d)
