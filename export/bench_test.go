@@ -24,6 +24,7 @@ import (
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/secure"
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 )
 
 // benchServe starts a server exporting dir and returns a connection to
@@ -359,4 +360,35 @@ func BenchmarkServeEditorSave(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkWatcherDirEvents: what a directory made in a watched one
+// (tar x, git checkout, mkdir -p on the peer) costs the watcher, which
+// drops whatever it watched at that path, while it watches many others.
+func BenchmarkWatcherDirEvents(b *testing.B) {
+	for _, n := range []int{1000, 50000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			w := &watcher{
+				dirs: map[string]*watchDir{}, wds: map[int32]*watchDir{}, below: map[string]int{},
+				pending: map[string]struct{}{}, gone: map[*eventConn][]string{},
+				closed: true, // no inotify descriptor: nothing to remove
+			}
+			for i := range n {
+				d := &watchDir{wd: int32(i + 1), path: fmt.Sprintf("d%d/e%d", i%100, i), by: map[*eventConn]struct{}{}}
+				w.watchLocked(d)
+				w.wds[d.wd] = d
+			}
+			top := &watchDir{wd: int32(n + 1), path: "new", by: map[*eventConn]struct{}{}}
+			w.watchLocked(top)
+			w.wds[top.wd] = top
+			i := 0
+			for b.Loop() {
+				i++
+				w.noteLocked(top.wd, unix.IN_CREATE|unix.IN_ISDIR, "d"+strconv.Itoa(i))
+				if len(w.pending) > 1024 {
+					clear(w.pending)
+				}
+			}
+		})
+	}
 }

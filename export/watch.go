@@ -71,9 +71,14 @@ type watcher struct {
 
 	kick chan struct{} // wakes the reporter (buffered 1)
 
-	mu      sync.Mutex              // protects the fields below
-	dirs    map[string]*watchDir    // by path ("" the root)
-	wds     map[int32]*watchDir     // by watch descriptor
+	mu   sync.Mutex           // protects the fields below
+	dirs map[string]*watchDir // by path ("" the root)
+	wds  map[int32]*watchDir  // by watch descriptor
+	// below counts, per path, the directories of dirs strictly under
+	// it: dropLocked scans dirs only for a path with some (every
+	// directory made, removed or moved in a watched one drops what is
+	// watched at its path). Kept by watchLocked and unwatchLocked.
+	below   map[string]int
 	conns   map[*eventConn]struct{} // every event connection
 	pending map[string]struct{}     // paths changed, to report
 	gone    map[*eventConn][]string // UNWATCHED owed, by connection
@@ -115,6 +120,7 @@ func (s *Server) watcher() (*watcher, error) {
 		s: s, f: os.NewFile(uintptr(fd), "inotify"), fd: fd,
 		kick:    make(chan struct{}, 1),
 		dirs:    map[string]*watchDir{},
+		below:   map[string]int{},
 		wds:     map[int32]*watchDir{},
 		conns:   map[*eventConn]struct{}{},
 		pending: map[string]struct{}{},
@@ -201,7 +207,7 @@ func (w *watcher) add(ec *eventConn, p string) error {
 	}
 	if d == nil {
 		d = &watchDir{wd: int32(wd), path: p, by: map[*eventConn]struct{}{}}
-		w.dirs[p] = d
+		w.watchLocked(d)
 	}
 	d.wd = int32(wd)
 	w.wds[d.wd] = d
@@ -266,7 +272,10 @@ func (w *watcher) leave(ec *eventConn) {
 // unwatchLocked removes d's inotify watch and forgets d. Called with
 // w.mu held.
 func (w *watcher) unwatchLocked(d *watchDir) {
-	delete(w.dirs, d.path)
+	if w.dirs[d.path] == d {
+		delete(w.dirs, d.path)
+		w.countLocked(d.path, -1)
+	}
 	if w.wds[d.wd] == d {
 		delete(w.wds, d.wd)
 		if !w.closed {
@@ -280,15 +289,43 @@ func (w *watcher) unwatchLocked(d *watchDir) {
 // one under it: their paths lead to them no longer. Their connections
 // are owed UNWATCHED. Called with w.mu held.
 func (w *watcher) dropLocked(p string, tree bool) {
+	if d, ok := w.dirs[p]; ok {
+		w.dropOneLocked(d)
+	}
+	if !tree || w.below[p] == 0 {
+		return
+	}
 	for dp, d := range w.dirs {
-		if dp != p && !(tree && under(dp, p)) {
-			continue
+		if under(dp, p) {
+			w.dropOneLocked(d)
 		}
-		for ec := range d.by {
-			delete(ec.dirs, dp)
-			w.gone[ec] = append(w.gone[ec], dp)
+	}
+}
+
+// dropOneLocked stops watching d; its connections are owed UNWATCHED.
+// Called with w.mu held.
+func (w *watcher) dropOneLocked(d *watchDir) {
+	for ec := range d.by {
+		delete(ec.dirs, d.path)
+		w.gone[ec] = append(w.gone[ec], d.path)
+	}
+	w.unwatchLocked(d)
+}
+
+// watchLocked records d, new, in dirs. Called with w.mu held.
+func (w *watcher) watchLocked(d *watchDir) {
+	w.dirs[d.path] = d
+	w.countLocked(d.path, 1)
+}
+
+// countLocked adds n to below of every path above p. Called with w.mu
+// held.
+func (w *watcher) countLocked(p string, n int) {
+	for p != "" {
+		p = parentOf(p)
+		if w.below[p] += n; w.below[p] == 0 {
+			delete(w.below, p)
 		}
-		w.unwatchLocked(d)
 	}
 }
 

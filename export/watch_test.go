@@ -340,3 +340,72 @@ func TestServerWatchReplacedDirectory(t *testing.T) {
 		t.Errorf("events %v: x not reported with its new link count 3", seen)
 	}
 }
+
+// checkWatchBelow fails t unless the watcher's count of directories
+// watched under each path matches its directories.
+func checkWatchBelow(t *testing.T, s *Server) {
+	t.Helper()
+	s.watchMu.Lock()
+	w := s.watch
+	s.watchMu.Unlock()
+	if w == nil {
+		t.Fatal("no watcher")
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	want := map[string]int{}
+	for p := range w.dirs {
+		for p != "" {
+			p = parentOf(p)
+			want[p]++
+		}
+	}
+	if len(want) != len(w.below) {
+		t.Fatalf("below %v, the watched directories say %v", w.below, want)
+	}
+	for p, n := range want {
+		if w.below[p] != n {
+			t.Fatalf("below[%q] = %d, %d watched under it", p, w.below[p], n)
+		}
+	}
+}
+
+// TestServerWatchRemovedTree: a watched tree removed on the peer ends
+// the watches of every directory in it, and only those (not a sibling
+// whose name starts the same); directories made and removed in a
+// watched one (each of which drops what is watched at its path) leave
+// the others watched.
+func TestServerWatchRemovedTree(t *testing.T) {
+	dir := t.TempDir()
+	for _, d := range []string{"a/x/deep", "ab/y"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, addr := testServe(t, Options{Export: dir})
+	ec := watchClient(t, addr, ".", "a", "a/x", "a/x/deep", "ab", "ab/y")
+	checkWatchBelow(t, s)
+	for i := range 20 {
+		p := filepath.Join(dir, "ab", "tmp"+string(rune('a'+i)))
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "a")); err != nil {
+		t.Fatal(err)
+	}
+	got := ec.events("UNWATCHED a", "UNWATCHED a/x", "UNWATCHED a/x/deep", "GONE a")
+	for _, l := range got {
+		if strings.HasPrefix(l, "UNWATCHED ab") {
+			t.Fatalf("%q: a sibling dropped with a (events %q)", l, got)
+		}
+	}
+	checkWatchBelow(t, s)
+	// ab and ab/y still report.
+	writeFile(t, dir, "ab/y/new", "x")
+	ec.changedNames(nil, "ab/y/new")
+	checkWatchBelow(t, s)
+}
