@@ -592,33 +592,31 @@ func (a *attrCache) countLocked(path string, d int) {
 }
 
 // putStatLocked sets stats[path]. Called with a.mu held.
-func (a *attrCache) putStatLocked(path string, sc statCache) {
-	if _, had := a.stats[path]; !had {
-		a.countLocked(path, 1)
-	}
-	a.stats[path] = sc
-}
+func (a *attrCache) putStatLocked(path string, sc statCache) { putCounted(a, a.stats, path, sc) }
 
 // delStatLocked deletes stats[path]. Called with a.mu held.
-func (a *attrCache) delStatLocked(path string) {
-	if _, had := a.stats[path]; had {
-		delete(a.stats, path)
-		a.countLocked(path, -1)
-	}
-}
+func (a *attrCache) delStatLocked(path string) { delCounted(a, a.stats, path) }
 
 // putDirLocked sets dirs[dir]. Called with a.mu held.
-func (a *attrCache) putDirLocked(dir string, dc *dirCache) {
-	if _, had := a.dirs[dir]; !had {
-		a.countLocked(dir, 1)
-	}
-	a.dirs[dir] = dc
-}
+func (a *attrCache) putDirLocked(dir string, dc *dirCache) { putCounted(a, a.dirs, dir, dc) }
 
 // delDirLocked deletes dirs[dir]. Called with a.mu held.
-func (a *attrCache) delDirLocked(dir string) {
-	if _, had := a.dirs[dir]; had {
-		delete(a.dirs, dir)
-		a.countLocked(dir, -1)
+func (a *attrCache) delDirLocked(dir string) { delCounted(a, a.dirs, dir) }
+
+// putCounted sets m[k], m one of a's maps counted in below. Called with
+// a.mu held.
+func putCounted[V any](a *attrCache, m map[string]V, k string, v V) {
+	if _, had := m[k]; !had {
+		a.countLocked(k, 1)
+	}
+	m[k] = v
+}
+
+// delCounted deletes m[k], m one of a's maps counted in below. Called
+// with a.mu held.
+func delCounted[V any](a *attrCache, m map[string]V, k string) {
+	if _, had := m[k]; had {
+		delete(m, k)
+		a.countLocked(k, -1)
 	}
 }

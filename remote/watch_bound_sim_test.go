@@ -225,35 +225,24 @@ func simRun(seed int64, dirs []string, steps int) (fail string) {
 		}
 		if connected {
 			a.mu.Lock()
-			for d, b := range trustL {
-				dc, ok := a.dirs[d]
-				if !(ok && dc.epoch != 0 && dc.epoch == a.epoch && a.watchedLocked(d)) {
-					continue
+			msg := simTrusted(a, "listing", trustL, func(d string) uint64 {
+				if dc, ok := a.dirs[d]; ok {
+					return dc.epoch
 				}
-				for _, x := range simChain(d) {
-					st, ok := peerW[x]
-					if ok && st <= b || slices.Contains(p2c, simMsg{"UNWATCHED", x}) {
-						continue
+				return 0
+			}, peerW, p2c)
+			if msg == "" {
+				msg = simTrusted(a, "stat", trustS, func(d string) uint64 {
+					if sc, ok := a.stats[d]; ok {
+						return sc.epoch
 					}
-					a.mu.Unlock()
-					return fmt.Sprintf("step %d: listing of %q begun at %d trusted; peer watch of %q began %d (%v)", step, d, b, x, st, ok)
-				}
-			}
-			for d, b := range trustS {
-				sc, ok := a.stats[d]
-				if !(ok && sc.epoch != 0 && sc.epoch == a.epoch && a.watchedLocked(d)) {
-					continue
-				}
-				for _, x := range simChain(d) {
-					st, ok := peerW[x]
-					if ok && st <= b || slices.Contains(p2c, simMsg{"UNWATCHED", x}) {
-						continue
-					}
-					a.mu.Unlock()
-					return fmt.Sprintf("step %d: stat of %q begun at %d trusted; peer watch of %q began %d (%v)", step, d, b, x, st, ok)
-				}
+					return 0
+				}, peerW, p2c)
 			}
 			a.mu.Unlock()
+			if msg != "" {
+				return fmt.Sprintf("step %d: %s", step, msg)
+			}
 		}
 		if msg := simInvariants(a, connected, c2p, p2c, peerW); msg != "" {
 			return fmt.Sprintf("step %d: %s", step, msg)
@@ -364,6 +353,26 @@ func simInvariants(a *attrCache, connected bool, c2p, p2c []simMsg, peerW map[st
 	for d := range a.watched {
 		if a.asked[d] == nil {
 			return fmt.Sprintf("%q watched, not asked", d)
+		}
+	}
+	return ""
+}
+
+// simTrusted checks, with a.mu held, that each answer of kind in begun
+// (directory: the step its request began) that a trusts now (its epoch,
+// from epochOf, is the current one and the directory is watched) began
+// after the peer's unbroken watch of the directory and each one above.
+func simTrusted(a *attrCache, kind string, begun map[string]int, epochOf func(string) uint64, peerW map[string]int, p2c []simMsg) string {
+	for d, b := range begun {
+		if ep := epochOf(d); ep == 0 || ep != a.epoch || !a.watchedLocked(d) {
+			continue
+		}
+		for _, x := range simChain(d) {
+			st, ok := peerW[x]
+			if ok && st <= b || slices.Contains(p2c, simMsg{"UNWATCHED", x}) {
+				continue
+			}
+			return fmt.Sprintf("%s of %q begun at %d trusted; peer watch of %q began %d (%v)", kind, d, b, x, st, ok)
 		}
 	}
 	return ""
