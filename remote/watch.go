@@ -219,10 +219,9 @@ func (a *attrCache) watchStarted() uint64 {
 		old = append(old, e.Value.(string)) // the least recent first
 	}
 	a.epoch = watchEpochs.Add(1)
-	a.watched, a.asked, a.gens = map[string]bool{}, map[string]*list.Element{}, map[string]uint64{}
-	a.wanted, a.inFlight, a.void = map[string]bool{}, map[string]int{}, map[string]int{}
+	a.asked, a.gens = map[string]*list.Element{}, map[string]uint64{}
 	a.recent.Init()
-	a.want, a.sent, a.unwant = nil, nil, nil
+	a.dropRequestsLocked()
 	for _, dir := range old {
 		a.askLocked(dir)
 	}
@@ -240,6 +239,13 @@ func (a *attrCache) watchEnded(epoch uint64) {
 		return // (a new one began: not possible from watchOnce)
 	}
 	a.epoch = 0
+	a.dropRequestsLocked()
+}
+
+// dropRequestsLocked forgets what an event connection was told and is
+// to be told: what it watches, what is to be asked on it or awaits an
+// answer there. Called with a.mu held.
+func (a *attrCache) dropRequestsLocked() {
 	a.watched = map[string]bool{}
 	a.want, a.sent, a.unwant = nil, nil, nil
 	a.wanted, a.inFlight, a.void = map[string]bool{}, map[string]int{}, map[string]int{}
