@@ -326,7 +326,6 @@ func BenchmarkServeEditorSave(b *testing.B) {
 			}
 		}
 		c := benchServe(b, dir, tls)
-		ctx := context.Background()
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		go func() {
@@ -349,13 +348,22 @@ func BenchmarkServeEditorSave(b *testing.B) {
 		src := bytes.NewReader(data)
 		const tmp, doc = "notes/.todo.txt.swp", "notes/todo.txt"
 		b.ReportAllocs()
-		for b.Loop() {
+		save := func() error {
+			ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
+			defer cancel()
 			src.Reset(data)
 			m := peerproto.Put{Name: tmp, Size: int64(len(data)), Async: true, Inline: true, Base: peerproto.BaseNone}
-			if _, synced, err := c.PutFsync(ctx, m, src, []string{tmp}); err != nil || !synced {
-				b.Fatalf("PUT and FSYNC: synced %v, %v", synced, err)
+			_, synced, err := c.PutFsync(ctx, m, src, []string{tmp})
+			if err != nil {
+				return err
 			}
-			if err := c.Rename(ctx, tmp, doc); err != nil {
+			if !synced {
+				return fmt.Errorf("PUT of %s: its FSYNC did not run", tmp)
+			}
+			return c.Rename(ctx, tmp, doc)
+		}
+		for b.Loop() {
+			if err := save(); err != nil {
 				b.Fatal(err)
 			}
 		}
