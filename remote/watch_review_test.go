@@ -69,11 +69,19 @@ func TestWatchReviewUnwatchedResurrects(t *testing.T) {
 	rvList(a, "X/sub")
 	rvAnswer(t, a, ep)
 	c.t = c.t.Add(2 * time.Second)
-	if _, exists, ok := a.cached("X/new"); ok && !exists {
-		t.Errorf("X/new answered absent from the listing of X taken before X was unwatched")
+	rvUntrusted(t, a, "X", "it was taken before X was unwatched")
+}
+
+// rvUntrusted fails t if a trusts the listing of dir now (past the
+// attribute timeout), or the absence of dir/new (made on the peer
+// unreported) it says; why is how that listing was taken.
+func rvUntrusted(t *testing.T, a *attrCache, dir, why string) {
+	t.Helper()
+	if _, exists, ok := a.cached(dir + "/new"); ok && !exists {
+		t.Errorf("%s/new answered absent from the listing of %s: %s", dir, dir, why)
 	}
-	if l, ok := a.listed("X"); ok {
-		t.Errorf("old listing of X trusted again: %v", l)
+	if l, ok := a.listed(dir); ok {
+		t.Errorf("the listing of %s trusted past the attribute timeout: %s: %v", dir, why, l)
 	}
 }
 
