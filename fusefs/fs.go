@@ -146,6 +146,9 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		close(m.done)
 	}()
 	store.Watch(m.inval.enqueue)
+	if ew, ok := store.(EntryWatcher); ok {
+		ew.WatchEntries(m.inval.enqueueEntry)
+	}
 	log.Info().Msg("mounted")
 	return m, nil
 }

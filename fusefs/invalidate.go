@@ -34,6 +34,9 @@ type invalidator struct {
 	mu      sync.Mutex // protects the fields below
 	stopped bool
 	pending map[watchEvent]struct{}
+	// entries are the changes EntryWatcher reported, the last of each
+	// name, Replaced if any of them was.
+	entries map[nodeKey]EntryChange
 	peers   []string // the peer list at the last root invalidation
 }
 
@@ -45,6 +48,7 @@ func newInvalidator(f *filesys, kernel kernelCache) *invalidator {
 		quit:    make(chan struct{}),
 		done:    make(chan struct{}),
 		pending: map[watchEvent]struct{}{},
+		entries: map[nodeKey]EntryChange{},
 		peers:   f.store.Peers(),
 	}
 	go inv.run()
@@ -59,6 +63,25 @@ func (inv *invalidator) enqueue(peer, dir string) {
 		return
 	}
 	inv.pending[watchEvent{peer, dir}] = struct{}{}
+	inv.mu.Unlock()
+	select {
+	case inv.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueueEntry is the EntryWatcher callback; it never blocks.
+func (inv *invalidator) enqueueEntry(ch EntryChange) {
+	inv.mu.Lock()
+	if inv.stopped {
+		inv.mu.Unlock()
+		return
+	}
+	k := nodeKey{ch.Peer, ch.Path}
+	if was, ok := inv.entries[k]; ok && was.Replaced {
+		ch.Replaced = true
+	}
+	inv.entries[k] = ch
 	inv.mu.Unlock()
 	select {
 	case inv.wake <- struct{}{}:
@@ -88,12 +111,13 @@ func (inv *invalidator) run() {
 		case <-inv.wake:
 		}
 		inv.mu.Lock()
-		events := inv.pending
-		inv.pending = map[watchEvent]struct{}{}
+		events, entries := inv.pending, inv.entries
+		inv.pending, inv.entries = map[watchEvent]struct{}{}, map[nodeKey]EntryChange{}
 		inv.mu.Unlock()
 		for ev := range events {
 			inv.apply(ev)
 		}
+		inv.applyEntries(entries)
 	}
 }
 
@@ -123,6 +147,35 @@ func (inv *invalidator) apply(ev watchEvent) {
 		inv.check("InvalidateNodeData", inv.kernel.InvalidateNodeData(n))
 	}
 	for _, n := range attrs {
+		inv.check("InvalidateNodeAttr", inv.kernel.InvalidateNodeAttr(n))
+	}
+}
+
+// applyEntries invalidates what the kernel caches of names another
+// writer changed (EntryWatcher, nameTable.staleName): an entry where the
+// name was made, removed or replaced, a file's cached pages and
+// attributes, another node's attributes; and its directory's attributes,
+// once per directory.
+func (inv *invalidator) applyEntries(chs map[nodeKey]EntryChange) {
+	f := inv.fsys
+	data, attrs := map[bfs.Node]bool{}, map[bfs.Node]bool{}
+	for _, ch := range chs {
+		f.log.Debug().Str("op", "watch").Str("peer", ch.Peer).Str("path", ch.Path).Bool("gone", ch.Gone).Bool("replaced", ch.Replaced).Msg("invalidate")
+		entries, d, a := f.names.staleName(ch)
+		for _, e := range entries {
+			inv.entry(e.parent, e.name)
+		}
+		for _, n := range d {
+			data[n] = true
+		}
+		for _, n := range a {
+			attrs[n] = true
+		}
+	}
+	for n := range data {
+		inv.check("InvalidateNodeData", inv.kernel.InvalidateNodeData(n))
+	}
+	for n := range attrs {
 		inv.check("InvalidateNodeAttr", inv.kernel.InvalidateNodeAttr(n))
 	}
 }

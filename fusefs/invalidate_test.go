@@ -2,10 +2,12 @@ package fusefs
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	bfs "bazil.org/fuse/fs"
 )
@@ -90,5 +92,108 @@ func TestInvalidatorApply(t *testing.T) {
 	inv.apply(watchEvent{"", ""})
 	if want := []string{"entry / alice", "entry / bob"}; !slices.Equal(kernel.sent, want) {
 		t.Errorf("peer list event: sent %q, want %q", kernel.sent, want)
+	}
+}
+
+// Another writer's change to one name (EntryWatcher) invalidates that
+// name only: its entry where it was made, removed or replaced, where its
+// type changed or where the kernel holds no node for it (a negative
+// entry at most); else a file's data (with its attributes) or another
+// node's attributes; and its directory's attributes, once. Only that
+// directory's listing is forgotten.
+func TestInvalidatorApplyEntries(t *testing.T) {
+	f, store := newTestFS(t)
+	writeFile(t, filepath.Join(store.base, "alice", "f"), "one")
+	writeFile(t, filepath.Join(store.base, "alice", "sub", "g"), "two")
+	alice := mustLookup(t, f.root, "alice").(*dir)
+	mustLookup(t, alice, "f")
+	sub := mustLookup(t, alice, "sub").(*dir)
+	mustLookup(t, sub, "g")
+	kernel := &recordingKernel{}
+	inv := &invalidator{fsys: f, kernel: kernel, peers: store.Peers()}
+	for _, tc := range []struct {
+		name string
+		chs  []EntryChange
+		want []string
+	}{
+		{"a file's content", []EntryChange{{Peer: "alice", Path: "f"}},
+			[]string{"data alice/f", "attr alice/"}},
+		{"a directory's attributes", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir}},
+			[]string{"attr alice/sub", "attr alice/"}},
+		{"a file removed", []EntryChange{{Peer: "alice", Path: "sub/g", Gone: true}},
+			[]string{"entry alice/sub g", "data alice/sub/g", "attr alice/sub"}},
+		{"a directory replaced", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Replaced: true}},
+			[]string{"entry alice/ sub", "attr alice/sub", "attr alice/"}},
+		{"a file now a directory", []EntryChange{{Peer: "alice", Path: "f", Type: fs.ModeDir}},
+			[]string{"entry alice/ f", "data alice/f", "attr alice/"}},
+		{"a name the kernel holds no node of", []EntryChange{{Peer: "alice", Path: "new"}},
+			[]string{"entry alice/ new", "attr alice/"}},
+		{"two in one directory", []EntryChange{{Peer: "alice", Path: "f"}, {Peer: "alice", Path: "new"}},
+			[]string{"data alice/f", "entry alice/ new", "attr alice/"}},
+	} {
+		chs := map[nodeKey]EntryChange{}
+		for _, ch := range tc.chs {
+			chs[nodeKey{ch.Peer, ch.Path}] = ch
+		}
+		kernel.sent = nil
+		inv.applyEntries(chs)
+		slices.Sort(kernel.sent)
+		slices.Sort(tc.want)
+		if !slices.Equal(kernel.sent, tc.want) {
+			t.Errorf("%s: sent %q, want %q", tc.name, kernel.sent, tc.want)
+		}
+	}
+
+	// Only the listing of the changed name's directory is forgotten, and
+	// a LIST of it on its way is not kept; one of another directory is.
+	infos := func(d *dir) []fs.FileInfo {
+		t.Helper()
+		out, err := f.store.List(t.Context(), d.peer, d.key().path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	aliceInfos, subInfos := infos(alice), infos(sub)
+	gen := f.names.listGeneration()
+	f.names.staleName(EntryChange{Peer: "alice", Path: "sub/g"})
+	f.names.putListing(nodeKey{"alice", ""}, gen, aliceInfos)
+	f.names.putListing(nodeKey{"alice", "sub"}, gen, subInfos)
+	if _, _, listed := f.names.getListing(nodeKey{"alice", ""}, "f"); !listed {
+		t.Error("alice's listing, taken across a change in alice/sub, was not kept")
+	}
+	if _, _, listed := f.names.getListing(nodeKey{"alice", "sub"}, "g"); listed {
+		t.Error("alice/sub's listing, taken across a change in it, was kept")
+	}
+	f.names.staleName(EntryChange{Peer: "alice", Path: "f"})
+	if _, _, listed := f.names.getListing(nodeKey{"alice", ""}, "f"); listed {
+		t.Error("alice's listing survived a change in it")
+	}
+}
+
+// The listing generations stay bounded: past maxDropped directories
+// dropped, every token taken before is refused, one taken after is not.
+func TestListingGenerationsBounded(t *testing.T) {
+	names := newNameTable(time.Minute)
+	old := names.listGeneration()
+	for i := range maxDropped + 10 {
+		names.dropListing(nodeKey{"alice", fmt.Sprintf("d%d/x", i)})
+	}
+	if len(names.dropped) > maxDropped {
+		t.Errorf("%d directories' drops kept, bound %d", len(names.dropped), maxDropped)
+	}
+	d := nodeKey{"alice", "elsewhere"}
+	names.putListing(d, old, nil)
+	if _, _, listed := names.getListing(d, "x"); listed {
+		t.Error("a token from before the bound was reached was taken")
+	}
+	names.putListing(d, names.listGeneration(), nil)
+	if _, _, listed := names.getListing(d, "x"); !listed {
+		t.Error("a fresh token was refused")
+	}
+	names.dropPeerListingsLocked("alice")
+	names.putListing(d, names.listGeneration()-1, nil)
+	if _, _, listed := names.getListing(d, "x"); listed {
+		t.Error("a token from before the peer's listings were dropped was taken")
 	}
 }

@@ -65,8 +65,19 @@ type nameTable struct {
 	seenAs   map[nodeKey]uint64   // the peer inode a name was last seen with
 	seenBy   map[peerInode]int    // how many names seenAs has for a peer inode
 	listings map[nodeKey]listing  // directory key -> recent List result
-	listGen  uint64               // bumped whenever a listing is dropped
+	// Listing generations (listGeneration, putListing): clock counts
+	// the drops of listings; dropped has the clock at each directory's
+	// last drop, peerDropped at each peer's last drop of all its
+	// listings; a token below floor is refused (dropped starts afresh
+	// from it when it grows past maxDropped).
+	clock       uint64
+	dropped     map[nodeKey]uint64
+	peerDropped map[string]uint64
+	floor       uint64
 }
+
+// maxDropped bounds nameTable.dropped.
+const maxDropped = 4096
 
 // peerInode is an inode number on a peer.
 type peerInode struct {
@@ -91,6 +102,8 @@ func newNameTable(entryTimeout time.Duration) *nameTable {
 		seenAs:       map[nodeKey]uint64{},
 		seenBy:       map[peerInode]int{},
 		listings:     map[nodeKey]listing{},
+		dropped:      map[nodeKey]uint64{},
+		peerDropped:  map[string]uint64{},
 	}
 }
 
@@ -372,15 +385,16 @@ func (t *nameTable) getListing(d nodeKey, name string) (fs.FileInfo, bool, bool)
 func (t *nameTable) listGeneration() uint64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.listGen
+	return t.clock
 }
 
-// putListing stores a List result unless a listing was dropped since gen
-// was taken: the result may predate that change.
+// putListing stores a List result of directory d unless d's listing was
+// dropped since gen was taken: the result may predate that change. The
+// drop of another directory's listing does not count.
 func (t *nameTable) putListing(d nodeKey, gen uint64, infos []fs.FileInfo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if gen != t.listGen {
+	if gen < t.floor || t.dropped[d] > gen || t.peerDropped[d.peer] > gen {
 		return
 	}
 	now := time.Now()
@@ -407,14 +421,36 @@ func (t *nameTable) dropListing(k nodeKey) {
 }
 
 func (t *nameTable) dropListingLocked(k nodeKey) {
-	t.listGen++
 	p, _ := k.parent()
-	delete(t.listings, p)
-	delete(t.listings, k)
+	t.dropDirLocked(p)
+	t.dropDirLocked(k)
 }
 
+// dropDirLocked forgets directory d's listing, and refuses the List
+// results of d on their way (putListing). Called with t.mu held.
+func (t *nameTable) dropDirLocked(d nodeKey) {
+	t.clock++
+	delete(t.listings, d)
+	if len(t.dropped) >= maxDropped {
+		clear(t.dropped)
+		t.floor = t.clock
+		return
+	}
+	t.dropped[d] = t.clock
+}
+
+// dropPeerListingsLocked forgets every listing of peer ("": of every
+// peer), and refuses their List results on their way. Called with t.mu
+// held.
 func (t *nameTable) dropPeerListingsLocked(peer string) {
-	t.listGen++
+	t.clock++
+	if peer == "" {
+		t.floor = t.clock
+		clear(t.dropped)
+		clear(t.peerDropped)
+	} else {
+		t.peerDropped[peer] = t.clock
+	}
 	for k := range t.listings {
 		if k.peer == peer || peer == "" {
 			delete(t.listings, k)
@@ -440,6 +476,40 @@ type staleEntry struct {
 	name   string
 }
 
+// staleName forgets the listing of the directory holding the name ch
+// is about, and returns what the kernel may cache of it: the name's entry
+// in its directory if it is gone or replaced, if the kernel holds no node
+// for it (at most a negative entry), or if its node is of another type
+// than it is now; else its node, in data if a file (its cached pages,
+// and its attributes, go) or in attrs; and the directory's node in attrs
+// (its times and link count moved).
+func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs []bfs.Node) {
+	k := nodeKey{ch.Peer, ch.Path}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n, known := t.nodes[k]
+	entry := !known || ch.Gone || ch.Replaced || n.kind != ch.Type
+	switch {
+	case !known:
+	case n.kind == 0:
+		data = append(data, n.self)
+	default:
+		attrs = append(attrs, n.self)
+	}
+	if ch.Path == "" {
+		return nil, data, attrs
+	}
+	p, name := k.parent()
+	t.dropDirLocked(p)
+	if pn, ok := t.nodes[p]; ok {
+		if entry {
+			entries = append(entries, staleEntry{pn.self, name})
+		}
+		attrs = append(attrs, pn.self)
+	}
+	return entries, data, attrs
+}
+
 // stale forgets the listings a change under (peer, dir) made stale and
 // returns what the kernel may cache of it: the entries, the files whose
 // data and the nodes whose attributes are to be dropped. dir == "" means
@@ -451,8 +521,7 @@ func (t *nameTable) stale(peer, dir string) (entries []staleEntry, data, attrs [
 	if dir == "" {
 		t.dropPeerListingsLocked(peer)
 	} else {
-		t.listGen++
-		delete(t.listings, scope)
+		t.dropDirLocked(scope)
 	}
 	for k, n := range t.nodes {
 		if k.path == "" {

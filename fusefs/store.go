@@ -103,6 +103,32 @@ type Store interface {
 	Release(fh uint64) error
 }
 
+// EntryWatcher is an optional interface of a Store that hears of other
+// writers' changes (a peer's reports): the mount then has the kernel drop
+// what it caches of each name changed as soon as the Store hears of it,
+// rather than when the attribute timeout ends, and only of that name.
+type EntryWatcher interface {
+	// WatchEntries registers fn, called (from any goroutine, never
+	// under a Store lock) for each change another writer made.
+	WatchEntries(fn func(EntryChange))
+}
+
+// EntryChange is a change another writer made to one name, as an
+// EntryWatcher reports it.
+type EntryChange struct {
+	Peer, Path string
+	// Gone reports that the name no longer exists; else Type is what
+	// it is now (a mode's type bits, 0 for a regular file).
+	Gone bool
+	Type fs.FileMode
+	// Replaced reports that the name was made, or now holds another
+	// file or directory than the Store last said: the kernel's entry
+	// for it goes. Otherwise its attributes or content changed, or the
+	// Store knew nothing of it, and the mount goes by what the kernel
+	// may hold of it.
+	Replaced bool
+}
+
 // Stat is what a Store knows of an entry beyond fs.FileInfo, returned
 // by the FileInfo's Sys(). A zero field is unknown (Blocks: negative),
 // and the mount then shows what it showed before peers had them: the
