@@ -130,7 +130,7 @@ per_file() {
   esac
 }
 
-snap() { curl -s "http://$1/metrics" | grep -E '^peerfs_(fuse_ops_total|peer_requests_total|peer_bytes_total|cache_[a-z_]*total|sync_rounds_total|fuse_op_duration_seconds_sum|peer_request_duration_seconds_sum)' ; }
+snap() { curl -s "http://$1/metrics" | grep -E '^peerfs_(fuse_ops_total|peer_requests_total|peer_bytes_total|cache_[a-z_]*total|sync_rounds_total|peer_foreign_changes_total|fuse_op_duration_seconds_sum|peer_request_duration_seconds_sum)' ; }
 delta() { # BEFORE AFTER DIVISOR: lines "metric{labels} delta per-unit" for changed series
   awk -v div="$3" 'NR == FNR {b[$1] = $2; next} {d = $2 - b[$1]; if (d != 0) printf "  %-78s %12.4g  %10.4g\n", $1, d, d / div}' "$1" "$2"
 }

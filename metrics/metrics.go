@@ -236,12 +236,14 @@ var (
 	descCacheHits  = prometheus.NewDesc("peerfs_cache_hits_total", "Cache lookups that found a valid copy.", nil, nil)
 	descCacheMiss  = prometheus.NewDesc("peerfs_cache_misses_total", "Cache lookups that did not.", nil, nil)
 	descCacheEvict = prometheus.NewDesc("peerfs_cache_evictions_total", "Copies evicted to stay within the bound.", nil, nil)
+	descWatched    = prometheus.NewDesc("peerfs_peer_watched_directories", "Directories the peer watches for this mount now (it reports their changes).", []string{"peer"}, nil)
+	descForeign    = prometheus.NewDesc("peerfs_peer_foreign_changes_total", "Changes another writer made on the peer that it reported, each having the kernel drop what it held of the name.", []string{"peer"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *reportCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPeers, descPeerUp, descPeerRTT, descRegistered, descInRound, descLastRound, descWaiting,
-		descPendFiles, descPendBytes, descPendAge, descCacheBytes, descCacheMax, descCacheFiles, descCacheDirty, descCacheHits, descCacheMiss, descCacheEvict} {
+		descPendFiles, descPendBytes, descPendAge, descCacheBytes, descCacheMax, descCacheFiles, descCacheDirty, descCacheHits, descCacheMiss, descCacheEvict, descWatched, descForeign} {
 		ch <- d
 	}
 }
@@ -252,8 +254,8 @@ func (c *reportCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}
-	counter := func(d *prometheus.Desc, v float64) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	states := map[string]int{"up": 0, "down": 0, "unknown": 0}
 	for _, p := range r.Peers {
@@ -263,6 +265,8 @@ func (c *reportCollector) Collect(ch chan<- prometheus.Metric) {
 			up = 1
 		}
 		gauge(descPeerUp, up, p.Name)
+		gauge(descWatched, float64(p.Watched), p.Name)
+		counter(descForeign, float64(p.Foreign), p.Name)
 		if p.RTT > 0 {
 			gauge(descPeerRTT, p.RTT/1000, p.Name)
 		}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -67,6 +68,16 @@ type attrCache struct {
 	sent     []string
 	inFlight map[string]int
 	unwant   []string
+	// foreign are the changes events reported that this mount did not
+	// make (another writer's), for the kernel's caches (takeForeign);
+	// foreignN counts them all (PeerReport.Foreign).
+	foreign  []fusefs.EntryChange
+	foreignN uint64
+	// ownAt has when this mount last sent a change of each path (or of
+	// an entry in it) to the peer, or made one here: for ownQuiet
+	// after it, the peer's reports of the path are taken for its echo
+	// (ownLocked).
+	ownAt map[string]time.Time
 	// void counts, per directory, the WATCHes on their way sent before
 	// an UNWATCH of it was queued: their answers count for nothing.
 	void  map[string]int
@@ -167,6 +178,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		wanted:   map[string]bool{},
 		inFlight: map[string]int{},
 		void:     map[string]int{},
+		ownAt:    map[string]time.Time{},
 		gens:     map[string]uint64{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
@@ -249,6 +261,7 @@ func (a *attrCache) watchedLocked(dir string) bool {
 func (a *attrCache) changed(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.ownLocked(path)
 	a.supersedeLocked(parent(path))
 	a.delStatLocked(path)
 	if path == "" {

@@ -58,6 +58,7 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // exists: its own STAT's and its entry in its parent's listing, each
 // keeping its age. Called with a.mu held.
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
+	a.ownLocked(path)
 	if sc, ok := a.stats[path]; ok && sc.exists {
 		change(&sc.e)
 		a.putStatLocked(path, sc)
@@ -87,6 +88,7 @@ func (a *attrCache) changedAt(path string, ctime int64) {
 // lookups of new names in it (a program filling it) need no STAT.
 func (a *attrCache) emptyDir(path string) {
 	a.mu.Lock()
+	a.ownLocked(path)
 	a.putDirLocked(path, &dirCache{at: a.now(), entries: map[string]peerproto.Entry{}})
 	a.mu.Unlock()
 }
@@ -98,6 +100,7 @@ func (a *attrCache) emptyDir(path string) {
 func (a *attrCache) gone(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.ownLocked(path)
 	a.supersedeLocked(parent(path))
 	a.dropTreeLocked(path)
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
@@ -114,6 +117,8 @@ func (a *attrCache) gone(path string) {
 func (a *attrCache) moved(from, to string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.ownLocked(from)
+	a.ownLocked(to)
 	a.supersedeLocked(parent(from))
 	a.supersedeLocked(parent(to))
 	now := a.now()
@@ -165,4 +170,57 @@ func (a *attrCache) changedHere(path string, change func(*peerproto.Entry)) {
 	defer a.mu.Unlock()
 	a.supersedeLocked(parent(path))
 	a.editLocked(path, change)
+}
+
+// ownQuiet is how long after this mount sent a change of a path (or
+// made one here) the peer's reports of it are taken for that change's
+// echo, not another writer's (takeForeign): a report may come before the
+// change's answer, on another connection, or agree with neither the
+// answer nor what was listed (a directory's times). Another writer's
+// change of the same path within it goes untold to the kernel, which
+// then sees it when its attribute timeout ends, as without watching.
+const ownQuiet = 2 * time.Second
+
+// ownChange records that this mount is about to send a change of each
+// of paths (and so of the directory holding it) to the peer. Called
+// before the request goes: its report may come before its answer.
+func (a *attrCache) ownChange(paths ...string) {
+	a.mu.Lock()
+	for _, p := range paths {
+		a.ownLocked(p)
+	}
+	a.mu.Unlock()
+}
+
+// ownLocked notes path, and its directory, as changed by this mount now
+// (ownAt). Called with a.mu held.
+func (a *attrCache) ownLocked(path string) {
+	now := a.now()
+	if len(a.ownAt) >= maxOwnAt {
+		for p, at := range a.ownAt {
+			if now.Sub(at) >= ownQuiet {
+				delete(a.ownAt, p)
+			}
+		}
+		if len(a.ownAt) >= maxOwnAt/2 {
+			// Mostly recent (a program changing thousands of names a
+			// second): forgetting them costs only invalidations of
+			// the kernel's caches that were not needed.
+			clear(a.ownAt)
+		}
+	}
+	a.ownAt[path] = now
+	if path != "" {
+		a.ownAt[parent(path)] = now
+	}
+}
+
+// maxOwnAt bounds ownAt.
+const maxOwnAt = 4096
+
+// ownRecentLocked reports whether this mount changed path within
+// ownQuiet. Called with a.mu held.
+func (a *attrCache) ownRecentLocked(path string, now time.Time) bool {
+	at, ok := a.ownAt[path]
+	return ok && now.Sub(at) < ownQuiet
 }

@@ -305,6 +305,13 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// not sent again on a new connection, and what it left unanswered is
 	// checked before it goes again (replayed, giveUp).
 	bctx := peer.NoRetry(rctx)
+	for _, op := range ops[i:end] {
+		// Their reports may come before the batch's answer.
+		p.attrs.ownChange(op.Path)
+		if op.Op == cache.OpRename {
+			p.attrs.ownChange(op.To)
+		}
+	}
 	var (
 		replies []peerproto.Message
 		got     []error

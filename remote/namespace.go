@@ -202,6 +202,7 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "MKDIR", peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(path)
 		var err error
 		m := peerproto.Mkdir{Name: path, Mode: peerproto.UnixBits(mode)}
 		if caller, ok := fusefs.CallerOf(ctx); ok && c.Owners() && c.MkdirOwner() {
@@ -286,6 +287,7 @@ func (s *Store) Remove(ctx context.Context, peerName, path string) error {
 	var res []peer.StatResult
 	var linked uint64
 	p, err := s.do(ctx, "DELETE", peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(path)
 		linked = p.attrs.linked(path)
 		var err error
 		_, res, err = s.withStats(ctx, c, peerproto.Delete{Name: path}, parent(path))
@@ -378,6 +380,7 @@ func (s *Store) Rmdir(ctx context.Context, peerName, path string) error {
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "RMDIR", peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(path)
 		var err error
 		_, res, err = s.withStats(ctx, c, peerproto.Rmdir{Name: path}, parent(path))
 		return err
@@ -446,6 +449,7 @@ func (s *Store) Rename(ctx context.Context, peerName, from, to string) error {
 	var res []peer.StatResult
 	var linked, replacedIno uint64
 	p, err := s.do(ctx, "RENAME", peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(from, to)
 		linked, replacedIno = p.attrs.linked(from), p.attrs.linked(to)
 		var err error
 		// The moved entry's ctime, and both directories' times, changed;

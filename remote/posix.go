@@ -52,6 +52,7 @@ func (s *Store) needPosix(ctx context.Context, op, peerName, path string) (featu
 func (s *Store) makeNew(ctx context.Context, verb, peerName, path string, m peerproto.Message) (fs.FileInfo, error) {
 	var res []peer.StatResult
 	p, err := s.do(ctx, verb, peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(path)
 		var err error
 		if _, res, err = s.withStats(ctx, c, m, path, parent(path)); err != nil {
 			return err
@@ -181,6 +182,7 @@ func (s *Store) Link(ctx context.Context, peerName, oldPath, newPath string) (fs
 	}
 	var res []peer.StatResult
 	p, err := s.do(ctx, "LINK", peerName, func(p *peerConn, c *peer.Conn) error {
+		p.attrs.ownChange(oldPath, newPath)
 		var err error
 		if _, res, err = s.withStats(ctx, c, peerproto.Link{Old: oldPath, New: newPath}, newPath, parent(newPath)); err != nil {
 			return err

@@ -68,6 +68,13 @@ type PeerReport struct {
 	// UnlistedSince is when the tracker stopped listing it (for a peer
 	// restored at start, when it was last seen); zero while listed.
 	UnlistedSince time.Time `json:"unlisted_since,omitzero"`
+	// Watched is how many of its directories the peer watches for this
+	// mount now (it reports their changes: remote/watch.go).
+	Watched int `json:"watched"`
+	// Foreign counts the changes the peer reported that another writer
+	// made to names this mount had told the kernel of: each had the
+	// kernel drop what it held of the name (fusefs.EntryWatcher).
+	Foreign uint64 `json:"foreign_changes"`
 }
 
 // Attr returns the report of one peer as the value of a peer folder's
@@ -169,6 +176,7 @@ func (s *Store) peerReports(now time.Time) []PeerReport {
 	out := make([]PeerReport, 0, len(peers))
 	for _, p := range peers {
 		pr := p.link.report()
+		pr.Watched, pr.Foreign = p.attrs.watchCounts()
 		if since, ok := unlisted[p.name]; ok {
 			pr.Listed, pr.UnlistedSince = false, since
 			// Unlisted and not heard from since: down, since then at

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/peerfs/peerfs/cache"
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 	"github.com/peerfs/peerfs/tracker"
@@ -86,11 +87,13 @@ type Store struct {
 	unlisted map[string]time.Time // peers the tracker does not list now, since when
 	departed map[string]bool      // peers gone for good in this run (quit, forgotten): their pending copies are set aside
 	watchers []func(peer, dir string)
-	files    map[cache.Key]*fileState // local copies being written or not yet uploaded
-	handles  map[uint64]*handle
-	nextFH   uint64
-	syncer   Syncer
-	closed   bool
+	// entryWatchers are WatchEntries' callbacks.
+	entryWatchers []func(fusefs.EntryChange)
+	files         map[cache.Key]*fileState // local copies being written or not yet uploaded
+	handles       map[uint64]*handle
+	nextFH        uint64
+	syncer        Syncer
+	closed        bool
 
 	health health // what the reports show beyond the links (status.go)
 
@@ -301,6 +304,25 @@ func (s *Store) Watch(fn func(peer, dir string)) {
 	s.mu.Lock()
 	s.watchers = append(s.watchers, fn)
 	s.mu.Unlock()
+}
+
+// WatchEntries implements fusefs.EntryWatcher: fn hears of each change
+// a peer reported that this mount did not make (another writer's), as
+// soon as it is reported (remote/watch.go).
+func (s *Store) WatchEntries(fn func(fusefs.EntryChange)) {
+	s.mu.Lock()
+	s.entryWatchers = append(s.entryWatchers, fn)
+	s.mu.Unlock()
+}
+
+// notifyEntry calls the WatchEntries callbacks.
+func (s *Store) notifyEntry(ch fusefs.EntryChange) {
+	s.mu.Lock()
+	ws := slices.Clone(s.entryWatchers)
+	s.mu.Unlock()
+	for _, fn := range ws {
+		fn(ch)
+	}
 }
 
 func (s *Store) notify(peer, dir string) {

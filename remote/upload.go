@@ -209,6 +209,8 @@ func (s *Store) send(ctx context.Context, u *upload) error {
 	if u.ch != nil {
 		verb = "PUT"
 	}
+	// The peer's reports of this change may come before its answer.
+	u.p.attrs.ownChange(u.key.Path)
 	for attempt := 1; ; attempt++ {
 		err := s.poolDo(ctx, u.p, verb, func(c *peer.Conn) error {
 			// Only to the peer it was written for (identity.go); the
@@ -257,6 +259,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.f.base = pd.Version()
 	u.f.mu.Unlock()
 	u.p.unsynced.mark(u.key.Path)
+	u.p.attrs.ownChange(u.key.Path)
 	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: peerproto.UnixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 	if u.remote.Nlink > 1 {
 		// Stored in place (the peer keeps a file with other names):

@@ -216,6 +216,7 @@ func (st *streamUp) run() {
 	var res streamEnded
 	err := s.waitBehind(ctx, st.p, true)
 	if err == nil {
+		st.p.attrs.ownChange(st.key.Path)
 		err = s.poolDo(ctx, st.p, "STREAM", func(c *peer.Conn) error {
 			res = streamEnded{}
 			res.pd, res.endSent, res.err = st.send(ctx, c)

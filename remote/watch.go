@@ -33,6 +33,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/peer"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -406,6 +407,10 @@ func (a *attrCache) unwatchedLocked(dir string) {
 // Called with a.mu held.
 func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	now := a.now()
+	if foreign, replaced := a.foreignLocked(path, e, gone, now); foreign {
+		a.foreign = append(a.foreign, fusefs.EntryChange{Path: path, Gone: gone, Type: typeMode(e.Type), Replaced: replaced})
+		a.foreignN++
+	}
 	a.bumpGenLocked(path)
 	if path != "" {
 		a.gens[parent(path)] = a.evSeq
@@ -458,6 +463,47 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 		dc.entries[name] = e
 	}
 	delete(dc.stale, name)
+}
+
+// foreignLocked reports whether the peer's report that path is now e,
+// or gone, tells of another writer's change (for takeForeign), and
+// whether it replaced what this mount knew there (made, removed, of
+// another type, or a directory of another inode). It compares with what
+// this mount last said of path: its parent's listing, else its own
+// STAT's answer; a path of which it knows nothing counts as changed
+// (the kernel may hold what an answer since let go of said), without
+// replaced. Not foreign: a report of a path this mount changed within
+// ownQuiet, or one its listing holds as its own (unconfirmed) or as
+// stale (both may be the echo of its own change). Called with a.mu
+// held, before the report is applied.
+func (a *attrCache) foreignLocked(path string, e peerproto.Entry, gone bool, now time.Time) (foreign, entry bool) {
+	if path == "" || a.ownRecentLocked(path, now) {
+		return false, false
+	}
+	var old peerproto.Entry
+	var had bool
+	if dc, ok := a.dirs[parent(path)]; ok {
+		name := base(path)
+		if dc.unconfirmed[name] || dc.stale[name] {
+			return false, false
+		}
+		old, had = dc.entries[name]
+	} else if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
+		old, had = sc.e, sc.exists
+	} else {
+		return true, false
+	}
+	switch {
+	case had == gone:
+		return true, true // made or removed
+	case gone:
+		return false, false // known gone already
+	case old.Type != e.Type || replaced(old, e):
+		return true, true
+	case !sameEntry(old, e):
+		return true, false
+	}
+	return false, false
 }
 
 // watchLoop keeps an event connection to p while p is a peer of this
@@ -564,7 +610,32 @@ func (s *Store) watchOnce(p *peerConn, stop <-chan struct{}) error {
 		if !a.onEvent(epoch, m) {
 			return errors.New("remote: event connection out of step")
 		}
+		for _, ch := range a.takeForeign() {
+			ch.Peer = p.name
+			s.notifyEntry(ch)
+		}
 	}
+}
+
+// watchCounts returns how many directories the peer watches for this
+// mount now, and how many foreign changes its events told of so far.
+func (a *attrCache) watchCounts() (watched int, foreign uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.epoch == 0 {
+		return 0, a.foreignN
+	}
+	return len(a.watched), a.foreignN
+}
+
+// takeForeign returns (and forgets) the foreign changes the events
+// applied so far reported.
+func (a *attrCache) takeForeign() []fusefs.EntryChange {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	fc := a.foreign
+	a.foreign = nil
+	return fc
 }
 
 // statBegin notes, before a STAT of path, what rememberStat needs to
