@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -76,4 +77,102 @@ func TestMountWatchOff(t *testing.T) {
 	if n, _ := scrape(t, maddr, "peerfs_peer_requests_total", `peer="bob"`, `verb="LIST"`); n == before {
 		t.Error("with --watch-timeout 0, ls -l past the attribute timeout did not list again")
 	}
+}
+
+// TestMountWatchedFolderKernelFresh: with a long attribute timeout (the
+// kernel may keep what it was told for 10 s), another writer's change on
+// the peer shows to `stat` and `ls` in the peer folder as soon as the
+// peer reports it: a file grown, one made (stat'ed as missing before),
+// one removed, one replaced by a directory. The mount has the kernel
+// drop just those names; its own changes (a file written, renamed,
+// chmod'ed and removed, a directory made) count as nobody else's.
+func TestMountWatchedFolderKernelFresh(t *testing.T) {
+	c := newCluster(t)
+	maddr := freeAddr(t)
+	a := c.mount("alice", "--attr-timeout", "10s", "--metrics-listen", maddr)
+	b := c.mount("bob")
+	a.sees(b)
+	for _, name := range []string{"a.txt", "gone.txt", "kind"} {
+		writeFile(t, filepath.Join(b.export, name), []byte("one\n"))
+	}
+	dir := a.dir(b)
+	mustRun(t, "", "ls", "-l", dir) // listed: watched from now on
+	waitFor(t, 10*time.Second, "bob watching alice's folder", func() bool {
+		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
+		return n >= 1
+	})
+	foreign := func() float64 {
+		n, _ := scrape(t, maddr, "peerfs_peer_foreign_changes_total", `peer="bob"`)
+		return n
+	}
+	// What the kernel now holds for 10 s.
+	for _, name := range []string{"a.txt", "gone.txt", "kind"} {
+		if fi, err := os.Stat(filepath.Join(dir, name)); err != nil || fi.Size() != 4 {
+			t.Fatalf("%s before the changes: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new.txt")); !os.IsNotExist(err) {
+		t.Fatalf("new.txt before it is made: %v", err)
+	}
+
+	// alice's own changes, between two of bob's as markers: reports
+	// come in order, on one connection.
+	marker := func(name string) float64 {
+		t.Helper()
+		before := foreign()
+		if err := os.Mkdir(filepath.Join(b.export, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 5*time.Second, "bob's "+name+" reported", func() bool { return foreign() > before })
+		return foreign()
+	}
+	before := marker("marker1")
+	mine := filepath.Join(dir, "mine.txt")
+	writeFile(t, mine, []byte("mine\n"))
+	if err := os.Rename(mine, mine+".2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(mine+".2", 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "sub", "f"), []byte("f\n"))
+	if err := os.Remove(mine + ".2"); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, "", "sync", "-f", dir) // the changes written behind go now
+	if n := marker("marker2") - before; n != 1 {
+		t.Errorf("%v changes taken for another writer's where only bob's marker was", n)
+	}
+
+	// bob's changes behind alice's back.
+	if err := os.WriteFile(filepath.Join(b.export, "a.txt"), []byte("one, longer\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(b.export, "new.txt"), []byte("new\n"))
+	if err := os.Remove(filepath.Join(b.export, "gone.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(b.export, "kind")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(b.export, "kind"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	waitFor(t, 5*time.Second, "bob's changes seen in alice's folder well within the attribute timeout", func() bool {
+		fa, err := os.Stat(filepath.Join(dir, "a.txt"))
+		_, errn := os.Stat(filepath.Join(dir, "new.txt"))
+		_, errg := os.Stat(filepath.Join(dir, "gone.txt"))
+		fk, errk := os.Stat(filepath.Join(dir, "kind"))
+		return err == nil && fa.Size() == 12 && errn == nil && os.IsNotExist(errg) && errk == nil && fk.IsDir()
+	})
+	t.Logf("seen after %v", time.Since(start))
+	out := mustRun(t, "", "ls", dir)
+	if !strings.Contains(out, "new.txt") || strings.Contains(out, "gone.txt") {
+		t.Fatalf("ls shows %q", out)
+	}
+	sameFile(t, filepath.Join(dir, "a.txt"), []byte("one, longer\n"))
 }
