@@ -76,8 +76,9 @@ type attrCache struct {
 	// ownAt has when this mount last sent a change of each path (or of
 	// an entry in it) to the peer, or made one here: for ownQuiet
 	// after it, the peer's reports of the path are taken for its echo
-	// (ownLocked).
+	// (ownLocked); ownQ has the marks in the order they were made.
 	ownAt map[string]time.Time
+	ownQ  []ownMark
 	// void counts, per directory, the WATCHes on their way sent before
 	// an UNWATCH of it was queued: their answers count for nothing.
 	void  map[string]int
@@ -280,6 +281,11 @@ func (a *attrCache) changedIno(ino uint64) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.changedInoLocked(ino)
+}
+
+// changedInoLocked is changedIno with a.mu held.
+func (a *attrCache) changedInoLocked(ino uint64) {
 	for k, sc := range a.stats {
 		if sc.exists && sc.e.Has&peerproto.AttrIno != 0 && sc.e.Ino == ino {
 			a.delStatLocked(k)

@@ -30,6 +30,7 @@ import (
 	"container/list"
 	"context"
 	"errors"
+	"io/fs"
 	"sync/atomic"
 	"time"
 
@@ -353,6 +354,7 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 		}
 	case peerproto.Unwatched:
 		a.unwatchedLocked(m.Dir)
+		a.pathsMovedLocked(m.Dir)
 	case peerproto.Reset:
 		// Changes were lost: this connection's word counts no more.
 		// A new one (a new epoch) watches anew.
@@ -366,6 +368,20 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 		return false
 	}
 	return true
+}
+
+// pathsMovedLocked handles what UNWATCHED dir says beyond that: the
+// path leads to another directory now, or none (moved, removed or
+// replaced on the peer): what is known at or under it goes, and so does
+// what the kernel holds of it, unless this mount moved it itself just
+// now. Called with a.mu held.
+func (a *attrCache) pathsMovedLocked(dir string) {
+	a.dropTreeLocked(dir)
+	if dir == "" || a.ownRecentLocked(dir, a.now()) {
+		return
+	}
+	a.foreign = append(a.foreign, fusefs.EntryChange{Path: dir, Type: fs.ModeDir, Replaced: true})
+	a.foreignN++
 }
 
 // unwatchedLocked handles UNWATCHED dir: dir and everything under it
@@ -407,9 +423,19 @@ func (a *attrCache) unwatchedLocked(dir string) {
 // Called with a.mu held.
 func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	now := a.now()
-	if foreign, replaced := a.foreignLocked(path, e, gone, now); foreign {
-		a.foreign = append(a.foreign, fusefs.EntryChange{Path: path, Gone: gone, Type: typeMode(e.Type), Replaced: replaced})
+	own := a.ownRecentLocked(path, now)
+	foreign, swapped := a.foreignLocked(path, e, gone, own, now)
+	if foreign {
+		ch := fusefs.EntryChange{Path: path, Gone: gone, Type: typeMode(e.Type), Replaced: swapped}
+		if e.Has&peerproto.AttrIno != 0 {
+			ch.Ino = e.Ino
+		}
+		a.foreign = append(a.foreign, ch)
 		a.foreignN++
+		if ino := linkedIno(e); ino != 0 {
+			// Its other names (hard links) changed too, unreported.
+			a.changedInoLocked(ino)
+		}
 	}
 	a.bumpGenLocked(path)
 	if path != "" {
@@ -424,7 +450,9 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	}
 	if sc, ok := a.stats[path]; ok {
 		switch {
-		case now.Sub(sc.at) >= a.ttl:
+		case now.Sub(sc.at) >= a.ttl, foreign:
+			// Expired, or another writer's change since: the kernel,
+			// told of it, asks again, and must not be answered this.
 			a.delStatLocked(path)
 		case sc.exists == gone || !gone && !sameEntry(sc.e, e):
 			// A fresh answer, or this mount's own change (a mkdir
@@ -439,7 +467,7 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 		return
 	}
 	dc, ok := a.dirs[parent(path)]
-	if gone || ok && replaced(dc.entries[base(path)], e) {
+	if gone || swapped || ok && replaced(dc.entries[base(path)], e) {
 		// A directory gone, or another one (or a file) in its place:
 		// nothing known under it holds.
 		a.dropTreeLocked(path)
@@ -450,11 +478,18 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	name := base(path)
 	if dc.unconfirmed[name] {
 		// The listing has this mount's answer for it: kept until an
-		// event agrees (this one may be older than the answer).
-		if old, had := dc.entries[name]; had != gone && (gone || sameEntry(old, e)) {
+		// event agrees (this one may be older than the answer), or
+		// until this mount's change is ownQuiet old (a report then is
+		// of what came after it: the answer may hold an estimate, a
+		// directory's times, that no report ever agrees with).
+		old, had := dc.entries[name]
+		agrees := had != gone && (gone || sameEntry(old, e))
+		if agrees || !own {
 			delete(dc.unconfirmed, name)
 		}
-		return
+		if own {
+			return
+		}
 	}
 	if gone {
 		delete(dc.entries, name)
@@ -473,21 +508,16 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 // STAT's answer; a path of which it knows nothing counts as changed
 // (the kernel may hold what an answer since let go of said), without
 // replaced. Not foreign: a report of a path this mount changed within
-// ownQuiet, or one its listing holds as its own (unconfirmed) or as
-// stale (both may be the echo of its own change). Called with a.mu
-// held, before the report is applied.
-func (a *attrCache) foreignLocked(path string, e peerproto.Entry, gone bool, now time.Time) (foreign, entry bool) {
-	if path == "" || a.ownRecentLocked(path, now) {
+// ownQuiet (own), which may be the echo of that change, and come before
+// its answer. Called with a.mu held, before the report is applied.
+func (a *attrCache) foreignLocked(path string, e peerproto.Entry, gone, own bool, now time.Time) (foreign, entry bool) {
+	if path == "" || own {
 		return false, false
 	}
 	var old peerproto.Entry
 	var had bool
 	if dc, ok := a.dirs[parent(path)]; ok {
-		name := base(path)
-		if dc.unconfirmed[name] || dc.stale[name] {
-			return false, false
-		}
-		old, had = dc.entries[name]
+		old, had = dc.entries[base(path)]
 	} else if sc, ok := a.stats[path]; ok && now.Sub(sc.at) < a.ttl {
 		old, had = sc.e, sc.exists
 	} else {
