@@ -220,10 +220,7 @@ func (f *filesys) siblingsChanged(peer string, pino uint64, n *node) {
 		return
 	}
 	for _, s := range f.names.siblings(peer, pino, n) {
-		s.unprime()
-		s.mu.Lock()
-		s.last = nil
-		s.mu.Unlock()
+		s.forgetAttrs()
 		f.names.dropListing(s.key())
 		if f.kernel != nil {
 			if err := f.kernel.InvalidateNodeAttr(s.self); err != nil {

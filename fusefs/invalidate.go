@@ -70,6 +70,10 @@ func (inv *invalidator) enqueue(peer, dir string) {
 	}
 }
 
+// maxEntryChanges bounds the names whose invalidations wait
+// (invalidator.entries).
+const maxEntryChanges = 4096
+
 // enqueueEntry is the EntryWatcher callback; it never blocks.
 func (inv *invalidator) enqueueEntry(ch EntryChange) {
 	inv.mu.Lock()
@@ -78,10 +82,22 @@ func (inv *invalidator) enqueueEntry(ch EntryChange) {
 		return
 	}
 	k := nodeKey{ch.Peer, ch.Path}
-	if was, ok := inv.entries[k]; ok && was.Replaced {
-		ch.Replaced = true
+	was, ok := inv.entries[k]
+	switch {
+	case !ok && len(inv.entries) >= maxEntryChanges:
+		// Many names wait (an invalidation is held up in the kernel,
+		// a tree removed on the peer): the peer's whole folder goes
+		// at once instead.
+		inv.pending[watchEvent{ch.Peer, ""}] = struct{}{}
+		for ek := range inv.entries {
+			if ek.peer == ch.Peer {
+				delete(inv.entries, ek)
+			}
+		}
+	default:
+		ch.Replaced = ch.Replaced || ok && was.Replaced
+		inv.entries[k] = ch
 	}
-	inv.entries[k] = ch
 	inv.mu.Unlock()
 	select {
 	case inv.wake <- struct{}{}:
@@ -161,7 +177,10 @@ func (inv *invalidator) applyEntries(chs map[nodeKey]EntryChange) {
 	data, attrs := map[bfs.Node]bool{}, map[bfs.Node]bool{}
 	for _, ch := range chs {
 		f.log.Debug().Str("op", "watch").Str("peer", ch.Peer).Str("path", ch.Path).Bool("gone", ch.Gone).Bool("replaced", ch.Replaced).Msg("invalidate")
-		entries, d, a := f.names.staleName(ch)
+		entries, d, a, nodes := f.names.staleName(ch)
+		for _, n := range nodes {
+			n.forgetAttrs()
+		}
 		for _, e := range entries {
 			inv.entry(e.parent, e.name)
 		}

@@ -197,3 +197,28 @@ func TestListingGenerationsBounded(t *testing.T) {
 		t.Error("a token from before the peer's listings were dropped was taken")
 	}
 }
+
+// The names whose invalidations wait stay bounded (the kernel may hold
+// one up on a directory lock while a peer reports a tree removed): past
+// maxEntryChanges, the peer's whole folder goes at once instead.
+func TestInvalidatorEntriesBounded(t *testing.T) {
+	f, store := newTestFS(t)
+	inv := &invalidator{fsys: f, kernel: &recordingKernel{}, peers: store.Peers(),
+		wake: make(chan struct{}, 1), pending: map[watchEvent]struct{}{}, entries: map[nodeKey]EntryChange{}}
+	for i := range maxEntryChanges + 1 {
+		inv.enqueueEntry(EntryChange{Peer: "alice", Path: fmt.Sprintf("d/f%d", i)})
+		inv.enqueueEntry(EntryChange{Peer: "alice", Path: fmt.Sprintf("d/f%d", i), Replaced: i == 0})
+	}
+	if n := len(inv.entries); n > maxEntryChanges {
+		t.Errorf("%d names wait, bound %d", n, maxEntryChanges)
+	}
+	if _, ok := inv.pending[watchEvent{"alice", ""}]; !ok {
+		t.Error("past the bound, alice's folder as a whole was not queued")
+	}
+	// A name told twice waits once, replaced if either said so.
+	inv.enqueueEntry(EntryChange{Peer: "bob", Path: "x", Replaced: true})
+	inv.enqueueEntry(EntryChange{Peer: "bob", Path: "x"})
+	if ch := inv.entries[nodeKey{"bob", "x"}]; !ch.Replaced {
+		t.Errorf("bob/x waits as %+v", ch)
+	}
+}

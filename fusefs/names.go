@@ -477,27 +477,51 @@ type staleEntry struct {
 }
 
 // staleName forgets the listing of the directory holding the name ch
-// is about, and returns what the kernel may cache of it: the name's entry
-// in its directory if it is gone or replaced, if the kernel holds no node
-// for it (at most a negative entry), or if its node is of another type
-// than it is now; else its node, in data if a file (its cached pages,
-// and its attributes, go) or in attrs; and the directory's node in attrs
-// (its times and link count moved).
-func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs []bfs.Node) {
+// is about (and, for a directory gone or replaced, its own listing and
+// those under it), and returns what the kernel may cache of it: the
+// name's entry in its directory if it is gone or replaced (a directory
+// of another peer inode counts), if the kernel holds no node for it (at
+// most a negative entry), or if its node is of another type than it is
+// now; its node and those of its other names (hard links), in data if
+// files (their cached pages, and attributes, go) or in attrs; and the
+// directory's node in attrs (its times and link count moved). nodes are
+// the nodes whose own cached attributes go (node.forgetAttrs).
+func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs []bfs.Node, nodes []*node) {
 	k := nodeKey{ch.Peer, ch.Path}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, known := t.nodes[k]
-	entry := !known || ch.Gone || ch.Replaced || n.kind != ch.Type
-	switch {
-	case !known:
-	case n.kind == 0:
-		data = append(data, n.self)
-	default:
-		attrs = append(attrs, n.self)
+	pino := t.seenAs[k]
+	entry := !known || ch.Gone || ch.Replaced || n.kind != ch.Type ||
+		n.kind == fs.ModeDir && ch.Ino != 0 && pino != 0 && ch.Ino != pino
+	if known {
+		nodes = append(nodes, n)
+		if pino != 0 && t.seenBy[peerInode{ch.Peer, pino}] > 1 {
+			for ok, other := range t.nodes {
+				if other != n && ok.peer == ch.Peer && t.seenAs[ok] == pino {
+					nodes = append(nodes, other)
+				}
+			}
+		}
+		for _, m := range nodes {
+			if m.kind == 0 {
+				data = append(data, m.self)
+			} else {
+				attrs = append(attrs, m.self)
+			}
+		}
+	}
+	if entry && (!known || n.kind == fs.ModeDir) {
+		// What was listed in it, or under it, was another directory's.
+		for d := range t.listings {
+			if d.under(k) {
+				t.dropDirLocked(d)
+			}
+		}
+		t.dropDirLocked(k)
 	}
 	if ch.Path == "" {
-		return nil, data, attrs
+		return nil, data, attrs, nodes
 	}
 	p, name := k.parent()
 	t.dropDirLocked(p)
@@ -507,7 +531,7 @@ func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs
 		}
 		attrs = append(attrs, pn.self)
 	}
-	return entries, data, attrs
+	return entries, data, attrs, nodes
 }
 
 // stale forgets the listings a change under (peer, dir) made stale and

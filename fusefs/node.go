@@ -84,6 +84,18 @@ func (n *node) unprime() {
 	n.mu.Unlock()
 }
 
+// forgetAttrs drops the attributes n keeps from earlier answers (primed,
+// and last unless n was unlinked here: then they are all it has), after
+// its entry changed by another name or another writer's hand.
+func (n *node) forgetAttrs() {
+	n.mu.Lock()
+	n.primed = nil
+	if !n.removed {
+		n.last = nil
+	}
+	n.mu.Unlock()
+}
+
 // Attr implements bfs.Node.
 func (n *node) Attr(ctx context.Context, a *fuse.Attr) error {
 	path, err := n.attr(ctx, a)

@@ -121,6 +121,8 @@ type EntryChange struct {
 	// it is now (a mode's type bits, 0 for a regular file).
 	Gone bool
 	Type fs.FileMode
+	// Ino is its inode number on its peer now, 0 if unknown or gone.
+	Ino uint64
 	// Replaced reports that the name was made, or now holds another
 	// file or directory than the Store last said: the kernel's entry
 	// for it goes. Otherwise its attributes or content changed, or the
