@@ -193,30 +193,38 @@ func (a *attrCache) ownChange(paths ...string) {
 }
 
 // ownLocked notes path, and its directory, as changed by this mount now
-// (ownAt). Called with a.mu held.
+// (ownAt, ownQ), and lets go of the marks ownQuiet old, or the oldest
+// past maxOwnMarks (their reports long come). Called with a.mu held.
 func (a *attrCache) ownLocked(path string) {
 	now := a.now()
-	if len(a.ownAt) >= maxOwnAt {
-		for p, at := range a.ownAt {
-			if now.Sub(at) >= ownQuiet {
-				delete(a.ownAt, p)
-			}
-		}
-		if len(a.ownAt) >= maxOwnAt/2 {
-			// Mostly recent (a program changing thousands of names a
-			// second): forgetting them costs only invalidations of
-			// the kernel's caches that were not needed.
-			clear(a.ownAt)
-		}
-	}
-	a.ownAt[path] = now
+	a.markOwnLocked(path, now)
 	if path != "" {
-		a.ownAt[parent(path)] = now
+		a.markOwnLocked(parent(path), now)
+	}
+	for len(a.ownQ) > 0 && (now.Sub(a.ownQ[0].at) >= ownQuiet || len(a.ownQ) > maxOwnMarks) {
+		m := a.ownQ[0]
+		a.ownQ = a.ownQ[1:]
+		if a.ownAt[m.path].Equal(m.at) {
+			delete(a.ownAt, m.path)
+		}
 	}
 }
 
-// maxOwnAt bounds ownAt.
-const maxOwnAt = 4096
+// markOwnLocked records one mark. Called with a.mu held.
+func (a *attrCache) markOwnLocked(path string, now time.Time) {
+	a.ownAt[path] = now
+	a.ownQ = append(a.ownQ, ownMark{path, now})
+}
+
+// ownMark is one of ownQ's marks.
+type ownMark struct {
+	path string
+	at   time.Time
+}
+
+// maxOwnMarks bounds ownQ (and so ownAt): an rm -r written behind marks
+// two paths per file, some thousands a second.
+const maxOwnMarks = 1 << 16
 
 // ownRecentLocked reports whether this mount changed path within
 // ownQuiet. Called with a.mu held.

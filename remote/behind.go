@@ -305,22 +305,27 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// not sent again on a new connection, and what it left unanswered is
 	// checked before it goes again (replayed, giveUp).
 	bctx := peer.NoRetry(rctx)
-	for _, op := range ops[i:end] {
-		// Their reports may come before the batch's answer.
-		p.attrs.ownChange(op.Path)
-		if op.Op == cache.OpRename {
-			p.attrs.ownChange(op.To)
-		}
-	}
 	var (
 		replies []peerproto.Message
 		got     []error
 	)
+	// Their reports may come before the batch's answer, or after it:
+	// marked as this mount's own as it goes, and again once answered.
+	own := func() {
+		for _, op := range ops[i:end] {
+			p.attrs.ownChange(op.Path)
+			if op.Op == cache.OpRename {
+				p.attrs.ownChange(op.To)
+			}
+		}
+	}
 	err = s.poolDo(bctx, p, msgs[0].Verb(), func(c *peer.Conn) error {
+		own()
 		var err error
 		replies, got, err = c.Batch(bctx, msgs)
 		return err
 	})
+	own()
 	if err != nil {
 		s.ns.unsure(ops[i+len(got) : end])
 	}

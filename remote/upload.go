@@ -209,10 +209,10 @@ func (s *Store) send(ctx context.Context, u *upload) error {
 	if u.ch != nil {
 		verb = "PUT"
 	}
-	// The peer's reports of this change may come before its answer.
-	u.p.attrs.ownChange(u.key.Path)
 	for attempt := 1; ; attempt++ {
 		err := s.poolDo(ctx, u.p, verb, func(c *peer.Conn) error {
+			// Its report may come before its answer.
+			u.p.attrs.ownChange(u.key.Path)
 			// Only to the peer it was written for (identity.go); the
 			// connection has just told who answers.
 			if now := s.owner(u.p); u.owner != now {

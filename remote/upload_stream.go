@@ -216,8 +216,8 @@ func (st *streamUp) run() {
 	var res streamEnded
 	err := s.waitBehind(ctx, st.p, true)
 	if err == nil {
-		st.p.attrs.ownChange(st.key.Path)
 		err = s.poolDo(ctx, st.p, "STREAM", func(c *peer.Conn) error {
+			st.p.attrs.ownChange(st.key.Path)
 			res = streamEnded{}
 			res.pd, res.endSent, res.err = st.send(ctx, c)
 			switch {

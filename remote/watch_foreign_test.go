@@ -1,12 +1,14 @@
 package remote
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"os"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
@@ -182,5 +184,78 @@ func TestWatchOwnChangesNotForeign(t *testing.T) {
 		if chs := barrier(); len(chs) != 0 {
 			t.Errorf("round %d: this mount's own changes told as another writer's: %+v", round, chs)
 		}
+	}
+}
+
+// The same with every answer held back 100 ms on its way (the event
+// connection's lines are not): each change's report comes before its
+// answer, and is still taken for this mount's own (marked before the
+// request goes, not when its answer comes).
+func TestWatchOwnChangesReportedFirst(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	bobFile(t, bob, "d/a", []byte("one"))
+	events := [][]byte{[]byte("CHANGED"), []byte("GONE"), []byte("TICK"), []byte("WATCH"), []byte("PONG")}
+	slow := tapProxy(t, bob.addr, nil, func(b []byte) ([]byte, bool) {
+		for _, e := range events {
+			if bytes.Contains(b, e) {
+				return b, false
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		return b, false
+	})
+	s, _ := watchedStore(t, bob, slow)
+	log := &foreignLog{}
+	s.WatchEntries(log.add)
+	listWatched(t, s, "")
+	listWatched(t, s, "d")
+	ctx := testCtx(t)
+	fh := s.open(t, "bob", "d/mine", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	s.write(t, fh, "written here", 0)
+	if err := s.Flush(ctx, fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	for i, step := range []func() error{
+		func() error { _, err := s.Mkdir(ctx, "bob", "d/sub", 0o755); return err },
+		func() error { _, err := s.Chmod(ctx, "bob", "d/mine", 0o600); return err },
+		func() error { return s.Rename(ctx, "bob", "d/mine", "d/sub/mine") },
+		func() error { return s.Remove(ctx, "bob", "d/sub/mine") },
+		func() error { return s.Sync(ctx) },
+	} {
+		if err := step(); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+	}
+	// Past the reports (they are not held back), short of ownQuiet.
+	time.Sleep(300 * time.Millisecond)
+	if chs := log.take(); len(chs) != 0 {
+		t.Errorf("this mount's own changes, reported before their answers, told as another writer's: %+v", chs)
+	}
+}
+
+// The marks of this mount's own changes stay bounded, the oldest let go
+// first, and go once ownQuiet old.
+func TestOwnMarksBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	a := newAttrCache(time.Second, func() time.Time { return now })
+	for i := range maxOwnMarks + 100 {
+		a.ownChange(fmt.Sprintf("d%d/f", i%1000), fmt.Sprintf("f%d", i))
+	}
+	a.mu.Lock()
+	if len(a.ownQ) > maxOwnMarks || len(a.ownAt) > maxOwnMarks {
+		t.Errorf("%d marks queued, %d paths marked; bound %d", len(a.ownQ), len(a.ownAt), maxOwnMarks)
+	}
+	last := fmt.Sprintf("f%d", maxOwnMarks+99)
+	if !a.ownRecentLocked(last, now) || a.ownRecentLocked("f0", now) {
+		t.Error("the newest mark was let go, or the oldest kept")
+	}
+	a.mu.Unlock()
+	now = now.Add(ownQuiet)
+	a.ownChange("g")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.ownQ) != 2 || len(a.ownAt) != 2 || a.ownRecentLocked(last, now) {
+		t.Errorf("ownQuiet later: %d marks queued, %d paths marked, %s still own", len(a.ownQ), len(a.ownAt), last)
 	}
 }
