@@ -183,3 +183,94 @@ func TestMountWatchedFolderKernelFresh(t *testing.T) {
 	}
 	sameFile(t, filepath.Join(dir, "a.txt"), []byte("one, longer\n"))
 }
+
+// TestMountWatchedFolderFreshAfterOwn: another writer's changes show
+// within the attribute timeout (10 s here) to names this mount changed
+// itself more than 2 s before, and to names it knows from a STAT rather
+// than a listing: an editor's save then another writer's edit, a chmod
+// then an edit, a file made in a directory then the directory removed,
+// a directory swapped for another (mv out out.old; mkdir out), a file
+// read in a directory never listed (its subdirectory was) then edited.
+// (Review of the first version: each stayed stale for the timeout.)
+func TestMountWatchedFolderFreshAfterOwn(t *testing.T) {
+	c := newCluster(t)
+	maddr := freeAddr(t)
+	a := c.mount("alice", "--attr-timeout", "10s", "--metrics-listen", maddr)
+	b := c.mount("bob")
+	a.sees(b)
+	bx := func(p string) string { return filepath.Join(b.export, p) }
+	for _, d := range []string{"sub", "out", "proj/src"} {
+		if err := os.MkdirAll(bx(d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{"f.txt", "g.txt", "out/old.txt", "proj/README"} {
+		writeFile(t, bx(f), []byte("one\n"))
+	}
+	dir := a.dir(b)
+	ax := func(p string) string { return filepath.Join(dir, p) }
+	mustRun(t, "", "ls", "-l", dir, ax("out"), ax("proj/src"))
+	waitFor(t, 10*time.Second, "bob watching alice's folders", func() bool {
+		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
+		return n >= 4 // the root, out, proj, proj/src
+	})
+	time.Sleep(1500 * time.Millisecond)
+	mustRun(t, "", "ls", "-l", dir, ax("out"))
+
+	// alice's own changes.
+	writeFile(t, ax("f.txt.tmp"), []byte("two\n"))
+	if err := os.Rename(ax("f.txt.tmp"), ax("f.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(ax("g.txt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, ax("sub/new.txt"), []byte("mine\n"))
+	sameFile(t, ax("proj/README"), []byte("one\n"))
+	mustRun(t, "", "sync", "-f", dir)
+	time.Sleep(2500 * time.Millisecond) // past the 2 s their reports are taken for their echoes
+	for _, f := range []string{"f.txt", "g.txt", "sub", "out/old.txt", "proj/README"} {
+		if _, err := os.Stat(ax(f)); err != nil { // what the kernel keeps for 10 s
+			t.Fatal(err)
+		}
+	}
+
+	// bob's.
+	for _, f := range []string{"f.txt", "g.txt", "proj/README"} {
+		if err := os.WriteFile(bx(f), []byte("bob's, longer\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.RemoveAll(bx("sub")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bx("out"), bx("out.old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(bx("out"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, bx("out/new.txt"), []byte("new\n"))
+	var state string
+	defer func() {
+		if t.Failed() {
+			t.Logf("last seen: %s", state)
+		}
+	}()
+	waitFor(t, 5*time.Second, "bob's changes seen in alice's folder within the attribute timeout", func() bool {
+		var s []string
+		for _, f := range []string{"f.txt", "g.txt", "proj/README", "out/new.txt", "sub", "out/old.txt"} {
+			fi, err := os.Stat(ax(f))
+			switch {
+			case err != nil:
+				s = append(s, f+": "+err.Error())
+			default:
+				s = append(s, fmt.Sprintf("%s: %d bytes", f, fi.Size()))
+			}
+		}
+		state = strings.Join(s, "; ")
+		return state == "f.txt: 14 bytes; g.txt: 14 bytes; proj/README: 14 bytes; out/new.txt: 4 bytes; "+
+			"sub: stat "+ax("sub")+": no such file or directory; out/old.txt: stat "+ax("out/old.txt")+": no such file or directory"
+	})
+	t.Logf("seen: %s", state)
+}
