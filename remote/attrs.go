@@ -73,12 +73,20 @@ type attrCache struct {
 	// foreignN counts them all (PeerReport.Foreign).
 	foreign  []fusefs.EntryChange
 	foreignN uint64
-	// ownAt has when this mount last sent a change of each path (or of
-	// an entry in it) to the peer, or made one here: for ownQuiet
-	// after it, the peer's reports of the path are taken for its echo
-	// (ownLocked); ownQ has the marks in the order they were made.
+	// ownAt has when this mount last sent a change of each path to the
+	// peer, or made one here, and ownIn when it did so of an entry in
+	// each directory: for ownQuiet after it, the peer's reports of the
+	// path are taken for its echo (ownLocked); ownQ has the marks in
+	// the order they were made.
 	ownAt map[string]time.Time
+	ownIn map[string]time.Time
 	ownQ  []ownMark
+	// pending, if set, reports whether a change of path (or, with in,
+	// of an entry in directory path) written behind is queued or on
+	// its way (the Store's behind queue): its reports are this mount's
+	// own until ownQuiet after its answer. It takes the queue's lock,
+	// which is never held when a.mu is taken.
+	pending func(path string, in bool) bool
 	// void counts, per directory, the WATCHes on their way sent before
 	// an UNWATCH of it was queued: their answers count for nothing.
 	void  map[string]int
@@ -180,6 +188,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		inFlight: map[string]int{},
 		void:     map[string]int{},
 		ownAt:    map[string]time.Time{},
+		ownIn:    map[string]time.Time{},
 		gens:     map[string]uint64{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
@@ -281,11 +290,6 @@ func (a *attrCache) changedIno(ino uint64) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.changedInoLocked(ino)
-}
-
-// changedInoLocked is changedIno with a.mu held.
-func (a *attrCache) changedInoLocked(ino uint64) {
 	for k, sc := range a.stats {
 		if sc.exists && sc.e.Has&peerproto.AttrIno != 0 && sc.e.Ino == ino {
 			a.delStatLocked(k)

@@ -197,29 +197,31 @@ func (a *attrCache) ownChange(paths ...string) {
 // past maxOwnMarks (their reports long come). Called with a.mu held.
 func (a *attrCache) ownLocked(path string) {
 	now := a.now()
-	a.markOwnLocked(path, now)
+	a.markOwnLocked(a.ownAt, path, now)
 	if path != "" {
-		a.markOwnLocked(parent(path), now)
+		a.markOwnLocked(a.ownIn, parent(path), now)
 	}
 	for len(a.ownQ) > 0 && (now.Sub(a.ownQ[0].at) >= ownQuiet || len(a.ownQ) > maxOwnMarks) {
 		m := a.ownQ[0]
 		a.ownQ = a.ownQ[1:]
-		if a.ownAt[m.path].Equal(m.at) {
-			delete(a.ownAt, m.path)
+		if m.marks[m.path].Equal(m.at) {
+			delete(m.marks, m.path)
 		}
 	}
 }
 
-// markOwnLocked records one mark. Called with a.mu held.
-func (a *attrCache) markOwnLocked(path string, now time.Time) {
-	a.ownAt[path] = now
-	a.ownQ = append(a.ownQ, ownMark{path, now})
+// markOwnLocked records one mark in marks (ownAt or ownIn). Called with
+// a.mu held.
+func (a *attrCache) markOwnLocked(marks map[string]time.Time, path string, now time.Time) {
+	marks[path] = now
+	a.ownQ = append(a.ownQ, ownMark{marks, path, now})
 }
 
-// ownMark is one of ownQ's marks.
+// ownMark is one of ownQ's marks, in the map it was made in.
 type ownMark struct {
-	path string
-	at   time.Time
+	marks map[string]time.Time
+	path  string
+	at    time.Time
 }
 
 // maxOwnMarks bounds ownQ (and so ownAt): an rm -r written behind marks
@@ -227,8 +229,23 @@ type ownMark struct {
 const maxOwnMarks = 1 << 16
 
 // ownRecentLocked reports whether this mount changed path within
-// ownQuiet. Called with a.mu held.
+// ownQuiet, or has a change of it written behind still to carry out.
+// Called with a.mu held.
 func (a *attrCache) ownRecentLocked(path string, now time.Time) bool {
-	at, ok := a.ownAt[path]
-	return ok && now.Sub(at) < ownQuiet
+	if at, ok := a.ownIn[path]; ok && now.Sub(at) < ownQuiet {
+		return true
+	}
+	if at, ok := a.ownAt[path]; ok && now.Sub(at) < ownQuiet {
+		return true
+	}
+	return a.pending != nil && a.pending(path, true)
+}
+
+// ownSelfLocked is ownRecentLocked for a change of path itself, not
+// only of an entry in it. Called with a.mu held.
+func (a *attrCache) ownSelfLocked(path string, now time.Time) bool {
+	if at, ok := a.ownAt[path]; ok && now.Sub(at) < ownQuiet {
+		return true
+	}
+	return a.pending != nil && a.pending(path, false)
 }

@@ -72,6 +72,8 @@ type nsQueue struct {
 	// two): namedAgain asks it at each SETATTR answer, without a scan
 	// of ops (chmod -R of a big tree queues thousands).
 	named map[string]int
+	// namedIn counts them by the directory of the path they name.
+	namedIn map[string]int
 }
 
 // sweepHidden is how many hidden names a queue keeps before it sweeps
@@ -95,7 +97,7 @@ func newBehind(j *cache.Journal, ttl time.Duration, now func() time.Time) *behin
 func (b *behind) queueLocked(peer string) *nsQueue {
 	q := b.queues[peer]
 	if q == nil {
-		q = &nsQueue{hidden: map[string]time.Time{}, named: map[string]int{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
+		q = &nsQueue{hidden: map[string]time.Time{}, named: map[string]int{}, namedIn: map[string]int{}, kick: make(chan struct{}, 1), changed: make(chan struct{})}
 		b.queues[peer] = q
 	}
 	return q
@@ -139,9 +141,9 @@ func (b *behind) push(op cache.NamespaceOp, replayed bool) (start bool, err erro
 	if outdates(op.Op) {
 		q.stale++
 	}
-	q.named[op.Path]++
+	q.nameLocked(op.Path)
 	if op.To != "" {
-		q.named[op.To]++
+		q.nameLocked(op.To)
 	}
 	start = !q.sending
 	q.sending = true
@@ -218,11 +220,31 @@ func (b *behind) namedAgain(peer, path string) bool {
 	return q != nil && q.named[path] > 1
 }
 
+// names reports whether a pending operation for peer names path (or,
+// with in, an entry of directory path): it is queued, or on its way.
+func (b *behind) names(peer, path string, in bool) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q := b.queues[peer]
+	return q != nil && (q.named[path] > 0 || in && q.namedIn[path] > 0)
+}
+
+// nameLocked counts one more pending operation naming path (named) and
+// an entry of its directory (namedIn). Called with behind.mu held.
+func (q *nsQueue) nameLocked(path string) {
+	q.named[path]++
+	q.namedIn[parent(path)]++
+}
+
 // unname drops one pending operation's count of path. Called with
 // behind.mu held.
 func (q *nsQueue) unname(path string) {
 	if q.named[path]--; q.named[path] <= 0 {
 		delete(q.named, path)
+	}
+	d := parent(path)
+	if q.namedIn[d]--; q.namedIn[d] <= 0 {
+		delete(q.namedIn, d)
 	}
 }
 

@@ -54,6 +54,7 @@ func (s *Store) newPeerConn(name, addr string) *peerConn {
 		link:  newLink(name, addr, s.opts.Client, s.opts.Observer, s.opts.Now),
 		attrs: newAttrCache(s.opts.AttrTTL, s.opts.Now),
 	}
+	p.attrs.pending = func(path string, in bool) bool { return s.ns.names(name, path, in) }
 	if s.opts.WatchTTL > 0 && !s.closed {
 		// The peer watches what this mount lists (watch.go), for as
 		// long as the link lasts.

@@ -376,8 +376,21 @@ func (a *attrCache) onEvent(epoch uint64, m peerproto.Message) bool {
 // what the kernel holds of it, unless this mount moved it itself just
 // now. Called with a.mu held.
 func (a *attrCache) pathsMovedLocked(dir string) {
+	now := a.now()
+	for p := dir; ; p = parent(p) {
+		if a.ownSelfLocked(p, now) {
+			// This mount moved or removed it, or one above it (the
+			// peer lets go of each watched one under it): its own
+			// moved and gone dealt with what it knew there, and a
+			// directory it made at the old path since is its own.
+			return
+		}
+		if p == "" {
+			break
+		}
+	}
 	a.dropTreeLocked(dir)
-	if dir == "" || a.ownRecentLocked(dir, a.now()) {
+	if dir == "" {
 		return
 	}
 	a.foreign = append(a.foreign, fusefs.EntryChange{Path: dir, Type: fs.ModeDir, Replaced: true})
@@ -432,10 +445,11 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 		}
 		a.foreign = append(a.foreign, ch)
 		a.foreignN++
-		if ino := linkedIno(e); ino != 0 {
-			// Its other names (hard links) changed too, unreported.
-			a.changedInoLocked(ino)
-		}
+		// (A file's other names, its hard links, changed too, and are
+		// not reported: trusted for ttl only, they show it within the
+		// attribute timeout. Finding them here would scan every name
+		// cached, per report: a tree of hard links made on the peer
+		// would hold the event connection up for seconds.)
 	}
 	a.bumpGenLocked(path)
 	if path != "" {

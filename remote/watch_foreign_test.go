@@ -243,8 +243,8 @@ func TestOwnMarksBounded(t *testing.T) {
 		a.ownChange(fmt.Sprintf("d%d/f", i%1000), fmt.Sprintf("f%d", i))
 	}
 	a.mu.Lock()
-	if len(a.ownQ) > maxOwnMarks || len(a.ownAt) > maxOwnMarks {
-		t.Errorf("%d marks queued, %d paths marked; bound %d", len(a.ownQ), len(a.ownAt), maxOwnMarks)
+	if len(a.ownQ) > maxOwnMarks || len(a.ownAt)+len(a.ownIn) > maxOwnMarks {
+		t.Errorf("%d marks queued, %d paths marked; bound %d", len(a.ownQ), len(a.ownAt)+len(a.ownIn), maxOwnMarks)
 	}
 	last := fmt.Sprintf("f%d", maxOwnMarks+99)
 	if !a.ownRecentLocked(last, now) || a.ownRecentLocked("f0", now) {
@@ -255,7 +255,7 @@ func TestOwnMarksBounded(t *testing.T) {
 	a.ownChange("g")
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.ownQ) != 2 || len(a.ownAt) != 2 || a.ownRecentLocked(last, now) {
-		t.Errorf("ownQuiet later: %d marks queued, %d paths marked, %s still own", len(a.ownQ), len(a.ownAt), last)
+	if len(a.ownQ) != 2 || len(a.ownAt)+len(a.ownIn) != 2 || a.ownRecentLocked(last, now) {
+		t.Errorf("ownQuiet later: %d marks queued, %d paths marked, %s still own", len(a.ownQ), len(a.ownAt)+len(a.ownIn), last)
 	}
 }
