@@ -12,6 +12,7 @@ import (
 // held nothing to drop.
 type kernelCache interface {
 	InvalidateEntry(parent bfs.Node, name string) error
+	ExpireEntry(parent bfs.Node, name string) error
 	InvalidateNodeAttr(n bfs.Node) error
 	InvalidateNodeData(n bfs.Node) error
 }
@@ -35,8 +36,9 @@ type invalidator struct {
 	stopped bool
 	pending map[watchEvent]struct{}
 	// entries are the changes EntryWatcher reported, the last of each
-	// name, Replaced if any of them was.
+	// name, Replaced if any of them was; waiting counts them by peer.
 	entries map[nodeKey]EntryChange
+	waiting map[string]int
 	peers   []string // the peer list at the last root invalidation
 }
 
@@ -49,6 +51,7 @@ func newInvalidator(f *filesys, kernel kernelCache) *invalidator {
 		done:    make(chan struct{}),
 		pending: map[watchEvent]struct{}{},
 		entries: map[nodeKey]EntryChange{},
+		waiting: map[string]int{},
 		peers:   f.store.Peers(),
 	}
 	go inv.run()
@@ -84,19 +87,23 @@ func (inv *invalidator) enqueueEntry(ch EntryChange) {
 	k := nodeKey{ch.Peer, ch.Path}
 	was, ok := inv.entries[k]
 	switch {
-	case !ok && len(inv.entries) >= maxEntryChanges:
-		// Many names wait (an invalidation is held up in the kernel,
-		// a tree removed on the peer): the peer's whole folder goes
-		// at once instead.
+	case !ok && inv.waiting[ch.Peer] >= maxEntryChanges:
+		// Many of its names wait (an invalidation is held up in the
+		// kernel, a tree removed on the peer): the peer's whole
+		// folder goes at once instead.
 		inv.pending[watchEvent{ch.Peer, ""}] = struct{}{}
 		for ek := range inv.entries {
 			if ek.peer == ch.Peer {
 				delete(inv.entries, ek)
 			}
 		}
+		delete(inv.waiting, ch.Peer)
 	default:
 		ch.Replaced = ch.Replaced || ok && was.Replaced
 		inv.entries[k] = ch
+		if !ok {
+			inv.waiting[ch.Peer]++
+		}
 	}
 	inv.mu.Unlock()
 	select {
@@ -129,6 +136,7 @@ func (inv *invalidator) run() {
 		inv.mu.Lock()
 		events, entries := inv.pending, inv.entries
 		inv.pending, inv.entries = map[watchEvent]struct{}{}, map[nodeKey]EntryChange{}
+		clear(inv.waiting)
 		inv.mu.Unlock()
 		for ev := range events {
 			inv.apply(ev)
@@ -182,7 +190,11 @@ func (inv *invalidator) applyEntries(chs map[nodeKey]EntryChange) {
 			n.forgetAttrs()
 		}
 		for _, e := range entries {
-			inv.entry(e.parent, e.name)
+			if e.expire {
+				inv.check("ExpireEntry", inv.kernel.ExpireEntry(e.parent, e.name))
+			} else {
+				inv.entry(e.parent, e.name)
+			}
 		}
 		for _, n := range d {
 			data[n] = true

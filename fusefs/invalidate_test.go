@@ -33,6 +33,11 @@ func (k *recordingKernel) InvalidateEntry(parent bfs.Node, name string) error {
 	return nil
 }
 
+func (k *recordingKernel) ExpireEntry(parent bfs.Node, name string) error {
+	k.sent = append(k.sent, "expire "+nodeName(parent)+" "+name)
+	return nil
+}
+
 func (k *recordingKernel) InvalidateNodeAttr(n bfs.Node) error {
 	k.sent = append(k.sent, "attr "+nodeName(n))
 	return nil
@@ -109,6 +114,10 @@ func TestInvalidatorApplyEntries(t *testing.T) {
 	mustLookup(t, alice, "f")
 	sub := mustLookup(t, alice, "sub").(*dir)
 	mustLookup(t, sub, "g")
+	subIno := sub.peerInode()
+	if subIno == 0 {
+		t.Fatal("alice/sub's peer inode unknown")
+	}
 	kernel := &recordingKernel{}
 	inv := &invalidator{fsys: f, kernel: kernel, peers: store.Peers()}
 	for _, tc := range []struct {
@@ -124,6 +133,14 @@ func TestInvalidatorApplyEntries(t *testing.T) {
 			[]string{"entry alice/sub g", "data alice/sub/g", "attr alice/sub"}},
 		{"a directory replaced", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Replaced: true}},
 			[]string{"entry alice/ sub", "attr alice/sub", "attr alice/"}},
+		{"a directory of another inode", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Ino: subIno + 1}},
+			[]string{"entry alice/ sub", "attr alice/sub", "attr alice/"}},
+		// Looked up again at its next use, not dropped: it may be back.
+		{"a directory gone", []EntryChange{{Peer: "alice", Path: "sub", Gone: true}},
+			[]string{"expire alice/ sub", "attr alice/sub", "attr alice/"}},
+		// Moved away and back: a working directory in it stays valid.
+		{"the same directory back", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Ino: subIno, Replaced: true}},
+			[]string{"attr alice/sub", "attr alice/"}},
 		{"a file now a directory", []EntryChange{{Peer: "alice", Path: "f", Type: fs.ModeDir}},
 			[]string{"entry alice/ f", "data alice/f", "attr alice/"}},
 		{"a name the kernel holds no node of", []EntryChange{{Peer: "alice", Path: "new"}},
@@ -204,7 +221,7 @@ func TestListingGenerationsBounded(t *testing.T) {
 func TestInvalidatorEntriesBounded(t *testing.T) {
 	f, store := newTestFS(t)
 	inv := &invalidator{fsys: f, kernel: &recordingKernel{}, peers: store.Peers(),
-		wake: make(chan struct{}, 1), pending: map[watchEvent]struct{}{}, entries: map[nodeKey]EntryChange{}}
+		wake: make(chan struct{}, 1), pending: map[watchEvent]struct{}{}, entries: map[nodeKey]EntryChange{}, waiting: map[string]int{}}
 	for i := range maxEntryChanges + 1 {
 		inv.enqueueEntry(EntryChange{Peer: "alice", Path: fmt.Sprintf("d/f%d", i)})
 		inv.enqueueEntry(EntryChange{Peer: "alice", Path: fmt.Sprintf("d/f%d", i), Replaced: i == 0})
@@ -214,6 +231,11 @@ func TestInvalidatorEntriesBounded(t *testing.T) {
 	}
 	if _, ok := inv.pending[watchEvent{"alice", ""}]; !ok {
 		t.Error("past the bound, alice's folder as a whole was not queued")
+	}
+	// The bound is per peer: another's name waits as itself (review).
+	inv.enqueueEntry(EntryChange{Peer: "carol", Path: "notes.txt"})
+	if _, all := inv.pending[watchEvent{"carol", ""}]; all {
+		t.Error("one name of carol's had all of carol's folder invalidated")
 	}
 	// A name told twice waits once, replaced if either said so.
 	inv.enqueueEntry(EntryChange{Peer: "bob", Path: "x", Replaced: true})

@@ -474,6 +474,9 @@ func (t *nameTable) dropPeersGone(names, now []string) {
 type staleEntry struct {
 	parent bfs.Node
 	name   string
+	// expire: the kernel is to look it up again at its next use,
+	// keeping it meanwhile (kernelCache.ExpireEntry), not drop it.
+	expire bool
 }
 
 // staleName forgets the listing of the directory holding the name ch
@@ -482,36 +485,36 @@ type staleEntry struct {
 // name's entry in its directory if it is gone or replaced (a directory
 // of another peer inode counts), if the kernel holds no node for it (at
 // most a negative entry), or if its node is of another type than it is
-// now; its node and those of its other names (hard links), in data if
-// files (their cached pages, and attributes, go) or in attrs; and the
-// directory's node in attrs (its times and link count moved). nodes are
-// the nodes whose own cached attributes go (node.forgetAttrs).
+// now; its node, in data if a file (its cached pages, and attributes,
+// go) or in attrs; and the directory's node in attrs (its times and link
+// count moved). nodes are the nodes whose own cached attributes go
+// (node.forgetAttrs). A file's other names (hard links) are left to
+// their attribute timeout: finding them would walk every node.
 func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs []bfs.Node, nodes []*node) {
 	k := nodeKey{ch.Peer, ch.Path}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, known := t.nodes[k]
 	pino := t.seenAs[k]
-	entry := !known || ch.Gone || ch.Replaced || n.kind != ch.Type ||
-		n.kind == fs.ModeDir && ch.Ino != 0 && pino != 0 && ch.Ino != pino
+	dir := known && n.kind == fs.ModeDir
+	// The same directory there again (moved away and back): a process
+	// whose working directory it is keeps it.
+	same := dir && !ch.Gone && ch.Type == fs.ModeDir && ch.Ino != 0 && ch.Ino == pino
+	entry := !same && (!known || ch.Gone || ch.Replaced || n.kind != ch.Type ||
+		dir && ch.Ino != 0 && pino != 0 && ch.Ino != pino)
+	// A directory gone is looked up again at its next use rather than
+	// dropped now: it may be back by then (a process's working
+	// directory, dropped, fails getcwd until something looks it up).
+	expire := dir && ch.Gone
 	if known {
 		nodes = append(nodes, n)
-		if pino != 0 && t.seenBy[peerInode{ch.Peer, pino}] > 1 {
-			for ok, other := range t.nodes {
-				if other != n && ok.peer == ch.Peer && t.seenAs[ok] == pino {
-					nodes = append(nodes, other)
-				}
-			}
-		}
-		for _, m := range nodes {
-			if m.kind == 0 {
-				data = append(data, m.self)
-			} else {
-				attrs = append(attrs, m.self)
-			}
+		if n.kind == 0 {
+			data = append(data, n.self)
+		} else {
+			attrs = append(attrs, n.self)
 		}
 	}
-	if entry && (!known || n.kind == fs.ModeDir) {
+	if entry && (known && n.kind == fs.ModeDir || !known && (ch.Gone || ch.Type == fs.ModeDir)) {
 		// What was listed in it, or under it, was another directory's.
 		for d := range t.listings {
 			if d.under(k) {
@@ -527,7 +530,7 @@ func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs
 	t.dropDirLocked(p)
 	if pn, ok := t.nodes[p]; ok {
 		if entry {
-			entries = append(entries, staleEntry{pn.self, name})
+			entries = append(entries, staleEntry{pn.self, name, expire})
 		}
 		attrs = append(attrs, pn.self)
 	}
@@ -562,7 +565,7 @@ func (t *nameTable) stale(peer, dir string) (entries []staleEntry, data, attrs [
 			continue
 		}
 		if pn, ok := t.nodes[p]; ok {
-			entries = append(entries, staleEntry{pn.self, name})
+			entries = append(entries, staleEntry{parent: pn.self, name: name})
 		}
 		switch n.kind {
 		case fs.ModeDir:

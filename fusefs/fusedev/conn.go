@@ -386,12 +386,27 @@ func (c *Conn) InvalidateNode(node fuse.NodeID, off, size int64) error {
 // InvalidateEntry drops the kernel's cached lookup of name in parent.
 // fuse.ErrNotCached: the kernel holds no such entry.
 func (c *Conn) InvalidateEntry(parent fuse.NodeID, name string) error {
+	return c.invalEntry(parent, name, 0)
+}
+
+// ExpireEntry has the kernel look name up in parent again at its next
+// use, keeping its entry meanwhile (FUSE_EXPIRE_ONLY, Linux 6.2): a
+// directory that is a process's working directory stays it if the
+// lookup finds the same node. Kernels before 6.2 drop the entry, as
+// InvalidateEntry does.
+func (c *Conn) ExpireEntry(parent fuse.NodeID, name string) error {
+	return c.invalEntry(parent, name, expireOnly)
+}
+
+// invalEntry writes FUSE_NOTIFY_INVAL_ENTRY with flags.
+func (c *Conn) invalEntry(parent fuse.NodeID, name string, flags uint32) error {
 	if len(name) > maxNameLen {
 		return fuse.ErrNotCached // the kernel cannot hold it either
 	}
 	b := make([]byte, invalEntrySize, invalEntrySize+len(name)+1)
 	ne.PutUint64(b[0:], uint64(parent))
 	ne.PutUint32(b[8:], uint32(len(name)))
+	ne.PutUint32(b[12:], flags)
 	b = append(b, name...)
 	b = append(b, 0)
 	return c.notify(notifyInvalEntry, b)

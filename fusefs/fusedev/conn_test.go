@@ -465,8 +465,15 @@ func TestInvalidate(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := k.recv(0, notifyInvalEntry)
-	if p, n := ne.Uint64(b[0:]), ne.Uint32(b[8:]); p != 7 || n != 4 || string(b[invalEntrySize:]) != "name\x00" {
-		t.Errorf("inval_entry: parent %d namelen %d name %q", p, n, b[invalEntrySize:])
+	if p, n, f := ne.Uint64(b[0:]), ne.Uint32(b[8:]), ne.Uint32(b[12:]); p != 7 || n != 4 || f != 0 || string(b[invalEntrySize:]) != "name\x00" {
+		t.Errorf("inval_entry: parent %d namelen %d flags %d name %q", p, n, f, b[invalEntrySize:])
+	}
+	if err := c.ExpireEntry(7, "dir"); err != nil {
+		t.Fatal(err)
+	}
+	b = k.recv(0, notifyInvalEntry)
+	if p, n, f := ne.Uint64(b[0:]), ne.Uint32(b[8:]), ne.Uint32(b[12:]); p != 7 || n != 3 || f != expireOnly || string(b[invalEntrySize:]) != "dir\x00" {
+		t.Errorf("inval_entry, expire only: parent %d namelen %d flags %d name %q", p, n, f, b[invalEntrySize:])
 	}
 	if err := c.InvalidateNode(9, -1, 0); err != nil {
 		t.Fatal(err)

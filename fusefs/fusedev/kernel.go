@@ -69,6 +69,9 @@ const (
 const (
 	notifyInvalInode = 2
 	notifyInvalEntry = 3
+	// expireOnly is FUSE_EXPIRE_ONLY, a flag of notifyInvalEntry: the
+	// entry is marked out of date, not dropped.
+	expireOnly = 1
 )
 
 // Sizes of the structures, in bytes.
@@ -107,7 +110,7 @@ const (
 	batchForgetSize  = 8
 	forgetOneSize    = 16
 	invalInodeSize   = 24
-	invalEntrySize   = 16
+	invalEntrySize   = 16 // parent, namelen, flags (padding before 7.38)
 	maxWriteDefault  = 128 << 10
 	bufferOverhead   = 4096 // a request's header and fixed part, beyond its data
 	maxNameLen       = 1024 // FUSE_NAME_MAX

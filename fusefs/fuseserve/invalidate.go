@@ -41,6 +41,16 @@ func (s *Server) InvalidateEntry(parent bfs.Node, name string) error {
 	return notCached(s.conn.InvalidateEntry(id, name))
 }
 
+// ExpireEntry has the kernel look name up in parent again at its next
+// use, keeping its entry meanwhile (fusedev.Conn.ExpireEntry).
+func (s *Server) ExpireEntry(parent bfs.Node, name string) error {
+	id, ok := s.nodes.id(parent)
+	if !ok {
+		return nil
+	}
+	return notCached(s.conn.ExpireEntry(id, name))
+}
+
 // notCached is err, or nil if it says the kernel held nothing to drop.
 func notCached(err error) error {
 	if errors.Is(err, fuse.ErrNotCached) {

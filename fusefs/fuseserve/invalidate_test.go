@@ -40,6 +40,11 @@ func (c *fakeConn) InvalidateEntry(parent fuse.NodeID, name string) error {
 	return c.err
 }
 
+func (c *fakeConn) ExpireEntry(parent fuse.NodeID, name string) error {
+	c.sent = append(c.sent, fmt.Sprintf("expire %d %s", parent, name))
+	return c.err
+}
+
 // Invalidations name nodes by the kernel's NodeID; what the kernel does
 // not hold (a node the server does not know, or fuse.ErrNotCached) is no
 // error, any other failure is.
@@ -53,9 +58,11 @@ func TestInvalidate(t *testing.T) {
 
 	for _, err := range []error{
 		s.InvalidateEntry(dir.node, "a"),
+		s.ExpireEntry(dir.node, "b"),
 		s.InvalidateNodeData(file.node),
 		s.InvalidateNodeAttr(dir.node),
 		s.InvalidateEntry(unknown, "a"),
+		s.ExpireEntry(unknown, "b"),
 		s.InvalidateNodeData(unknown),
 		s.InvalidateNodeAttr(unknown),
 	} {
@@ -65,6 +72,7 @@ func TestInvalidate(t *testing.T) {
 	}
 	want := []string{
 		fmt.Sprintf("entry %d a", idDir),
+		fmt.Sprintf("expire %d b", idDir),
 		fmt.Sprintf("node %d 0 -1", idFile),
 		fmt.Sprintf("node %d -1 0", idDir),
 	}

@@ -32,6 +32,7 @@ type Conn interface {
 	ReplyError(req fuse.Request, errno fuse.Errno) error
 	InvalidateNode(node fuse.NodeID, off, size int64) error
 	InvalidateEntry(parent fuse.NodeID, name string) error
+	ExpireEntry(parent fuse.NodeID, name string) error
 }
 
 var _ Conn = (*fusedev.Conn)(nil)
