@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
+	"time"
 )
 
 // runHelper performs one filesystem operation in a child process, so that
@@ -16,6 +18,7 @@ import (
 //	write-wait-close PATH  open PATH, write, report, wait for stdin EOF, close
 //	open-wait-close PATH   open PATH (O_TRUNC), report, wait for a line, write, close, report
 //	read PATH          read PATH to stdout, reporting the error
+//	getcwd PATH        in PATH, call getcwd(2) 120 times 50 ms apart, print the failures
 func runHelper(kind, path string) int {
 	data := []byte(os.Getenv("PEERFS_E2E_DATA"))
 	if f := os.Getenv("PEERFS_E2E_DATA_FILE"); f != "" {
@@ -118,6 +121,20 @@ func runHelper(kind, path string) int {
 			return fail(err)
 		}
 		os.Stdout.Write(b)
+		return 0
+	case "getcwd":
+		// In path, getcwd(2) every 50 ms for 6 s: the failures counted.
+		if err := os.Chdir(path); err != nil {
+			return fail(err)
+		}
+		fails := 0
+		for range 120 {
+			if _, err := syscall.Getwd(); err != nil {
+				fails++
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		fmt.Println(fails)
 		return 0
 	}
 	return fail(fmt.Errorf("unknown helper %q", kind))

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -273,4 +274,48 @@ func TestMountWatchedFolderFreshAfterOwn(t *testing.T) {
 			"sub: stat "+ax("sub")+": no such file or directory; out/old.txt: stat "+ax("out/old.txt")+": no such file or directory"
 	})
 	t.Logf("seen: %s", state)
+}
+
+// TestMountWatchedCwdMovedBack: another writer moves a watched directory
+// away and back (mv d d.tmp; mv d.tmp d) while a process on the mount
+// has it as its working directory: getcwd(2) there keeps working, as on
+// a local disk (the kernel is told to look d up again at its next use,
+// not to drop it: the second review found 112 of 120 failing).
+func TestMountWatchedCwdMovedBack(t *testing.T) {
+	c := newCluster(t)
+	maddr := freeAddr(t)
+	a := c.mount("alice", "--attr-timeout", "10s", "--metrics-listen", maddr)
+	b := c.mount("bob")
+	a.sees(b)
+	if err := os.MkdirAll(filepath.Join(b.export, "d", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dir := a.dir(b)
+	mustRun(t, "", "ls", "-l", dir, filepath.Join(dir, "d"))
+	waitFor(t, 10*time.Second, "bob watching d", func() bool {
+		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
+		return n >= 2
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^$", filepath.Join(dir, "d"))
+	cmd.Env = append(os.Environ(), "PEERFS_E2E_HELPER=getcwd")
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	time.Sleep(500 * time.Millisecond)
+	if err := os.Rename(filepath.Join(b.export, "d"), filepath.Join(b.export, "d.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := os.Rename(filepath.Join(b.export, "d.tmp"), filepath.Join(b.export, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.TrimSpace(out.String()); n != "0" {
+		t.Errorf("getcwd failed %s times of 120 in d (at its path all along but for 100 ms)", n)
+	}
 }
