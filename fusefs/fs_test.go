@@ -81,16 +81,28 @@ func primePoll(t *testing.T, store *localStore, mnt string) {
 	if err != nil {
 		t.Fatalf("priming the mount's POLL: %v", err)
 	}
-	defer syscall.Close(fd)
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
+		syscall.Close(fd)
 		t.Fatal(err)
 	}
-	defer syscall.Close(ep)
 	// Not syscall.EpollCtl: it is a raw system call too.
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)}
-	if _, _, e := syscall.Syscall6(syscall.SYS_EPOLL_CTL, uintptr(ep), syscall.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0); e != 0 {
+	_, _, e := syscall.Syscall6(syscall.SYS_EPOLL_CTL, uintptr(ep), syscall.EPOLL_CTL_ADD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	syscall.Close(ep)
+	syscall.Close(fd)
+	if e != 0 {
 		t.Fatalf("priming the mount's POLL: %v", e)
+	}
+	// The kernel sends the file's RELEASE after close returns, in the
+	// background: a test that unmounts at once (TestUnmountExternally)
+	// could lose it, and find the handle left open.
+	deadline := time.Now().Add(10 * time.Second)
+	for store.open() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the priming file's handle was never released")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
