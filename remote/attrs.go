@@ -271,7 +271,9 @@ func (a *attrCache) watchedLocked(dir string) bool {
 func (a *attrCache) changed(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.ownLocked(path)
+	// Its attributes changed with this mount's change of entries in
+	// it, or of another name of it: not itself moved.
+	a.ownAttrsLocked(path)
 	a.supersedeLocked(parent(path))
 	a.delStatLocked(path)
 	if path == "" {

@@ -51,6 +51,7 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(dir) // a LIST in flight may predate the entry
+	a.ownInLocked(dir)
 	a.editLocked(dir, later)
 }
 
@@ -58,7 +59,6 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // exists: its own STAT's and its entry in its parent's listing, each
 // keeping its age. Called with a.mu held.
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
-	a.ownLocked(path)
 	if sc, ok := a.stats[path]; ok && sc.exists {
 		change(&sc.e)
 		a.putStatLocked(path, sc)
@@ -169,6 +169,7 @@ func (a *attrCache) changedHere(path string, change func(*peerproto.Entry)) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.supersedeLocked(parent(path))
+	a.ownAttrsLocked(path)
 	a.editLocked(path, change)
 }
 
@@ -201,12 +202,47 @@ func (a *attrCache) ownLocked(path string) {
 	if path != "" {
 		a.markOwnLocked(a.ownIn, parent(path), now)
 	}
+	a.pruneOwnLocked(now)
+}
+
+// pruneOwnLocked lets go of the marks ownQuiet old, or the oldest past
+// maxOwnMarks. Called with a.mu held.
+func (a *attrCache) pruneOwnLocked(now time.Time) {
 	for len(a.ownQ) > 0 && (now.Sub(a.ownQ[0].at) >= ownQuiet || len(a.ownQ) > maxOwnMarks) {
 		m := a.ownQ[0]
 		a.ownQ = a.ownQ[1:]
 		if m.marks[m.path].Equal(m.at) {
 			delete(m.marks, m.path)
 		}
+	}
+}
+
+// ownInLocked notes an entry of directory dir as changed by this mount
+// now (ownIn): reports of dir's own attributes are its echo, but not a
+// report that dir itself was moved (pathsMovedLocked). Called with a.mu
+// held.
+func (a *attrCache) ownInLocked(dir string) {
+	now := a.now()
+	a.markOwnLocked(a.ownIn, dir, now)
+	a.pruneOwnLocked(now)
+}
+
+// ownAttrs records that this mount is about to send a change of the
+// attributes of each of paths (a SETATTR): reports of it are its echo,
+// but not one that it was moved (pathsMovedLocked).
+func (a *attrCache) ownAttrs(paths ...string) {
+	a.mu.Lock()
+	for _, p := range paths {
+		a.ownAttrsLocked(p)
+	}
+	a.mu.Unlock()
+}
+
+// ownAttrsLocked is ownAttrs for one path. Called with a.mu held.
+func (a *attrCache) ownAttrsLocked(path string) {
+	a.ownInLocked(path)
+	if path != "" {
+		a.ownInLocked(parent(path))
 	}
 }
 

@@ -313,9 +313,13 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// marked as this mount's own as it goes, and again once answered.
 	own := func() {
 		for _, op := range ops[i:end] {
-			p.attrs.ownChange(op.Path)
-			if op.Op == cache.OpRename {
-				p.attrs.ownChange(op.To)
+			switch op.Op {
+			case cache.OpSetattr:
+				p.attrs.ownAttrs(op.Path)
+			case cache.OpRename:
+				p.attrs.ownChange(op.Path, op.To)
+			default:
+				p.attrs.ownChange(op.Path)
 			}
 		}
 	}

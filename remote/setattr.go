@@ -23,7 +23,7 @@ func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setat
 	}
 	var e peerproto.Entry
 	p, err := s.do(ctx, "SETATTR", peerName, func(p *peerConn, c *peer.Conn) error {
-		p.attrs.ownChange(sa.Name)
+		p.attrs.ownAttrs(sa.Name)
 		var err error
 		e, err = c.Setattr(ctx, sa)
 		return err

@@ -438,6 +438,12 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 	now := a.now()
 	own := a.ownRecentLocked(path, now)
 	foreign, swapped := a.foreignLocked(path, e, gone, own, now)
+	if foreign && !gone && e.IsDir() && !a.watchedLocked(path) {
+		// A directory not watched: what is in it may have changed
+		// unreported (its entry's times moved; its inode number may
+		// even be the removed one's, reused).
+		swapped = true
+	}
 	if foreign {
 		ch := fusefs.EntryChange{Path: path, Gone: gone, Type: typeMode(e.Type), Replaced: swapped}
 		if e.Has&peerproto.AttrIno != 0 {
