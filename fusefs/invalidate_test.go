@@ -131,15 +131,19 @@ func TestInvalidatorApplyEntries(t *testing.T) {
 			[]string{"attr alice/sub", "attr alice/"}},
 		{"a file removed", []EntryChange{{Peer: "alice", Path: "sub/g", Gone: true}},
 			[]string{"entry alice/sub g", "data alice/sub/g", "attr alice/sub"}},
+		// A directory whose path may lead elsewhere now: it and its
+		// children are looked up again at their next use, not dropped
+		// (a process's working directory may be back by then: moved
+		// away and back); their pages and attributes go.
 		{"a directory replaced", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Replaced: true}},
-			[]string{"entry alice/ sub", "attr alice/sub", "attr alice/"}},
+			[]string{"expire alice/ sub", "expire alice/sub g", "data alice/sub/g", "attr alice/sub", "attr alice/"}},
 		{"a directory of another inode", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Ino: subIno + 1}},
-			[]string{"entry alice/ sub", "attr alice/sub", "attr alice/"}},
-		// Looked up again at its next use, not dropped: it may be back.
+			[]string{"expire alice/ sub", "expire alice/sub g", "data alice/sub/g", "attr alice/sub", "attr alice/"}},
 		{"a directory gone", []EntryChange{{Peer: "alice", Path: "sub", Gone: true}},
-			[]string{"expire alice/ sub", "attr alice/sub", "attr alice/"}},
-		// Moved away and back: a working directory in it stays valid.
-		{"the same directory back", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Ino: subIno, Replaced: true}},
+			[]string{"expire alice/ sub", "expire alice/sub g", "data alice/sub/g", "attr alice/sub", "attr alice/"}},
+		{"a directory now a file", []EntryChange{{Peer: "alice", Path: "sub"}},
+			[]string{"expire alice/ sub", "expire alice/sub g", "data alice/sub/g", "attr alice/sub", "attr alice/"}},
+		{"the same directory, other attributes", []EntryChange{{Peer: "alice", Path: "sub", Type: fs.ModeDir, Ino: subIno}},
 			[]string{"attr alice/sub", "attr alice/"}},
 		{"a file now a directory", []EntryChange{{Peer: "alice", Path: "f", Type: fs.ModeDir}},
 			[]string{"entry alice/ f", "data alice/f", "attr alice/"}},

@@ -480,48 +480,64 @@ type staleEntry struct {
 }
 
 // staleName forgets the listing of the directory holding the name ch
-// is about (and, for a directory gone or replaced, its own listing and
-// those under it), and returns what the kernel may cache of it: the
-// name's entry in its directory if it is gone or replaced (a directory
-// of another peer inode counts), if the kernel holds no node for it (at
-// most a negative entry), or if its node is of another type than it is
-// now; its node, in data if a file (its cached pages, and attributes,
-// go) or in attrs; and the directory's node in attrs (its times and link
-// count moved). nodes are the nodes whose own cached attributes go
-// (node.forgetAttrs). A file's other names (hard links) are left to
-// their attribute timeout: finding them would walk every node.
+// is about, and returns what the kernel may cache of it and its
+// directory (whose node goes in attrs: its times and link count moved).
+// nodes are the nodes whose own cached attributes go (node.forgetAttrs).
+//
+// A directory the kernel holds that is gone, replaced, of another type
+// or inode now, or whose path may lead elsewhere (UNWATCHED), may have
+// other entries now, unreported: its listings and those under it go, and
+// its entry and those of its children the kernel holds are expired, not
+// dropped (kernelCache.ExpireEntry): the kernel looks each up again at
+// its next use, and keeps it if it finds the same node, so that a
+// process whose working directory was moved away and back keeps a
+// working getcwd (a name is its node here: the same path, the same
+// node). Entries the kernel holds of names it found missing in it are
+// left to their timeout.
+//
+// Otherwise the name's entry is dropped if it is gone or replaced, if
+// the kernel holds no node for it (at most a negative entry), or if its
+// node is of another type than it is now; else its node goes in data if
+// a file (its cached pages, and attributes, go) or in attrs. A file's
+// other names (hard links) are left to their attribute timeout: finding
+// them would walk every node.
 func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs []bfs.Node, nodes []*node) {
 	k := nodeKey{ch.Peer, ch.Path}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n, known := t.nodes[k]
 	pino := t.seenAs[k]
-	dir := known && n.kind == fs.ModeDir
-	// The same directory there again (moved away and back): a process
-	// whose working directory it is keeps it.
-	same := dir && !ch.Gone && ch.Type == fs.ModeDir && ch.Ino != 0 && ch.Ino == pino
-	entry := !same && (!known || ch.Gone || ch.Replaced || n.kind != ch.Type ||
-		dir && ch.Ino != 0 && pino != 0 && ch.Ino != pino)
-	// A directory gone is looked up again at its next use rather than
-	// dropped now: it may be back by then (a process's working
-	// directory, dropped, fails getcwd until something looks it up).
-	expire := dir && ch.Gone
-	if known {
-		nodes = append(nodes, n)
-		if n.kind == 0 {
-			data = append(data, n.self)
+	moved := known && n.kind == fs.ModeDir &&
+		(ch.Gone || ch.Replaced || ch.Type != fs.ModeDir || ch.Ino != 0 && pino != 0 && ch.Ino != pino)
+	entry := moved || !known || ch.Gone || ch.Replaced || n.kind != ch.Type
+	add := func(m *node) {
+		nodes = append(nodes, m)
+		if m.kind == 0 {
+			data = append(data, m.self)
 		} else {
-			attrs = append(attrs, n.self)
+			attrs = append(attrs, m.self)
 		}
 	}
-	if entry && (known && n.kind == fs.ModeDir || !known && (ch.Gone || ch.Type == fs.ModeDir)) {
-		// What was listed in it, or under it, was another directory's.
+	if known {
+		add(n)
+	}
+	if moved || !known && (ch.Gone || ch.Type == fs.ModeDir) {
+		// What was listed in it, or under it, may be another
+		// directory's.
 		for d := range t.listings {
 			if d.under(k) {
 				t.dropDirLocked(d)
 			}
 		}
 		t.dropDirLocked(k)
+	}
+	if moved {
+		for ck, cn := range t.nodes {
+			if cp, name := ck.parent(); ck.path != "" && cp == k {
+				entries = append(entries, staleEntry{n.self, name, true})
+				add(cn)
+			}
+		}
 	}
 	if ch.Path == "" {
 		return nil, data, attrs, nodes
@@ -530,7 +546,7 @@ func (t *nameTable) staleName(ch EntryChange) (entries []staleEntry, data, attrs
 	t.dropDirLocked(p)
 	if pn, ok := t.nodes[p]; ok {
 		if entry {
-			entries = append(entries, staleEntry{pn.self, name, expire})
+			entries = append(entries, staleEntry{pn.self, name, moved})
 		}
 		attrs = append(attrs, pn.self)
 	}

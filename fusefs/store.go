@@ -124,10 +124,11 @@ type EntryChange struct {
 	// Ino is its inode number on its peer now, 0 if unknown or gone.
 	Ino uint64
 	// Replaced reports that the name was made, or now holds another
-	// file or directory than the Store last said: the kernel's entry
-	// for it goes. Otherwise its attributes or content changed, or the
-	// Store knew nothing of it, and the mount goes by what the kernel
-	// may hold of it.
+	// file or directory than the Store last said (for a directory the
+	// Store does not hear of changes in: one whose entries may have
+	// changed): the kernel's entry for it goes. Otherwise its
+	// attributes or content changed, or the Store knew nothing of it,
+	// and the mount goes by what the kernel may hold of it.
 	Replaced bool
 }
 
