@@ -125,30 +125,7 @@ func TestRV3SlowPeerOwnChangesForeign(t *testing.T) {
 		}
 		return b, false
 	}, nil)
-	s, _ := watchedStore(t, bob, slow)
-	log := &foreignLog{}
-	s.WatchEntries(log.add)
-	listWatched(t, s, "")
-	listWatched(t, s, "d")
-	ctx := testCtx(t)
-	fh := s.open(t, "bob", "d/mine", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
-	s.write(t, fh, "written here", 0)
-	if err := s.Flush(ctx, fh); err != nil {
-		t.Fatal(err)
-	}
-	s.release(t, fh)
-	for i, step := range []func() error{
-		func() error { _, err := s.Mkdir(ctx, "bob", "d/sub", 0o755); return err },
-		func() error { return s.Rename(ctx, "bob", "d/mine", "d/sub/mine") },
-		func() error { return s.Remove(ctx, "bob", "d/sub/mine") },
-		func() error { return s.Sync(ctx) },
-	} {
-		if err := step(); err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-	}
-	time.Sleep(300 * time.Millisecond)
-	if chs := log.take(); len(chs) != 0 {
+	if chs := ownWorkTold(t, bob, slow); len(chs) != 0 {
 		t.Errorf("this mount's own changes, carried out 2.5 s after they went, told as another writer's: %+v", chs)
 	}
 }
