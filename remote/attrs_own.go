@@ -268,20 +268,18 @@ const maxOwnMarks = 1 << 16
 // ownQuiet, or has a change of it written behind still to carry out.
 // Called with a.mu held.
 func (a *attrCache) ownRecentLocked(path string, now time.Time) bool {
-	if at, ok := a.ownIn[path]; ok && now.Sub(at) < ownQuiet {
-		return true
-	}
-	if at, ok := a.ownAt[path]; ok && now.Sub(at) < ownQuiet {
-		return true
-	}
-	return a.pending != nil && a.pending(path, true)
+	return marked(a.ownIn, path, now) || marked(a.ownAt, path, now) || a.pending != nil && a.pending(path, true)
+}
+
+// marked reports whether marks (ownAt, ownIn) has path within ownQuiet
+// of now.
+func marked(marks map[string]time.Time, path string, now time.Time) bool {
+	at, ok := marks[path]
+	return ok && now.Sub(at) < ownQuiet
 }
 
 // ownSelfLocked is ownRecentLocked for a change of path itself, not
 // only of an entry in it. Called with a.mu held.
 func (a *attrCache) ownSelfLocked(path string, now time.Time) bool {
-	if at, ok := a.ownAt[path]; ok && now.Sub(at) < ownQuiet {
-		return true
-	}
-	return a.pending != nil && a.pending(path, false)
+	return marked(a.ownAt, path, now) || a.pending != nil && a.pending(path, false)
 }

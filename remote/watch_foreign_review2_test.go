@@ -158,11 +158,7 @@ func TestRV3SlowBatchOwnChangesForeign(t *testing.T) {
 		}
 		return b, false
 	})
-	s, _ := watchedStore(t, bob, slow)
-	log := &foreignLog{}
-	s.WatchEntries(log.add)
-	listWatched(t, s, "")
-	listWatched(t, s, "d")
+	s, _, barrier := foreignStoreVia(t, bob, slow)
 	ctx := testCtx(t)
 	for _, n := range []string{"d/f0", "d/f1", "d/f2", "d/f3"} {
 		stat(t, s, n)
@@ -178,8 +174,7 @@ func TestRV3SlowBatchOwnChangesForeign(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if chs := log.take(); len(chs) != 0 {
+	if chs := barrier(); len(chs) != 0 {
 		t.Errorf("this mount's own batch, carried out 2.1 s after it went, told as another writer's: %+v", chs)
 	}
 }
@@ -220,11 +215,7 @@ func TestRV3OwnTreeRotate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			bob := startPeer(t, t.TempDir())
 			bobFile(t, bob, "d/a", []byte("one"))
-			s, vc := watchedStore(t, bob, "")
-			log := &foreignLog{}
-			s.WatchEntries(log.add)
-			listWatched(t, s, "")
-			listWatched(t, s, "d")
+			s, vc, barrier := foreignStoreVia(t, bob, "")
 			ctx := testCtx(t)
 			mk := func(p string) {
 				t.Helper()
@@ -256,7 +247,7 @@ func TestRV3OwnTreeRotate(t *testing.T) {
 				listWatched(t, s, fmt.Sprintf("d/out/s%d", i))
 			}
 			time.Sleep(ownQuiet + 200*time.Millisecond)
-			log.take()
+			barrier()
 			vc.take()
 
 			tc.aside(t, s)
@@ -267,12 +258,12 @@ func TestRV3OwnTreeRotate(t *testing.T) {
 			if err := s.Sync(ctx); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(300 * time.Millisecond)
+			chs := barrier()
 			n := vc.take()
 			if !tc.asks && n["STAT"]+n["LIST"] != 0 {
 				t.Errorf("requests for %s, mkdir, 20 lookups and creates: STAT %d LIST %d (all %v)", tc.name, n["STAT"], n["LIST"], n)
 			}
-			if chs := log.take(); len(chs) != 0 {
+			if len(chs) != 0 {
 				t.Errorf("this mount's own %s of d/out told as another writer's change: %+v", tc.name, chs)
 			}
 		})

@@ -43,7 +43,16 @@ func (l *foreignLog) take() []fusefs.EntryChange {
 // batch is sent with it), then another (in a later batch).
 func foreignStore(t *testing.T, bob *testPeer) (*testStore, func() []fusefs.EntryChange) {
 	t.Helper()
-	s, _ := watchedStore(t, bob, "")
+	s, _, barrier := foreignStoreVia(t, bob, "")
+	return s, barrier
+}
+
+// foreignStoreVia is foreignStore reaching bob through addr (a proxy;
+// "": directly), with watchedStore's request counter. The proxy must let
+// the event connection's lines through.
+func foreignStoreVia(t *testing.T, bob *testPeer, addr string) (*testStore, *verbCounter, func() []fusefs.EntryChange) {
+	t.Helper()
+	s, vc := watchedStore(t, bob, addr)
 	log := &foreignLog{}
 	s.WatchEntries(log.add)
 	listWatched(t, s, "")
@@ -77,7 +86,7 @@ func foreignStore(t *testing.T, bob *testPeer) (*testStore, func() []fusefs.Entr
 		return before
 	}
 	barrier() // what bobFile wrote before the watch
-	return s, barrier
+	return s, vc, barrier
 }
 
 // changeOf returns the last change told of path.
@@ -204,7 +213,6 @@ func TestWatchOwnChangesReportedFirst(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		return b, false
 	})
-	// Past the reports (they are not held back), short of ownQuiet.
 	if chs := ownWorkTold(t, bob, slow); len(chs) != 0 {
 		t.Errorf("this mount's own changes, reported before their answers, told as another writer's: %+v", chs)
 	}
@@ -214,14 +222,10 @@ func TestWatchOwnChangesReportedFirst(t *testing.T) {
 // through addr (a proxy that may hold requests or answers back): a file
 // written, a directory made, the file chmod'ed, moved into it and
 // removed, all made durable; and returns what was told as another
-// writer's change up to 300 ms after (the reports come within it).
+// writer's change of it (up to a barrier: foreignStore).
 func ownWorkTold(t *testing.T, bob *testPeer, addr string) []fusefs.EntryChange {
 	t.Helper()
-	s, _ := watchedStore(t, bob, addr)
-	log := &foreignLog{}
-	s.WatchEntries(log.add)
-	listWatched(t, s, "")
-	listWatched(t, s, "d")
+	s, _, barrier := foreignStoreVia(t, bob, addr)
 	ctx := testCtx(t)
 	fh := s.open(t, "bob", "d/mine", os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	s.write(t, fh, "written here", 0)
@@ -240,8 +244,7 @@ func ownWorkTold(t *testing.T, bob *testPeer, addr string) []fusefs.EntryChange 
 			t.Fatalf("step %d: %v", i, err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
-	return log.take()
+	return barrier()
 }
 
 // The marks of this mount's own changes stay bounded, the oldest let go
