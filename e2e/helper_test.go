@@ -18,7 +18,7 @@ import (
 //	write-wait-close PATH  open PATH, write, report, wait for stdin EOF, close
 //	open-wait-close PATH   open PATH (O_TRUNC), report, wait for a line, write, close, report
 //	read PATH          read PATH to stdout, reporting the error
-//	getcwd PATH        in PATH, call getcwd(2) 120 times 50 ms apart, print the failures
+//	getcwd PATH        in PATH (reported), call getcwd(2) 120 times 50 ms apart, print the failures
 func runHelper(kind, path string) int {
 	data := []byte(os.Getenv("PEERFS_E2E_DATA"))
 	if f := os.Getenv("PEERFS_E2E_DATA_FILE"); f != "" {
@@ -127,6 +127,7 @@ func runHelper(kind, path string) int {
 		if err := os.Chdir(path); err != nil {
 			return fail(err)
 		}
+		fmt.Println("in")
 		fails := 0
 		for range 120 {
 			if _, err := syscall.Getwd(); err != nil {

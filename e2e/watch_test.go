@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,10 +100,7 @@ func TestMountWatchedFolderKernelFresh(t *testing.T) {
 	}
 	dir := a.dir(b)
 	mustRun(t, "", "ls", "-l", dir) // listed: watched from now on
-	waitFor(t, 10*time.Second, "bob watching alice's folder", func() bool {
-		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
-		return n >= 1
-	})
+	waitWatching(t, maddr, 1)
 	foreign := func() float64 {
 		n, _ := scrape(t, maddr, "peerfs_peer_foreign_changes_total", `peer="bob"`)
 		return n
@@ -211,12 +209,8 @@ func TestMountWatchedFolderFreshAfterOwn(t *testing.T) {
 	dir := a.dir(b)
 	ax := func(p string) string { return filepath.Join(dir, p) }
 	mustRun(t, "", "ls", "-l", dir, ax("out"), ax("proj/src"))
-	waitFor(t, 10*time.Second, "bob watching alice's folders", func() bool {
-		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
-		return n >= 4 // the root, out, proj, proj/src
-	})
-	time.Sleep(1500 * time.Millisecond)
-	mustRun(t, "", "ls", "-l", dir, ax("out"))
+	waitWatching(t, maddr, 4)                  // the root, out, proj, proj/src
+	mustRun(t, "", "ls", "-l", dir, ax("out")) // listed while watched
 
 	// alice's own changes.
 	writeFile(t, ax("f.txt.tmp"), []byte("two\n"))
@@ -300,19 +294,22 @@ func TestMountWatchedCwdMovedBack(t *testing.T) {
 	}
 	dir := a.dir(b)
 	mustRun(t, "", "ls", "-l", dir, filepath.Join(dir, "d"))
-	waitFor(t, 10*time.Second, "bob watching d", func() bool {
-		n, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
-		return n >= 2
-	})
+	waitWatching(t, maddr, 2)
 	cmd := exec.Command(os.Args[0], "-test.run=^$", filepath.Join(dir, "d"))
 	cmd.Env = append(os.Environ(), "PEERFS_E2E_HELPER=getcwd")
-	out := &strings.Builder{}
-	cmd.Stdout, cmd.Stderr = out, os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(500 * time.Millisecond)
+	out := bufio.NewReader(stdout)
+	if line, err := out.ReadString('\n'); line != "in\n" {
+		t.Fatalf("getcwd helper: %q %v", line, err)
+	}
 	if err := os.Rename(filepath.Join(b.export, "d"), filepath.Join(b.export, "d.tmp")); err != nil {
 		t.Fatal(err)
 	}
@@ -331,10 +328,21 @@ func TestMountWatchedCwdMovedBack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	fails, _ := out.ReadString('\n')
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.TrimSpace(out.String()); n != "0" {
+	if n := strings.TrimSpace(fails); n != "0" {
 		t.Errorf("getcwd failed %s times of 120 in d (at its path all along but for 100 ms, and three moments)", n)
 	}
+}
+
+// waitWatching waits until bob watches at least n directories for the
+// mount whose metrics are at maddr.
+func waitWatching(t *testing.T, maddr string, n float64) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "bob watching alice's folders", func() bool {
+		got, _ := scrape(t, maddr, "peerfs_peer_watched_directories", `peer="bob"`)
+		return got >= n
+	})
 }
