@@ -530,7 +530,7 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 // replaced. Not foreign: a report of a path this mount changed within
 // ownQuiet (own), which may be the echo of that change, and come before
 // its answer. Called with a.mu held, before the report is applied.
-func (a *attrCache) foreignLocked(path string, e peerproto.Entry, gone, own bool, now time.Time) (foreign, entry bool) {
+func (a *attrCache) foreignLocked(path string, e peerproto.Entry, gone, own bool, now time.Time) (foreign, swapped bool) {
 	if path == "" || own {
 		return false, false
 	}
