@@ -78,8 +78,42 @@ func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Open
 	}
 	if flags&os.O_TRUNC != 0 {
 		fl.changed()
+		if req.OpenFlags&fuse.OpenKillSUIDGID != 0 && f.killPriv {
+			if err := fl.killOnWrite(ctx, req.Header); err != nil {
+				if rerr := f.store.Release(fh); rerr != nil {
+					f.log.Warn().Err(rerr).Str("peer", fl.peer).Str("path", path).Msg("release")
+				}
+				return nil, f.done("open", fl.peer, path, err)
+			}
+		}
 	}
 	return fl.newHandle(fh, flags, false), f.done("open", fl.peer, path, nil)
+}
+
+// killOnWrite clears the file's setuid and setgid bits before a write
+// or after an open with O_TRUNC by a caller without CAP_FSETID
+// (node.killSuidgid), and has the kernel drop the mode it holds: the
+// request that cleared them brings it no attributes. A file whose name
+// is gone keeps its bits (no name to change them through).
+func (fl *file) killOnWrite(ctx context.Context, hdr fuse.Header) error {
+	fl.mu.Lock()
+	path, removed := fl.path, fl.removed
+	fl.mu.Unlock()
+	if removed {
+		return nil
+	}
+	info, err := fl.killSuidgid(ctx, path, nil, hdr, false)
+	if err != nil || info == nil {
+		return err
+	}
+	fl.prime(info)
+	fl.fsys.names.dropListing(fl.key())
+	if k := fl.fsys.kernel; k != nil {
+		if err := k.InvalidateNodeAttr(fl.self); err != nil {
+			fl.fsys.log.Debug().Err(err).Str("peer", fl.peer).Str("path", path).Msg("invalidate the attributes of a file whose setuid bits went")
+		}
+	}
+	return nil
 }
 
 // newHandle registers an open Store handle with the file; created says

@@ -19,8 +19,8 @@ var (
 )
 
 // filesys is the bazil FS: the Store, configuration, and the name table.
-// Its fields are set by newFilesys (kernel by Mount, before serving) and
-// read-only after.
+// Its fields are set by newFilesys (kernel and killPriv by Mount, before
+// serving) and read-only after.
 type filesys struct {
 	store        Store
 	kernel       kernelCache // the request server's invalidations; nil in tests without a kernel
@@ -28,10 +28,15 @@ type filesys struct {
 	attrTimeout  time.Duration
 	entryTimeout time.Duration
 	readOnly     bool
-	uid, gid     uint32
-	root         *root
-	control      *controlDir // the .peerfs folder; nil unless the Store is a Controller
-	names        *nameTable  // has its own lock
+	// killPriv: the kernel took fusedev.Config.KillPriv, so the mount
+	// clears setuid and setgid bits where writes, truncations and chowns
+	// must (killSuidgid), and the kernel asks for security.capability
+	// once per file rather than before every write.
+	killPriv bool
+	uid, gid uint32
+	root     *root
+	control  *controlDir // the .peerfs folder; nil unless the Store is a Controller
+	names    *nameTable  // has its own lock
 }
 
 func newFilesys(store Store, opts Options, log zerolog.Logger) *filesys {
@@ -117,6 +122,14 @@ const (
 // kindOf returns the kind of entry info is: its mode's type bits.
 func kindOf(info fs.FileInfo) fs.FileMode { return info.Mode() & typeBits }
 
+// groupOf returns the group the mount shows as info's (fillAttr).
+func (f *filesys) groupOf(info fs.FileInfo) uint32 {
+	if st := StatOf(info); st != nil && st.Owners {
+		return st.Gid
+	}
+	return f.gid
+}
+
 // fillAttr converts a Store entry to FUSE attributes. What the Store does
 // not know (no Stat) is made up as for a plain file tree: the mounting
 // user as owner, one link (a directory two), the modification time for
@@ -133,7 +146,7 @@ func (f *filesys) fillAttr(a *fuse.Attr, ino uint64, info fs.FileInfo) {
 	if a.Mode.IsDir() {
 		a.Nlink = 2
 	}
-	a.Uid, a.Gid = f.uid, f.gid
+	a.Uid, a.Gid = f.uid, f.groupOf(info)
 	a.BlockSize = blockSize
 	st := StatOf(info)
 	if st == nil {
@@ -143,7 +156,7 @@ func (f *filesys) fillAttr(a *fuse.Attr, ino uint64, info fs.FileInfo) {
 		a.Nlink = st.Nlink
 	}
 	if st.Owners {
-		a.Uid, a.Gid = st.Uid, st.Gid
+		a.Uid = st.Uid
 	}
 	if !st.Atime.IsZero() {
 		a.Atime = st.Atime

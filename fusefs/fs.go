@@ -114,11 +114,13 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 		AsyncRead:    true,
 		AtomicTrunc:  true,
 		Readdirplus:  true,
+		KillPriv:     true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("fusefs: mount %s: %w", mountpoint, err)
 	}
 	f := newFilesys(store, opts, log)
+	f.killPriv = conn.KillPriv()
 	server, err := fuseserve.New(conn, f, fuseserve.Options{Logger: log, Observe: opts.Observe, Errno: f.errno})
 	if err != nil {
 		Unmount(mountpoint)

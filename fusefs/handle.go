@@ -7,6 +7,7 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
@@ -55,6 +56,11 @@ func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 // Write implements bfs.HandleWriter.
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	f := h.file.fsys
+	if req.Flags&fusedev.WriteKillSuidgid != 0 && f.killPriv {
+		if err := h.file.killOnWrite(ctx, req.Header); err != nil {
+			return f.done("write", h.file.peer, h.file.key().path, err)
+		}
+	}
 	n, err := f.store.WriteAt(ctx, h.fh, req.Data, req.Offset)
 	resp.Size = n
 	if n > 0 {

@@ -9,6 +9,7 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
@@ -242,11 +243,30 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 			return err
 		}
 	}
+	if v&fusedev.SetattrKillSuidgid != 0 && f.killPriv && !n.isDir() {
+		// A truncation by a caller without CAP_FSETID.
+		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, false); err != nil {
+			return err
+		} else if kinfo != nil {
+			info = kinfo
+		}
+	}
 	if uid >= 0 || gid >= 0 {
 		// Before the mode: a chown clears setuid bits, and the kernel
 		// sends the mode it wants after it in the same request.
 		if info, err = f.store.Chown(ctx, n.peer, path, uid, gid); err != nil {
 			return err
+		}
+	}
+	if (v.Uid() || v.Gid()) && !v.Mode() && f.killPriv && !n.isDir() {
+		// A chown, also of a Store without owners (then a change to
+		// the mounting user, which is none): the kernel leaves clearing
+		// the bits to the mount. A Store that chowns on the peer has it
+		// done there, and info says so.
+		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, req.Header.Uid == 0); err != nil {
+			return err
+		} else if kinfo != nil {
+			info = kinfo
 		}
 	}
 	if v.Mode() {
@@ -266,6 +286,43 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 		f.siblingsChanged(n.peer, n.peerInode(), n)
 	}
 	return nil
+}
+
+// killSuidgid clears the setuid bit of n (a regular file at path), and
+// its setgid bit if its group may execute it or the caller is neither in
+// its group nor privileged, where the kernel leaves that to the mount
+// (filesys.killPriv): after a write or a truncation by a caller without
+// CAP_FSETID, which the kernel marks, and after any chown, as a local
+// filesystem does. hdr is the request's; privileged says the caller may
+// keep setgid outside the file's group (a chown by root). Group
+// membership is the caller's group: a request does not carry its other
+// groups, so a member through one of them loses the setgid bit of a
+// file its group may not execute (a local disk would keep it), never
+// the other way. info is n's attributes as last changed, nil for those n
+// last had. It returns the attributes after the change, nil where there
+// was nothing to clear.
+func (n *node) killSuidgid(ctx context.Context, path string, info fs.FileInfo, hdr fuse.Header, privileged bool) (fs.FileInfo, error) {
+	if info == nil {
+		var err error
+		if info, err = n.lastInfo(ctx); err != nil {
+			return nil, err
+		}
+	}
+	m := info.Mode()
+	if m&typeBits != 0 {
+		return nil, nil
+	}
+	var kill fs.FileMode
+	if m&fs.ModeSetuid != 0 {
+		kill |= fs.ModeSetuid
+	}
+	if m&fs.ModeSetgid != 0 && (m&0o010 != 0 || !privileged && hdr.Gid != n.fsys.groupOf(info)) {
+		kill |= fs.ModeSetgid
+	}
+	if kill == 0 {
+		return nil, nil
+	}
+	return n.fsys.store.Chmod(ctx, n.peer, path, m&modeBits&^kill)
 }
 
 // owners returns the owner and group a setattr asks for (-1: unchanged).

@@ -36,7 +36,29 @@ type Config struct {
 	// (ReaddirplusRequest) instead of READDIR: each entry comes with its
 	// lookup's answer. The kernel then sends it for every listing.
 	Readdirplus bool
+	// KillPriv (FUSE_HANDLE_KILLPRIV_V2) makes the filesystem, not the
+	// kernel, clear a file's setuid and setgid bits where a write, a
+	// truncation, an open with O_TRUNC or a chown must: the kernel marks
+	// such WRITEs (WriteKillSuidgid), SETATTRs (SetattrKillSuidgid) and
+	// OPENs (fuse.OpenKillSUIDGID) and sends no mode change of its own,
+	// and clears nothing on a chown. In exchange it stops asking for
+	// security.capability (a GETXATTR) before every write to a file: only
+	// before the first one to each file it holds.
+	KillPriv bool
 }
+
+// The marks of the requests after which a filesystem that took
+// Config.KillPriv clears the setuid bit, and the setgid bit of a file
+// its group may execute (the kernel sets them only for a caller without
+// CAP_FSETID). An OPEN's is bazil's fuse.OpenKillSUIDGID.
+const (
+	// WriteKillSuidgid is FUSE_WRITE_KILL_SUIDGID, in a WriteRequest's
+	// Flags.
+	WriteKillSuidgid fuse.WriteFlags = 1 << 2
+	// SetattrKillSuidgid is FATTR_KILL_SUIDGID, in a SetattrRequest's
+	// Valid: a truncation's.
+	SetattrKillSuidgid fuse.SetattrValid = 1 << 11
+)
 
 // Conn is a mounted FUSE connection: requests in (ReadRequest), answers
 // out (Reply, ReplyError), cache invalidations out. Its methods are safe
@@ -134,6 +156,9 @@ func (c *Conn) init(cfg Config) error {
 	if cfg.AtomicTrunc {
 		want |= initAtomicOTrunc
 	}
+	if cfg.KillPriv {
+		want |= initKillprivV2
+	}
 	c.flags = offered & want
 	maxWrite := min(max(cfg.MaxWrite, maxWriteDefault), maxKernelPages*pageSize) &^ (pageSize - 1)
 	var maxPages uint16
@@ -160,6 +185,10 @@ func (c *Conn) init(cfg Config) error {
 	c.maxWrite = maxWrite
 	return nil
 }
+
+// KillPriv reports whether the kernel took Config.KillPriv: the
+// filesystem then clears setuid and setgid bits itself (see there).
+func (c *Conn) KillPriv() bool { return c.flags&initKillprivV2 != 0 }
 
 // Close closes the device. Requests read before and not yet answered can
 // no longer be; reads, answers and notifications after it fail with

@@ -205,6 +205,26 @@ func TestDecode(t *testing.T) {
 	if r, ok := read().(*fuse.UnrecognizedRequest); !ok || r.Opcode != 4096 {
 		t.Errorf("unknown opcode: %#v", r)
 	}
+
+	// The marks of Config.KillPriv reach the filesystem.
+	writeIn := u64s(9, 4096)
+	writeIn = append(writeIn, u32s(1, uint32(WriteKillSuidgid))...)
+	writeIn = append(writeIn, u64s(0)...)
+	writeIn = append(writeIn, u32s(0, 0)...)
+	k.send(opWrite, 40, 5, writeIn, []byte("x"))
+	if r, ok := read().(*fuse.WriteRequest); !ok || r.Flags&WriteKillSuidgid == 0 || r.Offset != 4096 {
+		t.Errorf("write with FUSE_WRITE_KILL_SUIDGID: %#v", r)
+	}
+	kill := make([]byte, setattrInSize)
+	ne.PutUint32(kill[0:], uint32(fuse.SetattrSize|SetattrKillSuidgid))
+	k.send(opSetattr, 41, 5, kill)
+	if r, ok := read().(*fuse.SetattrRequest); !ok || r.Valid&SetattrKillSuidgid == 0 || !r.Valid.Size() || r.Size != 0 {
+		t.Errorf("setattr with FATTR_KILL_SUIDGID: %#v", r)
+	}
+	k.send(opOpen, 42, 5, u32s(uint32(os.O_WRONLY|os.O_TRUNC), uint32(fuse.OpenKillSUIDGID)))
+	if r, ok := read().(*fuse.OpenRequest); !ok || r.OpenFlags&fuse.OpenKillSUIDGID == 0 || r.Flags&fuse.OpenTruncate == 0 {
+		t.Errorf("open with FUSE_OPEN_KILL_SUIDGID: %#v", r)
+	}
 }
 
 // A WRITE's data stays in the buffer it was read into until the WRITE is
@@ -396,6 +416,28 @@ func TestInit(t *testing.T) {
 		if major, minor, ra, flags, mw := ne.Uint32(b[0:]), ne.Uint32(b[4:]), ne.Uint32(b[8:]), ne.Uint32(b[12:]), ne.Uint32(b[20:]); major != 7 || minor != protoMinor ||
 			ra != 128<<10 || flags != want || mw != maxWriteDefault {
 			t.Errorf("init_out: %d.%d readahead %d flags %#x (want %#x) max_write %d", major, minor, ra, flags, want, mw)
+		}
+	})
+	t.Run("killpriv", func(t *testing.T) {
+		for _, ask := range []bool{false, true} {
+			c, k := pairConn(t, 0)
+			k.send(opInit, 1, 0, u32s(7, 33, 1<<20, initKillprivV2|initBigWrites))
+			if err := c.init(Config{KillPriv: ask}); err != nil {
+				t.Fatal(err)
+			}
+			b := k.recv(1, 0)
+			if got := ne.Uint32(b[12:])&initKillprivV2 != 0; got != ask || c.KillPriv() != ask {
+				t.Errorf("asked %v: init_out takes FUSE_HANDLE_KILLPRIV_V2 %v, KillPriv() %v", ask, got, c.KillPriv())
+			}
+		}
+		// Not offered (a kernel before 5.11): not taken.
+		c, k := pairConn(t, 0)
+		k.send(opInit, 1, 0, u32s(7, 31, 1<<20, initBigWrites))
+		if err := c.init(Config{KillPriv: true}); err != nil {
+			t.Fatal(err)
+		}
+		if b := k.recv(1, 0); ne.Uint32(b[12:])&initKillprivV2 != 0 || c.KillPriv() {
+			t.Errorf("FUSE_HANDLE_KILLPRIV_V2 taken though the kernel did not offer it")
 		}
 	})
 	t.Run("max pages", func(t *testing.T) {

@@ -62,6 +62,7 @@ const (
 	initAsyncDIO        = 1 << 15 // not asked for: see Conn.init
 	initParallelDirops  = 1 << 18
 	initMaxPages        = 1 << 22
+	initKillprivV2      = 1 << 28 // FUSE_HANDLE_KILLPRIV_V2: see Config.KillPriv
 	initSetxattrExt     = 1 << 29
 )
 
