@@ -112,3 +112,89 @@ func mountOptions(t *testing.T, mnt string) string {
 	t.Fatalf("%s is not in /proc/mounts", mnt)
 	return ""
 }
+
+// TestAllowOtherClearsSetuid: another user's write, truncation or open
+// with O_TRUNC clears a file's setuid bit (and its setgid bit where its
+// group may execute it), and a chown clears both, in a trusting peer's
+// folder as on a local disk, on the peer's disk too; root's write keeps
+// them. The mount does it (FUSE_HANDLE_KILLPRIV_V2), not the kernel.
+func TestAllowOtherClearsSetuid(t *testing.T) {
+	needRoot(t)
+	c := newCluster(t)
+	a := c.mount("alice", "--allow-other")
+	carol := c.mount("carol", trustedPeer(t)...)
+	a.sees(carol)
+	local := t.TempDir()
+	for _, d := range []string{local, a.mnt} {
+		for d := filepath.Dir(d); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	dir := filepath.Join(a.dir(carol), "shared")
+	for _, d := range []string{local, dir} {
+		if err := os.MkdirAll(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(d, 0o777); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name       string
+		nobody     bool // run as nobody, else as root
+		script     string
+		from, want uint32
+	}{
+		{"write by another user", true, "printf x >> f", 0o4777, 0o777},
+		{"write by another user, group-executable setgid", true, "printf x >> f", 0o6777, 0o777},
+		{"truncation by another user", true, "truncate -s 1 f", 0o4777, 0o777},
+		{"open with O_TRUNC by another user", true, ": > f", 0o4777, 0o777},
+		{"write by root", false, "printf x >> f", 0o6777, 0o6777},
+		{"chown by root", false, "chown 0:0 f", 0o6755, 0o755},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			modes := map[string]uint32{}
+			for _, d := range []string{local, dir} {
+				f := filepath.Join(d, "f")
+				if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := syscall.Chmod(f, tc.from); err != nil {
+					t.Fatal(err)
+				}
+				var out string
+				var err error
+				if tc.nobody {
+					out, err = asNobody(t, d, tc.script)
+				} else {
+					out, err = runCmd(t, 30*time.Second, d, "sh", "-c", tc.script)
+				}
+				if err != nil {
+					t.Fatalf("%s in %s: %v: %s", tc.script, d, err, out)
+				}
+				var st syscall.Stat_t
+				if err := syscall.Stat(f, &st); err != nil {
+					t.Fatal(err)
+				}
+				modes[d] = st.Mode & 0o7777
+			}
+			if modes[local] != tc.want {
+				t.Fatalf("on a local disk: %04o, want %04o (the case is wrong)", modes[local], tc.want)
+			}
+			if modes[dir] != modes[local] {
+				t.Errorf("in carol's folder: %04o, a local disk's %04o", modes[dir], modes[local])
+			}
+			// On carol's disk once stored (fsync: a SYNC round).
+			syncDir(t, dir)
+			var st syscall.Stat_t
+			if err := syscall.Stat(filepath.Join(carol.export, "shared", "f"), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Mode&0o7777 != tc.want {
+				t.Errorf("on carol's disk: %04o, want %04o", st.Mode&0o7777, tc.want)
+			}
+		})
+	}
+}
