@@ -398,9 +398,10 @@ func forMkdirIn(batch []*nsOp, op *nsOp) bool {
 
 // giveUp reports whether op must not be carried out: it was made for
 // another export than the one answering at the peer's name, or (replayed
-// after a restart) its file is no longer the version removed, or a
-// directory's setattr finds no directory at its name. Those are logged.
-// An error is a failure to ask the peer.
+// after a restart) its file is no longer the version removed, or the
+// peer refuses for good to say which it is, or a directory's setattr
+// finds no directory at its name. Those are logged. An error is a
+// failure to ask the peer (or a refusal that may pass): asked again.
 func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
 	if op.Owner != "" && p.link.peerID() != "" && op.Owner != s.owner(p) {
 		s.log.Warn().Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: another export now answers at this peer's name")
@@ -420,6 +421,13 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return false, err
 	case errors.Is(res[0].Err, fs.ErrNotExist):
 		return true, nil
+	case permanent(res[0].Err):
+		// The path runs through a file now, or the peer may not look:
+		// it cannot say the file is the version changed here, and
+		// asking again gets the same answer (while everything queued
+		// behind, and every fsync, waits).
+		s.log.Warn().Err(res[0].Err).Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: its peer refuses to say what the file is now, after an earlier run removed, renamed or changed it here")
+		return true, nil
 	case res[0].Err != nil:
 		return false, netErr(p, res[0].Err)
 	case op.Dir && !res[0].Entry.IsDir():
@@ -432,6 +440,9 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return true, nil
 	case len(res) < 2 || errors.Is(res[1].Err, fs.ErrNotExist):
 		return false, nil
+	case permanent(res[1].Err):
+		s.log.Warn().Err(res[1].Err).Str("peer", p.name).Str("path", op.To).Str("from", op.Path).Msg("rename not carried out: its peer refuses to say what its target is now, after an earlier run renamed over it here")
+		return true, nil
 	case res[1].Err != nil:
 		return false, netErr(p, res[1].Err)
 	case string(res[1].Entry.Version()) != op.ToVersion:
