@@ -152,10 +152,18 @@ func errno(err error) fuse.Errno {
 	return fuse.Errno(syscall.EIO)
 }
 
-// unmount unmounts dir, lazily if it is busy.
+// unmount unmounts dir, lazily if it is busy or the unmount does not end
+// within 10 s (each fusermount3 bounded so).
 func unmount(dir string) {
-	if exec.Command("fusermount3", "-u", dir).Run() != nil {
-		exec.Command("fusermount3", "-u", "-z", dir).Run()
+	run := func(args ...string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return exec.CommandContext(ctx, "fusermount3", args...).Run()
+	}
+	if run("-u", dir) != nil {
+		if err := run("-u", "-z", dir); err != nil {
+			fmt.Fprintf(os.Stderr, "fusefloor: cannot unmount %s: %v\n", dir, err)
+		}
 	}
 }
 
