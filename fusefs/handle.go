@@ -7,7 +7,6 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
-	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
@@ -56,7 +55,7 @@ func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.Rea
 // Write implements bfs.HandleWriter.
 func (h *handle) Write(ctx context.Context, req *fuse.WriteRequest, resp *fuse.WriteResponse) error {
 	f := h.file.fsys
-	if req.Flags&fusedev.WriteKillSuidgid != 0 && f.killPriv {
+	if req.Flags&fuse.WriteKillSUIDGID != 0 && f.killPriv {
 		if err := h.file.killOnWrite(ctx, req.Header); err != nil {
 			return f.done("write", h.file.peer, h.file.key().path, err)
 		}

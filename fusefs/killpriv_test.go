@@ -34,6 +34,7 @@ var killCases = []killCase{
 	{"truncation by another user", 65534, "truncate -s 0 f", 0o4777, 0o777, 0},
 	{"open with O_TRUNC by another user", 65534, ": > f", 0o4777, 0o777, 0},
 	{"chown by root", 0, "chown 0:0 f", 0o6755, 0o755, 0},
+	{"chown to nobody new by root (-1, -1)", 0, "chown : f", 0o6755, 0o755, 0},
 	{"chmod by root after a write keeps what it asks", 0, "printf x >> f && chmod 6755 f", 0o4777, 0o6755, 0},
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
-	"github.com/peerfs/peerfs/fusefs/fusedev"
 	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
@@ -243,14 +242,6 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 			return err
 		}
 	}
-	if v&fusedev.SetattrKillSuidgid != 0 && f.killPriv && !n.isDir() {
-		// A truncation by a caller without CAP_FSETID.
-		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, false); err != nil {
-			return err
-		} else if kinfo != nil {
-			info = kinfo
-		}
-	}
 	if uid >= 0 || gid >= 0 {
 		// Before the mode: a chown clears setuid bits, and the kernel
 		// sends the mode it wants after it in the same request.
@@ -258,12 +249,13 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 			return err
 		}
 	}
-	if (v.Uid() || v.Gid()) && !v.Mode() && f.killPriv && !n.isDir() {
-		// A chown, also of a Store without owners (then a change to
-		// the mounting user, which is none): the kernel leaves clearing
-		// the bits to the mount. A Store that chowns on the peer has it
-		// done there, and info says so.
-		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, req.Header.Uid == 0); err != nil {
+	if f.killPriv && !n.isDir() && (v&fuse.SetattrKillSUIDGID != 0 || chowned(v)) {
+		// A truncation by a caller without CAP_FSETID, or a chown (also
+		// of a Store without owners, where it changes nothing): the
+		// kernel leaves clearing the bits to the mount. A Store that
+		// chowns on the peer has it done there, and info says so.
+		chown := v&fuse.SetattrSize == 0
+		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, chown && req.Header.Uid == 0); err != nil {
 			return err
 		} else if kinfo != nil {
 			info = kinfo
@@ -323,6 +315,18 @@ func (n *node) killSuidgid(ctx context.Context, path string, info fs.FileInfo, h
 		return nil, nil
 	}
 	return n.fsys.store.Chmod(ctx, n.peer, path, m&modeBits&^kill)
+}
+
+// chowned reports whether a SETATTR with v is a chown: of the owner or
+// the group, or of neither (chown(-1, -1): a SETATTR of nothing, which on
+// a local disk clears setuid bits all the same, as does the kernel's
+// request to clear them before a write to a setuid file); not with a
+// mode in it (the kernel's own clearing, without KillPriv).
+func chowned(v fuse.SetattrValid) bool {
+	if v.Mode() {
+		return false
+	}
+	return v.Uid() || v.Gid() || v&^(fuse.SetattrHandle|fuse.SetattrLockOwner|fuse.SetattrCTime) == 0
 }
 
 // owners returns the owner and group a setattr asks for (-1: unchanged).

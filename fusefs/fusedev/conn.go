@@ -39,26 +39,15 @@ type Config struct {
 	// KillPriv (FUSE_HANDLE_KILLPRIV_V2) makes the filesystem, not the
 	// kernel, clear a file's setuid and setgid bits where a write, a
 	// truncation, an open with O_TRUNC or a chown must: the kernel marks
-	// such WRITEs (WriteKillSuidgid), SETATTRs (SetattrKillSuidgid) and
-	// OPENs (fuse.OpenKillSUIDGID) and sends no mode change of its own,
-	// and clears nothing on a chown. In exchange it stops asking for
+	// the WRITEs, truncating SETATTRs and OPENs of callers without
+	// CAP_FSETID (fuse.WriteKillSUIDGID, fuse.SetattrKillSUIDGID,
+	// fuse.OpenKillSUIDGID) and sends no mode change of its own, and
+	// clears nothing on a chown (a SETATTR of owners, or of the change
+	// time alone for chown(-1, -1)). In exchange it stops asking for
 	// security.capability (a GETXATTR) before every write to a file: only
 	// before the first one to each file it holds.
 	KillPriv bool
 }
-
-// The marks of the requests after which a filesystem that took
-// Config.KillPriv clears the setuid bit, and the setgid bit of a file
-// its group may execute (the kernel sets them only for a caller without
-// CAP_FSETID). An OPEN's is bazil's fuse.OpenKillSUIDGID.
-const (
-	// WriteKillSuidgid is FUSE_WRITE_KILL_SUIDGID, in a WriteRequest's
-	// Flags.
-	WriteKillSuidgid fuse.WriteFlags = 1 << 2
-	// SetattrKillSuidgid is FATTR_KILL_SUIDGID, in a SetattrRequest's
-	// Valid: a truncation's.
-	SetattrKillSuidgid fuse.SetattrValid = 1 << 11
-)
 
 // Conn is a mounted FUSE connection: requests in (ReadRequest), answers
 // out (Reply, ReplyError), cache invalidations out. Its methods are safe

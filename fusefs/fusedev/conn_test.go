@@ -208,17 +208,17 @@ func TestDecode(t *testing.T) {
 
 	// The marks of Config.KillPriv reach the filesystem.
 	writeIn := u64s(9, 4096)
-	writeIn = append(writeIn, u32s(1, uint32(WriteKillSuidgid))...)
+	writeIn = append(writeIn, u32s(1, uint32(fuse.WriteKillSUIDGID))...)
 	writeIn = append(writeIn, u64s(0)...)
 	writeIn = append(writeIn, u32s(0, 0)...)
 	k.send(opWrite, 40, 5, writeIn, []byte("x"))
-	if r, ok := read().(*fuse.WriteRequest); !ok || r.Flags&WriteKillSuidgid == 0 || r.Offset != 4096 {
+	if r, ok := read().(*fuse.WriteRequest); !ok || r.Flags&fuse.WriteKillSUIDGID == 0 || r.Offset != 4096 {
 		t.Errorf("write with FUSE_WRITE_KILL_SUIDGID: %#v", r)
 	}
 	kill := make([]byte, setattrInSize)
-	ne.PutUint32(kill[0:], uint32(fuse.SetattrSize|SetattrKillSuidgid))
+	ne.PutUint32(kill[0:], uint32(fuse.SetattrSize|fuse.SetattrKillSUIDGID))
 	k.send(opSetattr, 41, 5, kill)
-	if r, ok := read().(*fuse.SetattrRequest); !ok || r.Valid&SetattrKillSuidgid == 0 || !r.Valid.Size() || r.Size != 0 {
+	if r, ok := read().(*fuse.SetattrRequest); !ok || r.Valid&fuse.SetattrKillSUIDGID == 0 || !r.Valid.Size() || r.Size != 0 {
 		t.Errorf("setattr with FATTR_KILL_SUIDGID: %#v", r)
 	}
 	k.send(opOpen, 42, 5, u32s(uint32(os.O_WRONLY|os.O_TRUNC), uint32(fuse.OpenKillSUIDGID)))
