@@ -102,7 +102,11 @@ func (fl *file) killOnWrite(ctx context.Context, hdr fuse.Header) error {
 	if removed {
 		return nil
 	}
-	info, err := fl.killSuidgid(ctx, path, nil, hdr, false)
+	last, err := fl.lastInfo(ctx)
+	if err != nil {
+		return err
+	}
+	info, err := fl.killSuidgid(ctx, path, last, hdr, fl.fsys.groupOf(last), false)
 	if err != nil || info == nil {
 		return err
 	}

@@ -32,6 +32,8 @@ var killCases = []killCase{
 	{"write by another user clears both", 65534, "printf x >> f", 0o6777, 0o777, 0},
 	{"write by root keeps them", 0, "printf x >> f", 0o6777, 0o6777, 0},
 	{"truncation by another user", 65534, "truncate -s 0 f", 0o4777, 0o777, 0},
+	{"truncation of an unlinked file leaves the new file at its name alone", 65534,
+		"umask 022; exec 3<>f; rm f; echo new > f; truncate -s 0 /proc/self/fd/3", 0o4777, 0o644, 0},
 	{"open with O_TRUNC by another user", 65534, ": > f", 0o4777, 0o777, 0},
 	{"chown by root", 0, "chown 0:0 f", 0o6755, 0o755, 0},
 	{"chown to nobody new by root (-1, -1)", 0, "chown : f", 0o6755, 0o755, 0},

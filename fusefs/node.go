@@ -224,13 +224,26 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 		return syscall.EROFS
 	}
 	var info fs.FileInfo
+	n.mu.Lock()
+	removed := n.removed
+	n.mu.Unlock()
+	// The file's group before a chown changes it: whether the caller is
+	// in it decides a setgid bit's fate (killSuidgid).
+	var group uint32
+	kill := f.killPriv && !n.isDir() && !removed && (v&fuse.SetattrKillSUIDGID != 0 || chowned(v))
+	if kill {
+		last, err := n.lastInfo(ctx)
+		if err != nil {
+			return err
+		}
+		group = f.groupOf(last)
+	}
 	if v.Size() {
 		if n.isDir() {
 			return syscall.EISDIR
 		}
 		n.mu.Lock()
 		fh, open := n.anyHandle(true)
-		removed := n.removed
 		n.mu.Unlock()
 		if removed && open {
 			// ftruncate of an unlinked file: through its descriptor.
@@ -249,13 +262,15 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 			return err
 		}
 	}
-	if f.killPriv && !n.isDir() && (v&fuse.SetattrKillSUIDGID != 0 || chowned(v)) {
+	if kill {
 		// A truncation by a caller without CAP_FSETID, or a chown (also
 		// of a Store without owners, where it changes nothing): the
 		// kernel leaves clearing the bits to the mount. A Store that
-		// chowns on the peer has it done there, and info says so.
+		// chowns on the peer has it done there, and info says so. Not
+		// of a file whose name is gone (truncated through a
+		// descriptor): its path leads to another file now, if any.
 		chown := v&fuse.SetattrSize == 0
-		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, chown && req.Header.Uid == 0); err != nil {
+		if kinfo, err := n.killSuidgid(ctx, path, info, req.Header, group, chown && req.Header.Uid == 0); err != nil {
 			return err
 		} else if kinfo != nil {
 			info = kinfo
@@ -285,15 +300,15 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 // its group nor privileged, where the kernel leaves that to the mount
 // (filesys.killPriv): after a write or a truncation by a caller without
 // CAP_FSETID, which the kernel marks, and after any chown, as a local
-// filesystem does. hdr is the request's; privileged says the caller may
-// keep setgid outside the file's group (a chown by root). Group
-// membership is the caller's group: a request does not carry its other
-// groups, so a member through one of them loses the setgid bit of a
-// file its group may not execute (a local disk would keep it), never
-// the other way. info is n's attributes as last changed, nil for those n
-// last had. It returns the attributes after the change, nil where there
-// was nothing to clear.
-func (n *node) killSuidgid(ctx context.Context, path string, info fs.FileInfo, hdr fuse.Header, privileged bool) (fs.FileInfo, error) {
+// filesystem does. hdr is the request's and group the file's group
+// before the change; privileged says the caller may keep setgid outside
+// that group (a chown by root). Group membership is the caller's group:
+// a request does not carry its other groups, so a member through one of
+// them loses the setgid bit of a file its group may not execute (a local
+// disk would keep it), never the other way. info is n's attributes as
+// last changed, nil for those n last had. It returns the attributes
+// after the change, nil where there was nothing to clear.
+func (n *node) killSuidgid(ctx context.Context, path string, info fs.FileInfo, hdr fuse.Header, group uint32, privileged bool) (fs.FileInfo, error) {
 	if info == nil {
 		var err error
 		if info, err = n.lastInfo(ctx); err != nil {
@@ -308,7 +323,7 @@ func (n *node) killSuidgid(ctx context.Context, path string, info fs.FileInfo, h
 	if m&fs.ModeSetuid != 0 {
 		kill |= fs.ModeSetuid
 	}
-	if m&fs.ModeSetgid != 0 && (m&0o010 != 0 || !privileged && hdr.Gid != n.fsys.groupOf(info)) {
+	if m&fs.ModeSetgid != 0 && (m&0o010 != 0 || !privileged && hdr.Gid != group) {
 		kill |= fs.ModeSetgid
 	}
 	if kill == 0 {
