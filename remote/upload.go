@@ -277,12 +277,6 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
 	}
-	if u.setOwner && c.Owners() && peerproto.UnixBits(u.mode)&privBits != 0 {
-		// The peer's chown clears setuid and setgid bits: the mode goes
-		// after it in the same SETATTR, or root's append to a setuid
-		// program would drop its bit.
-		u.setMode = true
-	}
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
 		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)
