@@ -398,8 +398,8 @@ func forMkdirIn(batch []*nsOp, op *nsOp) bool {
 
 // giveUp reports whether op must not be carried out: it was made for
 // another export than the one answering at the peer's name, or (replayed
-// after a restart) its file is no longer the version removed, or the
-// peer refuses for good to say which it is, or a directory's setattr
+// after a restart) its file is no longer the version removed, or its
+// path cannot lead to a file any more, or a directory's setattr
 // finds no directory at its name. Those are logged. An error is a
 // failure to ask the peer (or a refusal that may pass): asked again.
 func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error) {
@@ -421,11 +421,11 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return false, err
 	case errors.Is(res[0].Err, fs.ErrNotExist):
 		return true, nil
-	case permanent(res[0].Err):
-		// The path runs through a file now, or the peer may not look:
-		// it cannot say the file is the version changed here, and
-		// asking again gets the same answer (while everything queued
-		// behind, and every fsync, waits).
+	case cannotHold(res[0].Err):
+		// The path runs through a file or a symbolic link now: nothing
+		// there is the version changed here, and asking again gets the
+		// same answer (while everything queued behind, and every fsync,
+		// waits).
 		s.log.Warn().Err(res[0].Err).Str("peer", p.name).Str("path", op.Path).Str("op", op.Op).Msg("not carried out: its peer refuses to say what the file is now, after an earlier run removed, renamed or changed it here")
 		return true, nil
 	case res[0].Err != nil:
@@ -440,7 +440,7 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return true, nil
 	case len(res) < 2 || errors.Is(res[1].Err, fs.ErrNotExist):
 		return false, nil
-	case permanent(res[1].Err):
+	case cannotHold(res[1].Err):
 		s.log.Warn().Err(res[1].Err).Str("peer", p.name).Str("path", op.To).Str("from", op.Path).Msg("rename not carried out: its peer refuses to say what its target is now, after an earlier run renamed over it here")
 		return true, nil
 	case res[1].Err != nil:
@@ -452,6 +452,16 @@ func (s *Store) giveUp(ctx context.Context, p *peerConn, op *nsOp) (bool, error)
 		return true, nil
 	}
 	return false, nil
+}
+
+// cannotHold reports whether err, a peer's refusal of a STAT, says the
+// path cannot lead to a file (an element of it is a file, or a symbolic
+// link, which the peer does not follow): for a replayed change, as good
+// as gone. A refusal to look (denied: a directory's mode, which its
+// owner may change back) is not: the change waits for it.
+func cannotHold(err error) bool {
+	code := peerproto.CodeOf(err)
+	return code == peerproto.CodeNotDir || code == peerproto.CodeLoop
 }
 
 // peerStats STATs paths on p in one round trip (behind a PING), for
