@@ -117,10 +117,12 @@ func mountOptions(t *testing.T, mnt string) string {
 // with O_TRUNC clears a file's setuid bit (and its setgid bit where its
 // group may execute it), and a chown clears both, in a trusting peer's
 // folder as on a local disk, on the peer's disk too. The mount does it
-// (FUSE_HANDLE_KILLPRIV_V2), not the kernel. Root's write keeps them,
-// also on a peer that keeps owners, where the upload gives the file its
-// owner back with a chown (which clears them there) and then the mode
-// PUT DONE said the peer stored.
+// (FUSE_HANDLE_KILLPRIV_V2), not the kernel. (Root's write, which keeps
+// them on a local disk, drops them on a peer that keeps owners: the
+// upload gives the file its owner back with a chown, which clears them
+// there; putting the mode back after it would need the mode the peer
+// stored, which PUT DONE does not say. fusefs's TestMountKillSuidgid
+// has root's write keep them.)
 func TestAllowOtherClearsSetuid(t *testing.T) {
 	needRoot(t)
 	c := newCluster(t)
@@ -154,8 +156,6 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 		{"write by another user, group-executable setgid", true, "printf x >> f", 0o6777, 0o777},
 		{"truncation by another user", true, "truncate -s 1 f", 0o4777, 0o777},
 		{"open with O_TRUNC by another user", true, ": > f", 0o4777, 0o777},
-		{"write by root", false, "printf x >> f", 0o6777, 0o6777},
-		{"rewrite by root", false, "printf '#!/bin/sh\\nexit 0\\n' > f", 0o4755, 0o4755},
 		{"chown by root", false, "chown 0:0 f", 0o6755, 0o755},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
@@ -201,42 +201,4 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 			}
 		})
 	}
-
-	// Another writer's chmod on the peer while root has the file open
-	// stays: the mode put back after the owner is the one the peer
-	// stored, not the one this mount saw at open.
-	t.Run("chmod_on_the_peer_while_open", func(t *testing.T) {
-		f := filepath.Join(dir, "prog")
-		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Chmod(f, 0o4755); err != nil {
-			t.Fatal(err)
-		}
-		fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fh.WriteString("a"); err != nil {
-			t.Fatal(err)
-		}
-		onDisk := filepath.Join(carol.export, "shared", "prog")
-		if err := syscall.Chmod(onDisk, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := fh.WriteString("b"); err != nil {
-			t.Fatal(err)
-		}
-		if err := fh.Close(); err != nil {
-			t.Fatal(err)
-		}
-		syncDir(t, dir)
-		var st syscall.Stat_t
-		if err := syscall.Stat(onDisk, &st); err != nil {
-			t.Fatal(err)
-		}
-		if st.Mode&0o7777 != 0o755 {
-			t.Errorf("on carol's disk: %04o, want 0755 (the chmod made there while the file was open)", st.Mode&0o7777)
-		}
-	})
 }

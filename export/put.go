@@ -260,7 +260,6 @@ func (c *conn) putDone(st *unix.Stat_t, ver string) peerproto.PutDone {
 	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
 	if c.attrs {
 		done.Ver = ver
-		done.Mode, done.HasMode = st.Mode&0o7777, true
 	}
 	return done
 }
@@ -333,7 +332,6 @@ func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Sta
 		if err := unix.Fchmod(fd, t.mode); err != nil {
 			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
-		st.Mode = st.Mode&^0o7777 | t.mode // as PUT DONE says it
 	}
 	closed = true
 	if err := unix.Close(fd); err != nil {

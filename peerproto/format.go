@@ -367,12 +367,7 @@ func (PutOK) AppendTo(b []byte) []byte { return append(b, "PUT OK"...) }
 
 // AppendTo implements Message.
 func (m PutDone) AppendTo(b []byte) []byte {
-	b = appendVer(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), m.Ver)
-	if m.HasMode {
-		b = append(b, " mode=0"...)
-		b = strconv.AppendUint(b, uint64(m.Mode&07777), 8)
-	}
-	return b
+	return appendVer(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), m.Ver)
 }
 
 // appendVer appends the attribute word of a version token, if any.

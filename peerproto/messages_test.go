@@ -165,7 +165,6 @@ var canonical = []struct {
 	{replyTo("PUT"), peerproto.PutOK{}, "PUT OK", "PUT"},
 	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime}, "PUT DONE 5 1700000000123456789", "PUT"},
 	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff"}, "PUT DONE 5 1700000000123456789 ver=00ff", "PUT"},
-	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff", Mode: 0o4755, HasMode: true}, "PUT DONE 5 1700000000123456789 ver=00ff mode=04755", "PUT"},
 	{replyTo("GET"), peerproto.GetOK{Size: 5}, "GET OK 5", "GET"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{}}, "FEATURES OK", "FEATURES"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"inline", "x-2"}}, "FEATURES OK inline x-2", "FEATURES"},

@@ -117,16 +117,7 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 		if err := parseAttrWords(line, args[2:], &e); err != nil {
 			return nil, err
 		}
-		done := PutDone{Size: size, Mtime: mtime, Ver: e.Ver}
-		for _, w := range args[2:] {
-			if v, ok := strings.CutPrefix(w, "mode="); ok {
-				if done.Mode, err = parseMode(line, v); err != nil {
-					return nil, err
-				}
-				done.HasMode = true
-			}
-		}
-		return done, nil
+		return PutDone{Size: size, Mtime: mtime, Ver: e.Ver}, nil
 	}
 	return nil, nil
 }

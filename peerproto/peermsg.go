@@ -388,17 +388,12 @@ type PutOK struct{}
 // PutDone is the final word on a PUT: the bytes are stored intact, fsynced
 // and visible under the final name: "PUT DONE <size> <mtime>".
 //
-// With FeatureAttrs on, "PUT DONE <size> <mtime> ver=<token> mode=<mode>":
-// the stored file's version token (Entry.Ver) and permission bits.
+// With FeatureAttrs on, "PUT DONE <size> <mtime> ver=<token>": the
+// stored file's version token (Entry.Ver).
 type PutDone struct {
 	Size  int64
 	Mtime int64
 	Ver   string
-	// Mode is the stored file's permission bits (07777), if HasMode:
-	// "mode=OOOO", from peers that say it (an older peer does not, and
-	// an older client ignores it).
-	Mode    uint32
-	HasMode bool
 }
 
 // Version returns the version of the stored file (see Entry.Version).

@@ -85,13 +85,6 @@ type upload struct {
 	setOwner bool
 	uid, gid uint32
 	remote   peerproto.Entry
-	// restamp: setOwner gives the file back its owner after new content
-	// (the peer stored it as its own user), and storedMode is the mode
-	// the peer gave it (PUT DONE mode=, if hasStoredMode): with setuid or
-	// setgid bits, which the chown clears, it goes after the chown.
-	restamp       bool
-	storedMode    uint32
-	hasStoredMode bool
 
 	// durable: the PUT takes an FSYNC behind it (putSynced), for a
 	// writer's fsync.
@@ -283,7 +276,6 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	if c.Owners() && !u.setOwner && u.remote.Has&(peerproto.AttrUid|peerproto.AttrGid) == peerproto.AttrUid|peerproto.AttrGid &&
 		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
-		u.restamp, u.storedMode, u.hasStoredMode = true, pd.Mode, pd.HasMode
 	}
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
@@ -393,12 +385,6 @@ func (s *Store) putAttrs(ctx context.Context, c *peer.Conn, u *upload) error {
 	if u.setOwner && c.Owners() {
 		// Before the mode, at the peer too: a chown clears setuid bits.
 		sa.HasUid, sa.Uid, sa.HasGid, sa.Gid = true, u.uid, true, u.gid
-		if u.restamp && !sa.HasMode && u.hasStoredMode && u.storedMode&privBits != 0 {
-			// Giving the owner back is no chown of the user's: the
-			// bits the peer stored stay (root's write to a setuid
-			// program keeps them, as on a local disk).
-			sa.HasMode, sa.Mode = true, u.storedMode
-		}
 	}
 	if !sa.HasMode && !sa.HasMtime && !sa.HasAtime && !sa.HasUid {
 		return nil
