@@ -120,8 +120,9 @@ func mountOptions(t *testing.T, mnt string) string {
 // (FUSE_HANDLE_KILLPRIV_V2), not the kernel. (Root's write, which keeps
 // them on a local disk, drops them on a peer that keeps owners: the
 // upload gives the file its owner back with a chown, which clears them
-// there; putting the mode back after it would need the mode the peer
-// stored, which PUT DONE does not say. fusefs's TestMountKillSuidgid
+// there. Putting a mode back after it by name races other writers of
+// the peer's directory, who could get setuid content of their own: the
+// PUT itself would have to carry the owner. fusefs's TestMountKillSuidgid
 // has root's write keep them.)
 func TestAllowOtherClearsSetuid(t *testing.T) {
 	needRoot(t)
@@ -201,4 +202,41 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 			}
 		})
 	}
+
+	// Another writer's chmod on the peer while root has the file open
+	// stays: nothing puts back the mode this mount saw at open.
+	t.Run("chmod_on_the_peer_while_open", func(t *testing.T) {
+		f := filepath.Join(dir, "prog")
+		if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Chmod(f, 0o4755); err != nil {
+			t.Fatal(err)
+		}
+		fh, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fh.WriteString("a"); err != nil {
+			t.Fatal(err)
+		}
+		onDisk := filepath.Join(carol.export, "shared", "prog")
+		if err := syscall.Chmod(onDisk, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fh.WriteString("b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := fh.Close(); err != nil {
+			t.Fatal(err)
+		}
+		syncDir(t, dir)
+		var st syscall.Stat_t
+		if err := syscall.Stat(onDisk, &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode&0o7777 != 0o755 {
+			t.Errorf("on carol's disk: %04o, want 0755 (the chmod made there while the file was open)", st.Mode&0o7777)
+		}
+	})
 }
