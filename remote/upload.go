@@ -468,7 +468,11 @@ func (s *Store) stored(u *upload) error {
 	f.base = e.Version()
 	f.failures, f.retryAt = 0, time.Time{}
 	f.streamTried, f.streamHole, f.streamAt, f.seqEnd = false, false, 0, 0
-	f.setMode = false
+	if f.mode == u.mode {
+		// (A chmod made while the upload was on its way is still to
+		// go: the upload set out without it.)
+		f.setMode = false
+	}
 	if f.setMtime == u.setMtime {
 		f.setMtime = nil
 	}
