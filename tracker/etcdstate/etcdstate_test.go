@@ -3,6 +3,7 @@ package etcdstate_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"slices"
@@ -247,7 +248,6 @@ func TestReplicaLosesItsSession(t *testing.T) {
 	asker.expect("SYNC READ")
 	asker.send("SYNC")
 
-	// Revoke b's lease behind its back.
 	cli, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: replyTimeout})
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +255,18 @@ func TestReplicaLosesItsSession(t *testing.T) {
 	defer cli.Close()
 	ctx, cancel := context.WithTimeout(t.Context(), replyTimeout)
 	defer cancel()
+	// The asker's request in the shared store before the holder goes:
+	// else the round may end with nobody waiting (SYNC END 1) and the
+	// asker's turn come in the next one.
+	testutil.Eventually(t, "the asker's request in the shared store", func() bool {
+		r, err := cli.Get(ctx, "/peerfs/round")
+		if err != nil || len(r.Kvs) == 0 {
+			return false
+		}
+		var st tracker.RoundState
+		return json.Unmarshal(r.Kvs[0].Value, &st) == nil && slices.Contains(st.Todo, "asker")
+	})
+	// Revoke b's lease behind its back.
 	// The token's holder is the oldest key under its prefix.
 	resp, err := cli.Get(ctx, "/peerfs/token", append(clientv3.WithFirstCreate(), clientv3.WithPrefix())...)
 	if err != nil || len(resp.Kvs) == 0 {
