@@ -19,15 +19,7 @@ func TestAllowOther(t *testing.T) {
 	a := c.mount("alice", "--allow-other")
 	b := c.mount("bob")
 	a.sees(b)
-	for _, n := range []*node{a, b} {
-		// t.TempDir's directories are 0700: let the other user reach the
-		// mountpoints.
-		for d := filepath.Dir(n.mnt); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	reachable(t, a.mnt, b.mnt)
 	if !strings.Contains(mountOptions(t, a.mnt), "allow_other") {
 		t.Errorf("alice's mount options: %s, want allow_other", mountOptions(t, a.mnt))
 	}
@@ -72,6 +64,20 @@ func TestAllowOther(t *testing.T) {
 	// Without --allow-other not even a listing.
 	if out, err := asNobody(t, b.mnt, "ls"); err == nil {
 		t.Errorf("as nobody, ls in a mount without --allow-other: %q", out)
+	}
+}
+
+// reachable lets other users reach each path: t.TempDir's directories
+// are 0700, so the directories above each (up to the temp dir) become
+// 0755.
+func reachable(t *testing.T, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		for d := filepath.Dir(p); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+			if err := os.Chmod(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 }
 
@@ -131,13 +137,7 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 	carol := c.mount("carol", trustedPeer(t)...)
 	a.sees(carol)
 	local := t.TempDir()
-	for _, d := range []string{local, a.mnt} {
-		for d := filepath.Dir(d); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
-			if err := os.Chmod(d, 0o755); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	reachable(t, local, a.mnt)
 	dir := filepath.Join(a.dir(carol), "shared")
 	for _, d := range []string{local, dir} {
 		if err := os.MkdirAll(d, 0o777); err != nil {

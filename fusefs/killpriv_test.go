@@ -1,6 +1,7 @@
 package fusefs
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -36,7 +37,7 @@ var killCases = []killCase{
 		"umask 022; exec 3<>f; rm f; echo new > f; truncate -s 0 /proc/self/fd/3", 0o4777, 0o644, 0},
 	{"open with O_TRUNC by another user", 65534, ": > f", 0o4777, 0o777, 0},
 	{"chown by root", 0, "chown 0:0 f", 0o6755, 0o755, 0},
-	{"chown to nobody new by root (-1, -1)", 0, "chown : f", 0o6755, 0o755, 0},
+	{"chown of neither owner nor group by root (-1, -1)", 0, "chown : f", 0o6755, 0o755, 0},
 	{"chmod by root after a write keeps what it asks", 0, "printf x >> f && chmod 6755 f", 0o4777, 0o6755, 0},
 }
 
@@ -56,7 +57,9 @@ func runKillCase(t *testing.T, dir string, c killCase) uint32 {
 	if err := syscall.Chmod(f, c.from); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("sh", "-c", c.cmd)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "sh", "-c", c.cmd)
 	cmd.Dir = dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: c.uid, Gid: c.uid}}
 	if out, err := cmd.CombinedOutput(); err != nil {

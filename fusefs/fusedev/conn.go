@@ -42,8 +42,8 @@ type Config struct {
 	// the WRITEs, truncating SETATTRs and OPENs of callers without
 	// CAP_FSETID (fuse.WriteKillSUIDGID, fuse.SetattrKillSUIDGID,
 	// fuse.OpenKillSUIDGID) and sends no mode change of its own, and
-	// clears nothing on a chown (a SETATTR of owners, or of the change
-	// time alone for chown(-1, -1)). In exchange it stops asking for
+	// clears nothing on a chown (a SETATTR of owners, or of nothing at
+	// all for chown(-1, -1)). In exchange it stops asking for
 	// security.capability (a GETXATTR) before every write to a file: only
 	// before the first one to each file it holds.
 	KillPriv bool
