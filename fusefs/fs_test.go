@@ -2,6 +2,7 @@ package fusefs
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -462,4 +463,63 @@ func TestMountStickyDir(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(d, "f")); err != nil {
 		t.Errorf("after the refused rm: %v", err)
 	}
+}
+
+// A file still open when the connection ends (aborted after a lazy
+// unmount here; the kernel also drops the RELEASEs it queued when an
+// unmount comes right after a close) gets no RELEASE: the server lets
+// the Store go of it itself, or the Store's handle leaks.
+func TestMountAbortReleasesOpenFiles(t *testing.T) {
+	needFusectl(t)
+	store := newLocalStore(t.TempDir(), "alice")
+	writeFile(t, filepath.Join(store.base, "alice", "f"), "held open\n")
+	mnt, m := mountStore(t, store, Options{UnmountTimeout: 200 * time.Millisecond})
+	cmd := exec.Command("sh", "-c", `exec 3< "$1" && echo ready && exec sleep 30`, "sh", filepath.Join(mnt, "alice", "f"))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(out, line); err != nil || string(line) != "ready\n" {
+		t.Fatalf("the holder did not open the file: %q, %v", line, err)
+	}
+	if n := store.open(); n != 1 {
+		t.Fatalf("%d store handles open while the holder runs, want 1", n)
+	}
+	if err := m.Close(); err != nil {
+		t.Skipf("cannot abort a busy mount here: %v", err)
+	}
+	select {
+	case <-m.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop after the abort")
+	}
+	if n := store.open(); n != 0 {
+		t.Errorf("%d store handles open after the connection ended, want 0", n)
+	}
+}
+
+// needFusectl makes sure fusectl, through which a busy mount is aborted,
+// is mounted (systemd mounts it; a container often does not), and
+// unmounts it at cleanup if it mounted it. It skips when it cannot.
+func needFusectl(t *testing.T) {
+	t.Helper()
+	const dir = "/sys/fs/fuse/connections"
+	data, _ := os.ReadFile("/proc/mounts")
+	if strings.Contains(string(data), " "+dir+" fusectl ") {
+		return
+	}
+	if err := syscall.Mount("fusectl", dir, "fusectl", 0, ""); err != nil {
+		t.Skipf("fusectl is not mounted and cannot be: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := syscall.Unmount(dir, syscall.MNT_DETACH); err != nil {
+			t.Errorf("unmount fusectl: %v", err)
+		}
+	})
 }

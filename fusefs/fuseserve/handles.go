@@ -60,6 +60,18 @@ func (t *handleTable) remove(id fuse.HandleID) (*servedHandle, bool) {
 	return sh, ok
 }
 
+// takeAll forgets every handle and returns them.
+func (t *handleTable) takeAll() []*servedHandle {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	left := make([]*servedHandle, 0, len(t.byID))
+	for id, sh := range t.byID {
+		left = append(left, sh)
+		delete(t.byID, id)
+	}
+	return left
+}
+
 // readReply is the response to a READ, READDIR or READDIRPLUS: its data
 // sits in, or was copied to, buf, which respond gives back to
 // Server.readBufs once sent.
@@ -247,6 +259,26 @@ func (s *Server) flush(ctx context.Context, r *fuse.FlushRequest) error {
 		return f.Flush(ctx, r)
 	}
 	return nil
+}
+
+// releaseLeft releases the handles the kernel never released, once the
+// connection has ended: an abort leaves the files open in their
+// processes, and an unmount right after a close drops the RELEASE the
+// kernel had queued for it. No RELEASE can come any more, so without
+// this each would hold its Store handle (a cache pin, a file descriptor)
+// for as long as the process lives.
+func (s *Server) releaseLeft() {
+	left := s.handles.takeAll()
+	if len(left) > 0 {
+		s.log.Debug().Int("handles", len(left)).Msg("releasing the handles the kernel left open")
+	}
+	for _, sh := range left {
+		if rel, ok := sh.handle.(bfs.HandleReleaser); ok {
+			if err := rel.Release(context.Background(), &fuse.ReleaseRequest{}); err != nil {
+				s.log.Warn().Err(err).Msg("release of a handle left open")
+			}
+		}
+	}
 }
 
 func (s *Server) release(ctx context.Context, r *fuse.ReleaseRequest) error {

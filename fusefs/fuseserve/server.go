@@ -130,11 +130,13 @@ func New(conn Conn, fsys bfs.FS, opts Options) (*Server, error) {
 
 // Serve answers requests until the connection is closed (unmount), and
 // returns once every request has been answered: nil then, or the error
-// that stopped reading the device.
+// that stopped reading the device. Handles still open then are released
+// (see releaseLeft).
 func (s *Server) Serve() error {
 	s.wg.Add(1)
 	s.readLoop()
 	s.wg.Wait()
+	s.releaseLeft()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
