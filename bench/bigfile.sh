@@ -15,7 +15,8 @@
 # STDOUT: machine lines "LABEL workload value unit", as fsbench.sh prints them (bench/table.sh
 # reads both); STDERR: progress. Needs root to drop caches (else the numbers are warm).
 # Tunables: FSBENCH_BIG_MB=512 (the file's size), FSBENCH_SRC_TMP (where the reference copy
-# goes, default /dev/shm), FSBENCH_TIMEOUT=300 (per change, seconds), FSBENCH_NO_DROP=1.
+# goes, default /dev/shm), FSBENCH_TIMEOUT=300 (per change, seconds), FSBENCH_NO_DROP=1,
+# FSBENCH_BIG_REPEAT=1 (each change made and printed that many times, for bench/compare.sh).
 set -u
 export LC_ALL=C
 [ $# -ge 2 ] || { echo "usage: $0 MOUNTDIR BACKDIR [LABEL [PORT]]" >&2; exit 2; }
@@ -80,8 +81,8 @@ head -c 4096 /dev/urandom > "$SRC/4k" || exit 1
 cp "$SRC/big.ref" "$BACK/$NAME/big.bin" || { echo "bigfile: cannot write $BACK/$NAME/big.bin" >&2; exit 1; }
 sync
 sleep 2 # past any attribute or listing cache of the empty directory (peerfs: 1 s)
-change append_big oflag=append
-change overwrite_mid seek=$((SIZE_MB * 1048576 / 2 / 4096))
+for ((i = 0; i < ${FSBENCH_BIG_REPEAT:-1}; i++)); do change append_big oflag=append; done
+for ((i = 0; i < ${FSBENCH_BIG_REPEAT:-1}; i++)); do change overwrite_mid seek=$((SIZE_MB * 1048576 / 2 / 4096)); done
 sync
 ok=0
 timeout -k 5 "$WL_TIMEOUT" cmp -s "$SRC/big.ref" "$BACK/$NAME/big.bin" && ok=1

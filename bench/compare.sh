@@ -6,7 +6,8 @@
 #
 # Build an old commit without touching the work tree:
 #   mkdir /tmp/old && git archive COMMIT | tar -x -C /tmp/old && (cd /tmp/old && go build -o /tmp/peerfs-COMMIT ./cmd/peerfs)
-# FSBENCH_ONLY (default "small_create rename_editor rm_rf") and the other FSBENCH_* knobs
+# FSBENCH_ONLY (default "small_create rename_editor rm_rf"; append_big or overwrite_mid in
+# it runs bench/bigfile.sh too, FSBENCH_BIG_REPEAT times each) and the other FSBENCH_* knobs
 # pass through; CMP_ROUNDS=N repeats the binaries N times, interleaved. Prints
 # "BINARY workload value unit" lines.
 set -u
@@ -28,6 +29,11 @@ for ((r = 1; r <= ${CMP_ROUNDS:-1}; r++)); do
     if ! "$HERE/fsbench.sh" "$ALICE_MNT/bob" "$(basename "$b")" 2>>"$TMPW/fsbench.log"; then
       cl_say "fsbench failed on $(basename "$b"):"; tail -5 "$TMPW/fsbench.log" >&2
     fi
+    case " $FSBENCH_ONLY " in *" append_big "* | *" overwrite_mid "*)
+      if ! "$HERE/bigfile.sh" "$ALICE_MNT/bob" "$BOB_EXPORT" "$(basename "$b")" 2>>"$TMPW/fsbench.log"; then
+        cl_say "bigfile failed on $(basename "$b"):"; tail -5 "$TMPW/fsbench.log" >&2
+      fi ;;
+    esac
     cluster_stop
   done
 done
