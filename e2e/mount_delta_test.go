@@ -19,7 +19,8 @@ import (
 // Where the export's filesystem cannot share blocks between files (ext4,
 // as here), the peer writes the changes into its file in place rather
 // than into a copy of 64 MiB (export/put_undo.go): the file keeps its
-// inode, and no temporary file or undo record is left.
+// inode, and no temporary file or undo record is left once the change
+// has settled.
 func TestMountAppendMovesLittle(t *testing.T) {
 	c := newCluster(t)
 	a := c.mount("alice")
@@ -62,9 +63,12 @@ func TestMountAppendMovesLittle(t *testing.T) {
 	if !canReflink(t, b.export) && inodeOf(t, filepath.Join(b.export, "big.log")) != ino {
 		t.Error("the peer replaced its file by a copy with the edits: want them written in place")
 	}
-	if left, _ := filepath.Glob(filepath.Join(b.export, ".peerfs-tmp-*")); len(left) != 0 {
-		t.Errorf("left in the export: %v", left)
-	}
+	// The undo record goes just after PUT DONE (export/put_undo.go,
+	// settle).
+	waitFor(t, 10*time.Second, "no temporary file or undo record in the export", func() bool {
+		left, _ := filepath.Glob(filepath.Join(b.export, ".peerfs-tmp-*"))
+		return len(left) == 0
+	})
 	out, err := helper(t, "read", path, nil)
 	if err != nil || out != string(want) {
 		t.Fatalf("reading back through the mount: %d bytes, %v", len(out), err)

@@ -170,6 +170,11 @@ func TestFenceReviewStaleRecordAfterFailedRollback(t *testing.T) {
 		return // refused while the record is there: what a fix may do
 	}
 	cver := doneVer(t, rc)
+	// The server has ended the change (settle, put_undo.go), as one does
+	// before it is stopped: this start is not after a crash.
+	if r := c.roundTrip("FSYNC"); r != "FSYNC OK" {
+		t.Fatalf("FSYNC: %q", r)
+	}
 	// The next start of the peer.
 	_, addr = testServe(t, Options{Export: dir})
 	c2 := attrsClient(t, addr)

@@ -391,6 +391,7 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 		p, name string
 	}
 	var files, named []opened // named directories: synced after the files
+	var ids []verID           // the files and directories named
 	defer func() {
 		for _, o := range append(files, named...) {
 			unix.Close(o.fd)
@@ -423,6 +424,7 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 			all = true
 			continue
 		}
+		ids = append(ids, verID{uint64(st.Dev), st.Ino})
 		dir, _ := jail.Split(p)
 		dirs[dir] = true // the directory entry must be durable too
 		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
@@ -461,6 +463,11 @@ func (c *conn) fsync(m peerproto.Fsync) error {
 		if err := j.Syncfs(); err != nil {
 			return c.refuse(verb, err, ".")
 		}
+	}
+	// A change in place ends after its PUT DONE (endInPlace): waited
+	// for, and its failure answered here if this FSYNC covers its file.
+	if err := c.s.settled(ids, all); err != nil {
+		return c.refuse(verb, peerproto.Fail(verb, peerproto.CodeIO, "%v", err))
 	}
 	return c.send(peerproto.OK{Of: verb})
 }

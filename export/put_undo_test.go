@@ -137,6 +137,10 @@ func TestServerPutDeltaInPlace(t *testing.T) {
 		if said := strings.Contains(log, `"result":"`+copiedInPlace+`"`); said != tc.inPlace {
 			t.Errorf("%s: log line says %q: %v, want %v", tc.name, copiedInPlace, said, tc.inPlace)
 		}
+		// The record goes after PUT DONE (settle); FSYNC waits for it.
+		if r := c.roundTrip("FSYNC"); r != "FSYNC OK" {
+			t.Fatalf("%s: FSYNC: %q", tc.name, r)
+		}
 		if tf := tempFiles(t, dir); len(tf) != 0 {
 			t.Fatalf("%s: temporary files left: %v", tc.name, tf)
 		}
@@ -198,6 +202,9 @@ func TestServerPutDeltaInPlaceFromMemory(t *testing.T) {
 		}
 		if got, err := os.ReadFile(filepath.Join(dir, "big.bin")); err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("%s: the file is not the old version with the range written in (%v)", tc.name, err)
+		}
+		if r := c.roundTrip("FSYNC"); r != "FSYNC OK" {
+			t.Fatalf("%s: FSYNC: %q", tc.name, r)
 		}
 		if tf := tempFiles(t, dir); len(tf) != 0 {
 			t.Fatalf("%s: temporary files left: %v", tc.name, tf)

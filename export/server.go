@@ -180,6 +180,11 @@ type Server struct {
 	// directory, and nothing but the delta changes it. It is taken before
 	// putMu, never after; it guards no field.
 	patchMu sync.RWMutex
+	// settleMu guards settleErrs: the failures of changes in place
+	// ended after their PUT DONE (endInPlace), by file, kept for the
+	// next FSYNC of each (settled).
+	settleMu   sync.Mutex
+	settleErrs map[verID]error
 	// noCloneDevs holds (as keys, uint64) the devices whose filesystem
 	// refused a reflink as one that cannot share blocks (noteNoClone).
 	noCloneDevs sync.Map
@@ -206,8 +211,8 @@ type Server struct {
 
 // NewServer opens opts.Export and prepares to serve it. It removes the
 // temporary files of uploads that a crash cut short (unless the export
-// is read-only) and rolls back the changes in place it cut short
-// (put_undo.go).
+// is read-only) and ends the changes in place it cut short: kept if
+// they landed whole, else rolled back (put_undo.go).
 func NewServer(opts Options) (*Server, error) {
 	if opts.Export == "" {
 		return nil, errors.New("peer: server: no export directory given")
@@ -262,8 +267,8 @@ func NewServer(opts Options) (*Server, error) {
 	s.bufs.New = func() any { b := make([]byte, sendChunk); return &b }
 	s.watchable = watchableFS(j.FD())
 	// Even a read-only export has the changes in place that a crash cut
-	// short rolled back (their records lie in its root: no walk), before
-	// it serves anything.
+	// short ended (kept whole or rolled back; their records lie in its
+	// root: no walk), before it serves anything.
 	undo, err := j.UndoRecords()
 	if err != nil {
 		s.log.Warn().Err(err).Msg("looking for the undo records of interrupted changes in place")
@@ -279,7 +284,7 @@ func NewServer(opts Options) (*Server, error) {
 			}
 			// Nothing is changed through a read-only export; the
 			// next writable start tries again first.
-			s.log.Error().Err(err).Str("undo", name).Msg("rolling back a change in place cut short by a crash")
+			s.log.Error().Err(err).Str("undo", name).Msg("ending a change in place cut short by a crash")
 		}
 	}
 	if !opts.ReadOnly {
