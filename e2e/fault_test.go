@@ -684,3 +684,39 @@ cat <&3 >/dev/null`, "sh", filepath.Join(a.dir(bob), "big.bin"))
 	})
 	mustRun(t, "", "cmp", "-s", filepath.Join(a.dir(bob), "big.bin"), filepath.Join(bobExport, "big.bin"))
 }
+
+// TestFaultPeerKilledAfterChangeInPlace: bob is killed (SIGKILL) right
+// after each of alice's appends to a 16 MiB file in his folder. The
+// change went into bob's file in place (ext4 shares no blocks), and bob
+// ends it (removes its undo record) just after his PUT DONE
+// (export/put_undo.go): killed in between or after, his next start must
+// keep every change alice was told is stored, leave no undo record, and
+// alice reads the file back whole.
+func TestFaultPeerKilledAfterChangeInPlace(t *testing.T) {
+	c := newCluster(t)
+	a := c.mount("alice")
+	b := c.mount("bob")
+	a.sees(b)
+	want := randBytes(16 << 20)
+	writeFile(t, filepath.Join(b.export, "big.log"), want)
+	src := filepath.Join(t.TempDir(), "add")
+	path := filepath.Join(a.dir(b), "big.log")
+	for i := range 3 {
+		add := randBytes(4096)
+		writeFile(t, src, add)
+		mustRun(t, "", "dd", "if="+src, "of="+path, "bs=4096", "oflag=append", "conv=notrunc", "status=none")
+		b.p.kill()
+		want = append(want, add...)
+		ensureUnmounted(t, b.mnt)
+		b.start()
+		sameFile(t, filepath.Join(b.export, "big.log"), want)
+		if left, _ := filepath.Glob(filepath.Join(b.export, ".peerfs-tmp-*")); len(left) != 0 {
+			t.Errorf("append %d: left in bob's export after his restart: %v", i, left)
+		}
+	}
+	a.sees(b)
+	waitFor(t, 30*time.Second, "alice reading the file with every append", func() bool {
+		got, err := os.ReadFile(path)
+		return err == nil && bytes.Equal(got, want)
+	})
+}
