@@ -93,7 +93,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"io"
 	"io/fs"
@@ -265,8 +264,8 @@ func (s *Server) mayChangeInPlace(st *unix.Stat_t) bool {
 
 // readFenced is pread, apart from any change in place (which holds
 // patchMu to write from its first byte changed until its record is gone,
-// or to the end of its rollback): a reader sees the file before such a change or after it,
-// never half done. So no client ever holds content that a rollback,
+// or to the end of its rollback): a reader sees the file before such a
+// change or after it, never half done. So no client ever holds content that a rollback,
 // which gives the old version token back, would make look current. The
 // hold covers the disk read only, never network I/O.
 func (s *Server) readFenced(fd int, b []byte, off int64) (int, error) {
@@ -318,31 +317,31 @@ func (f filePayload) writeRange(dst int, from int64, r peerproto.Range) error {
 }
 
 func (f filePayload) sum(n int64) ([sha256.Size]byte, error) {
+	return sumRanges(int(f), []peerproto.Range{{Off: 0, Len: n}})
+}
+
+// sumRanges returns the SHA-256 of the bytes of file fd in ranges rs,
+// one after the other.
+func sumRanges(fd int, rs []peerproto.Range) ([sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	h := sha256.New()
-	if err := hashRange(h, int(f), 0, n); err != nil {
-		return sum, err
+	buf := make([]byte, min(totalLen(rs), 1<<20))
+	for _, r := range rs {
+		for at := r.Off; at < r.End(); {
+			b := buf[:min(int64(len(buf)), r.End()-at)]
+			k, err := pread(fd, b, at)
+			if err == nil && k < len(b) {
+				err = io.ErrUnexpectedEOF
+			}
+			if err != nil {
+				return sum, err
+			}
+			h.Write(b)
+			at += int64(k)
+		}
 	}
 	h.Sum(sum[:0])
 	return sum, nil
-}
-
-// hashRange writes the n bytes of file fd at off to h.
-func hashRange(h hash.Hash, fd int, off, n int64) error {
-	buf := make([]byte, min(n, 1<<20))
-	for at := off; at < off+n; {
-		b := buf[:min(int64(len(buf)), off+n-at)]
-		k, err := pread(fd, b, at)
-		if err == nil && k < len(b) {
-			err = io.ErrUnexpectedEOF
-		}
-		if err != nil {
-			return err
-		}
-		h.Write(b)
-		at += int64(k)
-	}
-	return nil
 }
 
 // memPayload is a payload received into memory (memPayloadMax).
@@ -1034,14 +1033,8 @@ func (rec *undoRecord) landed(fd int) bool {
 	if err := unix.Fstat(fd, &st); err != nil || st.Size != a.size || st.Mode&0o7777 != a.mode {
 		return false
 	}
-	h := sha256.New()
-	for _, r := range a.written {
-		if err := hashRange(h, fd, r.Off, r.Len); err != nil {
-			return false
-		}
-	}
-	var sum [sha256.Size]byte
-	return [sha256.Size]byte(h.Sum(sum[:0])) == a.sum
+	sum, err := sumRanges(fd, a.written)
+	return err == nil && sum == a.sum
 }
 
 // keepLanded ends, at start, the change in place of record undo (rec,
@@ -1072,11 +1065,8 @@ func (s *Server) keepLanded(fd, dfd int, undo string, rec *undoRecord) error {
 	if err := unix.Fsync(fd); err != nil {
 		return &fs.PathError{Op: "fsync", Path: rec.name, Err: err}
 	}
-	if err := unix.Unlinkat(dfd, undo, 0); err != nil {
-		return &fs.PathError{Op: "remove", Path: undo, Err: err}
-	}
-	if err := unix.Fsync(dfd); err != nil {
-		return &fs.PathError{Op: "fsync", Path: ".", Err: err}
+	if err := dropRecord(dfd, undo); err != nil {
+		return err
 	}
 	s.log.Warn().Str("path", rec.name).Int64("size", st.Size).
 		Msg("a change in place that a crash interrupted had been written whole: kept")

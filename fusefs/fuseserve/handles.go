@@ -2,6 +2,8 @@ package fuseserve
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"sync"
 
 	"bazil.org/fuse"
@@ -64,11 +66,8 @@ func (t *handleTable) remove(id fuse.HandleID) (*servedHandle, bool) {
 func (t *handleTable) takeAll() []*servedHandle {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	left := make([]*servedHandle, 0, len(t.byID))
-	for id, sh := range t.byID {
-		left = append(left, sh)
-		delete(t.byID, id)
-	}
+	left := slices.Collect(maps.Values(t.byID))
+	clear(t.byID)
 	return left
 }
 
