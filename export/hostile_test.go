@@ -356,7 +356,8 @@ func TestIdleFloodPlain(t *testing.T) {
 // TestSetuidFromClients: a client cannot plant a setuid or setgid program
 // or directory: SETATTR mode=, MKDIR <mode>, a PUT replacing a setuid
 // file and a SETATTR size= of one all end without the bits, as on a nosuid
-// export; sticky bits stay. With AllowSetuid they are kept.
+// export; sticky bits stay. With AllowSetuid they are kept, but for a
+// PUT's new content (TestPutDropsSetuid).
 func TestSetuidFromClients(t *testing.T) {
 	old := unix.Umask(0o022)
 	defer unix.Umask(old)
@@ -415,8 +416,8 @@ func TestSetuidFromClients(t *testing.T) {
 				"new":      map[bool]os.FileMode{false: 0o777 | os.ModeDir, true: 0o777 | os.ModeDir | os.ModeSetgid}[allow],
 				"newsuid":  kept(0o755 | os.ModeDir | os.ModeSetuid),
 				"tmp":      0o777 | os.ModeDir | os.ModeSticky,
-				"put":      kept(0o755 | os.ModeSetuid | os.ModeSetgid),
-				"inline":   kept(0o755 | os.ModeSetuid | os.ModeSetgid),
+				"put":      0o755,
+				"inline":   0o755,
 				"truncate": kept(0o755 | os.ModeSetuid | os.ModeSetgid),
 				// No new content, no mode asked: the owner's bits stay.
 				"touch": 0o755 | os.ModeSetuid | os.ModeSetgid,

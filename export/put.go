@@ -353,7 +353,7 @@ type putTarget struct {
 	dir    string      // target's directory, "" for the export
 	base   string      // target's last element
 	dfd    int         // dir, open; the caller closes it with Jail.CloseDir
-	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (Server.clientMode)
+	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (contentMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
 	// inPlace: the content goes into the existing file rather than
@@ -415,10 +415,10 @@ func (c *conn) findTarget(p, name string, sync bool) (*putTarget, error) {
 			err = peerproto.Fail(verb, peerproto.CodeInvalid, "%q exists and is not a regular file", name)
 		case err == nil:
 			// The new content keeps the old file's mode, but not its
-			// setuid or setgid bit (unless the export allows them): like
-			// a write by a process without CAP_FSETID, a client's new
-			// content must not run with the owner's rights.
-			t.st, t.exists, t.mode = st, true, c.s.clientMode(st.Mode)
+			// setuid or setgid bit: like a write by a process without
+			// CAP_FSETID, a client's new content must not run with the
+			// owner's rights (contentMode).
+			t.st, t.exists, t.mode = st, true, contentMode(st.Mode)
 			t.inPlace = c.posix && st.Nlink > 1
 		case errors.Is(err, fs.ErrNotExist):
 			err = nil

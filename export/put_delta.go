@@ -153,6 +153,9 @@ func (c *conn) patch(m peerproto.Put, p string, t *putTarget, tmp string) (unix.
 	}
 	defer unix.Close(dst)
 	defer c.s.files.invalidate(p)
+	if err := c.killPriv(p, t, dst); err != nil {
+		return unix.Stat_t{}, "", err
+	}
 	if err := unix.Ftruncate(dst, m.NewSize); err != nil {
 		return unix.Stat_t{}, "", &fs.PathError{Op: "truncate", Path: p, Err: err}
 	}

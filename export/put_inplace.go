@@ -45,6 +45,9 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	}
 	defer unix.Close(dst)
 	defer c.s.files.invalidate(p)
+	if err := c.killPriv(p, t, dst); err != nil {
+		return unix.Stat_t{}, "", err
+	}
 	if err := unix.Ftruncate(dst, 0); err != nil {
 		return unix.Stat_t{}, "", &fs.PathError{Op: "truncate", Path: p, Err: err}
 	}
@@ -76,11 +79,30 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget, flags int) (
 	if err != nil {
 		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
+	// The mode the file ends with is its mode now, less setuid and
+	// setgid: a chmod or chown made on the peer while the payload came
+	// is not undone.
+	t.st.Mode, t.mode = st.Mode, contentMode(st.Mode)
 	return dst, nil
 }
 
+// killPriv drops the setuid and setgid bits of t's file, open as dst,
+// before new content goes into it in place (as the kernel does before a
+// write by a process without CAP_FSETID): no byte of it is ever part of a
+// program that runs with the owner's rights. openInPlace saw its mode.
+func (c *conn) killPriv(p string, t *putTarget, dst int) error {
+	if t.st.Mode&privBits == 0 {
+		return nil
+	}
+	if err := unix.Fchmod(dst, t.mode); err != nil {
+		return &fs.PathError{Op: "chmod", Path: p, Err: err}
+	}
+	return nil
+}
+
 // finishInPlace completes PUT m written in place into dst, t's file: it
-// drops setuid and setgid, gives it its new version token and, if sync,
+// gives it the mode openInPlace chose (killPriv did, unless it changed
+// since), its new version token and, if sync,
 // makes both durable with the content; it returns its attributes and the
 // token.
 func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int, sync bool) (unix.Stat_t, string, error) {
@@ -89,7 +111,7 @@ func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int, s
 		return st, "", err
 	}
 	if st.Mode&0o7777 != t.mode {
-		// New content loses setuid and setgid (see findTarget).
+		// New content has no setuid or setgid (contentMode).
 		if err := unix.Fchmod(dst, t.mode); err != nil {
 			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}

@@ -444,6 +444,10 @@ func (c *conn) applyUndo(m peerproto.Put, p string, t *putTarget, src payloadSou
 		}
 		return unix.Stat_t{}, "", err
 	}
+	// After the record, which keeps the old mode for a roll back.
+	if err := c.killPriv(p, t, dst); err != nil {
+		return fail(err)
+	}
 	if m.NewSize != old.Size {
 		if err := unix.Ftruncate(dst, m.NewSize); err != nil {
 			return fail(&fs.PathError{Op: "truncate", Path: p, Err: err})
@@ -897,7 +901,7 @@ func (s *Server) rollBack(fd, dfd int, undo string, rec *undoRecord) error {
 		return err
 	}
 	if st.Mode&0o7777 != rec.mode {
-		// The change dropped setuid or setgid (finishInPlace).
+		// The change dropped setuid or setgid (killPriv).
 		if err := unix.Fchmod(fd, rec.mode); err != nil {
 			return &fs.PathError{Op: "chmod", Err: err}
 		}

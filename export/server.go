@@ -148,6 +148,17 @@ func (s *Server) clientMode(mode uint32) uint32 {
 	return mode & 0o7777 &^ privBits
 }
 
+// contentMode returns the permission bits (07777) of new content a PUT
+// stores over (or into) a file whose mode is mode: its mode without setuid
+// and setgid, with AllowSetuid too. The peer cannot tell whether the
+// client's writer may keep them (a process with CAP_FSETID keeps them on a
+// local disk), so new bytes never run with the owner's rights before the
+// client says they should: a client whose writer keeps them sets them
+// again with SETATTR mode= after the PUT (where AllowSetuid lets it).
+func contentMode(mode uint32) uint32 {
+	return mode & 0o7777 &^ privBits
+}
+
 // Server serves one exported directory to other peers, many clients at
 // once, one request at a time per connection. Create it with NewServer,
 // run it with Serve and stop it with Close.

@@ -277,6 +277,16 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
 	}
+	// The peer stores new content without setuid and setgid, as a write
+	// by a process without CAP_FSETID leaves it: a writer that kept them
+	// here (root; the mount clears them for others) sets them again
+	// after the PUT. Not along with a chown of new content to its owner,
+	// which clears them at the peer: a chown and a setuid mode sent by
+	// name would give them to whatever a user of the peer's directory
+	// put at the name in between.
+	if u.mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 && !u.setOwner {
+		u.setMode = true
+	}
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
 		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)

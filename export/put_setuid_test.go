@@ -1,0 +1,177 @@
+package export
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/peerfs/peerfs/peerproto"
+	"golang.org/x/sys/unix"
+)
+
+// modeOf returns the permission bits (07777) of file p.
+func modeOf(t *testing.T, p string) uint32 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Mode & 0o7777
+}
+
+// TestPutDropsSetuid: new content a PUT stores never keeps the setuid and
+// setgid bits of the file it changes, with AllowSetuid too (a client
+// whose writer keeps them sets them again with SETATTR mode=): replaced
+// by a rename, written in place over a file with other hard links (whole
+// and delta), and changed in place behind an undo record. In place, the
+// bits are gone before the first byte changes, and a chmod made on the
+// peer while the payload came is kept, not undone by the mode the PUT
+// saw when it began.
+func TestPutDropsSetuid(t *testing.T) {
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	for _, allow := range []bool{false, true} {
+		for _, path := range []string{"rename", "in place", "delta in place", "undo record"} {
+			name := strings.ReplaceAll(path, " ", "_") + map[bool]string{false: "", true: "/AllowSetuid"}[allow]
+			t.Run(name, func(t *testing.T) {
+				dir := t.TempDir()
+				file := filepath.Join(dir, "prog")
+				content := []byte("#!/bin/sh\nid\n")
+				if path == "undo record" {
+					content = randomBytes(3<<20, 5)
+				}
+				if err := os.WriteFile(file, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Chmod(file, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+					t.Fatal(err)
+				}
+				if path == "in place" || path == "delta in place" {
+					if err := os.Link(file, filepath.Join(dir, "link")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				// At the first range written in place, the mode then.
+				var during uint32
+				hook := onceAt("applied", func() error {
+					during = modeOf(t, file)
+					return nil
+				})
+				_, addr := testServe(t, Options{Export: dir, AllowSetuid: allow, noReflink: true, undoMinSize: undoTestMin, patchHook: hook})
+				var c *testClient
+				if path == "rename" || path == "undo record" {
+					c = attrsClient(t, addr)
+				} else {
+					c = testConnectPosix(t, addr)
+				}
+				ver := c.stat("prog").Ver
+				want := append([]byte(nil), content...)
+				copy(want[3:], "evil")
+				var line string
+				payload := want
+				switch path {
+				case "rename", "in place":
+					line = "PUT prog " + strconv.Itoa(len(want)) + " async"
+				default:
+					line, payload = deltaLine("prog", ver, want, []peerproto.Range{{Off: 3, Len: 4}}, "async")
+				}
+				c.send(line + "\n")
+				if r := c.line(); r != "PUT OK" {
+					t.Fatalf("%s: %q", line, r)
+				}
+				// While the payload of an unconditional PUT in place
+				// comes, the peer's owner narrows the mode (and sets
+				// setuid again): the change keeps the 0700, less the
+				// bits. (A conditional PUT would meet a conflict: the
+				// chmod is a new version of the file.)
+				if path == "in place" {
+					if err := os.Chmod(file, 0o700|os.ModeSetuid); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := c.write(payload); err != nil {
+					t.Fatal(err)
+				}
+				if r := c.line(); !strings.HasPrefix(r, "PUT DONE ") {
+					t.Fatalf("%s: %q", line, r)
+				}
+				if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("the file holds %d bytes (%v), not the new content", len(got), err)
+				}
+				wantMode := uint32(0o755)
+				if path == "in place" {
+					wantMode = 0o700
+				}
+				if got := modeOf(t, file); got != wantMode {
+					t.Errorf("after the PUT: %04o, want %04o", got, wantMode)
+				}
+				if path == "undo record" && during != wantMode {
+					t.Errorf("when the first range was written: %04o, want %04o (the bits go before the content changes)", during, wantMode)
+				}
+				if e := c.stat("prog"); e.Mode != wantMode {
+					t.Errorf("STAT shows %04o, want %04o", e.Mode, wantMode)
+				}
+				// Where the export allows them, the client sets them again.
+				if allow {
+					if r := c.roundTrip("SETATTR prog mode=04755"); !strings.HasPrefix(r, "SETATTR OK f 04755 ") {
+						t.Errorf("SETATTR mode=04755 after the PUT: %q", r)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestPutInPlaceRollbackKeepsSetuid: a change in place that fails after
+// its first range (the bits already dropped) puts back the old mode with
+// the old content, setuid and setgid included, and so does the next start
+// after a crash there.
+func TestPutInPlaceRollbackKeepsSetuid(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "failure", true: "crash"}[crash], func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "prog")
+			old := randomBytes(3<<20, 9)
+			if err := os.WriteFile(file, old, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(file, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+				t.Fatal(err)
+			}
+			hit := errors.New("disk on fire")
+			if crash {
+				hit = errPatchCrashed
+			}
+			var during uint32
+			hook := onceAt("applied", func() error {
+				during = modeOf(t, file)
+				return hit
+			})
+			opts := Options{Export: dir, AllowSetuid: true, noReflink: true, undoMinSize: undoTestMin}
+			o := opts
+			o.patchHook = hook
+			_, addr := testServe(t, o)
+			c := attrsClient(t, addr)
+			want, rs := twoRangeDelta(old)
+			if r := c.putDelta("prog", c.stat("prog").Ver, want, rs); !strings.HasPrefix(r, "PUT FAIL ") {
+				t.Fatalf("reply %q, want a failure", r)
+			}
+			if during != 0o755 {
+				t.Fatalf("at the first range: %04o, want 0755", during)
+			}
+			if crash {
+				testServe(t, opts) // the next start rolls back
+			}
+			if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, old) {
+				t.Fatalf("the file holds %d bytes (%v), not the old content", len(got), err)
+			}
+			if got := modeOf(t, file); got != 0o6755 {
+				t.Errorf("after the roll back: %04o, want 06755", got)
+			}
+		})
+	}
+}
