@@ -166,6 +166,9 @@ func (c *conn) patch(m peerproto.Put, p string, t *putTarget, tmp string) (unix.
 		}
 		from += r.Len
 	}
+	if err := c.s.patchHook("written"); err != nil {
+		return unix.Stat_t{}, "", err
+	}
 	return c.finishInPlace(m, p, t, dst, !m.Async)
 }
 

@@ -54,6 +54,9 @@ func (c *conn) overwrite(m peerproto.Put, p string, t *putTarget, tmp string) (u
 	if err := c.copyFile(dst, src, m.Size); err != nil {
 		return unix.Stat_t{}, "", fmt.Errorf("%w (%q is left with part of its new content)", err, m.Name)
 	}
+	if err := c.s.patchHook("written"); err != nil {
+		return unix.Stat_t{}, "", err
+	}
 	return c.finishInPlace(m, p, t, dst, !m.Async)
 }
 
@@ -90,11 +93,15 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget, flags int) (
 // before new content goes into it in place (as the kernel does before a
 // write by a process without CAP_FSETID): no byte of it is ever part of a
 // program that runs with the owner's rights. openInPlace saw its mode.
+//
+// A peer that may not chmod the file (not its owner, not root) leaves it
+// to the kernel, which clears them at the first write of a process
+// without CAP_FSETID, as before.
 func (c *conn) killPriv(p string, t *putTarget, dst int) error {
 	if t.st.Mode&privBits == 0 {
 		return nil
 	}
-	if err := unix.Fchmod(dst, t.mode); err != nil {
+	if err := unix.Fchmod(dst, t.mode); err != nil && !errors.Is(err, unix.EPERM) {
 		return &fs.PathError{Op: "chmod", Path: p, Err: err}
 	}
 	return nil

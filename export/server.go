@@ -127,7 +127,8 @@ type Options struct {
 	// least size of a file a delta PUT changes in place; negative: never.
 	undoMinSize int64
 	// patchHook, if set, is called at each stage of a change in place
-	// (put_undo.go); errPatchCrashed stops it there as a crash would,
+	// (put_undo.go; "written" once a PUT in place over a file with other
+	// hard links has written it); errPatchCrashed stops it there as a crash would,
 	// another error fails it there.
 	patchHook func(stage string) error
 	// installHook, if set, is called by a conditional PUT between its

@@ -277,21 +277,43 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
 	}
-	// The peer stores new content without setuid and setgid, as a write
-	// by a process without CAP_FSETID leaves it: a writer that kept them
-	// here (root; the mount clears them for others) sets them again
-	// after the PUT. Not along with a chown of new content to its owner,
-	// which clears them at the peer: a chown and a setuid mode sent by
-	// name would give them to whatever a user of the peer's directory
-	// put at the name in between.
-	if u.mode&(fs.ModeSetuid|fs.ModeSetgid) != 0 && !u.setOwner {
-		u.setMode = true
-	}
+	u.keepPriv(c)
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
 		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)
 	}
 	return nil
+}
+
+// privModes are the mode bits that make a program run with its owner's
+// or its group's rights.
+const privModes = fs.ModeSetuid | fs.ModeSetgid
+
+// keepPriv decides, once u's content is stored, whether the SETATTR after
+// it sets the setuid and setgid bits again. The peer stores new content
+// without them, as a write by a process without CAP_FSETID leaves it: a
+// writer that kept them here (root; the mount clears them for others)
+// sets them again. Not if they went here since u's snapshot (another
+// user's write, whose bytes the PUT may have carried: the copy is read as
+// it is sent); not on a conflict copy (a new file, which gets no mode of
+// the file it is a copy of). Nor along with a chown of new content to its
+// owner, which clears them at the peer: a chown and a setuid mode sent by
+// name would give them to whatever a user of the peer's directory put at
+// the name in between (a mode set here, by chmod or at creation, still
+// goes with it, as before).
+func (u *upload) keepPriv(c *peer.Conn) {
+	if u.mode&privModes == 0 {
+		return
+	}
+	u.f.mu.Lock()
+	now := u.f.mode
+	u.f.mu.Unlock()
+	switch {
+	case now&privModes == 0 || u.conflict != nil:
+		u.mode &^= privModes
+	case !u.setOwner || !c.Owners():
+		u.setMode = true
+	}
 }
 
 // smallPut is the largest upload put reads from the copy's shared

@@ -1,7 +1,10 @@
 package remote
 
 import (
+	"bytes"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/peerfs/peerfs/export"
@@ -64,5 +67,91 @@ func TestWriteKeepingSetuid(t *testing.T) {
 				t.Errorf("the mount shows %v (%v), want %v", fi.Mode(), err, tc.want)
 			}
 		})
+	}
+}
+
+// TestSetuidNotSetAgainOnOthersBytes: root's write to a setuid file is
+// being uploaded (held at PUT OK) when another user writes to it, which
+// clears the bits here first (fusefs: Chmod, then WriteAt). The PUT reads
+// the copy as it sends it, so it carries her bytes: the upload must not
+// set the bits again on them.
+func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("PUT OK")) {
+			once.Do(func() {
+				close(held)
+				<-release
+			})
+		}
+		return b, false
+	})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
+	ctx := testCtx(t)
+	dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o777|os.ModeSetuid)
+	root := s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, root, "#!/bin/sh\n"+strings.Repeat("#", 2<<20)+"\n", 0) // not inline: PUT OK comes
+	done := s.flushAsync(t, root)
+	<-held
+	if _, err := s.Chmod(ctx, "dan", "prog", 0o777); err != nil {
+		t.Fatal(err)
+	}
+	her := s.open(t, "dan", "prog", os.O_WRONLY, 0)
+	s.write(t, her, "EVIL", 0)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dan.path("prog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(dan.content(t, "prog"), "EVIL") && fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		t.Errorf("another user's bytes are %v on the peer", fi.Mode())
+	}
+	s.release(t, root)
+	s.release(t, her)
+}
+
+// TestConflictCopyOfSetuidFile: a conflict copy is a new file: it gets no
+// setuid bit of the file it copies, on a peer that allows them too.
+func TestConflictCopyOfSetuidFile(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: dan.addr}})
+	ctx := testCtx(t)
+	dan.writeFile(t, "prog", []byte("v1"), 0o755|os.ModeSetuid)
+	if _, err := s.Stat(ctx, "dan", "prog"); err != nil {
+		t.Fatal(err)
+	}
+	fh := s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, fh, "mine", 0)
+	dan.writeFile(t, "prog", []byte("theirs"), 0o755|os.ModeSetuid)
+	future(t, dan.path("prog"), 1)
+	_ = s.Flush(ctx, fh) // ESTALE: the writer hears its copy was diverted
+	s.release(t, fh)
+	des, err := os.ReadDir(dan.export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copies := 0
+	for _, d := range des {
+		if d.Name() == "prog" {
+			continue
+		}
+		copies++
+		fi, err := os.Stat(dan.path(d.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+			t.Errorf("conflict copy %s: %v", d.Name(), fi.Mode())
+		}
+	}
+	if copies != 1 {
+		t.Errorf("%d other files beside prog, want one conflict copy", copies)
 	}
 }
