@@ -123,13 +123,11 @@ func mountOptions(t *testing.T, mnt string) string {
 // with O_TRUNC clears a file's setuid bit (and its setgid bit where its
 // group may execute it), and a chown clears both, in a trusting peer's
 // folder as on a local disk, on the peer's disk too. The mount does it
-// (FUSE_HANDLE_KILLPRIV_V2), not the kernel. (Root's write, which keeps
-// them on a local disk, drops them on a peer that keeps owners: the
-// upload gives the file its owner back with a chown, which clears them
-// there. Putting a mode back after it by name races other writers of
-// the peer's directory, who could get setuid content of their own: the
-// PUT itself would have to carry the owner. fusefs's TestMountKillSuidgid
-// has root's write keep them.)
+// (FUSE_HANDLE_KILLPRIV_V2), not the kernel. Root's write keeps them,
+// and the file its owner, there too: the peer stores new content without
+// them but with the owner of the file it replaces (keep-owner), and the
+// mount sets them again after the upload, with no chown (which would
+// clear them).
 func TestAllowOtherClearsSetuid(t *testing.T) {
 	needRoot(t)
 	c := newCluster(t)
@@ -158,9 +156,12 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 		{"truncation by another user", true, "truncate -s 1 f", 0o4777, 0o777},
 		{"open with O_TRUNC by another user", true, ": > f", 0o4777, 0o777},
 		{"chown by root", false, "chown 0:0 f", 0o6755, 0o755},
+		{"write by root", false, "printf x >> f", 0o6755, 0o6755},
+		{"write by root to another user's program", false, "chown nobody f && chmod 4755 f && printf x >> f", 0o644, 0o4755},
 	} {
 		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
 			modes := map[string]uint32{}
+			uids := map[string]uint32{}
 			for _, d := range []string{local, dir} {
 				f := filepath.Join(d, "f")
 				if err := os.WriteFile(f, []byte("#!/bin/sh\n"), 0o644); err != nil {
@@ -183,13 +184,13 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 				if err := syscall.Stat(f, &st); err != nil {
 					t.Fatal(err)
 				}
-				modes[d] = st.Mode & 0o7777
+				modes[d], uids[d] = st.Mode&0o7777, st.Uid
 			}
 			if modes[local] != tc.want {
 				t.Fatalf("on a local disk: %04o, want %04o (the case is wrong)", modes[local], tc.want)
 			}
-			if modes[dir] != modes[local] {
-				t.Errorf("in carol's folder: %04o, a local disk's %04o", modes[dir], modes[local])
+			if modes[dir] != modes[local] || uids[dir] != uids[local] {
+				t.Errorf("in carol's folder: %04o uid %d, a local disk's %04o uid %d", modes[dir], uids[dir], modes[local], uids[local])
 			}
 			// On carol's disk once stored (fsync: a SYNC round).
 			syncDir(t, dir)
@@ -197,8 +198,8 @@ func TestAllowOtherClearsSetuid(t *testing.T) {
 			if err := syscall.Stat(filepath.Join(carol.export, "shared", "f"), &st); err != nil {
 				t.Fatal(err)
 			}
-			if st.Mode&0o7777 != tc.want {
-				t.Errorf("on carol's disk: %04o, want %04o", st.Mode&0o7777, tc.want)
+			if st.Mode&0o7777 != tc.want || st.Uid != uids[local] {
+				t.Errorf("on carol's disk: %04o uid %d, want %04o uid %d", st.Mode&0o7777, st.Uid, tc.want, uids[local])
 			}
 		})
 	}

@@ -231,6 +231,12 @@ func (c *conn) features(m peerproto.Features) error {
 	}
 	if c.s.opts.Owners {
 		ok.Words = append(ok.Words, peerproto.FeatureOwners, peerproto.FeatureMkdirOwner)
+		if c.s.keepsOwner() {
+			ok.Words = append(ok.Words, peerproto.FeatureKeepOwner)
+		}
+	}
+	if c.s.opts.AllowSetuid {
+		ok.Words = append(ok.Words, peerproto.FeatureSetid)
 	}
 	if c.s.opts.AllowDevices {
 		ok.Words = append(ok.Words, peerproto.FeatureDevices)

@@ -302,8 +302,9 @@ func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
 
 // settle makes the content received in the temporary file fd what PUT m
 // stores at p: it gives it its version token (returned with its
-// attributes), makes it durable unless m is async, gives it t's mode, and
-// closes fd, whatever the outcome.
+// attributes), the owner of the file it replaces where the peer keeps
+// owners and its mode (replacedOwner), makes it durable unless m is
+// async, and closes fd, whatever the outcome.
 func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Stat_t, string, error) {
 	closed := false
 	defer func() {
@@ -314,6 +315,21 @@ func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Sta
 	st, err := jail.Fstat(fd, p)
 	if err != nil {
 		return st, "", err
+	}
+	// The owner of the file it replaces, on a peer that keeps owners,
+	// and its setuid and setgid bits where the writer may keep them.
+	mode, chowned := c.replacedOwner(m, p, t, fd)
+	// The file was created with the mode it must end with (less those
+	// bits); the umask or the kernel (setgid) may have trimmed it.
+	if st.Mode&0o7777 != mode || chowned {
+		if st.Mode&0o7777 != mode {
+			if err := unix.Fchmod(fd, mode); err != nil {
+				return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
+			}
+		}
+		if st, err = jail.Fstat(fd, p); err != nil {
+			return st, "", err
+		}
 	}
 	// The new content's version token, recorded with the file before it
 	// becomes visible (and before the seed's fsync, which then covers it).
@@ -326,18 +342,59 @@ func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Sta
 			return st, "", &fs.PathError{Op: "fsync", Path: p, Err: err}
 		}
 	}
-	// The file was created with the mode it must end with; the umask or
-	// the kernel (setgid) may have trimmed it.
-	if st.Mode&0o7777 != t.mode {
-		if err := unix.Fchmod(fd, t.mode); err != nil {
-			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
-		}
-	}
 	closed = true
 	if err := unix.Close(fd); err != nil {
 		return st, "", &fs.PathError{Op: "close", Path: p, Err: err}
 	}
 	return st, ver, nil
+}
+
+// replacedOwner gives the new content of PUT m in temporary file fd (for
+// p, over t's file) the owner and group of the file it replaces, where
+// this peer keeps owners and may give files away (Server.keepsOwner): as
+// a write to a file on a local disk leaves its owner, and a client then
+// sends no chown after the PUT (peerproto.FeatureKeepOwner). It returns
+// the mode the content gets: t.mode (no setuid or setgid bit:
+// contentMode), with those of the file it replaces where m.Setid says the
+// writer may keep them, the export allows them, and the content has the
+// owner (or, for setgid, the group) they give the rights of.
+//
+// The file is read right before the content is made durable and
+// renamed, so that a chown or chmod made on the peer while it came is
+// kept; only the very file findTarget found counts (a regular file, the
+// same inode: not one put at the name since, nor a link). Otherwise, or
+// if the chown fails, the content stays this process's own, as on a peer
+// that does not keep owners.
+func (c *conn) replacedOwner(m peerproto.Put, p string, t *putTarget, fd int) (mode uint32, chowned bool) {
+	if !t.exists || t.st.Mode&unix.S_IFMT != unix.S_IFREG || !c.s.keepsOwner() && !m.Setid {
+		return t.mode, false
+	}
+	var cur unix.Stat_t
+	if err := unix.Fstatat(t.dfd, t.base, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
+		cur.Mode&unix.S_IFMT != unix.S_IFREG || cur.Ino != t.st.Ino || cur.Dev != t.st.Dev {
+		return t.mode, false
+	}
+	if c.s.keepsOwner() {
+		if err := unix.Fchown(fd, int(cur.Uid), int(cur.Gid)); err != nil {
+			c.log.Warn().Err(err).Str("path", p).Uint32("uid", cur.Uid).Uint32("gid", cur.Gid).
+				Msg("cannot give new content the owner of the file it replaces: it is this peer's own")
+		} else {
+			chowned = true
+		}
+	}
+	mode = t.mode
+	if m.Setid && c.s.opts.AllowSetuid && cur.Mode&privBits != 0 {
+		var own unix.Stat_t
+		if err := unix.Fstat(fd, &own); err == nil {
+			if own.Uid == cur.Uid {
+				mode |= cur.Mode & unix.S_ISUID
+			}
+			if own.Gid == cur.Gid {
+				mode |= cur.Mode & unix.S_ISGID
+			}
+		}
+	}
+	return mode, chowned
 }
 
 // removeTemp removes tmp, the temporary file of a failed upload to t.

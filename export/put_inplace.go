@@ -83,9 +83,13 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget, flags int) (
 		return -1, &fs.PathError{Op: "open", Path: p, Err: err}
 	}
 	// The mode the file ends with is its mode now, less setuid and
-	// setgid: a chmod or chown made on the peer while the payload came
-	// is not undone.
+	// setgid unless the writer may keep them (m.Setid, where the export
+	// allows them): a chmod or chown made on the peer while the payload
+	// came is not undone.
 	t.st.Mode, t.mode = st.Mode, contentMode(st.Mode)
+	if m.Setid && c.s.opts.AllowSetuid {
+		t.mode |= st.Mode & privBits
+	}
 	return dst, nil
 }
 
@@ -98,8 +102,8 @@ func (c *conn) openInPlace(m peerproto.Put, p string, t *putTarget, flags int) (
 // to the kernel, which clears them at the first write of a process
 // without CAP_FSETID, as before.
 func (c *conn) killPriv(p string, t *putTarget, dst int) error {
-	if t.st.Mode&privBits == 0 {
-		return nil
+	if t.st.Mode&privBits == t.mode&privBits {
+		return nil // none, or kept (peerproto.Put.Setid)
 	}
 	if err := unix.Fchmod(dst, t.mode); err != nil && !errors.Is(err, unix.EPERM) {
 		return &fs.PathError{Op: "chmod", Path: p, Err: err}

@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -174,6 +175,98 @@ func TestPutInPlaceRollbackKeepsSetuid(t *testing.T) {
 			}
 			if got := modeOf(t, file); got != 0o6755 {
 				t.Errorf("after the roll back: %04o, want 06755", got)
+			}
+		})
+	}
+}
+
+// TestPutSetidKeepsBits: a PUT that says "setid" (its writer may keep
+// them) stores its content with the setuid and setgid bits the file has,
+// where the export allows them: replaced by a rename (whole, streamed,
+// delta to a copy), written in place over a file with other hard links,
+// or behind an undo record; without AllowSetuid they go as without the
+// word. A bit is kept only where the content has the owner (setuid) or
+// group (setgid) it gives the rights of: on a peer that does not keep
+// owners, the content is this peer's own, and a program of another user
+// does not become this peer's setuid program.
+func TestPutSetidKeepsBits(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("files of other owners need root")
+	}
+	old := unix.Umask(0o022)
+	defer unix.Umask(old)
+	for _, tc := range []struct {
+		name     string
+		opts     Options
+		uid, gid int // the file's owner
+		path     string
+		want     uint32
+	}{
+		{"rename", Options{AllowSetuid: true}, 0, 0, "whole", 0o6755},
+		{"stream", Options{AllowSetuid: true}, 0, 0, "stream", 0o6755},
+		{"delta to a copy", Options{AllowSetuid: true}, 0, 0, "delta", 0o6755},
+		{"in place", Options{AllowSetuid: true}, 0, 0, "in place", 0o6755},
+		{"undo record", Options{AllowSetuid: true}, 0, 0, "undo", 0o6755},
+		{"not allowed", Options{}, 0, 0, "whole", 0o755},
+		{"not allowed, in place", Options{}, 0, 0, "in place", 0o755},
+		{"another user's, owners kept", Options{AllowSetuid: true, Owners: true}, 4242, 4343, "whole", 0o6755},
+		{"another user's, owners not kept", Options{AllowSetuid: true}, 4242, 0, "whole", 0o2755},
+	} {
+		t.Run(strings.ReplaceAll(tc.name, " ", "_"), func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, "prog")
+			content := []byte("#!/bin/sh\nid\n")
+			if tc.path == "undo" {
+				content = randomBytes(3<<20, 5)
+			}
+			if err := os.WriteFile(file, content, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chown(file, tc.uid, tc.gid); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(file, 0o755|os.ModeSetuid|os.ModeSetgid); err != nil {
+				t.Fatal(err)
+			}
+			if tc.path == "in place" {
+				if err := os.Link(file, filepath.Join(dir, "link")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tc.opts.Export, tc.opts.noReflink, tc.opts.undoMinSize = dir, true, undoTestMin
+			_, addr := testServe(t, tc.opts)
+			c := attrsClient(t, addr)
+			if tc.path == "in place" {
+				c = testConnectPosix(t, addr)
+			}
+			ver := c.stat("prog").Ver
+			want := append([]byte(nil), content...)
+			copy(want[3:], "new!")
+			var r string
+			switch tc.path {
+			case "whole", "in place":
+				c.send(fmt.Sprintf("PUT prog %d async inline setid\n%s", len(want), want))
+				r = c.line()
+			case "stream":
+				c.send("PUT prog 0 stream ver=" + ver + " setid\n")
+				c.expect("PUT OK")
+				c.send(fmt.Sprintf("DATA %d\n%sEND %d\n", len(want), want, len(want)))
+				r = c.line()
+			default:
+				r = c.putDeltaWith("prog", ver, want, []peerproto.Range{{Off: 3, Len: 4}}, "async", "setid")
+			}
+			if !strings.HasPrefix(r, "PUT DONE ") {
+				t.Fatalf("PUT: %q", r)
+			}
+			if got, err := os.ReadFile(file); err != nil || !bytes.Equal(got, want) {
+				t.Fatalf("the file holds %d bytes (%v), not the new content", len(got), err)
+			}
+			st := lstatT(t, file)
+			if st.Mode&0o7777 != tc.want {
+				t.Errorf("after the PUT: %04o, want %04o", st.Mode&0o7777, tc.want)
+			}
+			if tc.opts.Owners && (st.Uid != uint32(tc.uid) || st.Gid != uint32(tc.gid)) {
+				t.Errorf("after the PUT: owned by %d:%d, want %d:%d", st.Uid, st.Gid, tc.uid, tc.gid)
 			}
 		})
 	}

@@ -132,8 +132,8 @@ func TestServerPutRefusals(t *testing.T) {
 		{"PUT . 1", `PUT FAIL isdir the export root is a directory`},
 		{"PUT nodir/x 1", `PUT FAIL notfound no such directory "nodir"`},
 		{"PUT d/f.txt/x 1", `PUT FAIL notdir "d/f.txt" (or one of its parents) is not a directory`},
-		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream]`},
-		{"PUT x 1 later", `PUT FAIL invalid usage: PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream]`},
+		{"PUT x", `PUT FAIL invalid usage: PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream] [setid]`},
+		{"PUT x 1 later", `PUT FAIL invalid usage: PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream] [setid]`},
 		{"PUT x 99999999999999999999", `PUT FAIL invalid size "99999999999999999999" is not a non-negative integer`},
 	} {
 		if got := c.roundTrip(tc.req); got != tc.want {

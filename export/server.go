@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -116,6 +117,9 @@ type Options struct {
 	// noOpenat2 resolves paths through os.Root even where openat2 works
 	// (jail.Options.NoOpenat2), so that tests cover both.
 	noOpenat2 bool
+	// notRoot makes the server act as a process that may not give files
+	// away (keepsOwner), whatever its user, so that tests cover both.
+	notRoot bool
 	// noReflink makes a delta PUT copy the old content even where the
 	// filesystem could share its blocks (FICLONE), so that tests cover
 	// both.
@@ -149,6 +153,13 @@ func (s *Server) clientMode(mode uint32) uint32 {
 	return mode & 0o7777 &^ privBits
 }
 
+// keepsOwner reports whether new content a PUT stores over a file gets
+// that file's owner (keepOwner, peerproto.FeatureKeepOwner): on a peer
+// that keeps owners and may give files away (root).
+func (s *Server) keepsOwner() bool {
+	return s.opts.Owners && s.root
+}
+
 // contentMode returns the permission bits (07777) of new content a PUT
 // stores over (or into) a file whose mode is mode: its mode without setuid
 // and setgid, with AllowSetuid too. The peer cannot tell whether the
@@ -165,6 +176,7 @@ func contentMode(mode uint32) uint32 {
 // run it with Serve and stop it with Close.
 type Server struct {
 	opts  Options
+	root  bool // the process may give files away (chown): keepsOwner
 	jail  *jail.Jail
 	log   zerolog.Logger
 	gate  *secure.Gate // connections before membership, and the log of refusals
@@ -265,6 +277,7 @@ func NewServer(opts Options) (*Server, error) {
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 		vers:      newVersions(),
+		root:      os.Geteuid() == 0 && !opts.notRoot,
 	}
 	if s.id, err = exportID(j); err != nil {
 		j.Close()

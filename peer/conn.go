@@ -296,6 +296,16 @@ func (c *Conn) Posix() bool { return c.opts.Posix && c.has(peerproto.FeaturePosi
 // uid= and gid=), as its FEATURES answer on this connection said.
 func (c *Conn) Owners() bool { return c.has(peerproto.FeatureOwners) }
 
+// Setid reports whether the peer takes PUT's "setid" (peerproto.Put.Setid,
+// peerproto.FeatureSetid), as its FEATURES answer on this connection
+// said.
+func (c *Conn) Setid() bool { return c.has(peerproto.FeatureSetid) }
+
+// KeepsOwner reports whether the peer gives new content a PUT stores over
+// a file that file's owner itself (peerproto.FeatureKeepOwner), as its
+// FEATURES answer on this connection said.
+func (c *Conn) KeepsOwner() bool { return c.has(peerproto.FeatureKeepOwner) }
+
 // MkdirOwner reports whether the peer makes a directory with the owner
 // MKDIR names (uid= gid=), as its FEATURES answer on this connection
 // said.

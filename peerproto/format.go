@@ -196,6 +196,9 @@ func (m Put) AppendTo(b []byte) []byte {
 	if m.Stream {
 		b = append(b, " stream"...)
 	}
+	if m.Setid {
+		b = append(b, " setid"...)
+	}
 	return b
 }
 

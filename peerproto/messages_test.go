@@ -120,6 +120,9 @@ var canonical = []struct {
 	{peerRequest, peerproto.Put{Name: "x", Size: 0, Ver: "ab", Delta: true, NewSize: 10}, "PUT x 0 ver=ab delta=10", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Ver: "ab", Delta: true}, "PUT x 0 async ver=ab delta=0", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Base: peerproto.BaseNone, Stream: true}, "PUT x 0 async base=none stream", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 0, Async: true, Ver: "ab", Stream: true, Setid: true}, "PUT x 0 async ver=ab stream setid", "PUT"},
+	{peerRequest, peerproto.Put{Name: "x", Size: 5, Async: true, Inline: true, Ver: "ab", Delta: true, NewSize: 9,
+		Ranges: []peerproto.Range{{Off: 4, Len: 5}}, Setid: true}, "PUT x 5 async inline ver=ab delta=9 ranges=4:5 setid", "PUT"},
 	{peerRequest, peerproto.Put{Name: "x", Size: 4096, Ver: "ab", Stream: true}, "PUT x 4096 ver=ab stream", "PUT"},
 	{streamLine, peerproto.PutData{Len: 1}, "DATA 1", "DATA"},
 	{streamLine, peerproto.PutData{Len: peerproto.MaxChunk}, "DATA 16777216", "DATA"},
@@ -431,6 +434,7 @@ func TestMalformed(t *testing.T) {
 			"PUT x 1025 ver=ab delta=100000 ranges=" + manyRanges(peerproto.MaxRanges+1),
 			// streamed PUTs: framed, so neither inline nor a delta.
 			"PUT x 0 inline stream", "PUT x 0 ver=ab delta=0 stream", "PUT x 0 stream stream", "PUT x 0 stream=1",
+			"PUT x 0 setid setid", "PUT x 0 setid=1",
 		}},
 		{streamLine, []string{
 			"", "DATA", "DATA 0", "DATA -1", "DATA 16777217", "DATA x", "DATA 1 2", "END", "END -1", "END 1125899906842625",

@@ -69,10 +69,10 @@ func ParsePeerRequest(line []byte) (Message, error) {
 }
 
 // parsePut parses "PUT <name> <size> [async] [inline] [base=...|ver=...]
-// [delta=<size> [ranges=<off>:<len>,...]] [stream]".
+// [delta=<size> [ranges=<off>:<len>,...]] [stream] [setid]".
 func parsePut(line []byte, f []string) (Message, error) {
-	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream]"
-	if err := wantArgs(line, f, 2, 8, usage); err != nil {
+	const usage = "PUT <name> <size> [async] [inline] [base=<mtime>|base=none|ver=<token>] [delta=<size> [ranges=<off>:<len>,...]] [stream] [setid]"
+	if err := wantArgs(line, f, 2, 9, usage); err != nil {
 		return nil, err
 	}
 	p := Put{Base: BaseAny}
@@ -86,6 +86,8 @@ func parsePut(line []byte, f []string) (Message, error) {
 			p.Inline = true
 		case !isKV && strings.EqualFold(opt, "stream") && !p.Stream:
 			p.Stream = true
+		case !isKV && strings.EqualFold(opt, "setid") && !p.Setid:
+			p.Setid = true
 		case isKV && k == "ver" && p.Base == BaseAny && p.Ver == "":
 			if !ValidVersionToken(v) {
 				return nil, protoErr(line, "ver %q is not a version token (1-64 lower-case hex digits)", v)

@@ -44,6 +44,13 @@ import (
 //
 // "stream" (Stream, with FeatureStream) sends the content in DATA chunks
 // ended by END, its size unknown when it starts (stream.go).
+//
+// The new content keeps the mode of the file it replaces (0644 for a new
+// file) but never its setuid and setgid bits, as a write by a process
+// without CAP_FSETID leaves them, unless "setid" (Setid, with
+// FeatureSetid) says the writer may keep them and the peer allows them
+// (--allow-setuid): then they are those of the file when the content is
+// complete, set before it takes the name.
 type Put struct {
 	Name   string
 	Size   int64
@@ -61,6 +68,11 @@ type Put struct {
 	// estimate the peer checks free space for up front (0: none).
 	// Neither Inline nor Delta.
 	Stream bool
+
+	// Setid (FeatureSetid): the writer may keep the setuid and setgid
+	// bits of the file the content replaces (it has CAP_FSETID: root on
+	// the client); honoured where the peer allows them (--allow-setuid).
+	Setid bool
 }
 
 // Range is Len bytes of a file from offset Off.
@@ -342,6 +354,23 @@ const FeatureOwners = "owners"
 // a directory made with its creator's owner in one request, not a MKDIR
 // and a SETATTR that could leave it the peer's own.
 const FeatureMkdirOwner = "mkdir-owner"
+
+// FeatureSetid is the FeaturesOK word of a peer that keeps setuid and
+// setgid bits (--allow-setuid) and takes PUT's "setid" (Put.Setid): a
+// PUT's new content keeps those of the file it replaces only with it. (A
+// peer that does not say it stores a PUT's new content without them,
+// "setid" or not, unless it predates the word.)
+const FeatureSetid = "setid"
+
+// FeatureKeepOwner is the FeaturesOK word of a peer that keeps owners
+// (FeatureOwners) and gives new content that a PUT stores over a regular
+// file the owner and group of the file it replaces, before the content
+// takes the name: as a write to the file on a local disk leaves them. A
+// client then sends no SETATTR uid= gid= after the PUT to give the file
+// its owner back (which would leave the file the peer's own for a moment,
+// and for good if it never arrives, and clear setuid bits it sets again
+// after). The content has no setuid or setgid bit either way.
+const FeatureKeepOwner = "keep-owner"
 
 // FeatureDevices is the FeaturesOK word of a peer that creates device
 // nodes (MKNOD of TypeCharDevice and TypeBlockDevice). Without it they are

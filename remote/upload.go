@@ -261,6 +261,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.p.unsynced.mark(u.key.Path)
 	u.p.attrs.ownChange(u.key.Path)
 	u.p.attrs.dropCtime(u.key.Path) // new content: the peer's next change time is its own
+	u.keepPriv(c)
 	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: peerproto.UnixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 	if u.remote.Nlink > 1 {
 		// Stored in place (the peer keeps a file with other names):
@@ -268,17 +269,28 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 		u.stored.Has = u.remote.Has & (peerproto.AttrIno | peerproto.AttrNlink)
 		u.stored.Ino, u.stored.Nlink = u.remote.Ino, u.remote.Nlink
 	}
-	// The peer keeps an existing file's mode and creates a new one
-	// 0644: apply ours where it differs.
-	u.setMode = u.setMode || (u.mode != 0o644 && u.mode != peerproto.FileMode(u.remote.Mode))
+	// The peer keeps an existing file's mode (its setuid and setgid bits
+	// as keepPriv says) and creates a new one 0644: apply ours where it
+	// differs.
+	u.setMode = u.setMode || (u.mode != 0o644 && u.mode&^privModes != peerproto.FileMode(u.remote.Mode)&^privModes)
 	// A peer that keeps owners stores new content (a new inode, unless
-	// the file has other links) as its own user: the file keeps its
-	// owner, as a write to it on a local disk does.
-	if c.Owners() && !u.setOwner && u.remote.Has&(peerproto.AttrUid|peerproto.AttrGid) == peerproto.AttrUid|peerproto.AttrGid &&
-		u.remote.Nlink < 2 && u.base != peerproto.VersionNone {
+	// the file has other links) as its own user, unless it gives it the
+	// owner of the file it replaces itself (KeepsOwner): the file keeps
+	// its owner, as a write to it on a local disk does. (A conflict copy
+	// is a new file, the peer's own.)
+	owned := u.remote.Has&(peerproto.AttrUid|peerproto.AttrGid) == peerproto.AttrUid|peerproto.AttrGid &&
+		u.remote.Nlink < 2 && u.base != peerproto.VersionNone
+	switch {
+	case owned && c.Owners() && !u.setOwner && c.KeepsOwner() && u.conflict == nil:
+		// The owner the peer kept is the file's right before the
+		// rename: these remote attributes', unless another client
+		// chowned it since (its report, or the attribute timeout,
+		// brings that).
+		u.stored.Has |= peerproto.AttrUid | peerproto.AttrGid
+		u.stored.Uid, u.stored.Gid = u.remote.Uid, u.remote.Gid
+	case owned && c.Owners() && !u.setOwner:
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
 	}
-	u.keepPriv(c)
 	if u.base == peerproto.VersionNone {
 		// A new entry in its directory, whose times changed with it.
 		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)
@@ -290,18 +302,29 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 // or its group's rights.
 const privModes = fs.ModeSetuid | fs.ModeSetgid
 
-// keepPriv decides, once u's content is stored, whether the SETATTR after
-// it sets the setuid and setgid bits again. The peer stores new content
-// without them, as a write by a process without CAP_FSETID leaves it: a
-// writer that kept them here (root; the mount clears them for others)
-// sets them again. Not if they went here since u's snapshot (another
+// setidFor reports whether a PUT of f's copy over version base on c says
+// "setid" (peerproto.Put.Setid): the file has setuid or setgid bits here
+// now, which a writer that may keep them left (root: the mount clears
+// them at anybody else's write), and the peer has a file to keep them of.
+func setidFor(c *peer.Conn, f *fileState, base peerproto.Version) bool {
+	if !c.Setid() || base == peerproto.VersionNone {
+		return false
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mode&privModes != 0
+}
+
+// keepPriv settles, once u's content is stored on c, the setuid and
+// setgid bits of u.mode: the mode the mount shows and, where set, sends
+// after it. They went if they went here since u's snapshot (another
 // user's write, whose bytes the PUT may have carried: the copy is read as
-// it is sent); not on a conflict copy (a new file, which gets no mode of
-// the file it is a copy of). Nor along with a chown of new content to its
-// owner, which clears them at the peer: a chown and a setuid mode sent by
-// name would give them to whatever a user of the peer's directory put at
-// the name in between (a mode set here, by chmod or at creation, still
-// goes with it, as before).
+// it is sent, and the PUT may have said setid), or the content became a
+// conflict copy (a new file, which gets no mode of the file it is a copy
+// of): the SETATTR after it then gives the mode without them. A peer that
+// does not take setid (one without --allow-setuid) stored the content
+// without them, as the mount then shows, unless they were set here
+// (chmod), which the SETATTR asks for.
 func (u *upload) keepPriv(c *peer.Conn) {
 	if u.mode&privModes == 0 {
 		return
@@ -312,8 +335,9 @@ func (u *upload) keepPriv(c *peer.Conn) {
 	switch {
 	case now&privModes == 0 || u.conflict != nil:
 		u.mode &^= privModes
-	case !u.setOwner || !c.Owners():
 		u.setMode = true
+	case !c.Setid() && !u.setMode:
+		u.mode &^= privModes
 	}
 }
 
@@ -340,7 +364,7 @@ func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto
 		return peerproto.PutDone{}, err
 	}
 	size := u.ch.Size()
-	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax}
+	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax, Setid: setidFor(c, u.f, base)}
 	// A small file is read at offsets from the shared descriptor (it
 	// joins the request line in one buffer); a larger one gets a second
 	// descriptor at offset 0, which the kernel can sendfile. Opening one

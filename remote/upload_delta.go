@@ -58,7 +58,7 @@ func (s *Store) putDelta(ctx context.Context, c *peer.Conn, u *upload, base peer
 		payload += r.Len
 	}
 	m := peerproto.Put{Name: u.key.Path, Async: true, Inline: payload <= inlineMax, Ver: base.Token(),
-		Delta: true, NewSize: size, Ranges: rs}
+		Delta: true, NewSize: size, Ranges: rs, Setid: setidFor(c, u.f, base)}
 	// A read past the copy's end (truncated while it is sent) fails the
 	// source (peer.ErrSource), and send tries again.
 	pd, err := c.PutDelta(ctx, m, u.ch, nil)

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/peerfs/peerfs/export"
@@ -16,9 +18,9 @@ import (
 // mount did not clear them for: root's) sets them again after the PUT.
 // On a peer with --allow-setuid the file then ends as on a local disk,
 // whether replaced by a rename or written in place (other hard links); a
-// default peer refuses them. On a peer that also keeps owners, a file
-// replaced by a rename gets its owner back with a chown, which clears
-// them there, and they are not set again by name (putContent).
+// default peer refuses them. On a peer that also keeps owners, the new
+// content keeps the file's owner (keep-owner), with no chown after the
+// PUT: no SETATTR with uid= goes.
 func TestWriteKeepingSetuid(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("skipping: owners need root on the peer")
@@ -34,14 +36,31 @@ func TestWriteKeepingSetuid(t *testing.T) {
 		{"allow-setuid, other hard links", export.Options{AllowSetuid: true}, true, suid},
 		{"default", export.Options{}, false, 0o755},
 		{"owners, allow-setuid, other hard links", export.Options{Owners: true, AllowSetuid: true}, true, suid},
-		{"owners, allow-setuid", export.Options{Owners: true, AllowSetuid: true}, false, 0o755},
+		{"owners, allow-setuid", export.Options{Owners: true, AllowSetuid: true}, false, suid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Export = t.TempDir()
 			dan := startPeerWith(t, tc.opts)
+			var chowns atomic.Int32
+			proxy := tapProxy(t, dan.addr, func(b []byte) ([]byte, bool) {
+				if bytes.Contains(b, []byte("SETATTR prog")) && bytes.Contains(b, []byte("uid=")) {
+					chowns.Add(1)
+				}
+				return b, false
+			}, nil)
 			s := newStore(t, t.TempDir())
-			s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: dan.addr}})
-			dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), suid)
+			s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
+			dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o644)
+			uid, gid := 0, 0
+			if tc.opts.Owners {
+				uid, gid = 4242, 4343
+				if err := os.Chown(dan.path("prog"), uid, gid); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(dan.path("prog"), suid); err != nil {
+				t.Fatal(err)
+			}
 			if tc.linked {
 				if err := os.Link(dan.path("prog"), dan.path("link")); err != nil {
 					t.Fatal(err)
@@ -62,6 +81,12 @@ func TestWriteKeepingSetuid(t *testing.T) {
 			}
 			if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid); got != tc.want {
 				t.Errorf("on the peer after the upload: %v, want %v", got, tc.want)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); st.Uid != uint32(uid) || st.Gid != uint32(gid) {
+				t.Errorf("on the peer after the upload: owned by %d:%d, want %d:%d", st.Uid, st.Gid, uid, gid)
+			}
+			if n := chowns.Load(); n != 0 {
+				t.Errorf("%d SETATTRs with uid= after the upload", n)
 			}
 			if fi, err := s.Stat(testCtx(t), "dan", "prog"); err != nil || fi.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid) != tc.want {
 				t.Errorf("the mount shows %v (%v), want %v", fi.Mode(), err, tc.want)

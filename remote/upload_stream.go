@@ -264,7 +264,7 @@ func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDon
 	if now := st.s.owner(st.p); st.owner != now {
 		return pd, false, errForeign
 	}
-	m := peerproto.Put{Name: st.key.Path, Size: st.ch.Size(), Async: true}
+	m := peerproto.Put{Name: st.key.Path, Size: st.ch.Size(), Async: true, Setid: setidFor(c, st.f, st.base)}
 	m.SetCond(st.base)
 	ps, err := c.StartPut(ctx, m)
 	if err != nil {
