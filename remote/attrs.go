@@ -81,9 +81,6 @@ type attrCache struct {
 	ownAt map[string]time.Time
 	ownIn map[string]time.Time
 	ownQ  []ownMark
-	// ctimes has, for paths this mount changed lately, the change time
-	// it showed and the value it stands for (shownCtime).
-	ctimes map[string]ctimeAlias
 	// pending, if set, reports whether a change of path (or, with in,
 	// of an entry in directory path) written behind is queued or on
 	// its way (the Store's behind queue): its reports are this mount's
@@ -192,7 +189,6 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		void:     map[string]int{},
 		ownAt:    map[string]time.Time{},
 		ownIn:    map[string]time.Time{},
-		ctimes:   map[string]ctimeAlias{},
 		gens:     map[string]uint64{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
@@ -356,17 +352,15 @@ func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	}
 }
 
-// learned records what the i-th STAT behind a request (Store.withStats:
-// this mount's own change, waited for) found of path, if it ran: its
-// entry, or that path is gone; a STAT that failed otherwise says nothing,
-// and what was known is dropped.
+// learned records what the i-th STAT behind a request (Store.withStats)
+// found of path, if it ran: its entry, or that path is gone; a STAT that
+// failed otherwise says nothing, and what was known is dropped.
 func (a *attrCache) learned(path string, res []peer.StatResult, i int) {
 	switch {
 	case i >= len(res):
 		a.changed(path)
 	case res[i].Err == nil:
 		a.remember(path, res[i].Entry, true)
-		a.ownAnswer(path, res[i].Entry) // after this mount's own change
 	case errors.Is(res[i].Err, fs.ErrNotExist):
 		a.remember(path, peerproto.Entry{}, false)
 	default:

@@ -53,7 +53,6 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	a.supersedeLocked(dir) // a LIST in flight may predate the entry
 	a.ownInLocked(dir)
 	a.editLocked(dir, later)
-	a.predictLocked(dir)
 }
 
 // editLocked applies change to the attributes cached of path that say it
@@ -105,7 +104,6 @@ func (a *attrCache) gone(path string) {
 	a.supersedeLocked(parent(path))
 	a.dropTreeLocked(path)
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
-	delete(a.ctimes, path)
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
 		delete(dc.stale, base(path))
@@ -173,7 +171,6 @@ func (a *attrCache) changedHere(path string, change func(*peerproto.Entry)) {
 	a.supersedeLocked(parent(path))
 	a.ownAttrsLocked(path)
 	a.editLocked(path, change)
-	a.predictLocked(path)
 }
 
 // ownQuiet is how long after this mount sent a change of a path (or
@@ -285,114 +282,4 @@ func marked(marks map[string]time.Time, path string, now time.Time) bool {
 // only of an entry in it. Called with a.mu held.
 func (a *attrCache) ownSelfLocked(path string, now time.Time) bool {
 	return marked(a.ownAt, path, now) || a.pending != nil && a.pending(path, false)
-}
-
-// ctimeAlias is the change time a mount showed for a path (shown), and
-// the value of its attributes that stands for it (peer): the peer's, or
-// this mount's own prediction.
-type ctimeAlias struct {
-	peer, shown int64
-	// own: shown is this mount's prediction for its own change, and the
-	// window of that change (ownRecentLocked) has not been seen to end:
-	// a new value is the peer's echo of it.
-	own bool
-}
-
-// maxCtimes bounds attrCache.ctimes: past it, an arbitrary alias goes
-// (its path may then show the peer's value, a moment later than the one
-// shown before).
-const maxCtimes = 1 << 12
-
-// predict is predictLocked for a directory this mount just made
-// (mkdirBehind): its change time is this mount's clock's.
-func (a *attrCache) predict(path string) {
-	a.mu.Lock()
-	a.predictLocked(path)
-	a.mu.Unlock()
-}
-
-// predictLocked records that this mount just gave path a change time of
-// its own prediction (a change written behind, or made and not listed
-// since), in its cached STAT or listing entry: it is shown as it is, and
-// the peer's values in the change's window stand for it (shownCtime).
-// Called with a.mu held, after the edit.
-func (a *attrCache) predictLocked(path string) {
-	var e peerproto.Entry
-	if sc, ok := a.stats[path]; ok && sc.exists {
-		e = sc.e
-	} else if dc, ok := a.dirs[parent(path)]; ok && path != "" {
-		if e, ok = dc.entries[base(path)]; !ok {
-			return
-		}
-	} else {
-		return
-	}
-	if e.Has&peerproto.AttrCtime == 0 {
-		return
-	}
-	if _, ok := a.ctimes[path]; !ok && len(a.ctimes) >= maxCtimes {
-		for k := range a.ctimes {
-			delete(a.ctimes, k)
-			break
-		}
-	}
-	a.ctimes[path] = ctimeAlias{peer: e.Ctime, shown: e.Ctime, own: true}
-}
-
-// ownAnswer records the peer's answer e to a change of path this mount
-// made and waited for (a SETATTR, a LINK, a MKDIR...): its change time is
-// shown from now on, where an alias of an earlier change of path (one
-// written behind) would have kept the earlier one.
-func (a *attrCache) ownAnswer(path string, e peerproto.Entry) {
-	if e.Has&peerproto.AttrCtime == 0 {
-		a.dropCtime(path)
-		return
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, ok := a.ctimes[path]; ok {
-		a.ctimes[path] = ctimeAlias{peer: e.Ctime, shown: e.Ctime, own: true}
-	}
-}
-
-// dropCtime forgets path's alias (shownCtime) after a change of path this
-// mount made whose answer does not say its change time (an upload): the
-// peer's next value is shown as it is.
-func (a *attrCache) dropCtime(path string) {
-	a.mu.Lock()
-	delete(a.ctimes, path)
-	a.mu.Unlock()
-}
-
-// shownCtime returns the change time to show for path, whose attributes
-// say c. A change this mount writes behind shows a change time of its own
-// clock at once (predictLocked); when the peer carries it out, its
-// answers bring the peer's own, a moment later. Shown as it comes, a
-// directory's change time would move twice for one change, and move with
-// nothing changed when the attribute cache is refreshed (tar then says
-// "file changed as we read it" of a directory it archives right after
-// extracting into it). So within the change's window (ownRecentLocked), a
-// new value is shown as the prediction, and the alias stays while the
-// path's attributes keep that value. Another writer's change in that
-// window is shown with the change time this mount predicted; after it, a
-// new value is shown as it is.
-func (a *attrCache) shownCtime(path string, c int64) int64 {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.ctimes) == 0 {
-		return c // nothing of this mount's own: the common case
-	}
-	r, ok := a.ctimes[path]
-	switch {
-	case !ok:
-		return c
-	case r.peer == c:
-		return r.shown
-	case r.own && a.ownRecentLocked(path, a.now()):
-		r.peer = c
-		a.ctimes[path] = r
-		return r.shown
-	}
-	delete(a.ctimes, path)
-	return c
 }

@@ -78,7 +78,6 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 	}
 	p.attrs.remember(path, e, true)
 	p.attrs.emptyDir(path)
-	p.attrs.predict(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
 	start, err := s.ns.push(op, false)
 	if err != nil {
@@ -89,7 +88,7 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 	if start {
 		s.startSender(p.name)
 	}
-	return p.info(path, e), true
+	return p.info(base(path), e), true
 }
 
 // mkdirOf is the MKDIR that carries out op on p, whose connections say
@@ -192,7 +191,7 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 		s.startSender(p.name)
 	}
 	applySetattr(&e, op, now)
-	return p.info(sa.Name, e), true
+	return p.info(base(sa.Name), e), true
 }
 
 // applySetattr applies op, an OpSetattr, to e at now (ns): its mode and

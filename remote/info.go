@@ -49,20 +49,15 @@ func typeMode(t byte) fs.FileMode {
 	return 0
 }
 
-// info returns entry e, at path, as the mount sees it: its change time
-// the one shown before where e's is the peer's echo of a change this
-// mount made and showed (attrCache.shownCtime).
-func (p *peerConn) info(path string, e peerproto.Entry) *fileInfo {
+// info returns entry e, named name, as the mount sees it.
+func (p *peerConn) info(name string, e peerproto.Entry) *fileInfo {
 	fi := &fileInfo{
-		name:  base(path),
+		name:  name,
 		mode:  typeMode(e.Type) | peerproto.FileMode(e.Mode),
 		size:  e.Size,
 		mtime: time.Unix(0, e.Mtime),
 	}
 	if e.Has != 0 {
-		if e.Has&peerproto.AttrCtime != 0 {
-			e.Ctime = p.attrs.shownCtime(path, e.Ctime)
-		}
 		fi.st = statOf(e, p.link.owners())
 	}
 	return fi

@@ -72,10 +72,9 @@ func (s *Store) makeNew(ctx context.Context, verb, peerName, path string, m peer
 		return nil, err
 	}
 	p.attrs.remember(path, res[0].Entry, true)
-	p.attrs.ownAnswer(path, res[0].Entry)
 	p.unsynced.mark(path)
 	s.notify(peerName, parent(path))
-	return p.info(path, res[0].Entry), nil
+	return p.info(base(path), res[0].Entry), nil
 }
 
 // ownNew gives e, the entry just made at path, the owner a local disk
@@ -202,8 +201,6 @@ func (s *Store) Link(ctx context.Context, peerName, oldPath, newPath string) (fs
 	p.attrs.changedIno(e.Ino) // every other name: a link more, a new ctime
 	p.attrs.remember(newPath, e, true)
 	p.attrs.remember(oldPath, e, true)
-	p.attrs.ownAnswer(newPath, e)
-	p.attrs.ownAnswer(oldPath, e)
 	if f, ok := s.local(cache.Key{Peer: peerName, Path: oldPath}); ok {
 		f.mu.Lock()
 		f.remote.Has |= e.Has & (peerproto.AttrIno | peerproto.AttrNlink)
@@ -212,7 +209,7 @@ func (s *Store) Link(ctx context.Context, peerName, oldPath, newPath string) (fs
 	}
 	p.unsynced.mark(newPath)
 	s.notify(peerName, parent(newPath))
-	return p.info(newPath, e), nil
+	return p.info(base(newPath), e), nil
 }
 
 // Chown implements fusefs.Store: on a peer that keeps owners only

@@ -260,7 +260,6 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.f.mu.Unlock()
 	u.p.unsynced.mark(u.key.Path)
 	u.p.attrs.ownChange(u.key.Path)
-	u.p.attrs.dropCtime(u.key.Path) // new content: the peer's next change time is its own
 	u.keepPriv(c)
 	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: peerproto.UnixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 	if u.remote.Nlink > 1 {
@@ -451,7 +450,6 @@ func (s *Store) putAttrs(ctx context.Context, c *peer.Conn, u *upload) error {
 		return err
 	}
 	u.stored = e
-	u.p.attrs.ownAnswer(u.key.Path, e)
 	u.p.unsynced.mark(u.key.Path)
 	return nil
 }
