@@ -124,10 +124,10 @@ func mountOptions(t *testing.T, mnt string) string {
 // group may execute it), and a chown clears both, in a trusting peer's
 // folder as on a local disk, on the peer's disk too. The mount does it
 // (FUSE_HANDLE_KILLPRIV_V2), not the kernel. Root's write keeps them,
-// and the file its owner, there too: the peer stores new content without
-// them but with the owner of the file it replaces (keep-owner), and the
-// mount sets them again after the upload, with no chown (which would
-// clear them).
+// and the file its owner, there too: the mount's PUT says setid, and the
+// peer gives the new content the owner and bits of the file it replaces
+// (keep-owner) before it takes the name, with no chown after (which
+// would clear them).
 func TestAllowOtherClearsSetuid(t *testing.T) {
 	needRoot(t)
 	c := newCluster(t)

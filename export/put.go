@@ -318,7 +318,10 @@ func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Sta
 	}
 	// The owner of the file it replaces, on a peer that keeps owners,
 	// and its setuid and setgid bits where the writer may keep them.
-	mode, chowned := c.replacedOwner(m, p, t, fd)
+	mode, chowned, err := c.replacedOwner(m, p, t, fd)
+	if err != nil {
+		return st, "", err
+	}
 	// The file was created with the mode it must end with (less those
 	// bits); the umask or the kernel (setgid) may have trimmed it.
 	if st.Mode&0o7777 != mode || chowned {
@@ -362,25 +365,26 @@ func (c *conn) settle(m peerproto.Put, p string, t *putTarget, fd int) (unix.Sta
 // The file is read right before the content is made durable and
 // renamed, so that a chown or chmod made on the peer while it came is
 // kept; only the very file findTarget found counts (a regular file, the
-// same inode: not one put at the name since, nor a link). Otherwise, or
-// if the chown fails, the content stays this process's own, as on a peer
-// that does not keep owners.
-func (c *conn) replacedOwner(m peerproto.Put, p string, t *putTarget, fd int) (mode uint32, chowned bool) {
+// same inode: not one put at the name since, nor a link). Otherwise the
+// content stays this process's own, as on a peer that does not keep
+// owners. A chown that fails is the PUT's refusal (err).
+func (c *conn) replacedOwner(m peerproto.Put, p string, t *putTarget, fd int) (mode uint32, chowned bool, err error) {
 	if !t.exists || t.st.Mode&unix.S_IFMT != unix.S_IFREG || !c.s.keepsOwner() && !m.Setid {
-		return t.mode, false
+		return t.mode, false, nil
 	}
 	var cur unix.Stat_t
 	if err := unix.Fstatat(t.dfd, t.base, &cur, unix.AT_SYMLINK_NOFOLLOW); err != nil ||
 		cur.Mode&unix.S_IFMT != unix.S_IFREG || cur.Ino != t.st.Ino || cur.Dev != t.st.Dev {
-		return t.mode, false
+		return t.mode, false, nil
 	}
 	if c.s.keepsOwner() {
+		// A client of a peer that says keep-owner sends no chown after
+		// the PUT: content it cannot give the owner is refused, as that
+		// chown would be, and the client keeps its copy.
 		if err := unix.Fchown(fd, int(cur.Uid), int(cur.Gid)); err != nil {
-			c.log.Warn().Err(err).Str("path", p).Uint32("uid", cur.Uid).Uint32("gid", cur.Gid).
-				Msg("cannot give new content the owner of the file it replaces: it is this peer's own")
-		} else {
-			chowned = true
+			return 0, false, &fs.PathError{Op: "chown", Path: p, Err: err}
 		}
+		chowned = true
 	}
 	mode = t.mode
 	if m.Setid && c.s.opts.AllowSetuid && cur.Mode&privBits != 0 {
@@ -394,7 +398,7 @@ func (c *conn) replacedOwner(m peerproto.Put, p string, t *putTarget, fd int) (m
 			}
 		}
 	}
-	return mode, chowned
+	return mode, chowned, nil
 }
 
 // removeTemp removes tmp, the temporary file of a failed upload to t.

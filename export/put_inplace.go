@@ -122,8 +122,15 @@ func (c *conn) finishInPlace(m peerproto.Put, p string, t *putTarget, dst int, s
 		return st, "", err
 	}
 	if st.Mode&0o7777 != t.mode {
-		// New content has no setuid or setgid (contentMode).
-		if err := unix.Fchmod(dst, t.mode); err != nil {
+		// New content has no setuid or setgid (contentMode), unless its
+		// writer may keep them (setid). A peer that may not chmod the
+		// file (not its owner, not root) had the kernel clear them at
+		// its write, and cannot put them back: the safe way to differ.
+		err := unix.Fchmod(dst, t.mode)
+		if errors.Is(err, unix.EPERM) && (st.Mode^t.mode)&0o7777&^privBits == 0 && st.Mode&privBits&^t.mode == 0 {
+			err = nil
+		}
+		if err != nil {
 			return st, "", &fs.PathError{Op: "chmod", Path: p, Err: err}
 		}
 		if st, err = jail.Fstat(dst, p); err != nil {

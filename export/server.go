@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -153,9 +152,17 @@ func (s *Server) clientMode(mode uint32) uint32 {
 	return mode & 0o7777 &^ privBits
 }
 
+// mayChown reports whether this process may give files away: it has
+// CAP_CHOWN in effect (root, unless its capabilities were bounded).
+func mayChown() bool {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	return unix.Capget(&hdr, &data[0]) == nil && data[0].Effective&(1<<unix.CAP_CHOWN) != 0
+}
+
 // keepsOwner reports whether new content a PUT stores over a file gets
 // that file's owner (keepOwner, peerproto.FeatureKeepOwner): on a peer
-// that keeps owners and may give files away (root).
+// that keeps owners and may give files away (CAP_CHOWN).
 func (s *Server) keepsOwner() bool {
 	return s.opts.Owners && s.root
 }
@@ -164,9 +171,9 @@ func (s *Server) keepsOwner() bool {
 // stores over (or into) a file whose mode is mode: its mode without setuid
 // and setgid, with AllowSetuid too. The peer cannot tell whether the
 // client's writer may keep them (a process with CAP_FSETID keeps them on a
-// local disk), so new bytes never run with the owner's rights before the
-// client says they should: a client whose writer keeps them sets them
-// again with SETATTR mode= after the PUT (where AllowSetuid lets it).
+// local disk), so new bytes never run with the owner's rights unless the
+// PUT says its writer may keep them (peerproto.Put.Setid, where
+// AllowSetuid lets it: replacedOwner, openInPlace).
 func contentMode(mode uint32) uint32 {
 	return mode & 0o7777 &^ privBits
 }
@@ -176,7 +183,7 @@ func contentMode(mode uint32) uint32 {
 // run it with Serve and stop it with Close.
 type Server struct {
 	opts  Options
-	root  bool // the process may give files away (chown): keepsOwner
+	root  bool // the process may give files away (CAP_CHOWN): keepsOwner
 	jail  *jail.Jail
 	log   zerolog.Logger
 	gate  *secure.Gate // connections before membership, and the log of refusals
@@ -277,7 +284,7 @@ func NewServer(opts Options) (*Server, error) {
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 		vers:      newVersions(),
-		root:      os.Geteuid() == 0 && !opts.notRoot,
+		root:      mayChown() && !opts.notRoot,
 	}
 	if s.id, err = exportID(j); err != nil {
 		j.Close()

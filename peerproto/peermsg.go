@@ -368,8 +368,8 @@ const FeatureSetid = "setid"
 // takes the name: as a write to the file on a local disk leaves them. A
 // client then sends no SETATTR uid= gid= after the PUT to give the file
 // its owner back (which would leave the file the peer's own for a moment,
-// and for good if it never arrives, and clear setuid bits it sets again
-// after). The content has no setuid or setgid bit either way.
+// and for good if it never arrives, and clear its setuid bits). Its
+// setuid and setgid bits are as Put.Setid says.
 const FeatureKeepOwner = "keep-owner"
 
 // FeatureDevices is the FeaturesOK word of a peer that creates device

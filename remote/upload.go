@@ -260,7 +260,7 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	u.f.mu.Unlock()
 	u.p.unsynced.mark(u.key.Path)
 	u.p.attrs.ownChange(u.key.Path)
-	u.keepPriv(c)
+	u.keepPriv(ctx, c, pd)
 	u.stored = peerproto.Entry{Type: peerproto.TypeFile, Mode: peerproto.UnixBits(u.mode), Size: pd.Size, Mtime: pd.Mtime, Ver: pd.Ver}
 	if u.remote.Nlink > 1 {
 		// Stored in place (the peer keeps a file with other names):
@@ -324,7 +324,12 @@ func setidFor(c *peer.Conn, f *fileState, base peerproto.Version) bool {
 // does not take setid (one without --allow-setuid) stored the content
 // without them, as the mount then shows, unless they were set here
 // (chmod), which the SETATTR asks for.
-func (u *upload) keepPriv(c *peer.Conn) {
+//
+// A peer that takes setid keeps the bits only where the content has the
+// owner (setuid) or group (setgid) they give the rights of: what it kept
+// is asked (a STAT, for a setuid file written by root only), so that the
+// mount shows it.
+func (u *upload) keepPriv(ctx context.Context, c *peer.Conn, pd peerproto.PutDone) {
 	if u.mode&privModes == 0 {
 		return
 	}
@@ -335,8 +340,17 @@ func (u *upload) keepPriv(c *peer.Conn) {
 	case now&privModes == 0 || u.conflict != nil:
 		u.mode &^= privModes
 		u.setMode = true
-	case !c.Setid() && !u.setMode:
+	case u.setMode:
+		// Set here (chmod): the SETATTR after the PUT asks for them.
+	case !c.Setid() || u.base == peerproto.VersionNone:
 		u.mode &^= privModes
+	default:
+		e, err := c.Stat(ctx, u.key.Path)
+		if err != nil || e.Ver != pd.Ver {
+			u.mode &^= privModes // not known: the safe way to be wrong
+			return
+		}
+		u.mode = u.mode&^privModes | peerproto.FileMode(e.Mode)&privModes
 	}
 }
 

@@ -14,13 +14,15 @@ import (
 )
 
 // TestWriteKeepingSetuid: a peer stores new content without setuid and
-// setgid (export.contentMode); a writer that kept them here (a write the
-// mount did not clear them for: root's) sets them again after the PUT.
-// On a peer with --allow-setuid the file then ends as on a local disk,
-// whether replaced by a rename or written in place (other hard links); a
-// default peer refuses them. On a peer that also keeps owners, the new
-// content keeps the file's owner (keep-owner), with no chown after the
-// PUT: no SETATTR with uid= goes.
+// setgid (export.contentMode) unless the PUT says setid, as the mount
+// does for a writer that kept them here (a write the mount did not clear
+// them for: root's). On a peer with --allow-setuid the file then ends as
+// on a local disk, whether replaced by a rename or written in place
+// (other hard links), and the mount shows it; a default peer drops them,
+// and so does one where the content is not the owner's (a peer that does
+// not keep owners, another user's program), as the mount then shows. On
+// a peer that also keeps owners, the new content keeps the file's owner
+// (keep-owner), with no chown after the PUT: no SETATTR with uid= goes.
 func TestWriteKeepingSetuid(t *testing.T) {
 	if os.Getuid() != 0 {
 		t.Skip("skipping: owners need root on the peer")
@@ -37,6 +39,9 @@ func TestWriteKeepingSetuid(t *testing.T) {
 		{"default", export.Options{}, false, 0o755},
 		{"owners, allow-setuid, other hard links", export.Options{Owners: true, AllowSetuid: true}, true, suid},
 		{"owners, allow-setuid", export.Options{Owners: true, AllowSetuid: true}, false, suid},
+		// Another user's program on a peer that does not keep owners:
+		// the content is the peer's own, and keeps neither bit.
+		{"allow-setuid, another user's", export.Options{AllowSetuid: true}, false, 0o755},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tc.opts.Export = t.TempDir()
@@ -52,11 +57,14 @@ func TestWriteKeepingSetuid(t *testing.T) {
 			s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
 			dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o644)
 			uid, gid := 0, 0
-			if tc.opts.Owners {
+			if tc.opts.Owners || strings.Contains(tc.name, "another user's") {
 				uid, gid = 4242, 4343
 				if err := os.Chown(dan.path("prog"), uid, gid); err != nil {
 					t.Fatal(err)
 				}
+			}
+			if !tc.opts.Owners {
+				uid, gid = 0, 0 // what the peer's own content has
 			}
 			if err := os.Chmod(dan.path("prog"), suid); err != nil {
 				t.Fatal(err)
