@@ -341,17 +341,6 @@ func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) 
 		return nil, false
 	}
 	f.mu.Lock()
-	drops := f.mode&privModes&^mode != 0
-	f.mu.Unlock()
-	if drops {
-		// An upload in flight may say setid (its writer kept the bits)
-		// and carry what is written after this (another user's write,
-		// which clears them first): it ends before they go, so that
-		// what is written next goes in an upload without them.
-		f.up.Lock()
-		defer f.up.Unlock()
-	}
-	f.mu.Lock()
 	f.mode, f.setMode, f.ctime = mode&peerproto.ModeBits, true, time.Now()
 	f.mu.Unlock()
 	if ch := f.ch.Load(); ch != nil {
