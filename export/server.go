@@ -161,10 +161,10 @@ func mayChown() bool {
 }
 
 // keepsOwner reports whether new content a PUT stores over a file gets
-// that file's owner (keepOwner, peerproto.FeatureKeepOwner): on a peer
+// that file's owner (replacedOwner, peerproto.FeatureKeepOwner): on a peer
 // that keeps owners and may give files away (CAP_CHOWN).
 func (s *Server) keepsOwner() bool {
-	return s.opts.Owners && s.root
+	return s.opts.Owners && s.chown
 }
 
 // contentMode returns the permission bits (07777) of new content a PUT
@@ -183,7 +183,7 @@ func contentMode(mode uint32) uint32 {
 // run it with Serve and stop it with Close.
 type Server struct {
 	opts  Options
-	root  bool // the process may give files away (CAP_CHOWN): keepsOwner
+	chown bool // the process may give files away (CAP_CHOWN): keepsOwner
 	jail  *jail.Jail
 	log   zerolog.Logger
 	gate  *secure.Gate // connections before membership, and the log of refusals
@@ -284,7 +284,7 @@ func NewServer(opts Options) (*Server, error) {
 		conns:     make(map[net.Conn]struct{}),
 		done:      make(chan struct{}),
 		vers:      newVersions(),
-		root:      mayChown() && !opts.notRoot,
+		chown:     mayChown() && !opts.notRoot,
 	}
 	if s.id, err = exportID(j); err != nil {
 		j.Close()

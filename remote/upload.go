@@ -323,7 +323,7 @@ func setidFor(c *peer.Conn, f *fileState, base peerproto.Version) bool {
 // of): the SETATTR after it then gives the mode without them. A peer that
 // does not take setid (one without --allow-setuid) stored the content
 // without them, as the mount then shows, unless they were set here
-// (chmod), which the SETATTR asks for.
+// (chmod) or the file is new, where the SETATTR asks for them.
 //
 // A peer that takes setid keeps the bits only where the content has the
 // owner (setuid) or group (setgid) they give the rights of: what it kept
@@ -340,9 +340,10 @@ func (u *upload) keepPriv(ctx context.Context, c *peer.Conn, pd peerproto.PutDon
 	case now&privModes == 0 || u.conflict != nil:
 		u.mode &^= privModes
 		u.setMode = true
-	case u.setMode:
-		// Set here (chmod): the SETATTR after the PUT asks for them.
-	case !c.Setid() || u.base == peerproto.VersionNone:
+	case u.setMode || u.base == peerproto.VersionNone:
+		// Set here (chmod), or a new file's (created with them): the
+		// SETATTR after the PUT asks for them.
+	case !c.Setid():
 		u.mode &^= privModes
 	default:
 		e, err := c.Stat(ctx, u.key.Path)

@@ -188,3 +188,29 @@ func TestConflictCopyOfSetuidFile(t *testing.T) {
 		t.Errorf("%d other files beside prog, want one conflict copy", copies)
 	}
 }
+
+// TestNewSetuidFileKeepsBits: a new file created with setuid and setgid
+// bits (open(O_CREAT, 06755), as root may) gets them on a peer that
+// allows them: the SETATTR after its PUT gives them, as before setid.
+func TestNewSetuidFileKeepsBits(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: dan.addr}})
+	fh := s.open(t, "dan", "prog", os.O_CREATE|os.O_WRONLY, 0o755|os.ModeSetuid|os.ModeSetgid)
+	s.write(t, fh, "#!/bin/sh\nid\n", 0)
+	if err := s.Flush(testCtx(t), fh); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, fh)
+	const want = 0o755 | os.ModeSetuid | os.ModeSetgid
+	fi, err := os.Stat(dan.path("prog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode() & (os.ModePerm | os.ModeSetuid | os.ModeSetgid); got != want {
+		t.Errorf("a new setuid file on the peer: %v, want %v", got, want)
+	}
+	if fi, err := s.Stat(testCtx(t), "dan", "prog"); err != nil || fi.Mode()&(os.ModePerm|os.ModeSetuid|os.ModeSetgid) != want {
+		t.Errorf("the mount shows %v (%v), want %v", fi.Mode(), err, want)
+	}
+}
