@@ -138,9 +138,13 @@ func (c *conn) put(m peerproto.Put) error {
 		if err != nil {
 			return c.refuse(verb, err, m.Name)
 		}
+		// The payload's temporary file goes before the answer, which
+		// gives the directory's times (putDone): as they then stay.
+		c.removeTemp(t, tmp)
+		renamed = true
 		endTransfer()
 		c.result = copied
-		return c.send(c.putDone(&st, ver))
+		return c.send(c.putDone(t, &st, ver))
 	}
 	st, ver, err := c.settle(m, p, t, fd)
 	fd = -1
@@ -153,7 +157,7 @@ func (c *conn) put(m peerproto.Put) error {
 	}
 	endTransfer()
 	c.result = copied // how a delta's old content was copied, for the log
-	return c.send(c.putDone(&st, ver))
+	return c.send(c.putDone(t, &st, ver))
 }
 
 // memPayloadMax bounds the payload of a delta PUT applied in place that
@@ -190,7 +194,7 @@ func (c *conn) putInPlaceFromMemory(m peerproto.Put, p string, t *putTarget, end
 	}
 	endTransfer()
 	c.result = copiedInPlace
-	return c.send(c.putDone(&st, ver))
+	return c.send(c.putDone(t, &st, ver))
 }
 
 // install renames tmp, the stored file with attributes st, over t's name
@@ -256,10 +260,34 @@ func renameNew(dfd int, from, to string) error {
 
 // putDone is the final reply of a PUT that stored a file with attributes
 // st and version token ver.
-func (c *conn) putDone(st *unix.Stat_t, ver string) peerproto.PutDone {
+//
+// On a posix connection it also gives the file's attributes as they are
+// under its name now, read again: the rename into place and the version
+// token's record moved its ctime since st was read, and a client that
+// showed st's would see the ctime move later, with nothing changed.
+// (If the name holds another file, or other content, already, st's are
+// given.) So are its directory's times, which a new file or new content
+// renamed over the file moved.
+func (c *conn) putDone(t *putTarget, st *unix.Stat_t, ver string) peerproto.PutDone {
 	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
 	if c.attrs {
 		done.Ver = ver
+	}
+	if c.posix {
+		now := *st
+		var cur unix.Stat_t
+		if err := unix.Fstatat(t.dfd, t.base, &cur, unix.AT_SYMLINK_NOFOLLOW); err == nil &&
+			cur.Ino == st.Ino && cur.Dev == st.Dev && cur.Size == st.Size && cur.Mtim == st.Mtim {
+			now = cur
+		}
+		done.Attrs = posixEntry("", &now)
+		done.Attrs.Has &^= peerproto.AttrRdev
+		// And its directory's times, which a new file, or new content
+		// renamed over the file, moved.
+		var dir unix.Stat_t
+		if err := unix.Fstat(t.dfd, &dir); err == nil {
+			done.DirTimes, done.DirMtime, done.DirCtime = true, dir.Mtim.Nano(), dir.Ctim.Nano()
+		}
 	}
 	return done
 }

@@ -124,7 +124,7 @@ func (c *conn) putStream(m peerproto.Put) error {
 					}
 					endTransfer()
 					c.result = "stream"
-					return c.send(c.putDone(&st, ver))
+					return c.send(c.putDone(t, &st, ver))
 				}
 			}
 		}

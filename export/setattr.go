@@ -120,6 +120,7 @@ func (c *conn) changeFD(m peerproto.Setattr, p string, fd int, st unix.Stat_t) (
 		return peerproto.Entry{}, peerproto.Fail(verb, peerproto.CodeNotFound, "%q is not a regular file or directory", jail.Display(m.Name))
 	}
 	if regular {
+		recorded := true
 		switch {
 		case m.HasSize:
 			ver = c.s.vers.assign(fd, &st) // new content
@@ -128,6 +129,16 @@ func (c *conn) changeFD(m peerproto.Setattr, p string, fd int, st unix.Stat_t) (
 		default:
 			c.s.vers.moved(verStatOf(&st), verStat{}) // ctime only
 			ver = c.s.vers.of(verStatOf(&st), fdSource(fd, ""))
+			recorded = false
+		}
+		if recorded && c.posix {
+			// Recording the token (an extended attribute) moved the
+			// ctime: the reply gives the one the file keeps, or a
+			// client would see it move later with nothing changed.
+			var now unix.Stat_t
+			if err := unix.Fstat(fd, &now); err == nil && now.Ino == st.Ino && now.Size == st.Size && now.Mtim == st.Mtim {
+				e.Ctime = now.Ctim.Nano()
+			}
 		}
 		if c.attrs {
 			e.Ver = ver

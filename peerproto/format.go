@@ -370,7 +370,15 @@ func (PutOK) AppendTo(b []byte) []byte { return append(b, "PUT OK"...) }
 
 // AppendTo implements Message.
 func (m PutDone) AppendTo(b []byte) []byte {
-	return appendVer(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), m.Ver)
+	a := m.Attrs
+	a.Has &^= AttrLink | AttrRdev // a regular file's: never a target or device number
+	a.Ver = ""
+	b = appendAttrWords(appendInt(appendInt(append(b, "PUT DONE"...), m.Size), m.Mtime), a)
+	if m.DirTimes {
+		b = strconv.AppendInt(append(b, " dir-mtime="...), m.DirMtime, 10)
+		b = strconv.AppendInt(append(b, " dir-ctime="...), m.DirCtime, 10)
+	}
+	return appendVer(b, m.Ver)
 }
 
 // appendVer appends the attribute word of a version token, if any.

@@ -168,6 +168,13 @@ var canonical = []struct {
 	{replyTo("PUT"), peerproto.PutOK{}, "PUT OK", "PUT"},
 	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime}, "PUT DONE 5 1700000000123456789", "PUT"},
 	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff"}, "PUT DONE 5 1700000000123456789 ver=00ff", "PUT"},
+	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff", Attrs: peerproto.Entry{
+		Has: peerproto.AttrIno | peerproto.AttrNlink | peerproto.AttrUid | peerproto.AttrGid | peerproto.AttrAtime | peerproto.AttrCtime | peerproto.AttrBlocks,
+		Ino: 7, Nlink: 1, Uid: 1000, Gid: 100, Atime: mtime - 1, Ctime: mtime + 1, Blocks: 8}},
+		"PUT DONE 5 1700000000123456789 ino=7 nlink=1 uid=1000 gid=100 atime=1700000000123456788 ctime=1700000000123456790 blocks=8 ver=00ff", "PUT"},
+	{replyTo("PUT"), peerproto.PutDone{Size: 5, Mtime: mtime, Ver: "00ff", Attrs: peerproto.Entry{Has: peerproto.AttrCtime, Ctime: mtime + 1},
+		DirTimes: true, DirMtime: mtime + 2, DirCtime: mtime + 3},
+		"PUT DONE 5 1700000000123456789 ctime=1700000000123456790 dir-mtime=1700000000123456791 dir-ctime=1700000000123456792 ver=00ff", "PUT"},
 	{replyTo("GET"), peerproto.GetOK{Size: 5}, "GET OK 5", "GET"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{}}, "FEATURES OK", "FEATURES"},
 	{replyTo("FEATURES"), peerproto.FeaturesOK{Words: []string{"inline", "x-2"}}, "FEATURES OK inline x-2", "FEATURES"},
@@ -275,6 +282,8 @@ func TestLenientInput(t *testing.T) {
 		{replyTo("PUT"), "Put Done 5 -1", peerproto.PutDone{Size: 5, Mtime: -1}},
 		// Attribute words a newer peer may add are skipped.
 		{replyTo("PUT"), "PUT DONE 5 1 ver=ab new=x", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab"}},
+		// One of the two directory times: not taken.
+		{replyTo("PUT"), "PUT DONE 5 1 dir-mtime=2 ver=ab", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab", DirMtime: 2}},
 		{replyTo("STAT"), "STAT OK f 0644 5 1 later=1", peerproto.StatOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o644, Size: 5, Mtime: 1}}},
 		{entryParser, "f 0644 5 1 a owner=x ver=01", entry(peerproto.Entry{Name: "a", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1, Ver: "01"})},
 		{peerRequest, "features  attrs", peerproto.Features{Words: []string{"attrs"}}},

@@ -117,7 +117,28 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 		if err := parseAttrWords(line, args[2:], &e); err != nil {
 			return nil, err
 		}
-		return PutDone{Size: size, Mtime: mtime, Ver: e.Ver}, nil
+		ver := e.Ver
+		e.Ver = ""
+		e.Has &^= AttrLink | AttrRdev
+		e.Target, e.RdevMajor, e.RdevMinor = "", 0, 0
+		m := PutDone{Size: size, Mtime: mtime, Ver: ver, Attrs: e}
+		var dm, dc bool
+		for _, w := range args[2:] {
+			k, v, _ := strings.Cut(w, "=")
+			switch k {
+			case "dir-mtime":
+				m.DirMtime, err = parseInt64(line, k, v)
+				dm = true
+			case "dir-ctime":
+				m.DirCtime, err = parseInt64(line, k, v)
+				dc = true
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		m.DirTimes = dm && dc
+		return m, nil
 	}
 	return nil, nil
 }

@@ -418,11 +418,23 @@ type PutOK struct{}
 // and visible under the final name: "PUT DONE <size> <mtime>".
 //
 // With FeatureAttrs on, "PUT DONE <size> <mtime> ver=<token>": the
-// stored file's version token (Entry.Ver).
+// stored file's version token (Entry.Ver). With FeaturePosix on, the
+// attribute words of the stored file as it is under its name after the
+// PUT (ino=, nlink=, uid=, gid=, atime=, ctime=, blocks=) come before
+// it: Attrs, whose Has says which were given (a peer that predates them
+// gives none).
 type PutDone struct {
 	Size  int64
 	Mtime int64
 	Ver   string
+	// Attrs are the attribute words given (Has, and the fields it
+	// names); its other fields are unset.
+	Attrs Entry
+	// DirTimes (with FeaturePosix): the times of the file's directory
+	// after the PUT, "dir-mtime=<ns> dir-ctime=<ns>": a new file, or
+	// new content renamed over the file, changed them.
+	DirTimes           bool
+	DirMtime, DirCtime int64
 }
 
 // Version returns the version of the stored file (see Entry.Version).
