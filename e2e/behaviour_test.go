@@ -255,7 +255,7 @@ func (b behaviour) prepare(t *testing.T, tg target) func(testing.TB) {
 func allBehaviours(fx *fixtures) []behaviour {
 	var all []behaviour
 	for _, group := range [][]behaviour{
-		linkBehaviours(), specialBehaviours(), attrBehaviours(), limitBehaviours(), errnoBehaviours(), roundTrips(fx),
+		linkBehaviours(), specialBehaviours(), attrBehaviours(), steadyBehaviours(), limitBehaviours(), errnoBehaviours(), roundTrips(fx),
 	} {
 		all = append(all, group...)
 	}

@@ -150,6 +150,11 @@ type Stat struct {
 	Atime, Ctime time.Time // access time; change time, the peer's own
 	Blocks       int64     // 512-byte blocks allocated; negative if unknown
 	Major, Minor uint32    // a device's numbers
+	// Local says these are the attributes of a copy changed here and not
+	// stored on the peer yet, whose times are this machine's: they give
+	// way to the peer's once it is, so the kernel is not to keep them
+	// (an attribute timeout of 0).
+	Local bool
 }
 
 // StatOf returns info's Stat, or nil if its Store gave none.

@@ -94,6 +94,13 @@ type attrCache struct {
 	evSeq uint64 // numbers the events of this epoch (gens)
 	// gensFloor is evSeq when gens was last cleared (genLocked).
 	gensFloor uint64
+
+	// The times shown for this mount's own changes (attrs_times.go):
+	// guesses by path, numbered by guessSeq; guessBelow counts, per
+	// directory, the guesses strictly under it.
+	guesses    map[string]*timeGuess
+	guessBelow map[string]int
+	guessSeq   uint64
 }
 
 // missRun is a run of STATs for names in one directory.
@@ -190,6 +197,9 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		ownAt:    map[string]time.Time{},
 		ownIn:    map[string]time.Time{},
 		gens:     map[string]uint64{},
+		guesses:  map[string]*timeGuess{},
+		// guessBelow: see guesses.
+		guessBelow: map[string]int{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
 	}
@@ -219,6 +229,11 @@ func (a *attrCache) clearAll() {
 func (a *attrCache) cached(path string) (peerproto.Entry, bool, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	return a.cachedLocked(path)
+}
+
+// cachedLocked is cached. Called with a.mu held.
+func (a *attrCache) cachedLocked(path string) (peerproto.Entry, bool, bool) {
 	now := a.now()
 	if sc, ok := a.stats[path]; ok && (now.Sub(sc.at) < a.ttl ||
 		sc.epoch != 0 && sc.epoch == a.epoch && now.Sub(sc.at) < a.watchTTL && a.watchedLocked(path)) {
@@ -276,6 +291,7 @@ func (a *attrCache) changed(path string) {
 	a.ownAttrsLocked(path)
 	a.supersedeLocked(parent(path))
 	a.delStatLocked(path)
+	a.unguessLocked(path) // the next answer is the change's own
 	if path == "" {
 		return
 	}
@@ -337,6 +353,16 @@ func (a *attrCache) lastKnownLocked(path string) (peerproto.Entry, bool) {
 func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	// The exact answer to this mount's own change (the STATs behind a
+	// request, a SETATTR's or PUT's reply): its times are shown as they
+	// are from now on.
+	a.unguessLocked(path)
+	a.rememberLocked(path, e, exists)
+}
+
+// rememberLocked is remember, keeping path's guess (a STAT's answer,
+// which shown compares with it). Called with a.mu held.
+func (a *attrCache) rememberLocked(path string, e peerproto.Entry, exists bool) {
 	a.setStatLocked(path, statCache{at: a.now(), e: e, exists: exists})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if old, had := dc.entries[base(path)]; had != exists || exists && !sameEntry(old, e) {
@@ -381,6 +407,7 @@ func linkedIno(e peerproto.Entry) uint64 {
 func (a *attrCache) forget(path string) {
 	a.mu.Lock()
 	a.delStatLocked(path)
+	a.unguessLocked(path)
 	a.delDirLocked(path)
 	a.delDirLocked(parent(path))
 	a.supersedeLocked(path)
@@ -393,6 +420,7 @@ func (a *attrCache) forget(path string) {
 func (a *attrCache) forgetTree(path string) {
 	a.mu.Lock()
 	a.dropTreeLocked(path)
+	a.unguessTreeLocked(path)
 	a.delDirLocked(parent(path))
 	for dir, call := range a.lists {
 		if under(dir, path) {
@@ -601,6 +629,8 @@ func (a *attrCache) lastRoot() peerproto.Entry {
 // resetLocked forgets every attribute and listing. Called with a.mu held.
 func (a *attrCache) resetLocked() {
 	a.dirs, a.stats, a.below = map[string]*dirCache{}, map[string]statCache{}, map[string]int{}
+	clear(a.guesses)
+	clear(a.guessBelow)
 }
 
 // countLocked adds d to below of every directory above path. Called with

@@ -58,18 +58,28 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // editLocked applies change to the attributes cached of path that say it
 // exists: its own STAT's and its entry in its parent's listing, each
 // keeping its age. Called with a.mu held.
+//
+// The times it gives are this mount's guess (guessEditLocked): shown,
+// not the peer's when they come, until the peer's are known and tied to
+// it.
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
+	var edited *peerproto.Entry
 	if sc, ok := a.stats[path]; ok && sc.exists {
 		change(&sc.e)
 		a.putStatLocked(path, sc)
+		edited = &sc.e
 	}
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if e, ok := dc.entries[base(path)]; ok {
 			change(&e)
 			dc.entries[base(path)] = e
 			dc.own(base(path))
+			if edited == nil {
+				edited = &e
+			}
 		}
 	}
+	a.guessEditLocked(path, edited, change)
 }
 
 // changedAt records that path's change time moved to ctime (this mount's
@@ -103,6 +113,7 @@ func (a *attrCache) gone(path string) {
 	a.ownLocked(path)
 	a.supersedeLocked(parent(path))
 	a.dropTreeLocked(path)
+	a.unguessTreeLocked(path)
 	a.setStatLocked(path, statCache{at: a.now(), exists: false})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
@@ -121,6 +132,7 @@ func (a *attrCache) moved(from, to string) {
 	a.ownLocked(to)
 	a.supersedeLocked(parent(from))
 	a.supersedeLocked(parent(to))
+	a.moveGuessesLocked(from, to)
 	now := a.now()
 	var e peerproto.Entry
 	var at time.Time

@@ -34,6 +34,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -284,7 +286,16 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	if end == i && i < len(ops) {
 		end = i + 1 // a replayed operation checked by giveUp: alone
 	}
-	msgs := make([]peerproto.Message, 0, end-i)
+	// Behind the changes, in the same round trip, a STAT of each path
+	// whose times this mount guessed for them: the peer's are tied to
+	// the guess (attrs_times.go).
+	settle, seqs := settleFor(p, ops[i:end])
+	for end-i > 1 && end-i+len(settle) > peer.MaxBatch {
+		end--
+		settle, seqs = settleFor(p, ops[i:end])
+	}
+	settle = settle[:min(len(settle), peer.MaxBatch-(end-i))]
+	msgs := make([]peerproto.Message, 0, end-i+len(settle))
 	feats, _ := p.link.features() // as the connection just identified says
 	for _, op := range ops[i:end] {
 		switch op.Op {
@@ -299,6 +310,9 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		default:
 			msgs = append(msgs, peerproto.Delete{Name: op.Path})
 		}
+	}
+	for _, path := range settle {
+		msgs = append(msgs, peerproto.Stat{Name: path})
 	}
 	// A RENAME must not go twice: a connection that died after the peer
 	// carried it out looks like one that died before. So the batch is
@@ -330,10 +344,11 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		return err
 	})
 	own()
+	nops := min(len(got), end-i) // the answers to ops; the STATs' follow
 	if err != nil {
-		s.ns.unsure(ops[i+len(got) : end])
+		s.ns.unsure(ops[i+nops : end])
 	}
-	for j, e := range got {
+	for j, e := range got[:nops] {
 		op := ops[i+j]
 		e, aerr := s.behindOutcome(rctx, p, op, e)
 		if aerr != nil {
@@ -350,12 +365,41 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.namedAgain(peerName, op.Path) {
 			// What the peer stored (a coarse clock keeps whole seconds),
 			// unless another change to it here is still to show.
-			p.attrs.remember(op.Path, r.Entry, true)
+			exactM := op.Mtime != nil && *op.Mtime != cache.TimeNow
+			p.attrs.answered(op.Path, r.Entry, exactM)
 		}
 		outs = append(outs, e)
 	}
 	s.finishBatch(p, ops, outs, netErrOrNil(p, err))
+	for k, path := range settle {
+		if j := end - i + k; j < len(got) && got[j] == nil {
+			if r, ok := replies[j].(peerproto.StatOK); ok {
+				p.attrs.settled(path, seqs[path], r.Entry)
+			}
+		}
+	}
 	return netErrOrNil(p, err)
+}
+
+// settleFor returns the paths whose times this mount guessed for ops
+// (their directories; a rename's or mkdir's new entry) and has not tied
+// to the peer's yet, in order, with their guesses' numbers.
+func settleFor(p *peerConn, ops []*nsOp) ([]string, map[string]uint64) {
+	var paths []string
+	for _, op := range ops {
+		paths = append(paths, parent(op.Path))
+		switch op.Op {
+		case cache.OpRename:
+			paths = append(paths, parent(op.To), op.To)
+		case cache.OpMkdir:
+			paths = append(paths, op.Path)
+		}
+	}
+	seqs := p.attrs.untied(paths)
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	return slices.Sorted(maps.Keys(seqs)), seqs
 }
 
 // renamedAlready reports whether the peer shows rename op done: its old

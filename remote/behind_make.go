@@ -77,6 +77,7 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 		e.Uid, e.Gid = uid, gid
 	}
 	p.attrs.remember(path, e, true)
+	p.attrs.predicted(path)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
 	start, err := s.ns.push(op, false)
@@ -88,7 +89,7 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 	if start {
 		s.startSender(p.name)
 	}
-	return p.info(base(path), e), true
+	return p.info(path, e), true
 }
 
 // mkdirOf is the MKDIR that carries out op on p, whose connections say
@@ -191,7 +192,7 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 		s.startSender(p.name)
 	}
 	applySetattr(&e, op, now)
-	return p.info(base(sa.Name), e), true
+	return p.info(sa.Name, e), true
 }
 
 // applySetattr applies op, an OpSetattr, to e at now (ns): its mode and

@@ -99,8 +99,12 @@ func (f *fileState) info(name string, owners bool) fs.FileInfo {
 		mt = *f.setMtime
 	}
 	var st *fusefs.Stat
-	if r.Has != 0 || f.setOwner {
+	// Changed here since it was last stored (or never stored): the times
+	// are this machine's until the upload, then the peer's (stored).
+	local := f.base == peerproto.VersionNone || !f.ctime.IsZero() && (r.Has&peerproto.AttrCtime == 0 || f.ctime.After(time.Unix(0, r.Ctime)))
+	if r.Has != 0 || f.setOwner || local {
 		st = statOf(r, owners)
+		st.Local = local
 		st.Blocks = -1 // the local copy's size says
 		if st.Nlink == 0 {
 			st.Nlink = 1

@@ -61,7 +61,7 @@ func (s *Store) writable(ctx context.Context, f *fileState) (*cache.Handle, erro
 	if err != nil {
 		return nil, netErr(p, err)
 	}
-	p.attrs.remember(key.Path, e, true)
+	p.attrs.rememberStat(key.Path, e, 0, 0) // a plain answer: shown as such
 	base := e.Version()
 	f.mu.Lock()
 	f.remote, f.base = e, base

@@ -113,7 +113,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	}
 	if !write && exists {
 		fh := s.newHandle(&handle{p: p, key: key, flags: flags, size: e.Size, ver: e.Version(), entry: e})
-		return fh, p.info(base(path), e), nil
+		return fh, p.info(path, e), nil
 	}
 
 	// Writing (or creating): work on a local copy, fetched lazily.
@@ -283,7 +283,7 @@ func (s *Store) StatHandle(ctx context.Context, fh uint64) (fs.FileInfo, error) 
 		e.Size = h.clean.Size()
 	}
 	h.mu.Unlock()
-	return p.info(base(h.key.Path), e), nil
+	return p.info(h.key.Path, e), nil
 }
 
 // TruncateHandle implements fusefs.Store: ftruncate of a file open for

@@ -49,10 +49,13 @@ func typeMode(t byte) fs.FileMode {
 	return 0
 }
 
-// info returns entry e, named name, as the mount sees it.
-func (p *peerConn) info(name string, e peerproto.Entry) *fileInfo {
+// info returns entry e, the peer's attributes of path, as the mount
+// shows them: with the times of its own changes as it showed them
+// (attrCache.shown).
+func (p *peerConn) info(path string, e peerproto.Entry) *fileInfo {
+	e = p.attrs.shown(path, e)
 	fi := &fileInfo{
-		name:  name,
+		name:  base(path),
 		mode:  typeMode(e.Type) | peerproto.FileMode(e.Mode),
 		size:  e.Size,
 		mtime: time.Unix(0, e.Mtime),

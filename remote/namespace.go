@@ -135,7 +135,7 @@ func (s *Store) Stat(ctx context.Context, peerName, path string) (fs.FileInfo, e
 	if err != nil {
 		return nil, err
 	}
-	return p.info(base(path), e), nil
+	return p.info(path, e), nil
 }
 
 // List implements fusefs.Store: one LIST round trip, with local files not
@@ -151,7 +151,7 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 	}
 	out := make([]fs.FileInfo, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, p.info(e.Name, e))
+		out = append(out, p.info(child(dir, e.Name), e))
 	}
 	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
 	for _, f := range s.statesIn(peerName, dir) {
@@ -241,7 +241,7 @@ func (s *Store) Mkdir(ctx context.Context, peerName, path string, mode fs.FileMo
 	// filling it) are answered without a STAT each.
 	p.attrs.emptyDir(path)
 	s.notify(peerName, parent(path))
-	return p.info(base(path), res[0].Entry), nil
+	return p.info(path, res[0].Entry), nil
 }
 
 // withStats runs m on c with a STAT of each of paths behind it, in one

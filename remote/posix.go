@@ -74,7 +74,7 @@ func (s *Store) makeNew(ctx context.Context, verb, peerName, path string, m peer
 	p.attrs.remember(path, res[0].Entry, true)
 	p.unsynced.mark(path)
 	s.notify(peerName, parent(path))
-	return p.info(base(path), res[0].Entry), nil
+	return p.info(path, res[0].Entry), nil
 }
 
 // ownNew gives e, the entry just made at path, the owner a local disk
@@ -209,7 +209,7 @@ func (s *Store) Link(ctx context.Context, peerName, oldPath, newPath string) (fs
 	}
 	p.unsynced.mark(newPath)
 	s.notify(peerName, parent(newPath))
-	return p.info(base(newPath), e), nil
+	return p.info(newPath, e), nil
 }
 
 // Chown implements fusefs.Store: on a peer that keeps owners only

@@ -38,7 +38,7 @@ func (s *Store) setattr(ctx context.Context, peerName string, sa peerproto.Setat
 	p.attrs.changedIno(max(linked, linkedIno(e))) // its other names show the change too
 	p.attrs.remember(sa.Name, e, true)
 	p.unsynced.mark(sa.Name)
-	return p.info(base(sa.Name), e), nil
+	return p.info(sa.Name, e), nil
 }
 
 // Truncate implements fusefs.Store.

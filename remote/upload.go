@@ -268,6 +268,13 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 		u.stored.Has = u.remote.Has & (peerproto.AttrIno | peerproto.AttrNlink)
 		u.stored.Ino, u.stored.Nlink = u.remote.Ino, u.remote.Nlink
 	}
+	if a := pd.Attrs; a.Has != 0 {
+		// What the peer says of the file now (a posix connection): its
+		// ctime, which a later STAT would otherwise bring as a change.
+		u.stored.Has |= a.Has
+		u.stored.Ino, u.stored.Nlink, u.stored.Uid, u.stored.Gid = a.Ino, a.Nlink, a.Uid, a.Gid
+		u.stored.Atime, u.stored.Ctime, u.stored.Blocks = a.Atime, a.Ctime, a.Blocks
+	}
 	// The peer keeps an existing file's mode (its setuid and setgid bits
 	// as keepPriv says) and creates a new one 0644: apply ours where it
 	// differs.
@@ -290,9 +297,18 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	case owned && c.Owners() && !u.setOwner:
 		u.setOwner, u.uid, u.gid = true, u.remote.Uid, u.remote.Gid
 	}
-	if u.base == peerproto.VersionNone {
+	dir := parent(u.key.Path)
+	switch {
+	case u.base == peerproto.VersionNone:
 		// A new entry in its directory, whose times changed with it.
-		u.p.attrs.entryChanged(parent(u.key.Path), pd.Mtime, false, false)
+		u.p.attrs.entryChanged(dir, pd.Mtime, false, false)
+		u.p.attrs.tie(dir, pd.DirMtime, pd.DirCtime, pd.DirTimes)
+	case pd.DirTimes:
+		// New content for the file: renamed over it on the peer, or
+		// written in place through a temporary file beside it, which
+		// moved its directory's times there; not on a local disk.
+		u.p.attrs.kept(dir)
+		u.p.attrs.tie(dir, pd.DirMtime, pd.DirCtime, true)
 	}
 	return nil
 }
@@ -518,10 +534,12 @@ func (s *Store) failed(u *upload, err error) error {
 // reported to every writer of f.
 func (s *Store) stored(u *upload) error {
 	f, e := u.f, u.stored
+	clean := false
 	if u.put {
 		f.sent = nil
 		s.countBytes(u.p, 0, u.sentBytes)
-		clean, err := u.ch.MarkClean(u.meta.Gen, e.Size, s.cacheVersion(u.p, e.Version()))
+		var err error
+		clean, err = u.ch.MarkClean(u.meta.Gen, e.Size, s.cacheVersion(u.p, e.Version()))
 		if err != nil {
 			s.log.Warn().Err(err).Str("path", u.key.Path).Msg("cannot mark cache entry clean")
 		}
@@ -537,6 +555,11 @@ func (s *Store) stored(u *upload) error {
 	f.mu.Lock()
 	f.remote = e
 	f.base = e.Version()
+	if clean && f.setMtime == u.setMtime && f.mode == u.mode && f.uid == u.uid && f.gid == u.gid && e.Has&peerproto.AttrCtime != 0 {
+		// Nothing changed here since the snapshot: the times shown from
+		// now on are the peer's, as once the copy is let go of.
+		f.mtime, f.ctime = time.Unix(0, e.Mtime), time.Unix(0, e.Ctime)
+	}
 	f.failures, f.retryAt = 0, time.Time{}
 	f.streamTried, f.streamHole, f.streamAt, f.seqEnd = false, false, 0, 0
 	if f.mode == u.mode {

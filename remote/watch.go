@@ -704,12 +704,12 @@ func (a *attrCache) statBegin(path string) (gen, epoch uint64) {
 // statBegin preceded: a watched directory's own attributes, with no
 // event about it since the STAT went out, are trusted past ttl.
 func (a *attrCache) rememberStat(path string, e peerproto.Entry, gen, epoch uint64) {
-	a.remember(path, e, true)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.rememberLocked(path, e, true) // shown compares it with a guess
 	if epoch == 0 || !e.IsDir() {
 		return
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
 	if sc, ok := a.stats[path]; ok && epoch == a.epoch && gen == a.genLocked(path) && a.watchedLocked(path) {
 		sc.epoch = epoch
 		a.putStatLocked(path, sc)
