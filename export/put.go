@@ -267,7 +267,7 @@ func renameNew(dfd int, from, to string) error {
 // showed st's would see the ctime move later, with nothing changed.
 // (If the name holds another file, or other content, already, st's are
 // given.) So are its directory's times, which a new file or new content
-// renamed over the file moved.
+// renamed over the file moved, after the PUT and before it.
 func (c *conn) putDone(t *putTarget, st *unix.Stat_t, ver string) peerproto.PutDone {
 	done := peerproto.PutDone{Size: st.Size, Mtime: st.Mtim.Nano()}
 	if c.attrs {
@@ -288,6 +288,9 @@ func (c *conn) putDone(t *putTarget, st *unix.Stat_t, ver string) peerproto.PutD
 		if err := unix.Fstat(t.dfd, &dir); err == nil {
 			done.DirTimes, done.DirMtime, done.DirCtime = true, dir.Mtim.Nano(), dir.Ctim.Nano()
 		}
+		if t.hasDir0 {
+			done.PreDirTimes, done.PreDirMtime, done.PreDirCtime = true, t.dir0.Mtim.Nano(), t.dir0.Ctim.Nano()
+		}
 	}
 	return done
 }
@@ -305,6 +308,10 @@ func (c *conn) locate(m peerproto.Put) (p string, t *putTarget, err error) {
 	}
 	if t, err = c.findTarget(p, m.Name, !m.Async); err != nil {
 		return "", nil, err
+	}
+	if c.posix {
+		// The directory's times before the PUT changes them (putDone).
+		t.hasDir0 = unix.Fstat(t.dfd, &t.dir0) == nil
 	}
 	// checkBase refuses with a *peerproto.FailError only: its refusal
 	// does not name the file. A version is checked under putMu, on the
@@ -445,6 +452,10 @@ type putTarget struct {
 	mode   uint32      // the stored file's permission bits: 0644, or the replaced file's (contentMode)
 	st     unix.Stat_t // the existing file's attributes, if exists
 	exists bool
+	// dir0 are the directory's attributes when the PUT found it, if
+	// hasDir0 (a posix connection: putDone).
+	dir0    unix.Stat_t
+	hasDir0 bool
 	// inPlace: the content goes into the existing file rather than
 	// replacing it, so that it stays the inode its other hard links
 	// share (a posix connection, and a file with more than one link).

@@ -26,6 +26,7 @@ func TestPutDoneTimes(t *testing.T) {
 	if err := os.Link(filepath.Join(dir, "d/linked"), filepath.Join(dir, "d/other-name")); err != nil {
 		t.Fatal(err)
 	}
+	before := lstatT(t, filepath.Join(dir, "d"))
 	for _, tc := range []struct{ what, name, req string }{
 		{"a new file", "d/new", "PUT d/new 5\n"},
 		{"new content renamed over a file", "d/new", "PUT d/new 5\n"},
@@ -58,6 +59,11 @@ func TestPutDoneTimes(t *testing.T) {
 			t.Errorf("%s: PUT DONE says the directory's times are %v %d %d; it has %d %d",
 				tc.what, done.DirTimes, done.DirMtime, done.DirCtime, dst.Mtim.Nano(), dst.Ctim.Nano())
 		}
+		if !done.PreDirTimes || done.PreDirMtime != before.Mtim.Nano() || done.PreDirCtime != before.Ctim.Nano() {
+			t.Errorf("%s: PUT DONE says the directory's times before it were %v %d %d; they were %d %d",
+				tc.what, done.PreDirTimes, done.PreDirMtime, done.PreDirCtime, before.Mtim.Nano(), before.Ctim.Nano())
+		}
+		before = dst
 	}
 
 	plain := testConnect(t, addr)

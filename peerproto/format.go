@@ -378,6 +378,10 @@ func (m PutDone) AppendTo(b []byte) []byte {
 		b = strconv.AppendInt(append(b, " dir-mtime="...), m.DirMtime, 10)
 		b = strconv.AppendInt(append(b, " dir-ctime="...), m.DirCtime, 10)
 	}
+	if m.PreDirTimes {
+		b = strconv.AppendInt(append(b, " pre-dir-mtime="...), m.PreDirMtime, 10)
+		b = strconv.AppendInt(append(b, " pre-dir-ctime="...), m.PreDirCtime, 10)
+	}
 	return appendVer(b, m.Ver)
 }
 

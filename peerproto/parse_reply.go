@@ -122,7 +122,7 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 		e.Has &^= AttrLink | AttrRdev
 		e.Target, e.RdevMajor, e.RdevMinor = "", 0, 0
 		m := PutDone{Size: size, Mtime: mtime, Ver: ver, Attrs: e}
-		var dm, dc bool
+		var dm, dc, pm, pc bool
 		for _, w := range args[2:] {
 			k, v, _ := strings.Cut(w, "=")
 			switch k {
@@ -132,12 +132,18 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 			case "dir-ctime":
 				m.DirCtime, err = parseInt64(line, k, v)
 				dc = true
+			case "pre-dir-mtime":
+				m.PreDirMtime, err = parseInt64(line, k, v)
+				pm = true
+			case "pre-dir-ctime":
+				m.PreDirCtime, err = parseInt64(line, k, v)
+				pc = true
 			}
 			if err != nil {
 				return nil, err
 			}
 		}
-		m.DirTimes = dm && dc
+		m.DirTimes, m.PreDirTimes = dm && dc, pm && pc
 		return m, nil
 	}
 	return nil, nil

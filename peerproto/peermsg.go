@@ -435,6 +435,10 @@ type PutDone struct {
 	// new content renamed over the file, changed them.
 	DirTimes           bool
 	DirMtime, DirCtime int64
+	// PreDirTimes (with FeaturePosix): the directory's times right
+	// before the PUT changed it, "pre-dir-mtime=<ns> pre-dir-ctime=<ns>".
+	PreDirTimes              bool
+	PreDirMtime, PreDirCtime int64
 }
 
 // Version returns the version of the stored file (see Entry.Version).
