@@ -160,5 +160,24 @@ func steadyBehaviours() []behaviour {
 				t.Errorf("times moved with nothing changed, %d of %d:\n%s", len(moved), len(first), strings.Join(moved, "\n"))
 			}
 		}},
+		// A directory's chmod, then a removal in it, both written
+		// behind: the chmod's answer predates the removal (a review found
+		// it taken for the removal's, and the times moving once that was
+		// carried out).
+		{name: "times/steady-chmod-then-rm", trusted: true, check: func(t testing.TB, dir string) {
+			d := join(dir, "sub")
+			okDo(t, os.Mkdir(d, 0o755), "mkdir sub")
+			putFile(t, join(d, "x"), "x")
+			syncDir(t, d) // all carried out
+			steadyTimes(t, d)
+			steadyTimes(t, join(d, "x"))
+			chmod(t, d, 0o700)
+			okDo(t, os.Remove(join(d, "x")), "rm sub/x")
+			first := steadyTimes(t, d)
+			time.Sleep(steadyWait)
+			if now := steadyTimes(t, d); now != first {
+				t.Errorf("sub's times moved with nothing changed after chmod sub; rm sub/x: %s, then %s", first, now)
+			}
+		}},
 	}
 }

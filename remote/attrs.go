@@ -220,6 +220,8 @@ func (a *attrCache) clearAll() {
 	a.mu.Lock()
 	a.resetLocked()
 	a.root = nil
+	clear(a.guesses) // another export's paths
+	clear(a.guessBelow)
 	a.supersedeAllLocked()
 	a.mu.Unlock()
 }
@@ -629,8 +631,8 @@ func (a *attrCache) lastRoot() peerproto.Entry {
 // resetLocked forgets every attribute and listing. Called with a.mu held.
 func (a *attrCache) resetLocked() {
 	a.dirs, a.stats, a.below = map[string]*dirCache{}, map[string]statCache{}, map[string]int{}
-	clear(a.guesses)
-	clear(a.guessBelow)
+	// The guesses stay (attrs_times.go): each holds only while the
+	// peer's answers give the times tied to it.
 }
 
 // countLocked adds d to below of every directory above path. Called with

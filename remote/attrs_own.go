@@ -63,23 +63,25 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // not the peer's when they come, until the peer's are known and tied to
 // it.
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
-	var edited *peerproto.Entry
+	var edited, before *peerproto.Entry
 	if sc, ok := a.stats[path]; ok && sc.exists {
+		was := sc.e
 		change(&sc.e)
 		a.putStatLocked(path, sc)
-		edited = &sc.e
+		edited, before = &sc.e, &was
 	}
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if e, ok := dc.entries[base(path)]; ok {
+			was := e
 			change(&e)
 			dc.entries[base(path)] = e
 			dc.own(base(path))
 			if edited == nil {
-				edited = &e
+				edited, before = &e, &was
 			}
 		}
 	}
-	a.guessEditLocked(path, edited, change)
+	a.guessEditLocked(path, edited, before, change)
 }
 
 // changedAt records that path's change time moved to ctime (this mount's

@@ -202,34 +202,6 @@ func TestOwnTimesMoveWithDirectory(t *testing.T) {
 	steady(t, s, "the rename of a to z", "", "z", "z/b", "z/b/c")
 }
 
-// TestOwnTimesHardLinks: a file with other names is not given times of
-// its own by name: after a rename of one name, both show the peer's
-// ctime, the same.
-func TestOwnTimesHardLinks(t *testing.T) {
-	bob := startPeer(t, t.TempDir())
-	bob.writeFile(t, "f", []byte("x"), 0o644)
-	if err := os.Link(bob.path("f"), bob.path("g")); err != nil {
-		t.Fatal(err)
-	}
-	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = timesTTL })
-	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: bob.addr}})
-	ctx := testCtx(t)
-	statRoot(t, s, "bob")
-	s.names(t, "bob", "")
-	if err := s.Rename(ctx, "bob", "f", "h"); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(3 * timesTTL)
-	_, ch := timesOf(t, s, "h")
-	_, cg := timesOf(t, s, "g")
-	if ch != cg {
-		t.Errorf("two names of one file: ctime %d (h, renamed) and %d (g)", ch, cg)
-	}
-}
-
 // TestOwnTimesLapse: a guess whose peer's times never came (its change
 // is held back) is let go of after guessLapse: then the peer's answer
 // shows.
@@ -280,6 +252,13 @@ func TestAttrCacheShown(t *testing.T) {
 	a.entryChanged("d", 30, false, false)
 	a.tie("d", 0, 0, false)
 	check("a guess whose answer had no times", e(31, 31), 31, 31)
+	// A file with other names gets no guess: its other names (other
+	// paths) would show other times.
+	a.remember("l", peerproto.Entry{Type: peerproto.TypeFile, Mtime: 5, Ctime: 5, Nlink: 2, Has: peerproto.AttrCtime | peerproto.AttrNlink}, true)
+	a.changedAt("l", 50)
+	if got := a.shown("l", peerproto.Entry{Type: peerproto.TypeFile, Mtime: 5, Ctime: 51, Nlink: 2, Has: peerproto.AttrCtime | peerproto.AttrNlink}); got.Ctime != 51 {
+		t.Errorf("a guess for a file with two names: shown ctime %d, want the peer's 51", got.Ctime)
+	}
 	// Without a ctime (a peer that says none), nothing is guessed.
 	a.remember("n", peerproto.Entry{Type: peerproto.TypeDir, Mtime: 5}, true)
 	a.entryChanged("n", 40, false, false)

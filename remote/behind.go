@@ -34,8 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -289,12 +287,9 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// Behind the changes, in the same round trip, a STAT of each path
 	// whose times this mount guessed for them: the peer's are tied to
 	// the guess (attrs_times.go).
-	settle, seqs := settleFor(p, ops[i:end])
-	for end-i > 1 && end-i+len(settle) > peer.MaxBatch {
-		end--
-		settle, seqs = settleFor(p, ops[i:end])
-	}
-	settle = settle[:min(len(settle), peer.MaxBatch-(end-i))]
+	var settle []string
+	var seqs map[string]uint64
+	end, settle, seqs = settleFor(p, ops, i, end)
 	msgs := make([]peerproto.Message, 0, end-i+len(settle))
 	feats, _ := p.link.features() // as the connection just identified says
 	for _, op := range ops[i:end] {
@@ -344,6 +339,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		return err
 	})
 	own()
+	var answers []setattrAnswer
 	nops := min(len(got), end-i) // the answers to ops; the STATs' follow
 	if err != nil {
 		s.ns.unsure(ops[i+nops : end])
@@ -362,15 +358,17 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		if e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
 		}
-		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !s.ns.namedAgain(peerName, op.Path) {
-			// What the peer stored (a coarse clock keeps whole seconds),
-			// unless another change to it here is still to show.
-			exactM := op.Mtime != nil && *op.Mtime != cache.TimeNow
-			p.attrs.answered(op.Path, r.Entry, exactM)
+		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil {
+			answers = append(answers, setattrAnswer{op, r.Entry})
 		}
 		outs = append(outs, e)
 	}
 	s.finishBatch(p, ops, outs, netErrOrNil(p, err))
+	// What the peer stored (a coarse clock keeps whole seconds), unless
+	// another change to it here is still to show (answered).
+	for _, a := range answers {
+		p.attrs.answered(a.op.Path, a.e, a.op.Mtime != nil && *a.op.Mtime != cache.TimeNow)
+	}
 	for k, path := range settle {
 		if j := end - i + k; j < len(got) && got[j] == nil {
 			if r, ok := replies[j].(peerproto.StatOK); ok {
@@ -381,25 +379,60 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	return netErrOrNil(p, err)
 }
 
-// settleFor returns the paths whose times this mount guessed for ops
-// (their directories; a rename's or mkdir's new entry) and has not tied
-// to the peer's yet, in order, with their guesses' numbers.
-func settleFor(p *peerConn, ops []*nsOp) ([]string, map[string]uint64) {
-	var paths []string
-	for _, op := range ops {
-		paths = append(paths, parent(op.Path))
-		switch op.Op {
-		case cache.OpRename:
-			paths = append(paths, parent(op.To), op.To)
-		case cache.OpMkdir:
-			paths = append(paths, op.Path)
-		}
+// setattrAnswer is the peer's answer to a SETATTR written behind.
+type setattrAnswer struct {
+	op *nsOp
+	e  peerproto.Entry
+}
+
+// settleFor returns the paths whose times this mount guessed for
+// ops[i:end] (settleOf) and has not tied to the peer's yet, in the order
+// of the changes, with their guesses' numbers, and where the batch ends
+// so that its changes and those STATs fit in one (end, at least i+1).
+func settleFor(p *peerConn, ops []*nsOp, i, end int) (int, []string, map[string]uint64) {
+	var all []string
+	for _, op := range ops[i:end] {
+		all = append(all, settleOf(op)...)
 	}
-	seqs := p.attrs.untied(paths)
+	seqs := p.attrs.untied(all)
 	if len(seqs) == 0 {
-		return nil, nil
+		return end, nil, nil
 	}
-	return slices.Sorted(maps.Keys(seqs)), seqs
+	var settle []string
+	taken := map[string]bool{}
+	k := i
+	for ; k < end; k++ {
+		var mine []string
+		for _, path := range settleOf(ops[k]) {
+			if _, ok := seqs[path]; ok && !taken[path] {
+				taken[path] = true
+				mine = append(mine, path)
+			}
+		}
+		if k > i && k+1-i+len(settle)+len(mine) > peer.MaxBatch {
+			break
+		}
+		settle = append(settle, mine...)
+	}
+	settle = settle[:min(len(settle), peer.MaxBatch-(k-i))]
+	out := make(map[string]uint64, len(settle))
+	for _, path := range settle {
+		out[path] = seqs[path]
+	}
+	return k, settle, out
+}
+
+// settleOf returns the paths whose times op, a change written behind,
+// moved here: its directory, and a rename's new directory and name, a
+// mkdir's new directory.
+func settleOf(op *nsOp) []string {
+	switch op.Op {
+	case cache.OpRename:
+		return []string{parent(op.Path), parent(op.To), op.To}
+	case cache.OpMkdir:
+		return []string{parent(op.Path), op.Path}
+	}
+	return []string{parent(op.Path)}
 }
 
 // renamedAlready reports whether the peer shows rename op done: its old

@@ -69,8 +69,9 @@ type nsQueue struct {
 	// the old mode or times).
 	stale int
 	// named counts the pending ops naming each path (a rename names
-	// two): namedAgain asks it at each SETATTR answer, without a scan
-	// of ops (chmod -R of a big tree queues thousands).
+	// two): names asks it at each answer tied to a guess of times
+	// (attrs_times.go), without a scan of ops (chmod -R of a big tree
+	// queues thousands).
 	named map[string]int
 	// namedIn counts them by the directory of the path they name.
 	namedIn map[string]int
@@ -207,17 +208,6 @@ func (b *behind) visible(peer, dir string, entries []peerproto.Entry) []peerprot
 		}
 	}
 	return out
-}
-
-// namedAgain reports whether more than one pending operation for peer
-// names path: called for one not yet finished, whether another (later,
-// or earlier in the same batch) may make what the peer answered for it
-// differ from what this mount shows.
-func (b *behind) namedAgain(peer, path string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	q := b.queues[peer]
-	return q != nil && q.named[path] > 1
 }
 
 // names reports whether a pending operation for peer names path (or,

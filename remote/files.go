@@ -42,6 +42,7 @@ type fileState struct {
 	mode      fs.FileMode     // peerproto.ModeBits
 	mtime     time.Time       // last local change of the content
 	ctime     time.Time       // last local change of the content or the attributes
+	stamped   time.Time       // ctime when the times shown were last the peer's (open, stored)
 	setMode   bool            // mode must be applied on the peer after upload
 	setMtime  *time.Time      // explicit mtime (utimens) to apply after upload
 	setAtime  *time.Time      // explicit atime (utimens) to apply after upload
@@ -101,7 +102,7 @@ func (f *fileState) info(name string, owners bool) fs.FileInfo {
 	var st *fusefs.Stat
 	// Changed here since it was last stored (or never stored): the times
 	// are this machine's until the upload, then the peer's (stored).
-	local := f.base == peerproto.VersionNone || !f.ctime.IsZero() && (r.Has&peerproto.AttrCtime == 0 || f.ctime.After(time.Unix(0, r.Ctime)))
+	local := f.base == peerproto.VersionNone || !f.ctime.Equal(f.stamped)
 	if r.Has != 0 || f.setOwner || local {
 		st = statOf(r, owners)
 		st.Local = local

@@ -120,6 +120,7 @@ func (s *Store) Open(ctx context.Context, peerName, path string, flags int, mode
 	f := &fileState{key: key, refs: 1, remote: e, mode: peerproto.FileMode(e.Mode), mtime: time.Unix(0, e.Mtime),
 		base: peerproto.VersionNone, owner: s.owner(p)}
 	f.ctime = f.mtime
+	f.stamped = f.ctime
 	if exists {
 		f.base = e.Version()
 	} else {

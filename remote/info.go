@@ -53,7 +53,11 @@ func typeMode(t byte) fs.FileMode {
 // shows them: with the times of its own changes as it showed them
 // (attrCache.shown).
 func (p *peerConn) info(path string, e peerproto.Entry) *fileInfo {
-	e = p.attrs.shown(path, e)
+	return p.shownInfo(path, p.attrs.shown(path, e))
+}
+
+// shownInfo is info for e with the times the mount shows already.
+func (p *peerConn) shownInfo(path string, e peerproto.Entry) *fileInfo {
 	fi := &fileInfo{
 		name:  base(path),
 		mode:  typeMode(e.Type) | peerproto.FileMode(e.Mode),

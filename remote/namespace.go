@@ -149,9 +149,10 @@ func (s *Store) List(ctx context.Context, peerName, dir string) ([]fs.FileInfo, 
 	if err != nil {
 		return nil, err
 	}
+	p.attrs.shownIn(dir, entries) // a copy: see listing
 	out := make([]fs.FileInfo, 0, len(entries))
 	for _, e := range entries {
-		out = append(out, p.info(child(dir, e.Name), e))
+		out = append(out, p.shownInfo(child(dir, e.Name), e))
 	}
 	// Overlay local files: new ones not yet uploaded, and sizes of open ones.
 	for _, f := range s.statesIn(peerName, dir) {

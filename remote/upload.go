@@ -299,15 +299,20 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	}
 	dir := parent(u.key.Path)
 	switch {
-	case u.base == peerproto.VersionNone:
-		// A new entry in its directory, whose times changed with it.
-		u.p.attrs.entryChanged(dir, pd.Mtime, false, false)
+	case u.base == peerproto.VersionNone || u.conflict != nil:
+		// A new entry in its directory (a conflict copy too), whose
+		// times changed with it: as the peer says, where it does.
+		at := pd.Mtime
+		if pd.DirTimes {
+			at = pd.DirMtime
+		}
+		u.p.attrs.entryChanged(dir, at, false, false)
 		u.p.attrs.tie(dir, pd.DirMtime, pd.DirCtime, pd.DirTimes)
 	case pd.DirTimes:
 		// New content for the file: renamed over it on the peer, or
 		// written in place through a temporary file beside it, which
 		// moved its directory's times there; not on a local disk.
-		u.p.attrs.kept(dir)
+		u.p.attrs.kept(dir, pd.PreDirMtime, pd.PreDirCtime, pd.PreDirTimes)
 		u.p.attrs.tie(dir, pd.DirMtime, pd.DirCtime, true)
 	}
 	return nil
@@ -559,6 +564,7 @@ func (s *Store) stored(u *upload) error {
 		// Nothing changed here since the snapshot: the times shown from
 		// now on are the peer's, as once the copy is let go of.
 		f.mtime, f.ctime = time.Unix(0, e.Mtime), time.Unix(0, e.Ctime)
+		f.stamped = f.ctime
 	}
 	f.failures, f.retryAt = 0, time.Time{}
 	f.streamTried, f.streamHole, f.streamAt, f.seqEnd = false, false, 0, 0
