@@ -283,7 +283,7 @@ func TestLenientInput(t *testing.T) {
 		// Attribute words a newer peer may add are skipped.
 		{replyTo("PUT"), "PUT DONE 5 1 ver=ab new=x", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab"}},
 		// One of the two directory times: not taken.
-		{replyTo("PUT"), "PUT DONE 5 1 dir-mtime=2 ver=ab", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab", DirMtime: 2}},
+		{replyTo("PUT"), "PUT DONE 5 1 dir-mtime=2 pre-dir-ctime=3 ver=ab", peerproto.PutDone{Size: 5, Mtime: 1, Ver: "ab"}},
 		{replyTo("STAT"), "STAT OK f 0644 5 1 later=1", peerproto.StatOK{Entry: peerproto.Entry{Type: 'f', Mode: 0o644, Size: 5, Mtime: 1}}},
 		{entryParser, "f 0644 5 1 a owner=x ver=01", entry(peerproto.Entry{Name: "a", Type: 'f', Mode: 0o644, Size: 5, Mtime: 1, Ver: "01"})},
 		{peerRequest, "features  attrs", peerproto.Features{Words: []string{"attrs"}}},

@@ -143,7 +143,13 @@ func parsePutReply(line []byte, word string, args []string) (Message, error) {
 				return nil, err
 			}
 		}
-		m.DirTimes, m.PreDirTimes = dm && dc, pm && pc
+		// A pair given in part says nothing.
+		if m.DirTimes = dm && dc; !m.DirTimes {
+			m.DirMtime, m.DirCtime = 0, 0
+		}
+		if m.PreDirTimes = pm && pc; !m.PreDirTimes {
+			m.PreDirMtime, m.PreDirCtime = 0, 0
+		}
 		return m, nil
 	}
 	return nil, nil

@@ -96,11 +96,13 @@ type attrCache struct {
 	gensFloor uint64
 
 	// The times shown for this mount's own changes (attrs_times.go):
-	// guesses by path, numbered by guessSeq; guessBelow counts, per
-	// directory, the guesses strictly under it.
+	// guesses by path; guessBelow counts, per directory, the guesses
+	// strictly under it.
 	guesses    map[string]*timeGuess
 	guessBelow map[string]int
-	guessSeq   uint64
+	// keeps counts, per directory, the overwrites of files in it under
+	// way (keepStart).
+	keeps map[string]int
 }
 
 // missRun is a run of STATs for names in one directory.
@@ -200,6 +202,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		guesses:  map[string]*timeGuess{},
 		// guessBelow: see guesses.
 		guessBelow: map[string]int{},
+		keeps:      map[string]int{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
 	}

@@ -33,10 +33,10 @@ func (a *attrCache) lastVersion(path string) string {
 // checks its permissions before every create). They are the directory's,
 // a moment early, until the next STAT.
 func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
-	later := func(e *peerproto.Entry) {
-		e.Mtime = max(e.Mtime, mtime)
+	moved := func(e *peerproto.Entry) {
+		e.Mtime = tickAfter(e.Mtime, mtime)
 		if e.Has&peerproto.AttrCtime != 0 {
-			e.Ctime = max(e.Ctime, mtime)
+			e.Ctime = tickAfter(e.Ctime, mtime)
 		}
 		switch {
 		case !sub || e.Has&peerproto.AttrNlink == 0:
@@ -52,7 +52,7 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 	defer a.mu.Unlock()
 	a.supersedeLocked(dir) // a LIST in flight may predate the entry
 	a.ownInLocked(dir)
-	a.editLocked(dir, later)
+	a.editLocked(dir, moved)
 }
 
 // editLocked applies change to the attributes cached of path that say it
@@ -63,25 +63,23 @@ func (a *attrCache) entryChanged(dir string, mtime int64, removed, sub bool) {
 // not the peer's when they come, until the peer's are known and tied to
 // it.
 func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
-	var edited, before *peerproto.Entry
+	var edited *peerproto.Entry
 	if sc, ok := a.stats[path]; ok && sc.exists {
-		was := sc.e
 		change(&sc.e)
 		a.putStatLocked(path, sc)
-		edited, before = &sc.e, &was
+		edited = &sc.e
 	}
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if e, ok := dc.entries[base(path)]; ok {
-			was := e
 			change(&e)
 			dc.entries[base(path)] = e
 			dc.own(base(path))
 			if edited == nil {
-				edited, before = &e, &was
+				edited = &e
 			}
 		}
 	}
-	a.guessEditLocked(path, edited, before, change)
+	a.guessEditLocked(path, edited, change)
 }
 
 // changedAt records that path's change time moved to ctime (this mount's
@@ -91,8 +89,9 @@ func (a *attrCache) changedAt(path string, ctime int64) {
 		if e.Has&peerproto.AttrCtime == 0 {
 			e.Has |= peerproto.AttrCtime
 			e.Ctime = ctime
+			return
 		}
-		e.Ctime = max(e.Ctime, ctime)
+		e.Ctime = tickAfter(e.Ctime, ctime)
 	})
 }
 

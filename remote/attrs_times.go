@@ -35,21 +35,20 @@ import (
 // timeGuess is what this mount shows of one path's times after its own
 // change.
 type timeGuess struct {
-	m, c int64 // the times shown: mtime (if hasM) and ctime
-	hasM bool  // the mtime is guessed too (else the peer's is shown)
-	seq  uint64
+	m, c int64     // the times shown: mtime (if hasM) and ctime
+	hasM bool      // the mtime is guessed too (else the peer's is shown)
 	at   time.Time // when it was made: an untied one lapses (guessLapse)
-	// unmoved: the change did not move the times shown (the peer's
-	// clock ahead of this machine's: the guess was no later than what
-	// the peer said before). Such a guess gives way to the peer's times
-	// of the change once they are known, so that the change shows.
-	unmoved bool
 	// tied: pm and pc are the peer's times of the state it guessed.
 	tied   bool
 	pm, pc int64
-	// nm and nc are the peer's times of the latest state tied so far for
-	// the path, carried from guess to guess: an answer older than them
-	// (read out of order: two uploads in one directory) is not tied.
+	// based: made as an overwrite started (keepStart), from an answer
+	// whose times were bm and bc.
+	based  bool
+	bm, bc int64
+	// nm and nc are the peer's times of the latest state known for the
+	// path (tied, or answered while a change was still to go), carried
+	// from guess to guess: an answer older than them (read out of order:
+	// two uploads in one directory) is not tied.
 	nm, nc int64
 }
 
@@ -62,11 +61,10 @@ const guessLapse = 30 * time.Second
 const maxGuesses = 1 << 14
 
 // guessLocked records that path now shows the times of e as this mount's
-// guess (mtime only if hasM), made now; unmoved says the change did not
-// move them. A directory's or a file's with one name only: hard links of
-// a file (reached by other paths) would show different times. Called
-// with a.mu held.
-func (a *attrCache) guessLocked(path string, e peerproto.Entry, hasM, unmoved bool) *timeGuess {
+// guess (mtime only if hasM), made now. A directory's or a file's with
+// one name only: hard links of a file (reached by other paths) would
+// show different times. Called with a.mu held.
+func (a *attrCache) guessLocked(path string, e peerproto.Entry, hasM bool) *timeGuess {
 	if e.Has&peerproto.AttrCtime == 0 || !e.IsDir() && e.Has&peerproto.AttrNlink != 0 && e.Nlink > 1 {
 		a.unguessLocked(path)
 		return nil
@@ -74,13 +72,9 @@ func (a *attrCache) guessLocked(path string, e peerproto.Entry, hasM, unmoved bo
 	if len(a.guesses) >= maxGuesses {
 		a.trimGuessesLocked()
 	}
-	a.guessSeq++
-	g := &timeGuess{m: e.Mtime, c: e.Ctime, hasM: hasM, unmoved: unmoved, seq: a.guessSeq, at: a.now()}
+	g := &timeGuess{m: e.Mtime, c: e.Ctime, hasM: hasM, at: a.now()}
 	if old, ok := a.guesses[path]; ok {
 		g.nm, g.nc = old.nm, old.nc
-		// Not moved past an earlier guess of this mount's, which did
-		// move them: moved too.
-		g.unmoved = g.unmoved && old.unmoved
 	}
 	a.putGuessLocked(path, g)
 	return g
@@ -105,23 +99,27 @@ func (a *attrCache) trimGuessesLocked() {
 
 // guessEditLocked records the guess that change, an edit of path's
 // times by this mount's own change (editLocked), made: the times of its
-// cached entry after it (edited; before it, before), the mtime too
-// (changed or not, it is the one shown, perhaps an earlier guess), or if
-// none is cached, those change gives by itself (an mtime only where
-// change sets one). Called with a.mu held.
-func (a *attrCache) guessEditLocked(path string, edited, before *peerproto.Entry, change func(*peerproto.Entry)) {
+// cached entry after it (edited), the mtime too (changed or not, it is
+// the one shown, perhaps an earlier guess), or if none is cached, those
+// change gives by itself (an mtime only where change sets one). Called
+// with a.mu held.
+func (a *attrCache) guessEditLocked(path string, edited *peerproto.Entry, change func(*peerproto.Entry)) {
 	probe := peerproto.Entry{Has: peerproto.AttrCtime}
 	change(&probe)
 	if probe.Ctime == 0 {
 		return // no time of it changed
 	}
 	if edited == nil {
-		a.guessLocked(path, probe, probe.Mtime != 0, false)
+		a.guessLocked(path, probe, probe.Mtime != 0)
 		return
 	}
-	unmoved := before.Has&peerproto.AttrCtime != 0 && edited.Ctime <= before.Ctime
-	a.guessLocked(path, *edited, true, unmoved)
+	a.guessLocked(path, *edited, true)
 }
+
+// tickAfter returns the time a change at t gives a time shown as old: t, or
+// where t is not later (a peer's clock ahead of this one), a tick past
+// old, so that the change shows.
+func tickAfter(old, t int64) int64 { return max(old+1, t) }
 
 // putGuessLocked sets guesses[path], counting it in guessBelow. Called
 // with a.mu held.
@@ -235,6 +233,9 @@ func (a *attrCache) shownLocked(path string, e *peerproto.Entry) {
 			a.unguessLocked(path)
 			return
 		}
+	case e.Ctime < g.pc:
+		// An answer that was on its way from before (the peer's
+		// clock moves forward): the guess stays.
 	case e.Ctime != g.pc || e.Mtime != g.pm:
 		a.unguessLocked(path) // changed since
 		return
@@ -246,16 +247,11 @@ func (a *attrCache) shownLocked(path string, e *peerproto.Entry) {
 }
 
 // tieLocked ties g, path's untied guess, to the peer's times m and c of
-// the state it guessed; an answer older than one tied before is taken
-// for that one. An unmoved guess is let go of instead: the peer's times
-// show. Called with a.mu held.
-func (a *attrCache) tieLocked(path string, g *timeGuess, m, c int64) {
+// the state it guessed; an answer older than the latest known is taken
+// for that one. Called with a.mu held.
+func (a *attrCache) tieLocked(g *timeGuess, m, c int64) {
 	if c < g.nc {
 		m, c = g.nm, g.nc
-	}
-	if g.unmoved {
-		a.unguessLocked(path)
-		return
 	}
 	g.tied, g.pm, g.pc, g.nm, g.nc = true, m, c, m, c
 }
@@ -277,117 +273,189 @@ func (a *attrCache) answered(path string, e peerproto.Entry, exactM bool) {
 		if exactM && g.hasM {
 			g.m = e.Mtime
 		}
-		a.tieLocked(path, g, e.Mtime, e.Ctime)
+		a.tieLocked(g, e.Mtime, e.Ctime)
 	}
 	a.rememberLocked(path, e, true)
 }
 
 // untied returns, of paths, those whose guess is not tied to the peer's
-// times yet, with their guesses' numbers.
-func (a *attrCache) untied(paths []string) map[string]uint64 {
+// times yet.
+func (a *attrCache) untied(paths []string) map[string]bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var out map[string]uint64
+	var out map[string]bool
 	for _, p := range paths {
 		if g, ok := a.guesses[p]; ok && !g.tied {
 			if out == nil {
-				out = map[string]uint64{}
+				out = map[string]bool{}
 			}
-			out[p] = g.seq
+			out[p] = true
 		}
 	}
 	return out
 }
 
 // settled records e, the peer's answer to a STAT of path sent right
-// behind this mount's changes of it written behind (sendBatch), for
-// guess seq: its times are tied to the guess, unless another change of
-// path was guessed since, or is still to be carried out.
-func (a *attrCache) settled(path string, seq uint64, e peerproto.Entry) {
+// behind this mount's changes of it written behind (sendBatch): its
+// times (or the latest known, if later: a PUT in the directory answered
+// meanwhile) are tied to the guess, unless a change of path or of an
+// entry in it is still to be carried out.
+func (a *attrCache) settled(path string, e peerproto.Entry) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g, ok := a.guesses[path]
-	if !ok || g.seq != seq || g.tied || a.pendingLocked(path) {
+	if !ok || g.tied || a.pendingLocked(path) {
 		return
 	}
 	if e.Has&peerproto.AttrCtime == 0 {
 		a.unguessLocked(path)
 		return
 	}
-	a.tieLocked(path, g, e.Mtime, e.Ctime)
+	a.tieLocked(g, e.Mtime, e.Ctime)
 }
 
 // tie ties path's guess, just made, to the peer's times m and c, which
-// the answer to the change it guessed gave (a PUT's directory times),
-// unless a change of path or of an entry in it written behind is still
-// to be carried out (then its own answer ties it); known is false where
-// the answer gave none (an older peer): the guess is then let go of, and
-// the times shown until the peer's come.
+// the answer to the change it guessed gave (a PUT's directory times).
+// While a change of path or of an entry in it written behind is still to
+// be carried out, they are only kept as the latest known (the STAT
+// behind that change ties, to them if its answer is older). known is
+// false where the answer gave none (an older peer): the guess is then
+// let go of, and the times shown until the peer's come.
 func (a *attrCache) tie(path string, m, c int64, known bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g, ok := a.guesses[path]
 	switch {
-	case !ok || g.tied || a.pendingLocked(path):
+	case !ok || !known && g.tied:
 	case !known:
 		a.unguessLocked(path)
+	case a.pendingLocked(path):
+		if c > g.nc {
+			g.nm, g.nc = m, c
+		}
+	case g.tied:
+		// Kept (kept) through another overwrite already answered: this
+		// one's state, if later, is the peer's now.
+		if c > g.pc {
+			g.pm, g.pc, g.nm, g.nc = m, c, m, c
+		}
 	default:
-		a.tieLocked(path, g, m, c)
+		a.tieLocked(g, m, c)
 	}
 }
 
-// kept records that path, a directory, keeps showing the times it showed
-// right before this mount's change, which moved them on the peer: one a
-// local disk makes without changing them (a file's content replaced: the
-// peer renames new content over the file, or makes and removes a
-// temporary file beside it). pm and pc are the peer's times of it right
-// before the change (pre; where the peer did not say, the last answer
-// younger than the attribute timeout, or this mount's guess, stand for
-// them): shown as they were, through this mount's guess if they are its
-// peer's times. tie then ties the peer's times after the change to them.
+// kept records that path, a directory, keeps showing the times it shows
+// now, though this mount's change moved them on the peer: one a local
+// disk makes without changing them (a file's content replaced: the peer
+// renames new content over the file, or makes and removes a temporary
+// file beside it). What it shows now is this mount's guess, if it has
+// one the peer's answers still agree with; else the peer's times right
+// before the change (pm and pc, pre) or, where the peer did not say, an
+// answer younger than the attribute timeout. tie then ties the peer's
+// times after the change to them.
 func (a *attrCache) kept(path string, pm, pc int64, pre bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.pendingLocked(path) {
 		return // the guess of a change still to go is shown; its answer ties
 	}
-	_, guessed := a.guesses[path]
 	var e peerproto.Entry
+	g, guessed := a.guesses[path]
+	if guessed && g.based && pre && (pm != g.bm || pc != g.bc) && a.keeps[path] <= 1 {
+		// Changed on the peer since the answer the guess was made from,
+		// by no other overwrite of this mount's: another writer's
+		// change, which shows.
+		a.unguessLocked(path)
+		guessed = false
+	}
+	if guessed && g.tied {
+		// Still what the peer's answers show, unless the last one is
+		// of a later state (another writer's change since). (One of
+		// an earlier state is an answer that was on its way.)
+		if last, ok := a.lastKnownLocked(path); ok && last.Has&peerproto.AttrCtime != 0 &&
+			last.Ctime > g.pc && !(last.Ctime == g.c && (!g.hasM || last.Mtime == g.m)) {
+			a.unguessLocked(path)
+			guessed = false
+		}
+	}
 	switch {
+	case guessed:
+		e = peerproto.Entry{Has: peerproto.AttrCtime, Mtime: g.m, Ctime: g.c}
+		if !g.hasM {
+			last, ok := a.lastKnownLocked(path)
+			if !ok {
+				a.unguessLocked(path)
+				return
+			}
+			e.Mtime = last.Mtime
+		}
 	case pre:
 		e = peerproto.Entry{Has: peerproto.AttrCtime, Mtime: pm, Ctime: pc}
-	case guessed:
-		var ok bool
-		if e, ok = a.lastKnownLocked(path); !ok {
-			a.unguessLocked(path)
-			return
-		}
 	default:
 		// Only what was shown within the attribute timeout, which the
 		// kernel may still hold: an older answer may predate another
 		// writer's change, which would then be taken for this one.
 		ce, exists, ok := a.cachedLocked(path)
-		if !ok || !exists {
+		if !ok || !exists || ce.Has&peerproto.AttrCtime == 0 {
 			a.unguessLocked(path)
 			return
 		}
 		e = ce
 	}
-	if e.Has&peerproto.AttrCtime == 0 {
-		a.unguessLocked(path)
-		return
-	}
-	a.shownLocked(path, &e)
 	// Its cached entries say so too (the peer's times they hold are no
-	// longer its), and it is the guess (editLocked), not an unmoved one:
-	// the change is not to move them.
+	// longer its), and it is the guess (editLocked).
 	a.editLocked(path, func(x *peerproto.Entry) {
 		x.Has |= peerproto.AttrCtime
 		x.Mtime, x.Ctime = e.Mtime, e.Ctime
 	})
-	if g, found := a.guesses[path]; found {
-		g.unmoved = false
+}
+
+// keepStart records, as an overwrite of a file in directory path
+// starts, that path shows the times it shows now (kept, at the end,
+// keeps them): the guess it has, or the last answer (of any age: kept
+// compares its times with the peer's right before the PUT, and a change
+// between them that no other overwrite of this mount's explains shows).
+// Another overwrite in it may end first, its peer's times before it
+// (pre) already moved by this one.
+//
+// keepEnd must follow, once the overwrite ended (kept called or not).
+func (a *attrCache) keepStart(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.keeps[path]++
+	if _, ok := a.guesses[path]; ok {
+		return
 	}
+	if e, ok := a.lastKnownLocked(path); ok && e.Has&peerproto.AttrCtime != 0 {
+		if g := a.guessLocked(path, e, true); g != nil {
+			g.based, g.bm, g.bc = true, e.Mtime, e.Ctime
+		}
+	}
+}
+
+// keepEnd records that an overwrite keepStart was told of ended. The
+// last one lets go of a guess keepStart made that no answer tied (the
+// overwrite failed, or its answer gave no times).
+func (a *attrCache) keepEnd(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.keeps[path]--; a.keeps[path] > 0 {
+		return
+	}
+	delete(a.keeps, path)
+	if g, ok := a.guesses[path]; ok && g.based && !g.tied {
+		a.unguessLocked(path)
+	}
+}
+
+// newer reports whether the latest peer's times known of path (nc) are
+// past ctime c: an answer older than them (read out of order) changes
+// nothing shown.
+func (a *attrCache) newer(path string, c int64) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	g, ok := a.guesses[path]
+	return ok && g.nc >= c
 }
 
 // predicted records that path's attributes, remembered just now, are
@@ -397,6 +465,6 @@ func (a *attrCache) predicted(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if sc, ok := a.stats[path]; ok && sc.exists {
-		a.guessLocked(path, sc.e, true, false)
+		a.guessLocked(path, sc.e, true)
 	}
 }

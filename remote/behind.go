@@ -288,8 +288,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	// whose times this mount guessed for them: the peer's are tied to
 	// the guess (attrs_times.go).
 	var settle []string
-	var seqs map[string]uint64
-	end, settle, seqs = settleFor(p, ops, i, end)
+	end, settle = settleFor(p, ops, i, end)
 	msgs := make([]peerproto.Message, 0, end-i+len(settle))
 	feats, _ := p.link.features() // as the connection just identified says
 	for _, op := range ops[i:end] {
@@ -372,7 +371,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 	for k, path := range settle {
 		if j := end - i + k; j < len(got) && got[j] == nil {
 			if r, ok := replies[j].(peerproto.StatOK); ok {
-				p.attrs.settled(path, seqs[path], r.Entry)
+				p.attrs.settled(path, r.Entry)
 			}
 		}
 	}
@@ -387,16 +386,16 @@ type setattrAnswer struct {
 
 // settleFor returns the paths whose times this mount guessed for
 // ops[i:end] (settleOf) and has not tied to the peer's yet, in the order
-// of the changes, with their guesses' numbers, and where the batch ends
-// so that its changes and those STATs fit in one (end, at least i+1).
-func settleFor(p *peerConn, ops []*nsOp, i, end int) (int, []string, map[string]uint64) {
+// of the changes, and where the batch ends so that its changes and those
+// STATs fit in one (end, at least i+1).
+func settleFor(p *peerConn, ops []*nsOp, i, end int) (int, []string) {
 	var all []string
 	for _, op := range ops[i:end] {
 		all = append(all, settleOf(op)...)
 	}
-	seqs := p.attrs.untied(all)
-	if len(seqs) == 0 {
-		return end, nil, nil
+	untied := p.attrs.untied(all)
+	if len(untied) == 0 {
+		return end, nil
 	}
 	var settle []string
 	taken := map[string]bool{}
@@ -404,7 +403,7 @@ func settleFor(p *peerConn, ops []*nsOp, i, end int) (int, []string, map[string]
 	for ; k < end; k++ {
 		var mine []string
 		for _, path := range settleOf(ops[k]) {
-			if _, ok := seqs[path]; ok && !taken[path] {
+			if untied[path] && !taken[path] {
 				taken[path] = true
 				mine = append(mine, path)
 			}
@@ -414,12 +413,7 @@ func settleFor(p *peerConn, ops []*nsOp, i, end int) (int, []string, map[string]
 		}
 		settle = append(settle, mine...)
 	}
-	settle = settle[:min(len(settle), peer.MaxBatch-(k-i))]
-	out := make(map[string]uint64, len(settle))
-	for _, path := range settle {
-		out[path] = seqs[path]
-	}
-	return k, settle, out
+	return k, settle[:min(len(settle), peer.MaxBatch-(k-i))]
 }
 
 // settleOf returns the paths whose times op, a change written behind,

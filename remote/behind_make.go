@@ -214,7 +214,7 @@ func applySetattr(e *peerproto.Entry, op cache.NamespaceOp, now int64) {
 		e.Atime = at(op.Atime)
 	}
 	if e.Has&peerproto.AttrCtime != 0 {
-		e.Ctime = max(e.Ctime, now)
+		e.Ctime = tickAfter(e.Ctime, now)
 	}
 }
 

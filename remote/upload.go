@@ -244,6 +244,12 @@ func (s *Store) send(ctx context.Context, u *upload) error {
 // (one round trip) where a refusal cannot waste much: the payload goes
 // out before the peer's checks.
 func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
+	if u.base != peerproto.VersionNone {
+		// New content: its directory's times are not to move (kept).
+		dir := parent(u.key.Path)
+		u.p.attrs.keepStart(dir)
+		defer u.p.attrs.keepEnd(dir)
+	}
 	pd, err := s.put(ctx, c, u, u.base)
 	var fe *peerproto.FailError
 	if errors.As(err, &fe) && fe.Code == peerproto.CodeConflict {
@@ -299,6 +305,9 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	}
 	dir := parent(u.key.Path)
 	switch {
+	case pd.DirTimes && u.p.attrs.newer(dir, pd.DirCtime):
+		// An answer read after a later one in the same directory
+		// (uploads side by side): what it did shows already.
 	case u.base == peerproto.VersionNone || u.conflict != nil:
 		// A new entry in its directory (a conflict copy too), whose
 		// times changed with it: as the peer says, where it does.
