@@ -35,6 +35,7 @@ type localStore struct {
 	flushes   atomic.Int64                  // Flush calls
 
 	mu       sync.Mutex // protects the fields below
+	calls    []string   // "truncate" and "chmod", in the order they came
 	watchers []func(peer, dir string)
 	files    map[uint64]*os.File
 	next     uint64
@@ -49,6 +50,22 @@ func newLocalStore(base string, peers ...string) *localStore {
 		}
 	}
 	return &localStore{base: base, files: map[uint64]*os.File{}}
+}
+
+// record notes a call of the Store's (calls).
+func (s *localStore) record(call string) {
+	s.mu.Lock()
+	s.calls = append(s.calls, call)
+	s.mu.Unlock()
+}
+
+// takeCalls returns the calls recorded and forgets them.
+func (s *localStore) takeCalls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.calls
+	s.calls = nil
+	return c
 }
 
 // notify fires the Watch callbacks, as a peer daemon would.
@@ -167,6 +184,7 @@ func (s *localStore) Mkdir(ctx context.Context, peer, path string, mode fs.FileM
 	if err := syscall.Mkdir(p, unixMode(mode)); err != nil {
 		return nil, err
 	}
+	s.record("chmod")
 	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
 		return nil, err
 	}
@@ -206,6 +224,7 @@ func (s *localStore) Truncate(ctx context.Context, peer, path string, size int64
 	if err != nil {
 		return nil, err
 	}
+	s.record("truncate")
 	if err := os.Truncate(p, size); err != nil {
 		return nil, err
 	}
@@ -217,6 +236,7 @@ func (s *localStore) Chmod(ctx context.Context, peer, path string, mode fs.FileM
 	if err != nil {
 		return nil, err
 	}
+	s.record("chmod")
 	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
 		return nil, err
 	}
@@ -329,6 +349,7 @@ func (s *localStore) Mknod(ctx context.Context, peer, path string, mode fs.FileM
 	if err := unix.Mknod(p, typ|unixMode(mode), int(unix.Mkdev(major, minor))); err != nil {
 		return nil, &fs.PathError{Op: "mknod", Path: p, Err: err}
 	}
+	s.record("chmod")
 	if err := syscall.Chmod(p, unixMode(mode)); err != nil {
 		return nil, err
 	}

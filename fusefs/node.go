@@ -238,6 +238,16 @@ func (n *node) setattr(ctx context.Context, path string, req *fuse.SetattrReques
 		}
 		group = f.groupOf(last)
 	}
+	if kill && v.Size() && uid < 0 && gid < 0 {
+		// A truncation by a caller without CAP_FSETID: the bits go
+		// first, as the kernel clears them before a write, so that no
+		// upload that keeps them carries the truncated content (the
+		// Store's Chmod waits for one under way).
+		if _, err := n.killSuidgid(ctx, path, nil, req.Header, group, false); err != nil {
+			return err
+		}
+		kill = false
+	}
 	if v.Size() {
 		if n.isDir() {
 			return syscall.EISDIR

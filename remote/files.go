@@ -5,6 +5,7 @@ package remote
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"sort"
 	"strings"
@@ -50,6 +51,9 @@ type fileState struct {
 	setOwner  bool            // uid and gid must be applied on the peer after upload
 	unlinked  bool            // deleted or replaced: never upload, forget on last release
 	uploading bool            // an upload of it is under way (FileState)
+	// setidUp, while a PUT that says setid reads the copy (setidBegin),
+	// is closed when it ends; nil otherwise.
+	setidUp chan struct{}
 	// parked is set when the copy was set aside (unsent.go): it is not
 	// uploaded again, and its writer's flushes and fsyncs report this.
 	parked *ParkedError
@@ -340,18 +344,36 @@ func (s *Store) truncateLocal(ctx context.Context, key cache.Key, size int64) (f
 
 // chmodLocal applies a chmod to key's local copy, if there is one: the
 // mode goes to the peer with the next upload.
-func (s *Store) chmodLocal(key cache.Key, mode fs.FileMode) (fs.FileInfo, bool) {
+//
+// One that drops setuid or setgid bits (another user's write, which the
+// kernel has the mount clear them before: fusefs killSuidgid) while a PUT
+// that says setid reads the copy (setidBegin) waits for it to end, or
+// for ctx: what is written after this must not ride in an upload whose
+// content keeps the bits on the peer.
+func (s *Store) chmodLocal(ctx context.Context, key cache.Key, mode fs.FileMode) (fs.FileInfo, bool, error) {
 	f, ok := s.local(key)
 	if !ok {
-		return nil, false
+		return nil, false, nil
 	}
-	f.mu.Lock()
-	f.mode, f.setMode, f.ctime = mode&peerproto.ModeBits, true, time.Now()
-	f.mu.Unlock()
+	for {
+		f.mu.Lock()
+		wait := f.setidUp
+		if wait == nil || f.mode&privModes&^mode == 0 {
+			f.mode, f.setMode, f.ctime = mode&peerproto.ModeBits, true, time.Now()
+			f.mu.Unlock()
+			break
+		}
+		f.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, true, fmt.Errorf("remote: chmod %s:%s: waiting for an upload that keeps its setuid bits: %w", key.Peer, key.Path, ctx.Err())
+		}
+	}
 	if ch := f.ch.Load(); ch != nil {
 		_ = ch.SetMode(peerproto.UnixBits(mode)) // survives a restart with the dirty copy
 	}
-	return s.localInfo(key), true
+	return s.localInfo(key), true, nil
 }
 
 // chtimesLocal applies new times to key's local copy, if there is one;

@@ -51,8 +51,8 @@ func (s *Store) Truncate(ctx context.Context, peerName, path string, size int64)
 
 // Chmod implements fusefs.Store.
 func (s *Store) Chmod(ctx context.Context, peerName, path string, mode fs.FileMode) (fs.FileInfo, error) {
-	if fi, ok := s.chmodLocal(cache.Key{Peer: peerName, Path: path}, mode); ok {
-		return fi, nil
+	if fi, ok, err := s.chmodLocal(ctx, cache.Key{Peer: peerName, Path: path}, mode); ok {
+		return fi, err
 	}
 	return s.setattr(ctx, peerName, peerproto.Setattr{Name: path, HasMode: true, Mode: peerproto.UnixBits(mode)})
 }

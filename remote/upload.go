@@ -344,6 +344,30 @@ func setidFor(c *peer.Conn, f *fileState, base peerproto.Version) bool {
 	return f.mode&privModes != 0
 }
 
+// setidBegin is setidFor for a PUT that reads f's copy as it sends it:
+// where it says setid, a chmod that drops the bits here (another user's
+// write) waits until done is called, once the PUT ended (chmodLocal), so
+// that her bytes never go in it. (A stream checks the bits before its
+// END instead: it may last as long as its writer writes.)
+func setidBegin(c *peer.Conn, f *fileState, base peerproto.Version) (setid bool, done func()) {
+	if !c.Setid() || base == peerproto.VersionNone {
+		return false, func() {}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.mode&privModes == 0 || f.setidUp != nil {
+		return f.mode&privModes != 0, func() {}
+	}
+	up := make(chan struct{})
+	f.setidUp = up
+	return true, func() {
+		f.mu.Lock()
+		f.setidUp = nil
+		f.mu.Unlock()
+		close(up)
+	}
+}
+
 // keepPriv settles, once u's content is stored on c, the setuid and
 // setgid bits of u.mode: the mode the mount shows and, where set, sends
 // after it. They went if they went here since u's snapshot (another
@@ -408,7 +432,9 @@ func (s *Store) put(ctx context.Context, c *peer.Conn, u *upload, base peerproto
 		return peerproto.PutDone{}, err
 	}
 	size := u.ch.Size()
-	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax, Setid: setidFor(c, u.f, base)}
+	setid, setidDone := setidBegin(c, u.f, base)
+	defer setidDone()
+	m := peerproto.Put{Name: u.key.Path, Size: size, Async: true, Inline: size <= inlineMax, Setid: setid}
 	// A small file is read at offsets from the shared descriptor (it
 	// joins the request line in one buffer); a larger one gets a second
 	// descriptor at offset 0, which the kernel can sendfile. Opening one

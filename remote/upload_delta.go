@@ -57,8 +57,10 @@ func (s *Store) putDelta(ctx context.Context, c *peer.Conn, u *upload, base peer
 	for _, r := range rs {
 		payload += r.Len
 	}
+	setid, setidDone := setidBegin(c, u.f, base)
+	defer setidDone()
 	m := peerproto.Put{Name: u.key.Path, Async: true, Inline: payload <= inlineMax, Ver: base.Token(),
-		Delta: true, NewSize: size, Ranges: rs, Setid: setidFor(c, u.f, base)}
+		Delta: true, NewSize: size, Ranges: rs, Setid: setid}
 	// A read past the copy's end (truncated while it is sent) fails the
 	// source (peer.ErrSource), and send tries again.
 	pd, err := c.PutDelta(ctx, m, u.ch, nil)

@@ -2,12 +2,15 @@ package remote
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/peerproto"
@@ -104,11 +107,90 @@ func TestWriteKeepingSetuid(t *testing.T) {
 }
 
 // TestSetuidNotSetAgainOnOthersBytes: root's write to a setuid file is
-// being uploaded (held at PUT OK) when another user writes to it, which
-// clears the bits here first (fusefs: Chmod, then WriteAt). The PUT reads
-// the copy as it sends it, so it carries her bytes: the upload must not
-// set the bits again on them.
+// being uploaded (its PUT says setid; held before its answer) when
+// another user writes to it, which clears the bits here first (fusefs:
+// Chmod, then WriteAt). The PUT reads the copy as it sends it: her write
+// waits for the upload to end (the Chmod that drops the bits does), so
+// her bytes are never in an upload that keeps them, and her own upload
+// stores them without.
 func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("PUT DONE")) {
+			once.Do(func() {
+				close(held)
+				<-release
+			})
+		}
+		return b, false
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
+	ctx := testCtx(t)
+	dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o777|os.ModeSetuid)
+	root := s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, root, "#!/bin/sh\n"+strings.Repeat("#", 100<<10)+"\n", 0) // one PUT, no stream
+	done := s.flushAsync(t, root)
+	<-held
+	// Her write, as fusefs does it for a caller without CAP_FSETID.
+	wrote := make(chan error, 1)
+	go func() {
+		if _, err := s.Chmod(ctx, "dan", "prog", 0o777); err != nil {
+			wrote <- err
+			return
+		}
+		_, err := s.WriteAt(ctx, root, []byte("EVIL"), 0) // (her handle's write: the same copy)
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		t.Fatalf("her write went through while root's setid upload was under way (%v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dan.path("prog"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasPrefix(dan.content(t, "prog"), "EVIL") {
+		t.Fatalf("root's upload carried a write made after the bits went here (mode there %v)", fi.Mode())
+	}
+	if fi.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("root's upload: %v, want its setuid bit kept", fi.Mode())
+	}
+	if err := s.Flush(ctx, root); err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, root)
+	if fi, err = os.Stat(dan.path("prog")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(dan.content(t, "prog"), "EVIL") || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 {
+		t.Errorf("after her upload: %q... %v, want her bytes without the bits", dan.content(t, "prog")[:4], fi.Mode())
+	}
+}
+
+// TestSetuidStreamDroppedOnOthersBytes: the same during a streamed
+// upload (root writes 2 MiB: it goes while written), which does not
+// wait (it lasts as long as its writer writes): her write there makes
+// the stream end without END, and the copy goes whole, without setid:
+// her bytes are never setuid on the peer.
+func TestSetuidStreamDroppedOnOthersBytes(t *testing.T) {
 	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
 	held, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
@@ -126,7 +208,7 @@ func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
 	ctx := testCtx(t)
 	dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o777|os.ModeSetuid)
 	root := s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
-	s.write(t, root, "#!/bin/sh\n"+strings.Repeat("#", 2<<20)+"\n", 0) // not inline: PUT OK comes
+	s.write(t, root, "#!/bin/sh\n"+strings.Repeat("#", 2<<20)+"\n", 0) // streamed: PUT OK comes
 	done := s.flushAsync(t, root)
 	<-held
 	if _, err := s.Chmod(ctx, "dan", "prog", 0o777); err != nil {
@@ -147,6 +229,59 @@ func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
 	}
 	s.release(t, root)
 	s.release(t, her)
+}
+
+// TestSetuidDropWaitBounded: the chmod that drops the bits waits for a
+// setid upload under way only as long as its request lasts: with the
+// peer stalled, it fails when its context ends, and does not wait where
+// no upload says setid (the file has no bits left).
+func TestSetuidDropWaitBounded(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte("PUT DONE")) {
+			once.Do(func() {
+				close(held)
+				<-release
+			})
+		}
+		return b, false
+	})
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	})
+	s := newStore(t, t.TempDir())
+	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
+	dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o777|os.ModeSetuid)
+	root := s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+	s.write(t, root, "#!/bin/sh\n"+strings.Repeat("#", 100<<10)+"\n", 0)
+	done := s.flushAsync(t, root)
+	<-held
+	short, cancel := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := s.Chmod(short, "dan", "prog", 0o777); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("chmod u-s while a setid upload is held: %v, want it to end with its request (context deadline)", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("chmod u-s waited %v for a stalled peer", took)
+	}
+	// A chmod that keeps the bits drops nothing: no wait.
+	keep, cancelKeep := context.WithTimeout(testCtx(t), 200*time.Millisecond)
+	defer cancelKeep()
+	if _, err := s.Chmod(keep, "dan", "prog", 0o755|os.ModeSetuid); err != nil {
+		t.Errorf("chmod 4755 (the setuid bit kept) while a setid upload is held: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	s.release(t, root)
 }
 
 // TestConflictCopyOfSetuidFile: a conflict copy is a new file: it gets no

@@ -320,6 +320,12 @@ func (st *streamUp) send(ctx context.Context, c *peer.Conn) (pd peerproto.PutDon
 			// hole left: the whole PUT sends the copy as it is.
 			return dropped()
 		}
+		if m.Setid && !setidFor(c, st.f, st.base) {
+			// The bits went here while it streamed (another user's
+			// write): what it carried may be hers, and must not keep
+			// them. The whole PUT sends the copy without setid.
+			return dropped()
+		}
 		// Past here finish waits for END's outcome even if its own
 		// context ends: the upload's outcome is this one.
 		st.mu.Lock()
