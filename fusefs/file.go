@@ -67,6 +67,15 @@ func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Open
 	if writable(flags) && f.readOnly {
 		return nil, f.done("open", fl.peer, path, syscall.EROFS)
 	}
+	if flags&os.O_TRUNC != 0 && req.OpenFlags&fuse.OpenKillSUIDGID != 0 && f.killPriv {
+		// The bits go before the truncation (Store.Open truncates), as
+		// the kernel clears them before a write: an upload that keeps
+		// them never carries the truncated content (the Store's Chmod
+		// waits for one under way).
+		if err := fl.killOnWrite(ctx, req.Header); err != nil {
+			return nil, f.done("open", fl.peer, path, err)
+		}
+	}
 	fh, info, err := f.store.Open(ctx, fl.peer, path, flags, 0)
 	if err != nil {
 		return nil, f.done("open", fl.peer, path, err)
@@ -78,20 +87,12 @@ func (fl *file) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.Open
 	}
 	if flags&os.O_TRUNC != 0 {
 		fl.changed()
-		if req.OpenFlags&fuse.OpenKillSUIDGID != 0 && f.killPriv {
-			if err := fl.killOnWrite(ctx, req.Header); err != nil {
-				if rerr := f.store.Release(fh); rerr != nil {
-					f.log.Warn().Err(rerr).Str("peer", fl.peer).Str("path", path).Msg("release")
-				}
-				return nil, f.done("open", fl.peer, path, err)
-			}
-		}
 	}
 	return fl.newHandle(fh, flags, false), f.done("open", fl.peer, path, nil)
 }
 
 // killOnWrite clears the file's setuid and setgid bits before a write
-// or after an open with O_TRUNC by a caller without CAP_FSETID
+// or an open with O_TRUNC by a caller without CAP_FSETID
 // (node.killSuidgid), and has the kernel drop the mode it holds: the
 // request that cleared them brings it no attributes. A file whose name
 // is gone keeps its bits (no name to change them through).

@@ -376,6 +376,9 @@ func (s *localStore) Open(ctx context.Context, peer, path string, flags int, mod
 	if err != nil {
 		return 0, nil, err
 	}
+	if flags&os.O_TRUNC != 0 {
+		s.record("truncate") // (review: open with O_TRUNC truncates)
+	}
 	// The kernel supplies append offsets; os.File refuses WriteAt with
 	// O_APPEND.
 	f, err := os.OpenFile(p, flags&^os.O_APPEND, mode)

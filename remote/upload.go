@@ -341,7 +341,17 @@ func setidFor(c *peer.Conn, f *fileState, base peerproto.Version) bool {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.mode&privModes != 0
+	return keepsAllPriv(f)
+}
+
+// keepsAllPriv reports whether f's copy has setuid or setgid bits, and
+// every one its peer's file was last known to have: the peer keeps the
+// bits its file has (all of them), so a copy that lost one here (another
+// user's write, which clears setuid and may leave setgid) says no setid,
+// and the SETATTR after its PUT gives the bits it kept. Called with f.mu
+// held.
+func keepsAllPriv(f *fileState) bool {
+	return f.mode&privModes != 0 && peerproto.FileMode(f.remote.Mode)&privModes&^f.mode == 0
 }
 
 // setidBegin is setidFor for a PUT that reads f's copy as it sends it:
@@ -355,8 +365,8 @@ func setidBegin(c *peer.Conn, f *fileState, base peerproto.Version) (setid bool,
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.mode&privModes == 0 || f.setidUp != nil {
-		return f.mode&privModes != 0, func() {}
+	if !keepsAllPriv(f) || f.setidUp != nil {
+		return keepsAllPriv(f), func() {}
 	}
 	up := make(chan struct{})
 	f.setidUp = up
