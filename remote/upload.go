@@ -283,8 +283,13 @@ func (s *Store) putContent(ctx context.Context, c *peer.Conn, u *upload) error {
 	}
 	// The peer keeps an existing file's mode (its setuid and setgid bits
 	// as keepPriv says) and creates a new one 0644: apply ours where it
-	// differs.
-	u.setMode = u.setMode || (u.mode != 0o644 && u.mode&^privModes != peerproto.FileMode(u.remote.Mode)&^privModes)
+	// differs. (A new file's remote attributes are none: mode 0, which
+	// compared as the peer's made a file created 0000 stay 0644 there.)
+	peerMode := peerproto.FileMode(u.remote.Mode)
+	if u.base == peerproto.VersionNone || u.conflict != nil {
+		peerMode = 0o644
+	}
+	u.setMode = u.setMode || (u.mode != 0o644 && u.mode&^privModes != peerMode&^privModes)
 	// A peer that keeps owners stores new content (a new inode, unless
 	// the file has other links) as its own user, unless it gives it the
 	// owner of the file it replaces itself (KeepsOwner): the file keeps

@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -328,5 +329,33 @@ func TestRestoredCopyRemembersFailedAttempt(t *testing.T) {
 	}
 	if names := s2.names(t, "bob", ""); len(names) != 1 || bob.content(t, "f") != "attempt TWO" {
 		t.Errorf("peer holds %v, f = %q; want f alone with the last text", names, bob.content(t, "f"))
+	}
+}
+
+// TestNewFileModeZero: a file created here with mode 0000 (install -m
+// 000, a umask of 0777) is stored 0000 on the peer, which makes new files
+// 0644: the SETATTR after the PUT compared the mode with the new file's
+// remote attributes (none: mode 0) and was not sent, leaving it readable
+// by all there. On a plain peer and one that keeps owners and setuid
+// bits.
+func TestNewFileModeZero(t *testing.T) {
+	for _, opts := range []export.Options{{}, {AllowSetuid: true, Owners: true}} {
+		opts.Export = t.TempDir()
+		dan := startPeerWith(t, opts)
+		s := newStore(t, t.TempDir())
+		s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: dan.addr}})
+		ctx := testCtx(t)
+		statRoot(t, s, "dan")
+		fh := s.open(t, "dan", "f", os.O_CREATE|os.O_WRONLY, 0)
+		if err := s.Flush(ctx, fh); err != nil {
+			t.Fatal(err)
+		}
+		s.release(t, fh)
+		if m := dan.mode(t, "f"); m.Perm() != 0 {
+			t.Errorf("owners=%v: a file created 0000 here is %v on the peer", opts.Owners, m)
+		}
+		if fi, err := s.Stat(ctx, "dan", "f"); err != nil || fi.Mode().Perm() != 0 {
+			t.Errorf("owners=%v: shown as %v, %v", opts.Owners, fi.Mode(), err)
+		}
 	}
 }
