@@ -377,7 +377,7 @@ func (s *localStore) Open(ctx context.Context, peer, path string, flags int, mod
 		return 0, nil, err
 	}
 	if flags&os.O_TRUNC != 0 {
-		s.record("truncate") // (review: open with O_TRUNC truncates)
+		s.record("truncate") // open(O_TRUNC) truncates
 	}
 	// The kernel supplies append offsets; os.File refuses WriteAt with
 	// O_APPEND.
