@@ -640,13 +640,17 @@ func (a *attrCache) resetLocked() {
 
 // countLocked adds d to below of every directory above path. Called with
 // a.mu held.
-func (a *attrCache) countLocked(path string, d int) {
+func (a *attrCache) countLocked(path string, d int) { countAbove(a.below, path, d) }
+
+// countAbove adds d to counts of every directory above path, keeping no
+// zero counts.
+func countAbove(counts map[string]int, path string, d int) {
 	for path != "" {
 		path = parent(path)
-		if n := a.below[path] + d; n != 0 {
-			a.below[path] = n
+		if n := counts[path] + d; n != 0 {
+			counts[path] = n
 		} else {
-			delete(a.below, path)
+			delete(counts, path)
 		}
 	}
 }

@@ -27,8 +27,9 @@ import (
 // change (another writer's, or this mount's own that it asked
 // synchronously), shown as they are: the guess is let go. So is it when
 // the path is removed, or answered exactly by the mount's own
-// synchronous change (remember), or when the caches are reset, or if
-// its peer's times could not be learnt within guessLapse. A change made
+// synchronous change (remember), or when another export answers at the
+// peer's name (clearAll; a reset of the caches keeps it), or if its
+// peer's times could not be learnt within guessLapse. A change made
 // on the peer between this mount's change and that answer (a moment) is
 // taken for it: its times are this mount's until the next change.
 
@@ -125,7 +126,7 @@ func tickAfter(old, t int64) int64 { return max(old+1, t) }
 // with a.mu held.
 func (a *attrCache) putGuessLocked(path string, g *timeGuess) {
 	if _, had := a.guesses[path]; !had {
-		a.countGuessLocked(path, 1)
+		countAbove(a.guessBelow, path, 1)
 	}
 	a.guesses[path] = g
 }
@@ -134,20 +135,7 @@ func (a *attrCache) putGuessLocked(path string, g *timeGuess) {
 func (a *attrCache) unguessLocked(path string) {
 	if _, had := a.guesses[path]; had {
 		delete(a.guesses, path)
-		a.countGuessLocked(path, -1)
-	}
-}
-
-// countGuessLocked adds d to guessBelow of every directory above path.
-// Called with a.mu held.
-func (a *attrCache) countGuessLocked(path string, d int) {
-	for path != "" {
-		path = parent(path)
-		if n := a.guessBelow[path] + d; n != 0 {
-			a.guessBelow[path] = n
-		} else {
-			delete(a.guessBelow, path)
-		}
+		countAbove(a.guessBelow, path, -1)
 	}
 }
 
