@@ -6,41 +6,14 @@ package remote
 // deadline, not the caller's request, is documented in SECURITY.md.)
 
 import (
-	"bytes"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/peerfs/peerfs/export"
 	"github.com/peerfs/peerfs/peerproto"
 )
-
-// holdFirst returns a proxy to addr that holds the first answer
-// containing what (peer -> client) until release is closed; held is
-// closed once it is held.
-func holdFirst(t *testing.T, addr, what string) (proxy string, held, release chan struct{}) {
-	held, release = make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	proxy = tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte(what)) {
-			once.Do(func() {
-				close(held)
-				<-release
-			})
-		}
-		return b, false
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
-	return proxy, held, release
-}
 
 // TestSetidReviewPartialKillKeepsSetuidOnHerBytes: a file 06767 (setuid,
 // setgid, its group may not execute it, others may). A member of its
@@ -107,14 +80,18 @@ func TestSetidReviewOTruncRidesSetidPut(t *testing.T) {
 	s.write(t, root, "echo root\n", 0) // root's: no kill
 	done := s.flushAsync(t, root)      // root's close: a setid PUT
 	<-held
-	opened := make(chan uint64, 1)
+	type openResult struct {
+		fh  uint64
+		err error
+	}
+	opened := make(chan openResult, 1)
 	go func() { // her open(O_TRUNC): the kill's Chmod, then the open
 		if _, err := s.Chmod(ctx, "dan", "prog", 0o777); err != nil {
-			t.Error(err)
-			opened <- 0
+			opened <- openResult{err: err}
 			return
 		}
-		opened <- s.open(t, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+		fh, _, err := s.Open(ctx, "dan", "prog", os.O_WRONLY|os.O_TRUNC, 0)
+		opened <- openResult{fh, err}
 	}()
 	time.Sleep(100 * time.Millisecond)
 	select {
@@ -126,10 +103,11 @@ func TestSetidReviewOTruncRidesSetidPut(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	her := <-opened
-	if her == 0 {
-		return
+	r := <-opened
+	if r.err != nil {
+		t.Fatalf("her open(O_TRUNC): %v", r.err)
 	}
+	her := r.fh
 	fi, err := os.Stat(dan.path("prog"))
 	if err != nil {
 		t.Fatal(err)

@@ -106,19 +106,14 @@ func TestWriteKeepingSetuid(t *testing.T) {
 	}
 }
 
-// TestSetuidNotSetAgainOnOthersBytes: root's write to a setuid file is
-// being uploaded (its PUT says setid; held before its answer) when
-// another user writes to it, which clears the bits here first (fusefs:
-// Chmod, then WriteAt). The PUT reads the copy as it sends it: her write
-// waits for the upload to end (the Chmod that drops the bits does), so
-// her bytes are never in an upload that keeps them, and her own upload
-// stores them without.
-func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
-	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
-	held, release := make(chan struct{}), make(chan struct{})
+// holdFirst returns a proxy to addr that holds the first answer
+// containing what (peer -> client) until release is closed; held is
+// closed once it is held.
+func holdFirst(t *testing.T, addr, what string) (proxy string, held, release chan struct{}) {
+	held, release = make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("PUT DONE")) {
+	proxy = tapProxy(t, addr, nil, func(b []byte) ([]byte, bool) {
+		if bytes.Contains(b, []byte(what)) {
 			once.Do(func() {
 				close(held)
 				<-release
@@ -133,6 +128,19 @@ func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
 			close(release)
 		}
 	})
+	return proxy, held, release
+}
+
+// TestSetuidNotSetAgainOnOthersBytes: root's write to a setuid file is
+// being uploaded (its PUT says setid; held before its answer) when
+// another user writes to it, which clears the bits here first (fusefs:
+// Chmod, then WriteAt). The PUT reads the copy as it sends it: her write
+// waits for the upload to end (the Chmod that drops the bits does), so
+// her bytes are never in an upload that keeps them, and her own upload
+// stores them without.
+func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
+	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
+	proxy, held, release := holdFirst(t, dan.addr, "PUT DONE")
 	s := newStore(t, t.TempDir())
 	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
 	ctx := testCtx(t)
@@ -192,17 +200,7 @@ func TestSetuidNotSetAgainOnOthersBytes(t *testing.T) {
 // her bytes are never setuid on the peer.
 func TestSetuidStreamDroppedOnOthersBytes(t *testing.T) {
 	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("PUT OK")) {
-			once.Do(func() {
-				close(held)
-				<-release
-			})
-		}
-		return b, false
-	})
+	proxy, held, release := holdFirst(t, dan.addr, "PUT OK")
 	s := newStore(t, t.TempDir())
 	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
 	ctx := testCtx(t)
@@ -237,24 +235,7 @@ func TestSetuidStreamDroppedOnOthersBytes(t *testing.T) {
 // no upload says setid (the file has no bits left).
 func TestSetuidDropWaitBounded(t *testing.T) {
 	dan := startPeerWith(t, export.Options{Export: t.TempDir(), AllowSetuid: true})
-	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	proxy := tapProxy(t, dan.addr, nil, func(b []byte) ([]byte, bool) {
-		if bytes.Contains(b, []byte("PUT DONE")) {
-			once.Do(func() {
-				close(held)
-				<-release
-			})
-		}
-		return b, false
-	})
-	t.Cleanup(func() {
-		select {
-		case <-release:
-		default:
-			close(release)
-		}
-	})
+	proxy, held, release := holdFirst(t, dan.addr, "PUT DONE")
 	s := newStore(t, t.TempDir())
 	s.SetPeers([]peerproto.PeerAddr{{Name: "dan", Addr: proxy}})
 	dan.writeFile(t, "prog", []byte("#!/bin/sh\nid\n"), 0o777|os.ModeSetuid)
