@@ -51,6 +51,27 @@ var steadyChanges = []struct {
 		okDo(t, err, "append to f")
 		okDo(t, f.Close(), "close f")
 	}, []string{".", "f"}},
+	// Looked at while open: the kernel keeps what it was shown of a
+	// file with changes not stored yet (this machine's times) for the
+	// attribute timeout, and the close that stores it must have it drop
+	// them, or a stat right after shows them and a later one the peer's.
+	{"fstat-open", func(t testing.TB, d string) {
+		withOpen(t, join(d, "f"), func(f *os.File) {
+			_, err := f.Stat()
+			okDo(t, err, "fstat f")
+		})
+	}, []string{".", "f"}},
+	{"fchmod-open", func(t testing.TB, d string) {
+		withOpen(t, join(d, "f"), func(f *os.File) { okDo(t, f.Chmod(0o600), "fchmod f") })
+	}, []string{".", "f"}},
+	{"futimes-open", func(t testing.TB, d string) {
+		withOpen(t, join(d, "f"), func(f *os.File) {
+			ts := []unix.Timespec{unix.NsecToTimespec(1_500_000_000_000_000_000), unix.NsecToTimespec(1_600_000_000_000_000_000)}
+			okDo(t, unix.UtimesNanoAt(unix.AT_FDCWD, f.Name(), ts, 0), "utimensat f while open")
+			_, err := f.Stat()
+			okDo(t, err, "fstat f")
+		})
+	}, []string{".", "f"}},
 	{"truncate", func(t testing.TB, d string) {
 		putFile(t, join(d, "f"), "some bytes")
 		okDo(t, os.Truncate(join(d, "f"), 2), "truncate f")
@@ -121,6 +142,18 @@ var steadyChanges = []struct {
 		chmod(t, join(d, "sub"), 0o755)
 		utimens(t, join(d, "sub"), 1_500_000_000_000_000_000, 1_600_000_000_000_000_000)
 	}, []string{".", "sub", "sub/f0", "sub/f4"}},
+}
+
+// withOpen creates path, writes to it, calls fn with it open, then closes
+// it.
+func withOpen(t testing.TB, path string, fn func(f *os.File)) {
+	t.Helper()
+	f, err := os.Create(path)
+	okDo(t, err, "create "+path)
+	_, err = f.WriteString("x")
+	okDo(t, err, "write "+path)
+	fn(f)
+	okDo(t, f.Close(), "close "+path)
 }
 
 // steadyTimes are the times lstat shows of path.

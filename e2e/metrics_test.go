@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -95,4 +97,61 @@ func TestTrackerMetricsGauges(t *testing.T) {
 	waitFor(t, 10*time.Second, "the round to end", func() bool {
 		return gauge("peerfs_tracker_sync_rounds_in_progress") == 0 && gauge("peerfs_tracker_sync_rounds_total") == 1
 	})
+}
+
+// TestMetricsCreateAsksNoAttributes: a file created, looked at (fstat),
+// written and closed costs the kernel no GETATTR of it. The create's
+// answer (this machine's times: the file is not stored yet) is kept for
+// the attribute timeout, and the close that stores the file has the
+// kernel drop it (fusefs node.localStored), so a stat after the close
+// asks once and sees the peer's times. Each creation still has the
+// kernel ask the directory's attributes (its times changed). An
+// attribute timeout of 0 for such files cost two GETATTRs more per file
+// (the permission check of the create's own open, and the fstat):
+// small_create's perl loop makes one fstat per file.
+func TestMetricsCreateAsksNoAttributes(t *testing.T) {
+	c := newCluster(t)
+	maddr := freeAddr(t)
+	a := c.mount("alice", "--metrics-listen", maddr)
+	b := c.mount("bob")
+	a.sees(b)
+	dir := filepath.Join(a.dir(b), "new")
+	mustRun(t, "", "mkdir", dir)
+	getattrs := func() float64 {
+		n, _ := scrape(t, maddr, "peerfs_fuse_ops_total", `op="getattr"`)
+		return n
+	}
+	const files = 20
+	var times []string
+	before := getattrs()
+	for i := range files {
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		f, err := os.Create(p)
+		okDo(t, err, "create "+p)
+		_, err = f.Stat()
+		okDo(t, err, "fstat "+p)
+		_, err = f.WriteString("content")
+		okDo(t, err, "write "+p)
+		okDo(t, f.Close(), "close "+p)
+		times = append(times, steadyTimes(t, p)) // asks: the close dropped what the kernel had
+	}
+	// A request is counted once answered: the last may come after the
+	// stat returned.
+	var n float64
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if n = getattrs() - before; n >= 2*files {
+			break
+		}
+	}
+	// Per file: the directory's, and the stat after the close.
+	if n > 2*files+2 {
+		t.Errorf("%d files created, looked at, written and closed cost %v GETATTRs, want at most %d", files, n, 2*files+2)
+	}
+	for i := range files {
+		p := filepath.Join(dir, fmt.Sprint("f", i))
+		sameFile(t, filepath.Join(b.export, "new", fmt.Sprint("f", i)), []byte("content"))
+		if now := steadyTimes(t, p); now != times[i] {
+			t.Errorf("%s: %s after its close, %s later", p, times[i], now)
+		}
+	}
 }

@@ -158,5 +158,8 @@ func (fl *file) Fsync(ctx context.Context, req *fuse.FsyncRequest) error {
 			break
 		}
 	}
+	if len(fhs) > 0 {
+		fl.localStored()
+	}
 	return f.done("fsync", fl.peer, fl.key().path, err)
 }

@@ -170,9 +170,6 @@ func (f *filesys) fillAttr(a *fuse.Attr, ino uint64, info fs.FileInfo) {
 	if a.Mode&fs.ModeDevice != 0 {
 		a.Rdev = encodeDev(st.Major, st.Minor)
 	}
-	if st.Local {
-		a.Valid = 0
-	}
 }
 
 // encodeDev and decodeDev convert a device's numbers to and from the

@@ -78,6 +78,7 @@ func (h *handle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 	f := h.file.fsys
 	err := f.store.Flush(uninterruptible(ctx), h.fh)
 	if h.uploads() {
+		h.file.localStored()
 		h.file.changed()
 		f.siblingsChanged(h.file.peer, h.file.peerInode(), h.file.node)
 		if h.created {

@@ -39,6 +39,11 @@ type node struct {
 	primed  fs.FileInfo
 	last    fs.FileInfo
 	handles map[*handle]struct{} // open handles of a file
+	// localShown: the kernel was given attributes of a copy changed here
+	// (Stat.Local), to keep for the attribute timeout; they go from the
+	// kernel after the next flush or fsync (localStored), which stores
+	// the copy and makes its times the peer's.
+	localShown bool
 }
 
 // isDir reports whether n is a directory.
@@ -142,8 +147,15 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 		n.mu.Unlock()
 		n.learn(info)
 	}
+	local := false
+	if st := StatOf(info); st != nil && st.Local {
+		local = true
+	}
 	n.mu.Lock()
 	ino := n.ino
+	if local {
+		n.localShown = true
+	}
 	n.mu.Unlock()
 	n.fsys.fillAttr(a, ino, info)
 	if removed {
@@ -151,6 +163,26 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 		a.Nlink = max(a.Nlink, 1) - 1
 	}
 	return path, nil
+}
+
+// localStored drops the kernel's attributes of n if they were a local
+// copy's (localShown), after a flush or fsync that may have stored the
+// copy: its times are the peer's from then on, and a program that looks
+// again must see those, not the ones it was shown before until the
+// attribute timeout ends. The kernel drops a reply to a GETATTR that was
+// on its way meanwhile too (its attr_version), and waits on nothing for
+// it, so the request that stored the copy sends it.
+func (n *node) localStored() {
+	n.mu.Lock()
+	shown := n.localShown
+	n.localShown = false
+	n.mu.Unlock()
+	if !shown || n.fsys.kernel == nil {
+		return
+	}
+	if err := n.fsys.kernel.InvalidateNodeAttr(n.self); err != nil {
+		n.fsys.log.Debug().Err(err).Str("peer", n.peer).Str("path", n.key().path).Msg("invalidate the attributes of a stored copy")
+	}
 }
 
 // anyHandle returns the Store handle of one of n's open handles (open

@@ -152,8 +152,8 @@ type Stat struct {
 	Major, Minor uint32    // a device's numbers
 	// Local says these are the attributes of a copy changed here and not
 	// stored on the peer yet, whose times are this machine's: they give
-	// way to the peer's once it is, so the kernel is not to keep them
-	// (an attribute timeout of 0).
+	// way to the peer's once it is, so the mount has the kernel drop them
+	// after the flush or fsync that stores it.
 	Local bool
 }
 
