@@ -103,6 +103,9 @@ type attrCache struct {
 	// keeps counts, per directory, the overwrites of files in it under
 	// way (keepStart).
 	keeps map[string]int
+	// unqueued counts, per path, the changes written behind whose guesses
+	// were made and which are not queued yet (queuing).
+	unqueued map[string]int
 }
 
 // missRun is a run of STATs for names in one directory.
@@ -203,6 +206,7 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		// guessBelow: see guesses.
 		guessBelow: map[string]int{},
 		keeps:      map[string]int{},
+		unqueued:   map[string]int{},
 		// maxWatch: see maxWatches.
 		maxWatch: maxWatches,
 	}

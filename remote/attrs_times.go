@@ -179,9 +179,42 @@ func (a *attrCache) moveGuessesLocked(from, to string) {
 }
 
 // pendingLocked reports whether a change of path, or of an entry in it,
-// written behind is still to be carried out. Called with a.mu held.
+// written behind is still to be carried out, or about to be queued
+// (unqueued). Called with a.mu held.
 func (a *attrCache) pendingLocked(path string) bool {
-	return a.pending != nil && (a.pending(path, true) || a.pending(path, false))
+	return a.unqueued[path] > 0 || a.pending != nil && (a.pending(path, true) || a.pending(path, false))
+}
+
+// queuing records that a change written behind, about to show its
+// guessed times for paths (the guessed ones) and then be queued, is on
+// its way into the queue, until done is called (once it is queued, or
+// given up): an answer to an earlier change of those paths that comes
+// meanwhile would otherwise find nothing pending and be tied to the
+// new guess, whose change it predates (the times then moved once the
+// change was carried out: times/steady's tar-like, a chmod then utimes
+// of a directory).
+//
+// mkdirBehind and setattrBehind show first (a sender already running
+// may carry the change out at once, and its answer must find the
+// guess); removeBehind and renameBehind queue first. The change's own
+// answer, were it to come between the queueing and done (the caller
+// stalled for a whole round trip), would tie nothing: the guess then
+// lapses (guessLapse), the safe way to be wrong.
+func (a *attrCache) queuing(paths ...string) (done func()) {
+	a.mu.Lock()
+	for _, p := range paths {
+		a.unqueued[p]++
+	}
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for _, p := range paths {
+			if a.unqueued[p]--; a.unqueued[p] <= 0 {
+				delete(a.unqueued, p)
+			}
+		}
+	}
 }
 
 // shown returns e, the peer's answer about path, with the times this

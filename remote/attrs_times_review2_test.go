@@ -4,11 +4,13 @@ package remote
 // test shows one defect.
 
 import (
+	"io/fs"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/peerfs/peerfs/fusefs"
 	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
@@ -325,5 +327,115 @@ func TestReview2TimesPeerClockBehindCreateAfterRemove(t *testing.T) {
 	if m, c := timesOf(t, s, "d"); m == m0 && c == c0 {
 		wm, wc := diskTimes(t, bob, "d")
 		t.Errorf("d after d/new made here: mtime %d ctime %d, as before it; the peer's %d %d; guess: %s", m, c, wm, wc, guessState(s, "d"))
+	}
+}
+
+// A directory's chmod and a removal in it carried out in one batch: the
+// SETATTR's answer is of the directory before the removal (the DELETE
+// after it in the batch), and answered tied the removal's guess to it;
+// the STAT behind the batch, of the state after both, then looked like
+// a later change and the guess went: times/steady-chmod-then-rm failed
+// whenever the two met in one batch (found in CI after the second
+// review).
+func TestTimesChmodAndRemoveInOneBatch(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bob.writeFile(t, "d/x", []byte("x"), 0o644)
+	// A mkdir held at the proxy keeps the sender's next batch back: the
+	// chmod and the removal made meanwhile go together.
+	proxy, gates := reviewProxy(t, bob.addr, "MKDIR w")
+	s := reviewStore(t, proxy)
+	ctx := testCtx(t)
+	statRoot(t, s, "bob")
+	s.names(t, "bob", "")
+	s.names(t, "bob", "d")
+	returnsSoon(t, "Mkdir w", func() error { _, err := s.Mkdir(ctx, "bob", "w", 0o755); return err })
+	gates["MKDIR w"].wait(t, "the MKDIR")
+	returnsSoon(t, "Chmod d", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
+	returnsSoon(t, "Remove d/x", func() error { return s.Remove(ctx, "bob", "d/x") })
+	m0, c0 := timesOf(t, s, "d") // what the program saw after its changes
+	gates["MKDIR w"].open()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if bob.exists(t, "d/x") {
+		t.Fatal("d/x still on bob")
+	}
+	time.Sleep(3 * timesTTL)
+	if m, c := timesOf(t, s, "d"); m != m0 || c != c0 {
+		wm, wc := diskTimes(t, bob, "d")
+		t.Errorf("d after chmod d; rm d/x, nothing changed since: mtime %d ctime %d, then %d %d (the peer's: %d %d)", m0, c0, m, c, wm, wc)
+	}
+}
+
+// A directory's chmod, then its utimes, both written behind, the
+// chmod's answer coming while the utimes had shown its guess and was not
+// queued yet (its journal write under way): nothing was pending, and
+// the chmod's answer was tied to the utimes's guess; once the utimes was
+// carried out its times showed instead (times/steady's tar-like failed
+// in about one run of twenty).
+func TestTimesAnswerWhileNextChangeQueues(t *testing.T) {
+	bob := startPeer(t, t.TempDir())
+	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	proxy, gates := reviewProxy(t, bob.addr, "mode=0700")
+	s := reviewStore(t, proxy)
+	ctx := testCtx(t)
+	statRoot(t, s, "bob")
+	s.names(t, "bob", "")
+	s.names(t, "bob", "d")
+	returnsSoon(t, "Chmod d", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
+	gates["mode=0700"].wait(t, "the chmod's SETATTR")
+
+	// The utimes shows its guess, then waits to be journalled.
+	s.ns.pushMu.Lock()
+	at := time.Unix(1_600_000_000, 0)
+	done := make(chan error, 1)
+	var shown fs.FileInfo // what the program is told (the kernel keeps it)
+	go func() {
+		var err error
+		shown, err = s.Chtimes(ctx, "bob", "d", fusefs.TimeChange{}, fusefs.TimeChange{Set: true, T: at})
+		done <- err
+	}()
+	p, err := s.peer("bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	guessed := func() bool {
+		p.attrs.mu.Lock()
+		defer p.attrs.mu.Unlock()
+		g, ok := p.attrs.guesses["d"]
+		return ok && g.hasM && g.m == at.UnixNano()
+	}
+	for deadline := time.Now().Add(testTimeout); !guessed(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.ns.pushMu.Unlock()
+			t.Fatal("the utimes never showed its guess")
+		}
+	}
+	// The chmod's answer comes and is taken in.
+	gates["mode=0700"].open()
+	for deadline := time.Now().Add(testTimeout); p.attrs.pending != nil && p.attrs.pending("d", false); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			s.ns.pushMu.Unlock()
+			t.Fatal("the chmod was never carried out")
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // its answer, after the queue let it go
+	s.ns.pushMu.Unlock()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	m0, c0 := shown.ModTime().UnixNano(), fusefs.StatOf(shown).Ctime.UnixNano()
+	if err := s.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * timesTTL)
+	if m, c := timesOf(t, s, "d"); m != m0 || c != c0 {
+		wm, wc := diskTimes(t, bob, "d")
+		t.Errorf("d after chmod d; utimes d, nothing changed since: mtime %d ctime %d, then %d %d (the peer's: %d %d; %s)", m0, c0, m, c, wm, wc, guessState(s, "d"))
 	}
 }

@@ -357,7 +357,7 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		if e != nil && !errors.Is(e, errGivenUp) {
 			e = fmt.Errorf("remote: %s of %s:%s, acknowledged here, was refused by the peer: %w", op.Op, peerName, op.Path, netErr(p, e))
 		}
-		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil {
+		if r, ok := replies[j].(peerproto.SetattrOK); ok && e == nil && !touchedAfter(op.Path, ops[i+j+1:end]) {
 			answers = append(answers, setattrAnswer{op, r.Entry})
 		}
 		outs = append(outs, e)
@@ -376,6 +376,25 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 		}
 	}
 	return netErrOrNil(p, err)
+}
+
+// touchedAfter reports whether one of later, the changes carried out
+// after a SETATTR of path in its batch, changed path or moved it: the
+// SETATTR's answer is then of a state that is gone (the STAT behind the
+// batch gives the one after them all).
+func touchedAfter(path string, later []*nsOp) bool {
+	for _, op := range later {
+		paths := append(settleOf(op), op.Path)
+		if op.To != "" {
+			paths = append(paths, op.To)
+		}
+		for _, q := range paths {
+			if under(path, q) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // setattrAnswer is the peer's answer to a SETATTR written behind.

@@ -76,11 +76,13 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 		e.Has |= peerproto.AttrUid | peerproto.AttrGid
 		e.Uid, e.Gid = uid, gid
 	}
+	queued := p.attrs.queuing(parent(path), path)
 	p.attrs.remember(path, e, true)
 	p.attrs.predicted(path)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
 	start, err := s.ns.push(op, false)
+	queued()
 	if err != nil {
 		p.attrs.forgetTree(path)
 		p.attrs.changed(parent(path))
@@ -182,8 +184,10 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 	// by the clocks' skew until the next STAT after it is carried out.
 	// Shown before it is queued, as mkdirBehind does.
 	now := s.now().UnixNano()
+	queued := p.attrs.queuing(sa.Name)
 	p.attrs.changedHere(sa.Name, func(e *peerproto.Entry) { applySetattr(e, op, now) })
 	start, err := s.ns.push(op, false)
+	queued()
 	if err != nil {
 		p.attrs.forget(sa.Name)
 		return nil, false
