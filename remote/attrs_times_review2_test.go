@@ -330,46 +330,6 @@ func TestReview2TimesPeerClockBehindCreateAfterRemove(t *testing.T) {
 	}
 }
 
-// A directory's chmod and a removal in it carried out in one batch: the
-// SETATTR's answer is of the directory before the removal (the DELETE
-// after it in the batch), and answered tied the removal's guess to it;
-// the STAT behind the batch, of the state after both, then looked like
-// a later change and the guess went: times/steady-chmod-then-rm failed
-// whenever the two met in one batch (found in CI after the second
-// review).
-func TestTimesChmodAndRemoveInOneBatch(t *testing.T) {
-	bob := startPeer(t, t.TempDir())
-	if err := os.Mkdir(bob.path("d"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bob.writeFile(t, "d/x", []byte("x"), 0o644)
-	// A mkdir held at the proxy keeps the sender's next batch back: the
-	// chmod and the removal made meanwhile go together.
-	proxy, gates := reviewProxy(t, bob.addr, "MKDIR w")
-	s := reviewStore(t, proxy)
-	ctx := testCtx(t)
-	statRoot(t, s, "bob")
-	s.names(t, "bob", "")
-	s.names(t, "bob", "d")
-	returnsSoon(t, "Mkdir w", func() error { _, err := s.Mkdir(ctx, "bob", "w", 0o755); return err })
-	gates["MKDIR w"].wait(t, "the MKDIR")
-	returnsSoon(t, "Chmod d", func() error { _, err := s.Chmod(ctx, "bob", "d", 0o700); return err })
-	returnsSoon(t, "Remove d/x", func() error { return s.Remove(ctx, "bob", "d/x") })
-	m0, c0 := timesOf(t, s, "d") // what the program saw after its changes
-	gates["MKDIR w"].open()
-	if err := s.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if bob.exists(t, "d/x") {
-		t.Fatal("d/x still on bob")
-	}
-	time.Sleep(3 * timesTTL)
-	if m, c := timesOf(t, s, "d"); m != m0 || c != c0 {
-		wm, wc := diskTimes(t, bob, "d")
-		t.Errorf("d after chmod d; rm d/x, nothing changed since: mtime %d ctime %d, then %d %d (the peer's: %d %d)", m0, c0, m, c, wm, wc)
-	}
-}
-
 // A directory's chmod, then its utimes, both written behind, the
 // chmod's answer coming while the utimes had shown its guess and was not
 // queued yet (its journal write under way): nothing was pending, and
