@@ -194,12 +194,12 @@ func (a *attrCache) pendingLocked(path string) bool {
 // change was carried out: times/steady's tar-like, a chmod then utimes
 // of a directory).
 //
-// mkdirBehind and setattrBehind show first (a sender already running
-// may carry the change out at once, and its answer must find the
-// guess); removeBehind and renameBehind queue first. The change's own
-// answer, were it to come between the queueing and done (the caller
-// stalled for a whole round trip), would tie nothing: the guess then
-// lapses (guessLapse), the safe way to be wrong.
+// The changes written behind show first (a sender already running may
+// take the change into a batch at once, and the STAT behind it must find
+// the guess), then queue (Store.pushShown), then call done. The
+// change's own answer, were it to come between the queueing and done
+// (the caller stalled for a whole round trip), would tie nothing: the
+// guess then lapses (guessLapse), the safe way to be wrong.
 func (a *attrCache) queuing(paths ...string) (done func()) {
 	a.mu.Lock()
 	for _, p := range paths {

@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"time"
 
 	"github.com/peerfs/peerfs/cache"
@@ -84,16 +85,30 @@ func (s *Store) removeBehind(p *peerConn, path string, dir bool) error {
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
 	}
-	start, err := s.ns.push(op, false)
-	if err != nil {
-		return err
-	}
+	// Shown before it is queued (attrCache.queuing), as mkdirBehind
+	// does: a sender already running may take it into a batch at once,
+	// and that batch's STAT must find the directory's guess to tie it.
+	queued := p.attrs.queuing(parent(path))
 	p.attrs.gone(path)
 	p.attrs.entryChanged(parent(path), s.now().UnixNano(), true, dir)
+	start, err := s.pushShown(op, queued)
+	if err != nil {
+		p.attrs.forgetTree(path)
+		p.attrs.changed(parent(path))
+		return err
+	}
 	if start {
 		s.startSender(p.name)
 	}
 	return nil
+}
+
+// pushShown queues op (behind.push), whose guessed times this mount
+// already shows, and then calls queued (the done of attrCache.queuing),
+// whatever happens.
+func (s *Store) pushShown(op cache.NamespaceOp, queued func()) (start bool, err error) {
+	defer queued()
+	return s.ns.push(op, false)
 }
 
 // renameBehind acknowledges the rename of file from to to on p by
@@ -108,15 +123,21 @@ func (s *Store) renameBehind(p *peerConn, from, to string) error {
 	if id := p.link.peerID(); id != "" {
 		op.Owner = s.owner(p)
 	}
-	start, err := s.ns.push(op, false)
-	if err != nil {
-		return err
-	}
+	// Shown before it is queued, as removeBehind does.
+	queued := p.attrs.queuing(parent(from), parent(to), to)
 	now := s.now().UnixNano()
 	p.attrs.moved(from, to)
 	p.attrs.changedAt(to, now)
 	p.attrs.entryChanged(parent(from), now, true, false)
 	p.attrs.entryChanged(parent(to), now, false, false)
+	start, err := s.pushShown(op, queued)
+	if err != nil {
+		p.attrs.forget(from)
+		p.attrs.forget(to)
+		p.attrs.changed(parent(from))
+		p.attrs.changed(parent(to))
+		return err
+	}
 	_ = s.cache.Rename(cache.Key{Peer: p.name, Path: from}, cache.Key{Peer: p.name, Path: to})
 	if start {
 		s.startSender(p.name)
@@ -379,17 +400,21 @@ func (s *Store) sendBatch(ctx context.Context, peerName string, ops []*nsOp) err
 }
 
 // touchedAfter reports whether one of later, the changes carried out
-// after a SETATTR of path in its batch, changed path or moved it: the
-// SETATTR's answer is then of a state that is gone (the STAT behind the
-// batch gives the one after them all).
+// after a SETATTR of path in its batch, changed path's attributes (its
+// own SETATTR, an entry made, removed or renamed in it: settleOf) or
+// removed or moved it: the SETATTR's answer is then of a state that is
+// gone (the STAT behind the batch gives the one after them all). A
+// change of an ancestor (its times, an entry in it) does not touch it:
+// no STAT of path goes behind such a change, and its guess is tied by
+// this answer or by none.
 func touchedAfter(path string, later []*nsOp) bool {
 	for _, op := range later {
-		paths := append(settleOf(op), op.Path)
-		if op.To != "" {
-			paths = append(paths, op.To)
+		if op.Path == path || slices.Contains(settleOf(op), path) {
+			return true
 		}
-		for _, q := range paths {
-			if under(path, q) {
+		switch op.Op {
+		case cache.OpDelete, cache.OpRmdir, cache.OpRename:
+			if under(path, op.Path) || op.To != "" && under(path, op.To) {
 				return true
 			}
 		}

@@ -81,8 +81,7 @@ func (s *Store) mkdirBehind(ctx context.Context, p *peerConn, path string, mode 
 	p.attrs.predicted(path)
 	p.attrs.emptyDir(path)
 	p.attrs.entryChanged(parent(path), now, false, true)
-	start, err := s.ns.push(op, false)
-	queued()
+	start, err := s.pushShown(op, queued)
 	if err != nil {
 		p.attrs.forgetTree(path)
 		p.attrs.changed(parent(path))
@@ -186,8 +185,7 @@ func (s *Store) setattrBehind(p *peerConn, sa peerproto.Setattr) (fi fs.FileInfo
 	now := s.now().UnixNano()
 	queued := p.attrs.queuing(sa.Name)
 	p.attrs.changedHere(sa.Name, func(e *peerproto.Entry) { applySetattr(e, op, now) })
-	start, err := s.ns.push(op, false)
-	queued()
+	start, err := s.pushShown(op, queued)
 	if err != nil {
 		p.attrs.forget(sa.Name)
 		return nil, false
