@@ -151,6 +151,9 @@ func Mount(mountpoint string, store Store, opts Options) (*Mounted, error) {
 	if ew, ok := store.(EntryWatcher); ok {
 		ew.WatchEntries(m.inval.enqueueEntry)
 	}
+	if sw, ok := store.(StoredWatcher); ok {
+		sw.WatchStored(f.stored)
+	}
 	log.Info().Msg("mounted")
 	return m, nil
 }

@@ -41,8 +41,9 @@ type node struct {
 	handles map[*handle]struct{} // open handles of a file
 	// localShown: the kernel was given attributes of a copy changed here
 	// (Stat.Local), to keep for the attribute timeout; they go from the
-	// kernel after the next flush or fsync (localStored), which stores
-	// the copy and makes its times the peer's.
+	// kernel once the copy is stored (localStored: after the next flush
+	// or fsync, or as the Store says, StoredWatcher), its times the
+	// peer's then.
 	localShown bool
 }
 
@@ -182,6 +183,15 @@ func (n *node) localStored() {
 	}
 	if err := n.fsys.kernel.InvalidateNodeAttr(n.self); err != nil {
 		n.fsys.log.Debug().Err(err).Str("peer", n.peer).Str("path", n.key().path).Msg("invalidate the attributes of a stored copy")
+	}
+}
+
+// stored is the StoredWatcher callback: peer's file at path was stored,
+// and its node, if the kernel holds one, drops what the kernel was shown
+// of the local copy's attributes (localStored).
+func (f *filesys) stored(peer, path string) {
+	if fl, ok := f.names.lookupSelf(nodeKey{peer, path}).(*file); ok {
+		fl.localStored()
 	}
 }
 

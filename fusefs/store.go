@@ -113,6 +113,18 @@ type EntryWatcher interface {
 	WatchEntries(fn func(EntryChange))
 }
 
+// StoredWatcher is an optional interface of a Store whose files show
+// this machine's times while they have local changes (Stat.Local): it
+// tells the mount when it stored such a file, also by other means than
+// the file's own flush or fsync (another file's SYNC turn, a retry after
+// a failure), and the mount has the kernel drop what it was shown of the
+// local copy's attributes, which give way to the peer's.
+type StoredWatcher interface {
+	// WatchStored registers fn, called (from any goroutine, never
+	// under a Store lock) with a file's peer and path once stored.
+	WatchStored(fn func(peer, path string))
+}
+
 // EntryChange is a change another writer made to one name, as an
 // EntryWatcher reports it.
 type EntryChange struct {

@@ -87,13 +87,15 @@ type Store struct {
 	unlisted map[string]time.Time // peers the tracker does not list now, since when
 	departed map[string]bool      // peers gone for good in this run (quit, forgotten): their pending copies are set aside
 	watchers []func(peer, dir string)
-	// entryWatchers are WatchEntries' callbacks.
-	entryWatchers []func(fusefs.EntryChange)
-	files         map[cache.Key]*fileState // local copies being written or not yet uploaded
-	handles       map[uint64]*handle
-	nextFH        uint64
-	syncer        Syncer
-	closed        bool
+	// entryWatchers are WatchEntries' callbacks, storedWatchers
+	// WatchStored's.
+	entryWatchers  []func(fusefs.EntryChange)
+	storedWatchers []func(peer, path string)
+	files          map[cache.Key]*fileState // local copies being written or not yet uploaded
+	handles        map[uint64]*handle
+	nextFH         uint64
+	syncer         Syncer
+	closed         bool
 
 	health health // what the reports show beyond the links (status.go)
 
@@ -313,6 +315,25 @@ func (s *Store) WatchEntries(fn func(fusefs.EntryChange)) {
 	s.mu.Lock()
 	s.entryWatchers = append(s.entryWatchers, fn)
 	s.mu.Unlock()
+}
+
+// WatchStored implements fusefs.StoredWatcher.
+func (s *Store) WatchStored(fn func(peer, path string)) {
+	s.mu.Lock()
+	s.storedWatchers = append(s.storedWatchers, fn)
+	s.mu.Unlock()
+}
+
+// notifyStored calls the WatchStored callbacks: peer's file at path,
+// stored, shows the peer's times from now on (stored). Called with no
+// Store lock held (the file's upload lock may be).
+func (s *Store) notifyStored(peer, path string) {
+	s.mu.Lock()
+	ws := slices.Clone(s.storedWatchers)
+	s.mu.Unlock()
+	for _, fn := range ws {
+		fn(peer, path)
+	}
 }
 
 // notifyEntry calls the WatchEntries callbacks.
