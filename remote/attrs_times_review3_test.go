@@ -5,13 +5,12 @@ package remote
 
 import (
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/peerfs/peerfs/fusefs"
+	"github.com/peerfs/peerfs/internal/testutil"
 	"github.com/peerfs/peerfs/peerproto"
 )
 
@@ -45,17 +44,7 @@ func TestReview3TimesSetattrThenParentSetattrNeverTied(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * timesTTL)
-	timesOf(t, s, "a/d")
-	// Another writer, well after this mount's changes were answered.
-	time.Sleep(20 * time.Millisecond)
-	bob.writeFile(t, "a/d/z", []byte("z"), 0o644)
-	time.Sleep(3 * timesTTL) // every cache expired
-	wm, wc := diskTimes(t, bob, "a/d")
-	if m, c := timesOf(t, s, "a/d"); m != wm || c != wc {
-		t.Errorf("a/d after another writer made a/d/z, %v later: mtime %d ctime %d; the peer's %d %d; a/d's guess: %s",
-			3*timesTTL, m, c, wm, wc, guessState(s, "a/d"))
-	}
+	foreignChangeShows(t, s, bob, "a/d")
 }
 
 // R3-1b. The same with a removal in the parent after a chmod of the
@@ -80,73 +69,25 @@ func TestReview3TimesChmodThenRemoveInParentNeverTied(t *testing.T) {
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
+	foreignChangeShows(t, s, bob, "a/d")
+}
+
+// foreignChangeShows checks that another writer's change in bob's
+// directory dir (a new file z), made once this mount's changes were
+// answered and its caches expired, shows as the peer has it: no guess of
+// dir's times hides it.
+func foreignChangeShows(t *testing.T, s *testStore, bob *testPeer, dir string) {
+	t.Helper()
 	time.Sleep(3 * timesTTL)
-	timesOf(t, s, "a/d")
-	time.Sleep(20 * time.Millisecond)
-	bob.writeFile(t, "a/d/z", []byte("z"), 0o644)
-	time.Sleep(3 * timesTTL)
-	wm, wc := diskTimes(t, bob, "a/d")
-	if m, c := timesOf(t, s, "a/d"); m != wm || c != wc {
-		t.Errorf("a/d after another writer made a/d/z, %v later: mtime %d ctime %d; the peer's %d %d; a/d's guess: %s",
-			3*timesTTL, m, c, wm, wc, guessState(s, "a/d"))
+	timesOf(t, s, dir)
+	time.Sleep(20 * time.Millisecond) // z's times after what was shown
+	bob.writeFile(t, dir+"/z", []byte("z"), 0o644)
+	time.Sleep(3 * timesTTL) // every cache expired
+	wm, wc := diskTimes(t, bob, dir)
+	if m, c := timesOf(t, s, dir); m != wm || c != wc {
+		t.Errorf("%s after another writer made %s/z, %v later: mtime %d ctime %d; the peer's %d %d; %s's guess: %s",
+			dir, dir, 3*timesTTL, m, c, wm, wc, dir, guessState(s, dir))
 	}
-}
-
-// callerClock is a Store clock that stalls the one call made by a
-// given function of remote (by its name, found on the caller's stack)
-// once armed, until released: it widens a window between two steps of
-// that function that a busy sender may otherwise fall into.
-type callerClock struct {
-	mu      sync.Mutex
-	fn      string // e.g. "(*Store).removeBehind"; "" disarmed
-	stalled chan struct{}
-	release chan struct{}
-}
-
-func newCallerClock() *callerClock {
-	return &callerClock{stalled: make(chan struct{}), release: make(chan struct{})}
-}
-
-func (c *callerClock) arm(fn string) {
-	c.mu.Lock()
-	c.fn = fn
-	c.mu.Unlock()
-}
-
-func (c *callerClock) now() time.Time {
-	c.mu.Lock()
-	fn := c.fn
-	c.mu.Unlock()
-	if fn != "" && calledFrom(fn) {
-		c.mu.Lock()
-		c.fn = ""
-		c.mu.Unlock()
-		close(c.stalled)
-		<-c.release
-	}
-	return time.Now()
-}
-
-// calledFrom reports whether the caller's caller (within three frames:
-// the Store's now method may be inlined) is remote's function fn, and
-// no attrCache method is on the way (their clock calls hold a.mu).
-func calledFrom(fn string) bool {
-	pcs := make([]uintptr, 6)
-	n := runtime.Callers(3, pcs)
-	frames := runtime.CallersFrames(pcs[:n])
-	for i := 0; i < 3; i++ {
-		f, more := frames.Next()
-		if strings.Contains(f.Function, "attrCache") {
-			return false
-		}
-		if strings.HasSuffix(f.Function, "remote."+fn) {
-			return true
-		}
-		if !more {
-			break
-		}
-	}
-	return false
 }
 
 // R3-2. removeBehind (and renameBehind) queue the change first and make
@@ -165,8 +106,8 @@ func TestReview3TimesRemoveQueuedBeforeGuessNeverTied(t *testing.T) {
 	}
 	bob.writeFile(t, "d/x", []byte("x"), 0o644)
 	proxy, gates := reviewProxy(t, bob.addr, "MKDIR w")
-	clock := newCallerClock()
-	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = timesTTL; o.Now = clock.now })
+	clock := &stallingClock{fn: "remote.(*Store).removeBehind"}
+	s := newStoreWith(t, t.TempDir(), func(o *Options) { o.AttrTTL = timesTTL; o.Now = clock.Now })
 	s.SetPeers([]peerproto.PeerAddr{{Name: "bob", Addr: proxy}})
 	ctx := testCtx(t)
 	statRoot(t, s, "bob")
@@ -175,38 +116,34 @@ func TestReview3TimesRemoveQueuedBeforeGuessNeverTied(t *testing.T) {
 	// A sender already running (its MKDIR held at the proxy).
 	returnsSoon(t, "Mkdir w", func() error { _, err := s.Mkdir(ctx, "bob", "w", 0o755); return err })
 	gates["MKDIR w"].wait(t, "the MKDIR")
-	// rm d/x: queued; held right before its guess of d's times.
-	clock.arm("(*Store).removeBehind")
+	// rm d/x: held at removeBehind's clock, which sat between its
+	// queueing and its guess of d's times (before the fix).
+	stalled, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	clock.stall = func() { close(stalled); <-release }
+	clock.armed.Store(true)
 	removed := make(chan error, 1)
 	go func() { removed <- s.Remove(ctx, "bob", "d/x") }()
 	select {
-	case <-clock.stalled:
+	case <-stalled:
 	case err := <-removed:
-		t.Fatalf("Remove d/x returned (%v) without reading the clock between queueing and guessing", err)
+		t.Fatalf("Remove d/x returned (%v) without reading the clock", err)
 	case <-time.After(testTimeout):
 		t.Fatal("Remove d/x never reached removeBehind's clock")
 	}
 	// The sender, free again, carries out what is queued meanwhile (a
-	// moment, in real life): the DELETE, where it was queued before its
-	// guess was made (since the fix it is queued after, and waits).
+	// moment, in real life): the MKDIR, and the DELETE where it was
+	// queued before its guess was made.
 	gates["MKDIR w"].open()
-	for deadline := time.Now().Add(300 * time.Millisecond); bob.exists(t, "d/x") && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-	}
-	close(clock.release)
+	testutil.Eventually(t, "the queue carried out", func() bool { return s.ns.pendingFor("bob") == 0 })
+	free()
 	if err := <-removed; err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * timesTTL)
-	timesOf(t, s, "d")
-	time.Sleep(20 * time.Millisecond)
-	bob.writeFile(t, "d/z", []byte("z"), 0o644)
-	time.Sleep(3 * timesTTL)
-	wm, wc := diskTimes(t, bob, "d")
-	if m, c := timesOf(t, s, "d"); m != wm || c != wc {
-		t.Errorf("d after another writer made d/z, %v later: mtime %d ctime %d; the peer's %d %d; d's guess: %s",
-			3*timesTTL, m, c, wm, wc, guessState(s, "d"))
-	}
+	foreignChangeShows(t, s, bob, "d")
 }

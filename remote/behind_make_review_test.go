@@ -279,16 +279,22 @@ func TestReplayedDirSetattrSparesFileAtName(t *testing.T) {
 }
 
 // stallingClock is a clock (Options.Now) that, once armed, stalls the
-// first call made by Store.now from Store.mkdirBehind (the one between its
-// push onto the queue and the attributes it makes up) in stall: the
-// goroutine descheduled there for a round trip, made deterministic.
+// first call made by Store.now from the Store's method fn (mkdirBehind if
+// "": the one between its push onto the queue and the attributes it made
+// up, before the fix below) in stall: the goroutine descheduled there for
+// a round trip, made deterministic.
 type stallingClock struct {
+	fn    string // e.g. "remote.(*Store).removeBehind"
 	armed atomic.Bool
 	stall func()
 }
 
 func (c *stallingClock) Now() time.Time {
-	if c.armed.Load() && calledFromVia("remote.(*Store).now", "remote.(*Store).mkdirBehind") && c.armed.CompareAndSwap(true, false) {
+	fn := c.fn
+	if fn == "" {
+		fn = "remote.(*Store).mkdirBehind"
+	}
+	if c.armed.Load() && calledFromVia("remote.(*Store).now", fn) && c.armed.CompareAndSwap(true, false) {
 		c.stall()
 	}
 	return time.Now()
