@@ -148,10 +148,8 @@ func (n *node) attr(ctx context.Context, a *fuse.Attr) (string, error) {
 		n.mu.Unlock()
 		n.learn(info)
 	}
-	local := false
-	if st := StatOf(info); st != nil && st.Local {
-		local = true
-	}
+	st := StatOf(info)
+	local := st != nil && st.Local
 	n.mu.Lock()
 	ino := n.ino
 	if local {

@@ -610,13 +610,13 @@ func (s *Store) stored(u *upload) error {
 	f.mu.Lock()
 	f.remote = e
 	f.base = e.Version()
-	peers := false // the times shown are the peer's now
+	peerTimes := false // the times shown are the peer's now
 	if clean && f.setMtime == u.setMtime && f.mode == u.mode && f.uid == u.uid && f.gid == u.gid && e.Has&peerproto.AttrCtime != 0 {
 		// Nothing changed here since the snapshot: the times shown from
 		// now on are the peer's, as once the copy is let go of.
 		f.mtime, f.ctime = time.Unix(0, e.Mtime), time.Unix(0, e.Ctime)
 		f.stamped = f.ctime
-		peers = true
+		peerTimes = true
 	}
 	f.failures, f.retryAt = 0, time.Time{}
 	f.streamTried, f.streamHole, f.streamAt, f.seqEnd = false, false, 0, 0
@@ -641,7 +641,7 @@ func (s *Store) stored(u *upload) error {
 		f.releaseCopy()
 	}
 	s.markStored(u.key)
-	if peers {
+	if peerTimes {
 		s.notifyStored(u.key.Peer, u.key.Path)
 	}
 	s.log.Debug().Str("remote_peer", u.key.Peer).Str("path", u.key.Path).Int64("size", e.Size).Msg("uploaded")
