@@ -376,15 +376,18 @@ func TestTimesAnswerWhileNextChangeQueues(t *testing.T) {
 			t.Fatal("the utimes never showed its guess")
 		}
 	}
-	// The chmod's answer comes and is taken in.
+	// The chmod's answer comes and is taken in: its batch carried out
+	// and the sender done with it (answered, settled).
 	gates["mode=0700"].open()
-	for deadline := time.Now().Add(testTimeout); p.attrs.pending != nil && p.attrs.pending("d", false); time.Sleep(time.Millisecond) {
+	taken := func() bool {
+		return !p.attrs.pending("d", false) && !goroutineIn("remote.(*Store).sendBatch")
+	}
+	for deadline := time.Now().Add(testTimeout); !taken(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			s.ns.pushMu.Unlock()
-			t.Fatal("the chmod was never carried out")
+			t.Fatal("the chmod's answer was never taken in")
 		}
 	}
-	time.Sleep(50 * time.Millisecond) // its answer, after the queue let it go
 	s.ns.pushMu.Unlock()
 	if err := <-done; err != nil {
 		t.Fatal(err)
