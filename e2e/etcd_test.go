@@ -4,98 +4,16 @@ package e2e
 // of its own (this test binary, re-executed), so that kill -9 hits one.
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/peerfs/peerfs/internal/etcdtest"
 )
-
-// runEtcdMember runs the etcd member described by spec (JSON) until
-// SIGTERM or SIGINT.
-func runEtcdMember(spec string) int {
-	var m etcdtest.Member
-	if err := json.Unmarshal([]byte(spec), &m); err != nil {
-		return fail(err)
-	}
-	e, err := etcdtest.StartMember(m)
-	if err != nil {
-		return fail(err)
-	}
-	fmt.Println("ready")
-	stop := make(chan os.Signal, 1)
-	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
-	select {
-	case <-stop:
-	case err := <-e.Err():
-		fmt.Fprintln(os.Stderr, err)
-	}
-	e.Close()
-	return 0
-}
-
-// startEtcdCluster runs a three-member etcd cluster on loopback, each
-// member in a process of its own, and returns the processes and their
-// client URLs.
-func startEtcdCluster(t *testing.T) ([]*exec.Cmd, []string) {
-	t.Helper()
-	ms, err := etcdtest.Plan(3, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cmds []*exec.Cmd
-	var urls []string
-	var wg sync.WaitGroup
-	for _, m := range ms {
-		spec, _ := json.Marshal(m)
-		cmd := exec.Command(os.Args[0], "-test.run=^$", string(spec))
-		cmd.Env = append(os.Environ(), "PEERFS_E2E_HELPER=etcd-member")
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var log syncBuffer
-		cmd.Stderr = &log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = cmd.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
-		cmds = append(cmds, cmd)
-		urls = append(urls, m.ClientURL())
-		wg.Go(func() {
-			// The members of a new cluster are ready together, once
-			// they have elected a leader.
-			b := make([]byte, len("ready\n"))
-			if n, _ := out.Read(b); string(b[:n]) != "ready\n" {
-				t.Errorf("etcd member %s did not start: %s", m.Name, log.String())
-			}
-		})
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	return cmds, urls
-}
 
 // fsyncResult is one fsync of the loop.
 type fsyncResult struct {
@@ -113,7 +31,8 @@ type fsyncResult struct {
 // registers again through the surviving replica.
 func TestEtcdReplicasSurviveKills(t *testing.T) {
 	needFUSE(t)
-	etcds, urls := startEtcdCluster(t)
+	etcds := etcdtest.StartProcesses(t, 3)
+	urls := etcdtest.ClientURLs(etcds)
 	const lease, ttl = 5 * time.Second, 3 * time.Second
 	replica := func(name string) (*proc, string) {
 		addr := freeAddr(t)
@@ -189,7 +108,7 @@ func TestEtcdReplicasSurviveKills(t *testing.T) {
 	waitFor(t, 30*time.Second, "fsyncs after alice's tracker was killed", func() bool { return count() >= before+3 })
 	waitFor(t, 15*time.Second, "alice registered with the surviving tracker", func() bool { return survivor.joined("alice") })
 
-	if err := etcds[0].Process.Kill(); err != nil {
+	if err := etcds[0].Kill(); err != nil {
 		t.Fatal(err)
 	}
 	before = count()

@@ -28,6 +28,7 @@ import (
 var bin string
 
 func TestMain(m *testing.M) {
+	etcdtest.RunMemberIfAsked()
 	if h := os.Getenv("PEERFS_E2E_HELPER"); h != "" {
 		os.Exit(runHelper(h, os.Args[len(os.Args)-1]))
 	}

@@ -12,7 +12,6 @@ import (
 // syscalls on a mount never run inside a process that could deadlock with
 // its FUSE server. It prints the outcome and returns the exit code.
 //
-//	etcd-member JSON   run an etcd member (etcdtest.Member) until killed or SIGTERM
 //	editor-save PATH   write PATH~tmp, fsync, close, rename over PATH (content from PEERFS_E2E_DATA)
 //	write-fsync PATH   open PATH, write, fsync, report, wait for stdin EOF, close
 //	write-wait-close PATH  open PATH, write, report, wait for stdin EOF, close
@@ -28,8 +27,6 @@ func runHelper(kind, path string) int {
 		}
 	}
 	switch kind {
-	case "etcd-member":
-		return runEtcdMember(path) // etcd_test.go
 	case "editor-save":
 		tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".swp")
 		f, err := os.Create(tmp)

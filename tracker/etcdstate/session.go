@@ -117,8 +117,17 @@ func (x *session) event(ev *clientv3.Event) (tracker.SharedEvent, bool) {
 }
 
 // Join creates the member, or replaces one of the same name at the same
-// address.
-func (x *session) Join(ctx context.Context, m tracker.Member) (int64, error) {
+// address. A try whose answer was lost left the member created: the
+// next finds it at its own address and takes its place again.
+func (x *session) Join(ctx context.Context, m tracker.Member) (rev int64, err error) {
+	err = retry(ctx, func() error {
+		rev, err = x.join(ctx, m)
+		return err
+	})
+	return rev, err
+}
+
+func (x *session) join(ctx context.Context, m tracker.Member) (int64, error) {
 	s := x.s
 	key := s.memberKey(m.Name)
 	val, err := json.Marshal(m)
@@ -200,8 +209,11 @@ func (x *session) Update(ctx context.Context, old, m tracker.Member) error {
 	if err != nil {
 		return err
 	}
-	_, err = x.ifOwned(ctx, old, func(tracker.Member) (clientv3.Op, error) {
-		return clientv3.OpPut(x.s.memberKey(m.Name), string(val), clientv3.WithLease(x.lease())), nil
+	err = retry(ctx, func() error {
+		_, err := x.ifOwned(ctx, old, func(tracker.Member) (clientv3.Op, error) {
+			return clientv3.OpPut(x.s.memberKey(m.Name), string(val), clientv3.WithLease(x.lease())), nil
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("etcdstate: update %s: %w", m.Name, err)
@@ -214,16 +226,23 @@ func (x *session) Update(ctx context.Context, old, m tracker.Member) error {
 func (x *session) Leave(ctx context.Context, m tracker.Member, quit bool) error {
 	key := x.s.memberKey(m.Name)
 	if quit {
-		_, err := x.ifOwned(ctx, m, func(stored tracker.Member) (clientv3.Op, error) {
-			stored.Left = "quit"
-			val, err := json.Marshal(stored)
-			return clientv3.OpPut(key, string(val), clientv3.WithLease(x.lease())), err
+		err := retry(ctx, func() error {
+			_, err := x.ifOwned(ctx, m, func(stored tracker.Member) (clientv3.Op, error) {
+				stored.Left = "quit"
+				val, err := json.Marshal(stored)
+				return clientv3.OpPut(key, string(val), clientv3.WithLease(x.lease())), err
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("etcdstate: leave %s: %w", m.Name, err)
 		}
 	}
-	if _, err := x.ifOwned(ctx, m, func(tracker.Member) (clientv3.Op, error) { return clientv3.OpDelete(key), nil }); err != nil {
+	err := retry(ctx, func() error {
+		_, err := x.ifOwned(ctx, m, func(tracker.Member) (clientv3.Op, error) { return clientv3.OpDelete(key), nil })
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("etcdstate: leave %s: %w", m.Name, err)
 	}
 	return nil
@@ -235,8 +254,19 @@ func (x *session) UpdateRound(ctx context.Context, guard int64, fn func(*tracker
 }
 
 // updateRound runs the compare-and-swap with the conditions extra too;
-// if they fail, it returns errExtra.
-func (x *session) updateRound(ctx context.Context, guard int64, extra []clientv3.Cmp, fn func(*tracker.RoundState) bool) (tracker.RoundState, error) {
+// if they fail, it returns tracker.ErrTokenLost. A try whose answer was
+// lost is found done by the next: fn, given the state it stored, asks
+// for no change.
+func (x *session) updateRound(ctx context.Context, guard int64, extra []clientv3.Cmp, fn func(*tracker.RoundState) bool) (rs tracker.RoundState, err error) {
+	err = retry(ctx, func() error {
+		rs, err = x.casRound(ctx, guard, extra, fn)
+		return err
+	})
+	return rs, err
+}
+
+// casRound is one try of updateRound.
+func (x *session) casRound(ctx context.Context, guard int64, extra []clientv3.Cmp, fn func(*tracker.RoundState) bool) (tracker.RoundState, error) {
 	s := x.s
 	key := s.roundKey()
 	resp, err := s.cli.Get(ctx, key)
@@ -300,7 +330,9 @@ func (x *session) holds(ctx context.Context, cmps []clientv3.Cmp) (bool, error) 
 // Lock takes the write token: the session's mutex.
 func (x *session) Lock(ctx context.Context) (tracker.Token, error) {
 	m := concurrency.NewMutex(x.sess, x.s.tokenPrefix())
-	if err := m.Lock(ctx); err != nil {
+	// A try whose answer was lost left the session's key: the next
+	// finds it and waits on it.
+	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
 		return nil, fmt.Errorf("etcdstate: take the write token: %w", err)
 	}
 	return &token{x: x, m: m}, nil
@@ -333,7 +365,7 @@ func (k *token) UpdateRound(ctx context.Context, guard int64, fn func(*tracker.R
 
 // Unlock deletes this session's key under the token's prefix.
 func (k *token) Unlock(ctx context.Context) error {
-	if err := k.m.Unlock(ctx); err != nil {
+	if err := retry(ctx, func() error { return k.m.Unlock(ctx) }); err != nil {
 		return fmt.Errorf("etcdstate: give the write token back: %w", err)
 	}
 	return nil

@@ -1,0 +1,143 @@
+package etcdtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// memberEnv names the variable that makes a test binary run one etcd
+// member (its JSON Member) instead of its tests: see RunMemberIfAsked.
+const memberEnv = "PEERFS_ETCDTEST_MEMBER"
+
+// RunMemberIfAsked runs the etcd member a test binary was started for
+// by StartProcesses, until SIGTERM or SIGINT, and exits; it returns at
+// once in a binary started to run tests. Call it first in TestMain.
+func RunMemberIfAsked() {
+	spec := os.Getenv(memberEnv)
+	if spec == "" {
+		return
+	}
+	os.Exit(runMember(spec))
+}
+
+func runMember(spec string) int {
+	var m Member
+	if err := json.Unmarshal([]byte(spec), &m); err != nil {
+		fmt.Fprintln(os.Stderr, "etcdtest:", err)
+		return 1
+	}
+	e, err := StartMember(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println("ready")
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-stop:
+	case err := <-e.Err():
+		fmt.Fprintln(os.Stderr, err)
+	}
+	e.Close()
+	return 0
+}
+
+// Process is one member of a cluster StartProcesses runs, in a process
+// of its own, so that a test can kill -9 it.
+type Process struct {
+	Member
+	Cmd *exec.Cmd
+	log lockedBuffer
+}
+
+// Kill kills the member with SIGKILL: no goodbye to its peers or clients.
+func (p *Process) Kill() error { return p.Cmd.Process.Kill() }
+
+// StartProcesses runs an n-member etcd cluster on loopback until the
+// test ends, each member in a process of its own: the test binary
+// itself, started again with the member in its environment (its
+// TestMain must call RunMemberIfAsked).
+func StartProcesses(t testing.TB, n int) []*Process {
+	t.Helper()
+	ms, err := Plan(n, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ps []*Process
+	var wg sync.WaitGroup
+	for _, m := range ms {
+		spec, _ := json.Marshal(m)
+		p := &Process{Member: m, Cmd: exec.Command(os.Args[0], "-test.run=^$")}
+		p.Cmd.Env = append(os.Environ(), memberEnv+"="+string(spec))
+		out, err := p.Cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Cmd.Stderr = &p.log
+		if err := p.Cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan struct{})
+			go func() { _ = p.Cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				_ = p.Cmd.Process.Kill()
+				<-done
+			}
+		})
+		ps = append(ps, p)
+		wg.Go(func() {
+			// The members of a new cluster are ready together, once
+			// they have elected a leader.
+			b := make([]byte, len("ready\n"))
+			if n, _ := out.Read(b); string(b[:n]) != "ready\n" {
+				t.Errorf("etcd member %s did not start: %s", m.Name, p.log.String())
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return ps
+}
+
+// ClientURLs lists the members' client URLs.
+func ClientURLs(ps []*Process) []string {
+	var urls []string
+	for _, p := range ps {
+		urls = append(urls, p.ClientURL())
+	}
+	return urls
+}
+
+// lockedBuffer is a bytes.Buffer safe for a process's writes and the
+// test's reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,136 @@
+package etcdstate_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/peerfs/peerfs/internal/etcdtest"
+	"github.com/peerfs/peerfs/tracker"
+	"github.com/peerfs/peerfs/tracker/etcdstate"
+)
+
+// leaderOf returns the member of ps that leads the cluster.
+func leaderOf(t *testing.T, ps []*etcdtest.Process) *etcdtest.Process {
+	t.Helper()
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.ClientURLs(ps), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	for _, p := range ps {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cli.Status(ctx, p.ClientURL())
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Leader == st.Header.MemberId {
+			return p
+		}
+	}
+	t.Fatal("no member leads")
+	return nil
+}
+
+// TestSessionRidesOutAMemberKill: kill -9 of the etcd member that leads
+// the cluster, while a session updates the round and its members in a
+// loop, each call bounded as a replica bounds it (its WriteTimeout): no
+// call fails. In-flight writes then fail with "leader changed", "request
+// timed out" or a closed connection, which etcd's client does not retry
+// for writes (one may have been carried out); a replica that passed
+// them on refused a peer's SYNC ("SYNC FAIL io"), its fsync got EIO.
+// Every write here is a compare-and-swap, safe to try again.
+func TestSessionRidesOutAMemberKill(t *testing.T) {
+	ps := etcdtest.StartProcesses(t, 3)
+	store, err := etcdstate.New(etcdstate.Options{Endpoints: etcdtest.ClientURLs(ps), TTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	octx, ocancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sess, err := store.Open(octx)
+	ocancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+
+	const bound = tracker.DefaultWriteTimeout
+	stop := make(chan struct{})
+	var loops sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	var calls, rounds atomic.Int64
+	loop := func(name string, call func(ctx context.Context) error) {
+		loops.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), bound)
+				err := call(ctx)
+				cancel()
+				calls.Add(1)
+				if err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range 3 {
+		loop("UpdateRound", func(ctx context.Context) error {
+			_, err := sess.UpdateRound(ctx, 0, func(rs *tracker.RoundState) bool { rs.Round++; return true })
+			if err == nil {
+				rounds.Add(1)
+			}
+			return err
+		})
+		m := tracker.Member{Name: fmt.Sprintf("p%d", i), Addr: fmt.Sprintf("127.0.0.1:%d", 7000+i), Owner: sess.ID() + fmt.Sprint("/", i)}
+		jctx, jcancel := context.WithTimeout(context.Background(), bound)
+		if _, err := sess.Join(jctx, m); err != nil {
+			t.Fatal(err)
+		}
+		jcancel()
+		loop("Update", func(ctx context.Context) error {
+			m2 := m
+			m2.Holds = !m.Holds
+			err := sess.Update(ctx, m, m2)
+			m = m2
+			return err
+		})
+	}
+	waitUntil := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatal("timed out waiting for", what)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitUntil("updates before the kill", func() bool { return rounds.Load() >= 100 })
+	leader := leaderOf(t, ps)
+	if err := leader.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	before := rounds.Load()
+	waitUntil("updates after the kill", func() bool { return rounds.Load() >= before+100 })
+	close(stop)
+	loops.Wait()
+	t.Logf("%d calls, %d round updates, the leader %s killed", calls.Load(), rounds.Load(), leader.Name)
+	for _, err := range errs {
+		t.Error(err)
+	}
+}
