@@ -138,11 +138,15 @@ func (r *replica) takeTurn(ctx context.Context, tok Token, rs RoundState) (Round
 		return rs, ctx.Err()
 	}
 	var stored RoundState
+	turn := rs.Round
 	err := r.updateRound(ctx, tok.UpdateRound, func(rs *RoundState) bool {
 		stored = *rs
 		i := slices.Index(rs.Todo, name)
-		if !rs.Active || i < 0 {
-			return false // repaired meanwhile
+		if !rs.Active || rs.Round != turn || i < 0 {
+			// Repaired meanwhile, or recorded already: this end
+			// stored, its answer lost, ended the round and a next one
+			// owes name a turn of its own.
+			return false
 		}
 		rs.Todo = slices.Delete(rs.Todo, i, i+1)
 		rs.Done = append(rs.Done, name)

@@ -53,7 +53,10 @@ type SharedSession interface {
 	// it tries again with the new state); with guard > 0, also only if
 	// no member changed after revision guard (ErrStale otherwise: the
 	// caller's view of the members is behind). It returns the state as
-	// stored, or as found if fn changed nothing.
+	// stored, or as found if fn changed nothing. fn may run on a state
+	// later than the one it meant (another writer's, or its own change
+	// stored by a try whose answer was lost): it must find that state
+	// needs no change, or apply only what still belongs to it.
 	UpdateRound(ctx context.Context, guard int64, fn func(*RoundState) bool) (RoundState, error)
 	// Lock waits for the write token and returns it.
 	Lock(ctx context.Context) (Token, error)

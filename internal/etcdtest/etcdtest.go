@@ -1,7 +1,8 @@
 // Package etcdtest starts etcd members for tests: embedded in the test
-// process (go.etcd.io/etcd/server/v3/embed), on loopback ports picked
-// free, with their data in the test's temporary directory. Nothing from
-// outside is needed.
+// process (go.etcd.io/etcd/server/v3/embed), or each in a process of its
+// own (StartProcesses: the test binary run again, for kill -9), on
+// loopback ports picked free, with their data in the test's temporary
+// directory. Nothing from outside is needed.
 package etcdtest
 
 import (

@@ -117,17 +117,27 @@ func (x *session) event(ev *clientv3.Event) (tracker.SharedEvent, bool) {
 }
 
 // Join creates the member, or replaces one of the same name at the same
-// address. A try whose answer was lost left the member created: the
-// next finds it at its own address and takes its place again.
+// address stored before the call (the peer restarted). One stored since
+// is another registration of the same peer (with another replica, while
+// an answer here was lost): it stays, and Join fails with a TakenError.
+// A try whose answer was lost left the member stored: the next finds it
+// by its Owner.
 func (x *session) Join(ctx context.Context, m tracker.Member) (rev int64, err error) {
-	err = retry(ctx, func() error {
-		rev, err = x.join(ctx, m)
+	resp, err := x.s.cli.Get(ctx, x.s.memberKey(m.Name)) // (reads are retried by etcd's client)
+	if err != nil {
+		return 0, fmt.Errorf("etcdstate: join %s: %w", m.Name, err)
+	}
+	before := resp.Header.Revision
+	err = x.retry(ctx, func() error {
+		rev, err = x.join(ctx, m, before)
 		return err
 	})
 	return rev, err
 }
 
-func (x *session) join(ctx context.Context, m tracker.Member) (int64, error) {
+// join is one try of Join; a member at m's address stored after
+// revision before is not replaced.
+func (x *session) join(ctx context.Context, m tracker.Member, before int64) (int64, error) {
 	s := x.s
 	key := s.memberKey(m.Name)
 	val, err := json.Marshal(m)
@@ -150,7 +160,13 @@ func (x *session) join(ctx context.Context, m tracker.Member) (int64, error) {
 			continue // gone meanwhile
 		}
 		var old tracker.Member
-		if json.Unmarshal(kvs[0].Value, &old) != nil || old.Addr != m.Addr || m.Addr == "" {
+		if json.Unmarshal(kvs[0].Value, &old) != nil {
+			return 0, &tracker.TakenError{}
+		}
+		if m.Owner != "" && old.Owner == m.Owner {
+			return kvs[0].ModRevision, nil // an earlier try's, its answer lost
+		}
+		if old.Addr != m.Addr || m.Addr == "" || kvs[0].ModRevision > before {
 			return 0, &tracker.TakenError{Addr: old.Addr}
 		}
 		// The same peer, restarted: it takes its place.
@@ -209,7 +225,7 @@ func (x *session) Update(ctx context.Context, old, m tracker.Member) error {
 	if err != nil {
 		return err
 	}
-	err = retry(ctx, func() error {
+	err = x.retry(ctx, func() error {
 		_, err := x.ifOwned(ctx, old, func(tracker.Member) (clientv3.Op, error) {
 			return clientv3.OpPut(x.s.memberKey(m.Name), string(val), clientv3.WithLease(x.lease())), nil
 		})
@@ -226,7 +242,7 @@ func (x *session) Update(ctx context.Context, old, m tracker.Member) error {
 func (x *session) Leave(ctx context.Context, m tracker.Member, quit bool) error {
 	key := x.s.memberKey(m.Name)
 	if quit {
-		err := retry(ctx, func() error {
+		err := x.retry(ctx, func() error {
 			_, err := x.ifOwned(ctx, m, func(stored tracker.Member) (clientv3.Op, error) {
 				stored.Left = "quit"
 				val, err := json.Marshal(stored)
@@ -238,7 +254,7 @@ func (x *session) Leave(ctx context.Context, m tracker.Member, quit bool) error 
 			return fmt.Errorf("etcdstate: leave %s: %w", m.Name, err)
 		}
 	}
-	err := retry(ctx, func() error {
+	err := x.retry(ctx, func() error {
 		_, err := x.ifOwned(ctx, m, func(tracker.Member) (clientv3.Op, error) { return clientv3.OpDelete(key), nil })
 		return err
 	})
@@ -255,10 +271,11 @@ func (x *session) UpdateRound(ctx context.Context, guard int64, fn func(*tracker
 
 // updateRound runs the compare-and-swap with the conditions extra too;
 // if they fail, it returns tracker.ErrTokenLost. A try whose answer was
-// lost is found done by the next: fn, given the state it stored, asks
-// for no change.
+// lost is carried out already: the next runs fn on the state it stored,
+// or a later one, as the compare-and-swap does when another writer came
+// first (tracker.SharedSession.UpdateRound: fn must tell).
 func (x *session) updateRound(ctx context.Context, guard int64, extra []clientv3.Cmp, fn func(*tracker.RoundState) bool) (rs tracker.RoundState, err error) {
-	err = retry(ctx, func() error {
+	err = x.retry(ctx, func() error {
 		rs, err = x.casRound(ctx, guard, extra, fn)
 		return err
 	})
@@ -332,7 +349,7 @@ func (x *session) Lock(ctx context.Context) (tracker.Token, error) {
 	m := concurrency.NewMutex(x.sess, x.s.tokenPrefix())
 	// A try whose answer was lost left the session's key: the next
 	// finds it and waits on it.
-	if err := retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
+	if err := x.retry(ctx, func() error { return m.Lock(ctx) }); err != nil {
 		return nil, fmt.Errorf("etcdstate: take the write token: %w", err)
 	}
 	return &token{x: x, m: m}, nil
@@ -365,7 +382,7 @@ func (k *token) UpdateRound(ctx context.Context, guard int64, fn func(*tracker.R
 
 // Unlock deletes this session's key under the token's prefix.
 func (k *token) Unlock(ctx context.Context) error {
-	if err := retry(ctx, func() error { return k.m.Unlock(ctx) }); err != nil {
+	if err := k.x.retry(ctx, func() error { return k.m.Unlock(ctx) }); err != nil {
 		return fmt.Errorf("etcdstate: give the write token back: %w", err)
 	}
 	return nil

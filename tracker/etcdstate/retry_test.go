@@ -2,14 +2,20 @@ package etcdstate_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/peerfs/peerfs/internal/etcdtest"
 	"github.com/peerfs/peerfs/tracker"
@@ -65,9 +71,12 @@ func TestSessionRidesOutAMemberKill(t *testing.T) {
 	const bound = tracker.DefaultWriteTimeout
 	stop := make(chan struct{})
 	var loops sync.WaitGroup
+	var stopped sync.Once
+	end := func() { stopped.Do(func() { close(stop); loops.Wait() }) }
+	t.Cleanup(end) // before the store closes: a failed wait leaves no loop
 	var mu sync.Mutex
 	var errs []error
-	var calls, rounds atomic.Int64
+	var calls, rounds, ids atomic.Int64
 	loop := func(name string, call func(ctx context.Context) error) {
 		loops.Go(func() {
 			for {
@@ -90,7 +99,16 @@ func TestSessionRidesOutAMemberKill(t *testing.T) {
 	}
 	for i := range 3 {
 		loop("UpdateRound", func(ctx context.Context) error {
-			_, err := sess.UpdateRound(ctx, 0, func(rs *tracker.RoundState) bool { rs.Round++; return true })
+			// Each call adds a name of its own, once: run again on the
+			// state its lost answer stored, fn finds it there.
+			id := fmt.Sprint("u", ids.Add(1))
+			_, err := sess.UpdateRound(ctx, 0, func(rs *tracker.RoundState) bool {
+				if slices.Contains(rs.Todo, id) {
+					return false
+				}
+				rs.Todo = append(rs.Todo, id)
+				return true
+			})
 			if err == nil {
 				rounds.Add(1)
 			}
@@ -127,10 +145,53 @@ func TestSessionRidesOutAMemberKill(t *testing.T) {
 	}
 	before := rounds.Load()
 	waitUntil("updates after the kill", func() bool { return rounds.Load() >= before+100 })
-	close(stop)
-	loops.Wait()
+	end()
 	t.Logf("%d calls, %d round updates, the leader %s killed", calls.Load(), rounds.Load(), leader.Name)
 	for _, err := range errs {
 		t.Error(err)
+	}
+	// Every call that succeeded is stored, once.
+	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.ClientURLs(ps), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), bound)
+	defer cancel()
+	resp, err := cli.Get(ctx, etcdstate.DefaultPrefix+"round")
+	if err != nil || len(resp.Kvs) == 0 {
+		t.Fatalf("the round: %v", err)
+	}
+	var rs tracker.RoundState
+	if err := json.Unmarshal(resp.Kvs[0].Value, &rs); err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(rs.Todo)) != rounds.Load() {
+		t.Errorf("%d updates stored, %d succeeded", len(rs.Todo), rounds.Load())
+	}
+}
+
+// TestTransient: what etcd gives while it cannot answer for a moment is
+// retried; what is final is not.
+func TestTransient(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{rpctypes.ErrLeaderChanged, true},
+		{rpctypes.ErrNoLeader, true},
+		{rpctypes.ErrTimeout, true},
+		{status.Error(codes.Unavailable, "error reading from server: EOF"), true},
+		{fmt.Errorf("etcdstate: write the round: %w", status.Error(codes.Unavailable, "connection reset by peer")), true},
+		{rpctypes.ErrCompacted, false},
+		{rpctypes.ErrLeaseNotFound, false},
+		{rpctypes.ErrPermissionDenied, false},
+		{context.DeadlineExceeded, false},
+		{context.Canceled, false},
+		{errors.New("etcdstate: the round: invalid character"), false},
+	} {
+		if got := etcdstate.Transient(c.err); got != c.want {
+			t.Errorf("transient(%v) = %v, want %v", c.err, got, c.want)
+		}
 	}
 }
