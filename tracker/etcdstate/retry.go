@@ -32,15 +32,15 @@ func transient(err error) bool {
 }
 
 // retry runs op until it succeeds, fails for good, or ctx ends (then
-// the last error). Not when the session ends: etcd's client gives a
-// session up once its keep-alives go unanswered for its TTL, which an
-// election can outlast while the lease lives on, and the replica's
-// requests in flight are still to be recorded (its next session serves
-// the peer next; a write that must hold the token is fenced by it). op must be safe to run again after a write it made
-// whose answer was lost: every write here is a compare-and-swap, or
-// one that finds its own earlier effect (Join, the token's key), so a
-// retry reads the store again and does no more than the first try
-// would have.
+// the last error). op must be safe to run again after a write it made
+// whose answer was lost: every write here is a compare-and-swap, or one
+// that finds its own earlier effect (Join, the token's key), so a retry
+// reads the store again and does no more than the first try would have.
+//
+// The session's end does not stop it: etcd's client gives a session up
+// once its keep-alives go unanswered for the TTL, which an election can
+// outlast while the lease lives on, and what a peer asked meanwhile is
+// still to be recorded (a write that needs the token is fenced by it).
 func (x *session) retry(ctx context.Context, op func() error) error {
 	wait := retryFirst
 	for {
