@@ -189,42 +189,20 @@ func (s *Server) stop(err error) {
 	s.inflight.cancelAll()
 }
 
-// HandleQuickFlusher is a handle that knows whether its Flush is
-// answered from memory (it uploads nothing): the server then answers its
-// FLUSH on the goroutine that read it. The FLUSH of any other handle gets
-// a goroutine of its own.
-type HandleQuickFlusher interface {
-	QuickFlush() bool
-}
-
-// quick reports whether req is of a kind normally answered without
-// waiting on a peer, and so is answered on the reading goroutine: all but
-// the changes to a peer's tree, fsync, statfs (every peer is asked) and
-// the flush of a file open for writing (it uploads). An unlink, rmdir or
-// rename is quick: the mount writes it behind (remote's behind.go), and
-// so a mkdir on most peers (behind_make.go); so is a create: the new
-// file is the cache's until its close (a spare file when the cache has
-// one, cache/reuse.go). One that waits on its peer after all is handed
-// off by the timer. Unknown requests (ioctl...) are answered ENOSYS at
-// once.
+// quick reports whether req is answered on the goroutine that read it:
+// all but DESTROY (the unmount's last request). One that waits, on a
+// peer (an upload at close, an fsync's round, a chmod) or on anything
+// else, is handed off by the timer: after handoffAfter another goroutine
+// reads the device, and this one ends once it has answered. A request
+// given a goroutine of its own at once costs more on the machines
+// measured than the timer's hand-off does on the few that wait: the new
+// goroutine is run on another CPU (the reader blocks in read(2) at once),
+// and a wake-up across CPUs is the dearest thing in a round trip there
+// (docs/PERFORMANCE.md, the twenty-third session: small_create +30 %,
+// rename_editor +25 %, when CLOSE's FLUSH and FSYNC became quick).
 func (s *Server) quick(req fuse.Request) bool {
-	switch r := req.(type) {
-	case *fuse.SymlinkRequest,
-		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
-		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
-		*fuse.DestroyRequest:
-		return false
-	case *fuse.FlushRequest:
-		// Closing a file opened for reading uploads nothing, unless
-		// the open created it.
-		h, ok := s.handles.get(r.Handle)
-		if !ok {
-			return false
-		}
-		q, ok := h.handle.(HandleQuickFlusher)
-		return ok && q.QuickFlush()
-	}
-	return true
+	_, destroy := req.(*fuse.DestroyRequest)
+	return !destroy
 }
 
 // serve answers one request: the only place that sends an answer.
