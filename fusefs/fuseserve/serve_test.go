@@ -38,8 +38,8 @@ func (c *chanConn) ReplyError(req fuse.Request, errno fuse.Errno) error {
 }
 
 func (c *chanConn) InvalidateNode(fuse.NodeID, int64, int64) error { return nil }
-func (c *chanConn) InvalidateEntry(fuse.NodeID, string) error     { return nil }
-func (c *chanConn) ExpireEntry(fuse.NodeID, string) error         { return nil }
+func (c *chanConn) InvalidateEntry(fuse.NodeID, string) error      { return nil }
+func (c *chanConn) ExpireEntry(fuse.NodeID, string) error          { return nil }
 
 // waitingRoot is a root whose Fsync waits until release is closed (or
 // the request is interrupted).
