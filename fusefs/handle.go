@@ -7,6 +7,7 @@ import (
 
 	"bazil.org/fuse"
 	bfs "bazil.org/fuse/fs"
+	"github.com/peerfs/peerfs/fusefs/fuseserve"
 )
 
 var (
@@ -15,6 +16,8 @@ var (
 	_ bfs.HandleWriter   = (*handle)(nil)
 	_ bfs.HandleFlusher  = (*handle)(nil)
 	_ bfs.HandleReleaser = (*handle)(nil)
+
+	_ fuseserve.HandleQuickFlusher = (*handle)(nil)
 )
 
 // handle is an open file: a Store handle number. Handles keep no state
@@ -29,6 +32,10 @@ type handle struct {
 // uploads reports whether the handle's flush may upload: it writes, or it
 // created the file.
 func (h *handle) uploads() bool { return h.writable || h.created }
+
+// QuickFlush implements fuseserve.HandleQuickFlusher: a flush that
+// uploads nothing is answered from memory.
+func (h *handle) QuickFlush() bool { return !h.uploads() }
 
 // Read implements bfs.HandleReader. A short read means end of file.
 func (h *handle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {

@@ -15,6 +15,7 @@
 // one mapping) turns every error into an errno.
 //
 // The adapter above (package fusefs) implements the nodes; a few optional
-// interfaces of this package (NodeReviver, NodeStatfser) let a node say
-// what bazil's interfaces cannot.
+// interfaces of this package (NodeReviver, NodeStatfser,
+// HandleQuickFlusher) let a node or handle say what bazil's interfaces
+// cannot.
 package fuseserve

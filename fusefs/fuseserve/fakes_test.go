@@ -256,7 +256,7 @@ func (f *fakeFile) Open(ctx context.Context, req *fuse.OpenRequest, resp *fuse.O
 		return nil, err
 	}
 	resp.Flags = fuse.OpenDirectIO
-	return &fakeHandle{rec: f.rec, name: f.name}, nil
+	return &fakeHandle{rec: f.rec, name: f.name, quick: true}, nil
 }
 
 func (f *fakeFile) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (string, error) {
@@ -268,8 +268,9 @@ func (f *fakeFile) Readlink(ctx context.Context, req *fuse.ReadlinkRequest) (str
 
 // fakeHandle is an open file holding "hello world".
 type fakeHandle struct {
-	rec  *recorder
-	name string
+	rec   *recorder
+	name  string
+	quick bool // QuickFlush's answer
 }
 
 var (
@@ -277,6 +278,7 @@ var (
 	_ bfs.HandleWriter   = (*fakeHandle)(nil)
 	_ bfs.HandleFlusher  = (*fakeHandle)(nil)
 	_ bfs.HandleReleaser = (*fakeHandle)(nil)
+	_ HandleQuickFlusher = (*fakeHandle)(nil)
 )
 
 func (h *fakeHandle) Read(ctx context.Context, req *fuse.ReadRequest, resp *fuse.ReadResponse) error {
@@ -303,6 +305,8 @@ func (h *fakeHandle) Flush(ctx context.Context, req *fuse.FlushRequest) error {
 func (h *fakeHandle) Release(ctx context.Context, req *fuse.ReleaseRequest) error {
 	return h.rec.call("%s.Release", h.name)
 }
+
+func (h *fakeHandle) QuickFlush() bool { return h.quick }
 
 // bareNode implements bfs.Node only: every optional request about it
 // finds the server's default or refusal.

@@ -70,11 +70,10 @@ type waitingFS struct{ root *waitingRoot }
 
 func (f waitingFS) Root() (bfs.Node, error) { return f.root, nil }
 
-// TestWaitingRequestHandsOff: a request answered on the goroutine that
-// read it (every one is, but DESTROY) and that waits (an fsync's round,
-// an upload) does not hold up the next: after handoffAfter another
-// goroutine reads and answers it. Then both are answered, and Serve
-// returns at the unmount.
+// TestWaitingRequestHandsOff: a request that usually waits (an fsync's
+// round, an upload), answered on the goroutine that read it, does not
+// hold up the next: another goroutine reads and answers it. Then both are
+// answered, and Serve returns at the unmount.
 func TestWaitingRequestHandsOff(t *testing.T) {
 	conn := &chanConn{requests: make(chan fuse.Request, 4), answers: make(chan fuse.RequestID, 4)}
 	root := &waitingRoot{release: make(chan struct{})}
@@ -84,12 +83,16 @@ func TestWaitingRequestHandsOff(t *testing.T) {
 	}
 	served := make(chan error, 1)
 	go func() { served <- s.Serve() }()
-	released := false
-	defer func() {
+	released, unmounted := false, false
+	t.Cleanup(func() { // on failure too: no goroutine left serving
 		if !released {
 			close(root.release)
 		}
-	}()
+		if !unmounted {
+			close(conn.requests)
+			<-served
+		}
+	})
 
 	hdr := func(id fuse.RequestID) fuse.Header {
 		return fuse.Header{ID: id, Node: rootID, Pid: uint32(os.Getpid())}
@@ -115,6 +118,7 @@ func TestWaitingRequestHandsOff(t *testing.T) {
 		t.Fatalf("answered request %d, want the fsync (1)", id)
 	}
 	close(conn.requests)
+	unmounted = true
 	select {
 	case err := <-served:
 		if err != nil {

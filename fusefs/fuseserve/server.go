@@ -72,10 +72,16 @@ type Options struct {
 // can still wait on the network (a lookup nothing cached), so a timer
 // armed for each one starts another reading goroutine if it has not been
 // answered after handoffAfter; the goroutine that was answering it stops
-// reading once it is done. Requests that usually wait on a peer (create,
-// flush, fsync, rename, remove...) go to a goroutine of their own at once,
-// as in fs.Server. So the mount keeps reading requests while any of them
-// waits, and a quick one costs no hand-off.
+// reading once it is done. Requests that usually wait on a peer (an
+// upload's flush, fsync, setattr, statfs...) are answered on the
+// goroutine that read them as well, but start another reading goroutine
+// at once: given a goroutine of their own, as in fs.Server, they ran on
+// another CPU, and a wake-up across CPUs costs ~25 us each way on that
+// machine (bench/fuseuring), more than half an upload's FLUSH.
+// (The timer is not for them: it fires about a millisecond late once
+// every thread sleeps, and would hold up the requests behind.) So the
+// mount keeps reading requests while any of them waits, and a quick one
+// costs no hand-off.
 //
 // The price: quick requests of several programs at once are answered one
 // after the other by one goroutine (each under handoffAfter), so they
@@ -143,8 +149,8 @@ func (s *Server) Serve() error {
 }
 
 // readLoop reads and answers requests until the device is closed, or until a
-// request it answers inline outlasts handoffAfter and another read loop
-// takes over. The caller has counted it in s.wg.
+// request it answers outlasts handoffAfter, or is one that usually waits,
+// and another read loop takes over. The caller has counted it in s.wg.
 func (s *Server) readLoop() {
 	defer s.wg.Done()
 	for {
@@ -157,12 +163,20 @@ func (s *Server) readLoop() {
 		// right after it finds it.
 		ctx, cancel := s.inflight.begin(req.Hdr().ID, req.Hdr().Pid)
 		if !s.quick(req) {
+			// One that usually waits on a peer is answered here all
+			// the same, on the CPU that read it, and another loop reads
+			// on at once: given to a goroutine of its own, it would run
+			// on another CPU (this one blocks in read(2) right away),
+			// and a wake-up across CPUs is the dearest part of a round
+			// trip on the machines measured (docs/PERFORMANCE.md, the
+			// twenty-third session). Not the timer's hand-off either:
+			// it fires about a millisecond late when every thread
+			// sleeps (the runtime waits for timers in whole
+			// milliseconds), which would hold up the requests behind.
 			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				s.serve(ctx, cancel, req)
-			}()
-			continue
+			go s.readLoop()
+			s.serve(ctx, cancel, req)
+			return
 		}
 		s.wg.Add(1) // for the read loop the timer may start
 		t := time.AfterFunc(handoffAfter, s.readLoop)
@@ -189,20 +203,43 @@ func (s *Server) stop(err error) {
 	s.inflight.cancelAll()
 }
 
-// quick reports whether req is answered on the goroutine that read it:
-// all but DESTROY (the unmount's last request). One that waits, on a
-// peer (an upload at close, an fsync's round, a chmod) or on anything
-// else, is handed off by the timer: after handoffAfter another goroutine
-// reads the device, and this one ends once it has answered. A request
-// given a goroutine of its own at once costs more on the machines
-// measured than the timer's hand-off does on the few that wait: the new
-// goroutine is run on another CPU (the reader blocks in read(2) at once),
-// and a wake-up across CPUs is the dearest thing in a round trip there
-// (docs/PERFORMANCE.md, the twenty-third session: small_create +30 %,
-// rename_editor +25 %, when CLOSE's FLUSH and FSYNC became quick).
+// HandleQuickFlusher is a handle that knows whether its Flush is
+// answered from memory (it uploads nothing): the server then answers its
+// FLUSH as a quick request. The FLUSH of any other handle is answered with
+// another reading goroutine started at once.
+type HandleQuickFlusher interface {
+	QuickFlush() bool
+}
+
+// quick reports whether req is of a kind normally answered without
+// waiting on a peer, and so is answered on the reading goroutine under the
+// hand-off timer (the others start another reading goroutine first): all but
+// the changes to a peer's tree, fsync, statfs (every peer is asked) and
+// the flush of a file open for writing (it uploads). An unlink, rmdir or
+// rename is quick: the mount writes it behind (remote's behind.go), and
+// so a mkdir on most peers (behind_make.go); so is a create: the new
+// file is the cache's until its close (a spare file when the cache has
+// one, cache/reuse.go). One that waits on its peer after all is handed
+// off by the timer. Unknown requests (ioctl...) are answered ENOSYS at
+// once.
 func (s *Server) quick(req fuse.Request) bool {
-	_, destroy := req.(*fuse.DestroyRequest)
-	return !destroy
+	switch r := req.(type) {
+	case *fuse.SymlinkRequest,
+		*fuse.MknodRequest, *fuse.LinkRequest, *fuse.SetattrRequest, *fuse.FsyncRequest,
+		*fuse.StatfsRequest, *fuse.SetxattrRequest, *fuse.RemovexattrRequest,
+		*fuse.DestroyRequest:
+		return false
+	case *fuse.FlushRequest:
+		// Closing a file opened for reading uploads nothing, unless
+		// the open created it.
+		h, ok := s.handles.get(r.Handle)
+		if !ok {
+			return false
+		}
+		q, ok := h.handle.(HandleQuickFlusher)
+		return ok && q.QuickFlush()
+	}
+	return true
 }
 
 // serve answers one request: the only place that sends an answer.

@@ -7,23 +7,48 @@ import (
 	"bazil.org/fuse"
 )
 
-// Every request but DESTROY is answered on the goroutine that read it
-// (serve_test.go has the hand-off of one that waits).
+// Quick requests are answered on the goroutine that read them; the
+// others, which usually wait on a peer, get one of their own.
 func TestQuick(t *testing.T) {
 	s, _ := newTestServer(t)
-	for _, req := range []fuse.Request{
-		&fuse.LookupRequest{}, &fuse.GetattrRequest{}, &fuse.OpenRequest{},
-		&fuse.ReadRequest{}, &fuse.WriteRequest{}, &fuse.FlushRequest{Handle: hFile},
-		&fuse.FlushRequest{Handle: 99}, &fuse.ReleaseRequest{}, &fuse.CreateRequest{},
-		&fuse.SetattrRequest{}, &fuse.FsyncRequest{}, &fuse.StatfsRequest{},
-		&fuse.RenameRequest{}, &fuse.InterruptRequest{}, &fuse.ForgetRequest{},
+	// A handle whose flush uploads.
+	uploads := s.handles.add(&fakeHandle{name: "w", quick: false})
+	for _, tc := range []struct {
+		req   fuse.Request
+		quick bool
+	}{
+		{&fuse.LookupRequest{}, true},
+		{&fuse.GetattrRequest{}, true},
+		{&fuse.OpenRequest{}, true},
+		{&fuse.ReadRequest{}, true},
+		{&fuse.WriteRequest{}, true},
+		{&fuse.ReleaseRequest{}, true},
+		{&fuse.ForgetRequest{}, true},
+		{&fuse.AccessRequest{}, true},
+		{&fuse.GetxattrRequest{}, true},
+		{&fuse.InterruptRequest{}, true},
+		{&fuse.PollRequest{}, true},
+		{&fuse.FlushRequest{Handle: hFile}, true}, // QuickFlush says so
+		{&fuse.FlushRequest{Handle: uploads}, false},
+		{&fuse.FlushRequest{Handle: hDir}, false}, // no HandleQuickFlusher
+		{&fuse.FlushRequest{Handle: 99}, false},
+		{&fuse.CreateRequest{}, true}, // local until close (remote)
+		{&fuse.MkdirRequest{}, true},  // written behind (remote)
+		{&fuse.SymlinkRequest{}, false},
+		{&fuse.MknodRequest{}, false},
+		{&fuse.LinkRequest{}, false},
+		{&fuse.RemoveRequest{}, true}, // written behind (remote)
+		{&fuse.RenameRequest{}, true}, // written behind (remote)
+		{&fuse.SetattrRequest{}, false},
+		{&fuse.FsyncRequest{}, false},
+		{&fuse.StatfsRequest{}, false},
+		{&fuse.SetxattrRequest{}, false},
+		{&fuse.RemovexattrRequest{}, false},
+		{&fuse.DestroyRequest{}, false},
 	} {
-		if !s.quick(req) {
-			t.Errorf("quick(%T) = false", req)
+		if got := s.quick(tc.req); got != tc.quick {
+			t.Errorf("quick(%T %v) = %v, want %v", tc.req, tc.req, got, tc.quick)
 		}
-	}
-	if s.quick(&fuse.DestroyRequest{}) {
-		t.Error("quick(DESTROY) = true")
 	}
 }
 
