@@ -79,7 +79,8 @@ type Options struct {
 // another CPU, and a wake-up across CPUs costs ~25 us each way on that
 // machine (bench/fuseuring), more than half an upload's FLUSH.
 // (The timer is not for them: it fires about a millisecond late once
-// every thread sleeps, and would hold up the requests behind.) So the
+// every thread sleeps, since the runtime waits for timers in whole
+// milliseconds, and would hold up the requests behind.) So the
 // mount keeps reading requests while any of them waits, and a quick one
 // costs no hand-off.
 //
@@ -165,14 +166,7 @@ func (s *Server) readLoop() {
 		if !s.quick(req) {
 			// One that usually waits on a peer is answered here all
 			// the same, on the CPU that read it, and another loop reads
-			// on at once: given to a goroutine of its own, it would run
-			// on another CPU (this one blocks in read(2) right away),
-			// and a wake-up across CPUs is the dearest part of a round
-			// trip on the machines measured (docs/PERFORMANCE.md, the
-			// twenty-third session). Not the timer's hand-off either:
-			// it fires about a millisecond late when every thread
-			// sleeps (the runtime waits for timers in whole
-			// milliseconds), which would hold up the requests behind.
+			// on from the start (Server's comment says why).
 			s.wg.Add(1)
 			go s.readLoop()
 			s.serve(ctx, cancel, req)
