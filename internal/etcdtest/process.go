@@ -65,26 +65,53 @@ func (p *Process) Kill() error { return p.Cmd.Process.Kill() }
 // StartProcesses runs an n-member etcd cluster on loopback until the
 // test ends, each member in a process of its own: the test binary
 // itself, started again with the member in its environment (its
-// TestMain must call RunMemberIfAsked).
+// TestMain must call RunMemberIfAsked). As Start, it picks other ports
+// when another process took one of those it picked before etcd bound it.
 func StartProcesses(t testing.TB, n int) []*Process {
 	t.Helper()
-	ms, err := Plan(n, t.TempDir())
+	for attempt := 1; ; attempt++ {
+		ps, err := startProcesses(t, n)
+		if err == nil {
+			return ps
+		}
+		if !addrInUse(err) || attempt == startAttempts {
+			t.Fatal(err)
+		}
+		t.Logf("etcdtest: %v; picking other ports", err)
+	}
+}
+
+// planProcesses lays out the members StartProcesses starts (Plan; a
+// test's hook).
+var planProcesses = Plan
+
+// startProcesses is one try of StartProcesses. If a member does not
+// start, it kills the others (they may wait for a quorum that never
+// comes) and says why; the test's end reaps them.
+func startProcesses(t testing.TB, n int) ([]*Process, error) {
+	ms, err := planProcesses(n, t.TempDir())
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	var ps []*Process
-	var wg sync.WaitGroup
+	killAll := func() {
+		for _, p := range ps {
+			_ = p.Cmd.Process.Kill()
+		}
+	}
+	started := make(chan error, len(ms))
 	for _, m := range ms {
 		spec, _ := json.Marshal(m)
 		p := &Process{Member: m, Cmd: exec.Command(os.Args[0], "-test.run=^$")}
 		p.Cmd.Env = append(os.Environ(), memberEnv+"="+string(spec))
 		out, err := p.Cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
+		if err == nil {
+			p.Cmd.Stderr = &p.log
+			err = p.Cmd.Start()
 		}
-		p.Cmd.Stderr = &p.log
-		if err := p.Cmd.Start(); err != nil {
-			t.Fatal(err)
+		if err != nil {
+			killAll()
+			return nil, err
 		}
 		t.Cleanup(func() {
 			_ = p.Cmd.Process.Signal(syscall.SIGTERM)
@@ -98,20 +125,28 @@ func StartProcesses(t testing.TB, n int) []*Process {
 			}
 		})
 		ps = append(ps, p)
-		wg.Go(func() {
+		go func() {
 			// The members of a new cluster are ready together, once
 			// they have elected a leader.
 			b := make([]byte, len("ready\n"))
 			if n, _ := out.Read(b); string(b[:n]) != "ready\n" {
-				t.Errorf("etcd member %s did not start: %s", m.Name, p.log.String())
+				// Its log is complete once it is reaped.
+				_ = p.Cmd.Process.Kill()
+				_ = p.Cmd.Wait()
+				started <- fmt.Errorf("etcd member %s did not start: %s", m.Name, p.log.String())
+				return
 			}
-		})
+			started <- nil
+		}()
 	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
+	var first error
+	for range ms {
+		if err := <-started; err != nil && first == nil {
+			first = err
+			killAll()
+		}
 	}
-	return ps
+	return ps, first
 }
 
 // ClientURLs lists the members' client URLs.
