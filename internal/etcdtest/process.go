@@ -1,16 +1,16 @@
 package etcdtest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // memberEnv names the variable that makes a test binary run one etcd
@@ -56,7 +56,7 @@ func runMember(spec string) int {
 type Process struct {
 	Member
 	Cmd *exec.Cmd
-	log lockedBuffer
+	log testutil.LogBuffer
 }
 
 // Kill kills the member with SIGKILL: no goodbye to its peers or clients.
@@ -156,23 +156,4 @@ func ClientURLs(ps []*Process) []string {
 		urls = append(urls, p.ClientURL())
 	}
 	return urls
-}
-
-// lockedBuffer is a bytes.Buffer safe for a process's writes and the
-// test's reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

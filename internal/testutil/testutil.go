@@ -1,6 +1,7 @@
 // Package testutil holds the helpers that tests of several packages share
 // to run real components on 127.0.0.1: a tracker, a registered tracker
-// client, bounded waits. It is imported by tests only.
+// client, bounded waits. It is imported by tests and by the harnesses
+// they use (internal/etcdtest).
 //
 // The tracker and export packages' own in-package tests cannot import it
 // (it imports them); they keep their helpers.
