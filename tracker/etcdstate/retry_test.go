@@ -22,14 +22,22 @@ import (
 	"github.com/peerfs/peerfs/tracker/etcdstate"
 )
 
-// leaderOf returns the member of ps that leads the cluster.
-func leaderOf(t *testing.T, ps []*etcdtest.Process) *etcdtest.Process {
+// lookingClient is an etcd client of ps's for the test's own looks,
+// closed at its end.
+func lookingClient(t *testing.T, ps []*etcdtest.Process) *clientv3.Client {
 	t.Helper()
 	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.ClientURLs(ps), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cli.Close()
+	t.Cleanup(func() { cli.Close() })
+	return cli
+}
+
+// leaderOf returns the member of ps that leads the cluster, asked
+// through cli.
+func leaderOf(t *testing.T, cli *clientv3.Client, ps []*etcdtest.Process) *etcdtest.Process {
+	t.Helper()
 	for _, p := range ps {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		st, err := cli.Status(ctx, p.ClientURL())
@@ -139,7 +147,8 @@ func TestSessionRidesOutAMemberKill(t *testing.T) {
 		}
 	}
 	waitUntil("updates before the kill", func() bool { return rounds.Load() >= 100 })
-	leader := leaderOf(t, ps)
+	cli := lookingClient(t, ps)
+	leader := leaderOf(t, cli, ps)
 	if err := leader.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -151,11 +160,6 @@ func TestSessionRidesOutAMemberKill(t *testing.T) {
 		t.Error(err)
 	}
 	// Every call that succeeded is stored, once.
-	cli, err := clientv3.New(clientv3.Config{Endpoints: etcdtest.ClientURLs(ps), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), bound)
 	defer cancel()
 	resp, err := cli.Get(ctx, etcdstate.DefaultPrefix+"round")
