@@ -4,6 +4,7 @@ package remote
 // test shows one defect (they fail there).
 
 import (
+	"context"
 	"os"
 	"sync"
 	"testing"
@@ -27,23 +28,11 @@ func TestReview3TimesSetattrThenParentSetattrNeverTied(t *testing.T) {
 	if err := os.MkdirAll(bob.path("a/d"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	// A mkdir held at the proxy keeps the sender's next batch back: the
-	// two utimes made meanwhile go together.
-	proxy, gates := reviewProxy(t, bob.addr, "MKDIR w")
-	s := reviewStore(t, proxy)
-	ctx := testCtx(t)
-	statRoot(t, s, "bob")
-	s.names(t, "bob", "")
-	s.names(t, "bob", "a")
-	returnsSoon(t, "Mkdir w", func() error { _, err := s.Mkdir(ctx, "bob", "w", 0o755); return err })
-	gates["MKDIR w"].wait(t, "the MKDIR")
-	at := fusefs.TimeChange{Set: true, T: time.Unix(1_600_000_000, 0)}
-	returnsSoon(t, "Chtimes a/d", func() error { _, err := s.Chtimes(ctx, "bob", "a/d", at, at); return err })
-	returnsSoon(t, "Chtimes a", func() error { _, err := s.Chtimes(ctx, "bob", "a", at, at); return err })
-	gates["MKDIR w"].open()
-	if err := s.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := inOneBatch(t, bob, "a", func(ctx context.Context, s *testStore) {
+		at := fusefs.TimeChange{Set: true, T: time.Unix(1_600_000_000, 0)}
+		returnsSoon(t, "Chtimes a/d", func() error { _, err := s.Chtimes(ctx, "bob", "a/d", at, at); return err })
+		returnsSoon(t, "Chtimes a", func() error { _, err := s.Chtimes(ctx, "bob", "a", at, at); return err })
+	})
 	foreignChangeShows(t, s, bob, "a/d")
 }
 
@@ -55,21 +44,33 @@ func TestReview3TimesChmodThenRemoveInParentNeverTied(t *testing.T) {
 		t.Fatal(err)
 	}
 	bob.writeFile(t, "a/x", []byte("x"), 0o644)
+	s := inOneBatch(t, bob, "a", func(ctx context.Context, s *testStore) {
+		returnsSoon(t, "Chmod a/d", func() error { _, err := s.Chmod(ctx, "bob", "a/d", 0o700); return err })
+		returnsSoon(t, "Remove a/x", func() error { return s.Remove(ctx, "bob", "a/x") })
+	})
+	foreignChangeShows(t, s, bob, "a/d")
+}
+
+// inOneBatch makes changes (written behind) with a store on bob that
+// listed dir, while a mkdir held at a proxy keeps the sender's next batch
+// back, so that they go to bob together; it returns the store once they
+// are carried out.
+func inOneBatch(t *testing.T, bob *testPeer, dir string, changes func(ctx context.Context, s *testStore)) *testStore {
+	t.Helper()
 	proxy, gates := reviewProxy(t, bob.addr, "MKDIR w")
 	s := reviewStore(t, proxy)
 	ctx := testCtx(t)
 	statRoot(t, s, "bob")
 	s.names(t, "bob", "")
-	s.names(t, "bob", "a")
+	s.names(t, "bob", dir)
 	returnsSoon(t, "Mkdir w", func() error { _, err := s.Mkdir(ctx, "bob", "w", 0o755); return err })
 	gates["MKDIR w"].wait(t, "the MKDIR")
-	returnsSoon(t, "Chmod a/d", func() error { _, err := s.Chmod(ctx, "bob", "a/d", 0o700); return err })
-	returnsSoon(t, "Remove a/x", func() error { return s.Remove(ctx, "bob", "a/x") })
+	changes(ctx, s)
 	gates["MKDIR w"].open()
 	if err := s.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
-	foreignChangeShows(t, s, bob, "a/d")
+	return s
 }
 
 // foreignChangeShows checks that another writer's change in bob's
