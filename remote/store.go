@@ -328,31 +328,31 @@ func (s *Store) WatchStored(fn func(peer, path string)) {
 // stored, shows the peer's times from now on (stored). Called with no
 // Store lock held (the file's upload lock may be).
 func (s *Store) notifyStored(peer, path string) {
-	s.mu.Lock()
-	ws := slices.Clone(s.storedWatchers)
-	s.mu.Unlock()
-	for _, fn := range ws {
+	for _, fn := range watchersIn(s, &s.storedWatchers) {
 		fn(peer, path)
 	}
 }
 
 // notifyEntry calls the WatchEntries callbacks.
 func (s *Store) notifyEntry(ch fusefs.EntryChange) {
-	s.mu.Lock()
-	ws := slices.Clone(s.entryWatchers)
-	s.mu.Unlock()
-	for _, fn := range ws {
+	for _, fn := range watchersIn(s, &s.entryWatchers) {
 		fn(ch)
 	}
 }
 
+// notify calls the Watch callbacks: peer's directory dir changed.
 func (s *Store) notify(peer, dir string) {
-	s.mu.Lock()
-	ws := slices.Clone(s.watchers)
-	s.mu.Unlock()
-	for _, fn := range ws {
+	for _, fn := range watchersIn(s, &s.watchers) {
 		fn(peer, dir)
 	}
+}
+
+// watchersIn returns a copy of the callbacks *ws, one of the Store's
+// lists, taken under s.mu: they are called with no Store lock held.
+func watchersIn[F any](s *Store, ws *[]F) []F {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(*ws)
 }
 
 // InvalidateAll forgets every cached attribute and listing and tells the
