@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -145,19 +146,21 @@ type Cache struct {
 	misses     uint64
 	evictions  uint64
 	// For removeLoop (reuse.go):
-	dropQ     []dropped // detached clean entries whose files it empties or deletes
-	lastDrop  time.Time // when the last one was queued
-	spares    []string  // IDs of emptied entries' files kept for new entries
-	recycling int       // dropped entries' files being emptied into spares
+	dropQ     []dropped   // detached clean entries whose files it empties or deletes
+	lastDrop  time.Time   // when the last one was queued
+	spares    []string    // IDs of emptied entries' files kept for new entries
+	recycling int         // dropped entries' files being emptied into spares
+	dropTimer *time.Timer // kicks removeLoop for drops queued without a kick; nil if not armed
 	// filling holds the IDs of the spares that Fills are writing into,
 	// which Close deletes: a Fill still downloading outlives Close, and
 	// the next Open would take such files (their record still empty) for
 	// a spare of its own.
 	filling map[string]bool
 
-	kick chan struct{} // wakes removeLoop; capacity 1
-	done chan struct{} // closed by Close, which then waits for bg
-	bg   sync.WaitGroup
+	kick  chan struct{} // wakes removeLoop; capacity 1
+	wakes atomic.Int64  // times removeLoop woke (tests)
+	done  chan struct{} // closed by Close, which then waits for bg
+	bg    sync.WaitGroup
 }
 
 // entry is one cached file.

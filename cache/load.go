@@ -158,7 +158,11 @@ func (c *Cache) Close() error {
 		return ErrClosed
 	}
 	c.closed = true
-	close(c.done)
+	close(c.done) // removeLoop deletes what waits, kicked or not
+	if c.dropTimer != nil {
+		c.dropTimer.Stop()
+		c.dropTimer = nil
+	}
 	c.mu.Unlock()
 	jerr := c.journal.close()
 	// Not under c.mu: removeLoop takes entry locks, whose holders may

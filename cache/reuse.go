@@ -20,7 +20,9 @@ import (
 // maxSpares; only the rest are unlinked, and those unlinks wait until the
 // cache has been quiet for removeQuiet (rm -r of a big tree, whose every
 // unlink would otherwise pay more on the same CPUs), within bounds on how
-// much waits.
+// much waits; queueing those wakes nobody (a timer wakes removeLoop once
+// per removeQuiet), where a drop that may become a spare wakes it at once
+// (an editor's next save creates a file).
 //
 // A spare's record (its data file's attribute, or its metadata file) is
 // empty and is emptied before its data file, so a crash at any point
@@ -62,11 +64,37 @@ func (c *Cache) queueRemovalLocked(e *entry) bool {
 	}
 	c.dropQ = append(c.dropQ, dropped{e: e, size: e.size})
 	c.lastDrop = time.Now()
+	if len(c.spares)+c.recycling+len(c.dropQ) > maxSpares {
+		// The spares are full: this drop's files are unlinked once the
+		// cache is quiet, which is not worth waking removeLoop at every
+		// drop (rm -r: at every unlink, a wake-up of a thread on another
+		// CPU, ~8 us of the unlink's handler on the machine measured:
+		// docs/PERFORMANCE.md, the twenty-fourth session). A timer wakes
+		// it once per removeQuiet instead.
+		if c.dropTimer == nil {
+			c.dropTimer = time.AfterFunc(removeQuiet, c.dropTimerFired)
+		}
+		return true
+	}
+	c.kickRemoval()
+	return true
+}
+
+// kickRemoval wakes removeLoop, unless a wake-up is pending already.
+func (c *Cache) kickRemoval() {
 	select {
 	case c.kick <- struct{}{}:
 	default:
 	}
-	return true
+}
+
+// dropTimerFired wakes removeLoop for the drops queueRemovalLocked queued
+// without a kick, and lets the next such drop arm the timer again.
+func (c *Cache) dropTimerFired() {
+	c.mu.Lock()
+	c.dropTimer = nil
+	c.mu.Unlock()
+	c.kickRemoval()
 }
 
 // takeSpareLocked returns the ID of a spare, or "" if there is none.
@@ -192,6 +220,7 @@ func (c *Cache) removeLoop() {
 			wake = nil
 		case <-c.done:
 		}
+		c.wakes.Add(1)
 		c.mu.Lock()
 		q := c.dropQ
 		c.dropQ = nil

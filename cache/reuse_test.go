@@ -247,3 +247,41 @@ func TestSparesBounded(t *testing.T) {
 		t.Errorf("%d files left after Close", len(got))
 	}
 }
+
+// TestDropsPastSparesWakeLittle: once the spares are full, dropped
+// entries' files wait for a quiet moment to be unlinked, and queueing one
+// does not wake removeLoop (rm -r would pay a wake-up of another thread
+// per unlink): a burst of drops wakes it a few times (its timer), not
+// once per drop; their files are deleted all the same.
+func TestDropsPastSparesWakeLittle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes over a thousand entries")
+	}
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	const burst = 300
+	n := maxSpares + burst
+	var keys []Key
+	for i := range n {
+		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
+		fill(t, c, k, "x", "1")
+		keys = append(keys, k)
+	}
+	for _, k := range keys[:maxSpares] {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFiles(t, c, dir, burst, maxSpares)
+	before := c.wakes.Load()
+	for _, k := range keys[maxSpares:] {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Microsecond) // as an rm -r, not all at once
+	}
+	waitFiles(t, c, dir, 0, maxSpares)
+	if woke := c.wakes.Load() - before; woke > burst/10 {
+		t.Errorf("removeLoop woke %d times for %d drops past full spares, want a few", woke, burst)
+	}
+}
