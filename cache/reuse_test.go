@@ -281,7 +281,9 @@ func TestDropsPastSparesWakeLittle(t *testing.T) {
 		time.Sleep(100 * time.Microsecond) // as an rm -r, not all at once
 	}
 	waitFiles(t, c, dir, 0, maxSpares)
-	if woke := c.wakes.Load() - before; woke > burst/10 {
+	// Once per removeQuiet while the burst lasts (well under a second
+	// here), and once when it ends; a wake-up per drop would be burst.
+	if woke := c.wakes.Load() - before; woke > burst/4 {
 		t.Errorf("removeLoop woke %d times for %d drops past full spares, want a few", woke, burst)
 	}
 }
