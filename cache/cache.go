@@ -151,6 +151,7 @@ type Cache struct {
 	spares    []string    // IDs of emptied entries' files kept for new entries
 	recycling int         // dropped entries' files being emptied into spares
 	dropTimer *time.Timer // kicks removeLoop for drops queued without a kick; nil if not armed
+	waitBytes int64       // sizes of the drops in dropQ and of those removeLoop defers
 	// filling holds the IDs of the spares that Fills are writing into,
 	// which Close deletes: a Fill still downloading outlives Close, and
 	// the next Open would take such files (their record still empty) for

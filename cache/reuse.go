@@ -64,13 +64,15 @@ func (c *Cache) queueRemovalLocked(e *entry) bool {
 	}
 	c.dropQ = append(c.dropQ, dropped{e: e, size: e.size})
 	c.lastDrop = time.Now()
-	if len(c.spares)+c.recycling+len(c.dropQ) > maxSpares {
+	c.waitBytes += e.size
+	if len(c.spares)+c.recycling+len(c.dropQ) > maxSpares && c.waitBytes < maxDeferredBytes {
 		// The spares are full: this drop's files are unlinked once the
 		// cache is quiet, which is not worth waking removeLoop at every
 		// drop (rm -r: at every unlink, a wake-up of a thread on another
 		// CPU, ~8 us of the unlink's handler on the machine measured:
 		// docs/PERFORMANCE.md, the twenty-fourth session). A timer wakes
-		// it once per removeQuiet instead.
+		// it once per removeQuiet instead. Past maxDeferredBytes waiting,
+		// it is woken at once, to unlink them all.
 		if c.dropTimer == nil {
 			c.dropTimer = time.AfterFunc(removeQuiet, c.dropTimerFired)
 		}
@@ -207,10 +209,19 @@ func (c *Cache) removeLoop() {
 		timer         *time.Timer
 		wake          <-chan time.Time
 	)
+	// settle takes n bytes of drops done with off c.waitBytes.
+	settle := func(n int64) {
+		if n != 0 {
+			c.mu.Lock()
+			c.waitBytes -= n
+			c.mu.Unlock()
+		}
+	}
 	flush := func() {
 		for _, id := range deferred {
 			c.removeFiles(id)
 		}
+		settle(deferredBytes)
 		deferred, deferredBytes = nil, 0
 	}
 	for {
@@ -227,11 +238,13 @@ func (c *Cache) removeLoop() {
 		closed := c.closed
 		quietFor := time.Since(c.lastDrop)
 		c.mu.Unlock()
+		var done int64 // bytes of q recycled or deleted here
 		for _, d := range q {
+			done += d.size
 			d.e.mu.Lock()
-			done, pinned := c.recycle(d.e)
+			recycled, pinned := c.recycle(d.e)
 			switch {
-			case done:
+			case recycled:
 			case closed || pinned:
 				// A pinned entry's Handles still use its files: unlink
 				// them now, as a local file system would, and never
@@ -240,9 +253,11 @@ func (c *Cache) removeLoop() {
 			default:
 				deferred = append(deferred, d.e.id)
 				deferredBytes += d.size
+				done -= d.size
 			}
 			d.e.mu.Unlock()
 		}
+		settle(done)
 		if closed {
 			flush()
 			return

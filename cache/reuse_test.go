@@ -1,7 +1,9 @@
 package cache
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -286,4 +288,62 @@ func TestDropsPastSparesWakeLittle(t *testing.T) {
 	if woke := c.wakes.Load() - before; woke > burst/4 {
 		t.Errorf("removeLoop woke %d times for %d drops past full spares, want a few", woke, burst)
 	}
+	testutil.Eventually(t, "no bytes counted as waiting once all is unlinked", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.waitBytes == 0
+	})
+}
+
+// TestBigDropPastSparesWakes: past maxDeferredBytes the unlinks that wait
+// run at once (reuse.go), also for drops past full spares, which arm a
+// timer instead of waking removeLoop: a clean copy of maxDeferredBytes
+// (sparse) dropped with the spares full wakes it (no timer armed), and
+// its file goes. (A review of the timer found it waiting removeQuiet.)
+func TestBigDropPastSparesWakes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("makes over a thousand entries")
+	}
+	dir := t.TempDir()
+	c := openCache(t, dir, 0)
+	big := Key{Peer: "p", Path: "big"}
+	h, err := c.Create(big, 0o640, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Truncate(maxDeferredBytes); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.MarkClean(h.Generation(), maxDeferredBytes, "1"); !ok || err != nil {
+		t.Fatalf("MarkClean: %v, %v", ok, err)
+	}
+	release(t, h)
+	c.mu.Lock()
+	bigData := c.dataPath(c.entries[big].id)
+	c.mu.Unlock()
+	var keys []Key
+	for i := range maxSpares {
+		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
+		fill(t, c, k, "x", "1")
+		keys = append(keys, k)
+	}
+	for _, k := range keys {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFiles(t, c, dir, 1, maxSpares)
+	if err := c.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	c.mu.Lock()
+	armed := c.dropTimer != nil
+	c.mu.Unlock()
+	if armed {
+		t.Errorf("a drop of %d bytes past full spares armed the timer instead of waking removeLoop", int64(maxDeferredBytes))
+	}
+	testutil.Eventually(t, "the big copy's data file deleted", func() bool {
+		_, err := os.Stat(bigData)
+		return errors.Is(err, fs.ErrNotExist)
+	})
 }
