@@ -221,6 +221,29 @@ func TestPinnedDropNotReused(t *testing.T) {
 	release(t, h)
 }
 
+// smallEntries fills c with n clean entries of one byte (peer "p", paths
+// f0s, f1ns...), and returns their keys.
+func smallEntries(t *testing.T, c *Cache, n int) []Key {
+	t.Helper()
+	keys := make([]Key, 0, n)
+	for i := range n {
+		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
+		fill(t, c, k, "x", "1")
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// removeAll removes keys from c.
+func removeAll(t *testing.T, c *Cache, keys []Key) {
+	t.Helper()
+	for _, k := range keys {
+		if err := c.Remove(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Past maxSpares the files of dropped entries are deleted (once the
 // cache is quiet), and Close deletes the spares: nothing is left.
 func TestSparesBounded(t *testing.T) {
@@ -230,17 +253,7 @@ func TestSparesBounded(t *testing.T) {
 	dir := t.TempDir()
 	c := openCache(t, dir, 0)
 	n := maxSpares + 50
-	var keys []Key
-	for i := range n {
-		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
-		fill(t, c, k, "x", "1")
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		if err := c.Remove(k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeAll(t, c, smallEntries(t, c, n))
 	waitFiles(t, c, dir, 0, maxSpares)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
@@ -263,17 +276,8 @@ func TestDropsPastSparesWakeLittle(t *testing.T) {
 	c := openCache(t, dir, 0)
 	const burst = 300
 	n := maxSpares + burst
-	var keys []Key
-	for i := range n {
-		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
-		fill(t, c, k, "x", "1")
-		keys = append(keys, k)
-	}
-	for _, k := range keys[:maxSpares] {
-		if err := c.Remove(k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	keys := smallEntries(t, c, n)
+	removeAll(t, c, keys[:maxSpares])
 	waitFiles(t, c, dir, burst, maxSpares)
 	before := c.wakes.Load()
 	for _, k := range keys[maxSpares:] {
@@ -321,17 +325,7 @@ func TestBigDropPastSparesWakes(t *testing.T) {
 	c.mu.Lock()
 	bigData := c.dataPath(c.entries[big].id)
 	c.mu.Unlock()
-	var keys []Key
-	for i := range maxSpares {
-		k := Key{Peer: "p", Path: "f" + time.Duration(i).String()}
-		fill(t, c, k, "x", "1")
-		keys = append(keys, k)
-	}
-	for _, k := range keys {
-		if err := c.Remove(k); err != nil {
-			t.Fatal(err)
-		}
-	}
+	removeAll(t, c, smallEntries(t, c, maxSpares))
 	waitFiles(t, c, dir, 1, maxSpares)
 	if err := c.Remove(big); err != nil {
 		t.Fatal(err)
