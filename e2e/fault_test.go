@@ -558,7 +558,7 @@ func startIn(t *testing.T, ns, name string, args ...string) *proc {
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, bin}, args...)...)
 	p.cmd.Env = append(os.Environ(), "PEERFS_LOG_FORMAT=json", "PEERFS_SECRET="+clusterSecret)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = daemonAttr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -98,6 +98,14 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// daemonAttr is how the tests start a daemon: in a process group of its
+// own (signals to the test's group do not reach it), and sent SIGTERM
+// (a mount then unmounts) if the test binary dies first, as when go
+// test's timeout panics it and no cleanup runs.
+func daemonAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+}
+
 // start runs the peerfs binary with args; the process is killed (and, for a
 // mount, unmounted) at the end of the test. Its log is printed if the test
 // failed.
@@ -125,7 +133,7 @@ func startEnv(t *testing.T, name string, env []string, stdin io.Reader, stdout i
 		p.cmd.Stdout = p.log
 	}
 	p.cmd.Stderr = p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	p.cmd.SysProcAttr = daemonAttr()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
 	}

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -18,6 +21,7 @@ import (
 //	open-wait-close PATH   open PATH (O_TRUNC), report, wait for a line, write, close, report
 //	read PATH          read PATH to stdout, reporting the error
 //	getcwd PATH        in PATH (reported), call getcwd(2) 120 times 50 ms apart, print the failures
+//	start-and-die PATH start the peerfs binary PATH as a tracker (daemonAttr), print its pid, exit
 func runHelper(kind, path string) int {
 	data := []byte(os.Getenv("PEERFS_E2E_DATA"))
 	if f := os.Getenv("PEERFS_E2E_DATA_FILE"); f != "" {
@@ -134,6 +138,28 @@ func runHelper(kind, path string) int {
 		}
 		fmt.Println(fails)
 		return 0
+	case "start-and-die":
+		// PATH is the peerfs binary: a tracker started as the harness
+		// starts every daemon, its pid reported, and this process gone
+		// at once, with nothing cleaned up (as go test's timeout does).
+		cmd := exec.Command(path, "tracker", "--listen", "127.0.0.1:0", "--insecure", "--log-format", "json")
+		cmd.SysProcAttr = daemonAttr()
+		logs, err := cmd.StderrPipe()
+		if err != nil {
+			return fail(err)
+		}
+		if err := cmd.Start(); err != nil {
+			return fail(err)
+		}
+		// Serving first: a tracker that failed to start ends anyway.
+		lines := bufio.NewScanner(logs)
+		for lines.Scan() {
+			if strings.Contains(lines.Text(), `"tracker ready"`) {
+				fmt.Printf("pid %d\n", cmd.Process.Pid)
+				return 0
+			}
+		}
+		return fail(fmt.Errorf("the tracker ended before it was ready: %v", cmd.Wait()))
 	}
 	return fail(fmt.Errorf("unknown helper %q", kind))
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +42,7 @@ func TestMountSurvivesClosedLog(t *testing.T) {
 		"--log-level", "debug", "--log-format", "json", mnt)
 	cmd.Env = append(os.Environ(), "PEERFS_SECRET="+clusterSecret)
 	cmd.Stdout, cmd.Stderr = w, w
+	cmd.SysProcAttr = daemonAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -183,4 +185,24 @@ func TestMountShHelp(t *testing.T) {
 	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 		t.Errorf("mount.sh with one argument: %v, want exit 2", err)
 	}
+}
+
+// TestDaemonsDieWithTheTest: a daemon the tests start (daemonAttr) does
+// not outlive the test binary when it dies without cleaning up, as go
+// test's timeout makes it: a leftover mount daemon would hold its mount
+// into the next run. A child of the test binary starts a tracker as the
+// harness does and exits at once; the tracker ends too.
+func TestDaemonsDieWithTheTest(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$", bin)
+	cmd.Env = append(os.Environ(), "PEERFS_E2E_HELPER=start-and-die")
+	out, err := cmd.Output()
+	var pid int
+	if _, serr := fmt.Sscanf(string(out), "pid %d", &pid); serr != nil {
+		t.Fatalf("the child said %q (%v, %v)", out, err, serr)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	waitFor(t, 20*time.Second, "the tracker to end with the binary that started it", func() bool {
+		s := procState(pid)
+		return s == "" || s == "Z"
+	})
 }

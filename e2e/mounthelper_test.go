@@ -313,6 +313,7 @@ func TestSystemdUnit(t *testing.T) {
 	cmd.Env = environ
 	var log syncBuffer
 	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = daemonAttr()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -104,6 +104,9 @@ func startProcesses(t testing.TB, n int) ([]*Process, error) {
 		spec, _ := json.Marshal(m)
 		p := &Process{Member: m, Cmd: exec.Command(os.Args[0], "-test.run=^$")}
 		p.Cmd.Env = append(os.Environ(), memberEnv+"="+string(spec))
+		// Killed with the test binary too: a test's timeout panics it,
+		// and no cleanup runs then.
+		p.Cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 		out, err := p.Cmd.StdoutPipe()
 		if err == nil {
 			p.Cmd.Stderr = &p.log

@@ -1,10 +1,15 @@
 package etcdtest
 
 import (
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestMain runs an etcd member instead of the tests when
@@ -46,4 +51,56 @@ func TestStartProcessesPicksOtherPorts(t *testing.T) {
 			t.Errorf("member %s on the taken port %d", p.Name, p.ClientPort)
 		}
 	}
+}
+
+// dieEnv asks this test binary, started again by
+// TestMembersDieWithTheTest, to start a member and exit at once.
+const dieEnv = "PEERFS_ETCDTEST_START_AND_DIE"
+
+// TestStartAndDie is TestMembersDieWithTheTest's child: it starts a
+// member, says its pid and exits without any cleanup, as a test binary
+// that a timeout panics does. Skipped otherwise.
+func TestStartAndDie(t *testing.T) {
+	if os.Getenv(dieEnv) == "" {
+		t.Skip("run by TestMembersDieWithTheTest")
+	}
+	ps := StartProcesses(t, 1)
+	fmt.Printf("pid %d\n", ps[0].Cmd.Process.Pid)
+	os.Exit(0)
+}
+
+// TestMembersDieWithTheTest: a member StartProcesses started does not
+// outlive the test binary when it dies without cleaning up (a go test
+// timeout): it is killed with it.
+func TestMembersDieWithTheTest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts an etcd member")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestStartAndDie$")
+	cmd.Env = append(os.Environ(), dieEnv+"=1")
+	out, err := cmd.Output()
+	var pid int
+	if _, serr := fmt.Sscanf(string(out), "pid %d", &pid); serr != nil {
+		t.Fatalf("the child said %q (%v, %v)", out, err, serr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			t.Fatalf("member %d still runs 10 s after the test binary that started it died", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// alive reports whether process pid runs (a zombie does not).
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command's closing parenthesis.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
