@@ -234,6 +234,7 @@ func TestDemoBanner(t *testing.T) {
 	}
 	var stderr syncBuffer
 	cmd.Stderr = &stderr
+	cmd.SysProcAttr = daemonAttr() // the demo stops its daemons on SIGTERM
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
