@@ -62,6 +62,9 @@ func leaderOf(t *testing.T, cli *clientv3.Client, ps []*etcdtest.Process) *etcdt
 // them on refused a peer's SYNC ("SYNC FAIL io"), its fsync got EIO.
 // Every write here is a compare-and-swap, safe to try again.
 func TestSessionRidesOutAMemberKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three etcd processes and a leader election: ~11 s")
+	}
 	ps := etcdtest.StartProcesses(t, 3)
 	store, err := etcdstate.New(etcdstate.Options{Endpoints: etcdtest.ClientURLs(ps), TTL: 3 * time.Second})
 	if err != nil {
