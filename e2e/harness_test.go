@@ -101,7 +101,12 @@ func (s *syncBuffer) String() string {
 // daemonAttr is how the tests start a daemon: in a process group of its
 // own (signals to the test's group do not reach it), and sent SIGTERM
 // (a mount then unmounts) if the test binary dies first, as when go
-// test's timeout panics it and no cleanup runs.
+// test's timeout panics it and no cleanup runs. The kernel sends it when
+// the thread that started the daemon ends, which in Go is the process's
+// end, or a goroutine that ends while locked to its thread
+// (runtime.LockOSThread without UnlockOSThread, or a t.Fatal between
+// the two): such a goroutine must not start daemons, and every test
+// that locks a thread must unlock it, or daemons die mid-test.
 func daemonAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 }

@@ -77,7 +77,10 @@ func TestMembersDieWithTheTest(t *testing.T) {
 		t.Skip("starts an etcd member")
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestStartAndDie$")
-	cmd.Env = append(os.Environ(), dieEnv+"=1")
+	// The child's member data (a 64 MB WAL) under this test's directory:
+	// the child exits without removing its own.
+	tmp := t.TempDir()
+	cmd.Env = append(os.Environ(), dieEnv+"=1", "TMPDIR="+tmp)
 	out, err := cmd.Output()
 	var pid int
 	if _, serr := fmt.Sscanf(string(out), "pid %d", &pid); serr != nil {
@@ -90,6 +93,9 @@ func TestMembersDieWithTheTest(t *testing.T) {
 			t.Fatalf("member %d still runs 10 s after the test binary that started it died", pid)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if des, _ := os.ReadDir(tmp); len(des) == 0 {
+		t.Errorf("the child's member kept its data elsewhere than TMPDIR %s, which nothing removes", tmp)
 	}
 }
 
