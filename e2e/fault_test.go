@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // The harness runs mounts with --timeout 2s; an operation on an
@@ -95,22 +97,6 @@ func startOp(t *testing.T, what string, name string, args ...string) *childOp {
 	return op
 }
 
-// procState returns the state letter of pid from /proc (R, S, D, T, Z...),
-// or "" if it is gone.
-func procState(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return ""
-	}
-	// pid (comm) state ...; comm may hold spaces and parentheses.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 || i+2 >= len(s) {
-		return ""
-	}
-	return s[i+2 : i+3]
-}
-
 // childrenInDState lists this test process's children that are in
 // uninterruptible sleep (D), as "pid comm".
 func childrenInDState() []string {
@@ -151,14 +137,14 @@ func expectEIOWithin(t *testing.T, ops ...*childOp) (late []string) {
 		select {
 		case <-op.done:
 		case <-time.After(time.Until(op.begin.Add(faultDeadline))):
-			state[i] = procState(op.cmd.Process.Pid)
+			state[i] = testutil.ProcState(op.cmd.Process.Pid)
 		}
 	}
 	for i, op := range ops {
 		select {
 		case <-op.done:
 		case <-time.After(time.Until(op.begin.Add(faultDeadline + 20*time.Second))):
-			t.Errorf("%s still running %v after it started (process state %q)", op.what, faultDeadline+20*time.Second, procState(op.cmd.Process.Pid))
+			t.Errorf("%s still running %v after it started (process state %q)", op.what, faultDeadline+20*time.Second, testutil.ProcState(op.cmd.Process.Pid))
 			continue
 		}
 		if op.took > faultDeadline {
@@ -217,7 +203,7 @@ func TestFaultPeerKilledMidPut(t *testing.T) {
 	select {
 	case <-cp.done:
 	case <-time.After(30 * time.Second):
-		t.Fatalf("cp still running 30s after bob was killed (state %q)", procState(cp.cmd.Process.Pid))
+		t.Fatalf("cp still running 30s after bob was killed (state %q)", testutil.ProcState(cp.cmd.Process.Pid))
 	}
 	if cp.err == nil || !strings.Contains(cp.out.String(), "Input/output error") {
 		t.Errorf("cp to a peer killed mid-upload: %v %q, want a failure with EIO", cp.err, cp.out.String())
@@ -665,7 +651,7 @@ cat <&3 >/dev/null`, "sh", filepath.Join(a.dir(bob), "big.bin"))
 			t.Logf("read across a downed link: EIO after %v", took.Round(time.Millisecond))
 		}
 	case <-time.After(faultDeadline + 20*time.Second):
-		t.Errorf("reader still blocked %v after the link went down (state %q)", faultDeadline+20*time.Second, procState(reader.Process.Pid))
+		t.Errorf("reader still blocked %v after the link went down (state %q)", faultDeadline+20*time.Second, testutil.ProcState(reader.Process.Pid))
 	}
 	if stuck := childrenInDState(); len(stuck) > 0 {
 		t.Errorf("child processes in D state: %v", stuck)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // Daemon hygiene: a closed log does not kill a daemon, log lines have
@@ -200,9 +202,12 @@ func TestDaemonsDieWithTheTest(t *testing.T) {
 	if _, serr := fmt.Sscanf(string(out), "pid %d", &pid); serr != nil {
 		t.Fatalf("the child said %q (%v, %v)", out, err, serr)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	t.Cleanup(func() {
+		if !testutil.Ended(pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
 	waitFor(t, 20*time.Second, "the tracker to end with the binary that started it", func() bool {
-		s := procState(pid)
-		return s == "" || s == "Z"
+		return testutil.Ended(pid)
 	})
 }

@@ -6,10 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
-	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // TestMain runs an etcd member instead of the tests when
@@ -86,27 +86,15 @@ func TestMembersDieWithTheTest(t *testing.T) {
 	if _, serr := fmt.Sscanf(string(out), "pid %d", &pid); serr != nil {
 		t.Fatalf("the child said %q (%v, %v)", out, err, serr)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for alive(pid) {
-		if time.Now().After(deadline) {
+	t.Cleanup(func() {
+		if !testutil.Ended(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("member %d still runs 10 s after the test binary that started it died", pid)
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	})
+	testutil.Eventually(t, "the member to end with the test binary that started it", func() bool {
+		return testutil.Ended(pid)
+	})
 	if des, _ := os.ReadDir(tmp); len(des) == 0 {
 		t.Errorf("the child's member kept its data elsewhere than TMPDIR %s, which nothing removes", tmp)
 	}
-}
-
-// alive reports whether process pid runs (a zombie does not).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// The state follows the command's closing parenthesis.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }

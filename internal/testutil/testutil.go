@@ -1,6 +1,6 @@
 // Package testutil holds the helpers that tests of several packages share
 // to run real components on 127.0.0.1: a tracker, a registered tracker
-// client, bounded waits. It is imported by tests and by the harnesses
+// client, bounded waits, whether a process they started has ended. It is imported by tests and by the harnesses
 // they use (internal/etcdtest).
 //
 // The tracker and export packages' own in-package tests cannot import it
@@ -11,6 +11,9 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -135,4 +138,27 @@ func ClosedAddr(t testing.TB) string {
 	addr := ln.Addr().String()
 	ln.Close()
 	return addr
+}
+
+// ProcState returns the state letter of process pid from /proc (R, S, D,
+// T, Z...), or "" if there is no such process.
+func ProcState(pid int) string {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return ""
+	}
+	// pid (comm) state ...; comm may hold spaces and parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}
+
+// Ended reports whether process pid has ended: gone, or a zombie (a
+// container's init may never reap an orphan).
+func Ended(pid int) bool {
+	s := ProcState(pid)
+	return s == "" || s == "Z"
 }
