@@ -141,22 +141,22 @@ type dirCache struct {
 	// made, a directory's entries changed): not answered from here, and
 	// the listing as a whole is not, while it has any.
 	stale map[string]bool
-	// unconfirmed are the names of a watched listing (epoch) whose entry
-	// here came from an answer (or this mount's own change) rather than
-	// the peer's events, and differed from what they had said: the
-	// answer may predate the last event, or its own event may be still
-	// to come. Until an event agrees with it, the listing is trusted for
-	// ttl only.
+	// unconfirmed are the names whose entry here came from an answer (or
+	// this mount's own change) rather than the peer's events, and
+	// differed from what they had said: the answer may predate the last
+	// event, or its own event may be still to come. Until an event
+	// agrees with it, a watched listing (epoch) is trusted for ttl only,
+	// and the peer's reports of the name within ownQuiet of this mount's
+	// change are not applied over it, in any listing the events reach (a
+	// report stat'ed before a chmod, coming after the chmod's answer,
+	// would put the old mode back).
 	unconfirmed map[string]bool
 }
 
 // own records that dc's entry for name (there or not) is this mount's
-// own (its change, or an answer to it) rather than the peer's report: a
-// watched listing is trusted for ttl only until an event agrees.
+// own (its change, or an answer to it) rather than the peer's report
+// (see unconfirmed).
 func (dc *dirCache) own(name string) {
-	if dc.epoch == 0 {
-		return
-	}
 	if dc.unconfirmed == nil {
 		dc.unconfirmed = map[string]bool{}
 	}
