@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerfs/peerfs/internal/testutil"
 )
 
 // The mount helper as mount(8) runs it, and the systemd unit as systemd
@@ -80,8 +82,11 @@ func daemonOf(t *testing.T, mnt string) int {
 	return 0
 }
 
-// gone reports whether the process pid has exited (pid 0: never was).
-func gone(pid int) bool { return pid == 0 || syscall.Kill(pid, 0) != nil }
+// gone reports whether the process pid has exited (pid 0: never was),
+// also if nobody reaped it yet: a daemon the mount helper started is
+// the init process's child, which need not reap it (kill -0 succeeds
+// on a zombie).
+func gone(pid int) bool { return pid == 0 || testutil.Ended(pid) }
 
 // TestMountHelperWithoutEnvironment: mount -t fuse.peerfs run with no
 // environment (env -i: no HOME, no PATH) mounts, with the cache in
