@@ -81,6 +81,12 @@ type attrCache struct {
 	ownAt map[string]time.Time
 	ownIn map[string]time.Time
 	ownQ  []ownMark
+	// sending counts, per path, this mount's changes of it on their way
+	// to the peer (ownSending), and sendingIn those of an entry in each
+	// directory: their reports are its own however long the request
+	// takes (a large file's PUT), and for ownQuiet after its answer.
+	sending   map[string]int
+	sendingIn map[string]int
 	// pending, if set, reports whether a change of path (or, with in,
 	// of an entry in directory path) written behind is queued or on
 	// its way (the Store's behind queue): its reports are this mount's
@@ -151,16 +157,42 @@ type dirCache struct {
 	// report stat'ed before a chmod, coming after the chmod's answer,
 	// would put the old mode back).
 	unconfirmed map[string]bool
+	// pruneAt is the size unconfirmed may reach before the marks of names
+	// not listed are let go of (ownEntryLocked).
+	pruneAt int
 }
 
-// own records that dc's entry for name (there or not) is this mount's
-// own (its change, or an answer to it) rather than the peer's report
-// (see unconfirmed).
-func (dc *dirCache) own(name string) {
+// minPrune is how many unconfirmed names a listing holds beyond its
+// entries before ownEntryLocked lets go of those that outlived their use.
+const minPrune = 256
+
+// ownEntryLocked records that the entry for name (there or not) in dc,
+// the listing of dir, is this mount's own (its change, or an answer to
+// it) rather than the peer's report (see dirCache.unconfirmed).
+//
+// A mark of a name no longer listed (removed or moved away here) is of
+// use only while a report of it may be this mount's echo (ownQuiet), or
+// while a watched listing waits for its report; where no report comes
+// (a peer without WATCH, a directory past the bound) such marks would
+// pile up while names come and go (temporary files, a spool): once they
+// outnumber the entries, those of a listing that is not watched and
+// whose change is ownQuiet old are let go of. Called with a.mu held.
+func (a *attrCache) ownEntryLocked(dc *dirCache, dir, name string) {
 	if dc.unconfirmed == nil {
 		dc.unconfirmed = map[string]bool{}
 	}
 	dc.unconfirmed[name] = true
+	n := len(dc.unconfirmed)
+	if dc.epoch != 0 || n < len(dc.entries)+minPrune || n < dc.pruneAt {
+		return
+	}
+	now := a.now()
+	for nm := range dc.unconfirmed {
+		if _, listed := dc.entries[nm]; !listed && !a.ownRecentLocked(child(dir, nm), now) {
+			delete(dc.unconfirmed, nm)
+		}
+	}
+	dc.pruneAt = 2 * len(dc.unconfirmed) // amortised: a scan per doubling
 }
 
 // markStale records that name's attributes in dc are out of date.
@@ -201,8 +233,11 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		void:     map[string]int{},
 		ownAt:    map[string]time.Time{},
 		ownIn:    map[string]time.Time{},
-		gens:     map[string]uint64{},
-		guesses:  map[string]*timeGuess{},
+		sending:  map[string]int{},
+		// sendingIn: see sending.
+		sendingIn: map[string]int{},
+		gens:      map[string]uint64{},
+		guesses:   map[string]*timeGuess{},
 		// guessBelow: see guesses.
 		guessBelow: map[string]int{},
 		keeps:      map[string]int{},
@@ -358,7 +393,8 @@ func (a *attrCache) lastKnownLocked(path string) (peerproto.Entry, bool) {
 	return peerproto.Entry{}, false
 }
 
-// remember records an answer about path: e, or that it does not exist.
+// remember records an answer about path to this mount's own change (the
+// change's reply, or a STAT behind it): e, or that it does not exist.
 func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -366,7 +402,22 @@ func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	// request, a SETATTR's or PUT's reply): its times are shown as they
 	// are from now on.
 	a.unguessLocked(path)
+	if path != "" {
+		// A LIST of its directory on its way may have been read before
+		// the change: not kept (as for a change written behind).
+		a.supersedeLocked(parent(path))
+	}
 	a.rememberLocked(path, e, exists)
+}
+
+// missing records a plain STAT's answer that path does not exist: no
+// change of this mount's, so a LIST of its directory on its way is kept
+// (lookups of missing names in a directory being listed are many).
+func (a *attrCache) missing(path string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.unguessLocked(path)
+	a.rememberLocked(path, peerproto.Entry{}, false)
 }
 
 // rememberLocked is remember, keeping path's guess (a STAT's answer,
@@ -375,7 +426,7 @@ func (a *attrCache) rememberLocked(path string, e peerproto.Entry, exists bool) 
 	a.setStatLocked(path, statCache{at: a.now(), e: e, exists: exists})
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		if old, had := dc.entries[base(path)]; had != exists || exists && !sameEntry(old, e) {
-			dc.own(base(path))
+			a.ownEntryLocked(dc, parent(path), base(path))
 		}
 		if exists {
 			e.Name = base(path)

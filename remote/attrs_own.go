@@ -73,7 +73,7 @@ func (a *attrCache) editLocked(path string, change func(*peerproto.Entry)) {
 		if e, ok := dc.entries[base(path)]; ok {
 			change(&e)
 			dc.entries[base(path)] = e
-			dc.own(base(path))
+			a.ownEntryLocked(dc, parent(path), base(path))
 			if edited == nil {
 				edited = &e
 			}
@@ -119,7 +119,7 @@ func (a *attrCache) gone(path string) {
 	if dc, ok := a.dirs[parent(path)]; ok && path != "" {
 		delete(dc.entries, base(path))
 		delete(dc.stale, base(path))
-		dc.own(base(path))
+		a.ownEntryLocked(dc, parent(path), base(path))
 	}
 }
 
@@ -144,7 +144,7 @@ func (a *attrCache) moved(from, to string) {
 		at = dc.at
 		delete(dc.entries, base(from))
 		delete(dc.stale, base(from))
-		dc.own(base(from))
+		a.ownEntryLocked(dc, parent(from), base(from))
 	}
 	if sc, ok := a.stats[from]; ok && sc.exists && (!known || sc.at.After(at)) {
 		e, at, known = sc.e, sc.at, true
@@ -167,7 +167,7 @@ func (a *attrCache) moved(from, to string) {
 			e.Name = base(to)
 			dc.entries[base(to)] = e
 			delete(dc.stale, base(to))
-			dc.own(base(to))
+			a.ownEntryLocked(dc, parent(to), base(to))
 		} else {
 			a.delDirLocked(parent(to)) // the new entry's attributes are unknown
 		}
@@ -204,6 +204,38 @@ func (a *attrCache) ownChange(paths ...string) {
 		a.ownLocked(p)
 	}
 	a.mu.Unlock()
+}
+
+// ownSending records that this mount is about to send a change of path
+// (and so of the directory holding it) that may take long, and returns
+// the function to call once it is answered (or failed): until then
+// every report of path is taken for its echo, and for ownQuiet after.
+func (a *attrCache) ownSending(path string) (answered func()) {
+	a.mu.Lock()
+	a.ownLocked(path)
+	a.sending[path]++
+	if path != "" {
+		a.sendingIn[parent(path)]++
+	}
+	a.mu.Unlock()
+	return func() {
+		a.mu.Lock()
+		countDown(a.sending, path)
+		if path != "" {
+			countDown(a.sendingIn, parent(path))
+		}
+		a.ownLocked(path)
+		a.mu.Unlock()
+	}
+}
+
+// countDown takes one from m[k], deleting it at zero.
+func countDown(m map[string]int, k string) {
+	if m[k] <= 1 {
+		delete(m, k)
+		return
+	}
+	m[k]--
 }
 
 // ownLocked notes path, and its directory, as changed by this mount now
@@ -281,7 +313,18 @@ const maxOwnMarks = 1 << 16
 // ownQuiet, or has a change of it written behind still to carry out.
 // Called with a.mu held.
 func (a *attrCache) ownRecentLocked(path string, now time.Time) bool {
-	return marked(a.ownIn, path, now) || marked(a.ownAt, path, now) || a.pending != nil && a.pending(path, true)
+	return marked(a.ownIn, path, now) || marked(a.ownAt, path, now) || a.sending[path] > 0 || a.sendingIn[path] > 0 ||
+		a.pending != nil && a.pending(path, true)
+}
+
+// ownMarkLocked returns when this mount last marked path as changed by
+// it (ownAt, ownIn), if within ownQuiet of now. Called with a.mu held.
+func (a *attrCache) ownMarkLocked(path string, now time.Time) (time.Time, bool) {
+	at, ok := a.ownAt[path]
+	if in, has := a.ownIn[path]; has && (!ok || in.After(at)) {
+		at, ok = in, true
+	}
+	return at, ok && now.Sub(at) < ownQuiet
 }
 
 // marked reports whether marks (ownAt, ownIn) has path within ownQuiet
@@ -294,5 +337,5 @@ func marked(marks map[string]time.Time, path string, now time.Time) bool {
 // ownSelfLocked is ownRecentLocked for a change of path itself, not
 // only of an entry in it. Called with a.mu held.
 func (a *attrCache) ownSelfLocked(path string, now time.Time) bool {
-	return marked(a.ownAt, path, now) || a.pending != nil && a.pending(path, false)
+	return marked(a.ownAt, path, now) || a.sending[path] > 0 || a.pending != nil && a.pending(path, false)
 }

@@ -1,11 +1,62 @@
 package remote
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/peerfs/peerfs/peerproto"
 )
+
+// ownCache returns an attribute cache on a clock the test moves, with
+// the root watched (an event connection up) if watched.
+func ownCache(watched bool) (*attrCache, *time.Time) {
+	now := time.Unix(1000, 0)
+	a := newAttrCache(time.Minute, func() time.Time { return now })
+	if watched {
+		a.watchTTL = time.Hour
+		a.watchStarted()
+		a.mu.Lock()
+		a.watched[""] = true
+		a.mu.Unlock()
+	}
+	return a, &now
+}
+
+// ownFile is a 3-byte file name with permission bits mode.
+func ownFile(name string, mode uint32) peerproto.Entry {
+	return peerproto.Entry{Name: name, Type: peerproto.TypeFile, Mode: mode, Size: 3}
+}
+
+// report applies the peer's report that path is e, or gone.
+func report(a *attrCache, path string, e peerproto.Entry, gone bool) {
+	a.mu.Lock()
+	a.eventedLocked(path, e, gone)
+	a.mu.Unlock()
+}
+
+// listRoot gives a the listing of the root: entries.
+func listRoot(a *attrCache, entries ...peerproto.Entry) {
+	call, _ := a.beginList("")
+	a.endList("", call, entries, nil)
+}
+
+// listedMode returns the mode the root's listing gives name, and whether
+// the listing answers at all.
+func listedMode(t *testing.T, a *attrCache, name string) (uint32, bool) {
+	t.Helper()
+	l, ok := a.listed("")
+	if !ok {
+		return 0, false
+	}
+	for _, e := range l {
+		if e.Name == name {
+			return e.Mode, true
+		}
+	}
+	t.Fatalf("%s not listed: %v", name, l)
+	return 0, false
+}
 
 // The peer's report of this mount's own change may have been stat'ed
 // before a later change of the same file and come after that change's
@@ -16,20 +67,8 @@ import (
 // applied.
 func TestOwnAnswerOutlivesItsOlderReport(t *testing.T) {
 	for _, watched := range []bool{false, true} {
-		now := time.Unix(1000, 0)
-		a := newAttrCache(time.Minute, func() time.Time { return now })
-		if watched {
-			a.watchTTL = time.Hour
-			a.watchStarted()
-			a.mu.Lock()
-			a.watched[""] = true
-			a.mu.Unlock()
-		}
-		file := func(mode uint32) peerproto.Entry {
-			return peerproto.Entry{Name: "f", Type: peerproto.TypeFile, Mode: mode, Size: 3}
-		}
-		call, _ := a.beginList("")
-		a.endList("", call, []peerproto.Entry{file(0o644)}, nil)
+		a, now := ownCache(watched)
+		listRoot(a, ownFile("f", 0o644))
 		a.mu.Lock()
 		if got := a.dirs[""].epoch != 0; got != watched {
 			t.Fatalf("watched %v: the listing's epoch is %d", watched, a.dirs[""].epoch)
@@ -37,36 +76,184 @@ func TestOwnAnswerOutlivesItsOlderReport(t *testing.T) {
 		a.mu.Unlock()
 		mode := func() uint32 {
 			t.Helper()
-			list, ok := a.listed("")
-			if !ok || len(list) != 1 {
-				t.Fatalf("watched %v: listing %v, %v", watched, list, ok)
+			m, ok := listedMode(t, a, "f")
+			if !ok {
+				t.Fatalf("watched %v: the listing does not answer", watched)
 			}
-			return list[0].Mode
-		}
-		report := func(mode uint32) {
-			a.mu.Lock()
-			a.eventedLocked("f", file(mode), false)
-			a.mu.Unlock()
+			return m
 		}
 
+		*now = now.Add(time.Millisecond)
 		a.ownAttrs("f") // chmod 600 sent
-		a.remember("f", file(0o600), true)
-		report(0o644) // the PUT's report, stat'ed before the chmod
+		a.remember("f", ownFile("f", 0o600), true)
+		report(a, "f", ownFile("f", 0o644), false) // the PUT's report, stat'ed before the chmod
 		if m := mode(); m != 0o600 {
 			t.Errorf("watched %v: after the chmod's answer and an older report, the listing says %o, want 600", watched, m)
 		}
-		report(0o600) // the chmod's own report: agrees
-		report(0o644) // ... and nothing older comes after it
+		report(a, "f", ownFile("f", 0o600), false) // the chmod's own report: agrees
+		report(a, "f", ownFile("f", 0o644), false) // ... and nothing older comes after it
 		if m := mode(); m != 0o644 {
 			t.Errorf("watched %v: a report after the agreeing one was not applied: %o", watched, m)
 		}
 
 		a.ownAttrs("f")
-		a.remember("f", file(0o640), true)
-		now = now.Add(ownQuiet)
-		report(0o604) // not this mount's change: another writer's
+		a.remember("f", ownFile("f", 0o640), true)
+		*now = now.Add(ownQuiet)
+		report(a, "f", ownFile("f", 0o604), false) // not this mount's change: another writer's
 		if m := mode(); m != 0o604 {
 			t.Errorf("watched %v: another writer's report, ownQuiet after this mount's change, says %o in the listing, want 604", watched, m)
 		}
+	}
+}
+
+// A listing taken after this mount's change was answered (ls -l right
+// after chmod, the old listing gone) holds the new mode; the PUT's
+// report, stat'ed before the chmod, comes after it: not applied. The same
+// for a removal: an older report does not bring the removed name back.
+func TestOlderReportAfterAFreshListing(t *testing.T) {
+	for _, watched := range []bool{false, true} {
+		a, now := ownCache(watched)
+		a.ownChange("f") // the PUT
+		a.remember("f", ownFile("f", 0o644), true)
+		a.ownAttrs("f") // chmod 600
+		a.remember("f", ownFile("f", 0o600), true)
+		*now = now.Add(time.Millisecond)
+		listRoot(a, ownFile("f", 0o600))           // ls -l
+		report(a, "f", ownFile("f", 0o644), false) // the PUT's report
+		if m, ok := listedMode(t, a, "f"); ok && m != 0o600 {
+			t.Errorf("watched %v: listing taken after the chmod's answer, then the PUT's older report: listed %o, want 600", watched, m)
+		}
+		if e, _, ok := a.cached("f"); ok && e.Mode != 0o600 {
+			t.Errorf("watched %v: cached says %o", watched, e.Mode)
+		}
+
+		a, now = ownCache(watched)
+		listRoot(a, ownFile("g", 0o644))
+		*now = now.Add(time.Millisecond)
+		a.ownChange("g") // unlink
+		a.gone("g")
+		*now = now.Add(time.Millisecond)
+		listRoot(a)
+		report(a, "g", ownFile("g", 0o644), false) // stat'ed before the unlink
+		if l, ok := a.listed(""); ok && len(l) != 0 {
+			t.Errorf("watched %v: removed here, listed again, then an older report: listed %v", watched, l)
+		}
+	}
+}
+
+// A LIST on its way while this mount's SETATTR is answered may have been
+// read before the chmod: it is not kept over the chmod's answer.
+func TestListInFlightOverOwnSetattr(t *testing.T) {
+	for _, watched := range []bool{false, true} {
+		a, _ := ownCache(watched)
+		call, leader := a.beginList("") // ls -l: the peer reads f: 644
+		if !leader {
+			t.Fatal("not the LIST's leader")
+		}
+		a.ownAttrs("f") // chmod 600 (synchronous SETATTR)
+		a.remember("f", ownFile("f", 0o600), true)
+		report(a, "f", ownFile("f", 0o600), false) // the chmod's report
+		kept := a.endList("", call, []peerproto.Entry{ownFile("f", 0o644)}, nil)
+		if m, ok := listedMode(t, a, "f"); ok && m != 0o600 {
+			t.Errorf("watched %v: LIST read before the chmod, answered after it (kept %v): listed %o, want 600", watched, kept, m)
+		}
+	}
+}
+
+// A plain STAT that finds a name missing is no change of this mount's:
+// the LIST of its directory on its way is kept (a burst of lookups of
+// missing names while the directory is listed must not re-list it).
+func TestMissingNameKeepsListInFlight(t *testing.T) {
+	a, _ := ownCache(false)
+	call, _ := a.beginList("")
+	a.missing("nope")
+	if !a.endList("", call, []peerproto.Entry{ownFile("f", 0o644)}, nil) {
+		t.Error("a LIST was not kept after a STAT found a missing name in its directory")
+	}
+}
+
+// changedIno marks a file's other names stale after a chmod through one
+// of them: a report of another name read before the chmod does not make
+// it answerable from the listing again; the next answer does.
+func TestOlderReportKeepsHardLinkStale(t *testing.T) {
+	a, now := ownCache(false)
+	link := func(name string, mode uint32, size int64) peerproto.Entry {
+		return peerproto.Entry{Name: name, Type: peerproto.TypeFile, Mode: mode, Size: size,
+			Has: peerproto.AttrIno | peerproto.AttrNlink, Ino: 7, Nlink: 2}
+	}
+	listRoot(a, link("a", 0o644, 3), link("b", 0o644, 3))
+	*now = now.Add(5 * time.Second) // every ownQuiet long past, the listing within ttl
+	a.ownAttrs("a")                 // chmod 600 a
+	a.changedIno(7)
+	a.remember("a", link("a", 0o600, 3), true)
+	if _, _, ok := a.cached("b"); ok {
+		t.Fatal("b answered from the cache right after the chmod through a")
+	}
+	report(a, "b", link("b", 0o644, 4), false) // another writer's write through b, before the chmod
+	if e, _, ok := a.cached("b"); ok {
+		t.Errorf("after an older report of b, the cache answers %o for it, want a STAT", e.Mode)
+	}
+	a.remember("b", link("b", 0o600, 4), true) // that STAT's answer
+	if e, _, ok := a.cached("b"); !ok || e.Mode != 0o600 {
+		t.Errorf("after a STAT of b, the cache answers %o, %v", e.Mode, ok)
+	}
+}
+
+// A change of this mount's that takes longer than ownQuiet to send (a
+// large file's PUT, renamed into place at its end) is its own while on
+// its way: its report, which may come before its answer, is not another
+// writer's change; nor is it for ownQuiet after the answer, but then it
+// is again.
+func TestLongPutReportIsOwn(t *testing.T) {
+	a, now := ownCache(true)
+	listRoot(a, ownFile("f", 0o644))
+	big := ownFile("f", 0o644)
+	answered := a.ownSending("f")
+	*now = now.Add(3 * time.Second) // 3 s to send the content
+	big.Size = 1 << 30
+	report(a, "f", big, false) // the rename's report, before the answer is read
+	if chs := a.takeForeign(); len(chs) != 0 {
+		t.Errorf("this mount's own 3 s PUT reported as another writer's: %+v", chs)
+	}
+	answered()
+	*now = now.Add(ownQuiet / 2)
+	big.Size++
+	report(a, "f", big, false)
+	if chs := a.takeForeign(); len(chs) != 0 {
+		t.Errorf("a report ownQuiet/2 after this mount's PUT was answered taken for another writer's: %+v", chs)
+	}
+	*now = now.Add(ownQuiet)
+	big.Size++
+	report(a, "f", big, false)
+	if chs := a.takeForeign(); len(chs) != 1 {
+		t.Errorf("another writer's change, ownQuiet after this mount's PUT: told %+v, want it", chs)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.sending) != 0 || len(a.sendingIn) != 0 {
+		t.Errorf("answered requests still counted: %v %v", a.sending, a.sendingIn)
+	}
+}
+
+// Where no report comes (a peer without WATCH), a listing in which names
+// are made and removed here keeps few marks: those of names gone and
+// ownQuiet old are let go of.
+func TestUnconfirmedBoundedWithoutReports(t *testing.T) {
+	a, now := ownCache(false)
+	listRoot(a)
+	for i := range 100000 {
+		p := fmt.Sprintf("tmp%d", i)
+		a.ownChange(p)
+		a.remember(p, ownFile(p, 0o644), true) // the upload's answer
+		a.gone(p)                              // rm
+		*now = now.Add(time.Millisecond)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	dc := a.dirs[""]
+	// ownQuiet's worth of names (2,000) may be marked, and twice that
+	// between two prunings.
+	if n := len(dc.unconfirmed); n > 3*int(ownQuiet/time.Millisecond)+minPrune {
+		t.Errorf("100,000 names made and removed here: %d unconfirmed marks kept", n)
 	}
 }

@@ -103,7 +103,7 @@ func (s *Store) stat(ctx context.Context, p *peerConn, path string) (peerproto.E
 	})
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			p.attrs.remember(path, e, false)
+			p.attrs.missing(path)
 		}
 		return e, netErr(p, err)
 	}

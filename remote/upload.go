@@ -211,8 +211,9 @@ func (s *Store) send(ctx context.Context, u *upload) error {
 	}
 	for attempt := 1; ; attempt++ {
 		err := s.poolDo(ctx, u.p, verb, func(c *peer.Conn) error {
-			// Its report may come before its answer.
-			u.p.attrs.ownChange(u.key.Path)
+			// Its report may come before its answer, however long
+			// the content takes to send.
+			defer u.p.attrs.ownSending(u.key.Path)()
 			// Only to the peer it was written for (identity.go); the
 			// connection has just told who answers.
 			if now := s.owner(u.p); u.owner != now {

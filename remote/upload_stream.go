@@ -217,7 +217,8 @@ func (st *streamUp) run() {
 	err := s.waitBehind(ctx, st.p, true)
 	if err == nil {
 		err = s.poolDo(ctx, st.p, "STREAM", func(c *peer.Conn) error {
-			st.p.attrs.ownChange(st.key.Path)
+			// As long as the stream lasts (Store.send).
+			defer st.p.attrs.ownSending(st.key.Path)()
 			res = streamEnded{}
 			res.pd, res.endSent, res.err = st.send(ctx, c)
 			switch {

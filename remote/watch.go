@@ -511,13 +511,26 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 			return
 		}
 	}
+	if old, had := dc.entries[name]; own && (had != !gone || !gone && !sameEntry(old, e)) {
+		if at, ok := a.ownMarkLocked(path, now); ok && !dc.at.Before(at) {
+			// The listing was taken after this mount changed the name,
+			// and this report of it, its echo, may have been read
+			// before the listing was (its request went on another
+			// connection): kept, unconfirmed (trusted for ttl only).
+			a.ownEntryLocked(dc, parent(path), name)
+			return
+		}
+	}
 	if gone {
 		delete(dc.entries, name)
+		delete(dc.stale, name)
 	} else {
 		e.Name = name
 		dc.entries[name] = e
+		// (A stale name stays so: the change of this mount's that made
+		// it stale, a chmod through another of its hard links, may be
+		// later than this report. The next answer clears it.)
 	}
-	delete(dc.stale, name)
 }
 
 // foreignLocked reports whether the peer's report that path is now e,
