@@ -81,12 +81,13 @@ type attrCache struct {
 	ownAt map[string]time.Time
 	ownIn map[string]time.Time
 	ownQ  []ownMark
-	// sending counts, per path, this mount's changes of it on their way
-	// to the peer (ownSending), and sendingIn those of an entry in each
-	// directory: their reports are its own however long the request
-	// takes (a large file's PUT), and for ownQuiet after its answer.
-	sending   map[string]int
-	sendingIn map[string]int
+	// sending counts, per path, this mount's uploads of it on their way
+	// to the peer (ownSending): its reports are taken for their echo
+	// however long the upload takes (a large file's PUT, a stream), and
+	// for ownQuiet after its answer. (Its directory's are not: taking a
+	// directory's report for another writer's costs the kernel a
+	// GETATTR, not the writer's pages.)
+	sending map[string]int
 	// pending, if set, reports whether a change of path (or, with in,
 	// of an entry in directory path) written behind is queued or on
 	// its way (the Store's behind queue): its reports are this mount's
@@ -130,9 +131,32 @@ type listCall struct {
 	// out and settled meanwhile), so it is not kept, and its leader asks
 	// again (Store.peerListing).
 	superseded bool
+	// own are the answers to this mount's changes of its entries that
+	// came while it was on its way (overlayLocked): laid over its result.
+	own map[string]ownAnswer
 	// epoch and gen are attrCache's epoch, if the directory was watched
 	// then, and its gens when the LIST was sent (endList compares them).
 	epoch, gen uint64
+}
+
+// ownAnswer is an answer to this mount's change of an entry (listCall.own).
+type ownAnswer struct {
+	e      peerproto.Entry
+	exists bool
+}
+
+// overlayLocked records the answer about path, to a change of this
+// mount's, in the LIST of its directory on its way, if any. Called with
+// a.mu held.
+func (a *attrCache) overlayLocked(path string, e peerproto.Entry, exists bool) {
+	call, ok := a.lists[parent(path)]
+	if !ok {
+		return
+	}
+	if call.own == nil {
+		call.own = map[string]ownAnswer{}
+	}
+	call.own[base(path)] = ownAnswer{e, exists}
 }
 
 type dirCache struct {
@@ -183,7 +207,7 @@ func (a *attrCache) ownEntryLocked(dc *dirCache, dir, name string) {
 	}
 	dc.unconfirmed[name] = true
 	n := len(dc.unconfirmed)
-	if dc.epoch != 0 || n < len(dc.entries)+minPrune || n < dc.pruneAt {
+	if dc.epoch != 0 && dc.epoch == a.epoch && a.watchedLocked(dir) || n < len(dc.entries)+minPrune || n < dc.pruneAt {
 		return
 	}
 	now := a.now()
@@ -234,10 +258,8 @@ func newAttrCache(ttl time.Duration, now func() time.Time) *attrCache {
 		ownAt:    map[string]time.Time{},
 		ownIn:    map[string]time.Time{},
 		sending:  map[string]int{},
-		// sendingIn: see sending.
-		sendingIn: map[string]int{},
-		gens:      map[string]uint64{},
-		guesses:   map[string]*timeGuess{},
+		gens:     map[string]uint64{},
+		guesses:  map[string]*timeGuess{},
 		// guessBelow: see guesses.
 		guessBelow: map[string]int{},
 		keeps:      map[string]int{},
@@ -404,15 +426,16 @@ func (a *attrCache) remember(path string, e peerproto.Entry, exists bool) {
 	a.unguessLocked(path)
 	if path != "" {
 		// A LIST of its directory on its way may have been read before
-		// the change: not kept (as for a change written behind).
-		a.supersedeLocked(parent(path))
+		// the change: this answer is laid over its result.
+		a.overlayLocked(path, e, exists)
 	}
 	a.rememberLocked(path, e, exists)
 }
 
 // missing records a plain STAT's answer that path does not exist: no
-// change of this mount's, so a LIST of its directory on its way is kept
-// (lookups of missing names in a directory being listed are many).
+// change of this mount's, so it is not laid over a LIST of its directory
+// on its way, as remember's answers are (either may have been read
+// later).
 func (a *attrCache) missing(path string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -608,6 +631,17 @@ func (a *attrCache) endList(dir string, call *listCall, list []peerproto.Entry, 
 			dc.epoch = call.epoch
 		}
 		a.putDirLocked(dir, dc)
+		for name, o := range call.own {
+			if old, had := entries[name]; had != o.exists || o.exists && !sameEntry(old, o.e) {
+				a.ownEntryLocked(dc, dir, name)
+			}
+			if o.exists {
+				o.e.Name = name
+				entries[name] = o.e
+			} else {
+				delete(entries, name)
+			}
+		}
 		a.askLocked(dir)
 	}
 	call.err = err

@@ -206,24 +206,19 @@ func (a *attrCache) ownChange(paths ...string) {
 	a.mu.Unlock()
 }
 
-// ownSending records that this mount is about to send a change of path
-// (and so of the directory holding it) that may take long, and returns
-// the function to call once it is answered (or failed): until then
-// every report of path is taken for its echo, and for ownQuiet after.
+// ownSending records that this mount is about to send an upload of file
+// path (a change of it, and so of the directory holding it) that may
+// take long, and returns the function to call once it is answered (or
+// failed): until then every report of path is taken for its echo, and
+// for ownQuiet after (see attrCache.sending).
 func (a *attrCache) ownSending(path string) (answered func()) {
 	a.mu.Lock()
 	a.ownLocked(path)
 	a.sending[path]++
-	if path != "" {
-		a.sendingIn[parent(path)]++
-	}
 	a.mu.Unlock()
 	return func() {
 		a.mu.Lock()
 		countDown(a.sending, path)
-		if path != "" {
-			countDown(a.sendingIn, parent(path))
-		}
 		a.ownLocked(path)
 		a.mu.Unlock()
 	}
@@ -313,7 +308,7 @@ const maxOwnMarks = 1 << 16
 // ownQuiet, or has a change of it written behind still to carry out.
 // Called with a.mu held.
 func (a *attrCache) ownRecentLocked(path string, now time.Time) bool {
-	return marked(a.ownIn, path, now) || marked(a.ownAt, path, now) || a.sending[path] > 0 || a.sendingIn[path] > 0 ||
+	return marked(a.ownIn, path, now) || marked(a.ownAt, path, now) || a.sending[path] > 0 ||
 		a.pending != nil && a.pending(path, true)
 }
 

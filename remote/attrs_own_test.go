@@ -161,14 +161,17 @@ func TestListInFlightOverOwnSetattr(t *testing.T) {
 }
 
 // A plain STAT that finds a name missing is no change of this mount's:
-// the LIST of its directory on its way is kept (a burst of lookups of
-// missing names while the directory is listed must not re-list it).
-func TestMissingNameKeepsListInFlight(t *testing.T) {
+// the LIST of its directory on its way is kept as the peer answered it
+// (either may have been read later).
+func TestMissingNameNotLaidOverAList(t *testing.T) {
 	a, _ := ownCache(false)
 	call, _ := a.beginList("")
-	a.missing("nope")
+	a.missing("f")
 	if !a.endList("", call, []peerproto.Entry{ownFile("f", 0o644)}, nil) {
-		t.Error("a LIST was not kept after a STAT found a missing name in its directory")
+		t.Error("a LIST was not kept after a STAT found a name missing in its directory")
+	}
+	if m, ok := listedMode(t, a, "f"); !ok || m != 0o644 {
+		t.Errorf("the LIST's f: %o, %v", m, ok)
 	}
 }
 
@@ -230,8 +233,8 @@ func TestLongPutReportIsOwn(t *testing.T) {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if len(a.sending) != 0 || len(a.sendingIn) != 0 {
-		t.Errorf("answered requests still counted: %v %v", a.sending, a.sendingIn)
+	if len(a.sending) != 0 {
+		t.Errorf("answered uploads still counted: %v", a.sending)
 	}
 }
 
@@ -255,5 +258,103 @@ func TestUnconfirmedBoundedWithoutReports(t *testing.T) {
 	// between two prunings.
 	if n := len(dc.unconfirmed); n > 3*int(ownQuiet/time.Millisecond)+minPrune {
 		t.Errorf("100,000 names made and removed here: %d unconfirmed marks kept", n)
+	}
+}
+
+// A chmod written behind (a batch) whose answer (answered) comes while a
+// LIST of its directory is on its way: the peer may have read the
+// directory before carrying the chmod out. The answer is laid over the
+// LIST's result, as remember's are: the listing says 600, and so it does
+// after the chmod's own report.
+func TestBehindSetattrAnswerOverAnOlderList(t *testing.T) {
+	for _, watched := range []bool{false, true} {
+		a, now := ownCache(watched)
+		queued := true
+		a.pending = func(path string, in bool) bool { return queued && path == "f" && !in }
+		a.changedHere("f", func(e *peerproto.Entry) { e.Mode = 0o600 }) // chmod 600, written behind
+		*now = now.Add(time.Millisecond)
+		call, _ := a.beginList("") // ls -l: the peer reads f, 644, before the chmod
+		a.ownAttrs("f")            // the batch goes
+		*now = now.Add(time.Millisecond)
+		queued = false
+		a.ownAttrs("f") // the batch answered (own() again)
+		a.answered("f", ownFile("f", 0o600), false)
+		*now = now.Add(time.Millisecond)
+		kept := a.endList("", call, []peerproto.Entry{ownFile("f", 0o644)}, nil)
+		*now = now.Add(time.Millisecond)
+		report(a, "f", ownFile("f", 0o600), false) // the chmod's report
+		if m, ok := listedMode(t, a, "f"); ok && m != 0o600 {
+			t.Errorf("watched %v: LIST read before a chmod written behind, answered after its answer (kept %v), then the chmod's report: listed %o, want 600", watched, kept, m)
+		}
+	}
+}
+
+// A listing keeps the epoch it was taken in when the event connection
+// ends (watchEnded clears a.epoch only): where no report comes any more
+// (the connection stays down, the peer restarted without WATCH), the
+// marks of names made and removed here are pruned as in a listing never
+// watched.
+func TestUnconfirmedBoundedAfterWatchEnded(t *testing.T) {
+	a, now := ownCache(true)
+	listRoot(a)
+	a.mu.Lock()
+	epoch := a.epoch
+	a.mu.Unlock()
+	a.watchEnded(epoch) // the event connection is lost, and stays so
+	for i := range 100000 {
+		p := fmt.Sprintf("tmp%d", i)
+		a.ownChange(p)
+		a.remember(p, ownFile(p, 0o644), true)
+		a.gone(p)
+		*now = now.Add(time.Millisecond)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if n := len(a.dirs[""].unconfirmed); n > 3*int(ownQuiet/time.Millisecond)+minPrune {
+		t.Errorf("event connection ended, 100,000 names made and removed here: %d unconfirmed marks kept", n)
+	}
+}
+
+// ls -l (one LIST, 20 ms) in a directory where this mount overwrites a
+// file every 10 ms (an upload's answer: remember): every LIST has an
+// answer on its way. Were it superseded by them, peerListing would ask
+// again maxListAgain times and keep none; the answers are laid over the
+// LIST's result instead (unconfirmed): one LIST, kept, holding the last
+// answer.
+func TestListDuringOverwrites(t *testing.T) {
+	a, now := ownCache(false)
+	entries := []peerproto.Entry{ownFile("a", 0o644), ownFile("b", 0o644), ownFile("c", 0o644)}
+	lists, kept := 0, false
+	n := 0
+	for again := 0; ; again++ {
+		if _, ok := a.listed(""); ok {
+			break
+		}
+		call, _ := a.beginList("")
+		lists++
+		for range 2 { // 20 ms on its way: two overwrites answered
+			*now = now.Add(10 * time.Millisecond)
+			n++
+			name := entries[n%len(entries)].Name
+			a.ownChange(name)
+			e := ownFile(name, 0o644)
+			e.Size = int64(n)
+			a.remember(name, e, true)
+		}
+		kept = a.endList("", call, entries, nil)
+		if kept || again >= maxListAgain {
+			break
+		}
+	}
+	if lists != 1 || !kept {
+		t.Errorf("ls -l while files are overwritten here every 10 ms: %d LISTs, listing kept %v; want 1, kept", lists, kept)
+		return
+	}
+	// ... and holding the last answer, not what the LIST read before it.
+	l, _ := a.listed("")
+	for _, e := range l {
+		if name := entries[n%len(entries)].Name; e.Name == name && e.Size != int64(n) {
+			t.Errorf("%s listed with size %d, the LIST's, not its upload's answer (%d)", name, e.Size, n)
+		}
 	}
 }

@@ -290,6 +290,10 @@ func (a *attrCache) answered(path string, e peerproto.Entry, exactM bool) {
 	if a.pendingLocked(path) {
 		return // a later change is still to show
 	}
+	if path != "" {
+		// As remember: a LIST on its way may have been read before it.
+		a.overlayLocked(path, e, true)
+	}
 	if g, ok := a.guesses[path]; ok && !g.tied && e.Has&peerproto.AttrCtime != 0 {
 		if exactM && g.hasM {
 			g.m = e.Mtime

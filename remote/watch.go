@@ -517,6 +517,8 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 			// and this report of it, its echo, may have been read
 			// before the listing was (its request went on another
 			// connection): kept, unconfirmed (trusted for ttl only).
+			// (A LIST read before the change and answered after it
+			// has the change's answer laid over it: listCall.own.)
 			a.ownEntryLocked(dc, parent(path), name)
 			return
 		}
