@@ -1,0 +1,234 @@
+package e2e
+
+import (
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// modelEntry is what a name in the model directory is: a file of size
+// bytes or a directory, with permission bits mode.
+type modelEntry struct {
+	dir  bool
+	mode fs.FileMode
+	size int64
+}
+
+// TestAttributesMatchAModel: one mount is the only writer of a directory
+// in its peer's folder, and makes random changes to it in quick
+// succession, as programs do (a shell's redirection, chmod, mv over, rm,
+// truncate, an append, mkdir, rmdir, a directory's chmod); after each,
+// what the mount shows of every name (listed first or not: `ls -l` then
+// `stat`) must be exactly what the changes made, whatever order the
+// peer's answers and its reports of the changes come in; at the end the
+// peer's disk holds the same. The seed is in the failure's message
+// (PEERFS_MODEL_SEED replays one; PEERFS_MODEL_OPS runs more).
+func TestAttributesMatchAModel(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("PEERFS_MODEL_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	ops := 300
+	if s := os.Getenv("PEERFS_MODEL_OPS"); s != "" {
+		ops, _ = strconv.Atoi(s)
+	}
+	rng := rand.New(rand.NewPCG(seed, 1))
+	umask := syscall.Umask(0)
+	syscall.Umask(umask)
+	perm := func(m fs.FileMode) fs.FileMode { return m &^ fs.FileMode(umask) }
+
+	c := newCluster(t)
+	a := c.mount("alice")
+	b := c.mount("bob")
+	a.sees(b)
+	dir := filepath.Join(a.dir(b), "model")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files := []string{"f0", "f1", "f2", "f3", "f4"}
+	dirs := []string{"d0", "d1"}
+	model := map[string]modelEntry{}
+	pick := func(names []string) string { return names[rng.IntN(len(names))] }
+	existing := func(wantDir bool) []string {
+		var out []string
+		for n, e := range model {
+			if e.dir == wantDir {
+				out = append(out, n)
+			}
+		}
+		sort.Strings(out)
+		return out
+	}
+	content := func() []byte { return []byte(strings.Repeat("x", rng.IntN(64))) }
+	fileModes := []fs.FileMode{0o600, 0o640, 0o644, 0o700, 0o755}
+	dirModes := []fs.FileMode{0o700, 0o750, 0o755}
+
+	var log []string
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d, after:\n  %s\n%s", seed, strings.Join(log, "\n  "), fmt.Sprintf(format, args...))
+	}
+	do := func(what string, err error) {
+		t.Helper()
+		log = append(log, what)
+		if len(log) > 12 {
+			log = log[1:]
+		}
+		if err != nil {
+			fail("%s: %v", what, err)
+		}
+	}
+
+	for i := range ops {
+		p := func(n string) string { return filepath.Join(dir, n) }
+		switch op := rng.IntN(10); {
+		case op < 2: // a shell's redirection: the file's first close comes while it is empty
+			n := pick(files)
+			if e, ok := model[n]; !ok || !e.dir {
+				data := content()
+				_, err := runCmd(t, 30*time.Second, "", "sh", "-c", `printf %s "$2" > "$1"`, "sh", p(n), string(data))
+				do(fmt.Sprintf("printf %d bytes > %s", len(data), n), err)
+				e.size = int64(len(data))
+				if !ok {
+					e.mode = perm(0o644)
+				}
+				model[n] = e
+			}
+		case op == 2: // a program's write
+			n := pick(files)
+			if e, ok := model[n]; !ok || !e.dir {
+				data := content()
+				do(fmt.Sprintf("write %d bytes to %s", len(data), n), os.WriteFile(p(n), data, 0o644))
+				e.size = int64(len(data))
+				if !ok {
+					e.mode = perm(0o644)
+				}
+				model[n] = e
+			}
+		case op == 3:
+			if names := existing(false); len(names) > 0 {
+				n, m := pick(names), fileModes[rng.IntN(len(fileModes))]
+				do(fmt.Sprintf("chmod %o %s", m, n), os.Chmod(p(n), m))
+				e := model[n]
+				e.mode = m
+				model[n] = e
+			}
+		case op == 4:
+			if names := existing(false); len(names) > 0 {
+				from, to := pick(names), pick(files)
+				do(fmt.Sprintf("mv %s %s", from, to), os.Rename(p(from), p(to)))
+				e := model[from]
+				delete(model, from)
+				model[to] = e
+			}
+		case op == 5:
+			if names := existing(false); len(names) > 0 {
+				n := pick(names)
+				do("rm "+n, os.Remove(p(n)))
+				delete(model, n)
+			}
+		case op == 6:
+			if names := existing(false); len(names) > 0 {
+				n, size := pick(names), int64(rng.IntN(100))
+				do(fmt.Sprintf("truncate -s %d %s", size, n), os.Truncate(p(n), size))
+				e := model[n]
+				e.size = size
+				model[n] = e
+			}
+		case op == 7:
+			if names := existing(false); len(names) > 0 {
+				n, data := pick(names), content()
+				f, err := os.OpenFile(p(n), os.O_WRONLY|os.O_APPEND, 0)
+				if err == nil {
+					_, err = f.Write(data)
+					if cerr := f.Close(); err == nil {
+						err = cerr
+					}
+				}
+				do(fmt.Sprintf("append %d bytes to %s", len(data), n), err)
+				e := model[n]
+				e.size += int64(len(data))
+				model[n] = e
+			}
+		case op == 8:
+			n := pick(dirs)
+			if _, ok := model[n]; !ok {
+				do("mkdir "+n, os.Mkdir(p(n), 0o755))
+				model[n] = modelEntry{dir: true, mode: perm(0o755)}
+			} else {
+				do("rmdir "+n, os.Remove(p(n)))
+				delete(model, n)
+			}
+		default:
+			if names := existing(true); len(names) > 0 {
+				n, m := pick(names), dirModes[rng.IntN(len(dirModes))]
+				do(fmt.Sprintf("chmod %o %s", m, n), os.Chmod(p(n), m))
+				e := model[n]
+				e.mode = m
+				model[n] = e
+			}
+		}
+		// What the mount shows: after a listing (ls -l: its entries'
+		// attributes come with it), or a stat alone.
+		if rng.IntN(2) == 0 {
+			ents, err := os.ReadDir(dir)
+			if err != nil {
+				fail("op %d: ls: %v", i, err)
+			}
+			var got, want []string
+			for _, e := range ents {
+				got = append(got, e.Name())
+			}
+			for n := range model {
+				want = append(want, n)
+			}
+			sort.Strings(want)
+			if !slices.Equal(got, want) {
+				fail("op %d: ls shows %q, want %q", i, got, want)
+			}
+		}
+		if err := matchModel(dir, model, append(slices.Clone(files), dirs...)); err != nil {
+			fail("op %d: %v", i, err)
+		}
+	}
+	// And the peer's disk, once the changes written behind have reached it.
+	var last error
+	waitFor(t, 15*time.Second, "the peer's disk to hold what the mount shows", func() bool {
+		last = matchModel(filepath.Join(b.export, "model"), model, append(slices.Clone(files), dirs...))
+		return last == nil
+	})
+	if last != nil {
+		fail("on the peer's disk: %v", last)
+	}
+}
+
+// matchModel compares what lstat says of each of names in dir with model.
+func matchModel(dir string, model map[string]modelEntry, names []string) error {
+	for _, n := range names {
+		fi, err := os.Lstat(filepath.Join(dir, n))
+		want, ok := model[n]
+		switch {
+		case !ok && err == nil:
+			return fmt.Errorf("%s exists (%v), want none", n, fi.Mode())
+		case !ok && !os.IsNotExist(err):
+			return fmt.Errorf("stat %s: %v, want ENOENT", n, err)
+		case !ok:
+		case err != nil:
+			return fmt.Errorf("stat %s: %v", n, err)
+		case fi.IsDir() != want.dir || fi.Mode().Perm() != want.mode:
+			return fmt.Errorf("%s is %v, want dir %v, mode %o", n, fi.Mode(), want.dir, want.mode)
+		case !want.dir && fi.Size() != want.size:
+			return fmt.Errorf("%s is %d bytes, want %d", n, fi.Size(), want.size)
+		}
+	}
+	return nil
+}
