@@ -197,10 +197,11 @@ const minPrune = 256
 // A mark of a name no longer listed (removed or moved away here) is of
 // use only while a report of it may be this mount's echo (ownQuiet), or
 // while a watched listing waits for its report; where no report comes
-// (a peer without WATCH, a directory past the bound) such marks would
-// pile up while names come and go (temporary files, a spool): once they
-// outnumber the entries, those of a listing that is not watched and
-// whose change is ownQuiet old are let go of. Called with a.mu held.
+// (a peer without WATCH, a directory past the bound, an event
+// connection that ended) such marks would pile up while names come and
+// go (temporary files, a spool): once they outnumber the entries, those
+// of a listing not watched now whose change is ownQuiet old are let go
+// of. Called with a.mu held.
 func (a *attrCache) ownEntryLocked(dc *dirCache, dir, name string) {
 	if dc.unconfirmed == nil {
 		dc.unconfirmed = map[string]bool{}

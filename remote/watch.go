@@ -511,7 +511,7 @@ func (a *attrCache) eventedLocked(path string, e peerproto.Entry, gone bool) {
 			return
 		}
 	}
-	if old, had := dc.entries[name]; own && (had != !gone || !gone && !sameEntry(old, e)) {
+	if old, had := dc.entries[name]; own && (had == gone || !gone && !sameEntry(old, e)) { // disagrees
 		if at, ok := a.ownMarkLocked(path, now); ok && !dc.at.Before(at) {
 			// The listing was taken after this mount changed the name,
 			// and this report of it, its echo, may have been read
