@@ -56,7 +56,16 @@ func TestAttributesMatchAModel(t *testing.T) {
 	}
 	files := []string{"f0", "f1", "f2", "f3", "f4"}
 	dirs := []string{"d0", "d1"}
-	model := map[string]modelEntry{}
+	model := map[string]*modelEntry{}
+	// written records that file n now holds size bytes (made 0644 if new).
+	written := func(n string, size int64) {
+		e, ok := model[n]
+		if !ok {
+			e = &modelEntry{mode: perm(0o644)}
+			model[n] = e
+		}
+		e.size = size
+	}
 	pick := func(names []string) string { return names[rng.IntN(len(names))] }
 	existing := func(wantDir bool) []string {
 		var out []string
@@ -97,30 +106,20 @@ func TestAttributesMatchAModel(t *testing.T) {
 				data := content()
 				_, err := runCmd(t, 30*time.Second, "", "sh", "-c", `printf %s "$2" > "$1"`, "sh", p(n), string(data))
 				do(fmt.Sprintf("printf %d bytes > %s", len(data), n), err)
-				e.size = int64(len(data))
-				if !ok {
-					e.mode = perm(0o644)
-				}
-				model[n] = e
+				written(n, int64(len(data)))
 			}
 		case op == 2: // a program's write
 			n := pick(files)
 			if e, ok := model[n]; !ok || !e.dir {
 				data := content()
 				do(fmt.Sprintf("write %d bytes to %s", len(data), n), os.WriteFile(p(n), data, 0o644))
-				e.size = int64(len(data))
-				if !ok {
-					e.mode = perm(0o644)
-				}
-				model[n] = e
+				written(n, int64(len(data)))
 			}
 		case op == 3:
 			if names := existing(false); len(names) > 0 {
 				n, m := pick(names), fileModes[rng.IntN(len(fileModes))]
 				do(fmt.Sprintf("chmod %o %s", m, n), os.Chmod(p(n), m))
-				e := model[n]
-				e.mode = m
-				model[n] = e
+				model[n].mode = m
 			}
 		case op == 4:
 			if names := existing(false); len(names) > 0 {
@@ -140,9 +139,7 @@ func TestAttributesMatchAModel(t *testing.T) {
 			if names := existing(false); len(names) > 0 {
 				n, size := pick(names), int64(rng.IntN(100))
 				do(fmt.Sprintf("truncate -s %d %s", size, n), os.Truncate(p(n), size))
-				e := model[n]
-				e.size = size
-				model[n] = e
+				model[n].size = size
 			}
 		case op == 7:
 			if names := existing(false); len(names) > 0 {
@@ -155,15 +152,13 @@ func TestAttributesMatchAModel(t *testing.T) {
 					}
 				}
 				do(fmt.Sprintf("append %d bytes to %s", len(data), n), err)
-				e := model[n]
-				e.size += int64(len(data))
-				model[n] = e
+				model[n].size += int64(len(data))
 			}
 		case op == 8:
 			n := pick(dirs)
 			if _, ok := model[n]; !ok {
 				do("mkdir "+n, os.Mkdir(p(n), 0o755))
-				model[n] = modelEntry{dir: true, mode: perm(0o755)}
+				model[n] = &modelEntry{dir: true, mode: perm(0o755)}
 			} else {
 				do("rmdir "+n, os.Remove(p(n)))
 				delete(model, n)
@@ -172,9 +167,7 @@ func TestAttributesMatchAModel(t *testing.T) {
 			if names := existing(true); len(names) > 0 {
 				n, m := pick(names), dirModes[rng.IntN(len(dirModes))]
 				do(fmt.Sprintf("chmod %o %s", m, n), os.Chmod(p(n), m))
-				e := model[n]
-				e.mode = m
-				model[n] = e
+				model[n].mode = m
 			}
 		}
 		// What the mount shows: after a listing (ls -l: its entries'
@@ -212,7 +205,7 @@ func TestAttributesMatchAModel(t *testing.T) {
 }
 
 // matchModel compares what lstat says of each of names in dir with model.
-func matchModel(dir string, model map[string]modelEntry, names []string) error {
+func matchModel(dir string, model map[string]*modelEntry, names []string) error {
 	for _, n := range names {
 		fi, err := os.Lstat(filepath.Join(dir, n))
 		want, ok := model[n]
