@@ -218,19 +218,12 @@ func (a *attrCache) ownSending(path string) (answered func()) {
 	a.mu.Unlock()
 	return func() {
 		a.mu.Lock()
-		countDown(a.sending, path)
+		if a.sending[path]--; a.sending[path] <= 0 {
+			delete(a.sending, path)
+		}
 		a.ownLocked(path)
 		a.mu.Unlock()
 	}
-}
-
-// countDown takes one from m[k], deleting it at zero.
-func countDown(m map[string]int, k string) {
-	if m[k] <= 1 {
-		delete(m, k)
-		return
-	}
-	m[k]--
 }
 
 // ownLocked notes path, and its directory, as changed by this mount now
