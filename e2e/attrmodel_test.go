@@ -60,6 +60,7 @@ func TestAttributesMatchAModel(t *testing.T) {
 	}
 	files := []string{"f0", "f1", "f2", "f3", "f4"}
 	dirs := []string{"d0", "d1"}
+	names := append(slices.Clone(files), dirs...) // every name a change may make
 	model := map[string]*modelEntry{}
 	// written records that file n now holds size bytes (made 0644 if new).
 	written := func(n string, size int64) {
@@ -193,12 +194,12 @@ func TestAttributesMatchAModel(t *testing.T) {
 				fail("op %d: ls shows %q, want %q", i, got, want)
 			}
 		}
-		if err := matchModel(dir, model, append(slices.Clone(files), dirs...)); err != nil {
+		if err := matchModel(dir, model, names); err != nil {
 			fail("op %d: %v", i, err)
 		}
 		if i%50 == 49 {
 			if err := settles(10*time.Second, func() error {
-				return matchModel(filepath.Join(carol.dir(b), "model"), model, append(slices.Clone(files), dirs...))
+				return matchModel(filepath.Join(carol.dir(b), "model"), model, names)
 			}); err != nil {
 				fail("op %d: in another mount, after 10 s: %v", i, err)
 			}
@@ -206,7 +207,7 @@ func TestAttributesMatchAModel(t *testing.T) {
 	}
 	// And the peer's disk, once the changes written behind have reached it.
 	if err := settles(15*time.Second, func() error {
-		return matchModel(filepath.Join(b.export, "model"), model, append(slices.Clone(files), dirs...))
+		return matchModel(filepath.Join(b.export, "model"), model, names)
 	}); err != nil {
 		fail("on the peer's disk, after 15 s: %v", err)
 	}
